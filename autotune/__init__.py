@@ -1,0 +1,1 @@
+"""autotune: tasks, config spaces, measurement, cost model, tuners and tuning logs."""

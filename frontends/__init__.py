@@ -1,0 +1,1 @@
+"""frontends: model importers (ONNX), graph passes and whole-model compilation."""

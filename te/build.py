@@ -1,0 +1,132 @@
+"""The compile pipeline: lower -> simplify -> codegen -> optimise -> JIT, and the callable Kernel."""
+from __future__ import annotations
+
+import ctypes
+import logging
+import sys
+import time
+
+import numpy as np
+
+from . import llvm_init
+from .codegen_llvm import NUM_THREADS_GLOBAL, codegen
+from .lower import lower
+from .schedule import Schedule
+from .stmt import LoweredFunc, Store, walk_stmt
+from .target import Target, num_threads, parse
+
+log = logging.getLogger(__name__)
+
+
+def _dump(stage: str, text: str) -> None:
+    if stage in llvm_init.debug_stages():
+        sys.stderr.write(f"==== TILEWISE_DEBUG {stage} ====\n{text}\n")
+
+
+def optimize(llvm_ir: str, target: Target):
+    """Parse and verify LLVM IR, then run the O3 pipeline of the new pass manager for target."""
+    llvm = llvm_init.llvm()
+    mod = llvm.parse_assembly(llvm_ir)
+    mod.verify()
+    tm = target.machine()
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+    return mod
+
+
+def build(sch: Schedule | LoweredFunc, args: list | None = None, target=None,
+          name: str = "default_function") -> "Kernel":
+    """Compile a schedule (or a lowered function) for target (this CPU by default) into a Kernel."""
+    t0 = time.perf_counter()
+    tgt = parse(target)
+    func = sch if isinstance(sch, LoweredFunc) else lower(sch, args or [], name)    # lower + simplify
+    _dump("ir", str(func))
+    cg = codegen([func], tgt)                                                        # loop IR -> LLVM IR
+    llvm_ir = str(cg.module)
+    _dump("llvm", llvm_ir)
+    mod = optimize(llvm_ir, tgt)                                                     # O3, host features
+    _dump("llvm", f"; optimised\n{mod}")
+    if "asm" in llvm_init.debug_stages():
+        _dump("asm", tgt.machine().emit_assembly(mod))
+    kernel = Kernel(func, mod, tgt, cg.uses_openmp)                                  # MCJIT
+    kernel.build_seconds = time.perf_counter() - t0
+    return kernel
+
+
+class Kernel:
+    """A compiled function: call it with numpy arrays, in the order of the build arguments."""
+
+    def __init__(self, func: LoweredFunc, mod, target: Target, uses_openmp: bool):
+        if uses_openmp:
+            llvm_init.load_openmp()
+        llvm = llvm_init.llvm()
+        self.func = func
+        self.target = target
+        self.name = func.name
+        self.llvm_module = mod
+        self._engine = llvm.create_mcjit_compiler(mod, target.machine())
+        self._engine.finalize_object()
+        addr = self._engine.get_function_address(func.name)
+        self._cfunc = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * len(func.args))(addr)
+        nt_addr = self._engine.get_global_value_address(NUM_THREADS_GLOBAL)
+        self._num_threads = ctypes.c_int32.from_address(nt_addr)
+        self._num_threads.value = num_threads()
+        written = {id(s.buffer) for s in walk_stmt(func.body) if isinstance(s, Store)}
+        self._specs = [(b.name, tuple(b.shape), np.dtype(b.dtype if b.dtype != "bool" else np.bool_),
+                        id(b) in written) for b in func.args]
+        self.build_seconds = 0.0
+
+    @property
+    def arg_specs(self) -> list[tuple[str, tuple, np.dtype]]:
+        """(name, shape, dtype) of each argument."""
+        return [(n, s, d) for n, s, d, _ in self._specs]
+
+    def set_num_threads(self, n: int) -> None:
+        """Threads that parallel loops of this kernel use."""
+        self._num_threads.value = int(n)
+
+    def check(self, arrays) -> list[int]:
+        """Validate the arguments; returns their data pointers."""
+        if len(arrays) != len(self._specs):
+            names = ", ".join(n for n, *_ in self._specs)
+            raise ValueError(f"{self.name} takes {len(self._specs)} arrays ({names}), got {len(arrays)}")
+        ptrs = []
+        for a, (name, shape, dtype, written) in zip(arrays, self._specs):
+            if not isinstance(a, np.ndarray):
+                raise ValueError(f"argument {name}: expected a numpy array of shape {shape} and dtype "
+                                 f"{dtype}, got {type(a).__name__}")
+            if a.shape != shape:
+                raise ValueError(f"argument {name}: expected shape {shape}, got {a.shape}")
+            if a.dtype != dtype:
+                raise ValueError(f"argument {name}: expected dtype {dtype}, got {a.dtype}")
+            if not a.flags.c_contiguous:
+                raise ValueError(f"argument {name}: the array must be C-contiguous "
+                                 "(use numpy.ascontiguousarray)")
+            if written and not a.flags.writeable:
+                raise ValueError(f"argument {name}: the kernel writes it, but the array is read-only")
+            ptrs.append(a.ctypes.data)
+        return ptrs
+
+    def __call__(self, *arrays: np.ndarray) -> None:
+        rc = self._cfunc(*self.check(arrays))
+        if rc != 0:
+            raise RuntimeError(f"kernel {self.name} failed with code {rc}")
+
+    def call_unchecked(self, ptrs: list[int]) -> None:
+        """Call with raw data pointers (for timing loops that already checked the arrays)."""
+        self._cfunc(*ptrs)
+
+    def get_source(self, kind: str = "ir") -> str:
+        """The lowered loop IR ('ir'), the optimised LLVM IR ('llvm') or the assembly ('asm')."""
+        if kind == "ir":
+            return str(self.func)
+        if kind == "llvm":
+            return str(self.llvm_module)
+        if kind == "asm":
+            return self.target.machine().emit_assembly(self.llvm_module)
+        raise ValueError(f"get_source: kind must be 'ir', 'llvm' or 'asm', not {kind!r}")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{n}{list(s)}:{d}" for n, s, d, _ in self._specs)
+        return f"Kernel {self.name}({args}) for {self.target.isa}"

@@ -1,0 +1,609 @@
+"""LLVM code generation: one visitor from loop IR to llvmlite.ir.
+
+Vectorized loops are emitted as explicit LLVM vectors: the loop variable becomes the lane
+vector <0, 1, ..., L-1>, an access whose index is affine in it with stride 1 becomes one
+vector load/store, a loop-invariant one a scalar load and broadcast, anything else a
+per-lane gather/scatter; `a*b + c` on floats becomes `llvm.fma`.  A vectorized loop whose
+body cannot be vectorized (a condition or allocation that depends on the lane) falls back
+to a serial loop.  Unrolled loops are unrolled here.  Parallel loops are outlined into a
+function that libgomp's GOMP_parallel runs on every thread, each taking a static chunk.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from llvmlite import ir
+
+from .expr import (BinOp, BinOpKind, Call, Cast, Cmp, CmpKind, Const, Expr, Load, Logic, LogicKind,
+                   MathFunc, Not, Select, Var, is_float, is_unsigned, free_vars)
+from .schedule import ForKind
+from .simplify import bound, linear, simplify, skey
+from .stmt import (Allocate, Buffer, Comment, For, IfThenElse, LoweredFunc, Seq, Stmt, Store,
+                   all_exprs, stmt_exprs, walk_stmt)
+
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+PTR = ir.PointerType()
+
+LLVM_TYPES = {
+    "float32": ir.FloatType(), "float64": ir.DoubleType(), "bool": I1,
+    "int8": I8, "uint8": I8, "int16": ir.IntType(16), "uint16": ir.IntType(16),
+    "int32": I32, "uint32": I32, "int64": I64, "uint64": I64,
+}
+# How a dtype is laid out in memory (bool is a byte, as in numpy).
+MEM_TYPES = {**LLVM_TYPES, "bool": I8}
+ELEM_BYTES = {"float32": 4, "float64": 8, "bool": 1, "int8": 1, "uint8": 1, "int16": 2,
+              "uint16": 2, "int32": 4, "uint32": 4, "int64": 8, "uint64": 8}
+
+# Math functions that LLVM has intrinsics for (vector forms included).
+INTRINSICS = {MathFunc.EXP: "llvm.exp", MathFunc.LOG: "llvm.log", MathFunc.SQRT: "llvm.sqrt",
+              MathFunc.ABS: "llvm.fabs", MathFunc.FLOOR: "llvm.floor", MathFunc.CEIL: "llvm.ceil",
+              MathFunc.ROUND: "llvm.roundeven", MathFunc.POW: "llvm.pow", MathFunc.SIN: "llvm.sin",
+              MathFunc.COS: "llvm.cos"}
+# Math functions taken from libm, called per lane.
+LIBM = {MathFunc.TANH: {"float32": "tanhf", "float64": "tanh"},
+        MathFunc.ERF: {"float32": "erff", "float64": "erf"}}
+
+STACK_LIMIT = 64 * 1024     # larger allocations go to the heap
+ALIGN = 64
+
+FCMP = {CmpKind.EQ: "==", CmpKind.NE: "!=", CmpKind.LT: "<", CmpKind.LE: "<=", CmpKind.GT: ">",
+        CmpKind.GE: ">="}
+NUM_THREADS_GLOBAL = "__tilewise_num_threads"
+
+
+class CodegenError(RuntimeError):
+    """The loop IR holds something the LLVM backend cannot emit."""
+
+
+class _Vec:
+    """The vectorized loop being emitted: its variable and lane count."""
+
+    def __init__(self, var: Var, lanes: int):
+        self.var, self.lanes = var, lanes
+        self.deps: dict[int, bool] = {}
+
+    def depends(self, e: Expr) -> bool:
+        d = self.deps.get(id(e))
+        if d is None:
+            d = self.var in free_vars(e)
+            self.deps[id(e)] = d
+        return d
+
+
+class CodeGenLLVM:
+    """Emits lowered functions into one llvmlite module."""
+
+    def __init__(self, target, module_name: str = "tilewise"):
+        from .llvm_init import llvm
+        self.target = target
+        self.module = ir.Module(module_name)
+        self.module.triple = llvm().get_process_triple()
+        self.module.data_layout = str(target.machine().target_data)
+        nt = ir.GlobalVariable(self.module, I32, NUM_THREADS_GLOBAL)
+        nt.initializer = ir.Constant(I32, 0)
+        self.num_threads = nt
+        self.uses_openmp = False
+        self._n_outlined = 0
+
+    # ------------------------------------------------------------- functions
+    def add_function(self, f: LoweredFunc) -> ir.Function:
+        """Emit one kernel: i32 name(ptr noalias buf0, ptr noalias buf1, ...), returning 0."""
+        fnty = ir.FunctionType(I32, [PTR] * len(f.args))
+        fn = ir.Function(self.module, fnty, f.name)
+        fn.attributes.add("nounwind")
+        for a, b in zip(fn.args, f.args):
+            a.name = _ident(b.name)
+            a.add_attribute("noalias")
+        self._begin(fn)
+        for a, b in zip(fn.args, f.args):
+            self.bufs[b] = a
+        self.stmt(f.body)
+        self.builder.ret(ir.Constant(I32, 0))
+        return fn
+
+    def _begin(self, fn: ir.Function) -> None:
+        self.fn = fn
+        entry = fn.append_basic_block("entry")
+        self.alloca_builder = ir.IRBuilder(entry)
+        body = fn.append_basic_block("body")
+        self.alloca_builder.branch(body)
+        self.alloca_builder.position_at_start(entry)
+        self.builder = ir.IRBuilder(body)
+        self.vars: dict[Var, ir.Value] = {}
+        self.bufs: dict[Buffer, ir.Value] = {}
+        self.ranges: dict[Var, tuple[int, int]] = {}
+        self.vec: _Vec | None = None
+        self.in_parallel = False
+
+    @contextmanager
+    def _state(self):
+        saved = (self.fn, self.alloca_builder, self.builder, self.vars, self.bufs, self.ranges,
+                 self.vec, self.in_parallel)
+        try:
+            yield
+        finally:
+            (self.fn, self.alloca_builder, self.builder, self.vars, self.bufs, self.ranges,
+             self.vec, self.in_parallel) = saved
+
+    # ------------------------------------------------------------- statements
+    def stmt(self, s: Stmt) -> None:
+        method = getattr(self, "stmt_" + type(s).__name__, None)
+        if method is None:
+            raise CodegenError(f"no LLVM code generation for statement {type(s).__name__}")
+        method(s)
+
+    def stmt_Seq(self, s: Seq) -> None:
+        for x in s.stmts:
+            self.stmt(x)
+
+    def stmt_Comment(self, s: Comment) -> None:
+        pass
+
+    def stmt_Store(self, s: Store) -> None:
+        buf = s.buffer
+        value = self.expr(s.value)
+        if self.vec is not None and (self.vec.depends(s.index) or self.vec.depends(s.value)):
+            self._vector_store(buf, s.index, s.value, value)
+            return
+        ptr = self._address(buf, self.expr(s.index))
+        self.builder.store(self._to_mem(value, buf.dtype), ptr, align=ELEM_BYTES[buf.dtype])
+
+    def stmt_IfThenElse(self, s: IfThenElse) -> None:
+        cond = self.expr(s.cond)
+        if isinstance(cond.type, ir.VectorType):
+            raise CodegenError("a lane-dependent condition reached a vectorized loop")
+        if s.orelse is None:
+            with self.builder.if_then(cond):
+                self.stmt(s.then)
+        else:
+            with self.builder.if_else(cond) as (then, orelse):
+                with then:
+                    self.stmt(s.then)
+                with orelse:
+                    self.stmt(s.orelse)
+
+    def stmt_Allocate(self, s: Allocate) -> None:
+        b = s.buffer
+        nbytes = b.size * ELEM_BYTES[b.dtype]
+        if nbytes <= STACK_LIMIT:
+            ptr = self._alloca(MEM_TYPES[b.dtype], max(1, b.size), _ident(b.name))
+            self.bufs[b] = ptr
+            self.stmt(s.body)
+            return
+        size = ir.Constant(I64, (nbytes + ALIGN - 1) // ALIGN * ALIGN)
+        ptr = self.builder.call(self._libc("aligned_alloc", PTR, [I64, I64]),
+                                [ir.Constant(I64, ALIGN), size], name=_ident(b.name))
+        self.bufs[b] = ptr
+        self.stmt(s.body)
+        self.builder.call(self._libc("free", ir.VoidType(), [PTR]), [ptr])
+
+    def stmt_For(self, s: For) -> None:
+        extent = s.extent
+        kind = s.kind
+        if kind is ForKind.UNROLLED and isinstance(extent, Const):
+            self.ranges[s.var] = (0, extent.value - 1)
+            for i in range(extent.value):
+                self.vars[s.var] = ir.Constant(I64, i)
+                self.stmt(s.body)
+            del self.vars[s.var]
+            return
+        if kind is ForKind.VECTORIZED and isinstance(extent, Const) and self.vec is None \
+                and _can_vectorize(s):
+            self.ranges[s.var] = (0, extent.value - 1)
+            self.vec = _Vec(s.var, extent.value)
+            try:
+                self.stmt(s.body)
+            finally:
+                self.vec = None
+            return
+        if kind is ForKind.PARALLEL and not self.in_parallel and self.vec is None:
+            self._parallel_for(s)
+            return
+        self._serial_loop(s.var, ir.Constant(I64, 0), self.expr(extent), s.body,
+                          bound(extent, self.ranges)[1])
+
+    def _serial_loop(self, var: Var, begin: ir.Value, end: ir.Value, body: Stmt, max_end) -> None:
+        b = self.builder
+        pre = b.block
+        head = b.append_basic_block(f"{var.name}.head")
+        loop = b.append_basic_block(f"{var.name}.body")
+        done = b.append_basic_block(f"{var.name}.done")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, name=_ident(var.name))
+        i.add_incoming(begin, pre)
+        b.cbranch(b.icmp_signed("<", i, end), loop, done)
+        b.position_at_end(loop)
+        self.vars[var] = i
+        self.ranges[var] = (0, max_end - 1 if max_end != float("inf") else 2 ** 62)
+        self.stmt(body)
+        nxt = self.builder.add(i, ir.Constant(I64, 1), flags=["nsw", "nuw"])
+        i.add_incoming(nxt, self.builder.block)
+        self.builder.branch(head)
+        self.builder.position_at_end(done)
+        del self.vars[var]
+
+    def _parallel_for(self, s: For) -> None:
+        """Outline the loop body into fn(void *captures) and run it with GOMP_parallel."""
+        self.uses_openmp = True
+        used_vars = sorted({v for x in walk_stmt(s.body) for e in stmt_exprs(x) for v in free_vars(e)
+                            if v in self.vars} | ({v for v in free_vars(s.extent) if v in self.vars}),
+                           key=lambda v: v.name)
+        used_bufs = _buffers_used(s.body, self.bufs)
+        fields = [self.vars[v] for v in used_vars] + [self.bufs[b] for b in used_bufs]
+        extent = self.expr(s.extent)
+        self._n_outlined += 1
+        ofn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR]),
+                          f"{self.fn.name}.parallel{self._n_outlined}")
+        ofn.linkage = "internal"
+        ofn.attributes.add("nounwind")
+        ext_field = len(fields)
+        # the extent travels as an extra capture so the outlined function can chunk it
+        sty2 = ir.LiteralStructType([f.type for f in fields] + [I64])
+        cap = self._alloca(sty2, 1, "captures")
+        for k, v in enumerate(fields + [extent]):
+            self.builder.store(v, self.builder.gep(cap, [ir.Constant(I32, 0), ir.Constant(I32, k)],
+                                                   source_etype=sty2))
+        max_ext = bound(s.extent, self.ranges)[1]
+        outer_ranges = dict(self.ranges)
+        with self._state():
+            self._begin(ofn)
+            self.in_parallel = True
+            self.ranges = outer_ranges
+            b = self.builder
+            for k, v in enumerate(used_vars):
+                self.vars[v] = b.load(b.gep(ofn.args[0], [ir.Constant(I32, 0), ir.Constant(I32, k)],
+                                            source_etype=sty2), typ=sty2.elements[k])
+            for k, buf in enumerate(used_bufs):
+                k2 = len(used_vars) + k
+                self.bufs[buf] = b.load(b.gep(ofn.args[0], [ir.Constant(I32, 0), ir.Constant(I32, k2)],
+                                              source_etype=sty2), typ=PTR)
+            n = b.load(b.gep(ofn.args[0], [ir.Constant(I32, 0), ir.Constant(I32, ext_field)],
+                             source_etype=sty2), typ=I64)
+            tid = b.sext(b.call(self._libc("omp_get_thread_num", I32, []), []), I64)
+            nth = b.sext(b.call(self._libc("omp_get_num_threads", I32, []), []), I64)
+            chunk = b.sdiv(b.sub(b.add(n, nth), ir.Constant(I64, 1)), nth)
+            begin = b.mul(tid, chunk)
+            end = b.add(begin, chunk)
+            end = b.select(b.icmp_signed("<", end, n), end, n)
+            self._serial_loop(s.var, begin, end, s.body, max_ext)
+            self.builder.ret_void()
+        gomp = self._libc("GOMP_parallel", ir.VoidType(), [PTR, PTR, I32, I32])
+        nthreads = self.builder.load(self.num_threads, typ=I32)
+        self.builder.call(gomp, [ofn, cap, nthreads, ir.Constant(I32, 0)])
+
+    # ------------------------------------------------------------- memory
+    def _alloca(self, ty: ir.Type, count: int, name: str) -> ir.Value:
+        """An aligned stack slot in the entry block, typed as an opaque pointer."""
+        ptr = self.alloca_builder.alloca(ty, size=ir.Constant(I64, count) if count > 1 else None, name=name)
+        ptr.align = ALIGN
+        ptr.type = PTR      # llvmlite types allocas as typed pointers; LLVM 22 has only `ptr`
+        return ptr
+
+    def _address(self, buf: Buffer, index: ir.Value) -> ir.Value:
+        ptr = self.bufs.get(buf)
+        if ptr is None:
+            raise CodegenError(f"buffer {buf.name} is used outside the scope that allocates it")
+        return self.builder.gep(ptr, [index], inbounds=True, source_etype=MEM_TYPES[buf.dtype])
+
+    def _to_mem(self, v: ir.Value, dtype: str) -> ir.Value:
+        if dtype == "bool":
+            ty = ir.VectorType(I8, v.type.count) if isinstance(v.type, ir.VectorType) else I8
+            return self.builder.zext(v, ty)
+        return v
+
+    def _from_mem(self, v: ir.Value, dtype: str) -> ir.Value:
+        if dtype == "bool":
+            return self.builder.icmp_unsigned("!=", v, ir.Constant(v.type, None))
+        return v
+
+    def _affine(self, index: Expr) -> tuple[Expr, int] | None:
+        """(base, stride) when index = base + stride * lane_var with base free of the lane var."""
+        vec = self.vec
+        lin = linear(index)
+        key = skey(vec.var)
+        stride = 0
+        for k, (atom, c) in lin.terms.items():
+            if k == key:
+                stride = c
+            elif vec.var in free_vars(atom):
+                return None
+        from .expr import const, substitute
+        base = simplify(substitute(index, {vec.var: const(0, vec.var.dtype)}), self.ranges)
+        return base, stride
+
+    def expr_Load(self, e: Load) -> ir.Value:
+        buf = e.buffer
+        align = ELEM_BYTES[buf.dtype]
+        if self.vec is not None and self.vec.depends(e.index):
+            lanes = self.vec.lanes
+            aff = self._affine(e.index)
+            if aff is not None and aff[1] == 1:
+                ptr = self._address(buf, self.expr_scalar(aff[0]))
+                v = self.builder.load(ptr, typ=ir.VectorType(MEM_TYPES[buf.dtype], lanes), align=align)
+                return self._from_mem(v, buf.dtype)
+            idx = self.expr(e.index)
+            out = ir.Constant(ir.VectorType(MEM_TYPES[buf.dtype], lanes), None)
+            for lane in range(lanes):
+                i = self.builder.extract_element(idx, ir.Constant(I32, lane))
+                x = self.builder.load(self._address(buf, i), typ=MEM_TYPES[buf.dtype], align=align)
+                out = self.builder.insert_element(out, x, ir.Constant(I32, lane))
+            return self._from_mem(out, buf.dtype)
+        v = self.builder.load(self._address(buf, self.expr(e.index)), typ=MEM_TYPES[buf.dtype],
+                              align=align)
+        return self._from_mem(v, buf.dtype)
+
+    def _vector_store(self, buf: Buffer, index: Expr, value_expr: Expr, value: ir.Value) -> None:
+        lanes = self.vec.lanes
+        align = ELEM_BYTES[buf.dtype]
+        value = self._broadcast(value, lanes)
+        aff = self._affine(index)
+        if aff is not None and aff[1] == 1:
+            ptr = self._address(buf, self.expr_scalar(aff[0]))
+            self.builder.store(self._to_mem(value, buf.dtype), ptr, align=align)
+            return
+        # the same address for every lane (sequential semantics: last lane wins) or a scatter
+        idx = self._broadcast(self.expr(index), lanes)
+        mem = self._to_mem(value, buf.dtype)
+        for lane in range(lanes):
+            i = self.builder.extract_element(idx, ir.Constant(I32, lane))
+            x = self.builder.extract_element(mem, ir.Constant(I32, lane))
+            self.builder.store(x, self._address(buf, i), align=align)
+
+    # ------------------------------------------------------------- expressions
+    def expr_scalar(self, e: Expr) -> ir.Value:
+        """Emit e as a scalar even inside a vectorized loop (e must not depend on the lane)."""
+        saved, self.vec = self.vec, None
+        try:
+            return self.expr(e)
+        finally:
+            self.vec = saved
+
+    def expr(self, e: Expr) -> ir.Value:
+        method = getattr(self, "expr_" + type(e).__name__, None)
+        if method is None:
+            raise CodegenError(f"no LLVM code generation for expression {type(e).__name__} ({e})")
+        return method(e)
+
+    def _broadcast(self, v: ir.Value, lanes: int) -> ir.Value:
+        if isinstance(v.type, ir.VectorType):
+            return v
+        vty = ir.VectorType(v.type, lanes)
+        tmp = self.builder.insert_element(ir.Constant(vty, None), v, ir.Constant(I32, 0))
+        return self.builder.shuffle_vector(tmp, ir.Constant(vty, None),
+                                           ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
+
+    def _match(self, a: ir.Value, b: ir.Value) -> tuple[ir.Value, ir.Value]:
+        va, vb = isinstance(a.type, ir.VectorType), isinstance(b.type, ir.VectorType)
+        if va and not vb:
+            b = self._broadcast(b, a.type.count)
+        elif vb and not va:
+            a = self._broadcast(a, b.type.count)
+        return a, b
+
+    def _ty(self, dtype: str, like: ir.Value | None = None) -> ir.Type:
+        t = LLVM_TYPES[dtype]
+        if like is not None and isinstance(like.type, ir.VectorType):
+            return ir.VectorType(t, like.type.count)
+        return t
+
+    def expr_Const(self, e: Const) -> ir.Value:
+        return ir.Constant(LLVM_TYPES[e.dtype], e.value)
+
+    def expr_Var(self, e: Var) -> ir.Value:
+        if self.vec is not None and e is self.vec.var:
+            n = self.vec.lanes
+            return ir.Constant(ir.VectorType(I64, n), list(range(n)))
+        v = self.vars.get(e)
+        if v is None:
+            raise CodegenError(f"variable {e.name} is used outside the loop that defines it")
+        return v
+
+    def expr_BinOp(self, e: BinOp) -> ir.Value:
+        b = self.builder
+        dt = e.dtype
+        if is_float(dt) and e.op is BinOpKind.ADD:
+            for m, c in ((e.a, e.b), (e.b, e.a)):
+                if isinstance(m, BinOp) and m.op is BinOpKind.MUL:
+                    return self._fma(m.a, m.b, c)
+        x, y = self._match(self.expr(e.a), self.expr(e.b))
+        op = e.op
+        if is_float(dt):
+            if op is BinOpKind.ADD:
+                return b.fadd(x, y)
+            if op is BinOpKind.SUB:
+                return b.fsub(x, y)
+            if op is BinOpKind.MUL:
+                return b.fmul(x, y)
+            if op is BinOpKind.DIV:
+                return b.fdiv(x, y)
+            if op in (BinOpKind.MIN, BinOpKind.MAX):
+                c = b.fcmp_ordered("<" if op is BinOpKind.MIN else ">", x, y)
+                return b.select(c, x, y)
+            if op in (BinOpKind.FLOORDIV, BinOpKind.FLOORMOD):
+                q = self._intrinsic("llvm.floor", [b.fdiv(x, y)])
+                return q if op is BinOpKind.FLOORDIV else b.fsub(x, b.fmul(q, y))
+        unsigned = is_unsigned(dt)
+        if op is BinOpKind.ADD:
+            return b.add(x, y)
+        if op is BinOpKind.SUB:
+            return b.sub(x, y)
+        if op is BinOpKind.MUL:
+            return b.mul(x, y)
+        if op in (BinOpKind.MIN, BinOpKind.MAX):
+            cmp = b.icmp_unsigned if unsigned else b.icmp_signed
+            return b.select(cmp("<" if op is BinOpKind.MIN else ">", x, y), x, y)
+        if op in (BinOpKind.FLOORDIV, BinOpKind.DIV, BinOpKind.FLOORMOD):
+            is_mod = op is BinOpKind.FLOORMOD
+            if unsigned:
+                return b.urem(x, y) if is_mod else b.udiv(x, y)
+            lo_a = bound(e.a, self.ranges)[0]
+            lo_b = bound(e.b, self.ranges)[0]
+            if lo_a >= 0 and lo_b > 0:
+                return b.srem(x, y) if is_mod else b.sdiv(x, y)
+            return self._floor_divmod(x, y, is_mod)
+        raise CodegenError(f"binary operator {op.value} on {dt}")
+
+    def _floor_divmod(self, x: ir.Value, y: ir.Value, is_mod: bool) -> ir.Value:
+        b = self.builder
+        zero = ir.Constant(x.type, None)
+        r = b.srem(x, y)
+        # the remainder and the divisor have different signs: floor semantics adjust by one
+        adjust = b.and_(b.icmp_signed("!=", r, zero),
+                        b.icmp_signed("!=", b.icmp_signed("<", r, zero), b.icmp_signed("<", y, zero)))
+        if is_mod:
+            return b.select(adjust, b.add(r, y), r)
+        q = b.sdiv(x, y)
+        return b.select(adjust, b.sub(q, ir.Constant(x.type, 1) if not isinstance(x.type, ir.VectorType)
+                                      else ir.Constant(x.type, [1] * x.type.count)), q)
+
+    def _fma(self, a: Expr, b_: Expr, c: Expr) -> ir.Value:
+        x, y = self._match(self.expr(a), self.expr(b_))
+        x, z = self._match(x, self.expr(c))
+        x, y = self._match(x, y)
+        y, z = self._match(y, z)
+        return self._intrinsic("llvm.fma", [x, y, z])
+
+    def _intrinsic(self, name: str, args: list[ir.Value]) -> ir.Value:
+        ty = args[0].type
+        suffix = (f"v{ty.count}{_scalar_suffix(ty.element)}" if isinstance(ty, ir.VectorType)
+                  else _scalar_suffix(ty))
+        full = f"{name}.{suffix}"
+        fn = self.module.globals.get(full)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ty, [a.type for a in args]), full)
+        return self.builder.call(fn, args)
+
+    def _libc(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ret, args), name)
+        return fn
+
+    def expr_Cmp(self, e: Cmp) -> ir.Value:
+        x, y = self._match(self.expr(e.a), self.expr(e.b))
+        dt = e.a.dtype
+        if is_float(dt):
+            if e.op is CmpKind.NE:
+                return self.builder.fcmp_unordered("!=", x, y)
+            return self.builder.fcmp_ordered(FCMP[e.op], x, y)
+        cmp = self.builder.icmp_unsigned if is_unsigned(dt) else self.builder.icmp_signed
+        return cmp(FCMP[e.op], x, y)
+
+    def expr_Logic(self, e: Logic) -> ir.Value:
+        x, y = self._match(self.expr(e.a), self.expr(e.b))
+        return self.builder.and_(x, y) if e.op is LogicKind.AND else self.builder.or_(x, y)
+
+    def expr_Not(self, e: Not) -> ir.Value:
+        return self.builder.not_(self.expr(e.a))
+
+    def expr_Select(self, e: Select) -> ir.Value:
+        c = self.expr(e.cond)
+        t, f = self._match(self.expr(e.t), self.expr(e.f))
+        if isinstance(c.type, ir.VectorType) and not isinstance(t.type, ir.VectorType):
+            t, f = self._broadcast(t, c.type.count), self._broadcast(f, c.type.count)
+        elif isinstance(t.type, ir.VectorType) and not isinstance(c.type, ir.VectorType):
+            c = self._broadcast(c, t.type.count)
+        return self.builder.select(c, t, f)
+
+    def expr_Cast(self, e: Cast) -> ir.Value:
+        v = self.expr(e.value)
+        src, dst = e.value.dtype, e.dtype
+        b = self.builder
+        to = self._ty(dst, v)
+        if dst == "bool":
+            zero = ir.Constant(v.type, None)
+            return b.fcmp_unordered("!=", v, zero) if is_float(src) else b.icmp_unsigned("!=", v, zero)
+        if is_float(src) and is_float(dst):
+            return b.fpext(v, to) if _bits(dst) > _bits(src) else b.fptrunc(v, to)
+        if is_float(src):
+            return b.fptoui(v, to) if is_unsigned(dst) else b.fptosi(v, to)
+        if is_float(dst):
+            return b.uitofp(v, to) if is_unsigned(src) else b.sitofp(v, to)
+        sb, db = _bits(src), _bits(dst)
+        if db == sb:
+            return v
+        if db < sb:
+            return b.trunc(v, to)
+        return b.zext(v, to) if is_unsigned(src) else b.sext(v, to)
+
+    def expr_Call(self, e: Call) -> ir.Value:
+        args = [self.expr(a) for a in e.args]
+        if len(args) == 2:
+            args = list(self._match(*args))
+        f = e.func
+        b = self.builder
+        if not is_float(e.dtype):
+            if f is MathFunc.ABS:
+                x = args[0]
+                return b.select(b.icmp_signed("<", x, ir.Constant(x.type, None)), b.neg(x), x)
+            raise CodegenError(f"{f.value} of {e.dtype}")
+        if f is MathFunc.SIGMOID:
+            x = args[0]
+            one = ir.Constant(x.type, 1.0 if not isinstance(x.type, ir.VectorType)
+                              else [1.0] * x.type.count)
+            return b.fdiv(one, b.fadd(one, self._intrinsic("llvm.exp", [b.fneg(x)])))
+        if f in INTRINSICS:
+            return self._intrinsic(INTRINSICS[f], args)
+        name = LIBM[f][e.dtype]
+        x = args[0]
+        scalar_ty = x.type.element if isinstance(x.type, ir.VectorType) else x.type
+        fn = self._libc(name, scalar_ty, [scalar_ty])
+        if not isinstance(x.type, ir.VectorType):
+            return b.call(fn, [x])
+        out = ir.Constant(x.type, None)
+        for lane in range(x.type.count):
+            y = b.call(fn, [b.extract_element(x, ir.Constant(I32, lane))])
+            out = b.insert_element(out, y, ir.Constant(I32, lane))
+        return out
+
+
+def _can_vectorize(s: For) -> bool:
+    """Can this loop's body run as lanes? (no lane-dependent branch, allocation or inner parallel)."""
+    var = s.var
+    for x in walk_stmt(s.body):
+        if isinstance(x, Allocate):
+            return False
+        if isinstance(x, IfThenElse) and var in free_vars(x.cond):
+            return False
+        if isinstance(x, For) and var in free_vars(x.extent):
+            return False
+    return True
+
+
+def _buffers_used(s: Stmt, known: dict) -> list[Buffer]:
+    found: dict[int, Buffer] = {}
+    for x in walk_stmt(s):
+        exprs = list(stmt_exprs(x))
+        if isinstance(x, Store) and x.buffer in known:
+            found.setdefault(id(x.buffer), x.buffer)
+        for e in exprs:
+            for sub in all_exprs(e):
+                if isinstance(sub, Load) and sub.buffer in known:
+                    found.setdefault(id(sub.buffer), sub.buffer)
+    return sorted(found.values(), key=lambda b: b.name)
+
+
+def _scalar_suffix(t: ir.Type) -> str:
+    if isinstance(t, ir.FloatType):
+        return "f32"
+    if isinstance(t, ir.DoubleType):
+        return "f64"
+    return f"i{t.width}"
+
+
+def _bits(dtype: str) -> int:
+    from .expr import DTYPE_BITS
+    return DTYPE_BITS[dtype]
+
+
+def _ident(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._" else "_" for c in name) or "v"
+
+
+def codegen(funcs: list[LoweredFunc], target) -> CodeGenLLVM:
+    """Emit the given lowered functions into one LLVM module."""
+    cg = CodeGenLLVM(target)
+    for f in funcs:
+        cg.add_function(f)
+    return cg

@@ -1,0 +1,446 @@
+"""Expression IR: small frozen nodes with operator overloading, in the style of TVM's tir.
+
+Every node carries its dtype.  Python numbers mix freely with expressions and take the
+expression's dtype.  `==` on expressions builds a comparison node whose truth value (for
+dict and list look-ups only) is object identity, as in TVM.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Union
+
+FLOAT_DTYPES = ("float32", "float64")
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
+INDEX_DTYPE = "int64"
+
+DTYPE_BITS = {"bool": 1, "int8": 8, "uint8": 8, "int16": 16, "uint16": 16, "int32": 32,
+              "uint32": 32, "int64": 64, "uint64": 64, "float32": 32, "float64": 64}
+
+
+def is_float(dtype: str) -> bool:
+    """True for floating-point dtypes."""
+    return dtype in FLOAT_DTYPES
+
+
+def is_int(dtype: str) -> bool:
+    """True for integer dtypes (signed or unsigned, not bool)."""
+    return dtype in INT_DTYPES
+
+
+def is_unsigned(dtype: str) -> bool:
+    """True for unsigned integer dtypes and bool."""
+    return dtype.startswith("uint") or dtype == "bool"
+
+
+def check_dtype(dtype: str) -> str:
+    """Return dtype if tilewise supports it, else raise a ValueError listing the supported ones."""
+    dtype = str(dtype)
+    if dtype not in DTYPES:
+        raise ValueError(f"unsupported dtype {dtype!r}; tilewise supports {', '.join(DTYPES)}")
+    return dtype
+
+
+class BinOpKind(enum.Enum):
+    ADD = "+"
+    SUB = "-"
+    MUL = "*"
+    DIV = "/"          # true division (floats); floor division for integers
+    FLOORDIV = "//"
+    FLOORMOD = "%"
+    MIN = "min"
+    MAX = "max"
+
+
+class CmpKind(enum.Enum):
+    EQ = "=="
+    NE = "!="
+    LT = "<"
+    LE = "<="
+    GT = ">"
+    GE = ">="
+
+
+class LogicKind(enum.Enum):
+    AND = "&&"
+    OR = "||"
+
+
+class MathFunc(enum.Enum):
+    EXP = "exp"
+    LOG = "log"
+    SQRT = "sqrt"
+    TANH = "tanh"
+    SIGMOID = "sigmoid"
+    ERF = "erf"
+    ABS = "abs"
+    FLOOR = "floor"
+    CEIL = "ceil"
+    ROUND = "round"
+    POW = "pow"
+    SIN = "sin"
+    COS = "cos"
+
+
+ExprLike = Union["Expr", int, float, bool]
+
+
+class Expr:
+    """Base of all expression nodes; gives them arithmetic and comparison operators."""
+
+    __slots__ = ()
+    dtype: str
+    __hash__ = object.__hash__
+
+    def __add__(self, o): return binary(BinOpKind.ADD, self, o)
+    def __radd__(self, o): return binary(BinOpKind.ADD, o, self)
+    def __sub__(self, o): return binary(BinOpKind.SUB, self, o)
+    def __rsub__(self, o): return binary(BinOpKind.SUB, o, self)
+    def __mul__(self, o): return binary(BinOpKind.MUL, self, o)
+    def __rmul__(self, o): return binary(BinOpKind.MUL, o, self)
+    def __truediv__(self, o): return binary(BinOpKind.DIV, self, o)
+    def __rtruediv__(self, o): return binary(BinOpKind.DIV, o, self)
+    def __floordiv__(self, o): return binary(BinOpKind.FLOORDIV, self, o)
+    def __rfloordiv__(self, o): return binary(BinOpKind.FLOORDIV, o, self)
+    def __mod__(self, o): return binary(BinOpKind.FLOORMOD, self, o)
+    def __rmod__(self, o): return binary(BinOpKind.FLOORMOD, o, self)
+    def __neg__(self): return binary(BinOpKind.SUB, const(0, self.dtype), self)
+    def __lt__(self, o): return compare(CmpKind.LT, self, o)
+    def __le__(self, o): return compare(CmpKind.LE, self, o)
+    def __gt__(self, o): return compare(CmpKind.GT, self, o)
+    def __ge__(self, o): return compare(CmpKind.GE, self, o)
+    def __eq__(self, o): return compare(CmpKind.EQ, self, o)  # type: ignore[override]
+    def __ne__(self, o): return compare(CmpKind.NE, self, o)  # type: ignore[override]
+    def __and__(self, o): return logic(LogicKind.AND, self, o)
+    def __rand__(self, o): return logic(LogicKind.AND, o, self)
+    def __or__(self, o): return logic(LogicKind.OR, self, o)
+    def __ror__(self, o): return logic(LogicKind.OR, o, self)
+    def __invert__(self): return Not(as_bool(self))
+
+    def __bool__(self):
+        raise TypeError("a symbolic expression has no Python truth value; "
+                        "use te.if_then_else / te.all / te.any to branch on it")
+
+    def astype(self, dtype: str) -> "Expr":
+        """Cast this expression to dtype."""
+        return cast(dtype, self)
+
+    def same_as(self, other: Any) -> bool:
+        """Identity comparison (what `is` means for IR nodes)."""
+        return self is other
+
+    def __str__(self) -> str:
+        from .printer import expr_str
+        return expr_str(self)
+
+    __repr__ = __str__
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Const(Expr):
+    value: Any
+    dtype: str
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Var(Expr):
+    name: str
+    dtype: str = INDEX_DTYPE
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class BinOp(Expr):
+    op: BinOpKind
+    a: Expr
+    b: Expr
+    dtype: str
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Cmp(Expr):
+    op: CmpKind
+    a: Expr
+    b: Expr
+    dtype: str = "bool"
+
+    def __bool__(self):
+        # Only identity: lets IR nodes be dict keys and list members.
+        if self.op is CmpKind.EQ:
+            return self.a is self.b
+        if self.op is CmpKind.NE:
+            return self.a is not self.b
+        return Expr.__bool__(self)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Logic(Expr):
+    op: LogicKind
+    a: Expr
+    b: Expr
+    dtype: str = "bool"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Not(Expr):
+    a: Expr
+    dtype: str = "bool"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Select(Expr):
+    cond: Expr
+    t: Expr
+    f: Expr
+    dtype: str
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Cast(Expr):
+    value: Expr
+    dtype: str
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Call(Expr):
+    func: MathFunc
+    args: tuple
+    dtype: str
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class TensorLoad(Expr):
+    """Read of a te tensor at (multi-dimensional) indices; replaced by Load when lowering."""
+    tensor: Any
+    indices: tuple
+    dtype: str
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Load(Expr):
+    """Read of a flat buffer in the loop IR."""
+    buffer: Any
+    index: Expr
+    dtype: str
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Reduce(Expr):
+    """A commutative reduction over reduce axes; only allowed at the top of a compute body."""
+    combiner: Any
+    source: Expr
+    axis: tuple
+    condition: Expr | None
+    dtype: str
+
+
+# ---------------------------------------------------------------- constructors
+
+def const(value: Any, dtype: str | None = None) -> Const:
+    """A constant; dtype defaults to int64 for ints, float32 for floats, bool for bools."""
+    if dtype is None:
+        if isinstance(value, bool):
+            dtype = "bool"
+        elif isinstance(value, int):
+            dtype = INDEX_DTYPE
+        elif isinstance(value, float):
+            dtype = "float32"
+        else:
+            raise TypeError(f"cannot make a constant from {value!r} ({type(value).__name__})")
+    dtype = check_dtype(dtype)
+    if dtype == "bool":
+        value = bool(value)
+    elif is_int(dtype):
+        value = int(value)
+    else:
+        value = float(value)
+    return Const(value, dtype)
+
+
+def convert(value: ExprLike, dtype: str | None = None) -> Expr:
+    """Turn a Python number into a Const (of dtype when given); leave expressions alone."""
+    if isinstance(value, Expr):
+        return value
+    if hasattr(value, "dtype") and hasattr(value, "item"):      # numpy scalar
+        return const(value.item(), dtype or str(value.dtype))
+    if isinstance(value, (bool, int, float)):
+        if dtype is not None and isinstance(value, float) and not is_float(dtype):
+            dtype = "float32"
+        return const(value, dtype)
+    if hasattr(value, "op") and hasattr(value, "shape"):
+        raise TypeError(f"tensor {getattr(value, 'name', value)!r} used as a value; index it, e.g. T[i, j]")
+    raise TypeError(f"cannot use {value!r} ({type(value).__name__}) in an expression")
+
+
+def _wider(a: str, b: str) -> str:
+    if a == b:
+        return a
+    if is_float(a) != is_float(b):
+        return a if is_float(a) else b
+    if a == "bool":
+        return b
+    if b == "bool":
+        return a
+    return a if DTYPE_BITS[a] >= DTYPE_BITS[b] else b
+
+
+def _unify(a: ExprLike, b: ExprLike) -> tuple[Expr, Expr]:
+    if isinstance(a, Expr) and not isinstance(b, Expr):
+        return a, convert(b, a.dtype)
+    if isinstance(b, Expr) and not isinstance(a, Expr):
+        return convert(a, b.dtype), b
+    a, b = convert(a), convert(b)
+    dt = _wider(a.dtype, b.dtype)
+    return cast(dt, a), cast(dt, b)
+
+
+def binary(op: BinOpKind, a: ExprLike, b: ExprLike) -> Expr:
+    """Build a binary arithmetic node, promoting operand dtypes."""
+    a, b = _unify(a, b)
+    if a.dtype == "bool":
+        a, b = cast("int32", a), cast("int32", b)
+    if op is BinOpKind.DIV and not is_float(a.dtype):
+        op = BinOpKind.FLOORDIV
+    return BinOp(op, a, b, a.dtype)
+
+
+def compare(op: CmpKind, a: ExprLike, b: ExprLike) -> Expr:
+    """Build a comparison node (dtype bool)."""
+    a, b = _unify(a, b)
+    return Cmp(op, a, b)
+
+
+def as_bool(x: ExprLike) -> Expr:
+    """Convert to a bool expression (non-zero is true)."""
+    x = convert(x, "bool") if not isinstance(x, Expr) else x
+    if x.dtype == "bool":
+        return x
+    return Cmp(CmpKind.NE, x, const(0, x.dtype))
+
+
+def logic(op: LogicKind, a: ExprLike, b: ExprLike) -> Expr:
+    """Build a logical and/or node."""
+    return Logic(op, as_bool(a), as_bool(b))
+
+
+def cast(dtype: str, value: ExprLike) -> Expr:
+    """Cast value to dtype (a no-op when it already has it)."""
+    dtype = check_dtype(dtype)
+    if not isinstance(value, Expr):
+        return convert(value, dtype) if not isinstance(value, float) or is_float(dtype) else const(value, dtype)
+    if value.dtype == dtype:
+        return value
+    if isinstance(value, Const):
+        return const(value.value, dtype)
+    return Cast(value, dtype)
+
+
+def min_value(dtype: str) -> Const:
+    """The smallest value of dtype (-inf for floats)."""
+    if is_float(dtype):
+        return const(float("-inf"), dtype)
+    if dtype == "bool":
+        return const(False, dtype)
+    bits = DTYPE_BITS[dtype]
+    return const(0 if is_unsigned(dtype) else -(1 << (bits - 1)), dtype)
+
+
+def max_value(dtype: str) -> Const:
+    """The largest value of dtype (+inf for floats)."""
+    if is_float(dtype):
+        return const(float("inf"), dtype)
+    if dtype == "bool":
+        return const(True, dtype)
+    bits = DTYPE_BITS[dtype]
+    return const((1 << bits) - 1 if is_unsigned(dtype) else (1 << (bits - 1)) - 1, dtype)
+
+
+# ---------------------------------------------------------------- tree walking
+
+def children(e: Expr) -> tuple:
+    """The sub-expressions of a node, in a fixed order."""
+    if isinstance(e, (BinOp, Cmp, Logic)):
+        return (e.a, e.b)
+    if isinstance(e, Not):
+        return (e.a,)
+    if isinstance(e, Select):
+        return (e.cond, e.t, e.f)
+    if isinstance(e, Cast):
+        return (e.value,)
+    if isinstance(e, Call):
+        return e.args
+    if isinstance(e, TensorLoad):
+        return e.indices
+    if isinstance(e, Load):
+        return (e.index,)
+    if isinstance(e, Reduce):
+        return (e.source,) + ((e.condition,) if e.condition is not None else ())
+    return ()
+
+
+def rebuild(e: Expr, kids: tuple) -> Expr:
+    """A copy of e with new children (e itself when nothing changed)."""
+    if all(k is o for k, o in zip(kids, children(e))):
+        return e
+    if isinstance(e, BinOp):
+        return BinOp(e.op, kids[0], kids[1], e.dtype)
+    if isinstance(e, Cmp):
+        return Cmp(e.op, kids[0], kids[1])
+    if isinstance(e, Logic):
+        return Logic(e.op, kids[0], kids[1])
+    if isinstance(e, Not):
+        return Not(kids[0])
+    if isinstance(e, Select):
+        return Select(kids[0], kids[1], kids[2], e.dtype)
+    if isinstance(e, Cast):
+        return Cast(kids[0], e.dtype)
+    if isinstance(e, Call):
+        return Call(e.func, tuple(kids), e.dtype)
+    if isinstance(e, TensorLoad):
+        return TensorLoad(e.tensor, tuple(kids), e.dtype)
+    if isinstance(e, Load):
+        return Load(e.buffer, kids[0], e.dtype)
+    if isinstance(e, Reduce):
+        return Reduce(e.combiner, kids[0], e.axis, kids[1] if len(kids) > 1 else None, e.dtype)
+    raise TypeError(f"rebuild: unknown node {type(e).__name__}")
+
+
+def transform(e: Expr, fn) -> Expr:
+    """Bottom-up rewrite: fn(node_with_rewritten_children) -> node or None (keep)."""
+    memo: dict[int, Expr] = {}
+
+    def go(x: Expr) -> Expr:
+        key = id(x)
+        if key in memo:
+            return memo[key]
+        new = rebuild(x, tuple(go(k) for k in children(x)))
+        out = fn(new)
+        out = new if out is None else out
+        memo[key] = out
+        return out
+    return go(e)
+
+
+def substitute(e: Expr, mapping: dict) -> Expr:
+    """Replace Vars by expressions (mapping keyed by Var)."""
+    if not mapping:
+        return e
+    return transform(e, lambda x: mapping.get(x) if isinstance(x, Var) else None)
+
+
+def walk(e: Expr):
+    """Yield every node of the tree (pre-order; shared nodes once)."""
+    seen: set[int] = set()
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        yield x
+        stack.extend(children(x))
+
+
+def free_vars(e: Expr) -> set:
+    """The Vars an expression reads."""
+    return {x for x in walk(e) if isinstance(x, Var)}

@@ -1,0 +1,375 @@
+"""Lowering: a Schedule becomes a loop-IR function.
+
+Steps: inline the compute_inline'd stages; infer the region each stage must produce (the whole
+tensor at the root, the part its consumer reads under a compute_at loop); derive every loop's
+extent from the splits and fuses; then build each stage's loop nest, with the stages computed
+at its loops nested inside, reductions as an init nest plus an update nest, and guards where a
+split does not divide or a region overhangs its tensor.  `lower()` then simplifies.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .expr import (INDEX_DTYPE, BinOp, BinOpKind, Cmp, CmpKind, Const, Expr, Load, Logic, LogicKind,
+                   Reduce, TensorLoad, Var, const, free_vars, substitute, transform, walk)
+from .schedule import AttachType, ForKind, Fuse, Schedule, ScheduleError, Split, Stage
+from .simplify import INF, Linear, bound, linear, simplify, simplify_func
+from .stmt import Allocate, Buffer, Comment, For, IfThenElse, LoweredFunc, Stmt, Store, seq
+from .tensor import IterKind, IterVar, PlaceholderOp, Tensor
+
+log = logging.getLogger(__name__)
+
+MAX_VECTOR_LANES = 64
+MAX_UNROLL = 512
+
+
+@dataclass
+class StageInfo:
+    """What lowering knows about one stage: region, loop extents, and ivar values."""
+    stage: Stage
+    body: tuple                 # inlined body expressions
+    region_min: list[Expr]      # per output dimension, in enclosing loop vars
+    region_ext: list[int]
+    ext: dict                   # IterVar -> int extent
+    value: dict                 # IterVar -> Expr in leaf vars (offset from region/dom min)
+    guards: list[Expr]
+    buffers: list[Buffer]
+
+
+def _flatten(indices: list[Expr], shape: tuple[int, ...]) -> Expr:
+    out: Expr = const(0, INDEX_DTYPE)
+    for idx, n in zip(indices, shape):
+        out = out * n + idx
+    return out
+
+
+class Lowering:
+    def __init__(self, sch: Schedule, args: list[Tensor], name: str):
+        self.sch, self.name = sch, name
+        self.args = args
+        self.arg_buffers: dict[int, Buffer] = {}       # id(op) of the stage op, output idx -> Buffer
+        self.info: dict[Stage, StageInfo] = {}
+        self.live = [st for st in sch.stages if st.attach_type is not AttachType.INLINE]
+
+    # ------------------------------------------------------------- arguments
+    def bind_args(self) -> list[Buffer]:
+        bufs = []
+        seen = set()
+        for t in self.args:
+            if not isinstance(t, Tensor):
+                raise TypeError(f"te.build/lower arguments must be tensors, got {t!r}")
+            st = self.sch[t]
+            key = (id(st), t.value_index)
+            if key in seen:
+                raise ValueError(f"tensor {t.name} is passed twice in the argument list")
+            seen.add(key)
+            if st.attach_type is not AttachType.ROOT:
+                raise ScheduleError(f"stage {st.name}: it is an argument of the function, so it must be "
+                                    f"computed at the root (it is {st.attach_type.value})")
+            b = Buffer(t.name, t.shape, t.dtype)
+            self.arg_buffers[key] = b
+            bufs.append(b)
+        for st in self.live:
+            if isinstance(st.op, PlaceholderOp) and (id(st), 0) not in self.arg_buffers:
+                if self._is_read(st):
+                    raise ValueError(f"placeholder {st.name} is read but is not in the argument list")
+        for op in self.sch.outputs:
+            st = self.sch[op]
+            for i in range(op.num_outputs):
+                if (id(st), i) not in self.arg_buffers:
+                    raise ValueError(f"output {st.name} is not in the argument list; pass it so the "
+                                     "result has somewhere to go")
+        return bufs
+
+    def _is_read(self, producer: Stage) -> bool:
+        for st in self.sch.stages:
+            if st.attach_type is not AttachType.INLINE and hasattr(st.op, "body"):
+                if self.sch._reads(st, producer):
+                    return True
+        return False
+
+    # ------------------------------------------------------------- inlining
+    def inline_bodies(self) -> dict[Stage, tuple]:
+        bodies: dict[Stage, tuple] = {}
+        for st in self.sch.stages:
+            if isinstance(st.op, PlaceholderOp):
+                continue
+
+            def repl(e, bodies=bodies):
+                if isinstance(e, TensorLoad):
+                    src = self.sch[e.tensor]
+                    if src.attach_type is AttachType.INLINE:
+                        body = bodies[src][e.tensor.value_index]
+                        return substitute(body, {a.var: i for a, i in zip(src.op.axis, e.indices)})
+                return None
+            bodies[st] = tuple(transform(b, repl) for b in st.op.body)
+        return bodies
+
+    # ------------------------------------------------------------- bound inference
+    def infer(self, bodies: dict[Stage, tuple]) -> None:
+        for st in reversed(self.live):
+            if isinstance(st.op, PlaceholderOp):
+                continue
+            op = st.op
+            if st.attach_type is AttachType.ROOT:
+                rmin: list[Expr] = [const(0, INDEX_DTYPE)] * len(op.shape)
+                rext = list(op.shape)
+            else:
+                rmin, rext = self.region_at(st, bodies)
+            ext: dict = {}
+            for a, e in zip(op.axis, rext):
+                ext[a] = e
+            for a in op.reduce_axis:
+                ext[a] = a.dom[1]
+            for rel in st.relations:
+                if isinstance(rel, Split):
+                    e = ext[rel.parent]
+                    if rel.factor is not None:
+                        ext[rel.inner], ext[rel.outer] = rel.factor, -(-e // rel.factor)
+                    else:
+                        ext[rel.outer], ext[rel.inner] = rel.nparts, -(-e // rel.nparts)
+                else:
+                    ext[rel.fused] = ext[rel.outer] * ext[rel.inner]
+            value: dict = {iv: iv.var for iv in st.leaf_iter_vars}
+            guards: list[Expr] = []
+            for rel in reversed(st.relations):
+                if isinstance(rel, Split):
+                    f = ext[rel.inner]
+                    value[rel.parent] = value[rel.outer] * f + value[rel.inner]
+                    if ext[rel.outer] * f > ext[rel.parent]:
+                        guards.append(value[rel.parent] < ext[rel.parent])
+                else:
+                    n = ext[rel.inner]
+                    value[rel.outer] = value[rel.fused] // n
+                    value[rel.inner] = value[rel.fused] % n
+            if st.attach_type is AttachType.SCOPE:
+                # the region may overhang the tensor: compute only the points that exist
+                for a, m, n in zip(op.axis, rmin, op.shape):
+                    idx = m + value[a]
+                    guards.append(Logic(LogicKind.AND, Cmp(CmpKind.GE, idx, const(0, INDEX_DTYPE)),
+                                        Cmp(CmpKind.LT, idx, const(n, INDEX_DTYPE))))
+            self._check_annotations(st, ext)
+            bufs = []
+            for i, t in enumerate(op.outputs):
+                b = self.arg_buffers.get((id(st), i))
+                if b is None:
+                    shape = tuple(rext)
+                    b = Buffer(t.name if st.scope == "global" else f"{t.name}", shape, t.dtype, st.scope)
+                bufs.append(b)
+            self.info[st] = StageInfo(st, bodies[st], rmin, rext, ext, value, guards, bufs)
+
+    def _check_annotations(self, st: Stage, ext: dict) -> None:
+        for iv, kind in st.iter_attrs.items():
+            if iv not in st.leaf_iter_vars:
+                continue
+            e = ext[iv]
+            if not isinstance(e, int):
+                raise ScheduleError(f"stage {st.name}: {kind.value} axis {iv.name} has no constant extent")
+            if kind is ForKind.VECTORIZED and e > MAX_VECTOR_LANES:
+                raise ScheduleError(f"stage {st.name}: vectorize {iv.name}: extent {e} is more than "
+                                    f"{MAX_VECTOR_LANES} lanes; split it and vectorize the inner part")
+            if kind is ForKind.UNROLLED and e > MAX_UNROLL:
+                raise ScheduleError(f"stage {st.name}: unroll {iv.name}: extent {e} is more than "
+                                    f"{MAX_UNROLL}; split it and unroll the inner part")
+
+    def root_index(self, st: Stage) -> dict:
+        """Var of each root/reduce axis -> its index expression (region min + loop value)."""
+        info = self.info[st]
+        m = {a.var: info.region_min[d] + info.value[a] for d, a in enumerate(st.op.axis)}
+        for a in st.op.reduce_axis:
+            m[a.var] = info.value[a] + a.dom[0] if a.dom[0] else info.value[a]
+        return m
+
+    def region_at(self, st: Stage, bodies) -> tuple[list[Expr], list[int]]:
+        """The region of st that its consumer reads below the compute_at loop."""
+        parent = st.attach_stage
+        iv = parent.leaf_of(st.attach_ivar)
+        pinfo = self.info.get(parent)
+        if pinfo is None:
+            raise ScheduleError(f"stage {st.name}: computed at {parent.name}, which is inlined or not "
+                                "part of the computation")
+        others = [c for c in self.live if c is not parent and c is not st and hasattr(c.op, "body")
+                  and self.sch._reads(c, st)]
+        if others:
+            raise ScheduleError(f"stage {st.name}: it is computed at {parent.name} but {others[0].name} "
+                                "reads it too; compute it at the root or inline it")
+        pos = parent.leaf_iter_vars.index(iv)
+        relax = {leaf.var: (0, pinfo.ext[leaf] - 1) for leaf in parent.leaf_iter_vars[pos + 1:]}
+        vmap = self.root_index(parent)
+        shape = st.op.shape
+        lows: list[list[Linear]] = [[] for _ in shape]
+        highs: list[list[Linear]] = [[] for _ in shape]
+        full = [False] * len(shape)
+        for body in pinfo.body:
+            for x in walk(body):
+                if not (isinstance(x, TensorLoad) and self.sch[x.tensor] is st):
+                    continue
+                for d, idx in enumerate(x.indices):
+                    lo, hi = _relaxed_bounds(simplify(substitute(idx, vmap)), relax)
+                    if lo is None:
+                        full[d] = True
+                    else:
+                        lows[d].append(lo)
+                        highs[d].append(hi)
+        rmin, rext = [], []
+        for d, n in enumerate(shape):
+            lo = _pick(lows[d], -1) if not full[d] else None
+            hi = _pick(highs[d], 1) if not full[d] else None
+            span = None if lo is None or hi is None else hi.add(lo, -1)
+            if span is None or span.terms or not lows[d]:
+                rmin.append(const(0, INDEX_DTYPE))
+                rext.append(n)
+            else:
+                rmin.append(simplify(lo.to_expr()))
+                rext.append(int(span.const) + 1)
+        return rmin, rext
+
+    # ------------------------------------------------------------- statements
+    def load_of(self, e: TensorLoad) -> Expr:
+        st = self.sch[e.tensor]
+        if isinstance(st.op, PlaceholderOp):
+            b = self.arg_buffers[(id(st), 0)]
+            return Load(b, _flatten(list(e.indices), b.shape), e.dtype)
+        info = self.info[st]
+        b = info.buffers[e.tensor.value_index]
+        rel = [i - m if not (isinstance(m, Const) and m.value == 0) else i
+               for i, m in zip(e.indices, info.region_min)]
+        return Load(b, _flatten(rel, b.shape), e.dtype)
+
+    def body_value(self, st: Stage, e: Expr) -> Expr:
+        e = substitute(e, self.root_index(st))
+        return transform(e, lambda x: self.load_of(x) if isinstance(x, TensorLoad) else None)
+
+    def make_nest(self, st: Stage) -> Stmt:
+        info = self.info[st]
+        op = st.op
+        leaves = st.leaf_iter_vars
+        out_index = [_flatten([info.value[a] for a in op.axis], b.shape) for b in info.buffers]
+        data_guards = [g for g in info.guards if not self._uses_reduce(st, g)]
+        body0 = info.body[0]
+        if isinstance(body0, Reduce):
+            buf = info.buffers[0]
+            src = self.body_value(st, body0.source)
+            acc = Load(buf, out_index[0], buf.dtype)
+            update: Stmt = Store(buf, out_index[0], body0.combiner.combine(acc, src))
+            if body0.condition is not None:
+                update = IfThenElse(self.body_value(st, body0.condition), update)
+            init: Stmt = Store(buf, out_index[0], body0.combiner.identity(buf.dtype))
+            first_r = next(i for i, lv in enumerate(leaves) if lv.kind is IterKind.REDUCE)
+            inner_leaves = set(leaves[first_r:])
+            init_leaves = [lv for lv in leaves[first_r:] if lv.kind is IterKind.DATA_PAR]
+            inner_guards = [g for g in info.guards if self._leaf_vars(st, g) & inner_leaves]
+            outer_guards = [g for g in info.guards if not self._leaf_vars(st, g) & inner_leaves]
+            init_guards = [g for g in data_guards if self._leaf_vars(st, g) & set(init_leaves)]
+            init_nest = self.wrap(st, init_leaves, init, init_guards, attach=False)
+            upd_nest = self.wrap(st, leaves[first_r:], update, inner_guards, attach=True)
+            return self.wrap(st, leaves[:first_r], seq([init_nest, upd_nest]), outer_guards, attach=True)
+        stores = [Store(b, out_index[i], self.body_value(st, info.body[i]))
+                  for i, b in enumerate(info.buffers)]
+        return self.wrap(st, leaves, seq(stores), info.guards, attach=True)
+
+    def _leaf_vars(self, st: Stage, g: Expr) -> set:
+        vs = free_vars(g)
+        return {lv for lv in st.leaf_iter_vars if lv.var in vs}
+
+    def _uses_reduce(self, st: Stage, g: Expr) -> bool:
+        return any(lv.kind is IterKind.REDUCE for lv in self._leaf_vars(st, g))
+
+    def _deepest(self, st: Stage, g: Expr, leaves: list) -> int | None:
+        used = self._leaf_vars(st, g)
+        pos = [i for i, lv in enumerate(leaves) if lv in used]
+        return max(pos) if pos else None
+
+    def wrap(self, st: Stage, leaves: list, inner: Stmt, guards: list, attach: bool) -> Stmt:
+        """Wrap `inner` in the loops of `leaves`, each guard placed under its deepest loop."""
+        placed: dict[int, list] = {}
+        for g in guards:
+            d = self._deepest(st, g, leaves)
+            placed.setdefault(-1 if d is None else d, []).append(g)
+        stmt = inner
+        for pos in range(len(leaves) - 1, -2, -1):
+            conds = placed.get(pos, [])
+            if conds:
+                c = conds[0]
+                for x in conds[1:]:
+                    c = Logic(LogicKind.AND, c, x)
+                stmt = IfThenElse(c, stmt)
+            if pos < 0:
+                break
+            lv = leaves[pos]
+            if attach:
+                stmt = self.attach_children(st, lv, stmt)
+            kind = st.iter_attrs.get(lv, ForKind.SERIAL)
+            stmt = For(lv.var, const(self.info[st].ext[lv], INDEX_DTYPE), kind, stmt,
+                       tuple(st.pragmas.get(lv, ())))
+        return stmt
+
+    def attach_children(self, st: Stage, lv: IterVar, rest: Stmt) -> Stmt:
+        kids = [c for c in self.live if c.attach_type is AttachType.SCOPE and c.attach_stage is st
+                and st.leaf_of(c.attach_ivar) is lv]
+        for c in reversed(kids):
+            rest = self.realize(c, rest)
+        return rest
+
+    def realize(self, st: Stage, rest: Stmt) -> Stmt:
+        """Allocate st's buffers (unless arguments), compute it, then run `rest`."""
+        stmt = seq([Comment(f"produce {st.name}"), self.make_nest(st), rest])
+        for b in self.info[st].buffers:
+            if b not in self.arg_buffers.values():
+                stmt = Allocate(b, stmt)
+        return stmt
+
+    def run(self) -> LoweredFunc:
+        args = self.bind_args()
+        bodies = self.inline_bodies()
+        self.infer(bodies)
+        roots = [st for st in self.live if st.attach_type is AttachType.ROOT
+                 and not isinstance(st.op, PlaceholderOp)]
+        body: Stmt = seq([])
+        for st in reversed(roots):
+            body = self.realize(st, body)
+        return LoweredFunc(self.name, args, body)
+
+
+def _relaxed_bounds(e: Expr, relax: dict) -> tuple[Linear | None, Linear | None]:
+    """Symbolic (lo, hi) of e with the `relax` vars ranging over their intervals, others kept."""
+    lin = linear(e)
+    lo = Linear(e.dtype, k=lin.const)
+    hi = Linear(e.dtype, k=lin.const)
+    for key, (atom, c) in lin.terms.items():
+        vs = free_vars(atom)
+        relaxed = {v for v in vs if v in relax}
+        if not relaxed:
+            lo.terms[key] = [atom, c]
+            hi.terms[key] = [atom, c]
+            continue
+        if len(relaxed) != len(vs):
+            return None, None
+        alo, ahi = bound(atom, relax)
+        if alo == -INF or ahi == INF:
+            return None, None
+        a_lo, a_hi = (c * alo, c * ahi) if c > 0 else (c * ahi, c * alo)
+        lo.const += a_lo
+        hi.const += a_hi
+    return lo, hi
+
+
+def _pick(forms: list[Linear], sign: int) -> Linear | None:
+    """The smallest (sign -1) or largest (sign 1) of linear forms that differ by constants."""
+    if not forms:
+        return None
+    best = forms[0]
+    for f in forms[1:]:
+        diff = f.add(best, -1)
+        if diff.terms:
+            return None
+        if diff.const * sign > 0:
+            best = f
+    return best
+
+
+def lower(sch: Schedule, args: list, name: str = "default_function", simple: bool = True) -> LoweredFunc:
+    """Lower a schedule to a loop-IR function of the given argument tensors."""
+    f = Lowering(sch, list(args), name).run()
+    return simplify_func(f) if simple else f

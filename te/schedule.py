@@ -1,0 +1,478 @@
+"""Schedules: stages, the primitives that reshape their loops, and the recorded steps.
+
+Names and argument orders follow TVM: `split` returns (outer, inner), `reorder` lists the
+outermost loop first, `compute_at(parent_stage, axis)`.  Every primitive checks its inputs
+and raises ScheduleError (naming the stage, the axis and the reason) before anything is
+compiled, and appends a Step so a schedule can be printed, hashed and replayed.
+"""
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from .expr import Var, substitute, transform, TensorLoad
+from .tensor import ComputeOp, IterKind, IterVar, Operation, PlaceholderOp, Tensor
+
+
+class ScheduleError(ValueError):
+    """An invalid schedule: names the stage, the axis and the reason."""
+
+
+class ForKind(enum.Enum):
+    SERIAL = "serial"
+    PARALLEL = "parallel"
+    VECTORIZED = "vectorized"
+    UNROLLED = "unrolled"
+
+
+class AttachType(enum.Enum):
+    ROOT = "root"
+    INLINE = "inline"
+    SCOPE = "scope"
+
+
+@dataclass(frozen=True)
+class Split:
+    parent: IterVar
+    outer: IterVar
+    inner: IterVar
+    factor: int | None
+    nparts: int | None
+
+
+@dataclass(frozen=True)
+class Fuse:
+    outer: IterVar
+    inner: IterVar
+    fused: IterVar
+
+
+@dataclass(frozen=True)
+class Step:
+    """One primitive applied to one stage; axis arguments are kept by name so steps replay."""
+    kind: str
+    stage: str
+    args: tuple
+
+    def __str__(self) -> str:
+        return f"s[{self.stage}].{self.kind}({', '.join(map(str, self.args))})"
+
+    def to_json(self) -> list:
+        return [self.kind, self.stage, list(self.args)]
+
+
+@dataclass(eq=False)
+class Stage:
+    """The schedule of one operation: its loop structure and where it is computed."""
+    op: Operation
+    schedule: "Schedule"
+    name: str
+    origin_op: Operation | None = None
+    leaf_iter_vars: list[IterVar] = field(default_factory=list)
+    all_iter_vars: list[IterVar] = field(default_factory=list)
+    relations: list = field(default_factory=list)
+    iter_attrs: dict = field(default_factory=dict)          # IterVar -> ForKind
+    pragmas: dict = field(default_factory=dict)             # IterVar -> [(key, value)]
+    attach_type: AttachType = AttachType.ROOT
+    attach_stage: "Stage | None" = None
+    attach_ivar: IterVar | None = None
+    is_output: bool = False
+    scope: str = "global"
+
+    def __post_init__(self):
+        if isinstance(self.op, ComputeOp):
+            self.leaf_iter_vars = list(self.op.axis) + list(self.op.reduce_axis)
+            self.all_iter_vars = list(self.leaf_iter_vars)
+
+    def __repr__(self) -> str:
+        return f"Stage({self.name})"
+
+    # ------------------------------------------------------------- helpers
+    def _error(self, msg: str) -> ScheduleError:
+        return ScheduleError(f"stage {self.name}: {msg}")
+
+    def _check_compute(self, prim: str) -> None:
+        if not isinstance(self.op, ComputeOp):
+            raise self._error(f"{prim} needs a compute stage; {self.name} is a placeholder (an input)")
+
+    def _leaf(self, iv, prim: str) -> IterVar:
+        self._check_compute(prim)
+        if not isinstance(iv, IterVar):
+            raise self._error(f"{prim}: expected an axis (IterVar), got {iv!r}")
+        if iv in self.leaf_iter_vars:
+            return iv
+        owner = self.schedule._owner_of(iv)
+        if owner is not None and owner is not self:
+            raise self._error(f"{prim}: axis {iv.name} belongs to stage {owner.name}, not to {self.name}")
+        if iv in self.all_iter_vars:
+            raise self._error(f"{prim}: axis {iv.name} was already split or fused; use the axes it returned")
+        raise self._error(f"{prim}: axis {iv.name} is not an axis of this stage")
+
+    def _record(self, kind: str, *args) -> None:
+        self.schedule.steps.append(Step(kind, self.name, tuple(args)))
+
+    def _new_iv(self, name: str, kind: IterKind) -> IterVar:
+        taken = {v.name for v in self.all_iter_vars}
+        base, n = name, 1
+        while name in taken:
+            name = f"{base}{n}"
+            n += 1
+        iv = IterVar(Var(name), None, kind)
+        self.all_iter_vars.append(iv)
+        return iv
+
+    def leaf_of(self, iv: IterVar) -> IterVar:
+        """The leaf loop whose body is the body of axis iv (after later splits and fuses)."""
+        while iv not in self.leaf_iter_vars:
+            nxt = None
+            for rel in self.relations:
+                if isinstance(rel, Split) and rel.parent is iv:
+                    nxt = rel.inner
+                elif isinstance(rel, Fuse) and iv in (rel.outer, rel.inner):
+                    nxt = rel.fused
+            if nxt is None:
+                raise self._error(f"axis {iv.name} is not a loop of this stage")
+            iv = nxt
+        return iv
+
+    def _touch(self, prim: str) -> None:
+        if self.attach_type is AttachType.INLINE:
+            raise self._error(f"{prim}: the stage was compute_inline'd and has no loops of its own")
+
+    # ------------------------------------------------------------- loop primitives
+    def split(self, parent: IterVar, factor: int | None = None, nparts: int | None = None):
+        """Split an axis into (outer, inner); inner has `factor` iterations (or outer has `nparts`)."""
+        self._touch("split")
+        parent = self._leaf(parent, "split")
+        if (factor is None) == (nparts is None):
+            raise self._error(f"split of {parent.name}: give exactly one of factor= or nparts=")
+        n = factor if factor is not None else nparts
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise self._error(f"split of {parent.name}: factor/nparts must be a positive int, got {n!r}")
+        outer = self._new_iv(f"{parent.name}.outer", parent.kind)
+        inner = self._new_iv(f"{parent.name}.inner", parent.kind)
+        self.relations.append(Split(parent, outer, inner, factor, nparts))
+        i = self.leaf_iter_vars.index(parent)
+        self.leaf_iter_vars[i:i + 1] = [outer, inner]
+        self._record("split", parent.name, "factor" if factor is not None else "nparts", n)
+        return outer, inner
+
+    def tile(self, x_parent: IterVar, y_parent: IterVar, x_factor: int, y_factor: int):
+        """Tile two axes: returns (x_outer, y_outer, x_inner, y_inner), in that loop order."""
+        xo, xi = self.split(x_parent, factor=x_factor)
+        yo, yi = self.split(y_parent, factor=y_factor)
+        self.reorder(xo, yo, xi, yi)
+        return xo, yo, xi, yi
+
+    def reorder(self, *order: IterVar) -> None:
+        """Reorder leaf axes: the given axes take the positions they held, outermost first."""
+        self._touch("reorder")
+        if len(order) == 1 and isinstance(order[0], (list, tuple)):
+            order = tuple(order[0])
+        ivs = [self._leaf(iv, "reorder") for iv in order]
+        if len(set(map(id, ivs))) != len(ivs):
+            raise self._error("reorder: an axis is listed twice: " + ", ".join(i.name for i in ivs))
+        positions = sorted(self.leaf_iter_vars.index(iv) for iv in ivs)
+        for pos, iv in zip(positions, ivs):
+            self.leaf_iter_vars[pos] = iv
+        self._record("reorder", *[iv.name for iv in ivs])
+
+    def fuse(self, *axes: IterVar) -> IterVar:
+        """Fuse adjacent axes (outermost first) into one."""
+        self._touch("fuse")
+        if len(axes) == 1 and isinstance(axes[0], (list, tuple)):
+            axes = tuple(axes[0])
+        if len(axes) < 2:
+            raise self._error("fuse needs at least two axes")
+        ivs = [self._leaf(iv, "fuse") for iv in axes]
+        names = [iv.name for iv in ivs]
+        pos = [self.leaf_iter_vars.index(iv) for iv in ivs]
+        if pos != list(range(pos[0], pos[0] + len(pos))):
+            order = ", ".join(v.name for v in self.leaf_iter_vars)
+            raise self._error(f"fuse({', '.join(names)}): the axes are not adjacent and in order "
+                              f"(current loop order: {order}); reorder them first")
+        if len({iv.kind for iv in ivs}) != 1:
+            raise self._error(f"fuse({', '.join(names)}): cannot fuse a reduction axis with a data axis")
+        fused = ivs[0]
+        for iv in ivs[1:]:
+            new = self._new_iv(f"{fused.name}.{iv.name}.fused", iv.kind)
+            self.relations.append(Fuse(fused, iv, new))
+            i = self.leaf_iter_vars.index(fused)
+            self.leaf_iter_vars[i:i + 2] = [new]
+            fused = new
+        self._record("fuse", *names)
+        return fused
+
+    def _annotate(self, iv: IterVar, kind: ForKind, prim: str) -> None:
+        self._touch(prim)
+        iv = self._leaf(iv, prim)
+        if iv.kind is IterKind.REDUCE and kind in (ForKind.PARALLEL, ForKind.VECTORIZED):
+            raise self._error(f"{prim}: {iv.name} is a reduction axis; its iterations all write the "
+                              "same element, so they cannot run in parallel lanes or threads")
+        old = self.iter_attrs.get(iv)
+        if old is not None and old is not kind:
+            raise self._error(f"{prim}: axis {iv.name} is already marked {old.value}")
+        self.iter_attrs[iv] = kind
+        self._record(prim, iv.name)
+
+    def vectorize(self, iv: IterVar) -> None:
+        """Run the loop as SIMD lanes (explicit LLVM vectors); its extent must be a constant."""
+        self._annotate(iv, ForKind.VECTORIZED, "vectorize")
+
+    def unroll(self, iv: IterVar) -> None:
+        """Unroll the loop completely in the generated IR."""
+        self._annotate(iv, ForKind.UNROLLED, "unroll")
+
+    def parallel(self, iv: IterVar) -> None:
+        """Run the loop's iterations on the OpenMP thread pool."""
+        self._annotate(iv, ForKind.PARALLEL, "parallel")
+
+    def pragma(self, iv: IterVar, key: str, value=None) -> None:
+        """Attach an annotation (key, value) to a loop; kept in the loop IR for later passes."""
+        self._touch("pragma")
+        iv = self._leaf(iv, "pragma")
+        self.pragmas.setdefault(iv, []).append((str(key), value))
+        self._record("pragma", iv.name, str(key), value)
+
+    # ------------------------------------------------------------- placement primitives
+    def compute_at(self, parent: "Stage", iv: IterVar) -> None:
+        """Compute this stage inside loop `iv` of the consuming stage `parent`."""
+        self._check_compute("compute_at")
+        if not isinstance(parent, Stage):
+            raise self._error(f"compute_at: expected a stage (s[T]), got {parent!r}")
+        if self.is_output:
+            raise self._error("compute_at: an output stage must stay at the root")
+        if parent is self:
+            raise self._error("compute_at: a stage cannot be computed inside itself")
+        if iv not in parent.leaf_iter_vars:
+            owner = self.schedule._owner_of(iv)
+            where = f"it belongs to stage {owner.name}" if owner else "it is not an axis of the schedule"
+            raise self._error(f"compute_at: axis {getattr(iv, 'name', iv)} is not a loop of stage "
+                              f"{parent.name} ({where})")
+        if not self.schedule._reads(parent, self):
+            raise self._error(f"compute_at: stage {parent.name} does not read {self.name}; a stage can "
+                              "only be computed inside a loop of a stage that consumes it")
+        s = parent
+        while s is not None:
+            if s is self:
+                raise self._error(f"compute_at: {parent.name} is itself computed inside {self.name}")
+            s = s.attach_stage
+        self.attach_type, self.attach_stage, self.attach_ivar = AttachType.SCOPE, parent, iv
+        self._record("compute_at", parent.name, iv.name)
+
+    def compute_inline(self) -> None:
+        """Substitute this stage's expression into its consumers; it gets no buffer or loops."""
+        self._check_compute("compute_inline")
+        if self.is_output:
+            raise self._error("compute_inline: an output stage cannot be inlined")
+        if self.op.reduce_axis:
+            raise self._error("compute_inline: a reduction cannot be inlined; use compute_at")
+        if self.relations or self.iter_attrs:
+            raise self._error("compute_inline: the stage already has loop primitives applied")
+        for st in self.schedule.stages:
+            if st.attach_stage is self:
+                raise self._error(f"compute_inline: stage {st.name} is computed at this stage")
+        self.attach_type, self.attach_stage, self.attach_ivar = AttachType.INLINE, None, None
+        self._record("compute_inline")
+
+    def compute_root(self) -> None:
+        """Compute this stage at the root, in its own loop nest (the default)."""
+        self._check_compute("compute_root")
+        self.attach_type, self.attach_stage, self.attach_ivar = AttachType.ROOT, None, None
+        self._record("compute_root")
+
+
+class Schedule:
+    """The schedule of a set of output operations and everything they read."""
+
+    def __init__(self, outputs: list[Operation]):
+        self.outputs = list(outputs)
+        self.steps: list[Step] = []
+        self.stages: list[Stage] = []
+        self.stage_map: dict[Operation, Stage] = {}
+        names: set[str] = set()
+        for op in _topo_order(self.outputs):
+            name, n = op.name, 1
+            while name in names:
+                name, n = f"{op.name}_{n}", n + 1
+            names.add(name)
+            st = Stage(op, self, name)
+            st.is_output = op in self.outputs
+            self.stages.append(st)
+            self.stage_map[op] = st
+
+    def __getitem__(self, t) -> Stage:
+        op = t.op if isinstance(t, Tensor) else t
+        st = self.stage_map.get(op)
+        if st is None:
+            raise ScheduleError(f"{getattr(op, 'name', op)!r} is not part of this schedule "
+                                f"(stages: {', '.join(s.name for s in self.stages)})")
+        return st
+
+    def stage(self, name: str) -> Stage:
+        """Look a stage up by name."""
+        for st in self.stages:
+            if st.name == name:
+                return st
+        raise ScheduleError(f"no stage named {name!r} (stages: {', '.join(s.name for s in self.stages)})")
+
+    def _owner_of(self, iv: IterVar) -> Stage | None:
+        for st in self.stages:
+            if iv in st.all_iter_vars:
+                return st
+        return None
+
+    def _reads(self, consumer: Stage, producer: Stage) -> bool:
+        """Does consumer read producer, directly or through inlined stages?"""
+        todo = [t.op for t in consumer.op.input_tensors]
+        seen = set()
+        while todo:
+            op = todo.pop()
+            if id(op) in seen:
+                continue
+            seen.add(id(op))
+            st = self.stage_map.get(op)
+            if st is producer:
+                return True
+            if st is not None and st.attach_type is AttachType.INLINE:
+                todo.extend(t.op for t in st.op.input_tensors)
+        return False
+
+    # ------------------------------------------------------------- caches
+    def cache_write(self, tensor: Tensor, scope: str = "local") -> Tensor:
+        """Compute `tensor` into a new cache stage; the original stage becomes a copy out of it."""
+        st = self[tensor]
+        st._check_compute("cache_write")
+        if st.relations or st.iter_attrs or any(s.attach_stage is st for s in self.stages):
+            raise st._error("cache_write must come before any other primitive on the stage")
+        if st.op.num_outputs != 1:
+            raise st._error("cache_write of a multi-output stage is not supported")
+        old: ComputeOp = st.op
+        cache_axis = tuple(IterVar(Var(f"{a.name}.c"), a.dom, a.kind) for a in old.axis)
+        vmap = {a.var: c.var for a, c in zip(old.axis, cache_axis)}
+        body = tuple(substitute(b, vmap) for b in old.body)
+        cache_op = ComputeOp(f"{old.name}.{scope}", old.shape, cache_axis, body, old.tag, old.attrs)
+        cache_t = cache_op.output(0)
+        copy_op = ComputeOp(old.name, old.shape, old.axis,
+                            (cache_t[tuple(a.var for a in old.axis)],), old.tag, old.attrs)
+        cache_st = Stage(cache_op, self, cache_op.name, scope=scope)
+        st.origin_op = st.origin_op or old
+        st.op = copy_op
+        st.leaf_iter_vars = list(copy_op.axis)
+        st.all_iter_vars = list(copy_op.axis)
+        self.stage_map[copy_op] = st
+        self.stage_map[cache_op] = cache_st
+        self.stages.insert(self.stages.index(st), cache_st)
+        self.steps.append(Step("cache_write", st.name, (scope,)))
+        return cache_t
+
+    def cache_read(self, tensor: Tensor, scope: str, readers: list) -> Tensor:
+        """Copy `tensor` into a new stage read by `readers` instead of the original."""
+        src = self[tensor]
+        reader_stages = [self[r] for r in readers]
+        shape = tensor.shape
+        axis = tuple(IterVar(Var(f"ax{d}"), (0, n)) for d, n in enumerate(shape))
+        op = ComputeOp(f"{src.name}.{scope}", shape, axis, (tensor[tuple(a.var for a in axis)],))
+        new_t = op.output(0)
+        for rs in reader_stages:
+            if rs.relations or rs.iter_attrs:
+                raise rs._error("cache_read must come before loop primitives on its readers")
+            old: ComputeOp = rs.op
+            remap = (lambda e, ot=tensor, nt=new_t:
+                     TensorLoad(nt, e.indices, e.dtype) if isinstance(e, TensorLoad) and e.tensor.op is ot.op
+                     and e.tensor.value_index == ot.value_index else None)
+            new_op = ComputeOp(old.name, old.shape, old.axis,
+                               tuple(transform(b, remap) for b in old.body), old.tag, old.attrs)
+            rs.origin_op = rs.origin_op or old
+            rs.op = new_op
+            self.stage_map[new_op] = rs
+        st = Stage(op, self, op.name, scope=scope)
+        self.stage_map[op] = st
+        first = min(self.stages.index(rs) for rs in reader_stages)
+        self.stages.insert(max(first, self.stages.index(src) + 1), st)
+        self.steps.append(Step("cache_read", src.name, (scope, tuple(r.name for r in reader_stages))))
+        return new_t
+
+    # ------------------------------------------------------------- printing, hashing, replay
+    def __str__(self) -> str:
+        return "\n".join(str(s) for s in self.steps) or "(default schedule)"
+
+    def to_json(self) -> list:
+        """The steps as plain JSON data."""
+        return [s.to_json() for s in self.steps]
+
+    def hash(self) -> str:
+        """A stable hash of the steps."""
+        return hashlib.sha256(json.dumps(self.to_json(), default=str).encode()).hexdigest()[:16]
+
+
+def _topo_order(outputs: list[Operation]) -> list[Operation]:
+    order: list[Operation] = []
+    state: dict[int, int] = {}
+
+    def visit(op: Operation) -> None:
+        st = state.get(id(op))
+        if st == 2:
+            return
+        if st == 1:
+            raise ScheduleError(f"cycle through {op.name}")
+        state[id(op)] = 1
+        for t in op.input_tensors:
+            visit(t.op)
+        state[id(op)] = 2
+        order.append(op)
+
+    for op in outputs:
+        visit(op)
+    return order
+
+
+def create_schedule(ops) -> Schedule:
+    """A default schedule (every stage at the root, loops in axis order) for the given outputs."""
+    if not isinstance(ops, (list, tuple)):
+        ops = [ops]
+    ops = [o.op if isinstance(o, Tensor) else o for o in ops]
+    for o in ops:
+        if not isinstance(o, Operation):
+            raise TypeError(f"create_schedule expects operations or tensors, got {o!r}")
+        if isinstance(o, PlaceholderOp):
+            raise ScheduleError(f"{o.name} is a placeholder; schedule the compute that produces the output")
+    return Schedule(ops)
+
+
+def replay(sch: Schedule, steps: list) -> Schedule:
+    """Apply recorded steps (Step objects or their JSON form) to a fresh schedule of the same ops."""
+    for st in steps:
+        kind, stage_name, args = (st.kind, st.stage, st.args) if isinstance(st, Step) else st
+        stage = sch.stage(stage_name)
+
+        def ax(name, stage=stage):
+            for iv in stage.all_iter_vars:
+                if iv.name == name:
+                    return iv
+            raise ScheduleError(f"replay: stage {stage.name} has no axis named {name!r}")
+        if kind == "split":
+            parent, how, n = args
+            stage.split(ax(parent), **{how: n})
+        elif kind == "reorder":
+            stage.reorder(*[ax(a) for a in args])
+        elif kind == "fuse":
+            stage.fuse(*[ax(a) for a in args])
+        elif kind in ("vectorize", "unroll", "parallel"):
+            getattr(stage, kind)(ax(args[0]))
+        elif kind == "pragma":
+            stage.pragma(ax(args[0]), args[1], args[2])
+        elif kind == "compute_at":
+            parent = sch.stage(args[0])
+            stage.compute_at(parent, next(iv for iv in parent.all_iter_vars if iv.name == args[1]))
+        elif kind in ("compute_inline", "compute_root"):
+            getattr(stage, kind)()
+        elif kind == "cache_write":
+            sch.cache_write(stage.op.output(0), args[0])
+        elif kind == "cache_read":
+            sch.cache_read(stage.op.output(0), args[0], [sch.stage(n).op for n in args[1]])
+        else:
+            raise ScheduleError(f"replay: unknown step {kind!r}")
+    return sch

@@ -1,0 +1,139 @@
+"""Loop IR: the statements that lowering produces and codegen consumes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from .expr import Expr, Var, children as expr_children
+from .schedule import ForKind
+
+
+@dataclass(eq=False)
+class Buffer:
+    """A flat, typed region of memory: an argument, or an allocation of the function."""
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scope: str = "global"
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def __repr__(self) -> str:
+        return f"Buffer({self.name}, {self.shape}, {self.dtype})"
+
+
+class Stmt:
+    """Base of loop-IR statements."""
+
+    def __str__(self) -> str:
+        from .printer import stmt_str
+        return stmt_str(self)
+
+
+@dataclass(eq=False)
+class For(Stmt):
+    var: Var
+    extent: Expr
+    kind: ForKind
+    body: Stmt
+    pragmas: tuple = ()
+
+
+@dataclass(eq=False)
+class Store(Stmt):
+    buffer: Buffer
+    index: Expr
+    value: Expr
+
+
+@dataclass(eq=False)
+class Allocate(Stmt):
+    buffer: Buffer
+    body: Stmt
+
+
+@dataclass(eq=False)
+class IfThenElse(Stmt):
+    cond: Expr
+    then: Stmt
+    orelse: Stmt | None = None
+
+
+@dataclass(eq=False)
+class Seq(Stmt):
+    stmts: list[Stmt] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Comment(Stmt):
+    """A marker kept for printing (e.g. which stage a nest produces); generates no code."""
+    text: str
+
+
+def seq(stmts: list[Stmt]) -> Stmt:
+    """A Seq, flattened; a single statement stays itself."""
+    flat: list[Stmt] = []
+    for s in stmts:
+        if isinstance(s, Seq):
+            flat.extend(s.stmts)
+        elif s is not None:
+            flat.append(s)
+    return flat[0] if len(flat) == 1 else Seq(flat)
+
+
+def stmt_children(s: Stmt) -> list[Stmt]:
+    """The statements directly inside s."""
+    if isinstance(s, (For, Allocate)):
+        return [s.body]
+    if isinstance(s, IfThenElse):
+        return [s.then] + ([s.orelse] if s.orelse is not None else [])
+    if isinstance(s, Seq):
+        return list(s.stmts)
+    return []
+
+
+def walk_stmt(s: Stmt) -> Iterator[Stmt]:
+    """Every statement under s, pre-order."""
+    stack = [s]
+    while stack:
+        x = stack.pop()
+        yield x
+        stack.extend(reversed(stmt_children(x)))
+
+
+def stmt_exprs(s: Stmt) -> list[Expr]:
+    """The expressions a statement holds itself (not those of nested statements)."""
+    if isinstance(s, For):
+        return [s.extent]
+    if isinstance(s, Store):
+        return [s.index, s.value]
+    if isinstance(s, IfThenElse):
+        return [s.cond]
+    return []
+
+
+def all_exprs(e: Expr) -> Iterator[Expr]:
+    """Every sub-expression (pre-order, with repeats)."""
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        yield x
+        stack.extend(expr_children(x))
+
+
+@dataclass(eq=False)
+class LoweredFunc:
+    """A lowered kernel: its name, argument buffers and loop-IR body."""
+    name: str
+    args: list[Buffer]
+    body: Stmt
+    attrs: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        from .printer import func_str
+        return func_str(self)
