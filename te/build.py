@@ -65,7 +65,7 @@ class Kernel:
         self.target = target
         self.name = func.name
         self.llvm_module = mod
-        self._engine = llvm.create_mcjit_compiler(mod, target.machine())
+        self._engine = llvm.create_mcjit_compiler(mod, target.new_machine())
         self._engine.finalize_object()
         addr = self._engine.get_function_address(func.name)
         self._cfunc = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * len(func.args))(addr)

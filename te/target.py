@@ -53,12 +53,20 @@ class Target:
         return s + (f" -mattr={self.features}" if self.features else "")
 
     def machine(self):
-        """An llvmlite TargetMachine for this target (O3, position independent)."""
-        return _machine(self.cpu, self.features)
+        """A shared llvmlite TargetMachine for this target (O3, position independent)."""
+        return _shared_machine(self.cpu, self.features)
+
+    def new_machine(self):
+        """A TargetMachine of its own, for an execution engine (which takes ownership and frees it)."""
+        return _new_machine(self.cpu, self.features)
 
 
 @functools.lru_cache(maxsize=None)
-def _machine(cpu: str, features: str):
+def _shared_machine(cpu: str, features: str):
+    return _new_machine(cpu, features)
+
+
+def _new_machine(cpu: str, features: str):
     llvm = llvm_init.llvm()
     t = llvm.Target.from_triple(llvm.get_process_triple())
     return t.create_target_machine(cpu=cpu, features=features, opt=3, reloc="pic", codemodel="default")

@@ -1,0 +1,63 @@
+"""Shared helpers for the benchmarks: timing with medians, thread control, table printing."""
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+
+import numpy as np
+
+
+def time_call(fn, *args, min_repeats: int = 5, min_seconds: float = 0.5, warmup: int = 1) -> dict:
+    """Run fn(*args) repeatedly; return median/min/max seconds over at least min_repeats runs."""
+    for _ in range(warmup):
+        fn(*args)
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_repeats or (time.perf_counter() - start < min_seconds and len(times) < 200):
+        t = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - t)
+    return {"median": statistics.median(times), "min": min(times), "max": max(times), "n": len(times)}
+
+
+@contextlib.contextmanager
+def numpy_threads(n: int):
+    """Limit numpy's BLAS to n threads inside the block."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=n):
+        yield
+
+
+def blas_info() -> str:
+    """Which BLAS numpy uses, and which kernel it picked (threadpoolctl)."""
+    from threadpoolctl import threadpool_info
+    infos = [f"{d.get('internal_api')} {d.get('version')} ({d.get('architecture')})"
+             for d in threadpool_info() if d.get("user_api") == "blas"]
+    return ", ".join(infos) or "unknown"
+
+
+def table(headers: list[str], rows: list[list], aligns: str | None = None) -> str:
+    """A Markdown table."""
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    aligns = aligns or "l" + "r" * (len(headers) - 1)
+
+    def fmt(r):
+        return "| " + " | ".join(c.ljust(w) if a == "l" else c.rjust(w)
+                                 for c, w, a in zip(r, widths, aligns)) + " |"
+    sep = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2))
+                         for w, a in zip(widths, aligns)) + "|"
+    return "\n".join([fmt(headers), sep] + [fmt(r) for r in cells])
+
+
+def env_note() -> str:
+    """A one-line description of the machine and settings a table was measured on."""
+    import te
+    t = te.target.host()
+    blas = os.environ.get("OPENBLAS_CORETYPE")
+    note = f"CPU {t.cpu} ({t.isa}), {os.cpu_count()} cores, numpy {np.__version__} with {blas_info()}"
+    if blas:
+        note += f", OPENBLAS_CORETYPE={blas}"
+    return note

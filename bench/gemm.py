@@ -1,0 +1,178 @@
+"""TVM's "How to optimize GEMM on CPU" ladder, in tilewise, against numpy and the machine's peak.
+
+    python bench/gemm.py            # M = N = K = 1024, fp32
+    python bench/gemm.py --size 512 --quick
+
+Each step adds one idea to the one before.  Steps up to "write cache" run on one thread and
+are compared with numpy on one thread; "parallel" and "register blocking" run on both cores.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import te                                   # noqa: E402
+from te import machine                      # noqa: E402
+from common import env_note, numpy_threads, table, time_call   # noqa: E402
+
+BN = 32          # column block (two AVX-512 vectors of fp32)
+BM = 8           # rows of the register tile in the last step
+
+
+def declare(M, N, K, packed: bool):
+    A = te.placeholder((M, K), name="A")
+    B = te.placeholder((K, N), name="B")
+    k = te.reduce_axis((0, K), name="k")
+    if not packed:
+        C = te.compute((M, N), lambda i, j: te.sum(A[i, k] * B[k, j], axis=k), name="C")
+        return A, B, C, None, k
+    Bp = te.compute((N // BN, K, BN), lambda jo, kk, ji: B[kk, jo * BN + ji], name="packedB")
+    C = te.compute((M, N), lambda i, j: te.sum(A[i, k] * Bp[j // BN, k, j % BN], axis=k), name="C")
+    return A, B, C, Bp, k
+
+
+def baseline(M, N, K):
+    A, B, C, _, _ = declare(M, N, K, False)
+    return te.create_schedule(C.op), [A, B, C]
+
+
+def blocking(M, N, K, vectorize=False, permute=False):
+    A, B, C, _, k = declare(M, N, K, False)
+    s = te.create_schedule(C.op)
+    mo, no, mi, ni = s[C].tile(C.op.axis[0], C.op.axis[1], BN, BN)
+    ko, ki = s[C].split(k, factor=4)
+    s[C].reorder(mo, no, ko, mi, ki, ni) if permute else s[C].reorder(mo, no, ko, ki, mi, ni)
+    if vectorize:
+        s[C].vectorize(ni)
+    return s, [A, B, C]
+
+
+def packing(M, N, K):
+    A, B, C, Bp, k = declare(M, N, K, True)
+    s = te.create_schedule(C.op)
+    mo, no, mi, ni = s[C].tile(C.op.axis[0], C.op.axis[1], BN, BN)
+    ko, ki = s[C].split(k, factor=4)
+    s[C].reorder(mo, no, ko, mi, ki, ni)
+    s[C].vectorize(ni)
+    s[Bp].vectorize(Bp.op.axis[2])
+    return s, [A, B, C]
+
+
+def write_cache(M, N, K, parallel=False):
+    A, B, C, Bp, k = declare(M, N, K, True)
+    s = te.create_schedule(C.op)
+    CC = s.cache_write(C, "local")
+    mo, no, mi, ni = s[C].tile(C.op.axis[0], C.op.axis[1], BN, BN)
+    s[CC].compute_at(s[C], no)
+    mc, nc = s[CC].op.axis
+    (kc,) = s[CC].op.reduce_axis
+    ko, ki = s[CC].split(kc, factor=4)
+    s[CC].reorder(ko, mc, ki, nc)
+    s[CC].unroll(ki)
+    s[CC].vectorize(nc)
+    s[C].vectorize(ni)
+    s[Bp].vectorize(Bp.op.axis[2])
+    if parallel:
+        s[C].parallel(mo)
+        s[Bp].parallel(Bp.op.axis[0])
+    return s, [A, B, C]
+
+
+def register_blocking(M, N, K):
+    """An 8 x 32 accumulator tile held in vector registers: cache_write + compute_at + unroll + vectorize."""
+    A, B, C, Bp, k = declare(M, N, K, True)
+    s = te.create_schedule(C.op)
+    CC = s.cache_write(C, "local")
+    mo, no, mi, ni = s[C].tile(C.op.axis[0], C.op.axis[1], BM, BN)
+    s[CC].compute_at(s[C], no)
+    mc, nc = s[CC].op.axis
+    (kc,) = s[CC].op.reduce_axis
+    ko, ki = s[CC].split(kc, factor=4)
+    s[CC].reorder(ko, ki, mc, nc)
+    s[CC].unroll(ki)
+    s[CC].unroll(mc)
+    s[CC].vectorize(nc)
+    s[C].vectorize(ni)
+    s[C].parallel(s[C].fuse(mo, no))
+    s[Bp].vectorize(Bp.op.axis[2])
+    s[Bp].parallel(Bp.op.axis[0])
+    return s, [A, B, C]
+
+
+LADDER = [
+    ("baseline", lambda M, N, K: baseline(M, N, K), 1),
+    ("blocking", lambda M, N, K: blocking(M, N, K), 1),
+    ("vectorize", lambda M, N, K: blocking(M, N, K, vectorize=True), 1),
+    ("loop permutation", lambda M, N, K: blocking(M, N, K, vectorize=True, permute=True), 1),
+    ("array packing", packing, 1),
+    ("write cache", lambda M, N, K: write_cache(M, N, K), 1),
+    ("parallel", lambda M, N, K: write_cache(M, N, K, parallel=True), 2),
+    ("register blocking", register_blocking, 2),
+    ("register blocking", register_blocking, 1),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=1024, help="M = N = K (a multiple of 32; default 1024)")
+    ap.add_argument("--quick", action="store_true", help="skip the slow baseline and blocking steps")
+    ap.add_argument("--builds", type=int, default=5, help="builds per schedule for the build-time median")
+    a = ap.parse_args()
+    M = N = K = a.size
+    if M % BN:
+        ap.error(f"--size must be a multiple of {BN}")
+    flops = 2.0 * M * N * K
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((M, K), dtype=np.float32)
+    B = rng.standard_normal((K, N), dtype=np.float32)
+    ref = A.astype(np.float64) @ B.astype(np.float64)
+
+    print(env_note())
+    peak = {n: machine.peak_gflops(n) for n in (1, 2)}
+    npy = {}
+    for n in (1, 2):
+        with numpy_threads(n):
+            npy[n] = flops / time_call(np.matmul, A, B)["median"] / 1e9
+    print(f"fp32 FMA peak: {peak[1]:.0f} GFLOP/s on 1 thread, {peak[2]:.0f} on 2; "
+          f"numpy.matmul: {npy[1]:.0f} GFLOP/s on 1 thread, {npy[2]:.0f} on 2\n")
+
+    rows = []
+    build_times = []
+    for name, make, threads in LADDER:
+        if a.quick and name in ("baseline", "blocking"):
+            continue
+        times = []
+        for _ in range(a.builds):
+            s, args = make(M, N, K)
+            t = time.perf_counter()
+            f = te.build(s, args, name="gemm")
+            times.append(time.perf_counter() - t)
+        build_ms = statistics.median(times) * 1e3
+        build_times.append(build_ms)
+        f.set_num_threads(threads)
+        C = np.zeros((M, N), np.float32)
+        f(A, B, C)
+        err = np.abs(C - ref).max() / np.abs(ref).max()
+        if err > 1e-4:
+            raise SystemExit(f"{name}: wrong result (relative error {err:.2e})")
+        slow = name in ("baseline", "blocking")
+        t = time_call(f, A, B, C, min_repeats=3 if slow else 10, min_seconds=0 if slow else 1.0)
+        g = flops / t["median"] / 1e9
+        rows.append([name, threads, f"{t['median'] * 1e3:.2f}", f"{g:.1f}", f"{g / npy[threads]:.2f}x",
+                     f"{100 * g / peak[threads]:.0f}%", f"{build_ms:.0f}"])
+        print(f"  {name} ({threads} thread{'s' if threads > 1 else ''}): {g:.1f} GFLOP/s", flush=True)
+
+    print()
+    print(f"GEMM {M}x{N}x{K} fp32 — median of repeats; numpy at the same thread count")
+    print(table(["step", "threads", "ms", "GFLOP/s", "vs numpy", "of peak", "build ms"], rows))
+    print(f"\nmedian build time (lower + codegen + LLVM O3 + JIT): {statistics.median(build_times):.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Measured machine ceilings: fp32 FMA peak and memory bandwidth, the yardsticks for every figure.
+
+The peak kernel is written straight in LLVM IR: independent chains of `llvm.fma` on the
+widest vector type, enough of them to cover the FMA latency; each thread runs it from a
+Python thread (ctypes drops the GIL), so no OpenMP is involved in the measurement.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import statistics
+import threading
+import time
+
+import numpy as np
+from llvmlite import ir
+
+from . import llvm_init
+from .target import host
+
+CHAINS = 16
+INNER = 256
+
+
+@functools.lru_cache(maxsize=None)
+def _peak_kernel():
+    tgt = host()
+    lanes = tgt.lanes("float32")
+    f32 = ir.FloatType()
+    vty = ir.VectorType(f32, lanes)
+    i64 = ir.IntType(64)
+    mod = ir.Module("peak")
+    mod.triple = llvm_init.llvm().get_process_triple()
+    fn = ir.Function(mod, ir.FunctionType(f32, [i64]), "peak")
+    fma = ir.Function(mod, ir.FunctionType(vty, [vty, vty, vty]), f"llvm.fma.v{lanes}f32")
+    entry = fn.append_basic_block("entry")
+    loop = fn.append_basic_block("loop")
+    done = fn.append_basic_block("done")
+    b = ir.IRBuilder(entry)
+    b.branch(loop)
+    b.position_at_end(loop)
+    i = b.phi(i64)
+    i.add_incoming(ir.Constant(i64, 0), entry)
+    accs = []
+    for c in range(CHAINS):
+        p = b.phi(vty)
+        p.add_incoming(ir.Constant(vty, [float(c) * 1e-3] * lanes), entry)
+        accs.append(p)
+    x = ir.Constant(vty, [0.999999] * lanes)
+    y = ir.Constant(vty, [1e-7] * lanes)
+    vals = list(accs)
+    for _ in range(INNER):
+        vals = [b.call(fma, [v, x, y]) for v in vals]
+    for p, v in zip(accs, vals):
+        p.add_incoming(v, loop)
+    nxt = b.add(i, ir.Constant(i64, 1))
+    i.add_incoming(nxt, loop)
+    b.cbranch(b.icmp_signed("<", nxt, fn.args[0]), loop, done)
+    b.position_at_end(done)
+    total = vals[0]
+    for v in vals[1:]:
+        total = b.fadd(total, v)
+    b.ret(b.extract_element(total, ir.Constant(ir.IntType(32), 0)))
+    llvm = llvm_init.llvm()
+    m = llvm.parse_assembly(str(mod))
+    engine = llvm.create_mcjit_compiler(m, tgt.new_machine())
+    engine.finalize_object()
+    cfn = ctypes.CFUNCTYPE(ctypes.c_float, ctypes.c_int64)(engine.get_function_address("peak"))
+    return engine, cfn, lanes
+
+
+def peak_gflops(threads: int = 1, seconds: float = 0.3, repeats: int = 5) -> float:
+    """Measured fp32 FMA peak in GFLOP/s on `threads` threads (median of repeats)."""
+    _, cfn, lanes = _peak_kernel()
+    flops_per_iter = CHAINS * INNER * lanes * 2
+    cfn(10)
+    t = time.perf_counter()
+    cfn(1000)
+    per_iter = (time.perf_counter() - t) / 1000
+    iters = max(100, int(seconds / max(per_iter, 1e-9) / 1))
+    results = []
+    for _ in range(repeats):
+        ts = [threading.Thread(target=cfn, args=(iters,)) for _ in range(threads)]
+        t = time.perf_counter()
+        for th in ts:
+            th.start()
+        for th in ts:
+            th.join()
+        dt = time.perf_counter() - t
+        results.append(threads * iters * flops_per_iter / dt / 1e9)
+    return statistics.median(results)
+
+
+def bandwidth_gbs(mbytes: int = 256, repeats: int = 7) -> float:
+    """Measured single-thread memory bandwidth in GB/s (numpy copy: bytes read + written)."""
+    n = mbytes * (1 << 20) // 4
+    src = np.ones(n, np.float32)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    results = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        dt = time.perf_counter() - t
+        results.append(2 * src.nbytes / dt / 1e9)
+    return statistics.median(results)

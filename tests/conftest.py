@@ -1,0 +1,62 @@
+"""Shared fixtures for the tilewise test suite."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+# fp32 tolerances: elementwise results are within a couple of ulps; reductions of a few dozen
+# terms accumulate more rounding (and may be reassociated by split/reorder/FMA contraction).
+FP32_ELEMWISE = dict(rtol=1e-5, atol=1e-6)
+FP32_REDUCE = dict(rtol=1e-4, atol=1e-5)
+FP64 = dict(rtol=1e-12, atol=1e-12)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A numpy generator with a fixed seed, fresh for every test."""
+    return np.random.default_rng(20240611)
+
+
+@pytest.fixture
+def rand(rng):
+    """rand(shape, dtype="float32", low=None, high=None): random test data of any tilewise dtype.
+
+    Floats are uniform in [low, high) (default [-1, 1)); integers are uniform in [low, high)
+    (defaults keep small values so sums and products don't overflow); bools are coin flips.
+    """
+    def make(shape, dtype="float32", low=None, high=None):
+        dt = np.dtype(dtype)
+        if dt == np.bool_:
+            return rng.random(shape) < 0.5
+        if dt.kind == "f":
+            lo = -1.0 if low is None else low
+            hi = 1.0 if high is None else high
+            return rng.uniform(lo, hi, size=shape).astype(dt)
+        info = np.iinfo(dt)
+        lo = (0 if info.min == 0 else -8) if low is None else low
+        hi = 9 if high is None else high
+        return rng.integers(max(lo, info.min), min(hi, int(info.max) + 1), size=shape, dtype=dt)
+    return make
+
+
+@pytest.fixture
+def run():
+    """run(schedule, args, inputs) -> outputs: build, allocate outputs (zeros), call, return them.
+
+    `args` are the te tensors in argument order; `inputs` are numpy arrays for the first
+    len(inputs) of them; the remaining ones are outputs, allocated from their te shape/dtype.
+    A single output is returned as an array, several as a list.
+    """
+    import te
+
+    def go(s, args, inputs, target=None):
+        f = te.build(s, args, target=target)
+        outs = [np.zeros(t.shape, dtype=np.dtype(t.dtype)) for t in args[len(inputs):]]
+        f(*inputs, *outs)
+        return outs[0] if len(outs) == 1 else outs
+    return go
+
+
+def np_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Reference matmul computed in float64 and rounded to the inputs' dtype."""
+    return (a.astype(np.float64) @ b.astype(np.float64)).astype(a.dtype)
