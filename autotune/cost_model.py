@@ -1,0 +1,63 @@
+"""The cost model: XGBoost with a pairwise ranking objective over loop-IR features.
+
+It only has to order candidates of one task, so each task's records form one ranking group;
+records of other tasks of the same operator join as extra groups with a lower weight
+(transfer learning).  The model is refit from scratch as measurements arrive: with a few
+hundred records that takes milliseconds.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class CostModel(Protocol):
+    """What a tuner needs from a cost model."""
+
+    def fit(self, groups: list[tuple[np.ndarray, np.ndarray, float]]) -> None: ...
+    def predict(self, features: np.ndarray) -> np.ndarray: ...
+
+
+class XGBCostModel:
+    """Ranks candidates by predicted throughput (higher is better)."""
+
+    def __init__(self, num_rounds: int = 60, seed: int = 0):
+        self.num_rounds = num_rounds
+        self.seed = seed
+        self.booster = None
+
+    def fit(self, groups: list[tuple[np.ndarray, np.ndarray, float]]) -> None:
+        """Fit on groups of (features, throughput, weight); throughput 0 marks a failed config."""
+        import xgboost as xgb
+        groups = [(x, y, w) for x, y, w in groups if len(y) > 1]
+        if not groups:
+            return
+        X = np.concatenate([g[0] for g in groups])
+        y = np.concatenate([_relevance(g[1]) for g in groups])
+        d = xgb.DMatrix(X, label=y)
+        d.set_group([len(g[1]) for g in groups])
+        d.set_weight(np.array([g[2] for g in groups], np.float32))
+        params = {"objective": "rank:pairwise", "eta": 0.2, "max_depth": 6, "min_child_weight": 1,
+                  "subsample": 1.0, "gamma": 1e-4, "lambda": 1.0, "seed": self.seed,
+                  "nthread": 1, "verbosity": 0}
+        self.booster = xgb.train(params, d, num_boost_round=self.num_rounds)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Scores (higher = predicted faster); zeros before the first fit."""
+        if self.booster is None:
+            return np.zeros(len(features))
+        import xgboost as xgb
+        return self.booster.predict(xgb.DMatrix(features))
+
+
+def _relevance(throughput: np.ndarray) -> np.ndarray:
+    """Graded relevance for ranking: 0 for failures, up to 31 for the best of the group."""
+    t = np.asarray(throughput, np.float64)
+    top = t.max() if len(t) else 0.0
+    if top <= 0:
+        return np.zeros(len(t))
+    return np.floor(31.0 * (t / top) ** 2)

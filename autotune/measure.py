@@ -1,0 +1,347 @@
+"""Measurement: compile candidates in builder processes, time them in a runner process.
+
+Builders lower, generate and optimise a candidate and hand back an object file; the runner
+links it into a fresh MCJIT engine, checks its answer against the task's reference and times
+it (warm-up, repeats, median and min, optional cache flush).  Builds of a batch run in
+parallel first, then the runner times them one by one while the builders sit idle, so the
+two never share the cores during a timing.  Every worker is a fresh interpreter started with
+subprocess, never a fork (OpenMP does not survive fork, and nothing re-imports __main__); one that crashes or hangs is killed and restarted, and the candidate gets
+an error record instead of ending the tuning run.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+from te.target import Target
+
+from .record import ErrorNo, Record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MeasureOption:
+    """How to build and time candidates."""
+    n_parallel: int = 2              # builder processes
+    build_timeout: float = 30.0      # seconds per candidate build
+    run_timeout: float = 15.0        # seconds per candidate run (all repeats)
+    repeat: int = 3                  # timed repeats; costs holds one mean per repeat
+    min_repeat_ms: float = 40.0      # each repeat runs the kernel enough times to last this long
+    warmup: int = 1
+    flush_cache: bool = False        # overwrite a buffer larger than the caches before each repeat
+    check_correctness: bool = True
+    rtol: float = 1e-3
+    atol: float = 1e-3
+
+
+def measure_option(**kwargs) -> MeasureOption:
+    """A MeasureOption; see its fields."""
+    return MeasureOption(**kwargs)
+
+
+# ---------------------------------------------------------------- worker side
+
+def _build_job(payload: dict) -> dict:
+    """In a builder: instantiate, lower, codegen, optimise, emit an object file."""
+    import te
+    from te.build import optimize
+    from te.codegen_llvm import codegen
+    from te.stmt import Store, walk_stmt
+    from te.target import parse
+
+    from .space import get_template
+    t0 = time.perf_counter()
+    if payload.get("module"):
+        __import__(payload["module"])
+    target = parse(payload["target"])
+    try:
+        tmpl = get_template(payload["name"])
+        from .space import ConfigSpace
+        space = ConfigSpace()
+        tmpl(space, *payload["args"])
+        cfg = space.from_json(payload["config"]) if payload["config"] is not None else None
+        if cfg is None:
+            from .space import FallbackConfig
+            cfg = FallbackConfig()
+        s, tensors = tmpl(cfg, *payload["args"])
+        func = te.lower(s, tensors, payload["symbol"])
+    except Exception as e:      # the template or the schedule rejected this config
+        return {"error_no": int(ErrorNo.INSTANTIATION_ERROR), "error_msg": _short(e),
+                "build_time": time.perf_counter() - t0}
+    try:
+        cg = codegen([func], target)
+        mod = optimize(str(cg.module), target)
+        obj = target.machine().emit_object(mod)
+    except Exception as e:
+        return {"error_no": int(ErrorNo.COMPILE_ERROR), "error_msg": _short(e),
+                "build_time": time.perf_counter() - t0}
+    written = {id(st.buffer) for st in walk_stmt(func.body) if isinstance(st, Store)}
+    specs = [(list(b.shape), b.dtype, id(b) in written) for b in func.args]
+    return {"error_no": 0, "object": obj, "symbol": func.name, "specs": specs,
+            "uses_openmp": cg.uses_openmp, "build_time": time.perf_counter() - t0}
+
+
+class _RunnerState:
+    """What the runner keeps between jobs: inputs and reference outputs per workload."""
+    inputs: dict = {}
+    reference: dict = {}
+    flush = None
+
+
+def _run_job(payload: dict) -> dict:
+    """In the runner: load the object, check the answer, time it."""
+    import ctypes
+
+    import numpy as np
+
+    from te import llvm_init
+    from te.codegen_llvm import NUM_THREADS_GLOBAL
+    from te.target import num_threads, parse
+    llvm = llvm_init.llvm()
+    opt: MeasureOption = payload["option"]
+    target = parse(payload["target"])
+    if payload["uses_openmp"]:
+        llvm_init.load_openmp()
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target.new_machine())
+    engine.add_object_file(llvm.ObjectFileRef.from_data(payload["object"]))
+    engine.finalize_object()
+    addr = engine.get_function_address(payload["symbol"])
+    try:
+        nt = engine.get_global_value_address(NUM_THREADS_GLOBAL)
+        ctypes.c_int32.from_address(nt).value = num_threads()
+    except Exception:
+        pass
+    specs = payload["specs"]
+    fn = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * len(specs))(addr)
+    key = payload["workload"]
+    if key not in _RunnerState.inputs:
+        rng = np.random.default_rng(0)
+        arrays = []
+        for shape, dtype, written in specs:
+            dt = np.dtype(dtype if dtype != "bool" else np.bool_)
+            if written:
+                arrays.append(np.zeros(shape, dt))
+            elif dt.kind == "f":
+                arrays.append(rng.standard_normal(shape).astype(dt))
+            else:
+                arrays.append(rng.integers(0, 3, shape).astype(dt))
+        _RunnerState.inputs[key] = arrays
+    arrays = _RunnerState.inputs[key]
+    ptrs = [a.ctypes.data for a in arrays]
+    outs = [a for a, (_, _, w) in zip(arrays, specs) if w]
+    for o in outs:
+        o.fill(0)
+    t0 = time.perf_counter()
+    rc = fn(*ptrs)
+    first = time.perf_counter() - t0
+    if rc != 0:
+        return {"error_no": int(ErrorNo.RUNTIME_ERROR), "error_msg": f"kernel returned {rc}"}
+    if payload["role"] == "reference":
+        _RunnerState.reference[key] = [o.copy() for o in outs]
+    elif opt.check_correctness and key in _RunnerState.reference:
+        for o, r in zip(outs, _RunnerState.reference[key]):
+            if not np.allclose(o, r, rtol=opt.rtol, atol=opt.atol * max(1.0, float(np.abs(r).max(initial=0)))):
+                err = float(np.abs(o.astype(np.float64) - r).max())
+                return {"error_no": int(ErrorNo.WRONG_ANSWER),
+                        "error_msg": f"result differs from the reference (max abs error {err:.3g})"}
+    for _ in range(max(0, opt.warmup - 1)):
+        fn(*ptrs)
+    number = max(1, int(opt.min_repeat_ms / 1e3 / max(first, 1e-7)))
+    costs = []
+    for _ in range(opt.repeat):
+        if opt.flush_cache:
+            if _RunnerState.flush is None:
+                _RunnerState.flush = np.zeros(64 << 20 >> 3)
+            _RunnerState.flush += 1.0
+        t = time.perf_counter()
+        for _ in range(number):
+            fn(*ptrs)
+        costs.append((time.perf_counter() - t) / number)
+    return {"error_no": 0, "costs": costs, "run_time": time.perf_counter() - t0}
+
+
+def _short(e: BaseException) -> str:
+    msg = f"{type(e).__name__}: {e}"
+    return msg if len(msg) < 500 else msg[:500] + "..."
+
+
+def _worker_main(rfd: int, wfd: int) -> None:
+    """Entry point of a worker process: answer jobs until told to exit."""
+    from multiprocessing.connection import Connection
+    inbox, outbox = Connection(rfd, writable=False), Connection(wfd, readable=False)
+    jobs = {"build": _build_job, "run": _run_job}
+    while True:
+        try:
+            kind, payload = inbox.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if kind == "exit":
+            return
+        try:
+            result = jobs[kind](payload)
+        except Exception as e:
+            result = {"error_no": int(ErrorNo.RUNTIME_ERROR if kind == "run" else ErrorNo.COMPILE_ERROR),
+                      "error_msg": _short(e), "traceback": traceback.format_exc(limit=5)}
+        outbox.send(result)
+
+
+# ---------------------------------------------------------------- parent side
+
+class _Worker:
+    """A worker process (a fresh interpreter, never a fork); restarted when it dies or hangs."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.proc: subprocess.Popen | None = None
+        self.inbox = None       # parent -> worker
+        self.outbox = None      # worker -> parent
+
+    def start(self) -> None:
+        from multiprocessing.connection import Connection
+        r1, w1 = os.pipe()
+        r2, w2 = os.pipe()
+        env = dict(os.environ)
+        paths = [p for p in sys.path if p and os.path.isdir(p)]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        code = f"from autotune.measure import _worker_main; _worker_main({r1}, {w2})"
+        self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(r1, w2), env=env,
+                                     stdin=subprocess.DEVNULL)
+        os.close(r1)
+        os.close(w2)
+        self.inbox = Connection(w1, readable=False)
+        self.outbox = Connection(r2, writable=False)
+
+    def submit(self, kind: str, payload: dict) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
+        self.inbox.send((kind, payload))
+
+    def result(self, timeout: float, timeout_error: ErrorNo, crash_error: ErrorNo) -> dict:
+        try:
+            if self.outbox.poll(timeout):
+                return self.outbox.recv()
+            self.kill()
+            return {"error_no": int(timeout_error), "error_msg": f"no answer within {timeout:.0f} s"}
+        except (EOFError, OSError):
+            code = self.proc.wait(timeout=5) if self.proc else None
+            self.kill()
+            return {"error_no": int(crash_error),
+                    "error_msg": f"the {self.name} process died (exit code {code}); likely a crash in generated code"}
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(timeout=5)
+        for c in (self.inbox, self.outbox):
+            if c is not None:
+                c.close()
+        self.proc = self.inbox = self.outbox = None
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.inbox.send(("exit", None))
+                self.proc.wait(timeout=2)
+            except (OSError, EOFError, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+
+
+class Measurer:
+    """Builds candidates in parallel, then times them one at a time in the runner."""
+
+    def __init__(self, option: MeasureOption | None = None):
+        self.option = option or MeasureOption()
+        self.builders = [_Worker(f"builder{i}") for i in range(max(1, self.option.n_parallel))]
+        self.runner = _Worker("runner")
+        self._has_reference: set[str] = set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        for w in self.builders + [self.runner]:
+            w.close()
+
+    def _payload(self, task, config) -> dict:
+        from .task import _symbol
+        from .space import get_template
+        mod = getattr(get_template(task.name), "__module__", None)
+        return {"name": task.name, "args": task.args, "target": str(task.target),
+                "config": None if config is None else config.to_json(),
+                "symbol": _symbol(task.name),
+                "module": mod if mod and mod != "__main__" else None}
+
+    def build_batch(self, task, configs: list) -> list[dict]:
+        """Build configs on the builder processes; results in the same order."""
+        results: list[dict | None] = [None] * len(configs)
+        pending = list(enumerate(configs))
+        while pending:
+            active = []
+            for w in self.builders:
+                if not pending:
+                    break
+                i, cfg = pending.pop(0)
+                w.submit("build", self._payload(task, cfg))
+                active.append((w, i))
+            for w, i in active:
+                results[i] = w.result(self.option.build_timeout, ErrorNo.BUILD_TIMEOUT, ErrorNo.COMPILE_ERROR)
+        return results
+
+    def run_one(self, task, build: dict, role: str) -> dict:
+        """Time one built candidate in the runner."""
+        payload = {"object": build["object"], "symbol": build["symbol"], "specs": build["specs"],
+                   "uses_openmp": build["uses_openmp"], "workload": task.workload_key,
+                   "target": str(task.target), "option": self.option, "role": role}
+        self.runner.submit("run", payload)
+        res = self.runner.result(self.option.run_timeout, ErrorNo.RUN_TIMEOUT, ErrorNo.RUNTIME_ERROR)
+        if self.runner.proc is None:     # the runner died or hung: its reference outputs are gone
+            self._has_reference = {k for k in self._has_reference if k != task.workload_key}
+        return res
+
+    def ensure_reference(self, task) -> None:
+        """Run the task's default config once so candidates can be checked against its output."""
+        if task.workload_key in self._has_reference or not self.option.check_correctness:
+            return
+        b = self.build_batch(task, [None])[0]
+        if b.get("error_no"):
+            raise RuntimeError(f"the default schedule of {task} does not build: {b.get('error_msg')}")
+        r = self.run_one(task, b, "reference")
+        if r.get("error_no"):
+            raise RuntimeError(f"the default schedule of {task} does not run: {r.get('error_msg')}")
+        self._has_reference.add(task.workload_key)
+
+    def measure(self, task, configs: list) -> list[Record]:
+        """Build and time a batch of configs of one task; one Record each, errors included."""
+        self.ensure_reference(task)
+        builds = self.build_batch(task, configs)
+        records = []
+        for cfg, b in zip(configs, builds):
+            if b.get("error_no"):
+                res = b
+            else:
+                self.ensure_reference(task)   # the runner may have been restarted
+                res = self.run_one(task, b, "candidate")
+            records.append(_record(task, cfg, b, res))
+        return records
+
+
+def _record(task, cfg, build: dict, res: dict) -> Record:
+    import te
+    t: Target = task.target
+    return Record(workload=task.workload_key, config=cfg.to_json() if cfg is not None else {},
+                  costs=list(res.get("costs", [])), error_no=int(res.get("error_no", 0)),
+                  error_msg=res.get("error_msg", ""), isa=t.isa, cpu=t.cpu, target=f"llvm -mcpu={t.cpu}",
+                  build_time=float(build.get("build_time", 0.0)), run_time=float(res.get("run_time", 0.0)),
+                  tilewise_version=te.__version__)

@@ -1,0 +1,191 @@
+"""Tuning records: one JSON object per line, versioned; load, save, best, merge, stats.
+
+A record says: on this target (ISA features + CPU name), this workload with this config ran
+in these times (or failed with this error).  Writing appends whole lines and flushes them, so
+an interrupted tuner loses at most the batch in flight; loading skips comment lines and lines
+it cannot read (a truncated last line, say) and warns once with their count.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Iterator
+
+log = logging.getLogger(__name__)
+
+RECORD_VERSION = 1
+
+
+class ErrorNo(enum.IntEnum):
+    """Why a measurement has no valid cost."""
+    NO_ERROR = 0
+    INSTANTIATION_ERROR = 1     # the template raised for this config (e.g. ScheduleError)
+    COMPILE_ERROR = 2           # lowering, codegen or LLVM failed
+    RUNTIME_ERROR = 3           # the kernel crashed or returned an error
+    WRONG_ANSWER = 4            # the result differs from the reference
+    BUILD_TIMEOUT = 5
+    RUN_TIMEOUT = 6
+
+
+@dataclass
+class Record:
+    """One measurement of one config."""
+    workload: str                       # autotune.task.workload_key
+    config: dict                        # {knob: value}
+    costs: list[float]                  # seconds per run (empty on error)
+    error_no: int = 0
+    error_msg: str = ""
+    isa: str = ""                       # te.Target.isa: the features the record is valid for
+    cpu: str = ""                       # human-readable CPU name
+    target: str = ""                    # full target string
+    build_time: float = 0.0
+    run_time: float = 0.0
+    timestamp: float = field(default_factory=time.time)
+    tilewise_version: str = ""
+    version: int = RECORD_VERSION
+
+    @property
+    def ok(self) -> bool:
+        return self.error_no == ErrorNo.NO_ERROR and bool(self.costs)
+
+    @property
+    def cost(self) -> float:
+        """The median cost in seconds (inf for errors)."""
+        return statistics.median(self.costs) if self.ok else float("inf")
+
+    @property
+    def config_key(self) -> str:
+        return json.dumps(self.config, sort_keys=True, separators=(",", ":"))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> "Record":
+        """Parse one line; raises ValueError on anything malformed."""
+        d = json.loads(line)
+        if not isinstance(d, dict):
+            raise ValueError("a record must be a JSON object")
+        if d.get("version") != RECORD_VERSION:
+            raise ValueError(f"record version {d.get('version')!r} (this tilewise reads {RECORD_VERSION})")
+        for key, typ in (("workload", str), ("config", dict), ("costs", list)):
+            if not isinstance(d.get(key), typ):
+                raise ValueError(f"field {key!r} missing or not a {typ.__name__}")
+        if not all(isinstance(c, (int, float)) and c >= 0 for c in d["costs"]):
+            raise ValueError("costs must be non-negative numbers")
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def load(paths: str | os.PathLike | Iterable, strict: bool = False) -> list[Record]:
+    """All readable records of one or more log files, in file order; bad lines skipped with one warning."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[Record] = []
+    for path in paths:
+        bad: list[int] = []
+        for lineno, rec in _iter_file(path, bad):
+            out.append(rec)
+        if bad:
+            msg = (f"{path}: skipped {len(bad)} unreadable line(s) (first at line {bad[0]}); "
+                   "the rest of the log was loaded")
+            if strict:
+                raise ValueError(msg)
+            log.warning(msg)
+    return out
+
+
+def _iter_file(path, bad: list[int]) -> Iterator[tuple[int, Record]]:
+    try:
+        f = open(path, encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"tuning log {os.fspath(path)!r} does not exist") from None
+    with f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                yield lineno, Record.from_json(line)
+            except (ValueError, TypeError) as e:
+                log.debug("%s:%d: %s", path, lineno, e)
+                bad.append(lineno)
+
+
+def append(path: str | os.PathLike, records: Iterable[Record]) -> None:
+    """Append records as whole lines and flush them to disk."""
+    data = "".join(r.to_json() + "\n" for r in records)
+    if not data:
+        return
+    # a previous writer killed mid-line leaves no newline: start on a fresh line
+    needs_nl = False
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                needs_nl = f.read(1) != b"\n"
+    except FileNotFoundError:
+        pass
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(("\n" if needs_nl else "") + data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def best(records: Iterable[Record], isa: str | None = None) -> dict[str, Record]:
+    """The fastest valid record per workload (only records of `isa` when given)."""
+    out: dict[str, Record] = {}
+    for r in records:
+        if not r.ok or (isa is not None and r.isa != isa):
+            continue
+        cur = out.get(r.workload)
+        if cur is None or r.cost < cur.cost:
+            out[r.workload] = r
+    return out
+
+
+def merge(paths: Iterable, out_path: str | os.PathLike, best_only: bool = True) -> int:
+    """Merge logs into one: the best record per (workload, ISA), or all distinct records. Returns the count."""
+    recs = load(list(paths))
+    if best_only:
+        keep: dict[tuple, Record] = {}
+        for r in recs:
+            if not r.ok:
+                continue
+            k = (r.workload, r.isa)
+            if k not in keep or r.cost < keep[k].cost:
+                keep[k] = r
+        chosen = list(keep.values())
+    else:
+        seen, chosen = set(), []
+        for r in recs:
+            k = (r.workload, r.isa, r.config_key, tuple(r.costs), r.error_no)
+            if k not in seen:
+                seen.add(k)
+                chosen.append(r)
+    tmp = f"{os.fspath(out_path)}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("".join(r.to_json() + "\n" for r in chosen))
+    os.replace(tmp, out_path)
+    return len(chosen)
+
+
+def stats(records: Iterable[Record]) -> dict[str, dict]:
+    """Per workload: record count, errors by kind, best cost, ISAs seen."""
+    out: dict[str, dict] = {}
+    for r in records:
+        s = out.setdefault(r.workload, {"records": 0, "errors": {}, "best_cost": float("inf"), "isas": set()})
+        s["records"] += 1
+        s["isas"].add(r.isa)
+        if r.ok:
+            s["best_cost"] = min(s["best_cost"], r.cost)
+        else:
+            name = ErrorNo(r.error_no).name if r.error_no in ErrorNo._value2member_map_ else str(r.error_no)
+            s["errors"][name] = s["errors"].get(name, 0) + 1
+    return out

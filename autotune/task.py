@@ -1,0 +1,117 @@
+"""Tasks: a template name + its arguments + the target, with a stable workload key."""
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass, field
+
+import te
+from te.target import Target, parse
+
+from .space import ConfigEntity, ConfigSpace, FallbackConfig, get_template
+
+
+def _freeze(x):
+    if isinstance(x, (list, tuple)):
+        return tuple(_freeze(v) for v in x)
+    return x
+
+
+def _jsonable(x):
+    if isinstance(x, tuple):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def workload_key(name: str, args: tuple) -> str:
+    """The string that identifies a workload in logs and dispatch: JSON of [name, args]."""
+    return json.dumps([name, _jsonable(args)], separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Task:
+    """One tunable workload: template `name` applied to `args`, for `target`."""
+    name: str
+    args: tuple
+    target: Target = field(compare=False)
+
+    @property
+    def workload_key(self) -> str:
+        return workload_key(self.name, self.args)
+
+    @functools.cached_property
+    def config_space(self) -> ConfigSpace:
+        """All knobs of the template for these arguments."""
+        cfg = ConfigSpace()
+        get_template(self.name)(cfg, *self.args)
+        return cfg
+
+    def instantiate(self, config: ConfigEntity | FallbackConfig | dict | int | None = None):
+        """(schedule, tensors) for a config (an entity, its JSON, an index, or None for the default)."""
+        if config is None:
+            config = FallbackConfig()
+        elif isinstance(config, int):
+            config = self.config_space.get(config)
+        elif isinstance(config, dict):
+            config = self.config_space.from_json(config)
+        return get_template(self.name)(config, *self.args)
+
+    def build(self, config=None) -> te.Kernel:
+        """Compile with `config`; with None, the best record of the active dispatch context or the default."""
+        if config is None:
+            from .dispatch import current_config
+            config = current_config(self)
+        s, tensors = self.instantiate(config)
+        return te.build(s, tensors, target=self.target, name=_symbol(self.name))
+
+    @functools.cached_property
+    def flops(self) -> float:
+        """Floating-point operations of one run (multiply-add counts 2), from the compute definitions."""
+        _, tensors = self.instantiate(None)
+        return count_flops(tensors)
+
+    def arg_specs(self) -> list[tuple[tuple, str]]:
+        """(shape, dtype) of each argument, in order."""
+        _, tensors = self.instantiate(None)
+        return [(t.shape, t.dtype) for t in tensors]
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.args}"
+
+
+def _symbol(name: str) -> str:
+    return "tw_" + "".join(c if c.isalnum() else "_" for c in name)
+
+
+def create_task(name: str, args, target=None) -> Task:
+    """A task for the registered template `name` with these arguments (target: this CPU by default)."""
+    get_template(name)
+    return Task(name, _freeze(tuple(args)), parse(target))
+
+
+def count_flops(tensors) -> float:
+    """Arithmetic of the compute stages reachable from the tensors (reductions count per element)."""
+    from te.expr import BinOp, BinOpKind, Call, Reduce, walk
+    seen, total = set(), 0.0
+    todo = [t.op for t in tensors]
+    while todo:
+        op = todo.pop()
+        if id(op) in seen or not isinstance(op, te.ComputeOp):
+            continue
+        seen.add(id(op))
+        todo.extend(t.op for t in op.input_tensors)
+        for body in op.body:
+            n_red = 1
+            inner = body
+            if isinstance(body, Reduce):
+                n_red = math.prod(a.dom[1] for a in body.axis)
+                inner = body.source
+            ops = sum(1 for x in walk(inner) if (isinstance(x, BinOp) and x.dtype.startswith("float")
+                                                  and x.op in (BinOpKind.ADD, BinOpKind.SUB, BinOpKind.MUL,
+                                                               BinOpKind.DIV, BinOpKind.MAX, BinOpKind.MIN))
+                      or isinstance(x, Call))
+            if isinstance(body, Reduce):
+                ops += 1      # the combine
+            total += math.prod(op.shape) * n_red * ops
+    return total

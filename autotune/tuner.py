@@ -1,0 +1,254 @@
+"""Tuners: one interface, `tuner.tune(n_trial, measure_option, early_stopping, callbacks)`.
+
+The search loop only asks `next_batch`, measures, and calls `update` and the callbacks; all
+I/O (logs, progress) lives in callbacks.  XGBTuner wires the cost model and a simulated
+annealing search together: fit on what was measured, anneal over the space with the model
+as fitness, take the best unmeasured points (plus a few random ones: epsilon-greedy).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+
+import numpy as np
+
+from . import record as rec
+from .cost_model import XGBCostModel
+from .features import config_features
+from .measure import MeasureOption, Measurer
+
+log = logging.getLogger(__name__)
+
+
+class Tuner:
+    """Base tuner: bookkeeping of measured configs, the best one, and the tuning loop."""
+
+    batch_size = 8
+
+    def __init__(self, task, seed: int = 0):
+        self.task = task
+        self.space = task.config_space
+        self.rng = random.Random(seed)
+        self.visited: set[int] = set()
+        self.results: dict[int, float] = {}      # config index -> throughput (FLOP/s), 0 on error
+        self.best_flops = 0.0
+        self.best_config = None
+        self.best_record: rec.Record | None = None
+        self.default_flops = 0.0
+        self.trials = 0
+        self.stopped = False
+        self.started = time.time()
+
+    # ------------------------------------------------------------- to override
+    def next_batch(self, n: int) -> list[int]:
+        """The next config indices to measure."""
+        raise NotImplementedError
+
+    def update(self, indices: list[int], records: list[rec.Record]) -> None:
+        """Learn from a measured batch."""
+        for i, r in zip(indices, records):
+            self._note(i, r)
+
+    # ------------------------------------------------------------- shared
+    def has_next(self) -> bool:
+        return len(self.visited) < len(self.space)
+
+    def _note(self, index: int, r: rec.Record) -> None:
+        self.visited.add(index)
+        flops = self.task.flops / r.cost if r.ok and r.cost > 0 else 0.0
+        self.results[index] = flops
+        if flops > self.best_flops:
+            self.best_flops, self.best_config, self.best_record = flops, self.space.get(index), r
+
+    def load_history(self, records: list[rec.Record]) -> int:
+        """Take earlier records of this task (same ISA) as measured: they are not measured again."""
+        n = 0
+        for r in records:
+            if r.workload != self.task.workload_key or r.isa != self.task.target.isa:
+                continue
+            try:
+                idx = self.space.from_json(r.config).index
+            except Exception:
+                continue
+            self._note(idx, r)
+            n += 1
+        return n
+
+    def tune(self, n_trial: int, measure_option: MeasureOption | None = None,
+             early_stopping: int | None = None, callbacks=(), measurer: Measurer | None = None) -> rec.Record | None:
+        """Measure up to n_trial new configs; returns the best record found (None if all failed)."""
+        for cb in callbacks:
+            path = getattr(cb, "history_path", None)
+            if path:
+                import os
+                if os.path.exists(path):
+                    n = self.load_history(rec.load(path))
+                    if n:
+                        log.info("%s: resumed from %d records in %s", self.task, n, path)
+        own = measurer is None
+        measurer = measurer or Measurer(measure_option)
+        self.started = time.time()
+        self.n_trial = n_trial
+        last_improve = 0
+        try:
+            for cb in callbacks:
+                getattr(cb, "start", lambda t: None)(self)
+            while self.trials < n_trial and self.has_next() and not self.stopped:
+                batch = self.next_batch(min(self.batch_size, n_trial - self.trials))
+                if not batch:
+                    break
+                configs = [self.space.get(i) for i in batch]
+                records = measurer.measure(self.task, configs)
+                before = self.best_flops
+                self.update(batch, records)
+                self.trials += len(batch)
+                if self.best_flops > before:
+                    last_improve = self.trials
+                for cb in callbacks:
+                    cb(self, batch, records)
+                if early_stopping is not None and self.trials - last_improve >= early_stopping:
+                    log.info("%s: no improvement in %d trials, stopping early", self.task, early_stopping)
+                    break
+        finally:
+            for cb in callbacks:
+                getattr(cb, "finish", lambda t: None)(self)
+            if own:
+                measurer.close()
+        return self.best_record
+
+
+class RandomTuner(Tuner):
+    """Measures unvisited configs in random order."""
+
+    def next_batch(self, n: int) -> list[int]:
+        out: list[int] = []
+        size = len(self.space)
+        tries = 0
+        while len(out) < n and len(self.visited) + len(out) < size and tries < 100 * n:
+            i = self.rng.randrange(size)
+            tries += 1
+            if i not in self.visited and i not in out:
+                out.append(i)
+        return out
+
+
+class GridSearchTuner(Tuner):
+    """Measures configs in index order."""
+
+    def __init__(self, task, seed: int = 0):
+        super().__init__(task, seed)
+        self._next = 0
+
+    def next_batch(self, n: int) -> list[int]:
+        out = []
+        while len(out) < n and self._next < len(self.space):
+            if self._next not in self.visited:
+                out.append(self._next)
+            self._next += 1
+        return out
+
+
+class XGBTuner(Tuner):
+    """Model-guided search: XGBoost ranking model + simulated annealing, epsilon-greedy batches."""
+
+    def __init__(self, task, seed: int = 0, plan_size: int = 64, epsilon: float = 0.1,
+                 sa_iters: int = 40, sa_walkers: int = 64, transfer: list[rec.Record] | None = None):
+        super().__init__(task, seed)
+        self.model = XGBCostModel(seed=seed)
+        self.plan_size = plan_size
+        self.epsilon = epsilon
+        self.sa_iters = sa_iters
+        self.sa_walkers = sa_walkers
+        self._features: dict[int, np.ndarray] = {}
+        self._plan: list[int] = []
+        self._transfer = self._transfer_groups(transfer or [])
+        self._started_default = False
+
+    def feature(self, index: int) -> np.ndarray:
+        f = self._features.get(index)
+        if f is None:
+            f = config_features(self.task, index)
+            self._features[index] = f
+        return f
+
+    def _transfer_groups(self, records: list[rec.Record]) -> list:
+        """Records of other tasks of the same template: extra ranking groups at lower weight."""
+        from .task import create_task
+        by_wl: dict[str, list] = {}
+        for r in records:
+            if r.workload != self.task.workload_key and r.workload.startswith(f'["{self.task.name}"'):
+                by_wl.setdefault(r.workload, []).append(r)
+        groups = []
+        for wl, rs in list(by_wl.items())[:8]:
+            try:
+                import json
+                name, args = json.loads(wl)
+                other = create_task(name, args, self.task.target)
+                xs, ys = [], []
+                for r in rs[:200]:
+                    idx = other.config_space.from_json(r.config).index
+                    xs.append(config_features(other, idx))
+                    ys.append(other.flops / r.cost if r.ok else 0.0)
+                groups.append((np.array(xs), np.array(ys), 0.3))
+            except Exception as e:          # a foreign record that no longer fits: skip it
+                log.debug("transfer: skipped %s (%s)", wl, e)
+        return groups
+
+    def load_history(self, records: list[rec.Record]) -> int:
+        n = super().load_history(records)
+        others = [r for r in records if r.workload != self.task.workload_key]
+        if others:
+            self._transfer += self._transfer_groups(others)
+        return n
+
+    def update(self, indices, records) -> None:
+        super().update(indices, records)
+        idx = list(self.results)
+        X = np.array([self.feature(i) for i in idx])
+        y = np.array([self.results[i] for i in idx])
+        self.model.fit([(X, y, 1.0)] + self._transfer)
+        self._plan = []
+
+    def next_batch(self, n: int) -> list[int]:
+        out: list[int] = []
+        if not self._started_default:
+            self._started_default = True
+            d = self.space.default_index()
+            if d not in self.visited:
+                out.append(d)
+        if not self._plan and (self.model.booster is not None):
+            self._plan = self._search()
+        tries = 0
+        while len(out) < n and len(self.visited) + len(out) < len(self.space) and tries < 100 * n:
+            tries += 1
+            use_plan = bool(self._plan) and self.rng.random() > self.epsilon
+            i = self._plan.pop(0) if use_plan else self.rng.randrange(len(self.space))
+            if i not in self.visited and i not in out:
+                out.append(i)
+        return out
+
+    def _search(self) -> list[int]:
+        """Simulated annealing over the space with the model as fitness; best unvisited points first."""
+        size = len(self.space)
+        if size <= 2048:
+            cand = [i for i in range(size) if i not in self.visited]
+            scores = self.model.predict(np.array([self.feature(i) for i in cand])) if cand else []
+            order = np.argsort(-np.asarray(scores))
+            return [cand[k] for k in order[:self.plan_size]]
+        top = sorted(self.results, key=lambda i: -self.results[i])[:self.sa_walkers // 2]
+        walkers = top + [self.rng.randrange(size) for _ in range(self.sa_walkers - len(top))]
+        scores = list(self.model.predict(np.array([self.feature(i) for i in walkers])))
+        best: dict[int, float] = {}
+        temp = 1.0
+        for _ in range(self.sa_iters):
+            nxt = [(self.space.neighbours(w, self.rng, 1) or [w])[0] for w in walkers]
+            nscores = self.model.predict(np.array([self.feature(i) for i in nxt]))
+            for k, (w, s_old, c, s_new) in enumerate(zip(walkers, scores, nxt, nscores)):
+                if c not in self.visited:
+                    best[c] = float(s_new)
+                if s_new >= s_old or self.rng.random() < math.exp((s_new - s_old) / max(temp, 1e-3)):
+                    walkers[k], scores[k] = c, float(s_new)
+            temp *= 0.9
+        return [i for i, _ in sorted(best.items(), key=lambda kv: -kv[1])][:self.plan_size]

@@ -1,0 +1,149 @@
+"""Tuning curves: best GFLOP/s against trials and wall time, XGBTuner vs RandomTuner.
+
+    python bench/tune.py                      # matmul 1024^3 and the ResNet-50 3x3 conv
+    python bench/tune.py --tasks matmul --trials 64 --random-trials 256
+    python bench/tune.py --plot tune.png      # also draw the curves (needs matplotlib)
+
+Printed next to numpy (matmul) and ONNX Runtime (conv) measured in the same run, and the
+machine's measured FMA peak.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import autotune                                      # noqa: E402
+from te import machine                               # noqa: E402
+from common import env_note, numpy_threads, table, time_call   # noqa: E402
+
+TASKS = {
+    "matmul": ("matmul", (1024, 1024, 1024, "float32")),
+    "conv": ("conv2d_nchw", ((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")),
+}
+CHECKPOINTS = (8, 16, 32, 64, 128, 256)
+
+
+class Curve:
+    """A callback that records (trials, seconds, best GFLOP/s) after every batch."""
+
+    def __init__(self):
+        self.points: list[tuple[int, float, float]] = []
+        self.t0 = time.time()
+
+    def start(self, tuner):
+        self.t0 = time.time()
+
+    def __call__(self, tuner, indices, records):
+        self.points.append((tuner.trials, time.time() - self.t0, tuner.best_flops / 1e9))
+
+    def at_trials(self, n: int) -> float:
+        vals = [g for t, _, g in self.points if t <= n]
+        return max(vals) if vals else float("nan")
+
+    def at_seconds(self, s: float) -> float:
+        vals = [g for _, t, g in self.points if t <= s]
+        return max(vals) if vals else float("nan")
+
+
+def reference(name: str, args) -> tuple[str, float]:
+    """GFLOP/s of numpy (matmul) or ONNX Runtime (conv) on 2 threads."""
+    if name == "matmul":
+        M, N, K, _ = args
+        a = np.random.rand(M, K).astype(np.float32)
+        b = np.random.rand(K, N).astype(np.float32)
+        with numpy_threads(2):
+            t = time_call(np.matmul, a, b)["median"]
+        return "numpy", 2.0 * M * N * K / t / 1e9
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    (n, c, h, w), (k, _, r, s), strides, pads, dil, groups, _ = args
+    oh = (h + pads[0] + pads[2] - (r - 1) * dil[0] - 1) // strides[0] + 1
+    ow = (w + pads[1] + pads[3] - (s - 1) * dil[1] - 1) // strides[1] + 1
+    wt = np.random.rand(k, c // groups, r, s).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "w"], ["y"], strides=list(strides), pads=list(pads),
+                            dilations=list(dil), group=groups)
+    g = helper.make_graph([node], "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, c, h, w])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, k, oh, ow])],
+                          [onnx.numpy_helper.from_array(wt, "w")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    x = np.random.rand(n, c, h, w).astype(np.float32)
+    t = time_call(lambda: sess.run(None, {"x": x}))["median"]
+    return "onnxruntime", 2.0 * n * k * oh * ow * (c // groups) * r * s / t / 1e9
+
+
+def run(tuner_cls, task, trials: int, log_dir: str) -> tuple[Curve, float]:
+    curve = Curve()
+    log = os.path.join(log_dir, f"{task.name}_{tuner_cls.__name__}.jsonl")
+    tuner = tuner_cls(task)
+    t = time.time()
+    tuner.tune(trials, callbacks=[curve, autotune.log_to_file(log), autotune.progress_bar(prefix=f"{tuner_cls.__name__:12s} ")])
+    rate = tuner.trials / (time.time() - t)
+    return curve, rate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", default="matmul,conv", help="comma list of: " + ", ".join(TASKS))
+    ap.add_argument("--trials", type=int, default=64, help="XGBTuner trials (default 64)")
+    ap.add_argument("--random-trials", type=int, default=256, help="RandomTuner trials (default 256)")
+    ap.add_argument("--plot", help="write the curves to this PNG (needs matplotlib)")
+    a = ap.parse_args()
+    print(env_note())
+    peak = machine.peak_gflops(2)
+    print(f"fp32 FMA peak on 2 threads: {peak:.0f} GFLOP/s\n")
+    rows, curves = [], {}
+    with tempfile.TemporaryDirectory() as d:
+        for key in a.tasks.split(","):
+            if key not in TASKS:
+                ap.error(f"unknown task {key!r}; choose from {', '.join(TASKS)}")
+            name, args = TASKS[key]
+            try:
+                task = autotune.create_task(name, args)
+            except Exception as e:
+                print(f"{key}: skipped ({e})")
+                continue
+            ref_name, ref = reference(name, args)
+            xgb, xgb_rate = run(autotune.XGBTuner, task, a.trials, d)
+            rnd, rnd_rate = run(autotune.RandomTuner, task, a.random_trials, d)
+            curves[key] = (xgb, rnd)
+            for label, c, rate in (("XGBTuner", xgb, xgb_rate), ("RandomTuner", rnd, rnd_rate)):
+                best = max(g for _, _, g in c.points)
+                rows.append([key, label] + [f"{c.at_trials(n):.0f}" if n <= c.points[-1][0] else ""
+                                            for n in CHECKPOINTS]
+                            + [f"{c.at_seconds(60):.0f}", f"{best:.0f}", f"{best / ref:.2f}x {ref_name}",
+                               f"{100 * best / peak:.0f}%", f"{rate:.1f}"])
+            reach = next((t for t, _, g in xgb.points if g >= max(g2 for _, _, g2 in rnd.points)), None)
+            print(f"{key}: {ref_name} {ref:.0f} GFLOP/s; XGBTuner reaches RandomTuner's "
+                  f"{a.random_trials}-trial best after {reach if reach else 'more than ' + str(a.trials)} trials\n")
+    print("best GFLOP/s after N trials, after 60 s, overall; 2 threads")
+    print(table(["task", "tuner"] + [f"{n}" for n in CHECKPOINTS] +
+                ["60 s", "best", "vs reference", "of peak", "trials/s"], rows))
+    if a.plot and curves:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(len(curves), 2, figsize=(10, 3.5 * len(curves)), squeeze=False)
+        for row, (key, (xgb, rnd)) in zip(axes, curves.items()):
+            for c, label in ((xgb, "XGBTuner"), (rnd, "RandomTuner")):
+                row[0].plot([p[0] for p in c.points], [p[2] for p in c.points], label=label)
+                row[1].plot([p[1] for p in c.points], [p[2] for p in c.points], label=label)
+            row[0].set(title=f"{key}: best vs trials", xlabel="trials", ylabel="GFLOP/s")
+            row[1].set(title=f"{key}: best vs wall time", xlabel="seconds", ylabel="GFLOP/s")
+            row[0].legend()
+        fig.tight_layout()
+        fig.savefig(a.plot)
+        print(f"\nplot written to {a.plot}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Measurement: errors become records, crashes and hangs cost one trial, not the run."""
+import numpy as np
+import pytest
+
+import autotune
+from autotune.record import ErrorNo
+
+import autotune_templates  # noqa: F401  (registers test_vadd)
+
+
+@pytest.fixture(scope="module")
+def measurer():
+    with autotune.Measurer(autotune.measure_option(n_parallel=1, run_timeout=4, build_timeout=60,
+                                                   min_repeat_ms=2, repeat=2)) as m:
+        yield m
+
+
+def configs(task, **wanted):
+    sp = task.config_space
+    out = []
+    for mode in wanted["modes"]:
+        out.append(sp.from_json({"tile": [-1, 16], "mode": mode}))
+    return out
+
+
+def test_errors_are_records_and_tuning_continues(measurer):
+    task = autotune.create_task("test_vadd", (256,))
+    recs = measurer.measure(task, configs(task, modes=["ok", "invalid", "wrong", "crash", "hang", "ok"]))
+    codes = [r.error_no for r in recs]
+    assert codes[0] == ErrorNo.NO_ERROR and recs[0].costs
+    assert codes[1] == ErrorNo.INSTANTIATION_ERROR and "ScheduleError" in recs[1].error_msg
+    assert codes[2] == ErrorNo.WRONG_ANSWER
+    assert codes[3] == ErrorNo.RUNTIME_ERROR and "died" in recs[3].error_msg
+    assert codes[4] == ErrorNo.RUN_TIMEOUT
+    assert codes[5] == ErrorNo.NO_ERROR          # the runner was restarted and goes on
+    for r in recs:
+        assert r.workload == task.workload_key and r.isa == task.target.isa
+
+
+def test_matmul_candidate_is_timed(measurer):
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    sp = task.config_space
+    recs = measurer.measure(task, [sp.get(0), sp.get(sp.default_index())])
+    assert all(r.ok for r in recs), [r.error_msg for r in recs]
+    assert all(len(r.costs) == 2 and min(r.costs) > 0 for r in recs)
+
+
+def test_flops_of_matmul():
+    task = autotune.create_task("matmul", (32, 64, 16, "float32"))
+    assert task.flops == pytest.approx(2 * 32 * 64 * 16)
+
+
+def test_task_build_runs(rng=np.random.default_rng(0)):
+    task = autotune.create_task("matmul", (24, 32, 8, "float32"))
+    f = task.build(task.config_space.get(3))
+    a = rng.standard_normal((24, 8), dtype=np.float32)
+    b = rng.standard_normal((8, 32), dtype=np.float32)
+    c = np.zeros((24, 32), np.float32)
+    f(a, b, c)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-4, atol=1e-5)

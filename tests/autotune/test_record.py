@@ -1,0 +1,64 @@
+"""Tuning records: round trip, tolerance to bad lines, best/merge/stats."""
+import json
+import logging
+
+import pytest
+
+from autotune import record as rec
+
+
+def make(workload="w", config=None, costs=(1e-3,), error_no=0, isa="x86_64+avx2"):
+    return rec.Record(workload=workload, config=config or {"t": [-1, 4]}, costs=list(costs),
+                      error_no=error_no, isa=isa, cpu="cpu", target="llvm -mcpu=cpu")
+
+
+def test_round_trip(tmp_path):
+    p = tmp_path / "log.jsonl"
+    rs = [make(costs=(1e-3, 2e-3)), make(config={"t": [-1, 8]}, costs=(), error_no=rec.ErrorNo.WRONG_ANSWER)]
+    rec.append(p, rs)
+    back = rec.load(p)
+    assert [r.to_json() for r in back] == [r.to_json() for r in rs]
+    assert back[0].ok and back[0].cost == pytest.approx(1.5e-3)
+    assert not back[1].ok and back[1].cost == float("inf")
+    assert json.loads(p.read_text().splitlines()[0])["version"] == rec.RECORD_VERSION
+
+
+def test_bad_lines_skipped_with_one_warning(tmp_path, caplog):
+    p = tmp_path / "log.jsonl"
+    good = make().to_json()
+    p.write_text("# a comment\n" + good + "\nnot json\n" + '{"version": 99}\n' + good + "\n" + good[:30])
+    with caplog.at_level(logging.WARNING):
+        back = rec.load(p)
+    assert len(back) == 2
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "skipped 3" in warnings[0].getMessage()
+
+
+def test_append_after_truncated_line_starts_fresh(tmp_path):
+    p = tmp_path / "log.jsonl"
+    p.write_text(make().to_json() + "\n" + make().to_json()[:20])     # killed mid-line
+    rec.append(p, [make(config={"t": [-1, 2]})])
+    back = rec.load(p)
+    assert len(back) == 2 and back[1].config == {"t": [-1, 2]}
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        rec.load(tmp_path / "nope.jsonl")
+
+
+def test_best_merge_stats(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    rec.append(a, [make(costs=(3e-3,)), make(config={"t": [-1, 2]}, costs=(1e-3,)),
+                   make(workload="v", costs=(), error_no=rec.ErrorNo.COMPILE_ERROR)])
+    rec.append(b, [make(config={"t": [-1, 8]}, costs=(2e-3,)), make(isa="other", costs=(1e-4,))])
+    allr = rec.load([a, b])
+    best = rec.best(allr, isa="x86_64+avx2")
+    assert best["w"].config == {"t": [-1, 2]} and "v" not in best
+    assert rec.best(allr)["w"].isa == "other"
+    out = tmp_path / "merged.jsonl"
+    n = rec.merge([a, b], out)
+    assert n == 2 and {r.isa for r in rec.load(out)} == {"x86_64+avx2", "other"}
+    st = rec.stats(allr)
+    assert st["v"]["errors"] == {"COMPILE_ERROR": 1}
+    assert st["w"]["records"] == 4 and st["w"]["best_cost"] == pytest.approx(1e-4)

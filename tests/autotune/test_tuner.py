@@ -1,0 +1,72 @@
+"""Tuners: a short run finds a config at least as fast as the default; resume skips measured configs."""
+import logging
+
+import pytest
+
+import autotune
+
+
+@pytest.fixture(scope="module")
+def measurer():
+    with autotune.Measurer(autotune.measure_option(n_parallel=2, min_repeat_ms=5, repeat=3)) as m:
+        yield m
+
+
+@pytest.mark.parametrize("tuner_cls", [autotune.XGBTuner, autotune.RandomTuner, autotune.GridSearchTuner])
+def test_short_tuning_run(tuner_cls, measurer, tmp_path):
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    log = tmp_path / "log.jsonl"
+    tuner = tuner_cls(task)
+    tuner.tune(12, measurer=measurer, callbacks=[autotune.log_to_file(log)])
+    recs = autotune.load_records(log)
+    assert len(recs) == 12
+    assert tuner.best_record is not None and tuner.best_flops > 0
+    assert len({r.config_key for r in recs}) == 12             # no config measured twice
+
+
+def test_xgb_finds_at_least_the_default(measurer):
+    task = autotune.create_task("matmul", (128, 128, 128, "float32"))
+    tuner = autotune.XGBTuner(task)
+    tuner.tune(16, measurer=measurer)
+    default = task.config_space.default_index()
+    assert default in tuner.results                           # the default is measured first
+    # the best of the run is at least the default (measurement noise allowed)
+    assert tuner.best_flops >= 0.9 * tuner.results[default]
+
+
+def test_resume_skips_measured_configs(measurer, tmp_path):
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    log = tmp_path / "log.jsonl"
+    autotune.RandomTuner(task, seed=1).tune(8, measurer=measurer, callbacks=[autotune.log_to_file(log)])
+    t2 = autotune.RandomTuner(task, seed=1)                      # same seed: would pick the same configs
+    t2.tune(8, measurer=measurer, callbacks=[autotune.log_to_file(log)])
+    recs = autotune.load_records(log)
+    assert len(recs) == 16 and len({r.config_key for r in recs}) == 16
+
+
+def test_dispatch_best_and_fallback(measurer, tmp_path, caplog):
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    log = tmp_path / "log.jsonl"
+    tuner = autotune.RandomTuner(task)
+    tuner.tune(6, measurer=measurer, callbacks=[autotune.log_to_file(log)])
+    with autotune.apply_history_best(log) as ctx:
+        assert ctx.query(task).to_json() == tuner.best_config.to_json()
+        f = task.build()
+        assert f is not None
+    other = autotune.create_task("matmul", (32, 32, 32, "float32"))
+    with caplog.at_level(logging.INFO, logger="autotune.dispatch"):
+        with autotune.apply_history_best(log):
+            other.build()
+            other.build()
+    said = [r for r in caplog.records if "no tuning record" in r.getMessage()]
+    assert len(said) <= 1                                      # once per workload, not per build
+
+
+def test_dispatch_respects_isa(measurer, tmp_path, caplog):
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    r = measurer.measure(task, [task.config_space.get(1)])[0]
+    r.isa = "x86_64+sse4.2"                                     # as if measured on an older CPU
+    assert autotune.apply_history_best([r]).query(task) is None
+    with caplog.at_level(logging.WARNING):
+        cfg = autotune.apply_history_best([r], allow_other_isa=True).query(task)
+    assert cfg is not None and any("another CPU" in x.getMessage() for x in caplog.records)
