@@ -11,6 +11,7 @@ import numpy as np
 from . import llvm_init
 from .codegen_llvm import NUM_THREADS_GLOBAL, codegen
 from .lower import lower
+from .runtime import ArgSpec, NativeFunction
 from .schedule import Schedule
 from .stmt import LoweredFunc, Store, walk_stmt
 from .target import Target, num_threads, parse
@@ -54,8 +55,18 @@ def build(sch: Schedule | LoweredFunc, args: list | None = None, target=None,
     return kernel
 
 
-class Kernel:
-    """A compiled function: call it with numpy arrays, in the order of the build arguments."""
+def arg_specs(func: LoweredFunc) -> list[ArgSpec]:
+    """Name, shape, dtype and written-or-not of each argument of a lowered function."""
+    written = {id(s.buffer) for s in walk_stmt(func.body) if isinstance(s, Store)}
+    return [ArgSpec(b.name, tuple(b.shape), np.dtype(b.dtype if b.dtype != "bool" else np.bool_),
+                    id(b) in written) for b in func.args]
+
+
+class Kernel(NativeFunction):
+    """A compiled function: call it with numpy arrays, in the order of the build arguments.
+
+    Argument checks and calls come from runtime.NativeFunction, shared with loaded libraries.
+    """
 
     def __init__(self, func: LoweredFunc, mod, target: Target, uses_openmp: bool):
         if uses_openmp:
@@ -72,50 +83,17 @@ class Kernel:
         nt_addr = self._engine.get_global_value_address(NUM_THREADS_GLOBAL)
         self._num_threads = ctypes.c_int32.from_address(nt_addr)
         self._num_threads.value = num_threads()
-        written = {id(s.buffer) for s in walk_stmt(func.body) if isinstance(s, Store)}
-        self._specs = [(b.name, tuple(b.shape), np.dtype(b.dtype if b.dtype != "bool" else np.bool_),
-                        id(b) in written) for b in func.args]
+        self._specs = arg_specs(func)
         self.build_seconds = 0.0
-
-    @property
-    def arg_specs(self) -> list[tuple[str, tuple, np.dtype]]:
-        """(name, shape, dtype) of each argument."""
-        return [(n, s, d) for n, s, d, _ in self._specs]
 
     def set_num_threads(self, n: int) -> None:
         """Threads that parallel loops of this kernel use."""
         self._num_threads.value = int(n)
 
-    def check(self, arrays) -> list[int]:
-        """Validate the arguments; returns their data pointers."""
-        if len(arrays) != len(self._specs):
-            names = ", ".join(n for n, *_ in self._specs)
-            raise ValueError(f"{self.name} takes {len(self._specs)} arrays ({names}), got {len(arrays)}")
-        ptrs = []
-        for a, (name, shape, dtype, written) in zip(arrays, self._specs):
-            if not isinstance(a, np.ndarray):
-                raise ValueError(f"argument {name}: expected a numpy array of shape {shape} and dtype "
-                                 f"{dtype}, got {type(a).__name__}")
-            if a.shape != shape:
-                raise ValueError(f"argument {name}: expected shape {shape}, got {a.shape}")
-            if a.dtype != dtype:
-                raise ValueError(f"argument {name}: expected dtype {dtype}, got {a.dtype}")
-            if not a.flags.c_contiguous:
-                raise ValueError(f"argument {name}: the array must be C-contiguous "
-                                 "(use numpy.ascontiguousarray)")
-            if written and not a.flags.writeable:
-                raise ValueError(f"argument {name}: the kernel writes it, but the array is read-only")
-            ptrs.append(a.ctypes.data)
-        return ptrs
-
-    def __call__(self, *arrays: np.ndarray) -> None:
-        rc = self._cfunc(*self.check(arrays))
-        if rc != 0:
-            raise RuntimeError(f"kernel {self.name} failed with code {rc}")
-
-    def call_unchecked(self, ptrs: list[int]) -> None:
-        """Call with raw data pointers (for timing loops that already checked the arrays)."""
-        self._cfunc(*ptrs)
+    def export_library(self, path: str, header: str | None = None) -> dict:
+        """Write this kernel as a shared library (and a C header); returns its metadata."""
+        from .export import export_library
+        return export_library([self], path, target=self.target, header=header)
 
     def get_source(self, kind: str = "ir") -> str:
         """The lowered loop IR ('ir'), the optimised LLVM IR ('llvm') or the assembly ('asm')."""
@@ -128,5 +106,4 @@ class Kernel:
         raise ValueError(f"get_source: kind must be 'ir', 'llvm' or 'asm', not {kind!r}")
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{n}{list(s)}:{d}" for n, s, d, _ in self._specs)
-        return f"Kernel {self.name}({args}) for {self.target.isa}"
+        return f"Kernel {self.name}({self._args_str()}) for {self.target.isa}"

@@ -7,10 +7,10 @@ from features, never from the name.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 
 from . import llvm_init
+from .runtime import num_threads  # noqa: F401  (lives in the runtime, which loads without llvmlite)
 
 # Features that change which instructions a kernel may use; the ISA key is made of these.
 ISA_FEATURES = ("sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq",
@@ -118,20 +118,3 @@ def parse(target: "str | Target | None") -> Target:
         h = host()
         return Target(h.cpu, feats or h.features)
     return Target(cpu, feats)
-
-
-def num_threads() -> int:
-    """Threads for parallel loops: TILEWISE_NUM_THREADS, else the CPUs this process may use."""
-    env = os.environ.get("TILEWISE_NUM_THREADS", "").strip()
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"TILEWISE_NUM_THREADS={env!r} is not a whole number") from None
-        if n < 1:
-            raise ValueError(f"TILEWISE_NUM_THREADS={env!r} must be at least 1")
-        return n
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1

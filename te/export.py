@@ -1,0 +1,314 @@
+"""Export kernels as one native shared library that te.runtime.load_module (or C) can use.
+
+    te.export_library([k1, k2], "model.so", header="model.h")
+
+The pipeline: codegen every kernel into one LLVM module (plus the thread-count setter) ->
+optimise and emit an object file (cached on disk by a hash of the IR and the target) -> emit a
+tiny object holding the metadata JSON -> link both with the system C compiler into a .so ->
+write the C header.  The ABI is documented in docs/c_abi.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+
+from llvmlite import ir
+
+from . import cache as cache_mod
+from . import llvm_init, runtime
+from .build import Kernel, arg_specs, optimize
+from .codegen_llvm import CodeGenLLVM, codegen
+from .stmt import LoweredFunc
+from .target import Target, parse
+
+log = logging.getLogger(__name__)
+
+I32 = ir.IntType(32)
+C_TYPES = {"float32": "float", "float64": "double", "bool": "uint8_t", "int8": "int8_t",
+           "uint8": "uint8_t", "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t",
+           "uint32": "uint32_t", "int64": "int64_t", "uint64": "uint64_t"}
+_C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_C_KEYWORDS = frozenset("auto break case char const continue default do double else enum extern "
+                        "float for goto if inline int long register restrict return short signed "
+                        "sizeof static struct switch typedef union unsigned void volatile while "
+                        "bool true false".split())
+# The metadata function is compiled for the baseline CPU, so any CPU of the architecture can
+# read a library's metadata and be told why it cannot run its kernels.
+BASELINE = Target("generic", "")
+
+
+class ToolchainMissingError(RuntimeError):
+    """No C compiler/linker is installed to turn object files into a shared library."""
+
+
+def export_library(kernels, path: str | os.PathLike, target=None, header: str | None = None,
+                   metadata: dict | None = None, records=None, cache: bool = True) -> dict:
+    """Compile kernels (Kernels or LoweredFuncs) into one shared library; returns its metadata.
+
+    target: a Target or target string (default: the kernels' own target, else this CPU);
+    header: also write a C header there; metadata: extra JSON-able data kept under "user";
+    records: the tuning records used (Record objects, dicts or JSON lines).
+    """
+    funcs, tgt = _collect(kernels, target)
+    cg = codegen(funcs, tgt)                                          # loop IR -> LLVM IR
+    _add_thread_setter(cg)                                            # tilewise_set_num_threads
+    kernel_obj = _object(str(cg.module), tgt, cache)                  # O3 + object, cached
+    meta = library_metadata(funcs, tgt, cg.uses_openmp, records, metadata)
+    meta_obj = _metadata_object(json.dumps(meta, sort_keys=True))     # tilewise_metadata()
+    link([kernel_obj, meta_obj], os.fspath(path), openmp=cg.uses_openmp)   # cc -shared
+    if header is not None:
+        write_header(meta, header, library=os.path.basename(os.fspath(path)))
+    return meta
+
+
+def _collect(kernels, target) -> tuple[list[LoweredFunc], Target]:
+    """The lowered functions to export and the target to build them for."""
+    if isinstance(kernels, (Kernel, LoweredFunc)):
+        kernels = [kernels]
+    kernels = list(kernels)
+    if not kernels:
+        raise ValueError("export_library: no kernels given")
+    funcs, targets = [], set()
+    for k in kernels:
+        if isinstance(k, Kernel):
+            funcs.append(k.func)
+            targets.add(k.target)
+        elif isinstance(k, LoweredFunc):
+            funcs.append(k)
+        else:
+            raise TypeError(f"export_library: expected Kernels or lowered functions, got "
+                            f"{type(k).__name__} (build with te.build or lower with te.lower first)")
+    if target is None and len(targets) > 1:
+        raise ValueError("export_library: the kernels were built for different targets "
+                         f"({', '.join(sorted(map(str, targets)))}); pass target=")
+    tgt = parse(target if target is not None else (targets.pop() if targets else None))
+    seen = set()
+    for f in funcs:
+        if not _C_IDENT.match(f.name) or f.name in _C_KEYWORDS or f.name.startswith("tilewise_"):
+            raise ValueError(f"export_library: kernel name {f.name!r} must be a C identifier not "
+                             "starting with 'tilewise_' (pass name= to te.build / te.lower)")
+        if f.name in seen:
+            raise ValueError(f"export_library: two kernels are named {f.name!r}; names must be unique")
+        seen.add(f.name)
+    return funcs, tgt
+
+
+def _add_thread_setter(cg: CodeGenLLVM) -> None:
+    """Make the thread-count global private to the library, behind a setter and a getter."""
+    cg.num_threads.linkage = "internal"
+    setter = ir.Function(cg.module, ir.FunctionType(ir.VoidType(), [I32]), runtime.SET_THREADS_SYMBOL)
+    b = ir.IRBuilder(setter.append_basic_block("entry"))
+    n = setter.args[0]
+    b.store(b.select(b.icmp_signed("<", n, ir.Constant(I32, 0)), ir.Constant(I32, 0), n), cg.num_threads)
+    b.ret_void()
+    getter = ir.Function(cg.module, ir.FunctionType(I32, []), runtime.GET_THREADS_SYMBOL)
+    b = ir.IRBuilder(getter.append_basic_block("entry"))
+    b.ret(b.load(cg.num_threads, typ=I32))
+
+
+def _object(llvm_ir: str, tgt: Target, use_cache: bool) -> bytes:
+    """The optimised object file for llvm_ir, from the compile cache when it holds it."""
+    from . import __version__
+    c = cache_mod.default() if use_cache else None
+    k = cache_mod.key(llvm_ir, str(tgt), __version__,
+                      ".".join(map(str, llvm_init.llvm().llvm_version_info)), "O3 pic")
+    obj = c.get(k) if c else None
+    if obj is None:
+        obj = tgt.machine().emit_object(optimize(llvm_ir, tgt))
+        if c:
+            c.put(k, obj)
+    else:
+        log.debug("compile cache hit %s", k[:16])
+    return obj
+
+
+def library_metadata(funcs: list[LoweredFunc], tgt: Target, openmp: bool, records=None,
+                     user: dict | None = None) -> dict:
+    """The JSON-able description that travels inside the library (see docs/c_abi.md)."""
+    from . import __version__
+    triple = llvm_init.llvm().get_process_triple()
+    return {
+        "format": runtime.FORMAT,
+        "format_version": runtime.FORMAT_VERSION,
+        "tilewise_version": __version__,
+        "llvm_version": ".".join(map(str, llvm_init.llvm().llvm_version_info)),
+        "target": str(tgt),
+        "isa": tgt.isa,
+        "arch": triple.split("-")[0],
+        "triple": triple,
+        "required_features": required_features(tgt),
+        "openmp": openmp,
+        "kernels": [{"name": f.name,
+                     "args": [{"name": s.name, "shape": list(s.shape), "dtype": str(s.dtype),
+                               "written": s.written} for s in arg_specs(f)]}
+                    for f in funcs],
+        "records": [_record_json(r) for r in (records or [])],
+        "user": user or {},
+    }
+
+
+def required_features(tgt: Target) -> list[str]:
+    """The CPU features (LLVM names) a library built for tgt needs, as far as the loader can check."""
+    implied = Target(tgt.cpu).feature_set                # what -mcpu=NAME implies, where known
+    if not tgt.features and not implied and tgt.cpu not in ("x86-64", "generic"):
+        log.warning("target %s: cannot tell which CPU features -mcpu=%s implies, so the library "
+                    "cannot check them when it is loaded; spell them out with -mattr=+f1,+f2",
+                    tgt, tgt.cpu)
+    disabled = {f[1:] for f in tgt.features.split(",") if f.startswith("-")}
+    return sorted(((tgt.feature_set | implied) - disabled) & runtime.CPUINFO_FLAGS.keys())
+
+
+def _record_json(r) -> dict:
+    if isinstance(r, dict):
+        return r
+    if isinstance(r, str):
+        return json.loads(r)
+    for attr in ("to_dict", "to_json"):
+        if hasattr(r, attr):
+            v = getattr(r, attr)()
+            return json.loads(v) if isinstance(v, str) else v
+    if dataclasses.is_dataclass(r):
+        return dataclasses.asdict(r)
+    raise TypeError(f"export_library: cannot store a tuning record of type {type(r).__name__}")
+
+
+def _metadata_object(text: str) -> bytes:
+    """An object file defining `const char *tilewise_metadata(void)` that returns text."""
+    llvm = llvm_init.llvm()
+    mod = ir.Module("tilewise_metadata")
+    mod.triple = llvm.get_process_triple()
+    machine = BASELINE.machine()
+    mod.data_layout = str(machine.target_data)
+    data = bytearray(text.encode("utf-8") + b"\0")
+    g = ir.GlobalVariable(mod, ir.ArrayType(ir.IntType(8), len(data)), "tilewise.metadata.json")
+    g.initializer = ir.Constant(g.value_type, data)
+    g.global_constant = True
+    g.linkage = "private"
+    fn = ir.Function(mod, ir.FunctionType(ir.PointerType(), []), runtime.METADATA_SYMBOL)
+    fn.attributes.add("nounwind")
+    ir.IRBuilder(fn.append_basic_block("entry")).ret(g)
+    parsed = llvm.parse_assembly(str(mod))
+    parsed.verify()
+    return machine.emit_object(parsed)
+
+
+# ---------------------------------------------------------------- linking
+def find_cc() -> list[str]:
+    """The C compiler driver used to link: $CC, else cc, gcc or clang on the PATH."""
+    env = os.environ.get("CC", "").strip()
+    if env:
+        cmd = shlex.split(env)
+        if shutil.which(cmd[0]):
+            return cmd
+        log.warning("CC=%r is not an executable; looking for cc, gcc, clang", env)
+    for name in ("cc", "gcc", "clang"):
+        p = shutil.which(name)
+        if p:
+            return [p]
+    raise ToolchainMissingError("no C compiler/linker found (looked for $CC, cc, gcc, clang) to link "
+                                "the shared library; install one: apt-get install gcc")
+
+
+@functools.lru_cache(maxsize=None)
+def _gomp_flag(cc: tuple[str, ...]) -> str:
+    """How to link libgomp: -lgomp where the driver has the development link, else its soname."""
+    try:
+        out = subprocess.run([*cc, "-print-file-name=libgomp.so"], capture_output=True, text=True,
+                             timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    return "-lgomp" if os.path.isabs(out) and os.path.exists(out) else "-l:libgomp.so.1"
+
+
+def link(objects: list[bytes], path: str, openmp: bool) -> None:
+    """Link object files into the shared library path (written atomically)."""
+    cc = find_cc()
+    out_dir = os.path.dirname(os.path.abspath(path))
+    os.makedirs(out_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tilewise-link-") as tmp:
+        names = []
+        for n, obj in enumerate(objects):
+            names.append(os.path.join(tmp, f"part{n}.o"))
+            with open(names[-1], "wb") as fh:
+                fh.write(obj)
+        fd, tmp_out = tempfile.mkstemp(prefix=".tmp-", suffix=".so", dir=out_dir)
+        os.close(fd)
+        libs = ([_gomp_flag(tuple(cc))] if openmp else []) + ["-lm"]
+        cmd = [*cc, "-shared", "-fPIC", "-o", tmp_out, *names, *libs, "-Wl,--no-undefined",
+               "-Wl,-z,noexecstack", f"-Wl,-soname,{os.path.basename(path)}"]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            if r.returncode != 0:
+                hint = " (parallel loops need libgomp: apt-get install libgomp1)" if \
+                    openmp and "gomp" in r.stderr else ""
+                raise RuntimeError(f"linking {path} failed{hint}:\n$ {shlex.join(cmd)}\n{r.stderr}")
+            os.chmod(tmp_out, 0o755)
+            os.replace(tmp_out, path)
+        finally:
+            if os.path.exists(tmp_out):
+                os.remove(tmp_out)
+
+
+# ---------------------------------------------------------------- the C header
+def header_text(meta: dict, library: str = "the library") -> str:
+    """A C header declaring the library's kernels and its interface functions."""
+    guard = "TILEWISE_" + re.sub(r"\W", "_", os.path.splitext(library)[0]).upper() + "_H_"
+    lines = [
+        f"/* {library}: C interface generated by tilewise {meta['tilewise_version']} -- do not edit.",
+        f" * Built for: {meta['target'].split(' -mattr=')[0]} ({meta['isa']})",
+        f" * Needs CPU features: {', '.join(meta['required_features']) or '(baseline x86-64)'}",
+        " * ABI (docs/c_abi.md): each kernel takes one pointer per argument, to a C-contiguous",
+        " * (row-major) buffer of exactly the shape and element type shown; buffers must not",
+        " * overlap; a kernel returns 0 on success. */",
+        f"#ifndef {guard}", f"#define {guard}", "", "#include <stdint.h>", "",
+        "#ifndef TILEWISE_RESTRICT",
+        "#ifdef __cplusplus", "#define TILEWISE_RESTRICT __restrict", "#else",
+        "#define TILEWISE_RESTRICT restrict", "#endif", "#endif", "",
+        "#ifdef __cplusplus", 'extern "C" {', "#endif", "",
+        f"#define TILEWISE_FORMAT_VERSION {meta['format_version']}", "",
+        "/* The library's metadata as a NUL-terminated JSON string (static; do not free). */",
+        "const char *tilewise_metadata(void);",
+        "/* Threads for parallel loops; 0 (the initial value) lets OpenMP decide (OMP_NUM_THREADS,",
+        " * else every core). Not thread-safe against kernels running at the same time. */",
+        "void tilewise_set_num_threads(int32_t n);",
+        "int32_t tilewise_get_num_threads(void);",
+    ]
+    for k in meta["kernels"]:
+        used: set[str] = set()
+        params, doc = [], []
+        for a in k["args"]:
+            name = _c_param(a["name"], used)
+            ctype = C_TYPES[a["dtype"]]
+            dims = "".join(f"[{d}]" for d in a["shape"]) or "[1]"
+            params.append(f"{'' if a['written'] else 'const '}{ctype} *TILEWISE_RESTRICT {name}")
+            doc.append(f" *   {name}: {a['dtype']}{dims}{', written' if a['written'] else ''}")
+        lines += ["", f"/* {k['name']}", *doc, " * Returns 0 on success. */",
+                  f"int32_t {k['name']}({', '.join(params) or 'void'});"]
+    lines += ["", "#ifdef __cplusplus", "}", "#endif", f"#endif /* {guard} */", ""]
+    return "\n".join(lines)
+
+
+def _c_param(name: str, used: set[str]) -> str:
+    c = re.sub(r"\W", "_", name)
+    if not c or c[0].isdigit() or c in _C_KEYWORDS:
+        c = "arg_" + c
+    base, n = c, 1
+    while c in used:
+        n += 1
+        c = f"{base}_{n}"
+    used.add(c)
+    return c
+
+
+def write_header(meta: dict, path: str | os.PathLike, library: str = "the library") -> None:
+    """Write the C header for a library's metadata."""
+    with open(path, "w") as fh:
+        fh.write(header_text(meta, library))
