@@ -69,6 +69,42 @@ def export_library(kernels, path: str | os.PathLike, target=None, header: str | 
     return meta
 
 
+def export_model(cg: CodeGenLLVM, plan, params, path: str | os.PathLike, target: Target,
+                 records=None, header: str | None = None) -> dict:
+    """Link a whole model: its kernels and entry point (already in cg), the weights blob, the metadata."""
+    _add_thread_setter(cg)
+    kernel_obj = _object(str(cg.module), target, True)
+    meta = library_metadata(plan.funcs, target, cg.uses_openmp, records, None)
+    meta["model"] = {"entry": runtime.MODEL_ENTRY_SYMBOL, "inputs": plan.inputs, "outputs": plan.outputs,
+                     "workspace_bytes": int(plan.workspace_bytes), "param_bytes": int(plan.param_bytes),
+                     "calls": len(plan.steps)}
+    objs = [kernel_obj, _metadata_object(json.dumps(meta, sort_keys=True))]
+    if plan.param_bytes:
+        objs.append(_blob_object(runtime.PARAMS_SYMBOL, params.tobytes()))
+    link(objs, os.fspath(path), openmp=cg.uses_openmp)
+    if header is not None:
+        write_header(meta, header, library=os.path.basename(os.fspath(path)))
+    return meta
+
+
+def _blob_object(symbol: str, data: bytes) -> bytes:
+    """An object file with `data` as a 64-byte-aligned read-only symbol (assembled with .incbin)."""
+    cc = find_cc()
+    with tempfile.TemporaryDirectory(prefix="tilewise-blob-") as tmp:
+        blob, asm, obj = (os.path.join(tmp, n) for n in ("blob.bin", "blob.S", "blob.o"))
+        with open(blob, "wb") as fh:
+            fh.write(data)
+        with open(asm, "w") as fh:
+            fh.write(f'.section .rodata\n.balign 64\n.globl {symbol}\n.type {symbol}, @object\n'
+                     f'{symbol}:\n.incbin "{blob}"\n.size {symbol}, {len(data)}\n'
+                     '.section .note.GNU-stack,"",@progbits\n')
+        r = subprocess.run([*cc, "-c", asm, "-o", obj], capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            raise RuntimeError(f"assembling the weights of the model failed:\n{r.stderr}")
+        with open(obj, "rb") as fh:
+            return fh.read()
+
+
 def _collect(kernels, target) -> tuple[list[LoweredFunc], Target]:
     """The lowered functions to export and the target to build them for."""
     if isinstance(kernels, (Kernel, LoweredFunc)):

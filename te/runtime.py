@@ -32,6 +32,9 @@ SUPPORTED_FORMAT_VERSIONS = (1,)
 METADATA_SYMBOL = "tilewise_metadata"
 SET_THREADS_SYMBOL = "tilewise_set_num_threads"
 GET_THREADS_SYMBOL = "tilewise_get_num_threads"
+MODEL_ENTRY_SYMBOL = "tilewise_run"          # i32 tilewise_run(void **io, const void *params, void *ws)
+PARAMS_SYMBOL = "tilewise_params"            # the weights blob of a model library
+ALIGN = 64
 
 # LLVM feature name -> the flag /proc/cpuinfo shows for it (where they differ, the kernel's name).
 CPUINFO_FLAGS = {
@@ -196,7 +199,56 @@ class Module:
     def __len__(self) -> int:
         return len(self._functions)
 
-    def __call__(self, *arrays: np.ndarray) -> None:
+    # ------------------------------------------------------------- whole models
+    @property
+    def is_model(self) -> bool:
+        """True for a library built from a whole model (frontends.build(...).export_library)."""
+        return "model" in self.metadata
+
+    def _model(self) -> dict:
+        if not self.is_model:
+            raise TypeError(f"{self.path} holds kernels, not a model; call a kernel with m[name](...)")
+        return self.metadata["model"]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i["name"] for i in self._model()["inputs"]]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o["name"] for o in self._model()["outputs"]]
+
+    @property
+    def inputs(self) -> list[dict]:
+        """Model inputs: name, shape, dtype."""
+        return list(self._model()["inputs"])
+
+    @property
+    def outputs(self) -> list[dict]:
+        """Model outputs: name, shape, dtype."""
+        return list(self._model()["outputs"])
+
+    def run(self, **inputs: np.ndarray) -> list[np.ndarray]:
+        """Run the whole model natively; returns the outputs in the model's order."""
+        model = self._model()
+        if not hasattr(self, "_entry"):
+            fn = self._lib[MODEL_ENTRY_SYMBOL]
+            fn.restype = ctypes.c_int32
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+            params = ctypes.addressof(ctypes.c_char.in_dll(self._lib, PARAMS_SYMBOL)) \
+                if model.get("param_bytes") else 0
+            self._entry = (fn, params)
+        fn, params = self._entry
+        return run_entry(fn, model["inputs"], model["outputs"], model["workspace_bytes"], params, inputs)
+
+    def __call__(self, *arrays: np.ndarray, **inputs: np.ndarray):
+        if self.is_model:
+            if arrays:
+                if len(arrays) != len(self.input_names):
+                    raise ValueError(f"the model takes {len(self.input_names)} inputs "
+                                     f"({', '.join(self.input_names)}), got {len(arrays)}")
+                inputs.update(zip(self.input_names, arrays))
+            return self.run(**inputs)
         if len(self._functions) != 1:
             raise TypeError(f"{self.path} holds {len(self._functions)} kernels "
                             f"({', '.join(self._functions)}); pick one with m[name](...)")
@@ -204,6 +256,34 @@ class Module:
 
     def __repr__(self) -> str:
         return f"Module {self.path} ({', '.join(self._functions)}) for {self.target}"
+
+
+def run_entry(fn, in_specs: list[dict], out_specs: list[dict], ws_bytes: int, params_ptr: int,
+              inputs: dict) -> list[np.ndarray]:
+    """Check a model's inputs, allocate its outputs and workspace, and call its entry point."""
+    names = [s["name"] for s in in_specs]
+    unknown = sorted(set(inputs) - set(names))
+    missing = [n for n in names if n not in inputs]
+    if unknown or missing:
+        raise ValueError(f"the model's inputs are {names}; missing {missing}, unknown {unknown}")
+    arrays = []
+    for spec in in_specs:
+        a = np.asarray(inputs[spec["name"]])
+        dt = np.dtype(spec["dtype"] if spec["dtype"] != "bool" else np.bool_)
+        if tuple(a.shape) != tuple(spec["shape"]):
+            raise ValueError(f"input {spec['name']}: expected shape {tuple(spec['shape'])}, got {a.shape}")
+        if a.dtype != dt:
+            raise ValueError(f"input {spec['name']}: expected dtype {dt}, got {a.dtype}")
+        arrays.append(np.ascontiguousarray(a))
+    outs = [np.empty(spec["shape"], np.dtype(spec["dtype"] if spec["dtype"] != "bool" else np.bool_))
+            for spec in out_specs]
+    ws = np.empty(max(ws_bytes, 1) + ALIGN, np.uint8)
+    ws_ptr = ws.ctypes.data + (-ws.ctypes.data) % ALIGN
+    io = (ctypes.c_void_p * (len(arrays) + len(outs)))(*[a.ctypes.data for a in arrays + outs])
+    rc = fn(ctypes.cast(io, ctypes.c_void_p), params_ptr, ws_ptr)
+    if rc != 0:
+        raise RuntimeError(f"the model failed with code {rc}")
+    return outs
 
 
 def load_module(path: str | os.PathLike) -> Module:

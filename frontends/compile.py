@@ -1,0 +1,293 @@
+"""Whole-model compilation: fused groups -> kernels, a static memory plan, one native entry point.
+
+    lib = frontends.build(graph, logs=["tuning.jsonl"])
+    outputs = lib.run(data=x)               # in-process (JIT)
+    lib.export_library("model.so")          # one .so: kernels + weights + entry + metadata
+
+The entry point `tilewise_run(void **io, const void *params, void *workspace)` calls every
+kernel in order with pointers into the caller's inputs/outputs (`io`), the weights blob
+(`params`) and one workspace whose offsets the memory plan fixed at build time, so no Python
+runs between kernels.  Identical kernels (same ops, attributes and shapes) are compiled once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from llvmlite import ir
+
+import te
+from te.target import Target, parse
+
+from .graph import Graph
+from .lowering import LOWER
+from .passes import Group, fuse, run_passes
+
+log = logging.getLogger(__name__)
+
+ALIGN = 64
+I32, PTR = ir.IntType(32), ir.PointerType()
+ENTRY = "tilewise_run"
+
+
+@dataclass
+class Step:
+    """One kernel call of the model: which kernel, and where each argument lives."""
+    kernel: str
+    args: list[tuple[str, int]]       # (space, index-or-offset): ("io", i) | ("param", off) | ("ws", off)
+    group: str
+
+
+@dataclass
+class ModelPlan:
+    """What the entry point does: kernels, calls, buffer placement, I/O signature."""
+    inputs: list[dict]
+    outputs: list[dict]
+    steps: list[Step]
+    param_bytes: int
+    workspace_bytes: int
+    funcs: list = field(default_factory=list)          # LoweredFunc per distinct kernel
+    tasks: list = field(default_factory=list)
+
+
+def _size(shape, dtype) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype if dtype != "bool" else np.bool_).itemsize
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _group_key(g: Graph, grp: Group) -> str:
+    parts = []
+    for n in grp.nodes:
+        attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in sorted(n.attrs.items())}
+        parts.append([n.op, repr(attrs), [g.info(o).shape for o in n.outputs if o]])
+    ins = []
+    for name in grp.inputs():
+        info = g.info(name)
+        c = g.constants.get(name)
+        ins.append([list(info.shape), info.dtype, c.reshape(-1)[0].item() if c is not None and c.size == 1 else None])
+    return hashlib.sha256(json.dumps([parts, ins], default=str).encode()).hexdigest()[:16]
+
+
+def lower_group(g: Graph, grp: Group, name: str, opset: int):
+    """te tensors of one group: (placeholders in argument order, output tensor, scalar inputs)."""
+    env: dict[str, object] = {}
+    placeholders = []
+    arg_values = []
+    for k, v in enumerate(grp.inputs()):
+        c = g.constants.get(v)
+        info = g.info(v)
+        if c is not None and c.size == 1 and grp.master.op not in ("Conv", "Gemm", "MatMul"):
+            env[v] = c.reshape(-1)[0].item()          # a scalar operand: folded into the kernel
+            continue
+        p = te.placeholder(info.shape, info.dtype, name=f"in{k}")
+        env[v] = p
+        placeholders.append(p)
+        arg_values.append(v)
+    for n in grp.nodes:
+        n.out_shapes = [g.info(o).shape for o in n.outputs if o]
+        ins = [env[i] for i in n.inputs]
+        try:
+            outs = LOWER[n.op](n, ins, n.attrs, opset)
+        except Exception as e:
+            raise type(e)(f"node {n.name} ({n.op}): {e}") from e
+        for o, t in zip(n.outputs, outs):
+            env[o] = t
+    out = env[grp.output]
+    if not isinstance(out, te.Tensor) or out in placeholders:
+        # the group computes nothing new (e.g. a reshape of an input): make it a copy
+        src = out
+        out = te.compute(src.shape, lambda *i: src[i], name=f"{name}.copy", tag="elemwise")
+    want = g.info(grp.output)
+    if tuple(out.shape) != tuple(want.shape):
+        raise RuntimeError(f"kernel {name}: lowering produced shape {out.shape}, the model says {want.shape}")
+    return placeholders, arg_values, out
+
+
+def plan(graph: Graph, target: Target, opset: int) -> tuple[ModelPlan, Graph, dict]:
+    """Passes, fusion, one lowered function per distinct group, and the memory plan."""
+    from te import ops
+    g = run_passes(graph)
+    groups = fuse(g)
+    funcs, steps, by_key = [], [], {}
+    io_index = {i.name: k for k, i in enumerate(g.inputs)}
+    for k, o in enumerate(g.outputs):
+        if o.name in io_index or o.name in g.constants:
+            raise NotImplementedError(f"model output {o.name} is an input or a constant; not supported yet")
+        io_index[o.name] = len(g.inputs) + k
+    # constants -> params blob
+    param_off: dict[str, int] = {}
+    total = 0
+    for grp in groups:
+        for v in grp.inputs():
+            if v in g.constants and v not in param_off:
+                param_off[v] = total
+                total = _align(total + g.constants[v].nbytes)
+    # kernels
+    group_args: list[list[str]] = []
+    for gi, grp in enumerate(groups):
+        key = _group_key(g, grp)
+        kname = by_key.get(key)
+        placeholders, arg_values, out = lower_group(g, grp, f"k{gi}", opset)
+        if kname is None:
+            kname = f"k{len(funcs)}_{grp.master.op.lower()}"
+            s = ops.schedule([out])
+            funcs.append(te.lower(s, placeholders + [out], kname))
+            by_key[key] = kname
+        group_args.append(arg_values + [grp.output])
+        steps.append(Step(kname, [], " -> ".join(n.name for n in grp.nodes)))
+    # memory plan for intermediates: lifetimes in step order, greedy placement by size
+    first, last = {}, {}
+    for si, vals in enumerate(group_args):
+        for v in vals:
+            if v in io_index or v in g.constants:
+                continue
+            first.setdefault(v, si)
+            last[v] = si
+    sizes = {v: _align(_size(g.info(v).shape, g.info(v).dtype)) for v in first}
+    placed: list[tuple[int, int, int, int]] = []     # (offset, size, first, last)
+    ws_off: dict[str, int] = {}
+    for v in sorted(first, key=lambda v: (-sizes[v], first[v])):
+        off = 0
+        for o, sz, f, l in sorted(placed):
+            if f <= last[v] and first[v] <= l and off < o + sz and o < off + sizes[v]:
+                off = _align(o + sz)
+        # re-check after moving past conflicts (placed is sorted by offset, so one more scan settles it)
+        moved = True
+        while moved:
+            moved = False
+            for o, sz, f, l in placed:
+                if f <= last[v] and first[v] <= l and off < o + sz and o < off + sizes[v]:
+                    off, moved = _align(o + sz), True
+        placed.append((off, sizes[v], first[v], last[v]))
+        ws_off[v] = off
+    ws_total = max((o + s for o, s, _, _ in placed), default=0)
+    for st, vals in zip(steps, group_args):
+        for v in vals:
+            if v in io_index:
+                st.args.append(("io", io_index[v]))
+            elif v in g.constants:
+                st.args.append(("param", param_off[v]))
+            else:
+                st.args.append(("ws", ws_off[v]))
+    mp = ModelPlan(inputs=[{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in g.inputs],
+                   outputs=[{"name": o.name, "shape": list(o.shape), "dtype": o.dtype} for o in g.outputs],
+                   steps=steps, param_bytes=total, workspace_bytes=ws_total, funcs=funcs)
+    return mp, g, param_off
+
+
+def params_blob(g: Graph, param_off: dict, total: int) -> np.ndarray:
+    """All constants in one 64-byte-aligned byte buffer."""
+    blob = np.zeros(max(total, ALIGN) + ALIGN, np.uint8)
+    base = (-blob.ctypes.data) % ALIGN
+    blob = blob[base:base + max(total, ALIGN)]
+    for name, off in param_off.items():
+        c = np.ascontiguousarray(g.constants[name])
+        blob[off:off + c.nbytes] = c.view(np.uint8).reshape(-1)
+    return blob
+
+
+def add_entry(cg, mp: ModelPlan) -> None:
+    """Emit `i32 tilewise_run(ptr io, ptr params, ptr workspace)` into the codegen's module."""
+    mod = cg.module
+    fn = ir.Function(mod, ir.FunctionType(I32, [PTR, PTR, PTR]), ENTRY)
+    io, params, ws = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    kernels = {f.name: mod.get_global(f.name) for f in mp.funcs}
+    for k, st in enumerate(mp.steps):
+        ptrs = []
+        for space, v in st.args:
+            if space == "io":
+                slot = b.gep(io, [ir.Constant(ir.IntType(64), v)], source_etype=PTR)
+                ptrs.append(b.load(slot, typ=PTR))
+            else:
+                base = params if space == "param" else ws
+                ptrs.append(b.gep(base, [ir.Constant(ir.IntType(64), v)], source_etype=ir.IntType(8)))
+        rc = b.call(kernels[st.kernel], ptrs)
+        fail = b.icmp_signed("!=", rc, ir.Constant(I32, 0))
+        with b.if_then(fail, likely=False):
+            b.ret(rc)
+    b.ret(ir.Constant(I32, 0))
+
+
+class GraphLibrary:
+    """A compiled model: run it in-process, or export it as one shared library."""
+
+    def __init__(self, graph: Graph, mp: ModelPlan, g: Graph, param_off: dict, target: Target,
+                 records: list | None = None):
+        self.graph, self.plan, self.target = graph, mp, target
+        self.params = params_blob(g, param_off, mp.param_bytes)
+        self.records = records or []
+        self._jit = None
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i["name"] for i in self.plan.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o["name"] for o in self.plan.outputs]
+
+    def summary(self) -> str:
+        """Kernels, calls, weights and the peak workspace."""
+        mp = self.plan
+        return (f"{len(mp.funcs)} distinct kernels, {len(mp.steps)} calls, weights "
+                f"{mp.param_bytes / 2**20:.1f} MiB, workspace (peak intermediate memory) "
+                f"{mp.workspace_bytes / 2**20:.1f} MiB")
+
+    def _module(self):
+        from te.codegen_llvm import codegen
+        cg = codegen(self.plan.funcs, self.target)
+        add_entry(cg, self.plan)
+        return cg
+
+    def _compile_jit(self):
+        import ctypes
+
+        from te import llvm_init
+        from te.build import optimize
+        from te.codegen_llvm import NUM_THREADS_GLOBAL
+        cg = self._module()
+        if cg.uses_openmp:
+            llvm_init.load_openmp()
+        mod = optimize(str(cg.module), self.target)
+        engine = llvm_init.llvm().create_mcjit_compiler(mod, self.target.new_machine())
+        engine.finalize_object()
+        ctypes.c_int32.from_address(engine.get_global_value_address(NUM_THREADS_GLOBAL)).value = \
+            te.runtime.num_threads()
+        fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(
+            engine.get_function_address(ENTRY))
+        self._jit = (engine, fn)
+
+    def run(self, **inputs) -> list[np.ndarray]:
+        """Run the model in this process; returns the outputs in the model's order."""
+        if self._jit is None:
+            self._compile_jit()
+        from te.runtime import run_entry
+        return run_entry(self._jit[1], self.plan.inputs, self.plan.outputs, self.plan.workspace_bytes,
+                         self.params.ctypes.data, inputs)
+
+    __call__ = run
+
+    def export_library(self, path, header: str | None = None) -> dict:
+        """Write one shared library with the kernels, the weights, the entry point and the metadata."""
+        from te import export
+        return export.export_model(self._module(), self.plan, self.params, path, self.target,
+                                   records=self.records, header=header)
+
+
+def build(graph: Graph, target=None, logs=None) -> GraphLibrary:
+    """Compile a graph with the best known records (default schedules otherwise) into a GraphLibrary."""
+    t0 = time.perf_counter()
+    tgt = parse(target)
+    opset = getattr(graph, "opset", 13)
+    mp, g, param_off = plan(graph, tgt, opset)
+    lib = GraphLibrary(graph, mp, g, param_off, tgt)
+    log.info("built %s: %s in %.1f s", graph.name, lib.summary(), time.perf_counter() - t0)
+    return lib
