@@ -100,25 +100,22 @@ def from_onnx(model, shapes: dict | None = None) -> Graph:
         problems.append(f"shapes= names unknown inputs: {', '.join(shapes)} "
                         f"(inputs are: {', '.join(i.name for i in graph.inputs)})")
 
-    kept = []
+    raw = []
     for k, node in enumerate(g.node):
         if node.domain not in ("", "ai.onnx"):
             problems.append(f"node {node.name or k} ({node.domain}.{node.op_type}): custom-domain op is not supported")
-            continue
+        else:
+            raw.append((k, node))
+    known = {i.name: i.shape for i in graph.inputs}
+    for _ in range(8):                 # fold; learn shapes; fold what the shapes decide; repeat
+        raw, changed = _fold_nodes(raw, consts, known, problems)
+        if not changed or not any(n.op_type in ("Shape", "Size") for _, n in raw):
+            break
+        known.update(_raw_shapes(m, graph, [n for _, n in raw], consts))
+
+    kept = []
+    for k, node in raw:
         attrs = attrs_of(node)
-        ins = [consts.get(x) if x else None for x in node.input]
-        present = [x for x in node.input if x]
-        if present and all(x in consts for x in present) or (not present and node.op_type == "Constant"):
-            try:
-                outs = fold(node.op_type, ins, attrs)
-            except Exception as e:
-                outs = None
-                problems.append(f"node {node.name or k} ({node.op_type}): cannot evaluate it on its constant "
-                                f"inputs: {e}")
-            if outs is not None:
-                for name, v in zip(node.output, outs):
-                    consts[name] = v
-                continue
         params = PARAM_INPUTS.get(node.op_type, {})
         inputs = []
         for idx, x in enumerate(node.input):
@@ -138,6 +135,7 @@ def from_onnx(model, shapes: dict | None = None) -> Graph:
     infos = _infer(m, graph, kept, consts, problems)
     needed = {x for n in kept for x in n.inputs} | {o.name for o in g.output}
     for n in kept:
+        n.outputs = [o if (o in needed or k == 0) else "" for k, o in enumerate(n.outputs)]
         if n.op not in SUPPORTED:
             problems.append(f"node {n.name} ({n.op}): operator not supported by tilewise")
         for o in n.outputs:
@@ -160,6 +158,55 @@ def from_onnx(model, shapes: dict | None = None) -> Graph:
             graph.outputs.append(infos[o.name])
     from .passes import eliminate_dead_nodes
     return eliminate_dead_nodes(graph)
+
+
+def _fold_nodes(raw: list, consts: dict, known: dict, problems: list) -> tuple[list, bool]:
+    """Evaluate nodes whose inputs are constants (and Shape/Size of values of known shape)."""
+    out, changed = [], False
+    for k, node in raw:
+        attrs = attrs_of(node)
+        present = [x for x in node.input if x]
+        outs = None
+        try:
+            if (present and all(x in consts for x in present)) or (not present and node.op_type == "Constant"):
+                outs = fold(node.op_type, [consts.get(x) if x else None for x in node.input], attrs)
+            elif node.op_type in ("Shape", "Size") and present and present[0] in known:
+                shape = np.zeros(known[present[0]], np.int8)
+                outs = fold(node.op_type, [shape], attrs)
+        except Exception as e:
+            problems.append(f"node {node.name or k} ({node.op_type}): cannot evaluate it on its constant "
+                            f"inputs: {e}")
+            continue
+        if outs is None:
+            out.append((k, node))
+            continue
+        changed = True
+        for name, v in zip(node.output, outs):
+            consts[name] = v
+    return out, changed
+
+
+def _raw_shapes(m, graph: Graph, nodes: list, consts: dict) -> dict:
+    """Static shapes ONNX's inference finds for the values of not-yet-canonical nodes."""
+    from onnx import helper
+    used = {x for n in nodes for x in n.input}
+    inits = [numpy_helper.from_array(v, k) for k, v in consts.items() if k in used and v.size <= 4096]
+    big = [helper.make_tensor_value_info(k, _np_to_onnx(v.dtype), list(v.shape)) for k, v in consts.items()
+           if k in used and v.size > 4096]
+    ins = [helper.make_tensor_value_info(i.name, _np_to_onnx(np.dtype(i.dtype)), list(i.shape))
+           for i in graph.inputs]
+    g2 = helper.make_graph(nodes, "partial", ins + big, list(m.graph.output), inits)
+    m2 = helper.make_model(g2, opset_imports=list(m.opset_import), ir_version=max(m.ir_version, 7))
+    try:
+        inferred = shape_inference.infer_shapes(m2, strict_mode=False, data_prop=True)
+    except Exception:
+        return {}
+    out = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        dims = _dims(vi)
+        if vi.type.tensor_type.HasField("shape") and all(isinstance(d, int) for d in dims):
+            out[vi.name] = tuple(dims)
+    return out
 
 
 def _np_to_onnx(dt) -> int:
