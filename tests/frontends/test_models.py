@@ -1,0 +1,61 @@
+"""Whole models against ONNX Runtime: the light model zoo (real random weights), a MobileNetV2 block,
+a BERT-base-like encoder layer; the JIT'd model and the exported library agree."""
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import frontends
+import te
+from frontends import zoo
+
+# fp32 through tens of layers: a relative tolerance on the output scale
+RTOL, ATOL_REL = 1e-3, 1e-4
+
+
+def reference(model, feed):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, feed)
+
+
+def check(model, feed, lib_or_module):
+    want = reference(model, feed)
+    got = lib_or_module.run(**feed)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL_REL * float(np.abs(w).max()))
+
+
+def test_mobilenet_block(tmp_path, rng):
+    model = zoo.mobilenet_block(size=14)
+    lib = frontends.build(frontends.from_onnx(model))
+    feed = {"x": rng.standard_normal((1, 32, 14, 14)).astype(np.float32)}
+    check(model, feed, lib)
+    lib.export_library(tmp_path / "mb.so")
+    m = te.runtime.load_module(tmp_path / "mb.so")
+    assert m.input_names == ["x"] and m.outputs[0]["shape"] == [1, 32, 14, 14]
+    check(model, feed, m)
+
+
+@pytest.mark.parametrize("decomposed", [False, True])
+def test_encoder_layer(rng, decomposed):
+    model = zoo.encoder_layer(seq=16, hidden=64, heads=4, ffn=128, decomposed_layernorm=decomposed)
+    lib = frontends.build(frontends.from_onnx(model))
+    check(model, {"x": rng.standard_normal((16, 64)).astype(np.float32)}, lib)
+
+
+LIGHT = ["squeezenet", "bvlc_alexnet", "zfnet512", "inception_v1", "shufflenet", "resnet50",
+         "inception_v2", "densenet121", "vgg19"]
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_light_model_matches_onnxruntime(name, rng):
+    if name not in zoo.light_models():
+        pytest.skip(f"the installed onnx has no light_{name}")
+    model = zoo.light_model(name)
+    g = frontends.from_onnx(model)
+    lib = frontends.build(g)
+    feed = {g.inputs[0].name: rng.standard_normal(g.inputs[0].shape).astype(np.float32)}
+    check(model, feed, lib)
