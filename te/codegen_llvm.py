@@ -435,14 +435,33 @@ class CodeGenLLVM:
             return b.select(cmp("<" if op is BinOpKind.MIN else ">", x, y), x, y)
         if op in (BinOpKind.FLOORDIV, BinOpKind.DIV, BinOpKind.FLOORMOD):
             is_mod = op is BinOpKind.FLOORMOD
-            if unsigned:
-                return b.urem(x, y) if is_mod else b.udiv(x, y)
             lo_a = bound(e.a, self.ranges)[0]
             lo_b = bound(e.b, self.ranges)[0]
-            if lo_a >= 0 and lo_b > 0:
-                return b.srem(x, y) if is_mod else b.sdiv(x, y)
-            return self._floor_divmod(x, y, is_mod)
+            if lo_b > 0:          # a divisor known positive: no zero, no INT_MIN / -1
+                if unsigned:
+                    return b.urem(x, y) if is_mod else b.udiv(x, y)
+                if lo_a >= 0:
+                    return b.srem(x, y) if is_mod else b.sdiv(x, y)
+                return self._floor_divmod(x, y, is_mod)
+            return self._safe_divmod(x, y, is_mod, unsigned)
         raise CodegenError(f"binary operator {op.value} on {dt}")
+
+    def _safe_divmod(self, x: ir.Value, y: ir.Value, is_mod: bool, unsigned: bool) -> ir.Value:
+        """Division as numpy does it: x // 0 and x % 0 are 0, INT_MIN // -1 wraps (no trap)."""
+        b = self.builder
+        zero = ir.Constant(x.type, None)
+        ones = (ir.Constant(x.type, [1] * x.type.count) if isinstance(x.type, ir.VectorType)
+                else ir.Constant(x.type, 1))
+        by_zero = b.icmp_signed("==", y, zero)
+        y1 = b.select(by_zero, ones, y)
+        if unsigned:
+            r = b.urem(x, y1) if is_mod else b.udiv(x, y1)
+            return b.select(by_zero, zero, r)
+        minus1 = b.icmp_signed("==", y1, b.neg(ones))
+        y2 = b.select(minus1, ones, y1)          # x / -1 is -x (wrapping), x % -1 is 0
+        r = self._floor_divmod(x, y2, is_mod)
+        r = b.select(minus1, zero if is_mod else b.neg(x), r)
+        return b.select(by_zero, zero, r)
 
     def _floor_divmod(self, x: ir.Value, y: ir.Value, is_mod: bool) -> ir.Value:
         b = self.builder
@@ -536,6 +555,8 @@ class CodeGenLLVM:
         if not is_float(e.dtype):
             if f is MathFunc.ABS:
                 x = args[0]
+                if is_unsigned(e.dtype):
+                    return x
                 return b.select(b.icmp_signed("<", x, ir.Constant(x.type, None)), b.neg(x), x)
             raise CodegenError(f"{f.value} of {e.dtype}")
         if f is MathFunc.SIGMOID:

@@ -261,6 +261,8 @@ def convert(value: ExprLike, dtype: str | None = None) -> Expr:
     """Turn a Python number into a Const (of dtype when given); leave expressions alone."""
     if isinstance(value, Expr):
         return value
+    if isinstance(getattr(value, "var", None), Var):       # an IterVar stands for its variable
+        return value.var
     if hasattr(value, "dtype") and hasattr(value, "item"):      # numpy scalar
         return const(value.item(), dtype or str(value.dtype))
     if isinstance(value, (bool, int, float)):
@@ -273,6 +275,7 @@ def convert(value: ExprLike, dtype: str | None = None) -> Expr:
 
 
 def _wider(a: str, b: str) -> str:
+    """numpy's promotion of two dtypes (symmetric)."""
     if a == b:
         return a
     if is_float(a) != is_float(b):
@@ -281,13 +284,27 @@ def _wider(a: str, b: str) -> str:
         return b
     if b == "bool":
         return a
-    return a if DTYPE_BITS[a] >= DTYPE_BITS[b] else b
+    if is_float(a):
+        return a if DTYPE_BITS[a] >= DTYPE_BITS[b] else b
+    ua, ub = is_unsigned(a), is_unsigned(b)
+    if ua == ub:
+        return a if DTYPE_BITS[a] >= DTYPE_BITS[b] else b
+    signed, unsigned = (b, a) if ua else (a, b)
+    if DTYPE_BITS[signed] > DTYPE_BITS[unsigned]:
+        return signed
+    return {8: "int16", 16: "int32", 32: "int64", 64: "int64"}[DTYPE_BITS[unsigned]]
 
 
 def _unify(a: ExprLike, b: ExprLike) -> tuple[Expr, Expr]:
+    a = a.var if isinstance(getattr(a, "var", None), Var) else a
+    b = b.var if isinstance(getattr(b, "var", None), Var) else b
     if isinstance(a, Expr) and not isinstance(b, Expr):
+        if isinstance(b, float) and not is_float(a.dtype):
+            return cast("float32", a), const(b, "float32")
         return a, convert(b, a.dtype)
     if isinstance(b, Expr) and not isinstance(a, Expr):
+        if isinstance(a, float) and not is_float(b.dtype):
+            return const(a, "float32"), cast("float32", b)
         return convert(a, b.dtype), b
     a, b = convert(a), convert(b)
     dt = _wider(a.dtype, b.dtype)

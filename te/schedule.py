@@ -82,9 +82,23 @@ class Stage:
     scope: str = "global"
 
     def __post_init__(self):
+        self.axis_names: dict = {}          # IterVar -> a name unique in this stage (for steps)
         if isinstance(self.op, ComputeOp):
             self.leaf_iter_vars = list(self.op.axis) + list(self.op.reduce_axis)
             self.all_iter_vars = list(self.leaf_iter_vars)
+            for iv in self.all_iter_vars:
+                self._name(iv)
+
+    def _name(self, iv: IterVar) -> str:
+        """The stage-unique name of an axis (two reduce axes may both be called 'rv')."""
+        name = self.axis_names.get(iv)
+        if name is None:
+            taken = set(self.axis_names.values())
+            name, n = iv.name, 1
+            while name in taken:
+                name, n = f"{iv.name}#{n}", n + 1
+            self.axis_names[iv] = name
+        return name
 
     def __repr__(self) -> str:
         return f"Stage({self.name})"
@@ -121,6 +135,7 @@ class Stage:
             n += 1
         iv = IterVar(Var(name), None, kind)
         self.all_iter_vars.append(iv)
+        self._name(iv)
         return iv
 
     def leaf_of(self, iv: IterVar) -> IterVar:
@@ -149,6 +164,8 @@ class Stage:
         if (factor is None) == (nparts is None):
             raise self._error(f"split of {parent.name}: give exactly one of factor= or nparts=")
         n = factor if factor is not None else nparts
+        if hasattr(n, "__index__") and not isinstance(n, bool):
+            n = int(n.__index__())
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise self._error(f"split of {parent.name}: factor/nparts must be a positive int, got {n!r}")
         outer = self._new_iv(f"{parent.name}.outer", parent.kind)
@@ -156,7 +173,7 @@ class Stage:
         self.relations.append(Split(parent, outer, inner, factor, nparts))
         i = self.leaf_iter_vars.index(parent)
         self.leaf_iter_vars[i:i + 1] = [outer, inner]
-        self._record("split", parent.name, "factor" if factor is not None else "nparts", n)
+        self._record("split", self._name(parent), "factor" if factor is not None else "nparts", n)
         return outer, inner
 
     def tile(self, x_parent: IterVar, y_parent: IterVar, x_factor: int, y_factor: int):
@@ -177,7 +194,7 @@ class Stage:
         positions = sorted(self.leaf_iter_vars.index(iv) for iv in ivs)
         for pos, iv in zip(positions, ivs):
             self.leaf_iter_vars[pos] = iv
-        self._record("reorder", *[iv.name for iv in ivs])
+        self._record("reorder", *[self._name(iv) for iv in ivs])
 
     def fuse(self, *axes: IterVar) -> IterVar:
         """Fuse adjacent axes (outermost first) into one."""
@@ -187,7 +204,7 @@ class Stage:
         if len(axes) < 2:
             raise self._error("fuse needs at least two axes")
         ivs = [self._leaf(iv, "fuse") for iv in axes]
-        names = [iv.name for iv in ivs]
+        names = [self._name(iv) for iv in ivs]
         pos = [self.leaf_iter_vars.index(iv) for iv in ivs]
         if pos != list(range(pos[0], pos[0] + len(pos))):
             order = ", ".join(v.name for v in self.leaf_iter_vars)
@@ -215,7 +232,7 @@ class Stage:
         if old is not None and old is not kind:
             raise self._error(f"{prim}: axis {iv.name} is already marked {old.value}")
         self.iter_attrs[iv] = kind
-        self._record(prim, iv.name)
+        self._record(prim, self._name(iv))
 
     def vectorize(self, iv: IterVar) -> None:
         """Run the loop as SIMD lanes (explicit LLVM vectors); its extent must be a constant."""
@@ -234,7 +251,7 @@ class Stage:
         self._touch("pragma")
         iv = self._leaf(iv, "pragma")
         self.pragmas.setdefault(iv, []).append((str(key), value))
-        self._record("pragma", iv.name, str(key), value)
+        self._record("pragma", self._name(iv), str(key), value)
 
     # ------------------------------------------------------------- placement primitives
     def compute_at(self, parent: "Stage", iv: IterVar) -> None:
@@ -260,7 +277,7 @@ class Stage:
                 raise self._error(f"compute_at: {parent.name} is itself computed inside {self.name}")
             s = s.attach_stage
         self.attach_type, self.attach_stage, self.attach_ivar = AttachType.SCOPE, parent, iv
-        self._record("compute_at", parent.name, iv.name)
+        self._record("compute_at", parent.name, parent._name(iv))
 
     def compute_inline(self) -> None:
         """Substitute this stage's expression into its consumers; it gets no buffer or loops."""
@@ -372,6 +389,9 @@ class Schedule:
         """Copy `tensor` into a new stage read by `readers` instead of the original."""
         src = self[tensor]
         reader_stages = [self[r] for r in readers]
+        for rs in reader_stages:
+            if not any(t.op is tensor.op for t in getattr(rs.op, "input_tensors", [])):
+                raise rs._error(f"cache_read: stage {rs.name} does not read {src.name}; list only its readers")
         shape = tensor.shape
         axis = tuple(IterVar(Var(f"ax{d}"), (0, n)) for d, n in enumerate(shape))
         op = ComputeOp(f"{src.name}.{scope}", shape, axis, (tensor[tuple(a.var for a in axis)],))
@@ -449,8 +469,8 @@ def replay(sch: Schedule, steps: list) -> Schedule:
         stage = sch.stage(stage_name)
 
         def ax(name, stage=stage):
-            for iv in stage.all_iter_vars:
-                if iv.name == name:
+            for iv, unique in stage.axis_names.items():
+                if unique == name:
                     return iv
             raise ScheduleError(f"replay: stage {stage.name} has no axis named {name!r}")
         if kind == "split":
@@ -466,7 +486,7 @@ def replay(sch: Schedule, steps: list) -> Schedule:
             stage.pragma(ax(args[0]), args[1], args[2])
         elif kind == "compute_at":
             parent = sch.stage(args[0])
-            stage.compute_at(parent, next(iv for iv in parent.all_iter_vars if iv.name == args[1]))
+            stage.compute_at(parent, ax(args[1], parent))
         elif kind in ("compute_inline", "compute_root"):
             getattr(stage, kind)()
         elif kind == "cache_write":

@@ -117,7 +117,9 @@ def bound(e: Expr, ranges: Ranges) -> tuple[float, float]:
     if isinstance(e, Var):
         return ranges.get(e, (-INF, INF))
     if isinstance(e, Cast) and (is_int(e.dtype) and (is_int(e.value.dtype) or e.value.dtype == "bool")):
-        return bound(e.value, ranges)
+        lo, hi = bound(e.value, ranges)
+        tlo, thi = _dtype_range(e.dtype)
+        return (lo, hi) if tlo <= lo and hi <= thi else (tlo, thi)     # a narrowing cast may wrap
     if isinstance(e, (Cmp, Logic, Not)):
         return (0, 1)
     if isinstance(e, Select):
@@ -149,6 +151,22 @@ def bound(e: Expr, ranges: Ranges) -> tuple[float, float]:
             return (a[0] % c, a[1] % c)
         return (0, c - 1)
     return (-INF, INF)
+
+
+def _dtype_range(dtype: str) -> tuple[int, int]:
+    from .expr import DTYPE_BITS, is_unsigned
+    bits = DTYPE_BITS[dtype]
+    if is_unsigned(dtype):
+        return 0, (1 << bits) - 1
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def _fits(lo, hi, dtype: str) -> bool:
+    """Do values in [lo, hi] (and so the arithmetic that produced them) fit dtype without wrapping?"""
+    if dtype == "int64":
+        return True
+    tlo, thi = _dtype_range(dtype)
+    return tlo <= lo and hi <= thi
 
 
 def _mul(x, y):
@@ -273,13 +291,16 @@ class _Simplifier:
                 return b
             return e
         if op in (BinOpKind.ADD, BinOpKind.SUB, BinOpKind.MUL):
+            if not _fits(*bound(a, self.ranges), dt) or not _fits(*bound(b, self.ranges), dt):
+                return e
             lin = linear(e)
             return lin.to_expr()
         if op in (BinOpKind.FLOORDIV, BinOpKind.DIV, BinOpKind.FLOORMOD) and isinstance(b, Const) \
-                and b.value > 0:
+                and b.value > 0 and _fits(*bound(a, self.ranges), dt):
             out = self.divmod(a, b.value, op is BinOpKind.FLOORMOD, dt)
             return e if out is None else out
-        if op in (BinOpKind.MIN, BinOpKind.MAX):
+        if op in (BinOpKind.MIN, BinOpKind.MAX) and _fits(*bound(a, self.ranges), dt) \
+                and _fits(*bound(b, self.ranges), dt):
             lo, hi = linear_bound(linear(a).add(linear(b), -1), self.ranges)
             if hi <= 0:
                 return a if op is BinOpKind.MIN else b
@@ -320,7 +341,7 @@ class _Simplifier:
         a, b = e.a, e.b
         if isinstance(a, Const) and isinstance(b, Const):
             return const(_CMP[e.op](a.value, b.value), "bool")
-        if is_int(a.dtype):
+        if is_int(a.dtype) and _fits(*bound(a, self.ranges), a.dtype) and _fits(*bound(b, self.ranges), a.dtype):
             lo, hi = linear_bound(linear(a).add(linear(b), -1), self.ranges)
             decided = {
                 CmpKind.LT: (hi < 0, lo >= 0), CmpKind.LE: (hi <= 0, lo > 0),
