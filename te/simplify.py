@@ -291,16 +291,16 @@ class _Simplifier:
                 return b
             return e
         if op in (BinOpKind.ADD, BinOpKind.SUB, BinOpKind.MUL):
-            if not _fits(*bound(a, self.ranges), dt) or not _fits(*bound(b, self.ranges), dt):
+            if dt != "int64" and (not _fits(*bound(a, self.ranges), dt) or not _fits(*bound(b, self.ranges), dt)):
                 return e
             lin = linear(e)
             return lin.to_expr()
         if op in (BinOpKind.FLOORDIV, BinOpKind.DIV, BinOpKind.FLOORMOD) and isinstance(b, Const) \
-                and b.value > 0 and _fits(*bound(a, self.ranges), dt):
+                and b.value > 0 and (dt == "int64" or _fits(*bound(a, self.ranges), dt)):
             out = self.divmod(a, b.value, op is BinOpKind.FLOORMOD, dt)
             return e if out is None else out
-        if op in (BinOpKind.MIN, BinOpKind.MAX) and _fits(*bound(a, self.ranges), dt) \
-                and _fits(*bound(b, self.ranges), dt):
+        if op in (BinOpKind.MIN, BinOpKind.MAX) and (dt == "int64" or (
+                _fits(*bound(a, self.ranges), dt) and _fits(*bound(b, self.ranges), dt))):
             lo, hi = linear_bound(linear(a).add(linear(b), -1), self.ranges)
             if hi <= 0:
                 return a if op is BinOpKind.MIN else b
@@ -341,7 +341,8 @@ class _Simplifier:
         a, b = e.a, e.b
         if isinstance(a, Const) and isinstance(b, Const):
             return const(_CMP[e.op](a.value, b.value), "bool")
-        if is_int(a.dtype) and _fits(*bound(a, self.ranges), a.dtype) and _fits(*bound(b, self.ranges), a.dtype):
+        if is_int(a.dtype) and (a.dtype == "int64" or (_fits(*bound(a, self.ranges), a.dtype)
+                                                        and _fits(*bound(b, self.ranges), a.dtype))):
             lo, hi = linear_bound(linear(a).add(linear(b), -1), self.ranges)
             decided = {
                 CmpKind.LT: (hi < 0, lo >= 0), CmpKind.LE: (hi <= 0, lo > 0),
