@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 ALIGN = 64
 I32, PTR = ir.IntType(32), ir.PointerType()
 ENTRY = "tilewise_run"
+MEMCPY = "memcpy"          # a Step that copies bytes instead of calling a kernel
 
 
 @dataclass
@@ -117,18 +118,19 @@ def plan(graph: Graph, target: Target, opset: int) -> tuple[ModelPlan, Graph, di
     groups = fuse(g)
     funcs, steps, by_key = [], [], {}
     io_index = {i.name: k for k, i in enumerate(g.inputs)}
+    copies = []          # outputs that are an input or a constant: copied by the entry point
     for k, o in enumerate(g.outputs):
         if o.name in io_index or o.name in g.constants:
-            raise NotImplementedError(f"model output {o.name} is an input or a constant; not supported yet")
-        io_index[o.name] = len(g.inputs) + k
+            copies.append((o.name, len(g.inputs) + k))
+        else:
+            io_index[o.name] = len(g.inputs) + k
     # constants -> params blob
     param_off: dict[str, int] = {}
     total = 0
-    for grp in groups:
-        for v in grp.inputs():
-            if v in g.constants and v not in param_off:
-                param_off[v] = total
-                total = _align(total + g.constants[v].nbytes)
+    for v in [c for c, _ in copies if c in g.constants] + [v for grp in groups for v in grp.inputs()]:
+        if v in g.constants and v not in param_off:
+            param_off[v] = total
+            total = _align(total + g.constants[v].nbytes)
     # kernels
     group_args: list[list[str]] = []
     for gi, grp in enumerate(groups):
@@ -176,6 +178,10 @@ def plan(graph: Graph, target: Target, opset: int) -> tuple[ModelPlan, Graph, di
                 st.args.append(("param", param_off[v]))
             else:
                 st.args.append(("ws", ws_off[v]))
+    for src, dst in copies:
+        info = g.info(src)
+        where = ("param", param_off[src]) if src in g.constants else ("io", io_index[src])
+        steps.append(Step(MEMCPY, [where, ("io", dst), ("bytes", _size(info.shape, info.dtype))], f"copy {src}"))
     mp = ModelPlan(inputs=[{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in g.inputs],
                    outputs=[{"name": o.name, "shape": list(o.shape), "dtype": o.dtype} for o in g.outputs],
                    steps=steps, param_bytes=total, workspace_bytes=ws_total, funcs=funcs)
@@ -203,12 +209,21 @@ def add_entry(cg, mp: ModelPlan) -> None:
     for k, st in enumerate(mp.steps):
         ptrs = []
         for space, v in st.args:
+            if space == "bytes":
+                ptrs.append(ir.Constant(ir.IntType(64), v))
+                continue
             if space == "io":
                 slot = b.gep(io, [ir.Constant(ir.IntType(64), v)], source_etype=PTR)
                 ptrs.append(b.load(slot, typ=PTR))
             else:
                 base = params if space == "param" else ws
                 ptrs.append(b.gep(base, [ir.Constant(ir.IntType(64), v)], source_etype=ir.IntType(8)))
+        if st.kernel == MEMCPY:
+            memcpy = mod.globals.get("llvm.memcpy.p0.p0.i64") or ir.Function(
+                mod, ir.FunctionType(ir.VoidType(), [PTR, PTR, ir.IntType(64), ir.IntType(1)]),
+                "llvm.memcpy.p0.p0.i64")
+            b.call(memcpy, [ptrs[1], ptrs[0], ptrs[2], ir.Constant(ir.IntType(1), 0)])
+            continue
         rc = b.call(kernels[st.kernel], ptrs)
         fail = b.icmp_signed("!=", rc, ir.Constant(I32, 0))
         with b.if_then(fail, likely=False):

@@ -56,13 +56,15 @@ def run_case(case) -> CaseResult:
     import frontends
     t0 = time.perf_counter()
     try:
-        g = frontends.from_onnx(case.model)
+        inits = {t.name for t in case.model.graph.initializer}
+        model_inputs = [i.name for i in case.model.graph.input if i.name not in inits]
+        first = case.data_sets[0][0] if case.data_sets else []
+        shapes = {n: np.asarray(v).shape for n, v in zip(model_inputs, first)}
+        g = frontends.from_onnx(case.model, shapes=shapes)
         lib = frontends.build(g)
         for inputs, expected in case.data_sets:
             names = [i.name for i in g.inputs]
             feed = {}
-            model_inputs = [i.name for i in case.model.graph.input
-                            if i.name not in {t.name for t in case.model.graph.initializer}]
             for name, value in zip(model_inputs, inputs):
                 if name in names:
                     feed[name] = np.asarray(value)
