@@ -93,7 +93,7 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int):
         arg_values.append(v)
     for n in grp.nodes:
         n.out_shapes = [g.info(o).shape for o in n.outputs if o]
-        ins = [env[i] for i in n.inputs]
+        ins = [env[i] if i else None for i in n.inputs]
         try:
             outs = LOWER[n.op](n, ins, n.attrs, opset)
         except Exception as e:

@@ -36,8 +36,9 @@ def _short(v) -> str:
 class Graph:
     """A model: inputs, outputs, nodes in topological order, constants, and the info of every value."""
 
-    def __init__(self, name: str = "graph"):
+    def __init__(self, name: str = "graph", opset: int = 13):
         self.name = name
+        self.opset = opset                      # the model's default-domain opset
         self.inputs: list[TensorInfo] = []
         self.outputs: list[TensorInfo] = []
         self.nodes: list[Node] = []
@@ -66,7 +67,7 @@ class Graph:
 
     def copy(self) -> "Graph":
         """A copy that passes can rewrite (constants shared, never mutated in place)."""
-        g = Graph(self.name)
+        g = Graph(self.name, self.opset)
         g.inputs, g.outputs = list(self.inputs), list(self.outputs)
         g.nodes = [Node(n.op, n.name, list(n.inputs), list(n.outputs), dict(n.attrs)) for n in self.nodes]
         g.constants = dict(self.constants)

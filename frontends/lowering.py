@@ -55,7 +55,9 @@ def _unary(node, ins, attrs, opset):
 
 @lowers("Identity", "Dropout")
 def _identity(node, ins, attrs, opset):
-    return [_ops().copy(ins[0], name=node.name)] if hasattr(_ops(), "copy") else [ins[0]]
+    if node.op == "Dropout" and bool(np.asarray(attrs.get("training_mode", False)).reshape(-1)[0]):
+        raise NotImplementedError("Dropout in training mode is not supported (inference only)")
+    return [_ops().copy(ins[0], name=node.name)]
 
 
 @lowers("LeakyRelu")
@@ -75,7 +77,8 @@ def _hsig(node, ins, attrs, opset):
 
 @lowers("Gelu")
 def _gelu(node, ins, attrs, opset):
-    return [_ops().gelu(ins[0], attrs.get("approximate", "none"), name=node.name)]
+    approx = attrs.get("approximate", "none")
+    return [_ops().gelu(ins[0], approx.decode() if isinstance(approx, bytes) else approx, name=node.name)]
 
 
 @lowers("PRelu")
@@ -85,10 +88,20 @@ def _prelu(node, ins, attrs, opset):
 
 @lowers("Clip")
 def _clip(node, ins, attrs, opset):
-    lo, hi = attrs.get("min"), attrs.get("max")
-    lo = None if lo is None else float(np.asarray(lo).reshape(-1)[0])
-    hi = None if hi is None else float(np.asarray(hi).reshape(-1)[0])
-    return [_ops().clip(ins[0], lo, hi, name=node.name)]
+    import te
+    ops = _ops()
+    x = ins[0]
+    lo = ins[1] if len(ins) > 1 and ins[1] is not None else attrs.get("min")   # opset < 11: attributes
+    hi = ins[2] if len(ins) > 2 and ins[2] is not None else attrs.get("max")
+    if not isinstance(lo, te.Tensor) and not isinstance(hi, te.Tensor):
+        scalar = (lambda v: None if v is None else np.asarray(v).reshape(-1)[0].item())
+        return [ops.clip(x, scalar(lo), scalar(hi), name=node.name)]
+    out = x
+    if lo is not None:
+        out = ops.maximum(out, lo, name=f"{node.name}.lo")
+    if hi is not None:
+        out = ops.minimum(out, hi, name=f"{node.name}.hi")
+    return [out]
 
 
 @lowers("Cast")
@@ -118,8 +131,10 @@ def _variadic(node, ins, attrs, opset):
 
 @lowers("BatchNormalization")
 def _bn(node, ins, attrs, opset):
-    return [_ops().batch_norm(ins[0], ins[1], ins[2], ins[3], ins[4], attrs.get("epsilon", 1e-5),
-                              name=node.name)]
+    if bool(attrs.get("training_mode", 0)) or any(o for o in node.outputs[1:]):
+        raise NotImplementedError("BatchNormalization in training mode is not supported (inference only)")
+    return [_ops().batch_norm(ins[0], ins[1], ins[2], ins[3], ins[4], axis=1,
+                              epsilon=attrs.get("epsilon", 1e-5), name=node.name)]
 
 
 # ---------------------------------------------------------------- anchors
@@ -151,7 +166,8 @@ def _gemm(node, ins, attrs, opset):
     c = ins[2] if len(ins) > 2 else None
     alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
     ta, tb = attrs.get("transA", 0), attrs.get("transB", 0)
-    bias = c if (c is not None and beta == 1.0 and hasattr(c, "shape") and len(c.shape) == 1) else None
+    n_out = b.shape[0] if tb else b.shape[1]
+    bias = c if (c is not None and beta == 1.0 and hasattr(c, "shape") and tuple(c.shape) == (n_out,)) else None
     out = ops.matmul(a, b, bias=bias, transpose_a=bool(ta), transpose_b=bool(tb), name=node.name)
     if alpha != 1.0:
         out = ops.multiply(out, float(alpha), name=f"{node.name}.alpha")
@@ -209,7 +225,11 @@ def _softmax(node, ins, attrs, opset):
 def _layernorm(node, ins, attrs, opset):
     gamma = ins[1] if len(ins) > 1 else None
     beta = ins[2] if len(ins) > 2 else None
-    return [_ops().layer_norm(ins[0], gamma, beta, axis=attrs.get("axis", -1),
+    if any(o for o in node.outputs[1:]):
+        raise NotImplementedError("LayerNormalization's Mean/InvStdDev outputs are not supported")
+    rank = len(ins[0].shape)
+    axis = attrs.get("axis", -1) % rank
+    return [_ops().layer_norm(ins[0], gamma, beta, axis=list(range(axis, rank)),
                               epsilon=attrs.get("epsilon", 1e-5), name=node.name)]
 
 
@@ -294,7 +314,9 @@ def _reshape(node, ins, attrs, opset):
 @lowers("Flatten")
 def _flatten(node, ins, attrs, opset):
     x = ins[0]
-    axis = attrs.get("axis", 1) % (len(x.shape) + 1) if len(x.shape) else 0
+    rank = len(x.shape)
+    axis = attrs.get("axis", 1)
+    axis = axis + rank if axis < 0 else axis
     shape = (int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:])))
     return [_ops().reshape(x, shape, name=node.name)]
 
@@ -325,7 +347,8 @@ def _split(node, ins, attrs, opset):
     if sizes is None:
         n = len(node.outputs)
         sizes = [x.shape[axis] // n] * n
-    return list(_ops().split(x, [int(s) for s in np.asarray(sizes).reshape(-1)], axis=axis, name=node.name))
+    return list(_ops().split_sizes(x, [int(s) for s in np.asarray(sizes).reshape(-1)], axis=axis,
+                                   name=node.name))
 
 
 @lowers("Slice")
@@ -334,7 +357,7 @@ def _slice(node, ins, attrs, opset):
     starts, ends = _ints(attrs["starts"]), _ints(attrs["ends"])
     axes = _ints(attrs["axes"]) if "axes" in attrs else list(range(len(starts)))
     steps = _ints(attrs["steps"]) if "steps" in attrs else [1] * len(starts)
-    return [_ops().strided_slice(x, starts, ends, axes, steps, name=node.name)]
+    return [_ops().strided_slice(x, starts, ends, steps, axes, name=node.name)]
 
 
 @lowers("Gather")
@@ -383,8 +406,10 @@ def _resize(node, ins, attrs, opset):
     nearest = attrs.get("nearest_mode", b"round_prefer_floor")
     nearest = nearest.decode() if isinstance(nearest, bytes) else nearest
     out_shape = tuple(node.out_shapes[0])
-    return [_ops().resize(x, out_shape, mode=mode, coordinate_transformation_mode=ctm,
+    return [_ops().resize(x, out_shape, method=mode, coordinate_transformation_mode=ctm,
                           nearest_mode=nearest, name=node.name)]
 
 
-SUPPORTED = frozenset(LOWER) | {"Constant", "ConstantOfShape", "Shape", "Size", "Range"}
+# Shape, Size, Range, Constant, ConstantOfShape... are folded at import when their inputs are
+# known; left over, they are reported as unsupported there.
+SUPPORTED = frozenset(LOWER)

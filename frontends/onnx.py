@@ -26,11 +26,11 @@ ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "
 PARAM_INPUTS = {
     "Reshape": {1: "shape"}, "Unsqueeze": {1: "axes"}, "Squeeze": {1: "axes"},
     "Slice": {1: "starts", 2: "ends", 3: "axes", 4: "steps"}, "Pad": {1: "pads", 2: "constant_value", 3: "axes"},
-    "Clip": {1: "min", 2: "max"}, "Expand": {1: "shape"}, "Tile": {1: "repeats"}, "Split": {1: "split"},
+"Expand": {1: "shape"}, "Tile": {1: "repeats"}, "Split": {1: "split"},
     "Resize": {1: "roi", 2: "scales", 3: "sizes"}, "Upsample": {1: "scales"},
     "ReduceSum": {1: "axes"}, "ReduceMean": {1: "axes"}, "ReduceMax": {1: "axes"},
     "ReduceMin": {1: "axes"}, "ReduceProd": {1: "axes"}, "ReduceL2": {1: "axes"},
-    "ConstantOfShape": {0: "shape"}, "Dropout": {1: "ratio", 2: "training_mode"},
+    "ConstantOfShape": {0: "shape"}, "Dropout": {2: "training_mode"},
 }
 
 
@@ -79,8 +79,7 @@ def from_onnx(model, shapes: dict | None = None) -> Graph:
     g = m.graph
     consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     problems: list[str] = []
-    graph = Graph(g.name or "model")
-    graph.opset = opset
+    graph = Graph(g.name or "model", opset)
 
     for vi in g.input:
         if vi.name in consts:

@@ -196,6 +196,9 @@ class Lowering:
                                 "reads it too; compute it at the root or inline it")
         pos = parent.leaf_iter_vars.index(iv)
         relax = {leaf.var: (0, pinfo.ext[leaf] - 1) for leaf in parent.leaf_iter_vars[pos + 1:]}
+        # every loop's range, so that e.g. (ko * 16 + ki) // 16 simplifies to ko before relaxing
+        loop_ranges = {leaf.var: (0, pinfo.ext[leaf] - 1) for leaf in parent.leaf_iter_vars
+                       if isinstance(pinfo.ext[leaf], int)}
         vmap = self.root_index(parent)
         shape = st.op.shape
         lows: list[list[Linear]] = [[] for _ in shape]
@@ -206,7 +209,7 @@ class Lowering:
                 if not (isinstance(x, TensorLoad) and self.sch[x.tensor] is st):
                     continue
                 for d, idx in enumerate(x.indices):
-                    lo, hi = _relaxed_bounds(simplify(substitute(idx, vmap)), relax)
+                    lo, hi = _relaxed_bounds(simplify(substitute(idx, vmap), loop_ranges), relax)
                     if lo is None:
                         full[d] = True
                     else:

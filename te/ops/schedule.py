@@ -1,17 +1,156 @@
-"""ops.schedule(outs): the default schedule of any graph of operators, each op using its own."""
+"""ops.schedule(outs): the default schedule of any graph of operators, each op using its own.
+
+Operators are found by their output op's tag in the SCHEDULES registry (te/ops/common.py).
+Two kinds of schedules live there:
+
+* anchor schedules (`@anchor(tag)`: conv2d, matmul/dense, ...): fn(s, out, final).  The chain of
+  elementwise/broadcast ops that follows an anchor (bias, activation, residual add) is fused
+  into it: the anchor's output stage and the chain are inlined into the last op of the chain,
+  `final`, which the anchor tiles, so the epilogue runs on the registers before the one store;
+* stage schedules (@tagged(tag)): fn(s, out) for one root stage (injective, pool, softmax...).
+
+Anchors are scheduled first (they claim their chains), then every other tagged root stage,
+consumers before producers; an injective stage with no registered schedule gets a fallback
+(fuse the outer axes and run them in parallel, vectorize the innermost axis).
+"""
 from __future__ import annotations
 
-import te
+import logging
+import math
 
-from .common import SCHEDULES
+import te
+from te.expr import TensorLoad, walk
+from te.schedule import AttachType
+
+from .common import SCHEDULES, largest_divisor
+
+log = logging.getLogger(__name__)
+
+# Ops that may be fused after an anchor: every output element reads the anchor at its own index.
+FUSABLE_TAGS = frozenset({"elemwise", "broadcast", "injective"})
+PARALLEL_MIN_WORK = 1 << 15     # multiply-adds below which a fork/join costs more than it saves
+
+
+def parallel_if_worth(stage: te.Stage, axis, work: float) -> None:
+    """Mark `axis` parallel unless the whole operator is too small to pay for waking the threads."""
+    if work >= PARALLEL_MIN_WORK:
+        stage.parallel(axis)
+
+
+def anchor(tag: str):
+    """Decorator: register fn(s, out, final=None) as the schedule of an anchor op with this tag."""
+    def deco(fn):
+        fn.anchor = True
+        SCHEDULES[tag] = fn
+        return fn
+    return deco
+
+
+def is_anchor(op) -> bool:
+    """Does op have an anchor schedule (one that absorbs the elementwise ops after it)?"""
+    fn = SCHEDULES.get(getattr(op, "tag", None))
+    return fn is not None and getattr(fn, "anchor", False)
+
+
+def _consumers(s: te.Schedule) -> dict[int, list]:
+    """id(op) -> the compute ops of the schedule that read it."""
+    out: dict[int, list] = {}
+    for st in s.stages:
+        if isinstance(st.op, te.ComputeOp):
+            for t in st.op.input_tensors:
+                out.setdefault(id(t.op), []).append(st.op)
+    return out
+
+
+def _reads_at_identity(consumer: te.ComputeOp, producer) -> bool:
+    """Does consumer read producer only at its own output index (out[i] needs producer[i])?"""
+    axes = [a.var for a in consumer.axis]
+    found = False
+    for b in consumer.body:
+        for x in walk(b):
+            if isinstance(x, TensorLoad) and x.tensor.op is producer:
+                if len(x.indices) != len(axes) or any(i is not a for i, a in zip(x.indices, axes)):
+                    return False
+                found = True
+    return found
+
+
+def fusion_chain(s: te.Schedule, op, consumers: dict, claimed: set) -> list:
+    """The elementwise ops that follow anchor op and can run in its output tile, in order."""
+    chain = []
+    cur = op
+    while not s[cur].is_output:
+        users = consumers.get(id(cur), [])
+        if len(users) != 1:
+            break
+        nxt = users[0]
+        if (nxt.tag not in FUSABLE_TAGS or nxt.reduce_axis or nxt.num_outputs != 1
+                or tuple(nxt.shape) != tuple(op.shape) or id(nxt) in claimed
+                or s[nxt].attach_type is not AttachType.ROOT or s[nxt].relations
+                or not _reads_at_identity(nxt, cur)):
+            break
+        chain.append(nxt)
+        cur = nxt
+    return chain
 
 
 def schedule(outs) -> te.Schedule:
     """A schedule for the given output tensors where every operator uses its default schedule."""
     outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
     s = te.create_schedule([t.op for t in outs])
+    consumers = _consumers(s)
+    claimed: set[int] = set()
+    # 1. anchors, producers first, each with the elementwise chain that follows it
     for st in list(s.stages):
         op = st.op
-        if isinstance(op, te.ComputeOp) and op.tag in SCHEDULES and st.is_output:
-            SCHEDULES[op.tag](s, op.output(0))
+        if not is_anchor(op) or st.attach_type is not AttachType.ROOT or st.relations:
+            continue
+        chain = fusion_chain(s, op, consumers, claimed)
+        for mid in chain[:-1]:
+            s[mid].compute_inline()
+        final = chain[-1] if chain else op
+        claimed.update(id(c) for c in chain)
+        claimed.add(id(op))
+        log.debug("anchor %s fused with %s", op.name, [c.name for c in chain])
+        SCHEDULES[op.tag](s, op.output(0), final.output(0))
+    # 2. every other tagged root stage, consumers first (their schedules may inline producers)
+    for st in reversed(list(s.stages)):
+        op = st.op
+        if (not isinstance(op, te.ComputeOp) or id(op) in claimed or st.attach_type is not AttachType.ROOT
+                or st.relations or st.iter_attrs):
+            continue
+        fn = SCHEDULES.get(op.tag)
+        if fn is not None and not getattr(fn, "anchor", False):
+            fn(s, op.output(0))
+        elif fn is None and op.tag in FUSABLE_TAGS and not op.reduce_axis:
+            schedule_injective_fallback(s, op.output(0))
     return s
+
+
+def schedule_injective_fallback(s: te.Schedule, out: te.Tensor) -> None:
+    """Fuse the outer axes into one parallel loop and vectorize the innermost by a divisor of 16."""
+    st = s[out]
+    axes = list(st.op.axis)
+    if not axes:
+        return
+    n = out.shape[-1]
+    lanes = te.target.host().lanes(out.dtype)
+    v = n if n <= 64 else largest_divisor(n, lanes) if n % lanes else lanes
+    outer = axes[:-1]
+    if v > 1:
+        if v == n:
+            st.vectorize(axes[-1])
+        else:
+            o, i = st.split(axes[-1], factor=v)
+            st.vectorize(i)
+            outer.append(o)
+    else:
+        outer.append(axes[-1])
+    if len(outer) > 1:
+        fused = st.fuse(*outer)
+    elif outer:
+        fused = outer[0]
+    else:
+        return
+    if math.prod(out.shape) >= 1 << 14:
+        st.parallel(fused)

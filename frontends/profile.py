@@ -1,0 +1,272 @@
+"""Profiling a model: latency over repeats, ONNX Runtime beside it, and a per-kernel roofline.
+
+    lat = profile.time_calls(lambda: lib.run(x=x), repeat=20)          # seconds per run
+    kernels = profile.profile_kernels(graph, logs=records)              # one row per distinct kernel
+    rows = profile.roofline(kernels, peak_gflops=150.0, bandwidth_gbs=20.0)
+    profile.plot_roofline(rows, 150.0, 20.0, "roofline.png")          # needs matplotlib
+
+Per-kernel timing compiles each distinct kernel of the model plan on its own (te.build of its
+LoweredFunc) and calls it with random arrays of its argument shapes.  A kernel's FLOPs are
+counted from the graph nodes it computes (2 per multiply-add for Conv/Gemm/MatMul, one per
+output element for elementwise ops); the bytes it moves are its arguments read once and its
+output written once, the compulsory traffic, so the arithmetic intensity is an upper bound
+and the memory ceiling an optimistic one.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .graph import Graph, Node
+
+# FLOPs per output element of ops that are not matrix products (approximate, for the roofline).
+ELEMENT_FLOPS = {
+    "Add": 1, "Sub": 1, "Mul": 1, "Div": 1, "Relu": 1, "LeakyRelu": 2, "PRelu": 2, "Clip": 2,
+    "Max": 1, "Min": 1, "Sum": 1, "Mean": 2, "Neg": 1, "Abs": 1, "Sqrt": 1, "Reciprocal": 1,
+    "Pow": 1, "Exp": 1, "Log": 1, "Erf": 1, "Sigmoid": 4, "Tanh": 4, "Gelu": 8, "HardSigmoid": 3,
+    "HardSwish": 4, "Elu": 3, "Softplus": 3, "BatchNormalization": 2, "Softmax": 5,
+    "LayerNormalization": 8, "InstanceNormalization": 8, "Where": 1, "Floor": 1, "Ceil": 1,
+}
+# Ops that only move data.
+DATA_MOVEMENT = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split",
+                 "Slice", "Gather", "Pad", "Expand", "Tile", "Identity", "Dropout", "Cast", "Resize"}
+
+
+@dataclass
+class Latency:
+    """Seconds per run over repeats."""
+    times: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def min(self) -> float:
+        return min(self.times)
+
+    @property
+    def max(self) -> float:
+        return max(self.times)
+
+
+@dataclass
+class KernelProfile:
+    """One distinct kernel of a model plan, timed on its own."""
+    name: str
+    calls: int                      # how many steps of the model call it
+    ops: str                        # the ops it computes, e.g. "Conv+Add+Relu"
+    flops: float                    # per call
+    bytes: float                    # per call: arguments read once, output written once
+    latency: Latency | None = None  # per call
+    error: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return self.latency.median if self.latency else math.nan
+
+    @property
+    def intensity(self) -> float:
+        """FLOPs per byte moved."""
+        return self.flops / self.bytes if self.bytes else math.nan
+
+    @property
+    def gflops(self) -> float:
+        """Achieved GFLOP/s."""
+        return self.flops / self.seconds / 1e9 if self.latency and self.seconds > 0 else math.nan
+
+    @property
+    def gbs(self) -> float:
+        """Achieved GB/s of compulsory traffic."""
+        return self.bytes / self.seconds / 1e9 if self.latency and self.seconds > 0 else math.nan
+
+
+@dataclass
+class RooflineRow:
+    """A kernel against the machine's ceilings."""
+    kernel: KernelProfile
+    bound: str                      # "compute" or "memory": which ceiling applies at its intensity
+    attainable_gflops: float        # min(peak, intensity * bandwidth)
+    efficiency: float               # achieved / attainable
+    share: float = math.nan         # of the sum of kernel times (calls * time per call)
+    extra: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- timing
+def time_calls(fn: Callable[[], object], repeat: int = 20, warmup: int = 2, min_time: float = 0.0) -> Latency:
+    """Time fn() `repeat` times after `warmup` calls; with min_time, each sample loops to last that long."""
+    for _ in range(max(0, warmup)):
+        fn()
+    number = 1
+    if min_time > 0:
+        t = time.perf_counter()
+        fn()
+        one = max(time.perf_counter() - t, 1e-7)
+        number = max(1, int(min_time / one))
+    times = []
+    for _ in range(max(1, repeat)):
+        t = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - t) / number)
+    return Latency(times)
+
+
+def onnxruntime_session(model, threads: int):
+    """An ONNX Runtime CPU session on `threads` intra-op threads (model: path, bytes or ModelProto)."""
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    if hasattr(model, "SerializeToString"):
+        model = model.SerializeToString()
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
+def random_inputs(specs: list[dict], seed: int = 0) -> dict[str, np.ndarray]:
+    """Random arrays for inputs given as {name, shape, dtype} (floats ~ N(0,1), integers in [0, 3))."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for s in specs:
+        dt = np.dtype(s["dtype"] if s["dtype"] != "bool" else np.bool_)
+        shape = tuple(s["shape"])
+        if dt.kind == "f":
+            out[s["name"]] = rng.standard_normal(shape).astype(dt)
+        elif dt == np.bool_:
+            out[s["name"]] = rng.random(shape) < 0.5
+        else:
+            out[s["name"]] = rng.integers(0, 3, shape).astype(dt)
+    return out
+
+
+# ---------------------------------------------------------------- FLOPs
+def node_flops(n: Node, g: Graph) -> float:
+    """Approximate floating-point operations of one node."""
+    if n.op in DATA_MOVEMENT or not n.outputs or n.outputs[0] not in g.infos:
+        return 0.0
+    y = g.info(n.outputs[0]).shape
+    out = float(np.prod(y, dtype=np.float64))
+    if n.op == "Conv":
+        w = g.info(n.inputs[1]).shape
+        return 2.0 * out * float(np.prod(w[1:], dtype=np.float64))
+    if n.op == "Gemm":
+        a = g.info(n.inputs[0]).shape
+        k = a[0] if n.attrs.get("transA", 0) else a[1]
+        return 2.0 * out * k
+    if n.op in ("MatMul", "BatchMatMul"):
+        return 2.0 * out * g.info(n.inputs[0]).shape[-1]
+    if n.op in ("MaxPool", "AveragePool"):
+        return out * float(np.prod(n.attrs.get("kernel_shape", [1]), dtype=np.float64))
+    if n.op in ("GlobalAveragePool", "GlobalMaxPool") or n.op.startswith("Reduce"):
+        return float(np.prod(g.info(n.inputs[0]).shape, dtype=np.float64))
+    return out * ELEMENT_FLOPS.get(n.op, 1)
+
+
+# ---------------------------------------------------------------- per-kernel profile
+def profile_kernels(graph: Graph, target=None, logs=None, repeat: int = 5, min_time: float = 0.01,
+                    progress: Callable[[int, int, str], None] | None = None) -> list[KernelProfile]:
+    """Compile every distinct kernel of the model's plan on its own and time it with random arguments."""
+    import te
+    from te.build import arg_specs
+    from te.target import parse
+
+    from .compile import plan
+    tgt = parse(target)
+    ctx = contextlib.nullcontext()
+    if logs:
+        import autotune
+        ctx = autotune.apply_history_best(logs)
+    with ctx:
+        mp, g, _ = plan(graph, tgt, getattr(graph, "opset", 13))
+    nodes = {n.name: n for n in g.nodes}
+    calls: dict[str, list[list[Node]]] = {}
+    for st in mp.steps:
+        calls.setdefault(st.kernel, []).append([nodes[k] for k in st.group.split(" -> ") if k in nodes])
+    out: list[KernelProfile] = []
+    rng = np.random.default_rng(0)
+    for k, func in enumerate(mp.funcs):
+        groups = calls.get(func.name, [[]])
+        grp = groups[0]
+        specs = arg_specs(func)
+        prof = KernelProfile(func.name, len(groups), "+".join(n.op for n in grp) or "?",
+                             sum(node_flops(n, g) for n in grp),
+                             float(sum(np.prod(s.shape, dtype=np.int64) * s.dtype.itemsize for s in specs)))
+        if progress:
+            progress(k, len(mp.funcs), func.name)
+        try:
+            kern = te.build(func, target=tgt)          # already scheduled: no dispatch here
+            arrays = []
+            for s in specs:
+                if s.written:
+                    arrays.append(np.zeros(s.shape, s.dtype))
+                elif s.dtype.kind == "f":
+                    arrays.append(rng.standard_normal(s.shape).astype(s.dtype))
+                else:
+                    arrays.append(rng.integers(0, 2, s.shape).astype(s.dtype))
+            ptrs = kern.check(arrays)
+            prof.latency = time_calls(lambda: kern.call_unchecked(ptrs), repeat=repeat, warmup=1, min_time=min_time)
+        except Exception as e:      # one kernel that cannot be timed alone does not spoil the report
+            prof.error = f"{type(e).__name__}: {e}"
+        out.append(prof)
+    if progress:
+        progress(len(mp.funcs), len(mp.funcs), "")
+    return out
+
+
+def roofline(kernels: list[KernelProfile], peak_gflops: float, bandwidth_gbs: float) -> list[RooflineRow]:
+    """Each kernel against the ceilings: attainable = min(peak, intensity * bandwidth)."""
+    total = sum(k.calls * k.seconds for k in kernels if k.latency)
+    rows = []
+    for k in kernels:
+        ai = k.intensity
+        mem = ai * bandwidth_gbs if math.isfinite(ai) else math.inf
+        attainable = min(peak_gflops, mem)
+        bound = "memory" if mem < peak_gflops else "compute"
+        eff = k.gflops / attainable if k.latency and attainable > 0 else math.nan
+        share = k.calls * k.seconds / total if k.latency and total > 0 else math.nan
+        rows.append(RooflineRow(k, bound, attainable, eff, share))
+    return rows
+
+
+def plot_roofline(rows: list[RooflineRow], peak_gflops: float, bandwidth_gbs: float, path: str,
+                  title: str = "roofline") -> None:
+    """Draw the ceilings and one point per kernel (size ~ share of time) into an image file."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("the roofline plot needs matplotlib: pip install 'tilewise[plot]' "
+                          "(or pip install matplotlib)") from None
+    pts = [r for r in rows if r.kernel.latency and r.kernel.flops > 0 and r.kernel.bytes > 0]
+    ais = [r.kernel.intensity for r in pts] or [1.0]
+    lo, hi = min(min(ais) / 4, 0.05), max(max(ais) * 4, 4 * peak_gflops / bandwidth_gbs)
+    xs = np.logspace(math.log10(lo), math.log10(hi), 200)
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    ax.plot(xs, np.minimum(peak_gflops, xs * bandwidth_gbs), "k-", lw=2, label="roofline")
+    ax.axhline(peak_gflops, color="tab:red", ls="--", lw=1, label=f"peak {peak_gflops:.0f} GFLOP/s")
+    ax.plot(xs, xs * bandwidth_gbs, color="tab:blue", ls="--", lw=1, label=f"bandwidth {bandwidth_gbs:.1f} GB/s")
+    for r in pts:
+        size = 30 + 400 * (r.share if math.isfinite(r.share) else 0)
+        ax.scatter(r.kernel.intensity, r.kernel.gflops, s=size, alpha=0.6)
+        ax.annotate(r.kernel.name, (r.kernel.intensity, r.kernel.gflops), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP / byte)")
+    ax.set_ylabel("GFLOP/s")
+    ax.set_ylim(bottom=max(1e-3, min([r.kernel.gflops for r in pts] + [peak_gflops]) / 4), top=peak_gflops * 2)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,546 @@
+"""2-D convolution in NCHW: the direct register-blocked conv, depthwise conv, and their templates.
+
+`conv2d` dispatches on the shape: groups == channels goes to the depthwise kernel, everything
+else to the direct kernel.  The direct kernel is TVM's NCHWc recipe with the packing done
+inside the kernel: the weights are re-laid out as [K/ocb, C/g, R, S, ocb] so the inner loop
+loads ocb output channels with one vector load; the input is zero-padded once; a tile of
+(oh_block x ow_block) output pixels x ocb channels is accumulated in vector registers
+(`acc`, laid out [N, K/ocb, OH, OW, ocb]) and the output stage applies the epilogue (bias,
+activation, residual...) to the registers before the single store to NCHW.
+
+The depthwise kernel vectorizes along the output row instead (a channel has one filter, so
+there is no channel reuse to exploit); for strides > 1 the padded input is split by column
+phase, [N, C, Hp, sw, Wp/sw], so that a strided read becomes a contiguous one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import te
+from autotune.space import register_template
+
+from .common import Epilogue, apply_epilogue, default_config, largest_divisor
+from .schedule import anchor, parallel_if_worth
+
+Padding = "int | tuple[int, ...] | str"
+
+MAX_ACC_VECTORS = 28        # of AVX-512's 32 registers: the rest hold a weight vector and broadcasts
+
+
+# ---------------------------------------------------------------- geometry
+
+def _pair(v, name: str) -> tuple[int, int]:
+    if isinstance(v, int):
+        return v, v
+    v = tuple(int(x) for x in v)
+    if len(v) != 2:
+        raise ValueError(f"conv2d: {name} must be an int or a pair, got {v}")
+    return v
+
+
+def resolve_padding(padding, in_hw: tuple[int, int], kernel_hw: tuple[int, int],
+                    strides: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Padding as (top, left, bottom, right) from an int, a pair, a 4-tuple or SAME/SAME_UPPER/SAME_LOWER/VALID."""
+    if isinstance(padding, str):
+        mode = padding.upper()
+        if mode == "VALID":
+            return 0, 0, 0, 0
+        if mode not in ("SAME", "SAME_UPPER", "SAME_LOWER"):
+            raise ValueError(f"conv2d: unknown padding {padding!r}; use SAME, SAME_UPPER, SAME_LOWER or VALID")
+        pads = []
+        for n, k, s, d in zip(in_hw, kernel_hw, strides, dilation):
+            total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+            small = total // 2
+            pads.append((small, total - small) if mode != "SAME_LOWER" else (total - small, small))
+        return pads[0][0], pads[1][0], pads[0][1], pads[1][1]
+    if isinstance(padding, int):
+        return (padding,) * 4
+    p = tuple(int(x) for x in padding)
+    if len(p) == 2:
+        return p[0], p[1], p[0], p[1]
+    if len(p) == 4:
+        return p
+    raise ValueError(f"conv2d: padding must be an int, a pair, (top, left, bottom, right) or a mode, got {padding}")
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """The sizes of one convolution, resolved: input, kernel, strides, padding, dilation, output."""
+    N: int
+    C: int
+    H: int
+    W: int
+    K: int
+    R: int
+    S: int
+    sh: int
+    sw: int
+    pt: int
+    pl: int
+    pb: int
+    pr: int
+    dh: int
+    dw: int
+    groups: int
+    OH: int
+    OW: int
+
+    @property
+    def flops(self) -> float:
+        """Multiply-adds x 2 of the convolution."""
+        return 2.0 * self.N * self.K * self.OH * self.OW * (self.C // self.groups) * self.R * self.S
+
+    @property
+    def depthwise(self) -> bool:
+        return self.groups == self.C and self.groups > 1 and self.K % self.C == 0
+
+
+def geometry(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), groups: int = 1) -> ConvGeometry:
+    """Resolve and check the sizes of conv2d(x, w) with x (N, C, H, W) and w (K, C/groups, R, S)."""
+    if len(x_shape) != 4 or len(w_shape) != 4:
+        raise ValueError(f"conv2d: input must be NCHW and weight KCRS (4-D), got {x_shape} and {w_shape}")
+    N, C, H, W = x_shape
+    K, Cg, R, S = w_shape
+    sh, sw = _pair(strides, "strides")
+    dh, dw = _pair(dilation, "dilation")
+    if groups < 1 or C % groups or K % groups or Cg != C // groups:
+        raise ValueError(f"conv2d: input channels {C}, weight {tuple(w_shape)} and groups={groups} do not "
+                         f"match (need C % groups == 0, K % groups == 0, weight dim 1 == C / groups)")
+    if min(sh, sw, dh, dw) < 1:
+        raise ValueError(f"conv2d: strides and dilation must be >= 1, got {strides} and {dilation}")
+    pt, pl, pb, pr = resolve_padding(padding, (H, W), (R, S), (sh, sw), (dh, dw))
+    OH = (H + pt + pb - (R - 1) * dh - 1) // sh + 1
+    OW = (W + pl + pr - (S - 1) * dw - 1) // sw + 1
+    if OH < 1 or OW < 1:
+        raise ValueError(f"conv2d: the output is empty ({OH}x{OW}) for input {H}x{W}, kernel {R}x{S}, "
+                         f"padding {(pt, pl, pb, pr)}, strides {(sh, sw)}, dilation {(dh, dw)}")
+    return ConvGeometry(N, C, H, W, K, R, S, sh, sw, pt, pl, pb, pr, dh, dw, groups, OH, OW)
+
+
+def pad_chunk(width: int) -> int:
+    """Column chunk of a padded row: 16 or 8 when they divide the width, else its smallest divisor in 4..16 (or 0)."""
+    for d in (16, 8, *range(4, 17)):
+        if width % d == 0:
+            return d
+    return 0
+
+
+def pad_nchw(x: te.Tensor, top: int, left: int, bottom: int, right: int, name: str) -> tuple[te.Tensor, int]:
+    """x zero-padded in H and W by at least the given amounts; returns (padded, column of x's column 0).
+
+    The columns are padded by whole chunks (a divisor of W), so whether a chunk is padding does
+    not depend on the vector lane and the copy is a plain vector load: no per-lane gather.
+    """
+    if not (top or left or bottom or right):
+        return x, 0
+    N, C, H, W = x.shape
+    L = pad_chunk(W)
+    if not L:
+        return _pad_nchw_clamped(x, top, left, bottom, right, name), left
+    lc, nw, rc = -(-left // L), W // L, -(-right // L)
+
+    def f(n, c, h, w):
+        q = w // L
+        hh = h - top
+        inside = te.all(hh >= 0, hh < H, q >= lc, q < lc + nw)
+        # clamped indices: the select evaluates both sides, so the load must stay in bounds
+        src = x[n, c, te.min_of(te.max_of(hh, 0), H - 1), te.min_of(te.max_of(q - lc, 0), nw - 1) * L + w % L]
+        return te.if_then_else(inside, src, te.const(0, x.dtype))
+    xp = te.compute((N, C, H + top + bottom, (lc + nw + rc) * L), f, name=name, tag="conv2d.pad",
+                    attrs={"chunk": L})
+    return xp, lc * L
+
+
+def pad_nchw_phased(x: te.Tensor, top: int, left: int, bottom: int, sw: int, min_q: int,
+                    name: str) -> tuple[te.Tensor, int]:
+    """x zero-padded and split by column phase: xs[n, c, h, ph, q] = xpad[n, c, h, q * sw + ph].
+
+    Returns (xs, column of x's column 0 in xpad); xs has at least `min_q` columns per phase.  As in
+    pad_nchw, whole chunks of columns are data or padding, so the copy needs no per-lane clamp.
+    """
+    N, C, H, W = x.shape
+    L = pad_chunk(W // sw) if W % sw == 0 else 0
+    if L:
+        span = L * sw
+        lc, nw = -(-left // span), W // span
+        col0 = lc * span
+    else:
+        col0 = left
+    Wq = max(min_q, -(-(W + col0) // sw))
+    if L:
+        Wq = _round_up(Wq, L)
+
+    def f(n, c, h, ph, q):
+        hh = h - top
+        hc = te.min_of(te.max_of(hh, 0), H - 1)
+        if L:
+            qo = q // L
+            inside = te.all(hh >= 0, hh < H, qo >= lc, qo < lc + nw)
+            src = x[n, c, hc, te.min_of(te.max_of(qo - lc, 0), nw - 1) * span + q % L * sw + ph]
+        else:
+            ww = q * sw + ph - col0
+            inside = te.all(hh >= 0, hh < H, ww >= 0, ww < W)
+            src = x[n, c, hc, te.min_of(te.max_of(ww, 0), W - 1)]
+        return te.if_then_else(inside, src, te.const(0, x.dtype))
+    xs = te.compute((N, C, H + top + bottom, sw, Wq), f, name=name, tag="depthwise.pad", attrs={"chunk": L})
+    return xs, col0
+
+
+def _pad_nchw_clamped(x: te.Tensor, top: int, left: int, bottom: int, right: int, name: str) -> te.Tensor:
+    N, C, H, W = x.shape
+
+    def f(n, c, h, w):
+        inside = te.all(h >= top, h < top + H, w >= left, w < left + W)
+        hh = te.min_of(te.max_of(h - top, 0), H - 1)
+        ww = te.min_of(te.max_of(w - left, 0), W - 1)
+        return te.if_then_else(inside, x[n, c, hh, ww], te.const(0, x.dtype))
+    return te.compute((N, C, H + top + bottom, W + left + right), f, name=name, tag="conv2d.pad",
+                      attrs={"chunk": 0})
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def _bias_at(bias: te.Tensor | None, k):
+    return None if bias is None else bias[k] if bias.ndim == 1 else bias[tuple([0] * (bias.ndim - 3)) + (k, 0, 0)]
+
+
+def _check_bias(bias: te.Tensor | None, K: int, name: str) -> None:
+    if bias is not None and bias.shape not in ((K,), (K, 1, 1), (1, K, 1, 1)):
+        raise ValueError(f"{name}: bias must have shape ({K},), got {bias.shape}")
+
+
+# ---------------------------------------------------------------- the public op
+
+def conv2d(x: te.Tensor, w: te.Tensor, strides=(1, 1), padding: Padding = 0, dilation=(1, 1),
+           groups: int = 1, bias: te.Tensor | None = None, epilogue: Epilogue | None = None,
+           name: str = "conv2d") -> te.Tensor:
+    """y = epilogue(conv2d(x, w) + bias) in NCHW; padding is (top, left, bottom, right), an int/pair or a mode."""
+    g = geometry(x.shape, w.shape, strides, padding, dilation, groups)
+    if g.depthwise:
+        return depthwise_conv2d_nchw(x, w, g, bias, epilogue, name=name)
+    return conv2d_nchw(x, w, g, bias, epilogue, name=name)
+
+
+# ---------------------------------------------------------------- direct conv (output-channel vectors)
+
+def default_ocb(g: ConvGeometry) -> int:
+    """The output-channel block: 16 lanes (one AVX-512 register) where the channels allow it."""
+    Kg = g.K // g.groups
+    if g.groups == 1:
+        return 16 if g.K >= 12 else max(4, 1 << (g.K - 1).bit_length())
+    return largest_divisor(Kg, 16)
+
+
+def default_tiles(g: ConvGeometry, ocb: int) -> tuple[int, int]:
+    """(rows, columns) of the register tile: as many output pixels as the vector registers hold.
+
+    Tiles that do not divide the output are allowed (the accumulator is padded), at the price
+    of the padded work; the pick maximises useful accumulators per padded work.
+    """
+    budget = max(4, MAX_ACC_VECTORS // max(1, ocb // 16))
+    best, best_score = (1, 1), (-1.0, 0, 0)
+    for bw in range(1, min(g.OW, budget) + 1):
+        for bh in range(1, min(g.OH, budget // bw, 2) + 1):
+            waste = _round_up(g.OW, bw) * _round_up(g.OH, bh) / (g.OW * g.OH)
+            # 7 accumulators already hide the FMA latency; more only save loop overhead.  Rows of
+            # 8 or 16 pixels store as whole vectors, which makes the NCHW store cheaper.
+            score = (round(min(bh * bw, 7) / waste, 3), bw in (8, 16) and bh * bw >= 14, bh * bw, -bh)
+            if score > best_score:
+                best, best_score = (bh, bw), score
+    return best
+
+
+def conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | None = None,
+                epilogue: Epilogue | None = None, ocb: int | None = None, bw: int | None = None,
+                bh: int | None = None, name: str = "conv2d") -> te.Tensor:
+    """The direct NCHW conv: packed weights, padded input, an accumulator tile in registers."""
+    _check_bias(bias, g.K, name)
+    ocb = ocb or default_ocb(g)
+    dbh, dbw = default_tiles(g, ocb)
+    bh, bw = bh or dbh, bw or dbw
+    Kg, Cg = g.K // g.groups, g.C // g.groups
+    if g.groups > 1 and Kg % ocb:
+        raise ValueError(f"{name}: the channel block {ocb} must divide the output channels per group {Kg}")
+    Kp = _round_up(g.K, ocb)
+    OHp, OWp = _round_up(g.OH, bh), _round_up(g.OW, bw)
+    # pad enough rows/columns that the padded accumulator tile reads zeros, never past the end
+    extra_b = max(0, (OHp - 1) * g.sh + (g.R - 1) * g.dh + 1 - (g.H + g.pt + g.pb))
+    extra_r = max(0, (OWp - 1) * g.sw + (g.S - 1) * g.dw + 1 - (g.W + g.pl + g.pr))
+    xp, col0 = pad_nchw(x, g.pt, g.pl, g.pb + extra_b, g.pr + extra_r, name=f"{name}.pad")
+    off = col0 - g.pl
+    K, R, S = g.K, g.R, g.S
+
+    def wpack(ko, c, r, s, ki):
+        k = ko * ocb + ki
+        if Kp == K:
+            return w[k, c, r, s]
+        return te.if_then_else(k < K, w[te.min_of(k, K - 1), c, r, s], te.const(0, w.dtype))
+    wp = te.compute((Kp // ocb, Cg, R, S, ocb), wpack, name=f"{name}.wpack", tag="conv2d.wpack")
+    rc = te.reduce_axis((0, Cg), name="rc")
+    rr = te.reduce_axis((0, R), name="rr")
+    rs = te.reduce_axis((0, S), name="rs")
+
+    def acc_f(n, ko, oh, ow, ki):
+        c = rc if g.groups == 1 else (ko * ocb) // Kg * Cg + rc.var
+        return te.sum(xp[n, c, oh * g.sh + rr * g.dh, ow * g.sw + rs * g.dw + off] * wp[ko, rc, rr, rs, ki],
+                      axis=[rc, rr, rs])
+    acc = te.compute((g.N, Kp // ocb, OHp, OWp, ocb), acc_f, name=f"{name}.acc", tag="conv2d.acc")
+
+    def out_f(n, k, oh, ow):
+        v = acc[n, k // ocb, oh, ow, k % ocb]
+        if bias is not None:
+            v = v + _bias_at(bias, k)
+        return apply_epilogue(epilogue, v, (n, k, oh, ow))
+    return te.compute((g.N, g.K, g.OH, g.OW), out_f, name=name, tag="conv2d_nchw",
+                      attrs={"geometry": g, "ocb": ocb, "bh": bh, "bw": bw})
+
+
+def _input_stage(t: te.Tensor, tag: str) -> te.Tensor | None:
+    return next((x for x in t.op.input_tensors if getattr(x.op, "tag", None) == tag), None)
+
+
+def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
+    """Schedule a direct conv2d_nchw output (and the injective ops fused after it) with cfg's knobs."""
+    final = out if final is None else final
+    acc = _input_stage(out, "conv2d.acc")
+    if acc is None:
+        raise ValueError(f"{out.name} is not the output of te.ops.conv2d_nchw")
+    wp = _input_stage(acc, "conv2d.wpack")
+    xp = _input_stage(acc, "conv2d.pad")
+    attrs = out.op.attrs
+    g: ConvGeometry = attrs["geometry"]
+    ocb, bh, bw = attrs["ocb"], attrs["bh"], attrs["bw"]
+    Cg = g.C // g.groups
+    cfg.define_knob("unroll_kw", [False, True], default=False)
+    cfg.define_split("tile_ic", Cg, num_outputs=2, max_factor=64, default=[-1, largest_divisor(Cg, 16)])
+    cfg.define_knob("reduce_order", ["rs_c", "c_rs"], default="rs_c")
+    cfg.define_knob("out_order", ["oc_outer", "rows_outer"], default="oc_outer")
+    # a tile that does not divide the row puts a guard on the lanes of vec_ow (scalar code): use vec_oc
+    cfg.define_knob("store", ["vec_ow", "vec_oc"], default="vec_ow" if g.OW % bw == 0 else "vec_oc")
+
+    if final is not out:
+        s[out].compute_inline()
+    n, k, oh, ow = s[final].op.axis
+    ko, ki = s[final].split(k, factor=ocb)
+    oho, ohi = s[final].split(oh, factor=bh)
+    owo, owi = s[final].split(ow, factor=bw)
+    if cfg["out_order"].val == "oc_outer":
+        s[final].reorder(n, ko, oho, owo, ohi, owi, ki)
+        tile = s[final].fuse(n, ko, oho, owo)
+    else:
+        s[final].reorder(n, oho, ko, owo, ohi, owi, ki)
+        tile = s[final].fuse(n, oho, ko, owo)
+    parallel_if_worth(s[final], tile, g.flops / 2)
+    s[final].unroll(ohi)
+    if cfg["store"].val == "vec_oc":
+        s[final].unroll(owi)
+        s[final].vectorize(ki)
+    else:
+        s[final].reorder(ki, owi)
+        s[final].unroll(ki)
+        s[final].vectorize(owi)
+
+    s[acc].compute_at(s[final], tile)
+    an, ako, aoh, aow, aki = s[acc].op.axis
+    rc, rr, rs = s[acc].op.reduce_axis
+    rco, rci = cfg["tile_ic"].apply(s, acc, rc)
+    if cfg["reduce_order"].val == "c_rs":
+        s[acc].reorder(an, ako, rco, rci, rr, rs, aoh, aow, aki)
+    else:
+        s[acc].reorder(an, ako, rco, rr, rs, rci, aoh, aow, aki)
+    if cfg["unroll_kw"].val:
+        s[acc].unroll(rs)
+    s[acc].unroll(aoh)
+    s[acc].unroll(aow)
+    s[acc].vectorize(aki)
+
+    _schedule_wpack(s, wp, g.flops / 2)
+    if xp is not None:
+        _schedule_pad(s, xp, g.flops / 2)
+
+
+def _schedule_wpack(s: te.Schedule, wp: te.Tensor, work: float) -> None:
+    ko, c, r, sx, ki = s[wp].op.axis
+    s[wp].vectorize(ki)
+    parallel_if_worth(s[wp], ko, work)
+
+
+def _schedule_pad(s: te.Schedule, xp: te.Tensor, work: float) -> None:
+    n, c, h, w = s[xp].op.axis
+    parallel_if_worth(s[xp], s[xp].fuse(n, c), work)
+    W = xp.shape[3]
+    lanes = xp.op.attrs.get("chunk") or (W if W <= 64 else largest_divisor(W, 64))
+    if lanes > 1:
+        wo, wi = s[xp].split(w, factor=lanes)
+        s[xp].vectorize(wi)
+
+
+@anchor("conv2d_nchw")
+def schedule_conv2d_nchw(s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
+    """The untuned schedule of a direct conv2d_nchw output."""
+    schedule_conv2d_nchw_cfg(default_config(), s, out, final)
+
+
+@register_template("conv2d_nchw")
+def conv2d_nchw_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1),
+                         groups: int = 1, dtype: str = "float32"):
+    """Tunable direct conv2d in NCHW with x (N, C, H, W), w (K, C/groups, R, S), no bias."""
+    g = geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups)
+    x = te.placeholder(tuple(x_shape), dtype, name="x")
+    w = te.placeholder(tuple(w_shape), dtype, name="w")
+    Kg = g.K // g.groups
+    ocbs = [b for b in (8, 16, 32) if g.groups == 1 or Kg % b == 0] or [default_ocb(g)]
+    d_ocb = default_ocb(g)
+    cfg.define_knob("tile_oc", sorted(set(ocbs + [d_ocb])), default=d_ocb)
+    ocb = cfg["tile_oc"].val
+    dbh, dbw = default_tiles(g, ocb)
+    cfg.define_split("tile_ow", g.OW, num_outputs=2, candidates=_tile_candidates(g.OW, MAX_ACC_VECTORS, dbw),
+                     default=[-1, dbw])
+    cfg.define_split("tile_oh", g.OH, num_outputs=2, candidates=_tile_candidates(g.OH, 4, dbh),
+                     default=[-1, dbh])
+    y = conv2d_nchw(x, w, g, ocb=ocb, bw=cfg["tile_ow"].size[-1], bh=cfg["tile_oh"].size[-1])
+    s = te.create_schedule(y.op)
+    schedule_conv2d_nchw_cfg(cfg, s, y)
+    return s, [x, w, y]
+
+
+def _tile_candidates(n: int, limit: int, default: int) -> list[list[int]]:
+    """Tile sizes for an axis of extent n: its divisors up to limit, a few padded sizes, the default."""
+    padded = {b for b in (2, 4, 7, 8, 14, 16, 28) if b <= min(n, limit)}
+    sizes = sorted({d for d in range(1, min(n, limit) + 1) if n % d == 0} | padded | {default})
+    return [[-1, b] for b in sizes]
+
+
+# ---------------------------------------------------------------- depthwise conv (row vectors)
+
+def row_lanes(width: int) -> int:
+    """Vector width for a row of `width` outputs: the whole row when it fits 64 lanes, else a divisor."""
+    if width <= 64:
+        return width
+    for d in (64, 48, 32, 16):
+        if width % d == 0:
+            return d
+    return largest_divisor(width, 64)
+
+
+def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = None,
+                          bias: te.Tensor | None = None, epilogue: Epilogue | None = None,
+                          strides=(1, 1), padding: Padding = 0, dilation=(1, 1),
+                          name: str = "depthwise_conv2d") -> te.Tensor:
+    """Depthwise conv (groups == channels, w of shape (C * multiplier, 1, R, S)) in NCHW."""
+    if g is None:
+        g = geometry(x.shape, w.shape, strides, padding, dilation, groups=x.shape[1])
+    if not g.depthwise:
+        raise ValueError(f"{name}: not a depthwise convolution (groups={g.groups}, C={g.C}, K={g.K})")
+    _check_bias(bias, g.K, name)
+    mult = g.K // g.C
+    sw = g.sw
+    N, C, H, W = x.shape
+    rr = te.reduce_axis((0, g.R), name="rr")
+    rs = te.reduce_axis((0, g.S), name="rs")
+    if sw == 1:
+        extra_r = max(0, g.OW + (g.S - 1) * g.dw - (W + g.pl + g.pr))
+        xp, col0 = pad_nchw(x, g.pt, g.pl, g.pb, g.pr + extra_r, name=f"{name}.pad")
+        off = col0 - g.pl
+
+        def acc_f(n, k, oh, ow):
+            return te.sum(xp[n, k // mult if mult > 1 else k, oh * g.sh + rr * g.dh, ow + rs * g.dw + off]
+                          * w[k, 0, rr, rs], axis=[rr, rs])
+    else:
+        # padded and split by column phase, xs[n, c, h, ph, q] = xpad[n, c, h, q * sw + ph], so that the
+        # strided reads of the convolution become contiguous ones
+        xp, col0 = pad_nchw_phased(x, g.pt, g.pl, g.pb, sw, g.OW + ((g.S - 1) * g.dw + g.pl) // sw + 1,
+                                   name=f"{name}.pad")
+        off = col0 - g.pl
+
+        def acc_f(n, k, oh, ow):
+            col = rs * g.dw + off
+            return te.sum(xp[n, k // mult if mult > 1 else k, oh * g.sh + rr * g.dh, col % sw, ow + col // sw]
+                          * w[k, 0, rr, rs], axis=[rr, rs])
+    acc = te.compute((N, g.K, g.OH, g.OW), acc_f, name=f"{name}.acc", tag="depthwise.acc")
+
+    def out_f(n, k, oh, ow):
+        v = acc[n, k, oh, ow]
+        if bias is not None:
+            v = v + _bias_at(bias, k)
+        return apply_epilogue(epilogue, v, (n, k, oh, ow))
+    return te.compute((N, g.K, g.OH, g.OW), out_f, name=name, tag="depthwise_conv2d_nchw",
+                      attrs={"geometry": g})
+
+
+def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
+    """Schedule a depthwise conv output (and the injective ops fused after it) with cfg's knobs."""
+    final = out if final is None else final
+    acc = _input_stage(out, "depthwise.acc")
+    if acc is None:
+        raise ValueError(f"{out.name} is not the output of te.ops.depthwise_conv2d_nchw")
+    xs = _input_stage(acc, "depthwise.pad")
+    xp = _input_stage(acc, "conv2d.pad")
+    g: ConvGeometry = out.op.attrs["geometry"]
+    lanes = row_lanes(g.OW)
+    cfg.define_split("tile_oh", g.OH, num_outputs=2, max_factor=8,
+                     candidates=_tile_candidates(g.OH, 8, largest_divisor(g.OH, 4 if lanes <= 16 else 2)),
+                     default=[-1, largest_divisor(g.OH, 4 if lanes <= 16 else 2)])
+    cfg.define_knob("unroll_taps", [True, False], default=True)
+    bh = cfg["tile_oh"].size[-1]
+
+    if final is not out:
+        s[out].compute_inline()
+    n, k, oh, ow = s[final].op.axis
+    oho, ohi = s[final].split(oh, factor=bh)
+    owo, owi = s[final].split(ow, factor=lanes)
+    s[final].reorder(n, k, oho, owo, ohi, owi)
+    tile = s[final].fuse(n, k, oho)
+    parallel_if_worth(s[final], tile, g.flops / 2)
+    s[final].unroll(ohi)
+    s[final].vectorize(owi)
+
+    s[acc].compute_at(s[final], owo)
+    an, ak, aoh, aow = s[acc].op.axis
+    rr, rs = s[acc].op.reduce_axis
+    awo, awi = s[acc].split(aow, factor=lanes)
+    s[acc].reorder(an, ak, awo, rr, rs, aoh, awi)
+    if cfg["unroll_taps"].val:
+        s[acc].unroll(rr)
+        s[acc].unroll(rs)
+    s[acc].unroll(aoh)
+    s[acc].vectorize(awi)
+
+    if xp is not None:
+        _schedule_pad(s, xp, g.flops / 2)
+    if xs is not None:
+        xn, xc, xh, xph, xq = s[xs].op.axis
+        parallel_if_worth(s[xs], s[xs].fuse(xn, xc), g.flops / 2)
+        ql = xs.op.attrs.get("chunk") or row_lanes(xs.shape[4])
+        if ql > 1:
+            _, qi = s[xs].split(xq, factor=ql)
+            s[xs].vectorize(qi)
+
+
+@anchor("depthwise_conv2d_nchw")
+def schedule_depthwise_conv2d_nchw(s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
+    """The untuned schedule of a depthwise conv2d output."""
+    schedule_depthwise_cfg(default_config(), s, out, final)
+
+
+@register_template("depthwise_conv2d_nchw")
+def depthwise_conv2d_nchw_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1),
+                                   dtype: str = "float32"):
+    """Tunable depthwise conv2d in NCHW with x (N, C, H, W), w (C * multiplier, 1, R, S), no bias."""
+    x = te.placeholder(tuple(x_shape), dtype, name="x")
+    w = te.placeholder(tuple(w_shape), dtype, name="w")
+    y = depthwise_conv2d_nchw(x, w, strides=strides, padding=padding, dilation=dilation)
+    s = te.create_schedule(y.op)
+    schedule_depthwise_cfg(cfg, s, y)
+    return s, [x, w, y]
+
+
+def flops(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), groups: int = 1) -> float:
+    """Floating-point operations of conv2d(x, w)."""
+    return geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups).flops
+
+
+__all__ = ["conv2d", "conv2d_nchw", "depthwise_conv2d_nchw", "geometry", "resolve_padding", "pad_nchw",
+           "schedule_conv2d_nchw", "schedule_depthwise_conv2d_nchw", "ConvGeometry", "flops"]

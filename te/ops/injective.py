@@ -1,0 +1,122 @@
+"""The default schedule of injective operators (elementwise, broadcast, data movement).
+
+`schedule_injective(s, out)` inlines the chain of injective producers into `out`, runs the
+outermost axes (fused, just enough of them to feed the threads) in parallel and vectorizes the
+innermost axis.  A vectorized loop becomes explicit LLVM vectors only when its extent divides
+evenly (a guard on the lane makes codegen fall back to scalar code), so the innermost axis is
+vectorized whole when it is short (LLVM splits a <56 x float> into registers itself), else
+split by the register width when that divides it, else by its largest divisor that fits.
+Fusing only outer axes matters: the index of a fused loop is rebuilt with a division and a
+modulo per iteration, which costs more than a short vector body.
+"""
+from __future__ import annotations
+
+import math
+
+import te
+from te.schedule import AttachType
+
+from .common import largest_divisor, tagged
+
+# Operators whose every output element reads a fixed set of input elements: safe to inline.
+INJECTIVE_TAGS = frozenset({"elemwise", "broadcast", "injective"})
+MAX_WHOLE_LANES = 64          # vectorize a short innermost axis whole up to this many lanes
+PARALLEL_MIN_ELEMS = 1 << 14  # below this, a fork/join costs more than it saves
+PARALLEL_MIN_ITERS = 8        # parallel iterations per thread, so static chunks balance
+
+
+def is_injective(t: te.Tensor) -> bool:
+    """Is t produced by an injective compute (elementwise, broadcast, transform)?"""
+    op = t.op
+    return isinstance(op, te.ComputeOp) and op.tag in INJECTIVE_TAGS and not op.reduce_axis
+
+
+def inline_injective(s: te.Schedule, t: te.Tensor, tags=INJECTIVE_TAGS) -> None:
+    """compute_inline every injective producer of t, transitively (stopping at other operators)."""
+    todo = list(t.op.input_tensors)
+    seen: set[int] = set()
+    while todo:
+        x = todo.pop()
+        if id(x.op) in seen:
+            continue
+        seen.add(id(x.op))
+        op = x.op
+        if not isinstance(op, te.ComputeOp) or op.tag not in tags or op.reduce_axis:
+            continue
+        st = s[x]
+        if st.is_output:
+            continue
+        if st.attach_type is AttachType.ROOT and not st.relations and not st.iter_attrs:
+            st.compute_inline()
+        if st.attach_type is AttachType.INLINE:
+            todo.extend(op.input_tensors)
+
+
+def vector_lanes(extent: int, dtype: str = "float32") -> int:
+    """How many lanes to vectorize an axis of this extent by (1 = do not vectorize).
+
+    The whole axis when it is short: LLVM splits a <56 x float> into registers itself, and a
+    fully unrolled row lets it keep small buffers in registers.  Else a multiple of the
+    register width, else the axis' largest divisor that fits.
+    """
+    lanes = te.target.host().lanes(dtype)
+    if extent <= MAX_WHOLE_LANES:
+        return extent
+    if extent % lanes == 0:
+        return lanes
+    d = largest_divisor(extent, MAX_WHOLE_LANES)
+    return d if d >= lanes // 2 else largest_divisor(extent, lanes)
+
+
+def vectorize_inner(stage: te.Stage, axis, extent: int, dtype: str = "float32"):
+    """Vectorize `axis` (or its inner part); returns (outer axis or None, vectorized axis or None)."""
+    v = vector_lanes(extent, dtype)
+    if v <= 1:
+        return axis, None
+    if v == extent:
+        stage.vectorize(axis)
+        return None, axis
+    outer, inner = stage.split(axis, factor=v)
+    stage.vectorize(inner)
+    return outer, inner
+
+
+def parallel_outer(stage: te.Stage, axes: list, extents: list[int], total_elems: int):
+    """Fuse the shortest prefix of `axes` (outermost first) with enough iterations for the threads
+    and run it in parallel; the rest stay serial loops, whose indices stay cheap affine forms."""
+    loops = [(a, n) for a, n in zip(axes, extents) if a is not None]
+    if not loops or total_elems < PARALLEL_MIN_ELEMS:
+        return None
+    want = PARALLEL_MIN_ITERS * te.target.num_threads()
+    prefix, iters = [], 1
+    for a, n in loops:
+        prefix.append(a)
+        iters *= n
+        if iters >= want:
+            break
+    fused = stage.fuse(*prefix) if len(prefix) > 1 else prefix[0]
+    stage.parallel(fused)
+    return fused
+
+
+@tagged("injective")
+def schedule_injective(s: te.Schedule, out: te.Tensor) -> te.Schedule:
+    """Inline injective producers, parallelize the outer axes, vectorize the innermost."""
+    inline_injective(s, out)
+    st = s[out]
+    axes = list(out.op.axis)
+    if not axes:
+        return s
+    n = out.shape[-1]
+    v = vector_lanes(n, out.dtype)
+    outer, _ = vectorize_inner(st, axes[-1], n, out.dtype)
+    parallel_outer(st, axes[:-1] + [outer], list(out.shape[:-1]) + [n // max(v, 1)],
+                   math.prod(out.shape))
+    return s
+
+
+# elementwise and broadcast operators share the injective schedule
+tagged("elemwise")(schedule_injective)
+tagged("broadcast")(schedule_injective)
+
+__all__ = ["schedule_injective", "inline_injective"]

@@ -1,0 +1,256 @@
+"""Normalisations: softmax, log_softmax, layer_norm, instance_norm, batch_norm (inference), LRN.
+
+Softmax and layer norm over the innermost axes are row operations: the schedule computes
+each row's statistics inside the output's row loop, so a row is read from memory once and
+its later passes hit L1.  The loop IR lets a stage computed inside another one have a single
+reader, so a statistic needed by two stages (the row max of softmax, the mean of layer norm)
+is computed twice, once for each; a second pass over a row in L1 costs far less than a
+second pass over memory.  Over other axes every statistic is a whole tensor at the root.
+"""
+from __future__ import annotations
+
+import math
+
+import te
+from autotune.space import register_template
+from te.tensor import IterKind
+
+from .common import tagged
+from .elementwise import broadcast_at
+from .fastmath import exp_poly
+from .injective import inline_injective, parallel_outer, schedule_injective, vectorize_inner
+from .reduction import (normalize_axes, partial_of, reduce_over, rfactor_lanes,
+                        schedule_reduce_stage)
+
+
+def _drop(idx: tuple, axes: tuple) -> tuple:
+    return tuple(v for d, v in enumerate(idx) if d not in axes)
+
+
+def _trailing(axes: tuple, ndim: int) -> bool:
+    return bool(axes) and axes == tuple(range(ndim - len(axes), ndim))
+
+
+def _exp_shifted(v: te.Expr) -> te.Expr:
+    # x - max(x) <= 0; a NaN anywhere in the row makes the max, the sum and the result NaN
+    return exp_poly(v, nonpositive=True, keep_nan=False)
+
+
+def _softmax(x: te.Tensor, axis: int, log: bool, name: str, lanes: int | None) -> te.Tensor:
+    axes = normalize_axes(axis, x.ndim)
+    ax = axes[0]
+    shape = x.shape
+    m1 = reduce_over(shape, axes, lambda i: x[i], "max", f"{name}.max", lanes=lanes)
+    ssum = reduce_over(shape, axes, lambda i: _exp_shifted(x[i] - m1[_drop(i, axes)]), "sum",
+                       f"{name}.sum", lanes=lanes)
+    # the consumer's own copy of the row max (see the module docstring)
+    m2 = reduce_over(shape, axes, lambda i: x[i], "max", f"{name}.max2", lanes=lanes)
+    if log:
+        def body(*i):
+            r = _drop(i, axes)
+            return x[i] - m2[r] - te.log(ssum[r])
+    else:
+        def body(*i):
+            r = _drop(i, axes)
+            return _exp_shifted(x[i] - m2[r]) * (1.0 / ssum[r])
+    tag = "log_softmax" if log else "softmax"
+    return te.compute(shape, body, name=name, tag=tag,
+                      attrs={"axis": ax})
+
+
+def softmax(x: te.Tensor, axis: int = -1, name: str = "softmax", lanes: int | None = None) -> te.Tensor:
+    """exp(x - max) / sum(exp(x - max)) along axis (numerically stable); `lanes` sets the
+    vector width of the row reductions over the innermost axis (a tuning knob)."""
+    return _softmax(x, axis, False, name, lanes)
+
+
+def log_softmax(x: te.Tensor, axis: int = -1, name: str = "log_softmax",
+                lanes: int | None = None) -> te.Tensor:
+    """x - max - log(sum(exp(x - max))) along axis (numerically stable)."""
+    return _softmax(x, axis, True, name, lanes)
+
+
+def layer_norm(x: te.Tensor, gamma: te.Tensor | None = None, beta: te.Tensor | None = None,
+               axis=-1, epsilon: float = 1e-5, name: str = "layer_norm") -> te.Tensor:
+    """(x - mean) / sqrt(var + epsilon) * gamma + beta over `axis` (an int or a list of axes).
+
+    gamma and beta have the shape of the normalized axes (or broadcast to it, ONNX-style).
+    """
+    axes = normalize_axes(axis, x.ndim)
+    norm_shape = tuple(x.shape[d] for d in axes)
+    for p, pname in ((gamma, "gamma"), (beta, "beta")):
+        if p is not None and (len(p.shape) > len(norm_shape) or any(
+                a not in (1, b) for a, b in zip(reversed(p.shape), reversed(norm_shape)))):
+            raise ValueError(f"{name}: {pname} of shape {p.shape} does not broadcast to the "
+                             f"normalized shape {norm_shape}")
+
+    def affine(v, i):
+        sub = tuple(i[d] for d in axes)
+        if gamma is not None:
+            v = v * broadcast_at(gamma, norm_shape, sub)
+        if beta is not None:
+            v = v + broadcast_at(beta, norm_shape, sub)
+        return v
+    return _normalize(x, axes, epsilon, affine, name)
+
+
+def instance_norm(x: te.Tensor, gamma: te.Tensor, beta: te.Tensor, epsilon: float = 1e-5,
+                  name: str = "instance_norm") -> te.Tensor:
+    """Normalize each (n, c) plane of (N, C, spatial...) data, then * gamma[c] + beta[c]
+    (ONNX InstanceNormalization)."""
+    C = x.shape[1]
+    for p in (gamma, beta):
+        if tuple(p.shape) != (C,):
+            raise ValueError(f"{name}: {p.name} has shape {p.shape}, expected ({C},)")
+    return _normalize(x, tuple(range(2, x.ndim)), epsilon,
+                      lambda v, i: v * gamma[i[1]] + beta[i[1]], name)
+
+
+def _normalize(x: te.Tensor, axes: tuple, epsilon: float, affine, name: str) -> te.Tensor:
+    """affine((x - mean) / sqrt(var + epsilon), index), the statistics over `axes` (two-pass)."""
+    shape = x.shape
+    n = math.prod(shape[d] for d in axes)
+
+    def kept(i):
+        return _drop(i, axes)
+
+    mean1 = reduce_over(shape, axes, lambda i: x[i], "sum", f"{name}.mean", scale=1.0 / n)
+    var = reduce_over(shape, axes, lambda i: (x[i] - mean1[kept(i)]) * (x[i] - mean1[kept(i)]),
+                      "sum", f"{name}.var", scale=1.0 / n)
+    # the output's own copy of the mean (see the module docstring)
+    mean2 = reduce_over(shape, axes, lambda i: x[i], "sum", f"{name}.mean2", scale=1.0 / n)
+
+    def body(*i):
+        r = kept(i)
+        return affine((x[i] - mean2[r]) * te.rsqrt(var[r] + epsilon), i)
+    return te.compute(shape, body, name=name, tag="layer_norm", attrs={"axes": axes})
+
+
+def batch_norm(x: te.Tensor, gamma: te.Tensor, beta: te.Tensor, moving_mean: te.Tensor,
+               moving_var: te.Tensor, axis: int = 1, epsilon: float = 1e-5,
+               name: str = "batch_norm") -> te.Tensor:
+    """Inference batch norm: (x - mean[c]) / sqrt(var[c] + epsilon) * gamma[c] + beta[c], c on axis."""
+    ax = axis % x.ndim
+    c = x.shape[ax]
+    for p in (gamma, beta, moving_mean, moving_var):
+        if p.shape != (c,):
+            raise ValueError(f"{name}: parameter {p.name} has shape {p.shape}, expected ({c},)")
+
+    def body(*i):
+        ch = i[ax]
+        scale = gamma[ch] * te.rsqrt(moving_var[ch] + epsilon)
+        return (x[i] - moving_mean[ch]) * scale + beta[ch]
+    return te.compute(x.shape, body, name=name, tag="broadcast")
+
+
+def lrn(x: te.Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, bias: float = 1.0,
+        name: str = "lrn") -> te.Tensor:
+    """Local response normalization across channels of NCHW data (ONNX LRN, AlexNet/Inception)."""
+    if x.ndim < 3:
+        raise ValueError(f"{name}: LRN needs (N, C, spatial...) data, got shape {x.shape}")
+    C = x.shape[1]
+    lo = (size - 1) // 2
+
+    def body(*i):
+        # the window is a few channels: an unrolled sum, so LRN is one elementwise loop nest
+        sq = None
+        for j in range(size):
+            c = i[1] + (j - lo)
+            v = x[(i[0], te.min_of(te.max_of(c, 0), C - 1)) + i[2:]]
+            term = te.if_then_else(te.all(c >= 0, c < C), v * v, 0.0)
+            sq = term if sq is None else sq + term
+        return x[i] * _inv_pow(sq * (alpha / size) + bias, beta)
+    return te.compute(x.shape, body, name=name, tag="lrn", attrs={"size": size})
+
+
+def _inv_pow(t: te.Expr, beta: float) -> te.Expr:
+    """t ** -beta, with vectorizable square roots for the betas networks use."""
+    if beta == 0.75:
+        s = te.sqrt(t)
+        return 1.0 / (s * te.sqrt(s))
+    if beta == 0.5:
+        return 1.0 / te.sqrt(t)
+    if beta == 1.0:
+        return 1.0 / t
+    return te.power(t, -beta)
+
+
+# ---------------------------------------------------------------- schedules
+
+def _stats(out: te.Tensor) -> tuple[te.Tensor, te.Tensor, te.Tensor]:
+    """(first, second, own): `second` reads `first`; `second` and `own` are read by out."""
+    reds = [t for t in out.op.input_tensors if getattr(t.op, "tag", "") == "reduce"]
+    for second in reds:
+        reader = partial_of(second) or second
+        firsts = [t for t in reader.op.input_tensors if getattr(t.op, "tag", "") == "reduce"]
+        if firsts:
+            own = next(t for t in reds if t is not second)
+            return firsts[0], second, own
+    raise ValueError(f"{out.name}: not a softmax/layer_norm output")
+
+
+def _data_leaves(st: te.Stage) -> list:
+    return [iv for iv in st.leaf_iter_vars if iv.kind is IterKind.DATA_PAR]
+
+
+def _row_schedule(s: te.Schedule, out: te.Tensor, axes: tuple) -> None:
+    """Rows in parallel; each row's statistics computed inside the row loop (trailing axes)."""
+    st = s[out]
+    inline_injective(s, out)
+    first, second, own = _stats(out)
+    ndim = out.ndim
+    data = list(out.op.axis)
+    total = math.prod(out.shape)
+    if not _trailing(axes, ndim) or len(axes) == ndim:
+        # statistics over other axes (or the whole tensor): each one at the root
+        for t in (first, second, own):
+            schedule_reduce_stage(s, t)
+        n = out.shape[-1]
+        outer, _ = vectorize_inner(st, data[-1], n, out.dtype)
+        parallel_outer(st, data[:-1] + [outer], list(out.shape[:-1]) + [n], total)
+        return
+    k = ndim - len(axes)
+    parallel_outer(st, data[:k], list(out.shape[:k]), total)
+    row = _data_leaves(st)[-len(axes) - 1]
+    vectorize_inner(st, data[-1], out.shape[-1], out.dtype)
+    schedule_reduce_stage(s, own, parent=st, axis=row, rows_only=True)
+    schedule_reduce_stage(s, second, parent=st, axis=row, rows_only=True)
+    reader = partial_of(second) or second
+    schedule_reduce_stage(s, first, parent=s[reader], axis=reader.op.axis[k - 1], rows_only=True)
+
+
+@tagged("softmax")
+def schedule_softmax(s: te.Schedule, out: te.Tensor) -> te.Schedule:
+    """Softmax/log_softmax: rows in parallel, each row's max and sum computed in its loop."""
+    _row_schedule(s, out, (out.op.attrs["axis"],))
+    return s
+
+
+tagged("log_softmax")(schedule_softmax)
+
+
+@register_template("softmax")
+def softmax_template(cfg, rows: int, cols: int, dtype: str = "float32"):
+    """Tunable softmax over the last axis of a (rows, cols) tensor; the knob is the rows' vector width."""
+    choices = [v for v in (8, 16, 32, 64) if cols % v == 0 and v < cols] or [None]
+    default = rfactor_lanes(cols, dtype)
+    cfg.define_knob("lanes", choices, default=default if default in choices else choices[0])
+    x = te.placeholder((rows, cols), dtype, name="x")
+    y = softmax(x, lanes=cfg["lanes"].val)
+    s = te.create_schedule(y.op)
+    schedule_softmax(s, y)
+    return s, [x, y]
+
+
+@tagged("layer_norm")
+def schedule_layer_norm(s: te.Schedule, out: te.Tensor) -> te.Schedule:
+    """Layer norm: rows in parallel, each row's mean and variance computed in its loop."""
+    _row_schedule(s, out, out.op.attrs["axes"])
+    return s
+
+
+tagged("lrn")(schedule_injective)
+
+
+__all__ = ["softmax", "log_softmax", "layer_norm", "instance_norm", "batch_norm", "lrn", "schedule_softmax",
+           "schedule_layer_norm", "softmax_template"]

@@ -1,0 +1,214 @@
+"""2-D pooling on NCHW data: max/avg with padding, strides, dilation, ceil_mode and
+count_include_pad (ONNX MaxPool/AveragePool semantics), and global pooling.
+
+A k_h x k_w window is separable, so the compute has two stages:
+
+    rows[n, c, oh, w] = reduce over kh of x[n, c, oh*s_h + kh*d_h - pad_top, w]
+    out[n, c, oh, ow] = reduce over kw of rows[n, c, oh, ow*s_w + kw*d_w - pad_left]
+
+which reads each input row k_h/s_h times instead of k_h*k_w/s_h times.  The `rows` stage
+walks the input along w with unit stride, so it vectorizes with plain vector loads (padding
+in h only selects whole rows); it is computed per output row inside the output's loop, so it
+never leaves L1.  The second stage reads `rows` with the stride of the pooling.
+
+Padding cells are never read: an index is clamped into the tensor and the value replaced by
+the reduction's identity (max) or left out of the sum and the divisor (avg).
+"""
+from __future__ import annotations
+
+import te
+from autotune.space import register_template
+
+from .common import default_config, tagged
+from .injective import inline_injective, parallel_outer, vectorize_inner
+from .reduction import reduce_over
+
+MAX_UNROLLED_TAPS = 8
+
+
+def _pair(v, name: str) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(int(x) for x in v)
+    if len(v) != 2:
+        raise ValueError(f"pool2d: {name} must be an int or a pair, got {v}")
+    return v
+
+
+def _pads(padding, hw=None, kernel=None, stride=None, dilation=None) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) from an int, (h, w), ONNX's (top, left, bottom, right) or an
+    ONNX auto_pad string ('VALID', 'SAME_UPPER', 'SAME_LOWER')."""
+    if isinstance(padding, str):
+        if padding == "VALID":
+            return (0, 0, 0, 0)
+        if padding not in ("SAME_UPPER", "SAME_LOWER"):
+            raise ValueError(f"pool2d: unknown auto_pad {padding!r}")
+        lo, hi = [], []
+        for n, k, s, d in zip(hw, kernel, stride, dilation):
+            total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+            small, big = total // 2, total - total // 2
+            lo.append(small if padding == "SAME_UPPER" else big)
+            hi.append(big if padding == "SAME_UPPER" else small)
+        return (lo[0], lo[1], hi[0], hi[1])
+    if isinstance(padding, int):
+        return (padding,) * 4
+    p = tuple(int(x) for x in padding)
+    if len(p) == 2:
+        return (p[0], p[1], p[0], p[1])
+    if len(p) == 4:
+        return p
+    raise ValueError(f"pool2d: padding must be an int, (h, w) or (top, left, bottom, right), got {p}")
+
+
+def pool_out_size(n: int, k: int, s: int, d: int, pad_lo: int, pad_hi: int, ceil_mode: bool) -> int:
+    """Output extent along one axis (ONNX/PyTorch rule: in ceil mode the last window must start
+    inside the input or the leading padding)."""
+    span = n + pad_lo + pad_hi - (d * (k - 1) + 1)
+    if span < 0:
+        raise ValueError(f"pool2d: window of {k} (dilation {d}) is larger than the padded input of {n}")
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= n + pad_lo:
+        out -= 1
+    return out
+
+
+def pool2d(x: te.Tensor, kernel, stride=1, padding=0, dilation=1, pool_type: str = "max",
+           ceil_mode: bool = False, count_include_pad: bool = False,
+           name: str | None = None) -> te.Tensor:
+    """Max or average pooling over the last two axes of NCHW data (ONNX semantics).
+
+    padding is an int, (h, w), (top, left, bottom, right) or an ONNX auto_pad string.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"pool2d: expected NCHW data, got shape {x.shape}")
+    if pool_type not in ("max", "avg"):
+        raise ValueError(f"pool2d: pool_type must be 'max' or 'avg', not {pool_type!r}")
+    name = name or f"{pool_type}_pool2d"
+    (kh, kw), (sh, sw), (dh, dw) = _pair(kernel, "kernel"), _pair(stride, "stride"), _pair(dilation, "dilation")
+    N, C, H, W = x.shape
+    pt, pl, pb, pr = _pads(padding, (H, W), (kh, kw), (sh, sw), (dh, dw))
+    OH = pool_out_size(H, kh, sh, dh, pt, pb, ceil_mode)
+    OW = pool_out_size(W, kw, sw, dw, pl, pr, ceil_mode)
+    is_max = pool_type == "max"
+    ident = te.expr.min_value(x.dtype) if is_max else te.const(0, x.dtype)
+    combine = te.max_of if is_max else (lambda a, b: a + b)
+
+    def clamp(i, n):
+        return te.min_of(te.max_of(i, 0), n - 1)
+
+    def inside(i, n):
+        return te.all(i >= 0, i < n)
+
+    # rows: the window's reduction along h, for every input column
+    r_h = te.reduce_axis(kh, "kh")
+    clamp_h = pt > 0 or (OH - 1) * sh + (kh - 1) * dh - pt >= H
+    clamp_w = pl > 0 or (OW - 1) * sw + (kw - 1) * dw - pl >= W
+
+    def rows_body(n, c, oh, w):
+        h = oh * sh + r_h * dh - pt
+        src = te.if_then_else(inside(h, H), x[n, c, clamp(h, H), w], ident) if clamp_h else x[n, c, h, w]
+        return (te.max if is_max else te.sum)(src, axis=r_h)
+    rows = te.compute((N, C, OH, W), rows_body, name=f"{name}.rows", tag="pool_rows")
+
+    def count(o, s, d, k, lo, hi, n):
+        """How many of the window's taps the divisor counts along one axis (an expression)."""
+        first, last = (-lo, n + hi) if count_include_pad else (0, n)
+        total = te.const(0, "int64")
+        for j in range(k):
+            i = o * s + j * d - lo
+            total = total + te.if_then_else(te.all(i >= first, i < last), te.const(1, "int64"),
+                                            te.const(0, "int64"))
+        return total
+
+    def out_body(n, c, oh, ow):
+        v = None
+        for j in range(kw):   # the taps unrolled: k_w is small
+            w = ow * sw + j * dw - pl
+            tap = te.if_then_else(inside(w, W), rows[n, c, oh, clamp(w, W)], ident) if clamp_w \
+                else rows[n, c, oh, w]
+            v = tap if v is None else combine(v, tap)
+        if not is_max:
+            cnt = count(oh, sh, dh, kh, pt, pb, H) * count(ow, sw, dw, kw, pl, pr, W)
+            v = v / te.max_of(cnt, 1).astype(x.dtype)
+        return v
+    attrs = {"kernel": (kh, kw), "stride": (sh, sw), "dilation": (dh, dw), "pads": (pt, pl, pb, pr),
+             "ceil_mode": ceil_mode, "pool_type": pool_type}
+    return te.compute((N, C, OH, OW), out_body, name=name, tag="pool", attrs=attrs)
+
+
+def max_pool2d(x: te.Tensor, kernel, stride=1, padding=0, dilation=1, ceil_mode: bool = False,
+               name: str = "max_pool2d") -> te.Tensor:
+    """Max pooling over NCHW data (ONNX MaxPool)."""
+    return pool2d(x, kernel, stride, padding, dilation, "max", ceil_mode, name=name)
+
+
+def avg_pool2d(x: te.Tensor, kernel, stride=1, padding=0, dilation=1, ceil_mode: bool = False,
+               count_include_pad: bool = False, name: str = "avg_pool2d") -> te.Tensor:
+    """Average pooling over NCHW data (ONNX AveragePool); padding is counted if count_include_pad."""
+    return pool2d(x, kernel, stride, padding, dilation, "avg", ceil_mode, count_include_pad, name)
+
+
+def global_avg_pool2d(x: te.Tensor, name: str = "global_avg_pool2d") -> te.Tensor:
+    """Mean over H and W of NCHW data, keeping them as 1 (ONNX GlobalAveragePool)."""
+    n = x.shape[2] * x.shape[3]
+    return reduce_over(x.shape, (2, 3), lambda i: x[i], "sum", name, keepdims=True, scale=1.0 / n)
+
+
+def global_max_pool2d(x: te.Tensor, name: str = "global_max_pool2d") -> te.Tensor:
+    """Maximum over H and W of NCHW data, keeping them as 1 (ONNX GlobalMaxPool)."""
+    return reduce_over(x.shape, (2, 3), lambda i: x[i], "max", name, keepdims=True)
+
+
+# ---------------------------------------------------------------- schedules
+
+def schedule_pool_cfg(cfg, s: te.Schedule, out: te.Tensor) -> te.Schedule:
+    """Schedule a pool2d output with the knobs of cfg."""
+    st = s[out]
+    rows = next(t for t in out.op.input_tensors if getattr(t.op, "tag", "") == "pool_rows")
+    inline_injective(s, rows)
+    N, C, OH, OW = out.shape
+    W = rows.shape[-1]
+    cfg.define_knob("vectorize_out", [True, False], default=True)
+    cfg.define_knob("row_block", [1, 2, 4], default=1)
+    n, c, oh, ow = out.op.axis
+    rb = cfg["row_block"].val
+    rb = rb if OH % rb == 0 else 1
+    oho, ohi = st.split(oh, factor=rb)
+    kh = rows.op.reduce_axis[0].dom[1]
+    fused = parallel_outer(st, [n, c, oho], [N, C, OH // rb], N * C * OH * W * kh)
+    # the rows of a block of output rows are computed inside the innermost loop above it
+    attach = oho if oho in st.leaf_iter_vars else fused
+    if cfg["vectorize_out"].val:
+        # reads of `rows` at stride s_w are per-lane loads from L1: still cheaper than scalar code
+        vectorize_inner(st, ow, OW, out.dtype)
+    rst = s[rows]
+    wo, wi = vectorize_inner(rst, rows.op.axis[-1], W, rows.dtype)
+    (r_h,) = rows.op.reduce_axis
+    inner = [a for a in (wo, wi) if a is not None]
+    rst.reorder(*rows.op.axis[:-1], r_h, *inner)
+    if r_h.dom[1] <= MAX_UNROLLED_TAPS:
+        # straight-line taps: the running max/sum of a row stays in registers
+        rst.unroll(r_h)
+    rst.compute_at(st, attach)
+    return s
+
+
+@tagged("pool")
+def schedule_pool(s: te.Schedule, out: te.Tensor) -> te.Schedule:
+    """The untuned schedule of a pool2d output."""
+    return schedule_pool_cfg(default_config(), s, out)
+
+
+@register_template("pool2d")
+def pool2d_template(cfg, N: int, C: int, H: int, W: int, kernel=3, stride=2, padding=1,
+                    pool_type: str = "max", dtype: str = "float32"):
+    """Tunable pool2d on an (N, C, H, W) input."""
+    x = te.placeholder((N, C, H, W), dtype, name="x")
+    y = pool2d(x, kernel, stride, padding, pool_type=pool_type)
+    s = te.create_schedule(y.op)
+    schedule_pool_cfg(cfg, s, y)
+    return s, [x, y]
+
+
+__all__ = ["pool2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d", "global_max_pool2d",
+           "pool_out_size", "schedule_pool", "schedule_pool_cfg"]

@@ -1,0 +1,328 @@
+"""conv2d (direct NCHW, depthwise, packed NCHWc), the layout ops, fusion and the conv templates.
+
+References: a float64 numpy convolution, and ONNX Runtime running a one-node Conv model for
+the edge cases (SAME padding, dilation, groups, strides, odd sizes, channels that no vector
+block divides).  Shapes stay small so the whole file runs in a few seconds.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import te
+from autotune.space import ConfigSpace, FallbackConfig, get_template, space_of
+from te import ops
+from te.ops.conv2d import resolve_padding
+from te.ops.conv2d_nchwc import pack_conv_weight_numpy, pack_nchwc_numpy, unpack_nchwc_numpy
+
+TOL = dict(rtol=1e-4, atol=1e-4)
+
+
+def conv_ref(x, w, strides=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+    """conv2d in float64 numpy; pads are (top, left, bottom, right)."""
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
+    pt, pl, pb, pr = pads
+    sh, sw = strides
+    dh, dw = dilation
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    OH = (H + pt + pb - (R - 1) * dh - 1) // sh + 1
+    OW = (W + pl + pr - (S - 1) * dw - 1) // sw + 1
+    out = np.zeros((N, K, OH, OW))
+    Kg = K // groups
+    for g in range(groups):
+        for r in range(R):
+            for s in range(S):
+                patch = xp[:, g * Cg:(g + 1) * Cg, r * dh:r * dh + (OH - 1) * sh + 1:sh,
+                           s * dw:s * dw + (OW - 1) * sw + 1:sw]
+                out[:, g * Kg:(g + 1) * Kg] += np.einsum("nchw,kc->nkhw", patch,
+                                                         w[g * Kg:(g + 1) * Kg, :, r, s].astype(np.float64))
+    return out.astype(np.float32)
+
+
+def ort_conv(x, w, strides, pads, dilation, groups, auto_pad=None):
+    """Run one ONNX Conv node in ONNX Runtime (pads as ONNX: top, left, bottom, right)."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+    attrs = dict(strides=list(strides), dilations=list(dilation), group=groups)
+    if auto_pad:
+        attrs["auto_pad"] = auto_pad
+    else:
+        attrs["pads"] = [pads[0], pads[1], pads[2], pads[3]]
+    node = helper.make_node("Conv", ["x", "w"], ["y"], **attrs)
+    graph = helper.make_graph([node], "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": x})[0]
+
+
+def build_run(outs, args, arrays):
+    """ops.schedule the outputs, build, run on `arrays` (the inputs) and return the outputs."""
+    s = ops.schedule(outs)
+    f = te.build(s, args)
+    results = [np.zeros(t.shape, np.float32) for t in args[len(arrays):]]
+    f(*arrays, *results)
+    return results[0] if len(results) == 1 else results
+
+
+# ---------------------------------------------------------------- padding and geometry
+
+@pytest.mark.parametrize("mode, size, k, s, d", [
+    ("SAME_UPPER", 7, 3, 2, 1), ("SAME_LOWER", 7, 4, 2, 1), ("SAME", 8, 3, 1, 2), ("SAME_UPPER", 5, 2, 1, 1),
+])
+def test_same_padding_matches_onnx_formula(mode, size, k, s, d):
+    t, l, b, r = resolve_padding(mode, (size, size), (k, k), (s, s), (d, d))
+    out = (size + t + b - (k - 1) * d - 1) // s + 1
+    assert out == -(-size // s)
+    assert (t, b) == (l, r)
+    total = t + b
+    assert (t == total // 2) if mode != "SAME_LOWER" else (b == total // 2)
+
+
+def test_padding_forms():
+    assert resolve_padding(1, (5, 5), (3, 3), (1, 1), (1, 1)) == (1, 1, 1, 1)
+    assert resolve_padding((1, 2), (5, 5), (3, 3), (1, 1), (1, 1)) == (1, 2, 1, 2)
+    assert resolve_padding((0, 1, 2, 3), (5, 5), (3, 3), (1, 1), (1, 1)) == (0, 1, 2, 3)
+    assert resolve_padding("VALID", (5, 5), (3, 3), (1, 1), (1, 1)) == (0, 0, 0, 0)
+    with pytest.raises(ValueError, match="padding"):
+        resolve_padding("FULL", (5, 5), (3, 3), (1, 1), (1, 1))
+
+
+def test_bad_shapes_raise():
+    x = te.placeholder((1, 6, 8, 8), name="x")
+    with pytest.raises(ValueError, match="groups"):
+        ops.conv2d(x, te.placeholder((4, 4, 3, 3), name="w"), groups=2)
+    with pytest.raises(ValueError, match="empty"):
+        ops.conv2d(x, te.placeholder((4, 6, 9, 9), name="w"))
+    with pytest.raises(ValueError, match="4-D"):
+        ops.conv2d(x, te.placeholder((4, 6, 3), name="w"))
+
+
+# ---------------------------------------------------------------- direct and depthwise conv vs ONNX Runtime
+
+CASES = [
+    # x shape, w shape, strides, pads (t, l, b, r) or a mode, dilation, groups
+    ((1, 8, 10, 10), (16, 8, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    ((2, 5, 9, 11), (7, 5, 3, 2), (2, 1), (0, 1, 2, 1), (1, 2), 1),       # odd everything
+    ((1, 3, 17, 15), (20, 3, 5, 5), (2, 2), "SAME_UPPER", (1, 1), 1),      # K not a multiple of 16
+    ((1, 6, 12, 9), (12, 6, 2, 3), (1, 2), "SAME_LOWER", (2, 1), 1),
+    ((1, 8, 9, 9), (12, 2, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 4),        # grouped, 3 channels a group
+    ((1, 32, 8, 8), (32, 8, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 4),       # grouped, 8 a group
+    ((1, 16, 12, 12), (16, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 16),    # depthwise
+    ((1, 16, 13, 13), (32, 1, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 16),    # depthwise, multiplier 2, s2
+    ((1, 24, 14, 14), (24, 1, 5, 5), (2, 2), (2, 2, 2, 2), (1, 1), 24),    # depthwise 5x5 s2
+    ((1, 8, 11, 11), (8, 1, 3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 8),       # depthwise dilated
+    ((1, 20, 7, 7), (24, 20, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1
+    ((1, 3, 23, 23), (16, 3, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),      # a small stem
+    ((1, 4, 5, 37), (16, 4, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),       # a prime width
+]
+
+
+@pytest.mark.parametrize("xs, ws, strides, pads, dilation, groups", CASES)
+def test_conv2d_matches_onnxruntime(xs, ws, strides, pads, dilation, groups, rand):
+    x = te.placeholder(xs, name="x")
+    w = te.placeholder(ws, name="w")
+    y = ops.conv2d(x, w, strides, pads, dilation, groups)
+    expect_tag = "depthwise_conv2d_nchw" if groups == xs[1] else "conv2d_nchw"
+    assert y.op.tag == expect_tag
+    a, b = rand(xs), rand(ws)
+    got = build_run([y], [x, w, y], [a, b])
+    if isinstance(pads, str) and dilation == (1, 1):
+        ref = ort_conv(a, b, strides, None, dilation, groups, auto_pad=pads if pads != "SAME" else "SAME_UPPER")
+    elif isinstance(pads, str):     # ONNX Runtime has no auto_pad with dilation: give it the pads
+        explicit = resolve_padding(pads, xs[2:], ws[2:], strides, dilation)
+        ref = ort_conv(a, b, strides, explicit, dilation, groups)
+    else:
+        ref = ort_conv(a, b, strides, pads, dilation, groups)
+    np.testing.assert_allclose(got, ref, **TOL)
+
+
+def test_conv2d_batch_bias_epilogue(rand):
+    """bias + a residual add + relu, all inside the conv kernel."""
+    x = te.placeholder((2, 16, 6, 6), name="x")
+    w = te.placeholder((32, 16, 3, 3), name="w")
+    b = te.placeholder((32,), name="b")
+    r = te.placeholder((2, 32, 6, 6), name="r")
+    y = ops.conv2d(x, w, padding=1, bias=b, epilogue=lambda v, i: te.max_of(v + r[i], 0.0))
+    a, wa, ba, ra = rand(x.shape), rand(w.shape), rand(b.shape), rand(r.shape)
+    got = build_run([y], [x, w, b, r, y], [a, wa, ba, ra])
+    ref = np.maximum(conv_ref(a, wa, pads=(1, 1, 1, 1)) + ba[:, None, None] + ra, 0)
+    np.testing.assert_allclose(got, ref, **TOL)
+
+
+def test_depthwise_bias_and_explicit_call(rand):
+    x = te.placeholder((1, 8, 10, 10), name="x")
+    w = te.placeholder((8, 1, 3, 3), name="w")
+    b = te.placeholder((8,), name="b")
+    y = ops.depthwise_conv2d_nchw(x, w, bias=b, strides=2, padding="SAME")
+    a, wa, ba = rand(x.shape), rand(w.shape), rand(b.shape)
+    got = build_run([y], [x, w, b, y], [a, wa, ba])
+    pads = resolve_padding("SAME", (10, 10), (3, 3), (2, 2), (1, 1))
+    np.testing.assert_allclose(got, conv_ref(a, wa, (2, 2), pads, groups=8) + ba[:, None, None], **TOL)
+    with pytest.raises(ValueError, match="groups"):
+        ops.depthwise_conv2d_nchw(x, te.placeholder((8, 2, 3, 3), name="w2"))
+
+
+# ---------------------------------------------------------------- fusion through ops.schedule
+
+def _relu(t):
+    if hasattr(ops, "relu"):
+        return ops.relu(t)
+    return te.compute(t.shape, lambda *i: te.max_of(t[i], 0.0), name="relu", tag="elemwise")
+
+
+def _elemwise_relu(t):
+    return te.compute(t.shape, lambda *i: te.max_of(t[i], 0.0), name="relu_e", tag="elemwise")
+
+
+@pytest.mark.parametrize("make_relu", [_relu, _elemwise_relu])
+def test_schedule_fuses_relu_into_conv(make_relu, rand):
+    x = te.placeholder((1, 16, 8, 8), name="x")
+    w = te.placeholder((16, 16, 3, 3), name="w")
+    conv = ops.conv2d(x, w, strides=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+    y = make_relu(conv)
+    s = ops.schedule([y])
+    assert s[conv].attach_type.value == "inline"         # the conv's output stage runs in y's tile
+    f = te.build(s, [x, w, y])
+    a, b = rand(x.shape), rand(w.shape)
+    out = np.zeros(y.shape, np.float32)
+    f(a, b, out)
+    np.testing.assert_allclose(out, np.maximum(conv_ref(a, b, pads=(1, 1, 1, 1)), 0), **TOL)
+
+
+def test_schedule_chain_and_two_anchors(rand):
+    """conv -> +bias (broadcast) -> relu -> conv -> relu: each conv absorbs its own chain."""
+    x = te.placeholder((1, 8, 6, 6), name="x")
+    w1 = te.placeholder((16, 8, 3, 3), name="w1")
+    w2 = te.placeholder((16, 16, 1, 1), name="w2")
+    bias = te.placeholder((16,), name="bias")
+    c1 = ops.conv2d(x, w1, padding=1)
+    b1 = te.compute(c1.shape, lambda n, k, h, ww: c1[n, k, h, ww] + bias[k], name="addb", tag="broadcast")
+    r1 = _elemwise_relu(b1)
+    c2 = ops.conv2d(r1, w2)
+    y = _elemwise_relu(c2)
+    s = ops.schedule([y])
+    assert s[c1].attach_type.value == "inline" and s[b1].attach_type.value == "inline"
+    f = te.build(s, [x, w1, w2, bias, y])
+    a, k1, k2, bb = rand(x.shape), rand(w1.shape), rand(w2.shape), rand(bias.shape)
+    out = np.zeros(y.shape, np.float32)
+    f(a, k1, k2, bb, out)
+    mid = np.maximum(conv_ref(a, k1, pads=(1, 1, 1, 1)) + bb[:, None, None], 0)
+    np.testing.assert_allclose(out, np.maximum(conv_ref(mid, k2), 0), **TOL)
+
+
+def test_schedule_keeps_conv_output_that_is_also_an_output(rand):
+    x = te.placeholder((1, 4, 6, 6), name="x")
+    w = te.placeholder((8, 4, 3, 3), name="w")
+    c = ops.conv2d(x, w, padding=1)
+    y = _elemwise_relu(c)
+    s = ops.schedule([c, y])
+    f = te.build(s, [x, w, c, y])
+    a, b = rand(x.shape), rand(w.shape)
+    oc, oy = np.zeros(c.shape, np.float32), np.zeros(y.shape, np.float32)
+    f(a, b, oc, oy)
+    ref = conv_ref(a, b, pads=(1, 1, 1, 1))
+    np.testing.assert_allclose(oc, ref, **TOL)
+    np.testing.assert_allclose(oy, np.maximum(ref, 0), **TOL)
+
+
+# ---------------------------------------------------------------- NCHWc
+
+def test_layout_ops_round_trip(rand):
+    x = te.placeholder((2, 20, 5, 3), name="x")
+    p = ops.pack_nchwc(x, 8)
+    assert p.shape == (2, 3, 5, 3, 8)
+    u = ops.unpack_nchwc(p, 20)
+    a = rand(x.shape)
+    got_p, got_u = build_run([p, u], [x, p, u], [a])
+    np.testing.assert_array_equal(got_p, pack_nchwc_numpy(a, 8))
+    np.testing.assert_array_equal(got_u, a)
+    w = te.placeholder((10, 20, 3, 3), name="w")
+    pw = ops.pack_conv_weight(w, 8, 4)
+    wa = rand(w.shape)
+    np.testing.assert_array_equal(build_run([pw], [w, pw], [wa]), pack_conv_weight_numpy(wa, 8, 4))
+
+
+@pytest.mark.parametrize("C, K, R, strides, pads, dilation, ib, ob", [
+    (16, 32, 3, (1, 1), (1, 1, 1, 1), (1, 1), 16, 16),
+    (12, 20, 3, (2, 1), (0, 1, 2, 1), (1, 2), 4, 8),       # channels the blocks do not divide
+    (8, 16, 1, (1, 1), (0, 0, 0, 0), (1, 1), 8, 16),
+])
+def test_conv2d_nchwc_in_graph_and_prepacked(C, K, R, strides, pads, dilation, ib, ob, rand):
+    x = te.placeholder((1, C, 9, 9), name="x")
+    w = te.placeholder((K, C, R, R), name="w")
+    b = te.placeholder((K,), name="b")
+    y5 = ops.conv2d_NCHWc(ops.pack_nchwc(x, ib), ops.pack_conv_weight(w, ib, ob), strides, pads, dilation,
+                          bias=b, epilogue=lambda v, i: te.max_of(v, 0.0))
+    y = ops.unpack_nchwc(y5, K)
+    a, wa, ba = rand(x.shape), rand(w.shape), rand(b.shape)
+    ref = np.maximum(conv_ref(a, wa, strides, pads, dilation) + ba[:, None, None], 0)
+    np.testing.assert_allclose(build_run([y], [x, w, b, y], [a, wa, ba]), ref, **TOL)
+    # weights packed at build time, activations already packed
+    X = te.placeholder(pack_nchwc_numpy(a, ib).shape, name="X")
+    W = te.placeholder(pack_conv_weight_numpy(wa, ib, ob).shape, name="W")
+    Y = ops.conv2d_NCHWc(X, W, strides, pads, dilation)
+    got = build_run([Y], [X, W, Y], [pack_nchwc_numpy(a, ib), pack_conv_weight_numpy(wa, ib, ob)])
+    np.testing.assert_allclose(unpack_nchwc_numpy(got, K), conv_ref(a, wa, strides, pads, dilation), **TOL)
+
+
+def test_conv2d_nchwc_rejects_mismatched_blocks():
+    with pytest.raises(ValueError, match="blocks"):
+        ops.conv2d_NCHWc(te.placeholder((1, 2, 5, 5, 8), name="x"), te.placeholder((1, 4, 3, 3, 4, 16), name="w"))
+
+
+# ---------------------------------------------------------------- templates
+
+def _run_template(name, args, cfg, rand):
+    s, tensors = get_template(name)(cfg, *args)
+    f = te.build(s, tensors)
+    arrays = [rand(t.shape) for t in tensors]
+    f(*arrays)
+    return arrays
+
+
+TEMPLATE_CASES = [
+    ("conv2d_nchw", ((1, 16, 7, 7), (16, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")),
+    ("conv2d_nchw", ((1, 8, 9, 9), (24, 4, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 2, "float32")),
+    ("depthwise_conv2d_nchw", ((1, 16, 10, 10), (16, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "float32")),
+    ("depthwise_conv2d_nchw", ((1, 8, 11, 11), (8, 1, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), "float32")),
+]
+
+
+@pytest.mark.parametrize("name, args", TEMPLATE_CASES)
+def test_conv_templates_default_and_other_configs(name, args, rand):
+    space = space_of(name, *args)
+    assert len(space) > 1
+    xs, ws, strides, pads, dilation = args[:5]
+    groups = args[5] if name == "conv2d_nchw" else xs[1]
+    for cfg in [FallbackConfig(), space.get(space.default_index()), space.get(len(space) - 1), space.get(len(space) // 3)]:
+        a, b, out = _run_template(name, args, cfg, rand)
+        np.testing.assert_allclose(out, conv_ref(a, b, strides, pads, dilation, groups), **TOL)
+
+
+def test_conv2d_nchwc_template(rand):
+    args = ((1, 16, 6, 6), (32, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "float32")
+    space = space_of("conv2d_NCHWc", *args)
+    assert {"tile_ic", "tile_oc", "tile_ow", "tile_oh"} <= set(space.space_map)
+    for cfg in [FallbackConfig(), space.get(len(space) - 1), space.get(len(space) // 2)]:
+        s, (X, W, Y) = get_template("conv2d_NCHWc")(cfg, *args)
+        ib, ob = X.shape[-1], W.shape[-1]
+        a, wa = rand(args[0]), rand(args[1])
+        out = np.zeros(Y.shape, np.float32)
+        te.build(s, [X, W, Y])(pack_nchwc_numpy(a, ib), pack_conv_weight_numpy(wa, ib, ob), out)
+        np.testing.assert_allclose(unpack_nchwc_numpy(out, 32), conv_ref(a, wa, pads=(1, 1, 1, 1)), **TOL)
+
+
+def test_fallback_config_is_the_untuned_schedule():
+    """FallbackConfig through the template and ops.schedule give the same loop nest."""
+    args = ((1, 16, 7, 7), (16, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")
+    s1, t1 = get_template("conv2d_nchw")(FallbackConfig(), *args)
+    x, w = te.placeholder(args[0], name="x"), te.placeholder(args[1], name="w")
+    y = ops.conv2d(x, w, padding=1)
+    s2 = ops.schedule([y])
+    assert str(te.lower(s1, t1)).count("vectorized") == str(te.lower(s2, [x, w, y])).count("vectorized")
+    assert isinstance(space_of("conv2d_nchw", *args), ConfigSpace)

@@ -1,0 +1,130 @@
+"""matmul / dense / batch_matmul: every strategy (packed, dot, rows) against numpy, epilogues,
+fusion through ops.schedule, pre-packed weights, and the dense/matmul templates."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import te
+from autotune.space import FallbackConfig, get_template, space_of
+from te import ops
+from te.ops.matmul import dense_packed, pack_dense_weight, pack_dense_weight_numpy
+
+TOL = dict(rtol=1e-4, atol=1e-4)
+
+
+def ref(a, b):
+    return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32)
+
+
+def run(outs, args, arrays):
+    s = ops.schedule(outs)
+    f = te.build(s, args)
+    out = np.zeros(args[-1].shape, np.float32)
+    f(*arrays, out)
+    return out
+
+
+@pytest.mark.parametrize("M, N, K, strategy", [
+    (1, 40, 64, "dot"), (1, 37, 70, "dot"), (3, 24, 19, "dot"), (5, 10, 7, "dot"),   # K tails, odd N
+    (20, 48, 33, "packed"), (33, 17, 16, "packed"),
+    (1, 64, 32, "rows"), (2, 50, 24, "rows"), (6, 96, 20, "rows"),
+])
+def test_dense_strategies(M, N, K, strategy, rand):
+    x = te.placeholder((M, K), name="x")
+    w = te.placeholder((N, K), name="w")
+    b = te.placeholder((N,), name="b")
+    if strategy == "rows":     # rows reads a row-major B: that is matmul, not dense
+        w = te.placeholder((K, N), name="w")
+        y = ops.matmul(x, w, b, strategy="rows")
+    else:
+        y = ops.dense(x, w, b, strategy=strategy)
+    assert y.op.attrs["strategy"] == strategy
+    a, wa, ba = rand(x.shape), rand(w.shape), rand(b.shape)
+    got = run([y], [x, w, b, y], [a, wa, ba])
+    np.testing.assert_allclose(got, ref(a, wa if strategy == "rows" else wa.T) + ba, **TOL)
+
+
+@pytest.mark.parametrize("M, N, K, expect", [(1, 100, 64, "dot"), (128, 64, 32, "packed")])
+def test_dense_default_strategy(M, N, K, expect, rand):
+    x, w = te.placeholder((M, K), name="x"), te.placeholder((N, K), name="w")
+    y = ops.dense(x, w)
+    assert y.op.attrs["strategy"] == expect
+    a, wa = rand(x.shape), rand(w.shape)
+    np.testing.assert_allclose(run([y], [x, w, y], [a, wa]), ref(a, wa.T), **TOL)
+
+
+@pytest.mark.parametrize("M, N, K, ta, tb", [
+    (1, 48, 40, False, False), (4, 33, 21, False, False), (40, 24, 16, False, False),
+    (9, 20, 12, True, False), (9, 20, 12, True, True), (30, 20, 12, False, True),
+])
+def test_matmul_transposes(M, N, K, ta, tb, rand):
+    A = te.placeholder((K, M) if ta else (M, K), name="A")
+    B = te.placeholder((N, K) if tb else (K, N), name="B")
+    C = ops.matmul(A, B, transpose_a=ta, transpose_b=tb)
+    a, b = rand(A.shape), rand(B.shape)
+    np.testing.assert_allclose(run([C], [A, B, C], [a, b]), ref(a.T if ta else a, b.T if tb else b), **TOL)
+
+
+def test_matmul_bad_strategy_raises():
+    A, B = te.placeholder((4, 8), name="A"), te.placeholder((8, 6), name="B")
+    with pytest.raises(ValueError, match="dot"):
+        ops.matmul(A, B, strategy="dot")
+    with pytest.raises(ValueError, match="unknown strategy"):
+        ops.matmul(A, B, strategy="magic")
+    with pytest.raises(ValueError, match="inner dimensions"):
+        ops.matmul(A, te.placeholder((7, 6), name="B2"))
+
+
+def test_batch_matmul_broadcast(rand):
+    A = te.placeholder((3, 5, 8), name="A")
+    B = te.placeholder((1, 12, 8), name="B")
+    C = ops.batch_matmul(A, B, transpose_b=True)
+    a, b = rand(A.shape), rand(B.shape)
+    np.testing.assert_allclose(run([C], [A, B, C], [a, b]), np.einsum("bmk,nk->bmn", a, b[0]), **TOL)
+
+
+@pytest.mark.parametrize("M", [1, 70])
+def test_dense_epilogue_and_fused_relu(M, rand):
+    """A residual in the epilogue, and a relu after it fused by ops.schedule."""
+    x, w = te.placeholder((M, 24), name="x"), te.placeholder((32, 24), name="w")
+    r = te.placeholder((M, 32), name="r")
+    d = ops.dense(x, w, epilogue=lambda v, i: v + r[i])
+    y = te.compute(d.shape, lambda i, j: te.max_of(d[i, j], 0.0), name="relu", tag="elemwise")
+    s = ops.schedule([y])
+    assert s[d].attach_type.value == "inline"
+    f = te.build(s, [x, w, r, y])
+    a, wa, ra = rand(x.shape), rand(w.shape), rand(r.shape)
+    out = np.zeros(y.shape, np.float32)
+    f(a, wa, ra, out)
+    np.testing.assert_allclose(out, np.maximum(ref(a, wa.T) + ra, 0), **TOL)
+
+
+def test_dense_prepacked_weights(rand):
+    x, w = te.placeholder((9, 20), name="x"), te.placeholder((30, 20), name="w")
+    pw = pack_dense_weight(w, 16)
+    a, wa = rand(x.shape), rand(w.shape)
+    np.testing.assert_array_equal(run([pw], [w, pw], [wa]), pack_dense_weight_numpy(wa, 16))
+    P = te.placeholder(pw.shape, name="P")
+    b = te.placeholder((30,), name="b")
+    y = dense_packed(x, P, 30, bias=b)
+    ba = rand(b.shape)
+    np.testing.assert_allclose(run([y], [x, P, b, y], [a, pack_dense_weight_numpy(wa, 16), ba]),
+                               ref(a, wa.T) + ba, **TOL)
+
+
+@pytest.mark.parametrize("name, args", [("dense", (1, 40, 48)), ("dense", (24, 32, 20)),
+                                        ("matmul", (2, 48, 16)), ("matmul", (24, 32, 20))])
+def test_templates_default_and_other_configs(name, args, rand):
+    space = space_of(name, *args)
+    assert "strategy" in space.space_map and len(space) > 2
+    other = [space.get(i) for i in (len(space) - 1, len(space) // 2, 1)]
+    for cfg in [FallbackConfig(), space.get(space.default_index()), *other]:
+        s, tensors = get_template(name)(cfg, *args)
+        arrays = [rand(t.shape) for t in tensors[:-1]]
+        out = np.zeros(tensors[-1].shape, np.float32)
+        te.build(s, tensors)(*arrays, out)
+        expect = ref(arrays[0], arrays[1].T if name == "dense" else arrays[1])
+        if name == "dense":
+            expect = expect + arrays[2]
+        np.testing.assert_allclose(out, expect, **TOL)
