@@ -173,7 +173,10 @@ def fuse(g: Graph) -> list[Group]:
         for o in n.outputs:
             if o:
                 group_of[o] = target
-    return groups
+    # a group runs when its last node can: it may have absorbed a node that reads values
+    # produced after the group began (a residual add of another branch)
+    position = {id(n): k for k, n in enumerate(g.nodes)}
+    return sorted(groups, key=lambda grp: position[id(grp.nodes[-1])])
 
 
 PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm]

@@ -66,3 +66,22 @@ def test_print_passes_shows_each_stage(rng, capsys):
     passes.print_passes(frontends.from_onnx(m))
     out = capsys.readouterr().out
     assert "== after fold_batchnorm" in out and "kernel 0: Conv -> Relu" in out
+
+
+def test_fused_groups_run_after_all_their_inputs(rng):
+    # branch A: conv -> add(branch B) ; branch B's conv comes later in node order (ResNet's shortcut)
+    wa = rng.standard_normal((4, 4, 1, 1)).astype(np.float32)
+    wb = rng.standard_normal((4, 4, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "wa"], ["a"]), helper.make_node("Conv", ["x", "wb"], ["b"]),
+             helper.make_node("Sum", ["a", "b"], ["y"])]
+    inits = [numpy_helper.from_array(wa, "wa"), numpy_helper.from_array(wb, "wb")]
+    g = helper.make_graph(nodes, "res", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 3, 3])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)])
+    graph = passes.run_passes(frontends.from_onnx(m))
+    order = [[n.op for n in grp.nodes] for grp in passes.fuse(graph)]
+    assert order == [["Conv"], ["Conv", "Sum"]]
+    x = rng.standard_normal((1, 4, 3, 3)).astype(np.float32)
+    y, = frontends.build(frontends.from_onnx(m)).run(x=x)
+    want = np.einsum("nchw,kc->nkhw", x, wa[:, :, 0, 0] + wb[:, :, 0, 0])
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
