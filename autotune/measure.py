@@ -173,7 +173,9 @@ def _short(e: BaseException) -> str:
 
 def _worker_main(rfd: int, wfd: int) -> None:
     """Entry point of a worker process: answer jobs until told to exit."""
+    import signal
     from multiprocessing.connection import Connection
+    signal.signal(signal.SIGINT, signal.SIG_IGN)       # the parent owns the workers' lifetime (Ctrl-C)
     inbox, outbox = Connection(rfd, writable=False), Connection(wfd, readable=False)
     jobs = {"build": _build_job, "run": _run_job}
     while True:

@@ -64,6 +64,14 @@ def _constant_of_shape(inputs, attrs):
     return np.full(shape, arr.reshape(-1)[0], arr.dtype)
 
 
+def _div(x, y):
+    """ONNX Div: integers round toward zero (C), not down (numpy)."""
+    if not np.issubdtype(x.dtype, np.integer):
+        return x / y
+    q = x // y
+    return q + ((x % y != 0) & ((x < 0) != (y < 0))).astype(q.dtype)
+
+
 def _gather(x, idx, axis):
     return np.take(x, idx.astype(np.int64), axis=axis)
 
@@ -74,6 +82,8 @@ FOLD = {
     "ConstantOfShape": lambda i, a: [_constant_of_shape(i, a)],
     "Shape": lambda i, a: [np.array(i[0].shape, np.int64)[a.get("start", 0):a.get("end", None)]],
     "Size": lambda i, a: [np.array(i[0].size, np.int64)],
+    "EyeLike": lambda i, a: [np.eye(*i[0].shape, k=a.get("k", 0),
+                                    dtype=ONNX_TO_NP[a["dtype"]] if "dtype" in a else i[0].dtype)],
     "Gather": lambda i, a: [_gather(i[0], i[1], a.get("axis", 0))],
     "Unsqueeze": lambda i, a: [np.expand_dims(i[0], tuple(sorted(
         ax % (i[0].ndim + len(_axes(a, i, 1))) for ax in _axes(a, i, 1))))],
@@ -90,7 +100,7 @@ FOLD = {
     "Add": lambda i, a: [i[0] + i[1]],
     "Sub": lambda i, a: [i[0] - i[1]],
     "Mul": lambda i, a: [i[0] * i[1]],
-    "Div": lambda i, a: [(i[0] // i[1]) if np.issubdtype(i[0].dtype, np.integer) else i[0] / i[1]],
+    "Div": lambda i, a: [_div(i[0], i[1])],
     "Neg": lambda i, a: [-i[0]],
     "Sqrt": lambda i, a: [np.sqrt(i[0])],
     "Reciprocal": lambda i, a: [1 / i[0]],
@@ -105,13 +115,44 @@ FOLD = {
 }
 
 
-def fold(op: str, inputs: list, attrs: dict) -> list | None:
-    """Outputs of the node evaluated with numpy, or None when the op cannot be folded."""
+# Never folded: their outputs are random (or, for Dropout, may be).
+NONDETERMINISTIC = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
+                              "Multinomial", "Bernoulli", "Dropout"})
+
+
+def fold(op: str, inputs: list, attrs: dict, opset: int | None = None, n_outputs: int = 1) -> list | None:
+    """Outputs of the node evaluated with numpy, or None when the op cannot be folded.
+
+    Ops outside FOLD are evaluated by ONNX's reference implementation when the opset is given
+    (a constant subgraph must never reach the kernels: they take scalars as numbers).
+    """
     fn = FOLD.get(op)
-    if fn is None:
+    if fn is not None:
+        return [np.asarray(o) for o in fn(inputs, attrs)]
+    if opset is None or op in NONDETERMINISTIC:
         return None
-    out = fn(inputs, attrs)
-    return [np.asarray(o) for o in out]
+    return _reference(op, inputs, attrs, opset, n_outputs)
+
+
+def _reference(op: str, inputs: list, attrs: dict, opset: int, n_outputs: int) -> list | None:
+    """The node run by onnx.reference on its constant inputs; None if it cannot run."""
+    import warnings
+
+    from onnx.reference import ReferenceEvaluator
+    names = [f"i{k}" if v is not None else "" for k, v in enumerate(inputs)]
+    outs = [f"o{k}" for k in range(n_outputs)]
+    node = helper.make_node(op, names, outs, **attrs)
+    graph = helper.make_graph([node], "fold", [helper.make_tensor_value_info(
+        n, helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype), np.asarray(v).shape)
+        for n, v in zip(names, inputs) if n], [helper.make_empty_tensor_value_info(o) for o in outs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            res = ReferenceEvaluator(model).run(None, {n: np.asarray(v) for n, v in zip(names, inputs) if n})
+    except Exception:
+        return None
+    return [np.asarray(r) for r in res]
 
 
 def attrs_of(node) -> dict:

@@ -1,21 +1,28 @@
 """ONNX import: a model file (or ModelProto) becomes a Graph with static shapes.
 
-Steps: load (a non-ONNX or truncated file is a one-line error); fix the input shapes; fold
-every node whose inputs are all constants (the light models build their weights with
-ConstantOfShape, and shapes are often computed); move parameter inputs that must be
-constants (a Reshape's shape, a Slice's starts...) into attributes; infer shapes with ONNX's
-own inference; then check everything at once, so that an unsupported op, a shape that cannot
-be resolved or an unsupported dtype is reported for every offending node before any
-compilation.
+Steps: load (a non-ONNX or truncated file is a one-line error); fix the input shapes and
+bind the inputs given values (`constants=`); fold every node whose inputs are all constants
+(the light models build their weights with ConstantOfShape, and shapes are often computed);
+move parameter inputs that must be constants (a Reshape's shape, a Slice's starts...) into
+attributes; infer shapes with ONNX's own inference; rewrite nodes with several used outputs
+into single-output ones; then check everything at once (operator support, each lowering's
+own checks in `lowering.CHECKS`, shapes, dtypes), so that every offending node is reported
+before any compilation.
+
+tilewise compiles for static shapes: an input that decides a shape (a Reshape's target, Pad's
+pads...) must be known at import.  `shape_inputs(model)` names such inputs, and
+`from_onnx(model, constants={name: value})` freezes them, as TVM's `freeze_params` does.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
+from .canonical import SHAPE_ONLY, canonicalize
 from .fold import attrs_of, fold
 from .graph import Graph, Node, TensorInfo
 
@@ -26,12 +33,17 @@ ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "
 PARAM_INPUTS = {
     "Reshape": {1: "shape"}, "Unsqueeze": {1: "axes"}, "Squeeze": {1: "axes"},
     "Slice": {1: "starts", 2: "ends", 3: "axes", 4: "steps"}, "Pad": {1: "pads", 2: "constant_value", 3: "axes"},
-"Expand": {1: "shape"}, "Tile": {1: "repeats"}, "Split": {1: "split"},
+    "Expand": {1: "shape"}, "Tile": {1: "repeats"}, "Split": {1: "split"},
     "Resize": {1: "roi", 2: "scales", 3: "sizes"}, "Upsample": {1: "scales"},
     "ReduceSum": {1: "axes"}, "ReduceMean": {1: "axes"}, "ReduceMax": {1: "axes"},
-    "ReduceMin": {1: "axes"}, "ReduceProd": {1: "axes"}, "ReduceL2": {1: "axes"},
-    "ConstantOfShape": {0: "shape"}, "Dropout": {2: "training_mode"},
+    "ReduceMin": {1: "axes"}, "ReduceProd": {1: "axes"}, "ReduceL1": {1: "axes"}, "ReduceL2": {1: "axes"},
+    "ReduceSumSquare": {1: "axes"}, "ReduceLogSum": {1: "axes"}, "ReduceLogSumExp": {1: "axes"},
+    "CumSum": {1: "axis"}, "CumProd": {1: "axis"}, "OneHot": {1: "depth"},
+    "ConstantOfShape": {0: "shape"}, "Dropout": {1: "ratio", 2: "training_mode"},
+    "Range": {0: "start", 1: "limit", 2: "delta"}, "Trilu": {1: "k"},
 }
+# Parameter inputs that inference does not need: left out when they are computed at run time.
+INFERENCE_IGNORES = {"Dropout": {1}}
 
 
 class ModelError(ValueError):
@@ -66,39 +78,25 @@ def _dims(vi) -> list:
     t = vi.type.tensor_type
     if not t.HasField("shape"):
         return []
-    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else (d.dim_param or None)
             for d in t.shape.dim]
 
 
-def from_onnx(model, shapes: dict | None = None) -> Graph:
-    """Import an ONNX model (path, bytes or ModelProto) into a Graph; shapes fixes input shapes by name."""
+def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) -> Graph:
+    """Import an ONNX model (path, bytes or ModelProto) into a Graph.
+
+    shapes fixes input shapes by name; constants binds inputs to known values by name (they
+    become constants before folding: how a static-shape compiler takes a Reshape's shape or
+    Pad's pads that the model leaves as inputs; see `shape_inputs`).
+    """
     m = load_model(model)
-    from .lowering import SUPPORTED
-    shapes = dict(shapes or {})
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 1)
     g = m.graph
     consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    empty: dict[str, np.ndarray] = {}          # zero-size inputs: constants while folding only
     problems: list[str] = []
     graph = Graph(g.name or "model", opset)
-
-    for vi in g.input:
-        if vi.name in consts:
-            continue
-        dtype = ONNX_DTYPES.get(vi.type.tensor_type.elem_type)
-        dims = list(shapes.pop(vi.name)) if vi.name in shapes else _dims(vi)
-        if dtype is None:
-            problems.append(f"input {vi.name}: element type {vi.type.tensor_type.elem_type} is not supported "
-                            f"(tilewise supports {', '.join(sorted(set(ONNX_DTYPES.values())))})")
-            continue
-        if any(not isinstance(d, int) for d in dims):
-            problems.append(f"input {vi.name}: dimension(s) {dims} are not static; pass "
-                            f"shapes={{'{vi.name}': (...)}} to from_onnx")
-            continue
-        graph.inputs.append(TensorInfo(vi.name, tuple(dims), dtype))
-    if shapes:
-        problems.append(f"shapes= names unknown inputs: {', '.join(shapes)} "
-                        f"(inputs are: {', '.join(i.name for i in graph.inputs)})")
-
+    graph.inputs = _inputs(g, dict(shapes or {}), dict(constants or {}), consts, empty, problems)
     raw = []
     for k, node in enumerate(g.node):
         if node.domain not in ("", "ai.onnx"):
@@ -107,46 +105,26 @@ def from_onnx(model, shapes: dict | None = None) -> Graph:
             raw.append((k, node))
     known = {i.name: i.shape for i in graph.inputs}
     for _ in range(8):                 # fold; learn shapes; fold what the shapes decide; repeat
-        raw, changed = _fold_nodes(raw, consts, known, problems)
-        if not changed or not any(n.op_type in ("Shape", "Size") for _, n in raw):
+        raw, changed = _fold_nodes(raw, consts, known, problems, opset)
+        if not changed or not any(n.op_type in SHAPE_ONLY for _, n in raw):
             break
         known.update(_raw_shapes(m, graph, [n for _, n in raw], consts))
-
-    kept = []
-    for k, node in raw:
-        attrs = attrs_of(node)
-        params = PARAM_INPUTS.get(node.op_type, {})
-        inputs = []
-        for idx, x in enumerate(node.input):
-            if idx in params:
-                if not x:
-                    continue
-                if x not in consts:
-                    problems.append(f"node {node.name or k} ({node.op_type}): input '{x}' ({params[idx]}) is "
-                                    "computed at run time, but tilewise needs it constant to fix shapes")
-                    continue
-                attrs[params[idx]] = consts[x]
-            else:
-                inputs.append(x)
-        kept.append(Node(node.op_type, node.name or f"{node.op_type}_{k}", inputs, list(node.output), attrs))
-
-    # shape inference on the folded model
-    infos = _infer(m, graph, kept, consts, problems)
-    needed = {x for n in kept for x in n.inputs} | {o.name for o in g.output}
-    for n in kept:
+    nodes = _params_to_attrs(raw, consts, problems)             # a Reshape's shape... as attributes
+    infos = _infer(m, graph, nodes, consts, problems)           # ONNX's shape inference
+    needed = {x for n in nodes for x in n.inputs} | {o.name for o in g.output}
+    for n in nodes:
         n.outputs = [o if (o in needed or k == 0) else "" for k, o in enumerate(n.outputs)]
-        if n.op not in SUPPORTED:
-            problems.append(f"node {n.name} ({n.op}): operator not supported by tilewise")
-        for o in n.outputs:
-            if o and o in needed and o not in infos and o not in consts:
-                problems.append(f"node {n.name} ({n.op}): the shape of output '{o}' cannot be resolved "
-                                "statically; pass concrete input shapes with shapes=")
+    nodes = canonicalize(nodes, infos, consts, opset)            # the forms the lowerings take
+    nodes = _fold_constant_nodes(nodes, consts, opset, problems)
+    _check(nodes, infos, {k: v for k, v in consts.items() if k not in empty},
+           {x for n in nodes for x in n.inputs} | {o.name for o in g.output}, opset, problems)
     if problems:
         head = f"cannot import {g.name or 'the model'}: {len(problems)} problem(s):"
         raise ModelError("\n  ".join([head] + problems[:50] + (["..."] if len(problems) > 50 else []))
-                         + "\nWhat to do: give static input shapes, or replace the listed operators.")
-    graph.nodes = kept
-    graph.constants = {k: v for k, v in consts.items()}
+                         + "\nWhat to do: give static input shapes, bind shape inputs with constants=, "
+                         "or replace the listed operators.")
+    graph.nodes = nodes
+    graph.constants = {k: v for k, v in consts.items() if k not in empty}
     graph.infos = infos
     for o in g.output:
         if o.name in consts:
@@ -159,7 +137,165 @@ def from_onnx(model, shapes: dict | None = None) -> Graph:
     return eliminate_dead_nodes(graph)
 
 
-def _fold_nodes(raw: list, consts: dict, known: dict, problems: list) -> tuple[list, bool]:
+def _inputs(g, shapes: dict, bound: dict, consts: dict, empty: dict, problems: list) -> list[TensorInfo]:
+    """The graph's inputs with static shapes; inputs bound with constants= (and, while folding,
+    zero-size ones) go into consts."""
+    inputs = []
+    for vi in g.input:
+        if vi.name in bound:
+            consts[vi.name] = _bound_value(vi, bound.pop(vi.name), problems)
+            shapes.pop(vi.name, None)
+            continue
+        if vi.name in consts:
+            continue
+        dtype = ONNX_DTYPES.get(vi.type.tensor_type.elem_type)
+        dims = list(shapes.pop(vi.name)) if vi.name in shapes else _dims(vi)
+        if dtype is None:
+            problems.append(f"input {vi.name}: {_type_name(vi.type)} is not supported "
+                            f"(tilewise supports tensors of {', '.join(sorted(set(ONNX_DTYPES.values())))})")
+            continue
+        if any(not isinstance(d, int) for d in dims):
+            problems.append(f"input {vi.name}: dimension(s) {dims} are not static; pass "
+                            f"shapes={{'{vi.name}': (...)}} to from_onnx")
+            continue
+        inputs.append(TensorInfo(vi.name, tuple(dims), dtype))
+        if 0 in dims:                  # no elements: what reads only it and constants folds
+            consts[vi.name] = empty[vi.name] = np.zeros(dims, np.dtype(dtype))
+    for what, left in (("shapes", shapes), ("constants", bound)):
+        if left:
+            problems.append(f"{what}= names unknown inputs: {', '.join(left)} "
+                            f"(inputs are: {', '.join(vi.name for vi in g.input)})")
+    return inputs
+
+
+def _params_to_attrs(raw: list, consts: dict, problems: list) -> list[Node]:
+    """Graph nodes with their parameter inputs (PARAM_INPUTS) moved into attributes."""
+    nodes = []
+    for k, node in raw:
+        attrs = attrs_of(node)
+        params = PARAM_INPUTS.get(node.op_type, {})
+        inputs = []
+        for idx, x in enumerate(node.input):
+            if idx not in params:
+                inputs.append(x)
+            elif x and x not in consts and idx in INFERENCE_IGNORES.get(node.op_type, ()):
+                continue
+            elif x and x not in consts:
+                problems.append(f"node {node.name or k} ({node.op_type}): input '{x}' ({params[idx]}) is "
+                                "computed at run time, but tilewise needs it constant to fix shapes "
+                                "(bind the model inputs it comes from with constants=)")
+            elif x:
+                attrs[params[idx]] = consts[x]
+        nodes.append(Node(node.op_type, node.name or f"{node.op_type}_{k}", inputs, list(node.output), attrs))
+    return nodes
+
+
+def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int, problems: list) -> None:
+    """Every reason a node cannot be compiled: an unsupported op, its lowering's CHECKS, a
+    zero-size tensor, a second output, a shape that is not static."""
+    from .lowering import CHECKS, SUPPORTED
+
+    def info(name: str) -> TensorInfo | None:
+        if name in consts:
+            c = consts[name]
+            return TensorInfo(name, tuple(c.shape), ONNX_DTYPES.get(_np_to_onnx(c.dtype), str(c.dtype)))
+        return infos.get(name)
+
+    for n in nodes:
+        if n.op not in SUPPORTED:
+            problems.append(f"node {n.name} ({n.op}): operator not supported by tilewise")
+            continue
+        ins = [info(x) if x else None for x in n.inputs]
+        if any(i is not None and 0 in i.shape for i in ins + [infos.get(o) for o in n.outputs if o]):
+            problems.append(f"node {n.name} ({n.op}): tensors with a zero-size dimension are not supported")
+            continue
+        check = CHECKS.get(n.op)
+        reason = check(n, ins, opset) if check and all(info(x) for x in n.inputs if x) else None
+        if not reason and sum(1 for o in n.outputs if o) > 1:
+            reason = "only its first output is supported"
+        if reason:
+            problems.append(f"node {n.name} ({n.op}): {reason}")
+        for o in n.outputs:
+            if o and o in needed and o not in infos and o not in consts:
+                problems.append(f"node {n.name} ({n.op}): the shape of output '{o}' cannot be resolved "
+                                "statically; pass concrete input shapes with shapes=")
+
+
+def shape_inputs(model) -> list[str]:
+    """The graph inputs whose values the importer needs: they feed a parameter input (a
+    Reshape's shape, Pad's pads, Dropout's ratio...) other than through Shape/Size.  Bind
+    them with from_onnx(constants=); a Dropout ratio left unbound is ignored (inference)."""
+    g = load_model(model).graph
+    inits = {t.name for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    todo = [x for n in g.node for idx, x in enumerate(n.input)
+            if x and idx in PARAM_INPUTS.get(n.op_type, {})]
+    seen: set[str] = set()
+    while todo:
+        x = todo.pop()
+        if x in seen:
+            continue
+        seen.add(x)
+        p = producer.get(x)
+        if p is not None and p.op_type not in SHAPE_ONLY:
+            todo.extend(i for i in p.input if i)
+    return [vi.name for vi in g.input if vi.name in seen and vi.name not in inits]
+
+
+def _type_name(tp) -> str:
+    """'element type FLOAT16' for tensors; the kind of value (sequence, optional...) otherwise."""
+    kind = tp.WhichOneof("value")
+    if kind != "tensor_type":
+        kind = kind.replace("_type", "") if kind else "untyped"
+        return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} value"
+    et = tp.tensor_type.elem_type
+    try:
+        return f"element type {onnx.TensorProto.DataType.Name(et)}"
+    except ValueError:
+        return f"element type {et}"
+
+
+def _bound_value(vi, value, problems: list) -> np.ndarray:
+    """A value given with constants=, as an array of the input's declared element type."""
+    if isinstance(value, onnx.TensorProto):
+        value = numpy_helper.to_array(value)
+    arr = np.asarray(value)
+    dtype = ONNX_DTYPES.get(vi.type.tensor_type.elem_type)
+    if dtype is None:
+        problems.append(f"input {vi.name}: {_type_name(vi.type)} is not supported")
+        return arr
+    dims = _dims(vi)
+    if vi.type.tensor_type.HasField("shape") and (len(dims) != arr.ndim or any(
+            isinstance(d, int) and d != n for d, n in zip(dims, arr.shape))):
+        problems.append(f"input {vi.name}: the value given with constants= has shape {arr.shape}, "
+                        f"the model declares {dims}")
+    return arr.astype(dtype)
+
+
+def _fold_constant_nodes(nodes: list[Node], consts: dict, opset: int, problems: list) -> list[Node]:
+    """Fold the nodes whose inputs became constant while canonicalising (after a CastLike of a
+    constant, say); ops with parameter attributes were folded before canonicalisation."""
+    out = []
+    for n in nodes:
+        present = [x for x in n.inputs if x]
+        if not present or n.op in PARAM_INPUTS or not all(x in consts for x in present):
+            out.append(n)
+            continue
+        try:
+            res = fold(n.op, [consts.get(x) if x else None for x in n.inputs], n.attrs, opset, len(n.outputs))
+        except Exception as e:
+            problems.append(f"node {n.name} ({n.op}): cannot evaluate it on its constant inputs: {e}")
+            continue
+        if res is None:
+            out.append(n)
+            continue
+        for name, v in zip(n.outputs, res):
+            if name:
+                consts[name] = v
+    return out
+
+
+def _fold_nodes(raw: list, consts: dict, known: dict, problems: list, opset: int) -> tuple[list, bool]:
     """Evaluate nodes whose inputs are constants (and Shape/Size of values of known shape)."""
     out, changed = [], False
     for k, node in raw:
@@ -168,7 +304,8 @@ def _fold_nodes(raw: list, consts: dict, known: dict, problems: list) -> tuple[l
         outs = None
         try:
             if (present and all(x in consts for x in present)) or (not present and node.op_type == "Constant"):
-                outs = fold(node.op_type, [consts.get(x) if x else None for x in node.input], attrs)
+                outs = fold(node.op_type, [consts.get(x) if x else None for x in node.input], attrs,
+                            opset, len(node.output))
             elif node.op_type in ("Shape", "Size") and present and present[0] in known:
                 shape = np.zeros(known[present[0]], np.int8)
                 outs = fold(node.op_type, [shape], attrs)
@@ -188,7 +325,7 @@ def _fold_nodes(raw: list, consts: dict, known: dict, problems: list) -> tuple[l
 def _raw_shapes(m, graph: Graph, nodes: list, consts: dict) -> dict:
     """Static shapes ONNX's inference finds for the values of not-yet-canonical nodes."""
     from onnx import helper
-    used = {x for n in nodes for x in n.input}
+    used = {x for n in nodes for x in n.input} - {i.name for i in graph.inputs}
     inits = [numpy_helper.from_array(v, k) for k, v in consts.items() if k in used and v.size <= 4096]
     big = [helper.make_tensor_value_info(k, _np_to_onnx(v.dtype), list(v.shape)) for k, v in consts.items()
            if k in used and v.size > 4096]
@@ -208,6 +345,15 @@ def _raw_shapes(m, graph: Graph, nodes: list, consts: dict) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _schema_attributes(op: str, opset: int) -> frozenset:
+    """The attribute names of an op at an opset (a parameter that is an attribute there stays one)."""
+    try:
+        return frozenset(onnx.defs.get_schema(op, opset, "").attributes)
+    except Exception:
+        return frozenset()
+
+
 def _np_to_onnx(dt) -> int:
     return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dt))
 
@@ -216,18 +362,21 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list) -> 
     """Run ONNX shape inference on the folded graph; returns value name -> TensorInfo."""
     from onnx import helper
     used = {x for n in nodes for x in n.inputs} | {o.name for o in m.graph.output}
+    used -= {i.name for i in graph.inputs}
     # small constants as initializers (their values can decide shapes); large ones as typed inputs
     inits = [numpy_helper.from_array(v, k) for k, v in consts.items()
              if k in used and v.dtype != object and v.size <= 4096]
     big = [helper.make_tensor_value_info(k, _np_to_onnx(v.dtype), list(v.shape)) for k, v in consts.items()
            if k in used and v.dtype != object and v.size > 4096]
     onodes = []
+    m_opset = graph.opset
     for n in nodes:
         attrs = {}
         params = PARAM_INPUTS.get(n.op, {})
         extra_inputs: dict[int, str] = {}
+        attr_names = _schema_attributes(n.op, m_opset)
         for k, v in n.attrs.items():
-            if k in params.values():
+            if k in params.values() and k not in attr_names:
                 idx = next(i for i, name in params.items() if name == k)
                 cname = f"__param_{n.name}_{k}"
                 inits.append(numpy_helper.from_array(np.asarray(v), cname))
@@ -256,7 +405,7 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list) -> 
         dt = ONNX_DTYPES.get(vi.type.tensor_type.elem_type)
         if dt is None or not vi.type.tensor_type.HasField("shape") or any(not isinstance(d, int) for d in dims):
             if dt is None and vi.type.tensor_type.elem_type:
-                problems.append(f"value {vi.name}: element type {vi.type.tensor_type.elem_type} is not supported")
+                problems.append(f"value {vi.name}: {_type_name(vi.type)} is not supported")
             continue
         out[vi.name] = TensorInfo(vi.name, tuple(dims), dt)
     return out

@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 ELEMWISE = {"Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "Gelu", "HardSigmoid",
             "HardSwish", "Elu", "Softplus", "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Exp", "Log",
             "Erf", "Neg", "Abs", "Reciprocal", "Sum", "Max", "Min", "Mean", "Where", "Equal", "Cast",
-            "Identity", "Dropout", "BatchNormalization", "Floor", "Ceil", "Not", "Less", "Greater"}
+            "Identity", "Dropout", "BatchNormalization", "Floor", "Ceil", "Not", "Less", "Greater",
+            "Mod", "Sign", "Round", "Sin", "Cos", "And", "Or", "Xor", "LessOrEqual", "GreaterOrEqual",
+            "Selu", "Celu", "ThresholdedRelu", "Shrink", "Softsign", "Mish", "Swish", "Sinh", "Cosh",
+            "IsNaN", "IsInf"}
 # Ops that start a kernel of their own and accept an elementwise epilogue.
 ANCHORS = {"Conv", "Gemm", "MatMul"}
 

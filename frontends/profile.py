@@ -1,6 +1,7 @@
 """Profiling a model: latency over repeats, ONNX Runtime beside it, and a per-kernel roofline.
 
     lat = profile.time_calls(lambda: lib.run(x=x), repeat=20)          # seconds per run
+    both = profile.time_interleaved({"tilewise": f, "onnxruntime": g})  # alternating rounds
     kernels = profile.profile_kernels(graph, logs=records)              # one row per distinct kernel
     rows = profile.roofline(kernels, peak_gflops=150.0, bandwidth_gbs=20.0)
     profile.plot_roofline(rows, 150.0, 20.0, "roofline.png")          # needs matplotlib
@@ -118,10 +119,30 @@ def time_calls(fn: Callable[[], object], repeat: int = 20, warmup: int = 2, min_
     return Latency(times)
 
 
-def onnxruntime_session(model, threads: int):
-    """An ONNX Runtime CPU session on `threads` intra-op threads (model: path, bytes or ModelProto)."""
+def time_interleaved(fns: dict[str, Callable[[], object]], repeat: int = 20, warmup: int = 2) -> dict[str, Latency]:
+    """Time several callables in alternating rounds, so a change in machine load hits them alike."""
+    for fn in fns.values():
+        for _ in range(max(0, warmup)):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(max(1, repeat)):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: Latency(v) for k, v in times.items()}
+
+
+def onnxruntime_session(model, threads: int, spinning: bool = True):
+    """An ONNX Runtime CPU session on `threads` intra-op threads (model: path, bytes or ModelProto).
+
+    spinning=False stops its idle threads from busy-waiting after a run: needed when its runs
+    alternate with ours, or its spinning threads would take a core from our next run.
+    """
     import onnxruntime as ort
     opts = ort.SessionOptions()
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

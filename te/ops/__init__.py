@@ -3,9 +3,10 @@
 Every operator is a compute, a default schedule that is fast without tuning, and (for the
 compute-heavy ones) a tunable template whose knobs the autotuner searches.
 """
-from .conv2d import conv2d, conv2d_nchw, depthwise_conv2d_nchw
+from .conv2d import conv2d, conv2d_nchw
+from .depthwise import depthwise_conv2d_nchw
 from .conv2d_nchwc import conv2d_NCHWc, pack_conv_weight, pack_nchwc, unpack_nchwc
-from .matmul import batch_matmul, dense, matmul, schedule_matmul
+from .matmul import batch_matmul, dense, dense_packed, matmul, pack_dense_weight, schedule_matmul
 from .schedule import schedule
 from .elementwise import *  # noqa: E402,F401,F403  (broadcasting binary ops, unary ops, activations)
 from .fastmath import *  # noqa: E402,F401,F403  (vectorizable exp/tanh/erf/sigmoid expressions)
@@ -16,6 +17,7 @@ from .reduction import *  # noqa: E402,F401,F403  (sum, mean, max, min, prod)
 from .transform import *  # noqa: E402,F401,F403  (pad, transpose, reshape, concat, slice, resize...)
 
 __all__ = ["matmul", "dense", "batch_matmul", "schedule", "schedule_matmul", "conv2d", "conv2d_nchw",
-           "depthwise_conv2d_nchw", "conv2d_NCHWc", "pack_nchwc", "unpack_nchwc", "pack_conv_weight"]
+           "depthwise_conv2d_nchw", "conv2d_NCHWc", "pack_nchwc", "unpack_nchwc", "pack_conv_weight",
+           "dense_packed", "pack_dense_weight"]
 __all__ += (elementwise.__all__ + fastmath.__all__ + injective.__all__ + nn.__all__  # noqa: F405
             + pool.__all__ + reduction.__all__ + transform.__all__)  # noqa: F405

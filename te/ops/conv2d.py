@@ -1,16 +1,16 @@
-"""2-D convolution in NCHW: the direct register-blocked conv, depthwise conv, and their templates.
+"""2-D convolution in NCHW: geometry and padding, the direct register-blocked conv and its template.
 
-`conv2d` dispatches on the shape: groups == channels goes to the depthwise kernel, everything
-else to the direct kernel.  The direct kernel is TVM's NCHWc recipe with the packing done
-inside the kernel: the weights are re-laid out as [K/ocb, C/g, R, S, ocb] so the inner loop
+`conv2d` dispatches on the shape: groups == channels goes to the depthwise kernel (depthwise.py),
+everything else to the direct kernel.  The direct kernel is TVM's NCHWc recipe with the packing
+done inside the kernel: the weights are re-laid out as [K/ocb, C/g, R, S, ocb] so the inner loop
 loads ocb output channels with one vector load; the input is zero-padded once; a tile of
 (oh_block x ow_block) output pixels x ocb channels is accumulated in vector registers
 (`acc`, laid out [N, K/ocb, OH, OW, ocb]) and the output stage applies the epilogue (bias,
 activation, residual...) to the registers before the single store to NCHW.
 
-The depthwise kernel vectorizes along the output row instead (a channel has one filter, so
-there is no channel reuse to exploit); for strides > 1 the padded input is split by column
-phase, [N, C, Hp, sw, Wp/sw], so that a strided read becomes a contiguous one.
+Deep layers (more weights than outputs) pack their weights per channel block inside the
+parallel loop instead of at the root (knob `pack_at`), so the packed slice stays in L2.  The
+padded input is built by whole chunks of columns (pad_nchw), so its copy is plain vector loads.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from autotune.space import register_template
 from .common import Epilogue, apply_epilogue, default_config, largest_divisor
 from .schedule import anchor, parallel_if_worth
 
-Padding = "int | tuple[int, ...] | str"
+Padding = int | tuple[int, ...] | str
 
 MAX_ACC_VECTORS = 28        # of AVX-512's 32 registers: the rest hold a weight vector and broadcasts
 
@@ -151,41 +151,6 @@ def pad_nchw(x: te.Tensor, top: int, left: int, bottom: int, right: int, name: s
     return xp, lc * L
 
 
-def pad_nchw_phased(x: te.Tensor, top: int, left: int, bottom: int, sw: int, min_q: int,
-                    name: str) -> tuple[te.Tensor, int]:
-    """x zero-padded and split by column phase: xs[n, c, h, ph, q] = xpad[n, c, h, q * sw + ph].
-
-    Returns (xs, column of x's column 0 in xpad); xs has at least `min_q` columns per phase.  As in
-    pad_nchw, whole chunks of columns are data or padding, so the copy needs no per-lane clamp.
-    """
-    N, C, H, W = x.shape
-    L = pad_chunk(W // sw) if W % sw == 0 else 0
-    if L:
-        span = L * sw
-        lc, nw = -(-left // span), W // span
-        col0 = lc * span
-    else:
-        col0 = left
-    Wq = max(min_q, -(-(W + col0) // sw))
-    if L:
-        Wq = _round_up(Wq, L)
-
-    def f(n, c, h, ph, q):
-        hh = h - top
-        hc = te.min_of(te.max_of(hh, 0), H - 1)
-        if L:
-            qo = q // L
-            inside = te.all(hh >= 0, hh < H, qo >= lc, qo < lc + nw)
-            src = x[n, c, hc, te.min_of(te.max_of(qo - lc, 0), nw - 1) * span + q % L * sw + ph]
-        else:
-            ww = q * sw + ph - col0
-            inside = te.all(hh >= 0, hh < H, ww >= 0, ww < W)
-            src = x[n, c, hc, te.min_of(te.max_of(ww, 0), W - 1)]
-        return te.if_then_else(inside, src, te.const(0, x.dtype))
-    xs = te.compute((N, C, H + top + bottom, sw, Wq), f, name=name, tag="depthwise.pad", attrs={"chunk": L})
-    return xs, col0
-
-
 def _pad_nchw_clamped(x: te.Tensor, top: int, left: int, bottom: int, right: int, name: str) -> te.Tensor:
     N, C, H, W = x.shape
 
@@ -219,6 +184,7 @@ def conv2d(x: te.Tensor, w: te.Tensor, strides=(1, 1), padding: Padding = 0, dil
     """y = epilogue(conv2d(x, w) + bias) in NCHW; padding is (top, left, bottom, right), an int/pair or a mode."""
     g = geometry(x.shape, w.shape, strides, padding, dilation, groups)
     if g.depthwise:
+        from .depthwise import depthwise_conv2d_nchw     # depthwise.py builds on this module
         return depthwise_conv2d_nchw(x, w, g, bias, epilogue, name=name)
     return conv2d_nchw(x, w, g, bias, epilogue, name=name)
 
@@ -319,9 +285,15 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     cfg.define_knob("out_order", ["oc_outer", "rows_outer"], default="oc_outer")
     # a tile that does not divide the row puts a guard on the lanes of vec_ow (scalar code): use vec_oc
     cfg.define_knob("store", ["vec_ow", "vec_oc"], default="vec_ow" if g.OW % bw == 0 else "vec_oc")
+    cfg.define_knob("pack_at", ["root", "oc_block"], default=default_pack_at(g, ocb, bh, bw))
 
     if final is not out:
         s[out].compute_inline()
+    if cfg["pack_at"].val == "oc_block" and g.OH % bh == 0 and g.OW % bw == 0:
+        _schedule_oc_block(cfg, s, acc, wp, final, g, ocb, bh, bw)
+        if xp is not None:
+            _schedule_pad(s, xp, g.flops / 2)
+        return
     n, k, oh, ow = s[final].op.axis
     ko, ki = s[final].split(k, factor=ocb)
     oho, ohi = s[final].split(oh, factor=bh)
@@ -361,9 +333,51 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
         _schedule_pad(s, xp, g.flops / 2)
 
 
+def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int) -> str:
+    """Pack the weights per output-channel block (inside the parallel loop) when they outweigh the output.
+
+    Packed at the root, the weights go to memory and come back: for the deep layers (many weights,
+    few pixels) that traffic is most of the time.  Packed per channel block, a thread packs the
+    slice it is about to use, which stays in L2, and the output tile leaves through L1 instead.
+    """
+    weights = g.K * (g.C // g.groups) * g.R * g.S
+    outputs = g.N * g.K * g.OH * g.OW
+    fits = g.OH % bh == 0 and g.OW % bw == 0 and g.OH * g.OW * ocb * 4 <= 64 * 1024
+    return "oc_block" if fits and weights > 4 * outputs else "root"
+
+
+def _schedule_oc_block(cfg, s: te.Schedule, acc, wp, final, g: ConvGeometry, ocb: int, bh: int, bw: int) -> None:
+    """One parallel task per (image, channel block): pack its weights, accumulate its whole output
+    map tile by tile in registers, then apply the epilogue and store it to NCHW."""
+    n, k, oh, ow = s[final].op.axis
+    ko, ki = s[final].split(k, factor=ocb)
+    tile = s[final].fuse(n, ko)
+    parallel_if_worth(s[final], tile, g.flops / 2)
+    lanes = g.OW if g.OW <= 64 else largest_divisor(g.OW, 64)
+    if lanes > 1:
+        s[final].vectorize(ow if lanes == g.OW else s[final].split(ow, factor=lanes)[1])
+    s[acc].compute_at(s[final], tile)
+    an, ako, aoh, aow, aki = s[acc].op.axis
+    rc, rr, rs = s[acc].op.reduce_axis
+    aoho, aohi = s[acc].split(aoh, factor=bh)
+    awo, awi = s[acc].split(aow, factor=bw)
+    rco, rci = cfg["tile_ic"].apply(s, acc, rc)
+    if cfg["reduce_order"].val == "c_rs":
+        s[acc].reorder(an, ako, aoho, awo, rco, rci, rr, rs, aohi, awi, aki)
+    else:
+        s[acc].reorder(an, ako, aoho, awo, rco, rr, rs, rci, aohi, awi, aki)
+    if cfg["unroll_kw"].val:
+        s[acc].unroll(rs)
+    s[acc].unroll(aohi)
+    s[acc].unroll(awi)
+    s[acc].vectorize(aki)
+    s[wp].compute_at(s[acc], ako)
+    s[wp].unroll(s[wp].op.axis[-1])     # 16 row streams read element by element: fewer uops than a gather
+
+
 def _schedule_wpack(s: te.Schedule, wp: te.Tensor, work: float) -> None:
     ko, c, r, sx, ki = s[wp].op.axis
-    s[wp].vectorize(ki)
+    s[wp].unroll(ki)
     parallel_if_worth(s[wp], ko, work)
 
 
@@ -413,134 +427,10 @@ def _tile_candidates(n: int, limit: int, default: int) -> list[list[int]]:
     return [[-1, b] for b in sizes]
 
 
-# ---------------------------------------------------------------- depthwise conv (row vectors)
-
-def row_lanes(width: int) -> int:
-    """Vector width for a row of `width` outputs: the whole row when it fits 64 lanes, else a divisor."""
-    if width <= 64:
-        return width
-    for d in (64, 48, 32, 16):
-        if width % d == 0:
-            return d
-    return largest_divisor(width, 64)
-
-
-def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = None,
-                          bias: te.Tensor | None = None, epilogue: Epilogue | None = None,
-                          strides=(1, 1), padding: Padding = 0, dilation=(1, 1),
-                          name: str = "depthwise_conv2d") -> te.Tensor:
-    """Depthwise conv (groups == channels, w of shape (C * multiplier, 1, R, S)) in NCHW."""
-    if g is None:
-        g = geometry(x.shape, w.shape, strides, padding, dilation, groups=x.shape[1])
-    if not g.depthwise:
-        raise ValueError(f"{name}: not a depthwise convolution (groups={g.groups}, C={g.C}, K={g.K})")
-    _check_bias(bias, g.K, name)
-    mult = g.K // g.C
-    sw = g.sw
-    N, C, H, W = x.shape
-    rr = te.reduce_axis((0, g.R), name="rr")
-    rs = te.reduce_axis((0, g.S), name="rs")
-    if sw == 1:
-        extra_r = max(0, g.OW + (g.S - 1) * g.dw - (W + g.pl + g.pr))
-        xp, col0 = pad_nchw(x, g.pt, g.pl, g.pb, g.pr + extra_r, name=f"{name}.pad")
-        off = col0 - g.pl
-
-        def acc_f(n, k, oh, ow):
-            return te.sum(xp[n, k // mult if mult > 1 else k, oh * g.sh + rr * g.dh, ow + rs * g.dw + off]
-                          * w[k, 0, rr, rs], axis=[rr, rs])
-    else:
-        # padded and split by column phase, xs[n, c, h, ph, q] = xpad[n, c, h, q * sw + ph], so that the
-        # strided reads of the convolution become contiguous ones
-        xp, col0 = pad_nchw_phased(x, g.pt, g.pl, g.pb, sw, g.OW + ((g.S - 1) * g.dw + g.pl) // sw + 1,
-                                   name=f"{name}.pad")
-        off = col0 - g.pl
-
-        def acc_f(n, k, oh, ow):
-            col = rs * g.dw + off
-            return te.sum(xp[n, k // mult if mult > 1 else k, oh * g.sh + rr * g.dh, col % sw, ow + col // sw]
-                          * w[k, 0, rr, rs], axis=[rr, rs])
-    acc = te.compute((N, g.K, g.OH, g.OW), acc_f, name=f"{name}.acc", tag="depthwise.acc")
-
-    def out_f(n, k, oh, ow):
-        v = acc[n, k, oh, ow]
-        if bias is not None:
-            v = v + _bias_at(bias, k)
-        return apply_epilogue(epilogue, v, (n, k, oh, ow))
-    return te.compute((N, g.K, g.OH, g.OW), out_f, name=name, tag="depthwise_conv2d_nchw",
-                      attrs={"geometry": g})
-
-
-def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
-    """Schedule a depthwise conv output (and the injective ops fused after it) with cfg's knobs."""
-    final = out if final is None else final
-    acc = _input_stage(out, "depthwise.acc")
-    if acc is None:
-        raise ValueError(f"{out.name} is not the output of te.ops.depthwise_conv2d_nchw")
-    xs = _input_stage(acc, "depthwise.pad")
-    xp = _input_stage(acc, "conv2d.pad")
-    g: ConvGeometry = out.op.attrs["geometry"]
-    lanes = row_lanes(g.OW)
-    cfg.define_split("tile_oh", g.OH, num_outputs=2, max_factor=8,
-                     candidates=_tile_candidates(g.OH, 8, largest_divisor(g.OH, 4 if lanes <= 16 else 2)),
-                     default=[-1, largest_divisor(g.OH, 4 if lanes <= 16 else 2)])
-    cfg.define_knob("unroll_taps", [True, False], default=True)
-    bh = cfg["tile_oh"].size[-1]
-
-    if final is not out:
-        s[out].compute_inline()
-    n, k, oh, ow = s[final].op.axis
-    oho, ohi = s[final].split(oh, factor=bh)
-    owo, owi = s[final].split(ow, factor=lanes)
-    s[final].reorder(n, k, oho, owo, ohi, owi)
-    tile = s[final].fuse(n, k, oho)
-    parallel_if_worth(s[final], tile, g.flops / 2)
-    s[final].unroll(ohi)
-    s[final].vectorize(owi)
-
-    s[acc].compute_at(s[final], owo)
-    an, ak, aoh, aow = s[acc].op.axis
-    rr, rs = s[acc].op.reduce_axis
-    awo, awi = s[acc].split(aow, factor=lanes)
-    s[acc].reorder(an, ak, awo, rr, rs, aoh, awi)
-    if cfg["unroll_taps"].val:
-        s[acc].unroll(rr)
-        s[acc].unroll(rs)
-    s[acc].unroll(aoh)
-    s[acc].vectorize(awi)
-
-    if xp is not None:
-        _schedule_pad(s, xp, g.flops / 2)
-    if xs is not None:
-        xn, xc, xh, xph, xq = s[xs].op.axis
-        parallel_if_worth(s[xs], s[xs].fuse(xn, xc), g.flops / 2)
-        ql = xs.op.attrs.get("chunk") or row_lanes(xs.shape[4])
-        if ql > 1:
-            _, qi = s[xs].split(xq, factor=ql)
-            s[xs].vectorize(qi)
-
-
-@anchor("depthwise_conv2d_nchw")
-def schedule_depthwise_conv2d_nchw(s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
-    """The untuned schedule of a depthwise conv2d output."""
-    schedule_depthwise_cfg(default_config(), s, out, final)
-
-
-@register_template("depthwise_conv2d_nchw")
-def depthwise_conv2d_nchw_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1),
-                                   dtype: str = "float32"):
-    """Tunable depthwise conv2d in NCHW with x (N, C, H, W), w (C * multiplier, 1, R, S), no bias."""
-    x = te.placeholder(tuple(x_shape), dtype, name="x")
-    w = te.placeholder(tuple(w_shape), dtype, name="w")
-    y = depthwise_conv2d_nchw(x, w, strides=strides, padding=padding, dilation=dilation)
-    s = te.create_schedule(y.op)
-    schedule_depthwise_cfg(cfg, s, y)
-    return s, [x, w, y]
-
-
 def flops(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), groups: int = 1) -> float:
     """Floating-point operations of conv2d(x, w)."""
     return geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups).flops
 
 
-__all__ = ["conv2d", "conv2d_nchw", "depthwise_conv2d_nchw", "geometry", "resolve_padding", "pad_nchw",
-           "schedule_conv2d_nchw", "schedule_depthwise_conv2d_nchw", "ConvGeometry", "flops"]
+__all__ = ["conv2d", "conv2d_nchw", "geometry", "resolve_padding", "pad_nchw", "schedule_conv2d_nchw",
+           "ConvGeometry", "flops"]

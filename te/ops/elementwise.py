@@ -8,10 +8,12 @@ te/ops/fastmath.py.
 
 Floating-point max/min follow the `a > b ? a : b` convention of the code generator (as x86's
 maxps): a NaN in the first operand yields the second one.  Integer division is floor
-division (numpy's `//`), as in te.
+division (numpy's `//`), as in te; trunc_divide and fmod round toward zero (C, ONNX Div and
+Mod with fmod=1); mod is numpy's for floats too; power is exact on integers.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Union
 
 import te
@@ -67,13 +69,87 @@ def _floor_div(a, b):
     return te.floor(q) if te.expr.is_float(q.dtype) else q
 
 
+def _signs_differ(a, b):
+    return te.any(te.all(a < 0, b > 0), te.all(a > 0, b < 0))
+
+
+def _trunc_div(a, b):
+    """Integer division rounding toward zero (C, ONNX Div); true division for floats."""
+    a, b = te.expr._unify(a, b)
+    if te.expr.is_float(a.dtype) or te.expr.is_unsigned(a.dtype):
+        return a / b
+    q = a // b                      # floor; the remainder tells whether it was inexact
+    return te.if_then_else(te.all(a % b != 0, _signs_differ(a, b)), q + 1, q)
+
+
+def _trunc(v):
+    return te.if_then_else(v < 0.0, te.ceil(v), te.floor(v))
+
+
+def _fmod(a, b):
+    """C's fmod: the remainder of the division rounded toward zero, with the sign of a."""
+    a, b = te.expr._unify(a, b)
+    dt = a.dtype
+    if not te.expr.is_float(dt):
+        if te.expr.is_unsigned(dt):
+            return a % b
+        r = a % b                   # floor remainder: the sign of b
+        return te.if_then_else(te.all(r != 0, _signs_differ(a, b)), r - b, r)
+    # float32 in float64: the quotient's rounding cannot pick a wrong integer part; the
+    # product is exact as an FMA (a + (-t) * b); one step corrects a float64 quotient's rounding
+    wa, wb = (a.astype("float64"), b.astype("float64")) if dt == "float32" else (a, b)
+    r = wa + (-_trunc(wa / wb)) * wb
+    step = te.if_then_else(wa < 0.0, -te.abs(wb), te.abs(wb))
+    r = te.if_then_else(te.all(r != 0.0, te.any(te.all(r < 0.0, wa > 0.0), te.all(r > 0.0, wa < 0.0))),
+                        r + step, r)
+    r = te.if_then_else(te.abs(r) >= te.abs(wb), r - step, r)
+    # a finite divided by an infinite b leaves a (the product above would be inf * 0)
+    r = te.if_then_else(te.all(te.abs(wb) == math.inf, te.abs(wa) < math.inf), wa, r)
+    return r.astype(dt) if dt == "float32" else r
+
+
+def _mod(a, b):
+    """numpy's mod (Python's %): the remainder of floor division, with the sign of b."""
+    a, b = te.expr._unify(a, b)
+    if not te.expr.is_float(a.dtype):
+        return a % b
+    m = _fmod(a, b)
+    return te.if_then_else(te.all(m != 0.0, te.any(te.all(m < 0.0, b > 0.0), te.all(m > 0.0, b < 0.0))),
+                           m + b, m)
+
+
+POW_BITS = 6       # exponents below 64 cover every integer power that does not overflow int64
+
+
+def _power(a, b):
+    """a ** b; integers exactly (numpy: by squaring; a negative exponent truncates 1 / a**-b)."""
+    a, b = te.expr._unify(a, b)
+    if te.expr.is_float(a.dtype):
+        return te.power(a, b)
+    one, zero = te.const(1, a.dtype), te.const(0, a.dtype)
+    e = b if te.expr.is_unsigned(b.dtype) else te.if_then_else(b < 0, zero - b, b)
+    result, sq = None, a
+    for j in range(POW_BITS):
+        factor = te.if_then_else((e // (1 << j)) % 2 == 1, sq, one)
+        result = factor if result is None else result * factor
+        sq = sq * sq
+    # 0 ** e is 0 for every e > 0, also when e's low bits are zero
+    result = te.if_then_else(te.all(a == 0, e >= (1 << POW_BITS)), zero, result)
+    if not te.expr.is_unsigned(b.dtype):
+        unit = te.any(a == 1, a == zero - 1)
+        result = te.if_then_else(te.all(b < 0, ~unit), zero, result)
+    return result
+
+
 add = _binary("add", lambda a, b: a + b)
 subtract = _binary("subtract", lambda a, b: a - b)
 multiply = _binary("multiply", lambda a, b: a * b)
 divide = _binary("divide", lambda a, b: a / b)
 floor_divide = _binary("floor_divide", _floor_div)
-mod = _binary("mod", lambda a, b: a % b)
-power = _binary("power", lambda a, b: te.power(a, b))   # integers are computed as float32
+trunc_divide = _binary("trunc_divide", _trunc_div)
+mod = _binary("mod", _mod)
+fmod = _binary("fmod", _fmod)
+power = _binary("power", _power)
 maximum = _binary("maximum", lambda a, b: te.max_of(a, b))
 minimum = _binary("minimum", lambda a, b: te.min_of(a, b))
 equal = _binary("equal", lambda a, b: a == b)
@@ -84,6 +160,7 @@ greater = _binary("greater", lambda a, b: a > b)
 greater_equal = _binary("greater_equal", lambda a, b: a >= b)
 logical_and = _binary("logical_and", lambda a, b: te.all(a, b))
 logical_or = _binary("logical_or", lambda a, b: te.any(a, b))
+logical_xor = _binary("logical_xor", lambda a, b: te.expr.as_bool(a) != te.expr.as_bool(b))
 
 
 def where(cond: Operand, x: Operand, y: Operand, name: str = "where") -> te.Tensor:
@@ -138,6 +215,8 @@ sign = _unary("sign", lambda v: te.if_then_else(v > 0, te.const(1, v.dtype),
               "-1, 0 or 1 by the sign of x (NaN stays NaN).")
 logical_not = _unary("logical_not", lambda v: ~te.expr.as_bool(v), "not x elementwise (bool).")
 erf = _unary("erf", lambda v: _erf(v), "The Gauss error function elementwise.")
+sin = _unary("sin", lambda v: te.sin(_as_float(v)), "Sine elementwise.")
+cos = _unary("cos", lambda v: te.cos(_as_float(v)), "Cosine elementwise.")
 
 
 def cast(x: te.Tensor, dtype: str, name: str = "cast") -> te.Tensor:
@@ -233,6 +312,76 @@ def silu(x: te.Tensor, name: str = "silu") -> te.Tensor:
     return te.compute(x.shape, lambda *i: x[i] * _sigmoid(x[i]), name=name, tag="elemwise")
 
 
+def swish(x: te.Tensor, alpha: float = 1.0, name: str = "swish") -> te.Tensor:
+    """x * sigmoid(alpha * x)."""
+    return te.compute(x.shape, lambda *i: x[i] * _sigmoid(x[i] * alpha), name=name, tag="elemwise")
+
+
+def selu(x: te.Tensor, alpha: float = 1.6732632423543772, gamma: float = 1.0507009873554805,
+         name: str = "selu") -> te.Tensor:
+    """gamma * (x if x > 0 else alpha * (e**x - 1))."""
+    return te.compute(x.shape, lambda *i: te.if_then_else(
+        x[i] > 0.0, x[i] * gamma, (_exp(x[i]) - 1.0) * (alpha * gamma)),
+        name=name, tag="elemwise")
+
+
+def celu(x: te.Tensor, alpha: float = 1.0, name: str = "celu") -> te.Tensor:
+    """max(0, x) + min(0, alpha * (e**(x / alpha) - 1)), i.e. x if x > 0 else alpha * (e**(x / alpha) - 1)."""
+    return te.compute(x.shape, lambda *i: te.if_then_else(
+        x[i] > 0.0, x[i], (_exp(x[i] * (1.0 / alpha)) - 1.0) * alpha), name=name, tag="elemwise")
+
+
+def thresholded_relu(x: te.Tensor, alpha: float = 1.0, name: str = "thresholded_relu") -> te.Tensor:
+    """x if x > alpha else 0."""
+    return te.compute(x.shape, lambda *i: te.if_then_else(x[i] > alpha, x[i], te.const(0, x.dtype)),
+                      name=name, tag="elemwise")
+
+
+def shrink(x: te.Tensor, bias: float = 0.0, lambd: float = 0.5, name: str = "shrink") -> te.Tensor:
+    """x - bias if x > lambd, x + bias if x < -lambd, else 0 (ONNX Shrink)."""
+    def body(*i):
+        v = x[i]
+        zero = te.const(0, x.dtype)
+        return te.if_then_else(v < -lambd, v + te.expr.convert(bias, x.dtype),
+                               te.if_then_else(v > lambd, v - te.expr.convert(bias, x.dtype), zero))
+    return te.compute(x.shape, body, name=name, tag="elemwise")
+
+
+def softsign(x: te.Tensor, name: str = "softsign") -> te.Tensor:
+    """x / (1 + |x|)."""
+    return te.compute(x.shape, lambda *i: x[i] / (te.abs(x[i]) + 1.0), name=name, tag="elemwise")
+
+
+def mish(x: te.Tensor, name: str = "mish") -> te.Tensor:
+    """x * tanh(softplus(x))."""
+    return te.compute(x.shape, lambda *i: x[i] * _tanh(te.max_of(x[i], 0.0) + te.log(_exp(-te.abs(x[i])) + 1.0)),
+                      name=name, tag="elemwise")
+
+
+def sinh(x: te.Tensor, name: str = "sinh") -> te.Tensor:
+    """(e**x - e**-x) / 2."""
+    return te.compute(x.shape, lambda *i: (te.exp(x[i]) - te.exp(-x[i])) * 0.5, name=name, tag="elemwise")
+
+
+def cosh(x: te.Tensor, name: str = "cosh") -> te.Tensor:
+    """(e**x + e**-x) / 2."""
+    return te.compute(x.shape, lambda *i: (te.exp(x[i]) + te.exp(-x[i])) * 0.5, name=name, tag="elemwise")
+
+
+def isnan(x: te.Tensor, name: str = "isnan") -> te.Tensor:
+    """True where x is NaN."""
+    return te.compute(x.shape, lambda *i: x[i] != x[i], name=name, tag="elemwise")
+
+
+def isinf(x: te.Tensor, detect_positive: bool = True, detect_negative: bool = True,
+          name: str = "isinf") -> te.Tensor:
+    """True where x is +inf (if detect_positive) or -inf (if detect_negative)."""
+    def body(*i):
+        hits = ([x[i] == math.inf] if detect_positive else []) + ([x[i] == -math.inf] if detect_negative else [])
+        return te.any(*hits) if hits else te.const(False, "bool")
+    return te.compute(x.shape, body, name=name, tag="elemwise")
+
+
 def prelu(x: te.Tensor, slope: Operand, axis: int = 1, name: str = "prelu") -> te.Tensor:
     """x if x > 0 else slope * x; a 1-D slope runs along `axis` (channels), else slopes broadcast."""
     if isinstance(slope, te.Tensor) and slope.ndim == 1 and x.ndim > 1 and slope.shape[0] != 1:
@@ -253,9 +402,10 @@ def prelu(x: te.Tensor, slope: Operand, axis: int = 1, name: str = "prelu") -> t
 
 
 __all__ = ["broadcast_shape", "broadcast_at", "add", "subtract", "multiply", "divide",
-           "floor_divide", "mod", "power", "maximum", "minimum", "equal", "not_equal", "less",
-           "less_equal", "greater", "greater_equal", "logical_and", "logical_or", "where",
-           "negative", "abs", "sqrt", "rsqrt", "exp", "log", "reciprocal", "floor", "ceil",
-           "round", "sign", "logical_not", "erf", "cast", "relu", "leaky_relu", "clip", "relu6",
-           "sigmoid", "tanh", "gelu", "elu", "hard_sigmoid", "hard_swish", "softplus", "silu",
-           "prelu"]
+           "floor_divide", "trunc_divide", "mod", "fmod", "power", "maximum", "minimum", "equal",
+           "not_equal", "less", "less_equal", "greater", "greater_equal", "logical_and", "logical_or",
+           "logical_xor", "where", "negative", "abs", "sqrt", "rsqrt", "exp", "log", "reciprocal",
+           "floor", "ceil", "round", "sign", "logical_not", "erf", "sin", "cos", "cast", "relu",
+           "leaky_relu", "clip", "relu6", "sigmoid", "tanh", "gelu", "elu", "hard_sigmoid",
+           "hard_swish", "softplus", "silu", "swish", "selu", "celu", "thresholded_relu", "shrink",
+           "softsign", "mish", "sinh", "cosh", "isnan", "isinf", "prelu"]

@@ -9,8 +9,11 @@ Three computes, picked by the shape (`strategy=` overrides; the template's `stra
 * `dot` (small M, B given as (N, K) like dense weights) - no packing: both operands are read
   along K, `part[i, j, 0:L]` accumulates L-lane partial sums of a bm x bn tile in registers and
   a second, scalar stage adds up the L lanes (a split-K vector reduction as two computes);
-* `rows` (small M, B row-major (K, N)) - no packing: vectors along N; the accumulator row lives
-  in registers (M >= 4) or streams through L1 while B is read once, row after row (M < 4).
+* `rows` (small M, B row-major (K, N)) - no packing: vectors along N, a bm x lanes tile of the
+  accumulator in registers over the whole K;
+* `splitk` (M of 1 or 2, B row-major) - memory bound: each thread streams its own contiguous
+  slice of B's rows into a partial result row kept in L1, `part[t, i, :]`, and a second stage
+  adds the partial rows up: B is read once, sequentially, by every thread.
 """
 from __future__ import annotations
 
@@ -23,9 +26,10 @@ from .common import Epilogue, apply_epilogue, default_config, largest_divisor, p
 from .schedule import anchor, parallel_if_worth
 
 BN_CHOICES = (8, 16, 32, 48, 64)
-STRATEGIES = ("packed", "dot", "rows")
+STRATEGIES = ("packed", "dot", "rows", "splitk")
 DOT_MAX_M = 64          # below this many rows, packing the (N, K) weights costs more than it saves
 ROWS_MAX_M = 8          # the same for a row-major B
+SPLITK_MAX_M = 2        # up to this many rows, a row-major B is streamed (memory bound)
 
 
 def _pad(n: int, m: int) -> int:
@@ -39,6 +43,8 @@ def default_strategy(M: int, N: int, K: int, transpose_a: bool = False, transpos
         return "packed"
     if transpose_b and not transpose_a and M < DOT_MAX_M:
         return "dot"
+    if not transpose_b and M <= SPLITK_MAX_M:
+        return "splitk"
     if not transpose_b and M <= ROWS_MAX_M:
         return "rows"
     return "packed"
@@ -46,7 +52,7 @@ def default_strategy(M: int, N: int, K: int, transpose_a: bool = False, transpos
 
 def matmul(A: te.Tensor, B: te.Tensor, bias: te.Tensor | None = None, transpose_a: bool = False,
            transpose_b: bool = False, epilogue: Epilogue | None = None, bn: int | None = None,
-           name: str = "matmul", strategy: str | None = None) -> te.Tensor:
+           name: str = "matmul", strategy: str | None = None, bm: int | None = None) -> te.Tensor:
     """C = epilogue(A @ B + bias); A (M, K) or (K, M) if transpose_a, B (K, N) or (N, K) if transpose_b."""
     if A.ndim != 2 or B.ndim != 2:
         raise ValueError(f"{name}: matmul needs 2-D operands, got {A.shape} and {B.shape}")
@@ -62,8 +68,8 @@ def matmul(A: te.Tensor, B: te.Tensor, bias: te.Tensor | None = None, transpose_
         raise ValueError(f"{name}: unknown strategy {strategy!r}; use one of {STRATEGIES}")
     if strategy == "dot" and (transpose_a or not transpose_b):
         raise ValueError(f"{name}: the dot strategy needs A (M, K) and B (N, K) (transpose_b=True)")
-    if strategy == "rows" and transpose_b:
-        raise ValueError(f"{name}: the rows strategy needs a row-major B (K, N)")
+    if strategy in ("rows", "splitk") and transpose_b:
+        raise ValueError(f"{name}: the {strategy} strategy needs a row-major B (K, N)")
 
     def a_at(i, k):
         return A[k, i] if transpose_a else A[i, k]
@@ -78,11 +84,14 @@ def matmul(A: te.Tensor, B: te.Tensor, bias: te.Tensor | None = None, transpose_
         r = te.reduce_axis((0, K), name="k")
         acc = te.compute((M, N), lambda i, j: te.sum(a_at(i, r) * B[r, j], axis=r), name=f"{name}.acc",
                          tag="acc")
+    elif strategy == "splitk":
+        acc = _splitk_acc(a_at, B, M, N, K, name)
+        attrs["parts"] = acc.op.input_tensors[0].shape[0]
     else:
-        bn = bn or pick_lanes(N)
-        attrs["bn"] = bn
+        bn, bm = bn or pick_lanes(N), bm or default_bm(M)
+        attrs.update(bn=bn, bm=bm)
         packed = _pack_b(b_at, K, N, bn, B.dtype, name)
-        acc = _packed_acc(a_at, packed, M, K, bn, name)
+        acc = _packed_acc(a_at, packed, M, K, bn, bm, name)
 
     def out(i, j):
         v = acc[i, j]
@@ -102,11 +111,22 @@ def _pack_b(b_at, K: int, N: int, bn: int, dtype: str, name: str) -> te.Tensor:
         name=f"{name}.packed", tag="pack")
 
 
-def _packed_acc(a_at, packed: te.Tensor, M: int, K: int, bn: int, name: str) -> te.Tensor:
+def default_bm(M: int) -> int:
+    """Rows of the packed strategy's register tile: a divisor of M up to 8, else 8 (M is padded)."""
+    d = largest_divisor(M, 8)
+    return d if d >= 4 or d == M else 8
+
+
+def _packed_acc(a_at, packed: te.Tensor, M: int, K: int, bn: int, bm: int, name: str) -> te.Tensor:
+    """acc over (M padded to bm, N padded to bn); the padding rows re-read A's last row, never stored."""
     Np = packed.shape[0] * bn
+    Mp = _pad(M, bm)
     r = te.reduce_axis((0, K), name="k")
-    return te.compute((M, Np), lambda i, j: te.sum(a_at(i, r) * packed[j // bn, r, j % bn], axis=r),
-                      name=f"{name}.acc", tag="acc")
+
+    def f(i, j):
+        row = i if Mp == M else te.min_of(i, M - 1)
+        return te.sum(a_at(row, r) * packed[j // bn, r, j % bn], axis=r)
+    return te.compute((Mp, Np), f, name=f"{name}.acc", tag="acc")
 
 
 def dot_lanes(K: int) -> int:
@@ -131,6 +151,21 @@ def _dot_acc(x: te.Tensor, w: te.Tensor, M: int, N: int, K: int, name: str) -> t
             v = v + te.if_then_else(kl.var < tail, x[i, kk] * w[j, kk], te.const(0, x.dtype))
         return te.sum(v, axis=kl)
     return te.compute((M, N), total, name=f"{name}.acc", tag="acc")
+
+
+def splitk_parts(K: int) -> int:
+    """How many slices of K the splitk strategy streams in parallel: one per thread (dividing K)."""
+    return largest_divisor(K, max(2, te.target.num_threads()))
+
+
+def _splitk_acc(a_at, B: te.Tensor, M: int, N: int, K: int, name: str) -> te.Tensor:
+    P = splitk_parts(K)
+    Kp = K // P
+    r = te.reduce_axis((0, Kp), name="k")
+    part = te.compute((P, M, N), lambda t, i, j: te.sum(a_at(i, t * Kp + r) * B[t * Kp + r, j], axis=r),
+                      name=f"{name}.part", tag="splitk.part")
+    rt = te.reduce_axis((0, P), name="t")
+    return te.compute((M, N), lambda i, j: te.sum(part[rt, i, j], axis=rt), name=f"{name}.acc", tag="acc")
 
 
 def dense(x: te.Tensor, weight: te.Tensor, bias: te.Tensor | None = None,
@@ -165,7 +200,8 @@ def dense_packed(x: te.Tensor, packed_weight: te.Tensor, out_features: int | Non
     N = out_features or No * bn
     if bias is not None and bias.shape not in ((N,), (1, N)):
         raise ValueError(f"{name}: bias must have shape ({N},), got {bias.shape}")
-    acc = _packed_acc(lambda i, k: x[i, k], packed_weight, M, K, bn, name)
+    bm = default_bm(M)
+    acc = _packed_acc(lambda i, k: x[i, k], packed_weight, M, K, bn, bm, name)
 
     def out(i, j):
         v = acc[i, j]
@@ -173,7 +209,8 @@ def dense_packed(x: te.Tensor, packed_weight: te.Tensor, out_features: int | Non
             v = v + (bias[j] if bias.ndim == 1 else bias[0, j])
         return apply_epilogue(epilogue, v, (i, j))
     return te.compute((M, N), out, name=name, tag="matmul",
-                      attrs={"M": M, "N": N, "K": K, "bn": bn, "strategy": "packed", "transpose_b": True})
+                      attrs={"M": M, "N": N, "K": K, "bn": bn, "bm": bm, "strategy": "packed",
+                             "transpose_b": True})
 
 
 def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
@@ -201,13 +238,15 @@ def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
                                               b_at(b, k, te.min_of(jo * bn + ji, N - 1)), 0.0)),
         name=f"{name}.packed", tag="pack")
     r = te.reduce_axis((0, K), name="k")
+    bm = default_bm(M)
+    Mp = _pad(M, bm)
     acc = te.compute(
-        (batch, M, Np),
-        lambda b, i, j: te.sum(A[b if ba > 1 else 0, i, r] * packed[b if bb > 1 else 0, j // bn, r, j % bn],
-                               axis=r),
+        (batch, Mp, Np),
+        lambda b, i, j: te.sum(A[b if ba > 1 else 0, i if Mp == M else te.min_of(i, M - 1), r]
+                               * packed[b if bb > 1 else 0, j // bn, r, j % bn], axis=r),
         name=f"{name}.acc", tag="acc")
     return te.compute((batch, M, N), lambda b, i, j: apply_epilogue(epilogue, acc[b, i, j], (b, i, j)),
-                      name=name, tag="matmul", attrs={"M": M, "N": N, "K": K, "bn": bn, "batch": batch,
+                      name=name, tag="matmul", attrs={"M": M, "N": N, "K": K, "bn": bn, "bm": bm, "batch": batch,
                                                       "strategy": "packed", "transpose_b": transpose_b})
 
 
@@ -220,7 +259,9 @@ def _input(t: te.Tensor, tag: str) -> te.Tensor | None:
 def define_knobs(cfg, M: int, N: int, K: int, strategy: str) -> None:
     """Declare the knobs of one strategy (a no-op for knobs already declared)."""
     if strategy == "packed":
-        cfg.define_split("tile_y", M, num_outputs=2, max_factor=16, default=[-1, largest_divisor(M, 8)])
+        sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in (4, 8) if b < M}
+        cfg.define_split("tile_y", M, num_outputs=2, candidates=[[-1, b] for b in sorted(sizes | {default_bm(M)})],
+                         default=[-1, default_bm(M)])
         cfg.define_split("tile_k", K, num_outputs=2, max_factor=16, default=[-1, largest_divisor(K, 4)])
         cfg.define_knob("order", ["k_outer", "rows_outer"], default="k_outer")
         cfg.define_knob("tile_order", ["cols_outer", "rows_outer"],
@@ -232,14 +273,17 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str) -> None:
         best = max(cands, key=lambda d: (N % d == 0 and bm * d <= 24, d if d <= 8 else 0))
         cfg.define_split("dot_tile_x", N, num_outputs=2, candidates=[[-1, d] for d in cands],
                          default=[-1, best])
-    else:
+    elif strategy == "rows":
         lanes = _row_lanes(N)
         regs = -(-lanes // 16)
         cfg.define_split("rows_tile_y", M, num_outputs=2, max_factor=8,
                          default=[-1, largest_divisor(M, max(1, min(8, 24 // regs)))])
-        cfg.define_knob("rows_lanes", sorted({lanes, *[d for d in (16, 32, 64) if N % d == 0]}), default=lanes)
-        cfg.define_knob("rows_unroll_k", [1, 2, 4, 8], default=4 if M >= 4 else 8)
-        cfg.define_knob("rows_acc", ["registers", "stream"], default="registers" if M >= 4 else "stream")
+        cfg.define_knob("rows_lanes", sorted({lanes, *[d for d in range(8, 65, 8) if N % d == 0]}), default=lanes)
+        cfg.define_knob("rows_unroll_k", [1, 2, 4, 8], default=4)
+    elif strategy == "splitk":
+        cfg.define_knob("splitk_lanes", sorted({_row_lanes(N), *[d for d in range(8, 65, 8) if N % d == 0]}),
+                        default=_row_lanes(N))
+        cfg.define_knob("splitk_unroll_k", [2, 4, 8, 16], default=8)
 
 
 def _row_lanes(N: int) -> int:
@@ -261,7 +305,9 @@ def schedule_matmul_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | 
         s[out].compute_inline()
     strategy = attrs.get("strategy", "packed")
     define_knobs(cfg, attrs["M"], attrs["N"], attrs["K"], strategy)
-    {"packed": _schedule_packed, "dot": _schedule_dot, "rows": _schedule_rows}[strategy](cfg, s, acc, final, attrs)
+    schedules = {"packed": _schedule_packed, "dot": _schedule_dot, "rows": _schedule_rows,
+                 "splitk": _schedule_splitk}
+    schedules[strategy](cfg, s, acc, final, attrs)
 
 
 def _schedule_packed(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: dict) -> None:
@@ -292,15 +338,34 @@ def _schedule_packed(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs:
     work = attrs["M"] * attrs["N"] * attrs["K"] * attrs.get("batch", 1)
     parallel_if_worth(s[out], tile, work)
     if packed is not None and isinstance(packed.op, te.ComputeOp):
-        _schedule_pack(s, packed, attrs.get("transpose_b", False), work)
+        padded = packed.shape[-3] * packed.shape[-1] != attrs["N"]
+        _schedule_pack(s, packed, attrs.get("transpose_b", False), work, padded)
 
 
-def _schedule_pack(s: te.Schedule, packed: te.Tensor, transpose_b: bool, work: float) -> None:
-    """Row-major B: copy bn-wide vectors.  B given as (N, K): read K-vectors, write them transposed."""
+def _schedule_pack(s: te.Schedule, packed: te.Tensor, transpose_b: bool, work: float,
+                   padded: bool = False) -> None:
+    """Row-major B: copy bn-wide vectors.  B given as (N, K): transpose bn x 8 blocks through registers."""
     st = s[packed]
     p_axes = list(st.op.axis)
     outer, k, ji = p_axes[:-2], p_axes[-2], p_axes[-1]
     K = packed.shape[-2]
+    src = packed.op.input_tensors[0] if len(packed.op.input_tensors) == 1 else None
+    kb = largest_divisor(K, 8)
+    if (transpose_b and not padded and kb >= 4 and len(outer) == 1 and src is not None
+            and isinstance(src.op, te.PlaceholderOp)):
+        # a bn x kb block of B is loaded row by row (vector loads along K) into a local block that
+        # LLVM keeps in registers, then stored column by column: the transpose becomes shuffles
+        local = s.cache_read(src, "local", [packed])
+        ko, ki = st.split(k, factor=kb)
+        st.reorder(*outer, ko, ki, ji)
+        st.unroll(ki)
+        st.vectorize(ji)
+        s[local].compute_at(st, ko)
+        r, c = s[local].op.axis
+        s[local].unroll(r)
+        s[local].vectorize(c)
+        parallel_if_worth(st, outer[0], work)
+        return
     kb = largest_divisor(K, 16)
     if transpose_b and kb >= 4:
         ko, ki = st.split(k, factor=kb)
@@ -339,48 +404,48 @@ def _schedule_dot(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: di
 
 
 def _schedule_rows(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: dict) -> None:
-    M, N = attrs["M"], attrs["N"]
-    work = M * N * attrs["K"]
+    """A bm x lanes tile of acc in registers, over the whole K."""
     lanes = cfg["rows_lanes"].val
     bm = cfg["rows_tile_y"].size[-1]
-    ku = cfg["rows_unroll_k"].val
+    ku = largest_divisor(attrs["K"], cfg["rows_unroll_k"].val)
     i, j = s[out].op.axis
+    io, jo, ii, ji = s[out].tile(i, j, bm, lanes)
+    tile = s[out].fuse(io, jo)
+    parallel_if_worth(s[out], tile, attrs["M"] * attrs["N"] * attrs["K"])
+    s[out].unroll(ii)
+    s[out].vectorize(ji)
+    s[acc].compute_at(s[out], tile)
     ai, aj = s[acc].op.axis
     (ak,) = s[acc].op.reduce_axis
-    K = attrs["K"]
-    ku = largest_divisor(K, ku)
-    if cfg["rows_acc"].val == "registers":
-        # a bm x lanes tile of acc in registers, over the whole K
-        io, jo, ii, ji = s[out].tile(i, j, bm, lanes)
-        tile = s[out].fuse(io, jo)
-        parallel_if_worth(s[out], tile, work)
-        s[out].unroll(ii)
-        s[out].vectorize(ji)
-        s[acc].compute_at(s[out], tile)
-        ako, aki = s[acc].split(ak, factor=ku)
-        s[acc].reorder(ako, aki, ai, aj)
-        s[acc].unroll(aki)
-        s[acc].unroll(ai)
-        s[acc].vectorize(aj)
-        return
-    # stream B once: each thread owns a block of columns; its accumulator rows stay in L1
-    nvec = N // lanes if N % lanes == 0 else 0
-    parts = largest_divisor(nvec, max(2, te.target.num_threads())) if nvec else 1
-    jo, ji = s[out].split(j, nparts=parts)
-    s[out].reorder(jo, i, ji)
-    parallel_if_worth(s[out], jo, work)
-    width = N // parts
-    if width <= 64:
-        s[out].vectorize(ji)
-    elif width % lanes == 0:
-        s[out].vectorize(s[out].split(ji, factor=lanes)[1])
-    s[acc].compute_at(s[out], jo)
     ako, aki = s[acc].split(ak, factor=ku)
-    ajo, aji = s[acc].split(aj, factor=lanes)
-    s[acc].reorder(ako, ajo, aki, ai, aji)
+    s[acc].reorder(ako, aki, ai, aj)
     s[acc].unroll(aki)
     s[acc].unroll(ai)
-    s[acc].vectorize(aji)
+    s[acc].vectorize(aj)
+
+
+def _schedule_splitk(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: dict) -> None:
+    """Each thread streams its slice of B's rows into its partial row; then the rows are added."""
+    part = _input(acc, "splitk.part")
+    lanes = cfg["splitk_lanes"].val
+    pt, pi, pj = s[part].op.axis
+    (pk,) = s[part].op.reduce_axis
+    ku = largest_divisor(part.op.reduce_axis[0].dom[1], cfg["splitk_unroll_k"].val)
+    pko, pki = s[part].split(pk, factor=ku)
+    pjo, pji = s[part].split(pj, factor=lanes)
+    s[part].reorder(pt, pko, pjo, pki, pi, pji)
+    s[part].unroll(pki)
+    s[part].unroll(pi)
+    s[part].vectorize(pji)
+    parallel_if_worth(s[part], pt, attrs["M"] * attrs["N"] * attrs["K"])
+    i, j = s[out].op.axis
+    jo, ji = s[out].split(j, factor=lanes)
+    s[out].vectorize(ji)
+    s[acc].compute_at(s[out], jo)
+    ai, aj = s[acc].op.axis
+    (at,) = s[acc].op.reduce_axis
+    s[acc].reorder(ai, at, aj)
+    s[acc].vectorize(aj)
 
 
 @anchor("matmul")
@@ -392,7 +457,7 @@ def schedule_matmul(s: te.Schedule, out: te.Tensor, final: te.Tensor | None = No
 # ---------------------------------------------------------------- templates
 
 def _strategy_knob(cfg, M: int, N: int, K: int, transpose_b: bool) -> str:
-    options = ["packed", "dot"] if transpose_b else ["packed", "rows"]
+    options = ["packed", "dot"] if transpose_b else ["packed", "rows", "splitk"]
     default = default_strategy(M, N, K, transpose_b=transpose_b)
     cfg.define_knob("strategy", options, default=default)
     for st in options:
@@ -408,7 +473,7 @@ def matmul_template(cfg, M: int, N: int, K: int, dtype: str = "float32"):
     A = te.placeholder((M, K), dtype, name="A")
     B = te.placeholder((K, N), dtype, name="B")
     strategy = _strategy_knob(cfg, M, N, K, transpose_b=False)
-    C = matmul(A, B, bn=cfg["bn"].val, strategy=strategy)
+    C = matmul(A, B, bn=cfg["bn"].val, strategy=strategy, bm=cfg["tile_y"].size[-1])
     s = te.create_schedule(C.op)
     schedule_matmul_cfg(cfg, s, C)
     return s, [A, B, C]
@@ -421,7 +486,8 @@ def dense_template(cfg, M: int, N: int, K: int, dtype: str = "float32"):
     w = te.placeholder((N, K), dtype, name="w")
     b = te.placeholder((N,), dtype, name="b")
     strategy = _strategy_knob(cfg, M, N, K, transpose_b=True)
-    y = matmul(x, w, b, transpose_b=True, bn=cfg["bn"].val, name="dense", strategy=strategy)
+    y = matmul(x, w, b, transpose_b=True, bn=cfg["bn"].val, name="dense", strategy=strategy,
+               bm=cfg["tile_y"].size[-1])
     s = te.create_schedule(y.op)
     schedule_matmul_cfg(cfg, s, y)
     return s, [x, w, b, y]

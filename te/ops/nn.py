@@ -1,4 +1,5 @@
-"""Normalisations: softmax, log_softmax, layer_norm, instance_norm, batch_norm (inference), LRN.
+"""Normalisations: softmax, log_softmax, layer_norm, instance_norm, batch_norm (inference), LRN;
+and the negative log-likelihood loss.
 
 Softmax and layer norm over the innermost axes are row operations: the schedule computes
 each row's statistics inside the output's row loop, so a row is read from memory once and
@@ -163,6 +164,40 @@ def lrn(x: te.Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, bias: 
     return te.compute(x.shape, body, name=name, tag="lrn", attrs={"size": size})
 
 
+def nll_loss(x: te.Tensor, target: te.Tensor, weight: te.Tensor | None = None, reduction: str = "mean",
+             ignore_index: int | None = None, name: str = "nll_loss") -> te.Tensor:
+    """Negative log-likelihood loss of (N, C, d...) log-probabilities x and (N, d...) class targets
+    (ONNX NegativeLogLikelihoodLoss): -x[n, target, d...] * weight[target], 0 where the target
+    is ignore_index; reduction 'none', 'sum', or 'mean' (divided by the counted targets' weights)."""
+    if reduction not in ("none", "sum", "mean"):
+        raise ValueError(f"{name}: reduction must be 'none', 'sum' or 'mean', not {reduction!r}")
+    if x.ndim < 2 or tuple(target.shape) != (x.shape[0],) + tuple(x.shape[2:]):
+        raise ValueError(f"{name}: targets of shape {target.shape} do not match inputs {x.shape}")
+    C = x.shape[1]
+
+    def weight_of(i):
+        t = target[i].astype("int64")
+        w = weight[te.min_of(te.max_of(t, 0), C - 1)] if weight is not None else te.const(1, x.dtype)
+        return w if ignore_index is None else te.if_then_else(t == ignore_index, te.const(0, x.dtype), w)
+
+    def body(*i):
+        t = te.min_of(te.max_of(target[i].astype("int64"), 0), C - 1)
+        return x[(i[0], t) + tuple(i[1:])] * -weight_of(i)
+    loss = te.compute(tuple(target.shape), body, name=name if reduction == "none" else f"{name}.loss",
+                      tag="injective")
+    if reduction == "none":
+        return loss
+    axes = tuple(range(target.ndim))
+    total = reduce_over(target.shape, axes, lambda i: loss[i], "sum",
+                        name if reduction == "sum" else f"{name}.sum")
+    if reduction == "sum":
+        return total
+    if weight is None and ignore_index is None:
+        return te.compute((), lambda: total[()] * (1.0 / math.prod(target.shape)), name=name, tag="broadcast")
+    count = reduce_over(target.shape, axes, weight_of, "sum", f"{name}.weights")
+    return te.compute((), lambda: total[()] / count[()], name=name, tag="broadcast")
+
+
 def _inv_pow(t: te.Expr, beta: float) -> te.Expr:
     """t ** -beta, with vectorizable square roots for the betas networks use."""
     if beta == 0.75:
@@ -252,5 +287,6 @@ def schedule_layer_norm(s: te.Schedule, out: te.Tensor) -> te.Schedule:
 tagged("lrn")(schedule_injective)
 
 
-__all__ = ["softmax", "log_softmax", "layer_norm", "instance_norm", "batch_norm", "lrn", "schedule_softmax",
+__all__ = ["softmax", "log_softmax", "layer_norm", "instance_norm", "batch_norm", "lrn", "nll_loss",
+           "schedule_softmax",
            "schedule_layer_norm", "softmax_template"]

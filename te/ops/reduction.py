@@ -1,4 +1,4 @@
-"""Reductions over any axes: sum, mean, max, min, prod (with keepdims), and the building blocks
+"""Reductions over any axes: sum, mean, max, min, prod (with keepdims), argmax/argmin, and the building blocks
 that softmax, layer norm and global pooling reuse.
 
 A reduction axis cannot be vectorized, so a reduction whose innermost (contiguous) axis is
@@ -182,6 +182,33 @@ def prod(x: te.Tensor, axis=None, keepdims: bool = False, name: str = "prod") ->
 reduce_sum, reduce_mean, reduce_max, reduce_min, reduce_prod = sum, mean, max, min, prod
 
 
+def _arg(kind: str, x: te.Tensor, axis: int, keepdims: bool, select_last_index: bool,
+         name: str) -> te.Tensor:
+    ax = normalize_axes(axis, x.ndim)
+    n = x.shape[ax[0]]
+    best = reduce_over(x.shape, ax, lambda i: x[i], kind, f"{name}.{kind}", keepdims=True)
+
+    def hit(i):
+        # the index where x reaches the extreme value, else a value the reduction ignores
+        at = te.expr.convert(i[ax[0]]).astype("int64")
+        miss = te.const(-1 if select_last_index else n, "int64")
+        return te.if_then_else(x[i] == best[tuple(0 if d in ax else v for d, v in enumerate(i))], at, miss)
+    return reduce_over(x.shape, ax, hit, "max" if select_last_index else "min", name, keepdims)
+
+
+def argmax(x: te.Tensor, axis: int = 0, keepdims: bool = True, select_last_index: bool = False,
+           name: str = "argmax") -> te.Tensor:
+    """The index (int64) of the maximum along axis: the first one, or the last with
+    select_last_index (ONNX ArgMax; a row with a NaN has no defined answer)."""
+    return _arg("max", x, axis, keepdims, select_last_index, name)
+
+
+def argmin(x: te.Tensor, axis: int = 0, keepdims: bool = True, select_last_index: bool = False,
+           name: str = "argmin") -> te.Tensor:
+    """The index (int64) of the minimum along axis (ONNX ArgMin), as argmax."""
+    return _arg("min", x, axis, keepdims, select_last_index, name)
+
+
 def _as_float32(x: te.Tensor) -> te.Tensor:
     return te.compute(x.shape, lambda *i: x[i].astype("float32"), name=f"{x.name}.f32",
                       tag="elemwise")
@@ -295,4 +322,4 @@ def schedule_reduce(s: te.Schedule, out: te.Tensor) -> te.Schedule:
 
 
 __all__ = ["sum", "mean", "max", "min", "prod", "reduce_sum", "reduce_mean", "reduce_max",
-           "reduce_min", "reduce_prod", "reduce_over", "schedule_reduce"]
+           "reduce_min", "reduce_prod", "argmax", "argmin", "reduce_over", "schedule_reduce"]

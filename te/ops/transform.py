@@ -33,7 +33,7 @@ def _axis(axis: int, ndim: int, what: str = "axis") -> int:
 
 def pad(x: te.Tensor, pad_before, pad_after=None, value: float = 0.0, mode: str = "constant",
         name: str = "pad") -> te.Tensor:
-    """Pad x (mode 'constant', 'edge' or 'reflect', numpy's names; negative pads crop).
+    """Pad x (mode 'constant', 'edge', 'reflect' or 'wrap', numpy's names; negative pads crop).
 
     The widths are pad_before and pad_after per axis (TOPI), or, with pad_after omitted,
     [(before, after)] per axis (numpy) or ONNX's flat [b_1..b_n, e_1..e_n].
@@ -47,8 +47,8 @@ def pad(x: te.Tensor, pad_before, pad_after=None, value: float = 0.0, mode: str 
         pw = [tuple(int(v) for v in p) for p in pad_before]
     if len(pw) != nd:
         raise ValueError(f"{name}: {len(pw)} pad widths for {nd} dimensions")
-    if mode not in ("constant", "edge", "reflect"):
-        raise ValueError(f"{name}: mode must be 'constant', 'edge' or 'reflect', not {mode!r}")
+    if mode not in ("constant", "edge", "reflect", "wrap"):
+        raise ValueError(f"{name}: mode must be 'constant', 'edge', 'reflect' or 'wrap', not {mode!r}")
     for (b, a), n in zip(pw, x.shape):
         if mode == "reflect" and (b >= n or a >= n):
             raise ValueError(f"{name}: reflect padding ({b}, {a}) must be smaller than the axis ({n})")
@@ -64,6 +64,8 @@ def pad(x: te.Tensor, pad_before, pad_after=None, value: float = 0.0, mode: str 
                 idx.append(src)          # only cropping: always inside
             elif mode == "reflect":
                 idx.append(te.if_then_else(src < 0, -src, te.if_then_else(src >= n, 2 * (n - 1) - src, src)))
+            elif mode == "wrap":
+                idx.append((src + n * -(-b // n)) % n)       # shifted to stay non-negative
             else:
                 idx.append(_clamp(src, n))
                 if mode == "constant":
@@ -314,22 +316,33 @@ def tile(x: te.Tensor, reps, name: str = "tile") -> te.Tensor:
 
 # ---------------------------------------------------------------- resize
 
-COORD_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
+COORD_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
+               "tf_crop_and_resize")
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+RESIZE_METHODS = ("nearest", "linear", "bilinear", "cubic")
 
 
-def _source_coord(o, n_in: int, n_out: int, mode: str):
-    """The input coordinate (float) that output index o maps to (ONNX coordinate_transformation_mode)."""
-    of = te.expr.convert(o).astype("float32")
-    scale = n_out / n_in
+def _source_coord(o, n_in: int, n_out: int, mode: str, scale: float, roi: tuple[float, float]):
+    """The input coordinate (float64) that output index o maps to (ONNX coordinate_transformation_mode);
+    `scale` is the one the model gives (the output size over the input size by default)."""
+    of = te.expr.convert(o).astype("float64")
+    width = scale * n_in           # ONNX's output width before rounding
     if mode == "half_pixel":
-        return (of + 0.5) * (1.0 / scale) - 0.5
+        return (of + 0.5) / scale - 0.5
+    if mode == "half_pixel_symmetric":
+        offset = n_in / 2 * (1 - n_out / width)
+        return (of + 0.5) / scale + (offset - 0.5)
     if mode == "pytorch_half_pixel":
-        return (of + 0.5) * (1.0 / scale) - 0.5 if n_out > 1 else of * 0.0
+        return (of + 0.5) / scale - 0.5 if width != 1 else of * 0.0 - 0.5
     if mode == "align_corners":
-        return of * ((n_in - 1) / (n_out - 1)) if n_out > 1 else of * 0.0
+        return of * ((n_in - 1) / (width - 1)) if width != 1 else of * 0.0
     if mode == "asymmetric":
-        return of * (1.0 / scale)
+        return of / scale
+    if mode == "tf_crop_and_resize":
+        lo, hi = roi
+        if width == 1:
+            return of * 0.0 + ((hi - lo) * (n_in - 1) / 2 + lo * (n_in - 1))
+        return of * ((hi - lo) * (n_in - 1) / (width - 1)) + lo * (n_in - 1)
     raise ValueError(f"resize: coordinate_transformation_mode must be one of {COORD_MODES}, not {mode!r}")
 
 
@@ -345,39 +358,77 @@ def _nearest(c, mode: str):
     raise ValueError(f"resize: nearest_mode must be one of {NEAREST_MODES}, not {mode!r}")
 
 
+def _cubic_weights(t, a: float) -> list:
+    """Keys' cubic convolution weights of the taps at distances 1 + t, t, 1 - t, 2 - t (0 <= t < 1)."""
+    def near(d):                 # |d| <= 1
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+    def far(d):                  # 1 < |d| < 2
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
+
+
 def resize(x: te.Tensor, size, method: str = "nearest",
            coordinate_transformation_mode: str = "half_pixel",
-           nearest_mode: str = "round_prefer_floor", name: str = "resize") -> te.Tensor:
+           nearest_mode: str = "round_prefer_floor", name: str = "resize", *, scales=None,
+           cubic_coeff_a: float = -0.75, exclude_outside: bool = False, roi=None,
+           extrapolation_value: float = 0.0) -> te.Tensor:
     """Resize the last two axes of NCHW data to size = (H, W) or (N, C, H, W) (ONNX Resize:
-    'nearest' or 'linear' = bilinear, with its coordinate_transformation_mode and nearest_mode)."""
+    'nearest', 'linear' = bilinear or 'cubic' = bicubic, with its coordinate_transformation_mode
+    and nearest_mode).  scales = (s_h, s_w) are the model's scales when it gives them (they, not
+    the rounded sizes, map coordinates); roi = (h0, w0, h1, w1) is tf_crop_and_resize's box."""
     if x.ndim != 4:
         raise ValueError(f"{name}: expected NCHW data, got shape {x.shape}")
     N, C, H, W = x.shape
     size = tuple(int(v) for v in size)
     if len(size) == 4 and size[:2] != (N, C) or len(size) not in (2, 4):
         raise ValueError(f"{name}: size must be (H, W) or (N, C, H, W) with N, C unchanged, got {size}")
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"{name}: method must be one of {RESIZE_METHODS}, not {method!r}")
     OH, OW = size[-2:]
     ctm = coordinate_transformation_mode
-    if method == "nearest":
-        def body(n, c, oh, ow):
-            ih = _clamp(_nearest(_source_coord(oh, H, OH, ctm), nearest_mode).astype("int64"), H)
-            iw = _clamp(_nearest(_source_coord(ow, W, OW, ctm), nearest_mode).astype("int64"), W)
-            return x[n, c, ih, iw]
-    elif method in ("linear", "bilinear"):
-        def axis(o, n_in, n_out):
-            cf = te.min_of(te.max_of(_source_coord(o, n_in, n_out, ctm), 0.0), float(n_in - 1))
-            i0 = te.floor(cf).astype("int64")
-            i1 = te.min_of(i0 + 1, n_in - 1)
-            return i0, i1, cf - i0.astype("float32")
+    sh, sw = (OH / H, OW / W) if scales is None else (float(scales[0]), float(scales[1]))
+    roi = (0.0, 0.0, 1.0, 1.0) if roi is None else tuple(float(v) for v in roi)
+    dt = x.dtype if te.expr.is_float(x.dtype) else "float32"
 
-        def body(n, c, oh, ow):
-            h0, h1, fh = axis(oh, H, OH)
-            w0, w1, fw = axis(ow, W, OW)
-            top = x[n, c, h0, w0] + (x[n, c, h0, w1] - x[n, c, h0, w0]) * fw
-            bot = x[n, c, h1, w0] + (x[n, c, h1, w1] - x[n, c, h1, w0]) * fw
-            return top + (bot - top) * fh
-    else:
-        raise ValueError(f"{name}: method must be 'nearest' or 'linear', not {method!r}")
+    def coord(o, n_in, n_out, scale, box):
+        return _source_coord(o, n_in, n_out, ctm, scale, box)
+
+    def outside(c, n_in):
+        return te.any(c < 0.0, c > float(n_in - 1))
+
+    def taps(c, n_in):
+        """(index, weight) pairs of one axis at source coordinate c."""
+        if method == "nearest":
+            return [(_clamp(_nearest(c, nearest_mode).astype("int64"), n_in), None)]
+        if method in ("linear", "bilinear"):
+            cf = te.min_of(te.max_of(c, 0.0), float(n_in - 1))
+            i0 = te.floor(cf).astype("int64")
+            f = (cf - te.floor(cf)).astype(dt)
+            return [(i0, 1.0 - f), (te.min_of(i0 + 1, n_in - 1), f)]
+        base = te.floor(c)
+        weights = _cubic_weights(c - base, cubic_coeff_a)
+        idx = [base.astype("int64") + (k - 1) for k in range(4)]
+        if exclude_outside:
+            weights = [te.if_then_else(te.all(i >= 0, i < n_in), w, 0.0) for i, w in zip(idx, weights)]
+            total = weights[0] + weights[1] + weights[2] + weights[3]
+            weights = [w / total for w in weights]
+        return [(_clamp(i, n_in), w.astype(dt)) for i, w in zip(idx, weights)]
+
+    def body(n, c, oh, ow):
+        ch = coord(oh, H, OH, sh, (roi[0], roi[2]))
+        cw = coord(ow, W, OW, sw, (roi[1], roi[3]))
+        v = None
+        for ih, wh in taps(ch, H):
+            for iw, ww in taps(cw, W):
+                t = x[n, c, ih, iw]
+                t = t if wh is None else t.astype(dt) * (wh * ww)
+                v = t if v is None else v + t
+        if method != "nearest" and v.dtype != x.dtype:
+            v = te.round(v).astype(x.dtype)
+        if ctm == "tf_crop_and_resize":
+            v = te.if_then_else(te.any(outside(ch, H), outside(cw, W)),
+                                te.expr.convert(extrapolation_value, x.dtype), v)
+        return v
     return te.compute((N, C, OH, OW), body, name=name, tag=TAG,
                       attrs={"method": method, "coordinate_transformation_mode": ctm})
 

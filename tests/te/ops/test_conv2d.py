@@ -119,6 +119,7 @@ CASES = [
     ((1, 20, 7, 7), (24, 20, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1
     ((1, 3, 23, 23), (16, 3, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),      # a small stem
     ((1, 4, 5, 37), (16, 4, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),       # a prime width
+    ((2, 64, 4, 4), (40, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),      # deep: weights packed per block
 ]
 
 
@@ -154,6 +155,21 @@ def test_conv2d_batch_bias_epilogue(rand):
     np.testing.assert_allclose(got, ref, **TOL)
 
 
+def test_weights_packed_per_channel_block_with_epilogue(rand):
+    """A deep layer (weights outweigh the output) packs its weights inside the parallel loop."""
+    x = te.placeholder((1, 48, 4, 4), name="x")
+    w = te.placeholder((32, 48, 3, 3), name="w")
+    b = te.placeholder((32,), name="b")
+    y = ops.conv2d(x, w, padding=1, bias=b)
+    z = _elemwise_relu(y)
+    s = ops.schedule([z])
+    assert "conv2d.wpack" not in [st.name for st in s.stages if st.attach_type.value == "root"]
+    a, wa, ba = rand(x.shape), rand(w.shape), rand(b.shape)
+    out = np.zeros(z.shape, np.float32)
+    te.build(s, [x, w, b, z])(a, wa, ba, out)
+    np.testing.assert_allclose(out, np.maximum(conv_ref(a, wa, pads=(1, 1, 1, 1)) + ba[:, None, None], 0), **TOL)
+
+
 def test_depthwise_bias_and_explicit_call(rand):
     x = te.placeholder((1, 8, 10, 10), name="x")
     w = te.placeholder((8, 1, 3, 3), name="w")
@@ -187,6 +203,19 @@ def test_schedule_fuses_relu_into_conv(make_relu, rand):
     y = make_relu(conv)
     s = ops.schedule([y])
     assert s[conv].attach_type.value == "inline"         # the conv's output stage runs in y's tile
+    f = te.build(s, [x, w, y])
+    a, b = rand(x.shape), rand(w.shape)
+    out = np.zeros(y.shape, np.float32)
+    f(a, b, out)
+    np.testing.assert_allclose(out, np.maximum(conv_ref(a, b, pads=(1, 1, 1, 1)), 0), **TOL)
+
+
+def test_contract_relu_of_conv_resnet_layer(rand):
+    """The contract of ops.schedule, verbatim, on a ResNet-50 layer."""
+    x = te.placeholder((1, 64, 56, 56), name="x")
+    w = te.placeholder((64, 64, 3, 3), name="w")
+    y = ops.relu(ops.conv2d(x, w, strides=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1))
+    s = ops.schedule([y])
     f = te.build(s, [x, w, y])
     a, b = rand(x.shape), rand(w.shape)
     out = np.zeros(y.shape, np.float32)

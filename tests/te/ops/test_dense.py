@@ -29,24 +29,27 @@ def run(outs, args, arrays):
     (1, 40, 64, "dot"), (1, 37, 70, "dot"), (3, 24, 19, "dot"), (5, 10, 7, "dot"),   # K tails, odd N
     (20, 48, 33, "packed"), (33, 17, 16, "packed"),
     (1, 64, 32, "rows"), (2, 50, 24, "rows"), (6, 96, 20, "rows"),
+    (1, 64, 32, "splitk"), (2, 40, 27, "splitk"), (1, 24, 7, "splitk"),
 ])
 def test_dense_strategies(M, N, K, strategy, rand):
     x = te.placeholder((M, K), name="x")
     w = te.placeholder((N, K), name="w")
     b = te.placeholder((N,), name="b")
-    if strategy == "rows":     # rows reads a row-major B: that is matmul, not dense
+    if strategy in ("rows", "splitk"):     # these read a row-major B: that is matmul, not dense
         w = te.placeholder((K, N), name="w")
-        y = ops.matmul(x, w, b, strategy="rows")
+        y = ops.matmul(x, w, b, strategy=strategy)
     else:
         y = ops.dense(x, w, b, strategy=strategy)
     assert y.op.attrs["strategy"] == strategy
     a, wa, ba = rand(x.shape), rand(w.shape), rand(b.shape)
     got = run([y], [x, w, b, y], [a, wa, ba])
-    np.testing.assert_allclose(got, ref(a, wa if strategy == "rows" else wa.T) + ba, **TOL)
+    np.testing.assert_allclose(got, ref(a, wa if strategy in ("rows", "splitk") else wa.T) + ba, **TOL)
 
 
 @pytest.mark.parametrize("M, N, K, expect", [(1, 100, 64, "dot"), (128, 64, 32, "packed")])
 def test_dense_default_strategy(M, N, K, expect, rand):
+    assert ops.matmul(te.placeholder((1, 8), name="a"), te.placeholder((8, 32), name="b")).op.attrs["strategy"] \
+        == "splitk"
     x, w = te.placeholder((M, K), name="x"), te.placeholder((N, K), name="w")
     y = ops.dense(x, w)
     assert y.op.attrs["strategy"] == expect

@@ -73,6 +73,52 @@ def test_integer_ops(rand):
         np.testing.assert_array_equal(build_run(fn(a, b), [a, b], [a_np, b_np]), ref(a_np, b_np))
 
 
+SIGNED_PAIRS = (np.array([-7, 7, -7, 7, 0, 5, -6, 9, -1], np.int64),
+                np.array([2, 2, -2, -2, 3, 0, 4, -3, 5], np.int64))
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int32", "int64", "uint8"])
+def test_truncating_division_and_fmod(dtype):
+    a_np, b_np = (v.astype(dtype) for v in SIGNED_PAIRS)
+    a, b = te.placeholder(a_np.shape, dtype, "a"), te.placeholder(b_np.shape, dtype, "b")
+    nz = b_np != 0
+    with np.errstate(all="ignore"):
+        want_div = np.where(nz, np.trunc(a_np / np.where(nz, b_np, 1)), 0).astype(dtype)
+        np.testing.assert_array_equal(build_run(ops.trunc_divide(a, b), [a, b], [a_np, b_np]), want_div)
+        np.testing.assert_array_equal(build_run(ops.fmod(a, b), [a, b], [a_np, b_np]), np.fmod(a_np, b_np))
+        np.testing.assert_array_equal(build_run(ops.mod(a, b), [a, b], [a_np, b_np]), np.mod(a_np, b_np))
+
+
+FLOAT_EDGES = (
+    np.array([0., -0., -3., 3., -1., 1., np.inf, -np.inf, 1., 1., 5., -4.3, 7.2, 4.3, 1e10, 1e-30]),
+    np.array([-2., 2., np.inf, np.inf, -np.inf, -np.inf, 2., 2., 0., -0., 0.1, 2.1, -3.4, -2.1, 3., 7.]))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["mod", "fmod"])
+def test_float_mod_matches_numpy_on_edge_cases(name, dtype):
+    a_np, b_np = (v.astype(dtype) for v in FLOAT_EDGES)
+    a, b = te.placeholder(a_np.shape, dtype, "a"), te.placeholder(b_np.shape, dtype, "b")
+    got = build_run(getattr(ops, name)(a, b), [a, b], [a_np, b_np])
+    with np.errstate(all="ignore"):
+        want = getattr(np, name)(a_np, b_np)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "uint8"])
+def test_integer_power_is_exact(dtype):
+    base = np.array([1, 2, 3, -2, 0, 0, -1, -1, 1, 2, 3, 7, 5], np.int64)
+    expo = np.array([4, 5, 6, 3, 0, 70, 63, -3, -5, -1, 39, 22, 27], np.int64)
+    if dtype == "uint8":
+        base, expo = np.abs(base), np.abs(expo)
+    a_np, b_np = base.astype(dtype), expo.astype(dtype)
+    a, b = te.placeholder(a_np.shape, dtype, "a"), te.placeholder(b_np.shape, dtype, "b")
+    got = build_run(ops.power(a, b), [a, b], [a_np, b_np])
+    # numpy's wrapping powers; a negative exponent truncates 1 / a**-b toward zero (C)
+    want = [int(x) ** int(y) if y >= 0 else int(1 / int(x) ** -int(y)) for x, y in zip(a_np, b_np)]
+    np.testing.assert_array_equal(got, np.array([w % (1 << 64) for w in want], np.uint64).astype(dtype))
+
+
 def test_where_and_logic(rand):
     c_np = rand((4, 1), "bool")
     x_np, y_np = rand((4, 9)), rand((9,))
@@ -83,6 +129,7 @@ def test_where_and_logic(rand):
     d = te.placeholder((4, 9), "bool", "d")
     np.testing.assert_array_equal(build_run(ops.logical_and(c, d), [c, d], [c_np, d_np]), c_np & d_np)
     np.testing.assert_array_equal(build_run(ops.logical_not(d), [d], [d_np]), ~d_np)
+    np.testing.assert_array_equal(build_run(ops.logical_xor(c, d), [c, d], [c_np, d_np]), c_np ^ d_np)
 
 
 UNARY = {
@@ -90,6 +137,8 @@ UNARY = {
     "rsqrt": (lambda v: 1 / np.sqrt(v), 0.01, 4), "exp": (np.exp, -20, 20), "log": (np.log, 0.01, 10),
     "reciprocal": (np.reciprocal, 0.5, 3), "floor": (np.floor, -5, 5), "ceil": (np.ceil, -5, 5),
     "round": (np.round, -5, 5), "sign": (np.sign, -2, 2), "erf": (_erf, -4, 4),
+    "sin": (np.sin, -7, 7), "cos": (np.cos, -7, 7), "sinh": (np.sinh, -5, 5), "cosh": (np.cosh, -5, 5),
+    "softsign": (lambda v: v / (1 + np.abs(v)), -5, 5),
 }
 
 
@@ -130,6 +179,13 @@ ACTIVATIONS = {
     "hard_swish": (lambda x: ops.hard_swish(x), lambda v: v * np.clip(v + 3, 0, 6) / 6),
     "softplus": (lambda x: ops.softplus(x), lambda v: np.logaddexp(0, v)),
     "silu": (lambda x: ops.silu(x), lambda v: v * _sigmoid(v)),
+    "swish": (lambda x: ops.swish(x, 0.5), lambda v: v * _sigmoid(0.5 * v)),
+    "selu": (lambda x: ops.selu(x), lambda v: np.where(v > 0, 1.0507009873554805 * v,
+                                                       1.0507009873554805 * 1.6732632423543772 * np.expm1(v))),
+    "celu": (lambda x: ops.celu(x, 2.0), lambda v: np.maximum(v, 0) + np.minimum(0, 2.0 * np.expm1(v / 2.0))),
+    "thresholded_relu": (lambda x: ops.thresholded_relu(x, 1.5), lambda v: np.where(v > 1.5, v, 0)),
+    "shrink": (lambda x: ops.shrink(x, 0.3, 1.0), lambda v: np.where(v < -1, v + 0.3, np.where(v > 1, v - 0.3, 0))),
+    "mish": (lambda x: ops.mish(x), lambda v: v * np.tanh(np.logaddexp(0, v))),
 }
 
 
@@ -151,6 +207,14 @@ def test_prelu(rand):
     s2 = te.placeholder((3, 4), name="s2")
     got = build_run(ops.prelu(x, s2), [x, s2], [x_np, s2_np])
     np.testing.assert_allclose(got, np.where(x_np > 0, x_np, x_np * s2_np), **ELEM)
+
+
+def test_isnan_isinf():
+    a_np = np.array([-np.inf, -1.0, 0.0, np.nan, 2.0, np.inf], np.float32)
+    a = te.placeholder(a_np.shape, name="a")
+    np.testing.assert_array_equal(build_run(ops.isnan(a), [a], [a_np]), np.isnan(a_np))
+    np.testing.assert_array_equal(build_run(ops.isinf(a), [a], [a_np]), np.isinf(a_np))
+    np.testing.assert_array_equal(build_run(ops.isinf(a, detect_positive=False), [a], [a_np]), a_np == -np.inf)
 
 
 @pytest.mark.parametrize("fn,ref,lo,hi", [

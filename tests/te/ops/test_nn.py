@@ -165,3 +165,22 @@ def test_layer_norm_bad_gamma():
     x = te.placeholder((4, 8), name="x")
     with pytest.raises(ValueError, match="gamma"):
         ops.layer_norm(x, te.placeholder((4,), name="g"), None, -1)
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (3, 5, 2), (2, 4, 3, 2)])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("ignore_index", [None, 1])
+def test_nll_loss_matches_onnx(shape, reduction, weighted, ignore_index, rng):
+    from onnx.reference.ops.op_negative_log_likelihood_loss import \
+        _compute_negative_log_likelihood_loss as reference
+    x_np = rng.standard_normal(shape).astype(np.float32)
+    t_np = rng.integers(0, shape[1], (shape[0],) + shape[2:]).astype(np.int64)
+    w_np = rng.random(shape[1]).astype(np.float32)
+    x = te.placeholder(shape, name="x")
+    t = te.placeholder(t_np.shape, "int64", "t")
+    w = te.placeholder((shape[1],), name="w")
+    out = ops.nll_loss(x, t, w if weighted else None, reduction, ignore_index)
+    got = build_run(out, [x, t] + ([w] if weighted else []), [x_np, t_np] + ([w_np] if weighted else []))
+    want = reference(x_np, t_np, w_np if weighted else None, reduction, ignore_index)[0]
+    np.testing.assert_allclose(got, want, **REDUCE)

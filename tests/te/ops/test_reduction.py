@@ -108,3 +108,17 @@ def test_bad_axis():
         ops.sum(x, 2)
     with pytest.raises(ValueError, match="lanes"):
         ops.reduce_over(x.shape, (1,), lambda i: x[i], "sum", "s", lanes=3)
+
+
+@pytest.mark.parametrize("shape,axis", [((3, 4, 5), 0), ((3, 4, 5), 1), ((3, 4, 5), -1), ((2, 130), 1), ((7,), 0)])
+@pytest.mark.parametrize("last", [False, True])
+@pytest.mark.parametrize("kind", ["argmax", "argmin"])
+def test_argmax_argmin_with_ties(kind, shape, axis, last, rng):
+    a_np = rng.integers(0, 4, shape).astype(np.float32)      # many ties
+    x = te.placeholder(shape, name="x")
+    out = getattr(ops, kind)(x, axis, keepdims=True, select_last_index=last)
+    assert out.dtype == "int64"
+    got = build_run(out, [x], [a_np])
+    ref = getattr(np, kind)
+    want = a_np.shape[axis] - 1 - ref(np.flip(a_np, axis), axis) if last else ref(a_np, axis)
+    np.testing.assert_array_equal(got, np.expand_dims(want, axis))

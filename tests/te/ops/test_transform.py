@@ -19,7 +19,7 @@ def build_run(out, inputs, arrays):
     return res if isinstance(out, list) else res[0]
 
 
-@pytest.mark.parametrize("mode", ["constant", "edge", "reflect"])
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect", "wrap"])
 def test_pad(mode, rand):
     a_np = rand((2, 3, 5, 6))
     x = te.placeholder(a_np.shape, name="x")
@@ -160,3 +160,59 @@ def test_resize_matches_onnx(method, ctm, nearest_mode, size, rand):
                                "sizes": np.array([1, 3, *size], np.int64)},
                     mode=method, coordinate_transformation_mode=ctm, nearest_mode=nearest_mode)[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def reference_node(op_type: str, inputs: dict, **attrs) -> np.ndarray:
+    """One node run by onnx.reference (None = an omitted optional input)."""
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+    names = [n if a is not None else "" for n, a in inputs.items()]
+    node = helper.make_node(op_type, names, ["y"], **attrs)
+    graph = helper.make_graph([node], "one", [helper.make_tensor_value_info(
+        n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape) for n, a in inputs.items() if a is not None],
+        [helper.make_empty_tensor_value_info("y")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    return ReferenceEvaluator(model).run(None, {n: a for n, a in inputs.items() if a is not None})[0]
+
+
+@pytest.mark.parametrize("attrs,scales,size", [
+    ({"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+     (0.6, 0.8), None),                                             # the scales, not the sizes, map
+    ({"mode": "linear", "coordinate_transformation_mode": "align_corners"}, (1.7, 0.7), None),
+    ({"mode": "linear", "coordinate_transformation_mode": "half_pixel_symmetric"}, (2.3, 0.65), None),
+    ({"mode": "cubic"}, None, (8, 9)),
+    ({"mode": "cubic", "cubic_coeff_a": -0.5, "exclude_outside": 1}, (0.8, 1.6), None),
+    ({"mode": "cubic", "coordinate_transformation_mode": "asymmetric"}, None, (3, 4)),
+])
+def test_resize_scales_and_cubic_match_onnx(attrs, scales, size, rand):
+    # against ONNX's reference implementation, which the conformance data follow (ONNX Runtime
+    # differs for align_corners with scales: it divides by the rounded output size)
+    a_np = rand((1, 2, 5, 6), low=-2, high=2)
+    x = te.placeholder(a_np.shape, name="x")
+    if scales is not None:
+        out_hw = tuple(int(n * s) for n, s in zip(a_np.shape[2:], scales))
+        feeds = {"x": a_np, "roi": None, "scales": np.array([1, 1, *scales], np.float32)}
+    else:
+        out_hw = size
+        feeds = {"x": a_np, "roi": None, "scales": None, "sizes": np.array([1, 2, *size], np.int64)}
+    got = build_run(ops.resize(x, (1, 2, *out_hw), attrs["mode"],
+                               attrs.get("coordinate_transformation_mode", "half_pixel"),
+                               attrs.get("nearest_mode", "round_prefer_floor"), scales=scales,
+                               cubic_coeff_a=attrs.get("cubic_coeff_a", -0.75),
+                               exclude_outside=bool(attrs.get("exclude_outside", 0))), [x], [a_np])
+    want = reference_node("Resize", feeds, **attrs)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_resize_tf_crop_and_resize(rand):
+    a_np = rand((1, 1, 6, 5), low=-2, high=2)
+    x = te.placeholder(a_np.shape, name="x")
+    roi = (0.2, -0.3, 0.9, 0.8)             # (h0, w0, h1, w1): part of the box is outside
+    got = build_run(ops.resize(x, (4, 7), "linear", "tf_crop_and_resize", roi=roi, extrapolation_value=-9.0),
+                    [x], [a_np])
+    want = run_node("Resize", {"x": a_np, "roi": np.array([0, 0, roi[0], roi[1], 1, 1, roi[2], roi[3]],
+                                                          np.float32),
+                               "scales": None, "sizes": np.array([1, 1, 4, 7], np.int64)},
+                    mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+                    extrapolation_value=-9.0)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,101 @@
+"""Whole-model latency, batch 1, 2 threads: tilewise (untuned, and tuned with logs) vs ONNX Runtime.
+
+    python bench/models.py                                  # the default model list, untuned
+    python bench/models.py --models resnet50 --logs tuning_logs/   # plus a tuned column
+    python bench/models.py --check                          # also compare outputs with ONNX Runtime
+
+Every model is one of the onnx package's light models with seeded random weights (or a
+built-in encoder layer / MobileNetV2 block), run by both engines in the same process.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import frontends                                          # noqa: E402
+from frontends import zoo                                 # noqa: E402
+from common import env_note, table, time_call             # noqa: E402
+
+MODELS = ["resnet50", "squeezenet", "vgg19", "inception_v1", "bvlc_alexnet", "encoder_layer"]
+
+
+def load(name: str):
+    if name == "encoder_layer":
+        return zoo.encoder_layer()
+    if name == "mobilenet_block":
+        return zoo.mobilenet_block()
+    return zoo.light_model(name)
+
+
+def ort_session(model):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=",".join(MODELS), help="comma list (default: %(default)s)")
+    ap.add_argument("--logs", nargs="*", default=None, help="tuning logs (files or folders) for a tuned column")
+    ap.add_argument("--check", action="store_true", help="compare outputs with ONNX Runtime")
+    ap.add_argument("--seconds", type=float, default=2.0, help="minimum timing per engine and model")
+    a = ap.parse_args()
+    os.environ.setdefault("TILEWISE_NUM_THREADS", "2")
+    logs = []
+    for p in a.logs or []:
+        logs += sorted(glob.glob(os.path.join(p, "*.jsonl"))) if os.path.isdir(p) else [p]
+    print(env_note())
+    rows = []
+    for name in a.models.split(","):
+        model = load(name)
+        g = frontends.from_onnx(model)
+        x = np.random.default_rng(0).standard_normal(g.inputs[0].shape).astype(np.float32)
+        feed = {g.inputs[0].name: x}
+        sess = ort_session(model)
+        t_ort = time_call(lambda: sess.run(None, feed), min_seconds=a.seconds)["median"]
+        cols = []
+        variants = [("untuned", None)] + ([("tuned", logs)] if logs else [])
+        for label, lg in variants:
+            t0 = time.perf_counter()
+            lib = frontends.build(g, logs=lg)
+            lib.run(**feed)                                   # compiles (JIT) and warms up
+            build_s = time.perf_counter() - t0
+            t = time_call(lambda: lib.run(**feed), min_seconds=a.seconds)["median"]
+            if a.check:
+                want = sess.run(None, feed)[0]
+                got = lib.run(**feed)[0]
+                err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
+                if err > 1e-3:
+                    print(f"WARNING {name} {label}: relative error {err:.2e} against ONNX Runtime")
+            cols.append((label, t, build_s, lib))
+        un = cols[0]
+        row = [name, f"{t_ort * 1e3:.2f}", f"{un[1] * 1e3:.2f}", f"{un[1] / t_ort:.2f}x"]
+        if logs:
+            tu = cols[1]
+            row += [f"{tu[1] * 1e3:.2f}", f"{tu[1] / t_ort:.2f}x"]
+        row += [f"{un[2]:.1f}", f"{un[3].plan.workspace_bytes / 2**20:.1f}", f"{un[3].plan.param_bytes / 2**20:.1f}"]
+        rows.append(row)
+        print(f"  {name}: onnxruntime {t_ort * 1e3:.2f} ms, tilewise {un[1] * 1e3:.2f} ms", flush=True)
+    heads = ["model", "onnxruntime ms", "untuned ms", "untuned / ort"]
+    if logs:
+        heads += ["tuned ms", "tuned / ort"]
+    heads += ["build s", "peak workspace MiB", "weights MiB"]
+    print("\nbatch 1, 2 threads, median latency (lower is better; a ratio < 1 means faster than ONNX Runtime)")
+    print(table(heads, rows))
+    ratios = [float(r[3][:-1]) for r in rows]
+    print(f"\ngeometric mean untuned / onnxruntime: {np.exp(np.mean(np.log(ratios))):.2f}x")
+    if logs:
+        tr = [float(r[5][:-1]) for r in rows]
+        print(f"geometric mean tuned / onnxruntime: {np.exp(np.mean(np.log(tr))):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""tilewise info, --version and every --help, from a subprocess."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+COMMANDS = ["info", "tune", "build", "run", "bench", "logs", "demo"]
+
+
+def test_top_level_help_lists_every_command(cli):
+    r = cli("--help")
+    assert r.code == 0
+    for c in COMMANDS:
+        assert c in r.out
+    assert "examples:" in r.out
+
+
+@pytest.mark.parametrize("command", COMMANDS + ["logs show", "logs best", "logs merge", "logs stats"])
+def test_every_subcommand_explains_itself_with_an_example(cli, command):
+    r = cli(*command.split(), "--help")
+    assert r.code == 0, r.err
+    assert "usage: tilewise " + command in r.out
+    assert "example" in r.out
+    assert "tilewise " + command.split()[0] in r.out.split("example", 1)[1]
+
+
+def test_version(cli):
+    r = cli("--version")
+    assert r.code == 0 and r.out.startswith("tilewise ")
+
+
+def test_info_measures_once_then_uses_the_cache(cli, tmp_path):
+    env = {"TILEWISE_CACHE_DIR": str(tmp_path / "fresh-cache"), "TILEWISE_NUM_THREADS": "2"}
+    first = cli("info", env=env)
+    assert first.code == 0, first.err
+    for what in ("CPU", "ISA key", "target", "threads", "fp32 peak", "bandwidth"):
+        assert what in first.out
+    assert "llvm -mcpu=" in first.out
+    assert "2 (TILEWISE_NUM_THREADS" in first.out
+    assert "just measured" in first.out
+    cache = tmp_path / "fresh-cache" / "machine.json"
+    assert cache.exists()
+    data = json.loads(cache.read_text())
+    (isa, entry), = data.items()
+    assert isa.startswith("x86_64") and entry["peak_gflops"]["1"] > 0 and entry["bandwidth_gbs"] > 0
+
+    again = cli("info", "--json", env=env)
+    assert again.code == 0, again.err
+    facts = json.loads(again.out)
+    assert facts["measurement_cached"] is True
+    assert facts["isa"] == isa and facts["threads"] == 2
+    assert facts["peak_gflops_1_thread"] == pytest.approx(entry["peak_gflops"]["1"])
+    assert facts["target"].startswith("llvm -mcpu=")
+
+
+def test_info_without_measuring(cli):
+    r = cli("info", "--no-measure")
+    assert r.code == 0, r.err
+    assert "fp32 peak" not in r.out and "ISA key" in r.out
+

@@ -1,0 +1,123 @@
+"""tilewise tune: the budget, the table, Ctrl-C and --resume; and tilewise demo, kept short."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+FAST = ["--tuner", "random", "--repeat", "1", "--min-repeat-ms", "2"]
+
+
+def _configs(log) -> list[tuple[str, str]]:
+    out = []
+    for line in open(log):
+        d = json.loads(line)
+        out.append((d["workload"], json.dumps(d["config"], sort_keys=True)))
+    return out
+
+
+def test_tune_spends_the_budget_and_prints_the_table(cli, tiny_onnx, tmp_path):
+    log = tmp_path / "t.jsonl"
+    r = cli("tune", tiny_onnx, "--trials", "6", "--log", log, "--no-shared-logs", *FAST)
+    assert r.code == 0, r.err
+    header = next(ln for ln in r.out.splitlines() if ln.startswith("#"))
+    for col in ("task", "occurrences", "trials", "best GFLOP/s", "% of peak", "share of model time",
+                "speed-up vs default"):
+        assert col in header
+    rows = [ln for ln in r.out.splitlines() if ln[:1].isdigit() and "conv2d" in ln]
+    assert len(rows) == 2
+    configs = _configs(log)
+    assert len(configs) == 6 and len(set(configs)) == 6
+    assert "overall [" in r.err and "task 1/2" in r.err          # the progress bars
+    # every task starts with its default config measured
+    import frontends
+    from frontends.tasks import extract_tasks
+    for mt in extract_tasks(frontends.from_onnx(tiny_onnx)):
+        default = json.dumps(mt.task.config_space.get(mt.task.config_space.default_index()).to_json(), sort_keys=True)
+        assert (mt.task.workload_key, default) in configs
+
+
+def test_time_budget(cli, tiny_onnx, tmp_path):
+    t = time.time()
+    r = cli("tune", tiny_onnx, "--time-budget", "0.03", "--log", tmp_path / "t.jsonl", "--no-shared-logs", *FAST)
+    assert r.code == 0, r.err
+    assert "budget 2s" in r.out and time.time() - t < 60
+    assert len(_configs(tmp_path / "t.jsonl")) >= 1
+
+
+def test_ctrl_c_keeps_every_record_and_resume_does_not_measure_again(cli, cli_env, tiny_onnx, tmp_path):
+    log = tmp_path / "t.jsonl"
+    cmd = [sys.executable, "-m", "tilewise", "tune", tiny_onnx, "--trials", "200", "--log", str(log),
+           "--no-shared-logs", *FAST]
+    p = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (log.exists() and log.stat().st_size > 0):
+            assert p.poll() is None, p.communicate()
+            assert time.time() < deadline, "no batch was logged"
+            time.sleep(0.05)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, (out, err)
+    assert "Traceback" not in out + err
+    assert "interrupted after" in out and "--resume" in out
+    before = _configs(log)
+    assert 1 <= len(before) < 200
+    assert all(len(ln) > 0 and ln.endswith("}") for ln in open(log).read().splitlines())
+
+    n = len(before) + 5
+    r = cli("tune", tiny_onnx, "--trials", n, "--log", log, "--resume", "--no-shared-logs", *FAST)
+    assert r.code == 0, r.err
+    assert f"resumed: {len(before)} trial(s)" in r.out
+    after = _configs(log)
+    assert after[:len(before)] == before
+    assert len(after) == n and len(set(after)) == n          # nothing measured twice
+
+
+def test_resume_of_a_complete_budget_measures_nothing(cli, tiny_onnx, tmp_path):
+    log = tmp_path / "t.jsonl"
+    assert cli("tune", tiny_onnx, "--trials", "2", "--log", log, "--no-shared-logs", *FAST).code == 0
+    size = os.path.getsize(log)
+    r = cli("tune", tiny_onnx, "--trials", "2", "--log", log, "--resume", "--no-shared-logs", *FAST)
+    assert r.code == 0, r.err
+    assert "whole budget" in r.out and os.path.getsize(log) == size
+
+
+def test_shared_logs_seed_the_first_round(cli, tiny_onnx, tiny_log, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "tiny.jsonl").write_text(open(tiny_log).read())
+    log = tmp_path / "t.jsonl"
+    r = cli("tune", tiny_onnx, "--trials", "4", "--log", log, *FAST, env={"TILEWISE_LOGS": str(shared)})
+    assert r.code == 0, r.err
+    assert "shared logs" in r.out and "measured first" in r.out
+    seeded = {(rec.workload, json.dumps(rec.config, sort_keys=True))
+              for rec in _records(tiny_log) if rec.ok and min(rec.costs) == 1e-5}
+    assert seeded <= set(_configs(log))
+
+
+def _records(path):
+    from autotune import load_records
+    return load_records(path)
+
+
+def test_demo_on_a_given_model_is_short_with_few_trials(cli, tiny_onnx, tmp_path):
+    r = cli("demo", tiny_onnx, "--trials", "4", "--repeat", "2", "--tuner", "random", "--log", tmp_path / "d.jsonl")
+    assert r.code == 0, r.err
+    for what in ("untuned", "tuned vs untuned", "ONNX Runtime", "speed-up", "outputs agree with ONNX Runtime"):
+        assert what in r.out
+    assert len(_configs(tmp_path / "d.jsonl")) == 4
+
+
+def test_demo_with_no_arguments_builds_the_builtin_model(cli):
+    # the command as the README gives it, cut short by --trials
+    r = cli("demo", "--trials", "4", "--repeat", "2", "--tuner", "random", "--max-tasks", "2")
+    assert r.code == 0, r.err
+    assert "demo model: squeezenet" in r.out
+    assert "tuned vs untuned" in r.out and "tuned vs ONNX Runtime" in r.out

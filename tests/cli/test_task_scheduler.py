@@ -1,0 +1,126 @@
+"""autotune.scheduler.TaskScheduler with a fake measurer: budget, weights, defaults first, resume, failures."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import autotune
+from autotune import record as rec
+from autotune.scheduler import TaskScheduler
+
+
+class FakeMeasurer:
+    """Costs from the config index: deterministic, different per config; no processes."""
+
+    def __init__(self, fail: set[str] = frozenset(), slow: dict[str, float] | None = None):
+        self.calls: list[tuple[str, list[int]]] = []
+        self.fail = fail
+        self.slow = slow or {}
+
+    def measure(self, task, configs):
+        if task.workload_key in self.fail:
+            raise RuntimeError("the default schedule does not build")
+        self.calls.append((task.workload_key, [c.index for c in configs]))
+        out = []
+        for c in configs:
+            speed = 1e9 * (1 + (c.index * 7919 % 101) / 10) / self.slow.get(task.workload_key, 1.0)
+            out.append(rec.Record(workload=task.workload_key, config=c.to_json(), costs=[task.flops / speed],
+                                  isa=task.target.isa, cpu=task.target.cpu))
+        return out
+
+    def close(self):
+        pass
+
+
+def mm(n: int) -> autotune.Task:
+    return autotune.create_task("matmul", (n, n, n, "float32"))
+
+
+def test_budget_defaults_first_and_every_record_logged(tmp_path):
+    a, b = mm(64), mm(32)
+    m = FakeMeasurer()
+    log = tmp_path / "s.jsonl"
+    s = TaskScheduler([(a, 1), (b, 1)], tuner="random", measurer=m, callbacks=[autotune.log_to_file(log)])
+    s.tune(n_trials=20)
+    assert s.total_trials == 20 and s.trials_this_run == 20
+    assert len(autotune.load_records(log)) == 20
+    # the first round of each task is its default config alone, the heavier task first
+    assert m.calls[0] == (a.workload_key, [a.config_space.default_index()])
+    assert m.calls[1] == (b.workload_key, [b.config_space.default_index()])
+    rows = s.summary()
+    assert sum(r.share for r in rows) == pytest.approx(1.0)
+    assert all(r.default_flops > 0 and r.speedup >= 1.0 for r in rows)
+
+
+def test_heavier_tasks_get_more_trials():
+    light, heavy = mm(32), mm(48)
+    m = FakeMeasurer(slow={heavy.workload_key: 5.0})
+    s = TaskScheduler([(light, 1), (heavy, 20)], tuner="random", measurer=m, eps_greedy=0.0, round_trials=4)
+    s.tune(n_trials=40)
+    trials = {st.task.workload_key: st.trials for st in s.states}
+    assert trials[heavy.workload_key] > 2 * trials[light.workload_key]
+    assert s.gradient(1) < s.gradient(0)
+
+
+def test_a_task_that_cannot_be_measured_is_dropped_not_fatal():
+    good, bad = mm(32), mm(40)
+    s = TaskScheduler([(good, 1), (bad, 1)], tuner="random", measurer=FakeMeasurer(fail={bad.workload_key}))
+    s.tune(n_trials=10)
+    assert s.states[1].dead.startswith("cannot be measured")
+    assert s.states[0].trials == 10
+
+
+def test_history_is_not_measured_again_and_counts_towards_the_budget():
+    a = mm(32)
+    m = FakeMeasurer()
+    first = TaskScheduler([(a, 1)], tuner="random", measurer=m)
+    first.tune(n_trials=9)
+    calls = list(m.calls)
+    history = [r for _, idx in calls for r in FakeMeasurer().measure(a, [a.config_space.get(i) for i in idx])]
+    m2 = FakeMeasurer()
+    again = TaskScheduler([(a, 1)], tuner="random", measurer=m2, history=history)
+    assert again.total_trials == 9
+    again.tune(n_trials=15)
+    seen = [i for _, idx in calls for i in idx]
+    new = [i for _, idx in m2.calls for i in idx]
+    assert len(new) == 6 and not set(new) & set(seen)
+
+
+def test_seeds_are_measured_in_the_first_round():
+    a = mm(32)
+    other = a.config_space.get((a.config_space.default_index() + 3) % len(a.config_space))
+    m = FakeMeasurer()
+    s = TaskScheduler([(a, 1)], tuner="random", measurer=m, seeds={a.workload_key: [other.to_json(), {"bad": 1}]})
+    s.tune(n_trials=2)
+    assert m.calls[0][1] == [a.config_space.default_index(), other.index]
+
+
+def test_time_budget_and_stop():
+    a = mm(32)
+    s = TaskScheduler([(a, 1)], tuner="random", measurer=FakeMeasurer())
+    s.tune(time_budget=0.0)
+    assert s.total_trials == 0
+    with pytest.raises(ValueError):
+        s.tune()
+
+
+def test_estimated_time_is_the_weighted_sum_of_best_costs():
+    a, b = mm(32), mm(64)
+    s = TaskScheduler([(a, 3), (b, 1)], tuner="random", measurer=FakeMeasurer())
+    s.tune(n_trials=6)
+    want = sum(st.weight * st.task.flops / st.best_flops for st in s.states)
+    assert s.estimated_time() == pytest.approx(want)
+    assert all(math.isfinite(r.est_time) for r in s.summary())
+
+
+def test_xgb_tuner_runs_under_the_scheduler():
+    a = mm(32)
+    s = TaskScheduler([(a, 1)], tuner="xgb", measurer=FakeMeasurer())
+    s.tune(n_trials=9)            # the default, then a batch: the model is fitted once
+    assert s.total_trials == 9 and s.states[0].tuner.model.booster is not None
+
+
+def test_unknown_tuner():
+    with pytest.raises(ValueError, match="unknown tuner"):
+        TaskScheduler([(mm(32), 1)], tuner="annealing")

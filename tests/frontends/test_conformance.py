@@ -1,0 +1,77 @@
+"""ONNX's own node conformance cases through tilewise: a fast subset of the core operators.
+
+Every applicable case (one whose operators tilewise supports) of the operators below must pass
+or be rejected at import with the clear ModelError: no wrong answer, no crash.  The whole set
+runs with `python bench/onnx_conformance.py`.
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+import pytest
+
+import frontends
+from frontends import conformance
+from frontends.conformance import Outcome
+from frontends.onnx import shape_inputs
+
+# The operators of the networks tilewise compiles, plus the ones with tricky semantics
+# (integer Div/Mod/Pow, 1-D MatMul, multi-output Split, shape inputs bound at import).
+CORE = ("add", "sub", "mul", "div", "mod", "pow", "relu", "leakyrelu", "sigmoid", "tanh", "gelu", "clip",
+        "where", "cast", "conv", "gemm", "matmul", "maxpool", "averagepool", "globalaveragepool",
+        "batchnorm", "layer_normalization", "softmax", "reshape", "transpose", "concat", "split", "slice",
+        "gather", "constant_pad", "edge_pad", "reflect_pad", "wrap_pad", "resize", "reduce_sum",
+        "reduce_mean", "flatten", "squeeze", "unsqueeze", "expand", "prelu", "argmax", "cumsum", "dropout",
+        "range", "shape")
+
+
+@functools.lru_cache(maxsize=None)
+def _cases() -> tuple:
+    return tuple(conformance.all_cases())
+
+
+def _named(name: str):
+    return next(c for c in _cases() if c.name == name)
+
+
+def _of(op: str) -> list:
+    pattern = re.compile(rf"test_{op}(_|$)")
+    return [c for c in _cases() if pattern.match(c.name) and "expanded" not in c.name
+            and conformance.applicable(c)]
+
+
+@pytest.mark.parametrize("op", CORE)
+def test_core_cases_pass_or_are_rejected_at_import(op):
+    results = [conformance.run_case(c) for c in _of(op)]
+    assert results, f"no applicable conformance case for {op}"
+    bad = [f"{r.name}: {r.outcome.value}: {r.message}" for r in results
+           if r.outcome in (Outcome.WRONG, Outcome.ERROR)]
+    assert not bad, "\n".join(bad)
+    assert any(r.outcome is Outcome.PASS for r in results), f"no {op} case passes"
+
+
+def test_unsupported_dtype_is_rejected_at_import():
+    case = _named("test_cast_FLOAT16_to_FLOAT")
+    with pytest.raises(frontends.ModelError, match="FLOAT16 is not supported"):
+        frontends.from_onnx(case.model)
+    r = conformance.run_case(case)
+    assert r.outcome is Outcome.REJECTED and "FLOAT16" in r.message
+
+
+def test_shape_inputs_are_bound_from_the_data_set():
+    case = _named("test_reshape_reordered_all_dims")
+    assert shape_inputs(case.model) == ["shape"]
+    with pytest.raises(frontends.ModelError, match="computed at run time"):
+        frontends.from_onnx(case.model)
+    assert conformance.run_case(case).outcome is Outcome.PASS
+
+
+def test_a_crash_is_an_error_not_a_rejection(monkeypatch):
+    case = _named("test_relu")
+
+    def boom(*args, **kwargs):
+        raise IndexError("a bug")
+    monkeypatch.setattr(frontends, "build", boom)
+    r = conformance.run_case(case)
+    assert r.outcome is Outcome.ERROR and "IndexError" in r.message

@@ -1,0 +1,136 @@
+"""The `tilewise` command: argument parsing, logging set-up, and one place that turns errors into one line.
+
+Each subcommand lives in tilewise/commands/<name>.py with `register(subparsers, common)` and
+`run(args) -> int`.  Errors the user can fix print `tilewise: error: ...` and exit 1; a bad
+invocation exits 2 (argparse); Ctrl-C exits 130; `--debug` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from .common import CLIError
+
+COMMANDS = ("info", "tune", "build", "run", "bench", "logs", "demo")
+
+DESCRIPTION = """\
+tilewise: a tensor-expression compiler and autotuner for CPUs.
+
+Import an ONNX model, tune its kernels for this CPU, build it into one shared library,
+run it and benchmark it against ONNX Runtime and this machine's measured peak."""
+
+EPILOG = """\
+commands:
+  info     this CPU, the target tilewise uses, threads, measured peak and bandwidth
+  tune     tune a model's kernels, spending the trial budget where the model spends its time
+  build    build a model into one shared library from the best tuning records known
+  run      run a built library (random inputs, or .npy files) and summarise its outputs
+  bench    latency against ONNX Runtime, and a per-kernel roofline report
+  logs     inspect, merge and summarise tuning logs
+  demo     build, tune briefly and benchmark a built-in example model (about a minute)
+
+examples:
+  tilewise demo
+  tilewise tune model.onnx --trials 400 --log model.jsonl
+  tilewise build model.onnx -o model.so --log model.jsonl
+  tilewise run model.so
+  tilewise bench model.onnx --roofline roofline.png
+
+Run 'tilewise COMMAND --help' for the options and an example of each command."""
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every subcommand accepts (also before the subcommand)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("general options")
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show tracebacks and debug logging")
+    g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="more detail (library log messages)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser: global options and one subparser per command."""
+    import importlib
+    parser = argparse.ArgumentParser(prog="tilewise", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"tilewise {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more detail (library log messages)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = common_options()
+    for name in COMMANDS:
+        importlib.import_module(f".commands.{name}", __package__).register(sub, common)
+    return parser
+
+
+def _setup_logging(debug: bool, verbose: bool) -> None:
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            return f"tilewise: {record.levelname.lower()}: {msg}"
+        return f"tilewise: {msg}" if record.levelno >= logging.INFO else f"[{record.name}] {msg}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 2
+    debug = bool(getattr(args, "debug", False))
+    _setup_logging(debug, bool(getattr(args, "verbose", False)))
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("\ntilewise: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:          # `tilewise logs show x | head`: stop quietly
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except CLIError as e:
+        if debug:
+            raise
+        _error(str(e))
+        return 1
+    except Exception as e:          # noqa: BLE001  (the one place where every error becomes a line)
+        if debug:
+            raise
+        _error(_describe(e) + "  (run with --debug for the traceback)")
+        return 1
+
+
+def _describe(e: BaseException) -> str:
+    from frontends import ModelError
+    from te.runtime import LoadError
+    if isinstance(e, (ModelError, LoadError, FileNotFoundError)):
+        return str(e)
+    msg = str(e).strip() or type(e).__name__
+    first = msg.splitlines()[0]
+    return first if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {first}"
+
+
+def _error(msg: str) -> None:
+    print(f"tilewise: error: {msg}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

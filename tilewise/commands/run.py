@@ -1,0 +1,125 @@
+"""tilewise run: run a built model library and summarise its outputs."""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from . import add_parser
+from ..common import CLIError, check_file, fmt_time, note, say, table
+
+DESCRIPTION = """\
+Run a model library made by 'tilewise build' (or te.export_library) once.  Inputs come from
+.npy files (--input NAME=FILE.npy; just FILE.npy when the model has one input); inputs not
+given are filled with seeded random values.  Prints each output's name, shape and dtype with
+min / max / mean, and the top classes (argmax) of outputs that are vectors, such as
+classifier scores.  --output saves every output, by name, in one .npz file."""
+
+EXAMPLES = """\
+  tilewise run resnet50.so
+  tilewise run resnet50.so --input data=image.npy --output out.npz
+  tilewise run model.so --input x.npy --top 5"""
+
+
+def register(sub, common) -> None:
+    p = add_parser(sub, common, "run", "run a built model library", DESCRIPTION, EXAMPLES)
+    p.add_argument("library", metavar="MODEL.so", help="a library made by 'tilewise build'")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy",
+                   help="an input from a .npy file (repeatable)")
+    p.add_argument("--output", "-o", metavar="OUT.npz", help="save the outputs in this .npz file")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="classes shown for vector outputs (default 5)")
+    p.set_defaults(run=run)
+
+
+def load_library(path: str):
+    """te.runtime.load_module with one-line errors; refuses kernel-only libraries."""
+    from te.runtime import LoadError, load_module
+    check_file(path, "library")
+    try:
+        m = load_module(path)
+    except LoadError as e:
+        raise CLIError(str(e)) from None
+    if not m.is_model:
+        raise CLIError(f"{path} holds kernels ({', '.join(m.names)}), not a model; "
+                       "build a model with 'tilewise build MODEL.onnx'")
+    return m
+
+
+def read_inputs(items: list[str], specs: list[dict], seed: int) -> dict[str, np.ndarray]:
+    """Inputs from NAME=FILE.npy items; random for the rest; checked against the model's specs."""
+    from frontends.profile import random_inputs
+    by_name = {s["name"]: s for s in specs}
+    given: dict[str, np.ndarray] = {}
+    for it in items:
+        name, sep, path = it.partition("=")
+        if not sep:
+            if len(specs) != 1:
+                raise CLIError(f"--input {it}: the model has {len(specs)} inputs "
+                               f"({', '.join(by_name)}); write NAME=FILE.npy")
+            name, path = specs[0]["name"], it
+        if name not in by_name:
+            raise CLIError(f"--input {it}: the model has no input {name!r}; its inputs are {', '.join(by_name)}")
+        check_file(path, ".npy file")
+        try:
+            a = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise CLIError(f"{path}: not a readable .npy array ({e})") from None
+        if isinstance(a, np.lib.npyio.NpzFile):
+            raise CLIError(f"{path}: is an .npz archive; save the input with numpy.save as .npy")
+        spec = by_name[name]
+        want = np.dtype(spec["dtype"] if spec["dtype"] != "bool" else np.bool_)
+        if tuple(a.shape) != tuple(spec["shape"]):
+            raise CLIError(f"--input {name}: {path} has shape {list(a.shape)}, the model expects {spec['shape']}")
+        if a.dtype != want:
+            if not np.can_cast(a.dtype, want, "same_kind"):
+                raise CLIError(f"--input {name}: {path} has dtype {a.dtype}, the model expects {want}")
+            note(f"tilewise: note: input {name}: converted {a.dtype} to {want}")
+            a = a.astype(want)
+        given[name] = np.ascontiguousarray(a)
+    missing = [s for s in specs if s["name"] not in given]
+    if missing and items:
+        note(f"tilewise: note: random values for input(s) {', '.join(s['name'] for s in missing)}")
+    given.update(random_inputs(missing, seed))
+    return given
+
+
+def summarize(names: list[str], outputs: list[np.ndarray], top: int = 5) -> str:
+    """A table of outputs (shape, dtype, min/max/mean) and the top classes of vector outputs."""
+    rows, extra = [], []
+    for n, a in zip(names, outputs):
+        f = a.astype(np.float64) if a.size else a
+        stats = ([f"{f.min():.4g}", f"{f.max():.4g}", f"{f.mean():.4g}"] if a.size and a.dtype.kind in "fiub"
+                 else ["-", "-", "-"])
+        rows.append([n, "x".join(map(str, a.shape)) or "scalar", str(a.dtype), *stats])
+        flat = np.squeeze(a)
+        if flat.ndim == 1 and flat.size > 1 and top > 0 and a.dtype.kind in "fiu":
+            k = min(top, flat.size)
+            idx = np.argsort(-flat, kind="stable")[:k]
+            extra.append(f"{n}: argmax {int(idx[0])}; top {k}: "
+                         + ", ".join(f"{int(i)} ({flat[i]:.4g})" for i in idx))
+    text = table(["output", "shape", "dtype", "min", "max", "mean"], rows, "lllrrr")
+    return text + ("\n" + "\n".join(extra) if extra else "")
+
+
+def run(args) -> int:
+    m = load_library(args.library)
+    inputs = read_inputs(args.input, m.inputs, args.seed)
+    given = {it.partition("=")[0] if "=" in it else m.input_names[0] for it in args.input}
+    for s in m.inputs:
+        src = "file" if s["name"] in given else f"random (seed {args.seed})"
+        say(f"input {s['name']}: {s['dtype']}{list(s['shape'])} from {src}")
+    t = time.perf_counter()
+    outs = m.run(**inputs)
+    dt = time.perf_counter() - t
+    calls = m.metadata.get("model", {}).get("calls", "?")
+    say(f"ran {os.path.basename(args.library)} in {fmt_time(dt)} (first run, {calls} kernel calls)")
+    say(summarize(m.output_names, outs, args.top))
+    if args.output:
+        d = os.path.dirname(args.output)
+        if d and not os.path.isdir(d):
+            raise CLIError(f"--output {args.output}: the folder {d} does not exist")
+        np.savez(args.output, **dict(zip(m.output_names, outs)))
+        say(f"saved {len(outs)} output(s) to {args.output}")
+    return 0

@@ -1,0 +1,89 @@
+"""This machine's ceilings (fp32 peak, memory bandwidth), measured once and cached per ISA.
+
+Every speed figure the command prints is judged against these, so they are measured with
+te.machine and kept in <cache dir>/machine.json (TILEWISE_CACHE_DIR, else ~/.cache/tilewise),
+keyed by the ISA key; `tilewise info --remeasure` measures again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+
+from .common import note
+
+
+@dataclass
+class Ceilings:
+    """Measured ceilings of this machine."""
+    isa: str
+    cpu: str
+    threads: int
+    peak_gflops: float            # on `threads` threads
+    peak_gflops_1: float          # on one thread
+    bandwidth_gbs: float
+    measured_at: float
+    cached: bool
+
+
+def cache_file() -> str:
+    """Where the measurements are kept."""
+    from te.cache import cache_dir
+    return os.path.join(cache_dir(), "machine.json")
+
+
+def _read() -> dict:
+    try:
+        with open(cache_file(), encoding="utf-8") as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write(data: dict) -> None:
+    path = cache_file()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError as e:          # a read-only home is no reason to fail a command
+        note(f"tilewise: note: cannot cache the machine measurement in {path} ({e.strerror or e})")
+
+
+def ceilings(remeasure: bool = False, quiet: bool = False) -> Ceilings:
+    """The cached ceilings for this ISA and thread count, measured (and cached) when missing."""
+    from te import machine
+    from te.runtime import num_threads
+    from te.target import host
+    tgt = host()
+    threads = num_threads()
+    data = _read()
+    entry = data.get(tgt.isa) if isinstance(data.get(tgt.isa), dict) else {}
+    peaks = entry.get("peak_gflops") if isinstance(entry.get("peak_gflops"), dict) else {}
+    cached = True
+    if remeasure:
+        entry, peaks = {}, {}
+    need = [n for n in sorted({1, threads}) if not _positive(peaks.get(str(n)))]
+    if need or not _positive(entry.get("bandwidth_gbs")):
+        cached = False
+        if not quiet:
+            note("measuring this machine's fp32 peak and memory bandwidth (once; cached in "
+                 f"{cache_file()})...")
+        for n in need:
+            peaks[str(n)] = machine.peak_gflops(n)
+        if not _positive(entry.get("bandwidth_gbs")):
+            entry["bandwidth_gbs"] = machine.bandwidth_gbs()
+        entry.update(cpu=tgt.cpu, peak_gflops=peaks, measured_at=time.time())
+        data[tgt.isa] = entry
+        _write(data)
+    return Ceilings(tgt.isa, entry.get("cpu", tgt.cpu), threads, float(peaks[str(threads)]),
+                    float(peaks["1"]), float(entry["bandwidth_gbs"]), float(entry.get("measured_at", 0)),
+                    cached)
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and x > 0
