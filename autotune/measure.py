@@ -209,9 +209,12 @@ class _Worker:
         r1, w1 = os.pipe()
         r2, w2 = os.pipe()
         env = dict(os.environ)
-        paths = [p for p in sys.path if p and os.path.isdir(p)]
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-        code = f"from autotune.measure import _worker_main; _worker_main({r1}, {w2})"
+        # the parent's import path, appended after the worker's own standard library, so a user's
+        # script folder (holding templates) is importable but cannot shadow stdlib modules
+        env["TILEWISE_WORKER_PATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+        code = ("import os, sys; sys.path.extend(p for p in os.environ['TILEWISE_WORKER_PATH'].split("
+                f"os.pathsep) if p not in sys.path); from autotune.measure import _worker_main; "
+                f"_worker_main({r1}, {w2})")
         self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(r1, w2), env=env,
                                      stdin=subprocess.DEVNULL)
         os.close(r1)

@@ -53,6 +53,7 @@ class ModelPlan:
     workspace_bytes: int
     funcs: list = field(default_factory=list)          # LoweredFunc per distinct kernel
     tasks: list = field(default_factory=list)
+    records: list = field(default_factory=list)        # tuning records the kernels use
 
 
 def _size(shape, dtype) -> int:
@@ -111,9 +112,36 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int):
     return placeholders, arg_values, out
 
 
-def plan(graph: Graph, target: Target, opset: int) -> tuple[ModelPlan, Graph, dict]:
-    """Passes, fusion, one lowered function per distinct group, and the memory plan."""
+def tuned_config(g: Graph, grp: Group, target: Target, history):
+    """The tuned config (and its record) of a group's anchor in `history`, or (None, None)."""
+    if history is None:
+        return None, None
+    import autotune
+
+    from .tasks import task_of
+    spec = task_of(grp.master, g, target)
+    if spec is None or spec[0] not in TUNED_TEMPLATES:
+        return None, None
+    try:
+        task = autotune.create_task(spec[0], spec[1], target)
+        cfg = history.query(task)
+    except Exception as e:            # a record that does not fit: the default schedule is fine
+        log.warning("%s: tuning record not usable (%s); using the default schedule", grp.master.name, e)
+        return None, None
+    if cfg is None:
+        return None, None
+    rec = history.by_isa.get((task.workload_key, task.target.isa)) or history.any_isa.get(task.workload_key)
+    return cfg, rec
+
+
+# Templates whose tuned configs model kernels apply (the op reads them through te.ops.config_scope).
+TUNED_TEMPLATES = ("conv2d_nchw",)
+
+
+def plan(graph: Graph, target: Target, opset: int, history=None) -> tuple[ModelPlan, Graph, dict]:
+    """Passes, fusion, one lowered function per distinct group (tuned where `history` has a record), memory plan."""
     from te import ops
+    from te.ops.common import config_scope
     g = run_passes(graph)
     groups = fuse(g)
     funcs, steps, by_key = [], [], {}
@@ -133,15 +161,20 @@ def plan(graph: Graph, target: Target, opset: int) -> tuple[ModelPlan, Graph, di
             total = _align(total + g.constants[v].nbytes)
     # kernels
     group_args: list[list[str]] = []
+    used_records: dict[str, object] = {}
     for gi, grp in enumerate(groups):
-        key = _group_key(g, grp)
+        cfg, rec = tuned_config(g, grp, target, history)
+        key = _group_key(g, grp) + (f"/{cfg}" if cfg is not None else "")
         kname = by_key.get(key)
-        placeholders, arg_values, out = lower_group(g, grp, f"k{gi}", opset)
-        if kname is None:
-            kname = f"k{len(funcs)}_{grp.master.op.lower()}"
-            s = ops.schedule([out])
-            funcs.append(te.lower(s, placeholders + [out], kname))
-            by_key[key] = kname
+        with config_scope(cfg) if cfg is not None else _nullscope():
+            placeholders, arg_values, out = lower_group(g, grp, f"k{gi}", opset)
+            if kname is None:
+                kname = f"k{len(funcs)}_{grp.master.op.lower()}"
+                s = ops.schedule([out])
+                funcs.append(te.lower(s, placeholders + [out], kname))
+                by_key[key] = kname
+        if rec is not None:
+            used_records[rec.workload] = rec
         group_args.append(arg_values + [grp.output])
         steps.append(Step(kname, [], " -> ".join(n.name for n in grp.nodes)))
     # memory plan for intermediates: lifetimes in step order, greedy placement by size
@@ -182,10 +215,20 @@ def plan(graph: Graph, target: Target, opset: int) -> tuple[ModelPlan, Graph, di
         info = g.info(src)
         where = ("param", param_off[src]) if src in g.constants else ("io", io_index[src])
         steps.append(Step(MEMCPY, [where, ("io", dst), ("bytes", _size(info.shape, info.dtype))], f"copy {src}"))
+    mp_records = list(used_records.values())
     mp = ModelPlan(inputs=[{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in g.inputs],
                    outputs=[{"name": o.name, "shape": list(o.shape), "dtype": o.dtype} for o in g.outputs],
                    steps=steps, param_bytes=total, workspace_bytes=ws_total, funcs=funcs)
+    mp.records = mp_records
     return mp, g, param_off
+
+
+class _nullscope:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
 
 
 def params_blob(g: Graph, param_off: dict, total: int) -> np.ndarray:
@@ -302,7 +345,12 @@ def build(graph: Graph, target=None, logs=None) -> GraphLibrary:
     t0 = time.perf_counter()
     tgt = parse(target)
     opset = getattr(graph, "opset", 13)
-    mp, g, param_off = plan(graph, tgt, opset)
-    lib = GraphLibrary(graph, mp, g, param_off, tgt)
-    log.info("built %s: %s in %.1f s", graph.name, lib.summary(), time.perf_counter() - t0)
+    history = None
+    if logs:
+        import autotune
+        history = autotune.apply_history_best(logs)
+    mp, g, param_off = plan(graph, tgt, opset, history)
+    lib = GraphLibrary(graph, mp, g, param_off, tgt, records=mp.records)
+    log.info("built %s: %s, %d tuned kernel(s), in %.1f s", graph.name, lib.summary(), len(mp.records),
+             time.perf_counter() - t0)
     return lib

@@ -26,9 +26,26 @@ def apply_epilogue(epilogue: Epilogue | None, value: te.Expr, indices: tuple) ->
     return value if epilogue is None else te.expr.convert(epilogue(value, indices))
 
 
-def default_config() -> FallbackConfig:
-    """The config an untuned operator uses: every knob at its declared default."""
-    return FallbackConfig()
+_ACTIVE: list = []
+
+
+class config_scope:                              # noqa: N801  (a context manager)
+    """Within the block, operators built and scheduled by default use `cfg` (a tuned config)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def __enter__(self):
+        _ACTIVE.append(self.cfg)
+        return self.cfg
+
+    def __exit__(self, *exc):
+        _ACTIVE.pop()
+
+
+def default_config():
+    """The config an operator uses when none is given: the active tuned config, else the defaults."""
+    return _ACTIVE[-1] if _ACTIVE else FallbackConfig()
 
 
 def largest_divisor(n: int, limit: int) -> int:

@@ -186,6 +186,11 @@ def conv2d(x: te.Tensor, w: te.Tensor, strides=(1, 1), padding: Padding = 0, dil
     if g.depthwise:
         from .depthwise import depthwise_conv2d_nchw     # depthwise.py builds on this module
         return depthwise_conv2d_nchw(x, w, g, bias, epilogue, name=name)
+    cfg = default_config()
+    if not cfg.is_fallback and "tile_oc" in getattr(cfg, "values", {}):
+        # a tuned config of the conv2d_nchw template: its compute-time knobs
+        return conv2d_nchw(x, w, g, bias, epilogue, ocb=cfg["tile_oc"].val, bw=cfg["tile_ow"].size[-1],
+                           bh=cfg["tile_oh"].size[-1], name=name)
     return conv2d_nchw(x, w, g, bias, epilogue, name=name)
 
 

@@ -59,3 +59,22 @@ def test_light_model_matches_onnxruntime(name, rng):
     lib = frontends.build(g)
     feed = {g.inputs[0].name: rng.standard_normal(g.inputs[0].shape).astype(np.float32)}
     check(model, feed, lib)
+
+
+def test_tuned_build_uses_records_and_matches(tmp_path, rng):
+    import autotune
+    from frontends import tasks
+    model = zoo.mobilenet_block(size=14)
+    g = frontends.from_onnx(model)
+    log = tmp_path / "tune.jsonl"
+    conv_tasks = [t for t in tasks.extract_tasks(g) if t.task.name == "conv2d_nchw"]
+    with autotune.Measurer(autotune.measure_option(min_repeat_ms=2, repeat=1)) as m:
+        for t in conv_tasks:
+            space = t.task.config_space
+            # a config other than the default: proves the record, not the default, was used
+            cfg = space.get((space.default_index() + 1) % len(space))
+            from autotune import record
+            record.append(log, m.measure(t.task, [cfg]))
+    lib = frontends.build(g, logs=[log])
+    assert len(lib.records) == len(conv_tasks) >= 1
+    check(model, {"x": rng.standard_normal((1, 32, 14, 14)).astype(np.float32)}, lib)
