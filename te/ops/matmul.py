@@ -377,10 +377,8 @@ def _schedule_pack(s: te.Schedule, packed: te.Tensor, transpose_b: bool, work: f
     parallel_if_worth(st, st.fuse(*outer) if len(outer) > 1 else outer[0], work)
 
 
-def _schedule_dot(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: dict) -> None:
-    part = _input(acc, "dot.part")
-    bm = cfg["dot_tile_y"].size[-1]
-    bn = cfg["dot_tile_x"].size[-1]
+def _output_tile(s: te.Schedule, acc: te.Tensor, out: te.Tensor, bm: int, bn: int, attrs: dict) -> None:
+    """Tile the output bm x bn (rows unrolled, columns as vectors), parallel over tiles, acc computed per tile."""
     i, j = s[out].op.axis
     io, jo, ii, ji = s[out].tile(i, j, bm, bn)
     tile = s[out].fuse(io, jo)
@@ -388,6 +386,13 @@ def _schedule_dot(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: di
     s[out].unroll(ii)
     s[out].vectorize(ji)
     s[acc].compute_at(s[out], tile)
+
+
+def _schedule_dot(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: dict) -> None:
+    part = _input(acc, "dot.part")
+    bm = cfg["dot_tile_y"].size[-1]
+    bn = cfg["dot_tile_x"].size[-1]
+    _output_tile(s, acc, out, bm, bn, attrs)
     ai, aj = s[acc].op.axis
     (akl,) = s[acc].op.reduce_axis
     aio, aii = s[acc].split(ai, factor=bm)      # aio has one iteration: the loop part is computed in
@@ -408,13 +413,7 @@ def _schedule_rows(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: d
     lanes = cfg["rows_lanes"].val
     bm = cfg["rows_tile_y"].size[-1]
     ku = largest_divisor(attrs["K"], cfg["rows_unroll_k"].val)
-    i, j = s[out].op.axis
-    io, jo, ii, ji = s[out].tile(i, j, bm, lanes)
-    tile = s[out].fuse(io, jo)
-    parallel_if_worth(s[out], tile, attrs["M"] * attrs["N"] * attrs["K"])
-    s[out].unroll(ii)
-    s[out].vectorize(ji)
-    s[acc].compute_at(s[out], tile)
+    _output_tile(s, acc, out, bm, lanes, attrs)
     ai, aj = s[acc].op.axis
     (ak,) = s[acc].op.reduce_axis
     ako, aki = s[acc].split(ak, factor=ku)
