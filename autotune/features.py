@@ -34,19 +34,31 @@ def _log(x: float) -> float:
     return math.log2(1.0 + abs(x))
 
 
-def _stride(index, var: Var) -> float:
-    """Coefficient of var in an index (0 when independent, -1 when not affine)."""
-    if var not in free_vars(index):
-        return 0.0
-    lin = linear(index)
-    key = skey(var)
-    coeff = None
-    for k, (atom, c) in lin.terms.items():
-        if k == key:
-            coeff = c
-        elif var in free_vars(atom):
+class _Access:
+    """One memory access, analysed once: its index's linear form over the loop variables."""
+    __slots__ = ("buffer", "vars", "coeff", "inside")
+
+    def __init__(self, buffer, index):
+        self.buffer = buffer
+        self.vars = free_vars(index)
+        self.coeff: dict = {}           # skey(var) -> coefficient, for vars appearing as atoms
+        self.inside: set = set()        # skeys of vars read inside a non-trivial atom (div, mod, a load)
+        if not self.vars:
+            return
+        for k, (atom, c) in linear(index).terms.items():
+            if isinstance(atom, Var):
+                self.coeff[k] = c
+            else:
+                self.inside |= {skey(v) for v in free_vars(atom)}
+
+    def stride(self, var: Var) -> float:
+        """Coefficient of var in the index (0 when independent, -1 when not affine)."""
+        if var not in self.vars:
+            return 0.0
+        k = skey(var)
+        if k in self.inside:
             return -1.0
-    return float(coeff or 0)
+        return float(self.coeff.get(k, 0))
 
 
 def _collect(stmt, loops: list, out: list, allocs: list) -> None:
@@ -83,7 +95,9 @@ def extract(func: LoweredFunc) -> np.ndarray:
         st, loops = stores[si]
         accesses = [(st.buffer, st.index)] + [(x.buffer, x.index) for x in all_exprs(st.value)
                                               if isinstance(x, Load)]
-        accesses = accesses[:MAX_ACCESS]
+        accesses = [_Access(b, i) for b, i in accesses[:MAX_ACCESS]]
+        # per access, the loops it depends on (stride != 0), from the innermost out
+        depends = [[a.stride(lp.var) != 0 for lp in loops] for a in accesses]
         inner = 1
         for level, loop in enumerate(reversed(loops[-MAX_LOOPS:])):
             ext = _extent(loop)
@@ -93,13 +107,13 @@ def extract(func: LoweredFunc) -> np.ndarray:
             vec[base + 1] = _log(inner)
             vec[base + 2] = _log(trips[si] / inner)
             vec[base + 3 + KINDS.index(loop.kind)] = 1.0
-            inner_loops = loops[len(loops) - level - 1:]
-            for a, (buf, idx) in enumerate(accesses):
-                stride = _stride(idx, loop.var)
-                touched = math.prod(_extent(lp) for lp in inner_loops if _stride(idx, lp.var) != 0)
+            first = len(loops) - level - 1
+            for a, acc in enumerate(accesses):
+                stride = acc.stride(loop.var)
+                touched = math.prod(_extent(lp) for lp, dep in zip(loops[first:], depends[a][first:]) if dep)
                 off = base + 3 + len(KINDS) + a * PER_ACCESS
                 vec[off] = _log(stride) if stride >= 0 else -1.0
-                vec[off + 1] = _log(touched * ELEM.get(buf.dtype, 4))
+                vec[off + 1] = _log(touched * ELEM.get(acc.buffer.dtype, 4))
                 vec[off + 2] = _log(inner / max(1, touched))       # reuse within the loop
     g = MAX_STORES * MAX_LOOPS * PER_LOOP
     vec[g] = _log(sum(trips))

@@ -32,7 +32,7 @@ class MeasureOption:
     build_timeout: float = 30.0      # seconds per candidate build
     run_timeout: float = 15.0        # seconds per candidate run (all repeats)
     repeat: int = 3                  # timed repeats; costs holds one mean per repeat
-    min_repeat_ms: float = 40.0      # each repeat runs the kernel enough times to last this long
+    min_repeat_ms: float = 20.0      # each repeat runs the kernel enough times to last this long
     warmup: int = 1
     flush_cache: bool = False        # overwrite a buffer larger than the caches before each repeat
     check_correctness: bool = True
@@ -85,6 +85,18 @@ def _build_job(payload: dict) -> dict:
     specs = [(list(b.shape), b.dtype, id(b) in written) for b in func.args]
     return {"error_no": 0, "object": obj, "symbol": func.name, "specs": specs,
             "uses_openmp": cg.uses_openmp, "build_time": time.perf_counter() - t0}
+
+
+def _features_job(payload: dict) -> dict:
+    """In a builder: feature vectors of configs of a task (for the cost model's search)."""
+    from te.target import parse
+
+    from .features import config_features
+    from .task import create_task
+    if payload.get("module"):
+        __import__(payload["module"])
+    task = create_task(payload["name"], payload["args"], parse(payload["target"]))
+    return {"features": [config_features(task, i) for i in payload["indices"]]}
 
 
 class _RunnerState:
@@ -177,7 +189,7 @@ def _worker_main(rfd: int, wfd: int) -> None:
     from multiprocessing.connection import Connection
     signal.signal(signal.SIGINT, signal.SIG_IGN)       # the parent owns the workers' lifetime (Ctrl-C)
     inbox, outbox = Connection(rfd, writable=False), Connection(wfd, readable=False)
-    jobs = {"build": _build_job, "run": _run_job}
+    jobs = {"build": _build_job, "run": _run_job, "features": _features_job}
     while True:
         try:
             kind, payload = inbox.recv()
@@ -289,19 +301,49 @@ class Measurer:
                 "module": mod if mod and mod != "__main__" else None}
 
     def build_batch(self, task, configs: list) -> list[dict]:
-        """Build configs on the builder processes; results in the same order."""
-        results: list[dict | None] = [None] * len(configs)
-        pending = list(enumerate(configs))
-        while pending:
-            active = []
+        """Build configs on the builder processes (each takes the next job as soon as it is free)."""
+        return self._spread([("build", self._payload(task, cfg)) for cfg in configs],
+                            self.option.build_timeout, ErrorNo.BUILD_TIMEOUT, ErrorNo.COMPILE_ERROR)
+
+    def features(self, task, indices: list[int]) -> list:
+        """Feature vectors of configs of a task, computed on the builder processes in parallel."""
+        import numpy as np
+
+        from .features import LENGTH
+        if not indices:
+            return []
+        n = len(self.builders)
+        chunks = [indices[k::n] for k in range(n)]
+        base = self._payload(task, None)
+        jobs = [("features", dict(base, indices=c)) for c in chunks if c]
+        results = self._spread(jobs, self.option.build_timeout * 4, ErrorNo.BUILD_TIMEOUT, ErrorNo.COMPILE_ERROR)
+        out: dict[int, object] = {}
+        for (_, job), res in zip(jobs, results):
+            feats = res.get("features")
+            for k, i in enumerate(job["indices"]):
+                out[i] = feats[k] if feats is not None else np.zeros(LENGTH, np.float32)
+        return [out[i] for i in indices]
+
+    def _spread(self, jobs: list, timeout: float, timeout_error: ErrorNo, crash_error: ErrorNo) -> list[dict]:
+        """Run jobs on the builders, a free builder taking the next job; results in job order."""
+        from multiprocessing.connection import wait
+        results: list[dict | None] = [None] * len(jobs)
+        pending = list(enumerate(jobs))
+        busy: dict = {}                 # worker -> (job index, deadline)
+        while pending or busy:
             for w in self.builders:
-                if not pending:
-                    break
-                i, cfg = pending.pop(0)
-                w.submit("build", self._payload(task, cfg))
-                active.append((w, i))
-            for w, i in active:
-                results[i] = w.result(self.option.build_timeout, ErrorNo.BUILD_TIMEOUT, ErrorNo.COMPILE_ERROR)
+                if w not in busy and pending:
+                    i, (kind, payload) = pending.pop(0)
+                    w.submit(kind, payload)
+                    busy[w] = (i, time.monotonic() + timeout)
+            now = time.monotonic()
+            left = min(d for _, d in busy.values()) - now
+            ready = wait([w.outbox for w in busy], timeout=max(0.0, left))
+            for w in list(busy):
+                i, deadline = busy[w]
+                if w.outbox in ready or time.monotonic() >= deadline:
+                    results[i] = w.result(max(0.0, deadline - time.monotonic()), timeout_error, crash_error)
+                    del busy[w]
         return results
 
     def run_one(self, task, build: dict, role: str) -> dict:

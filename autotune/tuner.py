@@ -59,6 +59,8 @@ class Tuner:
         self.visited.add(index)
         flops = self.task.flops / r.cost if r.ok and r.cost > 0 else 0.0
         self.results[index] = flops
+        if index == self.space.default_index():
+            self.default_flops = flops
         if flops > self.best_flops:
             self.best_flops, self.best_config, self.best_record = flops, self.space.get(index), r
 
@@ -151,27 +153,45 @@ class GridSearchTuner(Tuner):
 
 
 class XGBTuner(Tuner):
-    """Model-guided search: XGBoost ranking model + simulated annealing, epsilon-greedy batches."""
+    """Model-guided search: XGBoost ranking model + simulated annealing, epsilon-greedy batches.
+
+    The annealing keeps its walkers from one batch to the next (as AutoTVM's does), so each
+    batch costs only a few annealing steps; every config whose features were computed stays in
+    a pool that the refitted model re-ranks.  Features are computed on the measurer's builder
+    processes, in parallel, between timings.
+    """
+
+    EXHAUSTIVE = 512     # spaces up to this size are ranked whole instead of annealed
 
     def __init__(self, task, seed: int = 0, plan_size: int = 64, epsilon: float = 0.1,
-                 sa_iters: int = 40, sa_walkers: int = 64, transfer: list[rec.Record] | None = None):
+                 sa_steps: int = 3, sa_walkers: int = 32, transfer: list[rec.Record] | None = None):
         super().__init__(task, seed)
         self.model = XGBCostModel(seed=seed)
         self.plan_size = plan_size
         self.epsilon = epsilon
-        self.sa_iters = sa_iters
+        self.sa_steps = sa_steps
         self.sa_walkers = sa_walkers
         self._features: dict[int, np.ndarray] = {}
         self._plan: list[int] = []
+        self._walkers: list[int] = []
         self._transfer = self._transfer_groups(transfer or [])
+        self._transfer_seen: set[str] = {r.workload for r in transfer or []}
         self._started_default = False
+        self._measurer: Measurer | None = None
 
     def feature(self, index: int) -> np.ndarray:
-        f = self._features.get(index)
-        if f is None:
-            f = config_features(self.task, index)
-            self._features[index] = f
-        return f
+        return self.features([index])[0]
+
+    def features(self, indices: list[int]) -> np.ndarray:
+        """Feature vectors of configs (cached; new ones computed on the builders when tuning)."""
+        missing = [i for i in dict.fromkeys(indices) if i not in self._features]
+        if missing:
+            if self._measurer is not None and len(missing) > 2:
+                feats = self._measurer.features(self.task, missing)
+            else:
+                feats = [config_features(self.task, i) for i in missing]
+            self._features.update(zip(missing, feats))
+        return np.array([self._features[i] for i in indices], np.float32).reshape(len(indices), -1)
 
     def _transfer_groups(self, records: list[rec.Record]) -> list:
         """Records of other tasks of the same template: extra ranking groups at lower weight."""
@@ -198,15 +218,29 @@ class XGBTuner(Tuner):
 
     def load_history(self, records: list[rec.Record]) -> int:
         n = super().load_history(records)
-        others = [r for r in records if r.workload != self.task.workload_key]
+        # other workloads seed the model once, however often the history is loaded
+        others = [r for r in records if r.workload != self.task.workload_key
+                  and r.workload not in self._transfer_seen]
         if others:
+            self._transfer_seen |= {r.workload for r in others}
             self._transfer += self._transfer_groups(others)
         return n
+
+    def tune(self, n_trial, measure_option=None, early_stopping=None, callbacks=(), measurer=None):
+        own = measurer is None
+        measurer = measurer or Measurer(measure_option)
+        self._measurer = measurer
+        try:
+            return super().tune(n_trial, measure_option, early_stopping, callbacks, measurer)
+        finally:
+            self._measurer = None
+            if own:
+                measurer.close()
 
     def update(self, indices, records) -> None:
         super().update(indices, records)
         idx = list(self.results)
-        X = np.array([self.feature(i) for i in idx])
+        X = self.features(idx)
         y = np.array([self.results[i] for i in idx])
         self.model.fit([(X, y, 1.0)] + self._transfer)
         self._plan = []
@@ -230,25 +264,31 @@ class XGBTuner(Tuner):
         return out
 
     def _search(self) -> list[int]:
-        """Simulated annealing over the space with the model as fitness; best unvisited points first."""
+        """The unvisited configs the model ranks highest: a few annealing steps, then the whole pool."""
         size = len(self.space)
-        if size <= 2048:
+        if size <= self.EXHAUSTIVE:
             cand = [i for i in range(size) if i not in self.visited]
-            scores = self.model.predict(np.array([self.feature(i) for i in cand])) if cand else []
-            order = np.argsort(-np.asarray(scores))
-            return [cand[k] for k in order[:self.plan_size]]
-        top = sorted(self.results, key=lambda i: -self.results[i])[:self.sa_walkers // 2]
-        walkers = top + [self.rng.randrange(size) for _ in range(self.sa_walkers - len(top))]
-        scores = list(self.model.predict(np.array([self.feature(i) for i in walkers])))
-        best: dict[int, float] = {}
-        temp = 1.0
-        for _ in range(self.sa_iters):
+        else:
+            self._anneal(size)
+            cand = [i for i in self._features if i not in self.visited]
+        if not cand:
+            return []
+        scores = self.model.predict(self.features(cand))
+        order = np.argsort(-np.asarray(scores), kind="stable")
+        return [cand[k] for k in order[:self.plan_size]]
+
+    def _anneal(self, size: int) -> None:
+        """Move the walkers a few steps uphill on the model's score (their features join the pool)."""
+        top = sorted(self.results, key=lambda i: -self.results[i])[:self.sa_walkers // 4]
+        walkers = list(dict.fromkeys(top + self._walkers))[:self.sa_walkers]
+        walkers += [self.rng.randrange(size) for _ in range(self.sa_walkers - len(walkers))]
+        scores = self.model.predict(self.features(walkers))
+        for step in range(self.sa_steps):
+            temp = 1.0 - step / self.sa_steps        # cools within the search, in units of the score spread
+            spread = float(np.std(scores)) or 1.0
             nxt = [(self.space.neighbours(w, self.rng, 1) or [w])[0] for w in walkers]
-            nscores = self.model.predict(np.array([self.feature(i) for i in nxt]))
-            for k, (w, s_old, c, s_new) in enumerate(zip(walkers, scores, nxt, nscores)):
-                if c not in self.visited:
-                    best[c] = float(s_new)
-                if s_new >= s_old or self.rng.random() < math.exp((s_new - s_old) / max(temp, 1e-3)):
-                    walkers[k], scores[k] = c, float(s_new)
-            temp *= 0.9
-        return [i for i, _ in sorted(best.items(), key=lambda kv: -kv[1])][:self.plan_size]
+            nscores = self.model.predict(self.features(nxt))
+            for k, (s_old, s_new) in enumerate(zip(scores, nscores)):
+                if s_new >= s_old or self.rng.random() < math.exp((s_new - s_old) / (spread * max(temp, 1e-3))):
+                    walkers[k], scores[k] = nxt[k], s_new
+        self._walkers = walkers

@@ -15,7 +15,6 @@ and the memory ceiling an optimistic one.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import statistics
 import time
@@ -201,12 +200,11 @@ def profile_kernels(graph: Graph, target=None, logs=None, repeat: int = 5, min_t
 
     from .compile import plan
     tgt = parse(target)
-    ctx = contextlib.nullcontext()
+    history = None
     if logs:
         import autotune
-        ctx = autotune.apply_history_best(logs)
-    with ctx:
-        mp, g, _ = plan(graph, tgt, getattr(graph, "opset", 13))
+        history = autotune.apply_history_best(logs)
+    mp, g, _ = plan(graph, tgt, getattr(graph, "opset", 13), history)
     nodes = {n.name: n for n in g.nodes}
     calls: dict[str, list[list[Node]]] = {}
     for st in mp.steps:

@@ -95,9 +95,9 @@ def linear(e: Expr, memo: dict | None = None) -> Linear:
         return Linear(dt, k=int(e.value))
     if isinstance(e, BinOp) and is_int(dt):
         if e.op is BinOpKind.ADD:
-            return linear(e.a, memo).add(linear(e.b, memo))
+            return _merge_divmod(linear(e.a, memo).add(linear(e.b, memo)), memo)
         if e.op is BinOpKind.SUB:
-            return linear(e.a, memo).add(linear(e.b, memo), -1)
+            return _merge_divmod(linear(e.a, memo).add(linear(e.b, memo), -1), memo)
         if e.op is BinOpKind.MUL:
             la, lb = linear(e.a, memo), linear(e.b, memo)
             if not lb.terms:
@@ -105,6 +105,23 @@ def linear(e: Expr, memo: dict | None = None) -> Linear:
             if not la.terms:
                 return lb.scale(la.const)
     return Linear(dt, {skey(e, memo): [e, 1]})
+
+
+def _merge_divmod(lin: Linear, memo: dict) -> Linear:
+    """m*c*(x // c) + m*(x % c) -> m*x (floor division): a fused-then-split index made whole again."""
+    for key, (atom, coeff) in list(lin.terms.items()):
+        if not (isinstance(atom, BinOp) and atom.op is BinOpKind.FLOORDIV and isinstance(atom.b, Const)):
+            continue
+        c = int(atom.b.value)
+        if c <= 0 or coeff % c:
+            continue
+        mkey = skey(BinOp(BinOpKind.FLOORMOD, atom.a, atom.b, atom.dtype), memo)
+        if key not in lin.terms or mkey not in lin.terms or lin.terms[mkey][1] * c != coeff:
+            continue
+        m = lin.terms[mkey][1]
+        rest = Linear(lin.dtype, {k: v for k, v in lin.terms.items() if k not in (key, mkey)}, lin.const)
+        lin = rest.add(linear(atom.a, memo).scale(m))
+    return lin
 
 
 # ---------------------------------------------------------------- bounds

@@ -187,11 +187,53 @@ def conv2d(x: te.Tensor, w: te.Tensor, strides=(1, 1), padding: Padding = 0, dil
         from .depthwise import depthwise_conv2d_nchw     # depthwise.py builds on this module
         return depthwise_conv2d_nchw(x, w, g, bias, epilogue, name=name)
     cfg = default_config()
+    if as_matmul(g):
+        tuned = not cfg.is_fallback and "bn" in getattr(cfg, "values", {})
+        return conv1x1_matmul(x, w, g, bias, epilogue, bn=cfg["bn"].val if tuned else None,
+                              bm=cfg["tile_y"].size[-1] if tuned else None, name=name)
     if not cfg.is_fallback and "tile_oc" in getattr(cfg, "values", {}):
         # a tuned config of the conv2d_nchw template: its compute-time knobs
         return conv2d_nchw(x, w, g, bias, epilogue, ocb=cfg["tile_oc"].val, bw=cfg["tile_ow"].size[-1],
                            bh=cfg["tile_oh"].size[-1], name=name)
     return conv2d_nchw(x, w, g, bias, epilogue, name=name)
+
+
+# ---------------------------------------------------------------- 1x1 convs as matrix products
+
+def as_matmul(g: ConvGeometry) -> bool:
+    """A 1x1, unpadded, ungrouped conv of one image is the matrix product W (K, C) @ X (C, OH*OW)."""
+    return (g.R == 1 and g.S == 1 and g.groups == 1 and g.N == 1
+            and (g.pt, g.pl, g.pb, g.pr) == (0, 0, 0, 0))
+
+
+def conv1x1_matmul(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | None = None,
+                   epilogue: Epilogue | None = None, bn: int | None = None, bm: int | None = None,
+                   name: str = "conv2d") -> te.Tensor:
+    """The packed GEMM of te.ops.matmul on the conv's operands, written straight to NCHW.
+
+    The pixels are the GEMM's columns: the pack stage gathers the (strided) input into
+    [P/bn, C, bn] blocks, a bm x bn tile of output channels x pixels lives in registers, and
+    the epilogue runs on it before the store, which is contiguous along the pixels in NCHW.
+    """
+    from .matmul import _pack_b, _packed_acc, default_bm, pick_lanes
+    _check_bias(bias, g.K, name)
+    M, K, P = g.K, g.C, g.OH * g.OW
+    bn, bm = bn or pick_lanes(P), bm or default_bm(M)
+    OW, sh, sw = g.OW, g.sh, g.sw
+
+    def b_at(c, p):
+        return x[0, c, (p // OW) * sh, (p % OW) * sw]
+    packed = _pack_b(b_at, K, P, bn, x.dtype, name)
+    acc = _packed_acc(lambda i, c: w[i, c, 0, 0], packed, M, K, bn, bm, name)
+
+    def out_f(n, k, oh, ow):
+        v = acc[k, oh * OW + ow]
+        if bias is not None:
+            v = v + _bias_at(bias, k)
+        return apply_epilogue(epilogue, v, (n, k, oh, ow))
+    return te.compute((1, g.K, g.OH, g.OW), out_f, name=name, tag="matmul",
+                      attrs={"M": M, "N": P, "K": K, "bn": bn, "bm": bm, "strategy": "packed",
+                             "transpose_b": False, "nchw": True, "geometry": g})
 
 
 # ---------------------------------------------------------------- direct conv (output-channel vectors)
@@ -409,6 +451,15 @@ def conv2d_nchw_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilat
     g = geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups)
     x = te.placeholder(tuple(x_shape), dtype, name="x")
     w = te.placeholder(tuple(w_shape), dtype, name="w")
+    if as_matmul(g):              # the knobs of te.ops.matmul's packed strategy
+        from .matmul import BN_CHOICES, define_knobs, pick_lanes, schedule_matmul_cfg
+        P = g.OH * g.OW
+        cfg.define_knob("bn", list(BN_CHOICES), default=pick_lanes(P))
+        define_knobs(cfg, g.K, P, g.C, "packed")
+        y = conv1x1_matmul(x, w, g, bn=cfg["bn"].val, bm=cfg["tile_y"].size[-1])
+        s = te.create_schedule(y.op)
+        schedule_matmul_cfg(cfg, s, y)
+        return s, [x, w, y]
     Kg = g.K // g.groups
     ocbs = [b for b in (8, 16, 32) if g.groups == 1 or Kg % b == 0] or [default_ocb(g)]
     d_ocb = default_ocb(g)
@@ -437,5 +488,5 @@ def flops(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), groups: 
     return geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups).flops
 
 
-__all__ = ["conv2d", "conv2d_nchw", "geometry", "resolve_padding", "pad_nchw", "schedule_conv2d_nchw",
+__all__ = ["conv2d", "conv2d_nchw", "conv1x1_matmul", "as_matmul", "geometry", "resolve_padding", "pad_nchw", "schedule_conv2d_nchw",
            "ConvGeometry", "flops"]

@@ -314,8 +314,12 @@ def _schedule_packed(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs:
     packed = _input(acc, "pack")
     bn = attrs["bn"]
     bm = cfg["tile_y"].size[-1]
-    batched = len(out.shape) == 3
     axes = list(s[out].op.axis)
+    if attrs.get("nchw"):         # a 1x1 conv (conv1x1_matmul): rows are channels, columns pixels
+        n, i, oh, ow = axes
+        j = s[out].fuse(oh, ow)
+        axes = [n, i, j]
+    batched = len(axes) == 3
     i, j = axes[-2], axes[-1]
     io, jo, ii, ji = s[out].tile(i, j, bm, bn)
     if cfg["tile_order"].val == "cols_outer":

@@ -70,3 +70,36 @@ def test_dispatch_respects_isa(measurer, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         cfg = autotune.apply_history_best([r], allow_other_isa=True).query(task)
     assert cfg is not None and any("another CPU" in x.getMessage() for x in caplog.records)
+
+
+def test_builder_features_match_local_features(measurer):
+    from autotune.features import config_features
+    task = autotune.create_task("matmul", (64, 96, 128, "float32"))
+    idx = [0, 5, len(task.config_space) // 2, len(task.config_space) - 1]
+    remote = measurer.features(task, idx)
+    assert len(remote) == len(idx)
+    for i, f in zip(idx, remote):
+        assert (f == config_features(task, i)).all()
+
+
+def test_xgb_annealing_on_a_large_space(measurer):
+    task = autotune.create_task("matmul", (256, 256, 256, "float32"))
+    assert len(task.config_space) > autotune.XGBTuner.EXHAUSTIVE          # the annealing path
+    tuner = autotune.XGBTuner(task, sa_walkers=8, sa_steps=2)
+    tuner.tune(24, measurer=measurer)
+    assert tuner.trials == 24 and len(tuner.results) == 24
+    assert len(tuner._walkers) == 8                              # walkers persist between batches
+    assert tuner.default_flops > 0                               # the default was measured and noted
+    assert set(tuner.results) <= set(tuner._features)            # every measured config has features
+
+
+def test_history_seeds_transfer_once(measurer, tmp_path):
+    log = tmp_path / "log.jsonl"
+    other = autotune.create_task("matmul", (32, 64, 32, "float32"))
+    autotune.RandomTuner(other).tune(4, measurer=measurer, callbacks=[autotune.log_to_file(log)])
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    tuner = autotune.XGBTuner(task)
+    recs = autotune.load_records(log)
+    tuner.load_history(recs)
+    tuner.load_history(recs)                                     # e.g. a second tune() with the same log
+    assert len(tuner._transfer) == 1

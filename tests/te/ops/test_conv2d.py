@@ -12,7 +12,7 @@ import pytest
 import te
 from autotune.space import ConfigSpace, FallbackConfig, get_template, space_of
 from te import ops
-from te.ops.conv2d import resolve_padding
+from te.ops.conv2d import as_matmul, geometry, resolve_padding
 from te.ops.conv2d_nchwc import pack_conv_weight_numpy, pack_nchwc_numpy, unpack_nchwc_numpy
 
 TOL = dict(rtol=1e-4, atol=1e-4)
@@ -116,7 +116,10 @@ CASES = [
     ((1, 16, 13, 13), (32, 1, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 16),    # depthwise, multiplier 2, s2
     ((1, 24, 14, 14), (24, 1, 5, 5), (2, 2), (2, 2, 2, 2), (1, 1), 24),    # depthwise 5x5 s2
     ((1, 8, 11, 11), (8, 1, 3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 8),       # depthwise dilated
-    ((1, 20, 7, 7), (24, 20, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1
+    ((1, 20, 7, 7), (24, 20, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1: a GEMM
+    ((1, 24, 9, 9), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),      # 1x1 s2: a GEMM, strided pack
+    ((2, 20, 7, 7), (24, 20, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1, two images: direct
+    ((1, 20, 7, 7), (24, 20, 1, 1), (1, 1), (1, 0, 1, 0), (1, 1), 1),      # 1x1 padded: direct
     ((1, 3, 23, 23), (16, 3, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),      # a small stem
     ((1, 4, 5, 37), (16, 4, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),       # a prime width
     ((2, 64, 4, 4), (40, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),      # deep: weights packed per block
@@ -129,6 +132,8 @@ def test_conv2d_matches_onnxruntime(xs, ws, strides, pads, dilation, groups, ran
     w = te.placeholder(ws, name="w")
     y = ops.conv2d(x, w, strides, pads, dilation, groups)
     expect_tag = "depthwise_conv2d_nchw" if groups == xs[1] else "conv2d_nchw"
+    if as_matmul(geometry(xs, ws, strides, pads, dilation, groups)):
+        expect_tag = "matmul"          # 1x1, one image, no padding: te.ops.matmul's packed GEMM
     assert y.op.tag == expect_tag
     a, b = rand(xs), rand(ws)
     got = build_run([y], [x, w, y], [a, b])
@@ -317,6 +322,7 @@ def _run_template(name, args, cfg, rand):
 TEMPLATE_CASES = [
     ("conv2d_nchw", ((1, 16, 7, 7), (16, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")),
     ("conv2d_nchw", ((1, 8, 9, 9), (24, 4, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 2, "float32")),
+    ("conv2d_nchw", ((1, 24, 9, 9), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1, "float32")),   # GEMM knobs
     ("depthwise_conv2d_nchw", ((1, 16, 10, 10), (16, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "float32")),
     ("depthwise_conv2d_nchw", ((1, 8, 11, 11), (8, 1, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), "float32")),
 ]
@@ -331,6 +337,22 @@ def test_conv_templates_default_and_other_configs(name, args, rand):
     for cfg in [FallbackConfig(), space.get(space.default_index()), space.get(len(space) - 1), space.get(len(space) // 3)]:
         a, b, out = _run_template(name, args, cfg, rand)
         np.testing.assert_allclose(out, conv_ref(a, b, strides, pads, dilation, groups), **TOL)
+
+
+def test_tuned_1x1_config_reaches_the_model_op(rand):
+    """A config of the 1x1 template (GEMM knobs) applied through config_scope shapes ops.conv2d."""
+    from te.ops.common import config_scope
+    args = ((1, 24, 9, 9), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1, "float32")
+    space = space_of("conv2d_nchw", *args)
+    assert "bn" in space.space_map and "tile_oc" not in space.space_map
+    cfg = next(space.get(i) for i in range(len(space)) if space.get(i)["bn"].val == 8)
+    x, w = te.placeholder(args[0], name="x"), te.placeholder(args[1], name="w")
+    with config_scope(cfg):
+        y = ops.conv2d(x, w, (2, 2))
+        assert y.op.attrs["bn"] == 8
+        a, b = rand(args[0]), rand(args[1])
+        got = build_run([y], [x, w, y], [a, b])
+    np.testing.assert_allclose(got, conv_ref(a, b, (2, 2)), **TOL)
 
 
 def test_conv2d_nchwc_template(rand):
