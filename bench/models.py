@@ -10,9 +10,9 @@ built-in encoder layer / MobileNetV2 block), run by both engines in the same pro
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
+from pathlib import Path
 import time
 
 import numpy as np
@@ -20,6 +20,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import frontends                                          # noqa: E402
 from frontends import zoo                                 # noqa: E402
+from autotune.shared_logs import find_logs                # noqa: E402
+from te.target import host                                # noqa: E402
 from common import env_note, table, time_call             # noqa: E402
 
 MODELS = ["resnet50", "squeezenet", "vgg19", "inception_v1", "bvlc_alexnet", "encoder_layer"]
@@ -51,7 +53,8 @@ def main() -> None:
     os.environ.setdefault("TILEWISE_NUM_THREADS", "2")
     logs = []
     for p in a.logs or []:
-        logs += sorted(glob.glob(os.path.join(p, "*.jsonl"))) if os.path.isdir(p) else [p]
+        # a folder: its *.jsonl and those under its sub-folder for this CPU's ISA (as shared logs are found)
+        logs += [str(x) for x in find_logs(host().isa, [Path(p)])] if os.path.isdir(p) else [p]
     print(env_note())
     rows = []
     for name in a.models.split(","):
