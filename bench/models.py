@@ -5,11 +5,13 @@
     python bench/models.py --check                          # also compare outputs with ONNX Runtime
 
 Every model is one of the onnx package's light models with seeded random weights (or a
-built-in encoder layer / MobileNetV2 block), run by both engines in the same process.
+built-in encoder layer / MobileNetV2 block), run by both engines in the same process, in
+alternating rounds (ONNX Runtime's threads set not to spin between runs), medians quoted.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -21,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import frontends                                          # noqa: E402
 from frontends import zoo                                 # noqa: E402
 from autotune.shared_logs import find_logs                # noqa: E402
+from frontends.profile import onnxruntime_session, time_interleaved  # noqa: E402
 from te.target import host                                # noqa: E402
 from common import env_note, table, time_call             # noqa: E402
 
@@ -32,15 +35,7 @@ def load(name: str):
         return zoo.encoder_layer()
     if name == "mobilenet_block":
         return zoo.mobilenet_block()
-    return zoo.light_model(name)
-
-
-def ort_session(model):
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return zoo.light_model(name, logits=True)     # logits too: a saturated softmax checks nothing
 
 
 def main() -> None:
@@ -48,7 +43,7 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS), help="comma list (default: %(default)s)")
     ap.add_argument("--logs", nargs="*", default=None, help="tuning logs (files or folders) for a tuned column")
     ap.add_argument("--check", action="store_true", help="compare outputs with ONNX Runtime")
-    ap.add_argument("--seconds", type=float, default=2.0, help="minimum timing per engine and model")
+    ap.add_argument("--seconds", type=float, default=3.0, help="about how long each engine is timed per model")
     a = ap.parse_args()
     os.environ.setdefault("TILEWISE_NUM_THREADS", "2")
     logs = []
@@ -62,31 +57,36 @@ def main() -> None:
         g = frontends.from_onnx(model)
         x = np.random.default_rng(0).standard_normal(g.inputs[0].shape).astype(np.float32)
         feed = {g.inputs[0].name: x}
-        sess = ort_session(model)
-        t_ort = time_call(lambda: sess.run(None, feed), min_seconds=a.seconds)["median"]
-        cols = []
+        # ONNX Runtime's threads must not spin between its runs: the runs alternate with ours
+        sess = onnxruntime_session(model, threads=2, spinning=False)
+        fns = {"ort": lambda: sess.run(None, feed)}
+        builds = {}
         variants = [("untuned", None)] + ([("tuned", logs)] if logs else [])
         for label, lg in variants:
             t0 = time.perf_counter()
             lib = frontends.build(g, logs=lg)
             lib.run(**feed)                                   # compiles (JIT) and warms up
-            build_s = time.perf_counter() - t0
-            t = time_call(lambda: lib.run(**feed), min_seconds=a.seconds)["median"]
+            builds[label] = (time.perf_counter() - t0, lib)
+            fns[label] = functools.partial(lib.run, **feed)
             if a.check:
-                want = sess.run(None, feed)[0]
-                got = lib.run(**feed)[0]
-                err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
-                if err > 1e-3:
-                    print(f"WARNING {name} {label}: relative error {err:.2e} against ONNX Runtime")
-            cols.append((label, t, build_s, lib))
-        un = cols[0]
-        row = [name, f"{t_ort * 1e3:.2f}", f"{un[1] * 1e3:.2f}", f"{un[1] / t_ort:.2f}x"]
+                for got, want in zip(lib.run(**feed), sess.run(None, feed)):
+                    err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
+                    if err > 1e-3:
+                        print(f"WARNING {name} {label}: relative error {err:.2e} against ONNX Runtime")
+        # alternating rounds: a change in the machine's load hits every engine alike
+        t_once = time_call(fns["ort"], min_repeats=1, min_seconds=0)["median"]
+        rounds = max(10, min(200, int(a.seconds / max(t_once, 1e-6))))
+        med = {k: v.median for k, v in time_interleaved(fns, repeat=rounds).items()}
+        t_ort = med["ort"]
+        un_s, un_lib = builds["untuned"]
+        row = [name, f"{t_ort * 1e3:.2f}", f"{med['untuned'] * 1e3:.2f}", f"{med['untuned'] / t_ort:.2f}x"]
         if logs:
-            tu = cols[1]
-            row += [f"{tu[1] * 1e3:.2f}", f"{tu[1] / t_ort:.2f}x"]
-        row += [f"{un[2]:.1f}", f"{un[3].plan.workspace_bytes / 2**20:.1f}", f"{un[3].plan.param_bytes / 2**20:.1f}"]
+            row += [f"{med['tuned'] * 1e3:.2f}", f"{med['tuned'] / t_ort:.2f}x"]
+        row += [f"{un_s:.1f}", f"{un_lib.plan.workspace_bytes / 2**20:.1f}", f"{un_lib.plan.param_bytes / 2**20:.1f}"]
         rows.append(row)
-        print(f"  {name}: onnxruntime {t_ort * 1e3:.2f} ms, tilewise {un[1] * 1e3:.2f} ms", flush=True)
+        print(f"  {name}: onnxruntime {t_ort * 1e3:.2f} ms, tilewise {med['untuned'] * 1e3:.2f} ms"
+              + (f" untuned, {med['tuned'] * 1e3:.2f} ms tuned" if logs else "") + f" ({rounds} rounds)",
+              flush=True)
     heads = ["model", "onnxruntime ms", "untuned ms", "untuned / ort"]
     if logs:
         heads += ["tuned ms", "tuned / ort"]

@@ -77,8 +77,37 @@ def _group_key(g: Graph, grp: Group) -> str:
     return hashlib.sha256(json.dumps([parts, ins], default=str).encode()).hexdigest()[:16]
 
 
-def lower_group(g: Graph, grp: Group, name: str, opset: int):
-    """te tensors of one group: (placeholders in argument order, output tensor, scalar inputs)."""
+def prepack_weights(g: Graph, grp: Group) -> dict[str, str]:
+    """Pack the constant weights of a group's direct conv ahead of time, the way its kernel reads them.
+
+    Returns {weight value: packed constant}; the packed constants are added to `g.constants`.
+    Called under the group's config scope, since a tuned config may pick another channel block.
+    """
+    n = grp.master
+    if n.op != "Conv" or len(n.inputs) < 2 or n.inputs[1] not in g.constants \
+            or len(g.info(n.inputs[0]).shape) != 4:
+        return {}
+    from te.ops.conv2d import pack_weight_numpy, weight_block
+
+    from .tasks import _conv_padding
+    w = g.constants[n.inputs[1]]
+    pads, strides, dil = _conv_padding(n, g)
+    ocb = weight_block(g.info(n.inputs[0]).shape, w.shape, strides, pads, dil, int(n.attrs.get("group", 1)))
+    if ocb is None:
+        return {}
+    packed = f"{n.inputs[1]}::oc{ocb}"
+    if packed not in g.constants:
+        g.constants[packed] = pack_weight_numpy(w, ocb)
+    return {n.inputs[1]: packed}
+
+
+def lower_group(g: Graph, grp: Group, name: str, opset: int, packed: dict[str, str] | None = None):
+    """te tensors of one group: (placeholders in argument order, argument values, output tensor).
+
+    `packed` maps a weight to its packed constant (prepack_weights): the kernel takes that instead.
+    """
+    from te.ops.conv2d import PackedWeight
+    packed = packed or {}
     env: dict[str, object] = {}
     placeholders = []
     arg_values = []
@@ -87,6 +116,12 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int):
         info = g.info(v)
         if c is not None and c.size == 1 and grp.master.op not in ("Conv", "Gemm", "MatMul"):
             env[v] = c.reshape(-1)[0].item()          # a scalar operand: folded into the kernel
+            continue
+        if v in packed:
+            p = te.placeholder(g.constants[packed[v]].shape, info.dtype, name=f"in{k}.packed")
+            env[v] = PackedWeight(p, tuple(info.shape))
+            placeholders.append(p)
+            arg_values.append(packed[v])
             continue
         p = te.placeholder(info.shape, info.dtype, name=f"in{k}")
         env[v] = p
@@ -152,13 +187,6 @@ def plan(graph: Graph, target: Target, opset: int, history=None) -> tuple[ModelP
             copies.append((o.name, len(g.inputs) + k))
         else:
             io_index[o.name] = len(g.inputs) + k
-    # constants -> params blob
-    param_off: dict[str, int] = {}
-    total = 0
-    for v in [c for c, _ in copies if c in g.constants] + [v for grp in groups for v in grp.inputs()]:
-        if v in g.constants and v not in param_off:
-            param_off[v] = total
-            total = _align(total + g.constants[v].nbytes)
     # kernels
     group_args: list[list[str]] = []
     used_records: dict[str, object] = {}
@@ -167,7 +195,8 @@ def plan(graph: Graph, target: Target, opset: int, history=None) -> tuple[ModelP
         key = _group_key(g, grp) + (f"/{cfg}" if cfg is not None else "")
         kname = by_key.get(key)
         with config_scope(cfg) if cfg is not None else _nullscope():
-            placeholders, arg_values, out = lower_group(g, grp, f"k{gi}", opset)
+            packed = prepack_weights(g, grp)
+            placeholders, arg_values, out = lower_group(g, grp, f"k{gi}", opset, packed)
             if kname is None:
                 kname = f"k{len(funcs)}_{grp.master.op.lower()}"
                 s = ops.schedule([out])
@@ -177,6 +206,13 @@ def plan(graph: Graph, target: Target, opset: int, history=None) -> tuple[ModelP
             used_records[rec.workload] = rec
         group_args.append(arg_values + [grp.output])
         steps.append(Step(kname, [], " -> ".join(n.name for n in grp.nodes)))
+    # constants the kernels read (weights packed ahead of time in place of the originals) -> params blob
+    param_off: dict[str, int] = {}
+    total = 0
+    for v in [c for c, _ in copies if c in g.constants] + [v for vals in group_args for v in vals]:
+        if v in g.constants and v not in param_off:
+            param_off[v] = total
+            total = _align(total + g.constants[v].nbytes)
     # memory plan for intermediates: lifetimes in step order, greedy placement by size
     first, last = {}, {}
     for si, vals in enumerate(group_args):

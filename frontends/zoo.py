@@ -118,9 +118,27 @@ def _light_bytes(name: str, seed: int) -> bytes:
     return randomize_weights(onnx.load(path), seed).SerializeToString()
 
 
-def light_model(name: str, seed: int = 0) -> onnx.ModelProto:
-    """The light model `name` with seeded random weights (cached per process)."""
-    return onnx.load_from_string(_light_bytes(name, seed))
+def light_model(name: str, seed: int = 0, logits: bool = False) -> onnx.ModelProto:
+    """The light model `name` with seeded random weights (cached per process).
+
+    With random weights the final Softmax saturates to a one-hot vector, which agrees with any
+    answer that has the same argmax; `logits=True` also outputs the Softmax's input, so a
+    comparison checks every value the network computes.
+    """
+    m = onnx.load_from_string(_light_bytes(name, seed))
+    return with_logits(m) if logits else m
+
+
+def with_logits(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of the model that also outputs the input of each Softmax that makes a graph output."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    outs = {o.name for o in m.graph.output}
+    for node in m.graph.node:
+        if node.op_type == "Softmax" and node.output[0] in outs and node.input[0] not in outs:
+            m.graph.output.append(helper.make_empty_tensor_value_info(node.input[0]))
+            outs.add(node.input[0])
+    return m
 
 
 def mobilenet_block(seed: int = 0, channels: int = 32, expand: int = 6, size: int = 56) -> onnx.ModelProto:

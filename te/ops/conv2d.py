@@ -11,6 +11,10 @@ activation, residual...) to the registers before the single store to NCHW.
 Deep layers (more weights than outputs) pack their weights per channel block inside the
 parallel loop instead of at the root (knob `pack_at`), so the packed slice stays in L2.  The
 padded input is built by whole chunks of columns (pad_nchw), so its copy is plain vector loads.
+
+Weights known at build time (a model's constants) can be packed once, ahead of time:
+`weight_block` says which block the kernel would use, `pack_weight_numpy` packs the constant,
+and a `PackedWeight` handed to `conv2d` in place of the 4-D weight skips the packing stage.
 """
 from __future__ import annotations
 
@@ -176,13 +180,71 @@ def _check_bias(bias: te.Tensor | None, K: int, name: str) -> None:
         raise ValueError(f"{name}: bias must have shape ({K},), got {bias.shape}")
 
 
+# ---------------------------------------------------------------- weights packed ahead of time
+
+@dataclass(frozen=True)
+class PackedWeight:
+    """A conv weight already laid out [K/ocb, C/groups, R, S, ocb] (zero-padded channels).
+
+    `shape` is the logical OIHW shape, so `conv2d` computes the geometry from it as usual.
+    """
+    tensor: te.Tensor
+    shape: tuple[int, int, int, int]
+
+    def __post_init__(self):
+        K, Cg, R, S = self.shape
+        kb, c, r, s, ocb = self.tensor.shape
+        if (c, r, s) != (Cg, R, S) or kb * ocb != _round_up(K, ocb):
+            raise ValueError(f"packed weight {self.tensor.name}: shape {self.tensor.shape} is not a "
+                             f"[K/ocb, C, R, S, ocb] packing of {self.shape}")
+
+    @property
+    def ocb(self) -> int:
+        return int(self.tensor.shape[-1])
+
+    @property
+    def dtype(self) -> str:
+        return self.tensor.dtype
+
+
+def weight_block(x_shape, w_shape, strides=(1, 1), padding: Padding = 0, dilation=(1, 1),
+                 groups: int = 1) -> int | None:
+    """The output-channel block `conv2d` packs this conv's weights by (under the current config),
+    or None where it reads the weights as they are (depthwise convs, 1x1 convs run as a GEMM)."""
+    g = geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups)
+    if g.depthwise or as_matmul(g):
+        return None
+    cfg = default_config()
+    if not cfg.is_fallback and "tile_oc" in getattr(cfg, "values", {}):
+        return int(cfg["tile_oc"].val)
+    return default_ocb(g)
+
+
+def pack_weight_numpy(w, ocb: int):
+    """OIHW -> [K/ocb, C, R, S, ocb] on a numpy constant, zero-padding K to a multiple of ocb."""
+    import numpy as np
+    K, Cg, R, S = w.shape
+    Kp = _round_up(K, ocb)
+    wp = np.zeros((Kp, Cg, R, S), w.dtype)
+    wp[:K] = w
+    return np.ascontiguousarray(wp.reshape(Kp // ocb, ocb, Cg, R, S).transpose(0, 2, 3, 4, 1))
+
+
 # ---------------------------------------------------------------- the public op
 
-def conv2d(x: te.Tensor, w: te.Tensor, strides=(1, 1), padding: Padding = 0, dilation=(1, 1),
-           groups: int = 1, bias: te.Tensor | None = None, epilogue: Epilogue | None = None,
-           name: str = "conv2d") -> te.Tensor:
-    """y = epilogue(conv2d(x, w) + bias) in NCHW; padding is (top, left, bottom, right), an int/pair or a mode."""
+def conv2d(x: te.Tensor, w: te.Tensor | PackedWeight, strides=(1, 1), padding: Padding = 0,
+           dilation=(1, 1), groups: int = 1, bias: te.Tensor | None = None,
+           epilogue: Epilogue | None = None, name: str = "conv2d") -> te.Tensor:
+    """y = epilogue(conv2d(x, w) + bias) in NCHW; padding is (top, left, bottom, right), an int/pair or a mode.
+
+    `w` is OIHW, or a PackedWeight (packed ahead of time by the block `weight_block` names).
+    """
     g = geometry(x.shape, w.shape, strides, padding, dilation, groups)
+    if isinstance(w, PackedWeight):
+        if weight_block(x.shape, w.shape, strides, padding, dilation, groups) != w.ocb:
+            raise ValueError(f"{name}: the weight is packed by {w.ocb} channels, but this conv "
+                             f"packs by {weight_block(x.shape, w.shape, strides, padding, dilation, groups)}; "
+                             "pack it by te.ops.conv2d.weight_block()")
     if g.depthwise:
         from .depthwise import depthwise_conv2d_nchw     # depthwise.py builds on this module
         return depthwise_conv2d_nchw(x, w, g, bias, epilogue, name=name)
@@ -279,11 +341,15 @@ def default_tiles(g: ConvGeometry, ocb: int) -> tuple[int, int]:
     return best
 
 
-def conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | None = None,
+def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias: te.Tensor | None = None,
                 epilogue: Epilogue | None = None, ocb: int | None = None, bw: int | None = None,
                 bh: int | None = None, name: str = "conv2d") -> te.Tensor:
     """The direct NCHW conv: packed weights, padded input, an accumulator tile in registers."""
     _check_bias(bias, g.K, name)
+    if isinstance(w, PackedWeight):
+        ocb = ocb or w.ocb
+        if ocb != w.ocb:
+            raise ValueError(f"{name}: channel block {ocb} asked for, the weight is packed by {w.ocb}")
     ocb = ocb or default_ocb(g)
     dbh, dbw = default_tiles(g, ocb)
     bh, bw = bh or dbh, bw or dbw
@@ -304,7 +370,10 @@ def conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | N
         if Kp == K:
             return w[k, c, r, s]
         return te.if_then_else(k < K, w[te.min_of(k, K - 1), c, r, s], te.const(0, w.dtype))
-    wp = te.compute((Kp // ocb, Cg, R, S, ocb), wpack, name=f"{name}.wpack", tag="conv2d.wpack")
+    if isinstance(w, PackedWeight):
+        wp = w.tensor
+    else:
+        wp = te.compute((Kp // ocb, Cg, R, S, ocb), wpack, name=f"{name}.wpack", tag="conv2d.wpack")
     rc = te.reduce_axis((0, Cg), name="rc")
     rr = te.reduce_axis((0, R), name="rr")
     rs = te.reduce_axis((0, S), name="rs")
@@ -392,7 +461,8 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     s[acc].unroll(aow)
     s[acc].vectorize(aki)
 
-    _schedule_wpack(s, wp, g.flops / 2)
+    if wp is not None:              # None: the weights were packed ahead of time
+        _schedule_wpack(s, wp, g.flops / 2)
     if xp is not None:
         _schedule_pad(s, xp, g.flops / 2)
 
@@ -435,6 +505,8 @@ def _schedule_oc_block(cfg, s: te.Schedule, acc, wp, final, g: ConvGeometry, ocb
     s[acc].unroll(aohi)
     s[acc].unroll(awi)
     s[acc].vectorize(aki)
+    if wp is None:
+        return
     s[wp].compute_at(s[acc], ako)
     s[wp].unroll(s[wp].op.axis[-1])     # 16 row streams read element by element: fewer uops than a gather
 

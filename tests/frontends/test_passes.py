@@ -85,3 +85,26 @@ def test_fused_groups_run_after_all_their_inputs(rng):
     y, = frontends.build(frontends.from_onnx(m)).run(x=x)
     want = np.einsum("nchw,kc->nkhw", x, wa[:, :, 0, 0] + wb[:, :, 0, 0])
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_weights_are_packed_at_build_time(rng, tmp_path):
+    """The build stores the direct conv's weights in the kernel's layout; no packing runs per call."""
+    import onnxruntime as ort
+
+    import te
+    from frontends.compile import plan
+    from te.printer import func_str
+    m, _ = conv_bn_model(rng)
+    g = frontends.from_onnx(m)
+    mp, pg, param_off = plan(g, te.target.host(), 13)
+    packed = [v for v in param_off if "::oc" in v]
+    assert len(packed) == 1 and pg.constants[packed[0]].ndim == 5
+    # the OIHW original is not shipped, and the kernel does not pack
+    assert not [v for v in param_off if pg.constants[v].shape == (8, 4, 3, 3)]
+    assert "wpack" not in func_str(mp.funcs[0]) and "in1.packed" in func_str(mp.funcs[0])
+    x = rng.standard_normal((1, 4, 6, 6)).astype(np.float32)
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    lib = frontends.build(g)
+    np.testing.assert_allclose(lib.run(x=x)[0], want, rtol=1e-4, atol=1e-4)
+    lib.export_library(tmp_path / "cbn.so")
+    np.testing.assert_allclose(te.runtime.load_module(tmp_path / "cbn.so").run(x=x)[0], want, rtol=1e-4, atol=1e-4)

@@ -175,6 +175,43 @@ def test_weights_packed_per_channel_block_with_epilogue(rand):
     np.testing.assert_allclose(out, np.maximum(conv_ref(a, wa, pads=(1, 1, 1, 1)) + ba[:, None, None], 0), **TOL)
 
 
+@pytest.mark.parametrize("xs, ws, pads, groups", [
+    ((1, 16, 9, 9), (24, 16, 3, 3), (1, 1, 1, 1), 1),       # K=24 is no multiple of 16: zero-padded block
+    ((1, 48, 4, 4), (32, 48, 3, 3), (1, 1, 1, 1), 1),       # deep layer: the per-channel-block schedule
+    ((1, 8, 7, 7), (16, 4, 3, 3), (0, 0, 0, 0), 2),
+])
+def test_weights_packed_ahead_of_time(xs, ws, pads, groups, rand):
+    """A PackedWeight (packed in numpy, as a model build does) replaces the in-kernel packing stage."""
+    from te.ops.conv2d import PackedWeight, pack_weight_numpy, weight_block
+    ocb = weight_block(xs, ws, (1, 1), pads, (1, 1), groups)
+    a, wa, ba = rand(xs), rand(ws), rand((ws[0],))
+    wpk = pack_weight_numpy(wa, ocb)
+    x = te.placeholder(xs, name="x")
+    wp = te.placeholder(wpk.shape, name="wp")
+    b = te.placeholder((ws[0],), name="b")
+    y = ops.conv2d(x, PackedWeight(wp, ws), padding=pads, groups=groups, bias=b)
+    assert y.op.attrs["ocb"] == ocb
+    s = ops.schedule([y])
+    assert not [st for st in s.stages if getattr(st.op, "tag", None) == "conv2d.wpack"]
+    out = np.zeros(y.shape, np.float32)
+    te.build(s, [x, wp, b, y])(a, wpk, ba, out)
+    np.testing.assert_allclose(out, conv_ref(a, wa, pads=pads, groups=groups) + ba[:, None, None], **TOL)
+
+
+def test_packed_weight_must_match_the_block():
+    from te.ops.conv2d import PackedWeight, weight_block
+    xs, ws = (1, 16, 8, 8), (32, 16, 3, 3)
+    ocb = weight_block(xs, ws, padding=1)
+    other = 8 if ocb != 8 else 16
+    x = te.placeholder(xs, name="x")
+    with pytest.raises(ValueError, match="packed by"):
+        ops.conv2d(x, PackedWeight(te.placeholder((32 // other, 16, 3, 3, other), name="wp"), ws), padding=1)
+    with pytest.raises(ValueError, match="not a"):
+        PackedWeight(te.placeholder((2, 16, 3, 3, 8), name="wp"), ws)
+    assert weight_block((1, 16, 8, 8), (32, 16, 1, 1)) is None            # 1x1: a GEMM on the weights as they are
+    assert weight_block((1, 16, 8, 8), (16, 1, 3, 3), groups=16) is None   # depthwise
+
+
 def test_depthwise_bias_and_explicit_call(rand):
     x = te.placeholder((1, 8, 10, 10), name="x")
     w = te.placeholder((8, 1, 3, 3), name="w")
