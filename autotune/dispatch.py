@@ -35,32 +35,44 @@ class ApplyHistoryBest:
             else:
                 records.extend(rec.load(item))
         self.allow_other_isa = allow_other_isa
-        self.by_isa: dict[tuple[str, str], rec.Record] = {}
-        self.any_isa: dict[str, rec.Record] = {}
+        # per workload (and ISA), the valid records from fastest to slowest: a record the template
+        # no longer accepts (its knobs changed) gives way to the next one
+        self._ranked: dict[tuple[str, str], list[rec.Record]] = {}
+        self._ranked_any: dict[str, list[rec.Record]] = {}
         for r in records:
-            if not r.ok:
-                continue
-            k = (r.workload, r.isa)
-            if k not in self.by_isa or r.cost < self.by_isa[k].cost:
-                self.by_isa[k] = r
-            if r.workload not in self.any_isa or r.cost < self.any_isa[r.workload].cost:
-                self.any_isa[r.workload] = r
+            if r.ok:
+                self._ranked.setdefault((r.workload, r.isa), []).append(r)
+                self._ranked_any.setdefault(r.workload, []).append(r)
+        for lst in (*self._ranked.values(), *self._ranked_any.values()):
+            lst.sort(key=lambda r: r.cost)
+        self.by_isa: dict[tuple[str, str], rec.Record] = {k: v[0] for k, v in self._ranked.items()}
+        self.any_isa: dict[str, rec.Record] = {k: v[0] for k, v in self._ranked_any.items()}
+        self.used: dict[str, rec.Record] = {}         # workload -> the record query() returned
 
     def query(self, task):
         """The best config for the task on its target's ISA (or any ISA if allowed), else None."""
-        r = self.by_isa.get((task.workload_key, task.target.isa))
-        if r is None and self.allow_other_isa:
-            r = self.any_isa.get(task.workload_key)
-            if r is not None:
+        ranked = self._ranked.get((task.workload_key, task.target.isa), [])
+        other = False
+        if not ranked and self.allow_other_isa:
+            ranked, other = self._ranked_any.get(task.workload_key, []), True
+        skipped = None
+        for r in ranked:
+            try:
+                cfg = task.config_space.from_json(r.config)
+            except ConfigError as e:
+                skipped = skipped or e
+                continue
+            if skipped is not None:
+                log.warning("%s: the best record(s) do not fit the template (%s); using the best that does",
+                            task, skipped)
+            if other:
                 log.warning("%s: using a record measured on another CPU (%s, ISA %s); "
                             "this CPU is %s", task, r.cpu, r.isa, task.target.isa)
-        if r is None:
-            return None
-        try:
-            return task.config_space.from_json(r.config)
-        except ConfigError as e:
-            log.warning("%s: best record does not fit the template (%s); using the default", task, e)
-            return None
+            self.used[task.workload_key] = r
+            return cfg
+        if skipped is not None:
+            log.warning("%s: no record fits the template (%s); using the default", task, skipped)
+        return None
 
     def __enter__(self):
         _STACK.append(self)

@@ -165,8 +165,7 @@ def tuned_config(g: Graph, grp: Group, target: Target, history):
         return None, None
     if cfg is None:
         return None, None
-    rec = history.by_isa.get((task.workload_key, task.target.isa)) or history.any_isa.get(task.workload_key)
-    return cfg, rec
+    return cfg, history.used.get(task.workload_key)
 
 
 # Templates whose tuned configs model kernels apply (the op reads them through te.ops.config_scope).

@@ -118,14 +118,22 @@ def time_calls(fn: Callable[[], object], repeat: int = 20, warmup: int = 2, min_
     return Latency(times)
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], repeat: int = 20, warmup: int = 2) -> dict[str, Latency]:
-    """Time several callables in alternating rounds, so a change in machine load hits them alike."""
+def time_interleaved(fns: dict[str, Callable[[], object]], repeat: int = 20, warmup: int = 2,
+                     settle: int = 1) -> dict[str, Latency]:
+    """Time several callables in alternating rounds, so a change in machine load hits them alike.
+
+    Each turn starts with `settle` untimed calls: the engine that ran before may leave threads
+    spinning (OpenMP's workers wait busily for a while after a parallel loop), and the first call
+    after a switch would pay for them.
+    """
     for fn in fns.values():
         for _ in range(max(0, warmup)):
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(max(1, repeat)):
         for k, fn in fns.items():
+            for _ in range(max(0, settle)):
+                fn()
             t = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t)

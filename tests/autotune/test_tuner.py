@@ -72,6 +72,20 @@ def test_dispatch_respects_isa(measurer, tmp_path, caplog):
     assert cfg is not None and any("another CPU" in x.getMessage() for x in caplog.records)
 
 
+def test_dispatch_skips_records_the_template_no_longer_accepts(measurer, caplog):
+    """A faster record with knobs of an older template gives way to the best record that fits."""
+    import dataclasses
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    good = measurer.measure(task, [task.config_space.get(1)])[0]
+    stale = dataclasses.replace(good, config={"old_knob": 3}, costs=[c / 10 for c in good.costs])
+    with caplog.at_level(logging.WARNING):
+        ctx = autotune.apply_history_best([stale, good])
+        assert ctx.query(task).to_json() == task.config_space.get(1).to_json()
+    assert ctx.used[task.workload_key] is good
+    assert any("do not fit" in x.getMessage() for x in caplog.records)
+    assert autotune.apply_history_best([stale]).query(task) is None
+
+
 def test_builder_features_match_local_features(measurer):
     from autotune.features import config_features
     task = autotune.create_task("matmul", (64, 96, 128, "float32"))

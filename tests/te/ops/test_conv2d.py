@@ -116,8 +116,10 @@ CASES = [
     ((1, 16, 13, 13), (32, 1, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 16),    # depthwise, multiplier 2, s2
     ((1, 24, 14, 14), (24, 1, 5, 5), (2, 2), (2, 2, 2, 2), (1, 1), 24),    # depthwise 5x5 s2
     ((1, 8, 11, 11), (8, 1, 3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 8),       # depthwise dilated
-    ((1, 20, 7, 7), (24, 20, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1: a GEMM
-    ((1, 24, 9, 9), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),      # 1x1 s2: a GEMM, strided pack
+    ((1, 20, 15, 15), (24, 20, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),    # 1x1: a GEMM
+    ((1, 24, 29, 29), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),    # 1x1 s2: a GEMM, strided pack
+    ((1, 20, 7, 7), (64, 20, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1 on a small map: direct
+    ((1, 24, 9, 9), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),      # ... strided, K no multiple of 32
     ((2, 20, 7, 7), (24, 20, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1, two images: direct
     ((1, 20, 7, 7), (24, 20, 1, 1), (1, 1), (1, 0, 1, 0), (1, 1), 1),      # 1x1 padded: direct
     ((1, 3, 23, 23), (16, 3, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),      # a small stem
@@ -208,7 +210,7 @@ def test_packed_weight_must_match_the_block():
         ops.conv2d(x, PackedWeight(te.placeholder((32 // other, 16, 3, 3, other), name="wp"), ws), padding=1)
     with pytest.raises(ValueError, match="not a"):
         PackedWeight(te.placeholder((2, 16, 3, 3, 8), name="wp"), ws)
-    assert weight_block((1, 16, 8, 8), (32, 16, 1, 1)) is None            # 1x1: a GEMM on the weights as they are
+    assert weight_block((1, 16, 16, 16), (32, 16, 1, 1)) is None          # 1x1, 256 pixels: a GEMM on the weights as they are
     assert weight_block((1, 16, 8, 8), (16, 1, 3, 3), groups=16) is None   # depthwise
 
 
@@ -379,7 +381,7 @@ def test_conv_templates_default_and_other_configs(name, args, rand):
 def test_tuned_1x1_config_reaches_the_model_op(rand):
     """A config of the 1x1 template (GEMM knobs) applied through config_scope shapes ops.conv2d."""
     from te.ops.common import config_scope
-    args = ((1, 24, 9, 9), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1, "float32")
+    args = ((1, 24, 30, 30), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1, "float32")   # 15x15 pixels: a GEMM
     space = space_of("conv2d_nchw", *args)
     assert "bn" in space.space_map and "tile_oc" not in space.space_map
     cfg = next(space.get(i) for i in range(len(space)) if space.get(i)["bn"].val == 8)
@@ -414,3 +416,14 @@ def test_fallback_config_is_the_untuned_schedule():
     s2 = ops.schedule([y])
     assert str(te.lower(s1, t1)).count("vectorized") == str(te.lower(s2, [x, w, y])).count("vectorized")
     assert isinstance(space_of("conv2d_nchw", *args), ConfigSpace)
+
+
+def test_1x1_convs_pick_gemm_or_direct_by_map_size():
+    """Up to 14x14 pixels a 1x1 conv is the direct kernel (32-channel block, one row); above, the GEMM."""
+    from te.ops.conv2d import default_ocb, default_tiles
+    small = geometry((1, 256, 14, 14), (1024, 256, 1, 1))
+    assert not as_matmul(small) and default_ocb(small) == 32 and default_tiles(small, 32) == (1, 14)
+    assert as_matmul(geometry((1, 256, 28, 28), (64, 256, 1, 1)))
+    assert not as_matmul(geometry((1, 1024, 14, 14), (2048, 1024, 1, 1), (2, 2)))   # 7x7 out
+    space = space_of("conv2d_nchw", (1, 512, 7, 7), (2048, 512, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, "float32")
+    assert "tile_oc" in space.space_map and "bn" not in space.space_map
