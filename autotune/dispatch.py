@@ -39,7 +39,7 @@ class ApplyHistoryBest:
         # no longer accepts (its knobs changed) gives way to the next one
         self._ranked: dict[tuple[str, str], list[rec.Record]] = {}
         self._ranked_any: dict[str, list[rec.Record]] = {}
-        for r in records:
+        for r in rec.pooled(records):          # a config measured several times: all its timings
             if r.ok:
                 self._ranked.setdefault((r.workload, r.isa), []).append(r)
                 self._ranked_any.setdefault(r.workload, []).append(r)

@@ -239,12 +239,15 @@ class _Worker:
             self.start()
         self.inbox.send((kind, payload))
 
-    def result(self, timeout: float, timeout_error: ErrorNo, crash_error: ErrorNo) -> dict:
+    def result(self, timeout: float, timeout_error: ErrorNo, crash_error: ErrorNo,
+               limit: float | None = None) -> dict:
+        """The worker's answer, waiting up to `timeout` s; `limit` is the whole allowance, for the message."""
         try:
             if self.outbox.poll(timeout):
                 return self.outbox.recv()
             self.kill()
-            return {"error_no": int(timeout_error), "error_msg": f"no answer within {timeout:.0f} s"}
+            return {"error_no": int(timeout_error),
+                    "error_msg": f"no answer within {timeout if limit is None else limit:.0f} s"}
         except (EOFError, OSError):
             code = self.proc.wait(timeout=5) if self.proc else None
             self.kill()
@@ -342,7 +345,8 @@ class Measurer:
             for w in list(busy):
                 i, deadline = busy[w]
                 if w.outbox in ready or time.monotonic() >= deadline:
-                    results[i] = w.result(max(0.0, deadline - time.monotonic()), timeout_error, crash_error)
+                    results[i] = w.result(max(0.0, deadline - time.monotonic()), timeout_error, crash_error,
+                                          limit=timeout)
                     del busy[w]
         return results
 
@@ -369,18 +373,24 @@ class Measurer:
             raise RuntimeError(f"the default schedule of {task} does not run: {r.get('error_msg')}")
         self._has_reference.add(task.workload_key)
 
-    def measure(self, task, configs: list) -> list[Record]:
-        """Build and time a batch of configs of one task; one Record each, errors included."""
+    def measure(self, task, configs: list, rounds: int = 1) -> list[Record]:
+        """Build and time a batch of configs of one task; one Record each, errors included.
+
+        With rounds > 1 every config is built once and timed `rounds` times, the configs taking
+        turns (round by round), so a change in the machine's speed hits them alike; the records
+        come round after round (len(configs) * rounds of them).
+        """
         self.ensure_reference(task)
         builds = self.build_batch(task, configs)
         records = []
-        for cfg, b in zip(configs, builds):
-            if b.get("error_no"):
-                res = b
-            else:
-                self.ensure_reference(task)   # the runner may have been restarted
-                res = self.run_one(task, b, "candidate")
-            records.append(_record(task, cfg, b, res))
+        for _ in range(max(1, rounds)):
+            for cfg, b in zip(configs, builds):
+                if b.get("error_no"):
+                    res = b
+                else:
+                    self.ensure_reference(task)   # the runner may have been restarted
+                    res = self.run_one(task, b, "candidate")
+                records.append(_record(task, cfg, b, res))
         return records
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Iterator
 
 log = logging.getLogger(__name__)
@@ -138,11 +138,28 @@ def append(path: str | os.PathLike, records: Iterable[Record]) -> None:
         os.fsync(f.fileno())
 
 
-def best(records: Iterable[Record], isa: str | None = None) -> dict[str, Record]:
-    """The fastest valid record per workload (only records of `isa` when given)."""
-    out: dict[str, Record] = {}
+def pooled(records: Iterable[Record]) -> list[Record]:
+    """One record per (workload, ISA, config): the latest, carrying the costs of every valid measurement.
+
+    A config measured more than once (a tuner's final check, a resumed run) is judged by the
+    median over all its timings, so one lucky batch on a noisy machine does not make it best.
+    """
+    groups: dict[tuple, list[Record]] = {}
     for r in records:
-        if not r.ok or (isa is not None and r.isa != isa):
+        if r.ok:
+            groups.setdefault((r.workload, r.isa, r.config_key), []).append(r)
+    out = []
+    for rs in groups.values():
+        latest = max(rs, key=lambda r: r.timestamp)
+        out.append(latest if len(rs) == 1 else replace(latest, costs=[c for r in rs for c in r.costs]))
+    return out
+
+
+def best(records: Iterable[Record], isa: str | None = None) -> dict[str, Record]:
+    """The fastest config per workload (only records of `isa` when given), its timings pooled."""
+    out: dict[str, Record] = {}
+    for r in pooled(records):
+        if isa is not None and r.isa != isa:
             continue
         cur = out.get(r.workload)
         if cur is None or r.cost < cur.cost:
@@ -155,9 +172,7 @@ def merge(paths: Iterable, out_path: str | os.PathLike, best_only: bool = True) 
     recs = load(list(paths))
     if best_only:
         keep: dict[tuple, Record] = {}
-        for r in recs:
-            if not r.ok:
-                continue
+        for r in pooled(recs):
             k = (r.workload, r.isa)
             if k not in keep or r.cost < keep[k].cost:
                 keep[k] = r

@@ -118,6 +118,8 @@ class TaskScheduler:
             make = lambda t, k: tuner(t)                    # noqa: E731
         self.states = [TaskState(t, float(w), make(t, k)) for k, (t, w) in enumerate(tasks)]
         self.callbacks = list(callbacks)
+        self.checked, self.checking = 0, False      # tasks given the final check; in it now
+        self._touched: set[int] = set()
         self.measurer = measurer
         self.measure_option = measure_option
         self.round_trials = round_trials
@@ -252,6 +254,8 @@ class TaskScheduler:
         if own:
             self.measurer = Measurer(self.measure_option)
         self.started = time.time()
+        self._touched: set[int] = set()
+        self.checked, self.checking = 0, False
         try:
             for cb in self.callbacks:
                 getattr(cb, "schedule_start", lambda s: None)(self)
@@ -269,6 +273,8 @@ class TaskScheduler:
                     s.dead = "search space exhausted"
                     continue
                 self._measure(k, batch)
+            if not self.stopped:
+                self.verify()
         finally:
             self.current = None
             for cb in self.callbacks:
@@ -276,6 +282,23 @@ class TaskScheduler:
             if own:
                 self.measurer.close()
                 self.measurer = None
+
+    def verify(self) -> None:
+        """The tuners' final check: each task's default and best configs timed again, side by side."""
+        self.checking = True
+        try:
+            for k, s in enumerate(self.states):
+                if self.stopped:
+                    break
+                if k in self._touched:                 # measured in this run
+                    self.current = k
+                    try:
+                        if s.tuner.verify(self.measurer, self.callbacks):
+                            self.checked += 1
+                    except Exception as e:      # a failed check keeps the tuning results as they were
+                        log.warning("%s: final check failed: %s", s.task, e)
+        finally:
+            self.checking = False
 
     def _measure(self, k: int, batch: list[int]) -> None:
         s = self.states[k]
@@ -289,6 +312,7 @@ class TaskScheduler:
             log.warning("%s: %s", s.task, s.dead)
             return
         s.tuner.update(batch, records)
+        self._touched.add(k)
         s.tuner.trials += len(batch)
         s.tuner.n_trial = s.tuner.trials
         self.trials_this_run += len(batch)

@@ -63,6 +63,11 @@ def matmul(A: te.Tensor, B: te.Tensor, bias: te.Tensor | None = None, transpose_
                          f"(transpose_a={transpose_a}, transpose_b={transpose_b})")
     if bias is not None and bias.shape not in ((N,), (1, N)):
         raise ValueError(f"{name}: bias must have shape ({N},), got {bias.shape}")
+    cfg = default_config()
+    if strategy is None and bn is None and bm is None and not transpose_a and not cfg.is_fallback \
+            and "strategy" in getattr(cfg, "values", {}):
+        # a tuned config of the matmul/dense template (te.ops.config_scope): its compute-time knobs
+        strategy, bn, bm = cfg["strategy"].val, cfg["bn"].val, cfg["tile_y"].size[-1]
     strategy = strategy or default_strategy(M, N, K, transpose_a, transpose_b)
     if strategy not in STRATEGIES:
         raise ValueError(f"{name}: unknown strategy {strategy!r}; use one of {STRATEGIES}")
@@ -460,7 +465,14 @@ def schedule_matmul(s: te.Schedule, out: te.Tensor, final: te.Tensor | None = No
 # ---------------------------------------------------------------- templates
 
 def _strategy_knob(cfg, M: int, N: int, K: int, transpose_b: bool) -> str:
-    options = ["packed", "dot"] if transpose_b else ["packed", "rows", "splitk"]
+    # the small-M strategies only where M is small enough for them to be worth a trial: splitk
+    # keeps every row's partial result in registers and would unroll into megabytes of IR for
+    # M = 128 (an LLVM build of more than 30 s)
+    if transpose_b:
+        options = ["packed"] + (["dot"] if M < 2 * DOT_MAX_M else [])
+    else:
+        options = (["packed"] + (["rows"] if M <= 4 * ROWS_MAX_M else [])
+                   + (["splitk"] if M <= 2 * SPLITK_MAX_M else []))
     default = default_strategy(M, N, K, transpose_b=transpose_b)
     cfg.define_knob("strategy", options, default=default)
     for st in options:

@@ -30,7 +30,8 @@ def test_tune_spends_the_budget_and_prints_the_table(cli, tiny_onnx, tmp_path):
     rows = [ln for ln in r.out.splitlines() if ln[:1].isdigit() and "conv2d" in ln]
     assert len(rows) == 2
     configs = _configs(log)
-    assert len(configs) == 6 and len(set(configs)) == 6
+    assert len(set(configs)) == 6                  # 6 configs measured, then the final check re-times some
+    assert len(configs) > 6 and "final check" in r.out
     assert "overall [" in r.err and "task 1/2" in r.err          # the progress bars
     # every task starts with its default config measured
     import frontends
@@ -77,7 +78,7 @@ def test_ctrl_c_keeps_every_record_and_resume_does_not_measure_again(cli, cli_en
     assert f"resumed: {len(before)} trial(s)" in r.out
     after = _configs(log)
     assert after[:len(before)] == before
-    assert len(after) == n and len(set(after)) == n          # nothing measured twice
+    assert len(set(after)) == n                 # nothing measured twice but by the final check
 
 
 def test_resume_of_a_complete_budget_measures_nothing(cli, tiny_onnx, tmp_path):
@@ -112,7 +113,7 @@ def test_demo_on_a_given_model_is_short_with_few_trials(cli, tiny_onnx, tmp_path
     assert r.code == 0, r.err
     for what in ("untuned", "tuned vs untuned", "ONNX Runtime", "speed-up", "outputs agree with ONNX Runtime"):
         assert what in r.out
-    assert len(_configs(tmp_path / "d.jsonl")) == 4
+    assert len(set(_configs(tmp_path / "d.jsonl"))) == 4
 
 
 def test_demo_with_no_arguments_builds_the_builtin_model(cli):

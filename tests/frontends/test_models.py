@@ -78,3 +78,22 @@ def test_tuned_build_uses_records_and_matches(tmp_path, rng):
     lib = frontends.build(g, logs=[log])
     assert len(lib.records) == len(conv_tasks) >= 1
     check(model, {"x": rng.standard_normal((1, 32, 14, 14)).astype(np.float32)}, lib)
+
+
+def test_tuned_build_applies_matmul_and_dense_records(tmp_path, rng):
+    """Records of the matmul and dense templates reach a model's MatMul and Gemm kernels."""
+    import autotune
+    from autotune import record
+    from frontends import tasks
+    model = zoo.encoder_layer(seq=16, hidden=64, heads=4, ffn=128)
+    g = frontends.from_onnx(model)
+    mm = [t for t in tasks.extract_tasks(g) if t.task.name in ("matmul", "dense")]
+    assert mm
+    log = tmp_path / "tune.jsonl"
+    with autotune.Measurer(autotune.measure_option(min_repeat_ms=2, repeat=1)) as m:
+        for t in mm:
+            space = t.task.config_space
+            record.append(log, m.measure(t.task, [space.get((space.default_index() + 1) % len(space))]))
+    lib = frontends.build(g, logs=[log])
+    assert len(lib.records) == len(mm)
+    check(model, {"x": rng.standard_normal((16, 64)).astype(np.float32)}, lib)

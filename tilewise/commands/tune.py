@@ -221,7 +221,8 @@ class _Progress:
         overall += (f" | est. model time {fmt_time(est)} | errors {self.errors} | {fmt_duration(el)} elapsed,"
                     f" ETA {fmt_duration(eta)}")
         share = st.weight * st.best_cost / est if est > 0 and math.isfinite(st.best_cost) else math.nan
-        task = (f"task {k + 1}/{len(s.states)} {task_label(st.task.name, st.task.args)} "
+        what = "final check of" if s.checking else "task"
+        task = (f"{what} {k + 1}/{len(s.states)} {task_label(st.task.name, st.task.args)} "
                 f"{bar(st.trials, max(1, self.n_trials or done), 10)} {st.trials} trials, "
                 f"best {st.best_flops / 1e9:.1f} GFLOP/s, "
                 f"{fmt_num(100 * share, 0, '%')} of model time")
@@ -252,6 +253,9 @@ def _report(sched, peak: float, seconds: float, log_path: str, interrupted: bool
     new = sched.trials_this_run
     say(f"{'interrupted after' if interrupted else 'measured'} {new} new trial(s) in {fmt_duration(seconds)}; "
         f"{sched.total_trials} trial(s) in total; every record is in {log_path}")
+    if sched.checked:
+        say(f"final check: the default and the best configs of {sched.checked} task(s) timed again side by "
+            "side; the figures above judge each config by all its timings")
     if tuned_total > 0:
         part = "" if complete else " (tasks with both figures)"
         say(f"estimated time in the tuned kernels{part}: {fmt_time(tuned_total)} per run, "

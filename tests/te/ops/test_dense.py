@@ -8,7 +8,7 @@ import pytest
 import te
 from autotune.space import FallbackConfig, get_template, space_of
 from te import ops
-from te.ops.matmul import dense_packed, pack_dense_weight, pack_dense_weight_numpy
+from te.ops.matmul import default_strategy, dense_packed, pack_dense_weight, pack_dense_weight_numpy
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -131,3 +131,33 @@ def test_templates_default_and_other_configs(name, args, rand):
         if name == "dense":
             expect = expect + arrays[2]
         np.testing.assert_allclose(out, expect, **TOL)
+
+
+@pytest.mark.parametrize("name, transpose_b", [("matmul", False), ("dense", True)])
+def test_tuned_config_reaches_the_model_op(name, transpose_b, rand):
+    """A config of the matmul/dense template applied through config_scope shapes ops.matmul."""
+    from te.ops.common import config_scope
+    M, N, K = 24, 40, 32
+    space = space_of(name, M, N, K, "float32")
+    cfg = next(space.get(i) for i in range(len(space))
+               if space.get(i)["strategy"].val == "packed" and space.get(i)["bn"].val == 8
+               and space.get(i)["tile_y"].size[-1] == 4)
+    a = te.placeholder((M, K), name="a")
+    b = te.placeholder((N, K) if transpose_b else (K, N), name="b")
+    with config_scope(cfg):
+        y = ops.matmul(a, b, transpose_b=transpose_b)
+        assert (y.op.attrs["strategy"], y.op.attrs["bn"], y.op.attrs["bm"]) == ("packed", 8, 4)
+        av, bv = rand(a.shape), rand(b.shape)
+        out = np.zeros((M, N), np.float32)
+        te.build(ops.schedule([y]), [a, b, y])(av, bv, out)
+    np.testing.assert_allclose(out, av @ (bv.T if transpose_b else bv), rtol=1e-4, atol=1e-4)
+    assert ops.matmul(a, b, transpose_b=transpose_b).op.attrs["strategy"] == \
+        default_strategy(M, N, K, transpose_b=transpose_b)                           # no scope: defaults
+
+
+def test_small_m_strategies_only_for_small_m():
+    """splitk/rows/dot are offered to the tuner only where M is small (splitk at M=128 took > 30 s to build)."""
+    def strategies(name, M):
+        return space_of(name, M, 256, 256, "float32").space_map["strategy"].candidates
+    assert strategies("matmul", 128) == ["packed"] and strategies("dense", 128) == ["packed"]
+    assert strategies("matmul", 2) == ["packed", "rows", "splitk"] and strategies("dense", 8) == ["packed", "dot"]
