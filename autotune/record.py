@@ -47,6 +47,7 @@ class Record:
     run_time: float = 0.0
     timestamp: float = field(default_factory=time.time)
     tilewise_version: str = ""
+    checked: bool = False               # measured by a tuner's final check (side by side with the default)
     version: int = RECORD_VERSION
 
     @property
@@ -151,18 +152,25 @@ def pooled(records: Iterable[Record]) -> list[Record]:
     out = []
     for rs in groups.values():
         latest = max(rs, key=lambda r: r.timestamp)
-        out.append(latest if len(rs) == 1 else replace(latest, costs=[c for r in rs for c in r.costs]))
+        out.append(latest if len(rs) == 1 else replace(latest, costs=[c for r in rs for c in r.costs],
+                                                       checked=any(r.checked for r in rs)))
     return out
 
 
+def better(a: Record, b: Record | None) -> bool:
+    """Whether pooled record a should be preferred to b: a config that passed a final check beats
+    one that did not (single timings on a noisy machine are optimistic), then the lower cost."""
+    return b is None or (a.checked, -a.cost) > (b.checked, -b.cost)
+
+
 def best(records: Iterable[Record], isa: str | None = None) -> dict[str, Record]:
-    """The fastest config per workload (only records of `isa` when given), its timings pooled."""
+    """The best config per workload (only records of `isa` when given), its timings pooled:
+    the fastest of those a tuner's final check re-timed, else the fastest."""
     out: dict[str, Record] = {}
     for r in pooled(records):
         if isa is not None and r.isa != isa:
             continue
-        cur = out.get(r.workload)
-        if cur is None or r.cost < cur.cost:
+        if better(r, out.get(r.workload)):
             out[r.workload] = r
     return out
 
@@ -174,7 +182,7 @@ def merge(paths: Iterable, out_path: str | os.PathLike, best_only: bool = True) 
         keep: dict[tuple, Record] = {}
         for r in pooled(recs):
             k = (r.workload, r.isa)
-            if k not in keep or r.cost < keep[k].cost:
+            if better(r, keep.get(k)):
                 keep[k] = r
         chosen = list(keep.values())
     else:

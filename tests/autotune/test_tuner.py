@@ -162,3 +162,21 @@ def test_history_seeds_transfer_once(measurer, tmp_path):
     tuner.load_history(recs)
     tuner.load_history(recs)                                     # e.g. a second tune() with the same log
     assert len(tuner._transfer) == 1
+
+
+def test_final_check_goes_on_until_the_best_was_re_timed():
+    """When the checked configs fall back, the next lucky one is checked too, not left as the best."""
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    space = task.config_space
+    d = space.default_index()
+    a, b = (d + 1) % len(space), (d + 2) % len(space)
+    tuner = autotune.RandomTuner(task)
+    tuner.verify_top, tuner.verify_rounds = 1, 2
+    m = _ScriptedMeasurer(task, {d: [2.0] * 5, a: [1.0, 3.0, 3.0], b: [1.5, 3.0, 3.0]})
+    first = []
+    for i in (d, a, b):
+        first += m.measure(task, [space.get(i)])
+        tuner.update([i], first[-1:])
+    check = tuner.verify(m)
+    assert len(check) == 8 and tuner.best_config.index == d      # two checks: [d, a] then [d, b]
+    assert autotune.record.best(first + check)[task.workload_key].config == space.get(d).to_json()
