@@ -18,12 +18,12 @@ class FakeMeasurer:
         self.fail = fail
         self.slow = slow or {}
 
-    def measure(self, task, configs):
+    def measure(self, task, configs, rounds: int = 1):
         if task.workload_key in self.fail:
             raise RuntimeError("the default schedule does not build")
-        self.calls.append((task.workload_key, [c.index for c in configs]))
+        self.calls.append((task.workload_key, [c.index for c in configs] * rounds))
         out = []
-        for c in configs:
+        for c in configs * rounds:
             speed = 1e9 * (1 + (c.index * 7919 % 101) / 10) / self.slow.get(task.workload_key, 1.0)
             out.append(rec.Record(workload=task.workload_key, config=c.to_json(), costs=[task.flops / speed],
                                   isa=task.target.isa, cpu=task.target.cpu))
@@ -44,7 +44,10 @@ def test_budget_defaults_first_and_every_record_logged(tmp_path):
     s = TaskScheduler([(a, 1), (b, 1)], tuner="random", measurer=m, callbacks=[autotune.log_to_file(log)])
     s.tune(n_trials=20)
     assert s.total_trials == 20 and s.trials_this_run == 20
-    assert len(autotune.load_records(log)) == 20
+    recs = autotune.load_records(log)
+    assert len({(r.workload, r.config_key) for r in recs}) == 20
+    # then the final check re-timed each task's default and best configs, and logged it
+    assert s.checked >= 1 and len(recs) > 20 and all(r.checked for r in recs[20:])
     # the first round of each task is its default config alone, the heavier task first
     assert m.calls[0] == (a.workload_key, [a.config_space.default_index()])
     assert m.calls[1] == (b.workload_key, [b.config_space.default_index()])
@@ -75,11 +78,13 @@ def test_history_is_not_measured_again_and_counts_towards_the_budget():
     a = mm(32)
     m = FakeMeasurer()
     first = TaskScheduler([(a, 1)], tuner="random", measurer=m)
+    first.states[0].tuner.verify_top = 0             # no final check: only the search's calls
     first.tune(n_trials=9)
     calls = list(m.calls)
     history = [r for _, idx in calls for r in FakeMeasurer().measure(a, [a.config_space.get(i) for i in idx])]
     m2 = FakeMeasurer()
     again = TaskScheduler([(a, 1)], tuner="random", measurer=m2, history=history)
+    again.states[0].tuner.verify_top = 0
     assert again.total_trials == 9
     again.tune(n_trials=15)
     seen = [i for _, idx in calls for i in idx]
