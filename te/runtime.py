@@ -63,8 +63,17 @@ class ArgSpec(NamedTuple):
     written: bool
 
 
-def check_args(fname: str, specs: list[ArgSpec], arrays) -> list[int]:
-    """Validate numpy arguments against a kernel's specs; returns their data pointers."""
+class Pointers(list):
+    """Data pointers of checked arguments; holds the arrays, so they live as long as the pointers."""
+
+    def __init__(self, ptrs, arrays):
+        super().__init__(ptrs)
+        self.arrays = tuple(arrays)
+
+
+def check_args(fname: str, specs: list[ArgSpec], arrays) -> Pointers:
+    """Validate numpy arguments against a kernel's specs; returns their data pointers (a list that
+    keeps the arrays alive: a pointer to a freed array would let the kernel write into the heap)."""
     if len(arrays) != len(specs):
         names = ", ".join(s.name for s in specs)
         raise ValueError(f"{fname} takes {len(specs)} arrays ({names}), got {len(arrays)}")
@@ -83,7 +92,7 @@ def check_args(fname: str, specs: list[ArgSpec], arrays) -> list[int]:
         if written and not a.flags.writeable:
             raise ValueError(f"argument {name}: the kernel writes it, but the array is read-only")
         ptrs.append(a.ctypes.data)
-    return ptrs
+    return Pointers(ptrs, arrays)
 
 
 class NativeFunction:
@@ -100,8 +109,8 @@ class NativeFunction:
         """(name, shape, dtype) of each argument."""
         return [(s.name, s.shape, s.dtype) for s in self._specs]
 
-    def check(self, arrays) -> list[int]:
-        """Validate the arguments; returns their data pointers."""
+    def check(self, arrays) -> Pointers:
+        """Validate the arguments; returns their data pointers, which keep the arrays alive."""
         return check_args(self.name, self._specs, arrays)
 
     def __call__(self, *arrays: np.ndarray) -> None:

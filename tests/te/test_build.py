@@ -760,3 +760,23 @@ def test_num_threads_environment_variable(monkeypatch):
     monkeypatch.setenv("TILEWISE_NUM_THREADS", "0")
     with pytest.raises(ValueError, match="at least 1"):
         num_threads()
+
+
+def test_checked_pointers_keep_their_arrays_alive():
+    """Kernel.check's pointers hold the arrays: a timing loop over temporaries cannot write into freed memory."""
+    import gc
+    import weakref
+    a = te.placeholder((64,), name="a")
+    b = te.compute((64,), lambda i: a[i] * 2.0, name="b")
+    f = te.build(te.create_schedule(b.op), [a, b])
+    src = np.arange(64, dtype=np.float32)
+    out = np.zeros(64, np.float32)
+    ptrs = f.check([src.copy(), out])
+    probe = weakref.ref(ptrs.arrays[0])
+    gc.collect()
+    assert probe() is not None                       # the temporary copy lives with the pointers
+    f.call_unchecked(ptrs)
+    np.testing.assert_array_equal(out, src * 2)
+    del ptrs
+    gc.collect()
+    assert probe() is None
