@@ -66,7 +66,10 @@ def _load(args):
         known = zoo.light_models()
         if name not in known:
             raise CLIError(f"--model {name}: unknown; built-in models are {', '.join(known + list(BUILTIN))}")
-        proto, what = zoo.light_model(name, args.seed), f"{name} (ONNX light model, seeded random weights)"
+        # with its logits as a second output: the comparison with ONNX Runtime then checks more
+        # than a saturated (one-hot) softmax
+        proto = zoo.light_model(name, args.seed, logits=True)
+        what = f"{name} (ONNX light model, seeded random weights; outputs softmax and logits)"
     try:
         return frontends.from_onnx(proto), proto, name, what
     except frontends.ModelError as e:
