@@ -157,10 +157,15 @@ def pooled(records: Iterable[Record]) -> list[Record]:
     return out
 
 
+def rank_key(r: Record) -> tuple[bool, float]:
+    """Sort key of pooled records, best first: a config that passed a final check before one that
+    did not (single timings on a noisy machine are optimistic), then the lower cost."""
+    return (not r.checked, r.cost)
+
+
 def better(a: Record, b: Record | None) -> bool:
-    """Whether pooled record a should be preferred to b: a config that passed a final check beats
-    one that did not (single timings on a noisy machine are optimistic), then the lower cost."""
-    return b is None or (a.checked, -a.cost) > (b.checked, -b.cost)
+    """Whether pooled record a should be preferred to b (see rank_key)."""
+    return b is None or rank_key(a) < rank_key(b)
 
 
 def best(records: Iterable[Record], isa: str | None = None) -> dict[str, Record]:

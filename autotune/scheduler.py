@@ -254,7 +254,7 @@ class TaskScheduler:
         if own:
             self.measurer = Measurer(self.measure_option)
         self.started = time.time()
-        self._touched: set[int] = set()
+        self._touched.clear()
         self.checked, self.checking = 0, False
         try:
             for cb in self.callbacks:

@@ -211,7 +211,10 @@ def weight_block(x_shape, w_shape, strides=(1, 1), padding: Padding = 0, dilatio
                  groups: int = 1) -> int | None:
     """The output-channel block `conv2d` packs this conv's weights by (under the current config),
     or None where it reads the weights as they are (depthwise convs, 1x1 convs run as a GEMM)."""
-    g = geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups)
+    return _weight_block(geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups))
+
+
+def _weight_block(g: ConvGeometry) -> int | None:
     if g.depthwise or as_matmul(g):
         return None
     cfg = default_config()
@@ -240,11 +243,9 @@ def conv2d(x: te.Tensor, w: te.Tensor | PackedWeight, strides=(1, 1), padding: P
     `w` is OIHW, or a PackedWeight (packed ahead of time by the block `weight_block` names).
     """
     g = geometry(x.shape, w.shape, strides, padding, dilation, groups)
-    if isinstance(w, PackedWeight):
-        if weight_block(x.shape, w.shape, strides, padding, dilation, groups) != w.ocb:
-            raise ValueError(f"{name}: the weight is packed by {w.ocb} channels, but this conv "
-                             f"packs by {weight_block(x.shape, w.shape, strides, padding, dilation, groups)}; "
-                             "pack it by te.ops.conv2d.weight_block()")
+    if isinstance(w, PackedWeight) and _weight_block(g) != w.ocb:
+        raise ValueError(f"{name}: the weight is packed by {w.ocb} channels, but this conv packs by "
+                         f"{_weight_block(g)}; pack it by te.ops.conv2d.weight_block()")
     if g.depthwise:
         from .depthwise import depthwise_conv2d_nchw     # depthwise.py builds on this module
         return depthwise_conv2d_nchw(x, w, g, bias, epilogue, name=name)
