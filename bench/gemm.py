@@ -171,7 +171,7 @@ def main() -> None:
     print()
     print(f"GEMM {M}x{N}x{K} fp32 — median of repeats; numpy at the same thread count")
     print(table(["step", "threads", "ms", "GFLOP/s", "vs numpy", "of peak", "build ms"], rows))
-    print(f"\nmedian build time (lower + codegen + LLVM O3 + JIT): {statistics.median(build_times):.0f} ms")
+    print(f"\nmedian build time (lower + codegen + LLVM O2 + JIT): {statistics.median(build_times):.0f} ms")
 
 
 if __name__ == "__main__":

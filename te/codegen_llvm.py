@@ -17,7 +17,7 @@ from llvmlite import ir
 from .expr import (BinOp, BinOpKind, Call, Cast, Cmp, CmpKind, Const, Expr, Load, Logic, LogicKind,
                    MathFunc, Not, Select, Var, is_float, is_unsigned, free_vars)
 from .schedule import ForKind
-from .simplify import bound, linear, simplify, skey
+from .simplify import Linear, bound, linear, simplify, skey
 from .stmt import (Allocate, Buffer, Comment, For, IfThenElse, LoweredFunc, Seq, Stmt, Store,
                    all_exprs, stmt_exprs, walk_stmt)
 
@@ -308,9 +308,9 @@ class CodeGenLLVM:
                 stride = c
             elif vec.var in free_vars(atom):
                 return None
-        from .expr import const, substitute
-        base = simplify(substitute(index, {vec.var: const(0, vec.var.dtype)}), self.ranges)
-        return base, stride
+        # the other terms are already simplified atoms: the base is the form without the lane term
+        rest = Linear(lin.dtype, {k: t for k, t in lin.terms.items() if k != key}, lin.const)
+        return rest.to_expr(), stride
 
     def expr_Load(self, e: Load) -> ir.Value:
         buf = e.buffer

@@ -24,7 +24,7 @@ from llvmlite import ir
 
 from . import cache as cache_mod
 from . import llvm_init, runtime
-from .build import Kernel, arg_specs, optimize
+from .build import OPT_LEVEL, Kernel, arg_specs, optimize
 from .codegen_llvm import CodeGenLLVM, codegen
 from .stmt import LoweredFunc
 from .target import Target, parse
@@ -60,7 +60,7 @@ def export_library(kernels, path: str | os.PathLike, target=None, header: str | 
     funcs, tgt = _collect(kernels, target)
     cg = codegen(funcs, tgt)                                          # loop IR -> LLVM IR
     _add_thread_setter(cg)                                            # tilewise_set_num_threads
-    kernel_obj = _object(str(cg.module), tgt, cache)                  # O3 + object, cached
+    kernel_obj = _object(str(cg.module), tgt, cache)                  # optimised + object, cached
     meta = library_metadata(funcs, tgt, cg.uses_openmp, records, metadata)
     meta_obj = _metadata_object(json.dumps(meta, sort_keys=True))     # tilewise_metadata()
     link([kernel_obj, meta_obj], os.fspath(path), openmp=cg.uses_openmp)   # cc -shared
@@ -155,7 +155,7 @@ def _object(llvm_ir: str, tgt: Target, use_cache: bool) -> bytes:
     from . import __version__
     c = cache_mod.default() if use_cache else None
     k = cache_mod.key(llvm_ir, str(tgt), __version__,
-                      ".".join(map(str, llvm_init.llvm().llvm_version_info)), "O3 pic")
+                      ".".join(map(str, llvm_init.llvm().llvm_version_info)), f"O{OPT_LEVEL} pic")
     obj = c.get(k) if c else None
     if obj is None:
         obj = tgt.machine().emit_object(optimize(llvm_ir, tgt))

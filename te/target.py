@@ -53,7 +53,7 @@ class Target:
         return s + (f" -mattr={self.features}" if self.features else "")
 
     def machine(self):
-        """A shared llvmlite TargetMachine for this target (O3, position independent)."""
+        """A shared llvmlite TargetMachine for this target (O3 code generation, position independent)."""
         return _shared_machine(self.cpu, self.features)
 
     def new_machine(self):
