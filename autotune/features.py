@@ -129,10 +129,13 @@ def extract(func: LoweredFunc) -> np.ndarray:
 
 
 def config_features(task, index: int) -> np.ndarray:
-    """Features of config `index` of a task (zeros when the config cannot be lowered)."""
+    """Features of config `index` of a task (zeros when the config cannot be lowered), of the
+    kernel the tuner's builders build (weights pre-packed, as in a model)."""
     import te
+    from te.ops.common import prepacked_weights
     try:
-        s, tensors = task.instantiate(index)
+        with prepacked_weights():
+            s, tensors = task.instantiate(index)
         return extract(te.lower(s, tensors, "f"))
     except Exception:
         return np.zeros(LENGTH, np.float32)

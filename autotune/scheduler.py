@@ -101,6 +101,8 @@ class TaskSummary:
 class TaskScheduler:
     """Spreads trials over weighted tasks by expected gain; see the module docstring."""
 
+    SIGNIFICANT = 0.01      # an improvement smaller than this does not reset a task's patience
+
     def __init__(self, tasks: Sequence[tuple[Task, float]], tuner: str | Callable[[Task], Tuner] = "xgb",
                  measurer: Measurer | None = None, measure_option: MeasureOption | None = None,
                  callbacks: Iterable = (), history: Iterable[rec.Record] = (),
@@ -318,7 +320,7 @@ class TaskScheduler:
         self.trials_this_run += len(batch)
         s.rounds += 1
         s.best_costs.append(s.best_cost)
-        if s.best_flops > before:
+        if s.best_flops > before * (1 + self.SIGNIFICANT):
             s.last_improved = s.rounds
         for cb in self.callbacks:
             cb(s.tuner, batch, records)

@@ -3,6 +3,7 @@
     python bench/models.py                                  # the default model list, untuned
     python bench/models.py --models resnet50 --logs tuning_logs/   # plus a tuned column
     python bench/models.py --check                          # also compare outputs with ONNX Runtime
+    python bench/models.py --models bvlc_alexnet --bandwidth   # AlexNet's FC layers against the bandwidth
 
 Every model is one of the onnx package's light models with seeded random weights (or a
 built-in encoder layer / MobileNetV2 block), run by both engines in the same process, in
@@ -44,6 +45,9 @@ def main() -> None:
     ap.add_argument("--logs", nargs="*", default=None, help="tuning logs (files or folders) for a tuned column")
     ap.add_argument("--check", action="store_true", help="compare outputs with ONNX Runtime")
     ap.add_argument("--seconds", type=float, default=3.0, help="about how long each engine is timed per model")
+    ap.add_argument("--bandwidth", action="store_true",
+                    help="also time AlexNet's fully connected layers (batch 1, bandwidth-bound) against the "
+                         "machine's measured memory bandwidth and numpy's matrix-vector product")
     a = ap.parse_args()
     os.environ.setdefault("TILEWISE_NUM_THREADS", "2")
     logs = []
@@ -98,6 +102,32 @@ def main() -> None:
     if logs:
         tr = [float(r[5][:-1]) for r in rows]
         print(f"geometric mean tuned / onnxruntime: {np.exp(np.mean(np.log(tr))):.2f}x")
+    if a.bandwidth:
+        fc_bandwidth()
+
+
+def fc_bandwidth() -> None:
+    """AlexNet's Gemm kernels at batch 1 read each weight once: GB/s of that traffic, side by side
+    with numpy (OpenBLAS) computing the same matrix-vector products, against the measured bandwidth."""
+    from frontends.profile import profile_kernels, time_calls
+    from tilewise.machine import ceilings
+    bw = ceilings().bandwidth_gbs
+    g = frontends.from_onnx(load("bvlc_alexnet"))
+    gemms = [n for n in g.nodes if n.op == "Gemm"]
+    profs = [p for p in profile_kernels(g, repeat=20, min_time=0.05) if p.ops.startswith("Gemm")]
+    rows = []
+    rng = np.random.default_rng(0)
+    for p, n in zip(profs, gemms):
+        w = g.constants[n.inputs[1]]
+        x = rng.standard_normal((1, w.shape[1] if n.attrs.get("transB") else w.shape[0])).astype(np.float32)
+        wt = w.T if n.attrs.get("transB") else w
+        lat = time_calls(lambda: x @ wt, repeat=20, warmup=2, min_time=0.05)
+        np_gbs = w.nbytes / lat.median / 1e9
+        rows.append([p.name, "x".join(map(str, w.shape)), f"{w.nbytes / 2**20:.1f}", f"{p.seconds * 1e3:.2f}",
+                     f"{p.gbs:.1f}", f"{p.gbs / bw:.0%}", f"{np_gbs:.1f}", f"{p.gbs / np_gbs:.2f}x"])
+    print(f"\nAlexNet's fully connected layers, batch 1, 2 threads; measured bandwidth {bw:.1f} GB/s "
+          "(tilewise info: one-thread copy, bytes read + written)")
+    print(table(["kernel", "weight", "MiB", "ms", "GB/s", "of bandwidth", "numpy GB/s", "vs numpy"], rows))
 
 
 if __name__ == "__main__":

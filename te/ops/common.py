@@ -43,6 +43,26 @@ class config_scope:                              # noqa: N801  (a context manage
         _ACTIVE.pop()
 
 
+_PREPACKED: list = []
+
+
+class prepacked_weights:                         # noqa: N801  (a context manager)
+    """Within the block, templates take the weights of a model's constants packed ahead of time,
+    as model builds pass them (the tuner's builders build candidates this way, so a kernel is
+    timed without the weight packing a model never runs); outside it they take plain weights."""
+
+    def __enter__(self):
+        _PREPACKED.append(True)
+
+    def __exit__(self, *exc):
+        _PREPACKED.pop()
+
+
+def weights_prepacked() -> bool:
+    """True inside `prepacked_weights()`."""
+    return bool(_PREPACKED)
+
+
 def default_config():
     """The config an operator uses when none is given: the active tuned config, else the defaults."""
     return _ACTIVE[-1] if _ACTIVE else FallbackConfig()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import te
 from autotune.space import register_template
 
-from .common import Epilogue, apply_epilogue, default_config, largest_divisor
+from .common import Epilogue, apply_epilogue, default_config, largest_divisor, weights_prepacked
 from .schedule import anchor, parallel_if_worth
 
 Padding = int | tuple[int, ...] | str
@@ -550,7 +550,10 @@ def schedule_conv2d_nchw(s: te.Schedule, out: te.Tensor, final: te.Tensor | None
 @register_template("conv2d_nchw")
 def conv2d_nchw_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1),
                          groups: int = 1, dtype: str = "float32"):
-    """Tunable direct conv2d in NCHW with x (N, C, H, W), w (K, C/groups, R, S), no bias."""
+    """Tunable direct conv2d in NCHW with x (N, C, H, W), w (K, C/groups, R, S), no bias.
+
+    Under `prepacked_weights()` (the tuner's builders) a direct conv takes w packed by the
+    config's channel block, [K/ocb, C/groups, R, S, ocb], as a model build passes it."""
     g = geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups)
     x = te.placeholder(tuple(x_shape), dtype, name="x")
     w = te.placeholder(tuple(w_shape), dtype, name="w")
@@ -573,7 +576,12 @@ def conv2d_nchw_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilat
                      default=[-1, dbw])
     cfg.define_split("tile_oh", g.OH, num_outputs=2, candidates=_tile_candidates(g.OH, 4, dbh),
                      default=[-1, dbh])
-    y = conv2d_nchw(x, w, g, ocb=ocb, bw=cfg["tile_ow"].size[-1], bh=cfg["tile_oh"].size[-1])
+    wt: te.Tensor | PackedWeight = w
+    if weights_prepacked():       # as a model passes its constant weights: packed at build time
+        w = te.placeholder((_round_up(g.K, ocb) // ocb, g.C // g.groups, g.R, g.S, ocb), dtype, name="w.packed")
+        w.op.packed_from = {"pack": "conv2d_oc_block", "shape": list(w_shape), "block": ocb}
+        wt = PackedWeight(w, tuple(w_shape))
+    y = conv2d_nchw(x, wt, g, ocb=ocb, bw=cfg["tile_ow"].size[-1], bh=cfg["tile_oh"].size[-1])
     s = te.create_schedule(y.op)
     schedule_conv2d_nchw_cfg(cfg, s, y)
     return s, [x, w, y]
