@@ -24,7 +24,7 @@ _SAID: set[str] = set()
 
 
 class ApplyHistoryBest:
-    """A dispatch context built from tuning records (files or Record objects)."""
+    """A dispatch context built from tuning records (files, folders of them, or Record objects)."""
 
     def __init__(self, logs, allow_other_isa: bool = False):
         records: list[rec.Record] = []
@@ -32,6 +32,14 @@ class ApplyHistoryBest:
         for item in items:
             if isinstance(item, rec.Record):
                 records.append(item)
+            elif os.path.isdir(item):       # a folder of logs, laid out as tuning_logs/ is
+                from pathlib import Path
+
+                from te.target import host
+
+                from .shared_logs import find_logs
+                for path in find_logs(host().isa, [Path(item)]):
+                    records.extend(rec.load(path))
             else:
                 records.extend(rec.load(item))
         self.allow_other_isa = allow_other_isa

@@ -105,6 +105,12 @@ def test_dispatch_best_and_fallback(measurer, tmp_path, caplog):
             other.build()
     said = [r for r in caplog.records if "no tuning record" in r.getMessage()]
     assert len(said) <= 1                                      # once per workload, not per build
+    # a folder of logs, laid out as tuning_logs/ (its own *.jsonl and this CPU's ISA sub-folder)
+    from te.target import host
+    folder = tmp_path / "logs"
+    (folder / host().isa).mkdir(parents=True)
+    (folder / host().isa / "m.jsonl").write_text(log.read_text())
+    assert autotune.apply_history_best(folder).query(task).to_json() == tuner.best_config.to_json()
 
 
 def test_dispatch_respects_isa(measurer, tmp_path, caplog):

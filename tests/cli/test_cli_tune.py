@@ -122,3 +122,9 @@ def test_demo_with_no_arguments_builds_the_builtin_model(cli):
     assert r.code == 0, r.err
     assert "demo model: squeezenet" in r.out
     assert "tuned vs untuned" in r.out and "tuned vs ONNX Runtime" in r.out
+
+
+def test_stopped_tasks_are_said_in_one_line_per_reason():
+    from tilewise.commands.tune import _ranges
+    assert _ranges([1, 2, 3, 5, 7, 8]) == "1-3, 5, 7-8"
+    assert _ranges([4]) == "4"

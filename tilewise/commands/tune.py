@@ -39,6 +39,18 @@ PER_TASK_DEFAULT = 64
 TASK_PATIENCE = 16
 
 
+def _ranges(ks: list[int]) -> str:
+    """[1, 2, 3, 5, 7, 8] -> '1-3, 5, 7-8'."""
+    out, start = [], None
+    for i, k in enumerate(ks):
+        if start is None:
+            start = k
+        if i + 1 == len(ks) or ks[i + 1] != k + 1:
+            out.append(str(start) if start == k else f"{start}-{k}")
+            start = None
+    return ", ".join(out)
+
+
 def register(sub, common) -> None:
     p = add_parser(sub, common, "tune", "tune a model's kernels for this CPU", DESCRIPTION, EXAMPLES)
     p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model to tune")
@@ -265,8 +277,12 @@ def _report(sched, peak: float, seconds: float, log_path: str, interrupted: bool
         part = "" if complete else " (tasks with both figures)"
         say(f"estimated time in the tuned kernels{part}: {fmt_time(tuned_total)} per run, "
             f"{fmt_time(default_total)} with default schedules ({default_total / tuned_total:.2f}x)")
-    dead = [(k, r.dead) for k, r in enumerate(rows) if r.dead and not r.dead.startswith("search space")]
-    for k, why in dead:
-        say(f"task {k + 1}: {why}")
+    stopped: dict[str, list[int]] = {}         # why -> tasks, one line per reason
+    for k, r in enumerate(rows):
+        if r.dead and not r.dead.startswith("search space"):
+            stopped.setdefault(r.dead, []).append(k + 1)
+    for why, ks in stopped.items():
+        say(f"{'task' if len(ks) == 1 else 'tasks'} {_ranges(ks)}: {why}"
+            + (" (tuning stopped early there)" if why.startswith("no improvement") else ""))
     if interrupted and resume_cmd:
         say(f"continue with:  {resume_cmd}")
