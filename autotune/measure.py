@@ -213,7 +213,12 @@ def _run_job(payload: dict) -> dict:
                         "error_msg": f"result differs from the reference (max abs error {err:.3g})"}
     for _ in range(max(0, opt.warmup - 1)):
         fn(*ptrs)
-    number = max(1, int(opt.min_repeat_ms / 1e3 / max(first, 1e-7)))
+    # calibrate on a warm call: the first one pays cold caches and page faults, and sized by it
+    # the repeats would come out shorter than min_repeat_ms (and noisier)
+    t = time.perf_counter()
+    fn(*ptrs)
+    warm = time.perf_counter() - t
+    number = max(1, int(opt.min_repeat_ms / 1e3 / max(min(first, warm), 1e-7)))
     costs = []
     for _ in range(opt.repeat):
         if opt.flush_cache:

@@ -22,8 +22,11 @@ def test_short_tuning_run(tuner_cls, measurer, tmp_path):
     trials, check = recs[:12], recs[12:]
     assert len({r.config_key for r in trials}) == 12           # no config measured twice while searching
     assert tuner.best_record is not None and tuner.best_flops > 0
-    # then the final check: the default and the best few timed again, round after round
-    assert len(check) == (tuner.verify_top + 1) * tuner.verify_rounds
+    # then the final check: the default and the best few timed again, round after round (again,
+    # with the next configs, when re-timing dethroned the best: that depends on the machine's noise)
+    first = (tuner.verify_top + 1) * tuner.verify_rounds
+    assert len(check) >= first and len(check) % tuner.verify_rounds == 0
+    assert all(r.checked for r in check)
     default = task.config_space.get(task.config_space.default_index()).to_json()
     assert default in [r.config for r in check]                # measured there even if the search skipped it
     assert {r.config_key for r in check if r.config != default} <= {r.config_key for r in trials}
