@@ -17,7 +17,7 @@ from llvmlite import ir
 from .expr import (BinOp, BinOpKind, Call, Cast, Cmp, CmpKind, Const, Expr, Load, Logic, LogicKind,
                    MathFunc, Not, Select, Var, is_float, is_unsigned, free_vars)
 from .schedule import ForKind
-from .simplify import Linear, bound, linear, simplify, skey
+from .simplify import Linear, bound, linear, skey
 from .stmt import (Allocate, Buffer, Comment, For, IfThenElse, LoweredFunc, Seq, Stmt, Store,
                    all_exprs, stmt_exprs, walk_stmt)
 
