@@ -3,8 +3,10 @@
 Vectorized loops are emitted as explicit LLVM vectors: the loop variable becomes the lane
 vector <0, 1, ..., L-1>, an access whose index is affine in it with stride 1 becomes one
 vector load/store, a loop-invariant one a scalar load and broadcast, anything else a
-per-lane gather/scatter; `a*b + c` on floats becomes `llvm.fma`.  A vectorized loop whose
-body cannot be vectorized (a condition or allocation that depends on the lane) falls back
+per-lane gather/scatter; `a*b + c` on floats becomes `llvm.fma`.  A condition that depends on
+the lane (the guard of a split that does not divide) becomes a lane mask: the stores and loads
+under it are masked, and lanes that are off touch no memory.  A vectorized loop whose body
+cannot be vectorized (an allocation, or a loop whose extent depends on the lane) falls back
 to a serial loop.  Unrolled loops are unrolled here.  Parallel loops are outlined into a
 function that libgomp's GOMP_parallel runs on every thread, each taking a static chunk.
 """
@@ -113,17 +115,18 @@ class CodeGenLLVM:
         self.bufs: dict[Buffer, ir.Value] = {}
         self.ranges: dict[Var, tuple[int, int]] = {}
         self.vec: _Vec | None = None
+        self.mask: ir.Value | None = None       # the lanes on, under a lane-dependent condition
         self.in_parallel = False
 
     @contextmanager
     def _state(self):
         saved = (self.fn, self.alloca_builder, self.builder, self.vars, self.bufs, self.ranges,
-                 self.vec, self.in_parallel)
+                 self.vec, self.mask, self.in_parallel)
         try:
             yield
         finally:
             (self.fn, self.alloca_builder, self.builder, self.vars, self.bufs, self.ranges,
-             self.vec, self.in_parallel) = saved
+             self.vec, self.mask, self.in_parallel) = saved
 
     # ------------------------------------------------------------- statements
     def stmt(self, s: Stmt) -> None:
@@ -151,7 +154,10 @@ class CodeGenLLVM:
     def stmt_IfThenElse(self, s: IfThenElse) -> None:
         cond = self.expr(s.cond)
         if isinstance(cond.type, ir.VectorType):
-            raise CodegenError("a lane-dependent condition reached a vectorized loop")
+            self._masked(cond, s.then)
+            if s.orelse is not None:
+                self._masked(self.builder.not_(cond), s.orelse)
+            return
         if s.orelse is None:
             with self.builder.if_then(cond):
                 self.stmt(s.then)
@@ -161,6 +167,44 @@ class CodeGenLLVM:
                     self.stmt(s.then)
                 with orelse:
                     self.stmt(s.orelse)
+
+    def _masked(self, cond: ir.Value, body: Stmt) -> None:
+        """Emit body for the lanes where cond holds (and the enclosing mask), if any lane does.
+
+        Inside, contiguous accesses become masked loads and stores, per-lane ones are kept off
+        the lanes that are off, and lane-independent loads are safe: some lane is on, and the
+        serial loop would have made the same access for it.
+        """
+        outer = self.mask
+        mask = cond if outer is None else self.builder.and_(outer, cond)
+        any_on = self._intrinsic("llvm.vector.reduce.or", [mask], ret=I1)
+        with self.builder.if_then(any_on):
+            self.mask = mask
+            try:
+                self.stmt(body)
+            finally:
+                self.mask = outer
+
+    def _lane_on(self, last: bool = False) -> ir.Value:
+        """The index (i32) of the lowest (or highest) lane that is on; some lane is."""
+        n = self.mask.type.count
+        ity = ir.IntType(n)
+        bits = self.builder.bitcast(self.mask, ity)
+        if last:
+            lead = self._intrinsic("llvm.ctlz", [bits, ir.Constant(I1, 1)])
+            k = self.builder.sub(ir.Constant(ity, n - 1), lead)
+        else:
+            k = self._intrinsic("llvm.cttz", [bits, ir.Constant(I1, 1)])
+        if n > 32:
+            return self.builder.trunc(k, I32)
+        return self.builder.zext(k, I32) if n < 32 else k
+
+    def _safe_lanes(self, idx: ir.Value) -> ir.Value:
+        """Per-lane indices with the lanes that are off moved to the first lane that is on."""
+        if self.mask is None:
+            return idx
+        first = self.builder.extract_element(idx, self._lane_on())
+        return self.builder.select(self.mask, idx, self._broadcast(first, idx.type.count))
 
     def stmt_Allocate(self, s: Allocate) -> None:
         b = s.buffer
@@ -317,13 +361,20 @@ class CodeGenLLVM:
         align = ELEM_BYTES[buf.dtype]
         if self.vec is not None and self.vec.depends(e.index):
             lanes = self.vec.lanes
+            vty = ir.VectorType(MEM_TYPES[buf.dtype], lanes)
             aff = self._affine(e.index)
             if aff is not None and aff[1] == 1:
                 ptr = self._address(buf, self.expr_scalar(aff[0]))
-                v = self.builder.load(ptr, typ=ir.VectorType(MEM_TYPES[buf.dtype], lanes), align=align)
+                if self.mask is not None:
+                    v = self._masked_load(ptr, vty, align, self.mask, ir.Constant(vty, None))
+                else:
+                    v = self.builder.load(ptr, typ=vty, align=align)
                 return self._from_mem(v, buf.dtype)
-            idx = self.expr(e.index)
-            out = ir.Constant(ir.VectorType(MEM_TYPES[buf.dtype], lanes), None)
+            clamped = self._clamped(e.index)
+            if clamped is not None:
+                return self._from_mem(self._clamped_load(buf, *clamped, vty, align), buf.dtype)
+            idx = self._safe_lanes(self._broadcast(self.expr(e.index), lanes))
+            out = ir.Constant(vty, None)
             for lane in range(lanes):
                 i = self.builder.extract_element(idx, ir.Constant(I32, lane))
                 x = self.builder.load(self._address(buf, i), typ=MEM_TYPES[buf.dtype], align=align)
@@ -340,15 +391,79 @@ class CodeGenLLVM:
         aff = self._affine(index)
         if aff is not None and aff[1] == 1:
             ptr = self._address(buf, self.expr_scalar(aff[0]))
-            self.builder.store(self._to_mem(value, buf.dtype), ptr, align=align)
+            if self.mask is not None:
+                self._masked_store(self._to_mem(value, buf.dtype), ptr, align, self.mask)
+            else:
+                self.builder.store(self._to_mem(value, buf.dtype), ptr, align=align)
             return
-        # the same address for every lane (sequential semantics: last lane wins) or a scatter
+        # the same address for every lane (sequential semantics: last lane wins) or a scatter;
+        # under a mask, the lanes that are off repeat the last lane-on's store, which leaves
+        # every address with the value the serial loop would leave there
         idx = self._broadcast(self.expr(index), lanes)
         mem = self._to_mem(value, buf.dtype)
+        if self.mask is not None:
+            last = self._lane_on(last=True)
+            idx = self.builder.select(self.mask, idx, self._broadcast(
+                self.builder.extract_element(idx, last), lanes))
+            mem = self.builder.select(self.mask, mem, self._broadcast(
+                self.builder.extract_element(mem, last), lanes))
         for lane in range(lanes):
             i = self.builder.extract_element(idx, ir.Constant(I32, lane))
             x = self.builder.extract_element(mem, ir.Constant(I32, lane))
             self.builder.store(x, self._address(buf, i), align=align)
+
+    def _masked_load(self, ptr: ir.Value, vty: ir.VectorType, align: int, mask: ir.Value,
+                     passthru: ir.Value) -> ir.Value:
+        name = f"llvm.masked.load.v{vty.count}{_scalar_suffix(vty.element)}.p0"
+        fn = self.module.globals.get(name) or ir.Function(
+            self.module, ir.FunctionType(vty, [PTR, I32, mask.type, vty]), name)
+        return self.builder.call(fn, [ptr, ir.Constant(I32, align), mask, passthru])
+
+    def _masked_store(self, value: ir.Value, ptr: ir.Value, align: int, mask: ir.Value) -> None:
+        vty = value.type
+        name = f"llvm.masked.store.v{vty.count}{_scalar_suffix(vty.element)}.p0"
+        fn = self.module.globals.get(name) or ir.Function(
+            self.module, ir.FunctionType(ir.VoidType(), [vty, PTR, I32, mask.type]), name)
+        self.builder.call(fn, [value, ptr, ir.Constant(I32, align), mask])
+
+    def _clamped(self, index: Expr) -> tuple[Expr, Expr, int] | None:
+        """(rest, base, hi) when index = rest + min(base + lane, hi), rest and base lane-free.
+
+        The padded lanes of a pack that does not divide (`min(j, N - 1)` under a guard) read the
+        last element again; this is one masked vector load and a broadcast, not a gather.
+        """
+        vec = self.vec
+        lin = linear(index)
+        hit = None
+        for k, (atom, c) in lin.terms.items():
+            if vec.var not in free_vars(atom):
+                continue
+            if hit is not None or c != 1 or not (isinstance(atom, BinOp) and atom.op is BinOpKind.MIN):
+                return None
+            hit = k
+        if hit is None:
+            return None
+        atom = lin.terms[hit][0]
+        a, hi = (atom.a, atom.b) if vec.var in free_vars(atom.a) else (atom.b, atom.a)
+        if vec.var in free_vars(hi):
+            return None
+        aff = self._affine(a)
+        if aff is None or aff[1] != 1:
+            return None
+        rest = Linear(lin.dtype, {k: t for k, t in lin.terms.items() if k != hit}, lin.const).to_expr()
+        return rest, aff[0], hi
+
+    def _clamped_load(self, buf: Buffer, rest: Expr, base: Expr, hi: Expr, vty: ir.VectorType,
+                      align: int) -> ir.Value:
+        b = self.builder
+        lanes = vty.count
+        r, lo_, top = self.expr_scalar(rest), self.expr_scalar(base), self.expr_scalar(hi)
+        pos = b.add(self._broadcast(lo_, lanes), ir.Constant(ir.VectorType(I64, lanes), list(range(lanes))))
+        inside = b.icmp_signed("<=", pos, self._broadcast(top, lanes))
+        mask = inside if self.mask is None else b.and_(inside, self.mask)
+        edge = b.load(self._address(buf, b.add(r, top)), typ=vty.element, align=align)
+        v = self._masked_load(self._address(buf, b.add(r, lo_)), vty, align, mask, self._broadcast(edge, lanes))
+        return v
 
     # ------------------------------------------------------------- expressions
     def expr_scalar(self, e: Expr) -> ir.Value:
@@ -483,14 +598,14 @@ class CodeGenLLVM:
         y, z = self._match(y, z)
         return self._intrinsic("llvm.fma", [x, y, z])
 
-    def _intrinsic(self, name: str, args: list[ir.Value]) -> ir.Value:
+    def _intrinsic(self, name: str, args: list[ir.Value], ret: ir.Type | None = None) -> ir.Value:
         ty = args[0].type
         suffix = (f"v{ty.count}{_scalar_suffix(ty.element)}" if isinstance(ty, ir.VectorType)
                   else _scalar_suffix(ty))
         full = f"{name}.{suffix}"
         fn = self.module.globals.get(full)
         if fn is None:
-            fn = ir.Function(self.module, ir.FunctionType(ty, [a.type for a in args]), full)
+            fn = ir.Function(self.module, ir.FunctionType(ret or ty, [a.type for a in args]), full)
         return self.builder.call(fn, args)
 
     def _libc(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
@@ -580,12 +695,14 @@ class CodeGenLLVM:
 
 
 def _can_vectorize(s: For) -> bool:
-    """Can this loop's body run as lanes? (no lane-dependent branch, allocation or inner parallel)."""
+    """Can this loop's body run as lanes? (no allocation, no loop whose extent depends on the lane;
+    a lane-dependent condition becomes a mask, unless a loop sits under it)."""
     var = s.var
     for x in walk_stmt(s.body):
         if isinstance(x, Allocate):
             return False
-        if isinstance(x, IfThenElse) and var in free_vars(x.cond):
+        if isinstance(x, IfThenElse) and var in free_vars(x.cond) and any(
+                isinstance(y, (For, Allocate)) for y in walk_stmt(x)):
             return False
         if isinstance(x, For) and var in free_vars(x.extent):
             return False
