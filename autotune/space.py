@@ -183,6 +183,11 @@ class _Config:
         sp = OtherOptionSpace(list(candidates))
         self._define(name, sp, None if default is None else sp.from_json(default))
 
+    def define_constraint(self, why: str, ok: Callable[["ConfigEntity"], bool]) -> None:
+        """Configs for which ok(config) is false are not worth a trial (e.g. a register tile
+        larger than the register file): the tuners do not propose them.  They still build, so
+        a record of one (from an older template or another tool) remains usable."""
+
     def __getitem__(self, name: str):
         if name not in self.defaults:
             raise ConfigError(f"knob {name!r} is read before it is defined")
@@ -194,7 +199,28 @@ class _Config:
 
 
 class ConfigSpace(_Config):
-    """All knobs a template declares; index <-> config by mixed radix in definition order."""
+    """All knobs a template declares; index <-> config by mixed radix in definition order.
+
+    len(space) counts every combination; `valid(i)` says whether config i meets the template's
+    constraints, and `sample` / `neighbours` only return valid configs (where one exists)."""
+
+    def __init__(self):
+        super().__init__()
+        self.constraints: list[tuple[str, Callable]] = []
+        self._valid: dict[int, bool] = {}
+
+    def define_constraint(self, why: str, ok) -> None:
+        if all(w != why for w, _ in self.constraints):
+            self.constraints.append((why, ok))
+
+    def valid(self, index: int) -> bool:
+        """Does config `index` meet every constraint of the template?"""
+        v = self._valid.get(index)
+        if v is None:
+            cfg = self.get(index)
+            v = all(ok(cfg) for _, ok in self.constraints)
+            self._valid[index] = v
+        return v
 
     def __len__(self) -> int:
         return math.prod(len(sp.entities) for sp in self.space_map.values())
@@ -238,8 +264,13 @@ class ConfigSpace(_Config):
         return ConfigEntity(self, values, self.index_of(values))
 
     def sample(self, rng: random.Random) -> int:
-        """A uniformly random index."""
-        return rng.randrange(len(self))
+        """A uniformly random valid index (any index if no valid one turns up in 1000 draws)."""
+        i = rng.randrange(len(self))
+        for _ in range(1000):
+            if self.valid(i):
+                return i
+            i = rng.randrange(len(self))
+        return i
 
     def dims(self) -> list[int]:
         """The number of options of each knob, in definition order."""
@@ -265,15 +296,17 @@ class ConfigSpace(_Config):
         """Configs that differ from `index` in one knob (for local search)."""
         p = self.point(index)
         dims = self.dims()
+        movable = [k for k, d in enumerate(dims) if d > 1]
         out = []
-        for _ in range(n):
-            q = list(p)
-            movable = [k for k, d in enumerate(dims) if d > 1]
-            if not movable:
-                break
-            k = rng.choice(movable)
-            q[k] = rng.choice([i for i in range(dims[k]) if i != p[k]])
-            out.append(self.index_from_point(q))
+        for _ in range(n if movable else 0):
+            for _ in range(50):         # a few draws to find a valid neighbour
+                q = list(p)
+                k = rng.choice(movable)
+                q[k] = rng.choice([i for i in range(dims[k]) if i != p[k]])
+                j = self.index_from_point(q)
+                if self.valid(j):
+                    out.append(j)
+                    break
         return out
 
 

@@ -188,7 +188,7 @@ class RandomTuner(Tuner):
         size = len(self.space)
         tries = 0
         while len(out) < n and len(self.visited) + len(out) < size and tries < 100 * n:
-            i = self.rng.randrange(size)
+            i = self.space.sample(self.rng)
             tries += 1
             if i not in self.visited and i not in out:
                 out.append(i)
@@ -205,7 +205,7 @@ class GridSearchTuner(Tuner):
     def next_batch(self, n: int) -> list[int]:
         out = []
         while len(out) < n and self._next < len(self.space):
-            if self._next not in self.visited:
+            if self._next not in self.visited and self.space.valid(self._next):
                 out.append(self._next)
             self._next += 1
         return out
@@ -317,7 +317,7 @@ class XGBTuner(Tuner):
         while len(out) < n and len(self.visited) + len(out) < len(self.space) and tries < 100 * n:
             tries += 1
             use_plan = bool(self._plan) and self.rng.random() > self.epsilon
-            i = self._plan.pop(0) if use_plan else self.rng.randrange(len(self.space))
+            i = self._plan.pop(0) if use_plan else self.space.sample(self.rng)
             if i not in self.visited and i not in out:
                 out.append(i)
         return out
@@ -326,7 +326,7 @@ class XGBTuner(Tuner):
         """The unvisited configs the model ranks highest: a few annealing steps, then the whole pool."""
         size = len(self.space)
         if size <= self.EXHAUSTIVE:
-            cand = [i for i in range(size) if i not in self.visited]
+            cand = [i for i in range(size) if i not in self.visited and self.space.valid(i)]
         else:
             self._anneal(size)
             cand = [i for i in self._features if i not in self.visited]
@@ -340,7 +340,7 @@ class XGBTuner(Tuner):
         """Move the walkers a few steps uphill on the model's score (their features join the pool)."""
         top = sorted(self.results, key=lambda i: -self.results[i])[:self.sa_walkers // 4]
         walkers = list(dict.fromkeys(top + self._walkers))[:self.sa_walkers]
-        walkers += [self.rng.randrange(size) for _ in range(self.sa_walkers - len(walkers))]
+        walkers += [self.space.sample(self.rng) for _ in range(self.sa_walkers - len(walkers))]
         scores = self.model.predict(self.features(walkers))
         for step in range(self.sa_steps):
             temp = 1.0 - step / self.sa_steps        # cools within the search, in units of the score spread

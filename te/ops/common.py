@@ -9,6 +9,9 @@ from autotune.space import FallbackConfig
 # An epilogue maps (value, output indices) to the value stored: bias, activation, residual...
 Epilogue = Callable[[te.Expr, tuple], te.Expr]
 
+MAX_ACC_VECTORS = 28        # accumulators of a register tile, of AVX-512's 32 registers: the rest
+                            # hold a weight vector and broadcasts
+
 # tag -> schedule function(s, out) for the anchor operators (matmul, conv2d, ...)
 SCHEDULES: dict[str, Callable] = {}
 

@@ -23,12 +23,11 @@ from dataclasses import dataclass
 import te
 from autotune.space import register_template
 
-from .common import Epilogue, apply_epilogue, default_config, largest_divisor, weights_prepacked
+from .common import (MAX_ACC_VECTORS, Epilogue, apply_epilogue, default_config, largest_divisor,
+                     weights_prepacked)
 from .schedule import anchor, parallel_if_worth
 
 Padding = int | tuple[int, ...] | str
-
-MAX_ACC_VECTORS = 28        # of AVX-512's 32 registers: the rest hold a weight vector and broadcasts
 
 
 # ---------------------------------------------------------------- geometry
@@ -430,7 +429,7 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     cfg.define_split("tile_ic", Cg, num_outputs=2, max_factor=64, default=[-1, ic])
     cfg.define_knob("reduce_order", ["rs_c", "c_rs"], default="rs_c")
     cfg.define_knob("out_order", ["oc_outer", "rows_outer"], default="oc_outer")
-    # a tile that does not divide the row puts a guard on the lanes of vec_ow (scalar code): use vec_oc
+    # a tile that does not divide the row puts a guard on the lanes of vec_ow (masked stores): use vec_oc
     cfg.define_knob("store", ["vec_ow", "vec_oc"], default="vec_ow" if g.OW % bw == 0 else "vec_oc")
     cfg.define_knob("pack_at", ["root", "oc_block"], default=default_pack_at(g, ocb, bh, bw))
 
@@ -576,6 +575,10 @@ def conv2d_nchw_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilat
                      default=[-1, dbw])
     cfg.define_split("tile_oh", g.OH, num_outputs=2, candidates=_tile_candidates(g.OH, 4, dbh),
                      default=[-1, dbh])
+    # the accumulators must fit the vector registers (default_tiles' budget): a larger register
+    # tile spills on every FMA, and its fully unrolled body takes seconds to compile
+    cfg.define_constraint("register tile", lambda c: c["tile_oh"].size[-1] * c["tile_ow"].size[-1]
+                          <= max(4, MAX_ACC_VECTORS // max(1, c["tile_oc"].val // 16)))
     wt: te.Tensor | PackedWeight = w
     if weights_prepacked():       # as a model passes its constant weights: packed at build time
         w = te.placeholder((_round_up(g.K, ocb) // ocb, g.C // g.groups, g.R, g.S, ocb), dtype, name="w.packed")

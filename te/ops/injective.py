@@ -2,8 +2,8 @@
 
 `schedule_injective(s, out)` inlines the chain of injective producers into `out`, runs the
 outermost axes (fused, just enough of them to feed the threads) in parallel and vectorizes the
-innermost axis.  A vectorized loop becomes explicit LLVM vectors only when its extent divides
-evenly (a guard on the lane makes codegen fall back to scalar code), so the innermost axis is
+innermost axis.  A vectorized loop becomes plain LLVM vector code when its extent divides
+evenly (a guard on the lane costs masked loads and stores and a test of the mask), so the innermost axis is
 vectorized whole when it is short (LLVM splits a <56 x float> into registers itself), else
 split by the register width when that divides it, else by its largest divisor that fits.
 Fusing only outer axes matters: the index of a fused loop is rebuilt with a division and a

@@ -22,7 +22,7 @@ import numpy as np
 import te
 from autotune.space import register_template
 
-from .common import Epilogue, apply_epilogue, default_config, largest_divisor, pick_lanes
+from .common import MAX_ACC_VECTORS, Epilogue, apply_epilogue, default_config, largest_divisor, pick_lanes
 from .schedule import anchor, parallel_if_worth
 
 BN_CHOICES = (8, 16, 32, 48, 64)
@@ -271,6 +271,8 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str) -> None:
         cfg.define_knob("order", ["k_outer", "rows_outer"], default="k_outer")
         cfg.define_knob("tile_order", ["cols_outer", "rows_outer"],
                         default="cols_outer" if N >= M else "rows_outer")
+        # the bm x bn accumulator tile must fit the vector registers, as in the direct conv
+        cfg.define_constraint("register tile", _packed_tile_fits)
     elif strategy == "dot":
         bm = largest_divisor(M, 4)
         cfg.define_split("dot_tile_y", M, num_outputs=2, max_factor=4, default=[-1, bm])
@@ -289,6 +291,12 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str) -> None:
         cfg.define_knob("splitk_lanes", sorted({_row_lanes(N), *[d for d in range(8, 65, 8) if N % d == 0]}),
                         default=_row_lanes(N))
         cfg.define_knob("splitk_unroll_k", [2, 4, 8, 16], default=8)
+
+
+def _packed_tile_fits(c) -> bool:
+    if "strategy" in c.values and c["strategy"].val != "packed":
+        return True
+    return c["tile_y"].size[-1] * -(-c["bn"].val // 16) <= MAX_ACC_VECTORS
 
 
 def _row_lanes(N: int) -> int:

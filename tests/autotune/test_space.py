@@ -58,3 +58,49 @@ def test_matmul_template_space_and_default():
     sp = space_of("matmul", 64, 64, 64, "float32")
     d = sp.get(sp.default_index())
     assert d["tile_y"].size == (-1, 8) and len(sp) > 10
+
+
+def _constrained() -> ConfigSpace:
+    cfg = ConfigSpace()
+    cfg.define_knob("x", list(range(6)))
+    cfg.define_knob("y", list(range(6)))
+    cfg.define_constraint("x + y small", lambda c: c["x"].val + c["y"].val <= 4)
+    return cfg
+
+
+def test_constraints_keep_sampling_and_neighbours_valid():
+    cfg = _constrained()
+    assert len(cfg) == 36                   # every combination is still indexable
+    valid = {i for i in range(36) if cfg.valid(i)}
+    assert len(valid) == 15
+    rng = random.Random(1)
+    assert {cfg.sample(rng) for _ in range(400)} == valid
+    for i in valid:
+        assert set(cfg.neighbours(i, rng, 10)) <= valid
+    # a config outside the constraints still instantiates (records of it stay usable)
+    assert cfg.from_json({"x": 5, "y": 5}).index == 35
+
+
+def test_tuners_propose_only_valid_configs():
+    from autotune.tuner import GridSearchTuner, RandomTuner
+
+    class FakeTask:
+        config_space = _constrained()
+    for cls in (RandomTuner, GridSearchTuner):
+        t = cls.__new__(cls)
+        t.space, t.visited, t.rng, t._next = FakeTask.config_space, set(), random.Random(0), 0
+        got = t.next_batch(40)
+        assert got and all(t.space.valid(i) for i in got)
+
+
+def test_register_tile_constraint_of_the_conv_template():
+    """Register tiles larger than the vector registers are not proposed; the default is valid."""
+    from te.ops.common import MAX_ACC_VECTORS
+    sp = space_of("conv2d_nchw", (1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")
+    assert sp.valid(sp.default_index())
+    rng = random.Random(0)
+    for _ in range(200):
+        c = sp.get(sp.sample(rng))
+        vecs = c["tile_oh"].size[-1] * c["tile_ow"].size[-1] * max(1, c["tile_oc"].val // 16)
+        assert vecs <= max(4 * max(1, c["tile_oc"].val // 16), MAX_ACC_VECTORS)
+    assert not all(sp.valid(i) for i in range(len(sp)))
