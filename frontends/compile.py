@@ -169,7 +169,7 @@ def tuned_config(g: Graph, grp: Group, target: Target, history):
 
 
 # Templates whose tuned configs model kernels apply (the op reads them through te.ops.config_scope).
-TUNED_TEMPLATES = ("conv2d_nchw", "matmul", "dense")
+TUNED_TEMPLATES = ("conv2d_nchw", "depthwise_conv2d_nchw", "matmul", "dense")
 
 
 def plan(graph: Graph, target: Target, opset: int, history=None) -> tuple[ModelPlan, Graph, dict]:

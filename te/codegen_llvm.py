@@ -426,7 +426,7 @@ class CodeGenLLVM:
             self.module, ir.FunctionType(ir.VoidType(), [vty, PTR, I32, mask.type]), name)
         self.builder.call(fn, [value, ptr, ir.Constant(I32, align), mask])
 
-    def _clamped(self, index: Expr) -> tuple[Expr, Expr, int] | None:
+    def _clamped(self, index: Expr) -> tuple[Expr, Expr, Expr] | None:
         """(rest, base, hi) when index = rest + min(base + lane, hi), rest and base lane-free.
 
         The padded lanes of a pack that does not divide (`min(j, N - 1)` under a guard) read the
@@ -461,9 +461,17 @@ class CodeGenLLVM:
         pos = b.add(self._broadcast(lo_, lanes), ir.Constant(ir.VectorType(I64, lanes), list(range(lanes))))
         inside = b.icmp_signed("<=", pos, self._broadcast(top, lanes))
         mask = inside if self.mask is None else b.and_(inside, self.mask)
-        edge = b.load(self._address(buf, b.add(r, top)), typ=vty.element, align=align)
-        v = self._masked_load(self._address(buf, b.add(r, lo_)), vty, align, mask, self._broadcast(edge, lanes))
-        return v
+        # the clamped element is read only if some lane (that is on) reads it, as in the loop
+        clamped = b.not_(inside) if self.mask is None else b.and_(b.not_(inside), self.mask)
+        need = self._intrinsic("llvm.vector.reduce.or", [clamped], ret=I1)
+        pre = b.block
+        with b.if_then(need):
+            loaded = b.load(self._address(buf, b.add(r, top)), typ=vty.element, align=align)
+            then = b.block
+        edge = b.phi(vty.element)
+        edge.add_incoming(loaded, then)
+        edge.add_incoming(ir.Constant(vty.element, None), pre)
+        return self._masked_load(self._address(buf, b.add(r, lo_)), vty, align, mask, self._broadcast(edge, lanes))
 
     # ------------------------------------------------------------- expressions
     def expr_scalar(self, e: Expr) -> ir.Value:

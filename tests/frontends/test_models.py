@@ -67,7 +67,8 @@ def test_tuned_build_uses_records_and_matches(tmp_path, rng):
     model = zoo.mobilenet_block(size=14)
     g = frontends.from_onnx(model)
     log = tmp_path / "tune.jsonl"
-    conv_tasks = [t for t in tasks.extract_tasks(g) if t.task.name == "conv2d_nchw"]
+    conv_tasks = [t for t in tasks.extract_tasks(g) if t.task.name in ("conv2d_nchw", "depthwise_conv2d_nchw")]
+    assert {t.task.name for t in conv_tasks} == {"conv2d_nchw", "depthwise_conv2d_nchw"}
     with autotune.Measurer(autotune.measure_option(min_repeat_ms=2, repeat=1)) as m:
         for t in conv_tasks:
             space = t.task.config_space

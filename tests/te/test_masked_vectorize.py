@@ -69,6 +69,20 @@ def test_lanes_that_are_off_read_nothing():
         out = np.zeros(n, np.float32)
         f(a, out)
         assert np.array_equal(out, np.arange(n, dtype=np.float32) + 1)
+        # a clamp that never bites (min(j, n) with j < n): the clamped element, one past the
+        # end, must not be read either
+        from te.expr import BinOp, BinOpKind, Const, Load, Var
+        from te.schedule import ForKind
+        from te.stmt import Buffer, For, LoweredFunc, Store
+        A, B = Buffer("A", (n,), "float32"), Buffer("B", (n,), "float32")
+        o, i = Var("o", "int64"), Var("i", "int64")
+        j = o * 8 + i
+        body = Store(B, j, Load(A, BinOp(BinOpKind.MIN, j, Const(n, "int64"), "int64"), "float32"))
+        nest = For(o, Const(n // 8, "int64"), ForKind.SERIAL, For(i, Const(8, "int64"), ForKind.VECTORIZED, body))
+        g = te.build(LoweredFunc("clamp", [A, B], nest))
+        out[:] = 0
+        g(a, out)
+        assert np.array_equal(out, np.arange(n, dtype=np.float32))
         print("ok")
     """)
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
