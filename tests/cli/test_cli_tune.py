@@ -51,8 +51,12 @@ def test_time_budget(cli, tiny_onnx, tmp_path):
 
 def test_ctrl_c_keeps_every_record_and_resume_does_not_measure_again(cli, cli_env, tiny_onnx, tmp_path):
     log = tmp_path / "t.jsonl"
+    # each candidate timed for at least 40 ms: the tiny model's whole run (about 70 trials before
+    # its tasks stop improving) then lasts seconds, so Ctrl-C lands while it is still tuning
+    # (with FAST's 2 ms one CI run exited 0 at its final check: the signal came too late)
+    slow = FAST[:-1] + ["40"]
     cmd = [sys.executable, "-m", "tilewise", "tune", tiny_onnx, "--trials", "200", "--log", str(log),
-           "--no-shared-logs", *FAST]
+           "--no-shared-logs", *slow]
     p = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
