@@ -337,6 +337,12 @@ def small_map(g: ConvGeometry) -> bool:
     return g.groups == 1 and g.R * g.S > 1 and g.K % 32 == 0 and g.OW <= 14
 
 
+def tile_budget(ocb: int) -> int:
+    """Output pixels a register tile may hold with `ocb` channels: its accumulators must fit the
+    vector registers (MAX_ACC_VECTORS), at least 4."""
+    return max(4, MAX_ACC_VECTORS // max(1, ocb // 16))
+
+
 def default_tiles(g: ConvGeometry, ocb: int) -> tuple[int, int]:
     """(rows, columns) of the register tile: as many output pixels as the vector registers hold.
 
@@ -350,7 +356,7 @@ def default_tiles(g: ConvGeometry, ocb: int) -> tuple[int, int]:
         return 1, 7                             # measured 0.65-0.87x the time of 16 channels x 2x14
     if ocb == 32 and g.R * g.S == 1:             # a 1x1 conv on a small map: one row of up to 14
         return 1, (g.OW if g.OW <= 14 else largest_divisor(g.OW, 14))
-    budget = max(4, MAX_ACC_VECTORS // max(1, ocb // 16))
+    budget = tile_budget(ocb)
     best, best_score = (1, 1), (-1.0, 0, 0)
     for bw in range(1, min(g.OW, budget) + 1):
         for bh in range(1, min(g.OH, budget // bw, 2) + 1):
@@ -589,7 +595,7 @@ def conv2d_nchw_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilat
     # the accumulators must fit the vector registers (default_tiles' budget): a larger register
     # tile spills on every FMA, and its fully unrolled body takes seconds to compile
     cfg.define_constraint("register tile", lambda c: c["tile_oh"].size[-1] * c["tile_ow"].size[-1]
-                          <= max(4, MAX_ACC_VECTORS // max(1, c["tile_oc"].val // 16)))
+                          <= tile_budget(c["tile_oc"].val))
     wt: te.Tensor | PackedWeight = w
     if weights_prepacked():       # as a model passes its constant weights: packed at build time
         w = te.placeholder((_round_up(g.K, ocb) // ocb, g.C // g.groups, g.R, g.S, ocb), dtype, name="w.packed")
