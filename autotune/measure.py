@@ -10,6 +10,7 @@ an error record instead of ending the tuning run.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -36,6 +37,9 @@ class MeasureOption:
     warmup: int = 1
     flush_cache: bool = False        # overwrite a buffer larger than the caches before each repeat
     check_correctness: bool = True
+    # a candidate whose first timed repeat is slower than cutoff_ratio x the best cost the tuner
+    # has seen is not timed further: one repeat tells it is slow (0 times every repeat)
+    cutoff_ratio: float = 2.0
     rtol: float = 1e-3
     atol: float = 1e-3
 
@@ -98,12 +102,17 @@ def _features_job(payload: dict) -> dict:
     from .task import create_task
     if payload.get("module"):
         __import__(payload["module"])
-    task = create_task(payload["name"], payload["args"], parse(payload["target"]))
+    key = json.dumps([payload["name"], payload["args"], payload["target"]])
+    task = _RunnerState.tasks.get(key)
+    if task is None:        # a task's config space takes ~10 ms to declare: once per worker
+        task = _RunnerState.tasks[key] = create_task(payload["name"], payload["args"], parse(payload["target"]))
     return {"features": [config_features(task, i) for i in payload["indices"]]}
 
 
 class _RunnerState:
-    """What the runner keeps between jobs: inputs and reference outputs per workload."""
+    """What a worker keeps between jobs: inputs and reference outputs per workload (the runner),
+    tasks whose features it computes (a builder)."""
+    tasks: dict = {}
     inputs: dict = {}
     reference: dict = {}
     flush = None
@@ -229,6 +238,8 @@ def _run_job(payload: dict) -> dict:
         for _ in range(number):
             fn(*ptrs)
         costs.append((time.perf_counter() - t) / number)
+        if payload.get("cutoff") and costs[0] > payload["cutoff"]:
+            break
     return {"error_no": 0, "costs": costs, "run_time": time.perf_counter() - t0}
 
 
@@ -404,9 +415,9 @@ class Measurer:
                     del busy[w]
         return results
 
-    def run_one(self, task, build: dict, role: str) -> dict:
-        """Time one built candidate in the runner."""
-        payload = {"object": build["object"], "symbol": build["symbol"], "specs": build["specs"],
+    def run_one(self, task, build: dict, role: str, cutoff: float | None = None) -> dict:
+        """Time one built candidate in the runner (only once if slower than cutoff seconds)."""
+        payload = {"cutoff": cutoff, "object": build["object"], "symbol": build["symbol"], "specs": build["specs"],
                    "uses_openmp": build["uses_openmp"], "workload": task.workload_key,
                    "target": str(task.target), "option": self.option, "role": role}
         self.runner.submit("run", payload)
@@ -427,8 +438,11 @@ class Measurer:
             raise RuntimeError(f"the default schedule of {task} does not run: {r.get('error_msg')}")
         self._has_reference.add(task.workload_key)
 
-    def measure(self, task, configs: list, rounds: int = 1) -> list[Record]:
+    def measure(self, task, configs: list, rounds: int = 1, best_cost: float | None = None) -> list[Record]:
         """Build and time a batch of configs of one task; one Record each, errors included.
+
+        best_cost (seconds), the fastest the tuner has seen: a candidate slower than
+        option.cutoff_ratio times it on its first timed repeat gets no more repeats.
 
         With rounds > 1 every config is built once and timed `rounds` times, the configs taking
         turns (round by round), so a change in the machine's speed hits them alike; the records
@@ -443,7 +457,8 @@ class Measurer:
                     res = b
                 else:
                     self.ensure_reference(task)   # the runner may have been restarted
-                    res = self.run_one(task, b, "candidate")
+                    cutoff = best_cost * self.option.cutoff_ratio if best_cost and self.option.cutoff_ratio else None
+                    res = self.run_one(task, b, "candidate", cutoff)
                 records.append(_record(task, cfg, b, res))
         return records
 

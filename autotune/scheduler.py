@@ -308,7 +308,7 @@ class TaskScheduler:
         configs = [s.tuner.space.get(i) for i in batch]
         before = s.best_flops
         try:
-            records = self.measurer.measure(s.task, configs)
+            records = self.measurer.measure(s.task, configs, best_cost=s.tuner.best_cost)
         except Exception as e:        # e.g. the default schedule does not build: give up this task only
             s.dead = f"cannot be measured: {e}"
             log.warning("%s: %s", s.task, s.dead)

@@ -80,6 +80,11 @@ class Tuner:
             self.best_flops, self.best_config = flops, self.space.get(index)
             self.best_record = r if len(costs) == len(r.costs) else dataclasses.replace(r, costs=list(costs))
 
+    @property
+    def best_cost(self) -> float | None:
+        """Seconds per run of the fastest config so far (None before a valid one)."""
+        return self.task.flops / self.best_flops if self.best_flops > 0 else None
+
     def _rebest(self, among) -> None:
         """The best config again, among `among`, on every config's pooled timings."""
         cands = [i for i in among if self.results.get(i, 0) > 0]
@@ -159,7 +164,7 @@ class Tuner:
                 if not batch:
                     break
                 configs = [self.space.get(i) for i in batch]
-                records = measurer.measure(self.task, configs)
+                records = measurer.measure(self.task, configs, best_cost=self.best_cost)
                 before = self.best_flops
                 self.update(batch, records)
                 self.trials += len(batch)

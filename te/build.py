@@ -28,6 +28,10 @@ def _dump(stage: str, text: str) -> None:
 # nothing: ResNet-50, SqueezeNet and the encoder layer ran at the same speed built with O2 and
 # with O3 (alternating A/B, Ice Lake), while O2 halves the optimisation time of a tuning candidate.
 OPT_LEVEL = 2
+# LLVM's SLP vectorizer stays off: kernels arrive with explicit vector code, and on their unrolled
+# bodies SLP took 75% of the optimisation time (a random 3x3 conv candidate: 172 ms with it,
+# 43 ms without) for the same kernel speed. The loop vectorizer stays on for loops left scalar.
+SLP_VECTORIZE = False
 
 
 def optimize(llvm_ir: str, target: Target):
@@ -37,6 +41,7 @@ def optimize(llvm_ir: str, target: Target):
     mod.verify()
     tm = target.machine()
     pto = llvm.create_pipeline_tuning_options(speed_level=OPT_LEVEL)
+    pto.slp_vectorization = SLP_VECTORIZE
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(mod, pb)
     return mod

@@ -24,7 +24,7 @@ from llvmlite import ir
 
 from . import cache as cache_mod
 from . import llvm_init, runtime
-from .build import OPT_LEVEL, Kernel, arg_specs, optimize
+from .build import OPT_LEVEL, SLP_VECTORIZE, Kernel, arg_specs, optimize
 from .codegen_llvm import CodeGenLLVM, codegen
 from .stmt import LoweredFunc
 from .target import Target, parse
@@ -155,7 +155,7 @@ def _object(llvm_ir: str, tgt: Target, use_cache: bool) -> bytes:
     from . import __version__
     c = cache_mod.default() if use_cache else None
     k = cache_mod.key(llvm_ir, str(tgt), __version__,
-                      ".".join(map(str, llvm_init.llvm().llvm_version_info)), f"O{OPT_LEVEL} pic")
+                      ".".join(map(str, llvm_init.llvm().llvm_version_info)), f"O{OPT_LEVEL} slp={SLP_VECTORIZE} pic")
     obj = c.get(k) if c else None
     if obj is None:
         obj = tgt.machine().emit_object(optimize(llvm_ir, tgt))

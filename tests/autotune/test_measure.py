@@ -45,6 +45,14 @@ def test_matmul_candidate_is_timed(measurer):
     assert all(len(r.costs) == 2 and min(r.costs) > 0 for r in recs)
 
 
+def test_a_candidate_far_slower_than_the_best_is_timed_once(measurer):
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    cfg = task.config_space.get(task.config_space.default_index())
+    slow, fast = measurer.measure(task, [cfg], best_cost=1e-12) + measurer.measure(task, [cfg], best_cost=1.0)
+    assert slow.ok and len(slow.costs) == 1          # one repeat shows it is over 2x the best
+    assert fast.ok and len(fast.costs) == 2          # within reach of the best: every repeat
+
+
 def test_flops_of_matmul():
     task = autotune.create_task("matmul", (32, 64, 16, "float32"))
     assert task.flops == pytest.approx(2 * 32 * 64 * 16)

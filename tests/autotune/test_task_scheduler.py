@@ -18,7 +18,7 @@ class FakeMeasurer:
         self.fail = fail
         self.slow = slow or {}
 
-    def measure(self, task, configs, rounds: int = 1):
+    def measure(self, task, configs, rounds: int = 1, best_cost=None):
         if task.workload_key in self.fail:
             raise RuntimeError("the default schedule does not build")
         self.calls.append((task.workload_key, [c.index for c in configs] * rounds))

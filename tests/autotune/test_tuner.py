@@ -38,7 +38,7 @@ class _ScriptedMeasurer:
     def __init__(self, task, costs):
         self.task, self.costs, self.calls = task, costs, 0
 
-    def measure(self, task, configs, rounds=1):
+    def measure(self, task, configs, rounds=1, best_cost=None):
         from autotune.record import Record
         out = []
         for _ in range(rounds):
