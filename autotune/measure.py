@@ -144,6 +144,9 @@ def _packing(name: str):
     if name == "conv2d_oc_block":
         from te.ops.conv2d import pack_weight_numpy
         return pack_weight_numpy
+    if name == "winograd_f4":
+        from te.ops.winograd import transform_weight_numpy
+        return lambda w, bn: transform_weight_numpy(w, 4, bn)
     raise ValueError(f"unknown weight packing {name!r}")
 
 

@@ -91,7 +91,8 @@ def create_task(name: str, args, target=None) -> Task:
 
 
 def count_flops(tensors) -> float:
-    """Arithmetic of the compute stages reachable from the tensors (reductions count per element)."""
+    """Arithmetic of the compute stages reachable from the tensors (reductions count per element);
+    an op whose attrs declare "flops" counts that for itself and everything it reads."""
     from te.expr import BinOp, BinOpKind, Call, Reduce, walk
     seen, total = set(), 0.0
     todo = [t.op for t in tensors]
@@ -100,6 +101,9 @@ def count_flops(tensors) -> float:
         if id(op) in seen or not isinstance(op, te.ComputeOp):
             continue
         seen.add(id(op))
+        if "flops" in getattr(op, "attrs", {}):      # declared by the op (e.g. a Winograd conv:
+            total += op.attrs["flops"]                # the direct conv's count, as TVM reports it)
+            continue
         todo.extend(t.op for t in op.input_tensors)
         for body in op.body:
             n_red = 1

@@ -21,6 +21,8 @@ import numpy as np
 from llvmlite import ir
 
 import te
+from te.codegen_llvm import STACK_LIMIT
+from te.stmt import hoist_scratch
 from te.target import Target, parse
 
 from .graph import Graph
@@ -77,36 +79,47 @@ def _group_key(g: Graph, grp: Group) -> str:
     return hashlib.sha256(json.dumps([parts, ins], default=str).encode()).hexdigest()[:16]
 
 
-def prepack_weights(g: Graph, grp: Group) -> dict[str, str]:
+def prepack_weights(g: Graph, grp: Group) -> dict[str, tuple[str, int | None]]:
     """Pack the constant weights of a group's direct conv ahead of time, the way its kernel reads them.
 
-    Returns {weight value: packed constant}; the packed constants are added to `g.constants`.
+    Returns {weight value: (packed constant, Winograd tile m or None for a channel-block
+    packing)}; the packed constants are added to `g.constants`.
     Called under the group's config scope, since a tuned config may pick another channel block.
     """
     n = grp.master
     if n.op != "Conv" or len(n.inputs) < 2 or n.inputs[1] not in g.constants \
             or len(g.info(n.inputs[0]).shape) != 4:
         return {}
-    from te.ops.conv2d import pack_weight_numpy, weight_block
+    from te.ops import winograd
+    from te.ops.conv2d import geometry, pack_weight_numpy, weight_block
 
     from .tasks import _conv_padding
     w = g.constants[n.inputs[1]]
     pads, strides, dil = _conv_padding(n, g)
-    ocb = weight_block(g.info(n.inputs[0]).shape, w.shape, strides, pads, dil, int(n.attrs.get("group", 1)))
+    x_shape, groups = g.info(n.inputs[0]).shape, int(n.attrs.get("group", 1))
+    geo = geometry(tuple(x_shape), tuple(w.shape), strides, pads, dil, groups)
+    if winograd.chosen(geo):
+        m, bn = winograd.layout(geo)
+        packed = f"{n.inputs[1]}::winograd{m}x{bn}"
+        if packed not in g.constants:
+            g.constants[packed] = winograd.transform_weight_numpy(w, m, bn)
+        return {n.inputs[1]: (packed, m)}
+    ocb = weight_block(x_shape, w.shape, strides, pads, dil, groups)
     if ocb is None:
         return {}
     packed = f"{n.inputs[1]}::oc{ocb}"
     if packed not in g.constants:
         g.constants[packed] = pack_weight_numpy(w, ocb)
-    return {n.inputs[1]: packed}
+    return {n.inputs[1]: (packed, None)}
 
 
-def lower_group(g: Graph, grp: Group, name: str, opset: int, packed: dict[str, str] | None = None):
+def lower_group(g: Graph, grp: Group, name: str, opset: int, packed: dict | None = None):
     """te tensors of one group: (placeholders in argument order, argument values, output tensor).
 
     `packed` maps a weight to its packed constant (prepack_weights): the kernel takes that instead.
     """
     from te.ops.conv2d import PackedWeight
+    from te.ops.winograd import WinogradWeight
     packed = packed or {}
     env: dict[str, object] = {}
     placeholders = []
@@ -118,10 +131,11 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int, packed: dict[str, s
             env[v] = c.reshape(-1)[0].item()          # a scalar operand: folded into the kernel
             continue
         if v in packed:
-            p = te.placeholder(g.constants[packed[v]].shape, info.dtype, name=f"in{k}.packed")
-            env[v] = PackedWeight(p, tuple(info.shape))
+            name, m = packed[v]
+            p = te.placeholder(g.constants[name].shape, info.dtype, name=f"in{k}.packed")
+            env[v] = PackedWeight(p, tuple(info.shape)) if m is None else WinogradWeight(p, tuple(info.shape), m)
             placeholders.append(p)
-            arg_values.append(packed[v])
+            arg_values.append(name)
             continue
         p = te.placeholder(info.shape, info.dtype, name=f"in{k}")
         env[v] = p
@@ -169,7 +183,7 @@ def tuned_config(g: Graph, grp: Group, target: Target, history):
 
 
 # Templates whose tuned configs model kernels apply (the op reads them through te.ops.config_scope).
-TUNED_TEMPLATES = ("conv2d_nchw", "depthwise_conv2d_nchw", "matmul", "dense")
+TUNED_TEMPLATES = ("conv2d_nchw", "conv2d_nchw_winograd", "depthwise_conv2d_nchw", "matmul", "dense")
 
 
 def plan(graph: Graph, target: Target, opset: int, history=None) -> tuple[ModelPlan, Graph, dict]:
@@ -188,6 +202,7 @@ def plan(graph: Graph, target: Target, opset: int, history=None) -> tuple[ModelP
             io_index[o.name] = len(g.inputs) + k
     # kernels
     group_args: list[list[str]] = []
+    scratch: dict[str, int] = {}         # a kernel's scratch buffer in one step -> bytes
     used_records: dict[str, object] = {}
     for gi, grp in enumerate(groups):
         cfg, rec = tuned_config(g, grp, target, history)
@@ -199,11 +214,17 @@ def plan(graph: Graph, target: Target, opset: int, history=None) -> tuple[ModelP
             if kname is None:
                 kname = f"k{len(funcs)}_{grp.master.op.lower()}"
                 s = ops.schedule([out])
-                funcs.append(te.lower(s, placeholders + [out], kname))
+                # buffers the kernel would allocate per call come from the workspace instead
+                funcs.append(hoist_scratch(te.lower(s, placeholders + [out], kname), STACK_LIMIT))
                 by_key[key] = kname
         if rec is not None:
             used_records[rec.workload] = rec
-        group_args.append(arg_values + [grp.output])
+        func = next(f for f in funcs if f.name == kname)
+        extra = []
+        for j, b in enumerate(func.args[len(func.args) - func.attrs.get("scratch", 0):]):
+            extra.append(f"{kname}#scratch{j}@{gi}")
+            scratch[extra[-1]] = _size(b.shape, b.dtype)
+        group_args.append(arg_values + [grp.output] + extra)
         steps.append(Step(kname, [], " -> ".join(n.name for n in grp.nodes)))
     # constants the kernels read (weights packed ahead of time in place of the originals) -> params blob
     param_off: dict[str, int] = {}
@@ -220,7 +241,7 @@ def plan(graph: Graph, target: Target, opset: int, history=None) -> tuple[ModelP
                 continue
             first.setdefault(v, si)
             last[v] = si
-    sizes = {v: _align(_size(g.info(v).shape, g.info(v).dtype)) for v in first}
+    sizes = {v: _align(scratch[v] if v in scratch else _size(g.info(v).shape, g.info(v).dtype)) for v in first}
     placed: list[tuple[int, int, int, int]] = []     # (offset, size, first, last)
     ws_off: dict[str, int] = {}
     for v in sorted(first, key=lambda v: (-sizes[v], first[v])):

@@ -49,7 +49,12 @@ def task_of(node: Node, g: Graph, target=None):
         pads, strides, dil = _conv_padding(node, g)
         groups = int(node.attrs.get("group", 1))
         name = "depthwise_conv2d_nchw" if groups == x[1] and groups > 1 and w[1] == 1 else "conv2d_nchw"
-        args = (x, w, strides, pads, dil, groups, "float32") if name == "conv2d_nchw" \
+        if name == "conv2d_nchw":
+            from te.ops import winograd
+            from te.ops.conv2d import geometry
+            if winograd.chosen(geometry(x, w, strides, pads, dil, groups)):    # the default algorithm
+                name = "conv2d_nchw_winograd"
+        args = (x, w, strides, pads, dil, groups, "float32") if name != "depthwise_conv2d_nchw" \
             else (x, w, strides, pads, dil, "float32")
         return name, args
     if node.op == "Gemm" and node.attrs.get("transA", 0) == 0:

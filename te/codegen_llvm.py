@@ -12,6 +12,7 @@ function that libgomp's GOMP_parallel runs on every thread, each taking a static
 """
 from __future__ import annotations
 
+import operator
 from contextlib import contextmanager
 
 from llvmlite import ir
@@ -51,6 +52,11 @@ ALIGN = 64
 FCMP = {CmpKind.EQ: "==", CmpKind.NE: "!=", CmpKind.LT: "<", CmpKind.LE: "<=", CmpKind.GT: ">",
         CmpKind.GE: ">="}
 NUM_THREADS_GLOBAL = "__tilewise_num_threads"
+_CMP_FOLD = {CmpKind.EQ: operator.eq, CmpKind.NE: operator.ne, CmpKind.LT: operator.lt,
+             CmpKind.LE: operator.le, CmpKind.GT: operator.gt, CmpKind.GE: operator.ge}
+_INT_FOLD = {BinOpKind.ADD: operator.add, BinOpKind.SUB: operator.sub, BinOpKind.MUL: operator.mul,
+             BinOpKind.FLOORDIV: operator.floordiv, BinOpKind.FLOORMOD: operator.mod,
+             BinOpKind.MIN: min, BinOpKind.MAX: max}
 
 
 class CodegenError(RuntimeError):
@@ -640,6 +646,9 @@ class CodeGenLLVM:
         return self.builder.not_(self.expr(e.a))
 
     def expr_Select(self, e: Select) -> ir.Value:
+        known = self._known(e.cond)
+        if known is not None:       # decided by constants and unrolled indices: emit one side only
+            return self.expr(e.t if known else e.f)
         c = self.expr(e.cond)
         t, f = self._match(self.expr(e.t), self.expr(e.f))
         if isinstance(c.type, ir.VectorType) and not isinstance(t.type, ir.VectorType):
@@ -647,6 +656,30 @@ class CodeGenLLVM:
         elif isinstance(t.type, ir.VectorType) and not isinstance(c.type, ir.VectorType):
             c = self._broadcast(c, t.type.count)
         return self.builder.select(c, t, f)
+
+    def _known(self, e: Expr) -> int | None:
+        """The integer value of e if code generation knows it (constants, unrolled loop indices)."""
+        if isinstance(e, Const):
+            return e.value if isinstance(e.value, (bool, int)) else None
+        if isinstance(e, Var):
+            v = self.vars.get(e) if self.vec is None or e is not self.vec.var else None
+            return v.constant if isinstance(v, ir.Constant) and isinstance(v.constant, int) else None
+        if isinstance(e, Not):
+            a = self._known(e.a)
+            return None if a is None else int(not a)
+        if isinstance(e, (Cmp, Logic)) or (isinstance(e, BinOp) and not is_float(e.dtype)
+                                           and e.op in _INT_FOLD):
+            a, b = self._known(e.a), self._known(e.b)
+            if a is None or b is None:
+                return None
+            if isinstance(e, Cmp):
+                return int(_CMP_FOLD[e.op](a, b))
+            if isinstance(e, Logic):
+                return int(bool(a) and bool(b)) if e.op is LogicKind.AND else int(bool(a) or bool(b))
+            if e.op in (BinOpKind.FLOORDIV, BinOpKind.FLOORMOD) and b == 0:
+                return None
+            return _INT_FOLD[e.op](a, b)
+        return None
 
     def expr_Cast(self, e: Cast) -> ir.Value:
         v = self.expr(e.value)

@@ -137,3 +137,35 @@ class LoweredFunc:
     def __str__(self) -> str:
         from .printer import func_str
         return func_str(self)
+
+
+def hoist_scratch(func: LoweredFunc, min_bytes: int) -> LoweredFunc:
+    """func with its large allocations outside parallel loops turned into extra arguments.
+
+    A kernel allocates such buffers on the heap at every call; a model instead passes them in
+    from its workspace, planned with the other intermediates (no allocation, no page faults per
+    run).  The new arguments come last, in order; attrs["scratch"] counts them.
+    """
+    import numpy as np
+    hoisted: list[Buffer] = []
+
+    def go(st: Stmt, in_parallel: bool) -> Stmt:
+        if isinstance(st, Allocate):
+            b = st.buffer
+            if not in_parallel and b.size * np.dtype(b.dtype if b.dtype != "bool" else np.bool_).itemsize > min_bytes:
+                hoisted.append(b)
+                return go(st.body, in_parallel)
+            return Allocate(b, go(st.body, in_parallel))
+        if isinstance(st, For):
+            return For(st.var, st.extent, st.kind, go(st.body, in_parallel or st.kind is ForKind.PARALLEL),
+                       st.pragmas)
+        if isinstance(st, IfThenElse):
+            return IfThenElse(st.cond, go(st.then, in_parallel),
+                              None if st.orelse is None else go(st.orelse, in_parallel))
+        if isinstance(st, Seq):
+            return Seq([go(x, in_parallel) for x in st.stmts])
+        return st
+    body = go(func.body, False)
+    if not hoisted:
+        return func
+    return LoweredFunc(func.name, list(func.args) + hoisted, body, dict(func.attrs, scratch=len(hoisted)))

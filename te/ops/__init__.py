@@ -5,6 +5,7 @@ compute-heavy ones) a tunable template whose knobs the autotuner searches.
 """
 from .conv2d import conv2d, conv2d_nchw
 from .depthwise import depthwise_conv2d_nchw
+from . import winograd  # noqa: F401  (registers the conv2d_nchw_winograd template and schedule)
 from .conv2d_nchwc import conv2d_NCHWc, pack_conv_weight, pack_nchwc, unpack_nchwc
 from .matmul import batch_matmul, dense, dense_packed, matmul, pack_dense_weight, schedule_matmul
 from .schedule import schedule

@@ -239,9 +239,14 @@ def conv2d(x: te.Tensor, w: te.Tensor | PackedWeight, strides=(1, 1), padding: P
            epilogue: Epilogue | None = None, name: str = "conv2d") -> te.Tensor:
     """y = epilogue(conv2d(x, w) + bias) in NCHW; padding is (top, left, bottom, right), an int/pair or a mode.
 
-    `w` is OIHW, or a PackedWeight (packed ahead of time by the block `weight_block` names).
+    `w` is OIHW, a PackedWeight (packed ahead of time by the block `weight_block` names) or a
+    winograd.WinogradWeight (transformed ahead of time: the conv runs by Winograd; a model build
+    does this for the convs winograd.chosen() picks).
     """
+    from . import winograd
     g = geometry(x.shape, w.shape, strides, padding, dilation, groups)
+    if isinstance(w, winograd.WinogradWeight) or (not isinstance(w, PackedWeight) and winograd.tuned(g)):
+        return winograd.conv2d_winograd(x, w, g, bias, epilogue, **winograd.params(g), name=name)
     if isinstance(w, PackedWeight) and _weight_block(g) != w.ocb:
         raise ValueError(f"{name}: the weight is packed by {w.ocb} channels, but this conv packs by "
                          f"{_weight_block(g)}; pack it by te.ops.conv2d.weight_block()")

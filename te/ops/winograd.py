@@ -1,0 +1,391 @@
+"""3x3 stride-1 convolutions by Winograd's minimal filtering F(m x m, 3 x 3), in NCHW.
+
+A tile of m x m output pixels is computed from an (m+2) x (m+2) input tile:
+
+    Y = A^T [ (G w G^T) . (B^T d B) ] A
+
+The weight transform U = G w G^T runs once, at build time (`transform_weight_numpy`), and is
+stored as alpha x alpha matrices [K, C] packed by `bn` output channels.  Per run:
+
+1. `pack`: the zero-padded input, channels last, [N, Hp, Wp, C];
+2. `input transform` V[e, nu, p, c] = (B^T d_p B)[e, nu] for every tile p (separable: rows, then
+   columns; the constant matrices are folded into the code, see below);
+3. alpha^2 independent GEMMs M[e, nu] (P x K) = V[e, nu] (P x C) @ U[e, nu] (C x K), register
+   blocked as te.ops.matmul's packed GEMM;
+4. `output transform` Y = A^T M_p A per tile, plus the epilogue, stored to NCHW.
+
+F(4x4, 3x3) does 36 multiplies per 16 outputs and channel pair where the direct conv does 144.
+The transforms cost per channel, not per channel pair, so the algorithm pays where channels
+are many and the map is not tiny.
+
+The transform matrices enter the expressions as `_pick(index, [row expressions])`: a chain of
+selects on the (unrolled) transform index whose rows hold only the nonzero coefficients.  Code
+generation decides a select whose condition it knows (te.codegen_llvm `_known`), so each
+unrolled step emits just its row's sparse sum.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction as F
+
+import numpy as np
+
+import te
+from te.tensor import IterVar
+
+from autotune.space import register_template
+
+from .common import MAX_ACC_VECTORS, Epilogue, apply_epilogue, default_config, largest_divisor, weights_prepacked
+from .schedule import anchor
+
+# Lavin & Gray's matrices for the interpolation points 0, +-1, +-2 (F(4,3)) and 0, +-1 (F(2,3)),
+# exact fractions so the weight transform is computed in float64 from exact values.
+_MATRICES = {
+    2: dict(
+        AT=[[1, 1, 1, 0], [0, 1, -1, -1]],
+        G=[[1, 0, 0], [F(1, 2), F(1, 2), F(1, 2)], [F(1, 2), F(-1, 2), F(1, 2)], [0, 0, 1]],
+        BT=[[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]),
+    4: dict(
+        AT=[[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+        G=[[F(1, 4), 0, 0], [F(-1, 6), F(-1, 6), F(-1, 6)], [F(-1, 6), F(1, 6), F(-1, 6)],
+           [F(1, 24), F(1, 12), F(1, 6)], [F(1, 24), F(-1, 12), F(1, 6)], [0, 0, 1]],
+        BT=[[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+            [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]),
+}
+TILE_SIZES = tuple(_MATRICES)
+
+
+def matrices(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A^T, G, B^T) of F(m x m, 3 x 3) as float64 arrays."""
+    if m not in _MATRICES:
+        raise ValueError(f"winograd: output tile {m} is not supported; use one of {TILE_SIZES}")
+    d = _MATRICES[m]
+    return tuple(np.array([[float(v) for v in row] for row in d[k]]) for k in ("AT", "G", "BT"))
+
+
+def applies(g) -> bool:
+    """Can this conv (a conv2d.ConvGeometry) run as Winograd F(m, 3): 3x3, stride 1, no dilation, ungrouped."""
+    return (g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.groups) == (3, 3, 1, 1, 1, 1, 1)
+
+
+def transform_weight_numpy(w: np.ndarray, m: int, bn: int) -> np.ndarray:
+    """OIHW 3x3 weights -> U = G w G^T laid out [alpha, alpha, K/bn, C, bn] (K zero-padded)."""
+    _, G, _ = matrices(m)
+    K, C, R, S = w.shape
+    if (R, S) != (3, 3):
+        raise ValueError(f"winograd: the weight must be 3x3, got {R}x{S}")
+    u = np.einsum("ar,kcrs,bs->abkc", G, w.astype(np.float64), G)
+    Kp = -(-K // bn) * bn
+    up = np.zeros(u.shape[:2] + (Kp, C))
+    up[:, :, :K] = u
+    a = m + 2
+    return np.ascontiguousarray(up.reshape(a, a, Kp // bn, bn, C).transpose(0, 1, 2, 4, 3)).astype(w.dtype)
+
+
+def tuned(g) -> bool:
+    """Is the current config one of the conv2d_nchw_winograd template (for a conv it applies to)?"""
+    cfg = default_config()
+    return applies(g) and not cfg.is_fallback and "tile_bn" in getattr(cfg, "values", {})
+
+
+def chosen(g) -> bool:
+    """Does a model build run this conv (a conv2d.ConvGeometry, constant weight) by Winograd?
+
+    Under a config of the conv2d_nchw_winograd template, yes; under one of conv2d_nchw (a tuned
+    direct conv), no; without a config, by default: 3x3 stride-1 convs with at least 32
+    channels in and out on maps of at least 14x14.  ResNet-50's 3x3 layers of 56, 28 and 14
+    columns took 0.51-0.60x the direct conv's time, measured alone on Zen 5; on its 7x7 maps
+    the padded tiles and the weights, 4x larger once transformed, made it 2x slower.
+    """
+    if not applies(g):
+        return False
+    cfg = default_config()
+    values = getattr(cfg, "values", {}) if not cfg.is_fallback else {}
+    if values:
+        return "tile_bn" in values
+    return g.C >= 32 and g.K >= 32 and min(g.OH, g.OW) >= 14
+
+
+def default_bn(g) -> int:
+    """Output channels per GEMM register tile: two vectors where the channels come in 32s."""
+    return 32 if g.K % 32 == 0 else 16
+
+
+def default_bm(bn: int) -> int:
+    """Tiles (GEMM rows) per register tile: 6 x 2 vectors or 8 x 1 accumulators."""
+    return 6 if bn == 32 else 8
+
+
+def layout(g) -> tuple[int, int]:
+    """(m, bn) of this conv's Winograd kernel under the current config: how its weight is transformed."""
+    cfg = default_config()
+    if not cfg.is_fallback and "tile_bn" in getattr(cfg, "values", {}):
+        return 4, int(cfg["tile_bn"].val)
+    return 4, default_bn(g)
+
+
+def params(g) -> dict:
+    """conv2d_winograd's keyword arguments (m, bn, bm) under the current config."""
+    m, bn = layout(g)
+    cfg = default_config()
+    tuned = not cfg.is_fallback and "tile_bn" in getattr(cfg, "values", {})
+    return {"m": m, "bn": bn, "bm": int(cfg["tile_bm"].val) if tuned else default_bm(bn)}
+
+
+@dataclass(frozen=True)
+class WinogradWeight:
+    """A weight transformed and packed by transform_weight_numpy; `shape` is the logical OIHW shape."""
+    tensor: te.Tensor
+    shape: tuple[int, int, int, int]
+    m: int
+
+    @property
+    def bn(self) -> int:
+        return int(self.tensor.shape[-1])
+
+    @property
+    def dtype(self) -> str:
+        return self.tensor.dtype
+
+
+def _combo(coeffs, get):
+    """sum_k coeffs[k] * get(k) over the nonzero coefficients (no multiply for +-1)."""
+    total = None
+    for k, c in enumerate(coeffs):
+        if c == 0:
+            continue
+        v = get(k)
+        if c == -1:
+            total = -v if total is None else total - v
+            continue
+        term = v if c == 1 else v * te.const(float(c), v.dtype)
+        total = term if total is None else total + term
+    return total
+
+
+def _pick(index, exprs):
+    """exprs[index] as a chain of selects (folded by code generation when index is known)."""
+    if isinstance(index, IterVar):
+        index = index.var
+    out = exprs[-1]
+    for k in range(len(exprs) - 2, -1, -1):
+        out = te.if_then_else(index == k, exprs[k], out)
+    return out
+
+
+def conv2d_winograd(x: te.Tensor, w: WinogradWeight | te.Tensor, g, bias: te.Tensor | None = None,
+                    epilogue: Epilogue | None = None, m: int = 4, bn: int = 16, bm: int = 8,
+                    name: str = "conv2d") -> te.Tensor:
+    """The conv of geometry g (applies(g) must hold) by F(m x m, 3 x 3); `w` pre-transformed, or
+    OIHW (then transformed inside the kernel, for tests)."""
+    from .conv2d import _bias_at, _check_bias
+    if not applies(g):
+        raise ValueError(f"{name}: winograd needs a 3x3 stride-1 ungrouped conv without dilation")
+    _check_bias(bias, g.K, name)
+    AT, _, BT = matrices(m)
+    alpha = m + 2
+    N, C, H, W, K = g.N, g.C, g.H, g.W, g.K
+    TH, TW = -(-g.OH // m), -(-g.OW // m)
+    P = N * TH * TW
+    Pp = -(-P // bm) * bm
+    Kp = -(-K // bn) * bn
+    dtype = x.dtype
+    if isinstance(w, WinogradWeight):
+        if (w.m, w.bn) != (m, bn):
+            raise ValueError(f"{name}: the weight is transformed for F({w.m}) by {w.bn} channels, "
+                             f"the kernel wants F({m}) by {bn}")
+        U = w.tensor
+    else:
+        U = _transform_weight(w, m, bn, Kp, name)
+
+    # 1. the padded input, channels last: tiles read whole channel vectors
+    Hp, Wp = TH * m + 2, TW * m + 2
+
+    def pack_f(n, h, w_, c):
+        hh, ww = h - g.pt, w_ - g.pl
+        inside = te.all(hh >= 0, hh < H, ww >= 0, ww < W)
+        src = x[n, c, te.min_of(te.max_of(hh, 0), H - 1), te.min_of(te.max_of(ww, 0), W - 1)]
+        return te.if_then_else(inside, src, te.const(0, dtype))
+    xq = te.compute((N, Hp, Wp, C), pack_f, name=f"{name}.wpad", tag="winograd.pad")
+
+    # 2. input transform, rows then columns
+    def tile_of(p):
+        p = te.min_of(p, P - 1)
+        return p // (TH * TW), (p // TW) % TH, p % TW
+
+    def rows_f(a, nu, p, c):
+        n, th, tw = tile_of(p)
+        return _pick(nu, [_combo(BT[v], lambda b: xq[n, th * m + a, tw * m + b, c]) for v in range(alpha)])
+    d1 = te.compute((alpha, alpha, Pp, C), rows_f, name=f"{name}.din", tag="winograd.din")
+    V = te.compute((alpha, alpha, Pp, C),
+                   lambda e, nu, p, c: _pick(e, [_combo(BT[v], lambda a: d1[a, nu, p, c]) for v in range(alpha)]),
+                   name=f"{name}.v", tag="winograd.v")
+
+    # 3. alpha^2 GEMMs
+    rc = te.reduce_axis((0, C), name="rc")
+    acc = te.compute((alpha, alpha, Pp, Kp),
+                     lambda e, nu, p, k: te.sum(V[e, nu, p, rc] * U[e, nu, k // bn, rc, k % bn], axis=rc),
+                     name=f"{name}.acc", tag="winograd.acc")
+    M = te.compute((alpha, alpha, Pp, Kp), lambda e, nu, p, k: acc[e, nu, p, k], name=f"{name}.m",
+                   tag="winograd.m")
+
+    # 4. output transform, rows then columns, and the epilogue
+    def o1_f(i, nu, p, k):
+        return _pick(i, [_combo(AT[r], lambda e: M[e, nu, p, k]) for r in range(m)])
+    o1 = te.compute((m, alpha, Pp, Kp), o1_f, name=f"{name}.o1", tag="winograd.o1")
+
+    def out_f(n, k, h, w_):
+        p = (n * TH + h // m) * TW + w_ // m
+        v = _pick(w_ % m, [_combo(AT[r], lambda nu: o1[h % m, nu, p, k]) for r in range(m)])
+        if bias is not None:
+            v = v + _bias_at(bias, k)
+        return apply_epilogue(epilogue, v, (n, k, h, w_))
+    return te.compute((N, K, g.OH, g.OW), out_f, name=name, tag="conv2d_winograd",
+                      attrs={"geometry": g, "m": m, "bn": bn, "bm": bm, "flops": g.flops})
+
+
+def _transform_weight(w: te.Tensor, m: int, bn: int, Kp: int, name: str) -> te.Tensor:
+    """U = G w G^T inside the kernel (tests and one-off builds; models transform at build time)."""
+    _, G, _ = matrices(m)
+    K, C = w.shape[:2]
+    alpha = m + 2
+    r = te.reduce_axis((0, 3), name="r")
+    s = te.reduce_axis((0, 3), name="s")
+
+    def gw(e, k, c, s_):          # G w, along the rows
+        return te.sum(_pick(e, [_pick(r, [te.const(float(G[e_][j]), w.dtype) for j in range(3)])
+                                for e_ in range(alpha)]) * w[te.min_of(k, K - 1), c, r, s_], axis=r)
+    t = te.compute((alpha, Kp, C, 3), gw, name=f"{name}.gw")
+
+    def ggt(e, nu, ko, c, ki):
+        # channels past K (padding) transform a copy of the last one: computed, never stored
+        return te.sum(t[e, ko * bn + ki, c, s] * _pick(nu, [_pick(s, [te.const(float(G[n_][j]), w.dtype)
+                                                                       for j in range(3)])
+                                                             for n_ in range(alpha)]), axis=s)
+    return te.compute((alpha, alpha, Kp // bn, C, bn), ggt, name=f"{name}.u")
+
+
+@anchor("conv2d_winograd")
+def schedule_winograd_default(s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
+    """The schedule of a conv2d_winograd output under the current config (tuned or default)."""
+    cfg = default_config()
+    tuned = not cfg.is_fallback and "tile_k" in getattr(cfg, "values", {}) and "tile_bn" in cfg.values
+    schedule_winograd(s, out, final, tile_k=int(cfg["tile_k"].val) if tuned else None)
+
+
+def default_tile_k(C: int) -> int:
+    """Input channels per unrolled GEMM step."""
+    return largest_divisor(C, 4)
+
+
+def schedule_winograd(s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None,
+                      tile_k: int | None = None) -> None:
+    """Schedule conv2d_winograd's output (and the elementwise ops fused after it)."""
+    from .conv2d import _input_stage
+    final = out if final is None else final
+    attrs = out.op.attrs
+    g, m, bn, bm = attrs["geometry"], attrs["m"], attrs["bn"], attrs["bm"]
+    o1 = _input_stage(out, "winograd.o1")
+    M = _input_stage(o1, "winograd.m")
+    acc = _input_stage(M, "winograd.acc")
+    V = _input_stage(acc, "winograd.v")
+    work = g.flops / 4
+    if final is not out:
+        s[out].compute_inline()
+    schedule_output(s, final, o1, m, work)
+    schedule_gemm(s, M, acc, bm, bn, tile_k or default_tile_k(g.C), work)
+    schedule_input(s, V, work)
+
+
+def schedule_output(s, final, o1, m: int, work: float) -> None:
+    """Per tile and 16 output channels: o1 (A^T M) in registers, then Y and the epilogue."""
+    from .schedule import parallel_if_worth
+    n, k, h, w_ = s[final].op.axis
+    th, i = s[final].split(h, factor=m)
+    tw, j = s[final].split(w_, factor=m)
+    ko, ki = s[final].split(k, factor=16)
+    s[final].reorder(n, th, tw, ko, i, j, ki)
+    s[final].unroll(i)
+    s[final].unroll(j)
+    s[final].vectorize(ki)
+    parallel_if_worth(s[final], s[final].fuse(n, th), work)
+    s[o1].compute_at(s[final], ko)
+    oi, onu, op_, ok = s[o1].op.axis
+    s[o1].unroll(oi)
+    s[o1].unroll(onu)
+    s[o1].vectorize(ok)
+
+
+def schedule_gemm(s, M, acc, bm: int, bn: int, tile_k: int, work: float) -> None:
+    """The alpha^2 GEMMs: bm tiles x bn channels accumulated in registers."""
+    from .schedule import parallel_if_worth
+    e, nu, p, kk = s[M].op.axis
+    po, ko, pi, ki = s[M].tile(p, kk, bm, bn)
+    tile = s[M].fuse(e, nu, po, ko)
+    s[acc].compute_at(s[M], tile)
+    ai, aj = s[acc].op.axis[-2:]
+    (rc,) = s[acc].op.reduce_axis
+    rco, rci = s[acc].split(rc, factor=tile_k)
+    s[acc].reorder(rco, rci, ai, aj)
+    s[acc].unroll(rci)
+    s[acc].unroll(ai)
+    s[acc].vectorize(aj)
+    s[M].unroll(pi)
+    s[M].vectorize(ki)
+    parallel_if_worth(s[M], tile, work)
+
+
+def schedule_input(s, V, work: float) -> None:
+    """Per tile and 16 channels: the row transform in registers, then V; the padded pack before."""
+    from .conv2d import _input_stage
+    from .schedule import parallel_if_worth
+    d1 = _input_stage(V, "winograd.din")
+    xq = _input_stage(d1, "winograd.pad")
+    e, nu, p, c = s[V].op.axis
+    co, ci = s[V].split(c, factor=16)
+    s[V].reorder(p, co, e, nu, ci)
+    s[V].unroll(e)
+    s[V].unroll(nu)
+    s[V].vectorize(ci)
+    parallel_if_worth(s[V], p, work)
+    s[d1].compute_at(s[V], co)
+    a, dnu, dp, dc = s[d1].op.axis
+    s[d1].unroll(a)
+    s[d1].unroll(dnu)
+    s[d1].vectorize(dc)
+    # the padded, channels-last input: 16 channels (gathered from 16 planes) per vector
+    n, hh, ww, c = s[xq].op.axis
+    co, ci = s[xq].split(c, factor=16)
+    s[xq].reorder(n, hh, co, ww, ci)
+    s[xq].vectorize(ci)
+    parallel_if_worth(s[xq], s[xq].fuse(n, hh), work)
+
+
+@register_template("conv2d_nchw_winograd")
+def conv2d_winograd_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1),
+                             groups: int = 1, dtype: str = "float32"):
+    """Tunable Winograd F(4x4, 3x3) conv in NCHW, x (N, C, H, W), w (K, C, 3, 3), no bias.
+
+    Under `prepacked_weights()` (the tuner's builders) it takes the weight transformed and
+    packed as a model build passes it, [6, 6, K/bn, C, bn]."""
+    from .conv2d import geometry
+    g = geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups)
+    if not applies(g):
+        raise ValueError(f"conv2d_nchw_winograd: needs a 3x3 stride-1 ungrouped conv, got {g}")
+    cfg.define_knob("tile_bn", [16, 32], default=default_bn(g))
+    cfg.define_knob("tile_bm", [2, 4, 6, 8, 12, 14], default=default_bm(default_bn(g)))
+    cfg.define_knob("tile_k", sorted({d for d in (1, 2, 4, 8) if g.C % d == 0}), default=default_tile_k(g.C))
+    cfg.define_constraint("register tile", lambda c: c["tile_bm"].val * c["tile_bn"].val // 16 <= MAX_ACC_VECTORS)
+    m, bn, bm = 4, int(cfg["tile_bn"].val), int(cfg["tile_bm"].val)
+    x = te.placeholder(tuple(x_shape), dtype, name="x")
+    w = te.placeholder(tuple(w_shape), dtype, name="w")
+    wt: te.Tensor | WinogradWeight = w
+    if weights_prepacked():
+        a = m + 2
+        w = te.placeholder((a, a, -(-g.K // bn), g.C, bn), dtype, name="w.winograd")
+        w.op.packed_from = {"pack": "winograd_f4", "shape": list(w_shape), "block": bn}
+        wt = WinogradWeight(w, tuple(w_shape), m)
+    y = conv2d_winograd(x, wt, g, m=m, bn=bn, bm=bm)
+    s = te.create_schedule(y.op)
+    schedule_winograd(s, y, tile_k=int(cfg["tile_k"].val))
+    return s, [x, w, y]

@@ -1,0 +1,148 @@
+"""Winograd F(4x4, 3x3) convolution: the transforms, the kernel against numpy, the template, the dispatch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import autotune
+import te
+from te import ops
+from te.ops import winograd
+from te.ops.common import config_scope
+from te.ops.conv2d import geometry
+
+from test_conv2d import conv_ref
+
+TOL = dict(rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("m", winograd.TILE_SIZES)
+def test_matrices_compute_a_1d_convolution_exactly(m):
+    """A^T [(G g) . (B^T d)] is the correlation of an (m+2)-long signal with a 3-tap filter."""
+    AT, G, BT = winograd.matrices(m)
+    rng = np.random.default_rng(m)
+    d, g = rng.standard_normal(m + 2), rng.standard_normal(3)
+    want = np.array([d[i:i + 3] @ g for i in range(m)])
+    np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), want, rtol=1e-12, atol=1e-12)
+
+
+def test_an_unknown_tile_size_is_refused():
+    with pytest.raises(ValueError, match="output tile 3 is not supported"):
+        winograd.matrices(3)
+
+
+def _run(x, w, bias, pads, prepacked: bool, bn: int = 16, bm: int = 8, tile_k=None, relu=False, N=None):
+    g = geometry(x.shape, w.shape, (1, 1), pads)
+    X = te.placeholder(x.shape, "float32", name="x")
+    B = te.placeholder(bias.shape, "float32", name="b")
+    if prepacked:
+        U = winograd.transform_weight_numpy(w, 4, bn)
+        Wt = te.placeholder(U.shape, "float32", name="u")
+        wt, wv = winograd.WinogradWeight(Wt, w.shape, 4), U
+    else:
+        Wt = te.placeholder(w.shape, "float32", name="w")
+        wt, wv = Wt, w
+    y = winograd.conv2d_winograd(X, wt, g, bias=B, m=4, bn=bn, bm=bm,
+                                 epilogue=(lambda v, idx: te.max_of(v, 0.0)) if relu else None)
+    s = te.create_schedule(y.op)
+    winograd.schedule_winograd(s, y, tile_k=tile_k)
+    f = te.build(s, [X, Wt, B, y])
+    out = np.full(y.shape, np.nan, np.float32)
+    f(x, wv, bias, out)
+    return out
+
+
+@pytest.mark.parametrize("shape,K,pads,bn,bm", [
+    ((1, 32, 14, 14), 32, (1, 1, 1, 1), 16, 8),       # tiles divide the map
+    ((1, 16, 9, 11), 20, (1, 1, 1, 1), 16, 6),        # partial tiles, K not a multiple of bn
+    ((2, 8, 7, 6), 48, (0, 1, 2, 0), 32, 4),          # two images, uneven padding, 2-vector tiles
+    ((1, 24, 6, 5), 16, (0, 0, 0, 0), 16, 3),         # no padding, tiles not filling bm
+])
+def test_kernel_matches_numpy(shape, K, pads, bn, bm):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = (rng.standard_normal((K, shape[1], 3, 3)) * 0.2).astype(np.float32)
+    bias = rng.standard_normal(K).astype(np.float32)
+    want = conv_ref(x, w, pads=pads) + bias[None, :, None, None]
+    np.testing.assert_allclose(_run(x, w, bias, pads, True, bn, bm), want, **TOL)
+    np.testing.assert_allclose(_run(x, w, bias, pads, False, bn, bm, relu=True), np.maximum(want, 0), **TOL)
+
+
+def test_weight_transform_layout():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((20, 3, 3, 3)).astype(np.float32)
+    U = winograd.transform_weight_numpy(w, 4, 16)
+    assert U.shape == (6, 6, 2, 3, 16) and U.dtype == np.float32
+    _, G, _ = winograd.matrices(4)
+    k, c = 17, 2
+    np.testing.assert_allclose(U[:, :, k // 16, c, k % 16], G @ w[k, c] @ G.T, rtol=1e-5, atol=1e-6)
+    assert not U[:, :, 1, :, 4:].any()          # channels 20..31 are padding
+
+
+def test_kernel_refuses_what_it_cannot_compute():
+    X = te.placeholder((1, 8, 8, 8), "float32")
+    Wt = te.placeholder((8, 8, 3, 3), "float32")
+    with pytest.raises(ValueError, match="3x3 stride-1"):
+        winograd.conv2d_winograd(X, Wt, geometry((1, 8, 8, 8), (8, 8, 3, 3), (2, 2), 1))
+    U = te.placeholder((6, 6, 1, 8, 16), "float32")
+    with pytest.raises(ValueError, match="transformed for F\\(4\\) by 16"):
+        winograd.conv2d_winograd(X, winograd.WinogradWeight(U, (8, 8, 3, 3), 4),
+                                 geometry((1, 8, 8, 8), (8, 8, 3, 3), (1, 1), 1), bn=32)
+
+
+def test_default_choice():
+    assert winograd.chosen(geometry((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), 1))
+    assert not winograd.chosen(geometry((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), 1))    # map too small
+    assert not winograd.chosen(geometry((1, 64, 56, 56), (64, 64, 3, 3), (2, 2), 1))     # strided
+    assert not winograd.chosen(geometry((1, 16, 56, 56), (16, 16, 3, 3), (1, 1), 1))     # few channels
+    # a tuned direct config keeps the direct conv; a winograd config picks Winograd
+    task = autotune.create_task("conv2d_nchw", ((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1),
+                                                (1, 1), 1, "float32"))
+    with config_scope(task.config_space.get(task.config_space.default_index())):
+        assert not winograd.chosen(geometry((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), 1))
+
+
+def test_conv2d_runs_winograd_for_a_transformed_weight_and_direct_otherwise():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 32, 16, 16)).astype(np.float32)
+    w = (rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32)
+    X = te.placeholder(x.shape, "float32", name="x")
+    U = winograd.transform_weight_numpy(w, 4, 32)
+    Ut = te.placeholder(U.shape, "float32", name="u")
+    y = ops.conv2d(X, winograd.WinogradWeight(Ut, w.shape, 4), padding=1)
+    assert y.op.tag == "conv2d_winograd"
+    f = te.build(ops.schedule([y]), [X, Ut, y])
+    out = np.zeros(y.shape, np.float32)
+    f(x, U, out)
+    np.testing.assert_allclose(out, conv_ref(x, w, pads=(1, 1, 1, 1)), **TOL)
+    Wt = te.placeholder(w.shape, "float32", name="w")
+    assert ops.conv2d(X, Wt, padding=1).op.tag == "conv2d_nchw"      # an OIHW weight: direct
+
+
+def test_template_configs_match_numpy():
+    args = ((1, 16, 10, 10), (24, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")
+    task = autotune.create_task("conv2d_nchw_winograd", args)
+    sp = task.config_space
+    assert {"tile_bn", "tile_bm", "tile_k"} <= set(sp.space_map)
+    assert task.flops == geometry(args[0], args[1], (1, 1), 1).flops     # the direct conv's count
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(args[0]).astype(np.float32)
+    w = (rng.standard_normal(args[1]) * 0.2).astype(np.float32)
+    want = conv_ref(x, w, pads=(1, 1, 1, 1))
+    import random
+    r = random.Random(0)
+    for i in {sp.default_index(), *(sp.sample(r) for _ in range(3))}:
+        f = task.build(sp.get(i))
+        out = np.zeros(want.shape, np.float32)
+        f(x, w, out)
+        np.testing.assert_allclose(out, want, **TOL, err_msg=str(sp.get(i)))
+
+
+def test_template_measures_with_the_weight_transformed_by_the_runner():
+    args = ((1, 32, 14, 14), (32, 32, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")
+    task = autotune.create_task("conv2d_nchw_winograd", args)
+    sp = task.config_space
+    cfgs = [sp.get(sp.default_index()), sp.from_json(dict(sp.get(sp.default_index()).to_json(), tile_bn=16))]
+    with autotune.Measurer(autotune.measure_option(n_parallel=1, min_repeat_ms=2, repeat=1)) as m:
+        recs = m.measure(task, cfgs)
+    assert all(r.ok for r in recs), [r.error_msg for r in recs]   # both checked against the default's output
