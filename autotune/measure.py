@@ -10,6 +10,7 @@ an error record instead of ending the tuning run.
 """
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -350,6 +351,8 @@ class Measurer:
         self.builders = [_Worker(f"builder{i}") for i in range(max(1, self.option.n_parallel))]
         self.runner = _Worker("runner")
         self._has_reference: set[str] = set()
+        # the objects of recent successful builds, so a final check does not build its configs again
+        self._built: collections.OrderedDict = collections.OrderedDict()
 
     def __enter__(self):
         return self
@@ -371,10 +374,23 @@ class Measurer:
                 "symbol": _symbol(task.name),
                 "module": mod if mod and mod != "__main__" else None}
 
+    KEEP_BUILDS = 64
+
     def build_batch(self, task, configs: list) -> list[dict]:
-        """Build configs on the builder processes (each takes the next job as soon as it is free)."""
-        return self._spread([("build", self._payload(task, cfg)) for cfg in configs],
+        """Build configs on the builder processes (each takes the next job as soon as it is free);
+        a config built recently is not built again."""
+        keys = [json.dumps([task.workload_key, str(task.target), None if c is None else c.to_json()],
+                           sort_keys=True) for c in configs]
+        todo = [k for k in dict.fromkeys(keys) if k not in self._built]
+        done = self._spread([("build", self._payload(task, configs[keys.index(k)])) for k in todo],
                             self.option.build_timeout, ErrorNo.BUILD_TIMEOUT, ErrorNo.COMPILE_ERROR)
+        fresh = dict(zip(todo, done))
+        for k, b in fresh.items():
+            if not b.get("error_no"):
+                self._built[k] = b
+                while len(self._built) > self.KEEP_BUILDS:
+                    self._built.popitem(last=False)
+        return [fresh[k] if k in fresh else self._built[k] for k in keys]
 
     def features(self, task, indices: list[int]) -> list:
         """Feature vectors of configs of a task, computed on the builder processes in parallel."""

@@ -226,6 +226,9 @@ class XGBTuner(Tuner):
     """
 
     EXHAUSTIVE = 512     # spaces up to this size are ranked whole instead of annealed
+    # the walkers move every `anneal_every` batches; in between, the refitted model re-ranks the
+    # pool only: the walkers' features are the tuner's largest cost after building and timing
+    anneal_every = 2
 
     def __init__(self, task, seed: int = 0, plan_size: int = 64, epsilon: float = 0.1,
                  sa_steps: int = 3, sa_walkers: int = 32, transfer: list[rec.Record] | None = None):
@@ -241,6 +244,7 @@ class XGBTuner(Tuner):
         self._transfer = self._transfer_groups(transfer or [])
         self._transfer_seen: set[str] = {r.workload for r in transfer or []}
         self._started_default = False
+        self._searches = 0
         self._measurer: Measurer | None = None
 
     def feature(self, index: int) -> np.ndarray:
@@ -333,7 +337,9 @@ class XGBTuner(Tuner):
         if size <= self.EXHAUSTIVE:
             cand = [i for i in range(size) if i not in self.visited and self.space.valid(i)]
         else:
-            self._anneal(size)
+            if self._searches % self.anneal_every == 0:
+                self._anneal(size)
+            self._searches += 1
             cand = [i for i in self._features if i not in self.visited]
         if not cand:
             return []

@@ -53,6 +53,18 @@ def test_a_candidate_far_slower_than_the_best_is_timed_once(measurer):
     assert fast.ok and len(fast.costs) == 2          # within reach of the best: every repeat
 
 
+def test_a_config_built_recently_is_not_built_again(measurer, monkeypatch):
+    task = autotune.create_task("matmul", (32, 32, 32, "float32"))
+    cfg = task.config_space.get(task.config_space.default_index())
+    first = measurer.measure(task, [cfg])[0]
+    jobs = []
+    spread = measurer._spread
+    monkeypatch.setattr(measurer, "_spread", lambda js, *a: jobs.extend(js) or spread(js, *a))
+    again = measurer.measure(task, [cfg, cfg], rounds=2)      # e.g. the tuner's final check
+    assert jobs == [] and all(r.ok for r in again) and len(again) == 4
+    assert again[0].build_time == first.build_time
+
+
 def test_flops_of_matmul():
     task = autotune.create_task("matmul", (32, 64, 16, "float32"))
     assert task.flops == pytest.approx(2 * 32 * 64 * 16)
