@@ -7,8 +7,10 @@ per-lane gather/scatter; `a*b + c` on floats becomes `llvm.fma`.  A condition th
 the lane (the guard of a split that does not divide) becomes a lane mask: the stores and loads
 under it are masked, and lanes that are off touch no memory.  A vectorized loop whose body
 cannot be vectorized (an allocation, or a loop whose extent depends on the lane) falls back
-to a serial loop.  Unrolled loops are unrolled here.  Parallel loops are outlined into a
-function that libgomp's GOMP_parallel runs on every thread, each taking a static chunk.
+to a serial loop (vector loads, stores and masks: codegen_vector.py).  Unrolled loops are
+unrolled here, and a select whose condition is known then (constants, unrolled indices) emits
+only the side taken.  Parallel loops are outlined into a function that libgomp's
+GOMP_parallel runs on every thread, each taking a static chunk.
 """
 from __future__ import annotations
 
@@ -20,22 +22,13 @@ from llvmlite import ir
 from .expr import (BinOp, BinOpKind, Call, Cast, Cmp, CmpKind, Const, Expr, Load, Logic, LogicKind,
                    MathFunc, Not, Select, Var, is_float, is_unsigned, free_vars)
 from .schedule import ForKind
-from .simplify import Linear, bound, linear, skey
+from .simplify import bound
+from .codegen_vector import VectorAccess
 from .stmt import (Allocate, Buffer, Comment, For, IfThenElse, LoweredFunc, Seq, Stmt, Store,
                    all_exprs, stmt_exprs, walk_stmt)
 
-I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
-PTR = ir.PointerType()
-
-LLVM_TYPES = {
-    "float32": ir.FloatType(), "float64": ir.DoubleType(), "bool": I1,
-    "int8": I8, "uint8": I8, "int16": ir.IntType(16), "uint16": ir.IntType(16),
-    "int32": I32, "uint32": I32, "int64": I64, "uint64": I64,
-}
-# How a dtype is laid out in memory (bool is a byte, as in numpy).
-MEM_TYPES = {**LLVM_TYPES, "bool": I8}
-ELEM_BYTES = {"float32": 4, "float64": 8, "bool": 1, "int8": 1, "uint8": 1, "int16": 2,
-              "uint16": 2, "int32": 4, "uint32": 4, "int64": 8, "uint64": 8}
+from .llvm_types import (ELEM_BYTES, I1, I8, I32, I64, LLVM_TYPES, MEM_TYPES, PTR,  # noqa: F401
+                         scalar_suffix as _scalar_suffix)
 
 # Math functions that LLVM has intrinsics for (vector forms included).
 INTRINSICS = {MathFunc.EXP: "llvm.exp", MathFunc.LOG: "llvm.log", MathFunc.SQRT: "llvm.sqrt",
@@ -78,7 +71,7 @@ class _Vec:
         return d
 
 
-class CodeGenLLVM:
+class CodeGenLLVM(VectorAccess):
     """Emits lowered functions into one llvmlite module."""
 
     def __init__(self, target, module_name: str = "tilewise"):
@@ -173,44 +166,6 @@ class CodeGenLLVM:
                     self.stmt(s.then)
                 with orelse:
                     self.stmt(s.orelse)
-
-    def _masked(self, cond: ir.Value, body: Stmt) -> None:
-        """Emit body for the lanes where cond holds (and the enclosing mask), if any lane does.
-
-        Inside, contiguous accesses become masked loads and stores, per-lane ones are kept off
-        the lanes that are off, and lane-independent loads are safe: some lane is on, and the
-        serial loop would have made the same access for it.
-        """
-        outer = self.mask
-        mask = cond if outer is None else self.builder.and_(outer, cond)
-        any_on = self._intrinsic("llvm.vector.reduce.or", [mask], ret=I1)
-        with self.builder.if_then(any_on):
-            self.mask = mask
-            try:
-                self.stmt(body)
-            finally:
-                self.mask = outer
-
-    def _lane_on(self, last: bool = False) -> ir.Value:
-        """The index (i32) of the lowest (or highest) lane that is on; some lane is."""
-        n = self.mask.type.count
-        ity = ir.IntType(n)
-        bits = self.builder.bitcast(self.mask, ity)
-        if last:
-            lead = self._intrinsic("llvm.ctlz", [bits, ir.Constant(I1, 1)])
-            k = self.builder.sub(ir.Constant(ity, n - 1), lead)
-        else:
-            k = self._intrinsic("llvm.cttz", [bits, ir.Constant(I1, 1)])
-        if n > 32:
-            return self.builder.trunc(k, I32)
-        return self.builder.zext(k, I32) if n < 32 else k
-
-    def _safe_lanes(self, idx: ir.Value) -> ir.Value:
-        """Per-lane indices with the lanes that are off moved to the first lane that is on."""
-        if self.mask is None:
-            return idx
-        first = self.builder.extract_element(idx, self._lane_on())
-        return self.builder.select(self.mask, idx, self._broadcast(first, idx.type.count))
 
     def stmt_Allocate(self, s: Allocate) -> None:
         b = s.buffer
@@ -347,139 +302,6 @@ class CodeGenLLVM:
             return self.builder.icmp_unsigned("!=", v, ir.Constant(v.type, None))
         return v
 
-    def _affine(self, index: Expr) -> tuple[Expr, int] | None:
-        """(base, stride) when index = base + stride * lane_var with base free of the lane var."""
-        vec = self.vec
-        lin = linear(index)
-        key = skey(vec.var)
-        stride = 0
-        for k, (atom, c) in lin.terms.items():
-            if k == key:
-                stride = c
-            elif vec.var in free_vars(atom):
-                return None
-        # the other terms are already simplified atoms: the base is the form without the lane term
-        rest = Linear(lin.dtype, {k: t for k, t in lin.terms.items() if k != key}, lin.const)
-        return rest.to_expr(), stride
-
-    def expr_Load(self, e: Load) -> ir.Value:
-        buf = e.buffer
-        align = ELEM_BYTES[buf.dtype]
-        if self.vec is not None and self.vec.depends(e.index):
-            lanes = self.vec.lanes
-            vty = ir.VectorType(MEM_TYPES[buf.dtype], lanes)
-            aff = self._affine(e.index)
-            if aff is not None and aff[1] == 1:
-                ptr = self._address(buf, self.expr_scalar(aff[0]))
-                if self.mask is not None:
-                    v = self._masked_load(ptr, vty, align, self.mask, ir.Constant(vty, None))
-                else:
-                    v = self.builder.load(ptr, typ=vty, align=align)
-                return self._from_mem(v, buf.dtype)
-            clamped = self._clamped(e.index)
-            if clamped is not None:
-                return self._from_mem(self._clamped_load(buf, *clamped, vty, align), buf.dtype)
-            idx = self._safe_lanes(self._broadcast(self.expr(e.index), lanes))
-            out = ir.Constant(vty, None)
-            for lane in range(lanes):
-                i = self.builder.extract_element(idx, ir.Constant(I32, lane))
-                x = self.builder.load(self._address(buf, i), typ=MEM_TYPES[buf.dtype], align=align)
-                out = self.builder.insert_element(out, x, ir.Constant(I32, lane))
-            return self._from_mem(out, buf.dtype)
-        v = self.builder.load(self._address(buf, self.expr(e.index)), typ=MEM_TYPES[buf.dtype],
-                              align=align)
-        return self._from_mem(v, buf.dtype)
-
-    def _vector_store(self, buf: Buffer, index: Expr, value_expr: Expr, value: ir.Value) -> None:
-        lanes = self.vec.lanes
-        align = ELEM_BYTES[buf.dtype]
-        value = self._broadcast(value, lanes)
-        aff = self._affine(index)
-        if aff is not None and aff[1] == 1:
-            ptr = self._address(buf, self.expr_scalar(aff[0]))
-            if self.mask is not None:
-                self._masked_store(self._to_mem(value, buf.dtype), ptr, align, self.mask)
-            else:
-                self.builder.store(self._to_mem(value, buf.dtype), ptr, align=align)
-            return
-        # the same address for every lane (sequential semantics: last lane wins) or a scatter;
-        # under a mask, the lanes that are off repeat the last lane-on's store, which leaves
-        # every address with the value the serial loop would leave there
-        idx = self._broadcast(self.expr(index), lanes)
-        mem = self._to_mem(value, buf.dtype)
-        if self.mask is not None:
-            last = self._lane_on(last=True)
-            idx = self.builder.select(self.mask, idx, self._broadcast(
-                self.builder.extract_element(idx, last), lanes))
-            mem = self.builder.select(self.mask, mem, self._broadcast(
-                self.builder.extract_element(mem, last), lanes))
-        for lane in range(lanes):
-            i = self.builder.extract_element(idx, ir.Constant(I32, lane))
-            x = self.builder.extract_element(mem, ir.Constant(I32, lane))
-            self.builder.store(x, self._address(buf, i), align=align)
-
-    def _masked_load(self, ptr: ir.Value, vty: ir.VectorType, align: int, mask: ir.Value,
-                     passthru: ir.Value) -> ir.Value:
-        name = f"llvm.masked.load.v{vty.count}{_scalar_suffix(vty.element)}.p0"
-        fn = self.module.globals.get(name) or ir.Function(
-            self.module, ir.FunctionType(vty, [PTR, I32, mask.type, vty]), name)
-        return self.builder.call(fn, [ptr, ir.Constant(I32, align), mask, passthru])
-
-    def _masked_store(self, value: ir.Value, ptr: ir.Value, align: int, mask: ir.Value) -> None:
-        vty = value.type
-        name = f"llvm.masked.store.v{vty.count}{_scalar_suffix(vty.element)}.p0"
-        fn = self.module.globals.get(name) or ir.Function(
-            self.module, ir.FunctionType(ir.VoidType(), [vty, PTR, I32, mask.type]), name)
-        self.builder.call(fn, [value, ptr, ir.Constant(I32, align), mask])
-
-    def _clamped(self, index: Expr) -> tuple[Expr, Expr, Expr] | None:
-        """(rest, base, hi) when index = rest + min(base + lane, hi), rest and base lane-free.
-
-        The padded lanes of a pack that does not divide (`min(j, N - 1)` under a guard) read the
-        last element again; this is one masked vector load and a broadcast, not a gather.
-        """
-        vec = self.vec
-        lin = linear(index)
-        hit = None
-        for k, (atom, c) in lin.terms.items():
-            if vec.var not in free_vars(atom):
-                continue
-            if hit is not None or c != 1 or not (isinstance(atom, BinOp) and atom.op is BinOpKind.MIN):
-                return None
-            hit = k
-        if hit is None:
-            return None
-        atom = lin.terms[hit][0]
-        a, hi = (atom.a, atom.b) if vec.var in free_vars(atom.a) else (atom.b, atom.a)
-        if vec.var in free_vars(hi):
-            return None
-        aff = self._affine(a)
-        if aff is None or aff[1] != 1:
-            return None
-        rest = Linear(lin.dtype, {k: t for k, t in lin.terms.items() if k != hit}, lin.const).to_expr()
-        return rest, aff[0], hi
-
-    def _clamped_load(self, buf: Buffer, rest: Expr, base: Expr, hi: Expr, vty: ir.VectorType,
-                      align: int) -> ir.Value:
-        b = self.builder
-        lanes = vty.count
-        r, lo_, top = self.expr_scalar(rest), self.expr_scalar(base), self.expr_scalar(hi)
-        pos = b.add(self._broadcast(lo_, lanes), ir.Constant(ir.VectorType(I64, lanes), list(range(lanes))))
-        inside = b.icmp_signed("<=", pos, self._broadcast(top, lanes))
-        mask = inside if self.mask is None else b.and_(inside, self.mask)
-        # the clamped element is read only if some lane (that is on) reads it, as in the loop
-        clamped = b.not_(inside) if self.mask is None else b.and_(b.not_(inside), self.mask)
-        need = self._intrinsic("llvm.vector.reduce.or", [clamped], ret=I1)
-        pre = b.block
-        with b.if_then(need):
-            loaded = b.load(self._address(buf, b.add(r, top)), typ=vty.element, align=align)
-            then = b.block
-        edge = b.phi(vty.element)
-        edge.add_incoming(loaded, then)
-        edge.add_incoming(ir.Constant(vty.element, None), pre)
-        return self._masked_load(self._address(buf, b.add(r, lo_)), vty, align, mask, self._broadcast(edge, lanes))
-
-    # ------------------------------------------------------------- expressions
     def expr_scalar(self, e: Expr) -> ir.Value:
         """Emit e as a scalar even inside a vectorized loop (e must not depend on the lane)."""
         saved, self.vec = self.vec, None
@@ -761,14 +583,6 @@ def _buffers_used(s: Stmt, known: dict) -> list[Buffer]:
                 if isinstance(sub, Load) and sub.buffer in known:
                     found.setdefault(id(sub.buffer), sub.buffer)
     return sorted(found.values(), key=lambda b: b.name)
-
-
-def _scalar_suffix(t: ir.Type) -> str:
-    if isinstance(t, ir.FloatType):
-        return "f32"
-    if isinstance(t, ir.DoubleType):
-        return "f64"
-    return f"i{t.width}"
 
 
 def _bits(dtype: str) -> int:

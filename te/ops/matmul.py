@@ -23,7 +23,7 @@ import te
 from autotune.space import register_template
 
 from .common import MAX_ACC_VECTORS, Epilogue, apply_epilogue, default_config, largest_divisor, pick_lanes
-from .schedule import anchor, parallel_if_worth
+from .schedule import anchor, parallel_if_worth, register_block
 
 BN_CHOICES = (8, 16, 32, 48, 64)
 STRATEGIES = ("packed", "dot", "rows", "splitk")
@@ -431,13 +431,7 @@ def _schedule_rows(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: d
     bm = cfg["rows_tile_y"].size[-1]
     ku = largest_divisor(attrs["K"], cfg["rows_unroll_k"].val)
     _output_tile(s, acc, out, bm, lanes, attrs)
-    ai, aj = s[acc].op.axis
-    (ak,) = s[acc].op.reduce_axis
-    ako, aki = s[acc].split(ak, factor=ku)
-    s[acc].reorder(ako, aki, ai, aj)
-    s[acc].unroll(aki)
-    s[acc].unroll(ai)
-    s[acc].vectorize(aj)
+    register_block(s, acc, ku)
 
 
 def _schedule_splitk(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: dict) -> None:

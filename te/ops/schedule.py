@@ -37,6 +37,18 @@ def parallel_if_worth(stage: te.Stage, axis, work: float) -> None:
         stage.parallel(axis)
 
 
+def register_block(s: te.Schedule, acc: te.Tensor, k_factor: int) -> None:
+    """acc's last two axes as a register tile (rows unrolled, columns one vector); its reduction
+    split by k_factor, the inner part unrolled outside the tile."""
+    ai, aj = s[acc].op.axis[-2:]
+    (k,) = s[acc].op.reduce_axis
+    ko, ki = s[acc].split(k, factor=k_factor)
+    s[acc].reorder(ko, ki, ai, aj)
+    s[acc].unroll(ki)
+    s[acc].unroll(ai)
+    s[acc].vectorize(aj)
+
+
 def anchor(tag: str):
     """Decorator: register fn(s, out, final=None) as the schedule of an anchor op with this tag."""
     def deco(fn):

@@ -25,6 +25,7 @@ unrolled step emits just its row's sparse sum.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from fractions import Fraction as F
 
@@ -96,6 +97,7 @@ def chosen(g) -> bool:
     channels in and out on maps of at least 14x14.  ResNet-50's 3x3 layers of 56, 28 and 14
     columns took 0.51-0.60x the direct conv's time, measured alone on Zen 5; on its 7x7 maps
     the padded tiles and the weights, 4x larger once transformed, made it 2x slower.
+    TILEWISE_WINOGRAD=0 turns the default off (a transformed weight takes 4x the memory).
     """
     if not applies(g):
         return False
@@ -103,6 +105,8 @@ def chosen(g) -> bool:
     values = getattr(cfg, "values", {}) if not cfg.is_fallback else {}
     if values:
         return "tile_bn" in values
+    if os.environ.get("TILEWISE_WINOGRAD", "1") == "0":     # the user keeps weights small
+        return False
     return g.C >= 32 and g.K >= 32 and min(g.OH, g.OW) >= 14
 
 
@@ -318,18 +322,12 @@ def schedule_output(s, final, o1, m: int, work: float) -> None:
 
 def schedule_gemm(s, M, acc, bm: int, bn: int, tile_k: int, work: float) -> None:
     """The alpha^2 GEMMs: bm tiles x bn channels accumulated in registers."""
-    from .schedule import parallel_if_worth
+    from .schedule import parallel_if_worth, register_block
     e, nu, p, kk = s[M].op.axis
     po, ko, pi, ki = s[M].tile(p, kk, bm, bn)
     tile = s[M].fuse(e, nu, po, ko)
     s[acc].compute_at(s[M], tile)
-    ai, aj = s[acc].op.axis[-2:]
-    (rc,) = s[acc].op.reduce_axis
-    rco, rci = s[acc].split(rc, factor=tile_k)
-    s[acc].reorder(rco, rci, ai, aj)
-    s[acc].unroll(rci)
-    s[acc].unroll(ai)
-    s[acc].vectorize(aj)
+    register_block(s, acc, tile_k)
     s[M].unroll(pi)
     s[M].vectorize(ki)
     parallel_if_worth(s[M], tile, work)

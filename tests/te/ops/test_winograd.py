@@ -102,6 +102,16 @@ def test_default_choice():
         assert not winograd.chosen(geometry((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), 1))
 
 
+def test_the_default_can_be_turned_off(monkeypatch):
+    g = geometry((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), 1)
+    monkeypatch.setenv("TILEWISE_WINOGRAD", "0")
+    assert not winograd.chosen(g)
+    task = autotune.create_task("conv2d_nchw_winograd", ((1, 64, 56, 56), (64, 64, 3, 3), (1, 1),
+                                                         (1, 1, 1, 1), (1, 1), 1, "float32"))
+    with config_scope(task.config_space.get(task.config_space.default_index())):
+        assert winograd.chosen(g)                # a tuned Winograd config still picks it
+
+
 def test_conv2d_runs_winograd_for_a_transformed_weight_and_direct_otherwise():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((1, 32, 16, 16)).astype(np.float32)

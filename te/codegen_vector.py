@@ -1,0 +1,193 @@
+"""Vector memory access for the LLVM code generator: loads and stores inside vectorized loops.
+
+An access whose index is affine in the lane variable with stride 1 is one vector load/store,
+a loop-invariant one a scalar load and broadcast, anything else a per-lane gather/scatter.
+Under a lane mask (a lane-dependent guard) contiguous accesses are masked loads and stores and
+per-lane ones stay off the lanes that are off; a padded pack's clamped index `min(j, N-1)` is
+one masked load plus a broadcast of the edge element.  `VectorAccess` is a mixin of
+`codegen_llvm.CodeGenLLVM`, whose state (builder, vec, mask, bufs) it uses.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from .expr import BinOp, BinOpKind, Expr, Load, free_vars
+from .llvm_types import ELEM_BYTES, I1, I32, I64, MEM_TYPES, PTR, scalar_suffix as _scalar_suffix
+from .simplify import Linear, linear, skey
+from .stmt import Buffer, Stmt
+
+
+class VectorAccess:
+    """Masks, vector loads and stores of the code generator (see the module docstring)."""
+
+    def _masked(self, cond: ir.Value, body: Stmt) -> None:
+        """Emit body for the lanes where cond holds (and the enclosing mask), if any lane does.
+
+        Inside, contiguous accesses become masked loads and stores, per-lane ones are kept off
+        the lanes that are off, and lane-independent loads are safe: some lane is on, and the
+        serial loop would have made the same access for it.
+        """
+        outer = self.mask
+        mask = cond if outer is None else self.builder.and_(outer, cond)
+        any_on = self._intrinsic("llvm.vector.reduce.or", [mask], ret=I1)
+        with self.builder.if_then(any_on):
+            self.mask = mask
+            try:
+                self.stmt(body)
+            finally:
+                self.mask = outer
+
+    def _lane_on(self, last: bool = False) -> ir.Value:
+        """The index (i32) of the lowest (or highest) lane that is on; some lane is."""
+        n = self.mask.type.count
+        ity = ir.IntType(n)
+        bits = self.builder.bitcast(self.mask, ity)
+        if last:
+            lead = self._intrinsic("llvm.ctlz", [bits, ir.Constant(I1, 1)])
+            k = self.builder.sub(ir.Constant(ity, n - 1), lead)
+        else:
+            k = self._intrinsic("llvm.cttz", [bits, ir.Constant(I1, 1)])
+        if n > 32:
+            return self.builder.trunc(k, I32)
+        return self.builder.zext(k, I32) if n < 32 else k
+
+    def _safe_lanes(self, idx: ir.Value) -> ir.Value:
+        """Per-lane indices with the lanes that are off moved to the first lane that is on."""
+        if self.mask is None:
+            return idx
+        first = self.builder.extract_element(idx, self._lane_on())
+        return self.builder.select(self.mask, idx, self._broadcast(first, idx.type.count))
+
+    def _affine(self, index: Expr) -> tuple[Expr, int] | None:
+        """(base, stride) when index = base + stride * lane_var with base free of the lane var."""
+        vec = self.vec
+        lin = linear(index)
+        key = skey(vec.var)
+        stride = 0
+        for k, (atom, c) in lin.terms.items():
+            if k == key:
+                stride = c
+            elif vec.var in free_vars(atom):
+                return None
+        # the other terms are already simplified atoms: the base is the form without the lane term
+        rest = Linear(lin.dtype, {k: t for k, t in lin.terms.items() if k != key}, lin.const)
+        return rest.to_expr(), stride
+
+    def expr_Load(self, e: Load) -> ir.Value:
+        buf = e.buffer
+        align = ELEM_BYTES[buf.dtype]
+        if self.vec is not None and self.vec.depends(e.index):
+            lanes = self.vec.lanes
+            vty = ir.VectorType(MEM_TYPES[buf.dtype], lanes)
+            aff = self._affine(e.index)
+            if aff is not None and aff[1] == 1:
+                ptr = self._address(buf, self.expr_scalar(aff[0]))
+                if self.mask is not None:
+                    v = self._masked_load(ptr, vty, align, self.mask, ir.Constant(vty, None))
+                else:
+                    v = self.builder.load(ptr, typ=vty, align=align)
+                return self._from_mem(v, buf.dtype)
+            clamped = self._clamped(e.index)
+            if clamped is not None:
+                return self._from_mem(self._clamped_load(buf, *clamped, vty, align), buf.dtype)
+            idx = self._safe_lanes(self._broadcast(self.expr(e.index), lanes))
+            out = ir.Constant(vty, None)
+            for lane in range(lanes):
+                i = self.builder.extract_element(idx, ir.Constant(I32, lane))
+                x = self.builder.load(self._address(buf, i), typ=MEM_TYPES[buf.dtype], align=align)
+                out = self.builder.insert_element(out, x, ir.Constant(I32, lane))
+            return self._from_mem(out, buf.dtype)
+        v = self.builder.load(self._address(buf, self.expr(e.index)), typ=MEM_TYPES[buf.dtype],
+                              align=align)
+        return self._from_mem(v, buf.dtype)
+
+    def _vector_store(self, buf: Buffer, index: Expr, value_expr: Expr, value: ir.Value) -> None:
+        lanes = self.vec.lanes
+        align = ELEM_BYTES[buf.dtype]
+        value = self._broadcast(value, lanes)
+        aff = self._affine(index)
+        if aff is not None and aff[1] == 1:
+            ptr = self._address(buf, self.expr_scalar(aff[0]))
+            if self.mask is not None:
+                self._masked_store(self._to_mem(value, buf.dtype), ptr, align, self.mask)
+            else:
+                self.builder.store(self._to_mem(value, buf.dtype), ptr, align=align)
+            return
+        # the same address for every lane (sequential semantics: last lane wins) or a scatter;
+        # under a mask, the lanes that are off repeat the last lane-on's store, which leaves
+        # every address with the value the serial loop would leave there
+        idx = self._broadcast(self.expr(index), lanes)
+        mem = self._to_mem(value, buf.dtype)
+        if self.mask is not None:
+            last = self._lane_on(last=True)
+            idx = self.builder.select(self.mask, idx, self._broadcast(
+                self.builder.extract_element(idx, last), lanes))
+            mem = self.builder.select(self.mask, mem, self._broadcast(
+                self.builder.extract_element(mem, last), lanes))
+        for lane in range(lanes):
+            i = self.builder.extract_element(idx, ir.Constant(I32, lane))
+            x = self.builder.extract_element(mem, ir.Constant(I32, lane))
+            self.builder.store(x, self._address(buf, i), align=align)
+
+    def _masked_load(self, ptr: ir.Value, vty: ir.VectorType, align: int, mask: ir.Value,
+                     passthru: ir.Value) -> ir.Value:
+        name = f"llvm.masked.load.v{vty.count}{_scalar_suffix(vty.element)}.p0"
+        fn = self.module.globals.get(name) or ir.Function(
+            self.module, ir.FunctionType(vty, [PTR, I32, mask.type, vty]), name)
+        return self.builder.call(fn, [ptr, ir.Constant(I32, align), mask, passthru])
+
+    def _masked_store(self, value: ir.Value, ptr: ir.Value, align: int, mask: ir.Value) -> None:
+        vty = value.type
+        name = f"llvm.masked.store.v{vty.count}{_scalar_suffix(vty.element)}.p0"
+        fn = self.module.globals.get(name) or ir.Function(
+            self.module, ir.FunctionType(ir.VoidType(), [vty, PTR, I32, mask.type]), name)
+        self.builder.call(fn, [value, ptr, ir.Constant(I32, align), mask])
+
+    def _clamped(self, index: Expr) -> tuple[Expr, Expr, Expr] | None:
+        """(rest, base, hi) when index = rest + min(base + lane, hi), rest and base lane-free.
+
+        The padded lanes of a pack that does not divide (`min(j, N - 1)` under a guard) read the
+        last element again; this is one masked vector load and a broadcast, not a gather.
+        """
+        vec = self.vec
+        lin = linear(index)
+        hit = None
+        for k, (atom, c) in lin.terms.items():
+            if vec.var not in free_vars(atom):
+                continue
+            if hit is not None or c != 1 or not (isinstance(atom, BinOp) and atom.op is BinOpKind.MIN):
+                return None
+            hit = k
+        if hit is None:
+            return None
+        atom = lin.terms[hit][0]
+        a, hi = (atom.a, atom.b) if vec.var in free_vars(atom.a) else (atom.b, atom.a)
+        if vec.var in free_vars(hi):
+            return None
+        aff = self._affine(a)
+        if aff is None or aff[1] != 1:
+            return None
+        rest = Linear(lin.dtype, {k: t for k, t in lin.terms.items() if k != hit}, lin.const).to_expr()
+        return rest, aff[0], hi
+
+    def _clamped_load(self, buf: Buffer, rest: Expr, base: Expr, hi: Expr, vty: ir.VectorType,
+                      align: int) -> ir.Value:
+        b = self.builder
+        lanes = vty.count
+        r, lo_, top = self.expr_scalar(rest), self.expr_scalar(base), self.expr_scalar(hi)
+        pos = b.add(self._broadcast(lo_, lanes), ir.Constant(ir.VectorType(I64, lanes), list(range(lanes))))
+        inside = b.icmp_signed("<=", pos, self._broadcast(top, lanes))
+        mask = inside if self.mask is None else b.and_(inside, self.mask)
+        # the clamped element is read only if some lane (that is on) reads it, as in the loop
+        clamped = b.not_(inside) if self.mask is None else b.and_(b.not_(inside), self.mask)
+        need = self._intrinsic("llvm.vector.reduce.or", [clamped], ret=I1)
+        pre = b.block
+        with b.if_then(need):
+            loaded = b.load(self._address(buf, b.add(r, top)), typ=vty.element, align=align)
+            then = b.block
+        edge = b.phi(vty.element)
+        edge.add_incoming(loaded, then)
+        edge.add_incoming(ir.Constant(vty.element, None), pre)
+        return self._masked_load(self._address(buf, b.add(r, lo_)), vty, align, mask, self._broadcast(edge, lanes))
+
+    # ------------------------------------------------------------- expressions
