@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS), help="comma list (default: %(default)s)")
     ap.add_argument("--logs", nargs="*", default=None, help="tuning logs (files or folders) for a tuned column")
     ap.add_argument("--check", action="store_true", help="compare outputs with ONNX Runtime")
+    ap.add_argument("--layout", default=None, choices=["NCHW", "NCHWc"],
+                    help="NCHWc: chains of direct convs in the packed layout (frontends.passes.propagate_nchwc)")
     ap.add_argument("--seconds", type=float, default=3.0, help="about how long each engine is timed per model")
     ap.add_argument("--bandwidth", action="store_true",
                     help="also time AlexNet's fully connected layers (batch 1, bandwidth-bound) against the "
@@ -68,7 +70,7 @@ def main() -> None:
         variants = [("untuned", None)] + ([("tuned", logs)] if logs else [])
         for label, lg in variants:
             t0 = time.perf_counter()
-            lib = frontends.build(g, logs=lg)
+            lib = frontends.build(g, logs=lg, layout=a.layout)
             lib.run(**feed)                                   # compiles (JIT) and warms up
             builds[label] = (time.perf_counter() - t0, lib)
             fns[label] = functools.partial(lib.run, **feed)

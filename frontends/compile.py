@@ -82,19 +82,28 @@ def _group_key(g: Graph, grp: Group) -> str:
 def prepack_weights(g: Graph, grp: Group) -> dict[str, tuple[str, int | None]]:
     """Pack the constant weights of a group's direct conv ahead of time, the way its kernel reads them.
 
-    Returns {weight value: (packed constant, Winograd tile m or None for a channel-block
-    packing)}; the packed constants are added to `g.constants`.
+    Returns {weight value: (packed constant, kind)}, kind None for a channel-block packing, the
+    tile m for a Winograd transform, "NCHWc" for a conv in the packed layout; the packed
+    constants are added to `g.constants`.
     Called under the group's config scope, since a tuned config may pick another channel block.
     """
     n = grp.master
-    if n.op != "Conv" or len(n.inputs) < 2 or n.inputs[1] not in g.constants \
-            or len(g.info(n.inputs[0]).shape) != 4:
+    if n.op != "Conv" or len(n.inputs) < 2 or n.inputs[1] not in g.constants:
+        return {}
+    w = g.constants[n.inputs[1]]
+    if n.attrs.get("layout") == "NCHWc":      # passes.propagate_nchwc: OIHW[b]i[b]o
+        from te.ops.conv2d_nchwc import pack_conv_weight_numpy
+        b = int(n.attrs["block"])
+        packed = f"{n.inputs[1]}::nchw{b}c"
+        if packed not in g.constants:
+            g.constants[packed] = pack_conv_weight_numpy(w, b, b)
+        return {n.inputs[1]: (packed, "NCHWc")}
+    if len(g.info(n.inputs[0]).shape) != 4:
         return {}
     from te.ops import winograd
     from te.ops.conv2d import geometry, pack_weight_numpy, weight_block
 
     from .tasks import _conv_padding
-    w = g.constants[n.inputs[1]]
     pads, strides, dil = _conv_padding(n, g)
     x_shape, groups = g.info(n.inputs[0]).shape, int(n.attrs.get("group", 1))
     geo = geometry(tuple(x_shape), tuple(w.shape), strides, pads, dil, groups)
@@ -131,9 +140,10 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int, packed: dict | None
             env[v] = c.reshape(-1)[0].item()          # a scalar operand: folded into the kernel
             continue
         if v in packed:
-            name, m = packed[v]
+            name, kind = packed[v]
             p = te.placeholder(g.constants[name].shape, info.dtype, name=f"in{k}.packed")
-            env[v] = PackedWeight(p, tuple(info.shape)) if m is None else WinogradWeight(p, tuple(info.shape), m)
+            env[v] = (PackedWeight(p, tuple(info.shape)) if kind is None else
+                      p if kind == "NCHWc" else WinogradWeight(p, tuple(info.shape), kind))
             placeholders.append(p)
             arg_values.append(name)
             continue
@@ -186,11 +196,12 @@ def tuned_config(g: Graph, grp: Group, target: Target, history):
 TUNED_TEMPLATES = ("conv2d_nchw", "conv2d_nchw_winograd", "depthwise_conv2d_nchw", "matmul", "dense")
 
 
-def plan(graph: Graph, target: Target, opset: int, history=None) -> tuple[ModelPlan, Graph, dict]:
+def plan(graph: Graph, target: Target, opset: int, history=None,
+         layout: str | None = None) -> tuple[ModelPlan, Graph, dict]:
     """Passes, fusion, one lowered function per distinct group (tuned where `history` has a record), memory plan."""
     from te import ops
     from te.ops.common import config_scope
-    g = run_passes(graph)
+    g = run_passes(graph, layout)
     groups = fuse(g)
     funcs, steps, by_key = [], [], {}
     io_index = {i.name: k for k, i in enumerate(g.inputs)}
@@ -396,8 +407,11 @@ class GraphLibrary:
                                    records=self.records, header=header)
 
 
-def build(graph: Graph, target=None, logs=None) -> GraphLibrary:
-    """Compile a graph with the best known records (default schedules otherwise) into a GraphLibrary."""
+def build(graph: Graph, target=None, logs=None, layout: str | None = None) -> GraphLibrary:
+    """Compile a graph with the best known records (default schedules otherwise) into a GraphLibrary.
+
+    layout="NCHWc" runs chains of direct convolutions in the packed layout (passes.propagate_nchwc).
+    """
     t0 = time.perf_counter()
     tgt = parse(target)
     opset = getattr(graph, "opset", 13)
@@ -405,7 +419,7 @@ def build(graph: Graph, target=None, logs=None) -> GraphLibrary:
     if logs:
         import autotune
         history = autotune.apply_history_best(logs)
-    mp, g, param_off = plan(graph, tgt, opset, history)
+    mp, g, param_off = plan(graph, tgt, opset, history, layout)
     lib = GraphLibrary(graph, mp, g, param_off, tgt, records=mp.records)
     log.info("built %s: %s, %d tuned kernel(s), in %.1f s", graph.name, lib.summary(), len(mp.records),
              time.perf_counter() - t0)

@@ -294,8 +294,21 @@ def _conv(node, ins, attrs, opset):
     else:
         p = attrs.get("pads", [0, 0, 0, 0])
         padding = (p[0], p[1], p[2], p[3])
+    if attrs.get("layout") == "NCHWc":       # passes.propagate_nchwc: x packed, w packed at build time
+        return [_ops().conv2d_NCHWc(x, w, strides=strides, padding=padding, dilation=dil, bias=bias,
+                                    name=node.name)]
     return [_ops().conv2d(x, w, strides=strides, padding=padding, dilation=dil,
                           groups=attrs.get("group", 1), bias=bias, name=node.name)]
+
+
+@lowers("tilewise.PackNCHWc")
+def _pack_nchwc(node, ins, attrs, opset):
+    return [_ops().pack_nchwc(ins[0], attrs["block"], name=node.name)]
+
+
+@lowers("tilewise.UnpackNCHWc")
+def _unpack_nchwc(node, ins, attrs, opset):
+    return [_ops().unpack_nchwc(ins[0], attrs["channels"], name=node.name)]
 
 
 @checks("Conv")

@@ -1,5 +1,6 @@
 """Graph passes: dead node elimination, BatchNorm and per-channel affine folding into Conv/Gemm,
-and fusion of elementwise chains into the kernel they follow.
+layout propagation to NCHW[x]c (opt-in), and fusion of elementwise chains into the kernel they
+follow.
 
 Every pass takes a Graph and returns a new Graph (the input is not changed).  `run_passes`
 applies the default pipeline; `print_passes` shows the graph before and after each pass.
@@ -182,22 +183,124 @@ def fuse(g: Graph) -> list[Group]:
     return sorted(groups, key=lambda grp: position[id(grp.nodes[-1])])
 
 
+# ---------------------------------------------------------------- layout propagation
+
+PACK_NCHWC, UNPACK_NCHWC = "tilewise.PackNCHWc", "tilewise.UnpackNCHWc"
+_CHAIN_UNARY = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSwish", "HardSigmoid"}
+
+
+def _direct_conv(n: Node, g: Graph) -> bool:
+    """A conv the direct kernel would run: 2-D, constant weight, ungrouped, not Winograd or a GEMM."""
+    if n.op != "Conv" or n.attrs.get("layout") or len(n.inputs) < 2 or n.inputs[1] not in g.constants:
+        return False
+    if len(g.info(n.inputs[0]).shape) != 4 or int(n.attrs.get("group", 1)) != 1 \
+            or (len(n.inputs) > 2 and n.inputs[2] and n.inputs[2] not in g.constants):
+        return False
+    from te.ops import winograd
+    from te.ops.conv2d import as_matmul, geometry
+
+    from .tasks import _conv_padding
+    pads, strides, dil = _conv_padding(n, g)
+    geo = geometry(tuple(g.info(n.inputs[0]).shape), tuple(g.constants[n.inputs[1]].shape), strides, pads, dil, 1)
+    return not (winograd.chosen(geo) or as_matmul(geo))
+
+
+def _unary(n: Node, g: Graph) -> bool:
+    """An elementwise op of one activation (its other inputs, if any, scalar constants)."""
+    return n.op in _CHAIN_UNARY and all(i in g.constants and g.constants[i].size == 1 for i in n.inputs[1:] if i)
+
+
+def propagate_nchwc(g: Graph, block: int = 16) -> Graph:
+    """Chains of direct convolutions (and the activations between them) in the packed NCHW[block]c
+    layout: the input is packed once where a chain starts and unpacked once where it ends.
+
+    A chain links convs whose output feeds only the next conv (through unary activations); it
+    needs two convs at least.  Its convs get attrs layout="NCHWc" and block, their weights are
+    packed at build time (compile.prepack_weights) and conv2d_NCHWc runs them.  Opt-in
+    (`run_passes(layout="NCHWc")`, `frontends.build(..., layout="NCHWc")`): on ResNet-50's
+    layers the NCHWc kernel measured 0.82-1.3x the direct NCHW kernel's time.
+    """
+    g = g.copy()
+    cons = g.consumers()
+    outputs = {o.name for o in g.outputs}
+    taken: set[int] = set()
+    chains: list[list[Node]] = []
+    for n in g.nodes:
+        if id(n) in taken or not _direct_conv(n, g):
+            continue
+        chain, cur = [n], n
+        while True:
+            out = cur.outputs[0]
+            users = cons.get(out, [])
+            if len(users) != 1 or out in outputs:
+                break
+            nxt = users[0]
+            if _unary(nxt, g) and nxt.inputs[0] == out or _direct_conv(nxt, g) and nxt.inputs[0] == out:
+                chain.append(nxt)
+                cur = nxt
+            else:
+                break
+        while chain[-1].op != "Conv":          # activations after the last conv stay unpacked
+            chain.pop()
+        if sum(c.op == "Conv" for c in chain) >= 2:
+            chains.append(chain)
+            taken.update(id(c) for c in chain)
+    for chain in chains:
+        _pack_chain(g, chain, block)
+    if chains:
+        log.info("propagate_nchwc: %d chain(s) of %s convs in NCHW%dc", len(chains),
+                 "+".join(str(sum(c.op == "Conv" for c in ch)) for ch in chains), block)
+    return g
+
+
+def _pack_chain(g: Graph, chain: list[Node], block: int) -> None:
+    from .graph import TensorInfo
+    first, last = chain[0], chain[-1]
+    x = first.inputs[0]
+    xi = g.info(x)
+    N, C, H, W = xi.shape
+    packed = f"{x}@nchw{block}c"
+    g.infos[packed] = TensorInfo(packed, (N, -(-C // block), H, W, block), xi.dtype)
+    pack = Node(PACK_NCHWC, f"{first.name}.pack", [x], [packed], {"block": block})
+    final = last.outputs[0]
+    cur = packed
+    for n in chain:
+        out = n.outputs[0]
+        oi = g.info(out)
+        n.inputs[0] = cur
+        if n.op == "Conv":
+            n.attrs.update(layout="NCHWc", block=block)
+        cur = n.outputs[0] = f"{out}@nchw{block}c"
+        N, K, OH, OW = oi.shape
+        g.infos[cur] = TensorInfo(cur, (N, -(-K // block), OH, OW, block), oi.dtype)
+    unpack = Node(UNPACK_NCHWC, f"{last.name}.unpack", [cur], [final], {"channels": g.info(final).shape[1]})
+    g.nodes.insert(g.nodes.index(first), pack)
+    g.nodes.insert(g.nodes.index(last) + 1, unpack)
+
+
 PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm]
+LAYOUTS = {None: [], "NCHW": [], "NCHWc": [propagate_nchwc]}
 
 
-def run_passes(g: Graph) -> Graph:
-    """The default graph pipeline."""
-    for p in PIPELINE:
+def _pipeline(layout: str | None):
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; use one of NCHW, NCHWc")
+    return PIPELINE + LAYOUTS[layout]
+
+
+def run_passes(g: Graph, layout: str | None = None) -> Graph:
+    """The default graph pipeline (with layout="NCHWc", chains of convs in NCHW[x]c)."""
+    for p in _pipeline(layout):
         g = p(g)
     return g
 
 
-def print_passes(g: Graph, stream=None) -> Graph:
+def print_passes(g: Graph, stream=None, layout: str | None = None) -> Graph:
     """Run the default pipeline, printing the graph before and after each pass."""
     import sys
     stream = stream or sys.stdout
     stream.write(f"== input\n{g}\n")
-    for p in PIPELINE:
+    for p in _pipeline(layout):
         g = p(g)
         stream.write(f"== after {p.__name__}\n{g}\n")
     groups = fuse(g)

@@ -43,6 +43,8 @@ def _conv_padding(node: Node, g: Graph):
 
 def task_of(node: Node, g: Graph, target=None):
     """The (template name, args) that tunes this node's kernel, or None."""
+    if node.op == "Conv" and node.attrs.get("layout") == "NCHWc":
+        return None         # chains in NCHW[x]c (passes.propagate_nchwc) run the default schedule
     if node.op == "Conv" and len(g.info(node.inputs[0]).shape) == 4 and node.inputs[1] in g.constants:
         x = tuple(g.info(node.inputs[0]).shape)
         w = tuple(g.info(node.inputs[1]).shape)

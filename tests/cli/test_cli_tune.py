@@ -57,7 +57,11 @@ def test_ctrl_c_keeps_every_record_and_resume_does_not_measure_again(cli, cli_en
     slow = FAST[:-1] + ["40"]
     cmd = [sys.executable, "-m", "tilewise", "tune", tiny_onnx, "--trials", "200", "--log", str(log),
            "--no-shared-logs", *slow]
-    p = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a job started in the background by a non-interactive shell (as CI may start the tests)
+    # inherits SIGINT ignored, and so would `tilewise tune`: give it the default disposition, as a
+    # terminal's Ctrl-C finds it
+    p = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         while not (log.exists() and log.stat().st_size > 0):

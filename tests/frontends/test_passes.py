@@ -108,3 +108,74 @@ def test_conv_weights_are_packed_at_build_time(rng, tmp_path):
     np.testing.assert_allclose(lib.run(x=x)[0], want, rtol=1e-4, atol=1e-4)
     lib.export_library(tmp_path / "cbn.so")
     np.testing.assert_allclose(te.runtime.load_module(tmp_path / "cbn.so").run(x=x)[0], want, rtol=1e-4, atol=1e-4)
+
+
+def conv_chain_model(rng, C=20, H=7):
+    """x -> conv3x3 -> relu -> conv1x1 -> clip -> conv3x3 (+ bias) -> add x -> relu, and a side conv.
+
+    20 channels: the 16-channel blocks of the packed layout are padded; the residual add reads
+    the chain's output in NCHW; `side` reads the first conv's input only.
+    """
+    ws = {f"w{k}": (rng.standard_normal((C, C, r, r)) * 0.2).astype(np.float32) for k, r in ((1, 3), (2, 1), (3, 3))}
+    ws["b3"] = rng.standard_normal(C).astype(np.float32)
+    ws["ws"] = (rng.standard_normal((4, C, 1, 1)) * 0.2).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"]),
+             helper.make_node("Clip", ["c2", "lo", "hi"], ["r2"]),
+             helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c3", "x"], ["a"]),
+             helper.make_node("Relu", ["a"], ["y"]),
+             helper.make_node("Conv", ["x", "ws"], ["side"])]
+    inits = [numpy_helper.from_array(a, n) for n, a in ws.items()]
+    inits += [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("lo", 0.0), ("hi", 6.0))]
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, H, H])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, C, H, H]),
+                           helper.make_tensor_value_info("side", TensorProto.FLOAT, [1, 4, H, H])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_nchwc_layout_packs_a_chain_once(rng):
+    g = passes.run_passes(frontends.from_onnx(conv_chain_model(rng)), layout="NCHWc")
+    ops = [n.op for n in g.nodes]
+    assert ops.count(passes.PACK_NCHWC) == 1 and ops.count(passes.UNPACK_NCHWC) == 1
+    chain = ops[ops.index(passes.PACK_NCHWC) + 1:ops.index(passes.UNPACK_NCHWC)]
+    assert chain == ["Conv", "Relu", "Conv", "Clip", "Conv"]
+    packed = [n for n in g.nodes if n.attrs.get("layout") == "NCHWc"]
+    assert len(packed) == 3 and all(n.attrs["block"] == 16 for n in packed)
+    for n in packed:                        # 20 channels -> 2 blocks of 16, padded
+        assert g.info(n.inputs[0]).shape == (1, 2, 7, 7, 16) and g.info(n.outputs[0]).shape == (1, 2, 7, 7, 16)
+    unpack = g.nodes[ops.index(passes.UNPACK_NCHWC)]
+    assert unpack.outputs == ["c3"] and unpack.attrs["channels"] == 20     # the add reads NCHW as before
+    side = next(n for n in g.nodes if n.outputs == ["side"])
+    assert side.inputs[0] == "x" and "layout" not in side.attrs           # a chain of one conv stays NCHW
+    # the default pipeline leaves the layout alone
+    assert passes.PACK_NCHWC not in [n.op for n in passes.run_passes(frontends.from_onnx(conv_chain_model(rng))).nodes]
+
+
+def test_nchwc_layout_builds_and_matches_onnxruntime(rng, tmp_path):
+    import onnxruntime as ort
+
+    import te
+    m = conv_chain_model(rng)
+    g = frontends.from_onnx(m)
+    x = rng.standard_normal((1, 20, 7, 7)).astype(np.float32)
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    lib = frontends.build(g, layout="NCHWc")
+    names = [f.name for f in lib.plan.funcs]
+    assert sum("packnchwc" in n for n in names) == 2                  # one pack, one unpack kernel
+    assert sum("packed" in str(f) and "rci" in str(f) for f in lib.plan.funcs) == 3    # conv2d_NCHWc x3
+    for got, ref in zip(lib.run(x=x), want):
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    lib.export_library(tmp_path / "chain.so")
+    for got, ref in zip(te.runtime.load_module(tmp_path / "chain.so").run(x=x), want):
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_nchwc_layout_is_shown_and_checked(rng, capsys):
+    import pytest
+    g = frontends.from_onnx(conv_chain_model(rng))
+    passes.print_passes(g, layout="NCHWc")
+    assert "== after propagate_nchwc" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown layout 'NHWC'"):
+        passes.run_passes(g, layout="NHWC")
