@@ -204,6 +204,7 @@ def profile_kernels(graph: Graph, target=None, logs=None, repeat: int = 5, min_t
     """Compile every distinct kernel of the model's plan on its own and time it with random arguments."""
     import te
     from te.build import arg_specs
+    from te.ops import winograd
     from te.target import parse
 
     from .compile import plan
@@ -223,9 +224,12 @@ def profile_kernels(graph: Graph, target=None, logs=None, repeat: int = 5, min_t
         groups = calls.get(func.name, [[]])
         grp = groups[0]
         specs = arg_specs(func)
-        prof = KernelProfile(func.name, len(groups), "+".join(n.op for n in grp) or "?",
-                             sum(node_flops(n, g) for n in grp),
-                             float(sum(np.prod(s.shape, dtype=np.int64) * s.dtype.itemsize for s in specs)))
+        io = specs[:len(specs) - func.attrs.get("scratch", 0)]    # scratch is not compulsory traffic
+        ops = "+".join(n.op for n in grp) or "?"
+        if winograd.in_kernel(func):            # its FLOPs are the direct conv's, as TVM counts them
+            ops = ops.replace("Conv", "Conv(Winograd)", 1)
+        prof = KernelProfile(func.name, len(groups), ops, sum(node_flops(n, g) for n in grp),
+                             float(sum(np.prod(s.shape, dtype=np.int64) * s.dtype.itemsize for s in io)))
         if progress:
             progress(k, len(mp.funcs), func.name)
         try:

@@ -110,6 +110,13 @@ def chosen(g) -> bool:
     return g.C >= 32 and g.K >= 32 and min(g.OH, g.OW) >= 14
 
 
+def in_kernel(func) -> bool:
+    """Does a lowered kernel compute a Winograd conv (its channels-last padded input is a buffer)?"""
+    from te.stmt import Allocate, walk_stmt
+    names = [b.name for b in func.args] + [s.buffer.name for s in walk_stmt(func.body) if isinstance(s, Allocate)]
+    return any(n.endswith(".wpad") for n in names)
+
+
 def default_bn(g) -> int:
     """Output channels per GEMM register tile: two vectors where the channels come in 32s."""
     return 32 if g.K % 32 == 0 else 16

@@ -152,6 +152,9 @@ def run(args) -> int:
     say(f"per-kernel roofline (peak {c.peak_gflops:.0f} GFLOP/s on {threads} thread(s), "
         f"bandwidth {c.bandwidth_gbs:.1f} GB/s, ridge at {c.peak_gflops / c.bandwidth_gbs:.1f} FLOP/B):")
     say(kernel_table(rows))
+    if any("Winograd" in r.kernel.ops for r in rows):
+        say("Conv(Winograd): FLOPs counted as the direct convolution's (as TVM counts them), so its "
+            "GFLOP/s can pass the peak: Winograd F(4x4, 3x3) does 36 multiplies where the direct conv does 144")
     total = sum(r.kernel.calls * r.kernel.seconds for r in rows if r.kernel.latency)
     say(f"sum of kernel times {fmt_time(total)} per run (each kernel timed alone, warm caches) vs "
         f"{fmt_time(ours.median)} for the whole model")

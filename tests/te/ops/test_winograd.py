@@ -156,3 +156,13 @@ def test_template_measures_with_the_weight_transformed_by_the_runner():
     with autotune.Measurer(autotune.measure_option(n_parallel=1, min_repeat_ms=2, repeat=1)) as m:
         recs = m.measure(task, cfgs)
     assert all(r.ok for r in recs), [r.error_msg for r in recs]   # both checked against the default's output
+
+
+def test_a_winograd_kernel_is_recognised_after_lowering():
+    X = te.placeholder((1, 32, 16, 16), "float32", name="x")
+    U = te.placeholder((6, 6, 2, 32, 16), "float32", name="u")
+    y = ops.conv2d(X, winograd.WinogradWeight(U, (32, 32, 3, 3), 4), padding=1)
+    assert winograd.in_kernel(te.lower(ops.schedule([y]), [X, U, y], "k"))
+    Wt = te.placeholder((32, 32, 3, 3), "float32", name="w")
+    d = ops.conv2d(X, Wt, padding=1)
+    assert not winograd.in_kernel(te.lower(ops.schedule([d]), [X, Wt, d], "k"))
