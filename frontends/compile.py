@@ -101,12 +101,12 @@ def prepack_weights(g: Graph, grp: Group) -> dict[str, tuple[str, int | None]]:
     if len(g.info(n.inputs[0]).shape) != 4:
         return {}
     from te.ops import winograd
-    from te.ops.conv2d import geometry, pack_weight_numpy, weight_block
+    from te.ops.conv2d import pack_weight_numpy, weight_block
 
-    from .tasks import _conv_padding
+    from .tasks import _conv_padding, conv_geometry
     pads, strides, dil = _conv_padding(n, g)
     x_shape, groups = g.info(n.inputs[0]).shape, int(n.attrs.get("group", 1))
-    geo = geometry(tuple(x_shape), tuple(w.shape), strides, pads, dil, groups)
+    geo = conv_geometry(n, g)
     if winograd.chosen(geo):
         m, bn = winograd.layout(geo)
         packed = f"{n.inputs[1]}::winograd{m}x{bn}"
@@ -203,7 +203,7 @@ def plan(graph: Graph, target: Target, opset: int, history=None,
     from te.ops.common import config_scope
     g = run_passes(graph, layout)
     groups = fuse(g)
-    funcs, steps, by_key = [], [], {}
+    funcs, steps, by_key = {}, [], {}            # kernel name -> lowered function; group key -> name
     io_index = {i.name: k for k, i in enumerate(g.inputs)}
     copies = []          # outputs that are an input or a constant: copied by the entry point
     for k, o in enumerate(g.outputs):
@@ -226,11 +226,11 @@ def plan(graph: Graph, target: Target, opset: int, history=None,
                 kname = f"k{len(funcs)}_{grp.master.op.lower()}"
                 s = ops.schedule([out])
                 # buffers the kernel would allocate per call come from the workspace instead
-                funcs.append(hoist_scratch(te.lower(s, placeholders + [out], kname), STACK_LIMIT))
+                funcs[kname] = hoist_scratch(te.lower(s, placeholders + [out], kname), STACK_LIMIT)
                 by_key[key] = kname
         if rec is not None:
             used_records[rec.workload] = rec
-        func = next(f for f in funcs if f.name == kname)
+        func = funcs[kname]
         extra = []
         for j, b in enumerate(func.args[len(func.args) - func.attrs.get("scratch", 0):]):
             extra.append(f"{kname}#scratch{j}@{gi}")
@@ -285,7 +285,7 @@ def plan(graph: Graph, target: Target, opset: int, history=None,
     mp_records = list(used_records.values())
     mp = ModelPlan(inputs=[{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in g.inputs],
                    outputs=[{"name": o.name, "shape": list(o.shape), "dtype": o.dtype} for o in g.outputs],
-                   steps=steps, param_bytes=total, workspace_bytes=ws_total, funcs=funcs)
+                   steps=steps, param_bytes=total, workspace_bytes=ws_total, funcs=list(funcs.values()))
     mp.records = mp_records
     return mp, g, param_off
 

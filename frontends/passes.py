@@ -197,11 +197,10 @@ def _direct_conv(n: Node, g: Graph) -> bool:
             or (len(n.inputs) > 2 and n.inputs[2] and n.inputs[2] not in g.constants):
         return False
     from te.ops import winograd
-    from te.ops.conv2d import as_matmul, geometry
+    from te.ops.conv2d import as_matmul
 
-    from .tasks import _conv_padding
-    pads, strides, dil = _conv_padding(n, g)
-    geo = geometry(tuple(g.info(n.inputs[0]).shape), tuple(g.constants[n.inputs[1]].shape), strides, pads, dil, 1)
+    from .tasks import conv_geometry
+    geo = conv_geometry(n, g)
     return not (winograd.chosen(geo) or as_matmul(geo))
 
 

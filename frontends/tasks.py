@@ -41,6 +41,14 @@ def _conv_padding(node: Node, g: Graph):
     return (p[0], p[1], p[2], p[3]), strides, dil
 
 
+def conv_geometry(node: Node, g: Graph):
+    """The te.ops.conv2d.ConvGeometry of a 2-D Conv node (input and weight shapes from the graph)."""
+    from te.ops.conv2d import geometry
+    pads, strides, dil = _conv_padding(node, g)
+    return geometry(tuple(g.info(node.inputs[0]).shape), tuple(g.info(node.inputs[1]).shape), strides, pads,
+                    dil, int(node.attrs.get("group", 1)))
+
+
 def task_of(node: Node, g: Graph, target=None):
     """The (template name, args) that tunes this node's kernel, or None."""
     if node.op == "Conv" and node.attrs.get("layout") == "NCHWc":
@@ -53,8 +61,7 @@ def task_of(node: Node, g: Graph, target=None):
         name = "depthwise_conv2d_nchw" if groups == x[1] and groups > 1 and w[1] == 1 else "conv2d_nchw"
         if name == "conv2d_nchw":
             from te.ops import winograd
-            from te.ops.conv2d import geometry
-            if winograd.chosen(geometry(x, w, strides, pads, dil, groups)):    # the default algorithm
+            if winograd.chosen(conv_geometry(node, g)):    # the default algorithm
                 name = "conv2d_nchw_winograd"
         args = (x, w, strides, pads, dil, groups, "float32") if name != "depthwise_conv2d_nchw" \
             else (x, w, strides, pads, dil, "float32")

@@ -246,10 +246,7 @@ def conv2d(x: te.Tensor, w: te.Tensor | PackedWeight, strides=(1, 1), padding: P
     from . import winograd
     g = geometry(x.shape, w.shape, strides, padding, dilation, groups)
     if isinstance(w, winograd.WinogradWeight) or (not isinstance(w, PackedWeight) and winograd.tuned(g)):
-        kw = winograd.params(g)
-        if isinstance(w, winograd.WinogradWeight) and not winograd.tuned(g):    # as it was transformed
-            kw = {"m": w.m, "bn": w.bn, "bm": winograd.default_bm(w.bn)}
-        return winograd.conv2d_winograd(x, w, g, bias, epilogue, **kw, name=name)
+        return winograd.conv2d_winograd(x, w, g, bias, epilogue, **winograd.params(g, w), name=name)
     if isinstance(w, PackedWeight) and _weight_block(g) != w.ocb:
         raise ValueError(f"{name}: the weight is packed by {w.ocb} channels, but this conv packs by "
                          f"{_weight_block(g)}; pack it by te.ops.conv2d.weight_block()")

@@ -83,10 +83,15 @@ def transform_weight_numpy(w: np.ndarray, m: int, bn: int) -> np.ndarray:
     return np.ascontiguousarray(up.reshape(a, a, Kp // bn, bn, C).transpose(0, 1, 2, 4, 3)).astype(w.dtype)
 
 
+def _config():
+    """The current config if it is one of the conv2d_nchw_winograd template, else None."""
+    cfg = default_config()
+    return cfg if not cfg.is_fallback and "tile_bn" in getattr(cfg, "values", {}) else None
+
+
 def tuned(g) -> bool:
     """Is the current config one of the conv2d_nchw_winograd template (for a conv it applies to)?"""
-    cfg = default_config()
-    return applies(g) and not cfg.is_fallback and "tile_bn" in getattr(cfg, "values", {})
+    return applies(g) and _config() is not None
 
 
 def chosen(g) -> bool:
@@ -129,18 +134,19 @@ def default_bm(bn: int) -> int:
 
 def layout(g) -> tuple[int, int]:
     """(m, bn) of this conv's Winograd kernel under the current config: how its weight is transformed."""
-    cfg = default_config()
-    if not cfg.is_fallback and "tile_bn" in getattr(cfg, "values", {}):
-        return 4, int(cfg["tile_bn"].val)
-    return 4, default_bn(g)
+    cfg = _config()
+    return 4, int(cfg["tile_bn"].val) if cfg is not None else default_bn(g)
 
 
-def params(g) -> dict:
-    """conv2d_winograd's keyword arguments (m, bn, bm) under the current config."""
-    m, bn = layout(g)
-    cfg = default_config()
-    tuned = not cfg.is_fallback and "tile_bn" in getattr(cfg, "values", {})
-    return {"m": m, "bn": bn, "bm": int(cfg["tile_bm"].val) if tuned else default_bm(bn)}
+def params(g, w=None) -> dict:
+    """conv2d_winograd's keyword arguments (m, bn, bm) under the current config; without one, a
+    WinogradWeight `w` keeps the tile and block it was transformed with."""
+    cfg = _config()
+    if cfg is not None:
+        m, bn = layout(g)
+        return {"m": m, "bn": bn, "bm": int(cfg["tile_bm"].val)}
+    m, bn = (w.m, w.bn) if isinstance(w, WinogradWeight) else layout(g)
+    return {"m": m, "bn": bn, "bm": default_bm(bn)}
 
 
 @dataclass(frozen=True)
@@ -279,9 +285,8 @@ def _transform_weight(w: te.Tensor, m: int, bn: int, Kp: int, name: str) -> te.T
 @anchor("conv2d_winograd")
 def schedule_winograd_default(s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
     """The schedule of a conv2d_winograd output under the current config (tuned or default)."""
-    cfg = default_config()
-    tuned = not cfg.is_fallback and "tile_k" in getattr(cfg, "values", {}) and "tile_bn" in cfg.values
-    schedule_winograd(s, out, final, tile_k=int(cfg["tile_k"].val) if tuned else None)
+    cfg = _config()
+    schedule_winograd(s, out, final, tile_k=int(cfg["tile_k"].val) if cfg is not None else None)
 
 
 def default_tile_k(C: int) -> int:
