@@ -59,24 +59,13 @@ def _build_job(payload: dict) -> dict:
     from te.codegen_llvm import codegen
     from te.ops.common import prepacked_weights
     from te.stmt import Store, walk_stmt
-    from te.target import parse
 
-    from .space import get_template
     t0 = time.perf_counter()
-    if payload.get("module"):
-        __import__(payload["module"])
-    target = parse(payload["target"])
     try:
-        tmpl = get_template(payload["name"])
-        from .space import ConfigSpace
-        space = ConfigSpace()
-        tmpl(space, *payload["args"])
-        cfg = space.from_json(payload["config"]) if payload["config"] is not None else None
-        if cfg is None:
-            from .space import FallbackConfig
-            cfg = FallbackConfig()
+        task = _worker_task(payload)
+        target = task.target
         with prepacked_weights():       # weights as a model build passes them
-            s, tensors = tmpl(cfg, *payload["args"])
+            s, tensors = task.instantiate(payload["config"])
         func = te.lower(s, tensors, payload["symbol"])
     except Exception as e:      # the template or the schedule rejected this config
         return {"error_no": int(ErrorNo.INSTANTIATION_ERROR), "error_msg": _short(e),
@@ -97,22 +86,29 @@ def _build_job(payload: dict) -> dict:
 
 def _features_job(payload: dict) -> dict:
     """In a builder: feature vectors of configs of a task (for the cost model's search)."""
+    from .features import config_features
+    task = _worker_task(payload)
+    return {"features": [config_features(task, i) for i in payload["indices"]]}
+
+
+def _worker_task(payload: dict):
+    """The payload's task, created once per worker: declaring a config space takes 10-20 ms,
+    a tenth of a candidate's build."""
     from te.target import parse
 
-    from .features import config_features
     from .task import create_task
     if payload.get("module"):
         __import__(payload["module"])
     key = json.dumps([payload["name"], payload["args"], payload["target"]])
     task = _RunnerState.tasks.get(key)
-    if task is None:        # a task's config space takes ~10 ms to declare: once per worker
+    if task is None:
         task = _RunnerState.tasks[key] = create_task(payload["name"], payload["args"], parse(payload["target"]))
-    return {"features": [config_features(task, i) for i in payload["indices"]]}
+    return task
 
 
 class _RunnerState:
     """What a worker keeps between jobs: inputs and reference outputs per workload (the runner),
-    tasks whose features it computes (a builder)."""
+    tasks it builds candidates of or computes features of (a builder)."""
     tasks: dict = {}
     inputs: dict = {}
     reference: dict = {}
@@ -385,12 +381,15 @@ class Measurer:
         done = self._spread([("build", self._payload(task, configs[keys.index(k)])) for k in todo],
                             self.option.build_timeout, ErrorNo.BUILD_TIMEOUT, ErrorNo.COMPILE_ERROR)
         fresh = dict(zip(todo, done))
-        for k, b in fresh.items():
-            if not b.get("error_no"):
-                self._built[k] = b
-                while len(self._built) > self.KEEP_BUILDS:
-                    self._built.popitem(last=False)
-        return [fresh[k] if k in fresh else self._built[k] for k in keys]
+        out = [fresh[k] if k in fresh else self._built[k] for k in keys]
+        for k in dict.fromkeys(keys):          # most recently used last; the least recent go first
+            if k in fresh and fresh[k].get("error_no"):
+                continue
+            self._built[k] = fresh.get(k) or self._built[k]
+            self._built.move_to_end(k)
+        while len(self._built) > self.KEEP_BUILDS:
+            self._built.popitem(last=False)
+        return out
 
     def features(self, task, indices: list[int]) -> list:
         """Feature vectors of configs of a task, computed on the builder processes in parallel."""

@@ -5,12 +5,17 @@
     python bench/tune.py --plot tune.png      # also draw the curves (needs matplotlib)
 
 Printed next to numpy (matmul) and ONNX Runtime (conv) measured in the same run, and the
-machine's measured FMA peak.
+machine's measured FMA peak.  At the end the two tuners' answers are timed side by side, in
+alternating rounds, to tell whether XGBTuner's 64 trials found a config as fast as RandomTuner's
+256: each tuner's "best seen" is the maximum of single noisy timings.  bench/tune_replay.py
+judges the same question without the noise, on a replayed fully measured space.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -81,16 +86,61 @@ def reference(name: str, args) -> tuple[str, float]:
     return "onnxruntime", 2.0 * n * k * oh * ow * (c // groups) * r * s / t / 1e9
 
 
-def run(tuner_cls, task, trials: int, log_dir: str) -> tuple[Curve, float, float]:
-    """The curve, trials per second (final check included) and the best GFLOP/s after the final
-    check (the tuner's answer: its best configs timed again beside the default)."""
+def run(tuner_cls, task, trials: int, log_dir: str, seed: int) -> tuple[Curve, float, float, object]:
+    """The curve, trials per second (final check included), the best GFLOP/s after the final
+    check (the tuner's answer: its best configs timed again beside the default) and that config."""
     curve = Curve()
     log = os.path.join(log_dir, f"{task.name}_{tuner_cls.__name__}.jsonl")
-    tuner = tuner_cls(task)
+    tuner = tuner_cls(task, seed=seed)
     t = time.time()
     tuner.tune(trials, callbacks=[curve, autotune.log_to_file(log), autotune.progress_bar(prefix=f"{tuner_cls.__name__:12s} ")])
     rate = tuner.trials / (time.time() - t)
-    return curve, rate, tuner.best_flops / 1e9
+    return curve, rate, tuner.best_flops / 1e9, tuner.best_config
+
+
+def head_to_head(task, configs: list, rounds: int) -> list[list[float]]:
+    """GFLOP/s of each config in each of `rounds` rounds, the configs taking turns in every round.
+
+    A tuner's "best seen" is the maximum of many single noisy timings, so it grows with the
+    number of trials even among configs that run equally fast; which answer is faster is only
+    told by timing the answers side by side."""
+    with autotune.Measurer() as m:
+        recs = m.measure(task, configs, rounds=rounds)
+    out = [[] for _ in configs]
+    for k, r in enumerate(recs):
+        out[k % len(configs)].append(task.flops / r.cost / 1e9 if r.ok else 0.0)
+    return out
+
+
+def compare(task, xgb_cfg, rnd_cfg, rounds: int) -> str:
+    """Whether XGBTuner's answer is as fast as RandomTuner's, told by timing them side by side.
+
+    Judged on the per-round ratios of the two answers (the machine's speed changes from second to
+    second and hits both alike within a round), with a sign test: if the answers ran equally fast,
+    XGBTuner's would be the faster in a round with probability 1/2."""
+    if xgb_cfg.index == rnd_cfg.index:
+        return f"  head to head: both tuners answer config {xgb_cfg.index}: reached"
+    dflt = task.config_space.get(task.config_space.default_index())
+    x, r, d0 = head_to_head(task, [xgb_cfg, rnd_cfg, dflt], rounds)
+    pair = sorted(xi / ri for xi, ri in zip(x, r) if ri > 0)
+    ratio = statistics.median(pair)
+    wins = sum(q >= 1.0 for q in pair)
+    if ratio >= 1.0:
+        verdict = "reached"
+    elif _sign_p(wins, len(pair)) > 0.05:
+        verdict = f"not told apart by the timings (XGBTuner's the faster in {wins} of {len(pair)} rounds)"
+    else:
+        verdict = f"not reached (XGBTuner's the slower in {len(pair) - wins} of {len(pair)} rounds)"
+    return (f"  head to head, {rounds} rounds taking turns (median GFLOP/s): XGBTuner's answer (config "
+            f"{xgb_cfg.index}) {statistics.median(x):.0f}, RandomTuner's (config {rnd_cfg.index}) "
+            f"{statistics.median(r):.0f}, the default {statistics.median(d0):.0f} (its rounds "
+            f"{min(d0):.0f}..{max(d0):.0f}: the machine's noise); XGB/Random per round: median {ratio:.3f}, "
+            f"{pair[0]:.2f}..{pair[-1]:.2f}: {verdict}")
+
+
+def _sign_p(wins: int, n: int) -> float:
+    """P(at most `wins` wins of n fair coin flips): the one-sided sign test's p-value."""
+    return sum(math.comb(n, k) for k in range(wins + 1)) / 2 ** n
 
 
 def main() -> None:
@@ -98,6 +148,9 @@ def main() -> None:
     ap.add_argument("--tasks", default="matmul,conv", help="comma list of: " + ", ".join(TASKS))
     ap.add_argument("--trials", type=int, default=64, help="XGBTuner trials (default 64)")
     ap.add_argument("--random-trials", type=int, default=256, help="RandomTuner trials (default 256)")
+    ap.add_argument("--rounds", type=int, default=15,
+                    help="rounds of the final side-by-side timing of the two tuners' answers (default 15)")
+    ap.add_argument("--seed", type=int, default=0, help="the tuners' random seed (default 0)")
     ap.add_argument("--plot", help="write the curves to this PNG (needs matplotlib)")
     a = ap.parse_args()
     print(env_note())
@@ -115,8 +168,8 @@ def main() -> None:
                 print(f"{key}: skipped ({e})")
                 continue
             ref_name, ref = reference(name, args)
-            xgb, xgb_rate, xgb_checked = run(autotune.XGBTuner, task, a.trials, d)
-            rnd, rnd_rate, rnd_checked = run(autotune.RandomTuner, task, a.random_trials, d)
+            xgb, xgb_rate, xgb_checked, xgb_cfg = run(autotune.XGBTuner, task, a.trials, d, a.seed)
+            rnd, rnd_rate, rnd_checked, rnd_cfg = run(autotune.RandomTuner, task, a.random_trials, d, a.seed)
             curves[key] = (xgb, rnd)
             for label, c, rate, checked in (("XGBTuner", xgb, xgb_rate, xgb_checked),
                                             ("RandomTuner", rnd, rnd_rate, rnd_checked)):
@@ -129,7 +182,8 @@ def main() -> None:
             print(f"{key}: {ref_name} {ref:.0f} GFLOP/s; XGBTuner's best seen reaches RandomTuner's "
                   f"{a.random_trials}-trial best seen after {reach if reach else 'more than ' + str(a.trials)} "
                   f"trials; after the final checks, XGBTuner ({a.trials} trials) {xgb_checked:.0f} vs "
-                  f"RandomTuner ({a.random_trials}) {rnd_checked:.0f} GFLOP/s ({xgb_checked / rnd_checked:.2f}x)\n")
+                  f"RandomTuner ({a.random_trials}) {rnd_checked:.0f} GFLOP/s ({xgb_checked / rnd_checked:.2f}x)")
+            print(compare(task, xgb_cfg, rnd_cfg, a.rounds) + "\n")
     print("best GFLOP/s seen after N trials, after 60 s, overall; 'checked': the tuner's answer, its best")
     print("configs timed again beside the default (the best seen is the maximum of single noisy timings);")
     print("'vs reference' and 'of peak' use the checked figure; 2 threads")

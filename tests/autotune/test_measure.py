@@ -65,6 +65,19 @@ def test_a_config_built_recently_is_not_built_again(measurer, monkeypatch):
     assert again[0].build_time == first.build_time
 
 
+def test_a_full_build_cache_keeps_the_batch_it_serves(measurer, monkeypatch):
+    """Fresh builds that overflow the cache do not evict a cached build the same batch uses
+    (a final check, the default built long ago and the best configs new to the cache)."""
+    task = autotune.create_task("matmul", (32, 32, 32, "float32"))
+    space = task.config_space
+    a, b, c, d = (space.get(i) for i in [i for i in range(len(space)) if space.valid(i)][:4])
+    monkeypatch.setattr(measurer, "KEEP_BUILDS", 2)
+    measurer.measure(task, [a, b])
+    recs = measurer.measure(task, [a, c, d], rounds=2)
+    assert len(recs) == 6 and all(r.ok for r in recs)
+    assert len(measurer._built) == 2
+
+
 def test_flops_of_matmul():
     task = autotune.create_task("matmul", (32, 64, 16, "float32"))
     assert task.flops == pytest.approx(2 * 32 * 64 * 16)
