@@ -217,34 +217,36 @@ class GridSearchTuner(Tuner):
 
 
 class XGBTuner(Tuner):
-    """Model-guided search: XGBoost ranking model + simulated annealing, epsilon-greedy batches.
+    """Model-guided search: XGBoost ranking models + simulated annealing, epsilon-greedy batches.
 
-    The annealing keeps its walkers from one batch to the next (as AutoTVM's does), so each
-    batch costs only a few annealing steps; every config whose features were computed stays in
-    a pool that the refitted model re-ranks.  Features are computed on the measurer's builder
-    processes, in parallel, between timings.
+    Two models learn from the same measurements.  The main one reads loop-IR features, which
+    cost a lowering each (computed on the measurer's builder processes, in parallel, between
+    timings); a second one reads only the knob values, which cost nothing.  The annealing runs
+    on the knob model, so it can score a few thousand configs per batch; its walkers persist
+    from one batch to the next (as AutoTVM's do).  The `feature_budget` best configs it found
+    get loop-IR features and join a pool that the main model re-ranks after every refit; the
+    batch is taken from the top of that ranking.
     """
 
-    EXHAUSTIVE = 512     # spaces up to this size are ranked whole instead of annealed
-    # the walkers move every `anneal_every` batches; in between, the refitted model re-ranks the
-    # pool only: the walkers' features are the tuner's largest cost after building and timing
-    anneal_every = 2
+    EXHAUSTIVE = 512     # spaces up to this size are ranked whole by the main model instead
 
     def __init__(self, task, seed: int = 0, plan_size: int = 64, epsilon: float = 0.1,
-                 sa_steps: int = 3, sa_walkers: int = 32, transfer: list[rec.Record] | None = None):
+                 sa_steps: int = 40, sa_walkers: int = 64, feature_budget: int = 24,
+                 transfer: list[rec.Record] | None = None):
         super().__init__(task, seed)
         self.model = XGBCostModel(seed=seed)
+        self.knob_model = XGBCostModel(seed=seed)
         self.plan_size = plan_size
         self.epsilon = epsilon
         self.sa_steps = sa_steps
         self.sa_walkers = sa_walkers
+        self.feature_budget = feature_budget
         self._features: dict[int, np.ndarray] = {}
         self._plan: list[int] = []
         self._walkers: list[int] = []
         self._transfer = self._transfer_groups(transfer or [])
         self._transfer_seen: set[str] = {r.workload for r in transfer or []}
         self._started_default = False
-        self._searches = 0
         self._measurer: Measurer | None = None
 
     def feature(self, index: int) -> np.ndarray:
@@ -311,7 +313,13 @@ class XGBTuner(Tuner):
         X = self.features(idx)
         y = np.array([self.results[i] for i in idx])
         self.model.fit([(X, y, 1.0)] + self._transfer)
+        if len(self.space) > self.EXHAUSTIVE:
+            self.knob_model.fit([(self._knobs(idx), y, 1.0)])
         self._plan = []
+
+    def _knobs(self, indices) -> np.ndarray:
+        """Knob features: each knob's option index (free to compute, unlike loop-IR features)."""
+        return np.array([self.space.point(i) for i in indices], np.float32).reshape(len(indices), -1)
 
     def next_batch(self, n: int) -> list[int]:
         out: list[int] = []
@@ -332,14 +340,12 @@ class XGBTuner(Tuner):
         return out
 
     def _search(self) -> list[int]:
-        """The unvisited configs the model ranks highest: a few annealing steps, then the whole pool."""
+        """The unvisited configs the main model ranks highest (the whole space, or the pool)."""
         size = len(self.space)
         if size <= self.EXHAUSTIVE:
             cand = [i for i in range(size) if i not in self.visited and self.space.valid(i)]
         else:
-            if self._searches % self.anneal_every == 0:
-                self._anneal(size)
-            self._searches += 1
+            self._anneal()
             cand = [i for i in self._features if i not in self.visited]
         if not cand:
             return []
@@ -347,18 +353,23 @@ class XGBTuner(Tuner):
         order = np.argsort(-np.asarray(scores), kind="stable")
         return [cand[k] for k in order[:self.plan_size]]
 
-    def _anneal(self, size: int) -> None:
-        """Move the walkers a few steps uphill on the model's score (their features join the pool)."""
-        top = sorted(self.results, key=lambda i: -self.results[i])[:self.sa_walkers // 4]
+    def _anneal(self) -> None:
+        """Walk uphill on the knob model's score; the best configs seen get loop-IR features."""
+        top = sorted(self.results, key=lambda i: -self.results[i])[:self.sa_walkers // 8]
         walkers = list(dict.fromkeys(top + self._walkers))[:self.sa_walkers]
         walkers += [self.space.sample(self.rng) for _ in range(self.sa_walkers - len(walkers))]
-        scores = self.model.predict(self.features(walkers))
+        scores = self.knob_model.predict(self._knobs(walkers))
+        seen = dict(zip(walkers, scores))
         for step in range(self.sa_steps):
             temp = 1.0 - step / self.sa_steps        # cools within the search, in units of the score spread
             spread = float(np.std(scores)) or 1.0
             nxt = [(self.space.neighbours(w, self.rng, 1) or [w])[0] for w in walkers]
-            nscores = self.model.predict(self.features(nxt))
+            nscores = self.knob_model.predict(self._knobs(nxt))
+            seen.update(zip(nxt, nscores))
             for k, (s_old, s_new) in enumerate(zip(scores, nscores)):
                 if s_new >= s_old or self.rng.random() < math.exp((s_new - s_old) / (spread * max(temp, 1e-3))):
                     walkers[k], scores[k] = nxt[k], s_new
         self._walkers = walkers
+        fresh = sorted((i for i in seen if i not in self.visited and i not in self._features),
+                       key=lambda i: -seen[i])
+        self.features(fresh[:self.feature_budget])
