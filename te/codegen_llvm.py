@@ -9,8 +9,9 @@ under it are masked, and lanes that are off touch no memory.  A vectorized loop 
 cannot be vectorized (an allocation, or a loop whose extent depends on the lane) falls back
 to a serial loop (vector loads, stores and masks: codegen_vector.py).  Unrolled loops are
 unrolled here, and a select whose condition is known then (constants, unrolled indices) emits
-only the side taken.  Parallel loops are outlined into a function that libgomp's
-GOMP_parallel runs on every thread, each taking a static chunk.
+only the side taken; the integer arithmetic of the copies folds and is shared
+(codegen_values.py).  Parallel loops are outlined into a function that libgomp's GOMP_parallel
+runs on every thread, each taking a static chunk.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .expr import (BinOp, BinOpKind, Call, Cast, Cmp, CmpKind, Const, Expr, Load
                    MathFunc, Not, Select, Var, is_float, is_unsigned, free_vars)
 from .schedule import ForKind
 from .simplify import bound
+from .codegen_values import ValueNumbering, vn_key
 from .codegen_vector import VectorAccess
 from .stmt import (Allocate, Buffer, Comment, For, IfThenElse, LoweredFunc, Seq, Stmt, Store,
                    all_exprs, stmt_exprs, walk_stmt)
@@ -57,21 +59,24 @@ class CodegenError(RuntimeError):
 
 
 class _Vec:
-    """The vectorized loop being emitted: its variable and lane count."""
+    """The vectorized loop being emitted: its variable and lane count.
 
-    def __init__(self, var: Var, lanes: int):
-        self.var, self.lanes = var, lanes
-        self.deps: dict[int, bool] = {}
+    memo is shared by every vectorized loop of a function (an unrolled loop emits the same one
+    many times): it maps (loop variable, expression) to facts about the expression, holding the
+    expression so that its id cannot be reused while the entry stands.
+    """
+
+    def __init__(self, var: Var, lanes: int, memo: dict):
+        self.var, self.lanes, self.memo = var, lanes, memo
 
     def depends(self, e: Expr) -> bool:
-        d = self.deps.get(id(e))
-        if d is None:
-            d = self.var in free_vars(e)
-            self.deps[id(e)] = d
-        return d
+        hit = self.memo.get(("dep", id(self.var), id(e)))
+        if hit is None:
+            hit = self.memo[("dep", id(self.var), id(e))] = (e, self.var in free_vars(e))
+        return hit[1]
 
 
-class CodeGenLLVM(VectorAccess):
+class CodeGenLLVM(VectorAccess, ValueNumbering):
     """Emits lowered functions into one llvmlite module."""
 
     def __init__(self, target, module_name: str = "tilewise"):
@@ -85,6 +90,7 @@ class CodeGenLLVM(VectorAccess):
         self.num_threads = nt
         self.uses_openmp = False
         self._n_outlined = 0
+        self._consts: dict = {}
 
     # ------------------------------------------------------------- functions
     def add_function(self, f: LoweredFunc) -> ir.Function:
@@ -116,16 +122,18 @@ class CodeGenLLVM(VectorAccess):
         self.vec: _Vec | None = None
         self.mask: ir.Value | None = None       # the lanes on, under a lane-dependent condition
         self.in_parallel = False
+        self.vec_memo: dict = {}
+        self._vn_reset()
 
     @contextmanager
     def _state(self):
         saved = (self.fn, self.alloca_builder, self.builder, self.vars, self.bufs, self.ranges,
-                 self.vec, self.mask, self.in_parallel)
+                 self.vec, self.mask, self.in_parallel, self.vec_memo, self._vn, self._vn_scopes)
         try:
             yield
         finally:
             (self.fn, self.alloca_builder, self.builder, self.vars, self.bufs, self.ranges,
-             self.vec, self.mask, self.in_parallel) = saved
+             self.vec, self.mask, self.in_parallel, self.vec_memo, self._vn, self._vn_scopes) = saved
 
     # ------------------------------------------------------------- statements
     def stmt(self, s: Stmt) -> None:
@@ -158,13 +166,13 @@ class CodeGenLLVM(VectorAccess):
                 self._masked(self.builder.not_(cond), s.orelse)
             return
         if s.orelse is None:
-            with self.builder.if_then(cond):
+            with self.builder.if_then(cond), self._vn_scope():
                 self.stmt(s.then)
         else:
             with self.builder.if_else(cond) as (then, orelse):
-                with then:
+                with then, self._vn_scope():
                     self.stmt(s.then)
-                with orelse:
+                with orelse, self._vn_scope():
                     self.stmt(s.orelse)
 
     def stmt_Allocate(self, s: Allocate) -> None:
@@ -188,14 +196,14 @@ class CodeGenLLVM(VectorAccess):
         if kind is ForKind.UNROLLED and isinstance(extent, Const):
             self.ranges[s.var] = (0, extent.value - 1)
             for i in range(extent.value):
-                self.vars[s.var] = ir.Constant(I64, i)
+                self.vars[s.var] = self._const(I64, i)
                 self.stmt(s.body)
             del self.vars[s.var]
             return
         if kind is ForKind.VECTORIZED and isinstance(extent, Const) and self.vec is None \
                 and _can_vectorize(s):
             self.ranges[s.var] = (0, extent.value - 1)
-            self.vec = _Vec(s.var, extent.value)
+            self.vec = _Vec(s.var, extent.value, self.vec_memo)
             try:
                 self.stmt(s.body)
             finally:
@@ -221,7 +229,8 @@ class CodeGenLLVM(VectorAccess):
         b.position_at_end(loop)
         self.vars[var] = i
         self.ranges[var] = (0, max_end - 1 if max_end != float("inf") else 2 ** 62)
-        self.stmt(body)
+        with self._vn_scope():
+            self.stmt(body)
         nxt = self.builder.add(i, ir.Constant(I64, 1), flags=["nsw", "nuw"])
         i.add_incoming(nxt, self.builder.block)
         self.builder.branch(head)
@@ -289,7 +298,8 @@ class CodeGenLLVM(VectorAccess):
         ptr = self.bufs.get(buf)
         if ptr is None:
             raise CodegenError(f"buffer {buf.name} is used outside the scope that allocates it")
-        return self.builder.gep(ptr, [index], inbounds=True, source_etype=MEM_TYPES[buf.dtype])
+        return self._reuse(("gep", id(ptr), vn_key(index)), lambda: self.builder.gep(
+            ptr, [index], inbounds=True, source_etype=MEM_TYPES[buf.dtype]))
 
     def _to_mem(self, v: ir.Value, dtype: str) -> ir.Value:
         if dtype == "bool":
@@ -299,7 +309,7 @@ class CodeGenLLVM(VectorAccess):
 
     def _from_mem(self, v: ir.Value, dtype: str) -> ir.Value:
         if dtype == "bool":
-            return self.builder.icmp_unsigned("!=", v, ir.Constant(v.type, None))
+            return self.builder.icmp_unsigned("!=", v, self._zero(v.type))
         return v
 
     def expr_scalar(self, e: Expr) -> ir.Value:
@@ -316,14 +326,6 @@ class CodeGenLLVM(VectorAccess):
             raise CodegenError(f"no LLVM code generation for expression {type(e).__name__} ({e})")
         return method(e)
 
-    def _broadcast(self, v: ir.Value, lanes: int) -> ir.Value:
-        if isinstance(v.type, ir.VectorType):
-            return v
-        vty = ir.VectorType(v.type, lanes)
-        tmp = self.builder.insert_element(ir.Constant(vty, None), v, ir.Constant(I32, 0))
-        return self.builder.shuffle_vector(tmp, ir.Constant(vty, None),
-                                           ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
-
     def _match(self, a: ir.Value, b: ir.Value) -> tuple[ir.Value, ir.Value]:
         va, vb = isinstance(a.type, ir.VectorType), isinstance(b.type, ir.VectorType)
         if va and not vb:
@@ -339,12 +341,11 @@ class CodeGenLLVM(VectorAccess):
         return t
 
     def expr_Const(self, e: Const) -> ir.Value:
-        return ir.Constant(LLVM_TYPES[e.dtype], e.value)
+        return self._const(LLVM_TYPES[e.dtype], e.value)
 
     def expr_Var(self, e: Var) -> ir.Value:
         if self.vec is not None and e is self.vec.var:
-            n = self.vec.lanes
-            return ir.Constant(ir.VectorType(I64, n), list(range(n)))
+            return self._lane_ids(self.vec.lanes)
         v = self.vars.get(e)
         if v is None:
             raise CodegenError(f"variable {e.name} is used outside the loop that defines it")
@@ -374,58 +375,8 @@ class CodeGenLLVM(VectorAccess):
             if op in (BinOpKind.FLOORDIV, BinOpKind.FLOORMOD):
                 q = self._intrinsic("llvm.floor", [b.fdiv(x, y)])
                 return q if op is BinOpKind.FLOORDIV else b.fsub(x, b.fmul(q, y))
-        unsigned = is_unsigned(dt)
-        if op is BinOpKind.ADD:
-            return b.add(x, y)
-        if op is BinOpKind.SUB:
-            return b.sub(x, y)
-        if op is BinOpKind.MUL:
-            return b.mul(x, y)
-        if op in (BinOpKind.MIN, BinOpKind.MAX):
-            cmp = b.icmp_unsigned if unsigned else b.icmp_signed
-            return b.select(cmp("<" if op is BinOpKind.MIN else ">", x, y), x, y)
-        if op in (BinOpKind.FLOORDIV, BinOpKind.DIV, BinOpKind.FLOORMOD):
-            is_mod = op is BinOpKind.FLOORMOD
-            lo_a = bound(e.a, self.ranges)[0]
-            lo_b = bound(e.b, self.ranges)[0]
-            if lo_b > 0:          # a divisor known positive: no zero, no INT_MIN / -1
-                if unsigned:
-                    return b.urem(x, y) if is_mod else b.udiv(x, y)
-                if lo_a >= 0:
-                    return b.srem(x, y) if is_mod else b.sdiv(x, y)
-                return self._floor_divmod(x, y, is_mod)
-            return self._safe_divmod(x, y, is_mod, unsigned)
-        raise CodegenError(f"binary operator {op.value} on {dt}")
-
-    def _safe_divmod(self, x: ir.Value, y: ir.Value, is_mod: bool, unsigned: bool) -> ir.Value:
-        """Division as numpy does it: x // 0 and x % 0 are 0, INT_MIN // -1 wraps (no trap)."""
-        b = self.builder
-        zero = ir.Constant(x.type, None)
-        ones = (ir.Constant(x.type, [1] * x.type.count) if isinstance(x.type, ir.VectorType)
-                else ir.Constant(x.type, 1))
-        by_zero = b.icmp_signed("==", y, zero)
-        y1 = b.select(by_zero, ones, y)
-        if unsigned:
-            r = b.urem(x, y1) if is_mod else b.udiv(x, y1)
-            return b.select(by_zero, zero, r)
-        minus1 = b.icmp_signed("==", y1, b.neg(ones))
-        y2 = b.select(minus1, ones, y1)          # x / -1 is -x (wrapping), x % -1 is 0
-        r = self._floor_divmod(x, y2, is_mod)
-        r = b.select(minus1, zero if is_mod else b.neg(x), r)
-        return b.select(by_zero, zero, r)
-
-    def _floor_divmod(self, x: ir.Value, y: ir.Value, is_mod: bool) -> ir.Value:
-        b = self.builder
-        zero = ir.Constant(x.type, None)
-        r = b.srem(x, y)
-        # the remainder and the divisor have different signs: floor semantics adjust by one
-        adjust = b.and_(b.icmp_signed("!=", r, zero),
-                        b.icmp_signed("!=", b.icmp_signed("<", r, zero), b.icmp_signed("<", y, zero)))
-        if is_mod:
-            return b.select(adjust, b.add(r, y), r)
-        q = b.sdiv(x, y)
-        return b.select(adjust, b.sub(q, ir.Constant(x.type, 1) if not isinstance(x.type, ir.VectorType)
-                                      else ir.Constant(x.type, [1] * x.type.count)), q)
+            raise CodegenError(f"binary operator {op.value} on {dt}")
+        return self._int_binop(e, x, y)
 
     def _fma(self, a: Expr, b_: Expr, c: Expr) -> ir.Value:
         x, y = self._match(self.expr(a), self.expr(b_))
@@ -509,7 +460,7 @@ class CodeGenLLVM(VectorAccess):
         b = self.builder
         to = self._ty(dst, v)
         if dst == "bool":
-            zero = ir.Constant(v.type, None)
+            zero = self._zero(v.type)
             return b.fcmp_unordered("!=", v, zero) if is_float(src) else b.icmp_unsigned("!=", v, zero)
         if is_float(src) and is_float(dst):
             return b.fpext(v, to) if _bits(dst) > _bits(src) else b.fptrunc(v, to)
@@ -535,7 +486,7 @@ class CodeGenLLVM(VectorAccess):
                 x = args[0]
                 if is_unsigned(e.dtype):
                     return x
-                return b.select(b.icmp_signed("<", x, ir.Constant(x.type, None)), b.neg(x), x)
+                return b.select(b.icmp_signed("<", x, self._zero(x.type)), b.neg(x), x)
             raise CodegenError(f"{f.value} of {e.dtype}")
         if f is MathFunc.SIGMOID:
             x = args[0]
@@ -550,7 +501,7 @@ class CodeGenLLVM(VectorAccess):
         fn = self._libc(name, scalar_ty, [scalar_ty])
         if not isinstance(x.type, ir.VectorType):
             return b.call(fn, [x])
-        out = ir.Constant(x.type, None)
+        out = self._zero(x.type)
         for lane in range(x.type.count):
             y = b.call(fn, [b.extract_element(x, ir.Constant(I32, lane))])
             out = b.insert_element(out, y, ir.Constant(I32, lane))

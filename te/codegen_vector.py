@@ -30,7 +30,7 @@ class VectorAccess:
         outer = self.mask
         mask = cond if outer is None else self.builder.and_(outer, cond)
         any_on = self._intrinsic("llvm.vector.reduce.or", [mask], ret=I1)
-        with self.builder.if_then(any_on):
+        with self.builder.if_then(any_on), self._vn_scope():
             self.mask = mask
             try:
                 self.stmt(body)
@@ -60,6 +60,13 @@ class VectorAccess:
 
     def _affine(self, index: Expr) -> tuple[Expr, int] | None:
         """(base, stride) when index = base + stride * lane_var with base free of the lane var."""
+        key = ("affine", id(self.vec.var), id(index))
+        hit = self.vec.memo.get(key)
+        if hit is None:
+            hit = self.vec.memo[key] = (index, self._find_affine(index))
+        return hit[1]
+
+    def _find_affine(self, index: Expr) -> tuple[Expr, int] | None:
         vec = self.vec
         lin = linear(index)
         key = skey(vec.var)
@@ -83,7 +90,7 @@ class VectorAccess:
             if aff is not None and aff[1] == 1:
                 ptr = self._address(buf, self.expr_scalar(aff[0]))
                 if self.mask is not None:
-                    v = self._masked_load(ptr, vty, align, self.mask, ir.Constant(vty, None))
+                    v = self._masked_load(ptr, vty, align, self.mask, self._zero(vty))
                 else:
                     v = self.builder.load(ptr, typ=vty, align=align)
                 return self._from_mem(v, buf.dtype)
@@ -91,7 +98,7 @@ class VectorAccess:
             if clamped is not None:
                 return self._from_mem(self._clamped_load(buf, *clamped, vty, align), buf.dtype)
             idx = self._safe_lanes(self._broadcast(self.expr(e.index), lanes))
-            out = ir.Constant(vty, None)
+            out = self._zero(vty)
             for lane in range(lanes):
                 i = self.builder.extract_element(idx, ir.Constant(I32, lane))
                 x = self.builder.load(self._address(buf, i), typ=MEM_TYPES[buf.dtype], align=align)
@@ -149,6 +156,13 @@ class VectorAccess:
         The padded lanes of a pack that does not divide (`min(j, N - 1)` under a guard) read the
         last element again; this is one masked vector load and a broadcast, not a gather.
         """
+        key = ("clamped", id(self.vec.var), id(index))
+        hit = self.vec.memo.get(key)
+        if hit is None:
+            hit = self.vec.memo[key] = (index, self._find_clamped(index))
+        return hit[1]
+
+    def _find_clamped(self, index: Expr) -> tuple[Expr, Expr, Expr] | None:
         vec = self.vec
         lin = linear(index)
         hit = None
@@ -182,12 +196,12 @@ class VectorAccess:
         clamped = b.not_(inside) if self.mask is None else b.and_(b.not_(inside), self.mask)
         need = self._intrinsic("llvm.vector.reduce.or", [clamped], ret=I1)
         pre = b.block
-        with b.if_then(need):
+        with b.if_then(need), self._vn_scope():
             loaded = b.load(self._address(buf, b.add(r, top)), typ=vty.element, align=align)
             then = b.block
         edge = b.phi(vty.element)
         edge.add_incoming(loaded, then)
-        edge.add_incoming(ir.Constant(vty.element, None), pre)
+        edge.add_incoming(self._zero(vty.element), pre)
         return self._masked_load(self._address(buf, b.add(r, lo_)), vty, align, mask, self._broadcast(edge, lanes))
 
     # ------------------------------------------------------------- expressions
