@@ -49,6 +49,7 @@ FCMP = {CmpKind.EQ: "==", CmpKind.NE: "!=", CmpKind.LT: "<", CmpKind.LE: "<=", C
 NUM_THREADS_GLOBAL = "__tilewise_num_threads"
 _CMP_FOLD = {CmpKind.EQ: operator.eq, CmpKind.NE: operator.ne, CmpKind.LT: operator.lt,
              CmpKind.LE: operator.le, CmpKind.GT: operator.gt, CmpKind.GE: operator.ge}
+_FLOAT_OPS = {BinOpKind.ADD: "fadd", BinOpKind.SUB: "fsub", BinOpKind.MUL: "fmul", BinOpKind.DIV: "fdiv"}
 _INT_FOLD = {BinOpKind.ADD: operator.add, BinOpKind.SUB: operator.sub, BinOpKind.MUL: operator.mul,
              BinOpKind.FLOORDIV: operator.floordiv, BinOpKind.FLOORMOD: operator.mod,
              BinOpKind.MIN: min, BinOpKind.MAX: max}
@@ -361,14 +362,8 @@ class CodeGenLLVM(VectorAccess, ValueNumbering):
         x, y = self._match(self.expr(e.a), self.expr(e.b))
         op = e.op
         if is_float(dt):
-            if op is BinOpKind.ADD:
-                return b.fadd(x, y)
-            if op is BinOpKind.SUB:
-                return b.fsub(x, y)
-            if op is BinOpKind.MUL:
-                return b.fmul(x, y)
-            if op is BinOpKind.DIV:
-                return b.fdiv(x, y)
+            if op in _FLOAT_OPS:
+                return getattr(b, _FLOAT_OPS[op])(x, y)
             if op in (BinOpKind.MIN, BinOpKind.MAX):
                 c = b.fcmp_ordered("<" if op is BinOpKind.MIN else ">", x, y)
                 return b.select(c, x, y)

@@ -23,6 +23,7 @@ from .simplify import bound
 
 _PURE_FOLD = {BinOpKind.ADD: lambda a, b: a + b, BinOpKind.SUB: lambda a, b: a - b,
               BinOpKind.MUL: lambda a, b: a * b, BinOpKind.MIN: min, BinOpKind.MAX: max}
+_INT_OPS = {BinOpKind.ADD: "add", BinOpKind.SUB: "sub", BinOpKind.MUL: "mul"}
 _DIVISIONS = (BinOpKind.FLOORDIV, BinOpKind.DIV, BinOpKind.FLOORMOD)
 
 
@@ -160,12 +161,8 @@ class ValueNumbering:
         b = self.builder
         op = e.op
         unsigned = is_unsigned(e.dtype)
-        if op is BinOpKind.ADD:
-            return b.add(x, y)
-        if op is BinOpKind.SUB:
-            return b.sub(x, y)
-        if op is BinOpKind.MUL:
-            return b.mul(x, y)
+        if op in _INT_OPS:
+            return getattr(b, _INT_OPS[op])(x, y)
         if op in (BinOpKind.MIN, BinOpKind.MAX):
             cmp = b.icmp_unsigned if unsigned else b.icmp_signed
             return b.select(cmp("<" if op is BinOpKind.MIN else ">", x, y), x, y)
