@@ -1,4 +1,5 @@
-"""2-D convolution in NCHW: geometry and padding, the direct register-blocked conv and its template.
+"""2-D convolution in NCHW: the direct register-blocked conv and its template (geometry and padding
+in conv_geometry.py).
 
 `conv2d` dispatches on the shape: groups == channels goes to the depthwise kernel (depthwise.py),
 everything else to the direct kernel.  The direct kernel is TVM's NCHWc recipe with the packing
@@ -9,8 +10,7 @@ loads ocb output channels with one vector load; the input is zero-padded once; a
 activation, residual...) to the registers before the single store to NCHW.
 
 Deep layers (more weights than outputs) pack their weights per channel block inside the
-parallel loop instead of at the root (knob `pack_at`), so the packed slice stays in L2.  The
-padded input is built by whole chunks of columns (pad_nchw), so its copy is plain vector loads.
+parallel loop instead of at the root (knob `pack_at`), so the packed slice stays in L2.
 
 Weights known at build time (a model's constants) can be packed once, ahead of time:
 `weight_block` says which block the kernel would use, `pack_weight_numpy` packs the constant,
@@ -25,158 +25,9 @@ from autotune.space import register_template
 
 from .common import (MAX_ACC_VECTORS, Epilogue, apply_epilogue, default_config, largest_divisor,
                      weights_prepacked)
+from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, flops, geometry,  # noqa: F401
+                            pad_nchw, resolve_padding, round_up)
 from .schedule import anchor, parallel_if_worth
-
-Padding = int | tuple[int, ...] | str
-
-
-# ---------------------------------------------------------------- geometry
-
-def _pair(v, name: str) -> tuple[int, int]:
-    if isinstance(v, int):
-        return v, v
-    v = tuple(int(x) for x in v)
-    if len(v) != 2:
-        raise ValueError(f"conv2d: {name} must be an int or a pair, got {v}")
-    return v
-
-
-def resolve_padding(padding, in_hw: tuple[int, int], kernel_hw: tuple[int, int],
-                    strides: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Padding as (top, left, bottom, right) from an int, a pair, a 4-tuple or SAME/SAME_UPPER/SAME_LOWER/VALID."""
-    if isinstance(padding, str):
-        mode = padding.upper()
-        if mode == "VALID":
-            return 0, 0, 0, 0
-        if mode not in ("SAME", "SAME_UPPER", "SAME_LOWER"):
-            raise ValueError(f"conv2d: unknown padding {padding!r}; use SAME, SAME_UPPER, SAME_LOWER or VALID")
-        pads = []
-        for n, k, s, d in zip(in_hw, kernel_hw, strides, dilation):
-            total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
-            small = total // 2
-            pads.append((small, total - small) if mode != "SAME_LOWER" else (total - small, small))
-        return pads[0][0], pads[1][0], pads[0][1], pads[1][1]
-    if isinstance(padding, int):
-        return (padding,) * 4
-    p = tuple(int(x) for x in padding)
-    if len(p) == 2:
-        return p[0], p[1], p[0], p[1]
-    if len(p) == 4:
-        return p
-    raise ValueError(f"conv2d: padding must be an int, a pair, (top, left, bottom, right) or a mode, got {padding}")
-
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    """The sizes of one convolution, resolved: input, kernel, strides, padding, dilation, output."""
-    N: int
-    C: int
-    H: int
-    W: int
-    K: int
-    R: int
-    S: int
-    sh: int
-    sw: int
-    pt: int
-    pl: int
-    pb: int
-    pr: int
-    dh: int
-    dw: int
-    groups: int
-    OH: int
-    OW: int
-
-    @property
-    def flops(self) -> float:
-        """Multiply-adds x 2 of the convolution."""
-        return 2.0 * self.N * self.K * self.OH * self.OW * (self.C // self.groups) * self.R * self.S
-
-    @property
-    def depthwise(self) -> bool:
-        return self.groups == self.C and self.groups > 1 and self.K % self.C == 0
-
-
-def geometry(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), groups: int = 1) -> ConvGeometry:
-    """Resolve and check the sizes of conv2d(x, w) with x (N, C, H, W) and w (K, C/groups, R, S)."""
-    if len(x_shape) != 4 or len(w_shape) != 4:
-        raise ValueError(f"conv2d: input must be NCHW and weight KCRS (4-D), got {x_shape} and {w_shape}")
-    N, C, H, W = x_shape
-    K, Cg, R, S = w_shape
-    sh, sw = _pair(strides, "strides")
-    dh, dw = _pair(dilation, "dilation")
-    if groups < 1 or C % groups or K % groups or Cg != C // groups:
-        raise ValueError(f"conv2d: input channels {C}, weight {tuple(w_shape)} and groups={groups} do not "
-                         f"match (need C % groups == 0, K % groups == 0, weight dim 1 == C / groups)")
-    if min(sh, sw, dh, dw) < 1:
-        raise ValueError(f"conv2d: strides and dilation must be >= 1, got {strides} and {dilation}")
-    pt, pl, pb, pr = resolve_padding(padding, (H, W), (R, S), (sh, sw), (dh, dw))
-    OH = (H + pt + pb - (R - 1) * dh - 1) // sh + 1
-    OW = (W + pl + pr - (S - 1) * dw - 1) // sw + 1
-    if OH < 1 or OW < 1:
-        raise ValueError(f"conv2d: the output is empty ({OH}x{OW}) for input {H}x{W}, kernel {R}x{S}, "
-                         f"padding {(pt, pl, pb, pr)}, strides {(sh, sw)}, dilation {(dh, dw)}")
-    return ConvGeometry(N, C, H, W, K, R, S, sh, sw, pt, pl, pb, pr, dh, dw, groups, OH, OW)
-
-
-def pad_chunk(width: int) -> int:
-    """Column chunk of a padded row: 16 or 8 when they divide the width, else its smallest divisor in 4..16 (or 0)."""
-    for d in (16, 8, *range(4, 17)):
-        if width % d == 0:
-            return d
-    return 0
-
-
-def pad_nchw(x: te.Tensor, top: int, left: int, bottom: int, right: int, name: str) -> tuple[te.Tensor, int]:
-    """x zero-padded in H and W by at least the given amounts; returns (padded, column of x's column 0).
-
-    The columns are padded by whole chunks (a divisor of W), so whether a chunk is padding does
-    not depend on the vector lane and the copy is a plain vector load: no per-lane gather.
-    """
-    if not (top or left or bottom or right):
-        return x, 0
-    N, C, H, W = x.shape
-    L = pad_chunk(W)
-    if not L:
-        return _pad_nchw_clamped(x, top, left, bottom, right, name), left
-    lc, nw, rc = -(-left // L), W // L, -(-right // L)
-
-    def f(n, c, h, w):
-        q = w // L
-        hh = h - top
-        inside = te.all(hh >= 0, hh < H, q >= lc, q < lc + nw)
-        # clamped indices: the select evaluates both sides, so the load must stay in bounds
-        src = x[n, c, te.min_of(te.max_of(hh, 0), H - 1), te.min_of(te.max_of(q - lc, 0), nw - 1) * L + w % L]
-        return te.if_then_else(inside, src, te.const(0, x.dtype))
-    xp = te.compute((N, C, H + top + bottom, (lc + nw + rc) * L), f, name=name, tag="conv2d.pad",
-                    attrs={"chunk": L})
-    return xp, lc * L
-
-
-def _pad_nchw_clamped(x: te.Tensor, top: int, left: int, bottom: int, right: int, name: str) -> te.Tensor:
-    N, C, H, W = x.shape
-
-    def f(n, c, h, w):
-        inside = te.all(h >= top, h < top + H, w >= left, w < left + W)
-        hh = te.min_of(te.max_of(h - top, 0), H - 1)
-        ww = te.min_of(te.max_of(w - left, 0), W - 1)
-        return te.if_then_else(inside, x[n, c, hh, ww], te.const(0, x.dtype))
-    return te.compute((N, C, H + top + bottom, W + left + right), f, name=name, tag="conv2d.pad",
-                      attrs={"chunk": 0})
-
-
-def _round_up(n: int, m: int) -> int:
-    return -(-n // m) * m
-
-
-def _bias_at(bias: te.Tensor | None, k):
-    return None if bias is None else bias[k] if bias.ndim == 1 else bias[tuple([0] * (bias.ndim - 3)) + (k, 0, 0)]
-
-
-def _check_bias(bias: te.Tensor | None, K: int, name: str) -> None:
-    if bias is not None and bias.shape not in ((K,), (K, 1, 1), (1, K, 1, 1)):
-        raise ValueError(f"{name}: bias must have shape ({K},), got {bias.shape}")
 
 
 # ---------------------------------------------------------------- weights packed ahead of time
@@ -193,7 +44,7 @@ class PackedWeight:
     def __post_init__(self):
         K, Cg, R, S = self.shape
         kb, c, r, s, ocb = self.tensor.shape
-        if (c, r, s) != (Cg, R, S) or kb * ocb != _round_up(K, ocb):
+        if (c, r, s) != (Cg, R, S) or kb * ocb != round_up(K, ocb):
             raise ValueError(f"packed weight {self.tensor.name}: shape {self.tensor.shape} is not a "
                              f"[K/ocb, C, R, S, ocb] packing of {self.shape}")
 
@@ -226,7 +77,7 @@ def pack_weight_numpy(w, ocb: int):
     """OIHW -> [K/ocb, C, R, S, ocb] on a numpy constant, zero-padding K to a multiple of ocb."""
     import numpy as np
     K, Cg, R, S = w.shape
-    Kp = _round_up(K, ocb)
+    Kp = round_up(K, ocb)
     wp = np.zeros((Kp, Cg, R, S), w.dtype)
     wp[:K] = w
     return np.ascontiguousarray(wp.reshape(Kp // ocb, ocb, Cg, R, S).transpose(0, 2, 3, 4, 1))
@@ -292,7 +143,7 @@ def conv1x1_matmul(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor 
     the epilogue runs on it before the store, which is contiguous along the pixels in NCHW.
     """
     from .matmul import _pack_b, _packed_acc, default_bm, pick_lanes
-    _check_bias(bias, g.K, name)
+    check_bias(bias, g.K, name)
     M, K, P = g.K, g.C, g.OH * g.OW
     bn, bm = bn or pick_lanes(P), bm or default_bm(M)
     OW, sh, sw = g.OW, g.sh, g.sw
@@ -305,7 +156,7 @@ def conv1x1_matmul(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor 
     def out_f(n, k, oh, ow):
         v = acc[k, oh * OW + ow]
         if bias is not None:
-            v = v + _bias_at(bias, k)
+            v = v + bias_at(bias, k)
         return apply_epilogue(epilogue, v, (n, k, oh, ow))
     return te.compute((1, g.K, g.OH, g.OW), out_f, name=name, tag="matmul",
                       attrs={"M": M, "N": P, "K": K, "bn": bn, "bm": bm, "strategy": "packed",
@@ -365,7 +216,7 @@ def default_tiles(g: ConvGeometry, ocb: int) -> tuple[int, int]:
     best, best_score = (1, 1), (-1.0, 0, 0)
     for bw in range(1, min(g.OW, budget) + 1):
         for bh in range(1, min(g.OH, budget // bw, 2) + 1):
-            waste = _round_up(g.OW, bw) * _round_up(g.OH, bh) / (g.OW * g.OH)
+            waste = round_up(g.OW, bw) * round_up(g.OH, bh) / (g.OW * g.OH)
             # 7 accumulators already hide the FMA latency; more only save loop overhead.  Rows of
             # 8 or 16 pixels store as whole vectors, which makes the NCHW store cheaper.
             score = (round(min(bh * bw, 7) / waste, 3), bw in (8, 16) and bh * bw >= 14, bh * bw, -bh)
@@ -378,7 +229,7 @@ def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias
                 epilogue: Epilogue | None = None, ocb: int | None = None, bw: int | None = None,
                 bh: int | None = None, name: str = "conv2d") -> te.Tensor:
     """The direct NCHW conv: packed weights, padded input, an accumulator tile in registers."""
-    _check_bias(bias, g.K, name)
+    check_bias(bias, g.K, name)
     if isinstance(w, PackedWeight):
         ocb = ocb or w.ocb
         if ocb != w.ocb:
@@ -389,8 +240,8 @@ def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias
     Kg, Cg = g.K // g.groups, g.C // g.groups
     if g.groups > 1 and Kg % ocb:
         raise ValueError(f"{name}: the channel block {ocb} must divide the output channels per group {Kg}")
-    Kp = _round_up(g.K, ocb)
-    OHp, OWp = _round_up(g.OH, bh), _round_up(g.OW, bw)
+    Kp = round_up(g.K, ocb)
+    OHp, OWp = round_up(g.OH, bh), round_up(g.OW, bw)
     # pad enough rows/columns that the padded accumulator tile reads zeros, never past the end
     extra_b = max(0, (OHp - 1) * g.sh + (g.R - 1) * g.dh + 1 - (g.H + g.pt + g.pb))
     extra_r = max(0, (OWp - 1) * g.sw + (g.S - 1) * g.dw + 1 - (g.W + g.pl + g.pr))
@@ -420,7 +271,7 @@ def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias
     def out_f(n, k, oh, ow):
         v = acc[n, k // ocb, oh, ow, k % ocb]
         if bias is not None:
-            v = v + _bias_at(bias, k)
+            v = v + bias_at(bias, k)
         return apply_epilogue(epilogue, v, (n, k, oh, ow))
     return te.compute((g.N, g.K, g.OH, g.OW), out_f, name=name, tag="conv2d_nchw",
                       attrs={"geometry": g, "ocb": ocb, "bh": bh, "bw": bw})
@@ -603,7 +454,7 @@ def conv2d_nchw_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilat
                           <= tile_budget(c["tile_oc"].val))
     wt: te.Tensor | PackedWeight = w
     if weights_prepacked():       # as a model passes its constant weights: packed at build time
-        w = te.placeholder((_round_up(g.K, ocb) // ocb, g.C // g.groups, g.R, g.S, ocb), dtype, name="w.packed")
+        w = te.placeholder((round_up(g.K, ocb) // ocb, g.C // g.groups, g.R, g.S, ocb), dtype, name="w.packed")
         w.op.packed_from = {"pack": "conv2d_oc_block", "shape": list(w_shape), "block": ocb}
         wt = PackedWeight(w, tuple(w_shape))
     y = conv2d_nchw(x, wt, g, ocb=ocb, bw=cfg["tile_ow"].size[-1], bh=cfg["tile_oh"].size[-1])
@@ -617,11 +468,6 @@ def _tile_candidates(n: int, limit: int, default: int) -> list[list[int]]:
     padded = {b for b in (2, 4, 7, 8, 14, 16, 28) if b <= min(n, limit)}
     sizes = sorted({d for d in range(1, min(n, limit) + 1) if n % d == 0} | padded | {default})
     return [[-1, b] for b in sizes]
-
-
-def flops(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), groups: int = 1) -> float:
-    """Floating-point operations of conv2d(x, w)."""
-    return geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups).flops
 
 
 __all__ = ["conv2d", "conv2d_nchw", "conv1x1_matmul", "as_matmul", "geometry", "resolve_padding", "pad_nchw", "schedule_conv2d_nchw",

@@ -19,7 +19,8 @@ import te
 from autotune.space import register_template
 
 from .common import Epilogue, apply_epilogue, default_config, largest_divisor, tagged
-from .conv2d import MAX_ACC_VECTORS, _round_up, _tile_candidates, default_tiles, geometry
+from .conv2d import MAX_ACC_VECTORS, _tile_candidates, default_tiles
+from .conv_geometry import geometry, round_up
 from .schedule import anchor, parallel_if_worth
 
 LAYOUT_TAG = "layout_transform"
@@ -31,7 +32,7 @@ def pack_nchwc(x: te.Tensor, c_block: int, name: str = "pack_nchwc") -> te.Tenso
     """NCHW -> NCHW[c_block]c: y[n, c // cb, h, w, c % cb], channels zero-padded to a multiple of cb."""
     N, C, H, W = x.shape
     cb = int(c_block)
-    Cp = _round_up(C, cb)
+    Cp = round_up(C, cb)
 
     def f(n, co, h, w, ci):
         c = co * cb + ci
@@ -53,7 +54,7 @@ def pack_conv_weight(w: te.Tensor, ic_block: int, oc_block: int, name: str = "pa
     """OIHW -> OIHW[ib]i[ob]o: p[k // ob, c // ib, r, s, c % ib, k % ob], zero-padded channels."""
     K, C, R, S = w.shape
     ib, ob = int(ic_block), int(oc_block)
-    Kp, Cp = _round_up(K, ob), _round_up(C, ib)
+    Kp, Cp = round_up(K, ob), round_up(C, ib)
 
     def f(ko, co, r, s, ci, ki):
         k, c = ko * ob + ki, co * ib + ci
@@ -69,7 +70,7 @@ def pack_conv_weight_numpy(w: np.ndarray, ic_block: int, oc_block: int) -> np.nd
     """pack_conv_weight on a numpy constant (what the graph compiler does at build time)."""
     K, C, R, S = w.shape
     ib, ob = ic_block, oc_block
-    Kp, Cp = _round_up(K, ob), _round_up(C, ib)
+    Kp, Cp = round_up(K, ob), round_up(C, ib)
     wp = np.zeros((Kp, Cp, R, S), w.dtype)
     wp[:K, :C] = w
     return np.ascontiguousarray(wp.reshape(Kp // ob, ob, Cp // ib, ib, R, S).transpose(0, 2, 4, 5, 3, 1))
@@ -78,7 +79,7 @@ def pack_conv_weight_numpy(w: np.ndarray, ic_block: int, oc_block: int) -> np.nd
 def pack_nchwc_numpy(x: np.ndarray, c_block: int) -> np.ndarray:
     """pack_nchwc on a numpy array."""
     N, C, H, W = x.shape
-    Cp = _round_up(C, c_block)
+    Cp = round_up(C, c_block)
     xp = np.zeros((N, Cp, H, W), x.dtype)
     xp[:, :C] = x
     return np.ascontiguousarray(xp.reshape(N, Cp // c_block, c_block, H, W).transpose(0, 1, 3, 4, 2))
@@ -133,7 +134,7 @@ def conv2d_NCHWc(x: te.Tensor, w: te.Tensor, strides=(1, 1), padding=0, dilation
                          f"({Ko}, {ob}), got {bias.shape}")
     dbh, dbw = default_tiles(g, ob)
     bh, bw = bh or dbh, bw or dbw
-    OHp, OWp = _round_up(g.OH, bh), _round_up(g.OW, bw)
+    OHp, OWp = round_up(g.OH, bh), round_up(g.OW, bw)
     extra_b = max(0, (OHp - 1) * g.sh + (R - 1) * g.dh + 1 - (H + g.pt + g.pb))
     extra_r = max(0, (OWp - 1) * g.sw + (S - 1) * g.dw + 1 - (W + g.pl + g.pr))
     xp = _pad_nchwc(x, g.pt, g.pl, g.pb + extra_b, g.pr + extra_r, f"{name}.pad")
@@ -252,8 +253,8 @@ def conv2d_NCHWc_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dila
                      default=[-1, dbw])
     cfg.define_split("tile_oh", g.OH, num_outputs=2, candidates=_tile_candidates(g.OH, 4, dbh),
                      default=[-1, dbh])
-    x = te.placeholder((N, _round_up(C, ib) // ib, H, W, ib), dtype, name="x")
-    w = te.placeholder((_round_up(K, ob) // ob, _round_up(C, ib) // ib, R, S, ib, ob), dtype, name="w")
+    x = te.placeholder((N, round_up(C, ib) // ib, H, W, ib), dtype, name="x")
+    w = te.placeholder((round_up(K, ob) // ob, round_up(C, ib) // ib, R, S, ib, ob), dtype, name="w")
     y = conv2d_NCHWc(x, w, strides, padding, dilation, bw=cfg["tile_ow"].size[-1], bh=cfg["tile_oh"].size[-1])
     s = te.create_schedule(y.op)
     schedule_conv2d_NCHWc_cfg(cfg, s, y)

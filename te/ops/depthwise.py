@@ -12,8 +12,9 @@ import te
 from autotune.space import register_template
 
 from .common import Epilogue, apply_epilogue, default_config, largest_divisor
-from .conv2d import (ConvGeometry, Padding, _bias_at, _check_bias, _input_stage,
-                     _round_up, _schedule_pad, _tile_candidates, geometry, pad_chunk, pad_nchw)
+from .conv2d import _input_stage, _schedule_pad, _tile_candidates
+from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, geometry, pad_chunk, pad_nchw,
+                            round_up)
 from .schedule import anchor, parallel_if_worth
 
 
@@ -34,7 +35,7 @@ def pad_nchw_phased(x: te.Tensor, top: int, left: int, bottom: int, sw: int, min
         col0 = left
     Wq = max(min_q, -(-(W + col0) // sw))
     if L:
-        Wq = _round_up(Wq, L)
+        Wq = round_up(Wq, L)
 
     def f(n, c, h, ph, q):
         hh = h - top
@@ -71,7 +72,7 @@ def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = N
         g = geometry(x.shape, w.shape, strides, padding, dilation, groups=x.shape[1])
     if not g.depthwise:
         raise ValueError(f"{name}: not a depthwise convolution (groups={g.groups}, C={g.C}, K={g.K})")
-    _check_bias(bias, g.K, name)
+    check_bias(bias, g.K, name)
     mult = g.K // g.C
     sw = g.sw
     N, C, H, W = x.shape
@@ -106,7 +107,7 @@ def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = N
     def out_f(n, k, oh, ow):
         v = acc[n, k, oh, ow * sub if sub > 1 else ow]
         if bias is not None:
-            v = v + _bias_at(bias, k)
+            v = v + bias_at(bias, k)
         return apply_epilogue(epilogue, v, (n, k, oh, ow))
     return te.compute((N, g.K, g.OH, g.OW), out_f, name=name, tag="depthwise_conv2d_nchw",
                       attrs={"geometry": g, "subsample": sub})

@@ -195,10 +195,10 @@ def conv2d_winograd(x: te.Tensor, w: WinogradWeight | te.Tensor, g, bias: te.Ten
                     name: str = "conv2d") -> te.Tensor:
     """The conv of geometry g (applies(g) must hold) by F(m x m, 3 x 3); `w` pre-transformed, or
     OIHW (then transformed inside the kernel, for tests)."""
-    from .conv2d import _bias_at, _check_bias
+    from .conv_geometry import bias_at, check_bias
     if not applies(g):
         raise ValueError(f"{name}: winograd needs a 3x3 stride-1 ungrouped conv without dilation")
-    _check_bias(bias, g.K, name)
+    check_bias(bias, g.K, name)
     AT, _, BT = matrices(m)
     alpha = m + 2
     N, C, H, W, K = g.N, g.C, g.H, g.W, g.K
@@ -255,7 +255,7 @@ def conv2d_winograd(x: te.Tensor, w: WinogradWeight | te.Tensor, g, bias: te.Ten
         p = (n * TH + h // m) * TW + w_ // m
         v = _pick(w_ % m, [_combo(AT[r], lambda nu: o1[h % m, nu, p, k]) for r in range(m)])
         if bias is not None:
-            v = v + _bias_at(bias, k)
+            v = v + bias_at(bias, k)
         return apply_epilogue(epilogue, v, (n, k, h, w_))
     return te.compute((N, K, g.OH, g.OW), out_f, name=name, tag="conv2d_winograd",
                       attrs={"geometry": g, "m": m, "bn": bn, "bm": bm, "flops": g.flops})
@@ -378,7 +378,7 @@ def conv2d_winograd_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, d
 
     Under `prepacked_weights()` (the tuner's builders) it takes the weight transformed and
     packed as a model build passes it, [6, 6, K/bn, C, bn]."""
-    from .conv2d import geometry
+    from .conv_geometry import geometry
     g = geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups)
     if not applies(g):
         raise ValueError(f"conv2d_nchw_winograd: needs a 3x3 stride-1 ungrouped conv, got {g}")
