@@ -115,6 +115,7 @@ def test_guarded_scatter_stores_only_live_lanes(rand):
     ro, ri = s[B].split(r, factor=8)
     s[B].reorder(ro, c, ri)
     s[B].vectorize(ri)
+    assert "llvm.masked.scatter.v8f32" in llvm_ir(te.lower(s, [A, B], "k"))
     f = te.build(s, [A, B])
     a = rand((R, Ccols))
     buf = np.full(R * Ccols + 64, -7.0, np.float32)
@@ -122,6 +123,40 @@ def test_guarded_scatter_stores_only_live_lanes(rand):
     f(a, out)
     np.testing.assert_allclose(out, a - 3.0, **ELEM)
     assert np.all(buf[:32] == -7.0) and np.all(buf[32 + R * Ccols:] == -7.0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8", "bool"])
+def test_transposed_store_is_one_scatter(dtype, rand):
+    """Vectorized along the columns of the input, so the transposed output's lanes are a row
+    apart: one llvm.masked.scatter per vector instead of a store per lane."""
+    A = te.placeholder((12, 16), dtype, name="A")
+    B = te.compute((16, 12), lambda j, i: A[i, j], name="B")
+    s = te.create_schedule(B.op)
+    j, i = B.op.axis
+    s[B].reorder(i, j)
+    s[B].vectorize(j)
+    text = llvm_ir(te.lower(s, [A, B], "k"))
+    assert "llvm.masked.scatter.v16" in text and text.count("store ") == 0
+    a = rand((12, 16), dtype)
+    out = np.zeros((16, 12), np.dtype(dtype))
+    te.build(s, [A, B])(a, out)
+    np.testing.assert_array_equal(out, a.T)
+
+
+def test_scatter_into_a_stack_buffer_stays_per_lane(rand):
+    """A small intermediate lives on the stack; per-lane stores let LLVM keep it in registers."""
+    A = te.placeholder((8, 8), name="A")
+    T = te.compute((8, 8), lambda j, i: A[i, j] * 2.0, name="T")
+    B = te.compute((8, 8), lambda i, j: T[j, i] + 1.0, name="B")
+    s = te.create_schedule(B.op)
+    s[T].reorder(T.op.axis[1], T.op.axis[0])
+    s[T].vectorize(T.op.axis[0])
+    text = llvm_ir(te.lower(s, [A, B], "k"))
+    assert "alloca" in text and "llvm.masked.scatter" not in text
+    a = rand((8, 8))
+    out = np.zeros((8, 8), np.float32)
+    te.build(s, [A, B])(a, out)
+    np.testing.assert_allclose(out, a * 2.0 + 1.0, **ELEM)
 
 
 def test_clamped_pack_is_a_masked_load(rand):
