@@ -164,7 +164,10 @@ def run(args) -> int:
     if noise_note([lat_untuned, lat_tuned, lat_ort]):
         say(noise_note([lat_untuned, lat_tuned, lat_ort]))
     say("")
-    say(f"tuned vs untuned: {lat_untuned.median / lat_tuned.median:.2f}x faster")
+    gain = lat_untuned.median / lat_tuned.median
+    say(f"tuned vs untuned: {gain:.2f}x " + ("(the tuned build faster)" if gain >= 1 else
+                                             "(the untuned build faster in these rounds: noise, or a tuning "
+                                             "run too short to find better; --trials or --time-budget tune longer)"))
     if lat_ort:
         ratio = lat_ort.median / lat_tuned.median
         say(f"tuned vs ONNX Runtime: {ratio:.2f}x " + ("(tilewise faster)" if ratio >= 1 else "(ONNX Runtime faster)"))
