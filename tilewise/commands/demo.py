@@ -138,7 +138,7 @@ def run(args) -> int:
         budget = None if n_trials else (args.time_budget or 1.0) * 60
         code = tune_model(graph, tasks, log_path, title=name, tuner=args.tuner, n_trials=n_trials,
                           time_budget=budget, max_tasks=args.max_tasks, shared_logs=not args.no_shared_logs,
-                          repeat=2, min_repeat_ms=20.0, seed=args.seed)
+                          repeat=2, min_repeat_ms=10.0, seed=args.seed)
         if code == 130:
             say("tuning interrupted: building with the records measured so far")
         say("")

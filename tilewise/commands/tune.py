@@ -68,8 +68,8 @@ def register(sub, common) -> None:
     p.add_argument("--shape", action="append", metavar="NAME=DIMS", help="fix an input shape, e.g. data=1x3x224x224")
     m = p.add_argument_group("measurement")
     m.add_argument("--repeat", type=_positive_int, default=3, help="timed repeats per candidate (default 3)")
-    m.add_argument("--min-repeat-ms", type=_positive_float, default=20.0,
-                   help="each repeat runs the kernel at least this long (default 20)")
+    m.add_argument("--min-repeat-ms", type=_positive_float, default=10.0,
+                   help="each repeat runs the kernel at least this long (default 10)")
     m.add_argument("--builders", type=_positive_int, default=2, help="parallel builder processes (default 2)")
     m.add_argument("--seed", type=int, default=0, help="seed of the search")
     p.set_defaults(run=run)
@@ -129,7 +129,7 @@ def run(args) -> int:
 
 def tune_model(graph, tasks, log_path: str, *, title: str, tuner: str = "xgb", n_trials: int | None = None,
                time_budget: float | None = None, max_tasks: int | None = None, shared_logs: bool = True,
-               repeat: int = 3, min_repeat_ms: float = 20.0, builders: int = 2, seed: int = 0,
+               repeat: int = 3, min_repeat_ms: float = 10.0, builders: int = 2, seed: int = 0,
                resume_cmd: str | None = None) -> int:
     """Tune the tasks (frontends.tasks.ModelTask list) into log_path; prints progress and the table.
 
