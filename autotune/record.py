@@ -140,10 +140,11 @@ def append(path: str | os.PathLike, records: Iterable[Record]) -> None:
 
 
 def pooled(records: Iterable[Record]) -> list[Record]:
-    """One record per (workload, ISA, config): the latest, carrying the costs of every valid measurement.
+    """One record per (workload, ISA, config): the latest, carrying the costs of its valid measurements.
 
-    A config measured more than once (a tuner's final check, a resumed run) is judged by the
-    median over all its timings, so one lucky batch on a noisy machine does not make it best.
+    A config measured more than once (a resumed run) is judged by the median over all its
+    timings, so one lucky batch on a noisy machine does not make it best.  A config that a
+    tuner's final check re-timed is judged by the check's timings alone (see pooled_costs).
     """
     groups: dict[tuple, list[Record]] = {}
     for r in records:
@@ -152,9 +153,21 @@ def pooled(records: Iterable[Record]) -> list[Record]:
     out = []
     for rs in groups.values():
         latest = max(rs, key=lambda r: r.timestamp)
-        out.append(latest if len(rs) == 1 else replace(latest, costs=[c for r in rs for c in r.costs],
+        out.append(latest if len(rs) == 1 else replace(latest, costs=pooled_costs(rs),
                                                        checked=any(r.checked for r in rs)))
     return out
+
+
+def pooled_costs(records: Iterable[Record]) -> list[float]:
+    """The timings that judge one config: those of its checked records if any, else all of them.
+
+    The tuning-time timing of a config that made it into the final check is the one that put it
+    there, so it is the luckiest of its kind on a noisy machine (the winner's curse); the check
+    timed the candidates side by side, and only those timings compare them fairly.
+    """
+    records = list(records)
+    checked = [c for r in records if r.checked for c in r.costs]
+    return checked or [c for r in records for c in r.costs]
 
 
 def rank_key(r: Record) -> tuple[bool, float]:

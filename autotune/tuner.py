@@ -29,9 +29,10 @@ class Tuner:
 
     batch_size = 8
     # After tuning, the default and the `verify_top` fastest configs are timed again in
-    # `verify_rounds` alternating rounds and judged by all their timings: on a noisy machine the
+    # `verify_rounds` alternating rounds and judged by these timings alone: on a noisy machine the
     # best of many single measurements is mostly luck (a matmul config timed once at 184 GFLOP/s,
-    # above the default's 170, ran at 0.77x the default's speed when the two were timed side by side).
+    # above the default's 170, ran at 0.77x the default's speed when the two were timed side by
+    # side), and the timing that made a config one of the fastest is its luckiest.
     verify_top = 3
     verify_rounds = 3
 
@@ -42,6 +43,7 @@ class Tuner:
         self.visited: set[int] = set()
         self.results: dict[int, float] = {}      # config index -> throughput (FLOP/s), 0 on error
         self._costs: dict[int, list[float]] = {}   # config index -> every valid timing (seconds)
+        self._checked: dict[int, list[float]] = {}  # config index -> the final check's timings of it
         self._latest: dict[int, rec.Record] = {}   # config index -> its latest valid record
         self.best_flops = 0.0
         self.best_config = None
@@ -69,8 +71,10 @@ class Tuner:
         self.visited.add(index)
         if r.ok:
             self._costs.setdefault(index, []).extend(r.costs)
+            if r.checked:
+                self._checked.setdefault(index, []).extend(r.costs)
             self._latest[index] = r
-        costs = self._costs.get(index)
+        costs = self._judging(index)
         cost = statistics.median(costs) if costs else 0.0
         flops = self.task.flops / cost if cost > 0 else 0.0
         self.results[index] = flops
@@ -80,27 +84,31 @@ class Tuner:
             self.best_flops, self.best_config = flops, self.space.get(index)
             self.best_record = r if len(costs) == len(r.costs) else dataclasses.replace(r, costs=list(costs))
 
+    def _judging(self, index: int) -> list[float]:
+        """The timings a config is judged by: the final check's if it had one (rec.pooled_costs)."""
+        return self._checked.get(index) or self._costs.get(index) or []
+
     @property
     def best_cost(self) -> float | None:
         """Seconds per run of the fastest config so far (None before a valid one)."""
         return self.task.flops / self.best_flops if self.best_flops > 0 else None
 
     def _rebest(self, among) -> None:
-        """The best config again, among `among`, on every config's pooled timings."""
+        """The best config again, among `among`, judged by the final check's timings."""
         cands = [i for i in among if self.results.get(i, 0) > 0]
         if not cands:
             return
         i = max(cands, key=self.results.get)
         self.best_flops, self.best_config = self.results[i], self.space.get(i)
-        self.best_record = dataclasses.replace(self._latest[i], costs=list(self._costs[i]), checked=True)
+        self.best_record = dataclasses.replace(self._latest[i], costs=list(self._judging(i)), checked=True)
 
     def verify(self, measurer: Measurer, callbacks=(), max_checks: int = 3) -> list[rec.Record]:
-        """Time the default and the fastest configs again, in alternating rounds; re-rank by all timings.
+        """Time the default and the fastest configs again, in alternating rounds; re-rank by these timings.
 
-        The best is then the fastest of the re-timed configs (their records say `checked`, and a
-        log's best() prefers them too).  A config that falls back on re-timing lets the next ones
-        in: the check repeats (up to max_checks times) while the fastest config on pooled timings
-        has not been re-timed.
+        The best is then the fastest of the re-timed configs on the check's timings alone (their
+        records say `checked`; a log's best() prefers them and judges them the same way).  A
+        config that falls back on re-timing lets the next ones in: the check repeats (up to
+        max_checks times) while the fastest config has not been re-timed.
         """
         if self.verify_top <= 0 or self.verify_rounds <= 0:
             return []
