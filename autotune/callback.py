@@ -23,12 +23,18 @@ class log_to_file:                   # noqa: N801  (AutoTVM's name)
 
 
 class progress_bar:                  # noqa: N801
-    """One status line on stderr: trials, best GFLOP/s, errors, elapsed time and ETA."""
+    """A status line on stderr: trials, best GFLOP/s, errors, elapsed time and ETA.
+
+    On a terminal the line is redrawn in place; written to a file or a pipe, it is one line per
+    batch, so a log of the run stays readable.  The tuner's final check says so on the line.
+    """
 
     def __init__(self, stream=None, prefix: str = ""):
         self.stream = stream or sys.stderr
         self.prefix = prefix
         self.errors = 0
+        self.t0 = time.time()
+        self._width = 0              # the longest line drawn in place, to blank a shorter one
 
     def start(self, tuner) -> None:
         self.t0 = time.time()
@@ -36,26 +42,37 @@ class progress_bar:                  # noqa: N801
 
     def __call__(self, tuner, indices, records) -> None:
         self.errors += sum(1 for r in records if not r.ok)
-        self._draw(tuner)
+        self._draw(tuner, checking=bool(records) and all(r.checked for r in records))
 
-    def _draw(self, tuner) -> None:
+    def _draw(self, tuner, checking: bool = False) -> None:
         done, total = tuner.trials, max(1, getattr(tuner, "n_trial", tuner.trials))
         el = time.time() - self.t0
-        eta = el / done * (total - done) if done else float("nan")
+        if checking:
+            state = "final check (best configs timed again)"
+        elif done >= total:
+            state = "done"
+        else:
+            state = f"ETA {el / done * (total - done):4.0f}s" if done else "ETA    ?"
         width = 24
         fill = int(width * min(1.0, done / total))
         bar = "#" * fill + "." * (width - fill)
-        line = (f"\r{self.prefix}[{bar}] {done}/{total} trials | best {tuner.best_flops / 1e9:7.1f} GFLOP/s"
-                f" | errors {self.errors} | {el:5.0f}s elapsed, ETA {eta:4.0f}s")
-        if self.stream.isatty() or done == 0 or done >= total:
-            self.stream.write(line)
+        line = (f"{self.prefix}[{bar}] {done}/{total} trials | best {tuner.best_flops / 1e9:7.1f} GFLOP/s"
+                f" | errors {self.errors} | {el:5.0f}s elapsed, {state}")
+        if self._tty():
+            self.stream.write(f"\r{line:<{self._width}}")
+            self._width = max(self._width, len(line))
         else:
-            self.stream.write(line.replace("\r", "") + "\n")
+            self.stream.write(line + "\n")
         self.stream.flush()
 
+    def _tty(self) -> bool:
+        isatty = getattr(self.stream, "isatty", None)
+        return bool(isatty and isatty())
+
     def finish(self, tuner) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
+        if self._tty():
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 class early_stopping:                # noqa: N801

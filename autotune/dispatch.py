@@ -20,7 +20,7 @@ from .space import ConfigError, FallbackConfig
 log = logging.getLogger(__name__)
 
 _STACK: list["ApplyHistoryBest"] = []
-_SAID: set[str] = set()
+_SAID: set[tuple[str, bool]] = set()     # (workload, in a context) already said to use the default
 
 
 class ApplyHistoryBest:
@@ -101,7 +101,12 @@ def current_config(task):
         cfg = ctx.query(task)
         if cfg is not None:
             return cfg
-    if task.workload_key not in _SAID:
-        _SAID.add(task.workload_key)
-        log.info("%s: no tuning record for this CPU; using the default schedule", task)
+    said = (task.workload_key, bool(_STACK))
+    if said not in _SAID:
+        _SAID.add(said)
+        if _STACK:          # the user asked for tuned configs: say that this one has none
+            log.warning("%s: no tuning record for this CPU in the history applied; using the default "
+                        "schedule (tune this task and add its log to apply_history_best)", task)
+        else:
+            log.info("%s: no tuning history applied; using the default schedule", task)
     return FallbackConfig()

@@ -1,4 +1,5 @@
 """Tuners: a short run finds a config at least as fast as the default; resume skips measured configs."""
+import io
 import logging
 
 import pytest
@@ -121,13 +122,14 @@ def test_dispatch_best_and_fallback(measurer, tmp_path, caplog):
         assert ctx.query(task).to_json() == tuner.best_config.to_json()
         f = task.build()
         assert f is not None
-    other = autotune.create_task("matmul", (32, 32, 32, "float32"))
+    other = autotune.create_task("matmul", (32, 48, 16, "float32"))
     with caplog.at_level(logging.INFO, logger="autotune.dispatch"):
         with autotune.apply_history_best(log):
             other.build()
             other.build()
     said = [r for r in caplog.records if "no tuning record" in r.getMessage()]
-    assert len(said) <= 1                                      # once per workload, not per build
+    assert len(said) == 1 and said[0].levelno == logging.WARNING   # once per workload, not per build
+    assert "tune this task" in said[0].getMessage()
     # a folder of logs, laid out as tuning_logs/ (its own *.jsonl and this CPU's ISA sub-folder)
     from te.target import host
     folder = tmp_path / "logs"
@@ -209,3 +211,51 @@ def test_final_check_goes_on_until_the_best_was_re_timed():
     check = tuner.verify(m)
     assert len(check) == 8 and tuner.best_config.index == d      # two checks: [d, a] then [d, b]
     assert autotune.record.best(first + check)[task.workload_key].config == space.get(d).to_json()
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def _bar_run(tty: bool) -> str:
+    """A progress bar driven through a scripted tuning run: two batches and a final check."""
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    space = task.config_space
+    d = space.default_index()
+    a, b = (d + 1) % len(space), (d + 2) % len(space)
+    tuner = autotune.RandomTuner(task)
+    tuner.verify_top, tuner.verify_rounds = 1, 1
+    tuner.n_trial = 2
+    m = _ScriptedMeasurer(task, {d: [2.0, 2.0], a: [1.0, 1.5], b: [3.0]})
+    stream = _Stream(tty)
+    bar = autotune.progress_bar(stream)
+    bar.start(tuner)
+    for i in (a, b):
+        recs = m.measure(task, [space.get(i)])
+        tuner.update([i], recs)
+        tuner.trials += 1
+        bar(tuner, [i], recs)
+    tuner.verify(m, [bar])
+    bar.finish(tuner)
+    return stream.getvalue()
+
+
+def test_progress_bar_in_a_log_file_is_one_line_per_batch():
+    lines = _bar_run(tty=False).splitlines()
+    assert "\r" not in "".join(lines) and "nan" not in "".join(lines)
+    assert lines[0].startswith("[........................] 0/2 trials") and lines[0].endswith("ETA    ?")
+    assert "1/2 trials | best" in lines[1] and "ETA" in lines[1]
+    assert "2/2 trials" in lines[2] and lines[2].endswith("done")
+    assert lines[3].endswith("final check (best configs timed again)") and len(lines) == 4
+    assert f"best {2 * 64 ** 3 / 1.0 / 1e9:7.1f} GFLOP/s" in lines[1]          # 64^3 multiply-adds in 1 s
+
+
+def test_progress_bar_on_a_terminal_redraws_one_line():
+    out = _bar_run(tty=True)
+    assert out.count("\n") == 1 and out.endswith("\n") and out.count("\r") == 4
+    assert "final check" in out.rsplit("\r", 1)[1]
