@@ -48,6 +48,9 @@ class Record:
     timestamp: float = field(default_factory=time.time)
     tilewise_version: str = ""
     checked: bool = False               # measured by a tuner's final check (side by side with the default)
+    # final check only: the default config's time in the same round over this config's (1.0 for
+    # the default itself, above 1 when this one ran faster); 0 when not known
+    vs_default: float = 0.0
     version: int = RECORD_VERSION
 
     @property
@@ -79,6 +82,9 @@ class Record:
                 raise ValueError(f"field {key!r} missing or not a {typ.__name__}")
         if not all(isinstance(c, (int, float)) and c >= 0 for c in d["costs"]):
             raise ValueError("costs must be non-negative numbers")
+        vs = d.get("vs_default", 0.0)
+        if isinstance(vs, bool) or not isinstance(vs, (int, float)) or not vs >= 0:
+            raise ValueError("vs_default must be a non-negative number")
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -153,8 +159,10 @@ def pooled(records: Iterable[Record]) -> list[Record]:
     out = []
     for rs in groups.values():
         latest = max(rs, key=lambda r: r.timestamp)
-        out.append(latest if len(rs) == 1 else replace(latest, costs=pooled_costs(rs),
-                                                       checked=any(r.checked for r in rs)))
+        ratios = [r.vs_default for r in rs if r.checked and r.vs_default > 0]
+        out.append(latest if len(rs) == 1 else replace(
+            latest, costs=pooled_costs(rs), checked=any(r.checked for r in rs),
+            vs_default=statistics.median(ratios) if ratios else 0.0))
     return out
 
 
@@ -170,10 +178,25 @@ def pooled_costs(records: Iterable[Record]) -> list[float]:
     return checked or [c for r in records for c in r.costs]
 
 
-def rank_key(r: Record) -> tuple[bool, float]:
+# How much faster than the default, timed beside it, a config must run to be preferred to it: a
+# config that only ties with the default is no gain, and ties are won by the noise.
+DEFAULT_MARGIN = 0.02
+
+
+def check_score(vs_default: float) -> float:
+    """How a config the final check re-timed ranks, from its median speed-up over the default in
+    the same rounds: less DEFAULT_MARGIN, except for the default itself (exactly 1.0)."""
+    if vs_default <= 0:                 # not known (a log written before the check recorded it)
+        return 1.0 - DEFAULT_MARGIN
+    return vs_default if vs_default == 1.0 else vs_default - DEFAULT_MARGIN
+
+
+def rank_key(r: Record) -> tuple[bool, float, float]:
     """Sort key of pooled records, best first: a config that passed a final check before one that
-    did not (single timings on a noisy machine are optimistic), then the lower cost."""
-    return (not r.checked, r.cost)
+    did not (single timings on a noisy machine are optimistic); among checked configs the higher
+    check_score (round by round against the default, which cancels the machine's changes of
+    speed); then the lower cost."""
+    return (not r.checked, -check_score(r.vs_default) if r.checked else 0.0, r.cost)
 
 
 def better(a: Record, b: Record | None) -> bool:

@@ -44,6 +44,7 @@ class Tuner:
         self.results: dict[int, float] = {}      # config index -> throughput (FLOP/s), 0 on error
         self._costs: dict[int, list[float]] = {}   # config index -> every valid timing (seconds)
         self._checked: dict[int, list[float]] = {}  # config index -> the final check's timings of it
+        self._vs: dict[int, list[float]] = {}       # config index -> its check rounds' vs_default
         self._latest: dict[int, rec.Record] = {}   # config index -> its latest valid record
         self.best_flops = 0.0
         self.best_config = None
@@ -73,6 +74,8 @@ class Tuner:
             self._costs.setdefault(index, []).extend(r.costs)
             if r.checked:
                 self._checked.setdefault(index, []).extend(r.costs)
+                if r.vs_default > 0:
+                    self._vs.setdefault(index, []).append(r.vs_default)
             self._latest[index] = r
         costs = self._judging(index)
         cost = statistics.median(costs) if costs else 0.0
@@ -94,19 +97,27 @@ class Tuner:
         return self.task.flops / self.best_flops if self.best_flops > 0 else None
 
     def _rebest(self, among) -> None:
-        """The best config again, among `among`, judged by the final check's timings."""
+        """The best config again, among `among`, as a log's best() ranks them (record.rank_key):
+        by speed-up over the default round by round, a config that only ties with it giving way."""
         cands = [i for i in among if self.results.get(i, 0) > 0]
         if not cands:
             return
-        i = max(cands, key=self.results.get)
+
+        def score(i):
+            vs = self._vs.get(i)
+            return rec.check_score(statistics.median(vs) if vs else 0.0), self.results[i]
+        i = max(cands, key=score)
         self.best_flops, self.best_config = self.results[i], self.space.get(i)
-        self.best_record = dataclasses.replace(self._latest[i], costs=list(self._judging(i)), checked=True)
+        vs = self._vs.get(i)
+        self.best_record = dataclasses.replace(self._latest[i], costs=list(self._judging(i)), checked=True,
+                                               vs_default=statistics.median(vs) if vs else 0.0)
 
     def verify(self, measurer: Measurer, callbacks=(), max_checks: int = 3) -> list[rec.Record]:
         """Time the default and the fastest configs again, in alternating rounds; re-rank by these timings.
 
-        The best is then the fastest of the re-timed configs on the check's timings alone (their
-        records say `checked`; a log's best() prefers them and judges them the same way).  A
+        The best is then the re-timed config that beat the default by the most, round by round
+        (rec.check_score: by more than rec.DEFAULT_MARGIN, or the default stays); its records say
+        `checked` and carry that speed-up, so a log's best() judges them the same way.  A
         config that falls back on re-timing lets the next ones in: the check repeats (up to
         max_checks times) while the fastest config has not been re-timed.
         """
@@ -123,8 +134,8 @@ class Tuner:
             if not new:
                 break
             idx = [d] + new                        # side by side with the default, measured or not
-            records = [dataclasses.replace(r, checked=True) for r in
-                       measurer.measure(self.task, [self.space.get(i) for i in idx], rounds=self.verify_rounds)]
+            records = _versus_default(measurer.measure(self.task, [self.space.get(i) for i in idx],
+                                                       rounds=self.verify_rounds), len(idx))
             for i, r in zip(idx * self.verify_rounds, records):
                 self._note(i, r)
             checked.update(idx)
@@ -191,6 +202,18 @@ class Tuner:
             if own:
                 measurer.close()
         return self.best_record
+
+
+def _versus_default(records: list[rec.Record], width: int) -> list[rec.Record]:
+    """A final check's records (rounds of `width`, the default first in each), marked checked and
+    given vs_default: the default's time in the same round over theirs."""
+    out = []
+    for k in range(0, len(records), width):
+        row = records[k:k + width]
+        base = row[0].cost if row[0].ok else 0.0
+        out += [dataclasses.replace(r, checked=True, vs_default=base / r.cost if base and r.ok else 0.0)
+                for r in row]
+    return out
 
 
 class RandomTuner(Tuner):

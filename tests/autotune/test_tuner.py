@@ -91,6 +91,55 @@ def test_final_check_judges_by_its_own_timings():
     assert autotune.record.best(first + check)[task.workload_key].config == space.get(d).to_json()
 
 
+def _checked_run(costs: dict, rounds: int = 3):
+    """A scripted run of the default and one other config, then a final check of the two."""
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    space = task.config_space
+    d, c = space.default_index(), (space.default_index() + 1) % len(space)
+    tuner = autotune.RandomTuner(task)
+    tuner.verify_top, tuner.verify_rounds = 1, rounds
+    m = _ScriptedMeasurer(task, {d: costs["d"], c: costs["c"]})
+    first = []
+    for i in (d, c):
+        first += m.measure(task, [space.get(i)])
+        tuner.update([i], first[-1:])
+    check = tuner.verify(m)
+    logged = autotune.record.best(first + check)[task.workload_key]
+    return tuner, space.get(d), space.get(c), logged
+
+
+def test_final_check_compares_round_by_round():
+    """The machine slows down in the check's first round: on pooled timings the default (2.0 s)
+    would beat the other config (2.2 s), but round by round the other ran faster in two of three."""
+    tuner, d, c, logged = _checked_run({"d": [2.0, 4.0, 2.0, 2.0], "c": [1.0, 3.6, 1.8, 2.2]})
+    assert tuner.best_config.index == c.index and logged.config == c.to_json()
+    assert tuner.best_record.vs_default == pytest.approx(2.0 / 1.8)
+    assert logged.vs_default == pytest.approx(2.0 / 1.8) and logged.checked
+
+
+def test_final_check_keeps_the_default_on_a_tie():
+    """A config 1% faster than the default, side by side, is within the noise: the default stays."""
+    tuner, d, c, logged = _checked_run({"d": [2.0] * 4, "c": [1.0, 1.98, 1.98, 1.97]})
+    assert tuner.best_config.index == d.index and logged.config == d.to_json()
+    assert logged.vs_default == 1.0
+    tuner, d, c, logged = _checked_run({"d": [2.0] * 4, "c": [1.0, 1.9, 1.9, 1.9]})   # 5% faster: taken
+    assert tuner.best_config.index == c.index and logged.config == c.to_json()
+
+
+def test_records_without_vs_default_still_rank():
+    """Logs written before the check recorded vs_default: checked configs rank by cost, as before."""
+    from autotune.record import Record, best
+    wl = '["matmul",[8,8,8,"float32"]]'
+    old = [Record(wl, {"bn": 8}, [2.0], isa="x", checked=True), Record(wl, {"bn": 16}, [1.5], isa="x", checked=True),
+           Record(wl, {"bn": 32}, [1.0], isa="x")]
+    assert best(old)[wl].config == {"bn": 16}
+    back = Record.from_json(old[0].to_json())
+    assert back.vs_default == 0.0 and back == old[0]
+    for bad in ('"x"', "-1", "true", "null"):
+        with pytest.raises(ValueError, match="vs_default"):
+            Record.from_json(old[0].to_json()[:-1] + f',"vs_default":{bad}}}')
+
+
 def test_xgb_finds_at_least_the_default(measurer):
     task = autotune.create_task("matmul", (128, 128, 128, "float32"))
     tuner = autotune.XGBTuner(task)

@@ -272,7 +272,7 @@ def _report(sched, peak: float, seconds: float, log_path: str, interrupted: bool
         f"{sched.total_trials} trial(s) in total; every record is in {log_path}")
     if sched.checked:
         say(f"final check: the default and the best configs of {sched.checked} task(s) timed again side by "
-            "side; the figures above judge each config by all its timings")
+            "side; the figures above judge the configs it re-timed by these timings")
     if tuned_total > 0:
         part = "" if complete else " (tasks with both figures)"
         say(f"estimated time in the tuned kernels{part}: {fmt_time(tuned_total)} per run, "
