@@ -70,7 +70,12 @@ class TaskState:
 
     @property
     def default_flops(self) -> float:
-        """Throughput of the template's default config (0 if not measured or failed)."""
+        """Throughput of the template's default config (0 if not measured or failed): after the
+        final check, as the check compared it with the best round by round (best / vs_default),
+        so the speed-up reported is the one the best was chosen on."""
+        r = self.tuner.best_record
+        if r is not None and r.checked and r.vs_default > 0 and self.best_flops > 0:
+            return self.best_flops / r.vs_default
         return self.tuner.results.get(self.tuner.space.default_index(), 0.0)
 
     @property

@@ -54,6 +54,9 @@ def test_budget_defaults_first_and_every_record_logged(tmp_path):
     rows = s.summary()
     assert sum(r.share for r in rows) == pytest.approx(1.0)
     assert all(r.default_flops > 0 and r.speedup >= 1.0 for r in rows)
+    # the speed-up reported is the one the final check chose on: round by round against the default
+    checked = [(r, st.tuner.best_record) for r, st in zip(rows, s.states) if st.tuner.best_record.checked]
+    assert checked and all(r.speedup == pytest.approx(b.vs_default) for r, b in checked)
 
 
 def test_heavier_tasks_get_more_trials():
