@@ -49,12 +49,18 @@ class _ScriptedMeasurer:
         return out
 
 
+def _matmul64():
+    """A small task, its space, its default config index and two other indices."""
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    space = task.config_space
+    d = space.default_index()
+    return task, space, d, (d + 1) % len(space), (d + 2) % len(space)
+
+
 def test_final_check_unmasks_a_lucky_measurement():
     """A config that measured 2x faster once but is slower when timed beside the default is not kept as best."""
     import statistics
-    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
-    space = task.config_space
-    d, lucky = space.default_index(), (space.default_index() + 1) % len(space)
+    task, space, d, lucky, _ = _matmul64()
     tuner = autotune.RandomTuner(task)
     tuner.verify_top, tuner.verify_rounds = 1, 3
     m = _ScriptedMeasurer(task, {d: [2.0, 2.0, 2.0, 2.0], lucky: [1.0, 3.0, 3.0, 3.0]})
@@ -75,9 +81,7 @@ def test_final_check_judges_by_its_own_timings():
     """The timings that got a config into the final check do not count there: a config timed
     twice at 0.5 s while tuning and 2.1 s twice beside the default (2.0 s) loses to the default,
     though the median of all four of its timings (1.3 s) would have kept it."""
-    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
-    space = task.config_space
-    d, lucky = space.default_index(), (space.default_index() + 1) % len(space)
+    task, space, d, lucky, _ = _matmul64()
     tuner = autotune.RandomTuner(task)
     tuner.verify_top, tuner.verify_rounds = 1, 2
     m = _ScriptedMeasurer(task, {d: [2.0, 2.0, 2.0], lucky: [0.5, 0.5, 2.1, 2.1]})
@@ -93,9 +97,7 @@ def test_final_check_judges_by_its_own_timings():
 
 def _checked_run(costs: dict, rounds: int = 3):
     """A scripted run of the default and one other config, then a final check of the two."""
-    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
-    space = task.config_space
-    d, c = space.default_index(), (space.default_index() + 1) % len(space)
+    task, space, d, c, _ = _matmul64()
     tuner = autotune.RandomTuner(task)
     tuner.verify_top, tuner.verify_rounds = 1, rounds
     m = _ScriptedMeasurer(task, {d: costs["d"], c: costs["c"]})
@@ -246,10 +248,7 @@ def test_history_seeds_transfer_once(measurer, tmp_path):
 
 def test_final_check_goes_on_until_the_best_was_re_timed():
     """When the checked configs fall back, the next lucky one is checked too, not left as the best."""
-    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
-    space = task.config_space
-    d = space.default_index()
-    a, b = (d + 1) % len(space), (d + 2) % len(space)
+    task, space, d, a, b = _matmul64()
     tuner = autotune.RandomTuner(task)
     tuner.verify_top, tuner.verify_rounds = 1, 2
     m = _ScriptedMeasurer(task, {d: [2.0] * 5, a: [1.0, 3.0, 3.0], b: [1.5, 3.0, 3.0]})
@@ -273,10 +272,7 @@ class _Stream(io.StringIO):
 
 def _bar_run(tty: bool) -> str:
     """A progress bar driven through a scripted tuning run: two batches and a final check."""
-    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
-    space = task.config_space
-    d = space.default_index()
-    a, b = (d + 1) % len(space), (d + 2) % len(space)
+    task, space, d, a, b = _matmul64()
     tuner = autotune.RandomTuner(task)
     tuner.verify_top, tuner.verify_rounds = 1, 1
     tuner.n_trial = 2
