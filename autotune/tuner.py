@@ -99,18 +99,18 @@ class Tuner:
     def _rebest(self, among) -> None:
         """The best config again, among `among`, as a log's best() ranks them (record.rank_key):
         by speed-up over the default round by round, a config that only ties with it giving way."""
-        cands = [i for i in among if self.results.get(i, 0) > 0]
-        if not cands:
+        pooled = {i: self._pooled_record(i) for i in among if self.results.get(i, 0) > 0}
+        if not pooled:
             return
-
-        def score(i):
-            vs = self._vs.get(i)
-            return rec.check_score(statistics.median(vs) if vs else 0.0), self.results[i]
-        i = max(cands, key=score)
+        i = min(pooled, key=lambda i: rec.rank_key(pooled[i]))
         self.best_flops, self.best_config = self.results[i], self.space.get(i)
-        vs = self._vs.get(i)
-        self.best_record = dataclasses.replace(self._latest[i], costs=list(self._judging(i)), checked=True,
-                                               vs_default=statistics.median(vs) if vs else 0.0)
+        self.best_record = pooled[i]
+
+    def _pooled_record(self, index: int) -> rec.Record:
+        """A checked config's record as record.pooled() makes it from a log: judged by its timings."""
+        vs = self._vs.get(index)
+        return dataclasses.replace(self._latest[index], costs=list(self._judging(index)), checked=True,
+                                   vs_default=statistics.median(vs) if vs else 0.0)
 
     def verify(self, measurer: Measurer, callbacks=(), max_checks: int = 3) -> list[rec.Record]:
         """Time the default and the fastest configs again, in alternating rounds; re-rank by these timings.
