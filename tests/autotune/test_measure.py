@@ -5,7 +5,7 @@ import pytest
 import autotune
 from autotune.record import ErrorNo
 
-import autotune_templates  # noqa: F401  (registers test_vadd)
+from . import autotune_templates  # noqa: F401  (registers test_vadd)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from cli_helpers import Result, fake_records, tiny_model, write_log
+from .cli_helpers import Result, fake_records, tiny_model, write_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

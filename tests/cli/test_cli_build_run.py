@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
-from cli_helpers import one_line_error
+from .cli_helpers import one_line_error
 
 
 def _reference(model: str, x: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ import importlib.util
 import os
 
 import pytest
-from cli_helpers import one_line_error
+from .cli_helpers import one_line_error
 
 
 @pytest.mark.parametrize("args", [

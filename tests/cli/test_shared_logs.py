@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from cli_helpers import fake_records, write_log
+from .cli_helpers import fake_records, write_log
 
 from autotune import shared_logs
 

@@ -8,7 +8,7 @@ import te
 from autotune.space import ConfigSpace, get_template
 from te import ops
 from te.ops.common import default_config
-from ort_reference import run_node
+from .ort_reference import run_node
 
 TOL = dict(rtol=1e-5, atol=1e-6)
 REDUCE = dict(rtol=1e-4, atol=1e-5)

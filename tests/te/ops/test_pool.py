@@ -9,7 +9,7 @@ from autotune.space import ConfigSpace, get_template
 from te import ops
 from te.ops.common import default_config
 from te.ops.pool import pool_out_size
-from ort_reference import run_node
+from .ort_reference import run_node
 
 
 def build_run(out, inputs, arrays):

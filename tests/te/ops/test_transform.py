@@ -7,7 +7,7 @@ import pytest
 
 import te
 from te import ops
-from ort_reference import run_node
+from .ort_reference import run_node
 
 
 def build_run(out, inputs, arrays):

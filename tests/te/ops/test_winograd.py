@@ -11,7 +11,7 @@ from te.ops import winograd
 from te.ops.common import config_scope
 from te.ops.conv2d import geometry
 
-from test_conv2d import conv_ref
+from .conv_reference import conv_ref
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 
