@@ -21,7 +21,13 @@ import numpy as np
 from llvmlite import ir
 
 import te
+from te import ops
 from te.codegen_llvm import STACK_LIMIT
+from te.ops import winograd
+from te.ops.common import config_scope
+from te.ops.conv2d import PackedWeight, pack_weight_numpy, weight_block
+from te.ops.conv2d_nchwc import pack_conv_weight_numpy
+from te.ops.winograd import WinogradWeight
 from te.stmt import hoist_scratch
 from te.target import Target, parse
 
@@ -92,7 +98,6 @@ def prepack_weights(g: Graph, grp: Group) -> dict[str, tuple[str, int | None]]:
         return {}
     w = g.constants[n.inputs[1]]
     if n.attrs.get("layout") == "NCHWc":      # passes.propagate_nchwc: OIHW[b]i[b]o
-        from te.ops.conv2d_nchwc import pack_conv_weight_numpy
         b = int(n.attrs["block"])
         packed = f"{n.inputs[1]}::nchw{b}c"
         if packed not in g.constants:
@@ -100,9 +105,6 @@ def prepack_weights(g: Graph, grp: Group) -> dict[str, tuple[str, int | None]]:
         return {n.inputs[1]: (packed, "NCHWc")}
     if len(g.info(n.inputs[0]).shape) != 4:
         return {}
-    from te.ops import winograd
-    from te.ops.conv2d import pack_weight_numpy, weight_block
-
     from .tasks import _conv_padding, conv_geometry
     pads, strides, dil = _conv_padding(n, g)
     x_shape, groups = g.info(n.inputs[0]).shape, int(n.attrs.get("group", 1))
@@ -127,8 +129,6 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int, packed: dict | None
 
     `packed` maps a weight to its packed constant (prepack_weights): the kernel takes that instead.
     """
-    from te.ops.conv2d import PackedWeight
-    from te.ops.winograd import WinogradWeight
     packed = packed or {}
     env: dict[str, object] = {}
     placeholders = []
@@ -199,8 +199,6 @@ TUNED_TEMPLATES = ("conv2d_nchw", "conv2d_nchw_winograd", "depthwise_conv2d_nchw
 def plan(graph: Graph, target: Target, opset: int, history=None,
          layout: str | None = None) -> tuple[ModelPlan, Graph, dict]:
     """Passes, fusion, one lowered function per distinct group (tuned where `history` has a record), memory plan."""
-    from te import ops
-    from te.ops.common import config_scope
     g = run_passes(graph, layout)
     groups = fuse(g)
     funcs, steps, by_key = {}, [], {}            # kernel name -> lowered function; group key -> name

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Callable
 
 import te
-from autotune.space import FallbackConfig
+
+from .knobs import FallbackConfig
 
 # An epilogue maps (value, output indices) to the value stored: bias, activation, residual...
 Epilogue = Callable[[te.Expr, tuple], te.Expr]

@@ -21,12 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import te
-from autotune.space import register_template
 
 from .common import (MAX_ACC_VECTORS, Epilogue, apply_epilogue, default_config, largest_divisor,
                      weights_prepacked)
 from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, flops, geometry,  # noqa: F401
                             pad_nchw, resolve_padding, round_up)
+from .knobs import register_template
 from .schedule import anchor, parallel_if_worth
 
 

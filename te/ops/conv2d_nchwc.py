@@ -16,11 +16,11 @@ import math
 import numpy as np
 
 import te
-from autotune.space import register_template
 
 from .common import Epilogue, apply_epilogue, default_config, largest_divisor, tagged
 from .conv2d import MAX_ACC_VECTORS, _tile_candidates, default_tiles
 from .conv_geometry import geometry, round_up
+from .knobs import register_template
 from .schedule import anchor, parallel_if_worth
 
 LAYOUT_TAG = "layout_transform"

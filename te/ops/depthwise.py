@@ -9,12 +9,12 @@ the padded input by column phase, [N, C, Hp, sw, Wp/sw], so a strided read becom
 from __future__ import annotations
 
 import te
-from autotune.space import register_template
 
 from .common import Epilogue, apply_epilogue, default_config, largest_divisor
 from .conv2d import _input_stage, _schedule_pad, _tile_candidates
 from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, geometry, pad_chunk, pad_nchw,
                             round_up)
+from .knobs import register_template
 from .schedule import anchor, parallel_if_worth
 
 

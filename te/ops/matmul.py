@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 import te
-from autotune.space import register_template
 
 from .common import MAX_ACC_VECTORS, Epilogue, apply_epilogue, default_config, largest_divisor, pick_lanes
+from .knobs import register_template
 from .schedule import anchor, parallel_if_worth, register_block
 
 BN_CHOICES = (8, 16, 32, 48, 64)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import math
 
 import te
-from autotune.space import register_template
 from te.tensor import IterKind
 
 from .common import tagged
 from .elementwise import broadcast_at
 from .fastmath import exp_poly
 from .injective import inline_injective, parallel_outer, schedule_injective, vectorize_inner
+from .knobs import register_template
 from .reduction import (normalize_axes, partial_of, reduce_over, rfactor_lanes,
                         schedule_reduce_stage)
 

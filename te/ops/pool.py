@@ -17,10 +17,10 @@ the reduction's identity (max) or left out of the sum and the divisor (avg).
 from __future__ import annotations
 
 import te
-from autotune.space import register_template
 
 from .common import default_config, tagged
 from .injective import inline_injective, parallel_outer, vectorize_inner
+from .knobs import register_template
 from .reduction import reduce_over
 
 MAX_UNROLLED_TAPS = 8

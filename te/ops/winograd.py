@@ -34,9 +34,8 @@ import numpy as np
 import te
 from te.tensor import IterVar
 
-from autotune.space import register_template
-
 from .common import MAX_ACC_VECTORS, Epilogue, apply_epilogue, default_config, largest_divisor, weights_prepacked
+from .knobs import register_template
 from .schedule import anchor
 
 # Lavin & Gray's matrices for the interpolation points 0, +-1, +-2 (F(4,3)) and 0, +-1 (F(2,3)),
