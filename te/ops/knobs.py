@@ -76,16 +76,34 @@ class OtherOptionEntity:
 
 # ---------------------------------------------------------------- spaces (all options of a knob)
 
+MAX_SPLIT_EXTENT = 1 << 31     # the longest axis a split knob takes: its divisors are found by trial
+                               # division up to sqrt(extent), about 46k steps at this bound
+
+
+def divisors(n: int) -> list[int]:
+    """The divisors of n >= 1 in increasing order, by trial division up to sqrt(n)."""
+    small, large = [], []
+    for d in range(1, math.isqrt(n) + 1):
+        if n % d == 0:
+            small.append(d)
+            if d != n // d:
+                large.append(n // d)
+    return small + large[::-1]
+
+
 def _factorizations(n: int, parts: int, max_factor: int | None) -> list[tuple[int, ...]]:
-    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    """Every way to write n as a product of `parts` factors, the inner ones at most max_factor."""
+    divs = [d for d in divisors(n) if max_factor is None or d <= max_factor]
     out = []
 
     def rec(rem: int, k: int, acc: tuple):
         if k == 1:
             out.append((rem,) + acc)
             return
-        for d in divisors:
-            if rem % d == 0 and (max_factor is None or d <= max_factor):
+        for d in divs:
+            if d > rem:
+                break
+            if rem % d == 0:
                 rec(rem // d, k - 1, (d,) + acc)
     rec(n, parts, ())
     return [(-1,) + f[1:] for f in out]
@@ -171,8 +189,12 @@ class _Config:
 
     def define_split(self, name: str, extent: int, num_outputs: int = 2, policy: str = "factors",
                      max_factor: int | None = None, candidates=None, default=None) -> None:
-        """A knob that splits an axis of `extent` into num_outputs factors."""
-        sp = SplitSpace(int(extent), num_outputs, policy, max_factor, candidates)
+        """A knob that splits an axis of `extent` (1..MAX_SPLIT_EXTENT) into num_outputs factors."""
+        extent = int(extent)
+        if not 1 <= extent <= MAX_SPLIT_EXTENT:
+            raise ConfigError(f"knob {name!r}: cannot split an axis of extent {extent}; split knobs "
+                              f"take extents from 1 to {MAX_SPLIT_EXTENT} (2**31): use a smaller workload")
+        sp = SplitSpace(extent, num_outputs, policy, max_factor, candidates)
         d = None if default is None else sp.from_json(default)
         self._define(name, sp, d)
 
