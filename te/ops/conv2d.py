@@ -430,9 +430,9 @@ def conv2d_nchw_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilat
     x = te.placeholder(tuple(x_shape), dtype, name="x")
     w = te.placeholder(tuple(w_shape), dtype, name="w")
     if as_matmul(g):              # the knobs of te.ops.matmul's packed strategy
-        from .matmul import BN_CHOICES, define_knobs, pick_lanes, schedule_matmul_cfg
+        from .matmul import define_bn, define_knobs, schedule_matmul_cfg
         P = g.OH * g.OW
-        cfg.define_knob("bn", list(BN_CHOICES), default=pick_lanes(P))
+        define_bn(cfg, P)
         define_knobs(cfg, g.K, P, g.C, "packed")
         y = conv1x1_matmul(x, w, g, bn=cfg["bn"].val, bm=cfg["tile_y"].size[-1])
         s = te.create_schedule(y.op)

@@ -293,6 +293,13 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str) -> None:
         cfg.define_knob("splitk_unroll_k", [2, 4, 8, 16], default=8)
 
 
+def define_bn(cfg, N: int) -> None:
+    """The packed strategy's column block: multiples of a vector, and the default for N (which is
+    narrower than a vector when N is: 1, 2 or 4 columns)."""
+    default = pick_lanes(N)
+    cfg.define_knob("bn", sorted({*BN_CHOICES, default}), default=default)
+
+
 def _packed_tile_fits(c) -> bool:
     if "strategy" in c.values and c["strategy"].val != "packed":
         return True
@@ -479,7 +486,7 @@ def _strategy_knob(cfg, M: int, N: int, K: int, transpose_b: bool) -> str:
     cfg.define_knob("strategy", options, default=default)
     for st in options:
         if st == "packed":
-            cfg.define_knob("bn", list(BN_CHOICES), default=pick_lanes(N))
+            define_bn(cfg, N)
         define_knobs(cfg, M, N, K, st)
     return cfg["strategy"].val
 
