@@ -85,7 +85,7 @@ def _group_key(g: Graph, grp: Group) -> str:
     return hashlib.sha256(json.dumps([parts, ins], default=str).encode()).hexdigest()[:16]
 
 
-def prepack_weights(g: Graph, grp: Group) -> dict[str, tuple[str, int | None]]:
+def prepack_weights(g: Graph, grp: Group, target: Target) -> dict[str, tuple[str, int | None]]:
     """Pack the constant weights of a group's direct conv ahead of time, the way its kernel reads them.
 
     Returns {weight value: (packed constant, kind)}, kind None for a channel-block packing, the
@@ -110,12 +110,12 @@ def prepack_weights(g: Graph, grp: Group) -> dict[str, tuple[str, int | None]]:
     x_shape, groups = g.info(n.inputs[0]).shape, int(n.attrs.get("group", 1))
     geo = conv_geometry(n, g)
     if winograd.chosen(geo):
-        m, bn = winograd.layout(geo)
+        m, bn = winograd.layout(geo, target)
         packed = f"{n.inputs[1]}::winograd{m}x{bn}"
         if packed not in g.constants:
             g.constants[packed] = winograd.transform_weight_numpy(w, m, bn)
         return {n.inputs[1]: (packed, m)}
-    ocb = weight_block(x_shape, w.shape, strides, pads, dil, groups)
+    ocb = weight_block(x_shape, w.shape, strides, pads, dil, groups, target)
     if ocb is None:
         return {}
     packed = f"{n.inputs[1]}::oc{ocb}"
@@ -124,8 +124,8 @@ def prepack_weights(g: Graph, grp: Group) -> dict[str, tuple[str, int | None]]:
     return {n.inputs[1]: (packed, None)}
 
 
-def lower_group(g: Graph, grp: Group, name: str, opset: int, packed: dict | None = None):
-    """te tensors of one group: (placeholders in argument order, argument values, output tensor).
+def lower_group(g: Graph, grp: Group, name: str, opset: int, target: Target, packed: dict | None = None):
+    """te tensors of one group for target: (placeholders in argument order, argument values, output tensor).
 
     `packed` maps a weight to its packed constant (prepack_weights): the kernel takes that instead.
     """
@@ -153,6 +153,7 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int, packed: dict | None
         arg_values.append(v)
     for n in grp.nodes:
         n.out_shapes = [g.info(o).shape for o in n.outputs if o]
+        n.target = target                 # what the anchors' lowerings build for
         ins = [env[i] if i else None for i in n.inputs]
         try:
             outs = LOWER[n.op](n, ins, n.attrs, opset)
@@ -218,11 +219,11 @@ def plan(graph: Graph, target: Target, opset: int, history=None,
         key = _group_key(g, grp) + (f"/{cfg}" if cfg is not None else "")
         kname = by_key.get(key)
         with config_scope(cfg) if cfg is not None else _nullscope():
-            packed = prepack_weights(g, grp)
-            placeholders, arg_values, out = lower_group(g, grp, f"k{gi}", opset, packed)
+            packed = prepack_weights(g, grp, target)
+            placeholders, arg_values, out = lower_group(g, grp, f"k{gi}", opset, target, packed)
             if kname is None:
                 kname = f"k{len(funcs)}_{grp.master.op.lower()}"
-                s = ops.schedule([out])
+                s = ops.schedule([out], target)
                 # buffers the kernel would allocate per call come from the workspace instead
                 funcs[kname] = hoist_scratch(te.lower(s, placeholders + [out], kname), STACK_LIMIT)
                 by_key[key] = kname

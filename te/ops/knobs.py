@@ -3,7 +3,8 @@
 It lives in te.ops, beside the templates that use it, so the operator library stands alone;
 autotune (which searches these spaces) re-exports it as autotune.space.
 
-A template is a function `template(cfg, *args) -> (schedule, tensors)`.  It declares its
+A template is a function `template(cfg, *args, target=None) -> (schedule, tensors)` that builds
+for `target` (a te Target; None: this machine).  It declares its
 knobs with `cfg.define_split / define_reorder / define_knob` and reads them with `cfg[name]`.
 The same function runs against three kinds of cfg:
 
@@ -377,7 +378,7 @@ TEMPLATES: dict[str, Callable] = {}
 
 
 def register_template(name: str):
-    """Decorator: register `fn(cfg, *args) -> (schedule, tensors)` as the template `name`."""
+    """Decorator: register `fn(cfg, *args, target=None) -> (schedule, tensors)` as the template `name`."""
     def deco(fn):
         TEMPLATES[name] = fn
         fn.template_name = name

@@ -401,8 +401,9 @@ def test_fallback_config_is_the_untuned_schedule():
 def test_1x1_convs_pick_gemm_or_direct_by_map_size():
     """Up to 14x14 pixels a 1x1 conv is the direct kernel (32-channel block, one row); above, the GEMM."""
     from te.ops.conv2d import default_ocb, default_tiles
+    avx512 = te.target.parse("llvm -mcpu=skylake-avx512")
     small = geometry((1, 256, 14, 14), (1024, 256, 1, 1))
-    assert not as_matmul(small) and default_ocb(small) == 32 and default_tiles(small, 32) == (1, 14)
+    assert not as_matmul(small) and default_ocb(small, avx512) == 32 and default_tiles(small, 32, avx512) == (1, 14)
     assert as_matmul(geometry((1, 256, 28, 28), (64, 256, 1, 1)))
     assert not as_matmul(geometry((1, 1024, 14, 14), (2048, 1024, 1, 1), (2, 2)))   # 7x7 out
     space = space_of("conv2d_nchw", (1, 512, 7, 7), (2048, 512, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, "float32")
