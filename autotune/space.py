@@ -1,7 +1,8 @@
 """The knob API as the tuner's users know it: autotune.space re-exports te.ops.knobs.
 
 The spaces, configs and the template registry live in te.ops (the templates declare and read
-them; te.ops never imports autotune), and `space_of` is the one thing the tuner adds.
+them; te.ops never imports autotune).  The space of a template for some arguments is
+`autotune.create_task(name, args, target).config_space`.
 """
 from __future__ import annotations
 
@@ -11,11 +12,4 @@ from te.ops.knobs import (TEMPLATES, ConfigEntity, ConfigError, ConfigSpace, Fal
 
 __all__ = ["ConfigError", "SplitEntity", "ReorderEntity", "OtherOptionEntity", "SplitSpace",
            "ReorderSpace", "OtherOptionSpace", "ConfigSpace", "ConfigEntity", "FallbackConfig",
-           "TEMPLATES", "register_template", "get_template", "space_of"]
-
-
-def space_of(name: str, *args) -> ConfigSpace:
-    """Run a template against a ConfigSpace to collect its knobs."""
-    cfg = ConfigSpace()
-    get_template(name)(cfg, *args)
-    return cfg
+           "TEMPLATES", "register_template", "get_template"]

@@ -11,6 +11,7 @@ runs between kernels.  Identical kernels (same ops, attributes and shapes) are c
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -218,7 +219,7 @@ def plan(graph: Graph, target: Target, opset: int, history=None,
         cfg, rec = tuned_config(g, grp, target, history)
         key = _group_key(g, grp) + (f"/{cfg}" if cfg is not None else "")
         kname = by_key.get(key)
-        with config_scope(cfg) if cfg is not None else _nullscope():
+        with config_scope(cfg) if cfg is not None else contextlib.nullcontext():
             packed = prepack_weights(g, grp, target)
             placeholders, arg_values, out = lower_group(g, grp, f"k{gi}", opset, target, packed)
             if kname is None:
@@ -287,14 +288,6 @@ def plan(graph: Graph, target: Target, opset: int, history=None,
                    steps=steps, param_bytes=total, workspace_bytes=ws_total, funcs=list(funcs.values()))
     mp.records = mp_records
     return mp, g, param_off
-
-
-class _nullscope:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def params_blob(g: Graph, param_off: dict, total: int) -> np.ndarray:

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from autotune.space import ConfigError, ConfigSpace, FallbackConfig, space_of
+from autotune import create_task
+from autotune.space import ConfigError, ConfigSpace, FallbackConfig
 from te.ops.knobs import MAX_SPLIT_EXTENT, divisors
 
 
@@ -58,7 +59,7 @@ def test_fallback_uses_declared_defaults():
 
 
 def test_matmul_template_space_and_default():
-    sp = space_of("matmul", 64, 64, 64, "float32")
+    sp = create_task("matmul", (64, 64, 64, "float32")).config_space
     d = sp.get(sp.default_index())
     assert d["tile_y"].size == (-1, 8) and len(sp) > 10
 
@@ -100,7 +101,8 @@ def test_register_tile_constraint_of_the_conv_template():
     """Register tiles larger than the vector registers are not proposed; the default is valid."""
     from te.ops.common import acc_vectors
     from te.target import host
-    sp = space_of("conv2d_nchw", (1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")
+    args = ((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")
+    sp = create_task("conv2d_nchw", args).config_space
     assert sp.valid(sp.default_index())
     rng = random.Random(0)
     for _ in range(200):
