@@ -13,7 +13,7 @@ Epilogue = Callable[[te.Expr, tuple], te.Expr]
 
 SPARE_VECTORS = 4           # vector registers a register tile leaves for a weight vector and broadcasts
 
-# tag -> schedule function(s, out) for the anchor operators (matmul, conv2d, ...)
+# tag -> default schedule: fn(s, out, target), or fn(s, out, final, target) for the anchors (matmul, conv2d, ...)
 SCHEDULES: dict[str, Callable] = {}
 
 
