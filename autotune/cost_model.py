@@ -8,18 +8,9 @@ hundred records that takes milliseconds.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
-
 import numpy as np
 
 log = logging.getLogger(__name__)
-
-
-class CostModel(Protocol):
-    """What a tuner needs from a cost model."""
-
-    def fit(self, groups: list[tuple[np.ndarray, np.ndarray, float]]) -> None: ...
-    def predict(self, features: np.ndarray) -> np.ndarray: ...
 
 
 class XGBCostModel:

@@ -12,7 +12,9 @@ import math
 
 import numpy as np
 
+import te
 from te.expr import Load, Var, free_vars
+from te.ops.common import prepacked_weights
 from te.schedule import ForKind
 from te.simplify import linear, skey
 from te.stmt import Allocate, For, IfThenElse, LoweredFunc, Seq, Store, all_exprs
@@ -131,8 +133,6 @@ def extract(func: LoweredFunc) -> np.ndarray:
 def config_features(task, index: int) -> np.ndarray:
     """Features of config `index` of a task (zeros when the config cannot be lowered), of the
     kernel the tuner's builders build (weights pre-packed, as in a model)."""
-    import te
-    from te.ops.common import prepacked_weights
     try:
         with prepacked_weights():
             s, tensors = task.instantiate(index)

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import record as rec
-from .space import ConfigError, get_template, space_of
+from .space import ConfigError, get_template
+from .task import create_task
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +100,9 @@ def _space(workload: str):
     except ConfigError:
         raise ValueError(f"unknown template {name!r}") from None
     try:
-        return space_of(name, *_freeze(args))
+        return create_task(name, args).config_space
     except Exception as e:
         raise ValueError(f"the arguments of {name} do not fit the template ({type(e).__name__}: {e})") from None
-
-
-def _freeze(x):
-    return tuple(_freeze(v) for v in x) if isinstance(x, list) else x
 
 
 def check_record(r: rec.Record) -> str:

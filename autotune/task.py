@@ -44,7 +44,7 @@ class Task:
     def config_space(self) -> ConfigSpace:
         """All knobs of the template for these arguments."""
         cfg = ConfigSpace()
-        get_template(self.name)(cfg, *self.args)
+        get_template(self.name)(cfg, *self.args, target=self.target)
         return cfg
 
     def instantiate(self, config: ConfigEntity | FallbackConfig | dict | int | None = None):
@@ -55,7 +55,7 @@ class Task:
             config = self.config_space.get(config)
         elif isinstance(config, dict):
             config = self.config_space.from_json(config)
-        return get_template(self.name)(config, *self.args)
+        return get_template(self.name)(config, *self.args, target=self.target)
 
     def build(self, config=None) -> te.Kernel:
         """Compile with `config`; with None, the best record of the active dispatch context or the default."""

@@ -93,7 +93,7 @@ def conv_case(label: str, N, C, H, K, R, stride, pad, groups=1, kind="conv2d") -
     if kind != "conv2d_nchwc":
         return Case(kind, label, [xs, ws], lambda x, w: ops.conv2d(x, w, stride, pads, 1, groups), g.flops,
                     onnx=_onnx_conv((stride, stride), pads, groups), params={"groups": groups})
-    ib, ob = default_blocks(C, K)
+    ib, ob = default_blocks(C, K, te.target.host())
     xp, wp = pack_nchwc_numpy(np.zeros(xs, np.float32), ib), pack_conv_weight_numpy(np.zeros(ws, np.float32), ib, ob)
     return Case(kind, label + " NCHWc pre-packed", [xp.shape, wp.shape],
                 lambda x, w: ops.conv2d_NCHWc(x, w, stride, pads), g.flops,

@@ -11,6 +11,7 @@ runs between kernels.  Identical kernels (same ops, attributes and shapes) are c
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,7 +22,13 @@ import numpy as np
 from llvmlite import ir
 
 import te
+from te import ops
 from te.codegen_llvm import STACK_LIMIT
+from te.ops import winograd
+from te.ops.common import config_scope
+from te.ops.conv2d import PackedWeight, pack_weight_numpy, weight_block
+from te.ops.conv2d_nchwc import pack_conv_weight_numpy
+from te.ops.winograd import WinogradWeight
 from te.stmt import hoist_scratch
 from te.target import Target, parse
 
@@ -79,7 +86,7 @@ def _group_key(g: Graph, grp: Group) -> str:
     return hashlib.sha256(json.dumps([parts, ins], default=str).encode()).hexdigest()[:16]
 
 
-def prepack_weights(g: Graph, grp: Group) -> dict[str, tuple[str, int | None]]:
+def prepack_weights(g: Graph, grp: Group, target: Target) -> dict[str, tuple[str, int | None]]:
     """Pack the constant weights of a group's direct conv ahead of time, the way its kernel reads them.
 
     Returns {weight value: (packed constant, kind)}, kind None for a channel-block packing, the
@@ -92,7 +99,6 @@ def prepack_weights(g: Graph, grp: Group) -> dict[str, tuple[str, int | None]]:
         return {}
     w = g.constants[n.inputs[1]]
     if n.attrs.get("layout") == "NCHWc":      # passes.propagate_nchwc: OIHW[b]i[b]o
-        from te.ops.conv2d_nchwc import pack_conv_weight_numpy
         b = int(n.attrs["block"])
         packed = f"{n.inputs[1]}::nchw{b}c"
         if packed not in g.constants:
@@ -100,20 +106,17 @@ def prepack_weights(g: Graph, grp: Group) -> dict[str, tuple[str, int | None]]:
         return {n.inputs[1]: (packed, "NCHWc")}
     if len(g.info(n.inputs[0]).shape) != 4:
         return {}
-    from te.ops import winograd
-    from te.ops.conv2d import pack_weight_numpy, weight_block
-
     from .tasks import _conv_padding, conv_geometry
     pads, strides, dil = _conv_padding(n, g)
     x_shape, groups = g.info(n.inputs[0]).shape, int(n.attrs.get("group", 1))
     geo = conv_geometry(n, g)
     if winograd.chosen(geo):
-        m, bn = winograd.layout(geo)
+        m, bn = winograd.layout(geo, target)
         packed = f"{n.inputs[1]}::winograd{m}x{bn}"
         if packed not in g.constants:
             g.constants[packed] = winograd.transform_weight_numpy(w, m, bn)
         return {n.inputs[1]: (packed, m)}
-    ocb = weight_block(x_shape, w.shape, strides, pads, dil, groups)
+    ocb = weight_block(x_shape, w.shape, strides, pads, dil, groups, target)
     if ocb is None:
         return {}
     packed = f"{n.inputs[1]}::oc{ocb}"
@@ -122,13 +125,11 @@ def prepack_weights(g: Graph, grp: Group) -> dict[str, tuple[str, int | None]]:
     return {n.inputs[1]: (packed, None)}
 
 
-def lower_group(g: Graph, grp: Group, name: str, opset: int, packed: dict | None = None):
-    """te tensors of one group: (placeholders in argument order, argument values, output tensor).
+def lower_group(g: Graph, grp: Group, name: str, opset: int, target: Target, packed: dict | None = None):
+    """te tensors of one group for target: (placeholders in argument order, argument values, output tensor).
 
     `packed` maps a weight to its packed constant (prepack_weights): the kernel takes that instead.
     """
-    from te.ops.conv2d import PackedWeight
-    from te.ops.winograd import WinogradWeight
     packed = packed or {}
     env: dict[str, object] = {}
     placeholders = []
@@ -153,6 +154,7 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int, packed: dict | None
         arg_values.append(v)
     for n in grp.nodes:
         n.out_shapes = [g.info(o).shape for o in n.outputs if o]
+        n.target = target                 # what the anchors' lowerings build for
         ins = [env[i] if i else None for i in n.inputs]
         try:
             outs = LOWER[n.op](n, ins, n.attrs, opset)
@@ -199,8 +201,6 @@ TUNED_TEMPLATES = ("conv2d_nchw", "conv2d_nchw_winograd", "depthwise_conv2d_nchw
 def plan(graph: Graph, target: Target, opset: int, history=None,
          layout: str | None = None) -> tuple[ModelPlan, Graph, dict]:
     """Passes, fusion, one lowered function per distinct group (tuned where `history` has a record), memory plan."""
-    from te import ops
-    from te.ops.common import config_scope
     g = run_passes(graph, layout)
     groups = fuse(g)
     funcs, steps, by_key = {}, [], {}            # kernel name -> lowered function; group key -> name
@@ -219,12 +219,12 @@ def plan(graph: Graph, target: Target, opset: int, history=None,
         cfg, rec = tuned_config(g, grp, target, history)
         key = _group_key(g, grp) + (f"/{cfg}" if cfg is not None else "")
         kname = by_key.get(key)
-        with config_scope(cfg) if cfg is not None else _nullscope():
-            packed = prepack_weights(g, grp)
-            placeholders, arg_values, out = lower_group(g, grp, f"k{gi}", opset, packed)
+        with config_scope(cfg) if cfg is not None else contextlib.nullcontext():
+            packed = prepack_weights(g, grp, target)
+            placeholders, arg_values, out = lower_group(g, grp, f"k{gi}", opset, target, packed)
             if kname is None:
                 kname = f"k{len(funcs)}_{grp.master.op.lower()}"
-                s = ops.schedule([out])
+                s = ops.schedule([out], target)
                 # buffers the kernel would allocate per call come from the workspace instead
                 funcs[kname] = hoist_scratch(te.lower(s, placeholders + [out], kname), STACK_LIMIT)
                 by_key[key] = kname
@@ -288,14 +288,6 @@ def plan(graph: Graph, target: Target, opset: int, history=None,
                    steps=steps, param_bytes=total, workspace_bytes=ws_total, funcs=list(funcs.values()))
     mp.records = mp_records
     return mp, g, param_off
-
-
-class _nullscope:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def params_blob(g: Graph, param_off: dict, total: int) -> np.ndarray:

@@ -296,9 +296,9 @@ def _conv(node, ins, attrs, opset):
         padding = (p[0], p[1], p[2], p[3])
     if attrs.get("layout") == "NCHWc":       # passes.propagate_nchwc: x packed, w packed at build time
         return [_ops().conv2d_NCHWc(x, w, strides=strides, padding=padding, dilation=dil, bias=bias,
-                                    name=node.name)]
+                                    name=node.name, target=node.target)]
     return [_ops().conv2d(x, w, strides=strides, padding=padding, dilation=dil,
-                          groups=attrs.get("group", 1), bias=bias, name=node.name)]
+                          groups=attrs.get("group", 1), bias=bias, name=node.name, target=node.target)]
 
 
 @lowers("tilewise.PackNCHWc")
@@ -328,7 +328,8 @@ def _gemm(node, ins, attrs, opset):
     ta, tb = attrs.get("transA", 0), attrs.get("transB", 0)
     n_out = b.shape[0] if tb else b.shape[1]
     bias = c if (c is not None and beta == 1.0 and hasattr(c, "shape") and tuple(c.shape) == (n_out,)) else None
-    out = ops.matmul(a, b, bias=bias, transpose_a=bool(ta), transpose_b=bool(tb), name=node.name)
+    out = ops.matmul(a, b, bias=bias, transpose_a=bool(ta), transpose_b=bool(tb), name=node.name,
+                     target=node.target)
     if alpha != 1.0:
         out = ops.multiply(out, float(alpha), name=f"{node.name}.alpha")
     if c is not None and bias is None:
@@ -351,11 +352,12 @@ def _matmul(node, ins, attrs, opset):
         b = ops.reshape(b, (b.shape[0], 1), name=f"{node.name}.col")
     ra, rb = len(a.shape), len(b.shape)
     if ra == 2 and rb == 2:
-        y = ops.matmul(a, b, name=node.name if out_shape == (a.shape[0], b.shape[1]) else f"{node.name}.mm")
+        y = ops.matmul(a, b, name=node.name if out_shape == (a.shape[0], b.shape[1]) else f"{node.name}.mm",
+                       target=node.target)
     elif rb == 2:
         lead = a.shape[:-1]
         a2 = ops.reshape(a, (int(np.prod(lead)), a.shape[-1]), name=f"{node.name}.flat")
-        y = ops.matmul(a2, b, name=f"{node.name}.mm")
+        y = ops.matmul(a2, b, name=f"{node.name}.mm", target=node.target)
     else:
         # batched: broadcast leading dims, flatten them into one batch axis
         lead = tuple(np.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2])))
@@ -368,7 +370,7 @@ def _matmul(node, ins, attrs, opset):
             if len(full) != 3:
                 t = ops.reshape(t, (batch,) + tuple(t.shape[-2:]), name=f"{node.name}.{tag}3")
             return t
-        y = ops.batch_matmul(as3(a, "a"), as3(b, "b"), name=f"{node.name}.bmm")
+        y = ops.batch_matmul(as3(a, "a"), as3(b, "b"), name=f"{node.name}.bmm", target=node.target)
     if tuple(y.shape) != out_shape:
         y = ops.reshape(y, out_shape, name=node.name)
     return [y]

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from te.ops import winograd
+from te.ops.conv2d import geometry, resolve_padding
+
 from .graph import Graph, Node
 from .passes import fuse, run_passes
 
@@ -28,7 +31,6 @@ class ModelTask:
 
 
 def _conv_padding(node: Node, g: Graph):
-    from te.ops.conv2d import resolve_padding
     x = g.info(node.inputs[0]).shape
     w = g.info(node.inputs[1]).shape
     auto = node.attrs.get("auto_pad", b"NOTSET")
@@ -43,7 +45,6 @@ def _conv_padding(node: Node, g: Graph):
 
 def conv_geometry(node: Node, g: Graph):
     """The te.ops.conv2d.ConvGeometry of a 2-D Conv node (input and weight shapes from the graph)."""
-    from te.ops.conv2d import geometry
     pads, strides, dil = _conv_padding(node, g)
     return geometry(tuple(g.info(node.inputs[0]).shape), tuple(g.info(node.inputs[1]).shape), strides, pads,
                     dil, int(node.attrs.get("group", 1)))
@@ -60,7 +61,6 @@ def task_of(node: Node, g: Graph, target=None):
         groups = int(node.attrs.get("group", 1))
         name = "depthwise_conv2d_nchw" if groups == x[1] and groups > 1 and w[1] == 1 else "conv2d_nchw"
         if name == "conv2d_nchw":
-            from te.ops import winograd
             if winograd.chosen(conv_geometry(node, g)):    # the default algorithm
                 name = "conv2d_nchw_winograd"
         args = (x, w, strides, pads, dil, groups, "float32") if name != "depthwise_conv2d_nchw" \

@@ -4,20 +4,22 @@ from __future__ import annotations
 from typing import Callable
 
 import te
-from autotune.space import FallbackConfig
+from te.target import Target
+
+from .knobs import FallbackConfig
 
 # An epilogue maps (value, output indices) to the value stored: bias, activation, residual...
 Epilogue = Callable[[te.Expr, tuple], te.Expr]
 
-MAX_ACC_VECTORS = 28        # accumulators of a register tile, of AVX-512's 32 registers: the rest
-                            # hold a weight vector and broadcasts
+SPARE_VECTORS = 4           # vector registers a register tile leaves for a weight vector and broadcasts
 
-# tag -> schedule function(s, out) for the anchor operators (matmul, conv2d, ...)
+# tag -> default schedule: fn(s, out, target), or fn(s, out, final, target) for the anchors (matmul, conv2d, ...)
 SCHEDULES: dict[str, Callable] = {}
 
 
 def tagged(tag: str):
-    """Decorator: register the default schedule of the operators whose output op has this tag."""
+    """Decorator: register fn(s, out, target) as the default schedule of the operators whose output
+    op has this tag."""
     def deco(fn):
         SCHEDULES[tag] = fn
         return fn
@@ -79,9 +81,19 @@ def largest_divisor(n: int, limit: int) -> int:
     return 1
 
 
-def pick_lanes(n: int, dtype: str = "float32") -> int:
+def vector_registers(target: Target) -> int:
+    """The vector registers of the target: 32 with AVX-512, 16 with AVX/AVX2 or SSE."""
+    return 32 if "avx512f" in target.feature_set else 16
+
+
+def acc_vectors(target: Target) -> int:
+    """How many accumulator vectors a register tile may hold on the target (28 of AVX-512's 32)."""
+    return vector_registers(target) - SPARE_VECTORS
+
+
+def pick_lanes(n: int, target: Target, dtype: str = "float32") -> int:
     """A vector block width for an axis of extent n: two registers when n allows, else one."""
-    lanes = te.target.host().lanes(dtype)
+    lanes = target.lanes(dtype)
     for w in (2 * lanes, lanes):
         if n % w == 0:
             return w

@@ -21,12 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import te
-from autotune.space import register_template
+from te.target import Target, parse
 
-from .common import (MAX_ACC_VECTORS, Epilogue, apply_epilogue, default_config, largest_divisor,
-                     weights_prepacked)
+from .common import (Epilogue, acc_vectors, apply_epilogue, default_config, largest_divisor, pick_lanes,
+                     vector_registers, weights_prepacked)
 from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, flops, geometry,  # noqa: F401
                             pad_nchw, resolve_padding, round_up)
+from .knobs import register_template
 from .schedule import anchor, parallel_if_worth
 
 
@@ -58,19 +59,20 @@ class PackedWeight:
 
 
 def weight_block(x_shape, w_shape, strides=(1, 1), padding: Padding = 0, dilation=(1, 1),
-                 groups: int = 1) -> int | None:
-    """The output-channel block `conv2d` packs this conv's weights by (under the current config),
-    or None where it reads the weights as they are (depthwise convs, 1x1 convs run as a GEMM)."""
-    return _weight_block(geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups))
+                 groups: int = 1, target: Target | str | None = None) -> int | None:
+    """The output-channel block `conv2d` packs this conv's weights by for target (under the current
+    config), or None where it reads the weights as they are (depthwise convs, 1x1 convs run as a GEMM)."""
+    g = geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups)
+    return _weight_block(g, parse(target))
 
 
-def _weight_block(g: ConvGeometry) -> int | None:
+def _weight_block(g: ConvGeometry, target: Target) -> int | None:
     if g.depthwise or as_matmul(g):
         return None
     cfg = default_config()
     if not cfg.is_fallback and "tile_oc" in getattr(cfg, "values", {}):
         return int(cfg["tile_oc"].val)
-    return default_ocb(g)
+    return default_ocb(g, target)
 
 
 def pack_weight_numpy(w, ocb: int):
@@ -87,20 +89,23 @@ def pack_weight_numpy(w, ocb: int):
 
 def conv2d(x: te.Tensor, w: te.Tensor | PackedWeight, strides=(1, 1), padding: Padding = 0,
            dilation=(1, 1), groups: int = 1, bias: te.Tensor | None = None,
-           epilogue: Epilogue | None = None, name: str = "conv2d") -> te.Tensor:
+           epilogue: Epilogue | None = None, name: str = "conv2d",
+           target: Target | str | None = None) -> te.Tensor:
     """y = epilogue(conv2d(x, w) + bias) in NCHW; padding is (top, left, bottom, right), an int/pair or a mode.
 
     `w` is OIHW, a PackedWeight (packed ahead of time by the block `weight_block` names) or a
     winograd.WinogradWeight (transformed ahead of time: the conv runs by Winograd; a model build
-    does this for the convs winograd.chosen() picks).
+    does this for the convs winograd.chosen() picks).  `target` is the CPU it is built for (None:
+    this machine).
     """
     from . import winograd
+    target = parse(target)
     g = geometry(x.shape, w.shape, strides, padding, dilation, groups)
     if isinstance(w, winograd.WinogradWeight) or (not isinstance(w, PackedWeight) and winograd.tuned(g)):
-        return winograd.conv2d_winograd(x, w, g, bias, epilogue, **winograd.params(g, w), name=name)
-    if isinstance(w, PackedWeight) and _weight_block(g) != w.ocb:
+        return winograd.conv2d_winograd(x, w, g, bias, epilogue, **winograd.params(g, w, target), name=name)
+    if isinstance(w, PackedWeight) and _weight_block(g, target) != w.ocb:
         raise ValueError(f"{name}: the weight is packed by {w.ocb} channels, but this conv packs by "
-                         f"{_weight_block(g)}; pack it by te.ops.conv2d.weight_block()")
+                         f"{_weight_block(g, target)}; pack it by te.ops.conv2d.weight_block()")
     if g.depthwise:
         from .depthwise import depthwise_conv2d_nchw     # depthwise.py builds on this module
         return depthwise_conv2d_nchw(x, w, g, bias, epilogue, name=name)
@@ -108,12 +113,12 @@ def conv2d(x: te.Tensor, w: te.Tensor | PackedWeight, strides=(1, 1), padding: P
     if as_matmul(g):
         tuned = not cfg.is_fallback and "bn" in getattr(cfg, "values", {})
         return conv1x1_matmul(x, w, g, bias, epilogue, bn=cfg["bn"].val if tuned else None,
-                              bm=cfg["tile_y"].size[-1] if tuned else None, name=name)
+                              bm=cfg["tile_y"].size[-1] if tuned else None, name=name, target=target)
     if not cfg.is_fallback and "tile_oc" in getattr(cfg, "values", {}):
         # a tuned config of the conv2d_nchw template: its compute-time knobs
         return conv2d_nchw(x, w, g, bias, epilogue, ocb=cfg["tile_oc"].val, bw=cfg["tile_ow"].size[-1],
-                           bh=cfg["tile_oh"].size[-1], name=name)
-    return conv2d_nchw(x, w, g, bias, epilogue, name=name)
+                           bh=cfg["tile_oh"].size[-1], name=name, target=target)
+    return conv2d_nchw(x, w, g, bias, epilogue, name=name, target=target)
 
 
 # ---------------------------------------------------------------- 1x1 convs as matrix products
@@ -135,17 +140,19 @@ def as_matmul(g: ConvGeometry) -> bool:
 
 def conv1x1_matmul(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | None = None,
                    epilogue: Epilogue | None = None, bn: int | None = None, bm: int | None = None,
-                   name: str = "conv2d") -> te.Tensor:
+                   name: str = "conv2d", target: Target | str | None = None) -> te.Tensor:
     """The packed GEMM of te.ops.matmul on the conv's operands, written straight to NCHW.
 
     The pixels are the GEMM's columns: the pack stage gathers the (strided) input into
     [P/bn, C, bn] blocks, a bm x bn tile of output channels x pixels lives in registers, and
     the epilogue runs on it before the store, which is contiguous along the pixels in NCHW.
     """
-    from .matmul import _pack_b, _packed_acc, default_bm, pick_lanes
+    from .matmul import _pack_b, _packed_acc, default_bm, tile_rows
+    target = parse(target)
     check_bias(bias, g.K, name)
     M, K, P = g.K, g.C, g.OH * g.OW
-    bn, bm = bn or pick_lanes(P), bm or default_bm(M)
+    bn = bn or pick_lanes(P, target)
+    bm = bm or default_bm(M, tile_rows(bn, target))
     OW, sh, sw = g.OW, g.sh, g.sw
 
     def b_at(c, p):
@@ -165,17 +172,25 @@ def conv1x1_matmul(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor 
 
 # ---------------------------------------------------------------- direct conv (output-channel vectors)
 
-def default_ocb(g: ConvGeometry) -> int:
-    """The output-channel block: 16 lanes (one AVX-512 register) where the channels allow it;
-    32 (two) for wide maps, for 1x1 convs, whose broadcast input loads would otherwise
-    outnumber the FMAs, and for spatial convs on small maps (at most 14 columns), where the
-    tuned configs of three machines (Sapphire Rapids, Ice Lake, Zen 5) all chose 32."""
-    Kg = g.K // g.groups
-    if wide_map(g) or (g.R * g.S == 1 and g.groups == 1 and g.K % 32 == 0) or small_map(g):
-        return 32
+def default_ocb(g: ConvGeometry, target: Target) -> int:
+    """The output-channel block: one vector register (16 lanes with AVX-512) where the channels
+    allow it; with AVX-512's 32 registers, two (32 channels) for wide maps, for 1x1 convs, whose
+    broadcast input loads would otherwise outnumber the FMAs, and for spatial convs on small maps
+    (at most 14 columns), where the tuned configs of three machines (Sapphire Rapids, Ice Lake,
+    Zen 5) all chose 32."""
+    lanes, Kg = target.lanes(), g.K // g.groups
+    if two_vector_tiles(target) and (wide_map(g) or (g.R * g.S == 1 and g.groups == 1 and g.K % 32 == 0)
+                                     or small_map(g)):
+        return 2 * lanes
     if g.groups == 1:
-        return 16 if g.K >= 12 else max(4, 1 << (g.K - 1).bit_length())
-    return largest_divisor(Kg, 16)
+        return lanes if g.K >= lanes * 3 // 4 else max(4, 1 << (g.K - 1).bit_length())
+    return largest_divisor(Kg, lanes)
+
+
+def two_vector_tiles(target: Target) -> bool:
+    """Do the two-register channel blocks and their measured tiles (below) apply?  They were
+    measured with AVX-512 (16 lanes, 32 registers); 16 registers leave too few for their tiles."""
+    return target.lanes() == 16 and vector_registers(target) >= 32
 
 
 def wide_map(g: ConvGeometry) -> bool:
@@ -193,26 +208,27 @@ def small_map(g: ConvGeometry) -> bool:
     return g.groups == 1 and g.R * g.S > 1 and g.K % 32 == 0 and g.OW <= 14
 
 
-def tile_budget(ocb: int) -> int:
+def tile_budget(ocb: int, target: Target) -> int:
     """Output pixels a register tile may hold with `ocb` channels: its accumulators must fit the
-    vector registers (MAX_ACC_VECTORS), at least 4."""
-    return max(4, MAX_ACC_VECTORS // max(1, ocb // 16))
+    target's vector registers (acc_vectors), at least 4."""
+    return max(4, acc_vectors(target) // -(-ocb // target.lanes()))
 
 
-def default_tiles(g: ConvGeometry, ocb: int) -> tuple[int, int]:
+def default_tiles(g: ConvGeometry, ocb: int, target: Target) -> tuple[int, int]:
     """(rows, columns) of the register tile: as many output pixels as the vector registers hold.
 
     Tiles that do not divide the output are allowed (the accumulator is padded), at the price
     of the padded work; the pick maximises useful accumulators per padded work.
     """
-    if ocb == 32 and wide_map(g):
+    measured = ocb == 32 and two_vector_tiles(target)
+    if measured and wide_map(g):
         # 7 columns where 8 would pad the row (28 and 56 in ResNet): 0.87-0.89x the time, measured
         return 1, (7 if g.OW % 8 and g.OW % 7 == 0 else 8)
-    if ocb == 32 and small_map(g) and g.OW % 7 == 0:
+    if measured and small_map(g) and g.OW % 7 == 0:
         return 1, 7                             # measured 0.65-0.87x the time of 16 channels x 2x14
-    if ocb == 32 and g.R * g.S == 1:             # a 1x1 conv on a small map: one row of up to 14
+    if measured and g.R * g.S == 1:              # a 1x1 conv on a small map: one row of up to 14
         return 1, (g.OW if g.OW <= 14 else largest_divisor(g.OW, 14))
-    budget = tile_budget(ocb)
+    budget = tile_budget(ocb, target)
     best, best_score = (1, 1), (-1.0, 0, 0)
     for bw in range(1, min(g.OW, budget) + 1):
         for bh in range(1, min(g.OH, budget // bw, 2) + 1):
@@ -227,15 +243,17 @@ def default_tiles(g: ConvGeometry, ocb: int) -> tuple[int, int]:
 
 def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias: te.Tensor | None = None,
                 epilogue: Epilogue | None = None, ocb: int | None = None, bw: int | None = None,
-                bh: int | None = None, name: str = "conv2d") -> te.Tensor:
-    """The direct NCHW conv: packed weights, padded input, an accumulator tile in registers."""
+                bh: int | None = None, name: str = "conv2d", target: Target | str | None = None) -> te.Tensor:
+    """The direct NCHW conv: packed weights, padded input, an accumulator tile in registers (for
+    target, None: this machine)."""
+    target = parse(target)
     check_bias(bias, g.K, name)
     if isinstance(w, PackedWeight):
         ocb = ocb or w.ocb
         if ocb != w.ocb:
             raise ValueError(f"{name}: channel block {ocb} asked for, the weight is packed by {w.ocb}")
-    ocb = ocb or default_ocb(g)
-    dbh, dbw = default_tiles(g, ocb)
+    ocb = ocb or default_ocb(g, target)
+    dbh, dbw = default_tiles(g, ocb, target)
     bh, bw = bh or dbh, bw or dbw
     Kg, Cg = g.K // g.groups, g.C // g.groups
     if g.groups > 1 and Kg % ocb:
@@ -281,7 +299,8 @@ def _input_stage(t: te.Tensor, tag: str) -> te.Tensor | None:
     return next((x for x in t.op.input_tensors if getattr(x.op, "tag", None) == tag), None)
 
 
-def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
+def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None,
+                             target: Target) -> None:
     """Schedule a direct conv2d_nchw output (and the injective ops fused after it) with cfg's knobs."""
     final = out if final is None else final
     acc = _input_stage(out, "conv2d.acc")
@@ -296,7 +315,8 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     cfg.define_knob("unroll_kw", [False, True], default=False)
     # the 1x8 tile of a wide map: the channel loop outside the taps (stride 1) keeps the input
     # rows in L1 across them
-    ic = (1 if g.sh == 1 else largest_divisor(Cg, 4)) if wide_map(g) and ocb == 32 else largest_divisor(Cg, 16)
+    one_row = wide_map(g) and ocb == 32 and two_vector_tiles(target)
+    ic = (1 if g.sh == 1 else largest_divisor(Cg, 4)) if one_row else largest_divisor(Cg, 16)
     cfg.define_split("tile_ic", Cg, num_outputs=2, max_factor=64, default=[-1, ic])
     # channels outside the taps: measured 0.72-1.0x the time of taps outside on ResNet-50's and
     # VGG-19's 3x3 layers (Zen 5), and 16 of the 21 tuned 3x3 configs of three machines chose it
@@ -414,52 +434,53 @@ def _schedule_pad(s: te.Schedule, xp: te.Tensor, work: float) -> None:
 
 
 @anchor("conv2d_nchw")
-def schedule_conv2d_nchw(s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
+def schedule_conv2d_nchw(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """The untuned schedule of a direct conv2d_nchw output."""
-    schedule_conv2d_nchw_cfg(default_config(), s, out, final)
+    schedule_conv2d_nchw_cfg(default_config(), s, out, final, target)
 
 
 @register_template("conv2d_nchw")
 def conv2d_nchw_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1),
-                         groups: int = 1, dtype: str = "float32"):
+                         groups: int = 1, dtype: str = "float32", *, target: Target | None = None):
     """Tunable direct conv2d in NCHW with x (N, C, H, W), w (K, C/groups, R, S), no bias.
 
     Under `prepacked_weights()` (the tuner's builders) a direct conv takes w packed by the
     config's channel block, [K/ocb, C/groups, R, S, ocb], as a model build passes it."""
+    target = parse(target)
     g = geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups)
     x = te.placeholder(tuple(x_shape), dtype, name="x")
     w = te.placeholder(tuple(w_shape), dtype, name="w")
     if as_matmul(g):              # the knobs of te.ops.matmul's packed strategy
-        from .matmul import BN_CHOICES, define_knobs, pick_lanes, schedule_matmul_cfg
+        from .matmul import define_bn, define_knobs, schedule_matmul_cfg
         P = g.OH * g.OW
-        cfg.define_knob("bn", list(BN_CHOICES), default=pick_lanes(P))
-        define_knobs(cfg, g.K, P, g.C, "packed")
-        y = conv1x1_matmul(x, w, g, bn=cfg["bn"].val, bm=cfg["tile_y"].size[-1])
+        define_bn(cfg, P, target)
+        define_knobs(cfg, g.K, P, g.C, "packed", target)
+        y = conv1x1_matmul(x, w, g, bn=cfg["bn"].val, bm=cfg["tile_y"].size[-1], target=target)
         s = te.create_schedule(y.op)
-        schedule_matmul_cfg(cfg, s, y)
+        schedule_matmul_cfg(cfg, s, y, None, target)
         return s, [x, w, y]
     Kg = g.K // g.groups
-    ocbs = [b for b in (8, 16, 32) if g.groups == 1 or Kg % b == 0] or [default_ocb(g)]
-    d_ocb = default_ocb(g)
+    d_ocb = default_ocb(g, target)
+    ocbs = [b for b in (8, 16, 32) if g.groups == 1 or Kg % b == 0] or [d_ocb]
     cfg.define_knob("tile_oc", sorted(set(ocbs + [d_ocb])), default=d_ocb)
     ocb = cfg["tile_oc"].val
-    dbh, dbw = default_tiles(g, ocb)
-    cfg.define_split("tile_ow", g.OW, num_outputs=2, candidates=_tile_candidates(g.OW, MAX_ACC_VECTORS, dbw),
+    dbh, dbw = default_tiles(g, ocb, target)
+    cfg.define_split("tile_ow", g.OW, num_outputs=2, candidates=_tile_candidates(g.OW, acc_vectors(target), dbw),
                      default=[-1, dbw])
     cfg.define_split("tile_oh", g.OH, num_outputs=2, candidates=_tile_candidates(g.OH, 4, dbh),
                      default=[-1, dbh])
     # the accumulators must fit the vector registers (default_tiles' budget): a larger register
     # tile spills on every FMA, and its fully unrolled body takes seconds to compile
     cfg.define_constraint("register tile", lambda c: c["tile_oh"].size[-1] * c["tile_ow"].size[-1]
-                          <= tile_budget(c["tile_oc"].val))
+                          <= tile_budget(c["tile_oc"].val, target))
     wt: te.Tensor | PackedWeight = w
     if weights_prepacked():       # as a model passes its constant weights: packed at build time
         w = te.placeholder((round_up(g.K, ocb) // ocb, g.C // g.groups, g.R, g.S, ocb), dtype, name="w.packed")
         w.op.packed_from = {"pack": "conv2d_oc_block", "shape": list(w_shape), "block": ocb}
         wt = PackedWeight(w, tuple(w_shape))
-    y = conv2d_nchw(x, wt, g, ocb=ocb, bw=cfg["tile_ow"].size[-1], bh=cfg["tile_oh"].size[-1])
+    y = conv2d_nchw(x, wt, g, ocb=ocb, bw=cfg["tile_ow"].size[-1], bh=cfg["tile_oh"].size[-1], target=target)
     s = te.create_schedule(y.op)
-    schedule_conv2d_nchw_cfg(cfg, s, y)
+    schedule_conv2d_nchw_cfg(cfg, s, y, None, target)
     return s, [x, w, y]
 
 

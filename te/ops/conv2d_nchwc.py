@@ -16,11 +16,12 @@ import math
 import numpy as np
 
 import te
-from autotune.space import register_template
+from te.target import Target, parse
 
-from .common import Epilogue, apply_epilogue, default_config, largest_divisor, tagged
-from .conv2d import MAX_ACC_VECTORS, _tile_candidates, default_tiles
+from .common import Epilogue, acc_vectors, apply_epilogue, default_config, largest_divisor, tagged
+from .conv2d import _tile_candidates, default_tiles
 from .conv_geometry import geometry, round_up
+from .knobs import register_template
 from .schedule import anchor, parallel_if_worth
 
 LAYOUT_TAG = "layout_transform"
@@ -93,7 +94,7 @@ def unpack_nchwc_numpy(y: np.ndarray, channels: int | None = None) -> np.ndarray
 
 
 @tagged(LAYOUT_TAG)
-def schedule_layout_transform(s: te.Schedule, out: te.Tensor) -> None:
+def schedule_layout_transform(s: te.Schedule, out: te.Tensor, target: Target) -> None:
     """Parallel outer axes, the innermost axis as vector lanes (the channel block, or W when unpacking)."""
     st = s[out]
     axes = list(st.op.axis)
@@ -118,8 +119,10 @@ def schedule_layout_transform(s: te.Schedule, out: te.Tensor) -> None:
 
 def conv2d_NCHWc(x: te.Tensor, w: te.Tensor, strides=(1, 1), padding=0, dilation=(1, 1),
                  bias: te.Tensor | None = None, epilogue: Epilogue | None = None,
-                 bw: int | None = None, bh: int | None = None, name: str = "conv2d_NCHWc") -> te.Tensor:
-    """y[n, k/ob, oh, ow, ob] = epilogue(conv(x, w) + bias) with x NCHW[ib]c and w OIHW[ib]i[ob]o."""
+                 bw: int | None = None, bh: int | None = None, name: str = "conv2d_NCHWc",
+                 target: Target | str | None = None) -> te.Tensor:
+    """y[n, k/ob, oh, ow, ob] = epilogue(conv(x, w) + bias) with x NCHW[ib]c and w OIHW[ib]i[ob]o,
+    for target (None: this machine)."""
     if x.ndim != 5 or w.ndim != 6:
         raise ValueError(f"{name}: x must be NCHWc (5-D) and w OIHWio (6-D), got {x.shape} and {w.shape}")
     N, Co, H, W, ib = x.shape
@@ -132,7 +135,7 @@ def conv2d_NCHWc(x: te.Tensor, w: te.Tensor, strides=(1, 1), padding=0, dilation
     if bias is not None and not (bias.shape == (Ko, ob) or (bias.ndim == 1 and K - ob < bias.shape[0] <= K)):
         raise ValueError(f"{name}: bias must have shape ({K},) (or the unpadded channel count) or "
                          f"({Ko}, {ob}), got {bias.shape}")
-    dbh, dbw = default_tiles(g, ob)
+    dbh, dbw = default_tiles(g, ob, parse(target))
     bh, bw = bh or dbh, bw or dbw
     OHp, OWp = round_up(g.OH, bh), round_up(g.OW, bw)
     extra_b = max(0, (OHp - 1) * g.sh + (R - 1) * g.dh + 1 - (H + g.pt + g.pb))
@@ -225,37 +228,40 @@ def schedule_conv2d_NCHWc_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Ten
 
 
 @anchor("conv2d_NCHWc")
-def schedule_conv2d_NCHWc(s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
+def schedule_conv2d_NCHWc(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """The untuned schedule of a conv2d_NCHWc output."""
     schedule_conv2d_NCHWc_cfg(default_config(), s, out, final)
 
 
-def default_blocks(C: int, K: int) -> tuple[int, int]:
-    """(ic_block, oc_block): 16 where the channels allow it."""
-    ib = 16 if C % 16 == 0 else largest_divisor(C, 16) if C < 16 or largest_divisor(C, 16) >= 4 else 16
-    ob = 16 if K % 16 == 0 or K >= 12 else max(4, 1 << (K - 1).bit_length())
+def default_blocks(C: int, K: int, target: Target) -> tuple[int, int]:
+    """(ic_block, oc_block): one vector register of the target (16 with AVX-512) where the channels allow it."""
+    v = target.lanes()
+    ib = v if C % v == 0 else largest_divisor(C, v) if C < v or largest_divisor(C, v) >= 4 else v
+    ob = v if K % v == 0 or K >= v * 3 // 4 else max(4, 1 << (K - 1).bit_length())
     return ib, ob
 
 
 @register_template("conv2d_NCHWc")
 def conv2d_NCHWc_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1),
-                          dtype: str = "float32"):
+                          dtype: str = "float32", *, target: Target | None = None):
     """Tunable conv2d_NCHWc for logical shapes x (N, C, H, W), w (K, C, R, S): blocks are knobs."""
+    target = parse(target)
     N, C, H, W = x_shape
     K, _, R, S = w_shape
     g = geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, 1)
-    dib, dob = default_blocks(C, K)
+    dib, dob = default_blocks(C, K, target)
     cfg.define_knob("tile_ic", sorted({b for b in (4, 8, 16, 32) if C % b == 0} | {dib}), default=dib)
     cfg.define_knob("tile_oc", sorted({b for b in (8, 16, 32) if K % b == 0} | {dob}), default=dob)
     ib, ob = cfg["tile_ic"].val, cfg["tile_oc"].val
-    dbh, dbw = default_tiles(g, ob)
-    cfg.define_split("tile_ow", g.OW, num_outputs=2, candidates=_tile_candidates(g.OW, MAX_ACC_VECTORS, dbw),
+    dbh, dbw = default_tiles(g, ob, target)
+    cfg.define_split("tile_ow", g.OW, num_outputs=2, candidates=_tile_candidates(g.OW, acc_vectors(target), dbw),
                      default=[-1, dbw])
     cfg.define_split("tile_oh", g.OH, num_outputs=2, candidates=_tile_candidates(g.OH, 4, dbh),
                      default=[-1, dbh])
     x = te.placeholder((N, round_up(C, ib) // ib, H, W, ib), dtype, name="x")
     w = te.placeholder((round_up(K, ob) // ob, round_up(C, ib) // ib, R, S, ib, ob), dtype, name="w")
-    y = conv2d_NCHWc(x, w, strides, padding, dilation, bw=cfg["tile_ow"].size[-1], bh=cfg["tile_oh"].size[-1])
+    y = conv2d_NCHWc(x, w, strides, padding, dilation, bw=cfg["tile_ow"].size[-1], bh=cfg["tile_oh"].size[-1],
+                     target=target)
     s = te.create_schedule(y.op)
     schedule_conv2d_NCHWc_cfg(cfg, s, y)
     return s, [x, w, y]

@@ -9,12 +9,13 @@ the padded input by column phase, [N, C, Hp, sw, Wp/sw], so a strided read becom
 from __future__ import annotations
 
 import te
-from autotune.space import register_template
+from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, default_config, largest_divisor
 from .conv2d import _input_stage, _schedule_pad, _tile_candidates
 from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, geometry, pad_chunk, pad_nchw,
                             round_up)
+from .knobs import register_template
 from .schedule import anchor, parallel_if_worth
 
 
@@ -113,7 +114,7 @@ def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = N
                       attrs={"geometry": g, "subsample": sub})
 
 
-def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
+def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """Schedule a depthwise conv output (and the injective ops fused after it) with cfg's knobs."""
     final = out if final is None else final
     acc = _input_stage(out, "depthwise.acc")
@@ -124,9 +125,9 @@ def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor
     g: ConvGeometry = out.op.attrs["geometry"]
     sub = out.op.attrs.get("subsample", 1)
     lanes = row_lanes(g.OW, 64 // sub)
+    rows = largest_divisor(g.OH, 4 if lanes <= target.lanes() else 2)     # rows of one register, or of several
     cfg.define_split("tile_oh", g.OH, num_outputs=2, max_factor=8,
-                     candidates=_tile_candidates(g.OH, 8, largest_divisor(g.OH, 4 if lanes <= 16 else 2)),
-                     default=[-1, largest_divisor(g.OH, 4 if lanes <= 16 else 2)])
+                     candidates=_tile_candidates(g.OH, 8, rows), default=[-1, rows])
     cfg.define_knob("unroll_taps", [True, False], default=True)
     bh = cfg["tile_oh"].size[-1]
 
@@ -164,20 +165,21 @@ def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor
 
 
 @anchor("depthwise_conv2d_nchw")
-def schedule_depthwise_conv2d_nchw(s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
+def schedule_depthwise_conv2d_nchw(s: te.Schedule, out: te.Tensor, final: te.Tensor | None,
+                                   target: Target) -> None:
     """The untuned schedule of a depthwise conv2d output."""
-    schedule_depthwise_cfg(default_config(), s, out, final)
+    schedule_depthwise_cfg(default_config(), s, out, final, target)
 
 
 @register_template("depthwise_conv2d_nchw")
 def depthwise_conv2d_nchw_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1),
-                                   dtype: str = "float32"):
+                                   dtype: str = "float32", *, target: Target | None = None):
     """Tunable depthwise conv2d in NCHW with x (N, C, H, W), w (C * multiplier, 1, R, S), no bias."""
     x = te.placeholder(tuple(x_shape), dtype, name="x")
     w = te.placeholder(tuple(w_shape), dtype, name="w")
     y = depthwise_conv2d_nchw(x, w, strides=strides, padding=padding, dilation=dilation)
     s = te.create_schedule(y.op)
-    schedule_depthwise_cfg(cfg, s, y)
+    schedule_depthwise_cfg(cfg, s, y, None, parse(target))
     return s, [x, w, y]
 
 

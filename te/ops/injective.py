@@ -1,6 +1,6 @@
 """The default schedule of injective operators (elementwise, broadcast, data movement).
 
-`schedule_injective(s, out)` inlines the chain of injective producers into `out`, runs the
+`schedule_injective(s, out, target)` inlines the chain of injective producers into `out`, runs the
 outermost axes (fused, just enough of them to feed the threads) in parallel and vectorizes the
 innermost axis.  A vectorized loop becomes plain LLVM vector code when its extent divides
 evenly (a guard on the lane costs masked loads and stores and a test of the mask), so the innermost axis is
@@ -15,6 +15,7 @@ import math
 
 import te
 from te.schedule import AttachType
+from te.target import Target
 
 from .common import largest_divisor, tagged
 
@@ -52,14 +53,14 @@ def inline_injective(s: te.Schedule, t: te.Tensor, tags=INJECTIVE_TAGS) -> None:
             todo.extend(op.input_tensors)
 
 
-def vector_lanes(extent: int, dtype: str = "float32") -> int:
+def vector_lanes(extent: int, target: Target, dtype: str = "float32") -> int:
     """How many lanes to vectorize an axis of this extent by (1 = do not vectorize).
 
     The whole axis when it is short: LLVM splits a <56 x float> into registers itself, and a
     fully unrolled row lets it keep small buffers in registers.  Else a multiple of the
     register width, else the axis' largest divisor that fits.
     """
-    lanes = te.target.host().lanes(dtype)
+    lanes = target.lanes(dtype)
     if extent <= MAX_WHOLE_LANES:
         return extent
     if extent % lanes == 0:
@@ -68,9 +69,9 @@ def vector_lanes(extent: int, dtype: str = "float32") -> int:
     return d if d >= lanes // 2 else largest_divisor(extent, lanes)
 
 
-def vectorize_inner(stage: te.Stage, axis, extent: int, dtype: str = "float32"):
+def vectorize_inner(stage: te.Stage, axis, extent: int, target: Target, dtype: str = "float32"):
     """Vectorize `axis` (or its inner part); returns (outer axis or None, vectorized axis or None)."""
-    v = vector_lanes(extent, dtype)
+    v = vector_lanes(extent, target, dtype)
     if v <= 1:
         return axis, None
     if v == extent:
@@ -100,7 +101,7 @@ def parallel_outer(stage: te.Stage, axes: list, extents: list[int], total_elems:
 
 
 @tagged("injective")
-def schedule_injective(s: te.Schedule, out: te.Tensor) -> te.Schedule:
+def schedule_injective(s: te.Schedule, out: te.Tensor, target: Target) -> te.Schedule:
     """Inline injective producers, parallelize the outer axes, vectorize the innermost."""
     inline_injective(s, out)
     st = s[out]
@@ -108,8 +109,8 @@ def schedule_injective(s: te.Schedule, out: te.Tensor) -> te.Schedule:
     if not axes:
         return s
     n = out.shape[-1]
-    v = vector_lanes(n, out.dtype)
-    outer, _ = vectorize_inner(st, axes[-1], n, out.dtype)
+    v = vector_lanes(n, target, out.dtype)
+    outer, _ = vectorize_inner(st, axes[-1], n, target, out.dtype)
     parallel_outer(st, axes[:-1] + [outer], list(out.shape[:-1]) + [n // max(v, 1)],
                    math.prod(out.shape))
     return s

@@ -20,9 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 import te
-from autotune.space import register_template
+from te.target import Target, parse
 
-from .common import MAX_ACC_VECTORS, Epilogue, apply_epilogue, default_config, largest_divisor, pick_lanes
+from .common import (Epilogue, acc_vectors, apply_epilogue, default_config, largest_divisor,
+                     pick_lanes)
+from .knobs import register_template
 from .schedule import anchor, parallel_if_worth, register_block
 
 BN_CHOICES = (8, 16, 32, 48, 64)
@@ -52,8 +54,11 @@ def default_strategy(M: int, N: int, K: int, transpose_a: bool = False, transpos
 
 def matmul(A: te.Tensor, B: te.Tensor, bias: te.Tensor | None = None, transpose_a: bool = False,
            transpose_b: bool = False, epilogue: Epilogue | None = None, bn: int | None = None,
-           name: str = "matmul", strategy: str | None = None, bm: int | None = None) -> te.Tensor:
-    """C = epilogue(A @ B + bias); A (M, K) or (K, M) if transpose_a, B (K, N) or (N, K) if transpose_b."""
+           name: str = "matmul", strategy: str | None = None, bm: int | None = None,
+           target: Target | str | None = None) -> te.Tensor:
+    """C = epilogue(A @ B + bias); A (M, K) or (K, M) if transpose_a, B (K, N) or (N, K) if transpose_b,
+    for `target` (None: this machine)."""
+    target = parse(target)
     if A.ndim != 2 or B.ndim != 2:
         raise ValueError(f"{name}: matmul needs 2-D operands, got {A.shape} and {B.shape}")
     M, K = (A.shape[1], A.shape[0]) if transpose_a else A.shape
@@ -84,7 +89,7 @@ def matmul(A: te.Tensor, B: te.Tensor, bias: te.Tensor | None = None, transpose_
 
     attrs = {"M": M, "N": N, "K": K, "strategy": strategy, "transpose_b": transpose_b}
     if strategy == "dot":
-        acc = _dot_acc(A, B, M, N, K, name)
+        acc = _dot_acc(A, B, M, N, K, name, target)
     elif strategy == "rows":
         r = te.reduce_axis((0, K), name="k")
         acc = te.compute((M, N), lambda i, j: te.sum(a_at(i, r) * B[r, j], axis=r), name=f"{name}.acc",
@@ -93,7 +98,8 @@ def matmul(A: te.Tensor, B: te.Tensor, bias: te.Tensor | None = None, transpose_
         acc = _splitk_acc(a_at, B, M, N, K, name)
         attrs["parts"] = acc.op.input_tensors[0].shape[0]
     else:
-        bn, bm = bn or pick_lanes(N), bm or default_bm(M)
+        bn = bn or pick_lanes(N, target)
+        bm = bm or default_bm(M, tile_rows(bn, target))
         attrs.update(bn=bn, bm=bm)
         packed = _pack_b(b_at, K, N, bn, B.dtype, name)
         acc = _packed_acc(a_at, packed, M, K, bn, bm, name)
@@ -116,10 +122,16 @@ def _pack_b(b_at, K: int, N: int, bn: int, dtype: str, name: str) -> te.Tensor:
         name=f"{name}.packed", tag="pack")
 
 
-def default_bm(M: int) -> int:
-    """Rows of the packed strategy's register tile: a divisor of M up to 8, else 8 (M is padded)."""
-    d = largest_divisor(M, 8)
-    return d if d >= 4 or d == M else 8
+def tile_rows(bn: int, target: Target) -> int:
+    """The most rows (up to 8) of a packed register tile bn wide whose accumulators fit the target."""
+    return max(1, min(8, acc_vectors(target) // -(-bn // target.lanes())))
+
+
+def default_bm(M: int, max_rows: int) -> int:
+    """Rows of the packed strategy's register tile: a divisor of M up to max_rows, else max_rows
+    (M is padded)."""
+    d = largest_divisor(M, max_rows)
+    return d if d >= max_rows // 2 or d == M else max_rows
 
 
 def _packed_acc(a_at, packed: te.Tensor, M: int, K: int, bn: int, bm: int, name: str) -> te.Tensor:
@@ -134,14 +146,15 @@ def _packed_acc(a_at, packed: te.Tensor, M: int, K: int, bn: int, bm: int, name:
     return te.compute((Mp, Np), f, name=f"{name}.acc", tag="acc")
 
 
-def dot_lanes(K: int) -> int:
-    """Lanes of the split-K partial sums: one AVX-512 register when K allows."""
-    return 16 if K >= 16 else K
+def dot_lanes(K: int, target: Target) -> int:
+    """Lanes of the split-K partial sums: one vector register when K allows."""
+    lanes = target.lanes()
+    return lanes if K >= lanes else K
 
 
-def _dot_acc(x: te.Tensor, w: te.Tensor, M: int, N: int, K: int, name: str) -> te.Tensor:
+def _dot_acc(x: te.Tensor, w: te.Tensor, M: int, N: int, K: int, name: str, target: Target) -> te.Tensor:
     """sum_k x[i, k] w[j, k] as L-lane partial sums over the first K - K % L, then a scalar sum with the tail."""
-    L = dot_lanes(K)
+    L = dot_lanes(K, target)
     Km = K - K % L
     ko = te.reduce_axis((0, Km // L), name="ko")
     part = te.compute((M, N, L), lambda i, j, l: te.sum(x[i, ko * L + l] * w[j, ko * L + l], axis=ko),
@@ -174,9 +187,11 @@ def _splitk_acc(a_at, B: te.Tensor, M: int, N: int, K: int, name: str) -> te.Ten
 
 
 def dense(x: te.Tensor, weight: te.Tensor, bias: te.Tensor | None = None,
-          epilogue: Epilogue | None = None, name: str = "dense", strategy: str | None = None) -> te.Tensor:
+          epilogue: Epilogue | None = None, name: str = "dense", strategy: str | None = None,
+          target: Target | str | None = None) -> te.Tensor:
     """y = epilogue(x @ weight.T + bias), weight of shape (out_features, in_features) as in ONNX Gemm/TOPI."""
-    return matmul(x, weight, bias, transpose_b=True, epilogue=epilogue, name=name, strategy=strategy)
+    return matmul(x, weight, bias, transpose_b=True, epilogue=epilogue, name=name, strategy=strategy,
+                  target=target)
 
 
 def pack_dense_weight(weight: te.Tensor, bn: int = 16, name: str = "pack_dense_weight") -> te.Tensor:
@@ -196,7 +211,7 @@ def pack_dense_weight_numpy(weight: np.ndarray, bn: int = 16) -> np.ndarray:
 
 def dense_packed(x: te.Tensor, packed_weight: te.Tensor, out_features: int | None = None,
                  bias: te.Tensor | None = None, epilogue: Epilogue | None = None,
-                 name: str = "dense") -> te.Tensor:
+                 name: str = "dense", target: Target | str | None = None) -> te.Tensor:
     """dense with weights pre-packed by pack_dense_weight: packed_weight (N/bn, K, bn)."""
     M, K = x.shape
     No, K2, bn = packed_weight.shape
@@ -205,7 +220,7 @@ def dense_packed(x: te.Tensor, packed_weight: te.Tensor, out_features: int | Non
     N = out_features or No * bn
     if bias is not None and bias.shape not in ((N,), (1, N)):
         raise ValueError(f"{name}: bias must have shape ({N},), got {bias.shape}")
-    bm = default_bm(M)
+    bm = default_bm(M, tile_rows(bn, parse(target)))
     acc = _packed_acc(lambda i, k: x[i, k], packed_weight, M, K, bn, bm, name)
 
     def out(i, j):
@@ -219,7 +234,8 @@ def dense_packed(x: te.Tensor, packed_weight: te.Tensor, out_features: int | Non
 
 
 def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
-                 epilogue: Epilogue | None = None, name: str = "batch_matmul") -> te.Tensor:
+                 epilogue: Epilogue | None = None, name: str = "batch_matmul",
+                 target: Target | str | None = None) -> te.Tensor:
     """C[b] = epilogue(A[b] @ B[b]); A (batch, M, K), B (batch, K, N) or (batch, N, K); batch may broadcast."""
     if A.ndim != 3 or B.ndim != 3:
         raise ValueError(f"{name}: batch_matmul needs 3-D operands, got {A.shape} and {B.shape}")
@@ -229,7 +245,8 @@ def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
     if K != K2 or (ba != bb and 1 not in (ba, bb)):
         raise ValueError(f"{name}: shapes {A.shape} and {B.shape} do not multiply")
     batch = max(ba, bb)
-    bn = pick_lanes(N)
+    target = parse(target)
+    bn = pick_lanes(N, target)
     Np = _pad(N, bn)
 
     def b_at(b, k, j):
@@ -243,7 +260,7 @@ def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
                                               b_at(b, k, te.min_of(jo * bn + ji, N - 1)), 0.0)),
         name=f"{name}.packed", tag="pack")
     r = te.reduce_axis((0, K), name="k")
-    bm = default_bm(M)
+    bm = default_bm(M, tile_rows(bn, target))
     Mp = _pad(M, bm)
     acc = te.compute(
         (batch, Mp, Np),
@@ -261,31 +278,34 @@ def _input(t: te.Tensor, tag: str) -> te.Tensor | None:
     return next((x for x in t.op.input_tensors if getattr(x.op, "tag", None) == tag), None)
 
 
-def define_knobs(cfg, M: int, N: int, K: int, strategy: str) -> None:
-    """Declare the knobs of one strategy (a no-op for knobs already declared)."""
+def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target) -> None:
+    """Declare the knobs of one strategy for target (a no-op for knobs already declared)."""
+    acc, lanes = acc_vectors(target), target.lanes()
     if strategy == "packed":
         sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in (4, 8) if b < M}
-        cfg.define_split("tile_y", M, num_outputs=2, candidates=[[-1, b] for b in sorted(sizes | {default_bm(M)})],
-                         default=[-1, default_bm(M)])
+        bm = default_bm(M, tile_rows(pick_lanes(N, target), target))     # for the default bn
+        cfg.define_split("tile_y", M, num_outputs=2, candidates=[[-1, b] for b in sorted(sizes | {bm})],
+                         default=[-1, bm])
         cfg.define_split("tile_k", K, num_outputs=2, max_factor=16, default=[-1, largest_divisor(K, 4)])
         cfg.define_knob("order", ["k_outer", "rows_outer"], default="k_outer")
         cfg.define_knob("tile_order", ["cols_outer", "rows_outer"],
                         default="cols_outer" if N >= M else "rows_outer")
         # the bm x bn accumulator tile must fit the vector registers, as in the direct conv
-        cfg.define_constraint("register tile", _packed_tile_fits)
+        cfg.define_constraint("register tile", lambda c: _packed_tile_fits(c, acc, lanes))
     elif strategy == "dot":
         bm = largest_divisor(M, 4)
         cfg.define_split("dot_tile_y", M, num_outputs=2, max_factor=4, default=[-1, bm])
         cands = sorted({d for d in range(2, 9) if N % d == 0} | {8})
-        best = max(cands, key=lambda d: (N % d == 0 and bm * d <= 24, d if d <= 8 else 0))
+        # bm x d partial-sum vectors, and room for the operand vectors
+        best = max(cands, key=lambda d: (N % d == 0 and bm * d <= acc - 4, d if d <= 8 else 0))
         cfg.define_split("dot_tile_x", N, num_outputs=2, candidates=[[-1, d] for d in cands],
                          default=[-1, best])
     elif strategy == "rows":
-        lanes = _row_lanes(N)
-        regs = -(-lanes // 16)
+        row = _row_lanes(N)
+        regs = -(-row // lanes)
         cfg.define_split("rows_tile_y", M, num_outputs=2, max_factor=8,
-                         default=[-1, largest_divisor(M, max(1, min(8, 24 // regs)))])
-        cfg.define_knob("rows_lanes", sorted({lanes, *[d for d in range(8, 65, 8) if N % d == 0]}), default=lanes)
+                         default=[-1, largest_divisor(M, max(1, min(8, (acc - 4) // regs)))])
+        cfg.define_knob("rows_lanes", sorted({row, *[d for d in range(8, 65, 8) if N % d == 0]}), default=row)
         cfg.define_knob("rows_unroll_k", [1, 2, 4, 8], default=4)
     elif strategy == "splitk":
         cfg.define_knob("splitk_lanes", sorted({_row_lanes(N), *[d for d in range(8, 65, 8) if N % d == 0]}),
@@ -293,10 +313,17 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str) -> None:
         cfg.define_knob("splitk_unroll_k", [2, 4, 8, 16], default=8)
 
 
-def _packed_tile_fits(c) -> bool:
+def define_bn(cfg, N: int, target: Target) -> None:
+    """The packed strategy's column block: multiples of a vector, and the default for N (which is
+    narrower than a vector when N is: 1, 2 or 4 columns)."""
+    default = pick_lanes(N, target)
+    cfg.define_knob("bn", sorted({*BN_CHOICES, default}), default=default)
+
+
+def _packed_tile_fits(c, acc: int, lanes: int) -> bool:
     if "strategy" in c.values and c["strategy"].val != "packed":
         return True
-    return c["tile_y"].size[-1] * -(-c["bn"].val // 16) <= MAX_ACC_VECTORS
+    return c["tile_y"].size[-1] * -(-c["bn"].val // lanes) <= acc
 
 
 def _row_lanes(N: int) -> int:
@@ -307,7 +334,7 @@ def _row_lanes(N: int) -> int:
     return N if N <= 64 else largest_divisor(N, 64)
 
 
-def schedule_matmul_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
+def schedule_matmul_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """Schedule one matmul/dense/batch_matmul output (and the ops fused after it) with cfg's knobs."""
     attrs = out.op.attrs
     acc = _input(out, "acc")
@@ -317,7 +344,7 @@ def schedule_matmul_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | 
     if final is not out:
         s[out].compute_inline()
     strategy = attrs.get("strategy", "packed")
-    define_knobs(cfg, attrs["M"], attrs["N"], attrs["K"], strategy)
+    define_knobs(cfg, attrs["M"], attrs["N"], attrs["K"], strategy, target)
     schedules = {"packed": _schedule_packed, "dot": _schedule_dot, "rows": _schedule_rows,
                  "splitk": _schedule_splitk}
     schedules[strategy](cfg, s, acc, final, attrs)
@@ -459,14 +486,14 @@ def _schedule_splitk(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs:
 
 
 @anchor("matmul")
-def schedule_matmul(s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
+def schedule_matmul(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """The untuned schedule of a matmul/dense/batch_matmul output."""
-    schedule_matmul_cfg(default_config(), s, out, final)
+    schedule_matmul_cfg(default_config(), s, out, final, target)
 
 
 # ---------------------------------------------------------------- templates
 
-def _strategy_knob(cfg, M: int, N: int, K: int, transpose_b: bool) -> str:
+def _strategy_knob(cfg, M: int, N: int, K: int, transpose_b: bool, target: Target) -> str:
     # the small-M strategies only where M is small enough for them to be worth a trial: splitk
     # keeps every row's partial result in registers and would unroll into megabytes of IR for
     # M = 128 (an LLVM build of more than 30 s)
@@ -479,34 +506,36 @@ def _strategy_knob(cfg, M: int, N: int, K: int, transpose_b: bool) -> str:
     cfg.define_knob("strategy", options, default=default)
     for st in options:
         if st == "packed":
-            cfg.define_knob("bn", list(BN_CHOICES), default=pick_lanes(N))
-        define_knobs(cfg, M, N, K, st)
+            define_bn(cfg, N, target)
+        define_knobs(cfg, M, N, K, st, target)
     return cfg["strategy"].val
 
 
 @register_template("matmul")
-def matmul_template(cfg, M: int, N: int, K: int, dtype: str = "float32"):
+def matmul_template(cfg, M: int, N: int, K: int, dtype: str = "float32", *, target: Target | None = None):
     """Tunable C = A @ B with A (M, K), B (K, N)."""
+    target = parse(target)
     A = te.placeholder((M, K), dtype, name="A")
     B = te.placeholder((K, N), dtype, name="B")
-    strategy = _strategy_knob(cfg, M, N, K, transpose_b=False)
-    C = matmul(A, B, bn=cfg["bn"].val, strategy=strategy, bm=cfg["tile_y"].size[-1])
+    strategy = _strategy_knob(cfg, M, N, K, False, target)
+    C = matmul(A, B, bn=cfg["bn"].val, strategy=strategy, bm=cfg["tile_y"].size[-1], target=target)
     s = te.create_schedule(C.op)
-    schedule_matmul_cfg(cfg, s, C)
+    schedule_matmul_cfg(cfg, s, C, None, target)
     return s, [A, B, C]
 
 
 @register_template("dense")
-def dense_template(cfg, M: int, N: int, K: int, dtype: str = "float32"):
+def dense_template(cfg, M: int, N: int, K: int, dtype: str = "float32", *, target: Target | None = None):
     """Tunable y = x @ W.T + b with x (M, K), W (N, K), b (N,)."""
+    target = parse(target)
     x = te.placeholder((M, K), dtype, name="x")
     w = te.placeholder((N, K), dtype, name="w")
     b = te.placeholder((N,), dtype, name="b")
-    strategy = _strategy_knob(cfg, M, N, K, transpose_b=True)
+    strategy = _strategy_knob(cfg, M, N, K, True, target)
     y = matmul(x, w, b, transpose_b=True, bn=cfg["bn"].val, name="dense", strategy=strategy,
-               bm=cfg["tile_y"].size[-1])
+               bm=cfg["tile_y"].size[-1], target=target)
     s = te.create_schedule(y.op)
-    schedule_matmul_cfg(cfg, s, y)
+    schedule_matmul_cfg(cfg, s, y, None, target)
     return s, [x, w, b, y]
 
 

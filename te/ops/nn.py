@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 
 import te
-from autotune.space import register_template
+from te.target import Target, parse
 from te.tensor import IterKind
 
 from .common import tagged
 from .elementwise import broadcast_at
 from .fastmath import exp_poly
 from .injective import inline_injective, parallel_outer, schedule_injective, vectorize_inner
+from .knobs import register_template
 from .reduction import (normalize_axes, partial_of, reduce_over, rfactor_lanes,
                         schedule_reduce_stage)
 
@@ -228,7 +229,7 @@ def _data_leaves(st: te.Stage) -> list:
     return [iv for iv in st.leaf_iter_vars if iv.kind is IterKind.DATA_PAR]
 
 
-def _row_schedule(s: te.Schedule, out: te.Tensor, axes: tuple) -> None:
+def _row_schedule(s: te.Schedule, out: te.Tensor, axes: tuple, target: Target) -> None:
     """Rows in parallel; each row's statistics computed inside the row loop (trailing axes)."""
     st = s[out]
     inline_injective(s, out)
@@ -239,25 +240,25 @@ def _row_schedule(s: te.Schedule, out: te.Tensor, axes: tuple) -> None:
     if not _trailing(axes, ndim) or len(axes) == ndim:
         # statistics over other axes (or the whole tensor): each one at the root
         for t in (first, second, own):
-            schedule_reduce_stage(s, t)
+            schedule_reduce_stage(s, t, target)
         n = out.shape[-1]
-        outer, _ = vectorize_inner(st, data[-1], n, out.dtype)
+        outer, _ = vectorize_inner(st, data[-1], n, target, out.dtype)
         parallel_outer(st, data[:-1] + [outer], list(out.shape[:-1]) + [n], total)
         return
     k = ndim - len(axes)
     parallel_outer(st, data[:k], list(out.shape[:k]), total)
     row = _data_leaves(st)[-len(axes) - 1]
-    vectorize_inner(st, data[-1], out.shape[-1], out.dtype)
-    schedule_reduce_stage(s, own, parent=st, axis=row, rows_only=True)
-    schedule_reduce_stage(s, second, parent=st, axis=row, rows_only=True)
+    vectorize_inner(st, data[-1], out.shape[-1], target, out.dtype)
+    schedule_reduce_stage(s, own, target, parent=st, axis=row, rows_only=True)
+    schedule_reduce_stage(s, second, target, parent=st, axis=row, rows_only=True)
     reader = partial_of(second) or second
-    schedule_reduce_stage(s, first, parent=s[reader], axis=reader.op.axis[k - 1], rows_only=True)
+    schedule_reduce_stage(s, first, target, parent=s[reader], axis=reader.op.axis[k - 1], rows_only=True)
 
 
 @tagged("softmax")
-def schedule_softmax(s: te.Schedule, out: te.Tensor) -> te.Schedule:
+def schedule_softmax(s: te.Schedule, out: te.Tensor, target: Target) -> te.Schedule:
     """Softmax/log_softmax: rows in parallel, each row's max and sum computed in its loop."""
-    _row_schedule(s, out, (out.op.attrs["axis"],))
+    _row_schedule(s, out, (out.op.attrs["axis"],), target)
     return s
 
 
@@ -265,22 +266,23 @@ tagged("log_softmax")(schedule_softmax)
 
 
 @register_template("softmax")
-def softmax_template(cfg, rows: int, cols: int, dtype: str = "float32"):
+def softmax_template(cfg, rows: int, cols: int, dtype: str = "float32", *, target: Target | None = None):
     """Tunable softmax over the last axis of a (rows, cols) tensor; the knob is the rows' vector width."""
     choices = [v for v in (8, 16, 32, 64) if cols % v == 0 and v < cols] or [None]
-    default = rfactor_lanes(cols, dtype)
+    target = parse(target)
+    default = rfactor_lanes(cols, target, dtype)
     cfg.define_knob("lanes", choices, default=default if default in choices else choices[0])
     x = te.placeholder((rows, cols), dtype, name="x")
     y = softmax(x, lanes=cfg["lanes"].val)
     s = te.create_schedule(y.op)
-    schedule_softmax(s, y)
+    schedule_softmax(s, y, target)
     return s, [x, y]
 
 
 @tagged("layer_norm")
-def schedule_layer_norm(s: te.Schedule, out: te.Tensor) -> te.Schedule:
+def schedule_layer_norm(s: te.Schedule, out: te.Tensor, target: Target) -> te.Schedule:
     """Layer norm: rows in parallel, each row's mean and variance computed in its loop."""
-    _row_schedule(s, out, out.op.attrs["axes"])
+    _row_schedule(s, out, out.op.attrs["axes"], target)
     return s
 
 

@@ -17,10 +17,11 @@ the reduction's identity (max) or left out of the sum and the divisor (avg).
 from __future__ import annotations
 
 import te
-from autotune.space import register_template
+from te.target import Target, parse
 
 from .common import default_config, tagged
 from .injective import inline_injective, parallel_outer, vectorize_inner
+from .knobs import register_template
 from .reduction import reduce_over
 
 MAX_UNROLLED_TAPS = 8
@@ -148,21 +149,24 @@ def avg_pool2d(x: te.Tensor, kernel, stride=1, padding=0, dilation=1, ceil_mode:
     return pool2d(x, kernel, stride, padding, dilation, "avg", ceil_mode, count_include_pad, name)
 
 
-def global_avg_pool2d(x: te.Tensor, name: str = "global_avg_pool2d") -> te.Tensor:
+def global_avg_pool2d(x: te.Tensor, name: str = "global_avg_pool2d",
+                      target: Target | str | None = None) -> te.Tensor:
     """Mean over H and W of NCHW data, keeping them as 1 (ONNX GlobalAveragePool)."""
     n = x.shape[2] * x.shape[3]
-    return reduce_over(x.shape, (2, 3), lambda i: x[i], "sum", name, keepdims=True, scale=1.0 / n)
+    return reduce_over(x.shape, (2, 3), lambda i: x[i], "sum", name, keepdims=True, scale=1.0 / n,
+                       target=target)
 
 
-def global_max_pool2d(x: te.Tensor, name: str = "global_max_pool2d") -> te.Tensor:
+def global_max_pool2d(x: te.Tensor, name: str = "global_max_pool2d",
+                      target: Target | str | None = None) -> te.Tensor:
     """Maximum over H and W of NCHW data, keeping them as 1 (ONNX GlobalMaxPool)."""
-    return reduce_over(x.shape, (2, 3), lambda i: x[i], "max", name, keepdims=True)
+    return reduce_over(x.shape, (2, 3), lambda i: x[i], "max", name, keepdims=True, target=target)
 
 
 # ---------------------------------------------------------------- schedules
 
-def schedule_pool_cfg(cfg, s: te.Schedule, out: te.Tensor) -> te.Schedule:
-    """Schedule a pool2d output with the knobs of cfg."""
+def schedule_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, target: Target) -> te.Schedule:
+    """Schedule a pool2d output with the knobs of cfg, for target."""
     st = s[out]
     rows = next(t for t in out.op.input_tensors if getattr(t.op, "tag", "") == "pool_rows")
     inline_injective(s, rows)
@@ -180,9 +184,9 @@ def schedule_pool_cfg(cfg, s: te.Schedule, out: te.Tensor) -> te.Schedule:
     attach = oho if oho in st.leaf_iter_vars else fused
     if cfg["vectorize_out"].val:
         # reads of `rows` at stride s_w are per-lane loads from L1: still cheaper than scalar code
-        vectorize_inner(st, ow, OW, out.dtype)
+        vectorize_inner(st, ow, OW, target, out.dtype)
     rst = s[rows]
-    wo, wi = vectorize_inner(rst, rows.op.axis[-1], W, rows.dtype)
+    wo, wi = vectorize_inner(rst, rows.op.axis[-1], W, target, rows.dtype)
     (r_h,) = rows.op.reduce_axis
     inner = [a for a in (wo, wi) if a is not None]
     rst.reorder(*rows.op.axis[:-1], r_h, *inner)
@@ -194,19 +198,19 @@ def schedule_pool_cfg(cfg, s: te.Schedule, out: te.Tensor) -> te.Schedule:
 
 
 @tagged("pool")
-def schedule_pool(s: te.Schedule, out: te.Tensor) -> te.Schedule:
+def schedule_pool(s: te.Schedule, out: te.Tensor, target: Target) -> te.Schedule:
     """The untuned schedule of a pool2d output."""
-    return schedule_pool_cfg(default_config(), s, out)
+    return schedule_pool_cfg(default_config(), s, out, target)
 
 
 @register_template("pool2d")
 def pool2d_template(cfg, N: int, C: int, H: int, W: int, kernel=3, stride=2, padding=1,
-                    pool_type: str = "max", dtype: str = "float32"):
+                    pool_type: str = "max", dtype: str = "float32", *, target: Target | None = None):
     """Tunable pool2d on an (N, C, H, W) input."""
     x = te.placeholder((N, C, H, W), dtype, name="x")
     y = pool2d(x, kernel, stride, padding, pool_type=pool_type)
     s = te.create_schedule(y.op)
-    schedule_pool_cfg(cfg, s, y)
+    schedule_pool_cfg(cfg, s, y, parse(target))
     return s, [x, y]
 
 

@@ -18,6 +18,7 @@ import math
 from typing import Callable
 
 import te
+from te.target import Target, parse
 from te.tensor import IterKind
 
 from .common import largest_divisor, tagged
@@ -45,9 +46,9 @@ def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
-def rfactor_lanes(extent: int, dtype: str = "float32") -> int:
+def rfactor_lanes(extent: int, target: Target, dtype: str = "float32") -> int:
     """Lanes of the partial stage for a reduced innermost axis of this extent (1: no rfactor)."""
-    lanes = te.target.host().lanes(dtype)
+    lanes = target.lanes(dtype)
     if extent % (2 * lanes) == 0 and extent >= 16 * lanes:
         return 2 * lanes
     if extent % lanes == 0:
@@ -60,12 +61,14 @@ def rfactor_lanes(extent: int, dtype: str = "float32") -> int:
 
 def reduce_over(shape: tuple, axes: tuple, source: Callable, kind: str, name: str,
                 keepdims: bool = False, scale: float | None = None, tag: str = "reduce",
-                attrs: dict | None = None, lanes: int | None = None) -> te.Tensor:
+                attrs: dict | None = None, lanes: int | None = None,
+                target: Target | str | None = None) -> te.Tensor:
     """out = reduce(kind) over `axes` of source(index of a tensor of `shape`), times scale.
 
     `source` maps a full index tuple to the value; the result drops (or, with keepdims,
     keeps as 1) the reduced axes.  Uses the two-stage form when the innermost axis is reduced,
-    with `lanes` partial lanes (by default rfactor_lanes of the innermost extent).
+    with `lanes` partial lanes (by default rfactor_lanes of the innermost extent on `target`,
+    this machine when None).
     """
     ndim = len(shape)
     red = REDUCERS[kind]
@@ -84,7 +87,7 @@ def reduce_over(shape: tuple, axes: tuple, source: Callable, kind: str, name: st
         return v if scale is None else v * scale
 
     W = shape[-1] if ndim else 1
-    L = rfactor_lanes(W, "float32") if ndim and ndim - 1 in axes else 1
+    L = rfactor_lanes(W, parse(target), "float32") if ndim and ndim - 1 in axes else 1
     if lanes is not None and L > 1:
         if W % lanes:
             raise ValueError(f"{name}: {lanes} lanes do not divide the innermost extent {W}")
@@ -124,7 +127,7 @@ def _halve(t: te.Tensor, h: int, red, name: str) -> te.Tensor:
                       name=f"{name}.fold{h}", tag=FOLD_TAG)
 
 
-def _reduce(kind: str, x: te.Tensor, axis, keepdims: bool, name: str,
+def _reduce(kind: str, x: te.Tensor, axis, keepdims: bool, name: str, target: Target,
             scale: float | None = None) -> te.Tensor:
     axes = normalize_axes(axis, x.ndim)
     if not axes:
@@ -136,46 +139,51 @@ def _reduce(kind: str, x: te.Tensor, axis, keepdims: bool, name: str,
         if lead:        # blocks along the first axis longer than 1
             d = lead[0]
             blocks = reduce_over(x.shape, tuple(a for a in axes if a != d), lambda idx: x[idx], kind,
-                                 f"{name}.blocks")
+                                 f"{name}.blocks", target=target)
         else:           # only the last axis is longer than 1: cut it into p blocks of m
             p = largest_divisor(x.shape[-1], SPLIT_ALL_BLOCKS)
             m = x.shape[-1] // p
             blocks = reduce_over((p, m), (1,), lambda idx: x[(0,) * (x.ndim - 1) + (idx[0] * m + idx[1],)],
-                                 kind, f"{name}.blocks")
+                                 kind, f"{name}.blocks", target=target)
         r = te.reduce_axis(blocks.shape[0], "b")
         red = REDUCERS[kind]
         return te.compute((1,) * x.ndim if keepdims else (),
                           lambda *o: red(blocks[r] if scale is None else blocks[r] * scale, axis=r),
                           name=name, tag="reduce", attrs={"kind": kind, "axes": axes, "rfactor": 0})
-    return reduce_over(x.shape, axes, lambda idx: x[idx], kind, name, keepdims, scale)
+    return reduce_over(x.shape, axes, lambda idx: x[idx], kind, name, keepdims, scale, target=target)
 
 
-def sum(x: te.Tensor, axis=None, keepdims: bool = False, name: str = "sum") -> te.Tensor:  # noqa: A001
+def sum(x: te.Tensor, axis=None, keepdims: bool = False, name: str = "sum",
+        target: Target | str | None = None) -> te.Tensor:  # noqa: A001
     """Sum over the given axes (all by default)."""
-    return _reduce("sum", x, axis, keepdims, name)
+    return _reduce("sum", x, axis, keepdims, name, parse(target))
 
 
-def mean(x: te.Tensor, axis=None, keepdims: bool = False, name: str = "mean") -> te.Tensor:
+def mean(x: te.Tensor, axis=None, keepdims: bool = False, name: str = "mean",
+         target: Target | str | None = None) -> te.Tensor:
     """Arithmetic mean over the given axes (all by default); integers give float32."""
     axes = normalize_axes(axis, x.ndim)
     n = math.prod(x.shape[d] for d in axes)
     src = x if te.expr.is_float(x.dtype) else _as_float32(x)
-    return _reduce("sum", src, axes, keepdims, name, scale=1.0 / n)
+    return _reduce("sum", src, axes, keepdims, name, parse(target), scale=1.0 / n)
 
 
-def max(x: te.Tensor, axis=None, keepdims: bool = False, name: str = "max") -> te.Tensor:  # noqa: A001
+def max(x: te.Tensor, axis=None, keepdims: bool = False, name: str = "max",
+        target: Target | str | None = None) -> te.Tensor:  # noqa: A001
     """Maximum over the given axes (all by default)."""
-    return _reduce("max", x, axis, keepdims, name)
+    return _reduce("max", x, axis, keepdims, name, parse(target))
 
 
-def min(x: te.Tensor, axis=None, keepdims: bool = False, name: str = "min") -> te.Tensor:  # noqa: A001
+def min(x: te.Tensor, axis=None, keepdims: bool = False, name: str = "min",
+        target: Target | str | None = None) -> te.Tensor:  # noqa: A001
     """Minimum over the given axes (all by default)."""
-    return _reduce("min", x, axis, keepdims, name)
+    return _reduce("min", x, axis, keepdims, name, parse(target))
 
 
-def prod(x: te.Tensor, axis=None, keepdims: bool = False, name: str = "prod") -> te.Tensor:
+def prod(x: te.Tensor, axis=None, keepdims: bool = False, name: str = "prod",
+        target: Target | str | None = None) -> te.Tensor:
     """Product over the given axes (all by default)."""
-    return _reduce("prod", x, axis, keepdims, name)
+    return _reduce("prod", x, axis, keepdims, name, parse(target))
 
 
 # the ONNX/Relay names
@@ -183,30 +191,31 @@ reduce_sum, reduce_mean, reduce_max, reduce_min, reduce_prod = sum, mean, max, m
 
 
 def _arg(kind: str, x: te.Tensor, axis: int, keepdims: bool, select_last_index: bool,
-         name: str) -> te.Tensor:
+         name: str, target: Target) -> te.Tensor:
     ax = normalize_axes(axis, x.ndim)
     n = x.shape[ax[0]]
-    best = reduce_over(x.shape, ax, lambda i: x[i], kind, f"{name}.{kind}", keepdims=True)
+    best = reduce_over(x.shape, ax, lambda i: x[i], kind, f"{name}.{kind}", keepdims=True, target=target)
 
     def hit(i):
         # the index where x reaches the extreme value, else a value the reduction ignores
         at = te.expr.convert(i[ax[0]]).astype("int64")
         miss = te.const(-1 if select_last_index else n, "int64")
         return te.if_then_else(x[i] == best[tuple(0 if d in ax else v for d, v in enumerate(i))], at, miss)
-    return reduce_over(x.shape, ax, hit, "max" if select_last_index else "min", name, keepdims)
+    return reduce_over(x.shape, ax, hit, "max" if select_last_index else "min", name, keepdims,
+                       target=target)
 
 
 def argmax(x: te.Tensor, axis: int = 0, keepdims: bool = True, select_last_index: bool = False,
-           name: str = "argmax") -> te.Tensor:
+           name: str = "argmax", target: Target | str | None = None) -> te.Tensor:
     """The index (int64) of the maximum along axis: the first one, or the last with
     select_last_index (ONNX ArgMax; a row with a NaN has no defined answer)."""
-    return _arg("max", x, axis, keepdims, select_last_index, name)
+    return _arg("max", x, axis, keepdims, select_last_index, name, parse(target))
 
 
 def argmin(x: te.Tensor, axis: int = 0, keepdims: bool = True, select_last_index: bool = False,
-           name: str = "argmin") -> te.Tensor:
+           name: str = "argmin", target: Target | str | None = None) -> te.Tensor:
     """The index (int64) of the minimum along axis (ONNX ArgMin), as argmax."""
-    return _arg("min", x, axis, keepdims, select_last_index, name)
+    return _arg("min", x, axis, keepdims, select_last_index, name, parse(target))
 
 
 def _as_float32(x: te.Tensor) -> te.Tensor:
@@ -265,7 +274,7 @@ def schedule_lanes(s: te.Schedule, out: te.Tensor, parent: te.Stage | None, axis
             parent = None
 
 
-def schedule_reduce_stage(s: te.Schedule, out: te.Tensor, parent: te.Stage | None = None,
+def schedule_reduce_stage(s: te.Schedule, out: te.Tensor, target: Target, parent: te.Stage | None = None,
                           axis=None, parallel: bool = True, rows_only: bool = False) -> None:
     """Schedule one reduction stage (and its partial): vectorized, parallel over output rows.
 
@@ -292,7 +301,7 @@ def schedule_reduce_stage(s: te.Schedule, out: te.Tensor, parent: te.Stage | Non
         red = list(out.op.reduce_axis)
         if data and not rows_only:
             n = out.shape[-1]
-            outer, inner = vectorize_inner(st, data[-1], n, out.dtype)
+            outer, inner = vectorize_inner(st, data[-1], n, target, out.dtype)
             rows = data[:-1]
             row_iters = math.prod(out.shape[:-1])
             if row_iters >= te.target.num_threads() or outer is None:
@@ -305,19 +314,19 @@ def schedule_reduce_stage(s: te.Schedule, out: te.Tensor, parent: te.Stage | Non
                 st.reorder(*rows, outer, *red, *[a for a in (inner,) if a is not None])
                 if parent is None and parallel:
                     parallel_outer(st, rows + [outer], list(out.shape[:-1]) +
-                                   [n // vector_lanes(n, out.dtype)], total)
+                                   [n // vector_lanes(n, target, out.dtype)], total)
     if parent is not None:
         st.compute_at(parent, axis)
 
 
 @tagged("reduce")
-def schedule_reduce(s: te.Schedule, out: te.Tensor) -> te.Schedule:
+def schedule_reduce(s: te.Schedule, out: te.Tensor, target: Target) -> te.Schedule:
     """The default schedule of a reduction output (sum/mean/max/min/prod, global pooling)."""
-    schedule_reduce_stage(s, out)
+    schedule_reduce_stage(s, out, target)
     for t in out.op.input_tensors:     # the blocks of a reduction of everything
         st = s[t]
         if getattr(t.op, "tag", "") == "reduce" and st.attach_type.value == "root" and not st.relations:
-            schedule_reduce(s, t)
+            schedule_reduce(s, t, target)
     return s
 
 

@@ -3,26 +3,26 @@
 Operators are found by their output op's tag in the SCHEDULES registry (te/ops/common.py).
 Two kinds of schedules live there:
 
-* anchor schedules (`@anchor(tag)`: conv2d, matmul/dense, ...): fn(s, out, final).  The chain of
+* anchor schedules (`@anchor(tag)`: conv2d, matmul/dense, ...): fn(s, out, final, target).  The chain of
   elementwise/broadcast ops that follows an anchor (bias, activation, residual add) is fused
   into it: the anchor's output stage and the chain are inlined into the last op of the chain,
   `final`, which the anchor tiles, so the epilogue runs on the registers before the one store;
-* stage schedules (@tagged(tag)): fn(s, out) for one root stage (injective, pool, softmax...).
+* stage schedules (@tagged(tag)): fn(s, out, target) for one root stage (injective, pool, softmax...).
 
 Anchors are scheduled first (they claim their chains), then every other tagged root stage,
-consumers before producers; an injective stage with no registered schedule gets a fallback
-(fuse the outer axes and run them in parallel, vectorize the innermost axis).
+consumers before producers.  Every schedule gets the target it schedules for (vector lanes,
+registers); `schedule` resolves None to this machine's CPU.
 """
 from __future__ import annotations
 
 import logging
-import math
 
 import te
 from te.expr import TensorLoad, walk
 from te.schedule import AttachType
+from te.target import Target, parse
 
-from .common import SCHEDULES, largest_divisor
+from .common import SCHEDULES
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def register_block(s: te.Schedule, acc: te.Tensor, k_factor: int) -> None:
 
 
 def anchor(tag: str):
-    """Decorator: register fn(s, out, final=None) as the schedule of an anchor op with this tag."""
+    """Decorator: register fn(s, out, final, target) as the schedule of an anchor op with this tag."""
     def deco(fn):
         fn.anchor = True
         SCHEDULES[tag] = fn
@@ -106,8 +106,10 @@ def fusion_chain(s: te.Schedule, op, consumers: dict, claimed: set) -> list:
     return chain
 
 
-def schedule(outs) -> te.Schedule:
-    """A schedule for the given output tensors where every operator uses its default schedule."""
+def schedule(outs, target: Target | str | None = None) -> te.Schedule:
+    """A schedule for the given output tensors where every operator uses its default schedule,
+    for `target` (a Target, a target string, or None for this machine)."""
+    target = parse(target)
     outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
     s = te.create_schedule([t.op for t in outs])
     consumers = _consumers(s)
@@ -124,7 +126,7 @@ def schedule(outs) -> te.Schedule:
         claimed.update(id(c) for c in chain)
         claimed.add(id(op))
         log.debug("anchor %s fused with %s", op.name, [c.name for c in chain])
-        SCHEDULES[op.tag](s, op.output(0), final.output(0))
+        SCHEDULES[op.tag](s, op.output(0), final.output(0), target)
     # 2. every other tagged root stage, consumers first (their schedules may inline producers)
     for st in reversed(list(s.stages)):
         op = st.op
@@ -133,36 +135,5 @@ def schedule(outs) -> te.Schedule:
             continue
         fn = SCHEDULES.get(op.tag)
         if fn is not None and not getattr(fn, "anchor", False):
-            fn(s, op.output(0))
-        elif fn is None and op.tag in FUSABLE_TAGS and not op.reduce_axis:
-            schedule_injective_fallback(s, op.output(0))
+            fn(s, op.output(0), target)
     return s
-
-
-def schedule_injective_fallback(s: te.Schedule, out: te.Tensor) -> None:
-    """Fuse the outer axes into one parallel loop and vectorize the innermost by a divisor of 16."""
-    st = s[out]
-    axes = list(st.op.axis)
-    if not axes:
-        return
-    n = out.shape[-1]
-    lanes = te.target.host().lanes(out.dtype)
-    v = n if n <= 64 else largest_divisor(n, lanes) if n % lanes else lanes
-    outer = axes[:-1]
-    if v > 1:
-        if v == n:
-            st.vectorize(axes[-1])
-        else:
-            o, i = st.split(axes[-1], factor=v)
-            st.vectorize(i)
-            outer.append(o)
-    else:
-        outer.append(axes[-1])
-    if len(outer) > 1:
-        fused = st.fuse(*outer)
-    elif outer:
-        fused = outer[0]
-    else:
-        return
-    if math.prod(out.shape) >= 1 << 14:
-        st.parallel(fused)

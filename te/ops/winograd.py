@@ -32,11 +32,12 @@ from fractions import Fraction as F
 import numpy as np
 
 import te
+from te.target import Target, parse
 from te.tensor import IterVar
 
-from autotune.space import register_template
-
-from .common import MAX_ACC_VECTORS, Epilogue, apply_epilogue, default_config, largest_divisor, weights_prepacked
+from .common import (Epilogue, acc_vectors, apply_epilogue, default_config, largest_divisor,
+                     weights_prepacked)
+from .knobs import register_template
 from .schedule import anchor
 
 # Lavin & Gray's matrices for the interpolation points 0, +-1, +-2 (F(4,3)) and 0, +-1 (F(2,3)),
@@ -122,31 +123,34 @@ def in_kernel(func) -> bool:
     return any(n.endswith(".wpad") for n in names)
 
 
-def default_bn(g) -> int:
-    """Output channels per GEMM register tile: two vectors where the channels come in 32s."""
-    return 32 if g.K % 32 == 0 else 16
+def default_bn(g, target: Target) -> int:
+    """Output channels per GEMM register tile: two vectors where the channels come in pairs of them."""
+    lanes = target.lanes()
+    return 2 * lanes if g.K % (2 * lanes) == 0 else lanes
 
 
-def default_bm(bn: int) -> int:
-    """Tiles (GEMM rows) per register tile: 6 x 2 vectors or 8 x 1 accumulators."""
-    return 6 if bn == 32 else 8
+def default_bm(bn: int, target: Target) -> int:
+    """Tiles (GEMM rows) per register tile: 6 x 2 vectors or 8 x 1, fewer where the accumulators
+    would not fit the target's registers."""
+    vectors = -(-bn // target.lanes())
+    return max(1, min(6 if vectors >= 2 else 8, acc_vectors(target) // vectors))
 
 
-def layout(g) -> tuple[int, int]:
+def layout(g, target: Target) -> tuple[int, int]:
     """(m, bn) of this conv's Winograd kernel under the current config: how its weight is transformed."""
     cfg = _config()
-    return 4, int(cfg["tile_bn"].val) if cfg is not None else default_bn(g)
+    return 4, int(cfg["tile_bn"].val) if cfg is not None else default_bn(g, target)
 
 
-def params(g, w=None) -> dict:
+def params(g, w, target: Target) -> dict:
     """conv2d_winograd's keyword arguments (m, bn, bm) under the current config; without one, a
     WinogradWeight `w` keeps the tile and block it was transformed with."""
     cfg = _config()
     if cfg is not None:
-        m, bn = layout(g)
+        m, bn = layout(g, target)
         return {"m": m, "bn": bn, "bm": int(cfg["tile_bm"].val)}
-    m, bn = (w.m, w.bn) if isinstance(w, WinogradWeight) else layout(g)
-    return {"m": m, "bn": bn, "bm": default_bm(bn)}
+    m, bn = (w.m, w.bn) if isinstance(w, WinogradWeight) else layout(g, target)
+    return {"m": m, "bn": bn, "bm": default_bm(bn, target)}
 
 
 @dataclass(frozen=True)
@@ -283,10 +287,10 @@ def _transform_weight(w: te.Tensor, m: int, bn: int, Kp: int, name: str) -> te.T
 
 
 @anchor("conv2d_winograd")
-def schedule_winograd_default(s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
+def schedule_winograd_default(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """The schedule of a conv2d_winograd output under the current config (tuned or default)."""
     cfg = _config()
-    schedule_winograd(s, out, final, tile_k=int(cfg["tile_k"].val) if cfg is not None else None)
+    schedule_winograd(s, out, final, target, tile_k=int(cfg["tile_k"].val) if cfg is not None else None)
 
 
 def default_tile_k(C: int) -> int:
@@ -294,7 +298,7 @@ def default_tile_k(C: int) -> int:
     return largest_divisor(C, 4)
 
 
-def schedule_winograd(s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None,
+def schedule_winograd(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target,
                       tile_k: int | None = None) -> None:
     """Schedule conv2d_winograd's output (and the elementwise ops fused after it)."""
     from .conv2d import _input_stage
@@ -308,18 +312,18 @@ def schedule_winograd(s: te.Schedule, out: te.Tensor, final: te.Tensor | None = 
     work = g.flops / 4
     if final is not out:
         s[out].compute_inline()
-    schedule_output(s, final, o1, m, work)
+    schedule_output(s, final, o1, m, work, target.lanes())
     schedule_gemm(s, M, acc, bm, bn, tile_k or default_tile_k(g.C), work)
-    schedule_input(s, V, work)
+    schedule_input(s, V, work, target.lanes())
 
 
-def schedule_output(s, final, o1, m: int, work: float) -> None:
-    """Per tile and 16 output channels: o1 (A^T M) in registers, then Y and the epilogue."""
+def schedule_output(s, final, o1, m: int, work: float, lanes: int) -> None:
+    """Per tile and one vector of output channels: o1 (A^T M) in registers, then Y and the epilogue."""
     from .schedule import parallel_if_worth
     n, k, h, w_ = s[final].op.axis
     th, i = s[final].split(h, factor=m)
     tw, j = s[final].split(w_, factor=m)
-    ko, ki = s[final].split(k, factor=16)
+    ko, ki = s[final].split(k, factor=lanes)
     s[final].reorder(n, th, tw, ko, i, j, ki)
     s[final].unroll(i)
     s[final].unroll(j)
@@ -345,14 +349,14 @@ def schedule_gemm(s, M, acc, bm: int, bn: int, tile_k: int, work: float) -> None
     parallel_if_worth(s[M], tile, work)
 
 
-def schedule_input(s, V, work: float) -> None:
-    """Per tile and 16 channels: the row transform in registers, then V; the padded pack before."""
+def schedule_input(s, V, work: float, lanes: int) -> None:
+    """Per tile and one vector of channels: the row transform in registers, then V; the padded pack before."""
     from .conv2d import _input_stage
     from .schedule import parallel_if_worth
     d1 = _input_stage(V, "winograd.din")
     xq = _input_stage(d1, "winograd.pad")
     e, nu, p, c = s[V].op.axis
-    co, ci = s[V].split(c, factor=16)
+    co, ci = s[V].split(c, factor=lanes)
     s[V].reorder(p, co, e, nu, ci)
     s[V].unroll(e)
     s[V].unroll(nu)
@@ -363,9 +367,9 @@ def schedule_input(s, V, work: float) -> None:
     s[d1].unroll(a)
     s[d1].unroll(dnu)
     s[d1].vectorize(dc)
-    # the padded, channels-last input: 16 channels (gathered from 16 planes) per vector
+    # the padded, channels-last input: one vector of channels (gathered from as many planes)
     n, hh, ww, c = s[xq].op.axis
-    co, ci = s[xq].split(c, factor=16)
+    co, ci = s[xq].split(c, factor=lanes)
     s[xq].reorder(n, hh, co, ww, ci)
     s[xq].vectorize(ci)
     parallel_if_worth(s[xq], s[xq].fuse(n, hh), work)
@@ -373,19 +377,21 @@ def schedule_input(s, V, work: float) -> None:
 
 @register_template("conv2d_nchw_winograd")
 def conv2d_winograd_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1),
-                             groups: int = 1, dtype: str = "float32"):
+                             groups: int = 1, dtype: str = "float32", *, target: Target | None = None):
     """Tunable Winograd F(4x4, 3x3) conv in NCHW, x (N, C, H, W), w (K, C, 3, 3), no bias.
 
     Under `prepacked_weights()` (the tuner's builders) it takes the weight transformed and
     packed as a model build passes it, [6, 6, K/bn, C, bn]."""
     from .conv_geometry import geometry
+    target = parse(target)
     g = geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups)
     if not applies(g):
         raise ValueError(f"conv2d_nchw_winograd: needs a 3x3 stride-1 ungrouped conv, got {g}")
-    cfg.define_knob("tile_bn", [16, 32], default=default_bn(g))
-    cfg.define_knob("tile_bm", [2, 4, 6, 8, 12, 14], default=default_bm(default_bn(g)))
+    bn, lanes, acc = default_bn(g, target), target.lanes(), acc_vectors(target)
+    cfg.define_knob("tile_bn", sorted({16, 32, bn}), default=bn)
+    cfg.define_knob("tile_bm", sorted({2, 4, 6, 8, 12, 14, default_bm(bn, target)}), default=default_bm(bn, target))
     cfg.define_knob("tile_k", sorted({d for d in (1, 2, 4, 8) if g.C % d == 0}), default=default_tile_k(g.C))
-    cfg.define_constraint("register tile", lambda c: c["tile_bm"].val * c["tile_bn"].val // 16 <= MAX_ACC_VECTORS)
+    cfg.define_constraint("register tile", lambda c: c["tile_bm"].val * -(-c["tile_bn"].val // lanes) <= acc)
     m, bn, bm = 4, int(cfg["tile_bn"].val), int(cfg["tile_bm"].val)
     x = te.placeholder(tuple(x_shape), dtype, name="x")
     w = te.placeholder(tuple(w_shape), dtype, name="w")
@@ -397,5 +403,5 @@ def conv2d_winograd_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, d
         wt = WinogradWeight(w, tuple(w_shape), m)
     y = conv2d_winograd(x, wt, g, m=m, bn=bn, bm=bm)
     s = te.create_schedule(y.op)
-    schedule_winograd(s, y, tile_k=int(cfg["tile_k"].val))
+    schedule_winograd(s, y, None, target, tile_k=int(cfg["tile_k"].val))
     return s, [x, w, y]

@@ -4,7 +4,7 @@ from autotune.space import register_template
 
 
 @register_template("test_vadd")
-def vadd(cfg, n: int):
+def vadd(cfg, n: int, target=None):
     """c = a + b, with a 'mode' knob: ok, crash (reads far out of bounds), hang, invalid schedule."""
     a = te.placeholder((n,), name="a")
     b = te.placeholder((n,), name="b")

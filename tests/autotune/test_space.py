@@ -1,9 +1,13 @@
 """The knob API: spaces, index <-> config, JSON, neighbours, fallback defaults."""
 import random
+import subprocess
+import sys
 
 import pytest
 
-from autotune.space import ConfigError, ConfigSpace, FallbackConfig, space_of
+from autotune import create_task
+from autotune.space import ConfigError, ConfigSpace, FallbackConfig
+from te.ops.knobs import MAX_SPLIT_EXTENT, divisors
 
 
 def test_split_space_factors():
@@ -55,7 +59,7 @@ def test_fallback_uses_declared_defaults():
 
 
 def test_matmul_template_space_and_default():
-    sp = space_of("matmul", 64, 64, 64, "float32")
+    sp = create_task("matmul", (64, 64, 64, "float32")).config_space
     d = sp.get(sp.default_index())
     assert d["tile_y"].size == (-1, 8) and len(sp) > 10
 
@@ -95,12 +99,43 @@ def test_tuners_propose_only_valid_configs():
 
 def test_register_tile_constraint_of_the_conv_template():
     """Register tiles larger than the vector registers are not proposed; the default is valid."""
-    from te.ops.common import MAX_ACC_VECTORS
-    sp = space_of("conv2d_nchw", (1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")
+    from te.ops.common import acc_vectors
+    from te.target import host
+    args = ((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")
+    sp = create_task("conv2d_nchw", args).config_space
     assert sp.valid(sp.default_index())
     rng = random.Random(0)
     for _ in range(200):
         c = sp.get(sp.sample(rng))
         vecs = c["tile_oh"].size[-1] * c["tile_ow"].size[-1] * max(1, c["tile_oc"].val // 16)
-        assert vecs <= max(4 * max(1, c["tile_oc"].val // 16), MAX_ACC_VECTORS)
+        assert vecs <= max(4 * max(1, c["tile_oc"].val // 16), acc_vectors(host()))
     assert not all(sp.valid(i) for i in range(len(sp)))
+
+
+def test_split_space_of_a_huge_extent_is_refused_with_the_knob_and_extent():
+    # the space of this workload used to scan all 10**12 divisor candidates of K (a hang)
+    code = ("import autotune\n"
+            "from autotune.space import ConfigError\n"
+            "try:\n"
+            "    autotune.create_task('matmul', (1, 10**12, 10**12, 'float32')).config_space\n"
+            "except ConfigError as e:\n"
+            "    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "'tile_k'" in r.stdout and "1000000000000" in r.stdout and "2**31" in r.stdout
+
+
+def test_split_extents_outside_the_bound_are_refused():
+    cfg = ConfigSpace()
+    for extent in (0, -4, MAX_SPLIT_EXTENT + 1):
+        with pytest.raises(ConfigError, match=f"knob 't': cannot split an axis of extent {extent}"):
+            cfg.define_split("t", extent)
+    cfg.define_split("t", MAX_SPLIT_EXTENT)        # 2**31: 32 splits, found by trial division
+    assert len(cfg.space_map["t"].entities) == 32
+
+
+def test_divisors_by_trial_division():
+    assert divisors(1) == [1]
+    assert divisors(36) == [1, 2, 3, 4, 6, 9, 12, 18, 36]
+    assert divisors(97) == [1, 97]
+    assert divisors(10**12)[-1] == 10**12 and len(divisors(10**12)) == 169

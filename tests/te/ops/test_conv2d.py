@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import te
-from autotune.space import ConfigSpace, FallbackConfig, get_template, space_of
+from autotune import create_task
+from autotune.space import ConfigSpace, FallbackConfig, get_template
 from te import ops
 from te.ops.conv2d import as_matmul, geometry, resolve_padding
 from te.ops.conv2d_nchwc import pack_conv_weight_numpy, pack_nchwc_numpy, unpack_nchwc_numpy
@@ -349,7 +350,7 @@ TEMPLATE_CASES = [
 
 @pytest.mark.parametrize("name, args", TEMPLATE_CASES)
 def test_conv_templates_default_and_other_configs(name, args, rand):
-    space = space_of(name, *args)
+    space = create_task(name, args).config_space
     assert len(space) > 1
     xs, ws, strides, pads, dilation = args[:5]
     groups = args[5] if name == "conv2d_nchw" else xs[1]
@@ -362,7 +363,7 @@ def test_tuned_1x1_config_reaches_the_model_op(rand):
     """A config of the 1x1 template (GEMM knobs) applied through config_scope shapes ops.conv2d."""
     from te.ops.common import config_scope
     args = ((1, 24, 30, 30), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1, "float32")   # 15x15 pixels: a GEMM
-    space = space_of("conv2d_nchw", *args)
+    space = create_task("conv2d_nchw", args).config_space
     assert "bn" in space.space_map and "tile_oc" not in space.space_map
     cfg = next(space.get(i) for i in range(len(space)) if space.get(i)["bn"].val == 8)
     x, w = te.placeholder(args[0], name="x"), te.placeholder(args[1], name="w")
@@ -376,7 +377,7 @@ def test_tuned_1x1_config_reaches_the_model_op(rand):
 
 def test_conv2d_nchwc_template(rand):
     args = ((1, 16, 6, 6), (32, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "float32")
-    space = space_of("conv2d_NCHWc", *args)
+    space = create_task("conv2d_NCHWc", args).config_space
     assert {"tile_ic", "tile_oc", "tile_ow", "tile_oh"} <= set(space.space_map)
     for cfg in [FallbackConfig(), space.get(len(space) - 1), space.get(len(space) // 2)]:
         s, (X, W, Y) = get_template("conv2d_NCHWc")(cfg, *args)
@@ -395,15 +396,17 @@ def test_fallback_config_is_the_untuned_schedule():
     y = ops.conv2d(x, w, padding=1)
     s2 = ops.schedule([y])
     assert str(te.lower(s1, t1)).count("vectorized") == str(te.lower(s2, [x, w, y])).count("vectorized")
-    assert isinstance(space_of("conv2d_nchw", *args), ConfigSpace)
+    assert isinstance(create_task("conv2d_nchw", args).config_space, ConfigSpace)
 
 
 def test_1x1_convs_pick_gemm_or_direct_by_map_size():
     """Up to 14x14 pixels a 1x1 conv is the direct kernel (32-channel block, one row); above, the GEMM."""
     from te.ops.conv2d import default_ocb, default_tiles
+    avx512 = te.target.parse("llvm -mcpu=skylake-avx512")
     small = geometry((1, 256, 14, 14), (1024, 256, 1, 1))
-    assert not as_matmul(small) and default_ocb(small) == 32 and default_tiles(small, 32) == (1, 14)
+    assert not as_matmul(small) and default_ocb(small, avx512) == 32 and default_tiles(small, 32, avx512) == (1, 14)
     assert as_matmul(geometry((1, 256, 28, 28), (64, 256, 1, 1)))
     assert not as_matmul(geometry((1, 1024, 14, 14), (2048, 1024, 1, 1), (2, 2)))   # 7x7 out
-    space = space_of("conv2d_nchw", (1, 512, 7, 7), (2048, 512, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, "float32")
+    args = ((1, 512, 7, 7), (2048, 512, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, "float32")
+    space = create_task("conv2d_nchw", args).config_space
     assert "tile_oc" in space.space_map and "bn" not in space.space_map

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import te
-from autotune.space import FallbackConfig, get_template, space_of
+from autotune import create_task
+from autotune.space import FallbackConfig, get_template
 from te import ops
 from te.ops.matmul import default_strategy, dense_packed, pack_dense_weight, pack_dense_weight_numpy
 
@@ -119,7 +120,7 @@ def test_dense_prepacked_weights(rand):
 @pytest.mark.parametrize("name, args", [("dense", (1, 40, 48)), ("dense", (24, 32, 20)),
                                         ("matmul", (2, 48, 16)), ("matmul", (24, 32, 20))])
 def test_templates_default_and_other_configs(name, args, rand):
-    space = space_of(name, *args)
+    space = create_task(name, args).config_space
     assert "strategy" in space.space_map and len(space) > 2
     other = [space.get(i) for i in (len(space) - 1, len(space) // 2, 1)]
     for cfg in [FallbackConfig(), space.get(space.default_index()), *other]:
@@ -138,7 +139,7 @@ def test_tuned_config_reaches_the_model_op(name, transpose_b, rand):
     """A config of the matmul/dense template applied through config_scope shapes ops.matmul."""
     from te.ops.common import config_scope
     M, N, K = 24, 40, 32
-    space = space_of(name, M, N, K, "float32")
+    space = create_task(name, (M, N, K, "float32")).config_space
     cfg = next(space.get(i) for i in range(len(space))
                if space.get(i)["strategy"].val == "packed" and space.get(i)["bn"].val == 8
                and space.get(i)["tile_y"].size[-1] == 4)
@@ -158,6 +159,6 @@ def test_tuned_config_reaches_the_model_op(name, transpose_b, rand):
 def test_small_m_strategies_only_for_small_m():
     """splitk/rows/dot are offered to the tuner only where M is small (splitk at M=128 took > 30 s to build)."""
     def strategies(name, M):
-        return space_of(name, M, 256, 256, "float32").space_map["strategy"].candidates
+        return create_task(name, (M, 256, 256, "float32")).config_space.space_map["strategy"].candidates
     assert strategies("matmul", 128) == ["packed"] and strategies("dense", 128) == ["packed"]
     assert strategies("matmul", 2) == ["packed", "rows", "splitk"] and strategies("dense", 8) == ["packed", "dot"]

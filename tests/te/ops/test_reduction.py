@@ -78,7 +78,7 @@ def test_integer_sum_and_mean(rand):
 def test_last_axis_reduction_is_vectorized_two_stage(rand):
     x = te.placeholder((16, 256), name="x")
     out = ops.sum(x, 1)
-    lanes = rfactor_lanes(256)
+    lanes = rfactor_lanes(256, te.target.host())
     stages = lane_stages(out)
     assert stages[-1].shape == (16, lanes) and len(stages) == int(np.log2(lanes))   # partial + folds
     text = str(te.lower(ops.schedule([out]), [x, out]))

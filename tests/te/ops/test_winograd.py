@@ -45,7 +45,7 @@ def _run(x, w, bias, pads, prepacked: bool, bn: int = 16, bm: int = 8, tile_k=No
     y = winograd.conv2d_winograd(X, wt, g, bias=B, m=4, bn=bn, bm=bm,
                                  epilogue=(lambda v, idx: te.max_of(v, 0.0)) if relu else None)
     s = te.create_schedule(y.op)
-    winograd.schedule_winograd(s, y, tile_k=tile_k)
+    winograd.schedule_winograd(s, y, None, te.target.host(), tile_k=tile_k)
     f = te.build(s, [X, Wt, B, y])
     out = np.full(y.shape, np.nan, np.float32)
     f(x, wv, bias, out)

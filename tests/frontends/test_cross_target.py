@@ -1,0 +1,31 @@
+"""A model built for another target (AVX2 on any host): its kernels and weights packed ahead of
+time follow that target, and it runs here (this CPU has AVX2) against numpy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import frontends
+import te
+from frontends.compile import plan
+
+from ..te.ops.conv_reference import conv_ref
+
+HASWELL = te.target.parse("llvm -mcpu=haswell")
+
+
+@pytest.mark.skipif("avx2" not in te.target.host().feature_set, reason="this CPU lacks AVX2")
+def test_conv_model_for_avx2_packs_weights_by_its_vector_and_runs(monkeypatch, rng):
+    monkeypatch.setenv("TILEWISE_WINOGRAD", "0")            # the direct conv, whose weights are packed
+    w = rng.standard_normal((64, 32, 3, 3)).astype(np.float32)
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "conv",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 28, 28])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 28, 28])],
+                          [numpy_helper.from_array(w, "w")])
+    graph = frontends.from_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    _, planned, _ = plan(graph, HASWELL, 13)
+    assert [k for k in planned.constants if "::" in k] == ["w::oc8"]       # one 8-lane vector of channels
+    x = rng.standard_normal((1, 32, 28, 28)).astype(np.float32)
+    (y,) = frontends.build(graph, target=HASWELL).run(x=x)
+    np.testing.assert_allclose(y, conv_ref(x, w, pads=(1, 1, 1, 1)), rtol=1e-4, atol=1e-3)

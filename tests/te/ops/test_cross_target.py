@@ -1,0 +1,100 @@
+"""Ops build for the target they are given, not for the machine that builds them: an AVX2 target
+(`llvm -mcpu=haswell`: 8 lanes, 16 vector registers) gets 8-lane vectors and register tiles that
+fit 16 registers, whatever the host, and the kernels still match numpy on this host."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+import autotune
+import te
+from te import ops
+from te.ops.common import acc_vectors, vector_registers
+
+from .conv_reference import conv_ref
+
+HASWELL = te.target.parse("llvm -mcpu=haswell")
+AVX512 = te.target.parse("llvm -mcpu=skylake-avx512")
+TOL = dict(rtol=1e-4, atol=1e-4)
+runs_here = pytest.mark.skipif("avx2" not in te.target.host().feature_set, reason="this CPU lacks AVX2")
+CONV = ((1, 32, 28, 28), (64, 32, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")
+
+
+def vectors(lanes_wide: int, target: te.target.Target) -> int:
+    return -(-lanes_wide // target.lanes())
+
+
+def test_the_targets_registers():
+    assert (HASWELL.lanes(), vector_registers(HASWELL), acc_vectors(HASWELL)) == (8, 16, 12)
+    assert (AVX512.lanes(), vector_registers(AVX512), acc_vectors(AVX512)) == (16, 32, 28)
+
+
+def test_matmul_for_avx2_has_an_avx2_register_tile():
+    A, B = te.placeholder((64, 64), name="A"), te.placeholder((64, 96), name="B")
+    for target in (HASWELL, AVX512):
+        at = ops.matmul(A, B, target=target).op.attrs
+        assert at["bn"] == 2 * target.lanes()            # two vectors of the target wide
+        assert at["bm"] * vectors(at["bn"], target) <= acc_vectors(target)
+
+
+def test_conv_for_avx2_has_an_avx2_register_tile():
+    x, w = te.placeholder((1, 32, 28, 28), name="x"), te.placeholder((64, 32, 3, 3), name="w")
+    at = ops.conv2d(x, w, padding=1, target=HASWELL).op.attrs
+    assert at["ocb"] == 8 and at["bh"] * at["bw"] * vectors(at["ocb"], HASWELL) <= 12
+    at = ops.conv2d(x, w, padding=1, target=AVX512).op.attrs        # the measured AVX-512 block
+    assert at["ocb"] == 32 and at["bh"] * at["bw"] * 2 <= 28
+
+
+@pytest.mark.parametrize("name, args", [("conv2d_nchw", CONV), ("matmul", (64, 96, 64, "float32")),
+                                        ("dense", (64, 96, 64, "float32"))])
+def test_templates_take_the_tasks_target(name, args):
+    space = autotune.create_task(name, args, target=HASWELL).config_space
+    d = space.get(space.default_index())
+    if name == "conv2d_nchw":
+        assert d["tile_oc"].val == 8
+        tile = d["tile_oh"].size[-1] * d["tile_ow"].size[-1]
+    else:
+        assert d["bn"].val == 16
+        tile = d["tile_y"].size[-1] * vectors(d["bn"].val, HASWELL)
+    assert tile <= acc_vectors(HASWELL) and space.valid(space.default_index())
+    rng = random.Random(0)
+    for _ in range(50):          # the tuner's proposals fit 16 registers too
+        c = space.get(space.sample(rng))
+        if name == "conv2d_nchw":
+            assert c["tile_oh"].size[-1] * c["tile_ow"].size[-1] * vectors(c["tile_oc"].val, HASWELL) <= \
+                max(12, 4 * vectors(c["tile_oc"].val, HASWELL))          # tile_budget's floor of 4 pixels
+        elif c["strategy"].val == "packed":
+            assert c["tile_y"].size[-1] * vectors(c["bn"].val, HASWELL) <= 12
+
+
+@runs_here
+def test_avx2_kernels_use_8_lanes_and_match_numpy(rand):
+    A, B = te.placeholder((64, 64), name="A"), te.placeholder((64, 96), name="B")
+    C = ops.matmul(A, B, target=HASWELL)
+    f = te.build(ops.schedule([C], HASWELL), [A, B, C], target=HASWELL)
+    assert "ymm" in f.get_source("asm") and "zmm" not in f.get_source("asm")
+    av, bv = rand(A.shape), rand(B.shape)
+    out = np.zeros(C.shape, np.float32)
+    f(av, bv, out)
+    np.testing.assert_allclose(out, av @ bv, **TOL)
+
+    x, w = te.placeholder((1, 32, 28, 28), name="x"), te.placeholder((64, 32, 3, 3), name="w")
+    y = ops.conv2d(x, w, padding=1, target=HASWELL)
+    f = te.build(ops.schedule([y], HASWELL), [x, w, y], target=HASWELL)
+    assert "ymm" in f.get_source("asm") and "zmm" not in f.get_source("asm")
+    xv, wv = rand(x.shape), rand(w.shape)
+    out = np.zeros(y.shape, np.float32)
+    f(xv, wv, out)
+    np.testing.assert_allclose(out, conv_ref(xv, wv, pads=(1, 1, 1, 1)), **TOL)
+
+
+@runs_here
+def test_avx2_tasks_build_and_match_numpy(rand):
+    task = autotune.create_task("conv2d_nchw", CONV, target=HASWELL)
+    f = task.build(None)
+    xv, wv = rand(CONV[0]), rand(CONV[1])
+    out = np.zeros((1, 64, 28, 28), np.float32)
+    f(xv, wv, out)
+    np.testing.assert_allclose(out, conv_ref(xv, wv, pads=(1, 1, 1, 1)), **TOL)
