@@ -569,6 +569,5 @@ def _check_cpu(path: str, meta: dict) -> None:
     if missing:
         shown = ", ".join(f if cpuinfo_flag(f) == f else f"{f} (flag {cpuinfo_flag(f)})" for f in missing)
         raise LoadError(f"{path} was built for '{meta.get('target')}', which needs CPU features this "
-                        f"CPU lacks (or /proc/cpuinfo does not show): {shown}. Rebuild it for this "
-                        "machine (the default target) or for a lower level, e.g. 'llvm -mcpu=haswell' "
-                        "for AVX2")
+                        f"CPU lacks: {shown} (not in /proc/cpuinfo). Rebuild it for this machine (the "
+                        "default target) or for a lower level, e.g. 'llvm -mcpu=haswell' for AVX2")
