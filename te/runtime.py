@@ -373,6 +373,9 @@ def _dlopen(path: str) -> ctypes.CDLL:
             hint = (" -- the library has parallel loops and needs the GNU OpenMP runtime: "
                     "install it with 'apt-get install libgomp1'")
         raise LoadError(f"{path} cannot be loaded as a shared library: {e}{hint}") from None
+    except UnicodeDecodeError:      # dlerror's message quotes bytes of a damaged file
+        raise LoadError(f"{path} cannot be loaded as a shared library: the dynamic loader refused "
+                        "it (the file is damaged); rebuild it") from None
     finally:
         if copy_dir:
             shutil.rmtree(copy_dir, ignore_errors=True)

@@ -70,10 +70,26 @@ def _shared_machine(cpu: str, features: str):
 
 
 def _new_machine(cpu: str, features: str):
-    check(cpu, features)        # an unknown CPU name is a fatal LLVM error that ends the process
+    # LLVM ends the process (a fatal error, not an exception) for an unknown CPU, or for a CPU
+    # without 64-bit support or SSE2 when it compiles x86-64 code, so those are refused first.
+    check(cpu, features)
+    if _x86_64() and "sse2" not in enabled_features(Target(cpu, features)):
+        raise ValueError(f"target {Target(cpu, features)}: it lacks SSE2, which x86-64 code needs (floats "
+                         "are passed in SSE registers); pick a 64-bit CPU, e.g. -mcpu=x86-64, and do "
+                         "not turn off sse/sse2")
+    return _raw_machine(cpu, features)
+
+
+def _raw_machine(cpu: str, features: str):
     llvm = llvm_init.llvm()
     t = llvm.Target.from_triple(llvm.get_process_triple())
+    # +64bit: the triple is 64-bit, and a 32-bit CPU name (i686, pentium4) must only tune the code
+    features = ",".join(filter(None, ["+64bit" if _x86_64() else "", features]))
     return t.create_target_machine(cpu=cpu, features=features, opt=3, reloc="pic", codemodel="default")
+
+
+def _x86_64() -> bool:
+    return llvm_init.llvm().get_process_triple().startswith("x86_64")
 
 
 @functools.lru_cache(maxsize=None)
@@ -165,7 +181,7 @@ def enabled_features(tgt: Target) -> frozenset[str]:
     check(tgt.cpu, tgt.features)
     llvm = llvm_init.llvm()
     names = [f for f in _llvm_help()[1] if f not in _MODE_FEATURES and f != "64bit"]
-    base = tgt.features + "," if tgt.features else ""
+    base = "".join(f + "," for f in ["+64bit" if _x86_64() else "", tgt.features] if f)
     lines, attrs = ["@g = global i32 0"], []
     for i, f in enumerate(names):
         lines += [f"define internal void @c{i}() #{2 * i} {{ store volatile i32 0, ptr @g ret void }}",
@@ -175,11 +191,12 @@ def enabled_features(tgt: Target) -> frozenset[str]:
         attrs += [f'attributes #{2 * i} = {{ "target-features"="{base}+{f}" }}',
                   f'attributes #{2 * i + 1} = {{ "target-features"="{base}-{f}" }}']
     mod = llvm.parse_assembly("\n".join(lines + attrs))
-    pb = llvm.create_pass_builder(tgt.new_machine(), llvm.create_pipeline_tuning_options(speed_level=1))
+    pb = llvm.create_pass_builder(_raw_machine(tgt.cpu, tgt.features),
+                                  llvm.create_pipeline_tuning_options(speed_level=1))
     pb.getModulePassManager().run(mod, pb)
     called = set(re.findall(r"call \S* ?void @([cd]\d+)\(", str(mod)))
     on = {f for i, f in enumerate(names) if f"c{i}" not in called and f"d{i}" in called}
-    return frozenset(on | {"64bit"} if llvm.get_process_triple().startswith("x86_64") else on)
+    return frozenset(on | {"64bit"} if _x86_64() else on)
 
 
 def required_features(tgt: Target) -> list[str]:
