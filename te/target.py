@@ -73,7 +73,8 @@ def _new_machine(cpu: str, features: str):
     # LLVM ends the process (a fatal error, not an exception) for an unknown CPU, or for a CPU
     # without 64-bit support or SSE2 when it compiles x86-64 code, so those are refused first.
     check(cpu, features)
-    if _x86_64() and "sse2" not in enabled_features(Target(cpu, features)):
+    if _x86_64() and "+sse2" not in features.split(",") \
+            and "sse2" not in enabled_features(Target(cpu, features)):
         raise ValueError(f"target {Target(cpu, features)}: it lacks SSE2, which x86-64 code needs (floats "
                          "are passed in SSE registers); pick a 64-bit CPU, e.g. -mcpu=x86-64, and do "
                          "not turn off sse/sse2")
