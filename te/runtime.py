@@ -151,9 +151,11 @@ def check_num_threads(n, what: str = "the thread count") -> int:
         count = None
     if count is None or (not isinstance(n, str) and count != n):
         raise ValueError(f"{what}={n!r} is not a whole number; give 1 to {MAX_THREADS}")
-    if not 1 <= count <= MAX_THREADS:
-        raise ValueError(f"{what}={n!r} is out of range; give 1 to {MAX_THREADS} "
-                         f"(this machine has {os.cpu_count()} CPUs)")
+    if count < 1:
+        raise ValueError(f"{what}={n!r} must be at least 1; give 1 to {MAX_THREADS}")
+    if count > MAX_THREADS:
+        raise ValueError(f"{what}={n!r} is too many (libgomp crashes when it cannot start them); "
+                         f"give 1 to {MAX_THREADS} (this machine has {os.cpu_count()} CPUs)")
     return count
 
 
