@@ -437,7 +437,7 @@ def read_elf(path: str) -> tuple[bytes, dict[str, tuple[int, int, bool]]]:
         raw = read(shoff, shnum * _SHDR.size, "section header table")
         sections = [_SHDR.unpack_from(raw, i * _SHDR.size) for i in range(shnum)]
         for i, (_, sh_type, flags, addr, off, sz, *_rest) in enumerate(sections):
-            if sh_type == SHT_NOBITS:
+            if sh_type == SHT_NOBITS or not sz:     # nothing of it is in the file
                 continue
             # a mapped section must sit in a segment at the same offset from its start in the
             # file as in memory: bytes inserted or cut before it break that

@@ -47,6 +47,8 @@ def test_build_refuses_to_write_over_its_inputs(cli, tiny_onnx, tiny_log, tmp_pa
     assert "--header" in line and "is the same file as --log" in line
     line = one_line_error(cli("build", victim, "-o", tmp_path / "m.so", "--header", tmp_path / "m.so"))
     assert "--header" in line and "is the same file as -o" in line
+    line = one_line_error(cli("build", victim, "-o", tmp_path / "m.so", "--header", tmp_path / "no" / "m.h"))
+    assert f"--header {tmp_path / 'no' / 'm.h'}: the folder {tmp_path / 'no'} does not exist" in line
     assert victim.read_bytes() == model and log.read_bytes() == records
     assert not (tmp_path / "m.so").exists()
 

@@ -117,6 +117,8 @@ def run(args) -> int:
         raise CLIError(f"-o {out}: is a folder; give the library's file name")
     if os.path.dirname(out) and not os.path.isdir(os.path.dirname(out)):
         raise CLIError(f"-o {out}: the folder {os.path.dirname(out)} does not exist")
+    if args.header and os.path.dirname(args.header) and not os.path.isdir(os.path.dirname(args.header)):
+        raise CLIError(f"--header {args.header}: the folder {os.path.dirname(args.header)} does not exist")
     outputs = [("-o", out)] + ([("--header", args.header)] if args.header else [])
     refuse_overwrite(outputs, [("MODEL", args.model)] + [("--log", p) for p in args.log])
     if args.print_passes:
