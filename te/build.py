@@ -11,7 +11,7 @@ import numpy as np
 from . import llvm_init
 from .codegen_llvm import NUM_THREADS_GLOBAL, codegen
 from .lower import lower
-from .runtime import ArgSpec, NativeFunction
+from .runtime import ArgSpec, NativeFunction, check_num_threads
 from .schedule import Schedule
 from .stmt import LoweredFunc, Store, walk_stmt
 from .target import Target, num_threads, parse
@@ -99,7 +99,7 @@ class Kernel(NativeFunction):
 
     def set_num_threads(self, n: int) -> None:
         """Threads that parallel loops of this kernel use."""
-        self._num_threads.value = int(n)
+        self._num_threads.value = check_num_threads(n)
 
     def export_library(self, path: str, header: str | None = None) -> dict:
         """Write this kernel as a shared library (and a C header); returns its metadata."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -27,7 +28,8 @@ from . import llvm_init, runtime
 from .build import OPT_LEVEL, SLP_VECTORIZE, Kernel, arg_specs, optimize
 from .codegen_llvm import CodeGenLLVM, codegen
 from .stmt import LoweredFunc
-from .target import Target, parse
+from .target import Target, enabled_features, parse
+from .target import required_features as target_required_features
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ def export_library(kernels, path: str | os.PathLike, target=None, header: str | 
     records: the tuning records used (Record objects, dicts or JSON lines).
     """
     funcs, tgt = _collect(kernels, target)
+    _check_outputs(path, header)
     cg = codegen(funcs, tgt)                                          # loop IR -> LLVM IR
     _add_thread_setter(cg)                                            # tilewise_set_num_threads
     kernel_obj = _object(str(cg.module), tgt, cache)                  # optimised + object, cached
@@ -72,6 +75,7 @@ def export_library(kernels, path: str | os.PathLike, target=None, header: str | 
 def export_model(cg: CodeGenLLVM, plan, params, path: str | os.PathLike, target: Target,
                  records=None, header: str | None = None) -> dict:
     """Link a whole model: its kernels and entry point (already in cg), the weights blob, the metadata."""
+    _check_outputs(path, header)
     _add_thread_setter(cg)
     kernel_obj = _object(str(cg.module), target, True)
     meta = library_metadata(plan.funcs, target, cg.uses_openmp, records, None)
@@ -85,6 +89,13 @@ def export_model(cg: CodeGenLLVM, plan, params, path: str | os.PathLike, target:
     if header is not None:
         write_header(meta, header, library=os.path.basename(os.fspath(path)))
     return meta
+
+
+def _check_outputs(path, header) -> None:
+    """Refuse a header path that would overwrite the library it describes."""
+    if header is not None and os.path.realpath(os.fspath(header)) == os.path.realpath(os.fspath(path)):
+        raise ValueError(f"export: the header and the library are the same file ({os.fspath(path)}); "
+                         "give the header its own name, e.g. model.h")
 
 
 def _blob_object(symbol: str, data: bytes) -> bytes:
@@ -180,7 +191,8 @@ def library_metadata(funcs: list[LoweredFunc], tgt: Target, openmp: bool, record
         "isa": tgt.isa,
         "arch": triple.split("-")[0],
         "triple": triple,
-        "required_features": required_features(tgt),
+        "features": sorted(enabled_features(tgt)),
+        "required_features": target_required_features(tgt),
         "openmp": openmp,
         "kernels": [{"name": f.name,
                      "args": [{"name": s.name, "shape": list(s.shape), "dtype": str(s.dtype),
@@ -189,17 +201,6 @@ def library_metadata(funcs: list[LoweredFunc], tgt: Target, openmp: bool, record
         "records": [_record_json(r) for r in (records or [])],
         "user": user or {},
     }
-
-
-def required_features(tgt: Target) -> list[str]:
-    """The CPU features (LLVM names) a library built for tgt needs, as far as the loader can check."""
-    implied = Target(tgt.cpu).feature_set                # what -mcpu=NAME implies, where known
-    if not tgt.features and not implied and tgt.cpu not in ("x86-64", "generic"):
-        log.warning("target %s: cannot tell which CPU features -mcpu=%s implies, so the library "
-                    "cannot check them when it is loaded; spell them out with -mattr=+f1,+f2",
-                    tgt, tgt.cpu)
-    disabled = {f[1:] for f in tgt.features.split(",") if f.startswith("-")}
-    return sorted(((tgt.feature_set | implied) - disabled) & runtime.CPUINFO_FLAGS.keys())
 
 
 def _record_json(r) -> dict:
@@ -217,20 +218,27 @@ def _record_json(r) -> dict:
 
 
 def _metadata_object(text: str) -> bytes:
-    """An object file defining `const char *tilewise_metadata(void)` that returns text."""
+    """An object file defining `const char *tilewise_metadata(void)` that returns text.
+
+    The text sits in its own section behind a magic number and its sha256, so the loader can
+    find and check it by reading the file, before dlopen runs any of the library's code.
+    """
     llvm = llvm_init.llvm()
     mod = ir.Module("tilewise_metadata")
     mod.triple = llvm.get_process_triple()
     machine = BASELINE.machine()
     mod.data_layout = str(machine.target_data)
-    data = bytearray(text.encode("utf-8") + b"\0")
+    body = text.encode("utf-8")
+    data = bytearray(runtime.METADATA_MAGIC + hashlib.sha256(body).digest() + body + b"\0")
     g = ir.GlobalVariable(mod, ir.ArrayType(ir.IntType(8), len(data)), "tilewise.metadata.json")
     g.initializer = ir.Constant(g.value_type, data)
     g.global_constant = True
     g.linkage = "private"
+    g.section = runtime.METADATA_SECTION
     fn = ir.Function(mod, ir.FunctionType(ir.PointerType(), []), runtime.METADATA_SYMBOL)
     fn.attributes.add("nounwind")
-    ir.IRBuilder(fn.append_basic_block("entry")).ret(g)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    b.ret(b.gep(g, [ir.Constant(I32, 0), ir.Constant(I32, runtime.METADATA_HEADER)], inbounds=True))
     parsed = llvm.parse_assembly(str(mod))
     parsed.verify()
     return machine.emit_object(parsed)
@@ -345,6 +353,14 @@ def _c_param(name: str, used: set[str]) -> str:
 
 
 def write_header(meta: dict, path: str | os.PathLike, library: str = "the library") -> None:
-    """Write the C header for a library's metadata."""
-    with open(path, "w") as fh:
-        fh.write(header_text(meta, library))
+    """Write the C header for a library's metadata (atomically: a reader never sees half of it)."""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".h", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(header_text(meta, library))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

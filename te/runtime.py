@@ -16,8 +16,10 @@ import ctypes
 import json
 import logging
 import os
+import hashlib
 import platform
 import shutil
+import struct
 import tempfile
 from typing import NamedTuple
 
@@ -27,27 +29,35 @@ log = logging.getLogger(__name__)
 
 # What the library's metadata JSON says about itself; bump FORMAT_VERSION when the ABI changes.
 FORMAT = "tilewise-library"
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = (2,)
 METADATA_SYMBOL = "tilewise_metadata"
+METADATA_SECTION = ".tilewise_metadata"     # holds METADATA_MAGIC, the JSON's sha256, the JSON, NUL
+METADATA_MAGIC = b"TWMETA02"
+METADATA_HEADER = len(METADATA_MAGIC) + 32
 SET_THREADS_SYMBOL = "tilewise_set_num_threads"
 GET_THREADS_SYMBOL = "tilewise_get_num_threads"
 MODEL_ENTRY_SYMBOL = "tilewise_run"          # i32 tilewise_run(void **io, const void *params, void *ws)
 PARAMS_SYMBOL = "tilewise_params"            # the weights blob of a model library
 ALIGN = 64
 
-# LLVM feature name -> the flag /proc/cpuinfo shows for it (where they differ, the kernel's name).
+# LLVM feature name -> the flag /proc/cpuinfo shows for it, where the kernel's name differs; any
+# other feature is looked for under its own name (with '.' and '-' as '_'), and one that is not
+# found counts as missing: an instruction the loader cannot vouch for would be a SIGILL later.
 CPUINFO_FLAGS = {
-    "sse2": "sse2", "sse3": "pni", "ssse3": "ssse3", "sse4.1": "sse4_1", "sse4.2": "sse4_2",
-    "popcnt": "popcnt", "avx": "avx", "avx2": "avx2", "fma": "fma", "f16c": "f16c",
-    "bmi": "bmi1", "bmi2": "bmi2", "lzcnt": "abm", "movbe": "movbe",
-    "avx512f": "avx512f", "avx512bw": "avx512bw", "avx512dq": "avx512dq", "avx512vl": "avx512vl",
-    "avx512cd": "avx512cd", "avx512vnni": "avx512_vnni", "avx512bf16": "avx512_bf16",
-    "avx512fp16": "avx512_fp16", "avx512ifma": "avx512ifma", "avx512vbmi": "avx512vbmi",
+    "64bit": "lm", "x87": "fpu", "sahf": "lahf_lm", "sse3": "pni", "sse4.1": "sse4_1",
+    "sse4.2": "sse4_2", "crc32": "sse4_2", "lzcnt": "abm", "prfchw": "3dnowprefetch", "bmi": "bmi1",
+    "pclmul": "pclmulqdq", "sha": "sha_ni", "rdrnd": "rdrand", "evex512": "avx512f",
+    "avx512vnni": "avx512_vnni", "avx512bf16": "avx512_bf16", "avx512fp16": "avx512_fp16",
     "avx512vbmi2": "avx512_vbmi2", "avx512bitalg": "avx512_bitalg",
-    "avx512vpopcntdq": "avx512_vpopcntdq", "avxvnni": "avx_vnni",
-    "amx-tile": "amx_tile", "amx-int8": "amx_int8", "amx-bf16": "amx_bf16",
+    "avx512vpopcntdq": "avx512_vpopcntdq", "avx512vp2intersect": "avx512_vp2intersect",
+    "avxvnni": "avx_vnni", "avxifma": "avx_ifma", "avxvnniint8": "avx_vnni_int8",
+    "avxvnniint16": "avx_vnni_int16", "avxneconvert": "avx_ne_convert",
 }
+# Parallel loops start one OpenMP thread per count, and libgomp crashes the process when it cannot
+# create them (99999 does that); 1024 is more than the CPUs of any machine this runs on, so no
+# useful setting is refused.
+MAX_THREADS = 1024
 
 
 class LoadError(RuntimeError):
@@ -92,6 +102,13 @@ def check_args(fname: str, specs: list[ArgSpec], arrays) -> Pointers:
         if written and not a.flags.writeable:
             raise ValueError(f"argument {name}: the kernel writes it, but the array is read-only")
         ptrs.append(a.ctypes.data)
+    for i, (a, spec) in enumerate(zip(arrays, specs)):
+        for b, other in zip(arrays[i + 1:], specs[i + 1:]):
+            # every pointer is noalias: a written array that overlaps another gives garbage
+            if (spec.written or other.written) and np.may_share_memory(a, b):
+                w, o = (spec, other) if spec.written else (other, spec)
+                raise ValueError(f"arguments {w.name} and {o.name} overlap in memory, and the kernel "
+                                 f"writes {w.name}; pass separate arrays (e.g. {o.name}.copy())")
     return Pointers(ptrs, arrays)
 
 
@@ -126,17 +143,27 @@ class NativeFunction:
         return ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in self._specs)
 
 
+def check_num_threads(n, what: str = "the thread count") -> int:
+    """n as a thread count, or a ValueError naming what and the valid range 1..MAX_THREADS."""
+    try:
+        count = int(n)
+    except (TypeError, ValueError):
+        count = None
+    if count is None or (not isinstance(n, str) and count != n):
+        raise ValueError(f"{what}={n!r} is not a whole number; give 1 to {MAX_THREADS}")
+    if count < 1:
+        raise ValueError(f"{what}={n!r} must be at least 1; give 1 to {MAX_THREADS}")
+    if count > MAX_THREADS:
+        raise ValueError(f"{what}={n!r} is too many (libgomp crashes when it cannot start them); "
+                         f"give 1 to {MAX_THREADS} (this machine has {os.cpu_count()} CPUs)")
+    return count
+
+
 def num_threads() -> int:
     """Threads for parallel loops: TILEWISE_NUM_THREADS, else the CPUs this process may use."""
     env = os.environ.get("TILEWISE_NUM_THREADS", "").strip()
     if env:
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"TILEWISE_NUM_THREADS={env!r} is not a whole number") from None
-        if n < 1:
-            raise ValueError(f"TILEWISE_NUM_THREADS={env!r} must be at least 1")
-        return n
+        return check_num_threads(env, "TILEWISE_NUM_THREADS")
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -190,7 +217,7 @@ class Module:
 
     def set_num_threads(self, n: int) -> None:
         """Threads that parallel loops of every kernel in this library use."""
-        self._set_threads(int(n))
+        self._set_threads(check_num_threads(n))
 
     def __getitem__(self, name: str) -> LibraryFunction:
         try:
@@ -296,32 +323,36 @@ def run_entry(fn, in_specs: list[dict], out_specs: list[dict], ws_bytes: int, pa
 
 
 def load_module(path: str | os.PathLike) -> Module:
-    """Load a library made by export_library; refuses files that are not ours or not for this CPU."""
+    """Load a library made by export_library; refuses files that are not ours or not for this CPU.
+
+    Everything is checked by reading the file before dlopen, which runs the library's code:
+    the ELF structure, the metadata and its checksum, the symbols the metadata names, the CPU.
+    """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
+        raise LoadError(f"{path} is a folder, not a library; give the .so file")
+    if not os.path.exists(path):
         raise FileNotFoundError(f"no such library: {path}")
-    with open(path, "rb") as fh:
-        if fh.read(4) != b"\x7fELF":
-            raise LoadError(f"{path} is not a tilewise library: it is not a shared library "
-                            "(no ELF header)")
-    lib = _dlopen(path)
     try:
-        meta_fn = lib[METADATA_SYMBOL]
-        lib[SET_THREADS_SYMBOL]
-    except AttributeError:
-        raise LoadError(f"{path} is not a tilewise library: it has no {METADATA_SYMBOL}() "
-                        "symbol (build libraries with te.export_library)") from None
+        raw, symbols = read_elf(path)
+    except OSError as e:
+        raise LoadError(f"{path} cannot be read: {e.strerror or e}") from None
+    meta = _parse_metadata(path, raw)
+    _check_symbols(path, meta, symbols)
+    _check_cpu(path, meta)
+    lib = _dlopen(path)
+    meta_fn = lib[METADATA_SYMBOL]
     meta_fn.restype = ctypes.c_char_p
     meta_fn.argtypes = []
-    meta = _parse_metadata(path, meta_fn())
-    _check_cpu(path, meta)
+    if meta_fn() != raw:            # the file changed between the checks and dlopen
+        raise LoadError(f"{path} changed while it was being loaded; load it again")
     return Module(path, lib, meta)
 
 
-# Libraries this process has loaded: realpath -> {file identity: the path dlopen was given}.
-# dlopen hands back the library already loaded for a path it knows, even after the file was
-# rebuilt, so a rebuilt file is loaded from a private copy.
-_loaded: dict[str, dict[tuple, str]] = {}
+# Libraries this process has loaded: realpath -> {file identity: the library}.  dlopen hands
+# back the library already loaded for a path it knows, even after the file was rebuilt, so a
+# rebuilt file is loaded from a private copy, which is removed once loaded (the mapping stays).
+_loaded: dict[str, dict[tuple, ctypes.CDLL]] = {}
 
 
 def _dlopen(path: str) -> ctypes.CDLL:
@@ -329,31 +360,175 @@ def _dlopen(path: str) -> ctypes.CDLL:
     st = os.stat(real)
     ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     seen = _loaded.setdefault(real, {})
-    target = seen.get(ident)
-    if target is None:
-        target = real
-        if seen:
-            target = os.path.join(tempfile.mkdtemp(prefix="tilewise-lib-"), os.path.basename(real))
-            shutil.copyfile(real, target)
-        seen[ident] = target
+    if ident in seen:
+        return seen[ident]
+    copy_dir = tempfile.mkdtemp(prefix="tilewise-lib-") if seen else None
+    target = real
     try:
-        return ctypes.CDLL(target, mode=os.RTLD_NOW | os.RTLD_LOCAL)
+        if copy_dir:
+            target = os.path.join(copy_dir, os.path.basename(real))
+            shutil.copyfile(real, target)
+        lib = ctypes.CDLL(target, mode=os.RTLD_NOW | os.RTLD_LOCAL)
     except OSError as e:
         hint = ""
         if "libgomp" in str(e):
             hint = (" -- the library has parallel loops and needs the GNU OpenMP runtime: "
                     "install it with 'apt-get install libgomp1'")
         raise LoadError(f"{path} cannot be loaded as a shared library: {e}{hint}") from None
+    except UnicodeDecodeError:      # dlerror's message quotes bytes of a damaged file
+        raise LoadError(f"{path} cannot be loaded as a shared library: the dynamic loader refused "
+                        "it (the file is damaged); rebuild it") from None
+    finally:
+        if copy_dir:
+            shutil.rmtree(copy_dir, ignore_errors=True)
+    seen[ident] = lib
+    return lib
 
 
-def _parse_metadata(path: str, raw: bytes | None) -> dict:
+# ---------------------------------------------------------------- reading the ELF file itself
+_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+_PHDR = struct.Struct("<IIQQQQQQ")
+_SHDR = struct.Struct("<IIQQQQIIQQ")
+_SYM = struct.Struct("<IBBHQQ")
+ELF_MACHINES = {"x86_64": 62, "aarch64": 183, "ppc64le": 21, "riscv64": 243}
+PT_LOAD, PF_X, SHF_ALLOC, SHT_NOBITS, SHT_DYNSYM = 1, 1, 2, 8, 11
+STT_OBJECT, STT_FUNC = 1, 2
+
+
+def read_elf(path: str) -> tuple[bytes, dict[str, tuple[int, int, bool]]]:
+    """Check that path is a whole, self-consistent 64-bit ELF shared library for this machine;
+    returns its metadata JSON (checked against its sha256) and its defined dynamic symbols
+    (name -> (type, size, in executable memory)).  Reads the file; runs nothing from it."""
+    with open(path, "rb") as fh:
+        fd, size = fh.fileno(), os.fstat(fh.fileno()).st_size
+
+        def damaged(what: str) -> LoadError:
+            return LoadError(f"{path} is damaged (cut short or modified): {what}; rebuild it")
+
+        def read(off: int, n: int, what: str) -> bytes:
+            if off + n > size:
+                raise damaged(f"its {what} lies past the end of the file ({size} bytes)")
+            return os.pread(fd, n, off)
+
+        if os.pread(fd, 4, 0) != b"\x7fELF":
+            raise LoadError(f"{path} is not a tilewise library: it is not a shared library "
+                            "(no ELF header)")
+        (ident, e_type, machine, _, _, phoff, shoff, _, ehsize, phentsize, phnum, shentsize,
+         shnum, shstrndx) = _EHDR.unpack(read(0, _EHDR.size, "ELF header"))
+        if ident[4:6] != b"\x02\x01":
+            raise LoadError(f"{path} is not a 64-bit little-endian ELF file, so not a library for this machine")
+        if e_type != 3:
+            kind = {1: "an object file", 2: "an executable", 4: "a core dump"}.get(e_type, f"ELF type {e_type}")
+            raise LoadError(f"{path} is {kind}, not a shared library; build libraries with te.export_library")
+        want = ELF_MACHINES.get(platform.machine())
+        if want is not None and machine != want:
+            raise LoadError(f"{path} is for another architecture (ELF machine {machine}); "
+                            f"this machine is {platform.machine()}")
+        if (ehsize, phentsize, shentsize) != (64, _PHDR.size, _SHDR.size) or not shnum or shstrndx >= shnum:
+            raise damaged("its ELF header is inconsistent")
+        raw = read(phoff, phnum * _PHDR.size, "program header table")
+        loads = []
+        for i in range(phnum):
+            p_type, p_flags, p_off, p_vaddr, _, p_filesz, p_memsz, _ = _PHDR.unpack_from(raw, i * _PHDR.size)
+            if p_off + p_filesz > size or p_filesz > p_memsz:
+                raise damaged(f"segment {i} lies past the end of the file")
+            if p_type == PT_LOAD:
+                loads.append((p_off, p_vaddr, p_filesz, p_memsz, p_flags))
+        raw = read(shoff, shnum * _SHDR.size, "section header table")
+        sections = [_SHDR.unpack_from(raw, i * _SHDR.size) for i in range(shnum)]
+        for i, (_, sh_type, flags, addr, off, sz, *_rest) in enumerate(sections):
+            if sh_type == SHT_NOBITS or not sz:     # nothing of it is in the file
+                continue
+            # a mapped section must sit in a segment at the same offset from its start in the
+            # file as in memory: bytes inserted or cut before it break that
+            if off + sz > size or flags & SHF_ALLOC and not any(
+                    lo <= off and off + sz <= lo + fsz and addr - va == off - lo for lo, va, fsz, _, _ in loads):
+                raise damaged(f"section {i} does not match the segments that map it")
+        shstr = _section_data(sections[shstrndx], read)
+
+        def name(offset: int, table: bytes) -> str:
+            end = table.find(b"\0", offset)
+            if end < 0:
+                raise damaged("a name lies outside its string table")
+            return table[offset:end].decode("utf-8", "replace")
+
+        by_name = {name(sh[0], shstr): sh for sh in sections}
+        if METADATA_SECTION not in by_name:
+            raise LoadError(f"{path} is not a tilewise library of format version {FORMAT_VERSION}: it "
+                            f"has no {METADATA_SECTION} section (build it, or rebuild an older one, "
+                            "with te.export_library)")
+        meta = _section_data(by_name[METADATA_SECTION], read)
+        symbols = {}
+        for sh in sections:
+            if sh[1] != SHT_DYNSYM:
+                continue
+            if sh[6] >= shnum:
+                raise damaged("its symbol table names no string table")
+            table, strtab = _section_data(sh, read), _section_data(sections[sh[6]], read)
+            for k in range(1, len(table) // _SYM.size):
+                st_name, info, _, shndx, value, sz = _SYM.unpack_from(table, k * _SYM.size)
+                if shndx:
+                    code = any(va <= value < va + msz and fl & PF_X for _, va, _, msz, fl in loads)
+                    symbols[name(st_name, strtab)] = (info & 0xF, sz, code)
+    body = meta[METADATA_HEADER:].split(b"\0", 1)[0]
+    if not meta.startswith(METADATA_MAGIC) or hashlib.sha256(body).digest() != meta[8:METADATA_HEADER]:
+        raise damaged("its metadata does not match the checksum stored beside it")
+    return body, symbols
+
+
+def _section_data(sh: tuple, read) -> bytes:
+    return read(sh[4], sh[5], f"section at offset {sh[4]}")
+
+
+def _check_symbols(path: str, meta: dict, symbols: dict[str, tuple[int, int, bool]]) -> None:
+    """The metadata must describe the library: its kernels are functions in it, shapes are
+    shapes, and a model's weights blob has the size the metadata gives."""
+    def need(symbol: str, kind: int = STT_FUNC, size: int | None = None) -> None:
+        typ, sz, code = symbols.get(symbol, (None, 0, False))
+        if typ != kind or (kind == STT_FUNC and not code) or (size is not None and sz != size):
+            what = f"a {size}-byte data symbol" if size is not None else "a function"
+            raise LoadError(f"{path} is damaged: its metadata needs {what} {symbol} that the library "
+                            "does not have; rebuild it")
+
+    def shapes(items, where: str) -> None:
+        for a in items:
+            shape, dt = a["shape"], a["dtype"]
+            if not isinstance(a["name"], str) or not all(type(d) is int and d >= 0 for d in shape) \
+                    or dt not in DTYPES:
+                raise LoadError(f"{path} is damaged: {where} {a['name']!r} has shape {shape} and dtype {dt!r}")
+
+    need(METADATA_SYMBOL)
+    need(SET_THREADS_SYMBOL)
+    try:
+        for k in meta["kernels"]:
+            need(k["name"])
+            shapes(k["args"], f"kernel {k['name']} argument")
+        if "model" in meta:
+            model = meta["model"]
+            shapes(model["inputs"] + model["outputs"], "model input/output")
+            ws, pb = model["workspace_bytes"], model.get("param_bytes", 0)
+            if not (type(ws) is int and type(pb) is int and ws >= 0 and pb >= 0):
+                raise LoadError(f"{path} is damaged: its workspace/weights sizes are {ws!r}/{pb!r}")
+            need(MODEL_ENTRY_SYMBOL)
+            if pb:
+                need(PARAMS_SYMBOL, STT_OBJECT, pb)
+    except (KeyError, TypeError, AttributeError):
+        raise LoadError(f"{path} is damaged: its metadata lacks parts a library of format version "
+                        f"{FORMAT_VERSION} has; rebuild it") from None
+
+
+DTYPES = frozenset({"float32", "float64", "bool", "int8", "uint8", "int16", "uint16", "int32",
+                    "uint32", "int64", "uint64", "float16"})
+
+
+def _parse_metadata(path: str, raw: bytes) -> dict:
     try:
         meta = json.loads(raw.decode("utf-8"))
-    except (AttributeError, UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError):
         meta = None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise LoadError(f"{path} is not a tilewise library: its {METADATA_SYMBOL}() does not "
-                        "return tilewise metadata")
+        raise LoadError(f"{path} is not a tilewise library: its {METADATA_SECTION} section does not "
+                        "hold tilewise metadata")
     version = meta.get("format_version")
     if version not in SUPPORTED_FORMAT_VERSIONS:
         raise LoadError(f"{path} has library format version {version!r}, but this runtime reads "
@@ -374,10 +549,15 @@ def cpu_flags() -> set[str] | None:
     return None
 
 
+def cpuinfo_flag(feature: str) -> str:
+    """The /proc/cpuinfo flag that shows the LLVM feature `feature`."""
+    return CPUINFO_FLAGS.get(feature, feature.replace(".", "_").replace("-", "_"))
+
+
 def missing_features(required: list[str], flags: set[str]) -> list[str]:
-    """The LLVM feature names in required that a CPU with these cpuinfo flags lacks."""
-    return [f for f in required
-            if CPUINFO_FLAGS.get(f, f.replace(".", "_").replace("-", "_")) not in flags]
+    """The LLVM feature names in required that a CPU with these cpuinfo flags lacks (or that the
+    flags do not show: those cannot be checked, so they count as missing)."""
+    return [f for f in required if cpuinfo_flag(f) not in flags]
 
 
 def _check_cpu(path: str, meta: dict) -> None:
@@ -385,12 +565,14 @@ def _check_cpu(path: str, meta: dict) -> None:
     here = platform.machine()
     if arch and here and arch != here:
         raise LoadError(f"{path} was built for {arch}, but this machine is {here}")
+    required = meta.get("required_features", [])
     flags = cpu_flags()
-    if flags is None:
-        log.warning("cannot read /proc/cpuinfo; loading %s without checking its CPU features", path)
-        return
-    missing = missing_features(meta.get("required_features", []), flags)
+    if flags is None and required:
+        raise LoadError(f"{path} needs CPU features ({', '.join(required)}), but /proc/cpuinfo cannot "
+                        "be read to check them, and running code this CPU lacks crashes the process")
+    missing = missing_features(required, flags or set())
     if missing:
+        shown = ", ".join(f if cpuinfo_flag(f) == f else f"{f} (flag {cpuinfo_flag(f)})" for f in missing)
         raise LoadError(f"{path} was built for '{meta.get('target')}', which needs CPU features this "
-                        f"CPU lacks: {', '.join(missing)}. Rebuild it for this machine (the default "
-                        "target) or for a lower level, e.g. 'llvm -mcpu=haswell' for AVX2")
+                        f"CPU lacks: {shown} (not in /proc/cpuinfo). Rebuild it for this machine (the "
+                        "default target) or for a lower level, e.g. 'llvm -mcpu=haswell' for AVX2")

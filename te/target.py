@@ -7,6 +7,9 @@ from features, never from the name.
 from __future__ import annotations
 
 import functools
+import os
+import re
+import tempfile
 from dataclasses import dataclass
 
 from . import llvm_init
@@ -67,26 +70,140 @@ def _shared_machine(cpu: str, features: str):
 
 
 def _new_machine(cpu: str, features: str):
+    # LLVM ends the process (a fatal error, not an exception) for an unknown CPU, or for a CPU
+    # without 64-bit support or SSE2 when it compiles x86-64 code, so those are refused first.
+    check(cpu, features)
+    if _x86_64() and "+sse2" not in features.split(",") \
+            and "sse2" not in enabled_features(Target(cpu, features)):
+        raise ValueError(f"target {Target(cpu, features)}: it lacks SSE2, which x86-64 code needs (floats "
+                         "are passed in SSE registers); pick a 64-bit CPU, e.g. -mcpu=x86-64, and do "
+                         "not turn off sse/sse2")
+    return _raw_machine(cpu, features)
+
+
+def _raw_machine(cpu: str, features: str):
     llvm = llvm_init.llvm()
     t = llvm.Target.from_triple(llvm.get_process_triple())
+    # +64bit: the triple is 64-bit, and a 32-bit CPU name (i686, pentium4) must only tune the code
+    features = ",".join(filter(None, ["+64bit" if _x86_64() else "", features]))
     return t.create_target_machine(cpu=cpu, features=features, opt=3, reloc="pic", codemodel="default")
+
+
+def _x86_64() -> bool:
+    return llvm_init.llvm().get_process_triple().startswith("x86_64")
 
 
 @functools.lru_cache(maxsize=None)
 def _cpu_default_features(cpu: str) -> frozenset[str]:
-    # Features implied by common -mcpu names given without -mattr (enough for the ISA key).
-    known = {
-        "x86-64": set(),
-        "x86-64-v2": {"sse4.2"},
-        "x86-64-v3": {"sse4.2", "avx", "avx2", "fma", "f16c"},
-        "haswell": {"sse4.2", "avx", "avx2", "fma", "f16c"},
-        "skylake": {"sse4.2", "avx", "avx2", "fma", "f16c"},
-        "x86-64-v4": {"sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq",
-                      "avx512vl", "avx512cd"},
-        "skylake-avx512": {"sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw",
-                           "avx512dq", "avx512vl", "avx512cd"},
-    }
-    return frozenset(known.get(cpu, set()))
+    return enabled_features(Target(cpu))
+
+
+# ---------------------------------------------------------------- LLVM's own CPU and feature lists
+LIST_HINT = "'tilewise info --targets' lists the valid names"
+
+
+@functools.lru_cache(maxsize=None)
+def _llvm_help() -> tuple[frozenset[str], dict[str, str]]:
+    """LLVM's CPU names and feature names (with descriptions) for this machine's architecture.
+
+    llvmlite has no call that lists them, but LLVM prints both lists to stderr when a target
+    machine is made for the CPU 'help'; that text is captured from file descriptor 2.
+    """
+    llvm = llvm_init.llvm()
+    t = llvm.Target.from_triple(llvm.get_process_triple())
+    with tempfile.TemporaryFile() as out:
+        saved = os.dup(2)
+        try:
+            os.dup2(out.fileno(), 2)
+            t.create_target_machine(cpu="help", features="")
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read().decode("utf-8", "replace")
+    cpus_part, _, feats_part = text.partition("Available features")
+    entry = re.compile(r"^  (\S+)\s+- (.*)$", re.M)
+    cpus = frozenset(m.group(1) for m in entry.finditer(cpus_part))
+    feats = {m.group(1): m.group(2) for m in entry.finditer(feats_part)}
+    if not cpus or not feats:
+        raise RuntimeError("cannot read LLVM's list of CPUs and features (its -mcpu=help text changed)")
+    return cpus, feats
+
+
+def known_cpus() -> list[str]:
+    """The CPU names LLVM knows for this architecture (valid after -mcpu=)."""
+    return sorted(_llvm_help()[0])
+
+
+def known_features() -> dict[str, str]:
+    """The feature names LLVM knows for this architecture (valid in -mattr=), with descriptions."""
+    return dict(sorted(_llvm_help()[1].items()))
+
+
+def check(cpu: str, features: str) -> None:
+    """Raise ValueError naming a CPU or feature LLVM does not know, before LLVM sees it."""
+    cpus, feats = _llvm_help()
+    if cpu not in cpus:
+        close = [c for c in sorted(cpus) if c.startswith(cpu[:3])][:6] if cpu else []
+        raise ValueError(f"unknown CPU -mcpu={cpu!r}" + (f" (similar: {', '.join(close)})" if close else "")
+                         + f"; {LIST_HINT}")
+    for f in filter(None, features.split(",")):
+        if f[0] not in "+-" or f[1:] not in feats:
+            raise ValueError(f"unknown CPU feature {f!r} in -mattr= (write +name or -name, e.g. "
+                             f"+avx2); {LIST_HINT}")
+
+
+# Features that only tune code generation and need no instruction of the CPU: LLVM's X86 names
+# for them start or are spelt like this ("slow-pmullq", "fast-movbe", "prefer-256-bit", ...).
+TUNING_FEATURE = re.compile(r"(fast|slow|false-deps|prefer|tuning|no-bypass-delay|use|lea|idiv[lq]|"
+                            r"pad-short|harden|lvi|retpoline)-|(macrofusion|branchfusion|ermsb|fsrm|"
+                            r"sbb-dep-breaking|vzeroupper|seses|soft-float|x32|tagged-globals|"
+                            r"sse-unaligned-mem|faster-shift-than-shuffle|allow-light-256-bit)$")
+# Features LLVM only emits for their own intrinsics, which tilewise never calls, and that the
+# kernel shows in /proc/cpuinfo only when it enables them for user space (shstk appears as
+# user_shstk), so requiring them would refuse a library on the very machine that built it.
+SYSTEM_FEATURES = frozenset({"shstk", "uintr", "sgx", "pconfig", "kl", "widekl", "hreset",
+                             "enqcmd", "ptwrite", "prefetchi", "wbnoinvd", "invpcid"})
+# Mode bits of the triple, not of the CPU.
+_MODE_FEATURES = frozenset({"16bit-mode", "32bit-mode", "64bit-mode"})
+
+
+@functools.lru_cache(maxsize=None)
+def enabled_features(tgt: Target) -> frozenset[str]:
+    """Every feature LLVM enables for tgt: those -mcpu implies, plus -mattr's, minus its -feature.
+
+    llvmlite cannot ask a target machine for its feature bits, so this asks LLVM's inliner,
+    which refuses to inline a function whose features are not a subset of its caller's: for
+    each feature f, a function needing +f is called from one with the target's features (and
+    is inlined when the target has f) and from one with -f (which tells apart features that
+    inlining ignores, the tuning ones).  "64bit" cannot be switched off in 64-bit mode and is
+    always on here.
+    """
+    check(tgt.cpu, tgt.features)
+    llvm = llvm_init.llvm()
+    names = [f for f in _llvm_help()[1] if f not in _MODE_FEATURES and f != "64bit"]
+    base = "".join(f + "," for f in ["+64bit" if _x86_64() else "", tgt.features] if f)
+    lines, attrs = ["@g = global i32 0"], []
+    for i, f in enumerate(names):
+        lines += [f"define internal void @c{i}() #{2 * i} {{ store volatile i32 0, ptr @g ret void }}",
+                  f"define internal void @d{i}() #{2 * i} {{ store volatile i32 0, ptr @g ret void }}",
+                  f"define void @p{i}() {{ call void @c{i}() ret void }}",
+                  f"define void @q{i}() #{2 * i + 1} {{ call void @d{i}() ret void }}"]
+        attrs += [f'attributes #{2 * i} = {{ "target-features"="{base}+{f}" }}',
+                  f'attributes #{2 * i + 1} = {{ "target-features"="{base}-{f}" }}']
+    mod = llvm.parse_assembly("\n".join(lines + attrs))
+    pb = llvm.create_pass_builder(_raw_machine(tgt.cpu, tgt.features),
+                                  llvm.create_pipeline_tuning_options(speed_level=1))
+    pb.getModulePassManager().run(mod, pb)
+    called = set(re.findall(r"call \S* ?void @([cd]\d+)\(", str(mod)))
+    on = {f for i, f in enumerate(names) if f"c{i}" not in called and f"d{i}" in called}
+    return frozenset(on | {"64bit"} if _x86_64() else on)
+
+
+def required_features(tgt: Target) -> list[str]:
+    """The CPU features a kernel built for tgt may use, every one of which the CPU must have."""
+    return sorted(f for f in enabled_features(tgt)
+                  if not TUNING_FEATURE.match(f) and f not in SYSTEM_FEATURES)
 
 
 @functools.lru_cache(maxsize=None)
@@ -116,5 +233,9 @@ def parse(target: "str | Target | None") -> Target:
             raise ValueError(f"target {target!r}: unknown option {p!r} (use -mcpu= and -mattr=)")
     if cpu in (None, "native", "host"):
         h = host()
-        return Target(h.cpu, feats or h.features)
+        cpu, feats = h.cpu, feats or h.features
+    try:
+        check(cpu, feats)
+    except ValueError as e:
+        raise ValueError(f"target {target!r}: {e}") from None
     return Target(cpu, feats)

@@ -54,6 +54,24 @@ def parse_target(spec: str | None):
         raise CLIError(f"--target: {e}") from None
 
 
+def same_file(a: str, b: str) -> bool:
+    """True when a and b name one file (another spelling of the path or a link counts)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_overwrite(outputs: list[tuple[str, str]], inputs: list[tuple[str, str]]) -> None:
+    """A CLIError when an output path names one of the inputs or another output, which writing
+    it would destroy; pairs are (option, path)."""
+    for i, (oflag, out) in enumerate(outputs):
+        for iflag, src in inputs + outputs[:i]:
+            if same_file(out, src):
+                raise CLIError(f"{oflag} {out}: is the same file as {iflag} {src}, which writing it "
+                               "would overwrite; give the output another name")
+
+
 def select_logs(args, graph, target, verbose: bool = True):
     """Gather and report the logs a build uses; returns the LogSelection."""
     sel = gather_logs(args.log, not args.no_shared_logs, target.isa)
@@ -99,6 +117,10 @@ def run(args) -> int:
         raise CLIError(f"-o {out}: is a folder; give the library's file name")
     if os.path.dirname(out) and not os.path.isdir(os.path.dirname(out)):
         raise CLIError(f"-o {out}: the folder {os.path.dirname(out)} does not exist")
+    if args.header and os.path.dirname(args.header) and not os.path.isdir(os.path.dirname(args.header)):
+        raise CLIError(f"--header {args.header}: the folder {os.path.dirname(args.header)} does not exist")
+    outputs = [("-o", out)] + ([("--header", args.header)] if args.header else [])
+    refuse_overwrite(outputs, [("MODEL", args.model)] + [("--log", p) for p in args.log])
     if args.print_passes:
         from frontends.passes import print_passes
         print_passes(graph)

@@ -19,7 +19,8 @@ EXAMPLES = """\
   tilewise info
   tilewise info --remeasure          # measure peak and bandwidth again
   TILEWISE_NUM_THREADS=1 tilewise info
-  tilewise info --json"""
+  tilewise info --json
+  tilewise info --targets            # the CPU names and features --target accepts"""
 
 
 def register(sub, common) -> None:
@@ -27,10 +28,14 @@ def register(sub, common) -> None:
     p.add_argument("--remeasure", action="store_true", help="measure peak and bandwidth again (updates the cache)")
     p.add_argument("--no-measure", action="store_true", help="skip the peak and bandwidth figures")
     p.add_argument("--json", action="store_true", help="print the facts as one JSON object")
+    p.add_argument("--targets", action="store_true",
+                   help="list the CPU names (-mcpu=) and features (-mattr=) LLVM accepts in --target")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    if args.targets:
+        return list_targets(args.json)
     import llvmlite
 
     import te
@@ -88,6 +93,22 @@ def run(args) -> int:
         say(f"ridge point    {c.peak_gflops / c.bandwidth_gbs:.1f} FLOP/byte   ({src})")
     if args.verbose:
         say(f"full target    {tgt}")
+    return 0
+
+
+def list_targets(as_json: bool) -> int:
+    """Print LLVM's CPU names and features for this architecture (what --target may name)."""
+    from te.target import known_cpus, known_features
+    cpus, feats = known_cpus(), known_features()
+    if as_json:
+        say(json.dumps({"cpus": cpus, "features": feats}, indent=1))
+        return 0
+    say(f"CPUs (--target 'llvm -mcpu=NAME'), {len(cpus)}:")
+    say("  " + " ".join(cpus))
+    say(f"features (--target 'llvm -mcpu=NAME -mattr=+f1,-f2'), {len(feats)}:")
+    width = max(map(len, feats))
+    for name, desc in feats.items():
+        say(f"  {name:<{width}}  {desc}")
     return 0
 
 

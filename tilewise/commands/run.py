@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+import zipfile
 
 import numpy as np
 
@@ -27,7 +29,7 @@ def register(sub, common) -> None:
     p.add_argument("library", metavar="MODEL.so", help="a library made by 'tilewise build'")
     p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy",
                    help="an input from a .npy file (repeatable)")
-    p.add_argument("--output", "-o", metavar="OUT.npz", help="save the outputs in this .npz file")
+    p.add_argument("--output", "-o", metavar="OUT.npz", help="save the outputs in this .npz file (exactly this name)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--top", type=int, default=5, metavar="K", help="classes shown for vector outputs (default 5)")
     p.set_defaults(run=run)
@@ -103,7 +105,32 @@ def summarize(names: list[str], outputs: list[np.ndarray], top: int = 5) -> str:
     return text + ("\n" + "\n".join(extra) if extra else "")
 
 
+def save_outputs(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write arrays to the .npz file path, exactly that name, atomically (temp file + rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        # what numpy.savez writes, without its keyword arguments: an output may be named "file"
+        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w") as zf:
+            for name, a in arrays.items():
+                with zf.open(name + ".npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, a, allow_pickle=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def run(args) -> int:
+    if args.output:
+        from .build import refuse_overwrite
+        d = os.path.dirname(args.output)
+        if d and not os.path.isdir(d):
+            raise CLIError(f"--output {args.output}: the folder {d} does not exist")
+        if os.path.isdir(args.output):
+            raise CLIError(f"--output {args.output}: is a folder; give the .npz file's name")
+        refuse_overwrite([("--output", args.output)], [("MODEL.so", args.library)]
+                         + [("--input", it.partition("=")[2] or it) for it in args.input])
     m = load_library(args.library)
     inputs = read_inputs(args.input, m.inputs, args.seed)
     given = {it.partition("=")[0] if "=" in it else m.input_names[0] for it in args.input}
@@ -117,9 +144,6 @@ def run(args) -> int:
     say(f"ran {os.path.basename(args.library)} in {fmt_time(dt)} (first run, {calls} kernel calls)")
     say(summarize(m.output_names, outs, args.top))
     if args.output:
-        d = os.path.dirname(args.output)
-        if d and not os.path.isdir(d):
-            raise CLIError(f"--output {args.output}: the folder {d} does not exist")
-        np.savez(args.output, **dict(zip(m.output_names, outs)))
+        save_outputs(args.output, dict(zip(m.output_names, outs)))
         say(f"saved {len(outs)} output(s) to {args.output}")
     return 0
