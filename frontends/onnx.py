@@ -92,13 +92,18 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
     m = load_model(model)
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 1)
     g = m.graph
-    consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    empty: dict[str, np.ndarray] = {}          # zero-size inputs: constants while folding only
+    order = check_graph(g)                     # ModelError for a graph ONNX Runtime refuses
     problems: list[str] = []
+    if opset > onnx.defs.onnx_opset_version():
+        problems.append(f"the model's opset {opset} is newer than the newest this tilewise knows "
+                        f"({onnx.defs.onnx_opset_version()}); convert it with onnx.version_converter")
+    consts = _initializers(g, _model_dir(model), problems)
+    empty: dict[str, np.ndarray] = {}          # zero-size inputs: constants while folding only
     graph = Graph(g.name or "model", opset)
     graph.inputs = _inputs(g, dict(shapes or {}), dict(constants or {}), consts, empty, problems)
     raw = []
-    for k, node in enumerate(g.node):
+    for k in order:
+        node = g.node[k]
         if node.domain not in ("", "ai.onnx"):
             problems.append(f"node {node.name or k} ({node.domain}.{node.op_type}): custom-domain op is not supported")
         else:
@@ -137,6 +142,134 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
     return eliminate_dead_nodes(graph)
 
 
+def _label(node, k: int) -> str:
+    """How errors name a node: its name (or its position) and its op."""
+    return f"node {node.name or k} ({node.op_type})"
+
+
+def check_graph(g) -> list[int]:
+    """The positions of g's nodes in an order that runs every node after the producers of its
+    inputs (ONNX Runtime sorts them too); a ModelError listing every structural problem that
+    onnx.checker and ONNX Runtime refuse: a name declared or written twice, an input nothing
+    defines, a cycle, a graph output nothing produces."""
+    problems: list[str] = []
+    defined: dict[str, str] = {}               # value -> what defines it
+    for what, names in (("input", [vi.name for vi in g.input]), ("initializer", [t.name for t in g.initializer])):
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                problems.append(f"{what} '{name}' is declared twice; give each {what} its own name")
+            seen.add(name)
+            defined.setdefault(name, f"{what} '{name}'")   # an initializer may be an input's default
+    producer: dict[str, int] = {}
+    for k, node in enumerate(g.node):
+        for o in node.output:
+            if o and o in defined:
+                problems.append(f"{_label(node, k)}: writes '{o}', which {defined[o]} already defines "
+                                "(every value must have exactly one definition)")
+            elif o:
+                defined[o], producer[o] = _label(node, k), k
+    for k, node in enumerate(g.node):
+        for x in node.input:
+            if x and x not in defined:
+                problems.append(f"{_label(node, k)}: input '{x}' is not a graph input, an initializer "
+                                "or any node's output")
+    for o in g.output:
+        if o.name not in defined:
+            problems.append(f"output '{o.name}': no node produces it and it is not a graph input or "
+                            "initializer; remove it from the graph outputs or add its producer")
+    if not problems:
+        order, cycle = _topological(g, producer)
+        if cycle:
+            problems.append(_cycle_message(g, cycle))
+    if problems:
+        raise ModelError("\n  ".join([f"invalid graph {g.name or 'model'}: {len(problems)} problem(s):"]
+                                     + problems[:50] + (["..."] if len(problems) > 50 else [])))
+    return order
+
+
+def _topological(g, producer: dict[str, int]) -> tuple[list[int], list[int]]:
+    """Kahn's order (file order among ready nodes) and, if the nodes are not acyclic, one cycle."""
+    deps = [{producer[x] for x in node.input if x in producer} for node in g.node]
+    users: dict[int, list[int]] = {}
+    for k, ds in enumerate(deps):
+        for d in ds:
+            users.setdefault(d, []).append(k)
+    waiting = [len(ds) for ds in deps]
+    ready = [k for k, w in enumerate(waiting) if w == 0]
+    order: list[int] = []
+    while ready:
+        ready.sort(reverse=True)
+        k = ready.pop()
+        order.append(k)
+        for u in users.get(k, []):
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                ready.append(u)
+    if len(order) == len(deps):
+        return order, []
+    stuck = {k for k, w in enumerate(waiting) if w > 0}
+    path, k = [], min(stuck)              # walk back through stuck producers until one repeats
+    while k not in path:
+        path.append(k)
+        k = min(d for d in deps[k] if d in stuck)
+    return order, path[path.index(k):][::-1]
+
+
+def _cycle_message(g, cycle: list[int]) -> str:
+    """'node a (Relu) reads its own output' or the nodes of the cycle, each reading the next one's output."""
+    if len(cycle) == 1:
+        node = g.node[cycle[0]]
+        x = next(x for x in node.input if x in node.output)
+        return (f"{_label(node, cycle[0])}: reads its own output '{x}' (a cycle); a node's inputs "
+                "must come from earlier nodes")
+    steps = []
+    for a, b in zip(cycle, cycle[1:] + cycle[:1]):
+        x = next(x for x in g.node[b].input if x in g.node[a].output)
+        steps.append(f"{_label(g.node[b], b)} reads '{x}' from {_label(g.node[a], a)}")
+    return "the graph has a cycle: " + "; ".join(steps) + "; a node's inputs must come from earlier nodes"
+
+
+def _model_dir(model) -> str | None:
+    """The folder external data is read from: the model file's (None for bytes or a ModelProto)."""
+    if isinstance(model, (onnx.ModelProto, bytes, bytearray)):
+        return None
+    return os.path.dirname(os.path.abspath(os.fspath(model)))
+
+
+def _initializers(g, base_dir: str | None, problems: list) -> dict[str, np.ndarray]:
+    """The initializers' values; external data is read from the model's folder, and only from
+    files inside it (onnx.checker's rule), so a model cannot pull in files from elsewhere."""
+    out = {}
+    for t in g.initializer:
+        try:
+            if onnx.external_data_helper.uses_external_data(t):
+                _check_external_location(t, base_dir)
+            out[t.name] = numpy_helper.to_array(t, base_dir or "")
+        except ModelError as e:
+            problems.append(str(e))
+        except Exception as e:
+            problems.append(f"initializer '{t.name}': its data cannot be read as its declared shape "
+                            f"{list(t.dims)}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    return out
+
+
+def _check_external_location(t, base_dir: str | None) -> None:
+    """ModelError unless t's external data file is a relative path inside base_dir."""
+    loc = next((e.value for e in t.external_data if e.key == "location"), "")
+    where = f"initializer '{t.name}': external data '{loc}'"
+    if base_dir is None:
+        raise ModelError(f"{where}: the model was given in memory; pass the model's file path so its "
+                         "data files are found next to it")
+    path = os.path.realpath(os.path.join(base_dir, loc))
+    if os.path.isabs(loc) or ".." in loc.replace("\\", "/").split("/") or \
+            os.path.commonpath([path, os.path.realpath(base_dir)]) != os.path.realpath(base_dir):
+        raise ModelError(f"{where} is outside the model's folder {base_dir}; an external data location "
+                         "must be a relative path to a file inside it")
+    if not os.path.isfile(path):
+        raise ModelError(f"{where}: no such file in the model's folder {base_dir}")
+
+
 def _inputs(g, shapes: dict, bound: dict, consts: dict, empty: dict, problems: list) -> list[TensorInfo]:
     """The graph's inputs with static shapes; inputs bound with constants= (and, while folding,
     zero-size ones) go into consts."""
@@ -149,7 +282,16 @@ def _inputs(g, shapes: dict, bound: dict, consts: dict, empty: dict, problems: l
         if vi.name in consts:
             continue
         dtype = ONNX_DTYPES.get(vi.type.tensor_type.elem_type)
-        dims = list(shapes.pop(vi.name)) if vi.name in shapes else _dims(vi)
+        given = shapes.pop(vi.name, None)
+        dims = _dims(vi) if given is None else _given_shape(given)
+        if dims is None:
+            problems.append(f"input {vi.name}: shapes= gives {given!r}; give a tuple of whole numbers >= 0")
+            continue
+        if given is None and any(d.HasField("dim_value") and d.dim_value < 0 for d in vi.type.tensor_type.shape.dim):
+            problems.append(f"input {vi.name}: the model declares a negative dimension "
+                            f"({[d.dim_value or d.dim_param for d in vi.type.tensor_type.shape.dim]}); give its "
+                            f"real shape with shapes={{'{vi.name}': (...)}}")
+            continue
         if dtype is None:
             problems.append(f"input {vi.name}: {_type_name(vi.type)} is not supported "
                             f"(tilewise supports tensors of {', '.join(sorted(set(ONNX_DTYPES.values())))})")
@@ -166,6 +308,16 @@ def _inputs(g, shapes: dict, bound: dict, consts: dict, empty: dict, problems: l
             problems.append(f"{what}= names unknown inputs: {', '.join(left)} "
                             f"(inputs are: {', '.join(vi.name for vi in g.input)})")
     return inputs
+
+
+def _given_shape(value) -> list[int] | None:
+    """A shape given with shapes= as a list of ints, or None if it is not a sequence of whole numbers >= 0."""
+    try:
+        dims = list(value)
+    except TypeError:
+        return None
+    ok = all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in dims)
+    return [int(d) for d in dims] if ok else None
 
 
 def _params_to_attrs(raw: list, consts: dict, problems: list) -> list[Node]:

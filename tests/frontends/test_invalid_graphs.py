@@ -1,0 +1,124 @@
+"""Graphs that onnx.checker and ONNX Runtime refuse end in one ModelError naming the node or tensor."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import frontends
+from frontends import ModelError
+
+from .test_onnx_import import tiny, vi
+
+
+def node(op, ins, outs, name):
+    return helper.make_node(op, ins, outs, name=name)
+
+
+def refused(m, *parts, **kw) -> str:
+    """The import's error message, checked to contain every part."""
+    with pytest.raises(ModelError) as e:
+        frontends.from_onnx(m, **kw)
+    msg = str(e.value)
+    for p in parts:
+        assert p in msg, msg
+    return msg
+
+
+def test_a_node_reading_its_own_output_is_a_cycle():
+    m = tiny([node("Add", ["x", "p"], ["p"], "n1")], [vi("x", [4])], [vi("p", [4])])
+    refused(m, "node n1 (Add): reads its own output 'p'")
+
+
+def test_a_cycle_names_its_nodes():
+    m = tiny([node("Add", ["x", "b"], ["a"], "n1"), node("Relu", ["a"], ["b"], "n2")],
+             [vi("x", [4])], [vi("b", [4])])
+    refused(m, "cycle", "node n1 (Add) reads 'b' from node n2 (Relu)", "node n2 (Relu) reads 'a' from node n1 (Add)")
+
+
+def test_two_nodes_writing_one_tensor():
+    m = tiny([node("Relu", ["x"], ["y"], "n1"), node("Neg", ["x"], ["y"], "n2")], [vi("x", [4])], [vi("y", [4])])
+    refused(m, "node n2 (Neg): writes 'y', which node n1 (Relu) already defines")
+
+
+def test_a_node_writing_an_initializer():
+    w = numpy_helper.from_array(np.ones(4, np.float32), "w")
+    m = tiny([node("Relu", ["x"], ["w"], "n1")], [vi("x", [4])], [vi("w", [4])], [w])
+    refused(m, "node n1 (Relu): writes 'w', which initializer 'w' already defines")
+
+
+def test_duplicate_input_names():
+    m = tiny([node("Add", ["x", "x"], ["y"], "n1")], [vi("x", [4]), vi("x", [4])], [vi("y", [4])])
+    refused(m, "input 'x' is declared twice")
+
+
+def test_an_input_nothing_defines():
+    m = tiny([node("Add", ["x", "z"], ["y"], "n1")], [vi("x", [4])], [vi("y", [4])])
+    refused(m, "node n1 (Add): input 'z' is not a graph input, an initializer or any node's output")
+
+
+def test_an_output_nothing_produces():
+    m = tiny([node("Relu", ["x"], ["y"], "n1")], [vi("x", [4])], [vi("y", [4]), vi("q", [4])])
+    refused(m, "output 'q': no node produces it")
+
+
+def test_nodes_out_of_order_run_in_dependency_order():
+    # ONNX Runtime sorts such a graph; tilewise ran n2 on a not-yet-written tensor
+    m = tiny([node("Neg", ["a"], ["y"], "n2"), node("Relu", ["x"], ["a"], "n1")], [vi("x", [4])], [vi("y", [4])])
+    x = np.array([-1, 0, 1, 2], np.float32)
+    (y,) = frontends.build(frontends.from_onnx(m)).run(x=x)
+    np.testing.assert_array_equal(y, -np.maximum(x, 0))
+
+
+def test_initializer_data_that_does_not_fill_its_shape():
+    for raw in (False, True):
+        w = helper.make_tensor("w", TensorProto.FLOAT, [2], b"\0" * 8 if raw else [1.0, 2.0], raw=raw)
+        w.dims[:] = [4]
+        m = tiny([node("Add", ["x", "w"], ["y"], "n1")], [vi("x", [4])], [vi("y", [4])], [w])
+        refused(m, "initializer 'w'", "declared shape [4]")
+
+
+def test_opset_newer_than_known():
+    m = tiny([node("Relu", ["x"], ["y"], "n1")], [vi("x", [4])], [vi("y", [4])], opset=99)
+    refused(m, "opset 99 is newer")
+
+
+def test_negative_dimensions():
+    m = tiny([node("Relu", ["x"], ["y"], "n1")], [vi("x", [-3, 4])], [vi("y", None)])
+    refused(m, "input x: the model declares a negative dimension")
+    assert frontends.from_onnx(m, shapes={"x": (3, 4)}).inputs[0].shape == (3, 4)
+    refused(m, "input x: shapes= gives (-1, 4)", shapes={"x": (-1, 4)})
+    refused(m, "input x: shapes= gives 4", shapes={"x": 4})
+
+
+def external_model(folder, location: str) -> str:
+    """A model file in folder whose initializer 'w' (4 floats) lives in the external file location."""
+    w = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4], data_location=TensorProto.EXTERNAL)
+    w.external_data.add(key="location", value=location)
+    m = tiny([node("Add", ["x", "w"], ["y"], "n1")], [vi("x", [4])], [vi("y", [4])], [w])
+    path = str(folder / "m.onnx")
+    onnx.save(m, path)
+    return path
+
+
+def test_external_data_is_read_from_the_models_folder(tmp_path, monkeypatch):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "cwd").mkdir()
+    np.arange(4, dtype=np.float32).tofile(tmp_path / "model" / "w.bin")
+    np.full(4, 7, np.float32).tofile(tmp_path / "cwd" / "w.bin")      # where the user stands
+    path = external_model(tmp_path / "model", "w.bin")
+    monkeypatch.chdir(tmp_path / "cwd")
+    np.testing.assert_array_equal(frontends.from_onnx(path).constants["w"], np.arange(4, dtype=np.float32))
+
+
+def test_external_data_outside_the_models_folder_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "model").mkdir()
+    secret = tmp_path / "secret.bin"
+    np.full(4, 9, np.float32).tofile(secret)
+    monkeypatch.chdir(tmp_path / "model")
+    for loc in ("../secret.bin", str(secret)):
+        refused(external_model(tmp_path / "model", loc), f"initializer 'w': external data '{loc}' is outside")
+    (tmp_path / "model" / "link.bin").symlink_to(secret)
+    refused(external_model(tmp_path / "model", "link.bin"), "is outside the model's folder")
+    refused(external_model(tmp_path / "model", "nope.bin"), "'nope.bin': no such file")
+    m = onnx.load(external_model(tmp_path / "model", "w.bin"), load_external_data=False)
+    refused(m, "given in memory; pass the model's file path")
