@@ -353,6 +353,12 @@ def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int
             return TensorInfo(name, tuple(c.shape), ONNX_DTYPES.get(_np_to_onnx(c.dtype), str(c.dtype)))
         return infos.get(name)
 
+    supported = set(ONNX_DTYPES.values())
+    for name in sorted(needed & consts.keys()):
+        if consts[name].dtype.name not in supported:
+            kind = "string" if consts[name].dtype.kind in "OSU" else consts[name].dtype.name
+            problems.append(f"constant '{name}': element type {kind} is not supported "
+                            f"(tilewise supports tensors of {', '.join(sorted(supported))})")
     for n in nodes:
         if n.op not in SUPPORTED:
             problems.append(f"node {n.name} ({n.op}): operator not supported by tilewise")

@@ -122,3 +122,17 @@ def test_external_data_outside_the_models_folder_is_refused(tmp_path, monkeypatc
     refused(external_model(tmp_path / "model", "nope.bin"), "'nope.bin': no such file")
     m = onnx.load(external_model(tmp_path / "model", "w.bin"), load_external_data=False)
     refused(m, "given in memory; pass the model's file path")
+
+
+def test_constants_of_unsupported_element_types():
+    w16 = numpy_helper.from_array(np.ones(4, np.float16), "w")
+    m = tiny([node("Add", ["x", "w"], ["y"], "n1")], [vi("x", [4])], [vi("y", [4])], [w16])
+    refused(m, "constant 'w': element type float16 is not supported")
+    s = helper.make_tensor("s", TensorProto.STRING, [1], [b"hi"])
+    m = tiny([node("Identity", ["s"], ["y"], "n1")], [vi("x", [4])], [vi("y", None)], [s])
+    refused(m, "element type string is not supported")
+    # float16 weights cast to float32 at import are fine
+    cast = helper.make_node("Cast", ["w"], ["wf"], name="c", to=TensorProto.FLOAT)
+    m = tiny([cast, node("Add", ["x", "wf"], ["y"], "n1")], [vi("x", [4])], [vi("y", [4])], [w16])
+    (y,) = frontends.build(frontends.from_onnx(m)).run(x=np.ones(4, np.float32))
+    np.testing.assert_array_equal(y, np.full(4, 2, np.float32))
