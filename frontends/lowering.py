@@ -203,6 +203,10 @@ def _clip(node, ins, attrs, opset):
     x = ins[0]
     lo = ins[1] if len(ins) > 1 and ins[1] is not None else attrs.get("min")   # opset < 11: attributes
     hi = ins[2] if len(ins) > 2 and ins[2] is not None else attrs.get("max")
+    if _is_float(x.dtype):
+        # ONNX's absent bounds are the type's lowest and largest finite values, so -inf and inf clip to them
+        lo = np.finfo(x.dtype).min if lo is None else lo
+        hi = np.finfo(x.dtype).max if hi is None else hi
     if not isinstance(lo, te.Tensor) and not isinstance(hi, te.Tensor):
         scalar = (lambda v: None if v is None else np.asarray(v).reshape(-1)[0].item())
         return [ops.clip(x, scalar(lo), scalar(hi), name=node.name)]
