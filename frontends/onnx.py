@@ -126,8 +126,8 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
     if problems:
         head = f"cannot import {g.name or 'the model'}: {len(problems)} problem(s):"
         raise ModelError("\n  ".join([head] + problems[:50] + (["..."] if len(problems) > 50 else []))
-                         + "\nWhat to do: give static input shapes, bind shape inputs with constants=, "
-                         "or replace the listed operators.")
+                         + "\nWhat to do: fix or replace the listed nodes and tensors; give static input "
+                         "shapes with shapes= and bind shape inputs with constants=.")
     graph.nodes = nodes
     graph.constants = {k: v for k, v in consts.items() if k not in empty}
     graph.infos = infos
@@ -369,6 +369,7 @@ def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int
             continue
         check = CHECKS.get(n.op)
         reason = check(n, ins, opset) if check and all(info(x) for x in n.inputs if x) else None
+        reason = reason or _constant_index_reason(n, ins, consts)
         if not reason and sum(1 for o in n.outputs if o) > 1:
             reason = "only its first output is supported"
         if reason:
@@ -377,6 +378,22 @@ def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int
             if o and o in needed and o not in infos and o not in consts:
                 problems.append(f"node {n.name} ({n.op}): the shape of output '{o}' cannot be resolved "
                                 "statically; pass concrete input shapes with shapes=")
+
+
+def _constant_index_reason(n: Node, ins: list, consts: dict) -> str | None:
+    """Why a Gather's constant indices cannot be used: one outside the data's axis, which ONNX
+    Runtime refuses (the kernel clamps the indices it only sees at run time)."""
+    if n.op not in ("Gather", "GatherElements") or len(n.inputs) < 2 or n.inputs[1] not in consts \
+            or ins[0] is None or not ins[0].shape:
+        return None
+    axis = int(n.attrs.get("axis", 0))
+    extent = ins[0].shape[axis % len(ins[0].shape)]
+    idx = consts[n.inputs[1]]
+    bad = idx[(idx < -extent) | (idx >= extent)]
+    if not bad.size:
+        return None
+    return (f"index {bad.flat[0]} in '{n.inputs[1]}' is outside [-{extent}, {extent - 1}], the range of axis "
+            f"{axis} of '{n.inputs[0]}'")
 
 
 def shape_inputs(model) -> list[str]:

@@ -136,3 +136,10 @@ def test_constants_of_unsupported_element_types():
     m = tiny([cast, node("Add", ["x", "wf"], ["y"], "n1")], [vi("x", [4])], [vi("y", [4])], [w16])
     (y,) = frontends.build(frontends.from_onnx(m)).run(x=np.ones(4, np.float32))
     np.testing.assert_array_equal(y, np.full(4, 2, np.float32))
+
+
+def test_constant_gather_indices_outside_the_axis():
+    for op, idx in (("Gather", [0, 7]), ("GatherElements", [[0, -5, 1]])):
+        i = numpy_helper.from_array(np.array(idx, np.int64), "i")
+        m = tiny([node(op, ["x", "i"], ["y"], "g")], [vi("x", [4, 3])], [vi("y", None)], [i])
+        refused(m, f"node g ({op}): index {np.array(idx).flat[1]} in 'i' is outside [-4, 3]")
