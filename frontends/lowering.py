@@ -320,6 +320,10 @@ def _check_conv(node, ins, opset):
     nd = len(ins[0].shape) - 2
     if nd != 2:
         return f"Conv{nd}D: only 2-D convolutions are supported"
+    c, w, group = ins[0].shape[1], ins[1].shape, int(node.attrs.get("group", 1))
+    if len(w) != 4 or group < 1 or c % group or w[0] % group or w[1] * group != c:
+        return (f"a weight of shape {tuple(w)} with group={group} does not fit an input of {c} channels "
+                "(ONNX needs weight dim 1 x group == input channels, output channels divisible by group)")
     return _float_only("Conv")(node, ins, opset)
 
 

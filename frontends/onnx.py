@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 
 import numpy as np
 import onnx
@@ -115,14 +116,17 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
             break
         known.update(_raw_shapes(m, graph, [n for _, n in raw], consts))
     nodes = _params_to_attrs(raw, consts, problems)             # a Reshape's shape... as attributes
-    infos = _infer(m, graph, nodes, consts, problems)           # ONNX's shape inference
+    why: dict[str, str] = {}                                    # node name -> why inference failed on it
+    infos = _infer(m, graph, nodes, consts, problems, why)      # ONNX's shape inference
     needed = {x for n in nodes for x in n.inputs} | {o.name for o in g.output}
     for n in nodes:
         n.outputs = [o if (o in needed or k == 0) else "" for k, o in enumerate(n.outputs)]
-    nodes = canonicalize(nodes, infos, consts, opset)            # the forms the lowerings take
+    dropped: list[Node] = []                                   # outputs without elements: constants
+    nodes = canonicalize(nodes, infos, consts, opset, dropped)   # the forms the lowerings take
     nodes = _fold_constant_nodes(nodes, consts, opset, problems)
     _check(nodes, infos, {k: v for k, v in consts.items() if k not in empty},
-           {x for n in nodes for x in n.inputs} | {o.name for o in g.output}, opset, problems)
+           {x for n in nodes for x in n.inputs} | {o.name for o in g.output}, opset, problems, why,
+           dropped)
     if problems:
         head = f"cannot import {g.name or 'the model'}: {len(problems)} problem(s):"
         raise ModelError("\n  ".join([head] + problems[:50] + (["..."] if len(problems) > 50 else []))
@@ -342,9 +346,12 @@ def _params_to_attrs(raw: list, consts: dict, problems: list) -> list[Node]:
     return nodes
 
 
-def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int, problems: list) -> None:
+def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int, problems: list,
+           why: dict, dropped: list[Node]) -> None:
     """Every reason a node cannot be compiled: an unsupported op, its lowering's CHECKS, a
-    zero-size tensor, a second output, a shape that is not static."""
+    zero-size tensor, a second output, a shape that is not static (with the reason ONNX's
+    inference gave for the node, in `why`).  The nodes whose outputs have no elements (`dropped`,
+    now constants) get their lowering's CHECKS only: ONNX Runtime refuses them too."""
     from .lowering import CHECKS, SUPPORTED
 
     def info(name: str) -> TensorInfo | None:
@@ -359,6 +366,12 @@ def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int
             kind = "string" if consts[name].dtype.kind in "OSU" else consts[name].dtype.name
             problems.append(f"constant '{name}': element type {kind} is not supported "
                             f"(tilewise supports tensors of {', '.join(sorted(supported))})")
+    for n in dropped:
+        check = CHECKS.get(n.op)
+        ins = [info(x) if x else None for x in n.inputs]
+        reason = check(n, ins, opset) if check and all(info(x) for x in n.inputs if x) else None
+        if reason:
+            problems.append(f"node {n.name} ({n.op}): {reason}")
     for n in nodes:
         if n.op not in SUPPORTED:
             problems.append(f"node {n.name} ({n.op}): operator not supported by tilewise")
@@ -375,7 +388,17 @@ def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int
         if reason:
             problems.append(f"node {n.name} ({n.op}): {reason}")
         for o in n.outputs:
-            if o and o in needed and o not in infos and o not in consts:
+            said = why.get(n.name) or why.get(n.name.rsplit(".", 1)[0])    # canonical parts: n.0, n.1
+            if o and o in needed and o not in infos and o not in consts and said:
+                problems.append(f"node {n.name} ({n.op}): invalid for its inputs "
+                                f"{[i.shape if i else None for i in ins]}: {said}")
+                break
+            if o and o in needed and o not in infos and o not in consts and all(
+                    info(x) for x in n.inputs if x):
+                problems.append(f"node {n.name} ({n.op}): ONNX shape inference gives output '{o}' no shape "
+                                f"from inputs of shapes {[i.shape if i else None for i in ins]}; check its "
+                                "attributes and parameter inputs against the ONNX operator's spec")
+            elif o and o in needed and o not in infos and o not in consts:
                 problems.append(f"node {n.name} ({n.op}): the shape of output '{o}' cannot be resolved "
                                 "statically; pass concrete input shapes with shapes=")
 
@@ -533,8 +556,10 @@ def _np_to_onnx(dt) -> int:
     return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dt))
 
 
-def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list) -> dict[str, TensorInfo]:
-    """Run ONNX shape inference on the folded graph; returns value name -> TensorInfo."""
+def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
+           why: dict) -> dict[str, TensorInfo]:
+    """Run ONNX shape inference on the folded graph; returns value name -> TensorInfo, and puts
+    in `why` the error strict inference reports for each node it rejects."""
     from onnx import helper
     used = {x for n in nodes for x in n.inputs} | {o.name for o in m.graph.output}
     used -= {i.name for i in graph.inputs}
@@ -583,4 +608,16 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list) -> 
                 problems.append(f"value {vi.name}: {_type_name(vi.type)} is not supported")
             continue
         out[vi.name] = TensorInfo(vi.name, tuple(dims), dt)
+    if any(o and o not in out for n in onodes for o in n.output):
+        why.update(_inference_errors(m2))
     return out
+
+
+def _inference_errors(m) -> dict[str, str]:
+    """Node name -> the error ONNX's strict shape inference reports for it."""
+    try:
+        shape_inference.infer_shapes(m, strict_mode=True, data_prop=True)
+        return {}
+    except Exception as e:
+        found = re.findall(r"\(op_type:\w+, node name: ([^)]*)\): (?:\[\w+\] )?([^\n]*)", str(e))
+        return {name: msg.strip() for name, msg in found}

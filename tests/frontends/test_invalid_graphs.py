@@ -143,3 +143,41 @@ def test_constant_gather_indices_outside_the_axis():
         i = numpy_helper.from_array(np.array(idx, np.int64), "i")
         m = tiny([node(op, ["x", "i"], ["y"], "g")], [vi("x", [4, 3])], [vi("y", None)], [i])
         refused(m, f"node g ({op}): index {np.array(idx).flat[1]} in 'i' is outside [-4, 3]")
+
+
+def i64(name, v):
+    return numpy_helper.from_array(np.array(v, np.int64), name)
+
+
+W = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+SCALES = numpy_helper.from_array(np.array([1, 1, 0, 0], np.float32), "sc")
+BAD_NODES = {     # case -> (node, input shape, initializers, what the error says)
+    "conv_stride_0": (node("Conv", ["x", "w"], ["y"], "c"), [1, 3, 8, 8], [W],
+                      "node c (Conv): invalid for its inputs [(1, 3, 8, 8), (4, 3, 3, 3)]: Attribute strides"),
+    "conv_groups": (node("Conv", ["x", "w"], ["y"], "c"), [1, 5, 8, 8], [W],
+                    "node c (Conv): a weight of shape (4, 3, 3, 3) with group=1 does not fit an input of 5"),
+    "lrn_size_0": (node("LRN", ["x"], ["y"], "l"), [1, 3, 8, 8], [], "node l (LRN): size=0"),
+    "depth_to_space": (node("DepthToSpace", ["x"], ["y"], "d"), [1, 3, 8, 8], [],
+                       "node d (DepthToSpace): 3 channels do not divide into blocks of 2x2"),
+    "cumsum_axis": (node("CumSum", ["x", "a"], ["y"], "c"), [1, 3, 8, 8], [i64("a", 9)],
+                    "node c (CumSum): axis 9 is outside [-4, 3]"),
+    "trilu_vector": (node("Trilu", ["x"], ["y"], "t"), [4], [], "node t (Trilu): its input has rank 1"),
+    "resize_scale_0": (node("Resize", ["x", "", "sc"], ["y"], "r"), [1, 3, 8, 8], [SCALES],
+                       "node r (Resize): scales [1.0, 1.0, 0.0, 0.0] must all be positive"),
+    "split_sizes": (helper.make_node("Split", ["x", "sp"], ["y"], name="s", axis=1), [1, 3, 8, 8],
+                    [i64("sp", [1, 1])], "node s.0 (Slice): invalid for its inputs [(1, 3, 8, 8)]: Mismatch between"),
+    "pad_past_the_axis": (node("Pad", ["x", "p"], ["y"], "p"), [1, 3, 8, 8], [i64("p", [0, 0, -9, 0, 0, 0, 0, 0])],
+                          "node p (Pad): ONNX shape inference gives output 'y' no shape from inputs of shapes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_NODES))
+def test_nodes_onnx_runtime_refuses_are_named(case):
+    n, shape, inits, says = BAD_NODES[case]
+    if case == "conv_stride_0":
+        n.attribute.append(helper.make_attribute("strides", [0, 0]))
+    if case == "lrn_size_0":
+        n.attribute.append(helper.make_attribute("size", 0))
+    if case == "depth_to_space":
+        n.attribute.append(helper.make_attribute("blocksize", 2))
+    refused(tiny([n], [vi("x", shape)], [vi("y", None)], inits), says)
