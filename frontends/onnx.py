@@ -231,8 +231,9 @@ def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int
         reason = reason or _constant_index_reason(n, ins, consts)
         if not reason and sum(1 for o in n.outputs if o) > 1:
             reason = "only its first output is supported"
-        if reason:
+        if reason:                      # it explains an output inference could not shape, too
             problems.append(f"node {n.name} ({n.op}): {reason}")
+            continue
         for o in n.outputs:
             said = why.get(n.name) or why.get(n.name.rsplit(".", 1)[0])    # canonical parts: n.0, n.1
             if o and o in needed and o not in infos and o not in consts and said:

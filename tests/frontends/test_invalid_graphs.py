@@ -153,9 +153,13 @@ W = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
 SCALES = numpy_helper.from_array(np.array([1, 1, 0, 0], np.float32), "sc")
 BAD_NODES = {     # case -> (node, input shape, initializers, what the error says)
     "conv_stride_0": (node("Conv", ["x", "w"], ["y"], "c"), [1, 3, 8, 8], [W],
-                      "node c (Conv): invalid for its inputs [(1, 3, 8, 8), (4, 3, 3, 3)]: Attribute strides"),
+                      "node c (Conv): strides and dilation must be >= 1, got (0, 0)"),
+    "pool_stride_0": (helper.make_node("AveragePool", ["x"], ["y"], name="p", kernel_shape=[2, 2], strides=[0, 0]),
+                      [1, 3, 8, 8], [], "node p (AveragePool): invalid for its inputs [(1, 3, 8, 8)]: Attribute strides"),
     "conv_groups": (node("Conv", ["x", "w"], ["y"], "c"), [1, 5, 8, 8], [W],
-                    "node c (Conv): a weight of shape (4, 3, 3, 3) with group=1 does not fit an input of 5"),
+                    "node c (Conv): input channels 5, weight (4, 3, 3, 3) and groups=1 do not match"),
+    "conv_kernel_past_the_input": (node("Conv", ["x", "w"], ["y"], "c"), [1, 3, 2, 2], [W],
+                                   "node c (Conv): the output is empty (0x0) for input 2x2, kernel 3x3"),
     "lrn_size_0": (node("LRN", ["x"], ["y"], "l"), [1, 3, 8, 8], [], "node l (LRN): size=0"),
     "depth_to_space": (node("DepthToSpace", ["x"], ["y"], "d"), [1, 3, 8, 8], [],
                        "node d (DepthToSpace): 3 channels do not divide into blocks of 2x2"),
