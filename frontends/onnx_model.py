@@ -9,6 +9,7 @@ reads external data from the model's folder, and only from files inside it.
 """
 from __future__ import annotations
 
+import heapq
 import os
 
 import numpy as np
@@ -98,16 +99,15 @@ def _topological(g, producer: dict[str, int]) -> tuple[list[int], list[int]]:
         for d in ds:
             users.setdefault(d, []).append(k)
     waiting = [len(ds) for ds in deps]
-    ready = [k for k, w in enumerate(waiting) if w == 0]
+    ready = [k for k, w in enumerate(waiting) if w == 0]        # a heap: the earliest ready node first
     order: list[int] = []
     while ready:
-        ready.sort(reverse=True)
-        k = ready.pop()
+        k = heapq.heappop(ready)
         order.append(k)
         for u in users.get(k, []):
             waiting[u] -= 1
             if waiting[u] == 0:
-                ready.append(u)
+                heapq.heappush(ready, u)
     if len(order) == len(deps):
         return order, []
     stuck = {k for k, w in enumerate(waiting) if w > 0}
