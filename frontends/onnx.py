@@ -67,7 +67,7 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
     m = load_model(model)
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 1)
     g = m.graph
-    order = check_graph(g)                     # ModelError for a graph ONNX Runtime refuses
+    order = check_graph(m)                     # ModelError for a graph ONNX Runtime refuses
     problems: list[str] = []
     if opset > onnx.defs.onnx_opset_version():
         problems.append(f"the model's opset {opset} is newer than the newest this tilewise knows "

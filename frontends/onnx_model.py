@@ -1,8 +1,8 @@
 """Reading an ONNX model safely: the file, the structure of its graph, its initializers.
 
 `load_model` turns a bad file into a one-line ModelError.  `check_graph` applies the rules
-that onnx.checker (full check) and ONNX Runtime apply to a graph: unique input and
-initializer names, one definition per value, every input defined, every output produced,
+that onnx.checker (full check) and ONNX Runtime apply to a graph: each node fits its
+operator's schema, unique input and initializer names, one definition per value, every input defined, every output produced,
 no cycle; it returns an order of the nodes in which each runs after its producers (ONNX
 Runtime accepts unsorted nodes and sorts them, so tilewise does too).  `read_initializers`
 reads external data from the model's folder, and only from files inside it.
@@ -50,12 +50,14 @@ def _label(node, k: int) -> str:
     return f"node {node.name or k} ({node.op_type})"
 
 
-def check_graph(g) -> list[int]:
-    """The positions of g's nodes in an order that runs every node after the producers of its
+def check_graph(m: onnx.ModelProto) -> list[int]:
+    """The positions of m's nodes in an order that runs every node after the producers of its
     inputs (ONNX Runtime sorts them too); a ModelError listing every structural problem that
-    onnx.checker and ONNX Runtime refuse: a name declared or written twice, an input nothing
-    defines, a cycle, a graph output nothing produces."""
-    problems: list[str] = []
+    onnx.checker and ONNX Runtime refuse: a node that does not fit its operator's schema, a
+    name declared or written twice, an input nothing defines, a cycle, a graph output nothing
+    produces."""
+    g = m.graph
+    problems = _schema_problems(m)
     defined: dict[str, str] = {}               # value -> what defines it
     for what, names in (("input", [vi.name for vi in g.input]), ("initializer", [t.name for t in g.initializer])):
         seen: set[str] = set()
@@ -89,6 +91,25 @@ def check_graph(g) -> list[int]:
         raise ModelError("\n  ".join([f"invalid graph {g.name or 'model'}: {len(problems)} problem(s):"]
                                      + problems[:50] + (["..."] if len(problems) > 50 else [])))
     return order
+
+
+def _schema_problems(m: onnx.ModelProto) -> list[str]:
+    """onnx.checker's verdict on each default-domain node: its inputs' count, a required input
+    left empty, unknown attributes, attributes of the wrong type, an op the opset lacks."""
+    opsets = {o.domain: o.version for o in m.opset_import}
+    if opsets.get("", opsets.get("ai.onnx", 1)) > onnx.defs.onnx_opset_version():
+        return []                       # from_onnx reports the opset itself
+    ctx = onnx.checker.C.CheckerContext()
+    ctx.ir_version, ctx.opset_imports = m.ir_version, opsets
+    problems = []
+    for k, node in enumerate(m.graph.node):
+        if node.domain not in ("", "ai.onnx"):
+            continue                    # from_onnx refuses custom domains
+        try:
+            onnx.checker.check_node(node, ctx)
+        except Exception as e:
+            problems.append(f"{_label(node, k)}: {str(e).strip().splitlines()[0]}")
+    return problems
 
 
 def _topological(g, producer: dict[str, int]) -> tuple[list[int], list[int]]:

@@ -184,4 +184,15 @@ def test_nodes_onnx_runtime_refuses_are_named(case):
         n.attribute.append(helper.make_attribute("size", 0))
     if case == "depth_to_space":
         n.attribute.append(helper.make_attribute("blocksize", 2))
-    refused(tiny([n], [vi("x", shape)], [vi("y", None)], inits), says)
+    refused(tiny([n], [vi("x", shape)], [vi("y", None)], inits, opset=18), says)
+
+
+@pytest.mark.parametrize("bad, says", [
+    (node("Add", ["x", ""], ["y"], "n1"), "node n1 (Add): Node (n1)'s input 1 is marked single"),
+    (node("Relu", ["x", "x"], ["y"], "n1"), "node n1 (Relu): Node(n1) with schema(::Relu:13) has input size 2"),
+    (helper.make_node("Softmax", ["x"], ["y"], name="n1", axis="one"), "node n1 (Softmax): Mismatched attribute type"),
+    (helper.make_node("Relu", ["x"], ["y"], name="n1", foo=3), "node n1 (Relu): Unrecognized attribute: foo"),
+    (node("Trilu", ["x"], ["y"], "n1"), "node n1 (Trilu): No Op registered for Trilu with domain_version of 13"),
+])
+def test_nodes_that_do_not_fit_their_schema(bad, says):
+    refused(tiny([bad], [vi("x", [4, 4])], [vi("y", None)]), says)
