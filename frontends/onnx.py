@@ -92,6 +92,7 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
     nodes = _params_to_attrs(raw, consts, problems)             # a Reshape's shape... as attributes
     why: dict[str, str] = {}                                    # node name -> why inference failed on it
     infos = _infer(m, graph, nodes, consts, problems, why)      # ONNX's shape inference
+    problems += _type_problems(g, raw, infos, consts, opset)
     needed = {x for n in nodes for x in n.inputs} | {o.name for o in g.output}
     for n in nodes:
         n.outputs = [o if (o in needed or k == 0) else "" for k, o in enumerate(n.outputs)]
@@ -118,6 +119,38 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
             graph.outputs.append(infos[o.name])
     from .passes import eliminate_dead_nodes
     return eliminate_dead_nodes(graph)
+
+
+def _type_problems(g, raw: list, infos: dict, consts: dict, opset: int) -> list[str]:
+    """What ONNX Runtime's type check refuses: a node whose inputs bound to one type parameter
+    of its schema (T of Add's A and B) differ, a graph output declared with another element
+    type than the one computed."""
+    def dtype(x: str) -> str | None:
+        return consts[x].dtype.name if x in consts else infos[x].dtype if x in infos else None
+
+    problems = []
+    for k, node in raw:
+        try:
+            schema = onnx.defs.get_schema(node.op_type, opset, "")
+        except Exception:
+            continue                    # check_graph has reported it
+        params = {c.type_param_str for c in schema.type_constraints}
+        bound: dict[str, str] = {}
+        for idx, x in enumerate(node.input):
+            formal = schema.inputs[min(idx, len(schema.inputs) - 1)] if schema.inputs else None
+            if not x or formal is None or formal.type_str not in params or dtype(x) is None:
+                continue
+            first = bound.setdefault(formal.type_str, x)
+            if dtype(first) != dtype(x):
+                problems.append(f"node {node.name or k} ({node.op_type}): inputs '{first}' ({dtype(first)}) and "
+                                f"'{x}' ({dtype(x)}) must have one element type ({formal.type_str} in its schema)")
+                break
+    for o in g.output:
+        declared = o.type.tensor_type.elem_type if o.type.HasField("tensor_type") else 0
+        if declared and dtype(o.name) and _np_to_onnx(np.dtype(dtype(o.name))) != declared:
+            problems.append(f"output '{o.name}': the model declares {_type_name(o.type)}, but it is computed "
+                            f"as {dtype(o.name)}")
+    return problems
 
 
 def _inputs(g, shapes: dict, bound: dict, consts: dict, empty: dict, problems: list) -> list[TensorInfo]:
@@ -438,7 +471,13 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
         onodes.append(helper.make_node(n.op, inputs, n.outputs, name=n.name, **attrs))
     ins = [helper.make_tensor_value_info(i.name, _np_to_onnx(np.dtype(i.dtype if i.dtype != "bool" else "bool")),
                                          list(i.shape)) for i in graph.inputs]
-    outs = [o for o in m.graph.output]
+    outs = []
+    for o in m.graph.output:        # declared element types are checked against inference, not merged in
+        o2 = onnx.ValueInfoProto()
+        o2.CopyFrom(o)
+        if o2.type.HasField("tensor_type"):
+            o2.type.tensor_type.elem_type = 0
+        outs.append(o2)
     g2 = helper.make_graph(onodes, "folded", ins + big, outs, inits)
     m2 = helper.make_model(g2, opset_imports=list(m.opset_import), ir_version=max(m.ir_version, 7))
     try:
@@ -455,6 +494,10 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
                 problems.append(f"value {vi.name}: {_type_name(vi.type)} is not supported")
             continue
         out[vi.name] = TensorInfo(vi.name, tuple(dims), dt)
+    for o in m.graph.output:        # what inference cannot type (a function op's output): as declared
+        dims, dt = _dims(o), ONNX_DTYPES.get(o.type.tensor_type.elem_type)
+        if o.name not in out and dt and o.type.tensor_type.HasField("shape") and all(isinstance(d, int) for d in dims):
+            out[o.name] = TensorInfo(o.name, tuple(dims), dt)
     if any(o and o not in out for n in onodes for o in n.output):
         why.update(_inference_errors(m2))
     return out

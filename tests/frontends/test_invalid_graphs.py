@@ -196,3 +196,14 @@ def test_nodes_onnx_runtime_refuses_are_named(case):
 ])
 def test_nodes_that_do_not_fit_their_schema(bad, says):
     refused(tiny([bad], [vi("x", [4, 4])], [vi("y", None)]), says)
+
+
+def test_inputs_of_one_type_parameter_must_agree():
+    m = tiny([node("Add", ["x", "z"], ["y"], "n1")], [vi("x", [4]), vi("z", [4], TensorProto.INT64)], [vi("y", [4])])
+    refused(m, "node n1 (Add): inputs 'x' (float32) and 'z' (int64) must have one element type")
+
+
+def test_an_output_declared_with_another_element_type():
+    # tilewise returned an int64 buffer for a float32 result
+    m = tiny([node("Relu", ["x"], ["y"], "n1")], [vi("x", [4])], [vi("y", [4], TensorProto.INT64)])
+    refused(m, "output 'y': the model declares element type INT64, but it is computed as float32")
