@@ -1,10 +1,11 @@
 """Lowering: a Schedule becomes a loop-IR function.
 
-Steps: inline the compute_inline'd stages; infer the region each stage must produce (the whole
-tensor at the root, the part its consumer reads under a compute_at loop); derive every loop's
-extent from the splits and fuses; then build each stage's loop nest, with the stages computed
-at its loops nested inside, reductions as an init nest plus an update nest, and guards where a
-split does not divide or a region overhangs its tensor.  `lower()` then simplifies.
+Steps: inline the compute_inline'd stages; refuse a read that provably leaves its tensor
+(`check_reads`); infer the region each stage must produce (the whole tensor at the root, the
+part its consumer reads under a compute_at loop); derive every loop's extent from the splits
+and fuses; then build each stage's loop nest, with the stages computed at its loops nested
+inside, reductions as an init nest plus an update nest, and guards where a split does not
+divide or a region overhangs its tensor.  `lower()` then simplifies.
 """
 from __future__ import annotations
 
@@ -366,17 +367,23 @@ class Lowering:
 
 def _unconditional_loads(e: Expr):
     """The tensor reads of e that run at every point: not those in a select's branches or in
-    the source of a conditional reduction (their condition may keep them in bounds)."""
-    if isinstance(e, TensorLoad):
-        yield e
-    if isinstance(e, Select):
-        kids: tuple = (e.cond,)
-    elif isinstance(e, Reduce) and e.condition is not None:
-        kids = (e.condition,)
-    else:
-        kids = children(e)
-    for k in kids:
-        yield from _unconditional_loads(k)
+    the source of a conditional reduction (their condition may keep them in bounds); shared
+    subtrees once, as in expr.walk."""
+    seen: set[int] = set()
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, TensorLoad):
+            yield x
+        if isinstance(x, Select):
+            stack.append(x.cond)
+        elif isinstance(x, Reduce) and x.condition is not None:
+            stack.append(x.condition)
+        else:
+            stack.extend(children(x))
 
 
 def _affine_range(idx: Expr, ranges: dict) -> tuple[int, int] | None:
