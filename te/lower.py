@@ -365,25 +365,16 @@ class Lowering:
         return LoweredFunc(self.name, args, body)
 
 
-def _unconditional_loads(e: Expr):
+def _unconditional_loads(e: Expr) -> list[TensorLoad]:
     """The tensor reads of e that run at every point: not those in a select's branches or in
-    the source of a conditional reduction (their condition may keep them in bounds); shared
-    subtrees once, as in expr.walk."""
-    seen: set[int] = set()
-    stack = [e]
-    while stack:
-        x = stack.pop()
-        if id(x) in seen:
-            continue
-        seen.add(id(x))
-        if isinstance(x, TensorLoad):
-            yield x
+    the source of a conditional reduction (their condition may keep them in bounds)."""
+    def kids(x: Expr) -> tuple:
         if isinstance(x, Select):
-            stack.append(x.cond)
-        elif isinstance(x, Reduce) and x.condition is not None:
-            stack.append(x.condition)
-        else:
-            stack.extend(children(x))
+            return (x.cond,)
+        if isinstance(x, Reduce) and x.condition is not None:
+            return (x.condition,)
+        return children(x)
+    return [x for x in walk(e, kids) if isinstance(x, TensorLoad)]
 
 
 def _affine_range(idx: Expr, ranges: dict) -> tuple[int, int] | None:
