@@ -52,8 +52,10 @@ class _Emit:
                          else str(self.consts[x].dtype), {"shape": np.array(shape, np.int64)}, out)
 
 
-def canonicalize(nodes: list[Node], infos: dict, consts: dict, opset: int) -> list[Node]:
-    """The nodes rewritten as the module docstring says (infos and consts gain the new values)."""
+def canonicalize(nodes: list[Node], infos: dict, consts: dict, opset: int,
+                 dropped: list[Node] | None = None) -> list[Node]:
+    """The nodes rewritten as the module docstring says (infos and consts gain the new values);
+    the nodes whose outputs have no elements, now constants, are appended to `dropped`."""
     out: list[Node] = []
     for n in nodes:
         for m in _rewrite(n, infos, consts, opset):
@@ -61,6 +63,8 @@ def canonicalize(nodes: list[Node], infos: dict, consts: dict, opset: int) -> li
             if outs and all(o in infos and 0 in infos[o].shape for o in outs):
                 for o in outs:          # nothing to compute
                     consts[o] = np.zeros(infos[o].shape, np.dtype(infos[o].dtype))
+                if dropped is not None:
+                    dropped.append(m)
                 continue
             if m.op == "Concat":        # parts with no elements add nothing
                 full = [i for i in m.inputs if 0 not in _shape(i, infos, consts)]

@@ -158,6 +158,18 @@ def _trilu(node, ins, attrs, opset):
     return [te.compute(tuple(x.shape), body, name=node.name, tag="injective")]
 
 
+@checks("Trilu")
+def _check_trilu(node, ins, opset):
+    return None if len(ins[0].shape) >= 2 else f"its input has rank {len(ins[0].shape)}; Trilu needs a matrix (rank >= 2)"
+
+
+@checks("CumSum", "CumProd")
+def _check_scan(node, ins, opset):
+    rank = len(ins[0].shape)
+    axis = int(np.asarray(node.attrs.get("axis", 0)).reshape(-1)[0])
+    return None if -rank <= axis < rank else f"axis {axis} is outside [-{rank}, {rank - 1}] for a rank-{rank} input"
+
+
 @lowers("CumSum")
 def _cumsum(node, ins, attrs, opset):
     return _scan(node, ins, attrs, "sum")
@@ -205,6 +217,18 @@ def _onehot(node, ins, attrs, opset):
         j = te.if_then_else(j < 0, j + depth, j).astype("int64")
         return te.if_then_else(j == i[ax], value(1), value(0))
     return [te.compute(out_shape, body, name=node.name, tag="injective")]
+
+
+@checks("DepthToSpace", "SpaceToDepth")
+def _check_depth_space(node, ins, opset):
+    b, shape = int(node.attrs.get("blocksize", 0)), ins[0].shape
+    if len(shape) != 4 or b < 1:
+        return f"needs NCHW input and blocksize >= 1 (input {shape}, blocksize {b})"
+    if node.op == "DepthToSpace" and shape[1] % (b * b):
+        return f"{shape[1]} channels do not divide into blocks of {b}x{b}"
+    if node.op == "SpaceToDepth" and (shape[2] % b or shape[3] % b):
+        return f"the {shape[2]}x{shape[3]} map does not divide into blocks of {b}x{b}"
+    return None
 
 
 @lowers("DepthToSpace", "SpaceToDepth")
@@ -297,6 +321,8 @@ def _check_resize(node, ins, opset):
         v = attrs.get(key)
         if v is not None and np.asarray(v).size:
             vals = np.asarray(v, np.float64).reshape(-1)
+            if key == "scales" and (vals <= 0).any():
+                return f"scales {vals.tolist()} must all be positive"
             for a, s in zip(axes, vals):
                 if a < 2 and s != (1.0 if key == "scales" else ins[0].shape[a]):
                     return "resizing the batch or channel axis is not supported"

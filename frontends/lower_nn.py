@@ -149,6 +149,12 @@ def _lrn(node, ins, attrs, opset):
                        attrs.get("bias", 1.0), name=node.name)]
 
 
+@checks("LRN")
+def _check_lrn(node, ins, opset):
+    size = int(node.attrs.get("size", 0))
+    return None if size >= 1 else f"size={size}: the window must hold at least one channel"
+
+
 def _pool_args(attrs, x):
     k = tuple(attrs["kernel_shape"])
     strides = tuple(attrs.get("strides", [1] * len(k)))

@@ -203,6 +203,10 @@ def _clip(node, ins, attrs, opset):
     x = ins[0]
     lo = ins[1] if len(ins) > 1 and ins[1] is not None else attrs.get("min")   # opset < 11: attributes
     hi = ins[2] if len(ins) > 2 and ins[2] is not None else attrs.get("max")
+    if _is_float(x.dtype):
+        # ONNX's absent bounds are the type's lowest and largest finite values, so -inf and inf clip to them
+        lo = np.finfo(x.dtype).min if lo is None else lo
+        hi = np.finfo(x.dtype).max if hi is None else hi
     if not isinstance(lo, te.Tensor) and not isinstance(hi, te.Tensor):
         scalar = (lambda v: None if v is None else np.asarray(v).reshape(-1)[0].item())
         return [ops.clip(x, scalar(lo), scalar(hi), name=node.name)]
@@ -282,18 +286,22 @@ def _float_only(what: str, dtypes=("float32",)):
     return check
 
 
-@lowers("Conv")
-def _conv(node, ins, attrs, opset):
-    x, w = ins[0], ins[1]
-    bias = ins[2] if len(ins) > 2 else None
-    strides = tuple(attrs.get("strides", [1, 1]))
-    dil = tuple(attrs.get("dilations", [1, 1]))
+def _conv_args(attrs) -> tuple[tuple, tuple | str, tuple]:
+    """(strides, padding, dilation) of a 2-D Conv as te.ops.conv2d takes them."""
     auto = _str(attrs.get("auto_pad"), "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER", "VALID"):
         padding = auto
     else:
         p = attrs.get("pads", [0, 0, 0, 0])
         padding = (p[0], p[1], p[2], p[3])
+    return tuple(attrs.get("strides", [1, 1])), padding, tuple(attrs.get("dilations", [1, 1]))
+
+
+@lowers("Conv")
+def _conv(node, ins, attrs, opset):
+    x, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    strides, padding, dil = _conv_args(attrs)
     if attrs.get("layout") == "NCHWc":       # passes.propagate_nchwc: x packed, w packed at build time
         return [_ops().conv2d_NCHWc(x, w, strides=strides, padding=padding, dilation=dil, bias=bias,
                                     name=node.name, target=node.target)]
@@ -316,6 +324,12 @@ def _check_conv(node, ins, opset):
     nd = len(ins[0].shape) - 2
     if nd != 2:
         return f"Conv{nd}D: only 2-D convolutions are supported"
+    from te.ops.conv_geometry import geometry
+    strides, padding, dil = _conv_args(node.attrs)
+    try:        # the sizes ONNX Runtime checks too: channels and groups, an output with no pixels
+        geometry(ins[0].shape, ins[1].shape, strides, padding, dil, int(node.attrs.get("group", 1)))
+    except ValueError as e:
+        return str(e).removeprefix("conv2d: ")
     return _float_only("Conv")(node, ins, opset)
 
 

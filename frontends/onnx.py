@@ -1,8 +1,10 @@
 """ONNX import: a model file (or ModelProto) becomes a Graph with static shapes.
 
-Steps: load (a non-ONNX or truncated file is a one-line error); fix the input shapes and
-bind the inputs given values (`constants=`); fold every node whose inputs are all constants
-(the light models build their weights with ConstantOfShape, and shapes are often computed);
+Steps: load the model, check its graph's structure and read its initializers (onnx_model.py:
+one-line errors for a bad file, the structural rules of onnx.checker and ONNX Runtime,
+external data only from the model's folder); fix the input shapes and bind the inputs given
+values (`constants=`); fold every node whose inputs are all constants (the light models
+build their weights with ConstantOfShape, and shapes are often computed);
 move parameter inputs that must be constants (a Reshape's shape, a Slice's starts...) into
 attributes; infer shapes with ONNX's own inference; rewrite nodes with several used outputs
 into single-output ones; then check everything at once (operator support, each lowering's
@@ -16,7 +18,7 @@ pads...) must be known at import.  `shape_inputs(model)` names such inputs, and
 from __future__ import annotations
 
 import functools
-import os
+import re
 
 import numpy as np
 import onnx
@@ -25,6 +27,7 @@ from onnx import numpy_helper, shape_inference
 from .canonical import SHAPE_ONLY, canonicalize
 from .fold import attrs_of, fold
 from .graph import Graph, Node, TensorInfo
+from .onnx_model import ModelError, check_graph, load_model, model_dir, read_initializers
 
 ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
                11: "float64", 4: "uint16", 12: "uint32", 13: "uint64"}
@@ -46,34 +49,6 @@ PARAM_INPUTS = {
 INFERENCE_IGNORES = {"Dropout": {1}}
 
 
-class ModelError(ValueError):
-    """The model cannot be imported; the message lists every offending node and what to do."""
-
-
-def load_model(model) -> onnx.ModelProto:
-    """A ModelProto from a path, bytes or a ModelProto, with one-line errors for bad files."""
-    if isinstance(model, onnx.ModelProto):
-        return model
-    if isinstance(model, (bytes, bytearray)):
-        data, where = bytes(model), "the given bytes"
-    else:
-        path = os.fspath(model)
-        if not os.path.exists(path):
-            raise ModelError(f"{path}: no such file")
-        if os.path.isdir(path):
-            raise ModelError(f"{path}: is a folder, not an ONNX model file")
-        with open(path, "rb") as f:
-            data = f.read()
-        where = path
-    try:
-        m = onnx.load_from_string(data)
-    except Exception:
-        raise ModelError(f"{where}: not a readable ONNX model (truncated, or another format)") from None
-    if not m.graph.node and not m.graph.output:
-        raise ModelError(f"{where}: not an ONNX model (no graph inside)")
-    return m
-
-
 def _dims(vi) -> list:
     t = vi.type.tensor_type
     if not t.HasField("shape"):
@@ -92,13 +67,18 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
     m = load_model(model)
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 1)
     g = m.graph
-    consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    empty: dict[str, np.ndarray] = {}          # zero-size inputs: constants while folding only
+    order = check_graph(m)                     # ModelError for a graph ONNX Runtime refuses
     problems: list[str] = []
+    if opset > onnx.defs.onnx_opset_version():
+        problems.append(f"the model's opset {opset} is newer than the newest this tilewise knows "
+                        f"({onnx.defs.onnx_opset_version()}); convert it with onnx.version_converter")
+    consts = read_initializers(g, model_dir(model), problems)
+    empty: dict[str, np.ndarray] = {}          # zero-size inputs: constants while folding only
     graph = Graph(g.name or "model", opset)
     graph.inputs = _inputs(g, dict(shapes or {}), dict(constants or {}), consts, empty, problems)
     raw = []
-    for k, node in enumerate(g.node):
+    for k in order:
+        node = g.node[k]
         if node.domain not in ("", "ai.onnx"):
             problems.append(f"node {node.name or k} ({node.domain}.{node.op_type}): custom-domain op is not supported")
         else:
@@ -110,19 +90,23 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
             break
         known.update(_raw_shapes(m, graph, [n for _, n in raw], consts))
     nodes = _params_to_attrs(raw, consts, problems)             # a Reshape's shape... as attributes
-    infos = _infer(m, graph, nodes, consts, problems)           # ONNX's shape inference
+    why: dict[str, str] = {}                                    # node name -> why inference failed on it
+    infos = _infer(m, graph, nodes, consts, problems, why)      # ONNX's shape inference
+    problems += _type_problems(g, raw, infos, consts, opset)
     needed = {x for n in nodes for x in n.inputs} | {o.name for o in g.output}
     for n in nodes:
         n.outputs = [o if (o in needed or k == 0) else "" for k, o in enumerate(n.outputs)]
-    nodes = canonicalize(nodes, infos, consts, opset)            # the forms the lowerings take
+    dropped: list[Node] = []                                   # outputs without elements: constants
+    nodes = canonicalize(nodes, infos, consts, opset, dropped)   # the forms the lowerings take
     nodes = _fold_constant_nodes(nodes, consts, opset, problems)
     _check(nodes, infos, {k: v for k, v in consts.items() if k not in empty},
-           {x for n in nodes for x in n.inputs} | {o.name for o in g.output}, opset, problems)
+           {x for n in nodes for x in n.inputs} | {o.name for o in g.output}, opset, problems, why,
+           dropped)
     if problems:
         head = f"cannot import {g.name or 'the model'}: {len(problems)} problem(s):"
         raise ModelError("\n  ".join([head] + problems[:50] + (["..."] if len(problems) > 50 else []))
-                         + "\nWhat to do: give static input shapes, bind shape inputs with constants=, "
-                         "or replace the listed operators.")
+                         + "\nWhat to do: fix or replace the listed nodes and tensors; give static input "
+                         "shapes with shapes= and bind shape inputs with constants=.")
     graph.nodes = nodes
     graph.constants = {k: v for k, v in consts.items() if k not in empty}
     graph.infos = infos
@@ -137,6 +121,38 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
     return eliminate_dead_nodes(graph)
 
 
+def _type_problems(g, raw: list, infos: dict, consts: dict, opset: int) -> list[str]:
+    """What ONNX Runtime's type check refuses: a node whose inputs bound to one type parameter
+    of its schema (T of Add's A and B) differ, a graph output declared with another element
+    type than the one computed."""
+    def dtype(x: str) -> str | None:
+        return consts[x].dtype.name if x in consts else infos[x].dtype if x in infos else None
+
+    problems = []
+    for k, node in raw:
+        try:
+            schema = onnx.defs.get_schema(node.op_type, opset, "")
+        except Exception:
+            continue                    # check_graph has reported it
+        params = {c.type_param_str for c in schema.type_constraints}
+        bound: dict[str, str] = {}
+        for idx, x in enumerate(node.input):
+            formal = schema.inputs[min(idx, len(schema.inputs) - 1)] if schema.inputs else None
+            if not x or formal is None or formal.type_str not in params or dtype(x) is None:
+                continue
+            first = bound.setdefault(formal.type_str, x)
+            if dtype(first) != dtype(x):
+                problems.append(f"node {node.name or k} ({node.op_type}): inputs '{first}' ({dtype(first)}) and "
+                                f"'{x}' ({dtype(x)}) must have one element type ({formal.type_str} in its schema)")
+                break
+    for o in g.output:
+        declared = o.type.tensor_type.elem_type if o.type.HasField("tensor_type") else 0
+        if declared and dtype(o.name) and _np_to_onnx(np.dtype(dtype(o.name))) != declared:
+            problems.append(f"output '{o.name}': the model declares {_type_name(o.type)}, but it is computed "
+                            f"as {dtype(o.name)}")
+    return problems
+
+
 def _inputs(g, shapes: dict, bound: dict, consts: dict, empty: dict, problems: list) -> list[TensorInfo]:
     """The graph's inputs with static shapes; inputs bound with constants= (and, while folding,
     zero-size ones) go into consts."""
@@ -149,7 +165,16 @@ def _inputs(g, shapes: dict, bound: dict, consts: dict, empty: dict, problems: l
         if vi.name in consts:
             continue
         dtype = ONNX_DTYPES.get(vi.type.tensor_type.elem_type)
-        dims = list(shapes.pop(vi.name)) if vi.name in shapes else _dims(vi)
+        given = shapes.pop(vi.name, None)
+        dims = _dims(vi) if given is None else _given_shape(given)
+        if dims is None:
+            problems.append(f"input {vi.name}: shapes= gives {given!r}; give a tuple of whole numbers >= 0")
+            continue
+        if given is None and any(d.HasField("dim_value") and d.dim_value < 0 for d in vi.type.tensor_type.shape.dim):
+            problems.append(f"input {vi.name}: the model declares a negative dimension "
+                            f"({[d.dim_value or d.dim_param for d in vi.type.tensor_type.shape.dim]}); give its "
+                            f"real shape with shapes={{'{vi.name}': (...)}}")
+            continue
         if dtype is None:
             problems.append(f"input {vi.name}: {_type_name(vi.type)} is not supported "
                             f"(tilewise supports tensors of {', '.join(sorted(set(ONNX_DTYPES.values())))})")
@@ -166,6 +191,16 @@ def _inputs(g, shapes: dict, bound: dict, consts: dict, empty: dict, problems: l
             problems.append(f"{what}= names unknown inputs: {', '.join(left)} "
                             f"(inputs are: {', '.join(vi.name for vi in g.input)})")
     return inputs
+
+
+def _given_shape(value) -> list[int] | None:
+    """A shape given with shapes= as a list of ints, or None if it is not a sequence of whole numbers >= 0."""
+    try:
+        dims = list(value)
+    except TypeError:
+        return None
+    ok = all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in dims)
+    return [int(d) for d in dims] if ok else None
 
 
 def _params_to_attrs(raw: list, consts: dict, problems: list) -> list[Node]:
@@ -190,9 +225,12 @@ def _params_to_attrs(raw: list, consts: dict, problems: list) -> list[Node]:
     return nodes
 
 
-def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int, problems: list) -> None:
+def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int, problems: list,
+           why: dict, dropped: list[Node]) -> None:
     """Every reason a node cannot be compiled: an unsupported op, its lowering's CHECKS, a
-    zero-size tensor, a second output, a shape that is not static."""
+    zero-size tensor, a second output, a shape that is not static (with the reason ONNX's
+    inference gave for the node, in `why`).  The nodes whose outputs have no elements (`dropped`,
+    now constants) get their lowering's CHECKS only: ONNX Runtime refuses them too."""
     from .lowering import CHECKS, SUPPORTED
 
     def info(name: str) -> TensorInfo | None:
@@ -201,6 +239,18 @@ def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int
             return TensorInfo(name, tuple(c.shape), ONNX_DTYPES.get(_np_to_onnx(c.dtype), str(c.dtype)))
         return infos.get(name)
 
+    supported = set(ONNX_DTYPES.values())
+    for name in sorted(needed & consts.keys()):
+        if consts[name].dtype.name not in supported:
+            kind = "string" if consts[name].dtype.kind in "OSU" else consts[name].dtype.name
+            problems.append(f"constant '{name}': element type {kind} is not supported "
+                            f"(tilewise supports tensors of {', '.join(sorted(supported))})")
+    for n in dropped:
+        check = CHECKS.get(n.op)
+        ins = [info(x) if x else None for x in n.inputs]
+        reason = check(n, ins, opset) if check and all(info(x) for x in n.inputs if x) else None
+        if reason:
+            problems.append(f"node {n.name} ({n.op}): {reason}")
     for n in nodes:
         if n.op not in SUPPORTED:
             problems.append(f"node {n.name} ({n.op}): operator not supported by tilewise")
@@ -211,14 +261,42 @@ def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int
             continue
         check = CHECKS.get(n.op)
         reason = check(n, ins, opset) if check and all(info(x) for x in n.inputs if x) else None
+        reason = reason or _constant_index_reason(n, ins, consts)
         if not reason and sum(1 for o in n.outputs if o) > 1:
             reason = "only its first output is supported"
-        if reason:
+        if reason:                      # it explains an output inference could not shape, too
             problems.append(f"node {n.name} ({n.op}): {reason}")
+            continue
         for o in n.outputs:
-            if o and o in needed and o not in infos and o not in consts:
+            said = why.get(n.name) or why.get(n.name.rsplit(".", 1)[0])    # canonical parts: n.0, n.1
+            if o and o in needed and o not in infos and o not in consts and said:
+                problems.append(f"node {n.name} ({n.op}): invalid for its inputs "
+                                f"{[i.shape if i else None for i in ins]}: {said}")
+                break
+            if o and o in needed and o not in infos and o not in consts and all(
+                    info(x) for x in n.inputs if x):
+                problems.append(f"node {n.name} ({n.op}): ONNX shape inference gives output '{o}' no shape "
+                                f"from inputs of shapes {[i.shape if i else None for i in ins]}; check its "
+                                "attributes and parameter inputs against the ONNX operator's spec")
+            elif o and o in needed and o not in infos and o not in consts:
                 problems.append(f"node {n.name} ({n.op}): the shape of output '{o}' cannot be resolved "
                                 "statically; pass concrete input shapes with shapes=")
+
+
+def _constant_index_reason(n: Node, ins: list, consts: dict) -> str | None:
+    """Why a Gather's constant indices cannot be used: one outside the data's axis, which ONNX
+    Runtime refuses (the kernel clamps the indices it only sees at run time)."""
+    if n.op not in ("Gather", "GatherElements") or len(n.inputs) < 2 or n.inputs[1] not in consts \
+            or ins[0] is None or not ins[0].shape:
+        return None
+    axis = int(n.attrs.get("axis", 0))
+    extent = ins[0].shape[axis % len(ins[0].shape)]
+    idx = consts[n.inputs[1]]
+    bad = idx[(idx < -extent) | (idx >= extent)]
+    if not bad.size:
+        return None
+    return (f"index {bad.flat[0]} in '{n.inputs[1]}' is outside [-{extent}, {extent - 1}], the range of axis "
+            f"{axis} of '{n.inputs[0]}'")
 
 
 def shape_inputs(model) -> list[str]:
@@ -358,8 +436,10 @@ def _np_to_onnx(dt) -> int:
     return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dt))
 
 
-def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list) -> dict[str, TensorInfo]:
-    """Run ONNX shape inference on the folded graph; returns value name -> TensorInfo."""
+def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
+           why: dict) -> dict[str, TensorInfo]:
+    """Run ONNX shape inference on the folded graph; returns value name -> TensorInfo, and puts
+    in `why` the error strict inference reports for each node it rejects."""
     from onnx import helper
     used = {x for n in nodes for x in n.inputs} | {o.name for o in m.graph.output}
     used -= {i.name for i in graph.inputs}
@@ -391,7 +471,13 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list) -> 
         onodes.append(helper.make_node(n.op, inputs, n.outputs, name=n.name, **attrs))
     ins = [helper.make_tensor_value_info(i.name, _np_to_onnx(np.dtype(i.dtype if i.dtype != "bool" else "bool")),
                                          list(i.shape)) for i in graph.inputs]
-    outs = [o for o in m.graph.output]
+    outs = []
+    for o in m.graph.output:        # declared element types are checked against inference, not merged in
+        o2 = onnx.ValueInfoProto()
+        o2.CopyFrom(o)
+        if o2.type.HasField("tensor_type"):
+            o2.type.tensor_type.elem_type = 0
+        outs.append(o2)
     g2 = helper.make_graph(onodes, "folded", ins + big, outs, inits)
     m2 = helper.make_model(g2, opset_imports=list(m.opset_import), ir_version=max(m.ir_version, 7))
     try:
@@ -408,4 +494,20 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list) -> 
                 problems.append(f"value {vi.name}: {_type_name(vi.type)} is not supported")
             continue
         out[vi.name] = TensorInfo(vi.name, tuple(dims), dt)
+    for o in m.graph.output:        # what inference cannot type (a function op's output): as declared
+        dims, dt = _dims(o), ONNX_DTYPES.get(o.type.tensor_type.elem_type)
+        if o.name not in out and dt and o.type.tensor_type.HasField("shape") and all(isinstance(d, int) for d in dims):
+            out[o.name] = TensorInfo(o.name, tuple(dims), dt)
+    if any(o and o not in out for n in onodes for o in n.output):
+        why.update(_inference_errors(m2))
     return out
+
+
+def _inference_errors(m) -> dict[str, str]:
+    """Node name -> the error ONNX's strict shape inference reports for it."""
+    try:
+        shape_inference.infer_shapes(m, strict_mode=True, data_prop=True)
+        return {}
+    except Exception as e:
+        found = re.findall(r"\(op_type:\w+, node name: ([^)]*)\): (?:\[\w+\] )?([^\n]*)", str(e))
+        return {name: msg.strip() for name, msg in found}

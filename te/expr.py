@@ -445,8 +445,9 @@ def substitute(e: Expr, mapping: dict) -> Expr:
     return transform(e, lambda x: mapping.get(x) if isinstance(x, Var) else None)
 
 
-def walk(e: Expr):
-    """Yield every node of the tree (pre-order; shared nodes once)."""
+def walk(e: Expr, kids=children):
+    """Yield every node of the tree (pre-order; shared nodes once); `kids` picks the
+    sub-expressions to descend into (all of them by default)."""
     seen: set[int] = set()
     stack = [e]
     while stack:
@@ -455,7 +456,7 @@ def walk(e: Expr):
             continue
         seen.add(id(x))
         yield x
-        stack.extend(children(x))
+        stack.extend(kids(x))
 
 
 def free_vars(e: Expr) -> set:

@@ -1,10 +1,11 @@
 """Lowering: a Schedule becomes a loop-IR function.
 
-Steps: inline the compute_inline'd stages; infer the region each stage must produce (the whole
-tensor at the root, the part its consumer reads under a compute_at loop); derive every loop's
-extent from the splits and fuses; then build each stage's loop nest, with the stages computed
-at its loops nested inside, reductions as an init nest plus an update nest, and guards where a
-split does not divide or a region overhangs its tensor.  `lower()` then simplifies.
+Steps: inline the compute_inline'd stages; refuse a read that provably leaves its tensor
+(`check_reads`); infer the region each stage must produce (the whole tensor at the root, the
+part its consumer reads under a compute_at loop); derive every loop's extent from the splits
+and fuses; then build each stage's loop nest, with the stages computed at its loops nested
+inside, reductions as an init nest plus an update nest, and guards where a split does not
+divide or a region overhangs its tensor.  `lower()` then simplifies.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import logging
 from dataclasses import dataclass
 
 from .expr import (INDEX_DTYPE, BinOp, BinOpKind, Cmp, CmpKind, Const, Expr, Load, Logic, LogicKind,
-                   Reduce, TensorLoad, Var, const, free_vars, substitute, transform, walk)
+                   Reduce, Select, TensorLoad, Var, children, const, free_vars, substitute, transform, walk)
+from .printer import expr_str
 from .schedule import AttachType, ForKind, Fuse, Schedule, ScheduleError, Split, Stage
 from .simplify import INF, Linear, bound, linear, simplify, simplify_func
 from .stmt import Allocate, Buffer, Comment, For, IfThenElse, LoweredFunc, Stmt, Store, seq
@@ -105,6 +107,33 @@ class Lowering:
                 return None
             bodies[st] = tuple(transform(b, repl) for b in st.op.body)
         return bodies
+
+    def check_reads(self, bodies: dict[Stage, tuple]) -> None:
+        """ScheduleError for a read that leaves its tensor at some point of a stage's domain.
+
+        Only what is certain is refused: an affine index of the stage's axes (its range over
+        the axes' box is exact), in a load evaluated at every point (not inside a select's
+        branch or a conditional reduction, where a condition may keep it in bounds); an index
+        computed from loaded data or clamped with min/max is left alone."""
+        for st in self.live:
+            if isinstance(st.op, PlaceholderOp):
+                continue
+            ranges = {a.var: (0, n - 1) for a, n in zip(st.op.axis, st.op.shape)}
+            ranges.update({a.var: (a.dom[0], a.dom[0] + a.dom[1] - 1) for a in st.op.reduce_axis})
+            if any(not isinstance(lo, int) or not isinstance(hi, int) or hi < lo for lo, hi in ranges.values()):
+                continue                # an empty domain reads nothing
+            for body in bodies[st]:
+                for x in _unconditional_loads(body):
+                    for d, (idx, n) in enumerate(zip(x.indices, x.tensor.shape)):
+                        span = _affine_range(idx, ranges)
+                        if span is None or not isinstance(n, int) or (span[0] >= 0 and span[1] < n):
+                            continue
+                        where = ", ".join(expr_str(i) for i in x.indices)
+                        raise ScheduleError(
+                            f"stage {st.name}: reads {x.tensor.name}[{where}] out of bounds: index "
+                            f"{expr_str(idx)} of dimension {d} spans [{span[0]}, {span[1]}] over the "
+                            f"stage's axes, but {x.tensor.name} has extent {n} there (0..{n - 1}); fix "
+                            "the index, shrink the compute's shape, or guard the read with te.if_then_else")
 
     # ------------------------------------------------------------- bound inference
     def infer(self, bodies: dict[Stage, tuple]) -> None:
@@ -326,6 +355,7 @@ class Lowering:
     def run(self) -> LoweredFunc:
         args = self.bind_args()
         bodies = self.inline_bodies()
+        self.check_reads(bodies)
         self.infer(bodies)
         roots = [st for st in self.live if st.attach_type is AttachType.ROOT
                  and not isinstance(st.op, PlaceholderOp)]
@@ -333,6 +363,31 @@ class Lowering:
         for st in reversed(roots):
             body = self.realize(st, body)
         return LoweredFunc(self.name, args, body)
+
+
+def _unconditional_loads(e: Expr) -> list[TensorLoad]:
+    """The tensor reads of e that run at every point: not those in a select's branches or in
+    the source of a conditional reduction (their condition may keep them in bounds)."""
+    def kids(x: Expr) -> tuple:
+        if isinstance(x, Select):
+            return (x.cond,)
+        if isinstance(x, Reduce) and x.condition is not None:
+            return (x.condition,)
+        return children(x)
+    return [x for x in walk(e, kids) if isinstance(x, TensorLoad)]
+
+
+def _affine_range(idx: Expr, ranges: dict) -> tuple[int, int] | None:
+    """The exact (min, max) of idx over the box of `ranges` if idx is an affine form of its vars
+    (each var once, so every corner is reached); None for anything else."""
+    lin = linear(idx)
+    lo = hi = lin.const
+    for atom, c in lin.terms.values():
+        if not isinstance(atom, Var) or atom not in ranges:
+            return None
+        a, b = ranges[atom]
+        lo, hi = lo + min(c * a, c * b), hi + max(c * a, c * b)
+    return lo, hi
 
 
 def _relaxed_bounds(e: Expr, relax: dict) -> tuple[Linear | None, Linear | None]:

@@ -6,8 +6,10 @@ operand; they are tagged "broadcast".  Unary operators and activations are tagge
 them into one loop nest.  exp, tanh, erf and sigmoid use the vectorizable approximations of
 te/ops/fastmath.py.
 
-Floating-point max/min follow the `a > b ? a : b` convention of the code generator (as x86's
-maxps): a NaN in the first operand yields the second one.  Integer division is floor
+Floating-point `te.max_of(a, b)` is `a > b ? a : b` in the code generator (as x86's maxps): a
+NaN in the first operand yields the second one.  The activations put their constant first
+(`max_of(0, x)`), so a NaN input stays NaN at no extra cost, as in ONNX Runtime; maximum and
+minimum propagate a NaN from either operand, as numpy's do.  Integer division is floor
 division (numpy's `//`), as in te; trunc_divide and fmod round toward zero (C, ONNX Div and
 Mod with fmod=1); mod is numpy's for floats too; power is exact on integers.
 """
@@ -141,6 +143,13 @@ def _power(a, b):
     return result
 
 
+def _nan_first(a: te.Expr | float, result: te.Expr) -> te.Expr:
+    """result, or a where a float a is NaN (max_of/min_of already return a NaN second operand)."""
+    if isinstance(a, te.Expr) and te.expr.is_float(a.dtype):
+        return te.if_then_else(a != a, a, result)
+    return result
+
+
 add = _binary("add", lambda a, b: a + b)
 subtract = _binary("subtract", lambda a, b: a - b)
 multiply = _binary("multiply", lambda a, b: a * b)
@@ -150,8 +159,8 @@ trunc_divide = _binary("trunc_divide", _trunc_div)
 mod = _binary("mod", _mod)
 fmod = _binary("fmod", _fmod)
 power = _binary("power", _power)
-maximum = _binary("maximum", lambda a, b: te.max_of(a, b))
-minimum = _binary("minimum", lambda a, b: te.min_of(a, b))
+maximum = _binary("maximum", lambda a, b: _nan_first(a, te.max_of(a, b)))
+minimum = _binary("minimum", lambda a, b: _nan_first(a, te.min_of(a, b)))
 equal = _binary("equal", lambda a, b: a == b)
 not_equal = _binary("not_equal", lambda a, b: a != b)
 less = _binary("less", lambda a, b: a < b)
@@ -227,8 +236,8 @@ def cast(x: te.Tensor, dtype: str, name: str = "cast") -> te.Tensor:
 # ---------------------------------------------------------------- activations
 
 def relu(x: te.Tensor, name: str = "relu") -> te.Tensor:
-    """max(x, 0)."""
-    return te.compute(x.shape, lambda *i: te.max_of(x[i], te.const(0, x.dtype)), name=name,
+    """max(x, 0); NaN stays NaN."""
+    return te.compute(x.shape, lambda *i: te.max_of(te.const(0, x.dtype), x[i]), name=name,
                       tag="elemwise")
 
 
@@ -240,13 +249,13 @@ def leaky_relu(x: te.Tensor, alpha: float = 0.01, name: str = "leaky_relu") -> t
 
 def clip(x: te.Tensor, a_min: float | None = None, a_max: float | None = None,
          name: str = "clip") -> te.Tensor:
-    """x limited to [a_min, a_max] (either bound may be None)."""
+    """x limited to [a_min, a_max] (either bound may be None); NaN stays NaN."""
     def body(*i):
         v = x[i]
         if a_min is not None:
-            v = te.max_of(v, te.expr.convert(a_min, x.dtype))
+            v = te.max_of(te.expr.convert(a_min, x.dtype), v)
         if a_max is not None:
-            v = te.min_of(v, te.expr.convert(a_max, x.dtype))
+            v = te.min_of(te.expr.convert(a_max, x.dtype), v)
         return v
     return te.compute(x.shape, body, name=name, tag="elemwise")
 
@@ -285,20 +294,21 @@ def gelu(x: te.Tensor, approximate: str = "none", name: str = "gelu") -> te.Tens
 def elu(x: te.Tensor, alpha: float = 1.0, name: str = "elu") -> te.Tensor:
     """x if x > 0 else alpha * (e**x - 1)."""
     return te.compute(x.shape, lambda *i: te.if_then_else(
-        x[i] > 0.0, x[i], (_exp(te.min_of(x[i], 0.0)) - 1.0) * alpha), name=name, tag="elemwise")
+        x[i] > 0.0, x[i], (_exp(te.min_of(0.0, x[i])) - 1.0) * alpha), name=name, tag="elemwise")
 
 
 def hard_sigmoid(x: te.Tensor, alpha: float = 0.2, beta: float = 0.5,
                  name: str = "hard_sigmoid") -> te.Tensor:
     """max(0, min(1, alpha * x + beta)) (ONNX HardSigmoid; PyTorch uses alpha=1/6)."""
-    return te.compute(x.shape, lambda *i: te.min_of(te.max_of(x[i] * alpha + beta, 0.0), 1.0),
+    return te.compute(x.shape, lambda *i: te.min_of(1.0, te.max_of(0.0, x[i] * alpha + beta)),
                       name=name, tag="elemwise")
 
 
 def hard_swish(x: te.Tensor, name: str = "hard_swish") -> te.Tensor:
-    """x * relu6(x + 3) / 6 (MobileNetV3)."""
-    return te.compute(x.shape, lambda *i: x[i] * te.min_of(te.max_of(x[i] + 3.0, 0.0), 6.0)
-                      * (1.0 / 6.0), name=name, tag="elemwise")
+    """x * hard_sigmoid(x, 1/6, 1/2), i.e. x * relu6(x + 3) / 6 (MobileNetV3), scaled before the
+    product as ONNX's formula is, so it does not overflow near the largest floats."""
+    return te.compute(x.shape, lambda *i: x[i] * te.min_of(1.0, te.max_of(0.0, x[i] * (1.0 / 6.0) + 0.5)),
+                      name=name, tag="elemwise")
 
 
 def softplus(x: te.Tensor, name: str = "softplus") -> te.Tensor:

@@ -200,7 +200,10 @@ def _arg(kind: str, x: te.Tensor, axis: int, keepdims: bool, select_last_index: 
         # the index where x reaches the extreme value, else a value the reduction ignores
         at = te.expr.convert(i[ax[0]]).astype("int64")
         miss = te.const(-1 if select_last_index else n, "int64")
-        return te.if_then_else(x[i] == best[tuple(0 if d in ax else v for d, v in enumerate(i))], at, miss)
+        found = x[i] == best[tuple(0 if d in ax else v for d, v in enumerate(i))]
+        if te.expr.is_float(x.dtype):
+            found = te.any(found, x[i] != x[i])     # a NaN row still answers an index inside it
+        return te.if_then_else(found, at, miss)
     return reduce_over(x.shape, ax, hit, "max" if select_last_index else "min", name, keepdims,
                        target=target)
 
@@ -208,7 +211,7 @@ def _arg(kind: str, x: te.Tensor, axis: int, keepdims: bool, select_last_index: 
 def argmax(x: te.Tensor, axis: int = 0, keepdims: bool = True, select_last_index: bool = False,
            name: str = "argmax", target: Target | str | None = None) -> te.Tensor:
     """The index (int64) of the maximum along axis: the first one, or the last with
-    select_last_index (ONNX ArgMax; a row with a NaN has no defined answer)."""
+    select_last_index (ONNX ArgMax; in a row with a NaN, the index of a NaN or of the maximum)."""
     return _arg("max", x, axis, keepdims, select_last_index, name, parse(target))
 
 
