@@ -49,8 +49,9 @@ def register(sub, common) -> None:
             a.add_argument("--all-isas", action="store_true", help="the best per ISA, for every ISA in the logs")
         if name == "merge":
             a.add_argument("-o", "--output", required=True, metavar="OUT.jsonl",
-                           help="the merged log to write: not one of the inputs (refused); an existing "
-                                "OUT is replaced only if it is a tuning log")
+                           help="the merged log to write; it must not be one of the inputs (that is "
+                                "refused: the merge would replace its records), and an existing OUT is "
+                                "replaced only if it is a tuning log")
             a.add_argument("--all-records", action="store_true", help="keep every distinct record, not only the best")
         a.set_defaults(run=globals()[f"_{name}"])
 
