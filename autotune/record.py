@@ -122,7 +122,8 @@ class Record:
 
 def _bad_field(key: str, value, why: str):
     shown = json.dumps(value)
-    raise ValueError(f"field {key!r} = {shown if len(shown) <= 40 else shown[:37] + '...'}: {why}")
+    label = {"isa": "target: ISA key", "target": "target: string"}.get(key, key)    # both say where it ran
+    raise ValueError(f"{label} {shown if len(shown) <= 40 else shown[:37] + '...'}: {why}")
 
 
 def _number(v) -> bool:
