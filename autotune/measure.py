@@ -6,8 +6,8 @@ it (warm-up, repeats, median and min, optional cache flush).  Builds of a batch 
 parallel first, then the runner times them one by one while the builders sit idle, so the
 two never share the cores during a timing.  Every worker is a fresh interpreter started with
 subprocess, never a fork (OpenMP does not survive fork, and nothing re-imports __main__), in
-isolated mode with the parent's import path passed explicitly (nothing in the current folder
-shadows a module); one that crashes or hangs is killed and restarted, and the candidate gets
+isolated mode with the parent's import path passed explicitly (the current folder is not put
+first on its path); one that crashes or hangs is killed and restarted, and the candidate gets
 an error record instead of ending the tuning run.
 """
 from __future__ import annotations

@@ -116,14 +116,15 @@ class Record:
         for key, value in d.items():
             why = _FIELD_CHECKS[key](value) if key in _FIELD_CHECKS else ""
             if why:
-                return _bad_field(key, value, why)
+                raise ValueError(_field_problem(key, value, why))
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def _bad_field(key: str, value, why: str):
+def _field_problem(key: str, value, why: str) -> str:
+    """'costs ["x"]: not a list of ...': the field, its value (shortened) and why it is malformed."""
     shown = json.dumps(value)
     label = {"isa": "target: ISA key", "target": "target: string"}.get(key, key)    # both say where it ran
-    raise ValueError(f"{label} {shown if len(shown) <= 40 else shown[:37] + '...'}: {why}")
+    return f"{label} {shown if len(shown) <= 40 else shown[:37] + '...'}: {why}"
 
 
 def _number(v) -> bool:
