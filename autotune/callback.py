@@ -13,10 +13,14 @@ from . import record as rec
 
 
 class log_to_file:                   # noqa: N801  (AutoTVM's name)
-    """Append every measured record to a JSON-lines log; the tuner resumes from it."""
+    """Append every measured record to a JSON-lines log; the tuner resumes from it.
+
+    The path is checked at once (record.check_is_log): a file that is not a tuning log, such as
+    the model itself, or a FIFO or device is refused with a LogError before anything is tuned."""
 
     def __init__(self, path: str | os.PathLike):
         self.history_path = os.fspath(path)
+        rec.check_is_log(self.history_path)
 
     def __call__(self, tuner, indices, records) -> None:
         rec.append(self.history_path, records)

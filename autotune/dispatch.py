@@ -67,7 +67,7 @@ class ApplyHistoryBest:
         for r in ranked:
             try:
                 cfg = task.config_space.from_json(r.config)
-            except ConfigError as e:
+            except (ValueError, TypeError) as e:     # ConfigError; a Record made in code is not checked as a log's is
                 skipped = skipped or e
                 continue
             if skipped is not None:

@@ -5,7 +5,9 @@ links it into a fresh MCJIT engine, checks its answer against the task's referen
 it (warm-up, repeats, median and min, optional cache flush).  Builds of a batch run in
 parallel first, then the runner times them one by one while the builders sit idle, so the
 two never share the cores during a timing.  Every worker is a fresh interpreter started with
-subprocess, never a fork (OpenMP does not survive fork, and nothing re-imports __main__); one that crashes or hangs is killed and restarted, and the candidate gets
+subprocess, never a fork (OpenMP does not survive fork, and nothing re-imports __main__), in
+isolated mode with the parent's import path passed explicitly (the current folder is not put
+first on its path); one that crashes or hangs is killed and restarted, and the candidate gets
 an error record instead of ending the tuning run.
 """
 from __future__ import annotations
@@ -303,13 +305,16 @@ class _Worker:
         r1, w1 = os.pipe()
         r2, w2 = os.pipe()
         env = dict(os.environ)
-        # the parent's import path, appended after the worker's own standard library, so a user's
-        # script folder (holding templates) is importable but cannot shadow stdlib modules
+        # Isolated mode (-I): `python -c` would put the current folder first on sys.path, so a
+        # json.py where the user runs `tilewise tune` would be imported by every worker; -I also
+        # ignores PYTHONPATH and the user's site folder.  The parent's import path is passed
+        # explicitly instead and appended after the worker's own standard library, so the
+        # package and a user's template modules import as in the parent but cannot shadow stdlib.
         env["TILEWISE_WORKER_PATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
         code = ("import os, sys; sys.path.extend(p for p in os.environ['TILEWISE_WORKER_PATH'].split("
                 f"os.pathsep) if p not in sys.path); from autotune.measure import _worker_main; "
                 f"_worker_main({r1}, {w2})")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(r1, w2), env=env,
+        self.proc = subprocess.Popen([sys.executable, "-I", "-c", code], pass_fds=(r1, w2), env=env,
                                      stdin=subprocess.DEVNULL)
         os.close(r1)
         os.close(w2)

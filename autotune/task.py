@@ -2,14 +2,25 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 import te
+from te.expr import DTYPES
 from te.target import Target, parse
 
-from .space import ConfigEntity, ConfigSpace, FallbackConfig, get_template
+from .space import ConfigEntity, ConfigError, ConfigSpace, FallbackConfig, get_template
+
+# The largest integer a workload argument may hold (a dimension, a stride, a padding): a key from
+# a log with 1e12 would otherwise make the config space enumerate the divisors of 1e12.  Real
+# workloads stay far below it (the largest dimension of the models tilewise was tried on is a
+# 250k-word vocabulary).
+MAX_EXTENT = 1 << 20
+MAX_ARGS = 16               # arguments of a template, and integers in one list argument
+_NAME = re.compile(r"[A-Za-z0-9_]{1,32}")     # a string argument other than a dtype ('max', 'SAME')
 
 
 def _freeze(x):
@@ -27,6 +38,60 @@ def _jsonable(x):
 def workload_key(name: str, args: tuple) -> str:
     """The string that identifies a workload in logs and dispatch: JSON of [name, args]."""
     return json.dumps([name, _jsonable(args)], separators=(",", ":"))
+
+
+def parse_workload(key: str) -> tuple[str, tuple]:
+    """(template name, args) of a workload key, checked as check_args does; ValueError if unusable."""
+    try:
+        name, args = json.loads(key)
+    except (ValueError, TypeError, RecursionError):
+        raise ValueError(f"workload {key[:80]!r} is not a JSON [template, args] pair") from None
+    if not isinstance(name, str) or not isinstance(args, list):
+        raise ValueError(f"workload {key[:80]!r} is not a [template, args] pair")
+    check_args(name, args)
+    return name, _freeze(args)
+
+
+def check_args(name: str, args) -> None:
+    """Raise ValueError unless `args` suit template `name`: its parameters, integers (not floats)
+    between 1 and MAX_EXTENT (a padding from 0), known dtypes, at most MAX_ARGS of anything."""
+    try:
+        fn = get_template(name)
+    except ConfigError:
+        raise ValueError(f"unknown template {name[:80]!r}") from None
+    args = list(args)
+    if len(args) > MAX_ARGS:
+        raise ValueError(f"{name}: {len(args)} arguments, more than {MAX_ARGS}")
+    try:
+        bound = inspect.signature(fn).bind(None, *args)
+    except TypeError as e:
+        raise ValueError(f"{name}: {len(args)} argument(s) do not fit the template ({e})") from None
+    params = list(bound.arguments.items())[1:]          # the first is the config
+    for pname, value in params:
+        items = list(value) if isinstance(value, (list, tuple)) else [value]    # a shape: one level
+        why = f"more than {MAX_ARGS} items" if len(items) > MAX_ARGS else ""
+        why = why or next((w for w in (_bad_arg(pname, v) for v in items) if w), "")
+        if why:
+            raise ValueError(f"{name}: argument {pname}={_short_json(value)}: {why}")
+
+
+def _bad_arg(pname: str, v) -> str:
+    """Why one scalar of a workload argument is unusable ('' when it is fine)."""
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        return "expected whole numbers (or a dtype / a name)"
+    if isinstance(v, str):
+        if pname == "dtype":
+            return "" if v in DTYPES else f"unknown dtype; tilewise knows {', '.join(DTYPES)}"
+        return "" if _NAME.fullmatch(v) else "not a name (letters, digits, '_', at most 32)"
+    low = 0 if pname == "padding" else 1
+    if not low <= v <= MAX_EXTENT:
+        return f"{v} is outside {low}..{MAX_EXTENT} (autotune.task.MAX_EXTENT)"
+    return ""
+
+
+def _short_json(value) -> str:
+    text = json.dumps(_jsonable(value), default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)
@@ -85,8 +150,10 @@ def _symbol(name: str) -> str:
 
 
 def create_task(name: str, args, target=None) -> Task:
-    """A task for the registered template `name` with these arguments (target: this CPU by default)."""
+    """A task for the registered template `name` with these arguments (target: this CPU by default);
+    ValueError for arguments no template call should see (see check_args)."""
     get_template(name)
+    check_args(name, args)
     return Task(name, _freeze(tuple(args)), parse(target))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import record as rec
 from .cost_model import XGBCostModel
-from .features import config_features
+from .features import LENGTH, config_features
 from .measure import MeasureOption, Measurer
 
 log = logging.getLogger(__name__)
@@ -292,7 +292,8 @@ class XGBTuner(Tuner):
             else:
                 feats = [config_features(self.task, i) for i in missing]
             self._features.update(zip(missing, feats))
-        return np.array([self._features[i] for i in indices], np.float32).reshape(len(indices), -1)
+        # the width is explicit: reshape(0, -1) of no rows (no fresh config to score) cannot infer it
+        return np.array([self._features[i] for i in indices], np.float32).reshape(len(indices), LENGTH)
 
     def _transfer_groups(self, records: list[rec.Record]) -> list:
         """Records of other tasks of the same template: extra ranking groups at lower weight."""
@@ -340,6 +341,8 @@ class XGBTuner(Tuner):
 
     def update(self, indices, records) -> None:
         super().update(indices, records)
+        if not indices:             # nothing new to learn from (an empty batch): keep the models
+            return
         idx = list(self.results)
         X = self.features(idx)
         y = np.array([self.results[i] for i in idx])
@@ -350,7 +353,8 @@ class XGBTuner(Tuner):
 
     def _knobs(self, indices) -> np.ndarray:
         """Knob features: each knob's option index (free to compute, unlike loop-IR features)."""
-        return np.array([self.space.point(i) for i in indices], np.float32).reshape(len(indices), -1)
+        return np.array([self.space.point(i) for i in indices], np.float32).reshape(len(indices),
+                                                                                   len(self.space.dims()))
 
     def next_batch(self, n: int) -> list[int]:
         out: list[int] = []

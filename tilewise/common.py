@@ -191,10 +191,11 @@ class LogSelection:
 def gather_logs(user_logs: list[str] | None, shared: bool, isa: str) -> LogSelection:
     """The user's logs (bad lines skipped) plus, unless shared is False, the shared logs for this ISA."""
     from autotune import shared_logs
+    from autotune.record import LogError
     sel = LogSelection(isa)
     try:
         records, checks = shared_logs.load_user_logs(user_logs or [])
-    except (FileNotFoundError, OSError) as e:
+    except (FileNotFoundError, LogError) as e:
         raise CLIError(str(e)) from None
     for chk in checks:
         mine = len(chk.usable(isa))

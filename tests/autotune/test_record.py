@@ -4,17 +4,29 @@ import logging
 
 import pytest
 
+import autotune
 from autotune import record as rec
 
+# the loader checks records against their templates: real workloads and configs of their spaces
+W = '["matmul",[8,8,8,"float32"]]'
+V = '["matmul",[16,16,16,"float32"]]'
+OTHER = "x86_64+sse4.2"
 
-def make(workload="w", config=None, costs=(1e-3,), error_no=0, isa="x86_64+avx2"):
-    return rec.Record(workload=workload, config=config or {"t": [-1, 4]}, costs=list(costs),
+
+def cfg(i: int, workload: str = W) -> dict:
+    """Config i of the workload's space, as a record holds it."""
+    name, args = json.loads(workload)
+    return autotune.create_task(name, args).config_space.get(i).to_json()
+
+
+def make(workload=W, config=None, costs=(1e-3,), error_no=0, isa="x86_64+avx2"):
+    return rec.Record(workload=workload, config=config or cfg(0, workload), costs=list(costs),
                       error_no=error_no, isa=isa, cpu="cpu", target="llvm -mcpu=cpu")
 
 
 def test_round_trip(tmp_path):
     p = tmp_path / "log.jsonl"
-    rs = [make(costs=(1e-3, 2e-3)), make(config={"t": [-1, 8]}, costs=(), error_no=rec.ErrorNo.WRONG_ANSWER)]
+    rs = [make(costs=(1e-3, 2e-3)), make(config=cfg(1), costs=(), error_no=rec.ErrorNo.WRONG_ANSWER)]
     rec.append(p, rs)
     back = rec.load(p)
     assert [r.to_json() for r in back] == [r.to_json() for r in rs]
@@ -37,9 +49,9 @@ def test_bad_lines_skipped_with_one_warning(tmp_path, caplog):
 def test_append_after_truncated_line_starts_fresh(tmp_path):
     p = tmp_path / "log.jsonl"
     p.write_text(make().to_json() + "\n" + make().to_json()[:20])     # killed mid-line
-    rec.append(p, [make(config={"t": [-1, 2]})])
+    rec.append(p, [make(config=cfg(2))])
     back = rec.load(p)
-    assert len(back) == 2 and back[1].config == {"t": [-1, 2]}
+    assert len(back) == 2 and back[1].config == cfg(2)
 
 
 def test_missing_file_is_a_clear_error(tmp_path):
@@ -49,34 +61,34 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 def test_best_merge_stats(tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    rec.append(a, [make(costs=(3e-3,)), make(config={"t": [-1, 2]}, costs=(1e-3,)),
-                   make(workload="v", costs=(), error_no=rec.ErrorNo.COMPILE_ERROR)])
-    rec.append(b, [make(config={"t": [-1, 8]}, costs=(2e-3,)), make(isa="other", costs=(1e-4,))])
+    rec.append(a, [make(costs=(3e-3,)), make(config=cfg(2), costs=(1e-3,)),
+                   make(workload=V, costs=(), error_no=rec.ErrorNo.COMPILE_ERROR)])
+    rec.append(b, [make(config=cfg(1), costs=(2e-3,)), make(isa=OTHER, costs=(1e-4,))])
     allr = rec.load([a, b])
     best = rec.best(allr, isa="x86_64+avx2")
-    assert best["w"].config == {"t": [-1, 2]} and "v" not in best
-    assert rec.best(allr)["w"].isa == "other"
+    assert best[W].config == cfg(2) and V not in best
+    assert rec.best(allr)[W].isa == OTHER
     out = tmp_path / "merged.jsonl"
     n = rec.merge([a, b], out)
-    assert n == 2 and {r.isa for r in rec.load(out)} == {"x86_64+avx2", "other"}
+    assert n == 2 and {r.isa for r in rec.load(out)} == {"x86_64+avx2", OTHER}
     st = rec.stats(allr)
-    assert st["v"]["errors"] == {"COMPILE_ERROR": 1}
-    assert st["w"]["records"] == 4 and st["w"]["best_cost"] == pytest.approx(1e-4)
+    assert st[V]["errors"] == {"COMPILE_ERROR": 1}
+    assert st[W]["records"] == 4 and st[W]["best_cost"] == pytest.approx(1e-4)
 
 
 def test_best_pools_timings_and_prefers_checked_configs(tmp_path):
     """A config's cost is the median of all its timings, or of its final check's timings if it had
     one; a config re-timed by a final check beats a faster-looking one measured once."""
-    wl = '["matmul",[8,8,8,"float32"]]'
-    lucky = rec.Record(wl, {"bn": 8}, [1.0], isa="x")
-    steady = [rec.Record(wl, {"bn": 16}, [2.0], isa="x"), rec.Record(wl, {"bn": 16}, [2.2, 1.8], isa="x", checked=True)]
-    noisy = [rec.Record(wl, {"bn": 32}, [0.5], isa="x"), rec.Record(wl, {"bn": 32}, [3.0, 3.0], isa="x")]
+    wl = W
+    lucky = rec.Record(wl, cfg(1), [1.0], isa="x86_64")
+    steady = [rec.Record(wl, cfg(2), [2.0], isa="x86_64"), rec.Record(wl, cfg(2), [2.2, 1.8], isa="x86_64", checked=True)]
+    noisy = [rec.Record(wl, cfg(3), [0.5], isa="x86_64"), rec.Record(wl, cfg(3), [3.0, 3.0], isa="x86_64")]
     b = rec.best([lucky, *steady, *noisy])[wl]
-    assert b.config == {"bn": 16} and b.checked and sorted(b.costs) == [1.8, 2.2]   # not the 2.0 before the check
-    assert rec.best([lucky, *noisy])[wl].config == {"bn": 8}       # 0.5 and 3.0, 3.0 pool to a median of 3.0
+    assert b.config == cfg(2) and b.checked and sorted(b.costs) == [1.8, 2.2]   # not the 2.0 before the check
+    assert rec.best([lucky, *noisy])[wl].config == cfg(1)       # 0.5 and 3.0, 3.0 pool to a median of 3.0
     log = tmp_path / "l.jsonl"
     rec.append(log, [lucky, *steady])
     out = tmp_path / "m.jsonl"
     rec.merge([log], out)
     (m,) = rec.load(out)
-    assert m.config == {"bn": 16} and m.checked
+    assert m.config == cfg(2) and m.checked

@@ -132,8 +132,8 @@ def test_records_without_vs_default_still_rank():
     """Logs written before the check recorded vs_default: checked configs rank by cost, as before."""
     from autotune.record import Record, best
     wl = '["matmul",[8,8,8,"float32"]]'
-    old = [Record(wl, {"bn": 8}, [2.0], isa="x", checked=True), Record(wl, {"bn": 16}, [1.5], isa="x", checked=True),
-           Record(wl, {"bn": 32}, [1.0], isa="x")]
+    old = [Record(wl, {"bn": 8}, [2.0], isa="x86_64", checked=True), Record(wl, {"bn": 16}, [1.5], isa="x86_64", checked=True),
+           Record(wl, {"bn": 32}, [1.0], isa="x86_64")]
     assert best(old)[wl].config == {"bn": 16}
     back = Record.from_json(old[0].to_json())
     assert back.vs_default == 0.0 and back == old[0]

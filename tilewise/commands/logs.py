@@ -5,7 +5,6 @@ import functools
 import json
 import math
 import os
-import tempfile
 
 from . import add_parser
 from ..common import CLIError, fmt_num, fmt_time, isa_tag, note, say, table, workload_label
@@ -17,11 +16,14 @@ Inspect tuning logs (JSON lines, one record per measurement; see tuning_logs/REA
          and GFLOP/s; --records lists every record
   best   the best config of each workload for this CPU's ISA (--all-isas: for every ISA)
   merge  merge logs into one compact log holding the best record per workload and ISA,
-         ready to share (--all-records keeps every distinct record instead)
+         ready to share (--all-records keeps every distinct record instead); the output
+         must not be one of the inputs (that is refused: the merge would replace its
+         records), and an existing output is replaced only if it is a tuning log
   stats  per log: lines, records, bad lines, ISAs; per workload: errors by kind
 
-Every log is validated as it is read (format version, target, configs that fit their
-template); bad lines are reported with their file and line and left out."""
+Every log is validated as it is read (format version, the type of every field, target,
+workload arguments, configs that fit their template); bad lines, and lines longer than
+64 KiB, are reported with their file and line and left out.  A log must be a regular file."""
 
 EXAMPLES = """\
   tilewise logs show resnet50.jsonl
@@ -46,7 +48,10 @@ def register(sub, common) -> None:
         if name == "best":
             a.add_argument("--all-isas", action="store_true", help="the best per ISA, for every ISA in the logs")
         if name == "merge":
-            a.add_argument("-o", "--output", required=True, metavar="OUT.jsonl", help="the merged log to write")
+            a.add_argument("-o", "--output", required=True, metavar="OUT.jsonl",
+                           help="the merged log to write; it must not be one of the inputs (that is "
+                                "refused: the merge would replace its records), and an existing OUT is "
+                                "replaced only if it is a tuning log")
             a.add_argument("--all-records", action="store_true", help="keep every distinct record, not only the best")
         a.set_defaults(run=globals()[f"_{name}"])
 
@@ -54,16 +59,15 @@ def register(sub, common) -> None:
 # ---------------------------------------------------------------- reading
 def _read(files: list[str], workload: str | None = None):
     """Validated records of the files (bad lines reported, left out) and the per-file checks."""
-    from autotune.shared_logs import validate_log
+    from autotune.record import LogError, read_log
     records, checks = [], []
     for f in files:
-        if not os.path.exists(f):
+        if not os.path.lexists(f):
             raise CLIError(f"{f}: no such tuning log")
-        if os.path.isdir(f):
-            raise CLIError(f"{f}: is a folder, not a tuning log")
-        chk = validate_log(f)
-        if chk.error:
-            raise CLIError(f"tuning log {chk.summary()}")
+        try:
+            chk = read_log(f)
+        except (LogError, FileNotFoundError) as e:
+            raise CLIError(str(e)) from None
         for pr in chk.problems:
             note(f"tilewise: warning: bad line left out: {pr}")
         if chk.n_bad > len(chk.problems):
@@ -161,22 +165,24 @@ def _best(args) -> int:
 
 
 def _merge(args) -> int:
-    from autotune import merge_logs
     from autotune import record as rec
-    records, checks = _read(args.files, args.workload)
     out = args.output
     if os.path.isdir(out):
         raise CLIError(f"-o {out}: is a folder; give the merged log's file name")
     if os.path.dirname(out) and not os.path.isdir(os.path.dirname(out)):
         raise CLIError(f"-o {out}: the folder {os.path.dirname(out)} does not exist")
-    if records:        # merge the validated records only: write them to a scratch log, then merge that
-        with tempfile.TemporaryDirectory(prefix="tilewise-merge-") as tmp:
-            scratch = os.path.join(tmp, "valid.jsonl")
-            rec.append(scratch, records)
-            n = merge_logs([scratch], out, best_only=not args.all_records)
-    else:
-        open(out, "w").close()
-        n = 0
+    try:
+        rec.check_not_an_input(out, args.files)
+        if os.path.lexists(out):
+            rec.check_is_log(out)          # before the inputs are read, not after
+        records, checks = _read(args.files, args.workload)
+        chosen = rec.merged(records, best_only=not args.all_records)
+        rec.write(out, chosen)
+    except (rec.LogError, FileNotFoundError) as e:
+        raise CLIError(f"-o {out}: {e.reason}" if isinstance(e, rec.LogError) and e.path == out else str(e)) from None
+    except OSError as e:
+        raise CLIError(f"-o {out}: cannot be written ({e.strerror or e})") from None
+    n = len(chosen)
     kind = "distinct records" if args.all_records else "best records (one per workload and ISA)"
     say(f"merged {len(records)} record(s) from {len(checks)} log(s) into {out}: {n} {kind}")
     return 0

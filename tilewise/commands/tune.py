@@ -67,23 +67,37 @@ def register(sub, common) -> None:
     p.add_argument("--no-shared-logs", action="store_true", help="do not start from the shared logs")
     p.add_argument("--shape", action="append", metavar="NAME=DIMS", help="fix an input shape, e.g. data=1x3x224x224")
     m = p.add_argument_group("measurement")
-    m.add_argument("--repeat", type=_positive_int, default=3, help="timed repeats per candidate (default 3)")
+    m.add_argument("--repeat", type=_int_in(1, MAX_REPEAT), default=3,
+                   help=f"timed repeats per candidate (default 3, at most {MAX_REPEAT})")
     m.add_argument("--min-repeat-ms", type=_positive_float, default=10.0,
-                   help="each repeat runs the kernel at least this long (default 10)")
-    m.add_argument("--builders", type=_positive_int, default=2, help="parallel builder processes (default 2)")
+                   help="each repeat runs the kernel at least this long (default 10); repeats x this "
+                        "must stay within half the runner's timeout per candidate")
+    m.add_argument("--builders", type=_int_in(1, os.cpu_count() or 1), default=2,
+                   help=f"parallel builder processes (default 2, at most the {os.cpu_count() or 1} CPUs)")
     m.add_argument("--seed", type=int, default=0, help="seed of the search")
     p.set_defaults(run=run)
 
 
-def _positive_int(s: str) -> int:
+MAX_REPEAT = 100
+
+
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: a whole number from low to high, with a one-line error otherwise."""
     import argparse
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{s} must be at least 1")
-    return v
+
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+        if v < low or (high is not None and v > high):
+            raise argparse.ArgumentTypeError(f"{s} must be at least {low}" if high is None
+                                             else f"{s} must be from {low} to {high}")
+        return v
+    return parse
+
+
+_positive_int = _int_in(1)
 
 
 def _positive_float(s: str) -> float:
@@ -92,9 +106,40 @@ def _positive_float(s: str) -> float:
         v = float(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"{s} must be positive")
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"{s} must be a positive finite number")
     return v
+
+
+def check_timing(repeat: int, min_repeat_ms: float) -> None:
+    """CLIError when a candidate's timing alone (repeat x min_repeat_ms) would not fit in half the
+    runner's timeout: every candidate would then end as a run timeout instead of a measurement."""
+    import autotune
+    limit = autotune.MeasureOption().run_timeout / 2
+    if repeat * min_repeat_ms / 1e3 > limit:
+        raise CLIError(f"--repeat {repeat} x --min-repeat-ms {min_repeat_ms:g} = {repeat * min_repeat_ms / 1e3:g} s "
+                       f"of timing per candidate, more than the {limit:g} s allowed (half the runner's "
+                       "timeout); lower one of them")
+
+
+def check_log(log_path: str, resume: bool) -> None:
+    """CLIError unless log_path can take this run's records: a regular file that is missing, empty or
+    a tuning log (never a model or a device), and without records unless resuming."""
+    from autotune.record import LogError, check_is_log
+    if os.path.isdir(log_path):
+        raise CLIError(f"--log {log_path}: is a folder, not a file")
+    folder = os.path.dirname(log_path) or "."
+    if not os.path.isdir(folder):
+        raise CLIError(f"--log {log_path}: the folder {folder} does not exist")
+    if not os.access(folder if not os.path.exists(log_path) else log_path, os.W_OK):
+        raise CLIError(f"--log {log_path}: cannot be written (no permission)")
+    try:
+        check_is_log(log_path)
+    except (LogError, FileNotFoundError) as e:
+        raise CLIError(f"--log {log_path}: {getattr(e, 'reason', e)}") from None
+    if not resume and os.path.exists(log_path) and os.path.getsize(log_path) > 0:
+        raise CLIError(f"{log_path} already holds tuning records: continue from it with --resume, "
+                       "or choose another --log")
 
 
 def default_log(model: str) -> str:
@@ -106,11 +151,8 @@ def default_log(model: str) -> str:
 def run(args) -> int:
     graph = load_graph(args.model, args.shape)
     log_path = args.log or default_log(args.model)
-    if os.path.isdir(log_path):
-        raise CLIError(f"--log {log_path}: is a folder, not a file")
-    if not args.resume and os.path.exists(log_path) and os.path.getsize(log_path) > 0:
-        raise CLIError(f"{log_path} already holds tuning records: continue from it with --resume, "
-                       "or choose another --log")
+    check_log(log_path, args.resume)
+    check_timing(args.repeat, args.min_repeat_ms)
     if args.resume and not os.path.exists(log_path):
         note(f"tilewise: note: {log_path} does not exist yet; nothing to resume, starting afresh")
     tasks = model_tasks(graph)
