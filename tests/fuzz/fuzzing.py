@@ -28,6 +28,7 @@ from .mutators import Case
 
 ROOT = seeds.ROOT
 TIMEOUTS = {"onnx": 60.0, "log": 20.0, "lib": 20.0, "selftest": 10.0}
+SPECIAL_TIMEOUT = 5.0        # a FIFO or a device needs no reading to be refused
 MAX_LINE = 500               # characters in one line of an error message
 SUFFIX = {"onnx": ".onnx", "log": ".jsonl", "lib": ".so", "selftest": ".txt"}
 MULTILINE_TYPES = ("frontends.onnx.ModelError",)     # lists every problem, one per line after the first
@@ -93,7 +94,7 @@ def run_case(case: Case, folder: str, timeout: float | None = None) -> Verdict:
 def _run(case: Case, folder: str, timeout: float | None) -> Verdict:
     path = materialise(case, folder)
     before = _digest(path)
-    timeout = timeout or TIMEOUTS[case.kind]
+    timeout = timeout or (SPECIAL_TIMEOUT if case.special else TIMEOUTS[case.kind])
     proc = subprocess.Popen([sys.executable, "-m", "tests.fuzz.child", case.kind, path], cwd=ROOT,
                             env=child_env(folder), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, start_new_session=True)
@@ -154,7 +155,7 @@ def failure_key(kind: str, v: Verdict, path_hint: str = "") -> str:
     name and numbers blanked, so one defect met through many inputs counts once."""
     sig = v.signature.replace(path_hint, "<input>") if path_hint else v.signature
     sig = re.sub(r"/\S*case\.\w+", "<input>", sig)
-    return f"{kind}@{v.stage}: " + re.sub(r"\d+", "N", sig)
+    return f"{kind}@{v.stage}: " + re.sub(r"\b\d+\b", "N", sig)
 
 
 # ---------------------------------------------------------------- the long-running loop
