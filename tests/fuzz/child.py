@@ -58,8 +58,11 @@ def run_onnx(path: str) -> None:
     """Import, build and run the model; compare with ONNX Runtime where it runs the model too."""
     import frontends
     outside = _external_outside(path)
+    defects = _graph_defects(path)
     stage("import")
     graph = frontends.from_onnx(path)
+    if defects:
+        raise WrongAnswer(f"an invalid graph was imported: {defects}")
     stage("build")
     lib = frontends.build(graph)
     inputs = dict(zip(lib.input_names, seeds.make_inputs(
@@ -91,6 +94,54 @@ def _external_outside(path: str) -> str:
                 if os.path.commonpath([folder, real]) != folder:
                     bad.append(e.value)
     return ", ".join(bad)
+
+
+def _graph_defects(path: str) -> str:
+    """What makes the graph invalid in ONNX's terms ('' if nothing): a value written twice, a
+    cycle, a node input or graph output that nothing produces."""
+    import onnx
+    try:
+        g = onnx.load(path, load_external_data=False).graph
+    except Exception:
+        return ""
+    given = {v.name for v in g.input} | {t.name for t in g.initializer}
+    writer: dict[str, int] = {}
+    found = []
+    for k, n in enumerate(g.node):
+        for o in filter(None, n.output):
+            if o in writer or o in given:
+                found.append(f"'{o}' written twice")
+            writer.setdefault(o, k)
+    known = given | set(writer)
+    found += [f"node {k} reads '{x}', which nothing produces" for k, n in enumerate(g.node)
+              for x in n.input if x and x not in known]
+    found += [f"graph output '{o.name}' is not produced" for o in g.output if o.name not in known]
+    if _has_cycle(g.node, writer):
+        found.append("a cycle")
+    return "; ".join(found[:3])
+
+
+def _has_cycle(nodes, writer: dict[str, int]) -> bool:
+    """Whether some node depends on itself through the values it reads."""
+    deps = [{writer[x] for x in n.input if x in writer} for n in nodes]
+    state = [0] * len(nodes)             # 0 unvisited, 1 on the path, 2 done
+    for start in range(len(nodes)):
+        stack = [(start, iter(deps[start]))]
+        if state[start]:
+            continue
+        state[start] = 1
+        while stack:
+            k, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[k] = 2
+                stack.pop()
+            elif state[nxt] == 1:
+                return True
+            elif state[nxt] == 0:
+                state[nxt] = 1
+                stack.append((nxt, iter(deps[nxt])))
+    return False
 
 
 def _onnxruntime(path: str, inputs: dict, names: list[str]):

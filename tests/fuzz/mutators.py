@@ -106,6 +106,30 @@ def onnx_node(data: bytes, rnd: random.Random) -> tuple[bytes, str]:
     return m.SerializeToString(), note
 
 
+GRAPH_DEFECTS = ("cycle", "double_writer", "unproduced_output", "unproduced_input")
+
+
+def invalid_graph(data: bytes, defect: str) -> tuple[bytes, str]:
+    """The seed model made invalid in one of ONNX's structural ways (GRAPH_DEFECTS)."""
+    from onnx import TensorProto, helper
+    m = _model(data)
+    g = m.graph
+    if defect == "cycle":                    # the first node reads the graph's output
+        g.node[0].input[0] = g.output[0].name
+    elif defect == "double_writer":          # a second node writes the first node's output
+        g.node.add().CopyFrom(g.node[len(g.node) // 2])
+    elif defect == "unproduced_output":
+        g.output.append(helper.make_tensor_value_info("nowhere", TensorProto.FLOAT, [1]))
+    else:
+        g.node[-1].input[0] = "nowhere"
+    return m.SerializeToString(), f"invalid graph: {defect}"
+
+
+def onnx_invalid_graph(data: bytes, rnd: random.Random) -> tuple[bytes, str]:
+    """One of the structural defects of invalid_graph."""
+    return invalid_graph(data, rnd.choice(GRAPH_DEFECTS))
+
+
 def onnx_attribute(data: bytes, rnd: random.Random) -> tuple[bytes, str]:
     """An attribute of a node set to an extreme value, given the wrong type, removed or added."""
     from onnx import AttributeProto, helper
@@ -495,7 +519,8 @@ def lib_foreign(data: bytes, rnd: random.Random) -> tuple[bytes, str]:
 
 MUTATORS: dict[str, dict[str, Mutator]] = {
     "onnx": {"truncate": truncate, "bit_flip": flip_bits, "node": onnx_node, "attribute": onnx_attribute,
-             "shape": onnx_shape, "dtype": onnx_dtype, "values": onnx_values, "graph": onnx_graph},
+             "shape": onnx_shape, "dtype": onnx_dtype, "values": onnx_values, "graph": onnx_graph,
+             "invalid_graph": onnx_invalid_graph},
     "log": {"truncate": truncate, "random_bytes": insert_bytes, "field_type": log_field_type,
             "numbers": log_numbers, "nesting": log_nesting, "workload": log_workload,
             "long_line": log_long_line, "special_file": log_special},

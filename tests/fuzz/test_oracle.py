@@ -28,7 +28,7 @@ def test_failures_are_seen(action, outcome, signature, fuzz_dir):
 
 
 def test_a_hang_is_killed_at_the_bound(fuzz_dir):
-    v = run("hang", fuzz_dir, timeout=3)
+    v = run("hang", fuzz_dir, timeout=2)
     assert (v.ok, v.outcome, v.stage) == (False, "hang", "hang"), v.report()
 
 
