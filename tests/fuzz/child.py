@@ -18,6 +18,7 @@ import os
 import resource
 import sys
 import tempfile
+import traceback
 
 import numpy as np
 
@@ -184,10 +185,11 @@ def run_log(path: str) -> None:
     recs = record.load(path)
     stage("best")
     record.best(recs)
+    stage("stats")
     record.stats(recs)
     stage("merge")
-    out = os.path.join(tempfile.mkdtemp(dir=os.environ.get("FUZZ_TMP")), "merged.jsonl")
-    record.merge([path], out)
+    with tempfile.TemporaryDirectory(dir=os.environ.get("FUZZ_TMP")) as tmp:
+        record.merge([path], os.path.join(tmp, "merged.jsonl"))
     stage("cli")
     _cli(["logs", "stats", path])
 
@@ -285,6 +287,7 @@ def main(argv: list[str]) -> int:
     except WrongAnswer as e:
         report("wrong", e)
     except BaseException as e:        # noqa: BLE001 -- every exception is the verdict's material
+        traceback.print_exc()         # where it came from, for the verdict's detail and a replay
         report("error", e)
     else:
         report("ok")

@@ -140,7 +140,7 @@ def judge(returncode: int, out: str, err: str, timed_out: bool, timeout: float) 
     if res["outcome"] == "wrong":
         return Verdict(False, "wrong", f"wrong answer: {first}", message, where)
     if res["outcome"] == "error" and not res["project"]:
-        return Verdict(False, "internal", f"{res['type']}: {first}", message, where)
+        return Verdict(False, "internal", f"{res['type']}: {first}", tail or message, where)
     lines = message.splitlines()
     if not first or "Traceback" in message or any(len(ln) > MAX_LINE for ln in lines) \
             or (len(lines) > 1 and res.get("type") not in MULTILINE_TYPES):
