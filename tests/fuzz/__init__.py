@@ -1,0 +1,1 @@
+"""Fuzz tests of the untrusted inputs (ONNX files, tuning logs, libraries); see docs/reliability.md."""
