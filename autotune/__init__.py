@@ -10,7 +10,7 @@
 from .callback import early_stopping, log_to_file, progress_bar
 from .dispatch import apply_history_best
 from .measure import MeasureOption, Measurer, measure_option
-from .record import ErrorNo, Record
+from .record import ErrorNo, LogError, Record
 from .record import best as best_records
 from .record import load as load_records
 from .record import merge as merge_logs
@@ -22,6 +22,6 @@ from .tuner import GridSearchTuner, RandomTuner, Tuner, XGBTuner
 
 __all__ = ["create_task", "Task", "XGBTuner", "RandomTuner", "GridSearchTuner", "Tuner",
            "log_to_file", "progress_bar", "early_stopping", "apply_history_best", "measure_option",
-           "MeasureOption", "Measurer", "Record", "ErrorNo", "load_records", "best_records",
+           "MeasureOption", "Measurer", "Record", "ErrorNo", "LogError", "load_records", "best_records",
            "merge_logs", "log_stats", "ConfigSpace", "ConfigEntity", "FallbackConfig", "ConfigError",
            "register_template", "get_template"]

@@ -127,7 +127,13 @@ def _field_problem(key: str, value, why: str) -> str:
 
 
 def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    # a JSON integer may be too large for a float: finite here means it converts
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v) and v >= 0
+    except OverflowError:
+        return False
 
 
 def _text(limit: int):

@@ -468,7 +468,11 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
             while len(inputs) < idx:
                 inputs.append("")
             inputs.insert(idx, extra_inputs[idx])
-        onodes.append(helper.make_node(n.op, inputs, n.outputs, name=n.name, **attrs))
+        try:
+            onodes.append(helper.make_node(n.op, inputs, n.outputs, name=n.name, **attrs))
+        except ValueError as e:        # an attribute onnx cannot type, e.g. an empty list
+            problems.append(f"node {n.name} ({n.op}): {str(e).splitlines()[0]}")
+            return {}
     ins = [helper.make_tensor_value_info(i.name, _np_to_onnx(np.dtype(i.dtype if i.dtype != "bool" else "bool")),
                                          list(i.shape)) for i in graph.inputs]
     outs = []

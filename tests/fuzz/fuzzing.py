@@ -31,7 +31,7 @@ TIMEOUTS = {"onnx": 60.0, "log": 20.0, "lib": 20.0, "selftest": 10.0}
 SPECIAL_TIMEOUT = 5.0        # a FIFO or a device needs no reading to be refused
 MAX_LINE = 500               # characters in one line of an error message
 SUFFIX = {"onnx": ".onnx", "log": ".jsonl", "lib": ".so", "selftest": ".txt"}
-MULTILINE_TYPES = ("frontends.onnx.ModelError",)     # lists every problem, one per line after the first
+MULTILINE_TYPES = ("frontends.onnx_model.ModelError",)     # lists every problem, one per line after the first
 
 
 @dataclass

@@ -22,25 +22,7 @@ SETTINGS = dict(deadline=None, derandomize=True, database=None, phases=[Phase.ex
 # Mutators whose cases fail on this branch, with what they meet: defects of issue 17 that other
 # branches fix.  Remove a mark once its fix is merged (strict=False: the derandomized examples
 # may happen to miss the defect).
-KNOWN: dict[tuple[str, str], str] = {
-    ("onnx", "attribute"): "an empty INTS attribute (kernel_shape=[]): ValueError from onnx.helper at import",
-    ("onnx", "shape"): "initializer dims that disagree with its data: ValueError from numpy's reshape at import",
-    ("onnx", "dtype"): "initializer data_type 0 (UNDEFINED): TypeError from onnx.numpy_helper at import",
-    ("onnx", "values"): "NaN weights: ONNX Runtime propagates NaN through Relu, tilewise gives 0 (NaN semantics)",
-    ("onnx", "double_writer"): "a second node writing 'm' is imported (invalid graphs not refused)",
-    ("onnx", "unproduced_output"): "a graph output nothing produces is imported (invalid graphs not refused)",
-    ("onnx", "unproduced_input"): "a node reading a value nothing produces is imported; build then "
-                                  "raises KeyError (invalid graphs not refused)",
-    ("log", "nesting"): "a field nested 100000 deep: RecursionError from json.loads in record.load",
-    ("log", "fifo"): "record.load opens a FIFO and waits for a writer (non-regular files not refused)",
-    ("log", "dev-zero"): "record.load reads /dev/zero as one endless line (no line-length cap)",
-    ("log", "dev-urandom"): "record.load reads /dev/urandom for ever (non-regular files not refused)",
-    ("log", "folder"): "record.load on a folder: IsADirectoryError, not an error of tilewise's",
-    ("lib", "truncate"): "a library cut short: SIGBUS in dlopen (no ELF validation before dlopen)",
-    ("lib", "insert"): "a byte inserted in the program headers: SIGSEGV in dlopen (no ELF validation)",
-    ("lib", "metadata_edit"): "metadata edited in place and still JSON ('dtype' -> 'ntype'): KeyError "
-                              "in load_module (no metadata checksum)",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def params(kind: str, names) -> list:

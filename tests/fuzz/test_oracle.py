@@ -39,7 +39,7 @@ def test_a_one_line_error_of_tilewise_passes(fuzz_dir):
 
 
 def test_modelerror_may_list_its_problems():
-    out = 'FUZZ-RESULT {"outcome": "error", "type": "frontends.onnx.ModelError", "project": true, ' \
+    out = 'FUZZ-RESULT {"outcome": "error", "type": "frontends.onnx_model.ModelError", "project": true, ' \
           '"message": "cannot import m: 2 problem(s):\\n  node a: x\\n  node b: y"}'
     assert fuzzing.judge(0, out, "", False, 1).ok
 
