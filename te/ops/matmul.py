@@ -1,4 +1,5 @@
-"""Matrix multiply, dense (fully connected) and batched matmul, with epilogues and templates.
+"""Matrix multiply, dense (fully connected) and batched matmul, with epilogues (the implementations
+and templates `matmul` and `dense` in implementations.py).
 
 Three computes, picked by the shape (`strategy=` overrides; the template's `strategy` knob too):
 
@@ -22,9 +23,8 @@ import numpy as np
 import te
 from te.target import Target, parse
 
-from .common import (Epilogue, acc_vectors, apply_epilogue, default_config, largest_divisor,
-                     pick_lanes)
-from .knobs import register_template
+from .common import Epilogue, acc_vectors, apply_epilogue, largest_divisor, pick_lanes
+from .knobs import FallbackConfig
 from .schedule import anchor, parallel_if_worth, register_block
 
 BN_CHOICES = (8, 16, 32, 48, 64)
@@ -68,11 +68,6 @@ def matmul(A: te.Tensor, B: te.Tensor, bias: te.Tensor | None = None, transpose_
                          f"(transpose_a={transpose_a}, transpose_b={transpose_b})")
     if bias is not None and bias.shape not in ((N,), (1, N)):
         raise ValueError(f"{name}: bias must have shape ({N},), got {bias.shape}")
-    cfg = default_config()
-    if strategy is None and bn is None and bm is None and not transpose_a and not cfg.is_fallback \
-            and "strategy" in getattr(cfg, "values", {}):
-        # a tuned config of the matmul/dense template (te.ops.config_scope): its compute-time knobs
-        strategy, bn, bm = cfg["strategy"].val, cfg["bn"].val, cfg["tile_y"].size[-1]
     strategy = strategy or default_strategy(M, N, K, transpose_a, transpose_b)
     if strategy not in STRATEGIES:
         raise ValueError(f"{name}: unknown strategy {strategy!r}; use one of {STRATEGIES}")
@@ -488,55 +483,7 @@ def _schedule_splitk(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs:
 @anchor("matmul")
 def schedule_matmul(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """The untuned schedule of a matmul/dense/batch_matmul output."""
-    schedule_matmul_cfg(default_config(), s, out, final, target)
-
-
-# ---------------------------------------------------------------- templates
-
-def _strategy_knob(cfg, M: int, N: int, K: int, transpose_b: bool, target: Target) -> str:
-    # the small-M strategies only where M is small enough for them to be worth a trial: splitk
-    # keeps every row's partial result in registers and would unroll into megabytes of IR for
-    # M = 128 (an LLVM build of more than 30 s)
-    if transpose_b:
-        options = ["packed"] + (["dot"] if M < 2 * DOT_MAX_M else [])
-    else:
-        options = (["packed"] + (["rows"] if M <= 4 * ROWS_MAX_M else [])
-                   + (["splitk"] if M <= 2 * SPLITK_MAX_M else []))
-    default = default_strategy(M, N, K, transpose_b=transpose_b)
-    cfg.define_knob("strategy", options, default=default)
-    for st in options:
-        if st == "packed":
-            define_bn(cfg, N, target)
-        define_knobs(cfg, M, N, K, st, target)
-    return cfg["strategy"].val
-
-
-@register_template("matmul")
-def matmul_template(cfg, M: int, N: int, K: int, dtype: str = "float32", *, target: Target | None = None):
-    """Tunable C = A @ B with A (M, K), B (K, N)."""
-    target = parse(target)
-    A = te.placeholder((M, K), dtype, name="A")
-    B = te.placeholder((K, N), dtype, name="B")
-    strategy = _strategy_knob(cfg, M, N, K, False, target)
-    C = matmul(A, B, bn=cfg["bn"].val, strategy=strategy, bm=cfg["tile_y"].size[-1], target=target)
-    s = te.create_schedule(C.op)
-    schedule_matmul_cfg(cfg, s, C, None, target)
-    return s, [A, B, C]
-
-
-@register_template("dense")
-def dense_template(cfg, M: int, N: int, K: int, dtype: str = "float32", *, target: Target | None = None):
-    """Tunable y = x @ W.T + b with x (M, K), W (N, K), b (N,)."""
-    target = parse(target)
-    x = te.placeholder((M, K), dtype, name="x")
-    w = te.placeholder((N, K), dtype, name="w")
-    b = te.placeholder((N,), dtype, name="b")
-    strategy = _strategy_knob(cfg, M, N, K, True, target)
-    y = matmul(x, w, b, transpose_b=True, bn=cfg["bn"].val, name="dense", strategy=strategy,
-               bm=cfg["tile_y"].size[-1], target=target)
-    s = te.create_schedule(y.op)
-    schedule_matmul_cfg(cfg, s, y, None, target)
-    return s, [x, w, b, y]
+    schedule_matmul_cfg(FallbackConfig(), s, out, final, target)
 
 
 def flops(M: int, N: int, K: int, batch: int = 1) -> float:
