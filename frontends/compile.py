@@ -18,11 +18,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from llvmlite import ir
-
 import te
 from te import ops
 from te.codegen_llvm import STACK_LIMIT
+from te.export import MEMCPY, add_model_entry
 from te.ops import registry
 from te.ops.registry import Choice
 from te.stmt import hoist_scratch
@@ -36,9 +35,6 @@ from .tasks import workload_of
 log = logging.getLogger(__name__)
 
 ALIGN = 64
-I32, PTR = ir.IntType(32), ir.PointerType()
-ENTRY = "tilewise_run"
-MEMCPY = "memcpy"          # a Step that copies bytes instead of calling a kernel
 
 
 @dataclass
@@ -315,38 +311,6 @@ def params_blob(g: Graph, param_off: dict, total: int) -> np.ndarray:
     return blob
 
 
-def add_entry(cg, mp: ModelPlan) -> None:
-    """Emit `i32 tilewise_run(ptr io, ptr params, ptr workspace)` into the codegen's module."""
-    mod = cg.module
-    fn = ir.Function(mod, ir.FunctionType(I32, [PTR, PTR, PTR]), ENTRY)
-    io, params, ws = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    kernels = {f.name: mod.get_global(f.name) for f in mp.funcs}
-    for k, st in enumerate(mp.steps):
-        ptrs = []
-        for space, v in st.args:
-            if space == "bytes":
-                ptrs.append(ir.Constant(ir.IntType(64), v))
-                continue
-            if space == "io":
-                slot = b.gep(io, [ir.Constant(ir.IntType(64), v)], source_etype=PTR)
-                ptrs.append(b.load(slot, typ=PTR))
-            else:
-                base = params if space == "param" else ws
-                ptrs.append(b.gep(base, [ir.Constant(ir.IntType(64), v)], source_etype=ir.IntType(8)))
-        if st.kernel == MEMCPY:
-            memcpy = mod.globals.get("llvm.memcpy.p0.p0.i64") or ir.Function(
-                mod, ir.FunctionType(ir.VoidType(), [PTR, PTR, ir.IntType(64), ir.IntType(1)]),
-                "llvm.memcpy.p0.p0.i64")
-            b.call(memcpy, [ptrs[1], ptrs[0], ptrs[2], ir.Constant(ir.IntType(1), 0)])
-            continue
-        rc = b.call(kernels[st.kernel], ptrs)
-        fail = b.icmp_signed("!=", rc, ir.Constant(I32, 0))
-        with b.if_then(fail, likely=False):
-            b.ret(rc)
-    b.ret(ir.Constant(I32, 0))
-
-
 class GraphLibrary:
     """A compiled model: run it in-process, or export it as one shared library."""
 
@@ -375,7 +339,7 @@ class GraphLibrary:
     def _module(self):
         from te.codegen_llvm import codegen
         cg = codegen(self.plan.funcs, self.target)
-        add_entry(cg, self.plan)
+        add_model_entry(cg, self.plan.steps, self.plan.funcs)
         return cg
 
     def _compile_jit(self):
@@ -393,7 +357,7 @@ class GraphLibrary:
         ctypes.c_int32.from_address(engine.get_global_value_address(NUM_THREADS_GLOBAL)).value = \
             te.runtime.num_threads()
         fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(
-            engine.get_function_address(ENTRY))
+            engine.get_function_address(te.runtime.MODEL_ENTRY_SYMBOL))
         self._jit = (engine, fn)
 
     def run(self, **inputs) -> list[np.ndarray]:
