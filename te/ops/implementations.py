@@ -247,7 +247,7 @@ class Matmul(Implementation):
         for st in options:
             if st == "packed":
                 define_bn(cfg, N, target)
-            define_knobs(cfg, M, N, K, st, target)
+            define_knobs(cfg, M, N, K, st, target, with_strategy=True)
 
     def placeholders(self, wl, cfg, target, prepacked):
         return [te.placeholder((wl.M, wl.K), wl.dtype, name="A"), te.placeholder((wl.K, wl.N), wl.dtype, name="B")]

@@ -273,8 +273,10 @@ def _input(t: te.Tensor, tag: str) -> te.Tensor | None:
     return next((x for x in t.op.input_tensors if getattr(x.op, "tag", None) == tag), None)
 
 
-def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target) -> None:
-    """Declare the knobs of one strategy for target (a no-op for knobs already declared)."""
+def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, with_strategy: bool = False) -> None:
+    """Declare the knobs of one strategy for target (a no-op for knobs already declared);
+    `with_strategy`: a `strategy` knob picks the strategy, so the packed tile's constraint holds
+    only where it picks packed."""
     acc, lanes = acc_vectors(target), target.lanes()
     if strategy == "packed":
         sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in (4, 8) if b < M}
@@ -286,7 +288,8 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target) -> 
         cfg.define_knob("tile_order", ["cols_outer", "rows_outer"],
                         default="cols_outer" if N >= M else "rows_outer")
         # the bm x bn accumulator tile must fit the vector registers, as in the direct conv
-        cfg.define_constraint("register tile", lambda c: _packed_tile_fits(c, acc, lanes))
+        cfg.define_constraint("register tile", lambda c: (with_strategy and c["strategy"].val != "packed")
+                              or c["tile_y"].size[-1] * -(-c["bn"].val // lanes) <= acc)
     elif strategy == "dot":
         bm = largest_divisor(M, 4)
         cfg.define_split("dot_tile_y", M, num_outputs=2, max_factor=4, default=[-1, bm])
@@ -313,12 +316,6 @@ def define_bn(cfg, N: int, target: Target) -> None:
     narrower than a vector when N is: 1, 2 or 4 columns)."""
     default = pick_lanes(N, target)
     cfg.define_knob("bn", sorted({*BN_CHOICES, default}), default=default)
-
-
-def _packed_tile_fits(c, acc: int, lanes: int) -> bool:
-    if "strategy" in c.values and c["strategy"].val != "packed":
-        return True
-    return c["tile_y"].size[-1] * -(-c["bn"].val // lanes) <= acc
 
 
 def _row_lanes(N: int) -> int:
