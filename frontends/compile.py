@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
 import te
 from te import ops
 from te.codegen_llvm import STACK_LIMIT

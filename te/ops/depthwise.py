@@ -9,7 +9,7 @@ the padded input by column phase, [N, C, Hp, sw, Wp/sw], so a strided read becom
 from __future__ import annotations
 
 import te
-from te.target import Target, parse
+from te.target import Target
 
 from .common import Epilogue, apply_epilogue, largest_divisor
 from .conv2d import _input_stage, _schedule_pad, _tile_candidates
