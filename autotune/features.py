@@ -14,7 +14,6 @@ import numpy as np
 
 import te
 from te.expr import Load, Var, free_vars
-from te.ops.common import prepacked_weights
 from te.schedule import ForKind
 from te.simplify import linear, skey
 from te.stmt import Allocate, For, IfThenElse, LoweredFunc, Seq, Store, all_exprs
@@ -134,8 +133,7 @@ def config_features(task, index: int) -> np.ndarray:
     """Features of config `index` of a task (zeros when the config cannot be lowered), of the
     kernel the tuner's builders build (weights pre-packed, as in a model)."""
     try:
-        with prepacked_weights():
-            s, tensors = task.instantiate(index)
+        s, tensors = task.instantiate(index, prepacked=True)
         return extract(te.lower(s, tensors, "f"))
     except Exception:
         return np.zeros(LENGTH, np.float32)

@@ -64,15 +64,13 @@ def _build_job(payload: dict) -> dict:
     import te
     from te.build import optimize
     from te.codegen_llvm import codegen
-    from te.ops.common import prepacked_weights
     from te.stmt import Store, walk_stmt
 
     t0 = time.perf_counter()
     try:
         task = _worker_task(payload)
         target = task.target
-        with prepacked_weights():       # weights as a model build passes them
-            s, tensors = task.instantiate(payload["config"])
+        s, tensors = task.instantiate(payload["config"], prepacked=True)    # weights as a model passes them
         func = te.lower(s, tensors, payload["symbol"])
     except Exception as e:      # the template or the schedule rejected this config
         return {"error_no": int(ErrorNo.INSTANTIATION_ERROR), "error_msg": _short(e),
@@ -85,9 +83,13 @@ def _build_job(payload: dict) -> dict:
         return {"error_no": int(ErrorNo.COMPILE_ERROR), "error_msg": _short(e),
                 "build_time": time.perf_counter() - t0}
     written = {id(st.buffer) for st in walk_stmt(func.body) if isinstance(st, Store)}
-    specs = [(list(b.shape), b.dtype, id(b) in written, getattr(t.op, "packed_from", None))
-             for b, t in zip(func.args, tensors)]
-    return {"error_no": 0, "object": obj, "symbol": func.name, "specs": specs,
+    impl = task.implementation
+    packed = impl.weight_index if impl is not None and impl.packs_weight else None
+    # a packed weight's spec holds its logical shape: the runner packs a random logical weight
+    specs = [(list(b.shape), b.dtype, id(b) in written,
+              list(impl.weight_shape(impl.workload(task.args))) if k == packed else None)
+             for k, b in enumerate(func.args[:len(tensors)])]
+    return {"error_no": 0, "object": obj, "symbol": func.name, "specs": specs, "config": payload["config"],
             "uses_openmp": cg.uses_openmp, "build_time": time.perf_counter() - t0}
 
 
@@ -143,25 +145,15 @@ def _keep_heap() -> None:
         pass
 
 
-def _packing(name: str):
-    """The numpy packing of a pre-packed weight input (PlaceholderOp.packed_from["pack"])."""
-    if name == "conv2d_oc_block":
-        from te.ops.conv2d import pack_weight_numpy
-        return pack_weight_numpy
-    if name == "winograd_f4":
-        from te.ops.winograd import transform_weight_numpy
-        return lambda w, bn: transform_weight_numpy(w, 4, bn)
-    raise ValueError(f"unknown weight packing {name!r}")
-
-
-def _inputs(key: str, specs: list) -> list:
+def _inputs(key: str, specs: list, task=None, config=None) -> list:
     """The runner's arrays for one candidate of a workload: the same random values for every
-    config (a pre-packed weight is the same logical weight, packed the candidate's way)."""
+    config (a pre-packed weight is the same logical weight, packed the candidate's way by the
+    task's implementation)."""
     import numpy as np
     st = _RunnerState.inputs.setdefault(key, {})
     arrays = []
     for k, (shape, dtype, written, packed) in enumerate(specs):
-        shape = tuple(packed["shape"]) if packed else tuple(shape)
+        shape = tuple(packed) if packed else tuple(shape)
         dt = np.dtype(dtype if dtype != "bool" else np.bool_)
         a = st.get((k, shape, dt.str, written))
         if a is None:
@@ -174,10 +166,11 @@ def _inputs(key: str, specs: list) -> list:
                 a = rng.integers(0, 3, shape).astype(dt)
             st[(k, shape, dt.str, written)] = a
         if packed:
-            pk = (k, shape, dt.str, packed["pack"], packed["block"])
-            if pk not in st:
-                st[pk] = _packing(packed["pack"])(a, packed["block"])
-            a = st[pk]
+            # only the last candidate's packing is kept: a packed weight per config would pile up
+            layout = json.dumps(config, sort_keys=True)
+            if st.get(("packed", k), (None,))[0] != layout:
+                st[("packed", k)] = (layout, np.ascontiguousarray(task.pack_weight(a, config)))
+            a = st[("packed", k)][1]
         arrays.append(a)
     return arrays
 
@@ -209,7 +202,8 @@ def _run_job(payload: dict) -> dict:
     fn = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * len(specs))(addr)
     key = payload["workload"]
     _keep_heap()
-    arrays = _inputs(key, specs)
+    packs = any(p for *_, p in specs)
+    arrays = _inputs(key, specs, _worker_task(payload["task"]) if packs else None, payload.get("config"))
     ptrs = [a.ctypes.data for a in arrays]
     outs = [a for a, (_, _, w, _) in zip(arrays, specs) if w]
     for o in outs:
@@ -458,6 +452,7 @@ class Measurer:
     def run_one(self, task, build: dict, role: str, cutoff: float | None = None) -> dict:
         """Time one built candidate in the runner (only once if slower than cutoff seconds)."""
         payload = {"cutoff": cutoff, "object": build["object"], "symbol": build["symbol"], "specs": build["specs"],
+                   "task": self._payload(task, None), "config": build.get("config"),
                    "uses_openmp": build["uses_openmp"], "workload": task.workload_key,
                    "target": str(task.target), "option": self.option, "role": role}
         self.runner.submit("run", payload)

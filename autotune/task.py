@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import te
 from te.expr import DTYPES
+from te.ops import registry
 from te.target import Target, parse
 
 from .space import ConfigEntity, ConfigError, ConfigSpace, FallbackConfig, get_template
@@ -112,15 +113,38 @@ class Task:
         get_template(self.name)(cfg, *self.args, target=self.target)
         return cfg
 
-    def instantiate(self, config: ConfigEntity | FallbackConfig | dict | int | None = None):
-        """(schedule, tensors) for a config (an entity, its JSON, an index, or None for the default)."""
+    @functools.cached_property
+    def implementation(self):
+        """The te.ops.registry implementation this task builds, or None for a template of its own."""
+        return registry.resolve(self.name, self.args, self.target) if registry.has_template(self.name) else None
+
+    def _config(self, config):
         if config is None:
-            config = FallbackConfig()
-        elif isinstance(config, int):
-            config = self.config_space.get(config)
-        elif isinstance(config, dict):
-            config = self.config_space.from_json(config)
+            return FallbackConfig()
+        if isinstance(config, int):
+            return self.config_space.get(config)
+        if isinstance(config, dict):
+            return self.config_space.from_json(config)
+        return config
+
+    def instantiate(self, config: ConfigEntity | FallbackConfig | dict | int | None = None,
+                    prepacked: bool = False):
+        """(schedule, tensors) for a config (an entity, its JSON, an index, or None for the default);
+        `prepacked`: the weight input laid out by the implementation's pack_weight, as a model
+        build passes its constants (the tuner's builders build candidates this way)."""
+        config = self._config(config)
+        if prepacked and self.implementation is not None:
+            return self.implementation.instantiate(config, self.args, self.target, prepacked=True)
         return get_template(self.name)(config, *self.args, target=self.target)
+
+    def pack_weight(self, w, config=None):
+        """The logical weight w as the prepacked kernel of `config` reads it (w itself where the
+        implementation reads it as it is)."""
+        impl = self.implementation
+        if impl is None or not impl.packs_weight:
+            return w
+        wl = impl.workload(self.args)
+        return impl.pack_weight(w, wl, impl.config(wl, self.target, self._config(config)), self.target)
 
     def build(self, config=None) -> te.Kernel:
         """Compile with `config`; with None, the best record of the active dispatch context or the default."""
@@ -154,7 +178,9 @@ def create_task(name: str, args, target=None) -> Task:
     ValueError for arguments no template call should see (see check_args)."""
     get_template(name)
     check_args(name, args)
-    return Task(name, _freeze(tuple(args)), parse(target))
+    task = Task(name, _freeze(tuple(args)), parse(target))
+    task.implementation             # a template of the registry that does not apply fails here
+    return task
 
 
 def count_flops(tensors) -> float:

@@ -31,7 +31,6 @@ def main() -> None:
     import autotune
     import te
     from te.codegen_llvm import codegen
-    from te.ops.common import prepacked_weights
     from tune import TASKS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
@@ -51,8 +50,7 @@ def main() -> None:
     lines = []
     for k, i in enumerate(sample):
         t0 = time.perf_counter()
-        with prepacked_weights():
-            s, tensors = task.instantiate(space.get(i))
+        s, tensors = task.instantiate(space.get(i), prepacked=True)
         func = te.lower(s, tensors, "f")
         t1 = time.perf_counter()
         text = str(codegen([func], task.target).module)

@@ -11,7 +11,6 @@ runs between kernels.  Identical kernels (same ops, attributes and shapes) are c
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -19,37 +18,33 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from llvmlite import ir
 
 import te
 from te import ops
 from te.codegen_llvm import STACK_LIMIT
-from te.ops import winograd
-from te.ops.common import config_scope
-from te.ops.conv2d import PackedWeight, pack_weight_numpy, weight_block
-from te.ops.conv2d_nchwc import pack_conv_weight_numpy
-from te.ops.winograd import WinogradWeight
+from te.export import MEMCPY, add_model_entry
+from te.ops import registry
+from te.ops.registry import Choice
 from te.stmt import hoist_scratch
 from te.target import Target, parse
 
 from .graph import Graph
-from .lowering import LOWER
+from .lowering import ANCHORS, LOWER
 from .passes import Group, fuse, run_passes
+from .tasks import workload_of
 
 log = logging.getLogger(__name__)
 
 ALIGN = 64
-I32, PTR = ir.IntType(32), ir.PointerType()
-ENTRY = "tilewise_run"
-MEMCPY = "memcpy"          # a Step that copies bytes instead of calling a kernel
 
 
 @dataclass
 class Step:
-    """One kernel call of the model: which kernel, and where each argument lives."""
+    """One kernel call of the model: which kernel, where each argument lives, the nodes it runs."""
     kernel: str
     args: list[tuple[str, int]]       # (space, index-or-offset): ("io", i) | ("param", off) | ("ws", off)
-    group: str
+    nodes: list[str]                  # the graph nodes of its group, anchor first (or what a copy copies)
+    task: tuple | None = None         # (template, args) of its anchor's implementation, if it has one
 
 
 @dataclass
@@ -61,7 +56,6 @@ class ModelPlan:
     param_bytes: int
     workspace_bytes: int
     funcs: list = field(default_factory=list)          # LoweredFunc per distinct kernel
-    tasks: list = field(default_factory=list)
     records: list = field(default_factory=list)        # tuning records the kernels use
 
 
@@ -86,50 +80,50 @@ def _group_key(g: Graph, grp: Group) -> str:
     return hashlib.sha256(json.dumps([parts, ins], default=str).encode()).hexdigest()[:16]
 
 
-def prepack_weights(g: Graph, grp: Group, target: Target) -> dict[str, tuple[str, int | None]]:
-    """Pack the constant weights of a group's direct conv ahead of time, the way its kernel reads them.
+# ---------------------------------------------------------------- 1. lowering: the registry's choice per group
 
-    Returns {weight value: (packed constant, kind)}, kind None for a channel-block packing, the
-    tile m for a Winograd transform, "NCHWc" for a conv in the packed layout; the packed
-    constants are added to `g.constants`.
-    Called under the group's config scope, since a tuned config may pick another channel block.
-    """
-    n = grp.master
-    if n.op != "Conv" or len(n.inputs) < 2 or n.inputs[1] not in g.constants:
-        return {}
-    w = g.constants[n.inputs[1]]
-    if n.attrs.get("layout") == "NCHWc":      # passes.propagate_nchwc: OIHW[b]i[b]o
-        b = int(n.attrs["block"])
-        packed = f"{n.inputs[1]}::nchw{b}c"
-        if packed not in g.constants:
-            g.constants[packed] = pack_conv_weight_numpy(w, b, b)
-        return {n.inputs[1]: (packed, "NCHWc")}
-    if len(g.info(n.inputs[0]).shape) != 4:
-        return {}
-    from .tasks import _conv_padding, conv_geometry
-    pads, strides, dil = _conv_padding(n, g)
-    x_shape, groups = g.info(n.inputs[0]).shape, int(n.attrs.get("group", 1))
-    geo = conv_geometry(n, g)
-    if winograd.chosen(geo):
-        m, bn = winograd.layout(geo, target)
-        packed = f"{n.inputs[1]}::winograd{m}x{bn}"
-        if packed not in g.constants:
-            g.constants[packed] = winograd.transform_weight_numpy(w, m, bn)
-        return {n.inputs[1]: (packed, m)}
-    ocb = weight_block(x_shape, w.shape, strides, pads, dil, groups, target)
-    if ocb is None:
-        return {}
-    packed = f"{n.inputs[1]}::oc{ocb}"
-    if packed not in g.constants:
-        g.constants[packed] = pack_weight_numpy(w, ocb)
-    return {n.inputs[1]: (packed, None)}
+def choose(g: Graph, grp: Group, target: Target, history=None) -> Choice | None:
+    """The registry's choice for a group's anchor: its implementation, task and config (the
+    tuning history's for that task where it has a record, else the implementation's defaults);
+    None for a group without an anchor workload (it runs default kernels)."""
+    wl = workload_of(grp.master, g)
+    if wl is None:
+        return None
+    impl = registry.select(wl, target)
+    if history is None or impl.template is None:
+        return Choice(impl, wl, target)
+    import autotune
+    try:
+        task = autotune.create_task(impl.template, impl.args(wl), target)
+        cfg = history.query(task)
+    except Exception as e:            # a record that does not fit: the default schedule is fine
+        log.warning("%s: tuning record not usable (%s); using the default schedule", grp.master.name, e)
+        return Choice(impl, wl, target)
+    record = history.used.get(task.workload_key) if cfg is not None else None
+    return Choice(impl, wl, target, cfg, record)
 
 
-def lower_group(g: Graph, grp: Group, name: str, opset: int, target: Target, packed: dict | None = None):
+def pack_weights(g: Graph, grp: Group, choice: Choice | None) -> dict[str, str]:
+    """{weight value: packed constant} for the group's anchor: its constant weight laid out by its
+    implementation's pack_weight (added to g.constants), so no kernel repacks per call."""
+    if choice is None or len(grp.master.inputs) < 2 or grp.master.inputs[1] not in g.constants:
+        return {}
+    w = grp.master.inputs[1]
+    packed = choice.pack_weight(g.constants[w])
+    if packed is None:
+        return {}
+    name = f"{w}::{choice.impl.name}{list(packed.shape)}"
+    g.constants.setdefault(name, packed)
+    choice.prepacked = True
+    return {w: name}
+
+
+def lower_group(g: Graph, grp: Group, name: str, opset: int, target: Target, choice: Choice | None = None,
+                packed: dict | None = None):
     """te tensors of one group for target: (placeholders in argument order, argument values, output tensor).
 
-    `packed` maps a weight to its packed constant (prepack_weights): the kernel takes that instead.
-    """
+    The anchor is built by `choice` (choose); `packed` maps its weight to the packed constant
+    (pack_weights) that the kernel takes instead."""
     packed = packed or {}
     env: dict[str, object] = {}
     placeholders = []
@@ -137,27 +131,25 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int, target: Target, pac
     for k, v in enumerate(grp.inputs()):
         c = g.constants.get(v)
         info = g.info(v)
-        if c is not None and c.size == 1 and grp.master.op not in ("Conv", "Gemm", "MatMul"):
+        if c is not None and c.size == 1 and grp.master.op not in ANCHORS:
             env[v] = c.reshape(-1)[0].item()          # a scalar operand: folded into the kernel
             continue
         if v in packed:
-            name, kind = packed[v]
-            p = te.placeholder(g.constants[name].shape, info.dtype, name=f"in{k}.packed")
-            env[v] = (PackedWeight(p, tuple(info.shape)) if kind is None else
-                      p if kind == "NCHWc" else WinogradWeight(p, tuple(info.shape), kind))
-            placeholders.append(p)
-            arg_values.append(name)
-            continue
-        p = te.placeholder(info.shape, info.dtype, name=f"in{k}")
+            p = te.placeholder(g.constants[packed[v]].shape, info.dtype, name=f"in{k}.packed")
+            arg_values.append(packed[v])
+        else:
+            p = te.placeholder(info.shape, info.dtype, name=f"in{k}")
+            arg_values.append(v)
         env[v] = p
         placeholders.append(p)
-        arg_values.append(v)
     for n in grp.nodes:
         n.out_shapes = [g.info(o).shape for o in n.outputs if o]
-        n.target = target                 # what the anchors' lowerings build for
         ins = [env[i] if i else None for i in n.inputs]
         try:
-            outs = LOWER[n.op](n, ins, n.attrs, opset)
+            if n.op in ANCHORS:
+                outs = ANCHORS[n.op](n, ins, n.attrs, opset, target, choice if n is grp.master else None)
+            else:
+                outs = LOWER[n.op](n, ins, n.attrs, opset)
         except Exception as e:
             raise type(e)(f"node {n.name} ({n.op}): {e}") from e
         for o, t in zip(n.outputs, outs):
@@ -173,80 +165,66 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int, target: Target, pac
     return placeholders, arg_values, out
 
 
-def tuned_config(g: Graph, grp: Group, target: Target, history):
-    """The tuned config (and its record) of a group's anchor in `history`, or (None, None)."""
-    if history is None:
-        return None, None
-    import autotune
-
-    from .tasks import task_of
-    spec = task_of(grp.master, g, target)
-    if spec is None or spec[0] not in TUNED_TEMPLATES:
-        return None, None
-    try:
-        task = autotune.create_task(spec[0], spec[1], target)
-        cfg = history.query(task)
-    except Exception as e:            # a record that does not fit: the default schedule is fine
-        log.warning("%s: tuning record not usable (%s); using the default schedule", grp.master.name, e)
-        return None, None
-    if cfg is None:
-        return None, None
-    return cfg, history.used.get(task.workload_key)
+@dataclass
+class Kernels:
+    """The lowering's result: distinct kernels, and per group its call (kernel, argument values)."""
+    funcs: dict = field(default_factory=dict)          # kernel name -> LoweredFunc
+    calls: list[Step] = field(default_factory=list)    # args still empty: bind_arguments fills them
+    values: list[list[str]] = field(default_factory=list)   # per call, the values it passes
+    scratch: dict[str, int] = field(default_factory=dict)    # a call's scratch buffer -> bytes
+    records: dict = field(default_factory=dict)        # workload -> tuning record used
 
 
-# Templates whose tuned configs model kernels apply (the op reads them through te.ops.config_scope).
-TUNED_TEMPLATES = ("conv2d_nchw", "conv2d_nchw_winograd", "depthwise_conv2d_nchw", "matmul", "dense")
-
-
-def plan(graph: Graph, target: Target, opset: int, history=None,
-         layout: str | None = None) -> tuple[ModelPlan, Graph, dict]:
-    """Passes, fusion, one lowered function per distinct group (tuned where `history` has a record), memory plan."""
-    g = run_passes(graph, layout)
-    groups = fuse(g)
-    funcs, steps, by_key = {}, [], {}            # kernel name -> lowered function; group key -> name
-    io_index = {i.name: k for k, i in enumerate(g.inputs)}
-    copies = []          # outputs that are an input or a constant: copied by the entry point
-    for k, o in enumerate(g.outputs):
-        if o.name in io_index or o.name in g.constants:
-            copies.append((o.name, len(g.inputs) + k))
-        else:
-            io_index[o.name] = len(g.inputs) + k
-    # kernels
-    group_args: list[list[str]] = []
-    scratch: dict[str, int] = {}         # a kernel's scratch buffer in one step -> bytes
-    used_records: dict[str, object] = {}
+def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, history=None) -> Kernels:
+    """One lowered, scheduled function per distinct group (same ops, shapes and config), each
+    group's anchor built as the registry chose; the weights its kernel reads packed in g."""
+    ks, by_key = Kernels(), {}
     for gi, grp in enumerate(groups):
-        cfg, rec = tuned_config(g, grp, target, history)
-        key = _group_key(g, grp) + (f"/{cfg}" if cfg is not None else "")
+        choice = choose(g, grp, target, history)
+        tuned = choice is not None and choice.record is not None
+        key = _group_key(g, grp) + (f"/{choice.cfg}" if tuned else "")
+        packed = pack_weights(g, grp, choice)
+        placeholders, arg_values, out = lower_group(g, grp, f"k{gi}", opset, target, choice, packed)
         kname = by_key.get(key)
-        with config_scope(cfg) if cfg is not None else contextlib.nullcontext():
-            packed = prepack_weights(g, grp, target)
-            placeholders, arg_values, out = lower_group(g, grp, f"k{gi}", opset, target, packed)
-            if kname is None:
-                kname = f"k{len(funcs)}_{grp.master.op.lower()}"
-                s = ops.schedule([out], target)
-                # buffers the kernel would allocate per call come from the workspace instead
-                funcs[kname] = hoist_scratch(te.lower(s, placeholders + [out], kname), STACK_LIMIT)
-                by_key[key] = kname
-        if rec is not None:
-            used_records[rec.workload] = rec
-        func = funcs[kname]
+        if kname is None:
+            kname = by_key[key] = f"k{len(ks.funcs)}_{grp.master.op.lower()}"
+            s = ops.schedule([out], target, anchor_schedule=choice.schedule if choice is not None else None)
+            # buffers the kernel would allocate per call come from the workspace instead
+            ks.funcs[kname] = hoist_scratch(te.lower(s, placeholders + [out], kname), STACK_LIMIT)
+        if tuned:
+            ks.records[choice.record.workload] = choice.record
+        func = ks.funcs[kname]
         extra = []
         for j, b in enumerate(func.args[len(func.args) - func.attrs.get("scratch", 0):]):
             extra.append(f"{kname}#scratch{j}@{gi}")
-            scratch[extra[-1]] = _size(b.shape, b.dtype)
-        group_args.append(arg_values + [grp.output] + extra)
-        steps.append(Step(kname, [], " -> ".join(n.name for n in grp.nodes)))
-    # constants the kernels read (weights packed ahead of time in place of the originals) -> params blob
+            ks.scratch[extra[-1]] = _size(b.shape, b.dtype)
+        ks.values.append(arg_values + [grp.output] + extra)
+        ks.calls.append(Step(kname, [], [n.name for n in grp.nodes], choice.task if choice is not None else None))
+    return ks
+
+
+# ---------------------------------------------------------------- 2. weight placement
+
+def place_weights(g: Graph, values: list[list[str]]) -> tuple[dict[str, int], int]:
+    """Offsets in the params blob of the constants the calls read (packed weights in place of
+    the originals), 64-byte aligned; and the blob's size."""
     param_off: dict[str, int] = {}
     total = 0
-    for v in [c for c, _ in copies if c in g.constants] + [v for vals in group_args for v in vals]:
+    for v in (v for vals in values for v in vals):
         if v in g.constants and v not in param_off:
             param_off[v] = total
             total = _align(total + g.constants[v].nbytes)
-    # memory plan for intermediates: lifetimes in step order, greedy placement by size
+    return param_off, total
+
+
+# ---------------------------------------------------------------- 3. workspace planning
+
+def plan_workspace(g: Graph, values: list[list[str]], io_index: dict[str, int],
+                   scratch: dict[str, int]) -> tuple[dict[str, int], int]:
+    """Workspace offsets of the intermediates and scratch buffers: lifetimes in call order, the
+    largest placed first at the lowest offset that no buffer alive at the same time overlaps."""
     first, last = {}, {}
-    for si, vals in enumerate(group_args):
+    for si, vals in enumerate(values):
         for v in vals:
             if v in io_index or v in g.constants:
                 continue
@@ -269,8 +247,29 @@ def plan(graph: Graph, target: Target, opset: int, history=None,
                     off, moved = _align(o + sz), True
         placed.append((off, sizes[v], first[v], last[v]))
         ws_off[v] = off
-    ws_total = max((o + s for o, s, _, _ in placed), default=0)
-    for st, vals in zip(steps, group_args):
+    return ws_off, max((o + s for o, s, _, _ in placed), default=0)
+
+
+# ---------------------------------------------------------------- 4. argument binding
+
+def io_slots(g: Graph) -> tuple[dict[str, int], list[tuple[str, int]]]:
+    """Slots of the inputs and outputs in the entry's io array, and the outputs that are an input
+    or a constant (the entry copies them: (source value, io slot))."""
+    io_index = {i.name: k for k, i in enumerate(g.inputs)}
+    copies = []
+    for k, o in enumerate(g.outputs):
+        if o.name in io_index or o.name in g.constants:
+            copies.append((o.name, len(g.inputs) + k))
+        else:
+            io_index[o.name] = len(g.inputs) + k
+    return io_index, copies
+
+
+def bind_arguments(g: Graph, ks: Kernels, io_index: dict[str, int], copies: list, param_off: dict[str, int],
+                   ws_off: dict[str, int]) -> list[Step]:
+    """Every call's arguments as (space, offset), then the copies of outputs that no kernel writes."""
+    steps = ks.calls
+    for st, vals in zip(steps, ks.values):
         for v in vals:
             if v in io_index:
                 st.args.append(("io", io_index[v]))
@@ -281,12 +280,24 @@ def plan(graph: Graph, target: Target, opset: int, history=None,
     for src, dst in copies:
         info = g.info(src)
         where = ("param", param_off[src]) if src in g.constants else ("io", io_index[src])
-        steps.append(Step(MEMCPY, [where, ("io", dst), ("bytes", _size(info.shape, info.dtype))], f"copy {src}"))
-    mp_records = list(used_records.values())
+        steps.append(Step(MEMCPY, [where, ("io", dst), ("bytes", _size(info.shape, info.dtype))], [src]))
+    return steps
+
+
+def plan(graph: Graph, target: Target, opset: int, history=None,
+         layout: str | None = None) -> tuple[ModelPlan, Graph, dict]:
+    """The model's plan: passes and fusion, then the four steps below; returns (plan, the graph
+    after passes with its packed constants, params offsets)."""
+    g = run_passes(graph, layout)
+    ks = lower_groups(g, fuse(g), target, opset, history)         # 1. kernels, weights packed
+    io_index, copies = io_slots(g)
+    param_off, param_bytes = place_weights(g, [[c for c, _ in copies]] + ks.values)       # 2.
+    ws_off, ws_bytes = plan_workspace(g, ks.values, io_index, ks.scratch)                   # 3.
+    steps = bind_arguments(g, ks, io_index, copies, param_off, ws_off)                       # 4.
     mp = ModelPlan(inputs=[{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in g.inputs],
                    outputs=[{"name": o.name, "shape": list(o.shape), "dtype": o.dtype} for o in g.outputs],
-                   steps=steps, param_bytes=total, workspace_bytes=ws_total, funcs=list(funcs.values()))
-    mp.records = mp_records
+                   steps=steps, param_bytes=param_bytes, workspace_bytes=ws_bytes, funcs=list(ks.funcs.values()),
+                   records=list(ks.records.values()))
     return mp, g, param_off
 
 
@@ -299,38 +310,6 @@ def params_blob(g: Graph, param_off: dict, total: int) -> np.ndarray:
         c = np.ascontiguousarray(g.constants[name])
         blob[off:off + c.nbytes] = c.view(np.uint8).reshape(-1)
     return blob
-
-
-def add_entry(cg, mp: ModelPlan) -> None:
-    """Emit `i32 tilewise_run(ptr io, ptr params, ptr workspace)` into the codegen's module."""
-    mod = cg.module
-    fn = ir.Function(mod, ir.FunctionType(I32, [PTR, PTR, PTR]), ENTRY)
-    io, params, ws = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    kernels = {f.name: mod.get_global(f.name) for f in mp.funcs}
-    for k, st in enumerate(mp.steps):
-        ptrs = []
-        for space, v in st.args:
-            if space == "bytes":
-                ptrs.append(ir.Constant(ir.IntType(64), v))
-                continue
-            if space == "io":
-                slot = b.gep(io, [ir.Constant(ir.IntType(64), v)], source_etype=PTR)
-                ptrs.append(b.load(slot, typ=PTR))
-            else:
-                base = params if space == "param" else ws
-                ptrs.append(b.gep(base, [ir.Constant(ir.IntType(64), v)], source_etype=ir.IntType(8)))
-        if st.kernel == MEMCPY:
-            memcpy = mod.globals.get("llvm.memcpy.p0.p0.i64") or ir.Function(
-                mod, ir.FunctionType(ir.VoidType(), [PTR, PTR, ir.IntType(64), ir.IntType(1)]),
-                "llvm.memcpy.p0.p0.i64")
-            b.call(memcpy, [ptrs[1], ptrs[0], ptrs[2], ir.Constant(ir.IntType(1), 0)])
-            continue
-        rc = b.call(kernels[st.kernel], ptrs)
-        fail = b.icmp_signed("!=", rc, ir.Constant(I32, 0))
-        with b.if_then(fail, likely=False):
-            b.ret(rc)
-    b.ret(ir.Constant(I32, 0))
 
 
 class GraphLibrary:
@@ -361,7 +340,7 @@ class GraphLibrary:
     def _module(self):
         from te.codegen_llvm import codegen
         cg = codegen(self.plan.funcs, self.target)
-        add_entry(cg, self.plan)
+        add_model_entry(cg, self.plan.steps, self.plan.funcs)
         return cg
 
     def _compile_jit(self):
@@ -379,7 +358,7 @@ class GraphLibrary:
         ctypes.c_int32.from_address(engine.get_global_value_address(NUM_THREADS_GLOBAL)).value = \
             te.runtime.num_threads()
         fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(
-            engine.get_function_address(ENTRY))
+            engine.get_function_address(te.runtime.MODEL_ENTRY_SYMBOL))
         self._jit = (engine, fn)
 
     def run(self, **inputs) -> list[np.ndarray]:

@@ -4,7 +4,8 @@ A lowering gets the node's input tensors (te placeholders or the outputs of earl
 the same kernel; constants of one element arrive as Python numbers), its attributes (with
 parameter inputs already folded into them by the importer) and the graph's opset, and
 returns the output tensors.  This module holds the registry, the elementwise operators and
-the anchors (Conv, Gemm, MatMul); lower_nn.py and lower_data.py hold the others.
+the anchors (Conv, Gemm, MatMul: they also take the target and the registry choice the model
+compiler made for them); lower_nn.py and lower_data.py hold the others.
 
 What a lowering cannot do is said at import, not at build time: `CHECKS[op](node, inputs,
 opset)` gets the node and the TensorInfo of each input (None for an absent optional one) and
@@ -18,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 LOWER: dict[str, Callable] = {}
+ANCHORS: dict[str, Callable] = {}
 CHECKS: dict[str, Callable] = {}
 
 
@@ -26,6 +28,18 @@ def lowers(*names: str):
     def deco(fn):
         for n in names:
             LOWER[n] = fn
+        return fn
+    return deco
+
+
+def lowers_anchor(name: str):
+    """Decorator: the lowering of an anchor op, fn(node, ins, attrs, opset, target, choice).
+
+    `choice` is the te.ops.registry.Choice the model compiler made for the node (implementation,
+    config, whether the weight arrives packed), or None where the node has no workload (a weight
+    computed at run time, a batched MatMul): then the op's default kernel for `target`."""
+    def deco(fn):
+        ANCHORS[name] = fn
         return fn
     return deco
 
@@ -286,27 +300,24 @@ def _float_only(what: str, dtypes=("float32",)):
     return check
 
 
-def _conv_args(attrs) -> tuple[tuple, tuple | str, tuple]:
-    """(strides, padding, dilation) of a 2-D Conv as te.ops.conv2d takes them."""
+def conv_padding(attrs: dict):
+    """A Conv node's padding: its auto_pad mode (SAME_UPPER, SAME_LOWER, VALID) or (top, left, bottom, right)."""
     auto = _str(attrs.get("auto_pad"), "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER", "VALID"):
-        padding = auto
-    else:
-        p = attrs.get("pads", [0, 0, 0, 0])
-        padding = (p[0], p[1], p[2], p[3])
-    return tuple(attrs.get("strides", [1, 1])), padding, tuple(attrs.get("dilations", [1, 1]))
+        return auto
+    p = attrs.get("pads", [0, 0, 0, 0])
+    return (p[0], p[1], p[2], p[3])
 
 
-@lowers("Conv")
-def _conv(node, ins, attrs, opset):
+@lowers_anchor("Conv")
+def _conv(node, ins, attrs, opset, target, choice=None):
     x, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
-    strides, padding, dil = _conv_args(attrs)
-    if attrs.get("layout") == "NCHWc":       # passes.propagate_nchwc: x packed, w packed at build time
-        return [_ops().conv2d_NCHWc(x, w, strides=strides, padding=padding, dilation=dil, bias=bias,
-                                    name=node.name, target=node.target)]
-    return [_ops().conv2d(x, w, strides=strides, padding=padding, dilation=dil,
-                          groups=attrs.get("group", 1), bias=bias, name=node.name, target=node.target)]
+    if choice is not None:
+        return [choice.compute([x, w, bias], name=node.name)]
+    return [_ops().conv2d(x, w, strides=tuple(attrs.get("strides", [1, 1])), padding=conv_padding(attrs),
+                          dilation=tuple(attrs.get("dilations", [1, 1])), groups=attrs.get("group", 1),
+                          bias=bias, name=node.name, target=target)]
 
 
 @lowers("tilewise.PackNCHWc")
@@ -325,7 +336,8 @@ def _check_conv(node, ins, opset):
     if nd != 2:
         return f"Conv{nd}D: only 2-D convolutions are supported"
     from te.ops.conv_geometry import geometry
-    strides, padding, dil = _conv_args(node.attrs)
+    strides, padding, dil = (tuple(node.attrs.get("strides", [1, 1])), conv_padding(node.attrs),
+                             tuple(node.attrs.get("dilations", [1, 1])))
     try:        # the sizes ONNX Runtime checks too: channels and groups, an output with no pixels
         geometry(ins[0].shape, ins[1].shape, strides, padding, dil, int(node.attrs.get("group", 1)))
     except ValueError as e:
@@ -333,8 +345,8 @@ def _check_conv(node, ins, opset):
     return _float_only("Conv")(node, ins, opset)
 
 
-@lowers("Gemm")
-def _gemm(node, ins, attrs, opset):
+@lowers_anchor("Gemm")
+def _gemm(node, ins, attrs, opset, target, choice=None):
     ops = _ops()
     a, b = ins[0], ins[1]
     c = ins[2] if len(ins) > 2 else None
@@ -342,8 +354,11 @@ def _gemm(node, ins, attrs, opset):
     ta, tb = attrs.get("transA", 0), attrs.get("transB", 0)
     n_out = b.shape[0] if tb else b.shape[1]
     bias = c if (c is not None and beta == 1.0 and hasattr(c, "shape") and tuple(c.shape) == (n_out,)) else None
-    out = ops.matmul(a, b, bias=bias, transpose_a=bool(ta), transpose_b=bool(tb), name=node.name,
-                     target=node.target)
+    if choice is not None:
+        out = choice.compute([a, b, bias], name=node.name)
+    else:
+        out = ops.matmul(a, b, bias=bias, transpose_a=bool(ta), transpose_b=bool(tb), name=node.name,
+                         target=target)
     if alpha != 1.0:
         out = ops.multiply(out, float(alpha), name=f"{node.name}.alpha")
     if c is not None and bias is None:
@@ -354,8 +369,8 @@ def _gemm(node, ins, attrs, opset):
     return [out]
 
 
-@lowers("MatMul")
-def _matmul(node, ins, attrs, opset):
+@lowers_anchor("MatMul")
+def _matmul(node, ins, attrs, opset, target, choice=None):
     ops = _ops()
     a, b = ins
     out_shape = tuple(node.out_shapes[0])
@@ -366,12 +381,12 @@ def _matmul(node, ins, attrs, opset):
         b = ops.reshape(b, (b.shape[0], 1), name=f"{node.name}.col")
     ra, rb = len(a.shape), len(b.shape)
     if ra == 2 and rb == 2:
-        y = ops.matmul(a, b, name=node.name if out_shape == (a.shape[0], b.shape[1]) else f"{node.name}.mm",
-                       target=node.target)
+        name = node.name if out_shape == (a.shape[0], b.shape[1]) else f"{node.name}.mm"
+        y = choice.compute([a, b], name=name) if choice is not None else ops.matmul(a, b, name=name, target=target)
     elif rb == 2:
         lead = a.shape[:-1]
         a2 = ops.reshape(a, (int(np.prod(lead)), a.shape[-1]), name=f"{node.name}.flat")
-        y = ops.matmul(a2, b, name=f"{node.name}.mm", target=node.target)
+        y = ops.matmul(a2, b, name=f"{node.name}.mm", target=target)
     else:
         # batched: broadcast leading dims, flatten them into one batch axis
         lead = tuple(np.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2])))
@@ -384,7 +399,7 @@ def _matmul(node, ins, attrs, opset):
             if len(full) != 3:
                 t = ops.reshape(t, (batch,) + tuple(t.shape[-2:]), name=f"{node.name}.{tag}3")
             return t
-        y = ops.batch_matmul(as3(a, "a"), as3(b, "b"), name=f"{node.name}.bmm", target=node.target)
+        y = ops.batch_matmul(as3(a, "a"), as3(b, "b"), name=f"{node.name}.bmm", target=target)
     if tuple(y.shape) != out_shape:
         y = ops.reshape(y, out_shape, name=node.name)
     return [y]
@@ -400,4 +415,4 @@ from . import lower_data, lower_nn  # noqa: E402,F401
 # Shape, Size, Constant, ConstantOfShape... are folded at import when their inputs are known
 # (canonical.py makes constants of what reads only shapes); left over, they are reported as
 # unsupported there.
-SUPPORTED = frozenset(LOWER)
+SUPPORTED = frozenset(LOWER) | frozenset(ANCHORS)

@@ -196,12 +196,12 @@ def _direct_conv(n: Node, g: Graph) -> bool:
     if len(g.info(n.inputs[0]).shape) != 4 or int(n.attrs.get("group", 1)) != 1 \
             or (len(n.inputs) > 2 and n.inputs[2] and n.inputs[2] not in g.constants):
         return False
-    from te.ops import winograd
-    from te.ops.conv2d import as_matmul
+    from te.ops import registry
+    from te.target import host
 
-    from .tasks import conv_geometry
-    geo = conv_geometry(n, g)
-    return not (winograd.chosen(geo) or as_matmul(geo))
+    from .tasks import workload_of
+    # the conv implementations match on the workload alone, so any target answers the same
+    return registry.select(workload_of(n, g), host()).name == "conv2d.direct"
 
 
 def _unary(n: Node, g: Graph) -> bool:
@@ -215,7 +215,7 @@ def propagate_nchwc(g: Graph, block: int = 16) -> Graph:
 
     A chain links convs whose output feeds only the next conv (through unary activations); it
     needs two convs at least.  Its convs get attrs layout="NCHWc" and block, their weights are
-    packed at build time (compile.prepack_weights) and conv2d_NCHWc runs them.  Opt-in
+    packed at build time (compile.pack_weights) and conv2d_NCHWc runs them.  Opt-in
     (`run_passes(layout="NCHWc")`, `frontends.build(..., layout="NCHWc")`): on ResNet-50's
     layers the NCHWc kernel measured 0.82-1.3x the direct NCHW kernel's time.
     """

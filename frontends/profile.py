@@ -217,7 +217,7 @@ def profile_kernels(graph: Graph, target=None, logs=None, repeat: int = 5, min_t
     nodes = {n.name: n for n in g.nodes}
     calls: dict[str, list[list[Node]]] = {}
     for st in mp.steps:
-        calls.setdefault(st.kernel, []).append([nodes[k] for k in st.group.split(" -> ") if k in nodes])
+        calls.setdefault(st.kernel, []).append([nodes[k] for k in st.nodes if k in nodes])
     out: list[KernelProfile] = []
     rng = np.random.default_rng(0)
     for k, func in enumerate(mp.funcs):

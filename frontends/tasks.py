@@ -1,8 +1,10 @@
 """Task extraction: one tuning task per distinct anchor workload of a model, weighted by use.
 
-Conv groups map to the `conv2d_nchw` / `depthwise_conv2d_nchw` templates, Gemm and 2-D MatMul
-to `dense` / `matmul`.  Each task carries how often it occurs and its FLOPs, so a tuner can
-spend its budget where the model spends its time.
+`workload_of(node, graph)` is the one reading of an anchor node (Conv, Gemm, 2-D MatMul) as a
+te.ops.registry workload; the model compiler and the task extractor both hand it to
+`registry.select`, so the task extracted for a node is the template and arguments of the
+implementation its kernel is built with.  Each task carries how often it occurs and its FLOPs,
+so a tuner can spend its budget where the model spends its time.
 """
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from te.ops import winograd
-from te.ops.conv2d import geometry, resolve_padding
+from te.ops import registry
+from te.ops.conv_geometry import ConvGeometry, resolve_padding
 
 from .graph import Graph, Node
+from .lowering import conv_padding
 from .passes import fuse, run_passes
 
 
@@ -30,68 +33,56 @@ class ModelTask:
         return self.count * self.flops
 
 
-def _conv_padding(node: Node, g: Graph):
-    x = g.info(node.inputs[0]).shape
-    w = g.info(node.inputs[1]).shape
-    auto = node.attrs.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
-    strides = tuple(node.attrs.get("strides", [1, 1]))
-    dil = tuple(node.attrs.get("dilations", [1, 1]))
-    if auto in ("SAME_UPPER", "SAME_LOWER", "VALID"):
-        return tuple(resolve_padding(auto, x[2:], w[2:], strides, dil)), strides, dil
-    p = node.attrs.get("pads", [0, 0, 0, 0])
-    return (p[0], p[1], p[2], p[3]), strides, dil
-
-
-def conv_geometry(node: Node, g: Graph):
-    """The te.ops.conv2d.ConvGeometry of a 2-D Conv node (input and weight shapes from the graph)."""
-    pads, strides, dil = _conv_padding(node, g)
-    return geometry(tuple(g.info(node.inputs[0]).shape), tuple(g.info(node.inputs[1]).shape), strides, pads,
-                    dil, int(node.attrs.get("group", 1)))
-
-
-def task_of(node: Node, g: Graph, target=None):
-    """The (template name, args) that tunes this node's kernel, or None."""
-    if node.op == "Conv" and node.attrs.get("layout") == "NCHWc":
-        return None         # chains in NCHW[x]c (passes.propagate_nchwc) run the default schedule
-    if node.op == "Conv" and len(g.info(node.inputs[0]).shape) == 4 and node.inputs[1] in g.constants:
-        x = tuple(g.info(node.inputs[0]).shape)
+def workload_of(node: Node, g: Graph) -> registry.Workload | None:
+    """The registry workload of an anchor node, or None (not an anchor, a weight computed at run
+    time, a transposed A, a batched MatMul: those run the op's default kernel)."""
+    if node.op == "Conv" and len(node.inputs) > 1 and node.inputs[1] in g.constants:
         w = tuple(g.info(node.inputs[1]).shape)
-        pads, strides, dil = _conv_padding(node, g)
-        groups = int(node.attrs.get("group", 1))
-        name = "depthwise_conv2d_nchw" if groups == x[1] and groups > 1 and w[1] == 1 else "conv2d_nchw"
-        if name == "conv2d_nchw":
-            if winograd.chosen(conv_geometry(node, g)):    # the default algorithm
-                name = "conv2d_nchw_winograd"
-        args = (x, w, strides, pads, dil, groups, "float32") if name != "depthwise_conv2d_nchw" \
-            else (x, w, strides, pads, dil, "float32")
-        return name, args
+        x = tuple(g.info(node.inputs[0]).shape)
+        layout, block = node.attrs.get("layout", "NCHW"), int(node.attrs.get("block", 0))
+        if layout == "NCHWc":           # passes.propagate_nchwc: the input arrives packed
+            x = (x[0], w[1], x[2], x[3])
+        if len(x) != 4:
+            return None
+        strides = tuple(int(v) for v in node.attrs.get("strides", [1, 1]))
+        dil = tuple(int(v) for v in node.attrs.get("dilations", [1, 1]))
+        pads = conv_padding(node.attrs)
+        if isinstance(pads, str):
+            pads = resolve_padding(pads, x[2:], w[2:], strides, dil)
+        return registry.ConvWorkload(x, w, strides, tuple(int(p) for p in pads), dil,
+                                     int(node.attrs.get("group", 1)), g.info(node.inputs[0]).dtype, layout, block)
     if node.op == "Gemm" and node.attrs.get("transA", 0) == 0:
-        a = g.info(node.inputs[0]).shape
-        b = g.info(node.inputs[1]).shape
-        if node.attrs.get("transB", 0):
-            return "dense", (a[0], b[0], a[1], "float32")
-        return "matmul", (a[0], b[1], a[1], "float32")
+        a, b = g.info(node.inputs[0]), g.info(node.inputs[1]).shape
+        tb = bool(node.attrs.get("transB", 0))
+        return registry.MatmulWorkload(a.shape[0], b[0] if tb else b[1], a.shape[1], a.dtype, tb)
     if node.op == "MatMul":
-        a, b = g.info(node.inputs[0]).shape, g.info(node.inputs[1]).shape
-        if len(a) == 2 and len(b) == 2:
-            return "matmul", (a[0], b[1], a[1], "float32")
+        a, b = g.info(node.inputs[0]), g.info(node.inputs[1]).shape
+        if len(a.shape) == 2 and len(b) == 2:
+            return registry.MatmulWorkload(a.shape[0], b[1], a.shape[1], a.dtype)
     return None
 
 
+def conv_geometry(node: Node, g: Graph) -> ConvGeometry:
+    """The te.ops ConvGeometry of a 2-D Conv node with a constant weight (shapes from the graph)."""
+    return workload_of(node, g).geometry
+
+
 def extract_tasks(graph: Graph, target=None) -> list[ModelTask]:
-    """The distinct tunable workloads of a model (after its graph passes), largest total FLOPs first."""
+    """The distinct tunable workloads of a model (after its graph passes), largest total FLOPs first:
+    for each anchor, the task of the implementation the registry builds it with."""
     import autotune
+    from te.target import parse
+    target = parse(target)
     g = run_passes(graph)
     found: dict[str, ModelTask] = {}
     for grp in fuse(g):
-        spec = task_of(grp.master, g, target)
-        if spec is None:
+        wl = workload_of(grp.master, g)
+        if wl is None:
             continue
-        try:
-            task = autotune.create_task(spec[0], spec[1], target)
-        except Exception:
+        choice = registry.Choice(registry.select(wl, target), wl, target)
+        if choice.task is None:
             continue
+        task = autotune.create_task(*choice.task, target)
         mt = found.get(task.workload_key)
         if mt is None:
             found[task.workload_key] = ModelTask(task, 1, task.flops, [grp.master.name])

@@ -364,3 +364,44 @@ def write_header(meta: dict, path: str | os.PathLike, library: str = "the librar
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+# ---------------------------------------------------------------- a model's entry point
+
+PTR = ir.PointerType()
+MEMCPY = "memcpy"          # the kernel name of a model step that copies bytes instead of calling a kernel
+
+
+def add_model_entry(cg: CodeGenLLVM, steps: list, funcs: list[LoweredFunc]) -> None:
+    """Emit a model's `i32 tilewise_run(ptr io, ptr params, ptr workspace)` into the codegen's module.
+
+    `steps` are frontends.compile Steps: a kernel name (or MEMCPY) and its arguments as
+    (space, value): ("io", slot) | ("param", offset) | ("ws", offset) | ("bytes", count)."""
+    mod = cg.module
+    fn = ir.Function(mod, ir.FunctionType(I32, [PTR, PTR, PTR]), runtime.MODEL_ENTRY_SYMBOL)
+    io, params, ws = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    kernels = {f.name: mod.get_global(f.name) for f in funcs}
+    for st in steps:
+        ptrs = []
+        for space, v in st.args:
+            if space == "bytes":
+                ptrs.append(ir.Constant(ir.IntType(64), v))
+                continue
+            if space == "io":
+                slot = b.gep(io, [ir.Constant(ir.IntType(64), v)], source_etype=PTR)
+                ptrs.append(b.load(slot, typ=PTR))
+            else:
+                base = params if space == "param" else ws
+                ptrs.append(b.gep(base, [ir.Constant(ir.IntType(64), v)], source_etype=ir.IntType(8)))
+        if st.kernel == MEMCPY:
+            memcpy = mod.globals.get("llvm.memcpy.p0.p0.i64") or ir.Function(
+                mod, ir.FunctionType(ir.VoidType(), [PTR, PTR, ir.IntType(64), ir.IntType(1)]),
+                "llvm.memcpy.p0.p0.i64")
+            b.call(memcpy, [ptrs[1], ptrs[0], ptrs[2], ir.Constant(ir.IntType(1), 0)])
+            continue
+        rc = b.call(kernels[st.kernel], ptrs)
+        fail = b.icmp_signed("!=", rc, ir.Constant(I32, 0))
+        with b.if_then(fail, likely=False):
+            b.ret(rc)
+    b.ret(ir.Constant(I32, 0))

@@ -85,10 +85,6 @@ class PlaceholderOp(Operation):
         self.shape = shape
         self.dtype = dtype
         self.outputs = [Tensor(self, 0, shape, dtype)]
-        # set by a template whose input is a weight packed ahead of time: {"pack": packing name,
-        # "shape": the logical shape, "block": the block}, so the tuner's runner can pack its
-        # random weight the same way (autotune.measure._packing)
-        self.packed_from: dict | None = None
 
 
 class ComputeOp(Operation):

@@ -1,14 +1,17 @@
 """te.ops: the operator library (what TVM calls TOPI).
 
 Every operator is a compute, a default schedule that is fast without tuning, and (for the
-compute-heavy ones) a tunable template whose knobs the autotuner searches.
+compute-heavy ones, the anchors conv2d/matmul/dense) implementations registered in
+te.ops.registry: each algorithm's knobs, compute, schedule and weight layout, which the model
+compiler, the task extractor and the tuner all ask.
 """
 from .conv2d import conv2d, conv2d_nchw
 from .depthwise import depthwise_conv2d_nchw
-from . import winograd  # noqa: F401  (registers the conv2d_nchw_winograd template and schedule)
+from . import winograd  # noqa: F401  (registers the conv2d_winograd schedule)
 from .conv2d_nchwc import conv2d_NCHWc, pack_conv_weight, pack_nchwc, unpack_nchwc
 from .matmul import batch_matmul, dense, dense_packed, matmul, pack_dense_weight, schedule_matmul
 from .schedule import schedule
+from . import implementations, registry  # noqa: F401  (the anchors' implementations and their templates)
 from .elementwise import *  # noqa: E402,F401,F403  (broadcasting binary ops, unary ops, activations)
 from .fastmath import *  # noqa: E402,F401,F403  (vectorizable exp/tanh/erf/sigmoid expressions)
 from .injective import *  # noqa: E402,F401,F403  (schedule_injective)

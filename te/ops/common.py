@@ -1,12 +1,10 @@
-"""Helpers shared by the operators: epilogues, default configs, vector-width choices, tags."""
+"""Helpers shared by the operators: epilogues, vector-width choices, tags."""
 from __future__ import annotations
 
 from typing import Callable
 
 import te
 from te.target import Target
-
-from .knobs import FallbackConfig
 
 # An epilogue maps (value, output indices) to the value stored: bias, activation, residual...
 Epilogue = Callable[[te.Expr, tuple], te.Expr]
@@ -29,48 +27,6 @@ def tagged(tag: str):
 def apply_epilogue(epilogue: Epilogue | None, value: te.Expr, indices: tuple) -> te.Expr:
     """value, or epilogue(value, indices)."""
     return value if epilogue is None else te.expr.convert(epilogue(value, indices))
-
-
-_ACTIVE: list = []
-
-
-class config_scope:                              # noqa: N801  (a context manager)
-    """Within the block, operators built and scheduled by default use `cfg` (a tuned config)."""
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-
-    def __enter__(self):
-        _ACTIVE.append(self.cfg)
-        return self.cfg
-
-    def __exit__(self, *exc):
-        _ACTIVE.pop()
-
-
-_PREPACKED: list = []
-
-
-class prepacked_weights:                         # noqa: N801  (a context manager)
-    """Within the block, templates take the weights of a model's constants packed ahead of time,
-    as model builds pass them (the tuner's builders build candidates this way, so a kernel is
-    timed without the weight packing a model never runs); outside it they take plain weights."""
-
-    def __enter__(self):
-        _PREPACKED.append(True)
-
-    def __exit__(self, *exc):
-        _PREPACKED.pop()
-
-
-def weights_prepacked() -> bool:
-    """True inside `prepacked_weights()`."""
-    return bool(_PREPACKED)
-
-
-def default_config():
-    """The config an operator uses when none is given: the active tuned config, else the defaults."""
-    return _ACTIVE[-1] if _ACTIVE else FallbackConfig()
 
 
 def largest_divisor(n: int, limit: int) -> int:

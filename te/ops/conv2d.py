@@ -13,8 +13,9 @@ Deep layers (more weights than outputs) pack their weights per channel block ins
 parallel loop instead of at the root (knob `pack_at`), so the packed slice stays in L2.
 
 Weights known at build time (a model's constants) can be packed once, ahead of time:
-`weight_block` says which block the kernel would use, `pack_weight_numpy` packs the constant,
-and a `PackedWeight` handed to `conv2d` in place of the 4-D weight skips the packing stage.
+`pack_weight_numpy` packs the constant by the kernel's channel block, and a `PackedWeight`
+handed to `conv2d` in place of the 4-D weight skips the packing stage.  The implementations
+(direct, 1x1 GEMM) with their knobs and weight layouts are registered in implementations.py.
 """
 from __future__ import annotations
 
@@ -23,11 +24,11 @@ from dataclasses import dataclass
 import te
 from te.target import Target, parse
 
-from .common import (Epilogue, acc_vectors, apply_epilogue, default_config, largest_divisor, pick_lanes,
-                     vector_registers, weights_prepacked)
+from .common import (Epilogue, acc_vectors, apply_epilogue, largest_divisor, pick_lanes,
+                     vector_registers)
 from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, flops, geometry,  # noqa: F401
                             pad_nchw, resolve_padding, round_up)
-from .knobs import register_template
+from .knobs import FallbackConfig
 from .schedule import anchor, parallel_if_worth
 
 
@@ -58,23 +59,6 @@ class PackedWeight:
         return self.tensor.dtype
 
 
-def weight_block(x_shape, w_shape, strides=(1, 1), padding: Padding = 0, dilation=(1, 1),
-                 groups: int = 1, target: Target | str | None = None) -> int | None:
-    """The output-channel block `conv2d` packs this conv's weights by for target (under the current
-    config), or None where it reads the weights as they are (depthwise convs, 1x1 convs run as a GEMM)."""
-    g = geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups)
-    return _weight_block(g, parse(target))
-
-
-def _weight_block(g: ConvGeometry, target: Target) -> int | None:
-    if g.depthwise or as_matmul(g):
-        return None
-    cfg = default_config()
-    if not cfg.is_fallback and "tile_oc" in getattr(cfg, "values", {}):
-        return int(cfg["tile_oc"].val)
-    return default_ocb(g, target)
-
-
 def pack_weight_numpy(w, ocb: int):
     """OIHW -> [K/ocb, C, R, S, ocb] on a numpy constant, zero-padding K to a multiple of ocb."""
     import numpy as np
@@ -91,33 +75,27 @@ def conv2d(x: te.Tensor, w: te.Tensor | PackedWeight, strides=(1, 1), padding: P
            dilation=(1, 1), groups: int = 1, bias: te.Tensor | None = None,
            epilogue: Epilogue | None = None, name: str = "conv2d",
            target: Target | str | None = None) -> te.Tensor:
-    """y = epilogue(conv2d(x, w) + bias) in NCHW; padding is (top, left, bottom, right), an int/pair or a mode.
+    """y = epilogue(conv2d(x, w) + bias) in NCHW with the default kernel of its shape; padding is
+    (top, left, bottom, right), an int/pair or a mode.
 
-    `w` is OIHW, a PackedWeight (packed ahead of time by the block `weight_block` names) or a
-    winograd.WinogradWeight (transformed ahead of time: the conv runs by Winograd; a model build
-    does this for the convs winograd.chosen() picks).  `target` is the CPU it is built for (None:
-    this machine).
+    `w` is OIHW, a PackedWeight (packed ahead of time by pack_weight_numpy: the direct conv) or a
+    winograd.WinogradWeight (transformed ahead of time: the conv runs by Winograd).  `target` is
+    the CPU it is built for (None: this machine).  A model build does not come here for its
+    convs: it asks te.ops.registry for the implementation and its config.
     """
     from . import winograd
     target = parse(target)
     g = geometry(x.shape, w.shape, strides, padding, dilation, groups)
-    if isinstance(w, winograd.WinogradWeight) or (not isinstance(w, PackedWeight) and winograd.tuned(g)):
-        return winograd.conv2d_winograd(x, w, g, bias, epilogue, **winograd.params(g, w, target), name=name)
-    if isinstance(w, PackedWeight) and _weight_block(g, target) != w.ocb:
-        raise ValueError(f"{name}: the weight is packed by {w.ocb} channels, but this conv packs by "
-                         f"{_weight_block(g, target)}; pack it by te.ops.conv2d.weight_block()")
+    if isinstance(w, winograd.WinogradWeight):
+        return winograd.conv2d_winograd(x, w, g, bias, epilogue, m=w.m, bn=w.bn,
+                                        bm=winograd.default_bm(w.bn, target), name=name)
+    if isinstance(w, PackedWeight) and (g.depthwise or as_matmul(g)):
+        raise ValueError(f"{name}: this conv reads its weight as it is (OIHW); pass it unpacked")
     if g.depthwise:
         from .depthwise import depthwise_conv2d_nchw     # depthwise.py builds on this module
         return depthwise_conv2d_nchw(x, w, g, bias, epilogue, name=name)
-    cfg = default_config()
     if as_matmul(g):
-        tuned = not cfg.is_fallback and "bn" in getattr(cfg, "values", {})
-        return conv1x1_matmul(x, w, g, bias, epilogue, bn=cfg["bn"].val if tuned else None,
-                              bm=cfg["tile_y"].size[-1] if tuned else None, name=name, target=target)
-    if not cfg.is_fallback and "tile_oc" in getattr(cfg, "values", {}):
-        # a tuned config of the conv2d_nchw template: its compute-time knobs
-        return conv2d_nchw(x, w, g, bias, epilogue, ocb=cfg["tile_oc"].val, bw=cfg["tile_ow"].size[-1],
-                           bh=cfg["tile_oh"].size[-1], name=name, target=target)
+        return conv1x1_matmul(x, w, g, bias, epilogue, name=name, target=target)
     return conv2d_nchw(x, w, g, bias, epilogue, name=name, target=target)
 
 
@@ -436,52 +414,7 @@ def _schedule_pad(s: te.Schedule, xp: te.Tensor, work: float) -> None:
 @anchor("conv2d_nchw")
 def schedule_conv2d_nchw(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """The untuned schedule of a direct conv2d_nchw output."""
-    schedule_conv2d_nchw_cfg(default_config(), s, out, final, target)
-
-
-@register_template("conv2d_nchw")
-def conv2d_nchw_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1),
-                         groups: int = 1, dtype: str = "float32", *, target: Target | None = None):
-    """Tunable direct conv2d in NCHW with x (N, C, H, W), w (K, C/groups, R, S), no bias.
-
-    Under `prepacked_weights()` (the tuner's builders) a direct conv takes w packed by the
-    config's channel block, [K/ocb, C/groups, R, S, ocb], as a model build passes it."""
-    target = parse(target)
-    g = geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups)
-    x = te.placeholder(tuple(x_shape), dtype, name="x")
-    w = te.placeholder(tuple(w_shape), dtype, name="w")
-    if as_matmul(g):              # the knobs of te.ops.matmul's packed strategy
-        from .matmul import define_bn, define_knobs, schedule_matmul_cfg
-        P = g.OH * g.OW
-        define_bn(cfg, P, target)
-        define_knobs(cfg, g.K, P, g.C, "packed", target)
-        y = conv1x1_matmul(x, w, g, bn=cfg["bn"].val, bm=cfg["tile_y"].size[-1], target=target)
-        s = te.create_schedule(y.op)
-        schedule_matmul_cfg(cfg, s, y, None, target)
-        return s, [x, w, y]
-    Kg = g.K // g.groups
-    d_ocb = default_ocb(g, target)
-    ocbs = [b for b in (8, 16, 32) if g.groups == 1 or Kg % b == 0] or [d_ocb]
-    cfg.define_knob("tile_oc", sorted(set(ocbs + [d_ocb])), default=d_ocb)
-    ocb = cfg["tile_oc"].val
-    dbh, dbw = default_tiles(g, ocb, target)
-    cfg.define_split("tile_ow", g.OW, num_outputs=2, candidates=_tile_candidates(g.OW, acc_vectors(target), dbw),
-                     default=[-1, dbw])
-    cfg.define_split("tile_oh", g.OH, num_outputs=2, candidates=_tile_candidates(g.OH, 4, dbh),
-                     default=[-1, dbh])
-    # the accumulators must fit the vector registers (default_tiles' budget): a larger register
-    # tile spills on every FMA, and its fully unrolled body takes seconds to compile
-    cfg.define_constraint("register tile", lambda c: c["tile_oh"].size[-1] * c["tile_ow"].size[-1]
-                          <= tile_budget(c["tile_oc"].val, target))
-    wt: te.Tensor | PackedWeight = w
-    if weights_prepacked():       # as a model passes its constant weights: packed at build time
-        w = te.placeholder((round_up(g.K, ocb) // ocb, g.C // g.groups, g.R, g.S, ocb), dtype, name="w.packed")
-        w.op.packed_from = {"pack": "conv2d_oc_block", "shape": list(w_shape), "block": ocb}
-        wt = PackedWeight(w, tuple(w_shape))
-    y = conv2d_nchw(x, wt, g, ocb=ocb, bw=cfg["tile_ow"].size[-1], bh=cfg["tile_oh"].size[-1], target=target)
-    s = te.create_schedule(y.op)
-    schedule_conv2d_nchw_cfg(cfg, s, y, None, target)
-    return s, [x, w, y]
+    schedule_conv2d_nchw_cfg(FallbackConfig(), s, out, final, target)
 
 
 def _tile_candidates(n: int, limit: int, default: int) -> list[list[int]]:

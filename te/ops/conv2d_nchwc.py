@@ -18,10 +18,10 @@ import numpy as np
 import te
 from te.target import Target, parse
 
-from .common import Epilogue, acc_vectors, apply_epilogue, default_config, largest_divisor, tagged
+from .common import Epilogue, acc_vectors, apply_epilogue, largest_divisor, tagged
 from .conv2d import _tile_candidates, default_tiles
 from .conv_geometry import geometry, round_up
-from .knobs import register_template
+from .knobs import FallbackConfig, register_template
 from .schedule import anchor, parallel_if_worth
 
 LAYOUT_TAG = "layout_transform"
@@ -230,7 +230,7 @@ def schedule_conv2d_NCHWc_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Ten
 @anchor("conv2d_NCHWc")
 def schedule_conv2d_NCHWc(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """The untuned schedule of a conv2d_NCHWc output."""
-    schedule_conv2d_NCHWc_cfg(default_config(), s, out, final)
+    schedule_conv2d_NCHWc_cfg(FallbackConfig(), s, out, final)
 
 
 def default_blocks(C: int, K: int, target: Target) -> tuple[int, int]:

@@ -9,13 +9,13 @@ the padded input by column phase, [N, C, Hp, sw, Wp/sw], so a strided read becom
 from __future__ import annotations
 
 import te
-from te.target import Target, parse
+from te.target import Target
 
-from .common import Epilogue, apply_epilogue, default_config, largest_divisor
+from .common import Epilogue, apply_epilogue, largest_divisor
 from .conv2d import _input_stage, _schedule_pad, _tile_candidates
 from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, geometry, pad_chunk, pad_nchw,
                             round_up)
-from .knobs import register_template
+from .knobs import FallbackConfig
 from .schedule import anchor, parallel_if_worth
 
 
@@ -168,19 +168,7 @@ def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor
 def schedule_depthwise_conv2d_nchw(s: te.Schedule, out: te.Tensor, final: te.Tensor | None,
                                    target: Target) -> None:
     """The untuned schedule of a depthwise conv2d output."""
-    schedule_depthwise_cfg(default_config(), s, out, final, target)
-
-
-@register_template("depthwise_conv2d_nchw")
-def depthwise_conv2d_nchw_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1),
-                                   dtype: str = "float32", *, target: Target | None = None):
-    """Tunable depthwise conv2d in NCHW with x (N, C, H, W), w (C * multiplier, 1, R, S), no bias."""
-    x = te.placeholder(tuple(x_shape), dtype, name="x")
-    w = te.placeholder(tuple(w_shape), dtype, name="w")
-    y = depthwise_conv2d_nchw(x, w, strides=strides, padding=padding, dilation=dilation)
-    s = te.create_schedule(y.op)
-    schedule_depthwise_cfg(cfg, s, y, None, parse(target))
-    return s, [x, w, y]
+    schedule_depthwise_cfg(FallbackConfig(), s, out, final, target)
 
 
 __all__ = ["depthwise_conv2d_nchw", "schedule_depthwise_conv2d_nchw", "pad_nchw_phased", "row_lanes"]

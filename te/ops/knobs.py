@@ -4,7 +4,8 @@ It lives in te.ops, beside the templates that use it, so the operator library st
 autotune (which searches these spaces) re-exports it as autotune.space.
 
 A template is a function `template(cfg, *args, target=None) -> (schedule, tensors)` that builds
-for `target` (a te Target; None: this machine).  It declares its
+for `target` (a te Target; None: this machine); the templates of te.ops.registry's
+implementations also take `prepacked=True` (the weight as the implementation packs it).  It declares its
 knobs with `cfg.define_split / define_reorder / define_knob` and reads them with `cfg[name]`.
 The same function runs against three kinds of cfg:
 

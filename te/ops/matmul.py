@@ -1,4 +1,5 @@
-"""Matrix multiply, dense (fully connected) and batched matmul, with epilogues and templates.
+"""Matrix multiply, dense (fully connected) and batched matmul, with epilogues (the implementations
+and templates `matmul` and `dense` in implementations.py).
 
 Three computes, picked by the shape (`strategy=` overrides; the template's `strategy` knob too):
 
@@ -22,9 +23,8 @@ import numpy as np
 import te
 from te.target import Target, parse
 
-from .common import (Epilogue, acc_vectors, apply_epilogue, default_config, largest_divisor,
-                     pick_lanes)
-from .knobs import register_template
+from .common import Epilogue, acc_vectors, apply_epilogue, largest_divisor, pick_lanes
+from .knobs import FallbackConfig
 from .schedule import anchor, parallel_if_worth, register_block
 
 BN_CHOICES = (8, 16, 32, 48, 64)
@@ -68,11 +68,6 @@ def matmul(A: te.Tensor, B: te.Tensor, bias: te.Tensor | None = None, transpose_
                          f"(transpose_a={transpose_a}, transpose_b={transpose_b})")
     if bias is not None and bias.shape not in ((N,), (1, N)):
         raise ValueError(f"{name}: bias must have shape ({N},), got {bias.shape}")
-    cfg = default_config()
-    if strategy is None and bn is None and bm is None and not transpose_a and not cfg.is_fallback \
-            and "strategy" in getattr(cfg, "values", {}):
-        # a tuned config of the matmul/dense template (te.ops.config_scope): its compute-time knobs
-        strategy, bn, bm = cfg["strategy"].val, cfg["bn"].val, cfg["tile_y"].size[-1]
     strategy = strategy or default_strategy(M, N, K, transpose_a, transpose_b)
     if strategy not in STRATEGIES:
         raise ValueError(f"{name}: unknown strategy {strategy!r}; use one of {STRATEGIES}")
@@ -278,8 +273,10 @@ def _input(t: te.Tensor, tag: str) -> te.Tensor | None:
     return next((x for x in t.op.input_tensors if getattr(x.op, "tag", None) == tag), None)
 
 
-def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target) -> None:
-    """Declare the knobs of one strategy for target (a no-op for knobs already declared)."""
+def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, with_strategy: bool = False) -> None:
+    """Declare the knobs of one strategy for target (a no-op for knobs already declared);
+    `with_strategy`: a `strategy` knob picks the strategy, so the packed tile's constraint holds
+    only where it picks packed."""
     acc, lanes = acc_vectors(target), target.lanes()
     if strategy == "packed":
         sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in (4, 8) if b < M}
@@ -291,7 +288,8 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target) -> 
         cfg.define_knob("tile_order", ["cols_outer", "rows_outer"],
                         default="cols_outer" if N >= M else "rows_outer")
         # the bm x bn accumulator tile must fit the vector registers, as in the direct conv
-        cfg.define_constraint("register tile", lambda c: _packed_tile_fits(c, acc, lanes))
+        cfg.define_constraint("register tile", lambda c: (with_strategy and c["strategy"].val != "packed")
+                              or c["tile_y"].size[-1] * -(-c["bn"].val // lanes) <= acc)
     elif strategy == "dot":
         bm = largest_divisor(M, 4)
         cfg.define_split("dot_tile_y", M, num_outputs=2, max_factor=4, default=[-1, bm])
@@ -318,12 +316,6 @@ def define_bn(cfg, N: int, target: Target) -> None:
     narrower than a vector when N is: 1, 2 or 4 columns)."""
     default = pick_lanes(N, target)
     cfg.define_knob("bn", sorted({*BN_CHOICES, default}), default=default)
-
-
-def _packed_tile_fits(c, acc: int, lanes: int) -> bool:
-    if "strategy" in c.values and c["strategy"].val != "packed":
-        return True
-    return c["tile_y"].size[-1] * -(-c["bn"].val // lanes) <= acc
 
 
 def _row_lanes(N: int) -> int:
@@ -488,55 +480,7 @@ def _schedule_splitk(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs:
 @anchor("matmul")
 def schedule_matmul(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """The untuned schedule of a matmul/dense/batch_matmul output."""
-    schedule_matmul_cfg(default_config(), s, out, final, target)
-
-
-# ---------------------------------------------------------------- templates
-
-def _strategy_knob(cfg, M: int, N: int, K: int, transpose_b: bool, target: Target) -> str:
-    # the small-M strategies only where M is small enough for them to be worth a trial: splitk
-    # keeps every row's partial result in registers and would unroll into megabytes of IR for
-    # M = 128 (an LLVM build of more than 30 s)
-    if transpose_b:
-        options = ["packed"] + (["dot"] if M < 2 * DOT_MAX_M else [])
-    else:
-        options = (["packed"] + (["rows"] if M <= 4 * ROWS_MAX_M else [])
-                   + (["splitk"] if M <= 2 * SPLITK_MAX_M else []))
-    default = default_strategy(M, N, K, transpose_b=transpose_b)
-    cfg.define_knob("strategy", options, default=default)
-    for st in options:
-        if st == "packed":
-            define_bn(cfg, N, target)
-        define_knobs(cfg, M, N, K, st, target)
-    return cfg["strategy"].val
-
-
-@register_template("matmul")
-def matmul_template(cfg, M: int, N: int, K: int, dtype: str = "float32", *, target: Target | None = None):
-    """Tunable C = A @ B with A (M, K), B (K, N)."""
-    target = parse(target)
-    A = te.placeholder((M, K), dtype, name="A")
-    B = te.placeholder((K, N), dtype, name="B")
-    strategy = _strategy_knob(cfg, M, N, K, False, target)
-    C = matmul(A, B, bn=cfg["bn"].val, strategy=strategy, bm=cfg["tile_y"].size[-1], target=target)
-    s = te.create_schedule(C.op)
-    schedule_matmul_cfg(cfg, s, C, None, target)
-    return s, [A, B, C]
-
-
-@register_template("dense")
-def dense_template(cfg, M: int, N: int, K: int, dtype: str = "float32", *, target: Target | None = None):
-    """Tunable y = x @ W.T + b with x (M, K), W (N, K), b (N,)."""
-    target = parse(target)
-    x = te.placeholder((M, K), dtype, name="x")
-    w = te.placeholder((N, K), dtype, name="w")
-    b = te.placeholder((N,), dtype, name="b")
-    strategy = _strategy_knob(cfg, M, N, K, True, target)
-    y = matmul(x, w, b, transpose_b=True, bn=cfg["bn"].val, name="dense", strategy=strategy,
-               bm=cfg["tile_y"].size[-1], target=target)
-    s = te.create_schedule(y.op)
-    schedule_matmul_cfg(cfg, s, y, None, target)
-    return s, [x, w, b, y]
+    schedule_matmul_cfg(FallbackConfig(), s, out, final, target)
 
 
 def flops(M: int, N: int, K: int, batch: int = 1) -> float:

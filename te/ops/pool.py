@@ -19,9 +19,9 @@ from __future__ import annotations
 import te
 from te.target import Target, parse
 
-from .common import default_config, tagged
+from .common import tagged
 from .injective import inline_injective, parallel_outer, vectorize_inner
-from .knobs import register_template
+from .knobs import FallbackConfig, register_template
 from .reduction import reduce_over
 
 MAX_UNROLLED_TAPS = 8
@@ -200,7 +200,7 @@ def schedule_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, target: Target) -> te
 @tagged("pool")
 def schedule_pool(s: te.Schedule, out: te.Tensor, target: Target) -> te.Schedule:
     """The untuned schedule of a pool2d output."""
-    return schedule_pool_cfg(default_config(), s, out, target)
+    return schedule_pool_cfg(FallbackConfig(), s, out, target)
 
 
 @register_template("pool2d")

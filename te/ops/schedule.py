@@ -16,6 +16,7 @@ registers); `schedule` resolves None to this machine's CPU.
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import te
 from te.expr import TensorLoad, walk
@@ -106,14 +107,19 @@ def fusion_chain(s: te.Schedule, op, consumers: dict, claimed: set) -> list:
     return chain
 
 
-def schedule(outs, target: Target | str | None = None) -> te.Schedule:
+def schedule(outs, target: Target | str | None = None,
+             anchor_schedule: Callable[[te.Schedule, te.Tensor, te.Tensor], None] | None = None) -> te.Schedule:
     """A schedule for the given output tensors where every operator uses its default schedule,
-    for `target` (a Target, a target string, or None for this machine)."""
+    for `target` (a Target, a target string, or None for this machine).
+
+    `anchor_schedule(s, out, final)` schedules the one anchor of the outputs instead of its
+    default (a model build passes its registry choice's, with the implementation's config)."""
     target = parse(target)
     outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
     s = te.create_schedule([t.op for t in outs])
     consumers = _consumers(s)
     claimed: set[int] = set()
+    anchors = 0
     # 1. anchors, producers first, each with the elementwise chain that follows it
     for st in list(s.stages):
         op = st.op
@@ -126,7 +132,16 @@ def schedule(outs, target: Target | str | None = None) -> te.Schedule:
         claimed.update(id(c) for c in chain)
         claimed.add(id(op))
         log.debug("anchor %s fused with %s", op.name, [c.name for c in chain])
-        SCHEDULES[op.tag](s, op.output(0), final.output(0), target)
+        anchors += 1
+        if anchor_schedule is not None:
+            if anchors > 1:
+                raise te.ScheduleError(f"schedule: anchor_schedule is for one anchor, but {op.name} is a "
+                                       f"second one; schedule the anchors one group at a time")
+            anchor_schedule(s, op.output(0), final.output(0))
+        else:
+            SCHEDULES[op.tag](s, op.output(0), final.output(0), target)
+    if anchor_schedule is not None and anchors == 0:
+        raise te.ScheduleError("schedule: anchor_schedule was given, but the outputs compute no anchor op")
     # 2. every other tagged root stage, consumers first (their schedules may inline producers)
     for st in reversed(list(s.stages)):
         op = st.op

@@ -25,19 +25,16 @@ unrolled step emits just its row's sparse sum.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from fractions import Fraction as F
 
 import numpy as np
 
 import te
-from te.target import Target, parse
+from te.target import Target
 from te.tensor import IterVar
 
-from .common import (Epilogue, acc_vectors, apply_epilogue, default_config, largest_divisor,
-                     weights_prepacked)
-from .knobs import register_template
+from .common import Epilogue, acc_vectors, apply_epilogue, largest_divisor
 from .schedule import anchor
 
 # Lavin & Gray's matrices for the interpolation points 0, +-1, +-2 (F(4,3)) and 0, +-1 (F(2,3)),
@@ -84,38 +81,6 @@ def transform_weight_numpy(w: np.ndarray, m: int, bn: int) -> np.ndarray:
     return np.ascontiguousarray(up.reshape(a, a, Kp // bn, bn, C).transpose(0, 1, 2, 4, 3)).astype(w.dtype)
 
 
-def _config():
-    """The current config if it is one of the conv2d_nchw_winograd template, else None."""
-    cfg = default_config()
-    return cfg if not cfg.is_fallback and "tile_bn" in getattr(cfg, "values", {}) else None
-
-
-def tuned(g) -> bool:
-    """Is the current config one of the conv2d_nchw_winograd template (for a conv it applies to)?"""
-    return applies(g) and _config() is not None
-
-
-def chosen(g) -> bool:
-    """Does a model build run this conv (a conv2d.ConvGeometry, constant weight) by Winograd?
-
-    Under a config of the conv2d_nchw_winograd template, yes; under one of conv2d_nchw (a tuned
-    direct conv), no; without a config, by default: 3x3 stride-1 convs with at least 32
-    channels in and out on maps of at least 14x14.  ResNet-50's 3x3 layers of 56, 28 and 14
-    columns took 0.51-0.60x the direct conv's time, measured alone on Zen 5; on its 7x7 maps
-    the padded tiles and the weights, 4x larger once transformed, made it 2x slower.
-    TILEWISE_WINOGRAD=0 turns the default off (a transformed weight takes 4x the memory).
-    """
-    if not applies(g):
-        return False
-    cfg = default_config()
-    values = getattr(cfg, "values", {}) if not cfg.is_fallback else {}
-    if values:
-        return "tile_bn" in values
-    if os.environ.get("TILEWISE_WINOGRAD", "1") == "0":     # the user keeps weights small
-        return False
-    return g.C >= 32 and g.K >= 32 and min(g.OH, g.OW) >= 14
-
-
 def in_kernel(func) -> bool:
     """Does a lowered kernel compute a Winograd conv (its channels-last padded input is a buffer)?"""
     from te.stmt import Allocate, walk_stmt
@@ -134,23 +99,6 @@ def default_bm(bn: int, target: Target) -> int:
     would not fit the target's registers."""
     vectors = -(-bn // target.lanes())
     return max(1, min(6 if vectors >= 2 else 8, acc_vectors(target) // vectors))
-
-
-def layout(g, target: Target) -> tuple[int, int]:
-    """(m, bn) of this conv's Winograd kernel under the current config: how its weight is transformed."""
-    cfg = _config()
-    return 4, int(cfg["tile_bn"].val) if cfg is not None else default_bn(g, target)
-
-
-def params(g, w, target: Target) -> dict:
-    """conv2d_winograd's keyword arguments (m, bn, bm) under the current config; without one, a
-    WinogradWeight `w` keeps the tile and block it was transformed with."""
-    cfg = _config()
-    if cfg is not None:
-        m, bn = layout(g, target)
-        return {"m": m, "bn": bn, "bm": int(cfg["tile_bm"].val)}
-    m, bn = (w.m, w.bn) if isinstance(w, WinogradWeight) else layout(g, target)
-    return {"m": m, "bn": bn, "bm": default_bm(bn, target)}
 
 
 @dataclass(frozen=True)
@@ -288,9 +236,8 @@ def _transform_weight(w: te.Tensor, m: int, bn: int, Kp: int, name: str) -> te.T
 
 @anchor("conv2d_winograd")
 def schedule_winograd_default(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
-    """The schedule of a conv2d_winograd output under the current config (tuned or default)."""
-    cfg = _config()
-    schedule_winograd(s, out, final, target, tile_k=int(cfg["tile_k"].val) if cfg is not None else None)
+    """The untuned schedule of a conv2d_winograd output."""
+    schedule_winograd(s, out, final, target)
 
 
 def default_tile_k(C: int) -> int:
@@ -373,35 +320,3 @@ def schedule_input(s, V, work: float, lanes: int) -> None:
     s[xq].reorder(n, hh, co, ww, ci)
     s[xq].vectorize(ci)
     parallel_if_worth(s[xq], s[xq].fuse(n, hh), work)
-
-
-@register_template("conv2d_nchw_winograd")
-def conv2d_winograd_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1),
-                             groups: int = 1, dtype: str = "float32", *, target: Target | None = None):
-    """Tunable Winograd F(4x4, 3x3) conv in NCHW, x (N, C, H, W), w (K, C, 3, 3), no bias.
-
-    Under `prepacked_weights()` (the tuner's builders) it takes the weight transformed and
-    packed as a model build passes it, [6, 6, K/bn, C, bn]."""
-    from .conv_geometry import geometry
-    target = parse(target)
-    g = geometry(tuple(x_shape), tuple(w_shape), strides, padding, dilation, groups)
-    if not applies(g):
-        raise ValueError(f"conv2d_nchw_winograd: needs a 3x3 stride-1 ungrouped conv, got {g}")
-    bn, lanes, acc = default_bn(g, target), target.lanes(), acc_vectors(target)
-    cfg.define_knob("tile_bn", sorted({16, 32, bn}), default=bn)
-    cfg.define_knob("tile_bm", sorted({2, 4, 6, 8, 12, 14, default_bm(bn, target)}), default=default_bm(bn, target))
-    cfg.define_knob("tile_k", sorted({d for d in (1, 2, 4, 8) if g.C % d == 0}), default=default_tile_k(g.C))
-    cfg.define_constraint("register tile", lambda c: c["tile_bm"].val * -(-c["tile_bn"].val // lanes) <= acc)
-    m, bn, bm = 4, int(cfg["tile_bn"].val), int(cfg["tile_bm"].val)
-    x = te.placeholder(tuple(x_shape), dtype, name="x")
-    w = te.placeholder(tuple(w_shape), dtype, name="w")
-    wt: te.Tensor | WinogradWeight = w
-    if weights_prepacked():
-        a = m + 2
-        w = te.placeholder((a, a, -(-g.K // bn), g.C, bn), dtype, name="w.winograd")
-        w.op.packed_from = {"pack": "winograd_f4", "shape": list(w_shape), "block": bn}
-        wt = WinogradWeight(w, tuple(w_shape), m)
-    y = conv2d_winograd(x, wt, g, m=m, bn=bn, bm=bm)
-    s = te.create_schedule(y.op)
-    schedule_winograd(s, y, None, target, tile_k=int(cfg["tile_k"].val))
-    return s, [x, w, y]

@@ -109,7 +109,7 @@ def test_conv_candidates_take_prepacked_weights(measurer):
     payload = measurer._payload(task, cfgs[0])
     specs = _build_job(payload)["specs"]
     assert specs[1][0] == [4, 16, 3, 3, 8]                     # the weight, packed by 8
-    assert specs[1][3] == {"pack": "conv2d_oc_block", "shape": [32, 16, 3, 3], "block": 8}
+    assert specs[1][3] == [32, 16, 3, 3]                       # its logical shape: the runner packs that
     recs = measurer.measure(task, cfgs)
     assert [r.error_no for r in recs] == [ErrorNo.NO_ERROR] * 3, [r.error_msg for r in recs]
     # outside the tuner the template keeps the plain weight: task.build() takes OIHW weights

@@ -16,16 +16,17 @@ HASWELL = te.target.parse("llvm -mcpu=haswell")
 
 
 @pytest.mark.skipif("avx2" not in te.target.host().feature_set, reason="this CPU lacks AVX2")
-def test_conv_model_for_avx2_packs_weights_by_its_vector_and_runs(monkeypatch, rng):
-    monkeypatch.setenv("TILEWISE_WINOGRAD", "0")            # the direct conv, whose weights are packed
+def test_conv_model_for_avx2_packs_weights_by_its_vector_and_runs(rng):
+    # a 12x12 map: the direct conv (Winograd is preferred from 14x14), whose weights are packed
     w = rng.standard_normal((64, 32, 3, 3)).astype(np.float32)
     g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "conv",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 28, 28])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 28, 28])],
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 12, 12])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 12, 12])],
                           [numpy_helper.from_array(w, "w")])
     graph = frontends.from_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
     _, planned, _ = plan(graph, HASWELL, 13)
-    assert [k for k in planned.constants if "::" in k] == ["w::oc8"]       # one 8-lane vector of channels
-    x = rng.standard_normal((1, 32, 28, 28)).astype(np.float32)
+    packed = [k for k in planned.constants if "::" in k]
+    assert packed == ["w::conv2d.direct[8, 32, 3, 3, 8]"]                # one 8-lane vector of channels
+    x = rng.standard_normal((1, 32, 12, 12)).astype(np.float32)
     (y,) = frontends.build(graph, target=HASWELL).run(x=x)
     np.testing.assert_allclose(y, conv_ref(x, w, pads=(1, 1, 1, 1)), rtol=1e-4, atol=1e-3)

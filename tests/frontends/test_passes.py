@@ -97,7 +97,7 @@ def test_conv_weights_are_packed_at_build_time(rng, tmp_path):
     m, _ = conv_bn_model(rng)
     g = frontends.from_onnx(m)
     mp, pg, param_off = plan(g, te.target.host(), 13)
-    packed = [v for v in param_off if "::oc" in v]
+    packed = [v for v in param_off if "::conv2d.direct" in v]
     assert len(packed) == 1 and pg.constants[packed[0]].ndim == 5
     # the OIHW original is not shipped, and the kernel does not pack
     assert not [v for v in param_off if pg.constants[v].shape == (8, 4, 3, 3)]

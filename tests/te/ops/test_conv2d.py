@@ -165,8 +165,8 @@ def test_weights_packed_per_channel_block_with_epilogue(rand):
 ])
 def test_weights_packed_ahead_of_time(xs, ws, pads, groups, rand):
     """A PackedWeight (packed in numpy, as a model build does) replaces the in-kernel packing stage."""
-    from te.ops.conv2d import PackedWeight, pack_weight_numpy, weight_block
-    ocb = weight_block(xs, ws, (1, 1), pads, (1, 1), groups)
+    from te.ops.conv2d import PackedWeight, default_ocb, geometry, pack_weight_numpy
+    ocb = default_ocb(geometry(xs, ws, (1, 1), pads, (1, 1), groups), te.target.host())
     a, wa, ba = rand(xs), rand(ws), rand((ws[0],))
     wpk = pack_weight_numpy(wa, ocb)
     x = te.placeholder(xs, name="x")
@@ -181,18 +181,18 @@ def test_weights_packed_ahead_of_time(xs, ws, pads, groups, rand):
     np.testing.assert_allclose(out, conv_ref(a, wa, pads=pads, groups=groups) + ba[:, None, None], **TOL)
 
 
-def test_packed_weight_must_match_the_block():
-    from te.ops.conv2d import PackedWeight, weight_block
-    xs, ws = (1, 16, 8, 8), (32, 16, 3, 3)
-    ocb = weight_block(xs, ws, padding=1)
-    other = 8 if ocb != 8 else 16
-    x = te.placeholder(xs, name="x")
-    with pytest.raises(ValueError, match="packed by"):
-        ops.conv2d(x, PackedWeight(te.placeholder((32 // other, 16, 3, 3, other), name="wp"), ws), padding=1)
+def test_packed_weight_must_fit_the_conv():
+    from te.ops import registry
+    from te.ops.conv2d import PackedWeight
+    x = te.placeholder((1, 16, 16, 16), name="x")
+    with pytest.raises(ValueError, match="pass it unpacked"):        # 1x1, 256 pixels: a GEMM on OIHW
+        ops.conv2d(x, PackedWeight(te.placeholder((2, 16, 1, 1, 16), name="wp"), (32, 16, 1, 1)))
     with pytest.raises(ValueError, match="not a"):
-        PackedWeight(te.placeholder((2, 16, 3, 3, 8), name="wp"), ws)
-    assert weight_block((1, 16, 16, 16), (32, 16, 1, 1)) is None          # 1x1, 256 pixels: a GEMM on the weights as they are
-    assert weight_block((1, 16, 8, 8), (16, 1, 3, 3), groups=16) is None   # depthwise
+        PackedWeight(te.placeholder((2, 16, 3, 3, 8), name="wp"), (32, 16, 3, 3))
+    host = te.target.host()
+    gemm = registry.select(registry.ConvWorkload((1, 16, 16, 16), (32, 16, 1, 1)), host)
+    depthwise = registry.select(registry.ConvWorkload((1, 16, 8, 8), (16, 1, 3, 3), groups=16), host)
+    assert not gemm.packs_weight and not depthwise.packs_weight      # they read the weights as they are
 
 
 def test_depthwise_bias_and_explicit_call(rand):
@@ -359,20 +359,24 @@ def test_conv_templates_default_and_other_configs(name, args, rand):
         np.testing.assert_allclose(out, conv_ref(a, b, strides, pads, dilation, groups), **TOL)
 
 
-def test_tuned_1x1_config_reaches_the_model_op(rand):
-    """A config of the 1x1 template (GEMM knobs) applied through config_scope shapes ops.conv2d."""
-    from te.ops.common import config_scope
+def test_tuned_1x1_config_reaches_the_model_kernel(rand):
+    """A config of the 1x1 template (GEMM knobs) shapes the kernel a model builds with it (the registry's choice)."""
+    from te.ops import registry
     args = ((1, 24, 30, 30), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1, "float32")   # 15x15 pixels: a GEMM
-    space = create_task("conv2d_nchw", args).config_space
+    task = create_task("conv2d_nchw", args)
+    space = task.config_space
     assert "bn" in space.space_map and "tile_oc" not in space.space_map
     cfg = next(space.get(i) for i in range(len(space)) if space.get(i)["bn"].val == 8)
+    wl = task.implementation.workload(task.args)
+    choice = registry.Choice(registry.select(wl, task.target), wl, task.target, cfg)
+    assert choice.impl is task.implementation and choice.task == ("conv2d_nchw", task.args)
     x, w = te.placeholder(args[0], name="x"), te.placeholder(args[1], name="w")
-    with config_scope(cfg):
-        y = ops.conv2d(x, w, (2, 2))
-        assert y.op.attrs["bn"] == 8
-        a, b = rand(args[0]), rand(args[1])
-        got = build_run([y], [x, w, y], [a, b])
-    np.testing.assert_allclose(got, conv_ref(a, b, (2, 2)), **TOL)
+    y = choice.compute([x, w], name="conv")
+    assert y.op.attrs["bn"] == 8
+    a, b = rand(args[0]), rand(args[1])
+    out = np.zeros(y.shape, np.float32)
+    te.build(ops.schedule([y], anchor_schedule=choice.schedule), [x, w, y])(a, b, out)
+    np.testing.assert_allclose(out, conv_ref(a, b, (2, 2)), **TOL)
 
 
 def test_conv2d_nchwc_template(rand):

@@ -135,25 +135,28 @@ def test_templates_default_and_other_configs(name, args, rand):
 
 
 @pytest.mark.parametrize("name, transpose_b", [("matmul", False), ("dense", True)])
-def test_tuned_config_reaches_the_model_op(name, transpose_b, rand):
-    """A config of the matmul/dense template applied through config_scope shapes ops.matmul."""
-    from te.ops.common import config_scope
+def test_tuned_config_reaches_the_model_kernel(name, transpose_b, rand):
+    """A config of the matmul/dense template shapes the kernel a model builds with it (the registry's choice)."""
+    from te.ops import registry
     M, N, K = 24, 40, 32
-    space = create_task(name, (M, N, K, "float32")).config_space
+    task = create_task(name, (M, N, K, "float32"))
+    space = task.config_space
     cfg = next(space.get(i) for i in range(len(space))
                if space.get(i)["strategy"].val == "packed" and space.get(i)["bn"].val == 8
                and space.get(i)["tile_y"].size[-1] == 4)
     a = te.placeholder((M, K), name="a")
     b = te.placeholder((N, K) if transpose_b else (K, N), name="b")
-    with config_scope(cfg):
-        y = ops.matmul(a, b, transpose_b=transpose_b)
-        assert (y.op.attrs["strategy"], y.op.attrs["bn"], y.op.attrs["bm"]) == ("packed", 8, 4)
-        av, bv = rand(a.shape), rand(b.shape)
-        out = np.zeros((M, N), np.float32)
-        te.build(ops.schedule([y]), [a, b, y])(av, bv, out)
+    wl = registry.MatmulWorkload(M, N, K, transpose_b=transpose_b)
+    choice = registry.Choice(registry.select(wl, task.target), wl, task.target, cfg)
+    assert choice.impl is task.implementation
+    y = choice.compute([a, b], name="y")
+    assert (y.op.attrs["strategy"], y.op.attrs["bn"], y.op.attrs["bm"]) == ("packed", 8, 4)
+    av, bv = rand(a.shape), rand(b.shape)
+    out = np.zeros((M, N), np.float32)
+    te.build(ops.schedule([y], anchor_schedule=choice.schedule), [a, b, y])(av, bv, out)
     np.testing.assert_allclose(out, av @ (bv.T if transpose_b else bv), rtol=1e-4, atol=1e-4)
     assert ops.matmul(a, b, transpose_b=transpose_b).op.attrs["strategy"] == \
-        default_strategy(M, N, K, transpose_b=transpose_b)                           # no scope: defaults
+        default_strategy(M, N, K, transpose_b=transpose_b)                           # the op alone: defaults
 
 
 def test_small_m_strategies_only_for_small_m():

@@ -1,5 +1,5 @@
 """matmul / dense of narrow outputs (N = 1, 2, 3, 4, 5, 7) and other small odd shapes: every path
-(untuned, the template's configs of each strategy, a tuned config through config_scope) builds
+(untuned, the template's configs of each strategy, a tuned config through the registry's choice) builds
 and matches numpy."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import autotune
 import te
 from te import ops
-from te.ops.common import config_scope
+from te.ops import registry
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 SHAPES = [(1, 4, 8), (1, 1, 8), (1, 2, 8), (1, 3, 8), (1, 5, 8), (1, 7, 8),      # (M, N, K)
@@ -62,12 +62,13 @@ def test_template_configs(name, M, N, K, rand):
 
 @pytest.mark.parametrize("name", ["matmul", "dense"])
 @pytest.mark.parametrize("M, N, K", [(1, 4, 8), (3, 3, 5), (9, 2, 3)])
-def test_tuned_config_through_config_scope(name, M, N, K, rand):
-    space = autotune.create_task(name, (M, N, K, "float32")).config_space
+def test_tuned_config_through_the_registry_choice(name, M, N, K, rand):
+    task = autotune.create_task(name, (M, N, K, "float32"))
+    wl = task.implementation.workload(task.args)
     a, b = operands(name, M, N, K)
     av, bv = rand(a.shape), rand(b.shape)
-    for cfg in strategy_configs(space):
-        with config_scope(cfg):
-            y = ops.matmul(a, b, transpose_b=name == "dense")
-            out = run(te.build(ops.schedule([y]), [a, b, y]), [av, bv], (M, N))
+    for cfg in strategy_configs(task.config_space):
+        choice = registry.Choice(task.implementation, wl, task.target, cfg)     # as a model build makes it
+        y = choice.compute([a, b], name="y")
+        out = run(te.build(ops.schedule([y], anchor_schedule=choice.schedule), [a, b, y]), [av, bv], (M, N))
         np.testing.assert_allclose(out, expect(name, av, bv), **TOL, err_msg=str(cfg))

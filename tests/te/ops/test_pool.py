@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 import te
-from autotune.space import ConfigSpace, get_template
+from autotune.space import ConfigSpace, FallbackConfig, get_template
 from te import ops
-from te.ops.common import default_config
 from te.ops.pool import pool_out_size
 from .ort_reference import run_node
 
@@ -89,7 +88,7 @@ def test_pool_template(which, rand):
     space = ConfigSpace()
     get_template("pool2d")(space, 1, 4, 16, 16, 3, 2, 1, "max")
     assert len(space) > 1
-    cfg = default_config() if which == "default" else space.get(
+    cfg = FallbackConfig() if which == "default" else space.get(
         next(i for i in range(len(space)) if i != space.default_index()))
     s, (x, y) = get_template("pool2d")(cfg, 1, 4, 16, 16, 3, 2, 1, "max")
     a_np = rand((1, 4, 16, 16))

@@ -8,7 +8,6 @@ import autotune
 import te
 from te import ops
 from te.ops import winograd
-from te.ops.common import config_scope
 from te.ops.conv2d import geometry
 
 from .conv_reference import conv_ref
@@ -88,28 +87,6 @@ def test_kernel_refuses_what_it_cannot_compute():
     with pytest.raises(ValueError, match="transformed for F\\(4\\) by 16"):
         winograd.conv2d_winograd(X, winograd.WinogradWeight(U, (8, 8, 3, 3), 4),
                                  geometry((1, 8, 8, 8), (8, 8, 3, 3), (1, 1), 1), bn=32)
-
-
-def test_default_choice():
-    assert winograd.chosen(geometry((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), 1))
-    assert not winograd.chosen(geometry((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), 1))    # map too small
-    assert not winograd.chosen(geometry((1, 64, 56, 56), (64, 64, 3, 3), (2, 2), 1))     # strided
-    assert not winograd.chosen(geometry((1, 16, 56, 56), (16, 16, 3, 3), (1, 1), 1))     # few channels
-    # a tuned direct config keeps the direct conv; a winograd config picks Winograd
-    task = autotune.create_task("conv2d_nchw", ((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1),
-                                                (1, 1), 1, "float32"))
-    with config_scope(task.config_space.get(task.config_space.default_index())):
-        assert not winograd.chosen(geometry((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), 1))
-
-
-def test_the_default_can_be_turned_off(monkeypatch):
-    g = geometry((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), 1)
-    monkeypatch.setenv("TILEWISE_WINOGRAD", "0")
-    assert not winograd.chosen(g)
-    task = autotune.create_task("conv2d_nchw_winograd", ((1, 64, 56, 56), (64, 64, 3, 3), (1, 1),
-                                                         (1, 1, 1, 1), (1, 1), 1, "float32"))
-    with config_scope(task.config_space.get(task.config_space.default_index())):
-        assert winograd.chosen(g)                # a tuned Winograd config still picks it
 
 
 def test_conv2d_runs_winograd_for_a_transformed_weight_and_direct_otherwise():

@@ -1,0 +1,276 @@
+"""The implementations of the anchor ops, registered in te.ops.registry (read its docstring first).
+
+    conv2d.direct     template conv2d_nchw            conv2d.py    weights [K/ocb, C/g, R, S, ocb]
+    conv2d.gemm1x1    template conv2d_nchw            conv2d.py    weights as they are (OIHW)
+    conv2d.winograd   template conv2d_nchw_winograd   winograd.py  weights [6, 6, K/bn, C, bn], transformed
+    conv2d.depthwise  template depthwise_conv2d_nchw  depthwise.py weights as they are
+    conv2d.nchwc      (no template)                   conv2d_nchwc.py  weights OIHW[b]i[b]o
+    matmul            template matmul                 matmul.py    B as it is (packed inside the kernel)
+    dense             template dense                  matmul.py    W as it is (packed inside the kernel)
+
+The matmul and dense implementations carry their strategies (packed, dot, rows, splitk) as the
+`strategy` knob: the default is matmul.default_strategy's rule, a tuned config measured one.
+"""
+from __future__ import annotations
+
+import te
+from te.target import Target
+
+from . import winograd as wg
+from .common import acc_vectors
+from .conv2d import (PackedWeight, _tile_candidates, as_matmul, conv1x1_matmul, conv2d_nchw, default_ocb,
+                     default_tiles, pack_weight_numpy, schedule_conv2d_nchw_cfg, tile_budget)
+from .conv2d_nchwc import conv2d_NCHWc, pack_conv_weight_numpy, schedule_conv2d_NCHWc_cfg
+from .conv_geometry import round_up
+from .depthwise import depthwise_conv2d_nchw, schedule_depthwise_cfg
+from .matmul import (DOT_MAX_M, ROWS_MAX_M, SPLITK_MAX_M, default_strategy, define_bn, define_knobs, matmul,
+                     schedule_matmul_cfg)
+from .registry import ConvWorkload, Implementation, MatmulWorkload, register
+
+
+def _freeze(v):
+    return tuple(_freeze(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+def _conv(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), groups: int = 1,
+          dtype: str = "float32") -> ConvWorkload:
+    return ConvWorkload(_freeze(x_shape), _freeze(w_shape), _freeze(strides), _freeze(padding),
+                        _freeze(dilation), int(groups), dtype)
+
+
+class _Conv(Implementation):
+    """What the NCHW convs share: the template arguments and the plain placeholders."""
+    op = "conv2d"
+
+    def args(self, wl: ConvWorkload) -> tuple:
+        return (wl.x_shape, wl.w_shape, wl.strides, wl.padding, wl.dilation, wl.groups, wl.dtype)
+
+    def workload(self, args: tuple) -> ConvWorkload:
+        return _conv(*args)
+
+    def weight_shape(self, wl: ConvWorkload) -> tuple:
+        return wl.w_shape
+
+    def packed_shape(self, wl: ConvWorkload, cfg, target: Target) -> tuple | None:
+        """The shape pack_weight gives (None: the kernel reads the OIHW weight)."""
+        return None
+
+    def placeholders(self, wl, cfg, target, prepacked):
+        shape = self.packed_shape(wl, cfg, target) if prepacked else None
+        x = te.placeholder(wl.x_shape, wl.dtype, name="x")
+        w = te.placeholder(shape or wl.w_shape, wl.dtype, name="w.packed" if shape else "w")
+        return [x, w]
+
+
+class DirectConv(_Conv):
+    """Output-channel vectors, a register tile of pixels, weights packed by the channel block."""
+    name, template = "conv2d.direct", "conv2d_nchw"
+    packs_weight = True
+
+    def match(self, wl, target):
+        if wl.layout != "NCHW" or as_matmul(wl.geometry):
+            return None
+        return 0 if wl.geometry.depthwise else 10      # depthwise convs have a kernel of their own
+
+    def space(self, cfg, wl, target):
+        g = wl.geometry
+        Kg = g.K // g.groups
+        d_ocb = default_ocb(g, target)
+        ocbs = [b for b in (8, 16, 32) if g.groups == 1 or Kg % b == 0] or [d_ocb]
+        cfg.define_knob("tile_oc", sorted(set(ocbs + [d_ocb])), default=d_ocb)
+        dbh, dbw = default_tiles(g, cfg["tile_oc"].val, target)
+        cfg.define_split("tile_ow", g.OW, num_outputs=2, candidates=_tile_candidates(g.OW, acc_vectors(target), dbw),
+                         default=[-1, dbw])
+        cfg.define_split("tile_oh", g.OH, num_outputs=2, candidates=_tile_candidates(g.OH, 4, dbh),
+                         default=[-1, dbh])
+        # the accumulators must fit the vector registers (default_tiles' budget): a larger register
+        # tile spills on every FMA, and its fully unrolled body takes seconds to compile
+        cfg.define_constraint("register tile", lambda c: c["tile_oh"].size[-1] * c["tile_ow"].size[-1]
+                              <= tile_budget(c["tile_oc"].val, target))
+
+    def packed_shape(self, wl, cfg, target):
+        g, ocb = wl.geometry, cfg["tile_oc"].val
+        return (round_up(g.K, ocb) // ocb, g.C // g.groups, g.R, g.S, ocb)
+
+    def pack_weight(self, w, wl, cfg, target):
+        return pack_weight_numpy(w, cfg["tile_oc"].val)
+
+    def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
+        x, w, bias = (list(inputs) + [None])[:3]
+        if prepacked:
+            w = PackedWeight(w, wl.w_shape)
+        return conv2d_nchw(x, w, wl.geometry, bias, ocb=cfg["tile_oc"].val, bw=cfg["tile_ow"].size[-1],
+                           bh=cfg["tile_oh"].size[-1], name=name or "conv2d", target=target)
+
+    def schedule(self, s, out, final, cfg, target):
+        schedule_conv2d_nchw_cfg(cfg, s, out, final, target)
+
+
+class Gemm1x1Conv(_Conv):
+    """A 1x1 unpadded conv of one image on a large map as matmul.py's packed GEMM, written to NCHW."""
+    name, template = "conv2d.gemm1x1", "conv2d_nchw"
+
+    def match(self, wl, target):
+        return 10 if wl.layout == "NCHW" and as_matmul(wl.geometry) else None
+
+    def space(self, cfg, wl, target):
+        g = wl.geometry
+        P = g.OH * g.OW
+        define_bn(cfg, P, target)
+        define_knobs(cfg, g.K, P, g.C, "packed", target)
+
+    def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
+        x, w, bias = (list(inputs) + [None])[:3]
+        return conv1x1_matmul(x, w, wl.geometry, bias, bn=cfg["bn"].val, bm=cfg["tile_y"].size[-1],
+                              name=name or "conv2d", target=target)
+
+    def schedule(self, s, out, final, cfg, target):
+        schedule_matmul_cfg(cfg, s, out, final, target)
+
+
+class WinogradConv(_Conv):
+    """3x3 stride-1 convs by F(4x4, 3x3), the weight transformed at build time."""
+    name, template = "conv2d.winograd", "conv2d_nchw_winograd"
+    packs_weight = True
+    M = 4           # output tile
+
+    def match(self, wl, target):
+        if wl.layout != "NCHW" or not wg.applies(wl.geometry):
+            return None
+        # preferred for >= 32 channels in and out on maps of at least 14x14: ResNet-50's 3x3 layers
+        # of 56, 28 and 14 columns took 0.51-0.60x the direct conv's time (Zen 5); on its 7x7 maps
+        # the padded tiles and the weights, 4x larger once transformed, made it 2x slower
+        g = wl.geometry
+        return 20 if g.C >= 32 and g.K >= 32 and min(g.OH, g.OW) >= 14 else 0
+
+    def space(self, cfg, wl, target):
+        g = wl.geometry
+        bn, lanes, acc = wg.default_bn(g, target), target.lanes(), acc_vectors(target)
+        bm = wg.default_bm(bn, target)
+        cfg.define_knob("tile_bn", sorted({16, 32, bn}), default=bn)
+        cfg.define_knob("tile_bm", sorted({2, 4, 6, 8, 12, 14, bm}), default=bm)
+        cfg.define_knob("tile_k", sorted({d for d in (1, 2, 4, 8) if g.C % d == 0}), default=wg.default_tile_k(g.C))
+        cfg.define_constraint("register tile", lambda c: c["tile_bm"].val * -(-c["tile_bn"].val // lanes) <= acc)
+
+    def packed_shape(self, wl, cfg, target):
+        g, bn, a = wl.geometry, cfg["tile_bn"].val, self.M + 2
+        return (a, a, -(-g.K // bn), g.C, bn)
+
+    def pack_weight(self, w, wl, cfg, target):
+        return wg.transform_weight_numpy(w, self.M, cfg["tile_bn"].val)
+
+    def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
+        x, w, bias = (list(inputs) + [None])[:3]
+        if prepacked:
+            w = wg.WinogradWeight(w, wl.w_shape, self.M)
+        return wg.conv2d_winograd(x, w, wl.geometry, bias, m=self.M, bn=cfg["tile_bn"].val,
+                                  bm=cfg["tile_bm"].val, name=name or "conv2d")
+
+    def schedule(self, s, out, final, cfg, target):
+        wg.schedule_winograd(s, out, final, target, tile_k=cfg["tile_k"].val)
+
+
+def _depthwise(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), dtype: str = "float32"):
+    return _conv(x_shape, w_shape, strides, padding, dilation, x_shape[1], dtype)
+
+
+class DepthwiseConv(_Conv):
+    """groups == channels: vectors along the output row, the taps streaming by."""
+    name, template = "conv2d.depthwise", "depthwise_conv2d_nchw"
+
+    def match(self, wl, target):
+        return 10 if wl.layout == "NCHW" and wl.geometry.depthwise else None
+
+    def args(self, wl):
+        return (wl.x_shape, wl.w_shape, wl.strides, wl.padding, wl.dilation, wl.dtype)
+
+    def workload(self, args):
+        return _depthwise(*args)
+
+    def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
+        x, w, bias = (list(inputs) + [None])[:3]
+        return depthwise_conv2d_nchw(x, w, wl.geometry, bias, name=name or "depthwise_conv2d")
+
+    def schedule(self, s, out, final, cfg, target):
+        schedule_depthwise_cfg(cfg, s, out, final, target)
+
+
+class NCHWcConv(Implementation):
+    """A conv of a chain in NCHW[b]c (passes.propagate_nchwc): input packed, weights OIHW[b]i[b]o."""
+    name, op = "conv2d.nchwc", "conv2d"
+    packs_weight = True
+
+    def match(self, wl, target):
+        return 10 if wl.layout == "NCHWc" else None
+
+    def pack_weight(self, w, wl, cfg, target):
+        return pack_conv_weight_numpy(w, wl.block, wl.block)
+
+    def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
+        x, w, bias = (list(inputs) + [None])[:3]
+        if not prepacked:
+            raise ValueError(f"{name}: a conv in NCHW{wl.block}c takes its weight packed by pack_weight")
+        return conv2d_NCHWc(x, w, wl.strides, wl.padding, wl.dilation, bias, name=name or "conv2d_NCHWc",
+                            target=target)
+
+    def schedule(self, s, out, final, cfg, target):
+        schedule_conv2d_NCHWc_cfg(cfg, s, out, final)
+
+
+class Matmul(Implementation):
+    """C = A @ B, B row-major (K, N); the strategy (matmul.py) is a knob."""
+    name = template = "matmul"
+    op = "matmul"
+    transpose_b = False
+
+    def match(self, wl, target):
+        return 10 if wl.transpose_b == self.transpose_b else None
+
+    def args(self, wl):
+        return (wl.M, wl.N, wl.K, wl.dtype)
+
+    def workload(self, args):
+        M, N, K, dtype = (list(args) + ["float32"])[:4]
+        return MatmulWorkload(int(M), int(N), int(K), dtype, self.transpose_b)
+
+    def space(self, cfg, wl, target):
+        # the small-M strategies only where M is small enough for them to be worth a trial: splitk
+        # keeps every row's partial result in registers and would unroll into megabytes of IR for
+        # M = 128 (an LLVM build of more than 30 s)
+        M, N, K = wl.M, wl.N, wl.K
+        if self.transpose_b:
+            options = ["packed"] + (["dot"] if M < 2 * DOT_MAX_M else [])
+        else:
+            options = (["packed"] + (["rows"] if M <= 4 * ROWS_MAX_M else [])
+                       + (["splitk"] if M <= 2 * SPLITK_MAX_M else []))
+        cfg.define_knob("strategy", options, default=default_strategy(M, N, K, transpose_b=self.transpose_b))
+        for st in options:
+            if st == "packed":
+                define_bn(cfg, N, target)
+            define_knobs(cfg, M, N, K, st, target, with_strategy=True)
+
+    def placeholders(self, wl, cfg, target, prepacked):
+        return [te.placeholder((wl.M, wl.K), wl.dtype, name="A"), te.placeholder((wl.K, wl.N), wl.dtype, name="B")]
+
+    def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
+        a, b, bias = (list(inputs) + [None])[:3]
+        return matmul(a, b, bias, transpose_b=self.transpose_b, bn=cfg["bn"].val, strategy=cfg["strategy"].val,
+                         bm=cfg["tile_y"].size[-1], name=name or self.name, target=target)
+
+    def schedule(self, s, out, final, cfg, target):
+        schedule_matmul_cfg(cfg, s, out, final, target)
+
+
+class Dense(Matmul):
+    """y = x @ W.T + b, W (N, K) as ONNX Gemm(transB=1) and fully connected layers store it."""
+    name = template = "dense"
+    transpose_b = True
+
+    def placeholders(self, wl, cfg, target, prepacked):
+        return [te.placeholder((wl.M, wl.K), wl.dtype, name="x"), te.placeholder((wl.N, wl.K), wl.dtype, name="w"),
+                te.placeholder((wl.N,), wl.dtype, name="b")]
+
+
+for _impl in (DirectConv(), Gemm1x1Conv(), WinogradConv(), DepthwiseConv(), NCHWcConv(), Matmul(), Dense()):
+    register(_impl)
+

@@ -1,0 +1,116 @@
+"""The implementation registry: which implementation runs a conv, workload keys, and that each
+implementation's pack_weight is the layout its prepacked kernel reads."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import autotune
+import te
+from te import ops
+from te.ops import registry, winograd
+from te.ops.conv2d import as_matmul
+from te.ops.knobs import ConfigError
+
+from .conv_reference import conv_ref
+
+TOL = dict(rtol=1e-4, atol=1e-4)
+TARGETS = ["llvm -mcpu=haswell", "llvm -mcpu=skylake-avx512"]
+
+
+def old_rule(g) -> str:
+    """What a model ran a conv with before the registry: depthwise by its groups, Winograd where
+    winograd.chosen's default held, the GEMM where as_matmul held, else the direct conv."""
+    if g.depthwise:
+        return "conv2d.depthwise"
+    if winograd.applies(g) and g.C >= 32 and g.K >= 32 and min(g.OH, g.OW) >= 14:
+        return "conv2d.winograd"
+    return "conv2d.gemm1x1" if as_matmul(g) else "conv2d.direct"
+
+
+RESNET_LIKE = [   # (x, w, strides, pads, groups), the implementation
+    (((1, 3, 224, 224), (64, 3, 7, 7), (2, 2), (3, 3, 3, 3), 1), "conv2d.direct"),        # the stem
+    (((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd"),
+    (((1, 128, 28, 28), (128, 128, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd"),
+    (((1, 256, 14, 14), (256, 256, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd"),
+    (((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.direct"),       # map too small
+    (((1, 128, 56, 56), (128, 128, 3, 3), (2, 2), (1, 1, 1, 1), 1), "conv2d.direct"),     # strided
+    (((1, 16, 56, 56), (16, 16, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.direct"),        # few channels
+    (((1, 64, 56, 56), (256, 64, 1, 1), (1, 1), (0, 0, 0, 0), 1), "conv2d.gemm1x1"),
+    (((1, 256, 56, 56), (512, 256, 1, 1), (2, 2), (0, 0, 0, 0), 1), "conv2d.gemm1x1"),    # 28x28 pixels
+    (((1, 1024, 14, 14), (256, 1024, 1, 1), (1, 1), (0, 0, 0, 0), 1), "conv2d.direct"),   # 196 pixels
+    (((1, 2048, 7, 7), (512, 2048, 1, 1), (1, 1), (0, 0, 0, 0), 1), "conv2d.direct"),
+    (((1, 32, 112, 112), (32, 1, 3, 3), (1, 1), (1, 1, 1, 1), 32), "conv2d.depthwise"),
+    (((1, 96, 56, 56), (96, 1, 3, 3), (2, 2), (0, 0, 1, 1), 96), "conv2d.depthwise"),
+    (((1, 32, 28, 28), (64, 16, 3, 3), (1, 1), (1, 1, 1, 1), 2), "conv2d.direct"),        # grouped
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("conv, want", RESNET_LIKE)
+def test_the_registry_selects_what_the_old_rules_did(conv, want, target):
+    x, w, strides, pads, groups = conv
+    wl = registry.ConvWorkload(x, w, strides, pads, (1, 1), groups)
+    impl = registry.select(wl, te.target.parse(target))
+    assert impl.name == want == old_rule(wl.geometry)
+
+
+def test_a_task_is_the_kernel_of_the_choice():
+    """The choice's workload key names the implementation it builds, and create_task resolves it back."""
+    host = te.target.host()
+    for (x, w, strides, pads, groups), _ in RESNET_LIKE:
+        wl = registry.ConvWorkload(x, w, strides, pads, (1, 1), groups)
+        choice = registry.Choice(registry.select(wl, host), wl, host)
+        task = autotune.create_task(*choice.task, host)
+        assert task.implementation is choice.impl
+        assert task.implementation.workload(task.args) == wl
+
+
+def test_a_template_that_does_not_apply_is_refused_when_the_task_is_made():
+    args = ((1, 64, 56, 56), (64, 64, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1, "float32")
+    with pytest.raises(ConfigError, match="'conv2d_nchw_winograd' does not apply") as e:
+        autotune.create_task("conv2d_nchw_winograd", args)
+    assert "\n" not in str(e.value) and "conv2d_nchw" in str(e.value)
+
+
+def configs(task, knob: str) -> list:
+    """The default config and one per other value of `knob` (the one that decides the weight layout)."""
+    sp = task.config_space
+    out, seen = [None], {sp.get(sp.default_index())[knob].val}
+    for i in range(len(sp)):
+        c = sp.get(i)
+        if c[knob].val not in seen and sp.valid(i):
+            seen.add(c[knob].val)
+            out.append(c)
+    return out
+
+
+@pytest.mark.parametrize("name, args, knob", [
+    ("conv2d_nchw", ((1, 16, 9, 9), (24, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32"), "tile_oc"),
+    ("conv2d_nchw", ((1, 8, 7, 7), (16, 4, 3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 2, "float32"), "tile_oc"),
+    ("conv2d_nchw_winograd", ((1, 24, 10, 10), (40, 24, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32"),
+     "tile_bn"),
+    ("conv2d_nchw", ((1, 24, 16, 16), (40, 24, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, "float32"), "bn"),
+])
+def test_pack_weight_is_the_layout_the_kernel_reads(name, args, knob, rng):
+    """Built once with the weight prepacked (as the tuner's builders and a model build it), the
+    kernel fed with the implementation's pack_weight of a logical weight matches numpy."""
+    task = autotune.create_task(name, args)
+    x = rng.standard_normal(args[0]).astype(np.float32)
+    w = rng.standard_normal(args[1]).astype(np.float32)
+    want = conv_ref(x, w, args[2], args[3], args[4], args[5])
+    for cfg in configs(task, knob):
+        s, tensors = task.instantiate(cfg, prepacked=True)
+        packed = task.pack_weight(w, cfg)
+        assert tuple(tensors[1].shape) == packed.shape
+        assert (packed is w) == (not task.implementation.packs_weight)
+        out = np.zeros(tensors[-1].shape, np.float32)
+        te.build(s, tensors)(x, packed, out)
+        np.testing.assert_allclose(out, want, **TOL, err_msg=str(cfg))
+
+
+def test_an_anchor_schedule_needs_one_anchor():
+    x = te.placeholder((4, 8), name="x")
+    y = ops.relu(x)
+    with pytest.raises(te.ScheduleError, match="no anchor"):
+        ops.schedule([y], anchor_schedule=lambda s, out, final: None)
