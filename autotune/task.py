@@ -67,7 +67,13 @@ def check_args(name: str, args) -> None:
         bound = inspect.signature(fn).bind(None, *args)
     except TypeError as e:
         raise ValueError(f"{name}: {len(args)} argument(s) do not fit the template ({e})") from None
-    params = list(bound.arguments.items())[1:]          # the first is the config
+    sig = inspect.signature(fn).parameters
+    params = []                                          # (name, value) of each argument but the config
+    for pname, value in list(bound.arguments.items())[1:]:
+        if sig[pname].kind is inspect.Parameter.VAR_POSITIONAL:    # a registry view's *args
+            params += [(f"{pname}[{i}]", v) for i, v in enumerate(value)]
+        else:
+            params.append((pname, value))
     for pname, value in params:
         items = list(value) if isinstance(value, (list, tuple)) else [value]    # a shape: one level
         why = f"more than {MAX_ARGS} items" if len(items) > MAX_ARGS else ""

@@ -41,6 +41,7 @@ def _conv(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), groups: 
 class _Conv(Implementation):
     """What the NCHW convs share: the template arguments and the plain placeholders."""
     op = "conv2d"
+    arguments = staticmethod(_conv)
 
     def args(self, wl: ConvWorkload) -> tuple:
         return (wl.x_shape, wl.w_shape, wl.strides, wl.padding, wl.dilation, wl.groups, wl.dtype)
@@ -177,6 +178,7 @@ def _depthwise(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), dty
 class DepthwiseConv(_Conv):
     """groups == channels: vectors along the output row, the taps streaming by."""
     name, template = "conv2d.depthwise", "depthwise_conv2d_nchw"
+    arguments = staticmethod(_depthwise)
 
     def match(self, wl, target):
         return 10 if wl.layout == "NCHW" and wl.geometry.depthwise else None
@@ -217,9 +219,14 @@ class NCHWcConv(Implementation):
         schedule_conv2d_NCHWc_cfg(cfg, s, out, final)
 
 
+def _matmul_args(M: int, N: int, K: int, dtype: str = "float32") -> tuple:
+    return M, N, K, dtype
+
+
 class Matmul(Implementation):
     """C = A @ B, B row-major (K, N); the strategy (matmul.py) is a knob."""
     name = template = "matmul"
+    arguments = staticmethod(_matmul_args)
     op = "matmul"
     transpose_b = False
 
@@ -230,7 +237,7 @@ class Matmul(Implementation):
         return (wl.M, wl.N, wl.K, wl.dtype)
 
     def workload(self, args):
-        M, N, K, dtype = (list(args) + ["float32"])[:4]
+        M, N, K, dtype = _matmul_args(*args)
         return MatmulWorkload(int(M), int(N), int(K), dtype, self.transpose_b)
 
     def space(self, cfg, wl, target):

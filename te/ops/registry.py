@@ -81,6 +81,7 @@ class Implementation:
     op: str = ""                    # the workload kind it implements: "conv2d" | "matmul"
     template: str | None = None     # its template (workload key) name; None: not tunable
     weight_index = 1                # which input of the template is the weight
+    arguments = None                # a function whose parameters are the template's arguments
     packs_weight = False            # does pack_weight lay the weight out (else the kernel reads it as it is)
 
     def match(self, wl: Workload, target: Target) -> int | None:
@@ -158,6 +159,13 @@ def _template_view(name: str):
         target = parse(target)
         return resolve(name, args, target).instantiate(cfg, args, target, prepacked)
     template.__doc__ = f"The {name} template: the registry's implementation of it for the arguments."
+    arguments = next(i.arguments for i in IMPLEMENTATIONS.values() if i.template == name)
+    if arguments is not None:       # callers that bind a template's arguments see the real ones
+        import inspect
+        P = inspect.Parameter
+        template.__signature__ = inspect.Signature(
+            [P("cfg", P.POSITIONAL_OR_KEYWORD), *inspect.signature(arguments).parameters.values(),
+             P("target", P.KEYWORD_ONLY, default=None), P("prepacked", P.KEYWORD_ONLY, default=False)])
     template.__name__ = template.__qualname__ = f"{name}_template"
     return template
 
