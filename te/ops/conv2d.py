@@ -24,8 +24,7 @@ from dataclasses import dataclass
 import te
 from te.target import Target, parse
 
-from .common import (Epilogue, acc_vectors, apply_epilogue, largest_divisor, pick_lanes,
-                     vector_registers)
+from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
 from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, flops, geometry,  # noqa: F401
                             pad_nchw, resolve_padding, round_up)
 from .knobs import FallbackConfig
@@ -168,7 +167,7 @@ def default_ocb(g: ConvGeometry, target: Target) -> int:
 def two_vector_tiles(target: Target) -> bool:
     """Do the two-register channel blocks and their measured tiles (below) apply?  They were
     measured with AVX-512 (16 lanes, 32 registers); 16 registers leave too few for their tiles."""
-    return target.lanes() == 16 and vector_registers(target) >= 32
+    return target.lanes() == 16 and target.vector_registers >= 32
 
 
 def wide_map(g: ConvGeometry) -> bool:
@@ -188,8 +187,8 @@ def small_map(g: ConvGeometry) -> bool:
 
 def tile_budget(ocb: int, target: Target) -> int:
     """Output pixels a register tile may hold with `ocb` channels: its accumulators must fit the
-    target's vector registers (acc_vectors), at least 4."""
-    return max(4, acc_vectors(target) // -(-ocb // target.lanes()))
+    target's vector registers (Target.acc_vectors), at least 4."""
+    return max(4, target.acc_vectors // -(-ocb // target.lanes()))
 
 
 def default_tiles(g: ConvGeometry, ocb: int, target: Target) -> tuple[int, int]:

@@ -18,7 +18,7 @@ import numpy as np
 import te
 from te.target import Target, parse
 
-from .common import Epilogue, acc_vectors, apply_epilogue, largest_divisor, tagged
+from .common import Epilogue, apply_epilogue, largest_divisor, tagged
 from .conv2d import _tile_candidates, default_tiles
 from .conv_geometry import geometry, round_up
 from .knobs import FallbackConfig, register_template
@@ -254,7 +254,7 @@ def conv2d_NCHWc_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dila
     cfg.define_knob("tile_oc", sorted({b for b in (8, 16, 32) if K % b == 0} | {dob}), default=dob)
     ib, ob = cfg["tile_ic"].val, cfg["tile_oc"].val
     dbh, dbw = default_tiles(g, ob, target)
-    cfg.define_split("tile_ow", g.OW, num_outputs=2, candidates=_tile_candidates(g.OW, acc_vectors(target), dbw),
+    cfg.define_split("tile_ow", g.OW, num_outputs=2, candidates=_tile_candidates(g.OW, target.acc_vectors, dbw),
                      default=[-1, dbw])
     cfg.define_split("tile_oh", g.OH, num_outputs=2, candidates=_tile_candidates(g.OH, 4, dbh),
                      default=[-1, dbh])

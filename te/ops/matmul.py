@@ -23,7 +23,7 @@ import numpy as np
 import te
 from te.target import Target, parse
 
-from .common import Epilogue, acc_vectors, apply_epilogue, largest_divisor, pick_lanes
+from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
 from .knobs import FallbackConfig
 from .schedule import anchor, parallel_if_worth, register_block
 
@@ -90,7 +90,7 @@ def matmul(A: te.Tensor, B: te.Tensor, bias: te.Tensor | None = None, transpose_
         acc = te.compute((M, N), lambda i, j: te.sum(a_at(i, r) * B[r, j], axis=r), name=f"{name}.acc",
                          tag="acc")
     elif strategy == "splitk":
-        acc = _splitk_acc(a_at, B, M, N, K, name)
+        acc = _splitk_acc(a_at, B, M, N, K, name, target)
         attrs["parts"] = acc.op.input_tensors[0].shape[0]
     else:
         bn = bn or pick_lanes(N, target)
@@ -119,7 +119,7 @@ def _pack_b(b_at, K: int, N: int, bn: int, dtype: str, name: str) -> te.Tensor:
 
 def tile_rows(bn: int, target: Target) -> int:
     """The most rows (up to 8) of a packed register tile bn wide whose accumulators fit the target."""
-    return max(1, min(8, acc_vectors(target) // -(-bn // target.lanes())))
+    return max(1, min(8, target.acc_vectors // -(-bn // target.lanes())))
 
 
 def default_bm(M: int, max_rows: int) -> int:
@@ -166,13 +166,14 @@ def _dot_acc(x: te.Tensor, w: te.Tensor, M: int, N: int, K: int, name: str, targ
     return te.compute((M, N), total, name=f"{name}.acc", tag="acc")
 
 
-def splitk_parts(K: int) -> int:
-    """How many slices of K the splitk strategy streams in parallel: one per thread (dividing K)."""
-    return largest_divisor(K, max(2, te.target.num_threads()))
+def splitk_parts(K: int, target: Target) -> int:
+    """How many slices of K the splitk strategy streams in parallel: one per thread of the target
+    (dividing K)."""
+    return largest_divisor(K, max(2, target.threads))
 
 
-def _splitk_acc(a_at, B: te.Tensor, M: int, N: int, K: int, name: str) -> te.Tensor:
-    P = splitk_parts(K)
+def _splitk_acc(a_at, B: te.Tensor, M: int, N: int, K: int, name: str, target: Target) -> te.Tensor:
+    P = splitk_parts(K, target)
     Kp = K // P
     r = te.reduce_axis((0, Kp), name="k")
     part = te.compute((P, M, N), lambda t, i, j: te.sum(a_at(i, t * Kp + r) * B[t * Kp + r, j], axis=r),
@@ -277,7 +278,7 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, wit
     """Declare the knobs of one strategy for target (a no-op for knobs already declared);
     `with_strategy`: a `strategy` knob picks the strategy, so the packed tile's constraint holds
     only where it picks packed."""
-    acc, lanes = acc_vectors(target), target.lanes()
+    acc, lanes = target.acc_vectors, target.lanes()
     if strategy == "packed":
         sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in (4, 8) if b < M}
         bm = default_bm(M, tile_rows(pick_lanes(N, target), target))     # for the default bn

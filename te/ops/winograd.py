@@ -34,7 +34,7 @@ import te
 from te.target import Target
 from te.tensor import IterVar
 
-from .common import Epilogue, acc_vectors, apply_epilogue, largest_divisor
+from .common import Epilogue, apply_epilogue, largest_divisor
 from .schedule import anchor
 
 # Lavin & Gray's matrices for the interpolation points 0, +-1, +-2 (F(4,3)) and 0, +-1 (F(2,3)),
@@ -98,7 +98,7 @@ def default_bm(bn: int, target: Target) -> int:
     """Tiles (GEMM rows) per register tile: 6 x 2 vectors or 8 x 1, fewer where the accumulators
     would not fit the target's registers."""
     vectors = -(-bn // target.lanes())
-    return max(1, min(6 if vectors >= 2 else 8, acc_vectors(target) // vectors))
+    return max(1, min(6 if vectors >= 2 else 8, target.acc_vectors // vectors))
 
 
 @dataclass(frozen=True)
