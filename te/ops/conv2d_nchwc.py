@@ -188,7 +188,7 @@ def schedule_conv2d_NCHWc_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Ten
     attrs = out.op.attrs
     bh, bw = attrs["bh"], attrs["bw"]
     cfg.define_knob("unroll_kw", [False, True], default=False)
-    cfg.define_knob("reduce_order", ["rs_c", "c_rs"], default="rs_c")
+    cfg.define_knob("reduce_order", ["rs_c", "c_rs"], default="c_rs")
     cfg.define_knob("out_order", ["oc_outer", "rows_outer"], default="oc_outer")
 
     if final is not out:
@@ -211,7 +211,9 @@ def schedule_conv2d_NCHWc_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Ten
     s[acc].compute_at(s[final], tile)
     an, ako, aoh, aow, aki = s[acc].op.axis
     rc, rr, rs, ri = s[acc].op.reduce_axis
-    if cfg["reduce_order"].val == "rs_c":
+    # as in conv2d_nchw: c_rs the input channels outside the taps, rs_c inside them; the lanes
+    # of an input block (ri) innermost either way
+    if cfg["reduce_order"].val == "c_rs":
         s[acc].reorder(an, ako, rc, rr, rs, ri, aoh, aow, aki)
     else:
         s[acc].reorder(an, ako, rr, rs, rc, ri, aoh, aow, aki)
