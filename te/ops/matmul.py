@@ -25,7 +25,7 @@ from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
 from .knobs import FallbackConfig
-from .schedule import anchor, parallel_if_worth, register_block
+from .schedule import anchor, input_stage, parallel_if_worth, register_block
 
 BN_CHOICES = (8, 16, 32, 48, 64)
 STRATEGIES = ("packed", "dot", "rows", "splitk")
@@ -270,10 +270,6 @@ def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
 
 # ---------------------------------------------------------------- schedules
 
-def _input(t: te.Tensor, tag: str) -> te.Tensor | None:
-    return next((x for x in t.op.input_tensors if getattr(x.op, "tag", None) == tag), None)
-
-
 def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, with_strategy: bool = False) -> None:
     """Declare the knobs of one strategy for target (a no-op for knobs already declared);
     `with_strategy`: a `strategy` knob picks the strategy, so the packed tile's constraint holds
@@ -330,7 +326,7 @@ def _row_lanes(N: int) -> int:
 def schedule_matmul_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """Schedule one matmul/dense/batch_matmul output (and the ops fused after it) with cfg's knobs."""
     attrs = out.op.attrs
-    acc = _input(out, "acc")
+    acc = input_stage(out, "acc")
     if acc is None or "M" not in attrs:
         raise ValueError(f"{out.name} is not the output of te.ops.matmul/dense/batch_matmul")
     final = out if final is None else final
@@ -344,7 +340,7 @@ def schedule_matmul_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | 
 
 
 def _schedule_packed(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: dict) -> None:
-    packed = _input(acc, "pack")
+    packed = input_stage(acc, "pack")
     bn = attrs["bn"]
     bm = cfg["tile_y"].size[-1]
     axes = list(s[out].op.axis)
@@ -426,7 +422,7 @@ def _output_tile(s: te.Schedule, acc: te.Tensor, out: te.Tensor, bm: int, bn: in
 
 
 def _schedule_dot(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: dict) -> None:
-    part = _input(acc, "dot.part")
+    part = input_stage(acc, "dot.part")
     bm = cfg["dot_tile_y"].size[-1]
     bn = cfg["dot_tile_x"].size[-1]
     _output_tile(s, acc, out, bm, bn, attrs)
@@ -456,7 +452,7 @@ def _schedule_rows(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: d
 
 def _schedule_splitk(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: dict) -> None:
     """Each thread streams its slice of B's rows into its partial row; then the rows are added."""
-    part = _input(acc, "splitk.part")
+    part = input_stage(acc, "splitk.part")
     lanes = cfg["splitk_lanes"].val
     pt, pi, pj = s[part].op.axis
     (pk,) = s[part].op.reduce_axis
