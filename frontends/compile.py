@@ -288,7 +288,7 @@ def plan(graph: Graph, target: Target, opset: int, history=None,
          layout: str | None = None) -> tuple[ModelPlan, Graph, dict]:
     """The model's plan: passes and fusion, then the four steps below; returns (plan, the graph
     after passes with its packed constants, params offsets)."""
-    g = run_passes(graph, layout)
+    g = run_passes(graph, layout, target)
     ks = lower_groups(g, fuse(g), target, opset, history)         # 1. kernels, weights packed
     io_index, copies = io_slots(g)
     param_off, param_bytes = place_weights(g, [[c for c, _ in copies]] + ks.values)       # 2.

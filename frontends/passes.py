@@ -7,6 +7,7 @@ applies the default pipeline; `print_passes` shows the graph before and after ea
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -189,19 +190,18 @@ PACK_NCHWC, UNPACK_NCHWC = "tilewise.PackNCHWc", "tilewise.UnpackNCHWc"
 _CHAIN_UNARY = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSwish", "HardSigmoid"}
 
 
-def _direct_conv(n: Node, g: Graph) -> bool:
-    """A conv the direct kernel would run: 2-D, constant weight, ungrouped, not Winograd or a GEMM."""
+def _direct_conv(n: Node, g: Graph, target) -> bool:
+    """A conv the direct kernel would run for target: 2-D, constant weight, ungrouped, not Winograd
+    or a GEMM."""
     if n.op != "Conv" or n.attrs.get("layout") or len(n.inputs) < 2 or n.inputs[1] not in g.constants:
         return False
     if len(g.info(n.inputs[0]).shape) != 4 or int(n.attrs.get("group", 1)) != 1 \
             or (len(n.inputs) > 2 and n.inputs[2] and n.inputs[2] not in g.constants):
         return False
     from te.ops import registry
-    from te.target import host
 
     from .tasks import workload_of
-    # the conv implementations match on the workload alone, so any target answers the same
-    return registry.select(workload_of(n, g), host()).name == "conv2d.direct"
+    return registry.select(workload_of(n, g), target).name == "conv2d.direct"
 
 
 def _unary(n: Node, g: Graph) -> bool:
@@ -209,7 +209,7 @@ def _unary(n: Node, g: Graph) -> bool:
     return n.op in _CHAIN_UNARY and all(i in g.constants and g.constants[i].size == 1 for i in n.inputs[1:] if i)
 
 
-def propagate_nchwc(g: Graph, block: int = 16) -> Graph:
+def propagate_nchwc(g: Graph, block: int = 16, target=None) -> Graph:
     """Chains of direct convolutions (and the activations between them) in the packed NCHW[block]c
     layout: the input is packed once where a chain starts and unpacked once where it ends.
 
@@ -217,15 +217,18 @@ def propagate_nchwc(g: Graph, block: int = 16) -> Graph:
     needs two convs at least.  Its convs get attrs layout="NCHWc" and block, their weights are
     packed at build time (compile.pack_weights) and conv2d_NCHWc runs them.  Opt-in
     (`run_passes(layout="NCHWc")`, `frontends.build(..., layout="NCHWc")`): on ResNet-50's
-    layers the NCHWc kernel measured 0.82-1.3x the direct NCHW kernel's time.
+    layers the NCHWc kernel measured 0.82-1.3x the direct NCHW kernel's time.  `target`: the
+    te.target.Target (or string) the graph is compiled for, None for this machine.
     """
+    from te.target import parse
+    target = parse(target)
     g = g.copy()
     cons = g.consumers()
     outputs = {o.name for o in g.outputs}
     taken: set[int] = set()
     chains: list[list[Node]] = []
     for n in g.nodes:
-        if id(n) in taken or not _direct_conv(n, g):
+        if id(n) in taken or not _direct_conv(n, g, target):
             continue
         chain, cur = [n], n
         while True:
@@ -234,7 +237,7 @@ def propagate_nchwc(g: Graph, block: int = 16) -> Graph:
             if len(users) != 1 or out in outputs:
                 break
             nxt = users[0]
-            if _unary(nxt, g) and nxt.inputs[0] == out or _direct_conv(nxt, g) and nxt.inputs[0] == out:
+            if _unary(nxt, g) and nxt.inputs[0] == out or _direct_conv(nxt, g, target) and nxt.inputs[0] == out:
                 chain.append(nxt)
                 cur = nxt
             else:
@@ -278,30 +281,31 @@ def _pack_chain(g: Graph, chain: list[Node], block: int) -> None:
 
 
 PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm]
-LAYOUTS = {None: [], "NCHW": [], "NCHWc": [propagate_nchwc]}
+LAYOUTS = {None: [], "NCHW": [], "NCHWc": [propagate_nchwc]}     # layout passes also take the target
 
 
-def _pipeline(layout: str | None):
+def _pipeline(layout: str | None, target) -> list:
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; use one of NCHW, NCHWc")
-    return PIPELINE + LAYOUTS[layout]
+    return PIPELINE + [functools.partial(p, target=target) for p in LAYOUTS[layout]]
 
 
-def run_passes(g: Graph, layout: str | None = None) -> Graph:
-    """The default graph pipeline (with layout="NCHWc", chains of convs in NCHW[x]c)."""
-    for p in _pipeline(layout):
+def run_passes(g: Graph, layout: str | None = None, target=None) -> Graph:
+    """The default graph pipeline (with layout="NCHWc", chains of convs in NCHW[x]c for target,
+    None: this machine)."""
+    for p in _pipeline(layout, target):
         g = p(g)
     return g
 
 
-def print_passes(g: Graph, stream=None, layout: str | None = None) -> Graph:
+def print_passes(g: Graph, stream=None, layout: str | None = None, target=None) -> Graph:
     """Run the default pipeline, printing the graph before and after each pass."""
     import sys
     stream = stream or sys.stdout
     stream.write(f"== input\n{g}\n")
-    for p in _pipeline(layout):
+    for p in _pipeline(layout, target):
         g = p(g)
-        stream.write(f"== after {p.__name__}\n{g}\n")
+        stream.write(f"== after {getattr(p, 'func', p).__name__}\n{g}\n")
     groups = fuse(g)
     stream.write(f"== fusion: {len(groups)} kernels\n")
     for k, grp in enumerate(groups):

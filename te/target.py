@@ -1,8 +1,10 @@
-"""Targets: the CPU a kernel is compiled for, spelt `llvm -mcpu=NAME -mattr=+f1,+f2`.
+"""Targets: the CPU a kernel is compiled for, spelt `llvm -mcpu=NAME -mattr=+f1,+f2`, and the
+threads its parallel loops are scheduled for.
 
 llvmlite's host CPU *name* can be wrong on virtual machines, so the host target always
 carries the explicit feature string, and the ISA key used to match tuning records is built
-from features, never from the name.
+from features, never from the name.  The thread count is not part of the target string (records
+and libraries name the ISA); `host()` and `parse()` give a target this process's thread count.
 """
 from __future__ import annotations
 
@@ -13,19 +15,26 @@ import tempfile
 from dataclasses import dataclass
 
 from . import llvm_init
-from .runtime import num_threads  # noqa: F401  (lives in the runtime, which loads without llvmlite)
+from .runtime import check_num_threads, num_threads  # the runtime loads without llvmlite
 
 # Features that change which instructions a kernel may use; the ISA key is made of these.
 ISA_FEATURES = ("sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq",
                 "avx512vl", "avx512cd", "avx512vnni", "avx512bf16", "avx512fp16", "avx512ifma",
                 "avx512vbmi", "amx-tile", "amx-int8", "amx-bf16", "avxvnni")
+SPARE_VECTORS = 4           # vector registers a register tile leaves for a weight vector and broadcasts
 
 
 @dataclass(frozen=True)
 class Target:
-    """A CPU target: LLVM cpu name and feature string."""
+    """A CPU target: LLVM cpu name and feature string, and the threads its parallel loops are
+    scheduled for (host() and parse() give this process's count; a Target made directly, 1 unless told)."""
     cpu: str
     features: str = ""
+    threads: int = 1
+
+    def __post_init__(self):
+        # frozen: the checked count (an int, whatever number type was given) is set through object
+        object.__setattr__(self, "threads", check_num_threads(self.threads, f"Target({self.cpu!r}) threads"))
 
     @property
     def feature_set(self) -> frozenset[str]:
@@ -50,6 +59,16 @@ class Target:
         """How many elements of dtype fit in one vector register."""
         from .expr import DTYPE_BITS
         return self.vector_bits // max(8, DTYPE_BITS[dtype])
+
+    @property
+    def vector_registers(self) -> int:
+        """The vector registers of the target: 32 with AVX-512, 16 with AVX/AVX2 or SSE."""
+        return 32 if "avx512f" in self.feature_set else 16
+
+    @property
+    def acc_vectors(self) -> int:
+        """How many accumulator vectors a register tile may hold on the target (28 of AVX-512's 32)."""
+        return self.vector_registers - SPARE_VECTORS
 
     def __str__(self) -> str:
         s = f"llvm -mcpu={self.cpu}"
@@ -168,7 +187,6 @@ SYSTEM_FEATURES = frozenset({"shstk", "uintr", "sgx", "pconfig", "kl", "widekl",
 _MODE_FEATURES = frozenset({"16bit-mode", "32bit-mode", "64bit-mode"})
 
 
-@functools.lru_cache(maxsize=None)
 def enabled_features(tgt: Target) -> frozenset[str]:
     """Every feature LLVM enables for tgt: those -mcpu implies, plus -mattr's, minus its -feature.
 
@@ -179,10 +197,16 @@ def enabled_features(tgt: Target) -> frozenset[str]:
     inlining ignores, the tuning ones).  "64bit" cannot be switched off in 64-bit mode and is
     always on here.
     """
-    check(tgt.cpu, tgt.features)
+    return _enabled_features(tgt.cpu, tgt.features)
+
+
+@functools.lru_cache(maxsize=None)
+def _enabled_features(cpu: str, features: str) -> frozenset[str]:
+    # keyed by cpu and features alone: the thread count does not change a CPU's features
+    check(cpu, features)
     llvm = llvm_init.llvm()
     names = [f for f in _llvm_help()[1] if f not in _MODE_FEATURES and f != "64bit"]
-    base = "".join(f + "," for f in ["+64bit" if _x86_64() else "", tgt.features] if f)
+    base = "".join(f + "," for f in ["+64bit" if _x86_64() else "", features] if f)
     lines, attrs = ["@g = global i32 0"], []
     for i, f in enumerate(names):
         lines += [f"define internal void @c{i}() #{2 * i} {{ store volatile i32 0, ptr @g ret void }}",
@@ -192,7 +216,7 @@ def enabled_features(tgt: Target) -> frozenset[str]:
         attrs += [f'attributes #{2 * i} = {{ "target-features"="{base}+{f}" }}',
                   f'attributes #{2 * i + 1} = {{ "target-features"="{base}-{f}" }}']
     mod = llvm.parse_assembly("\n".join(lines + attrs))
-    pb = llvm.create_pass_builder(_raw_machine(tgt.cpu, tgt.features),
+    pb = llvm.create_pass_builder(_raw_machine(cpu, features),
                                   llvm.create_pipeline_tuning_options(speed_level=1))
     pb.getModulePassManager().run(mod, pb)
     called = set(re.findall(r"call \S* ?void @([cd]\d+)\(", str(mod)))
@@ -208,14 +232,16 @@ def required_features(tgt: Target) -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def host() -> Target:
-    """This machine's CPU, with its full feature string."""
+    """This machine's CPU, with its full feature string and the process's threads (read once:
+    TILEWISE_NUM_THREADS, else the CPUs this process may use)."""
     llvm = llvm_init.llvm()
     feats = llvm.get_host_cpu_features().flatten()
-    return Target(llvm.get_host_cpu_name(), feats)
+    return Target(llvm.get_host_cpu_name(), feats, num_threads())
 
 
 def parse(target: "str | Target | None") -> Target:
-    """A Target from None (host), a Target, or a string like 'llvm -mcpu=haswell -mattr=+avx2'."""
+    """A Target from None (host), a Target, or a string like 'llvm -mcpu=haswell -mattr=+avx2'
+    (with the threads of this process, as the host's)."""
     if target is None:
         return host()
     if isinstance(target, Target):
@@ -238,4 +264,4 @@ def parse(target: "str | Target | None") -> Target:
         check(cpu, feats)
     except ValueError as e:
         raise ValueError(f"target {target!r}: {e}") from None
-    return Target(cpu, feats)
+    return Target(cpu, feats, host().threads)

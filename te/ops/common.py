@@ -9,8 +9,6 @@ from te.target import Target
 # An epilogue maps (value, output indices) to the value stored: bias, activation, residual...
 Epilogue = Callable[[te.Expr, tuple], te.Expr]
 
-SPARE_VECTORS = 4           # vector registers a register tile leaves for a weight vector and broadcasts
-
 # tag -> default schedule: fn(s, out, target), or fn(s, out, final, target) for the anchors (matmul, conv2d, ...)
 SCHEDULES: dict[str, Callable] = {}
 
@@ -35,16 +33,6 @@ def largest_divisor(n: int, limit: int) -> int:
         if n % d == 0:
             return d
     return 1
-
-
-def vector_registers(target: Target) -> int:
-    """The vector registers of the target: 32 with AVX-512, 16 with AVX/AVX2 or SSE."""
-    return 32 if "avx512f" in target.feature_set else 16
-
-
-def acc_vectors(target: Target) -> int:
-    """How many accumulator vectors a register tile may hold on the target (28 of AVX-512's 32)."""
-    return vector_registers(target) - SPARE_VECTORS
 
 
 def pick_lanes(n: int, target: Target, dtype: str = "float32") -> int:

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 import te
 from te.target import Target, parse
 
-from .common import (Epilogue, acc_vectors, apply_epilogue, largest_divisor, pick_lanes,
-                     vector_registers)
+from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
 from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, flops, geometry,  # noqa: F401
                             pad_nchw, resolve_padding, round_up)
 from .knobs import FallbackConfig
-from .schedule import anchor, parallel_if_worth
+from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth, reduction_order,
+                       register_tile)
 
 
 # ---------------------------------------------------------------- weights packed ahead of time
@@ -168,7 +168,7 @@ def default_ocb(g: ConvGeometry, target: Target) -> int:
 def two_vector_tiles(target: Target) -> bool:
     """Do the two-register channel blocks and their measured tiles (below) apply?  They were
     measured with AVX-512 (16 lanes, 32 registers); 16 registers leave too few for their tiles."""
-    return target.lanes() == 16 and vector_registers(target) >= 32
+    return target.lanes() == 16 and target.vector_registers >= 32
 
 
 def wide_map(g: ConvGeometry) -> bool:
@@ -188,8 +188,8 @@ def small_map(g: ConvGeometry) -> bool:
 
 def tile_budget(ocb: int, target: Target) -> int:
     """Output pixels a register tile may hold with `ocb` channels: its accumulators must fit the
-    target's vector registers (acc_vectors), at least 4."""
-    return max(4, acc_vectors(target) // -(-ocb // target.lanes()))
+    target's vector registers (Target.acc_vectors), at least 4."""
+    return max(4, target.acc_vectors // -(-ocb // target.lanes()))
 
 
 def default_tiles(g: ConvGeometry, ocb: int, target: Target) -> tuple[int, int]:
@@ -273,19 +273,15 @@ def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias
                       attrs={"geometry": g, "ocb": ocb, "bh": bh, "bw": bw})
 
 
-def _input_stage(t: te.Tensor, tag: str) -> te.Tensor | None:
-    return next((x for x in t.op.input_tensors if getattr(x.op, "tag", None) == tag), None)
-
-
 def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None,
                              target: Target) -> None:
     """Schedule a direct conv2d_nchw output (and the injective ops fused after it) with cfg's knobs."""
     final = out if final is None else final
-    acc = _input_stage(out, "conv2d.acc")
+    acc = input_stage(out, "conv2d.acc")
     if acc is None:
         raise ValueError(f"{out.name} is not the output of te.ops.conv2d_nchw")
-    wp = _input_stage(acc, "conv2d.wpack")
-    xp = _input_stage(acc, "conv2d.pad")
+    wp = input_stage(acc, "conv2d.wpack")
+    xp = input_stage(acc, "conv2d.pad")
     attrs = out.op.attrs
     g: ConvGeometry = attrs["geometry"]
     ocb, bh, bw = attrs["ocb"], attrs["bh"], attrs["bw"]
@@ -298,7 +294,7 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     cfg.define_split("tile_ic", Cg, num_outputs=2, max_factor=64, default=[-1, ic])
     # channels outside the taps: measured 0.72-1.0x the time of taps outside on ResNet-50's and
     # VGG-19's 3x3 layers (Zen 5), and 16 of the 21 tuned 3x3 configs of three machines chose it
-    cfg.define_knob("reduce_order", ["rs_c", "c_rs"], default="c_rs" if g.R * g.S > 1 else "rs_c")
+    cfg.define_knob("reduce_order", list(REDUCE_ORDERS), default="c_rs" if g.R * g.S > 1 else "rs_c")
     cfg.define_knob("out_order", ["oc_outer", "rows_outer"], default="oc_outer")
     # a tile that does not divide the row puts a guard on the lanes of vec_ow (masked stores): use vec_oc
     cfg.define_knob("store", ["vec_ow", "vec_oc"], default="vec_ow" if g.OW % bw == 0 else "vec_oc")
@@ -313,16 +309,8 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
         return
     n, k, oh, ow = s[final].op.axis
     ko, ki = s[final].split(k, factor=ocb)
-    oho, ohi = s[final].split(oh, factor=bh)
-    owo, owi = s[final].split(ow, factor=bw)
-    if cfg["out_order"].val == "oc_outer":
-        s[final].reorder(n, ko, oho, owo, ohi, owi, ki)
-        tile = s[final].fuse(n, ko, oho, owo)
-    else:
-        s[final].reorder(n, oho, ko, owo, ohi, owi, ki)
-        tile = s[final].fuse(n, oho, ko, owo)
-    parallel_if_worth(s[final], tile, g.flops / 2)
-    s[final].unroll(ohi)
+    tile, _, owi = output_tiles(s[final], n, ko, oh, ow, bh, bw, g.flops / 2, inner=(ki,),
+                                rows_outer=cfg["out_order"].val == "rows_outer")
     if cfg["store"].val == "vec_oc":
         s[final].unroll(owi)
         s[final].vectorize(ki)
@@ -332,18 +320,8 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
         s[final].vectorize(owi)
 
     s[acc].compute_at(s[final], tile)
-    an, ako, aoh, aow, aki = s[acc].op.axis
-    rc, rr, rs = s[acc].op.reduce_axis
-    rco, rci = cfg["tile_ic"].apply(s, acc, rc)
-    if cfg["reduce_order"].val == "c_rs":
-        s[acc].reorder(an, ako, rco, rci, rr, rs, aoh, aow, aki)
-    else:
-        s[acc].reorder(an, ako, rco, rr, rs, rci, aoh, aow, aki)
-    if cfg["unroll_kw"].val:
-        s[acc].unroll(rs)
-    s[acc].unroll(aoh)
-    s[acc].unroll(aow)
-    s[acc].vectorize(aki)
+    an, ako, aoh, aow, _ = s[acc].op.axis
+    _acc_tile(cfg, s, acc, [an, ako], [aoh, aow])
 
     if wp is not None:              # None: the weights were packed ahead of time
         _schedule_wpack(s, wp, g.flops / 2)
@@ -375,24 +353,23 @@ def _schedule_oc_block(cfg, s: te.Schedule, acc, wp, final, g: ConvGeometry, ocb
     if lanes > 1:
         s[final].vectorize(ow if lanes == g.OW else s[final].split(ow, factor=lanes)[1])
     s[acc].compute_at(s[final], tile)
-    an, ako, aoh, aow, aki = s[acc].op.axis
-    rc, rr, rs = s[acc].op.reduce_axis
+    an, ako, aoh, aow, _ = s[acc].op.axis
     aoho, aohi = s[acc].split(aoh, factor=bh)
     awo, awi = s[acc].split(aow, factor=bw)
-    rco, rci = cfg["tile_ic"].apply(s, acc, rc)
-    if cfg["reduce_order"].val == "c_rs":
-        s[acc].reorder(an, ako, aoho, awo, rco, rci, rr, rs, aohi, awi, aki)
-    else:
-        s[acc].reorder(an, ako, aoho, awo, rco, rr, rs, rci, aohi, awi, aki)
-    if cfg["unroll_kw"].val:
-        s[acc].unroll(rs)
-    s[acc].unroll(aohi)
-    s[acc].unroll(awi)
-    s[acc].vectorize(aki)
+    _acc_tile(cfg, s, acc, [an, ako, aoho, awo], [aohi, awi])
     if wp is None:
         return
     s[wp].compute_at(s[acc], ako)
     s[wp].unroll(s[wp].op.axis[-1])     # 16 row streams read element by element: fewer uops than a gather
+
+
+def _acc_tile(cfg, s: te.Schedule, acc: te.Tensor, outer: list, tile: list) -> None:
+    """The accumulator's register tile: `outer` loops, the reduction in cfg's order (input channels
+    split by tile_ic), then the `tile` loops around the channel vector."""
+    rc, rr, rs = s[acc].op.reduce_axis
+    rco, rci = cfg["tile_ic"].apply(s, acc, rc)
+    register_tile(s[acc], outer, [rco, *reduction_order(cfg["reduce_order"].val, [rci], [rr, rs])], tile,
+                  s[acc].op.axis[-1], unroll=[rs] if cfg["unroll_kw"].val else [])
 
 
 def _schedule_wpack(s: te.Schedule, wp: te.Tensor, work: float) -> None:

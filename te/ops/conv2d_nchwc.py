@@ -18,11 +18,12 @@ import numpy as np
 import te
 from te.target import Target, parse
 
-from .common import Epilogue, acc_vectors, apply_epilogue, largest_divisor, tagged
+from .common import Epilogue, apply_epilogue, largest_divisor, tagged
 from .conv2d import _tile_candidates, default_tiles
 from .conv_geometry import geometry, round_up
 from .knobs import FallbackConfig, register_template
-from .schedule import anchor, parallel_if_worth
+from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth, reduction_order,
+                       register_tile)
 
 LAYOUT_TAG = "layout_transform"
 
@@ -181,45 +182,31 @@ def _pad_nchwc(x: te.Tensor, top: int, left: int, bottom: int, right: int, name:
 def schedule_conv2d_NCHWc_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
     """Schedule a conv2d_NCHWc output (and the injective ops fused after it) with cfg's knobs."""
     final = out if final is None else final
-    acc = next((t for t in out.op.input_tensors if getattr(t.op, "tag", "") == "conv2d_NCHWc.acc"), None)
+    acc = input_stage(out, "conv2d_NCHWc.acc")
     if acc is None:
         raise ValueError(f"{out.name} is not the output of te.ops.conv2d_NCHWc")
-    xp = next((t for t in acc.op.input_tensors if getattr(t.op, "tag", "") == "conv2d_NCHWc.pad"), None)
+    xp = input_stage(acc, "conv2d_NCHWc.pad")
     attrs = out.op.attrs
     bh, bw = attrs["bh"], attrs["bw"]
     cfg.define_knob("unroll_kw", [False, True], default=False)
-    cfg.define_knob("reduce_order", ["rs_c", "c_rs"], default="rs_c")
+    cfg.define_knob("reduce_order", list(REDUCE_ORDERS), default="c_rs")
     cfg.define_knob("out_order", ["oc_outer", "rows_outer"], default="oc_outer")
 
     if final is not out:
         s[out].compute_inline()
     n, ko, oh, ow, ki = s[final].op.axis
-    oho, ohi = s[final].split(oh, factor=bh)
-    owo, owi = s[final].split(ow, factor=bw)
-    if cfg["out_order"].val == "oc_outer":
-        s[final].reorder(n, ko, oho, owo, ohi, owi, ki)
-        tile = s[final].fuse(n, ko, oho, owo)
-    else:
-        s[final].reorder(n, oho, ko, owo, ohi, owi, ki)
-        tile = s[final].fuse(n, oho, ko, owo)
     work = attrs["geometry"].flops / 2
-    parallel_if_worth(s[final], tile, work)
-    s[final].unroll(ohi)
+    tile, _, owi = output_tiles(s[final], n, ko, oh, ow, bh, bw, work, inner=(ki,),
+                                rows_outer=cfg["out_order"].val == "rows_outer")
     s[final].unroll(owi)
     s[final].vectorize(ki)
 
     s[acc].compute_at(s[final], tile)
     an, ako, aoh, aow, aki = s[acc].op.axis
     rc, rr, rs, ri = s[acc].op.reduce_axis
-    if cfg["reduce_order"].val == "rs_c":
-        s[acc].reorder(an, ako, rc, rr, rs, ri, aoh, aow, aki)
-    else:
-        s[acc].reorder(an, ako, rr, rs, rc, ri, aoh, aow, aki)
-    if cfg["unroll_kw"].val:
-        s[acc].unroll(rs)
-    s[acc].unroll(aoh)
-    s[acc].unroll(aow)
-    s[acc].vectorize(aki)
+    # the lanes of an input block (ri) innermost: they are broadcast one by one against a weight vector
+    register_tile(s[acc], [an, ako], [*reduction_order(cfg["reduce_order"].val, [rc], [rr, rs]), ri],
+                  [aoh, aow], aki, unroll=[rs] if cfg["unroll_kw"].val else [])
 
     if xp is not None:
         pn, pc, ph, pw, pi = s[xp].op.axis
@@ -254,7 +241,7 @@ def conv2d_NCHWc_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dila
     cfg.define_knob("tile_oc", sorted({b for b in (8, 16, 32) if K % b == 0} | {dob}), default=dob)
     ib, ob = cfg["tile_ic"].val, cfg["tile_oc"].val
     dbh, dbw = default_tiles(g, ob, target)
-    cfg.define_split("tile_ow", g.OW, num_outputs=2, candidates=_tile_candidates(g.OW, acc_vectors(target), dbw),
+    cfg.define_split("tile_ow", g.OW, num_outputs=2, candidates=_tile_candidates(g.OW, target.acc_vectors, dbw),
                      default=[-1, dbw])
     cfg.define_split("tile_oh", g.OH, num_outputs=2, candidates=_tile_candidates(g.OH, 4, dbh),
                      default=[-1, dbh])

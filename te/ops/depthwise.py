@@ -12,11 +12,11 @@ import te
 from te.target import Target
 
 from .common import Epilogue, apply_epilogue, largest_divisor
-from .conv2d import _input_stage, _schedule_pad, _tile_candidates
+from .conv2d import _schedule_pad, _tile_candidates
 from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, geometry, pad_chunk, pad_nchw,
                             round_up)
 from .knobs import FallbackConfig
-from .schedule import anchor, parallel_if_worth
+from .schedule import anchor, input_stage, output_tiles, parallel_if_worth, register_tile
 
 
 def pad_nchw_phased(x: te.Tensor, top: int, left: int, bottom: int, sw: int, min_q: int,
@@ -117,11 +117,11 @@ def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = N
 def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """Schedule a depthwise conv output (and the injective ops fused after it) with cfg's knobs."""
     final = out if final is None else final
-    acc = _input_stage(out, "depthwise.acc")
+    acc = input_stage(out, "depthwise.acc")
     if acc is None:
         raise ValueError(f"{out.name} is not the output of te.ops.depthwise_conv2d_nchw")
-    xs = _input_stage(acc, "depthwise.pad")
-    xp = _input_stage(acc, "conv2d.pad")
+    xs = input_stage(acc, "depthwise.pad")
+    xp = input_stage(acc, "conv2d.pad")
     g: ConvGeometry = out.op.attrs["geometry"]
     sub = out.op.attrs.get("subsample", 1)
     lanes = row_lanes(g.OW, 64 // sub)
@@ -134,24 +134,14 @@ def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor
     if final is not out:
         s[out].compute_inline()
     n, k, oh, ow = s[final].op.axis
-    oho, ohi = s[final].split(oh, factor=bh)
-    owo, owi = s[final].split(ow, factor=lanes)
-    s[final].reorder(n, k, oho, owo, ohi, owi)
-    tile = s[final].fuse(n, k, oho)
-    parallel_if_worth(s[final], tile, g.flops / 2)
-    s[final].unroll(ohi)
+    _, owo, owi = output_tiles(s[final], n, k, oh, ow, bh, lanes, g.flops / 2, parallel_columns=False)
     s[final].vectorize(owi)
 
     s[acc].compute_at(s[final], owo)
     an, ak, aoh, aow = s[acc].op.axis
     rr, rs = s[acc].op.reduce_axis
     awo, awi = s[acc].split(aow, factor=(lanes - 1) * sub + 1)    # the columns one output tile reads
-    s[acc].reorder(an, ak, awo, rr, rs, aoh, awi)
-    if cfg["unroll_taps"].val:
-        s[acc].unroll(rr)
-        s[acc].unroll(rs)
-    s[acc].unroll(aoh)
-    s[acc].vectorize(awi)
+    register_tile(s[acc], [an, ak, awo], [rr, rs], [aoh], awi, unroll=[rr, rs] if cfg["unroll_taps"].val else [])
 
     if xp is not None:
         _schedule_pad(s, xp, g.flops / 2)

@@ -17,7 +17,6 @@ import te
 from te.target import Target
 
 from . import winograd as wg
-from .common import acc_vectors
 from .conv2d import (PackedWeight, _tile_candidates, as_matmul, conv1x1_matmul, conv2d_nchw, default_ocb,
                      default_tiles, pack_weight_numpy, schedule_conv2d_nchw_cfg, tile_budget)
 from .conv2d_nchwc import conv2d_NCHWc, pack_conv_weight_numpy, schedule_conv2d_NCHWc_cfg
@@ -80,7 +79,7 @@ class DirectConv(_Conv):
         ocbs = [b for b in (8, 16, 32) if g.groups == 1 or Kg % b == 0] or [d_ocb]
         cfg.define_knob("tile_oc", sorted(set(ocbs + [d_ocb])), default=d_ocb)
         dbh, dbw = default_tiles(g, cfg["tile_oc"].val, target)
-        cfg.define_split("tile_ow", g.OW, num_outputs=2, candidates=_tile_candidates(g.OW, acc_vectors(target), dbw),
+        cfg.define_split("tile_ow", g.OW, num_outputs=2, candidates=_tile_candidates(g.OW, target.acc_vectors, dbw),
                          default=[-1, dbw])
         cfg.define_split("tile_oh", g.OH, num_outputs=2, candidates=_tile_candidates(g.OH, 4, dbh),
                          default=[-1, dbh])
@@ -146,7 +145,7 @@ class WinogradConv(_Conv):
 
     def space(self, cfg, wl, target):
         g = wl.geometry
-        bn, lanes, acc = wg.default_bn(g, target), target.lanes(), acc_vectors(target)
+        bn, lanes, acc = wg.default_bn(g, target), target.lanes(), target.acc_vectors
         bm = wg.default_bm(bn, target)
         cfg.define_knob("tile_bn", sorted({16, 32, bn}), default=bn)
         cfg.define_knob("tile_bm", sorted({2, 4, 6, 8, 12, 14, bm}), default=bm)

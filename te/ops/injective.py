@@ -82,13 +82,13 @@ def vectorize_inner(stage: te.Stage, axis, extent: int, target: Target, dtype: s
     return outer, inner
 
 
-def parallel_outer(stage: te.Stage, axes: list, extents: list[int], total_elems: int):
-    """Fuse the shortest prefix of `axes` (outermost first) with enough iterations for the threads
-    and run it in parallel; the rest stay serial loops, whose indices stay cheap affine forms."""
+def parallel_outer(stage: te.Stage, axes: list, extents: list[int], total_elems: int, target: Target):
+    """Fuse the shortest prefix of `axes` (outermost first) with enough iterations for the target's
+    threads and run it in parallel; the rest stay serial loops, whose indices stay cheap affine forms."""
     loops = [(a, n) for a, n in zip(axes, extents) if a is not None]
     if not loops or total_elems < PARALLEL_MIN_ELEMS:
         return None
-    want = PARALLEL_MIN_ITERS * te.target.num_threads()
+    want = PARALLEL_MIN_ITERS * target.threads
     prefix, iters = [], 1
     for a, n in loops:
         prefix.append(a)
@@ -112,7 +112,7 @@ def schedule_injective(s: te.Schedule, out: te.Tensor, target: Target) -> te.Sch
     v = vector_lanes(n, target, out.dtype)
     outer, _ = vectorize_inner(st, axes[-1], n, target, out.dtype)
     parallel_outer(st, axes[:-1] + [outer], list(out.shape[:-1]) + [n // max(v, 1)],
-                   math.prod(out.shape))
+                   math.prod(out.shape), target)
     return s
 
 

@@ -23,9 +23,9 @@ import numpy as np
 import te
 from te.target import Target, parse
 
-from .common import Epilogue, acc_vectors, apply_epilogue, largest_divisor, pick_lanes
+from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
 from .knobs import FallbackConfig
-from .schedule import anchor, parallel_if_worth, register_block
+from .schedule import anchor, input_stage, parallel_if_worth, register_block
 
 BN_CHOICES = (8, 16, 32, 48, 64)
 STRATEGIES = ("packed", "dot", "rows", "splitk")
@@ -90,7 +90,7 @@ def matmul(A: te.Tensor, B: te.Tensor, bias: te.Tensor | None = None, transpose_
         acc = te.compute((M, N), lambda i, j: te.sum(a_at(i, r) * B[r, j], axis=r), name=f"{name}.acc",
                          tag="acc")
     elif strategy == "splitk":
-        acc = _splitk_acc(a_at, B, M, N, K, name)
+        acc = _splitk_acc(a_at, B, M, N, K, name, target)
         attrs["parts"] = acc.op.input_tensors[0].shape[0]
     else:
         bn = bn or pick_lanes(N, target)
@@ -119,7 +119,7 @@ def _pack_b(b_at, K: int, N: int, bn: int, dtype: str, name: str) -> te.Tensor:
 
 def tile_rows(bn: int, target: Target) -> int:
     """The most rows (up to 8) of a packed register tile bn wide whose accumulators fit the target."""
-    return max(1, min(8, acc_vectors(target) // -(-bn // target.lanes())))
+    return max(1, min(8, target.acc_vectors // -(-bn // target.lanes())))
 
 
 def default_bm(M: int, max_rows: int) -> int:
@@ -166,13 +166,14 @@ def _dot_acc(x: te.Tensor, w: te.Tensor, M: int, N: int, K: int, name: str, targ
     return te.compute((M, N), total, name=f"{name}.acc", tag="acc")
 
 
-def splitk_parts(K: int) -> int:
-    """How many slices of K the splitk strategy streams in parallel: one per thread (dividing K)."""
-    return largest_divisor(K, max(2, te.target.num_threads()))
+def splitk_parts(K: int, target: Target) -> int:
+    """How many slices of K the splitk strategy streams in parallel: one per thread of the target
+    (dividing K)."""
+    return largest_divisor(K, max(2, target.threads))
 
 
-def _splitk_acc(a_at, B: te.Tensor, M: int, N: int, K: int, name: str) -> te.Tensor:
-    P = splitk_parts(K)
+def _splitk_acc(a_at, B: te.Tensor, M: int, N: int, K: int, name: str, target: Target) -> te.Tensor:
+    P = splitk_parts(K, target)
     Kp = K // P
     r = te.reduce_axis((0, Kp), name="k")
     part = te.compute((P, M, N), lambda t, i, j: te.sum(a_at(i, t * Kp + r) * B[t * Kp + r, j], axis=r),
@@ -269,15 +270,11 @@ def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
 
 # ---------------------------------------------------------------- schedules
 
-def _input(t: te.Tensor, tag: str) -> te.Tensor | None:
-    return next((x for x in t.op.input_tensors if getattr(x.op, "tag", None) == tag), None)
-
-
 def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, with_strategy: bool = False) -> None:
     """Declare the knobs of one strategy for target (a no-op for knobs already declared);
     `with_strategy`: a `strategy` knob picks the strategy, so the packed tile's constraint holds
     only where it picks packed."""
-    acc, lanes = acc_vectors(target), target.lanes()
+    acc, lanes = target.acc_vectors, target.lanes()
     if strategy == "packed":
         sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in (4, 8) if b < M}
         bm = default_bm(M, tile_rows(pick_lanes(N, target), target))     # for the default bn
@@ -329,7 +326,7 @@ def _row_lanes(N: int) -> int:
 def schedule_matmul_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """Schedule one matmul/dense/batch_matmul output (and the ops fused after it) with cfg's knobs."""
     attrs = out.op.attrs
-    acc = _input(out, "acc")
+    acc = input_stage(out, "acc")
     if acc is None or "M" not in attrs:
         raise ValueError(f"{out.name} is not the output of te.ops.matmul/dense/batch_matmul")
     final = out if final is None else final
@@ -343,7 +340,7 @@ def schedule_matmul_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | 
 
 
 def _schedule_packed(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: dict) -> None:
-    packed = _input(acc, "pack")
+    packed = input_stage(acc, "pack")
     bn = attrs["bn"]
     bm = cfg["tile_y"].size[-1]
     axes = list(s[out].op.axis)
@@ -425,7 +422,7 @@ def _output_tile(s: te.Schedule, acc: te.Tensor, out: te.Tensor, bm: int, bn: in
 
 
 def _schedule_dot(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: dict) -> None:
-    part = _input(acc, "dot.part")
+    part = input_stage(acc, "dot.part")
     bm = cfg["dot_tile_y"].size[-1]
     bn = cfg["dot_tile_x"].size[-1]
     _output_tile(s, acc, out, bm, bn, attrs)
@@ -455,7 +452,7 @@ def _schedule_rows(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: d
 
 def _schedule_splitk(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: dict) -> None:
     """Each thread streams its slice of B's rows into its partial row; then the rows are added."""
-    part = _input(acc, "splitk.part")
+    part = input_stage(acc, "splitk.part")
     lanes = cfg["splitk_lanes"].val
     pt, pi, pj = s[part].op.axis
     (pk,) = s[part].op.reduce_axis

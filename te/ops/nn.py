@@ -243,10 +243,10 @@ def _row_schedule(s: te.Schedule, out: te.Tensor, axes: tuple, target: Target) -
             schedule_reduce_stage(s, t, target)
         n = out.shape[-1]
         outer, _ = vectorize_inner(st, data[-1], n, target, out.dtype)
-        parallel_outer(st, data[:-1] + [outer], list(out.shape[:-1]) + [n], total)
+        parallel_outer(st, data[:-1] + [outer], list(out.shape[:-1]) + [n], total, target)
         return
     k = ndim - len(axes)
-    parallel_outer(st, data[:k], list(out.shape[:k]), total)
+    parallel_outer(st, data[:k], list(out.shape[:k]), total, target)
     row = _data_leaves(st)[-len(axes) - 1]
     vectorize_inner(st, data[-1], out.shape[-1], target, out.dtype)
     schedule_reduce_stage(s, own, target, parent=st, axis=row, rows_only=True)

@@ -179,7 +179,7 @@ def schedule_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, target: Target) -> te
     rb = rb if OH % rb == 0 else 1
     oho, ohi = st.split(oh, factor=rb)
     kh = rows.op.reduce_axis[0].dom[1]
-    fused = parallel_outer(st, [n, c, oho], [N, C, OH // rb], N * C * OH * W * kh)
+    fused = parallel_outer(st, [n, c, oho], [N, C, OH // rb], N * C * OH * W * kh, target)
     # the rows of a block of output rows are computed inside the innermost loop above it
     attach = oho if oho in st.leaf_iter_vars else fused
     if cfg["vectorize_out"].val:

@@ -294,7 +294,7 @@ def schedule_reduce_stage(s: te.Schedule, out: te.Tensor, target: Target, parent
         # one row per output element: its partial lives in registers/L1 inside the row loop
         row = None
         if data and parent is None and parallel:
-            row = parallel_outer(st, data, list(out.shape), total)
+            row = parallel_outer(st, data, list(out.shape), total, target)
             leaves = _data_leaves(st)
             row = leaves[-1] if leaves else None
         elif data:
@@ -307,17 +307,17 @@ def schedule_reduce_stage(s: te.Schedule, out: te.Tensor, target: Target, parent
             outer, inner = vectorize_inner(st, data[-1], n, target, out.dtype)
             rows = data[:-1]
             row_iters = math.prod(out.shape[:-1])
-            if row_iters >= te.target.num_threads() or outer is None:
+            if row_iters >= target.threads or outer is None:
                 # stream whole rows: reduction loops outside the innermost output axis
                 st.reorder(*rows, *red, *[a for a in (outer, inner) if a is not None])
                 if parent is None and parallel:
-                    parallel_outer(st, rows, list(out.shape[:-1]), total)
+                    parallel_outer(st, rows, list(out.shape[:-1]), total, target)
             else:
                 # few rows: parallelize over blocks of the innermost axis instead
                 st.reorder(*rows, outer, *red, *[a for a in (inner,) if a is not None])
                 if parent is None and parallel:
                     parallel_outer(st, rows + [outer], list(out.shape[:-1]) +
-                                   [n // vector_lanes(n, target, out.dtype)], total)
+                                   [n // vector_lanes(n, target, out.dtype)], total, target)
     if parent is not None:
         st.compute_at(parent, axis)
 

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # Ops that may be fused after an anchor: every output element reads the anchor at its own index.
 FUSABLE_TAGS = frozenset({"elemwise", "broadcast", "injective"})
 PARALLEL_MIN_WORK = 1 << 15     # multiply-adds below which a fork/join costs more than it saves
+REDUCE_ORDERS = ("rs_c", "c_rs")    # the values of the convs' reduce_order knob (reduction_order)
 
 
 def parallel_if_worth(stage: te.Stage, axis, work: float) -> None:
@@ -38,16 +39,52 @@ def parallel_if_worth(stage: te.Stage, axis, work: float) -> None:
         stage.parallel(axis)
 
 
+def input_stage(t: te.Tensor, tag: str) -> te.Tensor | None:
+    """The input of t computed by an op with this tag (None if there is none)."""
+    return next((x for x in t.op.input_tensors if getattr(x.op, "tag", None) == tag), None)
+
+
+def output_tiles(stage: te.Stage, n, k, oh, ow, bh: int, bw: int, work: float, inner: tuple = (),
+                 rows_outer: bool = False, parallel_columns: bool = True) -> tuple:
+    """Split a conv's output map (image n, channels or channel blocks k, rows oh, columns ow) into
+    bh x bw tiles: the loops over tiles outermost (channels before tile rows, or after them with
+    `rows_outer`), then the tile's rows (unrolled) and columns, then `inner`.  The loops over tiles
+    are fused into one loop run in parallel (the tile columns stay apart unless `parallel_columns`).
+    Returns (the parallel loop, the tile-column loop, the tile's column loop)."""
+    oho, ohi = stage.split(oh, factor=bh)
+    owo, owi = stage.split(ow, factor=bw)
+    outer = [n, oho, k, owo] if rows_outer else [n, k, oho, owo]
+    stage.reorder(*outer, ohi, owi, *inner)
+    tile = stage.fuse(*(outer if parallel_columns else outer[:3]))
+    parallel_if_worth(stage, tile, work)
+    stage.unroll(ohi)
+    return tile, owo, owi
+
+
+def register_tile(stage: te.Stage, outer: list, reduction: list, tile: list, lanes, unroll: list = ()) -> None:
+    """An accumulator stage as a register tile: its `outer` loops, the `reduction` loops (those in
+    `unroll` unrolled), then the tile, its `tile` loops fully unrolled around one vector of `lanes`."""
+    stage.reorder(*outer, *reduction, *tile, lanes)
+    for a in [*unroll, *tile]:
+        stage.unroll(a)
+    stage.vectorize(lanes)
+
+
+def reduction_order(order: str, channels: list, taps: list) -> list:
+    """A conv's reduction loops as its `reduce_order` knob names them: "c_rs" puts the input
+    channels outside the filter taps (r, s), "rs_c" inside them."""
+    if order not in REDUCE_ORDERS:
+        raise ValueError(f"reduce_order {order!r}: use one of {', '.join(REDUCE_ORDERS)}")
+    return [*channels, *taps] if order == "c_rs" else [*taps, *channels]
+
+
 def register_block(s: te.Schedule, acc: te.Tensor, k_factor: int) -> None:
     """acc's last two axes as a register tile (rows unrolled, columns one vector); its reduction
     split by k_factor, the inner part unrolled outside the tile."""
     ai, aj = s[acc].op.axis[-2:]
     (k,) = s[acc].op.reduce_axis
     ko, ki = s[acc].split(k, factor=k_factor)
-    s[acc].reorder(ko, ki, ai, aj)
-    s[acc].unroll(ki)
-    s[acc].unroll(ai)
-    s[acc].vectorize(aj)
+    register_tile(s[acc], [], [ko, ki], [ai], aj, unroll=[ki])
 
 
 def anchor(tag: str):

@@ -34,8 +34,8 @@ import te
 from te.target import Target
 from te.tensor import IterVar
 
-from .common import Epilogue, acc_vectors, apply_epilogue, largest_divisor
-from .schedule import anchor
+from .common import Epilogue, apply_epilogue, largest_divisor
+from .schedule import anchor, input_stage, parallel_if_worth, register_block
 
 # Lavin & Gray's matrices for the interpolation points 0, +-1, +-2 (F(4,3)) and 0, +-1 (F(2,3)),
 # exact fractions so the weight transform is computed in float64 from exact values.
@@ -98,7 +98,7 @@ def default_bm(bn: int, target: Target) -> int:
     """Tiles (GEMM rows) per register tile: 6 x 2 vectors or 8 x 1, fewer where the accumulators
     would not fit the target's registers."""
     vectors = -(-bn // target.lanes())
-    return max(1, min(6 if vectors >= 2 else 8, acc_vectors(target) // vectors))
+    return max(1, min(6 if vectors >= 2 else 8, target.acc_vectors // vectors))
 
 
 @dataclass(frozen=True)
@@ -248,14 +248,13 @@ def default_tile_k(C: int) -> int:
 def schedule_winograd(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target,
                       tile_k: int | None = None) -> None:
     """Schedule conv2d_winograd's output (and the elementwise ops fused after it)."""
-    from .conv2d import _input_stage
     final = out if final is None else final
     attrs = out.op.attrs
     g, m, bn, bm = attrs["geometry"], attrs["m"], attrs["bn"], attrs["bm"]
-    o1 = _input_stage(out, "winograd.o1")
-    M = _input_stage(o1, "winograd.m")
-    acc = _input_stage(M, "winograd.acc")
-    V = _input_stage(acc, "winograd.v")
+    o1 = input_stage(out, "winograd.o1")
+    M = input_stage(o1, "winograd.m")
+    acc = input_stage(M, "winograd.acc")
+    V = input_stage(acc, "winograd.v")
     work = g.flops / 4
     if final is not out:
         s[out].compute_inline()
@@ -266,7 +265,6 @@ def schedule_winograd(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, t
 
 def schedule_output(s, final, o1, m: int, work: float, lanes: int) -> None:
     """Per tile and one vector of output channels: o1 (A^T M) in registers, then Y and the epilogue."""
-    from .schedule import parallel_if_worth
     n, k, h, w_ = s[final].op.axis
     th, i = s[final].split(h, factor=m)
     tw, j = s[final].split(w_, factor=m)
@@ -285,7 +283,6 @@ def schedule_output(s, final, o1, m: int, work: float, lanes: int) -> None:
 
 def schedule_gemm(s, M, acc, bm: int, bn: int, tile_k: int, work: float) -> None:
     """The alpha^2 GEMMs: bm tiles x bn channels accumulated in registers."""
-    from .schedule import parallel_if_worth, register_block
     e, nu, p, kk = s[M].op.axis
     po, ko, pi, ki = s[M].tile(p, kk, bm, bn)
     tile = s[M].fuse(e, nu, po, ko)
@@ -298,10 +295,8 @@ def schedule_gemm(s, M, acc, bm: int, bn: int, tile_k: int, work: float) -> None
 
 def schedule_input(s, V, work: float, lanes: int) -> None:
     """Per tile and one vector of channels: the row transform in registers, then V; the padded pack before."""
-    from .conv2d import _input_stage
-    from .schedule import parallel_if_worth
-    d1 = _input_stage(V, "winograd.din")
-    xq = _input_stage(d1, "winograd.pad")
+    d1 = input_stage(V, "winograd.din")
+    xq = input_stage(d1, "winograd.pad")
     e, nu, p, c = s[V].op.axis
     co, ci = s[V].split(c, factor=lanes)
     s[V].reorder(p, co, e, nu, ci)

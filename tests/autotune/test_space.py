@@ -99,7 +99,6 @@ def test_tuners_propose_only_valid_configs():
 
 def test_register_tile_constraint_of_the_conv_template():
     """Register tiles larger than the vector registers are not proposed; the default is valid."""
-    from te.ops.common import acc_vectors
     from te.target import host
     args = ((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")
     sp = create_task("conv2d_nchw", args).config_space
@@ -108,7 +107,7 @@ def test_register_tile_constraint_of_the_conv_template():
     for _ in range(200):
         c = sp.get(sp.sample(rng))
         vecs = c["tile_oh"].size[-1] * c["tile_ow"].size[-1] * max(1, c["tile_oc"].val // 16)
-        assert vecs <= max(4 * max(1, c["tile_oc"].val // 16), acc_vectors(host()))
+        assert vecs <= max(4 * max(1, c["tile_oc"].val // 16), host().acc_vectors)
     assert not all(sp.valid(i) for i in range(len(sp)))
 
 

@@ -392,6 +392,24 @@ def test_conv2d_nchwc_template(rand):
         np.testing.assert_allclose(unpack_nchwc_numpy(out, 32), conv_ref(a, wa, pads=(1, 1, 1, 1)), **TOL)
 
 
+@pytest.mark.parametrize("name, args, loops", [
+    ("conv2d_nchw", ((1, 16, 8, 8), (16, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32"),
+     {"c_rs": ["rc.outer", "rc.inner", "rr", "rs"], "rs_c": ["rc.outer", "rr", "rs", "rc.inner"]}),
+    ("conv2d_NCHWc", ((1, 16, 8, 8), (16, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "float32"),
+     {"c_rs": ["rco", "rr", "rs", "rci"], "rs_c": ["rr", "rs", "rco", "rci"]}),
+])
+def test_reduce_order_names_one_loop_order(name, args, loops):
+    """reduce_order means the same in both conv templates: c_rs the input channels outside the
+    filter taps, rs_c inside them (NCHWc's lanes of an input block stay innermost)."""
+    from te.tensor import IterKind
+    space = create_task(name, args).config_space
+    for order, want in loops.items():
+        cfg = space.from_json({**space.get(space.default_index()).to_json(), "reduce_order": order})
+        s, _ = get_template(name)(cfg, *args)
+        acc = next(st for st in s.stages if st.op.name.endswith(".acc"))
+        assert [iv.name for iv in acc.leaf_iter_vars if iv.kind is IterKind.REDUCE] == want
+
+
 def test_fallback_config_is_the_untuned_schedule():
     """FallbackConfig through the template and ops.schedule give the same loop nest."""
     args = ((1, 16, 7, 7), (16, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")

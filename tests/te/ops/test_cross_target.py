@@ -3,6 +3,7 @@
 fit 16 registers, whatever the host, and the kernels still match numpy on this host."""
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -11,7 +12,6 @@ import pytest
 import autotune
 import te
 from te import ops
-from te.ops.common import acc_vectors, vector_registers
 
 from .conv_reference import conv_ref
 
@@ -27,8 +27,37 @@ def vectors(lanes_wide: int, target: te.target.Target) -> int:
 
 
 def test_the_targets_registers():
-    assert (HASWELL.lanes(), vector_registers(HASWELL), acc_vectors(HASWELL)) == (8, 16, 12)
-    assert (AVX512.lanes(), vector_registers(AVX512), acc_vectors(AVX512)) == (16, 32, 28)
+    assert (HASWELL.lanes(), HASWELL.vector_registers, HASWELL.acc_vectors) == (8, 16, 12)
+    assert (AVX512.lanes(), AVX512.vector_registers, AVX512.acc_vectors) == (16, 32, 28)
+
+
+def test_a_target_carries_its_threads(monkeypatch):
+    """host() and parse() give a target this process's threads (TILEWISE_NUM_THREADS first), read
+    once; a Target refuses a count outside 1..MAX_THREADS in one line."""
+    monkeypatch.setenv("TILEWISE_NUM_THREADS", "3")
+    te.target.host.cache_clear()
+    try:
+        assert te.target.host().threads == 3 and te.target.parse("llvm -mcpu=haswell").threads == 3
+        monkeypatch.setenv("TILEWISE_NUM_THREADS", "5")
+        assert te.target.parse(None).threads == 3
+    finally:
+        te.target.host.cache_clear()
+    assert te.target.Target("haswell", threads=4.0).threads == 4 and te.target.Target("haswell").threads == 1
+    with pytest.raises(ValueError, match=r"^Target\('haswell'\) threads=0 must be at least 1; give 1 to 1024$"):
+        te.target.Target("haswell", threads=0)
+
+
+def test_ops_schedule_for_the_targets_threads():
+    """The thread count that sizes split-K slices and parallel loops is the target's, not the host's."""
+    one, many = (dataclasses.replace(HASWELL, threads=n) for n in (1, 16))
+    A, B = te.placeholder((1, 4096), name="A"), te.placeholder((4096, 64), name="B")
+    parts = {t.threads: ops.matmul(A, B, strategy="splitk", target=t).op.attrs["parts"] for t in (one, many)}
+    assert parts == {1: 2, 16: 16}
+    x = te.placeholder((4, 16, 256), name="x")
+    y = ops.relu(x)
+    leaves = {t.threads: len(ops.schedule([y], t)[y].leaf_iter_vars) for t in (one, many)}
+    # 64 rows feed one thread; 16 threads also take the row's vector blocks into the parallel loop
+    assert leaves[1] == leaves[16] + 1
 
 
 def test_matmul_for_avx2_has_an_avx2_register_tile():
@@ -36,7 +65,7 @@ def test_matmul_for_avx2_has_an_avx2_register_tile():
     for target in (HASWELL, AVX512):
         at = ops.matmul(A, B, target=target).op.attrs
         assert at["bn"] == 2 * target.lanes()            # two vectors of the target wide
-        assert at["bm"] * vectors(at["bn"], target) <= acc_vectors(target)
+        assert at["bm"] * vectors(at["bn"], target) <= target.acc_vectors
 
 
 def test_conv_for_avx2_has_an_avx2_register_tile():
@@ -58,7 +87,7 @@ def test_templates_take_the_tasks_target(name, args):
     else:
         assert d["bn"].val == 16
         tile = d["tile_y"].size[-1] * vectors(d["bn"].val, HASWELL)
-    assert tile <= acc_vectors(HASWELL) and space.valid(space.default_index())
+    assert tile <= HASWELL.acc_vectors and space.valid(space.default_index())
     rng = random.Random(0)
     for _ in range(50):          # the tuner's proposals fit 16 registers too
         c = space.get(space.sample(rng))
