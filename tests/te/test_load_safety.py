@@ -16,7 +16,7 @@ import te
 from te import export, runtime
 from te.runtime import LoadError
 
-from .test_export import REPO, add_relu_func, check_mm, matmul_kernel
+from .export_helpers import REPO, add_relu_func, check_mm, matmul_kernel
 
 
 @pytest.fixture(autouse=True)
