@@ -38,9 +38,9 @@ class MeasureOption:
     run_timeout: float = 15.0        # seconds per candidate run (all repeats)
     repeat: int = 3                  # timed repeats; costs holds one mean per repeat
     # each repeat runs the kernel enough times to last this long.  Longer repeats don't make a
-    # timing steadier here: on the shared VMs the noise comes in spells of about a second, and a
-    # conv or matmul config's median of three repeats spread as much with 10 ms repeats as with
-    # 20 ms (log-sd 0.112 and 0.110 over 8 configs x 25 interleaved timings; 5 ms: 0.122).
+    # timing steadier: on shared VMs the noise comes in spells of about a second, and a conv or
+    # matmul config's median of three repeats spreads as much with 10 ms repeats as with 20 ms
+    # (bench/timing_noise.py).
     min_repeat_ms: float = 10.0
     warmup: int = 1
     flush_cache: bool = False        # overwrite a buffer larger than the caches before each repeat
