@@ -38,9 +38,9 @@ class MeasureOption:
     run_timeout: float = 15.0        # seconds per candidate run (all repeats)
     repeat: int = 3                  # timed repeats; costs holds one mean per repeat
     # each repeat runs the kernel enough times to last this long.  Longer repeats don't make a
-    # timing steadier here: on the shared VMs the noise comes in spells of about a second, and a
-    # conv or matmul config's median of three repeats spread as much with 10 ms repeats as with
-    # 20 ms (log-sd 0.112 and 0.110 over 8 configs x 25 interleaved timings; 5 ms: 0.122).
+    # timing steadier: on shared VMs the noise comes in spells of about a second, and a conv or
+    # matmul config's median of three repeats spreads as much with 10 ms repeats as with 20 ms
+    # (bench/timing_noise.py).
     min_repeat_ms: float = 10.0
     warmup: int = 1
     flush_cache: bool = False        # overwrite a buffer larger than the caches before each repeat
@@ -130,8 +130,8 @@ def _keep_heap() -> None:
 
     A kernel's scratch buffers above 64 KiB come from aligned_alloc on every call.  Once a
     long-lived runner's heap is trimmed or the buffer is mmap'd afresh, every call pays a page
-    fault per 4 KiB (measured here: 392 faults, 1.8x the time of a 1.6 MB-buffer GEMM), and the
-    timing depends on the candidates timed before it instead of on the candidate.
+    fault per 4 KiB (a GEMM with a 1.6 MB buffer takes almost twice its time), and the timing
+    depends on the candidates timed before it instead of on the candidate.
     """
     if _RunnerState.heap_kept:
         return
@@ -261,7 +261,7 @@ def _worker_main(rfd: int, wfd: int) -> None:
     inbox, outbox = Connection(rfd, writable=False), Connection(wfd, readable=False)
     jobs = {"build": _build_job, "run": _run_job, "features": _features_job}
     # A build allocates hundreds of thousands of small IR objects: with the default thresholds
-    # the garbage collector ran 1,100 times in 60 conv builds and took a tenth of their time.
+    # the garbage collector runs many times per build and takes a tenth of its time.
     # Rarer collections, and the modules imported by the first job frozen out of them.
     gc.set_threshold(50_000, 20, 20)
     first = True

@@ -17,8 +17,7 @@ from .space import ConfigEntity, ConfigError, ConfigSpace, FallbackConfig, get_t
 
 # The largest integer a workload argument may hold (a dimension, a stride, a padding): a key from
 # a log with 1e12 would otherwise make the config space enumerate the divisors of 1e12.  Real
-# workloads stay far below it (the largest dimension of the models tilewise was tried on is a
-# 250k-word vocabulary).
+# workloads stay far below it (a 250k-word vocabulary is a large dimension for a model).
 MAX_EXTENT = 1 << 20
 MAX_ARGS = 16               # arguments of a template, and integers in one list argument
 _NAME = re.compile(r"[A-Za-z0-9_]{1,32}")     # a string argument other than a dtype ('max', 'SAME')

@@ -217,8 +217,8 @@ def propagate_nchwc(g: Graph, block: int = 16, target=None) -> Graph:
     needs two convs at least.  Its convs get attrs layout="NCHWc" and block, their weights are
     packed at build time (compile.pack_weights) and conv2d_NCHWc runs them.  Opt-in
     (`run_passes(layout="NCHWc")`, `frontends.build(..., layout="NCHWc")`): on ResNet-50's
-    layers the NCHWc kernel measured 0.82-1.3x the direct NCHW kernel's time.  `target`: the
-    te.target.Target (or string) the graph is compiled for, None for this machine.
+    layers the NCHWc kernel is not faster than the direct NCHW kernel with packed weights.
+    `target`: the te.target.Target (or string) the graph is compiled for, None for this machine.
     """
     from te.target import parse
     target = parse(target)

@@ -25,12 +25,12 @@ def _dump(stage: str, text: str) -> None:
 
 
 # The IR pipeline's level.  Our kernels arrive vectorized and unrolled, so O3's extra passes buy
-# nothing: ResNet-50, SqueezeNet and the encoder layer ran at the same speed built with O2 and
-# with O3 (alternating A/B, Ice Lake), while O2 halves the optimisation time of a tuning candidate.
+# nothing (whole models run at the same speed built with O2 and with O3), while O2 halves the
+# optimisation time of a tuning candidate.
 OPT_LEVEL = 2
 # LLVM's SLP vectorizer stays off: kernels arrive with explicit vector code, and on their unrolled
-# bodies SLP took 75% of the optimisation time (a random 3x3 conv candidate: 172 ms with it,
-# 43 ms without) for the same kernel speed. The loop vectorizer stays on for loops left scalar.
+# bodies SLP takes most of the optimisation time for the same kernel speed. The loop vectorizer
+# stays on for loops left scalar.
 SLP_VECTORIZE = False
 
 

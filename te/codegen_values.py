@@ -1,9 +1,9 @@
 """Integer arithmetic for the LLVM code generator, emitted once: folding and value numbering.
 
 Unrolling substitutes constants for loop indices, so the same index arithmetic (`oh * 224 + ...`,
-the `// 4 % 14` of a fused loop) arrives once per unrolled copy and per access.  Emitting it
-verbatim made a large conv candidate 13k instructions, of which LLVM's own CSE removed most,
-and our IR text generation and LLVM's O2 both cost in proportion to that size.  Here integer
+the `// 4 % 14` of a fused loop) arrives once per unrolled copy and per access.  Emitted
+verbatim, it doubles a large conv candidate's instructions (LLVM's own CSE removes the repeats
+late), and our IR text generation and LLVM's O2 both cost in proportion to that size.  Here integer
 operations on two constants fold, `x + 0`, `x * 1` and `x * 0` simplify, and a pure operation
 (integer arithmetic, an address, a broadcast) whose operands were already combined the same way
 reuses the earlier value, as long as that value dominates the point of use: each loop body and

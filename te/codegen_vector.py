@@ -4,7 +4,7 @@ An access whose index is affine in the lane variable with stride 1 is one vector
 a loop-invariant one a scalar load and broadcast, anything else a per-lane gather, or a scatter:
 `llvm.masked.scatter` into memory off the stack, per-lane stores into a stack buffer (which LLVM
 can then keep in registers; gathers stay per lane for the same reason: as `llvm.masked.gather`,
-a conv's register tile stayed in memory and ran 1.3-2.4x slower).  Under a lane mask (a
+a conv's register tile would stay in memory).  Under a lane mask (a
 lane-dependent guard) contiguous accesses are masked loads and stores and per-lane ones stay
 off the lanes that are off; a padded pack's clamped index `min(j, N-1)` is one masked load plus
 a broadcast of the edge element.  `VectorAccess` is a mixin of `codegen_llvm.CodeGenLLVM`, whose
@@ -153,9 +153,9 @@ class VectorAccess:
         """llvm.masked.scatter of mem's lanes to buf[idx] (lanes in order, so on a repeated address
         the last lane's value stays, as in the serial loop); lanes that are off store nothing.
 
-        One intrinsic instead of a store per lane: LLVM's optimisation of a candidate whose output
-        stage scattered 256 lanes spent most of its time in dead-store elimination (a conv build
-        of 330 ms took 80 ms this way, the kernel as fast within 2%)."""
+        One intrinsic instead of a store per lane: with a store per lane, LLVM's optimisation of a
+        candidate whose output stage scatters 256 lanes spends most of its time in dead-store
+        elimination, for no faster kernel."""
         lanes = mem.type.count
         ptrs = self.builder.gep(self.bufs[buf], [idx], inbounds=True, source_etype=MEM_TYPES[buf.dtype])
         ptrs.type = ir.VectorType(PTR, lanes)      # llvmlite types a GEP as one pointer

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from .tiny_models import tiny_model
+
 # Tolerances used by the te tests: fp32 elementwise results are within a couple of ulps
 # (rtol 1e-5); fp32 reductions of a few dozen terms may be reassociated by split/reorder and
 # contracted into FMAs, so they get rtol 1e-4 / atol 1e-5 against a float64 reference.
@@ -54,3 +56,8 @@ def run():
         return outs[0] if len(outs) == 1 else outs
     return go
 
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> str:
+    """Path of the tiny two-convolution model (tests/tiny_models.py), for the CLI and autotune tests."""
+    return tiny_model(tmp_path_factory.mktemp("models") / "tiny.onnx")

@@ -108,9 +108,9 @@ def as_matmul(g: ConvGeometry) -> bool:
     """A 1x1, unpadded, ungrouped conv of one image is the matrix product W (K, C) @ X (C, OH*OW).
 
     Only for maps of more than 14x14 pixels: the GEMM's vectors run along the pixels, and 196
-    or 49 of them leave padded vectors and short rows, while the direct kernel (vectors along
-    the output channels, weights packed at build time in a model) measured 0.6-0.7x the GEMM's
-    time on ResNet-50's 14x14 and 7x7 layers.
+    or 49 of them leave padded vectors and short rows, and the direct kernel (vectors along
+    the output channels, weights packed at build time in a model) is the faster one on maps of
+    14x14 and 7x7 (ResNet-50's last two stages).
     """
     return (g.R == 1 and g.S == 1 and g.groups == 1 and g.N == 1
             and (g.pt, g.pl, g.pb, g.pr) == (0, 0, 0, 0) and g.OH * g.OW >= GEMM_MIN_PIXELS)
@@ -154,8 +154,8 @@ def default_ocb(g: ConvGeometry, target: Target) -> int:
     """The output-channel block: one vector register (16 lanes with AVX-512) where the channels
     allow it; with AVX-512's 32 registers, two (32 channels) for wide maps, for 1x1 convs, whose
     broadcast input loads would otherwise outnumber the FMAs, and for spatial convs on small maps
-    (at most 14 columns), where the tuned configs of three machines (Sapphire Rapids, Ice Lake,
-    Zen 5) all chose 32."""
+    (at most 14 columns), the block tuned configs choose there (bench/RESULTS.md, "Conv defaults
+    from tuned configs")."""
     lanes, Kg = target.lanes(), g.K // g.groups
     if two_vector_tiles(target) and (wide_map(g) or (g.R * g.S == 1 and g.groups == 1 and g.K % 32 == 0)
                                      or small_map(g)):
@@ -166,17 +166,17 @@ def default_ocb(g: ConvGeometry, target: Target) -> int:
 
 
 def two_vector_tiles(target: Target) -> bool:
-    """Do the two-register channel blocks and their measured tiles (below) apply?  They were
-    measured with AVX-512 (16 lanes, 32 registers); 16 registers leave too few for their tiles."""
+    """Do the two-register channel blocks and their fixed tiles (below) apply?  They are sized
+    for AVX-512 (16 lanes, 32 registers); 16 registers leave too few for their tiles."""
     return target.lanes() == 16 and target.vector_registers >= 32
 
 
 def wide_map(g: ConvGeometry) -> bool:
     """A spatial conv over a wide map: two output-channel vectors per input broadcast pay off.
 
-    With two 512-bit FMA ports (Sapphire Rapids) one broadcast load per FMA is more than the
-    load ports deliver; a 32-channel block halves the loads, and a 1x8 pixel tile keeps the
-    16 accumulators in registers.  Measured on the ResNet-50 3x3 layers of 28 and 56 columns.
+    With two 512-bit FMA ports one broadcast load per FMA is more than the load ports deliver;
+    a 32-channel block halves the loads, and a 1x8 pixel tile keeps the 16 accumulators in
+    registers.  Maps of 28 columns and more (ResNet-50's 3x3 layers of 28 and 56 columns) gain.
     """
     return g.groups == 1 and g.R * g.S > 1 and g.K % 32 == 0 and g.OW >= 28
 
@@ -198,12 +198,12 @@ def default_tiles(g: ConvGeometry, ocb: int, target: Target) -> tuple[int, int]:
     Tiles that do not divide the output are allowed (the accumulator is padded), at the price
     of the padded work; the pick maximises useful accumulators per padded work.
     """
-    measured = ocb == 32 and two_vector_tiles(target)
+    measured = ocb == 32 and two_vector_tiles(target)      # the fixed tiles, chosen by timing them
     if measured and wide_map(g):
-        # 7 columns where 8 would pad the row (28 and 56 in ResNet): 0.87-0.89x the time, measured
+        # 7 columns where 8 would pad the row (28 columns): faster than the padded 8
         return 1, (7 if g.OW % 8 and g.OW % 7 == 0 else 8)
     if measured and small_map(g) and g.OW % 7 == 0:
-        return 1, 7                             # measured 0.65-0.87x the time of 16 channels x 2x14
+        return 1, 7                             # faster than 16 channels in a 2x14 tile
     if measured and g.R * g.S == 1:              # a 1x1 conv on a small map: one row of up to 14
         return 1, (g.OW if g.OW <= 14 else largest_divisor(g.OW, 14))
     budget = tile_budget(ocb, target)
@@ -292,8 +292,8 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     one_row = wide_map(g) and ocb == 32 and two_vector_tiles(target)
     ic = (1 if g.sh == 1 else largest_divisor(Cg, 4)) if one_row else largest_divisor(Cg, 16)
     cfg.define_split("tile_ic", Cg, num_outputs=2, max_factor=64, default=[-1, ic])
-    # channels outside the taps: measured 0.72-1.0x the time of taps outside on ResNet-50's and
-    # VGG-19's 3x3 layers (Zen 5), and 16 of the 21 tuned 3x3 configs of three machines chose it
+    # channels outside the taps for spatial convs: never slower than the taps outside on ResNet-50's
+    # and VGG-19's 3x3 layers, and the order most tuned 3x3 configs choose (bench/RESULTS.md)
     cfg.define_knob("reduce_order", list(REDUCE_ORDERS), default="c_rs" if g.R * g.S > 1 else "rs_c")
     cfg.define_knob("out_order", ["oc_outer", "rows_outer"], default="oc_outer")
     # a tile that does not divide the row puts a guard on the lanes of vec_ow (masked stores): use vec_oc

@@ -11,7 +11,7 @@ from autotune.features import LENGTH
 from autotune.scheduler import TaskScheduler
 
 from . import autotune_templates  # noqa: F401  (registers test_vadd: a space of 25 configs at n=16)
-from .test_task_scheduler import FakeMeasurer
+from .fake_measurer import FakeMeasurer
 
 
 def cheap_features(task, index: int) -> np.ndarray:

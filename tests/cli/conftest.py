@@ -8,7 +8,8 @@ import sys
 import time
 
 import pytest
-from .cli_helpers import Result, fake_records, tiny_model, write_log
+from ..tiny_models import fake_records, write_log
+from .cli_helpers import Result
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -41,12 +42,6 @@ def cli(cli_env, tmp_path):
                            capture_output=True, text=True, timeout=timeout)
         return Result(p.returncode, p.stdout, p.stderr)
     return run
-
-
-@pytest.fixture(scope="session")
-def tiny_onnx(tmp_path_factory) -> str:
-    """Path of the tiny two-convolution model."""
-    return tiny_model(tmp_path_factory.mktemp("models") / "tiny.onnx")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from .cli_helpers import fake_records, one_line_error, write_log
+from ..tiny_models import fake_records, write_log
+from .cli_helpers import one_line_error
 
 
 def hostile_lines(good: str) -> list[str]:

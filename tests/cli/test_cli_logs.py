@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .cli_helpers import fake_records, write_log
+from ..tiny_models import fake_records, write_log
 
 
 def test_show_groups_records_by_workload_and_target(cli, tiny_log):

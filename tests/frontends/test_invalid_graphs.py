@@ -7,7 +7,7 @@ from onnx import TensorProto, helper, numpy_helper
 import frontends
 from frontends import ModelError
 
-from .test_onnx_import import tiny, vi
+from .onnx_helpers import tiny, vi
 
 
 def node(op, ins, outs, name):

@@ -5,7 +5,7 @@ from onnx import helper, numpy_helper
 
 import frontends
 
-from .test_onnx_import import tiny, vi
+from .onnx_helpers import tiny, vi
 
 SPECIAL = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1.5, -2.5, 7.0, 3e38, -3e38, 1e-3, -1e-3, 6.0, -6.0,
                     np.nan, 0.25, -0.25], np.float32)

@@ -7,14 +7,7 @@ from onnx import TensorProto, helper, numpy_helper
 import frontends
 from frontends import ModelError, zoo
 
-
-def tiny(nodes, inputs, outputs, inits=(), opset=13):
-    g = helper.make_graph(nodes, "tiny", inputs, outputs, list(inits))
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def vi(name, shape, t=TensorProto.FLOAT):
-    return helper.make_tensor_value_info(name, t, shape)
+from .onnx_helpers import tiny, vi
 
 
 def test_light_models_import_with_static_shapes():

@@ -11,7 +11,7 @@ import pytest
 import te
 from te import cache
 
-from .test_export import add_relu_func
+from .export_helpers import add_relu_func
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,7 @@ import te
 from te import cache, export, runtime
 from te.runtime import LoadError
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-M, K, N = 24, 16, 20
+from .export_helpers import REPO, K, M, N, add_relu_func, check_mm, matmul_kernel, mm_inputs
 
 
 @pytest.fixture(autouse=True)
@@ -24,43 +23,6 @@ def private_cache(tmp_path, monkeypatch):
     """Every test gets its own compile cache, so runs never see each other's objects."""
     monkeypatch.setenv("TILEWISE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("TILEWISE_CACHE", raising=False)
-
-
-def matmul_kernel(name="mm", target=None, parallel=False):
-    A = te.placeholder((M, K), name="A")
-    B = te.placeholder((K, N), name="B")
-    k = te.reduce_axis((0, K), name="k")
-    C = te.compute((M, N), lambda i, j: te.sum(A[i, k] * B[k, j], axis=k), name="C")
-    s = te.create_schedule(C.op)
-    io, ii = s[C].split(C.op.axis[0], factor=4)
-    jo, ji = s[C].split(C.op.axis[1], factor=4)
-    s[C].reorder(io, jo, ii, k, ji)
-    s[C].vectorize(ji)
-    if parallel:
-        s[C].parallel(io)
-    return te.build(s, [A, B, C], target=target, name=name)
-
-
-def add_relu_func(name="add_relu"):
-    """A lowered (not built) function: relu(x + y) on int32 and a float64 scale."""
-    X = te.placeholder((7, 5), dtype="int32", name="X")
-    Y = te.placeholder((7, 5), dtype="int32", name="Y")
-    Z = te.compute((7, 5), lambda i, j: te.max(X[i, j] + Y[i, j], te.const(0, "int32")), name="Z")
-    return te.lower(te.create_schedule(Z.op), [X, Y, Z], name=name)
-
-
-def mm_inputs():
-    rng = np.random.default_rng(7)
-    a = rng.uniform(-1, 1, (M, K)).astype(np.float32)
-    b = rng.uniform(-1, 1, (K, N)).astype(np.float32)
-    return a, b, (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32)
-
-
-def check_mm(fn) -> None:
-    a, b, ref = mm_inputs()
-    c = np.zeros((M, N), np.float32)
-    fn(a, b, c)
-    np.testing.assert_allclose(c, ref, rtol=1e-4, atol=1e-5)
 
 
 def compile_c(tmp_path, source: str, out: str, *args: str) -> str:

@@ -16,7 +16,7 @@ import te
 from te import export, runtime
 from te.runtime import LoadError
 
-from .test_export import REPO, add_relu_func, check_mm, matmul_kernel
+from .export_helpers import REPO, add_relu_func, check_mm, matmul_kernel
 
 
 @pytest.fixture(autouse=True)
@@ -118,7 +118,7 @@ def test_patched_metadata_is_refused(tmp_path):
 def test_model_weights_size_must_match_the_metadata(tmp_path):
     import frontends
 
-    from ..cli.cli_helpers import tiny_model
+    from ..tiny_models import tiny_model
     lib = frontends.build(frontends.from_onnx(tiny_model(tmp_path / "tiny.onnx")))
     lib.export_library(str(tmp_path / "tiny.so"))
     m = te.load_module(tmp_path / "tiny.so")

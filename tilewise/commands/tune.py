@@ -34,8 +34,8 @@ EXAMPLES = """\
 PER_TASK_DEFAULT = 64
 
 # A task whose best has not improved by 1% in this many rounds (of about 8 trials) is left alone.
-# Without it a noisy machine keeps one task "improving" by luck: on 2026-12-02 a ResNet-50 run gave
-# 1,977 of its 3,120 trials to one 1x1 conv whose best crept from 106 to 123 GFLOP/s.
+# Without it a noisy machine keeps one task "improving" by luck, and that task takes most of the
+# trials of a long run while its best creeps up by noise.
 TASK_PATIENCE = 16
 
 

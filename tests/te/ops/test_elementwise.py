@@ -11,17 +11,10 @@ from te import ops
 from te.ops.fastmath import fast_erf, fast_exp, fast_sigmoid, fast_tanh
 from te.ops.injective import vector_lanes
 
+from .build_run import build_run
+
 ELEM = dict(rtol=1e-5, atol=1e-6)
 _erf = np.vectorize(math.erf)
-
-
-def build_run(out, inputs: list, arrays: list):
-    """Schedule out with ops.schedule, build it and run it on arrays; returns the output."""
-    s = ops.schedule([out])
-    f = te.build(s, inputs + [out])
-    res = np.zeros(out.shape, dtype=np.dtype(out.dtype))
-    f(*arrays, res)
-    return res
 
 
 BINARY = {

@@ -5,7 +5,7 @@ import pytest
 import te
 from te import ops
 
-from .test_elementwise import build_run
+from .build_run import build_run
 
 A = np.array([np.nan, 1, 2, -1, np.inf, -np.inf, 0, 9, np.nan, 3], np.float32)
 B = np.array([1, np.nan, 0, 5, -np.inf, np.inf, np.nan, 2, np.nan, -3], np.float32)

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from .cli_helpers import fake_records, write_log
 
 from autotune import shared_logs
+
+from ..tiny_models import fake_records, write_log
 
 OTHER_ISA = "x86_64+sse4.2+avx+avx2+fma+f16c"
 
