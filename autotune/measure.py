@@ -181,25 +181,12 @@ def _run_job(payload: dict) -> dict:
 
     import numpy as np
 
-    from te import llvm_init
-    from te.codegen_llvm import NUM_THREADS_GLOBAL
-    from te.target import num_threads, parse
-    llvm = llvm_init.llvm()
+    from te.jit import JitModule
+    from te.target import parse
     opt: MeasureOption = payload["option"]
-    target = parse(payload["target"])
-    if payload["uses_openmp"]:
-        llvm_init.load_openmp()
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target.new_machine())
-    engine.add_object_file(llvm.ObjectFileRef.from_data(payload["object"]))
-    engine.finalize_object()
-    addr = engine.get_function_address(payload["symbol"])
-    try:
-        nt = engine.get_global_value_address(NUM_THREADS_GLOBAL)
-        ctypes.c_int32.from_address(nt).value = num_threads()
-    except Exception:
-        pass
     specs = payload["specs"]
-    fn = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * len(specs))(addr)
+    jit = JitModule(payload["object"], parse(payload["target"]), payload["uses_openmp"])
+    fn = jit.function(payload["symbol"], len(specs))
     key = payload["workload"]
     _keep_heap()
     packs = any(p for *_, p in specs)

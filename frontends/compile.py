@@ -346,20 +346,12 @@ class GraphLibrary:
     def _compile_jit(self):
         import ctypes
 
-        from te import llvm_init
         from te.build import optimize
-        from te.codegen_llvm import NUM_THREADS_GLOBAL
+        from te.jit import JitModule
         cg = self._module()
-        if cg.uses_openmp:
-            llvm_init.load_openmp()
-        mod = optimize(str(cg.module), self.target)
-        engine = llvm_init.llvm().create_mcjit_compiler(mod, self.target.new_machine())
-        engine.finalize_object()
-        ctypes.c_int32.from_address(engine.get_global_value_address(NUM_THREADS_GLOBAL)).value = \
-            te.runtime.num_threads()
-        fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(
-            engine.get_function_address(te.runtime.MODEL_ENTRY_SYMBOL))
-        self._jit = (engine, fn)
+        jit = JitModule(optimize(str(cg.module), self.target), self.target, cg.uses_openmp)
+        argtypes = [ctypes.c_void_p] * 3                     # (io, params, workspace)
+        self._jit = (jit, jit.function(te.runtime.MODEL_ENTRY_SYMBOL, argtypes=argtypes))
 
     def run(self, **inputs) -> list[np.ndarray]:
         """Run the model in this process; returns the outputs in the model's order."""
