@@ -140,17 +140,20 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeat: int = 20, war
     return {k: Latency(v) for k, v in times.items()}
 
 
-def onnxruntime_session(model, threads: int, spinning: bool = True):
+def onnxruntime_session(model, threads: int | None = None, spinning: bool = True):
     """An ONNX Runtime CPU session on `threads` intra-op threads (model: path, bytes or ModelProto).
 
-    spinning=False stops its idle threads from busy-waiting after a run: needed when its runs
-    alternate with ours, or its spinning threads would take a core from our next run.
+    threads=None keeps ONNX Runtime's default (one per core).  spinning=False stops its idle
+    threads from busy-waiting after a run: needed when its runs alternate with ours, or its
+    spinning threads would take a core from our next run.  This is the one place tilewise makes
+    a session (benchmarks, commands and tests' references), so they all run it the same way.
     """
     import onnxruntime as ort
     opts = ort.SessionOptions()
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.intra_op_num_threads = threads
+    if threads is not None:
+        opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3

@@ -52,7 +52,7 @@ def test_model_kernels_take_their_scratch_from_the_workspace():
             assert len(st.args) == len(f.args)
     x = np.random.default_rng(0).standard_normal(lib.plan.inputs[0]["shape"]).astype(np.float32)
     out = lib.run(**{lib.plan.inputs[0]["name"]: x})
-    import onnxruntime as ort
-    sess = ort.InferenceSession(zoo.mobilenet_block(size=28).SerializeToString(), providers=["CPUExecutionProvider"])
+    from frontends.profile import onnxruntime_session
+    sess = onnxruntime_session(zoo.mobilenet_block(size=28))
     want = sess.run(None, {sess.get_inputs()[0].name: x})
     np.testing.assert_allclose(out[0], want[0], rtol=1e-3, atol=1e-3 * np.abs(want[0]).max())
