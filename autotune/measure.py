@@ -150,20 +150,17 @@ def _inputs(key: str, specs: list, task=None, config=None) -> list:
     config (a pre-packed weight is the same logical weight, packed the candidate's way by the
     task's implementation)."""
     import numpy as np
+
+    from te.runtime import random_array
     st = _RunnerState.inputs.setdefault(key, {})
     arrays = []
     for k, (shape, dtype, written, packed) in enumerate(specs):
         shape = tuple(packed) if packed else tuple(shape)
-        dt = np.dtype(dtype if dtype != "bool" else np.bool_)
+        dt = np.dtype(dtype)
         a = st.get((k, shape, dt.str, written))
         if a is None:
             rng = np.random.default_rng([k, *shape])      # by position and shape: config-independent
-            if written:
-                a = np.zeros(shape, dt)
-            elif dt.kind == "f":
-                a = rng.standard_normal(shape).astype(dt)
-            else:
-                a = rng.integers(0, 3, shape).astype(dt)
+            a = np.zeros(shape, dt) if written else random_array(rng, shape, dt)
             st[(k, shape, dt.str, written)] = a
         if packed:
             # only the last candidate's packing is kept: a packed weight per config would pile up

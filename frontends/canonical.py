@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .dtypes import onnx_elem_type
 from .fold import fold
 from .graph import Node, TensorInfo
 
@@ -22,11 +23,6 @@ SHAPE_ONLY = frozenset({"Shape", "Size", "EyeLike"})
 def _truthy(v) -> bool:
     a = np.asarray(v).reshape(-1)
     return bool(a[0]) if a.size else False
-
-
-def _np_to_onnx(dt) -> int:
-    import onnx
-    return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dt))
 
 
 class _Emit:
@@ -87,7 +83,7 @@ def _rewrite(n: Node, infos: dict, consts: dict, opset: int) -> list[Node]:
         if n.inputs[0] in consts:
             consts[n.outputs[0]] = consts[n.inputs[0]].astype(dtype)
             return []
-        return [Node("Cast", n.name, n.inputs[:1], n.outputs[:1], {"to": _np_to_onnx(dtype)})]
+        return [Node("Cast", n.name, n.inputs[:1], n.outputs[:1], {"to": onnx_elem_type(dtype)})]
     used = [o for o in n.outputs[1:] if o]
     x = infos.get(n.inputs[0]) if n.inputs and n.inputs[0] else None
     if x is None:

@@ -60,7 +60,7 @@ class ModelPlan:
 
 
 def _size(shape, dtype) -> int:
-    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype if dtype != "bool" else np.bool_).itemsize
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
 
 
 def _align(n: int) -> int:

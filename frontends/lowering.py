@@ -18,6 +18,8 @@ from typing import Callable
 
 import numpy as np
 
+from .dtypes import ONNX_DTYPES
+
 LOWER: dict[str, Callable] = {}
 ANCHORS: dict[str, Callable] = {}
 CHECKS: dict[str, Callable] = {}
@@ -234,7 +236,6 @@ def _clip(node, ins, attrs, opset):
 
 @lowers("Cast")
 def _cast(node, ins, attrs, opset):
-    from .onnx import ONNX_DTYPES
     return [_ops().cast(ins[0], ONNX_DTYPES[attrs["to"]], name=node.name)]
 
 
@@ -246,7 +247,6 @@ def _cast_like(node, ins, attrs, opset):
 
 @checks("Cast")
 def _check_cast(node, ins, opset):
-    from .onnx import ONNX_DTYPES
     if node.attrs.get("to") not in ONNX_DTYPES:
         return f"casting to ONNX type {node.attrs.get('to')} is not supported"
     return None

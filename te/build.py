@@ -69,7 +69,7 @@ def build(sch: Schedule | LoweredFunc, args: list | None = None, target=None,
 def arg_specs(func: LoweredFunc) -> list[ArgSpec]:
     """Name, shape, dtype and written-or-not of each argument of a lowered function."""
     written = {id(s.buffer) for s in walk_stmt(func.body) if isinstance(s, Store)}
-    return [ArgSpec(b.name, tuple(b.shape), np.dtype(b.dtype if b.dtype != "bool" else np.bool_),
+    return [ArgSpec(b.name, tuple(b.shape), np.dtype(b.dtype),
                     id(b) in written) for b in func.args]
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-_NP_TO_ONNX = {np.dtype("float32"): 1, np.dtype("int64"): 7, np.dtype("int32"): 6}
+from frontends.dtypes import onnx_elem_type
 
 
 def run_node(op_type: str, inputs: dict[str, np.ndarray], opset: int = 19, n_outputs: int = 1,
@@ -20,7 +20,7 @@ def run_node(op_type: str, inputs: dict[str, np.ndarray], opset: int = 19, n_out
     node = helper.make_node(op_type, names, outs, **attrs)
     graph = helper.make_graph(
         [node], "one_node",
-        [helper.make_tensor_value_info(n, _NP_TO_ONNX[a.dtype], a.shape) for n, a in inputs.items()],
+        [helper.make_tensor_value_info(n, onnx_elem_type(a.dtype), a.shape) for n, a in inputs.items()],
         [helper.make_tensor_value_info(o, 1, None) for o in outs])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     return onnxruntime_session(model, threads=1).run(None, dict(inputs))
