@@ -20,7 +20,8 @@ from .graph import Node, TensorInfo
 SHAPE_ONLY = frozenset({"Shape", "Size", "EyeLike"})
 
 
-def _truthy(v) -> bool:
+def truthy(v) -> bool:
+    """An ONNX flag's value, given as an attribute or a constant input (a number or an array)."""
     a = np.asarray(v).reshape(-1)
     return bool(a[0]) if a.size else False
 
@@ -101,7 +102,7 @@ def _rewrite(n: Node, infos: dict, consts: dict, opset: int) -> list[Node]:
     if n.op == "Split":
         return _split_to_slices(n, x.shape)
     if n.op == "Dropout" and used and n.outputs[1] in infos and (
-            not _truthy(n.attrs.get("training_mode", False))
+            not truthy(n.attrs.get("training_mode", False))
             or float(np.asarray(n.attrs.get("ratio", 0.5)).reshape(-1)[0]) == 0):
         # nothing is dropped: the mask is all true
         consts[n.outputs[1]] = np.ones(infos[n.outputs[1]].shape, np.bool_)

@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from .canonical import truthy
 from .dtypes import ONNX_DTYPES
 
 LOWER: dict[str, Callable] = {}
@@ -67,11 +68,6 @@ def _ints(v) -> list[int]:
 def _str(v, default: str) -> str:
     v = default if v is None else v
     return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _truthy(v) -> bool:
-    a = np.asarray(v).reshape(-1)
-    return bool(a[0]) if a.size else False
 
 
 def _dtype(x) -> str | None:
@@ -149,7 +145,7 @@ def _identity(node, ins, attrs, opset):
 @checks("Dropout")
 def _check_dropout(node, ins, opset):
     ratio = node.attrs.get("ratio", 0.5)
-    if _truthy(node.attrs.get("training_mode", False)) and float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
+    if truthy(node.attrs.get("training_mode", False)) and float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
         return "Dropout in training mode is not supported (inference only)"
     return None
 
@@ -280,7 +276,7 @@ def _bn(node, ins, attrs, opset):
 
 @checks("BatchNormalization")
 def _check_bn(node, ins, opset):
-    if _truthy(node.attrs.get("training_mode", 0)) or any(node.outputs[1:]):
+    if truthy(node.attrs.get("training_mode", 0)) or any(node.outputs[1:]):
         return "BatchNormalization in training mode is not supported (inference only)"
     c = ins[0].shape[1] if len(ins[0].shape) > 1 else None
     if any(i is None or i.shape != (c,) for i in ins[1:5]):
