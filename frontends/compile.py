@@ -143,13 +143,14 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int, target: Target, cho
         env[v] = p
         placeholders.append(p)
     for n in grp.nodes:
-        n.out_shapes = [g.info(o).shape for o in n.outputs if o]
         ins = [env[i] if i else None for i in n.inputs]
+        out_shapes = [g.info(o).shape for o in n.outputs if o]
         try:
             if n.op in ANCHORS:
-                outs = ANCHORS[n.op](n, ins, n.attrs, opset, target, choice if n is grp.master else None)
+                outs = ANCHORS[n.op](n, ins, n.attrs, opset, out_shapes, target,
+                                     choice if n is grp.master else None)
             else:
-                outs = LOWER[n.op](n, ins, n.attrs, opset)
+                outs = LOWER[n.op](n, ins, n.attrs, opset, out_shapes)
         except Exception as e:
             raise type(e)(f"node {n.name} ({n.op}): {e}") from e
         for o, t in zip(n.outputs, outs):
