@@ -39,7 +39,7 @@ ALIGN = 64
 
 
 @dataclass
-class Step:
+class KernelCall:
     """One kernel call of the model: which kernel, where each argument lives, the nodes it runs."""
     kernel: str
     args: list[tuple[str, int]]       # (space, index-or-offset): ("io", i) | ("param", off) | ("ws", off)
@@ -52,7 +52,7 @@ class ModelPlan:
     """What the entry point does: kernels, calls, buffer placement, I/O signature."""
     inputs: list[dict]
     outputs: list[dict]
-    steps: list[Step]
+    steps: list[KernelCall]
     param_bytes: int
     workspace_bytes: int
     funcs: list = field(default_factory=list)          # LoweredFunc per distinct kernel
@@ -170,7 +170,7 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int, target: Target, cho
 class Kernels:
     """The lowering's result: distinct kernels, and per group its call (kernel, argument values)."""
     funcs: dict = field(default_factory=dict)          # kernel name -> LoweredFunc
-    calls: list[Step] = field(default_factory=list)    # args still empty: bind_arguments fills them
+    calls: list[KernelCall] = field(default_factory=list)   # args still empty: bind_arguments fills them
     values: list[list[str]] = field(default_factory=list)   # per call, the values it passes
     scratch: dict[str, int] = field(default_factory=dict)    # a call's scratch buffer -> bytes
     records: dict = field(default_factory=dict)        # workload -> tuning record used
@@ -200,7 +200,8 @@ def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, hist
             extra.append(f"{kname}#scratch{j}@{gi}")
             ks.scratch[extra[-1]] = _size(b.shape, b.dtype)
         ks.values.append(arg_values + [grp.output] + extra)
-        ks.calls.append(Step(kname, [], [n.name for n in grp.nodes], choice.task if choice is not None else None))
+        task = choice.task if choice is not None else None
+        ks.calls.append(KernelCall(kname, [], [n.name for n in grp.nodes], task))
     return ks
 
 
@@ -267,7 +268,7 @@ def io_slots(g: Graph) -> tuple[dict[str, int], list[tuple[str, int]]]:
 
 
 def bind_arguments(g: Graph, ks: Kernels, io_index: dict[str, int], copies: list, param_off: dict[str, int],
-                   ws_off: dict[str, int]) -> list[Step]:
+                   ws_off: dict[str, int]) -> list[KernelCall]:
     """Every call's arguments as (space, offset), then the copies of outputs that no kernel writes."""
     steps = ks.calls
     for st, vals in zip(steps, ks.values):
@@ -281,12 +282,12 @@ def bind_arguments(g: Graph, ks: Kernels, io_index: dict[str, int], copies: list
     for src, dst in copies:
         info = g.info(src)
         where = ("param", param_off[src]) if src in g.constants else ("io", io_index[src])
-        steps.append(Step(MEMCPY, [where, ("io", dst), ("bytes", _size(info.shape, info.dtype))], [src]))
+        steps.append(KernelCall(MEMCPY, [where, ("io", dst), ("bytes", _size(info.shape, info.dtype))], [src]))
     return steps
 
 
-def plan(graph: Graph, target: Target, opset: int, history=None,
-         layout: str | None = None) -> tuple[ModelPlan, Graph, dict]:
+def plan_model(graph: Graph, target: Target, opset: int, history=None,
+               layout: str | None = None) -> tuple[ModelPlan, Graph, dict]:
     """The model's plan: passes and fusion, then the four steps below; returns (plan, the graph
     after passes with its packed constants, params offsets)."""
     g = run_passes(graph, layout)
@@ -383,7 +384,7 @@ def build(graph: Graph, target=None, logs=None, layout: str | None = None) -> Gr
     if logs:
         import autotune
         history = autotune.apply_history_best(logs)
-    mp, g, param_off = plan(graph, tgt, opset, history, layout)
+    mp, g, param_off = plan_model(graph, tgt, opset, history, layout)
     lib = GraphLibrary(graph, mp, g, param_off, tgt, records=mp.records)
     log.info("built %s: %s, %d tuned kernel(s), in %.1f s", graph.name, lib.summary(), len(mp.records),
              time.perf_counter() - t0)

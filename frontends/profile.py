@@ -202,13 +202,13 @@ def profile_kernels(graph: Graph, target=None, logs=None, repeat: int = 5, min_t
     from te.runtime import random_array
     from te.target import parse
 
-    from .compile import plan
+    from .compile import plan_model
     tgt = parse(target)
     history = None
     if logs:
         import autotune
         history = autotune.apply_history_best(logs)
-    mp, g, _ = plan(graph, tgt, getattr(graph, "opset", 13), history)
+    mp, g, _ = plan_model(graph, tgt, getattr(graph, "opset", 13), history)
     nodes = {n.name: n for n in g.nodes}
     calls: dict[str, list[list[Node]]] = {}
     for st in mp.steps:

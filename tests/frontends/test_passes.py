@@ -91,11 +91,11 @@ def test_fused_groups_run_after_all_their_inputs(rng):
 def test_conv_weights_are_packed_at_build_time(rng, tmp_path):
     """The build stores the direct conv's weights in the kernel's layout; no packing runs per call."""
     import te
-    from frontends.compile import plan
+    from frontends.compile import plan_model
     from te.printer import func_str
     m, _ = conv_bn_model(rng)
     g = frontends.from_onnx(m)
-    mp, pg, param_off = plan(g, te.target.host(), 13)
+    mp, pg, param_off = plan_model(g, te.target.host(), 13)
     packed = [v for v in param_off if "::conv2d.direct" in v]
     assert len(packed) == 1 and pg.constants[packed[0]].ndim == 5
     # the OIHW original is not shipped, and the kernel does not pack
