@@ -111,7 +111,7 @@ def fc_bandwidth() -> None:
     """AlexNet's Gemm kernels at batch 1 read each weight once: GB/s of that traffic, side by side
     with numpy (OpenBLAS) computing the same matrix-vector products, against the measured bandwidth."""
     from frontends.profile import profile_kernels, time_calls
-    from tilewise.machine import ceilings
+    from tilewise.ceilings import ceilings
     bw = ceilings().bandwidth_gbs
     g = frontends.from_onnx(load("bvlc_alexnet"))
     gemms = [n for n in g.nodes if n.op == "Gemm"]
