@@ -146,7 +146,7 @@ def _type_problems(g, raw: list, infos: dict, consts: dict, opset: int) -> list[
                 break
     for o in g.output:
         declared = o.type.tensor_type.elem_type if o.type.HasField("tensor_type") else 0
-        if declared and dtype(o.name) and onnx_elem_type(np.dtype(dtype(o.name))) != declared:
+        if declared and dtype(o.name) and onnx_elem_type(dtype(o.name)) != declared:
             problems.append(f"output '{o.name}': the model declares {_type_name(o.type)}, but it is computed "
                             f"as {dtype(o.name)}")
     return problems
@@ -406,7 +406,7 @@ def _raw_shapes(m, graph: Graph, nodes: list, consts: dict) -> dict:
     inits = [numpy_helper.from_array(v, k) for k, v in consts.items() if k in used and v.size <= 4096]
     big = [helper.make_tensor_value_info(k, onnx_elem_type(v.dtype), list(v.shape)) for k, v in consts.items()
            if k in used and v.size > 4096]
-    ins = [helper.make_tensor_value_info(i.name, onnx_elem_type(np.dtype(i.dtype)), list(i.shape))
+    ins = [helper.make_tensor_value_info(i.name, onnx_elem_type(i.dtype), list(i.shape))
            for i in graph.inputs]
     g2 = helper.make_graph(nodes, "partial", ins + big, list(m.graph.output), inits)
     m2 = helper.make_model(g2, opset_imports=list(m.opset_import), ir_version=max(m.ir_version, 7))
