@@ -13,7 +13,8 @@ import ctypes
 
 from . import llvm_init
 from .codegen_llvm import NUM_THREADS_GLOBAL
-from .target import Target, num_threads
+from .runtime import num_threads
+from .target import Target
 
 
 class JitModule:
