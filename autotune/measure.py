@@ -174,8 +174,6 @@ def _inputs(key: str, specs: list, task=None, config=None) -> list:
 
 def _run_job(payload: dict) -> dict:
     """In the runner: load the object, check the answer, time it."""
-    import ctypes
-
     import numpy as np
 
     from te.jit import JitModule
