@@ -150,20 +150,17 @@ def _inputs(key: str, specs: list, task=None, config=None) -> list:
     config (a pre-packed weight is the same logical weight, packed the candidate's way by the
     task's implementation)."""
     import numpy as np
+
+    from te.runtime import random_array
     st = _RunnerState.inputs.setdefault(key, {})
     arrays = []
     for k, (shape, dtype, written, packed) in enumerate(specs):
         shape = tuple(packed) if packed else tuple(shape)
-        dt = np.dtype(dtype if dtype != "bool" else np.bool_)
+        dt = np.dtype(dtype)
         a = st.get((k, shape, dt.str, written))
         if a is None:
             rng = np.random.default_rng([k, *shape])      # by position and shape: config-independent
-            if written:
-                a = np.zeros(shape, dt)
-            elif dt.kind == "f":
-                a = rng.standard_normal(shape).astype(dt)
-            else:
-                a = rng.integers(0, 3, shape).astype(dt)
+            a = np.zeros(shape, dt) if written else random_array(rng, shape, dt)
             st[(k, shape, dt.str, written)] = a
         if packed:
             # only the last candidate's packing is kept: a packed weight per config would pile up
@@ -177,29 +174,14 @@ def _inputs(key: str, specs: list, task=None, config=None) -> list:
 
 def _run_job(payload: dict) -> dict:
     """In the runner: load the object, check the answer, time it."""
-    import ctypes
-
     import numpy as np
 
-    from te import llvm_init
-    from te.codegen_llvm import NUM_THREADS_GLOBAL
-    from te.target import num_threads, parse
-    llvm = llvm_init.llvm()
+    from te.jit import JitModule
+    from te.target import parse
     opt: MeasureOption = payload["option"]
-    target = parse(payload["target"])
-    if payload["uses_openmp"]:
-        llvm_init.load_openmp()
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target.new_machine())
-    engine.add_object_file(llvm.ObjectFileRef.from_data(payload["object"]))
-    engine.finalize_object()
-    addr = engine.get_function_address(payload["symbol"])
-    try:
-        nt = engine.get_global_value_address(NUM_THREADS_GLOBAL)
-        ctypes.c_int32.from_address(nt).value = num_threads()
-    except Exception:
-        pass
     specs = payload["specs"]
-    fn = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * len(specs))(addr)
+    jit = JitModule(payload["object"], parse(payload["target"]), payload["uses_openmp"])
+    fn = jit.function(payload["symbol"], len(specs))
     key = payload["workload"]
     _keep_heap()
     packs = any(p for *_, p in specs)

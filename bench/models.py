@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import frontends                                          # noqa: E402
 from frontends import zoo                                 # noqa: E402
 from autotune.shared_logs import find_logs                # noqa: E402
-from frontends.profile import onnxruntime_session, time_interleaved  # noqa: E402
+from frontends.profile import onnxruntime_session, random_inputs, time_interleaved  # noqa: E402
 from te.target import host                                # noqa: E402
 from common import env_note, table, time_call             # noqa: E402
 
@@ -61,8 +61,7 @@ def main() -> None:
     for name in a.models.split(","):
         model = load(name)
         g = frontends.from_onnx(model)
-        x = np.random.default_rng(0).standard_normal(g.inputs[0].shape).astype(np.float32)
-        feed = {g.inputs[0].name: x}
+        feed = random_inputs([{"name": i.name, "shape": i.shape, "dtype": i.dtype} for i in g.inputs[:1]])
         # ONNX Runtime's threads must not spin between its runs: the runs alternate with ours
         sess = onnxruntime_session(model, threads=2, spinning=False)
         fns = {"ort": lambda: sess.run(None, feed)}
@@ -112,7 +111,7 @@ def fc_bandwidth() -> None:
     """AlexNet's Gemm kernels at batch 1 read each weight once: GB/s of that traffic, side by side
     with numpy (OpenBLAS) computing the same matrix-vector products, against the measured bandwidth."""
     from frontends.profile import profile_kernels, time_calls
-    from tilewise.machine import ceilings
+    from tilewise.ceilings import ceilings
     bw = ceilings().bandwidth_gbs
     g = frontends.from_onnx(load("bvlc_alexnet"))
     gemms = [n for n in g.nodes if n.op == "Gemm"]

@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import te                                                        # noqa: E402
+from frontends.profile import onnxruntime_session                # noqa: E402
 from te import machine, ops                                      # noqa: E402
 from te.ops.conv2d import geometry                               # noqa: E402
 from te.ops.conv2d_nchwc import (default_blocks, pack_conv_weight_numpy,  # noqa: E402
@@ -152,14 +153,6 @@ class Result:
     error: float | None = None
 
 
-def _ort_session(model, threads: int):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-
-
 def measure(case: Case, threads: int, repeats: int, seconds: float, rng, stat: str = "median") -> Result:
     """Build the default schedule, check it against ORT/numpy, and time all three."""
     logical = case.params.get("logical", case.inputs)
@@ -178,7 +171,7 @@ def measure(case: Case, threads: int, repeats: int, seconds: float, rng, stat: s
     reference = None
     if case.onnx is not None:
         model, inputs = case.onnx(*arrays)
-        sess = _ort_session(model, threads)
+        sess = onnxruntime_session(model, threads)
         feeds = {n: a for n, a in inputs.items()}
         reference = sess.run(None, feeds)[0]
         res.ort = time_call(lambda: sess.run(None, feeds), **tc)[stat]

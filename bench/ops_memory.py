@@ -25,6 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import te                                            # noqa: E402
+from frontends.profile import onnxruntime_session    # noqa: E402
 from te import machine, ops                          # noqa: E402
 from common import env_note, table, time_call        # noqa: E402
 
@@ -110,7 +111,6 @@ CASES = [
 
 def ort_session(case: Case, arrays: list):
     """An ONNX Runtime session running the case's one-node model, and its feed dict."""
-    import onnxruntime as ort
     from onnx import helper, numpy_helper
 
     op_type, attrs, opset, extra = case.onnx
@@ -125,9 +125,7 @@ def ort_session(case: Case, arrays: list):
                               [helper.make_tensor_value_info(n, 1, a.shape) for n, a in zip(names, arrays)],
                               [helper.make_tensor_value_info("y", 1, None)], initializer=consts)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = ORT_THREADS
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = onnxruntime_session(model, ORT_THREADS)
     return sess, dict(zip(names, arrays))
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import autotune                                      # noqa: E402
+from frontends.profile import onnxruntime_session    # noqa: E402
 from te import machine                               # noqa: E402
 from common import env_note, numpy_threads, table, time_call   # noqa: E402
 
@@ -66,7 +67,6 @@ def reference(name: str, args) -> tuple[str, float]:
             t = time_call(np.matmul, a, b)["median"]
         return "numpy", 2.0 * M * N * K / t / 1e9
     import onnx
-    import onnxruntime as ort
     from onnx import TensorProto, helper
     (n, c, h, w), (k, _, r, s), strides, pads, dil, groups, _ = args
     oh = (h + pads[0] + pads[2] - (r - 1) * dil[0] - 1) // strides[0] + 1
@@ -78,9 +78,7 @@ def reference(name: str, args) -> tuple[str, float]:
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, k, oh, ow])],
                           [onnx.numpy_helper.from_array(wt, "w")])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = onnxruntime_session(model, 2)
     x = np.random.rand(n, c, h, w).astype(np.float32)
     t = time_call(lambda: sess.run(None, {"x": x}))["median"]
     return "onnxruntime", 2.0 * n * k * oh * ow * (c // groups) * r * s / t / 1e9

@@ -9,7 +9,7 @@ On a shared machine a tuner's "best seen" is the maximum of many single noisy ti
 grows with the number of trials even among configs that run equally fast, and one run of
 bench/tune.py says little about which tuner searches better.  Here every config of the space is
 timed in three passes (every other one in reverse order); the median of all its timings is its true
-speed.  The tuners then run many times on a ReplayMeasurer that answers each measurement with one
+speed.  The tuners then run many times on a TableMeasurer that answers each measurement with one
 of the config's recorded passes, drawn at random: the same noise, nothing timed, and each
 tuner's answer judged by its true speed.
 """
@@ -23,26 +23,26 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import autotune                                      # noqa: E402
-from autotune.replay import ReplayMeasurer, ReplayTable   # noqa: E402
+from autotune.timing_table import TableMeasurer, TimingTable   # noqa: E402
 from common import env_note, table                  # noqa: E402
 
 TASK = ("matmul", (1024, 1024, 1024, "float32"))
 
 
-def replay(tuner_cls, task, tab: ReplayTable, trials: int, seed: int) -> tuple[list[int], int]:
+def replay(tuner_cls, task, tab: TimingTable, trials: int, seed: int) -> tuple[list[int], int]:
     """The configs the tuner measured, in order, and its answer after its final check."""
     order: list[int] = []
     tuner = tuner_cls(task, seed=seed)
     top = tuner.verify_top
     tuner.verify_top = 0                       # the search alone first, then the final check
-    with ReplayMeasurer(tab, seed=10_000 + seed) as m:
+    with TableMeasurer(tab, seed=10_000 + seed) as m:
         tuner.tune(trials, measurer=m, callbacks=[lambda t, idx, recs: order.extend(idx)])
         tuner.verify_top = top
         tuner.verify(m)
     return order, tuner.best_config.index
 
 
-def noise(tab: ReplayTable) -> tuple[int, float, float]:
+def noise(tab: TimingTable) -> tuple[int, float, float]:
     """Configs within 2% of the best, and the 10th/90th percentile of the ratio between a
     config's two passes among the configs within 20% of the best."""
     _, best = tab.best()
@@ -54,7 +54,7 @@ def noise(tab: ReplayTable) -> tuple[int, float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--table", help="replay table: measured and saved there if missing, else reused")
+    ap.add_argument("--table", help="timing table: measured and saved there if missing, else reused")
     ap.add_argument("--seeds", type=int, default=50, help="replays of each tuner (default 50)")
     ap.add_argument("--passes", type=int, default=3, help="timings of every config when measuring the table (default 3)")
     ap.add_argument("--trials", type=int, default=64, help="XGBTuner trials (default 64)")
@@ -63,21 +63,21 @@ def main() -> None:
     print(env_note())
     task = autotune.create_task(*TASK)
     if a.table and os.path.exists(a.table):
-        tab = ReplayTable.load(a.table)
+        tab = TimingTable.load(a.table)
         if tab.workload != task.workload_key:
             ap.error(f"{a.table} holds {tab.workload}, not {task.workload_key}")
-        print(f"replay table {a.table}: {len(tab.costs)} configs, measured on {tab.isa}")
+        print(f"timing table {a.table}: {len(tab.costs)} configs, measured on {tab.isa}")
     else:
         t0 = time.time()
 
         def progress(done, total):
             print(f"\rmeasuring the whole space, {a.passes} passes: {done}/{total}, {time.time() - t0:.0f} s",
                   end="", flush=True)
-        tab = ReplayTable.measure(task, range(len(task.config_space)), passes=a.passes, progress=progress)
+        tab = TimingTable.measure(task, range(len(task.config_space)), passes=a.passes, progress=progress)
         print()
         if a.table:
             tab.save(a.table)
-            print(f"replay table saved to {a.table}")
+            print(f"timing table saved to {a.table}")
     best_i, best = tab.best()
     near, lo, hi = noise(tab)
     print(f"space: {len(tab.costs)} configs; the fastest on all its timings {best:.0f} GFLOP/s (config {best_i}); "

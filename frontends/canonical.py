@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .dtypes import onnx_elem_type
 from .fold import fold
 from .graph import Node, TensorInfo
 
@@ -19,14 +20,10 @@ from .graph import Node, TensorInfo
 SHAPE_ONLY = frozenset({"Shape", "Size", "EyeLike"})
 
 
-def _truthy(v) -> bool:
+def truthy(v) -> bool:
+    """An ONNX flag's value, given as an attribute or a constant input (a number or an array)."""
     a = np.asarray(v).reshape(-1)
     return bool(a[0]) if a.size else False
-
-
-def _np_to_onnx(dt) -> int:
-    import onnx
-    return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dt))
 
 
 class _Emit:
@@ -87,7 +84,7 @@ def _rewrite(n: Node, infos: dict, consts: dict, opset: int) -> list[Node]:
         if n.inputs[0] in consts:
             consts[n.outputs[0]] = consts[n.inputs[0]].astype(dtype)
             return []
-        return [Node("Cast", n.name, n.inputs[:1], n.outputs[:1], {"to": _np_to_onnx(dtype)})]
+        return [Node("Cast", n.name, n.inputs[:1], n.outputs[:1], {"to": onnx_elem_type(dtype)})]
     used = [o for o in n.outputs[1:] if o]
     x = infos.get(n.inputs[0]) if n.inputs and n.inputs[0] else None
     if x is None:
@@ -105,7 +102,7 @@ def _rewrite(n: Node, infos: dict, consts: dict, opset: int) -> list[Node]:
     if n.op == "Split":
         return _split_to_slices(n, x.shape)
     if n.op == "Dropout" and used and n.outputs[1] in infos and (
-            not _truthy(n.attrs.get("training_mode", False))
+            not truthy(n.attrs.get("training_mode", False))
             or float(np.asarray(n.attrs.get("ratio", 0.5)).reshape(-1)[0]) == 0):
         # nothing is dropped: the mask is all true
         consts[n.outputs[1]] = np.ones(infos[n.outputs[1]].shape, np.bool_)

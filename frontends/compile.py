@@ -39,7 +39,7 @@ ALIGN = 64
 
 
 @dataclass
-class Step:
+class KernelCall:
     """One kernel call of the model: which kernel, where each argument lives, the nodes it runs."""
     kernel: str
     args: list[tuple[str, int]]       # (space, index-or-offset): ("io", i) | ("param", off) | ("ws", off)
@@ -52,7 +52,7 @@ class ModelPlan:
     """What the entry point does: kernels, calls, buffer placement, I/O signature."""
     inputs: list[dict]
     outputs: list[dict]
-    steps: list[Step]
+    steps: list[KernelCall]
     param_bytes: int
     workspace_bytes: int
     funcs: list = field(default_factory=list)          # LoweredFunc per distinct kernel
@@ -60,7 +60,7 @@ class ModelPlan:
 
 
 def _size(shape, dtype) -> int:
-    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype if dtype != "bool" else np.bool_).itemsize
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
 
 
 def _align(n: int) -> int:
@@ -143,13 +143,14 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int, target: Target, cho
         env[v] = p
         placeholders.append(p)
     for n in grp.nodes:
-        n.out_shapes = [g.info(o).shape for o in n.outputs if o]
         ins = [env[i] if i else None for i in n.inputs]
+        out_shapes = [g.info(o).shape for o in n.outputs if o]
         try:
             if n.op in ANCHORS:
-                outs = ANCHORS[n.op](n, ins, n.attrs, opset, target, choice if n is grp.master else None)
+                outs = ANCHORS[n.op](n, ins, n.attrs, opset, out_shapes, target,
+                                     choice if n is grp.master else None)
             else:
-                outs = LOWER[n.op](n, ins, n.attrs, opset)
+                outs = LOWER[n.op](n, ins, n.attrs, opset, out_shapes)
         except Exception as e:
             raise type(e)(f"node {n.name} ({n.op}): {e}") from e
         for o, t in zip(n.outputs, outs):
@@ -169,7 +170,7 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int, target: Target, cho
 class Kernels:
     """The lowering's result: distinct kernels, and per group its call (kernel, argument values)."""
     funcs: dict = field(default_factory=dict)          # kernel name -> LoweredFunc
-    calls: list[Step] = field(default_factory=list)    # args still empty: bind_arguments fills them
+    calls: list[KernelCall] = field(default_factory=list)   # args still empty: bind_arguments fills them
     values: list[list[str]] = field(default_factory=list)   # per call, the values it passes
     scratch: dict[str, int] = field(default_factory=dict)    # a call's scratch buffer -> bytes
     records: dict = field(default_factory=dict)        # workload -> tuning record used
@@ -199,7 +200,8 @@ def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, hist
             extra.append(f"{kname}#scratch{j}@{gi}")
             ks.scratch[extra[-1]] = _size(b.shape, b.dtype)
         ks.values.append(arg_values + [grp.output] + extra)
-        ks.calls.append(Step(kname, [], [n.name for n in grp.nodes], choice.task if choice is not None else None))
+        task = choice.task if choice is not None else None
+        ks.calls.append(KernelCall(kname, [], [n.name for n in grp.nodes], task))
     return ks
 
 
@@ -266,7 +268,7 @@ def io_slots(g: Graph) -> tuple[dict[str, int], list[tuple[str, int]]]:
 
 
 def bind_arguments(g: Graph, ks: Kernels, io_index: dict[str, int], copies: list, param_off: dict[str, int],
-                   ws_off: dict[str, int]) -> list[Step]:
+                   ws_off: dict[str, int]) -> list[KernelCall]:
     """Every call's arguments as (space, offset), then the copies of outputs that no kernel writes."""
     steps = ks.calls
     for st, vals in zip(steps, ks.values):
@@ -280,12 +282,12 @@ def bind_arguments(g: Graph, ks: Kernels, io_index: dict[str, int], copies: list
     for src, dst in copies:
         info = g.info(src)
         where = ("param", param_off[src]) if src in g.constants else ("io", io_index[src])
-        steps.append(Step(MEMCPY, [where, ("io", dst), ("bytes", _size(info.shape, info.dtype))], [src]))
+        steps.append(KernelCall(MEMCPY, [where, ("io", dst), ("bytes", _size(info.shape, info.dtype))], [src]))
     return steps
 
 
-def plan(graph: Graph, target: Target, opset: int, history=None,
-         layout: str | None = None) -> tuple[ModelPlan, Graph, dict]:
+def plan_model(graph: Graph, target: Target, opset: int, history=None,
+               layout: str | None = None) -> tuple[ModelPlan, Graph, dict]:
     """The model's plan: passes and fusion, then the four steps below; returns (plan, the graph
     after passes with its packed constants, params offsets)."""
     g = run_passes(graph, layout, target)
@@ -346,20 +348,12 @@ class GraphLibrary:
     def _compile_jit(self):
         import ctypes
 
-        from te import llvm_init
         from te.build import optimize
-        from te.codegen_llvm import NUM_THREADS_GLOBAL
+        from te.jit import JitModule
         cg = self._module()
-        if cg.uses_openmp:
-            llvm_init.load_openmp()
-        mod = optimize(str(cg.module), self.target)
-        engine = llvm_init.llvm().create_mcjit_compiler(mod, self.target.new_machine())
-        engine.finalize_object()
-        ctypes.c_int32.from_address(engine.get_global_value_address(NUM_THREADS_GLOBAL)).value = \
-            te.runtime.num_threads()
-        fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(
-            engine.get_function_address(te.runtime.MODEL_ENTRY_SYMBOL))
-        self._jit = (engine, fn)
+        jit = JitModule(optimize(str(cg.module), self.target), self.target, cg.uses_openmp)
+        argtypes = [ctypes.c_void_p] * 3                     # (io, params, workspace)
+        self._jit = (jit, jit.function(te.runtime.MODEL_ENTRY_SYMBOL, argtypes=argtypes))
 
     def run(self, **inputs) -> list[np.ndarray]:
         """Run the model in this process; returns the outputs in the model's order."""
@@ -390,7 +384,7 @@ def build(graph: Graph, target=None, logs=None, layout: str | None = None) -> Gr
     if logs:
         import autotune
         history = autotune.apply_history_best(logs)
-    mp, g, param_off = plan(graph, tgt, opset, history, layout)
+    mp, g, param_off = plan_model(graph, tgt, opset, history, layout)
     lib = GraphLibrary(graph, mp, g, param_off, tgt, records=mp.records)
     log.info("built %s: %s, %d tuned kernel(s), in %.1f s", graph.name, lib.summary(), len(mp.records),
              time.perf_counter() - t0)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper, numpy_helper
 
-ONNX_TO_NP = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32, 7: np.int64,
-              9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64, 4: np.uint16}
+from .dtypes import ONNX_TO_NUMPY
+
 
 
 def _axes(attrs, inputs, idx):
@@ -42,7 +42,7 @@ def _reshape(x, shape, allowzero=0):
 
 
 def _cast(x, attrs):
-    return x.astype(ONNX_TO_NP[attrs["to"]])
+    return x.astype(ONNX_TO_NUMPY[attrs["to"]])
 
 
 def _constant(attrs):
@@ -83,7 +83,7 @@ FOLD = {
     "Shape": lambda i, a: [np.array(i[0].shape, np.int64)[a.get("start", 0):a.get("end", None)]],
     "Size": lambda i, a: [np.array(i[0].size, np.int64)],
     "EyeLike": lambda i, a: [np.eye(*i[0].shape, k=a.get("k", 0),
-                                    dtype=ONNX_TO_NP[a["dtype"]] if "dtype" in a else i[0].dtype)],
+                                    dtype=ONNX_TO_NUMPY[a["dtype"]] if "dtype" in a else i[0].dtype)],
     "Gather": lambda i, a: [_gather(i[0], i[1], a.get("axis", 0))],
     "Unsqueeze": lambda i, a: [np.expand_dims(i[0], tuple(sorted(
         ax % (i[0].ndim + len(_axes(a, i, 1))) for ax in _axes(a, i, 1))))],

@@ -7,12 +7,12 @@ from .lowering import _ints, _ops, _str, _tensor, checks, lowers
 
 
 @lowers("Reshape")
-def _reshape(node, ins, attrs, opset):
-    return [_ops().reshape(ins[0], tuple(node.out_shapes[0]), name=node.name)]
+def _reshape(node, ins, attrs, opset, out_shapes):
+    return [_ops().reshape(ins[0], tuple(out_shapes[0]), name=node.name)]
 
 
 @lowers("Flatten")
-def _flatten(node, ins, attrs, opset):
+def _flatten(node, ins, attrs, opset, out_shapes):
     x = ins[0]
     rank = len(x.shape)
     axis = attrs.get("axis", 1)
@@ -22,26 +22,26 @@ def _flatten(node, ins, attrs, opset):
 
 
 @lowers("Squeeze", "Unsqueeze")
-def _squeeze(node, ins, attrs, opset):
-    return [_ops().reshape(ins[0], tuple(node.out_shapes[0]), name=node.name)]
+def _squeeze(node, ins, attrs, opset, out_shapes):
+    return [_ops().reshape(ins[0], tuple(out_shapes[0]), name=node.name)]
 
 
 @lowers("Transpose")
-def _transpose(node, ins, attrs, opset):
+def _transpose(node, ins, attrs, opset, out_shapes):
     perm = attrs.get("perm")
     return [_ops().transpose(ins[0], None if perm is None else tuple(perm), name=node.name)]
 
 
 @lowers("Concat")
-def _concat(node, ins, attrs, opset):
-    rank = len(node.out_shapes[0])
+def _concat(node, ins, attrs, opset, out_shapes):
+    rank = len(out_shapes[0])
     dtype = next(x.dtype for x in ins if hasattr(x, "dtype"))
     parts = [_tensor(x, (1,) * rank, dtype, f"{node.name}.c{k}") for k, x in enumerate(ins)]
     return [_ops().concat(parts, axis=attrs["axis"], name=node.name)]
 
 
 @lowers("Split")
-def _split(node, ins, attrs, opset):
+def _split(node, ins, attrs, opset, out_shapes):
     # the importer rewrites Split into one Slice per part; this serves graphs built by hand
     x = ins[0]
     axis = attrs.get("axis", 0) % len(x.shape)
@@ -54,7 +54,7 @@ def _split(node, ins, attrs, opset):
 
 
 @lowers("Slice")
-def _slice(node, ins, attrs, opset):
+def _slice(node, ins, attrs, opset, out_shapes):
     x = ins[0]
     starts, ends = _ints(attrs["starts"]), _ints(attrs["ends"])
     axes = _ints(attrs["axes"]) if "axes" in attrs else list(range(len(starts)))
@@ -63,19 +63,19 @@ def _slice(node, ins, attrs, opset):
 
 
 @lowers("Gather")
-def _gather(node, ins, attrs, opset):
+def _gather(node, ins, attrs, opset, out_shapes):
     x, idx = ins
     if not hasattr(x, "shape"):           # one element: every index reads it
         x = _tensor(x, (1,), None, f"{node.name}.x")
-    idx = _tensor(idx, (1,) * (len(node.out_shapes[0]) - len(x.shape) + 1), "int64", f"{node.name}.i")
+    idx = _tensor(idx, (1,) * (len(out_shapes[0]) - len(x.shape) + 1), "int64", f"{node.name}.i")
     return [_ops().gather(x, idx, axis=attrs.get("axis", 0), name=node.name)]
 
 
 @lowers("GatherElements")
-def _gather_elements(node, ins, attrs, opset):
+def _gather_elements(node, ins, attrs, opset, out_shapes):
     import te
     x, idx = ins
-    x = _tensor(x, (1,) * len(node.out_shapes[0]), None, f"{node.name}.x")
+    x = _tensor(x, (1,) * len(out_shapes[0]), None, f"{node.name}.x")
     idx = _tensor(idx, (1,) * len(x.shape), "int64", f"{node.name}.i")
     ax = attrs.get("axis", 0) % len(x.shape)
     n = x.shape[ax]
@@ -88,7 +88,7 @@ def _gather_elements(node, ins, attrs, opset):
 
 
 @lowers("Pad")
-def _pad(node, ins, attrs, opset):
+def _pad(node, ins, attrs, opset, out_shapes):
     x = ins[0]
     mode = _str(attrs.get("mode"), "constant")
     value = attrs.get("constant_value", attrs.get("value", 0.0))
@@ -123,27 +123,27 @@ def _pads(attrs, rank: int) -> tuple[list[int], list[int]]:
 
 
 @lowers("Expand")
-def _expand(node, ins, attrs, opset):
-    return [_ops().broadcast_to(ins[0], tuple(node.out_shapes[0]), name=node.name)]
+def _expand(node, ins, attrs, opset, out_shapes):
+    return [_ops().broadcast_to(ins[0], tuple(out_shapes[0]), name=node.name)]
 
 
 @lowers("Tile")
-def _tile(node, ins, attrs, opset):
+def _tile(node, ins, attrs, opset, out_shapes):
     return [_ops().tile(ins[0], _ints(attrs["repeats"]), name=node.name)]
 
 
 @lowers("Range")
-def _range(node, ins, attrs, opset):
+def _range(node, ins, attrs, opset, out_shapes):
     import te
     start, delta = (np.asarray(attrs[k]).reshape(-1)[0].item() for k in ("start", "delta"))
     dtype = str(np.asarray(attrs["start"]).dtype)
-    return [te.compute(tuple(node.out_shapes[0]), lambda i: (te.expr.convert(start, dtype)
+    return [te.compute(tuple(out_shapes[0]), lambda i: (te.expr.convert(start, dtype)
                                                               + i.astype(dtype) * delta),
                        name=node.name, tag="injective")]
 
 
 @lowers("Trilu")
-def _trilu(node, ins, attrs, opset):
+def _trilu(node, ins, attrs, opset, out_shapes):
     import te
     x = ins[0]
     k = int(np.asarray(attrs.get("k", 0)).reshape(-1)[0])
@@ -171,7 +171,7 @@ def _check_scan(node, ins, opset):
 
 
 @lowers("CumSum")
-def _cumsum(node, ins, attrs, opset):
+def _cumsum(node, ins, attrs, opset, out_shapes):
     return _scan(node, ins, attrs, "sum")
 
 
@@ -196,15 +196,15 @@ def _scan(node, ins, attrs, kind: str):
 
 
 @lowers("CumProd")
-def _cumprod(node, ins, attrs, opset):
+def _cumprod(node, ins, attrs, opset, out_shapes):
     return _scan(node, ins, attrs, "prod")
 
 
 @lowers("OneHot")
-def _onehot(node, ins, attrs, opset):
+def _onehot(node, ins, attrs, opset, out_shapes):
     import te
     depth = int(np.asarray(attrs["depth"]).reshape(-1)[0])
-    out_shape = tuple(node.out_shapes[0])
+    out_shape = tuple(out_shapes[0])
     idx = _tensor(ins[0], (1,) * (len(out_shape) - 1), "int64", f"{node.name}.i")
     values = ins[1]
     ax = attrs.get("axis", -1) % len(out_shape)
@@ -232,7 +232,7 @@ def _check_depth_space(node, ins, opset):
 
 
 @lowers("DepthToSpace", "SpaceToDepth")
-def _depth_space(node, ins, attrs, opset):
+def _depth_space(node, ins, attrs, opset, out_shapes):
     ops = _ops()
     x = ins[0]
     b = int(attrs["blocksize"])
@@ -252,9 +252,9 @@ def _depth_space(node, ins, attrs, opset):
 
 
 @lowers("Resize", "Upsample")
-def _resize(node, ins, attrs, opset):
+def _resize(node, ins, attrs, opset, out_shapes):
     x = ins[0]
-    out_shape = tuple(node.out_shapes[0])
+    out_shape = tuple(out_shapes[0])
     scales, roi = _resize_scales(node, tuple(x.shape), out_shape)
     mode = _str(attrs.get("mode"), "nearest")
     default_ctm = "half_pixel" if node.op == "Resize" and opset >= 11 else "asymmetric"

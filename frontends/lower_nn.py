@@ -7,7 +7,7 @@ from .lowering import _ints, _is_float, _ops, _str, _tensor, checks, lowers
 
 
 @lowers("Softmax", "LogSoftmax", "Hardmax")
-def _softmax(node, ins, attrs, opset):
+def _softmax(node, ins, attrs, opset, out_shapes):
     ops = _ops()
     x = ins[0]
     fn = {"Softmax": ops.softmax, "LogSoftmax": ops.log_softmax, "Hardmax": _hardmax}[node.op]
@@ -34,7 +34,7 @@ def _hardmax(x, axis: int, name: str):
 
 
 @lowers("LayerNormalization")
-def _layernorm(node, ins, attrs, opset):
+def _layernorm(node, ins, attrs, opset, out_shapes):
     x = ins[0]
     gamma, beta = (_tensor(ins[k], (1,), x.dtype, f"{node.name}.p{k}") if len(ins) > k else None
                    for k in (1, 2))
@@ -56,7 +56,7 @@ def _check_layernorm(node, ins, opset):
 
 
 @lowers("RMSNormalization")
-def _rmsnorm(node, ins, attrs, opset):
+def _rmsnorm(node, ins, attrs, opset, out_shapes):
     import te
     ops = _ops()
     x, scale = ins[0], ins[1]
@@ -73,7 +73,7 @@ def _rmsnorm(node, ins, attrs, opset):
 
 
 @lowers("LpNormalization")
-def _lpnorm(node, ins, attrs, opset):
+def _lpnorm(node, ins, attrs, opset, out_shapes):
     ops = _ops()
     x = ins[0]
     axis = attrs.get("axis", -1) % len(x.shape)
@@ -94,13 +94,13 @@ def _check_lpnorm(node, ins, opset):
 
 
 @lowers("MeanVarianceNormalization")
-def _mvn(node, ins, attrs, opset):
+def _mvn(node, ins, attrs, opset, out_shapes):
     axes = _ints(attrs.get("axes", [0, 2, 3]))
     return [_ops().layer_norm(ins[0], None, None, axis=axes, epsilon=1e-9, name=node.name)]
 
 
 @lowers("GroupNormalization")
-def _groupnorm(node, ins, attrs, opset):
+def _groupnorm(node, ins, attrs, opset, out_shapes):
     import te
     ops = _ops()
     x = ins[0]
@@ -117,34 +117,34 @@ def _groupnorm(node, ins, attrs, opset):
 
 
 @lowers("NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss")
-def _nll(node, ins, attrs, opset):
+def _nll(node, ins, attrs, opset, out_shapes):
     ops = _ops()
     x = ins[0]
     if node.op == "SoftmaxCrossEntropyLoss":
         x = ops.log_softmax(x, axis=1, name=f"{node.name}.logp")
     ii = attrs.get("ignore_index")
-    target = _tensor(ins[1], tuple(node.out_shapes[0]) or (1,) * (len(x.shape) - 1), "int64", f"{node.name}.t")
+    target = _tensor(ins[1], tuple(out_shapes[0]) or (1,) * (len(x.shape) - 1), "int64", f"{node.name}.t")
     weight = _tensor(ins[2], (1,), x.dtype, f"{node.name}.w") if len(ins) > 2 else None
     return [ops.nll_loss(x, target, weight, _str(attrs.get("reduction"), "mean"),
                          None if ii is None else int(ii), name=node.name)]
 
 
 @lowers("ArgMax", "ArgMin")
-def _argmax(node, ins, attrs, opset):
+def _argmax(node, ins, attrs, opset, out_shapes):
     fn = _ops().argmax if node.op == "ArgMax" else _ops().argmin
     return [fn(ins[0], attrs.get("axis", 0), bool(attrs.get("keepdims", 1)),
                bool(attrs.get("select_last_index", 0)), name=node.name)]
 
 
 @lowers("InstanceNormalization")
-def _instnorm(node, ins, attrs, opset):
+def _instnorm(node, ins, attrs, opset, out_shapes):
     x = ins[0]
     scale, bias = (_tensor(p, (x.shape[1],), x.dtype, f"{node.name}.p{k}") for k, p in enumerate(ins[1:3]))
     return [_ops().instance_norm(x, scale, bias, epsilon=attrs.get("epsilon", 1e-5), name=node.name)]
 
 
 @lowers("LRN")
-def _lrn(node, ins, attrs, opset):
+def _lrn(node, ins, attrs, opset, out_shapes):
     return [_ops().lrn(ins[0], attrs["size"], attrs.get("alpha", 1e-4), attrs.get("beta", 0.75),
                        attrs.get("bias", 1.0), name=node.name)]
 
@@ -169,13 +169,13 @@ def _pool_args(attrs, x):
 
 
 @lowers("MaxPool")
-def _maxpool(node, ins, attrs, opset):
+def _maxpool(node, ins, attrs, opset, out_shapes):
     k, strides, pads, dil, ceil = _pool_args(attrs, ins[0])
     return [_ops().max_pool2d(ins[0], k, strides, pads, dil, ceil, name=node.name)]
 
 
 @lowers("AveragePool")
-def _avgpool(node, ins, attrs, opset):
+def _avgpool(node, ins, attrs, opset, out_shapes):
     k, strides, pads, dil, ceil = _pool_args(attrs, ins[0])
     return [_ops().avg_pool2d(ins[0], k, strides, pads, dil, ceil,
                               count_include_pad=bool(attrs.get("count_include_pad", 0)), name=node.name)]
@@ -194,7 +194,7 @@ def _check_pool(node, ins, opset):
 
 
 @lowers("GlobalAveragePool", "GlobalMaxPool")
-def _global_pool(node, ins, attrs, opset):
+def _global_pool(node, ins, attrs, opset, out_shapes):
     x = ins[0]
     fn = _ops().reduce_mean if node.op == "GlobalAveragePool" else _ops().reduce_max
     return [fn(x, list(range(2, len(x.shape))), keepdims=True, name=node.name)]
@@ -206,7 +206,7 @@ _REDUCE = {"ReduceSum": "sum", "ReduceMean": "mean", "ReduceMax": "max", "Reduce
 
 
 @lowers(*_REDUCE)
-def _reduce(node, ins, attrs, opset):
+def _reduce(node, ins, attrs, opset, out_shapes):
     ops = _ops()
     x = ins[0]
     axes = attrs.get("axes")
@@ -224,7 +224,7 @@ def _reduce(node, ins, attrs, opset):
         e = ops.exp(ops.subtract(x, m, name=f"{node.name}.shift"), name=f"{node.name}.exp")
         total = ops.reduce_sum(e, axes, keepdims=True, name=f"{node.name}.sum")
         out = ops.add(ops.log(total, name=f"{node.name}.log"), m, name=f"{node.name}.lse")
-        return [out if keep else ops.reshape(out, tuple(node.out_shapes[0]), name=node.name)]
+        return [out if keep else ops.reshape(out, tuple(out_shapes[0]), name=node.name)]
     fn = getattr(ops, f"reduce_{_REDUCE[node.op]}")
     if src.dtype == "bool":
         # max/min of bools (any/all) as bytes

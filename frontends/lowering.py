@@ -2,8 +2,8 @@
 
 A lowering gets the node's input tensors (te placeholders or the outputs of earlier nodes of
 the same kernel; constants of one element arrive as Python numbers), its attributes (with
-parameter inputs already folded into them by the importer) and the graph's opset, and
-returns the output tensors.  This module holds the registry, the elementwise operators and
+parameter inputs already folded into them by the importer), the graph's opset and the shapes
+of its outputs as the graph inferred them, and returns the output tensors.  This module holds the registry, the elementwise operators and
 the anchors (Conv, Gemm, MatMul: they also take the target and the registry choice the model
 compiler made for them); lower_nn.py and lower_data.py hold the others.
 
@@ -18,13 +18,16 @@ from typing import Callable
 
 import numpy as np
 
+from .canonical import truthy
+from .dtypes import ONNX_DTYPES
+
 LOWER: dict[str, Callable] = {}
 ANCHORS: dict[str, Callable] = {}
 CHECKS: dict[str, Callable] = {}
 
 
 def lowers(*names: str):
-    """Decorator: the lowering of the given ONNX ops."""
+    """Decorator: the lowering of the given ONNX ops, fn(node, ins, attrs, opset, out_shapes)."""
     def deco(fn):
         for n in names:
             LOWER[n] = fn
@@ -33,7 +36,8 @@ def lowers(*names: str):
 
 
 def lowers_anchor(name: str):
-    """Decorator: the lowering of an anchor op, fn(node, ins, attrs, opset, target, choice).
+    """Decorator: the lowering of an anchor op, fn(node, ins, attrs, opset, out_shapes, target,
+    choice).
 
     `choice` is the te.ops.registry.Choice the model compiler made for the node (implementation,
     config, whether the weight arrives packed), or None where the node has no workload (a weight
@@ -67,11 +71,6 @@ def _str(v, default: str) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _truthy(v) -> bool:
-    a = np.asarray(v).reshape(-1)
-    return bool(a[0]) if a.size else False
-
-
 def _dtype(x) -> str | None:
     """The dtype of a tensor operand; None for a Python number (a folded scalar constant)."""
     return getattr(x, "dtype", None)
@@ -103,24 +102,24 @@ _UNARY = {"Sqrt": "sqrt", "Exp": "exp", "Log": "log", "Erf": "erf", "Neg": "nega
 
 
 @lowers(*_BINARY)
-def _binary(node, ins, attrs, opset):
+def _binary(node, ins, attrs, opset, out_shapes):
     return [getattr(_ops(), _BINARY[node.op])(ins[0], ins[1], name=node.name)]
 
 
 @lowers("Div")
-def _div(node, ins, attrs, opset):
+def _div(node, ins, attrs, opset, out_shapes):
     # ONNX integer division truncates toward zero (C), not down (numpy)
     return [_ops().trunc_divide(ins[0], ins[1], name=node.name)]
 
 
 @lowers("Mod")
-def _mod(node, ins, attrs, opset):
+def _mod(node, ins, attrs, opset, out_shapes):
     fn = _ops().fmod if attrs.get("fmod", 0) else _ops().mod
     return [fn(ins[0], ins[1], name=node.name)]
 
 
 @lowers("Pow")
-def _pow(node, ins, attrs, opset):
+def _pow(node, ins, attrs, opset, out_shapes):
     ops = _ops()
     a, b = ins
     base = _dtype(a)
@@ -135,40 +134,40 @@ def _pow(node, ins, attrs, opset):
 
 
 @lowers(*_UNARY)
-def _unary(node, ins, attrs, opset):
+def _unary(node, ins, attrs, opset, out_shapes):
     return [getattr(_ops(), _UNARY[node.op])(ins[0], name=node.name)]
 
 
 @lowers("Identity", "Dropout")
-def _identity(node, ins, attrs, opset):
+def _identity(node, ins, attrs, opset, out_shapes):
     return [_ops().copy(ins[0], name=node.name)]
 
 
 @checks("Dropout")
 def _check_dropout(node, ins, opset):
     ratio = node.attrs.get("ratio", 0.5)
-    if _truthy(node.attrs.get("training_mode", False)) and float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
+    if truthy(node.attrs.get("training_mode", False)) and float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
         return "Dropout in training mode is not supported (inference only)"
     return None
 
 
 @lowers("LeakyRelu")
-def _leaky(node, ins, attrs, opset):
+def _leaky(node, ins, attrs, opset, out_shapes):
     return [_ops().leaky_relu(ins[0], attrs.get("alpha", 0.01), name=node.name)]
 
 
 @lowers("Elu")
-def _elu(node, ins, attrs, opset):
+def _elu(node, ins, attrs, opset, out_shapes):
     return [_ops().elu(ins[0], attrs.get("alpha", 1.0), name=node.name)]
 
 
 @lowers("HardSigmoid")
-def _hsig(node, ins, attrs, opset):
+def _hsig(node, ins, attrs, opset, out_shapes):
     return [_ops().hard_sigmoid(ins[0], attrs.get("alpha", 0.2), attrs.get("beta", 0.5), name=node.name)]
 
 
 @lowers("Gelu")
-def _gelu(node, ins, attrs, opset):
+def _gelu(node, ins, attrs, opset, out_shapes):
     return [_ops().gelu(ins[0], _str(attrs.get("approximate"), "none"), name=node.name)]
 
 
@@ -182,14 +181,14 @@ _ACTIVATIONS = {  # op: (te.ops name, [(attribute, default)...]) passed position
 
 
 @lowers(*_ACTIVATIONS)
-def _activation(node, ins, attrs, opset):
+def _activation(node, ins, attrs, opset, out_shapes):
     fn, params = _ACTIVATIONS[node.op]
     args = [type(default)(attrs.get(key, default)) for key, default in params]
     return [getattr(_ops(), fn)(ins[0], *args, name=node.name)]
 
 
 @lowers("PRelu")
-def _prelu(node, ins, attrs, opset):
+def _prelu(node, ins, attrs, opset, out_shapes):
     # ONNX broadcasts the slope to x with numpy's rules (a 1-D slope runs along the last axis);
     # a 1-D slope that only fits the channels is read per channel, as old exporters meant it
     x, slope = ins
@@ -211,7 +210,7 @@ def _check_prelu(node, ins, opset):
 
 
 @lowers("Clip")
-def _clip(node, ins, attrs, opset):
+def _clip(node, ins, attrs, opset, out_shapes):
     import te
     ops = _ops()
     x = ins[0]
@@ -233,32 +232,30 @@ def _clip(node, ins, attrs, opset):
 
 
 @lowers("Cast")
-def _cast(node, ins, attrs, opset):
-    from .onnx import ONNX_DTYPES
+def _cast(node, ins, attrs, opset, out_shapes):
     return [_ops().cast(ins[0], ONNX_DTYPES[attrs["to"]], name=node.name)]
 
 
 @lowers("CastLike")
-def _cast_like(node, ins, attrs, opset):
+def _cast_like(node, ins, attrs, opset, out_shapes):
     # the importer turns CastLike into Cast; this serves graphs built by hand
     return [_ops().cast(ins[0], ins[1].dtype, name=node.name)]
 
 
 @checks("Cast")
 def _check_cast(node, ins, opset):
-    from .onnx import ONNX_DTYPES
     if node.attrs.get("to") not in ONNX_DTYPES:
         return f"casting to ONNX type {node.attrs.get('to')} is not supported"
     return None
 
 
 @lowers("Where")
-def _where(node, ins, attrs, opset):
+def _where(node, ins, attrs, opset, out_shapes):
     return [_ops().where(ins[0], ins[1], ins[2], name=node.name)]
 
 
 @lowers("Sum", "Max", "Min", "Mean")
-def _variadic(node, ins, attrs, opset):
+def _variadic(node, ins, attrs, opset, out_shapes):
     ops = _ops()
     fn = {"Sum": ops.add, "Mean": ops.add, "Max": ops.maximum, "Min": ops.minimum}[node.op]
     out = ins[0]
@@ -272,7 +269,7 @@ def _variadic(node, ins, attrs, opset):
 
 
 @lowers("BatchNormalization")
-def _bn(node, ins, attrs, opset):
+def _bn(node, ins, attrs, opset, out_shapes):
     x = ins[0]
     params = [_tensor(p, (x.shape[1],), x.dtype, f"{node.name}.p{k}") for k, p in enumerate(ins[1:5])]
     return [_ops().batch_norm(x, *params, axis=1, epsilon=attrs.get("epsilon", 1e-5), name=node.name)]
@@ -280,7 +277,7 @@ def _bn(node, ins, attrs, opset):
 
 @checks("BatchNormalization")
 def _check_bn(node, ins, opset):
-    if _truthy(node.attrs.get("training_mode", 0)) or any(node.outputs[1:]):
+    if truthy(node.attrs.get("training_mode", 0)) or any(node.outputs[1:]):
         return "BatchNormalization in training mode is not supported (inference only)"
     c = ins[0].shape[1] if len(ins[0].shape) > 1 else None
     if any(i is None or i.shape != (c,) for i in ins[1:5]):
@@ -310,7 +307,7 @@ def conv_padding(attrs: dict):
 
 
 @lowers_anchor("Conv")
-def _conv(node, ins, attrs, opset, target, choice=None):
+def _conv(node, ins, attrs, opset, out_shapes, target, choice=None):
     x, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
     if choice is not None:
@@ -321,12 +318,12 @@ def _conv(node, ins, attrs, opset, target, choice=None):
 
 
 @lowers("tilewise.PackNCHWc")
-def _pack_nchwc(node, ins, attrs, opset):
+def _pack_nchwc(node, ins, attrs, opset, out_shapes):
     return [_ops().pack_nchwc(ins[0], attrs["block"], name=node.name)]
 
 
 @lowers("tilewise.UnpackNCHWc")
-def _unpack_nchwc(node, ins, attrs, opset):
+def _unpack_nchwc(node, ins, attrs, opset, out_shapes):
     return [_ops().unpack_nchwc(ins[0], attrs["channels"], name=node.name)]
 
 
@@ -346,7 +343,7 @@ def _check_conv(node, ins, opset):
 
 
 @lowers_anchor("Gemm")
-def _gemm(node, ins, attrs, opset, target, choice=None):
+def _gemm(node, ins, attrs, opset, out_shapes, target, choice=None):
     ops = _ops()
     a, b = ins[0], ins[1]
     c = ins[2] if len(ins) > 2 else None
@@ -370,10 +367,10 @@ def _gemm(node, ins, attrs, opset, target, choice=None):
 
 
 @lowers_anchor("MatMul")
-def _matmul(node, ins, attrs, opset, target, choice=None):
+def _matmul(node, ins, attrs, opset, out_shapes, target, choice=None):
     ops = _ops()
     a, b = ins
-    out_shape = tuple(node.out_shapes[0])
+    out_shape = tuple(out_shapes[0])
     # numpy's rules: a 1-D a is a row (1, K), a 1-D b a column (K, 1); the unit axis goes away
     if len(a.shape) == 1:
         a = ops.reshape(a, (1, a.shape[0]), name=f"{node.name}.row")

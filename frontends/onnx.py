@@ -25,12 +25,11 @@ import onnx
 from onnx import numpy_helper, shape_inference
 
 from .canonical import SHAPE_ONLY, canonicalize
+from .dtypes import ONNX_DTYPES, onnx_elem_type
 from .fold import attrs_of, fold
 from .graph import Graph, Node, TensorInfo
 from .onnx_model import ModelError, check_graph, load_model, model_dir, read_initializers
 
-ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
-               11: "float64", 4: "uint16", 12: "uint32", 13: "uint64"}
 
 # Inputs that decide shapes: they must be constants and become attributes of the node.
 PARAM_INPUTS = {
@@ -114,7 +113,7 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
         if o.name in consts:
             c = consts[o.name]
             graph.outputs.append(TensorInfo(o.name, tuple(c.shape), ONNX_DTYPES.get(
-                _np_to_onnx(c.dtype), "float32")))
+                onnx_elem_type(c.dtype), "float32")))
         else:
             graph.outputs.append(infos[o.name])
     from .passes import eliminate_dead_nodes
@@ -147,7 +146,7 @@ def _type_problems(g, raw: list, infos: dict, consts: dict, opset: int) -> list[
                 break
     for o in g.output:
         declared = o.type.tensor_type.elem_type if o.type.HasField("tensor_type") else 0
-        if declared and dtype(o.name) and _np_to_onnx(np.dtype(dtype(o.name))) != declared:
+        if declared and dtype(o.name) and onnx_elem_type(dtype(o.name)) != declared:
             problems.append(f"output '{o.name}': the model declares {_type_name(o.type)}, but it is computed "
                             f"as {dtype(o.name)}")
     return problems
@@ -236,7 +235,7 @@ def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int
     def info(name: str) -> TensorInfo | None:
         if name in consts:
             c = consts[name]
-            return TensorInfo(name, tuple(c.shape), ONNX_DTYPES.get(_np_to_onnx(c.dtype), str(c.dtype)))
+            return TensorInfo(name, tuple(c.shape), ONNX_DTYPES.get(onnx_elem_type(c.dtype), str(c.dtype)))
         return infos.get(name)
 
     supported = set(ONNX_DTYPES.values())
@@ -405,9 +404,9 @@ def _raw_shapes(m, graph: Graph, nodes: list, consts: dict) -> dict:
     from onnx import helper
     used = {x for n in nodes for x in n.input} - {i.name for i in graph.inputs}
     inits = [numpy_helper.from_array(v, k) for k, v in consts.items() if k in used and v.size <= 4096]
-    big = [helper.make_tensor_value_info(k, _np_to_onnx(v.dtype), list(v.shape)) for k, v in consts.items()
+    big = [helper.make_tensor_value_info(k, onnx_elem_type(v.dtype), list(v.shape)) for k, v in consts.items()
            if k in used and v.size > 4096]
-    ins = [helper.make_tensor_value_info(i.name, _np_to_onnx(np.dtype(i.dtype)), list(i.shape))
+    ins = [helper.make_tensor_value_info(i.name, onnx_elem_type(i.dtype), list(i.shape))
            for i in graph.inputs]
     g2 = helper.make_graph(nodes, "partial", ins + big, list(m.graph.output), inits)
     m2 = helper.make_model(g2, opset_imports=list(m.opset_import), ir_version=max(m.ir_version, 7))
@@ -432,10 +431,6 @@ def _schema_attributes(op: str, opset: int) -> frozenset:
         return frozenset()
 
 
-def _np_to_onnx(dt) -> int:
-    return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dt))
-
-
 def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
            why: dict) -> dict[str, TensorInfo]:
     """Run ONNX shape inference on the folded graph; returns value name -> TensorInfo, and puts
@@ -446,7 +441,7 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
     # small constants as initializers (their values can decide shapes); large ones as typed inputs
     inits = [numpy_helper.from_array(v, k) for k, v in consts.items()
              if k in used and v.dtype != object and v.size <= 4096]
-    big = [helper.make_tensor_value_info(k, _np_to_onnx(v.dtype), list(v.shape)) for k, v in consts.items()
+    big = [helper.make_tensor_value_info(k, onnx_elem_type(v.dtype), list(v.shape)) for k, v in consts.items()
            if k in used and v.dtype != object and v.size > 4096]
     onodes = []
     m_opset = graph.opset
@@ -473,7 +468,7 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
         except ValueError as e:        # an attribute onnx cannot type, e.g. an empty list
             problems.append(f"node {n.name} ({n.op}): {str(e).splitlines()[0]}")
             return {}
-    ins = [helper.make_tensor_value_info(i.name, _np_to_onnx(np.dtype(i.dtype if i.dtype != "bool" else "bool")),
+    ins = [helper.make_tensor_value_info(i.name, onnx_elem_type(i.dtype),
                                          list(i.shape)) for i in graph.inputs]
     outs = []
     for o in m.graph.output:        # declared element types are checked against inference, not merged in

@@ -140,17 +140,20 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeat: int = 20, war
     return {k: Latency(v) for k, v in times.items()}
 
 
-def onnxruntime_session(model, threads: int, spinning: bool = True):
+def onnxruntime_session(model, threads: int | None = None, spinning: bool = True):
     """An ONNX Runtime CPU session on `threads` intra-op threads (model: path, bytes or ModelProto).
 
-    spinning=False stops its idle threads from busy-waiting after a run: needed when its runs
-    alternate with ours, or its spinning threads would take a core from our next run.
+    threads=None keeps ONNX Runtime's default (one per core).  spinning=False stops its idle
+    threads from busy-waiting after a run: needed when its runs alternate with ours, or its
+    spinning threads would take a core from our next run.  This is the one place tilewise makes
+    a session (benchmarks, commands and tests' references), so they all run it the same way.
     """
     import onnxruntime as ort
     opts = ort.SessionOptions()
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.intra_op_num_threads = threads
+    if threads is not None:
+        opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
@@ -161,18 +164,9 @@ def onnxruntime_session(model, threads: int, spinning: bool = True):
 
 def random_inputs(specs: list[dict], seed: int = 0) -> dict[str, np.ndarray]:
     """Random arrays for inputs given as {name, shape, dtype} (floats ~ N(0,1), integers in [0, 3))."""
+    from te.runtime import random_array
     rng = np.random.default_rng(seed)
-    out = {}
-    for s in specs:
-        dt = np.dtype(s["dtype"] if s["dtype"] != "bool" else np.bool_)
-        shape = tuple(s["shape"])
-        if dt.kind == "f":
-            out[s["name"]] = rng.standard_normal(shape).astype(dt)
-        elif dt == np.bool_:
-            out[s["name"]] = rng.random(shape) < 0.5
-        else:
-            out[s["name"]] = rng.integers(0, 3, shape).astype(dt)
-    return out
+    return {s["name"]: random_array(rng, tuple(s["shape"]), s["dtype"]) for s in specs}
 
 
 # ---------------------------------------------------------------- FLOPs
@@ -205,15 +199,16 @@ def profile_kernels(graph: Graph, target=None, logs=None, repeat: int = 5, min_t
     import te
     from te.build import arg_specs
     from te.ops import winograd
+    from te.runtime import random_array
     from te.target import parse
 
-    from .compile import plan
+    from .compile import plan_model
     tgt = parse(target)
     history = None
     if logs:
         import autotune
         history = autotune.apply_history_best(logs)
-    mp, g, _ = plan(graph, tgt, getattr(graph, "opset", 13), history)
+    mp, g, _ = plan_model(graph, tgt, getattr(graph, "opset", 13), history)
     nodes = {n.name: n for n in g.nodes}
     calls: dict[str, list[list[Node]]] = {}
     for st in mp.steps:
@@ -234,14 +229,8 @@ def profile_kernels(graph: Graph, target=None, logs=None, repeat: int = 5, min_t
             progress(k, len(mp.funcs), func.name)
         try:
             kern = te.build(func, target=tgt)          # already scheduled: no dispatch here
-            arrays = []
-            for s in specs:
-                if s.written:
-                    arrays.append(np.zeros(s.shape, s.dtype))
-                elif s.dtype.kind == "f":
-                    arrays.append(rng.standard_normal(s.shape).astype(s.dtype))
-                else:
-                    arrays.append(rng.integers(0, 2, s.shape).astype(s.dtype))
+            arrays = [np.zeros(s.shape, s.dtype) if s.written else random_array(rng, s.shape, s.dtype)
+                      for s in specs]
             ptrs = kern.check(arrays)
             prof.latency = time_calls(lambda: kern.call_unchecked(ptrs), repeat=repeat, warmup=1, min_time=min_time)
         except Exception as e:      # one kernel that cannot be timed alone does not spoil the report

@@ -1,7 +1,6 @@
 """The compile pipeline: lower -> simplify -> codegen -> optimise -> JIT, and the callable Kernel."""
 from __future__ import annotations
 
-import ctypes
 import logging
 import sys
 import time
@@ -9,12 +8,13 @@ import time
 import numpy as np
 
 from . import llvm_init
-from .codegen_llvm import NUM_THREADS_GLOBAL, codegen
+from .codegen_llvm import codegen
+from .jit import JitModule
 from .lower import lower
 from .runtime import ArgSpec, NativeFunction, check_num_threads
 from .schedule import Schedule
 from .stmt import LoweredFunc, Store, walk_stmt
-from .target import Target, num_threads, parse
+from .target import Target, parse
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def build(sch: Schedule | LoweredFunc, args: list | None = None, target=None,
 def arg_specs(func: LoweredFunc) -> list[ArgSpec]:
     """Name, shape, dtype and written-or-not of each argument of a lowered function."""
     written = {id(s.buffer) for s in walk_stmt(func.body) if isinstance(s, Store)}
-    return [ArgSpec(b.name, tuple(b.shape), np.dtype(b.dtype if b.dtype != "bool" else np.bool_),
+    return [ArgSpec(b.name, tuple(b.shape), np.dtype(b.dtype),
                     id(b) in written) for b in func.args]
 
 
@@ -80,20 +80,13 @@ class Kernel(NativeFunction):
     """
 
     def __init__(self, func: LoweredFunc, mod, target: Target, uses_openmp: bool):
-        if uses_openmp:
-            llvm_init.load_openmp()
-        llvm = llvm_init.llvm()
         self.func = func
         self.target = target
         self.name = func.name
         self.llvm_module = mod
-        self._engine = llvm.create_mcjit_compiler(mod, target.new_machine())
-        self._engine.finalize_object()
-        addr = self._engine.get_function_address(func.name)
-        self._cfunc = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * len(func.args))(addr)
-        nt_addr = self._engine.get_global_value_address(NUM_THREADS_GLOBAL)
-        self._num_threads = ctypes.c_int32.from_address(nt_addr)
-        self._num_threads.value = num_threads()
+        self._jit = JitModule(mod, target, uses_openmp)
+        self._cfunc = self._jit.function(func.name, len(func.args))
+        self._num_threads = self._jit.num_threads
         self._specs = arg_specs(func)
         self.build_seconds = 0.0
 

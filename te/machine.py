@@ -16,6 +16,7 @@ import numpy as np
 from llvmlite import ir
 
 from . import llvm_init
+from .jit import JitModule
 from .target import host
 
 CHAINS = 16
@@ -61,12 +62,9 @@ def _peak_kernel():
     for v in vals[1:]:
         total = b.fadd(total, v)
     b.ret(b.extract_element(total, ir.Constant(ir.IntType(32), 0)))
-    llvm = llvm_init.llvm()
-    m = llvm.parse_assembly(str(mod))
-    engine = llvm.create_mcjit_compiler(m, tgt.new_machine())
-    engine.finalize_object()
-    cfn = ctypes.CFUNCTYPE(ctypes.c_float, ctypes.c_int64)(engine.get_function_address("peak"))
-    return engine, cfn, lanes
+    jit = JitModule(llvm_init.llvm().parse_assembly(str(mod)), tgt)
+    cfn = jit.function("peak", restype=ctypes.c_float, argtypes=[ctypes.c_int64])
+    return jit, cfn, lanes
 
 
 def peak_gflops(threads: int = 1, seconds: float = 0.3, repeats: int = 5) -> float:

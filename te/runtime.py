@@ -73,6 +73,19 @@ class ArgSpec(NamedTuple):
     written: bool
 
 
+def random_array(rng: np.random.Generator, shape, dtype) -> np.ndarray:
+    """Random input values of a te dtype: floats ~ N(0, 1), fair bools, integers in [0, 3).
+
+    The one input maker of the tuner's runner, the kernel profile and `tilewise run`: small
+    integers stay inside most index ranges (a gather's, a one-hot's depth)."""
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return rng.standard_normal(shape).astype(dt)
+    if dt.kind == "b":
+        return rng.random(shape) < 0.5
+    return rng.integers(0, 3, shape).astype(dt)
+
+
 class Pointers(list):
     """Data pointers of checked arguments; holds the arrays, so they live as long as the pointers."""
 
@@ -305,13 +318,13 @@ def run_entry(fn, in_specs: list[dict], out_specs: list[dict], ws_bytes: int, pa
     arrays = []
     for spec in in_specs:
         a = np.asarray(inputs[spec["name"]])
-        dt = np.dtype(spec["dtype"] if spec["dtype"] != "bool" else np.bool_)
+        dt = np.dtype(spec["dtype"])
         if tuple(a.shape) != tuple(spec["shape"]):
             raise ValueError(f"input {spec['name']}: expected shape {tuple(spec['shape'])}, got {a.shape}")
         if a.dtype != dt:
             raise ValueError(f"input {spec['name']}: expected dtype {dt}, got {a.dtype}")
         arrays.append(np.ascontiguousarray(a))
-    outs = [np.empty(spec["shape"], np.dtype(spec["dtype"] if spec["dtype"] != "bool" else np.bool_))
+    outs = [np.empty(spec["shape"], np.dtype(spec["dtype"]))
             for spec in out_specs]
     ws = np.empty(max(ws_bytes, 1) + ALIGN, np.uint8)
     ws_ptr = ws.ctypes.data + (-ws.ctypes.data) % ALIGN

@@ -152,7 +152,7 @@ def hoist_scratch(func: LoweredFunc, min_bytes: int) -> LoweredFunc:
     def go(st: Stmt, in_parallel: bool) -> Stmt:
         if isinstance(st, Allocate):
             b = st.buffer
-            if not in_parallel and b.size * np.dtype(b.dtype if b.dtype != "bool" else np.bool_).itemsize > min_bytes:
+            if not in_parallel and b.size * np.dtype(b.dtype).itemsize > min_bytes:
                 hoisted.append(b)
                 return go(st.body, in_parallel)
             return Allocate(b, go(st.body, in_parallel))

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
+
+from frontends.profile import onnxruntime_session
+
 from .cli_helpers import one_line_error
 
 
 def _reference(model: str, x: np.ndarray) -> np.ndarray:
-    return ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    return onnxruntime_session(model).run(None, {"x": x})[0]
 
 
 def test_build_says_which_logs_it_used(cli, tiny_onnx, tiny_log, tmp_path):

@@ -8,7 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import frontends
 import te
-from frontends.compile import plan
+from frontends.compile import plan_model
 
 from ..te.ops.conv_reference import conv_ref
 
@@ -24,7 +24,7 @@ def test_conv_model_for_avx2_packs_weights_by_its_vector_and_runs(rng):
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 12, 12])],
                           [numpy_helper.from_array(w, "w")])
     graph = frontends.from_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
-    _, planned, _ = plan(graph, HASWELL, 13)
+    _, planned, _ = plan_model(graph, HASWELL, 13)
     packed = [k for k in planned.constants if "::" in k]
     assert packed == ["w::conv2d.direct[8, 32, 3, 3, 8]"]                # one 8-lane vector of channels
     x = rng.standard_normal((1, 32, 12, 12)).astype(np.float32)

@@ -1,22 +1,19 @@
 """Whole models against ONNX Runtime: the light model zoo (real random weights), a MobileNetV2 block,
 a BERT-base-like encoder layer; the JIT'd model and the exported library agree."""
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 import frontends
 import te
 from frontends import zoo
+from frontends.profile import onnxruntime_session
 
 # fp32 through tens of layers: a relative tolerance on the output scale
 RTOL, ATOL_REL = 1e-3, 1e-4
 
 
 def reference(model, feed):
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, feed)
+    return onnxruntime_session(model, threads=2).run(None, feed)
 
 
 def check(model, feed, lib_or_module):

@@ -4,6 +4,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import frontends
 from frontends import passes
+from frontends.profile import onnxruntime_session
 
 
 def conv_bn_model(rng):
@@ -89,21 +90,19 @@ def test_fused_groups_run_after_all_their_inputs(rng):
 
 def test_conv_weights_are_packed_at_build_time(rng, tmp_path):
     """The build stores the direct conv's weights in the kernel's layout; no packing runs per call."""
-    import onnxruntime as ort
-
     import te
-    from frontends.compile import plan
+    from frontends.compile import plan_model
     from te.printer import func_str
     m, _ = conv_bn_model(rng)
     g = frontends.from_onnx(m)
-    mp, pg, param_off = plan(g, te.target.host(), 13)
+    mp, pg, param_off = plan_model(g, te.target.host(), 13)
     packed = [v for v in param_off if "::conv2d.direct" in v]
     assert len(packed) == 1 and pg.constants[packed[0]].ndim == 5
     # the OIHW original is not shipped, and the kernel does not pack
     assert not [v for v in param_off if pg.constants[v].shape == (8, 4, 3, 3)]
     assert "wpack" not in func_str(mp.funcs[0]) and "in1.packed" in func_str(mp.funcs[0])
     x = rng.standard_normal((1, 4, 6, 6)).astype(np.float32)
-    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    want = onnxruntime_session(m).run(None, {"x": x})[0]
     lib = frontends.build(g)
     np.testing.assert_allclose(lib.run(x=x)[0], want, rtol=1e-4, atol=1e-4)
     lib.export_library(tmp_path / "cbn.so")
@@ -154,13 +153,11 @@ def test_nchwc_layout_packs_a_chain_once(rng):
 
 
 def test_nchwc_layout_builds_and_matches_onnxruntime(rng, tmp_path):
-    import onnxruntime as ort
-
     import te
     m = conv_chain_model(rng)
     g = frontends.from_onnx(m)
     x = rng.standard_normal((1, 20, 7, 7)).astype(np.float32)
-    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    want = onnxruntime_session(m).run(None, {"x": x})
     lib = frontends.build(g, layout="NCHWc")
     names = [f.name for f in lib.plan.funcs]
     assert sum("packnchwc" in n for n in names) == 2                  # one pack, one unpack kernel

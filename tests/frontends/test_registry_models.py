@@ -7,7 +7,7 @@ from autotune.task import workload_key
 import frontends
 import te
 from frontends import zoo
-from frontends.compile import plan
+from frontends.compile import plan_model
 from frontends.tasks import extract_tasks
 from te.ops import winograd
 
@@ -21,7 +21,7 @@ def test_extracted_tasks_are_the_tasks_of_the_kernels_built(name):
     graph = frontends.from_onnx(zoo.light_model(name))
     host = te.target.host()
     extracted = {mt.task.workload_key: set(mt.nodes) for mt in extract_tasks(graph, host)}
-    mp, _, _ = plan(graph, host, graph.opset)
+    mp, _, _ = plan_model(graph, host, graph.opset)
     funcs = {f.name: f for f in mp.funcs}
     built: dict[str, set] = {}
     for st in mp.steps:

@@ -59,7 +59,7 @@ def run(args) -> int:
     from te.runtime import num_threads
     from te.target import host
 
-    from ..machine import ceilings
+    from ..ceilings import ceilings
     from .run import load_library
     if args.repeat < 1:
         raise CLIError("--repeat must be at least 1")

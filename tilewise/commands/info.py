@@ -44,7 +44,7 @@ def run(args) -> int:
     from te.runtime import num_threads
     from te.target import ISA_FEATURES, host
 
-    from ..machine import cache_file, ceilings
+    from ..ceilings import cache_file, ceilings
     tgt = host()
     threads = num_threads()
     env = os.environ.get("TILEWISE_NUM_THREADS", "").strip()

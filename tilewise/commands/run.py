@@ -71,7 +71,7 @@ def read_inputs(items: list[str], specs: list[dict], seed: int) -> dict[str, np.
         if isinstance(a, np.lib.npyio.NpzFile):
             raise CLIError(f"{path}: is an .npz archive; save the input with numpy.save as .npy")
         spec = by_name[name]
-        want = np.dtype(spec["dtype"] if spec["dtype"] != "bool" else np.bool_)
+        want = np.dtype(spec["dtype"])
         if tuple(a.shape) != tuple(spec["shape"]):
             raise CLIError(f"--input {name}: {path} has shape {list(a.shape)}, the model expects {spec['shape']}")
         if a.dtype != want:

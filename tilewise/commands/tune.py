@@ -181,7 +181,7 @@ def tune_model(graph, tasks, log_path: str, *, title: str, tuner: str = "xgb", n
     from autotune.scheduler import TaskScheduler
     from te.target import host
 
-    from ..machine import ceilings
+    from ..ceilings import ceilings
     isa = host().isa
     all_tasks = tasks
     if max_tasks:

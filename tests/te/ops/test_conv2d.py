@@ -23,8 +23,10 @@ TOL = dict(rtol=1e-4, atol=1e-4)
 
 def ort_conv(x, w, strides, pads, dilation, groups, auto_pad=None):
     """Run one ONNX Conv node in ONNX Runtime (pads as ONNX: top, left, bottom, right)."""
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper, numpy_helper
+
+    from frontends.profile import onnxruntime_session
     attrs = dict(strides=list(strides), dilations=list(dilation), group=groups)
     if auto_pad:
         attrs["auto_pad"] = auto_pad
@@ -35,10 +37,7 @@ def ort_conv(x, w, strides, pads, dilation, groups, auto_pad=None):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               initializer=[numpy_helper.from_array(w, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    return sess.run(None, {"x": x})[0]
+    return onnxruntime_session(model, threads=1).run(None, {"x": x})[0]
 
 
 def build_run(outs, args, arrays):

@@ -1,12 +1,12 @@
-"""Replay: tune against timings measured earlier, without building or timing anything.
+"""Timing tables: tune against timings measured earlier, without building or timing anything.
 
-A `ReplayTable` holds, for every config of one task, the timings it got in a few passes over
-the space made at different times.  A `ReplayMeasurer` stands in for a `Measurer`: each time a
+A `TimingTable` holds, for every config of one task, the timings it got in a few passes over
+the space made at different times.  A `TableMeasurer` stands in for a `Measurer`: each time a
 tuner asks for a config, it hands back one of that config's passes, drawn at random, so the
 tuner sees the machine's noise as it was.  The table's own verdict on a config is the median of
 all its timings.  That separates a search strategy's quality from the noise of the day: a
 tuner's answer can be judged by its true speed, over many seeds, in seconds
-(bench/tune_replay.py).
+(bench/tune_replay.py replays the tuners on a table).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ TABLE_VERSION = 1
 
 
 @dataclass
-class ReplayTable:
+class TimingTable:
     """Timings of configs of one task: config index -> one list of costs (seconds) per pass,
     an empty list for a pass where the config failed."""
     workload: str
@@ -55,7 +55,7 @@ class ReplayTable:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path) -> ReplayTable:
+    def load(cls, path) -> TimingTable:
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
@@ -64,11 +64,11 @@ class ReplayTable:
             return cls(data["workload"], data["isa"], float(data["flops"]),
                        {int(i): [list(map(float, p)) for p in passes] for i, passes in data["costs"].items()})
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}: not a replay table ({e}); measure one again with "
-                             f"autotune.replay.ReplayTable.measure") from None
+            raise ValueError(f"{path}: not a timing table ({e}); measure one again with "
+                             f"autotune.timing_table.TimingTable.measure") from None
 
     @classmethod
-    def measure(cls, task, indices, passes: int = 2, measurer=None, progress=None) -> ReplayTable:
+    def measure(cls, task, indices, passes: int = 2, measurer=None, progress=None) -> TimingTable:
         """Measure `indices` of the task's space `passes` times, every other pass in reverse order
         (so no config is always timed at the same moment of the run)."""
         from .measure import Measurer
@@ -91,10 +91,10 @@ class ReplayTable:
         return table
 
 
-class ReplayMeasurer:
-    """A Measurer that answers from a ReplayTable: a config's timing is one of its recorded passes."""
+class TableMeasurer:
+    """A Measurer that answers from a TimingTable: a config's timing is one of its recorded passes."""
 
-    def __init__(self, table: ReplayTable, seed: int = 0):
+    def __init__(self, table: TimingTable, seed: int = 0):
         self.table = table
         self.rng = random.Random(seed)
 
@@ -109,7 +109,7 @@ class ReplayMeasurer:
 
     def measure(self, task, configs, rounds: int = 1, best_cost=None) -> list[Record]:
         if task.workload_key != self.table.workload:
-            raise ValueError(f"this replay table holds {self.table.workload}, not {task.workload_key}")
+            raise ValueError(f"this timing table holds {self.table.workload}, not {task.workload_key}")
         out = []
         for _ in range(max(1, rounds)):
             for cfg in configs:
@@ -118,7 +118,7 @@ class ReplayMeasurer:
                 err = ErrorNo.NO_ERROR if costs else ErrorNo.RUNTIME_ERROR
                 out.append(Record(workload=task.workload_key, config=cfg.to_json(), costs=list(costs),
                                   error_no=int(err), isa=task.target.isa,
-                                  error_msg="" if costs else "no timing in the replay table"))
+                                  error_msg="" if costs else "no timing in the timing table"))
         return out
 
     def features(self, task, indices: list[int]) -> list:

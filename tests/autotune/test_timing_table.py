@@ -1,4 +1,4 @@
-"""Replay tables and the ReplayMeasurer: tuners run on recorded timings, judged by true speeds."""
+"""Timing tables and the TableMeasurer: tuners run on recorded timings, judged by true speeds."""
 import os
 import random
 
@@ -6,16 +6,16 @@ import pytest
 
 import autotune
 from autotune.record import ErrorNo
-from autotune.replay import ReplayMeasurer, ReplayTable
+from autotune.timing_table import TableMeasurer, TimingTable
 
 
-def synthetic_table(task, seed=0, noise=0.05, passes=2) -> ReplayTable:
+def synthetic_table(task, seed=0, noise=0.05, passes=2) -> TimingTable:
     """A space whose speed is a product of one factor per knob value (something a model can
     learn from the configs' features), timed in `passes` noisy passes."""
     rng = random.Random(seed)
     factor: dict = {}
     space = task.config_space
-    tab = ReplayTable(task.workload_key, task.target.isa, task.flops)
+    tab = TimingTable(task.workload_key, task.target.isa, task.flops)
     for i in range(len(space)):
         if not space.valid(i):
             continue
@@ -39,16 +39,16 @@ def test_table_round_trip_and_bad_files(task, tmp_path):
     tab = synthetic_table(task)
     path = tmp_path / "t.json"
     tab.save(path)
-    back = ReplayTable.load(path)
+    back = TimingTable.load(path)
     assert back == tab and back.best() == tab.best()
     i, g = tab.best()
     assert all(tab.true_gflops(j) <= g for j in tab.costs)
     bad = tmp_path / "bad.json"
     bad.write_text('{"version": 1, "workload": ')
-    with pytest.raises(ValueError, match="not a replay table.*measure one again"):
-        ReplayTable.load(bad)
-    with pytest.raises(ValueError, match="not a replay table"):
-        ReplayTable.load(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="not a timing table.*measure one again"):
+        TimingTable.load(bad)
+    with pytest.raises(ValueError, match="not a timing table"):
+        TimingTable.load(tmp_path / "missing.json")
 
 
 def test_measurer_answers_with_recorded_passes(task):
@@ -56,17 +56,17 @@ def test_measurer_answers_with_recorded_passes(task):
     some = sorted(tab.costs)[:3]
     missing = next(i for i in range(len(task.config_space)) if i not in tab.costs)   # an invalid config
     tab.costs[some[2]] = [[]]                        # a config that failed when the table was measured
-    m = ReplayMeasurer(tab, seed=1)
+    m = TableMeasurer(tab, seed=1)
     recs = m.measure(task, [task.config_space.get(i) for i in some], rounds=2)
     assert len(recs) == 6
     for i, r in zip(some * 2, recs):
         if i == some[2]:
-            assert r.error_no == ErrorNo.RUNTIME_ERROR and "replay table" in r.error_msg
+            assert r.error_no == ErrorNo.RUNTIME_ERROR and "timing table" in r.error_msg
         else:
             assert r.ok and r.costs in tab.costs[i]
     assert not m.measure(task, [task.config_space.get(missing)])[0].ok
     other = autotune.create_task("matmul", (32, 32, 32, "float32"))
-    with pytest.raises(ValueError, match="replay table holds"):
+    with pytest.raises(ValueError, match="timing table holds"):
         m.measure(other, [other.config_space.get(0)])
 
 
@@ -79,13 +79,13 @@ def test_xgb_search_on_a_measured_space(seed):
     """On real timings replayed: with the same budget the model-guided search visits faster configs
     than random sampling, its 64 trials come within 1% of what 256 random trials find, and its
     answer after the final check is within 5% of the space's fastest."""
-    tab = ReplayTable.load(MEASURED)
+    tab = TimingTable.load(MEASURED)
     task = autotune.create_task("matmul", (1024, 1024, 1024, "float32"))
     _, best = tab.best()
     out = {}
     for cls, n in ((autotune.XGBTuner, 64), (autotune.RandomTuner, 64), (autotune.RandomTuner, 256)):
         tuner = cls(task, seed=seed)
-        tuner.tune(n, measurer=ReplayMeasurer(tab, seed=seed))
+        tuner.tune(n, measurer=TableMeasurer(tab, seed=seed))
         out[cls.__name__, n] = (tab.true_gflops(tuner.best_config.index),
                                 max(tab.true_gflops(i) for i in tuner.visited))
     xgb, rnd64, rnd256 = out["XGBTuner", 64], out["RandomTuner", 64], out["RandomTuner", 256]

@@ -1,0 +1,24 @@
+"""The frontend's dtype tables: ONNX element types <-> numpy dtypes <-> te dtypes.
+
+te's dtype names are numpy's ("float32", "bool"...), so np.dtype(name) is a te dtype's numpy
+dtype and needs no table; the ONNX element types do.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from te.expr import DTYPES
+
+# ONNX element type -> numpy dtype, for what numpy folding computes (float16 included)
+ONNX_TO_NUMPY: dict[int, np.dtype] = {
+    1: np.dtype(np.float32), 2: np.dtype(np.uint8), 3: np.dtype(np.int8), 4: np.dtype(np.uint16),
+    5: np.dtype(np.int16), 6: np.dtype(np.int32), 7: np.dtype(np.int64), 9: np.dtype(np.bool_),
+    10: np.dtype(np.float16), 11: np.dtype(np.float64), 12: np.dtype(np.uint32), 13: np.dtype(np.uint64)}
+# ONNX element type -> te dtype: the element types tilewise's kernels take
+ONNX_DTYPES: dict[int, str] = {k: v.name for k, v in ONNX_TO_NUMPY.items() if v.name in DTYPES}
+
+
+def onnx_elem_type(dtype) -> int:
+    """The ONNX element type of a numpy or te dtype (any onnx knows, also those tilewise does not run)."""
+    import onnx
+    return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
