@@ -5,7 +5,8 @@
 The pipeline: codegen every kernel into one LLVM module (plus the thread-count setter) ->
 optimise and emit an object file (cached on disk by a hash of the IR and the target) -> emit a
 tiny object holding the metadata JSON -> link both with the system C compiler into a .so ->
-seal it (write the digest of the whole file into its metadata section) -> write the C header.  The ABI is documented in docs/c_abi.md.
+seal it (write the digest of the whole file into its metadata section) -> write the C header.
+The ABI is documented in docs/c_abi.md.
 """
 from __future__ import annotations
 

@@ -484,12 +484,11 @@ def read_elf(path: str) -> ElfFile:
                 if shndx:
                     code = any(va <= value < va + msz and fl & PF_X for _, va, _, msz, fl in loads)
                     symbols[name(st_name, strtab)] = (info & 0xF, sz, code)
-    if meta.startswith(MAGIC_PREFIX) and meta[:len(METADATA_MAGIC)] != METADATA_MAGIC:
-        version = meta[len(MAGIC_PREFIX):len(METADATA_MAGIC)].decode("ascii", "replace")
-        raise _version_error(path, int(version) if version.isdigit() else version)
-    if not meta.startswith(METADATA_MAGIC) or len(meta) < METADATA_HEADER:
-        raise LoadError(f"{path} is damaged (cut short or modified): its {METADATA_SECTION} section "
-                        "does not start with the tilewise magic number; rebuild it")
+        if meta.startswith(MAGIC_PREFIX) and meta[:len(METADATA_MAGIC)] != METADATA_MAGIC:
+            version = meta[len(MAGIC_PREFIX):len(METADATA_MAGIC)].decode("ascii", "replace")
+            raise _version_error(path, int(version) if version.isdigit() else version)
+        if not meta.startswith(METADATA_MAGIC) or len(meta) < METADATA_HEADER:
+            raise damaged(f"its {METADATA_SECTION} section does not start with the tilewise magic number")
     return ElfFile(meta[METADATA_HEADER:].split(b"\0", 1)[0], symbols,
                    meta[len(METADATA_MAGIC):METADATA_HEADER], meta_sh[4] + len(METADATA_MAGIC))
 
