@@ -5,13 +5,13 @@
 The pipeline: codegen every kernel into one LLVM module (plus the thread-count setter) ->
 optimise and emit an object file (cached on disk by a hash of the IR and the target) -> emit a
 tiny object holding the metadata JSON -> link both with the system C compiler into a .so ->
-write the C header.  The ABI is documented in docs/c_abi.md.
+seal it (write the digest of the whole file into its metadata section) -> write the C header.
+The ABI is documented in docs/c_abi.md.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -220,8 +220,9 @@ def _record_json(r) -> dict:
 def _metadata_object(text: str) -> bytes:
     """An object file defining `const char *tilewise_metadata(void)` that returns text.
 
-    The text sits in its own section behind a magic number and its sha256, so the loader can
-    find and check it by reading the file, before dlopen runs any of the library's code.
+    The text sits in its own section behind a magic number and a slot for the digest of the
+    whole file (zeros until `seal` fills it in after linking), so the loader can find and check
+    both by reading the file, before dlopen runs any of the library's code.
     """
     llvm = llvm_init.llvm()
     mod = ir.Module("tilewise_metadata")
@@ -229,7 +230,7 @@ def _metadata_object(text: str) -> bytes:
     machine = BASELINE.machine()
     mod.data_layout = str(machine.target_data)
     body = text.encode("utf-8")
-    data = bytearray(runtime.METADATA_MAGIC + hashlib.sha256(body).digest() + body + b"\0")
+    data = bytearray(runtime.METADATA_MAGIC + bytes(runtime.DIGEST_SIZE) + body + b"\0")
     g = ir.GlobalVariable(mod, ir.ArrayType(ir.IntType(8), len(data)), "tilewise.metadata.json")
     g.initializer = ir.Constant(g.value_type, data)
     g.global_constant = True
@@ -273,7 +274,7 @@ def _gomp_flag(cc: tuple[str, ...]) -> str:
 
 
 def link(objects: list[bytes], path: str, openmp: bool) -> None:
-    """Link object files into the shared library path (written atomically)."""
+    """Link object files into the shared library path, sealed (written atomically)."""
     cc = find_cc()
     out_dir = os.path.dirname(os.path.abspath(path))
     os.makedirs(out_dir, exist_ok=True)
@@ -294,11 +295,22 @@ def link(objects: list[bytes], path: str, openmp: bool) -> None:
                 hint = " (parallel loops need libgomp: apt-get install libgomp1)" if \
                     openmp and "gomp" in r.stderr else ""
                 raise RuntimeError(f"linking {path} failed{hint}:\n$ {shlex.join(cmd)}\n{r.stderr}")
+            seal(tmp_out)
             os.chmod(tmp_out, 0o755)
             os.replace(tmp_out, path)
         finally:
             if os.path.exists(tmp_out):
                 os.remove(tmp_out)
+
+
+def seal(path: str) -> None:
+    """Write the digest of the whole linked library into its metadata section's slot, where the
+    loader checks it (runtime.check_digest): any byte damaged afterwards is refused before dlopen."""
+    digest_at = runtime.read_elf(path).digest_at
+    with open(path, "r+b") as fh:
+        digest = runtime.file_digest(fh, digest_at)
+        fh.seek(digest_at)
+        fh.write(digest)
 
 
 # ---------------------------------------------------------------- the C header

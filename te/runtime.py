@@ -29,12 +29,14 @@ log = logging.getLogger(__name__)
 
 # What the library's metadata JSON says about itself; bump FORMAT_VERSION when the ABI changes.
 FORMAT = "tilewise-library"
-FORMAT_VERSION = 2
-SUPPORTED_FORMAT_VERSIONS = (2,)
+FORMAT_VERSION = 3
+SUPPORTED_FORMAT_VERSIONS = (3,)
 METADATA_SYMBOL = "tilewise_metadata"
-METADATA_SECTION = ".tilewise_metadata"     # holds METADATA_MAGIC, the JSON's sha256, the JSON, NUL
-METADATA_MAGIC = b"TWMETA02"
-METADATA_HEADER = len(METADATA_MAGIC) + 32
+METADATA_SECTION = ".tilewise_metadata"     # holds METADATA_MAGIC, the file's digest, the JSON, NUL
+MAGIC_PREFIX = b"TWMETA"
+METADATA_MAGIC = MAGIC_PREFIX + b"%02d" % FORMAT_VERSION
+DIGEST_SIZE = 32                            # the sha256 of the whole file, its own bytes as zeros
+METADATA_HEADER = len(METADATA_MAGIC) + DIGEST_SIZE
 SET_THREADS_SYMBOL = "tilewise_set_num_threads"
 GET_THREADS_SYMBOL = "tilewise_get_num_threads"
 MODEL_ENTRY_SYMBOL = "tilewise_run"          # i32 tilewise_run(void **io, const void *params, void *ws)
@@ -339,7 +341,7 @@ def load_module(path: str | os.PathLike) -> Module:
     """Load a library made by export_library; refuses files that are not ours or not for this CPU.
 
     Everything is checked by reading the file before dlopen, which runs the library's code:
-    the ELF structure, the metadata and its checksum, the symbols the metadata names, the CPU.
+    the ELF structure, the checksum of the whole file, the metadata, the symbols it names, the CPU.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -347,17 +349,20 @@ def load_module(path: str | os.PathLike) -> Module:
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such library: {path}")
     try:
-        raw, symbols = read_elf(path)
+        elf = read_elf(path)
+        check_digest(path, elf)
     except OSError as e:
         raise LoadError(f"{path} cannot be read: {e.strerror or e}") from None
-    meta = _parse_metadata(path, raw)
-    _check_symbols(path, meta, symbols)
+    meta = _parse_metadata(path, elf.metadata)
+    _check_symbols(path, meta, elf.symbols)
     _check_cpu(path, meta)
     lib = _dlopen(path)
     meta_fn = lib[METADATA_SYMBOL]
-    meta_fn.restype = ctypes.c_char_p
+    meta_fn.restype = ctypes.c_void_p
     meta_fn.argtypes = []
-    if meta_fn() != raw:            # the file changed between the checks and dlopen
+    text = meta_fn()
+    # the file changed between the checks and dlopen: another digest or other metadata is mapped
+    if ctypes.string_at(text - DIGEST_SIZE, DIGEST_SIZE) != elf.digest or ctypes.string_at(text) != elf.metadata:
         raise LoadError(f"{path} changed while it was being loaded; load it again")
     return Module(path, lib, meta)
 
@@ -408,10 +413,18 @@ PT_LOAD, PF_X, SHF_ALLOC, SHT_NOBITS, SHT_DYNSYM = 1, 1, 2, 8, 11
 STT_OBJECT, STT_FUNC = 1, 2
 
 
-def read_elf(path: str) -> tuple[bytes, dict[str, tuple[int, int, bool]]]:
-    """Check that path is a whole, self-consistent 64-bit ELF shared library for this machine;
-    returns its metadata JSON (checked against its sha256) and its defined dynamic symbols
-    (name -> (type, size, in executable memory)).  Reads the file; runs nothing from it."""
+class ElfFile(NamedTuple):
+    """What the loader reads from a library file before it lets dlopen run anything."""
+    metadata: bytes                             # the metadata JSON
+    symbols: dict[str, tuple[int, int, bool]]   # defined dynamic symbols: (type, size, in code)
+    digest: bytes                               # the file digest stored in the metadata section
+    digest_at: int                              # the file offset of that digest
+
+
+def read_elf(path: str) -> ElfFile:
+    """Check that path is a whole, self-consistent 64-bit ELF shared library for this machine of
+    our format; returns its metadata, dynamic symbols and stored digest (check_digest checks that).
+    Reads the file; runs nothing from it."""
     with open(path, "rb") as fh:
         fd, size = fh.fileno(), os.fstat(fh.fileno()).st_size
 
@@ -470,7 +483,8 @@ def read_elf(path: str) -> tuple[bytes, dict[str, tuple[int, int, bool]]]:
             raise LoadError(f"{path} is not a tilewise library of format version {FORMAT_VERSION}: it "
                             f"has no {METADATA_SECTION} section (build it, or rebuild an older one, "
                             "with te.export_library)")
-        meta = _section_data(by_name[METADATA_SECTION], read)
+        meta_sh = by_name[METADATA_SECTION]
+        meta = _section_data(meta_sh, read)
         symbols = {}
         for sh in sections:
             if sh[1] != SHT_DYNSYM:
@@ -483,10 +497,38 @@ def read_elf(path: str) -> tuple[bytes, dict[str, tuple[int, int, bool]]]:
                 if shndx:
                     code = any(va <= value < va + msz and fl & PF_X for _, va, _, msz, fl in loads)
                     symbols[name(st_name, strtab)] = (info & 0xF, sz, code)
-    body = meta[METADATA_HEADER:].split(b"\0", 1)[0]
-    if not meta.startswith(METADATA_MAGIC) or hashlib.sha256(body).digest() != meta[8:METADATA_HEADER]:
-        raise damaged("its metadata does not match the checksum stored beside it")
-    return body, symbols
+        if meta.startswith(MAGIC_PREFIX) and meta[:len(METADATA_MAGIC)] != METADATA_MAGIC:
+            version = meta[len(MAGIC_PREFIX):len(METADATA_MAGIC)].decode("ascii", "replace")
+            raise _version_error(path, int(version) if version.isdigit() else version)
+        if not meta.startswith(METADATA_MAGIC) or len(meta) < METADATA_HEADER:
+            raise damaged(f"its {METADATA_SECTION} section does not start with the tilewise magic number")
+    return ElfFile(meta[METADATA_HEADER:].split(b"\0", 1)[0], symbols,
+                   meta[len(METADATA_MAGIC):METADATA_HEADER], meta_sh[4] + len(METADATA_MAGIC))
+
+
+def file_digest(fh, digest_at: int) -> bytes:
+    """The sha256 of every byte of an open library file, the DIGEST_SIZE bytes at digest_at (where
+    the digest itself is stored) counted as zeros."""
+    h = hashlib.sha256()
+    view = memoryview(bytearray(1 << 22))
+    fh.seek(0)
+    pos = 0
+    while n := fh.readinto(view):
+        lo, hi = max(digest_at - pos, 0), min(digest_at + DIGEST_SIZE - pos, n)
+        if lo < hi:
+            view[lo:hi] = bytes(hi - lo)
+        h.update(view[:n])
+        pos += n
+    return h.digest()
+
+
+def check_digest(path: str, elf: ElfFile) -> None:
+    """Refuse a library whose bytes (code, data, relocations, anything) differ from those the
+    exporter sealed: a flipped bit anywhere could crash dlopen or a kernel."""
+    with open(path, "rb") as fh:
+        if file_digest(fh, elf.digest_at) != elf.digest:
+            raise LoadError(f"{path} is damaged or modified: its checksum does not match its "
+                            "contents; rebuild it")
 
 
 def _section_data(sh: tuple, read) -> bytes:
@@ -544,10 +586,14 @@ def _parse_metadata(path: str, raw: bytes) -> dict:
                         "hold tilewise metadata")
     version = meta.get("format_version")
     if version not in SUPPORTED_FORMAT_VERSIONS:
-        raise LoadError(f"{path} has library format version {version!r}, but this runtime reads "
-                        f"version(s) {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}; rebuild the "
-                        "library with this tilewise, or load it with the tilewise that made it")
+        raise _version_error(path, version)
     return meta
+
+
+def _version_error(path: str, version) -> LoadError:
+    return LoadError(f"{path} has library format version {version!r}, but this runtime reads "
+                     f"version(s) {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}; rebuild the "
+                     "library with this tilewise, or load it with the tilewise that made it")
 
 
 def cpu_flags() -> set[str] | None:

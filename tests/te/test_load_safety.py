@@ -2,7 +2,7 @@
 loader checks the file before dlopen runs any of its code."""
 from __future__ import annotations
 
-import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -16,6 +16,8 @@ import te
 from te import export, runtime
 from te.runtime import LoadError
 
+from ..fuzz import seeds
+from ..fuzz.mutators import elf_layout
 from .export_helpers import REPO, add_relu_func, check_mm, matmul_kernel
 
 
@@ -57,15 +59,17 @@ def c_library(tmp_path, name: str, source: str) -> str:
 
 def rewrite_metadata(data: bytes, old: bytes, new: bytes, fix_checksum: bool) -> bytes:
     """The library bytes with old replaced by new (same length) in the metadata JSON; with
-    fix_checksum, the stored sha256 is recomputed, as a deliberate forger would."""
+    fix_checksum, the file's digest is recomputed, as a deliberate forger would."""
     assert len(old) == len(new)
     start = data.index(runtime.METADATA_MAGIC)
     end = data.index(b"\0", start + runtime.METADATA_HEADER)
     body = data[start + runtime.METADATA_HEADER:end]
     assert old in body
-    body = body.replace(old, new, 1)
-    digest = hashlib.sha256(body).digest() if fix_checksum else data[start + 8:start + 40]
-    return data[:start + 8] + digest + body + data[end:]
+    out = data[:start + runtime.METADATA_HEADER] + body.replace(old, new, 1) + data[end:]
+    if not fix_checksum:
+        return out
+    at = start + len(runtime.METADATA_MAGIC)
+    return out[:at] + runtime.file_digest(io.BytesIO(out), at) + out[at + runtime.DIGEST_SIZE:]
 
 
 # ---------------------------------------------------------------- damaged files (item 2)
@@ -84,6 +88,37 @@ def test_cut_short_or_grown_library_is_refused_not_a_signal(tmp_path):
     for line in lines[:-1]:
         assert line.startswith("LoadError") and "damaged (cut short or modified)" in line, line
     assert lines[-1].startswith("LOADED")
+
+
+def test_a_flipped_byte_anywhere_is_refused_before_dlopen(tmp_path):
+    # the fuzzer's finds: a flip in .rodata crashed a kernel, in .dynamic ld.so exited with 127,
+    # in .rela.plt dlopen crashed; one in machine code could do anything
+    seeds.build_library(str(tmp_path / "seed.so"))
+    good = (tmp_path / "seed.so").read_bytes()
+    sections = elf_layout(good).sections
+    paths = []
+    for name in (".rodata", ".dynamic", ".rela.plt", ".text", ".comment", runtime.METADATA_SECTION):
+        lo, hi = sections[name]
+        for pos in (lo, (lo + hi) // 2, hi - 1):
+            data = bytearray(good)
+            data[pos] ^= 0xFF
+            paths.append(tmp_path / f"{name[1:]}-{pos}.so")
+            paths[-1].write_bytes(data)
+    lines = load_each(paths + [tmp_path / "seed.so"])
+    checksum = "is damaged or modified: its checksum does not match its contents; rebuild it"
+    magic = "does not start with the tilewise magic number"     # the section's first byte
+    for path, line in zip(paths, lines):
+        assert line.startswith(f"LoadError {path} ") and (checksum in line or magic in line), line
+    assert lines[-1].startswith("LOADED")
+
+
+def test_a_library_of_the_previous_format_is_told_to_rebuild(tmp_path):
+    te.export_library([add_relu_func()], tmp_path / "k.so")
+    data = (tmp_path / "k.so").read_bytes().replace(runtime.METADATA_MAGIC, b"TWMETA02")
+    (tmp_path / "old.so").write_bytes(data)
+    with pytest.raises(LoadError, match="has library format version 2, but this runtime reads "
+                                        f"version\\(s\\) {runtime.FORMAT_VERSION}; rebuild"):
+        te.load_module(tmp_path / "old.so")
 
 
 def test_constructors_do_not_run_before_the_checks(tmp_path):
@@ -107,7 +142,7 @@ def test_patched_metadata_is_refused(tmp_path):
     good = (tmp_path / "mm.so").read_bytes()
     # an output shape made larger than the buffer the kernel writes: the heap would be corrupted
     (tmp_path / "shape.so").write_bytes(rewrite_metadata(good, b"[24, 20]", b"[24, 90]", False))
-    with pytest.raises(LoadError, match="metadata does not match the checksum"):
+    with pytest.raises(LoadError, match="damaged or modified: its checksum does not match"):
         te.load_module(tmp_path / "shape.so")
     # a forger who fixes the checksum still cannot name a kernel the library does not have
     (tmp_path / "name.so").write_bytes(rewrite_metadata(good, b'"name": "mm"', b'"name": "mx"', True))
