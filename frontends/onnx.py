@@ -45,6 +45,12 @@ PARAM_INPUTS = {
     "ConstantOfShape": {0: "shape"}, "Dropout": {1: "ratio", 2: "training_mode"},
     "Range": {0: "start", 1: "limit", 2: "delta"}, "Trilu": {1: "k"},
 }
+# Ops whose attributes give one value per spatial axis of their input (pads: a start and an end
+# per axis); ONNX Runtime refuses any other length, and the lowerings index them.
+SPATIAL_ATTRIBUTES = {
+    op: {"kernel_shape": 1, "strides": 1, "dilations": 1, "pads": 2, "output_padding": 1}
+    for op in ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "DeformConv",
+               "MaxPool", "AveragePool", "LpPool", "MaxUnpool")}
 # Parameter inputs that inference does not need: left out when they are computed at run time.
 INFERENCE_IGNORES = {"Dropout": {1}}
 
@@ -93,6 +99,9 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
     why: dict[str, str] = {}                                    # node name -> why inference failed on it
     infos = _infer(m, graph, nodes, consts, problems, why)      # ONNX's shape inference
     problems += _type_problems(g, raw, infos, consts, opset)
+    bad = _attribute_length_problems(nodes, infos, consts)
+    if bad:                             # canonicalisation and the CHECKS index these attributes
+        _refuse(g, problems + bad)
     needed = {x for n in nodes for x in n.inputs} | {o.name for o in g.output}
     for n in nodes:
         n.outputs = [o if (o in needed or k == 0) else "" for k, o in enumerate(n.outputs)]
@@ -103,10 +112,7 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
            {x for n in nodes for x in n.inputs} | {o.name for o in g.output}, opset, problems, why,
            dropped)
     if problems:
-        head = f"cannot import {g.name or 'the model'}: {len(problems)} problem(s):"
-        raise ModelError("\n  ".join([head] + problems[:50] + (["..."] if len(problems) > 50 else []))
-                         + "\nWhat to do: fix or replace the listed nodes and tensors; give static input "
-                         "shapes with shapes= and bind shape inputs with constants=.")
+        _refuse(g, problems)
     graph.nodes = nodes
     graph.constants = {k: v for k, v in consts.items() if k not in empty}
     graph.infos = infos
@@ -119,6 +125,31 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
             graph.outputs.append(infos[o.name])
     from .passes import eliminate_dead_nodes
     return eliminate_dead_nodes(graph)
+
+
+def _refuse(g, problems: list[str]) -> None:
+    """Raise the ModelError that lists every problem found (the first 50)."""
+    head = f"cannot import {g.name or 'the model'}: {len(problems)} problem(s):"
+    raise ModelError("\n  ".join([head] + problems[:50] + (["..."] if len(problems) > 50 else []))
+                     + "\nWhat to do: fix or replace the listed nodes and tensors; give static input "
+                     "shapes with shapes= and bind shape inputs with constants=.")
+
+
+def _attribute_length_problems(nodes: list[Node], infos: dict, consts: dict) -> list[str]:
+    """A Conv's or a pooling's per-axis attribute (SPATIAL_ATTRIBUTES) whose length is not its
+    data's number of spatial axes (twice that for pads), as ONNX Runtime refuses it."""
+    problems = []
+    for n in nodes:
+        per_axis = SPATIAL_ATTRIBUTES.get(n.op)
+        x = n.inputs[0] if per_axis and n.inputs else ""
+        rank = consts[x].ndim if x in consts else len(infos[x].shape) if x in infos else None
+        if rank is None or rank < 3:
+            continue                    # inference or the op's check reports the data's rank
+        for key, times in per_axis.items():
+            if key in n.attrs and len(n.attrs[key]) != times * (rank - 2):
+                problems.append(f"node {n.name} ({n.op}): attribute {key} has {len(n.attrs[key])} value(s), "
+                                f"but its {rank - 2}-D data '{x}' needs {times * (rank - 2)}")
+    return problems
 
 
 def _type_problems(g, raw: list, infos: dict, consts: dict, opset: int) -> list[str]:

@@ -30,3 +30,49 @@ def test_an_ir_version_too_large_for_onnx_is_refused():
     m = seed()
     m.ir_version = 2 ** 40
     refused(m, "IR version 1099511627776")
+
+
+def with_initializer(m: onnx.ModelProto, name: str, value: np.ndarray) -> onnx.ModelProto:
+    """m with initializer `name` replaced by value."""
+    k = next(i for i, t in enumerate(m.graph.initializer) if t.name == name)
+    m.graph.initializer[k].CopyFrom(numpy_helper.from_array(value, name))
+    return m
+
+
+def with_attribute(m: onnx.ModelProto, node: str, **attrs) -> onnx.ModelProto:
+    """m with the named node's attributes set (replaced if present)."""
+    n = next(n for n in m.graph.node if n.name == node)
+    keep = [a for a in n.attribute if a.name not in attrs]
+    del n.attribute[:]
+    n.attribute.extend(keep + [helper.make_attribute(k, v) for k, v in attrs.items()])
+    return m
+
+
+@pytest.mark.parametrize("shape", [(64, 5), (64, 3, 1, 1), (5,)])
+def test_a_conv_bias_of_the_wrong_shape_is_refused_at_import(shape):
+    m = with_initializer(seed(), "b", np.zeros(shape, np.float32))
+    refused(m, "node conv (Conv): bias 'b'", f"{shape}", "(4,)")
+
+
+@pytest.mark.parametrize("attr, value, needs", [("pads", [1], 4), ("pads", [1, 1, 1, 1, 1, 1], 4),
+                                                ("strides", [1], 2), ("dilations", [1, 1, 1], 2),
+                                                ("kernel_shape", [3], 2)])
+def test_conv_attributes_of_the_wrong_length_are_refused(attr, value, needs):
+    m = with_attribute(seed(), "conv", **{attr: value})
+    refused(m, f"node conv (Conv): attribute {attr} has {len(value)} value(s)", f"needs {needs}")
+
+
+def test_pooling_attributes_of_the_wrong_length_are_refused():
+    m = seed()
+    m.graph.node[1].CopyFrom(helper.make_node("MaxPool", ["c"], ["r"], name="pool", kernel_shape=[1, 1],
+                                              pads=[0, 0]))
+    refused(m, "node pool (MaxPool): attribute pads has 2 value(s)", "needs 4")
+
+
+def test_a_1d_conv_with_pads_of_the_wrong_length_is_refused():
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 8])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    w = numpy_helper.from_array(np.ones((3, 2, 3), np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="c1", pads=[1])], "c1d", [x], [y], [w])
+    refused(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
+            "node c1 (Conv): attribute pads has 1 value(s), but its 1-D data 'x' needs 2")
