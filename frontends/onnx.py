@@ -18,6 +18,7 @@ pads...) must be known at import.  `shape_inputs(model)` names such inputs, and
 from __future__ import annotations
 
 import functools
+import logging
 import re
 
 import numpy as np
@@ -28,6 +29,8 @@ from .canonical import SHAPE_ONLY, canonicalize
 from .fold import attrs_of, fold
 from .graph import Graph, Node, TensorInfo
 from .onnx_model import ModelError, check_graph, load_model, model_dir, read_initializers
+
+log = logging.getLogger(__name__)
 
 ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
                11: "float64", 4: "uint16", 12: "uint32", 13: "uint64"}
@@ -440,7 +443,7 @@ def _raw_shapes(m, graph: Graph, nodes: list, consts: dict) -> dict:
            if k in used and v.size > 4096]
     ins = [helper.make_tensor_value_info(i.name, _np_to_onnx(np.dtype(i.dtype)), list(i.shape))
            for i in graph.inputs]
-    g2 = helper.make_graph(nodes, "partial", ins + big, list(m.graph.output), inits)
+    g2 = helper.make_graph(nodes, "partial", ins + big, _undeclared(m.graph.output), inits)
     m2 = helper.make_model(g2, opset_imports=list(m.opset_import), ir_version=max(m.ir_version, 7))
     try:
         inferred = shape_inference.infer_shapes(m2, strict_mode=False, data_prop=True)
@@ -506,14 +509,7 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
             return {}
     ins = [helper.make_tensor_value_info(i.name, _np_to_onnx(np.dtype(i.dtype if i.dtype != "bool" else "bool")),
                                          list(i.shape)) for i in graph.inputs]
-    outs = []
-    for o in m.graph.output:        # declared element types are checked against inference, not merged in
-        o2 = onnx.ValueInfoProto()
-        o2.CopyFrom(o)
-        if o2.type.HasField("tensor_type"):
-            o2.type.tensor_type.elem_type = 0
-        outs.append(o2)
-    g2 = helper.make_graph(onodes, "folded", ins + big, outs, inits)
+    g2 = helper.make_graph(onodes, "folded", ins + big, _undeclared(m.graph.output), inits)
     m2 = helper.make_model(g2, opset_imports=list(m.opset_import), ir_version=max(m.ir_version, 7))
     try:
         inferred = shape_inference.infer_shapes(m2, strict_mode=False, data_prop=True)
@@ -531,11 +527,36 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
         out[vi.name] = TensorInfo(vi.name, tuple(dims), dt)
     for o in m.graph.output:        # what inference cannot type (a function op's output): as declared
         dims, dt = _dims(o), ONNX_DTYPES.get(o.type.tensor_type.elem_type)
-        if o.name not in out and dt and o.type.tensor_type.HasField("shape") and all(isinstance(d, int) for d in dims):
+        static = o.type.tensor_type.HasField("shape") and all(isinstance(d, int) for d in dims)
+        if o.name not in out and dt and static:
             out[o.name] = TensorInfo(o.name, tuple(dims), dt)
+        elif o.name in out and o.type.tensor_type.HasField("shape") and not _fits(dims, out[o.name].shape):
+            # ONNX Runtime's rule: the shape computed from the inputs wins over the declared one
+            log.warning("output '%s': the model declares shape %s, but it is computed as %s; using the "
+                        "computed shape (fix the model's declaration to silence this)", o.name, dims,
+                        list(out[o.name].shape))
     if any(o and o not in out for n in onodes for o in n.output):
         why.update(_inference_errors(m2))
     return out
+
+
+def _undeclared(outputs) -> list:
+    """The graph outputs without their declared element types and shapes: inference computes
+    them from the inputs, and the declarations are checked against what it computes."""
+    outs = []
+    for o in outputs:
+        o2 = onnx.ValueInfoProto()
+        o2.CopyFrom(o)
+        if o2.type.HasField("tensor_type"):
+            o2.type.tensor_type.elem_type = 0
+            o2.type.tensor_type.ClearField("shape")
+        outs.append(o2)
+    return outs
+
+
+def _fits(declared: list, shape: tuple) -> bool:
+    """Whether a declared shape (ints, names and None) admits a static shape."""
+    return len(declared) == len(shape) and all(not isinstance(d, int) or d == n for d, n in zip(declared, shape))
 
 
 def _inference_errors(m) -> dict[str, str]:

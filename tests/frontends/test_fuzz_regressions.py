@@ -76,3 +76,35 @@ def test_a_1d_conv_with_pads_of_the_wrong_length_is_refused():
     g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="c1", pads=[1])], "c1d", [x], [y], [w])
     refused(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
             "node c1 (Conv): attribute pads has 1 value(s), but its 1-D data 'x' needs 2")
+
+
+def with_output_shape(m: onnx.ModelProto, dims: list) -> onnx.ModelProto:
+    """m with its output 'y' declared with dims."""
+    m.graph.output[0].CopyFrom(helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, dims))
+    return m
+
+
+def assert_as_onnx_runtime(m: onnx.ModelProto) -> None:
+    """tilewise's outputs have ONNX Runtime's shapes and values."""
+    import onnxruntime as ort
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 8, 8)).astype(np.float32)
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    got = frontends.build(frontends.from_onnx(m.SerializeToString())).run(x=x)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("dims", [[1], [1, 10, 0], [1, 10, 1], [2, 10], ["N", 11]])
+def test_a_declared_output_shape_that_disagrees_gives_way_to_the_computed_one(dims, caplog):
+    m = with_output_shape(seed(), dims)
+    assert frontends.from_onnx(m.SerializeToString()).outputs[0].shape == (1, 10)
+    assert f"output 'y': the model declares shape {dims}, but it is computed as [1, 10]" in caplog.text
+    assert_as_onnx_runtime(m)
+
+
+def test_a_rewired_node_input_gives_the_computed_shape_not_the_declared_one():
+    m = seed()
+    m.graph.node[4].input[0] = "c"          # Softmax reads the Conv's (1, 4, 8, 8) output
+    assert frontends.from_onnx(m.SerializeToString()).outputs[0].shape == (1, 4, 8, 8)
+    assert_as_onnx_runtime(m)
