@@ -108,3 +108,26 @@ def test_a_rewired_node_input_gives_the_computed_shape_not_the_declared_one():
     m.graph.node[4].input[0] = "c"          # Softmax reads the Conv's (1, 4, 8, 8) output
     assert frontends.from_onnx(m.SerializeToString()).outputs[0].shape == (1, 4, 8, 8)
     assert_as_onnx_runtime(m)
+
+
+def test_infinities_in_a_matmul_weight_make_the_softmax_row_nan_as_in_onnx_runtime():
+    m = seed()
+    fc = numpy_helper.to_array(next(t for t in m.graph.initializer if t.name == "fc")).copy()
+    fc[89, 0], fc[130, 7], fc[223, 0] = -np.inf, np.inf, -np.inf      # the fuzzer's edit: inf * 0 gives NaN
+    assert_as_onnx_runtime(with_initializer(m, "fc", fc))
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("shape, axis", [((2, 37), 1), ((2, 37), 0), ((3, 4, 16), 2), ((3, 4, 16), 1)])
+def test_a_nan_or_inf_in_a_softmax_row_makes_the_row_nan(op, shape, axis):
+    import onnxruntime as ort
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    x[0, 3], x[1, -1] = np.nan, np.inf                  # a NaN, and an inf (inf - max(x) = NaN)
+    g = helper.make_graph([helper.make_node(op, ["x"], ["y"], axis=axis)], "sm",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(shape))],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    (got,) = frontends.build(frontends.from_onnx(m)).run(x=x)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, equal_nan=True)
