@@ -131,3 +131,11 @@ def test_a_nan_or_inf_in_a_softmax_row_makes_the_row_nan(op, shape, axis):
     (got,) = frontends.build(frontends.from_onnx(m)).run(x=x)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, equal_nan=True)
+
+
+def test_a_value_info_shape_that_disagrees_is_ignored():
+    m = seed()
+    m.graph.value_info.extend([helper.make_tensor_value_info("r", onnx.TensorProto.FLOAT, [1, 4, 8]),
+                               helper.make_tensor_value_info("m", onnx.TensorProto.FLOAT, [1, 10, 0])])
+    assert frontends.from_onnx(m.SerializeToString()).outputs[0].shape == (1, 10)
+    assert_as_onnx_runtime(m)
