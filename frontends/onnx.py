@@ -525,18 +525,19 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
                 problems.append(f"value {vi.name}: {_type_name(vi.type)} is not supported")
             continue
         out[vi.name] = TensorInfo(vi.name, tuple(dims), dt)
+    if any(o and o not in out for n in onodes for o in n.output):
+        why.update(_inference_errors(m2))
+    producer = {o: n.name for n in onodes for o in n.output}
     for o in m.graph.output:        # what inference cannot type (a function op's output): as declared
         dims, dt = _dims(o), ONNX_DTYPES.get(o.type.tensor_type.elem_type)
         static = o.type.tensor_type.HasField("shape") and all(isinstance(d, int) for d in dims)
-        if o.name not in out and dt and static:
-            out[o.name] = TensorInfo(o.name, tuple(dims), dt)
+        if o.name not in out and dt and static and producer.get(o.name) not in why:
+            out[o.name] = TensorInfo(o.name, tuple(dims), dt)     # not for a node inference refuses
         elif o.name in out and o.type.tensor_type.HasField("shape") and not _fits(dims, out[o.name].shape):
             # ONNX Runtime's rule: the shape computed from the inputs wins over the declared one
             log.warning("output '%s': the model declares shape %s, but it is computed as %s; using the "
                         "computed shape (fix the model's declaration to silence this)", o.name, dims,
                         list(out[o.name].shape))
-    if any(o and o not in out for n in onodes for o in n.output):
-        why.update(_inference_errors(m2))
     return out
 
 

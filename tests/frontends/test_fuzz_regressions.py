@@ -139,3 +139,9 @@ def test_a_value_info_shape_that_disagrees_is_ignored():
                                helper.make_tensor_value_info("m", onnx.TensorProto.FLOAT, [1, 10, 0])])
     assert frontends.from_onnx(m.SerializeToString()).outputs[0].shape == (1, 10)
     assert_as_onnx_runtime(m)
+
+
+def test_a_node_inference_refuses_is_named_even_when_its_output_is_declared():
+    m = seed()
+    m.graph.node[4].input[0] = "b"          # Softmax(axis=1) of the 1-D bias; 'y' is declared (1, 10)
+    refused(m, "node softmax (Softmax): invalid for its inputs [(4,)]", "'axis'")
