@@ -332,6 +332,10 @@ def _check_conv(node, ins, opset):
     nd = len(ins[0].shape) - 2
     if nd != 2:
         return f"Conv{nd}D: only 2-D convolutions are supported"
+    bias = ins[2] if len(ins) > 2 else None
+    if bias is not None and bias.shape != (ins[1].shape[0],):    # ONNX Runtime refuses it too
+        return (f"bias '{node.inputs[2]}' has shape {bias.shape}; it must be 1-D with one value per output "
+                f"channel ({ins[1].shape[0]},)")
     from te.ops.conv_geometry import geometry
     strides, padding, dil = (tuple(node.attrs.get("strides", [1, 1])), conv_padding(node.attrs),
                              tuple(node.attrs.get("dilations", [1, 1])))

@@ -18,6 +18,7 @@ pads...) must be known at import.  `shape_inputs(model)` names such inputs, and
 from __future__ import annotations
 
 import functools
+import logging
 import re
 
 import numpy as np
@@ -30,6 +31,7 @@ from .fold import attrs_of, fold
 from .graph import Graph, Node, TensorInfo
 from .onnx_model import ModelError, check_graph, load_model, model_dir, read_initializers
 
+log = logging.getLogger(__name__)
 
 # Inputs that decide shapes: they must be constants and become attributes of the node.
 PARAM_INPUTS = {
@@ -44,6 +46,12 @@ PARAM_INPUTS = {
     "ConstantOfShape": {0: "shape"}, "Dropout": {1: "ratio", 2: "training_mode"},
     "Range": {0: "start", 1: "limit", 2: "delta"}, "Trilu": {1: "k"},
 }
+# Ops whose attributes give one value per spatial axis of their input (pads: a start and an end
+# per axis); ONNX Runtime refuses any other length, and the lowerings index them.
+SPATIAL_ATTRIBUTES = {
+    op: {"kernel_shape": 1, "strides": 1, "dilations": 1, "pads": 2, "output_padding": 1}
+    for op in ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "DeformConv",
+               "MaxPool", "AveragePool", "LpPool", "MaxUnpool")}
 # Parameter inputs that inference does not need: left out when they are computed at run time.
 INFERENCE_IGNORES = {"Dropout": {1}}
 
@@ -92,6 +100,9 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
     why: dict[str, str] = {}                                    # node name -> why inference failed on it
     infos = _infer(m, graph, nodes, consts, problems, why)      # ONNX's shape inference
     problems += _type_problems(g, raw, infos, consts, opset)
+    bad = _attribute_length_problems(nodes, infos, consts)
+    if bad:                             # canonicalisation and the CHECKS index these attributes
+        _refuse(g, problems + bad)
     needed = {x for n in nodes for x in n.inputs} | {o.name for o in g.output}
     for n in nodes:
         n.outputs = [o if (o in needed or k == 0) else "" for k, o in enumerate(n.outputs)]
@@ -102,10 +113,7 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
            {x for n in nodes for x in n.inputs} | {o.name for o in g.output}, opset, problems, why,
            dropped)
     if problems:
-        head = f"cannot import {g.name or 'the model'}: {len(problems)} problem(s):"
-        raise ModelError("\n  ".join([head] + problems[:50] + (["..."] if len(problems) > 50 else []))
-                         + "\nWhat to do: fix or replace the listed nodes and tensors; give static input "
-                         "shapes with shapes= and bind shape inputs with constants=.")
+        _refuse(g, problems)
     graph.nodes = nodes
     graph.constants = {k: v for k, v in consts.items() if k not in empty}
     graph.infos = infos
@@ -118,6 +126,31 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
             graph.outputs.append(infos[o.name])
     from .passes import eliminate_dead_nodes
     return eliminate_dead_nodes(graph)
+
+
+def _refuse(g, problems: list[str]) -> None:
+    """Raise the ModelError that lists every problem found (the first 50)."""
+    head = f"cannot import {g.name or 'the model'}: {len(problems)} problem(s):"
+    raise ModelError("\n  ".join([head] + problems[:50] + (["..."] if len(problems) > 50 else []))
+                     + "\nWhat to do: fix or replace the listed nodes and tensors; give static input "
+                     "shapes with shapes= and bind shape inputs with constants=.")
+
+
+def _attribute_length_problems(nodes: list[Node], infos: dict, consts: dict) -> list[str]:
+    """A Conv's or a pooling's per-axis attribute (SPATIAL_ATTRIBUTES) whose length is not its
+    data's number of spatial axes (twice that for pads), as ONNX Runtime refuses it."""
+    problems = []
+    for n in nodes:
+        per_axis = SPATIAL_ATTRIBUTES.get(n.op)
+        x = n.inputs[0] if per_axis and n.inputs else ""
+        rank = consts[x].ndim if x in consts else len(infos[x].shape) if x in infos else None
+        if rank is None or rank < 3:
+            continue                    # inference or the op's check reports the data's rank
+        for key, times in per_axis.items():
+            if key in n.attrs and len(n.attrs[key]) != times * (rank - 2):
+                problems.append(f"node {n.name} ({n.op}): attribute {key} has {len(n.attrs[key])} value(s), "
+                                f"but its {rank - 2}-D data '{x}' needs {times * (rank - 2)}")
+    return problems
 
 
 def _type_problems(g, raw: list, infos: dict, consts: dict, opset: int) -> list[str]:
@@ -408,7 +441,7 @@ def _raw_shapes(m, graph: Graph, nodes: list, consts: dict) -> dict:
            if k in used and v.size > 4096]
     ins = [helper.make_tensor_value_info(i.name, onnx_elem_type(i.dtype), list(i.shape))
            for i in graph.inputs]
-    g2 = helper.make_graph(nodes, "partial", ins + big, list(m.graph.output), inits)
+    g2 = helper.make_graph(nodes, "partial", ins + big, _undeclared(m.graph.output), inits)
     m2 = helper.make_model(g2, opset_imports=list(m.opset_import), ir_version=max(m.ir_version, 7))
     try:
         inferred = shape_inference.infer_shapes(m2, strict_mode=False, data_prop=True)
@@ -470,14 +503,7 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
             return {}
     ins = [helper.make_tensor_value_info(i.name, onnx_elem_type(i.dtype),
                                          list(i.shape)) for i in graph.inputs]
-    outs = []
-    for o in m.graph.output:        # declared element types are checked against inference, not merged in
-        o2 = onnx.ValueInfoProto()
-        o2.CopyFrom(o)
-        if o2.type.HasField("tensor_type"):
-            o2.type.tensor_type.elem_type = 0
-        outs.append(o2)
-    g2 = helper.make_graph(onodes, "folded", ins + big, outs, inits)
+    g2 = helper.make_graph(onodes, "folded", ins + big, _undeclared(m.graph.output), inits)
     m2 = helper.make_model(g2, opset_imports=list(m.opset_import), ir_version=max(m.ir_version, 7))
     try:
         inferred = shape_inference.infer_shapes(m2, strict_mode=False, data_prop=True)
@@ -493,13 +519,39 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
                 problems.append(f"value {vi.name}: {_type_name(vi.type)} is not supported")
             continue
         out[vi.name] = TensorInfo(vi.name, tuple(dims), dt)
-    for o in m.graph.output:        # what inference cannot type (a function op's output): as declared
-        dims, dt = _dims(o), ONNX_DTYPES.get(o.type.tensor_type.elem_type)
-        if o.name not in out and dt and o.type.tensor_type.HasField("shape") and all(isinstance(d, int) for d in dims):
-            out[o.name] = TensorInfo(o.name, tuple(dims), dt)
     if any(o and o not in out for n in onodes for o in n.output):
         why.update(_inference_errors(m2))
+    producer = {o: n.name for n in onodes for o in n.output}
+    for o in m.graph.output:        # what inference cannot type (a function op's output): as declared
+        dims, dt = _dims(o), ONNX_DTYPES.get(o.type.tensor_type.elem_type)
+        static = o.type.tensor_type.HasField("shape") and all(isinstance(d, int) for d in dims)
+        if o.name not in out and dt and static and producer.get(o.name) not in why:
+            out[o.name] = TensorInfo(o.name, tuple(dims), dt)     # not for a node inference refuses
+        elif o.name in out and o.type.tensor_type.HasField("shape") and not _fits(dims, out[o.name].shape):
+            # ONNX Runtime's rule: the shape computed from the inputs wins over the declared one
+            log.warning("output '%s': the model declares shape %s, but it is computed as %s; using the "
+                        "computed shape (fix the model's declaration to silence this)", o.name, dims,
+                        list(out[o.name].shape))
     return out
+
+
+def _undeclared(outputs) -> list:
+    """The graph outputs without their declared element types and shapes: inference computes
+    them from the inputs, and the declarations are checked against what it computes."""
+    outs = []
+    for o in outputs:
+        o2 = onnx.ValueInfoProto()
+        o2.CopyFrom(o)
+        if o2.type.HasField("tensor_type"):
+            o2.type.tensor_type.elem_type = 0
+            o2.type.tensor_type.ClearField("shape")
+        outs.append(o2)
+    return outs
+
+
+def _fits(declared: list, shape: tuple) -> bool:
+    """Whether a declared shape (ints, names and None) admits a static shape."""
+    return len(declared) == len(shape) and all(not isinstance(d, int) or d == n for d, n in zip(declared, shape))
 
 
 def _inference_errors(m) -> dict[str, str]:

@@ -57,6 +57,9 @@ def check_graph(m: onnx.ModelProto) -> list[int]:
     name declared or written twice, an input nothing defines, a cycle, a graph output nothing
     produces."""
     g = m.graph
+    if not 0 <= m.ir_version <= onnx.IR_VERSION:        # ONNX Runtime refuses a newer IR version too
+        raise ModelError(f"invalid graph {g.name or 'model'}: the model's IR version {m.ir_version} is not one "
+                         f"this tilewise reads (1 to {onnx.IR_VERSION}); save it with an IR version in that range")
     problems = _schema_problems(m)
     defined: dict[str, str] = {}               # value -> what defines it
     for what, names in (("input", [vi.name for vi in g.input]), ("initializer", [t.name for t in g.initializer])):

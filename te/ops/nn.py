@@ -33,9 +33,9 @@ def _trailing(axes: tuple, ndim: int) -> bool:
     return bool(axes) and axes == tuple(range(ndim - len(axes), ndim))
 
 
-def _exp_shifted(v: te.Expr) -> te.Expr:
-    # x - max(x) <= 0; a NaN anywhere in the row makes the max, the sum and the result NaN
-    return exp_poly(v, nonpositive=True, keep_nan=False)
+def _exp_shifted(v: te.Expr, keep_nan: bool = False) -> te.Expr:
+    # x - max(x) <= 0 (NaN where x is NaN: the max reduction may skip a NaN, the subtraction cannot)
+    return exp_poly(v, nonpositive=True, keep_nan=keep_nan)
 
 
 def _softmax(x: te.Tensor, axis: int, log: bool, name: str, lanes: int | None) -> te.Tensor:
@@ -43,7 +43,9 @@ def _softmax(x: te.Tensor, axis: int, log: bool, name: str, lanes: int | None) -
     ax = axes[0]
     shape = x.shape
     m1 = reduce_over(shape, axes, lambda i: x[i], "max", f"{name}.max", lanes=lanes)
-    ssum = reduce_over(shape, axes, lambda i: _exp_shifted(x[i] - m1[_drop(i, axes)]), "sum",
+    # the sum keeps a NaN term (a NaN or +inf in the row), so the whole row is NaN as in ONNX
+    # Runtime; the output pass needs no such care, it multiplies by 1 / the sum
+    ssum = reduce_over(shape, axes, lambda i: _exp_shifted(x[i] - m1[_drop(i, axes)], keep_nan=True), "sum",
                        f"{name}.sum", lanes=lanes)
     # the consumer's own copy of the row max (see the module docstring)
     m2 = reduce_over(shape, axes, lambda i: x[i], "max", f"{name}.max2", lanes=lanes)
