@@ -332,6 +332,9 @@ def _check_conv(node, ins, opset):
     nd = len(ins[0].shape) - 2
     if nd != 2:
         return f"Conv{nd}D: only 2-D convolutions are supported"
+    if len(ins[1].shape) != len(ins[0].shape):
+        return (f"weight '{node.inputs[1]}' has shape {ins[1].shape}; it must have the data's rank "
+                f"{len(ins[0].shape)} (output channels, input channels / group, kernel height, width)")
     bias = ins[2] if len(ins) > 2 else None
     if bias is not None and bias.shape != (ins[1].shape[0],):    # ONNX Runtime refuses it too
         return (f"bias '{node.inputs[2]}' has shape {bias.shape}; it must be 1-D with one value per output "

@@ -54,6 +54,13 @@ def test_a_conv_bias_of_the_wrong_shape_is_refused_at_import(shape):
     refused(m, "node conv (Conv): bias 'b'", f"{shape}", "(4,)")
 
 
+@pytest.mark.parametrize("shape", [(), (4, 3, 3)])
+def test_a_conv_weight_of_the_wrong_rank_is_refused_at_import(shape):
+    # the fuzzer's initializer w -> shape () ended in an IndexError in the Conv check
+    m = with_initializer(seed(), "w", np.zeros(shape, np.float32))
+    refused(m, "node conv (Conv): weight 'w'", f"{shape}", "rank 4")
+
+
 @pytest.mark.parametrize("attr, value, needs", [("pads", [1], 4), ("pads", [1, 1, 1, 1, 1, 1], 4),
                                                 ("strides", [1], 2), ("dilations", [1, 1, 1], 2),
                                                 ("kernel_shape", [3], 2)])
