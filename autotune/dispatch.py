@@ -53,8 +53,6 @@ class ApplyHistoryBest:
                 self._ranked_any.setdefault(r.workload, []).append(r)
         for lst in (*self._ranked.values(), *self._ranked_any.values()):
             lst.sort(key=rec.rank_key)                 # as record.best: checked configs first
-        self.by_isa: dict[tuple[str, str], rec.Record] = {k: v[0] for k, v in self._ranked.items()}
-        self.any_isa: dict[str, rec.Record] = {k: v[0] for k, v in self._ranked_any.items()}
         self.used: dict[str, rec.Record] = {}         # workload -> the record query() returned
 
     def query(self, task):

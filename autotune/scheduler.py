@@ -20,6 +20,11 @@ is), with optional `schedule_start(scheduler)` / `schedule_finish(scheduler)` ho
     sched = TaskScheduler([(task, count) for ...], tuner="xgb", callbacks=[log_to_file("m.jsonl")])
     sched.tune(n_trials=200)
     for row in sched.summary(): ...
+
+Alternatives: a task given as (task, weight, group) is one of several implementations of the
+same kernel of the model (the 1x1 GEMM and the direct conv of one conv, say); the model runs the
+fastest of a group, so the estimate counts the group's best and a round goes to an alternative
+only for what it may take off that best.
 """
 from __future__ import annotations
 
@@ -52,6 +57,7 @@ class TaskState:
     seeds: list[int] = field(default_factory=list)         # config indices to measure first
     dead: str = ""                                         # why tuning stopped ('' = still tuned)
     last_improved: int = 0                                 # the round that last improved the best
+    group: object = None                                   # alternatives of one kernel share it
 
     @property
     def trials(self) -> int:
@@ -108,7 +114,7 @@ class TaskScheduler:
 
     SIGNIFICANT = 0.01      # an improvement smaller than this does not reset a task's patience
 
-    def __init__(self, tasks: Sequence[tuple[Task, float]], tuner: str | Callable[[Task], Tuner] = "xgb",
+    def __init__(self, tasks: Sequence[tuple[Task, float] | tuple[Task, float, object]], tuner: str | Callable[[Task], Tuner] = "xgb",
                  measurer: Measurer | None = None, measure_option: MeasureOption | None = None,
                  callbacks: Iterable = (), history: Iterable[rec.Record] = (),
                  seeds: dict[str, list[dict]] | None = None, round_trials: int | None = None,
@@ -123,7 +129,8 @@ class TaskScheduler:
             make = lambda t, k: cls(t, seed=seed + k)      # noqa: E731
         else:
             make = lambda t, k: tuner(t)                    # noqa: E731
-        self.states = [TaskState(t, float(w), make(t, k)) for k, (t, w) in enumerate(tasks)]
+        self.states = [TaskState(t[0], float(t[1]), make(t[0], k), group=t[2] if len(t) > 2 else None)
+                       for k, t in enumerate(tasks)]
         self.callbacks = list(callbacks)
         self.checked, self.checking = 0, False      # tasks given the final check; in it now
         self._touched: set[int] = set()
@@ -195,9 +202,24 @@ class TaskScheduler:
         known = [x.best_flops for x in self.states if x.best_flops > 0]
         return s.task.flops / (min(known) if known else 1e9)
 
+    def _group_best(self, s: TaskState) -> float:
+        """The best cost estimate of s's alternatives (not s itself); inf without any."""
+        if s.group is None:
+            return math.inf
+        return min((self._cost_estimate(x) for x in self.states if x.group == s.group and x is not s),
+                   default=math.inf)
+
     def estimated_time(self) -> float:
-        """The model's estimated run time in seconds: sum of weight * best cost."""
-        return sum(s.weight * self._cost_estimate(s) for s in self.states)
+        """The model's estimated run time in seconds: sum of weight * best cost, the fastest
+        alternative of each group counted once."""
+        total, seen = 0.0, set()
+        for s in self.states:
+            if s.group is None:
+                total += s.weight * self._cost_estimate(s)
+            elif s.group not in seen:
+                seen.add(s.group)
+                total += s.weight * min(self._cost_estimate(x) for x in self.states if x.group == s.group)
+        return total
 
     def summary(self) -> list[TaskSummary]:
         """One row per task, in the order given."""
@@ -219,7 +241,12 @@ class TaskScheduler:
         g1 = cost - cost / max(1, s.rounds)
         similar = max((x.best_flops for x in self.states if x.task.name == s.task.name), default=0.0)
         g2 = self.beta * s.task.flops / similar if similar > 0 else math.inf
-        forward = min(g1, g2) - cost
+        other = self._group_best(s)
+        if other < math.inf:             # what this task may take off the best of its group
+            backward = backward if cost <= other else 0.0
+            forward = min(g1, g2, other) - min(cost, other)
+        else:
+            forward = min(g1, g2) - cost
         return s.weight * (self.alpha * backward + (1 - self.alpha) * forward)
 
     def _alive(self) -> list[int]:

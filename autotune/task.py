@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import te
 from te.expr import DTYPES
 from te.ops import registry
+from te.ops.registry import freeze
 from te.target import Target, parse
 
 from .space import ConfigEntity, ConfigError, ConfigSpace, FallbackConfig, get_template
@@ -21,12 +22,6 @@ from .space import ConfigEntity, ConfigError, ConfigSpace, FallbackConfig, get_t
 MAX_EXTENT = 1 << 20
 MAX_ARGS = 16               # arguments of a template, and integers in one list argument
 _NAME = re.compile(r"[A-Za-z0-9_]{1,32}")     # a string argument other than a dtype ('max', 'SAME')
-
-
-def _freeze(x):
-    if isinstance(x, (list, tuple)):
-        return tuple(_freeze(v) for v in x)
-    return x
 
 
 def _jsonable(x):
@@ -49,7 +44,7 @@ def parse_workload(key: str) -> tuple[str, tuple]:
     if not isinstance(name, str) or not isinstance(args, list):
         raise ValueError(f"workload {key[:80]!r} is not a [template, args] pair")
     check_args(name, args)
-    return name, _freeze(args)
+    return name, freeze(args)
 
 
 def check_args(name: str, args) -> None:
@@ -183,7 +178,7 @@ def create_task(name: str, args, target=None) -> Task:
     ValueError for arguments no template call should see (see check_args)."""
     get_template(name)
     check_args(name, args)
-    task = Task(name, _freeze(tuple(args)), parse(target))
+    task = Task(name, freeze(tuple(args)), parse(target))
     task.implementation             # a template of the registry that does not apply fails here
     return task
 

@@ -24,6 +24,7 @@ from te import ops
 from te.codegen_llvm import STACK_LIMIT
 from te.export import MEMCPY, add_model_entry
 from te.ops import registry
+from te.ops.knobs import ConfigError
 from te.ops.registry import Choice
 from te.stmt import hoist_scratch
 from te.target import Target, parse
@@ -83,24 +84,35 @@ def _group_key(g: Graph, grp: Group) -> str:
 # ---------------------------------------------------------------- 1. lowering: the registry's choice per group
 
 def choose(g: Graph, grp: Group, target: Target, history=None) -> Choice | None:
-    """The registry's choice for a group's anchor: its implementation, task and config (the
-    tuning history's for that task where it has a record, else the implementation's defaults);
-    None for a group without an anchor workload (it runs default kernels)."""
+    """The registry's choice for a group's anchor: its implementation, task and config; None for
+    a group without an anchor workload (it runs default kernels).
+
+    Without tuning records the preferred implementation (the highest priority) with its defaults;
+    with records, of the implementations that apply, the one whose best record ran fastest (tuning
+    times every candidate, so the algorithm is chosen by measurement), with that config."""
     wl = workload_of(grp.master, g)
     if wl is None:
         return None
-    impl = registry.select(wl, target)
-    if history is None or impl.template is None:
-        return Choice(impl, wl, target)
-    import autotune
-    try:
-        task = autotune.create_task(impl.template, impl.args(wl), target)
-        cfg = history.query(task)
-    except Exception as e:            # a record that does not fit: the default schedule is fine
-        log.warning("%s: tuning record not usable (%s); using the default schedule", grp.master.name, e)
-        return Choice(impl, wl, target)
-    record = history.used.get(task.workload_key) if cfg is not None else None
-    return Choice(impl, wl, target, cfg, record)
+    found = registry.candidates(wl, target)
+    if not found:
+        raise ConfigError(f"{grp.master.name}: no implementation of {wl.op} runs {wl}")
+    best = None                                     # (implementation, cfg, record) of the fastest
+    for _, impl in found if history is not None else []:
+        if impl.template is None:
+            continue
+        import autotune                 # only a build with tuning logs needs the tuner's tasks
+        try:
+            task = autotune.create_task(impl.template, impl.args(wl), target)
+            cfg = history.query(task)
+        except Exception as e:            # a record that does not fit: the default schedule is fine
+            log.warning("%s: tuning record of %s not usable (%s)", grp.master.name, impl.name, e)
+            continue
+        record = history.used.get(task.workload_key) if cfg is not None else None
+        if record is not None and (best is None or record.cost < best[2].cost):
+            best = (impl, cfg, record)
+    if best is None:
+        return Choice(found[0][1], wl, target)
+    return Choice(best[0], wl, target, best[1], best[2])
 
 
 def pack_weights(g: Graph, grp: Group, choice: Choice | None) -> dict[str, str]:

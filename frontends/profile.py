@@ -119,12 +119,13 @@ def time_calls(fn: Callable[[], object], repeat: int = 20, warmup: int = 2, min_
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], repeat: int = 20, warmup: int = 2,
-                     settle: int = 1) -> dict[str, Latency]:
+                     settle: int = 1, block: int = 1) -> dict[str, Latency]:
     """Time several callables in alternating rounds, so a change in machine load hits them alike.
 
     Each turn starts with `settle` untimed calls: the engine that ran before may leave threads
-    spinning (OpenMP's workers wait busily for a while after a parallel loop), and the first call
-    after a switch would pay for them.
+    spinning (OpenMP's workers and ONNX Runtime's default session wait busily for a while after
+    a run), and the first call after a switch would pay for them.  Then `block` timed calls: an
+    engine run back to back, as a user runs it (ONNX Runtime's spinning threads help it then).
     """
     for fn in fns.values():
         for _ in range(max(0, warmup)):
@@ -134,9 +135,10 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeat: int = 20, war
         for k, fn in fns.items():
             for _ in range(max(0, settle)):
                 fn()
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
+            for _ in range(max(1, block)):
+                t = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t)
     return {k: Latency(v) for k, v in times.items()}
 
 

@@ -22,11 +22,13 @@ from .passes import fuse, run_passes
 
 @dataclass
 class ModelTask:
-    """A tuning task of a model: the task, how many kernels use it, and FLOPs per use."""
+    """A tuning task of a model: the task, how many kernels use it, and FLOPs per use; `workload`
+    is the kernel's registry workload, which the tasks of its other implementations share."""
     task: object                # autotune.Task
     count: int
     flops: float
     nodes: list[str]
+    workload: object = None     # te.ops.registry.Workload
 
     @property
     def total_flops(self) -> float:
@@ -67,11 +69,17 @@ def conv_geometry(node: Node, g: Graph) -> ConvGeometry:
     return workload_of(node, g).geometry
 
 
-def extract_tasks(graph: Graph, target=None) -> list[ModelTask]:
-    """The distinct tunable workloads of a model (after its graph passes), largest total FLOPs first:
-    for each anchor, the task of the implementation the registry builds it with."""
+def extract_tasks(graph: Graph, target=None, algorithms: str = "all") -> list[ModelTask]:
+    """The distinct tunable workloads of a model (after its graph passes), largest total FLOPs first.
+
+    algorithms "all": for each anchor the task of every implementation that applies (the 1x1
+    GEMM and the direct conv, Winograd and the direct conv, each matmul strategy), so the tuned
+    build can keep the fastest (frontends.compile.choose); "preferred": only the implementation
+    an untuned build runs."""
     import autotune
     from te.target import parse
+    if algorithms not in ("all", "preferred"):
+        raise ValueError(f"algorithms {algorithms!r}: use 'all' or 'preferred'")
     target = parse(target)
     g = run_passes(graph)
     found: dict[str, ModelTask] = {}
@@ -79,17 +87,21 @@ def extract_tasks(graph: Graph, target=None) -> list[ModelTask]:
         wl = workload_of(grp.master, g)
         if wl is None:
             continue
-        choice = registry.Choice(registry.select(wl, target), wl, target)
-        if choice.task is None:
-            continue
-        task = autotune.create_task(*choice.task, target)
-        mt = found.get(task.workload_key)
-        if mt is None:
-            found[task.workload_key] = ModelTask(task, 1, task.flops, [grp.master.name])
-        else:
-            mt.count += 1
-            mt.nodes.append(grp.master.name)
-    return sorted(found.values(), key=lambda t: -t.total_flops)
+        impls = [impl for _, impl in registry.candidates(wl, target)]
+        for impl in impls if algorithms == "all" else impls[:1]:
+            choice = registry.Choice(impl, wl, target)
+            if choice.task is None:
+                continue
+            task = autotune.create_task(*choice.task, target)
+            mt = found.get(task.workload_key)
+            if mt is None:
+                found[task.workload_key] = ModelTask(task, 1, task.flops, [grp.master.name], wl)
+            else:
+                mt.count += 1
+                mt.nodes.append(grp.master.name)
+    # heaviest kernels first, each kernel's implementations in the registry's order (preferred first)
+    order = {mt.workload: -mt.total_flops for mt in reversed(found.values())}
+    return sorted(found.values(), key=lambda t: order[t.workload])
 
 
 def model_flops(graph: Graph) -> float:

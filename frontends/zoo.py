@@ -232,3 +232,24 @@ def encoder_layer(seed: int = 0, seq: int = 128, hidden: int = 768, heads: int =
                           [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [seq, hidden])],
                           [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [seq, hidden])], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def mlp(seed: int = 0, sizes: tuple[int, ...] = (1024, 2048, 2048, 1000), batch: int = 1) -> onnx.ModelProto:
+    """A multi-layer perceptron of Gemm(transB=1) layers with Relu between them (batch 1 by default:
+    each layer reads its whole weight for one row, so it is bound by memory bandwidth)."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, x = [], [], "x"
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        w = (rng.standard_normal((n_out, n_in)) * np.sqrt(2 / n_in)).astype(np.float32)
+        b = (rng.standard_normal(n_out) * 0.01).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"fc{i}.w"), numpy_helper.from_array(b, f"fc{i}.b")]
+        last = i == len(sizes) - 2
+        y = "y" if last else f"fc{i}"
+        nodes.append(helper.make_node("Gemm", [x, f"fc{i}.w", f"fc{i}.b"], [y], transB=1))
+        if not last:
+            nodes.append(helper.make_node("Relu", [y], [f"relu{i}"]))
+            x = f"relu{i}"
+    g = helper.make_graph(nodes, "mlp",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [batch, sizes[0]])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [batch, sizes[-1]])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])

@@ -33,7 +33,7 @@ def fake_records(model_path: str, isa: str | None = None) -> list:
     h = host()
     isa = isa or h.isa
     out = []
-    for k, mt in enumerate(extract_tasks(frontends.from_onnx(model_path))):
+    for k, mt in enumerate(extract_tasks(frontends.from_onnx(model_path), algorithms="preferred")):
         space = mt.task.config_space
         d = space.default_index()
         other = (d + 1) % len(space)

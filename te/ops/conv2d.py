@@ -104,16 +104,21 @@ def conv2d(x: te.Tensor, w: te.Tensor | PackedWeight, strides=(1, 1), padding: P
 GEMM_MIN_PIXELS = 14 * 14 + 1     # smaller 1x1 maps run as the direct conv (see as_matmul)
 
 
-def as_matmul(g: ConvGeometry) -> bool:
-    """A 1x1, unpadded, ungrouped conv of one image is the matrix product W (K, C) @ X (C, OH*OW).
-
-    Only for maps of more than 14x14 pixels: the GEMM's vectors run along the pixels, and 196
-    or 49 of them leave padded vectors and short rows, and the direct kernel (vectors along
-    the output channels, weights packed at build time in a model) is the faster one on maps of
-    14x14 and 7x7 (ResNet-50's last two stages).
-    """
+def gemm_applies(g: ConvGeometry) -> bool:
+    """A 1x1, unpadded, ungrouped conv of one image is the matrix product W (K, C) @ X (C, OH*OW)."""
     return (g.R == 1 and g.S == 1 and g.groups == 1 and g.N == 1
-            and (g.pt, g.pl, g.pb, g.pr) == (0, 0, 0, 0) and g.OH * g.OW >= GEMM_MIN_PIXELS)
+            and (g.pt, g.pl, g.pb, g.pr) == (0, 0, 0, 0))
+
+
+def as_matmul(g: ConvGeometry) -> bool:
+    """Does an untuned build run this conv as the GEMM (gemm_applies, on a map of more than 14x14)?
+
+    The GEMM's vectors run along the pixels, and 196 or 49 of them leave padded vectors and short
+    rows: the direct kernel (vectors along the output channels, weights packed at build time in a
+    model) is the faster one on maps of 14x14 and 7x7 (ResNet-50's last two stages).  Tuning
+    times both (te.ops.registry.candidates) and keeps the faster.
+    """
+    return gemm_applies(g) and g.OH * g.OW >= GEMM_MIN_PIXELS
 
 
 def conv1x1_matmul(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | None = None,

@@ -1,15 +1,20 @@
 """The implementations of the anchor ops, registered in te.ops.registry (read its docstring first).
 
     conv2d.direct     template conv2d_nchw            conv2d.py    weights [K/ocb, C/g, R, S, ocb]
-    conv2d.gemm1x1    template conv2d_nchw            conv2d.py    weights as they are (OIHW)
+    conv2d.gemm1x1    template conv2d_1x1_gemm        conv2d.py    weights as they are (OIHW)
     conv2d.winograd   template conv2d_nchw_winograd   winograd.py  weights [6, 6, K/bn, C, bn], transformed
     conv2d.depthwise  template depthwise_conv2d_nchw  depthwise.py weights as they are
     conv2d.nchwc      (no template)                   conv2d_nchwc.py  weights OIHW[b]i[b]o
-    matmul            template matmul                 matmul.py    B as it is (packed inside the kernel)
-    dense             template dense                  matmul.py    W as it is (packed inside the kernel)
+    matmul.packed     template matmul                 matmul.py    B as it is (packed inside the kernel)
+    matmul.rows       template matmul_rows            matmul.py    B as it is
+    matmul.splitk     template matmul_splitk          matmul.py    B as it is
+    dense.packed      template dense                  matmul.py    W [N/bn, K, bn]
+    dense.dot         template dense_dot              matmul.py    W as it is (N, K)
 
-The matmul and dense implementations carry their strategies (packed, dot, rows, splitk) as the
-`strategy` knob: the default is matmul.default_strategy's rule, a tuned config measured one.
+Where several implementations apply to a workload, the one a rule prefers (matmul.default_strategy,
+conv2d.as_matmul, winograd's sizes) has priority 10 (Winograd 20) and the others a lower one: an
+untuned build takes the preferred one, tuning times them all and a tuned build takes the fastest
+(te.ops.registry.candidates, frontends.compile.choose).
 """
 from __future__ import annotations
 
@@ -18,23 +23,21 @@ from te.target import Target
 
 from . import winograd as wg
 from .conv2d import (PackedWeight, _tile_candidates, as_matmul, conv1x1_matmul, conv2d_nchw, default_ocb,
-                     default_tiles, pack_weight_numpy, schedule_conv2d_nchw_cfg, tile_budget)
+                     default_tiles, gemm_applies, pack_weight_numpy, schedule_conv2d_nchw_cfg, tile_budget)
 from .conv2d_nchwc import conv2d_NCHWc, pack_conv_weight_numpy, schedule_conv2d_NCHWc_cfg
 from .conv_geometry import round_up
 from .depthwise import depthwise_conv2d_nchw, schedule_depthwise_cfg
-from .matmul import (DOT_MAX_M, ROWS_MAX_M, SPLITK_MAX_M, default_strategy, define_bn, define_knobs, matmul,
-                     schedule_matmul_cfg)
-from .registry import ConvWorkload, Implementation, MatmulWorkload, register
+from .matmul import (DOT_MAX_M, ROWS_MAX_M, SPLITK_MAX_M, default_strategy, define_bn, define_knobs, dense_packed,
+                     matmul, pack_dense_weight_numpy, schedule_matmul_cfg)
+from .registry import ConvWorkload, Implementation, MatmulWorkload, freeze, register
 
-
-def _freeze(v):
-    return tuple(_freeze(x) for x in v) if isinstance(v, (list, tuple)) else v
+PREFERRED, ALTERNATIVE = 10, 5      # priorities: what a rule picks untuned, what tuning also times
 
 
 def _conv(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), groups: int = 1,
           dtype: str = "float32") -> ConvWorkload:
-    return ConvWorkload(_freeze(x_shape), _freeze(w_shape), _freeze(strides), _freeze(padding),
-                        _freeze(dilation), int(groups), dtype)
+    return ConvWorkload(freeze(x_shape), freeze(w_shape), freeze(strides), freeze(padding),
+                        freeze(dilation), int(groups), dtype)
 
 
 class _Conv(Implementation):
@@ -68,9 +71,9 @@ class DirectConv(_Conv):
     packs_weight = True
 
     def match(self, wl, target):
-        if wl.layout != "NCHW" or as_matmul(wl.geometry):
+        if wl.layout != "NCHW" or wl.geometry.depthwise:      # depthwise convs have a kernel of their own
             return None
-        return 0 if wl.geometry.depthwise else 10      # depthwise convs have a kernel of their own
+        return ALTERNATIVE if as_matmul(wl.geometry) else PREFERRED
 
     def space(self, cfg, wl, target):
         g = wl.geometry
@@ -108,10 +111,12 @@ class DirectConv(_Conv):
 
 class Gemm1x1Conv(_Conv):
     """A 1x1 unpadded conv of one image on a large map as matmul.py's packed GEMM, written to NCHW."""
-    name, template = "conv2d.gemm1x1", "conv2d_nchw"
+    name, template = "conv2d.gemm1x1", "conv2d_1x1_gemm"
 
     def match(self, wl, target):
-        return 10 if wl.layout == "NCHW" and as_matmul(wl.geometry) else None
+        if wl.layout != "NCHW" or not gemm_applies(wl.geometry):
+            return None
+        return PREFERRED if as_matmul(wl.geometry) else ALTERNATIVE
 
     def space(self, cfg, wl, target):
         g = wl.geometry
@@ -222,15 +227,23 @@ def _matmul_args(M: int, N: int, K: int, dtype: str = "float32") -> tuple:
     return M, N, K, dtype
 
 
-class Matmul(Implementation):
-    """C = A @ B, B row-major (K, N); the strategy (matmul.py) is a knob."""
-    name = template = "matmul"
+class _Matmul(Implementation):
+    """One strategy of matmul.py (its docstring says which suits which shape) as an implementation:
+    C = A @ B with B row-major (K, N), or with transpose_b a dense layer, W (N, K), and a bias."""
     arguments = staticmethod(_matmul_args)
     op = "matmul"
     transpose_b = False
+    strategy = ""
+
+    def applies(self, wl) -> bool:
+        """Can this strategy run wl at a reasonable cost (to build and to run)?"""
+        return True
 
     def match(self, wl, target):
-        return 10 if wl.transpose_b == self.transpose_b else None
+        if wl.transpose_b != self.transpose_b or not self.applies(wl):
+            return None
+        preferred = default_strategy(wl.M, wl.N, wl.K, transpose_b=self.transpose_b)
+        return PREFERRED if preferred == self.strategy else ALTERNATIVE
 
     def args(self, wl):
         return (wl.M, wl.N, wl.K, wl.dtype)
@@ -239,44 +252,85 @@ class Matmul(Implementation):
         M, N, K, dtype = _matmul_args(*args)
         return MatmulWorkload(int(M), int(N), int(K), dtype, self.transpose_b)
 
+    def weight_shape(self, wl):
+        return (wl.N, wl.K) if self.transpose_b else (wl.K, wl.N)
+
     def space(self, cfg, wl, target):
-        # the small-M strategies only where M is small enough for them to be worth a trial: splitk
-        # keeps every row's partial result in registers and would unroll into megabytes of IR for
-        # M = 128 (an LLVM build of more than 30 s)
-        M, N, K = wl.M, wl.N, wl.K
-        if self.transpose_b:
-            options = ["packed"] + (["dot"] if M < 2 * DOT_MAX_M else [])
-        else:
-            options = (["packed"] + (["rows"] if M <= 4 * ROWS_MAX_M else [])
-                       + (["splitk"] if M <= 2 * SPLITK_MAX_M else []))
-        cfg.define_knob("strategy", options, default=default_strategy(M, N, K, transpose_b=self.transpose_b))
-        for st in options:
-            if st == "packed":
-                define_bn(cfg, N, target)
-            define_knobs(cfg, M, N, K, st, target, with_strategy=True)
+        if self.strategy == "packed":
+            define_bn(cfg, wl.N, target)
+        define_knobs(cfg, wl.M, wl.N, wl.K, self.strategy, target)
 
     def placeholders(self, wl, cfg, target, prepacked):
+        if self.transpose_b:
+            w = (te.placeholder(self.packed_shape(wl, cfg), wl.dtype, name="w.packed") if prepacked
+                 else te.placeholder((wl.N, wl.K), wl.dtype, name="w"))
+            return [te.placeholder((wl.M, wl.K), wl.dtype, name="x"), w,
+                    te.placeholder((wl.N,), wl.dtype, name="b")]
         return [te.placeholder((wl.M, wl.K), wl.dtype, name="A"), te.placeholder((wl.K, wl.N), wl.dtype, name="B")]
+
+    def packed_shape(self, wl, cfg) -> tuple:
+        bn = cfg["bn"].val
+        return (-(-wl.N // bn), wl.K, bn)
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         a, b, bias = (list(inputs) + [None])[:3]
-        return matmul(a, b, bias, transpose_b=self.transpose_b, bn=cfg["bn"].val, strategy=cfg["strategy"].val,
-                         bm=cfg["tile_y"].size[-1], name=name or self.name, target=target)
+        packed = self.strategy == "packed"
+        return matmul(a, b, bias, transpose_b=self.transpose_b, bn=cfg["bn"].val if packed else None,
+                      strategy=self.strategy, bm=cfg["tile_y"].size[-1] if packed else None,
+                      name=name or self.template, target=target)
 
     def schedule(self, s, out, final, cfg, target):
         schedule_matmul_cfg(cfg, s, out, final, target)
 
 
-class Dense(Matmul):
-    """y = x @ W.T + b, W (N, K) as ONNX Gemm(transB=1) and fully connected layers store it."""
-    name = template = "dense"
+class MatmulPacked(_Matmul):
+    """AutoTVM's GEMM: B packed into [N/bn, K, bn] blocks inside the kernel, a bm x bn register tile."""
+    name, template, strategy = "matmul.packed", "matmul", "packed"
+
+
+class MatmulRows(_Matmul):
+    """Small M: vectors along N, a bm x lanes accumulator tile over the whole K, no packing."""
+    name, template, strategy = "matmul.rows", "matmul_rows", "rows"
+
+    def applies(self, wl):
+        return wl.M <= 4 * ROWS_MAX_M
+
+
+class MatmulSplitK(_Matmul):
+    """M of 1 or 2 (memory bound): each thread streams its slice of B's rows into a partial row."""
+    name, template, strategy = "matmul.splitk", "matmul_splitk", "splitk"
+
+    def applies(self, wl):
+        # every row's partial result stays in registers: M = 128 would unroll into megabytes of IR
+        return wl.M <= 2 * SPLITK_MAX_M
+
+
+class DensePacked(_Matmul):
+    """A dense layer by the packed GEMM, its weight packed into [N/bn, K, bn] at build time."""
+    name, template, strategy = "dense.packed", "dense", "packed"
+    transpose_b = True
+    packs_weight = True
+
+    def pack_weight(self, w, wl, cfg, target):
+        return pack_dense_weight_numpy(w, cfg["bn"].val)
+
+    def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
+        if not prepacked:
+            return super().compute(inputs, wl, cfg, target, prepacked, name)
+        x, w, bias = (list(inputs) + [None])[:3]
+        return dense_packed(x, w, wl.N, bias, bm=cfg["tile_y"].size[-1], name=name or self.template,
+                            target=target)
+
+
+class DenseDot(_Matmul):
+    """A dense layer of few rows: both operands read along K, no packing (W read as it is)."""
+    name, template, strategy = "dense.dot", "dense_dot", "dot"
     transpose_b = True
 
-    def placeholders(self, wl, cfg, target, prepacked):
-        return [te.placeholder((wl.M, wl.K), wl.dtype, name="x"), te.placeholder((wl.N, wl.K), wl.dtype, name="w"),
-                te.placeholder((wl.N,), wl.dtype, name="b")]
+    def applies(self, wl):
+        return wl.M < 2 * DOT_MAX_M
 
 
-for _impl in (DirectConv(), Gemm1x1Conv(), WinogradConv(), DepthwiseConv(), NCHWcConv(), Matmul(), Dense()):
+for _impl in (DirectConv(), Gemm1x1Conv(), WinogradConv(), DepthwiseConv(), NCHWcConv(), MatmulPacked(),
+              MatmulRows(), MatmulSplitK(), DensePacked(), DenseDot()):
     register(_impl)
-

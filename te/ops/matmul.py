@@ -1,7 +1,8 @@
 """Matrix multiply, dense (fully connected) and batched matmul, with epilogues (the implementations
 and templates `matmul` and `dense` in implementations.py).
 
-Three computes, picked by the shape (`strategy=` overrides; the template's `strategy` knob too):
+Four computes, picked by the shape (`strategy=` overrides; each is an implementation of its own
+in implementations.py, so tuning times them side by side):
 
 * `packed` (large M) - AutoTVM's GEMM recipe: B re-laid out as [N/bn, K, bn] (zero-padded) so
   the inner loop reads bn consecutive floats; a bm x bn tile of `acc` lives in vector registers,
@@ -207,8 +208,9 @@ def pack_dense_weight_numpy(weight: np.ndarray, bn: int = 16) -> np.ndarray:
 
 def dense_packed(x: te.Tensor, packed_weight: te.Tensor, out_features: int | None = None,
                  bias: te.Tensor | None = None, epilogue: Epilogue | None = None,
-                 name: str = "dense", target: Target | str | None = None) -> te.Tensor:
-    """dense with weights pre-packed by pack_dense_weight: packed_weight (N/bn, K, bn)."""
+                 name: str = "dense", bm: int | None = None, target: Target | str | None = None) -> te.Tensor:
+    """dense with weights pre-packed by pack_dense_weight: packed_weight (N/bn, K, bn); bm rows of
+    output per register tile (None: the target's default)."""
     M, K = x.shape
     No, K2, bn = packed_weight.shape
     if K != K2:
@@ -216,7 +218,7 @@ def dense_packed(x: te.Tensor, packed_weight: te.Tensor, out_features: int | Non
     N = out_features or No * bn
     if bias is not None and bias.shape not in ((N,), (1, N)):
         raise ValueError(f"{name}: bias must have shape ({N},), got {bias.shape}")
-    bm = default_bm(M, tile_rows(bn, parse(target)))
+    bm = bm or default_bm(M, tile_rows(bn, parse(target)))
     acc = _packed_acc(lambda i, k: x[i, k], packed_weight, M, K, bn, bm, name)
 
     def out(i, j):
@@ -270,10 +272,8 @@ def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
 
 # ---------------------------------------------------------------- schedules
 
-def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, with_strategy: bool = False) -> None:
-    """Declare the knobs of one strategy for target (a no-op for knobs already declared);
-    `with_strategy`: a `strategy` knob picks the strategy, so the packed tile's constraint holds
-    only where it picks packed."""
+def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target) -> None:
+    """Declare the knobs of one strategy for target (a no-op for knobs already declared)."""
     acc, lanes = target.acc_vectors, target.lanes()
     if strategy == "packed":
         sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in (4, 8) if b < M}
@@ -285,8 +285,7 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, wit
         cfg.define_knob("tile_order", ["cols_outer", "rows_outer"],
                         default="cols_outer" if N >= M else "rows_outer")
         # the bm x bn accumulator tile must fit the vector registers, as in the direct conv
-        cfg.define_constraint("register tile", lambda c: (with_strategy and c["strategy"].val != "packed")
-                              or c["tile_y"].size[-1] * -(-c["bn"].val // lanes) <= acc)
+        cfg.define_constraint("register tile", lambda c: c["tile_y"].size[-1] * -(-c["bn"].val // lanes) <= acc)
     elif strategy == "dot":
         bm = largest_divisor(M, 4)
         cfg.define_split("dot_tile_y", M, num_outputs=2, max_factor=4, default=[-1, bm])

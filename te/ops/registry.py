@@ -34,6 +34,11 @@ from .knobs import ConfigError, FallbackConfig, register_template
 
 # ---------------------------------------------------------------- workloads
 
+def freeze(v):
+    """Lists (of lists) as tuples: a workload argument as a hashable key part."""
+    return tuple(freeze(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
 @dataclass(frozen=True)
 class ConvWorkload:
     """A 2-D convolution: logical NCHW input and OIHW weight shapes, padding (top, left, bottom, right).

@@ -110,3 +110,19 @@ def test_xgb_tuner_runs_under_the_scheduler():
 def test_unknown_tuner():
     with pytest.raises(ValueError, match="unknown tuner"):
         TaskScheduler([(mm(32), 1)], tuner="annealing")
+
+
+def test_alternatives_count_once_and_a_hopeless_one_gets_few_rounds():
+    """Two implementations of one kernel (a group): the estimate counts the faster only, and once
+    one is far ahead the rounds go to it, not to the alternative that cannot catch up."""
+    fast = autotune.create_task("dense", (1, 256, 512, "float32"))
+    slow = autotune.create_task("dense_dot", (1, 256, 512, "float32"))
+    m = FakeMeasurer(slow={slow.workload_key: 50.0})
+    s = TaskScheduler([(fast, 2, "fc"), (slow, 2, "fc")], tuner="random", measurer=m, eps_greedy=0.0,
+                      round_trials=4)
+    s.tune(n_trials=40)
+    best = min(st.best_cost for st in s.states)
+    assert s.estimated_time() == pytest.approx(2 * best)
+    trials = {st.task.name: st.trials for st in s.states}
+    assert trials["dense"] > 3 * trials["dense_dot"]
+    assert s.gradient(1) == 0.0         # the slow one cannot take anything off the group's best

@@ -224,7 +224,8 @@ def test_builder_features_match_local_features(measurer):
 
 
 def test_xgb_annealing_on_a_large_space(measurer):
-    task = autotune.create_task("matmul", (16, 256, 256, "float32"))
+    task = autotune.create_task("conv2d_nchw", ((1, 8, 8, 8), (8, 8, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1,
+                                                "float32"))
     assert len(task.config_space) > autotune.XGBTuner.EXHAUSTIVE          # the annealing path
     tuner = autotune.XGBTuner(task, sa_walkers=8, sa_steps=2)
     tuner.tune(24, measurer=measurer)

@@ -32,7 +32,8 @@ def no_lowering(monkeypatch):
 def test_annealing_that_finds_no_fresh_config():
     """The annealing's pool gets no new config (here: a budget of 0; on a long run: every config it
     saw already had features): its features of no configs were the crash."""
-    task = autotune.create_task("matmul", (8, 8, 8, "float32"))
+    task = autotune.create_task("conv2d_nchw", ((1, 8, 8, 8), (8, 8, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1,
+                                                "float32"))
     assert len(task.config_space) > autotune.XGBTuner.EXHAUSTIVE
     t = autotune.XGBTuner(task, feature_budget=0)
     t.tune(n_trial=24, measurer=Measurer())

@@ -17,7 +17,7 @@ def test_build_says_which_logs_it_used(cli, tiny_onnx, tiny_log, tmp_path):
     r = cli("build", tiny_onnx, "-o", out, "--log", tiny_log, "--no-shared-logs", "--header", tmp_path / "m.h")
     assert r.code == 0, r.err
     assert "tuning logs used:" in r.out and f"{tiny_log}: 5 record(s) for this CPU" in r.out
-    assert "tuned tasks: 2 of the model's 2" in r.out
+    assert "tuned kernels: 2 of the model's 2" in r.out
     assert out.exists() and (tmp_path / "m.h").exists()
     import te
     m = te.runtime.load_module(out)
@@ -54,7 +54,7 @@ def test_shared_logs_are_validated_and_bad_ones_skipped(cli, tiny_onnx, tiny_log
     r = cli("build", tiny_onnx, "-o", tmp_path / "m.so", env={"TILEWISE_LOGS": str(shared)})
     assert r.code == 0, r.err
     assert "good.jsonl: 5 record(s) for this CPU (shared)" in r.out
-    assert "tuned tasks: 2 of the model's 2" in r.out
+    assert "tuned kernels: 2 of the model's 2" in r.out
     assert f"{shared / 'bad-version.jsonl'}:2: record version 2" in r.err
     assert f"{shared / 'bad-config.jsonl'}:1: config does not fit" in r.err
     assert f"{shared / 'bad-target.jsonl'}:1: target" in r.err

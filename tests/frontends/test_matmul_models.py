@@ -9,6 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 import autotune
 import frontends
 from frontends.tasks import extract_tasks
+from te.ops import registry
 
 SHAPES = [(1, 8, 4), (1, 8, 1), (1, 8, 2), (1, 8, 3), (1, 8, 5), (1, 8, 7), (3, 5, 3), (9, 3, 2)]  # M, K, N
 
@@ -29,13 +30,11 @@ def one_node(op: str, M: int, K: int, N: int, rng):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), ref
 
 
-def other_strategy_record(task) -> autotune.Record:
-    """A record of the task's config with the last strategy the template offers (not the default)."""
+def default_record(task, cost: float = 1e-6) -> autotune.Record:
+    """A record of the task's default config that ran in `cost` seconds."""
     space = task.config_space
-    d = space.get(space.default_index()).to_json()
-    cfg = space.from_json({**d, "strategy": space.space_map["strategy"].candidates[-1]})
-    return autotune.Record(task.workload_key, cfg.to_json(), [1e-6], isa=task.target.isa,
-                           cpu=task.target.cpu)
+    return autotune.Record(task.workload_key, space.get(space.default_index()).to_json(), [cost],
+                           isa=task.target.isa, cpu=task.target.cpu)
 
 
 @pytest.mark.parametrize("op", ["MatMul", "Gemm"])
@@ -46,10 +45,28 @@ def test_narrow_matmul_models_build_and_match_numpy(op, M, K, N, rng):
     x = rng.standard_normal((M, K)).astype(np.float32)
     (y,) = frontends.build(graph).run(x=x)
     np.testing.assert_allclose(y, ref(x), rtol=1e-4, atol=1e-4)
-    # the tuner's view of the model: this used to fail in the template's bn knob for N < 8
-    (mt,) = extract_tasks(graph)
-    assert mt.task.name == ("matmul" if op == "MatMul" else "dense") and mt.flops > 0
-    lib = frontends.build(graph, logs=[other_strategy_record(mt.task)])
-    assert [r.workload for r in lib.records] == [mt.task.workload_key]
-    (y,) = lib.run(x=x)
-    np.testing.assert_allclose(y, ref(x), rtol=1e-4, atol=1e-4)
+    # the tuner's view of the model: a task per implementation (strategy) that applies, the
+    # preferred first; a record of any of them makes the model build with that one
+    tasks = extract_tasks(graph)
+    assert tasks[0].task.implementation is registry.select(tasks[0].workload, tasks[0].task.target)
+    assert len({t.workload for t in tasks}) == 1 and all(t.flops > 0 for t in tasks)
+    for mt in tasks:
+        lib = frontends.build(graph, logs=[default_record(mt.task)])
+        assert [r.workload for r in lib.records] == [mt.task.workload_key]
+        (y,) = lib.run(x=x)
+        np.testing.assert_allclose(y, ref(x), rtol=1e-4, atol=1e-4)
+
+
+def test_a_tuned_build_takes_the_implementation_whose_record_ran_fastest(rng):
+    """Records of two implementations of one kernel: the build runs the faster, whichever the
+    untuned build prefers (the algorithm is chosen by measurement)."""
+    model, ref = one_node("Gemm", 1, 64, 48, rng)
+    graph = frontends.from_onnx(model)
+    dot, packed = (mt.task for mt in extract_tasks(graph))
+    assert (dot.name, packed.name) == ("dense_dot", "dense")
+    assert [mt.task.name for mt in extract_tasks(graph, algorithms="preferred")] == ["dense_dot"]
+    x = rng.standard_normal((1, 64)).astype(np.float32)
+    for fast, slow in ((dot, packed), (packed, dot)):
+        lib = frontends.build(graph, logs=[default_record(slow, 2e-6), default_record(fast, 1e-6)])
+        assert [r.workload for r in lib.records] == [fast.workload_key]
+        np.testing.assert_allclose(lib.run(x=x)[0], ref(x), rtol=1e-4, atol=1e-4)

@@ -20,7 +20,7 @@ def test_extracted_tasks_are_the_tasks_of_the_kernels_built(name):
     the implementation its kernel is built with, and a Winograd task's kernel is a Winograd conv."""
     graph = frontends.from_onnx(zoo.light_model(name))
     host = te.target.host()
-    extracted = {mt.task.workload_key: set(mt.nodes) for mt in extract_tasks(graph, host)}
+    extracted = {mt.task.workload_key: set(mt.nodes) for mt in extract_tasks(graph, host, "preferred")}
     mp, _, _ = plan_model(graph, host, graph.opset)
     funcs = {f.name: f for f in mp.funcs}
     built: dict[str, set] = {}
@@ -29,6 +29,10 @@ def test_extracted_tasks_are_the_tasks_of_the_kernels_built(name):
             built.setdefault(workload_key(*st.task), set()).add(st.nodes[0])
             assert winograd.in_kernel(funcs[st.kernel]) == (st.task[0] == "conv2d_nchw_winograd")
     assert built == extracted and built
+    # all the algorithms: the same kernels, each with every implementation that applies
+    every = extract_tasks(graph, host)
+    assert {k for mt in every for k in [mt.task.workload_key]} >= set(extracted)
+    assert {mt.workload for mt in every} == {mt.workload for mt in extract_tasks(graph, host, "preferred")}
 
 
 def test_the_winograd_environment_variable_no_longer_decides_the_tasks(monkeypatch):

@@ -87,8 +87,9 @@ def select_logs(args, graph, target, verbose: bool = True):
         where = f" (no shared logs for {isa_tag(target.isa)} in tuning_logs/ or $TILEWISE_LOGS)"
         say("tuning logs used: none" + ("" if args.no_shared_logs else where))
     if tasks:
-        say(f"tuned tasks: {len(covered)} of the model's {len(tasks)} have a record for this CPU"
-            + ("" if len(covered) == len(tasks) else "; the others use the default schedule"))
+        kernels, tuned = {t.workload for t in tasks}, {t.workload for t in covered}
+        say(f"tuned kernels: {len(tuned)} of the model's {len(kernels)} have a record for this CPU"
+            + ("" if len(tuned) == len(kernels) else "; the others use the default schedule"))
         if args.verbose:
             for t in tasks:
                 mark = "tuned  " if t in covered else "default"

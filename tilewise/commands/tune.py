@@ -64,6 +64,9 @@ def register(sub, common) -> None:
     p.add_argument("--tuner", choices=("xgb", "random", "grid"), default="xgb",
                    help="search strategy per task (default: xgb, the model-guided tuner)")
     p.add_argument("--max-tasks", type=_positive_int, metavar="K", help="tune only the K heaviest tasks")
+    p.add_argument("--algorithms", choices=("all", "preferred"), default="all",
+                   help="all: tune every implementation of each kernel (direct, GEMM, Winograd...) and "
+                        "build with the fastest; preferred: only the one an untuned build runs")
     p.add_argument("--no-shared-logs", action="store_true", help="do not start from the shared logs")
     p.add_argument("--shape", action="append", metavar="NAME=DIMS", help="fix an input shape, e.g. data=1x3x224x224")
     m = p.add_argument_group("measurement")
@@ -155,7 +158,7 @@ def run(args) -> int:
     check_timing(args.repeat, args.min_repeat_ms)
     if args.resume and not os.path.exists(log_path):
         note(f"tilewise: note: {log_path} does not exist yet; nothing to resume, starting afresh")
-    tasks = model_tasks(graph)
+    tasks = model_tasks(graph, algorithms=args.algorithms)
     if not tasks:
         raise CLIError(f"{args.model}: no tunable kernels (convolutions or matrix products) in this model")
     n_trials = args.trials
@@ -210,7 +213,7 @@ def tune_model(graph, tasks, log_path: str, *, title: str, tuner: str = "xgb", n
     option = autotune.measure_option(n_parallel=builders, repeat=repeat, min_repeat_ms=min_repeat_ms)
     measurer = autotune.Measurer(option)
     progress = _Progress(n_trials, time_budget)
-    sched = TaskScheduler([(t.task, t.count) for t in tasks], tuner=tuner, measurer=measurer,
+    sched = TaskScheduler([(t.task, t.count, t.workload) for t in tasks], tuner=tuner, measurer=measurer,
                           callbacks=[autotune.log_to_file(log_path), progress], seeds=seeds,
                           seed=seed, task_patience=TASK_PATIENCE)
     progress.sched = sched

@@ -362,13 +362,13 @@ def test_tuned_1x1_config_reaches_the_model_kernel(rand):
     """A config of the 1x1 template (GEMM knobs) shapes the kernel a model builds with it (the registry's choice)."""
     from te.ops import registry
     args = ((1, 24, 30, 30), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1, "float32")   # 15x15 pixels: a GEMM
-    task = create_task("conv2d_nchw", args)
+    task = create_task("conv2d_1x1_gemm", args)
     space = task.config_space
     assert "bn" in space.space_map and "tile_oc" not in space.space_map
     cfg = next(space.get(i) for i in range(len(space)) if space.get(i)["bn"].val == 8)
     wl = task.implementation.workload(task.args)
     choice = registry.Choice(registry.select(wl, task.target), wl, task.target, cfg)
-    assert choice.impl is task.implementation and choice.task == ("conv2d_nchw", task.args)
+    assert choice.impl is task.implementation and choice.task == ("conv2d_1x1_gemm", task.args)
     x, w = te.placeholder(args[0], name="x"), te.placeholder(args[1], name="w")
     y = choice.compute([x, w], name="conv")
     assert y.op.attrs["bn"] == 8

@@ -9,6 +9,7 @@ import te
 from autotune import create_task
 from autotune.space import FallbackConfig, get_template
 from te import ops
+from te.ops import registry
 from te.ops.matmul import default_strategy, dense_packed, pack_dense_weight, pack_dense_weight_numpy
 
 TOL = dict(rtol=1e-4, atol=1e-4)
@@ -117,19 +118,20 @@ def test_dense_prepacked_weights(rand):
                                ref(a, wa.T) + ba, **TOL)
 
 
-@pytest.mark.parametrize("name, args", [("dense", (1, 40, 48)), ("dense", (24, 32, 20)),
-                                        ("matmul", (2, 48, 16)), ("matmul", (24, 32, 20))])
+@pytest.mark.parametrize("name, args", [("dense", (1, 40, 48)), ("dense_dot", (1, 40, 48)), ("dense", (24, 32, 20)),
+                                        ("matmul", (2, 48, 16)), ("matmul_rows", (2, 48, 16)),
+                                        ("matmul_splitk", (2, 48, 16)), ("matmul", (24, 32, 20))])
 def test_templates_default_and_other_configs(name, args, rand):
     space = create_task(name, args).config_space
-    assert "strategy" in space.space_map and len(space) > 2
+    assert len(space) > 2
     other = [space.get(i) for i in (len(space) - 1, len(space) // 2, 1)]
     for cfg in [FallbackConfig(), space.get(space.default_index()), *other]:
         s, tensors = get_template(name)(cfg, *args)
         arrays = [rand(t.shape) for t in tensors[:-1]]
         out = np.zeros(tensors[-1].shape, np.float32)
         te.build(s, tensors)(*arrays, out)
-        expect = ref(arrays[0], arrays[1].T if name == "dense" else arrays[1])
-        if name == "dense":
+        expect = ref(arrays[0], arrays[1].T if name.startswith("dense") else arrays[1])
+        if name.startswith("dense"):
             expect = expect + arrays[2]
         np.testing.assert_allclose(out, expect, **TOL)
 
@@ -137,18 +139,16 @@ def test_templates_default_and_other_configs(name, args, rand):
 @pytest.mark.parametrize("name, transpose_b", [("matmul", False), ("dense", True)])
 def test_tuned_config_reaches_the_model_kernel(name, transpose_b, rand):
     """A config of the matmul/dense template shapes the kernel a model builds with it (the registry's choice)."""
-    from te.ops import registry
     M, N, K = 24, 40, 32
     task = create_task(name, (M, N, K, "float32"))
     space = task.config_space
     cfg = next(space.get(i) for i in range(len(space))
-               if space.get(i)["strategy"].val == "packed" and space.get(i)["bn"].val == 8
-               and space.get(i)["tile_y"].size[-1] == 4)
+               if space.get(i)["bn"].val == 8 and space.get(i)["tile_y"].size[-1] == 4)
     a = te.placeholder((M, K), name="a")
     b = te.placeholder((N, K) if transpose_b else (K, N), name="b")
     wl = registry.MatmulWorkload(M, N, K, transpose_b=transpose_b)
-    choice = registry.Choice(registry.select(wl, task.target), wl, task.target, cfg)
-    assert choice.impl is task.implementation
+    choice = registry.Choice(task.implementation, wl, task.target, cfg)
+    assert task.implementation.name == f"{name}.packed"
     y = choice.compute([a, b], name="y")
     assert (y.op.attrs["strategy"], y.op.attrs["bn"], y.op.attrs["bm"]) == ("packed", 8, 4)
     av, bv = rand(a.shape), rand(b.shape)
@@ -160,8 +160,10 @@ def test_tuned_config_reaches_the_model_kernel(name, transpose_b, rand):
 
 
 def test_small_m_strategies_only_for_small_m():
-    """splitk/rows/dot are offered to the tuner only where M is small (splitk at M=128 took > 30 s to build)."""
-    def strategies(name, M):
-        return create_task(name, (M, 256, 256, "float32")).config_space.space_map["strategy"].candidates
-    assert strategies("matmul", 128) == ["packed"] and strategies("dense", 128) == ["packed"]
-    assert strategies("matmul", 2) == ["packed", "rows", "splitk"] and strategies("dense", 8) == ["packed", "dot"]
+    """splitk/rows/dot apply (and are tuned) only where M is small (splitk at M=128 took > 30 s to build)."""
+    def strategies(transpose_b, M):
+        wl = registry.MatmulWorkload(M, 256, 256, transpose_b=transpose_b)
+        return [impl.name for _, impl in registry.candidates(wl, te.target.host())]
+    assert strategies(False, 128) == ["matmul.packed"] and strategies(True, 128) == ["dense.packed"]
+    assert strategies(False, 2) == ["matmul.splitk", "matmul.packed", "matmul.rows"]
+    assert strategies(True, 8) == ["dense.dot", "dense.packed"]

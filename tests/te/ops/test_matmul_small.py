@@ -1,6 +1,6 @@
 """matmul / dense of narrow outputs (N = 1, 2, 3, 4, 5, 7) and other small odd shapes: every path
-(untuned, the template's configs of each strategy, a tuned config through the registry's choice) builds
-and matches numpy."""
+(untuned, the template of each strategy that applies, a tuned config through the registry's choice)
+builds and matches numpy."""
 from __future__ import annotations
 
 import numpy as np
@@ -43,32 +43,35 @@ def test_untuned(name, M, N, K, rand):
     np.testing.assert_allclose(out, expect(name, av, bv), **TOL)
 
 
-def strategy_configs(space):
-    """The template's default config with each strategy it offers."""
-    d = space.get(space.default_index()).to_json()
-    return [space.from_json({**d, "strategy": st}) for st in space.space_map["strategy"].candidates]
+def strategy_tasks(name: str, M: int, N: int, K: int) -> list:
+    """A task of each implementation (strategy) that applies to the shape, the preferred first."""
+    wl = registry.MatmulWorkload(M, N, K, transpose_b=name == "dense")
+    return [autotune.create_task(impl.template, (M, N, K, "float32"))
+            for _, impl in registry.candidates(wl, te.target.host())]
 
 
 @pytest.mark.parametrize("name", ["matmul", "dense"])
 @pytest.mark.parametrize("M, N, K", SHAPES)
 def test_template_configs(name, M, N, K, rand):
     # the template's bn knob used to offer only 8..64 and reject its own default for N < 8
-    task = autotune.create_task(name, (M, N, K, "float32"))
-    arrays = [rand(s) for s, _ in task.arg_specs()[:-1]]
-    want = expect(name, *arrays[:2], arrays[2] if name == "dense" else None)
-    for cfg in [None] + strategy_configs(task.config_space):
-        np.testing.assert_allclose(run(task.build(cfg), arrays, (M, N)), want, **TOL, err_msg=str(cfg))
+    for task in strategy_tasks(name, M, N, K):
+        arrays = [rand(s) for s, _ in task.arg_specs()[:-1]]
+        want = expect(name, *arrays[:2], arrays[2] if name == "dense" else None)
+        space = task.config_space
+        for cfg in [None, space.get(space.default_index()), space.get(len(space) - 1)]:
+            np.testing.assert_allclose(run(task.build(cfg), arrays, (M, N)), want, **TOL,
+                                       err_msg=f"{task.name} {cfg}")
 
 
 @pytest.mark.parametrize("name", ["matmul", "dense"])
 @pytest.mark.parametrize("M, N, K", [(1, 4, 8), (3, 3, 5), (9, 2, 3)])
 def test_tuned_config_through_the_registry_choice(name, M, N, K, rand):
-    task = autotune.create_task(name, (M, N, K, "float32"))
-    wl = task.implementation.workload(task.args)
     a, b = operands(name, M, N, K)
     av, bv = rand(a.shape), rand(b.shape)
-    for cfg in strategy_configs(task.config_space):
+    for task in strategy_tasks(name, M, N, K):
+        wl = task.implementation.workload(task.args)
+        cfg = task.config_space.get(len(task.config_space) - 1)
         choice = registry.Choice(task.implementation, wl, task.target, cfg)     # as a model build makes it
         y = choice.compute([a, b], name="y")
         out = run(te.build(ops.schedule([y], anchor_schedule=choice.schedule), [a, b, y]), [av, bv], (M, N))
-        np.testing.assert_allclose(out, expect(name, av, bv), **TOL, err_msg=str(cfg))
+        np.testing.assert_allclose(out, expect(name, av, bv), **TOL, err_msg=f"{task.name} {cfg}")

@@ -90,7 +90,9 @@ def configs(task, knob: str) -> list:
     ("conv2d_nchw", ((1, 8, 7, 7), (16, 4, 3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 2, "float32"), "tile_oc"),
     ("conv2d_nchw_winograd", ((1, 24, 10, 10), (40, 24, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32"),
      "tile_bn"),
-    ("conv2d_nchw", ((1, 24, 16, 16), (40, 24, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, "float32"), "bn"),
+    ("conv2d_1x1_gemm", ((1, 24, 16, 16), (40, 24, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, "float32"), "bn"),
+    # the direct conv on a 1x1 conv the GEMM is preferred for: an alternative tuning times
+    ("conv2d_nchw", ((1, 24, 16, 16), (40, 24, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, "float32"), "tile_oc"),
 ])
 def test_pack_weight_is_the_layout_the_kernel_reads(name, args, knob, rng):
     """Built once with the weight prepacked (as the tuner's builders and a model build it), the
@@ -114,3 +116,38 @@ def test_an_anchor_schedule_needs_one_anchor():
     y = ops.relu(x)
     with pytest.raises(te.ScheduleError, match="no anchor"):
         ops.schedule([y], anchor_schedule=lambda s, out, final: None)
+
+
+@pytest.mark.parametrize("M", [1, 5, 70])
+def test_the_packed_dense_reads_the_weight_packed_at_build_time(M, rng):
+    """dense.packed takes its weight as pack_weight lays it out ([N/bn, K, bn]): no per-call packing."""
+    N, K = 37, 24
+    task = autotune.create_task("dense", (M, N, K, "float32"))
+    assert task.implementation.name == "dense.packed" and task.implementation.packs_weight
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    b = rng.standard_normal(N).astype(np.float32)
+    for cfg in configs(task, "bn"):
+        s, tensors = task.instantiate(cfg, prepacked=True)
+        packed = task.pack_weight(w, cfg)
+        assert tuple(tensors[1].shape) == packed.shape
+        out = np.zeros((M, N), np.float32)
+        te.build(s, tensors)(x, packed, b, out)
+        np.testing.assert_allclose(out, x @ w.T + b, **TOL, err_msg=str(cfg))
+
+
+@pytest.mark.parametrize("wl, names", [
+    (registry.ConvWorkload((1, 64, 56, 56), (256, 64, 1, 1)), ["conv2d.gemm1x1", "conv2d.direct"]),
+    (registry.ConvWorkload((1, 1024, 14, 14), (256, 1024, 1, 1)), ["conv2d.direct", "conv2d.gemm1x1"]),
+    (registry.ConvWorkload((1, 64, 56, 56), (64, 64, 3, 3), padding=(1, 1, 1, 1)),
+     ["conv2d.winograd", "conv2d.direct"]),
+    (registry.ConvWorkload((1, 32, 28, 28), (32, 1, 3, 3), padding=(1, 1, 1, 1), groups=32), ["conv2d.depthwise"]),
+    (registry.MatmulWorkload(1, 1000, 4096, transpose_b=True), ["dense.dot", "dense.packed"]),
+    (registry.MatmulWorkload(128, 768, 768, transpose_b=True), ["dense.packed"]),
+    (registry.MatmulWorkload(1, 512, 256), ["matmul.splitk", "matmul.packed", "matmul.rows"]),
+    (registry.MatmulWorkload(256, 512, 256), ["matmul.packed"]),
+])
+def test_the_candidates_of_a_workload_are_every_implementation_that_applies(wl, names):
+    """The preferred first (what an untuned build runs), then the alternatives tuning also times."""
+    found = registry.candidates(wl, te.target.parse("llvm -mcpu=skylake-avx512"))
+    assert [impl.name for _, impl in found] == names
