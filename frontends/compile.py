@@ -188,11 +188,36 @@ class Kernels:
     records: dict = field(default_factory=dict)        # workload -> tuning record used
 
 
+VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+
+
+def view_source(g: Graph, grp: Group, outputs: set[str]) -> str | None:
+    """The value a group only re-shapes (Reshape, Flatten, Squeeze, Unsqueeze of one value: the
+    same bytes in row-major order), so its consumers can read that value's buffer as it is; None
+    for a group that computes something, or whose result is a graph output (written to the
+    caller's buffer)."""
+    if grp.output in outputs or not all(n.op in VIEW_OPS for n in grp.nodes):
+        return None
+    src = grp.master.inputs[0]
+    if not src or g.info(src).dtype != g.info(grp.output).dtype:
+        return None
+    return src
+
+
 def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, history=None) -> Kernels:
     """One lowered, scheduled function per distinct group (same ops, shapes and config), each
-    group's anchor built as the registry chose; the weights its kernel reads packed in g."""
+    group's anchor built as the registry chose; the weights its kernel reads packed in g.
+
+    A group that only re-shapes a value (view_source) is no kernel: its consumers are passed the
+    source's buffer (ks.values name the source), which stays alive until they have run."""
     ks, by_key = Kernels(), {}
+    views: dict[str, str] = {}                      # a view's value -> the value whose bytes it is
+    outputs = {o.name for o in g.outputs}
     for gi, grp in enumerate(groups):
+        src = view_source(g, grp, outputs)
+        if src is not None:
+            views[grp.output] = views.get(src, src)
+            continue
         choice = choose(g, grp, target, history)
         tuned = choice is not None and choice.record is not None
         key = _group_key(g, grp) + (f"/{choice.cfg}" if tuned else "")
@@ -211,7 +236,7 @@ def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, hist
         for j, b in enumerate(func.args[len(func.args) - func.attrs.get("scratch", 0):]):
             extra.append(f"{kname}#scratch{j}@{gi}")
             ks.scratch[extra[-1]] = _size(b.shape, b.dtype)
-        ks.values.append(arg_values + [grp.output] + extra)
+        ks.values.append([views.get(v, v) for v in arg_values] + [grp.output] + extra)
         task = choice.task if choice is not None else None
         ks.calls.append(KernelCall(kname, [], [n.name for n in grp.nodes], task))
     return ks
