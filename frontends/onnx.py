@@ -26,9 +26,10 @@ import onnx
 from onnx import numpy_helper, shape_inference
 
 from .canonical import SHAPE_ONLY, canonicalize
-from .dtypes import ONNX_DTYPES, onnx_elem_type
+from .dtypes import ONNX_DTYPES, ONNX_TO_NUMPY, onnx_elem_type
 from .fold import attrs_of, fold
 from .graph import Graph, Node, TensorInfo
+from .low_precision import widen_constants, widen_model
 from .onnx_model import ModelError, check_graph, load_model, model_dir, read_initializers
 
 log = logging.getLogger(__name__)
@@ -75,15 +76,20 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None, 
     """
     if advice not in ADVICE:
         raise ValueError(f"from_onnx: advice={advice!r}; give one of {', '.join(ADVICE)}")
-    m = load_model(model)
+    original = load_model(model)
+    m = widen_model(original)                  # float16/bfloat16 computed in float32
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 1)
     g = m.graph
     order = check_graph(m)                     # ModelError for a graph ONNX Runtime refuses
     problems: list[str] = []
+    if m is not original:                      # types that widening would hide: x + a float16 weight
+        problems += _type_problems(original.graph, list(enumerate(original.graph.node)),
+                                   _declared_types(original.graph), {}, opset)
     if opset > onnx.defs.onnx_opset_version():
         problems.append(f"the model's opset {opset} is newer than the newest this tilewise knows "
                         f"({onnx.defs.onnx_opset_version()}); convert it with onnx.version_converter")
     consts = read_initializers(g, model_dir(model), problems)
+    widen_constants(consts, keep={o.name for o in g.output})
     empty: dict[str, np.ndarray] = {}          # zero-size inputs: constants while folding only
     graph = Graph(g.name or "model", opset)
     graph.inputs = _inputs(g, dict(shapes or {}), dict(constants or {}), consts, empty, problems, advice)
@@ -148,8 +154,16 @@ def shape_advice(advice: str, name: str, dims: list) -> str:
                                           x_dims="x".join(map(str, example)) or "DIMS")
 
 
+def _declared_types(g) -> dict[str, TensorInfo]:
+    """The graph inputs and initializers of element types numpy knows, by name (shapes left out)."""
+    return {v.name: TensorInfo(v.name, (), ONNX_TO_NUMPY[et].name)
+            for v, et in [(vi, vi.type.tensor_type.elem_type) for vi in g.input] + [(t, t.data_type) for t in g.initializer]
+            if et in ONNX_TO_NUMPY}
+
+
 def _refuse(g, problems: list[str], advice: str = "python") -> None:
     """Raise the ModelError that lists every problem found (the first 50)."""
+    problems = list(dict.fromkeys(problems))     # a type problem may be found before and after widening
     head = f"cannot import {g.name or 'the model'}: {len(problems)} problem(s):"
     raise ModelError("\n  ".join([head] + problems[:50] + (["..."] if len(problems) > 50 else []))
                      + "\nWhat to do: fix or replace the listed nodes and tensors; "

@@ -25,6 +25,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+try:                        # numpy's 'bfloat16' dtype (onnx depends on ml_dtypes, so it is there)
+    import ml_dtypes  # noqa: F401
+except ImportError:         # then only bfloat16 libraries cannot be called
+    pass
+
 log = logging.getLogger(__name__)
 
 # What the library's metadata JSON says about itself; bump FORMAT_VERSION when the ABI changes.
@@ -81,7 +86,7 @@ def random_array(rng: np.random.Generator, shape, dtype) -> np.ndarray:
     The one input maker of the tuner's runner, the kernel profile and `tilewise run`: small
     integers stay inside most index ranges (a gather's, a one-hot's depth)."""
     dt = np.dtype(dtype)
-    if dt.kind == "f":
+    if dt.kind == "f" or dt.name == "bfloat16":         # ml_dtypes' bfloat16 is of kind 'V'
         return rng.standard_normal(shape).astype(dt)
     if dt.kind == "b":
         return rng.random(shape) < 0.5
@@ -654,7 +659,7 @@ def _check_symbols(path: str, meta: dict, symbols: dict[str, tuple[int, int, boo
 
 
 DTYPES = frozenset({"float32", "float64", "bool", "int8", "uint8", "int16", "uint16", "int32",
-                    "uint32", "int64", "uint64", "float16"})
+                    "uint32", "int64", "uint64", "float16", "bfloat16"})
 
 
 def _parse_metadata(path: str, raw: bytes) -> dict:
