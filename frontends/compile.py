@@ -392,15 +392,38 @@ class GraphLibrary:
         argtypes = [ctypes.c_void_p] * 3                     # (io, params, workspace)
         self._jit = (jit, jit.function(te.runtime.MODEL_ENTRY_SYMBOL, argtypes=argtypes))
 
-    def run(self, **inputs) -> list[np.ndarray]:
-        """Run the model in this process; returns the outputs in the model's order."""
+    def set_num_threads(self, n: int) -> None:
+        """Threads that the parallel loops of the model's kernels use."""
+        n = te.runtime.check_num_threads(n)
         if self._jit is None:
             self._compile_jit()
-        from te.runtime import run_entry
-        return run_entry(self._jit[1], self.plan.inputs, self.plan.outputs, self.plan.workspace_bytes,
-                         self.params.ctypes.data, inputs)
+        if self._jit[0].num_threads is not None:        # None: no kernel has a parallel loop
+            self._jit[0].num_threads.value = n
 
-    __call__ = run
+    def get_inputs(self) -> list:
+        """The model's inputs as ONNX Runtime's InferenceSession.get_inputs() gives them."""
+        return te.runtime.node_args(self.plan.inputs)
+
+    def get_outputs(self) -> list:
+        """The model's outputs as ONNX Runtime's InferenceSession.get_outputs() gives them."""
+        return te.runtime.node_args(self.plan.outputs)
+
+    def run(self, *args, **inputs) -> list[np.ndarray]:
+        """Run the model in this process.
+
+        As ONNX Runtime: run(output_names, input_feed) returns the outputs named (None: all) in
+        that order; run(x=...) returns every output in the model's order."""
+        return te.runtime.select_outputs(args, inputs, self.plan.inputs, self.plan.outputs, self._run_all)
+
+    def _run_all(self, inputs: dict) -> list[np.ndarray]:
+        if self._jit is None:
+            self._compile_jit()
+        return te.runtime.run_entry(self._jit[1], self.plan.inputs, self.plan.outputs,
+                                    self.plan.workspace_bytes, self.params.ctypes.data, inputs)
+
+    def __call__(self, *arrays: np.ndarray, **inputs: np.ndarray) -> list[np.ndarray]:
+        """Run with the inputs in the model's order (or by name); returns every output."""
+        return self._run_all(te.runtime.positional_feed(arrays, inputs, self.input_names))
 
     def export_library(self, path, header: str | None = None) -> dict:
         """Write one shared library with the kernels, the weights, the entry point and the metadata."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -73,6 +74,38 @@ def arg_specs(func: LoweredFunc) -> list[ArgSpec]:
                     id(b) in written) for b in func.args]
 
 
+class ProfileResult(NamedTuple):
+    """TVM's timing result: the mean seconds per call over every repeat, and each repeat's mean."""
+    mean: float
+    results: tuple[float, ...]
+
+
+def time_evaluator(fn: NativeFunction, number: int = 10, repeat: int = 1,
+                   min_repeat_ms: float = 0.0) -> Callable[..., ProfileResult]:
+    """A timer of fn as TVM's time_evaluator: timer(*args) checks the arrays once, then times
+    `repeat` rounds of `number` calls (more, when a round would be shorter than min_repeat_ms)."""
+    if int(number) < 1 or int(repeat) < 1:
+        raise ValueError(f"time_evaluator: number={number} and repeat={repeat} must be at least 1")
+
+    def timer(*arrays: np.ndarray) -> ProfileResult:
+        ptrs = fn.check(arrays)
+        fn.call_unchecked(ptrs)                                   # warm-up: page faults, thread start
+        n = int(number)
+        means = []
+        for _ in range(int(repeat)):
+            while True:
+                t = time.perf_counter()
+                for _ in range(n):
+                    fn.call_unchecked(ptrs)
+                dt = time.perf_counter() - t
+                if dt * 1e3 >= min_repeat_ms:
+                    break
+                n = max(n + 1, int(n * min_repeat_ms / max(dt * 1e3, 1e-6)))   # too short: longer rounds
+            means.append(dt / n)
+        return ProfileResult(sum(means) / len(means), tuple(means))
+    return timer
+
+
 class Kernel(NativeFunction):
     """A compiled function: call it with numpy arrays, in the order of the build arguments.
 
@@ -93,6 +126,19 @@ class Kernel(NativeFunction):
     def set_num_threads(self, n: int) -> None:
         """Threads that parallel loops of this kernel use."""
         self._num_threads.value = check_num_threads(n)
+
+    def time_evaluator(self, func_name: str | None = None, dev=None, number: int = 10, repeat: int = 1,
+                       min_repeat_ms: float = 0.0) -> Callable[..., ProfileResult]:
+        """TVM's f.time_evaluator(f.entry_name, dev, number=, repeat=): timer(*args).mean in seconds.
+        func_name and dev are TVM's, accepted for its call form: a Kernel is one function on the CPU."""
+        if func_name not in (None, self.name):
+            raise ValueError(f"time_evaluator: this kernel is {self.name!r}, not {func_name!r}")
+        return time_evaluator(self, number, repeat, min_repeat_ms)
+
+    @property
+    def entry_name(self) -> str:
+        """The kernel's name, as TVM's Module.entry_name."""
+        return self.name
 
     def export_library(self, path: str, header: str | None = None) -> dict:
         """Write this kernel as a shared library (and a C header); returns its metadata."""

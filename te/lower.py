@@ -427,7 +427,12 @@ def _pick(forms: list[Linear], sign: int) -> Linear | None:
     return best
 
 
-def lower(sch: Schedule, args: list, name: str = "default_function", simple: bool = True) -> LoweredFunc:
-    """Lower a schedule to a loop-IR function of the given argument tensors."""
+def lower(sch: Schedule, args: list, name: str = "default_function", simple: bool = True,
+          simple_mode: bool = False) -> LoweredFunc:
+    """Lower a schedule to a loop-IR function of the given argument tensors; print() shows it.
+
+    simple_mode is TVM's flag for a readable listing (TVM then skips loop partitioning and
+    unrolling); tilewise's lowering does neither (codegen unrolls), so the readable function
+    is what it always returns, and `print(te.lower(s, args, simple_mode=True))` works as in TVM."""
     f = Lowering(sch, list(args), name).run()
     return simplify_func(f) if simple else f

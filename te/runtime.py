@@ -25,6 +25,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+try:                        # numpy's 'bfloat16' dtype (onnx depends on ml_dtypes, so it is there)
+    import ml_dtypes  # noqa: F401
+except ImportError:         # then only bfloat16 libraries cannot be called
+    pass
+
 log = logging.getLogger(__name__)
 
 # What the library's metadata JSON says about itself; bump FORMAT_VERSION when the ABI changes.
@@ -81,7 +86,7 @@ def random_array(rng: np.random.Generator, shape, dtype) -> np.ndarray:
     The one input maker of the tuner's runner, the kernel profile and `tilewise run`: small
     integers stay inside most index ranges (a gather's, a one-hot's depth)."""
     dt = np.dtype(dtype)
-    if dt.kind == "f":
+    if dt.kind == "f" or dt.name == "bfloat16":         # ml_dtypes' bfloat16 is of kind 'V'
         return rng.standard_normal(shape).astype(dt)
     if dt.kind == "b":
         return rng.random(shape) < 0.5
@@ -279,8 +284,23 @@ class Module:
         """Model outputs: name, shape, dtype."""
         return list(self._model()["outputs"])
 
-    def run(self, **inputs: np.ndarray) -> list[np.ndarray]:
-        """Run the whole model natively; returns the outputs in the model's order."""
+    def get_inputs(self) -> list["NodeArg"]:
+        """The model's inputs as ONNX Runtime's InferenceSession.get_inputs() gives them."""
+        return node_args(self._model()["inputs"])
+
+    def get_outputs(self) -> list["NodeArg"]:
+        """The model's outputs as ONNX Runtime's InferenceSession.get_outputs() gives them."""
+        return node_args(self._model()["outputs"])
+
+    def run(self, *args, **inputs) -> list[np.ndarray]:
+        """Run the whole model natively.
+
+        As ONNX Runtime: run(output_names, input_feed) returns the outputs named (None: all) in
+        that order; as before: run(x=...) returns every output in the model's order."""
+        model = self._model()
+        return select_outputs(args, inputs, model["inputs"], model["outputs"], self._run_all)
+
+    def _run_all(self, inputs: dict) -> list[np.ndarray]:
         model = self._model()
         if not hasattr(self, "_entry"):
             fn = self._lib[MODEL_ENTRY_SYMBOL]
@@ -294,12 +314,7 @@ class Module:
 
     def __call__(self, *arrays: np.ndarray, **inputs: np.ndarray):
         if self.is_model:
-            if arrays:
-                if len(arrays) != len(self.input_names):
-                    raise ValueError(f"the model takes {len(self.input_names)} inputs "
-                                     f"({', '.join(self.input_names)}), got {len(arrays)}")
-                inputs.update(zip(self.input_names, arrays))
-            return self.run(**inputs)
+            return self._run_all(positional_feed(arrays, inputs, self.input_names))
         if len(self._functions) != 1:
             raise TypeError(f"{self.path} holds {len(self._functions)} kernels "
                             f"({', '.join(self._functions)}); pick one with m[name](...)")
@@ -307,6 +322,77 @@ class Module:
 
     def __repr__(self) -> str:
         return f"Module {self.path} ({', '.join(self._functions)}) for {self.target}"
+
+
+# ---------------------------------------------------------------- ONNX Runtime's calling convention
+# numpy dtype name -> ONNX Runtime's NodeArg.type
+ORT_TYPES = {"float32": "tensor(float)", "float64": "tensor(double)", "float16": "tensor(float16)",
+             "bfloat16": "tensor(bfloat16)", "bool": "tensor(bool)", "int8": "tensor(int8)",
+             "uint8": "tensor(uint8)", "int16": "tensor(int16)", "uint16": "tensor(uint16)",
+             "int32": "tensor(int32)", "uint32": "tensor(uint32)", "int64": "tensor(int64)",
+             "uint64": "tensor(uint64)"}
+
+
+class NodeArg(NamedTuple):
+    """A model input or output as ONNX Runtime's NodeArg shows it: name, shape, type."""
+    name: str
+    shape: list
+    type: str
+
+    def __repr__(self) -> str:
+        return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape!r})"
+
+
+def node_args(specs: list[dict]) -> list[NodeArg]:
+    """NodeArgs of a model's input or output specs ({name, shape, dtype})."""
+    return [NodeArg(s["name"], list(s["shape"]), ORT_TYPES.get(s["dtype"], f"tensor({s['dtype']})"))
+            for s in specs]
+
+
+def positional_feed(arrays: tuple, inputs: dict, names: list[str]) -> dict:
+    """The feed of a model called as m(x, y) (inputs in the model's order) or m(x=..., y=...)."""
+    if arrays and len(arrays) != len(names):
+        raise ValueError(f"the model takes {len(names)} inputs ({', '.join(names)}), got {len(arrays)}")
+    return {**inputs, **dict(zip(names, arrays))}
+
+
+def select_outputs(args: tuple, kwargs: dict, in_specs: list[dict], out_specs: list[dict],
+                   run_all) -> list[np.ndarray]:
+    """A model's run() in both conventions: ONNX Runtime's run(output_names, input_feed[,
+    run_options]) -- positionally or by those keywords -- and run(**inputs); `run_all(feed)`
+    runs the model and returns every output in the model's order."""
+    in_names = [s["name"] for s in in_specs]
+    ort_keywords = {"output_names", "input_feed", "run_options"}
+    if args or (kwargs and set(kwargs) <= ort_keywords and "input_feed" in kwargs
+                and "input_feed" not in in_names):
+        if len(args) > 3:
+            raise TypeError(f"run(output_names, input_feed, run_options=None) takes at most 3 "
+                            f"arguments, got {len(args)}")
+        given = dict(zip(("output_names", "input_feed", "run_options"), args))
+        for k, v in kwargs.items():
+            if k not in ort_keywords or k in given:
+                raise TypeError(f"run(): unexpected or repeated argument {k!r}; call run(output_names, "
+                                "input_feed) or run(**inputs), not both")
+            given[k] = v
+        feed = given.get("input_feed")
+        if not isinstance(feed, dict):
+            raise TypeError(f"run(output_names, input_feed): input_feed must be a dict of input name -> "
+                            f"array (inputs: {', '.join(in_names)}), got {type(feed).__name__}")
+        wanted = given.get("output_names")
+    else:
+        feed, wanted = kwargs, None
+    out_names = [s["name"] for s in out_specs]
+    if wanted is not None:
+        if isinstance(wanted, str):
+            raise TypeError(f"run(): output_names must be a list of names, e.g. [{wanted!r}], or None")
+        wanted = list(wanted)
+        unknown = [n for n in wanted if n not in out_names]
+        if unknown:
+            raise ValueError(f"run(): unknown output name(s) {unknown}; the model's outputs are {out_names}")
+    outs = run_all(feed)
+    if wanted is None:
+        return outs
+    return [outs[out_names.index(n)] for n in wanted]
 
 
 def run_entry(fn, in_specs: list[dict], out_specs: list[dict], ws_bytes: int, params_ptr: int,
@@ -573,7 +659,7 @@ def _check_symbols(path: str, meta: dict, symbols: dict[str, tuple[int, int, boo
 
 
 DTYPES = frozenset({"float32", "float64", "bool", "int8", "uint8", "int16", "uint16", "int32",
-                    "uint32", "int64", "uint64", "float16"})
+                    "uint32", "int64", "uint64", "float16", "bfloat16"})
 
 
 def _parse_metadata(path: str, raw: bytes) -> dict:

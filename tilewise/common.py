@@ -159,7 +159,7 @@ def load_graph(path: str, shapes: list[str] | None = None):
     import frontends
     check_file(path, "model file")
     try:
-        return frontends.from_onnx(path, shapes=parse_shapes(shapes) or None)
+        return frontends.from_onnx(path, shapes=parse_shapes(shapes) or None, advice="cli")
     except frontends.ModelError as e:
         raise CLIError(str(e)) from None
 

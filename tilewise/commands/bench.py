@@ -79,7 +79,7 @@ def run(args) -> int:
     if compare == "onnxruntime" and not onnx_path:
         raise CLIError("--compare onnxruntime needs the ONNX model: give it with --model MODEL.onnx")
     if compare == "onnxruntime" and not _has_ort():
-        raise CLIError("--compare onnxruntime: onnxruntime is not installed (pip install onnxruntime)")
+        raise CLIError("--compare onnxruntime: onnxruntime is not installed (pip install 'tilewise[compare]')")
     c = ceilings()
 
     # the model under test

@@ -85,7 +85,8 @@ def _time_all(fns: dict, source, inputs: dict, threads: int, repeat: int) -> dic
         sess = profile.onnxruntime_session(source, threads, spinning=False)
         fns["ort"] = lambda: sess.run(None, inputs)
     except ImportError:
-        note("tilewise: note: onnxruntime is not installed; no comparison with it")
+        note("tilewise: note: onnxruntime is not installed, so no comparison with it "
+             "(pip install 'tilewise[compare]')")
     out: dict = profile.time_interleaved(fns, repeat=repeat, warmup=2)
     if sess is not None:
         out["ref"] = sess.run(None, inputs)
