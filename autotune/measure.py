@@ -273,6 +273,17 @@ def _worker_main(rfd: int, wfd: int) -> None:
 
 # ---------------------------------------------------------------- parent side
 
+def _payload(task, config) -> dict:
+    """What a builder or the runner needs to recreate the task and a config of it."""
+    from .space import get_template
+    from .task import _symbol
+    mod = getattr(get_template(task.name), "__module__", None)
+    return {"name": task.name, "args": task.args, "target": str(task.target), "threads": task.target.threads,
+            "config": None if config is None else config.to_json(),
+            "symbol": _symbol(task.name),
+            "module": mod if mod and mod != "__main__" else None}
+
+
 class _Worker:
     """A worker process (a fresh interpreter, never a fork); restarted when it dies or hangs."""
 
@@ -375,6 +386,7 @@ class Measurer:
         for w in self.builders + [self.runner]:
             w.close()
 
+    _payload = staticmethod(_payload)
     KEEP_BUILDS = 64
 
     def build_batch(self, task, configs: list) -> list[dict]:
@@ -383,7 +395,7 @@ class Measurer:
         keys = [json.dumps([task.workload_key, str(task.target), None if c is None else c.to_json()],
                            sort_keys=True) for c in configs]
         todo = [k for k in dict.fromkeys(keys) if k not in self._built]
-        done = self._spread([("build", _payload(task, configs[keys.index(k)])) for k in todo],
+        done = self._spread([("build", self._payload(task, configs[keys.index(k)])) for k in todo],
                             self.option.build_timeout, ErrorNo.BUILD_TIMEOUT, ErrorNo.COMPILE_ERROR)
         fresh = dict(zip(todo, done))
         out = [fresh[k] if k in fresh else self._built[k] for k in keys]
@@ -405,7 +417,7 @@ class Measurer:
             return []
         n = len(self.builders)
         chunks = [indices[k::n] for k in range(n)]
-        base = _payload(task, None)
+        base = self._payload(task, None)
         jobs = [("features", dict(base, indices=c)) for c in chunks if c]
         results = self._spread(jobs, self.option.build_timeout * 4, ErrorNo.BUILD_TIMEOUT, ErrorNo.COMPILE_ERROR)
         out: dict[int, object] = {}
@@ -441,7 +453,7 @@ class Measurer:
     def run_one(self, task, build: dict, role: str, cutoff: float | None = None) -> dict:
         """Time one built candidate in the runner (only once if slower than cutoff seconds)."""
         payload = {"cutoff": cutoff, "object": build["object"], "symbol": build["symbol"], "specs": build["specs"],
-                   "task": _payload(task, None), "config": build.get("config"),
+                   "task": self._payload(task, None), "config": build.get("config"),
                    "uses_openmp": build["uses_openmp"], "workload": task.workload_key,
                    "target": str(task.target), "option": self.option, "role": role}
         self.runner.submit("run", payload)
@@ -486,17 +498,6 @@ class Measurer:
                     res = self.run_one(task, b, "candidate", cutoff)
                 records.append(_record(task, cfg, b, res))
         return records
-
-
-def _payload(task, config) -> dict:
-    """What a builder or the runner needs to recreate the task and a config of it."""
-    from .space import get_template
-    from .task import _symbol
-    mod = getattr(get_template(task.name), "__module__", None)
-    return {"name": task.name, "args": task.args, "target": str(task.target), "threads": task.target.threads,
-            "config": None if config is None else config.to_json(),
-            "symbol": _symbol(task.name),
-            "module": mod if mod and mod != "__main__" else None}
 
 
 def _record(task, cfg, build: dict, res: dict) -> Record:
