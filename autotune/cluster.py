@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 INSTALL = "pip install 'tilewise[distributed]'"
 POLL = 1.0                  # seconds between checks of the cluster while waiting for results
 NO_WORKER_WAIT = 60.0       # how long tasks may wait for a worker of their ISA before they fail
-CONNECT_TIMEOUT = 30.0      # seconds to reach a scheduler (and to reconnect to it)
 TRIES = 2                   # a task lost with its worker is submitted once more
 
 
@@ -51,7 +50,15 @@ def isa_resource(isa: str) -> str:
     return f"isa:{isa}"
 
 
-def connect(cluster, timeout: float = CONNECT_TIMEOUT):
+def connect_timeout() -> float:
+    """Seconds to reach a scheduler, or to reconnect to it: Dask's distributed.comm.timeouts.connect
+    (30 s unless configured, e.g. DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s)."""
+    import dask
+    from dask.utils import parse_timedelta
+    return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="s"))
+
+
+def connect(cluster):
     """(client, owned): a distributed Client for a Client, a cluster object or a scheduler address."""
     try:
         from distributed import Client
@@ -61,7 +68,7 @@ def connect(cluster, timeout: float = CONNECT_TIMEOUT):
         return cluster, False
     try:
         if isinstance(cluster, str):
-            return Client(cluster, timeout=timeout, set_as_default=False), True
+            return Client(cluster, timeout=connect_timeout(), set_as_default=False), True
         return Client(cluster, set_as_default=False), True
     except (OSError, TimeoutError) as e:
         raise ClusterError(f"cannot reach the Dask scheduler at {cluster}: {str(e).splitlines()[0]}; "
@@ -214,6 +221,8 @@ class ClusterMeasurer:
         self._built: collections.OrderedDict = collections.OrderedDict()   # build key -> Future
         self._inflight: set = set()
         self.lost = 0                # tasks lost with a worker and submitted again
+        self.failure = ""            # why measuring stopped for good (the scheduler lost), '' while it works
+        self.on_failure = None       # called before that ClusterError is raised (e.g. to stop a TaskScheduler)
         log.info("Dask cluster: %s", self.dashboard_link or self.client.scheduler.address)
 
     # ------------------------------------------------------------- the protocol
@@ -369,6 +378,10 @@ class ClusterMeasurer:
                     self._await_scheduler()
                     futures = {j: jobs[j]() for j in futures}     # the scheduler forgot every task
                     break
+                elif not _lost_with_worker(fut):
+                    # the tasks catch every error of a candidate: an exception is the cluster's
+                    raise ClusterError(f"the cluster could not run a tilewise task ({_why(fut)}); the scheduler "
+                                       f"and every worker need tilewise installed ({INSTALL}) as the client")
                 elif tries[k] < TRIES:
                     tries[k] += 1
                     self.lost += 1
@@ -382,13 +395,26 @@ class ClusterMeasurer:
     def _await_scheduler(self) -> None:
         """Wait while the client reconnects; ClusterError if it gives up (the log keeps what was measured)."""
         self._built.clear()
-        deadline = time.monotonic() + CONNECT_TIMEOUT + 5
+        deadline = time.monotonic() + connect_timeout() + 5
         while self.client.status not in ("running", "closed") and time.monotonic() < deadline:
             time.sleep(0.2)
         if self.client.status != "running":
-            raise ClusterError("lost the connection to the Dask scheduler; every record measured so far is in "
-                               "the log: continue with --resume")
+            self.failure = ("lost the connection to the Dask scheduler; every record measured so far is in "
+                            "the log")
+            if self.on_failure:
+                self.on_failure()
+            raise ClusterError(self.failure + ": continue with --resume")
         log.warning("reconnected to the Dask scheduler; the batch in flight is submitted again")
+
+
+def _lost_with_worker(fut) -> bool:
+    """Whether a failed future failed because its worker died (KilledWorker, or cancelled with it)."""
+    from distributed.scheduler import KilledWorker
+    try:
+        e = fut.exception(timeout=1)
+    except Exception:             # cancelled: raises instead of returning the reason
+        return True
+    return isinstance(e, KilledWorker)
 
 
 def _why(fut) -> str:

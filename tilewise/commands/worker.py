@@ -26,7 +26,6 @@ EXAMPLES = """\
   tilewise worker tcp://sched:8786
   tilewise worker tcp://sched:8786 --nthreads 4 --name rack2-node7"""
 
-CONNECT_TIMEOUT = 30.0     # seconds to reach the scheduler
 REJOIN_FOR = 600.0         # after the scheduler closed, how long to keep trying to join it again
 
 
@@ -74,12 +73,14 @@ async def _serve(address: str, nthreads: int, resources: dict, name: str, quiet:
     import logging
 
     from distributed import Nanny
+
+    from autotune.cluster import connect_timeout
     # SIGTERM (a service manager, kill) stops the worker as Ctrl-C does: its process closed first
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
     joined, deadline = False, 0.0
     while True:
         try:
-            nanny = Nanny(address, nthreads=nthreads, resources=resources, name=name, death_timeout=CONNECT_TIMEOUT,
+            nanny = Nanny(address, nthreads=nthreads, resources=resources, name=name, death_timeout=connect_timeout(),
                           silence_logs=logging.CRITICAL if quiet else logging.INFO)
             await nanny
         except (OSError, TimeoutError, ValueError) as e:
