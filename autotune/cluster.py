@@ -172,10 +172,22 @@ def _close_at_exit(m: Measurer) -> None:
     atexit.register(m.close)
 
 
+_tasks_lock = threading.Lock()
+
+
+def _task(payload: dict):
+    """The payload's task in this worker process, one thread at a time: the first one reads LLVM's
+    CPU list by redirecting the process's stderr (te.target), which two threads at once would garble."""
+    with _tasks_lock:
+        task = _worker_task(payload)
+        task.config_space           # declared once, here, rather than by two threads at once
+        return task
+
+
 def build_job(payload: dict, option: MeasureOption) -> dict:
     """Dask task: build one config (payload: measure._payload) into an object file, on any worker."""
     with _Station.gate.build():
-        task = _worker_task(payload)
+        task = _task(payload)
         cfg = None if payload["config"] is None else task.config_space.from_json(payload["config"])
         return _Station.builder(option).build_batch(task, [cfg])[0]
 
@@ -183,14 +195,14 @@ def build_job(payload: dict, option: MeasureOption) -> dict:
 def features_job(payload: dict, indices: list[int], option: MeasureOption) -> list:
     """Dask task: loop-IR feature vectors of configs of a task, on any worker."""
     with _Station.gate.build():
-        return _Station.builder(option).features(_worker_task(payload), indices)
+        return _Station.builder(option).features(_task(payload), indices)
 
 
 def time_job(payload: dict, builds: list[dict], reference: dict | None, option: MeasureOption,
              rounds: int = 1, cutoff: float | None = None) -> dict:
     """Dask task: time built candidates on a worker of their ISA, `rounds` times in turn (the
     final check's side by side); {"results": [...], "host": ...}, or {"reference_error": why}."""
-    task = _worker_task(payload)
+    task = _task(payload)
     out = []
     with _Station.gate.timing():
         m = _Station.runner(option)
