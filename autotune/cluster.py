@@ -75,6 +75,17 @@ def connect(cluster):
                            "start one with `dask scheduler`") from None
 
 
+def advertise_silent(client) -> None:
+    """Make the workers that advertise no isa:<key> resource advertise their CPU (advertise_isa)."""
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    silent = [a for a, w in workers.items()
+              if not any(k.startswith("isa:") and v >= 1 for k, v in (w.get("resources") or {}).items())]
+    if silent:
+        found = client.run(advertise_isa, workers=silent)
+        log.info("workers without an isa:<key> resource now advertise their CPU: %s",
+                 ", ".join(sorted(set(found.values()))))
+
+
 def timing_workers(client) -> dict[str, dict]:
     """address -> scheduler's record of each worker that advertises an isa:<key> resource."""
     workers = client.scheduler_info(n_workers=-1).get("workers", {})
@@ -84,6 +95,7 @@ def timing_workers(client) -> dict[str, dict]:
 def cluster_targets(client) -> dict[str, object]:
     """ISA key -> te Target of the machines whose workers advertise it (threads: the fewest of them)."""
     from te.target import parse
+    advertise_silent(client)
     timers = timing_workers(client)
     if not timers:
         return {}
@@ -96,6 +108,15 @@ def cluster_targets(client) -> dict[str, object]:
 
 
 # ---------------------------------------------------------------- worker side
+
+async def advertise_isa(dask_worker) -> str:
+    """On a worker that advertises no CPU (a plain `dask worker`, a LocalCluster's): advertise this
+    machine's isa:<key>=1, as `tilewise worker` does, so that it times candidates for its CPU."""
+    from te.target import host
+    res = isa_resource(host().isa)
+    await dask_worker.set_resources(**{res: 1})
+    return res
+
 
 def describe_worker() -> dict:
     """On a worker: its machine's target, threads and host name."""
@@ -327,6 +348,7 @@ class ClusterMeasurer:
         return sum(1 for w in self._workers().values() if (w.get("resources") or {}).get(res, 0) >= 1)
 
     def _check_timers(self, task) -> None:
+        advertise_silent(self.client)
         if not self._timers(task.target.isa):
             raise ClusterError(f"no worker of the cluster advertises {isa_resource(task.target.isa)}: start "
                                f"`tilewise worker {self.client.scheduler.address}` on a machine of that CPU")

@@ -114,6 +114,19 @@ def test_a_worker_killed_mid_run_costs_no_trial(client, tmp_path):
     assert tuner.best_config.to_json() == cluster_templates.FAST
 
 
+def test_workers_that_advertise_no_cpu_are_given_theirs(client):
+    """A plain LocalCluster's or `dask worker`'s workers time for their own CPU, as `tilewise worker`'s."""
+    res = cluster_mod.isa_resource(host().isa)
+
+    async def silence(dask_worker):
+        await dask_worker.set_resources(**{res: 0})
+    client.run(silence)
+    task = autotune.create_task("test_vadd", (256,))
+    with autotune.Measurer(option(client)) as m:
+        assert m.measure(task, [task.config_space.get(task.config_space.default_index())])[0].ok
+    assert all(w["resources"][res] == 1 for w in client.scheduler_info(n_workers=-1)["workers"].values())
+
+
 def test_a_task_of_an_isa_no_worker_has_is_a_clear_error(client):
     other = Target("haswell", "+sse4.2,+avx,+avx2,+fma")
     task = autotune.create_task("test_vadd", (256,), other)

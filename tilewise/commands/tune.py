@@ -217,10 +217,14 @@ def tune_model(graph, tasks, log_path: str, *, title: str, tuner: str = "xgb", n
             f"dashboard {client.dashboard_link or '(none)'}")
         here = host().isa
         runs = []
+        timers = cl.timing_workers(client).values()
         for t in targets:
             ts = model_tasks(graph, t)        # with the target's own thread count
+            n = sum(1 for w in timers if cl.isa_resource(t.isa) in (w.get("resources") or {}))
+            # rounds of 2 trials per timing machine: a round of 8 leaves more than 4 machines idle
+            # (bench/cluster_sim.py); the tuner refits less often per trial for it
             runs.append(_Run(t, ts, autotune.Measurer(autotune.measure_option(**{**vars(option), "cluster": client})),
-                             peak=ceilings().peak_gflops if t.isa == here else 0.0,
+                             peak=ceilings().peak_gflops if t.isa == here else 0.0, round_trials=max(8, 2 * n),
                              label=isa_tag(t.isa) if len(targets) > 1 else "", **common))
         return _finish(runs, _tune_all(runs), log_path, resume_cmd)
     finally:
@@ -301,7 +305,8 @@ class _Run:
     """The tuning of one target: its tasks, measurer, scheduler and progress lines."""
 
     def __init__(self, target, tasks, measurer, *, title: str, tuner: str, n_trials, time_budget, max_tasks,
-                 shared_logs: bool, seed: int, board, log_path: str, peak: float, label: str = ""):
+                 shared_logs: bool, seed: int, board, log_path: str, peak: float, label: str = "",
+                 round_trials: int | None = None):
         import autotune
         from autotune.scheduler import TaskScheduler
         self.target, self.measurer, self.peak = target, measurer, peak
@@ -333,7 +338,7 @@ class _Run:
         self.progress = _Progress(n_trials, time_budget, board, label, measurer)
         self.sched = TaskScheduler([(t.task, t.count) for t in tasks], tuner=tuner, measurer=measurer,
                                    callbacks=[_SharedLog(log_path), self.progress], seeds=seeds,
-                                   seed=seed, task_patience=TASK_PATIENCE)
+                                   seed=seed, task_patience=TASK_PATIENCE, round_trials=round_trials)
         self.progress.sched = self.sched
         if hasattr(measurer, "on_failure"):     # a lost cluster scheduler ends the run (the log holds the rest)
             measurer.on_failure = lambda: setattr(self.sched, "stopped", True)
