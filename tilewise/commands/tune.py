@@ -251,7 +251,6 @@ def _cluster_targets(client, cluster: str, all_targets: bool) -> list:
 
 def _tune_all(runs: list) -> list[bool]:
     """Tune the runs at once (a thread each); Ctrl-C stops them all after their batch in flight."""
-    import threading
     if len(runs) == 1:
         return [runs[0].tune()]
     results: dict[int, bool] = {}
