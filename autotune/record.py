@@ -79,6 +79,7 @@ class Record:
     # final check only: the default config's time in the same round over this config's (1.0 for
     # the default itself, above 1 when this one ran faster); 0 when not known
     vs_default: float = 0.0
+    host: str = ""                      # the machine that timed it, when not the one tuning (a cluster's)
     version: int = RECORD_VERSION
 
     @property
@@ -95,7 +96,10 @@ class Record:
         return json.dumps(self.config, sort_keys=True, separators=(",", ":"))
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        d = asdict(self)
+        if not d["host"]:          # optional: a local run's records read as before, in any tilewise
+            del d["host"]
+        return json.dumps(d, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, line: str) -> "Record":
@@ -156,7 +160,7 @@ _FIELD_CHECKS = {       # field -> why its value is malformed ('' when it is fin
         "not a list of non-negative finite numbers",
     "error_no": lambda v: "" if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1000 else
         "not an error number (autotune.ErrorNo)",
-    "error_msg": _text(4096), "cpu": _text(128), "tilewise_version": _text(64),
+    "error_msg": _text(4096), "cpu": _text(128), "tilewise_version": _text(64), "host": _text(255),
     "isa": lambda v: "" if isinstance(v, str) and _ISA_KEY.fullmatch(v) else
         "not a tilewise ISA key (expected 'x86_64+feature+...')",
     "target": lambda v: "" if isinstance(v, str) and (v == "" or _TARGET.fullmatch(v)) else
