@@ -108,6 +108,9 @@ def _worker_task(payload: dict):
     from .task import create_task
     if payload.get("module"):
         __import__(payload["module"])
+    if payload.get("dag"):                  # an auto-scheduled workload: its compute DAG, pickled
+        from .auto_scheduler.workload import receive_dag
+        receive_dag(payload["name"], payload["args"], payload["dag"])
     key = json.dumps([payload["name"], payload["args"], payload["target"]])
     task = _RunnerState.tasks.get(key)
     if task is None:
@@ -361,12 +364,9 @@ class Measurer:
 
     def _payload(self, task, config) -> dict:
         from .task import _symbol
-        from .space import get_template
-        mod = getattr(get_template(task.name), "__module__", None)
         return {"name": task.name, "args": task.args, "target": str(task.target),
                 "config": None if config is None else config.to_json(),
-                "symbol": _symbol(task.name),
-                "module": mod if mod and mod != "__main__" else None}
+                "symbol": _symbol(task.name), "module": task.module, "dag": task.dag}
 
     KEEP_BUILDS = 64
 
