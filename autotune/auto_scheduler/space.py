@@ -1,8 +1,8 @@
 """The auto-scheduler's config space: a config is a schedule, kept as its list of steps.
 
 Unlike a template's space, it is not enumerated up front: the search adds the schedules it
-proposes, and a log adds the ones it holds, each getting the next index (0 is the default
-schedule, no steps).  `from_json` checks a config by replaying its steps on a fresh schedule
+proposes, and a log adds the ones it holds, each getting the next index (0 is the task's
+default schedule).  `from_json` checks a config by replaying its steps on a fresh schedule
 of the workload, so a record that no longer fits (the workload changed) is refused as a
 template's would be.
 """
@@ -60,12 +60,13 @@ def _freeze_step(s) -> tuple:
 
 
 class StepSpace:
-    """The schedules of one task seen so far, indexed; index 0 is the default schedule."""
+    """The schedules of one task seen so far, indexed; index 0 is the task's default schedule."""
 
     def __init__(self, task):
         self.task = task
-        self._configs: list[StepConfig] = [StepConfig(0, ())]
-        self._index: dict[str, int] = {self._key(()): 0}
+        self._configs: list[StepConfig] = []
+        self._index: dict[str, int] = {}
+        self.add(task.default_steps)
 
     @staticmethod
     def _key(steps: tuple) -> str:

@@ -203,8 +203,22 @@ class AutoTask:
         return data
 
     def schedule(self) -> te.Schedule:
-        """A fresh default schedule of the workload's outputs."""
+        """A fresh schedule of the workload's outputs, no primitive applied (te's default)."""
         return te.create_schedule([t.op for t in self.outputs])
+
+    @functools.cached_property
+    def default_steps(self) -> tuple:
+        """The steps of the task's default config: the sketch rules under their default parameters
+        (a template's default is a sensible schedule too; te's loop nest as declared can take
+        seconds for a large reduction, and the tuner times the default beside its best)."""
+        from .sketch import SketchPolicy
+        policy = SketchPolicy(self)
+        try:
+            s, _ = policy.apply(policy.default_params())
+        except (ValueError, TypeError) as e:
+            log.warning("%s: the default sketch does not apply (%s); the default is te's loop nest", self, e)
+            return ()
+        return tuple(s.steps)
 
     def _config(self, config) -> StepConfig | None:
         if config is None or isinstance(config, FallbackConfig):
@@ -216,11 +230,11 @@ class AutoTask:
         return config
 
     def instantiate(self, config=None, prepacked: bool = False):
-        """(schedule, tensors) for a config (a StepConfig, its JSON, an index, or None for the default)."""
-        config = self._config(config)
+        """(schedule, tensors) for a config (a StepConfig, its JSON, an index, or None for the default
+        config, index 0)."""
+        config = self._config(config) or self.config_space.get(0)
         s = self.schedule()
-        if config is not None:
-            te.replay(s, list(config.steps))
+        te.replay(s, list(config.steps))
         return s, list(self.tensors)
 
     def pack_weight(self, w, config=None):
