@@ -17,8 +17,7 @@ from . import auto_workloads as wl
 
 def _tiled(task):
     """A hand-made schedule of as_matmul as the search would record it."""
-    s, tensors = task.instantiate(None)
-    C = tensors[-1]
+    s, C = task.schedule(), task.tensors[-1]
     i, j = s[C].op.axis
     jo, ji = s[C].split(j, factor=8)
     s[C].vectorize(ji)
@@ -113,7 +112,7 @@ def scaled(n):
     A = te.placeholder((n,), name="A")
     return [A, te.compute((n,), lambda i: te.exp(A[i]) * 2.0, name="B")]
 task = autotune.create_task(scaled, args=(64,))
-s, (A, B) = task.instantiate(None)
+s, (A, B) = task.schedule(), task.tensors
 o, i = s[B].split(B.op.axis[0], factor=16); s[B].vectorize(i)
 cfg = task.config_space.get(task.config_space.add(s.steps))
 with autotune.Measurer(autotune.measure_option(n_parallel=1, repeat=1, min_repeat_ms=1)) as m:
