@@ -294,6 +294,10 @@ class Stage:
         self.attach_type, self.attach_stage, self.attach_ivar = AttachType.INLINE, None, None
         self._record("compute_inline")
 
+    def rfactor(self, axis: IterVar, factor_axis: int = 0) -> Tensor:
+        """s[C].rfactor(ki) is s.rfactor(C, ki): partial reductions over axis ki in a new stage."""
+        return self.schedule.rfactor(self.op.output(0), axis, factor_axis)
+
     def compute_root(self) -> None:
         """Compute this stage at the root, in its own loop nest (the default)."""
         self._check_compute("compute_root")

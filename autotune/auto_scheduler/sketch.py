@@ -38,6 +38,7 @@ LANES = (8, 16, 32, 64)
 MAX_VECTOR = 64
 MAX_ROWS = 16           # a register tile's unrolled rows (S3 of the data axes before the last)
 MAX_UNROLL_R = 16       # the unrolled part of a reduction axis (R2)
+MAX_UNROLLED = 64       # register-tile rows x unrolled reduction steps in one unrolled body
 
 
 def divisors(n: int) -> list[int]:
@@ -125,9 +126,10 @@ class SketchPolicy:
                     p[f"inline:{name}"] = False
                 continue
             p[f"kind:{name}"] = "tile" if "tile" in self.kinds(f) and lanes > 1 else "plain"
+            wide = 32 if last % 32 == 0 else lanes              # two AVX-512 vectors where they fit
             for d, n in enumerate(f.shape):
                 rows = max(x for x in divisors(n) if x <= 4)
-                p[f"tile:{name}:{d}"] = (1, 1, lanes if d == len(f.shape) - 1 else rows)
+                p[f"tile:{name}:{d}"] = (1, 1, wide if d == len(f.shape) - 1 else rows)
             for d in range(len(f.reduce_ext)):
                 p[f"rtile:{name}:{d}"] = (1, 1)
             p[f"at:{name}"], p[f"unroll:{name}"] = 0, 1
@@ -288,9 +290,11 @@ class SketchPolicy:
             for a, t in zip(s3s[:-1], tiles[:-1]):
                 if t[2] > 1:
                     st.unroll(a)
+        rows = math.prod(t[2] for t in tiles[:-1])
         if unroll >= 2:
-            for a, d in zip(r2s, range(len(r2s))):
-                if p[f"rtile:{name}:{d}"][1] > 1:
+            for d, a in enumerate(r2s):
+                r2 = p[f"rtile:{name}:{d}"][1]
+                if 1 < r2 and rows * r2 <= MAX_UNROLLED:     # beyond it LLVM takes seconds per build
                     st.unroll(a)
         return {name, owner.name, st.name}
 

@@ -58,7 +58,7 @@ def test_rfactor_outer_part_unsplit_axis_offset_domain_and_max():
     np.testing.assert_allclose(_run(s, A, C, a), 2 * a[:, 3:].max(1), rtol=1e-6)
     A, C = _row_sum()
     s = te.create_schedule(C.op)
-    CF = s.rfactor(C, C.op.reduce_axis[0])        # the whole axis: one partial per element
+    CF = s[C].rfactor(C.op.reduce_axis[0])        # the whole axis: one partial per element
     assert CF.shape == (50, 6)
     np.testing.assert_allclose(_run(s, A, C, a), 2 * a.sum(1), rtol=1e-5)
 
