@@ -18,15 +18,14 @@ import io
 import logging
 import math
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import te
 from te.ops.knobs import TEMPLATES, ConfigError, FallbackConfig
-from te.target import Target
 from te.tensor import CommReducer
 
-from ..task import MAX_ARGS, _bad_arg, _freeze, _short_json, _symbol, count_flops, workload_key
+from ..task import MAX_ARGS, Task, _bad_arg, _freeze, _short_json, count_flops
 from .space import StepConfig, StepSpace
 
 log = logging.getLogger(__name__)
@@ -151,20 +150,13 @@ def receive_dag(name: str, args, data: bytes) -> None:
 
 # ---------------------------------------------------------------- the task
 @dataclass(frozen=True)
-class AutoTask:
+class AutoTask(Task):
     """A workload to auto-schedule: registered function `name` applied to `args`, for `target`.
 
-    It offers what autotune's measurement, records and dispatch use of a Task: `workload_key`,
-    `config_space` (a StepSpace: a config is a schedule's list of steps), `instantiate`,
-    `build`, `flops`, `pack_weight`."""
-    name: str
-    args: tuple
-    target: Target = field(compare=False)
+    A Task (workload key, build, dispatch, measurement) whose `config_space` is a StepSpace (a
+    config is a schedule's list of steps) and whose schedules come from the compute DAG the
+    function returns rather than from a template."""
     implementation = None            # no registry implementation: inputs are laid out as declared
-
-    @property
-    def workload_key(self) -> str:
-        return workload_key(self.name, self.args)
 
     @functools.cached_property
     def tensors(self) -> list:
@@ -237,30 +229,11 @@ class AutoTask:
         te.replay(s, list(config.steps))
         return s, list(self.tensors)
 
-    def pack_weight(self, w, config=None):
-        """Inputs are read as declared: the weight itself."""
-        return w
-
-    def build(self, config=None) -> te.Kernel:
-        """Compile with `config`; with None, the best record of the active dispatch context or the default."""
-        if config is None:
-            from ..dispatch import current_config
-            config = current_config(self)
-        s, tensors = self.instantiate(config)
-        return te.build(s, tensors, target=self.target, name=_symbol(self.name))
-
     @functools.cached_property
     def flops(self) -> float:
         """Floating-point operations of one run, from the compute definitions (for pure data
         movement, the output elements, so throughputs still rank schedules)."""
         return count_flops(self.outputs) or float(sum(math.prod(t.shape) for t in self.outputs))
-
-    def arg_specs(self) -> list[tuple[tuple, str]]:
-        """(shape, dtype) of each argument, in order."""
-        return [(t.shape, t.dtype) for t in self.tensors]
-
-    def __str__(self) -> str:
-        return f"{self.name}{self.args}"
 
 
 def create_auto_task(func: Callable | str, args, target=None) -> AutoTask:
