@@ -9,8 +9,10 @@ of the sketch (`SketchPolicy.sample`).  After every measured batch the XGBoost r
 (autotune.cost_model) is refit on the loop-IR features (autotune.features) of everything
 measured, and the next batch comes from an evolutionary search: a population of the best
 measured schedules' parameters and fresh random ones, mutated for a few generations, each
-generation keeping the candidates the model ranks highest; a few random candidates join
-every batch (epsilon-greedy), so the model keeps seeing what it does not predict.
+generation keeping the candidates the model ranks highest; the top `plan` of one evolution
+serve the next batches (lowering candidates for their features is what the search costs); a
+few random candidates join every batch (epsilon-greedy), so the model keeps seeing what it
+does not predict.
 """
 from __future__ import annotations
 
@@ -34,8 +36,8 @@ class AutoScheduler(Tuner):
 
     batch_size = 8
 
-    def __init__(self, task, seed: int = 0, population: int = 48, generations: int = 3,
-                 epsilon: float = 0.1):
+    def __init__(self, task, seed: int = 0, population: int = 32, generations: int = 2,
+                 epsilon: float = 0.1, plan: int = 16):
         from .workload import AutoTask
         if not isinstance(task, AutoTask):
             from te.ops.knobs import ConfigError
@@ -47,6 +49,7 @@ class AutoScheduler(Tuner):
         self.population = population
         self.generations = generations
         self.epsilon = epsilon
+        self.plan = plan                            # candidates taken from one evolution
         self._params: dict[int, dict] = {}          # config index -> the parameters that made it
         self._features: dict[int, np.ndarray] = {}   # config index -> loop-IR features (None: invalid)
         self._pending: list[int] = []               # ranked candidates not measured yet
@@ -118,15 +121,16 @@ class AutoScheduler(Tuner):
             pool = list(dict.fromkeys(pop + children))
             ranked = np.argsort(-self._score(pool), kind="stable")
             pop = [pool[k] for k in ranked[:self.population]]
-        fresh = [i for i in pop if i not in self.visited]
-        return fresh
+        return [i for i in pop if i not in self.visited][:self.plan]
 
     def next_batch(self, n: int) -> list[int]:
         out: list[int] = []
         if 0 not in self.visited:
             out.append(0)                       # the default schedule: the reference speed
-        if self.model.booster is not None and not self._pending:
-            self._pending = self._evolve()
+        self._pending = [i for i in self._pending if i not in self.visited]
+        if self.model.booster is not None and len(self._pending) < n:
+            self._pending = self._evolve()      # lowering candidates for features is the search's cost:
+                                                # one evolution serves `plan` trials
         n_random = max(1, int(round(n * self.epsilon))) if self.model.booster is not None else n
         while len(out) < n - n_random and self._pending:
             i = self._pending.pop(0)
@@ -141,4 +145,3 @@ class AutoScheduler(Tuner):
             return
         idx = [i for i in self.results]
         self.model.fit([(self.features(idx), np.array([self.results[i] for i in idx]), 1.0)])
-        self._pending = []

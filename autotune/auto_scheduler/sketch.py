@@ -126,13 +126,17 @@ class SketchPolicy:
                     p[f"inline:{name}"] = False
                 continue
             p[f"kind:{name}"] = "tile" if "tile" in self.kinds(f) and lanes > 1 else "plain"
-            wide = 32 if last % 32 == 0 else lanes              # two AVX-512 vectors where they fit
+            # a register tile of 4 rows x two AVX-512 vectors, 8 x 8 of them per cache tile, the
+            # reduction in steps of 64 (4 unrolled): a matmul's usual blocking
+            wide = 32 if last % 32 == 0 else lanes
             for d, n in enumerate(f.shape):
-                rows = max(x for x in divisors(n) if x <= 4)
-                p[f"tile:{name}:{d}"] = (1, 1, wide if d == len(f.shape) - 1 else rows)
-            for d in range(len(f.reduce_ext)):
-                p[f"rtile:{name}:{d}"] = (1, 1)
-            p[f"at:{name}"], p[f"unroll:{name}"] = 0, 1
+                s3 = wide if d == len(f.shape) - 1 else max(x for x in divisors(n) if x <= 4)
+                p[f"tile:{name}:{d}"] = (1, max(x for x in divisors(n // s3) if x <= 8), s3)
+            for d, n in enumerate(f.reduce_ext):
+                r2 = max(x for x in divisors(n) if x <= 4)
+                p[f"rtile:{name}:{d}"] = (max(x for x in divisors(n // r2) if x <= 16), r2)
+            p[f"at:{name}"], p[f"unroll:{name}"] = 0, 2
+            self._keep_parallel(p, f, random.Random(0))
         return p
 
     def kinds(self, f: StageFacts) -> list[str]:
