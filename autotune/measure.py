@@ -111,6 +111,9 @@ def _worker_task(payload: dict):
     from .task import create_task
     if payload.get("module"):
         __import__(payload["module"])
+    if payload.get("dag"):                  # an auto-scheduled workload: its compute DAG, pickled
+        from .auto_scheduler.workload import receive_dag
+        receive_dag(payload["name"], payload["args"], payload["dag"])
     key = json.dumps([payload["name"], payload["args"], payload["target"], payload.get("threads")])
     task = _RunnerState.tasks.get(key)
     if task is None:
@@ -274,14 +277,12 @@ def _worker_main(rfd: int, wfd: int) -> None:
 # ---------------------------------------------------------------- parent side
 
 def _payload(task, config) -> dict:
-    """What a builder or the runner needs to recreate the task and a config of it."""
-    from .space import get_template
+    """What a builder or the runner needs to recreate the task and a config of it (an
+    auto-scheduled task's compute DAG too)."""
     from .task import _symbol
-    mod = getattr(get_template(task.name), "__module__", None)
     return {"name": task.name, "args": task.args, "target": str(task.target), "threads": task.target.threads,
             "config": None if config is None else config.to_json(),
-            "symbol": _symbol(task.name),
-            "module": mod if mod and mod != "__main__" else None}
+            "symbol": _symbol(task.name), "module": task.module, "dag": task.dag}
 
 
 class _Worker:

@@ -151,11 +151,18 @@ def _knob_value(v) -> bool:
     return v is None or isinstance(v, (bool, int, str)) or (isinstance(v, float) and math.isfinite(v))
 
 
+def _steps_problem(v) -> str:
+    """Why a config is not an auto-scheduled schedule ({"steps": [...]}); '' when it is one."""
+    from .auto_scheduler.space import steps_problem
+    return steps_problem(v)
+
+
 _FIELD_CHECKS = {       # field -> why its value is malformed ('' when it is fine)
     "workload": _text(4096),
     "config": lambda v: "" if isinstance(v, dict) and len(v) <= 64 and all(
-        isinstance(k, str) and _knob_value(x) for k, x in v.items()) else
-        "not an object of knob values (a number, a string, or a list of whole numbers each)",
+        isinstance(k, str) and _knob_value(x) for k, x in v.items()) else _steps_problem(v) and
+        "not an object of knob values (a number, a string, or a list of whole numbers each) "
+        "nor an auto-scheduled schedule's steps",
     "costs": lambda v: "" if isinstance(v, list) and len(v) <= 4096 and all(map(_number, v)) else
         "not a list of non-negative finite numbers",
     "error_no": lambda v: "" if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1000 else
