@@ -45,7 +45,7 @@ QUANTISED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantiz
                            "DynamicQuantizeMatMul", "QGemm"})
 
 
-def _ort_quantization():
+def ort_quantization():
     """onnxruntime.quantization, or a one-line error that says how to get it."""
     try:
         import onnxruntime.quantization as q
@@ -214,6 +214,7 @@ class Calibration:
     ranges: object                                  # onnxruntime.quantization.calibrate.TensorsData
     outputs: list[list[np.ndarray]] = field(default_factory=list)
     output_names: list[str] = field(default_factory=list)
+    shapes: dict[str, tuple] = field(default_factory=dict)      # of every calibrated tensor
     seconds: float = 0.0
 
 
@@ -247,7 +248,8 @@ def calibrate(m: onnx.ModelProto, samples: list[dict[str, np.ndarray]], method: 
         named.update({i: x[i] for i in x if i in names})
         collect.add({v: named[v] for v in names if v in named})
         outputs.append(values[:len(model_outputs)])
-    cal = Calibration(method, collect.result(), outputs, model_outputs)
+    cal = Calibration(method, collect.result(), outputs, model_outputs,
+                      {v: graph.info(v).shape for v in names})
     cal.seconds = time.perf_counter() - t0
     log.info("calibrated %d tensors on %d sample(s) in %.1f s", len(names), len(samples), cal.seconds)
     return cal
@@ -269,7 +271,7 @@ class _MinMax:
             self.hi[v] = max(self.hi.get(v, hi), hi)
 
     def result(self):
-        _, cal = _ort_quantization()
+        _, cal = ort_quantization()
         return cal.TensorsData(cal.CalibrationMethod.MinMax,
                                {v: cal.TensorData(lowest=np.float32(self.lo[v]), highest=np.float32(self.hi[v]))
                                 for v in self.lo})
@@ -281,7 +283,7 @@ class _Histogram:
                 "entropy": dict(symmetric=False, num_bins=128, num_quantized_bins=128, percentile=99.999)}
 
     def __init__(self, method: str):
-        _, cal = _ort_quantization()
+        _, cal = ort_quantization()
         self.method = method
         self.collector = cal.HistogramCollector(method=method, scenario="same", **self.SETTINGS[method])
 
@@ -290,7 +292,7 @@ class _Histogram:
             self.collector.collect({v: a for v, a in values.items() if a.size})
 
     def result(self):
-        _, cal = _ort_quantization()
+        _, cal = ort_quantization()
         with contextlib.redirect_stdout(io.StringIO()):
             data = self.collector.compute_collection_result()
         method = cal.CalibrationMethod.Percentile if self.method == "percentile" else cal.CalibrationMethod.Entropy
@@ -307,7 +309,7 @@ def write_qdq(m: onnx.ModelProto, ranges, path: str, per_channel: bool = False, 
               nodes: list[str] | None = None) -> None:
     """Write m as a QDQ model to path with onnxruntime's QDQ writer and the given ranges; `nodes`
     limits the quantised nodes to those names (None: every node it can quantise)."""
-    q, cal = _ort_quantization()
+    q, cal = ort_quantization()
     import inspect
     if "calibration_cache_path" not in inspect.signature(q.quantize_static).parameters:
         import onnxruntime
@@ -366,6 +368,11 @@ def quantize(model, output: str, calibration: str | None = None, samples: int | 
     from .quant_report import accuracy_report
     if calibration is None and not samples:
         raise ModelError("give calibration inputs (an .npz) or a number of random samples")
+    if auto and timer is None:                      # before calibrating: say at once what is missing
+        from .quant_auto import int8_import_missing
+        missing = int8_import_missing(target)
+        if missing:
+            raise ModelError(f"--auto times each layer with tilewise's int8 kernels, which this build lacks: {missing}")
     src = load_model(model)
     m = prepare(src)
     n_bn = sum(n.op_type == "BatchNormalization" for n in src.graph.node) - \
