@@ -61,8 +61,7 @@ def ort_quantization():
 def prepare(model) -> onnx.ModelProto:
     """A copy of the model ready to quantise: checked not quantised, every node named, BatchNorm
     folded into the Conv before it."""
-    m = onnx.ModelProto()
-    m.CopyFrom(load_model(model))
+    m = _copy(load_model(model))
     found = sorted({n.op_type for n in m.graph.node if n.op_type in QUANTISED_OPS})
     if found:
         raise ModelError(f"the model is quantised already (it has {', '.join(found)} nodes); "
@@ -71,6 +70,12 @@ def prepare(model) -> onnx.ModelProto:
         raise ModelError("the model has no Conv, Gemm or MatMul node: nothing to quantise")
     name_nodes(m)
     return fold_batchnorm(m)
+
+
+def _copy(m: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(m)
+    return out
 
 
 def name_nodes(m: onnx.ModelProto) -> None:
@@ -86,8 +91,9 @@ def name_nodes(m: onnx.ModelProto) -> None:
 
 def fold_batchnorm(m: onnx.ModelProto) -> onnx.ModelProto:
     """The model with each BatchNormalization whose input is a Conv's only use folded into that
-    Conv (new weight and bias), by tilewise's passes.fold_batchnorm on the pair."""
+    Conv (new weight and bias), by tilewise's passes.fold_batchnorm on the pair; m is left as it is."""
     from .passes import fold_batchnorm as fold_pair
+    m = _copy(m)
     g = m.graph
     inits = {t.name: t for t in g.initializer}
     producer = {o: n for n in g.node for o in n.output}
@@ -278,23 +284,29 @@ class _MinMax:
 
 
 class _Histogram:
-    """onnxruntime's HistogramCollector with the settings its percentile / entropy calibrators use."""
+    """onnxruntime's HistogramCollector with the settings of its percentile / entropy calibrators.
+
+    Like onnxruntime's calibrator, it keeps every sample's tensors and makes one histogram of them
+    all (a histogram merged sample by sample shifts the entropy method's thresholds by tens of
+    percent on a few samples), so memory grows with the samples times the model's activations."""
     SETTINGS = {"percentile": dict(symmetric=True, num_bins=2048, num_quantized_bins=128, percentile=99.999),
                 "entropy": dict(symmetric=False, num_bins=128, num_quantized_bins=128, percentile=99.999)}
 
     def __init__(self, method: str):
-        _, cal = ort_quantization()
         self.method = method
-        self.collector = cal.HistogramCollector(method=method, scenario="same", **self.SETTINGS[method])
+        self.values: dict[str, list[np.ndarray]] = {}
 
     def add(self, values: dict[str, np.ndarray]) -> None:
-        with contextlib.redirect_stdout(io.StringIO()):        # it prints a line per call
-            self.collector.collect({v: a for v, a in values.items() if a.size})
+        for v, a in values.items():
+            if a.size:
+                self.values.setdefault(v, []).append(np.array(a, np.float32))
 
     def result(self):
         _, cal = ort_quantization()
-        with contextlib.redirect_stdout(io.StringIO()):
-            data = self.collector.compute_collection_result()
+        collector = cal.HistogramCollector(method=self.method, scenario="same", **self.SETTINGS[self.method])
+        with contextlib.redirect_stdout(io.StringIO()):        # it prints its progress
+            collector.collect(self.values)
+            data = collector.compute_collection_result()
         method = cal.CalibrationMethod.Percentile if self.method == "percentile" else cal.CalibrationMethod.Entropy
         return cal.TensorsData(method, data)
 
