@@ -414,7 +414,10 @@ def quantize(model, output: str, calibration: str | None = None, samples: int | 
 
 
 def quantised_nodes(model: onnx.ModelProto) -> list[str]:
-    """The names of the nodes of a QDQ model that read a DequantizeLinear output (run in int8)."""
+    """The names of the nodes a QDQ model runs in int8: those that read a DequantizeLinear output and
+    are a Conv/Gemm/MatMul or write into a QuantizeLinear (a node between a DQ and fp32 is fp32)."""
     dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    q_in = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
     return sorted(n.name for n in model.graph.node
-                  if n.op_type not in ("QuantizeLinear", "DequantizeLinear") and any(i in dq for i in n.input))
+                  if n.op_type not in ("QuantizeLinear", "DequantizeLinear") and any(i in dq for i in n.input)
+                  and (n.op_type in ("Conv", "Gemm", "MatMul") or any(o in q_in for o in n.output)))
