@@ -69,8 +69,6 @@ def output_path(model: str, output: str | None) -> str:
 
 
 def run(args) -> int:
-    from frontends import ModelError
-    from frontends.quantize import quantize
     check_file(args.model, "model file")
     out = output_path(args.model, args.output)
     if args.calibration is not None:
@@ -84,12 +82,15 @@ def run(args) -> int:
     if not 0.0 <= budget <= 1.0:
         raise CLIError(f"--max-top1-drop {budget}: give a fraction between 0 and 1 (0.01 is one point)")
     samples = None if args.calibration else (args.samples or 16)
+    target = parse_target(args.target)
+    from frontends import ModelError           # after the checks above: a wrong argument answers at once
+    from frontends.quantize import quantize
     st = Status()
     st.update(f"quantising {args.model}{' (timing every layer)' if args.auto else ''}...", force=True)
     try:
         res = quantize(args.model, out, calibration=args.calibration, samples=samples, method=args.method,
                        per_channel=args.per_channel, activation_type=args.activation_type, seed=args.seed,
-                       shapes=parse_shapes(args.shape) or None, target=parse_target(args.target),
+                       shapes=parse_shapes(args.shape) or None, target=target,
                        auto=args.auto, max_top1_drop=budget)
     except ModelError as e:
         raise CLIError(str(e)) from None
