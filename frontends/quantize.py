@@ -341,6 +341,26 @@ def write_qdq(m: onnx.ModelProto, ranges, path: str, per_channel: bool = False, 
                               calibrate_method=ranges.calibration_method, calibration_cache_path=cache)
         finally:
             logging.disable(logging.NOTSET)
+        m_out = onnx.load(path)
+        if match_zero_point_shapes(m_out):
+            onnx.save(m_out, path)
+
+
+def match_zero_point_shapes(m: onnx.ModelProto) -> int:
+    """Give each (De)QuantizeLinear's constant zero point its scale's shape where they differ only in
+    shape (onnxruntime writes a bias scale of shape (1,) with a zero point of shape (); ONNX asks
+    for one shape, and stricter importers refuse the pair); returns how many it changed."""
+    inits = {t.name: t for t in m.graph.initializer}
+    changed = 0
+    for n in m.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2 \
+                and n.input[1] in inits and n.input[2] in inits:
+            scale, zp = inits[n.input[1]], inits[n.input[2]]
+            if list(scale.dims) != list(zp.dims) and np.prod(scale.dims) == np.prod(zp.dims):
+                a = numpy_helper.to_array(zp).reshape(tuple(scale.dims))
+                zp.CopyFrom(numpy_helper.from_array(a, zp.name))
+                changed += 1
+    return changed
 
 
 def save_atomic(m: onnx.ModelProto, path: str) -> None:

@@ -88,6 +88,10 @@ def test_qdq_model_runs_in_onnxruntime_close_to_fp32(tmp_path, method):
     ops = [n.op_type for n in q.graph.node]
     assert "BatchNormalization" not in ops and "QuantizeLinear" in ops and "DequantizeLinear" in ops
     assert {"conv2", "fc"} <= set(res.quantised_nodes) and res.folded_batchnorms == 1
+    inits = {t.name: list(t.dims) for t in q.graph.initializer}
+    for n in q.graph.node:                  # a zero point has its scale's shape (ONNX; strict importers)
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            assert inits[n.input[1]] == inits[n.input[2]], n.name
     x = random_samples(from_onnx(conv_bn_gemm()), 1, seed=0)[0]      # the first calibration sample
     ref = res.calibration.outputs[0][0]
     got = ort_run(out, x)[0]
