@@ -1,9 +1,9 @@
 """`tilewise quantize --auto`: int8 only where it pays on this CPU, within an accuracy budget.
 
-Each quantisable layer (a Conv, Gemm or MatMul with a constant weight) is built alone twice with
-frontends.build, as the fp32 node and as its QDQ form, and the two are timed on this CPU; the int8
-kernel is whichever the op registry picks for the int8 workload, so faster kernels registered later
-change the answer without a change here.  A layer stays fp32 where int8 is not faster.  Then the
+Each quantisable layer (a Conv, Gemm or MatMul with a constant weight) is compiled alone twice by
+the model compiler, as the fp32 node and as its QDQ form, and the two anchor kernels are timed on
+this CPU; the int8 kernel is whichever the op registry picks for the int8 workload, so faster
+kernels registered later change the answer without a change here.  A layer stays fp32 where int8 is not faster.  Then the
 chosen layers are quantised together and the model's top-1 agreement with fp32 on the calibration
 inputs is measured; while the drop exceeds the budget, the chosen layer that saves the least time
 goes back to fp32.
@@ -49,7 +49,6 @@ class LayerDecision:
     int8_s: float
     int8: bool
     reason: str
-    kernel: str = ""
 
     @property
     def speedup(self) -> float:
@@ -154,19 +153,23 @@ def _tiny_qdq_conv() -> onnx.ModelProto:
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
 
 
-def time_layer(layer: Layer, target=None, repeat: int = 20) -> tuple[float, float]:
-    """(fp32 seconds, int8 seconds) of a layer built alone both ways by frontends.build on this CPU
-    (the median of alternating rounds)."""
-    from .compile import build
+def time_layer(layer: Layer, target=None, repeat: int = 5) -> tuple[float, float]:
+    """(fp32 seconds, int8 seconds) of a layer's anchor kernel, each form built alone by the model
+    compiler (the registry picks the kernel) and timed by profile.profile_kernels.
+
+    Only the kernels that compute the Conv/Gemm/MatMul count: the int8 form's QuantizeLinear of its
+    fp32 input is a boundary that vanishes between int8 layers (the previous epilogue writes u8)."""
     from .onnx import from_onnx
-    from .profile import random_inputs, time_interleaved
-    from .quant_report import tilewise_int8_build
-    g32 = from_onnx(layer.fp32)
-    lib32 = build(g32, target=target)
-    lib8 = tilewise_int8_build(layer.int8, target=target, quiet=False)
-    x = random_inputs([{"name": i.name, "shape": i.shape, "dtype": i.dtype} for i in g32.inputs])
-    lat = time_interleaved({"fp32": lambda: lib32.run(**x), "int8": lambda: lib8.run(**x)}, repeat=repeat)
-    return lat["fp32"].median, lat["int8"].median
+    from .profile import profile_kernels
+    seconds = []
+    for model in (layer.fp32, layer.int8):
+        kernels = profile_kernels(from_onnx(model), target, repeat=repeat)
+        anchors = [k for k in kernels if set(k.ops.split("+")) & set(ANCHOR_OPS)] or kernels
+        bad = next((k for k in anchors if k.error), None)
+        if bad is not None:
+            raise ModelError(f"{layer.node}: its kernel {bad.ops} could not be timed: {bad.error}")
+        seconds.append(sum(k.seconds * k.calls for k in anchors))
+    return seconds[0], seconds[1]
 
 
 # ---------------------------------------------------------------- the choice

@@ -92,7 +92,7 @@ def test_auto_with_tilewise_int8_kernels():
     m = prepare(conv_bn_gemm())
     cal = calibrate(m, random_samples(from_onnx(m), 2), "minmax")
     for layer in layer_models(m, cal, False, "u8"):
-        t32, t8 = time_layer(layer, repeat=3)
+        t32, t8 = time_layer(layer, repeat=2)
         assert t32 > 0 and t8 > 0
 
 
