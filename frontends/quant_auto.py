@@ -120,7 +120,7 @@ def int8_import_missing(target=None) -> str | None:
 
     from .onnx import from_onnx
     try:
-        from_onnx(_tiny_qdq_conv())
+        from_onnx(tiny_qdq_conv())
     except ModelError as e:
         lines = [ln.strip() for ln in str(e).splitlines()]
         first = next((ln for ln in lines if "not supported" in ln), lines[0])
@@ -135,7 +135,7 @@ def int8_import_missing(target=None) -> str | None:
     return None
 
 
-def _tiny_qdq_conv() -> onnx.ModelProto:
+def tiny_qdq_conv() -> onnx.ModelProto:
     """x -> Q -> DQ -> Conv(DQ(w)) -> Q -> DQ: the smallest QDQ layer, per-tensor, u8 activations."""
     rng = np.random.default_rng(0)
     w = rng.integers(-100, 100, (8, 8, 3, 3)).astype(np.int8)

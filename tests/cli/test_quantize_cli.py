@@ -59,6 +59,12 @@ def test_quantize_default_output_random_samples(cli, fp32_onnx, tmp_path):
     assert (tmp_path / "net.int8.onnx").is_file()
 
 
+def test_quantize_help_says_random_samples_suit_random_weights(cli):
+    r = cli("quantize", "--help")
+    assert r.code == 0 and "usage: tilewise quantize" in r.out and "tilewise quantize" in r.out.split("examples:")[1]
+    assert "seeded random" in r.out and "not for a trained model" in r.out
+
+
 def test_quantize_errors_are_one_line(cli, fp32_onnx, tmp_path):
     before = open(fp32_onnx, "rb").read()
     assert "is the same file as MODEL" in one_line_error(cli("quantize", fp32_onnx, "-o", fp32_onnx))
