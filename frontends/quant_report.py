@@ -17,6 +17,8 @@ from .onnx_model import ModelError
 
 log = logging.getLogger(__name__)
 
+ENGINES = ("auto", "tilewise", "onnxruntime")
+
 
 @dataclass(frozen=True)
 class OutputAccuracy:
@@ -90,7 +92,9 @@ def compare(name: str, quantised: list[np.ndarray], reference: list[np.ndarray])
 def run_quantised(model: onnx.ModelProto, inputs: list[dict[str, np.ndarray]], shapes: dict | None = None,
                   target=None, engine: str = "auto") -> tuple[str, list[list[np.ndarray]]]:
     """(engine, outputs per sample) of a quantised model: tilewise where its import reads it
-    (engine "auto" or "tilewise"), else ONNX Runtime."""
+    (engine "auto" or "tilewise"), else ONNX Runtime (or "onnxruntime" always)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: use one of {', '.join(ENGINES)}")
     if engine in ("auto", "tilewise"):
         lib = tilewise_int8_build(model, shapes, target, quiet=engine == "auto")
         if lib is not None:

@@ -180,9 +180,10 @@ def load_samples(path: str, model: onnx.ModelProto) -> tuple[list[dict[str, np.n
         if stacked is None:
             raise ModelError(f"--calibration {path}: array {vi.name} has shape {list(a.shape)}, which is neither "
                              f"the input's shape {['?' if d is None else d for d in dims]} nor N of them stacked")
-        if a.dtype.kind != "f" and vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
-            raise ModelError(f"--calibration {path}: array {vi.name} is {a.dtype}, the input is float32")
-        per_input[vi.name] = stacked.astype(np.float32) if a.dtype.kind == "f" else stacked
+        want_dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type))
+        if (a.dtype.kind == "f") != (want_dt.kind == "f"):
+            raise ModelError(f"--calibration {path}: array {vi.name} is {a.dtype}, the input is {want_dt}")
+        per_input[vi.name] = stacked.astype(want_dt, copy=False)     # float64 -> float32, int32 -> int64
         shapes[vi.name] = list(stacked.shape[1:])
         counts.add(stacked.shape[0])
     if len(counts) != 1:
