@@ -207,6 +207,17 @@ def _unstack(a: np.ndarray, dims: list) -> np.ndarray | None:
     return None
 
 
+def _need_static_inputs(m: onnx.ModelProto, shapes: dict) -> None:
+    """A one-line error for a model input without static dimensions that random samples cannot draw."""
+    inits = {t.name for t in m.graph.initializer}
+    for vi in m.graph.input:
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in vi.type.tensor_type.shape.dim]
+        if vi.name not in inits and vi.name not in shapes and not all(isinstance(d, int) and d > 0 for d in dims):
+            example = "x".join(str(d) if isinstance(d, int) and d > 0 else "1" for d in dims)
+            raise ModelError(f"input {vi.name} has dimensions {dims}, not all static, so random samples cannot be "
+                             f"drawn: fix them with --shape {vi.name}={example} (or give an .npz of real inputs)")
+
+
 def random_samples(graph: Graph, n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """n seeded random inputs of the graph (profile.random_inputs, one seed per sample)."""
     from .profile import random_inputs
@@ -415,6 +426,7 @@ def quantize(model, output: str, calibration: str | None = None, samples: int | 
         shapes = {**npz_shapes, **(shapes or {})}
     else:
         from .onnx import from_onnx
+        _need_static_inputs(m, shapes or {})
         inputs = random_samples(from_onnx(m, shapes=shapes), samples, seed)
     cal = calibrate(m, inputs, method, shapes, target)
     chosen, decisions = None, None

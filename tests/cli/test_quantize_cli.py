@@ -77,6 +77,11 @@ def test_quantize_errors_are_one_line(cli, fp32_onnx, tmp_path):
     np.savez(tmp_path / "bad.npz", data=np.zeros((1, 3, 12, 12), np.float32))
     err = one_line_error(cli("quantize", fp32_onnx, "--calibration", "bad.npz", cwd=tmp_path))
     assert "--calibration bad.npz: holds arrays ['data'], the model's inputs are ['x']" in err
+    dyn = onnx.load(fp32_onnx)
+    dyn.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    onnx.save(dyn, str(tmp_path / "dyn.onnx"))
+    assert "input x has dimensions ['N', 3, 12, 12], not all static" in one_line_error(
+        cli("quantize", "dyn.onnx", "--samples", "1", cwd=tmp_path))
     both = cli("quantize", fp32_onnx, "--calibration", "bad.npz", "--samples", "2", cwd=tmp_path)
     assert both.code == 2 and "not allowed with argument" in both.err
     assert not (tmp_path / "net.int8.onnx").exists()
