@@ -11,6 +11,7 @@ goes back to fp32.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -52,7 +53,7 @@ class LayerDecision:
 
     @property
     def speedup(self) -> float:
-        return self.fp32_s / self.int8_s if self.int8_s > 0 else float("inf")
+        return self.fp32_s / self.int8_s if self.int8_s > 0 else math.nan
 
 
 @dataclass
@@ -62,6 +63,8 @@ class AutoResult:
     budget: float = 0.01
     top1_drop: float | None = None
     evaluations: int = 0
+    model: onnx.ModelProto | None = None            # the last model evaluated (the answer), and its report
+    report: object | None = None
 
     @property
     def int8_nodes(self) -> list[str]:
@@ -191,7 +194,14 @@ def choose_layers(m: onnx.ModelProto, cal: Calibration, inputs: list[dict[str, n
             return time_layer(layer, target)
     result = AutoResult(budget=budget)
     for layer in layer_models(m, cal, per_channel, activation_type):
-        t32, t8 = timer(layer)
+        try:
+            t32, t8 = timer(layer)
+        except Exception as e:      # noqa: BLE001  (shown in the table: this layer stays fp32)
+            why = (str(e).strip() or type(e).__name__).splitlines()[0]
+            log.warning("%s: int8 could not be built or timed (%s); it stays fp32", layer.node, why)
+            result.layers.append(LayerDecision(layer.node, layer.op, math.nan, math.nan, False,
+                                               f"int8 failed: {why[:80]}"))
+            continue
         faster = t8 < t32
         result.layers.append(LayerDecision(layer.node, layer.op, t32, t8, faster,
                                            "faster in int8" if faster else "int8 not faster"))
@@ -204,6 +214,7 @@ def choose_layers(m: onnx.ModelProto, cal: Calibration, inputs: list[dict[str, n
             path = os.path.join(tmp, "auto.onnx")
             write_qdq(m, cal.ranges, path, per_channel, activation_type, chosen)
             report = accuracy_report(path, inputs, cal.outputs, cal.output_names, target=target)
+            result.model, result.report = onnx.load(path), report
         result.evaluations += 1
         result.top1_drop = None if report.top1 is None else 1.0 - report.top1
         if result.top1_drop is None or result.top1_drop <= budget:

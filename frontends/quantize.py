@@ -434,14 +434,17 @@ def quantize(model, output: str, calibration: str | None = None, samples: int | 
         from .quant_auto import choose_layers
         decisions = choose_layers(m, cal, inputs, per_channel, activation_type, max_top1_drop, timer, target)
         chosen = decisions.int8_nodes
-    with tempfile.TemporaryDirectory(prefix="tilewise-quant.") as tmp:
-        qpath = os.path.join(tmp, "model.int8.onnx")
+    if decisions is not None and decisions.model is not None:   # --auto's last evaluation is the answer
+        qmodel, report = decisions.model, decisions.report
+    else:
         if chosen == []:                            # --auto kept every layer fp32
-            onnx.save(m, qpath)
+            qmodel = m
         else:
-            write_qdq(m, cal.ranges, qpath, per_channel, activation_type, chosen)
-        qmodel = onnx.load(qpath)
-    report = accuracy_report(qmodel, inputs, cal.outputs, cal.output_names, shapes=shapes, target=target)
+            with tempfile.TemporaryDirectory(prefix="tilewise-quant.") as tmp:
+                qpath = os.path.join(tmp, "model.int8.onnx")
+                write_qdq(m, cal.ranges, qpath, per_channel, activation_type, chosen)
+                qmodel = onnx.load(qpath)
+        report = accuracy_report(qmodel, inputs, cal.outputs, cal.output_names, shapes=shapes, target=target)
     save_atomic(qmodel, output)
     return QuantizeResult(output, cal, report, quantised_nodes(qmodel), n_bn, decisions)
 

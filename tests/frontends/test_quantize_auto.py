@@ -55,11 +55,17 @@ def test_auto_keeps_fp32_where_int8_is_not_faster(tmp_path):
 
 
 def test_auto_writes_the_fp32_model_when_no_layer_pays(tmp_path):
+    def timer(layer):                   # int8 never faster; the Gemm's int8 form cannot be built
+        if layer.op == "Gemm":
+            raise ModelError("cannot import fc: node fc (Gemm): something int8 refuses")
+        return 1.0, 1.0
     out = str(tmp_path / "auto.onnx")
-    res = quantize(conv_bn_gemm(), out, samples=2, auto=True, timer=lambda layer: (1.0, 1.0))
+    res = quantize(conv_bn_gemm(), out, samples=2, auto=True, timer=timer)
     ops = [n.op_type for n in onnx.load(out).graph.node]
     assert "QuantizeLinear" not in ops and "BatchNormalization" not in ops
     assert res.auto.int8_nodes == [] and res.report.outputs[0].max_abs < 1e-4
+    fc = res.auto.layers[-1]
+    assert fc.reason == "int8 failed: cannot import fc: node fc (Gemm): something int8 refuses" and not fc.int8
 
 
 def test_auto_gives_layers_back_for_the_accuracy_budget():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from . import add_parser
-from ..common import CLIError, check_file, fmt_time, parse_shapes, say, table
+from ..common import CLIError, check_file, fmt_num, fmt_time, parse_shapes, say, table
 from ..progress import Status
 from .build import parse_target, refuse_overwrite
 
@@ -103,7 +103,7 @@ def run(args) -> int:
     if res.folded_batchnorms:
         say(f"folded {res.folded_batchnorms} BatchNormalization node(s) into the Conv before them")
     if res.auto is not None:
-        rows = [[d.node, d.op, fmt_time(d.fp32_s), fmt_time(d.int8_s), f"{d.speedup:.2f}x",
+        rows = [[d.node, d.op, fmt_time(d.fp32_s), fmt_time(d.int8_s), fmt_num(d.speedup, 2, "x"),
                  "int8" if d.int8 else "fp32", d.reason] for d in res.auto.layers]
         say(table(["layer", "op", "fp32", "int8", "speedup", "runs", "why"], rows, "llrrrll"))
         say(f"--auto: {res.auto.summary()}")
