@@ -382,6 +382,7 @@ def save_atomic(m: onnx.ModelProto, path: str) -> None:
     os.close(fd)
     try:
         onnx.save(m, tmp)
+        os.chmod(tmp, 0o644)                    # mkstemp makes it private; a model is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -176,3 +176,5 @@ def test_a_failed_quantisation_leaves_the_output_alone(tmp_path):
         quantize(conv_bn_gemm(), str(out), calibration=str(tmp_path / "bad.npz"))
     assert out.read_bytes() == b"keep me"
     assert set(os.listdir(tmp_path)) == {"q.onnx", "bad.npz"}          # no temporary file left
+    quantize(conv_bn_gemm(), str(out), samples=1)
+    assert out.stat().st_mode & 0o777 == 0o644                        # not the temporary file's 0600
