@@ -177,11 +177,21 @@ def time_layer(layer: Layer, target=None, repeat: int = 5) -> tuple[float, float
 
 # ---------------------------------------------------------------- the choice
 
+def layer_key(layer: Layer) -> str:
+    """What decides a layer's speed: its op, attributes and the shapes of its inputs and output."""
+    g = layer.fp32.graph
+    node = g.node[0]
+    shapes = [[d.dim_value for d in v.type.tensor_type.shape.dim] for v in [*g.input, *g.output]]
+    attrs = sorted(str(onnx.helper.get_attribute_value(a)) + a.name for a in node.attribute)
+    return repr((node.op_type, attrs, shapes, [list(t.dims) for t in g.initializer]))
+
+
 def choose_layers(m: onnx.ModelProto, cal: Calibration, inputs: list[dict[str, np.ndarray]], per_channel: bool,
-                  activation_type: str, budget: float, timer: LayerTimer | None = None, target=None) -> AutoResult:
+                  activation_type: str, budget: float, timer: LayerTimer | None = None, target=None,
+                  progress: Callable[[int, int, str], None] | None = None) -> AutoResult:
     """Time every quantisable layer int8 vs fp32 (timer, default time_layer), keep int8 where it is
     faster, then give layers back to fp32, least time saved first, until the top-1 drop against fp32
-    on the calibration inputs is within budget."""
+    on the calibration inputs is within budget.  progress(done, total, layer) is called per layer."""
     from .quant_report import accuracy_report
     if not 0.0 <= budget <= 1.0:
         raise ModelError(f"--max-top1-drop {budget}: give a fraction between 0 and 1 (0.01 is one point)")
@@ -193,9 +203,15 @@ def choose_layers(m: onnx.ModelProto, cal: Calibration, inputs: list[dict[str, n
         def timer(layer: Layer) -> tuple[float, float]:
             return time_layer(layer, target)
     result = AutoResult(budget=budget)
-    for layer in layer_models(m, cal, per_channel, activation_type):
+    layers = layer_models(m, cal, per_channel, activation_type)
+    timed: dict[str, tuple[float, float]] = {}      # layers of one shape are timed once
+    for k, layer in enumerate(layers):
+        if progress:
+            progress(k, len(layers), layer.node)
+        key = layer_key(layer)
         try:
-            t32, t8 = timer(layer)
+            t32, t8 = timed[key] if key in timed else timer(layer)
+            timed[key] = (t32, t8)
         except Exception as e:      # noqa: BLE001  (shown in the table: this layer stays fp32)
             why = (str(e).strip() or type(e).__name__).splitlines()[0]
             log.warning("%s: int8 could not be built or timed (%s); it stays fp32", layer.node, why)

@@ -24,6 +24,7 @@ import io
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -406,10 +407,12 @@ class QuantizeResult:
 def quantize(model, output: str, calibration: str | None = None, samples: int | None = None,
              method: str = "minmax", per_channel: bool = False, activation_type: str = "u8", seed: int = 0,
              shapes: dict | None = None, target=None, auto: bool = False, max_top1_drop: float = 0.01,
-             timer=None) -> QuantizeResult:
+             timer: Callable | None = None, progress: Callable[[int, int, str], None] | None = None
+             ) -> QuantizeResult:
     """Quantise an fp32 ONNX model into a QDQ model at `output` (written atomically), calibrated with
     tilewise's fp32 build on the .npz inputs or on `samples` seeded random inputs; with auto, only the
-    layers that run faster in int8 on this CPU (quant_auto.choose_layers), within max_top1_drop."""
+    layers that run faster in int8 on this CPU (quant_auto.choose_layers, which calls `timer` and
+    `progress`), within max_top1_drop."""
     from .quant_report import accuracy_report
     if calibration is None and not samples:
         raise ModelError("give calibration inputs (an .npz) or a number of random samples")
@@ -433,7 +436,8 @@ def quantize(model, output: str, calibration: str | None = None, samples: int | 
     chosen, decisions = None, None
     if auto:
         from .quant_auto import choose_layers
-        decisions = choose_layers(m, cal, inputs, per_channel, activation_type, max_top1_drop, timer, target)
+        decisions = choose_layers(m, cal, inputs, per_channel, activation_type, max_top1_drop, timer, target,
+                                  progress)
         chosen = decisions.int8_nodes
     if decisions is not None and decisions.model is not None:   # --auto's last evaluation is the answer
         qmodel, report = decisions.model, decisions.report

@@ -64,6 +64,16 @@ def near_tie(seed: int = 0) -> onnx.ModelProto:
     return _model(nodes, [("x", [1, 8, 8, 8])], [("y", [1, 10])], inits, "near_tie")
 
 
+def two_same_convs(seed: int = 0) -> onnx.ModelProto:
+    """x[1,8,10,10] -> Conv 3x3 -> Relu -> Conv 3x3 (the same shapes, other weights) -> y."""
+    rng = np.random.default_rng(seed)
+    inits = [_f32("w1", rng.standard_normal((8, 8, 3, 3)) * 0.2), _f32("w2", rng.standard_normal((8, 8, 3, 3)) * 0.2)]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2", kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    return _model(nodes, [("x", [1, 8, 10, 10])], [("y", [1, 8, 10, 10])], inits, "two_convs")
+
+
 def ort_run(model, feeds: dict, outputs: list[str] | None = None) -> list[np.ndarray]:
     """ONNX Runtime's outputs of a model (ModelProto or path)."""
     from frontends.profile import onnxruntime_session

@@ -13,7 +13,7 @@ from frontends.quant_report import accuracy_report, class_rows, compare  # noqa:
 from frontends.quantize import calibrate, prepare, quantised_nodes, quantize, random_samples   # noqa: E402
 from frontends.onnx import from_onnx                                    # noqa: E402
 
-from ..quant_models import conv_bn_gemm, near_tie, ort_run, with_outputs   # noqa: E402
+from ..quant_models import conv_bn_gemm, near_tie, ort_run, two_same_convs, with_outputs   # noqa: E402
 
 
 def first_conv_slow(layer) -> tuple[float, float]:
@@ -81,6 +81,22 @@ def test_auto_gives_layers_back_for_the_accuracy_budget():
     assert strict.top1_drop == 0.0 and strict.evaluations >= 2
     back = [d for d in strict.layers if not d.int8]
     assert back[0].node == "fc" and all(d.reason == "fp32 for the accuracy budget" for d in back)
+
+
+def test_layers_of_one_shape_are_timed_once():
+    m = prepare(two_same_convs())
+    inputs = random_samples(from_onnx(m), 2)
+    cal = calibrate(m, inputs, "minmax")
+    timed, seen = [], []
+
+    def timer(layer):
+        timed.append(layer.node)
+        return 2.0, 1.0
+    res = choose_layers(m, cal, inputs, False, "u8", budget=1.0, timer=timer,
+                        progress=lambda k, n, node: seen.append((k, n, node)))
+    assert timed == ["conv1"] and seen == [(0, 2, "conv1"), (1, 2, "conv2")]
+    assert res.int8_nodes == ["conv1", "conv2"] and res.top1_drop is None      # no class scores: not measured
+    assert "top-1 drop against fp32 not measured" in res.summary()
 
 
 def test_auto_budget_out_of_range():

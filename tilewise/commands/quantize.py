@@ -91,7 +91,8 @@ def run(args) -> int:
         res = quantize(args.model, out, calibration=args.calibration, samples=samples, method=args.method,
                        per_channel=args.per_channel, activation_type=args.activation_type, seed=args.seed,
                        shapes=parse_shapes(args.shape) or None, target=target,
-                       auto=args.auto, max_top1_drop=budget)
+                       auto=args.auto, max_top1_drop=budget,
+                       progress=lambda k, n, node: st.update(f"timing layer {k + 1}/{n}: {node}..."))
     except ModelError as e:
         raise CLIError(str(e)) from None
     finally:
