@@ -90,19 +90,28 @@ def compare(name: str, quantised: list[np.ndarray], reference: list[np.ndarray])
 
 
 def run_quantised(model: onnx.ModelProto, inputs: list[dict[str, np.ndarray]], shapes: dict | None = None,
-                  target=None, engine: str = "auto") -> tuple[str, list[list[np.ndarray]]]:
-    """(engine, outputs per sample) of a quantised model: tilewise where its import reads it
-    (engine "auto" or "tilewise"), else ONNX Runtime (or "onnxruntime" always)."""
+                  target=None, engine: str = "auto") -> tuple[str, list[list[np.ndarray]], str]:
+    """(engine, outputs per sample, note) of a quantised model: tilewise where its import reads it
+    (engine "auto" or "tilewise"), else ONNX Runtime (or "onnxruntime" always).  With "auto", a
+    tilewise build or run that fails gives way to ONNX Runtime, and the note says why."""
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r}: use one of {', '.join(ENGINES)}")
+    note = ""
     if engine in ("auto", "tilewise"):
-        lib = tilewise_int8_build(model, shapes, target, quiet=engine == "auto")
-        if lib is not None:
-            return "tilewise", [lib.run(**x) for x in inputs]
+        try:
+            lib = tilewise_int8_build(model, shapes, target, quiet=engine == "auto")
+            if lib is not None:
+                return "tilewise", [lib.run(**x) for x in inputs], note
+        except Exception as e:      # noqa: BLE001  (auto: reported in the note, ONNX Runtime answers)
+            if engine == "tilewise":
+                raise
+            why = (str(e).strip().splitlines() or [""])[0]
+            note = f"tilewise imports this model but could not run it ({type(e).__name__}: {why[:120]})"
+            log.warning("%s; ONNX Runtime runs it for the report", note)
     from .profile import onnxruntime_session
     sess = onnxruntime_session(model)
     names = [o.name for o in sess.get_outputs()]
-    return "ONNX Runtime", [[np.asarray(v) for v in sess.run(names, x)] for x in inputs]
+    return "ONNX Runtime", [[np.asarray(v) for v in sess.run(names, x)] for x in inputs], note
 
 
 def tilewise_int8_build(model: onnx.ModelProto, shapes: dict | None = None, target=None, quiet: bool = True):
@@ -137,10 +146,11 @@ def accuracy_report(quantised, inputs: list[dict[str, np.ndarray]], reference: l
         reference = [lib.run(**x) for x in inputs]
         output_names = [o.name for o in graph.outputs]
     names = output_names or [o.name for o in qm.graph.output]
-    used, got = run_quantised(qm, inputs, shapes, target, engine)
-    report = AccuracyReport(used)
+    used, got, note = run_quantised(qm, inputs, shapes, target, engine)
+    report = AccuracyReport(used, note=note)
     for j, name in enumerate(names):
         report.outputs.append(compare(name, [o[j] for o in got], [r[j] for r in reference]))
     if report.top1 is None:
-        report.note = "no output holds class scores, so there is no top-1/top-5 agreement"
+        report.note = "; ".join(filter(None, [note, "no output holds class scores, so there is no top-1/top-5 "
+                                              "agreement"]))
     return report

@@ -157,3 +157,21 @@ def test_accuracy_report_from_the_fp32_model(tmp_path):
     same = accuracy_report(conv_bn_gemm(), inputs, fp32=conv_bn_gemm(), engine="onnxruntime")
     assert same.engine == "ONNX Runtime" and same.outputs[0].max_abs < 1e-4 and same.outputs[0].top1 == 1.0
     assert rep.lines()[0].startswith("accuracy against fp32 on 4 calibration input(s)")
+
+
+def test_report_falls_back_to_onnxruntime_when_tilewise_fails(tmp_path, monkeypatch):
+    """engine auto: a tilewise build that fails after its import reads the model is named in the
+    note and ONNX Runtime answers; engine tilewise: the error stands."""
+    from frontends import quant_report
+
+    def broken(*args, **kwargs):
+        raise KeyError("lanes")
+    monkeypatch.setattr(quant_report, "tilewise_int8_build", broken)
+    out = str(tmp_path / "q.onnx")
+    quantize(conv_bn_gemm(), out, samples=2)
+    inputs = random_samples(from_onnx(conv_bn_gemm()), 2)
+    rep = accuracy_report(out, inputs, fp32=conv_bn_gemm())
+    assert rep.engine == "ONNX Runtime" and "could not run it (KeyError: 'lanes')" in rep.note
+    assert "note: tilewise imports this model" in "\n".join(rep.lines())
+    with pytest.raises(KeyError):
+        accuracy_report(out, inputs, fp32=conv_bn_gemm(), engine="tilewise")
