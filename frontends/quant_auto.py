@@ -3,10 +3,10 @@
 Each quantisable layer (a Conv, Gemm or MatMul with a constant weight) is compiled alone twice by
 the model compiler, as the fp32 node and as its QDQ form, and the two anchor kernels are timed on
 this CPU; the int8 kernel is whichever the op registry picks for the int8 workload, so faster
-kernels registered later change the answer without a change here.  A layer stays fp32 where int8 is not faster.  Then the
-chosen layers are quantised together and the model's top-1 agreement with fp32 on the calibration
-inputs is measured; while the drop exceeds the budget, the chosen layer that saves the least time
-goes back to fp32.
+kernels registered later change the answer without a change here.  A layer stays fp32 where int8
+is not faster.  Then the chosen layers are quantised together and the model's top-1 agreement
+with fp32 on the calibration inputs is measured; while the drop exceeds the budget, the chosen
+layer that saves the least time goes back to fp32.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ pytest.importorskip("onnxruntime")
 
 from frontends import ModelError                                    # noqa: E402
 from frontends.quantize import (calibrate, fold_batchnorm, load_samples, name_nodes, prepare,  # noqa: E402
-                                quantised_nodes, quantize, random_samples)
+                                quantize, random_samples)
 from frontends.onnx import from_onnx                                # noqa: E402
 from frontends.quant_auto import tiny_qdq_conv                      # noqa: E402
 
