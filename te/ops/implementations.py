@@ -68,7 +68,7 @@ class DirectConv(_Conv):
     packs_weight = True
 
     def match(self, wl, target):
-        if wl.layout != "NCHW" or as_matmul(wl.geometry):
+        if wl.layout != "NCHW" or as_matmul(wl.geometry) or wl.dtype == "uint8":     # int8: qnn.py
             return None
         return 0 if wl.geometry.depthwise else 10      # depthwise convs have a kernel of their own
 
@@ -111,7 +111,7 @@ class Gemm1x1Conv(_Conv):
     name, template = "conv2d.gemm1x1", "conv2d_nchw"
 
     def match(self, wl, target):
-        return 10 if wl.layout == "NCHW" and as_matmul(wl.geometry) else None
+        return 10 if wl.layout == "NCHW" and as_matmul(wl.geometry) and wl.dtype != "uint8" else None
 
     def space(self, cfg, wl, target):
         g = wl.geometry
@@ -135,7 +135,7 @@ class WinogradConv(_Conv):
     M = 4           # output tile
 
     def match(self, wl, target):
-        if wl.layout != "NCHW" or not wg.applies(wl.geometry):
+        if wl.layout != "NCHW" or not wg.applies(wl.geometry) or wl.dtype == "uint8":
             return None
         # preferred for >= 32 channels in and out on maps of at least 14x14, where it is faster
         # than the direct conv; on 7x7 maps the padded tiles and the weights, 4x larger once
@@ -180,7 +180,7 @@ class DepthwiseConv(_Conv):
     arguments = staticmethod(_depthwise)
 
     def match(self, wl, target):
-        return 10 if wl.layout == "NCHW" and wl.geometry.depthwise else None
+        return 10 if wl.layout == "NCHW" and wl.geometry.depthwise and wl.dtype != "uint8" else None
 
     def args(self, wl):
         return (wl.x_shape, wl.w_shape, wl.strides, wl.padding, wl.dilation, wl.dtype)
@@ -202,7 +202,7 @@ class NCHWcConv(Implementation):
     packs_weight = True
 
     def match(self, wl, target):
-        return 10 if wl.layout == "NCHWc" else None
+        return 10 if wl.layout == "NCHWc" and wl.dtype != "uint8" else None
 
     def pack_weight(self, w, wl, cfg, target):
         return pack_conv_weight_numpy(w, wl.block, wl.block)
@@ -230,7 +230,7 @@ class Matmul(Implementation):
     transpose_b = False
 
     def match(self, wl, target):
-        return 10 if wl.transpose_b == self.transpose_b else None
+        return 10 if wl.transpose_b == self.transpose_b and wl.dtype != "uint8" else None
 
     def args(self, wl):
         return (wl.M, wl.N, wl.K, wl.dtype)
@@ -279,4 +279,6 @@ class Dense(Matmul):
 
 for _impl in (DirectConv(), Gemm1x1Conv(), WinogradConv(), DepthwiseConv(), NCHWcConv(), Matmul(), Dense()):
     register(_impl)
+
+from . import qnn  # noqa: E402,F401  (the int8 reference implementations)
 
