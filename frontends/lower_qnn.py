@@ -62,7 +62,8 @@ def _check_qdq(node, ins, opset):
     elif zp is not None and zp.dtype != x.dtype:
         return (f"zero point '{node.inputs[2]}' is {zp.dtype}, but the input '{node.inputs[0]}' is {x.dtype}; "
                 "they must have one type")
-    if zp is not None and tuple(zp.shape) != tuple(scale.shape):
+    one = (lambda i: int(np.prod(i.shape)) == 1)      # per tensor: () and (1,) alike, as ONNX Runtime
+    if zp is not None and tuple(zp.shape) != tuple(scale.shape) and not (one(zp) and one(scale)):
         return (f"zero point '{node.inputs[2]}' has shape {zp.shape}, its scale '{node.inputs[1]}' {scale.shape}; "
                 "they must have one shape")
     per_tensor = len(scale.shape) == 0 or tuple(scale.shape) == (1,)

@@ -22,6 +22,7 @@ import te
 from te.target import Target
 
 from .conv2d import _schedule_pad
+from .common import largest_divisor
 from .conv_geometry import ConvGeometry, pad_nchw
 from .registry import ConvWorkload, Implementation, MatmulWorkload, register
 from .schedule import anchor, parallel_if_worth
@@ -79,6 +80,12 @@ def shift_to_uint8(x: te.Tensor, name: str = "to_uint8") -> te.Tensor:
 
 # ---------------------------------------------------------------- the int8 anchors
 
+def _product(x: te.Expr, w: te.Expr) -> te.Expr:
+    """int32(x) * int32(w): the plain widening product (an int16 product, which would fit, vectorizes
+    worse here)."""
+    return x.astype(ACC) * w.astype(ACC)
+
+
 def conv2d_int8_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry, name: str = "conv2d_int8") -> te.Tensor:
     """y[n, k, p, q] = sum over (c, r, s) of int32(x) * int32(w), x uint8 NCHW padded with 0, w int8 OIHW."""
     if x.dtype != "uint8" or w.dtype != "int8":
@@ -94,7 +101,7 @@ def conv2d_int8_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry, name: str = "c
     def body(n, k, p, q):
         cin = c if g.groups == 1 else k // Kg * Cg + c
         xv = xp[n, cin, p * g.sh + r * g.dh, q * g.sw + s * g.dw + off]
-        return te.sum(xv.astype(ACC) * w[k, c, r, s].astype(ACC), axis=[c, r, s])
+        return te.sum(_product(xv, w[k, c, r, s]), axis=[c, r, s])
     return te.compute((g.N, g.K, g.OH, g.OW), body, name=name, tag="conv2d_int8", attrs={"geometry": g})
 
 
@@ -108,7 +115,7 @@ def matmul_int8(a: te.Tensor, b: te.Tensor, transpose_b: bool = False, name: str
 
     def body(i, j):
         bv = b[j, k] if transpose_b else b[k, j]
-        return te.sum(a[i, k].astype(ACC) * bv.astype(ACC), axis=k)
+        return te.sum(_product(a[i, k], bv), axis=k)
     return te.compute((M, N), body, name=name, tag="matmul_int8", attrs={"transpose_b": transpose_b})
 
 
@@ -148,10 +155,29 @@ def _lanes(n: int, target: Target) -> int:
 
 @anchor("conv2d_int8")
 def schedule_conv2d_int8(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
-    """The reference schedule of an int8 conv (and the elementwise ops fused after it)."""
+    """The reference schedule of an int8 conv (and the elementwise ops fused after it): a vector of
+    output columns for a block of output channels (each input vector read once for the block),
+    the blocks of every image row run in parallel."""
     final = out if final is None else final
     g: ConvGeometry = out.op.attrs["geometry"]
-    _vector_tile(s, out, final, _lanes(g.OW, target), g.flops / 2)
+    kb = largest_divisor(g.K // g.groups, 8)
+    lanes = next((v for v in (16, 8) if g.OW % v == 0), _lanes(g.OW, target))
+    n, k, p, q = s[final].op.axis
+    ko, ki = s[final].split(k, factor=kb)
+    qo, qi = s[final].split(q, factor=lanes)
+    s[final].reorder(n, ko, p, qo, ki, qi)
+    outer = s[final].fuse(n, ko, p)
+    parallel_if_worth(s[final], outer, g.flops / 2)
+    if final is out:
+        s[out].reorder(outer, qo, *s[out].op.reduce_axis, ki, qi)
+    else:
+        s[out].compute_at(s[final], qo)
+        _, ak, _, aq = s[out].op.axis
+        s[out].reorder(*s[out].op.reduce_axis, ak, aq)
+        s[out].unroll(ak)
+        s[out].vectorize(aq)
+    s[final].unroll(ki)
+    s[final].vectorize(qi)
     xp = next((t for t in out.op.input_tensors if getattr(t.op, "tag", None) == "conv2d.pad"), None)
     if xp is not None:
         _schedule_pad(s, xp, g.flops / 2)
