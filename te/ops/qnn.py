@@ -119,35 +119,6 @@ def matmul_int8(a: te.Tensor, b: te.Tensor, transpose_b: bool = False, name: str
     return te.compute((M, N), body, name=name, tag="matmul_int8", attrs={"transpose_b": transpose_b})
 
 
-def _vector_tile(s: te.Schedule, out: te.Tensor, final: te.Tensor, lanes: int, work: float) -> None:
-    """The reference schedule: the output's last axis in vectors of `lanes`, every loop outside them
-    fused and run in parallel, the sum of products computed at the vector it fills (reduction
-    outside its lanes), the fused chain stored from it."""
-    if final is not out:
-        s[out].compute_at(s[final], _outer_loops(s, final, lanes, work))
-        axes = s[out].op.axis
-    else:
-        axes = None
-        _outer_loops(s, final, lanes, work, inner_of=out)
-        return
-    s[out].reorder(*s[out].op.reduce_axis, axes[-1])
-    s[out].vectorize(axes[-1])
-
-
-def _outer_loops(s, final, lanes, work, inner_of=None):
-    """Split final's last axis by lanes, fuse the loops outside into one parallel loop; returns the
-    loop of vector columns (the reduction's place)."""
-    axes = list(s[final].op.axis)
-    lo, li = s[final].split(axes[-1], factor=lanes)
-    outer = (s[final].fuse(*axes[:-1]) if len(axes) > 2 else axes[0]) if len(axes) > 1 else None
-    if inner_of is not None:            # the reduction itself is the output: its loops go inside
-        s[final].reorder(*([outer] if outer is not None else []), lo, *s[final].op.reduce_axis, li)
-    if outer is not None:
-        parallel_if_worth(s[final], outer, work)
-    s[final].vectorize(li)
-    return lo
-
-
 def _lanes(n: int, target: Target) -> int:
     lanes = target.lanes("int32")
     return lanes if n >= lanes else max(1, 1 << (max(n, 1) - 1).bit_length())
@@ -185,10 +156,28 @@ def schedule_conv2d_int8(s: te.Schedule, out: te.Tensor, final: te.Tensor | None
 
 @anchor("matmul_int8")
 def schedule_matmul_int8(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
-    """The reference schedule of an int8 matmul or dense (and the elementwise ops fused after it)."""
+    """The reference schedule of an int8 matmul or dense (and the elementwise ops fused after it): a
+    vector of output columns for a block of rows (each B vector read once for the block)."""
     final = out if final is None else final
     M, N = out.shape
-    _vector_tile(s, out, final, _lanes(N, target), float(M * N * out.op.reduce_axis[0].dom[1]))
+    mb = largest_divisor(M, 4)
+    lanes = next((v for v in (16, 8) if N % v == 0), _lanes(N, target))
+    i, j = s[final].op.axis
+    io, ii = s[final].split(i, factor=mb)
+    jo, ji = s[final].split(j, factor=lanes)
+    s[final].reorder(io, jo, ii, ji)
+    outer = s[final].fuse(io, jo)
+    parallel_if_worth(s[final], outer, float(M * N * out.op.reduce_axis[0].dom[1]))
+    if final is out:
+        s[out].reorder(outer, *s[out].op.reduce_axis, ii, ji)
+    else:
+        s[out].compute_at(s[final], outer)
+        ai, aj = s[out].op.axis
+        s[out].reorder(*s[out].op.reduce_axis, ai, aj)
+        s[out].unroll(ai)
+        s[out].vectorize(aj)
+    s[final].unroll(ii)
+    s[final].vectorize(ji)
 
 
 # ---------------------------------------------------------------- registry entries
