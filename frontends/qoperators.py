@@ -12,7 +12,8 @@ into int8 anchors with fused epilogues:
     DynamicQuantizeLinear(x)                       ->  min/max reductions, scale, zero point, Q(x)
 
 The rewritten nodes are standard ONNX at the model's opset, so folding and shape inference
-treat them as any other node; a per-axis scale needs DequantizeLinear's `axis` (opset 13).
+treat them as any other node.  Before opset 13 DequantizeLinear has no `axis`: a per-channel
+weight scale is then applied with float ops, and such a layer runs in float.
 """
 from __future__ import annotations
 
@@ -67,26 +68,39 @@ class _Expansion:
         self.nodes.append(helper.make_node(op, inputs, [out], name=f"{self.base}.{tag}", **attrs))
         return out
 
-    def _axis(self, scale: str, axis: int) -> dict:
-        """DequantizeLinear's axis attribute for a scale that may hold one value per channel."""
+    def dq(self, x: str, scale: str, zp: str, tag: str, axis: int | None = None, rank: int = 4) -> str:
+        """DequantizeLinear of x; `axis`: the axis of a weight's per-channel scale (None: an
+        activation, per tensor).  Before opset 13 DequantizeLinear has no axis: a per-channel (or
+        computed) weight scale is then applied by float ops, which the int8 pass leaves in float."""
         c = self.consts.get(scale)
-        if c is not None and c.size == 1:
-            return {}
-        if self.opset < 13:
-            self.problems.append(f"node {self.base} ({self.node.op_type}): a per-channel scale '{scale}' needs "
-                                 f"opset 13 or newer (the model has {self.opset}); convert it with "
-                                 "onnx.version_converter")
-            return {}
-        return {"axis": axis}
+        if axis is None or c is not None and c.size == 1:
+            return self.emit("DequantizeLinear", [x, scale, zp], tag)
+        if self.opset >= 13:
+            return self.emit("DequantizeLinear", [x, scale, zp], tag, axis=axis)
+        return self.float_dq(x, scale, zp, tag, axis, rank)
 
-    def dq(self, x: str, scale: str, zp: str, tag: str, axis: int = 1) -> str:
-        return self.emit("DequantizeLinear", [x, scale, zp], tag, **self._axis(scale, axis))
+    def float_dq(self, x: str, scale: str | None, zp: str, tag: str, axis: int, rank: int) -> str:
+        """(float(x) - float(zp)) * scale with float ops, zp and scale along `axis` of a rank-D x."""
+        rank = self.consts[x].ndim if x in self.consts else rank
+        axis %= rank
 
-    def unit_dq(self, x: str, zp: str, tag: str, axis: int) -> str:
-        """x - zp in float (scale 1, one per zero point): what MatMulInteger/ConvInteger multiply."""
+        def along(v: str, what: str) -> str:
+            if axis == rank - 1:
+                return v
+            shape = self.const(np.array([-1] + [1] * (rank - 1 - axis), np.int64), f"{tag}.{what}.shape")
+            return self.emit("Reshape", [v, shape], f"{tag}.{what}.r")
+        y = self.emit("Cast", [x], f"{tag}.f", to=1)
+        if zp:
+            y = self.emit("Sub", [y, along(self.emit("Cast", [zp], f"{tag}.zf", to=1), "z")], f"{tag}.sub")
+        return y if scale is None else self.emit("Mul", [y, along(scale, "s")], f"{tag}.mul")
+
+    def unit_dq(self, x: str, zp: str, tag: str, axis: int, rank: int) -> str:
+        """x - zp in float (scale 1): what MatMulInteger/ConvInteger multiply."""
         c = self.consts.get(zp) if zp else None
+        if zp and c is None:                 # a computed zero point: its shape is not known yet
+            return self.float_dq(x, None, zp, tag, axis, rank)
         one = np.ones(c.shape, np.float32) if c is not None and c.size > 1 else np.float32(1.0)
-        return self.dq(x, self.const(one, f"{tag}.scale"), zp, tag, axis)
+        return self.dq(x, self.const(one, f"{tag}.scale"), zp, tag, axis, rank)
 
     def q(self, x: str, scale: str, zp: str, out: str) -> str:
         return self.emit("QuantizeLinear", [x, scale, zp], "q", out=out)
@@ -101,12 +115,12 @@ def _conv_like(e: _Expansion, a: dict) -> None:
         bias = []
         if e.arg(8):
             sb = e.emit("Mul", [e.arg(1), e.arg(4)], "bias_scale")
-            bias = [e.dq(e.arg(8), sb, "", "dq_b", axis=0)]
+            bias = [e.dq(e.arg(8), sb, "", "dq_b", axis=0, rank=1)]
         y = e.emit("Conv", [x, w, *bias], "conv", **a)
         e.q(y, e.arg(6), e.arg(7), n.output[0])
     else:                                                    # ConvInteger: int32 sums of products
-        x = e.unit_dq(e.arg(0), e.arg(2), "dq_x", 1)
-        w = e.unit_dq(e.arg(1), e.arg(3), "dq_w", 0)
+        x = e.unit_dq(e.arg(0), e.arg(2), "dq_x", 0, 1)
+        w = e.unit_dq(e.arg(1), e.arg(3), "dq_w", 0, 4)
         y = e.emit("Conv", [x, w], "conv", **a)
         e.emit("Cast", [y], "cast", out=n.output[0], to=6)
 
@@ -115,21 +129,21 @@ def _matmul_like(e: _Expansion, a: dict) -> None:
     """QLinearMatMul, MatMulInteger and QGemm."""
     n = e.node
     if n.op_type == "QLinearMatMul":
-        x = e.dq(e.arg(0), e.arg(1), e.arg(2), "dq_a", axis=0)
-        w = e.dq(e.arg(3), e.arg(4), e.arg(5), "dq_b", axis=-1)
+        x = e.dq(e.arg(0), e.arg(1), e.arg(2), "dq_a")
+        w = e.dq(e.arg(3), e.arg(4), e.arg(5), "dq_b", axis=-1, rank=2)
         e.q(e.emit("MatMul", [x, w], "matmul"), e.arg(6), e.arg(7), n.output[0])
     elif n.op_type == "MatMulInteger":
-        x = e.unit_dq(e.arg(0), e.arg(2), "dq_a", 0)
-        w = e.unit_dq(e.arg(1), e.arg(3), "dq_b", -1)
+        x = e.unit_dq(e.arg(0), e.arg(2), "dq_a", 0, 2)
+        w = e.unit_dq(e.arg(1), e.arg(3), "dq_b", -1, 2)
         e.emit("Cast", [e.emit("MatMul", [x, w], "matmul")], "cast", out=n.output[0], to=6)
     else:                                                    # QGemm
         tb = int(a.get("transB", 0))
         x = e.dq(e.arg(0), e.arg(1), e.arg(2), "dq_a")
-        w = e.dq(e.arg(3), e.arg(4), e.arg(5), "dq_b", axis=0 if tb else 1)
+        w = e.dq(e.arg(3), e.arg(4), e.arg(5), "dq_b", axis=0 if tb else 1, rank=2)
         ins = [x, w]
         if e.arg(6):
             sb = e.emit("Mul", [e.arg(1), e.arg(4)], "bias_scale")
-            ins.append(e.dq(e.arg(6), sb, "", "dq_c", axis=0))
+            ins.append(e.dq(e.arg(6), sb, "", "dq_c", axis=0, rank=1))
         attrs = {k: a[k] for k in ("alpha", "transA", "transB") if k in a}
         if e.arg(7):
             e.q(e.emit("Gemm", ins, "gemm", **attrs), e.arg(7), e.arg(8), n.output[0])
