@@ -16,6 +16,7 @@ from .lowering import _ops, checks, lowers
 QUANT_DTYPES = ("uint8", "int8")
 SHIFT_U8 = "tilewise.ToUint8"          # int8 -> uint8 + 128 (an s8 activation read by an int8 anchor)
 QADD = "tilewise.QAdd"                 # DequantizeLinear of either input, then Add (QLinearAdd's body)
+QCONCAT = "tilewise.QConcat"           # DequantizeLinear of every input, then Concat (QLinearConcat's body)
 
 
 def keeps_quantized(op: str, inputs, consts: dict) -> bool:
@@ -126,3 +127,12 @@ def _qadd(node, ins, attrs, opset, out_shapes):
         return (v.astype("int32") - z).astype("float32") * te.const(float(attrs[f"{key}_scale"]), "float32")
     return [te.compute(shape, lambda *i: value(ins[0], "a", i) + value(ins[1], "b", i), name=node.name,
                        tag="broadcast")]
+
+
+@lowers(QCONCAT)
+def _qconcat(node, ins, attrs, opset, out_shapes):
+    """Concat of quantised inputs, each dequantized with its own (scale, zero point) as it is read."""
+    from te.ops import qnn
+    parts = [qnn.dequantize(x, float(sc), int(z), name=f"{node.name}.{k}")
+             for k, (x, sc, z) in enumerate(zip(ins, attrs["scales"], attrs["zero_points"]))]
+    return [_ops().concat(parts, axis=attrs["axis"], name=node.name)]

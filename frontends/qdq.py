@@ -20,8 +20,9 @@ elementwise ops that ops.schedule fuses after the anchor:
 * an anchor whose output is not quantised again ends in float: float(.) * sx * sw[k] + bias;
   a MatMulInteger/ConvInteger (a Cast to int32 after the float op) ends in int32;
 * MaxPool, Reshape, Flatten, Concat... between a DequantizeLinear and a QuantizeLinear of the
-  same scale and zero point run on the quantised values; an Add of dequantized values reads them
-  quantised (`tilewise.QAdd`), so it fuses after either input's kernel.
+  same scale and zero point run on the quantised values; a Concat of inputs of other scales
+  reads them quantised (`tilewise.QConcat`); an Add of dequantized values reads them quantised
+  (`tilewise.QAdd`), so it fuses after either input's kernel.
 
 What no int8 anchor reads stays as it was and runs in float (DequantizeLinear is elementwise);
 a DequantizeLinear of a constant left over is folded into a float constant.
@@ -35,7 +36,7 @@ import numpy as np
 
 from .dtypes import onnx_elem_type
 from .graph import Graph, Node, TensorInfo
-from .lower_qnn import QADD, SHIFT_U8
+from .lower_qnn import QADD, QCONCAT
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,11 @@ class _Pass:
             q = self.only_consumer(n.outputs[0])
             pq = self.qparams(q, quantize=True)
             if pq is None or any(p is None or not p.same(pq) for p in ps):
+                if n.op == "Concat" and all(p is not None and p.per_tensor and not isinstance(p.zero, str)
+                                            and p.dtype in ("uint8", "int8") for p in ps):
+                    self.replace([n], [Node(QCONCAT, n.name, [p.value for p in ps], list(n.outputs), {
+                        "axis": int(n.attrs.get("axis", 1)), "scales": [float(p.scale.reshape(-1)[0]) for p in ps],
+                        "zero_points": [int(p.zero.reshape(-1)[0]) for p in ps]})])
                 continue
             m = Node(n.op, f"{n.name}.int", [p.value for p in ps] + n.inputs[len(data):], [q.outputs[0]],
                      dict(n.attrs))
