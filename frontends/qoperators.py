@@ -95,9 +95,10 @@ class _Expansion:
         return y if scale is None else self.emit("Mul", [y, along(scale, "s")], f"{tag}.mul")
 
     def unit_dq(self, x: str, zp: str, tag: str, axis: int, rank: int) -> str:
-        """x - zp in float (scale 1): what MatMulInteger/ConvInteger multiply."""
+        """x - zp in float (scale 1): what MatMulInteger/ConvInteger multiply; rank 1 for an
+        activation, whose zero point is one value (DynamicQuantizeLinear's)."""
         c = self.consts.get(zp) if zp else None
-        if zp and c is None:                 # a computed zero point: its shape is not known yet
+        if zp and c is None and rank > 1:    # a weight's computed zero point: its shape is not known yet
             return self.float_dq(x, None, zp, tag, axis, rank)
         one = np.ones(c.shape, np.float32) if c is not None and c.size > 1 else np.float32(1.0)
         return self.dq(x, self.const(one, f"{tag}.scale"), zp, tag, axis, rank)
@@ -133,7 +134,7 @@ def _matmul_like(e: _Expansion, a: dict) -> None:
         w = e.dq(e.arg(3), e.arg(4), e.arg(5), "dq_b", axis=-1, rank=2)
         e.q(e.emit("MatMul", [x, w], "matmul"), e.arg(6), e.arg(7), n.output[0])
     elif n.op_type == "MatMulInteger":
-        x = e.unit_dq(e.arg(0), e.arg(2), "dq_a", 0, 2)
+        x = e.unit_dq(e.arg(0), e.arg(2), "dq_a", 0, 1)
         w = e.unit_dq(e.arg(1), e.arg(3), "dq_b", -1, 2)
         e.emit("Cast", [e.emit("MatMul", [x, w], "matmul")], "cast", out=n.output[0], to=6)
     else:                                                    # QGemm
