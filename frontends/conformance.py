@@ -50,8 +50,9 @@ def all_cases() -> list:
 
 def applicable(case) -> bool:
     """Does the case use only operators tilewise supports (or folds)?"""
+    from .qoperators import DEFAULT_OPS          # rewritten into QDQ form at import
     ops = {n.op_type for n in case.model.graph.node}
-    return bool(ops) and all(op in SUPPORTED or op in FOLD for op in ops)
+    return bool(ops) and all(op in SUPPORTED or op in FOLD or op in DEFAULT_OPS for op in ops)
 
 
 def _array(v) -> np.ndarray:

@@ -31,6 +31,9 @@ from .fold import attrs_of, fold
 from .graph import Graph, Node, TensorInfo
 from .low_precision import widen_constants, widen_model
 from .onnx_model import ModelError, check_graph, load_model, model_dir, read_initializers
+from .lower_qnn import keeps_quantized, quantization_reason
+from .qoperators import expand as expand_qoperators
+from .qoperators import is_qoperator
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +99,11 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None, 
     raw = []
     for k in order:
         node = g.node[k]
-        if node.domain not in ("", "ai.onnx"):
+        if node.domain not in ("", "ai.onnx") and not is_qoperator(node):
             problems.append(f"node {node.name or k} ({node.domain}.{node.op_type}): custom-domain op is not supported")
         else:
             raw.append((k, node))
+    raw = expand_qoperators(raw, consts, opset, problems)      # QLinearConv... as DQ -> op -> Q
     known = {i.name: i.shape for i in graph.inputs}
     for _ in range(8):                 # fold; learn shapes; fold what the shapes decide; repeat
         raw, changed = _fold_nodes(raw, consts, known, problems, opset)
@@ -328,7 +332,7 @@ def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int
             continue
         check = CHECKS.get(n.op)
         reason = check(n, ins, opset) if check and all(info(x) for x in n.inputs if x) else None
-        reason = reason or _constant_index_reason(n, ins, consts)
+        reason = reason or _constant_index_reason(n, ins, consts) or quantization_reason(n, consts)
         if not reason and sum(1 for o in n.outputs if o) > 1:
             reason = "only its first output is supported"
         if reason:                      # it explains an output inference could not shape, too
@@ -423,7 +427,8 @@ def _fold_constant_nodes(nodes: list[Node], consts: dict, opset: int, problems: 
     out = []
     for n in nodes:
         present = [x for x in n.inputs if x]
-        if not present or n.op in PARAM_INPUTS or not all(x in consts for x in present):
+        if not present or n.op in PARAM_INPUTS or not all(x in consts for x in present) \
+                or keeps_quantized(n.op, n.inputs, consts):
             out.append(n)
             continue
         try:
@@ -448,7 +453,9 @@ def _fold_nodes(raw: list, consts: dict, known: dict, problems: list, opset: int
         present = [x for x in node.input if x]
         outs = None
         try:
-            if (present and all(x in consts for x in present)) or (not present and node.op_type == "Constant"):
+            if keeps_quantized(node.op_type, node.input, consts):
+                pass
+            elif (present and all(x in consts for x in present)) or (not present and node.op_type == "Constant"):
                 outs = fold(node.op_type, [consts.get(x) if x else None for x in node.input], attrs,
                             opset, len(node.output))
             elif node.op_type in ("Shape", "Size") and present and present[0] in known:

@@ -71,7 +71,7 @@ class DirectConv(_Conv):
     packs_weight = True
 
     def match(self, wl, target):
-        if wl.layout != "NCHW" or wl.geometry.depthwise:      # depthwise convs have a kernel of their own
+        if wl.layout != "NCHW" or wl.geometry.depthwise or wl.dtype == "uint8":     # int8: qnn.py
             return None
         return ALTERNATIVE if as_matmul(wl.geometry) else PREFERRED
 
@@ -114,7 +114,7 @@ class Gemm1x1Conv(_Conv):
     name, template = "conv2d.gemm1x1", "conv2d_1x1_gemm"
 
     def match(self, wl, target):
-        if wl.layout != "NCHW" or not gemm_applies(wl.geometry):
+        if wl.layout != "NCHW" or not gemm_applies(wl.geometry) or wl.dtype == "uint8":
             return None
         return PREFERRED if as_matmul(wl.geometry) else ALTERNATIVE
 
@@ -140,7 +140,7 @@ class WinogradConv(_Conv):
     M = 4           # output tile
 
     def match(self, wl, target):
-        if wl.layout != "NCHW" or not wg.applies(wl.geometry):
+        if wl.layout != "NCHW" or not wg.applies(wl.geometry) or wl.dtype == "uint8":
             return None
         # preferred for >= 32 channels in and out on maps of at least 14x14, where it is faster
         # than the direct conv; on 7x7 maps the padded tiles and the weights, 4x larger once
@@ -185,7 +185,7 @@ class DepthwiseConv(_Conv):
     arguments = staticmethod(_depthwise)
 
     def match(self, wl, target):
-        return 10 if wl.layout == "NCHW" and wl.geometry.depthwise else None
+        return 10 if wl.layout == "NCHW" and wl.geometry.depthwise and wl.dtype != "uint8" else None
 
     def args(self, wl):
         return (wl.x_shape, wl.w_shape, wl.strides, wl.padding, wl.dilation, wl.dtype)
@@ -207,7 +207,7 @@ class NCHWcConv(Implementation):
     packs_weight = True
 
     def match(self, wl, target):
-        return 10 if wl.layout == "NCHWc" else None
+        return 10 if wl.layout == "NCHWc" and wl.dtype != "uint8" else None
 
     def pack_weight(self, w, wl, cfg, target):
         return pack_conv_weight_numpy(w, wl.block, wl.block)
@@ -240,7 +240,7 @@ class _Matmul(Implementation):
         return True
 
     def match(self, wl, target):
-        if wl.transpose_b != self.transpose_b or not self.applies(wl):
+        if wl.transpose_b != self.transpose_b or wl.dtype == "uint8" or not self.applies(wl):
             return None
         preferred = default_strategy(wl.M, wl.N, wl.K, transpose_b=self.transpose_b)
         return PREFERRED if preferred == self.strategy else ALTERNATIVE
@@ -334,3 +334,5 @@ class DenseDot(_Matmul):
 for _impl in (DirectConv(), Gemm1x1Conv(), WinogradConv(), DepthwiseConv(), NCHWcConv(), MatmulPacked(),
               MatmulRows(), MatmulSplitK(), DensePacked(), DenseDot()):
     register(_impl)
+
+from . import qnn  # noqa: E402,F401  (the int8 reference implementations)

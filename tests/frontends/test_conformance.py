@@ -23,7 +23,8 @@ CORE = ("add", "sub", "mul", "div", "mod", "pow", "relu", "leakyrelu", "sigmoid"
         "batchnorm", "layer_normalization", "softmax", "reshape", "transpose", "concat", "split", "slice",
         "gather", "constant_pad", "edge_pad", "reflect_pad", "wrap_pad", "resize", "reduce_sum",
         "reduce_mean", "flatten", "squeeze", "unsqueeze", "expand", "prelu", "argmax", "cumsum", "dropout",
-        "range", "shape")
+        "range", "shape", "quantizelinear", "dequantizelinear", "qlinearconv", "qlinearmatmul", "matmulinteger",
+        "convinteger", "dynamicquantizelinear")
 
 
 @functools.lru_cache(maxsize=None)
