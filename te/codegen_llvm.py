@@ -24,6 +24,7 @@ from .expr import (BinOp, BinOpKind, Call, Cast, Cmp, CmpKind, Const, Expr, Load
                    MathFunc, Not, Select, Var, is_float, is_unsigned, free_vars)
 from .schedule import ForKind
 from .simplify import bound
+from . import tensorize
 from .codegen_values import ValueNumbering, vn_key
 from .codegen_vector import VectorAccess
 from .stmt import (Allocate, Buffer, Comment, For, IfThenElse, LoweredFunc, Seq, Stmt, Store,
@@ -192,6 +193,9 @@ class CodeGenLLVM(VectorAccess, ValueNumbering):
         self.builder.call(self._libc("free", ir.VoidType(), [PTR]), [ptr])
 
     def stmt_For(self, s: For) -> None:
+        if s.pragmas and tensorize.intrin_of(s) is not None:
+            tensorize.emit(self, s)             # the nest becomes the intrinsic's instructions
+            return
         extent = s.extent
         kind = s.kind
         if kind is ForKind.UNROLLED and isinstance(extent, Const):

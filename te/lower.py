@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .expr import (INDEX_DTYPE, BinOp, BinOpKind, Cmp, CmpKind, Const, Expr, Load, Logic, LogicKind,
                    Reduce, Select, TensorLoad, Var, children, const, free_vars, substitute, transform, walk)
+from . import tensorize
 from .printer import expr_str
 from .schedule import AttachType, ForKind, Fuse, Schedule, ScheduleError, Split, Stage
 from .simplify import INF, Linear, bound, linear, simplify, simplify_func
@@ -430,4 +431,6 @@ def _pick(forms: list[Linear], sign: int) -> Linear | None:
 def lower(sch: Schedule, args: list, name: str = "default_function", simple: bool = True) -> LoweredFunc:
     """Lower a schedule to a loop-IR function of the given argument tensors."""
     f = Lowering(sch, list(args), name).run()
-    return simplify_func(f) if simple else f
+    f = simplify_func(f) if simple else f
+    tensorize.check(f)                  # a tensorized nest is what its intrinsic computes
+    return f
