@@ -24,7 +24,7 @@ Intrinsics (`INTRINSICS`; `dot_intrinsic(target)` picks one from the target's fe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llvmlite import ir
 
@@ -66,6 +66,8 @@ class DotNest:
     b_base: Expr
     loops: list[Loop]
     init: bool = False
+    vector_a: bool = False          # set by the vector intrinsics: A (uint8) is the vector operand
+    roles: dict = field(default_factory=dict)   # set by an intrinsic's match: role -> Loop
 
     def role(self, strides: tuple, extent: int | None = None) -> Loop | None:
         """The loop with these strides (None in a stride: any) and extent, if the nest has one."""

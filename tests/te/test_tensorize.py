@@ -157,3 +157,22 @@ def test_amx_is_requested_once_and_granted_here():
     from te import runtime
     runtime.request_amx("this test")
     assert runtime._amx_granted
+
+
+@pytest.mark.parametrize("intrin,lanes,group", [
+    pytest.param("vpdpbusd", 16, 4, marks=needs["vpdpbusd"]),
+    pytest.param("pmaddwd", 16, 2, marks=needs["pmaddwd"])])
+def test_the_uint8_operand_may_be_the_vector(rng, intrin, lanes, group):
+    # y[k, p] = sum_c w[k, c] x[c, p]: int8 weights broadcast, the uint8 input packed C/G x P x G
+    Ko, C, P = 3, 8, 32
+    W = te.placeholder((Ko, C), "int8", name="W")
+    X = te.placeholder((C // group, P, group), "uint8", name="Xp")
+    c = te.reduce_axis((0, C), name="c")
+    Y = te.compute((Ko, P), lambda k, p: te.sum(W[k, c].astype("int32") * X[c // group, p, c % group].astype("int32"),
+                                                axis=c), name="Y")
+    f = te.build(vector_schedule(Y, lanes, group, intrin), [W, X, Y])
+    w = rng.integers(-128, 128, (Ko, C)).astype(np.int8)
+    x = rng.integers(0, 256, (C, P)).astype(np.uint8)
+    y = np.zeros((Ko, P), np.int32)
+    f(w, np.ascontiguousarray(x.reshape(C // group, group, P).transpose(0, 2, 1)), y)
+    np.testing.assert_array_equal(y, w.astype(np.int64) @ x.astype(np.int64))
