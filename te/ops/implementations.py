@@ -280,3 +280,4 @@ class Dense(Matmul):
 for _impl in (DirectConv(), Gemm1x1Conv(), WinogradConv(), DepthwiseConv(), NCHWcConv(), Matmul(), Dense()):
     register(_impl)
 
+from . import int8_implementations  # noqa: E402,F401  (the int8 implementations register themselves)
