@@ -100,7 +100,7 @@ def define_vector_knobs(cfg, M: int, N: int, K: int, lanes: int, target: Target)
     cfg.define_knob("tile_m", sorted({1, 2, 4, 6, 8, bm} & set(range(1, max(M, 1) + 1)) | {min(bm, M)}),
                     default=min(bm, M))
     cfg.define_knob("unroll_k", [1, 2, 4], default=1)
-    cfg.define_knob("order", ["cols_outer", "rows_outer"], default="cols_outer" if N >= M else "rows_outer")
+    define_order(cfg, M, N)
     cfg.define_constraint("register tile", lambda c: c["tile_m"].val * c["tile_n"].val // lanes <= acc)
 
 
@@ -109,7 +109,13 @@ def define_amx_knobs(cfg, M: int, N: int) -> None:
     cfg.define_knob("tile_m", [b for b in (16, 32) if M % b == 0], default=32 if M % 32 == 0 else 16)
     bns = [b for b in (16, 32) if _pad(N, 16) % b == 0]
     cfg.define_knob("tile_n", bns, default=max(bns))
+    define_order(cfg, M, N)
+
+
+def define_order(cfg, M: int, N: int) -> None:
+    """order: which tile loop is outside; chunk: rows (or columns) of the inner one per chunk (0: all)."""
     cfg.define_knob("order", ["cols_outer", "rows_outer"], default="cols_outer" if N >= M else "rows_outer")
+    cfg.define_knob("chunk", [0, 128, 256, 512], default=256)
 
 
 def _output_tile(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, acc: te.Tensor, lanes: int):
@@ -120,11 +126,18 @@ def _output_tile(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, acc: te.
         s[out].compute_inline()
     i, j = s[final].op.axis
     io, jo, ii, ji = s[final].tile(i, j, bm, bn)
-    if cfg["order"].val == "cols_outer":
-        s[final].reorder(jo, io)
-        tile = s[final].fuse(jo, io)
+    # the tile loops: along the inner dimension in chunks of `chunk` rows (cols_outer) or columns,
+    # so that the operand it walks stays in L2 while the other one streams past it
+    outer, inner = (jo, io) if cfg["order"].val == "cols_outer" else (io, jo)
+    step = cfg["chunk"].val // (bm if outer is jo else bn)
+    extent = -(-attrs["M"] // bm) if outer is jo else -(-attrs["N"] // bn)
+    if 1 <= step < extent:
+        co, ci = s[final].split(inner, factor=step)
+        s[final].reorder(co, outer, ci)
+        tile = s[final].fuse(co, outer, ci)
     else:
-        tile = s[final].fuse(io, jo)
+        s[final].reorder(outer, inner)
+        tile = s[final].fuse(outer, inner)
     jv, jl = s[final].split(ji, factor=lanes)
     s[final].vectorize(jl)
     parallel_if_worth(s[final], tile, attrs["M"] * attrs["N"] * attrs["K"])
