@@ -4,7 +4,8 @@
     matmul.int8_vnni      template matmul_int8_vnni     int8_matmul.py  B packed (N/L, K/4, L, 4)
     matmul.int8_pmaddwd   template matmul_int8_pmaddwd  int8_matmul.py  B packed (N/L, K/2, L, 2)
     dense.int8_*          the same with W (N, K)
-    conv2d.int8_*         (int8_conv2d.py)
+    conv2d.int8_gemm1x1_vnni / _pmaddwd   1x1 stride-1 unpadded convs   int8_conv2d.py  W (K, C)
+    conv2d.int8_direct_vnni / _pmaddwd    other convs of one group      int8_conv2d.py  W (K, C/G, R, S, G)
 
 Where several apply the priority decides (AMX 30, VNNI 20, vpmaddwd 12; i8f's reference
 implementations are 0): a measured choice between them is later work.
@@ -17,6 +18,8 @@ from te.target import Target
 
 from .int8_matmul import (AMX_K, AMX_LANES, define_amx_knobs, define_vector_knobs, matmul_int8, pack_weight,
                           pack_weight_numpy, packed_shape, schedule_amx, schedule_vector)
+from . import int8_conv2d as ic
+from .implementations import _Conv
 from .registry import Implementation, MatmulWorkload, register
 
 PRIORITY = {"amx": 30, "vnni": 20, "pmaddwd": 12}
@@ -134,6 +137,58 @@ class AmxMatmul(_Int8Matmul):
         schedule_amx(cfg, s, out, final, target)
 
 
+class VectorConv(_Conv):
+    """Pixel vectors over a packed input, weights broadcast (int8_conv2d.py); the 1x1 GEMM or direct."""
+
+    def __init__(self, family: str, gemm: bool):
+        self.family, self.gemm = family, gemm
+        kind = "gemm1x1" if gemm else "direct"
+        self.name, self.template = f"conv2d.int8_{kind}_{family}", f"conv2d_int8_{kind}_{family}"
+        self.packs_weight = True
+
+    def intrin(self, target: Target) -> str | None:
+        return vector_intrinsic(self.family, target)
+
+    def lanes_group(self, target: Target) -> tuple[int, int]:
+        intrin = tensorize.get(self.intrin(target) or FAMILY[self.family][0])
+        return intrin.lanes, intrin.group
+
+    def match(self, wl, target):
+        g = wl.geometry if wl.layout == "NCHW" else None
+        if (wl.dtype != "uint8" or g is None or g.groups != 1 or ic.is_gemm(g) != self.gemm
+                or self.intrin(target) is None):
+            return None
+        return PRIORITY[self.family]
+
+    def space(self, cfg, wl, target):
+        ic.define_knobs(cfg, wl.geometry, self.lanes_group(target)[0], target)
+
+    def packed_shape(self, wl, cfg, target):
+        return ic.packed_weight_shape(wl.geometry, self.lanes_group(target)[1])
+
+    def placeholders(self, wl, cfg, target, prepacked):
+        shape = self.packed_shape(wl, cfg, target) if prepacked else wl.w_shape
+        return [te.placeholder(wl.x_shape, "uint8", name="x"),
+                te.placeholder(shape, "int8", name="w.packed" if prepacked else "w")]
+
+    def pack_weight(self, w, wl, cfg, target):
+        return ic.pack_weight_numpy(w, wl.geometry, self.lanes_group(target)[1])
+
+    def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
+        name = name or self.name
+        x, w = inputs[:2]
+        g, G = wl.geometry, self.lanes_group(target)[1]
+        wp = w if prepacked else ic.pack_weight(w, g, G, name)
+        return ic.conv2d_int8(x, wp, g, G, ic.padded_columns(g, cfg), name=name,
+                              attrs={"intrin": self.intrin(target)})
+
+    def schedule(self, s, out, final, cfg, target):
+        ic.schedule_conv2d_int8(cfg, s, out, final, target, self.intrin(target), self.lanes_group(target)[0])
+
+
+for _gemm in (True, False):
+    for _family in ("vnni", "pmaddwd"):
+        register(VectorConv(_family, _gemm))
 for _tb in (False, True):
     for _impl in (AmxMatmul(_tb), VectorMatmul("vnni", _tb), VectorMatmul("pmaddwd", _tb)):
         register(_impl)
