@@ -70,7 +70,12 @@ def _peak_kernel():
 def peak_gflops(threads: int = 1, seconds: float = 0.3, repeats: int = 5) -> float:
     """Measured fp32 FMA peak in GFLOP/s on `threads` threads (median of repeats)."""
     _, cfn, lanes = _peak_kernel()
-    flops_per_iter = CHAINS * INNER * lanes * 2
+    return threaded_rate(cfn, CHAINS * INNER * lanes * 2, threads, seconds, repeats)
+
+
+def threaded_rate(cfn, ops_per_iter: int, threads: int, seconds: float, repeats: int) -> float:
+    """G-operations per second of cfn(iterations) run on `threads` Python threads at once (the
+    median of repeats), each call long enough to take about `seconds`."""
     cfn(10)
     t = time.perf_counter()
     cfn(1000)
@@ -85,7 +90,7 @@ def peak_gflops(threads: int = 1, seconds: float = 0.3, repeats: int = 5) -> flo
         for th in ts:
             th.join()
         dt = time.perf_counter() - t
-        results.append(threads * iters * flops_per_iter / dt / 1e9)
+        results.append(threads * iters * ops_per_iter / dt / 1e9)
     return statistics.median(results)
 
 

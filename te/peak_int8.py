@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import statistics
-import threading
-import time
 
 from llvmlite import ir
 
 from . import llvm_init
 from .amx import tile_config
 from .jit import JitModule
+from .machine import threaded_rate
 from .target import host
 
 CHAINS, INNER = 16, 64
@@ -129,18 +127,4 @@ def peak_gops(kind: str, threads: int = 1, seconds: float = 0.2, repeats: int = 
         raise ValueError(f"this CPU has no {kind} (needs "
                          f"{'avx512vnni' if kind == 'vnni' else 'amx-tile and amx-int8'})")
     _, cfn, ops = _kernel(kind)
-    cfn(10)
-    t = time.perf_counter()
-    cfn(200)
-    per_iter = (time.perf_counter() - t) / 200
-    iters = max(100, int(seconds / max(per_iter, 1e-9)))
-    results = []
-    for _ in range(repeats):
-        ts = [threading.Thread(target=cfn, args=(iters,)) for _ in range(threads)]
-        t = time.perf_counter()
-        for th in ts:
-            th.start()
-        for th in ts:
-            th.join()
-        results.append(threads * iters * ops / (time.perf_counter() - t) / 1e9)
-    return statistics.median(results)
+    return threaded_rate(cfn, ops, threads, seconds, repeats)
