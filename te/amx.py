@@ -6,9 +6,10 @@ B's row q holds, for 16 columns, 4 consecutive k each (the VNNI layout K/4 x N x
 this intrinsic takes, with its (C, A, B) strides, is
 
     rows   16 or 32      (ldc, lda, 0)       two A tiles and two C tiles when 32
+    ib     1 or 2        (any, any, 0)       optional, with rows 16: two A and two C tiles
     jb     1 or 2        (16, 0, any)        optional: two B tiles and two C tiles
     j16    16            (1, 0, 4)
-    ko     any           (0, 64, any)        optional: the reduction's tile steps
+    ko     any           (0, any, any)       optional: the reduction's tile steps
     kq     16            (0, 4, ldb)         a B tile's rows
     k4     4             (0, 1, 1)
 
@@ -53,11 +54,14 @@ class AmxDot(TensorIntrin):
         roles = expect(nest, {
             "columns": ((1, 0, 4), 16, True), "column blocks": ((16, 0, None), (1, 2), False),
             "groups of 4 k": ((0, 1, 1), 4, True), "tile rows of k": ((0, 4, None), 16, True),
-            "tile steps of k": ((0, 64, None), None, False), "rows": ((None, None, 0), (16, 32), True)},
+            "tile steps of k": ((0, None, None), None, False), "rows": ((None, None, 0), (16, 32), True),
+            "row blocks": ((None, None, 0), (1, 2), False)},
             self.name)
-        rows = roles["rows"]
+        rows, blocks = roles["rows"], roles["row blocks"]
         if rows.c == 0 or rows.a == 0:
             raise Mismatch(f"amx: loop {rows.var.name} must move both C and A by a row")
+        if blocks is not None and (rows.extent != 16 or blocks.c == 0 or blocks.a == 0):
+            raise Mismatch(f"amx: loop {blocks.var.name} of row blocks needs rows of 16 and must move C and A")
         nest.roles = roles
         return nest
 
@@ -65,7 +69,10 @@ class AmxDot(TensorIntrin):
         b = cg.builder
         r = nest.roles
         rows, jb, kq, ko = r["rows"], r["column blocks"], r["tile rows of k"], r["tile steps of k"]
-        n_a, n_b = rows.extent // TILE_ROWS, jb.extent if jb else 1
+        ib = r["row blocks"]
+        n_a, n_b = (ib.extent if ib else rows.extent // TILE_ROWS), jb.extent if jb else 1
+        # where the second row block of C and A starts
+        c_block, a_block = (ib.c, ib.a) if ib else (TILE_ROWS * rows.c, TILE_ROWS * rows.a)
         i8 = ir.IntType(8)
         load = declare(cg, "llvm.x86.tileloadd64", VOID, [i8, PTR, I64])
         store = declare(cg, "llvm.x86.tilestored64", VOID, [i8, PTR, I64])
@@ -73,7 +80,7 @@ class AmxDot(TensorIntrin):
         b.call(declare(cg, "llvm.x86.ldtilecfg", VOID, [PTR]), [_config(cg)])
 
         def c_tile(ai: int, bi: int) -> tuple[int, ir.Value]:
-            off = ai * TILE_ROWS * rows.c + bi * (jb.c if jb else 0)
+            off = ai * c_block + bi * (jb.c if jb else 0)
             return C_TILES[ai * n_b + bi], address(cg, nest.c, nest.c_base, off)
         c_stride = ir.Constant(I64, rows.c * 4)
         for ai in range(n_a):
@@ -87,7 +94,7 @@ class AmxDot(TensorIntrin):
         def step(k: ir.Value | None) -> None:
             for ai in range(n_a):
                 extra = None if k is None else cg.builder.mul(k, ir.Constant(I64, ko.a))
-                ptr = address(cg, nest.a, nest.a_base, ai * TILE_ROWS * rows.a, extra)
+                ptr = address(cg, nest.a, nest.a_base, ai * a_block, extra)
                 cg.builder.call(load, [ir.Constant(i8, A_TILES[ai]), ptr, ir.Constant(I64, rows.a)])
             for bi in range(n_b):
                 extra = None if k is None else cg.builder.mul(k, ir.Constant(I64, ko.b))

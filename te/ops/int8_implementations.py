@@ -131,7 +131,8 @@ class AmxMatmul(_Int8Matmul):
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         name = name or self.name
         a, w = inputs[:2]
-        return matmul_int8(a, self.packed(w, wl, target, prepacked, name), wl.N, name=name, attrs={"amx": True})
+        return matmul_int8(a, self.packed(w, wl, target, prepacked, name), wl.N, name=name, attrs={"amx": True},
+                           tile_a=True)
 
     def schedule(self, s, out, final, cfg, target):
         schedule_amx(cfg, s, out, final, target)
