@@ -110,3 +110,27 @@ def test_dot_intrinsic_family_of_the_host_is_used():
         pytest.skip("no VNNI here")
     s, args = impl.instantiate(impl.config(wl, HOST), impl.args(wl), HOST, prepacked=True)
     assert f"tensorize={tensorize.dot_intrinsic(HOST)}" in str(te.lower(s, args))
+
+
+@pytest.mark.parametrize("template", ["matmul_int8_amx", "dense_int8_vnni", "dense_int8_pmaddwd"])
+def test_tuning_tasks_of_the_int8_templates_build_every_sampled_config(rng, template):
+    import random
+
+    import autotune
+    task = autotune.create_task(template, (32, 32, 128, "uint8"))
+    impl = task.implementation
+    if impl.match(impl.workload(task.args), HOST) is None:
+        pytest.skip(f"{template} does not run on this CPU")
+    sp = task.config_space
+    assert len(sp) > 1
+    wl = impl.workload(task.args)
+    for i in {sp.sample(random.Random(s)) for s in range(3)}:
+        cfg = sp.get(i)
+        s, args = impl.instantiate(cfg, task.args, HOST, prepacked=True)
+        f = te.build(s, args, target=HOST)
+        a = rng.integers(0, 256, (32, 128)).astype(np.uint8)
+        w = rng.integers(-128, 128, impl.weight_shape(wl)).astype(np.int8)
+        c = np.zeros((32, 32), np.int32)
+        f(a, impl.pack_weight(w, wl, cfg, HOST), c)
+        b = w.T if wl.transpose_b else w
+        np.testing.assert_array_equal(c, a.astype(np.int64) @ b.astype(np.int64), err_msg=str(cfg))
