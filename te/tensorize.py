@@ -26,8 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llvmlite import ir
-
 from .expr import Const, Expr, Load, free_vars, substitute, const, INDEX_DTYPE
 from .schedule import ForKind, ScheduleError
 from .simplify import linear, simplify
@@ -315,8 +313,9 @@ def _vectorize_innermost(loop: For) -> For:
 
 
 # ---------------------------------------------------------------- emission helpers
+# (llvmlite is imported where code is emitted: lowering, which checks nests, runs without it)
 
-def address(cg, buf: Buffer, base: Expr, offset: int = 0, extra: ir.Value | None = None) -> ir.Value:
+def address(cg, buf: Buffer, base: Expr, offset: int = 0, extra=None):
     """The address of buf[base + offset (+ extra)], in elements."""
     idx = cg.expr(simplify(base + offset) if offset else base)
     if extra is not None:
@@ -324,13 +323,14 @@ def address(cg, buf: Buffer, base: Expr, offset: int = 0, extra: ir.Value | None
     return cg.builder.gep(cg.bufs[buf], [idx], inbounds=True, source_etype=_elem(buf))
 
 
-def _elem(buf: Buffer) -> ir.Type:
+def _elem(buf: Buffer):
     from .llvm_types import MEM_TYPES
     return MEM_TYPES[buf.dtype]
 
 
-def declare(cg, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
-    """An LLVM intrinsic (or function) declared once per module."""
+def declare(cg, name: str, ret, args: list):
+    """An LLVM intrinsic (or function) declared once per module (ret and args llvmlite types)."""
+    from llvmlite import ir
     fn = cg.module.globals.get(name)
     if fn is None:
         fn = ir.Function(cg.module, ir.FunctionType(ret, args), name)
