@@ -14,10 +14,12 @@ this intrinsic takes, with its (C, A, B) strides, is
     k4     4             (0, 1, 1)
 
 with an init store (C = 0) between the data loops and the reduction loops or none (C loaded).
-The code: ldtilecfg, C tiles zeroed or loaded, a loop over ko loading the A and B tiles and
-multiplying every A tile by every B tile, C tiles stored; tilerelease once before the function
-(or the body of a parallel loop) returns.  The tile state belongs to the thread, so each
-tensorized region configures it itself (on every thread of a parallel loop).  Linux lets a process use the tiles only after it asks (runtime.request_amx, which every
+The operands may swap parts: int8 rows and uint8 in the VNNI layout become `tdpbsud` (a 1x1
+conv: weights as the rows, the packed input as the columns, C in NCHW order).
+The code: C tiles zeroed or loaded, a loop over ko loading the A and B tiles and multiplying
+every A tile by every B tile, C tiles stored.  The tile state belongs to the thread: the
+function (or the body of a parallel loop, which every thread runs) that holds the region
+configures it at its entry (ldtilecfg) and releases it at its exit (tilerelease).  Linux lets a process use the tiles only after it asks (runtime.request_amx, which every
 loader of a module built for amx-tile calls).
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from .llvm_types import I8, I64
-from .tensorize import DotNest, Mismatch, TensorIntrin, address, declare, expect, read_nest, register
+from .tensorize import DotNest, Loop, Mismatch, TensorIntrin, address, declare, expect, read_nest, register
 
 TILE_ROWS, TILE_BYTES = 16, 64
 C_TILES, A_TILES, B_TILES = (0, 1, 2, 3), (4, 5), (6, 7)
@@ -51,6 +53,16 @@ class AmxDot(TensorIntrin):
 
     def match(self, loop) -> DotNest:
         nest = read_nest(loop)
+        try:
+            return self._roles(nest)
+        except Mismatch:
+            # the int8 operand as the row tiles and the uint8 one in the VNNI layout: tdpbsud
+            swapped = DotNest(nest.c, nest.b, nest.a, nest.c_base, nest.b_base, nest.a_base,
+                              [Loop(lp.var, lp.extent, lp.c, lp.b, lp.a) for lp in nest.loops], nest.init)
+            swapped.vector_a = True
+            return self._roles(swapped)
+
+    def _roles(self, nest: DotNest) -> DotNest:
         roles = expect(nest, {
             "columns": ((1, 0, 4), 16, True), "column blocks": ((16, 0, None), (1, 2), False),
             "groups of 4 k": ((0, 1, 1), 4, True), "tile rows of k": ((0, 4, None), 16, True),
@@ -76,8 +88,13 @@ class AmxDot(TensorIntrin):
         i8 = ir.IntType(8)
         load = declare(cg, "llvm.x86.tileloadd64", VOID, [i8, PTR, I64])
         store = declare(cg, "llvm.x86.tilestored64", VOID, [i8, PTR, I64])
-        dot = declare(cg, "llvm.x86.tdpbusd", VOID, [i8, i8, i8])
-        b.call(declare(cg, "llvm.x86.ldtilecfg", VOID, [PTR]), [_config(cg)])
+        # vector_a: the rows (A tiles) are the int8 operand, the VNNI-laid tiles the uint8 one
+        dot = declare(cg, "llvm.x86.tdpbsud" if nest.vector_a else "llvm.x86.tdpbusd", VOID, [i8, i8, i8])
+        if "tilerelease" not in cg.exit_calls:
+            # configured once per function (and parallel body), at its entry, released at its exit:
+            # configuring again for every block costs as much as a 32 x 32 x 256 block's products
+            cg.alloca_builder.call(declare(cg, "llvm.x86.ldtilecfg", VOID, [PTR]), [_config(cg)])
+            cg.exit_calls["tilerelease"] = declare(cg, "llvm.x86.tilerelease", VOID, [])
 
         def c_tile(ai: int, bi: int) -> tuple[int, ir.Value]:
             off = ai * c_block + bi * (jb.c if jb else 0)
@@ -112,9 +129,7 @@ class AmxDot(TensorIntrin):
             for bi in range(n_b):
                 t, ptr = c_tile(ai, bi)
                 cg.builder.call(store, [ir.Constant(i8, t), ptr, c_stride])
-        # released once when the function (or the parallel body) returns: releasing after every
-        # block and configuring again made the whole GEMM about half as fast
-        cg.exit_calls["tilerelease"] = declare(cg, "llvm.x86.tilerelease", VOID, [])
+
 
 
 def _config(cg) -> ir.Value:

@@ -133,6 +133,70 @@ def conv2d_int8(x: te.Tensor, wp: te.Tensor, g: ConvGeometry, group: int, owp: i
                              **(attrs or {})})
 
 
+# ---------------------------------------------------------------- the 1x1 GEMM on AMX
+
+AMX_T, AMX_K = 16, 64
+
+
+def amx_weight_shape(g: ConvGeometry) -> tuple:
+    """The 1x1 weight as AMX row tiles: (K/16, C/64, 16, 64), K padded with zero rows."""
+    return (_pad(g.K, AMX_T) // AMX_T, g.C // AMX_K, AMX_T, AMX_K)
+
+
+def pack_weight_amx_numpy(w: np.ndarray, g: ConvGeometry) -> np.ndarray:
+    """OIHW int8 (1x1, C by 64) -> whole 16 x 64 tiles of W (K, C), each 1 KiB in a row."""
+    Kp = _pad(g.K, AMX_T)
+    wp = np.zeros((Kp, g.C), np.int8)
+    wp[:g.K] = w[:, :, 0, 0]
+    return np.ascontiguousarray(wp.reshape(Kp // AMX_T, AMX_T, g.C // AMX_K, AMX_K).transpose(0, 2, 1, 3))
+
+
+def conv1x1_amx(x: te.Tensor, wt: te.Tensor, g: ConvGeometry, bn: int, epilogue: Epilogue | None = None,
+                name: str = "conv2d_int8", attrs: dict | None = None) -> te.Tensor:
+    """A 1x1 conv on AMX as acc[n, k, p] = W (K, C) @ X (C, P): the weight tiles (wt, from
+    pack_weight_amx_numpy) are the int8 rows, the input packed C/4 x P x 4 the uint8 columns
+    (tdpbsud), so C's rows are output channels and its columns pixels, as NCHW wants."""
+    xp = pack_input(x, g, 4, bn, name)
+    Kt = wt.shape[0] * AMX_T
+    c = te.reduce_axis((0, g.C), name="c")
+    acc = te.compute((g.N, Kt, xp.shape[2]), lambda n, k, p: te.sum(
+        wt[k // AMX_T, c // AMX_K, k % AMX_T, c % AMX_K].astype("int32")
+        * xp[n, c // 4, p, c % 4].astype("int32"), axis=c), name=f"{name}.acc", tag="acc")
+    return te.compute((g.N, g.K, g.OH, g.OW), lambda n, k, oh, ow: apply_epilogue(
+        epilogue, acc[n, k, oh * g.OW + ow], (n, k, oh, ow)), name=name, tag=TAG,
+        attrs={"gemm": True, "group": 4, "flops": g.flops, "geometry": g, "amx": True, **(attrs or {})})
+
+
+def define_amx_knobs(cfg, g: ConvGeometry) -> None:
+    """tile_k (output channels) and tile_p (pixels): one or two tiles each."""
+    cfg.define_knob("tile_k", [16, 32], default=32 if g.K % 32 == 0 else 16)
+    cfg.define_knob("tile_p", [16, 32], default=32)
+
+
+def schedule_conv1x1_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
+    """Blocks of tile_k channels x tile_p pixels in parallel, each accumulated in AMX tiles."""
+    from .int8_matmul import amx_block
+    final = final or out
+    acc = input_stage(out, "acc")
+    bk, bp = cfg["tile_k"].val, cfg["tile_p"].val
+    if final is not out:
+        s[out].compute_inline()
+    n, k, oh, ow = s[final].op.axis
+    p = s[final].fuse(oh, ow)
+    ko, ki = s[final].split(k, factor=bk)
+    po, pi = s[final].split(p, factor=bp)
+    s[final].reorder(n, po, ko, ki, pi)
+    tile = s[final].fuse(n, po, ko)
+    _, lane = s[final].split(pi, factor=AMX_T)
+    s[final].vectorize(lane)
+    parallel_if_worth(s[final], tile, out.op.attrs["flops"] / 2)
+    s[acc].compute_at(s[final], tile)
+    amx_block(s, acc, out.op.attrs["flops"] / 2)
+    for t in acc.op.input_tensors:
+        if getattr(t.op, "tag", None) == "pack":
+            _schedule_pack(s, t, out.op.attrs["flops"])
+
+
 # ---------------------------------------------------------------- knobs and schedule
 
 def define_knobs(cfg, g: ConvGeometry, lanes: int, target: Target) -> None:
@@ -212,6 +276,11 @@ def schedule_conv2d_int8_default(s: te.Schedule, out: te.Tensor, final: te.Tenso
     """The untuned schedule of an int8 conv (its intrinsic recorded in the op's attrs)."""
     from te import tensorize
     from .knobs import FallbackConfig
+    if out.op.attrs.get("amx"):
+        cfg = FallbackConfig()
+        define_amx_knobs(cfg, out.op.attrs["geometry"])
+        schedule_conv1x1_amx(cfg, s, out, final, target)
+        return
     intrin = out.op.attrs["intrin"]
     lanes = tensorize.get(intrin).lanes
     cfg = FallbackConfig()

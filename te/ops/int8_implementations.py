@@ -4,6 +4,7 @@
     matmul.int8_vnni      template matmul_int8_vnni     int8_matmul.py  B packed (N/L, K/4, L, 4)
     matmul.int8_pmaddwd   template matmul_int8_pmaddwd  int8_matmul.py  B packed (N/L, K/2, L, 2)
     dense.int8_*          the same with W (N, K)
+    conv2d.int8_gemm1x1_amx               1x1 GEMMs with C by 64        int8_conv2d.py  W tiles (K/16, C/64, 16, 64)
     conv2d.int8_gemm1x1_vnni / _pmaddwd   1x1 stride-1 unpadded convs   int8_conv2d.py  W (K, C)
     conv2d.int8_direct_vnni / _pmaddwd    other convs of one group      int8_conv2d.py  W (K, C/G, R, S, G)
 
@@ -187,6 +188,43 @@ class VectorConv(_Conv):
         ic.schedule_conv2d_int8(cfg, s, out, final, target, self.intrin(target), self.lanes_group(target)[0])
 
 
+class AmxConv1x1(VectorConv):
+    """The 1x1 GEMM on AMX tiles: weight rows by the packed input (int8_conv2d.conv1x1_amx)."""
+
+    def __init__(self):
+        self.family, self.gemm, self.packs_weight = "amx", True, True
+        self.name, self.template = "conv2d.int8_gemm1x1_amx", "conv2d_int8_gemm1x1_amx"
+
+    def match(self, wl, target):
+        g = wl.geometry if wl.layout == "NCHW" else None
+        # C of 64 is one tile step per block: the block's set-up and epilogue then cost more than
+        # its products (measured slower than VNNI), so those stay with the vector kernel
+        if (wl.dtype != "uint8" or g is None or g.groups != 1 or not ic.is_gemm(g) or g.C % ic.AMX_K
+                or g.C < 2 * ic.AMX_K or not tensorize.supports("amx", target)):
+            return None
+        return PRIORITY["amx"]
+
+    def space(self, cfg, wl, target):
+        ic.define_amx_knobs(cfg, wl.geometry)
+
+    def packed_shape(self, wl, cfg, target):
+        return ic.amx_weight_shape(wl.geometry)
+
+    def pack_weight(self, w, wl, cfg, target):
+        return ic.pack_weight_amx_numpy(w, wl.geometry)
+
+    def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
+        if not prepacked:
+            raise ValueError(f"{name or self.name}: the AMX 1x1 conv takes its weight packed by pack_weight "
+                             "(a constant, packed at build time)")
+        x, w = inputs[:2]
+        return ic.conv1x1_amx(x, w, wl.geometry, cfg["tile_p"].val, name=name or self.name)
+
+    def schedule(self, s, out, final, cfg, target):
+        ic.schedule_conv1x1_amx(cfg, s, out, final, target)
+
+
+register(AmxConv1x1())
 for _gemm in (True, False):
     for _family in ("vnni", "pmaddwd"):
         register(VectorConv(_family, _gemm))

@@ -63,32 +63,45 @@ def pack_weight(B: te.Tensor, lanes: int, group: int, transpose_b: bool, name: s
 def matmul_int8(A: te.Tensor, Bp: te.Tensor, N: int, epilogue: Epilogue | None = None, bm: int = 1,
                 name: str = "matmul_int8", attrs: dict | None = None, tile_a: bool = False) -> te.Tensor:
     """epilogue(int32 A @ B): A uint8 (M, K), Bp the int8 weight packed (N/L, K/G, L, G); with
-    `tile_a` (AMX: M by 16, K by 64) A is first copied into whole 16 x 64 tiles, so that each
-    tile load reads 1 KiB in a row."""
+    `tile_a` (AMX: K by 64) A is first copied into whole 16 x 64 tiles, so that each tile load
+    reads 1 KiB in a row."""
     M, K = A.shape
-    No, Kg, L, G = Bp.shape
     if A.dtype != "uint8" or Bp.dtype != "int8":
         raise ValueError(f"{name}: int8 matmul takes A uint8 and B int8, got {A.dtype} and {Bp.dtype}")
-    if Kg * G != K:
-        raise ValueError(f"{name}: A {A.shape} does not match the packed weight {Bp.shape} (K = {Kg * G})")
-    Mp = _pad(M, bm)
-    k = te.reduce_axis((0, K), name="k")
-
-    if tile_a:
-        T, KT = AMX_LANES, AMX_K
-        At = te.compute((M // T, K // KT, T, KT), lambda io, ko, ii, kk: A[io * T + ii, ko * KT + kk],
-                        name=f"{name}.atiles", tag="pack_a")
-
-    def a_at(i, k):
-        if tile_a:
-            return At[i // T, k // KT, i % T, k % KT]
-        return A[i if Mp == M else te.min_of(i, M - 1), k]   # padding rows re-read the last row, never stored
-
-    def acc_f(i, j):
-        return te.sum(a_at(i, k).astype("int32") * Bp[j // L, k // G, j % L, k % G].astype("int32"), axis=k)
-    acc = te.compute((Mp, No * L), acc_f, name=f"{name}.acc", tag="acc")
+    acc = acc_int8(lambda i, k: A[i, k], M, K, Bp, bm, name, tile_a)
+    L, G = Bp.shape[2:]
     return te.compute((M, N), lambda i, j: apply_epilogue(epilogue, acc[i, j], (i, j)), name=name, tag=TAG,
                       attrs={"M": M, "N": N, "K": K, "lanes": L, "group": G, **(attrs or {})})
+
+
+def acc_int8(a_at, M: int, K: int, Bp: te.Tensor, bm: int, name: str, tile_a: bool) -> te.Tensor:
+    """acc[i, j] = sum_k int32(a_at(i, k)) * int32(B[k, j]) over M padded to bm rows (and to
+    whole tiles with tile_a: padding rows and k read as 0), B packed (N/L, K/G, L, G)."""
+    No, Kg, L, G = Bp.shape
+    if Kg * G != K:
+        raise ValueError(f"{name}: the GEMM's K = {K} does not match the packed weight {Bp.shape} (K = {Kg * G})")
+    k = te.reduce_axis((0, K), name="k")
+    if tile_a:
+        T, KT = AMX_LANES, AMX_K
+        Mp = _pad(M, T)
+
+        def tile(io, ko, ii, kk):
+            i, kx = io * T + ii, ko * KT + kk
+            v = a_at(te.min_of(i, M - 1), kx)
+            return v if Mp == M else te.if_then_else(i < M, v, te.const(0, "uint8"))
+        At = te.compute((Mp // T, K // KT, T, KT), tile, name=f"{name}.atiles", tag="pack_a")
+
+        def a_read(i, kx):
+            return At[i // T, kx // KT, i % T, kx % KT]
+    else:
+        Mp = _pad(M, bm)
+
+        def a_read(i, kx):      # padding rows re-read the last row, and are never stored
+            return a_at(i if Mp == M else te.min_of(i, M - 1), kx)
+
+    def acc_f(i, j):
+        return te.sum(a_read(i, k).astype("int32") * Bp[j // L, k // G, j % L, k % G].astype("int32"), axis=k)
+    return te.compute((Mp, No * L), acc_f, name=f"{name}.acc", tag="acc")
 
 
 # ---------------------------------------------------------------- knobs and schedules
@@ -197,7 +210,14 @@ def schedule_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, t
     attrs = out.op.attrs
     define_amx_knobs(cfg, attrs["M"], attrs["N"])
     _output_tile(cfg, s, out, final or out, acc, AMX_LANES)
-    ic, jc = s[acc].op.axis
+    amx_block(s, acc, attrs["M"] * attrs["N"] * attrs["K"])
+    _schedule_pack(s, out, acc)
+
+
+def amx_block(s: te.Schedule, acc: te.Tensor, work: float) -> None:
+    """acc's block (computed at an output tile) as AMX tiles over the whole K, and the copy of A
+    into tiles (acc_int8's tile_a)."""
+    ic, jc = s[acc].op.axis[-2:]
     (k,) = s[acc].op.reduce_axis
     ib, i16 = s[acc].split(ic, factor=AMX_LANES)
     jb, j16 = s[acc].split(jc, factor=AMX_LANES)
@@ -205,12 +225,11 @@ def schedule_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, t
     kq, k4 = s[acc].split(k64, factor=4)
     s[acc].reorder(ib, i16, jb, j16, ko, kq, k4)
     s[acc].tensorize(ib, "amx")
-    _schedule_pack(s, out, acc)
     tiles = input_stage(acc, "pack_a")
-    if tiles is not None:               # a plain copy: 64-byte vectors, in parallel over row blocks
+    if tiles is not None:               # a copy: 64-byte vectors, in parallel over row blocks
         io, kt, ii, kk = s[tiles].op.axis
         s[tiles].vectorize(kk)
-        parallel_if_worth(s[tiles], io, attrs["M"] * attrs["N"] * attrs["K"])
+        parallel_if_worth(s[tiles], io, work)
 
 
 @anchor(TAG)
@@ -233,5 +252,5 @@ def intrinsic_for(target: Target, lanes: int = 16) -> str:
     return name
 
 
-__all__ = ["matmul_int8", "pack_weight", "pack_weight_numpy", "packed_shape", "schedule_vector",
+__all__ = ["matmul_int8", "acc_int8", "amx_block", "pack_weight", "pack_weight_numpy", "packed_shape", "schedule_vector",
            "schedule_amx", "schedule_matmul_int8", "intrinsic_for"]

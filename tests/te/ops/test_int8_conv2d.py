@@ -107,3 +107,17 @@ def test_a_relu_requantising_epilogue_fuses_into_the_conv(rng):
     f(xv, impl.pack_weight(wv, wl, cfg, HOST), out)
     ref = conv_int64(xv, wv, wl.strides, wl.padding, wl.dilation).astype(np.float32) * np.float32(0.002)
     np.testing.assert_array_equal(out, np.clip(np.round(ref), 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("case", [((1, 128, 6, 20), (48, 128, 1, 1)), ((2, 256, 7, 7), (40, 256, 1, 1))])
+def test_amx_1x1_conv_matches_int64(rng, case):
+    wl = _conv(*case, (1, 1), (0, 0, 0, 0), (1, 1), groups=1, dtype="uint8")
+    if not {"amx-tile", "amx-int8"} <= HOST.feature_set:
+        pytest.skip("no AMX here")
+    assert registry.select(wl, HOST).name == "conv2d.int8_gemm1x1_amx"
+    check(rng, wl, HOST, "conv2d.int8_gemm1x1_amx")
+
+
+def test_amx_1x1_conv_leaves_64_channels_to_vnni():
+    wl = _conv((1, 64, 8, 8), (32, 64, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), groups=1, dtype="uint8")
+    assert registry.IMPLEMENTATIONS["conv2d.int8_gemm1x1_amx"].match(wl, Target("sapphirerapids")) is None
