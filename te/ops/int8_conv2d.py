@@ -13,7 +13,11 @@ pixels is one load, while the weight's G channels for one output channel are bro
   (K, C/G, R, S, G) at build time.
 
 The accumulator tile (tile_k output channels x tile_oh rows x tile_ow pixels) lives in vector
-registers; the epilogue runs on it before the one NCHW store.  Maps narrower than a vector
+registers; the epilogue runs on it before the one NCHW store.
+
+On AMX the 1x1 GEMM (`conv1x1_amx`) takes the weight as 16 x 64 row tiles (int8) and the same
+packed input (C/4 x P x 4, uint8) as the columns: `tdpbsud` accumulates a block of output
+channels x pixels, which is NCHW order already.  Maps narrower than a vector
 (7x7) waste the padded lanes: channel vectors would suit them better (later work).
 """
 from __future__ import annotations
