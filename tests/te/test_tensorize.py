@@ -176,3 +176,24 @@ def test_the_uint8_operand_may_be_the_vector(rng, intrin, lanes, group):
     y = np.zeros((Ko, P), np.int32)
     f(w, np.ascontiguousarray(x.reshape(C // group, group, P).transpose(0, 2, 1)), y)
     np.testing.assert_array_equal(y, w.astype(np.int64) @ x.astype(np.int64))
+
+
+@needs["amx"]
+def test_an_amx_library_records_its_features_and_loads(rng, tmp_path):
+    M, N, K = 32, 32, 128
+    A, B, C = packed_matmul(M, N, K, 16, 4)
+    s = te.create_schedule(C.op)
+    i, j = C.op.axis
+    io, jo, ii, ji = s[C].tile(i, j, 32, 32)
+    jb, j16 = s[C].split(ji, factor=16)
+    ko, k64 = s[C].split(C.op.reduce_axis[0], factor=64)
+    kq, k4 = s[C].split(k64, factor=4)
+    s[C].reorder(io, jo, ii, jb, j16, ko, kq, k4)
+    s[C].tensorize(ii, "amx")
+    meta = te.build(s, [A, B, C], name="mm_amx").export_library(str(tmp_path / "amx.so"))
+    assert {"amx-tile", "amx-int8"} <= set(meta["required_features"])
+    lib = te.load_module(str(tmp_path / "amx.so"))
+    a, b, ref = operands(rng, M, N, K)
+    c = np.zeros((M, N), np.int32)
+    lib["mm_amx"](a, pack(b, 16, 4), c)
+    np.testing.assert_array_equal(c, ref)
