@@ -17,39 +17,13 @@ from llvmlite import ir
 from . import llvm_init
 from .amx import tile_config
 from .jit import JitModule
-from .machine import threaded_rate
+from .machine import loop_function, threaded_rate
 from .target import host
 
 CHAINS, INNER = 16, 64
 AMX_INNER = 32
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 VOID, PTR = ir.VoidType(), ir.PointerType()
-
-
-def _loop(mod: ir.Module, name: str, setup, body, finish) -> ir.Function:
-    """fn(i64 n): setup(builder) -> state; n times body(builder, state) -> state; finish -> i32."""
-    fn = ir.Function(mod, ir.FunctionType(I32, [I64]), name)
-    entry, loop, done = (fn.append_basic_block(n) for n in ("entry", "loop", "done"))
-    b = ir.IRBuilder(entry)
-    init = setup(b)
-    b.branch(loop)
-    b.position_at_end(loop)
-    i = b.phi(I64)
-    i.add_incoming(ir.Constant(I64, 0), entry)
-    phis = []
-    for v in init:
-        p = b.phi(v.type)
-        p.add_incoming(v, entry)
-        phis.append(p)
-    out = body(b, phis)
-    for p, v in zip(phis, out):
-        p.add_incoming(v, loop)
-    nxt = b.add(i, ir.Constant(I64, 1))
-    i.add_incoming(nxt, loop)
-    b.cbranch(b.icmp_signed("<", nxt, fn.args[0]), loop, done)
-    b.position_at_end(done)
-    b.ret(finish(b, out))
-    return fn
 
 
 def _vnni(mod: ir.Module) -> int:
@@ -67,7 +41,7 @@ def _vnni(mod: ir.Module) -> int:
         for a in accs[1:]:
             total = b.add(total, a)
         return b.extract_element(total, ir.Constant(I32, 0))
-    _loop(mod, "vnni", lambda b: [ir.Constant(v16, [c] * 16) for c in range(CHAINS)], body, finish)
+    loop_function(mod, "vnni", I32, lambda b: [ir.Constant(v16, [c] * 16) for c in range(CHAINS)], body, finish)
     return CHAINS * INNER * 64 * 2
 
 
@@ -101,7 +75,7 @@ def _amx(mod: ir.Module) -> int:
     def finish(b, state):
         b.call(fn["tilerelease"], [])
         return ir.Constant(I32, 0)
-    _loop(mod, "amx", setup, body, finish)
+    loop_function(mod, "amx", I32, setup, body, finish)
     return AMX_INNER * 4 * 16 * 16 * 64 * 2
 
 
