@@ -442,6 +442,8 @@ def load_module(path: str | os.PathLike) -> Module:
     meta = _parse_metadata(path, elf.metadata)
     _check_symbols(path, meta, elf.symbols)
     _check_cpu(path, meta)
+    if "amx-tile" in meta.get("required_features", []):
+        request_amx(path)
     lib = _dlopen(path)
     meta_fn = lib[METADATA_SYMBOL]
     meta_fn.restype = ctypes.c_void_p
@@ -680,6 +682,37 @@ def _version_error(path: str, version) -> LoadError:
     return LoadError(f"{path} has library format version {version!r}, but this runtime reads "
                      f"version(s) {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}; rebuild the "
                      "library with this tilewise, or load it with the tilewise that made it")
+
+
+# Linux gives a process the AMX tile state only when it asks: arch_prctl(ARCH_REQ_XCOMP_PERM,
+# XFEATURE_XTILEDATA); until then the first tile instruction kills it with SIGILL.
+SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18
+_amx_granted = False
+
+
+def request_amx(what: str = "this module") -> None:
+    """Ask Linux once per process for the AMX tile state (LoadError if the kernel refuses)."""
+    global _amx_granted
+    if _amx_granted:
+        return
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        raise LoadError(f"{what} uses AMX tiles, which tilewise enables on x86-64 Linux only; "
+                        "rebuild it for a target without amx-tile (-mattr=-amx-tile)")
+    err = _arch_prctl_xtiledata()
+    if err:
+        raise LoadError(f"{what} uses AMX tiles, but Linux refused them to this process "
+                        f"(arch_prctl ARCH_REQ_XCOMP_PERM: {os.strerror(err)}); rebuild it for a target "
+                        "without amx-tile (-mattr=-amx-tile,-amx-int8)")
+    _amx_granted = True
+
+
+def _arch_prctl_xtiledata() -> int:
+    """arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA): 0, or the errno of the refusal."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    rc = libc.syscall(ctypes.c_long(SYS_ARCH_PRCTL), ctypes.c_long(ARCH_REQ_XCOMP_PERM),
+                      ctypes.c_long(XFEATURE_XTILEDATA))
+    return ctypes.get_errno() or 1 if rc != 0 else 0
 
 
 def cpu_flags() -> set[str] | None:

@@ -253,6 +253,14 @@ class Stage:
         self.pragmas.setdefault(iv, []).append((str(key), value))
         self._record("pragma", self._name(iv), str(key), value)
 
+    def tensorize(self, iv: IterVar, intrin: str) -> None:
+        """Compute the loop nest under iv with a tensor intrinsic (te/tensorize.py: "vpdpbusd",
+        "amx", ...); lowering checks the nest is what the intrinsic computes, codegen emits it."""
+        from .tensorize import get
+        self._check_compute("tensorize")
+        get(intrin)                         # a ScheduleError naming the known intrinsics
+        self.pragma(iv, "tensorize", intrin)
+
     # ------------------------------------------------------------- placement primitives
     def compute_at(self, parent: "Stage", iv: IterVar) -> None:
         """Compute this stage inside loop `iv` of the consuming stage `parent`."""

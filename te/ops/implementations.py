@@ -336,3 +336,4 @@ for _impl in (DirectConv(), Gemm1x1Conv(), WinogradConv(), DepthwiseConv(), NCHW
     register(_impl)
 
 from . import qnn  # noqa: E402,F401  (the int8 reference implementations)
+from . import int8_implementations  # noqa: E402,F401  (the fast int8 implementations register themselves)
