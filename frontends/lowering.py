@@ -384,9 +384,13 @@ def _matmul(node, ins, attrs, opset, out_shapes, target, choice=None):
     if len(b.shape) == 1:
         b = ops.reshape(b, (b.shape[0], 1), name=f"{node.name}.col")
     ra, rb = len(a.shape), len(b.shape)
-    if ra == 2 and rb == 2:
+    if choice is not None:              # a 2-D workload; b may arrive packed (the choice's pack_weight)
+        wl = choice.workload
+        name = node.name if out_shape == (wl.M, wl.N) else f"{node.name}.mm"
+        y = choice.compute([a, b], name=name)
+    elif ra == 2 and rb == 2:
         name = node.name if out_shape == (a.shape[0], b.shape[1]) else f"{node.name}.mm"
-        y = choice.compute([a, b], name=name) if choice is not None else ops.matmul(a, b, name=name, target=target)
+        y = ops.matmul(a, b, name=name, target=target)
     elif rb == 2:
         lead = a.shape[:-1]
         a2 = ops.reshape(a, (int(np.prod(lead)), a.shape[-1]), name=f"{node.name}.flat")
