@@ -72,7 +72,8 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None, 
     shapes fixes input shapes by name; constants binds inputs to known values by name (they
     become constants before folding: how a static-shape compiler takes a Reshape's shape or
     Pad's pads that the model leaves as inputs; see `shape_inputs`).  advice: whose words
-    the errors use to say how to fix an input shape, "python" (shapes=) or "cli" (--shape).
+    the errors use to say how to fix an input shape: "python" (shapes=), "cli" (--shape) or
+    "session" (tilewise.InferenceSession's shapes=).
     """
     if advice not in ADVICE:
         raise ValueError(f"from_onnx: advice={advice!r}; give one of {', '.join(ADVICE)}")
@@ -144,6 +145,8 @@ ADVICE = {
                "todo": "give static input shapes with shapes= and bind shape inputs with constants="},
     "cli": {"shape": "give it with --shape {name}={x_dims}",
             "todo": "give static input shapes with --shape NAME=DIMS"},
+    "session": {"shape": "pass shapes={{'{name}': {dims}}} to tilewise.InferenceSession",
+                "todo": "give static input shapes with InferenceSession(..., shapes=)"},
 }
 
 
