@@ -26,10 +26,10 @@ import onnx
 from onnx import numpy_helper, shape_inference
 
 from .canonical import SHAPE_ONLY, canonicalize
-from .dtypes import ONNX_DTYPES, ONNX_TO_NUMPY, onnx_elem_type
+from .dtypes import ONNX_DTYPES, onnx_elem_type
 from .fold import attrs_of, fold
 from .graph import Graph, Node, TensorInfo
-from .low_precision import widen_constants, widen_model
+from .low_precision import declared_types, widen_constants, widen_model
 from .onnx_model import ModelError, check_graph, load_model, model_dir, read_initializers
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None, 
     problems: list[str] = []
     if m is not original:                      # types that widening would hide: x + a float16 weight
         problems += _type_problems(original.graph, list(enumerate(original.graph.node)),
-                                   _declared_types(original.graph), {}, opset)
+                                   declared_types(original.graph), {}, opset)
     if opset > onnx.defs.onnx_opset_version():
         problems.append(f"the model's opset {opset} is newer than the newest this tilewise knows "
                         f"({onnx.defs.onnx_opset_version()}); convert it with onnx.version_converter")
@@ -155,13 +155,6 @@ def shape_advice(advice: str, name: str, dims: list) -> str:
     example = [d if isinstance(d, int) and d >= 0 else 1 for d in dims]
     return ADVICE[advice]["shape"].format(name=name, dims=tuple(example),
                                           x_dims="x".join(map(str, example)) or "DIMS")
-
-
-def _declared_types(g) -> dict[str, TensorInfo]:
-    """The graph inputs and initializers of element types numpy knows, by name (shapes left out)."""
-    return {v.name: TensorInfo(v.name, (), ONNX_TO_NUMPY[et].name)
-            for v, et in [(vi, vi.type.tensor_type.elem_type) for vi in g.input] + [(t, t.data_type) for t in g.initializer]
-            if et in ONNX_TO_NUMPY}
 
 
 def _refuse(g, problems: list[str], advice: str = "python") -> None:
