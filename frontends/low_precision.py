@@ -23,7 +23,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .dtypes import LOW_PRECISION
+from .dtypes import LOW_PRECISION, ONNX_TO_NUMPY
+from .graph import TensorInfo
 
 FLOAT = onnx.TensorProto.FLOAT
 
@@ -114,6 +115,13 @@ def widen_constants(consts: dict[str, np.ndarray], keep: set[str]) -> None:
     for name, v in consts.items():
         if name not in keep and v.dtype.name in LOW_PRECISION.values():
             consts[name] = v.astype(np.float32)
+
+
+def declared_types(g) -> dict[str, TensorInfo]:
+    """The inputs and initializers of graph g whose element types numpy knows, by name (no shapes):
+    what the type check of the model as given reads, before widening makes them float32."""
+    typed = [(v.name, v.type.tensor_type.elem_type) for v in g.input] + [(t.name, t.data_type) for t in g.initializer]
+    return {name: TensorInfo(name, (), ONNX_TO_NUMPY[et].name) for name, et in typed if et in ONNX_TO_NUMPY}
 
 
 def _attr(n, name: str):

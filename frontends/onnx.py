@@ -26,10 +26,10 @@ import onnx
 from onnx import numpy_helper, shape_inference
 
 from .canonical import SHAPE_ONLY, canonicalize
-from .dtypes import ONNX_DTYPES, ONNX_TO_NUMPY, onnx_elem_type
+from .dtypes import ONNX_DTYPES, onnx_elem_type
 from .fold import attrs_of, fold
 from .graph import Graph, Node, TensorInfo
-from .low_precision import widen_constants, widen_model
+from .low_precision import declared_types, widen_constants, widen_model
 from .onnx_model import ModelError, check_graph, load_model, model_dir, read_initializers
 from .lower_qnn import keeps_quantized, quantization_reason
 from .qoperators import expand as expand_qoperators
@@ -75,7 +75,8 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None, 
     shapes fixes input shapes by name; constants binds inputs to known values by name (they
     become constants before folding: how a static-shape compiler takes a Reshape's shape or
     Pad's pads that the model leaves as inputs; see `shape_inputs`).  advice: whose words
-    the errors use to say how to fix an input shape, "python" (shapes=) or "cli" (--shape).
+    the errors use to say how to fix an input shape: "python" (shapes=), "cli" (--shape) or
+    "session" (tilewise.InferenceSession's shapes=).
     """
     if advice not in ADVICE:
         raise ValueError(f"from_onnx: advice={advice!r}; give one of {', '.join(ADVICE)}")
@@ -87,7 +88,7 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None, 
     problems: list[str] = []
     if m is not original:                      # types that widening would hide: x + a float16 weight
         problems += _type_problems(original.graph, list(enumerate(original.graph.node)),
-                                   _declared_types(original.graph), {}, opset)
+                                   declared_types(original.graph), {}, opset)
     if opset > onnx.defs.onnx_opset_version():
         problems.append(f"the model's opset {opset} is newer than the newest this tilewise knows "
                         f"({onnx.defs.onnx_opset_version()}); convert it with onnx.version_converter")
@@ -148,6 +149,8 @@ ADVICE = {
                "todo": "give static input shapes with shapes= and bind shape inputs with constants="},
     "cli": {"shape": "give it with --shape {name}={x_dims}",
             "todo": "give static input shapes with --shape NAME=DIMS"},
+    "session": {"shape": "pass shapes={{'{name}': {dims}}} to tilewise.InferenceSession",
+                "todo": "give static input shapes with InferenceSession(..., shapes=)"},
 }
 
 
@@ -156,13 +159,6 @@ def shape_advice(advice: str, name: str, dims: list) -> str:
     example = [d if isinstance(d, int) and d >= 0 else 1 for d in dims]
     return ADVICE[advice]["shape"].format(name=name, dims=tuple(example),
                                           x_dims="x".join(map(str, example)) or "DIMS")
-
-
-def _declared_types(g) -> dict[str, TensorInfo]:
-    """The graph inputs and initializers of element types numpy knows, by name (shapes left out)."""
-    return {v.name: TensorInfo(v.name, (), ONNX_TO_NUMPY[et].name)
-            for v, et in [(vi, vi.type.tensor_type.elem_type) for vi in g.input] + [(t, t.data_type) for t in g.initializer]
-            if et in ONNX_TO_NUMPY}
 
 
 def _refuse(g, problems: list[str], advice: str = "python") -> None:

@@ -12,7 +12,7 @@ from . import llvm_init
 from .codegen_llvm import codegen
 from .jit import JitModule
 from .lower import lower
-from .runtime import ArgSpec, NativeFunction, check_num_threads
+from .runtime import ArgSpec, NativeFunction, check_num_threads, np_dtype
 from .schedule import Schedule
 from .stmt import LoweredFunc, Store, walk_stmt
 from .target import Target, parse
@@ -70,7 +70,7 @@ def build(sch: Schedule | LoweredFunc, args: list | None = None, target=None,
 def arg_specs(func: LoweredFunc) -> list[ArgSpec]:
     """Name, shape, dtype and written-or-not of each argument of a lowered function."""
     written = {id(s.buffer) for s in walk_stmt(func.body) if isinstance(s, Store)}
-    return [ArgSpec(b.name, tuple(b.shape), np.dtype(b.dtype),
+    return [ArgSpec(b.name, tuple(b.shape), np_dtype(b.dtype),
                     id(b) in written) for b in func.args]
 
 

@@ -389,17 +389,27 @@ def _model_header(model: dict) -> list[str]:
             for d in shape:
                 size *= d
             p = f"TILEWISE_{kind}{i}"
+            name = t["name"].replace("*/", "* /")           # it stands in a comment
             lines += [
-                "", f"/* {kind.lower()} {i}: {t['name']}, {t['dtype']}{''.join(f'[{d}]' for d in shape)} */",
-                f"#define {p}_NAME {json.dumps(t['name'])}",
+                "", f"/* {kind.lower()} {i}: {name}, {t['dtype']}{''.join(f'[{d}]' for d in shape)} */",
+                f"#define {p}_NAME {_c_string(t['name'])}",
                 f"#define {p}_DTYPE \"{t['dtype']}\"",
                 f"#define {p}_CTYPE {C_TYPES[t['dtype']]}",
                 f"#define {p}_RANK {len(shape)}",
-                f"#define {p}_SHAPE {{{', '.join(map(str, shape))}}}",
+                # C before C23 has no empty initializer: a scalar's shape is {1} (its rank is 0)
+                f"#define {p}_SHAPE {{{', '.join(map(str, shape)) or '1'}}}",
                 f"#define {p}_SIZE {size}",
                 f"#define {p}_BYTES {size * ELEM_BYTES[t['dtype']]}",
             ]
     return lines
+
+
+def _c_string(text: str) -> str:
+    """text as a C string literal: printable ASCII as it is, every other byte of its UTF-8 in octal."""
+    out = []
+    for b in text.encode("utf-8"):
+        out.append(chr(b) if 0x20 <= b < 0x7F and chr(b) not in '"\\?' else f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
 
 
 def _c_param(name: str, used: set[str]) -> str:

@@ -25,11 +25,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-try:                        # numpy's 'bfloat16' dtype (onnx depends on ml_dtypes, so it is there)
-    import ml_dtypes  # noqa: F401
-except ImportError:         # then only bfloat16 libraries cannot be called
-    pass
-
 log = logging.getLogger(__name__)
 
 # What the library's metadata JSON says about itself; bump FORMAT_VERSION when the ABI changes.
@@ -80,12 +75,24 @@ class ArgSpec(NamedTuple):
     written: bool
 
 
+def np_dtype(dtype) -> np.dtype:
+    """numpy's dtype of a te dtype name; bfloat16 is ml_dtypes' (which onnx depends on), imported
+    only when one is met: it takes seconds, and most libraries have none."""
+    if str(dtype) == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise LoadError("bfloat16 arrays need the ml_dtypes package: pip install ml_dtypes") from None
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(dtype)
+
+
 def random_array(rng: np.random.Generator, shape, dtype) -> np.ndarray:
     """Random input values of a te dtype: floats ~ N(0, 1), fair bools, integers in [0, 3).
 
     The one input maker of the tuner's runner, the kernel profile and `tilewise run`: small
     integers stay inside most index ranges (a gather's, a one-hot's depth)."""
-    dt = np.dtype(dtype)
+    dt = np_dtype(dtype)
     if dt.kind == "f" or dt.name == "bfloat16":         # ml_dtypes' bfloat16 is of kind 'V'
         return rng.standard_normal(shape).astype(dt)
     if dt.kind == "b":
@@ -197,7 +204,7 @@ class LibraryFunction(NativeFunction):
     def __init__(self, module: "Module", info: dict):
         self.name = info["name"]
         self.module = module
-        self._specs = [ArgSpec(a["name"], tuple(a["shape"]), np.dtype(a["dtype"]), a["written"])
+        self._specs = [ArgSpec(a["name"], tuple(a["shape"]), np_dtype(a["dtype"]), a["written"])
                        for a in info["args"]]
         try:
             fn = getattr(module._lib, self.name)
@@ -406,13 +413,13 @@ def run_entry(fn, in_specs: list[dict], out_specs: list[dict], ws_bytes: int, pa
     arrays = []
     for spec in in_specs:
         a = np.asarray(inputs[spec["name"]])
-        dt = np.dtype(spec["dtype"])
+        dt = np_dtype(spec["dtype"])
         if tuple(a.shape) != tuple(spec["shape"]):
             raise ValueError(f"input {spec['name']}: expected shape {tuple(spec['shape'])}, got {a.shape}")
         if a.dtype != dt:
             raise ValueError(f"input {spec['name']}: expected dtype {dt}, got {a.dtype}")
         arrays.append(np.ascontiguousarray(a))
-    outs = [np.empty(spec["shape"], np.dtype(spec["dtype"]))
+    outs = [np.empty(spec["shape"], np_dtype(spec["dtype"]))
             for spec in out_specs]
     ws = np.empty(max(ws_bytes, 1) + ALIGN, np.uint8)
     ws_ptr = ws.ctypes.data + (-ws.ctypes.data) % ALIGN

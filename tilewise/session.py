@@ -75,7 +75,7 @@ def _open(source, logs, shared_logs: bool, shapes, target):
     from autotune.shared_logs import load_shared_logs
     from te.target import parse
     tgt = parse(target)
-    graph = frontends.from_onnx(source, shapes=shapes)
+    graph = frontends.from_onnx(source, shapes=shapes, advice="session")
     paths = [os.fspath(p) for p in logs or []]
     if shared_logs:
         paths += [p for p, _ in load_shared_logs(tgt.isa).used]

@@ -73,3 +73,21 @@ def test_session_refuses_a_kernel_library(tmp_path):
     te.build(te.create_schedule(B.op), [A, B], name="add1").export_library(str(tmp_path / "k.so"))
     with pytest.raises(te.runtime.LoadError, match="holds kernels .add1., not a model"):
         tilewise.InferenceSession(str(tmp_path / "k.so"))
+
+
+def test_session_of_a_dynamic_model_says_how_to_fix_its_shape():
+    import onnx
+    from onnx import helper
+
+    import frontends
+    import tilewise
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])
+    m = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "dyn", [x], [y]),
+                          opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(frontends.ModelError, match=r"pass shapes=\{'x': \(1, 4\)\} to tilewise.InferenceSession"):
+        tilewise.InferenceSession(m.SerializeToString())
+    sess = tilewise.InferenceSession(m.SerializeToString(), shapes={"x": (3, 4)})
+    assert sess.get_inputs()[0].shape == [3, 4]
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_array_equal(sess.run(None, {"x": x})[0], np.maximum(x, 0))

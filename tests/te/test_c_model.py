@@ -44,3 +44,24 @@ def test_c_example_prints_the_top_class_python_computes(tmp_path):
     (tmp_path / "short.bin").write_bytes(b"\0" * 12)
     r = subprocess.run([exe, str(tmp_path / "short.bin")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "expected 12288 bytes (x, float32), got fewer" in r.stderr
+
+
+def test_model_header_compiles_for_awkward_names_and_scalars(tmp_path):
+    meta = {"tilewise_version": "0", "target": "llvm -mcpu=x", "isa": "x86_64", "required_features": [],
+            "format_version": 3, "kernels": [],
+            "model": {"inputs": [{"name": 'in*/"put\\?\x01é', "shape": [], "dtype": "float16"}],
+                      "outputs": [{"name": "y", "shape": [2, 3], "dtype": "bool"}],
+                      "workspace_bytes": 0, "param_bytes": 0}}
+    (tmp_path / "m.h").write_text(export.header_text(meta, "m.so"))
+    (tmp_path / "m.c").write_text(
+        '#include <string.h>\n#include "m.h"\n'
+        "static const long shape[] = TILEWISE_OUTPUT0_SHAPE, scalar[] = TILEWISE_INPUT0_SHAPE;\n"
+        "int main(void) {\n"
+        '  return !(strcmp(TILEWISE_INPUT0_NAME, "in*/\\"put\\\\?\\001\\303\\251") == 0 && TILEWISE_INPUT0_RANK == 0\n'
+        "           && sizeof(TILEWISE_INPUT0_CTYPE) == 2 && TILEWISE_INPUT0_BYTES == 2 && scalar[0] == 1\n"
+        "           && shape[1] == 3 && TILEWISE_OUTPUT0_BYTES == 6 && TILEWISE_PARAMS == 0);\n}\n")
+    exe = str(tmp_path / "m")
+    cc = subprocess.run([*export.find_cc(), "-std=c11", "-Wall", "-Werror", "-o", exe, str(tmp_path / "m.c"),
+                         "-I", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert cc.returncode == 0, cc.stderr
+    assert subprocess.run([exe], timeout=30).returncode == 0
