@@ -84,5 +84,5 @@ def test_a_worker_without_a_scheduler_is_one_line(cli):
 
 
 def test_a_second_worker_of_the_same_name_is_one_line(cli, scheduler, worker):
-    r = cli("worker", scheduler, env=QUICK, timeout=60)
+    r = cli("worker", scheduler, timeout=90)
     assert "a worker named" in one_line_error(r) and "--name" in r.err
