@@ -81,3 +81,8 @@ def test_cluster_option_errors_are_one_line(cli, tiny_onnx, tmp_path, args, says
 def test_a_worker_without_a_scheduler_is_one_line(cli):
     r = cli("worker", "tcp://127.0.0.1:9", env=QUICK, timeout=60)
     assert "cannot join the Dask scheduler at tcp://127.0.0.1:9" in one_line_error(r)
+
+
+def test_a_second_worker_of_the_same_name_is_one_line(cli, scheduler, worker):
+    r = cli("worker", scheduler, timeout=90)
+    assert "a worker named" in one_line_error(r) and "--name" in r.err

@@ -83,11 +83,15 @@ async def _serve(address: str, nthreads: int, resources: dict, name: str, quiet:
             nanny = Nanny(address, nthreads=nthreads, resources=resources, name=name, death_timeout=connect_timeout(),
                           silence_logs=logging.CRITICAL if quiet else logging.INFO)
             await nanny
-        except (OSError, TimeoutError, ValueError) as e:
+        except Exception as e:       # noqa: BLE001  (a Nanny that did not start, whatever distributed says why)
+            if _chain_says(e, "name taken"):
+                raise CLIError(f"cannot join the Dask scheduler at {address}: a worker named {name!r} is in the "
+                               "cluster already (one tilewise worker per machine; another needs --name)") from None
             if joined and time.monotonic() < deadline:
                 await asyncio.sleep(2)
                 continue
             why = (str(e).splitlines()[0] if str(e) else type(e).__name__).rstrip(".")
+            why = why if isinstance(e, (OSError, TimeoutError, ValueError)) else f"{type(e).__name__}: {why}"
             raise CLIError(f"cannot join the Dask scheduler at {address}: {why}; is `dask scheduler` running there?"
                            ) from None
         say(f"{'joined' if not joined else 'joined again'} {address}; Ctrl-C stops this worker")
@@ -99,3 +103,13 @@ async def _serve(address: str, nthreads: int, resources: dict, name: str, quiet:
         say(f"the scheduler at {address} closed; joining it again when it is back (for up to "
             f"{REJOIN_FOR / 60:.0f} minutes)")
         deadline = time.monotonic() + REJOIN_FOR
+
+
+def _chain_says(e: BaseException | None, text: str) -> bool:
+    """Whether an exception or one it was raised from mentions text (distributed wraps the reason)."""
+    seen = 0
+    while e is not None and seen < 10:
+        if text in str(e):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
