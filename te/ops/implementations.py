@@ -123,10 +123,15 @@ class Gemm1x1Conv(_Conv):
         P = g.OH * g.OW
         define_bn(cfg, P, target)
         define_knobs(cfg, g.K, P, g.C, "packed", target)
+        if g.sh == g.sw == 1:           # a strided conv's input must be gathered (packed)
+            cfg.define_knob("pack_input", [False, True], default=P % cfg["bn"].val != 0)
+            cfg.define_constraint("input read in place", lambda c: c["pack_input"].val or P % c["bn"].val == 0)
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         x, w, bias = (list(inputs) + [None])[:3]
-        return conv1x1_matmul(x, w, wl.geometry, bias, bn=cfg["bn"].val, bm=cfg["tile_y"].size[-1],
+        g = wl.geometry
+        pack = cfg["pack_input"].val if g.sh == g.sw == 1 else True
+        return conv1x1_matmul(x, w, g, bias, bn=cfg["bn"].val, bm=cfg["tile_y"].size[-1], pack_input=pack,
                               name=name or "conv2d", target=target)
 
     def schedule(self, s, out, final, cfg, target):
