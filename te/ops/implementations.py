@@ -130,7 +130,8 @@ class Gemm1x1Conv(_Conv):
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         x, w, bias = (list(inputs) + [None])[:3]
         g = wl.geometry
-        pack = cfg["pack_input"].val if g.sh == g.sw == 1 else True
+        # a config the constraint refuses (a log's, say) packs where the input cannot be read in place
+        pack = cfg["pack_input"].val if g.sh == g.sw == 1 and (g.OH * g.OW) % cfg["bn"].val == 0 else True
         return conv1x1_matmul(x, w, g, bias, bn=cfg["bn"].val, bm=cfg["tile_y"].size[-1], pack_input=pack,
                               name=name or "conv2d", target=target)
 
