@@ -37,6 +37,7 @@ from .onnx_model import ModelError, load_model
 log = logging.getLogger(__name__)
 
 METHODS = ("minmax", "percentile", "entropy")
+QDQ_OPSET = 13                  # DequantizeLinear's axis (per-channel weights) needs opset 13
 ACTIVATION_TYPES = ("u8", "s8")
 # ops that only a quantised model holds
 QUANTISED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
@@ -69,8 +70,25 @@ def prepare(model) -> onnx.ModelProto:
                          "give tilewise quantize the fp32 model")
     if not any(n.op_type in ("Conv", "Gemm", "MatMul") for n in m.graph.node):
         raise ModelError("the model has no Conv, Gemm or MatMul node: nothing to quantise")
+    m = _opset_at_least(m, QDQ_OPSET)
     name_nodes(m)
     return fold_batchnorm(m)
+
+
+def _opset_at_least(m: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """m converted to `opset` where its default-domain opset is older (per-channel QDQ needs 13: the
+    axis of DequantizeLinear), so the model calibrated is the model the QDQ writer quantises."""
+    have = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), opset)
+    if have >= opset:
+        return m
+    try:
+        out = onnx.version_converter.convert_version(m, opset)
+    except Exception as e:      # noqa: BLE001  (the converter raises many kinds; the message is what helps)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ModelError(f"the model's opset {have} could not be converted to opset {opset}, which QDQ models "
+                         f"need ({first}); convert it with onnx.version_converter first") from None
+    log.info("converted the model from opset %d to %d", have, opset)
+    return out
 
 
 def _copy(m: onnx.ModelProto) -> onnx.ModelProto:
