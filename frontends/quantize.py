@@ -365,13 +365,14 @@ def write_qdq(m: onnx.ModelProto, ranges, path: str, per_channel: bool = False, 
         cache = os.path.join(tmp, "ranges.json")
         cal.save_tensors_data(ranges, cache)
         # its advice to pre-process goes to the root logger: we did (BatchNorm folded, shapes inferred)
-        logging.disable(logging.WARNING)
+        previous = logging.root.manager.disable
+        logging.disable(max(previous, logging.WARNING))
         try:
             q.quantize_static(m, path, None, quant_format=q.QuantFormat.QDQ, per_channel=per_channel,
                               activation_type=act, weight_type=q.QuantType.QInt8, nodes_to_quantize=nodes,
                               calibrate_method=ranges.calibration_method, calibration_cache_path=cache)
         finally:
-            logging.disable(logging.NOTSET)
+            logging.disable(previous)
         m_out = onnx.load(path)
         if match_zero_point_shapes(m_out):
             onnx.save(m_out, path)

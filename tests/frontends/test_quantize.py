@@ -140,8 +140,14 @@ def test_an_old_opset_is_converted_for_per_channel_weights(tmp_path):
 
 
 def test_matmul_model_with_s8_activations(tmp_path):
+    import logging
     out = str(tmp_path / "mlp.onnx")
-    res = quantize(matmul_mlp(), out, samples=4, activation_type="s8")
+    logging.disable(logging.INFO)           # the caller's setting survives the writer's silencing
+    try:
+        res = quantize(matmul_mlp(), out, samples=4, activation_type="s8")
+        assert logging.root.manager.disable == logging.INFO
+    finally:
+        logging.disable(logging.NOTSET)
     q = onnx.load(out)
     zps = [t for t in q.graph.initializer if t.name.endswith("zero_point") and t.name.startswith(("x", "h", "r"))]
     assert zps and all(t.data_type == onnx.TensorProto.INT8 for t in zps)
