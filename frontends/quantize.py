@@ -442,8 +442,8 @@ def quantize(model, output: str, calibration: str | None = None, samples: int | 
             raise ModelError(f"--auto times each layer with tilewise's int8 kernels, which this build lacks: {missing}")
     src = load_model(model)
     m = prepare(src)
-    n_bn = sum(n.op_type == "BatchNormalization" for n in src.graph.node) - \
-        sum(n.op_type == "BatchNormalization" for n in m.graph.node)
+    n_bn = (sum(n.op_type == "BatchNormalization" for n in src.graph.node)
+            - sum(n.op_type == "BatchNormalization" for n in m.graph.node))
     if calibration is not None:
         inputs, npz_shapes = load_samples(calibration, m)
         shapes = {**npz_shapes, **(shapes or {})}
