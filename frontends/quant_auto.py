@@ -223,8 +223,8 @@ def choose_layers(m: onnx.ModelProto, cal: Calibration, inputs: list[dict[str, n
                                            "faster in int8" if faster else "int8 not faster"))
     while True:
         chosen = result.int8_nodes
-        if not chosen:
-            result.top1_drop = 0.0
+        if not chosen:                              # all fp32: nothing lost, no QDQ model to keep
+            result.top1_drop, result.model, result.report = 0.0, None, None
             break
         with tempfile.TemporaryDirectory(prefix="tilewise-quant.") as tmp:
             path = os.path.join(tmp, "auto.onnx")

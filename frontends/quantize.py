@@ -37,6 +37,7 @@ from .onnx_model import ModelError, load_model
 log = logging.getLogger(__name__)
 
 METHODS = ("minmax", "percentile", "entropy")
+QDQ_OPSET = 13                  # DequantizeLinear's axis (per-channel weights) needs opset 13
 ACTIVATION_TYPES = ("u8", "s8")
 # ops that only a quantised model holds
 QUANTISED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
@@ -69,8 +70,25 @@ def prepare(model) -> onnx.ModelProto:
                          "give tilewise quantize the fp32 model")
     if not any(n.op_type in ("Conv", "Gemm", "MatMul") for n in m.graph.node):
         raise ModelError("the model has no Conv, Gemm or MatMul node: nothing to quantise")
+    m = _opset_at_least(m, QDQ_OPSET)
     name_nodes(m)
     return fold_batchnorm(m)
+
+
+def _opset_at_least(m: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """m converted to `opset` where its default-domain opset is older (per-channel QDQ needs 13: the
+    axis of DequantizeLinear), so the model calibrated is the model the QDQ writer quantises."""
+    have = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), opset)
+    if have >= opset:
+        return m
+    try:
+        out = onnx.version_converter.convert_version(m, opset)
+    except Exception as e:      # noqa: BLE001  (the converter raises many kinds; the message is what helps)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ModelError(f"the model's opset {have} could not be converted to opset {opset}, which QDQ models "
+                         f"need ({first}); convert it with onnx.version_converter first") from None
+    log.info("converted the model from opset %d to %d", have, opset)
+    return out
 
 
 def _copy(m: onnx.ModelProto) -> onnx.ModelProto:
@@ -347,13 +365,14 @@ def write_qdq(m: onnx.ModelProto, ranges, path: str, per_channel: bool = False, 
         cache = os.path.join(tmp, "ranges.json")
         cal.save_tensors_data(ranges, cache)
         # its advice to pre-process goes to the root logger: we did (BatchNorm folded, shapes inferred)
-        logging.disable(logging.WARNING)
+        previous = logging.root.manager.disable
+        logging.disable(max(previous, logging.WARNING))
         try:
             q.quantize_static(m, path, None, quant_format=q.QuantFormat.QDQ, per_channel=per_channel,
                               activation_type=act, weight_type=q.QuantType.QInt8, nodes_to_quantize=nodes,
                               calibrate_method=ranges.calibration_method, calibration_cache_path=cache)
         finally:
-            logging.disable(logging.NOTSET)
+            logging.disable(previous)
         m_out = onnx.load(path)
         if match_zero_point_shapes(m_out):
             onnx.save(m_out, path)
@@ -423,8 +442,8 @@ def quantize(model, output: str, calibration: str | None = None, samples: int | 
             raise ModelError(f"--auto times each layer with tilewise's int8 kernels, which this build lacks: {missing}")
     src = load_model(model)
     m = prepare(src)
-    n_bn = sum(n.op_type == "BatchNormalization" for n in src.graph.node) - \
-        sum(n.op_type == "BatchNormalization" for n in m.graph.node)
+    n_bn = (sum(n.op_type == "BatchNormalization" for n in src.graph.node)
+            - sum(n.op_type == "BatchNormalization" for n in m.graph.node))
     if calibration is not None:
         inputs, npz_shapes = load_samples(calibration, m)
         shapes = {**npz_shapes, **(shapes or {})}

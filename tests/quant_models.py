@@ -11,13 +11,13 @@ def _f32(name: str, a) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(a, np.float32), name)
 
 
-def _model(nodes, inputs, outputs, inits, name="m") -> onnx.ModelProto:
+def _model(nodes, inputs, outputs, inits, name="m", opset=13) -> onnx.ModelProto:
     g = helper.make_graph(nodes, name, [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
                           [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs], inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def conv_bn_gemm(seed: int = 0, classes: int = 10) -> onnx.ModelProto:
+def conv_bn_gemm(seed: int = 0, classes: int = 10, opset: int = 13) -> onnx.ModelProto:
     """x[1,3,12,12] -> Conv 3x3 -> BatchNorm -> Relu -> Conv 1x1 -> Relu -> GlobalAveragePool ->
     Flatten -> Gemm -> y[1,classes]; the first two nodes unnamed."""
     rng = np.random.default_rng(seed)
@@ -34,7 +34,7 @@ def conv_bn_gemm(seed: int = 0, classes: int = 10) -> onnx.ModelProto:
              helper.make_node("GlobalAveragePool", ["r2"], ["p"], name="pool"),
              helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
              helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1)]
-    return _model(nodes, [("x", [1, 3, 12, 12])], [("y", [1, classes])], inits, "conv_bn_gemm")
+    return _model(nodes, [("x", [1, 3, 12, 12])], [("y", [1, classes])], inits, "conv_bn_gemm", opset)
 
 
 def matmul_mlp(seed: int = 0) -> onnx.ModelProto:

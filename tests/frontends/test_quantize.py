@@ -130,9 +130,24 @@ def test_ranges_match_onnxruntime_own_calibration(tmp_path, method):
         np.testing.assert_allclose(scales[0][k], scales[1][k], rtol=1e-5, err_msg=k)
 
 
+def test_an_old_opset_is_converted_for_per_channel_weights(tmp_path):
+    """onnxruntime's writer keeps opset 11 and writes DequantizeLinear's axis, which needs 13."""
+    out = str(tmp_path / "q.onnx")
+    res = quantize(conv_bn_gemm(opset=9), out, samples=2, per_channel=True)
+    q = onnx.load(out)
+    assert [o.version for o in q.opset_import if o.domain in ("", "ai.onnx")] == [13]
+    assert res.folded_batchnorms == 1 and ort_run(out, {"x": _x(0)})[0].shape == (1, 10)
+
+
 def test_matmul_model_with_s8_activations(tmp_path):
+    import logging
     out = str(tmp_path / "mlp.onnx")
-    res = quantize(matmul_mlp(), out, samples=4, activation_type="s8")
+    logging.disable(logging.INFO)           # the caller's setting survives the writer's silencing
+    try:
+        res = quantize(matmul_mlp(), out, samples=4, activation_type="s8")
+        assert logging.root.manager.disable == logging.INFO
+    finally:
+        logging.disable(logging.NOTSET)
     q = onnx.load(out)
     zps = [t for t in q.graph.initializer if t.name.endswith("zero_point") and t.name.startswith(("x", "h", "r"))]
     assert zps and all(t.data_type == onnx.TensorProto.INT8 for t in zps)

@@ -81,6 +81,14 @@ def test_auto_gives_layers_back_for_the_accuracy_budget():
     assert strict.top1_drop == 0.0 and strict.evaluations >= 2
     back = [d for d in strict.layers if not d.int8]
     assert back[0].node == "fc" and all(d.reason == "fp32 for the accuracy budget" for d in back)
+    # the model it answers with is the one its decisions describe (none when every layer went back)
+    kept = quantised_nodes(strict.model) if strict.model is not None else []
+    assert kept == strict.int8_nodes and (strict.model is None) == (strict.report is None)
+    assert quantised_nodes(loose.model) == ["conv", "fc"] and loose.report.top1 < 0.9
+    # the conv saves the least now: it goes back first, then the Gemm, which alone flips the classes
+    none = choose_layers(m, cal, inputs, False, "u8", budget=0.0,
+                         timer=lambda layer: (1.0, 0.9) if layer.op == "Conv" else (1.0, 0.5))
+    assert none.int8_nodes == [] and none.model is None and none.evaluations == 2 and none.top1_drop == 0.0
 
 
 def test_layers_of_one_shape_are_timed_once():
