@@ -111,7 +111,7 @@ class VectorMatmul(_Int8Matmul):
 
 
 class AmxMatmul(_Int8Matmul):
-    """Up to 2 x 2 AMX tiles of C over the whole K (M a multiple of 16, K of 64)."""
+    """Up to 2 x 2 AMX tiles of C over the whole K (M of 16 or more, K a multiple of 64)."""
     family = "amx"
 
     def __init__(self, transpose_b: bool):
@@ -124,7 +124,7 @@ class AmxMatmul(_Int8Matmul):
 
     def applies(self, wl, target):
         return (super().applies(wl, target) and tensorize.supports("amx", target)
-                and wl.M % 16 == 0 and wl.K % AMX_K == 0)
+                and wl.M >= AMX_LANES and wl.K % AMX_K == 0)
 
     def space(self, cfg, wl, target):
         define_amx_knobs(cfg, wl.M, wl.N)

@@ -132,7 +132,8 @@ def define_vector_knobs(cfg, M: int, N: int, K: int, lanes: int, target: Target)
 
 def define_amx_knobs(cfg, M: int, N: int) -> None:
     """tile_m and tile_n (16 or 32: one or two tiles each way) and order of the AMX schedule."""
-    cfg.define_knob("tile_m", [b for b in (16, 32) if M % b == 0], default=32 if M % 32 == 0 else 16)
+    Mp = _pad(M, AMX_LANES)             # A's tiles are padded with zero rows
+    cfg.define_knob("tile_m", [b for b in (16, 32) if Mp % b == 0], default=32 if Mp % 32 == 0 else 16)
     bns = [b for b in (16, 32) if _pad(N, 16) % b == 0]
     cfg.define_knob("tile_n", bns, default=max(bns))
     # rows outside: a block of A tiles stays in L1 while the packed B panels stream past it in
