@@ -87,10 +87,11 @@ def test_grouped_int8_convs_are_left_to_the_reference():
     assert not [i for _, i in registry.candidates(wl, HOST) if i.name.startswith("conv2d.int8_")]
 
 
-def test_a_relu_requantising_epilogue_fuses_into_the_conv(rng):
-    wl = _conv(*CASES[2], groups=1, dtype="uint8")
-    impl = registry.select(wl, HOST)
-    if not impl.name.startswith("conv2d.int8_"):
+@pytest.mark.parametrize("case", [CASES[2], ((1, 128, 6, 10), (32, 128, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1))])
+def test_a_relu_requantising_epilogue_fuses_into_the_conv(rng, case):
+    wl = _conv(*case, groups=1, dtype="uint8")
+    impl = next((i for _, i in registry.candidates(wl, HOST) if i.name.startswith("conv2d.int8_")), None)
+    if impl is None:
         pytest.skip("no int8 conv here")
     cfg = impl.config(wl, HOST)
     x, wp = impl.placeholders(wl, cfg, HOST, True)
