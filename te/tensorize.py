@@ -67,14 +67,6 @@ class DotNest:
     vector_a: bool = False          # set by the vector intrinsics: A (uint8) is the vector operand
     roles: dict = field(default_factory=dict)   # set by an intrinsic's match: role -> Loop
 
-    def role(self, strides: tuple, extent: int | None = None) -> Loop | None:
-        """The loop with these strides (None in a stride: any) and extent, if the nest has one."""
-        for lp in self.loops:
-            if all(s is None or s == v for s, v in zip(strides, lp.strides)) and \
-                    (extent is None or lp.extent == extent):
-                return lp
-        return None
-
 
 class TensorIntrin:
     """An intrinsic: its name, the CPU features it needs, `match` (a nest -> DotNest or Mismatch)

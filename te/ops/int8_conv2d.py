@@ -5,8 +5,9 @@ Vectors run along the output pixels: the kernel packs its input so that G consec
 channels of a pixel sit side by side (`vpdpbusd` G = 4, `vpmaddwd` G = 2) and a vector of L
 pixels is one load, while the weight's G channels for one output channel are broadcast:
 
-* 1x1 GEMM (1x1, stride 1, unpadded): xp[n, C/G, P, G] over the flattened map P = H*W padded to
-  whole vectors; weight (K, C) as it is (C padded to G);
+* 1x1 GEMM (1x1, unpadded, any stride): xp[n, C/G, P, G] over the flattened output map
+  P = OH*OW (the input pixels a stride picks) padded to whole vectors; weight (K, C) as it is
+  (C padded to G);
 * direct (any kernel, stride, dilation, padding, one group): xp[n, C/G, Hp, sw, Wq, G], the
   zero-padded input split by column phase, so that for a tap s the pixels ow of a vector read
   xp[..., (s*dw) % sw, ow + (s*dw) // sw, :], consecutive whatever the stride; weight packed
@@ -39,8 +40,9 @@ def _pad(n: int, m: int) -> int:
 
 
 def is_gemm(g: ConvGeometry) -> bool:
-    """1x1, stride 1, unpadded, one group: the conv is the GEMM W (K, C) @ X (C, H*W) per image."""
-    return (g.R, g.S, g.sh, g.sw, g.groups) == (1, 1, 1, 1, 1) and (g.pt, g.pl, g.pb, g.pr) == (0, 0, 0, 0)
+    """1x1, unpadded, one group: the conv is the GEMM W (K, C) @ X (C, OH*OW) per image (a stride
+    only picks which pixels the packed input holds)."""
+    return (g.R, g.S, g.groups) == (1, 1, 1) and (g.pt, g.pl, g.pb, g.pr) == (0, 0, 0, 0)
 
 
 def packed_weight_shape(g: ConvGeometry, group: int) -> tuple:
@@ -85,13 +87,13 @@ def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str) -
     Cq = _pad(g.C, group) // group
     zero = te.const(0, "uint8")
     if is_gemm(g):
-        P = g.H * g.W
+        P = g.OH * g.OW
         Pp = _pad(P, owp)
 
         def f(n, cq, p, gi):
             c = cq * group + gi
             pc = te.min_of(p, P - 1)
-            v = x[n, te.min_of(c, g.C - 1), pc // g.W, pc % g.W]
+            v = x[n, te.min_of(c, g.C - 1), pc // g.OW * g.sh, pc % g.OW * g.sw]
             conds = ([c < g.C] if g.C % group else []) + ([p < P] if Pp != P else [])
             return te.if_then_else(te.all(*conds), v, zero) if conds else v
         return te.compute((g.N, Cq, Pp, group), f, name=f"{name}.xpacked", tag="pack")
@@ -206,7 +208,7 @@ def schedule_conv1x1_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor |
 def define_knobs(cfg, g: ConvGeometry, lanes: int, target: Target) -> None:
     """tile_k (output channels), tile_oh (rows, direct only), tile_ow (pixels: whole vectors)."""
     acc = target.acc_vectors
-    pixels = g.H * g.W if is_gemm(g) else g.OW
+    pixels = g.OH * g.OW if is_gemm(g) else g.OW
     vecs = -(-pixels // lanes)
     ows = [lanes * v for v in range(1, min(4, vecs) + 1)]
     bw = ows[-1]
@@ -222,7 +224,7 @@ def define_knobs(cfg, g: ConvGeometry, lanes: int, target: Target) -> None:
 
 def padded_columns(g: ConvGeometry, cfg) -> int:
     """The output columns (pixels for the 1x1 GEMM) the kernel computes: whole tiles."""
-    return _pad(g.H * g.W if is_gemm(g) else g.OW, cfg["tile_ow"].val)
+    return _pad(g.OH * g.OW if is_gemm(g) else g.OW, cfg["tile_ow"].val)
 
 
 def schedule_conv2d_int8(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target,
