@@ -19,8 +19,9 @@ conv: weights as the rows, the packed input as the columns, C in NCHW order).
 The code: C tiles zeroed or loaded, a loop over ko loading the A and B tiles and multiplying
 every A tile by every B tile, C tiles stored.  The tile state belongs to the thread: the
 function (or the body of a parallel loop, which every thread runs) that holds the region
-configures it at its entry (ldtilecfg) and releases it at its exit (tilerelease).  Linux lets a process use the tiles only after it asks (runtime.request_amx, which every
-loader of a module built for amx-tile calls).
+configures it at its entry (ldtilecfg) and releases it at its exit (tilerelease).  Linux lets
+a process use the tiles only after it asks (runtime.request_amx, which every loader of a module
+built for amx-tile calls).
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""int8 convolutions (INT8_CONTRACT): x uint8 NCHW, w int8 OIHW, y int32 = the sum of products
-(padding reads 0), by the vector dot-product instructions (te/tensorize.py), with an epilogue.
+"""int8 convolutions, the anchor of a quantised conv: x uint8 NCHW, w int8 OIHW, y int32 = the
+sum of products (padding reads 0), by the CPU's dot-product instructions (te/tensorize.py),
+with an epilogue (zero points, scales and requantisation).
 
 Vectors run along the output pixels: the kernel packs its input so that G consecutive input
 channels of a pixel sit side by side (`vpdpbusd` G = 4, `vpmaddwd` G = 2) and a vector of L

@@ -1,4 +1,5 @@
-"""The fast int8 implementations (INT8_CONTRACT), registered in te.ops.registry beside the fp32 ones:
+"""The fast int8 implementations (u8 x s8 -> s32 anchors; the rest is their epilogue), registered
+in te.ops.registry beside the fp32 ones:
 
     matmul.int8_amx       template matmul_int8_amx      int8_matmul.py  B packed (N/16, K/4, 16, 4)
     matmul.int8_vnni      template matmul_int8_vnni     int8_matmul.py  B packed (N/L, K/4, L, 4)
