@@ -123,3 +123,13 @@ def test_amx_1x1_conv_matches_int64(rng, case):
 def test_amx_1x1_conv_leaves_64_channels_to_vnni():
     wl = _conv((1, 64, 8, 8), (32, 64, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), groups=1, dtype="uint8")
     assert registry.IMPLEMENTATIONS["conv2d.int8_gemm1x1_amx"].match(wl, Target("sapphirerapids")) is None
+
+
+@pytest.mark.parametrize("case", [((1, 64, 5, 40), (24, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+                                  ((2, 128, 8, 7), (32, 128, 3, 2), (2, 1), (2, 0, 1, 1), (1, 2))])
+def test_amx_direct_conv_matches_int64(rng, case):
+    wl = _conv(*case, groups=1, dtype="uint8")
+    if not {"amx-tile", "amx-int8"} <= HOST.feature_set:
+        pytest.skip("no AMX here")
+    assert registry.select(wl, HOST).name == "conv2d.int8_direct_amx"
+    check(rng, wl, HOST, "conv2d.int8_direct_amx")
