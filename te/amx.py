@@ -9,7 +9,7 @@ this intrinsic takes, with its (C, A, B) strides, is
     ib     1 or 2        (any, any, 0)       optional, with rows 16: two A and two C tiles
     jb     1 or 2        (16, 0, any)        optional: two B tiles and two C tiles
     j16    16            (1, 0, 4)
-    ko     any           (0, any, any)       optional: the reduction's tile steps
+    steps  any           (0, any, any)       optional, any number: the reduction's tile steps
     kq     16            (0, 4, ldb)         a B tile's rows
     k4     4             (0, 1, 1)
 
@@ -19,8 +19,9 @@ conv: weights as the rows, the packed input as the columns, C in NCHW order).
 The code: C tiles zeroed or loaded, a loop over ko loading the A and B tiles and multiplying
 every A tile by every B tile, C tiles stored.  The tile state belongs to the thread: the
 function (or the body of a parallel loop, which every thread runs) that holds the region
-configures it at its entry (ldtilecfg) and releases it at its exit (tilerelease).  Linux lets a process use the tiles only after it asks (runtime.request_amx, which every
-loader of a module built for amx-tile calls).
+configures it at its entry (ldtilecfg) and releases it at its exit (tilerelease).  Linux lets
+a process use the tiles only after it asks (runtime.request_amx, which every loader of a module
+built for amx-tile calls).
 """
 from __future__ import annotations
 
@@ -66,9 +67,8 @@ class AmxDot(TensorIntrin):
         roles = expect(nest, {
             "columns": ((1, 0, 4), 16, True), "column blocks": ((16, 0, None), (1, 2), False),
             "groups of 4 k": ((0, 1, 1), 4, True), "tile rows of k": ((0, 4, None), 16, True),
-            "tile steps of k": ((0, None, None), None, False), "rows": ((None, None, 0), (16, 32), True),
-            "row blocks": ((None, None, 0), (1, 2), False)},
-            self.name)
+            "rows": ((None, None, 0), (16, 32), True), "row blocks": ((None, None, 0), (1, 2), False)},
+            self.name, rest=lambda lp: lp.c == 0)     # the rest: tile steps of the reduction
         rows, blocks = roles["rows"], roles["row blocks"]
         if rows.c == 0 or rows.a == 0:
             raise Mismatch(f"amx: loop {rows.var.name} must move both C and A by a row")
@@ -80,7 +80,7 @@ class AmxDot(TensorIntrin):
     def emit(self, cg, nest: DotNest) -> None:
         b = cg.builder
         r = nest.roles
-        rows, jb, kq, ko = r["rows"], r["column blocks"], r["tile rows of k"], r["tile steps of k"]
+        rows, jb, kq, steps = r["rows"], r["column blocks"], r["tile rows of k"], r["rest"]
         ib = r["row blocks"]
         n_a, n_b = (ib.extent if ib else rows.extent // TILE_ROWS), jb.extent if jb else 1
         # where the second row block of C and A starts
@@ -108,28 +108,23 @@ class AmxDot(TensorIntrin):
                 else:
                     b.call(load, [ir.Constant(i8, t), ptr, c_stride])
 
-        def step(k: ir.Value | None) -> None:
+        def step(a_off: ir.Value | None, b_off: ir.Value | None) -> None:
             for ai in range(n_a):
-                extra = None if k is None else cg.builder.mul(k, ir.Constant(I64, ko.a))
-                ptr = address(cg, nest.a, nest.a_base, ai * a_block, extra)
+                ptr = address(cg, nest.a, nest.a_base, ai * a_block, a_off)
                 cg.builder.call(load, [ir.Constant(i8, A_TILES[ai]), ptr, ir.Constant(I64, rows.a)])
             for bi in range(n_b):
-                extra = None if k is None else cg.builder.mul(k, ir.Constant(I64, ko.b))
-                ptr = address(cg, nest.b, nest.b_base, bi * (jb.b if jb else 0), extra)
+                ptr = address(cg, nest.b, nest.b_base, bi * (jb.b if jb else 0), b_off)
                 cg.builder.call(load, [ir.Constant(i8, B_TILES[bi]), ptr, ir.Constant(I64, kq.b)])
             for ai in range(n_a):
                 for bi in range(n_b):
                     cg.builder.call(dot, [ir.Constant(i8, C_TILES[ai * n_b + bi]), ir.Constant(i8, A_TILES[ai]),
                                           ir.Constant(i8, B_TILES[bi])])
-        if ko is None or ko.extent == 1:
-            step(None)
-        else:
-            _counted_loop(cg, ko.extent, step)
+        with cg._vn_scope():         # values made inside the loops are not reused after them
+            _steps(cg, [lp for lp in steps if lp.extent > 1], None, None, step)
         for ai in range(n_a):
             for bi in range(n_b):
                 t, ptr = c_tile(ai, bi)
                 cg.builder.call(store, [ir.Constant(i8, t), ptr, c_stride])
-
 
 
 def _config(cg) -> ir.Value:
@@ -143,6 +138,21 @@ def _config(cg) -> ir.Value:
         g.linkage = "internal"
         g.align = 64
     return g
+
+
+def _steps(cg, loops: list, a_off, b_off, step) -> None:
+    """step(A offset, B offset) for every point of the tile-step loops (nested LLVM loops)."""
+    if not loops:
+        step(a_off, b_off)
+        return
+    lp, rest = loops[0], loops[1:]
+
+    def body(k: ir.Value) -> None:
+        b = cg.builder
+        a = b.mul(k, ir.Constant(I64, lp.a))
+        w = b.mul(k, ir.Constant(I64, lp.b))
+        _steps(cg, rest, a if a_off is None else b.add(a_off, a), w if b_off is None else b.add(b_off, w), step)
+    _counted_loop(cg, lp.extent, body)
 
 
 def _counted_loop(cg, n: int, body) -> None:

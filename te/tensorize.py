@@ -67,14 +67,6 @@ class DotNest:
     vector_a: bool = False          # set by the vector intrinsics: A (uint8) is the vector operand
     roles: dict = field(default_factory=dict)   # set by an intrinsic's match: role -> Loop
 
-    def role(self, strides: tuple, extent: int | None = None) -> Loop | None:
-        """The loop with these strides (None in a stride: any) and extent, if the nest has one."""
-        for lp in self.loops:
-            if all(s is None or s == v for s, v in zip(strides, lp.strides)) and \
-                    (extent is None or lp.extent == extent):
-                return lp
-        return None
-
 
 class TensorIntrin:
     """An intrinsic: its name, the CPU features it needs, `match` (a nest -> DotNest or Mismatch)
@@ -198,9 +190,10 @@ def _same_index(x: Expr, y: Expr) -> bool:
     return not d.terms and d.const == 0
 
 
-def expect(nest: DotNest, roles: dict[str, tuple], name: str) -> dict[str, Loop | None]:
+def expect(nest: DotNest, roles: dict[str, tuple], name: str, rest=None) -> dict:
     """Find each role's loop by its (C, A, B) strides and extent ((strides, extent, required));
-    every loop of the nest must have a role."""
+    every loop of the nest must have a role, or be one for which rest(loop) holds: those are
+    found["rest"], outermost first."""
     found, used = {}, set()
     for role, (strides, extent, required) in roles.items():
         lp = next((lp for lp in nest.loops if id(lp) not in used
@@ -216,6 +209,9 @@ def expect(nest: DotNest, roles: dict[str, tuple], name: str) -> dict[str, Loop 
             used.add(id(lp))
         found[role] = lp
     extra = [lp for lp in nest.loops if id(lp) not in used]
+    if rest is not None:
+        found["rest"] = [lp for lp in extra if rest(lp)]
+        extra = [lp for lp in extra if not rest(lp)]
     if extra:
         raise Mismatch(f"loop {extra[0].var.name} ({extra[0].extent} iterations, strides C {extra[0].c}, "
                        f"A {extra[0].a}, B {extra[0].b}) is not part of what {name} computes")

@@ -1,12 +1,14 @@
-"""int8 convolutions (INT8_CONTRACT): x uint8 NCHW, w int8 OIHW, y int32 = the sum of products
-(padding reads 0), by the vector dot-product instructions (te/tensorize.py), with an epilogue.
+"""int8 convolutions, the anchor of a quantised conv: x uint8 NCHW, w int8 OIHW, y int32 = the
+sum of products (padding reads 0), by the CPU's dot-product instructions (te/tensorize.py),
+with an epilogue (zero points, scales and requantisation).
 
 Vectors run along the output pixels: the kernel packs its input so that G consecutive input
 channels of a pixel sit side by side (`vpdpbusd` G = 4, `vpmaddwd` G = 2) and a vector of L
 pixels is one load, while the weight's G channels for one output channel are broadcast:
 
-* 1x1 GEMM (1x1, stride 1, unpadded): xp[n, C/G, P, G] over the flattened map P = H*W padded to
-  whole vectors; weight (K, C) as it is (C padded to G);
+* 1x1 GEMM (1x1, unpadded, any stride): xp[n, C/G, P, G] over the flattened output map
+  P = OH*OW (the input pixels a stride picks) padded to whole vectors; weight (K, C) as it is
+  (C padded to G);
 * direct (any kernel, stride, dilation, padding, one group): xp[n, C/G, Hp, sw, Wq, G], the
   zero-padded input split by column phase, so that for a tap s the pixels ow of a vector read
   xp[..., (s*dw) % sw, ow + (s*dw) // sw, :], consecutive whatever the stride; weight packed
@@ -17,7 +19,9 @@ registers; the epilogue runs on it before the one NCHW store.
 
 On AMX the 1x1 GEMM (`conv1x1_amx`) takes the weight as 16 x 64 row tiles (int8) and the same
 packed input (C/4 x P x 4, uint8) as the columns: `tdpbsud` accumulates a block of output
-channels x pixels, which is NCHW order already.  Maps narrower than a vector
+channels x pixels, which is NCHW order already.  Other convs of column stride 1 (`conv2d_amx`)
+do the same tap by tap: the tap's weight tiles by the packed input at the tap's offset, over
+the input channels and the taps without leaving the tiles.  Maps narrower than a vector
 (7x7) waste the padded lanes: channel vectors would suit them better (later work).
 """
 from __future__ import annotations
@@ -39,8 +43,9 @@ def _pad(n: int, m: int) -> int:
 
 
 def is_gemm(g: ConvGeometry) -> bool:
-    """1x1, stride 1, unpadded, one group: the conv is the GEMM W (K, C) @ X (C, H*W) per image."""
-    return (g.R, g.S, g.sh, g.sw, g.groups) == (1, 1, 1, 1, 1) and (g.pt, g.pl, g.pb, g.pr) == (0, 0, 0, 0)
+    """1x1, unpadded, one group: the conv is the GEMM W (K, C) @ X (C, OH*OW) per image (a stride
+    only picks which pixels the packed input holds)."""
+    return (g.R, g.S, g.groups) == (1, 1, 1) and (g.pt, g.pl, g.pb, g.pr) == (0, 0, 0, 0)
 
 
 def packed_weight_shape(g: ConvGeometry, group: int) -> tuple:
@@ -85,13 +90,13 @@ def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str) -
     Cq = _pad(g.C, group) // group
     zero = te.const(0, "uint8")
     if is_gemm(g):
-        P = g.H * g.W
+        P = g.OH * g.OW
         Pp = _pad(P, owp)
 
         def f(n, cq, p, gi):
             c = cq * group + gi
             pc = te.min_of(p, P - 1)
-            v = x[n, te.min_of(c, g.C - 1), pc // g.W, pc % g.W]
+            v = x[n, te.min_of(c, g.C - 1), pc // g.OW * g.sh, pc % g.OW * g.sw]
             conds = ([c < g.C] if g.C % group else []) + ([p < P] if Pp != P else [])
             return te.if_then_else(te.all(*conds), v, zero) if conds else v
         return te.compute((g.N, Cq, Pp, group), f, name=f"{name}.xpacked", tag="pack")
@@ -201,12 +206,84 @@ def schedule_conv1x1_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor |
             _schedule_pack(s, t, out.op.attrs["flops"])
 
 
+# ---------------------------------------------------------------- the direct conv on AMX
+
+def amx_direct_weight_shape(g: ConvGeometry) -> tuple:
+    """The weight as AMX row tiles per tap: (K/16, C/64, R, S, 16, 64), K padded with zero rows."""
+    return (_pad(g.K, AMX_T) // AMX_T, g.C // AMX_K, g.R, g.S, AMX_T, AMX_K)
+
+
+def pack_weight_amx_direct_numpy(w: np.ndarray, g: ConvGeometry) -> np.ndarray:
+    """OIHW int8 (C by 64) -> 16 x 64 tiles of each tap's W (K, C), each 1 KiB in a row."""
+    Kp = _pad(g.K, AMX_T)
+    wp = np.zeros((Kp, g.C, g.R, g.S), np.int8)
+    wp[:g.K] = w
+    return np.ascontiguousarray(wp.reshape(Kp // AMX_T, AMX_T, g.C // AMX_K, AMX_K, g.R, g.S)
+                                .transpose(0, 2, 4, 5, 1, 3))
+
+
+def conv2d_amx(x: te.Tensor, wt: te.Tensor, g: ConvGeometry, bw: int, epilogue: Epilogue | None = None,
+               name: str = "conv2d_int8", attrs: dict | None = None) -> te.Tensor:
+    """A conv with unit column stride on AMX: for every tap (r, s) and block of 64 input channels,
+    the tap's weight tiles (int8 rows) times the packed input at the tap's offset (uint8 columns,
+    16 pixels of a row), accumulated in tiles of output channels x pixels (tdpbsud)."""
+    owp = _pad(g.OW, bw)
+    xp = pack_input(x, g, 4, owp, name)
+    Kt = wt.shape[0] * AMX_T
+    c = te.reduce_axis((0, g.C), name="c")
+    r = te.reduce_axis((0, g.R), name="r")
+    s = te.reduce_axis((0, g.S), name="s")
+    acc = te.compute((g.N, Kt, g.OH, owp), lambda n, k, oh, ow: te.sum(
+        wt[k // AMX_T, c // AMX_K, r, s, k % AMX_T, c % AMX_K].astype("int32")
+        * xp[n, c // 4, oh * g.sh + r * g.dh, 0, ow + s * g.dw, c % 4].astype("int32"), axis=[c, r, s]),
+        name=f"{name}.acc", tag="acc")
+    return te.compute((g.N, g.K, g.OH, g.OW), lambda n, k, oh, ow: apply_epilogue(
+        epilogue, acc[n, k, oh, ow], (n, k, oh, ow)), name=name, tag=TAG,
+        attrs={"gemm": False, "group": 4, "flops": g.flops, "geometry": g, "amx": True, **(attrs or {})})
+
+
+def define_amx_direct_knobs(cfg, g: ConvGeometry) -> None:
+    """tile_k (output channels) and tile_ow (pixels of a row): one or two tiles each."""
+    cfg.define_knob("tile_k", [16, 32], default=32 if g.K % 32 == 0 else 16)
+    cfg.define_knob("tile_ow", [16, 32], default=32 if g.OW > 16 else 16)
+
+
+def schedule_conv2d_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
+    """Blocks of tile_k channels x tile_ow pixels of one row in parallel, each accumulated in AMX
+    tiles over the input channels and the taps; a block of weight tiles serves a whole map."""
+    final = final or out
+    acc = input_stage(out, "acc")
+    bk, bw = cfg["tile_k"].val, cfg["tile_ow"].val
+    if final is not out:
+        s[out].compute_inline()
+    n, k, oh, ow = s[final].op.axis
+    ko, ki = s[final].split(k, factor=bk)
+    owo, owi = s[final].split(ow, factor=bw)
+    s[final].reorder(n, ko, oh, owo, ki, owi)
+    tile = s[final].fuse(n, ko, oh, owo)
+    _, lane = s[final].split(owi, factor=AMX_T)
+    s[final].vectorize(lane)
+    parallel_if_worth(s[final], tile, out.op.attrs["flops"] / 2)
+    s[acc].compute_at(s[final], tile)
+    an, ak, aoh, aow = s[acc].op.axis
+    c, r, sx = s[acc].op.reduce_axis
+    kb, k16 = s[acc].split(ak, factor=AMX_T)
+    wb, w16 = s[acc].split(aow, factor=AMX_T)
+    cb, c64 = s[acc].split(c, factor=AMX_K)
+    cq, c4 = s[acc].split(c64, factor=4)
+    s[acc].reorder(an, aoh, kb, k16, wb, w16, cb, r, sx, cq, c4)
+    s[acc].tensorize(kb, "amx")
+    for t in acc.op.input_tensors:
+        if getattr(t.op, "tag", None) == "pack":
+            _schedule_pack(s, t, out.op.attrs["flops"])
+
+
 # ---------------------------------------------------------------- knobs and schedule
 
 def define_knobs(cfg, g: ConvGeometry, lanes: int, target: Target) -> None:
     """tile_k (output channels), tile_oh (rows, direct only), tile_ow (pixels: whole vectors)."""
     acc = target.acc_vectors
-    pixels = g.H * g.W if is_gemm(g) else g.OW
+    pixels = g.OH * g.OW if is_gemm(g) else g.OW
     vecs = -(-pixels // lanes)
     ows = [lanes * v for v in range(1, min(4, vecs) + 1)]
     bw = ows[-1]
@@ -222,7 +299,7 @@ def define_knobs(cfg, g: ConvGeometry, lanes: int, target: Target) -> None:
 
 def padded_columns(g: ConvGeometry, cfg) -> int:
     """The output columns (pixels for the 1x1 GEMM) the kernel computes: whole tiles."""
-    return _pad(g.H * g.W if is_gemm(g) else g.OW, cfg["tile_ow"].val)
+    return _pad(g.OH * g.OW if is_gemm(g) else g.OW, cfg["tile_ow"].val)
 
 
 def schedule_conv2d_int8(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target,
@@ -281,9 +358,13 @@ def schedule_conv2d_int8_default(s: te.Schedule, out: te.Tensor, final: te.Tenso
     from te import tensorize
     from .knobs import FallbackConfig
     if out.op.attrs.get("amx"):
-        cfg = FallbackConfig()
-        define_amx_knobs(cfg, out.op.attrs["geometry"])
-        schedule_conv1x1_amx(cfg, s, out, final, target)
+        cfg, g = FallbackConfig(), out.op.attrs["geometry"]
+        if out.op.attrs["gemm"]:
+            define_amx_knobs(cfg, g)
+            schedule_conv1x1_amx(cfg, s, out, final, target)
+        else:
+            define_amx_direct_knobs(cfg, g)
+            schedule_conv2d_amx(cfg, s, out, final, target)
         return
     intrin = out.op.attrs["intrin"]
     lanes = tensorize.get(intrin).lanes

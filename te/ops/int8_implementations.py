@@ -1,11 +1,13 @@
-"""The fast int8 implementations (INT8_CONTRACT), registered in te.ops.registry beside the fp32 ones:
+"""The fast int8 implementations (u8 x s8 -> s32 anchors; the rest is their epilogue), registered
+in te.ops.registry beside the fp32 ones:
 
     matmul.int8_amx       template matmul_int8_amx      int8_matmul.py  B packed (N/16, K/4, 16, 4)
     matmul.int8_vnni      template matmul_int8_vnni     int8_matmul.py  B packed (N/L, K/4, L, 4)
     matmul.int8_pmaddwd   template matmul_int8_pmaddwd  int8_matmul.py  B packed (N/L, K/2, L, 2)
     dense.int8_*          the same with W (N, K)
     conv2d.int8_gemm1x1_amx               1x1 GEMMs with C by 64        int8_conv2d.py  W tiles (K/16, C/64, 16, 64)
-    conv2d.int8_gemm1x1_vnni / _pmaddwd   1x1 stride-1 unpadded convs   int8_conv2d.py  W (K, C)
+    conv2d.int8_direct_amx                column stride 1, C by 64      int8_conv2d.py  W tiles (K/16, C/64, R, S, 16, 64)
+    conv2d.int8_gemm1x1_vnni / _pmaddwd   1x1 unpadded convs            int8_conv2d.py  W (K, C)
     conv2d.int8_direct_vnni / _pmaddwd    other convs of one group      int8_conv2d.py  W (K, C/G, R, S, G)
 
 Where several apply the priority decides (AMX 30, VNNI 20, vpmaddwd 12; i8f's reference
@@ -111,7 +113,7 @@ class VectorMatmul(_Int8Matmul):
 
 
 class AmxMatmul(_Int8Matmul):
-    """Up to 2 x 2 AMX tiles of C over the whole K (M a multiple of 16, K of 64)."""
+    """Up to 2 x 2 AMX tiles of C over the whole K (M of 16 or more, K a multiple of 64)."""
     family = "amx"
 
     def __init__(self, transpose_b: bool):
@@ -124,7 +126,7 @@ class AmxMatmul(_Int8Matmul):
 
     def applies(self, wl, target):
         return (super().applies(wl, target) and tensorize.supports("amx", target)
-                and wl.M % 16 == 0 and wl.K % AMX_K == 0)
+                and wl.M >= AMX_LANES and wl.K % AMX_K == 0)
 
     def space(self, cfg, wl, target):
         define_amx_knobs(cfg, wl.M, wl.N)
@@ -224,7 +226,42 @@ class AmxConv1x1(VectorConv):
         ic.schedule_conv1x1_amx(cfg, s, out, final, target)
 
 
+class AmxDirectConv(AmxConv1x1):
+    """Other convs of unit column stride on AMX: tap by tap, weight tiles by the packed input."""
+
+    def __init__(self):
+        self.family, self.gemm, self.packs_weight = "amx", False, True
+        self.name, self.template = "conv2d.int8_direct_amx", "conv2d_int8_direct_amx"
+
+    def match(self, wl, target):
+        g = wl.geometry if wl.layout == "NCHW" else None
+        if (wl.dtype != "uint8" or g is None or g.groups != 1 or ic.is_gemm(g) or g.sw != 1
+                or g.C % ic.AMX_K or not tensorize.supports("amx", target)):
+            return None
+        return PRIORITY["amx"]
+
+    def space(self, cfg, wl, target):
+        ic.define_amx_direct_knobs(cfg, wl.geometry)
+
+    def packed_shape(self, wl, cfg, target):
+        return ic.amx_direct_weight_shape(wl.geometry)
+
+    def pack_weight(self, w, wl, cfg, target):
+        return ic.pack_weight_amx_direct_numpy(w, wl.geometry)
+
+    def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
+        if not prepacked:
+            raise ValueError(f"{name or self.name}: the AMX conv takes its weight packed by pack_weight "
+                             "(a constant, packed at build time)")
+        x, w = inputs[:2]
+        return ic.conv2d_amx(x, w, wl.geometry, cfg["tile_ow"].val, name=name or self.name)
+
+    def schedule(self, s, out, final, cfg, target):
+        ic.schedule_conv2d_amx(cfg, s, out, final, target)
+
+
 register(AmxConv1x1())
+register(AmxDirectConv())
 for _gemm in (True, False):
     for _family in ("vnni", "pmaddwd"):
         register(VectorConv(_family, _gemm))

@@ -1,5 +1,5 @@
 """int8 matmul / dense: A uint8 (M, K) times B int8 (K, N) or W int8 (N, K) into int32, by the CPU's
-dot-product instructions (te/tensorize.py), with an epilogue (INT8_CONTRACT: the kernel computes
+dot-product instructions (te/tensorize.py), with an epilogue (an int8 anchor computes
 the int32 sum of products only; zero points, scales and requantisation are the epilogue).
 
 The weight is packed `(N/L, K/G, L, G)`: for each block of L columns, G consecutive k of a
@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 import te
-from te import tensorize
 from te.target import Target
 
 from .common import Epilogue, apply_epilogue, largest_divisor
@@ -132,7 +131,8 @@ def define_vector_knobs(cfg, M: int, N: int, K: int, lanes: int, target: Target)
 
 def define_amx_knobs(cfg, M: int, N: int) -> None:
     """tile_m and tile_n (16 or 32: one or two tiles each way) and order of the AMX schedule."""
-    cfg.define_knob("tile_m", [b for b in (16, 32) if M % b == 0], default=32 if M % 32 == 0 else 16)
+    Mp = _pad(M, AMX_LANES)             # A's tiles are padded with zero rows
+    cfg.define_knob("tile_m", [b for b in (16, 32) if Mp % b == 0], default=32 if Mp % 32 == 0 else 16)
     bns = [b for b in (16, 32) if _pad(N, 16) % b == 0]
     cfg.define_knob("tile_n", bns, default=max(bns))
     # rows outside: a block of A tiles stays in L1 while the packed B panels stream past it in
@@ -244,13 +244,5 @@ def schedule_matmul_int8(s: te.Schedule, out: te.Tensor, final: te.Tensor | None
         schedule_vector(FallbackConfig(), s, out, final, target, attrs["intrin"])
 
 
-def intrinsic_for(target: Target, lanes: int = 16) -> str:
-    """The vector dot intrinsic of target, or a ValueError naming what is missing."""
-    name = tensorize.dot_intrinsic(target, lanes)
-    if name is None:
-        raise ValueError(f"target {target} has no 8-bit dot product with {lanes} lanes (it needs AVX2 at least)")
-    return name
-
-
-__all__ = ["matmul_int8", "acc_int8", "amx_block", "pack_weight", "pack_weight_numpy", "packed_shape", "schedule_vector",
-           "schedule_amx", "schedule_matmul_int8", "intrinsic_for"]
+__all__ = ["matmul_int8", "acc_int8", "amx_block", "pack_weight", "pack_weight_numpy", "packed_shape",
+           "schedule_vector", "schedule_amx", "schedule_matmul_int8"]

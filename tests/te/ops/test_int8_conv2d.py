@@ -47,6 +47,7 @@ def check(rng, wl, target, name, prepacked=True, extremes=True):
 
 CASES = [  # x, w, strides, padding, dilation
     ((1, 8, 6, 20), (12, 8, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),      # 1x1 GEMM, 120 pixels
+    ((1, 8, 9, 14), (16, 8, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1)),      # 1x1 GEMM, strided
     ((2, 6, 5, 7), (8, 6, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),        # 1x1, 2 images, C by 2 only
     ((1, 8, 9, 18), (4, 8, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),       # 3x3 padded
     ((2, 5, 11, 13), (6, 5, 3, 3), (2, 2), (1, 0, 1, 2), (1, 1)),      # strided, uneven padding, C odd
@@ -55,11 +56,10 @@ CASES = [  # x, w, strides, padding, dilation
 ]
 
 
-@pytest.mark.parametrize("family", ["vnni", "pmaddwd"])
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("family,case", [("vnni", c) for c in CASES] + [("pmaddwd", CASES[2]), ("pmaddwd", CASES[5])])
 def test_int8_conv_matches_int64(rng, family, case):
     wl = _conv(*case, groups=1, dtype="uint8")
-    kind = "gemm1x1" if case[1][2:] == (1, 1) and case[2] == (1, 1) and not any(case[3]) else "direct"
+    kind = "gemm1x1" if case[1][2:] == (1, 1) and not any(case[3]) else "direct"
     name = f"conv2d.int8_{kind}_{family}"
     if registry.IMPLEMENTATIONS[name].match(wl, HOST) is None:
         pytest.skip(f"{name} does not run on this CPU")
@@ -69,7 +69,7 @@ def test_int8_conv_matches_int64(rng, family, case):
 @pytest.mark.parametrize("name", ["conv2d.int8_gemm1x1_vnni", "conv2d.int8_direct_vnni"])
 def test_weights_packed_inside_the_kernel(rng, name):
     impl = registry.IMPLEMENTATIONS[name]
-    case = CASES[0] if "gemm" in name else CASES[3]
+    case = CASES[0] if "gemm" in name else CASES[4]
     wl = _conv(*case, groups=1, dtype="uint8")
     if impl.match(wl, HOST) is None:
         pytest.skip(f"{name} does not run on this CPU")
@@ -77,7 +77,7 @@ def test_weights_packed_inside_the_kernel(rng, name):
 
 
 def test_avx2_target_runs_the_vpmaddwd_direct_conv(rng):
-    wl = _conv(*CASES[3], groups=1, dtype="uint8")
+    wl = _conv(*CASES[4], groups=1, dtype="uint8")
     tgt = Target("haswell")
     assert registry.select(wl, tgt).name == "conv2d.int8_direct_pmaddwd"
     check(rng, wl, tgt, "conv2d.int8_direct_pmaddwd")
@@ -89,10 +89,11 @@ def test_grouped_int8_convs_are_left_to_the_reference():
     assert [i.name for i in fast] == ["conv2d.int8_reference"]
 
 
-def test_a_relu_requantising_epilogue_fuses_into_the_conv(rng):
-    wl = _conv(*CASES[2], groups=1, dtype="uint8")
-    impl = registry.select(wl, HOST)
-    if not impl.name.startswith("conv2d.int8_"):
+@pytest.mark.parametrize("case", [CASES[3], ((1, 128, 6, 10), (32, 128, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1))])
+def test_a_relu_requantising_epilogue_fuses_into_the_conv(rng, case):
+    wl = _conv(*case, groups=1, dtype="uint8")
+    impl = next((i for _, i in registry.candidates(wl, HOST) if i.name.startswith("conv2d.int8_")), None)
+    if impl is None:
         pytest.skip("no int8 conv here")
     cfg = impl.config(wl, HOST)
     x, wp = impl.placeholders(wl, cfg, HOST, True)
@@ -110,9 +111,10 @@ def test_a_relu_requantising_epilogue_fuses_into_the_conv(rng):
     np.testing.assert_array_equal(out, np.clip(np.round(ref), 0, 255).astype(np.uint8))
 
 
-@pytest.mark.parametrize("case", [((1, 128, 6, 20), (48, 128, 1, 1)), ((2, 256, 7, 7), (40, 256, 1, 1))])
+@pytest.mark.parametrize("case", [((1, 128, 6, 20), (48, 128, 1, 1), (1, 1)), ((2, 256, 7, 7), (40, 256, 1, 1), (1, 1)),
+                                  ((1, 128, 13, 12), (32, 128, 1, 1), (2, 2))])
 def test_amx_1x1_conv_matches_int64(rng, case):
-    wl = _conv(*case, (1, 1), (0, 0, 0, 0), (1, 1), groups=1, dtype="uint8")
+    wl = _conv(*case, (0, 0, 0, 0), (1, 1), groups=1, dtype="uint8")
     if not {"amx-tile", "amx-int8"} <= HOST.feature_set:
         pytest.skip("no AMX here")
     assert registry.select(wl, HOST).name == "conv2d.int8_gemm1x1_amx"
@@ -122,3 +124,13 @@ def test_amx_1x1_conv_matches_int64(rng, case):
 def test_amx_1x1_conv_leaves_64_channels_to_vnni():
     wl = _conv((1, 64, 8, 8), (32, 64, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), groups=1, dtype="uint8")
     assert registry.IMPLEMENTATIONS["conv2d.int8_gemm1x1_amx"].match(wl, Target("sapphirerapids")) is None
+
+
+@pytest.mark.parametrize("case", [((1, 64, 5, 40), (24, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+                                  ((2, 128, 8, 7), (32, 128, 3, 2), (2, 1), (2, 0, 1, 1), (1, 2))])
+def test_amx_direct_conv_matches_int64(rng, case):
+    wl = _conv(*case, groups=1, dtype="uint8")
+    if not {"amx-tile", "amx-int8"} <= HOST.feature_set:
+        pytest.skip("no AMX here")
+    assert registry.select(wl, HOST).name == "conv2d.int8_direct_amx"
+    check(rng, wl, HOST, "conv2d.int8_direct_amx")

@@ -62,9 +62,20 @@ def test_priorities_amx_then_vnni_then_vpmaddwd():
              if "int8" in i.name and i.template is not None]
     assert order == ["matmul.int8_amx", "matmul.int8_vnni", "matmul.int8_pmaddwd"]
     assert impls("matmul", Target("cascadelake")) == ["matmul.int8_vnni", "matmul.int8_pmaddwd"]
-    # AMX needs M by 16 and K by 64
-    odd = registry.MatmulWorkload(40, 64, 96, "uint8", False)
-    assert registry.IMPLEMENTATIONS["matmul.int8_amx"].match(odd, Target("sapphirerapids")) is None
+    # AMX needs K by 64 and a whole tile of rows
+    amx = registry.IMPLEMENTATIONS["matmul.int8_amx"]
+    assert amx.match(registry.MatmulWorkload(40, 64, 96, "uint8", False), Target("sapphirerapids")) is None
+    assert amx.match(registry.MatmulWorkload(8, 64, 128, "uint8", False), Target("sapphirerapids")) is None
+
+
+@pytest.mark.parametrize("M,N", [(40, 24), (72, 80)])
+def test_amx_pads_rows_and_columns_to_whole_tiles(rng, M, N):
+    wl = registry.MatmulWorkload(M, N, 128, "uint8", True)
+    impl = registry.IMPLEMENTATIONS["dense.int8_amx"]
+    if impl.match(wl, HOST) is None:
+        pytest.skip("no AMX here")
+    c, ref = run(impl, wl, HOST, rng, prepacked=True)
+    np.testing.assert_array_equal(c, ref)
 
 
 def test_int8_implementations_do_not_take_float_workloads():
