@@ -3,6 +3,7 @@
     conv2d.direct     template conv2d_nchw            conv2d.py    weights [K/ocb, C/g, R, S, ocb]
     conv2d.gemm1x1    template conv2d_1x1_gemm        conv2d.py    weights as they are (OIHW)
     conv2d.winograd   template conv2d_nchw_winograd   winograd.py  weights [6, 6, K/bn, C, bn], transformed
+    conv2d.winograd_f2  template conv2d_nchw_winograd_f2  winograd.py  weights [4, 4, K/bn, C, bn], transformed
     conv2d.depthwise  template depthwise_conv2d_nchw  depthwise.py weights as they are
     conv2d.nchwc      (no template)                   conv2d_nchwc.py  weights OIHW[b]i[b]o
     matmul.packed     template matmul                 matmul.py    B as it is (packed inside the kernel)
@@ -181,6 +182,19 @@ class WinogradConv(_Conv):
         wg.schedule_winograd(s, out, final, target, tile_k=cfg["tile_k"].val)
 
 
+class WinogradF2Conv(WinogradConv):
+    """3x3 stride-1 convs by F(2x2, 3x3): 4x4 tiles (2.25x fewer multiplies than direct, against
+    F(4x4)'s 4x), but smaller transforms and less padding on small maps; an alternative that
+    tuning times beside F(4x4) and the direct conv (the algorithm is chosen by measurement)."""
+    name, template = "conv2d.winograd_f2", "conv2d_nchw_winograd_f2"
+    M = 2
+
+    def match(self, wl, target):
+        if wl.layout != "NCHW" or not wg.applies(wl.geometry) or wl.dtype == "uint8":
+            return None
+        return ALTERNATIVE
+
+
 def _depthwise(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), dtype: str = "float32"):
     return _conv(x_shape, w_shape, strides, padding, dilation, x_shape[1], dtype)
 
@@ -337,8 +351,8 @@ class DenseDot(_Matmul):
         return wl.M < 2 * DOT_MAX_M
 
 
-for _impl in (DirectConv(), Gemm1x1Conv(), WinogradConv(), DepthwiseConv(), NCHWcConv(), MatmulPacked(),
-              MatmulRows(), MatmulSplitK(), DensePacked(), DenseDot()):
+for _impl in (DirectConv(), Gemm1x1Conv(), WinogradConv(), WinogradF2Conv(), DepthwiseConv(), NCHWcConv(),
+              MatmulPacked(), MatmulRows(), MatmulSplitK(), DensePacked(), DenseDot()):
     register(_impl)
 
 from . import qnn  # noqa: E402,F401  (the int8 reference implementations)
