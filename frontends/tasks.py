@@ -67,22 +67,28 @@ def conv_geometry(node: Node, g: Graph) -> ConvGeometry:
     return workload_of(node, g).geometry
 
 
-def extract_tasks(graph: Graph, target=None) -> list[ModelTask]:
+def extract_tasks(graph: Graph, target=None, auto_schedule: bool = False) -> list[ModelTask]:
     """The distinct tunable workloads of a model (after its graph passes), largest total FLOPs first:
-    for each anchor, the task of the implementation the registry builds it with."""
+    for each anchor, the task of the implementation the registry builds it with; with
+    `auto_schedule`, every other kernel as a task of the auto-scheduler."""
     import autotune
     from te.target import parse
     target = parse(target)
     g = run_passes(graph)
     found: dict[str, ModelTask] = {}
-    for grp in fuse(g):
+    for gi, grp in enumerate(fuse(g)):
         wl = workload_of(grp.master, g)
-        if wl is None:
+        choice = registry.Choice(registry.select(wl, target), wl, target) if wl is not None else None
+        if choice is not None and choice.task is not None:
+            task = autotune.create_task(*choice.task, target)
+        elif choice is None and auto_schedule:
+            from autotune.auto_scheduler.workload import group_task
+
+            from .compile import lower_group
+            placeholders, _, out = lower_group(g, grp, f"k{gi}", getattr(graph, "opset", 13), target)
+            task = group_task(placeholders, out, target)
+        else:
             continue
-        choice = registry.Choice(registry.select(wl, target), wl, target)
-        if choice.task is None:
-            continue
-        task = autotune.create_task(*choice.task, target)
         mt = found.get(task.workload_key)
         if mt is None:
             found[task.workload_key] = ModelTask(task, 1, task.flops, [grp.master.name])

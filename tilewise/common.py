@@ -163,10 +163,10 @@ def load_graph(path: str, shapes: list[str] | None = None):
         raise CLIError(str(e)) from None
 
 
-def model_tasks(graph, target=None):
-    """The model's tuning tasks, heaviest first."""
+def model_tasks(graph, target=None, auto_schedule: bool = False):
+    """The model's tuning tasks, heaviest first (with auto_schedule, the kernels without a template too)."""
     from frontends.tasks import extract_tasks
-    return extract_tasks(graph, target)
+    return extract_tasks(graph, target, auto_schedule)
 
 
 # ---------------------------------------------------------------- tuning logs

@@ -236,6 +236,48 @@ class AutoTask(Task):
         return count_flops(self.outputs) or float(sum(math.prod(t.shape) for t in self.outputs))
 
 
+# ---------------------------------------------------------------- a model's kernels
+GROUP = "tilewise_group"
+
+
+@register_workload(name=GROUP)
+def _model_group(digest):
+    """A model kernel without a template: its compute comes from the model (group_task), never from here."""
+    raise ConfigError(f"workload {GROUP}[{digest}] is a model kernel: its computation comes from the "
+                      "model, so build or tune it through the model (tilewise build/tune)")
+
+
+def is_deferred(workload: str) -> bool:
+    """Is this the key of a model kernel, whose compute only a process that has the model knows?"""
+    return workload.startswith(f'["{GROUP}"')
+
+
+def group_task(inputs: list, out, target=None) -> AutoTask:
+    """The auto-scheduling task of one kernel of a model (its inputs and output tensor): the key is
+    a digest of the computation (te's loop nest as declared), so the same kernel in another model
+    or another process has the same key."""
+    import hashlib
+
+    from te.target import parse
+    tensors = list(inputs) + [out]
+    text = str(te.lower(te.create_schedule([out.op]), tensors, "group"))
+    digest = hashlib.sha256(text.encode()).hexdigest()[:24]
+    _RECEIVED.setdefault((GROUP, (digest,)), tensors)
+    return AutoTask(GROUP, (digest,), parse(target))
+
+
+def dispatch_group(inputs: list, out, target, history) -> tuple[te.Schedule, object] | None:
+    """(schedule, record) of a model kernel from a dispatch context's best record of its group
+    task, or None when the history has none (the kernel keeps its default schedule)."""
+    task = group_task(inputs, out, target)
+    cfg = history.query(task)
+    if cfg is None:
+        return None
+    s = te.create_schedule([out.op])         # these tensors: the task may hold an earlier lowering's
+    te.replay(s, list(cfg.steps))
+    return s, history.used[task.workload_key]
+
+
 def create_auto_task(func: Callable | str, args, target=None) -> AutoTask:
     """An auto-scheduling task for a registered workload (ConfigError / ValueError on bad input)."""
     from te.target import parse

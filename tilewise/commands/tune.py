@@ -63,6 +63,9 @@ def register(sub, common) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the log: configs in it are not measured again")
     p.add_argument("--tuner", choices=("xgb", "random", "grid"), default="xgb",
                    help="search strategy per task (default: xgb, the model-guided tuner)")
+    p.add_argument("--auto-schedule", action="store_true",
+                   help="also tune the kernels without a template (softmax, norms, batched matmuls, "
+                        "elementwise chains) with the auto-scheduler")
     p.add_argument("--max-tasks", type=_positive_int, metavar="K", help="tune only the K heaviest tasks")
     p.add_argument("--no-shared-logs", action="store_true", help="do not start from the shared logs")
     p.add_argument("--shape", action="append", metavar="NAME=DIMS", help="fix an input shape, e.g. data=1x3x224x224")
@@ -155,7 +158,7 @@ def run(args) -> int:
     check_timing(args.repeat, args.min_repeat_ms)
     if args.resume and not os.path.exists(log_path):
         note(f"tilewise: note: {log_path} does not exist yet; nothing to resume, starting afresh")
-    tasks = model_tasks(graph)
+    tasks = model_tasks(graph, auto_schedule=args.auto_schedule)
     if not tasks:
         raise CLIError(f"{args.model}: no tunable kernels (convolutions or matrix products) in this model")
     n_trials = args.trials
