@@ -85,8 +85,9 @@ def extract_tasks(graph: Graph, target=None, auto_schedule: bool = False) -> lis
             from autotune.auto_scheduler.workload import group_task
 
             from .compile import lower_group
+            from te import ops
             placeholders, _, out = lower_group(g, grp, f"k{gi}", getattr(graph, "opset", 13), target)
-            task = group_task(placeholders, out, target)
+            task = group_task(placeholders, out, target, default=ops.schedule([out], target))
         else:
             continue
         mt = found.get(task.workload_key)

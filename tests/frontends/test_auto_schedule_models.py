@@ -14,6 +14,7 @@ from autotune.auto_scheduler import SketchPolicy
 from autotune.auto_scheduler.workload import GROUP
 from frontends.profile import onnxruntime_session
 from frontends.tasks import extract_tasks
+from te import ops
 
 from .onnx_helpers import tiny, vi
 
@@ -39,6 +40,9 @@ def test_kernels_without_template_become_tasks_and_builds_use_their_records(tmp_
     groups = [t.task for t in tasks if t.task.name == GROUP]
     assert len(tasks) > len(plain) and groups, "softmax and the batched matmul are tasks now"
     assert all(isinstance(t, autotune.AutoTask) for t in groups)
+    for t in groups:        # the default config is the schedule the model builds without a record
+        assert t.config_space.get(0).steps == tuple((st.kind, st.stage, st.args)
+                                                     for st in ops.schedule(t.outputs, t.target).steps)
     # a schedule of each group task as the auto-scheduler would log it
     records = []
     for t in groups:
