@@ -8,8 +8,9 @@ of steps that te.replay reproduces.
 
 The rules, for each stage from the outputs back:
 
-* inline: an injective stage that is not an output is computed inside its readers (one with
-  a math call and several readers only if the parameter says so: it would be recomputed);
+* inline: an injective stage that is not an output is computed inside its readers (an
+  expensive one, a math call or a long expression, only if the parameter says so: it would
+  be recomputed by every reader);
 * multi-level tiling of a stage with a reduction and data reuse (an input not indexed by
   every data axis, as a matmul's): each data axis split S0 S1 S2 S3, each reduction axis
   R0 R1 R2, in the order S0 S1 R0 S2 R1 R2 S3.  S0 (fused, parallel) and S1 are loops of the
@@ -39,6 +40,7 @@ MAX_VECTOR = 64
 MAX_ROWS = 16           # a register tile's unrolled rows (S3 of the data axes before the last)
 MAX_UNROLL_R = 16       # the unrolled part of a reduction axis (R2)
 MAX_UNROLLED = 64       # register-tile rows x unrolled reduction steps in one unrolled body
+EXPENSIVE_NODES = 24    # an injective stage's expression this large is worth not recomputing
 
 
 def divisors(n: int) -> list[int]:
@@ -54,7 +56,7 @@ class StageFacts:
     shape: tuple
     reduce_ext: tuple           # extents of the reduction axes
     is_output: bool
-    expensive: bool             # a math call in the body (exp, erf, ...)
+    expensive: bool             # recomputing it costs: a math call (exp, erf, ...) or a long expression
     reuse: bool                 # some input is not indexed by every data axis (tiling pays)
 
     @property
@@ -72,9 +74,11 @@ def _facts(s: te.Schedule) -> dict[str, StageFacts]:
         loads = [x for b in op.body for x in walk(b) if isinstance(x, TensorLoad)]
         reuse = bool(op.reduce_axis) and any(
             data - set().union(*[free_vars(i) for i in x.indices]) for x in loads)
+        nodes = [x for b in op.body for x in walk(b)]
+        # a math call, or a long expression (te.ops.fastmath's exp is a polynomial of ~40 nodes)
+        expensive = any(isinstance(x, Call) for x in nodes) or len(nodes) > EXPENSIVE_NODES
         out[st.name] = StageFacts(st.name, tuple(op.shape), tuple(a.dom[1] for a in op.reduce_axis),
-                                  st.is_output, any(isinstance(x, Call) for b in op.body for x in walk(b)),
-                                  reuse)
+                                  st.is_output, expensive, reuse)
     return out
 
 
@@ -113,8 +117,9 @@ class SketchPolicy:
         return p
 
     def default_params(self) -> dict:
-        """The parameters of the default schedule: a small register tile where tiling applies,
-        plain loops elsewhere, outer loops parallel, innermost data axes in 16 or 8 lanes."""
+        """The parameters of the default schedule: a matmul-like blocking where tiling applies,
+        plain loops elsewhere, expensive stages not inlined, outer loops parallel, innermost
+        data axes in 16 or 8 lanes."""
         p = self.sample(random.Random(0))
         for name, f in self.facts.items():
             last = f.shape[-1] if f.shape else 1
