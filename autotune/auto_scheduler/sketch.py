@@ -17,7 +17,8 @@ The rules, for each stage from the outputs back:
   tile owner, the stage's single elementwise reader when it reads the stage point for point
   (the consumer chain fused into the tile), else a cache_write copy (the accumulator local);
   the stage is computed inside the owner's tile.  The last data axis's S3 is the vector, the
-  other S3 and R2 loops are unrolled by parameter;
+  other S3 and R2 loops are unrolled by parameter; by parameter, the reused input the vectors
+  are loaded from is copied per R0 step into a contiguous block (cache_read), as a GEMM packs B;
 * rfactor of a reduction whose innermost reduction axis is long enough: partial results in
   vector lanes (`s.rfactor`), then a short reduction over the lanes;
 * every other stage: outer data axes fused and parallel at the root, or computed at a loop of
@@ -111,6 +112,7 @@ class SketchPolicy:
             for d, n in enumerate(f.reduce_ext):
                 p[f"rtile:{name}:{d}"] = self._rtile(n, rng)
             p[f"at:{name}"] = rng.randrange(2)
+            p[f"pack:{name}"] = rng.randrange(2)
             p[f"unroll:{name}"] = rng.randrange(3)
             p[f"rf:{name}"] = rng.choice(self._rf_lanes(f) or [0])
             p[f"loc:{name}"] = rng.randrange(4)
@@ -140,7 +142,7 @@ class SketchPolicy:
             for d, n in enumerate(f.reduce_ext):
                 r2 = max(x for x in divisors(n) if x <= 4)
                 p[f"rtile:{name}:{d}"] = (max(x for x in divisors(n // r2) if x <= 16), r2)
-            p[f"at:{name}"], p[f"unroll:{name}"] = 0, 2
+            p[f"at:{name}"], p[f"unroll:{name}"], p[f"pack:{name}"] = 0, 2, 1
             self._keep_parallel(p, f, random.Random(0))
         return p
 
@@ -266,6 +268,8 @@ class SketchPolicy:
         if owner is None:
             s.cache_write(st.op.output(0), "local")
             owner, st = st, s.stage(f"{name}.local")
+        packed = [s[s.cache_read(t, "global", [st.op])] for t in self._packable(s, st)] \
+            if p.get(f"pack:{name}") else []
         tiles = [p[f"tile:{name}:{d}"] for d in range(len(f.shape))]
         outer, mid, inner = [], [], []
         for ax, (s1, s2, s3) in zip(owner.op.axis, tiles):
@@ -294,6 +298,10 @@ class SketchPolicy:
             r0s.append(a0), r1s.append(a1), r2s.append(a2)
         st.reorder(*s1s, *r0s, *s2s, *r1s, *r2s, *s3s)
         st.vectorize(s3s[-1])
+        for pk in packed:           # the block of the vector operand one R0 step reads, contiguous
+            pk.compute_at(st, r0s[-1])
+            _, lanes = pk.split(pk.op.axis[-1], factor=16)
+            pk.vectorize(lanes)
         unroll = p[f"unroll:{name}"]
         if unroll >= 1:
             for a, t in zip(s3s[:-1], tiles[:-1]):
@@ -306,6 +314,25 @@ class SketchPolicy:
                 if 1 < r2 and rows * r2 <= MAX_UNROLLED:     # beyond it LLVM takes seconds per build
                     st.unroll(a)
         return {name, owner.name, st.name}
+
+    @staticmethod
+    def _packable(s: te.Schedule, st: Stage) -> list:
+        """Inputs of a tiled stage worth copying per tile (as a GEMM packs B): read directly, not
+        indexed by every data axis (reused across tiles), with the vectorized axis in their
+        innermost index (the vector loads, whose rows a copy makes contiguous)."""
+        if not st.op.reduce_axis:
+            return []
+        last = st.op.axis[-1].var
+        data = {a.var for a, n in zip(st.op.axis, st.op.shape) if n > 1}
+        out = []
+        for b in st.op.body:
+            for x in walk(b):
+                if not isinstance(x, TensorLoad) or x.tensor in out or s[x.tensor].attach_type is AttachType.INLINE:
+                    continue
+                used = set().union(*[free_vars(i) for i in x.indices])
+                if data - used and last in free_vars(x.indices[-1]):
+                    out.append(x.tensor)
+        return out
 
     def _place(self, s: te.Schedule, st: Stage, f: StageFacts, p: dict, kind: str) -> None:
         """A stage without tiling: at the root (outer axes fused, parallel) or at a loop of its reader."""
