@@ -226,7 +226,14 @@ def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, hist
         kname = by_key.get(key)
         if kname is None:
             kname = by_key[key] = f"k{len(ks.funcs)}_{grp.master.op.lower()}"
-            s = ops.schedule([out], target, anchor_schedule=choice.schedule if choice is not None else None)
+            auto = None
+            if choice is None and history is not None:     # no template: an auto-scheduled record?
+                from autotune.auto_scheduler.workload import dispatch_group
+                auto = dispatch_group(placeholders, out, target, history)
+            if auto is not None:
+                s, ks.records[auto[1].workload] = auto
+            else:
+                s = ops.schedule([out], target, anchor_schedule=choice.schedule if choice is not None else None)
             # buffers the kernel would allocate per call come from the workspace instead
             ks.funcs[kname] = hoist_scratch(te.lower(s, placeholders + [out], kname), STACK_LIMIT)
         if tuned:

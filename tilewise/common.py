@@ -166,10 +166,11 @@ def load_graph(path: str, shapes: list[str] | None = None):
         raise CLIError(str(e)) from None
 
 
-def model_tasks(graph, target=None, algorithms: str = "all"):
-    """The model's tuning tasks, heaviest first (frontends.tasks.extract_tasks)."""
+def model_tasks(graph, target=None, algorithms: str = "all", auto_schedule: bool = False):
+    """The model's tuning tasks, heaviest first (frontends.tasks.extract_tasks; with auto_schedule,
+    the kernels without a template too)."""
     from frontends.tasks import extract_tasks
-    return extract_tasks(graph, target, algorithms)
+    return extract_tasks(graph, target, algorithms, auto_schedule)
 
 
 # ---------------------------------------------------------------- tuning logs

@@ -8,15 +8,17 @@ of steps that te.replay reproduces.
 
 The rules, for each stage from the outputs back:
 
-* inline: an injective stage that is not an output is computed inside its readers (one with
-  a math call and several readers only if the parameter says so: it would be recomputed);
+* inline: an injective stage that is not an output is computed inside its readers (an
+  expensive one, a math call or a long expression, only if the parameter says so: it would
+  be recomputed by every reader);
 * multi-level tiling of a stage with a reduction and data reuse (an input not indexed by
   every data axis, as a matmul's): each data axis split S0 S1 S2 S3, each reduction axis
   R0 R1 R2, in the order S0 S1 R0 S2 R1 R2 S3.  S0 (fused, parallel) and S1 are loops of the
   tile owner, the stage's single elementwise reader when it reads the stage point for point
   (the consumer chain fused into the tile), else a cache_write copy (the accumulator local);
   the stage is computed inside the owner's tile.  The last data axis's S3 is the vector, the
-  other S3 and R2 loops are unrolled by parameter;
+  other S3 and R2 loops are unrolled by parameter; by parameter, the reused input the vectors
+  are loaded from is copied per R0 step into a contiguous block (cache_read), as a GEMM packs B;
 * rfactor of a reduction whose innermost reduction axis is long enough: partial results in
   vector lanes (`s.rfactor`), then a short reduction over the lanes;
 * every other stage: outer data axes fused and parallel at the root, or computed at a loop of
@@ -39,6 +41,7 @@ MAX_VECTOR = 64
 MAX_ROWS = 16           # a register tile's unrolled rows (S3 of the data axes before the last)
 MAX_UNROLL_R = 16       # the unrolled part of a reduction axis (R2)
 MAX_UNROLLED = 64       # register-tile rows x unrolled reduction steps in one unrolled body
+EXPENSIVE_NODES = 24    # an injective stage's expression this large is worth not recomputing
 
 
 def divisors(n: int) -> list[int]:
@@ -54,7 +57,7 @@ class StageFacts:
     shape: tuple
     reduce_ext: tuple           # extents of the reduction axes
     is_output: bool
-    expensive: bool             # a math call in the body (exp, erf, ...)
+    expensive: bool             # recomputing it costs: a math call (exp, erf, ...) or a long expression
     reuse: bool                 # some input is not indexed by every data axis (tiling pays)
 
     @property
@@ -72,9 +75,11 @@ def _facts(s: te.Schedule) -> dict[str, StageFacts]:
         loads = [x for b in op.body for x in walk(b) if isinstance(x, TensorLoad)]
         reuse = bool(op.reduce_axis) and any(
             data - set().union(*[free_vars(i) for i in x.indices]) for x in loads)
+        nodes = [x for b in op.body for x in walk(b)]
+        # a math call, or a long expression (te.ops.fastmath's exp is a polynomial of ~40 nodes)
+        expensive = any(isinstance(x, Call) for x in nodes) or len(nodes) > EXPENSIVE_NODES
         out[st.name] = StageFacts(st.name, tuple(op.shape), tuple(a.dom[1] for a in op.reduce_axis),
-                                  st.is_output, any(isinstance(x, Call) for b in op.body for x in walk(b)),
-                                  reuse)
+                                  st.is_output, expensive, reuse)
     return out
 
 
@@ -107,14 +112,16 @@ class SketchPolicy:
             for d, n in enumerate(f.reduce_ext):
                 p[f"rtile:{name}:{d}"] = self._rtile(n, rng)
             p[f"at:{name}"] = rng.randrange(2)
+            p[f"pack:{name}"] = rng.randrange(2)
             p[f"unroll:{name}"] = rng.randrange(3)
             p[f"rf:{name}"] = rng.choice(self._rf_lanes(f) or [0])
             p[f"loc:{name}"] = rng.randrange(4)
         return p
 
     def default_params(self) -> dict:
-        """The parameters of the default schedule: a small register tile where tiling applies,
-        plain loops elsewhere, outer loops parallel, innermost data axes in 16 or 8 lanes."""
+        """The parameters of the default schedule: a matmul-like blocking where tiling applies,
+        plain loops elsewhere, expensive stages not inlined, outer loops parallel, innermost
+        data axes in 16 or 8 lanes."""
         p = self.sample(random.Random(0))
         for name, f in self.facts.items():
             last = f.shape[-1] if f.shape else 1
@@ -135,7 +142,7 @@ class SketchPolicy:
             for d, n in enumerate(f.reduce_ext):
                 r2 = max(x for x in divisors(n) if x <= 4)
                 p[f"rtile:{name}:{d}"] = (max(x for x in divisors(n // r2) if x <= 16), r2)
-            p[f"at:{name}"], p[f"unroll:{name}"] = 0, 2
+            p[f"at:{name}"], p[f"unroll:{name}"], p[f"pack:{name}"] = 0, 2, 1
             self._keep_parallel(p, f, random.Random(0))
         return p
 
@@ -261,6 +268,8 @@ class SketchPolicy:
         if owner is None:
             s.cache_write(st.op.output(0), "local")
             owner, st = st, s.stage(f"{name}.local")
+        packed = [s[s.cache_read(t, "global", [st.op])] for t in self._packable(s, st)] \
+            if p.get(f"pack:{name}") else []
         tiles = [p[f"tile:{name}:{d}"] for d in range(len(f.shape))]
         outer, mid, inner = [], [], []
         for ax, (s1, s2, s3) in zip(owner.op.axis, tiles):
@@ -289,6 +298,10 @@ class SketchPolicy:
             r0s.append(a0), r1s.append(a1), r2s.append(a2)
         st.reorder(*s1s, *r0s, *s2s, *r1s, *r2s, *s3s)
         st.vectorize(s3s[-1])
+        for pk in packed:           # the block of the vector operand one R0 step reads, contiguous
+            pk.compute_at(st, r0s[-1])
+            _, lanes = pk.split(pk.op.axis[-1], factor=16)
+            pk.vectorize(lanes)
         unroll = p[f"unroll:{name}"]
         if unroll >= 1:
             for a, t in zip(s3s[:-1], tiles[:-1]):
@@ -301,6 +314,25 @@ class SketchPolicy:
                 if 1 < r2 and rows * r2 <= MAX_UNROLLED:     # beyond it LLVM takes seconds per build
                     st.unroll(a)
         return {name, owner.name, st.name}
+
+    @staticmethod
+    def _packable(s: te.Schedule, st: Stage) -> list:
+        """Inputs of a tiled stage worth copying per tile (as a GEMM packs B): read directly, not
+        indexed by every data axis (reused across tiles), with the vectorized axis in their
+        innermost index (the vector loads, whose rows a copy makes contiguous)."""
+        if not st.op.reduce_axis:
+            return []
+        last = st.op.axis[-1].var
+        data = {a.var for a, n in zip(st.op.axis, st.op.shape) if n > 1}
+        out = []
+        for b in st.op.body:
+            for x in walk(b):
+                if not isinstance(x, TensorLoad) or x.tensor in out or s[x.tensor].attach_type is AttachType.INLINE:
+                    continue
+                used = set().union(*[free_vars(i) for i in x.indices])
+                if data - used and last in free_vars(x.indices[-1]):
+                    out.append(x.tensor)
+        return out
 
     def _place(self, s: te.Schedule, st: Stage, f: StageFacts, p: dict, kind: str) -> None:
         """A stage without tiling: at the root (outer axes fused, parallel) or at a loop of its reader."""

@@ -35,6 +35,8 @@ WORKLOADS: dict[str, Callable] = {}
 # compute DAGs received from the parent process, by (name, args): a measurement worker has them
 # instead of the function
 _RECEIVED: dict[tuple, list] = {}
+# default schedules given with a DAG (a model kernel's: what the model builds without a record)
+_DEFAULTS: dict[tuple, tuple] = {}
 
 
 def register_workload(func: Callable | str | None = None, name: str | None = None):
@@ -126,8 +128,8 @@ def _reduce_reducer(r: CommReducer):
     raise pickle.PicklingError(f"custom reducer {r.name!r}")
 
 
-def dump_dag(tensors: list) -> bytes | None:
-    """The tensors pickled (standard reducers by name); None if something in them does not pickle."""
+def dump_dag(obj) -> bytes | None:
+    """Tensors (in any container) pickled, standard reducers by name; None if something does not pickle."""
     buf = io.BytesIO()
     p = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
     p.dispatch_table = copyreg.dispatch_table.copy()
@@ -135,7 +137,7 @@ def dump_dag(tensors: list) -> bytes | None:
     for cls in CommReducer.__subclasses__():
         p.dispatch_table[cls] = _reduce_reducer
     try:
-        p.dump(list(tensors))
+        p.dump(obj)
     except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as e:
         log.debug("compute DAG does not pickle: %s", e)
         return None
@@ -146,7 +148,10 @@ def receive_dag(name: str, args, data: bytes) -> None:
     """In a worker: make the parent's compute DAG of (name, args) the workload's tensors."""
     key = (name, freeze(tuple(args)))
     if key not in _RECEIVED:
-        _RECEIVED[key] = pickle.loads(data)
+        got = pickle.loads(data)
+        _RECEIVED[key] = got["tensors"]
+        if got["default"] is not None:
+            _DEFAULTS[key] = got["default"]
 
 
 # ---------------------------------------------------------------- the task
@@ -189,7 +194,7 @@ class AutoTask(Task):
     @functools.cached_property
     def dag(self) -> bytes | None:
         """The compute DAG pickled for measurement workers (None: they import `module` instead)."""
-        data = dump_dag(self.tensors)
+        data = dump_dag({"tensors": self.tensors, "default": _DEFAULTS.get((self.name, self.args))})
         if data is None and self.module is None:
             raise ConfigError(f"workload {self.name}: its compute does not pickle (a custom reducer?); "
                               "define the workload in an importable module so workers can import it")
@@ -201,9 +206,13 @@ class AutoTask(Task):
 
     @functools.cached_property
     def default_steps(self) -> tuple:
-        """The steps of the task's default config: the sketch rules under their default parameters
-        (a template's default is a sensible schedule too; te's loop nest as declared can take
-        seconds for a large reduction, and the tuner times the default beside its best)."""
+        """The steps of the task's default config: the schedule given with the DAG (a model
+        kernel's default), else the sketch rules under their default parameters (a template's
+        default is a sensible schedule too; te's loop nest as declared can take seconds for a
+        large reduction, and the tuner times the default beside its best)."""
+        given = _DEFAULTS.get((self.name, self.args))
+        if given is not None:
+            return given
         from .sketch import SketchPolicy
         policy = SketchPolicy(self)
         try:
@@ -235,6 +244,59 @@ class AutoTask(Task):
         """Floating-point operations of one run, from the compute definitions (for pure data
         movement, the output elements, so throughputs still rank schedules)."""
         return count_flops(self.outputs) or float(sum(math.prod(t.shape) for t in self.outputs))
+
+
+# ---------------------------------------------------------------- a model's kernels
+GROUP = "tilewise_group"
+
+
+@register_workload(name=GROUP)
+def _model_group(digest):
+    """A model kernel without a template: its compute comes from the model (group_task), never from here."""
+    raise ConfigError(f"workload {GROUP}[{digest}] is a model kernel: its computation comes from the "
+                      "model, so build or tune it through the model (tilewise build/tune)")
+
+
+def is_deferred(workload: str) -> bool:
+    """Is this the key of a model kernel, whose compute only a process that has the model knows?"""
+    return workload.startswith(f'["{GROUP}"')
+
+
+def group_task(inputs: list, out, target=None, default: te.Schedule | None = None) -> AutoTask:
+    """The auto-scheduling task of one kernel of a model (its inputs and output tensor): the key is
+    a digest of the computation (te's loop nest as declared), so the same kernel in another model
+    or another process has the same key.  `default`, a schedule of `out` (the one the model builds
+    without a record), becomes the task's default config, so the final check keeps a tuned
+    schedule only if it beats what the model runs already."""
+    import hashlib
+
+    from te.target import parse
+    tensors = list(inputs) + [out]
+    text = str(te.lower(te.create_schedule([out.op]), tensors, "group"))
+    digest = hashlib.sha256(text.encode()).hexdigest()[:24]
+    key = (GROUP, (digest,))
+    _RECEIVED.setdefault(key, tensors)
+    if default is not None and key not in _DEFAULTS:
+        steps = tuple(default.steps)
+        try:                            # the steps must rebuild the schedule on a fresh one
+            te.replay(te.create_schedule([out.op]), list(steps))
+            _DEFAULTS[key] = tuple((st.kind, st.stage, st.args) for st in steps)
+        except (ValueError, TypeError) as e:
+            log.info("%s: the model's default schedule does not replay (%s); the rules' default is used",
+                     digest, e)
+    return AutoTask(GROUP, (digest,), parse(target))
+
+
+def dispatch_group(inputs: list, out, target, history) -> tuple[te.Schedule, object] | None:
+    """(schedule, record) of a model kernel from a dispatch context's best record of its group
+    task, or None when the history has none (the kernel keeps its default schedule)."""
+    task = group_task(inputs, out, target)
+    cfg = history.query(task)
+    if cfg is None:
+        return None
+    s = te.create_schedule([out.op])         # these tensors: the task may hold an earlier lowering's
+    te.replay(s, list(cfg.steps))
+    return s, history.used[task.workload_key]
 
 
 def create_auto_task(func: Callable | str, args, target=None) -> AutoTask:

@@ -62,10 +62,13 @@ def _kinds_steps(func, args, **fixed):
 
 
 def test_rules_tile_with_cache_write_or_fuse_the_reader():
-    policy, steps = _kinds_steps(wl.as_matmul, (64, 64, 64))
+    policy, steps = _kinds_steps(wl.as_matmul, (64, 64, 64), **{"pack:C": 1})
     assert policy.kinds(policy.facts["C"]) == ["tile"], "a big matmul is tiled, never rfactor'd"
     assert {"cache_write:C", "parallel:C", "vectorize:C", "vectorize:C.local",
             "compute_at:C.local"} <= set(steps)
+    assert {"cache_read:B", "compute_at:B.global", "vectorize:B.global"} <= set(steps), \
+        "B, the operand of the vector loads, is copied per tile; A is not"
+    assert "cache_read:A" not in steps
     policy, steps = _kinds_steps(wl.as_dense_relu, (64, 64, 64), **{"kind:D": "tile"})
     assert "cache_write:D" not in steps, "the elementwise chain owns the tile: no accumulator copy"
     assert {"compute_inline:E", "compute_at:D", "parallel:R", "vectorize:R"} <= set(steps)
