@@ -85,6 +85,7 @@ def extract_tasks(graph: Graph, target=None, algorithms: str = "all",
     target = parse(target)
     g = run_passes(graph)
     found: dict[str, ModelTask] = {}
+    outputs = {o.name for o in g.outputs}
 
     def add(task, wl, node: str) -> None:
         mt = found.get(task.workload_key)
@@ -97,11 +98,10 @@ def extract_tasks(graph: Graph, target=None, algorithms: str = "all",
     for gi, grp in enumerate(fuse(g)):
         wl = workload_of(grp.master, g)
         if wl is None:
-            if auto_schedule:
+            from .compile import lower_group, view_source
+            if auto_schedule and view_source(g, grp, outputs) is None:      # a view is no kernel
                 from autotune.auto_scheduler.workload import group_task
                 from te import ops
-
-                from .compile import lower_group
                 placeholders, _, out = lower_group(g, grp, f"k{gi}", getattr(graph, "opset", 13), target)
                 task = group_task(placeholders, out, target, default=ops.schedule([out], target))
                 add(task, task.workload_key, grp.master.name)
