@@ -11,8 +11,9 @@ elementwise ops that ops.schedule fuses after the anchor:
     QuantizeLinear(., 1, zy)                             round half to even, saturate
 
 * int8 activations become uint8 (x + 128, zero point + 128): a QuantizeLinear to int8 whose
-  readers are all DequantizeLinear is rewritten to quantise to uint8 (its readers' zero points
-  shifted too); elsewhere a `tilewise.ToUint8` node shifts the value;
+  value reaches only DequantizeLinear (directly or through MaxPool, Reshape, Flatten...) is
+  rewritten to quantise to uint8 (its readers' zero points shifted too); elsewhere a
+  `tilewise.ToUint8` node shifts the value;
 * a weight zero point is subtracted at build time where w - zw fits int8 (else the conv stays
   float: its DequantizeLinear is folded into a float weight);
 * a padded conv whose activation zero point is not 0 gets the exact compensation per output
@@ -129,24 +130,45 @@ class _Pass:
     # ---- 0. int8 activations to uint8
 
     def shift_int8(self) -> None:
-        """QuantizeLinear to int8 whose readers are all DequantizeLinear: quantise to uint8 (+ 128)."""
+        """QuantizeLinear to int8 whose value reaches only DequantizeLinear (directly or through
+        MaxPool, Reshape, Flatten...: they commute with the shift): quantise to uint8 (+ 128)."""
         self.refresh()
         for q in [n for n in self.g.nodes if n.op == "QuantizeLinear"]:
             p = self.qparams(q, quantize=True)
-            users = self.cons.get(q.outputs[0], [])
-            if (p is None or p.dtype != "int8" or not p.per_tensor or isinstance(p.zero, str)
-                    or q.outputs[0] in self.outputs or not users
-                    or not all(self.qparams(u) is not None and self.qparams(u).per_tensor
-                               and not isinstance(self.qparams(u).zero, str) for u in users)):
+            if p is None or p.dtype != "int8" or not p.per_tensor or isinstance(p.zero, str):
                 continue
-            zq = self.const(np.uint8(int(p.zero.reshape(-1)[0]) + 128), "zp_u8")
-            q.inputs = [q.inputs[0], q.inputs[1], zq]
+            reach = self._int8_reach(q.outputs[0])
+            if reach is None:
+                continue
+            values, readers = reach
+            q.inputs = [q.inputs[0], q.inputs[1], self.const(np.uint8(int(p.zero.reshape(-1)[0]) + 128), "zp_u8")]
             q.attrs["output_dtype"] = onnx_elem_type("uint8")
-            info = self.g.info(q.outputs[0])
-            self.g.infos[q.outputs[0]] = TensorInfo(info.name, info.shape, "uint8")
-            for u in users:
+            for v in values:
+                info = self.g.info(v)
+                self.g.infos[v] = TensorInfo(info.name, info.shape, "uint8")
+            for u in readers:
                 z = int(self.qparams(u).zero.reshape(-1)[0])
                 u.inputs = [u.inputs[0], u.inputs[1], self.const(np.uint8(z + 128), "zp_u8")]
+
+    def _int8_reach(self, v: str) -> tuple[list[str], list[Node]] | None:
+        """(the values an int8 value flows to through shift-commuting ops, the DequantizeLinear nodes
+        that read them), or None if it reaches anything else (an output, another op)."""
+        values, readers, todo = [], [], [v]
+        while todo:
+            v = todo.pop()
+            users = self.cons.get(v, [])
+            if v in self.outputs or not users:
+                return None
+            values.append(v)
+            for u in users:
+                p = self.qparams(u)
+                if p is not None and p.per_tensor and not isinstance(p.zero, str) and u.inputs[0] == v:
+                    readers.append(u)
+                elif u.op in PASS_THROUGH - {"Concat"} and u.inputs[0] == v and len([o for o in u.outputs if o]) == 1:
+                    todo.append(u.outputs[0])
+                else:
+                    return None
+        return values, readers
 
     # ---- 1. the int8 anchors
 

@@ -125,3 +125,20 @@ def test_a_weight_whose_zero_point_does_not_fit_int8_runs_in_float():
     want = onnxruntime_session(m).run(None, {"x": x})[0]
     got = frontends.build(frontends.from_onnx(m)).run(x=x)[0]
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_int8_anchors_are_uint8_workloads(tmp_path):
+    # what tasks.workload_of reads for the model compiler, the task extractor and `tilewise tune`
+    from te.ops import registry
+    from te.target import parse
+
+    from frontends.tasks import workload_of
+    m = _quantize_static(tmp_path, _conv_net(), QF.QDQ, QT.QInt8, True)
+    g = run_passes(frontends.from_onnx(m))
+    anchors = [n for n in g.nodes if n.op in ("Conv", "Gemm")]
+    wls = [workload_of(n, g) for n in anchors]
+    assert [w.dtype for w in wls] == ["uint8"] * 4
+    assert {w.op for w in wls} == {"conv2d", "matmul"} and wls[-1].transpose_b
+    for n, w in zip(anchors, wls):
+        assert g.constants[n.inputs[1]].dtype == np.int8
+        assert "int8" in registry.select(w, parse(None)).name      # never an fp32 implementation

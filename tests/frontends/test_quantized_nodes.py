@@ -173,3 +173,23 @@ def test_a_per_channel_qlinearconv_before_opset_13_runs_in_float():
     got, want = run_both(m, {"x": rng.integers(0, 256, (1, 2, 5, 5)).astype(np.uint8)})
     within_one_step(got[0], want[0])
 
+
+
+@pytest.mark.parametrize("opset", [13, 21])
+def test_qdq_conv_with_int8_activations_and_per_channel_weights(opset):
+    # QDQ as quantize_static writes it: int8 activations (shifted to uint8 inside), per-channel weights,
+    # an int32 bias of scale sx * sw, a Relu folded into the output's range, then a float output
+    K = 5
+    ws = rng.uniform(0.01, 0.03, K).astype(np.float32)
+    inits = consts(xs=np.float32(0.04), xz=np.int8(-3), w=rng.integers(-127, 128, (K, 3, 3, 3)).astype(np.int8),
+                   ws=ws, wz=np.zeros(K, np.int8), b=rng.integers(-300, 300, K).astype(np.int32),
+                   bs=(np.float32(0.04) * ws).astype(np.float32), ys=np.float32(0.1), yz=np.int8(-128))
+    n = helper.make_node
+    nodes = [n("QuantizeLinear", ["x", "xs", "xz"], ["xq"]), n("DequantizeLinear", ["xq", "xs", "xz"], ["xf"]),
+             n("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=0), n("DequantizeLinear", ["b", "bs"], ["bf"], axis=0),
+             n("Conv", ["xf", "wf", "bf"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]), n("Relu", ["c"], ["r"]),
+             n("QuantizeLinear", ["r", "ys", "yz"], ["yq"]), n("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
+    m = tiny(nodes, [vi("x", [1, 3, 9, 9])], [vi("y", [1, K, 5, 5])], inits, opset=opset)
+    assert int8_anchors(m) == 1
+    got, want = run_both(m, {"x": rng.standard_normal((1, 3, 9, 9)).astype(np.float32)})
+    assert np.abs(got[0] - want[0]).max() <= 0.1 * 1.001
