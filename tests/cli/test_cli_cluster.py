@@ -57,7 +57,7 @@ def test_tune_through_a_cluster_worker(cli, tiny_onnx, tmp_path, scheduler, work
     assert f"Dask cluster {scheduler}: 1 worker(s); dashboard http" in r.out and "measured on the cluster" in r.out
     assert "cluster: 1 worker(s)" in r.err                      # the workers in the progress lines
     records = [json.loads(line) for line in open(log)]
-    assert len({json.dumps(d["config"], sort_keys=True) for d in records if not d["checked"]}) == 4
+    assert len({(d["workload"], json.dumps(d["config"], sort_keys=True)) for d in records if not d["checked"]}) == 4
     assert all(d["error_no"] == 0 and d["host"] for d in records)
     host = records[0]["host"]
     stats = cli("logs", "stats", log)
