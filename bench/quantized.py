@@ -7,8 +7,8 @@ ResNet-50 and SqueezeNet are the onnx package's light models with seeded random 
 upgraded to opset 13 where older (per-channel scales need it), prepared with onnxruntime.quantization's `quant_pre_process` and quantised by `quantize_static`
 (QDQ, per-channel int8 weights, uint8 activations, min-max calibration on a few seeded inputs);
 the encoder layer (zoo.encoder_layer) is quantised by `quantize_dynamic` (int8 weights).  The four
-engines run in alternating rounds in one process (ONNX Runtime's session as built by default, its
-threads not spinning between runs), medians quoted.  `--check N` runs N seeded inputs through
+engines run in alternating blocks of runs in one process (ONNX Runtime's session as built by
+default, its idle threads spinning between runs, as users run it), medians quoted.  `--check N` runs N seeded inputs through
 tilewise int8 and ONNX Runtime int8 and counts how often their top-1 classes agree (for the
 encoder, the arg-max of each row), with the largest output difference in quantisation steps of
 the output (the encoder's output is float: absolute).
@@ -127,15 +127,17 @@ def main() -> None:
         feed = _inputs(model, 0)
         fns, libs = {}, {}
         for label, m in (("int8", q_bytes), ("fp32", model)):
-            sess = onnxruntime_session(m, threads=2, spinning=False)
+            sess = onnxruntime_session(m)          # a default session, as users run it
             lib = frontends.build(frontends.from_onnx(m))
             lib.run(**feed)                                   # compiles (JIT) and warms up
             libs[label] = (lib, sess)
             fns[f"tilewise {label}"] = functools.partial(lib.run, **feed)
             fns[f"ort {label}"] = functools.partial(sess.run, None, feed)
+        # engines alternate in blocks of runs back to back (about 0.2 s each), as bench/models.py does
         t_once = time_call(fns["ort int8"], min_repeats=1, min_seconds=0)["median"]
-        rounds = max(10, min(200, int(a.seconds / max(t_once, 1e-6))))
-        med = {k: v.median * 1e3 for k, v in time_interleaved(fns, repeat=rounds).items()}
+        block = max(1, min(50, int(0.2 / max(t_once, 1e-6))))
+        rounds = max(5, min(100, int(a.seconds / max(t_once * block, 1e-6))))
+        med = {k: v.median * 1e3 for k, v in time_interleaved(fns, repeat=rounds, block=block).items()}
         row = [name, f"{med['tilewise int8']:.2f}", f"{med['ort int8']:.2f}",
                f"{med['tilewise int8'] / med['ort int8']:.2f}x", f"{med['tilewise fp32']:.2f}",
                f"{med['ort fp32']:.2f}"]
