@@ -4,14 +4,15 @@
     python bench/quantized.py --models squeezenet --check 100
 
 ResNet-50 and SqueezeNet are the onnx package's light models with seeded random weights,
-upgraded to opset 13 where older (per-channel scales need it), prepared with onnxruntime.quantization's `quant_pre_process` and quantised by `quantize_static`
-(QDQ, per-channel int8 weights, uint8 activations, min-max calibration on a few seeded inputs);
-the encoder layer (zoo.encoder_layer) is quantised by `quantize_dynamic` (int8 weights).  The four
+upgraded to opset 13 where older (per-channel scales need it), prepared with
+onnxruntime.quantization's `quant_pre_process` and quantised by `quantize_static` (QDQ,
+per-channel int8 weights, uint8 activations, min-max calibration on a few seeded inputs); the
+encoder layer (zoo.encoder_layer) is quantised by `quantize_dynamic` (int8 weights).  The four
 engines run in alternating blocks of runs in one process (ONNX Runtime's session as built by
-default, its idle threads spinning between runs, as users run it), medians quoted.  `--check N` runs N seeded inputs through
-tilewise int8 and ONNX Runtime int8 and counts how often their top-1 classes agree (for the
-encoder, the arg-max of each row), with the largest output difference in quantisation steps of
-the output (the encoder's output is float: absolute).
+default, its idle threads spinning between runs, as users run it), medians quoted.  `--check N`
+runs N seeded inputs through tilewise int8 and ONNX Runtime int8 and counts how often their top-1
+classes agree (for the encoder, the arg-max of each row), with the largest output difference in
+quantisation steps of the output (the encoder's output is float: absolute).
 """
 from __future__ import annotations
 
