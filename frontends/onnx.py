@@ -48,7 +48,7 @@ PARAM_INPUTS = {
     "ReduceSumSquare": {1: "axes"}, "ReduceLogSum": {1: "axes"}, "ReduceLogSumExp": {1: "axes"},
     "CumSum": {1: "axis"}, "CumProd": {1: "axis"}, "OneHot": {1: "depth"},
     "ConstantOfShape": {0: "shape"}, "Dropout": {1: "ratio", 2: "training_mode"},
-    "Range": {0: "start", 1: "limit", 2: "delta"}, "Trilu": {1: "k"},
+    "Range": {0: "start", 1: "limit", 2: "delta"}, "Trilu": {1: "k"}, "TopK": {1: "k"},
 }
 # Ops whose attributes give one value per spatial axis of their input (pads: a start and an end
 # per axis); ONNX Runtime refuses any other length, and the lowerings index them.
