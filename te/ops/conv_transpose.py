@@ -1,26 +1,31 @@
 """Transposed convolution (ONNX ConvTranspose) as a direct kernel, in NC[spatial] layout.
 
-Each output pixel gathers from the input pixels that reach it: along an axis, output o receives
-input i through tap k when i * stride - pad_begin + k * dilation == o, so
+Along an axis, output o receives input i through tap k when i * stride - pad + k * dil == o.
+Split the outputs by phase r = o % stride: every output of one phase is reached by the same
+taps k = k0 + j * step (step = stride / gcd(stride, dil)), from the input i = q + off - j * dil / gcd
+where q = o // stride.  So each phase is an ordinary stride-1 correlation of the (zero-padded)
+input with its own sub-kernel, whose taps and offsets are numbers known at build time:
 
-    y[n, g*Cog + m, o...] = sum over c < Cig, k...: x[n, g*Cig + c, (o + pad - k*dil) / stride ...]
-                                                    * w[g*Cig + c, m, k...]
+    y_r[n, g*Cog + m, q...] = sum over c < Cig, j...: xpad[n, g*Cig + c, q + off_r - j*dil/gcd ...]
+                                                       * w[g*Cig + c, m, k0_r + j*step ...]
 
-where the division is exact and lands inside the input; other taps add nothing.  No column
-matrix and no scatter: the schedule runs the output rows in parallel, keeps the reduction over
-(c, k...) outside a vector of output columns (per-lane input reads under a lane mask where the
-stride skips) and accumulates in place.  Any number of spatial axes (1-D, 2-D, 3-D).
+No multiply by a stuffed zero, no guard or division in the reduction: the phases' kernels
+vectorise along the output columns with unit-stride input reads, and one injective op
+interleaves the phases (adding the bias).  Any number of spatial axes (1-D, 2-D, 3-D).
 """
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import dataclass
 
 import te
 from te.target import Target, parse
 
 from .common import tagged
 from .injective import vector_lanes
-from .schedule import parallel_if_worth
+from .schedule import parallel_if_worth, register_tile
+from .transform import pad
 
 __all__ = ["conv_transpose", "conv_transpose_output_shape"]
 
@@ -35,6 +40,33 @@ def conv_transpose_output_shape(in_shape, w_shape, strides, pads_begin, pads_end
     return (in_shape[0], w_shape[1] * groups) + spatial
 
 
+@dataclass(frozen=True)
+class Phase:
+    """The outputs o = q * stride + r of one axis: how many, and the taps that reach them."""
+    count: int          # outputs of this phase
+    k0: int             # first tap
+    taps: int           # taps k0, k0 + step, ...
+    off: int            # input index of q's first tap, before padding: q + off - j * shift
+
+
+def axis_phases(n_in: int, n_out: int, k: int, s: int, d: int, p: int) -> tuple[list[Phase], int, int, int, int]:
+    """(phases, step, shift, pad_low, pad_high) of one spatial axis."""
+    g = math.gcd(s, d)
+    step, shift = s // g, d // g
+    phases = []
+    for r in range(s):
+        k0 = next((kk for kk in range(min(step, k)) if (r + p - kk * d) % s == 0), None)
+        count = len(range(r, n_out, s))
+        if k0 is None:
+            phases.append(Phase(count, 0, 0, 0))
+        else:
+            phases.append(Phase(count, k0, len(range(k0, k, step)), (r + p - k0 * d) // s))
+    used = [ph for ph in phases if ph.taps and ph.count]
+    lo = max([0] + [-(ph.off - (ph.taps - 1) * shift) for ph in used])
+    hi = max([0] + [ph.count - 1 + ph.off - (n_in - 1) for ph in used])
+    return phases, step, shift, lo, hi
+
+
 def conv_transpose(x: te.Tensor, w: te.Tensor, out_spatial, strides, pads_begin, dilations,
                    groups: int = 1, bias: te.Tensor | None = None, name: str = "conv_transpose") -> te.Tensor:
     """y of spatial shape out_spatial from x (N, C, ...) and w (C, K/groups, kernel...), ONNX's
@@ -45,47 +77,69 @@ def conv_transpose(x: te.Tensor, w: te.Tensor, out_spatial, strides, pads_begin,
         raise ValueError(f"{name}: weight {w.shape} does not fit input {x.shape} with {groups} groups "
                          "(it must be (C, K / groups, kernel...), C divisible by groups)")
     cig, cog = c // groups, w.shape[1]
-    kernel, spatial = w.shape[2:], x.shape[2:]
-    # a multiple of the stride added to every numerator keeps it non-negative: exact floor division
-    off = [max(0, -(-((k - 1) * d - p) // s)) for k, d, p, s in zip(kernel, dilations, pads_begin, strides)]
-    rc = te.reduce_axis((0, cig), "rc")
-    rk = [te.reduce_axis((0, k), f"rk{a}") for a, k in enumerate(kernel)]
-
-    def body(*idx):
-        b, oc, o = idx[0], idx[1], idx[2:]
-        valid, src = [], []
-        for a in range(nd):
-            num = o[a] + pads_begin[a] - rk[a].var * dilations[a] + off[a] * strides[a]
-            i = num // strides[a] - off[a]
-            cond = [i >= 0, i < spatial[a]] + ([num % strides[a] == 0] if strides[a] > 1 else [])
-            valid += cond
-            src.append(te.min_of(te.max_of(i, 0), spatial[a] - 1))
-        ic = (oc // cog) * cig + rc.var
-        term = x[(b, ic) + tuple(src)] * w[(ic, oc % cog) + tuple(r.var for r in rk)]
-        return te.sum(te.if_then_else(te.all(*valid), term, te.const(0, x.dtype)), axis=[rc] + rk)
+    axes = [axis_phases(x.shape[2 + a], out_spatial[a], w.shape[2 + a], strides[a], dilations[a], pads_begin[a])
+            for a in range(nd)]
+    lo, hi = [ax[3] for ax in axes], [ax[4] for ax in axes]
+    xp = pad(x, [0, 0] + lo, [0, 0] + hi, name=f"{name}.pad") if any(lo + hi) else x
     out_shape = (n, cog * groups) + tuple(out_spatial)
-    y = te.compute(out_shape, body, name=name if bias is None else f"{name}.acc", tag=TAG,
-                   attrs={"flops": 2.0 * math.prod(out_shape) * cig * math.prod(kernel)})
-    if bias is None:
-        return y
-    return te.compute(out_shape, lambda *i: y[i] + bias[i[1]], name=name, tag="broadcast")
+    zero = te.const(0, x.dtype)
+    parts = {}
+    for r in itertools.product(*(range(s) for s in strides)):
+        ph = [axes[a][0][r[a]] for a in range(nd)]
+        shape = (n, cog * groups) + tuple(p.count for p in ph)
+        if not all(shape):
+            continue
+        if not all(p.taps for p in ph):          # no tap reaches this phase: bias only
+            parts[r] = None
+            continue
+        rc = te.reduce_axis((0, cig), "rc")
+        rj = [te.reduce_axis((0, p.taps), f"rj{a}") for a, p in enumerate(ph)]
+
+        def body(*i, ph=ph, rc=rc, rj=rj):
+            ic = (i[1] // cog) * cig + rc.var
+            src = tuple(i[2 + a] + (p.off + lo[a]) - rj[a].var * axes[a][2] for a, p in enumerate(ph))
+            tap = tuple(p.k0 + rj[a].var * axes[a][1] for a, p in enumerate(ph))
+            return te.sum(xp[(i[0], ic) + src] * w[(ic, i[1] % cog) + tap], axis=[rc] + rj)
+        flops = 2.0 * math.prod(shape) * cig * math.prod(p.taps for p in ph)
+        parts[r] = te.compute(shape, body, name=f"{name}.phase{''.join(map(str, r))}", tag=TAG,
+                              attrs={"flops": flops})
+
+    def gather(*i):
+        o = i[2:]
+        value = bias[i[1]] if bias is not None else zero
+        for r, part in parts.items():
+            if part is None:
+                continue
+            q = tuple(te.min_of(o[a] // strides[a], part.shape[2 + a] - 1) if strides[a] > 1 else o[a]
+                      for a in range(nd))
+            term = part[i[:2] + q] if bias is None else part[i[:2] + q] + bias[i[1]]
+            here = [(o[a] % strides[a]) == r[a] for a in range(nd) if strides[a] > 1]
+            value = te.if_then_else(te.all(*here), term, value) if here else term
+        return value
+    return te.compute(out_shape, gather, name=name, tag="injective")
 
 
 @tagged(TAG)
 def schedule_conv_transpose(s: te.Schedule, out: te.Tensor, target: Target | str | None = None) -> te.Schedule:
-    """Output rows in parallel; the reduction outside a vector of output columns, accumulated in place."""
+    """One phase: (image, channel block) tasks in parallel; per tile of columns, a register tile of
+    `bk` channels x one column vector accumulates over (input channel, taps), then is stored."""
     target = parse(target)
+    acc = s.cache_write(out, "local")
     st = s[out]
-    axes, red = list(st.op.axis), list(st.op.reduce_axis)
-    inner = axes[-1]
+    n, k, *spatial = st.op.axis
+    cols = spatial[-1]
     lanes = vector_lanes(out.shape[-1], target, out.dtype)
-    outer = axes[:-1]
-    if lanes > 1 and lanes < out.shape[-1]:
-        outer_col, inner = st.split(inner, factor=lanes)
-        outer = outer + [outer_col]
-    st.reorder(*outer, *red, inner)
-    rows = st.fuse(*axes[:2]) if len(axes) > 2 else axes[0]
-    parallel_if_worth(st, rows, float(out.op.attrs.get("flops", 0)))
+    bk = next(b for b in (4, 2, 1) if out.shape[1] % b == 0)
+    ko, ki = st.split(k, factor=bk)
+    co, ci = st.split(cols, factor=lanes) if 1 < lanes < out.shape[-1] else (None, cols)
+    tile = [co] if co is not None else []
+    st.reorder(n, ko, *spatial[:-1], *tile, ki, ci)
+    task = st.fuse(n, ko)
+    parallel_if_worth(st, task, float(out.op.attrs.get("flops", 0)))
+    st.unroll(ki)
     if lanes > 1:
-        st.vectorize(inner)
+        st.vectorize(ci)
+    s[acc].compute_at(st, tile[0] if tile else (spatial[-2] if len(spatial) > 1 else task))
+    an, ak, *asp = s[acc].op.axis
+    register_tile(s[acc], [an, *asp[:-1]], list(s[acc].op.reduce_axis), [ak], asp[-1])
     return s
