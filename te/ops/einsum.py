@@ -18,7 +18,7 @@ from .matmul import batch_matmul
 from .reduction import sum as reduce_sum
 from .transform import copy, reshape, transpose
 
-__all__ = ["einsum", "parse_einsum", "EinsumError"]
+__all__ = ["einsum", "parse_einsum", "letter_extents", "EinsumError"]
 
 
 class EinsumError(ValueError):
@@ -62,6 +62,18 @@ def parse_einsum(equation: str, ranks: list[int]) -> Equation:
         raise EinsumError(f"einsum '{equation}': output letters {sorted(missing) or out} are not each "
                           "in exactly one output position of some operand")
     return Equation(tuple(out_terms), out)
+
+
+def letter_extents(equation: str, shapes: list[tuple]) -> tuple[Equation, dict[str, int]]:
+    """The parsed equation and the extent of each letter; EinsumError where a letter has two."""
+    eq = parse_einsum(equation, [len(s) for s in shapes])
+    size: dict[str, int] = {}
+    for shape, term in zip(shapes, eq.inputs):
+        for c, n in zip(term, shape):
+            if size.setdefault(c, n) != n:
+                raise EinsumError(f"einsum '{equation}': letter '{c}' has extents {size[c]} and {n}; "
+                                  "broadcasting an extent of 1 is not supported (Expand the operand first)")
+    return eq, size
 
 
 def _diagonal(x: te.Tensor, term: str, name: str) -> tuple[te.Tensor, str]:
@@ -109,13 +121,7 @@ def _contract(a: te.Tensor, la: str, b: te.Tensor, lb: str, keep: set, size: dic
 def einsum(equation: str, operands: list[te.Tensor], name: str = "einsum",
            target: Target | None = None) -> te.Tensor:
     """numpy.einsum(equation, *operands) for equations without broadcasting of unit extents."""
-    eq = parse_einsum(equation, [t.ndim for t in operands])
-    size: dict[str, int] = {}
-    for t, term in zip(operands, eq.inputs):
-        for c, n in zip(term, t.shape):
-            if size.setdefault(c, n) != n:
-                raise EinsumError(f"einsum '{equation}': letter '{c}' has extents {size[c]} and {n} "
-                                  "(broadcasting an extent of 1 is not supported)")
+    eq, size = letter_extents(equation, [tuple(t.shape) for t in operands])
     pairs = [_diagonal(t, term, f"{name}.d{k}") for k, (t, term) in enumerate(zip(operands, eq.inputs))]
     operands, terms = [p[0] for p in pairs], [p[1] for p in pairs]
 
