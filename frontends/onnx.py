@@ -107,8 +107,7 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None, 
         else:
             raw.append((k, node))
     raw = expand_qoperators(raw, consts, opset, problems)      # QLinearConv... as DQ -> op -> Q
-    raw = expand_contrib(raw, consts, opset, problems,         # FastGelu... as standard ops
-                         {x for _, n in raw for x in n.input} | {o.name for o in g.output})
+    raw = expand_contrib(raw, consts, opset, problems, g)      # FastGelu, Attention... as standard ops
     known = {i.name: i.shape for i in graph.inputs}
     for _ in range(8):                 # fold; learn shapes; fold what the shapes decide; repeat
         raw, changed = _fold_nodes(raw, consts, known, problems, opset)

@@ -53,8 +53,29 @@ def test_skip_layer_norm_statistics_outputs_are_refused(rand):
         frontends.from_onnx(m)
 
 
+@pytest.mark.parametrize("opset,masked", [(13, False), (12, True)])
+def test_attention_matches_onnxruntime(rand, opset, masked):
+    from onnx import TensorProto
+    x = rand((2, 5, 16))
+    inits = [numpy_helper.from_array(rand((16, 48)), "w"), numpy_helper.from_array(rand((48,)), "b")]
+    feeds, inputs = {"x": x}, [vi("x", [2, 5, 16])]
+    if masked:
+        feeds["mask"] = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.int32)
+        inputs.append(vi("mask", [2, 5], TensorProto.INT32))
+    node = helper.make_node("Attention", ["x", "w", "b"] + (["mask"] if masked else []), ["y"], domain=MS,
+                            name="att", num_heads=4)
+    _check(_model([node], inputs, [vi("y", None)], inits, opset), feeds)
+
+
+def test_causal_attention_is_refused_by_name(rand):
+    node = helper.make_node("Attention", ["x", "w"], ["y"], domain=MS, name="att", num_heads=2, unidirectional=1)
+    m = _model([node], [vi("x", [1, 4, 8])], [vi("y", None)], [numpy_helper.from_array(rand((8, 24)), "w")], 13)
+    with pytest.raises(ModelError, match=r"Attention\): unidirectional \(causal\) attention is not supported"):
+        frontends.from_onnx(m)
+
+
 def test_other_contrib_ops_are_refused_by_name():
-    node = helper.make_node("Attention", ["x"], ["y"], domain=MS, name="att", num_heads=2)
-    m = _model([node], [vi("x", [1, 4, 8])], [vi("y", None)], [], 13)
-    with pytest.raises(ModelError, match=r"com.microsoft.Attention\): custom-domain op is not supported"):
+    node = helper.make_node("EmbedLayerNormalization", ["x"], ["y"], domain=MS, name="emb")
+    m = _model([node], [vi("x", [1, 4])], [vi("y", None)], [], 13)
+    with pytest.raises(ModelError, match=r"com.microsoft.EmbedLayerNormalization\): custom-domain op"):
         frontends.from_onnx(m)
