@@ -1,7 +1,7 @@
 """Lowerings of Einsum and ConvTranspose (see lowering.py)."""
 from __future__ import annotations
 
-from .lowering import _ops, _str, checks, lowers
+from .lowering import _ops, _str, checks, lowers, lowers_anchor
 
 
 @lowers("Einsum")
@@ -44,8 +44,8 @@ def conv_transpose_pads(attrs, in_shape: tuple, w_shape: tuple, out_spatial: tup
     return pads
 
 
-@lowers("ConvTranspose")
-def _conv_transpose(node, ins, attrs, opset, out_shapes):
+@lowers_anchor("ConvTranspose")
+def _conv_transpose(node, ins, attrs, opset, out_shapes, target, choice=None):
     x, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
     nd = len(x.shape) - 2
@@ -53,7 +53,7 @@ def _conv_transpose(node, ins, attrs, opset, out_shapes):
     return [_ops().conv_transpose(x, w, out_spatial, _spatial(attrs, "strides", nd, 1),
                                   conv_transpose_pads(attrs, tuple(x.shape), tuple(w.shape), out_spatial),
                                   _spatial(attrs, "dilations", nd, 1), int(attrs.get("group", 1)),
-                                  bias=bias, name=node.name)]
+                                  bias=bias, name=node.name, target=target)]
 
 
 @checks("ConvTranspose")

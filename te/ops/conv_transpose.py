@@ -68,9 +68,13 @@ def axis_phases(n_in: int, n_out: int, k: int, s: int, d: int, p: int) -> tuple[
 
 
 def conv_transpose(x: te.Tensor, w: te.Tensor, out_spatial, strides, pads_begin, dilations,
-                   groups: int = 1, bias: te.Tensor | None = None, name: str = "conv_transpose") -> te.Tensor:
+                   groups: int = 1, bias: te.Tensor | None = None, name: str = "conv_transpose",
+                   target: Target | str | None = None) -> te.Tensor:
     """y of spatial shape out_spatial from x (N, C, ...) and w (C, K/groups, kernel...), ONNX's
-    ConvTranspose with the padding at the start of each axis given (the end follows from the shape)."""
+    ConvTranspose with the padding at the start of each axis given (the end follows from the shape).
+
+    With a target, a 2-D phase runs as te.ops.conv2d (its kernels for that target) on a window of
+    the padded input with the phase's sub-kernel flipped into OIHW; else as this module's kernel."""
     nd = x.ndim - 2
     n, c = x.shape[:2]
     if w.ndim != x.ndim or w.shape[0] != c or c % groups:
@@ -91,6 +95,9 @@ def conv_transpose(x: te.Tensor, w: te.Tensor, out_spatial, strides, pads_begin,
             continue
         if not all(p.taps for p in ph):          # no tap reaches this phase: bias only
             parts[r] = None
+            continue
+        if target is not None and nd == 2:
+            parts[r] = _phase_conv2d(xp, w, ph, axes, lo, groups, f"{name}.phase{''.join(map(str, r))}", target)
             continue
         rc = te.reduce_axis((0, cig), "rc")
         rj = [te.reduce_axis((0, p.taps), f"rj{a}") for a, p in enumerate(ph)]
@@ -117,6 +124,25 @@ def conv_transpose(x: te.Tensor, w: te.Tensor, out_spatial, strides, pads_begin,
             value = te.if_then_else(te.all(*here), term, value) if here else term
         return value
     return te.compute(out_shape, gather, name=name, tag="injective")
+
+
+def _phase_conv2d(xp: te.Tensor, w: te.Tensor, ph: list[Phase], axes: list, lo: list[int], groups: int,
+                  name: str, target: Target | str) -> te.Tensor:
+    """One 2-D phase as conv2d: output q reads xp[q + base + t * shift] through tap t of the
+    sub-kernel, the phase's taps in reverse (OIHW: channel oc of group g reads input channels of g)."""
+    from .conv2d import conv2d
+    cig, cog = w.shape[0] // groups, w.shape[1]
+    shift = [axes[a][2] for a in range(2)]
+    base = [p.off + lo[a] - (p.taps - 1) * shift[a] for a, p in enumerate(ph)]
+    size = [p.count + (p.taps - 1) * shift[a] for a, p in enumerate(ph)]
+    window = te.compute(tuple(xp.shape[:2]) + tuple(size),
+                        lambda n, c, i, j: xp[n, c, i + base[0], j + base[1]], name=f"{name}.in", tag="injective")
+    wsub = te.compute((cog * groups, cig) + tuple(p.taps for p in ph),
+                      lambda oc, c, th, tw: w[(oc // cog) * cig + c, oc % cog,
+                                              ph[0].k0 + (ph[0].taps - 1 - th) * axes[0][1],
+                                              ph[1].k0 + (ph[1].taps - 1 - tw) * axes[1][1]],
+                      name=f"{name}.w", tag="injective")
+    return conv2d(window, wsub, padding=0, dilation=tuple(shift), groups=groups, name=name, target=target)
 
 
 @tagged(TAG)

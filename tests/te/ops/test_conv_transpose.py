@@ -33,10 +33,12 @@ def _reference(x, w, strides, pads, dil, out_pad, groups):
     ((2, 3), (0, 2, 1, 0), (2, 1), (1, 2), 2),       # stride 2 with dilation 2: a phase no tap reaches
     ((1, 2), (2, 0, 0, -1), (1, 3), (0, 0), 1),      # a negative end pad widens the output
 ])
-def test_conv_transpose_matches_the_scatter(rand, strides, pads, dil, out_pad, groups):
+@pytest.mark.parametrize("by_conv2d", [False, True])
+def test_conv_transpose_matches_the_scatter(rand, strides, pads, dil, out_pad, groups, by_conv2d):
     x, w = rand((2, 4, 5, 4)), rand((4, 3, 3, 2))
     want = _reference(x, w, strides, pads, dil, out_pad, groups)
     xt = te.placeholder(x.shape, "float32", name="x")
     wt = te.placeholder(w.shape, "float32", name="w")
-    y = ops.conv_transpose(xt, wt, want.shape[2:], strides, pads[:2], dil, groups)
+    target = te.target.host() if by_conv2d else None       # with a target: phases as conv2d
+    y = ops.conv_transpose(xt, wt, want.shape[2:], strides, pads[:2], dil, groups, target=target)
     np.testing.assert_allclose(build_run(y, [xt, wt], [x, w]), want, rtol=1e-5, atol=1e-5)
