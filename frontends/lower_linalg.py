@@ -71,6 +71,7 @@ def _check_conv_transpose(node, ins, opset):
     bias = ins[2] if len(ins) > 2 else None
     if bias is not None and bias.shape != (w.shape[1] * groups,):
         return f"bias '{node.inputs[2]}' has shape {bias.shape}; it must be ({w.shape[1] * groups},)"
-    if {i.dtype for i in ins if i is not None} - {"float32", "float64"}:
-        return "ConvTranspose is supported on float32 and float64 only"
+    other = sorted({i.dtype for i in ins if i is not None} - {"float32"})
+    if other:       # its phases run as conv2d, which is float32 (as Conv)
+        return f"ConvTranspose is supported on float32 only, not {', '.join(other)}"
     return None

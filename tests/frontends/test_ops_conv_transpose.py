@@ -42,3 +42,18 @@ def test_conv_transpose_refuses_a_weight_of_other_channels(rand):
     m = _model((1, 4, 5, 5), (6, 2, 3, 3), {}, bias=False, rand=rand)
     with pytest.raises(ModelError, match="has 6 input channels for data of 4 channels"):
         frontends.from_onnx(m)
+
+
+def test_conv_transpose_between_other_kernels_matches_onnxruntime(rand):
+    """A decoder step: ConvTranspose, Relu, then a Conv reading its output."""
+    import onnxruntime as ort
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["u"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["u"], ["r"]),
+             helper.make_node("Conv", ["r", "k"], ["y"], pads=[1, 1, 1, 1])]
+    inits = [numpy_helper.from_array(rand((16, 8, 4, 4)), "w"), numpy_helper.from_array(rand((8,)), "b"),
+             numpy_helper.from_array(rand((4, 8, 3, 3)), "k")]
+    m = tiny(nodes, [vi("x", [1, 16, 6, 7])], [vi("y", None)], inits, opset=13)
+    x = rand((1, 16, 6, 7))
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    (got,) = frontends.build(frontends.from_onnx(m)).run(x=x)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
