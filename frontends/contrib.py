@@ -64,6 +64,9 @@ def _skip_layer_norm(e: Expansion, attrs: dict, used: set) -> None:
         e.problems.append(f"node {e.base} (com.microsoft.SkipLayerNormalization): its mean and inverse "
                           f"standard deviation outputs ({', '.join(stats)}) are not supported (inference only)")
         return
+    if not e.arg(2):
+        e.problems.append(f"node {e.base} (com.microsoft.SkipLayerNormalization): gamma (input 2) is missing")
+        return
     eps = float(attrs.get("epsilon", SKIP_LN_EPSILON))
     s = e.emit("Add", [e.arg(0), e.arg(1)], "skip", out=None if e.arg(4) else (outs[3] or None))
     if e.arg(4):
@@ -83,6 +86,8 @@ def _skip_layer_norm(e: Expansion, attrs: dict, used: set) -> None:
 
 def _attention_problem(e: Expansion, attrs: dict, ranks: dict) -> str | None:
     """Why this Attention node is not rewritten (None: it is)."""
+    if int(attrs.get("num_heads", 0)) < 1:
+        return "the num_heads attribute is missing; give the number of attention heads"
     extra = [name for i, name in ((4, "past"), (5, "relative_position_bias"), (6, "past_sequence_length"))
              if e.arg(i)]
     if extra or any(o for o in list(e.node.output)[1:]):

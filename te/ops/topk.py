@@ -2,7 +2,7 @@
 
 Without a sort primitive in te, the order is counted: the rank of element i is how many elements
 come before it (larger, or equal with a lower index: ONNX's tie rule), and output position p takes
-the one element whose rank is p.  That is O(n^2) compares along the axis, which suits the short
+the one element whose rank is p.  NaN ranks above every number, as in numpy's sort.  That is O(n^2) compares along the axis, which suits the short
 axes TopK sees in models (classes, beams, anchors) and vectorises over the other axes.
 """
 from __future__ import annotations
@@ -33,7 +33,13 @@ def topk(x: te.Tensor, k: int, axis: int = -1, largest: bool = True,
         e = te.reduce_axis((0, n), "e")
         xe, xi = x[_at(i, ax, e)], x[i]
         ahead = (xe > xi) if largest else (xe < xi)
-        tie = (xe == xi) & (e.var < i[ax])
+        same = xe == xi
+        if x.dtype.startswith("float"):
+            # NaN ranks above every number (numpy's sort order): first when largest, last when smallest
+            nan_e, nan_i = xe != xe, xi != xi
+            ahead = ahead | ((nan_e & ~nan_i) if largest else (nan_i & ~nan_e))
+            same = same | (nan_e & nan_i)
+        tie = same & (e.var < i[ax])
         return te.sum(te.if_then_else(ahead | tie, te.const(1, "int32"), te.const(0, "int32")), axis=e)
     ranks = te.compute(tuple(x.shape), rank, name=f"{name}.rank", tag=TAG)
     out_shape = tuple(x.shape[:ax]) + (k,) + tuple(x.shape[ax + 1:])

@@ -67,10 +67,14 @@ def test_attention_matches_onnxruntime(rand, opset, masked):
     _check(_model([node], inputs, [vi("y", None)], inits, opset), feeds)
 
 
-def test_causal_attention_is_refused_by_name(rand):
-    node = helper.make_node("Attention", ["x", "w"], ["y"], domain=MS, name="att", num_heads=2, unidirectional=1)
+@pytest.mark.parametrize("attrs,why", [
+    (dict(num_heads=2, unidirectional=1), r"unidirectional \(causal\) attention is not supported"),
+    ({}, "the num_heads attribute is missing"),
+])
+def test_unsupported_attention_is_refused_by_name(rand, attrs, why):
+    node = helper.make_node("Attention", ["x", "w"], ["y"], domain=MS, name="att", **attrs)
     m = _model([node], [vi("x", [1, 4, 8])], [vi("y", None)], [numpy_helper.from_array(rand((8, 24)), "w")], 13)
-    with pytest.raises(ModelError, match=r"Attention\): unidirectional \(causal\) attention is not supported"):
+    with pytest.raises(ModelError, match=r"Attention\): " + why):
         frontends.from_onnx(m)
 
 

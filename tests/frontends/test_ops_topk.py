@@ -32,6 +32,15 @@ def test_topk_matches_a_stable_sort(rand, axis, largest):
     np.testing.assert_array_equal(v, np.take_along_axis(x, want_i, axis=axis))
 
 
+@pytest.mark.parametrize("largest", [1, 0])
+def test_topk_ranks_nan_above_every_number(largest):
+    x = np.array([[1.0, np.nan, 3.0, -2.0, np.nan, 0.5]], np.float32)
+    v, i = _run(_model(x.shape, 4, largest=largest), x)
+    order = np.argsort(x if not largest else -np.nan_to_num(x, nan=np.inf), axis=1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(i, order)
+    np.testing.assert_array_equal(v, np.take_along_axis(x, order, axis=1))
+
+
 def test_topk_indices_alone_are_computed(rand):
     x = rand((4, 6))
     m = _model(x.shape, 2, outputs=("i",))
