@@ -25,7 +25,7 @@ from te.target import Target, parse
 from .common import tagged
 from .injective import vector_lanes
 from .schedule import parallel_if_worth, register_tile
-from .transform import pad
+from .transform import pad, reshape
 
 __all__ = ["conv_transpose", "conv_transpose_output_shape"]
 
@@ -73,9 +73,15 @@ def conv_transpose(x: te.Tensor, w: te.Tensor, out_spatial, strides, pads_begin,
     """y of spatial shape out_spatial from x (N, C, ...) and w (C, K/groups, kernel...), ONNX's
     ConvTranspose with the padding at the start of each axis given (the end follows from the shape).
 
-    With a target, a 2-D phase runs as te.ops.conv2d (its kernels for that target) on a window of
+    With a target, a 2-D phase (1-D: of height 1) runs as te.ops.conv2d (its kernels for that target) on a window of
     the padded input with the phase's sub-kernel flipped into OIHW; else as this module's kernel."""
     nd = x.ndim - 2
+    if nd == 1 and target is not None:      # 1-D (audio decoders) as 2-D of height 1, for conv2d
+        y = conv_transpose(reshape(x, tuple(x.shape[:2]) + (1, x.shape[2]), name=f"{name}.x2d"),
+                           reshape(w, tuple(w.shape[:2]) + (1, w.shape[2]), name=f"{name}.w2d"),
+                           (1, out_spatial[0]), (1, strides[0]), (0, pads_begin[0]), (1, dilations[0]),
+                           groups, bias, f"{name}.2d", target)
+        return reshape(y, tuple(y.shape[:2]) + (out_spatial[0],), name=name)
     n, c = x.shape[:2]
     if w.ndim != x.ndim or w.shape[0] != c or c % groups:
         raise ValueError(f"{name}: weight {w.shape} does not fit input {x.shape} with {groups} groups "

@@ -42,3 +42,13 @@ def test_conv_transpose_matches_the_scatter(rand, strides, pads, dil, out_pad, g
     target = te.target.host() if by_conv2d else None       # with a target: phases as conv2d
     y = ops.conv_transpose(xt, wt, want.shape[2:], strides, pads[:2], dil, groups, target=target)
     np.testing.assert_allclose(build_run(y, [xt, wt], [x, w]), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("by_conv2d", [False, True])
+def test_conv_transpose_1d_matches_the_scatter(rand, by_conv2d):
+    x, w = rand((2, 4, 7)), rand((4, 3, 4))
+    want = _reference(x[:, :, None], w[:, :, None], (1, 3), (0, 1, 0, 2), (1, 1), (0, 1), 1)[:, :, 0]
+    xt = te.placeholder(x.shape, "float32", name="x")
+    wt = te.placeholder(w.shape, "float32", name="w")
+    y = ops.conv_transpose(xt, wt, want.shape[2:], (3,), (1,), (1,), target=te.target.host() if by_conv2d else None)
+    np.testing.assert_allclose(build_run(y, [xt, wt], [x, w]), want, rtol=1e-5, atol=1e-5)
