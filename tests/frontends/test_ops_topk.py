@@ -21,24 +21,40 @@ def _run(m, x):
     return frontends.build(g).run(x=x)
 
 
-@pytest.mark.parametrize("axis,largest", [(-1, 1), (0, 1), (1, 0)])
-def test_topk_matches_a_stable_sort(rand, axis, largest):
+@pytest.mark.parametrize("axis,largest,k", [(-1, 1, 3), (0, 1, 3), (1, 0, 3), (1, 1, 2), (1, 0, 1)])
+def test_topk_matches_a_stable_sort(rand, axis, largest, k):
     x = rand((5, 9, 3))
     x[1, 2:5, :] = 0.25                                 # ties: the lower index first
-    v, i = _run(_model(x.shape, 3, axis, largest), x)
+    v, i = _run(_model(x.shape, k, axis, largest), x)
     order = np.argsort(-x if largest else x, axis=axis, kind="stable")
-    want_i = np.take(order, np.arange(3), axis=axis)
+    want_i = np.take(order, np.arange(k), axis=axis)
     np.testing.assert_array_equal(i, want_i)
     np.testing.assert_array_equal(v, np.take_along_axis(x, want_i, axis=axis))
 
 
+@pytest.mark.parametrize("n,k", [(6, 4), (40, 3)])          # counting ranks; selection steps
 @pytest.mark.parametrize("largest", [1, 0])
-def test_topk_ranks_nan_above_every_number(largest):
-    x = np.array([[1.0, np.nan, 3.0, -2.0, np.nan, 0.5]], np.float32)
-    v, i = _run(_model(x.shape, 4, largest=largest), x)
-    order = np.argsort(x if not largest else -np.nan_to_num(x, nan=np.inf), axis=1, kind="stable")[:, :4]
+def test_topk_ranks_nan_above_every_number(rng, largest, n, k):
+    x = rng.integers(-3, 3, (3, n)).astype(np.float32)         # ties
+    x[0, [1, 4]] = np.nan
+    x[1, :] = np.nan
+    v, i = _run(_model(x.shape, k, largest=largest), x)
+    order = np.argsort(x if not largest else -np.nan_to_num(x, nan=np.inf), axis=1, kind="stable")[:, :k]
     np.testing.assert_array_equal(i, order)
     np.testing.assert_array_equal(v, np.take_along_axis(x, order, axis=1))
+
+
+def test_topk_of_integers_by_selection_steps(rng):
+    x = rng.integers(-4, 4, (2, 30)).astype(np.int64)
+    x[0, 7] = np.iinfo(np.int64).min                    # the value the steps start from
+    for largest in (1, 0):
+        m = _model(x.shape, 5, largest=largest)
+        m.graph.input[0].type.tensor_type.elem_type = TensorProto.INT64
+        m.graph.output[0].type.tensor_type.elem_type = TensorProto.INT64
+        v, i = _run(m, x)
+        key = x.astype(np.float64)                       # -x would overflow at the minimum
+        order = np.argsort(-key if largest else key, axis=1, kind="stable")[:, :5]
+        np.testing.assert_array_equal(i, order)
 
 
 def test_topk_indices_alone_are_computed(rand):
