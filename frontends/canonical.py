@@ -1,7 +1,7 @@
 """Import-time rewrites into the forms the lowerings take, once every shape and type is known.
 
 A kernel computes one tensor, so nodes with several used outputs become single-output nodes:
-Split becomes one Slice per part, Dropout's mask a constant, LayerNormalization's Mean and
+Split becomes one Slice per part, TopK a node per used output, Dropout's mask a constant, LayerNormalization's Mean and
 InvStdDev reductions, SoftmaxCrossEntropyLoss's log-probabilities a LogSoftmax.  CastLike
 becomes a Cast; QuantizeLinear states its output type (`output_dtype`); Shape, Size and EyeLike, which read only their input's shape, become
 constants.  1-D convolution and pooling become their 2-D forms on data of height 1, and 3-D
@@ -111,6 +111,10 @@ def _rewrite(n: Node, infos: dict, consts: dict, opset: int) -> list[Node]:
         consts[n.outputs[1]] = np.ones(infos[n.outputs[1]].shape, np.bool_)
         n.outputs = [n.outputs[0]] + [""] * (len(n.outputs) - 1)
         return [n]
+    if n.op == "TopK" and used:
+        # values and indices: a node each
+        return [Node("TopK", f"{n.name}.{k}", list(n.inputs), [o], {**n.attrs, "output": part})
+                for k, (o, part) in enumerate(zip(n.outputs, ("values", "indices"))) if o]
     if n.op == "LayerNormalization" and used:
         return _layer_norm_stats(n, x, infos, consts)
     if n.op in ("Conv", "MaxPool", "AveragePool") and len(x.shape) == 3 and not used \

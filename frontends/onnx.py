@@ -34,6 +34,8 @@ from .onnx_model import ModelError, check_graph, load_model, model_dir, read_ini
 from .lower_qnn import keeps_quantized, quantization_reason
 from .qoperators import expand as expand_qoperators
 from .qoperators import is_qoperator
+from .contrib import expand as expand_contrib
+from .contrib import is_contrib
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ PARAM_INPUTS = {
     "ReduceSumSquare": {1: "axes"}, "ReduceLogSum": {1: "axes"}, "ReduceLogSumExp": {1: "axes"},
     "CumSum": {1: "axis"}, "CumProd": {1: "axis"}, "OneHot": {1: "depth"},
     "ConstantOfShape": {0: "shape"}, "Dropout": {1: "ratio", 2: "training_mode"},
-    "Range": {0: "start", 1: "limit", 2: "delta"}, "Trilu": {1: "k"},
+    "Range": {0: "start", 1: "limit", 2: "delta"}, "Trilu": {1: "k"}, "TopK": {1: "k"},
 }
 # Ops whose attributes give one value per spatial axis of their input (pads: a start and an end
 # per axis); ONNX Runtime refuses any other length, and the lowerings index them.
@@ -100,11 +102,12 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None, 
     raw = []
     for k in order:
         node = g.node[k]
-        if node.domain not in ("", "ai.onnx") and not is_qoperator(node):
+        if node.domain not in ("", "ai.onnx") and not is_qoperator(node) and not is_contrib(node):
             problems.append(f"node {node.name or k} ({node.domain}.{node.op_type}): custom-domain op is not supported")
         else:
             raw.append((k, node))
     raw = expand_qoperators(raw, consts, opset, problems)      # QLinearConv... as DQ -> op -> Q
+    raw = expand_contrib(raw, consts, opset, problems, g)      # FastGelu, Attention... as standard ops
     known = {i.name: i.shape for i in graph.inputs}
     for _ in range(8):                 # fold; learn shapes; fold what the shapes decide; repeat
         raw, changed = _fold_nodes(raw, consts, known, problems, opset)

@@ -24,7 +24,7 @@ CORE = ("add", "sub", "mul", "div", "mod", "pow", "relu", "leakyrelu", "sigmoid"
         "gather", "constant_pad", "edge_pad", "reflect_pad", "wrap_pad", "resize", "reduce_sum",
         "reduce_mean", "flatten", "squeeze", "unsqueeze", "expand", "prelu", "argmax", "cumsum", "dropout",
         "range", "shape", "quantizelinear", "dequantizelinear", "qlinearconv", "qlinearmatmul", "matmulinteger",
-        "convinteger", "dynamicquantizelinear")
+        "convinteger", "dynamicquantizelinear", "top_k", "einsum", "convtranspose")
 
 
 @functools.lru_cache(maxsize=None)
