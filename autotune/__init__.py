@@ -7,6 +7,7 @@
     with autotune.apply_history_best("mm.jsonl"):
         f = task.build()
 """
+from .auto_scheduler import AutoScheduler, AutoTask, register_workload
 from .callback import early_stopping, log_to_file, progress_bar
 from .dispatch import apply_history_best
 from .measure import MeasureOption, Measurer, measure_option
@@ -20,7 +21,7 @@ from .space import (ConfigEntity, ConfigError, ConfigSpace, FallbackConfig, get_
 from .task import Task, create_task
 from .tuner import GridSearchTuner, RandomTuner, Tuner, XGBTuner
 
-__all__ = ["create_task", "Task", "XGBTuner", "RandomTuner", "GridSearchTuner", "Tuner",
+__all__ = ["create_task", "register_workload", "AutoTask", "AutoScheduler", "Task", "XGBTuner", "RandomTuner", "GridSearchTuner", "Tuner",
            "log_to_file", "progress_bar", "early_stopping", "apply_history_best", "measure_option",
            "MeasureOption", "Measurer", "Record", "ErrorNo", "LogError", "load_records", "best_records",
            "merge_logs", "log_stats", "ConfigSpace", "ConfigEntity", "FallbackConfig", "ConfigError",

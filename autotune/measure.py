@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from te.target import Target
 
@@ -50,6 +50,9 @@ class MeasureOption:
     cutoff_ratio: float = 2.0
     rtol: float = 1e-3
     atol: float = 1e-3
+    # a dask Client, a cluster object (LocalCluster) or a scheduler address: build and time on that
+    # Dask cluster instead of this machine (autotune.cluster; pip install 'tilewise[distributed]')
+    cluster: object = field(default=None, compare=False)
 
 
 def measure_option(**kwargs) -> MeasureOption:
@@ -108,10 +111,16 @@ def _worker_task(payload: dict):
     from .task import create_task
     if payload.get("module"):
         __import__(payload["module"])
-    key = json.dumps([payload["name"], payload["args"], payload["target"]])
+    if payload.get("dag"):                  # an auto-scheduled workload: its compute DAG, pickled
+        from .auto_scheduler.workload import receive_dag
+        receive_dag(payload["name"], payload["args"], payload["dag"])
+    key = json.dumps([payload["name"], payload["args"], payload["target"], payload.get("threads")])
     task = _RunnerState.tasks.get(key)
     if task is None:
-        task = _RunnerState.tasks[key] = create_task(payload["name"], payload["args"], parse(payload["target"]))
+        target = parse(payload["target"])
+        if payload.get("threads"):        # the task's own count: split-K and parallel loops depend on it
+            target = replace(target, threads=payload["threads"])
+        task = _RunnerState.tasks[key] = create_task(payload["name"], payload["args"], target)
     return task
 
 
@@ -267,6 +276,15 @@ def _worker_main(rfd: int, wfd: int) -> None:
 
 # ---------------------------------------------------------------- parent side
 
+def _payload(task, config) -> dict:
+    """What a builder or the runner needs to recreate the task and a config of it (an
+    auto-scheduled task's compute DAG too)."""
+    from .task import _symbol
+    return {"name": task.name, "args": task.args, "target": str(task.target), "threads": task.target.threads,
+            "config": None if config is None else config.to_json(),
+            "symbol": _symbol(task.name), "module": task.module, "dag": task.dag}
+
+
 class _Worker:
     """A worker process (a fresh interpreter, never a fork); restarted when it dies or hangs."""
 
@@ -338,7 +356,17 @@ class _Worker:
 
 
 class Measurer:
-    """Builds candidates in parallel, then times them one at a time in the runner."""
+    """Builds candidates in parallel, then times them one at a time in the runner.
+
+    With option.cluster set, Measurer(option) is an autotune.cluster.ClusterMeasurer instead: the
+    same measure / features / close on the workers of a Dask cluster.
+    """
+
+    def __new__(cls, option: MeasureOption | None = None):
+        if cls is Measurer and option is not None and option.cluster is not None:
+            from .cluster import ClusterMeasurer
+            return ClusterMeasurer(option)
+        return super().__new__(cls)
 
     def __init__(self, option: MeasureOption | None = None):
         self.option = option or MeasureOption()
@@ -359,15 +387,7 @@ class Measurer:
         for w in self.builders + [self.runner]:
             w.close()
 
-    def _payload(self, task, config) -> dict:
-        from .task import _symbol
-        from .space import get_template
-        mod = getattr(get_template(task.name), "__module__", None)
-        return {"name": task.name, "args": task.args, "target": str(task.target),
-                "config": None if config is None else config.to_json(),
-                "symbol": _symbol(task.name),
-                "module": mod if mod and mod != "__main__" else None}
-
+    _payload = staticmethod(_payload)
     KEEP_BUILDS = 64
 
     def build_batch(self, task, configs: list) -> list[dict]:
@@ -443,11 +463,12 @@ class Measurer:
             self._has_reference = {k for k in self._has_reference if k != task.workload_key}
         return res
 
-    def ensure_reference(self, task) -> None:
-        """Run the task's default config once so candidates can be checked against its output."""
+    def ensure_reference(self, task, build: dict | None = None) -> None:
+        """Run the task's default config once so candidates can be checked against its output
+        (`build`: the default config's build, when it was built elsewhere)."""
         if task.workload_key in self._has_reference or not self.option.check_correctness:
             return
-        b = self.build_batch(task, [None])[0]
+        b = build or self.build_batch(task, [None])[0]
         if b.get("error_no"):
             raise RuntimeError(f"the default schedule of {task} does not build: {b.get('error_msg')}")
         r = self.run_one(task, b, "reference")
@@ -487,4 +508,4 @@ def _record(task, cfg, build: dict, res: dict) -> Record:
                   costs=list(res.get("costs", [])), error_no=int(res.get("error_no", 0)),
                   error_msg=res.get("error_msg", ""), isa=t.isa, cpu=t.cpu, target=f"llvm -mcpu={t.cpu}",
                   build_time=float(build.get("build_time", 0.0)), run_time=float(res.get("run_time", 0.0)),
-                  tilewise_version=te.__version__)
+                  tilewise_version=te.__version__, host=res.get("host", ""))

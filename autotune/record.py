@@ -79,6 +79,7 @@ class Record:
     # final check only: the default config's time in the same round over this config's (1.0 for
     # the default itself, above 1 when this one ran faster); 0 when not known
     vs_default: float = 0.0
+    host: str = ""                      # the machine that timed it, when not the one tuning (a cluster's)
     version: int = RECORD_VERSION
 
     @property
@@ -95,7 +96,10 @@ class Record:
         return json.dumps(self.config, sort_keys=True, separators=(",", ":"))
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        d = asdict(self)
+        if not d["host"]:          # optional: a local run's records read as before, in any tilewise
+            del d["host"]
+        return json.dumps(d, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, line: str) -> "Record":
@@ -147,16 +151,23 @@ def _knob_value(v) -> bool:
     return v is None or isinstance(v, (bool, int, str)) or (isinstance(v, float) and math.isfinite(v))
 
 
+def _steps_problem(v) -> str:
+    """Why a config is not an auto-scheduled schedule ({"steps": [...]}); '' when it is one."""
+    from .auto_scheduler.space import steps_problem
+    return steps_problem(v)
+
+
 _FIELD_CHECKS = {       # field -> why its value is malformed ('' when it is fine)
     "workload": _text(4096),
     "config": lambda v: "" if isinstance(v, dict) and len(v) <= 64 and all(
-        isinstance(k, str) and _knob_value(x) for k, x in v.items()) else
-        "not an object of knob values (a number, a string, or a list of whole numbers each)",
+        isinstance(k, str) and _knob_value(x) for k, x in v.items()) else _steps_problem(v) and
+        "not an object of knob values (a number, a string, or a list of whole numbers each) "
+        "nor an auto-scheduled schedule's steps",
     "costs": lambda v: "" if isinstance(v, list) and len(v) <= 4096 and all(map(_number, v)) else
         "not a list of non-negative finite numbers",
     "error_no": lambda v: "" if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1000 else
         "not an error number (autotune.ErrorNo)",
-    "error_msg": _text(4096), "cpu": _text(128), "tilewise_version": _text(64),
+    "error_msg": _text(4096), "cpu": _text(128), "tilewise_version": _text(64), "host": _text(255),
     "isa": lambda v: "" if isinstance(v, str) and _ISA_KEY.fullmatch(v) else
         "not a tilewise ISA key (expected 'x86_64+feature+...')",
     "target": lambda v: "" if isinstance(v, str) and (v == "" or _TARGET.fullmatch(v)) else
@@ -187,6 +198,10 @@ def check_record(r: Record) -> str:
     try:
         space = _space(r.workload)
     except ValueError as e:
+        from .auto_scheduler.space import steps_problem
+        from .auto_scheduler.workload import is_deferred
+        if is_deferred(r.workload):          # a model kernel: its schedule is checked once the model is
+            return steps_problem(r.config) if r.config else ""      # lowered (dispatch replays it)
         return str(e)
     try:
         space.from_json(r.config)

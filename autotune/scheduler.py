@@ -126,7 +126,8 @@ class TaskScheduler:
             if tuner not in TUNERS:
                 raise ValueError(f"unknown tuner {tuner!r}; choose one of {', '.join(TUNERS)}")
             cls = TUNERS[tuner]
-            make = lambda t, k: cls(t, seed=seed + k)      # noqa: E731
+            from .auto_scheduler import AutoScheduler, AutoTask      # a task without a template
+            make = lambda t, k: (AutoScheduler if isinstance(t, AutoTask) else cls)(t, seed=seed + k)  # noqa: E731
         else:
             make = lambda t, k: tuner(t)                    # noqa: E731
         self.states = [TaskState(t[0], float(t[1]), make(t[0], k), group=t[2] if len(t) > 2 else None)

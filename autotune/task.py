@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import te
 from te.expr import DTYPES
 from te.ops import registry
+from te.ops.knobs import TEMPLATES
 from te.ops.registry import freeze
 from te.target import Target, parse
 
@@ -48,8 +49,12 @@ def parse_workload(key: str) -> tuple[str, tuple]:
 
 
 def check_args(name: str, args) -> None:
-    """Raise ValueError unless `args` suit template `name`: its parameters, integers (not floats)
-    between 1 and MAX_EXTENT (a padding from 0), known dtypes, at most MAX_ARGS of anything."""
+    """Raise ValueError unless `args` suit template (or registered workload) `name`: its parameters,
+    integers (not floats) between 1 and MAX_EXTENT (a padding from 0), known dtypes, at most
+    MAX_ARGS of anything."""
+    from .auto_scheduler.workload import check_workload_args, is_workload
+    if is_workload(name):
+        return check_workload_args(name, args)
     try:
         fn = get_template(name)
     except ConfigError:
@@ -165,6 +170,14 @@ class Task:
         _, tensors = self.instantiate(None)
         return [(t.shape, t.dtype) for t in tensors]
 
+    @property
+    def module(self) -> str | None:
+        """The module that registers the template, for a worker to import (None for __main__)."""
+        mod = getattr(get_template(self.name), "__module__", None)
+        return mod if mod and mod != "__main__" else None
+
+    dag = None                      # a template is rebuilt from its name; no compute DAG to send
+
     def __str__(self) -> str:
         return f"{self.name}{self.args}"
 
@@ -173,9 +186,13 @@ def _symbol(name: str) -> str:
     return "tw_" + "".join(c if c.isalnum() else "_" for c in name)
 
 
-def create_task(name: str, args, target=None) -> Task:
+def create_task(name, args, target=None):
     """A task for the registered template `name` with these arguments (target: this CPU by default);
-    ValueError for arguments no template call should see (see check_args)."""
+    ValueError for arguments no template call should see (see check_args).  A function registered
+    with @autotune.register_workload (or its name) gives an auto-scheduling task instead."""
+    from .auto_scheduler.workload import create_auto_task, is_workload
+    if callable(name) or (isinstance(name, str) and name not in TEMPLATES and is_workload(name)):
+        return create_auto_task(name, args, target)
     get_template(name)
     check_args(name, args)
     task = Task(name, freeze(tuple(args)), parse(target))

@@ -2,6 +2,7 @@
 
     python bench/gemm.py            # M = N = K = 1024, fp32
     python bench/gemm.py --size 512 --quick
+    python bench/gemm.py --int8     # u8 x s8 -> s32: each int8 implementation, fp32 and ORT beside it
 
 Each step adds one idea to the one before.  Steps up to "write cache" run on one thread and
 are compared with numpy on one thread; "parallel" and "register blocking" run on both cores.
@@ -118,12 +119,95 @@ LADDER = [
 ]
 
 
+def int8_main(size: int, threads: int = 2) -> None:
+    """u8 x s8 -> s32 GEMM by every int8 implementation that runs here, beside tilewise's fp32
+    GEMM (the registry's matmul), numpy fp32 and ONNX Runtime's MatMulInteger, on `threads`."""
+    from te.ops import registry
+    from te.peak_int8 import available, peak_gops
+    from te.target import host
+    M = N = K = size
+    ops = 2.0 * M * N * K
+    tgt = host()
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (M, K), dtype=np.uint8)
+    b = rng.integers(-128, 128, (K, N), dtype=np.int8)
+    ref = a.astype(np.int64) @ b.astype(np.int64)
+    print(env_note())
+    peaks = [f"{k} {peak_gops(k, threads):.0f}" for k in ("vnni", "amx") if available(k)]
+    print(f"peaks on {threads} thread(s) (GOP/s): fp32 {machine.peak_gflops(threads):.0f}"
+          + "".join(f", int8 {p}" for p in peaks) + "\n")
+    results = {}
+
+    def timed(label: str, fn, *args) -> None:
+        results[label] = ops / time_call(fn, *args, min_repeats=10, min_seconds=1.0)["median"] / 1e9
+        print(f"  {label}: {results[label]:.0f} GOP/s", flush=True)
+
+    af, bf = a.astype(np.float32), b.astype(np.float32)
+    fp32 = registry.select(registry.MatmulWorkload(M, N, K), tgt)
+    s, args = fp32.instantiate(fp32.config(registry.MatmulWorkload(M, N, K), tgt), (M, N, K, "float32"), tgt)
+    f = te.build(s, args, target=tgt)
+    f.set_num_threads(threads)
+    timed("tilewise fp32 (matmul)", f, af, bf, np.zeros((M, N), np.float32))
+    with numpy_threads(threads):
+        timed("numpy fp32", np.matmul, af, bf)
+    ort = _ort_matmul_integer(M, N, K, threads)
+    if ort is not None:
+        out = ort.run(None, {"a": a, "b": b})[0]
+        if not np.array_equal(out, ref):
+            raise SystemExit("ONNX Runtime MatMulInteger: wrong result")
+        timed("ORT MatMulInteger", ort.run, None, {"a": a, "b": b})
+    wl = registry.MatmulWorkload(M, N, K, "uint8")
+    for _, impl in registry.candidates(wl, tgt):
+        if "int8" not in impl.name or impl.template is None:     # the reference kernel: qnn.py
+            continue
+        cfg = impl.config(wl, tgt)
+        s, args = impl.instantiate(cfg, impl.args(wl), tgt, prepacked=True)
+        f = te.build(s, args, target=tgt)
+        f.set_num_threads(threads)
+        c = np.zeros((M, N), np.int32)
+        bp = impl.pack_weight(b, wl, cfg, tgt)
+        f(a, bp, c)
+        if not np.array_equal(c, ref):
+            raise SystemExit(f"{impl.name}: wrong result")
+        timed(f"tilewise {impl.name}", f, a, bp, c)
+    base, ort_g = results["tilewise fp32 (matmul)"], results.get("ORT MatMulInteger")
+    rows = [[k, f"{g:.0f}", f"{g / base:.2f}x", f"{g / ort_g:.2f}x" if ort_g else "-"] for k, g in results.items()]
+    print(f"\nGEMM {M}x{N}x{K} u8 x s8 -> s32 (fp32 rows: the same shape in fp32), {threads} thread(s), "
+          "weights packed ahead for tilewise int8")
+    print(table(["kernel", "GOP/s", "vs tilewise fp32", "vs ORT MatMulInteger"], rows))
+
+
+def _ort_matmul_integer(M: int, N: int, K: int, threads: int):
+    """An ONNX Runtime session (default options but the thread count) of one MatMulInteger, or
+    None without onnxruntime."""
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError:
+        print("  (onnxruntime or onnx is not installed: no ORT row)")
+        return None
+    g = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "mmi",
+                          [helper.make_tensor_value_info("a", TensorProto.UINT8, [M, K]),
+                           helper.make_tensor_value_info("b", TensorProto.INT8, [K, N])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, [M, N])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=1024, help="M = N = K (a multiple of 32; default 1024)")
     ap.add_argument("--quick", action="store_true", help="skip the slow baseline and blocking steps")
     ap.add_argument("--builds", type=int, default=5, help="builds per schedule for the build-time median")
+    ap.add_argument("--int8", action="store_true",
+                    help="time u8 x s8 -> s32 int8 GEMMs against fp32 and ONNX Runtime instead of the ladder")
+    ap.add_argument("--threads", type=int, default=2, help="threads of every engine with --int8 (default 2)")
     a = ap.parse_args()
+    if a.int8:
+        return int8_main(a.size, a.threads)
     M = N = K = a.size
     if M % BN:
         ap.error(f"--size must be a multiple of {BN}")

@@ -1,9 +1,9 @@
 """Import-time rewrites into the forms the lowerings take, once every shape and type is known.
 
 A kernel computes one tensor, so nodes with several used outputs become single-output nodes:
-Split becomes one Slice per part, Dropout's mask a constant, LayerNormalization's Mean and
+Split becomes one Slice per part, TopK a node per used output, Dropout's mask a constant, LayerNormalization's Mean and
 InvStdDev reductions, SoftmaxCrossEntropyLoss's log-probabilities a LogSoftmax.  CastLike
-becomes a Cast; Shape, Size and EyeLike, which read only their input's shape, become
+becomes a Cast; QuantizeLinear states its output type (`output_dtype`); Shape, Size and EyeLike, which read only their input's shape, become
 constants.  1-D convolution and pooling become their 2-D forms on data of height 1, and 3-D
 pooling two 2-D poolings (over H and W, then over D: a window's max, sum and count all factor
 by axis).  A value with no elements is a constant, and a Concat drops such parts.
@@ -85,6 +85,9 @@ def _rewrite(n: Node, infos: dict, consts: dict, opset: int) -> list[Node]:
             consts[n.outputs[0]] = consts[n.inputs[0]].astype(dtype)
             return []
         return [Node("Cast", n.name, n.inputs[:1], n.outputs[:1], {"to": onnx_elem_type(dtype)})]
+    if n.op == "QuantizeLinear" and n.outputs[0] in infos:
+        # the output type, which a folded scalar zero point no longer carries into the lowering
+        n.attrs["output_dtype"] = onnx_elem_type(infos[n.outputs[0]].dtype)
     used = [o for o in n.outputs[1:] if o]
     x = infos.get(n.inputs[0]) if n.inputs and n.inputs[0] else None
     if x is None:
@@ -108,6 +111,10 @@ def _rewrite(n: Node, infos: dict, consts: dict, opset: int) -> list[Node]:
         consts[n.outputs[1]] = np.ones(infos[n.outputs[1]].shape, np.bool_)
         n.outputs = [n.outputs[0]] + [""] * (len(n.outputs) - 1)
         return [n]
+    if n.op == "TopK" and used:
+        # values and indices: a node each
+        return [Node("TopK", f"{n.name}.{k}", list(n.inputs), [o], {**n.attrs, "output": part})
+                for k, (o, part) in enumerate(zip(n.outputs, ("values", "indices"))) if o]
     if n.op == "LayerNormalization" and used:
         return _layer_norm_stats(n, x, infos, consts)
     if n.op in ("Conv", "MaxPool", "AveragePool") and len(x.shape) == 3 and not used \

@@ -188,11 +188,36 @@ class Kernels:
     records: dict = field(default_factory=dict)        # workload -> tuning record used
 
 
+VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+
+
+def view_source(g: Graph, grp: Group, outputs: set[str]) -> str | None:
+    """The value a group only re-shapes (Reshape, Flatten, Squeeze, Unsqueeze of one value: the
+    same bytes in row-major order), so its consumers can read that value's buffer as it is; None
+    for a group that computes something, or whose result is a graph output (written to the
+    caller's buffer)."""
+    if grp.output in outputs or not all(n.op in VIEW_OPS for n in grp.nodes):
+        return None
+    src = grp.master.inputs[0]
+    if not src or g.info(src).dtype != g.info(grp.output).dtype:
+        return None
+    return src
+
+
 def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, history=None) -> Kernels:
     """One lowered, scheduled function per distinct group (same ops, shapes and config), each
-    group's anchor built as the registry chose; the weights its kernel reads packed in g."""
+    group's anchor built as the registry chose; the weights its kernel reads packed in g.
+
+    A group that only re-shapes a value (view_source) is no kernel: its consumers are passed the
+    source's buffer (ks.values name the source), which stays alive until they have run."""
     ks, by_key = Kernels(), {}
+    views: dict[str, str] = {}                      # a view's value -> the value whose bytes it is
+    outputs = {o.name for o in g.outputs}
     for gi, grp in enumerate(groups):
+        src = view_source(g, grp, outputs)
+        if src is not None:
+            views[grp.output] = views.get(src, src)
+            continue
         choice = choose(g, grp, target, history)
         tuned = choice is not None and choice.record is not None
         key = _group_key(g, grp) + (f"/{choice.cfg}" if tuned else "")
@@ -201,7 +226,14 @@ def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, hist
         kname = by_key.get(key)
         if kname is None:
             kname = by_key[key] = f"k{len(ks.funcs)}_{grp.master.op.lower()}"
-            s = ops.schedule([out], target, anchor_schedule=choice.schedule if choice is not None else None)
+            auto = None
+            if choice is None and history is not None:     # no template: an auto-scheduled record?
+                from autotune.auto_scheduler.workload import dispatch_group
+                auto = dispatch_group(placeholders, out, target, history)
+            if auto is not None:
+                s, ks.records[auto[1].workload] = auto
+            else:
+                s = ops.schedule([out], target, anchor_schedule=choice.schedule if choice is not None else None)
             # buffers the kernel would allocate per call come from the workspace instead
             ks.funcs[kname] = hoist_scratch(te.lower(s, placeholders + [out], kname), STACK_LIMIT)
         if tuned:
@@ -211,7 +243,7 @@ def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, hist
         for j, b in enumerate(func.args[len(func.args) - func.attrs.get("scratch", 0):]):
             extra.append(f"{kname}#scratch{j}@{gi}")
             ks.scratch[extra[-1]] = _size(b.shape, b.dtype)
-        ks.values.append(arg_values + [grp.output] + extra)
+        ks.values.append([views.get(v, v) for v in arg_values] + [grp.output] + extra)
         task = choice.task if choice is not None else None
         ks.calls.append(KernelCall(kname, [], [n.name for n in grp.nodes], task))
     return ks
@@ -367,15 +399,38 @@ class GraphLibrary:
         argtypes = [ctypes.c_void_p] * 3                     # (io, params, workspace)
         self._jit = (jit, jit.function(te.runtime.MODEL_ENTRY_SYMBOL, argtypes=argtypes))
 
-    def run(self, **inputs) -> list[np.ndarray]:
-        """Run the model in this process; returns the outputs in the model's order."""
+    def set_num_threads(self, n: int) -> None:
+        """Threads that the parallel loops of the model's kernels use."""
+        n = te.runtime.check_num_threads(n)
         if self._jit is None:
             self._compile_jit()
-        from te.runtime import run_entry
-        return run_entry(self._jit[1], self.plan.inputs, self.plan.outputs, self.plan.workspace_bytes,
-                         self.params.ctypes.data, inputs)
+        if self._jit[0].num_threads is not None:        # None: no kernel has a parallel loop
+            self._jit[0].num_threads.value = n
 
-    __call__ = run
+    def get_inputs(self) -> list:
+        """The model's inputs as ONNX Runtime's InferenceSession.get_inputs() gives them."""
+        return te.runtime.node_args(self.plan.inputs)
+
+    def get_outputs(self) -> list:
+        """The model's outputs as ONNX Runtime's InferenceSession.get_outputs() gives them."""
+        return te.runtime.node_args(self.plan.outputs)
+
+    def run(self, *args, **inputs) -> list[np.ndarray]:
+        """Run the model in this process.
+
+        As ONNX Runtime: run(output_names, input_feed) returns the outputs named (None: all) in
+        that order; run(x=...) returns every output in the model's order."""
+        return te.runtime.select_outputs(args, inputs, self.plan.inputs, self.plan.outputs, self._run_all)
+
+    def _run_all(self, inputs: dict) -> list[np.ndarray]:
+        if self._jit is None:
+            self._compile_jit()
+        return te.runtime.run_entry(self._jit[1], self.plan.inputs, self.plan.outputs,
+                                    self.plan.workspace_bytes, self.params.ctypes.data, inputs)
+
+    def __call__(self, *arrays: np.ndarray, **inputs: np.ndarray) -> list[np.ndarray]:
+        """Run with the inputs in the model's order (or by name); returns every output."""
+        return self._run_all(te.runtime.positional_feed(arrays, inputs, self.input_names))
 
     def export_library(self, path, header: str | None = None) -> dict:
         """Write one shared library with the kernels, the weights, the entry point and the metadata."""

@@ -5,15 +5,20 @@ dtype and needs no table; the ONNX element types do.
 """
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 from te.expr import DTYPES
 
-# ONNX element type -> numpy dtype, for what numpy folding computes (float16 included)
+# ONNX element type -> numpy dtype, for what numpy folding computes (bfloat16 is ml_dtypes')
 ONNX_TO_NUMPY: dict[int, np.dtype] = {
     1: np.dtype(np.float32), 2: np.dtype(np.uint8), 3: np.dtype(np.int8), 4: np.dtype(np.uint16),
     5: np.dtype(np.int16), 6: np.dtype(np.int32), 7: np.dtype(np.int64), 9: np.dtype(np.bool_),
-    10: np.dtype(np.float16), 11: np.dtype(np.float64), 12: np.dtype(np.uint32), 13: np.dtype(np.uint64)}
+    10: np.dtype(np.float16), 11: np.dtype(np.float64), 12: np.dtype(np.uint32), 13: np.dtype(np.uint64),
+    16: np.dtype(ml_dtypes.bfloat16)}
+# The 16-bit float element types: a model's tensors of these types are computed in float32
+# (frontends/low_precision.py), converted at its inputs, its outputs and its Casts.
+LOW_PRECISION: dict[int, str] = {10: "float16", 16: "bfloat16"}
 # ONNX element type -> te dtype: the element types tilewise's kernels take
 ONNX_DTYPES: dict[int, str] = {k: v.name for k, v in ONNX_TO_NUMPY.items() if v.name in DTYPES}
 

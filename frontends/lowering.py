@@ -384,9 +384,13 @@ def _matmul(node, ins, attrs, opset, out_shapes, target, choice=None):
     if len(b.shape) == 1:
         b = ops.reshape(b, (b.shape[0], 1), name=f"{node.name}.col")
     ra, rb = len(a.shape), len(b.shape)
-    if ra == 2 and rb == 2:
+    if choice is not None:              # a 2-D workload; b may arrive packed (the choice's pack_weight)
+        wl = choice.workload
+        name = node.name if out_shape == (wl.M, wl.N) else f"{node.name}.mm"
+        y = choice.compute([a, b], name=name)
+    elif ra == 2 and rb == 2:
         name = node.name if out_shape == (a.shape[0], b.shape[1]) else f"{node.name}.mm"
-        y = choice.compute([a, b], name=name) if choice is not None else ops.matmul(a, b, name=name, target=target)
+        y = ops.matmul(a, b, name=name, target=target)
     elif rb == 2:
         lead = a.shape[:-1]
         a2 = ops.reshape(a, (int(np.prod(lead)), a.shape[-1]), name=f"{node.name}.flat")
@@ -414,7 +418,7 @@ CHECKS["MatMul"] = _float_only("MatMul", ("float32", "float64"))
 
 
 # The other lowerings register themselves on import.
-from . import lower_data, lower_nn  # noqa: E402,F401
+from . import lower_data, lower_linalg, lower_nn, lower_qnn, lower_seq  # noqa: E402,F401
 
 # Shape, Size, Constant, ConstantOfShape... are folded at import when their inputs are known
 # (canonical.py makes constants of what reads only shapes); left over, they are reported as

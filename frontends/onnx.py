@@ -29,7 +29,13 @@ from .canonical import SHAPE_ONLY, canonicalize
 from .dtypes import ONNX_DTYPES, onnx_elem_type
 from .fold import attrs_of, fold
 from .graph import Graph, Node, TensorInfo
+from .low_precision import declared_types, widen_constants, widen_model
 from .onnx_model import ModelError, check_graph, load_model, model_dir, read_initializers
+from .lower_qnn import keeps_quantized, quantization_reason
+from .qoperators import expand as expand_qoperators
+from .qoperators import is_qoperator
+from .contrib import expand as expand_contrib
+from .contrib import is_contrib
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +50,7 @@ PARAM_INPUTS = {
     "ReduceSumSquare": {1: "axes"}, "ReduceLogSum": {1: "axes"}, "ReduceLogSumExp": {1: "axes"},
     "CumSum": {1: "axis"}, "CumProd": {1: "axis"}, "OneHot": {1: "depth"},
     "ConstantOfShape": {0: "shape"}, "Dropout": {1: "ratio", 2: "training_mode"},
-    "Range": {0: "start", 1: "limit", 2: "delta"}, "Trilu": {1: "k"},
+    "Range": {0: "start", 1: "limit", 2: "delta"}, "Trilu": {1: "k"}, "TopK": {1: "k"},
 }
 # Ops whose attributes give one value per spatial axis of their input (pads: a start and an end
 # per axis); ONNX Runtime refuses any other length, and the lowerings index them.
@@ -64,32 +70,44 @@ def _dims(vi) -> list:
             for d in t.shape.dim]
 
 
-def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) -> Graph:
+def from_onnx(model, shapes: dict | None = None, constants: dict | None = None, *,
+              advice: str = "python") -> Graph:
     """Import an ONNX model (path, bytes or ModelProto) into a Graph.
 
     shapes fixes input shapes by name; constants binds inputs to known values by name (they
     become constants before folding: how a static-shape compiler takes a Reshape's shape or
-    Pad's pads that the model leaves as inputs; see `shape_inputs`).
+    Pad's pads that the model leaves as inputs; see `shape_inputs`).  advice: whose words
+    the errors use to say how to fix an input shape: "python" (shapes=), "cli" (--shape) or
+    "session" (tilewise.InferenceSession's shapes=).
     """
-    m = load_model(model)
+    if advice not in ADVICE:
+        raise ValueError(f"from_onnx: advice={advice!r}; give one of {', '.join(ADVICE)}")
+    original = load_model(model)
+    m = widen_model(original)                  # float16/bfloat16 computed in float32
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 1)
     g = m.graph
     order = check_graph(m)                     # ModelError for a graph ONNX Runtime refuses
     problems: list[str] = []
+    if m is not original:                      # types that widening would hide: x + a float16 weight
+        problems += _type_problems(original.graph, list(enumerate(original.graph.node)),
+                                   declared_types(original.graph), {}, opset)
     if opset > onnx.defs.onnx_opset_version():
         problems.append(f"the model's opset {opset} is newer than the newest this tilewise knows "
                         f"({onnx.defs.onnx_opset_version()}); convert it with onnx.version_converter")
     consts = read_initializers(g, model_dir(model), problems)
+    widen_constants(consts, keep={o.name for o in g.output})
     empty: dict[str, np.ndarray] = {}          # zero-size inputs: constants while folding only
     graph = Graph(g.name or "model", opset)
-    graph.inputs = _inputs(g, dict(shapes or {}), dict(constants or {}), consts, empty, problems)
+    graph.inputs = _inputs(g, dict(shapes or {}), dict(constants or {}), consts, empty, problems, advice)
     raw = []
     for k in order:
         node = g.node[k]
-        if node.domain not in ("", "ai.onnx"):
+        if node.domain not in ("", "ai.onnx") and not is_qoperator(node) and not is_contrib(node):
             problems.append(f"node {node.name or k} ({node.domain}.{node.op_type}): custom-domain op is not supported")
         else:
             raw.append((k, node))
+    raw = expand_qoperators(raw, consts, opset, problems)      # QLinearConv... as DQ -> op -> Q
+    raw = expand_contrib(raw, consts, opset, problems, g)      # FastGelu, Attention... as standard ops
     known = {i.name: i.shape for i in graph.inputs}
     for _ in range(8):                 # fold; learn shapes; fold what the shapes decide; repeat
         raw, changed = _fold_nodes(raw, consts, known, problems, opset)
@@ -102,7 +120,7 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
     problems += _type_problems(g, raw, infos, consts, opset)
     bad = _attribute_length_problems(nodes, infos, consts)
     if bad:                             # canonicalisation and the CHECKS index these attributes
-        _refuse(g, problems + bad)
+        _refuse(g, problems + bad, advice)
     needed = {x for n in nodes for x in n.inputs} | {o.name for o in g.output}
     for n in nodes:
         n.outputs = [o if (o in needed or k == 0) else "" for k, o in enumerate(n.outputs)]
@@ -113,7 +131,7 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
            {x for n in nodes for x in n.inputs} | {o.name for o in g.output}, opset, problems, why,
            dropped)
     if problems:
-        _refuse(g, problems)
+        _refuse(g, problems, advice)
     graph.nodes = nodes
     graph.constants = {k: v for k, v in consts.items() if k not in empty}
     graph.infos = infos
@@ -128,12 +146,31 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None) 
     return eliminate_dead_nodes(graph)
 
 
-def _refuse(g, problems: list[str]) -> None:
+# How the errors say to fix an input's shape, in the words of the caller: Python or the command line.
+ADVICE = {
+    "python": {"shape": "pass shapes={{'{name}': {dims}}} to from_onnx",
+               "todo": "give static input shapes with shapes= and bind shape inputs with constants="},
+    "cli": {"shape": "give it with --shape {name}={x_dims}",
+            "todo": "give static input shapes with --shape NAME=DIMS"},
+    "session": {"shape": "pass shapes={{'{name}': {dims}}} to tilewise.InferenceSession",
+                "todo": "give static input shapes with InferenceSession(..., shapes=)"},
+}
+
+
+def shape_advice(advice: str, name: str, dims: list) -> str:
+    """How to fix input `name`'s shape, with its declared dims (symbolic ones as 1) as the example."""
+    example = [d if isinstance(d, int) and d >= 0 else 1 for d in dims]
+    return ADVICE[advice]["shape"].format(name=name, dims=tuple(example),
+                                          x_dims="x".join(map(str, example)) or "DIMS")
+
+
+def _refuse(g, problems: list[str], advice: str = "python") -> None:
     """Raise the ModelError that lists every problem found (the first 50)."""
+    problems = list(dict.fromkeys(problems))     # a type problem may be found before and after widening
     head = f"cannot import {g.name or 'the model'}: {len(problems)} problem(s):"
     raise ModelError("\n  ".join([head] + problems[:50] + (["..."] if len(problems) > 50 else []))
-                     + "\nWhat to do: fix or replace the listed nodes and tensors; give static input "
-                     "shapes with shapes= and bind shape inputs with constants=.")
+                     + "\nWhat to do: fix or replace the listed nodes and tensors; "
+                     + ADVICE[advice]["todo"] + ".")
 
 
 def _attribute_length_problems(nodes: list[Node], infos: dict, consts: dict) -> list[str]:
@@ -185,7 +222,8 @@ def _type_problems(g, raw: list, infos: dict, consts: dict, opset: int) -> list[
     return problems
 
 
-def _inputs(g, shapes: dict, bound: dict, consts: dict, empty: dict, problems: list) -> list[TensorInfo]:
+def _inputs(g, shapes: dict, bound: dict, consts: dict, empty: dict, problems: list,
+            advice: str = "python") -> list[TensorInfo]:
     """The graph's inputs with static shapes; inputs bound with constants= (and, while folding,
     zero-size ones) go into consts."""
     inputs = []
@@ -205,15 +243,15 @@ def _inputs(g, shapes: dict, bound: dict, consts: dict, empty: dict, problems: l
         if given is None and any(d.HasField("dim_value") and d.dim_value < 0 for d in vi.type.tensor_type.shape.dim):
             problems.append(f"input {vi.name}: the model declares a negative dimension "
                             f"({[d.dim_value or d.dim_param for d in vi.type.tensor_type.shape.dim]}); give its "
-                            f"real shape with shapes={{'{vi.name}': (...)}}")
+                            f"real shape: {shape_advice(advice, vi.name, _dims(vi))}")
             continue
         if dtype is None:
             problems.append(f"input {vi.name}: {_type_name(vi.type)} is not supported "
                             f"(tilewise supports tensors of {', '.join(sorted(set(ONNX_DTYPES.values())))})")
             continue
         if any(not isinstance(d, int) for d in dims):
-            problems.append(f"input {vi.name}: dimension(s) {dims} are not static; pass "
-                            f"shapes={{'{vi.name}': (...)}} to from_onnx")
+            problems.append(f"input {vi.name}: dimension(s) {dims} are not static; "
+                            f"{shape_advice(advice, vi.name, dims)}")
             continue
         inputs.append(TensorInfo(vi.name, tuple(dims), dtype))
         if 0 in dims:                  # no elements: what reads only it and constants folds
@@ -293,7 +331,7 @@ def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int
             continue
         check = CHECKS.get(n.op)
         reason = check(n, ins, opset) if check and all(info(x) for x in n.inputs if x) else None
-        reason = reason or _constant_index_reason(n, ins, consts)
+        reason = reason or _constant_index_reason(n, ins, consts) or quantization_reason(n, consts)
         if not reason and sum(1 for o in n.outputs if o) > 1:
             reason = "only its first output is supported"
         if reason:                      # it explains an output inference could not shape, too
@@ -388,7 +426,8 @@ def _fold_constant_nodes(nodes: list[Node], consts: dict, opset: int, problems: 
     out = []
     for n in nodes:
         present = [x for x in n.inputs if x]
-        if not present or n.op in PARAM_INPUTS or not all(x in consts for x in present):
+        if not present or n.op in PARAM_INPUTS or not all(x in consts for x in present) \
+                or keeps_quantized(n.op, n.inputs, consts):
             out.append(n)
             continue
         try:
@@ -413,7 +452,9 @@ def _fold_nodes(raw: list, consts: dict, known: dict, problems: list, opset: int
         present = [x for x in node.input if x]
         outs = None
         try:
-            if (present and all(x in consts for x in present)) or (not present and node.op_type == "Constant"):
+            if keeps_quantized(node.op_type, node.input, consts):
+                pass
+            elif (present and all(x in consts for x in present)) or (not present and node.op_type == "Constant"):
                 outs = fold(node.op_type, [consts.get(x) if x else None for x in node.input], attrs,
                             opset, len(node.output))
             elif node.op_type in ("Shape", "Size") and present and present[0] in known:

@@ -1,5 +1,5 @@
 """Graph passes: dead node elimination, BatchNorm and per-channel affine folding into Conv/Gemm,
-layout propagation to NCHW[x]c (opt-in), and fusion of elementwise chains into the kernel they
+quantised Conv/MatMul/Gemm as int8 anchors (qdq.py), layout propagation to NCHW[x]c (opt-in), and fusion of elementwise chains into the kernel they
 follow.
 
 Every pass takes a Graph and returns a new Graph (the input is not changed).  `run_passes`
@@ -24,7 +24,7 @@ ELEMWISE = {"Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "Gelu", "Ha
             "Identity", "Dropout", "BatchNormalization", "Floor", "Ceil", "Not", "Less", "Greater",
             "Mod", "Sign", "Round", "Sin", "Cos", "And", "Or", "Xor", "LessOrEqual", "GreaterOrEqual",
             "Selu", "Celu", "ThresholdedRelu", "Shrink", "Softsign", "Mish", "Swish", "Sinh", "Cosh",
-            "IsNaN", "IsInf"}
+            "IsNaN", "IsInf", "QuantizeLinear", "DequantizeLinear", "tilewise.ToUint8", "tilewise.QAdd"}
 # Ops that start a kernel of their own and accept an elementwise epilogue.
 ANCHORS = {"Conv", "Gemm", "MatMul"}
 
@@ -280,7 +280,14 @@ def _pack_chain(g: Graph, chain: list[Node], block: int) -> None:
     g.nodes.insert(g.nodes.index(last) + 1, unpack)
 
 
-PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm]
+def quantize_int8(g: Graph) -> Graph:
+    """Quantised models: DequantizeLinear -> Conv/MatMul/Gemm -> QuantizeLinear as int8 anchors with
+    fused requantisation (qdq.py); a float graph is unchanged."""
+    from .qdq import quantize_int8 as rewrite
+    return rewrite(g)
+
+
+PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm, quantize_int8]
 LAYOUTS = {None: [], "NCHW": [], "NCHWc": [propagate_nchwc]}     # layout passes also take the target
 
 

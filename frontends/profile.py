@@ -142,6 +142,10 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeat: int = 20, war
     return {k: Latency(v) for k, v in times.items()}
 
 
+ORT_MISSING = ("onnxruntime is not installed, and comparing with ONNX Runtime needs it: "
+               "pip install 'tilewise[compare]'")
+
+
 def onnxruntime_session(model, threads: int | None = None, spinning: bool = True):
     """An ONNX Runtime CPU session on `threads` intra-op threads (model: path, bytes or ModelProto).
 
@@ -150,7 +154,10 @@ def onnxruntime_session(model, threads: int | None = None, spinning: bool = True
     spinning threads would take a core from our next run.  This is the one place tilewise makes
     a session (benchmarks, commands and tests' references), so they all run it the same way.
     """
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ImportError(ORT_MISSING) from None
     opts = ort.SessionOptions()
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")

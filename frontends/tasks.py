@@ -69,13 +69,15 @@ def conv_geometry(node: Node, g: Graph) -> ConvGeometry:
     return workload_of(node, g).geometry
 
 
-def extract_tasks(graph: Graph, target=None, algorithms: str = "all") -> list[ModelTask]:
+def extract_tasks(graph: Graph, target=None, algorithms: str = "all",
+                  auto_schedule: bool = False) -> list[ModelTask]:
     """The distinct tunable workloads of a model (after its graph passes), largest total FLOPs first.
 
     algorithms "all": for each anchor the task of every implementation that applies (the 1x1
     GEMM and the direct conv, Winograd and the direct conv, each matmul strategy), so the tuned
     build can keep the fastest (frontends.compile.choose); "preferred": only the implementation
-    an untuned build runs."""
+    an untuned build runs.  With `auto_schedule`, every other kernel too, as a task of the
+    auto-scheduler."""
     import autotune
     from te.target import parse
     if algorithms not in ("all", "preferred"):
@@ -83,22 +85,32 @@ def extract_tasks(graph: Graph, target=None, algorithms: str = "all") -> list[Mo
     target = parse(target)
     g = run_passes(graph)
     found: dict[str, ModelTask] = {}
-    for grp in fuse(g):
+    outputs = {o.name for o in g.outputs}
+
+    def add(task, wl, node: str) -> None:
+        mt = found.get(task.workload_key)
+        if mt is None:
+            found[task.workload_key] = ModelTask(task, 1, task.flops, [node], wl)
+        else:
+            mt.count += 1
+            mt.nodes.append(node)
+
+    for gi, grp in enumerate(fuse(g)):
         wl = workload_of(grp.master, g)
         if wl is None:
+            from .compile import lower_group, view_source
+            if auto_schedule and view_source(g, grp, outputs) is None:      # a view is no kernel
+                from autotune.auto_scheduler.workload import group_task
+                from te import ops
+                placeholders, _, out = lower_group(g, grp, f"k{gi}", getattr(graph, "opset", 13), target)
+                task = group_task(placeholders, out, target, default=ops.schedule([out], target))
+                add(task, task.workload_key, grp.master.name)
             continue
         impls = [impl for _, impl in registry.candidates(wl, target)]
         for impl in impls if algorithms == "all" else impls[:1]:
             choice = registry.Choice(impl, wl, target)
-            if choice.task is None:
-                continue
-            task = autotune.create_task(*choice.task, target)
-            mt = found.get(task.workload_key)
-            if mt is None:
-                found[task.workload_key] = ModelTask(task, 1, task.flops, [grp.master.name], wl)
-            else:
-                mt.count += 1
-                mt.nodes.append(grp.master.name)
+            if choice.task is not None:
+                add(autotune.create_task(*choice.task, target), wl, grp.master.name)
     # heaviest kernels first, each kernel's implementations in the registry's order (preferred first)
     order = {mt.workload: -mt.total_flops for mt in reversed(found.values())}
     return sorted(found.values(), key=lambda t: order[t.workload])

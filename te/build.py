@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -11,7 +12,7 @@ from . import llvm_init
 from .codegen_llvm import codegen
 from .jit import JitModule
 from .lower import lower
-from .runtime import ArgSpec, NativeFunction, check_num_threads
+from .runtime import ArgSpec, NativeFunction, check_num_threads, np_dtype
 from .schedule import Schedule
 from .stmt import LoweredFunc, Store, walk_stmt
 from .target import Target, parse
@@ -69,8 +70,40 @@ def build(sch: Schedule | LoweredFunc, args: list | None = None, target=None,
 def arg_specs(func: LoweredFunc) -> list[ArgSpec]:
     """Name, shape, dtype and written-or-not of each argument of a lowered function."""
     written = {id(s.buffer) for s in walk_stmt(func.body) if isinstance(s, Store)}
-    return [ArgSpec(b.name, tuple(b.shape), np.dtype(b.dtype),
+    return [ArgSpec(b.name, tuple(b.shape), np_dtype(b.dtype),
                     id(b) in written) for b in func.args]
+
+
+class ProfileResult(NamedTuple):
+    """TVM's timing result: the mean seconds per call over every repeat, and each repeat's mean."""
+    mean: float
+    results: tuple[float, ...]
+
+
+def time_evaluator(fn: NativeFunction, number: int = 10, repeat: int = 1,
+                   min_repeat_ms: float = 0.0) -> Callable[..., ProfileResult]:
+    """A timer of fn as TVM's time_evaluator: timer(*args) checks the arrays once, then times
+    `repeat` rounds of `number` calls (more, when a round would be shorter than min_repeat_ms)."""
+    if int(number) < 1 or int(repeat) < 1:
+        raise ValueError(f"time_evaluator: number={number} and repeat={repeat} must be at least 1")
+
+    def timer(*arrays: np.ndarray) -> ProfileResult:
+        ptrs = fn.check(arrays)
+        fn.call_unchecked(ptrs)                                   # warm-up: page faults, thread start
+        n = int(number)
+        means = []
+        for _ in range(int(repeat)):
+            while True:
+                t = time.perf_counter()
+                for _ in range(n):
+                    fn.call_unchecked(ptrs)
+                dt = time.perf_counter() - t
+                if dt * 1e3 >= min_repeat_ms:
+                    break
+                n = max(n + 1, int(n * min_repeat_ms / max(dt * 1e3, 1e-6)))   # too short: longer rounds
+            means.append(dt / n)
+        return ProfileResult(sum(means) / len(means), tuple(means))
+    return timer
 
 
 class Kernel(NativeFunction):
@@ -93,6 +126,19 @@ class Kernel(NativeFunction):
     def set_num_threads(self, n: int) -> None:
         """Threads that parallel loops of this kernel use."""
         self._num_threads.value = check_num_threads(n)
+
+    def time_evaluator(self, func_name: str | None = None, dev=None, number: int = 10, repeat: int = 1,
+                       min_repeat_ms: float = 0.0) -> Callable[..., ProfileResult]:
+        """TVM's f.time_evaluator(f.entry_name, dev, number=, repeat=): timer(*args).mean in seconds.
+        func_name and dev are TVM's, accepted for its call form: a Kernel is one function on the CPU."""
+        if func_name not in (None, self.name):
+            raise ValueError(f"time_evaluator: this kernel is {self.name!r}, not {func_name!r}")
+        return time_evaluator(self, number, repeat, min_repeat_ms)
+
+    @property
+    def entry_name(self) -> str:
+        """The kernel's name, as TVM's Module.entry_name."""
+        return self.name
 
     def export_library(self, path: str, header: str | None = None) -> dict:
         """Write this kernel as a shared library (and a C header); returns its metadata."""

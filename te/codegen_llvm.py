@@ -24,6 +24,7 @@ from .expr import (BinOp, BinOpKind, Call, Cast, Cmp, CmpKind, Const, Expr, Load
                    MathFunc, Not, Select, Var, is_float, is_unsigned, free_vars)
 from .schedule import ForKind
 from .simplify import bound
+from . import tensorize
 from .codegen_values import ValueNumbering, vn_key
 from .codegen_vector import VectorAccess
 from .stmt import (Allocate, Buffer, Comment, For, IfThenElse, LoweredFunc, Seq, Stmt, Store,
@@ -106,6 +107,7 @@ class CodeGenLLVM(VectorAccess, ValueNumbering):
         for a, b in zip(fn.args, f.args):
             self.bufs[b] = a
         self.stmt(f.body)
+        self._exit()
         self.builder.ret(ir.Constant(I32, 0))
         return fn
 
@@ -124,17 +126,23 @@ class CodeGenLLVM(VectorAccess, ValueNumbering):
         self.mask: ir.Value | None = None       # the lanes on, under a lane-dependent condition
         self.in_parallel = False
         self.vec_memo: dict = {}
+        self.exit_calls: dict[str, ir.Function] = {}    # called before the function returns (tilerelease)
         self._vn_reset()
+
+    def _exit(self) -> None:
+        """Emit the calls registered in exit_calls (code that used AMX tiles releases them once)."""
+        for fn in self.exit_calls.values():
+            self.builder.call(fn, [])
 
     @contextmanager
     def _state(self):
         saved = (self.fn, self.alloca_builder, self.builder, self.vars, self.bufs, self.ranges,
-                 self.vec, self.mask, self.in_parallel, self.vec_memo, self._vn, self._vn_scopes)
+                 self.vec, self.mask, self.in_parallel, self.vec_memo, self._vn, self._vn_scopes, self.exit_calls)
         try:
             yield
         finally:
             (self.fn, self.alloca_builder, self.builder, self.vars, self.bufs, self.ranges,
-             self.vec, self.mask, self.in_parallel, self.vec_memo, self._vn, self._vn_scopes) = saved
+             self.vec, self.mask, self.in_parallel, self.vec_memo, self._vn, self._vn_scopes, self.exit_calls) = saved
 
     # ------------------------------------------------------------- statements
     def stmt(self, s: Stmt) -> None:
@@ -192,6 +200,9 @@ class CodeGenLLVM(VectorAccess, ValueNumbering):
         self.builder.call(self._libc("free", ir.VoidType(), [PTR]), [ptr])
 
     def stmt_For(self, s: For) -> None:
+        if s.pragmas and tensorize.intrin_of(s) is not None:
+            tensorize.emit(self, s)             # the nest becomes the intrinsic's instructions
+            return
         extent = s.extent
         kind = s.kind
         if kind is ForKind.UNROLLED and isinstance(extent, Const):
@@ -282,6 +293,7 @@ class CodeGenLLVM(VectorAccess, ValueNumbering):
             end = b.add(begin, chunk)
             end = b.select(b.icmp_signed("<", end, n), end, n)
             self._serial_loop(s.var, begin, end, s.body, max_ext)
+            self._exit()
             self.builder.ret_void()
         gomp = self._libc("GOMP_parallel", ir.VoidType(), [PTR, PTR, I32, I32])
         nthreads = self.builder.load(self.num_threads, typ=I32)

@@ -27,6 +27,7 @@ from . import cache as cache_mod
 from . import llvm_init, runtime
 from .build import OPT_LEVEL, SLP_VECTORIZE, Kernel, arg_specs, optimize
 from .codegen_llvm import CodeGenLLVM, codegen
+from .llvm_types import ELEM_BYTES
 from .stmt import LoweredFunc
 from .target import Target, enabled_features, parse
 from .target import required_features as target_required_features
@@ -34,9 +35,11 @@ from .target import required_features as target_required_features
 log = logging.getLogger(__name__)
 
 I32 = ir.IntType(32)
+# float16 and bfloat16 travel as their bits in a uint16_t (C has no portable half type)
 C_TYPES = {"float32": "float", "float64": "double", "bool": "uint8_t", "int8": "int8_t",
            "uint8": "uint8_t", "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t",
-           "uint32": "uint32_t", "int64": "int64_t", "uint64": "uint64_t"}
+           "uint32": "uint32_t", "int64": "int64_t", "uint64": "uint64_t", "float16": "uint16_t",
+           "bfloat16": "uint16_t"}
 _C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _C_KEYWORDS = frozenset("auto break case char const continue default do double else enum extern "
                         "float for goto if inline int long register restrict return short signed "
@@ -348,8 +351,65 @@ def header_text(meta: dict, library: str = "the library") -> str:
             doc.append(f" *   {name}: {a['dtype']}{dims}{', written' if a['written'] else ''}")
         lines += ["", f"/* {k['name']}", *doc, " * Returns 0 on success. */",
                   f"int32_t {k['name']}({', '.join(params) or 'void'});"]
+    if "model" in meta:
+        lines += _model_header(meta["model"])
     lines += ["", "#ifdef __cplusplus", "}", "#endif", f"#endif /* {guard} */", ""]
     return "\n".join(lines)
+
+
+def _model_header(model: dict) -> list[str]:
+    """The header lines of a model library: its entry point, weights and workspace, and each
+    input and output as constants (TILEWISE_INPUT0_NAME, _DTYPE, _CTYPE, _RANK, _SHAPE, _SIZE, _BYTES)."""
+    ws, pb = int(model["workspace_bytes"]), int(model.get("param_bytes", 0))
+    lines = [
+        "", "/* ---- the model (docs/c_abi.md, 'Model libraries') ----",
+        " * tilewise_run(io, params, workspace) runs the whole model:",
+        " *   io: one pointer per input, then one per output, in the order below, each to a",
+        " *       C-contiguous buffer of that tensor's shape and type (outputs are written);",
+        " *   params: TILEWISE_PARAMS (the weights inside the library);",
+        " *   workspace: TILEWISE_WORKSPACE_BYTES of memory aligned to TILEWISE_WORKSPACE_ALIGN bytes,",
+        " *       used for intermediates; one workspace per concurrent call.",
+        " * Returns 0 on success, else the code of the kernel that failed. */",
+        "int32_t tilewise_run(void *const *io, const void *params, void *workspace);",
+        f"#define TILEWISE_NUM_INPUTS {len(model['inputs'])}",
+        f"#define TILEWISE_NUM_OUTPUTS {len(model['outputs'])}",
+        f"#define TILEWISE_WORKSPACE_BYTES {ws}",
+        f"#define TILEWISE_WORKSPACE_ALIGN {runtime.ALIGN}",
+        f"#define TILEWISE_PARAM_BYTES {pb}",
+    ]
+    if pb:
+        lines += [f"extern const unsigned char {runtime.PARAMS_SYMBOL}[{pb}];",
+                  f"#define TILEWISE_PARAMS ((const void *){runtime.PARAMS_SYMBOL})"]
+    else:
+        lines += ["#define TILEWISE_PARAMS ((const void *)0)    /* the model has no weights */"]
+    for kind, specs in (("INPUT", model["inputs"]), ("OUTPUT", model["outputs"])):
+        for i, t in enumerate(specs):
+            shape = [int(d) for d in t["shape"]]
+            size = 1
+            for d in shape:
+                size *= d
+            p = f"TILEWISE_{kind}{i}"
+            name = t["name"].replace("*/", "* /")           # it stands in a comment
+            lines += [
+                "", f"/* {kind.lower()} {i}: {name}, {t['dtype']}{''.join(f'[{d}]' for d in shape)} */",
+                f"#define {p}_NAME {_c_string(t['name'])}",
+                f"#define {p}_DTYPE \"{t['dtype']}\"",
+                f"#define {p}_CTYPE {C_TYPES[t['dtype']]}",
+                f"#define {p}_RANK {len(shape)}",
+                # C before C23 has no empty initializer: a scalar's shape is {1} (its rank is 0)
+                f"#define {p}_SHAPE {{{', '.join(map(str, shape)) or '1'}}}",
+                f"#define {p}_SIZE {size}",
+                f"#define {p}_BYTES {size * ELEM_BYTES[t['dtype']]}",
+            ]
+    return lines
+
+
+def _c_string(text: str) -> str:
+    """text as a C string literal: printable ASCII as it is, every other byte of its UTF-8 in octal."""
+    out = []
+    for b in text.encode("utf-8"):
+        out.append(chr(b) if 0x20 <= b < 0x7F and chr(b) not in '"\\?' else f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
 
 
 def _c_param(name: str, used: set[str]) -> str:

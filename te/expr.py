@@ -10,13 +10,18 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Union
 
-FLOAT_DTYPES = ("float32", "float64")
+# float16 and bfloat16 are storage types: tensors hold them, loads, stores and casts convert
+# them, and arithmetic on them is done in float32 (binary ops, comparisons, math functions and
+# reductions widen their operands), so a kernel computes in fp32 and converts at its edges.
+STORAGE_FLOATS = ("float16", "bfloat16")
+FLOAT_DTYPES = ("float32", "float64") + STORAGE_FLOATS
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
 INDEX_DTYPE = "int64"
 
 DTYPE_BITS = {"bool": 1, "int8": 8, "uint8": 8, "int16": 16, "uint16": 16, "int32": 32,
-              "uint32": 32, "int64": 64, "uint64": 64, "float32": 32, "float64": 64}
+              "uint32": 32, "int64": 64, "uint64": 64, "float32": 32, "float64": 64,
+              "float16": 16, "bfloat16": 16}
 
 
 def is_float(dtype: str) -> bool:
@@ -32,6 +37,11 @@ def is_int(dtype: str) -> bool:
 def is_unsigned(dtype: str) -> bool:
     """True for unsigned integer dtypes and bool."""
     return dtype.startswith("uint") or dtype == "bool"
+
+
+def widen(e: "Expr") -> "Expr":
+    """e in float32 when it is a storage float (float16, bfloat16), else e: what arithmetic reads."""
+    return cast("float32", e) if e.dtype in STORAGE_FLOATS else e
 
 
 def check_dtype(dtype: str) -> str:
@@ -301,13 +311,17 @@ def _unify(a: ExprLike, b: ExprLike) -> tuple[Expr, Expr]:
     if isinstance(a, Expr) and not isinstance(b, Expr):
         if isinstance(b, float) and not is_float(a.dtype):
             return cast("float32", a), const(b, "float32")
+        a = widen(a)
         return a, convert(b, a.dtype)
     if isinstance(b, Expr) and not isinstance(a, Expr):
         if isinstance(a, float) and not is_float(b.dtype):
             return const(a, "float32"), cast("float32", b)
+        b = widen(b)
         return convert(a, b.dtype), b
     a, b = convert(a), convert(b)
     dt = _wider(a.dtype, b.dtype)
+    if dt in STORAGE_FLOATS:
+        dt = "float32"
     return cast(dt, a), cast(dt, b)
 
 
@@ -349,6 +363,9 @@ def cast(dtype: str, value: ExprLike) -> Expr:
         return value
     if isinstance(value, Const):
         return const(value.value, dtype)
+    if (dtype in STORAGE_FLOATS or value.dtype in STORAGE_FLOATS) and "float32" not in (dtype, value.dtype):
+        # the code generator converts storage floats to and from float32 only
+        return Cast(cast("float32", value), dtype)
     return Cast(value, dtype)
 
 

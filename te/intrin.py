@@ -4,12 +4,12 @@ from __future__ import annotations
 from functools import reduce as _fold
 
 from .expr import (BinOp, BinOpKind, Call, Expr, ExprLike, LogicKind, MathFunc, Select, as_bool,
-                   binary, cast, const, convert, is_float, logic, max_value, min_value, _unify)
+                   binary, cast, const, convert, is_float, logic, max_value, min_value, widen, _unify)
 from .tensor import CommReducer, IterVar
 
 
 def _math(func: MathFunc, x: ExprLike) -> Expr:
-    x = convert(x, "float32")
+    x = widen(convert(x, "float32"))
     if not is_float(x.dtype):
         if func is MathFunc.ABS:
             return Call(func, (x,), x.dtype)

@@ -13,7 +13,7 @@ import ctypes
 
 from . import llvm_init
 from .codegen_llvm import NUM_THREADS_GLOBAL
-from .runtime import num_threads
+from .runtime import num_threads, request_amx
 from .target import Target
 
 
@@ -24,6 +24,8 @@ class JitModule:
         """code: an llvmlite ModuleRef (parsed, optimised) or the bytes of an object file."""
         if uses_openmp:
             llvm_init.load_openmp()      # the engine resolves GOMP_* symbols as it links
+        if "amx-tile" in target.feature_set:
+            request_amx(f"code for {target.isa}")   # before any tile instruction runs
         llvm = llvm_init.llvm()
         # the engine owns the TargetMachine it is given, so each engine gets a new one
         if isinstance(code, (bytes, bytearray)):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .expr import (INDEX_DTYPE, BinOp, BinOpKind, Cmp, CmpKind, Const, Expr, Load, Logic, LogicKind,
                    Reduce, Select, TensorLoad, Var, children, const, free_vars, substitute, transform, walk)
+from . import tensorize
 from .printer import expr_str
 from .schedule import AttachType, ForKind, Fuse, Schedule, ScheduleError, Split, Stage
 from .simplify import INF, Linear, bound, linear, simplify, simplify_func
@@ -427,7 +428,14 @@ def _pick(forms: list[Linear], sign: int) -> Linear | None:
     return best
 
 
-def lower(sch: Schedule, args: list, name: str = "default_function", simple: bool = True) -> LoweredFunc:
-    """Lower a schedule to a loop-IR function of the given argument tensors."""
+def lower(sch: Schedule, args: list, name: str = "default_function", simple: bool = True,
+          simple_mode: bool = False) -> LoweredFunc:
+    """Lower a schedule to a loop-IR function of the given argument tensors; print() shows it.
+
+    simple_mode is TVM's flag for a readable listing (TVM then skips loop partitioning and
+    unrolling); tilewise's lowering does neither (codegen unrolls), so the readable function
+    is what it always returns, and `print(te.lower(s, args, simple_mode=True))` works as in TVM."""
     f = Lowering(sch, list(args), name).run()
-    return simplify_func(f) if simple else f
+    f = simplify_func(f) if simple else f
+    tensorize.check(f)                  # a tensorized nest is what its intrinsic computes
+    return f

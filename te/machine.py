@@ -29,48 +29,66 @@ def _peak_kernel():
     lanes = tgt.lanes("float32")
     f32 = ir.FloatType()
     vty = ir.VectorType(f32, lanes)
-    i64 = ir.IntType(64)
     mod = ir.Module("peak")
     mod.triple = llvm_init.llvm().get_process_triple()
-    fn = ir.Function(mod, ir.FunctionType(f32, [i64]), "peak")
     fma = ir.Function(mod, ir.FunctionType(vty, [vty, vty, vty]), f"llvm.fma.v{lanes}f32")
-    entry = fn.append_basic_block("entry")
-    loop = fn.append_basic_block("loop")
-    done = fn.append_basic_block("done")
-    b = ir.IRBuilder(entry)
-    b.branch(loop)
-    b.position_at_end(loop)
-    i = b.phi(i64)
-    i.add_incoming(ir.Constant(i64, 0), entry)
-    accs = []
-    for c in range(CHAINS):
-        p = b.phi(vty)
-        p.add_incoming(ir.Constant(vty, [float(c) * 1e-3] * lanes), entry)
-        accs.append(p)
     x = ir.Constant(vty, [0.999999] * lanes)
     y = ir.Constant(vty, [1e-7] * lanes)
-    vals = list(accs)
-    for _ in range(INNER):
-        vals = [b.call(fma, [v, x, y]) for v in vals]
-    for p, v in zip(accs, vals):
-        p.add_incoming(v, loop)
-    nxt = b.add(i, ir.Constant(i64, 1))
-    i.add_incoming(nxt, loop)
-    b.cbranch(b.icmp_signed("<", nxt, fn.args[0]), loop, done)
-    b.position_at_end(done)
-    total = vals[0]
-    for v in vals[1:]:
-        total = b.fadd(total, v)
-    b.ret(b.extract_element(total, ir.Constant(ir.IntType(32), 0)))
+
+    def body(b, vals):
+        for _ in range(INNER):
+            vals = [b.call(fma, [v, x, y]) for v in vals]
+        return vals
+
+    def finish(b, vals):
+        total = vals[0]
+        for v in vals[1:]:
+            total = b.fadd(total, v)
+        return b.extract_element(total, ir.Constant(ir.IntType(32), 0))
+    loop_function(mod, "peak", f32, lambda b: [ir.Constant(vty, [float(c) * 1e-3] * lanes) for c in range(CHAINS)],
+                  body, finish)
     jit = JitModule(llvm_init.llvm().parse_assembly(str(mod)), tgt)
     cfn = jit.function("peak", restype=ctypes.c_float, argtypes=[ctypes.c_int64])
     return jit, cfn, lanes
 
 
+def loop_function(mod: ir.Module, name: str, ret: ir.Type, setup, body, finish) -> ir.Function:
+    """ret name(i64 n) in mod: state = setup(builder) (a list of values), then n times
+    state = body(builder, state) (the values carried as phis), then return finish(builder, state)."""
+    i64 = ir.IntType(64)
+    fn = ir.Function(mod, ir.FunctionType(ret, [i64]), name)
+    entry, loop, done = (fn.append_basic_block(n) for n in ("entry", "loop", "done"))
+    b = ir.IRBuilder(entry)
+    init = setup(b)
+    b.branch(loop)
+    b.position_at_end(loop)
+    i = b.phi(i64)
+    i.add_incoming(ir.Constant(i64, 0), entry)
+    phis = []
+    for v in init:
+        p = b.phi(v.type)
+        p.add_incoming(v, entry)
+        phis.append(p)
+    out = body(b, phis)
+    for p, v in zip(phis, out):
+        p.add_incoming(v, loop)
+    nxt = b.add(i, ir.Constant(i64, 1))
+    i.add_incoming(nxt, loop)
+    b.cbranch(b.icmp_signed("<", nxt, fn.args[0]), loop, done)
+    b.position_at_end(done)
+    b.ret(finish(b, out))
+    return fn
+
+
 def peak_gflops(threads: int = 1, seconds: float = 0.3, repeats: int = 5) -> float:
     """Measured fp32 FMA peak in GFLOP/s on `threads` threads (median of repeats)."""
     _, cfn, lanes = _peak_kernel()
-    flops_per_iter = CHAINS * INNER * lanes * 2
+    return threaded_rate(cfn, CHAINS * INNER * lanes * 2, threads, seconds, repeats)
+
+
+def threaded_rate(cfn, ops_per_iter: int, threads: int, seconds: float, repeats: int) -> float:
+    """G-operations per second of cfn(iterations) run on `threads` Python threads at once (the
+    median of repeats), each call long enough to take about `seconds`."""
     cfn(10)
     t = time.perf_counter()
     cfn(1000)
@@ -85,7 +103,7 @@ def peak_gflops(threads: int = 1, seconds: float = 0.3, repeats: int = 5) -> flo
         for th in ts:
             th.join()
         dt = time.perf_counter() - t
-        results.append(threads * iters * flops_per_iter / dt / 1e9)
+        results.append(threads * iters * ops_per_iter / dt / 1e9)
     return statistics.median(results)
 
 

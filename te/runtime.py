@@ -75,13 +75,25 @@ class ArgSpec(NamedTuple):
     written: bool
 
 
+def np_dtype(dtype) -> np.dtype:
+    """numpy's dtype of a te dtype name; bfloat16 is ml_dtypes' (which onnx depends on), imported
+    only when one is met: it takes seconds, and most libraries have none."""
+    if str(dtype) == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise LoadError("bfloat16 arrays need the ml_dtypes package: pip install ml_dtypes") from None
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(dtype)
+
+
 def random_array(rng: np.random.Generator, shape, dtype) -> np.ndarray:
     """Random input values of a te dtype: floats ~ N(0, 1), fair bools, integers in [0, 3).
 
     The one input maker of the tuner's runner, the kernel profile and `tilewise run`: small
     integers stay inside most index ranges (a gather's, a one-hot's depth)."""
-    dt = np.dtype(dtype)
-    if dt.kind == "f":
+    dt = np_dtype(dtype)
+    if dt.kind == "f" or dt.name == "bfloat16":         # ml_dtypes' bfloat16 is of kind 'V'
         return rng.standard_normal(shape).astype(dt)
     if dt.kind == "b":
         return rng.random(shape) < 0.5
@@ -192,7 +204,7 @@ class LibraryFunction(NativeFunction):
     def __init__(self, module: "Module", info: dict):
         self.name = info["name"]
         self.module = module
-        self._specs = [ArgSpec(a["name"], tuple(a["shape"]), np.dtype(a["dtype"]), a["written"])
+        self._specs = [ArgSpec(a["name"], tuple(a["shape"]), np_dtype(a["dtype"]), a["written"])
                        for a in info["args"]]
         try:
             fn = getattr(module._lib, self.name)
@@ -279,8 +291,23 @@ class Module:
         """Model outputs: name, shape, dtype."""
         return list(self._model()["outputs"])
 
-    def run(self, **inputs: np.ndarray) -> list[np.ndarray]:
-        """Run the whole model natively; returns the outputs in the model's order."""
+    def get_inputs(self) -> list["NodeArg"]:
+        """The model's inputs as ONNX Runtime's InferenceSession.get_inputs() gives them."""
+        return node_args(self._model()["inputs"])
+
+    def get_outputs(self) -> list["NodeArg"]:
+        """The model's outputs as ONNX Runtime's InferenceSession.get_outputs() gives them."""
+        return node_args(self._model()["outputs"])
+
+    def run(self, *args, **inputs) -> list[np.ndarray]:
+        """Run the whole model natively.
+
+        As ONNX Runtime: run(output_names, input_feed) returns the outputs named (None: all) in
+        that order; as before: run(x=...) returns every output in the model's order."""
+        model = self._model()
+        return select_outputs(args, inputs, model["inputs"], model["outputs"], self._run_all)
+
+    def _run_all(self, inputs: dict) -> list[np.ndarray]:
         model = self._model()
         if not hasattr(self, "_entry"):
             fn = self._lib[MODEL_ENTRY_SYMBOL]
@@ -294,12 +321,7 @@ class Module:
 
     def __call__(self, *arrays: np.ndarray, **inputs: np.ndarray):
         if self.is_model:
-            if arrays:
-                if len(arrays) != len(self.input_names):
-                    raise ValueError(f"the model takes {len(self.input_names)} inputs "
-                                     f"({', '.join(self.input_names)}), got {len(arrays)}")
-                inputs.update(zip(self.input_names, arrays))
-            return self.run(**inputs)
+            return self._run_all(positional_feed(arrays, inputs, self.input_names))
         if len(self._functions) != 1:
             raise TypeError(f"{self.path} holds {len(self._functions)} kernels "
                             f"({', '.join(self._functions)}); pick one with m[name](...)")
@@ -307,6 +329,77 @@ class Module:
 
     def __repr__(self) -> str:
         return f"Module {self.path} ({', '.join(self._functions)}) for {self.target}"
+
+
+# ---------------------------------------------------------------- ONNX Runtime's calling convention
+# numpy dtype name -> ONNX Runtime's NodeArg.type
+ORT_TYPES = {"float32": "tensor(float)", "float64": "tensor(double)", "float16": "tensor(float16)",
+             "bfloat16": "tensor(bfloat16)", "bool": "tensor(bool)", "int8": "tensor(int8)",
+             "uint8": "tensor(uint8)", "int16": "tensor(int16)", "uint16": "tensor(uint16)",
+             "int32": "tensor(int32)", "uint32": "tensor(uint32)", "int64": "tensor(int64)",
+             "uint64": "tensor(uint64)"}
+
+
+class NodeArg(NamedTuple):
+    """A model input or output as ONNX Runtime's NodeArg shows it: name, shape, type."""
+    name: str
+    shape: list
+    type: str
+
+    def __repr__(self) -> str:
+        return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape!r})"
+
+
+def node_args(specs: list[dict]) -> list[NodeArg]:
+    """NodeArgs of a model's input or output specs ({name, shape, dtype})."""
+    return [NodeArg(s["name"], list(s["shape"]), ORT_TYPES.get(s["dtype"], f"tensor({s['dtype']})"))
+            for s in specs]
+
+
+def positional_feed(arrays: tuple, inputs: dict, names: list[str]) -> dict:
+    """The feed of a model called as m(x, y) (inputs in the model's order) or m(x=..., y=...)."""
+    if arrays and len(arrays) != len(names):
+        raise ValueError(f"the model takes {len(names)} inputs ({', '.join(names)}), got {len(arrays)}")
+    return {**inputs, **dict(zip(names, arrays))}
+
+
+def select_outputs(args: tuple, kwargs: dict, in_specs: list[dict], out_specs: list[dict],
+                   run_all) -> list[np.ndarray]:
+    """A model's run() in both conventions: ONNX Runtime's run(output_names, input_feed[,
+    run_options]) -- positionally or by those keywords -- and run(**inputs); `run_all(feed)`
+    runs the model and returns every output in the model's order."""
+    in_names = [s["name"] for s in in_specs]
+    ort_keywords = {"output_names", "input_feed", "run_options"}
+    if args or (kwargs and set(kwargs) <= ort_keywords and "input_feed" in kwargs
+                and "input_feed" not in in_names):
+        if len(args) > 3:
+            raise TypeError(f"run(output_names, input_feed, run_options=None) takes at most 3 "
+                            f"arguments, got {len(args)}")
+        given = dict(zip(("output_names", "input_feed", "run_options"), args))
+        for k, v in kwargs.items():
+            if k not in ort_keywords or k in given:
+                raise TypeError(f"run(): unexpected or repeated argument {k!r}; call run(output_names, "
+                                "input_feed) or run(**inputs), not both")
+            given[k] = v
+        feed = given.get("input_feed")
+        if not isinstance(feed, dict):
+            raise TypeError(f"run(output_names, input_feed): input_feed must be a dict of input name -> "
+                            f"array (inputs: {', '.join(in_names)}), got {type(feed).__name__}")
+        wanted = given.get("output_names")
+    else:
+        feed, wanted = kwargs, None
+    out_names = [s["name"] for s in out_specs]
+    if wanted is not None:
+        if isinstance(wanted, str):
+            raise TypeError(f"run(): output_names must be a list of names, e.g. [{wanted!r}], or None")
+        wanted = list(wanted)
+        unknown = [n for n in wanted if n not in out_names]
+        if unknown:
+            raise ValueError(f"run(): unknown output name(s) {unknown}; the model's outputs are {out_names}")
+    outs = run_all(feed)
+    if wanted is None:
+        return outs
+    return [outs[out_names.index(n)] for n in wanted]
 
 
 def run_entry(fn, in_specs: list[dict], out_specs: list[dict], ws_bytes: int, params_ptr: int,
@@ -320,13 +413,13 @@ def run_entry(fn, in_specs: list[dict], out_specs: list[dict], ws_bytes: int, pa
     arrays = []
     for spec in in_specs:
         a = np.asarray(inputs[spec["name"]])
-        dt = np.dtype(spec["dtype"])
+        dt = np_dtype(spec["dtype"])
         if tuple(a.shape) != tuple(spec["shape"]):
             raise ValueError(f"input {spec['name']}: expected shape {tuple(spec['shape'])}, got {a.shape}")
         if a.dtype != dt:
             raise ValueError(f"input {spec['name']}: expected dtype {dt}, got {a.dtype}")
         arrays.append(np.ascontiguousarray(a))
-    outs = [np.empty(spec["shape"], np.dtype(spec["dtype"]))
+    outs = [np.empty(spec["shape"], np_dtype(spec["dtype"]))
             for spec in out_specs]
     ws = np.empty(max(ws_bytes, 1) + ALIGN, np.uint8)
     ws_ptr = ws.ctypes.data + (-ws.ctypes.data) % ALIGN
@@ -356,6 +449,8 @@ def load_module(path: str | os.PathLike) -> Module:
     meta = _parse_metadata(path, elf.metadata)
     _check_symbols(path, meta, elf.symbols)
     _check_cpu(path, meta)
+    if "amx-tile" in meta.get("required_features", []):
+        request_amx(path)
     lib = _dlopen(path)
     meta_fn = lib[METADATA_SYMBOL]
     meta_fn.restype = ctypes.c_void_p
@@ -573,7 +668,7 @@ def _check_symbols(path: str, meta: dict, symbols: dict[str, tuple[int, int, boo
 
 
 DTYPES = frozenset({"float32", "float64", "bool", "int8", "uint8", "int16", "uint16", "int32",
-                    "uint32", "int64", "uint64", "float16"})
+                    "uint32", "int64", "uint64", "float16", "bfloat16"})
 
 
 def _parse_metadata(path: str, raw: bytes) -> dict:
@@ -594,6 +689,37 @@ def _version_error(path: str, version) -> LoadError:
     return LoadError(f"{path} has library format version {version!r}, but this runtime reads "
                      f"version(s) {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}; rebuild the "
                      "library with this tilewise, or load it with the tilewise that made it")
+
+
+# Linux gives a process the AMX tile state only when it asks: arch_prctl(ARCH_REQ_XCOMP_PERM,
+# XFEATURE_XTILEDATA); until then the first tile instruction kills it with SIGILL.
+SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18
+_amx_granted = False
+
+
+def request_amx(what: str = "this module") -> None:
+    """Ask Linux once per process for the AMX tile state (LoadError if the kernel refuses)."""
+    global _amx_granted
+    if _amx_granted:
+        return
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        raise LoadError(f"{what} uses AMX tiles, which tilewise enables on x86-64 Linux only; "
+                        "rebuild it for a target without amx-tile (-mattr=-amx-tile)")
+    err = _arch_prctl_xtiledata()
+    if err:
+        raise LoadError(f"{what} uses AMX tiles, but Linux refused them to this process "
+                        f"(arch_prctl ARCH_REQ_XCOMP_PERM: {os.strerror(err)}); rebuild it for a target "
+                        "without amx-tile (-mattr=-amx-tile,-amx-int8)")
+    _amx_granted = True
+
+
+def _arch_prctl_xtiledata() -> int:
+    """arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA): 0, or the errno of the refusal."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    rc = libc.syscall(ctypes.c_long(SYS_ARCH_PRCTL), ctypes.c_long(ARCH_REQ_XCOMP_PERM),
+                      ctypes.c_long(XFEATURE_XTILEDATA))
+    return ctypes.get_errno() or 1 if rc != 0 else 0
 
 
 def cpu_flags() -> set[str] | None:

@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from .expr import Var, substitute, transform, TensorLoad
+from .expr import Logic, LogicKind, Reduce, TensorLoad, Var, substitute, transform
 from .tensor import ComputeOp, IterKind, IterVar, Operation, PlaceholderOp, Tensor
 
 
@@ -253,6 +253,14 @@ class Stage:
         self.pragmas.setdefault(iv, []).append((str(key), value))
         self._record("pragma", self._name(iv), str(key), value)
 
+    def tensorize(self, iv: IterVar, intrin: str) -> None:
+        """Compute the loop nest under iv with a tensor intrinsic (te/tensorize.py: "vpdpbusd",
+        "amx", ...); lowering checks the nest is what the intrinsic computes, codegen emits it."""
+        from .tensorize import get
+        self._check_compute("tensorize")
+        get(intrin)                         # a ScheduleError naming the known intrinsics
+        self.pragma(iv, "tensorize", intrin)
+
     # ------------------------------------------------------------- placement primitives
     def compute_at(self, parent: "Stage", iv: IterVar) -> None:
         """Compute this stage inside loop `iv` of the consuming stage `parent`."""
@@ -293,6 +301,10 @@ class Stage:
                 raise self._error(f"compute_inline: stage {st.name} is computed at this stage")
         self.attach_type, self.attach_stage, self.attach_ivar = AttachType.INLINE, None, None
         self._record("compute_inline")
+
+    def rfactor(self, axis: IterVar, factor_axis: int = 0) -> Tensor:
+        """s[C].rfactor(ki) is s.rfactor(C, ki): partial reductions over axis ki in a new stage."""
+        return self.schedule.rfactor(self.op.output(0), axis, factor_axis)
 
     def compute_root(self) -> None:
         """Compute this stage at the root, in its own loop nest (the default)."""
@@ -385,6 +397,96 @@ class Schedule:
         self.steps.append(Step("cache_write", st.name, (scope,)))
         return cache_t
 
+    def rfactor(self, tensor: Tensor, axis: IterVar, factor_axis: int = 0) -> Tensor:
+        """Factor reduction axis `axis` out of `tensor`'s reduction into a new stage (TVM's rfactor).
+
+        The new stage (named `<stage>.rf`) holds partial reductions with `axis` as a data axis,
+        at position `factor_axis` of its shape; the original stage then reduces over that axis
+        only.  `axis` is a reduction axis of the stage or a part of one from a split, and the
+        split of that axis is the only primitive applied to the stage before.  Returns the new
+        stage's tensor."""
+        st = self[tensor]
+        st._check_compute("rfactor")
+        old: ComputeOp = st.op
+        if old.num_outputs != 1 or not isinstance(old.body[0], Reduce):
+            raise st._error("rfactor needs a stage whose body is one reduction (te.sum, te.max, ...)")
+        iv = st._leaf(axis, "rfactor")
+        if iv.kind is not IterKind.REDUCE:
+            raise st._error(f"rfactor: {iv.name} is a data axis; give a reduction axis (or a part of one)")
+        splits = [r for r in st.relations if isinstance(r, Split)]
+        if (len(splits) != len(st.relations) or len(splits) > 1 or st.iter_attrs or st.pragmas
+                or any(sp.parent.kind is not IterKind.REDUCE for sp in splits)
+                or any(s.attach_stage is st for s in self.stages) or st.attach_type is not AttachType.ROOT):
+            raise st._error("rfactor must come right after the split of its reduction axis, before any "
+                            "other primitive on the stage")
+        red: Reduce = old.body[0]
+        if splits:
+            sp = splits[0]
+            if iv not in (sp.outer, sp.inner) or sp.parent not in old.reduce_axis:
+                raise st._error(f"rfactor: {iv.name} is not a part of the split reduction axis")
+            root, total = sp.parent, sp.parent.dom[1]
+            inner_ext = sp.factor if sp.factor is not None else -(-total // sp.nparts)
+            outer_ext = -(-total // inner_ext)
+            factored, kept = (sp.inner, sp.outer) if iv is sp.inner else (sp.outer, sp.inner)
+            ext = {sp.inner: inner_ext, sp.outer: outer_ext}
+        else:
+            root, total = iv, iv.dom[1]
+            factored, kept, ext = iv, None, {iv: total}
+        nd = len(old.shape)
+        if isinstance(factor_axis, bool) or not isinstance(factor_axis, int) or not 0 <= factor_axis <= nd:
+            raise st._error(f"rfactor: factor_axis must be an int in 0..{nd}, got {factor_axis!r}")
+        # the partial stage: data axes = the stage's axes with the factored axis inserted
+        data = [IterVar(Var(a.name), a.dom, IterKind.DATA_PAR) for a in old.axis]
+        f_iv = IterVar(Var(_axis_label(st, factored)), (0, ext[factored]), IterKind.DATA_PAR)
+        data.insert(factor_axis, f_iv)
+        others = [IterVar(Var(a.name), a.dom, IterKind.REDUCE) for a in old.reduce_axis if a is not root]
+        vmap = {a.var: d.var for a, d in zip(old.axis, data[:factor_axis] + data[factor_axis + 1:])}
+        vmap.update({a.var: o.var for a, o in zip([a for a in old.reduce_axis if a is not root], others)})
+        cond = red.condition
+        if kept is None:
+            value = f_iv.var + root.dom[0] if root.dom[0] else f_iv.var
+            raxes = list(others)
+        else:
+            k_iv = IterVar(Var(_axis_label(st, kept)), (0, ext[kept]), IterKind.REDUCE)
+            o_var, i_var = (k_iv.var, f_iv.var) if factored is sp.inner else (f_iv.var, k_iv.var)
+            value = o_var * inner_ext + i_var
+            if inner_ext * outer_ext > total:          # the split does not divide: skip the overhang
+                bound = value < total
+                cond = bound if cond is None else Logic(LogicKind.AND, cond, bound)
+            if root.dom[0]:
+                value = value + root.dom[0]
+            pos = [a for a in old.reduce_axis].index(root)
+            raxes = others[:pos] + [k_iv] + others[pos:]     # where the split axis was
+        vmap[root.var] = value
+        source = substitute(red.source, vmap)
+        cond = None if cond is None else substitute(cond, vmap)
+        shape = tuple(data[d].dom[1] for d in range(nd + 1))
+        rf_body = Reduce(red.combiner, source, tuple(raxes), cond, red.dtype) if raxes else source
+        rf_op = ComputeOp(f"{old.name}.rf", shape, tuple(data), (rf_body,), old.tag)
+        rf_t = rf_op.output(0)
+        # the original stage: a reduction of the partial results over the factored axis
+        rv = IterVar(Var(f"{f_iv.name}.v"), (0, ext[factored]), IterKind.REDUCE)
+        idx = [a.var for a in old.axis]
+        idx.insert(factor_axis, rv.var)
+        new_op = ComputeOp(old.name, old.shape, old.axis,
+                           (Reduce(red.combiner, rf_t[tuple(idx)], (rv,), None, red.dtype),),
+                           old.tag, old.attrs)
+        name = st._name(iv)
+        st.origin_op = st.origin_op or old
+        st.op = new_op
+        st.relations = []
+        st.leaf_iter_vars = list(new_op.axis) + list(new_op.reduce_axis)
+        st.all_iter_vars = list(st.leaf_iter_vars)
+        st.axis_names = {}
+        for a in st.all_iter_vars:
+            st._name(a)
+        self.stage_map[new_op] = st
+        rf_st = Stage(rf_op, self, rf_op.name)
+        self.stage_map[rf_op] = rf_st
+        self.stages.insert(self.stages.index(st), rf_st)
+        self.steps.append(Step("rfactor", st.name, (name, factor_axis)))
+        return rf_t
+
     def cache_read(self, tensor: Tensor, scope: str, readers: list) -> Tensor:
         """Copy `tensor` into a new stage read by `readers` instead of the original."""
         src = self[tensor]
@@ -426,6 +528,11 @@ class Schedule:
     def hash(self) -> str:
         """A stable hash of the steps."""
         return hashlib.sha256(json.dumps(self.to_json(), default=str).encode()).hexdigest()[:16]
+
+
+def _axis_label(st: Stage, iv: IterVar) -> str:
+    """The name of an axis for a new stage: its stage-unique name, without the '#n' suffix."""
+    return st._name(iv).replace("#", "_")
 
 
 def _topo_order(outputs: list[Operation]) -> list[Operation]:
@@ -491,6 +598,8 @@ def replay(sch: Schedule, steps: list) -> Schedule:
             getattr(stage, kind)()
         elif kind == "cache_write":
             sch.cache_write(stage.op.output(0), args[0])
+        elif kind == "rfactor":
+            sch.rfactor(stage.op.output(0), ax(args[0]), args[1])
         elif kind == "cache_read":
             sch.cache_read(stage.op.output(0), args[0], [sch.stage(n).op for n in args[1]])
         else:

@@ -6,7 +6,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .expr import (INDEX_DTYPE, Expr, Reduce, TensorLoad, Var, check_dtype, const, convert, walk)
+from .expr import (INDEX_DTYPE, Expr, Reduce, TensorLoad, Var, check_dtype, const, convert, walk,
+                   widen)
 
 
 class IterKind(enum.Enum):
@@ -221,7 +222,7 @@ class CommReducer:
     kind: str = field(default="custom")
 
     def __call__(self, expr, axis, where=None) -> Reduce:
-        expr = convert(expr)
+        expr = widen(convert(expr))          # float16/bfloat16 accumulate in float32
         axes = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
         for a in axes:
             if not isinstance(a, IterVar) or a.kind is not IterKind.REDUCE:

@@ -1,4 +1,5 @@
-"""This machine's ceilings (fp32 peak, memory bandwidth), measured once and cached per ISA.
+"""This machine's ceilings (fp32 peak, memory bandwidth, and on request the int8 peaks of VNNI
+and AMX), measured once and cached per ISA.
 
 Every speed figure the command prints is judged against these, so they are measured with
 te.machine and kept in <cache dir>/machine.json (TILEWISE_CACHE_DIR, else ~/.cache/tilewise),
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .common import note
 
@@ -25,6 +26,7 @@ class Ceilings:
     bandwidth_gbs: float
     measured_at: float
     cached: bool
+    int8_peak_gops: dict[str, float] = field(default_factory=dict)   # "vnni"/"amx" -> GOP/s on `threads`
 
 
 def cache_file() -> str:
@@ -54,8 +56,9 @@ def _write(data: dict) -> None:
         note(f"tilewise: note: cannot cache the machine measurement in {path} ({e.strerror or e})")
 
 
-def ceilings(remeasure: bool = False, quiet: bool = False) -> Ceilings:
-    """The cached ceilings for this ISA and thread count, measured (and cached) when missing."""
+def ceilings(remeasure: bool = False, quiet: bool = False, int8: bool = False) -> Ceilings:
+    """The cached ceilings for this ISA and thread count, measured (and cached) when missing;
+    with `int8`, the int8 peaks of the dot-product units this CPU has (te.peak_int8) too."""
     from te import machine
     from te.runtime import num_threads
     from te.target import host
@@ -80,9 +83,35 @@ def ceilings(remeasure: bool = False, quiet: bool = False) -> Ceilings:
         entry.update(cpu=tgt.cpu, peak_gflops=peaks, measured_at=time.time())
         data[tgt.isa] = entry
         _write(data)
+    int8_peaks = _int8_peaks(entry, threads, quiet) if int8 else {}
+    if int8_peaks.pop("measured", False):
+        cached = False
+        data[tgt.isa] = entry
+        _write(data)
     return Ceilings(tgt.isa, entry.get("cpu", tgt.cpu), threads, float(peaks[str(threads)]),
                     float(peaks["1"]), float(entry["bandwidth_gbs"]), float(entry.get("measured_at", 0)),
-                    cached)
+                    cached, int8_peaks)
+
+
+def _int8_peaks(entry: dict, threads: int, quiet: bool) -> dict:
+    """kind -> the int8 peak on `threads` from entry["int8_peak_gops"][kind][threads], measuring
+    the missing ones (then "measured": True is in the result)."""
+    from te import peak_int8
+    table = entry.get("int8_peak_gops") if isinstance(entry.get("int8_peak_gops"), dict) else {}
+    out: dict = {}
+    for kind in ("vnni", "amx"):
+        if not peak_int8.available(kind):
+            continue
+        per = table.get(kind) if isinstance(table.get(kind), dict) else {}
+        if not _positive(per.get(str(threads))):
+            if not quiet:
+                note(f"measuring this machine's int8 {kind} peak (once; cached)...")
+            per[str(threads)] = peak_int8.peak_gops(kind, threads)
+            out["measured"] = True
+        table[kind] = per
+        out[kind] = float(per[str(threads)])
+    entry["int8_peak_gops"] = table
+    return out
 
 
 def _positive(x) -> bool:

@@ -13,7 +13,7 @@ import sys
 from . import __version__
 from .common import CLIError
 
-COMMANDS = ("info", "tune", "build", "run", "bench", "logs", "demo")
+COMMANDS = ("info", "tune", "build", "run", "bench", "logs", "demo", "quantize", "worker")
 
 DESCRIPTION = """\
 tilewise: a tensor-expression compiler and autotuner for CPUs.
@@ -30,6 +30,8 @@ commands:
   bench    latency against ONNX Runtime, and a per-kernel roofline report
   logs     inspect, merge and summarise tuning logs
   demo     build, tune briefly and benchmark a built-in example model (about a minute)
+  quantize quantise a model to int8 (a QDQ ONNX model), calibrated by tilewise's fp32 build
+  worker   serve a Dask cluster as a tuning worker for this CPU (tune --cluster uses it)
 
 examples:
   tilewise demo

@@ -94,14 +94,16 @@ def _dims(v) -> str:
 def task_label(name: str, args) -> str:
     """A short readable name of a workload: 'conv2d 1x64x56x56 w64x64x3x3 s1 p1'."""
     args = list(args)
-    if name in ("conv2d_nchw", "conv2d_1x1_gemm", "conv2d_nchw_winograd", "depthwise_conv2d_nchw") and len(args) >= 4:
+    if name in ("conv2d_nchw", "conv2d_1x1_gemm", "conv2d_nchw_winograd", "conv2d_nchw_winograd_f2",
+                "depthwise_conv2d_nchw") and len(args) >= 4:
         x, w, strides, pads = args[:4]
         kind = "dwconv" if name.startswith("depthwise") else "conv2d"
         s = strides[0] if len(set(strides)) == 1 else _dims(strides)
         p = pads[0] if len(set(pads)) == 1 else _dims(pads)
         groups = args[5] if not name.startswith("depthwise") and len(args) > 5 else 1
         g = f" g{groups}" if groups != 1 else ""
-        how = {"conv2d_1x1_gemm": " (gemm)", "conv2d_nchw_winograd": " (winograd)"}.get(name, "")
+        how = {"conv2d_1x1_gemm": " (gemm)", "conv2d_nchw_winograd": " (winograd)",
+               "conv2d_nchw_winograd_f2": " (winograd F2)"}.get(name, "")
         return f"{kind} {_dims(x)} w{_dims(w)} s{s} p{p}{g}{how}"
     if name in ("matmul", "dense", "matmul_rows", "matmul_splitk", "dense_dot") and len(args) >= 3:
         m, n, k = args[:3]
@@ -159,15 +161,16 @@ def load_graph(path: str, shapes: list[str] | None = None):
     import frontends
     check_file(path, "model file")
     try:
-        return frontends.from_onnx(path, shapes=parse_shapes(shapes) or None)
+        return frontends.from_onnx(path, shapes=parse_shapes(shapes) or None, advice="cli")
     except frontends.ModelError as e:
         raise CLIError(str(e)) from None
 
 
-def model_tasks(graph, target=None, algorithms: str = "all"):
-    """The model's tuning tasks, heaviest first (frontends.tasks.extract_tasks)."""
+def model_tasks(graph, target=None, algorithms: str = "all", auto_schedule: bool = False):
+    """The model's tuning tasks, heaviest first (frontends.tasks.extract_tasks; with auto_schedule,
+    the kernels without a template too)."""
     from frontends.tasks import extract_tasks
-    return extract_tasks(graph, target, algorithms)
+    return extract_tasks(graph, target, algorithms, auto_schedule)
 
 
 # ---------------------------------------------------------------- tuning logs

@@ -19,9 +19,12 @@ from .nn import *  # noqa: E402,F401,F403  (softmax, log_softmax, layer_norm, ba
 from .pool import *  # noqa: E402,F401,F403  (max/avg/global pooling)
 from .reduction import *  # noqa: E402,F401,F403  (sum, mean, max, min, prod)
 from .transform import *  # noqa: E402,F401,F403  (pad, transpose, reshape, concat, slice, resize...)
+from .topk import topk  # noqa: E402
+from .einsum import EinsumError, einsum  # noqa: E402
+from .conv_transpose import conv_transpose  # noqa: E402
 
 __all__ = ["matmul", "dense", "batch_matmul", "schedule", "schedule_matmul", "conv2d", "conv2d_nchw",
            "depthwise_conv2d_nchw", "conv2d_NCHWc", "pack_nchwc", "unpack_nchwc", "pack_conv_weight",
-           "dense_packed", "pack_dense_weight"]
+           "dense_packed", "pack_dense_weight", "topk", "einsum", "EinsumError", "conv_transpose"]
 __all__ += (elementwise.__all__ + fastmath.__all__ + injective.__all__ + nn.__all__  # noqa: F405
             + pool.__all__ + reduction.__all__ + transform.__all__)  # noqa: F405

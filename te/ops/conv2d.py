@@ -123,12 +123,18 @@ def as_matmul(g: ConvGeometry) -> bool:
 
 def conv1x1_matmul(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | None = None,
                    epilogue: Epilogue | None = None, bn: int | None = None, bm: int | None = None,
-                   name: str = "conv2d", target: Target | str | None = None) -> te.Tensor:
+                   pack_input: bool | None = None, name: str = "conv2d",
+                   target: Target | str | None = None) -> te.Tensor:
     """The packed GEMM of te.ops.matmul on the conv's operands, written straight to NCHW.
 
-    The pixels are the GEMM's columns: the pack stage gathers the (strided) input into
-    [P/bn, C, bn] blocks, a bm x bn tile of output channels x pixels lives in registers, and
-    the epilogue runs on it before the store, which is contiguous along the pixels in NCHW.
+    The pixels are the GEMM's columns and a bm x bn tile of output channels x pixels lives in
+    registers; the epilogue runs on it before the store, which is contiguous along the pixels in
+    NCHW.  With `pack_input` a pack stage first gathers the input into [P/bn, C, bn] blocks (a
+    strided conv needs it); without, the tile reads its bn pixels of each channel where they are
+    (contiguous in NCHW), which saves the pack's pass over the whole input (a write and a read of
+    it per call, as large as the GEMM's own traffic on ResNet's 1x1 convs); the panel of bn pixels
+    x C channels stays in L2 across the row tiles either way.  None: pack only what must be
+    packed (strided convs, or pixels that bn does not divide).
     """
     from .matmul import _pack_b, _packed_acc, default_bm, tile_rows
     target = parse(target)
@@ -137,11 +143,23 @@ def conv1x1_matmul(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor 
     bn = bn or pick_lanes(P, target)
     bm = bm or default_bm(M, tile_rows(bn, target))
     OW, sh, sw = g.OW, g.sh, g.sw
+    in_place = g.sh == g.sw == 1 and P % bn == 0
+    if pack_input is None:
+        pack_input = not in_place
+    if not pack_input and not in_place:
+        raise ValueError(f"{name}: the input can be read in place only by a stride-1 conv whose "
+                         f"{P} pixels bn={bn} divides; pack it")
 
     def b_at(c, p):
         return x[0, c, (p // OW) * sh, (p % OW) * sw]
-    packed = _pack_b(b_at, K, P, bn, x.dtype, name)
-    acc = _packed_acc(lambda i, c: w[i, c, 0, 0], packed, M, K, bn, bm, name)
+    if pack_input:
+        packed = _pack_b(b_at, K, P, bn, x.dtype, name)
+        acc = _packed_acc(lambda i, c: w[i, c, 0, 0], packed, M, K, bn, bm, name)
+    else:
+        Mp = -(-M // bm) * bm
+        r = te.reduce_axis((0, K), name="k")
+        acc = te.compute((Mp, P), lambda i, p: te.sum(w[i if Mp == M else te.min_of(i, M - 1), r, 0, 0]
+                                                      * b_at(r, p), axis=r), name=f"{name}.acc", tag="acc")
 
     def out_f(n, k, oh, ow):
         v = acc[k, oh * OW + ow]

@@ -3,6 +3,7 @@
     conv2d.direct     template conv2d_nchw            conv2d.py    weights [K/ocb, C/g, R, S, ocb]
     conv2d.gemm1x1    template conv2d_1x1_gemm        conv2d.py    weights as they are (OIHW)
     conv2d.winograd   template conv2d_nchw_winograd   winograd.py  weights [6, 6, K/bn, C, bn], transformed
+    conv2d.winograd_f2  template conv2d_nchw_winograd_f2  winograd.py  weights [4, 4, K/bn, C, bn], transformed
     conv2d.depthwise  template depthwise_conv2d_nchw  depthwise.py weights as they are
     conv2d.nchwc      (no template)                   conv2d_nchwc.py  weights OIHW[b]i[b]o
     matmul.packed     template matmul                 matmul.py    B as it is (packed inside the kernel)
@@ -71,7 +72,7 @@ class DirectConv(_Conv):
     packs_weight = True
 
     def match(self, wl, target):
-        if wl.layout != "NCHW" or wl.geometry.depthwise:      # depthwise convs have a kernel of their own
+        if wl.layout != "NCHW" or wl.geometry.depthwise or wl.dtype == "uint8":     # int8: qnn.py
             return None
         return ALTERNATIVE if as_matmul(wl.geometry) else PREFERRED
 
@@ -114,7 +115,7 @@ class Gemm1x1Conv(_Conv):
     name, template = "conv2d.gemm1x1", "conv2d_1x1_gemm"
 
     def match(self, wl, target):
-        if wl.layout != "NCHW" or not gemm_applies(wl.geometry):
+        if wl.layout != "NCHW" or not gemm_applies(wl.geometry) or wl.dtype == "uint8":
             return None
         return PREFERRED if as_matmul(wl.geometry) else ALTERNATIVE
 
@@ -123,10 +124,16 @@ class Gemm1x1Conv(_Conv):
         P = g.OH * g.OW
         define_bn(cfg, P, target)
         define_knobs(cfg, g.K, P, g.C, "packed", target)
+        if g.sh == g.sw == 1:           # a strided conv's input must be gathered (packed)
+            cfg.define_knob("pack_input", [False, True], default=P % cfg["bn"].val != 0)
+            cfg.define_constraint("input read in place", lambda c: c["pack_input"].val or P % c["bn"].val == 0)
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         x, w, bias = (list(inputs) + [None])[:3]
-        return conv1x1_matmul(x, w, wl.geometry, bias, bn=cfg["bn"].val, bm=cfg["tile_y"].size[-1],
+        g = wl.geometry
+        # a config the constraint refuses (a log's, say) packs where the input cannot be read in place
+        pack = cfg["pack_input"].val if g.sh == g.sw == 1 and (g.OH * g.OW) % cfg["bn"].val == 0 else True
+        return conv1x1_matmul(x, w, g, bias, bn=cfg["bn"].val, bm=cfg["tile_y"].size[-1], pack_input=pack,
                               name=name or "conv2d", target=target)
 
     def schedule(self, s, out, final, cfg, target):
@@ -140,7 +147,7 @@ class WinogradConv(_Conv):
     M = 4           # output tile
 
     def match(self, wl, target):
-        if wl.layout != "NCHW" or not wg.applies(wl.geometry):
+        if wl.layout != "NCHW" or not wg.applies(wl.geometry) or wl.dtype == "uint8":
             return None
         # preferred for >= 32 channels in and out on maps of at least 14x14, where it is faster
         # than the direct conv; on 7x7 maps the padded tiles and the weights, 4x larger once
@@ -175,6 +182,19 @@ class WinogradConv(_Conv):
         wg.schedule_winograd(s, out, final, target, tile_k=cfg["tile_k"].val)
 
 
+class WinogradF2Conv(WinogradConv):
+    """3x3 stride-1 convs by F(2x2, 3x3): 4x4 tiles (2.25x fewer multiplies than direct, against
+    F(4x4)'s 4x), but smaller transforms and less padding on small maps; an alternative that
+    tuning times beside F(4x4) and the direct conv (the algorithm is chosen by measurement)."""
+    name, template = "conv2d.winograd_f2", "conv2d_nchw_winograd_f2"
+    M = 2
+
+    def match(self, wl, target):
+        if wl.layout != "NCHW" or not wg.applies(wl.geometry) or wl.dtype == "uint8":
+            return None
+        return ALTERNATIVE
+
+
 def _depthwise(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), dtype: str = "float32"):
     return _conv(x_shape, w_shape, strides, padding, dilation, x_shape[1], dtype)
 
@@ -185,7 +205,7 @@ class DepthwiseConv(_Conv):
     arguments = staticmethod(_depthwise)
 
     def match(self, wl, target):
-        return 10 if wl.layout == "NCHW" and wl.geometry.depthwise else None
+        return 10 if wl.layout == "NCHW" and wl.geometry.depthwise and wl.dtype != "uint8" else None
 
     def args(self, wl):
         return (wl.x_shape, wl.w_shape, wl.strides, wl.padding, wl.dilation, wl.dtype)
@@ -207,7 +227,7 @@ class NCHWcConv(Implementation):
     packs_weight = True
 
     def match(self, wl, target):
-        return 10 if wl.layout == "NCHWc" else None
+        return 10 if wl.layout == "NCHWc" and wl.dtype != "uint8" else None
 
     def pack_weight(self, w, wl, cfg, target):
         return pack_conv_weight_numpy(w, wl.block, wl.block)
@@ -240,7 +260,7 @@ class _Matmul(Implementation):
         return True
 
     def match(self, wl, target):
-        if wl.transpose_b != self.transpose_b or not self.applies(wl):
+        if wl.transpose_b != self.transpose_b or wl.dtype == "uint8" or not self.applies(wl):
             return None
         preferred = default_strategy(wl.M, wl.N, wl.K, transpose_b=self.transpose_b)
         return PREFERRED if preferred == self.strategy else ALTERNATIVE
@@ -331,6 +351,9 @@ class DenseDot(_Matmul):
         return wl.M < 2 * DOT_MAX_M
 
 
-for _impl in (DirectConv(), Gemm1x1Conv(), WinogradConv(), DepthwiseConv(), NCHWcConv(), MatmulPacked(),
-              MatmulRows(), MatmulSplitK(), DensePacked(), DenseDot()):
+for _impl in (DirectConv(), Gemm1x1Conv(), WinogradConv(), WinogradF2Conv(), DepthwiseConv(), NCHWcConv(),
+              MatmulPacked(), MatmulRows(), MatmulSplitK(), DensePacked(), DenseDot()):
     register(_impl)
+
+from . import qnn  # noqa: E402,F401  (the int8 reference implementations)
+from . import int8_implementations  # noqa: E402,F401  (the fast int8 implementations register themselves)

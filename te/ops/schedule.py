@@ -19,7 +19,7 @@ import logging
 from typing import Callable
 
 import te
-from te.expr import TensorLoad, walk
+from te.expr import Const, TensorLoad, walk
 from te.schedule import AttachType
 from te.target import Target, parse
 
@@ -115,11 +115,15 @@ def _consumers(s: te.Schedule) -> dict[int, list]:
 def _reads_at_identity(consumer: te.ComputeOp, producer) -> bool:
     """Does consumer read producer only at its own output index (out[i] needs producer[i])?"""
     axes = [a.var for a in consumer.axis]
+    # a broadcasting op reads an axis of extent 1 at index 0: that is its own index too
+    unit = [a.dom is not None and a.dom[1] == 1 for a in consumer.axis]
     found = False
     for b in consumer.body:
         for x in walk(b):
             if isinstance(x, TensorLoad) and x.tensor.op is producer:
-                if len(x.indices) != len(axes) or any(i is not a for i, a in zip(x.indices, axes)):
+                if len(x.indices) != len(axes) or any(
+                        i is not a and not (u and isinstance(i, Const) and i.value == 0)
+                        for i, a, u in zip(x.indices, axes, unit)):
                     return False
                 found = True
     return found

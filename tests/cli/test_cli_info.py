@@ -36,6 +36,9 @@ def test_info_measures_once_then_uses_the_cache(cli, tmp_path):
     assert first.code == 0, first.err
     for what in ("CPU", "ISA key", "target", "threads", "fp32 peak", "bandwidth"):
         assert what in first.out
+    from te.peak_int8 import available
+    for kind in ("vnni", "amx"):
+        assert (f"{kind.upper()} " in first.out.split("int8 peak", 1)[-1]) == available(kind)
     assert "llvm -mcpu=" in first.out
     assert "2 (TILEWISE_NUM_THREADS" in first.out
     assert "just measured" in first.out
@@ -51,6 +54,8 @@ def test_info_measures_once_then_uses_the_cache(cli, tmp_path):
     assert facts["measurement_cached"] is True
     assert facts["isa"] == isa and facts["threads"] == 2
     assert facts["peak_gflops_1_thread"] == pytest.approx(entry["peak_gflops"]["1"])
+    for kind, gops in facts["int8_peak_gops"].items():      # cached too
+        assert gops == pytest.approx(entry["int8_peak_gops"][kind]["2"]) and gops > 0
     assert facts["target"].startswith("llvm -mcpu=")
 
 

@@ -21,20 +21,20 @@ def _configs(log) -> list[tuple[str, str]]:
 
 def test_tune_spends_the_budget_and_prints_the_table(cli, tiny_onnx, tmp_path):
     log = tmp_path / "t.jsonl"
-    r = cli("tune", tiny_onnx, "--trials", "6", "--log", log, "--no-shared-logs", *FAST)
+    r = cli("tune", tiny_onnx, "--trials", "7", "--log", log, "--no-shared-logs", *FAST)
     assert r.code == 0, r.err
     header = next(ln for ln in r.out.splitlines() if ln.startswith("#"))
     for col in ("task", "occurrences", "trials", "best GFLOP/s", "% of peak", "share of model time",
                 "speed-up vs default"):
         assert col in header
-    # a task per implementation of each conv: the direct 3x3 and its Winograd, the 1x1 GEMM and
-    # the direct 1x1; the build keeps the faster of each
+    # a task per implementation of each conv: the direct 3x3 and its Winograd F(4x4) and F(2x2),
+    # the 1x1 GEMM and the direct 1x1; the build keeps the fastest of each
     rows = [ln for ln in r.out.splitlines() if ln[:1].isdigit() and "conv2d" in ln]
-    assert len(rows) == 4 and sum("(winograd)" in ln for ln in rows) == 1
+    assert len(rows) == 5 and sum("(winograd" in ln for ln in rows) == 2
     configs = _configs(log)
-    assert len(set(configs)) == 6                  # 6 configs measured, then the final check re-times some
-    assert len(configs) > 6 and "final check" in r.out
-    assert "overall [" in r.err and "task 1/4" in r.err          # the progress bars
+    assert len(set(configs)) == 7                  # 7 configs measured, then the final check re-times some
+    assert len(configs) > 7 and "final check" in r.out
+    assert "overall [" in r.err and "task 1/5" in r.err          # the progress bars
     # every task starts with its default config measured
     import frontends
     from frontends.tasks import extract_tasks

@@ -127,7 +127,7 @@ def test_external_data_outside_the_models_folder_is_refused(tmp_path, monkeypatc
 def test_constants_of_unsupported_element_types():
     w16 = numpy_helper.from_array(np.ones(4, np.float16), "w")
     m = tiny([node("Add", ["x", "w"], ["y"], "n1")], [vi("x", [4])], [vi("y", [4])], [w16])
-    refused(m, "constant 'w': element type float16 is not supported")
+    refused(m, "inputs 'x' (float32) and 'w' (float16) must have one element type")
     s = helper.make_tensor("s", TensorProto.STRING, [1], [b"hi"])
     m = tiny([node("Identity", ["s"], ["y"], "n1")], [vi("x", [4])], [vi("y", None)], [s])
     refused(m, "element type string is not supported")

@@ -82,11 +82,13 @@ def _time_all(fns: dict, source, inputs: dict, threads: int, repeat: int) -> dic
     fns = dict(fns)
     sess = None
     try:
-        sess = profile.onnxruntime_session(source, threads, spinning=False)
+        sess = profile.onnxruntime_session(source, threads)       # a default session, as users run it
         fns["ort"] = lambda: sess.run(None, inputs)
     except ImportError:
-        note("tilewise: note: onnxruntime is not installed; no comparison with it")
-    out: dict = profile.time_interleaved(fns, repeat=repeat, warmup=2)
+        note("tilewise: note: onnxruntime is not installed, so no comparison with it "
+             "(pip install 'tilewise[compare]')")
+    block = max(1, min(10, repeat // 5))            # blocks of runs back to back, as in tilewise bench
+    out: dict = profile.time_interleaved(fns, repeat=-(-repeat // block), warmup=2, block=block)
     if sess is not None:
         out["ref"] = sess.run(None, inputs)
     return out

@@ -11,7 +11,8 @@ from ..common import isa_tag, say
 DESCRIPTION = """\
 Show this CPU (name and ISA features), the target string tilewise compiles for, the ISA key
 that tuning records are matched by, the thread count parallel kernels use, and a measurement
-of this machine's fp32 peak (1 thread and all threads) and memory bandwidth.  Every speed
+of this machine's fp32 peak (1 thread and all threads), its int8 peak (AVX-512 VNNI, and AMX
+where present, on all threads) and memory bandwidth.  Every speed
 figure tilewise prints is judged against these, so they are measured once and cached per ISA
 (in $TILEWISE_CACHE_DIR or ~/.cache/tilewise/machine.json); --remeasure measures again."""
 
@@ -64,8 +65,9 @@ def run(args) -> int:
     }
     c = None
     if not args.no_measure:
-        c = ceilings(remeasure=args.remeasure, quiet=args.json)
+        c = ceilings(remeasure=args.remeasure, quiet=args.json, int8=True)
         facts.update(peak_gflops=c.peak_gflops, peak_gflops_1_thread=c.peak_gflops_1,
+                     int8_peak_gops=c.int8_peak_gops,
                      bandwidth_gbs=c.bandwidth_gbs, measured_at=c.measured_at, measurement_cached=c.cached,
                      cache_file=cache_file())
     if args.json:
@@ -89,6 +91,10 @@ def run(args) -> int:
         src = f"cached, measured {when}; --remeasure to redo" if c.cached else "just measured, now cached"
         say(f"fp32 peak      {c.peak_gflops:.1f} GFLOP/s on {threads} thread(s), "
             f"{c.peak_gflops_1:.1f} GFLOP/s on 1 thread")
+        if c.int8_peak_gops:
+            say("int8 peak      " + ", ".join(f"{k.upper()} {g:.0f} GOP/s ({g / c.peak_gflops:.1f}x fp32)"
+                                              for k, g in c.int8_peak_gops.items())
+                + f" on {threads} thread(s)")
         say(f"bandwidth      {c.bandwidth_gbs:.1f} GB/s (1 thread, large copy)")
         say(f"ridge point    {c.peak_gflops / c.bandwidth_gbs:.1f} FLOP/byte   ({src})")
     if args.verbose:

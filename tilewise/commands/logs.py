@@ -19,7 +19,8 @@ Inspect tuning logs (JSON lines, one record per measurement; see tuning_logs/REA
          ready to share (--all-records keeps every distinct record instead); the output
          must not be one of the inputs (that is refused: the merge would replace its
          records), and an existing output is replaced only if it is a tuning log
-  stats  per log: lines, records, bad lines, ISAs; per workload: errors by kind
+  stats  per log: lines, records, bad lines, ISAs; per workload: errors by kind and the
+         machines that timed the records (those measured on a Dask cluster name theirs)
 
 Every log is validated as it is read (format version, the type of every field, target,
 workload arguments, configs that fit their template); bad lines, and lines longer than
@@ -202,8 +203,10 @@ def _stats(args) -> int:
     kinds: dict[str, int] = {}
     per: dict[str, dict] = {}
     for r in records:
-        s = per.setdefault(r.workload, {"n": 0, "ok": 0, "errors": {}})
+        s = per.setdefault(r.workload, {"n": 0, "ok": 0, "errors": {}, "hosts": {}})
         s["n"] += 1
+        where = r.host or "(here)"           # a record without a host was timed where it was tuned
+        s["hosts"][where] = s["hosts"].get(where, 0) + 1
         if r.ok:
             s["ok"] += 1
         else:
@@ -212,8 +215,9 @@ def _stats(args) -> int:
             kinds[k] = kinds.get(k, 0) + 1
     say("")
     rows = [[workload_label(wl), s["n"], s["ok"],
-             ", ".join(f"{k} {v}" for k, v in sorted(s["errors"].items())) or "-"] for wl, s in per.items()]
-    say(table(["task", "records", "valid", "errors by kind"], rows, "lrrl"))
+             ", ".join(f"{k} {v}" for k, v in sorted(s["errors"].items())) or "-",
+             ", ".join(f"{h} {v}" for h, v in sorted(s["hosts"].items()))] for wl, s in per.items()]
+    say(table(["task", "records", "valid", "errors by kind", "timed on (records)"], rows, "lrrll"))
     say("")
     n_err = sum(kinds.values())
     say(f"{len(records)} record(s), {n_err} error(s)"

@@ -92,11 +92,12 @@ def summarize(names: list[str], outputs: list[np.ndarray], top: int = 5) -> str:
     rows, extra = [], []
     for n, a in zip(names, outputs):
         f = a.astype(np.float64) if a.size else a
-        stats = ([f"{f.min():.4g}", f"{f.max():.4g}", f"{f.mean():.4g}"] if a.size and a.dtype.kind in "fiub"
+        kind = "f" if a.dtype.name == "bfloat16" else a.dtype.kind     # ml_dtypes' bfloat16 is kind 'V'
+        stats = ([f"{f.min():.4g}", f"{f.max():.4g}", f"{f.mean():.4g}"] if a.size and kind in "fiub"
                  else ["-", "-", "-"])
         rows.append([n, "x".join(map(str, a.shape)) or "scalar", str(a.dtype), *stats])
-        flat = np.squeeze(a)
-        if flat.ndim == 1 and flat.size > 1 and top > 0 and a.dtype.kind in "fiu":
+        flat = np.squeeze(a if kind == a.dtype.kind else f)
+        if flat.ndim == 1 and flat.size > 1 and top > 0 and kind in "fiu":
             k = min(top, flat.size)
             idx = np.argsort(-flat, kind="stable")[:k]
             extra.append(f"{n}: argmax {int(idx[0])}; top {k}: "

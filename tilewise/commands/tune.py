@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import threading
 import time
 
 from . import add_parser
@@ -29,7 +30,9 @@ EXAMPLES = """\
   tilewise tune resnet50.onnx --trials 2000 --log resnet50.jsonl
   tilewise tune resnet50.onnx --time-budget 30 --log resnet50.jsonl   # 30 minutes
   tilewise tune resnet50.onnx --log resnet50.jsonl --resume           # continue after Ctrl-C
-  tilewise tune model.onnx --trials 64 --max-tasks 3 --tuner random"""
+  tilewise tune model.onnx --trials 64 --max-tasks 3 --tuner random
+  tilewise tune resnet50.onnx --cluster tcp://sched:8786 --time-budget 10 --log rn.jsonl
+  tilewise tune resnet50.onnx --cluster tcp://sched:8786 --targets all-in-cluster --log rn.jsonl"""
 
 PER_TASK_DEFAULT = 64
 
@@ -63,6 +66,9 @@ def register(sub, common) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the log: configs in it are not measured again")
     p.add_argument("--tuner", choices=("xgb", "random", "grid"), default="xgb",
                    help="search strategy per task (default: xgb, the model-guided tuner)")
+    p.add_argument("--auto-schedule", action="store_true",
+                   help="also tune the kernels without a template (softmax, norms, batched matmuls, "
+                        "elementwise chains) with the auto-scheduler")
     p.add_argument("--max-tasks", type=_positive_int, metavar="K", help="tune only the K heaviest tasks")
     p.add_argument("--algorithms", choices=("all", "preferred"), default="all",
                    help="all: tune every implementation of each kernel (direct, GEMM, Winograd...) and "
@@ -78,6 +84,13 @@ def register(sub, common) -> None:
     m.add_argument("--builders", type=_int_in(1, os.cpu_count() or 1), default=2,
                    help=f"parallel builder processes (default 2, at most the {os.cpu_count() or 1} CPUs)")
     m.add_argument("--seed", type=int, default=0, help="seed of the search")
+    c = p.add_argument_group("tuning on a Dask cluster (pip install 'tilewise[distributed]')")
+    c.add_argument("--cluster", metavar="ADDRESS",
+                   help="a Dask scheduler, e.g. tcp://sched:8786: candidates are built on any of its workers "
+                        "and timed on the workers of the target's CPU (started with `tilewise worker`)")
+    c.add_argument("--targets", choices=("this", "all-in-cluster"), default="this",
+                   help="with --cluster: tune for this machine's CPU (default), or for every CPU kind (ISA) "
+                        "the cluster's workers advertise, all at once, into the one log")
     p.set_defaults(run=run)
 
 
@@ -158,9 +171,12 @@ def run(args) -> int:
     check_timing(args.repeat, args.min_repeat_ms)
     if args.resume and not os.path.exists(log_path):
         note(f"tilewise: note: {log_path} does not exist yet; nothing to resume, starting afresh")
-    tasks = model_tasks(graph, algorithms=args.algorithms)
+    tasks = model_tasks(graph, algorithms=args.algorithms, auto_schedule=args.auto_schedule)
     if not tasks:
         raise CLIError(f"{args.model}: no tunable kernels (convolutions or matrix products) in this model")
+    if args.targets != "this" and not args.cluster:
+        raise CLIError(f"--targets {args.targets} needs --cluster ADDRESS (the Dask scheduler whose workers "
+                       "tell the targets)")
     n_trials = args.trials
     time_budget = args.time_budget * 60 if args.time_budget else None
     if n_trials is None and time_budget is None:
@@ -168,84 +184,237 @@ def run(args) -> int:
     return tune_model(graph, tasks, log_path, title=os.path.basename(args.model), tuner=args.tuner,
                       n_trials=n_trials, time_budget=time_budget, max_tasks=args.max_tasks,
                       shared_logs=not args.no_shared_logs, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms,
-                      builders=args.builders, seed=args.seed,
-                      resume_cmd=f"tilewise tune {args.model} --log {log_path} --resume")
+                      builders=args.builders, seed=args.seed, cluster=args.cluster,
+                      all_targets=args.targets == "all-in-cluster", algorithms=args.algorithms,
+                      resume_cmd=f"tilewise tune {args.model} --log {log_path} --resume"
+                                 + (f" --cluster {args.cluster}" if args.cluster else "")
+                                 + (f" --targets {args.targets}" if args.targets != "this" else ""))
 
 
 def tune_model(graph, tasks, log_path: str, *, title: str, tuner: str = "xgb", n_trials: int | None = None,
                time_budget: float | None = None, max_tasks: int | None = None, shared_logs: bool = True,
                repeat: int = 3, min_repeat_ms: float = 10.0, builders: int = 2, seed: int = 0,
-               resume_cmd: str | None = None) -> int:
+               cluster: str | None = None, all_targets: bool = False, resume_cmd: str | None = None,
+               algorithms: str = "all") -> int:
     """Tune the tasks (frontends.tasks.ModelTask list) into log_path; prints progress and the table.
 
-    time_budget is in seconds.  Returns the exit code (130 when interrupted).  Shared by `tune` and `demo`.
+    time_budget is in seconds.  With `cluster` (a Dask scheduler's address) the model's tasks are
+    measured on its workers, for this CPU or (all_targets) for every ISA its workers advertise, the
+    targets tuned at once.  Returns the exit code (130 when interrupted).  Shared by `tune` and `demo`.
     """
     import autotune
-    from autotune.scheduler import TaskScheduler
     from te.target import host
 
     from ..ceilings import ceilings
-    isa = host().isa
-    all_tasks = tasks
-    if max_tasks:
-        tasks = tasks[:max_tasks]
-    peak = ceilings().peak_gflops
-    total_flops = sum(t.total_flops for t in all_tasks)
-    say(f"{title}: {len(all_tasks)} tuning task(s), {fmt_flops(total_flops)} per run in them"
-        + (f"; tuning the {len(tasks)} heaviest" if len(tasks) < len(all_tasks) else ""))
-    budget = (f"{n_trials} trials" if n_trials is not None else "") + \
-             (" or " if n_trials is not None and time_budget else "") + \
-             (f"{fmt_duration(time_budget)}" if time_budget else "")
-    say(f"CPU {host().cpu} ({isa_tag(isa)}), peak {peak:.0f} GFLOP/s; budget {budget}; tuner {tuner}; "
-        f"log {log_path}")
-
-    seeds = {}
-    if shared_logs:
-        sel = gather_logs([], True, isa)
-        for t in tasks:
-            r = sel.best_for(t.task.workload_key)
-            if r is not None:
-                seeds[t.task.workload_key] = [r.config]
-        if seeds:
-            say(f"shared logs ({', '.join(os.path.basename(p) for p in sel.paths)}): the best known "
-                f"configs of {len(seeds)} task(s) are measured first")
-
     option = autotune.measure_option(n_parallel=builders, repeat=repeat, min_repeat_ms=min_repeat_ms)
-    measurer = autotune.Measurer(option)
-    progress = _Progress(n_trials, time_budget)
-    sched = TaskScheduler([(t.task, t.count, t.workload) for t in tasks], tuner=tuner, measurer=measurer,
-                          callbacks=[autotune.log_to_file(log_path), progress], seeds=seeds,
-                          seed=seed, task_patience=TASK_PATIENCE)
-    progress.sched = sched
-    resumed = sched.total_trials
-    if resumed:
-        say(f"resumed: {resumed} trial(s) already in {log_path} are not measured again")
-    if n_trials is not None and resumed >= n_trials:
-        say(f"the log already holds {resumed} trial(s) of these tasks, the whole budget of {n_trials}; "
-            "raise --trials to tune further")
-    interrupted = False
-    t0 = time.time()
+    board = _Board()
+    common = dict(title=title, tuner=tuner, n_trials=n_trials, time_budget=time_budget, max_tasks=max_tasks,
+                  shared_logs=shared_logs, seed=seed, board=board, log_path=log_path)
+    if cluster is None:
+        run = _Run(host(), tasks, autotune.Measurer(option), peak=ceilings().peak_gflops, **common)
+        return _finish([run], [run.tune()], log_path, resume_cmd)
+    from autotune import cluster as cl
     try:
-        if n_trials is None or resumed < n_trials:
-            sched.tune(n_trials=n_trials, time_budget=time_budget)
-    except KeyboardInterrupt:
-        interrupted = True
-        signal.signal(signal.SIGINT, signal.SIG_IGN)     # a second Ctrl-C must not cut the clean-up short
+        client, _ = cl.connect(cluster)
+    except cl.ClusterError as e:
+        raise CLIError(f"--cluster {cluster}: {e}") from None
+    try:
+        targets = _cluster_targets(client, cluster, all_targets)
+        say(f"Dask cluster {cluster}: {len(client.scheduler_info(n_workers=-1).get('workers', {}))} worker(s); "
+            f"dashboard {client.dashboard_link or '(none)'}")
+        here = host().isa
+        runs = []
+        timers = cl.timing_workers(client).values()
+        for t in targets:
+            ts = model_tasks(graph, t, algorithms)        # with the target's own thread count
+            n = sum(1 for w in timers if cl.isa_resource(t.isa) in (w.get("resources") or {}))
+            # rounds of 2 trials per timing machine: a round of 8 leaves more than 4 machines idle
+            # (bench/cluster_sim.py); the tuner refits less often per trial for it
+            runs.append(_Run(t, ts, autotune.Measurer(autotune.measure_option(**{**vars(option), "cluster": client})),
+                             peak=ceilings().peak_gflops if t.isa == here else 0.0, round_trials=max(8, 2 * n),
+                             label=isa_tag(t.isa) if len(targets) > 1 else "", **common))
+        return _finish(runs, _tune_all(runs), log_path, resume_cmd)
     finally:
-        progress.status.clear()
-        measurer.close()
-    if interrupted:
+        client.close()
+
+
+def _cluster_targets(client, cluster: str, all_targets: bool) -> list:
+    """The targets to tune for: this CPU's (as its workers report it), or every ISA's in the cluster."""
+    from autotune.cluster import cluster_targets, isa_resource
+    from te.target import host
+    found = cluster_targets(client)
+    if not found:
+        raise CLIError(f"--cluster {cluster}: no worker advertises a CPU (isa:<key> resource); start "
+                       f"`tilewise worker {cluster}` on each machine to tune for")
+    if all_targets:
+        return [found[k] for k in sorted(found)]
+    here = host().isa
+    if here not in found:
+        raise CLIError(f"--cluster {cluster}: no worker advertises {isa_resource(here)} (this CPU: "
+                       f"{isa_tag(here)}); the workers' CPUs are {', '.join(sorted(map(isa_tag, found)))}: "
+                       "tune for them with --targets all-in-cluster, or start `tilewise worker` on a machine like this one")
+    return [found[here]]
+
+
+def _tune_all(runs: list) -> list[bool]:
+    """Tune the runs at once (a thread each); Ctrl-C stops them all after their batch in flight."""
+    if len(runs) == 1:
+        return [runs[0].tune()]
+    results: dict[int, bool] = {}
+    errors: list[Exception] = []
+
+    def tune(k: int, run) -> None:
+        try:
+            results[k] = run.tune()
+        except Exception as e:          # raised again in the main thread, which turns it into one line
+            errors.append(e)
+            for r in runs:
+                r.sched.stopped = True
+
+    threads = [threading.Thread(target=tune, args=(k, r), daemon=True) for k, r in enumerate(runs)]
+    for th in threads:
+        th.start()
+    try:
+        for th in threads:
+            while th.is_alive():
+                th.join(0.5)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)     # a second Ctrl-C must not cut the clean-up short
+        for r in runs:
+            r.interrupted = True
+            r.sched.stopped = True
+        for th in threads:
+            th.join()
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    _report(sched, peak, time.time() - t0, log_path, interrupted, resume_cmd)
-    return 130 if interrupted else 0
+    if errors:
+        raise errors[0]
+    return [results.get(k, True) for k in range(len(runs))]
+
+
+def _finish(runs: list, interrupted: list[bool], log_path: str, resume_cmd: str | None) -> int:
+    """Each run's report; the exit code (130 if any was interrupted)."""
+    lost = ""
+    for r, stopped in zip(runs, interrupted):
+        if len(runs) > 1:
+            say("")
+            say(f"== {r.target.cpu} ({isa_tag(r.target.isa)}) ==")
+        _report(r.sched, r.peak, r.seconds, log_path, stopped or r.interrupted, resume_cmd if len(runs) == 1 else None)
+        lost = lost or getattr(r.measurer, "failure", "")
+    if lost:
+        raise CLIError(f"{lost}; continue with:  {resume_cmd}")
+    if any(interrupted) and len(runs) > 1 and resume_cmd:
+        say(f"continue with:  {resume_cmd}")
+    return 130 if any(interrupted) else 0
+
+
+class _Run:
+    """The tuning of one target: its tasks, measurer, scheduler and progress lines."""
+
+    def __init__(self, target, tasks, measurer, *, title: str, tuner: str, n_trials, time_budget, max_tasks,
+                 shared_logs: bool, seed: int, board, log_path: str, peak: float, label: str = "",
+                 round_trials: int | None = None):
+        import autotune
+        from autotune.scheduler import TaskScheduler
+        self.target, self.measurer, self.peak = target, measurer, peak
+        self.n_trials, self.time_budget = n_trials, time_budget
+        self.interrupted, self.seconds = False, 0.0
+        isa = target.isa
+        all_tasks = tasks
+        if max_tasks:
+            tasks = tasks[:max_tasks]
+        total_flops = sum(t.total_flops for t in all_tasks)
+        say(f"{title}: {len(all_tasks)} tuning task(s), {fmt_flops(total_flops)} per run in them"
+            + (f"; tuning the {len(tasks)} heaviest" if len(tasks) < len(all_tasks) else ""))
+        budget = (f"{n_trials} trials" if n_trials is not None else "") + \
+                 (" or " if n_trials is not None and time_budget else "") + \
+                 (f"{fmt_duration(time_budget)}" if time_budget else "")
+        where = "on the cluster" if hasattr(measurer, "workers_state") else ""
+        say(f"CPU {target.cpu} ({isa_tag(isa)}), " + (f"peak {peak:.0f} GFLOP/s; " if peak else "")
+            + f"budget {budget}; tuner {tuner}; log {log_path}" + (f"; measured {where}" if where else ""))
+        seeds = {}
+        if shared_logs:
+            sel = gather_logs([], True, isa)
+            for t in tasks:
+                r = sel.best_for(t.task.workload_key)
+                if r is not None:
+                    seeds[t.task.workload_key] = [r.config]
+            if seeds:
+                say(f"shared logs ({', '.join(os.path.basename(p) for p in sel.paths)}): the best known "
+                    f"configs of {len(seeds)} task(s) are measured first")
+        self.progress = _Progress(n_trials, time_budget, board, label, measurer)
+        self.sched = TaskScheduler([(t.task, t.count, t.workload) for t in tasks], tuner=tuner, measurer=measurer,
+                                   callbacks=[_SharedLog(log_path), self.progress], seeds=seeds,
+                                   seed=seed, task_patience=TASK_PATIENCE, round_trials=round_trials)
+        self.progress.sched = self.sched
+        if hasattr(measurer, "on_failure"):     # a lost cluster scheduler ends the run (the log holds the rest)
+            measurer.on_failure = lambda: setattr(self.sched, "stopped", True)
+        resumed = self.sched.total_trials
+        if resumed:
+            say(f"resumed: {resumed} trial(s) already in {log_path} are not measured again")
+        if n_trials is not None and resumed >= n_trials:
+            say(f"the log already holds {resumed} trial(s) of these tasks, the whole budget of {n_trials}; "
+                "raise --trials to tune further")
+
+    def tune(self) -> bool:
+        """Run the scheduler; True if interrupted (Ctrl-C)."""
+        interrupted = False
+        t0 = time.time()
+        try:
+            if self.n_trials is None or self.sched.total_trials < self.n_trials:
+                self.sched.tune(n_trials=self.n_trials, time_budget=self.time_budget)
+        except KeyboardInterrupt:
+            interrupted = True
+            signal.signal(signal.SIGINT, signal.SIG_IGN)     # a second Ctrl-C must not cut the clean-up short
+        finally:
+            self.progress.board.clear()
+            self.measurer.close()
+        if interrupted:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.seconds = time.time() - t0
+        return interrupted
+
+
+class _SharedLog:
+    """log_to_file for runs that write one log from several threads: one batch at a time."""
+    lock = threading.Lock()
+
+    def __init__(self, path: str):
+        import autotune
+        self.log = autotune.log_to_file(path)
+        self.history_path = self.log.history_path         # the scheduler resumes from it
+
+    def __call__(self, tuner, indices, records) -> None:
+        with self.lock:
+            self.log(tuner, indices, records)
+
+
+class _Board:
+    """The status lines of every run, drawn together (runs update it from their threads)."""
+
+    def __init__(self):
+        self.status = Status()
+        self.lines: dict[str, tuple] = {}
+        self.lock = threading.Lock()
+
+    def update(self, key: str, *lines: str) -> None:
+        with self.lock:
+            self.lines[key] = lines
+            # on a terminal every run's lines are redrawn; in a log file, only the lines that changed
+            shown = [ln for ls in self.lines.values() for ln in ls] if self.status.tty else lines
+            self.status.update(*shown, force=True)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.status.clear()
 
 
 class _Progress:
-    """Scheduler callback: an overall bar and a bar for the task being tuned."""
+    """Scheduler callback: an overall bar and a bar for the task being tuned (and the cluster's workers)."""
 
-    def __init__(self, n_trials: int | None, time_budget: float | None):
+    def __init__(self, n_trials: int | None, time_budget: float | None, board: _Board, label: str = "",
+                 measurer=None):
         self.n_trials, self.time_budget = n_trials, time_budget
-        self.status = Status()
+        self.board, self.label, self.measurer = board, label, measurer
         self.sched = None
         self.errors = 0
         self.t0 = time.time()
@@ -255,7 +424,7 @@ class _Progress:
     def schedule_start(self, sched) -> None:
         self.t0 = time.time()
         self.start_trials = sched.total_trials
-        self.status.update(f"tuning {len(sched.states)} task(s)...", force=True)
+        self.board.update(self.label, f"{self._prefix}tuning {len(sched.states)} task(s)...")
 
     def schedule_finish(self, sched) -> None:
         pass
@@ -288,7 +457,15 @@ class _Progress:
                 f"{bar(st.trials, max(1, self.n_trials or done), 10)} {st.trials} trials, "
                 f"best {st.best_flops / 1e9:.1f} GFLOP/s, "
                 f"{fmt_num(100 * share, 0, '%')} of model time")
-        self.status.update(overall, task, force=True)
+        lines = [self._prefix + overall, self._prefix + task]
+        workers = getattr(self.measurer, "workers_state", None)
+        if workers:
+            lines.append(f"{self._prefix}cluster: {workers()}")
+        self.board.update(self.label, *lines)
+
+    @property
+    def _prefix(self) -> str:
+        return f"[{self.label}] " if self.label else ""
 
 
 def _report(sched, peak: float, seconds: float, log_path: str, interrupted: bool, resume_cmd: str | None) -> None:

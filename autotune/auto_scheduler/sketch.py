@@ -1,0 +1,420 @@
+"""Sketches by rules (Ansor's, for CPUs) and their annotation with random parameters.
+
+A `SketchPolicy` reads a workload's compute DAG once and decides, stage by stage, which rules
+apply; the rules' open choices are the parameters of a schedule.  `sample` draws them at
+random, `mutate` changes one, and `apply` turns them into te schedule steps on a fresh
+schedule (ScheduleError when a combination does not fit), so every candidate is a plain list
+of steps that te.replay reproduces.
+
+The rules, for each stage from the outputs back:
+
+* inline: an injective stage that is not an output is computed inside its readers (an
+  expensive one, a math call or a long expression, only if the parameter says so: it would
+  be recomputed by every reader);
+* multi-level tiling of a stage with a reduction and data reuse (an input not indexed by
+  every data axis, as a matmul's): each data axis split S0 S1 S2 S3, each reduction axis
+  R0 R1 R2, in the order S0 S1 R0 S2 R1 R2 S3.  S0 (fused, parallel) and S1 are loops of the
+  tile owner, the stage's single elementwise reader when it reads the stage point for point
+  (the consumer chain fused into the tile), else a cache_write copy (the accumulator local);
+  the stage is computed inside the owner's tile.  The last data axis's S3 is the vector, the
+  other S3 and R2 loops are unrolled by parameter; by parameter, the reused input the vectors
+  are loaded from is copied per R0 step into a contiguous block (cache_read), as a GEMM packs B;
+* rfactor of a reduction whose innermost reduction axis is long enough: partial results in
+  vector lanes (`s.rfactor`), then a short reduction over the lanes;
+* every other stage: outer data axes fused and parallel at the root, or computed at a loop of
+  its single reader (a parameter picks the loop), innermost data axis vectorized.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import te
+from te.expr import Call, TensorLoad, free_vars, walk
+from te.lower import Lowering
+from te.schedule import AttachType, ForKind, Stage
+from te.tensor import ComputeOp, IterKind
+
+LANES = (8, 16, 32, 64)
+MAX_VECTOR = 64
+MAX_ROWS = 16           # a register tile's unrolled rows (S3 of the data axes before the last)
+MAX_UNROLL_R = 16       # the unrolled part of a reduction axis (R2)
+MAX_UNROLLED = 64       # register-tile rows x unrolled reduction steps in one unrolled body
+EXPENSIVE_NODES = 24    # an injective stage's expression this large is worth not recomputing
+
+
+def divisors(n: int) -> list[int]:
+    """The divisors of n, ascending."""
+    small = [d for d in range(1, int(math.isqrt(n)) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+@dataclass(frozen=True)
+class StageFacts:
+    """What the rules need to know about one compute stage of the workload."""
+    name: str
+    shape: tuple
+    reduce_ext: tuple           # extents of the reduction axes
+    is_output: bool
+    expensive: bool             # recomputing it costs: a math call (exp, erf, ...) or a long expression
+    reuse: bool                 # some input is not indexed by every data axis (tiling pays)
+
+    @property
+    def injective(self) -> bool:
+        return not self.reduce_ext
+
+
+def _facts(s: te.Schedule) -> dict[str, StageFacts]:
+    out = {}
+    for st in s.stages:
+        op = st.op
+        if not isinstance(op, ComputeOp):
+            continue
+        data = {a.var for a, n in zip(op.axis, op.shape) if n > 1}
+        loads = [x for b in op.body for x in walk(b) if isinstance(x, TensorLoad)]
+        reuse = bool(op.reduce_axis) and any(
+            data - set().union(*[free_vars(i) for i in x.indices]) for x in loads)
+        nodes = [x for b in op.body for x in walk(b)]
+        # a math call, or a long expression (te.ops.fastmath's exp is a polynomial of ~40 nodes)
+        expensive = any(isinstance(x, Call) for x in nodes) or len(nodes) > EXPENSIVE_NODES
+        out[st.name] = StageFacts(st.name, tuple(op.shape), tuple(a.dom[1] for a in op.reduce_axis),
+                                  st.is_output, expensive, reuse)
+    return out
+
+
+class SketchPolicy:
+    """The rules applied to one workload: parameter sampling, mutation, and application as steps."""
+
+    def __init__(self, task, threads: int | None = None):
+        self.task = task
+        self.threads = threads or task.target.threads
+        self.facts = _facts(task.schedule())
+        self.order = list(self.facts)       # topological: producers first
+
+    # ------------------------------------------------------------- parameters
+    def sample(self, rng: random.Random) -> dict:
+        """Random parameters for every open choice of the rules."""
+        p: dict = {}
+        for name, f in self.facts.items():
+            if f.injective:
+                if not f.is_output and f.expensive:
+                    p[f"inline:{name}"] = rng.random() < 0.5
+                p[f"vec:{name}"] = self._lanes(f.shape[-1] if f.shape else 1, rng)
+                p[f"loc:{name}"] = rng.randrange(4)
+                continue
+            kinds = self.kinds(f)
+            weights = [3 if k == "tile" else 1 for k in kinds]
+            p[f"kind:{name}"] = rng.choices(kinds, weights)[0]
+            for d, n in enumerate(f.shape):
+                p[f"tile:{name}:{d}"] = self._tile(n, d == len(f.shape) - 1, rng)
+            self._keep_parallel(p, f, rng)
+            for d, n in enumerate(f.reduce_ext):
+                p[f"rtile:{name}:{d}"] = self._rtile(n, rng)
+            p[f"at:{name}"] = rng.randrange(2)
+            p[f"pack:{name}"] = rng.randrange(2)
+            p[f"unroll:{name}"] = rng.randrange(3)
+            p[f"rf:{name}"] = rng.choice(self._rf_lanes(f) or [0])
+            p[f"loc:{name}"] = rng.randrange(4)
+        return p
+
+    def default_params(self) -> dict:
+        """The parameters of the default schedule: a matmul-like blocking where tiling applies,
+        plain loops elsewhere, expensive stages not inlined, outer loops parallel, innermost
+        data axes in 16 or 8 lanes."""
+        p = self.sample(random.Random(0))
+        for name, f in self.facts.items():
+            last = f.shape[-1] if f.shape else 1
+            lanes = next((v for v in (16, 8) if last % v == 0), 1)
+            p[f"loc:{name}"] = 0
+            if f.injective:
+                p[f"vec:{name}"] = lanes
+                if f"inline:{name}" in p:
+                    p[f"inline:{name}"] = False
+                continue
+            p[f"kind:{name}"] = "tile" if "tile" in self.kinds(f) and lanes > 1 else "plain"
+            # a register tile of 4 rows x two AVX-512 vectors, 8 x 8 of them per cache tile, the
+            # reduction in steps of 64 (4 unrolled): a matmul's usual blocking
+            wide = 32 if last % 32 == 0 else lanes
+            for d, n in enumerate(f.shape):
+                s3 = wide if d == len(f.shape) - 1 else max(x for x in divisors(n) if x <= 4)
+                p[f"tile:{name}:{d}"] = (1, max(x for x in divisors(n // s3) if x <= 8), s3)
+            for d, n in enumerate(f.reduce_ext):
+                r2 = max(x for x in divisors(n) if x <= 4)
+                p[f"rtile:{name}:{d}"] = (max(x for x in divisors(n // r2) if x <= 16), r2)
+            p[f"at:{name}"], p[f"unroll:{name}"], p[f"pack:{name}"] = 0, 2, 1
+            self._keep_parallel(p, f, random.Random(0))
+        return p
+
+    def kinds(self, f: StageFacts) -> list[str]:
+        """The ways a reduction stage can be scheduled: tiled where inputs are reused, else plain
+        loops; rfactor where the data axes leave threads idle, or the reduction is a plain one
+        (its partial results then run in vector lanes along the reduction axis)."""
+        spatial = math.prod(f.shape)
+        out = ["tile"] if f.reuse and spatial > 1 else ["plain"]
+        if self._rf_lanes(f) and (not f.reuse or spatial < 8 * self.threads):
+            out.append("rfactor")
+        return out
+
+    def _rf_lanes(self, f: StageFacts) -> list[int]:
+        return [v for v in LANES if f.reduce_ext and f.reduce_ext[-1] % v == 0 and v < f.reduce_ext[-1]]
+
+    @staticmethod
+    def _lanes(n: int, rng: random.Random) -> int:
+        opts = [v for v in LANES if n % v == 0] or [d for d in divisors(n) if d <= MAX_VECTOR][-1:]
+        return rng.choice(opts)
+
+    @staticmethod
+    def _tile(n: int, last: bool, rng: random.Random) -> tuple[int, int, int]:
+        """(S1, S2, S3) factors of a data axis of extent n (S0 = n / their product)."""
+        cap = MAX_VECTOR if last else MAX_ROWS
+        opts = [d for d in divisors(n) if d <= cap]
+        if last:
+            opts = [d for d in opts if d % 8 == 0] or opts
+        s3 = rng.choice(opts)
+        s2 = rng.choice(divisors(n // s3))
+        s1 = rng.choice(divisors(n // s3 // s2))
+        return s1, s2, s3
+
+    @staticmethod
+    def _rtile(n: int, rng: random.Random) -> tuple[int, int]:
+        """(R1, R2) factors of a reduction axis of extent n (R0 = n / their product)."""
+        r2 = rng.choice([d for d in divisors(n) if d <= MAX_UNROLL_R])
+        r1 = rng.choice(divisors(n // r2))
+        return r1, r2
+
+    def _keep_parallel(self, p: dict, f: StageFacts, rng: random.Random) -> None:
+        """Move tile factors out to S0 until the fused S0 loop has work for every thread (twice
+        over, so a thread's share is balanced), or nothing is left to move."""
+        keys = [f"tile:{f.name}:{d}" for d in range(len(f.shape))]
+        for _ in range(64):
+            outer = math.prod(n // math.prod(p[k]) for k, n in zip(keys, f.shape))
+            movable = [(k, lvl) for k in keys for lvl in (0, 1) if p[k][lvl] > 1]
+            if outer >= 2 * self.threads or not movable:
+                return
+            k, lvl = rng.choice(movable)
+            t = list(p[k])
+            t[lvl] //= _primes(t[lvl])[0]
+            p[k] = tuple(t)
+
+    def mutate(self, p: dict, rng: random.Random) -> dict:
+        """A copy of p with one choice changed (a tile factor moved between levels, or redrawn)."""
+        q = dict(p)
+        key = rng.choice(sorted(q))
+        kind, name, *rest = key.split(":")
+        f = self.facts[name]
+        if kind == "tile":
+            q[key] = _move_factor((f.shape[int(rest[0])],) + q[key], rng, last=int(rest[0]) == len(f.shape) - 1)
+            self._keep_parallel(q, f, rng)
+        elif kind == "rtile":
+            q[key] = _move_factor((f.reduce_ext[int(rest[0])],) + q[key], rng, last=None)
+        else:
+            fresh = self.sample(rng)
+            q[key] = fresh[key]
+        return q
+
+    # ------------------------------------------------------------- application
+    def apply(self, p: dict) -> tuple[te.Schedule, list]:
+        """(schedule, tensors) with the rules applied under parameters p; ScheduleError if they do not fit."""
+        s, tensors = self.task.schedule(), list(self.task.tensors)
+        live = {st.name: st for st in s.stages}
+        for name, f in self.facts.items():
+            if f.injective and not f.is_output and (not f.expensive or p.get(f"inline:{name}", True)):
+                live[name].compute_inline()
+        done: set[str] = set()
+        owners: dict[str, Stage] = {}          # tiled stage -> the reader that owns its tile
+        for name, f in self.facts.items():
+            st = live[name]
+            if not f.injective and p[f"kind:{name}"] == "tile" and not f.is_output:
+                owner = self._fusible(s, st)
+                if owner is not None:
+                    owners[name] = owner
+                    done.add(owner.name)
+        for name in reversed(self.order):
+            st = s.stage(name)
+            if name in done or st.attach_type is AttachType.INLINE:
+                continue
+            f = self.facts[name]
+            kind = "elementwise" if f.injective else p[f"kind:{name}"]
+            if kind == "tile":
+                done |= self._tile_stage(s, st, f, p, owners.get(name))
+            else:
+                self._place(s, st, f, p, kind)
+                done.add(name)
+        return s, tensors
+
+    def _reader(self, s: te.Schedule, st: Stage) -> Stage | None:
+        """The single live stage that reads st (through inlined stages), or None."""
+        readers = [c for c in s.stages if c is not st and isinstance(c.op, ComputeOp)
+                   and c.attach_type is not AttachType.INLINE and s._reads(c, st)]
+        return readers[0] if len(readers) == 1 else None
+
+    def _fusible(self, s: te.Schedule, st: Stage) -> Stage | None:
+        """st's single reader if it is elementwise, of st's shape, and reads st point for point."""
+        c = self._reader(s, st)
+        if c is None or c.op.reduce_axis or tuple(c.op.shape) != tuple(st.op.shape) or c.relations:
+            return None
+        bodies = Lowering(s, [], "sketch").inline_bodies()
+        axes = [a.var for a in c.op.axis]
+        for b in bodies[c]:
+            for x in walk(b):
+                if isinstance(x, TensorLoad) and s[x.tensor] is st and list(x.indices) != axes:
+                    return None
+        return c
+
+    def _tile_stage(self, s: te.Schedule, st: Stage, f: StageFacts, p: dict, owner: Stage | None) -> set[str]:
+        """Multi-level tiling: the owner's S0 S1 loops, the stage computed inside the tile."""
+        name = st.name
+        if owner is None:
+            s.cache_write(st.op.output(0), "local")
+            owner, st = st, s.stage(f"{name}.local")
+        packed = [s[s.cache_read(t, "global", [st.op])] for t in self._packable(s, st)] \
+            if p.get(f"pack:{name}") else []
+        tiles = [p[f"tile:{name}:{d}"] for d in range(len(f.shape))]
+        outer, mid, inner = [], [], []
+        for ax, (s1, s2, s3) in zip(owner.op.axis, tiles):
+            o, rest = owner.split(ax, factor=s1 * s2 * s3)
+            m, i = owner.split(rest, factor=s2 * s3)
+            outer.append(o), mid.append(m), inner.append(i)
+        owner.reorder(*outer, *mid, *inner)
+        fused = owner.fuse(*outer) if len(outer) > 1 else outer[0]
+        owner.parallel(fused)
+        vo, vi = owner.split(inner[-1], factor=tiles[-1][2])
+        owner.vectorize(vi)
+        at = mid[-1] if p[f"at:{name}"] and any(t[0] > 1 for t in tiles) else fused
+        st.compute_at(owner, at)
+        # inside the tile: (S1 unless the owner runs it) R0 S2 R1 R2 S3
+        s1s, s2s, s3s, r0s, r1s, r2s = [], [], [], [], [], []
+        for ax, (s1, s2, s3) in zip(st.op.axis, tiles):
+            if at is fused:
+                a1, ax = st.split(ax, factor=s2 * s3)
+                s1s.append(a1)
+            a2, a3 = st.split(ax, factor=s3)
+            s2s.append(a2), s3s.append(a3)
+        for d, ax in enumerate(st.op.reduce_axis):
+            r1, r2 = p[f"rtile:{name}:{d}"]
+            a0, rest = st.split(ax, factor=r1 * r2)
+            a1, a2 = st.split(rest, factor=r2)
+            r0s.append(a0), r1s.append(a1), r2s.append(a2)
+        st.reorder(*s1s, *r0s, *s2s, *r1s, *r2s, *s3s)
+        st.vectorize(s3s[-1])
+        for pk in packed:           # the block of the vector operand one R0 step reads, contiguous
+            pk.compute_at(st, r0s[-1])
+            _, lanes = pk.split(pk.op.axis[-1], factor=16)
+            pk.vectorize(lanes)
+        unroll = p[f"unroll:{name}"]
+        if unroll >= 1:
+            for a, t in zip(s3s[:-1], tiles[:-1]):
+                if t[2] > 1:
+                    st.unroll(a)
+        rows = math.prod(t[2] for t in tiles[:-1])
+        if unroll >= 2:
+            for d, a in enumerate(r2s):
+                r2 = p[f"rtile:{name}:{d}"][1]
+                if 1 < r2 and rows * r2 <= MAX_UNROLLED:     # beyond it LLVM takes seconds per build
+                    st.unroll(a)
+        return {name, owner.name, st.name}
+
+    @staticmethod
+    def _packable(s: te.Schedule, st: Stage) -> list:
+        """Inputs of a tiled stage worth copying per tile (as a GEMM packs B): read directly, not
+        indexed by every data axis (reused across tiles), with the vectorized axis in their
+        innermost index (the vector loads, whose rows a copy makes contiguous)."""
+        if not st.op.reduce_axis:
+            return []
+        last = st.op.axis[-1].var
+        data = {a.var for a, n in zip(st.op.axis, st.op.shape) if n > 1}
+        out = []
+        for b in st.op.body:
+            for x in walk(b):
+                if not isinstance(x, TensorLoad) or x.tensor in out or s[x.tensor].attach_type is AttachType.INLINE:
+                    continue
+                used = set().union(*[free_vars(i) for i in x.indices])
+                if data - used and last in free_vars(x.indices[-1]):
+                    out.append(x.tensor)
+        return out
+
+    def _place(self, s: te.Schedule, st: Stage, f: StageFacts, p: dict, kind: str) -> None:
+        """A stage without tiling: at the root (outer axes fused, parallel) or at a loop of its reader."""
+        reader = None if st.is_output else self._reader(s, st)
+        loops = [] if reader is None else _attach_points(reader)
+        choice = p.get(f"loc:{st.name}", 0) % (len(loops) + 1)
+        if kind == "rfactor":
+            lanes = p[f"rf:{st.name}"]
+            ko, ki = st.split(st.op.reduce_axis[-1], factor=lanes)
+            rf = s.rfactor(st.op.output(0), ki, factor_axis=len(f.shape))
+        lanes = p.get(f"vec:{st.name}", 1)
+        if choice:
+            st.compute_at(reader, loops[choice - 1])
+            data = list(st.op.axis)
+        else:
+            data = self._root_loops(st, f, lanes)
+        if kind == "rfactor":
+            rst = s[rf]
+            rdata, rred = list(rst.op.axis), list(rst.op.reduce_axis)
+            rst.reorder(*rdata[:-1], *rred, rdata[-1])
+            rst.vectorize(rdata[-1])
+            rst.compute_at(st, data[-1] if data else st.op.reduce_axis[0])
+        elif kind == "elementwise" and choice and 1 < lanes and f.shape[-1] % lanes == 0:
+            _, vi = st.split(data[-1], factor=lanes)
+            st.vectorize(vi)
+
+    @staticmethod
+    def _root_loops(st: Stage, f: StageFacts, lanes: int) -> list:
+        """Root loops: the last data axis vectorized (elementwise stages), the outer ones fused and parallel."""
+        axes = list(st.op.axis)
+        if not axes:
+            return []
+        if f.injective and 1 < lanes and f.shape[-1] % lanes == 0:
+            vo, vi = st.split(axes[-1], factor=lanes)
+            st.vectorize(vi)
+            axes[-1:] = [vo]
+        outer = st.fuse(*axes) if len(axes) > 1 else axes[0]
+        if math.prod(f.shape) // (f.shape[-1] if f.injective else 1) > 1:
+            st.parallel(outer)
+        return [outer]
+
+
+def _attach_points(reader: Stage) -> list:
+    """Loops of `reader` a producer may be computed at: data loops outside its first reduction loop."""
+    out = []
+    for lv in reader.leaf_iter_vars:
+        if lv.kind is IterKind.REDUCE:
+            break
+        if reader.iter_attrs.get(lv) is ForKind.VECTORIZED:
+            break
+        out.append(lv)
+    return out
+
+
+def _move_factor(t: tuple, rng: random.Random, last: bool | None) -> tuple:
+    """Move one prime factor between two levels of a tile (t = (extent, *factors)); the product
+    of the factors keeps dividing the extent and the innermost keeps its cap."""
+    n, factors = t[0], list(t[1:])
+    levels = len(factors) + 1                 # level 0: the outermost, n / prod(factors)
+    for _ in range(8):
+        src, dst = rng.sample(range(levels), 2)
+        full = [n // math.prod(factors)] + factors
+        primes = _primes(full[src])
+        if not primes:
+            continue
+        q = rng.choice(primes)
+        full[src] //= q
+        full[dst] *= q
+        new = tuple(full[1:])
+        cap = MAX_VECTOR if last else MAX_ROWS if last is False else MAX_UNROLL_R
+        if new[-1] <= cap:
+            return new
+    return tuple(factors)
+
+
+def _primes(n: int) -> list[int]:
+    out, d = [], 2
+    while d * d <= n:
+        while n % d == 0:
+            out.append(d)
+            n //= d
+        d += 1
+    if n > 1:
+        out.append(n)
+    return out

@@ -1,0 +1,226 @@
+"""The auto-scheduler against te's default loop nest, the template tuner, numpy and ONNX Runtime.
+
+    python bench/autosched.py                          # the issue's budgets: 128 trials, 60 s per task
+    python bench/autosched.py --trials 16 --seconds 20 --ops softmax,layernorm
+
+Every operator is declared in plain te (registered with @autotune.register_workload, no
+template), tuned by `autotune.AutoScheduler` within the trial and time budget, and its best
+schedule timed in alternating rounds beside: te's default schedule (the loop nest as declared,
+timed once, it can take seconds), the task's default config (the sketch rules' defaults),
+ONNX Runtime running the same computation as a one-node model (two for dense + GELU), and
+for the matmul numpy and the matmul template tuned by XGBTuner with the same budget.
+2 threads throughout.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import autotune                                                   # noqa: E402
+import te                                                         # noqa: E402
+from frontends.profile import onnxruntime_session, time_interleaved   # noqa: E402
+from te.ops.fastmath import fast_erf, fast_exp                   # noqa: E402
+from common import env_note, numpy_threads, table, time_call      # noqa: E402
+
+SQRT1_2 = 0.7071067811865476
+
+
+# ---------------------------------------------------------------- the workloads, in plain te
+@autotune.register_workload
+def as_bench_matmul(M, N, K):
+    A = te.placeholder((M, K), name="A")
+    B = te.placeholder((K, N), name="B")
+    k = te.reduce_axis((0, K), name="k")
+    return [A, B, te.compute((M, N), lambda i, j: te.sum(A[i, k] * B[k, j], axis=k), name="C")]
+
+
+@autotune.register_workload
+def as_bench_batch_matmul(B, H, M, K, N):
+    X = te.placeholder((B, H, M, K), name="X")
+    Y = te.placeholder((B, H, K, N), name="Y")
+    k = te.reduce_axis((0, K), name="k")
+    return [X, Y, te.compute((B, H, M, N), lambda b, h, i, j: te.sum(X[b, h, i, k] * Y[b, h, k, j], axis=k),
+                             name="Z")]
+
+
+@autotune.register_workload
+def as_bench_softmax(B, M, N):
+    X = te.placeholder((B, M, N), name="X")
+    k1 = te.reduce_axis((0, N), name="k1")
+    k2 = te.reduce_axis((0, N), name="k2")
+    mx = te.compute((B, M), lambda b, i: te.max(X[b, i, k1], axis=k1), name="mx")
+    ex = te.compute((B, M, N), lambda b, i, j: fast_exp(X[b, i, j] - mx[b, i]), name="ex")
+    sm = te.compute((B, M), lambda b, i: te.sum(ex[b, i, k2], axis=k2), name="sm")
+    return [X, te.compute((B, M, N), lambda b, i, j: ex[b, i, j] / sm[b, i], name="Y")]
+
+
+@autotune.register_workload
+def as_bench_layernorm(M, N):
+    X = te.placeholder((M, N), name="X")
+    g = te.placeholder((N,), name="g")
+    b = te.placeholder((N,), name="b")
+    k1 = te.reduce_axis((0, N), name="k1")
+    k2 = te.reduce_axis((0, N), name="k2")
+    mean = te.compute((M,), lambda i: te.sum(X[i, k1], axis=k1), name="sum")
+    mu = te.compute((M,), lambda i: mean[i] * (1.0 / N), name="mean")
+    var = te.compute((M,), lambda i: te.sum((X[i, k2] - mu[i]) * (X[i, k2] - mu[i]), axis=k2), name="ssq")
+    rstd = te.compute((M,), lambda i: te.rsqrt(var[i] * (1.0 / N) + 1e-5), name="rstd")
+    return [X, g, b, te.compute((M, N), lambda i, j: (X[i, j] - mu[i]) * rstd[i] * g[j] + b[j], name="Y")]
+
+
+@autotune.register_workload
+def as_bench_dense_gelu(M, N, K):
+    A = te.placeholder((M, K), name="A")
+    W = te.placeholder((K, N), name="W")
+    bias = te.placeholder((N,), name="bias")
+    k = te.reduce_axis((0, K), name="k")
+    D = te.compute((M, N), lambda i, j: te.sum(A[i, k] * W[k, j], axis=k), name="D")
+    E = te.compute((M, N), lambda i, j: D[i, j] + bias[j], name="E")
+    return [A, W, bias, te.compute((M, N), lambda i, j: E[i, j] * 0.5 * (fast_erf(E[i, j] * SQRT1_2) + 1.0),
+                                   name="gelu")]
+
+
+OPS = {
+    "matmul": (as_bench_matmul, (1024, 1024, 1024)),
+    "batch_matmul": (as_bench_batch_matmul, (1, 12, 128, 64, 128)),
+    "softmax": (as_bench_softmax, (12, 128, 128)),
+    "layernorm": (as_bench_layernorm, (128, 768)),
+    "dense_gelu": (as_bench_dense_gelu, (128, 3072, 768)),
+}
+
+
+# ---------------------------------------------------------------- ONNX Runtime references
+def onnx_model(op: str, args):
+    """The same computation as an ONNX model, and its input names."""
+    from onnx import TensorProto, helper
+    f = TensorProto.FLOAT
+    vi = helper.make_tensor_value_info
+    if op == "matmul":
+        M, N, K = args
+        nodes = [helper.make_node("MatMul", ["A", "B"], ["C"])]
+        ins, out = [vi("A", f, [M, K]), vi("B", f, [K, N])], vi("C", f, [M, N])
+    elif op == "batch_matmul":
+        B, H, M, K, N = args
+        nodes = [helper.make_node("MatMul", ["X", "Y"], ["Z"])]
+        ins, out = [vi("X", f, [B, H, M, K]), vi("Y", f, [B, H, K, N])], vi("Z", f, [B, H, M, N])
+    elif op == "softmax":
+        nodes = [helper.make_node("Softmax", ["X"], ["Y"], axis=-1)]
+        ins, out = [vi("X", f, list(args))], vi("Y", f, list(args))
+    elif op == "layernorm":
+        M, N = args
+        nodes = [helper.make_node("LayerNormalization", ["X", "g", "b"], ["Y"], axis=-1, epsilon=1e-5)]
+        ins, out = [vi("X", f, [M, N]), vi("g", f, [N]), vi("b", f, [N])], vi("Y", f, [M, N])
+    else:
+        M, N, K = args
+        nodes = [helper.make_node("MatMul", ["A", "W"], ["AW"]), helper.make_node("Add", ["AW", "bias"], ["E"]),
+                 helper.make_node("Gelu", ["E"], ["Y"])]
+        ins, out = [vi("A", f, [M, K]), vi("W", f, [K, N]), vi("bias", f, [N])], vi("Y", f, [M, N])
+    g = helper.make_graph(nodes, op, ins, [out])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 20)]), [i.name for i in ins]
+
+
+# ---------------------------------------------------------------- tuning
+class TimeLimit:
+    """Stop the search once `seconds` have passed (the final check still runs)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.t0 = time.time()
+
+    def start(self, tuner):
+        self.t0 = time.time()
+
+    def __call__(self, tuner, indices, records):
+        if time.time() - self.t0 > self.seconds:
+            tuner.stopped = True
+
+
+def tune(tuner, trials: int, seconds: float, log: str, label: str) -> tuple[float, int]:
+    """Tune within the budget; (wall seconds, trials measured)."""
+    t = time.time()
+    with autotune.Measurer() as m:
+        tuner.tune(trials, measurer=m, callbacks=[TimeLimit(seconds), autotune.log_to_file(log),
+                                                  autotune.progress_bar(prefix=f"{label:22s} ")])
+    return time.time() - t, tuner.trials
+
+
+def bench_op(op: str, a, log_dir: str) -> list:
+    func, args = OPS[op]
+    task = autotune.create_task(func, args)
+    rng = np.random.default_rng(0)
+    ins = [rng.standard_normal(t.shape).astype(np.float32) for t in task.tensors if isinstance(t.op, te.PlaceholderOp)]
+    out_shape = task.tensors[-1].shape
+    outs = {}
+
+    def runner(kernel):
+        o = np.zeros(out_shape, np.float32)
+        outs[id(kernel)] = o
+        return lambda: kernel(*ins, o)
+
+    s0 = task.schedule()
+    naive = te.build(s0, task.tensors)
+    t_naive = time_call(runner(naive), min_repeats=1, min_seconds=0.0, warmup=0)["median"]
+    auto = autotune.AutoScheduler(task, seed=a.seed)
+    wall, n = tune(auto, a.trials, a.seconds, os.path.join(log_dir, f"{op}_auto.jsonl"), f"{op} auto")
+    fns = {"default config": runner(task.build(0)), "auto-scheduled": runner(task.build(auto.best_config))}
+    model, names = onnx_model(op, args)
+    sess = onnxruntime_session(model, 2, spinning=False)
+    feeds = dict(zip(names, ins))
+    fns["onnxruntime"] = lambda: sess.run(None, feeds)
+    want = sess.run(None, feeds)[0]
+    if op == "matmul":
+        fns["numpy"] = lambda: np.matmul(*ins)
+        tmpl = autotune.create_task("matmul", (*args, "float32"))
+        xgb = autotune.XGBTuner(tmpl, seed=a.seed)
+        if not a.skip_template:
+            tune(xgb, a.trials, a.seconds, os.path.join(log_dir, "matmul_template.jsonl"), "matmul template")
+            fns["template (XGBTuner)"] = runner(tmpl.build(xgb.best_config))
+    with numpy_threads(2):
+        lat = time_interleaved(fns, repeat=a.rounds)
+    for key in list(outs):
+        err = float(np.abs(outs[key] - want).max())
+        if err > 1e-3 * max(1.0, float(np.abs(want).max())):
+            raise SystemExit(f"{op}: a tilewise kernel differs from ONNX Runtime by {err:.3g}")
+    gf = task.flops / 1e9
+    best = lat["auto-scheduled"].median
+    rows = [[op, "te default loop nest", f"{t_naive * 1e3:.3f}", f"{gf / t_naive:.1f}", f"{t_naive / best:.2f}x", ""]]
+    for name, l in lat.items():
+        rows.append([op, name, f"{l.median * 1e3:.3f}", f"{gf / l.median:.1f}", f"{l.median / best:.2f}x",
+                     f"{n} trials, {wall:.0f} s" if name == "auto-scheduled" else ""])
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ops", default=",".join(OPS), help="comma list of: " + ", ".join(OPS))
+    ap.add_argument("--trials", type=int, default=128, help="trials per task (default 128)")
+    ap.add_argument("--seconds", type=float, default=60.0, help="search time per task (default 60)")
+    ap.add_argument("--rounds", type=int, default=20, help="alternating timing rounds (default 20)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-template", action="store_true", help="do not tune the matmul template")
+    a = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TILEWISE_NUM_THREADS", "2")
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for op in a.ops.split(","):
+            if op not in OPS:
+                raise SystemExit(f"unknown op {op!r}; choose from {', '.join(OPS)}")
+            rows += bench_op(op, a, d)
+    print()
+    print(table(["op", "engine", "ms (median)", "GFLOP/s", "vs auto-scheduled", "search"], rows))
+    print()
+    print(env_note() + f"; 2 threads; budget {a.trials} trials / {a.seconds:.0f} s per task; "
+          f"timings of {a.rounds} alternating rounds (the te default loop nest: one run)")
+
+
+if __name__ == "__main__":
+    main()

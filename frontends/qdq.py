@@ -1,0 +1,260 @@
+"""The QDQ pass: DequantizeLinear -> Conv/MatMul/Gemm -> QuantizeLinear becomes an int8 anchor and
+an elementwise epilogue (docs/architecture.md, "int8").
+
+The int8 kernels compute only the int32 sum of products of a uint8 activation and an int8
+weight (te/ops/qnn.py).  Everything else is folded here, at build time, into constants and the
+elementwise ops that ops.schedule fuses after the anchor:
+
+    acc = Conv(x_u8, w_s8)                               the int8 anchor (padding reads 0)
+    acc + (bias_q - zx * sum(w))                         zero point and int32 bias, one constant
+    float(.) * (sx * sw[k] / sy)                         per-channel requantisation, as ONNX Runtime
+    QuantizeLinear(., 1, zy)                             round half to even, saturate
+
+* int8 activations become uint8 (x + 128, zero point + 128): a QuantizeLinear to int8 whose
+  value reaches only DequantizeLinear (directly or through MaxPool, Reshape, Flatten...) is
+  rewritten to quantise to uint8 (its readers' zero points shifted too); elsewhere a
+  `tilewise.ToUint8` node shifts the value;
+* a weight zero point is subtracted at build time where w - zw fits int8 (else the conv stays
+  float: its DequantizeLinear is folded into a float weight);
+* a padded conv whose activation zero point is not 0 gets the exact compensation per output
+  position (the kernel pads with 0, ONNX pads the real value 0, that is zx);
+* an anchor whose output is not quantised again ends in float: float(.) * sx * sw[k] + bias;
+  a MatMulInteger/ConvInteger (a Cast to int32 after the float op) ends in int32;
+* MaxPool, Reshape, Flatten, Concat... between a DequantizeLinear and a QuantizeLinear of the
+  same scale and zero point run on the quantised values; a Concat of inputs of other scales
+  reads them quantised (`tilewise.QConcat`); an Add of dequantized values reads them quantised
+  (`tilewise.QAdd`), so it fuses after either input's kernel.
+
+What no int8 anchor reads stays as it was and runs in float (DequantizeLinear is elementwise);
+a DequantizeLinear of a constant left over is folded into a float constant.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dtypes import onnx_elem_type
+from .graph import Graph, Node, TensorInfo
+from .lower_qnn import QADD, QCONCAT
+
+log = logging.getLogger(__name__)
+
+# ops that move or pick quantised values without changing them: run on the integers
+PASS_THROUGH = {"MaxPool", "Reshape", "Flatten", "Concat", "Squeeze", "Unsqueeze", "Transpose", "Slice"}
+
+
+@dataclass
+class QParams:
+    """A DequantizeLinear's operands: quantised value, scale and zero point (constants as arrays,
+    a computed zero point by name), the axis of a per-channel scale."""
+    value: str
+    dtype: str
+    scale: np.ndarray
+    zero: np.ndarray | str
+    axis: int | None
+
+    @property
+    def per_tensor(self) -> bool:
+        return self.scale.size == 1 and (isinstance(self.zero, str) or self.zero.size == 1)
+
+    def same(self, other: "QParams") -> bool:
+        return (self.per_tensor and other.per_tensor and self.dtype == other.dtype
+                and not isinstance(self.zero, str) and not isinstance(other.zero, str)
+                and float(self.scale.reshape(-1)[0]) == float(other.scale.reshape(-1)[0])
+                and int(self.zero.reshape(-1)[0]) == int(other.zero.reshape(-1)[0]))
+
+
+class _Pass:
+    def __init__(self, g: Graph):
+        self.g = g
+        self.outputs = {o.name for o in g.outputs}
+        self.count = 0
+
+    # ---- reading the graph
+
+    def refresh(self) -> None:
+        self.prod, self.cons = self.g.producers(), self.g.consumers()
+
+    def only_consumer(self, v: str) -> Node | None:
+        users = self.cons.get(v, [])
+        return users[0] if len(users) == 1 and v not in self.outputs else None
+
+    def qparams(self, n: Node | None, quantize: bool = False) -> QParams | None:
+        """The operands of a DequantizeLinear (or, with `quantize`, a QuantizeLinear) node whose scale
+        is constant; None for anything else."""
+        if n is None or n.op != ("QuantizeLinear" if quantize else "DequantizeLinear"):
+            return None
+        c = self.g.constants
+        if len(n.inputs) < 2 or n.inputs[1] not in c:
+            return None
+        scale = np.asarray(c[n.inputs[1]], np.float32)
+        dtype = self.g.info(n.outputs[0] if quantize else n.inputs[0]).dtype
+        z = n.inputs[2] if len(n.inputs) > 2 and n.inputs[2] else None
+        zero = np.zeros(scale.shape, np.int64) if z is None else c[z].astype(np.int64) if z in c else z
+        if isinstance(zero, str) and int(np.prod(self.g.info(zero).shape)) != 1:
+            return None
+        rank = len(self.g.info(n.inputs[0]).shape)
+        axis = int(n.attrs.get("axis", 1)) % max(rank, 1) if scale.size > 1 else None
+        return QParams(n.inputs[0], dtype, scale, zero, axis)
+
+    def dq_of(self, v: str) -> QParams | None:
+        return self.qparams(self.prod.get(v))
+
+    # ---- writing the graph
+
+    def const(self, value: np.ndarray, tag: str) -> str:
+        self.count += 1
+        name = f"qdq{self.count}/{tag}"
+        self.g.constants[name] = np.asarray(value)
+        return name
+
+    def node(self, new: list, op: str, inputs: list[str], shape: tuple, dtype: str, tag: str,
+             attrs: dict | None = None, out: str | None = None) -> str:
+        self.count += 1
+        out = out or f"qdq{self.count}/{tag}"
+        self.g.infos[out] = TensorInfo(out, tuple(int(s) for s in shape), dtype)
+        new.append(Node(op, f"qdq{self.count}.{tag}", inputs, [out], attrs or {}))
+        return out
+
+    def replace(self, old: list[Node], new: list[Node]) -> None:
+        """new in place of old[0] (old's other nodes removed); dead inputs go with the dead-node pass."""
+        at = self.g.nodes.index(old[0])
+        drop = {id(n) for n in old}
+        keep = [n for n in self.g.nodes if id(n) not in drop]
+        before = sum(1 for n in self.g.nodes[:at] if id(n) not in drop)
+        self.g.nodes = keep[:before] + new + keep[before:]
+        self.refresh()
+
+    # ---- 0. int8 activations to uint8
+
+    def shift_int8(self) -> None:
+        """QuantizeLinear to int8 whose value reaches only DequantizeLinear (directly or through
+        MaxPool, Reshape, Flatten...: they commute with the shift): quantise to uint8 (+ 128)."""
+        self.refresh()
+        for q in [n for n in self.g.nodes if n.op == "QuantizeLinear"]:
+            p = self.qparams(q, quantize=True)
+            if p is None or p.dtype != "int8" or not p.per_tensor or isinstance(p.zero, str):
+                continue
+            reach = self._int8_reach(q.outputs[0])
+            if reach is None:
+                continue
+            values, readers = reach
+            q.inputs = [q.inputs[0], q.inputs[1], self.const(np.uint8(int(p.zero.reshape(-1)[0]) + 128), "zp_u8")]
+            q.attrs["output_dtype"] = onnx_elem_type("uint8")
+            for v in values:
+                info = self.g.info(v)
+                self.g.infos[v] = TensorInfo(info.name, info.shape, "uint8")
+            for u in readers:
+                z = int(self.qparams(u).zero.reshape(-1)[0])
+                u.inputs = [u.inputs[0], u.inputs[1], self.const(np.uint8(z + 128), "zp_u8")]
+
+    def _int8_reach(self, v: str) -> tuple[list[str], list[Node]] | None:
+        """(the values an int8 value flows to through shift-commuting ops, the DequantizeLinear nodes
+        that read them), or None if it reaches anything else (an output, another op)."""
+        values, readers, todo = [], [], [v]
+        while todo:
+            v = todo.pop()
+            users = self.cons.get(v, [])
+            if v in self.outputs or not users:
+                return None
+            values.append(v)
+            for u in users:
+                p = self.qparams(u)
+                if p is not None and p.per_tensor and not isinstance(p.zero, str) and u.inputs[0] == v:
+                    readers.append(u)
+                elif u.op in PASS_THROUGH - {"Concat"} and u.inputs[0] == v and len([o for o in u.outputs if o]) == 1:
+                    todo.append(u.outputs[0])
+                else:
+                    return None
+        return values, readers
+
+    # ---- 1. the int8 anchors
+
+    def anchors(self) -> None:
+        from .qdq_anchor import rewrite_anchor
+        for n in [n for n in self.g.nodes if n.op in ("Conv", "MatMul", "Gemm")]:
+            self.refresh()
+            rewrite_anchor(self, n)
+
+    # ---- 2. ops on quantised values
+
+    def pass_through(self) -> None:
+        """DQ -> MaxPool/Reshape/... -> Q of one scale and zero point: the op on the integers."""
+        self.refresh()
+        for n in list(self.g.nodes):
+            if n.op not in PASS_THROUGH or len([o for o in n.outputs if o]) != 1:
+                continue
+            data = n.inputs if n.op == "Concat" else n.inputs[:1]
+            ps = [self.dq_of(x) for x in data]
+            q = self.only_consumer(n.outputs[0])
+            pq = self.qparams(q, quantize=True)
+            if pq is None or any(p is None or not p.same(pq) for p in ps):
+                if n.op == "Concat" and all(p is not None and p.per_tensor and not isinstance(p.zero, str)
+                                            and p.dtype in ("uint8", "int8") for p in ps):
+                    self.replace([n], [Node(QCONCAT, n.name, [p.value for p in ps], list(n.outputs), {
+                        "axis": int(n.attrs.get("axis", 1)), "scales": [float(p.scale.reshape(-1)[0]) for p in ps],
+                        "zero_points": [int(p.zero.reshape(-1)[0]) for p in ps]})])
+                continue
+            m = Node(n.op, f"{n.name}.int", [p.value for p in ps] + n.inputs[len(data):], [q.outputs[0]],
+                     dict(n.attrs))
+            self.replace([n, q], [m])
+
+    def quantized_adds(self) -> None:
+        """Add of dequantized values: tilewise.QAdd reads them quantised."""
+        self.refresh()
+        for n in list(self.g.nodes):
+            if n.op != "Add" or len(n.inputs) != 2:
+                continue
+            attrs, ins = {}, []
+            for key, x in zip("ab", n.inputs):
+                p = self.dq_of(x)
+                if p is not None and p.per_tensor and not isinstance(p.zero, str) and p.dtype in ("uint8", "int8"):
+                    attrs.update({f"{key}_scale": float(p.scale.reshape(-1)[0]),
+                                  f"{key}_zero_point": int(p.zero.reshape(-1)[0])})
+                    ins.append(p.value)
+                else:
+                    ins.append(x)
+            if attrs and all(x not in self.g.constants for x in ins):
+                self.replace([n], [Node(QADD, n.name, ins, list(n.outputs), attrs)])
+
+    # ---- 3. what is left
+
+    def fold_constant_dequantize(self) -> None:
+        """A DequantizeLinear of a constant that no int8 anchor took: a float constant."""
+        self.refresh()
+        for n in list(self.g.nodes):
+            p = self.qparams(n)
+            if p is None or p.value not in self.g.constants or isinstance(p.zero, str):
+                continue
+            self.g.constants[n.outputs[0]] = dequantize_array(self.g.constants[p.value], p)
+            self.g.nodes.remove(n)
+
+
+def dequantize_array(x: np.ndarray, p: QParams) -> np.ndarray:
+    """(x - zero) * scale in float32, per tensor or along p.axis, as DequantizeLinear."""
+    shape = [1] * x.ndim
+    if p.axis is not None:
+        shape[p.axis] = -1
+    s, z = p.scale.reshape(shape if p.scale.size > 1 else ()), p.zero.reshape(shape if p.zero.size > 1 else ())
+    return ((x.astype(np.int64) - z).astype(np.float32) * s).astype(np.float32)
+
+
+def quantize_int8(g: Graph) -> Graph:
+    """The int8 rewrite of a quantised graph (the module docstring); a float graph is unchanged."""
+    if not any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes):
+        return g
+    from .passes import eliminate_dead_nodes
+    g = g.copy()
+    p = _Pass(g)
+    p.shift_int8()
+    p.pass_through()
+    p.anchors()
+    p.quantized_adds()
+    g = eliminate_dead_nodes(g)
+    p = _Pass(g)
+    p.fold_constant_dequantize()
+    ints = sum(1 for n in g.nodes if n.op in ("Conv", "MatMul", "Gemm") and g.info(n.outputs[0]).dtype == "int32")
+    log.info("quantize_int8: %d int8 anchor(s)", ints)
+    return eliminate_dead_nodes(g)

@@ -1,0 +1,377 @@
+"""int8 convolutions, the anchor of a quantised conv: x uint8 NCHW, w int8 OIHW, y int32 = the
+sum of products (padding reads 0), by the CPU's dot-product instructions (te/tensorize.py),
+with an epilogue (zero points, scales and requantisation).
+
+Vectors run along the output pixels: the kernel packs its input so that G consecutive input
+channels of a pixel sit side by side (`vpdpbusd` G = 4, `vpmaddwd` G = 2) and a vector of L
+pixels is one load, while the weight's G channels for one output channel are broadcast:
+
+* 1x1 GEMM (1x1, unpadded, any stride): xp[n, C/G, P, G] over the flattened output map
+  P = OH*OW (the input pixels a stride picks) padded to whole vectors; weight (K, C) as it is
+  (C padded to G);
+* direct (any kernel, stride, dilation, padding, one group): xp[n, C/G, Hp, sw, Wq, G], the
+  zero-padded input split by column phase, so that for a tap s the pixels ow of a vector read
+  xp[..., (s*dw) % sw, ow + (s*dw) // sw, :], consecutive whatever the stride; weight packed
+  (K, C/G, R, S, G) at build time.
+
+The accumulator tile (tile_k output channels x tile_oh rows x tile_ow pixels) lives in vector
+registers; the epilogue runs on it before the one NCHW store.
+
+On AMX the 1x1 GEMM (`conv1x1_amx`) takes the weight as 16 x 64 row tiles (int8) and the same
+packed input (C/4 x P x 4, uint8) as the columns: `tdpbsud` accumulates a block of output
+channels x pixels, which is NCHW order already.  Other convs of column stride 1 (`conv2d_amx`)
+do the same tap by tap: the tap's weight tiles by the packed input at the tap's offset, over
+the input channels and the taps without leaving the tiles.  Maps narrower than a vector
+(7x7) waste the padded lanes: channel vectors would suit them better (later work).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import te
+from te.target import Target
+
+from .common import Epilogue, apply_epilogue
+from .conv_geometry import ConvGeometry
+from .schedule import anchor, input_stage, parallel_if_worth
+
+TAG = "conv2d_int8"
+
+
+def _pad(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def is_gemm(g: ConvGeometry) -> bool:
+    """1x1, unpadded, one group: the conv is the GEMM W (K, C) @ X (C, OH*OW) per image (a stride
+    only picks which pixels the packed input holds)."""
+    return (g.R, g.S, g.groups) == (1, 1, 1) and (g.pt, g.pl, g.pb, g.pr) == (0, 0, 0, 0)
+
+
+def packed_weight_shape(g: ConvGeometry, group: int) -> tuple:
+    """The weight as pack_weight_numpy lays it out."""
+    Cp = _pad(g.C, group)
+    return (g.K, Cp) if is_gemm(g) else (g.K, Cp // group, g.R, g.S, group)
+
+
+def pack_weight_numpy(w: np.ndarray, g: ConvGeometry, group: int) -> np.ndarray:
+    """OIHW int8 -> (K, C) for the 1x1 GEMM, else (K, C/G, R, S, G); C padded with zeros."""
+    Cp = _pad(g.C, group)
+    wp = np.zeros((g.K, Cp, g.R, g.S), np.int8)
+    wp[:, :g.C] = w
+    if is_gemm(g):
+        return np.ascontiguousarray(wp[:, :, 0, 0])
+    return np.ascontiguousarray(wp.reshape(g.K, Cp // group, group, g.R, g.S).transpose(0, 1, 3, 4, 2))
+
+
+def pack_weight(w: te.Tensor, g: ConvGeometry, group: int, name: str) -> te.Tensor:
+    """pack_weight_numpy as a stage of the kernel (for a weight that is not a constant)."""
+    shape = packed_weight_shape(g, group)
+
+    def f(*idx):
+        k, rest = idx[0], idx[1:]
+        if is_gemm(g):
+            c, r, s = rest[0], 0, 0
+        else:
+            cq, r, s, gi = rest
+            c = cq * group + gi
+        v = w[k, te.min_of(c, g.C - 1), r, s]
+        return v if g.C % group == 0 else te.if_then_else(c < g.C, v, te.const(0, "int8"))
+    return te.compute(shape, f, name=f"{name}.wpacked", tag="pack")
+
+
+def input_width(g: ConvGeometry, owp: int) -> int:
+    """Columns per phase of the direct conv's packed input, for owp output columns."""
+    return owp + ((g.S - 1) * g.dw) // g.sw
+
+
+def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str) -> te.Tensor:
+    """The uint8 input with G channels side by side, zero-padded (see the module docstring)."""
+    Cq = _pad(g.C, group) // group
+    zero = te.const(0, "uint8")
+    if is_gemm(g):
+        P = g.OH * g.OW
+        Pp = _pad(P, owp)
+
+        def f(n, cq, p, gi):
+            c = cq * group + gi
+            pc = te.min_of(p, P - 1)
+            v = x[n, te.min_of(c, g.C - 1), pc // g.OW * g.sh, pc % g.OW * g.sw]
+            conds = ([c < g.C] if g.C % group else []) + ([p < P] if Pp != P else [])
+            return te.if_then_else(te.all(*conds), v, zero) if conds else v
+        return te.compute((g.N, Cq, Pp, group), f, name=f"{name}.xpacked", tag="pack")
+    Hp = (g.OH - 1) * g.sh + (g.R - 1) * g.dh + 1
+    Wq = input_width(g, owp)
+
+    def f(n, cq, h, phase, wq, gi):
+        c = cq * group + gi
+        ih, iw = h - g.pt, wq * g.sw + phase - g.pl
+        inside = te.all(ih >= 0, ih < g.H, iw >= 0, iw < g.W, *([c < g.C] if g.C % group else []))
+        v = x[n, te.min_of(c, g.C - 1), te.max_of(te.min_of(ih, g.H - 1), 0), te.max_of(te.min_of(iw, g.W - 1), 0)]
+        return te.if_then_else(inside, v, zero)
+    return te.compute((g.N, Cq, Hp, g.sw, Wq, group), f, name=f"{name}.xpacked", tag="pack")
+
+
+def conv2d_int8(x: te.Tensor, wp: te.Tensor, g: ConvGeometry, group: int, owp: int,
+                epilogue: Epilogue | None = None, name: str = "conv2d_int8", attrs: dict | None = None) -> te.Tensor:
+    """epilogue(int32 conv): x uint8 NCHW, wp the int8 weight packed by pack_weight(_numpy);
+    owp: output columns (or pixels, for the 1x1 GEMM) padded to whole tiles."""
+    if x.dtype != "uint8" or wp.dtype != "int8":
+        raise ValueError(f"{name}: int8 conv2d takes x uint8 and w int8, got {x.dtype} and {wp.dtype}")
+    xp = pack_input(x, g, group, owp, name)
+    Cp = _pad(g.C, group)
+    c = te.reduce_axis((0, Cp), name="c")
+    i32 = "int32"
+    if is_gemm(g):
+        acc = te.compute((g.N, g.K, xp.shape[2]), lambda n, k, p: te.sum(
+            xp[n, c // group, p, c % group].astype(i32) * wp[k, c].astype(i32), axis=c), name=f"{name}.acc", tag="acc")
+
+        def out(n, k, oh, ow):
+            return apply_epilogue(epilogue, acc[n, k, oh * g.OW + ow], (n, k, oh, ow))
+    else:
+        r = te.reduce_axis((0, g.R), name="r")
+        s = te.reduce_axis((0, g.S), name="s")
+        acc = te.compute((g.N, g.K, g.OH, owp), lambda n, k, oh, ow: te.sum(
+            xp[n, c // group, oh * g.sh + r * g.dh, (s * g.dw) % g.sw, ow + (s * g.dw) // g.sw, c % group].astype(i32)
+            * wp[k, c // group, r, s, c % group].astype(i32), axis=[c, r, s]), name=f"{name}.acc", tag="acc")
+
+        def out(n, k, oh, ow):
+            return apply_epilogue(epilogue, acc[n, k, oh, ow], (n, k, oh, ow))
+    return te.compute((g.N, g.K, g.OH, g.OW), out, name=name, tag=TAG,
+                      attrs={"gemm": is_gemm(g), "group": group, "flops": g.flops, "geometry": g,
+                             **(attrs or {})})
+
+
+# ---------------------------------------------------------------- the 1x1 GEMM on AMX
+
+AMX_T, AMX_K = 16, 64
+
+
+def amx_weight_shape(g: ConvGeometry) -> tuple:
+    """The 1x1 weight as AMX row tiles: (K/16, C/64, 16, 64), K padded with zero rows."""
+    return (_pad(g.K, AMX_T) // AMX_T, g.C // AMX_K, AMX_T, AMX_K)
+
+
+def pack_weight_amx_numpy(w: np.ndarray, g: ConvGeometry) -> np.ndarray:
+    """OIHW int8 (1x1, C by 64) -> whole 16 x 64 tiles of W (K, C), each 1 KiB in a row."""
+    Kp = _pad(g.K, AMX_T)
+    wp = np.zeros((Kp, g.C), np.int8)
+    wp[:g.K] = w[:, :, 0, 0]
+    return np.ascontiguousarray(wp.reshape(Kp // AMX_T, AMX_T, g.C // AMX_K, AMX_K).transpose(0, 2, 1, 3))
+
+
+def conv1x1_amx(x: te.Tensor, wt: te.Tensor, g: ConvGeometry, bn: int, epilogue: Epilogue | None = None,
+                name: str = "conv2d_int8", attrs: dict | None = None) -> te.Tensor:
+    """A 1x1 conv on AMX as acc[n, k, p] = W (K, C) @ X (C, P): the weight tiles (wt, from
+    pack_weight_amx_numpy) are the int8 rows, the input packed C/4 x P x 4 the uint8 columns
+    (tdpbsud), so C's rows are output channels and its columns pixels, as NCHW wants."""
+    xp = pack_input(x, g, 4, bn, name)
+    Kt = wt.shape[0] * AMX_T
+    c = te.reduce_axis((0, g.C), name="c")
+    acc = te.compute((g.N, Kt, xp.shape[2]), lambda n, k, p: te.sum(
+        wt[k // AMX_T, c // AMX_K, k % AMX_T, c % AMX_K].astype("int32")
+        * xp[n, c // 4, p, c % 4].astype("int32"), axis=c), name=f"{name}.acc", tag="acc")
+    return te.compute((g.N, g.K, g.OH, g.OW), lambda n, k, oh, ow: apply_epilogue(
+        epilogue, acc[n, k, oh * g.OW + ow], (n, k, oh, ow)), name=name, tag=TAG,
+        attrs={"gemm": True, "group": 4, "flops": g.flops, "geometry": g, "amx": True, **(attrs or {})})
+
+
+def define_amx_knobs(cfg, g: ConvGeometry) -> None:
+    """tile_k (output channels) and tile_p (pixels): one or two tiles each."""
+    cfg.define_knob("tile_k", [16, 32], default=32 if g.K % 32 == 0 else 16)
+    cfg.define_knob("tile_p", [16, 32], default=32)
+
+
+def schedule_conv1x1_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
+    """Blocks of tile_k channels x tile_p pixels in parallel, each accumulated in AMX tiles."""
+    from .int8_matmul import amx_block
+    final = final or out
+    acc = input_stage(out, "acc")
+    bk, bp = cfg["tile_k"].val, cfg["tile_p"].val
+    if final is not out:
+        s[out].compute_inline()
+    n, k, oh, ow = s[final].op.axis
+    p = s[final].fuse(oh, ow)
+    ko, ki = s[final].split(k, factor=bk)
+    po, pi = s[final].split(p, factor=bp)
+    s[final].reorder(n, po, ko, ki, pi)
+    tile = s[final].fuse(n, po, ko)
+    _, lane = s[final].split(pi, factor=AMX_T)
+    s[final].vectorize(lane)
+    parallel_if_worth(s[final], tile, out.op.attrs["flops"] / 2)
+    s[acc].compute_at(s[final], tile)
+    amx_block(s, acc, out.op.attrs["flops"] / 2)
+    for t in acc.op.input_tensors:
+        if getattr(t.op, "tag", None) == "pack":
+            _schedule_pack(s, t, out.op.attrs["flops"])
+
+
+# ---------------------------------------------------------------- the direct conv on AMX
+
+def amx_direct_weight_shape(g: ConvGeometry) -> tuple:
+    """The weight as AMX row tiles per tap: (K/16, C/64, R, S, 16, 64), K padded with zero rows."""
+    return (_pad(g.K, AMX_T) // AMX_T, g.C // AMX_K, g.R, g.S, AMX_T, AMX_K)
+
+
+def pack_weight_amx_direct_numpy(w: np.ndarray, g: ConvGeometry) -> np.ndarray:
+    """OIHW int8 (C by 64) -> 16 x 64 tiles of each tap's W (K, C), each 1 KiB in a row."""
+    Kp = _pad(g.K, AMX_T)
+    wp = np.zeros((Kp, g.C, g.R, g.S), np.int8)
+    wp[:g.K] = w
+    return np.ascontiguousarray(wp.reshape(Kp // AMX_T, AMX_T, g.C // AMX_K, AMX_K, g.R, g.S)
+                                .transpose(0, 2, 4, 5, 1, 3))
+
+
+def conv2d_amx(x: te.Tensor, wt: te.Tensor, g: ConvGeometry, bw: int, epilogue: Epilogue | None = None,
+               name: str = "conv2d_int8", attrs: dict | None = None) -> te.Tensor:
+    """A conv with unit column stride on AMX: for every tap (r, s) and block of 64 input channels,
+    the tap's weight tiles (int8 rows) times the packed input at the tap's offset (uint8 columns,
+    16 pixels of a row), accumulated in tiles of output channels x pixels (tdpbsud)."""
+    owp = _pad(g.OW, bw)
+    xp = pack_input(x, g, 4, owp, name)
+    Kt = wt.shape[0] * AMX_T
+    c = te.reduce_axis((0, g.C), name="c")
+    r = te.reduce_axis((0, g.R), name="r")
+    s = te.reduce_axis((0, g.S), name="s")
+    acc = te.compute((g.N, Kt, g.OH, owp), lambda n, k, oh, ow: te.sum(
+        wt[k // AMX_T, c // AMX_K, r, s, k % AMX_T, c % AMX_K].astype("int32")
+        * xp[n, c // 4, oh * g.sh + r * g.dh, 0, ow + s * g.dw, c % 4].astype("int32"), axis=[c, r, s]),
+        name=f"{name}.acc", tag="acc")
+    return te.compute((g.N, g.K, g.OH, g.OW), lambda n, k, oh, ow: apply_epilogue(
+        epilogue, acc[n, k, oh, ow], (n, k, oh, ow)), name=name, tag=TAG,
+        attrs={"gemm": False, "group": 4, "flops": g.flops, "geometry": g, "amx": True, **(attrs or {})})
+
+
+def define_amx_direct_knobs(cfg, g: ConvGeometry) -> None:
+    """tile_k (output channels) and tile_ow (pixels of a row): one or two tiles each."""
+    cfg.define_knob("tile_k", [16, 32], default=32 if g.K % 32 == 0 else 16)
+    cfg.define_knob("tile_ow", [16, 32], default=32 if g.OW > 16 else 16)
+
+
+def schedule_conv2d_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
+    """Blocks of tile_k channels x tile_ow pixels of one row in parallel, each accumulated in AMX
+    tiles over the input channels and the taps; a block of weight tiles serves a whole map."""
+    final = final or out
+    acc = input_stage(out, "acc")
+    bk, bw = cfg["tile_k"].val, cfg["tile_ow"].val
+    if final is not out:
+        s[out].compute_inline()
+    n, k, oh, ow = s[final].op.axis
+    ko, ki = s[final].split(k, factor=bk)
+    owo, owi = s[final].split(ow, factor=bw)
+    s[final].reorder(n, ko, oh, owo, ki, owi)
+    tile = s[final].fuse(n, ko, oh, owo)
+    _, lane = s[final].split(owi, factor=AMX_T)
+    s[final].vectorize(lane)
+    parallel_if_worth(s[final], tile, out.op.attrs["flops"] / 2)
+    s[acc].compute_at(s[final], tile)
+    an, ak, aoh, aow = s[acc].op.axis
+    c, r, sx = s[acc].op.reduce_axis
+    kb, k16 = s[acc].split(ak, factor=AMX_T)
+    wb, w16 = s[acc].split(aow, factor=AMX_T)
+    cb, c64 = s[acc].split(c, factor=AMX_K)
+    cq, c4 = s[acc].split(c64, factor=4)
+    s[acc].reorder(an, aoh, kb, k16, wb, w16, cb, r, sx, cq, c4)
+    s[acc].tensorize(kb, "amx")
+    for t in acc.op.input_tensors:
+        if getattr(t.op, "tag", None) == "pack":
+            _schedule_pack(s, t, out.op.attrs["flops"])
+
+
+# ---------------------------------------------------------------- knobs and schedule
+
+def define_knobs(cfg, g: ConvGeometry, lanes: int, target: Target) -> None:
+    """tile_k (output channels), tile_oh (rows, direct only), tile_ow (pixels: whole vectors)."""
+    acc = target.acc_vectors
+    pixels = g.OH * g.OW if is_gemm(g) else g.OW
+    vecs = -(-pixels // lanes)
+    ows = [lanes * v for v in range(1, min(4, vecs) + 1)]
+    bw = ows[-1]
+    cfg.define_knob("tile_ow", ows, default=bw)
+    ohs = [1] if is_gemm(g) else [d for d in (1, 2, 4) if g.OH % d == 0]
+    cfg.define_knob("tile_oh", ohs, default=1)
+    ks = [d for d in (1, 2, 4, 6, 8, 12, 16) if g.K % d == 0]
+    fit = [d for d in ks if d * (bw // lanes) <= acc]
+    cfg.define_knob("tile_k", ks, default=max(fit or [1]))
+    cfg.define_constraint("register tile", lambda c: c["tile_k"].val * c["tile_oh"].val * c["tile_ow"].val // lanes
+                          <= acc)
+
+
+def padded_columns(g: ConvGeometry, cfg) -> int:
+    """The output columns (pixels for the 1x1 GEMM) the kernel computes: whole tiles."""
+    return _pad(g.OH * g.OW if is_gemm(g) else g.OW, cfg["tile_ow"].val)
+
+
+def schedule_conv2d_int8(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target,
+                         intrin: str, lanes: int) -> None:
+    """Output tiles in parallel, the accumulator tile in registers around `intrin`."""
+    final = final or out
+    acc = input_stage(out, "acc")
+    attrs = out.op.attrs
+    G = attrs["group"]
+    bk, bh, bw = cfg["tile_k"].val, cfg["tile_oh"].val, cfg["tile_ow"].val
+    if final is not out:
+        s[out].compute_inline()
+    n, k, oh, ow = s[final].op.axis
+    ko, ki = s[final].split(k, factor=bk)
+    if attrs["gemm"]:
+        p = s[final].fuse(oh, ow)
+        po, pi = s[final].split(p, factor=bw)
+        s[final].reorder(n, ko, po, ki, pi)
+        tile = s[final].fuse(n, ko, po)
+        inner = pi
+    else:
+        oho, ohi = s[final].split(oh, factor=bh)
+        owo, owi = s[final].split(ow, factor=bw)
+        s[final].reorder(n, ko, oho, owo, ki, ohi, owi)
+        tile = s[final].fuse(n, ko, oho, owo)
+        inner = owi
+    _, lane = s[final].split(inner, factor=lanes)
+    s[final].vectorize(lane)
+    parallel_if_worth(s[final], tile, attrs["flops"] / 2)
+    s[acc].compute_at(s[final], tile)
+    a_axes = list(s[acc].op.axis)
+    red = list(s[acc].op.reduce_axis)
+    cq, cg = s[acc].split(red[0], factor=G)
+    pv, pl = s[acc].split(a_axes[-1], factor=lanes)
+    rows = a_axes[1:-1]                                    # k (and oh)
+    s[acc].reorder(a_axes[0], cq, *red[1:], *rows, pv, pl, cg)
+    for ax in [*rows, pv, *red[2:]]:                       # the tile, and the filter columns
+        s[acc].unroll(ax)
+    s[acc].tensorize(pl, intrin)
+    for t in acc.op.input_tensors:
+        if getattr(t.op, "tag", None) == "pack":
+            _schedule_pack(s, t, attrs["flops"])
+
+
+def _schedule_pack(s: te.Schedule, t: te.Tensor, flops: float) -> None:
+    st = s[t]
+    axes = list(st.op.axis)
+    st.unroll(axes[-1])
+    outer = st.fuse(*axes[:2])
+    parallel_if_worth(st, outer, flops / 16)
+
+
+@anchor(TAG)
+def schedule_conv2d_int8_default(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
+    """The untuned schedule of an int8 conv (its intrinsic recorded in the op's attrs)."""
+    from te import tensorize
+    from .knobs import FallbackConfig
+    if out.op.attrs.get("amx"):
+        cfg, g = FallbackConfig(), out.op.attrs["geometry"]
+        if out.op.attrs["gemm"]:
+            define_amx_knobs(cfg, g)
+            schedule_conv1x1_amx(cfg, s, out, final, target)
+        else:
+            define_amx_direct_knobs(cfg, g)
+            schedule_conv2d_amx(cfg, s, out, final, target)
+        return
+    intrin = out.op.attrs["intrin"]
+    lanes = tensorize.get(intrin).lanes
+    cfg = FallbackConfig()
+    define_knobs(cfg, out.op.attrs["geometry"], lanes, target)
+    schedule_conv2d_int8(cfg, s, out, final, target, intrin, lanes)
+
+
+__all__ = ["conv2d_int8", "pack_weight", "pack_weight_numpy", "packed_weight_shape", "pack_input",
+           "define_knobs", "schedule_conv2d_int8", "is_gemm", "padded_columns"]

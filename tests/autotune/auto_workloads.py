@@ -1,0 +1,50 @@
+"""Workloads the auto-scheduler tests register (importable, so a second process registers them too)."""
+from __future__ import annotations
+
+import te
+import autotune
+
+
+@autotune.register_workload
+def as_matmul(M, N, K):
+    """C = A @ B."""
+    A = te.placeholder((M, K), name="A")
+    B = te.placeholder((K, N), name="B")
+    k = te.reduce_axis((0, K), name="k")
+    C = te.compute((M, N), lambda i, j: te.sum(A[i, k] * B[k, j], axis=k), name="C")
+    return [A, B, C]
+
+
+@autotune.register_workload
+def as_dense_relu(M, N, K):
+    """relu(A @ W^T + b): a reduction with a bias-add and an activation after it."""
+    A = te.placeholder((M, K), name="A")
+    W = te.placeholder((N, K), name="W")
+    b = te.placeholder((N,), name="b")
+    k = te.reduce_axis((0, K), name="k")
+    D = te.compute((M, N), lambda i, j: te.sum(A[i, k] * W[j, k], axis=k), name="D")
+    E = te.compute((M, N), lambda i, j: D[i, j] + b[j], name="E")
+    R = te.compute((M, N), lambda i, j: te.max_of(E[i, j], 0.0), name="R")
+    return [A, W, b, R]
+
+
+@autotune.register_workload
+def as_softmax(R, N):
+    """Row softmax: two reductions and elementwise stages."""
+    X = te.placeholder((R, N), name="X")
+    k1 = te.reduce_axis((0, N), name="k1")
+    k2 = te.reduce_axis((0, N), name="k2")
+    mx = te.compute((R,), lambda i: te.max(X[i, k1], axis=k1), name="mx")
+    ex = te.compute((R, N), lambda i, j: te.exp(X[i, j] - mx[i]), name="ex")
+    sm = te.compute((R,), lambda i: te.sum(ex[i, k2], axis=k2), name="sm")
+    Y = te.compute((R, N), lambda i, j: ex[i, j] / sm[i], name="Y")
+    return [X, Y]
+
+
+@autotune.register_workload
+def as_total(N):
+    """A whole-vector sum: no spatial parallelism, the case for rfactor."""
+    X = te.placeholder((N,), name="X")
+    k = te.reduce_axis((0, N), name="k")
+    S = te.compute((1,), lambda i: te.sum(X[k + i * 0], axis=k), name="S")
+    return [X, S]

@@ -1,0 +1,98 @@
+"""Sketch rules: every random annotation (and mutation) is a valid schedule that computes the workload."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+import autotune
+import te
+from autotune.auto_scheduler import SketchPolicy
+from autotune.auto_scheduler.sketch import divisors
+
+from . import auto_workloads as wl
+
+
+def _numpy(task, ins):
+    name = task.name
+    if name == "as_matmul":
+        return ins[0] @ ins[1]
+    if name == "as_dense_relu":
+        return np.maximum(ins[0] @ ins[1].T + ins[2], 0)
+    if name == "as_softmax":
+        e = np.exp(ins[0] - ins[0].max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+    return ins[0].sum(keepdims=True)
+
+
+CASES = [(wl.as_matmul, (32, 48, 16)), (wl.as_dense_relu, (16, 32, 24)), (wl.as_softmax, (12, 64)),
+         (wl.as_total, (256,))]
+
+
+@pytest.mark.parametrize("func,args", CASES, ids=[c[0].__name__ for c in CASES])
+def test_random_and_mutated_schedules_match_numpy(func, args):
+    task = autotune.create_task(func, args)
+    policy = SketchPolicy(task)
+    rng = random.Random(7)
+    data = np.random.default_rng(0)
+    ins = [data.standard_normal(t.shape).astype(np.float32) for t in task.tensors[:-1]]
+    want = _numpy(task, ins)
+    seen = set()
+    p = policy.sample(rng)
+    for k in range(6):
+        p = policy.mutate(p, rng) if k % 2 else policy.sample(rng)
+        s, tensors = policy.apply(p)
+        seen.add(s.hash())
+        out = np.zeros(want.shape, np.float32)
+        te.build(s, tensors)(*ins, out)
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+        again = te.replay(task.schedule(), s.to_json())      # the steps alone make the schedule
+        assert str(te.lower(again, tensors)) == str(te.lower(s, tensors))
+    assert len(seen) > 1, "random annotation gives different schedules"
+
+
+def _kinds_steps(func, args, **fixed):
+    task = autotune.create_task(func, args)
+    policy = SketchPolicy(task, threads=2)
+    p = policy.sample(random.Random(1))
+    p.update(fixed)
+    s, _ = policy.apply(p)
+    return policy, [st.kind + ":" + st.stage for st in s.steps]
+
+
+def test_rules_tile_with_cache_write_or_fuse_the_reader():
+    policy, steps = _kinds_steps(wl.as_matmul, (64, 64, 64), **{"pack:C": 1})
+    assert policy.kinds(policy.facts["C"]) == ["tile"], "a big matmul is tiled, never rfactor'd"
+    assert {"cache_write:C", "parallel:C", "vectorize:C", "vectorize:C.local",
+            "compute_at:C.local"} <= set(steps)
+    assert {"cache_read:B", "compute_at:B.global", "vectorize:B.global"} <= set(steps), \
+        "B, the operand of the vector loads, is copied per tile; A is not"
+    assert "cache_read:A" not in steps
+    policy, steps = _kinds_steps(wl.as_dense_relu, (64, 64, 64), **{"kind:D": "tile"})
+    assert "cache_write:D" not in steps, "the elementwise chain owns the tile: no accumulator copy"
+    assert {"compute_inline:E", "compute_at:D", "parallel:R", "vectorize:R"} <= set(steps)
+
+
+def test_rules_rfactor_plain_reductions_and_small_spatial_ones():
+    policy, steps = _kinds_steps(wl.as_softmax, (12, 64), **{"kind:mx": "rfactor", "rf:mx": 16})
+    assert policy.kinds(policy.facts["mx"]) == ["plain", "rfactor"]
+    assert {"rfactor:mx", "vectorize:mx.rf", "compute_at:mx.rf"} <= set(steps)
+    assert "inline:ex" in " ".join(policy.sample(random.Random(0))), "exp with two readers: inlining is a choice"
+    policy, steps = _kinds_steps(wl.as_total, (1024,), **{"kind:S": "rfactor"})
+    assert "rfactor:S" in steps
+
+
+def test_tiles_divide_and_leave_parallel_work():
+    task = autotune.create_task(wl.as_matmul, (256, 512, 128))
+    policy = SketchPolicy(task, threads=2)
+    rng = random.Random(3)
+    for _ in range(50):
+        p = policy.mutate(policy.sample(rng), rng)
+        (a1, a2, a3), (b1, b2, b3) = p["tile:C:0"], p["tile:C:1"]
+        assert 256 % (a1 * a2 * a3) == 0 and 512 % (b1 * b2 * b3) == 0
+        assert b3 <= 64 and a3 <= 16
+        assert (256 // (a1 * a2 * a3)) * (512 // (b1 * b2 * b3)) >= 4, "the parallel loop feeds 2 threads"
+        r1, r2 = p["rtile:C:0"]
+        assert 128 % (r1 * r2) == 0 and r2 <= 16
+    assert divisors(12) == [1, 2, 3, 4, 6, 12]
