@@ -282,8 +282,8 @@ class _Matmul(Implementation):
 
     def placeholders(self, wl, cfg, target, prepacked):
         if self.transpose_b:
-            w = (te.placeholder(self.packed_shape(wl, cfg), wl.dtype, name="w.packed") if prepacked
-                 else te.placeholder((wl.N, wl.K), wl.dtype, name="w"))
+            w = (te.placeholder(self.packed_shape(wl, cfg), wl.dtype, name="w.packed")
+                 if prepacked and self.packs_weight else te.placeholder((wl.N, wl.K), wl.dtype, name="w"))
             return [te.placeholder((wl.M, wl.K), wl.dtype, name="x"), w,
                     te.placeholder((wl.N,), wl.dtype, name="b")]
         return [te.placeholder((wl.M, wl.K), wl.dtype, name="A"), te.placeholder((wl.K, wl.N), wl.dtype, name="B")]
