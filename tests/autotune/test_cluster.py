@@ -108,10 +108,12 @@ def test_a_worker_killed_mid_run_costs_no_trial(client, tmp_path):
     measurer.close()
     assert not th.is_alive()
     tuner = box["tuner"]
-    assert measurer.lost >= 1 and tuner.trials == n
+    assert tuner.trials == n
     main = [r for r in rec.load(tmp_path / "log.jsonl") if not r.checked]
     assert len({r.config_key for r in main}) == n            # every trial accounted for
     assert tuner.best_config.to_json() == cluster_templates.FAST
+    if measurer.lost == 0:      # the task it was busy with finished in the moment before the kill
+        pytest.skip("the worker was killed between two of its tasks: nothing to submit again this time")
 
 
 def test_workers_that_advertise_no_cpu_are_given_theirs(client):
