@@ -247,12 +247,27 @@ def _matmul_args(M: int, N: int, K: int, dtype: str = "float32") -> tuple:
     return M, N, K, dtype
 
 
-class _Matmul(Implementation):
-    """One strategy of matmul.py (its docstring says which suits which shape) as an implementation:
-    C = A @ B with B row-major (K, N), or with transpose_b a dense layer, W (N, K), and a bias."""
+class MatmulShapes(Implementation):
+    """What every matmul/dense implementation (fp32 and int8) shares: the template arguments
+    (M, N, K, dtype), the workload they stand for and the logical weight shape."""
     arguments = staticmethod(_matmul_args)
     op = "matmul"
     transpose_b = False
+
+    def args(self, wl):
+        return (wl.M, wl.N, wl.K, wl.dtype)
+
+    def workload(self, args):
+        M, N, K, dtype = self.arguments(*args)
+        return MatmulWorkload(int(M), int(N), int(K), dtype, self.transpose_b)
+
+    def weight_shape(self, wl):
+        return (wl.N, wl.K) if self.transpose_b else (wl.K, wl.N)
+
+
+class _Matmul(MatmulShapes):
+    """One strategy of matmul.py (its docstring says which suits which shape) as an implementation:
+    C = A @ B with B row-major (K, N), or with transpose_b a dense layer, W (N, K), and a bias."""
     strategy = ""
 
     def applies(self, wl) -> bool:
@@ -264,16 +279,6 @@ class _Matmul(Implementation):
             return None
         preferred = default_strategy(wl.M, wl.N, wl.K, transpose_b=self.transpose_b)
         return PREFERRED if preferred == self.strategy else ALTERNATIVE
-
-    def args(self, wl):
-        return (wl.M, wl.N, wl.K, wl.dtype)
-
-    def workload(self, args):
-        M, N, K, dtype = _matmul_args(*args)
-        return MatmulWorkload(int(M), int(N), int(K), dtype, self.transpose_b)
-
-    def weight_shape(self, wl):
-        return (wl.N, wl.K) if self.transpose_b else (wl.K, wl.N)
 
     def space(self, cfg, wl, target):
         if self.strategy == "packed":

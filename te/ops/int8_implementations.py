@@ -22,8 +22,8 @@ from te.target import Target
 from .int8_matmul import (AMX_K, AMX_LANES, define_amx_knobs, define_vector_knobs, matmul_int8, pack_weight,
                           pack_weight_numpy, packed_shape, schedule_amx, schedule_vector)
 from . import int8_conv2d as ic
-from .implementations import _Conv
-from .registry import Implementation, MatmulWorkload, register
+from .implementations import MatmulShapes, _Conv
+from .registry import register
 
 PRIORITY = {"amx": 30, "vnni": 20, "pmaddwd": 12}
 FAMILY = {"vnni": ("vpdpbusd", "vpdpbusd.256", "vpdpbusd.256vl"), "pmaddwd": ("pmaddwd", "pmaddwd.256")}
@@ -38,23 +38,12 @@ def _matmul_args(M: int, N: int, K: int, dtype: str = "uint8") -> tuple:
     return M, N, K, dtype
 
 
-class _Int8Matmul(Implementation):
-    """What the int8 matmul and dense implementations share: arguments, placeholders, packing."""
-    op = "matmul"
+class _Int8Matmul(MatmulShapes):
+    """What the int8 matmul and dense implementations share: arguments (uint8 by default),
+    placeholders, packing."""
     arguments = staticmethod(_matmul_args)
     packs_weight = True
-    transpose_b = False
     family = ""
-
-    def args(self, wl):
-        return (wl.M, wl.N, wl.K, wl.dtype)
-
-    def workload(self, args):
-        M, N, K, dtype = _matmul_args(*args)
-        return MatmulWorkload(int(M), int(N), int(K), dtype, self.transpose_b)
-
-    def weight_shape(self, wl):
-        return (wl.N, wl.K) if self.transpose_b else (wl.K, wl.N)
 
     def lanes_group(self, target: Target) -> tuple[int, int]:
         """Columns per vector (or tile) and k per instruction."""
