@@ -24,7 +24,7 @@ from te.target import Target
 
 from . import winograd as wg
 from .conv2d import (PackedWeight, _tile_candidates, as_matmul, conv1x1_matmul, conv2d_nchw, default_ocb,
-                     default_tiles, gemm_applies, pack_weight_numpy, schedule_conv2d_nchw_cfg, tile_budget)
+                     default_tiles, gemm_applies, gemm_bn, pack_weight_numpy, schedule_conv2d_nchw_cfg, tile_budget)
 from .conv2d_nchwc import conv2d_NCHWc, pack_conv_weight_numpy, schedule_conv2d_NCHWc_cfg
 from .conv_geometry import round_up
 from .depthwise import depthwise_conv2d_nchw, schedule_depthwise_cfg
@@ -122,10 +122,11 @@ class Gemm1x1Conv(_Conv):
     def space(self, cfg, wl, target):
         g = wl.geometry
         P = g.OH * g.OW
-        define_bn(cfg, P, target)
-        define_knobs(cfg, g.K, P, g.C, "packed", target)
+        bn = gemm_bn(P, target)
+        define_bn(cfg, P, target, bn)
+        define_knobs(cfg, g.K, P, g.C, "packed", target, bn)
         if g.sh == g.sw == 1:           # a strided conv's input must be gathered (packed)
-            cfg.define_knob("pack_input", [False, True], default=P % cfg["bn"].val != 0)
+            cfg.define_knob("pack_input", [False, True], default=True)     # conv1x1_matmul says why
             cfg.define_constraint("input read in place", lambda c: c["pack_input"].val or P % c["bn"].val == 0)
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):

@@ -272,12 +272,13 @@ def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
 
 # ---------------------------------------------------------------- schedules
 
-def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target) -> None:
-    """Declare the knobs of one strategy for target (a no-op for knobs already declared)."""
+def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn: int | None = None) -> None:
+    """Declare the knobs of one strategy for target (a no-op for knobs already declared); `bn`:
+    the default column block, if not pick_lanes(N)."""
     acc, lanes = target.acc_vectors, target.lanes()
     if strategy == "packed":
         sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in (4, 8) if b < M}
-        bm = default_bm(M, tile_rows(pick_lanes(N, target), target))     # for the default bn
+        bm = default_bm(M, tile_rows(bn or pick_lanes(N, target), target))     # for the default bn
         cfg.define_split("tile_y", M, num_outputs=2, candidates=[[-1, b] for b in sorted(sizes | {bm})],
                          default=[-1, bm])
         cfg.define_split("tile_k", K, num_outputs=2, max_factor=16, default=[-1, largest_divisor(K, 4)])
@@ -307,10 +308,10 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target) -> 
         cfg.define_knob("splitk_unroll_k", [2, 4, 8, 16], default=8)
 
 
-def define_bn(cfg, N: int, target: Target) -> None:
-    """The packed strategy's column block: multiples of a vector, and the default for N (which is
-    narrower than a vector when N is: 1, 2 or 4 columns)."""
-    default = pick_lanes(N, target)
+def define_bn(cfg, N: int, target: Target, default: int | None = None) -> None:
+    """The packed strategy's column block: multiples of a vector, and the default (pick_lanes(N)
+    unless given; narrower than a vector when N is: 1, 2 or 4 columns)."""
+    default = default or pick_lanes(N, target)
     cfg.define_knob("bn", sorted({*BN_CHOICES, default}), default=default)
 
 
@@ -332,7 +333,7 @@ def schedule_matmul_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | 
     if final is not out:
         s[out].compute_inline()
     strategy = attrs.get("strategy", "packed")
-    define_knobs(cfg, attrs["M"], attrs["N"], attrs["K"], strategy, target)
+    define_knobs(cfg, attrs["M"], attrs["N"], attrs["K"], strategy, target, attrs.get("bn"))
     schedules = {"packed": _schedule_packed, "dot": _schedule_dot, "rows": _schedule_rows,
                  "splitk": _schedule_splitk}
     schedules[strategy](cfg, s, acc, final, attrs)

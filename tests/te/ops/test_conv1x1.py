@@ -37,10 +37,15 @@ def test_the_input_read_in_place_or_packed(xs, ws, stride, rng):
     assert packs == ({True} if stride == 2 else {True, False})
 
 
-def test_the_untuned_kernel_reads_a_stride_1_input_in_place():
-    """The default config packs nothing when bn divides the pixels: the pack's pass over the input
-    costs as much memory traffic as the GEMM on ResNet-50's 1x1 convs."""
-    task = autotune.create_task("conv2d_1x1_gemm", ((1, 256, 56, 56), (64, 256, 1, 1), (1, 1), (0, 0, 0, 0),
-                                                    (1, 1), 1, "float32"))
-    d = task.config_space.get(task.config_space.default_index())
-    assert d["pack_input"].val is False
+def test_the_untuned_kernel_packs_its_input_in_two_vector_panels():
+    """The default config packs the input into contiguous panels two vectors wide, also where the
+    block does not divide the pixels (14x14): conv2d.gemm1x1's docstrings say why."""
+    from te.target import host
+    lanes = host().lanes()
+    for hw, k in ((56, 64), (14, 256)):
+        task = autotune.create_task("conv2d_1x1_gemm", ((1, 256, hw, hw), (k, 256, 1, 1), (1, 1), (0, 0, 0, 0),
+                                                        (1, 1), 1, "float32"))
+        d = task.config_space.get(task.config_space.default_index())
+        assert d["pack_input"].val is True
+        assert d["bn"].val == 2 * lanes
+        assert d["tile_y"].size[-1] * 2 <= host().acc_vectors
