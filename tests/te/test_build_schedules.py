@@ -126,6 +126,24 @@ def test_parallel_thread_counts(threads, rand):
     np.testing.assert_allclose(c, ref_matmul(a, b), **RED)
 
 
+@pytest.mark.parametrize("extent", [1, 2, 3, 15, 16, 17, 1000])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_parallel_loops_claim_every_iteration_once(extent, threads):
+    """Threads claim chunks of a parallel loop from a shared counter: every iteration runs, also
+    where the chunks do not divide the extent or there are fewer iterations than threads (the
+    output starts as NaN, so a skipped iteration shows)."""
+    A = te.placeholder((extent, 4), name="A")
+    C = te.compute((extent, 4), lambda i, j: A[i, j] + 1.0, name="C")
+    s = te.create_schedule(C.op)
+    s[C].parallel(C.op.axis[0])
+    f = te.build(s, [A, C])
+    f.set_num_threads(threads)
+    a = np.arange(extent * 4, dtype=np.float32).reshape(extent, 4)
+    c = np.full((extent, 4), np.nan, np.float32)
+    f(a, c)
+    np.testing.assert_array_equal(c, a + 1)
+
+
 def test_parallel_reduction_over_data_axis(rand, run):
     A = te.placeholder((50, 30), name="A")
     k = te.reduce_axis((0, 30), name="k")
