@@ -42,7 +42,9 @@ def find_libgomp() -> str:
 @functools.lru_cache(maxsize=None)
 def load_openmp() -> str:
     """Make libgomp's symbols visible to JIT'd code (once); returns the library loaded."""
+    from .runtime import openmp_wait_policy
     path = find_libgomp()
+    openmp_wait_policy()                    # libgomp reads it as it loads
     llvm().load_library_permanently(path)
     return path
 

@@ -186,6 +186,23 @@ def check_num_threads(n, what: str = "the thread count") -> int:
     return count
 
 
+# How long an idle OpenMP thread spins before it sleeps, in libgomp's pause-instruction loops
+# (GOMP_SPINCOUNT), unless the user chose (GOMP_SPINCOUNT or OMP_WAIT_POLICY set).  libgomp's own
+# default, 300000, spins about 20 ms on cores whose pause takes ~140 cycles (Intel since
+# Skylake): when another process shares the cores, a thread waiting at a barrier burns the time
+# slice its partner needs, and on Emerald Rapids ResNet-50 took 416-896 ms beside one busy
+# process against 179 ms with 30000 (bench/RESULTS.md, session 12).  30000 is about 2 ms there
+# and 1 ms on AMD Zen (shorter pause): still longer than the gap between two kernels of a model
+# or two runs back to back, so an idle machine keeps its threads awake.
+SPIN_COUNT = 30000
+
+
+def openmp_wait_policy() -> None:
+    """Set libgomp's spin count (SPIN_COUNT) before libgomp loads, unless the user set one."""
+    if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
+
+
 def num_threads() -> int:
     """Threads for parallel loops: TILEWISE_NUM_THREADS, else the CPUs this process may use."""
     env = os.environ.get("TILEWISE_NUM_THREADS", "").strip()
@@ -481,6 +498,7 @@ def _dlopen(path: str) -> ctypes.CDLL:
         if copy_dir:
             target = os.path.join(copy_dir, os.path.basename(real))
             shutil.copyfile(real, target)
+        openmp_wait_policy()                # libgomp reads it when the library brings it in
         lib = ctypes.CDLL(target, mode=os.RTLD_NOW | os.RTLD_LOCAL)
     except OSError as e:
         hint = ""
