@@ -29,7 +29,8 @@ from .record import LogCheck, Problem, check_record  # noqa: F401  (the checks l
 log = logging.getLogger(__name__)
 
 ENV_VAR = "TILEWISE_LOGS"
-REPO_LOGS = Path(__file__).resolve().parent.parent / "tuning_logs"
+# the repository's tuning_logs/, through the autotune/tuning_logs link (a wheel holds a copy there)
+REPO_LOGS = Path(__file__).resolve().parent / "tuning_logs"
 
 
 @dataclass

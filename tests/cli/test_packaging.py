@@ -1,4 +1,5 @@
-"""Packaging: `pip wheel .` makes a wheel that installs into a fresh venv and runs the demo there;
+"""Packaging: `pip wheel .` makes a wheel that installs into a fresh venv, with the shared tuning logs,
+and runs the demo there;
 without onnxruntime (the `compare` extra) the comparison is left out with one clear line.
 
 The venv sees the system's packages (--system-site-packages) and the wheel installs with
@@ -59,6 +60,10 @@ def test_wheel_installs_and_runs_the_demo_in_a_fresh_venv(tmp_path):
     where = subprocess.run([py, "-c", "import te, tilewise; print(te.__file__); print(tilewise.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert all(line.startswith(str(venv)) for line in where.stdout.split()), where.stdout
+    logs = subprocess.run([py, "-c", "from autotune.shared_logs import REPO_LOGS; "
+                           "print(REPO_LOGS); print(len(list(REPO_LOGS.glob('*/*.jsonl'))))"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert logs[0].startswith(str(venv)) and int(logs[1]) > 0, logs     # the shared logs came along
     r = subprocess.run([str(venv / "bin" / "tilewise"), "demo", "--model", "mobilenet-block", "--trials", "2",
                         "--max-tasks", "1", "--repeat", "1", "--no-shared-logs"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
