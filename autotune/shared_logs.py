@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 ENV_VAR = "TILEWISE_LOGS"
 # the repository's tuning_logs/, through the autotune/tuning_logs link (a wheel holds a copy there)
-REPO_LOGS = Path(__file__).resolve().parent / "tuning_logs"
+REPO_LOGS = (Path(__file__).parent / "tuning_logs").resolve()
 
 
 @dataclass
