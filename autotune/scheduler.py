@@ -100,6 +100,7 @@ class TaskSummary:
     est_time: float              # weight * best cost, seconds (inf if unknown)
     share: float                 # est_time / model estimate (nan if unknown)
     dead: str
+    group: object = None         # alternatives of one kernel share it (None: a kernel of its own)
 
     @property
     def speedup(self) -> float:
@@ -229,7 +230,8 @@ class TaskScheduler:
         for s in self.states:
             est = s.weight * s.best_cost
             rows.append(TaskSummary(s.task, s.weight, s.trials, s.best_flops, s.default_flops, est,
-                                    est / total if math.isfinite(est) and total > 0 else math.nan, s.dead))
+                                    est / total if math.isfinite(est) and total > 0 else math.nan, s.dead,
+                                    s.group))
         return rows
 
     # ------------------------------------------------------------- choosing

@@ -322,7 +322,8 @@ class _Run:
         all_tasks = tasks
         if max_tasks:
             tasks = tasks[:max_tasks]
-        total_flops = sum(t.total_flops for t in all_tasks)
+        # a kernel's alternatives (direct, GEMM, Winograd...) compute the same thing: count it once
+        total_flops = sum({t.workload: t.total_flops for t in reversed(all_tasks)}.values())
         say(f"{title}: {len(all_tasks)} tuning task(s), {fmt_flops(total_flops)} per run in them"
             + (f"; tuning the {len(tasks)} heaviest" if len(tasks) < len(all_tasks) else ""))
         budget = (f"{n_trials} trials" if n_trials is not None else "") + \
@@ -473,6 +474,7 @@ def _report(sched, peak: float, seconds: float, log_path: str, interrupted: bool
     out = []
     default_total = tuned_total = 0.0
     complete = True
+    kernels: dict[object, list] = {}         # a kernel's alternatives (one row each) under one key
     for k, r in enumerate(rows):
         gf = r.best_flops / 1e9
         out.append([k + 1, task_label(r.task.name, r.task.args), int(r.weight), r.trials,
@@ -480,9 +482,14 @@ def _report(sched, peak: float, seconds: float, log_path: str, interrupted: bool
                     fmt_num(100 * gf / peak, 1, "%") if r.best_flops and peak else "-",
                     fmt_num(100 * r.share, 1, "%"),
                     fmt_num(r.speedup, 2, "x")])
-        if r.best_flops > 0 and r.default_flops > 0:
-            default_total += r.weight * r.task.flops / r.default_flops
-            tuned_total += r.weight * r.task.flops / r.best_flops
+        kernels.setdefault(("task", k) if r.group is None else r.group, []).append(r)
+    for alts in kernels.values():
+        # an untuned build runs the first (preferred) alternative's default; a tuned one the fastest
+        first = alts[0]
+        tuned = [r.weight * r.task.flops / r.best_flops for r in alts if r.best_flops > 0]
+        if first.default_flops > 0 and tuned:
+            default_total += first.weight * first.task.flops / first.default_flops
+            tuned_total += min(tuned)
         else:
             complete = False
     say("")
