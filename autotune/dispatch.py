@@ -55,6 +55,10 @@ class ApplyHistoryBest:
             lst.sort(key=rec.rank_key)                 # as record.best: checked configs first
         self.used: dict[str, rec.Record] = {}         # workload -> the record query() returned
 
+    def has_workloads(self, prefix: str) -> bool:
+        """Does any record's workload key start with prefix (e.g. the auto-scheduler's group tasks)?"""
+        return any(w.startswith(prefix) for w in self._ranked_any)
+
     def query(self, task):
         """The best config for the task on its target's ISA (or any ISA if allowed), else None."""
         ranked = self._ranked.get((task.workload_key, task.target.isa), [])

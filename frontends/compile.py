@@ -115,6 +115,36 @@ def choose(g: Graph, grp: Group, target: Target, history=None) -> Choice | None:
     return Choice(best[0], wl, target, best[1], best[2])
 
 
+def preferred_anchor(g: Graph, grp: Group, gi: int, opset: int, target: Target):
+    """(choice, packed, (placeholders, arg values, output)) of an anchor lowered as an untuned build
+    lowers it (the preferred implementation, its defaults), or None for a group without an anchor:
+    the computation `tilewise tune --auto-schedule all` gives the auto-scheduler for the anchor."""
+    wl = workload_of(grp.master, g)
+    found = registry.candidates(wl, target) if wl is not None else []
+    if not found:
+        return None
+    choice = Choice(found[0][1], wl, target)
+    packed = pack_weights(g, grp, choice)
+    return choice, packed, lower_group(g, grp, f"k{gi}", opset, target, choice, packed)
+
+
+def auto_anchor(g: Graph, grp: Group, gi: int, opset: int, target: Target, history, choice: Choice | None):
+    """An anchor whose auto-scheduler record (of preferred_anchor's computation) ran faster than the
+    best template record of the choice: (choice, packed, lowered, (schedule, record)); else None."""
+    from autotune.auto_scheduler.workload import GROUP
+    if choice is None or history is None or not history.has_workloads(f'["{GROUP}"'):
+        return None
+    from autotune.auto_scheduler.workload import dispatch_group
+    base = preferred_anchor(g, grp, gi, opset, target)
+    if base is None:
+        return None
+    placeholders, _, out = base[2]
+    auto = dispatch_group(placeholders, out, target, history)
+    if auto is None or (choice.record is not None and choice.record.cost <= auto[1].cost):
+        return None
+    return (*base, auto)
+
+
 def pack_weights(g: Graph, grp: Group, choice: Choice | None) -> dict[str, str]:
     """{weight value: packed constant} for the group's anchor: its constant weight laid out by its
     implementation's pack_weight (added to g.constants), so no kernel repacks per call."""
@@ -219,17 +249,23 @@ def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, hist
             views[grp.output] = views.get(src, src)
             continue
         choice = choose(g, grp, target, history)
-        tuned = choice is not None and choice.record is not None
-        key = _group_key(g, grp) + (f"/{choice.cfg}" if tuned else "")
-        packed = pack_weights(g, grp, choice)
-        placeholders, arg_values, out = lower_group(g, grp, f"k{gi}", opset, target, choice, packed)
-        kname = by_key.get(key)
-        if kname is None:
-            kname = by_key[key] = f"k{len(ks.funcs)}_{grp.master.op.lower()}"
+        anchor_auto = auto_anchor(g, grp, gi, opset, target, history, choice)
+        if anchor_auto is not None:     # an auto-scheduled anchor that ran faster than its templates
+            choice, packed, (placeholders, arg_values, out), auto = anchor_auto
+            key = _group_key(g, grp) + f"/auto:{auto[1].workload}"
+        else:
+            tuned = choice is not None and choice.record is not None
+            key = _group_key(g, grp) + (f"/{choice.cfg}" if tuned else "")
+            packed = pack_weights(g, grp, choice)
+            placeholders, arg_values, out = lower_group(g, grp, f"k{gi}", opset, target, choice, packed)
             auto = None
             if choice is None and history is not None:     # no template: an auto-scheduled record?
                 from autotune.auto_scheduler.workload import dispatch_group
                 auto = dispatch_group(placeholders, out, target, history)
+        tuned = choice is not None and choice.record is not None
+        kname = by_key.get(key)
+        if kname is None:
+            kname = by_key[key] = f"k{len(ks.funcs)}_{grp.master.op.lower()}"
             if auto is not None:
                 s, ks.records[auto[1].workload] = auto
             else:

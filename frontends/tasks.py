@@ -70,18 +70,22 @@ def conv_geometry(node: Node, g: Graph) -> ConvGeometry:
 
 
 def extract_tasks(graph: Graph, target=None, algorithms: str = "all",
-                  auto_schedule: bool = False) -> list[ModelTask]:
+                  auto_schedule: bool | str = False) -> list[ModelTask]:
     """The distinct tunable workloads of a model (after its graph passes), largest total FLOPs first.
 
     algorithms "all": for each anchor the task of every implementation that applies (the 1x1
     GEMM and the direct conv, Winograd and the direct conv, each matmul strategy), so the tuned
     build can keep the fastest (frontends.compile.choose); "preferred": only the implementation
     an untuned build runs.  With `auto_schedule`, every other kernel too, as a task of the
-    auto-scheduler."""
+    auto-scheduler; with auto_schedule="all" the anchors too are auto-scheduler tasks instead of
+    template tasks (their computation as an untuned build lowers it: compile.preferred_anchor), to
+    compare the two; a build then takes whichever record ran faster (compile.auto_anchor)."""
     import autotune
     from te.target import parse
     if algorithms not in ("all", "preferred"):
         raise ValueError(f"algorithms {algorithms!r}: use 'all' or 'preferred'")
+    if auto_schedule not in (False, True, "all"):
+        raise ValueError(f"auto_schedule {auto_schedule!r}: use False, True or 'all'")
     target = parse(target)
     g = run_passes(graph)
     found: dict[str, ModelTask] = {}
@@ -105,6 +109,16 @@ def extract_tasks(graph: Graph, target=None, algorithms: str = "all",
                 placeholders, _, out = lower_group(g, grp, f"k{gi}", getattr(graph, "opset", 13), target)
                 task = group_task(placeholders, out, target, default=ops.schedule([out], target))
                 add(task, task.workload_key, grp.master.name)
+            continue
+        if auto_schedule == "all":
+            from autotune.auto_scheduler.workload import group_task
+            from te import ops
+
+            from .compile import preferred_anchor
+            choice, _, (placeholders, _, out) = preferred_anchor(g, grp, gi, getattr(graph, "opset", 13), target)
+            task = group_task(placeholders, out, target,
+                              default=ops.schedule([out], target, anchor_schedule=choice.schedule))
+            add(task, task.workload_key, grp.master.name)
             continue
         impls = [impl for _, impl in registry.candidates(wl, target)]
         for impl in impls if algorithms == "all" else impls[:1]:

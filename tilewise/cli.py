@@ -88,10 +88,17 @@ class _Formatter(logging.Formatter):
         return f"tilewise: {msg}" if record.levelno >= logging.INFO else f"[{record.name}] {msg}"
 
 
+def _bare_auto_schedule(argv: list[str]) -> list[str]:
+    """'--auto-schedule' not followed by 'all' as '--auto-schedule=rest', so that argparse does not
+    take the model after it (`tilewise tune --auto-schedule model.onnx`) for the option's value."""
+    return [f"{a}=rest" if a == "--auto-schedule" and (i + 1 == len(argv) or argv[i + 1] != "all") else a
+            for i, a in enumerate(argv)]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_bare_auto_schedule(list(sys.argv[1:] if argv is None else argv)))
     if not args.command:
         parser.print_help(sys.stderr)
         return 2

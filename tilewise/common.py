@@ -166,9 +166,9 @@ def load_graph(path: str, shapes: list[str] | None = None):
         raise CLIError(str(e)) from None
 
 
-def model_tasks(graph, target=None, algorithms: str = "all", auto_schedule: bool = False):
+def model_tasks(graph, target=None, algorithms: str = "all", auto_schedule: bool | str = False):
     """The model's tuning tasks, heaviest first (frontends.tasks.extract_tasks; with auto_schedule,
-    the kernels without a template too)."""
+    the kernels without a template too; "all": every kernel by the auto-scheduler)."""
     from frontends.tasks import extract_tasks
     return extract_tasks(graph, target, algorithms, auto_schedule)
 

@@ -15,6 +15,7 @@ import te
 from te.ops.knobs import ConfigError
 
 MAX_STEPS = 256
+MAX_STEP_ARGS = 64      # a reorder of a conv's split loops names 20 and more axes
 _SCALAR = (str, int, type(None))
 
 
@@ -40,7 +41,7 @@ def steps_problem(v) -> str:
         return f"more than {MAX_STEPS} steps"
     for s in v["steps"]:
         ok = (isinstance(s, list) and len(s) == 3 and isinstance(s[0], str) and isinstance(s[1], str)
-              and len(s[0]) <= 32 and len(s[1]) <= 256 and isinstance(s[2], list) and len(s[2]) <= 16
+              and len(s[0]) <= 32 and len(s[1]) <= 256 and isinstance(s[2], list) and len(s[2]) <= MAX_STEP_ARGS
               and all(_arg_ok(a) for a in s[2]))
         if not ok:
             return f"step {json.dumps(s)[:60]} is not [kind, stage, [arguments]]"

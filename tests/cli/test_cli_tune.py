@@ -157,3 +157,13 @@ def test_the_estimate_counts_each_kernel_once_over_its_alternatives(monkeypatch)
     tune._report(sched, 100.0, 1.0, "x.jsonl", False, None)
     line = next(s for s in said if s.startswith("estimated time"))
     assert "2.25 s per run, 3.00 s with default schedules (1.33x)" in line, line
+
+
+def test_auto_schedule_takes_all_but_not_the_model_as_its_value():
+    from tilewise.cli import _bare_auto_schedule, build_parser
+    parse = lambda *a: build_parser().parse_args(_bare_auto_schedule(list(a)))     # noqa: E731
+    assert parse("tune", "--auto-schedule", "m.onnx").auto_schedule == "rest"
+    assert parse("tune", "m.onnx", "--auto-schedule").auto_schedule == "rest"
+    args = parse("tune", "--auto-schedule", "all", "m.onnx")
+    assert (args.auto_schedule, args.model) == ("all", "m.onnx")
+    assert parse("tune", "m.onnx").auto_schedule is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 import onnx
 from onnx import helper
 
@@ -73,3 +74,38 @@ def test_model_kernel_records_load_without_the_model(tmp_path):
     check = rec.read_log(path)
     assert [r.config for r in check.records] == [good.config]
     assert "nor an auto-scheduled schedule's steps" in check.problems[0].reason
+
+
+def _conv_model():
+    w = onnx.numpy_helper.from_array(np.random.default_rng(5).standard_normal((16, 8, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["y"])]
+    return tiny(nodes, [vi("x", [1, 8, 10, 10])], [vi("y", [1, 16, 10, 10])], [w])
+
+
+def test_auto_schedule_all_makes_the_anchors_auto_tasks_and_a_faster_record_wins(tmp_path):
+    """'--auto-schedule all': the conv is an auto-scheduler task (no template task); a build takes
+    its record where it ran faster than the template's best record, the template's otherwise."""
+    model = _conv_model()
+    g = frontends.from_onnx(model)
+    tasks = extract_tasks(g, auto_schedule="all")
+    assert [t.task.name for t in tasks] == [GROUP]
+    auto = tasks[0].task
+    policy = SketchPolicy(auto)
+    s, _ = policy.apply(policy.mutate(policy.sample(random.Random(3)), random.Random(4)))
+    cfg = auto.config_space.get(auto.config_space.add(s.steps))
+    template = extract_tasks(g, algorithms="preferred")[0].task
+    x = np.random.default_rng(6).standard_normal((1, 8, 10, 10)).astype(np.float32)
+    want = onnxruntime_session(model, 1).run(None, {"x": x})[0]
+    for auto_cost, wins in ((1e-6, auto.workload_key), (1e-3, template.workload_key)):
+        records = [rec.Record(workload=auto.workload_key, config=cfg.to_json(), costs=[auto_cost],
+                              isa=auto.target.isa, cpu="cpu", target="llvm -mcpu=cpu"),
+                   rec.Record(workload=template.workload_key, config=template.config_space.get(0).to_json(),
+                              costs=[1e-4], isa=auto.target.isa, cpu="cpu", target="llvm -mcpu=cpu")]
+        path = tmp_path / f"{auto_cost}.jsonl"
+        rec.append(path, records)
+        lib = frontends.build(g, logs=str(path))
+        assert {r.workload for r in lib.records} == {wins}
+        np.testing.assert_allclose(lib.run(x=x)[0], want, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="auto_schedule"):
+        extract_tasks(g, auto_schedule="everything")

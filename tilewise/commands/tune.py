@@ -66,9 +66,12 @@ def register(sub, common) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the log: configs in it are not measured again")
     p.add_argument("--tuner", choices=("xgb", "random", "grid"), default="xgb",
                    help="search strategy per task (default: xgb, the model-guided tuner)")
-    p.add_argument("--auto-schedule", action="store_true",
+    p.add_argument("--auto-schedule", nargs="?", const="rest", choices=("rest", "all"), default=None,
+                   metavar="all",
                    help="also tune the kernels without a template (softmax, norms, batched matmuls, "
-                        "elementwise chains) with the auto-scheduler")
+                        "elementwise chains) with the auto-scheduler; '--auto-schedule all': every "
+                        "kernel, the convolutions and matrix products too instead of their templates "
+                        "(to compare; a build takes whichever record ran faster)")
     p.add_argument("--max-tasks", type=_positive_int, metavar="K", help="tune only the K heaviest tasks")
     p.add_argument("--algorithms", choices=("all", "preferred"), default="all",
                    help="all: tune every implementation of each kernel (direct, GEMM, Winograd...) and "
@@ -171,7 +174,8 @@ def run(args) -> int:
     check_timing(args.repeat, args.min_repeat_ms)
     if args.resume and not os.path.exists(log_path):
         note(f"tilewise: note: {log_path} does not exist yet; nothing to resume, starting afresh")
-    tasks = model_tasks(graph, algorithms=args.algorithms, auto_schedule=args.auto_schedule)
+    tasks = model_tasks(graph, algorithms=args.algorithms,
+                        auto_schedule={None: False, "rest": True, "all": "all"}[args.auto_schedule])
     if not tasks:
         raise CLIError(f"{args.model}: no tunable kernels (convolutions or matrix products) in this model")
     if args.targets != "this" and not args.cluster:
