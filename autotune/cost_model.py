@@ -14,12 +14,23 @@ log = logging.getLogger(__name__)
 
 
 class XGBCostModel:
-    """Ranks candidates by predicted throughput (higher is better)."""
+    """Ranks candidates by predicted throughput (higher is better).
 
-    def __init__(self, num_rounds: int = 60, seed: int = 0):
+    `base`, a pre-trained xgboost Booster (autotune.pretrained), ranks until the first fit: it
+    picks the first batch, then the task's own measurements take over (a prior trained on other
+    operators misleads more than it helps once the task has data of its own: measured on a
+    replayed matmul space, tests/autotune/test_timing_table.py)."""
+
+    def __init__(self, num_rounds: int = 60, seed: int = 0, base=None):
         self.num_rounds = num_rounds
         self.seed = seed
+        self.base = base
         self.booster = None
+
+    @property
+    def ready(self) -> bool:
+        """Can it rank yet (fitted, or pre-trained)?"""
+        return self.booster is not None or self.base is not None
 
     def fit(self, groups: list[tuple[np.ndarray, np.ndarray, float]]) -> None:
         """Fit on groups of (features, throughput, weight); throughput 0 marks a failed config."""
@@ -38,11 +49,12 @@ class XGBCostModel:
         self.booster = xgb.train(params, d, num_boost_round=self.num_rounds)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """Scores (higher = predicted faster); zeros before the first fit."""
-        if self.booster is None:
+        """Scores (higher = predicted faster); before the first fit the pre-trained model's, else zeros."""
+        booster = self.booster if self.booster is not None else self.base
+        if booster is None:
             return np.zeros(len(features))
         import xgboost as xgb
-        return self.booster.predict(xgb.DMatrix(features))
+        return booster.predict(xgb.DMatrix(features))
 
 
 def _relevance(throughput: np.ndarray) -> np.ndarray:

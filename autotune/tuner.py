@@ -260,12 +260,19 @@ class XGBTuner(Tuner):
     """
 
     EXHAUSTIVE = 512     # spaces up to this size are ranked whole by the main model instead
+    PRIOR_SAMPLE = 128   # random configs the pre-trained model ranks for a larger space's first batch
 
     def __init__(self, task, seed: int = 0, plan_size: int = 64, epsilon: float = 0.1,
                  sa_steps: int = 40, sa_walkers: int = 64, feature_budget: int = 24,
-                 transfer: list[rec.Record] | None = None):
+                 transfer: list[rec.Record] | None = None, pretrained=True):
         super().__init__(task, seed)
-        self.model = XGBCostModel(seed=seed)
+        from .pretrained import prior
+        # the pre-trained model picks the first batch of a large space, where a random batch is
+        # weakest; a space of up to EXHAUSTIVE configs is ranked whole by the task's own model after
+        # one batch, and on a replayed matmul space the prior's cluster of near-best configs made
+        # the final pick worse, not better (tests/autotune/test_timing_table.py)
+        large = len(self.space) > self.EXHAUSTIVE
+        self.model = XGBCostModel(seed=seed, base=prior(pretrained) if large else None)
         self.knob_model = XGBCostModel(seed=seed)
         self.plan_size = plan_size
         self.epsilon = epsilon
@@ -363,12 +370,15 @@ class XGBTuner(Tuner):
             d = self.space.default_index()
             if d not in self.visited:
                 out.append(d)
-        if not self._plan and (self.model.booster is not None):
+        if not self._plan and self.model.ready:
             self._plan = self._search()
         tries = 0
         while len(out) < n and len(self.visited) + len(out) < len(self.space) and tries < 100 * n:
             tries += 1
-            use_plan = bool(self._plan) and self.rng.random() > self.epsilon
+            # ranked by the prior alone (nothing measured yet), half the batch stays random: a
+            # batch of the prior's favourites alone is too alike to teach the task's own model
+            eps = self.epsilon if self.model.booster is not None else 0.5
+            use_plan = bool(self._plan) and self.rng.random() > eps
             i = self._plan.pop(0) if use_plan else self.space.sample(self.rng)
             if i not in self.visited and i not in out:
                 out.append(i)
@@ -380,7 +390,11 @@ class XGBTuner(Tuner):
         if size <= self.EXHAUSTIVE:
             cand = [i for i in range(size) if i not in self.visited and self.space.valid(i)]
         else:
-            self._anneal()
+            if self.knob_model.booster is None:     # nothing measured: a wide sample ranked by the prior
+                sample = {self.space.sample(self.rng) for _ in range(self.PRIOR_SAMPLE)}
+                self.features([i for i in sample if i not in self.visited])
+            else:
+                self._anneal()
             cand = [i for i in self._features if i not in self.visited]
         if not cand:
             return []

@@ -37,7 +37,7 @@ class AutoScheduler(Tuner):
     batch_size = 8
 
     def __init__(self, task, seed: int = 0, population: int = 32, generations: int = 2,
-                 epsilon: float = 0.1, plan: int = 16):
+                 epsilon: float = 0.1, plan: int = 16, pretrained=True):
         from .workload import AutoTask
         if not isinstance(task, AutoTask):
             from te.ops.knobs import ConfigError
@@ -45,7 +45,8 @@ class AutoScheduler(Tuner):
                               f"{task} is a template task: tune it with autotune.XGBTuner")
         super().__init__(task, seed)
         self.policy = SketchPolicy(task)
-        self.model = XGBCostModel(seed=seed)
+        from ..pretrained import prior
+        self.model = XGBCostModel(seed=seed, base=prior(pretrained))
         self.population = population
         self.generations = generations
         self.epsilon = epsilon
@@ -128,10 +129,10 @@ class AutoScheduler(Tuner):
         if 0 not in self.visited:
             out.append(0)                       # the default schedule: the reference speed
         self._pending = [i for i in self._pending if i not in self.visited]
-        if self.model.booster is not None and len(self._pending) < n:
+        if self.model.ready and len(self._pending) < n:
             self._pending = self._evolve()      # lowering candidates for features is the search's cost:
                                                 # one evolution serves `plan` trials
-        n_random = max(1, int(round(n * self.epsilon))) if self.model.booster is not None else n
+        n_random = max(1, int(round(n * self.epsilon))) if self.model.ready else n
         while len(out) < n - n_random and self._pending:
             i = self._pending.pop(0)
             if i not in self.visited and i not in out:

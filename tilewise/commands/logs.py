@@ -21,6 +21,9 @@ Inspect tuning logs (JSON lines, one record per measurement; see tuning_logs/REA
          records), and an existing output is replaced only if it is a tuning log
   stats  per log: lines, records, bad lines, ISAs; per workload: errors by kind and the
          machines that timed the records (those measured on a Dask cluster name theirs)
+  pretrain  train the cost model every search starts from (autotune.pretrained) on full
+         tuning logs (every trial: the logs 'tilewise tune --log' writes, not merged best-only
+         ones) and write it (-o, default tuning_logs/cost_model.json, which ships)
 
 Every log is validated as it is read (format version, the type of every field, target,
 workload arguments, configs that fit their template); bad lines, and lines longer than
@@ -30,14 +33,16 @@ EXAMPLES = """\
   tilewise logs show resnet50.jsonl
   tilewise logs best resnet50.jsonl other.jsonl
   tilewise logs merge a.jsonl b.jsonl -o tuning_logs/resnet50.jsonl
-  tilewise logs stats resnet50.jsonl"""
+  tilewise logs stats resnet50.jsonl
+  tilewise logs pretrain resnet50-full.jsonl encoder-full.jsonl"""
 
 
 def register(sub, common) -> None:
     p = add_parser(sub, common, "logs", "inspect, merge and summarise tuning logs", DESCRIPTION, EXAMPLES)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, summary in (("show", "records per workload and target"), ("best", "best config per workload"),
-                          ("merge", "merge logs into a compact best-only log"), ("stats", "counts and errors")):
+                          ("merge", "merge logs into a compact best-only log"), ("stats", "counts and errors"),
+                          ("pretrain", "train the cost model searches start from")):
         a = actions.add_parser(name, parents=[common], help=summary, description=summary,
                                epilog="example:\n  " + next(e.strip() for e in EXAMPLES.splitlines()
                                                             if f"logs {name}" in e),
@@ -54,6 +59,9 @@ def register(sub, common) -> None:
                                 "refused: the merge would replace its records), and an existing OUT is "
                                 "replaced only if it is a tuning log")
             a.add_argument("--all-records", action="store_true", help="keep every distinct record, not only the best")
+        if name == "pretrain":
+            a.add_argument("-o", "--output", metavar="MODEL.json",
+                           help="where to write the model (default: tuning_logs/cost_model.json)")
         a.set_defaults(run=globals()[f"_{name}"])
 
 
@@ -162,6 +170,23 @@ def _best(args) -> int:
     say(table(["task", "ISA", "best time", "GFLOP/s", "config"], rows, "llrrl"))
     if args.all_isas:
         _isa_legend({r.isa for r in records})
+    return 0
+
+
+def _pretrain(args) -> int:
+    from autotune import pretrained
+    records, _ = _read(args.files, args.workload)
+    out = args.output or str(pretrained.MODEL_FILE)
+    if os.path.isdir(out):
+        raise CLIError(f"-o {out}: is a folder; give the model's file name")
+    say(f"pretraining on {len(records)} record(s) (up to {pretrained.PER_TASK} per task)...")
+    try:
+        model = pretrained.train(records)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    pretrained.save(model, out)
+    tasks, n = model.trained_on
+    say(f"wrote {out}: a ranking model of {tasks} task(s) from {n} record(s), features {pretrained.FEATURES}")
     return 0
 
 

@@ -1,0 +1,126 @@
+"""A cost model pre-trained on full tuning logs, shipped beside the shared logs, that starts every search.
+
+A new search has measured nothing, so its own cost model cannot rank its first batch: without a
+prior that batch is random.  The loop-IR features (autotune.features) have one length for every
+kernel, template or auto-scheduled, so one XGBoost ranking model trained on many tasks' records
+(each task one ranking group: only the order within a task matters, so throughputs need no
+normalising across tasks) ranks configs of a task it has never seen.  `train` makes it from full
+tuning logs (every trial, not the best-only logs tuning_logs/ keeps) and `save` writes it to
+tuning_logs/cost_model.json; the tuners (XGBTuner, AutoScheduler) load it with `load` and rank
+their first batch by it (XGBCostModel's `base`), then their own measurements take over.
+
+The file records the feature layout it was trained on (FEATURES, the vector length); a model of
+another layout is ignored with one log line (`tilewise logs pretrain` remakes it).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+
+from . import record as rec
+from .features import LENGTH, config_features
+from .shared_logs import REPO_LOGS
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = REPO_LOGS / "cost_model.json"
+FEATURES = f"loop-ir-v1/{LENGTH}"       # bump the version when autotune.features changes meaning
+PER_TASK = 96                            # records per task used for training (a random sample)
+
+
+def training_groups(records: list[rec.Record], per_task: int = PER_TASK, seed: int = 0,
+                    exclude: set[str] = frozenset()) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """(features, throughput, weight) per template workload of the records (each with 2 or more
+    records, successful or failed), up to per_task records each; workloads in `exclude` are left
+    out (a held-out task)."""
+    from te.target import parse
+
+    from .task import create_task, parse_workload
+    by_task: dict[tuple[str, str], list[rec.Record]] = {}
+    for r in records:
+        if r.workload not in exclude:
+            by_task.setdefault((r.workload, r.target), []).append(r)
+    rng = random.Random(seed)
+    groups = []
+    for (workload, target), rs in by_task.items():
+        if len(rs) < 2:
+            continue
+        try:
+            name, args = parse_workload(workload)
+            task = create_task(name, args, parse(target or None))
+        except Exception as e:          # an auto-scheduled model kernel (no DAG here), a stale template
+            log.debug("pretraining: %s skipped (%s)", workload[:80], e)
+            continue
+        sample = rng.sample(rs, min(per_task, len(rs)))
+        xs, ys = [], []
+        for r in sample:
+            try:
+                idx = task.config_space.from_json(r.config).index
+            except (ValueError, TypeError):
+                continue
+            xs.append(config_features(task, idx))
+            ys.append(task.flops / r.cost if r.ok and r.cost > 0 else 0.0)
+        if len(ys) > 1 and max(ys) > 0:
+            groups.append((np.array(xs, np.float32), np.array(ys), 1.0))
+    return groups
+
+
+def train(records: list[rec.Record], exclude: set[str] = frozenset(), rounds: int = 120):
+    """The pre-trained XGBCostModel of the records' tasks (see training_groups)."""
+    from .cost_model import XGBCostModel
+    groups = training_groups(records, exclude=exclude)
+    if not groups:
+        raise ValueError("no task in the logs has two or more usable records to rank: pretraining "
+                         "needs full tuning logs (every trial), not best-only ones")
+    model = XGBCostModel(num_rounds=rounds)
+    model.fit(groups)
+    model.trained_on = (len(groups), sum(len(g[1]) for g in groups))
+    return model
+
+
+def save(model, path: str | os.PathLike = MODEL_FILE) -> None:
+    """Write the model with its feature layout (atomically)."""
+    raw = bytearray(model.booster.save_raw("json"))
+    body = {"features": FEATURES, "tasks": model.trained_on[0], "records": model.trained_on[1],
+            "booster": json.loads(raw.decode())}
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(body, f, separators=(",", ":"))
+    os.replace(tmp, path)
+
+
+@functools.lru_cache(maxsize=4)
+def load(path: str | os.PathLike = MODEL_FILE):
+    """The pre-trained xgboost Booster, or None (no file, or one of another feature layout)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        body = json.loads(p.read_text())
+        if body.get("features") != FEATURES:
+            log.info("%s was trained on features %s, these are %s: not used (remake it with "
+                     "'tilewise logs pretrain')", p, body.get("features"), FEATURES)
+            return None
+        import xgboost as xgb
+        booster = xgb.Booster()
+        booster.load_model(bytearray(json.dumps(body["booster"]).encode()))
+        return booster
+    except (OSError, ValueError, KeyError) as e:
+        log.warning("%s: not a pre-trained cost model (%s); searches start without one", p, e)
+        return None
+
+
+def prior(pretrained):
+    """A tuner's `pretrained` argument as the Booster its cost model starts from: True the shipped
+    model (None if there is none), False none, else the Booster (or XGBCostModel) given."""
+    if pretrained is True:
+        return load()
+    if pretrained is False or pretrained is None:
+        return None
+    return getattr(pretrained, "booster", pretrained)

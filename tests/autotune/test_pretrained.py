@@ -1,0 +1,65 @@
+"""The pre-trained cost model: trained on full logs, shipped, read back, and starting a search."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import autotune
+from autotune import pretrained
+from autotune import record as rec
+from autotune.features import config_features
+from te.target import host
+
+
+def _full_log(task, n=12, seed=0):
+    """Records of n configs of task with made-up costs that favour larger tiles (any order will do)."""
+    rng = np.random.default_rng(seed)
+    sp = task.config_space
+    out = []
+    for i in rng.choice(len(sp), n, replace=False):
+        i = int(i)
+        if not sp.valid(i):
+            continue
+        cfg = sp.get(i)
+        cost = 1e-3 / (1 + sum(v for v in np.ravel(config_features(task, i))[:8]))
+        out.append(rec.Record(workload=task.workload_key, config=cfg.to_json(), costs=[cost],
+                              isa=task.target.isa, cpu="cpu", target=str(task.target)))
+    return out
+
+
+def test_the_shipped_model_loads_with_this_feature_layout():
+    """tuning_logs/cost_model.json must match autotune.features (remake it with 'tilewise logs pretrain')."""
+    assert pretrained.MODEL_FILE.is_file()
+    assert pretrained.load() is not None
+
+
+def test_trained_saved_and_loaded_it_ranks_and_starts_a_large_search(tmp_path):
+    tasks = [autotune.create_task("matmul", (m, 64, 64, "float32")) for m in (64, 96)]
+    records = [r for t in tasks for r in _full_log(t)]
+    model = pretrained.train(records)
+    path = tmp_path / "model.json"
+    pretrained.save(model, path)
+    booster = pretrained.load(path)
+    assert booster is not None
+    X = np.stack([config_features(tasks[0], i) for i in range(4)])
+    np.testing.assert_allclose(booster.predict(__import__("xgboost").DMatrix(X)), model.predict(X), rtol=1e-5)
+    big = autotune.create_task("conv2d_nchw", ((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1),
+                                               (1, 1), 1, "float32"))
+    tuner = autotune.XGBTuner(big, pretrained=booster)
+    assert len(big.config_space) > tuner.EXHAUSTIVE and tuner.model.ready     # ranks before measuring
+    first = tuner.next_batch(8)
+    assert len(first) == 8 and first[0] == big.config_space.default_index()
+    assert len(tuner._features) >= tuner.PRIOR_SAMPLE // 2      # a wide sample was ranked by the prior
+    small = autotune.XGBTuner(tasks[0], pretrained=booster)      # a small space: ranked whole by its own model
+    assert not small.model.ready
+
+
+def test_best_only_logs_cannot_pretrain_and_a_foreign_layout_is_ignored(tmp_path, caplog):
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    with pytest.raises(ValueError, match="full tuning logs"):
+        pretrained.train(_full_log(task)[:1])
+    caplog.set_level("INFO", logger="autotune.pretrained")
+    path = tmp_path / "old.json"
+    path.write_text('{"features": "loop-ir-v0/1", "booster": {}}')
+    assert pretrained.load(path) is None
+    assert "remake it" in caplog.text
