@@ -215,7 +215,7 @@ class DepthwiseConv(_Conv):
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         x, w, bias = (list(inputs) + [None])[:3]
-        return depthwise_conv2d_nchw(x, w, wl.geometry, bias, name=name or "depthwise_conv2d")
+        return depthwise_conv2d_nchw(x, w, wl.geometry, bias, name=name or "depthwise_conv2d", target=target)
 
     def schedule(self, s, out, final, cfg, target):
         schedule_depthwise_cfg(cfg, s, out, final, target)
