@@ -61,6 +61,19 @@ def pad_nchw_phased(x: te.Tensor, top: int, left: int, bottom: int, sw: int, min
     return xs, col0
 
 
+def channel_source(C: int, mult: int, shuffle: int, name: str):
+    """k -> the input channel output channel k reads: k // mult, through the channel shuffle of
+    `shuffle` groups if there is one."""
+    if shuffle > 1 and C % shuffle:
+        raise ValueError(f"{name}: a channel shuffle of {shuffle} groups needs channels in multiples of it, "
+                         f"got {C}")
+
+    def src(k):
+        c = k // mult if mult > 1 else k
+        return c % shuffle * (C // shuffle) + c // shuffle if shuffle > 1 else c
+    return src
+
+
 def row_lanes(width: int, limit: int = 64) -> int:
     """Vector width for a row of `width` outputs: the whole row when it fits `limit` lanes, else a divisor."""
     if width <= limit:
@@ -74,9 +87,11 @@ def row_lanes(width: int, limit: int = 64) -> int:
 def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = None,
                           bias: te.Tensor | None = None, epilogue: Epilogue | None = None,
                           strides=(1, 1), padding: Padding = 0, dilation=(1, 1),
-                          name: str = "depthwise_conv2d", target: Target | None = None) -> te.Tensor:
+                          name: str = "depthwise_conv2d", target: Target | None = None,
+                          shuffle: int = 0) -> te.Tensor:
     """Depthwise conv (groups == channels, w of shape (C * multiplier, 1, R, S)) in NCHW, for
-    target (None: this machine)."""
+    target (None: this machine).  `shuffle` G > 1 reads x through ShuffleNet's channel shuffle
+    of G groups: channel c of the conv's input is x's channel (c % G) * (C / G) + c // G."""
     if g is None:
         g = geometry(x.shape, w.shape, strides, padding, dilation, groups=x.shape[1])
     if not g.depthwise:
@@ -85,8 +100,9 @@ def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = N
     mult = g.K // g.C
     sw = g.sw
     N, C, H, W = x.shape
+    src = channel_source(C, mult, shuffle, name)
     if g.sh == g.sw == 1:
-        return _depthwise_flat(x, w, g, bias, epilogue, name, parse(target))
+        return _depthwise_flat(x, w, g, bias, epilogue, name, parse(target), src)
     rr = te.reduce_axis((0, g.R), name="rr")
     rs = te.reduce_axis((0, g.S), name="rs")
     # stride 2 with a chunked pad: compute the row at stride 1 and keep every other column (twice the
@@ -99,7 +115,7 @@ def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = N
         off = col0 - g.pl
 
         def acc_f(n, k, oh, ow):
-            return te.sum(xp[n, k // mult if mult > 1 else k, oh * g.sh + rr * g.dh, ow + rs * g.dw + off]
+            return te.sum(xp[n, src(k), oh * g.sh + rr * g.dh, ow + rs * g.dw + off]
                           * w[k, 0, rr, rs], axis=[rr, rs])
         acc = te.compute((N, g.K, g.OH, W1), acc_f, name=f"{name}.acc", tag="depthwise.acc")
     else:
@@ -111,7 +127,7 @@ def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = N
 
         def acc_f(n, k, oh, ow):
             col = rs * g.dw + off
-            return te.sum(xp[n, k // mult if mult > 1 else k, oh * g.sh + rr * g.dh, col % sw, ow + col // sw]
+            return te.sum(xp[n, src(k), oh * g.sh + rr * g.dh, col % sw, ow + col // sw]
                           * w[k, 0, rr, rs], axis=[rr, rs])
         acc = te.compute((N, g.K, g.OH, g.OW), acc_f, name=f"{name}.acc", tag="depthwise.acc")
 
@@ -148,7 +164,7 @@ def flat_layout(OH: int, width: int, taps: int, lanes: int) -> tuple[int, int]:
 
 
 def _depthwise_flat(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | None,
-                    epilogue: Epilogue | None, name: str, target: Target) -> te.Tensor:
+                    epilogue: Epilogue | None, name: str, target: Target, src) -> te.Tensor:
     """A stride-1 depthwise conv on the flattened padded plane (the module docstring).
 
     The padded plane holds row h of x at row h + top + 1, columns [0, W), zeros after them: a
@@ -156,7 +172,6 @@ def _depthwise_flat(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor
     so rows of Wp >= W + max(left, right) columns pad both sides, and the copy clamps its column
     only from above (one masked vector load, no gather)."""
     N, C, H, W = x.shape
-    mult = g.K // g.C
     Wp, chunk = flat_layout(g.OH, max(g.OW, W + max(g.pl, g.pr)), g.R * g.S, target.lanes(x.dtype))
     Lp = g.OH * Wp
     base = Wp - g.pl                                    # flat offset of tap (0, 0) from output 0
@@ -175,7 +190,7 @@ def _depthwise_flat(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor
 
     def acc_f(n, k, q):
         f = q + rr * (g.dh * Wp) + rs * g.dw + base
-        return te.sum(xp[n, k // mult if mult > 1 else k, f // Wp, f % Wp] * w[k, 0, rr, rs], axis=[rr, rs])
+        return te.sum(xp[n, src(k), f // Wp, f % Wp] * w[k, 0, rr, rs], axis=[rr, rs])
     acc = te.compute((N, g.K, Lp), acc_f, name=f"{name}.acc", tag="depthwise.flat_acc")
 
     def out_f(n, k, oh, ow):

@@ -4,9 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import autotune
 import te
 from te import ops
-from te.ops import depthwise
+from te.ops import depthwise, registry
+from te.ops.registry import ConvWorkload
 from te.codegen_llvm import codegen
 from te.target import host
 
@@ -55,3 +57,36 @@ def test_the_flat_kernel_gathers_nothing():
     assert "min(col, 13)" in str(func)
     ir = str(codegen([func], host()).module)
     assert "gather" not in ir and "llvm.fma" in ir
+
+
+@pytest.mark.parametrize("stride, mult", [(1, 1), (2, 1), (1, 2)])
+def test_a_channel_shuffle_is_read_through(stride, mult, rng):
+    """shuffle=G reads channel c at (c % G) * (C / G) + c // G: the ONNX Reshape-Transpose-Reshape."""
+    C, G = 12, 4
+    x = te.placeholder((1, C, 10, 10), "float32", name="x")
+    w = te.placeholder((C * mult, 1, 3, 3), "float32", name="w")
+    y = depthwise.depthwise_conv2d_nchw(x, w, strides=(stride, stride), padding=1, target=host(), shuffle=G)
+    f = te.build(ops.schedule([y]), [x, w, y])
+    xn, wn = (rng.standard_normal(t.shape).astype(np.float32) for t in (x, w))
+    out = np.zeros(y.shape, np.float32)
+    f(xn, wn, out)
+    shuffled = xn.reshape(1, G, C // G, 10, 10).transpose(0, 2, 1, 3, 4).reshape(1, C, 10, 10)
+    np.testing.assert_allclose(out, conv_ref(shuffled, wn, (stride, stride), (1, 1, 1, 1), groups=C),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_a_shuffle_that_does_not_divide_the_channels_is_refused():
+    x = te.placeholder((1, 10, 6, 6), "float32", name="x")
+    w = te.placeholder((10, 1, 3, 3), "float32", name="w")
+    with pytest.raises(ValueError, match="dw7: a channel shuffle of 4 groups"):
+        depthwise.depthwise_conv2d_nchw(x, w, padding=1, name="dw7", shuffle=4)
+
+
+def test_only_the_depthwise_kernel_runs_a_shuffled_workload_and_its_task_keeps_the_shuffle():
+    wl = ConvWorkload((1, 8, 6, 6), (8, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 8, shuffle=2)
+    assert [i.name for _, i in registry.candidates(wl, host())] == ["conv2d.depthwise"]
+    impl = registry.select(wl, host())
+    task = autotune.create_task(impl.template, impl.args(wl))
+    assert task.args[-1] == 2 and impl.workload(task.args) == wl
+    plain = ConvWorkload((1, 8, 6, 6), (8, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 8)
+    assert len(impl.args(plain)) == 6          # unshuffled workloads keep their task keys
