@@ -5,6 +5,7 @@
     conv2d.winograd   template conv2d_nchw_winograd   winograd.py  weights [6, 6, K/bn, C, bn], transformed
     conv2d.winograd_f2  template conv2d_nchw_winograd_f2  winograd.py  weights [4, 4, K/bn, C, bn], transformed
     conv2d.depthwise  template depthwise_conv2d_nchw  depthwise.py weights as they are
+    conv2d.grouped_gemm1x1  template conv2d_grouped_1x1  grouped_conv.py (registered there)  weights [G, Mg/bm, C/G, bm]
     conv2d.nchwc      (no template)                   conv2d_nchwc.py  weights OIHW[b]i[b]o
     matmul.packed     template matmul                 matmul.py    B as it is (packed inside the kernel)
     matmul.rows       template matmul_rows            matmul.py    B as it is
