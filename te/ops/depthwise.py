@@ -229,7 +229,9 @@ def _schedule_flat(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, acc: t
     # runs side by side, so the taps' FMA chains interleave: enough independent vectors to cover
     # the FMA latency on both ports (FMAS_IN_FLIGHT), within the accumulator registers
     runs, nv = acc.shape[2] // chunk, -(-chunk // target.lanes(acc.dtype))
-    cfg.define_knob("runs_together", [1, 2, 4], default=largest_divisor(runs, max(1, FMAS_IN_FLIGHT // nv)))
+    options = [1, 2, 4, 8]
+    cfg.define_knob("runs_together", options,
+                    default=max(o for o in options if runs % o == 0 and (o == 1 or o * nv <= FMAS_IN_FLIGHT)))
     together = cfg["runs_together"].val if runs % cfg["runs_together"].val == 0 else 1
     together = min(together, max(1, target.acc_vectors // nv))
     qoo, qoi = s[acc].split(qo, factor=together)

@@ -16,14 +16,16 @@ from .conv_reference import conv_ref
 
 
 # (input, weight, pads (top, left, bottom, right), dilation): ShuffleNet's and MobileNet's maps,
-# a multiplier, uneven pads, a 5x3 filter, dilation, no padding, a row wider than one run
+# a multiplier, uneven pads, a 5x3 filter, dilation, no padding, a row wider than one run, an odd
+# number of one-vector runs
 @pytest.mark.parametrize("xs, ws, pads, dil", [((1, 6, 28, 28), (6, 1, 3, 3), (1, 1, 1, 1), (1, 1)),
                                                ((1, 5, 14, 14), (5, 1, 3, 3), (1, 1, 1, 1), (1, 1)),
                                                ((1, 8, 7, 7), (16, 1, 3, 3), (1, 1, 1, 1), (1, 1)),
                                                ((1, 4, 9, 13), (4, 1, 5, 3), (2, 1, 2, 0), (1, 1)),
                                                ((1, 8, 11, 11), (8, 1, 3, 3), (2, 2, 2, 2), (2, 2)),
                                                ((1, 5, 6, 6), (5, 1, 3, 3), (0, 0, 0, 0), (1, 1)),
-                                               ((1, 3, 5, 70), (3, 1, 3, 3), (1, 1, 1, 1), (1, 1))])
+                                               ((1, 3, 5, 70), (3, 1, 3, 3), (1, 1, 1, 1), (1, 1)),
+                                               ((1, 4, 5, 12), (4, 1, 3, 3), (1, 1, 1, 1), (1, 1))])
 def test_stride_1_matches_numpy_with_bias_and_activation(xs, ws, pads, dil, rng):
     x = te.placeholder(xs, "float32", name="x")
     w = te.placeholder(ws, "float32", name="w")
