@@ -31,11 +31,13 @@ def _run(task, cfg, x, w, bias=None, prepacked=False):
 
 
 # (input, weight, groups, stride): ShuffleNet's channels per group (34 rows: no tile of 4 divides
-# them), pixels the tile does not divide (a packed, padded input), a strided conv, few input channels
+# them), pixels the tile does not divide (a packed, padded input), a strided conv, few input channels,
+# 784 pixels (a tile of 7 vectors, wider than one loop may be vectorized: unrolled vector by vector)
 @pytest.mark.parametrize("xs, ws, groups, stride", [((1, 136, 14, 14), (136, 34, 1, 1), 4, 1),
                                                     ((1, 24, 16, 16), (112, 6, 1, 1), 4, 1),
                                                     ((1, 32, 7, 7), (48, 16, 1, 1), 2, 1),
-                                                    ((1, 24, 12, 12), (30, 8, 1, 1), 3, 2)])
+                                                    ((1, 24, 12, 12), (30, 8, 1, 1), 3, 2),
+                                                    ((1, 8, 28, 28), (8, 4, 1, 1), 2, 1)])
 def test_every_tile_matches_numpy(xs, ws, groups, stride, rng):
     wl = _workload(xs, ws, groups, stride)
     impl = registry.IMPLEMENTATIONS[IMPL]
@@ -54,6 +56,8 @@ def test_every_tile_matches_numpy(xs, ws, groups, stride, rng):
         tiles.add(tile)
         np.testing.assert_allclose(_run(task, cfg, x, w), want, rtol=1e-4, atol=1e-4, err_msg=str(cfg))
     assert len(tiles) >= 3
+    if xs[2] == 28:
+        assert any(bn > grouped_conv.MAX_LANES for _, bn in tiles)
     d = sp.get(sp.default_index())
     np.testing.assert_allclose(_run(task, d, x, w, prepacked=True), want, rtol=1e-4, atol=1e-4)
 
