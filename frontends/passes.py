@@ -1,6 +1,7 @@
 """Graph passes: dead node elimination, BatchNorm and per-channel affine folding into Conv/Gemm,
-quantised Conv/MatMul/Gemm as int8 anchors (qdq.py), layout propagation to NCHW[x]c (opt-in), and fusion of elementwise chains into the kernel they
-follow.
+quantised Conv/MatMul/Gemm as int8 anchors (qdq.py), channel shuffles folded into the depthwise
+convs that read them (shuffle.py), layout propagation to NCHW[x]c (opt-in), and fusion of
+elementwise chains into the kernel they follow.
 
 Every pass takes a Graph and returns a new Graph (the input is not changed).  `run_passes`
 applies the default pipeline; `print_passes` shows the graph before and after each pass.
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .graph import Graph, Node
+from .shuffle import fold_channel_shuffle
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +289,7 @@ def quantize_int8(g: Graph) -> Graph:
     return rewrite(g)
 
 
-PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm, quantize_int8]
+PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm, quantize_int8, fold_channel_shuffle]
 LAYOUTS = {None: [], "NCHW": [], "NCHWc": [propagate_nchwc]}     # layout passes also take the target
 
 

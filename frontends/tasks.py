@@ -52,7 +52,8 @@ def workload_of(node: Node, g: Graph) -> registry.Workload | None:
         if isinstance(pads, str):
             pads = resolve_padding(pads, x[2:], w[2:], strides, dil)
         return registry.ConvWorkload(x, w, strides, tuple(int(p) for p in pads), dil,
-                                     int(node.attrs.get("group", 1)), g.info(node.inputs[0]).dtype, layout, block)
+                                     int(node.attrs.get("group", 1)), g.info(node.inputs[0]).dtype, layout, block,
+                                     int(node.attrs.get("channel_shuffle", 0)))    # frontends/shuffle.py
     if node.op == "Gemm" and node.attrs.get("transA", 0) == 0:
         a, b = g.info(node.inputs[0]), g.info(node.inputs[1]).shape
         tb = bool(node.attrs.get("transB", 0))

@@ -115,7 +115,9 @@ def _merge_divmod(lin: Linear, memo: dict) -> Linear:
         c = int(atom.b.value)
         if c <= 0 or coeff % c:
             continue
-        mkey = skey(BinOp(BinOpKind.FLOORMOD, atom.a, atom.b, atom.dtype), memo)
+        # no memo for this temporary: memo is keyed by id(), and a freed temporary's id is reused
+        # by the next one, which would then get this key
+        mkey = skey(BinOp(BinOpKind.FLOORMOD, atom.a, atom.b, atom.dtype))
         if key not in lin.terms or mkey not in lin.terms or lin.terms[mkey][1] * c != coeff:
             continue
         m = lin.terms[mkey][1]

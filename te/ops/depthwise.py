@@ -5,11 +5,18 @@ vectorizes along the output row instead, keeping a few rows of outputs in regist
 R x S taps stream by.  Stride 2 is computed at stride 1 over the row and every other column
 kept (twice the FMAs, but contiguous loads and a pad that is a plain copy); other strides split
 the padded input by column phase, [N, C, Hp, sw, Wp/sw], so a strided read becomes contiguous.
+
+At stride 1 the kernel works on the flattened padded plane instead (`flat`): with rows of
+Wp = W + left + right columns, output (oh, ow) sits at flat position oh * Wp + ow of an
+accumulator whose tap (r, s) reads the padded plane at flat offset r * Wp + s, so every tap is a
+run of whole vectors however narrow the rows (a 7-wide row fills 7 of 16 lanes; a 7x7 map
+flattened fills 63 of 64).  The Wp - OW positions per row that straddle two rows are computed
+and dropped.  Each parallel task pads one channel's plane, which stays in L1 for the taps.
 """
 from __future__ import annotations
 
 import te
-from te.target import Target
+from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor
 from .conv2d import _schedule_pad, _tile_candidates
@@ -54,6 +61,19 @@ def pad_nchw_phased(x: te.Tensor, top: int, left: int, bottom: int, sw: int, min
     return xs, col0
 
 
+def channel_source(C: int, mult: int, shuffle: int, name: str):
+    """k -> the input channel output channel k reads: k // mult, through the channel shuffle of
+    `shuffle` groups if there is one."""
+    if shuffle > 1 and C % shuffle:
+        raise ValueError(f"{name}: a channel shuffle of {shuffle} groups needs channels in multiples of it, "
+                         f"got {C}")
+
+    def src(k):
+        c = k // mult if mult > 1 else k
+        return c % shuffle * (C // shuffle) + c // shuffle if shuffle > 1 else c
+    return src
+
+
 def row_lanes(width: int, limit: int = 64) -> int:
     """Vector width for a row of `width` outputs: the whole row when it fits `limit` lanes, else a divisor."""
     if width <= limit:
@@ -67,8 +87,11 @@ def row_lanes(width: int, limit: int = 64) -> int:
 def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = None,
                           bias: te.Tensor | None = None, epilogue: Epilogue | None = None,
                           strides=(1, 1), padding: Padding = 0, dilation=(1, 1),
-                          name: str = "depthwise_conv2d") -> te.Tensor:
-    """Depthwise conv (groups == channels, w of shape (C * multiplier, 1, R, S)) in NCHW."""
+                          name: str = "depthwise_conv2d", target: Target | None = None,
+                          shuffle: int = 0) -> te.Tensor:
+    """Depthwise conv (groups == channels, w of shape (C * multiplier, 1, R, S)) in NCHW, for
+    target (None: this machine).  `shuffle` G > 1 reads x through ShuffleNet's channel shuffle
+    of G groups: channel c of the conv's input is x's channel (c % G) * (C / G) + c // G."""
     if g is None:
         g = geometry(x.shape, w.shape, strides, padding, dilation, groups=x.shape[1])
     if not g.depthwise:
@@ -77,6 +100,9 @@ def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = N
     mult = g.K // g.C
     sw = g.sw
     N, C, H, W = x.shape
+    src = channel_source(C, mult, shuffle, name)
+    if g.sh == g.sw == 1:
+        return _depthwise_flat(x, w, g, bias, epilogue, name, parse(target), src)
     rr = te.reduce_axis((0, g.R), name="rr")
     rs = te.reduce_axis((0, g.S), name="rs")
     # stride 2 with a chunked pad: compute the row at stride 1 and keep every other column (twice the
@@ -89,7 +115,7 @@ def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = N
         off = col0 - g.pl
 
         def acc_f(n, k, oh, ow):
-            return te.sum(xp[n, k // mult if mult > 1 else k, oh * g.sh + rr * g.dh, ow + rs * g.dw + off]
+            return te.sum(xp[n, src(k), oh * g.sh + rr * g.dh, ow + rs * g.dw + off]
                           * w[k, 0, rr, rs], axis=[rr, rs])
         acc = te.compute((N, g.K, g.OH, W1), acc_f, name=f"{name}.acc", tag="depthwise.acc")
     else:
@@ -101,7 +127,7 @@ def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = N
 
         def acc_f(n, k, oh, ow):
             col = rs * g.dw + off
-            return te.sum(xp[n, k // mult if mult > 1 else k, oh * g.sh + rr * g.dh, col % sw, ow + col // sw]
+            return te.sum(xp[n, src(k), oh * g.sh + rr * g.dh, col % sw, ow + col // sw]
                           * w[k, 0, rr, rs], axis=[rr, rs])
         acc = te.compute((N, g.K, g.OH, g.OW), acc_f, name=f"{name}.acc", tag="depthwise.acc")
 
@@ -114,9 +140,117 @@ def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = N
                       attrs={"geometry": g, "subsample": sub})
 
 
+FLAT_CHUNK = 64        # lanes of one run of the flat accumulator (the widest loop te vectorizes)
+FMAS_IN_FLIGHT = 8     # independent FMAs that hide their latency: 4 cycles x 2 ports
+
+
+def flat_layout(OH: int, width: int, taps: int, lanes: int) -> tuple[int, int]:
+    """(Wp, chunk): padded row width (at least `width`) and lanes per run of the flat plane, so
+    that runs tile the OH * Wp positions exactly (a run cut short would put a lane mask on every
+    FMA); a run is whole vectors, or the whole plane when it fits FLAT_CHUNK lanes.  The pick
+    minimises the cycles the runs take: a run's taps are a chain of dependent FMAs on its nv
+    vectors, max(4 * taps, taps * nv / 2) cycles with a 4-cycle FMA latency and two FMA ports;
+    rows may widen by up to half."""
+    best, best_key = (round_up(width, lanes), lanes), None
+    for wp in range(width, width + width // 2 + lanes + 1):
+        plane = OH * wp
+        for chunk in {*range(lanes, FLAT_CHUNK + 1, lanes), *([plane] if plane <= FLAT_CHUNK else [])}:
+            if plane % chunk == 0:
+                nv = -(-chunk // lanes)
+                key = (plane // chunk * max(4 * taps, taps * nv / 2), wp)
+                if best_key is None or key < best_key:
+                    best, best_key = (wp, chunk), key
+    return best
+
+
+def _depthwise_flat(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | None,
+                    epilogue: Epilogue | None, name: str, target: Target, src) -> te.Tensor:
+    """A stride-1 depthwise conv on the flattened padded plane (the module docstring).
+
+    The padded plane holds row h of x at row h + top + 1, columns [0, W), zeros after them: a
+    left pad of column -j is then column Wp - j of the row before, which is zero when Wp >= W + j,
+    so rows of Wp >= W + max(left, right) columns pad both sides, and the copy clamps its column
+    only from above (one masked vector load, no gather)."""
+    N, C, H, W = x.shape
+    Wp, chunk = flat_layout(g.OH, max(g.OW, W + max(g.pl, g.pr)), g.R * g.S, target.lanes(x.dtype))
+    Lp = g.OH * Wp
+    base = Wp - g.pl                                    # flat offset of tap (0, 0) from output 0
+    reach = base + (g.R - 1) * g.dh * Wp + (g.S - 1) * g.dw
+    Hp = max(H + g.pt + 1, -(-(Lp + reach) // Wp))      # rows enough that every run reads inside
+    top = g.pt + 1
+
+    def pad_f(n, c, h, col):
+        hh = h - top
+        inside = te.all(hh >= 0, hh < H, col < W)
+        src = x[n, c, te.min_of(te.max_of(hh, 0), H - 1), te.min_of(col, W - 1)]
+        return te.if_then_else(inside, src, te.const(0, x.dtype))
+    xp = te.compute((N, C, Hp, Wp), pad_f, name=f"{name}.pad", tag="depthwise.flat_pad")
+    rr = te.reduce_axis((0, g.R), name="rr")
+    rs = te.reduce_axis((0, g.S), name="rs")
+
+    def acc_f(n, k, q):
+        f = q + rr * (g.dh * Wp) + rs * g.dw + base
+        return te.sum(xp[n, src(k), f // Wp, f % Wp] * w[k, 0, rr, rs], axis=[rr, rs])
+    acc = te.compute((N, g.K, Lp), acc_f, name=f"{name}.acc", tag="depthwise.flat_acc")
+
+    def out_f(n, k, oh, ow):
+        v = acc[n, k, oh * Wp + ow]
+        if bias is not None:
+            v = v + bias_at(bias, k)
+        return apply_epilogue(epilogue, v, (n, k, oh, ow))
+    return te.compute((N, g.K, g.OH, g.OW), out_f, name=name, tag="depthwise_conv2d_nchw",
+                      attrs={"geometry": g, "flat": chunk, "row": Wp})
+
+
+def _schedule_flat(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, acc: te.Tensor, target: Target) -> None:
+    """One parallel task per (image, channel): pad its plane, accumulate the flat plane run by run
+    (the taps unrolled around one run of vectors), then the epilogue row by row."""
+    g: ConvGeometry = out.op.attrs["geometry"]
+    chunk = out.op.attrs["flat"]
+    xp = input_stage(acc, "depthwise.flat_pad")
+    if final is not out:
+        s[out].compute_inline()
+    n, k, oh, ow = s[final].op.axis
+    nk = s[final].fuse(n, k)
+    parallel_if_worth(s[final], nk, g.flops / 2)
+    # the rows' loop as wide as the padded row (its tail masked on the store), so the
+    # accumulator's inferred extent is the whole OH x Wp plane that the runs tile exactly
+    Wp = out.op.attrs["row"]
+    if Wp <= FLAT_CHUNK:
+        ow = s[final].split(ow, factor=Wp)[1]
+    elif g.OW > FLAT_CHUNK:
+        ow = s[final].split(ow, factor=row_lanes(g.OW))[1]
+    s[final].vectorize(ow)
+
+    s[acc].compute_at(s[final], nk)
+    _, ak, q = s[acc].op.axis
+    rr, rs = s[acc].op.reduce_axis
+    qo, qi = s[acc].split(q, factor=chunk)
+    # runs side by side, so the taps' FMA chains interleave: enough independent vectors to cover
+    # the FMA latency on both ports (FMAS_IN_FLIGHT), within the accumulator registers
+    runs, nv = acc.shape[2] // chunk, -(-chunk // target.lanes(acc.dtype))
+    options = [1, 2, 4, 8]
+    cfg.define_knob("runs_together", options,
+                    default=max(o for o in options if runs % o == 0 and (o == 1 or o * nv <= FMAS_IN_FLIGHT)))
+    together = cfg["runs_together"].val if runs % cfg["runs_together"].val == 0 else 1
+    together = min(together, max(1, target.acc_vectors // nv))
+    qoo, qoi = s[acc].split(qo, factor=together)
+    register_tile(s[acc], [qoo], [rr, rs], [qoi], qi, unroll=[rr, rs])
+
+    s[xp].compute_at(s[acc], ak)        # the task's channel plane (ak has one iteration there)
+    _, _, _, col = s[xp].op.axis
+    if xp.shape[3] > FLAT_CHUNK:
+        col = s[xp].split(col, factor=row_lanes(xp.shape[3]))[1]
+    s[xp].vectorize(col)
+
+
 def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """Schedule a depthwise conv output (and the injective ops fused after it) with cfg's knobs."""
     final = out if final is None else final
+    flat = input_stage(out, "depthwise.flat_acc")
+    if flat is not None:
+        _schedule_flat(cfg, s, out, final, flat, target)
+        return
     acc = input_stage(out, "depthwise.acc")
     if acc is None:
         raise ValueError(f"{out.name} is not the output of te.ops.depthwise_conv2d_nchw")

@@ -5,6 +5,7 @@
     conv2d.winograd   template conv2d_nchw_winograd   winograd.py  weights [6, 6, K/bn, C, bn], transformed
     conv2d.winograd_f2  template conv2d_nchw_winograd_f2  winograd.py  weights [4, 4, K/bn, C, bn], transformed
     conv2d.depthwise  template depthwise_conv2d_nchw  depthwise.py weights as they are
+    conv2d.grouped_gemm1x1  template conv2d_grouped_1x1  grouped_conv.py (registered there)  weights [G, Mg/bm, C/G, bm]
     conv2d.nchwc      (no template)                   conv2d_nchwc.py  weights OIHW[b]i[b]o
     matmul.packed     template matmul                 matmul.py    B as it is (packed inside the kernel)
     matmul.rows       template matmul_rows            matmul.py    B as it is
@@ -196,27 +197,32 @@ class WinogradF2Conv(WinogradConv):
         return ALTERNATIVE
 
 
-def _depthwise(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), dtype: str = "float32"):
-    return _conv(x_shape, w_shape, strides, padding, dilation, x_shape[1], dtype)
+def _depthwise(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), dtype: str = "float32",
+               shuffle: int = 0):
+    return ConvWorkload(freeze(x_shape), freeze(w_shape), freeze(strides), freeze(padding), freeze(dilation),
+                        int(x_shape[1]), dtype, shuffle=int(shuffle))
 
 
 class DepthwiseConv(_Conv):
     """groups == channels: vectors along the output row, the taps streaming by."""
     name, template = "conv2d.depthwise", "depthwise_conv2d_nchw"
     arguments = staticmethod(_depthwise)
+    reads_shuffled = True
 
     def match(self, wl, target):
         return 10 if wl.layout == "NCHW" and wl.geometry.depthwise and wl.dtype != "uint8" else None
 
     def args(self, wl):
-        return (wl.x_shape, wl.w_shape, wl.strides, wl.padding, wl.dilation, wl.dtype)
+        plain = (wl.x_shape, wl.w_shape, wl.strides, wl.padding, wl.dilation, wl.dtype)
+        return plain + (wl.shuffle,) if wl.shuffle > 1 else plain
 
     def workload(self, args):
         return _depthwise(*args)
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         x, w, bias = (list(inputs) + [None])[:3]
-        return depthwise_conv2d_nchw(x, w, wl.geometry, bias, name=name or "depthwise_conv2d")
+        return depthwise_conv2d_nchw(x, w, wl.geometry, bias, name=name or "depthwise_conv2d", target=target,
+                                     shuffle=wl.shuffle)
 
     def schedule(self, s, out, final, cfg, target):
         schedule_depthwise_cfg(cfg, s, out, final, target)
@@ -363,3 +369,4 @@ for _impl in (DirectConv(), Gemm1x1Conv(), WinogradConv(), WinogradF2Conv(), Dep
 
 from . import qnn  # noqa: E402,F401  (the int8 reference implementations)
 from . import int8_implementations  # noqa: E402,F401  (the fast int8 implementations register themselves)
+from . import grouped_conv  # noqa: E402,F401  (grouped 1x1 convs as one GEMM per group)

@@ -44,7 +44,9 @@ class ConvWorkload:
     """A 2-D convolution: logical NCHW input and OIHW weight shapes, padding (top, left, bottom, right).
 
     `layout` "NCHWc" (with its channel `block`) is a conv of a chain that passes.propagate_nchwc
-    moved into the packed layout: its input arrives packed."""
+    moved into the packed layout: its input arrives packed.  `shuffle` G > 1: the conv reads its
+    input through ShuffleNet's channel shuffle of G groups (frontends/shuffle.py), its channel c
+    being x's channel (c % G) * (C / G) + c // G; only implementations with `reads_shuffled` run it."""
     x_shape: tuple[int, int, int, int]
     w_shape: tuple[int, int, int, int]
     strides: tuple[int, int] = (1, 1)
@@ -54,6 +56,7 @@ class ConvWorkload:
     dtype: str = "float32"
     layout: str = "NCHW"
     block: int = 0
+    shuffle: int = 0
 
     op = "conv2d"
 
@@ -88,6 +91,7 @@ class Implementation:
     weight_index = 1                # which input of the template is the weight
     arguments = None                # a function whose parameters are the template's arguments
     packs_weight = False            # does pack_weight lay the weight out (else the kernel reads it as it is)
+    reads_shuffled = False          # can it read its input through a channel shuffle (ConvWorkload.shuffle)
 
     def match(self, wl: Workload, target: Target) -> int | None:
         """None where this implementation cannot run wl, else its priority (the highest wins)."""
@@ -178,8 +182,9 @@ def _template_view(name: str):
 def candidates(wl: Workload, target: Target) -> list[tuple[int, Implementation]]:
     """(priority, implementation) of every implementation that can run wl, the preferred first."""
     found = []
+    shuffled = getattr(wl, "shuffle", 0) > 1
     for impl in IMPLEMENTATIONS.values():
-        if impl.op == wl.op:
+        if impl.op == wl.op and (impl.reads_shuffled or not shuffled):
             p = impl.match(wl, target)
             if p is not None:
                 found.append((p, impl))

@@ -353,3 +353,12 @@ def test_simplify_with_ranges():
     m = te.simplify((x * 32 + 5) % 32, {x: (0, 10)})
     assert isinstance(m, te.Const) and m.value == 5
     assert te.simplify(x < 11, {x: (0, 10)}).value is True
+
+
+def test_simplify_merges_a_split_index_beside_another_division():
+    """(q // 56) * 56 + q % 56 is q even where another x // 49 precedes it in the sum (a fused
+    loop's index read back as rows and columns: without the merge every lane is a gather)."""
+    f, p = te.var("f"), te.var("p")
+    q = f % 49 * 64 + p
+    e = te.simplify(f // 49 * 87808 + (q // 56) * 56 + q % 56, {f: (0, 195), p: (0, 63)})
+    assert "56" not in str(e), str(e)
