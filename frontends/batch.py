@@ -90,7 +90,12 @@ def import_batched(model, shapes: dict, constants: dict, advice: str, max_batch:
                          f"({', '.join(names)}); give static shapes with --shape / shapes=")
     at = {b: {**shapes, **{x: [b] + dims[1:] for x, (_, dims) in found.items()}} for b in (1, 2)}
     g1 = from_onnx(model, at[1], constants, advice=advice)
-    g2 = from_onnx(model, at[2], constants, advice=advice)
+    try:
+        g2 = from_onnx(model, at[2], constants, advice=advice)
+    except ModelError as e:             # the listing's first problem says where
+        first = str(e).split("\n")[1].strip() if "\n" in str(e) else str(e)
+        raise ModelError(f"the model does not import at batch 2 ({first}): it cannot run with a dynamic "
+                         f"batch; build it for one batch with {_shape_hint(advice, found)}") from None
     carry = batch_values(g1, g2)
     fix = f"it cannot run with a dynamic batch; build it for one batch with {_shape_hint(advice, found)}"
     for what in (_graph_difference(g1, g2, carry), *(mixing_reason(n, g1, carry) for n in g1.nodes)):

@@ -119,9 +119,13 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None, 
     known = {i.name: i.shape for i in graph.inputs}
     for _ in range(8):                 # fold; learn shapes; fold what the shapes decide; repeat
         raw, changed = _fold_nodes(raw, consts, known, problems, opset)
-        if not changed or not any(n.op_type in SHAPE_ONLY for _, n in raw):
+        if not any(n.op_type in SHAPE_ONLY for _, n in raw):
             break
-        known.update(_raw_shapes(m, graph, [n for _, n in raw], consts))
+        # a Shape of an inner value (PyTorch's flatten) folds once inference has shaped it
+        learned = _raw_shapes(m, graph, [n for _, n in raw], consts)
+        if not changed and learned.items() <= known.items():
+            break
+        known.update(learned)
     nodes = _params_to_attrs(raw, consts, problems)             # a Reshape's shape... as attributes
     why: dict[str, str] = {}                                    # node name -> why inference failed on it
     infos = _infer(m, graph, nodes, consts, problems, why)      # ONNX's shape inference
