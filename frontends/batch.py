@@ -5,7 +5,7 @@ compiled once for one image and run image by image up to a declared maximum.
     lib = frontends.build(graph)
     lib.run(None, {"x": np.zeros((5, 3, 224, 224), np.float32)})
 
-The model is imported twice, at batch 1 and at batch 2. A value *carries the batch* when its
+The model is imported at batch 1 and at batch 2 (and at each batch compiled, below). A value *carries the batch* when its
 shape is (1, ...) at batch 1 and (2, ...) at batch 2, the rest the same: its row-major bytes are
 then one contiguous block per image. Every other value must not change with the batch, nor any
 constant or attribute (one that does was computed from the batch size, e.g. a folded Shape)
@@ -13,13 +13,14 @@ except a leading 1 that becomes 2 in a node that produces a batch value (a Resha
 Expand's target). On top of the shapes, `mixing_reason` refuses the ops that keep the batch
 first but combine images: an axis-0 attribute, a Transpose that moves axis 0, a MatMul whose
 right operand is a 2-D batch value, broadcasting that aligns the batch with another axis, a
-recurrence in layout 0. What passes computes each image from that image alone, so the batch-1
-plan, run once per image with per-image offsets into the batch-carrying inputs and outputs
-(te.export.add_model_entry), is the model at any batch.
+recurrence in layout 0. What passes computes each image from that image alone, so static plans
+for a few batches (`batch_sizes`: 1 and the maximum), run on consecutive chunks of the images
+with offsets into the batch-carrying inputs and outputs (te.export.add_model_entry), are the
+model at any batch; frontends/batch_plan.py merges them into one library.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,11 +45,15 @@ AXIS_DEFAULT_0 = {"Gather": "axis", "GatherElements": "axis", "Split": "axis", "
 @dataclass(frozen=True)
 class BatchSpec:
     """A graph's symbolic batch: the dimension's name, the declared maximum, the inputs and
-    outputs that carry it (their leading dimension, 1 in the graph, is the batch)."""
+    outputs that carry it (their leading dimension, 1 in the graph, is the batch), and the
+    batches compiled as static plans (`sizes`, with the graph imported at each in `graphs`): a
+    run takes the largest that fits the images left, again and again."""
     dim: str
     max: int
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+    sizes: tuple[int, ...] = (1,)
+    graphs: dict = field(default_factory=dict, compare=False, repr=False)
 
     def symbolic(self, name: str, shape) -> list:
         """The shape as users see it: the batch dimension's name first for a batch-carrying value."""
@@ -101,8 +106,24 @@ def import_batched(model, shapes: dict, constants: dict, advice: str, max_batch:
     for what in (_graph_difference(g1, g2, carry), *(mixing_reason(n, g1, carry) for n in g1.nodes)):
         if what:
             raise ModelError(f"{what}: {fix}")
-    g1.batch = BatchSpec(names[0], max_batch, tuple(found), tuple(o.name for o in g1.outputs if o.name in carry))
+    graphs = {1: g1, 2: g2}
+    sizes = batch_sizes(max_batch)
+    for b in sizes:
+        if b not in graphs:
+            graphs[b] = from_onnx(model, {**shapes, **{x: [b] + dims[1:] for x, (_, dims) in found.items()}},
+                                  constants, advice=advice)
+            if [(n.op, n.outputs) for n in graphs[b].nodes] != [(n.op, n.outputs) for n in g1.nodes]:
+                raise ModelError(f"the model computes with its batch size (the graph differs at batch 1 "
+                                 f"and {b}): {fix}")
+    g1.batch = BatchSpec(names[0], max_batch, tuple(found), tuple(o.name for o in g1.outputs if o.name in carry),
+                         sizes, {b: graphs[b] for b in sizes})
     return g1
+
+
+def batch_sizes(max_batch: int) -> tuple[int, ...]:
+    """The batches compiled as static plans: one image, and the maximum, so that both run exactly
+    as a static build of that batch does; a batch between runs as max-size chunks, then images."""
+    return tuple(sorted({1, max_batch}))
 
 
 def _shape_hint(advice: str, found: dict) -> str:

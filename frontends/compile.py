@@ -58,8 +58,9 @@ class ModelPlan:
     workspace_bytes: int
     funcs: list = field(default_factory=list)          # LoweredFunc per distinct kernel
     records: list = field(default_factory=list)        # tuning records the kernels use
-    batch: dict | None = None          # a dynamic batch: {"dim", "max"}; the shapes above lead with dim
+    batch: dict | None = None          # a dynamic batch: {"dim", "max", "sizes"}; the shapes above lead with dim
     io_strides: list[int] = field(default_factory=list)  # per io slot, the bytes of one image (0: no batch)
+    variants: list = field(default_factory=list)    # a dynamic batch: (batch, its steps) per compiled batch
 
     @property
     def entry(self) -> str:
@@ -340,21 +341,20 @@ def bind_arguments(g: Graph, ks: Kernels, io_index: dict[str, int], copies: list
 def plan_model(graph: Graph, target: Target, opset: int, history=None,
                layout: str | None = None) -> tuple[ModelPlan, Graph, dict]:
     """The model's plan: passes and fusion, then the four steps below; returns (plan, the graph
-    after passes with its packed constants, params offsets)."""
+    after passes with its packed constants, params offsets). A graph with a dynamic batch
+    (graph.batch) gets one plan per compiled batch, merged (frontends/batch_plan.py)."""
+    if graph.batch is not None:
+        from .batch_plan import plan_batched
+        return plan_batched(graph, target, opset, history, layout)
     g = run_passes(graph, layout, target)
     ks = lower_groups(g, fuse(g), target, opset, history)         # 1. kernels, weights packed
     io_index, copies = io_slots(g)
     param_off, param_bytes = place_weights(g, [[c for c, _ in copies]] + ks.values)       # 2.
     ws_off, ws_bytes = plan_workspace(g, ks.values, io_index, ks.scratch)                   # 3.
     steps = bind_arguments(g, ks, io_index, copies, param_off, ws_off)                       # 4.
-    b = graph.batch
-    mp = ModelPlan(inputs=[io_spec(i, b) for i in g.inputs], outputs=[io_spec(o, b) for o in g.outputs],
+    mp = ModelPlan(inputs=[io_spec(i, None) for i in g.inputs], outputs=[io_spec(o, None) for o in g.outputs],
                    steps=steps, param_bytes=param_bytes, workspace_bytes=ws_bytes, funcs=list(ks.funcs.values()),
                    records=list(ks.records.values()))
-    if b is not None:          # the batch-1 plan runs once per image, io offset by one image each
-        mp.batch = {"dim": b.dim, "max": b.max}
-        mp.io_strides = [_size(t.shape, t.dtype) if t.name in b.inputs + b.outputs else 0
-                         for t in g.inputs + g.outputs]
     return mp, g, param_off
 
 
@@ -397,14 +397,16 @@ class GraphLibrary:
     def summary(self) -> str:
         """Kernels, calls, weights and the peak workspace."""
         mp = self.plan
-        return (f"{len(mp.funcs)} distinct kernels, {len(mp.steps)} calls, weights "
+        each = f" (compiled for batch {', '.join(str(b) for b, _ in mp.variants)})" if mp.batch else ""
+        return (f"{len(mp.funcs)} distinct kernels, {len(mp.steps)} calls{each}, weights "
                 f"{mp.param_bytes / 2**20:.1f} MiB, workspace (peak intermediate memory) "
                 f"{mp.workspace_bytes / 2**20:.1f} MiB")
 
     def _module(self):
         from te.codegen_llvm import codegen
         cg = codegen(self.plan.funcs, self.target)
-        add_model_entry(cg, self.plan.steps, self.plan.funcs, self.plan.batch, self.plan.io_strides)
+        add_model_entry(cg, self.plan.steps, self.plan.funcs, self.plan.batch, self.plan.io_strides,
+                        self.plan.variants)
         return cg
 
     def _compile_jit(self):

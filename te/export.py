@@ -491,19 +491,19 @@ MEMCPY = "memcpy"          # the kernel name of a model step that copies bytes i
 
 
 def add_model_entry(cg: CodeGenLLVM, steps: list, funcs: list[LoweredFunc], batch: dict | None = None,
-                    io_strides: list[int] | None = None) -> None:
+                    io_strides: list[int] | None = None, variants: list | None = None) -> None:
     """Emit a model's entry point into the codegen's module: `i32 tilewise_run(ptr io, ptr params,
-    ptr workspace)`, or with a dynamic batch `i32 tilewise_run_batch(ptr io, ptr params, ptr
-    workspace, i64 batch)`, which checks 1 <= batch <= batch["max"] (else returns
-    runtime.BATCH_ERROR) and runs the steps once per image, io slot k offset by image * io_strides[k]
-    bytes (the workspace is reused: each image runs the whole model before the next).
+    ptr workspace)` running `steps`; or, with a dynamic batch, `i32 tilewise_run_batch(ptr io,
+    ptr params, ptr workspace, i64 batch)`, which checks 1 <= batch <= batch["max"] (else returns
+    runtime.BATCH_ERROR) and runs the images in chunks: each time the steps of the largest
+    compiled batch in `variants` ((size, steps), one has size 1) that fits the images left, with
+    io slot k offset by the images done * io_strides[k] bytes. The chunks share the workspace.
 
-    `steps` are frontends.compile Steps: a kernel name (or MEMCPY) and its arguments as
+    Steps are frontends.compile KernelCalls: a kernel name (or MEMCPY) and its arguments as
     (space, value): ("io", slot) | ("param", offset) | ("ws", offset) | ("bytes", count)."""
     i64 = ir.IntType(64)
-    extra = [i64] if batch else []
     name = runtime.MODEL_BATCH_ENTRY_SYMBOL if batch else runtime.MODEL_ENTRY_SYMBOL
-    fn = ir.Function(cg.module, ir.FunctionType(I32, [PTR, PTR, PTR] + extra), name)
+    fn = ir.Function(cg.module, ir.FunctionType(I32, [PTR, PTR, PTR] + ([i64] if batch else [])), name)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     if not batch:
         _emit_steps(b, cg.module, steps, funcs, fn.args, None, [])
@@ -514,17 +514,28 @@ def add_model_entry(cg: CodeGenLLVM, steps: list, funcs: list[LoweredFunc], batc
     with b.if_then(bad, likely=False):
         b.ret(ir.Constant(I32, runtime.BATCH_ERROR))
     pre = b.block
-    loop = fn.append_basic_block("image")
-    b.branch(loop)
-    b.position_at_end(loop)
-    image = b.phi(i64, "image")
-    image.add_incoming(ir.Constant(i64, 0), pre)
-    _emit_steps(b, cg.module, steps, funcs, fn.args, image, io_strides or [])
-    nxt = b.add(image, ir.Constant(i64, 1))
-    image.add_incoming(nxt, b.block)
-    done = fn.append_basic_block("done")
-    b.cbranch(b.icmp_signed("<", nxt, n), loop, done)
-    b.position_at_end(done)
+    head, done_bb = fn.append_basic_block("chunk"), fn.append_basic_block("done")
+    b.branch(head)
+    b.position_at_end(head)
+    done = b.phi(i64, "images_done")
+    done.add_incoming(ir.Constant(i64, 0), pre)
+    left = b.sub(n, done)
+    order = sorted(variants, key=lambda v: -v[0])
+    for k, (size, vsteps) in enumerate(order):
+        run = fn.append_basic_block(f"batch{size}")
+        nxt = fn.append_basic_block(f"not_batch{size}") if k + 1 < len(order) else None
+        if nxt is None:                      # the smallest, size 1, always fits
+            b.branch(run)
+        else:
+            b.cbranch(b.icmp_signed(">=", left, ir.Constant(i64, size)), run, nxt)
+        b.position_at_end(run)
+        _emit_steps(b, cg.module, vsteps, funcs, fn.args, done, io_strides or [])
+        after = b.add(done, ir.Constant(i64, size))
+        done.add_incoming(after, b.block)
+        b.cbranch(b.icmp_signed("<", after, n), head, done_bb)
+        if nxt is not None:
+            b.position_at_end(nxt)
+    b.position_at_end(done_bb)
     b.ret(ir.Constant(I32, 0))
 
 
