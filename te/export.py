@@ -398,7 +398,7 @@ def _batch_model_header(model: dict, batch: dict, ws: int, pb: int) -> list[str]
         " *       for TILEWISE_MAX_BATCH images); the others have their shape as given;",
         " *   params: TILEWISE_PARAMS (the weights inside the library);",
         " *   workspace: TILEWISE_WORKSPACE_BYTES aligned to TILEWISE_WORKSPACE_ALIGN bytes, for any",
-        " *       batch (the images run one after another); one workspace per concurrent call.",
+        " *       batch (a batch runs in chunks, one after another); one workspace per concurrent call.",
         " * Returns 0 on success, else the code of the kernel that failed. */",
         "int32_t tilewise_run_batch(void *const *io, const void *params, void *workspace, int64_t batch);",
         f"#define TILEWISE_MAX_BATCH {int(batch['max'])}",
