@@ -16,6 +16,7 @@ import argparse
 import functools
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,13 +60,18 @@ def main() -> None:
     print(env_note())
     model = dynamic_resnet50()
     name = model.graph.input[0].name
+    t0 = time.perf_counter()
     dyn = frontends.build(frontends.from_onnx(model, max_batch=a.max_batch), logs=logs or None)
-    print(f"dynamic build: {dyn.summary()}")
+    dyn.run(None, {name: np.zeros((1, 3, 224, 224), np.float32)})         # compiles (JIT)
+    print(f"dynamic build: {dyn.summary()}, {time.perf_counter() - t0:.0f} s with the JIT compile")
     sess = onnxruntime_session(model) if a.check else None
     rows = []
     for n in (int(b) for b in a.batches.split(",")):
         x = np.random.default_rng(n).standard_normal((n, 3, 224, 224)).astype(np.float32)
+        t0 = time.perf_counter()
         static = frontends.build(frontends.from_onnx(model, shapes={name: (n, 3, 224, 224)}), logs=logs or None)
+        static.run(None, {name: x})
+        print(f"  static batch {n}: {static.summary()}, {time.perf_counter() - t0:.0f} s with the JIT compile")
         fns = {"static": functools.partial(static.run, None, {name: x}),
                "dynamic": functools.partial(dyn.run, None, {name: x})}
         if sess is not None:

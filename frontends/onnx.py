@@ -262,8 +262,10 @@ def _inputs(g, shapes: dict, bound: dict, consts: dict, empty: dict, problems: l
                             f"(tilewise supports tensors of {', '.join(sorted(set(ONNX_DTYPES.values())))})")
             continue
         if any(not isinstance(d, int) for d in dims):
+            batch_only = not isinstance(dims[0], int) and all(isinstance(d, int) for d in dims[1:])
+            dynamic = " (or max_batch=8 for any batch up to 8)" if batch_only and advice != "cli" else ""
             problems.append(f"input {vi.name}: dimension(s) {dims} are not static; "
-                            f"{shape_advice(advice, vi.name, dims)}")
+                            f"{shape_advice(advice, vi.name, dims)}{dynamic}")
             continue
         inputs.append(TensorInfo(vi.name, tuple(dims), dtype))
         if 0 in dims:                  # no elements: what reads only it and constants folds

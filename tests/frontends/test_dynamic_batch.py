@@ -156,7 +156,7 @@ def test_c_program_runs_a_batch_through_tilewise_run_batch(built, tmp_path):
 
 
 def test_without_max_batch_a_symbolic_batch_is_still_refused_and_shapes_fix_it():
-    with pytest.raises(ModelError, match="not static"):
+    with pytest.raises(ModelError, match=r"not static; pass shapes=.* \(or max_batch=8 for any batch up to 8\)"):
         frontends.from_onnx(resnet_like())
     g = frontends.from_onnx(resnet_like(), shapes={"x": (2, *SHAPE)}, max_batch=8)
     assert g.batch is None and g.inputs[0].shape == (2, *SHAPE)
@@ -212,3 +212,12 @@ def test_per_image_ops_with_axes_and_broadcasting_match_ort():
     for n in (1, 4):
         x = np.random.default_rng(n).standard_normal((n, 4, 5)).astype(np.float32)
         np.testing.assert_allclose(lib.run(x=x)[0], sess.run(None, {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
+def test_an_inference_session_runs_any_batch_as_ort_users_call_it(built):
+    import tilewise
+    model, _, ort = built
+    sess = tilewise.InferenceSession(model.SerializeToString(), max_batch=3, shared_logs=False)
+    assert sess.get_inputs()[0].shape == ["N", *SHAPE] and sess.get_outputs()[0].shape == ["N", 10]
+    x = _x(3, seed=5)
+    np.testing.assert_allclose(sess.run(["prob"], {"x": x})[0], ort.run(None, {"x": x})[0], rtol=1e-4, atol=1e-5)
