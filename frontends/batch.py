@@ -1,22 +1,23 @@
 """Dynamic batch: a model whose inputs lead with a symbolic dimension (`["N", 3, 224, 224]`),
-compiled once for one image and run image by image up to a declared maximum.
+built once and run for any batch up to a declared maximum.
 
     graph = frontends.from_onnx("resnet50_dyn.onnx", max_batch=8)
     lib = frontends.build(graph)
     lib.run(None, {"x": np.zeros((5, 3, 224, 224), np.float32)})
 
-The model is imported at batch 1 and at batch 2 (and at each batch compiled, below). A value *carries the batch* when its
-shape is (1, ...) at batch 1 and (2, ...) at batch 2, the rest the same: its row-major bytes are
-then one contiguous block per image. Every other value must not change with the batch, nor any
-constant or attribute (one that does was computed from the batch size, e.g. a folded Shape)
-except a leading 1 that becomes 2 in a node that produces a batch value (a Reshape's or
-Expand's target). On top of the shapes, `mixing_reason` refuses the ops that keep the batch
-first but combine images: an axis-0 attribute, a Transpose that moves axis 0, a MatMul whose
-right operand is a 2-D batch value, broadcasting that aligns the batch with another axis, a
-recurrence in layout 0. What passes computes each image from that image alone, so static plans
-for a few batches (`batch_sizes`: 1 and the maximum), run on consecutive chunks of the images
-with offsets into the batch-carrying inputs and outputs (te.export.add_model_entry), are the
-model at any batch; frontends/batch_plan.py merges them into one library.
+The model is imported at batch 1 and at batch 2 (and at each batch compiled, below). A value
+*carries the batch* when its shape is (1, ...) at batch 1 and (2, ...) at batch 2, the rest the
+same: its row-major bytes are then one contiguous block per image. Every other value must not
+change with the batch, nor any constant or attribute (one that does was computed from the
+batch size, e.g. a folded Shape) except a leading 1 that becomes 2 in a node that produces a
+batch value (a Reshape's or Expand's target). On top of the shapes, `mixing_reason` refuses the
+ops that keep the batch first but combine images: an axis-0 attribute, a Transpose that moves
+axis 0, a MatMul whose right operand is a 2-D batch value, broadcasting that aligns the batch
+with another axis, a recurrence in layout 0. What passes computes each image from that image
+alone, so static plans for a few batches (`batch_sizes`: 1 and the maximum), run on consecutive
+chunks of the images with offsets into the batch-carrying inputs and outputs
+(te.export.add_model_entry), are the model at any batch; frontends/batch_plan.py merges them
+into one library.
 """
 from __future__ import annotations
 

@@ -455,8 +455,8 @@ def batch_of(in_specs: list[dict], arrays: list, batch: dict) -> int:
         if a.ndim != len(shape) or tuple(a.shape[1:]) != tuple(shape[1:]):
             raise ValueError(f"input {spec['name']}: expected shape {want}, got {a.shape}")
         if not 1 <= a.shape[0] <= top:
-            raise ValueError(f"input {spec['name']}: batch {a.shape[0]} is outside 1..{top}, the maximum "
-                             f"this model was built for; rebuild it with --max-batch {a.shape[0]} (max_batch= in Python)")
+            raise ValueError(f"input {spec['name']}: batch {a.shape[0]} is outside 1..{top}, the maximum this "
+                             f"model was built for; rebuild it with --max-batch {a.shape[0]} (max_batch= in Python)")
         if n is not None and a.shape[0] != n:
             raise ValueError(f"input {spec['name']}: batch {a.shape[0]}, but the inputs before it have "
                              f"batch {n}; give every input the same batch")
