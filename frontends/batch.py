@@ -14,7 +14,7 @@ batch value (a Reshape's or Expand's target). On top of the shapes, `mixing_reas
 ops that keep the batch first but combine images: an axis-0 attribute, a Transpose that moves
 axis 0, a MatMul whose right operand is a 2-D batch value, broadcasting that aligns the batch
 with another axis, a recurrence in layout 0. What passes computes each image from that image
-alone, so static plans for a few batches (`batch_sizes`: 1 and the maximum), run on consecutive
+alone, so static plans for a few batches (`batch_sizes`: powers of two and the maximum), run on consecutive
 chunks of the images with offsets into the batch-carrying inputs and outputs
 (te.export.add_model_entry), are the model at any batch; frontends/batch_plan.py merges them
 into one library.
@@ -108,6 +108,7 @@ def import_batched(model, shapes: dict, constants: dict, advice: str, max_batch:
     for what in (_graph_difference(g1, g2, carry), *(mixing_reason(n, g1, carry) for n in g1.nodes)):
         if what:
             raise ModelError(f"{what}: {fix}")
+    _share_constants(g2, g1)
     graphs = {1: g1, 2: g2}
     sizes = batch_sizes(max_batch)
     for b in sizes:
@@ -117,15 +118,25 @@ def import_batched(model, shapes: dict, constants: dict, advice: str, max_batch:
             if [(n.op, n.outputs) for n in graphs[b].nodes] != [(n.op, n.outputs) for n in g1.nodes]:
                 raise ModelError(f"the model computes with its batch size (the graph differs at batch 1 "
                                  f"and {b}): {fix}")
+            _share_constants(graphs[b], g1)
     g1.batch = BatchSpec(names[0], max_batch, tuple(found), tuple(o.name for o in g1.outputs if o.name in carry),
                          sizes, {b: graphs[b] for b in sizes})
     return g1
 
 
+def _share_constants(g: Graph, like: Graph) -> None:
+    """Hold g's constants that equal like's as like's arrays (one copy of the weights in memory)."""
+    for name, c in g.constants.items():
+        o = like.constants.get(name)
+        if o is not None and o.shape == c.shape and o.dtype == c.dtype and np.array_equal(o, c):
+            g.constants[name] = o
+
+
 def batch_sizes(max_batch: int) -> tuple[int, ...]:
-    """The batches compiled as static plans: one image, and the maximum, so that both run exactly
-    as a static build of that batch does; a batch between runs as max-size chunks, then images."""
-    return tuple(sorted({1, max_batch}))
+    """The batches compiled as static plans: the powers of two below the maximum and the maximum.
+    Each runs exactly as a static build of that batch does; a batch between runs as its binary
+    decomposition (5 = 4 + 1), at most log2(max) + 1 chunks."""
+    return tuple(sorted({1 << k for k in range(max_batch.bit_length()) if 1 << k < max_batch} | {max_batch}))
 
 
 def _shape_hint(advice: str, found: dict) -> str:

@@ -36,9 +36,9 @@ def register(sub, common) -> None:
     p.add_argument("--shape", action="append", metavar="NAME=DIMS", help="fix an input shape, e.g. data=1x3x224x224")
     p.add_argument("--max-batch", type=int, default=None, metavar="N",
                    help="for a model whose inputs lead with a symbolic batch (['N', 3, 224, 224]): the "
-                        "largest batch the library runs (default 8). The library holds static plans for batch 1 "
-                        "and N and runs any batch 1..N in chunks of them (a batch between: chunks of N, "
-                        "then one image at a time); N sizes the workspace (ResNet-50: 75 MiB at 8) and the "
+                        "largest batch the library runs (default 8). The library holds static plans for the "
+                        "powers of two below N and for N, and runs any batch 1..N in chunks of them "
+                        "(5 = 4 + 1); N sizes the workspace (ResNet-50: 75 MiB at 8) and the "
                         "buffers the C header declares. --shape fixes the batch instead")
     p.add_argument("--print-passes", action="store_true", help="print the graph before and after each graph pass")
     p.set_defaults(run=run)
