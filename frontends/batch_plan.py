@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 
+from te.export import MEMCPY
 from te.target import Target
 
 from .graph import Graph
-
-MEMCPY = "memcpy"          # te.export.MEMCPY: a step that copies bytes
 
 
 def plan_batched(graph: Graph, target: Target, opset: int, history=None, layout: str | None = None):
