@@ -19,7 +19,7 @@ def test_a_symbolic_batch_builds_without_shape_and_runs_any_batch_up_to_the_maxi
     model = _dynamic_model(tmp_path / "dyn.onnx")
     r = cli("build", model, "-o", tmp_path / "dyn.so", "--max-batch", "4", "--header", tmp_path / "dyn.h")
     assert r.code == 0, r.text
-    assert "x: float32['N', 3, 8, 8]" in r.out and "dynamic batch N: 1 to 4 (--max-batch)" in r.out
+    assert "x: float32[N, 3, 8, 8]" in r.out and "dynamic batch N: 1 to 4 (--max-batch)" in r.out
     assert "#define TILEWISE_MAX_BATCH 4\n" in (tmp_path / "dyn.h").read_text()
     r = cli("run", tmp_path / "dyn.so", "--batch", "3")
     assert r.code == 0 and "input x: float32[3, 3, 8, 8] from random (seed 0)" in r.out, r.text

@@ -150,8 +150,9 @@ def run(args) -> int:
     say(f"built {out} ({size / 2**20:.1f} MiB) for {target.cpu} ({isa_tag(target.isa)}), "
         f"in {seconds:.1f}s")
     say(f"  {lib.summary()}")
-    ins = ", ".join(f"{i['name']}: {i['dtype']}{list(i['shape'])}" for i in lib.plan.inputs)
-    outs = ", ".join(f"{o['name']}: {o['dtype']}{list(o['shape'])}" for o in lib.plan.outputs)
+    # a dynamic batch's dimension shows as its name: [N, 3, 224, 224]
+    ins = ", ".join(f"{i['name']}: {i['dtype']}[{', '.join(map(str, i['shape']))}]" for i in lib.plan.inputs)
+    outs = ", ".join(f"{o['name']}: {o['dtype']}[{', '.join(map(str, o['shape']))}]" for o in lib.plan.outputs)
     say(f"  inputs {ins}")
     if lib.plan.batch:
         say(f"  dynamic batch {lib.plan.batch['dim']}: 1 to {lib.plan.batch['max']} (--max-batch)")
