@@ -58,6 +58,14 @@ class ModelPlan:
     workspace_bytes: int
     funcs: list = field(default_factory=list)          # LoweredFunc per distinct kernel
     records: list = field(default_factory=list)        # tuning records the kernels use
+    batch: dict | None = None          # a dynamic batch: {"dim", "max", "sizes"}; the shapes above lead with dim
+    io_strides: list[int] = field(default_factory=list)  # per io slot, the bytes of one image (0: no batch)
+    variants: list = field(default_factory=list)    # a dynamic batch: (batch, its steps) per compiled batch
+
+    @property
+    def entry(self) -> str:
+        """The entry point's symbol: tilewise_run, or tilewise_run_batch with a dynamic batch."""
+        return te.runtime.MODEL_BATCH_ENTRY_SYMBOL if self.batch else te.runtime.MODEL_ENTRY_SYMBOL
 
 
 def _size(shape, dtype) -> int:
@@ -369,18 +377,28 @@ def bind_arguments(g: Graph, ks: Kernels, io_index: dict[str, int], copies: list
 def plan_model(graph: Graph, target: Target, opset: int, history=None,
                layout: str | None = None) -> tuple[ModelPlan, Graph, dict]:
     """The model's plan: passes and fusion, then the four steps below; returns (plan, the graph
-    after passes with its packed constants, params offsets)."""
+    after passes with its packed constants, params offsets). A graph with a dynamic batch
+    (graph.batch) gets one plan per compiled batch, merged (frontends/batch_plan.py)."""
+    if graph.batch is not None:
+        from .batch_plan import plan_batched
+        return plan_batched(graph, target, opset, history, layout)
     g = run_passes(graph, layout, target)
     ks = lower_groups(g, fuse(g), target, opset, history)         # 1. kernels, weights packed
     io_index, copies = io_slots(g)
     param_off, param_bytes = place_weights(g, [[c for c, _ in copies]] + ks.values)       # 2.
     ws_off, ws_bytes = plan_workspace(g, ks.values, io_index, ks.scratch)                   # 3.
     steps = bind_arguments(g, ks, io_index, copies, param_off, ws_off)                       # 4.
-    mp = ModelPlan(inputs=[{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in g.inputs],
-                   outputs=[{"name": o.name, "shape": list(o.shape), "dtype": o.dtype} for o in g.outputs],
+    mp = ModelPlan(inputs=[io_spec(i, None) for i in g.inputs], outputs=[io_spec(o, None) for o in g.outputs],
                    steps=steps, param_bytes=param_bytes, workspace_bytes=ws_bytes, funcs=list(ks.funcs.values()),
                    records=list(ks.records.values()))
     return mp, g, param_off
+
+
+def io_spec(t, batch) -> dict:
+    """A model input's or output's {name, shape, dtype}; a batch-carrying one leads with the
+    batch dimension's name, as ONNX Runtime shows it."""
+    shape = batch.symbolic(t.name, t.shape) if batch is not None else list(t.shape)
+    return {"name": t.name, "shape": shape, "dtype": t.dtype}
 
 
 def params_blob(g: Graph, param_off: dict, total: int) -> np.ndarray:
@@ -415,14 +433,16 @@ class GraphLibrary:
     def summary(self) -> str:
         """Kernels, calls, weights and the peak workspace."""
         mp = self.plan
-        return (f"{len(mp.funcs)} distinct kernels, {len(mp.steps)} calls, weights "
+        each = f" (compiled for batch {', '.join(str(b) for b, _ in mp.variants)})" if mp.batch else ""
+        return (f"{len(mp.funcs)} distinct kernels, {len(mp.steps)} calls{each}, weights "
                 f"{mp.param_bytes / 2**20:.1f} MiB, workspace (peak intermediate memory) "
                 f"{mp.workspace_bytes / 2**20:.1f} MiB")
 
     def _module(self):
         from te.codegen_llvm import codegen
         cg = codegen(self.plan.funcs, self.target)
-        add_model_entry(cg, self.plan.steps, self.plan.funcs)
+        add_model_entry(cg, self.plan.steps, self.plan.funcs, self.plan.batch, self.plan.io_strides,
+                        self.plan.variants)
         return cg
 
     def _compile_jit(self):
@@ -432,8 +452,8 @@ class GraphLibrary:
         from te.jit import JitModule
         cg = self._module()
         jit = JitModule(optimize(str(cg.module), self.target), self.target, cg.uses_openmp)
-        argtypes = [ctypes.c_void_p] * 3                     # (io, params, workspace)
-        self._jit = (jit, jit.function(te.runtime.MODEL_ENTRY_SYMBOL, argtypes=argtypes))
+        argtypes = [ctypes.c_void_p] * 3 + ([ctypes.c_int64] if self.plan.batch else [])  # (io, params, ws[, batch])
+        self._jit = (jit, jit.function(self.plan.entry, argtypes=argtypes))
 
     def set_num_threads(self, n: int) -> None:
         """Threads that the parallel loops of the model's kernels use."""
@@ -462,7 +482,7 @@ class GraphLibrary:
         if self._jit is None:
             self._compile_jit()
         return te.runtime.run_entry(self._jit[1], self.plan.inputs, self.plan.outputs,
-                                    self.plan.workspace_bytes, self.params.ctypes.data, inputs)
+                                    self.plan.workspace_bytes, self.params.ctypes.data, inputs, self.plan.batch)
 
     def __call__(self, *arrays: np.ndarray, **inputs: np.ndarray) -> list[np.ndarray]:
         """Run with the inputs in the model's order (or by name); returns every output."""

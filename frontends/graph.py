@@ -44,6 +44,7 @@ class Graph:
         self.nodes: list[Node] = []
         self.constants: dict[str, np.ndarray] = {}
         self.infos: dict[str, TensorInfo] = {}
+        self.batch = None                       # a frontends.batch.BatchSpec: a dynamic batch
 
     def info(self, name: str) -> TensorInfo:
         """Shape and dtype of a value."""
@@ -72,6 +73,7 @@ class Graph:
         g.nodes = [Node(n.op, n.name, list(n.inputs), list(n.outputs), dict(n.attrs)) for n in self.nodes]
         g.constants = dict(self.constants)
         g.infos = dict(self.infos)
+        g.batch = self.batch
         return g
 
     def stats(self) -> dict[str, int]:

@@ -36,6 +36,7 @@ from .qoperators import expand as expand_qoperators
 from .qoperators import is_qoperator
 from .contrib import expand as expand_contrib
 from .contrib import is_contrib
+from .batch import batch_inputs, check_max_batch, import_batched
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +72,24 @@ def _dims(vi) -> list:
 
 
 def from_onnx(model, shapes: dict | None = None, constants: dict | None = None, *,
-              advice: str = "python") -> Graph:
+              advice: str = "python", max_batch: int | None = None) -> Graph:
     """Import an ONNX model (path, bytes or ModelProto) into a Graph.
 
     shapes fixes input shapes by name; constants binds inputs to known values by name (they
     become constants before folding: how a static-shape compiler takes a Reshape's shape or
     Pad's pads that the model leaves as inputs; see `shape_inputs`).  advice: whose words
     the errors use to say how to fix an input shape: "python" (shapes=), "cli" (--shape) or
-    "session" (tilewise.InferenceSession's shapes=).
+    "session" (tilewise.InferenceSession's shapes=).  max_batch: inputs whose first dimension
+    only is symbolic (a dynamic batch) are compiled once for one image and run for any batch
+    up to max_batch (frontends/batch.py; graph.batch says which); None refuses them.
     """
     if advice not in ADVICE:
         raise ValueError(f"from_onnx: advice={advice!r}; give one of {', '.join(ADVICE)}")
+    if max_batch is not None:
+        found = batch_inputs(load_model(model), dict(shapes or {}), dict(constants or {}))
+        if found:
+            return import_batched(model, dict(shapes or {}), dict(constants or {}), advice,
+                                  check_max_batch(max_batch), found)
     original = load_model(model)
     m = widen_model(original)                  # float16/bfloat16 computed in float32
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 1)
@@ -111,9 +119,13 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None, 
     known = {i.name: i.shape for i in graph.inputs}
     for _ in range(8):                 # fold; learn shapes; fold what the shapes decide; repeat
         raw, changed = _fold_nodes(raw, consts, known, problems, opset)
-        if not changed or not any(n.op_type in SHAPE_ONLY for _, n in raw):
+        if not any(n.op_type in SHAPE_ONLY for _, n in raw):
             break
-        known.update(_raw_shapes(m, graph, [n for _, n in raw], consts))
+        # a Shape of an inner value (PyTorch's flatten) folds once inference has shaped it
+        learned = _raw_shapes(m, graph, [n for _, n in raw], consts)
+        if not changed and learned.items() <= known.items():
+            break
+        known.update(learned)
     nodes = _params_to_attrs(raw, consts, problems)             # a Reshape's shape... as attributes
     why: dict[str, str] = {}                                    # node name -> why inference failed on it
     infos = _infer(m, graph, nodes, consts, problems, why)      # ONNX's shape inference
@@ -250,8 +262,10 @@ def _inputs(g, shapes: dict, bound: dict, consts: dict, empty: dict, problems: l
                             f"(tilewise supports tensors of {', '.join(sorted(set(ONNX_DTYPES.values())))})")
             continue
         if any(not isinstance(d, int) for d in dims):
+            batch_only = not isinstance(dims[0], int) and all(isinstance(d, int) for d in dims[1:])
+            dynamic = " (or max_batch=8 for any batch up to 8)" if batch_only and advice != "cli" else ""
             problems.append(f"input {vi.name}: dimension(s) {dims} are not static; "
-                            f"{shape_advice(advice, vi.name, dims)}")
+                            f"{shape_advice(advice, vi.name, dims)}{dynamic}")
             continue
         inputs.append(TensorInfo(vi.name, tuple(dims), dtype))
         if 0 in dims:                  # no elements: what reads only it and constants folds

@@ -82,9 +82,11 @@ def export_model(cg: CodeGenLLVM, plan, params, path: str | os.PathLike, target:
     _add_thread_setter(cg)
     kernel_obj = _object(str(cg.module), target, True)
     meta = library_metadata(plan.funcs, target, cg.uses_openmp, records, None)
-    meta["model"] = {"entry": runtime.MODEL_ENTRY_SYMBOL, "inputs": plan.inputs, "outputs": plan.outputs,
+    meta["model"] = {"entry": plan.entry, "inputs": plan.inputs, "outputs": plan.outputs,
                      "workspace_bytes": int(plan.workspace_bytes), "param_bytes": int(plan.param_bytes),
                      "calls": len(plan.steps)}
+    if plan.batch:
+        meta["model"]["batch"] = dict(plan.batch)
     objs = [kernel_obj, _metadata_object(json.dumps(meta, sort_keys=True))]
     if plan.param_bytes:
         objs.append(_blob_object(runtime.PARAMS_SYMBOL, params.tobytes()))
@@ -361,6 +363,9 @@ def _model_header(model: dict) -> list[str]:
     """The header lines of a model library: its entry point, weights and workspace, and each
     input and output as constants (TILEWISE_INPUT0_NAME, _DTYPE, _CTYPE, _RANK, _SHAPE, _SIZE, _BYTES)."""
     ws, pb = int(model["workspace_bytes"]), int(model.get("param_bytes", 0))
+    batch = model.get("batch")
+    if batch:
+        return _batch_model_header(model, batch, ws, pb)
     lines = [
         "", "/* ---- the model (docs/c_abi.md, 'Model libraries') ----",
         " * tilewise_run(io, params, workspace) runs the whole model:",
@@ -377,6 +382,41 @@ def _model_header(model: dict) -> list[str]:
         f"#define TILEWISE_WORKSPACE_ALIGN {runtime.ALIGN}",
         f"#define TILEWISE_PARAM_BYTES {pb}",
     ]
+    return lines + _params_and_io_header(model, pb, None)
+
+
+def _batch_model_header(model: dict, batch: dict, ws: int, pb: int) -> list[str]:
+    """The header lines of a dynamic-batch model library: tilewise_run_batch, the maximum batch,
+    and each input and output with its sizes at that maximum and per image."""
+    lines = [
+        "", "/* ---- the model, with a dynamic batch (docs/c_abi.md, 'Model libraries') ----",
+        " * tilewise_run_batch(io, params, workspace, batch) runs the whole model on `batch` images,",
+        f" * 1 <= batch <= TILEWISE_MAX_BATCH ({batch['max']}); any other batch returns TILEWISE_BATCH_ERROR:",
+        " *   io: one pointer per input, then one per output, in the order below; a tensor whose",
+        f" *       TILEWISE_..._BATCHED is 1 leads with the batch ({batch['dim']}): `batch` images of",
+        " *       TILEWISE_..._IMAGE_BYTES each, one after another (the _SHAPE/_SIZE/_BYTES below are",
+        " *       for TILEWISE_MAX_BATCH images); the others have their shape as given;",
+        " *   params: TILEWISE_PARAMS (the weights inside the library);",
+        " *   workspace: TILEWISE_WORKSPACE_BYTES aligned to TILEWISE_WORKSPACE_ALIGN bytes, for any",
+        " *       batch (a batch runs in chunks, one after another); one workspace per concurrent call.",
+        " * Returns 0 on success, else the code of the kernel that failed. */",
+        "int32_t tilewise_run_batch(void *const *io, const void *params, void *workspace, int64_t batch);",
+        f"#define TILEWISE_MAX_BATCH {int(batch['max'])}",
+        f"#define TILEWISE_BATCH_DIM {_c_string(batch['dim'])}",
+        f"#define TILEWISE_BATCH_ERROR ({runtime.BATCH_ERROR})",
+        f"#define TILEWISE_NUM_INPUTS {len(model['inputs'])}",
+        f"#define TILEWISE_NUM_OUTPUTS {len(model['outputs'])}",
+        f"#define TILEWISE_WORKSPACE_BYTES {ws}",
+        f"#define TILEWISE_WORKSPACE_ALIGN {runtime.ALIGN}",
+        f"#define TILEWISE_PARAM_BYTES {pb}",
+    ]
+    return lines + _params_and_io_header(model, pb, batch)
+
+
+def _params_and_io_header(model: dict, pb: int, batch: dict | None) -> list[str]:
+    """The weights' declaration, then each input's and output's constants; a batch-carrying one's
+    shape at the maximum batch, with _BATCHED and _IMAGE_BYTES."""
+    lines = []
     if pb:
         lines += [f"extern const unsigned char {runtime.PARAMS_SYMBOL}[{pb}];",
                   f"#define TILEWISE_PARAMS ((const void *){runtime.PARAMS_SYMBOL})"]
@@ -384,14 +424,16 @@ def _model_header(model: dict) -> list[str]:
         lines += ["#define TILEWISE_PARAMS ((const void *)0)    /* the model has no weights */"]
     for kind, specs in (("INPUT", model["inputs"]), ("OUTPUT", model["outputs"])):
         for i, t in enumerate(specs):
-            shape = [int(d) for d in t["shape"]]
+            batched = bool(batch) and bool(t["shape"]) and t["shape"][0] == batch["dim"]
+            shape = [int(batch["max"]) if batched and k == 0 else int(d) for k, d in enumerate(t["shape"])]
             size = 1
             for d in shape:
                 size *= d
             p = f"TILEWISE_{kind}{i}"
             name = t["name"].replace("*/", "* /")           # it stands in a comment
+            dims = "".join(f"[{batch['dim'] if batched and k == 0 else d}]" for k, d in enumerate(shape))
             lines += [
-                "", f"/* {kind.lower()} {i}: {name}, {t['dtype']}{''.join(f'[{d}]' for d in shape)} */",
+                "", f"/* {kind.lower()} {i}: {name}, {t['dtype']}{dims} */",
                 f"#define {p}_NAME {_c_string(t['name'])}",
                 f"#define {p}_DTYPE \"{t['dtype']}\"",
                 f"#define {p}_CTYPE {C_TYPES[t['dtype']]}",
@@ -401,6 +443,10 @@ def _model_header(model: dict) -> list[str]:
                 f"#define {p}_SIZE {size}",
                 f"#define {p}_BYTES {size * ELEM_BYTES[t['dtype']]}",
             ]
+            if batch:
+                image = size // shape[0] if batched and shape[0] else size
+                lines += [f"#define {p}_BATCHED {int(batched)}",
+                          f"#define {p}_IMAGE_BYTES {image * ELEM_BYTES[t['dtype']]}"]
     return lines
 
 
@@ -444,31 +490,79 @@ PTR = ir.PointerType()
 MEMCPY = "memcpy"          # the kernel name of a model step that copies bytes instead of calling a kernel
 
 
-def add_model_entry(cg: CodeGenLLVM, steps: list, funcs: list[LoweredFunc]) -> None:
-    """Emit a model's `i32 tilewise_run(ptr io, ptr params, ptr workspace)` into the codegen's module.
+def add_model_entry(cg: CodeGenLLVM, steps: list, funcs: list[LoweredFunc], batch: dict | None = None,
+                    io_strides: list[int] | None = None, variants: list | None = None) -> None:
+    """Emit a model's entry point into the codegen's module: `i32 tilewise_run(ptr io, ptr params,
+    ptr workspace)` running `steps`; or, with a dynamic batch, `i32 tilewise_run_batch(ptr io,
+    ptr params, ptr workspace, i64 batch)`, which checks 1 <= batch <= batch["max"] (else returns
+    runtime.BATCH_ERROR) and runs the images in chunks: each time the steps of the largest
+    compiled batch in `variants` ((size, steps), one has size 1) that fits the images left, with
+    io slot k offset by the images done * io_strides[k] bytes. The chunks share the workspace.
 
-    `steps` are frontends.compile Steps: a kernel name (or MEMCPY) and its arguments as
+    Steps are frontends.compile KernelCalls: a kernel name (or MEMCPY) and its arguments as
     (space, value): ("io", slot) | ("param", offset) | ("ws", offset) | ("bytes", count)."""
-    mod = cg.module
-    fn = ir.Function(mod, ir.FunctionType(I32, [PTR, PTR, PTR]), runtime.MODEL_ENTRY_SYMBOL)
-    io, params, ws = fn.args
+    i64 = ir.IntType(64)
+    name = runtime.MODEL_BATCH_ENTRY_SYMBOL if batch else runtime.MODEL_ENTRY_SYMBOL
+    fn = ir.Function(cg.module, ir.FunctionType(I32, [PTR, PTR, PTR] + ([i64] if batch else [])), name)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
+    if not batch:
+        _emit_steps(b, cg.module, steps, funcs, fn.args, None, [])
+        b.ret(ir.Constant(I32, 0))
+        return
+    n = fn.args[3]
+    bad = b.or_(b.icmp_signed("<", n, ir.Constant(i64, 1)), b.icmp_signed(">", n, ir.Constant(i64, int(batch["max"]))))
+    with b.if_then(bad, likely=False):
+        b.ret(ir.Constant(I32, runtime.BATCH_ERROR))
+    pre = b.block
+    head, done_bb = fn.append_basic_block("chunk"), fn.append_basic_block("done")
+    b.branch(head)
+    b.position_at_end(head)
+    done = b.phi(i64, "images_done")
+    done.add_incoming(ir.Constant(i64, 0), pre)
+    left = b.sub(n, done)
+    order = sorted(variants, key=lambda v: -v[0])
+    for k, (size, vsteps) in enumerate(order):
+        run = fn.append_basic_block(f"batch{size}")
+        nxt = fn.append_basic_block(f"not_batch{size}") if k + 1 < len(order) else None
+        if nxt is None:                      # the smallest, size 1, always fits
+            b.branch(run)
+        else:
+            b.cbranch(b.icmp_signed(">=", left, ir.Constant(i64, size)), run, nxt)
+        b.position_at_end(run)
+        _emit_steps(b, cg.module, vsteps, funcs, fn.args, done, io_strides or [])
+        after = b.add(done, ir.Constant(i64, size))
+        done.add_incoming(after, b.block)
+        b.cbranch(b.icmp_signed("<", after, n), head, done_bb)
+        if nxt is not None:
+            b.position_at_end(nxt)
+    b.position_at_end(done_bb)
+    b.ret(ir.Constant(I32, 0))
+
+
+def _emit_steps(b: ir.IRBuilder, mod: ir.Module, steps: list, funcs: list[LoweredFunc], args, image,
+                io_strides: list[int]) -> None:
+    """The calls of every step; an io pointer is offset by image * io_strides[slot] bytes."""
+    io, params, ws = args[:3]
+    i64 = ir.IntType(64)
     kernels = {f.name: mod.get_global(f.name) for f in funcs}
     for st in steps:
         ptrs = []
         for space, v in st.args:
             if space == "bytes":
-                ptrs.append(ir.Constant(ir.IntType(64), v))
+                ptrs.append(ir.Constant(i64, v))
                 continue
             if space == "io":
-                slot = b.gep(io, [ir.Constant(ir.IntType(64), v)], source_etype=PTR)
-                ptrs.append(b.load(slot, typ=PTR))
+                slot = b.gep(io, [ir.Constant(i64, v)], source_etype=PTR)
+                ptr = b.load(slot, typ=PTR)
+                if image is not None and io_strides[v]:
+                    ptr = b.gep(ptr, [b.mul(image, ir.Constant(i64, io_strides[v]))], source_etype=ir.IntType(8))
+                ptrs.append(ptr)
             else:
                 base = params if space == "param" else ws
-                ptrs.append(b.gep(base, [ir.Constant(ir.IntType(64), v)], source_etype=ir.IntType(8)))
+                ptrs.append(b.gep(base, [ir.Constant(i64, v)], source_etype=ir.IntType(8)))
         if st.kernel == MEMCPY:
             memcpy = mod.globals.get("llvm.memcpy.p0.p0.i64") or ir.Function(
-                mod, ir.FunctionType(ir.VoidType(), [PTR, PTR, ir.IntType(64), ir.IntType(1)]),
+                mod, ir.FunctionType(ir.VoidType(), [PTR, PTR, i64, ir.IntType(1)]),
                 "llvm.memcpy.p0.p0.i64")
             b.call(memcpy, [ptrs[1], ptrs[0], ptrs[2], ir.Constant(ir.IntType(1), 0)])
             continue
@@ -476,4 +570,3 @@ def add_model_entry(cg: CodeGenLLVM, steps: list, funcs: list[LoweredFunc]) -> N
         fail = b.icmp_signed("!=", rc, ir.Constant(I32, 0))
         with b.if_then(fail, likely=False):
             b.ret(rc)
-    b.ret(ir.Constant(I32, 0))

@@ -40,6 +40,8 @@ METADATA_HEADER = len(METADATA_MAGIC) + DIGEST_SIZE
 SET_THREADS_SYMBOL = "tilewise_set_num_threads"
 GET_THREADS_SYMBOL = "tilewise_get_num_threads"
 MODEL_ENTRY_SYMBOL = "tilewise_run"          # i32 tilewise_run(void **io, const void *params, void *ws)
+MODEL_BATCH_ENTRY_SYMBOL = "tilewise_run_batch"   # ... (io, params, ws, int64 batch): a dynamic batch
+BATCH_ERROR = -22                            # what tilewise_run_batch returns for a batch outside 1..max
 PARAMS_SYMBOL = "tilewise_params"            # the weights blob of a model library
 ALIGN = 64
 
@@ -327,14 +329,15 @@ class Module:
     def _run_all(self, inputs: dict) -> list[np.ndarray]:
         model = self._model()
         if not hasattr(self, "_entry"):
-            fn = self._lib[MODEL_ENTRY_SYMBOL]
+            fn = self._lib[model.get("entry", MODEL_ENTRY_SYMBOL)]
             fn.restype = ctypes.c_int32
-            fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+            fn.argtypes = [ctypes.c_void_p] * 3 + ([ctypes.c_int64] if model.get("batch") else [])
             params = ctypes.addressof(ctypes.c_char.in_dll(self._lib, PARAMS_SYMBOL)) \
                 if model.get("param_bytes") else 0
             self._entry = (fn, params)
         fn, params = self._entry
-        return run_entry(fn, model["inputs"], model["outputs"], model["workspace_bytes"], params, inputs)
+        return run_entry(fn, model["inputs"], model["outputs"], model["workspace_bytes"], params, inputs,
+                         model.get("batch"))
 
     def __call__(self, *arrays: np.ndarray, **inputs: np.ndarray):
         if self.is_model:
@@ -420,31 +423,62 @@ def select_outputs(args: tuple, kwargs: dict, in_specs: list[dict], out_specs: l
 
 
 def run_entry(fn, in_specs: list[dict], out_specs: list[dict], ws_bytes: int, params_ptr: int,
-              inputs: dict) -> list[np.ndarray]:
-    """Check a model's inputs, allocate its outputs and workspace, and call its entry point."""
+              inputs: dict, batch: dict | None = None) -> list[np.ndarray]:
+    """Check a model's inputs, allocate its outputs and workspace, and call its entry point.
+
+    With a dynamic batch ({"dim", "max"}), the specs that lead with the dimension's name take
+    any batch 1..max, the same for every such input; the entry is called with it."""
     names = [s["name"] for s in in_specs]
     unknown = sorted(set(inputs) - set(names))
     missing = [n for n in names if n not in inputs]
     if unknown or missing:
         raise ValueError(f"the model's inputs are {names}; missing {missing}, unknown {unknown}")
-    arrays = []
-    for spec in in_specs:
-        a = np.asarray(inputs[spec["name"]])
+    arrays = [np.asarray(inputs[spec["name"]]) for spec in in_specs]
+    n = batch_of(in_specs, arrays, batch) if batch else None
+    for spec, a in zip(in_specs, arrays):
         dt = np_dtype(spec["dtype"])
-        if tuple(a.shape) != tuple(spec["shape"]):
-            raise ValueError(f"input {spec['name']}: expected shape {tuple(spec['shape'])}, got {a.shape}")
+        want = concrete_shape(spec["shape"], n)
+        if tuple(a.shape) != want:
+            raise ValueError(f"input {spec['name']}: expected shape {want}, got {a.shape}")
         if a.dtype != dt:
             raise ValueError(f"input {spec['name']}: expected dtype {dt}, got {a.dtype}")
-        arrays.append(np.ascontiguousarray(a))
-    outs = [np.empty(spec["shape"], np_dtype(spec["dtype"]))
-            for spec in out_specs]
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    outs = [np.empty(concrete_shape(spec["shape"], n), np_dtype(spec["dtype"])) for spec in out_specs]
     ws = np.empty(max(ws_bytes, 1) + ALIGN, np.uint8)
     ws_ptr = ws.ctypes.data + (-ws.ctypes.data) % ALIGN
     io = (ctypes.c_void_p * (len(arrays) + len(outs)))(*[a.ctypes.data for a in arrays + outs])
-    rc = fn(ctypes.cast(io, ctypes.c_void_p), params_ptr, ws_ptr)
+    rc = fn(ctypes.cast(io, ctypes.c_void_p), params_ptr, ws_ptr, *([n] if batch else []))
     if rc != 0:
         raise RuntimeError(f"the model failed with code {rc}")
     return outs
+
+
+def concrete_shape(shape: list, n: int | None) -> tuple[int, ...]:
+    """A spec's shape with its batch dimension (a name) set to n."""
+    return tuple(d if isinstance(d, int) else n for d in shape)
+
+
+def batch_of(in_specs: list[dict], arrays: list, batch: dict) -> int:
+    """The batch of a dynamic-batch model's inputs: one leading size for every input that leads
+    with the batch dimension, 1..batch["max"], the other dimensions as the spec says; else a
+    ValueError naming the input, the batch given and the maximum."""
+    dim, top = batch["dim"], int(batch["max"])
+    n = None
+    for spec, a in zip(in_specs, arrays):
+        shape = spec["shape"]
+        if not shape or isinstance(shape[0], int):
+            continue
+        want = f"({dim}, {', '.join(map(str, shape[1:]))}) with {dim} from 1 to {top}"
+        if a.ndim != len(shape) or tuple(a.shape[1:]) != tuple(shape[1:]):
+            raise ValueError(f"input {spec['name']}: expected shape {want}, got {a.shape}")
+        if not 1 <= a.shape[0] <= top:
+            raise ValueError(f"input {spec['name']}: batch {a.shape[0]} is outside 1..{top}, the maximum this "
+                             f"model was built for; rebuild it with --max-batch {a.shape[0]} (max_batch= in Python)")
+        if n is not None and a.shape[0] != n:
+            raise ValueError(f"input {spec['name']}: batch {a.shape[0]}, but the inputs before it have "
+                             f"batch {n}; give every input the same batch")
+        n = a.shape[0]
+    return n
 
 
 def load_module(path: str | os.PathLike) -> Module:
@@ -658,9 +692,12 @@ def _check_symbols(path: str, meta: dict, symbols: dict[str, tuple[int, int, boo
             raise LoadError(f"{path} is damaged: its metadata needs {what} {symbol} that the library "
                             "does not have; rebuild it")
 
-    def shapes(items, where: str) -> None:
+    def shapes(items, where: str, dim: str | None = None) -> None:
         for a in items:
             shape, dt = a["shape"], a["dtype"]
+            # a dynamic batch's inputs and outputs may lead with its dimension's name
+            if dim is not None and shape and shape[0] == dim:
+                shape = shape[1:]
             if not isinstance(a["name"], str) or not all(type(d) is int and d >= 0 for d in shape) \
                     or dt not in DTYPES:
                 raise LoadError(f"{path} is damaged: {where} {a['name']!r} has shape {shape} and dtype {dt!r}")
@@ -673,11 +710,15 @@ def _check_symbols(path: str, meta: dict, symbols: dict[str, tuple[int, int, boo
             shapes(k["args"], f"kernel {k['name']} argument")
         if "model" in meta:
             model = meta["model"]
-            shapes(model["inputs"] + model["outputs"], "model input/output")
+            batch = model.get("batch")
+            if batch is not None and not (isinstance(batch["dim"], str) and type(batch["max"]) is int
+                                          and batch["max"] >= 1):
+                raise LoadError(f"{path} is damaged: its dynamic batch is {batch!r}")
+            shapes(model["inputs"] + model["outputs"], "model input/output", batch and batch["dim"])
             ws, pb = model["workspace_bytes"], model.get("param_bytes", 0)
             if not (type(ws) is int and type(pb) is int and ws >= 0 and pb >= 0):
                 raise LoadError(f"{path} is damaged: its workspace/weights sizes are {ws!r}/{pb!r}")
-            need(MODEL_ENTRY_SYMBOL)
+            need(MODEL_BATCH_ENTRY_SYMBOL if batch else MODEL_ENTRY_SYMBOL)
             if pb:
                 need(PARAMS_SYMBOL, STT_OBJECT, pb)
     except (KeyError, TypeError, AttributeError):

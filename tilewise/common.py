@@ -156,12 +156,13 @@ def check_file(path: str, what: str = "file") -> None:
         raise CLIError(f"{path}: is a folder, not a {what}")
 
 
-def load_graph(path: str, shapes: list[str] | None = None):
-    """Import an ONNX model; import problems become a CLIError with the importer's message."""
+def load_graph(path: str, shapes: list[str] | None = None, max_batch: int | None = None):
+    """Import an ONNX model; import problems become a CLIError with the importer's message.
+    max_batch: inputs with a symbolic batch only become a dynamic batch up to it (None: refused)."""
     import frontends
     check_file(path, "model file")
     try:
-        return frontends.from_onnx(path, shapes=parse_shapes(shapes) or None, advice="cli")
+        return frontends.from_onnx(path, shapes=parse_shapes(shapes) or None, advice="cli", max_batch=max_batch)
     except frontends.ModelError as e:
         raise CLIError(str(e)) from None
 

@@ -27,15 +27,16 @@ class InferenceSession:
 
     def __init__(self, path_or_bytes, sess_options=None, providers=None, provider_options=None, *,
                  logs: list[str] | None = None, shared_logs: bool = True, shapes: dict | None = None,
-                 target=None, **kwargs):
+                 target=None, max_batch: int | None = None, **kwargs):
         """path_or_bytes: an .onnx file, its bytes or a ModelProto (built here), or a .so library
         (loaded). sess_options: ONNX Runtime SessionOptions; intra_op_num_threads > 0 sets the
         threads. providers: accepted for drop-in use; tilewise runs on the CPU. logs: tuning logs
         to use beside the shared ones (shared_logs=False: only these); shapes: fixed input shapes
-        of a model with symbolic dimensions."""
+        of a model with symbolic dimensions; max_batch: a model whose inputs lead with a symbolic
+        batch runs any batch up to it (frontends/batch.py)."""
         if kwargs:
             raise TypeError(f"InferenceSession: unknown argument(s) {', '.join(kwargs)}")
-        self.library = _open(path_or_bytes, logs, shared_logs, shapes, target)
+        self.library = _open(path_or_bytes, logs, shared_logs, shapes, target, max_batch)
         threads = getattr(sess_options, "intra_op_num_threads", 0) or 0
         if threads > 0:
             self.library.set_num_threads(threads)
@@ -60,7 +61,7 @@ class InferenceSession:
         return f"tilewise.InferenceSession({self.library!r})"
 
 
-def _open(source, logs, shared_logs: bool, shapes, target):
+def _open(source, logs, shared_logs: bool, shapes, target, max_batch=None):
     """A loaded model library (te.runtime Module) or a JIT-built GraphLibrary for source."""
     if isinstance(source, (str, os.PathLike)) and os.fspath(source).endswith(LIBRARY_SUFFIXES):
         from te.runtime import LoadError, load_module
@@ -68,14 +69,15 @@ def _open(source, logs, shared_logs: bool, shapes, target):
         if not m.is_model:
             raise LoadError(f"{os.fspath(source)} holds kernels ({', '.join(m.names)}), not a model; "
                             "build a model library with 'tilewise build MODEL.onnx'")
-        if logs or shapes or target is not None:
-            log.warning("%s is already built: logs=, shapes= and target= are ignored", os.fspath(source))
+        if logs or shapes or target is not None or max_batch is not None:
+            log.warning("%s is already built: logs=, shapes=, target= and max_batch= are ignored",
+                        os.fspath(source))
         return m
     import frontends
     from autotune.shared_logs import load_shared_logs
     from te.target import parse
     tgt = parse(target)
-    graph = frontends.from_onnx(source, shapes=shapes, advice="session")
+    graph = frontends.from_onnx(source, shapes=shapes, advice="session", max_batch=max_batch)
     paths = [os.fspath(p) for p in logs or []]
     if shared_logs:
         paths += [p for p, _ in load_shared_logs(tgt.isa).used]

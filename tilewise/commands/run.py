@@ -32,6 +32,8 @@ def register(sub, common) -> None:
     p.add_argument("--output", "-o", metavar="OUT.npz", help="save the outputs in this .npz file (exactly this name)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--top", type=int, default=5, metavar="K", help="classes shown for vector outputs (default 5)")
+    p.add_argument("--batch", type=int, default=None, metavar="N",
+                   help="batch of the random inputs of a model built with a dynamic batch (default 1)")
     p.set_defaults(run=run)
 
 
@@ -49,8 +51,10 @@ def load_library(path: str):
     return m
 
 
-def read_inputs(items: list[str], specs: list[dict], seed: int) -> dict[str, np.ndarray]:
-    """Inputs from NAME=FILE.npy items; random for the rest; checked against the model's specs."""
+def read_inputs(items: list[str], specs: list[dict], seed: int,
+                random_specs: list[dict] | None = None) -> dict[str, np.ndarray]:
+    """Inputs from NAME=FILE.npy items; random for the rest (of the shapes random_specs give, else
+    specs'); checked against the model's specs."""
     from frontends.profile import random_inputs
     by_name = {s["name"]: s for s in specs}
     given: dict[str, np.ndarray] = {}
@@ -72,7 +76,7 @@ def read_inputs(items: list[str], specs: list[dict], seed: int) -> dict[str, np.
             raise CLIError(f"{path}: is an .npz archive; save the input with numpy.save as .npy")
         spec = by_name[name]
         want = np.dtype(spec["dtype"])
-        if tuple(a.shape) != tuple(spec["shape"]):
+        if not fits(a.shape, spec["shape"]):
             raise CLIError(f"--input {name}: {path} has shape {list(a.shape)}, the model expects {spec['shape']}")
         if a.dtype != want:
             if not np.can_cast(a.dtype, want, "same_kind"):
@@ -80,11 +84,32 @@ def read_inputs(items: list[str], specs: list[dict], seed: int) -> dict[str, np.
             note(f"tilewise: note: input {name}: converted {a.dtype} to {want}")
             a = a.astype(want)
         given[name] = np.ascontiguousarray(a)
-    missing = [s for s in specs if s["name"] not in given]
+    missing = [s for s in random_specs or specs if s["name"] not in given]
     if missing and items:
         note(f"tilewise: note: random values for input(s) {', '.join(s['name'] for s in missing)}")
     given.update(random_inputs(missing, seed))
     return given
+
+
+def fits(shape: tuple, spec_shape: list) -> bool:
+    """shape matches a spec's shape; a dynamic batch's dimension (a name) matches any size, which
+    the run then checks against the library's maximum."""
+    return len(shape) == len(spec_shape) and all(isinstance(d, str) or d == s for s, d in zip(shape, spec_shape))
+
+
+def batch_specs(m, batch: int | None) -> list[dict]:
+    """The model's input specs with a dynamic batch's dimension set to --batch (default 1)."""
+    top = m.metadata["model"].get("batch", {}).get("max")
+    if top is None:
+        if batch is not None:
+            raise CLIError(f"--batch {batch}: {m.path} was built for fixed shapes; build the model with "
+                           "a dynamic batch (an input declared with a symbolic first dimension) to choose one")
+        return m.inputs
+    n = 1 if batch is None else batch
+    if not 1 <= n <= top:
+        raise CLIError(f"--batch {n}: give 1 to {top}, the maximum batch {m.path} was built for "
+                       "(tilewise build --max-batch)")
+    return [{**s, "shape": [n if isinstance(d, str) else d for d in s["shape"]]} for s in m.inputs]
 
 
 def summarize(names: list[str], outputs: list[np.ndarray], top: int = 5) -> str:
@@ -133,13 +158,16 @@ def run(args) -> int:
         refuse_overwrite([("--output", args.output)], [("MODEL.so", args.library)]
                          + [("--input", it.partition("=")[2] or it) for it in args.input])
     m = load_library(args.library)
-    inputs = read_inputs(args.input, m.inputs, args.seed)
+    inputs = read_inputs(args.input, m.inputs, args.seed, batch_specs(m, args.batch))
     given = {it.partition("=")[0] if "=" in it else m.input_names[0] for it in args.input}
     for s in m.inputs:
         src = "file" if s["name"] in given else f"random (seed {args.seed})"
-        say(f"input {s['name']}: {s['dtype']}{list(s['shape'])} from {src}")
+        say(f"input {s['name']}: {s['dtype']}{list(inputs[s['name']].shape)} from {src}")
     t = time.perf_counter()
-    outs = m.run(**inputs)
+    try:
+        outs = m.run(**inputs)
+    except ValueError as e:             # a file's batch above the maximum, batches that differ
+        raise CLIError(str(e)) from None
     dt = time.perf_counter() - t
     calls = m.metadata.get("model", {}).get("calls", "?")
     say(f"ran {os.path.basename(args.library)} in {fmt_time(dt)} (first run, {calls} kernel calls)")
