@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from .canonical import truthy
+from .canonical import EXPANDED, truthy
 from .dtypes import ONNX_DTYPES
 
 LOWER: dict[str, Callable] = {}
@@ -418,9 +418,9 @@ CHECKS["MatMul"] = _float_only("MatMul", ("float32", "float64"))
 
 
 # The other lowerings register themselves on import.
-from . import lower_data, lower_linalg, lower_nn, lower_qnn, lower_seq  # noqa: E402,F401
+from . import lower_data, lower_linalg, lower_nn, lower_qnn, lower_rnn, lower_seq  # noqa: E402,F401
 
 # Shape, Size, Constant, ConstantOfShape... are folded at import when their inputs are known
 # (canonical.py makes constants of what reads only shapes); left over, they are reported as
-# unsupported there.
-SUPPORTED = frozenset(LOWER) | frozenset(ANCHORS)
+# unsupported there.  The EXPANDED ops become others at import (canonical.py).
+SUPPORTED = frozenset(LOWER) | frozenset(ANCHORS) | EXPANDED
