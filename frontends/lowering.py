@@ -418,7 +418,7 @@ CHECKS["MatMul"] = _float_only("MatMul", ("float32", "float64"))
 
 
 # The other lowerings register themselves on import.
-from . import lower_data, lower_linalg, lower_nn, lower_qnn, lower_rnn, lower_seq  # noqa: E402,F401
+from . import lower_data, lower_index, lower_linalg, lower_nn, lower_qnn, lower_rnn, lower_seq  # noqa: E402,F401
 
 # Shape, Size, Constant, ConstantOfShape... are folded at import when their inputs are known
 # (canonical.py makes constants of what reads only shapes); left over, they are reported as
