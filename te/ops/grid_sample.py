@@ -4,7 +4,7 @@ X is (N, C, D1, ..., Dr), grid (N, O1, ..., Ok, r) with normalised coordinates i
 last one first (x is the width, the last axis of X; PyTorch's order); the output (N, C, O1...Ok).
 Each spatial axis is interpolated apart, so an r-D sample is the product of r 1-D tap sets
 (nearest: one tap, linear: two, cubic: four, Keys' a = -0.75).  A coordinate outside the image is
-clamped (padding "border"), reflected at the image's edges ("reflection"), or its taps outside the
+clamped (padding "border"; cubic clamps its taps instead, as PyTorch and ONNX Runtime do), reflected at the image's edges ("reflection"), or its taps outside the
 image read zero ("zeros").  The arithmetic follows onnx's reference (PyTorch's GridSampler).
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .transform import _clamp, _cubic_weights
 __all__ = ["grid_sample", "GRID_SAMPLE_MODES", "GRID_SAMPLE_PADDINGS"]
 
 TAG = "injective"
+COORD_TAG = "grid_sample_coord"     # no schedule of its own: a root stage the sampler reads
 GRID_SAMPLE_MODES = ("nearest", "linear", "cubic")
 GRID_SAMPLE_PADDINGS = ("zeros", "border", "reflection")
 CUBIC_A = -0.75
@@ -62,7 +63,8 @@ def grid_sample(x: te.Tensor, grid: te.Tensor, mode: str = "linear", padding_mod
         v = (g + 1.0) * (0.5 * (d - 1)) if align_corners else ((g + 1.0) * d - 1.0) * 0.5
         if mode == "nearest":
             v = te.round(v)                           # half to even, as PyTorch
-        if padding_mode == "border":
+        if padding_mode == "border" and mode != "cubic":
+            # cubic keeps the coordinate and clamps each tap (PyTorch's and ONNX Runtime's kernels)
             v = te.min_of(te.max_of(v, 0.0), float(d - 1))
         elif padding_mode == "reflection":
             v = _reflect(v, lows[a], highs[a])
@@ -88,9 +90,13 @@ def grid_sample(x: te.Tensor, grid: te.Tensor, mode: str = "linear", padding_mod
             i = _reflect(i.astype(dt), lows[a], highs[a]).astype("int64")
         return _clamp(i, d), None
 
+    # each axis's source coordinate once per output position, not once per channel and tap
+    coords = [te.compute(tuple(grid.shape[:-1]), lambda *i, a=a: coordinate(grid[(*i, r - 1 - a)], a),
+                         name=f"{name}.coord{a}", tag=COORD_TAG) for a in range(r)]
+
     def body(*i):
         n, c, o = i[0], i[1], i[2:]
-        axes = [taps(coordinate(grid[(n, *o, r - 1 - a)], a), a) for a in range(r)]
+        axes = [taps(coords[a][(n, *o)], a) for a in range(r)]
         total = None
         for combo in itertools.product(*axes):
             idx, outside, weight = [], [], None
