@@ -16,12 +16,18 @@ from typing import Any, Union
 STORAGE_FLOATS = ("float16", "bfloat16")
 FLOAT_DTYPES = ("float32", "float64") + STORAGE_FLOATS
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
-DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
+# Byte-coded types: the formats narrower than a byte or without arithmetic here (float8, float4,
+# int4, int2...), one element per byte holding its bit pattern (ml_dtypes' layout, numpy's dtype
+# names).  te computes nothing on them: a value of one casts to and from uint8 only (its bits),
+# and te.ops.lowbit converts the bits to and from numbers.
+BYTE_CODED = ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
+              "float4_e2m1fn", "int4", "uint4", "int2", "uint2")
+DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",) + BYTE_CODED
 INDEX_DTYPE = "int64"
 
 DTYPE_BITS = {"bool": 1, "int8": 8, "uint8": 8, "int16": 16, "uint16": 16, "int32": 32,
               "uint32": 32, "int64": 64, "uint64": 64, "float32": 32, "float64": 64,
-              "float16": 16, "bfloat16": 16}
+              "float16": 16, "bfloat16": 16, **{t: 8 for t in BYTE_CODED}}
 
 
 def is_float(dtype: str) -> bool:
@@ -35,8 +41,8 @@ def is_int(dtype: str) -> bool:
 
 
 def is_unsigned(dtype: str) -> bool:
-    """True for unsigned integer dtypes and bool."""
-    return dtype.startswith("uint") or dtype == "bool"
+    """True for unsigned integer dtypes, bool and the byte-coded types (their bits are unsigned)."""
+    return dtype.startswith("uint") or dtype == "bool" or dtype in BYTE_CODED
 
 
 def widen(e: "Expr") -> "Expr":
@@ -361,6 +367,9 @@ def cast(dtype: str, value: ExprLike) -> Expr:
         return convert(value, dtype) if not isinstance(value, float) or is_float(dtype) else const(value, dtype)
     if value.dtype == dtype:
         return value
+    if (dtype in BYTE_CODED or value.dtype in BYTE_CODED) and "uint8" not in (dtype, value.dtype):
+        raise ValueError(f"cannot cast {value.dtype} to {dtype}: a byte-coded type casts to and from its bits "
+                         "(uint8) only; convert its values with te.ops.lowbit.convert")
     if isinstance(value, Const):
         return const(value.value, dtype)
     if (dtype in STORAGE_FLOATS or value.dtype in STORAGE_FLOATS) and "float32" not in (dtype, value.dtype):

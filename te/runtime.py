@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .expr import BYTE_CODED
+
 log = logging.getLogger(__name__)
 
 # What the library's metadata JSON says about itself; bump FORMAT_VERSION when the ABI changes.
@@ -60,6 +62,8 @@ CPUINFO_FLAGS = {
 # create them (99999 does that); 1024 is more than the CPUs of any machine this runs on, so no
 # useful setting is refused.
 MAX_THREADS = 1024
+# te dtypes whose numpy dtype is ml_dtypes'
+ML_DTYPES = frozenset({"bfloat16", *BYTE_CODED})
 
 
 class LoadError(RuntimeError):
@@ -76,14 +80,15 @@ class ArgSpec(NamedTuple):
 
 
 def np_dtype(dtype) -> np.dtype:
-    """numpy's dtype of a te dtype name; bfloat16 is ml_dtypes' (which onnx depends on), imported
-    only when one is met: it takes seconds, and most libraries have none."""
-    if str(dtype) == "bfloat16":
+    """numpy's dtype of a te dtype name; bfloat16 and the byte-coded types (float8_e4m3fn, int4...)
+    are ml_dtypes' (which onnx depends on), imported only when one is met: it takes seconds, and
+    most libraries have none."""
+    if str(dtype) in ML_DTYPES:
         try:
             import ml_dtypes
         except ImportError:
-            raise LoadError("bfloat16 arrays need the ml_dtypes package: pip install ml_dtypes") from None
-        return np.dtype(ml_dtypes.bfloat16)
+            raise LoadError(f"{dtype} arrays need the ml_dtypes package: pip install ml_dtypes") from None
+        return np.dtype(getattr(ml_dtypes, str(dtype)))
     return np.dtype(dtype)
 
 
@@ -337,7 +342,11 @@ ORT_TYPES = {"float32": "tensor(float)", "float64": "tensor(double)", "float16":
              "bfloat16": "tensor(bfloat16)", "bool": "tensor(bool)", "int8": "tensor(int8)",
              "uint8": "tensor(uint8)", "int16": "tensor(int16)", "uint16": "tensor(uint16)",
              "int32": "tensor(int32)", "uint32": "tensor(uint32)", "int64": "tensor(int64)",
-             "uint64": "tensor(uint64)"}
+             "uint64": "tensor(uint64)", "float8_e4m3fn": "tensor(float8e4m3fn)",
+             "float8_e4m3fnuz": "tensor(float8e4m3fnuz)", "float8_e5m2": "tensor(float8e5m2)",
+             "float8_e5m2fnuz": "tensor(float8e5m2fnuz)", "float8_e8m0fnu": "tensor(float8e8m0)",
+             "float4_e2m1fn": "tensor(float4e2m1)", "int4": "tensor(int4)", "uint4": "tensor(uint4)",
+             "int2": "tensor(int2)", "uint2": "tensor(uint2)"}
 
 
 class NodeArg(NamedTuple):
@@ -668,7 +677,7 @@ def _check_symbols(path: str, meta: dict, symbols: dict[str, tuple[int, int, boo
 
 
 DTYPES = frozenset({"float32", "float64", "bool", "int8", "uint8", "int16", "uint16", "int32",
-                    "uint32", "int64", "uint64", "float16", "bfloat16"})
+                    "uint32", "int64", "uint64", "float16", "bfloat16"}) | ML_DTYPES
 
 
 def _parse_metadata(path: str, raw: bytes) -> dict:
