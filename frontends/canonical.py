@@ -87,7 +87,8 @@ def _rewrite(n: Node, infos: dict, consts: dict, opset: int) -> list[Node]:
         if n.inputs[0] in consts:
             consts[n.outputs[0]] = consts[n.inputs[0]].astype(dtype)
             return []
-        return [Node("Cast", n.name, n.inputs[:1], n.outputs[:1], {"to": onnx_elem_type(dtype)})]
+        keep = {k: v for k, v in n.attrs.items() if k in ("saturate", "round_mode")}   # float8's rules
+        return [Node("Cast", n.name, n.inputs[:1], n.outputs[:1], {"to": onnx_elem_type(dtype), **keep})]
     if n.op == "QuantizeLinear" and n.outputs[0] in infos:
         # the output type, which a folded scalar zero point no longer carries into the lowering
         n.attrs["output_dtype"] = onnx_elem_type(infos[n.outputs[0]].dtype)

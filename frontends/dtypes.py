@@ -10,12 +10,16 @@ import numpy as np
 
 from te.expr import DTYPES
 
-# ONNX element type -> numpy dtype, for what numpy folding computes (bfloat16 is ml_dtypes')
+# ONNX element type -> numpy dtype, for what numpy folding computes (bfloat16, float8, float4,
+# int4, uint4, int2 and uint2 are ml_dtypes')
 ONNX_TO_NUMPY: dict[int, np.dtype] = {
     1: np.dtype(np.float32), 2: np.dtype(np.uint8), 3: np.dtype(np.int8), 4: np.dtype(np.uint16),
     5: np.dtype(np.int16), 6: np.dtype(np.int32), 7: np.dtype(np.int64), 9: np.dtype(np.bool_),
     10: np.dtype(np.float16), 11: np.dtype(np.float64), 12: np.dtype(np.uint32), 13: np.dtype(np.uint64),
-    16: np.dtype(ml_dtypes.bfloat16)}
+    16: np.dtype(ml_dtypes.bfloat16), 17: np.dtype(ml_dtypes.float8_e4m3fn), 18: np.dtype(ml_dtypes.float8_e4m3fnuz),
+    19: np.dtype(ml_dtypes.float8_e5m2), 20: np.dtype(ml_dtypes.float8_e5m2fnuz), 21: np.dtype(ml_dtypes.uint4),
+    22: np.dtype(ml_dtypes.int4), 23: np.dtype(ml_dtypes.float4_e2m1fn), 24: np.dtype(ml_dtypes.float8_e8m0fnu),
+    25: np.dtype(ml_dtypes.uint2), 26: np.dtype(ml_dtypes.int2)}
 # The 16-bit float element types: a model's tensors of these types are computed in float32
 # (frontends/low_precision.py), converted at its inputs, its outputs and its Casts.
 LOW_PRECISION: dict[int, str] = {10: "float16", 16: "bfloat16"}

@@ -51,6 +51,7 @@ def _low_attribute(a) -> bool:
 def widen_model(m: onnx.ModelProto) -> onnx.ModelProto:
     """m computed in float32 with its 16-bit inputs, outputs and Casts converted (above); m itself
     when it has no 16-bit tensors.  Initializers are widened by widen_constants after reading."""
+    m = quantization_as_casts(m)
     if not uses_low_precision(m.graph):
         return m
     out = onnx.ModelProto()
@@ -134,3 +135,104 @@ def _widen_attribute(a) -> None:
         a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float32), a.t.name))
     elif a.name == "dtype" and a.type == onnx.AttributeProto.INT and a.i in LOW_PRECISION:
         a.i = FLOAT
+
+
+# QuantizeLinear/DequantizeLinear of these types become Casts and arithmetic (quantization_as_casts);
+# uint8, int8 and int32 stay the QDQ pass's (qdq.py)
+CAST_QUANTIZED = {4: "uint16", 5: "int16", **{k: np.dtype(v).name for k, v in ONNX_TO_NUMPY.items() if k >= 17}}
+INT_RANGES = {4: (0, 65535), 5: (-32768, 32767), 21: (0, 15), 22: (-8, 7), 25: (0, 3), 26: (-2, 1)}
+FLOAT8 = (17, 18, 19, 20)
+
+
+def quantization_as_casts(m: onnx.ModelProto) -> onnx.ModelProto:
+    """m with each QuantizeLinear/DequantizeLinear of a CAST_QUANTIZED type (float8, float4, int4,
+    int2, 16-bit integers) rewritten as onnx's reference computes it, per tensor or per axis:
+    DequantizeLinear as (Cast(x) - Cast(zero point)) * scale; QuantizeLinear to an integer type as
+    Cast(min(max(round(x / scale) + zero point, lo), hi)), to float8 as a Cast(x / scale) (with
+    its saturate; float8 ignores the zero point) and to float4 as Cast(x / scale + zero point).
+    Blocked quantisation is left for the importer's check to refuse."""
+    g = m.graph
+    if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.domain in ("", "ai.onnx") for n in g.node):
+        return m
+    try:
+        typed = onnx.shape_inference.infer_shapes(m).graph
+    except Exception:               # the importer reports what inference cannot do
+        typed = g
+    info = {v.name: v.type.tensor_type for v in (*typed.input, *typed.value_info, *typed.output)
+            if v.type.HasField("tensor_type")}
+    elem = {**{k: t.elem_type for k, t in info.items()}, **{t.name: t.data_type for t in g.initializer}}
+    rank = {**{k: len(t.shape.dim) for k, t in info.items() if t.HasField("shape")},
+            **{t.name: len(t.dims) for t in g.initializer}}
+    todo = [k for k, n in enumerate(g.node) if n.domain in ("", "ai.onnx") and _cast_quantized(n, elem)]
+    if not todo:
+        return m
+    out = onnx.ModelProto()
+    out.CopyFrom(m)
+    g = out.graph
+    nodes = []
+    for k, n in enumerate(m.graph.node):
+        nodes += _qdq_as_casts(n, g, elem, rank, k) if k in todo else [n]
+    del g.node[:]
+    g.node.extend(nodes)
+    return out
+
+
+def _cast_quantized(n, elem: dict) -> int | None:
+    """The CAST_QUANTIZED element type n quantises to or from (None when n is not such a node)."""
+    if n.op_type not in ("QuantizeLinear", "DequantizeLinear") or _attr(n, "block_size"):
+        return None
+    if n.op_type == "DequantizeLinear":
+        t = elem.get(n.input[0])
+    elif len(n.input) > 2 and n.input[2]:
+        t = elem.get(n.input[2])
+    else:
+        t = _attr(n, "output_dtype") or onnx.TensorProto.UINT8
+    return t if t in CAST_QUANTIZED else None
+
+
+def _qdq_as_casts(n, g, elem: dict, rank: dict, k: int) -> list:
+    """The nodes computing QuantizeLinear/DequantizeLinear n (quantization_as_casts)."""
+    base = f"{n.name or n.op_type}.{k}"
+    made: list = []
+
+    def node(op, inputs, out=None, **attrs):
+        name = out or f"{base}.{op.lower()}{len(made)}"
+        made.append(helper.make_node(op, inputs, [name], name=f"{base}.{len(made)}", **attrs))
+        return name
+
+    def const(tag, v):
+        name = f"{base}.{tag}"
+        g.initializer.append(numpy_helper.from_array(np.asarray(v), name))
+        return name
+
+    x, scale = n.input[0], n.input[1]
+    zp = n.input[2] if len(n.input) > 2 and n.input[2] else None
+    ftype = elem.get(scale, FLOAT)
+    r, axis = rank.get(x), _attr(n, "axis")
+    axis = 1 if axis is None else axis
+    if rank.get(scale, 0) == 1 and r and r > 1:     # per axis: the scale (and zero point) along it
+        shape = const("axis_shape", np.array([-1 if d == axis % r else 1 for d in range(r)], np.int64))
+        scale = node("Reshape", [scale, shape])
+        zp = node("Reshape", [zp, shape]) if zp else None
+    zf = node("Cast", [zp], to=ftype) if zp else None
+    if n.op_type == "DequantizeLinear":
+        v = node("Cast", [x], to=ftype)
+        v = node("Sub", [v, zf]) if zf else v
+        node("Mul", [v, scale], out=n.output[0])
+        return made
+    t = _cast_quantized(n, elem)
+    v = node("Div", [x, scale])
+    if t in INT_RANGES:
+        lo, hi = INT_RANGES[t]
+        v = node("Round", [v])
+        v = node("Add", [v, node("Cast", [zf], to=elem.get(x, FLOAT))]) if zf else v
+        dt = ONNX_TO_NUMPY.get(elem.get(x, FLOAT), np.dtype(np.float32))
+        v = node("Min", [node("Max", [v, const("lo", np.array(lo, dt))]), const("hi", np.array(hi, dt))])
+        node("Cast", [v], out=n.output[0], to=t)
+    elif t in FLOAT8:
+        node("Cast", [v], out=n.output[0], to=t, saturate=int(_attr(n, "saturate") if _attr(n, "saturate")
+                                                              is not None else 1))
+    else:                            # float4: no infinity to overflow to
+        v = node("Add", [v, node("Cast", [zf], to=elem.get(x, FLOAT))]) if zf else v
+        node("Cast", [v], out=n.output[0], to=t)
+    return made

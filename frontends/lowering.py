@@ -233,7 +233,9 @@ def _clip(node, ins, attrs, opset, out_shapes):
 
 @lowers("Cast")
 def _cast(node, ins, attrs, opset, out_shapes):
-    return [_ops().cast(ins[0], ONNX_DTYPES[attrs["to"]], name=node.name)]
+    # saturate and round_mode concern the float8 types only (te.ops.lowbit)
+    return [_ops().cast(ins[0], ONNX_DTYPES[attrs["to"]], name=node.name, saturate=bool(attrs.get("saturate", 1)),
+                        round_mode=_str(attrs.get("round_mode"), "up"))]
 
 
 @lowers("CastLike")
