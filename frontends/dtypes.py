@@ -23,6 +23,10 @@ ONNX_TO_NUMPY: dict[int, np.dtype] = {
 # The 16-bit float element types: a model's tensors of these types are computed in float32
 # (frontends/low_precision.py), converted at its inputs, its outputs and its Casts.
 LOW_PRECISION: dict[int, str] = {10: "float16", 16: "bfloat16"}
+# The element types a model is not computed in, each with the one it is computed in: the 16-bit
+# floats and the byte-coded float8/float4 in float32, int4/int2 in int8, uint4/uint2 in uint8
+# (frontends/low_precision.py converts them at the model's inputs, outputs and Casts).
+NARROW: dict[int, int] = {10: 1, 16: 1, 17: 1, 18: 1, 19: 1, 20: 1, 23: 1, 24: 1, 21: 2, 25: 2, 22: 3, 26: 3}
 # ONNX element type -> te dtype: the element types tilewise's kernels take
 ONNX_DTYPES: dict[int, str] = {k: v.name for k, v in ONNX_TO_NUMPY.items() if v.name in DTYPES}
 

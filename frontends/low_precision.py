@@ -1,21 +1,27 @@
-"""float16 and bfloat16 models computed in float32, converted at the edges.
+"""float16, bfloat16, float8, float4, int4 and int2 models computed in a wide type, converted at
+the edges.
 
-A model whose tensors are float16 or bfloat16 (a `float16` export, a bf16 checkpoint) is
-rewritten before import into the same model in float32 with conversions where its values
-meet the outside:
+A model whose tensors are of a NARROW type (frontends/dtypes.py: a `float16` export, a bf16
+checkpoint, float8 or int4 weights) is rewritten before import into the same model computed
+in the wide type (float32; int8 for int4/int2, uint8 for uint4/uint2) with conversions where
+its values meet the outside:
 
-  * each 16-bit input x gets a Cast to float32 that every reader of x reads instead;
-  * each 16-bit output y is computed in float32 and cast to its type last;
-  * a Cast to a 16-bit type inside the graph becomes that Cast and a Cast back to float32, so
-    its rounding is kept and what follows computes in float32;
-  * 16-bit constants (initializers, Constant and ConstantOfShape values) become float32 and
-    attributes that choose a 16-bit type for a result (EyeLike's dtype) choose float32.
+  * each narrow input x gets a Cast to the wide type that every reader of x reads instead;
+  * each narrow output y is computed wide and cast to its type last (a CastLike to it too,
+    with its saturate and round_mode);
+  * a Cast to a narrow type inside the graph becomes that Cast and a Cast back, so its
+    rounding is kept and what follows computes wide;
+  * narrow constants (initializers, Constant and ConstantOfShape values) become wide and
+    attributes that choose a narrow type for a result (EyeLike's dtype) choose the wide one;
+  * QuantizeLinear/DequantizeLinear of float8, float4, int4, int2 and 16-bit integers become
+    Casts and arithmetic first (quantization_as_casts).
 
-The library then takes and returns the model's own types, and its kernels compute in fp32:
-the conversions are loads and stores of te's float16/bfloat16 dtypes (F16C, AVX512-FP16 and
-AVX512-BF16 instructions where the target has them).  ONNX Runtime computes most fp16 nodes on
-the CPU in float32 as well, rounding between nodes; so results agree within fp16's precision.
-CastLike to a 16-bit tensor of the graph casts to float32 (the target is float32 now).
+The library then takes and returns the model's own types, and its kernels compute wide: the
+16-bit conversions are loads and stores of te's float16/bfloat16 dtypes (F16C, AVX512-FP16 and
+AVX512-BF16 instructions where the target has them), the others te.ops.lowbit's conversions of
+te's byte-coded dtypes.  ONNX Runtime computes most fp16 nodes on the CPU in float32 as well,
+rounding between nodes; so results agree within fp16's precision.  CastLike to a narrow tensor
+inside the graph casts to the wide type (the target is wide now).
 """
 from __future__ import annotations
 
@@ -23,10 +29,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .dtypes import LOW_PRECISION, ONNX_TO_NUMPY
+from .dtypes import NARROW, ONNX_TO_NUMPY
 from .graph import TensorInfo
 
 FLOAT = onnx.TensorProto.FLOAT
+# numpy name of a NARROW type -> the numpy dtype it is computed in
+WIDE_DTYPES = {ONNX_TO_NUMPY[k].name: ONNX_TO_NUMPY[w] for k, w in NARROW.items()}
 
 
 def _elem(vi) -> int:
@@ -35,17 +43,17 @@ def _elem(vi) -> int:
 
 def uses_low_precision(g) -> bool:
     """Whether any input, output, initializer, value_info or attribute of graph g is a 16-bit float."""
-    if any(_elem(v) in LOW_PRECISION for v in (*g.input, *g.output, *g.value_info)):
+    if any(_elem(v) in NARROW for v in (*g.input, *g.output, *g.value_info)):
         return True
-    if any(t.data_type in LOW_PRECISION for t in g.initializer):
+    if any(t.data_type in NARROW for t in g.initializer):
         return True
     return any(_low_attribute(a) for n in g.node for a in n.attribute)
 
 
 def _low_attribute(a) -> bool:
     if a.type == onnx.AttributeProto.TENSOR:
-        return a.t.data_type in LOW_PRECISION
-    return a.name in ("to", "dtype") and a.type == onnx.AttributeProto.INT and a.i in LOW_PRECISION
+        return a.t.data_type in NARROW
+    return a.name in ("to", "dtype") and a.type == onnx.AttributeProto.INT and a.i in NARROW
 
 
 def widen_model(m: onnx.ModelProto) -> onnx.ModelProto:
@@ -69,21 +77,29 @@ def widen_model(m: onnx.ModelProto) -> onnx.ModelProto:
         return name
 
     inits = {t.name for t in g.initializer}
-    low_out = {o.name: _elem(o) for o in g.output if _elem(o) in LOW_PRECISION}
+    low_out = {o.name: _elem(o) for o in g.output if _elem(o) in NARROW}
+    for n in g.node:
+        if n.op_type == "CastLike" and n.output and n.output[0] in low_out:
+            # to the output's type: a final Cast, with float8's saturate and round_mode
+            keep = [a for a in n.attribute if a.name in ("saturate", "round_mode")]
+            n.op_type = "Cast"
+            del n.input[1:]
+            del n.attribute[:]
+            n.attribute.extend([helper.make_attribute("to", low_out[n.output[0]]), *keep])
     produced = {x for n in g.node for x in n.output}
     final_casts = {n.output[0] for n in g.node if n.op_type == "Cast" and n.output
                    and low_out.get(n.output[0]) == _attr(n, "to")}
     rename: dict[str, str] = {}
     first: list = []
     for vi in g.input:
-        if vi.name not in inits and _elem(vi) in LOW_PRECISION:
-            rename[vi.name] = fresh(f"{vi.name}.fp32")
-            first.append(helper.make_node("Cast", [vi.name], [rename[vi.name]], to=FLOAT,
+        if vi.name not in inits and _elem(vi) in NARROW:
+            rename[vi.name] = fresh(f"{vi.name}.wide")
+            first.append(helper.make_node("Cast", [vi.name], [rename[vi.name]], to=NARROW[_elem(vi)],
                                           name=fresh(f"{vi.name}.to_fp32")))
     last = []
     for name, elem in low_out.items():
         if name in produced and name not in final_casts:
-            rename[name] = fresh(f"{name}.fp32")
+            rename[name] = fresh(f"{name}.wide")
             last.append(helper.make_node("Cast", [rename[name]], [name], to=elem, name=fresh(f"{name}.to_low")))
     nodes = []
     for n in g.node:
@@ -94,28 +110,28 @@ def widen_model(m: onnx.ModelProto) -> onnx.ModelProto:
         for a in n2.attribute:
             _widen_attribute(a)
         to = _attr(n, "to")
-        if n.op_type == "Cast" and to in LOW_PRECISION and n.output[0] not in final_casts:
-            # keep the cast's rounding, then go on in float32
-            narrow = fresh(f"{n.output[0]}.{LOW_PRECISION[to]}")
+        if n.op_type == "Cast" and to in NARROW and n.output[0] not in final_casts:
+            # keep the cast's rounding, then go on in the wide type
+            narrow = fresh(f"{n.output[0]}.{ONNX_TO_NUMPY[to].name}")
             n2.output[0] = narrow
-            nodes += [n2, helper.make_node("Cast", [narrow], [rename.get(n.output[0], n.output[0])], to=FLOAT,
+            nodes += [n2, helper.make_node("Cast", [narrow], [rename.get(n.output[0], n.output[0])], to=NARROW[to],
                                            name=fresh(f"{n2.name or narrow}.to_fp32"))]
             continue
         nodes.append(n2)
     del g.node[:]
     g.node.extend(first + nodes + last)
     for vi in g.value_info:
-        if _elem(vi) in LOW_PRECISION:
-            vi.type.tensor_type.elem_type = FLOAT
+        if _elem(vi) in NARROW:
+            vi.type.tensor_type.elem_type = NARROW[_elem(vi)]
     return out
 
 
 def widen_constants(consts: dict[str, np.ndarray], keep: set[str]) -> None:
-    """The 16-bit float constants in consts as float32 (in place), but for those in keep (graph
-    outputs, which keep the model's type)."""
+    """The constants of a NARROW type in consts in their wide type (in place), but for those in
+    keep (graph outputs, which keep the model's type)."""
     for name, v in consts.items():
-        if name not in keep and v.dtype.name in LOW_PRECISION.values():
-            consts[name] = v.astype(np.float32)
+        if name not in keep and v.dtype.name in WIDE_DTYPES:
+            consts[name] = v.astype(WIDE_DTYPES[v.dtype.name])
 
 
 def declared_types(g) -> dict[str, TensorInfo]:
@@ -131,10 +147,11 @@ def _attr(n, name: str):
 
 def _widen_attribute(a) -> None:
     """A tensor attribute of a 16-bit type as float32; a result type chosen 16-bit as float32."""
-    if a.type == onnx.AttributeProto.TENSOR and a.t.data_type in LOW_PRECISION:
-        a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float32), a.t.name))
-    elif a.name == "dtype" and a.type == onnx.AttributeProto.INT and a.i in LOW_PRECISION:
-        a.i = FLOAT
+    if a.type == onnx.AttributeProto.TENSOR and a.t.data_type in NARROW:
+        a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(ONNX_TO_NUMPY[NARROW[a.t.data_type]]),
+                                             a.t.name))
+    elif a.name == "dtype" and a.type == onnx.AttributeProto.INT and a.i in NARROW:
+        a.i = NARROW[a.i]
 
 
 # QuantizeLinear/DequantizeLinear of these types become Casts and arithmetic (quantization_as_casts);

@@ -31,6 +31,7 @@ from te.expr import BYTE_CODED, is_float
 __all__ = ["convert", "Format", "ROUND_MODES"]
 
 TAG = "elemwise"
+RANK_TAG = "lowbit_rank"        # no schedule of its own: a root stage the encoder reads, not inlined
 INT_FORMATS = {"int4": (4, True), "uint4": (4, False), "int2": (2, True), "uint2": (2, False)}
 ROUND_MODES = ("up", "down", "nearest")
 
@@ -112,21 +113,38 @@ def _pow2_biased(e):
     return _pow2(e % 64) * scale
 
 
-def _encode_float(x, f: Format, dtype_name: str, saturate: bool, round_mode: str):
-    """The code (int64) of x (any float or integer expression)."""
+def _magnitude(x, f: Format, dtype_name: str, saturate: bool):
+    """|x| as float64, clipped to the largest value when saturating (e8m0: the float32 onnx reads)."""
     x = x.astype("float64")
     a = te.if_then_else(x < 0.0, -x, x)
     if dtype_name == "float8_e8m0fnu":
-        return _encode_e8m0(a, saturate, round_mode)
-    if saturate:
-        a = te.min_of(a, _const(f.values[-1], "float64"))
+        return a.astype("float32").astype("float64")
+    return te.min_of(a, _const(f.values[-1], "float64")) if saturate else a
+
+
+def _rank(a, f: Format, dtype_name: str):
+    """How many of the format's rounding points |x| = a passes (int64): its magnitude's code.
+
+    For e8m0, the powers of two 2^-126 ... 2^127 at most a: float32's exponent field of a."""
+    one, zero = _const(1, "int64"), _const(0, "int64")
+    if dtype_name == "float8_e8m0fnu":          # a loop over the powers: 254 unrolled compares build slowly
+        r = te.reduce_axis((1, 255), "p")
+        return te.sum(te.if_then_else(a >= _pow2_biased(r.var.astype("int64")), one, zero), axis=r)
+    k = zero
     vals = f.values
-    k = _const(0, "int64")
     for j in range(len(vals) - 1):
         t = (vals[j] + vals[j + 1]) / 2
         # a tie goes to the even code
-        above = a >= t if (j + 1) % 2 == 0 else a > t
-        k = k + te.if_then_else(above, _const(1, "int64"), _const(0, "int64"))
+        k = k + te.if_then_else(a >= t if (j + 1) % 2 == 0 else a > t, one, zero)
+    return k
+
+
+def _encode_float(x, a, k, f: Format, dtype_name: str, round_mode: str):
+    """The code (int64) of x, given its magnitude a (_magnitude) and rank k (_rank)."""
+    if dtype_name == "float8_e8m0fnu":
+        return _encode_e8m0(a, k, round_mode)
+    x = x.astype("float64")
+    vals = f.values
     top = vals[-1] + (vals[-1] - vals[-2]) / 2
     over = a >= top if (f.max_code + 1) % 2 == 0 else a > top
     # a negative number: its sign bit, but -0.0 too (x == 0 and 1 / x < 0)
@@ -138,25 +156,21 @@ def _encode_float(x, f: Format, dtype_name: str, saturate: bool, round_mode: str
     return te.if_then_else(x != x, _const(f.nan_code, "int64"), code)
 
 
-def _encode_e8m0(a, saturate: bool, round_mode: str):
-    """onnx's to_float8e8m0 of |x| (a float64): float32's exponent field, rounded by round_mode."""
+def _encode_e8m0(a, e, round_mode: str, saturate: bool = True):
+    """onnx's to_float8e8m0 of |x| = a (float32's value) with exponent field e: rounded by round_mode."""
     if round_mode not in ROUND_MODES:
         raise ValueError(f"round_mode {round_mode!r} is not one of {', '.join(ROUND_MODES)}")
-    a32 = a.astype("float32").astype("float64")       # the float32 whose bits onnx reads
-    e = _const(0, "int64")
-    for k in range(1, 255):
-        e = e + te.if_then_else(a32 >= 2.0 ** (k - 127), _const(1, "int64"), _const(0, "int64"))
     base = _pow2_biased(e)                              # |x| rounded down to a power of two
     if round_mode == "up":
-        up = te.if_then_else(e == 0, a32 > 0.0, a32 > base)
+        up = te.if_then_else(e == 0, a > 0.0, a > base)
     elif round_mode == "nearest":
-        up = te.if_then_else(e == 0, a32 > 2.0 ** -127, a32 >= base * 1.5)
+        up = te.if_then_else(e == 0, a > 2.0 ** -127, a >= base * 1.5)
     else:
         up = te.const(False, "bool")
     if saturate:
         up = te.all(up, e < 254)
     code = e + te.if_then_else(up, _const(1, "int64"), _const(0, "int64"))
-    return te.if_then_else(te.any(a32 != a32, a32 > 3.5e38), _const(255, "int64"), code)
+    return te.if_then_else(te.any(a != a, a > 3.5e38), _const(255, "int64"), code)
 
 
 def _decode_int(b, bits: int, signed: bool):
@@ -181,6 +195,7 @@ def convert(x: te.Tensor, dtype: str, saturate: bool = True, round_mode: str = "
             name: str = "convert") -> te.Tensor:
     """x converted to dtype where either is a byte-coded type (the module docstring's rules)."""
     src = x.dtype
+    shape = tuple(x.shape)
 
     def value(i):
         """x[i] as a number (float64 for the float formats, int64 for the integer ones)."""
@@ -191,15 +206,25 @@ def convert(x: te.Tensor, dtype: str, saturate: bool = True, round_mode: str = "
             return _decode_float(v.astype("uint8"), format_of(src), src)
         return v
 
+    if dtype in INT_FORMATS:
+        return te.compute(shape, lambda *i: _encode_int(value(i), *INT_FORMATS[dtype]).astype("uint8").astype(dtype),
+                          name=name, tag=TAG)
+    if dtype not in BYTE_CODED:
+        return te.compute(shape, lambda *i: value(i).astype(dtype), name=name, tag=TAG)
+    f = format_of(dtype)
+    # onnx saturates only float8 (e8m0 by its own rule); float4 has no infinity or NaN to overflow to
+    sat = saturate and f.bits == 8
+    clip = sat and dtype != "float8_e8m0fnu"
+    # the rank, a long sum of compares, in a stage of its own: the code reads it several times
+    rank = te.compute(shape, lambda *i: _rank(_magnitude(value(i), f, dtype, clip), f, dtype),
+                      name=f"{name}.rank", tag=RANK_TAG)
+
     def body(*i):
         v = value(i)
-        if dtype in INT_FORMATS:
-            code = _encode_int(v, *INT_FORMATS[dtype])
-        elif dtype in BYTE_CODED:
-            f = format_of(dtype)
-            # onnx saturates only float8; float4 has no infinity or NaN to overflow to
-            code = _encode_float(v, f, dtype, saturate and f.bits == 8, round_mode)
+        a = _magnitude(v, f, dtype, clip)
+        if dtype == "float8_e8m0fnu":
+            code = _encode_e8m0(a, rank[i], round_mode, sat)
         else:
-            return v.astype(dtype)
+            code = _encode_float(v, a, rank[i], f, dtype, round_mode)
         return code.astype("uint8").astype(dtype)
-    return te.compute(tuple(x.shape), body, name=name, tag=TAG)
+    return te.compute(shape, body, name=name, tag=TAG)
