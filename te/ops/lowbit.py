@@ -215,13 +215,14 @@ def convert(x: te.Tensor, dtype: str, saturate: bool = True, round_mode: str = "
     # onnx saturates only float8 (e8m0 by its own rule); float4 has no infinity or NaN to overflow to
     sat = saturate and f.bits == 8
     clip = sat and dtype != "float8_e8m0fnu"
-    # the rank, a long sum of compares, in a stage of its own: the code reads it several times
-    rank = te.compute(shape, lambda *i: _rank(_magnitude(value(i), f, dtype, clip), f, dtype),
-                      name=f"{name}.rank", tag=RANK_TAG)
+    # the magnitude and its rank, a long sum of compares reading it, in stages of their own: inlined,
+    # the rank would repeat x's whole expression per compare, and the code reads the rank thrice
+    mag = te.compute(shape, lambda *i: _magnitude(value(i), f, dtype, clip), name=f"{name}.abs", tag=RANK_TAG)
+    rank = te.compute(shape, lambda *i: _rank(mag[i], f, dtype), name=f"{name}.rank", tag=RANK_TAG)
 
     def body(*i):
         v = value(i)
-        a = _magnitude(v, f, dtype, clip)
+        a = mag[i]
         if dtype == "float8_e8m0fnu":
             code = _encode_e8m0(a, rank[i], round_mode, sat)
         else:
