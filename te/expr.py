@@ -10,18 +10,17 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Union
 
+from .runtime import BYTE_CODED
+
 # float16 and bfloat16 are storage types: tensors hold them, loads, stores and casts convert
 # them, and arithmetic on them is done in float32 (binary ops, comparisons, math functions and
 # reductions widen their operands), so a kernel computes in fp32 and converts at its edges.
 STORAGE_FLOATS = ("float16", "bfloat16")
 FLOAT_DTYPES = ("float32", "float64") + STORAGE_FLOATS
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
-# Byte-coded types: the formats narrower than a byte or without arithmetic here (float8, float4,
-# int4, int2...), one element per byte holding its bit pattern (ml_dtypes' layout, numpy's dtype
-# names).  te computes nothing on them: a value of one casts to and from uint8 only (its bits),
-# and te.ops.lowbit converts the bits to and from numbers.
-BYTE_CODED = ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
-              "float4_e2m1fn", "int4", "uint4", "int2", "uint2")
+# Byte-coded types (te/runtime.py: float8, float4, int4, int2..., one element per byte holding its
+# bit pattern): te computes nothing on them; a value of one casts to and from uint8 only (its
+# bits), and te.ops.lowbit converts the bits to and from numbers.
 DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",) + BYTE_CODED
 INDEX_DTYPE = "int64"
 

@@ -25,8 +25,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .expr import BYTE_CODED
-
 log = logging.getLogger(__name__)
 
 # What the library's metadata JSON says about itself; bump FORMAT_VERSION when the ABI changes.
@@ -62,6 +60,11 @@ CPUINFO_FLAGS = {
 # create them (99999 does that); 1024 is more than the CPUs of any machine this runs on, so no
 # useful setting is refused.
 MAX_THREADS = 1024
+# Byte-coded types: the formats narrower than a byte or without arithmetic in te (float8, float4,
+# int4, int2...), one element per byte holding its bit pattern (ml_dtypes' layout, numpy's dtype
+# names); te/expr.py says what te does with them.  Defined here, as this file loads alone.
+BYTE_CODED = ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
+              "float4_e2m1fn", "int4", "uint4", "int2", "uint2")
 # te dtypes whose numpy dtype is ml_dtypes'
 ML_DTYPES = frozenset({"bfloat16", *BYTE_CODED})
 
