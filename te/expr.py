@@ -313,6 +313,10 @@ def _wider(a: str, b: str) -> str:
 def _unify(a: ExprLike, b: ExprLike) -> tuple[Expr, Expr]:
     a = a.var if isinstance(getattr(a, "var", None), Var) else a
     b = b.var if isinstance(getattr(b, "var", None), Var) else b
+    for x in (a, b):
+        if isinstance(x, Expr) and x.dtype in BYTE_CODED:
+            raise ValueError(f"{x.dtype} has no arithmetic or comparisons in te (it holds bit patterns); "
+                             "convert it with te.ops.lowbit.convert first")
     if isinstance(a, Expr) and not isinstance(b, Expr):
         if isinstance(b, float) and not is_float(a.dtype):
             return cast("float32", a), const(b, "float32")

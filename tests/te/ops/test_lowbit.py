@@ -67,3 +67,5 @@ def test_a_byte_coded_value_has_no_arithmetic():
     x = te.placeholder((4,), "float8_e4m3fn", name="x")
     with pytest.raises(ValueError, match="casts to and from its bits .uint8. only; convert its values with te.ops"):
         te.compute((4,), lambda i: x[i].astype("float32"))
+    with pytest.raises(ValueError, match="float8_e4m3fn has no arithmetic or comparisons in te"):
+        te.compute((4,), lambda i: x[i] + x[i])
