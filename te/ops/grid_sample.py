@@ -4,8 +4,9 @@ X is (N, C, D1, ..., Dr), grid (N, O1, ..., Ok, r) with normalised coordinates i
 last one first (x is the width, the last axis of X; PyTorch's order); the output (N, C, O1...Ok).
 Each spatial axis is interpolated apart, so an r-D sample is the product of r 1-D tap sets
 (nearest: one tap, linear: two, cubic: four, Keys' a = -0.75).  A coordinate outside the image is
-clamped (padding "border"; cubic clamps its taps instead, as PyTorch and ONNX Runtime do), reflected at the image's edges ("reflection"), or its taps outside the
-image read zero ("zeros").  The arithmetic follows onnx's reference (PyTorch's GridSampler).
+clamped (padding "border"; cubic clamps its taps instead, as PyTorch and ONNX Runtime do),
+reflected at the image's edges ("reflection"), or its taps outside the image read zero
+("zeros").  The arithmetic follows onnx's reference (PyTorch's GridSampler).
 """
 from __future__ import annotations
 

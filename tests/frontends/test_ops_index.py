@@ -29,7 +29,8 @@ def test_scatter_nd_slices_with_negative_and_repeated_indices(rng, reduction):
     # rows of (4, 3) positions; with a reduction the same position comes twice
     idx = np.array([[[0, 1], [-1, 2]], [[2, 0], [0, 1] if reduction != "none" else [1, 1]]], np.int64)
     upd = rng.standard_normal((2, 2, 5)).astype(np.float32)
-    _check(_scatter("ScatterND", data.shape, idx.shape, upd.shape, reduction=reduction), {"d": data, "i": idx, "u": upd})
+    m = _scatter("ScatterND", data.shape, idx.shape, upd.shape, reduction=reduction)
+    _check(m, {"d": data, "i": idx, "u": upd})
 
 
 @pytest.mark.parametrize("reduction", ["none", "add", "max"])
