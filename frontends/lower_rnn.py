@@ -8,7 +8,10 @@ canonical.py calls `expand` at import, once every shape is known.  Per direction
     transB, whose C input is the step's rows of that projection: all gates in one product,
     and R, a constant in an exported model, is packed once at build time by the dense
     kernel's `pack_weight` (the registry's `dense.*` implementations);
-  * the gates sliced out of it, their activations, and the state update as elementwise ops.
+  * the gates sliced out of it, their activations, and the state update as elementwise ops;
+    an LSTM with the default activations (and no clip, peepholes or coupled gates) instead
+    takes te.ops.rnn's two fused ops, which read that product and the step's projection rows
+    (the Gemm then has no C): three kernels a step.
 
 A recurrence is a chain of T dependent products, so it does not fit one te kernel without a scan
 primitive; as a graph, each step's product is the registry's tuned GEMM and its epilogue fuses.
@@ -21,7 +24,7 @@ import numpy as np
 
 from .canonical import _Emit
 from .graph import Node, TensorInfo
-from .lowering import _str, checks
+from .lowering import _ops, _str, checks, lowers
 
 # gates per op, and the activations each uses by default
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -33,8 +36,16 @@ ACTIVATIONS = {"Sigmoid": ("Sigmoid", None, None), "Tanh": ("Tanh", None, None),
                "LeakyRelu": ("LeakyRelu", 0.01, None), "ThresholdedRelu": ("ThresholdedRelu", 1.0, None),
                "Elu": ("Elu", 1.0, None), "HardSigmoid": ("HardSigmoid", 0.2, 0.5),
                "Affine": (None, 1.0, 0.0), "ScaledTanh": (None, 1.0, 1.0)}
+# the LSTM cell's two fused elementwise ops (te.ops.rnn), internal to the expansion
+CELL_STATE, CELL_OUTPUT = "tilewise.LSTMCellState", "tilewise.LSTMCellOutput"
 # input positions: X, W, R, B, sequence_lens, initial_h, initial_c (LSTM), P (LSTM)
 X, W, R, B, SEQ, H0, C0, P = range(8)
+
+
+@lowers(CELL_STATE, CELL_OUTPUT)
+def _lstm_cell(node, ins, attrs, opset, out_shapes):
+    fn = _ops().lstm_cell_state if node.op == CELL_STATE else _ops().lstm_cell_output
+    return [fn(ins[0], ins[1], int(attrs["row"]), ins[2], name=node.name)]
 
 
 def _input(n: Node, k: int) -> str:
@@ -257,9 +268,12 @@ class _Unroll:
         acts = len(DEFAULT_ACTIVATIONS[self.op]) * d            # this direction's activations
         steps = range(T) if direction == "forward" else range(T - 1, -1, -1)
         ys: dict[int, str] = {}
+        fused = self.op == "LSTM" and self.fused_cell(acts)
         for t in steps:
-            xt = self.rows(xw, t * Bt, (t + 1) * Bt, 0, (Bt, GH))
-            if self.op == "LSTM":
+            xt = None if fused else self.rows(xw, t * Bt, (t + 1) * Bt, 0, (Bt, GH))
+            if fused:
+                h_new, c_new = self.lstm_fused_step(d, xw, t, h, c, r)
+            elif self.op == "LSTM":
                 h_new, c_new = self.lstm_step(d, acts, xt, h, c, r)
             elif self.op == "GRU":
                 h_new, c_new = self.gru_step(d, acts, xt, h, r, rbh), None
@@ -278,6 +292,20 @@ class _Unroll:
         y = self.node("Concat", [self.e.reshape(ys[t], (1, 1, Bt, H)) for t in range(T)], (T, 1, Bt, H),
                       {"axis": 0}) if T > 1 else self.e.reshape(ys[0], (1, 1, Bt, H))
         return y, h, c
+
+    def fused_cell(self, acts: int) -> bool:
+        """Does the LSTM step take te.ops.rnn's fused cell (the default activations, no clip,
+        peepholes or coupled gates)?"""
+        return ([a[0] for a in self.acts[acts:acts + 3]] == DEFAULT_ACTIVATIONS["LSTM"] and self.clip is None
+                and not _input(self.n, P) and not int(self.n.attrs.get("input_forget", 0)))
+
+    def lstm_fused_step(self, d: int, xw: str, t: int, h: str, c: str, r: str) -> tuple[str, str]:
+        """One LSTM step as three kernels: h R^T, then the new cell and hidden states, each one
+        elementwise op reading that product and the step's projection rows (te.ops.rnn)."""
+        Bt, H = self.batch, self.hidden
+        hr = self.node("Gemm", [h, self.part(r, d, 0, 4 * H)], (Bt, 4 * H), {"transB": 1})
+        c_new = self.node(CELL_STATE, [hr, xw, c], (Bt, H), {"row": t * Bt})
+        return self.node(CELL_OUTPUT, [hr, xw, c_new], (Bt, H), {"row": t * Bt}), c_new
 
     def lstm_step(self, d: int, acts: int, xt: str, h: str, c: str, r: str) -> tuple[str, str]:
         """One LSTM step: gates i, o, f, c in one product, then the cell and hidden states."""

@@ -73,6 +73,22 @@ def test_lstm_bidirectional_with_states_and_peepholes_matches_onnxruntime(rng):
     assert {g.constants[n.inputs[1]].shape for n in steps} == {(24, 6)}
 
 
+def test_lstm_with_default_activations_takes_the_fused_cell(rng):
+    m = _model("LSTM", 6, 3, 5, 8, "bidirectional", states=True, outputs=("Y", "Y_h", "Y_c"), rng=rng)
+    feed = {"X": rng.standard_normal((6, 3, 5)).astype(np.float32),
+            "h0": rng.standard_normal((2, 3, 8)).astype(np.float32),
+            "c0": rng.standard_normal((2, 3, 8)).astype(np.float32)}
+    g = _check(m, feed)
+    ops = [n.op for n in g.nodes]
+    assert ops.count("tilewise.LSTMCellState") == ops.count("tilewise.LSTMCellOutput") == 2 * 6
+    assert "Sigmoid" not in ops and ops.count("Slice") == 4      # only h0 and c0 split by direction
+
+
+def test_lstm_fused_cell_with_unequal_sequence_lengths_matches_onnxruntime(rng):
+    m = _model("LSTM", 4, 3, 2, 4, seq=[2, 4, 3], outputs=("Y", "Y_h", "Y_c"), rng=rng)
+    _check(m, {"X": rng.standard_normal((4, 3, 2)).astype(np.float32)})
+
+
 @pytest.mark.parametrize("lbr,layout", [(0, 1), (1, 0)])
 def test_gru_reverse_matches_onnxruntime(rng, lbr, layout):
     m = _model("GRU", 4, 2, 3, 5, "reverse", layout=layout, states=True, rng=rng, linear_before_reset=lbr)
