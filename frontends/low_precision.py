@@ -157,7 +157,8 @@ def _widen_attribute(a) -> None:
 # QuantizeLinear/DequantizeLinear of these types become Casts and arithmetic (quantization_as_casts);
 # uint8, int8 and int32 stay the QDQ pass's (qdq.py)
 CAST_QUANTIZED = {4: "uint16", 5: "int16", **{k: np.dtype(v).name for k, v in ONNX_TO_NUMPY.items() if k >= 17}}
-INT_RANGES = {4: (0, 65535), 5: (-32768, 32767), 21: (0, 15), 22: (-8, 7), 25: (0, 3), 26: (-2, 1)}
+INT_RANGES = {2: (0, 255), 3: (-128, 127), 4: (0, 65535), 5: (-32768, 32767), 21: (0, 15), 22: (-8, 7),
+              25: (0, 3), 26: (-2, 1)}
 FLOAT8 = (17, 18, 19, 20)
 
 
@@ -167,7 +168,8 @@ def quantization_as_casts(m: onnx.ModelProto) -> onnx.ModelProto:
     DequantizeLinear as (Cast(x) - Cast(zero point)) * scale; QuantizeLinear to an integer type as
     Cast(min(max(round(x / scale) + zero point, lo), hi)), to float8 as a Cast(x / scale) (with
     its saturate; float8 ignores the zero point) and to float4 as Cast(x / scale + zero point).
-    Blocked quantisation is left for the importer's check to refuse."""
+    Blocked quantisation (any of these types, uint8 and int8 too) gathers each element's block's
+    scale and zero point."""
     g = m.graph
     if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.domain in ("", "ai.onnx") for n in g.node):
         return m
@@ -178,8 +180,8 @@ def quantization_as_casts(m: onnx.ModelProto) -> onnx.ModelProto:
     info = {v.name: v.type.tensor_type for v in (*typed.input, *typed.value_info, *typed.output)
             if v.type.HasField("tensor_type")}
     elem = {**{k: t.elem_type for k, t in info.items()}, **{t.name: t.data_type for t in g.initializer}}
-    rank = {**{k: len(t.shape.dim) for k, t in info.items() if t.HasField("shape")},
-            **{t.name: len(t.dims) for t in g.initializer}}
+    dims = {**{k: [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+                for k, t in info.items() if t.HasField("shape")}, **{t.name: list(t.dims) for t in g.initializer}}
     todo = [k for k, n in enumerate(g.node) if n.domain in ("", "ai.onnx") and _cast_quantized(n, elem)]
     if not todo:
         return m
@@ -188,15 +190,16 @@ def quantization_as_casts(m: onnx.ModelProto) -> onnx.ModelProto:
     g = out.graph
     nodes = []
     for k, n in enumerate(m.graph.node):
-        nodes += _qdq_as_casts(n, g, elem, rank, k) if k in todo else [n]
+        nodes += _qdq_as_casts(n, g, elem, dims, k) if k in todo else [n]
     del g.node[:]
     g.node.extend(nodes)
     return out
 
 
 def _cast_quantized(n, elem: dict) -> int | None:
-    """The CAST_QUANTIZED element type n quantises to or from (None when n is not such a node)."""
-    if n.op_type not in ("QuantizeLinear", "DequantizeLinear") or _attr(n, "block_size"):
+    """The element type n quantises to or from, when n is to be rewritten: a CAST_QUANTIZED type,
+    or uint8/int8 in blocks (which the QDQ pass does not take); else None."""
+    if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
         return None
     if n.op_type == "DequantizeLinear":
         t = elem.get(n.input[0])
@@ -204,10 +207,10 @@ def _cast_quantized(n, elem: dict) -> int | None:
         t = elem.get(n.input[2])
     else:
         t = _attr(n, "output_dtype") or onnx.TensorProto.UINT8
-    return t if t in CAST_QUANTIZED else None
+    return t if t in CAST_QUANTIZED or (_attr(n, "block_size") and t in (2, 3)) else None
 
 
-def _qdq_as_casts(n, g, elem: dict, rank: dict, k: int) -> list:
+def _qdq_as_casts(n, g, elem: dict, dims: dict, k: int) -> list:
     """The nodes computing QuantizeLinear/DequantizeLinear n (quantization_as_casts)."""
     base = f"{n.name or n.op_type}.{k}"
     made: list = []
@@ -225,10 +228,15 @@ def _qdq_as_casts(n, g, elem: dict, rank: dict, k: int) -> list:
     x, scale = n.input[0], n.input[1]
     zp = n.input[2] if len(n.input) > 2 and n.input[2] else None
     ftype = elem.get(scale, FLOAT)
-    r, axis = rank.get(x), _attr(n, "axis")
-    axis = 1 if axis is None else axis
-    if rank.get(scale, 0) == 1 and r and r > 1:     # per axis: the scale (and zero point) along it
-        shape = const("axis_shape", np.array([-1 if d == axis % r else 1 for d in range(r)], np.int64))
+    r, axis, block = len(dims.get(x) or []), _attr(n, "axis"), _attr(n, "block_size")
+    axis = (1 if axis is None else axis) % max(r, 1)
+    if block and r and dims[x][axis]:
+        # in blocks: element i of the axis reads the scale (and zero point) of block i // block_size
+        take = const("blocks", np.arange(dims[x][axis], dtype=np.int64) // block)
+        scale = node("Gather", [scale, take], axis=axis)
+        zp = node("Gather", [zp, take], axis=axis) if zp else None
+    elif len(dims.get(scale) or ()) == 1 and r > 1:     # per axis: the scale (and zero point) along it
+        shape = const("axis_shape", np.array([-1 if d == axis else 1 for d in range(r)], np.int64))
         scale = node("Reshape", [scale, shape])
         zp = node("Reshape", [zp, shape]) if zp else None
     zf = node("Cast", [zp], to=ftype) if zp else None

@@ -57,3 +57,19 @@ def test_quantizing_to_float8_and_int4_matches_onnx(rng):
         np.testing.assert_array_equal(y.view(np.uint8), np.asarray(want).view(np.uint8))
         outs.append(y)
     assert outs[1].astype(np.int8).min() == -8 and outs[1].astype(np.int8).max() == 7     # it saturated
+
+
+def test_int4_weights_in_blocks_match_numpy(rng):
+    # blocked int4 (LLM weight-only exports): 4 rows of W share each (scale, zero point); 10 rows
+    w = rng.integers(-8, 8, (10, 6)).astype(ml_dtypes.int4)
+    scale = rng.uniform(0.01, 0.1, (3, 6)).astype(np.float32)
+    zp = rng.integers(-2, 3, (3, 6)).astype(ml_dtypes.int4)
+    nodes = [helper.make_node("DequantizeLinear", ["w", "s", "z"], ["wf"], axis=0, block_size=4),
+             helper.make_node("MatMul", ["x", "wf"], ["y"])]
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(scale, "s"), numpy_helper.from_array(zp, "z")]
+    m = tiny(nodes, [vi("x", [2, 10])], [vi("y", [2, 6])], inits, opset=21)
+    x = rng.standard_normal((2, 10)).astype(np.float32)
+    (y,) = frontends.build(frontends.from_onnx(m)).run(x=x)
+    blocks = np.arange(10) // 4
+    want = x @ ((w.astype(np.float32) - zp.astype(np.float32)[blocks]) * scale[blocks])
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
