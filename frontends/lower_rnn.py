@@ -9,9 +9,9 @@ canonical.py calls `expand` at import, once every shape is known.  Per direction
     and R, a constant in an exported model, is packed once at build time by the dense
     kernel's `pack_weight` (the registry's `dense.*` implementations);
   * the gates sliced out of it, their activations, and the state update as elementwise ops;
-    an LSTM with the default activations (and no clip, peepholes or coupled gates) instead
-    takes te.ops.rnn's two fused ops, which read that product and the step's projection rows
-    (the Gemm then has no C): three kernels a step.
+    an LSTM or GRU with the default activations (and no clip, peepholes or coupled gates)
+    instead takes te.ops.rnn's fused ops, which read that product and the step's projection
+    rows (the Gemm then has no C): three kernels a step for an LSTM, two or four for a GRU.
 
 A recurrence is a chain of T dependent products, so it does not fit one te kernel without a scan
 primitive; as a graph, each step's product is the registry's tuned GEMM and its epilogue fuses.
@@ -36,16 +36,19 @@ ACTIVATIONS = {"Sigmoid": ("Sigmoid", None, None), "Tanh": ("Tanh", None, None),
                "LeakyRelu": ("LeakyRelu", 0.01, None), "ThresholdedRelu": ("ThresholdedRelu", 1.0, None),
                "Elu": ("Elu", 1.0, None), "HardSigmoid": ("HardSigmoid", 0.2, 0.5),
                "Affine": (None, 1.0, 0.0), "ScaledTanh": (None, 1.0, 1.0)}
-# the LSTM cell's two fused elementwise ops (te.ops.rnn), internal to the expansion
+# the cells' fused elementwise ops (te.ops.rnn), internal to the expansion
 CELL_STATE, CELL_OUTPUT = "tilewise.LSTMCellState", "tilewise.LSTMCellOutput"
+GRU_RESET, GRU_OUTPUT = "tilewise.GRUResetHidden", "tilewise.GRUCellOutput"
 # input positions: X, W, R, B, sequence_lens, initial_h, initial_c (LSTM), P (LSTM)
 X, W, R, B, SEQ, H0, C0, P = range(8)
 
 
-@lowers(CELL_STATE, CELL_OUTPUT)
-def _lstm_cell(node, ins, attrs, opset, out_shapes):
-    fn = _ops().lstm_cell_state if node.op == CELL_STATE else _ops().lstm_cell_output
-    return [fn(ins[0], ins[1], int(attrs["row"]), ins[2], name=node.name)]
+@lowers(CELL_STATE, CELL_OUTPUT, GRU_RESET, GRU_OUTPUT)
+def _cell(node, ins, attrs, opset, out_shapes):
+    ops = _ops()
+    fn = {CELL_STATE: ops.lstm_cell_state, CELL_OUTPUT: ops.lstm_cell_output, GRU_RESET: ops.gru_reset_hidden,
+          GRU_OUTPUT: ops.gru_cell_output}[node.op]
+    return [fn(ins[0], ins[1], int(attrs["row"]), *ins[2:], name=node.name)]
 
 
 def _input(n: Node, k: int) -> str:
@@ -268,11 +271,13 @@ class _Unroll:
         acts = len(DEFAULT_ACTIVATIONS[self.op]) * d            # this direction's activations
         steps = range(T) if direction == "forward" else range(T - 1, -1, -1)
         ys: dict[int, str] = {}
-        fused = self.op == "LSTM" and self.fused_cell(acts)
+        fused = self.fused_cell(acts)
         for t in steps:
             xt = None if fused else self.rows(xw, t * Bt, (t + 1) * Bt, 0, (Bt, GH))
-            if fused:
+            if fused and self.op == "LSTM":
                 h_new, c_new = self.lstm_fused_step(d, xw, t, h, c, r)
+            elif fused:
+                h_new, c_new = self.gru_fused_step(d, xw, t, h, r, rbh), None
             elif self.op == "LSTM":
                 h_new, c_new = self.lstm_step(d, acts, xt, h, c, r)
             elif self.op == "GRU":
@@ -294,10 +299,30 @@ class _Unroll:
         return y, h, c
 
     def fused_cell(self, acts: int) -> bool:
-        """Does the LSTM step take te.ops.rnn's fused cell (the default activations, no clip,
-        peepholes or coupled gates)?"""
-        return ([a[0] for a in self.acts[acts:acts + 3]] == DEFAULT_ACTIVATIONS["LSTM"] and self.clip is None
-                and not _input(self.n, P) and not int(self.n.attrs.get("input_forget", 0)))
+        """Does the step take te.ops.rnn's fused cell (an LSTM or GRU with the default activations;
+        no clip, peepholes or coupled gates)?"""
+        default = DEFAULT_ACTIVATIONS[self.op]
+        return (self.op in ("LSTM", "GRU") and [a[0] for a in self.acts[acts:acts + len(default)]] == default
+                and self.clip is None and not _input(self.n, P) and not int(self.n.attrs.get("input_forget", 0)))
+
+    def gru_fused_step(self, d: int, xw: str, t: int, h: str, r: str, rbh: str | None) -> str:
+        """One GRU step: with linear_before_reset one Gemm (all of R, Rbh in its last third's bias)
+        and the fused output; without, the update/reset product, r * h, the candidate's product
+        and the fused output."""
+        Bt, H = self.batch, self.hidden
+        row = {"row": t * Bt}
+        if rbh is not None:
+            if rbh in self.consts:
+                bias = self.const(f"rbh3.{d}", np.concatenate([np.zeros(2 * H, self.dtype), self.consts[rbh]]))
+            else:
+                zeros = self.const(f"zero2h.{d}", np.zeros(2 * H, self.dtype))
+                bias = self.node("Concat", [zeros, rbh], (3 * H,), {"axis": 0})
+            hr = self.node("Gemm", [h, self.part(r, d, 0, 3 * H), bias], (Bt, 3 * H), {"transB": 1})
+            return self.node(GRU_OUTPUT, [hr, xw, h], (Bt, H), row)
+        hzr = self.node("Gemm", [h, self.part(r, d, 0, 2 * H)], (Bt, 2 * H), {"transB": 1})
+        rh = self.node(GRU_RESET, [hzr, xw, h], (Bt, H), row)
+        hh = self.node("Gemm", [rh, self.part(r, d, 2 * H, 3 * H)], (Bt, H), {"transB": 1})
+        return self.node(GRU_OUTPUT, [hzr, xw, h, hh], (Bt, H), row)
 
     def lstm_fused_step(self, d: int, xw: str, t: int, h: str, c: str, r: str) -> tuple[str, str]:
         """One LSTM step as three kernels: h R^T, then the new cell and hidden states, each one

@@ -93,7 +93,16 @@ def test_lstm_fused_cell_with_unequal_sequence_lengths_matches_onnxruntime(rng):
 def test_gru_reverse_matches_onnxruntime(rng, lbr, layout):
     m = _model("GRU", 4, 2, 3, 5, "reverse", layout=layout, states=True, rng=rng, linear_before_reset=lbr)
     x, h0 = rng.standard_normal((4, 2, 3)).astype(np.float32), rng.standard_normal((1, 2, 5)).astype(np.float32)
-    _check(m, {"X": x.transpose(1, 0, 2), "h0": h0.transpose(1, 0, 2)} if layout else {"X": x, "h0": h0})
+    g = _check(m, {"X": x.transpose(1, 0, 2), "h0": h0.transpose(1, 0, 2)} if layout else {"X": x, "h0": h0})
+    assert [n.op for n in g.nodes].count("tilewise.GRUCellOutput") == 4          # the fused cell
+
+
+def test_gru_with_biases_given_at_run_time_matches_onnxruntime(rng):
+    m = _model("GRU", 3, 2, 3, 4, "bidirectional", rng=rng, linear_before_reset=1)
+    b = numpy_helper.to_array(m.graph.initializer[2])
+    del m.graph.initializer[2]
+    m.graph.input.append(vi("B", list(b.shape)))
+    _check(m, {"X": rng.standard_normal((3, 2, 3)).astype(np.float32), "B": b})
 
 
 def test_rnn_with_unequal_sequence_lengths_matches_onnxruntime(rng):
