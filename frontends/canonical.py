@@ -6,7 +6,8 @@ InvStdDev reductions, SoftmaxCrossEntropyLoss's log-probabilities a LogSoftmax. 
 becomes a Cast; QuantizeLinear states its output type (`output_dtype`); Shape, Size and EyeLike, which read only their input's shape, become
 constants.  1-D convolution and pooling become their 2-D forms on data of height 1, and 3-D
 pooling two 2-D poolings (over H and W, then over D: a window's max, sum and count all factor
-by axis).  A value with no elements is a constant, and a Concat drops such parts.
+by axis).  LSTM, GRU and RNN become Gemms and elementwise ops unrolled over the sequence
+(lower_rnn.py).  A value with no elements is a constant, and a Concat drops such parts.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from .graph import Node, TensorInfo
 
 # Ops whose output depends on the shape of their input, never on its values.
 SHAPE_ONLY = frozenset({"Shape", "Size", "EyeLike"})
+# Ops rewritten into others here (lower_rnn.py unrolls the recurrences into Gemms and elementwise ops).
+EXPANDED = frozenset({"LSTM", "GRU", "RNN"})
 
 
 def truthy(v) -> bool:
@@ -84,7 +87,8 @@ def _rewrite(n: Node, infos: dict, consts: dict, opset: int) -> list[Node]:
         if n.inputs[0] in consts:
             consts[n.outputs[0]] = consts[n.inputs[0]].astype(dtype)
             return []
-        return [Node("Cast", n.name, n.inputs[:1], n.outputs[:1], {"to": onnx_elem_type(dtype)})]
+        keep = {k: v for k, v in n.attrs.items() if k in ("saturate", "round_mode")}   # float8's rules
+        return [Node("Cast", n.name, n.inputs[:1], n.outputs[:1], {"to": onnx_elem_type(dtype), **keep})]
     if n.op == "QuantizeLinear" and n.outputs[0] in infos:
         # the output type, which a folded scalar zero point no longer carries into the lowering
         n.attrs["output_dtype"] = onnx_elem_type(infos[n.outputs[0]].dtype)
@@ -104,6 +108,9 @@ def _rewrite(n: Node, infos: dict, consts: dict, opset: int) -> list[Node]:
         return e.nodes
     if n.op == "Split":
         return _split_to_slices(n, x.shape)
+    if n.op in EXPANDED:
+        from .lower_rnn import expand
+        return expand(n, infos, consts)
     if n.op == "Dropout" and used and n.outputs[1] in infos and (
             not truthy(n.attrs.get("training_mode", False))
             or float(np.asarray(n.attrs.get("ratio", 0.5)).reshape(-1)[0]) == 0):

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from .canonical import truthy
+from .canonical import EXPANDED, truthy
 from .dtypes import ONNX_DTYPES
 
 LOWER: dict[str, Callable] = {}
@@ -233,7 +233,9 @@ def _clip(node, ins, attrs, opset, out_shapes):
 
 @lowers("Cast")
 def _cast(node, ins, attrs, opset, out_shapes):
-    return [_ops().cast(ins[0], ONNX_DTYPES[attrs["to"]], name=node.name)]
+    # saturate and round_mode concern the float8 types only (te.ops.lowbit)
+    return [_ops().cast(ins[0], ONNX_DTYPES[attrs["to"]], name=node.name, saturate=bool(attrs.get("saturate", 1)),
+                        round_mode=_str(attrs.get("round_mode"), "up"))]
 
 
 @lowers("CastLike")
@@ -418,9 +420,9 @@ CHECKS["MatMul"] = _float_only("MatMul", ("float32", "float64"))
 
 
 # The other lowerings register themselves on import.
-from . import lower_data, lower_linalg, lower_nn, lower_qnn, lower_seq  # noqa: E402,F401
+from . import lower_data, lower_index, lower_linalg, lower_nn, lower_qnn, lower_rnn, lower_seq  # noqa: E402,F401
 
 # Shape, Size, Constant, ConstantOfShape... are folded at import when their inputs are known
 # (canonical.py makes constants of what reads only shapes); left over, they are reported as
-# unsupported there.
-SUPPORTED = frozenset(LOWER) | frozenset(ANCHORS)
+# unsupported there.  The EXPANDED ops become others at import (canonical.py).
+SUPPORTED = frozenset(LOWER) | frozenset(ANCHORS) | EXPANDED

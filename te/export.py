@@ -27,6 +27,7 @@ from . import cache as cache_mod
 from . import llvm_init, runtime
 from .build import OPT_LEVEL, SLP_VECTORIZE, Kernel, arg_specs, optimize
 from .codegen_llvm import CodeGenLLVM, codegen
+from .expr import BYTE_CODED
 from .llvm_types import ELEM_BYTES
 from .stmt import LoweredFunc
 from .target import Target, enabled_features, parse
@@ -35,11 +36,12 @@ from .target import required_features as target_required_features
 log = logging.getLogger(__name__)
 
 I32 = ir.IntType(32)
-# float16 and bfloat16 travel as their bits in a uint16_t (C has no portable half type)
+# float16 and bfloat16 travel as their bits in a uint16_t (C has no portable half type), the
+# byte-coded types (float8, int4...) as theirs in a uint8_t
 C_TYPES = {"float32": "float", "float64": "double", "bool": "uint8_t", "int8": "int8_t",
            "uint8": "uint8_t", "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t",
            "uint32": "uint32_t", "int64": "int64_t", "uint64": "uint64_t", "float16": "uint16_t",
-           "bfloat16": "uint16_t"}
+           "bfloat16": "uint16_t", **{t: "uint8_t" for t in BYTE_CODED}}
 _C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _C_KEYWORDS = frozenset("auto break case char const continue default do double else enum extern "
                         "float for goto if inline int long register restrict return short signed "

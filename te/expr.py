@@ -10,18 +10,23 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Union
 
+from .runtime import BYTE_CODED
+
 # float16 and bfloat16 are storage types: tensors hold them, loads, stores and casts convert
 # them, and arithmetic on them is done in float32 (binary ops, comparisons, math functions and
 # reductions widen their operands), so a kernel computes in fp32 and converts at its edges.
 STORAGE_FLOATS = ("float16", "bfloat16")
 FLOAT_DTYPES = ("float32", "float64") + STORAGE_FLOATS
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
-DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
+# Byte-coded types (te/runtime.py: float8, float4, int4, int2..., one element per byte holding its
+# bit pattern): te computes nothing on them; a value of one casts to and from uint8 only (its
+# bits), and te.ops.lowbit converts the bits to and from numbers.
+DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",) + BYTE_CODED
 INDEX_DTYPE = "int64"
 
 DTYPE_BITS = {"bool": 1, "int8": 8, "uint8": 8, "int16": 16, "uint16": 16, "int32": 32,
               "uint32": 32, "int64": 64, "uint64": 64, "float32": 32, "float64": 64,
-              "float16": 16, "bfloat16": 16}
+              "float16": 16, "bfloat16": 16, **{t: 8 for t in BYTE_CODED}}
 
 
 def is_float(dtype: str) -> bool:
@@ -35,8 +40,8 @@ def is_int(dtype: str) -> bool:
 
 
 def is_unsigned(dtype: str) -> bool:
-    """True for unsigned integer dtypes and bool."""
-    return dtype.startswith("uint") or dtype == "bool"
+    """True for unsigned integer dtypes, bool and the byte-coded types (their bits are unsigned)."""
+    return dtype.startswith("uint") or dtype == "bool" or dtype in BYTE_CODED
 
 
 def widen(e: "Expr") -> "Expr":
@@ -308,6 +313,10 @@ def _wider(a: str, b: str) -> str:
 def _unify(a: ExprLike, b: ExprLike) -> tuple[Expr, Expr]:
     a = a.var if isinstance(getattr(a, "var", None), Var) else a
     b = b.var if isinstance(getattr(b, "var", None), Var) else b
+    for x in (a, b):
+        if isinstance(x, Expr) and x.dtype in BYTE_CODED:
+            raise ValueError(f"{x.dtype} has no arithmetic or comparisons in te (it holds bit patterns); "
+                             "convert it with te.ops.lowbit.convert first")
     if isinstance(a, Expr) and not isinstance(b, Expr):
         if isinstance(b, float) and not is_float(a.dtype):
             return cast("float32", a), const(b, "float32")
@@ -361,6 +370,9 @@ def cast(dtype: str, value: ExprLike) -> Expr:
         return convert(value, dtype) if not isinstance(value, float) or is_float(dtype) else const(value, dtype)
     if value.dtype == dtype:
         return value
+    if (dtype in BYTE_CODED or value.dtype in BYTE_CODED) and "uint8" not in (dtype, value.dtype):
+        raise ValueError(f"cannot cast {value.dtype} to {dtype}: a byte-coded type casts to and from its bits "
+                         "(uint8) only; convert its values with te.ops.lowbit.convert")
     if isinstance(value, Const):
         return const(value.value, dtype)
     if (dtype in STORAGE_FLOATS or value.dtype in STORAGE_FLOATS) and "float32" not in (dtype, value.dtype):

@@ -62,6 +62,13 @@ CPUINFO_FLAGS = {
 # create them (99999 does that); 1024 is more than the CPUs of any machine this runs on, so no
 # useful setting is refused.
 MAX_THREADS = 1024
+# Byte-coded types: the formats narrower than a byte or without arithmetic in te (float8, float4,
+# int4, int2...), one element per byte holding its bit pattern (ml_dtypes' layout, numpy's dtype
+# names); te/expr.py says what te does with them.  Defined here, as this file loads alone.
+BYTE_CODED = ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
+              "float4_e2m1fn", "int4", "uint4", "int2", "uint2")
+# te dtypes whose numpy dtype is ml_dtypes'
+ML_DTYPES = frozenset({"bfloat16", *BYTE_CODED})
 
 
 class LoadError(RuntimeError):
@@ -78,14 +85,15 @@ class ArgSpec(NamedTuple):
 
 
 def np_dtype(dtype) -> np.dtype:
-    """numpy's dtype of a te dtype name; bfloat16 is ml_dtypes' (which onnx depends on), imported
-    only when one is met: it takes seconds, and most libraries have none."""
-    if str(dtype) == "bfloat16":
+    """numpy's dtype of a te dtype name; bfloat16 and the byte-coded types (float8_e4m3fn, int4...)
+    are ml_dtypes' (which onnx depends on), imported only when one is met: it takes seconds, and
+    most libraries have none."""
+    if str(dtype) in ML_DTYPES:
         try:
             import ml_dtypes
         except ImportError:
-            raise LoadError("bfloat16 arrays need the ml_dtypes package: pip install ml_dtypes") from None
-        return np.dtype(ml_dtypes.bfloat16)
+            raise LoadError(f"{dtype} arrays need the ml_dtypes package: pip install ml_dtypes") from None
+        return np.dtype(getattr(ml_dtypes, str(dtype)))
     return np.dtype(dtype)
 
 
@@ -357,7 +365,11 @@ ORT_TYPES = {"float32": "tensor(float)", "float64": "tensor(double)", "float16":
              "bfloat16": "tensor(bfloat16)", "bool": "tensor(bool)", "int8": "tensor(int8)",
              "uint8": "tensor(uint8)", "int16": "tensor(int16)", "uint16": "tensor(uint16)",
              "int32": "tensor(int32)", "uint32": "tensor(uint32)", "int64": "tensor(int64)",
-             "uint64": "tensor(uint64)"}
+             "uint64": "tensor(uint64)", "float8_e4m3fn": "tensor(float8e4m3fn)",
+             "float8_e4m3fnuz": "tensor(float8e4m3fnuz)", "float8_e5m2": "tensor(float8e5m2)",
+             "float8_e5m2fnuz": "tensor(float8e5m2fnuz)", "float8_e8m0fnu": "tensor(float8e8m0)",
+             "float4_e2m1fn": "tensor(float4e2m1)", "int4": "tensor(int4)", "uint4": "tensor(uint4)",
+             "int2": "tensor(int2)", "uint2": "tensor(uint2)"}
 
 
 class NodeArg(NamedTuple):
@@ -727,7 +739,7 @@ def _check_symbols(path: str, meta: dict, symbols: dict[str, tuple[int, int, boo
 
 
 DTYPES = frozenset({"float32", "float64", "bool", "int8", "uint8", "int16", "uint16", "int32",
-                    "uint32", "int64", "uint64", "float16", "bfloat16"})
+                    "uint32", "int64", "uint64", "float16", "bfloat16"}) | ML_DTYPES
 
 
 def _parse_metadata(path: str, raw: bytes) -> dict:

@@ -22,9 +22,14 @@ from .transform import *  # noqa: E402,F401,F403  (pad, transpose, reshape, conc
 from .topk import topk  # noqa: E402
 from .einsum import EinsumError, einsum  # noqa: E402
 from .conv_transpose import conv_transpose  # noqa: E402
+from .scatter import scatter_elements, scatter_nd  # noqa: E402
+from .grid_sample import grid_sample  # noqa: E402
+from .rnn import gru_cell_output, gru_reset_hidden, lstm_cell_output, lstm_cell_state  # noqa: E402
 
 __all__ = ["matmul", "dense", "batch_matmul", "schedule", "schedule_matmul", "conv2d", "conv2d_nchw",
            "depthwise_conv2d_nchw", "conv2d_NCHWc", "pack_nchwc", "unpack_nchwc", "pack_conv_weight",
-           "dense_packed", "pack_dense_weight", "topk", "einsum", "EinsumError", "conv_transpose"]
+           "dense_packed", "pack_dense_weight", "topk", "einsum", "EinsumError", "conv_transpose",
+           "scatter_nd", "scatter_elements", "grid_sample", "lstm_cell_state", "lstm_cell_output",
+           "gru_reset_hidden", "gru_cell_output"]
 __all__ += (elementwise.__all__ + fastmath.__all__ + injective.__all__ + nn.__all__  # noqa: F405
             + pool.__all__ + reduction.__all__ + transform.__all__)  # noqa: F405

@@ -19,6 +19,7 @@ import math
 from typing import Callable, Union
 
 import te
+from te.expr import BYTE_CODED
 
 from .fastmath import fast_erf, fast_exp, fast_sigmoid, fast_tanh
 
@@ -228,8 +229,12 @@ sin = _unary("sin", lambda v: te.sin(_as_float(v)), "Sine elementwise.")
 cos = _unary("cos", lambda v: te.cos(_as_float(v)), "Cosine elementwise.")
 
 
-def cast(x: te.Tensor, dtype: str, name: str = "cast") -> te.Tensor:
-    """x converted to dtype elementwise (float -> int truncates toward zero)."""
+def cast(x: te.Tensor, dtype: str, name: str = "cast", saturate: bool = True, round_mode: str = "up") -> te.Tensor:
+    """x converted to dtype elementwise (float -> int truncates toward zero); to or from a
+    byte-coded type (float8, int4...) by te.ops.lowbit.convert, with its saturate and round_mode."""
+    if x.dtype in BYTE_CODED or dtype in BYTE_CODED:
+        from .lowbit import convert
+        return convert(x, dtype, saturate, round_mode, name=name)
     return te.compute(x.shape, lambda *i: x[i].astype(dtype), name=name, tag="elemwise")
 
 
