@@ -28,10 +28,7 @@ from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
 from .knobs import FallbackConfig
 from .schedule import anchor, input_stage, parallel_if_worth, register_block
 
-# Column blocks of a power-of-two number of lanes: a 48-lane block (3 AVX-512 vectors) ran 10-20x
-# slower than 32 or 64 on Emerald Rapids (the loop IR is the same; LLVM legalises the 48-wide
-# vectors badly), so the tuner no longer spends trials on it.
-BN_CHOICES = (8, 16, 32, 64)
+BN_CHOICES = (8, 16, 32, 48, 64)
 STRATEGIES = ("packed", "dot", "rows", "splitk")
 DOT_MAX_M = 64          # below this many rows, packing the (N, K) weights costs more than it saves
 ROWS_MAX_M = 8          # the same for a row-major B
