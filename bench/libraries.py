@@ -1,0 +1,58 @@
+"""Built model libraries side by side: several .so files of one model and ONNX Runtime, alternating.
+
+    tilewise build model.onnx -o a.so              # one build...
+    tilewise build model.onnx -o b.so ...          # ...and another (other code, other logs)
+    python bench/libraries.py model.onnx a.so b.so --seconds 8
+    GOMP_SPINCOUNT=300000 python bench/libraries.py model.onnx a.so   # libgomp's own spin count
+
+Each library is loaded with te.runtime.load_module and run on the same random input as an ONNX
+Runtime default session; the engines alternate in blocks in one process (frontends.profile.
+time_interleaved), so a change in the machine's speed hits them alike. Printed: each one's
+largest difference from ONNX Runtime's output, its median latency and its ratio to ORT's.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import onnx                                                   # noqa: E402
+
+from frontends import profile                                 # noqa: E402
+from te.runtime import load_module                            # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="the ONNX model the libraries were built from")
+    ap.add_argument("libs", nargs="+", help="libraries made by 'tilewise build'")
+    ap.add_argument("--seconds", type=float, default=6.0, help="about how long the alternation runs")
+    args = ap.parse_args()
+    mods = {os.path.basename(p): load_module(p) for p in args.libs}
+    first = next(iter(mods.values()))
+    rng = np.random.default_rng(0)
+    feed = {i.name: rng.standard_normal(list(i.shape)).astype(np.float32) for i in first.get_inputs()}
+    sess = profile.onnxruntime_session(onnx.load(args.model))
+    want = sess.run(None, feed)[0]
+    for name, m in mods.items():
+        print(f"{name}: max abs difference from ONNX Runtime {np.abs(m.run(None, feed)[0] - want).max():.2e}")
+    fns = {k: (lambda m=m: m.run(None, feed)) for k, m in mods.items()}
+    fns["onnxruntime"] = lambda: sess.run(None, feed)
+    t0 = time.perf_counter()
+    for f in fns.values():
+        f()
+    one = time.perf_counter() - t0
+    block = max(1, int(0.05 / one * len(fns)))
+    res = profile.time_interleaved(fns, repeat=max(3, int(args.seconds / (one * (block + 1)))), block=block)
+    base = res["onnxruntime"].median
+    for k, lat in res.items():
+        print(f"{k:28s} {lat.median * 1e3:8.3f} ms  {lat.median / base:5.2f}x onnxruntime")
+
+
+if __name__ == "__main__":
+    main()
