@@ -33,7 +33,8 @@ class InferenceSession:
         threads. providers: accepted for drop-in use; tilewise runs on the CPU. logs: tuning logs
         to use beside the shared ones (shared_logs=False: only these); shapes: fixed input shapes
         of a model with symbolic dimensions; max_batch: a model whose inputs lead with a symbolic
-        batch runs any batch up to it (frontends/batch.py)."""
+        batch runs any batch up to it (frontends/batch.py; 8 when neither it nor shapes is given,
+        as `tilewise build` does)."""
         if kwargs:
             raise TypeError(f"InferenceSession: unknown argument(s) {', '.join(kwargs)}")
         self.library = _open(path_or_bytes, logs, shared_logs, shapes, target, max_batch)
@@ -77,6 +78,9 @@ def _open(source, logs, shared_logs: bool, shapes, target, max_batch=None):
     from autotune.shared_logs import load_shared_logs
     from te.target import parse
     tgt = parse(target)
+    if max_batch is None and shapes is None:     # as `tilewise build` does: a symbolic batch runs 1..8
+        from frontends.batch import DEFAULT_MAX_BATCH
+        max_batch = DEFAULT_MAX_BATCH
     graph = frontends.from_onnx(source, shapes=shapes, advice="session", max_batch=max_batch)
     paths = [os.fspath(p) for p in logs or []]
     if shared_logs:
