@@ -238,6 +238,14 @@ def default_tiles(g: ConvGeometry, ocb: int, target: Target) -> tuple[int, int]:
     """
     measured = ocb == 32 and two_vector_tiles(target)      # the fixed tiles, chosen by timing them
     if measured and wide_map(g):
+        if g.OW % 8 and g.OW % 7 and (g.C // g.groups) * g.R * g.S < 64:
+            # a short reduction (a 3x3 stem over 3 channels: 27 FMAs per output) leaves the store
+            # to dominate, and a tile that pads the row stores its channel vectors lane by lane
+            # into NCHW: a tile that divides the row stores whole vectors along it (SqueezeNet's
+            # 111-wide stem: 1x3 0.45 ms against the padded 1x8's 0.68 ms, bench/RESULTS.md)
+            d = largest_divisor(g.OW, 8)
+            if d >= 3:
+                return 1, d
         # 7 columns where 8 would pad the row (28 columns): faster than the padded 8
         return 1, (7 if g.OW % 8 and g.OW % 7 == 0 else 8)
     if measured and small_map(g) and g.OW % 7 == 0:

@@ -431,3 +431,20 @@ def test_1x1_convs_pick_gemm_or_direct_by_map_size():
     args = ((1, 512, 7, 7), (2048, 512, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, "float32")
     space = create_task("conv2d_nchw", args).config_space
     assert "tile_oc" in space.space_map and "bn" not in space.space_map
+
+
+def test_a_short_reduction_on_a_row_no_tile_divides_takes_a_dividing_tile(rng):
+    """SqueezeNet's stem (3 channels, 3x3, stride 2, 111 columns): a 1x3 tile that stores whole row
+    vectors, not the padded 1x8 whose channel vectors store lane by lane; the result still matches."""
+    from te.ops.conv2d import default_ocb, default_tiles
+    avx512 = te.target.parse("llvm -mcpu=skylake-avx512")
+    stem = geometry((1, 3, 224, 224), (64, 3, 3, 3), (2, 2))
+    assert default_ocb(stem, avx512) == 32 and default_tiles(stem, 32, avx512) == (1, 3)
+    assert default_tiles(geometry((1, 16, 55, 55), (64, 16, 3, 3), (1, 1), 1), 32, avx512) == (1, 8)   # 144 FMAs
+    x = rng.standard_normal((1, 3, 67, 67)).astype(np.float32)      # 33 columns out: a 1x3 tile here
+    w = rng.standard_normal((32, 3, 3, 3)).astype(np.float32)
+    X, W = te.placeholder(x.shape, name="x"), te.placeholder(w.shape, name="w")
+    Y = ops.conv2d(X, W, strides=2)
+    out = np.zeros(Y.shape, np.float32)
+    te.build(ops.schedule([Y]), [X, W, Y])(x, w, out)
+    np.testing.assert_allclose(out, conv_ref(x, w, (2, 2)), rtol=1e-4, atol=1e-4)
