@@ -61,3 +61,16 @@ def env_note() -> str:
     if blas:
         note += f", OPENBLAS_CORETYPE={blas}"
     return note
+
+
+def log_paths(paths) -> list[str]:
+    """Tuning logs given on a command line: a file as it is, a folder as its *.jsonl and those under
+    its sub-folder for this CPU's ISA (as shared logs are found)."""
+    from pathlib import Path
+
+    from autotune.shared_logs import find_logs
+    from te.target import host
+    out: list[str] = []
+    for p in paths or []:
+        out += [str(x) for x in find_logs(host().isa, [Path(p)])] if os.path.isdir(p) else [p]
+    return out

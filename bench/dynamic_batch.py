@@ -17,7 +17,6 @@ import functools
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from onnx import numpy_helper
@@ -25,10 +24,8 @@ from onnx import numpy_helper
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import frontends                                          # noqa: E402
 from frontends import zoo                                 # noqa: E402
-from autotune.shared_logs import find_logs                # noqa: E402
 from frontends.profile import onnxruntime_session, time_interleaved  # noqa: E402
-from te.target import host                                # noqa: E402
-from common import env_note, table                        # noqa: E402
+from common import env_note, log_paths, table  # noqa: E402
 
 
 def dynamic_resnet50():
@@ -54,9 +51,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10, help="alternating timing rounds (default 10)")
     a = ap.parse_args()
     os.environ.setdefault("TILEWISE_NUM_THREADS", "2")
-    logs = []
-    for p in a.logs or []:
-        logs += [str(x) for x in find_logs(host().isa, [Path(p)])] if os.path.isdir(p) else [p]
+    logs = log_paths(a.logs)
     print(env_note())
     model = dynamic_resnet50()
     name = model.graph.input[0].name

@@ -16,7 +16,6 @@ import argparse
 import functools
 import os
 import sys
-from pathlib import Path
 import time
 
 import numpy as np
@@ -24,10 +23,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import frontends                                          # noqa: E402
 from frontends import zoo                                 # noqa: E402
-from autotune.shared_logs import find_logs                # noqa: E402
 from frontends.profile import onnxruntime_session, random_inputs, time_interleaved  # noqa: E402
-from te.target import host                                # noqa: E402
-from common import env_note, table, time_call             # noqa: E402
+from common import env_note, log_paths, table, time_call  # noqa: E402
 
 MODELS = ["resnet50", "squeezenet", "vgg19", "inception_v1", "inception_v2", "bvlc_alexnet", "densenet121",
           "shufflenet", "mobilenet_block", "mlp", "encoder_layer"]
@@ -56,10 +53,7 @@ def main() -> None:
                          "machine's measured memory bandwidth and numpy's matrix-vector product")
     a = ap.parse_args()
     os.environ.setdefault("TILEWISE_NUM_THREADS", "2")
-    logs = []
-    for p in a.logs or []:
-        # a folder: its *.jsonl and those under its sub-folder for this CPU's ISA (as shared logs are found)
-        logs += [str(x) for x in find_logs(host().isa, [Path(p)])] if os.path.isdir(p) else [p]
+    logs = log_paths(a.logs)
     print(env_note())
     rows = []
     for name in a.models.split(","):
