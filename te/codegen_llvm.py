@@ -25,6 +25,7 @@ from .expr import (BinOp, BinOpKind, Call, Cast, Cmp, CmpKind, Const, Expr, Load
 from .schedule import ForKind
 from .simplify import bound
 from . import tensorize
+from .vector_split import split_wide_vectors
 from .codegen_values import ValueNumbering, vn_key
 from .codegen_vector import VectorAccess
 from .stmt import (Allocate, Buffer, Comment, For, IfThenElse, LoweredFunc, Seq, Stmt, Store,
@@ -581,5 +582,5 @@ def codegen(funcs: list[LoweredFunc], target) -> CodeGenLLVM:
     """Emit the given lowered functions into one LLVM module."""
     cg = CodeGenLLVM(target)
     for f in funcs:
-        cg.add_function(f)
+        cg.add_function(split_wide_vectors(f, target.vector_bits))
     return cg
