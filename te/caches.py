@@ -1,0 +1,141 @@
+"""The data caches of a target, per core, and the cost of re-reading a working set from them.
+
+Defaults whose best value depends on the caches (which operand a loop order keeps close, how
+much a task may accumulate before its epilogue) read them from `Target.caches`, a `Caches`:
+
+* the host's come from Linux's sysfs (/sys/devices/system/cpu/cpu0/cache/index*/{level,type,size}),
+  else from glibc's sysconf (which asks cpuid leaf 4 on x86), else `CONSERVATIVE`;
+* a cross target (`--target 'llvm -mcpu=...'`) has the sizes its string gives (`-l1d=32K
+  -l2=1M -l3=32M`), else `CONSERVATIVE`: 32 KiB L1d and 1 MiB L2, the smallest of the x86 cores
+  tilewise meets (Zen 4; Ice Lake server has 48 KiB / 1.25 MiB, Sapphire and Emerald Rapids
+  48 KiB / 2 MiB), so a default sized for them never spills on a bigger one.
+
+The sizes decide knob defaults only: a tuned config names every knob, so the code a record
+builds does not depend on them and they are not part of the ISA key records are matched by.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+KiB, MiB = 1 << 10, 1 << 20
+SYSFS_CPU0 = Path("/sys/devices/system/cpu/cpu0")
+# Relative cost of re-reading a byte from L1, L2, L3 and memory: the bandwidth one core gets
+# roughly halves at each level down (e.g. 128, 64, ~30 and ~15 bytes per cycle on recent Intel
+# and AMD cores), so only the ratios matter, and the same ones hold on every x86 core met.
+LEVEL_COST = (1.0, 2.0, 4.0, 8.0)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMG]?)(?:i?B)?", re.I)
+
+
+@dataclass(frozen=True)
+class Caches:
+    """Data cache sizes in bytes that one core can use: private L1d and L2, its share of L3."""
+    l1d: int
+    l2: int
+    l3: int
+
+    def __post_init__(self):
+        for name in ("l1d", "l2", "l3"):
+            v = getattr(self, name)
+            if type(v) is not int or v < 4 * KiB:
+                raise ValueError(f"cache size {name}={v!r}: give a whole number of bytes, at least 4K "
+                                 f"(e.g. -{name}=32K)")
+
+    def level(self, working_set: float) -> int:
+        """The closest level (0 = L1d, 1 = L2, 2 = L3, 3 = memory) where `working_set` bytes stay
+        between two reads: one that fills at most half the level (the other operands, the output
+        and conflict misses take the rest)."""
+        for i, size in enumerate((self.l1d, self.l2, self.l3)):
+            if working_set <= size / 2:
+                return i
+        return 3
+
+    def traffic_cost(self, streams: list[tuple[float, float]]) -> float:
+        """The cost of a loop nest's re-reads: for each (bytes read, working set between two reads of
+        the same byte), the bytes times LEVEL_COST of the level that working set stays in."""
+        return sum(nbytes * LEVEL_COST[self.level(ws)] for nbytes, ws in streams)
+
+    def options(self) -> str:
+        """The target-string options that give these sizes, e.g. '-l1d=48K -l2=2M -l3=150M'."""
+        return " ".join(f"-{n}={format_size(getattr(self, n))}" for n in ("l1d", "l2", "l3"))
+
+
+CONSERVATIVE = Caches(l1d=32 * KiB, l2=1 * MiB, l3=8 * MiB)
+OPTIONS = ("l1d", "l2", "l3")
+
+
+def parse_size(text: str, what: str = "cache size") -> int:
+    """Bytes from '48K', '1.25M', '2MiB', '32768' (K/M/G are binary, as sysfs and lscpu write them)."""
+    m = _SIZE.fullmatch(text.strip())
+    if not m:
+        raise ValueError(f"{what} {text!r}: write a size like 48K, 1.25M or 2M")
+    return int(float(m.group(1)) * {"": 1, "K": KiB, "M": MiB, "G": 1 << 30}[m.group(2).upper()])
+
+
+def format_size(n: int) -> str:
+    """'48K', '2M', '1280K': the shortest exact spelling parse_size reads back."""
+    for unit, scale in (("G", 1 << 30), ("M", MiB), ("K", KiB)):
+        if n % scale == 0:
+            return f"{n // scale}{unit}"
+    return str(n)
+
+
+def _cpu_count(cpu_list: str) -> int:
+    """How many CPUs a sysfs list like '0-3,8,10-11' names."""
+    n = 0
+    for part in filter(None, cpu_list.strip().split(",")):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
+
+
+def read_sysfs(cpu_dir: Path = SYSFS_CPU0) -> Caches | None:
+    """cpu_dir's data caches from sysfs (None when it lists no L1d or L2): L1d and L2 as they are
+    (private to a core), L3 divided among the cores that share it (its shared_cpu_list over the
+    core's SMT siblings)."""
+    sizes: dict[int, int] = {}
+    try:
+        for index in sorted((cpu_dir / "cache").glob("index*")):
+            if (index / "type").read_text().strip() not in ("Data", "Unified"):
+                continue
+            level, size = int((index / "level").read_text()), parse_size((index / "size").read_text())
+            if level == 3:
+                sharing = _cpu_count((index / "shared_cpu_list").read_text())
+                siblings_file = cpu_dir / "topology" / "thread_siblings_list"
+                siblings = _cpu_count(siblings_file.read_text()) if siblings_file.exists() else 1
+                size = size * siblings // max(1, sharing)
+            sizes[level] = size
+    except (OSError, ValueError) as e:
+        log.debug("cache sizes from %s unreadable: %s", cpu_dir, e)
+        return None
+    if 1 not in sizes or 2 not in sizes:
+        return None
+    return Caches(sizes[1], sizes[2], sizes.get(3, max(sizes[2], CONSERVATIVE.l3)))
+
+
+def read_sysconf() -> Caches | None:
+    """The data caches glibc reports (on x86 from cpuid leaf 4), None where it reports none."""
+    try:
+        l1, l2 = os.sysconf("SC_LEVEL1_DCACHE_SIZE"), os.sysconf("SC_LEVEL2_CACHE_SIZE")
+        l3 = os.sysconf("SC_LEVEL3_CACHE_SIZE")
+    except (ValueError, OSError):
+        return None
+    if l1 < 4 * KiB or l2 < 4 * KiB:
+        return None
+    # glibc gives the whole L3: divide it by the CPUs this process sees, as sysfs's share is
+    return Caches(l1, l2, max(l2, l3 // max(1, os.cpu_count() or 1)) if l3 > 0 else max(l2, CONSERVATIVE.l3))
+
+
+@functools.lru_cache(maxsize=None)
+def host_caches() -> Caches:
+    """This machine's data caches per core: sysfs, else sysconf (cpuid), else CONSERVATIVE."""
+    found = read_sysfs() or read_sysconf()
+    if found is None:
+        log.info("no cache sizes from sysfs or sysconf: using %s", CONSERVATIVE.options())
+    return found or CONSERVATIVE
