@@ -341,10 +341,10 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     # channels outside the taps for spatial convs: never slower than the taps outside on ResNet-50's
     # and VGG-19's 3x3 layers, and the order most tuned 3x3 configs choose (bench/RESULTS.md)
     cfg.define_knob("reduce_order", list(REDUCE_ORDERS), default="c_rs" if g.R * g.S > 1 else "rs_c")
-    cfg.define_knob("out_order", ["oc_outer", "rows_outer"], default="oc_outer")
+    cfg.define_knob("out_order", ["oc_outer", "rows_outer"], default=default_out_order(g, ocb, bh, bw, target))
     # a tile that does not divide the row puts a guard on the lanes of vec_ow (masked stores): use vec_oc
     cfg.define_knob("store", ["vec_ow", "vec_oc"], default="vec_ow" if g.OW % bw == 0 else "vec_oc")
-    cfg.define_knob("pack_at", ["root", "oc_block"], default=default_pack_at(g, ocb, bh, bw))
+    cfg.define_knob("pack_at", ["root", "oc_block"], default=default_pack_at(g, ocb, bh, bw, target))
 
     if final is not out:
         s[out].compute_inline()
@@ -375,17 +375,56 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
         _schedule_pad(s, xp, g.flops / 2)
 
 
-def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int) -> str:
-    """Pack the weights per output-channel block (inside the parallel loop) when they outweigh the output.
+def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
+    """Pack the weights per output-channel block (inside the parallel loop) when they outweigh the
+    output and the block's accumulator map fits the target's L1d.
 
     Packed at the root, the weights go to memory and come back: for the deep layers (many weights,
     few pixels) that traffic is most of the time.  Packed per channel block, a thread packs the
-    slice it is about to use, which stays in L2, and the output tile leaves through L1 instead.
+    slice it is about to use, which stays in L2, and accumulates the block's whole map (OH x OW x
+    ocb floats) before its epilogue reads it back: within L1d (48 KiB on Emerald Rapids, 32 KiB on
+    Zen 4) that map never leaves the core; beyond it, its write-back and re-read cost what the
+    per-block packing saves.
     """
     weights = g.K * (g.C // g.groups) * g.R * g.S
     outputs = g.N * g.K * g.OH * g.OW
-    fits = g.OH % bh == 0 and g.OW % bw == 0 and g.OH * g.OW * ocb * 4 <= 64 * 1024
+    fits = g.OH % bh == 0 and g.OW % bw == 0 and g.OH * g.OW * ocb * 4 <= target.caches.l1d
     return "oc_block" if fits and weights > 4 * outputs else "root"
+
+
+ORDER_MARGIN = 0.75     # a loop order the traffic model prefers replaces the usual one below this cost ratio
+
+
+def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
+    """The loops over output tiles: channel blocks outside the tile rows ("oc_outer"), unless the
+    target's caches make tile rows outside ("rows_outer") cost less than ORDER_MARGIN of it.
+
+    The cost is te.caches' traffic model (bytes re-read times the cost of the level that holds
+    what lies between two reads of them), with W the weights (W_b one block's slice), X the padded
+    input and B one row of tiles' input band:
+
+    * oc_outer re-reads W_b at every tile (W_b apart) and X at every block (X + W_b apart);
+    * rows_outer re-reads W at every tile row (W + B apart), W_b at every other tile (W_b + B
+      apart) and the band at every block (B + W_b apart).
+
+    Big maps with few weights (the first layers) favour rows_outer once the map outgrows half of
+    L2 (a 64-channel 56x56 map: 0.9 MiB, inside half of Emerald Rapids' 2 MiB L2, outside half
+    of Zen 4's 1 MiB); deep layers (few pixels, many weights) favour oc_outer on every target.
+    Grouped convs keep oc_outer (a block reads only its group's channels).
+    """
+    if g.groups != 1:
+        return "oc_outer"
+    Hp, Wp = g.H + g.pt + g.pb, g.W + g.pl + g.pr
+    blocks = -(-g.K // ocb)
+    rows = g.N * -(-g.OH // bh)
+    tiles = rows * -(-g.OW // bw)
+    w_b = 4.0 * g.C * g.R * g.S * ocb
+    w, x = blocks * w_b, 4.0 * g.N * g.C * Hp * Wp
+    band = 4.0 * g.C * ((bh - 1) * g.sh + (g.R - 1) * g.dh + 1) * Wp
+    c = target.caches
+    oc_outer = c.traffic_cost([(tiles * w, w_b), (blocks * x, x + w_b)])
+    rows_outer = c.traffic_cost([(rows * w, w + band), ((tiles - rows) * w, w_b + band), (blocks * x, band + w_b)])
+    return "rows_outer" if rows_outer < ORDER_MARGIN * oc_outer else "oc_outer"
 
 
 def _schedule_oc_block(cfg, s: te.Schedule, acc, wp, final, g: ConvGeometry, ocb: int, bh: int, bw: int) -> None:

@@ -247,7 +247,7 @@ class NCHWcConv(Implementation):
                             target=target)
 
     def schedule(self, s, out, final, cfg, target):
-        schedule_conv2d_NCHWc_cfg(cfg, s, out, final)
+        schedule_conv2d_NCHWc_cfg(cfg, s, out, final, target)
 
 
 def _matmul_args(M: int, N: int, K: int, dtype: str = "float32") -> tuple:

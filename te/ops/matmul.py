@@ -278,13 +278,13 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn:
     acc, lanes = target.acc_vectors, target.lanes()
     if strategy == "packed":
         sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in (4, 8) if b < M}
-        bm = default_bm(M, tile_rows(bn or pick_lanes(N, target), target))     # for the default bn
+        bn = bn or pick_lanes(N, target)
+        bm = default_bm(M, tile_rows(bn, target))     # for the default bn
         cfg.define_split("tile_y", M, num_outputs=2, candidates=[[-1, b] for b in sorted(sizes | {bm})],
                          default=[-1, bm])
         cfg.define_split("tile_k", K, num_outputs=2, max_factor=16, default=[-1, largest_divisor(K, 4)])
         cfg.define_knob("order", ["k_outer", "rows_outer"], default="k_outer")
-        cfg.define_knob("tile_order", ["cols_outer", "rows_outer"],
-                        default="cols_outer" if N >= M else "rows_outer")
+        cfg.define_knob("tile_order", ["cols_outer", "rows_outer"], default=default_tile_order(M, N, K, bm, bn, target))
         # the bm x bn accumulator tile must fit the vector registers, as in the direct conv
         cfg.define_constraint("register tile", lambda c: c["tile_y"].size[-1] * -(-c["bn"].val // lanes) <= acc)
     elif strategy == "dot":
@@ -306,6 +306,38 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn:
         cfg.define_knob("splitk_lanes", sorted({_row_lanes(N), *[d for d in range(8, 65, 8) if N % d == 0]}),
                         default=_row_lanes(N))
         cfg.define_knob("splitk_unroll_k", [2, 4, 8, 16], default=8)
+
+
+ORDER_MARGIN = 0.75     # a tile order the traffic model prefers replaces the usual one below this cost ratio
+
+
+def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target) -> str:
+    """The packed strategy's loops over register tiles: column blocks outside ("cols_outer") where
+    N >= M, row tiles outside otherwise, unless the target's caches make the other order cost
+    less than ORDER_MARGIN of it.
+
+    The cost is te.caches' traffic model (bytes re-read times the cost of the level that holds
+    what lies between two reads of them), with A the M x K operand (a band of it bm rows), B the
+    packed K x N one (a panel of it bn columns):
+
+    * cols_outer re-reads a panel at every row tile (panel + band apart) and A at every column
+      block (A + panel apart);
+    * rows_outer re-reads a band at every column block (band + panel apart) and B at every row
+      tile (B + band apart).
+
+    With one vector of columns and 8 rows, B is re-read more often than A, so where neither fits
+    the order that re-reads A wins whatever the shape (M 2048, N 512, K 2048: cols_outer, though
+    N < M); where one operand stays in L2 and the other does not, its order wins.
+    """
+    a, b = 4.0 * M * K, 4.0 * K * N
+    panel, band = 4.0 * K * bn, 4.0 * K * bm
+    row_tiles, col_blocks = -(-M // bm), -(-N // bn)
+    c = target.caches
+    costs = {"cols_outer": c.traffic_cost([(row_tiles * b, panel + band), (col_blocks * a, a + panel)]),
+             "rows_outer": c.traffic_cost([(col_blocks * a, band + panel), (row_tiles * b, b + band)])}
+    usual = "cols_outer" if N >= M else "rows_outer"
+    other = "rows_outer" if usual == "cols_outer" else "cols_outer"
+    return other if costs[other] < ORDER_MARGIN * costs[usual] else usual
 
 
 def define_bn(cfg, N: int, target: Target, default: int | None = None) -> None:
