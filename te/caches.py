@@ -26,10 +26,11 @@ log = logging.getLogger(__name__)
 
 KiB, MiB = 1 << 10, 1 << 20
 SYSFS_CPU0 = Path("/sys/devices/system/cpu/cpu0")
-# Relative cost of re-reading a byte from L1, L2, L3 and memory: the bandwidth one core gets
-# roughly halves at each level down (e.g. 128, 64, ~30 and ~15 bytes per cycle on recent Intel
-# and AMD cores), so only the ratios matter, and the same ones hold on every x86 core met.
-LEVEL_COST = (1.0, 2.0, 4.0, 8.0)
+# Bytes a cycle one core reads from L1d, L2, L3 and memory: roughly halving at each level down
+# on recent Intel and AMD cores (two 64-byte loads, one line from L2, ~32 from L3, ~16 from DRAM
+# when the other cores stream too).  The models below need only these ratios to be about right.
+BYTES_PER_CYCLE = (128.0, 64.0, 32.0, 16.0)
+FMA_UNITS = 2       # vector FMAs a cycle: every AVX2 and AVX-512 core tilewise meets has two ports
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMG]?)(?:i?B)?", re.I)
 
 
@@ -56,10 +57,15 @@ class Caches:
                 return i
         return 3
 
-    def traffic_cost(self, streams: list[tuple[float, float]]) -> float:
-        """The cost of a loop nest's re-reads: for each (bytes read, working set between two reads of
-        the same byte), the bytes times LEVEL_COST of the level that working set stays in."""
-        return sum(nbytes * LEVEL_COST[self.level(ws)] for nbytes, ws in streams)
+    def reread_cycles(self, streams: list[tuple[float, float]]) -> float:
+        """Cycles a core spends re-reading operands: for each (bytes read, working set between two
+        reads of the same byte), the bytes at BYTES_PER_CYCLE of the level that working set stays in."""
+        return sum(nbytes / BYTES_PER_CYCLE[self.level(ws)] for nbytes, ws in streams)
+
+    def loop_cycles(self, flops: float, lanes: int, streams: list[tuple[float, float]]) -> float:
+        """A loop nest's cycles on one core: its FMAs (FMA_UNITS a cycle of `lanes` lanes) plus its
+        re-reads (reread_cycles), not overlapped: a bound that only a loop order's re-reads change."""
+        return flops / (2.0 * FMA_UNITS * lanes) + self.reread_cycles(streams)
 
     def options(self) -> str:
         """The target-string options that give these sizes, e.g. '-l1d=48K -l2=2M -l3=150M'."""

@@ -88,7 +88,7 @@ def conv2d(x: te.Tensor, w: te.Tensor | PackedWeight, strides=(1, 1), padding: P
     g = geometry(x.shape, w.shape, strides, padding, dilation, groups)
     if isinstance(w, winograd.WinogradWeight):
         return winograd.conv2d_winograd(x, w, g, bias, epilogue, m=w.m, bn=w.bn,
-                                        bm=winograd.default_bm(w.bn, target), name=name)
+                                        bm=winograd.default_bm(w.bn, target, g.C, g.K), name=name)
     if isinstance(w, PackedWeight) and (g.depthwise or as_matmul(g)):
         raise ValueError(f"{name}: this conv reads its weight as it is (OIHW); pass it unpacked")
     if g.depthwise:
@@ -392,25 +392,25 @@ def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target)
     return "oc_block" if fits and weights > 4 * outputs else "root"
 
 
-ORDER_MARGIN = 0.75     # a loop order the traffic model prefers replaces the usual one below this cost ratio
+ORDER_MARGIN = 0.9      # a loop order the cost model prefers replaces the usual one below this cost ratio
 
 
 def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
-    """The loops over output tiles: channel blocks outside the tile rows ("oc_outer"), unless the
-    target's caches make tile rows outside ("rows_outer") cost less than ORDER_MARGIN of it.
+    """The loops over output tiles: channel blocks outside the tile rows ("oc_outer"), unless with
+    the target's caches tile rows outside ("rows_outer") take under ORDER_MARGIN of its cycles.
 
-    The cost is te.caches' traffic model (bytes re-read times the cost of the level that holds
-    what lies between two reads of them), with W the weights (W_b one block's slice), X the padded
-    input and B one row of tiles' input band:
+    The cycles are te.caches' model (Caches.loop_cycles: the FMAs, plus the bytes re-read at the
+    bandwidth of the level that holds what lies between two reads of them), with W the weights
+    (W_b one block's slice), X the padded input and B one row of tiles' input band:
 
     * oc_outer re-reads W_b at every tile (W_b apart) and X at every block (X + W_b apart);
     * rows_outer re-reads W at every tile row (W + B apart), W_b at every other tile (W_b + B
       apart) and the band at every block (B + W_b apart).
 
-    Big maps with few weights (the first layers) favour rows_outer once the map outgrows half of
-    L2 (a 64-channel 56x56 map: 0.9 MiB, inside half of Emerald Rapids' 2 MiB L2, outside half
-    of Zen 4's 1 MiB); deep layers (few pixels, many weights) favour oc_outer on every target.
-    Grouped convs keep oc_outer (a block reads only its group's channels).
+    Big maps with few weights favour rows_outer once the input outgrows the L3 share and comes
+    from memory; deep layers (few pixels, many weights) take oc_outer on every target, and so
+    does every conv whose operands stay in L2.  Grouped convs keep oc_outer (a block reads only
+    its group's channels).
     """
     if g.groups != 1:
         return "oc_outer"
@@ -421,9 +421,10 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     w_b = 4.0 * g.C * g.R * g.S * ocb
     w, x = blocks * w_b, 4.0 * g.N * g.C * Hp * Wp
     band = 4.0 * g.C * ((bh - 1) * g.sh + (g.R - 1) * g.dh + 1) * Wp
-    c = target.caches
-    oc_outer = c.traffic_cost([(tiles * w, w_b), (blocks * x, x + w_b)])
-    rows_outer = c.traffic_cost([(rows * w, w + band), ((tiles - rows) * w, w_b + band), (blocks * x, band + w_b)])
+    c, lanes, work = target.caches, target.lanes(), g.flops
+    oc_outer = c.loop_cycles(work, lanes, [(tiles * w, w_b), (blocks * x, x + w_b)])
+    rows_outer = c.loop_cycles(work, lanes, [(rows * w, w + band), ((tiles - rows) * w, w_b + band),
+                                             (blocks * x, band + w_b)])
     return "rows_outer" if rows_outer < ORDER_MARGIN * oc_outer else "oc_outer"
 
 

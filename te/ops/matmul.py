@@ -308,36 +308,37 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn:
         cfg.define_knob("splitk_unroll_k", [2, 4, 8, 16], default=8)
 
 
-ORDER_MARGIN = 0.75     # a tile order the traffic model prefers replaces the usual one below this cost ratio
+ORDER_MARGIN = 0.9      # a tile order the cost model prefers replaces the usual one below this cost ratio
 
 
 def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target) -> str:
     """The packed strategy's loops over register tiles: column blocks outside ("cols_outer") where
-    N >= M, row tiles outside otherwise, unless the target's caches make the other order cost
-    less than ORDER_MARGIN of it.
+    N >= M, row tiles outside otherwise, unless with the target's caches the other order takes
+    under ORDER_MARGIN of its cycles.
 
-    The cost is te.caches' traffic model (bytes re-read times the cost of the level that holds
-    what lies between two reads of them), with A the M x K operand (a band of it bm rows), B the
-    packed K x N one (a panel of it bn columns):
+    The cycles are te.caches' model (Caches.loop_cycles: the FMAs, plus the bytes re-read at the
+    bandwidth of the level that holds what lies between two reads of them), with A the M x K
+    operand (a band of it bm rows), B the packed K x N one (a panel of it bn columns):
 
     * cols_outer re-reads a panel at every row tile (panel + band apart) and A at every column
       block (A + panel apart);
     * rows_outer re-reads a band at every column block (band + panel apart) and B at every row
       tile (B + band apart).
 
-    With one vector of columns and 8 rows, B is re-read more often than A, so where neither fits
-    the order that re-reads A wins whatever the shape (M 2048, N 512, K 2048: cols_outer, though
-    N < M); where one operand stays in L2 and the other does not, its order wins.
+    Operands within L2 feed the register tile as fast as it computes, so the usual order stays;
+    where one spills L2 and the other does not, or both do, the order that keeps the re-reads
+    close wins (M 2048, N 512, K 2048 takes cols_outer though N < M: with 8 rows and 32
+    columns, B would be re-read 256 times, A 16).
     """
     a, b = 4.0 * M * K, 4.0 * K * N
     panel, band = 4.0 * K * bn, 4.0 * K * bm
     row_tiles, col_blocks = -(-M // bm), -(-N // bn)
-    c = target.caches
-    costs = {"cols_outer": c.traffic_cost([(row_tiles * b, panel + band), (col_blocks * a, a + panel)]),
-             "rows_outer": c.traffic_cost([(col_blocks * a, band + panel), (row_tiles * b, b + band)])}
+    c, lanes, work = target.caches, target.lanes(), 2.0 * M * N * K
+    cycles = {"cols_outer": c.loop_cycles(work, lanes, [(row_tiles * b, panel + band), (col_blocks * a, a + panel)]),
+              "rows_outer": c.loop_cycles(work, lanes, [(col_blocks * a, band + panel), (row_tiles * b, b + band)])}
     usual = "cols_outer" if N >= M else "rows_outer"
     other = "rows_outer" if usual == "cols_outer" else "cols_outer"
-    return other if costs[other] < ORDER_MARGIN * costs[usual] else usual
+    return other if cycles[other] < ORDER_MARGIN * cycles[usual] else usual
 
 
 def define_bn(cfg, N: int, target: Target, default: int | None = None) -> None:

@@ -1,0 +1,112 @@
+"""Knob defaults derived from the target's caches: the sizes their docstrings say, and every
+derived default builds and matches numpy."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import autotune
+import te
+from te.caches import Caches, KiB, MiB
+from te.ops import conv2d_nchwc, registry
+from te.ops import winograd as wg
+from te.ops.conv_geometry import geometry
+from te.ops.registry import ConvWorkload, MatmulWorkload
+from te.target import host
+
+from .conv_reference import conv_ref
+
+conv = __import__("te.ops.conv2d", fromlist=["default_out_order"])       # the module, not the op
+matmul = __import__("te.ops.matmul", fromlist=["default_tile_order"])
+
+EMERALD = Caches(48 * KiB, 2 * MiB, 150 * MiB)
+ZEN4 = Caches(32 * KiB, 1 * MiB, 4 * MiB)
+ICELAKE = Caches(48 * KiB, 1280 * KiB, 1536 * KiB)
+TINY = Caches(4 * KiB, 16 * KiB, 64 * KiB)
+HUGE = Caches(1 * MiB, 64 * MiB, 1024 * MiB)
+
+
+def with_caches(c: Caches):
+    return dataclasses.replace(host(), caches=c)
+
+
+def test_pack_at_oc_block_while_the_block_map_fits_l1d():
+    g = geometry((1, 256, 18, 18), (64, 256, 3, 3), (1, 1), 1, (1, 1), 1)
+    # 18 x 18 pixels x 32 channels x 4 bytes = 40.5 KiB: inside 48 KiB, outside 32 KiB
+    assert conv.default_pack_at(g, 32, 1, 6, with_caches(EMERALD)) == "oc_block"
+    assert conv.default_pack_at(g, 32, 1, 6, with_caches(ZEN4)) == "root"
+
+
+def direct_order(shape, caches):
+    C, H, K, R = shape
+    g = geometry((1, C, H, H), (K, C, R, R), (1, 1), R // 2, (1, 1), 1)
+    t = with_caches(caches)
+    ocb = conv.default_ocb(g, t)
+    return conv.default_out_order(g, ocb, *conv.default_tiles(g, ocb, t), t)
+
+
+def test_out_order_as_the_docstring_says():
+    big_input = (256, 56, 64, 1)        # a 3.1 MiB input map, few weights
+    assert direct_order(big_input, EMERALD) == "oc_outer"
+    assert direct_order(big_input, ZEN4) == direct_order(big_input, ICELAKE) == "rows_outer"
+    for deep in [(512, 7, 512, 3), (1024, 14, 256, 1)]:
+        assert {direct_order(deep, c) for c in (EMERALD, ZEN4, ICELAKE, TINY)} == {"oc_outer"}
+
+
+def test_tile_order_as_the_docstring_says():
+    order = matmul.default_tile_order
+    for c in (EMERALD, ZEN4, ICELAKE):
+        t = with_caches(c)
+        assert order(2048, 512, 2048, 8, 32, t) == "cols_outer"       # though N < M
+        assert order(128, 3072, 768, 8, 32, t) == "cols_outer"        # BERT's feed-forward
+        assert order(128, 64, 128, 8, 32, t) == "rows_outer"          # within L2: the usual order
+
+
+def test_winograd_rows_grow_where_u_comes_from_memory():
+    assert wg.default_bm(32, with_caches(EMERALD), 512, 512) == 6
+    assert wg.default_bm(32, with_caches(ZEN4), 512, 512) == 6        # 1 MiB of U from a 4 MiB L3 share
+    assert wg.default_bm(32, with_caches(Caches(32 * KiB, 1 * MiB, 1 * MiB)), 512, 512) == 8
+    assert wg.default_bm(16, with_caches(EMERALD), 512, 512) == 8
+    assert wg.default_bm(32, with_caches(TINY), 512, 512) in wg.TILE_ROWS
+
+
+def test_nchwc_out_order_follows_the_target():
+    args = ((1, 8, 32, 32), (64, 8, 1, 1))
+    for c, want in ((TINY, "rows_outer"), (HUGE, "oc_outer")):
+        task = autotune.create_task("conv2d_NCHWc", args, with_caches(c))
+        sp = task.config_space
+        assert sp.get(sp.default_index())["out_order"].val == want
+
+
+# (implementation, workload, knob, its default with TINY caches, with HUGE ones)
+CASES = [
+    ("conv2d.direct", ConvWorkload((1, 8, 32, 32), (64, 8, 1, 1), (1, 1), (0, 0, 0, 0)),
+     "out_order", "rows_outer", "oc_outer"),
+    ("conv2d.direct", ConvWorkload((1, 32, 8, 8), (32, 32, 3, 3), (1, 1), (1, 1, 1, 1)),
+     "pack_at", "root", "oc_block"),
+    ("matmul.packed", MatmulWorkload(128, 64, 128), "tile_order", "cols_outer", "rows_outer"),
+    ("conv2d.winograd", ConvWorkload((1, 128, 8, 8), (128, 128, 3, 3), (1, 1), (1, 1, 1, 1)),
+     "tile_bm", 8, 6),
+]
+
+
+@pytest.mark.parametrize("impl, wl, knob, tiny, huge", CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
+def test_derived_defaults_build_and_match_numpy(impl, wl, knob, tiny, huge, rng):
+    im = registry.IMPLEMENTATIONS[impl]
+    for caches, want in ((TINY, tiny), (HUGE, huge)):
+        target = with_caches(caches)
+        task = autotune.create_task(im.template, im.args(wl), target)
+        sp = task.config_space
+        cfg = sp.get(sp.default_index())
+        assert cfg[knob].val == want
+        s, tensors = task.instantiate(cfg)
+        ins = [rng.standard_normal(t.shape).astype(np.float32) for t in tensors[:-1]]
+        out = np.zeros(tensors[-1].shape, np.float32)
+        te.build(s, tensors, target=target)(*ins, out)
+        if isinstance(wl, MatmulWorkload):
+            ref = ins[0].astype(np.float64) @ ins[1]
+        else:
+            ref = conv_ref(*ins, wl.strides, wl.padding)
+        np.testing.assert_allclose(out, ref, rtol=2e-4, atol=2e-3, err_msg=f"{impl} {cfg}")
