@@ -30,6 +30,10 @@ SYSFS_CPU0 = Path("/sys/devices/system/cpu/cpu0")
 # on recent Intel and AMD cores (two 64-byte loads, one line from L2, ~32 from L3, ~16 from DRAM
 # when the other cores stream too).  The models below need only these ratios to be about right.
 BYTES_PER_CYCLE = (128.0, 64.0, 32.0, 16.0)
+# The share of a level a working set may fill and still be there when read again: the output
+# written meanwhile and conflict misses take the rest.  A 1 MiB packed operand re-read per row
+# tile stays in a 2 MiB L2 (measured: the order re-reading it there is the faster one).
+FILL = 0.75
 FMA_UNITS = 2       # vector FMAs a cycle: every AVX2 and AVX-512 core tilewise meets has two ports
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMG]?)(?:i?B)?", re.I)
 
@@ -49,11 +53,10 @@ class Caches:
                                  f"(e.g. -{name}=32K)")
 
     def level(self, working_set: float) -> int:
-        """The closest level (0 = L1d, 1 = L2, 2 = L3, 3 = memory) where `working_set` bytes stay
-        between two reads: one that fills at most half the level (the other operands, the output
-        and conflict misses take the rest)."""
+        """The closest level (0 = L1d, 1 = L2, 2 = L3, 3 = memory) where `working_set` bytes (all
+        that is read between two reads of the same byte) stay: one they fill at most FILL of."""
         for i, size in enumerate((self.l1d, self.l2, self.l3)):
-            if working_set <= size / 2:
+            if working_set <= FILL * size:
                 return i
         return 3
 

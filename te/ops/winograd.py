@@ -107,7 +107,7 @@ def default_bm(bn: int, target: Target, C: int = 0, K: int = 0) -> int:
     `vectors` vectors of U[e, nu]; every row tile re-reads the whole U[e, nu].  From L2 (64 bytes
     a cycle) or L3 (about 32) the 6 rows' 3 cycles per vector cover the load; from memory (about
     16 bytes a cycle, te.caches.BYTES_PER_CYCLE) a vector takes 4 cycles, so the tile grows to 8 rows
-    (a 512 x 512 U of 1 MiB spills half of an L3 share of 2 MiB or less).
+    (a 512 x 512 U, 1 MiB, comes from memory where a core's L3 share is under 1.4 MiB).
     """
     vectors = -(-bn // target.lanes())
     rows = 6 if vectors >= 2 else 8

@@ -101,8 +101,8 @@ def test_bad_sizes_are_refused_in_one_line(text, says):
 
 def test_levels_and_reread_cycles():
     c = Caches(48 * KiB, 2 * MiB, 150 * MiB)
-    # a working set stays in a level that it fills at most half of
-    assert [c.level(b) for b in (24 * KiB, 25 * KiB, 1 * MiB, 75 * MiB, 76 * MiB)] == [0, 1, 1, 2, 3]
+    # a working set stays in a level that it fills at most three quarters of
+    assert [c.level(b) for b in (36 * KiB, 37 * KiB, 1.5 * MiB, 1.6 * MiB, 112 * MiB, 113 * MiB)] == [0, 1, 1, 2, 2, 3]
     # a MiB re-read from L2 (64 bytes a cycle) and one from memory (16)
-    assert c.reread_cycles([(MiB, MiB), (MiB, 100 * MiB)]) == MiB / 64 + MiB / 16
+    assert c.reread_cycles([(MiB, MiB), (MiB, 120 * MiB)]) == MiB / 64 + MiB / 16
     assert c.loop_cycles(64.0 * 1000, 16, []) == 1000      # 2 FMA units x 16 lanes x 2 flops a cycle

@@ -50,7 +50,7 @@ def direct_order(shape, caches):
 def test_out_order_as_the_docstring_says():
     big_input = (256, 56, 64, 1)        # a 3.1 MiB input map, few weights
     assert direct_order(big_input, EMERALD) == "oc_outer"
-    assert direct_order(big_input, ZEN4) == direct_order(big_input, ICELAKE) == "rows_outer"
+    assert direct_order(big_input, ZEN4) == "rows_outer"
     for deep in [(512, 7, 512, 3), (1024, 14, 256, 1)]:
         assert {direct_order(deep, c) for c in (EMERALD, ZEN4, ICELAKE, TINY)} == {"oc_outer"}
 
@@ -67,13 +67,14 @@ def test_tile_order_as_the_docstring_says():
 def test_winograd_rows_grow_where_u_comes_from_memory():
     assert wg.default_bm(32, with_caches(EMERALD), 512, 512) == 6
     assert wg.default_bm(32, with_caches(ZEN4), 512, 512) == 6        # 1 MiB of U from a 4 MiB L3 share
+    assert wg.default_bm(32, with_caches(ICELAKE), 512, 512) == 6     # and from a 1.5 MiB one
     assert wg.default_bm(32, with_caches(Caches(32 * KiB, 1 * MiB, 1 * MiB)), 512, 512) == 8
     assert wg.default_bm(16, with_caches(EMERALD), 512, 512) == 8
     assert wg.default_bm(32, with_caches(TINY), 512, 512) in wg.TILE_ROWS
 
 
 def test_nchwc_out_order_follows_the_target():
-    args = ((1, 8, 32, 32), (64, 8, 1, 1))
+    args = ((1, 32, 32, 32), (64, 32, 1, 1))
     for c, want in ((TINY, "rows_outer"), (HUGE, "oc_outer")):
         task = autotune.create_task("conv2d_NCHWc", args, with_caches(c))
         sp = task.config_space
@@ -82,11 +83,11 @@ def test_nchwc_out_order_follows_the_target():
 
 # (implementation, workload, knob, its default with TINY caches, with HUGE ones)
 CASES = [
-    ("conv2d.direct", ConvWorkload((1, 8, 32, 32), (64, 8, 1, 1), (1, 1), (0, 0, 0, 0)),
+    ("conv2d.direct", ConvWorkload((1, 32, 32, 32), (64, 32, 1, 1), (1, 1), (0, 0, 0, 0)),
      "out_order", "rows_outer", "oc_outer"),
     ("conv2d.direct", ConvWorkload((1, 32, 8, 8), (32, 32, 3, 3), (1, 1), (1, 1, 1, 1)),
      "pack_at", "root", "oc_block"),
-    ("matmul.packed", MatmulWorkload(128, 64, 128), "tile_order", "cols_outer", "rows_outer"),
+    ("matmul.packed", MatmulWorkload(128, 64, 256), "tile_order", "cols_outer", "rows_outer"),
     ("conv2d.winograd", ConvWorkload((1, 128, 8, 8), (128, 128, 3, 3), (1, 1), (1, 1, 1, 1)),
      "tile_bm", 8, 6),
 ]
