@@ -4,6 +4,7 @@ server, and, where they differ, the configs timed side by side on this machine.
     python bench/cache_defaults.py                # the derivations, then the timings
     python bench/cache_defaults.py --no-time      # the derivations only
     python bench/cache_defaults.py --rounds 15    # more alternating rounds
+    python bench/cache_defaults.py --flip         # also every shape's default against the other loop order
 
 The knobs whose defaults read te.Target.caches: the direct conv's `pack_at` and `out_order`
 (te.ops.conv2d.default_pack_at / default_out_order), the packed GEMM's `tile_order`
@@ -34,6 +35,7 @@ from te.target import host                                 # noqa: E402
 SETTINGS = {"here": None, "zen4": Caches(32 * KiB, 1 * MiB, 4 * MiB),
             "icelake": Caches(48 * KiB, 1280 * KiB, 1536 * KiB)}
 KNOBS = ("pack_at", "out_order", "tile_order", "tile_bm")
+ORDERS = {"out_order": ("oc_outer", "rows_outer"), "tile_order": ("cols_outer", "rows_outer")}
 
 
 def conv(C: int, H: int, K: int, R: int, stride: int = 1) -> ConvWorkload:
@@ -87,6 +89,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--no-time", action="store_true", help="print the derivations only")
+    ap.add_argument("--flip", action="store_true",
+                    help="also time every shape's default for this machine against the other loop order")
     args = ap.parse_args()
     here = host()
     targets = {k: here if c is None else dataclasses.replace(here, caches=c) for k, c in SETTINGS.items()}
@@ -104,6 +108,11 @@ def main() -> None:
             distinct.setdefault(str(sorted(c.items())), (name, c))
         if len(distinct) > 1:
             to_time.append((label, impl, wl, list(distinct.values())))
+        knob = next((k for k in ORDERS if k in cfgs["here"]), None)
+        if args.flip and knob:
+            a, b = ORDERS[knob]
+            flipped = {**cfgs["here"], knob: b if cfgs["here"][knob] == a else a}
+            to_time.append((f"{label} ({knob})", impl, wl, [("here", cfgs["here"]), (flipped[knob], flipped)]))
     print(table(["shape", *["old", *SETTINGS]], rows, "lllll"))
     if args.no_time:
         return
