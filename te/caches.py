@@ -15,6 +15,8 @@ builds does not depend on them and they are not part of the ISA key records are 
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import logging
 import os
@@ -128,16 +130,24 @@ def read_sysfs(cpu_dir: Path = SYSFS_CPU0) -> Caches | None:
     return Caches(sizes[1], sizes[2], sizes.get(3, max(sizes[2], CONSERVATIVE.l3)))
 
 
+# glibc's sysconf names for the data caches (bits/confname.h), which Python's os.sysconf lacks
+_SC_LEVEL1_DCACHE_SIZE, _SC_LEVEL2_CACHE_SIZE, _SC_LEVEL3_CACHE_SIZE = 188, 191, 194
+
+
 def read_sysconf() -> Caches | None:
-    """The data caches glibc reports (on x86 from cpuid leaf 4), None where it reports none."""
+    """The data caches glibc's sysconf reports (on x86 from cpuid leaf 4), None where it reports
+    none or there is no glibc."""
     try:
-        l1, l2 = os.sysconf("SC_LEVEL1_DCACHE_SIZE"), os.sysconf("SC_LEVEL2_CACHE_SIZE")
-        l3 = os.sysconf("SC_LEVEL3_CACHE_SIZE")
-    except (ValueError, OSError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.sysconf.restype, libc.sysconf.argtypes = ctypes.c_long, [ctypes.c_int]
+        libc.gnu_get_libc_version.restype = ctypes.c_char_p      # only glibc has it: the numbers are its
+        libc.gnu_get_libc_version()
+    except (OSError, AttributeError):
         return None
+    l1, l2, l3 = (libc.sysconf(n) for n in (_SC_LEVEL1_DCACHE_SIZE, _SC_LEVEL2_CACHE_SIZE, _SC_LEVEL3_CACHE_SIZE))
     if l1 < 4 * KiB or l2 < 4 * KiB:
         return None
-    # glibc gives the whole L3: divide it by the CPUs this process sees, as sysfs's share is
+    # glibc gives the whole L3: divide it among the CPUs, as the share sysfs gives is
     return Caches(l1, l2, max(l2, l3 // max(1, os.cpu_count() or 1)) if l3 > 0 else max(l2, CONSERVATIVE.l3))
 
 
