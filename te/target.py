@@ -267,10 +267,7 @@ def parse(target: "str | Target | None") -> Target:
         elif key == "-mattr" and eq:
             feats = value
         elif key[1:] in OPTIONS and key.startswith("-") and eq:
-            try:
-                sizes[key[1:]] = parse_size(value, f"target {target!r}: {key}")
-            except ValueError as e:
-                raise ValueError(str(e)) from None
+            sizes[key[1:]] = parse_size(value, f"target {target!r}: {key}")
         else:
             raise ValueError(f"target {target!r}: unknown option {p!r} (use -mcpu=, -mattr= and the cache "
                              f"sizes -l1d=, -l2=, -l3=)")
