@@ -10,16 +10,15 @@ import pytest
 import autotune
 import te
 from te.caches import Caches, KiB, MiB
-from te.ops import conv2d_nchwc, registry
+from te.ops import registry
 from te.ops import winograd as wg
+from te.ops.conv2d import default_ocb, default_out_order, default_pack_at, default_tiles
 from te.ops.conv_geometry import geometry
+from te.ops.matmul import default_tile_order
 from te.ops.registry import ConvWorkload, MatmulWorkload
 from te.target import host
 
 from .conv_reference import conv_ref
-
-conv = __import__("te.ops.conv2d", fromlist=["default_out_order"])       # the module, not the op
-matmul = __import__("te.ops.matmul", fromlist=["default_tile_order"])
 
 EMERALD = Caches(48 * KiB, 2 * MiB, 150 * MiB)
 ZEN4 = Caches(32 * KiB, 1 * MiB, 4 * MiB)
@@ -35,16 +34,16 @@ def with_caches(c: Caches):
 def test_pack_at_oc_block_while_the_block_map_fits_l1d():
     g = geometry((1, 256, 18, 18), (64, 256, 3, 3), (1, 1), 1, (1, 1), 1)
     # 18 x 18 pixels x 32 channels x 4 bytes = 40.5 KiB: inside 48 KiB, outside 32 KiB
-    assert conv.default_pack_at(g, 32, 1, 6, with_caches(EMERALD)) == "oc_block"
-    assert conv.default_pack_at(g, 32, 1, 6, with_caches(ZEN4)) == "root"
+    assert default_pack_at(g, 32, 1, 6, with_caches(EMERALD)) == "oc_block"
+    assert default_pack_at(g, 32, 1, 6, with_caches(ZEN4)) == "root"
 
 
 def direct_order(shape, caches):
     C, H, K, R = shape
     g = geometry((1, C, H, H), (K, C, R, R), (1, 1), R // 2, (1, 1), 1)
     t = with_caches(caches)
-    ocb = conv.default_ocb(g, t)
-    return conv.default_out_order(g, ocb, *conv.default_tiles(g, ocb, t), t)
+    ocb = default_ocb(g, t)
+    return default_out_order(g, ocb, *default_tiles(g, ocb, t), t)
 
 
 def test_out_order_as_the_docstring_says():
@@ -56,7 +55,7 @@ def test_out_order_as_the_docstring_says():
 
 
 def test_tile_order_as_the_docstring_says():
-    order = matmul.default_tile_order
+    order = default_tile_order
     for c in (EMERALD, ZEN4, ICELAKE):
         t = with_caches(c)
         assert order(2048, 512, 2048, 8, 32, t) == "cols_outer"       # though N < M
