@@ -77,6 +77,16 @@ class Caches:
         return " ".join(f"-{n}={format_size(getattr(self, n))}" for n in ("l1d", "l2", "l3"))
 
 
+# A loop order the cycle model prefers replaces the usual one only below this share of its cycles:
+# the model is rough, and the usual orders are the measured ones.
+ORDER_MARGIN = 0.9
+
+
+def beats(cycles: float, usual_cycles: float) -> bool:
+    """Does a loop order taking `cycles` replace the usual one taking `usual_cycles` (ORDER_MARGIN)?"""
+    return cycles < ORDER_MARGIN * usual_cycles
+
+
 CONSERVATIVE = Caches(l1d=32 * KiB, l2=1 * MiB, l3=8 * MiB)
 OPTIONS = ("l1d", "l2", "l3")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import te
+from te.caches import beats
 from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
@@ -392,12 +393,9 @@ def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target)
     return "oc_block" if fits and weights > 4 * outputs else "root"
 
 
-ORDER_MARGIN = 0.9      # a loop order the cost model prefers replaces the usual one below this cost ratio
-
-
 def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
     """The loops over output tiles: channel blocks outside the tile rows ("oc_outer"), unless with
-    the target's caches tile rows outside ("rows_outer") take under ORDER_MARGIN of its cycles.
+    the target's caches tile rows outside ("rows_outer") take fewer cycles (te.caches.beats).
 
     The cycles are te.caches' model (Caches.loop_cycles: the FMAs, plus the bytes re-read at the
     bandwidth of the level that holds what lies between two reads of them), with W the weights
@@ -426,7 +424,7 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     oc_outer = c.loop_cycles(work, lanes, [(tiles * w, w_b), (blocks * x, x + w_b)])
     rows_outer = c.loop_cycles(work, lanes, [(rows * w, w + band), ((tiles - rows) * w, w_b + band),
                                              (blocks * x, band + w_b)])
-    return "rows_outer" if rows_outer < ORDER_MARGIN * oc_outer else "oc_outer"
+    return "rows_outer" if beats(rows_outer, oc_outer) else "oc_outer"
 
 
 def _schedule_oc_block(cfg, s: te.Schedule, acc, wp, final, g: ConvGeometry, ocb: int, bh: int, bw: int) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 import te
+from te.caches import beats
 from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
@@ -308,13 +309,10 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn:
         cfg.define_knob("splitk_unroll_k", [2, 4, 8, 16], default=8)
 
 
-ORDER_MARGIN = 0.9      # a tile order the cost model prefers replaces the usual one below this cost ratio
-
-
 def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target) -> str:
     """The packed strategy's loops over register tiles: column blocks outside ("cols_outer") where
     N >= M, row tiles outside otherwise, unless with the target's caches the other order takes
-    under ORDER_MARGIN of its cycles.
+    fewer cycles (te.caches.beats).
 
     The cycles are te.caches' model (Caches.loop_cycles: the FMAs, plus the bytes re-read at the
     bandwidth of the level that holds what lies between two reads of them), with A the M x K
@@ -338,7 +336,7 @@ def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target)
               "rows_outer": c.loop_cycles(work, lanes, [(col_blocks * a, band + panel), (row_tiles * b, b + band)])}
     usual = "cols_outer" if N >= M else "rows_outer"
     other = "rows_outer" if usual == "cols_outer" else "cols_outer"
-    return other if cycles[other] < ORDER_MARGIN * cycles[usual] else usual
+    return other if beats(cycles[other], cycles[usual]) else usual
 
 
 def define_bn(cfg, N: int, target: Target, default: int | None = None) -> None:
