@@ -5,9 +5,12 @@ llvmlite's host CPU *name* can be wrong on virtual machines, so the host target 
 carries the explicit feature string, and the ISA key used to match tuning records is built
 from features, never from the name.  The thread count is not part of the target string (records
 and libraries name the ISA); `host()` and `parse()` give a target this process's thread count.
+The data cache sizes (te.caches) are: `-l1d=48K -l2=2M -l3=150M` after the features, written
+only when they are not te.caches.CONSERVATIVE's; they size knob defaults, never the ISA key.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -15,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 
 from . import llvm_init
+from .caches import CONSERVATIVE, OPTIONS, Caches, host_caches, parse_size
 from .runtime import check_num_threads, num_threads  # the runtime loads without llvmlite
 
 # Features that change which instructions a kernel may use; the ISA key is made of these.
@@ -26,15 +30,19 @@ SPARE_VECTORS = 4           # vector registers a register tile leaves for a weig
 
 @dataclass(frozen=True)
 class Target:
-    """A CPU target: LLVM cpu name and feature string, and the threads its parallel loops are
-    scheduled for (host() and parse() give this process's count; a Target made directly, 1 unless told)."""
+    """A CPU target: LLVM cpu name and feature string, the threads its parallel loops are
+    scheduled for (host() and parse() give this process's count; a Target made directly, 1 unless
+    told) and its data caches per core (host(): this machine's; else te.caches.CONSERVATIVE unless told)."""
     cpu: str
     features: str = ""
     threads: int = 1
+    caches: Caches = CONSERVATIVE
 
     def __post_init__(self):
         # frozen: the checked count (an int, whatever number type was given) is set through object
         object.__setattr__(self, "threads", check_num_threads(self.threads, f"Target({self.cpu!r}) threads"))
+        if not isinstance(self.caches, Caches):
+            raise TypeError(f"Target({self.cpu!r}) caches: expected a te.caches.Caches, got {self.caches!r}")
 
     @property
     def feature_set(self) -> frozenset[str]:
@@ -71,8 +79,8 @@ class Target:
         return self.vector_registers - SPARE_VECTORS
 
     def __str__(self) -> str:
-        s = f"llvm -mcpu={self.cpu}"
-        return s + (f" -mattr={self.features}" if self.features else "")
+        s = f"llvm -mcpu={self.cpu}" + (f" -mattr={self.features}" if self.features else "")
+        return s + (f" {self.caches.options()}" if self.caches != CONSERVATIVE else "")
 
     def machine(self):
         """A shared llvmlite TargetMachine for this target (O3 code generation, position independent)."""
@@ -236,32 +244,40 @@ def host() -> Target:
     TILEWISE_NUM_THREADS, else the CPUs this process may use)."""
     llvm = llvm_init.llvm()
     feats = llvm.get_host_cpu_features().flatten()
-    return Target(llvm.get_host_cpu_name(), feats, num_threads())
+    return Target(llvm.get_host_cpu_name(), feats, num_threads(), host_caches())
 
 
 def parse(target: "str | Target | None") -> Target:
     """A Target from None (host), a Target, or a string like 'llvm -mcpu=haswell -mattr=+avx2'
-    (with the threads of this process, as the host's)."""
+    (with the threads of this process, as the host's).  Cache sizes may follow (-l1d=32K -l2=1M
+    -l3=32M); those not given are the host's for -mcpu=native or host, else te.caches.CONSERVATIVE's."""
     if target is None:
         return host()
     if isinstance(target, Target):
         return target
     parts = str(target).split()
     if not parts or parts[0] != "llvm":
-        raise ValueError(f"target {target!r}: expected 'llvm [-mcpu=NAME] [-mattr=+feat,...]'")
-    cpu, feats = None, ""
+        raise ValueError(f"target {target!r}: expected 'llvm [-mcpu=NAME] [-mattr=+feat,...] [-l1d=SIZE "
+                         "-l2=SIZE -l3=SIZE]'")
+    cpu, feats, sizes = None, "", {}
     for p in parts[1:]:
-        if p.startswith("-mcpu="):
-            cpu = p[len("-mcpu="):]
-        elif p.startswith("-mattr="):
-            feats = p[len("-mattr="):]
+        key, eq, value = p.partition("=")
+        if key == "-mcpu" and eq:
+            cpu = value
+        elif key == "-mattr" and eq:
+            feats = value
+        elif key[1:] in OPTIONS and key.startswith("-") and eq:
+            sizes[key[1:]] = parse_size(value, f"target {target!r}: {key}")
         else:
-            raise ValueError(f"target {target!r}: unknown option {p!r} (use -mcpu= and -mattr=)")
+            raise ValueError(f"target {target!r}: unknown option {p!r} (use -mcpu=, -mattr= and the cache "
+                             f"sizes -l1d=, -l2=, -l3=)")
+    base = CONSERVATIVE
     if cpu in (None, "native", "host"):
         h = host()
-        cpu, feats = h.cpu, feats or h.features
+        cpu, feats, base = h.cpu, feats or h.features, h.caches
     try:
         check(cpu, feats)
+        caches = dataclasses.replace(base, **sizes)
     except ValueError as e:
         raise ValueError(f"target {target!r}: {e}") from None
-    return Target(cpu, feats, host().threads)
+    return Target(cpu, feats, host().threads, caches)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import te
+from te.caches import beats
 from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
@@ -88,7 +89,7 @@ def conv2d(x: te.Tensor, w: te.Tensor | PackedWeight, strides=(1, 1), padding: P
     g = geometry(x.shape, w.shape, strides, padding, dilation, groups)
     if isinstance(w, winograd.WinogradWeight):
         return winograd.conv2d_winograd(x, w, g, bias, epilogue, m=w.m, bn=w.bn,
-                                        bm=winograd.default_bm(w.bn, target), name=name)
+                                        bm=winograd.default_bm(w.bn, target, g.C, g.K), name=name)
     if isinstance(w, PackedWeight) and (g.depthwise or as_matmul(g)):
         raise ValueError(f"{name}: this conv reads its weight as it is (OIHW); pass it unpacked")
     if g.depthwise:
@@ -341,10 +342,10 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     # channels outside the taps for spatial convs: never slower than the taps outside on ResNet-50's
     # and VGG-19's 3x3 layers, and the order most tuned 3x3 configs choose (bench/RESULTS.md)
     cfg.define_knob("reduce_order", list(REDUCE_ORDERS), default="c_rs" if g.R * g.S > 1 else "rs_c")
-    cfg.define_knob("out_order", ["oc_outer", "rows_outer"], default="oc_outer")
+    cfg.define_knob("out_order", ["oc_outer", "rows_outer"], default=default_out_order(g, ocb, bh, bw, target))
     # a tile that does not divide the row puts a guard on the lanes of vec_ow (masked stores): use vec_oc
     cfg.define_knob("store", ["vec_ow", "vec_oc"], default="vec_ow" if g.OW % bw == 0 else "vec_oc")
-    cfg.define_knob("pack_at", ["root", "oc_block"], default=default_pack_at(g, ocb, bh, bw))
+    cfg.define_knob("pack_at", ["root", "oc_block"], default=default_pack_at(g, ocb, bh, bw, target))
 
     if final is not out:
         s[out].compute_inline()
@@ -375,17 +376,55 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
         _schedule_pad(s, xp, g.flops / 2)
 
 
-def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int) -> str:
-    """Pack the weights per output-channel block (inside the parallel loop) when they outweigh the output.
+def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
+    """Pack the weights per output-channel block (inside the parallel loop) when they outweigh the
+    output and the block's accumulator map fits the target's L1d.
 
     Packed at the root, the weights go to memory and come back: for the deep layers (many weights,
     few pixels) that traffic is most of the time.  Packed per channel block, a thread packs the
-    slice it is about to use, which stays in L2, and the output tile leaves through L1 instead.
+    slice it is about to use, which stays in L2, and accumulates the block's whole map (OH x OW x
+    ocb floats) before its epilogue reads it back: within L1d (48 KiB on Emerald Rapids, 32 KiB on
+    Zen 4) that map never leaves the core; beyond it, its write-back and re-read cost what the
+    per-block packing saves.
     """
     weights = g.K * (g.C // g.groups) * g.R * g.S
     outputs = g.N * g.K * g.OH * g.OW
-    fits = g.OH % bh == 0 and g.OW % bw == 0 and g.OH * g.OW * ocb * 4 <= 64 * 1024
+    fits = g.OH % bh == 0 and g.OW % bw == 0 and g.OH * g.OW * ocb * 4 <= target.caches.l1d
     return "oc_block" if fits and weights > 4 * outputs else "root"
+
+
+def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
+    """The loops over output tiles: channel blocks outside the tile rows ("oc_outer"), unless with
+    the target's caches tile rows outside ("rows_outer") take fewer cycles (te.caches.beats).
+
+    The cycles are te.caches' model (Caches.loop_cycles: the FMAs, plus the bytes re-read at the
+    bandwidth of the level that holds what lies between two reads of them), with W the weights
+    (W_b one block's slice), X the padded input and B one row of tiles' input band:
+
+    * oc_outer re-reads W_b at every tile (W_b apart) and X at every block (X + W_b apart);
+    * rows_outer re-reads W at every tile row (W + B apart), W_b at every other tile (W_b + B
+      apart) and the band at every block (B + W_b apart).
+
+    Big maps with few weights favour rows_outer once the input outgrows the L3 share and comes
+    from memory (a 1x1 conv 256 -> 64 on 56x56, a 3.1 MiB input: rows_outer with Zen 4's 4 MiB of
+    L3 per core, oc_outer with Emerald Rapids' large share); deep layers (few pixels, many
+    weights) take oc_outer on every target, and so does every conv whose operands stay in L2.
+    Grouped convs keep oc_outer (a block reads only its group's channels).
+    """
+    if g.groups != 1:
+        return "oc_outer"
+    Hp, Wp = g.H + g.pt + g.pb, g.W + g.pl + g.pr
+    blocks = -(-g.K // ocb)
+    rows = g.N * -(-g.OH // bh)
+    tiles = rows * -(-g.OW // bw)
+    w_b = 4.0 * g.C * g.R * g.S * ocb
+    w, x = blocks * w_b, 4.0 * g.N * g.C * Hp * Wp
+    band = 4.0 * g.C * ((bh - 1) * g.sh + (g.R - 1) * g.dh + 1) * Wp
+    c, lanes, work = target.caches, target.lanes(), g.flops
+    oc_outer = c.loop_cycles(work, lanes, [(tiles * w, w_b), (blocks * x, x + w_b)])
+    rows_outer = c.loop_cycles(work, lanes, [(rows * w, w + band), ((tiles - rows) * w, w_b + band),
+                                             (blocks * x, band + w_b)])
+    return "rows_outer" if beats(rows_outer, oc_outer) else "oc_outer"
 
 
 def _schedule_oc_block(cfg, s: te.Schedule, acc, wp, final, g: ConvGeometry, ocb: int, bh: int, bw: int) -> None:

@@ -19,7 +19,7 @@ import te
 from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor, tagged
-from .conv2d import _tile_candidates, default_tiles
+from .conv2d import _tile_candidates, default_out_order, default_tiles
 from .conv_geometry import geometry, round_up
 from .knobs import FallbackConfig, register_template
 from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth, reduction_order,
@@ -179,8 +179,10 @@ def _pad_nchwc(x: te.Tensor, top: int, left: int, bottom: int, right: int, name:
     return te.compute((N, Co, H + top + bottom, W + left + right, cb), f, name=name, tag="conv2d_NCHWc.pad")
 
 
-def schedule_conv2d_NCHWc_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None) -> None:
-    """Schedule a conv2d_NCHWc output (and the injective ops fused after it) with cfg's knobs."""
+def schedule_conv2d_NCHWc_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None,
+                              target: Target | str | None = None) -> None:
+    """Schedule a conv2d_NCHWc output (and the injective ops fused after it) with cfg's knobs, for
+    target (None: this machine; its caches choose the default loop order, conv2d.default_out_order)."""
     final = out if final is None else final
     acc = input_stage(out, "conv2d_NCHWc.acc")
     if acc is None:
@@ -190,7 +192,8 @@ def schedule_conv2d_NCHWc_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Ten
     bh, bw = attrs["bh"], attrs["bw"]
     cfg.define_knob("unroll_kw", [False, True], default=False)
     cfg.define_knob("reduce_order", list(REDUCE_ORDERS), default="c_rs")
-    cfg.define_knob("out_order", ["oc_outer", "rows_outer"], default="oc_outer")
+    cfg.define_knob("out_order", ["oc_outer", "rows_outer"],
+                    default=default_out_order(attrs["geometry"], attrs["ob"], bh, bw, parse(target)))
 
     if final is not out:
         s[out].compute_inline()
@@ -217,7 +220,7 @@ def schedule_conv2d_NCHWc_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Ten
 @anchor("conv2d_NCHWc")
 def schedule_conv2d_NCHWc(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """The untuned schedule of a conv2d_NCHWc output."""
-    schedule_conv2d_NCHWc_cfg(FallbackConfig(), s, out, final)
+    schedule_conv2d_NCHWc_cfg(FallbackConfig(), s, out, final, target)
 
 
 def default_blocks(C: int, K: int, target: Target) -> tuple[int, int]:
@@ -250,7 +253,7 @@ def conv2d_NCHWc_template(cfg, x_shape, w_shape, strides=(1, 1), padding=0, dila
     y = conv2d_NCHWc(x, w, strides, padding, dilation, bw=cfg["tile_ow"].size[-1], bh=cfg["tile_oh"].size[-1],
                      target=target)
     s = te.create_schedule(y.op)
-    schedule_conv2d_NCHWc_cfg(cfg, s, y)
+    schedule_conv2d_NCHWc_cfg(cfg, s, y, target=target)
     return s, [x, w, y]
 
 

@@ -160,9 +160,9 @@ class WinogradConv(_Conv):
     def space(self, cfg, wl, target):
         g = wl.geometry
         bn, lanes, acc = wg.default_bn(g, target), target.lanes(), target.acc_vectors
-        bm = wg.default_bm(bn, target)
+        bm = wg.default_bm(bn, target, g.C, g.K)
         cfg.define_knob("tile_bn", sorted({16, 32, bn}), default=bn)
-        cfg.define_knob("tile_bm", sorted({2, 4, 6, 8, 12, 14, bm}), default=bm)
+        cfg.define_knob("tile_bm", sorted({*wg.TILE_ROWS, bm}), default=bm)
         cfg.define_knob("tile_k", sorted({d for d in (1, 2, 4, 8) if g.C % d == 0}), default=wg.default_tile_k(g.C))
         cfg.define_constraint("register tile", lambda c: c["tile_bm"].val * -(-c["tile_bn"].val // lanes) <= acc)
 
@@ -247,7 +247,7 @@ class NCHWcConv(Implementation):
                             target=target)
 
     def schedule(self, s, out, final, cfg, target):
-        schedule_conv2d_NCHWc_cfg(cfg, s, out, final)
+        schedule_conv2d_NCHWc_cfg(cfg, s, out, final, target)
 
 
 def _matmul_args(M: int, N: int, K: int, dtype: str = "float32") -> tuple:

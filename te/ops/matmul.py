@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 import te
+from te.caches import beats
 from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
@@ -278,13 +279,13 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn:
     acc, lanes = target.acc_vectors, target.lanes()
     if strategy == "packed":
         sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in (4, 8) if b < M}
-        bm = default_bm(M, tile_rows(bn or pick_lanes(N, target), target))     # for the default bn
+        bn = bn or pick_lanes(N, target)
+        bm = default_bm(M, tile_rows(bn, target))     # for the default bn
         cfg.define_split("tile_y", M, num_outputs=2, candidates=[[-1, b] for b in sorted(sizes | {bm})],
                          default=[-1, bm])
         cfg.define_split("tile_k", K, num_outputs=2, max_factor=16, default=[-1, largest_divisor(K, 4)])
         cfg.define_knob("order", ["k_outer", "rows_outer"], default="k_outer")
-        cfg.define_knob("tile_order", ["cols_outer", "rows_outer"],
-                        default="cols_outer" if N >= M else "rows_outer")
+        cfg.define_knob("tile_order", ["cols_outer", "rows_outer"], default=default_tile_order(M, N, K, bm, bn, target))
         # the bm x bn accumulator tile must fit the vector registers, as in the direct conv
         cfg.define_constraint("register tile", lambda c: c["tile_y"].size[-1] * -(-c["bn"].val // lanes) <= acc)
     elif strategy == "dot":
@@ -306,6 +307,36 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn:
         cfg.define_knob("splitk_lanes", sorted({_row_lanes(N), *[d for d in range(8, 65, 8) if N % d == 0]}),
                         default=_row_lanes(N))
         cfg.define_knob("splitk_unroll_k", [2, 4, 8, 16], default=8)
+
+
+def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target) -> str:
+    """The packed strategy's loops over register tiles: column blocks outside ("cols_outer") where
+    N >= M, row tiles outside otherwise, unless with the target's caches the other order takes
+    fewer cycles (te.caches.beats).
+
+    The cycles are te.caches' model (Caches.loop_cycles: the FMAs, plus the bytes re-read at the
+    bandwidth of the level that holds what lies between two reads of them), with A the M x K
+    operand (a band of it bm rows), B the packed K x N one (a panel of it bn columns):
+
+    * cols_outer re-reads a panel at every row tile (panel + band apart) and A at every column
+      block (A + panel apart);
+    * rows_outer re-reads a band at every column block (band + panel apart) and B at every row
+      tile (B + band apart).
+
+    Operands within L2 feed the register tile as fast as it computes, so the usual order stays;
+    where one spills L2 and the other does not, or both do, the order that keeps the re-reads
+    close wins (M 2048, N 512, K 2048 takes cols_outer though N < M: with 8 rows and 32
+    columns, B would be re-read 256 times, A 16).
+    """
+    a, b = 4.0 * M * K, 4.0 * K * N
+    panel, band = 4.0 * K * bn, 4.0 * K * bm
+    row_tiles, col_blocks = -(-M // bm), -(-N // bn)
+    c, lanes, work = target.caches, target.lanes(), 2.0 * M * N * K
+    cycles = {"cols_outer": c.loop_cycles(work, lanes, [(row_tiles * b, panel + band), (col_blocks * a, a + panel)]),
+              "rows_outer": c.loop_cycles(work, lanes, [(col_blocks * a, band + panel), (row_tiles * b, b + band)])}
+    usual = "cols_outer" if N >= M else "rows_outer"
+    other = "rows_outer" if usual == "cols_outer" else "cols_outer"
+    return other if beats(cycles[other], cycles[usual]) else usual
 
 
 def define_bn(cfg, N: int, target: Target, default: int | None = None) -> None:

@@ -31,6 +31,7 @@ from fractions import Fraction as F
 import numpy as np
 
 import te
+from te.caches import BYTES_PER_CYCLE, FMA_UNITS
 from te.target import Target
 from te.tensor import IterVar
 
@@ -94,11 +95,27 @@ def default_bn(g, target: Target) -> int:
     return 2 * lanes if g.K % (2 * lanes) == 0 else lanes
 
 
-def default_bm(bn: int, target: Target) -> int:
-    """Tiles (GEMM rows) per register tile: 6 x 2 vectors or 8 x 1, fewer where the accumulators
-    would not fit the target's registers."""
+TILE_ROWS = (2, 4, 6, 8, 12, 14)      # the tile_bm knob's options: tiles (GEMM rows) per register tile
+
+
+def default_bm(bn: int, target: Target, C: int = 0, K: int = 0) -> int:
+    """Tiles (GEMM rows) per register tile: 6 x 2 vectors or 8 x 1, more where the transformed
+    weights of one GEMM (C x K, `C` and `K` when known) come from memory, fewer where the
+    accumulators would not fit the target's registers.
+
+    A register tile's step over one input channel does bm x vectors FMAs (two a cycle) and loads
+    `vectors` vectors of U[e, nu]; every row tile re-reads the whole U[e, nu].  From L2 (64 bytes
+    a cycle) or L3 (about 32) the 6 rows' 3 cycles per vector cover the load; from memory (about
+    16 bytes a cycle, te.caches.BYTES_PER_CYCLE) a vector takes 4 cycles, so the tile grows to 8 rows
+    (a 512 x 512 U, 1 MiB, comes from memory where a core's L3 share is under 1.4 MiB).
+    """
     vectors = -(-bn // target.lanes())
-    return max(1, min(6 if vectors >= 2 else 8, target.acc_vectors // vectors))
+    rows = 6 if vectors >= 2 else 8
+    if C and K:
+        level = target.caches.level(4.0 * C * K + 4.0 * rows * C)
+        # bm FMAs (bm / FMA_UNITS cycles) must cover loading one 64-byte vector from that level
+        rows = max(rows, min(r for r in TILE_ROWS if r >= FMA_UNITS * 64 / BYTES_PER_CYCLE[level]))
+    return max(1, min(rows, target.acc_vectors // vectors))
 
 
 @dataclass(frozen=True)

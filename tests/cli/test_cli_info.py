@@ -64,3 +64,14 @@ def test_info_without_measuring(cli):
     assert r.code == 0, r.err
     assert "fp32 peak" not in r.out and "ISA key" in r.out
 
+
+def test_info_shows_the_caches_the_defaults_use(cli):
+    from te.caches import format_size, host_caches
+    c = host_caches()
+    r = cli("info", "--no-measure")
+    assert r.code == 0, r.err
+    line = next(ln for ln in r.out.splitlines() if ln.startswith("caches"))
+    assert f"L1d {format_size(c.l1d)}, L2 {format_size(c.l2)}, L3 {format_size(c.l3)} per core" in line
+    facts = json.loads(cli("info", "--no-measure", "--json").out)
+    assert facts["caches"] == {"l1d": c.l1d, "l2": c.l2, "l3": c.l3}
+

@@ -62,6 +62,7 @@ def run(args) -> int:
         "openmp": omp, "tilewise_version": te.__version__, "llvmlite_version": llvmlite.__version__,
         "llvm_version": ".".join(map(str, llvm_init.llvm().llvm_version_info)),
         "shared_logs": [str(p) for p in logs],
+        "caches": {"l1d": tgt.caches.l1d, "l2": tgt.caches.l2, "l3": tgt.caches.l3},
     }
     c = None
     if not args.no_measure:
@@ -79,6 +80,7 @@ def run(args) -> int:
     say(f"ISA key        {tgt.isa}   (tuning records are matched by this)")
     say(f"target         {_short_target(tgt)}")
     say(f"threads        {threads} ({facts['threads_from']}; set TILEWISE_NUM_THREADS to change)")
+    say(f"caches         {_caches_line(tgt.caches)}")
     say(f"OpenMP         {omp}")
     say(f"versions       tilewise {te.__version__}, llvmlite {llvmlite.__version__}, LLVM {facts['llvm_version']}")
     if logs:
@@ -118,10 +120,18 @@ def list_targets(as_json: bool) -> int:
     return 0
 
 
+def _caches_line(caches) -> str:
+    """The data caches per core as the defaults see them, e.g. 'L1d 48K, L2 2M, L3 150M per core'."""
+    from te.caches import format_size
+    return (f"L1d {format_size(caches.l1d)}, L2 {format_size(caches.l2)}, L3 {format_size(caches.l3)} per core "
+            "(they size the untuned defaults; --target 'llvm ... -l1d=32K -l2=1M' for another CPU)")
+
+
 def _short_target(tgt) -> str:
     """The target string, with the (long) feature list elided; `--verbose` shows every feature."""
     s = str(tgt)
     if len(s) <= 100:
         return s
     n = sum(1 for f in tgt.features.split(",") if f.startswith("+"))
-    return f"llvm -mcpu={tgt.cpu} -mattr=+...  ({n} features enabled; --verbose or --json prints them)"
+    sizes = f" {tgt.caches.options()}" if s.endswith(tgt.caches.options()) else ""
+    return f"llvm -mcpu={tgt.cpu} -mattr=+...{sizes}  ({n} features enabled; --verbose or --json prints them)"

@@ -1,0 +1,116 @@
+"""Knob defaults derived from the target's caches: the sizes their docstrings say, and every
+derived default builds and matches numpy."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import autotune
+import te
+from te.caches import Caches, KiB, MiB
+from te.ops import registry
+from te.ops import winograd as wg
+from te.ops.conv2d import default_ocb, default_out_order, default_pack_at, default_tiles
+from te.ops.conv_geometry import geometry
+from te.ops.matmul import default_tile_order
+from te.ops.registry import ConvWorkload, MatmulWorkload
+from te.target import host, parse
+
+from .conv_reference import conv_ref
+
+EMERALD = Caches(48 * KiB, 2 * MiB, 150 * MiB)
+ZEN4 = Caches(32 * KiB, 1 * MiB, 4 * MiB)
+ICELAKE = Caches(48 * KiB, 1280 * KiB, 1536 * KiB)
+TINY = Caches(4 * KiB, 16 * KiB, 64 * KiB)
+HUGE = Caches(1 * MiB, 64 * MiB, 1024 * MiB)
+
+
+AVX512 = parse("llvm -mcpu=skylake-avx512")      # the docstrings' figures are for AVX-512 register tiles
+
+
+def with_caches(c: Caches, target=AVX512):
+    return dataclasses.replace(target, caches=c)
+
+
+def test_pack_at_oc_block_while_the_block_map_fits_l1d():
+    g = geometry((1, 256, 18, 18), (64, 256, 3, 3), (1, 1), 1, (1, 1), 1)
+    # 18 x 18 pixels x 32 channels x 4 bytes = 40.5 KiB: inside 48 KiB, outside 32 KiB
+    assert default_pack_at(g, 32, 1, 6, with_caches(EMERALD)) == "oc_block"
+    assert default_pack_at(g, 32, 1, 6, with_caches(ZEN4)) == "root"
+
+
+def direct_order(shape, caches):
+    C, H, K, R = shape
+    g = geometry((1, C, H, H), (K, C, R, R), (1, 1), R // 2, (1, 1), 1)
+    t = with_caches(caches)
+    ocb = default_ocb(g, t)
+    return default_out_order(g, ocb, *default_tiles(g, ocb, t), t)
+
+
+def test_out_order_as_the_docstring_says():
+    big_input = (256, 56, 64, 1)        # a 3.1 MiB input map, few weights
+    assert direct_order(big_input, EMERALD) == "oc_outer"
+    assert direct_order(big_input, ZEN4) == "rows_outer"
+    for deep in [(512, 7, 512, 3), (1024, 14, 256, 1)]:
+        assert {direct_order(deep, c) for c in (EMERALD, ZEN4, ICELAKE, TINY)} == {"oc_outer"}
+
+
+def test_tile_order_as_the_docstring_says():
+    order = default_tile_order
+    for c in (EMERALD, ZEN4, ICELAKE):
+        t = with_caches(c)
+        assert order(2048, 512, 2048, 8, 32, t) == "cols_outer"       # though N < M
+        assert order(128, 3072, 768, 8, 32, t) == "cols_outer"        # BERT's feed-forward
+        assert order(128, 64, 128, 8, 32, t) == "rows_outer"          # within L2: the usual order
+
+
+def test_winograd_rows_grow_where_u_comes_from_memory():
+    assert wg.default_bm(32, with_caches(EMERALD), 512, 512) == 6
+    assert wg.default_bm(32, with_caches(ZEN4), 512, 512) == 6        # 1 MiB of U from a 4 MiB L3 share
+    assert wg.default_bm(32, with_caches(ICELAKE), 512, 512) == 6     # and from a 1.5 MiB one
+    assert wg.default_bm(32, with_caches(Caches(32 * KiB, 1 * MiB, 1 * MiB)), 512, 512) == 8
+    assert wg.default_bm(16, with_caches(EMERALD), 512, 512) == 8
+    assert wg.default_bm(32, with_caches(TINY), 512, 512) in wg.TILE_ROWS
+
+
+def test_nchwc_out_order_follows_the_target():
+    args = ((1, 32, 32, 32), (64, 32, 1, 1))
+    for c, want in ((TINY, "rows_outer"), (HUGE, "oc_outer")):
+        task = autotune.create_task("conv2d_NCHWc", args, with_caches(c))
+        sp = task.config_space
+        assert sp.get(sp.default_index())["out_order"].val == want
+
+
+# (implementation, workload, knob, its default with TINY caches, with HUGE ones)
+CASES = [
+    ("conv2d.direct", ConvWorkload((1, 32, 32, 32), (64, 32, 1, 1), (1, 1), (0, 0, 0, 0)),
+     "out_order", "rows_outer", "oc_outer"),
+    ("conv2d.direct", ConvWorkload((1, 32, 8, 8), (32, 32, 3, 3), (1, 1), (1, 1, 1, 1)),
+     "pack_at", "root", "oc_block"),
+    ("matmul.packed", MatmulWorkload(128, 64, 256), "tile_order", "cols_outer", "rows_outer"),
+    ("conv2d.winograd", ConvWorkload((1, 128, 8, 8), (128, 128, 3, 3), (1, 1), (1, 1, 1, 1)),
+     "tile_bm", 8, 6),
+]
+
+
+@pytest.mark.parametrize("impl, wl, knob, tiny, huge", CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
+def test_derived_defaults_build_and_match_numpy(impl, wl, knob, tiny, huge, rng):
+    im = registry.IMPLEMENTATIONS[impl]
+    for caches, want in ((TINY, tiny), (HUGE, huge)):
+        target = with_caches(caches, host())
+        task = autotune.create_task(im.template, im.args(wl), target)
+        sp = task.config_space
+        cfg = sp.get(sp.default_index())
+        if "avx512f" in target.feature_set:       # the register tiles the cases were picked for
+            assert cfg[knob].val == want
+        s, tensors = task.instantiate(cfg)
+        ins = [rng.standard_normal(t.shape).astype(np.float32) for t in tensors[:-1]]
+        out = np.zeros(tensors[-1].shape, np.float32)
+        te.build(s, tensors, target=target)(*ins, out)
+        if isinstance(wl, MatmulWorkload):
+            ref = ins[0].astype(np.float64) @ ins[1]
+        else:
+            ref = conv_ref(*ins, wl.strides, wl.padding)
+        np.testing.assert_allclose(out, ref, rtol=2e-4, atol=2e-3, err_msg=f"{impl} {cfg}")
