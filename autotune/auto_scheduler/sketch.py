@@ -24,6 +24,10 @@ The rules, for each stage from the outputs back:
   column's S2 loop then outermost so every register tile of the column reads the panel from
   L1.  The default parameters and the search's seeds are such GEMM blockings, derived from
   the target (vector width, registers);
+* rows: when nothing is tiled and the single output is elementwise over rows (softmax, a
+  norm), by parameter the output's leading axes are fused into one parallel loop of rows and
+  every stage over those leading axes is computed inside it, a row at a time (in L1), its
+  reductions by rfactor in vector lanes;
 * rfactor of a reduction whose innermost reduction axis is long enough: partial results in
   vector lanes (`s.rfactor`), then a short reduction over the lanes;
 * every other stage: outer data axes fused and parallel at the root, or computed at a loop of
@@ -109,6 +113,7 @@ class SketchPolicy:
         self.target = task.target
         self.facts = _facts(task.schedule())
         self.order = list(self.facts)       # topological: producers first
+        self.rows_output = self._rows_output()
 
     # ------------------------------------------------------------- parameters
     def sample(self, rng: random.Random) -> dict:
@@ -135,6 +140,8 @@ class SketchPolicy:
             p[f"unroll:{name}"] = rng.randrange(3)
             p[f"rf:{name}"] = rng.choice(self._rf_lanes(f) or [0])
             p[f"loc:{name}"] = rng.randrange(4)
+        if self.rows_output:
+            p[f"rows:{self.rows_output}"] = rng.random() < 0.75
         return p
 
     def default_params(self, rows_tile: int = ROWS_TILE, cols_tile: int = COLS_TILE, kc: int = KC,
@@ -166,6 +173,13 @@ class SketchPolicy:
                 p[f"rtile:{name}:{d}"] = (largest_divisor(n // r2, max(1, kc // r2)) if last_r else 1, r2)
             p[f"at:{name}"], p[f"unroll:{name}"], p[f"pack:{name}"] = 0, 2, 2
             self._keep_parallel(p, f, random.Random(0))
+        if self.rows_output:            # a row at a time, its reductions in vector lanes
+            p[f"rows:{self.rows_output}"] = True
+            for name in self._row_members():
+                f = self.facts[name]
+                if not f.injective and "rfactor" in self.kinds(f):
+                    p[f"kind:{name}"] = "rfactor"
+                    p[f"rf:{name}"] = max(v for v in self._rf_lanes(f) if v <= 2 * lanes or v == 8)
         return p
 
     def seeds(self) -> list[dict]:
@@ -281,7 +295,7 @@ class SketchPolicy:
         for name, f in self.facts.items():
             if f.injective and not f.is_output and (not f.expensive or p.get(f"inline:{name}", True)):
                 live[name].compute_inline()
-        done: set[str] = set()
+        done: set[str] = self._rows(s, p) if p.get(f"rows:{self.rows_output}") else set()
         owners: dict[str, Stage] = {}          # tiled stage -> the reader that owns its tile
         for name, f in self.facts.items():
             st = live[name]
@@ -302,6 +316,47 @@ class SketchPolicy:
                 self._place(s, st, f, p, kind)
                 done.add(name)
         return s, tensors
+
+    def _rows_output(self) -> str | None:
+        """The output the rows rule applies to, if any: the single output, elementwise, of two or
+        more axes, with other stages over its leading axes (a row's reductions: softmax, a norm)
+        and no stage to tile."""
+        outs = [n for n, f in self.facts.items() if f.is_output]
+        if len(outs) != 1 or not self.facts[outs[0]].injective or len(self.facts[outs[0]].shape) < 2:
+            return None
+        if any("tile" in self.kinds(f) for f in self.facts.values() if not f.injective):
+            return None
+        return outs[0] if self._row_members(outs[0]) else None
+
+    def _row_members(self, out: str | None = None) -> list[str]:
+        """The stages the rows rule computes inside the output's row loop: those whose shape
+        starts with the output's leading axes (a row of the output needs their row)."""
+        out = out or self.rows_output
+        lead = self.facts[out].shape[:-1]
+        return [n for n, f in self.facts.items() if n != out and f.shape[:len(lead)] == lead]
+
+    def _rows(self, s: te.Schedule, p: dict) -> set[str]:
+        """The rows rule: the output's leading axes fused into one parallel loop of rows, its
+        last axis vectorized; every member stage computed at that loop (a row at a time, in L1),
+        its last axis vectorized or, for a reduction, its partial results in vector lanes."""
+        out = s.stage(self.rows_output)
+        f = self.facts[out.name]
+        axes = list(out.op.axis)
+        lanes = p.get(f"vec:{out.name}", 1)
+        if 1 < lanes and f.shape[-1] % lanes == 0:
+            _, vi = out.split(axes[-1], factor=lanes)
+            out.vectorize(vi)
+        row = out.fuse(*axes[:-1]) if len(axes) > 2 else axes[0]
+        out.parallel(row)
+        done = {out.name}
+        for name in reversed(self._row_members()):
+            st = s.stage(name)
+            if st.attach_type is AttachType.INLINE:
+                continue
+            mf = self.facts[name]
+            self._place(s, st, mf, p, "elementwise" if mf.injective else p[f"kind:{name}"], at=(out, row))
+            done.add(name)
+        return done
 
     def _reader(self, s: te.Schedule, st: Stage) -> Stage | None:
         """The single live stage that reads st (through inlined stages), or None."""
@@ -397,11 +452,15 @@ class SketchPolicy:
                     out.append(x.tensor)
         return out
 
-    def _place(self, s: te.Schedule, st: Stage, f: StageFacts, p: dict, kind: str) -> None:
-        """A stage without tiling: at the root (outer axes fused, parallel) or at a loop of its reader."""
+    def _place(self, s: te.Schedule, st: Stage, f: StageFacts, p: dict, kind: str,
+               at: tuple | None = None) -> None:
+        """A stage without tiling: at the root (outer axes fused, parallel), at a loop of its
+        reader, or at the loop `at` = (stage, loop) the rows rule gives."""
         reader = None if st.is_output else self._reader(s, st)
         loops = [] if reader is None else _attach_points(reader)
         choice = p.get(f"loc:{st.name}", 0) % (len(loops) + 1)
+        if at is not None:
+            (reader, loop), choice, loops = at, 1, [at[1]]
         if kind == "rfactor":
             lanes = p[f"rf:{st.name}"]
             ko, ki = st.split(st.op.reduce_axis[-1], factor=lanes)

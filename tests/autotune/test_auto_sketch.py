@@ -133,3 +133,20 @@ def test_panel_pack_copies_the_vector_operand_per_column_of_register_tiles():
     out = np.zeros((64, 128), np.float32)
     te.build(s, tensors)(*ins, out)
     np.testing.assert_allclose(out, ins[0] @ ins[1], rtol=1e-4, atol=1e-4)
+
+
+def test_rows_rule_computes_a_softmax_a_row_at_a_time():
+    task = autotune.create_task(wl.as_softmax, (12, 64))
+    policy = SketchPolicy(task, threads=2)
+    assert policy.rows_output == "Y"
+    p = policy.default_params()
+    assert p["rows:Y"] and p["kind:mx"] == p["kind:sm"] == "rfactor"
+    s, tensors = policy.apply(p)
+    text = str(te.lower(s, tensors, "f"))
+    assert text.count("# parallel") == 1 and "ex: float32[64]" in text, "one parallel row loop, a row of exp"
+    x = np.random.default_rng(2).standard_normal((12, 64)).astype(np.float32)
+    out = np.zeros_like(x)
+    te.build(s, tensors)(x, out)
+    np.testing.assert_allclose(out, _numpy(task, [x]), rtol=1e-4, atol=1e-5)
+    matmul = SketchPolicy(autotune.create_task(wl.as_dense_relu, (16, 32, 24)), threads=2)
+    assert matmul.rows_output is None, "a stage to tile: no rows rule"
