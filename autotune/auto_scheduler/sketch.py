@@ -50,6 +50,7 @@ LANES = (8, 16, 32, 64)
 MAX_VECTOR = 64
 MAX_ROWS = 16           # a register tile's unrolled rows (S3 of the data axes before the last)
 MAX_UNROLL_R = 16       # the unrolled part of a reduction axis (R2)
+MAX_ROW_BLOCK = 8       # rows the rows rule computes together
 MAX_UNROLLED = 64       # register-tile rows x unrolled reduction steps in one unrolled body
 EXPENSIVE_NODES = 24    # an injective stage's expression this large is worth not recomputing
 # where a tiled stage's vector operand is copied: 0 not at all, 1 a block per reduction block
@@ -141,7 +142,9 @@ class SketchPolicy:
             p[f"rf:{name}"] = rng.choice(self._rf_lanes(f) or [0])
             p[f"loc:{name}"] = rng.randrange(4)
         if self.rows_output:
-            p[f"rows:{self.rows_output}"] = rng.random() < 0.75
+            out = self.rows_output
+            p[f"rows:{out}"] = rng.random() < 0.75
+            p[f"rowblock:{out}"] = rng.choice([d for d in divisors(self.facts[out].shape[-2]) if d <= MAX_ROW_BLOCK])
         return p
 
     def default_params(self, rows_tile: int = ROWS_TILE, cols_tile: int = COLS_TILE, kc: int = KC,
@@ -175,6 +178,7 @@ class SketchPolicy:
             self._keep_parallel(p, f, random.Random(0))
         if self.rows_output:            # a row at a time, its reductions in vector lanes
             p[f"rows:{self.rows_output}"] = True
+            p[f"rowblock:{self.rows_output}"] = largest_divisor(self.facts[self.rows_output].shape[-2], 4)
             for name in self._row_members():
                 f = self.facts[name]
                 if not f.injective and "rfactor" in self.kinds(f):
@@ -336,8 +340,9 @@ class SketchPolicy:
         return [n for n, f in self.facts.items() if n != out and f.shape[:len(lead)] == lead]
 
     def _rows(self, s: te.Schedule, p: dict) -> set[str]:
-        """The rows rule: the output's leading axes fused into one parallel loop of rows, its
-        last axis vectorized; every member stage computed at that loop (a row at a time, in L1),
+        """The rows rule: the output's leading axes fused into one parallel loop of row blocks
+        (`rowblock` rows each, independent reductions the core overlaps), its last axis
+        vectorized; every member stage computed at that loop (a block of rows at a time, in L1),
         its last axis vectorized or, for a reduction, its partial results in vector lanes."""
         out = s.stage(self.rows_output)
         f = self.facts[out.name]
@@ -346,7 +351,8 @@ class SketchPolicy:
         if 1 < lanes and f.shape[-1] % lanes == 0:
             _, vi = out.split(axes[-1], factor=lanes)
             out.vectorize(vi)
-        row = out.fuse(*axes[:-1]) if len(axes) > 2 else axes[0]
+        block, _ = out.split(axes[-2], factor=p.get(f"rowblock:{out.name}", 1))
+        row = out.fuse(*axes[:-2], block) if len(axes) > 2 else block
         out.parallel(row)
         done = {out.name}
         for name in reversed(self._row_members()):

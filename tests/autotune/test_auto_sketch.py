@@ -143,7 +143,8 @@ def test_rows_rule_computes_a_softmax_a_row_at_a_time():
     assert p["rows:Y"] and p["kind:mx"] == p["kind:sm"] == "rfactor"
     s, tensors = policy.apply(p)
     text = str(te.lower(s, tensors, "f"))
-    assert text.count("# parallel") == 1 and "ex: float32[64]" in text, "one parallel row loop, a row of exp"
+    assert p["rowblock:Y"] == 4
+    assert text.count("# parallel") == 1 and "ex: float32[256]" in text, "one parallel loop, 4 rows of exp"
     x = np.random.default_rng(2).standard_normal((12, 64)).astype(np.float32)
     out = np.zeros_like(x)
     te.build(s, tensors)(x, out)
