@@ -183,7 +183,9 @@ class SketchPolicy:
                 f = self.facts[name]
                 if not f.injective and "rfactor" in self.kinds(f):
                     p[f"kind:{name}"] = "rfactor"
-                    p[f"rf:{name}"] = max(v for v in self._rf_lanes(f) if v <= 2 * lanes or v == 8)
+                    vector = self.target.lanes(f.dtype)      # one register of partial results
+                    p[f"rf:{name}"] = max((v for v in self._rf_lanes(f) if v <= vector),
+                                          default=min(self._rf_lanes(f)))
         return p
 
     def seeds(self) -> list[dict]:
@@ -424,7 +426,7 @@ class SketchPolicy:
         st.vectorize(s3s[-1])
         for pk in packed:           # the block of the vector operand one R0 step reads, contiguous
             pk.compute_at(st, s2s[0] if pack == 2 else r0s[-1])
-            _, lanes = pk.split(pk.op.axis[-1], factor=16)
+            _, lanes = pk.split(pk.op.axis[-1], factor=self.target.lanes(f.dtype))
             pk.vectorize(lanes)
         unroll = p[f"unroll:{name}"]
         if unroll >= 1:
@@ -466,7 +468,7 @@ class SketchPolicy:
         loops = [] if reader is None else _attach_points(reader)
         choice = p.get(f"loc:{st.name}", 0) % (len(loops) + 1)
         if at is not None:
-            (reader, loop), choice, loops = at, 1, [at[1]]
+            reader, loops, choice = at[0], [at[1]], 1
         if kind == "rfactor":
             lanes = p[f"rf:{st.name}"]
             ko, ki = st.split(st.op.reduce_axis[-1], factor=lanes)

@@ -112,6 +112,9 @@ def test_default_and_seeds_are_register_tiles_of_the_target(target, lanes):
     (_, _, mr), (_, _, nr) = seeds[0]["tile:C:0"], seeds[0]["tile:C:1"]
     # two vectors wide; rows: the most dividing 256 that 28 (AVX-512) or 12 (AVX2) accumulators allow
     assert (mr, nr) == {16: (8, 32), 8: (4, 16)}[lanes]
+    s, tensors = policy.apply(seeds[0])     # the panel is copied in whole vectors of the target
+    text = str(te.lower(s, tensors, "f"))
+    assert f"ax1.inner in range({lanes}):  # vectorized" in text
     rng = random.Random(5)
     for _ in range(40):            # random and mutated register tiles fit the registers too
         p = policy.mutate(policy.sample(rng), rng)
