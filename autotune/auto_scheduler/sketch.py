@@ -362,7 +362,9 @@ class SketchPolicy:
             if st.attach_type is AttachType.INLINE:
                 continue
             mf = self.facts[name]
-            self._place(s, st, mf, p, "elementwise" if mf.injective else p[f"kind:{name}"], at=(out, row))
+            # a stage with no axis past the rows (a row's scale) has no vector: its last axis is rows
+            q = p if len(mf.shape) == len(f.shape) else {**p, f"vec:{name}": 1}
+            self._place(s, st, mf, q, "elementwise" if mf.injective else p[f"kind:{name}"], at=(out, row))
             done.add(name)
         return done
 

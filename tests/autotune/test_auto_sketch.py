@@ -154,3 +154,21 @@ def test_rows_rule_computes_a_softmax_a_row_at_a_time():
     np.testing.assert_allclose(out, _numpy(task, [x]), rtol=1e-4, atol=1e-5)
     matmul = SketchPolicy(autotune.create_task(wl.as_dense_relu, (16, 32, 24)), threads=2)
     assert matmul.rows_output is None, "a stage to tile: no rows rule"
+
+
+def test_rows_rule_keeps_a_rows_scale_scalar():
+    task = autotune.create_task(wl.as_layernorm, (8, 48))
+    policy = SketchPolicy(task, threads=2)
+    p = policy.default_params()
+    assert policy.rows_output == "Y" and p["rows:Y"] and p["inline:rstd"] is False
+    s, tensors = policy.apply(p)
+    text = str(te.lower(s, tensors, "f"))
+    start = text.index("# produce rstd")
+    produce = text[start:text.index("rstd[", start)]        # the loops around rstd's store
+    assert "rstd: float32[4]" in text and "vectorized" not in produce and "if " not in produce, \
+        "the scale of a block of 4 rows: one scalar each, its row loop not vectorized"
+    x = np.random.default_rng(3).standard_normal((8, 48)).astype(np.float32)
+    out = np.zeros_like(x)
+    te.build(s, tensors)(x, out)
+    want = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
