@@ -179,8 +179,11 @@ class SketchPolicy:
         if self.rows_output:            # a row at a time, its reductions in vector lanes
             p[f"rows:{self.rows_output}"] = True
             p[f"rowblock:{self.rows_output}"] = largest_divisor(self.facts[self.rows_output].shape[-2], 4)
-            for name in self._row_members():
+            for name in [self.rows_output, *self._row_members()]:
                 f = self.facts[name]
+                wide = 2 * self.target.lanes(f.dtype)   # two registers an operation: more in flight
+                if f.injective and f.shape[-1] % wide == 0:
+                    p[f"vec:{name}"] = wide
                 if not f.injective and "rfactor" in self.kinds(f):
                     p[f"kind:{name}"] = "rfactor"
                     vector = self.target.lanes(f.dtype)      # one register of partial results
