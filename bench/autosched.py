@@ -4,7 +4,7 @@
     python bench/autosched.py --trials 16 --seconds 20 --ops softmax,layernorm
 
 Every operator is declared in plain te (registered with @autotune.register_workload, no
-template), tuned by `autotune.AutoScheduler` within the trial and time budget, and its best
+template; softmax multiplies by 1 / the row sum as te.ops.nn.softmax and ONNX Runtime do), tuned by `autotune.AutoScheduler` within the trial and time budget, and its best
 schedule timed in alternating rounds beside: te's default schedule (the loop nest as declared,
 timed once, it can take seconds), the task's default config (the sketch rules' defaults),
 ONNX Runtime running the same computation as a one-node model (two for dense + GELU), and
@@ -59,7 +59,8 @@ def as_bench_softmax(B, M, N):
     mx = te.compute((B, M), lambda b, i: te.max(X[b, i, k1], axis=k1), name="mx")
     ex = te.compute((B, M, N), lambda b, i, j: fast_exp(X[b, i, j] - mx[b, i]), name="ex")
     sm = te.compute((B, M), lambda b, i: te.sum(ex[b, i, k2], axis=k2), name="sm")
-    return [X, te.compute((B, M, N), lambda b, i, j: ex[b, i, j] / sm[b, i], name="Y")]
+    # times 1 / the sum, as te.ops.nn.softmax and ONNX Runtime compute it: one division a row
+    return [X, te.compute((B, M, N), lambda b, i, j: ex[b, i, j] * (1.0 / sm[b, i]), name="Y")]
 
 
 @autotune.register_workload

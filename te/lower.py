@@ -211,6 +211,17 @@ class Lowering:
             m[a.var] = info.value[a] + a.dom[0] if a.dom[0] else info.value[a]
         return m
 
+    def _chain_to(self, c: Stage, parent: Stage, iv) -> list[Stage] | None:
+        """The stages from c up its compute_at chain to the one computed at loop iv of parent
+        (c runs inside that loop), or None if c does not run inside it."""
+        chain = []
+        while c.attach_type is AttachType.SCOPE:
+            chain.append(c)
+            if c.attach_stage is parent and parent.leaf_of(c.attach_ivar) is iv:
+                return chain
+            c = c.attach_stage
+        return None
+
     def region_at(self, st: Stage, bodies) -> tuple[list[Expr], list[int]]:
         """The region of st that its consumer reads below the compute_at loop."""
         parent = st.attach_stage
@@ -219,32 +230,43 @@ class Lowering:
         if pinfo is None:
             raise ScheduleError(f"stage {st.name}: computed at {parent.name}, which is inlined or not "
                                 "part of the computation")
-        others = [c for c in self.live if c is not parent and c is not st and hasattr(c.op, "body")
-                  and self.sch._reads(c, st)]
+        # other readers must run inside the same loop (computed at it, or inside a stage that is), so
+        # the region covers their reads over all of their own loops
+        readers = [c for c in self.live if c is not parent and c is not st and hasattr(c.op, "body")
+                   and self.sch._reads(c, st)]
+        chains = {c: self._chain_to(c, parent, iv) for c in readers}
+        others = [c for c in readers if chains[c] is None or c not in self.info]
         if others:
             raise ScheduleError(f"stage {st.name}: it is computed at {parent.name} but {others[0].name} "
-                                "reads it too; compute it at the root or inline it")
+                                "reads it too; compute it at the root, inline it, or compute "
+                                f"{others[0].name} at the same loop")
         pos = parent.leaf_iter_vars.index(iv)
         relax = {leaf.var: (0, pinfo.ext[leaf] - 1) for leaf in parent.leaf_iter_vars[pos + 1:]}
         # every loop's range, so that e.g. (ko * 16 + ki) // 16 simplifies to ko before relaxing
         loop_ranges = {leaf.var: (0, pinfo.ext[leaf] - 1) for leaf in parent.leaf_iter_vars
                        if isinstance(pinfo.ext[leaf], int)}
-        vmap = self.root_index(parent)
+        reads = [(pinfo.body, self.root_index(parent), relax)]
+        for c in readers:
+            inner = {lv.var: (0, self.info[q].ext[lv] - 1) for q in chains[c] for lv in q.leaf_iter_vars
+                     if isinstance(self.info[q].ext[lv], int)}
+            loop_ranges.update(inner)
+            reads.append((self.info[c].body, self.root_index(c), {**relax, **inner}))
         shape = st.op.shape
         lows: list[list[Linear]] = [[] for _ in shape]
         highs: list[list[Linear]] = [[] for _ in shape]
         full = [False] * len(shape)
-        for body in pinfo.body:
-            for x in walk(body):
-                if not (isinstance(x, TensorLoad) and self.sch[x.tensor] is st):
-                    continue
-                for d, idx in enumerate(x.indices):
-                    lo, hi = _relaxed_bounds(simplify(substitute(idx, vmap), loop_ranges), relax)
-                    if lo is None:
-                        full[d] = True
-                    else:
-                        lows[d].append(lo)
-                        highs[d].append(hi)
+        for bodies, vmap, rel in reads:
+            for body in bodies:
+                for x in walk(body):
+                    if not (isinstance(x, TensorLoad) and self.sch[x.tensor] is st):
+                        continue
+                    for d, idx in enumerate(x.indices):
+                        lo, hi = _relaxed_bounds(simplify(substitute(idx, vmap), loop_ranges), rel)
+                        if lo is None:
+                            full[d] = True
+                        else:
+                            lows[d].append(lo)
+                            highs[d].append(hi)
         rmin, rext = [], []
         for d, n in enumerate(shape):
             lo = _pick(lows[d], -1) if not full[d] else None

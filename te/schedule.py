@@ -276,7 +276,7 @@ class Stage:
             where = f"it belongs to stage {owner.name}" if owner else "it is not an axis of the schedule"
             raise self._error(f"compute_at: axis {getattr(iv, 'name', iv)} is not a loop of stage "
                               f"{parent.name} ({where})")
-        if not self.schedule._reads(parent, self):
+        if not self.schedule._depends(parent, self):
             raise self._error(f"compute_at: stage {parent.name} does not read {self.name}; a stage can "
                               "only be computed inside a loop of a stage that consumes it")
         s = parent
@@ -367,6 +367,23 @@ class Schedule:
                 return True
             if st is not None and st.attach_type is AttachType.INLINE:
                 todo.extend(t.op for t in st.op.input_tensors)
+        return False
+
+    def _depends(self, consumer: Stage, producer: Stage) -> bool:
+        """Does consumer read producer through any chain of stages?  (A stage may be computed at a
+        loop of a later consumer when the stages between are computed at the same loop.)"""
+        todo, seen = [consumer.op], set()
+        while todo:
+            op = todo.pop()
+            if id(op) in seen or not hasattr(op, "input_tensors"):
+                continue
+            seen.add(id(op))
+            for t in op.input_tensors:
+                st = self.stage_map.get(t.op)
+                if st is producer:
+                    return True
+                if st is not None:
+                    todo.append(st.op)
         return False
 
     # ------------------------------------------------------------- caches

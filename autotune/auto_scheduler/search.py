@@ -54,6 +54,7 @@ class AutoScheduler(Tuner):
         self._params: dict[int, dict] = {}          # config index -> the parameters that made it
         self._features: dict[int, np.ndarray] = {}   # config index -> loop-IR features (None: invalid)
         self._pending: list[int] = []               # ranked candidates not measured yet
+        self._seeded = False
 
     def has_next(self) -> bool:
         return True                 # the space is unbounded; the trial budget ends the search
@@ -128,11 +129,16 @@ class AutoScheduler(Tuner):
         out: list[int] = []
         if 0 not in self.visited:
             out.append(0)                       # the default schedule: the reference speed
+        if not self._seeded:                    # register-shaped blockings before random ones
+            self._seeded = True
+            seeds = [self._candidate(p) for p in self.policy.seeds()]
+            self._pending = [i for i in dict.fromkeys(seeds) if i is not None and i != 0] + self._pending
         self._pending = [i for i in self._pending if i not in self.visited]
         if self.model.ready and len(self._pending) < n:
-            self._pending = self._evolve()      # lowering candidates for features is the search's cost:
-                                                # one evolution serves `plan` trials
-        n_random = max(1, int(round(n * self.epsilon))) if self.model.ready else n
+            # lowering candidates for features is the search's cost: one evolution serves `plan` trials
+            self._pending += [i for i in self._evolve() if i not in self._pending]
+        n_random = (max(1, int(round(n * self.epsilon))) if self.model.ready
+                    else max(0, n - len(out) - len(self._pending)))
         while len(out) < n - n_random and self._pending:
             i = self._pending.pop(0)
             if i not in self.visited and i not in out:

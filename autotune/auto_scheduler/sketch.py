@@ -17,8 +17,17 @@ The rules, for each stage from the outputs back:
   tile owner, the stage's single elementwise reader when it reads the stage point for point
   (the consumer chain fused into the tile), else a cache_write copy (the accumulator local);
   the stage is computed inside the owner's tile.  The last data axis's S3 is the vector, the
-  other S3 and R2 loops are unrolled by parameter; by parameter, the reused input the vectors
-  are loaded from is copied per R0 step into a contiguous block (cache_read), as a GEMM packs B;
+  other S3 and R2 loops are unrolled by parameter; S3 of the data axes is a register tile
+  (its accumulators fit the target's vector registers).  By parameter, the reused input the
+  vectors are loaded from is copied (cache_read) per R0 step into a contiguous block, or per
+  column of register tiles into a panel (R1 R2 x the tile's vectors) as a GEMM packs B, the
+  column's S2 loop then outermost so every register tile of the column reads the panel from
+  L1.  The default parameters and the search's seeds are such GEMM blockings, derived from
+  the target (vector width, registers);
+* rows: when nothing is tiled and the single output is elementwise over rows (softmax, a
+  norm), by parameter the output's leading axes are fused into one parallel loop of rows and
+  every stage over those leading axes is computed inside it, a row at a time (in L1), its
+  reductions by rfactor in vector lanes;
 * rfactor of a reduction whose innermost reduction axis is long enough: partial results in
   vector lanes (`s.rfactor`), then a short reduction over the lanes;
 * every other stage: outer data axes fused and parallel at the root, or computed at a loop of
@@ -33,6 +42,7 @@ from dataclasses import dataclass
 import te
 from te.expr import Call, TensorLoad, free_vars, walk
 from te.lower import Lowering
+from te.ops.common import largest_divisor
 from te.schedule import AttachType, ForKind, Stage
 from te.tensor import ComputeOp, IterKind
 
@@ -40,8 +50,19 @@ LANES = (8, 16, 32, 64)
 MAX_VECTOR = 64
 MAX_ROWS = 16           # a register tile's unrolled rows (S3 of the data axes before the last)
 MAX_UNROLL_R = 16       # the unrolled part of a reduction axis (R2)
+MAX_ROW_BLOCK = 8       # rows the rows rule computes together
 MAX_UNROLLED = 64       # register-tile rows x unrolled reduction steps in one unrolled body
 EXPENSIVE_NODES = 24    # an injective stage's expression this large is worth not recomputing
+# where a tiled stage's vector operand is copied: 0 not at all, 1 a block per reduction block
+# (R0), 2 a panel (R1 R2 x the vector tile, contiguous as a GEMM's packed B) per column of
+# register tiles, that column's S2 loop then outermost of the S2 loops so the panel is reused by
+# every register tile of the column from L1
+PACKS = (0, 1, 2)
+# the default blocking of a tiled stage (a 1024^3 matmul at numpy's speed on AVX-512): register
+# tiles in a rows x cols block per thread (A's rows x KC in L2), the reduction in blocks of KC
+ROWS_TILE, COLS_TILE, KC = 256, 128, 256
+SEEDS = [(256, 128, 256, 2), (128, 256, 256, 2), (256, 128, 512, 2), (128, 128, 128, 2),
+         (256, 256, 256, 4), (64, 128, 256, 1)]     # (rows, cols, kc, vectors) of the seeds
 
 
 def divisors(n: int) -> list[int]:
@@ -59,6 +80,7 @@ class StageFacts:
     is_output: bool
     expensive: bool             # recomputing it costs: a math call (exp, erf, ...) or a long expression
     reuse: bool                 # some input is not indexed by every data axis (tiling pays)
+    dtype: str = "float32"
 
     @property
     def injective(self) -> bool:
@@ -79,7 +101,7 @@ def _facts(s: te.Schedule) -> dict[str, StageFacts]:
         # a math call, or a long expression (te.ops.fastmath's exp is a polynomial of ~40 nodes)
         expensive = any(isinstance(x, Call) for x in nodes) or len(nodes) > EXPENSIVE_NODES
         out[st.name] = StageFacts(st.name, tuple(op.shape), tuple(a.dom[1] for a in op.reduce_axis),
-                                  st.is_output, expensive, reuse)
+                                  st.is_output, expensive, reuse, op.output(0).dtype)
     return out
 
 
@@ -89,8 +111,10 @@ class SketchPolicy:
     def __init__(self, task, threads: int | None = None):
         self.task = task
         self.threads = threads or task.target.threads
+        self.target = task.target
         self.facts = _facts(task.schedule())
         self.order = list(self.facts)       # topological: producers first
+        self.rows_output = self._rows_output()
 
     # ------------------------------------------------------------- parameters
     def sample(self, rng: random.Random) -> dict:
@@ -108,20 +132,28 @@ class SketchPolicy:
             p[f"kind:{name}"] = rng.choices(kinds, weights)[0]
             for d, n in enumerate(f.shape):
                 p[f"tile:{name}:{d}"] = self._tile(n, d == len(f.shape) - 1, rng)
+            self._fit_registers(p, f)
             self._keep_parallel(p, f, rng)
             for d, n in enumerate(f.reduce_ext):
                 p[f"rtile:{name}:{d}"] = self._rtile(n, rng)
             p[f"at:{name}"] = rng.randrange(2)
-            p[f"pack:{name}"] = rng.randrange(2)
+            p[f"pack:{name}"] = rng.choices(PACKS, (1, 1, 2))[0]
             p[f"unroll:{name}"] = rng.randrange(3)
             p[f"rf:{name}"] = rng.choice(self._rf_lanes(f) or [0])
             p[f"loc:{name}"] = rng.randrange(4)
+        if self.rows_output:
+            out = self.rows_output
+            p[f"rows:{out}"] = rng.random() < 0.75
+            p[f"rowblock:{out}"] = rng.choice([d for d in divisors(self.facts[out].shape[-2]) if d <= MAX_ROW_BLOCK])
         return p
 
-    def default_params(self) -> dict:
-        """The parameters of the default schedule: a matmul-like blocking where tiling applies,
-        plain loops elsewhere, expensive stages not inlined, outer loops parallel, innermost
-        data axes in 16 or 8 lanes."""
+    def default_params(self, rows_tile: int = ROWS_TILE, cols_tile: int = COLS_TILE, kc: int = KC,
+                       vectors: int = 2) -> dict:
+        """The parameters of the default schedule: where tiling applies, a GEMM's blocking (a
+        register tile the target suggests, `rows_tile` x `cols_tile` of them per thread's tile,
+        the reduction in blocks of `kc`, B's panel packed per column of register tiles); plain
+        loops elsewhere, expensive stages not inlined, outer loops parallel, innermost data axes
+        in 16 or 8 lanes."""
         p = self.sample(random.Random(0))
         for name, f in self.facts.items():
             last = f.shape[-1] if f.shape else 1
@@ -133,18 +165,68 @@ class SketchPolicy:
                     p[f"inline:{name}"] = False
                 continue
             p[f"kind:{name}"] = "tile" if "tile" in self.kinds(f) and lanes > 1 else "plain"
-            # a register tile of 4 rows x two AVX-512 vectors, 8 x 8 of them per cache tile, the
-            # reduction in steps of 64 (4 unrolled): a matmul's usual blocking
-            wide = 32 if last % 32 == 0 else lanes
+            mr, nr = self.register_tile(f, vectors)
             for d, n in enumerate(f.shape):
-                s3 = wide if d == len(f.shape) - 1 else max(x for x in divisors(n) if x <= 4)
-                p[f"tile:{name}:{d}"] = (1, max(x for x in divisors(n // s3) if x <= 8), s3)
+                s3 = nr if d == len(f.shape) - 1 else mr if d == len(f.shape) - 2 else 1
+                block = cols_tile if d == len(f.shape) - 1 else rows_tile if d == len(f.shape) - 2 else 1
+                p[f"tile:{name}:{d}"] = (1, largest_divisor(n // s3, max(1, block // s3)), s3)
             for d, n in enumerate(f.reduce_ext):
-                r2 = max(x for x in divisors(n) if x <= 4)
-                p[f"rtile:{name}:{d}"] = (max(x for x in divisors(n // r2) if x <= 16), r2)
-            p[f"at:{name}"], p[f"unroll:{name}"], p[f"pack:{name}"] = 0, 2, 1
+                last_r = d == len(f.reduce_ext) - 1
+                r2 = largest_divisor(n, 4) if last_r else 1
+                p[f"rtile:{name}:{d}"] = (largest_divisor(n // r2, max(1, kc // r2)) if last_r else 1, r2)
+            p[f"at:{name}"], p[f"unroll:{name}"], p[f"pack:{name}"] = 0, 2, 2
             self._keep_parallel(p, f, random.Random(0))
+        if self.rows_output:            # a row at a time, its reductions in vector lanes
+            p[f"rows:{self.rows_output}"] = True
+            p[f"rowblock:{self.rows_output}"] = largest_divisor(self.facts[self.rows_output].shape[-2], 4)
+            for name in [self.rows_output, *self._row_members()]:
+                f = self.facts[name]
+                wide = 2 * self.target.lanes(f.dtype)   # two registers an operation: more in flight
+                if f.injective and f.shape[-1] % wide == 0:
+                    p[f"vec:{name}"] = wide
+                if not f.injective and "rfactor" in self.kinds(f):
+                    p[f"kind:{name}"] = "rfactor"
+                    vector = self.target.lanes(f.dtype)      # one register of partial results
+                    p[f"rf:{name}"] = max((v for v in self._rf_lanes(f) if v <= vector),
+                                          default=min(self._rf_lanes(f)))
         return p
+
+    def seeds(self) -> list[dict]:
+        """Register-shaped starting points for the search: the default blocking with other tile,
+        panel and reduction-block sizes (distinct ones only)."""
+        out, seen = [], set()
+        for rows, cols, kc, vectors in SEEDS:
+            p = self.default_params(rows, cols, kc, vectors)
+            key = tuple(sorted(p.items()))
+            if key not in seen:
+                seen.add(key)
+                out.append(p)
+        return out
+
+    def register_tile(self, f: StageFacts, vectors: int = 2) -> tuple[int, int]:
+        """(rows, columns) of a register tile for a tiled stage on the target: columns `vectors`
+        vector registers wide (fewer if the last axis does not divide), rows as many as the
+        accumulator registers allow that divide the second-last axis."""
+        lanes = self.target.lanes(f.dtype)
+        last = f.shape[-1]
+        nr = next((v * lanes for v in range(vectors, 0, -1) if last % (v * lanes) == 0),
+                  largest_divisor(last, lanes))
+        rows = f.shape[-2] if len(f.shape) > 1 else 1
+        return largest_divisor(rows, min(MAX_ROWS, self.target.acc_vectors // -(-nr // lanes))), nr
+
+    def _fit_registers(self, p: dict, f: StageFacts) -> None:
+        """Move row factors of the register tile (the S3 of the data axes before the last) out to
+        S2 until its accumulators fit the target's vector registers."""
+        keys = [f"tile:{f.name}:{d}" for d in range(len(f.shape))]
+        vecs = -(-p[keys[-1]][2] // self.target.lanes(f.dtype))
+        for _ in range(64):
+            rows = math.prod(p[k][2] for k in keys[:-1])
+            if rows * vecs <= self.target.acc_vectors or rows == 1:
+                return
+            k = max(keys[:-1], key=lambda k: p[k][2])
+            s1, s2, s3 = p[k]
+            q = _primes(s3)[0]
+            p[k] = (s1, s2 * q, s3 // q)
 
     def kinds(self, f: StageFacts) -> list[str]:
         """The ways a reduction stage can be scheduled: tiled where inputs are reused, else plain
@@ -205,6 +287,7 @@ class SketchPolicy:
         f = self.facts[name]
         if kind == "tile":
             q[key] = _move_factor((f.shape[int(rest[0])],) + q[key], rng, last=int(rest[0]) == len(f.shape) - 1)
+            self._fit_registers(q, f)
             self._keep_parallel(q, f, rng)
         elif kind == "rtile":
             q[key] = _move_factor((f.reduce_ext[int(rest[0])],) + q[key], rng, last=None)
@@ -221,7 +304,7 @@ class SketchPolicy:
         for name, f in self.facts.items():
             if f.injective and not f.is_output and (not f.expensive or p.get(f"inline:{name}", True)):
                 live[name].compute_inline()
-        done: set[str] = set()
+        done: set[str] = self._rows(s, p) if p.get(f"rows:{self.rows_output}") else set()
         owners: dict[str, Stage] = {}          # tiled stage -> the reader that owns its tile
         for name, f in self.facts.items():
             st = live[name]
@@ -242,6 +325,51 @@ class SketchPolicy:
                 self._place(s, st, f, p, kind)
                 done.add(name)
         return s, tensors
+
+    def _rows_output(self) -> str | None:
+        """The output the rows rule applies to, if any: the single output, elementwise, of two or
+        more axes, with other stages over its leading axes (a row's reductions: softmax, a norm)
+        and no stage to tile."""
+        outs = [n for n, f in self.facts.items() if f.is_output]
+        if len(outs) != 1 or not self.facts[outs[0]].injective or len(self.facts[outs[0]].shape) < 2:
+            return None
+        if any("tile" in self.kinds(f) for f in self.facts.values() if not f.injective):
+            return None
+        return outs[0] if self._row_members(outs[0]) else None
+
+    def _row_members(self, out: str | None = None) -> list[str]:
+        """The stages the rows rule computes inside the output's row loop: those whose shape
+        starts with the output's leading axes (a row of the output needs their row)."""
+        out = out or self.rows_output
+        lead = self.facts[out].shape[:-1]
+        return [n for n, f in self.facts.items() if n != out and f.shape[:len(lead)] == lead]
+
+    def _rows(self, s: te.Schedule, p: dict) -> set[str]:
+        """The rows rule: the output's leading axes fused into one parallel loop of row blocks
+        (`rowblock` rows each, independent reductions the core overlaps), its last axis
+        vectorized; every member stage computed at that loop (a block of rows at a time, in L1),
+        its last axis vectorized or, for a reduction, its partial results in vector lanes."""
+        out = s.stage(self.rows_output)
+        f = self.facts[out.name]
+        axes = list(out.op.axis)
+        lanes = p.get(f"vec:{out.name}", 1)
+        if 1 < lanes and f.shape[-1] % lanes == 0:
+            _, vi = out.split(axes[-1], factor=lanes)
+            out.vectorize(vi)
+        block, _ = out.split(axes[-2], factor=p.get(f"rowblock:{out.name}", 1))
+        row = out.fuse(*axes[:-2], block) if len(axes) > 2 else block
+        out.parallel(row)
+        done = {out.name}
+        for name in reversed(self._row_members()):
+            st = s.stage(name)
+            if st.attach_type is AttachType.INLINE:
+                continue
+            mf = self.facts[name]
+            # a stage with no axis past the rows (a row's scale) has no vector: its last axis is rows
+            q = p if len(mf.shape) == len(f.shape) else {**p, f"vec:{name}": 1}
+            self._place(s, st, mf, q, "elementwise" if mf.injective else p[f"kind:{name}"], at=(out, row))
+            done.add(name)
+        return done
 
     def _reader(self, s: te.Schedule, st: Stage) -> Stage | None:
         """The single live stage that reads st (through inlined stages), or None."""
@@ -296,11 +424,14 @@ class SketchPolicy:
             a0, rest = st.split(ax, factor=r1 * r2)
             a1, a2 = st.split(rest, factor=r2)
             r0s.append(a0), r1s.append(a1), r2s.append(a2)
+        pack = p.get(f"pack:{name}", 0)
+        if pack == 2:               # the vector axis's S2 loop outermost: one panel per column of tiles
+            s2s = [s2s[-1], *s2s[:-1]]
         st.reorder(*s1s, *r0s, *s2s, *r1s, *r2s, *s3s)
         st.vectorize(s3s[-1])
         for pk in packed:           # the block of the vector operand one R0 step reads, contiguous
-            pk.compute_at(st, r0s[-1])
-            _, lanes = pk.split(pk.op.axis[-1], factor=16)
+            pk.compute_at(st, s2s[0] if pack == 2 else r0s[-1])
+            _, lanes = pk.split(pk.op.axis[-1], factor=self.target.lanes(f.dtype))
             pk.vectorize(lanes)
         unroll = p[f"unroll:{name}"]
         if unroll >= 1:
@@ -334,11 +465,15 @@ class SketchPolicy:
                     out.append(x.tensor)
         return out
 
-    def _place(self, s: te.Schedule, st: Stage, f: StageFacts, p: dict, kind: str) -> None:
-        """A stage without tiling: at the root (outer axes fused, parallel) or at a loop of its reader."""
+    def _place(self, s: te.Schedule, st: Stage, f: StageFacts, p: dict, kind: str,
+               at: tuple | None = None) -> None:
+        """A stage without tiling: at the root (outer axes fused, parallel), at a loop of its
+        reader, or at the loop `at` = (stage, loop) the rows rule gives."""
         reader = None if st.is_output else self._reader(s, st)
         loops = [] if reader is None else _attach_points(reader)
         choice = p.get(f"loc:{st.name}", 0) % (len(loops) + 1)
+        if at is not None:
+            reader, loops, choice = at[0], [at[1]], 1
         if kind == "rfactor":
             lanes = p[f"rf:{st.name}"]
             ko, ki = st.split(st.op.reduce_axis[-1], factor=lanes)

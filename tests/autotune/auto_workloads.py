@@ -48,3 +48,17 @@ def as_total(N):
     k = te.reduce_axis((0, N), name="k")
     S = te.compute((1,), lambda i: te.sum(X[k + i * 0], axis=k), name="S")
     return [X, S]
+
+
+@autotune.register_workload
+def as_layernorm(M, N):
+    """Layer norm of rows: two reductions, a per-row scale (rsqrt) and the normalised output."""
+    X = te.placeholder((M, N), name="X")
+    k1 = te.reduce_axis((0, N), name="k1")
+    k2 = te.reduce_axis((0, N), name="k2")
+    total = te.compute((M,), lambda i: te.sum(X[i, k1], axis=k1), name="total")
+    mean = te.compute((M,), lambda i: total[i] * (1.0 / N), name="mean")
+    var = te.compute((M,), lambda i: te.sum((X[i, k2] - mean[i]) * (X[i, k2] - mean[i]), axis=k2), name="var")
+    rstd = te.compute((M,), lambda i: te.rsqrt(var[i] * (1.0 / N) + 1e-5), name="rstd")
+    Y = te.compute((M, N), lambda i, j: (X[i, j] - mean[i]) * rstd[i], name="Y")
+    return [X, Y]

@@ -82,3 +82,13 @@ def test_auto_scheduler_refuses_a_template_task():
     task = autotune.create_task("matmul", (16, 16, 16, "float32"))
     with pytest.raises(autotune.ConfigError, match="template task: tune it with autotune.XGBTuner"):
         autotune.AutoScheduler(task)
+
+
+def test_first_batch_is_the_default_then_the_register_shaped_seeds():
+    task = autotune.create_task(wl.as_matmul, (128, 256, 256))
+    tuner = autotune.AutoScheduler(task)
+    batch = tuner.next_batch(8)
+    seeds = [tuner.space.add(tuner.policy.apply(p)[0].steps) for p in tuner.policy.seeds()]
+    distinct = [i for i in dict.fromkeys(seeds) if i != 0]
+    assert batch[0] == 0 and batch[1:1 + len(distinct)] == distinct[:7]
+    assert len(set(batch)) == 8, "the rest of the batch is random schedules"

@@ -96,3 +96,79 @@ def test_tiles_divide_and_leave_parallel_work():
         r1, r2 = p["rtile:C:0"]
         assert 128 % (r1 * r2) == 0 and r2 <= 16
     assert divisors(12) == [1, 2, 3, 4, 6, 12]
+
+
+@pytest.mark.parametrize("target,lanes", [("llvm -mcpu=skylake-avx512", 16), ("llvm -mcpu=haswell", 8)])
+def test_default_and_seeds_are_register_tiles_of_the_target(target, lanes):
+    task = autotune.create_task(wl.as_matmul, (256, 512, 512), target=target)
+    policy = SketchPolicy(task, threads=2)
+    seeds = policy.seeds()
+    assert seeds[0] == policy.default_params() and len(seeds) >= 4
+    regs = task.target.acc_vectors
+    for p in seeds:
+        (_, _, mr), (_, _, nr) = p["tile:C:0"], p["tile:C:1"]
+        assert nr % lanes == 0 and mr * (nr // lanes) <= regs, (mr, nr)
+        assert p["pack:C"] == 2
+    (_, _, mr), (_, _, nr) = seeds[0]["tile:C:0"], seeds[0]["tile:C:1"]
+    # two vectors wide; rows: the most dividing 256 that 28 (AVX-512) or 12 (AVX2) accumulators allow
+    assert (mr, nr) == {16: (8, 32), 8: (4, 16)}[lanes]
+    s, tensors = policy.apply(seeds[0])     # the panel is copied in whole vectors of the target
+    text = str(te.lower(s, tensors, "f"))
+    assert f"ax1.inner in range({lanes}):  # vectorized" in text
+    rng = random.Random(5)
+    for _ in range(40):            # random and mutated register tiles fit the registers too
+        p = policy.mutate(policy.sample(rng), rng)
+        rows, cols = p["tile:C:0"][2], p["tile:C:1"][2]
+        assert rows * -(-cols // lanes) <= regs or rows == 1
+
+
+def test_panel_pack_copies_the_vector_operand_per_column_of_register_tiles():
+    task = autotune.create_task(wl.as_matmul, (64, 128, 96))
+    policy = SketchPolicy(task, threads=2)
+    p = policy.default_params()
+    p.update({"tile:C:0": (1, 2, 8), "tile:C:1": (1, 2, 32), "rtile:C:0": (6, 4), "pack:C": 2})
+    s, tensors = policy.apply(p)
+    text = str(te.lower(s, tensors, "f"))
+    assert "B.global: float32[768]" in text and "shape (24, 32)" in text, \
+        "a panel of 24 reduction steps x one 32-wide register tile, contiguous"
+    data = np.random.default_rng(1)
+    ins = [data.standard_normal(t.shape).astype(np.float32) for t in tensors[:-1]]
+    out = np.zeros((64, 128), np.float32)
+    te.build(s, tensors)(*ins, out)
+    np.testing.assert_allclose(out, ins[0] @ ins[1], rtol=1e-4, atol=1e-4)
+
+
+def test_rows_rule_computes_a_softmax_a_row_at_a_time():
+    task = autotune.create_task(wl.as_softmax, (12, 64))
+    policy = SketchPolicy(task, threads=2)
+    assert policy.rows_output == "Y"
+    p = policy.default_params()
+    assert p["rows:Y"] and p["kind:mx"] == p["kind:sm"] == "rfactor"
+    s, tensors = policy.apply(p)
+    text = str(te.lower(s, tensors, "f"))
+    assert p["rowblock:Y"] == 4
+    assert text.count("# parallel") == 1 and "ex: float32[256]" in text, "one parallel loop, 4 rows of exp"
+    x = np.random.default_rng(2).standard_normal((12, 64)).astype(np.float32)
+    out = np.zeros_like(x)
+    te.build(s, tensors)(x, out)
+    np.testing.assert_allclose(out, _numpy(task, [x]), rtol=1e-4, atol=1e-5)
+    matmul = SketchPolicy(autotune.create_task(wl.as_dense_relu, (16, 32, 24)), threads=2)
+    assert matmul.rows_output is None, "a stage to tile: no rows rule"
+
+
+def test_rows_rule_keeps_a_rows_scale_scalar():
+    task = autotune.create_task(wl.as_layernorm, (8, 48))
+    policy = SketchPolicy(task, threads=2)
+    p = policy.default_params()
+    assert policy.rows_output == "Y" and p["rows:Y"] and p["inline:rstd"] is False
+    s, tensors = policy.apply(p)
+    text = str(te.lower(s, tensors, "f"))
+    start = text.index("# produce rstd")
+    produce = text[start:text.index("rstd[", start)]        # the loops around rstd's store
+    assert "rstd: float32[4]" in text and "vectorized" not in produce and "if " not in produce, \
+        "the scale of a block of 4 rows: one scalar each, its row loop not vectorized"
+    x = np.random.default_rng(3).standard_normal((8, 48)).astype(np.float32)
+    out = np.zeros_like(x)
+    te.build(s, tensors)(x, out)
+    want = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
