@@ -32,7 +32,7 @@ def register(sub, common) -> None:
     p.add_argument("-o", "--output", metavar="LIB.so", help="the library to write (default: MODEL.so)")
     add_log_options(p)
     p.add_argument("--target", metavar="TARGET", help="target string, e.g. 'llvm -mcpu=haswell' (default: this CPU); the caches the "
-                   "defaults are sized for may follow: '-l1d=32K -l2=1M -l3=4M' (default 32K/1M/8M)")
+                   "defaults are sized for may follow: '-l1d=32K -l2=1M -l3=4M' (without them 32K/1M/8M)")
     p.add_argument("--header", metavar="FILE.h", help="also write a C header for the library")
     p.add_argument("--shape", action="append", metavar="NAME=DIMS", help="fix an input shape, e.g. data=1x3x224x224")
     p.add_argument("--max-batch", type=int, default=None, metavar="N",
