@@ -432,7 +432,7 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     """
     if g.groups != 1:
         return "oc_outer"
-    Hp, Wp = g.H + g.pt + g.pb, g.W + g.pl + g.pr
+    Wp = g.W + g.pl + g.pr
     blocks = -(-g.K // ocb)
     rows = g.N * -(-g.OH // bh)
     tiles = rows * -(-g.OW // bw)

@@ -116,9 +116,9 @@ def test_stride_2_runs_by_channel_where_the_rule_says(C, H, by_channel):
                                          2, te.target.parse("llvm -mcpu=haswell -l1d=48K -l2=2M -l3=8M"))
 
 
-# (input, weight, pads, dilation): rows of one vector (the per-channel kernel on AVX-512), a
+# (input, weight, pads, dilation): two images, rows of one vector (the per-channel kernel on AVX-512), a
 # multiplier, uneven pads, a 5x3 filter, dilation
-@pytest.mark.parametrize("xs, ws, pads, dil", [((1, 6, 14, 14), (6, 1, 3, 3), (1, 1, 1, 1), (1, 1)),
+@pytest.mark.parametrize("xs, ws, pads, dil", [((2, 6, 14, 14), (6, 1, 3, 3), (1, 1, 1, 1), (1, 1)),
                                                ((1, 4, 16, 16), (8, 1, 3, 3), (0, 1, 1, 0), (1, 1)),
                                                ((1, 4, 13, 16), (4, 1, 5, 3), (2, 1, 2, 0), (1, 1)),
                                                ((1, 4, 16, 16), (4, 1, 3, 3), (2, 2, 2, 2), (2, 2))])
