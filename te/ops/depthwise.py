@@ -150,48 +150,49 @@ FMAS_IN_FLIGHT = 8     # independent FMAs that hide their latency: 4 cycles x 2 
 def rows_by_channel(g: ConvGeometry, sub: int, target: Target) -> bool:
     """Does a subsampled (stride-2) depthwise conv run one task per channel (_depthwise_rows)?
 
-    Where its rows fit one run (OW * sub <= FLAT_CHUNK lanes) and either the padded input outgrows
-    the L2 share (te.caches.FILL): padded at the root it goes to memory and comes back, where a
-    task's own padded plane stays in L1 (144@56x56: ~225 -> ~155 us, 1 thread); or a row is at
+    Where either the padded input outgrows the L2 share (te.caches.FILL): padded at the root it goes to memory and comes back, where a
+    task's own padded plane stays in L1 or L2 (rough, 1 thread: 144@56x56 ~265 -> ~170 us,
+    96@112x112 ~720 -> ~560 us); or a row is at
     most one vector, where tiles of a row or two would broadcast the taps' weights again for a
-    few FMAs each (576@14x14: ~87 -> ~60 us).  Otherwise the root pad stays in L2 and the row
+    few FMAs each (576@14x14: ~105 -> ~55-85 us).  Otherwise the root pad stays in L2 and the row
     tiles, consumed as they are computed, keep every other column in registers, where the
     per-channel map is gathered from memory (192@28x28: ~49 us at the root, ~60 per channel).
     """
     W1 = (g.OW - 1) * sub + 1
     padded = 4.0 * g.N * g.C * (g.H + g.pt + g.pb) * round_up(g.W + g.pl + g.pr, pad_chunk(g.W) or 1)
-    return g.OW * sub <= FLAT_CHUNK and (padded > FILL * target.caches.l2 or W1 <= target.lanes())
+    return padded > FILL * target.caches.l2 or W1 <= target.lanes()
 
 
 def _depthwise_rows(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | None,
                     epilogue: Epilogue | None, name: str, src, sub: int) -> te.Tensor:
-    """A strided depthwise conv whose output rows fit one run (OW * sub <= FLAT_CHUNK lanes): each
-    output row computed at stride 1 along the row, every sub-th column kept, over a plane padded
-    as pad_rows does (left padding read from the row before), one task per channel
-    (_schedule_by_channel)."""
+    """A strided depthwise conv, one task per channel (_schedule_by_channel), over a plane padded
+    as pad_rows does (left padding read from the row before): each output row in runs of `lanes`
+    outputs (the row, or a divisor of it within FLAT_CHUNK // sub), a run computed at stride 1
+    along the row over (lanes - 1) * sub + 1 columns and every sub-th column kept."""
     N, C, H, W = x.shape
-    W1 = (g.OW - 1) * sub + 1
+    lanes = row_lanes(g.OW, FLAT_CHUNK // sub)
+    W1 = (lanes - 1) * sub + 1
     top = g.pt + 1
-    # columns W1 - 1 + (S - 1) * dw - left must stay in the row, and the row before must end in
-    # `left` zeros
-    Wp = max(W + max(g.pl, g.pr), W1 + (g.S - 1) * g.dw - g.pl)
+    # the last column read, (OW - 1) * sub + (S - 1) * dw - left, must stay in the row, and the
+    # row before must end in `left` zeros
+    Wp = max(W + max(g.pl, g.pr), (g.OW - 1) * sub + 1 + (g.S - 1) * g.dw - g.pl)
     Hp = (g.OH - 1) * g.sh + (g.R - 1) * g.dh + 1 + 1
     xp = pad_rows(x, top, Hp, Wp, f"{name}.pad", "depthwise.row_pad")
     rr = te.reduce_axis((0, g.R), name="rr")
     rs = te.reduce_axis((0, g.S), name="rs")
 
-    def acc_f(n, k, oh, j):
-        f = (oh * g.sh + rr * g.dh + 1) * Wp + j + rs * g.dw - g.pl
+    def acc_f(n, k, oh, t, j):
+        f = (oh * g.sh + rr * g.dh + 1) * Wp + t * (lanes * sub) + j + rs * g.dw - g.pl
         return te.sum(xp[n, src(k), f // Wp, f % Wp] * w[k, 0, rr, rs], axis=[rr, rs])
-    acc = te.compute((N, g.K, g.OH, W1), acc_f, name=f"{name}.acc", tag="depthwise.acc")
+    acc = te.compute((N, g.K, g.OH, g.OW // lanes, W1), acc_f, name=f"{name}.acc", tag="depthwise.acc")
 
     def out_f(n, k, oh, ow):
-        v = acc[n, k, oh, ow * sub]
+        v = acc[n, k, oh, ow // lanes, ow % lanes * sub]
         if bias is not None:
             v = v + bias_at(bias, k)
         return apply_epilogue(epilogue, v, (n, k, oh, ow))
     return te.compute((N, g.K, g.OH, g.OW), out_f, name=name, tag="depthwise_conv2d_nchw",
-                      attrs={"geometry": g, "subsample": sub})
+                      attrs={"geometry": g, "subsample": sub, "lanes": lanes})
 
 
 def flat_layout(OH: int, width: int, taps: int, lanes: int) -> tuple[int, int]:
@@ -329,7 +330,7 @@ def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor
     rr, rs = s[acc].op.reduce_axis
     unroll = [rr, rs] if cfg["unroll_taps"].val else []
     if rows_pad is not None:
-        _schedule_by_channel(s, final, acc, rows_pad, g, bh, unroll)
+        _schedule_by_channel(s, final, acc, rows_pad, g, bh, out.op.attrs["lanes"], unroll)
         return
     n, k, oh, ow = s[final].op.axis
     _, owo, owi = output_tiles(s[final], n, k, oh, ow, bh, lanes, g.flops / 2, parallel_columns=False)
@@ -352,21 +353,21 @@ def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor
 
 
 def _schedule_by_channel(s: te.Schedule, final: te.Tensor, acc: te.Tensor, xp: te.Tensor, g: ConvGeometry,
-                         bh: int, unroll: list) -> None:
+                         bh: int, lanes: int, unroll: list) -> None:
     """One parallel task per (image, channel) of _depthwise_rows: pad its plane, accumulate the
-    channel's map in tiles of bh whole rows, then keep every sub-th column of each row.
+    channel's map in tiles of bh rows by one run, then keep every sub-th column of each run.
 
     The padded plane (~14 KiB at 56x56) and the map stay in L1, where a pad at the root writes
     the whole padded input to memory and the taps read it back."""
     n, k, oh, ow = s[final].op.axis
     nk = s[final].fuse(n, k)
     parallel_if_worth(s[final], nk, g.flops / 2)
-    s[final].vectorize(ow)
+    s[final].vectorize(s[final].split(ow, factor=lanes)[1])
     s[acc].compute_at(s[final], nk)
-    an, ak, aoh, aow = s[acc].op.axis
+    an, ak, aoh, at, aj = s[acc].op.axis
     aoho, aohi = s[acc].split(aoh, factor=bh)
     rr, rs = s[acc].op.reduce_axis
-    register_tile(s[acc], [an, ak, aoho], [rr, rs], [aohi], aow, unroll=unroll)
+    register_tile(s[acc], [an, ak, aoho, at], [rr, rs], [aohi], aj, unroll=unroll)
     s[xp].compute_at(s[acc], ak)        # the task's channel plane (ak has one iteration there)
     col = s[xp].op.axis[3]
     if xp.shape[3] > FLAT_CHUNK:

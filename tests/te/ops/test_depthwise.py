@@ -1,6 +1,8 @@
 """The depthwise conv (te/ops/depthwise.py): stride 1 on the flattened padded plane, against numpy."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ from te.ops import depthwise, registry
 from te.ops.conv_geometry import geometry
 from te.ops.registry import ConvWorkload
 from te.codegen_llvm import codegen
+from te.caches import Caches, KiB
 from te.target import host
 
 from .conv_reference import conv_ref
@@ -32,12 +35,14 @@ def test_stride_1_matches_numpy_with_bias_and_activation(xs, ws, pads, dil, rng)
     assert "flat" in conv.op.attrs                     # stride 1 runs on the flat plane
 
 
-def check_bias_relu(xs, ws, pads, dil, strides, rng) -> te.Tensor:
-    """relu(depthwise conv + bias) built and run against numpy; returns the conv."""
+def check_bias_relu(xs, ws, pads, dil, strides, rng, target=None) -> te.Tensor:
+    """relu(depthwise conv + bias) for target (None: this machine) built here and run against
+    numpy; returns the conv."""
     x = te.placeholder(xs, "float32", name="x")
     w = te.placeholder(ws, "float32", name="w")
     b = te.placeholder((ws[0],), "float32", name="b")
-    conv = depthwise.depthwise_conv2d_nchw(x, w, bias=b, strides=strides, padding=pads, dilation=dil, target=host())
+    conv = depthwise.depthwise_conv2d_nchw(x, w, bias=b, strides=strides, padding=pads, dilation=dil,
+                                           target=target or host())
     y = ops.relu(conv)
     f = te.build(ops.schedule([y]), [x, w, b, y])
     xn, wn, bn = (rng.standard_normal(t.shape).astype(np.float32) for t in (x, w, b))
@@ -107,7 +112,7 @@ AVX512_TARGET = "llvm -mcpu=skylake-avx512 -l1d=48K -l2=2M -l3=8M"
 @pytest.mark.parametrize("C, H, by_channel", [(144, 56, True),     # padded input 2.4 MiB: past L2
                                               (576, 14, True),     # rows of one vector (13 lanes)
                                               (192, 28, False),    # within L2, rows of 27 lanes
-                                              (96, 112, False)])   # rows wider than one run
+                                              (96, 112, True)])    # 5 MiB, rows in runs of 28
 def test_stride_2_runs_by_channel_where_the_rule_says(C, H, by_channel):
     g = geometry((1, C, H, H), (C, 1, 3, 3), (2, 2), 1, (1, 1), C)
     assert depthwise.rows_by_channel(g, 2, te.target.parse(AVX512_TARGET)) == by_channel
@@ -127,6 +132,13 @@ def test_stride_2_by_channel_matches_numpy_with_bias_and_activation(xs, ws, pads
     if host().lanes() == 16:
         acc = depthwise.input_stage(conv, "depthwise.acc")
         assert depthwise.input_stage(acc, "depthwise.row_pad") is not None
+
+
+def test_stride_2_by_channel_in_runs_matches_numpy(rng):
+    """Rows of 40 outputs in two runs of 20, by channel (a 16 KiB L2 the padded input outgrows)."""
+    tiny = dataclasses.replace(host(), caches=Caches(4 * KiB, 16 * KiB, 64 * KiB))
+    conv = check_bias_relu((1, 3, 80, 80), (3, 1, 3, 3), (1, 1, 1, 1), (1, 1), (2, 2), rng, tiny)
+    assert conv.op.attrs["lanes"] == 20
 
 
 def test_stride_2_by_channel_every_config_matches_numpy(rng):
