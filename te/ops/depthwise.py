@@ -150,11 +150,11 @@ FMAS_IN_FLIGHT = 8     # independent FMAs that hide their latency: 4 cycles x 2 
 def rows_by_channel(g: ConvGeometry, sub: int, target: Target) -> bool:
     """Does a subsampled (stride-2) depthwise conv run one task per channel (_depthwise_rows)?
 
-    Where either the padded input outgrows the L2 share (te.caches.FILL): padded at the root it goes to memory and comes back, where a
-    task's own padded plane stays in L1 or L2 (rough, 1 thread: 144@56x56 ~265 -> ~170 us,
-    96@112x112 ~720 -> ~560 us); or a row is at
-    most one vector, where tiles of a row or two would broadcast the taps' weights again for a
-    few FMAs each (576@14x14: ~105 -> ~55-85 us).  Otherwise the root pad stays in L2 and the row
+    Where the padded input outgrows the L2 share (te.caches.FILL): padded at the root it goes to
+    memory and comes back, where a task's own padded plane stays in L1 or L2 (rough, 1 thread:
+    144@56x56 ~265 -> ~170 us, 96@112x112 ~720 -> ~560 us); or where a row is at most one
+    vector, which tiles of a row or two would broadcast the taps' weights to again for a few
+    FMAs each (576@14x14 ~105 -> ~55-85 us).  Otherwise the root pad stays in L2, and the row
     tiles, consumed as they are computed, keep every other column in registers, where the
     per-channel map is gathered from memory (192@28x28: ~49 us at the root, ~60 per channel).
     """
