@@ -3,8 +3,10 @@
 A channel has one filter, so there is no channel reuse for registers to exploit: the kernel
 vectorizes along the output row instead, keeping a few rows of outputs in registers while the
 R x S taps stream by.  Stride 2 is computed at stride 1 over the row and every other column
-kept (twice the FMAs, but contiguous loads and a pad that is a plain copy); other strides split
-the padded input by column phase, [N, C, Hp, sw, Wp/sw], so a strided read becomes contiguous.
+kept (twice the FMAs, but contiguous loads and a pad that is a plain copy), by row tiles over a
+pad at the root, or one task per channel that pads its own plane (rows_by_channel says which);
+other strides split the padded input by column phase, [N, C, Hp, sw, Wp/sw], so a strided read
+becomes contiguous.
 
 At stride 1 the kernel works on the flattened padded plane instead (`flat`): with rows of
 Wp = W + left + right columns, output (oh, ow) sits at flat position oh * Wp + ow of an
