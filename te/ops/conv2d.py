@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import te
-from te.caches import beats
+from te.caches import BYTES_PER_CYCLE, beats
 from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
@@ -393,37 +393,60 @@ def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target)
     return "oc_block" if fits and weights > 4 * outputs else "root"
 
 
+# Bytes a cycle a core re-reads NCHW input lines from beyond its L2.  A tile reads a line or two
+# per channel plane and row, each plane H*W*4 bytes after the last (12.5 KiB at 56x56): the L2
+# streamers, which follow addresses within a 4 KiB page, never fetch them ahead, so each line
+# costs a miss's latency (~50-100 cycles to L3 on Zen 4 and on Intel's server cores) with ~10-16
+# misses in flight: ~8 bytes a cycle, a quarter of the L3's streaming rate (te.caches).  Measured
+# on Emerald Rapids (1 thread): the stride-2 3x3 128@56x56 conv, whose 1.7 MiB input oc_outer
+# re-reads from L3 per channel block, runs 1.16-1.3x faster with rows_outer.
+PLANE_BYTES_PER_CYCLE = 8.0
+
+
+def input_rows_read(g: ConvGeometry) -> int:
+    """Rows of the padded input the conv reads: all of them, except with a stride longer than
+    the filter's span (a 1x1 stride-2 conv reads every other row)."""
+    span = (g.R - 1) * g.dh + 1
+    return min(g.H + g.pt + g.pb, g.OH * min(g.sh, span) + max(0, span - g.sh))
+
+
 def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
     """The loops over output tiles: channel blocks outside the tile rows ("oc_outer"), unless with
     the target's caches tile rows outside ("rows_outer") take fewer cycles (te.caches.beats).
 
     The cycles are te.caches' model (Caches.loop_cycles: the FMAs, plus the bytes re-read at the
     bandwidth of the level that holds what lies between two reads of them), with W the weights
-    (W_b one block's slice), X the padded input and B one row of tiles' input band:
+    (W_b one block's slice), X the input rows the conv reads (input_rows_read) and B one row of
+    tiles' input band:
 
     * oc_outer re-reads W_b at every tile (W_b apart) and X at every block (X + W_b apart);
     * rows_outer re-reads W at every tile row (W + B apart), W_b at every other tile (W_b + B
       apart) and the band at every block (B + W_b apart).
 
-    Big maps with few weights favour rows_outer once the input outgrows the L3 share and comes
-    from memory (a 1x1 conv 256 -> 64 on 56x56, a 3.1 MiB input: rows_outer with Zen 4's 4 MiB of
-    L3 per core, oc_outer with Emerald Rapids' large share); deep layers (few pixels, many
-    weights) take oc_outer on every target, and so does every conv whose operands stay in L2.
-    Grouped convs keep oc_outer (a block reads only its group's channels).
+    X re-read from beyond L2 costs PLANE_BYTES_PER_CYCLE, not the level's streaming rate: its
+    lines lie a channel plane apart, where no prefetcher reaches.  So big maps with few weights
+    take rows_outer wherever their input outgrows L2 (a 1x1 conv 256 -> 64 on 56x56, 3.1 MiB; the
+    stride-2 3x3 128@56x56, 1.7 MiB with a 2 MiB L2), while deep layers (few pixels, many
+    weights: W + B past L2) keep oc_outer on every target, and so does every conv whose operands
+    stay in L2.  Grouped convs keep oc_outer (a block reads only its group's channels).
     """
     if g.groups != 1:
         return "oc_outer"
-    Hp, Wp = g.H + g.pt + g.pb, g.W + g.pl + g.pr
+    Wp = g.W + g.pl + g.pr
     blocks = -(-g.K // ocb)
     rows = g.N * -(-g.OH // bh)
     tiles = rows * -(-g.OW // bw)
     w_b = 4.0 * g.C * g.R * g.S * ocb
-    w, x = blocks * w_b, 4.0 * g.N * g.C * Hp * Wp
+    w, x = blocks * w_b, 4.0 * g.N * g.C * input_rows_read(g) * Wp
     band = 4.0 * g.C * ((bh - 1) * g.sh + (g.R - 1) * g.dh + 1) * Wp
     c, lanes, work = target.caches, target.lanes(), g.flops
-    oc_outer = c.loop_cycles(work, lanes, [(tiles * w, w_b), (blocks * x, x + w_b)])
-    rows_outer = c.loop_cycles(work, lanes, [(rows * w, w + band), ((tiles - rows) * w, w_b + band),
-                                             (blocks * x, band + w_b)])
+
+    def input_cycles(working_set: float) -> float:
+        level = c.level(working_set)
+        return blocks * x / (BYTES_PER_CYCLE[level] if level < 2 else PLANE_BYTES_PER_CYCLE)
+    oc_outer = c.loop_cycles(work, lanes, [(tiles * w, w_b)]) + input_cycles(x + w_b)
+    rows_outer = (c.loop_cycles(work, lanes, [(rows * w, w + band), ((tiles - rows) * w, w_b + band)])
+                  + input_cycles(band + w_b))
     return "rows_outer" if beats(rows_outer, oc_outer) else "oc_outer"
 
 

@@ -3,8 +3,10 @@
 A channel has one filter, so there is no channel reuse for registers to exploit: the kernel
 vectorizes along the output row instead, keeping a few rows of outputs in registers while the
 R x S taps stream by.  Stride 2 is computed at stride 1 over the row and every other column
-kept (twice the FMAs, but contiguous loads and a pad that is a plain copy); other strides split
-the padded input by column phase, [N, C, Hp, sw, Wp/sw], so a strided read becomes contiguous.
+kept (twice the FMAs, but contiguous loads and a pad that is a plain copy), by row tiles over a
+pad at the root, or one task per channel that pads its own plane (rows_by_channel says which);
+other strides split the padded input by column phase, [N, C, Hp, sw, Wp/sw], so a strided read
+becomes contiguous.
 
 At stride 1 the kernel works on the flattened padded plane instead (`flat`): with rows of
 Wp = W + left + right columns, output (oh, ow) sits at flat position oh * Wp + ow of an
@@ -16,6 +18,7 @@ and dropped.  Each parallel task pads one channel's plane, which stays in L1 for
 from __future__ import annotations
 
 import te
+from te.caches import FILL
 from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor
@@ -108,6 +111,8 @@ def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = N
     # stride 2 with a chunked pad: compute the row at stride 1 and keep every other column (twice the
     # FMAs, but contiguous reads and a pad that is a plain copy instead of a strided gather)
     sub = sw if sw == 2 and pad_chunk(W) else 1
+    if sub > 1 and rows_by_channel(g, sub, parse(target)):
+        return _depthwise_rows(x, w, g, bias, epilogue, name, src, sub)
     if sw == 1 or sub > 1:
         W1 = (g.OW - 1) * sub + 1
         extra_r = max(0, W1 + (g.S - 1) * g.dw - (W + g.pl + g.pr))
@@ -144,6 +149,54 @@ FLAT_CHUNK = 64        # lanes of one run of the flat accumulator (the widest lo
 FMAS_IN_FLIGHT = 8     # independent FMAs that hide their latency: 4 cycles x 2 ports
 
 
+def rows_by_channel(g: ConvGeometry, sub: int, target: Target) -> bool:
+    """Does a subsampled (stride-2) depthwise conv run one task per channel (_depthwise_rows)?
+
+    Where the padded input outgrows the L2 share (te.caches.FILL): padded at the root it goes to
+    memory and comes back, where a task's own padded plane stays in L1 or L2 (rough, 1 thread:
+    144@56x56 ~265 -> ~170 us, 96@112x112 ~720 -> ~560 us); or where a row is at most one
+    vector, which tiles of a row or two would broadcast the taps' weights to again for a few
+    FMAs each (576@14x14 ~105 -> ~55-85 us).  Otherwise the root pad stays in L2, and the row
+    tiles, consumed as they are computed, keep every other column in registers, where the
+    per-channel map is gathered from memory (192@28x28: ~49 us at the root, ~60 per channel).
+    """
+    W1 = (g.OW - 1) * sub + 1
+    padded = 4.0 * g.N * g.C * (g.H + g.pt + g.pb) * round_up(g.W + g.pl + g.pr, pad_chunk(g.W) or 1)
+    return padded > FILL * target.caches.l2 or W1 <= target.lanes()
+
+
+def _depthwise_rows(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | None,
+                    epilogue: Epilogue | None, name: str, src, sub: int) -> te.Tensor:
+    """A strided depthwise conv, one task per channel (_schedule_by_channel), over a plane padded
+    as pad_rows does (left padding read from the row before): each output row in runs of `lanes`
+    outputs (the row, or a divisor of it within FLAT_CHUNK // sub), a run computed at stride 1
+    along the row over (lanes - 1) * sub + 1 columns and every sub-th column kept."""
+    N, C, H, W = x.shape
+    lanes = row_lanes(g.OW, FLAT_CHUNK // sub)
+    W1 = (lanes - 1) * sub + 1
+    top = g.pt + 1
+    # the last column read, (OW - 1) * sub + (S - 1) * dw - left, must stay in the row, and the
+    # row before must end in `left` zeros
+    Wp = max(W + max(g.pl, g.pr), (g.OW - 1) * sub + 1 + (g.S - 1) * g.dw - g.pl)
+    Hp = (g.OH - 1) * g.sh + (g.R - 1) * g.dh + 1 + 1
+    xp = pad_rows(x, top, Hp, Wp, f"{name}.pad", "depthwise.row_pad")
+    rr = te.reduce_axis((0, g.R), name="rr")
+    rs = te.reduce_axis((0, g.S), name="rs")
+
+    def acc_f(n, k, oh, t, j):
+        f = (oh * g.sh + rr * g.dh + 1) * Wp + t * (lanes * sub) + j + rs * g.dw - g.pl
+        return te.sum(xp[n, src(k), f // Wp, f % Wp] * w[k, 0, rr, rs], axis=[rr, rs])
+    acc = te.compute((N, g.K, g.OH, g.OW // lanes, W1), acc_f, name=f"{name}.acc", tag="depthwise.acc")
+
+    def out_f(n, k, oh, ow):
+        v = acc[n, k, oh, ow // lanes, ow % lanes * sub]
+        if bias is not None:
+            v = v + bias_at(bias, k)
+        return apply_epilogue(epilogue, v, (n, k, oh, ow))
+    return te.compute((N, g.K, g.OH, g.OW), out_f, name=name, tag="depthwise_conv2d_nchw",
+                      attrs={"geometry": g, "subsample": sub, "lanes": lanes})
+
+
 def flat_layout(OH: int, width: int, taps: int, lanes: int) -> tuple[int, int]:
     """(Wp, chunk): padded row width (at least `width`) and lanes per run of the flat plane, so
     that runs tile the OH * Wp positions exactly (a run cut short would put a lane mask on every
@@ -163,6 +216,20 @@ def flat_layout(OH: int, width: int, taps: int, lanes: int) -> tuple[int, int]:
     return best
 
 
+def pad_rows(x: te.Tensor, top: int, Hp: int, Wp: int, name: str, tag: str) -> te.Tensor:
+    """x in Hp rows of Wp >= W columns, its row h at row h + top and columns [0, W), zeros around:
+    read at flat offsets, a column -j of a row is column Wp - j of the row before, zero when
+    Wp >= W + j, so the copy clamps its column only from above (one masked vector load)."""
+    N, C, H, W = x.shape
+
+    def pad_f(n, c, h, col):
+        hh = h - top
+        inside = te.all(hh >= 0, hh < H, col < W)
+        src = x[n, c, te.min_of(te.max_of(hh, 0), H - 1), te.min_of(col, W - 1)]
+        return te.if_then_else(inside, src, te.const(0, x.dtype))
+    return te.compute((N, C, Hp, Wp), pad_f, name=name, tag=tag)
+
+
 def _depthwise_flat(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | None,
                     epilogue: Epilogue | None, name: str, target: Target, src) -> te.Tensor:
     """A stride-1 depthwise conv on the flattened padded plane (the module docstring).
@@ -178,13 +245,7 @@ def _depthwise_flat(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor
     reach = base + (g.R - 1) * g.dh * Wp + (g.S - 1) * g.dw
     Hp = max(H + g.pt + 1, -(-(Lp + reach) // Wp))      # rows enough that every run reads inside
     top = g.pt + 1
-
-    def pad_f(n, c, h, col):
-        hh = h - top
-        inside = te.all(hh >= 0, hh < H, col < W)
-        src = x[n, c, te.min_of(te.max_of(hh, 0), H - 1), te.min_of(col, W - 1)]
-        return te.if_then_else(inside, src, te.const(0, x.dtype))
-    xp = te.compute((N, C, Hp, Wp), pad_f, name=f"{name}.pad", tag="depthwise.flat_pad")
+    xp = pad_rows(x, top, Hp, Wp, f"{name}.pad", "depthwise.flat_pad")
     rr = te.reduce_axis((0, g.R), name="rr")
     rs = te.reduce_axis((0, g.S), name="rs")
 
@@ -256,6 +317,7 @@ def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor
         raise ValueError(f"{out.name} is not the output of te.ops.depthwise_conv2d_nchw")
     xs = input_stage(acc, "depthwise.pad")
     xp = input_stage(acc, "conv2d.pad")
+    rows_pad = input_stage(acc, "depthwise.row_pad")
     g: ConvGeometry = out.op.attrs["geometry"]
     sub = out.op.attrs.get("subsample", 1)
     lanes = row_lanes(g.OW, 64 // sub)
@@ -267,15 +329,19 @@ def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor
 
     if final is not out:
         s[out].compute_inline()
+    rr, rs = s[acc].op.reduce_axis
+    unroll = [rr, rs] if cfg["unroll_taps"].val else []
+    if rows_pad is not None:
+        _schedule_by_channel(s, final, acc, rows_pad, g, bh, out.op.attrs["lanes"], unroll)
+        return
     n, k, oh, ow = s[final].op.axis
     _, owo, owi = output_tiles(s[final], n, k, oh, ow, bh, lanes, g.flops / 2, parallel_columns=False)
     s[final].vectorize(owi)
 
     s[acc].compute_at(s[final], owo)
     an, ak, aoh, aow = s[acc].op.axis
-    rr, rs = s[acc].op.reduce_axis
     awo, awi = s[acc].split(aow, factor=(lanes - 1) * sub + 1)    # the columns one output tile reads
-    register_tile(s[acc], [an, ak, awo], [rr, rs], [aoh], awi, unroll=[rr, rs] if cfg["unroll_taps"].val else [])
+    register_tile(s[acc], [an, ak, awo], [rr, rs], [aoh], awi, unroll=unroll)
 
     if xp is not None:
         _schedule_pad(s, xp, g.flops / 2)
@@ -286,6 +352,29 @@ def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor
         if ql > 1:
             _, qi = s[xs].split(xq, factor=ql)
             s[xs].vectorize(qi)
+
+
+def _schedule_by_channel(s: te.Schedule, final: te.Tensor, acc: te.Tensor, xp: te.Tensor, g: ConvGeometry,
+                         bh: int, lanes: int, unroll: list) -> None:
+    """One parallel task per (image, channel) of _depthwise_rows: pad its plane, accumulate the
+    channel's map in tiles of bh rows by one run, then keep every sub-th column of each run.
+
+    The padded plane (~14 KiB at 56x56) and the map stay in L1, where a pad at the root writes
+    the whole padded input to memory and the taps read it back."""
+    n, k, oh, ow = s[final].op.axis
+    nk = s[final].fuse(n, k)
+    parallel_if_worth(s[final], nk, g.flops / 2)
+    s[final].vectorize(s[final].split(ow, factor=lanes)[1])
+    s[acc].compute_at(s[final], nk)
+    an, ak, aoh, at, aj = s[acc].op.axis
+    aoho, aohi = s[acc].split(aoh, factor=bh)
+    rr, rs = s[acc].op.reduce_axis
+    register_tile(s[acc], [an, ak, aoho, at], [rr, rs], [aohi], aj, unroll=unroll)
+    s[xp].compute_at(s[acc], ak)        # the task's channel plane (ak has one iteration there)
+    col = s[xp].op.axis[3]
+    if xp.shape[3] > FLAT_CHUNK:
+        col = s[xp].split(col, factor=row_lanes(xp.shape[3]))[1]
+    s[xp].vectorize(col)
 
 
 @anchor("depthwise_conv2d_nchw")
