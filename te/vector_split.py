@@ -4,9 +4,11 @@ register-wide pieces before codegen.
 LLVM splits a vector of a power-of-two number of registers (<64 x float> on AVX-512 is four zmm)
 into registers one to one, but it legalises other widths by widening and reassembling them lane
 by lane through the stack: a matmul whose column block was 48 floats (three zmm) ran 4.7x slower
-than with 32 or 64, its inner loop full of vinsertps.  A vectorized loop of extent 48 becomes an
-unrolled loop of three vectorized loops of 16 here, which LLVM maps onto three registers.  Loops of
-a power-of-two extent, and loops no wider than a register, are left as they are.
+than with 32 or 64, its inner loop full of vinsertps, and a <55 x float> broadcast took eight
+inserts.  A vectorized loop of extent 48 becomes here an unrolled loop of three vectorized loops
+of 16, one of 55 the same plus a vectorized loop of the last 7 (narrower than a register, which
+LLVM widens to one).  Loops of a power-of-two extent, and loops no wider than a register, are
+left as they are.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Iterator
 from .expr import DTYPE_BITS, INDEX_DTYPE, Cast, Const, Expr, Load, Var, children
 from .schedule import ForKind
 from .simplify import substitute_stmt
-from .stmt import Allocate, For, IfThenElse, LoweredFunc, Seq, Stmt, Store, walk_stmt
+from .stmt import Allocate, For, IfThenElse, LoweredFunc, Seq, Stmt, Store, seq, walk_stmt
 
 # te computes on half-precision storage types in float32
 COMPUTE_BITS = {"float16": 32, "bfloat16": 32}
@@ -28,14 +30,12 @@ def split_wide_vectors(func: LoweredFunc, vector_bits: int) -> LoweredFunc:
     return func if body is func.body else LoweredFunc(func.name, func.args, body, func.attrs)
 
 
-def piece_lanes(extent: int, lanes: int) -> int | None:
-    """The width of the pieces a vectorized loop of extent is split into, for registers of lanes
-    elements: the largest power of two that divides extent, at most a register; None to leave the
-    loop whole (a power of two, no wider than a register, or pieces under a quarter register)."""
+def pieces(extent: int, lanes: int) -> tuple[int, int] | None:
+    """How a vectorized loop of extent is split for registers of lanes elements: (whole registers,
+    lanes left over); None to leave it whole (a power of two, or no wider than a register)."""
     if extent <= lanes or extent & (extent - 1) == 0:
         return None
-    piece = min(extent & -extent, lanes)
-    return piece if piece * 4 >= lanes else None
+    return extent // lanes, extent % lanes
 
 
 def _value_bits(body: Stmt) -> int:
@@ -60,15 +60,26 @@ def _value_exprs(e: Expr) -> Iterator[Expr]:
             stack.extend(children(x))
 
 
+def _pieces(s: For, lanes: int, whole: int, rest: int) -> Stmt:
+    """s as `whole` register-wide vectorized loops (one unrolled loop over them), then one
+    vectorized loop of the `rest` lanes left."""
+    outer, inner = Var(f"{s.var.name}.piece"), Var(f"{s.var.name}.lane")
+    parts = [For(outer, Const(whole, INDEX_DTYPE), ForKind.UNROLLED,
+                 For(inner, Const(lanes, INDEX_DTYPE), ForKind.VECTORIZED,
+                     substitute_stmt(s.body, {s.var: outer * lanes + inner})))]
+    if rest:
+        tail = Var(f"{s.var.name}.rest")
+        parts.append(For(tail, Const(rest, INDEX_DTYPE), ForKind.VECTORIZED if rest > 1 else ForKind.SERIAL,
+                         substitute_stmt(s.body, {s.var: tail + whole * lanes})))
+    return seq(parts)
+
+
 def _split(s: Stmt, vector_bits: int) -> Stmt:
     if isinstance(s, For):
         if s.kind is ForKind.VECTORIZED and isinstance(s.extent, Const) and not s.pragmas:
-            piece = piece_lanes(s.extent.value, vector_bits // _value_bits(s.body))
-            if piece is not None:
-                outer, inner = Var(f"{s.var.name}.piece"), Var(f"{s.var.name}.lane")
-                body = substitute_stmt(s.body, {s.var: outer * piece + inner})
-                return For(outer, Const(s.extent.value // piece, INDEX_DTYPE), ForKind.UNROLLED,
-                           For(inner, Const(piece, INDEX_DTYPE), ForKind.VECTORIZED, body))
+            split = pieces(s.extent.value, vector_bits // _value_bits(s.body))
+            if split is not None:
+                return _pieces(s, vector_bits // _value_bits(s.body), *split)
         body = _split(s.body, vector_bits)
         return s if body is s.body else For(s.var, s.extent, s.kind, body, s.pragmas)
     if isinstance(s, Allocate):

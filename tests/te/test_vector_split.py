@@ -8,14 +8,14 @@ import te
 from te.schedule import ForKind
 from te.stmt import For, walk_stmt
 from te.target import host
-from te.vector_split import piece_lanes, split_wide_vectors
+from te.vector_split import pieces, split_wide_vectors
 
 
 @pytest.mark.parametrize("extent,lanes,want", [
-    (48, 16, 16), (24, 16, 8), (40, 16, 8), (96, 16, 16), (24, 8, 8),
-    (64, 16, None), (16, 16, None), (12, 16, None), (36, 16, 4), (44, 16, 4), (50, 16, None)])
-def test_piece_lanes(extent, lanes, want):
-    assert piece_lanes(extent, lanes) == want
+    (48, 16, (3, 0)), (24, 16, (1, 8)), (55, 16, (3, 7)), (96, 16, (6, 0)), (24, 8, (3, 0)),
+    (17, 16, (1, 1)), (64, 16, None), (16, 16, None), (12, 16, None), (13, 16, None)])
+def test_pieces(extent, lanes, want):
+    assert pieces(extent, lanes) == want
 
 
 def vectorized_extents(func):
@@ -23,22 +23,24 @@ def vectorized_extents(func):
                   if isinstance(s, For) and s.kind is ForKind.VECTORIZED)
 
 
-def test_split_keeps_results_and_narrows_vectors():
-    n = 48
+@pytest.mark.parametrize("n,pieces512,pieces256", [(48, [16], [8]), (55, [7, 16], [7, 8]), (17, [16], [8])])
+def test_split_keeps_results_and_narrows_vectors(n, pieces512, pieces256):
     a = te.placeholder((8, n), name="a", dtype="float16")
-    b = te.compute((8, n), lambda i, j: a[i, j] * 2 + 1, name="b")
+    w = te.placeholder((8,), name="w")
+    b = te.compute((8, n), lambda i, j: a[i, j] * w[i] + 1, name="b")
     s = te.create_schedule(b.op)
     s[b].vectorize(b.op.axis[1])
-    func = te.lower(s, [a, b])
+    func = te.lower(s, [a, w, b])
     assert vectorized_extents(func) == [n]
-    # float16 is computed in float32: pieces of a float32 register
-    assert vectorized_extents(split_wide_vectors(func, 512)) == [16]     # unrolled 3 times
-    assert vectorized_extents(split_wide_vectors(func, 256)) == [8]
-    f = te.build(s, [a, b])
-    x = np.random.default_rng(0).standard_normal((8, n)).astype(np.float16)
-    y = np.empty((8, n), np.float32)     # float16 arithmetic is float32
-    f(x, y)
-    np.testing.assert_allclose(y, x.astype(np.float32) * 2 + 1, rtol=1e-6)
+    # float16 is computed in float32: pieces of a float32 register (the whole ones unrolled)
+    assert vectorized_extents(split_wide_vectors(func, 512)) == pieces512
+    assert vectorized_extents(split_wide_vectors(func, 256)) == pieces256
+    f = te.build(s, [a, w, b])
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, n)).astype(np.float16), rng.standard_normal(8).astype(np.float32)
+    out = np.empty((8, n), np.float32)     # float16 arithmetic is float32
+    f(x, y, out)
+    np.testing.assert_allclose(out, x.astype(np.float32) * y[:, None] + 1, rtol=1e-5, atol=1e-6)
 
 
 def test_matmul_with_a_three_register_column_block():
