@@ -19,7 +19,7 @@ registers; the epilogue runs on it before the one NCHW store.
 
 On AMX the 1x1 GEMM (`conv1x1_amx`) takes the weight as 16 x 64 row tiles (int8) and the same
 packed input (C/4 x P x 4, uint8) as the columns: `tdpbsud` accumulates a block of output
-channels x pixels, which is NCHW order already.  Other convs of column stride 1 (`conv2d_amx`)
+channels x pixels, which is NCHW order already.  Other convs (`conv2d_amx`)
 do the same tap by tap: the tap's weight tiles by the packed input at the tap's offset, over
 the input channels and the taps without leaving the tiles.  Maps narrower than a vector
 (7x7) waste the padded lanes: channel vectors would suit them better (later work).
@@ -208,34 +208,48 @@ def schedule_conv1x1_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor |
 
 # ---------------------------------------------------------------- the direct conv on AMX
 
+def amx_column_taps(g: ConvGeometry) -> tuple[int, int]:
+    """(taps per column phase, phases) of the AMX direct conv: column tap s = q * sw + phase, so
+    the packed input (split by column phase, pack_input) is read at (phase, ow + q), affine in
+    both; taps past S (when sw does not divide it) are zero weights."""
+    return -(-g.S // g.sw), g.sw
+
+
 def amx_direct_weight_shape(g: ConvGeometry) -> tuple:
-    """The weight as AMX row tiles per tap: (K/16, C/64, R, S, 16, 64), K padded with zero rows."""
-    return (_pad(g.K, AMX_T) // AMX_T, g.C // AMX_K, g.R, g.S, AMX_T, AMX_K)
+    """The weight as AMX row tiles per tap: (K/16, C/64, R, S', 16, 64), K padded with zero rows,
+    S' = the column taps rounded up to whole phases (amx_column_taps)."""
+    q, phases = amx_column_taps(g)
+    return (_pad(g.K, AMX_T) // AMX_T, g.C // AMX_K, g.R, q * phases, AMX_T, AMX_K)
 
 
 def pack_weight_amx_direct_numpy(w: np.ndarray, g: ConvGeometry) -> np.ndarray:
     """OIHW int8 (C by 64) -> 16 x 64 tiles of each tap's W (K, C), each 1 KiB in a row."""
-    Kp = _pad(g.K, AMX_T)
-    wp = np.zeros((Kp, g.C, g.R, g.S), np.int8)
-    wp[:g.K] = w
-    return np.ascontiguousarray(wp.reshape(Kp // AMX_T, AMX_T, g.C // AMX_K, AMX_K, g.R, g.S)
+    Kp, (q, phases) = _pad(g.K, AMX_T), amx_column_taps(g)
+    wp = np.zeros((Kp, g.C, g.R, q * phases), np.int8)
+    wp[:g.K, :, :, :g.S] = w
+    return np.ascontiguousarray(wp.reshape(Kp // AMX_T, AMX_T, g.C // AMX_K, AMX_K, g.R, q * phases)
                                 .transpose(0, 2, 4, 5, 1, 3))
 
 
 def conv2d_amx(x: te.Tensor, wt: te.Tensor, g: ConvGeometry, bw: int, epilogue: Epilogue | None = None,
                name: str = "conv2d_int8", attrs: dict | None = None) -> te.Tensor:
-    """A conv with unit column stride on AMX: for every tap (r, s) and block of 64 input channels,
-    the tap's weight tiles (int8 rows) times the packed input at the tap's offset (uint8 columns,
-    16 pixels of a row), accumulated in tiles of output channels x pixels (tdpbsud)."""
+    """A conv on AMX (column dilation 1 where the column stride is not): for every tap (r, s) and
+    block of 64 input channels, the tap's weight tiles (int8 rows) times the packed input at the
+    tap's offset (uint8 columns, 16 pixels of a row), accumulated in tiles of output channels x
+    pixels (tdpbsud).  A column stride reads the input split by column phase (amx_column_taps)."""
     owp = _pad(g.OW, bw)
     xp = pack_input(x, g, 4, owp, name)
     Kt = wt.shape[0] * AMX_T
+    taps, phases = amx_column_taps(g)
     c = te.reduce_axis((0, g.C), name="c")
     r = te.reduce_axis((0, g.R), name="r")
-    s = te.reduce_axis((0, g.S), name="s")
+    q = te.reduce_axis((0, taps), name="q")
+    ph = te.reduce_axis((0, phases), name="ph")
+    # with sw = 1 the phase is 0 and q the tap: the column offset is q * dw
+    col_step = g.dw if phases == 1 else 1
     acc = te.compute((g.N, Kt, g.OH, owp), lambda n, k, oh, ow: te.sum(
-        wt[k // AMX_T, c // AMX_K, r, s, k % AMX_T, c % AMX_K].astype("int32")
-        * xp[n, c // 4, oh * g.sh + r * g.dh, 0, ow + s * g.dw, c % 4].astype("int32"), axis=[c, r, s]),
+        wt[k // AMX_T, c // AMX_K, r, q * phases + ph, k % AMX_T, c % AMX_K].astype("int32")
+        * xp[n, c // 4, oh * g.sh + r * g.dh, ph, ow + q * col_step, c % 4].astype("int32"), axis=[c, r, q, ph]),
         name=f"{name}.acc", tag="acc")
     return te.compute((g.N, g.K, g.OH, g.OW), lambda n, k, oh, ow: apply_epilogue(
         epilogue, acc[n, k, oh, ow], (n, k, oh, ow)), name=name, tag=TAG,
@@ -266,12 +280,12 @@ def schedule_conv2d_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | 
     parallel_if_worth(s[final], tile, out.op.attrs["flops"] / 2)
     s[acc].compute_at(s[final], tile)
     an, ak, aoh, aow = s[acc].op.axis
-    c, r, sx = s[acc].op.reduce_axis
+    c, r, q, ph = s[acc].op.reduce_axis
     kb, k16 = s[acc].split(ak, factor=AMX_T)
     wb, w16 = s[acc].split(aow, factor=AMX_T)
     cb, c64 = s[acc].split(c, factor=AMX_K)
     cq, c4 = s[acc].split(c64, factor=4)
-    s[acc].reorder(an, aoh, kb, k16, wb, w16, cb, r, sx, cq, c4)
+    s[acc].reorder(an, aoh, kb, k16, wb, w16, cb, r, q, ph, cq, c4)
     s[acc].tensorize(kb, "amx")
     for t in acc.op.input_tensors:
         if getattr(t.op, "tag", None) == "pack":

@@ -6,7 +6,7 @@ in te.ops.registry beside the fp32 ones:
     matmul.int8_pmaddwd   template matmul_int8_pmaddwd  int8_matmul.py  B packed (N/L, K/2, L, 2)
     dense.int8_*          the same with W (N, K)
     conv2d.int8_gemm1x1_amx               1x1 GEMMs with C by 64        int8_conv2d.py  W tiles (K/16, C/64, 16, 64)
-    conv2d.int8_direct_amx                column stride 1, C by 64      int8_conv2d.py  W tiles (K/16, C/64, R, S, 16, 64)
+    conv2d.int8_direct_amx                C by 64                       int8_conv2d.py  W tiles (K/16, C/64, R, S', 16, 64)
     conv2d.int8_gemm1x1_vnni / _pmaddwd   1x1 unpadded convs            int8_conv2d.py  W (K, C)
     conv2d.int8_direct_vnni / _pmaddwd    other convs of one group      int8_conv2d.py  W (K, C/G, R, S, G)
 
@@ -216,7 +216,8 @@ class AmxConv1x1(VectorConv):
 
 
 class AmxDirectConv(AmxConv1x1):
-    """Other convs of unit column stride on AMX: tap by tap, weight tiles by the packed input."""
+    """Other convs on AMX: tap by tap, weight tiles by the packed input (split by column phase
+    for a column stride)."""
 
     def __init__(self):
         self.family, self.gemm, self.packs_weight = "amx", False, True
@@ -224,7 +225,7 @@ class AmxDirectConv(AmxConv1x1):
 
     def match(self, wl, target):
         g = wl.geometry if wl.layout == "NCHW" else None
-        if (wl.dtype != "uint8" or g is None or g.groups != 1 or ic.is_gemm(g) or g.sw != 1
+        if (wl.dtype != "uint8" or g is None or g.groups != 1 or ic.is_gemm(g) or (g.sw > 1 and g.dw > 1)
                 or g.C % ic.AMX_K or not tensorize.supports("amx", target)):
             return None
         return PRIORITY["amx"]

@@ -127,10 +127,30 @@ def test_amx_1x1_conv_leaves_64_channels_to_vnni():
 
 
 @pytest.mark.parametrize("case", [((1, 64, 5, 40), (24, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
-                                  ((2, 128, 8, 7), (32, 128, 3, 2), (2, 1), (2, 0, 1, 1), (1, 2))])
+                                  ((2, 128, 8, 7), (32, 128, 3, 2), (2, 1), (2, 0, 1, 1), (1, 2)),
+                                  # column strides: the input read by column phase, taps past S zero
+                                  ((1, 64, 11, 35), (32, 64, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+                                  ((1, 64, 9, 23), (16, 64, 5, 5), (1, 3), (0, 2, 1, 1), (2, 1))])
 def test_amx_direct_conv_matches_int64(rng, case):
     wl = _conv(*case, groups=1, dtype="uint8")
     if not {"amx-tile", "amx-int8"} <= HOST.feature_set:
         pytest.skip("no AMX here")
     assert registry.select(wl, HOST).name == "conv2d.int8_direct_amx"
     check(rng, wl, HOST, "conv2d.int8_direct_amx")
+
+
+def test_amx_direct_conv_leaves_column_stride_with_column_dilation_to_vnni():
+    wl = _conv((1, 64, 9, 23), (16, 64, 3, 3), (1, 2), (1, 1, 1, 1), (1, 2), groups=1, dtype="uint8")
+    assert registry.IMPLEMENTATIONS["conv2d.int8_direct_amx"].match(wl, Target("sapphirerapids")) is None
+
+
+@pytest.mark.parametrize("name", ["conv2d.int8_direct_amx", "conv2d.int8_gemm1x1_amx"])
+def test_amx_conv_task_counts_its_operations(name):
+    # the model's task extraction (tilewise build/bench/tune) asks every task its FLOPs; the AMX
+    # convs take their weight only packed, so the count is of the kernel a model runs
+    import autotune
+    impl = registry.IMPLEMENTATIONS[name]
+    kernel = (3, 3) if "direct" in name else (1, 1)
+    wl = _conv((1, 128, 8, 8), (32, 128, *kernel), (1, 1), (0, 0, 0, 0), (1, 1), groups=1, dtype="uint8")
+    task = autotune.create_task(impl.template, impl.args(wl), Target("sapphirerapids"))
+    assert task.flops == wl.geometry.flops
