@@ -154,7 +154,7 @@ class VectorConv(_Conv):
         return PRIORITY[self.family]
 
     def space(self, cfg, wl, target):
-        ic.define_knobs(cfg, wl.geometry, self.lanes_group(target)[0], target)
+        ic.define_knobs(cfg, wl.geometry, *self.lanes_group(target), target)
 
     def packed_shape(self, wl, cfg, target):
         return ic.packed_weight_shape(wl.geometry, self.lanes_group(target)[1])

@@ -154,3 +154,15 @@ def test_amx_conv_task_counts_its_operations(name):
     wl = _conv((1, 128, 8, 8), (32, 128, *kernel), (1, 1), (0, 0, 0, 0), (1, 1), groups=1, dtype="uint8")
     task = autotune.create_task(impl.template, impl.args(wl), Target("sapphirerapids"))
     assert task.flops == wl.geometry.flops
+
+
+def test_a_stem_of_one_channel_group_defaults_to_one_pixel_vector_by_many_channels():
+    from te.ops import int8_conv2d as ic
+    from te.ops.knobs import FallbackConfig
+    stem, wide = FallbackConfig(), FallbackConfig()
+    ic.define_knobs(stem, _conv((1, 3, 224, 224), (64, 3, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1)).geometry, 16, 4,
+                    Target("sapphirerapids"))
+    ic.define_knobs(wide, _conv((1, 16, 55, 55), (64, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)).geometry, 16, 4,
+                    Target("sapphirerapids"))
+    assert (stem["tile_ow"].val, stem["tile_k"].val) == (16, 16)
+    assert wide["tile_ow"].val == 64
