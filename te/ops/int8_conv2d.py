@@ -85,9 +85,11 @@ def input_width(g: ConvGeometry, owp: int) -> int:
     return owp + ((g.S - 1) * g.dw) // g.sw
 
 
-def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str) -> te.Tensor:
-    """The uint8 input with G channels side by side, zero-padded (see the module docstring)."""
-    Cq = _pad(g.C, group) // group
+def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str, channels: int = 0) -> te.Tensor:
+    """The uint8 input with G channels side by side, zero-padded (see the module docstring), to
+    `channels` channels (0: to whole groups)."""
+    Cp = channels or _pad(g.C, group)
+    Cq = Cp // group
     zero = te.const(0, "uint8")
     if is_gemm(g):
         P = g.OH * g.OW
@@ -97,7 +99,7 @@ def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str) -
             c = cq * group + gi
             pc = te.min_of(p, P - 1)
             v = x[n, te.min_of(c, g.C - 1), pc // g.OW * g.sh, pc % g.OW * g.sw]
-            conds = ([c < g.C] if g.C % group else []) + ([p < P] if Pp != P else [])
+            conds = ([c < g.C] if Cp != g.C else []) + ([p < P] if Pp != P else [])
             return te.if_then_else(te.all(*conds), v, zero) if conds else v
         return te.compute((g.N, Cq, Pp, group), f, name=f"{name}.xpacked", tag="pack")
     Hp = (g.OH - 1) * g.sh + (g.R - 1) * g.dh + 1
@@ -106,7 +108,7 @@ def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str) -
     def f(n, cq, h, phase, wq, gi):
         c = cq * group + gi
         ih, iw = h - g.pt, wq * g.sw + phase - g.pl
-        inside = te.all(ih >= 0, ih < g.H, iw >= 0, iw < g.W, *([c < g.C] if g.C % group else []))
+        inside = te.all(ih >= 0, ih < g.H, iw >= 0, iw < g.W, *([c < g.C] if Cp != g.C else []))
         v = x[n, te.min_of(c, g.C - 1), te.max_of(te.min_of(ih, g.H - 1), 0), te.max_of(te.min_of(iw, g.W - 1), 0)]
         return te.if_then_else(inside, v, zero)
     return te.compute((g.N, Cq, Hp, g.sw, Wq, group), f, name=f"{name}.xpacked", tag="pack")
@@ -216,18 +218,19 @@ def amx_column_taps(g: ConvGeometry) -> tuple[int, int]:
 
 
 def amx_direct_weight_shape(g: ConvGeometry) -> tuple:
-    """The weight as AMX row tiles per tap: (K/16, C/64, R, S', 16, 64), K padded with zero rows,
-    S' = the column taps rounded up to whole phases (amx_column_taps)."""
+    """The weight as AMX row tiles per tap: (K/16, C'/64, R, S', 16, 64), K padded with zero rows,
+    C' = C padded to whole tiles with zero channels, S' = the column taps rounded up to whole
+    phases (amx_column_taps)."""
     q, phases = amx_column_taps(g)
-    return (_pad(g.K, AMX_T) // AMX_T, g.C // AMX_K, g.R, q * phases, AMX_T, AMX_K)
+    return (_pad(g.K, AMX_T) // AMX_T, _pad(g.C, AMX_K) // AMX_K, g.R, q * phases, AMX_T, AMX_K)
 
 
 def pack_weight_amx_direct_numpy(w: np.ndarray, g: ConvGeometry) -> np.ndarray:
-    """OIHW int8 (C by 64) -> 16 x 64 tiles of each tap's W (K, C), each 1 KiB in a row."""
-    Kp, (q, phases) = _pad(g.K, AMX_T), amx_column_taps(g)
-    wp = np.zeros((Kp, g.C, g.R, q * phases), np.int8)
-    wp[:g.K, :, :, :g.S] = w
-    return np.ascontiguousarray(wp.reshape(Kp // AMX_T, AMX_T, g.C // AMX_K, AMX_K, g.R, q * phases)
+    """OIHW int8 -> 16 x 64 tiles of each tap's W (K, C), each 1 KiB in a row."""
+    Kp, Cp, (q, phases) = _pad(g.K, AMX_T), _pad(g.C, AMX_K), amx_column_taps(g)
+    wp = np.zeros((Kp, Cp, g.R, q * phases), np.int8)
+    wp[:g.K, :g.C, :, :g.S] = w
+    return np.ascontiguousarray(wp.reshape(Kp // AMX_T, AMX_T, Cp // AMX_K, AMX_K, g.R, q * phases)
                                 .transpose(0, 2, 4, 5, 1, 3))
 
 
@@ -237,11 +240,11 @@ def conv2d_amx(x: te.Tensor, wt: te.Tensor, g: ConvGeometry, bw: int, epilogue: 
     block of 64 input channels, the tap's weight tiles (int8 rows) times the packed input at the
     tap's offset (uint8 columns, 16 pixels of a row), accumulated in tiles of output channels x
     pixels (tdpbsud).  A column stride reads the input split by column phase (amx_column_taps)."""
-    owp = _pad(g.OW, bw)
-    xp = pack_input(x, g, 4, owp, name)
+    owp, Cp = _pad(g.OW, bw), _pad(g.C, AMX_K)
+    xp = pack_input(x, g, 4, owp, name, channels=Cp)
     Kt = wt.shape[0] * AMX_T
     taps, phases = amx_column_taps(g)
-    c = te.reduce_axis((0, g.C), name="c")
+    c = te.reduce_axis((0, Cp), name="c")
     r = te.reduce_axis((0, g.R), name="r")
     q = te.reduce_axis((0, taps), name="q")
     ph = te.reduce_axis((0, phases), name="ph")

@@ -130,7 +130,10 @@ def test_amx_1x1_conv_leaves_64_channels_to_vnni():
                                   ((2, 128, 8, 7), (32, 128, 3, 2), (2, 1), (2, 0, 1, 1), (1, 2)),
                                   # column strides: the input read by column phase, taps past S zero
                                   ((1, 64, 11, 35), (32, 64, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
-                                  ((1, 64, 9, 23), (16, 64, 5, 5), (1, 3), (0, 2, 1, 1), (2, 1))])
+                                  ((1, 64, 9, 23), (16, 64, 5, 5), (1, 3), (0, 2, 1, 1), (2, 1)),
+                                  # channels padded to whole tiles with zeros (48 -> 64, 96 -> 128)
+                                  ((1, 48, 6, 19), (32, 48, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+                                  ((1, 96, 5, 9), (16, 96, 3, 1), (2, 1), (1, 0, 1, 0), (1, 1))])
 def test_amx_direct_conv_matches_int64(rng, case):
     wl = _conv(*case, groups=1, dtype="uint8")
     if not {"amx-tile", "amx-int8"} <= HOST.feature_set:
@@ -139,8 +142,11 @@ def test_amx_direct_conv_matches_int64(rng, case):
     check(rng, wl, HOST, "conv2d.int8_direct_amx")
 
 
-def test_amx_direct_conv_leaves_column_stride_with_column_dilation_to_vnni():
-    wl = _conv((1, 64, 9, 23), (16, 64, 3, 3), (1, 2), (1, 1, 1, 1), (1, 2), groups=1, dtype="uint8")
+@pytest.mark.parametrize("C,strides,dilation", [(64, (1, 2), (1, 2)),   # column stride and dilation
+                                               (32, (1, 1), (1, 1)),   # padded to twice its channels
+                                               (96, (2, 2), (1, 1))])  # padded, and a column stride
+def test_amx_direct_conv_leaves_to_vnni(C, strides, dilation):
+    wl = _conv((1, C, 9, 23), (16, C, 3, 3), strides, (1, 1, 1, 1), dilation, groups=1, dtype="uint8")
     assert registry.IMPLEMENTATIONS["conv2d.int8_direct_amx"].match(wl, Target("sapphirerapids")) is None
 
 
