@@ -121,7 +121,8 @@ def _records(path):
 def test_demo_on_a_given_model_is_short_with_few_trials(cli, tiny_onnx, tmp_path):
     r = cli("demo", tiny_onnx, "--trials", "4", "--repeat", "2", "--tuner", "random", "--log", tmp_path / "d.jsonl")
     assert r.code == 0, r.err
-    for what in ("untuned", "tuned vs untuned", "ONNX Runtime", "speed-up", "outputs agree with ONNX Runtime"):
+    for what in ("untuned", "tuned vs untuned", "ONNX Runtime", "speed-up", "outputs agree with ONNX Runtime",
+                 "int8 (tilewise quantize)", "ONNX Runtime int8 (the same model)", "int8 vs ONNX Runtime int8"):
         assert what in r.out
     assert len(set(_configs(tmp_path / "d.jsonl"))) == 4
 

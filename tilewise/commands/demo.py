@@ -94,6 +94,24 @@ def _time_all(fns: dict, source, inputs: dict, threads: int, repeat: int) -> dic
     return out
 
 
+def _int8(source, inputs: dict, threads: int, repeat: int) -> dict | None:
+    """The model quantised by `tilewise quantize` (per-channel, a few seeded calibration inputs),
+    built by tilewise and timed against ONNX Runtime on the same int8 model in alternating rounds;
+    None (with a note) where the model cannot be quantised here (no onnxruntime, say)."""
+    import frontends
+    from frontends.quantize import quantize
+    with tempfile.TemporaryDirectory(prefix="tilewise-demo-int8-") as tmp:
+        path = os.path.join(tmp, "demo.int8.onnx")
+        try:
+            quantize(source, path, samples=4, per_channel=True)
+            lib = frontends.build(frontends.from_onnx(path))
+            lib.run(**inputs)
+        except (frontends.ModelError, ImportError, ValueError) as e:
+            note(f"tilewise: note: no int8 row: {e}")
+            return None
+        return _time_all({"int8": lambda: lib.run(**inputs)}, path, inputs, threads, repeat)
+
+
 def run(args) -> int:
     import numpy as np
 
@@ -151,6 +169,8 @@ def run(args) -> int:
         st.update("timing the untuned build, the tuned build and ONNX Runtime in alternating rounds...", force=True)
         lat = _time_all({"untuned": lambda: untuned.run(**inputs), "tuned": lambda: tuned.run(**inputs)},
                         source, inputs, threads, args.repeat)
+        st.update("quantising to int8 (tilewise quantize) and timing it against ONNX Runtime int8...", force=True)
+        q = _int8(source, inputs, threads, args.repeat)
     finally:
         st.clear()
         if tmp is not None:
@@ -162,6 +182,12 @@ def run(args) -> int:
     if lat_ort:
         rows.append([f"ONNX Runtime ({threads} thread(s))", fmt_time(lat_ort.median), fmt_time(lat_ort.min),
                      f"{lat_untuned.median / lat_ort.median:.2f}x"])
+    if q is not None:
+        rows.append(["int8 (tilewise quantize)", fmt_time(q["int8"].median), fmt_time(q["int8"].min),
+                     f"{lat_untuned.median / q['int8'].median:.2f}x"])
+        if "ort" in q:
+            rows.append(["ONNX Runtime int8 (the same model)", fmt_time(q["ort"].median), fmt_time(q["ort"].min),
+                         f"{lat_untuned.median / q['ort'].median:.2f}x"])
     say(table(["build", "median", "min", "speed-up vs untuned"], rows, "lrrr"))
     if noise_note([lat_untuned, lat_tuned, lat_ort]):
         say(noise_note([lat_untuned, lat_tuned, lat_ort]))
@@ -173,6 +199,10 @@ def run(args) -> int:
     if lat_ort:
         ratio = lat_ort.median / lat_tuned.median
         say(f"tuned vs ONNX Runtime: {ratio:.2f}x " + ("(tilewise faster)" if ratio >= 1 else "(ONNX Runtime faster)"))
+    if q is not None and "ort" in q:
+        ratio = q["ort"].median / q["int8"].median
+        say(f"int8 vs ONNX Runtime int8: {ratio:.2f}x " + ("(tilewise faster)" if ratio >= 1 else
+                                                          "(ONNX Runtime faster)"))
     if ref is not None:
         errs = [float(np.max(np.abs(a.astype(np.float64) - b))) / max(1.0, float(np.max(np.abs(b))))
                 for a, b in zip(out_tuned, ref) if a.size]
