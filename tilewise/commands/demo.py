@@ -46,6 +46,8 @@ def register(sub, common) -> None:
     p.add_argument("--log", metavar="FILE", help="keep the tuning log here (default: a temporary file)")
     p.add_argument("--repeat", type=_positive_int, default=10, metavar="N", help="timed runs per build (default 10)")
     p.add_argument("--no-shared-logs", action="store_true", help="use only what this demo tunes")
+    p.add_argument("--no-int8", action="store_true",
+                   help="skip the int8 rows (the model quantised and timed against ONNX Runtime int8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights, the inputs and the search")
     p.set_defaults(run=run)
 
@@ -169,8 +171,9 @@ def run(args) -> int:
         st.update("timing the untuned build, the tuned build and ONNX Runtime in alternating rounds...", force=True)
         lat = _time_all({"untuned": lambda: untuned.run(**inputs), "tuned": lambda: tuned.run(**inputs)},
                         source, inputs, threads, args.repeat)
-        st.update("quantising to int8 (tilewise quantize) and timing it against ONNX Runtime int8...", force=True)
-        q = _int8(source, inputs, threads, args.repeat)
+        if not args.no_int8:
+            st.update("quantising to int8 (tilewise quantize) and timing it against ONNX Runtime int8...", force=True)
+        q = None if args.no_int8 else _int8(source, inputs, threads, args.repeat)
     finally:
         st.clear()
         if tmp is not None:
