@@ -162,8 +162,7 @@ class Task:
     @functools.cached_property
     def flops(self) -> float:
         """Floating-point operations of one run (multiply-add counts 2), from the compute definitions."""
-        # as a model runs it: the weight packed at build time (some kernels, AMX convs, only take it so)
-        _, tensors = self.instantiate(None, prepacked=True)
+        _, tensors = self.instantiate(None)
         return count_flops(tensors)
 
     def arg_specs(self) -> list[tuple[tuple, str]]:

@@ -205,10 +205,8 @@ class AmxConv1x1(VectorConv):
         return ic.pack_weight_amx_numpy(w, wl.geometry)
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
-        if not prepacked:
-            raise ValueError(f"{name or self.name}: the AMX 1x1 conv takes its weight packed by pack_weight "
-                             "(a constant, packed at build time)")
         x, w = inputs[:2]
+        w = w if prepacked else ic.pack_weight_amx(w, wl.geometry, name or self.name)
         return ic.conv1x1_amx(x, w, wl.geometry, cfg["tile_p"].val, name=name or self.name)
 
     def schedule(self, s, out, final, cfg, target):
@@ -245,11 +243,9 @@ class AmxDirectConv(AmxConv1x1):
         return ic.pack_weight_amx_direct_numpy(w, wl.geometry)
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
-        if not prepacked:
-            raise ValueError(f"{name or self.name}: the AMX conv takes its weight packed by pack_weight "
-                             "(a constant, packed at build time)")
         x, w = inputs[:2]
-        return ic.conv2d_amx(x, w, wl.geometry, cfg["tile_ow"].val, name=name or self.name)
+        w = w if prepacked else ic.pack_weight_amx(w, wl.geometry, name or self.name)
+        return ic.conv2d_amx(x, w, wl.geometry, cfg["tile_ow"].val, cfg["tile_oh"].val, name=name or self.name)
 
     def schedule(self, s, out, final, cfg, target):
         ic.schedule_conv2d_amx(cfg, s, out, final, target)

@@ -150,16 +150,25 @@ def test_amx_direct_conv_leaves_to_vnni(C, strides, dilation):
     assert registry.IMPLEMENTATIONS["conv2d.int8_direct_amx"].match(wl, Target("sapphirerapids")) is None
 
 
+@pytest.mark.parametrize("name,case", [("conv2d.int8_direct_amx", ((1, 96, 5, 9), (24, 96, 3, 2), (1, 1), (1, 0, 1, 1), (1, 1))),
+                                       ("conv2d.int8_gemm1x1_amx", ((1, 128, 3, 7), (24, 128, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1)))])
+def test_amx_convs_pack_a_weight_that_is_not_a_constant(rng, name, case):
+    # a template built on its own (the tuner's space, a task's build) passes the weight as it is
+    wl = _conv(*case, groups=1, dtype="uint8")
+    if not {"amx-tile", "amx-int8"} <= HOST.feature_set:
+        pytest.skip("no AMX here")
+    check(rng, wl, HOST, name, prepacked=False)
+
+
 @pytest.mark.parametrize("name", ["conv2d.int8_direct_amx", "conv2d.int8_gemm1x1_amx"])
 def test_amx_conv_task_counts_its_operations(name):
-    # the model's task extraction (tilewise build/bench/tune) asks every task its FLOPs; the AMX
-    # convs take their weight only packed, so the count is of the kernel a model runs
+    # the model's task extraction (tilewise build/bench/tune) asks every task its FLOPs and space
     import autotune
     impl = registry.IMPLEMENTATIONS[name]
     kernel = (3, 3) if "direct" in name else (1, 1)
     wl = _conv((1, 128, 8, 8), (32, 128, *kernel), (1, 1), (0, 0, 0, 0), (1, 1), groups=1, dtype="uint8")
     task = autotune.create_task(impl.template, impl.args(wl), Target("sapphirerapids"))
-    assert task.flops == wl.geometry.flops
+    assert task.flops == wl.geometry.flops and len(task.config_space) > 1
 
 
 def test_a_stem_of_one_channel_group_defaults_to_one_pixel_vector_by_many_channels():
