@@ -7,9 +7,11 @@ ResNet-50 and SqueezeNet are the onnx package's light models with seeded random 
 upgraded to opset 13 where older (per-channel scales need it), prepared with
 onnxruntime.quantization's `quant_pre_process` and quantised by `quantize_static` (QDQ,
 per-channel int8 weights, uint8 activations, min-max calibration on a few seeded inputs); the
-encoder layer (zoo.encoder_layer) is quantised by `quantize_dynamic` (int8 weights).  The four
-engines run in alternating blocks of runs in one process (ONNX Runtime's session as built by
-default, its idle threads spinning between runs, as users run it), medians quoted.  `--check N`
+encoder layer (zoo.encoder_layer) is quantised by `quantize_dynamic` (int8 weights).  The
+engines run in alternating blocks of runs in one process, medians quoted: ONNX Runtime's session
+as built by default (its idle threads spinning between runs, as users run it; the ratio is
+against it) and beside it the int8 session without spinning, as bench/models.py does (spinning
+threads left over from one engine's block take a core from the next one's first runs).  `--check N`
 runs N seeded inputs through tilewise int8 and ONNX Runtime int8 and counts how often their top-1
 classes agree (for the encoder, the arg-max of each row), with the largest output difference in
 quantisation steps of the output (the encoder's output is float: absolute).
@@ -134,14 +136,15 @@ def main() -> None:
             libs[label] = (lib, sess)
             fns[f"tilewise {label}"] = functools.partial(lib.run, **feed)
             fns[f"ort {label}"] = functools.partial(sess.run, None, feed)
+        fns["ort int8 no-spin"] = functools.partial(onnxruntime_session(q_bytes, spinning=False).run, None, feed)
         # engines alternate in blocks of runs back to back (about 0.2 s each), as bench/models.py does
         t_once = time_call(fns["ort int8"], min_repeats=1, min_seconds=0)["median"]
         block = max(1, min(50, int(0.2 / max(t_once, 1e-6))))
         rounds = max(5, min(100, int(a.seconds / max(t_once * block, 1e-6))))
         med = {k: v.median * 1e3 for k, v in time_interleaved(fns, repeat=rounds, block=block).items()}
         row = [name, f"{med['tilewise int8']:.2f}", f"{med['ort int8']:.2f}",
-               f"{med['tilewise int8'] / med['ort int8']:.2f}x", f"{med['tilewise fp32']:.2f}",
-               f"{med['ort fp32']:.2f}"]
+               f"{med['tilewise int8'] / med['ort int8']:.2f}x", f"{med['ort int8 no-spin']:.2f}",
+               f"{med['tilewise fp32']:.2f}", f"{med['ort fp32']:.2f}"]
         if a.check:
             lib, sess = libs["int8"]
             agree, worst = check(name, lib, sess, model, a.check)
@@ -149,7 +152,8 @@ def main() -> None:
         rows.append(row)
         print(f"  {name}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in med.items()) + f" ({rounds} rounds)",
               flush=True)
-    heads = ["model", "tilewise int8 ms", "ort int8 ms", "int8 tilewise / ort", "tilewise fp32 ms", "ort fp32 ms"]
+    heads = ["model", "tilewise int8 ms", "ort int8 ms", "int8 tilewise / ort", "ort int8 no-spin ms",
+             "tilewise fp32 ms", "ort fp32 ms"]
     if a.check:
         heads += [f"top-1 = ort int8 ({a.check} inputs)", "max |diff| (output steps; encoder: absolute)"]
     print("\nbatch 1, 2 threads, median latency (a ratio < 1 means tilewise is faster than ONNX Runtime)")

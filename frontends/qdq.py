@@ -22,8 +22,8 @@ elementwise ops that ops.schedule fuses after the anchor:
   a MatMulInteger/ConvInteger (a Cast to int32 after the float op) ends in int32;
 * MaxPool, Reshape, Flatten, Concat... between a DequantizeLinear and a QuantizeLinear of the
   same scale and zero point run on the quantised values; a Concat of inputs of other scales
-  reads them quantised (`tilewise.QConcat`); an Add of dequantized values reads them quantised
-  (`tilewise.QAdd`), so it fuses after either input's kernel.
+  reads them quantised (`tilewise.QConcat`); an Add (or two-input Sum) of dequantized values
+  reads them quantised (`tilewise.QAdd`), so it fuses after either input's kernel.
 
 What no int8 anchor reads stays as it was and runs in float (DequantizeLinear is elementwise);
 a DequantizeLinear of a constant left over is folded into a float constant.
@@ -202,10 +202,11 @@ class _Pass:
             self.replace([n, q], [m])
 
     def quantized_adds(self) -> None:
-        """Add of dequantized values: tilewise.QAdd reads them quantised."""
+        """Add (or a Sum of two: older ResNets' residual) of dequantized values: tilewise.QAdd
+        reads them quantised."""
         self.refresh()
         for n in list(self.g.nodes):
-            if n.op != "Add" or len(n.inputs) != 2:
+            if n.op not in ("Add", "Sum") or len(n.inputs) != 2:
                 continue
             attrs, ins = {}, []
             for key, x in zip("ab", n.inputs):

@@ -19,7 +19,7 @@ registers; the epilogue runs on it before the one NCHW store.
 
 On AMX the 1x1 GEMM (`conv1x1_amx`) takes the weight as 16 x 64 row tiles (int8) and the same
 packed input (C/4 x P x 4, uint8) as the columns: `tdpbsud` accumulates a block of output
-channels x pixels, which is NCHW order already.  Other convs of column stride 1 (`conv2d_amx`)
+channels x pixels, which is NCHW order already.  Other convs (`conv2d_amx`)
 do the same tap by tap: the tap's weight tiles by the packed input at the tap's offset, over
 the input channels and the taps without leaving the tiles.  Maps narrower than a vector
 (7x7) waste the padded lanes: channel vectors would suit them better (later work).
@@ -85,9 +85,13 @@ def input_width(g: ConvGeometry, owp: int) -> int:
     return owp + ((g.S - 1) * g.dw) // g.sw
 
 
-def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str) -> te.Tensor:
-    """The uint8 input with G channels side by side, zero-padded (see the module docstring)."""
-    Cq = _pad(g.C, group) // group
+def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str, channels: int = 0,
+               rows: int = 0) -> te.Tensor:
+    """The uint8 input with G channels side by side, zero-padded (see the module docstring), to
+    `channels` channels (0: to whole groups) and, for a direct conv, the input rows of `rows`
+    output rows (0: OH)."""
+    Cp = channels or _pad(g.C, group)
+    Cq = Cp // group
     zero = te.const(0, "uint8")
     if is_gemm(g):
         P = g.OH * g.OW
@@ -97,16 +101,16 @@ def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str) -
             c = cq * group + gi
             pc = te.min_of(p, P - 1)
             v = x[n, te.min_of(c, g.C - 1), pc // g.OW * g.sh, pc % g.OW * g.sw]
-            conds = ([c < g.C] if g.C % group else []) + ([p < P] if Pp != P else [])
+            conds = ([c < g.C] if Cp != g.C else []) + ([p < P] if Pp != P else [])
             return te.if_then_else(te.all(*conds), v, zero) if conds else v
         return te.compute((g.N, Cq, Pp, group), f, name=f"{name}.xpacked", tag="pack")
-    Hp = (g.OH - 1) * g.sh + (g.R - 1) * g.dh + 1
+    Hp = ((rows or g.OH) - 1) * g.sh + (g.R - 1) * g.dh + 1
     Wq = input_width(g, owp)
 
     def f(n, cq, h, phase, wq, gi):
         c = cq * group + gi
         ih, iw = h - g.pt, wq * g.sw + phase - g.pl
-        inside = te.all(ih >= 0, ih < g.H, iw >= 0, iw < g.W, *([c < g.C] if g.C % group else []))
+        inside = te.all(ih >= 0, ih < g.H, iw >= 0, iw < g.W, *([c < g.C] if Cp != g.C else []))
         v = x[n, te.min_of(c, g.C - 1), te.max_of(te.min_of(ih, g.H - 1), 0), te.max_of(te.min_of(iw, g.W - 1), 0)]
         return te.if_then_else(inside, v, zero)
     return te.compute((g.N, Cq, Hp, g.sw, Wq, group), f, name=f"{name}.xpacked", tag="pack")
@@ -208,34 +212,67 @@ def schedule_conv1x1_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor |
 
 # ---------------------------------------------------------------- the direct conv on AMX
 
+def amx_column_taps(g: ConvGeometry) -> tuple[int, int]:
+    """(taps per column phase, phases) of the AMX direct conv: column tap s = q * sw + phase, so
+    the packed input (split by column phase, pack_input) is read at (phase, ow + q), affine in
+    both; taps past S (when sw does not divide it) are zero weights."""
+    return -(-g.S // g.sw), g.sw
+
+
 def amx_direct_weight_shape(g: ConvGeometry) -> tuple:
-    """The weight as AMX row tiles per tap: (K/16, C/64, R, S, 16, 64), K padded with zero rows."""
-    return (_pad(g.K, AMX_T) // AMX_T, g.C // AMX_K, g.R, g.S, AMX_T, AMX_K)
+    """The weight as AMX row tiles per tap: (K/16, C'/64, R, S', 16, 64), K padded with zero rows,
+    C' = C padded to whole tiles with zero channels, S' = the column taps rounded up to whole
+    phases (amx_column_taps)."""
+    q, phases = amx_column_taps(g)
+    return (_pad(g.K, AMX_T) // AMX_T, _pad(g.C, AMX_K) // AMX_K, g.R, q * phases, AMX_T, AMX_K)
 
 
 def pack_weight_amx_direct_numpy(w: np.ndarray, g: ConvGeometry) -> np.ndarray:
-    """OIHW int8 (C by 64) -> 16 x 64 tiles of each tap's W (K, C), each 1 KiB in a row."""
-    Kp = _pad(g.K, AMX_T)
-    wp = np.zeros((Kp, g.C, g.R, g.S), np.int8)
-    wp[:g.K] = w
-    return np.ascontiguousarray(wp.reshape(Kp // AMX_T, AMX_T, g.C // AMX_K, AMX_K, g.R, g.S)
+    """OIHW int8 -> 16 x 64 tiles of each tap's W (K, C), each 1 KiB in a row."""
+    Kp, Cp, (q, phases) = _pad(g.K, AMX_T), _pad(g.C, AMX_K), amx_column_taps(g)
+    wp = np.zeros((Kp, Cp, g.R, q * phases), np.int8)
+    wp[:g.K, :g.C, :, :g.S] = w
+    return np.ascontiguousarray(wp.reshape(Kp // AMX_T, AMX_T, Cp // AMX_K, AMX_K, g.R, q * phases)
                                 .transpose(0, 2, 4, 5, 1, 3))
 
 
-def conv2d_amx(x: te.Tensor, wt: te.Tensor, g: ConvGeometry, bw: int, epilogue: Epilogue | None = None,
+def pack_weight_amx(w: te.Tensor, g: ConvGeometry, name: str) -> te.Tensor:
+    """pack_weight_amx_numpy (a 1x1 GEMM) or pack_weight_amx_direct_numpy as a stage of the kernel,
+    for a weight that is not a constant (a template built on its own, as the tuner's space does)."""
+    gemm = is_gemm(g)
+    shape = amx_weight_shape(g) if gemm else amx_direct_weight_shape(g)
+
+    def f(*idx):
+        kb, cb, k16, c64 = (idx[0], idx[1], idx[-2], idx[-1])
+        r, s = (0, 0) if gemm else idx[2:4]
+        k, c = kb * AMX_T + k16, cb * AMX_K + c64
+        v = w[te.min_of(k, g.K - 1), te.min_of(c, g.C - 1), r, s if gemm else te.min_of(s, g.S - 1)]
+        conds = ([k < g.K] if shape[0] * AMX_T != g.K else []) + ([c < g.C] if shape[1] * AMX_K != g.C else []) \
+            + ([s < g.S] if not gemm and shape[3] != g.S else [])
+        return te.if_then_else(te.all(*conds), v, te.const(0, "int8")) if conds else v
+    return te.compute(shape, f, name=f"{name}.wtiles", tag="pack_w")
+
+
+def conv2d_amx(x: te.Tensor, wt: te.Tensor, g: ConvGeometry, bw: int, bh: int = 1, epilogue: Epilogue | None = None,
                name: str = "conv2d_int8", attrs: dict | None = None) -> te.Tensor:
-    """A conv with unit column stride on AMX: for every tap (r, s) and block of 64 input channels,
-    the tap's weight tiles (int8 rows) times the packed input at the tap's offset (uint8 columns,
-    16 pixels of a row), accumulated in tiles of output channels x pixels (tdpbsud)."""
-    owp = _pad(g.OW, bw)
-    xp = pack_input(x, g, 4, owp, name)
+    """A conv on AMX (column dilation 1 where the column stride is not): for every tap (r, s) and
+    block of 64 input channels, the tap's weight tiles (int8 rows) times the packed input at the
+    tap's offset (uint8 columns, 16 pixels of a row), accumulated in tiles of output channels x
+    pixels (tdpbsud).  A column stride reads the input split by column phase (amx_column_taps).
+    bh: output rows per block (OH padded to them: the padding rows read zeros, are never stored)."""
+    owp, Cp, OHp = _pad(g.OW, bw), _pad(g.C, AMX_K), _pad(g.OH, bh)
+    xp = pack_input(x, g, 4, owp, name, channels=Cp, rows=OHp)
     Kt = wt.shape[0] * AMX_T
-    c = te.reduce_axis((0, g.C), name="c")
+    taps, phases = amx_column_taps(g)
+    c = te.reduce_axis((0, Cp), name="c")
     r = te.reduce_axis((0, g.R), name="r")
-    s = te.reduce_axis((0, g.S), name="s")
-    acc = te.compute((g.N, Kt, g.OH, owp), lambda n, k, oh, ow: te.sum(
-        wt[k // AMX_T, c // AMX_K, r, s, k % AMX_T, c % AMX_K].astype("int32")
-        * xp[n, c // 4, oh * g.sh + r * g.dh, 0, ow + s * g.dw, c % 4].astype("int32"), axis=[c, r, s]),
+    q = te.reduce_axis((0, taps), name="q")
+    ph = te.reduce_axis((0, phases), name="ph")
+    # with sw = 1 the phase is 0 and q the tap: the column offset is q * dw
+    col_step = g.dw if phases == 1 else 1
+    acc = te.compute((g.N, Kt, OHp, owp), lambda n, k, oh, ow: te.sum(
+        wt[k // AMX_T, c // AMX_K, r, q * phases + ph, k % AMX_T, c % AMX_K].astype("int32")
+        * xp[n, c // 4, oh * g.sh + r * g.dh, ph, ow + q * col_step, c % 4].astype("int32"), axis=[c, r, q, ph]),
         name=f"{name}.acc", tag="acc")
     return te.compute((g.N, g.K, g.OH, g.OW), lambda n, k, oh, ow: apply_epilogue(
         epilogue, acc[n, k, oh, ow], (n, k, oh, ow)), name=name, tag=TAG,
@@ -243,9 +280,14 @@ def conv2d_amx(x: te.Tensor, wt: te.Tensor, g: ConvGeometry, bw: int, epilogue: 
 
 
 def define_amx_direct_knobs(cfg, g: ConvGeometry) -> None:
-    """tile_k (output channels) and tile_ow (pixels of a row): one or two tiles each."""
+    """tile_k (output channels), tile_ow (pixels of a row) and tile_oh (rows): up to two tiles of
+    channels by two of pixels."""
     cfg.define_knob("tile_k", [16, 32], default=32 if g.K % 32 == 0 else 16)
     cfg.define_knob("tile_ow", [16, 32], default=32 if g.OW > 16 else 16)
+    # a row narrower than a tile: two rows per block, so each weight tile loaded serves two
+    # pixel tiles (7x7 maps: the weight loads, not the products, bound the single-row block)
+    cfg.define_knob("tile_oh", [1, 2], default=2 if g.OW <= 16 and g.OH > 1 else 1)
+    cfg.define_constraint("two pixel tiles", lambda c: c["tile_ow"].val * c["tile_oh"].val <= 2 * AMX_T)
 
 
 def schedule_conv2d_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
@@ -253,25 +295,29 @@ def schedule_conv2d_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | 
     tiles over the input channels and the taps; a block of weight tiles serves a whole map."""
     final = final or out
     acc = input_stage(out, "acc")
-    bk, bw = cfg["tile_k"].val, cfg["tile_ow"].val
+    bk, bw, bh = cfg["tile_k"].val, cfg["tile_ow"].val, cfg["tile_oh"].val
     if final is not out:
         s[out].compute_inline()
     n, k, oh, ow = s[final].op.axis
     ko, ki = s[final].split(k, factor=bk)
     owo, owi = s[final].split(ow, factor=bw)
-    s[final].reorder(n, ko, oh, owo, ki, owi)
-    tile = s[final].fuse(n, ko, oh, owo)
+    oho, ohi = s[final].split(oh, factor=bh)
+    s[final].reorder(n, ko, oho, owo, ki, ohi, owi)
+    tile = s[final].fuse(n, ko, oho, owo)
     _, lane = s[final].split(owi, factor=AMX_T)
     s[final].vectorize(lane)
     parallel_if_worth(s[final], tile, out.op.attrs["flops"] / 2)
     s[acc].compute_at(s[final], tile)
     an, ak, aoh, aow = s[acc].op.axis
-    c, r, sx = s[acc].op.reduce_axis
+    c, r, q, ph = s[acc].op.reduce_axis
     kb, k16 = s[acc].split(ak, factor=AMX_T)
-    wb, w16 = s[acc].split(aow, factor=AMX_T)
     cb, c64 = s[acc].split(c, factor=AMX_K)
     cq, c4 = s[acc].split(c64, factor=4)
-    s[acc].reorder(an, aoh, kb, k16, wb, w16, cb, r, sx, cq, c4)
+    if bh > 1:      # the block's rows are its second tile of pixels (a row is one tile: bw = 16)
+        s[acc].reorder(an, kb, k16, aoh, aow, cb, r, q, ph, cq, c4)
+    else:
+        wb, w16 = s[acc].split(aow, factor=AMX_T)
+        s[acc].reorder(an, aoh, kb, k16, wb, w16, cb, r, q, ph, cq, c4)
     s[acc].tensorize(kb, "amx")
     for t in acc.op.input_tensors:
         if getattr(t.op, "tag", None) == "pack":
@@ -280,13 +326,17 @@ def schedule_conv2d_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | 
 
 # ---------------------------------------------------------------- knobs and schedule
 
-def define_knobs(cfg, g: ConvGeometry, lanes: int, target: Target) -> None:
+def define_knobs(cfg, g: ConvGeometry, lanes: int, group: int, target: Target) -> None:
     """tile_k (output channels), tile_oh (rows, direct only), tile_ow (pixels: whole vectors)."""
     acc = target.acc_vectors
     pixels = g.OH * g.OW if is_gemm(g) else g.OW
     vecs = -(-pixels // lanes)
     ows = [lanes * v for v in range(1, min(4, vecs) + 1)]
-    bw = ows[-1]
+    # a direct conv of one channel group (an image's 3 channels: the stem) reduces over its taps
+    # alone; one pixel vector by many output channels ran it about 3x faster than the widest
+    # pixel tile (7x7/2 and 3x3/2 stems, 1 thread)
+    stem = not is_gemm(g) and _pad(g.C, group) == group
+    bw = lanes if stem else ows[-1]
     cfg.define_knob("tile_ow", ows, default=bw)
     ohs = [1] if is_gemm(g) else [d for d in (1, 2, 4) if g.OH % d == 0]
     cfg.define_knob("tile_oh", ohs, default=1)
@@ -369,9 +419,9 @@ def schedule_conv2d_int8_default(s: te.Schedule, out: te.Tensor, final: te.Tenso
     intrin = out.op.attrs["intrin"]
     lanes = tensorize.get(intrin).lanes
     cfg = FallbackConfig()
-    define_knobs(cfg, out.op.attrs["geometry"], lanes, target)
+    define_knobs(cfg, out.op.attrs["geometry"], lanes, out.op.attrs["group"], target)
     schedule_conv2d_int8(cfg, s, out, final, target, intrin, lanes)
 
 
-__all__ = ["conv2d_int8", "pack_weight", "pack_weight_numpy", "packed_weight_shape", "pack_input",
+__all__ = ["conv2d_int8", "pack_weight", "pack_weight_numpy", "pack_weight_amx", "packed_weight_shape", "pack_input",
            "define_knobs", "schedule_conv2d_int8", "is_gemm", "padded_columns"]

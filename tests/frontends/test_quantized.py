@@ -14,9 +14,9 @@ from .onnx_helpers import tiny, vi
 ort_quant = pytest.importorskip("onnxruntime.quantization")
 
 
-def _conv_net():
-    """Conv -> Relu -> MaxPool -> Conv -> Relu -> Conv + residual -> Relu -> GlobalAveragePool ->
-    Flatten -> Gemm, with seeded weights: every pattern the QDQ pass folds."""
+def _conv_net(residual: str = "Add"):
+    """Conv -> Relu -> MaxPool -> Conv -> Relu -> Conv + residual (Add, or Sum as older ResNets) ->
+    Relu -> GlobalAveragePool -> Flatten -> Gemm, with seeded weights: every pattern the QDQ pass folds."""
     rng = np.random.default_rng(0)
 
     def init(name, shape, scale=0.3):
@@ -25,7 +25,7 @@ def _conv_net():
     nodes = [n("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), n("Relu", ["c1"], ["r1"]),
              n("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
              n("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]), n("Relu", ["c2"], ["r2"]),
-             n("Conv", ["r2", "w3", "b3"], ["c3"], pads=[1, 1, 1, 1]), n("Add", ["c3", "p1"], ["a3"]),
+             n("Conv", ["r2", "w3", "b3"], ["c3"], pads=[1, 1, 1, 1]), n(residual, ["c3", "p1"], ["a3"]),
              n("Relu", ["a3"], ["r3"]), n("GlobalAveragePool", ["r3"], ["g"]), n("Flatten", ["g"], ["f"]),
              n("Gemm", ["f", "wf", "bf"], ["y"], transB=1)]
     inits = [init("w1", (8, 3, 3, 3)), init("b1", (8,), 0.1), init("w2", (8, 8, 3, 3)), init("b2", (8,), 0.1),
@@ -85,6 +85,16 @@ def test_static_quantized_conv_net_equals_onnxruntime(tmp_path, fmt, act, per_ch
     m = _quantize_static(tmp_path, _conv_net(), fmt, act, per_channel)
     assert _int8_anchors(m) == 4                 # three convs and the Gemm run in int8
     feeds = [{"x": np.random.default_rng(s).standard_normal((1, 3, 12, 12)).astype(np.float32)} for s in range(3)]
+    _compare(m, feeds, _output_step(m))
+
+
+def test_a_residual_sum_reads_its_inputs_quantised(tmp_path):
+    # a QAdd of the two uint8 values: no DequantizeLinear of either input left as a kernel
+    m = _quantize_static(tmp_path, _conv_net("Sum"), QF.QDQ, QT.QUInt8, True)
+    g = run_passes(frontends.from_onnx(m))
+    (add,) = [n for n in g.nodes if n.op in ("Sum", "tilewise.QAdd")]
+    assert add.op == "tilewise.QAdd" and [g.info(x).dtype for x in add.inputs] == ["uint8", "uint8"]
+    feeds = [{"x": np.random.default_rng(s).standard_normal((1, 3, 12, 12)).astype(np.float32)} for s in range(2)]
     _compare(m, feeds, _output_step(m))
 
 

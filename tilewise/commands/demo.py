@@ -46,6 +46,8 @@ def register(sub, common) -> None:
     p.add_argument("--log", metavar="FILE", help="keep the tuning log here (default: a temporary file)")
     p.add_argument("--repeat", type=_positive_int, default=10, metavar="N", help="timed runs per build (default 10)")
     p.add_argument("--no-shared-logs", action="store_true", help="use only what this demo tunes")
+    p.add_argument("--no-int8", action="store_true",
+                   help="skip the int8 rows (the model quantised and timed against ONNX Runtime int8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights, the inputs and the search")
     p.set_defaults(run=run)
 
@@ -92,6 +94,26 @@ def _time_all(fns: dict, source, inputs: dict, threads: int, repeat: int) -> dic
     if sess is not None:
         out["ref"] = sess.run(None, inputs)
     return out
+
+
+def _int8(source, inputs: dict, threads: int, repeat: int) -> dict | None:
+    """The model quantised by `tilewise quantize` (per-channel, a few seeded calibration inputs),
+    built by tilewise and timed against ONNX Runtime on the same int8 model in alternating rounds;
+    None (with a note) where the model cannot be quantised here (no onnxruntime, say)."""
+    import frontends
+    from frontends.quantize import quantize
+    with tempfile.TemporaryDirectory(prefix="tilewise-demo-int8-") as tmp:
+        path = os.path.join(tmp, "demo.int8.onnx")
+        try:
+            quantize(source, path, samples=4, per_channel=True)
+            lib = frontends.build(frontends.from_onnx(path))
+            lib.run(**inputs)
+        except Exception as e:      # an extra row: whatever stops it (no onnxruntime, a model the
+            # quantiser refuses) is said in one line, after the fp32 results it must not cost
+            note(f"tilewise: note: no int8 row: {e}" if isinstance(e, (frontends.ModelError, ImportError))
+                 else f"tilewise: note: no int8 row: {type(e).__name__}: {e}")
+            return None
+        return _time_all({"int8": lambda: lib.run(**inputs)}, path, inputs, threads, repeat)
 
 
 def run(args) -> int:
@@ -151,6 +173,9 @@ def run(args) -> int:
         st.update("timing the untuned build, the tuned build and ONNX Runtime in alternating rounds...", force=True)
         lat = _time_all({"untuned": lambda: untuned.run(**inputs), "tuned": lambda: tuned.run(**inputs)},
                         source, inputs, threads, args.repeat)
+        if not args.no_int8:
+            st.update("quantising to int8 (tilewise quantize) and timing it against ONNX Runtime int8...", force=True)
+        q = None if args.no_int8 else _int8(source, inputs, threads, args.repeat)
     finally:
         st.clear()
         if tmp is not None:
@@ -162,6 +187,12 @@ def run(args) -> int:
     if lat_ort:
         rows.append([f"ONNX Runtime ({threads} thread(s))", fmt_time(lat_ort.median), fmt_time(lat_ort.min),
                      f"{lat_untuned.median / lat_ort.median:.2f}x"])
+    if q is not None:
+        rows.append(["int8 (tilewise quantize)", fmt_time(q["int8"].median), fmt_time(q["int8"].min),
+                     f"{lat_untuned.median / q['int8'].median:.2f}x"])
+        if "ort" in q:
+            rows.append(["ONNX Runtime int8 (the same model)", fmt_time(q["ort"].median), fmt_time(q["ort"].min),
+                         f"{lat_untuned.median / q['ort'].median:.2f}x"])
     say(table(["build", "median", "min", "speed-up vs untuned"], rows, "lrrr"))
     if noise_note([lat_untuned, lat_tuned, lat_ort]):
         say(noise_note([lat_untuned, lat_tuned, lat_ort]))
@@ -173,6 +204,10 @@ def run(args) -> int:
     if lat_ort:
         ratio = lat_ort.median / lat_tuned.median
         say(f"tuned vs ONNX Runtime: {ratio:.2f}x " + ("(tilewise faster)" if ratio >= 1 else "(ONNX Runtime faster)"))
+    if q is not None and "ort" in q:
+        ratio = q["ort"].median / q["int8"].median
+        say(f"int8 vs ONNX Runtime int8: {ratio:.2f}x " + ("(tilewise faster)" if ratio >= 1 else
+                                                          "(ONNX Runtime faster)"))
     if ref is not None:
         errs = [float(np.max(np.abs(a.astype(np.float64) - b))) / max(1.0, float(np.max(np.abs(b))))
                 for a, b in zip(out_tuned, ref) if a.size]

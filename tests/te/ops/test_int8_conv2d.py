@@ -127,10 +127,57 @@ def test_amx_1x1_conv_leaves_64_channels_to_vnni():
 
 
 @pytest.mark.parametrize("case", [((1, 64, 5, 40), (24, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
-                                  ((2, 128, 8, 7), (32, 128, 3, 2), (2, 1), (2, 0, 1, 1), (1, 2))])
+                                  ((2, 128, 8, 7), (32, 128, 3, 2), (2, 1), (2, 0, 1, 1), (1, 2)),
+                                  # column strides: the input read by column phase, taps past S zero
+                                  ((1, 64, 11, 35), (32, 64, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+                                  ((1, 64, 9, 23), (16, 64, 5, 5), (1, 3), (0, 2, 1, 1), (2, 1)),
+                                  # channels padded to whole tiles with zeros (48 -> 64, 96 -> 128)
+                                  ((1, 48, 6, 19), (32, 48, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+                                  ((1, 96, 5, 9), (16, 96, 3, 1), (2, 1), (1, 0, 1, 0), (1, 1))])
 def test_amx_direct_conv_matches_int64(rng, case):
     wl = _conv(*case, groups=1, dtype="uint8")
     if not {"amx-tile", "amx-int8"} <= HOST.feature_set:
         pytest.skip("no AMX here")
     assert registry.select(wl, HOST).name == "conv2d.int8_direct_amx"
     check(rng, wl, HOST, "conv2d.int8_direct_amx")
+
+
+@pytest.mark.parametrize("C,strides,dilation", [(64, (1, 2), (1, 2)),   # column stride and dilation
+                                               (32, (1, 1), (1, 1)),   # padded to twice its channels
+                                               (96, (2, 2), (1, 1))])  # padded, and a column stride
+def test_amx_direct_conv_leaves_to_vnni(C, strides, dilation):
+    wl = _conv((1, C, 9, 23), (16, C, 3, 3), strides, (1, 1, 1, 1), dilation, groups=1, dtype="uint8")
+    assert registry.IMPLEMENTATIONS["conv2d.int8_direct_amx"].match(wl, Target("sapphirerapids")) is None
+
+
+@pytest.mark.parametrize("name,case", [("conv2d.int8_direct_amx", ((1, 96, 5, 9), (24, 96, 3, 2), (1, 1), (1, 0, 1, 1), (1, 1))),
+                                       ("conv2d.int8_gemm1x1_amx", ((1, 128, 3, 7), (24, 128, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1)))])
+def test_amx_convs_pack_a_weight_that_is_not_a_constant(rng, name, case):
+    # a template built on its own (the tuner's space, a task's build) passes the weight as it is
+    wl = _conv(*case, groups=1, dtype="uint8")
+    if not {"amx-tile", "amx-int8"} <= HOST.feature_set:
+        pytest.skip("no AMX here")
+    check(rng, wl, HOST, name, prepacked=False)
+
+
+@pytest.mark.parametrize("name", ["conv2d.int8_direct_amx", "conv2d.int8_gemm1x1_amx"])
+def test_amx_conv_task_counts_its_operations(name):
+    # the model's task extraction (tilewise build/bench/tune) asks every task its FLOPs and space
+    import autotune
+    impl = registry.IMPLEMENTATIONS[name]
+    kernel = (3, 3) if "direct" in name else (1, 1)
+    wl = _conv((1, 128, 8, 8), (32, 128, *kernel), (1, 1), (0, 0, 0, 0), (1, 1), groups=1, dtype="uint8")
+    task = autotune.create_task(impl.template, impl.args(wl), Target("sapphirerapids"))
+    assert task.flops == wl.geometry.flops and len(task.config_space) > 1
+
+
+def test_a_stem_of_one_channel_group_defaults_to_one_pixel_vector_by_many_channels():
+    from te.ops import int8_conv2d as ic
+    from te.ops.knobs import FallbackConfig
+    stem, wide = FallbackConfig(), FallbackConfig()
+    ic.define_knobs(stem, _conv((1, 3, 224, 224), (64, 3, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1)).geometry, 16, 4,
+                    Target("sapphirerapids"))
+    ic.define_knobs(wide, _conv((1, 16, 55, 55), (64, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)).geometry, 16, 4,
+                    Target("sapphirerapids"))
+    assert (stem["tile_ow"].val, stem["tile_k"].val) == (16, 16)
+    assert wide["tile_ow"].val == 64
