@@ -66,6 +66,7 @@ class KernelProfile:
     bytes: float                    # per call: arguments read once, output written once
     latency: Latency | None = None  # per call
     error: str = ""
+    unit: str = "fp32"              # what computes it: "fp32", or int8 on "amx", "vnni" or "int8" (no dot unit)
 
     @property
     def seconds(self) -> float:
@@ -233,7 +234,8 @@ def profile_kernels(graph: Graph, target=None, logs=None, repeat: int = 5, min_t
         if winograd.in_kernel(func):            # its FLOPs are the direct conv's, as TVM counts them
             ops = ops.replace("Conv", "Conv(Winograd)", 1)
         prof = KernelProfile(func.name, len(groups), ops, sum(node_flops(n, g) for n in grp),
-                             float(sum(np.prod(s.shape, dtype=np.int64) * s.dtype.itemsize for s in io)))
+                             float(sum(np.prod(s.shape, dtype=np.int64) * s.dtype.itemsize for s in io)),
+                             unit=compute_unit(func, grp, g))
         if progress:
             progress(k, len(mp.funcs), func.name)
         try:
@@ -250,15 +252,44 @@ def profile_kernels(graph: Graph, target=None, logs=None, repeat: int = 5, min_t
     return out
 
 
-def roofline(kernels: list[KernelProfile], peak_gflops: float, bandwidth_gbs: float) -> list[RooflineRow]:
-    """Each kernel against the ceilings: attainable = min(peak, intensity * bandwidth)."""
+def compute_unit(func, grp: list[Node], g: Graph) -> str:
+    """Which ceiling a kernel answers to: "amx" or "vnni" where it runs that dot-product
+    intrinsic, "int8" for another kernel of an int8 anchor (int32 multiply-adds), else "fp32"."""
+    from te.stmt import For, walk_stmt
+    from te.tensorize import intrin_of
+    names = {intrin_of(s) for s in walk_stmt(func.body) if isinstance(s, For) and s.pragmas}
+    if "amx" in names:
+        return "amx"
+    if any(n and n.startswith("vpdpbusd") for n in names):
+        return "vnni"
+    if any(n.op in ("Conv", "MatMul", "Gemm") and g.info(n.outputs[0]).dtype == "int32" for n in grp):
+        return "int8"
+    return "fp32"
+
+
+def unit_peak(unit: str, peak_gflops: float, int8_peaks: dict[str, float] | None) -> float:
+    """The compute ceiling of a kernel of this unit: the int8 peak of its dot-product unit (an
+    int8 kernel without one answers to VNNI's, the machine's int8 capability), else the fp32 peak."""
+    peaks = int8_peaks or {}
+    if unit == "amx" and "amx" in peaks:
+        return peaks["amx"]
+    if unit in ("amx", "vnni", "int8") and "vnni" in peaks:
+        return peaks["vnni"]
+    return peak_gflops
+
+
+def roofline(kernels: list[KernelProfile], peak_gflops: float, bandwidth_gbs: float,
+             int8_peaks: dict[str, float] | None = None) -> list[RooflineRow]:
+    """Each kernel against the ceilings: attainable = min(peak, intensity * bandwidth), the
+    peak of its unit (int8 kernels: `int8_peaks`, "vnni"/"amx" -> GOP/s, where given)."""
     total = sum(k.calls * k.seconds for k in kernels if k.latency)
     rows = []
     for k in kernels:
+        peak_gflops_k = unit_peak(k.unit, peak_gflops, int8_peaks)
         ai = k.intensity
         mem = ai * bandwidth_gbs if math.isfinite(ai) else math.inf
-        attainable = min(peak_gflops, mem)
-        bound = "memory" if mem < peak_gflops else "compute"
+        attainable = min(peak_gflops_k, mem)
+        bound = "memory" if mem < peak_gflops_k else "compute"
         eff = k.gflops / attainable if k.latency and attainable > 0 else math.nan
         share = k.calls * k.seconds / total if k.latency and total > 0 else math.nan
         rows.append(RooflineRow(k, bound, attainable, eff, share))

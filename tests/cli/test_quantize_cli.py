@@ -97,3 +97,24 @@ def test_quantize_auto(cli, fp32_onnx, tmp_path):
     else:
         assert r.code == 0, r.text
         assert "speedup" in r.out and "--auto:" in r.out and "budget 1.0%" in r.out
+
+
+def test_bench_of_a_quantised_model_uses_int8_ceilings(cli, calibrated):
+    from te.peak_int8 import available
+    r, folder, _ = calibrated
+    b = cli("bench", folder / "net.int8.onnx", "--repeat", "2", cwd=folder)
+    assert b.code == 0, b.err
+    assert "outputs agree with ONNX Runtime as int8 engines do" in b.out
+    if available("vnni"):
+        assert "int8 VNNI" in b.out and "int8 kernels: GFLOP/s are GOP/s" in b.out
+
+
+def test_output_agreement_counts_quantisation_steps():
+    from tilewise.commands.bench import output_agreement
+    u8 = np.array([[3, 200, 17]], np.uint8)
+    one_step = u8 + np.array([[1, 0, 0]], np.uint8)
+    assert "within 1 quantisation step" in output_agreement([u8], [one_step], quantized=True)
+    assert "warning" in output_agreement([u8], [u8 + 2], quantized=True)
+    f = np.array([1.0, 2.0], np.float32)
+    assert "warning" in output_agreement([f], [f * 1.01], quantized=False)
+    assert "agree" in output_agreement([f], [f * 1.01], quantized=True)

@@ -119,12 +119,7 @@ def run(args) -> int:
         del sess, fns         # its spinning worker threads would steal a core from the kernel timings
         rows.append([f"ONNX Runtime {_ort_version()}", fmt_time(theirs.median), fmt_time(theirs.min),
                      fmt_time(theirs.max), f"{theirs.median / ours.median:.2f}x"])
-        errs = [float(np.max(np.abs(a.astype(np.float64) - b))) / max(1.0, float(np.max(np.abs(b))))
-                for a, b in zip(out_ours, ref) if a.shape == np.shape(b) and a.size]
-        agree = (f"outputs agree with ONNX Runtime (max relative difference {max(errs):.2g})"
-                 if errs and max(errs) < 1e-3 else
-                 f"warning: outputs differ from ONNX Runtime (max relative difference {max(errs):.2g})"
-                 if errs else "")
+        agree = output_agreement(out_ours, ref, quantized=graph is not None and _is_quantized(graph))
     st.clear()
     say(table(["", "median", "min", "max", "tilewise speed-up"], rows, "lrrrr"))
     if noise_note(list(lat.values())):
@@ -151,10 +146,15 @@ def run(args) -> int:
             p.total = total
             p.step(name, done=i)
         kernels = profile.profile_kernels(graph, target, logs=sel.paths or None, progress=step)
-    rows = profile.roofline(kernels, c.peak_gflops, c.bandwidth_gbs)
-    say(f"per-kernel roofline (peak {c.peak_gflops:.0f} GFLOP/s on {threads} thread(s), "
+    int8_peaks = ceilings(int8=True).int8_peak_gops if any(k.unit != "fp32" for k in kernels) else {}
+    rows = profile.roofline(kernels, c.peak_gflops, c.bandwidth_gbs, int8_peaks)
+    int8_note = "".join(f", int8 {k.upper()} {g:.0f} GOP/s" for k, g in int8_peaks.items())
+    say(f"per-kernel roofline (peak {c.peak_gflops:.0f} GFLOP/s{int8_note} on {threads} thread(s), "
         f"bandwidth {c.bandwidth_gbs:.1f} GB/s, ridge at {c.peak_gflops / c.bandwidth_gbs:.1f} FLOP/B):")
     say(kernel_table(rows))
+    if int8_peaks:
+        say("int8 kernels: GFLOP/s are GOP/s, measured against the int8 peak of the unit that runs "
+            "them (AMX, VNNI; an int8 kernel without a dot-product unit against VNNI's)")
     if any("Winograd" in r.kernel.ops for r in rows):
         say("Conv(Winograd): FLOPs counted as the direct convolution's (as TVM counts them), so its "
             "GFLOP/s can pass the peak: Winograd F(4x4, 3x3) does 36 multiplies where the direct conv does 144")
@@ -172,6 +172,36 @@ def run(args) -> int:
             raise CLIError(str(e)) from None
         say(f"roofline plot: {args.roofline}")
     return 0
+
+
+def output_agreement(ours: list, ref: list, quantized: bool) -> str:
+    """One line on how tilewise's outputs compare with ONNX Runtime's: relative difference for
+    float outputs; integer outputs of a quantised model in quantisation steps (two int8 engines
+    may round a value to neighbouring steps), float outputs of one against a looser bound."""
+    import numpy as np
+    pairs = [(a, np.asarray(b)) for a, b in zip(ours, ref) if a.shape == np.shape(b) and a.size]
+    if not pairs:
+        return ""
+    steps = [int(np.max(np.abs(a.astype(np.int64) - b.astype(np.int64))))
+             for a, b in pairs if a.dtype.kind in "iu"]
+    errs = [float(np.max(np.abs(a.astype(np.float64) - b))) / max(1.0, float(np.max(np.abs(b))))
+            for a, b in pairs if a.dtype.kind not in "iu"]
+    if quantized:
+        ok = all(s <= 1 for s in steps) and all(e < 2e-2 for e in errs)
+        what = ", ".join(([f"integer outputs within {max(steps)} quantisation step(s)"] if steps else [])
+                         + ([f"max relative difference {max(errs):.2g}"] if errs else []))
+        return (f"outputs agree with ONNX Runtime as int8 engines do ({what})" if ok else
+                f"warning: outputs differ from ONNX Runtime by more than a quantisation step ({what})")
+    worst = max(errs + [float(s) for s in steps])
+    return (f"outputs agree with ONNX Runtime (max relative difference {worst:.2g})" if worst < 1e-3 else
+            f"warning: outputs differ from ONNX Runtime (max relative difference {worst:.2g})")
+
+
+def _is_quantized(graph) -> bool:
+    """Does the model compute in int8 (QDQ or QOperator nodes)?"""
+    quant = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger",
+             "ConvInteger", "DynamicQuantizeLinear", "QLinearAdd"}
+    return any(n.op in quant for n in graph.nodes)
 
 
 def kernel_table(rows) -> str:
