@@ -161,7 +161,7 @@ class Task:
 
     @functools.cached_property
     def flops(self) -> float:
-        """Floating-point operations of one run (multiply-add counts 2), from the compute definitions."""
+        """Arithmetic operations of one run (multiply-add counts 2; integer ones too), from the compute definitions."""
         _, tensors = self.instantiate(None)
         return count_flops(tensors)
 
@@ -203,7 +203,7 @@ def create_task(name, args, target=None):
 def count_flops(tensors) -> float:
     """Arithmetic of the compute stages reachable from the tensors (reductions count per element);
     an op whose attrs declare "flops" counts that for itself and everything it reads."""
-    from te.expr import BinOp, BinOpKind, Call, Reduce, walk
+    from te.expr import BinOp, BinOpKind, Call, Reduce, TensorLoad, children, walk
     seen, total = set(), 0.0
     todo = [t.op for t in tensors]
     while todo:
@@ -221,9 +221,12 @@ def count_flops(tensors) -> float:
             if isinstance(body, Reduce):
                 n_red = math.prod(a.dom[1] for a in body.axis)
                 inner = body.source
-            ops = sum(1 for x in walk(inner) if (isinstance(x, BinOp) and x.dtype.startswith("float")
-                                                  and x.op in (BinOpKind.ADD, BinOpKind.SUB, BinOpKind.MUL,
-                                                               BinOpKind.DIV, BinOpKind.MAX, BinOpKind.MIN))
+            # the values' arithmetic, float or integer (an int8 GEMM's widened multiply-add counts
+            # as a float one does); not the index arithmetic inside the loads
+            ops = sum(1 for x in walk(inner, kids=lambda e: () if isinstance(e, TensorLoad) else children(e))
+                      if (isinstance(x, BinOp) and x.dtype != "bool"
+                          and x.op in (BinOpKind.ADD, BinOpKind.SUB, BinOpKind.MUL,
+                                       BinOpKind.DIV, BinOpKind.MAX, BinOpKind.MIN))
                       or isinstance(x, Call))
             if isinstance(body, Reduce):
                 ops += 1      # the combine

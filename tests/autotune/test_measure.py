@@ -83,6 +83,15 @@ def test_flops_of_matmul():
     assert task.flops == pytest.approx(2 * 32 * 64 * 16)
 
 
+def test_flops_of_an_int8_matmul_count_its_integer_multiply_adds():
+    from te.ops import registry
+    from te.ops.registry import MatmulWorkload
+    impl = registry.IMPLEMENTATIONS["matmul.int8_vnni"]
+    task = autotune.create_task(impl.template, impl.args(MatmulWorkload(32, 64, 64, "uint8")))
+    # the u8 x s8 products and their sums, and a few operations an output (the zero-point terms)
+    assert 2 * 32 * 64 * 64 <= task.flops <= 1.1 * 2 * 32 * 64 * 64
+
+
 def test_task_build_runs(rng=np.random.default_rng(0)):
     task = autotune.create_task("matmul", (24, 32, 8, "float32"))
     f = task.build(task.config_space.get(3))
