@@ -89,7 +89,7 @@ def test_flops_of_an_int8_matmul_count_its_integer_multiply_adds():
     impl = registry.IMPLEMENTATIONS["matmul.int8_vnni"]
     task = autotune.create_task(impl.template, impl.args(MatmulWorkload(32, 64, 64, "uint8")))
     # the u8 x s8 products and their sums, and a few operations an output (the zero-point terms)
-    assert 2 * 32 * 64 * 64 <= task.flops <= 1.1 * 2 * 32 * 64 * 64
+    assert 2 * 32 * 64 * 64 <= task.flops <= 1.15 * 2 * 32 * 64 * 64
 
 
 def test_task_build_runs(rng=np.random.default_rng(0)):
