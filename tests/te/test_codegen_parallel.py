@@ -57,6 +57,16 @@ def _ld(buf: Buffer, index) -> Load:
     return Load(buf, index, buf.dtype)
 
 
+def _run(func: LoweredFunc, threads: int, rand):
+    """(x, y, z) after one call of func with a random X and zeroed Y and Z."""
+    k = te.build(func)
+    k.set_num_threads(threads)
+    x = rand(N)
+    y, z = np.zeros(N, np.float32), np.zeros(N, np.float32)
+    k(x, y, z)
+    return x, y, z
+
+
 def _loop(var: str, kind: ForKind, body_of, extent: int = N) -> For:
     v = Var(var, "int64")
     return For(v, Const(extent, "int64"), kind, body_of(v))
@@ -64,23 +74,20 @@ def _loop(var: str, kind: ForKind, body_of, extent: int = N) -> For:
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_serial_statement_between_parallel_loops_runs_once_between_them(threads, rand):
-    # Y[i] = X[i] + 1 (parallel); Y[0] = Y[N-1] * 10 (serial, reads the first loop's last
-    # element); Z[i] = Y[i] + Y[0] (parallel: every iteration reads what the serial step wrote)
+    # Y[i] = X[i] + 1 (parallel); Y[0] = Y[0] * 10 + Y[N-1] (serial: run twice, it would give
+    # another Y[0]); Z[i] = Y[i] + Y[0] (parallel: every iteration reads what the serial step wrote)
     def body(X, Y, Z):
         first = _loop("i", ForKind.PARALLEL, lambda i: Store(Y, i, _ld(X, i) + Const(1.0, "float32")))
-        serial = Store(Y, Const(0, "int64"), _ld(Y, Const(N - 1, "int64")) * Const(10.0, "float32"))
+        serial = Store(Y, Const(0, "int64"),
+                       _ld(Y, Const(0, "int64")) * Const(10.0, "float32") + _ld(Y, Const(N - 1, "int64")))
         second = _loop("j", ForKind.PARALLEL,
                        lambda j: Store(Z, j, _ld(Y, j) + _ld(Y, Const(0, "int64"))))
         return Seq([Comment("first"), first, serial, Comment("second"), Seq([second])])
     func = _hand_kernel(body, f"serial_between{threads}")
     assert _forks(func) == (1, 2, 1)
-    k = te.build(func)
-    k.set_num_threads(threads)
-    x = rand(N)
-    y, z = np.zeros(N, np.float32), np.zeros(N, np.float32)
-    k(x, y, z)
+    x, y, z = _run(func, threads, rand)
     want_y = x + 1
-    want_y[0] = want_y[-1] * 10
+    want_y[0] = want_y[0] * 10 + want_y[-1]
     np.testing.assert_allclose(y, want_y, rtol=1e-6)
     np.testing.assert_allclose(z, want_y + want_y[0], rtol=1e-6)
 
@@ -101,11 +108,7 @@ def test_inner_parallel_loops_run_inside_the_outermost_region(threads, rand):
         return Seq([first, second])
     func = _hand_kernel(body, f"nested{threads}")
     assert _forks(func) == (1, 1, 1)
-    k = te.build(func)
-    k.set_num_threads(threads)
-    x = rand(N)
-    y, z = np.zeros(N, np.float32), np.zeros(N, np.float32)
-    k(x, y, z)
+    x, y, z = _run(func, threads, rand)
     np.testing.assert_allclose(y, 2 * x, rtol=1e-6)
     np.testing.assert_allclose(z, (2 * x).reshape(R, C)[::-1].reshape(-1), rtol=1e-6)
 
@@ -121,9 +124,6 @@ def test_parallel_loops_under_a_serial_loop_make_a_region_per_iteration(rand):
         return _loop("t", ForKind.SERIAL, step, 3)
     func = _hand_kernel(body, "under_serial")
     assert _forks(func) == (1, 1, 1)
-    k = te.build(func)
-    x = rand(N)
-    y, z = np.zeros(N, np.float32), np.zeros(N, np.float32)
-    k(x, y, z)
+    x, y, z = _run(func, 2, rand)
     np.testing.assert_allclose(y, 3 * x, rtol=1e-6)
     np.testing.assert_allclose(z, 6 * x, rtol=1e-6)       # x + 2x + 3x
