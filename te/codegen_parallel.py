@@ -137,7 +137,8 @@ class ParallelRegions:
 
 def _is_parallel(s: Stmt) -> bool:
     """Is s a loop the code generator outlines (outside any parallel or vectorized loop)?"""
-    return isinstance(s, For) and s.kind is ForKind.PARALLEL and not (s.pragmas and tensorize.intrin_of(s))
+    return isinstance(s, For) and s.kind is ForKind.PARALLEL and \
+        not (s.pragmas and tensorize.intrin_of(s) is not None)
 
 
 def _region_steps(s: Stmt, allocs: list[Allocate]) -> list[Stmt] | None:
