@@ -96,3 +96,19 @@ def test_concats_that_cannot_be_slices_stay_kernels(rng, case):
     m = _model(rng, nodes, {"wa": (3, 4, 1, 1), "wo": (2, wo_in, 1, 1)}, outs, x_shape)
     lib = check(m, rng.standard_normal(x_shape).astype(np.float32))
     assert _concat_steps(lib) == 1
+
+
+def test_a_dynamic_batch_slices_at_batch_1_and_copies_above(rng):
+    # the batch-1 plan writes the parts into the concat's buffer; the larger batches' plans, where
+    # a channel block is not contiguous, keep the copy kernel
+    m = fire(rng)
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    m.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    lib = frontends.build(frontends.from_onnx(m, max_batch=4))
+    sess = onnxruntime_session(m)
+    for n in (1, 3, 4):
+        x = rng.standard_normal((n, 4, 6, 6)).astype(np.float32)
+        np.testing.assert_allclose(lib.run(x=x)[0], sess.run(None, {"x": x})[0], rtol=1e-4, atol=1e-5)
+    concat_kernels = {size: sum(any(x.startswith("Concat") for x in st.nodes) for st in steps)
+                      for size, steps in lib.plan.variants}
+    assert concat_kernels[1] == 0 and all(c == 1 for size, c in concat_kernels.items() if size > 1)
