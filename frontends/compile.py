@@ -224,6 +224,7 @@ class Kernels:
     values: list[list[str]] = field(default_factory=list)   # per call, the values it passes
     scratch: dict[str, int] = field(default_factory=dict)    # a call's scratch buffer -> bytes
     records: dict = field(default_factory=dict)        # workload -> tuning record used
+    slices: dict[str, tuple[str, int]] = field(default_factory=dict)  # a concat's part -> (concat, byte offset)
 
 
 VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
@@ -242,16 +243,54 @@ def view_source(g: Graph, grp: Group, outputs: set[str]) -> str | None:
     return src
 
 
+def concat_slices(g: Graph, grp: Group, outputs: set[str], produced: set[str]) -> dict[str, tuple[str, int]]:
+    """{part: (concat value, byte offset)} for a group that is only a Concat whose parts are
+    contiguous blocks of its result (every dimension before the axis is 1: a channel concat at
+    batch 1, NCHW or NCHWc) and are each written by a kernel (`produced`), once: those kernels can
+    write straight into their slice, and the concat needs no kernel.  {} for any other group."""
+    n = grp.master
+    if len(grp.nodes) != 1 or n.op != "Concat" or grp.output != n.outputs[0] or grp.output in outputs:
+        return {}
+    out = g.info(grp.output)
+    axis = n.attrs["axis"] % len(out.shape)
+    if int(np.prod(out.shape[:axis], dtype=np.int64)) != 1 or len(set(n.inputs)) != len(n.inputs) or \
+            not all(p in produced and p not in outputs and g.info(p).dtype == out.dtype for p in n.inputs):
+        return {}
+    parts, off = {}, 0
+    for p in n.inputs:
+        parts[p] = (grp.output, off)
+        off += _size(g.info(p).shape, out.dtype)
+    return parts
+
+
+def resolve_slice(slices: dict[str, tuple[str, int]], v: str) -> tuple[str, int]:
+    """(the value whose buffer holds v, v's byte offset in it): v itself at 0 unless v is a slice
+    of a concat's result (concat_slices), which may itself be a slice of another."""
+    off = 0
+    while v in slices:
+        v, o = slices[v]
+        off += o
+    return v, off
+
+
 def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, history=None) -> Kernels:
     """One lowered, scheduled function per distinct group (same ops, shapes and config), each
     group's anchor built as the registry chose; the weights its kernel reads packed in g.
 
     A group that only re-shapes a value (view_source) is no kernel: its consumers are passed the
-    source's buffer (ks.values name the source), which stays alive until they have run."""
+    source's buffer (ks.values name the source), which stays alive until they have run.  A
+    Concat whose parts the kernels before it can write into their slices of its result
+    (concat_slices) is no kernel either (ks.slices)."""
     ks, by_key = Kernels(), {}
     views: dict[str, str] = {}                      # a view's value -> the value whose bytes it is
     outputs = {o.name for o in g.outputs}
+    produced: set[str] = set()                      # values a kernel writes (or a slicing concat)
     for gi, grp in enumerate(groups):
+        parts = concat_slices(g, grp, outputs, produced - set(ks.slices))
+        if parts:
+            ks.slices.update(parts)
+            produced.add(grp.output)
+            continue
         src = view_source(g, grp, outputs)
         if src is not None:
             views[grp.output] = views.get(src, src)
@@ -288,6 +327,7 @@ def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, hist
             extra.append(f"{kname}#scratch{j}@{gi}")
             ks.scratch[extra[-1]] = _size(b.shape, b.dtype)
         ks.values.append([views.get(v, v) for v in arg_values] + [grp.output] + extra)
+        produced.add(grp.output)
         task = choice.task if choice is not None else None
         ks.calls.append(KernelCall(kname, [], [n.name for n in grp.nodes], task))
     return ks
@@ -310,12 +350,14 @@ def place_weights(g: Graph, values: list[list[str]]) -> tuple[dict[str, int], in
 # ---------------------------------------------------------------- 3. workspace planning
 
 def plan_workspace(g: Graph, values: list[list[str]], io_index: dict[str, int],
-                   scratch: dict[str, int]) -> tuple[dict[str, int], int]:
+                   scratch: dict[str, int], slices: dict[str, tuple[str, int]] | None = None
+                   ) -> tuple[dict[str, int], int]:
     """Workspace offsets of the intermediates and scratch buffers: lifetimes in call order, the
-    largest placed first at the lowest offset that no buffer alive at the same time overlaps."""
+    largest placed first at the lowest offset that no buffer alive at the same time overlaps.
+    A concat's part is its result's buffer (resolve_slice): a use of either keeps it alive."""
     first, last = {}, {}
     for si, vals in enumerate(values):
-        for v in vals:
+        for v in (resolve_slice(slices or {}, v)[0] for v in vals):
             if v in io_index or v in g.constants:
                 continue
             first.setdefault(v, si)
@@ -361,7 +403,10 @@ def bind_arguments(g: Graph, ks: Kernels, io_index: dict[str, int], copies: list
     steps = ks.calls
     for st, vals in zip(steps, ks.values):
         for v in vals:
-            if v in io_index:
+            if v in ks.slices:
+                base, off = resolve_slice(ks.slices, v)
+                st.args.append(("ws", ws_off[base] + off))
+            elif v in io_index:
                 st.args.append(("io", io_index[v]))
             elif v in g.constants:
                 st.args.append(("param", param_off[v]))
@@ -386,7 +431,7 @@ def plan_model(graph: Graph, target: Target, opset: int, history=None,
     ks = lower_groups(g, fuse(g), target, opset, history)         # 1. kernels, weights packed
     io_index, copies = io_slots(g)
     param_off, param_bytes = place_weights(g, [[c for c, _ in copies]] + ks.values)       # 2.
-    ws_off, ws_bytes = plan_workspace(g, ks.values, io_index, ks.scratch)                   # 3.
+    ws_off, ws_bytes = plan_workspace(g, ks.values, io_index, ks.scratch, ks.slices)        # 3.
     steps = bind_arguments(g, ks, io_index, copies, param_off, ws_off)                       # 4.
     mp = ModelPlan(inputs=[io_spec(i, None) for i in g.inputs], outputs=[io_spec(o, None) for o in g.outputs],
                    steps=steps, param_bytes=param_bytes, workspace_bytes=ws_bytes, funcs=list(ks.funcs.values()),

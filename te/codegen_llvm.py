@@ -11,7 +11,8 @@ to a serial loop (vector loads, stores and masks: codegen_vector.py).  Unrolled 
 unrolled here, and a select whose condition is known then (constants, unrolled indices) emits
 only the side taken; the integer arithmetic of the copies folds and is shared
 (codegen_values.py).  Parallel loops are outlined into a function that libgomp's GOMP_parallel
-runs on every thread, each claiming chunks of the iterations until none are left.
+runs on every thread, each claiming chunks of the iterations until none are left; consecutive
+parallel loops of a kernel share one such region (codegen_parallel.py).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 
 from llvmlite import ir
 
-from .expr import (BinOp, BinOpKind, Call, Cast, Cmp, CmpKind, Const, Expr, Load, Logic, LogicKind,
+from .expr import (BinOp, BinOpKind, Call, Cast, Cmp, CmpKind, Const, Expr, Logic, LogicKind,
                    MathFunc, Not, Select, Var, is_float, is_unsigned, free_vars)
 from .schedule import ForKind
 from .simplify import bound
@@ -28,8 +29,9 @@ from . import tensorize
 from .vector_split import split_wide_vectors
 from .codegen_values import ValueNumbering, vn_key
 from .codegen_vector import VectorAccess
+from .codegen_parallel import ParallelRegions
 from .stmt import (Allocate, Buffer, Comment, For, IfThenElse, LoweredFunc, Seq, Stmt, Store,
-                   all_exprs, stmt_exprs, walk_stmt)
+                   walk_stmt)
 
 from .llvm_types import (ELEM_BYTES, I1, I8, I32, I64, LLVM_TYPES, MEM_TYPES, PTR,  # noqa: F401
                          scalar_suffix as _scalar_suffix)
@@ -44,7 +46,6 @@ LIBM = {MathFunc.TANH: {"float32": "tanhf", "float64": "tanh"},
         MathFunc.ERF: {"float32": "erff", "float64": "erf"}}
 
 STACK_LIMIT = 64 * 1024     # larger allocations go to the heap
-TASKS_PER_THREAD = 8        # chunks of a parallel loop per thread (_chunked_loop)
 ALIGN = 64
 
 FCMP = {CmpKind.EQ: "==", CmpKind.NE: "!=", CmpKind.LT: "<", CmpKind.LE: "<=", CmpKind.GT: ">",
@@ -80,7 +81,7 @@ class _Vec:
         return hit[1]
 
 
-class CodeGenLLVM(VectorAccess, ValueNumbering):
+class CodeGenLLVM(VectorAccess, ValueNumbering, ParallelRegions):
     """Emits lowered functions into one llvmlite module."""
 
     def __init__(self, target, module_name: str = "tilewise"):
@@ -154,6 +155,8 @@ class CodeGenLLVM(VectorAccess, ValueNumbering):
         method(s)
 
     def stmt_Seq(self, s: Seq) -> None:
+        if self._merged_region(s):          # consecutive parallel loops: one fork (codegen_parallel.py)
+            return
         for x in s.stmts:
             self.stmt(x)
 
@@ -187,19 +190,23 @@ class CodeGenLLVM(VectorAccess, ValueNumbering):
                     self.stmt(s.orelse)
 
     def stmt_Allocate(self, s: Allocate) -> None:
-        b = s.buffer
+        heap = self._allocate(s.buffer)
+        self.stmt(s.body)
+        if heap is not None:
+            self.builder.call(self._libc("free", ir.VoidType(), [PTR]), [heap])
+
+    def _allocate(self, b: Buffer) -> ir.Value | None:
+        """Give b its memory (in self.bufs): a stack slot, or a heap block, which is returned for
+        the caller to free at the end of b's scope."""
         nbytes = b.size * ELEM_BYTES[b.dtype]
         if nbytes <= STACK_LIMIT:
-            ptr = self._alloca(MEM_TYPES[b.dtype], max(1, b.size), _ident(b.name))
-            self.bufs[b] = ptr
-            self.stmt(s.body)
-            return
+            self.bufs[b] = self._alloca(MEM_TYPES[b.dtype], max(1, b.size), _ident(b.name))
+            return None
         size = ir.Constant(I64, (nbytes + ALIGN - 1) // ALIGN * ALIGN)
         ptr = self.builder.call(self._libc("aligned_alloc", PTR, [I64, I64]),
                                 [ir.Constant(I64, ALIGN), size], name=_ident(b.name))
         self.bufs[b] = ptr
-        self.stmt(s.body)
-        self.builder.call(self._libc("free", ir.VoidType(), [PTR]), [ptr])
+        return ptr
 
     def stmt_For(self, s: For) -> None:
         if s.pragmas and tensorize.intrin_of(s) is not None:
@@ -224,7 +231,7 @@ class CodeGenLLVM(VectorAccess, ValueNumbering):
                 self.vec = None
             return
         if kind is ForKind.PARALLEL and not self.in_parallel and self.vec is None:
-            self._parallel_for(s)
+            self._parallel_region(s, [s])
             return
         self._serial_loop(s.var, ir.Constant(I64, 0), self.expr(extent), s.body,
                           bound(extent, self.ranges)[1])
@@ -250,80 +257,6 @@ class CodeGenLLVM(VectorAccess, ValueNumbering):
         self.builder.branch(head)
         self.builder.position_at_end(done)
         del self.vars[var]
-
-    def _chunked_loop(self, var: Var, n: ir.Value, next_ptr: ir.Value, body: Stmt, max_end) -> None:
-        """Run iterations [0, n) of a parallel loop on this thread, claiming contiguous chunks from
-        the shared counter at next_ptr until none are left.
-
-        Claimed chunks, not one static share per thread: when the hypervisor or another process
-        takes a core for a moment (a VM's steal time, a busy machine), the thread still running
-        claims the waiting work instead of idling at the closing barrier, as ONNX Runtime's thread
-        pool does.  TASKS_PER_THREAD chunks a thread keep each chunk contiguous (the cache reuse
-        of a static share, mostly) and cost one atomic add each."""
-        b = self.builder
-        nth = b.sext(b.call(self._libc("omp_get_num_threads", I32, []), []), I64)
-        parts = b.mul(nth, ir.Constant(I64, TASKS_PER_THREAD))
-        chunk = b.sdiv(b.sub(b.add(n, parts), ir.Constant(I64, 1)), parts)
-        grab = b.append_basic_block(f"{var.name}.claim")
-        work = b.append_basic_block(f"{var.name}.chunk")
-        done = b.append_basic_block(f"{var.name}.claimed")
-        b.branch(grab)
-        b.position_at_end(grab)
-        begin = b.atomic_rmw("add", next_ptr, chunk, "monotonic")
-        b.cbranch(b.icmp_signed("<", begin, n), work, done)
-        b.position_at_end(work)
-        with self._vn_scope():
-            end = b.add(begin, chunk)
-            end = b.select(b.icmp_signed("<", end, n), end, n)
-            self._serial_loop(var, begin, end, body, max_end)
-            self.builder.branch(grab)
-        self.builder.position_at_end(done)
-
-    def _parallel_for(self, s: For) -> None:
-        """Outline the loop body into fn(void *captures) and run it with GOMP_parallel."""
-        self.uses_openmp = True
-        used_vars = sorted({v for x in walk_stmt(s.body) for e in stmt_exprs(x) for v in free_vars(e)
-                            if v in self.vars} | ({v for v in free_vars(s.extent) if v in self.vars}),
-                           key=lambda v: v.name)
-        used_bufs = _buffers_used(s.body, self.bufs)
-        fields = [self.vars[v] for v in used_vars] + [self.bufs[b] for b in used_bufs]
-        extent = self.expr(s.extent)
-        self._n_outlined += 1
-        ofn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR]),
-                          f"{self.fn.name}.parallel{self._n_outlined}")
-        ofn.linkage = "internal"
-        ofn.attributes.add("nounwind")
-        ext_field = len(fields)
-        # the extent travels as an extra capture so the outlined function can chunk it, and the
-        # next unclaimed iteration as another, which the threads advance atomically
-        sty2 = ir.LiteralStructType([f.type for f in fields] + [I64, I64])
-        cap = self._alloca(sty2, 1, "captures")
-        for k, v in enumerate(fields + [extent, ir.Constant(I64, 0)]):
-            self.builder.store(v, self.builder.gep(cap, [ir.Constant(I32, 0), ir.Constant(I32, k)],
-                                                   source_etype=sty2))
-        max_ext = bound(s.extent, self.ranges)[1]
-        outer_ranges = dict(self.ranges)
-        with self._state():
-            self._begin(ofn)
-            self.in_parallel = True
-            self.ranges = outer_ranges
-            b = self.builder
-            for k, v in enumerate(used_vars):
-                self.vars[v] = b.load(b.gep(ofn.args[0], [ir.Constant(I32, 0), ir.Constant(I32, k)],
-                                            source_etype=sty2), typ=sty2.elements[k])
-            for k, buf in enumerate(used_bufs):
-                k2 = len(used_vars) + k
-                self.bufs[buf] = b.load(b.gep(ofn.args[0], [ir.Constant(I32, 0), ir.Constant(I32, k2)],
-                                              source_etype=sty2), typ=PTR)
-            n = b.load(b.gep(ofn.args[0], [ir.Constant(I32, 0), ir.Constant(I32, ext_field)],
-                             source_etype=sty2), typ=I64)
-            self._chunked_loop(s.var, n, b.gep(ofn.args[0], [ir.Constant(I32, 0), ir.Constant(I32, ext_field + 1)],
-                                               source_etype=sty2), s.body, max_ext)
-            self._exit()
-            self.builder.ret_void()
-        gomp = self._libc("GOMP_parallel", ir.VoidType(), [PTR, PTR, I32, I32])
-        nthreads = self.builder.load(self.num_threads, typ=I32)
-        self.builder.call(gomp, [ofn, cap, nthreads, ir.Constant(I32, 0)])
 
     # ------------------------------------------------------------- memory
     def _alloca(self, ty: ir.Type, count: int, name: str) -> ir.Value:
@@ -554,19 +487,6 @@ def _can_vectorize(s: For) -> bool:
         if isinstance(x, For) and var in free_vars(x.extent):
             return False
     return True
-
-
-def _buffers_used(s: Stmt, known: dict) -> list[Buffer]:
-    found: dict[int, Buffer] = {}
-    for x in walk_stmt(s):
-        exprs = list(stmt_exprs(x))
-        if isinstance(x, Store) and x.buffer in known:
-            found.setdefault(id(x.buffer), x.buffer)
-        for e in exprs:
-            for sub in all_exprs(e):
-                if isinstance(sub, Load) and sub.buffer in known:
-                    found.setdefault(id(sub.buffer), sub.buffer)
-    return sorted(found.values(), key=lambda b: b.name)
 
 
 def _bits(dtype: str) -> int:
