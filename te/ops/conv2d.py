@@ -425,12 +425,17 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
 
     X re-read from beyond L2 costs PLANE_BYTES_PER_CYCLE, not the level's streaming rate: its
     lines lie a channel plane apart, where no prefetcher reaches.  So big maps with few weights
-    take rows_outer wherever their input outgrows L2 (a 1x1 conv 256 -> 64 on 56x56, 3.1 MiB; the
-    stride-2 3x3 128@56x56, 1.7 MiB with a 2 MiB L2), while deep layers (few pixels, many
-    weights: W + B past L2) keep oc_outer on every target, and so does every conv whose operands
-    stay in L2.  Grouped convs keep oc_outer (a block reads only its group's channels).
+    take rows_outer wherever their input outgrows L2 (a 1x1 conv 512 -> 128 on 28x28, 1.6 MiB
+    with Emerald Rapids' 2 MiB L2; 256 -> 64 on 56x56, 3.1 MiB), while deep layers (few pixels,
+    many weights: W + B past L2) keep oc_outer on every target, and so does every conv whose
+    operands stay in L2.  Grouped convs keep oc_outer (a block reads only its group's channels).
+
+    Convs with a spatial filter keep oc_outer: the model is one core's, and on two threads the
+    stride-2 3x3 128@56x56 it sends to rows_outer ran 1.21x faster with oc_outer (1.07 against
+    1.29 ms, Emerald Rapids, alternating rounds), though on one thread rows_outer won 1.3x.  The
+    1x1 convs it flips were as fast or faster on two threads too (512 -> 128 @28: 1.10x).
     """
-    if g.groups != 1:
+    if g.groups != 1 or g.R * g.S > 1:
         return "oc_outer"
     Wp = g.W + g.pl + g.pr
     blocks = -(-g.K // ocb)
