@@ -77,9 +77,10 @@ def _pieces(s: For, lanes: int, whole: int, rest: int) -> Stmt:
 def _split(s: Stmt, vector_bits: int) -> Stmt:
     if isinstance(s, For):
         if s.kind is ForKind.VECTORIZED and isinstance(s.extent, Const) and not s.pragmas:
-            split = pieces(s.extent.value, vector_bits // _value_bits(s.body))
+            lanes = vector_bits // _value_bits(s.body)
+            split = pieces(s.extent.value, lanes)
             if split is not None:
-                return _pieces(s, vector_bits // _value_bits(s.body), *split)
+                return _pieces(s, lanes, *split)
         body = _split(s.body, vector_bits)
         return s if body is s.body else For(s.var, s.extent, s.kind, body, s.pragmas)
     if isinstance(s, Allocate):

@@ -199,9 +199,8 @@ def output_agreement(ours: list, ref: list, quantized: bool) -> str:
 
 def _is_quantized(graph) -> bool:
     """Does the model compute in int8 (QDQ or QOperator nodes)?"""
-    quant = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger",
-             "ConvInteger", "DynamicQuantizeLinear", "QLinearAdd"}
-    return any(n.op in quant for n in graph.nodes)
+    from frontends.quantize import QUANTISED_OPS
+    return any(n.op in QUANTISED_OPS for n in graph.nodes)
 
 
 def kernel_table(rows) -> str:
