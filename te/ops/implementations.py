@@ -81,7 +81,7 @@ class DirectConv(_Conv):
         g = wl.geometry
         Kg = g.K // g.groups
         d_ocb = default_ocb(g, target)
-        ocbs = [b for b in (8, 16, 32) if g.groups == 1 or Kg % b == 0] or [d_ocb]
+        ocbs = [b for b in (8, 16, 32, 64) if g.groups == 1 or Kg % b == 0] or [d_ocb]
         cfg.define_knob("tile_oc", sorted(set(ocbs + [d_ocb])), default=d_ocb)
         dbh, dbw = default_tiles(g, cfg["tile_oc"].val, target)
         cfg.define_split("tile_ow", g.OW, num_outputs=2, candidates=_tile_candidates(g.OW, target.acc_vectors, dbw),
@@ -125,10 +125,12 @@ class Gemm1x1Conv(_Conv):
         P = g.OH * g.OW
         bn = gemm_bn(P, target)
         define_bn(cfg, P, target, bn)
-        define_knobs(cfg, g.K, P, g.C, "packed", target, bn)
+        define_knobs(cfg, g.K, P, g.C, "packed", target, bn, panels=True)
         if g.sh == g.sw == 1:           # a strided conv's input must be gathered (packed)
             cfg.define_knob("pack_input", [False, True], default=True)     # conv1x1_matmul says why
             cfg.define_constraint("input read in place", lambda c: c["pack_input"].val or P % c["bn"].val == 0)
+            # panels packed per column block need a pack (read in place, the order is cols_outer)
+            cfg.define_constraint("panels are packed", lambda c: c["pack_input"].val or c["tile_order"].val != "panels")
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         x, w, bias = (list(inputs) + [None])[:3]

@@ -30,6 +30,12 @@ from .knobs import FallbackConfig
 from .schedule import anchor, input_stage, parallel_if_worth, register_block
 
 BN_CHOICES = (8, 16, 32, 48, 64)
+PADDED_ROWS = (4, 6, 7, 8, 12, 14)    # row tiles the packed GEMM may pad M to
+# The packed strategy's loops over its register tiles: column blocks outside the row tiles, row
+# tiles outside, or "panels": one parallel task per column block that packs B's panel itself
+# (in its own core's L1/L2, where the default packs all of B first and the cores then read
+# panels the other core packed) and runs every row tile over it.
+TILE_ORDERS = ("cols_outer", "rows_outer", "panels")
 STRATEGIES = ("packed", "dot", "rows", "splitk")
 DOT_MAX_M = 64          # below this many rows, packing the (N, K) weights costs more than it saves
 ROWS_MAX_M = 8          # the same for a row-major B
@@ -273,19 +279,24 @@ def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
 
 # ---------------------------------------------------------------- schedules
 
-def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn: int | None = None) -> None:
+def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn: int | None = None,
+                 panels: bool = False) -> None:
     """Declare the knobs of one strategy for target (a no-op for knobs already declared); `bn`:
-    the default column block, if not pick_lanes(N)."""
+    the default column block, if not pick_lanes(N); `panels`: B is packed inside the kernel and
+    the tile order "panels" (TILE_ORDERS) applies."""
     acc, lanes = target.acc_vectors, target.lanes()
     if strategy == "packed":
-        sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in (4, 8) if b < M}
+        # divisors of M, and the padded row counts of the tiles 32 registers hold (6 or 7 rows of 4
+        # vectors, 12 or 14 of 2)
+        sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in PADDED_ROWS if b < M}
         bn = bn or pick_lanes(N, target)
         bm = default_bm(M, tile_rows(bn, target))     # for the default bn
         cfg.define_split("tile_y", M, num_outputs=2, candidates=[[-1, b] for b in sorted(sizes | {bm})],
                          default=[-1, bm])
         cfg.define_split("tile_k", K, num_outputs=2, max_factor=16, default=[-1, largest_divisor(K, 4)])
         cfg.define_knob("order", ["k_outer", "rows_outer"], default="k_outer")
-        cfg.define_knob("tile_order", ["cols_outer", "rows_outer"], default=default_tile_order(M, N, K, bm, bn, target))
+        cfg.define_knob("tile_order", list(TILE_ORDERS if panels else TILE_ORDERS[:2]),
+                        default=default_tile_order(M, N, K, bm, bn, target))
         # the bm x bn accumulator tile must fit the vector registers, as in the direct conv
         cfg.define_constraint("register tile", lambda c: c["tile_y"].size[-1] * -(-c["bn"].val // lanes) <= acc)
     elif strategy == "dot":
@@ -382,28 +393,44 @@ def _schedule_packed(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs:
     batched = len(axes) == 3
     i, j = axes[-2], axes[-1]
     io, jo, ii, ji = s[out].tile(i, j, bm, bn)
-    if cfg["tile_order"].val == "cols_outer":
+    work = attrs["M"] * attrs["N"] * attrs["K"] * attrs.get("batch", 1)
+    if cfg["tile_order"].val == "panels" and packed is not None and isinstance(packed.op, te.ComputeOp):
+        # one parallel task per column block: pack its panel, run every row tile over it into the
+        # block's accumulator (M x bn floats, L1 or L2), then the epilogue's pass stores the block
+        s[out].reorder(jo, io)
+        block = s[out].fuse(*([axes[0]] if batched else []), jo)
+        parallel_if_worth(s[out], block, work)
+        s[out].vectorize(ji)
+        s[packed].compute_at(s[out], block)
+        s[packed].vectorize(s[packed].op.axis[-1])
+        s[acc].compute_at(s[out], block)
+        ico, ici = s[acc].split(s[acc].op.axis[-2], factor=bm)
+        _register_tile(cfg, s, acc, [ico], ici)
+        return
+    if cfg["tile_order"].val != "rows_outer":
         s[out].reorder(jo, io)
         tile = s[out].fuse(*([axes[0]] if batched else []), jo, io)
     else:
         tile = s[out].fuse(*([axes[0]] if batched else []), io, jo)
     s[acc].compute_at(s[out], tile)
-    ic, jc = s[acc].op.axis[-2:]
-    (kc,) = s[acc].op.reduce_axis
-    ko, ki = cfg["tile_k"].apply(s, acc, kc)
-    if cfg["order"].val == "k_outer":
-        s[acc].reorder(ko, ki, ic, jc)
-    else:
-        s[acc].reorder(ko, ic, ki, jc)
-    s[acc].unroll(ki)
-    s[acc].unroll(ic)
-    s[acc].vectorize(jc)
+    _register_tile(cfg, s, acc, [], s[acc].op.axis[-2])
     s[out].vectorize(ji)
-    work = attrs["M"] * attrs["N"] * attrs["K"] * attrs.get("batch", 1)
     parallel_if_worth(s[out], tile, work)
     if packed is not None and isinstance(packed.op, te.ComputeOp):
         padded = packed.shape[-3] * packed.shape[-1] != attrs["N"]
         _schedule_pack(s, packed, attrs.get("transpose_b", False), work, padded)
+
+
+def _register_tile(cfg, s: te.Schedule, acc: te.Tensor, outer: list, rows) -> None:
+    """acc's register tile: the `outer` loops, then its reduction split by tile_k and ordered by
+    `order` around the tile's `rows` (unrolled) and one vector of columns."""
+    cols = s[acc].op.axis[-1]
+    (kc,) = s[acc].op.reduce_axis
+    ko, ki = cfg["tile_k"].apply(s, acc, kc)
+    s[acc].reorder(*outer, *((ko, ki, rows) if cfg["order"].val == "k_outer" else (ko, rows, ki)), cols)
+    s[acc].unroll(ki)
+    s[acc].unroll(rows)
+    s[acc].vectorize(cols)
 
 
 def _schedule_pack(s: te.Schedule, packed: te.Tensor, transpose_b: bool, work: float,

@@ -49,3 +49,57 @@ def test_the_untuned_kernel_packs_its_input_in_two_vector_panels():
         assert d["pack_input"].val is True
         assert d["bn"].val == 2 * lanes
         assert d["tile_y"].size[-1] * 2 <= host().acc_vectors
+
+
+@pytest.mark.parametrize("xs, ws, stride, bn, rows", [((1, 24, 16, 16), (40, 24, 1, 1), 1, 32, 6),
+                                                       ((1, 16, 12, 12), (19, 16, 1, 1), 1, 16, 14),
+                                                       ((1, 16, 17, 17), (24, 16, 1, 1), 2, 32, 7)])
+def test_panels_packed_per_column_block_with_epilogue(xs, ws, stride, bn, rows, rand):
+    """tile_order "panels": each column block packs its own panel inside the parallel loop; with padded
+    pixels, padded row tiles (6, 7, 14 rows: tiles sized for 32 registers) and a fused residual
+    add + ReLU it matches numpy."""
+    from te import ops
+    from te.ops import registry
+    from te.schedule import AttachType
+    args = (xs, ws, (stride, stride), (0, 0, 0, 0), (1, 1), 1, "float32")
+    task = autotune.create_task("conv2d_1x1_gemm", args)
+    sp = task.config_space
+    cfg = sp.from_json({**sp.get(sp.default_index()).to_json(), "tile_order": "panels", "bn": bn,
+                        "tile_y": [-1, rows]})
+    assert sp.valid(cfg.index)
+    wl = task.implementation.workload(task.args)
+    choice = registry.Choice(task.implementation, wl, task.target, cfg)
+    x, w = te.placeholder(xs, name="x"), te.placeholder(ws, name="w")
+    b = te.placeholder((ws[0],), name="b")
+    y = choice.compute([x, w, b], name="conv")
+    r = te.placeholder(y.shape, name="r")
+    z = ops.relu(ops.add(y, r))
+    s = ops.schedule([z], anchor_schedule=choice.schedule)
+    packed = next(st for st in s.stages if st.op.name == "conv.packed")
+    assert packed.attach_type is AttachType.SCOPE         # inside the loop over column blocks
+    a, wv, bv, rv = rand(xs), rand(ws), rand((ws[0],)), rand(y.shape)
+    out = np.zeros(z.shape, np.float32)
+    te.build(s, [x, w, b, r, z])(a, wv, bv, rv, out)
+    want = np.maximum(conv_ref(a, wv, (stride, stride)) + bv[None, :, None, None] + rv, 0)
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("hw, bw", [(14, None), (13, 4)])
+def test_strided_direct_1x1_reads_its_input_subsampled(hw, bw, rand):
+    """The direct conv packs a strided 1x1 conv's input subsampled (te.ops.conv2d.subsamples): a
+    dense map of the pixels it reads, zeros past its edge where the tile pads the output."""
+    from te import ops
+    from te.ops.conv2d import conv2d_nchw, geometry, subsamples
+    xs, ws = (1, 24, hw, hw), (40, 24, 1, 1)
+    g = geometry(xs, ws, (2, 2), 0, (1, 1), 1)
+    assert subsamples(g) and not subsamples(geometry(xs, ws, (1, 1), 0, (1, 1), 1))
+    assert not subsamples(geometry(xs, (40, 24, 3, 3), (2, 2), 1, (1, 1), 1))
+    x, w = te.placeholder(xs, name="x"), te.placeholder(ws, name="w")
+    y = conv2d_nchw(x, w, g, bw=bw, name="conv")
+    sub = next(t for t in te.create_schedule(y.op).stages if t.op.name == "conv.pad")
+    ow = -(-g.OW // bw) * bw if bw else g.OW
+    assert tuple(sub.op.output(0).shape)[1:] == (24, g.OH, ow)
+    a, wv = rand(xs), rand(ws)
+    out = np.zeros(y.shape, np.float32)
+    te.build(ops.schedule([y]), [x, w, y])(a, wv, out)
+    np.testing.assert_allclose(out, conv_ref(a, wv, (2, 2)), rtol=1e-4, atol=1e-4)
