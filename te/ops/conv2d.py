@@ -266,16 +266,21 @@ def default_tiles(g: ConvGeometry, ocb: int, target: Target) -> tuple[int, int]:
     return best
 
 
-def subsamples(g: ConvGeometry) -> bool:
+def subsamples(g: ConvGeometry, target: Target) -> bool:
     """Does the direct conv read a strided 1x1 conv's input subsampled first (subsample_nchw)?
 
-    A stride-2 1x1 conv reads one pixel in four, each from a line whose other half it never uses,
-    and every output-channel block reads them again: packed once into a dense map a quarter the
-    size, the blocks re-read contiguous rows from a working set that stays in L2 (ResNet-50's
-    512 -> 1024 projection at 28x28: 1.6 MiB of input, 0.4 MiB subsampled), at the cost of one
-    pass over a quarter of the input."""
-    return (g.R == g.S == 1 and (g.sh, g.sw) != (1, 1)
-            and (g.pt, g.pl, g.pb, g.pr) == (0, 0, 0, 0))
+    A stride-2 1x1 conv reads one pixel in four, from lines whose other half it never uses, and
+    every output-channel block reads them again.  Packed once into a dense map a quarter the size,
+    the blocks re-read contiguous rows from a smaller working set, at the cost of one pass over
+    the pixels (a per-lane gather) and a barrier.  That pays only where it moves the re-read
+    working set to a closer cache level (te.caches.Caches.level): ResNet-50's 512 -> 1024
+    projection at 28x28 reads 0.8 MiB of rows, 0.2 MiB subsampled: beyond a 1 MiB L2 (Zen 4)
+    against within it.  Where both stay in L2 (Emerald Rapids' 2 MiB) the extra pass made it
+    slower on two threads (0.82 against 0.77 ms, alternating)."""
+    if g.R != 1 or g.S != 1 or (g.sh, g.sw) == (1, 1) or (g.pt, g.pl, g.pb, g.pr) != (0, 0, 0, 0):
+        return False
+    c = target.caches
+    return c.level(4.0 * g.N * g.C * input_rows_read(g) * g.W) > c.level(4.0 * g.N * g.C * g.OH * g.OW)
 
 
 def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias: te.Tensor | None = None,
@@ -298,7 +303,7 @@ def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias
     Kp = round_up(g.K, ocb)
     OHp, OWp = round_up(g.OH, bh), round_up(g.OW, bw)
     sh, sw = g.sh, g.sw
-    if subsamples(g):
+    if subsamples(g, target):
         xp, off, sh, sw = subsample_nchw(x, g.sh, g.sw, OHp, OWp, name=f"{name}.pad"), 0, 1, 1
     else:
         # pad enough rows/columns that the padded accumulator tile reads zeros, never past the end
@@ -460,6 +465,8 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     w_b = 4.0 * g.C * g.R * g.S * ocb
     w, x = blocks * w_b, 4.0 * g.N * g.C * input_rows_read(g) * Wp
     band = 4.0 * g.C * ((bh - 1) * g.sh + (g.R - 1) * g.dh + 1) * Wp
+    if subsamples(g, target):       # the conv reads the dense subsampled map
+        x, band = 4.0 * g.N * g.C * g.OH * g.OW, 4.0 * g.C * bh * g.OW
     c, lanes, work = target.caches, target.lanes(), g.flops
 
     def input_cycles(working_set: float) -> float:

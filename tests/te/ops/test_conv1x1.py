@@ -84,22 +84,41 @@ def test_panels_packed_per_column_block_with_epilogue(xs, ws, stride, bn, rows, 
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
 
 
+def test_strided_direct_1x1_subsamples_where_that_moves_its_reads_closer():
+    """te.ops.conv2d.subsamples: ResNet-50's 512 -> 1024 projection at 28x28 reads 0.8 MiB of rows,
+    0.2 MiB subsampled: beyond a 1 MiB L2 against within it subsamples; with a 2 MiB L2 both stay."""
+    import dataclasses
+    from te.caches import Caches, KiB, MiB
+    from te.ops.conv2d import geometry, subsamples
+    from te.target import parse
+    avx512 = parse("llvm -mcpu=skylake-avx512")
+    zen4 = dataclasses.replace(avx512, caches=Caches(32 * KiB, 1 * MiB, 4 * MiB))
+    emerald = dataclasses.replace(avx512, caches=Caches(48 * KiB, 2 * MiB, 150 * MiB))
+    proj = geometry((1, 512, 28, 28), (1024, 512, 1, 1), (2, 2), 0, (1, 1), 1)
+    assert subsamples(proj, zen4) and not subsamples(proj, emerald)
+    assert not subsamples(geometry((1, 512, 28, 28), (1024, 512, 1, 1), (1, 1), 0, (1, 1), 1), zen4)
+    assert not subsamples(geometry((1, 512, 28, 28), (1024, 512, 3, 3), (2, 2), 1, (1, 1), 1), zen4)
+
+
 @pytest.mark.parametrize("hw, bw", [(14, None), (13, 4)])
 def test_strided_direct_1x1_reads_its_input_subsampled(hw, bw, rand):
-    """The direct conv packs a strided 1x1 conv's input subsampled (te.ops.conv2d.subsamples): a
-    dense map of the pixels it reads, zeros past its edge where the tile pads the output."""
+    """Where it subsamples (here: with caches too small for the rows it reads), the direct conv
+    reads a dense map of the pixels, zeros past its edge where the tile pads the output."""
+    import dataclasses
     from te import ops
+    from te.caches import Caches, KiB
     from te.ops.conv2d import conv2d_nchw, geometry, subsamples
-    xs, ws = (1, 24, hw, hw), (40, 24, 1, 1)
+    from te.target import host
+    target = dataclasses.replace(host(), caches=Caches(4 * KiB, 24 * KiB, 64 * KiB))
+    xs, ws = (1, 64, hw, hw), (40, 64, 1, 1)
     g = geometry(xs, ws, (2, 2), 0, (1, 1), 1)
-    assert subsamples(g) and not subsamples(geometry(xs, ws, (1, 1), 0, (1, 1), 1))
-    assert not subsamples(geometry(xs, (40, 24, 3, 3), (2, 2), 1, (1, 1), 1))
+    assert subsamples(g, target)
     x, w = te.placeholder(xs, name="x"), te.placeholder(ws, name="w")
-    y = conv2d_nchw(x, w, g, bw=bw, name="conv")
+    y = conv2d_nchw(x, w, g, bw=bw, name="conv", target=target)
     sub = next(t for t in te.create_schedule(y.op).stages if t.op.name == "conv.pad")
     ow = -(-g.OW // bw) * bw if bw else g.OW
-    assert tuple(sub.op.output(0).shape)[1:] == (24, g.OH, ow)
+    assert tuple(sub.op.output(0).shape)[1:] == (64, g.OH, ow)
     a, wv = rand(xs), rand(ws)
     out = np.zeros(y.shape, np.float32)
-    te.build(ops.schedule([y]), [x, w, y])(a, wv, out)
+    te.build(ops.schedule([y], target), [x, w, y], target=target)(a, wv, out)
     np.testing.assert_allclose(out, conv_ref(a, wv, (2, 2)), rtol=1e-4, atol=1e-4)
