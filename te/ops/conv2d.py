@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import te
-from te.caches import BYTES_PER_CYCLE, beats
+from te.caches import beats
 from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
@@ -414,14 +414,6 @@ def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target)
     return "oc_block" if fits and weights > 4 * outputs else "root"
 
 
-# Bytes a cycle a core re-reads NCHW input lines from beyond its L2.  A tile reads a line or two
-# per channel plane and row, each plane H*W*4 bytes after the last (12.5 KiB at 56x56): the L2
-# streamers, which follow addresses within a 4 KiB page, never fetch them ahead, so each line
-# costs a miss's latency (~50-100 cycles to L3 on Zen 4 and on Intel's server cores) with ~10-16
-# misses in flight: ~8 bytes a cycle, a quarter of the L3's streaming rate (te.caches).  Measured
-# on Emerald Rapids (1 thread): the stride-2 3x3 128@56x56 conv, whose 1.7 MiB input oc_outer
-# re-reads from L3 per channel block, runs 1.16-1.3x faster with rows_outer.
-PLANE_BYTES_PER_CYCLE = 8.0
 
 
 def input_rows_read(g: ConvGeometry) -> int:
@@ -444,7 +436,7 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     * rows_outer re-reads W at every tile row (W + B apart), W_b at every other tile (W_b + B
       apart) and the band at every block (B + W_b apart).
 
-    X re-read from beyond L2 costs PLANE_BYTES_PER_CYCLE, not the level's streaming rate: its
+    X re-read from beyond L2 costs Caches.plane_cycles, not the level's streaming rate: its
     lines lie a channel plane apart, where no prefetcher reaches.  So big maps with few weights
     take rows_outer wherever their input outgrows L2 (a 1x1 conv 512 -> 128 on 28x28, 1.6 MiB
     with Emerald Rapids' 2 MiB L2; 256 -> 64 on 56x56, 3.1 MiB), while deep layers (few pixels,
@@ -469,12 +461,9 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
         x, band = 4.0 * g.N * g.C * g.OH * g.OW, 4.0 * g.C * bh * g.OW
     c, lanes, work = target.caches, target.lanes(), g.flops
 
-    def input_cycles(working_set: float) -> float:
-        level = c.level(working_set)
-        return blocks * x / (BYTES_PER_CYCLE[level] if level < 2 else PLANE_BYTES_PER_CYCLE)
-    oc_outer = c.loop_cycles(work, lanes, [(tiles * w, w_b)]) + input_cycles(x + w_b)
+    oc_outer = c.loop_cycles(work, lanes, [(tiles * w, w_b)]) + c.plane_cycles(blocks * x, x + w_b)
     rows_outer = (c.loop_cycles(work, lanes, [(rows * w, w + band), ((tiles - rows) * w, w_b + band)])
-                  + input_cycles(band + w_b))
+                  + c.plane_cycles(blocks * x, band + w_b))
     return "rows_outer" if beats(rows_outer, oc_outer) else "oc_outer"
 
 
