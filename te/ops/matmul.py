@@ -126,6 +126,26 @@ def _pack_b(b_at, K: int, N: int, bn: int, dtype: str, name: str) -> te.Tensor:
         name=f"{name}.packed", tag="pack")
 
 
+def fits_registers(bm: int, nv: int, target: Target) -> bool:
+    """Do a tile's accumulators, the input vectors of one reduction step and a broadcast fit the
+    target's vector registers (a 7 x 4 tile on AVX-512's 32 spills)?"""
+    return bm * nv <= target.acc_vectors and bm * nv + nv + 1 <= target.vector_registers
+
+
+def register_tile_shape(target: Target) -> tuple[int, int]:
+    """(rows, vectors) of the packed GEMM's register tile with the most FMAs per load.
+
+    Each reduction step loads `vectors` vectors of B and broadcasts `rows` elements of A for
+    rows x vectors FMAs.  Two FMA and two load ports make any tile with more FMAs than loads
+    FMA-bound on paper, but the loads still take L1 bandwidth and issue slots, and measured the
+    tile with fewer of them wins: 6 x 4 on AVX-512's 32 registers (24 FMAs per 10 loads; 29
+    registers with the B vectors and a broadcast) ran ResNet-50's 256 -> 64 1x1 conv at 56x56
+    1.1x faster than 4 x 4 and 8 x 2 (16 per 8 and 10) though it pads 64 rows to 66; with
+    AVX2's 16, 4 x 3 (12 per 7)."""
+    shapes = [(bm, nv) for nv in range(1, 5) for bm in range(1, max(PADDED_ROWS) + 1) if fits_registers(bm, nv, target)]
+    return max(shapes, key=lambda t: (t[0] * t[1] / (t[0] + t[1]), t[0] * t[1]))
+
+
 def tile_rows(bn: int, target: Target) -> int:
     """The most rows (up to 8) of a packed register tile bn wide whose accumulators fit the target."""
     return max(1, min(8, target.acc_vectors // -(-bn // target.lanes())))
@@ -281,17 +301,17 @@ def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
 # ---------------------------------------------------------------- schedules
 
 def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn: int | None = None,
-                 panels: bool = False) -> None:
-    """Declare the knobs of one strategy for target (a no-op for knobs already declared); `bn`:
-    the default column block, if not pick_lanes(N); `panels`: B is packed inside the kernel and
-    the tile order "panels" (TILE_ORDERS) applies."""
+                 panels: bool = False, bm: int | None = None) -> None:
+    """Declare the knobs of one strategy for target (a no-op for knobs already declared); `bn`
+    and `bm`: the default column block and row tile, if not pick_lanes(N) and default_bm's;
+    `panels`: B is packed inside the kernel and the tile order "panels" (TILE_ORDERS) applies."""
     acc, lanes = target.acc_vectors, target.lanes()
     if strategy == "packed":
         # divisors of M, and the padded row counts of the tiles 32 registers hold (6 or 7 rows of 4
         # vectors, 12 or 14 of 2)
         sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in PADDED_ROWS if b < M}
         bn = bn or pick_lanes(N, target)
-        bm = default_bm(M, tile_rows(bn, target))     # for the default bn
+        bm = bm or default_bm(M, tile_rows(bn, target))     # for the default bn
         cfg.define_split("tile_y", M, num_outputs=2, candidates=[[-1, b] for b in sorted(sizes | {bm})],
                          default=[-1, bm])
         cfg.define_split("tile_k", K, num_outputs=2, max_factor=16, default=[-1, largest_divisor(K, 4)])

@@ -37,18 +37,24 @@ def test_the_input_read_in_place_or_packed(xs, ws, stride, rng):
     assert packs == ({True} if stride == 2 else {True, False})
 
 
-def test_the_untuned_kernel_packs_its_input_in_two_vector_panels():
-    """The default config packs the input into contiguous panels two vectors wide, also where the
-    block does not divide the pixels (14x14): conv2d.gemm1x1's docstrings say why."""
-    from te.target import host
-    lanes = host().lanes()
-    for hw, k in ((56, 64), (14, 256)):
-        task = autotune.create_task("conv2d_1x1_gemm", ((1, 256, hw, hw), (k, 256, 1, 1), (1, 1), (0, 0, 0, 0),
-                                                        (1, 1), 1, "float32"))
-        d = task.config_space.get(task.config_space.default_index())
-        assert d["pack_input"].val is True
-        assert d["bn"].val == 2 * lanes
-        assert d["tile_y"].size[-1] * 2 <= host().acc_vectors
+def test_the_untuned_kernel_reads_in_place_where_the_register_tile_divides_the_pixels():
+    """gemm_defaults: with AVX-512 a 6 x 4 tile read in place where 64 divides the pixels (56x56),
+    else panels two vectors wide (14x14, and every strided conv); with AVX2 a 4 x 3 tile."""
+    from te.ops.conv2d import gemm_defaults, geometry
+    from te.ops.matmul import register_tile_shape
+    from te.target import parse
+    avx512, avx2 = parse("llvm -mcpu=skylake-avx512"), parse("llvm -mcpu=haswell")
+    assert register_tile_shape(avx512) == (6, 4) and register_tile_shape(avx2) == (4, 3)
+    g56, g14 = (geometry((1, 256, hw, hw), (64, 256, 1, 1), (s, s), 0, (1, 1), 1) for hw, s in ((56, 1), (14, 1)))
+    g56s2 = geometry((1, 256, 56, 56), (64, 256, 1, 1), (2, 2), 0, (1, 1), 1)
+    assert gemm_defaults(g56, avx512) == (64, 6, False)
+    assert gemm_defaults(g14, avx512) == (32, None, True)
+    assert gemm_defaults(g56s2, avx512) == (32, None, True)
+    assert gemm_defaults(geometry((1, 256, 48, 48), (64, 256, 1, 1), (1, 1), 0, (1, 1), 1), avx2) == (24, 4, False)
+    task = autotune.create_task("conv2d_1x1_gemm", ((1, 256, 56, 56), (64, 256, 1, 1), (1, 1), (0, 0, 0, 0),
+                                                    (1, 1), 1, "float32"), avx512)
+    d = task.config_space.get(task.config_space.default_index())
+    assert (d["bn"].val, d["tile_y"].size[-1], d["pack_input"].val) == (64, 6, False)
 
 
 @pytest.mark.parametrize("xs, ws, stride, bn, rows", [((1, 24, 16, 16), (40, 24, 1, 1), 1, 32, 6),
@@ -65,7 +71,7 @@ def test_panels_packed_per_column_block_with_epilogue(xs, ws, stride, bn, rows, 
     task = autotune.create_task("conv2d_1x1_gemm", args)
     sp = task.config_space
     cfg = sp.from_json({**sp.get(sp.default_index()).to_json(), "tile_order": "panels", "bn": bn,
-                        "tile_y": [-1, rows]})
+                        "tile_y": [-1, rows], **({"pack_input": True} if stride == 1 else {})})
     assert sp.valid(cfg.index)
     wl = task.implementation.workload(task.args)
     choice = registry.Choice(task.implementation, wl, task.target, cfg)
