@@ -8,7 +8,7 @@ Each conv is built by the implementation an untuned model build picks (te.ops.re
 the epilogue the model fuses into it (bias + ReLU, bias + residual add + ReLU, or bias alone),
 its weights pre-packed as a model build packs them, and arrays 64-byte aligned as the model's
 workspace is (numpy's large arrays sit 16 bytes past a line: every vector access would straddle
-two).  The default config and the alternatives listed in ALTERNATIVES run in alternating rounds
+two).  The untuned kernel and the alternatives listed in ALTERNATIVES run in alternating rounds
 in one process, all reading the same arrays, so a change in the machine's speed or in where the
 arrays landed hits them alike.  GFLOP/s are against the fp32 FMA peak measured in the same run.
 """
@@ -48,7 +48,10 @@ SHAPES = {
 }
 # knob overrides timed beside the default, by the implementation the default build uses
 ALTERNATIVES = {
-    "conv2d.gemm1x1": {"panels": {"tile_order": "panels"}, "6x4 tile": {"bn": 64, "tile_y": [-1, 6]}},
+    "conv2d.gemm1x1": {"session 13 default": {"bn": 32, "tile_y": [-1, 8], "pack_input": True,
+                                             "tile_order": "cols_outer"},
+                       "panels": {"tile_order": "panels", "pack_input": True},
+                       "6x4 tile packed": {"bn": 64, "tile_y": [-1, 6], "pack_input": True}},
     "conv2d.direct": {"rows_outer": {"out_order": "rows_outer"}},
 }
 
@@ -70,12 +73,18 @@ def aligned(shape, dtype, rng: np.random.Generator) -> np.ndarray:
 
 
 def build(name: str, impl, overrides: dict | None, target, arrays: dict):
-    """(kernel, its arrays, flops) of the conv with its model epilogue under the default config
-    updated by `overrides`; arrays of the same name and shape are shared between variants."""
+    """(kernel, its arrays, flops) of the conv with its model epilogue, untuned as a model build
+    runs it (overrides None) or the template's default config updated by `overrides` (knobs the
+    template lacks skipped: a strided conv has no pack_input); arrays of the same name and shape
+    are shared between variants."""
     wl, epilogue = workload(name)
     task = autotune.create_task(impl.template, impl.args(wl), target)
     sp = task.config_space
-    cfg = sp.from_json({**sp.get(sp.default_index()).to_json(), **(overrides or {})})
+    if overrides is None:
+        cfg = impl.config(wl, target)
+    else:
+        cfg = sp.from_json({**sp.get(sp.default_index()).to_json(),
+                            **{k: v for k, v in overrides.items() if k in sp.space_map}})
     x, w = impl.placeholders(wl, cfg, target, True)
     b = te.placeholder((wl.w_shape[0],), name="b")
     y = impl.compute([x, w, b], wl, cfg, target, True)
@@ -108,16 +117,16 @@ def main() -> None:
         impl = registry.candidates(wl, target)[0][1]
         arrays: dict = {}
         variants, flops = {}, 0.0
-        for label, over in {"default": None, **ALTERNATIVES.get(impl.name, {})}.items():
+        for label, over in {"untuned": None, **ALTERNATIVES.get(impl.name, {})}.items():
             f, a, flops = build(name, impl, over, target, arrays)
             variants[label] = (f, a)
         secs = alternate(variants, args.rounds)
         for label, t in secs.items():
             rows.append([name, impl.name, label, f"{t * 1e3:.3f}", f"{flops / t / 1e9:.0f}",
-                         f"{flops / t / 1e9 / peak:.0%}", f"{secs['default'] / t:.2f}x"])
+                         f"{flops / t / 1e9 / peak:.0%}", f"{secs["untuned"] / t:.2f}x"])
             print("  " + " ".join(rows[-1]), flush=True)
     print()
-    print(table(["conv", "implementation", "config", "ms", "GFLOP/s", "of peak", "default / this"], rows,
+    print(table(["conv", "implementation", "config", "ms", "GFLOP/s", "of peak", "untuned / this"], rows,
                 "lllrrrr"))
 
 
