@@ -123,7 +123,7 @@ def main() -> None:
         secs = alternate(variants, args.rounds)
         for label, t in secs.items():
             rows.append([name, impl.name, label, f"{t * 1e3:.3f}", f"{flops / t / 1e9:.0f}",
-                         f"{flops / t / 1e9 / peak:.0%}", f"{secs["untuned"] / t:.2f}x"])
+                         f"{flops / t / 1e9 / peak:.0%}", f"{secs['untuned'] / t:.2f}x"])
             print("  " + " ".join(rows[-1]), flush=True)
     print()
     print(table(["conv", "implementation", "config", "ms", "GFLOP/s", "of peak", "untuned / this"], rows,
