@@ -11,7 +11,7 @@ from .conv_reference import conv_ref
 
 
 @pytest.mark.parametrize("xs, ws, stride", [((1, 24, 16, 16), (40, 24, 1, 1), 1),
-                                            ((1, 16, 12, 12), (19, 16, 1, 1), 1),
+                                            ((1, 16, 24, 24), (19, 16, 1, 1), 1),
                                             ((1, 16, 16, 16), (24, 16, 1, 1), 2)])
 def test_the_input_read_in_place_or_packed(xs, ws, stride, rng):
     args = (xs, ws, (stride, stride), (0, 0, 0, 0), (1, 1), 1, "float32")
@@ -58,7 +58,7 @@ def test_the_untuned_kernel_reads_in_place_where_the_register_tile_divides_the_p
 
 
 @pytest.mark.parametrize("xs, ws, stride, bn, rows", [((1, 24, 16, 16), (40, 24, 1, 1), 1, 32, 6),
-                                                       ((1, 16, 12, 12), (19, 16, 1, 1), 1, 16, 14),
+                                                       ((1, 16, 24, 24), (19, 16, 1, 1), 1, 16, 14),
                                                        ((1, 16, 17, 17), (24, 16, 1, 1), 2, 32, 7)])
 def test_panels_packed_per_column_block_with_epilogue(xs, ws, stride, bn, rows, rand):
     """tile_order "panels": each column block packs its own panel inside the parallel loop; with padded
@@ -128,3 +128,18 @@ def test_strided_direct_1x1_reads_its_input_subsampled(hw, bw, rand):
     out = np.zeros(y.shape, np.float32)
     te.build(ops.schedule([y], target), [x, w, y], target=target)(a, wv, out)
     np.testing.assert_allclose(out, conv_ref(a, wv, (2, 2)), rtol=1e-4, atol=1e-4)
+
+
+def test_avx2_register_tile_read_in_place_matches_numpy(rand):
+    """The AVX2 default (a 4 x 3 tile, 24 pixels a block, read in place) builds and matches numpy."""
+    from te import ops
+    from te.target import parse
+    avx2 = parse("llvm -mcpu=haswell")
+    x, w = te.placeholder((1, 16, 24, 24), name="x"), te.placeholder((10, 16, 1, 1), name="w")
+    y = ops.conv2d(x, w, target=avx2)
+    assert (y.op.attrs["bn"], y.op.attrs["bm"]) == (24, 4)
+    assert not any(t.op.name.endswith(".packed") for t in y.op.input_tensors[0].op.input_tensors)
+    a, b = rand((1, 16, 24, 24)), rand((10, 16, 1, 1))
+    out = np.zeros(y.shape, np.float32)
+    te.build(ops.schedule([y], avx2), [x, w, y], target=avx2)(a, b, out)
+    np.testing.assert_allclose(out, conv_ref(a, b), rtol=1e-4, atol=1e-4)
