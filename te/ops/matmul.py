@@ -31,7 +31,9 @@ from .knobs import FallbackConfig
 from .schedule import anchor, input_stage, parallel_if_worth, register_block
 
 BN_CHOICES = (8, 16, 32, 48, 64)
-PADDED_ROWS = (4, 6, 7, 8, 12, 14)    # row tiles the packed GEMM may pad M to
+# row tiles the packed GEMM may pad M to; with `padded_rows` (the 1x1 conv's template) also those
+# of the tiles 32 registers hold: 6 or 7 rows of 4 vectors, 12 or 14 of 2
+PADDED_ROWS, WIDE_PADDED_ROWS = (4, 8), (4, 6, 7, 8, 12, 14)
 # The packed strategy's loops over its register tiles: column blocks outside the row tiles, row
 # tiles outside, or "panels": one parallel task per column block that packs B's panel itself
 # (in its own core's L1/L2, where the default packs all of B first and the cores then read
@@ -142,7 +144,8 @@ def register_tile_shape(target: Target) -> tuple[int, int]:
     registers with the B vectors and a broadcast) ran ResNet-50's 256 -> 64 1x1 conv at 56x56
     1.1x faster than 4 x 4 and 8 x 2 (16 per 8 and 10) though it pads 64 rows to 66; with
     AVX2's 16, 4 x 3 (12 per 7)."""
-    shapes = [(bm, nv) for nv in range(1, 5) for bm in range(1, max(PADDED_ROWS) + 1) if fits_registers(bm, nv, target)]
+    shapes = [(bm, nv) for nv in range(1, 5) for bm in range(1, max(WIDE_PADDED_ROWS) + 1)
+              if fits_registers(bm, nv, target)]
     return max(shapes, key=lambda t: (t[0] * t[1] / (t[0] + t[1]), t[0] * t[1]))
 
 
@@ -301,15 +304,15 @@ def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
 # ---------------------------------------------------------------- schedules
 
 def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn: int | None = None,
-                 panels: bool = False, bm: int | None = None) -> None:
+                 panels: bool = False, bm: int | None = None, padded_rows: bool = False) -> None:
     """Declare the knobs of one strategy for target (a no-op for knobs already declared); `bn`
     and `bm`: the default column block and row tile, if not pick_lanes(N) and default_bm's;
-    `panels`: B is packed inside the kernel and the tile order "panels" (TILE_ORDERS) applies."""
+    `panels`: B is packed inside the kernel and the tile order "panels" (TILE_ORDERS) applies;
+    `padded_rows`: row tiles that pad M include WIDE_PADDED_ROWS."""
     acc, lanes = target.acc_vectors, target.lanes()
     if strategy == "packed":
-        # divisors of M, and the padded row counts of the tiles 32 registers hold (6 or 7 rows of 4
-        # vectors, 12 or 14 of 2)
-        sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in PADDED_ROWS if b < M}
+        padded = WIDE_PADDED_ROWS if padded_rows else PADDED_ROWS
+        sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in padded if b < M}
         bn = bn or pick_lanes(N, target)
         bm = bm or default_bm(M, tile_rows(bn, target))     # for the default bn
         cfg.define_split("tile_y", M, num_outputs=2, candidates=[[-1, b] for b in sorted(sizes | {bm})],
