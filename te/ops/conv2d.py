@@ -163,15 +163,12 @@ def conv1x1_matmul(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor 
 
     The pixels are the GEMM's columns and a bm x bn tile of output channels x pixels lives in
     registers; the epilogue runs on it before the store, which is contiguous along the pixels in
-    NCHW.  With `pack_input` (the default) a pack stage first gathers the input into [P/bn, C, bn]
+    NCHW.  With `pack_input` a pack stage first gathers the input into [P/bn, C, bn]
     panels; without, the tile reads its bn pixels of each channel where they are (contiguous in
     NCHW, but C rows a whole channel plane apart), which saves the pack's pass over the input but
-    streams every row tile's reads from C scattered rows.  Measured on Emerald Rapids
-    (bench/RESULTS.md, session 12) the packed panel is up to 1.5x faster on ResNet-50's 1x1 convs
-    and never slower by more than noise: a contiguous panel is what hardware prefetchers and the
-    TLB serve best on every x86 core, so packing is the default and reading in place a knob.
+    streams every row tile's reads from C scattered rows.  Which pays depends on the tile:
     `bn`, `bm` and `pack_input` default to gemm_defaults' (`bm` there None: the most rows whose
-    accumulators fit the registers, up to 8).
+    accumulators fit the registers, up to 8), which says why.
     """
     from .matmul import _pack_b, _packed_acc, default_bm, tile_rows
     target = parse(target)
@@ -435,8 +432,6 @@ def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target)
     outputs = g.N * g.K * g.OH * g.OW
     fits = g.OH % bh == 0 and g.OW % bw == 0 and g.OH * g.OW * ocb * 4 <= target.caches.l1d
     return "oc_block" if fits and weights > 4 * outputs else "root"
-
-
 
 
 def input_rows_read(g: ConvGeometry) -> int:
