@@ -37,6 +37,15 @@ BYTES_PER_CYCLE = (128.0, 64.0, 32.0, 16.0)
 # tile stays in a 2 MiB L2 (measured: the order re-reading it there is the faster one).
 FILL = 0.75
 FMA_UNITS = 2       # vector FMAs a cycle: every AVX2 and AVX-512 core tilewise meets has two ports
+# Bytes a cycle a core moves to or from NCHW lines beyond its L2 when it visits them a channel plane
+# apart (a tile's input lines per channel, a GEMM tile's output rows): each plane lies H*W*4 bytes
+# after the last (12.5 KiB at 56x56), so the L2 streamers, which follow addresses within a 4 KiB
+# page, never fetch them ahead, and each line costs a miss's latency (~50-100 cycles to L3 on
+# Zen 4 and on Intel's server cores) with ~10-16 misses in flight: ~8 bytes a cycle, a quarter of
+# the L3's streaming rate.  Measured on Emerald Rapids (1 thread): the stride-2 3x3 128@56x56 conv,
+# whose 1.7 MiB input oc_outer re-reads from L3 per channel block, runs 1.16-1.3x faster with
+# rows_outer.
+PLANE_BYTES_PER_CYCLE = 8.0
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMG]?)(?:i?B)?", re.I)
 
 
@@ -66,6 +75,12 @@ class Caches:
         """Cycles a core spends re-reading operands: for each (bytes read, working set between two
         reads of the same byte), the bytes at BYTES_PER_CYCLE of the level that working set stays in."""
         return sum(nbytes / BYTES_PER_CYCLE[self.level(ws)] for nbytes, ws in streams)
+
+    def plane_cycles(self, nbytes: float, working_set: float) -> float:
+        """Cycles to move `nbytes` of NCHW lines visited a channel plane apart from the level
+        `working_set` stays in: beyond L2 at PLANE_BYTES_PER_CYCLE, where no prefetcher helps."""
+        level = self.level(working_set)
+        return nbytes / (BYTES_PER_CYCLE[level] if level < 2 else PLANE_BYTES_PER_CYCLE)
 
     def loop_cycles(self, flops: float, lanes: int, streams: list[tuple[float, float]]) -> float:
         """A loop nest's cycles on one core: its FMAs (FMA_UNITS a cycle of `lanes` lanes) plus its

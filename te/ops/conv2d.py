@@ -22,12 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import te
-from te.caches import BYTES_PER_CYCLE, beats
+from te.caches import beats
 from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
 from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, flops, geometry,  # noqa: F401
-                            pad_nchw, resolve_padding, round_up)
+                            pad_nchw, resolve_padding, round_up, subsample_nchw)
 from .knobs import FallbackConfig
 from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth, reduction_order,
                        register_tile)
@@ -135,6 +135,26 @@ def gemm_bn(P: int, target: Target) -> int:
     return 2 * lanes if P > lanes else pick_lanes(P, target)
 
 
+def gemm_defaults(g: ConvGeometry, target: Target) -> tuple[int, int | None, bool]:
+    """(bn, bm, pack_input) of the untuned 1x1 GEMM (bm None: matmul.default_bm's).
+
+    Where the target's register tile (matmul.register_tile_shape: 6 rows x 4 vectors with
+    AVX-512) divides a stride-1 conv's pixels, it reads the input in place: each channel plane
+    gives the tile a run of whole lines (4 with AVX-512), and the model's buffers are 64-byte
+    aligned, so the pack's extra pass over the input (a write and a re-read of up to 3 MiB)
+    buys nothing.  Measured on two threads against the packed 8 x 2 tile, ResNet-50's 1x1 convs
+    at 56x56: 256 -> 64 0.38 against 0.48 ms, 256 -> 128 0.73 against 0.81-0.86, 64 -> 64 0.15
+    against 0.18 (Emerald Rapids, alternating on shared aligned arrays; packing had measured
+    faster on numpy's arrays, which start 16 bytes past a line).  Elsewhere (strided convs,
+    pixels the tile does not divide) the input is packed into panels of gemm_bn pixels."""
+    from .matmul import register_tile_shape
+    rows, nv = register_tile_shape(target)
+    bn = nv * target.lanes()
+    if g.sh == g.sw == 1 and (g.OH * g.OW) % bn == 0:
+        return bn, rows, False
+    return gemm_bn(g.OH * g.OW, target), None, True
+
+
 def conv1x1_matmul(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | None = None,
                    epilogue: Epilogue | None = None, bn: int | None = None, bm: int | None = None,
                    pack_input: bool | None = None, name: str = "conv2d",
@@ -143,25 +163,25 @@ def conv1x1_matmul(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor 
 
     The pixels are the GEMM's columns and a bm x bn tile of output channels x pixels lives in
     registers; the epilogue runs on it before the store, which is contiguous along the pixels in
-    NCHW.  With `pack_input` (the default) a pack stage first gathers the input into [P/bn, C, bn]
+    NCHW.  With `pack_input` a pack stage first gathers the input into [P/bn, C, bn]
     panels; without, the tile reads its bn pixels of each channel where they are (contiguous in
     NCHW, but C rows a whole channel plane apart), which saves the pack's pass over the input but
-    streams every row tile's reads from C scattered rows.  Measured on Emerald Rapids
-    (bench/RESULTS.md, session 12) the packed panel is up to 1.5x faster on ResNet-50's 1x1 convs
-    and never slower by more than noise: a contiguous panel is what hardware prefetchers and the
-    TLB serve best on every x86 core, so packing is the default and reading in place a knob.
-    `bn` defaults to gemm_bn, `bm` to the most rows whose accumulators fit the registers (up to 8).
+    streams every row tile's reads from C scattered rows.  Which pays depends on the tile:
+    `bn`, `bm` and `pack_input` default to gemm_defaults' (`bm` there None: the most rows whose
+    accumulators fit the registers, up to 8), which says why.
     """
     from .matmul import _pack_b, _packed_acc, default_bm, tile_rows
     target = parse(target)
     check_bias(bias, g.K, name)
     M, K, P = g.K, g.C, g.OH * g.OW
-    bn = bn or gemm_bn(P, target)
+    d_bn, d_bm, d_pack = gemm_defaults(g, target)
+    if bn is None:
+        bn, bm, pack_input = d_bn, bm or d_bm, d_pack if pack_input is None else pack_input
     bm = bm or default_bm(M, tile_rows(bn, target))
     OW, sh, sw = g.OW, g.sh, g.sw
     in_place = g.sh == g.sw == 1 and P % bn == 0
     if pack_input is None:
-        pack_input = True
+        pack_input = not in_place
     if not pack_input and not in_place:
         raise ValueError(f"{name}: the input can be read in place only by a stride-1 conv whose "
                          f"{P} pixels bn={bn} divides; pack it")
@@ -266,6 +286,23 @@ def default_tiles(g: ConvGeometry, ocb: int, target: Target) -> tuple[int, int]:
     return best
 
 
+def subsamples(g: ConvGeometry, target: Target) -> bool:
+    """Does the direct conv read a strided 1x1 conv's input subsampled first (subsample_nchw)?
+
+    A stride-2 1x1 conv reads one pixel in four, from lines whose other half it never uses, and
+    every output-channel block reads them again.  Packed once into a dense map a quarter the size,
+    the blocks re-read contiguous rows from a smaller working set, at the cost of one pass over
+    the pixels (a per-lane gather) and a barrier.  That pays only where it moves the re-read
+    working set to a closer cache level (te.caches.Caches.level): ResNet-50's 512 -> 1024
+    projection at 28x28 reads 0.8 MiB of rows, 0.2 MiB subsampled: beyond a 1 MiB L2 (Zen 4)
+    against within it.  Where both stay in L2 (Emerald Rapids' 2 MiB) the extra pass made it
+    slower on two threads (0.82 against 0.77 ms, alternating)."""
+    if g.R != 1 or g.S != 1 or (g.sh, g.sw) == (1, 1) or (g.pt, g.pl, g.pb, g.pr) != (0, 0, 0, 0):
+        return False
+    c = target.caches
+    return c.level(4.0 * g.N * g.C * input_rows_read(g) * g.W) > c.level(4.0 * g.N * g.C * g.OH * g.OW)
+
+
 def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias: te.Tensor | None = None,
                 epilogue: Epilogue | None = None, ocb: int | None = None, bw: int | None = None,
                 bh: int | None = None, name: str = "conv2d", target: Target | str | None = None) -> te.Tensor:
@@ -285,11 +322,15 @@ def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias
         raise ValueError(f"{name}: the channel block {ocb} must divide the output channels per group {Kg}")
     Kp = round_up(g.K, ocb)
     OHp, OWp = round_up(g.OH, bh), round_up(g.OW, bw)
-    # pad enough rows/columns that the padded accumulator tile reads zeros, never past the end
-    extra_b = max(0, (OHp - 1) * g.sh + (g.R - 1) * g.dh + 1 - (g.H + g.pt + g.pb))
-    extra_r = max(0, (OWp - 1) * g.sw + (g.S - 1) * g.dw + 1 - (g.W + g.pl + g.pr))
-    xp, col0 = pad_nchw(x, g.pt, g.pl, g.pb + extra_b, g.pr + extra_r, name=f"{name}.pad")
-    off = col0 - g.pl
+    sh, sw = g.sh, g.sw
+    if subsamples(g, target):
+        xp, off, sh, sw = subsample_nchw(x, g.sh, g.sw, OHp, OWp, name=f"{name}.pad"), 0, 1, 1
+    else:
+        # pad enough rows/columns that the padded accumulator tile reads zeros, never past the end
+        extra_b = max(0, (OHp - 1) * g.sh + (g.R - 1) * g.dh + 1 - (g.H + g.pt + g.pb))
+        extra_r = max(0, (OWp - 1) * g.sw + (g.S - 1) * g.dw + 1 - (g.W + g.pl + g.pr))
+        xp, col0 = pad_nchw(x, g.pt, g.pl, g.pb + extra_b, g.pr + extra_r, name=f"{name}.pad")
+        off = col0 - g.pl
     K, R, S = g.K, g.R, g.S
 
     def wpack(ko, c, r, s, ki):
@@ -307,7 +348,7 @@ def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias
 
     def acc_f(n, ko, oh, ow, ki):
         c = rc if g.groups == 1 else (ko * ocb) // Kg * Cg + rc.var
-        return te.sum(xp[n, c, oh * g.sh + rr * g.dh, ow * g.sw + rs * g.dw + off] * wp[ko, rc, rr, rs, ki],
+        return te.sum(xp[n, c, oh * sh + rr * g.dh, ow * sw + rs * g.dw + off] * wp[ko, rc, rr, rs, ki],
                       axis=[rc, rr, rs])
     acc = te.compute((g.N, Kp // ocb, OHp, OWp, ocb), acc_f, name=f"{name}.acc", tag="conv2d.acc")
 
@@ -393,16 +434,6 @@ def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target)
     return "oc_block" if fits and weights > 4 * outputs else "root"
 
 
-# Bytes a cycle a core re-reads NCHW input lines from beyond its L2.  A tile reads a line or two
-# per channel plane and row, each plane H*W*4 bytes after the last (12.5 KiB at 56x56): the L2
-# streamers, which follow addresses within a 4 KiB page, never fetch them ahead, so each line
-# costs a miss's latency (~50-100 cycles to L3 on Zen 4 and on Intel's server cores) with ~10-16
-# misses in flight: ~8 bytes a cycle, a quarter of the L3's streaming rate (te.caches).  Measured
-# on Emerald Rapids (1 thread): the stride-2 3x3 128@56x56 conv, whose 1.7 MiB input oc_outer
-# re-reads from L3 per channel block, runs 1.16-1.3x faster with rows_outer.
-PLANE_BYTES_PER_CYCLE = 8.0
-
-
 def input_rows_read(g: ConvGeometry) -> int:
     """Rows of the padded input the conv reads: all of them, except with a stride longer than
     the filter's span (a 1x1 stride-2 conv reads every other row)."""
@@ -423,7 +454,7 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     * rows_outer re-reads W at every tile row (W + B apart), W_b at every other tile (W_b + B
       apart) and the band at every block (B + W_b apart).
 
-    X re-read from beyond L2 costs PLANE_BYTES_PER_CYCLE, not the level's streaming rate: its
+    X re-read from beyond L2 costs Caches.plane_cycles, not the level's streaming rate: its
     lines lie a channel plane apart, where no prefetcher reaches.  So big maps with few weights
     take rows_outer wherever their input outgrows L2 (a 1x1 conv 512 -> 128 on 28x28, 1.6 MiB
     with Emerald Rapids' 2 MiB L2; 256 -> 64 on 56x56, 3.1 MiB), while deep layers (few pixels,
@@ -444,14 +475,13 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     w_b = 4.0 * g.C * g.R * g.S * ocb
     w, x = blocks * w_b, 4.0 * g.N * g.C * input_rows_read(g) * Wp
     band = 4.0 * g.C * ((bh - 1) * g.sh + (g.R - 1) * g.dh + 1) * Wp
+    if subsamples(g, target):       # the conv reads the dense subsampled map
+        x, band = 4.0 * g.N * g.C * g.OH * g.OW, 4.0 * g.C * bh * g.OW
     c, lanes, work = target.caches, target.lanes(), g.flops
 
-    def input_cycles(working_set: float) -> float:
-        level = c.level(working_set)
-        return blocks * x / (BYTES_PER_CYCLE[level] if level < 2 else PLANE_BYTES_PER_CYCLE)
-    oc_outer = c.loop_cycles(work, lanes, [(tiles * w, w_b)]) + input_cycles(x + w_b)
+    oc_outer = c.loop_cycles(work, lanes, [(tiles * w, w_b)]) + c.plane_cycles(blocks * x, x + w_b)
     rows_outer = (c.loop_cycles(work, lanes, [(rows * w, w + band), ((tiles - rows) * w, w_b + band)])
-                  + input_cycles(band + w_b))
+                  + c.plane_cycles(blocks * x, band + w_b))
     return "rows_outer" if beats(rows_outer, oc_outer) else "oc_outer"
 
 

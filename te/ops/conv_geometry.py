@@ -150,6 +150,22 @@ def _pad_nchw_clamped(x: te.Tensor, top: int, left: int, bottom: int, right: int
                       attrs={"chunk": 0})
 
 
+def subsample_nchw(x: te.Tensor, sh: int, sw: int, rows: int, cols: int, name: str) -> te.Tensor:
+    """x[:, :, ::sh, ::sw] as a dense (N, C, rows, cols) tensor, zeros past x's subsampled edge:
+    the input of a strided 1x1 conv, which is a stride-1 1x1 conv of it (tagged like a pad stage,
+    which it replaces)."""
+    N, C, H, W = x.shape
+    OH, OW = -(-H // sh), -(-W // sw)
+
+    def f(n, c, h, w):
+        if rows <= OH and cols <= OW:
+            return x[n, c, h * sh, w * sw]
+        # clamped indices: the select evaluates both sides, so the load must stay in bounds
+        src = x[n, c, te.min_of(h, OH - 1) * sh, te.min_of(w, OW - 1) * sw]
+        return te.if_then_else(te.all(h < OH, w < OW), src, te.const(0, x.dtype))
+    return te.compute((N, C, rows, cols), f, name=name, tag="conv2d.pad", attrs={"chunk": 0})
+
+
 def round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 

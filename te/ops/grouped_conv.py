@@ -25,7 +25,7 @@ from .common import Epilogue, apply_epilogue
 from .conv_geometry import ConvGeometry, bias_at, check_bias, round_up
 from .implementations import PREFERRED, _Conv
 from .knobs import FallbackConfig
-from .matmul import _pack_b, _schedule_pack
+from .matmul import _pack_b, _schedule_pack, fits_registers
 from .registry import register
 from .schedule import anchor, input_stage, parallel_if_worth
 
@@ -67,12 +67,6 @@ def tile_cost(Kg: int, P: int, Cg: int, bm: int, nv: int, lanes: int, strided: b
     store = bm * nv / max(Cg, 1)
     pack = PACK_CYCLES / Kg if strided or P % (nv * lanes) else 0.0
     return waste * (step + store) / (bm * nv) + pack
-
-
-def fits_registers(bm: int, nv: int, target: Target) -> bool:
-    """Do a tile's accumulators, the input vectors of one reduction step and a broadcast fit the
-    target's vector registers (a 7 x 4 tile on AVX-512's 32 spills)?"""
-    return bm * nv <= target.acc_vectors and bm * nv + nv + 1 <= target.vector_registers
 
 
 def default_tile(Kg: int, P: int, Cg: int, target: Target, strided: bool = False) -> tuple[int, int]:

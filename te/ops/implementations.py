@@ -25,7 +25,8 @@ from te.target import Target
 
 from . import winograd as wg
 from .conv2d import (PackedWeight, _tile_candidates, as_matmul, conv1x1_matmul, conv2d_nchw, default_ocb,
-                     default_tiles, gemm_applies, gemm_bn, pack_weight_numpy, schedule_conv2d_nchw_cfg, tile_budget)
+                     default_tiles, gemm_applies, gemm_defaults, pack_weight_numpy, schedule_conv2d_nchw_cfg,
+                     tile_budget)
 from .conv2d_nchwc import conv2d_NCHWc, pack_conv_weight_numpy, schedule_conv2d_NCHWc_cfg
 from .conv_geometry import round_up
 from .depthwise import depthwise_conv2d_nchw, schedule_depthwise_cfg
@@ -81,7 +82,7 @@ class DirectConv(_Conv):
         g = wl.geometry
         Kg = g.K // g.groups
         d_ocb = default_ocb(g, target)
-        ocbs = [b for b in (8, 16, 32) if g.groups == 1 or Kg % b == 0] or [d_ocb]
+        ocbs = [b for b in (8, 16, 32, 64) if g.groups == 1 or Kg % b == 0] or [d_ocb]
         cfg.define_knob("tile_oc", sorted(set(ocbs + [d_ocb])), default=d_ocb)
         dbh, dbw = default_tiles(g, cfg["tile_oc"].val, target)
         cfg.define_split("tile_ow", g.OW, num_outputs=2, candidates=_tile_candidates(g.OW, target.acc_vectors, dbw),
@@ -123,12 +124,14 @@ class Gemm1x1Conv(_Conv):
     def space(self, cfg, wl, target):
         g = wl.geometry
         P = g.OH * g.OW
-        bn = gemm_bn(P, target)
+        bn, bm, pack = gemm_defaults(g, target)
         define_bn(cfg, P, target, bn)
-        define_knobs(cfg, g.K, P, g.C, "packed", target, bn)
+        define_knobs(cfg, g.K, P, g.C, "packed", target, bn, panels=True, bm=bm, padded_rows=True)
         if g.sh == g.sw == 1:           # a strided conv's input must be gathered (packed)
-            cfg.define_knob("pack_input", [False, True], default=True)     # conv1x1_matmul says why
+            cfg.define_knob("pack_input", [False, True], default=pack)     # gemm_defaults says why
             cfg.define_constraint("input read in place", lambda c: c["pack_input"].val or P % c["bn"].val == 0)
+            # panels packed per column block need a pack (read in place, the order is cols_outer)
+            cfg.define_constraint("panels are packed", lambda c: c["pack_input"].val or c["tile_order"].val != "panels")
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         x, w, bias = (list(inputs) + [None])[:3]

@@ -23,6 +23,7 @@ import numpy as np
 
 import te
 from te.caches import beats
+from te.schedule import AttachType
 from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
@@ -30,6 +31,14 @@ from .knobs import FallbackConfig
 from .schedule import anchor, input_stage, parallel_if_worth, register_block
 
 BN_CHOICES = (8, 16, 32, 48, 64)
+# row tiles the packed GEMM may pad M to; with `padded_rows` (the 1x1 conv's template) also those
+# of the tiles 32 registers hold: 6 or 7 rows of 4 vectors, 12 or 14 of 2
+PADDED_ROWS, WIDE_PADDED_ROWS = (4, 8), (4, 6, 7, 8, 12, 14)
+# The packed strategy's loops over its register tiles: column blocks outside the row tiles, row
+# tiles outside, or "panels": one parallel task per column block that packs B's panel itself
+# (in its own core's L1/L2, where the default packs all of B first and the cores then read
+# panels the other core packed) and runs every row tile over it.
+TILE_ORDERS = ("cols_outer", "rows_outer", "panels")
 STRATEGIES = ("packed", "dot", "rows", "splitk")
 DOT_MAX_M = 64          # below this many rows, packing the (N, K) weights costs more than it saves
 ROWS_MAX_M = 8          # the same for a row-major B
@@ -117,6 +126,27 @@ def _pack_b(b_at, K: int, N: int, bn: int, dtype: str, name: str) -> te.Tensor:
                            te.if_then_else(jo * bn + ji < N, b_at(k, te.min_of(jo * bn + ji, N - 1)),
                                            te.const(0, dtype))),
         name=f"{name}.packed", tag="pack")
+
+
+def fits_registers(bm: int, nv: int, target: Target) -> bool:
+    """Do a tile's accumulators, the input vectors of one reduction step and a broadcast fit the
+    target's vector registers (a 7 x 4 tile on AVX-512's 32 spills)?"""
+    return bm * nv <= target.acc_vectors and bm * nv + nv + 1 <= target.vector_registers
+
+
+def register_tile_shape(target: Target) -> tuple[int, int]:
+    """(rows, vectors) of the packed GEMM's register tile with the most FMAs per load.
+
+    Each reduction step loads `vectors` vectors of B and broadcasts `rows` elements of A for
+    rows x vectors FMAs.  Two FMA and two load ports make any tile with more FMAs than loads
+    FMA-bound on paper, but the loads still take L1 bandwidth and issue slots, and measured the
+    tile with fewer of them wins: 6 x 4 on AVX-512's 32 registers (24 FMAs per 10 loads; 29
+    registers with the B vectors and a broadcast) ran ResNet-50's 256 -> 64 1x1 conv at 56x56
+    1.1x faster than 4 x 4 and 8 x 2 (16 per 8 and 10) though it pads 64 rows to 66; with
+    AVX2's 16, 4 x 3 (12 per 7)."""
+    shapes = [(bm, nv) for nv in range(1, 5) for bm in range(1, max(WIDE_PADDED_ROWS) + 1)
+              if fits_registers(bm, nv, target)]
+    return max(shapes, key=lambda t: (t[0] * t[1] / (t[0] + t[1]), t[0] * t[1]))
 
 
 def tile_rows(bn: int, target: Target) -> int:
@@ -273,19 +303,24 @@ def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
 
 # ---------------------------------------------------------------- schedules
 
-def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn: int | None = None) -> None:
-    """Declare the knobs of one strategy for target (a no-op for knobs already declared); `bn`:
-    the default column block, if not pick_lanes(N)."""
+def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn: int | None = None,
+                 panels: bool = False, bm: int | None = None, padded_rows: bool = False) -> None:
+    """Declare the knobs of one strategy for target (a no-op for knobs already declared); `bn`
+    and `bm`: the default column block and row tile, if not pick_lanes(N) and default_bm's;
+    `panels`: B is packed inside the kernel and the tile order "panels" (TILE_ORDERS) applies;
+    `padded_rows`: row tiles that pad M include WIDE_PADDED_ROWS."""
     acc, lanes = target.acc_vectors, target.lanes()
     if strategy == "packed":
-        sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in (4, 8) if b < M}
+        padded = WIDE_PADDED_ROWS if padded_rows else PADDED_ROWS
+        sizes = {d for d in range(1, min(M, 16) + 1) if M % d == 0} | {b for b in padded if b < M}
         bn = bn or pick_lanes(N, target)
-        bm = default_bm(M, tile_rows(bn, target))     # for the default bn
+        bm = bm or default_bm(M, tile_rows(bn, target))     # for the default bn
         cfg.define_split("tile_y", M, num_outputs=2, candidates=[[-1, b] for b in sorted(sizes | {bm})],
                          default=[-1, bm])
         cfg.define_split("tile_k", K, num_outputs=2, max_factor=16, default=[-1, largest_divisor(K, 4)])
         cfg.define_knob("order", ["k_outer", "rows_outer"], default="k_outer")
-        cfg.define_knob("tile_order", ["cols_outer", "rows_outer"], default=default_tile_order(M, N, K, bm, bn, target))
+        cfg.define_knob("tile_order", list(TILE_ORDERS if panels else TILE_ORDERS[:2]),
+                        default=default_tile_order(M, N, K, bm, bn, target))
         # the bm x bn accumulator tile must fit the vector registers, as in the direct conv
         cfg.define_constraint("register tile", lambda c: c["tile_y"].size[-1] * -(-c["bn"].val // lanes) <= acc)
     elif strategy == "dot":
@@ -309,7 +344,7 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn:
         cfg.define_knob("splitk_unroll_k", [2, 4, 8, 16], default=8)
 
 
-def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target) -> str:
+def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target, nchw_arrays: int = 0) -> str:
     """The packed strategy's loops over register tiles: column blocks outside ("cols_outer") where
     N >= M, row tiles outside otherwise, unless with the target's caches the other order takes
     fewer cycles (te.caches.beats).
@@ -327,6 +362,12 @@ def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target)
     where one spills L2 and the other does not, or both do, the order that keeps the re-reads
     close wins (M 2048, N 512, K 2048 takes cols_outer though N < M: with 8 rows and 32
     columns, B would be re-read 256 times, A 16).
+
+    `nchw_arrays` counts the output-sized NCHW arrays the output stage moves (a 1x1 conv's
+    output, and a residual its epilogue adds): cols_outer visits their rows bm channel planes at
+    a time, a plane apart (Caches.plane_cycles: no prefetcher follows them), rows_outer streams
+    each plane.  With a residual that decides ResNet-50's 64 -> 256 conv at 56x56 (3.1 MiB of
+    output and as much residual): rows_outer, 0.70 against 0.88 ms on two threads.
     """
     a, b = 4.0 * M * K, 4.0 * K * N
     panel, band = 4.0 * K * bn, 4.0 * K * bm
@@ -334,6 +375,10 @@ def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target)
     c, lanes, work = target.caches, target.lanes(), 2.0 * M * N * K
     cycles = {"cols_outer": c.loop_cycles(work, lanes, [(row_tiles * b, panel + band), (col_blocks * a, a + panel)]),
               "rows_outer": c.loop_cycles(work, lanes, [(col_blocks * a, band + panel), (row_tiles * b, b + band)])}
+    if nchw_arrays:
+        out = 4.0 * M * N
+        cycles["cols_outer"] += c.plane_cycles(nchw_arrays * out, out)
+        cycles["rows_outer"] += c.reread_cycles([(nchw_arrays * out, out)])
     usual = "cols_outer" if N >= M else "rows_outer"
     other = "rows_outer" if usual == "cols_outer" else "cols_outer"
     return other if beats(cycles[other], cycles[usual]) else usual
@@ -365,12 +410,40 @@ def schedule_matmul_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | 
         s[out].compute_inline()
     strategy = attrs.get("strategy", "packed")
     define_knobs(cfg, attrs["M"], attrs["N"], attrs["K"], strategy, target, attrs.get("bn"))
-    schedules = {"packed": _schedule_packed, "dot": _schedule_dot, "rows": _schedule_rows,
-                 "splitk": _schedule_splitk}
+    if strategy == "packed":
+        _schedule_packed(cfg, s, acc, final, attrs, tile_order(cfg, s, out, final, target))
+        return
+    schedules = {"dot": _schedule_dot, "rows": _schedule_rows, "splitk": _schedule_splitk}
     schedules[strategy](cfg, s, acc, final, attrs)
 
 
-def _schedule_packed(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: dict) -> None:
+def tile_order(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, target: Target) -> str:
+    """The packed strategy's tile order: cfg's, except that an untuned 1x1 conv also weighs its
+    epilogue, which the workload (so the knob's default) does not know: its output and each
+    residual it reads (default_tile_order's nchw_arrays)."""
+    attrs = out.op.attrs
+    if not (cfg.is_fallback and attrs.get("nchw")):
+        return cfg["tile_order"].val
+    return default_tile_order(attrs["M"], attrs["N"], attrs["K"], cfg["tile_y"].size[-1], attrs["bn"], target,
+                              1 + _output_sized_reads(s, out, final))
+
+
+def _output_sized_reads(s: te.Schedule, out: te.Tensor, final: te.Tensor) -> int:
+    """How many tensors of out's shape the elementwise chain from out to final reads (residuals)."""
+    shape, seen, found, todo = tuple(out.shape), {id(out.op)}, 0, [final]
+    while todo:
+        for t in todo.pop().op.input_tensors:
+            if id(t.op) in seen:
+                continue
+            seen.add(id(t.op))
+            if isinstance(t.op, te.ComputeOp) and s[t].attach_type is AttachType.INLINE:
+                todo.append(t)              # a link of the fused chain
+            elif tuple(t.shape) == shape:
+                found += 1
+    return found
+
+
+def _schedule_packed(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs: dict, order: str) -> None:
     packed = input_stage(acc, "pack")
     bn = attrs["bn"]
     bm = cfg["tile_y"].size[-1]
@@ -382,28 +455,44 @@ def _schedule_packed(cfg, s: te.Schedule, acc: te.Tensor, out: te.Tensor, attrs:
     batched = len(axes) == 3
     i, j = axes[-2], axes[-1]
     io, jo, ii, ji = s[out].tile(i, j, bm, bn)
-    if cfg["tile_order"].val == "cols_outer":
+    work = attrs["M"] * attrs["N"] * attrs["K"] * attrs.get("batch", 1)
+    if order == "panels" and packed is not None and isinstance(packed.op, te.ComputeOp):
+        # one parallel task per column block: pack its panel, run every row tile over it into the
+        # block's accumulator (M x bn floats, L1 or L2), then the epilogue's pass stores the block
+        s[out].reorder(jo, io)
+        block = s[out].fuse(*([axes[0]] if batched else []), jo)
+        parallel_if_worth(s[out], block, work)
+        s[out].vectorize(ji)
+        s[packed].compute_at(s[out], block)
+        s[packed].vectorize(s[packed].op.axis[-1])
+        s[acc].compute_at(s[out], block)
+        ico, ici = s[acc].split(s[acc].op.axis[-2], factor=bm)
+        _register_tile(cfg, s, acc, [ico], ici)
+        return
+    if order != "rows_outer":
         s[out].reorder(jo, io)
         tile = s[out].fuse(*([axes[0]] if batched else []), jo, io)
     else:
         tile = s[out].fuse(*([axes[0]] if batched else []), io, jo)
     s[acc].compute_at(s[out], tile)
-    ic, jc = s[acc].op.axis[-2:]
-    (kc,) = s[acc].op.reduce_axis
-    ko, ki = cfg["tile_k"].apply(s, acc, kc)
-    if cfg["order"].val == "k_outer":
-        s[acc].reorder(ko, ki, ic, jc)
-    else:
-        s[acc].reorder(ko, ic, ki, jc)
-    s[acc].unroll(ki)
-    s[acc].unroll(ic)
-    s[acc].vectorize(jc)
+    _register_tile(cfg, s, acc, [], s[acc].op.axis[-2])
     s[out].vectorize(ji)
-    work = attrs["M"] * attrs["N"] * attrs["K"] * attrs.get("batch", 1)
     parallel_if_worth(s[out], tile, work)
     if packed is not None and isinstance(packed.op, te.ComputeOp):
         padded = packed.shape[-3] * packed.shape[-1] != attrs["N"]
         _schedule_pack(s, packed, attrs.get("transpose_b", False), work, padded)
+
+
+def _register_tile(cfg, s: te.Schedule, acc: te.Tensor, outer: list, rows) -> None:
+    """acc's register tile: the `outer` loops, then its reduction split by tile_k and ordered by
+    `order` around the tile's `rows` (unrolled) and one vector of columns."""
+    cols = s[acc].op.axis[-1]
+    (kc,) = s[acc].op.reduce_axis
+    ko, ki = cfg["tile_k"].apply(s, acc, kc)
+    s[acc].reorder(*outer, *((ko, ki, rows) if cfg["order"].val == "k_outer" else (ko, rows, ki)), cols)
+    s[acc].unroll(ki)
+    s[acc].unroll(rows)
+    s[acc].vectorize(cols)
 
 
 def _schedule_pack(s: te.Schedule, packed: te.Tensor, transpose_b: bool, work: float,

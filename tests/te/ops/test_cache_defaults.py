@@ -83,6 +83,45 @@ def test_tile_order_as_the_docstring_says():
         assert order(128, 64, 128, 8, 32, t) == "rows_outer"          # within L2: the usual order
 
 
+def test_tile_order_of_a_1x1_conv_weighs_its_output_planes():
+    """A 1x1 GEMM conv's output rows lie a channel plane apart: cols_outer visits them where no
+    prefetcher follows, rows_outer streams them.  ResNet-50's 64 -> 256 at 56x56 with its residual
+    (output and residual: 2 arrays of 3.1 MiB) takes rows_outer with a 2 MiB L2; without the
+    residual, where rows_outer would re-read B (0.8 MiB) from past a 1 MiB L2 per row tile, with
+    a deeper B, or with caches that hold everything, the usual cols_outer stays."""
+    order, t = default_tile_order, with_caches(EMERALD)
+    assert order(256, 3136, 64, 8, 32, t, nchw_arrays=2) == "rows_outer"
+    assert order(256, 3136, 64, 8, 32, t, nchw_arrays=1) == "cols_outer"
+    assert order(256, 3136, 64, 8, 32, t) == "cols_outer"
+    assert order(256, 3136, 256, 8, 32, t, nchw_arrays=2) == "cols_outer"      # B re-read per row tile
+    assert order(256, 3136, 64, 8, 32, with_caches(ZEN4), nchw_arrays=2) == "cols_outer"
+    assert order(256, 3136, 64, 8, 32, with_caches(HUGE), nchw_arrays=2) == "cols_outer"
+
+
+def test_untuned_1x1_conv_with_a_residual_streams_its_output_planes(rand):
+    """The untuned schedule counts the residual the fused epilogue reads (the workload, and so the
+    knob's default, cannot) and matches numpy with the order it picks."""
+    from te import ops
+    from te.ops.matmul import tile_order
+    wl = ConvWorkload((1, 64, 56, 56), (256, 64, 1, 1), (1, 1), (0, 0, 0, 0))
+    im = registry.IMPLEMENTATIONS["conv2d.gemm1x1"]
+    a, b = rand(wl.x_shape), rand(wl.w_shape)
+    for residual, want in ((True, "rows_outer"), (False, "cols_outer")):
+        for target in (with_caches(EMERALD), with_caches(EMERALD, host())):
+            cfg = im.config(wl, target)
+            x, w = im.placeholders(wl, cfg, target, False)
+            y = im.compute([x, w], wl, cfg, target)
+            r = te.placeholder(y.shape, name="r")
+            z = ops.relu(ops.add(y, r) if residual else y)
+            s = ops.schedule([z], target, anchor_schedule=lambda s, out, final: im.schedule(s, out, final, cfg, target))
+            if "avx512f" in target.feature_set:
+                assert tile_order(cfg, s, y, z, target) == want
+        c = rand(y.shape) if residual else np.zeros(y.shape, np.float32)
+        out = np.zeros(z.shape, np.float32)
+        te.build(s, [x, w, r, z] if residual else [x, w, z], target=target)(*([a, b, c, out] if residual else [a, b, out]))
+        np.testing.assert_allclose(out, np.maximum(conv_ref(a, b) + c, 0), rtol=1e-4, atol=1e-4)
+
+
 def test_winograd_rows_grow_where_u_comes_from_memory():
     assert wg.default_bm(32, with_caches(EMERALD), 512, 512) == 6
     assert wg.default_bm(32, with_caches(ZEN4), 512, 512) == 6        # 1 MiB of U from a 4 MiB L3 share

@@ -1,0 +1,134 @@
+"""ResNet-50's weak convs (issue 19) as the model runs them: default against alternative configs.
+
+    python bench/conv_weak.py                     # every shape, 2 threads (TILEWISE_NUM_THREADS)
+    python bench/conv_weak.py s2_3x3_128 256_64   # some of them
+    python bench/conv_weak.py --rounds 21         # more alternating rounds
+
+Each conv is built by the implementation an untuned model build picks (te.ops.registry), with
+the epilogue the model fuses into it (bias + ReLU, bias + residual add + ReLU, or bias alone),
+its weights pre-packed as a model build packs them, and arrays 64-byte aligned as the model's
+workspace is (numpy's large arrays sit 16 bytes past a line: every vector access would straddle
+two).  The untuned kernel and the alternatives listed in ALTERNATIVES run in alternating rounds
+in one process, all reading the same arrays, so a change in the machine's speed or in where the
+arrays landed hits them alike.  GFLOP/s are against the fp32 FMA peak measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import autotune                                            # noqa: E402
+import te                                                  # noqa: E402
+from common import env_note, table                         # noqa: E402
+from conv_defaults import alternate                        # noqa: E402
+from te import ops                                         # noqa: E402
+from te.machine import peak_gflops                         # noqa: E402
+from te.ops import registry                                # noqa: E402
+from te.ops.registry import ConvWorkload                   # noqa: E402
+from te.runtime import ALIGN                               # noqa: E402
+from te.target import host                                 # noqa: E402
+
+# name: (C, H, K, R, stride, epilogue) of ResNet-50 (v1.5) convs under 70% of peak in session 13
+SHAPES = {
+    "s2_3x3_128": (128, 56, 128, 3, 2, "relu"), "s2_3x3_256": (256, 28, 256, 3, 2, "relu"),
+    "s2_3x3_512": (512, 14, 512, 3, 2, "relu"),
+    "p256_512_s2": (256, 56, 512, 1, 2, "bias"), "p512_1024_s2": (512, 28, 1024, 1, 2, "bias"),
+    "p1024_2048_s2": (1024, 14, 2048, 1, 2, "bias"),
+    "64_64": (64, 56, 64, 1, 1, "relu"), "64_256_sum": (64, 56, 256, 1, 1, "sum"),
+    "256_64": (256, 56, 64, 1, 1, "relu"), "256_128": (256, 56, 128, 1, 1, "relu"),
+    "128_512_sum": (128, 28, 512, 1, 1, "sum"), "512_128": (512, 28, 128, 1, 1, "relu"),
+    "512_256": (512, 28, 256, 1, 1, "relu"), "256_1024_sum": (256, 14, 1024, 1, 1, "sum"),
+    "1024_256": (1024, 14, 256, 1, 1, "relu"), "2048_512": (2048, 7, 512, 1, 1, "relu"),
+    "512_2048_sum": (512, 7, 2048, 1, 1, "sum"),
+}
+# knob overrides timed beside the default, by the implementation the default build uses
+ALTERNATIVES = {
+    "conv2d.gemm1x1": {"session 13 default": {"bn": 32, "tile_y": [-1, 8], "pack_input": True,
+                                             "tile_order": "cols_outer"},
+                       "panels": {"tile_order": "panels", "pack_input": True},
+                       "6x4 tile packed": {"bn": 64, "tile_y": [-1, 6], "pack_input": True}},
+    "conv2d.direct": {"rows_outer": {"out_order": "rows_outer"}},
+}
+
+
+def workload(name: str) -> tuple[ConvWorkload, str]:
+    C, H, K, R, stride, epilogue = SHAPES[name]
+    return ConvWorkload((1, C, H, H), (K, C, R, R), (stride, stride), (R // 2,) * 4), epilogue
+
+
+def aligned(shape, dtype, rng: np.random.Generator) -> np.ndarray:
+    """Random values in an array that starts on an ALIGN boundary, as the model's buffers do."""
+    dt = np.dtype(dtype)
+    n = int(np.prod(shape))
+    raw = np.empty(n * dt.itemsize + ALIGN, np.uint8)
+    off = (-raw.ctypes.data) % ALIGN
+    a = raw[off:off + n * dt.itemsize].view(dt).reshape(shape)
+    a[...] = rng.standard_normal(shape)
+    return a
+
+
+def build(name: str, impl, overrides: dict | None, target, arrays: dict):
+    """(kernel, its arrays, flops) of the conv with its model epilogue, untuned as a model build
+    runs it (overrides None) or the template's default config updated by `overrides` (knobs the
+    template lacks skipped: a strided conv has no pack_input); arrays of the same name and shape
+    are shared between variants."""
+    wl, epilogue = workload(name)
+    task = autotune.create_task(impl.template, impl.args(wl), target)
+    sp = task.config_space
+    if overrides is None:
+        cfg = impl.config(wl, target)
+    else:
+        cfg = sp.from_json({**sp.get(sp.default_index()).to_json(),
+                            **{k: v for k, v in overrides.items() if k in sp.space_map}})
+    x, w = impl.placeholders(wl, cfg, target, True)
+    b = te.placeholder((wl.w_shape[0],), name="b")
+    y = impl.compute([x, w, b], wl, cfg, target, True)
+    ins = [x, w, b]
+    if epilogue == "sum":
+        r = te.placeholder(y.shape, name="r")
+        ins.append(r)
+        y = ops.relu(ops.add(y, r))
+    elif epilogue == "relu":
+        y = ops.relu(y)
+    s = ops.schedule([y], target, anchor_schedule=lambda s, out, final: impl.schedule(s, out, final, cfg, target))
+    f = te.build(s, ins + [y], target=target)
+    rng = np.random.default_rng(0)
+    args = [arrays.setdefault((t.name, tuple(t.shape)), aligned(t.shape, t.dtype, rng)) for t in ins + [y]]
+    return f, args, task.flops
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("shapes", nargs="*", choices=[[], *SHAPES], help="default: all")
+    ap.add_argument("--rounds", type=int, default=11)
+    args = ap.parse_args()
+    target = host()
+    print(env_note())
+    peak = peak_gflops(target.threads)
+    print(f"fp32 FMA peak on {target.threads} threads: {peak:.0f} GFLOP/s")
+    rows = []
+    for name in args.shapes or SHAPES:
+        wl, _ = workload(name)
+        impl = registry.candidates(wl, target)[0][1]
+        arrays: dict = {}
+        variants, flops = {}, 0.0
+        for label, over in {"untuned": None, **ALTERNATIVES.get(impl.name, {})}.items():
+            f, a, flops = build(name, impl, over, target, arrays)
+            variants[label] = (f, a)
+        secs = alternate(variants, args.rounds)
+        for label, t in secs.items():
+            rows.append([name, impl.name, label, f"{t * 1e3:.3f}", f"{flops / t / 1e9:.0f}",
+                         f"{flops / t / 1e9 / peak:.0%}", f"{secs['untuned'] / t:.2f}x"])
+            print("  " + " ".join(rows[-1]), flush=True)
+    print()
+    print(table(["conv", "implementation", "config", "ms", "GFLOP/s", "of peak", "untuned / this"], rows,
+                "lllrrrr"))
+
+
+if __name__ == "__main__":
+    main()
