@@ -17,6 +17,8 @@ stride-2 depthwise convs of MobileNet halve the map and are not where the traffi
 """
 from __future__ import annotations
 
+import math
+
 import te
 from te.target import Target, parse
 
@@ -26,7 +28,6 @@ from .depthwise import FLAT_CHUNK, pad_rows
 from .knobs import FallbackConfig
 from .schedule import anchor, input_stage, parallel_if_worth, register_tile
 
-ACT_BUFFER_BYTES = 96 * 1024      # the band's depthwise output kept for the GEMM: within L2, near L1
 
 
 MIN_WIDTH = 14                    # narrower maps would pad their rows to a vector: mostly waste
@@ -44,11 +45,18 @@ def row_layout(g: ConvGeometry, lanes: int) -> tuple[int, int]:
     return Wp, max(c for c in range(lanes, min(Wp, FLAT_CHUNK) + 1, lanes) if Wp % c == 0)
 
 
-def band_rows(g: ConvGeometry, Wp: int) -> int:
-    """Output rows per task: the most (dividing OH) whose depthwise output fits ACT_BUFFER_BYTES,
-    leaving tasks enough for two threads."""
-    most = max(1, ACT_BUFFER_BYTES // (4 * g.C * Wp))
-    return largest_divisor(g.OH, max(1, min(most, g.OH // 4 or 1)))
+def band_rows(g: ConvGeometry, Wp: int, target: Target) -> int:
+    """Output rows per task (a divisor of OH) whose depthwise output takes at most a quarter of the
+    L2 cache: preferring a number of bands the threads share evenly, then bands of whole groups of
+    4 vectors (the GEMM tile's width), then more rows (rough, one thread, 192 channels at 56x56:
+    bands of 4 to 14 rows within 5% of each other, of 1 or 2 rows 20-40% slower, every band
+    padding its rows and the filter's halo again)."""
+    most = max(1, target.caches.l2 // 4 // (4 * g.C * Wp))
+    lanes = target.lanes()
+
+    def key(d: int) -> tuple:
+        return (g.OH // d % target.threads == 0, math.gcd(d * Wp // lanes, 4), d)
+    return max((d for d in range(1, min(most, g.OH) + 1) if g.OH % d == 0), key=key)
 
 
 def dwpw_conv2d(x: te.Tensor, wd: te.Tensor, bd: te.Tensor | None, dw_epilogue: Epilogue | None, wp: te.Tensor,
@@ -108,8 +116,8 @@ def schedule_dwpw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, tar
     xp = input_stage(dw, "depthwise.flat_pad")
     K = out.shape[1]
     lanes = target.lanes(out.dtype)
-    rows = band_rows(g, Wp)
-    cfg.define_knob("band_rows", sorted({1, 2, 4, 8, rows}), default=rows)
+    rows = band_rows(g, Wp, target)
+    cfg.define_knob("band_rows", sorted({1, 2, 4, 7, 8, 14, rows}), default=rows)
     rows = cfg["band_rows"].val if g.OH % cfg["band_rows"].val == 0 else 1
     # the GEMM tile: bm channels x nv vectors within the accumulator registers
     cfg.define_knob("nv", [1, 2, 4], default=4)
