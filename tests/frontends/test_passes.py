@@ -200,6 +200,10 @@ def test_depthwise_and_pointwise_fuse_and_match_onnxruntime(rng):
     assert [n.op for n in g.nodes] == ["Conv", "Clip", passes.DWPW, "Add"]
     fused = g.nodes[2]
     assert fused.attrs["act_min"] == 0.0 and fused.attrs["act_max"] == 6.0 and fused.outputs == ["h3"]
+    from frontends.profile import node_flops          # the roofline counts both convs' FLOPs
+    before = frontends.from_onnx(m)
+    assert node_flops(fused, g) == sum(node_flops(n, before) for n in before.nodes if n.op == "Conv"
+                                       and n.outputs[0] in ("h2", "h3"))
     x = rng.standard_normal((1, 8, 14, 14)).astype(np.float32)
     want = onnxruntime_session(m).run(None, {"x": x})
     lib = frontends.build(frontends.from_onnx(m))
