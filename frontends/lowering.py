@@ -323,17 +323,14 @@ def _conv(node, ins, attrs, opset, out_shapes, target, choice=None):
 def _dwpw(node, ins, attrs, opset, out_shapes, target, choice=None):
     """passes.fuse_depthwise_pointwise's node: te.ops.dwpw's one kernel, the activation as its
     depthwise epilogue."""
-    import te
     from te.ops import dwpw
     from te.ops.conv_geometry import geometry
+    from te.ops.elementwise import clamp
     x, wd, bd, wp, bp = ins
     g = geometry(x.shape, wd.shape, (1, 1), tuple(attrs["pads"]), tuple(attrs["dilations"]), x.shape[1])
     lo, hi = attrs["act_min"], attrs["act_max"]
-
-    def act(v, idx):
-        v = te.max_of(v, te.const(lo, v.dtype)) if lo > -np.inf else v
-        return te.min_of(v, te.const(hi, v.dtype)) if hi < np.inf else v
-    return [dwpw.dwpw_conv2d(x, wd, bd, act, wp, bp, None, g, name=node.name, target=target)]
+    return [dwpw.dwpw_conv2d(x, wd, bd, lambda v, idx: clamp(v, lo, hi), wp, bp, None, g, name=node.name,
+                             target=target)]
 
 
 @lowers("tilewise.PackNCHWc")

@@ -207,14 +207,15 @@ def _constant_conv(n: Node, g: Graph) -> bool:
             and not n.attrs.get("channel_shuffle") and n.attrs.get("auto_pad", "NOTSET") in ("NOTSET", b"NOTSET"))
 
 
-def _clip_bounds(n: Node, g: Graph) -> tuple[float, float] | None:
-    """(low, high) of a Relu, or of a Clip with constant scalar bounds (None: neither)."""
+def _clip_bounds(n: Node, g: Graph) -> tuple[float | None, float | None] | None:
+    """(low, high) of a Relu (no high bound), or of a Clip with constant scalar bounds, an absent
+    one the float32 extreme as ONNX says (lowering._clip); None for any other node."""
     if n.op == "Relu":
-        return 0.0, float("inf")
+        return 0.0, None
     if n.op != "Clip":
         return None
     bounds = []
-    for k, key, absent in ((1, "min", -float("inf")), (2, "max", float("inf"))):
+    for k, key, absent in ((1, "min", np.finfo(np.float32).min), (2, "max", np.finfo(np.float32).max)):
         name = n.inputs[k] if len(n.inputs) > k else ""
         if name:
             if name not in g.constants or g.constants[name].size != 1:
