@@ -86,18 +86,20 @@ def test_pool_after_relu_and_pad_is_fused(rand):
     np.testing.assert_allclose(build_run(out, [x], [a_np]), want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("stride", [2, 1])            # rows then columns; stride 1 on the flat plane
 @pytest.mark.parametrize("which", ["default", "other"])
-def test_pool_template(which, rand):
+def test_pool_template(which, stride, rand):
     space = ConfigSpace()
-    get_template("pool2d")(space, 1, 4, 16, 16, 3, 2, 1, "max")
+    get_template("pool2d")(space, 1, 4, 16, 16, 3, stride, 1, "max")
     assert len(space) > 1
     cfg = FallbackConfig() if which == "default" else space.get(
         next(i for i in range(len(space)) if i != space.default_index()))
-    s, (x, y) = get_template("pool2d")(cfg, 1, 4, 16, 16, 3, 2, 1, "max")
+    s, (x, y) = get_template("pool2d")(cfg, 1, 4, 16, 16, 3, stride, 1, "max")
+    assert y.op.tag == ("pool_flat" if stride == 1 else "pool")
     a_np = rand((1, 4, 16, 16))
     got = np.zeros(y.shape, np.float32)
     te.build(s, [x, y])(a_np, got)
-    want = run_node("MaxPool", {"x": a_np}, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])[0]
+    want = run_node("MaxPool", {"x": a_np}, kernel_shape=[3, 3], strides=[stride] * 2, pads=[1, 1, 1, 1])[0]
     np.testing.assert_array_equal(got, want)
 
 
@@ -112,20 +114,6 @@ def test_stride1_pool_runs_flat_with_its_epilogue(rand):
     assert "rows" not in text and "allocate avg_pool2d:" not in text      # relu fused, no row buffer
     want = np.maximum(run_node("AveragePool", {"x": a_np}, kernel_shape=[3, 3], pads=[1, 1, 1, 1])[0], 0)
     np.testing.assert_allclose(build_run(out, [x], [a_np]), want, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("which", ["default", "other"])
-def test_stride1_pool_template(which, rand):
-    space = ConfigSpace()
-    get_template("pool2d")(space, 1, 4, 16, 16, 3, 1, 1, "max")
-    cfg = FallbackConfig() if which == "default" else space.get(
-        next(i for i in range(len(space)) if i != space.default_index()))
-    s, (x, y) = get_template("pool2d")(cfg, 1, 4, 16, 16, 3, 1, 1, "max")
-    a_np = rand((1, 4, 16, 16))
-    got = np.zeros(y.shape, np.float32)
-    te.build(s, [x, y])(a_np, got)
-    want = run_node("MaxPool", {"x": a_np}, kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])[0]
-    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
