@@ -47,19 +47,32 @@ def eliminate_dead_nodes(g: Graph) -> Graph:
 
 
 def remove_identities(g: Graph) -> Graph:
-    """Drop Identity and inference-mode Dropout nodes, reading their input directly."""
+    """Drop Identity and inference-mode Dropout nodes, reading their input directly; one whose
+    output is a graph output instead renames its input where a node computes that value for it
+    alone (so the producer writes the graph output, no copy)."""
     g = g.copy()
     outputs = {o.name for o in g.outputs}
     used = {i for n in g.nodes for i in n.inputs} | outputs
+    readers: dict[str, int] = {}
+    for n in g.nodes:
+        for i in n.inputs:
+            readers[i] = readers.get(i, 0) + 1
+    producer = {o: n for n in g.nodes for o in n.outputs if o}
     alias: dict[str, str] = {}
     keep = []
     for n in g.nodes:
         n.inputs = [alias.get(i, i) for i in n.inputs]
-        if n.op in ("Identity", "Dropout") and n.outputs[0] not in outputs \
-                and not any(o in used for o in n.outputs[1:]):
-            alias[n.outputs[0]] = n.inputs[0]
+        if n.op not in ("Identity", "Dropout") or any(o in used for o in n.outputs[1:]):
+            keep.append(n)
             continue
-        keep.append(n)
+        src, out = n.inputs[0], n.outputs[0]
+        if out not in outputs:
+            alias[out] = src
+        elif src in producer and src not in outputs and readers.get(src) == 1 and out not in producer[src].outputs:
+            p = producer[src]
+            p.outputs[p.outputs.index(src)] = out
+        else:
+            keep.append(n)
     g.nodes = keep
     return g
 

@@ -228,3 +228,20 @@ def test_depthwise_and_pointwise_stay_apart_where_the_kernel_does_not_apply(rng)
     for m in (dw_pw_model(rng, stride=2), dw_pw_model(rng, size=7), dw_pw_model(rng, second_reader=True)):
         ops = [n.op for n in passes.run_passes(frontends.from_onnx(m)).nodes]
         assert passes.DWPW not in ops and ops.count("Conv") == 3
+
+
+def test_identity_into_a_graph_output_renames_its_producer(rng):
+    """Relu -> Identity -> output: the Relu writes the output (no copy kernel); an Identity of a
+    graph input, or of a value read elsewhere too, stays."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Identity", ["r"], ["y"]),
+             helper.make_node("Identity", ["x"], ["z"]), helper.make_node("Neg", ["x"], ["n"]),
+             helper.make_node("Identity", ["n"], ["w"]), helper.make_node("Abs", ["n"], ["v"])]
+    info = [helper.make_tensor_value_info(k, TensorProto.FLOAT, [2, 3]) for k in ("y", "z", "w", "v")]
+    m = helper.make_model(helper.make_graph(nodes, "ids", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                                            info), opset_imports=[helper.make_opsetid("", 13)])
+    g = passes.run_passes(frontends.from_onnx(m))
+    assert [str(n).split("  ")[0] for n in g.nodes] == ["y = Relu(x)", "z = Identity(x)", "n = Neg(x)",
+                                                         "w = Identity(n)", "v = Abs(n)"]
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    for got, want in zip(frontends.build(frontends.from_onnx(m)).run(x=x), onnxruntime_session(m).run(None, {"x": x})):
+        np.testing.assert_array_equal(got, want)
