@@ -238,10 +238,11 @@ def flat_window(x: te.Tensor, g: ConvGeometry, name: str, target: Target, src=No
 
     Output channel k reads input channel src(k) (None: k), tap (rr, rs) weighed by
     weight(k, rr, rs) (None: as it is, as pooling takes it); `reducer` (te.sum, te.max) combines
-    the taps, and the padding holds `fill`.  The padded plane holds row h of x at row h + top + 1, columns [0, W), padding
-    after them: a left pad of column -j is then column Wp - j of the row before, padding when
-    Wp >= W + j, so rows of Wp >= W + max(left, right) columns pad both sides, and the copy clamps
-    its column only from above (one masked vector load, no gather)."""
+    the taps, and the padding holds `fill`.  The padded plane holds row h of x at row
+    h + top + 1, columns [0, W), padding after them: a left pad of column -j is then column
+    Wp - j of the row before, padding when Wp >= W + j, so rows of Wp >= W + max(left, right)
+    columns pad both sides, and the copy clamps its column only from above (one masked vector
+    load, no gather)."""
     N, C, H, W = x.shape
     Wp, chunk = flat_layout(g.OH, max(g.OW, W + max(g.pl, g.pr)), g.R * g.S, target.lanes(x.dtype))
     Lp = g.OH * Wp

@@ -237,8 +237,8 @@ def test_identity_into_a_graph_output_renames_its_producer(rng):
              helper.make_node("Identity", ["x"], ["z"]), helper.make_node("Neg", ["x"], ["n"]),
              helper.make_node("Identity", ["n"], ["w"]), helper.make_node("Abs", ["n"], ["v"])]
     info = [helper.make_tensor_value_info(k, TensorProto.FLOAT, [2, 3]) for k in ("y", "z", "w", "v")]
-    m = helper.make_model(helper.make_graph(nodes, "ids", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
-                                            info), opset_imports=[helper.make_opsetid("", 13)])
+    x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    m = helper.make_model(helper.make_graph(nodes, "ids", [x_info], info), opset_imports=[helper.make_opsetid("", 13)])
     g = passes.run_passes(frontends.from_onnx(m))
     assert [str(n).split("  ")[0] for n in g.nodes] == ["y = Relu(x)", "z = Identity(x)", "n = Neg(x)",
                                                          "w = Identity(n)", "v = Abs(n)"]

@@ -54,10 +54,11 @@ class Knobs:
 
 
 # MobileNet's 3x3 (a 56x56 and a 14x14 map), uneven pads with dilation, a 5x5 filter, no biases
-@pytest.mark.parametrize("xs, wds, K, pads, dil, bias", [((1, 24, 56, 56), (24, 1, 3, 3), 8, (1, 1, 1, 1), (1, 1), True),
-                                                         ((1, 40, 14, 14), (40, 1, 3, 3), 12, (1, 1, 1, 1), (1, 1), True),
-                                                         ((1, 6, 17, 19), (6, 1, 3, 3), 5, (2, 1, 2, 3), (2, 2), True),
-                                                         ((1, 7, 16, 16), (7, 1, 5, 5), 3, (2, 2, 2, 2), (1, 1), False)])
+@pytest.mark.parametrize("xs, wds, K, pads, dil, bias", [
+    ((1, 24, 56, 56), (24, 1, 3, 3), 8, (1, 1, 1, 1), (1, 1), True),
+    ((1, 40, 14, 14), (40, 1, 3, 3), 12, (1, 1, 1, 1), (1, 1), True),
+    ((1, 6, 17, 19), (6, 1, 3, 3), 5, (2, 1, 2, 3), (2, 2), True),
+    ((1, 7, 16, 16), (7, 1, 5, 5), 3, (2, 2, 2, 2), (1, 1), False)])
 def test_fused_matches_numpy(xs, wds, K, pads, dil, bias, rng):
     y = run_fused(xs, wds, K, pads, dil, rng, bias=bias, residual=bias)
     assert y.op.attrs["row"] % te.target.host().lanes() == 0          # the GEMM's columns are whole vectors
