@@ -24,13 +24,16 @@ from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor
 from .conv_geometry import ConvGeometry, bias_at, check_bias
-from .depthwise import FLAT_CHUNK, pad_rows
+from .depthwise import FLAT_CHUNK, pad_rows, row_lanes
 from .knobs import FallbackConfig
 from .schedule import anchor, input_stage, parallel_if_worth, register_tile
 
 
 
-MIN_WIDTH = 14                    # narrower maps would pad their rows to a vector: mostly waste
+# narrower maps lose (rough, one thread, against the depthwise and 1x1 kernels apart: 576 -> 96
+# channels at 14x14 ~0.20 -> ~0.41 ms, 384 -> 64 ~0.10 -> ~0.11; 192 -> 32 at 28x28 ~0.156 -> ~0.136,
+# 144 -> 24 at 56x56 ~0.53 -> ~0.38): a band of a narrow map is a GEMM of a few vectors' width
+MIN_WIDTH = 28
 
 
 def applies(g: ConvGeometry) -> bool:
@@ -135,6 +138,8 @@ def schedule_dwpw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, tar
     parallel_if_worth(s[final], band, g.flops / 2 + 2.0 * K * g.C * g.OH * g.OW)
     if Wp <= FLAT_CHUNK:
         ow = s[final].split(ow, factor=Wp)[1]
+    elif g.OW > FLAT_CHUNK:
+        ow = s[final].split(ow, factor=row_lanes(g.OW))[1]
     s[final].vectorize(ow)
 
     s[acc].compute_at(s[final], band)

@@ -37,8 +37,8 @@ def test_mobilenet_block_for_avx2_fuses_depthwise_and_pointwise_and_runs(rng):
     """The fused depthwise + 1x1 kernel follows the target's 8 lanes."""
     from frontends import zoo
     from frontends.profile import onnxruntime_session
-    m = zoo.mobilenet_block(channels=8, expand=3, size=14)
+    m = zoo.mobilenet_block(channels=8, expand=3, size=28)
     lib = frontends.build(frontends.from_onnx(m), target=HASWELL)
     assert [f.name for f in lib.plan.funcs] == ["k0_conv", "k1_tilewise.depthwisepointwise"]
-    x = rng.standard_normal((1, 8, 14, 14)).astype(np.float32)
+    x = rng.standard_normal((1, 8, 28, 28)).astype(np.float32)
     np.testing.assert_allclose(lib.run(x=x)[0], onnxruntime_session(m).run(None, {"x": x})[0], rtol=1e-4, atol=1e-4)

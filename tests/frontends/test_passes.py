@@ -178,7 +178,7 @@ def test_nchwc_layout_is_shown_and_checked(rng, capsys):
         passes.run_passes(g, layout="NHWC")
 
 
-def dw_pw_model(rng, stride=1, size=14, second_reader=False, relu=False):
+def dw_pw_model(rng, stride=1, size=28, second_reader=False, relu=False):
     """Depthwise 3x3 (stride), Clip(0, 6) or Relu, 1x1 conv, Add of the input: MobileNetV2's block tail."""
     from frontends import zoo
     m = zoo.mobilenet_block(seed=int(rng.integers(1 << 30)), channels=8, expand=3, size=size)
@@ -204,7 +204,7 @@ def test_depthwise_and_pointwise_fuse_and_match_onnxruntime(rng):
     before = frontends.from_onnx(m)
     assert node_flops(fused, g) == sum(node_flops(n, before) for n in before.nodes if n.op == "Conv"
                                        and n.outputs[0] in ("h2", "h3"))
-    x = rng.standard_normal((1, 8, 14, 14)).astype(np.float32)
+    x = rng.standard_normal((1, 8, 28, 28)).astype(np.float32)
     x[0, 3, 5, 5] = np.nan                                  # a NaN stays NaN through the fused Clip
     want = onnxruntime_session(m).run(None, {"x": x})
     assert np.isnan(want[0]).sum() == 8 * 9
@@ -219,13 +219,13 @@ def test_relu_between_fuses_too(rng):
     g = passes.run_passes(frontends.from_onnx(m))
     fused = next(n for n in g.nodes if n.op == passes.DWPW)
     assert fused.attrs["act_min"] == 0.0 and fused.attrs["act_max"] is None
-    x = rng.standard_normal((1, 8, 14, 14)).astype(np.float32)
+    x = rng.standard_normal((1, 8, 28, 28)).astype(np.float32)
     np.testing.assert_allclose(frontends.build(frontends.from_onnx(m)).run(x=x)[0],
                                onnxruntime_session(m).run(None, {"x": x})[0], rtol=1e-4, atol=1e-4)
 
 
 def test_depthwise_and_pointwise_stay_apart_where_the_kernel_does_not_apply(rng):
-    for m in (dw_pw_model(rng, stride=2), dw_pw_model(rng, size=7), dw_pw_model(rng, second_reader=True)):
+    for m in (dw_pw_model(rng, stride=2), dw_pw_model(rng, size=14), dw_pw_model(rng, second_reader=True)):
         ops = [n.op for n in passes.run_passes(frontends.from_onnx(m)).nodes]
         assert passes.DWPW not in ops and ops.count("Conv") == 3
 
