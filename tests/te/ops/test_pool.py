@@ -46,6 +46,7 @@ CASES = [
     ((1, 5, 28, 28), 3, 1, 1, 1, False, False),           # stride 1 on a flat plane (Inception's avg pools)
     ((1, 4, 13, 11), (3, 5), 1, (0, 2, 2, 1), (2, 1), False, True),   # stride 1: asymmetric pads, dilated
     ((1, 3, 7, 7), 7, 1, 0, 1, False, False),             # stride 1, one output: rows, not a flat plane
+    ((1, 2, 5, 70), 3, 1, 1, 1, False, False),            # stride 1, rows wider than one run
 ]
 
 
