@@ -277,6 +277,17 @@ def _depthwise_flat(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor
                       attrs={"geometry": g, "flat": chunk, "row": Wp})
 
 
+def vectorize_flat_rows(stage: te.Stage, ow, OW: int, Wp: int) -> None:
+    """Vectorize the output columns of a flat window's consumer: a loop as wide as the padded row
+    (its tail masked on the store), so that the accumulator's inferred extent is the whole
+    rows x Wp range the runs tile exactly; a row wider than FLAT_CHUNK in runs that divide it."""
+    if Wp <= FLAT_CHUNK:
+        ow = stage.split(ow, factor=Wp)[1]
+    elif OW > FLAT_CHUNK:
+        ow = stage.split(ow, factor=row_lanes(OW))[1]
+    stage.vectorize(ow)
+
+
 def schedule_flat(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, acc: te.Tensor, target: Target) -> None:
     """Schedule a flat window (flat_window; out's attrs: geometry, flat = chunk, row = Wp): one
     parallel task per (image, channel) pads its plane, accumulates the flat plane run by run (the
@@ -289,14 +300,7 @@ def schedule_flat(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, acc: te
     n, k, oh, ow = s[final].op.axis
     nk = s[final].fuse(n, k)
     parallel_if_worth(s[final], nk, g.flops / 2)
-    # the rows' loop as wide as the padded row (its tail masked on the store), so the
-    # accumulator's inferred extent is the whole OH x Wp plane that the runs tile exactly
-    Wp = out.op.attrs["row"]
-    if Wp <= FLAT_CHUNK:
-        ow = s[final].split(ow, factor=Wp)[1]
-    elif g.OW > FLAT_CHUNK:
-        ow = s[final].split(ow, factor=row_lanes(g.OW))[1]
-    s[final].vectorize(ow)
+    vectorize_flat_rows(s[final], ow, g.OW, out.op.attrs["row"])
 
     s[acc].compute_at(s[final], nk)
     _, ak, q = s[acc].op.axis
@@ -400,4 +404,4 @@ def schedule_depthwise_conv2d_nchw(s: te.Schedule, out: te.Tensor, final: te.Ten
 
 
 __all__ = ["depthwise_conv2d_nchw", "schedule_depthwise_conv2d_nchw", "pad_nchw_phased", "row_lanes", "flat_window",
-           "schedule_flat"]
+           "schedule_flat", "vectorize_flat_rows"]

@@ -24,7 +24,7 @@ from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor
 from .conv_geometry import ConvGeometry, bias_at, check_bias
-from .depthwise import FLAT_CHUNK, pad_rows, row_lanes
+from .depthwise import FLAT_CHUNK, pad_rows, vectorize_flat_rows
 from .knobs import FallbackConfig
 from .schedule import anchor, input_stage, parallel_if_worth, register_tile
 
@@ -136,11 +136,7 @@ def schedule_dwpw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, tar
     s[final].reorder(n, oho, k, ohi, ow)
     band = s[final].fuse(n, oho)
     parallel_if_worth(s[final], band, g.flops / 2 + 2.0 * K * g.C * g.OH * g.OW)
-    if Wp <= FLAT_CHUNK:
-        ow = s[final].split(ow, factor=Wp)[1]
-    elif g.OW > FLAT_CHUNK:
-        ow = s[final].split(ow, factor=row_lanes(g.OW))[1]
-    s[final].vectorize(ow)
+    vectorize_flat_rows(s[final], ow, g.OW, Wp)
 
     s[acc].compute_at(s[final], band)
     _, ak, aq = s[acc].op.axis
