@@ -1,9 +1,10 @@
-"""Whole-model latency, batch 1, 2 threads: tilewise (untuned, and tuned with logs) vs ONNX Runtime.
+"""Whole-model latency, batch 1, 2 threads (or --threads): tilewise (untuned, and tuned with logs) vs ONNX Runtime.
 
     python bench/models.py                                  # the default model list, untuned
     python bench/models.py --models resnet50 --logs tuning_logs/   # plus a tuned column
     python bench/models.py --check                          # also compare outputs with ONNX Runtime
     python bench/models.py --models bvlc_alexnet --bandwidth   # AlexNet's FC layers against the bandwidth
+    python bench/models.py --models shufflenet --threads 1    # both engines on one thread (scaling)
 
 Every model is one of the onnx package's light models with seeded random weights (or a
 built-in encoder layer / MobileNetV2 block), run by both engines in the same process, in
@@ -48,11 +49,19 @@ def main() -> None:
     ap.add_argument("--layout", default=None, choices=["NCHW", "NCHWc"],
                     help="NCHWc: chains of direct convs in the packed layout (frontends.passes.propagate_nchwc)")
     ap.add_argument("--seconds", type=float, default=3.0, help="about how long each engine is timed per model")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="both engines on this many threads (default: tilewise on 2, ONNX Runtime's default "
+                         "session, one per core); 1 against the default shows how each engine scales")
     ap.add_argument("--bandwidth", action="store_true",
                     help="also time AlexNet's fully connected layers (batch 1, bandwidth-bound) against the "
                          "machine's measured memory bandwidth and numpy's matrix-vector product")
     a = ap.parse_args()
+    if a.threads is not None:
+        if a.threads < 1:
+            ap.error(f"--threads {a.threads}: give at least 1")
+        os.environ["TILEWISE_NUM_THREADS"] = str(a.threads)
     os.environ.setdefault("TILEWISE_NUM_THREADS", "2")
+    threads = int(os.environ["TILEWISE_NUM_THREADS"])
     logs = log_paths(a.logs)
     print(env_note())
     rows = []
@@ -62,8 +71,8 @@ def main() -> None:
         feed = random_inputs([{"name": i.name, "shape": i.shape, "dtype": i.dtype} for i in g.inputs[:1]])
         # ONNX Runtime as users run it: a default session (one thread per core, idle threads
         # spinning between runs), and beside it the same without spinning
-        sess = onnxruntime_session(model)
-        nospin = onnxruntime_session(model, spinning=False)
+        sess = onnxruntime_session(model, threads=a.threads)
+        nospin = onnxruntime_session(model, threads=a.threads, spinning=False)
         fns = {"ort": lambda: sess.run(None, feed), "ort no-spin": lambda: nospin.run(None, feed)}
         builds = {}
         variants = [("untuned", None)] + ([("tuned", logs)] if logs else [])
@@ -100,8 +109,9 @@ def main() -> None:
     if logs:
         heads += ["tuned ms", "tuned / ort"]
     heads += ["build s", "peak workspace MiB", "weights MiB"]
-    print("\nbatch 1, 2 threads, median latency (lower is better; a ratio < 1 means faster than ONNX Runtime's "
-          "default session)")
+    ort_threads = f"{a.threads} thread(s)" if a.threads is not None else "its default session"
+    print(f"\nbatch 1, tilewise on {threads} thread(s), ONNX Runtime on {ort_threads}; median latency (lower is "
+          "better; a ratio < 1 means faster than ONNX Runtime)")
     print(table(heads, rows))
     ratios = [float(r[4][:-1]) for r in rows]
     print(f"\ngeometric mean untuned / onnxruntime: {np.exp(np.mean(np.log(ratios))):.2f}x")

@@ -319,6 +319,20 @@ def _conv(node, ins, attrs, opset, out_shapes, target, choice=None):
                           bias=bias, name=node.name, target=target)]
 
 
+@lowers_anchor("tilewise.DepthwisePointwise")
+def _dwpw(node, ins, attrs, opset, out_shapes, target, choice=None):
+    """passes.fuse_depthwise_pointwise's node: te.ops.dwpw's one kernel, the activation as its
+    depthwise epilogue."""
+    from te.ops import dwpw
+    from te.ops.conv_geometry import geometry
+    from te.ops.elementwise import clamp
+    x, wd, bd, wp, bp = ins
+    g = geometry(x.shape, wd.shape, (1, 1), tuple(attrs["pads"]), tuple(attrs["dilations"]), x.shape[1])
+    lo, hi = attrs["act_min"], attrs["act_max"]
+    return [dwpw.dwpw_conv2d(x, wd, bd, lambda v, idx: clamp(v, lo, hi), wp, bp, None, g, name=node.name,
+                             target=target)]
+
+
 @lowers("tilewise.PackNCHWc")
 def _pack_nchwc(node, ins, attrs, opset, out_shapes):
     return [_ops().pack_nchwc(ins[0], attrs["block"], name=node.name)]

@@ -1,7 +1,8 @@
 """Graph passes: dead node elimination, BatchNorm and per-channel affine folding into Conv/Gemm,
 quantised Conv/MatMul/Gemm as int8 anchors (qdq.py), channel shuffles folded into the depthwise
-convs that read them (shuffle.py), layout propagation to NCHW[x]c (opt-in), and fusion of
-elementwise chains into the kernel they follow.
+convs that read them (shuffle.py), a depthwise conv and the 1x1 conv after it as one node,
+layout propagation to NCHW[x]c (opt-in), and fusion of elementwise chains into the kernel they
+follow.
 
 Every pass takes a Graph and returns a new Graph (the input is not changed).  `run_passes`
 applies the default pipeline; `print_passes` shows the graph before and after each pass.
@@ -46,19 +47,32 @@ def eliminate_dead_nodes(g: Graph) -> Graph:
 
 
 def remove_identities(g: Graph) -> Graph:
-    """Drop Identity and inference-mode Dropout nodes, reading their input directly."""
+    """Drop Identity and inference-mode Dropout nodes, reading their input directly; one whose
+    output is a graph output instead renames its input where a node computes that value for it
+    alone (so the producer writes the graph output, no copy)."""
     g = g.copy()
     outputs = {o.name for o in g.outputs}
     used = {i for n in g.nodes for i in n.inputs} | outputs
+    readers: dict[str, int] = {}
+    for n in g.nodes:
+        for i in n.inputs:
+            readers[i] = readers.get(i, 0) + 1
+    producer = {o: n for n in g.nodes for o in n.outputs if o}
     alias: dict[str, str] = {}
     keep = []
     for n in g.nodes:
         n.inputs = [alias.get(i, i) for i in n.inputs]
-        if n.op in ("Identity", "Dropout") and n.outputs[0] not in outputs \
-                and not any(o in used for o in n.outputs[1:]):
-            alias[n.outputs[0]] = n.inputs[0]
+        if n.op not in ("Identity", "Dropout") or any(o in used for o in n.outputs[1:]):
+            keep.append(n)
             continue
-        keep.append(n)
+        src, out = n.inputs[0], n.outputs[0]
+        if out not in outputs:
+            alias[out] = src
+        elif src in producer and src not in outputs and readers.get(src) == 1 and out not in producer[src].outputs:
+            p = producer[src]
+            p.outputs[p.outputs.index(src)] = out
+        else:
+            keep.append(n)
     g.nodes = keep
     return g
 
@@ -186,6 +200,97 @@ def fuse(g: Graph) -> list[Group]:
     return sorted(groups, key=lambda grp: position[id(grp.nodes[-1])])
 
 
+# ---------------------------------------------------------------- depthwise + pointwise
+
+DWPW = "tilewise.DepthwisePointwise"
+
+
+def _conv_attrs(n: Node) -> tuple[tuple, tuple, tuple]:
+    """(strides, dilations, pads (top, left, bottom, right)) of a Conv node without auto_pad."""
+    p = n.attrs.get("pads", [0, 0, 0, 0])
+    return (tuple(n.attrs.get("strides", [1, 1])), tuple(n.attrs.get("dilations", [1, 1])),
+            (p[0], p[1], p[2], p[3]))
+
+
+def _constant_conv(n: Node, g: Graph) -> bool:
+    """A float32 2-D Conv with constant weight and bias, explicit pads, on the plain NCHW layout."""
+    return (n.op == "Conv" and len(n.inputs) >= 2 and n.inputs[1] in g.constants
+            and all(i in g.constants for i in n.inputs[2:] if i) and len(g.info(n.inputs[0]).shape) == 4
+            and g.info(n.inputs[0]).dtype == "float32" and not n.attrs.get("layout")
+            and not n.attrs.get("channel_shuffle") and n.attrs.get("auto_pad", "NOTSET") in ("NOTSET", b"NOTSET"))
+
+
+def _clip_bounds(n: Node, g: Graph) -> tuple[float | None, float | None] | None:
+    """(low, high) of a Relu (no high bound), or of a Clip with constant scalar bounds, an absent
+    one the float32 extreme as ONNX says (lowering._clip); None for any other node."""
+    if n.op == "Relu":
+        return 0.0, None
+    if n.op != "Clip":
+        return None
+    bounds = []
+    for k, key, absent in ((1, "min", np.finfo(np.float32).min), (2, "max", np.finfo(np.float32).max)):
+        name = n.inputs[k] if len(n.inputs) > k else ""
+        if name:
+            if name not in g.constants or g.constants[name].size != 1:
+                return None
+            bounds.append(float(g.constants[name].reshape(-1)[0]))
+        else:
+            bounds.append(float(n.attrs.get(key, absent)))      # opset < 11: attributes
+    return bounds[0], bounds[1]
+
+
+def fuse_depthwise_pointwise(g: Graph) -> Graph:
+    """A stride-1 depthwise Conv, the Relu or Clip after it, and the 1x1 Conv that alone reads
+    that, as one tilewise.DepthwisePointwise node (te.ops.dwpw): the depthwise output never goes
+    to memory, each task computing a band of it into cache for the 1x1 conv's GEMM.
+
+    Its inputs are (x, depthwise weight, bias, 1x1 weight, bias), "" for an absent bias; its
+    attributes the depthwise conv's pads and dilations and the activation's bounds (act_min,
+    act_max).  Where te.ops.dwpw does not apply (strided, narrow maps, a batch) nothing changes."""
+    from te.ops import dwpw
+    from te.ops.conv_geometry import geometry
+    g = g.copy()
+    cons = g.consumers()
+    outputs = {o.name for o in g.outputs}
+
+    def only_reader(value: str) -> Node | None:
+        users = cons.get(value, [])
+        return users[0] if len(users) == 1 and value not in outputs and users[0].inputs[0] == value else None
+    fused: list[tuple[Node, Node, Node]] = []
+    for dw in g.nodes:
+        if not _constant_conv(dw, g):
+            continue
+        strides, dil, pads = _conv_attrs(dw)
+        x, w = g.info(dw.inputs[0]).shape, g.info(dw.inputs[1]).shape
+        groups = int(dw.attrs.get("group", 1))
+        if groups != x[1] or w[0] != x[1]:
+            continue
+        try:
+            geo = geometry(x, w, strides, pads, dil, groups)
+        except ValueError:
+            continue
+        act = only_reader(dw.outputs[0])
+        pw = act and only_reader(act.outputs[0])
+        if not (dwpw.applies(geo) and act and _clip_bounds(act, g) and pw and _constant_conv(pw, g)):
+            continue
+        pw_strides, pw_dil, pw_pads = _conv_attrs(pw)
+        if (int(pw.attrs.get("group", 1)) != 1 or tuple(g.info(pw.inputs[1]).shape[1:]) != (x[1], 1, 1)
+                or pw_strides != (1, 1) or any(pw_pads)):
+            continue
+        fused.append((dw, act, pw))
+    for dw, act, pw in fused:
+        lo, hi = _clip_bounds(act, g)
+        bias = (lambda n: n.inputs[2] if len(n.inputs) > 2 else "")
+        node = Node(DWPW, pw.name, [dw.inputs[0], dw.inputs[1], bias(dw), pw.inputs[1], bias(pw)], list(pw.outputs),
+                    {"pads": list(_conv_attrs(dw)[2]), "dilations": list(_conv_attrs(dw)[1]),
+                     "act_min": lo, "act_max": hi})
+        g.nodes[g.nodes.index(pw)] = node
+        g.nodes = [n for n in g.nodes if n is not dw and n is not act]
+    if fused:
+        log.info("fuse_depthwise_pointwise: %d depthwise + 1x1 conv pair(s) as one kernel each", len(fused))
+    return g
+
+
 # ---------------------------------------------------------------- layout propagation
 
 PACK_NCHWC, UNPACK_NCHWC = "tilewise.PackNCHWc", "tilewise.UnpackNCHWc"
@@ -289,7 +394,8 @@ def quantize_int8(g: Graph) -> Graph:
     return rewrite(g)
 
 
-PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm, quantize_int8, fold_channel_shuffle]
+PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm, quantize_int8, fold_channel_shuffle,
+            fuse_depthwise_pointwise]
 LAYOUTS = {None: [], "NCHW": [], "NCHWc": [propagate_nchwc]}     # layout passes also take the target
 
 

@@ -189,6 +189,9 @@ def node_flops(n: Node, g: Graph) -> float:
     if n.op == "Conv":
         w = g.info(n.inputs[1]).shape
         return 2.0 * out * float(np.prod(w[1:], dtype=np.float64))
+    if n.op == "tilewise.DepthwisePointwise":        # passes.fuse_depthwise_pointwise: both convs
+        wd, wp = g.info(n.inputs[1]).shape, g.info(n.inputs[3]).shape
+        return 2.0 * out / wp[0] * (wd[0] * float(np.prod(wd[2:], dtype=np.float64)) + wp[0] * wp[1])
     if n.op == "Gemm":
         a = g.info(n.inputs[0]).shape
         k = a[0] if n.attrs.get("transA", 0) else a[1]

@@ -216,28 +216,33 @@ def flat_layout(OH: int, width: int, taps: int, lanes: int) -> tuple[int, int]:
     return best
 
 
-def pad_rows(x: te.Tensor, top: int, Hp: int, Wp: int, name: str, tag: str) -> te.Tensor:
-    """x in Hp rows of Wp >= W columns, its row h at row h + top and columns [0, W), zeros around:
-    read at flat offsets, a column -j of a row is column Wp - j of the row before, zero when
+def pad_rows(x: te.Tensor, top: int, Hp: int, Wp: int, name: str, tag: str, fill=0) -> te.Tensor:
+    """x in Hp rows of Wp >= W columns, its row h at row h + top and columns [0, W), `fill` around:
+    read at flat offsets, a column -j of a row is column Wp - j of the row before, padding when
     Wp >= W + j, so the copy clamps its column only from above (one masked vector load)."""
     N, C, H, W = x.shape
+    pad = fill if isinstance(fill, te.Expr) else te.const(fill, x.dtype)
 
     def pad_f(n, c, h, col):
         hh = h - top
         inside = te.all(hh >= 0, hh < H, col < W)
         src = x[n, c, te.min_of(te.max_of(hh, 0), H - 1), te.min_of(col, W - 1)]
-        return te.if_then_else(inside, src, te.const(0, x.dtype))
+        return te.if_then_else(inside, src, pad)
     return te.compute((N, C, Hp, Wp), pad_f, name=name, tag=tag)
 
 
-def _depthwise_flat(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | None,
-                    epilogue: Epilogue | None, name: str, target: Target, src) -> te.Tensor:
-    """A stride-1 depthwise conv on the flattened padded plane (the module docstring).
+def flat_window(x: te.Tensor, g: ConvGeometry, name: str, target: Target, src=None, weight=None,
+                reducer=te.sum, fill=0) -> tuple[te.Tensor, int, int]:
+    """The flat accumulator of a stride-1 window over each channel plane of x (the module
+    docstring): (acc of shape (N, K, OH * Wp), Wp, chunk), output (oh, ow) at acc[n, k, oh * Wp + ow].
 
-    The padded plane holds row h of x at row h + top + 1, columns [0, W), zeros after them: a
-    left pad of column -j is then column Wp - j of the row before, which is zero when Wp >= W + j,
-    so rows of Wp >= W + max(left, right) columns pad both sides, and the copy clamps its column
-    only from above (one masked vector load, no gather)."""
+    Output channel k reads input channel src(k) (None: k), tap (rr, rs) weighed by
+    weight(k, rr, rs) (None: as it is, as pooling takes it); `reducer` (te.sum, te.max) combines
+    the taps, and the padding holds `fill`.  The padded plane holds row h of x at row
+    h + top + 1, columns [0, W), padding after them: a left pad of column -j is then column
+    Wp - j of the row before, padding when Wp >= W + j, so rows of Wp >= W + max(left, right)
+    columns pad both sides, and the copy clamps its column only from above (one masked vector
+    load, no gather)."""
     N, C, H, W = x.shape
     Wp, chunk = flat_layout(g.OH, max(g.OW, W + max(g.pl, g.pr)), g.R * g.S, target.lanes(x.dtype))
     Lp = g.OH * Wp
@@ -245,14 +250,23 @@ def _depthwise_flat(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor
     reach = base + (g.R - 1) * g.dh * Wp + (g.S - 1) * g.dw
     Hp = max(H + g.pt + 1, -(-(Lp + reach) // Wp))      # rows enough that every run reads inside
     top = g.pt + 1
-    xp = pad_rows(x, top, Hp, Wp, f"{name}.pad", "depthwise.flat_pad")
+    xp = pad_rows(x, top, Hp, Wp, f"{name}.pad", "depthwise.flat_pad", fill)
     rr = te.reduce_axis((0, g.R), name="rr")
     rs = te.reduce_axis((0, g.S), name="rs")
 
     def acc_f(n, k, q):
         f = q + rr * (g.dh * Wp) + rs * g.dw + base
-        return te.sum(xp[n, src(k), f // Wp, f % Wp] * w[k, 0, rr, rs], axis=[rr, rs])
+        v = xp[n, k if src is None else src(k), f // Wp, f % Wp]
+        return reducer(v if weight is None else v * weight(k, rr, rs), axis=[rr, rs])
     acc = te.compute((N, g.K, Lp), acc_f, name=f"{name}.acc", tag="depthwise.flat_acc")
+    return acc, Wp, chunk
+
+
+def _depthwise_flat(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | None,
+                    epilogue: Epilogue | None, name: str, target: Target, src) -> te.Tensor:
+    """A stride-1 depthwise conv on the flattened padded plane (flat_window)."""
+    N = x.shape[0]
+    acc, Wp, chunk = flat_window(x, g, name, target, src, lambda k, rr, rs: w[k, 0, rr, rs])
 
     def out_f(n, k, oh, ow):
         v = acc[n, k, oh * Wp + ow]
@@ -263,9 +277,21 @@ def _depthwise_flat(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor
                       attrs={"geometry": g, "flat": chunk, "row": Wp})
 
 
-def _schedule_flat(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, acc: te.Tensor, target: Target) -> None:
-    """One parallel task per (image, channel): pad its plane, accumulate the flat plane run by run
-    (the taps unrolled around one run of vectors), then the epilogue row by row."""
+def vectorize_flat_rows(stage: te.Stage, ow, OW: int, Wp: int) -> None:
+    """Vectorize the output columns of a flat window's consumer: a loop as wide as the padded row
+    (its tail masked on the store), so that the accumulator's inferred extent is the whole
+    rows x Wp range the runs tile exactly; a row wider than FLAT_CHUNK in runs that divide it."""
+    if Wp <= FLAT_CHUNK:
+        ow = stage.split(ow, factor=Wp)[1]
+    elif OW > FLAT_CHUNK:
+        ow = stage.split(ow, factor=row_lanes(OW))[1]
+    stage.vectorize(ow)
+
+
+def schedule_flat(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, acc: te.Tensor, target: Target) -> None:
+    """Schedule a flat window (flat_window; out's attrs: geometry, flat = chunk, row = Wp): one
+    parallel task per (image, channel) pads its plane, accumulates the flat plane run by run (the
+    taps unrolled around one run of vectors), then computes the epilogue row by row."""
     g: ConvGeometry = out.op.attrs["geometry"]
     chunk = out.op.attrs["flat"]
     xp = input_stage(acc, "depthwise.flat_pad")
@@ -274,14 +300,7 @@ def _schedule_flat(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, acc: t
     n, k, oh, ow = s[final].op.axis
     nk = s[final].fuse(n, k)
     parallel_if_worth(s[final], nk, g.flops / 2)
-    # the rows' loop as wide as the padded row (its tail masked on the store), so the
-    # accumulator's inferred extent is the whole OH x Wp plane that the runs tile exactly
-    Wp = out.op.attrs["row"]
-    if Wp <= FLAT_CHUNK:
-        ow = s[final].split(ow, factor=Wp)[1]
-    elif g.OW > FLAT_CHUNK:
-        ow = s[final].split(ow, factor=row_lanes(g.OW))[1]
-    s[final].vectorize(ow)
+    vectorize_flat_rows(s[final], ow, g.OW, out.op.attrs["row"])
 
     s[acc].compute_at(s[final], nk)
     _, ak, q = s[acc].op.axis
@@ -310,7 +329,7 @@ def schedule_depthwise_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor
     final = out if final is None else final
     flat = input_stage(out, "depthwise.flat_acc")
     if flat is not None:
-        _schedule_flat(cfg, s, out, final, flat, target)
+        schedule_flat(cfg, s, out, final, flat, target)
         return
     acc = input_stage(out, "depthwise.acc")
     if acc is None:
@@ -384,4 +403,5 @@ def schedule_depthwise_conv2d_nchw(s: te.Schedule, out: te.Tensor, final: te.Ten
     schedule_depthwise_cfg(FallbackConfig(), s, out, final, target)
 
 
-__all__ = ["depthwise_conv2d_nchw", "schedule_depthwise_conv2d_nchw", "pad_nchw_phased", "row_lanes"]
+__all__ = ["depthwise_conv2d_nchw", "schedule_depthwise_conv2d_nchw", "pad_nchw_phased", "row_lanes", "flat_window",
+           "schedule_flat", "vectorize_flat_rows"]

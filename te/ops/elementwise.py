@@ -252,17 +252,20 @@ def leaky_relu(x: te.Tensor, alpha: float = 0.01, name: str = "leaky_relu") -> t
                       name=name, tag="elemwise")
 
 
+def clamp(v: te.Expr, a_min: float | None = None, a_max: float | None = None) -> te.Expr:
+    """The expression v limited to [a_min, a_max] (either bound may be None); NaN stays NaN (the
+    bound is the first operand of max/min, which return the second where either is NaN)."""
+    if a_min is not None:
+        v = te.max_of(te.expr.convert(a_min, v.dtype), v)
+    if a_max is not None:
+        v = te.min_of(te.expr.convert(a_max, v.dtype), v)
+    return v
+
+
 def clip(x: te.Tensor, a_min: float | None = None, a_max: float | None = None,
          name: str = "clip") -> te.Tensor:
     """x limited to [a_min, a_max] (either bound may be None); NaN stays NaN."""
-    def body(*i):
-        v = x[i]
-        if a_min is not None:
-            v = te.max_of(te.expr.convert(a_min, x.dtype), v)
-        if a_max is not None:
-            v = te.min_of(te.expr.convert(a_max, x.dtype), v)
-        return v
-    return te.compute(x.shape, body, name=name, tag="elemwise")
+    return te.compute(x.shape, lambda *i: clamp(x[i], a_min, a_max), name=name, tag="elemwise")
 
 
 def relu6(x: te.Tensor, name: str = "relu6") -> te.Tensor:

@@ -13,6 +13,11 @@ never leaves L1.  The second stage reads `rows` with the stride of the pooling.
 
 Padding cells are never read: an index is clamped into the tensor and the value replaced by
 the reduction's identity (max) or left out of the sum and the divisor (avg).
+
+At stride 1 (float32, an output plane of a vector or more) the window runs as a stride-1 depthwise conv does instead
+(depthwise.flat_window): each channel plane padded once with the identity, every tap a run of
+whole vectors over the flattened plane, no per-lane select or clamp, the divisor of an average
+an epilogue; shifted reads of a just-written row buffer would stall on store forwarding.
 """
 from __future__ import annotations
 
@@ -20,9 +25,12 @@ import te
 from te.target import Target, parse
 
 from .common import tagged
+from .conv_geometry import geometry
+from .depthwise import flat_window, schedule_flat
 from .injective import inline_injective, parallel_outer, vectorize_inner
 from .knobs import FallbackConfig, register_template
 from .reduction import reduce_over
+from .schedule import anchor, input_stage
 
 MAX_UNROLLED_TAPS = 8
 
@@ -73,10 +81,22 @@ def pool_out_size(n: int, k: int, s: int, d: int, pad_lo: int, pad_hi: int, ceil
     return out
 
 
+def taps_counted(o, s: int, d: int, k: int, lo: int, hi: int, n: int, include_pad: bool) -> te.Expr:
+    """How many of the window's taps an average's divisor counts along one axis at output index o
+    (an int64 expression): those inside the input, or inside the padded input with include_pad."""
+    first, last = (-lo, n + hi) if include_pad else (0, n)
+    total = te.const(0, "int64")
+    for j in range(k):
+        i = o * s + j * d - lo
+        total = total + te.if_then_else(te.all(i >= first, i < last), te.const(1, "int64"), te.const(0, "int64"))
+    return total
+
+
 def pool2d(x: te.Tensor, kernel, stride=1, padding=0, dilation=1, pool_type: str = "max",
            ceil_mode: bool = False, count_include_pad: bool = False,
-           name: str | None = None) -> te.Tensor:
-    """Max or average pooling over the last two axes of NCHW data (ONNX semantics).
+           name: str | None = None, target: Target | str | None = None) -> te.Tensor:
+    """Max or average pooling over the last two axes of NCHW data (ONNX semantics), for target
+    (None: this machine).
 
     padding is an int, (h, w), (top, left, bottom, right) or an ONNX auto_pad string.
     """
@@ -92,6 +112,13 @@ def pool2d(x: te.Tensor, kernel, stride=1, padding=0, dilation=1, pool_type: str
     OW = pool_out_size(W, kw, sw, dw, pl, pr, ceil_mode)
     is_max = pool_type == "max"
     ident = te.expr.min_value(x.dtype) if is_max else te.const(0, x.dtype)
+    attrs = {"kernel": (kh, kw), "stride": (sh, sw), "dilation": (dh, dw), "pads": (pt, pl, pb, pr),
+             "ceil_mode": ceil_mode, "pool_type": pool_type}
+    target = parse(target)
+    # flat where an output plane fills a vector at least: a window over (nearly) the whole plane
+    # would run its many taps over a few lanes
+    if sh == sw == 1 and x.dtype == "float32" and OH * OW >= target.lanes(x.dtype):
+        return _pool_flat(x, (kh, kw), (dh, dw), (pt, pl, pb, pr), ident, count_include_pad, name, attrs, target)
     combine = te.max_of if is_max else (lambda a, b: a + b)
 
     def clamp(i, n):
@@ -111,16 +138,6 @@ def pool2d(x: te.Tensor, kernel, stride=1, padding=0, dilation=1, pool_type: str
         return (te.max if is_max else te.sum)(src, axis=r_h)
     rows = te.compute((N, C, OH, W), rows_body, name=f"{name}.rows", tag="pool_rows")
 
-    def count(o, s, d, k, lo, hi, n):
-        """How many of the window's taps the divisor counts along one axis (an expression)."""
-        first, last = (-lo, n + hi) if count_include_pad else (0, n)
-        total = te.const(0, "int64")
-        for j in range(k):
-            i = o * s + j * d - lo
-            total = total + te.if_then_else(te.all(i >= first, i < last), te.const(1, "int64"),
-                                            te.const(0, "int64"))
-        return total
-
     def out_body(n, c, oh, ow):
         v = None
         for j in range(kw):   # the taps unrolled: k_w is small
@@ -129,24 +146,45 @@ def pool2d(x: te.Tensor, kernel, stride=1, padding=0, dilation=1, pool_type: str
                 else rows[n, c, oh, w]
             v = tap if v is None else combine(v, tap)
         if not is_max:
-            cnt = count(oh, sh, dh, kh, pt, pb, H) * count(ow, sw, dw, kw, pl, pr, W)
+            cnt = (taps_counted(oh, sh, dh, kh, pt, pb, H, count_include_pad)
+                   * taps_counted(ow, sw, dw, kw, pl, pr, W, count_include_pad))
             v = v / te.max_of(cnt, 1).astype(x.dtype)
         return v
-    attrs = {"kernel": (kh, kw), "stride": (sh, sw), "dilation": (dh, dw), "pads": (pt, pl, pb, pr),
-             "ceil_mode": ceil_mode, "pool_type": pool_type}
     return te.compute((N, C, OH, OW), out_body, name=name, tag="pool", attrs=attrs)
 
 
+def _pool_flat(x: te.Tensor, kernel: tuple[int, int], dilation: tuple[int, int], pads: tuple, ident,
+               count_include_pad: bool, name: str, attrs: dict, target: Target) -> te.Tensor:
+    """A stride-1 pool as a flat window (depthwise.flat_window) padded with the identity; an
+    average divides by its count of taps in the epilogue."""
+    N, C, H, W = x.shape
+    (kh, kw), (dh, dw), (pt, pl, pb, pr) = kernel, dilation, pads
+    is_max = attrs["pool_type"] == "max"
+    g = geometry(x.shape, (C, 1, kh, kw), (1, 1), pads, dilation, groups=C)
+    acc, Wp, chunk = flat_window(x, g, name, target, reducer=te.max if is_max else te.sum, fill=ident)
+
+    def out_f(n, c, oh, ow):
+        v = acc[n, c, oh * Wp + ow]
+        if is_max:
+            return v
+        cnt = (taps_counted(oh, 1, dh, kh, pt, pb, H, count_include_pad)
+               * taps_counted(ow, 1, dw, kw, pl, pr, W, count_include_pad))
+        return v / te.max_of(cnt, 1).astype(x.dtype)
+    return te.compute((N, C, g.OH, g.OW), out_f, name=name, tag="pool_flat",
+                      attrs={**attrs, "geometry": g, "flat": chunk, "row": Wp})
+
+
 def max_pool2d(x: te.Tensor, kernel, stride=1, padding=0, dilation=1, ceil_mode: bool = False,
-               name: str = "max_pool2d") -> te.Tensor:
+               name: str = "max_pool2d", target: Target | str | None = None) -> te.Tensor:
     """Max pooling over NCHW data (ONNX MaxPool)."""
-    return pool2d(x, kernel, stride, padding, dilation, "max", ceil_mode, name=name)
+    return pool2d(x, kernel, stride, padding, dilation, "max", ceil_mode, name=name, target=target)
 
 
 def avg_pool2d(x: te.Tensor, kernel, stride=1, padding=0, dilation=1, ceil_mode: bool = False,
-               count_include_pad: bool = False, name: str = "avg_pool2d") -> te.Tensor:
+               count_include_pad: bool = False, name: str = "avg_pool2d",
+               target: Target | str | None = None) -> te.Tensor:
     """Average pooling over NCHW data (ONNX AveragePool); padding is counted if count_include_pad."""
-    return pool2d(x, kernel, stride, padding, dilation, "avg", ceil_mode, count_include_pad, name)
+    return pool2d(x, kernel, stride, padding, dilation, "avg", ceil_mode, count_include_pad, name, target)
 
 
 def global_avg_pool2d(x: te.Tensor, name: str = "global_avg_pool2d",
@@ -167,6 +205,9 @@ def global_max_pool2d(x: te.Tensor, name: str = "global_max_pool2d",
 
 def schedule_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, target: Target) -> te.Schedule:
     """Schedule a pool2d output with the knobs of cfg, for target."""
+    if out.op.tag == "pool_flat":
+        schedule_flat(cfg, s, out, out, input_stage(out, "depthwise.flat_acc"), target)
+        return s
     st = s[out]
     rows = next(t for t in out.op.input_tensors if getattr(t.op, "tag", "") == "pool_rows")
     inline_injective(s, rows)
@@ -203,12 +244,19 @@ def schedule_pool(s: te.Schedule, out: te.Tensor, target: Target) -> te.Schedule
     return schedule_pool_cfg(FallbackConfig(), s, out, target)
 
 
+@anchor("pool_flat")
+def schedule_pool_flat(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
+    """The untuned schedule of a stride-1 pool (and the elementwise ops fused after it)."""
+    schedule_flat(FallbackConfig(), s, out, out if final is None else final,
+                  input_stage(out, "depthwise.flat_acc"), target)
+
+
 @register_template("pool2d")
 def pool2d_template(cfg, N: int, C: int, H: int, W: int, kernel=3, stride=2, padding=1,
                     pool_type: str = "max", dtype: str = "float32", *, target: Target | None = None):
     """Tunable pool2d on an (N, C, H, W) input."""
     x = te.placeholder((N, C, H, W), dtype, name="x")
-    y = pool2d(x, kernel, stride, padding, pool_type=pool_type)
+    y = pool2d(x, kernel, stride, padding, pool_type=pool_type, target=target)
     s = te.create_schedule(y.op)
     schedule_pool_cfg(cfg, s, y, parse(target))
     return s, [x, y]

@@ -92,7 +92,7 @@ def transpose(x: te.Tensor, axes: Sequence[int] | None = None, name: str = "tran
         raise ValueError(f"{name}: axes {axes} are not a permutation of {nd} dimensions")
     inv = [perm.index(d) for d in range(nd)]
     return te.compute(tuple(x.shape[p] for p in perm), lambda *i: x[tuple(i[inv[d]] for d in range(nd))],
-                      name=name, tag=TAG)
+                      name=name, tag=TAG, attrs={"perm": tuple(perm)})
 
 
 def _resolve_shape(shape: tuple, newshape, allowzero: bool = False) -> tuple[int, ...]:

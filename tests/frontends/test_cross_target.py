@@ -30,3 +30,15 @@ def test_conv_model_for_avx2_packs_weights_by_its_vector_and_runs(rng):
     x = rng.standard_normal((1, 32, 12, 12)).astype(np.float32)
     (y,) = frontends.build(graph, target=HASWELL).run(x=x)
     np.testing.assert_allclose(y, conv_ref(x, w, pads=(1, 1, 1, 1)), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.skipif("avx2" not in te.target.host().feature_set, reason="this CPU lacks AVX2")
+def test_mobilenet_block_for_avx2_fuses_depthwise_and_pointwise_and_runs(rng):
+    """The fused depthwise + 1x1 kernel follows the target's 8 lanes."""
+    from frontends import zoo
+    from frontends.profile import onnxruntime_session
+    m = zoo.mobilenet_block(channels=8, expand=3, size=28)
+    lib = frontends.build(frontends.from_onnx(m), target=HASWELL)
+    assert [f.name for f in lib.plan.funcs] == ["k0_conv", "k1_tilewise.depthwisepointwise"]
+    x = rng.standard_normal((1, 8, 28, 28)).astype(np.float32)
+    np.testing.assert_allclose(lib.run(x=x)[0], onnxruntime_session(m).run(None, {"x": x})[0], rtol=1e-4, atol=1e-4)

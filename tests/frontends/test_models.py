@@ -61,7 +61,7 @@ def test_light_model_matches_onnxruntime(name, rng):
 def test_tuned_build_uses_records_and_matches(tmp_path, rng):
     import autotune
     from frontends import tasks
-    model = zoo.mobilenet_block(size=14)
+    model = zoo.mobilenet_block(size=7)         # 7 columns: the depthwise conv is a kernel of its own (te.ops.dwpw)
     g = frontends.from_onnx(model)
     log = tmp_path / "tune.jsonl"
     conv_tasks = [t for t in tasks.extract_tasks(g) if t.task.name in ("conv2d_nchw", "depthwise_conv2d_nchw")]
@@ -75,7 +75,7 @@ def test_tuned_build_uses_records_and_matches(tmp_path, rng):
             record.append(log, m.measure(t.task, [cfg]))
     lib = frontends.build(g, logs=[log])
     assert len(lib.records) == len(conv_tasks) >= 1
-    check(model, {"x": rng.standard_normal((1, 32, 14, 14)).astype(np.float32)}, lib)
+    check(model, {"x": rng.standard_normal((1, 32, 7, 7)).astype(np.float32)}, lib)
 
 
 def test_tuned_build_applies_matmul_and_dense_records(tmp_path, rng):

@@ -176,3 +176,72 @@ def test_nchwc_layout_is_shown_and_checked(rng, capsys):
     assert "== after propagate_nchwc" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown layout 'NHWC'"):
         passes.run_passes(g, layout="NHWC")
+
+
+def dw_pw_model(rng, stride=1, size=28, second_reader=False, relu=False):
+    """Depthwise 3x3 (stride), Clip(0, 6) or Relu, 1x1 conv, Add of the input: MobileNetV2's block tail."""
+    from frontends import zoo
+    m = zoo.mobilenet_block(seed=int(rng.integers(1 << 30)), channels=8, expand=3, size=size)
+    g = m.graph
+    if stride != 1:
+        g.node[2].attribute.append(helper.make_attribute("strides", [stride, stride]))
+        g.node.remove(g.node[-1])                               # the residual no longer fits
+        g.output[0].CopyFrom(helper.make_tensor_value_info("h3", TensorProto.FLOAT, None))
+    if relu:
+        g.node[3].CopyFrom(helper.make_node("Relu", ["h2"], ["a2"]))
+    if second_reader:                                           # the activation is a model output too
+        g.output.append(helper.make_tensor_value_info("a2", TensorProto.FLOAT, None))
+    return m
+
+
+def test_depthwise_and_pointwise_fuse_and_match_onnxruntime(rng):
+    m = dw_pw_model(rng)
+    g = passes.run_passes(frontends.from_onnx(m))
+    assert [n.op for n in g.nodes] == ["Conv", "Clip", passes.DWPW, "Add"]
+    fused = g.nodes[2]
+    assert fused.attrs["act_min"] == 0.0 and fused.attrs["act_max"] == 6.0 and fused.outputs == ["h3"]
+    from frontends.profile import node_flops          # the roofline counts both convs' FLOPs
+    before = frontends.from_onnx(m)
+    assert node_flops(fused, g) == sum(node_flops(n, before) for n in before.nodes if n.op == "Conv"
+                                       and n.outputs[0] in ("h2", "h3"))
+    x = rng.standard_normal((1, 8, 28, 28)).astype(np.float32)
+    x[0, 3, 5, 5] = np.nan                                  # a NaN stays NaN through the fused Clip
+    want = onnxruntime_session(m).run(None, {"x": x})
+    assert np.isnan(want[0]).sum() == 8 * 9
+    lib = frontends.build(frontends.from_onnx(m))
+    assert len(lib.plan.funcs) == 2                         # expand + (depthwise, 1x1, Add)
+    for got, ref in zip(lib.run(x=x), want):
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_relu_between_fuses_too(rng):
+    m = dw_pw_model(rng, relu=True)
+    g = passes.run_passes(frontends.from_onnx(m))
+    fused = next(n for n in g.nodes if n.op == passes.DWPW)
+    assert fused.attrs["act_min"] == 0.0 and fused.attrs["act_max"] is None
+    x = rng.standard_normal((1, 8, 28, 28)).astype(np.float32)
+    np.testing.assert_allclose(frontends.build(frontends.from_onnx(m)).run(x=x)[0],
+                               onnxruntime_session(m).run(None, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_and_pointwise_stay_apart_where_the_kernel_does_not_apply(rng):
+    for m in (dw_pw_model(rng, stride=2), dw_pw_model(rng, size=14), dw_pw_model(rng, second_reader=True)):
+        ops = [n.op for n in passes.run_passes(frontends.from_onnx(m)).nodes]
+        assert passes.DWPW not in ops and ops.count("Conv") == 3
+
+
+def test_identity_into_a_graph_output_renames_its_producer(rng):
+    """Relu -> Identity -> output: the Relu writes the output (no copy kernel); an Identity of a
+    graph input, or of a value read elsewhere too, stays."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Identity", ["r"], ["y"]),
+             helper.make_node("Identity", ["x"], ["z"]), helper.make_node("Neg", ["x"], ["n"]),
+             helper.make_node("Identity", ["n"], ["w"]), helper.make_node("Abs", ["n"], ["v"])]
+    info = [helper.make_tensor_value_info(k, TensorProto.FLOAT, [2, 3]) for k in ("y", "z", "w", "v")]
+    x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    m = helper.make_model(helper.make_graph(nodes, "ids", [x_info], info), opset_imports=[helper.make_opsetid("", 13)])
+    g = passes.run_passes(frontends.from_onnx(m))
+    assert [str(n).split("  ")[0] for n in g.nodes] == ["y = Relu(x)", "z = Identity(x)", "n = Neg(x)",
+                                                         "w = Identity(n)", "v = Abs(n)"]
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    for got, want in zip(frontends.build(frontends.from_onnx(m)).run(x=x), onnxruntime_session(m).run(None, {"x": x})):
+        np.testing.assert_array_equal(got, want)

@@ -43,6 +43,10 @@ CASES = [
     ((1, 3, 13, 13), 3, 2, 0, 1, True, False),            # ceil mode without padding
     ((1, 2, 12, 40), 2, (1, 3), (0, 1, 1, 1), 1, False, True),  # stride 3 along w, wide rows
     ((1, 3, 32, 32), (1, 3), 1, (0, 1, 0, 1), 1, False, False),  # a 1-row window
+    ((1, 5, 28, 28), 3, 1, 1, 1, False, False),           # stride 1 on a flat plane (Inception's avg pools)
+    ((1, 4, 13, 11), (3, 5), 1, (0, 2, 2, 1), (2, 1), False, True),   # stride 1: asymmetric pads, dilated
+    ((1, 3, 7, 7), 7, 1, 0, 1, False, False),             # stride 1, one output: rows, not a flat plane
+    ((1, 2, 5, 70), 3, 1, 1, 1, False, False),            # stride 1, rows wider than one run
 ]
 
 
@@ -83,19 +87,34 @@ def test_pool_after_relu_and_pad_is_fused(rand):
     np.testing.assert_allclose(build_run(out, [x], [a_np]), want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("stride", [2, 1])            # rows then columns; stride 1 on the flat plane
 @pytest.mark.parametrize("which", ["default", "other"])
-def test_pool_template(which, rand):
+def test_pool_template(which, stride, rand):
     space = ConfigSpace()
-    get_template("pool2d")(space, 1, 4, 16, 16, 3, 2, 1, "max")
+    get_template("pool2d")(space, 1, 4, 16, 16, 3, stride, 1, "max")
     assert len(space) > 1
     cfg = FallbackConfig() if which == "default" else space.get(
         next(i for i in range(len(space)) if i != space.default_index()))
-    s, (x, y) = get_template("pool2d")(cfg, 1, 4, 16, 16, 3, 2, 1, "max")
+    s, (x, y) = get_template("pool2d")(cfg, 1, 4, 16, 16, 3, stride, 1, "max")
+    assert y.op.tag == ("pool_flat" if stride == 1 else "pool")
     a_np = rand((1, 4, 16, 16))
     got = np.zeros(y.shape, np.float32)
     te.build(s, [x, y])(a_np, got)
-    want = run_node("MaxPool", {"x": a_np}, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])[0]
+    want = run_node("MaxPool", {"x": a_np}, kernel_shape=[3, 3], strides=[stride] * 2, pads=[1, 1, 1, 1])[0]
     np.testing.assert_array_equal(got, want)
+
+
+def test_stride1_pool_runs_flat_with_its_epilogue(rand):
+    """A stride-1 pool runs on the flat plane (no row buffer) and takes the activation after it."""
+    a_np = rand((1, 6, 14, 14), low=-4, high=4)
+    x = te.placeholder(a_np.shape, name="x")
+    pooled = ops.avg_pool2d(x, 3, 1, 1)
+    assert pooled.op.tag == "pool_flat"
+    out = ops.relu(pooled)
+    text = str(te.lower(ops.schedule([out]), [x, out]))
+    assert "rows" not in text and "allocate avg_pool2d:" not in text      # relu fused, no row buffer
+    want = np.maximum(run_node("AveragePool", {"x": a_np}, kernel_shape=[3, 3], pads=[1, 1, 1, 1])[0], 0)
+    np.testing.assert_allclose(build_run(out, [x], [a_np]), want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])

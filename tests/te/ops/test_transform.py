@@ -47,6 +47,19 @@ def test_transpose(axes, rand):
     np.testing.assert_array_equal(build_run(ops.transpose(x, axes), [x], [a_np]), np.transpose(a_np, axes))
 
 
+@pytest.mark.parametrize("shape, axes, dtype", [((32, 3, 48), (1, 2, 0), "float32"),      # attention's K^T
+                                               ((2, 48, 32), (0, 2, 1), "int32"),
+                                               ((3, 32, 2, 16), (2, 0, 3, 1), "float32")])
+def test_transpose_in_tiles(shape, axes, dtype, rand):
+    """A transpose whose innermost axes differ runs in tiles of lanes x lanes."""
+    a_np = rand(shape, dtype)
+    x = te.placeholder(shape, dtype, name="x")
+    out = ops.transpose(x, axes)
+    text = str(te.lower(ops.schedule([out]), [x, out]))
+    assert "# unrolled" in text and "# vectorized" in text
+    np.testing.assert_array_equal(build_run(out, [x], [a_np]), np.transpose(a_np, axes))
+
+
 @pytest.mark.parametrize("newshape,want", [((6, -1), (6, 20)), ((0, 4, 15), (2, 4, 15)),
                                            ((-1,), (120,)), ((2, 3, 20), (2, 3, 20)), ((5, 24), (5, 24))])
 def test_reshape(newshape, want, rand):
