@@ -207,7 +207,7 @@ def schedule_conv1x1_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor |
     amx_block(s, acc, out.op.attrs["flops"] / 2)
     for t in acc.op.input_tensors:
         if getattr(t.op, "tag", None) == "pack":
-            _schedule_pack(s, t, out.op.attrs["flops"])
+            _schedule_pack(s, t, out.op.attrs["flops"], target)
 
 
 # ---------------------------------------------------------------- the direct conv on AMX
@@ -321,7 +321,7 @@ def schedule_conv2d_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | 
     s[acc].tensorize(kb, "amx")
     for t in acc.op.input_tensors:
         if getattr(t.op, "tag", None) == "pack":
-            _schedule_pack(s, t, out.op.attrs["flops"])
+            _schedule_pack(s, t, out.op.attrs["flops"], target)
 
 
 # ---------------------------------------------------------------- knobs and schedule
@@ -391,15 +391,23 @@ def schedule_conv2d_int8(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor |
     s[acc].tensorize(pl, intrin)
     for t in acc.op.input_tensors:
         if getattr(t.op, "tag", None) == "pack":
-            _schedule_pack(s, t, attrs["flops"])
+            _schedule_pack(s, t, attrs["flops"], target)
 
 
-def _schedule_pack(s: te.Schedule, t: te.Tensor, flops: float) -> None:
+def _schedule_pack(s: te.Schedule, t: te.Tensor, flops: float, target: Target) -> None:
+    """The packed input by blocks of channel groups in parallel.  The 1x1 GEMM's pack writes whole
+    vectors: lane l of a vector reads channel l % G of pixel l // G, which the code generator
+    loads as G vectors of pixels and one byte interleave (te/codegen_vector.py)."""
     st = s[t]
     axes = list(st.op.axis)
-    st.unroll(axes[-1])
-    outer = st.fuse(*axes[:2])
-    parallel_if_worth(st, outer, flops / 16)
+    width = t.shape[2] * t.shape[3] if len(axes) == 4 else 1     # the 1x1 GEMM's pack: (n, C/G, P, G)
+    lanes = next((v for v in (target.lanes(t.dtype), 32, 16) if width % v == 0), 0)
+    if lanes:
+        _, lane = st.split(st.fuse(axes[2], axes[3]), factor=lanes)
+        st.vectorize(lane)
+    else:
+        st.unroll(axes[-1])
+    parallel_if_worth(st, st.fuse(*axes[:2]), flops / 16)
 
 
 @anchor(TAG)
