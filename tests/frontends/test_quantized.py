@@ -152,3 +152,33 @@ def test_int8_anchors_are_uint8_workloads(tmp_path):
     for n, w in zip(anchors, wls):
         assert g.constants[n.inputs[1]].dtype == np.int8
         assert "int8" in registry.select(w, parse(None)).name      # never an fp32 implementation
+
+
+def _fire_net():
+    """A SqueezeNet fire module: a 1x1 squeeze, then a 1x1 and a 3x3 expand concatenated (their
+    calibrated scales differ from the Concat's), then a 1x1 conv and a classifier."""
+    rng = np.random.default_rng(3)
+
+    def init(name, shape, scale=0.4):
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "ws", "bs"], ["s"]), n("Relu", ["s"], ["sr"]),
+             n("Conv", ["sr", "we1", "be1"], ["e1"]), n("Relu", ["e1"], ["e1r"]),
+             n("Conv", ["sr", "we3", "be3"], ["e3"], pads=[1, 1, 1, 1]), n("Relu", ["e3"], ["e3r"]),
+             n("Concat", ["e1r", "e3r"], ["cat"], axis=1), n("Conv", ["cat", "wc", "bc"], ["c"]),
+             n("GlobalAveragePool", ["c"], ["g"]), n("Flatten", ["g"], ["y"])]
+    inits = [init("ws", (8, 6, 1, 1)), init("bs", (8,), 0.1), init("we1", (8, 8, 1, 1)), init("be1", (8,), 0.1),
+             init("we3", (8, 8, 3, 3), 0.2), init("be3", (8,), 0.3), init("wc", (10, 16, 1, 1)), init("bc", (10,), 0.1)]
+    return tiny(nodes, [vi("x", [1, 6, 9, 9])], [vi("y", [1, 10])], inits)
+
+
+def test_a_concat_of_other_scales_requantises_in_its_producers(tmp_path):
+    # each expand conv requantises to the Concat's scale in its epilogue; the Concat is on uint8
+    m = _quantize_static(tmp_path, _fire_net(), QF.QDQ, QT.QUInt8, True)
+    g = run_passes(frontends.from_onnx(m))
+    ops = [n.op for n in g.nodes]
+    assert "tilewise.QConcat" not in ops and ops.count("tilewise.Requantize") >= 1
+    (cat,) = [n for n in g.nodes if n.op == "Concat"]
+    assert [g.info(x).dtype for x in cat.inputs] == ["uint8", "uint8"]
+    feeds = [{"x": np.random.default_rng(s).standard_normal((1, 6, 9, 9)).astype(np.float32)} for s in range(3)]
+    _compare(m, feeds, _output_step(m))
