@@ -57,8 +57,12 @@ def quantize(x: te.Tensor, scale, zero_point, dtype: str = "uint8", axis: int | 
         v = x[i] if x.dtype == f else x[i].astype(f)
         s = _param(scale, i, axis)
         z = _param(zero_point, i, axis)
-        q = te.round(v / (s if isinstance(s, te.Expr) else te.const(float(s), f)))
-        q = q + (z.astype(f) if isinstance(z, te.Expr) else te.const(float(z), f))
+        if not isinstance(s, te.Expr) and float(s) == 1.0:     # the int8 epilogue's folded scale
+            q = te.round(v)
+        else:
+            q = te.round(v / (s if isinstance(s, te.Expr) else te.const(float(s), f)))
+        if isinstance(z, te.Expr) or float(z) != 0.0:
+            q = q + (z.astype(f) if isinstance(z, te.Expr) else te.const(float(z), f))
         q = te.min_of(te.max_of(q, te.const(float(lo), f)), te.const(float(hi), f))
         return q.astype(dtype)
     return te.compute(x.shape, body, name=name, tag="elemwise")
