@@ -407,7 +407,8 @@ def _schedule_pack(s: te.Schedule, t: te.Tensor, flops: float, target: Target) -
         st.vectorize(lane)
     else:
         st.unroll(axes[-1])
-    parallel_if_worth(st, st.fuse(*axes[:2]), flops / 16)
+    # the direct conv's rows too: a stem's input is one channel group
+    parallel_if_worth(st, st.fuse(*axes[:3 if len(axes) == 6 else 2]), flops / 16)
 
 
 @anchor(TAG)
