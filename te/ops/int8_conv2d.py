@@ -97,12 +97,13 @@ def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str, c
         P = g.OH * g.OW
         Pp = _pad(P, owp)
 
+        # the padding pixels (p >= P) only feed output columns that are never stored: they read
+        # the last pixel again (in bounds), with no zeroing; padding channels must read 0
         def f(n, cq, p, gi):
             c = cq * group + gi
-            pc = te.min_of(p, P - 1)
+            pc = te.min_of(p, P - 1) if Pp != P else p
             v = x[n, te.min_of(c, g.C - 1), pc // g.OW * g.sh, pc % g.OW * g.sw]
-            conds = ([c < g.C] if Cp != g.C else []) + ([p < P] if Pp != P else [])
-            return te.if_then_else(te.all(*conds), v, zero) if conds else v
+            return te.if_then_else(c < g.C, v, zero) if Cp != g.C else v
         return te.compute((g.N, Cq, Pp, group), f, name=f"{name}.xpacked", tag="pack")
     Hp = ((rows or g.OH) - 1) * g.sh + (g.R - 1) * g.dh + 1
     Wq = input_width(g, owp)

@@ -41,7 +41,9 @@ def test_the_1x1_pack_is_vector_loads_and_a_shuffle(hw, group):
     want = np.zeros((1, xp.shape[1] * group, xp.shape[2]), np.uint8)
     want[:, :C, :P] = xv.reshape(1, C, P)
     want = want.reshape(1, xp.shape[1], group, xp.shape[2]).transpose(0, 1, 3, 2)
-    np.testing.assert_array_equal(out, want)
+    # the padding pixels feed output columns that are never stored: only the real ones count
+    # (the padding channels do: they must be 0)
+    np.testing.assert_array_equal(out[:, :, :P], want[:, :, :P])
 
 
 def test_an_interleaving_load_under_a_mask_reads_only_live_lanes():
