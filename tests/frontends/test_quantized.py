@@ -182,3 +182,19 @@ def test_a_concat_of_other_scales_requantises_in_its_producers(tmp_path):
     assert [g.info(x).dtype for x in cat.inputs] == ["uint8", "uint8"]
     feeds = [{"x": np.random.default_rng(s).standard_normal((1, 6, 9, 9)).astype(np.float32)} for s in range(3)]
     _compare(m, feeds, _output_step(m))
+
+
+def test_an_int8_epilogue_takes_no_scalar_arguments(tmp_path):
+    # the output QuantizeLinear after the folded multiplier has scale 1 and a constant zero point:
+    # folded into the kernel (no division by a run-time scale per element), as elementwise
+    # kernels fold theirs; the conv's weight and the per-channel constants stay arguments
+    from frontends.compile import plan_model
+    from te.target import parse
+    m = _quantize_static(tmp_path, _conv_net(), QF.QDQ, QT.QUInt8, True)
+    mp, _, _ = plan_model(frontends.from_onnx(m), parse(None), 13)
+    convs = [f for f in mp.funcs if "conv" in f.name]
+    assert convs and all(len(b.shape) > 0 for f in convs for b in f.args), \
+        [(f.name, [b.shape for b in f.args]) for f in convs]
+    # the first conv's epilogue (multiplier, Relu, QuantizeLinear) has no float division (" // "
+    # indexes); the residual conv's QAdd does divide by its output scale, as ONNX Runtime does
+    assert " / " not in str(convs[0])
