@@ -172,13 +172,15 @@ def _fire_net():
     return tiny(nodes, [vi("x", [1, 6, 9, 9])], [vi("y", [1, 10])], inits)
 
 
-def test_a_concat_of_other_scales_requantises_in_its_producers(tmp_path):
+@pytest.mark.parametrize("act", [QT.QUInt8, QT.QInt8])
+def test_a_concat_of_other_scales_requantises_in_its_producers(tmp_path, act):
     # each expand conv requantises to the Concat's scale in its epilogue; the Concat is on uint8
-    m = _quantize_static(tmp_path, _fire_net(), QF.QDQ, QT.QUInt8, True)
+    m = _quantize_static(tmp_path, _fire_net(), QF.QDQ, act, True)
     g = run_passes(frontends.from_onnx(m))
     ops = [n.op for n in g.nodes]
     assert "tilewise.QConcat" not in ops and ops.count("tilewise.Requantize") >= 1
     (cat,) = [n for n in g.nodes if n.op == "Concat"]
+    # (int8 activations too: each reaches only DequantizeLinear, so it is quantised to uint8 + 128)
     assert [g.info(x).dtype for x in cat.inputs] == ["uint8", "uint8"]
     feeds = [{"x": np.random.default_rng(s).standard_normal((1, 6, 9, 9)).astype(np.float32)} for s in range(3)]
     _compare(m, feeds, _output_step(m))
