@@ -9,14 +9,14 @@ lane-dependent guard) contiguous accesses are masked loads and stores and per-la
 off the lanes that are off; a padded pack's clamped index `min(j, N-1)` is one masked load plus
 a broadcast of the edge element.  An interleaving index (lane l reads base + s*(l % A) + (l // A),
 the uint8 pack that puts 4 channels side by side for vpdpbusd) is A vector loads of L/A lanes
-and one byte shuffle, not L scalar loads.  `VectorAccess` is a mixin of `codegen_llvm.CodeGenLLVM`, whose
-state (builder, vec, mask, bufs) it uses.
+and one byte shuffle, not L scalar loads.  `VectorAccess` is a mixin of
+`codegen_llvm.CodeGenLLVM`, whose state (builder, vec, mask, bufs) it uses.
 """
 from __future__ import annotations
 
-from llvmlite import ir
-
 import dataclasses
+
+from llvmlite import ir
 
 from .expr import BinOp, BinOpKind, Const, Expr, Load, Var, const, free_vars, substitute, walk
 from .llvm_types import ELEM_BYTES, I1, I32, I64, MEM_TYPES, PTR, scalar_suffix as _scalar_suffix
