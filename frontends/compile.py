@@ -178,11 +178,14 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int, target: Target, cho
     env: dict[str, object] = {}
     placeholders = []
     arg_values = []
+    anchor_inputs = {i for n in grp.nodes if n.op in ANCHORS for i in n.inputs}
     for k, v in enumerate(grp.inputs()):
         c = g.constants.get(v)
         info = g.info(v)
-        if c is not None and c.size == 1 and grp.master.op not in ANCHORS:
-            env[v] = c.reshape(-1)[0].item()          # a scalar operand: folded into the kernel
+        if c is not None and c.size == 1 and v not in anchor_inputs:
+            # a scalar operand of an elementwise op (an epilogue's too): folded into the kernel,
+            # whose key holds its value (_group_key); an anchor's own operands stay tensors
+            env[v] = c.reshape(-1)[0].item()
             continue
         if v in packed:
             p = te.placeholder(g.constants[packed[v]].shape, info.dtype, name=f"in{k}.packed")

@@ -17,6 +17,7 @@ QUANT_DTYPES = ("uint8", "int8")
 SHIFT_U8 = "tilewise.ToUint8"          # int8 -> uint8 + 128 (an s8 activation read by an int8 anchor)
 QADD = "tilewise.QAdd"                 # DequantizeLinear of either input, then Add (QLinearAdd's body)
 QCONCAT = "tilewise.QConcat"           # DequantizeLinear of every input, then Concat (QLinearConcat's body)
+REQUANTIZE = "tilewise.Requantize"     # DequantizeLinear then QuantizeLinear, per tensor (a Concat's input)
 
 
 def keeps_quantized(op: str, inputs, consts: dict) -> bool:
@@ -136,3 +137,11 @@ def _qconcat(node, ins, attrs, opset, out_shapes):
     parts = [qnn.dequantize(x, float(sc), int(z), name=f"{node.name}.{k}")
              for k, (x, sc, z) in enumerate(zip(ins, attrs["scales"], attrs["zero_points"]))]
     return [_ops().concat(parts, axis=attrs["axis"], name=node.name)]
+
+
+@lowers(REQUANTIZE)
+def _requantize(node, ins, attrs, opset, out_shapes):
+    """QuantizeLinear(DequantizeLinear(x)), elementwise: it fuses after the kernel that makes x."""
+    from te.ops import qnn
+    return [qnn.requantize(ins[0], float(attrs["in_scale"]), int(attrs["in_zero_point"]), float(attrs["out_scale"]),
+                           int(attrs["out_zero_point"]), attrs["out_dtype"], name=node.name)]

@@ -27,7 +27,8 @@ ELEMWISE = {"Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "Gelu", "Ha
             "Identity", "Dropout", "BatchNormalization", "Floor", "Ceil", "Not", "Less", "Greater",
             "Mod", "Sign", "Round", "Sin", "Cos", "And", "Or", "Xor", "LessOrEqual", "GreaterOrEqual",
             "Selu", "Celu", "ThresholdedRelu", "Shrink", "Softsign", "Mish", "Swish", "Sinh", "Cosh",
-            "IsNaN", "IsInf", "QuantizeLinear", "DequantizeLinear", "tilewise.ToUint8", "tilewise.QAdd"}
+            "IsNaN", "IsInf", "QuantizeLinear", "DequantizeLinear", "tilewise.ToUint8", "tilewise.QAdd",
+            "tilewise.Requantize"}
 # Ops that start a kernel of their own and accept an elementwise epilogue.
 ANCHORS = {"Conv", "Gemm", "MatMul"}
 

@@ -22,7 +22,9 @@ elementwise ops that ops.schedule fuses after the anchor:
   a MatMulInteger/ConvInteger (a Cast to int32 after the float op) ends in int32;
 * MaxPool, Reshape, Flatten, Concat... between a DequantizeLinear and a QuantizeLinear of the
   same scale and zero point run on the quantised values; a Concat of inputs of other scales
-  reads them quantised (`tilewise.QConcat`); an Add (or two-input Sum) of dequantized values
+  requantises them to its output's (`tilewise.Requantize`, one multiply-add where that is proven
+  exact for all 256 values, fused into the kernel that makes each input), or, with no
+  QuantizeLinear after it, reads them quantised (`tilewise.QConcat`); an Add (or two-input Sum) of dequantized values
   reads them quantised (`tilewise.QAdd`), so it fuses after either input's kernel.
 
 What no int8 anchor reads stays as it was and runs in float (DequantizeLinear is elementwise);
@@ -37,7 +39,7 @@ import numpy as np
 
 from .dtypes import onnx_elem_type
 from .graph import Graph, Node, TensorInfo
-from .lower_qnn import QADD, QCONCAT
+from .lower_qnn import QADD, QCONCAT, REQUANTIZE
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +192,8 @@ class _Pass:
             ps = [self.dq_of(x) for x in data]
             q = self.only_consumer(n.outputs[0])
             pq = self.qparams(q, quantize=True)
+            if n.op == "Concat" and self.requantized_concat(n, q, ps, pq):
+                continue
             if pq is None or any(p is None or not p.same(pq) for p in ps):
                 if n.op == "Concat" and all(p is not None and p.per_tensor and not isinstance(p.zero, str)
                                             and p.dtype in ("uint8", "int8") for p in ps):
@@ -200,6 +204,27 @@ class _Pass:
             m = Node(n.op, f"{n.name}.int", [p.value for p in ps] + n.inputs[len(data):], [q.outputs[0]],
                      dict(n.attrs))
             self.replace([n, q], [m])
+
+    def requantized_concat(self, n: Node, q: Node | None, ps: list[QParams | None], pq: QParams | None) -> bool:
+        """DQ -> Concat -> Q where the inputs' scales or zero points differ from the output's: each
+        such input requantised (`tilewise.Requantize`, fused after the kernel that makes it), then
+        the Concat on the integers, whose parts the kernels write into their slices."""
+        def plain(p: QParams | None) -> bool:
+            return p is not None and p.per_tensor and not isinstance(p.zero, str) and p.dtype in ("uint8", "int8")
+        if not plain(pq) or not all(plain(p) for p in ps) or all(p.same(pq) for p in ps):
+            return False
+        new, parts = [], []
+        for p in ps:
+            if p.same(pq):
+                parts.append(p.value)
+                continue
+            attrs = {"in_scale": float(p.scale.reshape(-1)[0]), "in_zero_point": int(p.zero.reshape(-1)[0]),
+                     "out_scale": float(pq.scale.reshape(-1)[0]), "out_zero_point": int(pq.zero.reshape(-1)[0]),
+                     "out_dtype": pq.dtype}
+            parts.append(self.node(new, REQUANTIZE, [p.value], self.g.info(p.value).shape, pq.dtype, "requant", attrs))
+        new.append(Node("Concat", f"{n.name}.int", parts + n.inputs[len(ps):], [q.outputs[0]], dict(n.attrs)))
+        self.replace([n, q], new)
+        return True
 
     def quantized_adds(self) -> None:
         """Add (or a Sum of two: older ResNets' residual) of dequantized values: tilewise.QAdd

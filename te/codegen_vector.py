@@ -7,16 +7,20 @@ can then keep in registers; gathers stay per lane for the same reason: as `llvm.
 a conv's register tile would stay in memory).  Under a lane mask (a
 lane-dependent guard) contiguous accesses are masked loads and stores and per-lane ones stay
 off the lanes that are off; a padded pack's clamped index `min(j, N-1)` is one masked load plus
-a broadcast of the edge element.  `VectorAccess` is a mixin of `codegen_llvm.CodeGenLLVM`, whose
-state (builder, vec, mask, bufs) it uses.
+a broadcast of the edge element.  An interleaving index (lane l reads base + s*(l % A) + (l // A),
+the uint8 pack that puts 4 channels side by side for vpdpbusd) is A vector loads of L/A lanes
+and one byte shuffle, not L scalar loads.  `VectorAccess` is a mixin of
+`codegen_llvm.CodeGenLLVM`, whose state (builder, vec, mask, bufs) it uses.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from llvmlite import ir
 
-from .expr import BinOp, BinOpKind, Expr, Load, free_vars
+from .expr import BinOp, BinOpKind, Const, Expr, Load, Var, const, free_vars, substitute, walk
 from .llvm_types import ELEM_BYTES, I1, I32, I64, MEM_TYPES, PTR, scalar_suffix as _scalar_suffix
-from .simplify import Linear, linear, skey
+from .simplify import Linear, linear, simplify, skey
 from .stmt import Buffer, Stmt
 
 
@@ -100,6 +104,9 @@ class VectorAccess:
             clamped = self._clamped(e.index)
             if clamped is not None:
                 return self._from_mem(self._clamped_load(buf, *clamped, vty, align), buf.dtype)
+            inter = self._interleaved(e.index)
+            if inter is not None:
+                return self._interleaved_load(e, *inter)
             idx = self._safe_lanes(self._broadcast(self.expr(e.index), lanes))
             out = self._zero(vty)
             for lane in range(lanes):
@@ -110,6 +117,59 @@ class VectorAccess:
         v = self.builder.load(self._address(buf, self.expr(e.index)), typ=MEM_TYPES[buf.dtype],
                               align=align)
         return self._from_mem(v, buf.dtype)
+
+    def _interleaved(self, index: Expr) -> tuple[int, Var, list[Expr]] | None:
+        """(A, q, [index of lane q*A + r for r < A]) when, for every r, the lanes r, r + A, ...
+        read contiguously (or clamped: _clamped) in q, a lane variable of L/A lanes."""
+        key = ("interleave", id(self.vec.var), id(index))
+        hit = self.vec.memo.get(key)
+        if hit is None:
+            hit = self.vec.memo[key] = (index, self._find_interleaved(index))
+        return hit[1]
+
+    def _find_interleaved(self, index: Expr) -> tuple[int, Var, list[Expr]] | None:
+        var, lanes = self.vec.var, self.vec.lanes
+        divisors = sorted({x.b.value for x in walk(index) if isinstance(x, BinOp) and x.op in (
+            BinOpKind.FLOORDIV, BinOpKind.FLOORMOD) and isinstance(x.b, Const) and var in free_vars(x.a)})
+        for A in divisors:
+            if A < 2 or A & (A - 1) or lanes % A or lanes // A < 2:
+                continue
+            q = Var(f"{var.name}.q", var.dtype)
+            parts = [simplify(substitute(index, {var: BinOp(BinOpKind.ADD, BinOp(
+                BinOpKind.MUL, q, const(A, var.dtype), var.dtype), const(r, var.dtype), var.dtype)}),
+                {q: (0, lanes // A - 1)}) for r in range(A)]
+            outer, self.vec = self.vec, type(self.vec)(q, lanes // A, self.vec.memo)
+            try:
+                ok = all(var not in free_vars(p) and ((self._affine(p) or (None, 0))[1] == 1 or self._clamped(p))
+                         for p in parts)
+            finally:
+                self.vec = outer
+            if ok:
+                return A, q, parts
+        return None
+
+    def _interleaved_load(self, e: Load, A: int, q: Var, parts: list[Expr]) -> ir.Value:
+        """A loads of L/A lanes (under the matching lanes of the mask), shuffled into lane order."""
+        b, lanes = self.builder, self.vec.lanes
+        m = lanes // A
+        outer_vec, outer_mask = self.vec, self.mask
+        pieces = []
+        try:
+            self.vec = type(outer_vec)(q, m, outer_vec.memo)
+            for r, index in enumerate(parts):
+                if outer_mask is not None:
+                    self.mask = b.shuffle_vector(outer_mask, outer_mask, ir.Constant(
+                        ir.VectorType(I32, m), [r + A * i for i in range(m)]))
+                pieces.append(self.expr_Load(dataclasses.replace(e, index=index)))
+        finally:
+            self.vec, self.mask = outer_vec, outer_mask
+        while len(pieces) > 1:          # concatenate in order: piece r at lanes r*m ...
+            n = 2 * pieces[0].type.count
+            pieces = [b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, n), list(range(n))))
+                      for x, y in zip(pieces[::2], pieces[1::2])]
+        cat = pieces[0]
+        return b.shuffle_vector(cat, cat, ir.Constant(ir.VectorType(I32, lanes),
+                                                       [(l % A) * m + l // A for l in range(lanes)]))
 
     def _vector_store(self, buf: Buffer, index: Expr, value_expr: Expr, value: ir.Value) -> None:
         lanes = self.vec.lanes

@@ -97,12 +97,13 @@ def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str, c
         P = g.OH * g.OW
         Pp = _pad(P, owp)
 
+        # the padding pixels (p >= P) only feed output columns that are never stored: they read
+        # the last pixel again (in bounds), with no zeroing; padding channels must read 0
         def f(n, cq, p, gi):
             c = cq * group + gi
-            pc = te.min_of(p, P - 1)
+            pc = te.min_of(p, P - 1) if Pp != P else p
             v = x[n, te.min_of(c, g.C - 1), pc // g.OW * g.sh, pc % g.OW * g.sw]
-            conds = ([c < g.C] if Cp != g.C else []) + ([p < P] if Pp != P else [])
-            return te.if_then_else(te.all(*conds), v, zero) if conds else v
+            return te.if_then_else(c < g.C, v, zero) if Cp != g.C else v
         return te.compute((g.N, Cq, Pp, group), f, name=f"{name}.xpacked", tag="pack")
     Hp = ((rows or g.OH) - 1) * g.sh + (g.R - 1) * g.dh + 1
     Wq = input_width(g, owp)
@@ -207,7 +208,7 @@ def schedule_conv1x1_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor |
     amx_block(s, acc, out.op.attrs["flops"] / 2)
     for t in acc.op.input_tensors:
         if getattr(t.op, "tag", None) == "pack":
-            _schedule_pack(s, t, out.op.attrs["flops"])
+            _schedule_pack(s, t, out.op.attrs["flops"], target)
 
 
 # ---------------------------------------------------------------- the direct conv on AMX
@@ -321,7 +322,7 @@ def schedule_conv2d_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | 
     s[acc].tensorize(kb, "amx")
     for t in acc.op.input_tensors:
         if getattr(t.op, "tag", None) == "pack":
-            _schedule_pack(s, t, out.op.attrs["flops"])
+            _schedule_pack(s, t, out.op.attrs["flops"], target)
 
 
 # ---------------------------------------------------------------- knobs and schedule
@@ -391,15 +392,24 @@ def schedule_conv2d_int8(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor |
     s[acc].tensorize(pl, intrin)
     for t in acc.op.input_tensors:
         if getattr(t.op, "tag", None) == "pack":
-            _schedule_pack(s, t, attrs["flops"])
+            _schedule_pack(s, t, attrs["flops"], target)
 
 
-def _schedule_pack(s: te.Schedule, t: te.Tensor, flops: float) -> None:
+def _schedule_pack(s: te.Schedule, t: te.Tensor, flops: float, target: Target) -> None:
+    """The packed input by blocks of channel groups in parallel.  The 1x1 GEMM's pack writes whole
+    vectors: lane l of a vector reads channel l % G of pixel l // G, which the code generator
+    loads as G vectors of pixels and one byte interleave (te/codegen_vector.py)."""
     st = s[t]
     axes = list(st.op.axis)
-    st.unroll(axes[-1])
-    outer = st.fuse(*axes[:2])
-    parallel_if_worth(st, outer, flops / 16)
+    width = t.shape[2] * t.shape[3] if len(axes) == 4 else 1     # the 1x1 GEMM's pack: (n, C/G, P, G)
+    lanes = next((v for v in (target.lanes(t.dtype), 32, 16) if width % v == 0), 0)
+    if lanes:
+        _, lane = st.split(st.fuse(axes[2], axes[3]), factor=lanes)
+        st.vectorize(lane)
+    else:
+        st.unroll(axes[-1])
+    # the direct conv's rows too: a stem's input is one channel group
+    parallel_if_worth(st, st.fuse(*axes[:3 if len(axes) == 6 else 2]), flops / 16)
 
 
 @anchor(TAG)

@@ -18,6 +18,8 @@ axis, with the scale and zero point given as numbers or tensors (constants or co
 """
 from __future__ import annotations
 
+import numpy as np
+
 import te
 from te.target import Target
 
@@ -55,8 +57,12 @@ def quantize(x: te.Tensor, scale, zero_point, dtype: str = "uint8", axis: int | 
         v = x[i] if x.dtype == f else x[i].astype(f)
         s = _param(scale, i, axis)
         z = _param(zero_point, i, axis)
-        q = te.round(v / (s if isinstance(s, te.Expr) else te.const(float(s), f)))
-        q = q + (z.astype(f) if isinstance(z, te.Expr) else te.const(float(z), f))
+        if not isinstance(s, te.Expr) and float(s) == 1.0:     # the int8 epilogue's folded scale
+            q = te.round(v)
+        else:
+            q = te.round(v / (s if isinstance(s, te.Expr) else te.const(float(s), f)))
+        if isinstance(z, te.Expr) or float(z) != 0.0:
+            q = q + (z.astype(f) if isinstance(z, te.Expr) else te.const(float(z), f))
         q = te.min_of(te.max_of(q, te.const(float(lo), f)), te.const(float(hi), f))
         return q.astype(dtype)
     return te.compute(x.shape, body, name=name, tag="elemwise")
@@ -70,6 +76,46 @@ def dequantize(x: te.Tensor, scale, zero_point=0, axis: int | None = None, dtype
         d = x[i].astype(ACC) - (z.astype(ACC) if isinstance(z, te.Expr) else te.const(int(z), ACC))
         s = _param(scale, i, axis)
         return d.astype(dtype) * (s if isinstance(s, te.Expr) else te.const(float(s), dtype))
+    return te.compute(x.shape, body, name=name, tag="elemwise")
+
+
+def requantize_affine(in_scale: float, in_zero: int, in_dtype: str, out_scale: float, out_zero: int,
+                      out_dtype: str) -> tuple[float, float] | None:
+    """(a, b) such that saturate(round_half_even(v * a + b)) equals QuantizeLinear(DequantizeLinear(v))
+    (float32, the divide) for every value v of in_dtype, whether v * a + b is rounded once (a fused
+    multiply-add) or twice; None when some v is too close to a rounding boundary to be sure.
+
+    The input has only 256 values, so the check is exhaustive: the float32 chain of the two ONNX
+    operators against the exact v * a + b, each widened by the worst float32 rounding error."""
+    lo, hi = QRANGE[out_dtype]
+    v = np.arange(*(QRANGE[in_dtype][0], QRANGE[in_dtype][1] + 1), dtype=np.int64)
+    x = (v - in_zero).astype(np.float32) * np.float32(in_scale)
+    want = np.clip(np.rint(x / np.float32(out_scale)) + out_zero, lo, hi)
+    a = np.float32(np.float64(in_scale) / np.float64(out_scale))
+    b = np.float32(out_zero - in_zero * np.float64(a))
+    t = v * np.float64(a) + np.float64(b)                        # exact: 8 x 24 bits, plus b
+    err = 4 * 2.0 ** -24 * (np.abs(v * np.float64(a)) + abs(np.float64(b)) + np.abs(t))
+    below, above = np.clip(np.rint(t - err), lo, hi), np.clip(np.rint(t + err), lo, hi)
+    if not (np.array_equal(below, want) and np.array_equal(above, want)):
+        return None
+    return float(a), float(b)
+
+
+def requantize(x: te.Tensor, in_scale: float, in_zero: int, out_scale: float, out_zero: int,
+               out_dtype: str = "uint8", name: str = "requantize") -> te.Tensor:
+    """QuantizeLinear(DequantizeLinear(x)) between per-tensor parameters, as one multiply-add where
+    requantize_affine proves it exact for every input value, else the two operators as written."""
+    ab = requantize_affine(in_scale, in_zero, x.dtype, out_scale, out_zero, out_dtype)
+    if ab is None:
+        return quantize(dequantize(x, in_scale, in_zero, name=f"{name}.dq"), out_scale, out_zero, out_dtype,
+                        name=name)
+    lo, hi = QRANGE[out_dtype]
+    f = "float32"
+    a, b = te.const(ab[0], f), te.const(ab[1], f)
+
+    def body(*i):
+        q = te.round(x[i].astype(f) * a + b)
+        return te.min_of(te.max_of(q, te.const(float(lo), f)), te.const(float(hi), f)).astype(out_dtype)
     return te.compute(x.shape, body, name=name, tag="elemwise")
 
 
@@ -233,4 +279,4 @@ class Int8ReferenceDense(Int8ReferenceMatmul):
 for _impl in (Int8ReferenceConv(), Int8ReferenceMatmul(), Int8ReferenceDense()):
     register(_impl)
 
-__all__ = ["quantize", "dequantize", "shift_to_uint8", "conv2d_int8_nchw", "matmul_int8", "QRANGE"]
+__all__ = ["quantize", "dequantize", "requantize", "requantize_affine", "shift_to_uint8", "conv2d_int8_nchw", "matmul_int8", "QRANGE"]

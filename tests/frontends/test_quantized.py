@@ -152,3 +152,51 @@ def test_int8_anchors_are_uint8_workloads(tmp_path):
     for n, w in zip(anchors, wls):
         assert g.constants[n.inputs[1]].dtype == np.int8
         assert "int8" in registry.select(w, parse(None)).name      # never an fp32 implementation
+
+
+def _fire_net():
+    """A SqueezeNet fire module: a 1x1 squeeze, then a 1x1 and a 3x3 expand concatenated (their
+    calibrated scales differ from the Concat's), then a 1x1 conv and a classifier."""
+    rng = np.random.default_rng(3)
+
+    def init(name, shape, scale=0.4):
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "ws", "bs"], ["s"]), n("Relu", ["s"], ["sr"]),
+             n("Conv", ["sr", "we1", "be1"], ["e1"]), n("Relu", ["e1"], ["e1r"]),
+             n("Conv", ["sr", "we3", "be3"], ["e3"], pads=[1, 1, 1, 1]), n("Relu", ["e3"], ["e3r"]),
+             n("Concat", ["e1r", "e3r"], ["cat"], axis=1), n("Conv", ["cat", "wc", "bc"], ["c"]),
+             n("GlobalAveragePool", ["c"], ["g"]), n("Flatten", ["g"], ["y"])]
+    inits = [init("ws", (8, 6, 1, 1)), init("bs", (8,), 0.1), init("we1", (8, 8, 1, 1)), init("be1", (8,), 0.1),
+             init("we3", (8, 8, 3, 3), 0.2), init("be3", (8,), 0.3), init("wc", (10, 16, 1, 1)), init("bc", (10,), 0.1)]
+    return tiny(nodes, [vi("x", [1, 6, 9, 9])], [vi("y", [1, 10])], inits)
+
+
+@pytest.mark.parametrize("act", [QT.QUInt8, QT.QInt8])
+def test_a_concat_of_other_scales_requantises_in_its_producers(tmp_path, act):
+    # each expand conv requantises to the Concat's scale in its epilogue; the Concat is on uint8
+    m = _quantize_static(tmp_path, _fire_net(), QF.QDQ, act, True)
+    g = run_passes(frontends.from_onnx(m))
+    ops = [n.op for n in g.nodes]
+    assert "tilewise.QConcat" not in ops and ops.count("tilewise.Requantize") >= 1
+    (cat,) = [n for n in g.nodes if n.op == "Concat"]
+    # (int8 activations too: each reaches only DequantizeLinear, so it is quantised to uint8 + 128)
+    assert [g.info(x).dtype for x in cat.inputs] == ["uint8", "uint8"]
+    feeds = [{"x": np.random.default_rng(s).standard_normal((1, 6, 9, 9)).astype(np.float32)} for s in range(3)]
+    _compare(m, feeds, _output_step(m))
+
+
+def test_an_int8_epilogue_takes_no_scalar_arguments(tmp_path):
+    # the output QuantizeLinear after the folded multiplier has scale 1 and a constant zero point:
+    # folded into the kernel (no division by a run-time scale per element), as elementwise
+    # kernels fold theirs; the conv's weight and the per-channel constants stay arguments
+    from frontends.compile import plan_model
+    from te.target import parse
+    m = _quantize_static(tmp_path, _conv_net(), QF.QDQ, QT.QUInt8, True)
+    mp, _, _ = plan_model(frontends.from_onnx(m), parse(None), 13)
+    convs = [f for f in mp.funcs if "conv" in f.name]
+    assert convs and all(len(b.shape) > 0 for f in convs for b in f.args), \
+        [(f.name, [b.shape for b in f.args]) for f in convs]
+    # the first conv's epilogue (multiplier, Relu, QuantizeLinear) has no float division (" // "
+    # indexes); the residual conv's QAdd does divide by its output scale, as ONNX Runtime does
+    assert " / " not in str(convs[0])
