@@ -2,6 +2,7 @@
 
     python bench/autosched.py                          # the budgets: 128 trials, 60 s per task
     python bench/autosched.py --trials 16 --seconds 20 --ops softmax,layernorm
+    python bench/autosched.py --ops matmul --skip-template --show    # the best loop nest too
 
 Every operator is declared in plain te (registered with @autotune.register_workload, no
 template; softmax multiplies by 1 / the row sum as te.ops.nn.softmax and ONNX Runtime do), tuned by `autotune.AutoScheduler` within the trial and time budget, and its best
@@ -21,7 +22,12 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+# OpenBLAS's worker threads spin for 2^28 cycles (~0.1 s) after each call before they sleep: in
+# alternating rounds the engine timed after numpy would share a core with a spinning thread
+# (measured: ~40 ms of a worker's CPU in the half second after one 1024^3 matmul, none with
+# this).  Read when OpenBLAS loads, so set before numpy is imported.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+import numpy as np                                                # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import autotune                                                   # noqa: E402
@@ -172,6 +178,9 @@ def bench_op(op: str, a, log_dir: str) -> list:
     auto = autotune.AutoScheduler(task, seed=a.seed)
     wall, n = tune(auto, a.trials, a.seconds, os.path.join(log_dir, f"{op}_auto.jsonl"), f"{op} auto")
     fns = {"default config": runner(task.build(0)), "auto-scheduled": runner(task.build(auto.best_config))}
+    if a.show:
+        s, tensors = task.instantiate(auto.best_config)
+        print(f"\n{op}: the best schedule's loop nest\n{te.lower(s, tensors, op)}", file=sys.stderr)
     model, names = onnx_model(op, args)
     sess = onnxruntime_session(model, 2, spinning=False)
     feeds = dict(zip(names, ins))
@@ -207,6 +216,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20, help="alternating timing rounds (default 20)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-template", action="store_true", help="do not tune the matmul template")
+    ap.add_argument("--show", action="store_true", help="print each op's best schedule as a loop nest (stderr)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TILEWISE_NUM_THREADS", "2")
