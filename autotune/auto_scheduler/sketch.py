@@ -25,7 +25,7 @@ The rules, for each stage from the outputs back:
   L1.  By parameter, the operand broadcast a value at a time (a GEMM's A) is copied per R0
   step too, the tile's rows x one reduction block, so a register tile's rows are kc apart.
   The default parameters and the search's seeds are such GEMM blockings, derived from the
-  target (vector width, registers, L1 and L2 sizes: `blockings`);
+  target (vector width, registers, L1 and L2 sizes: blocking.py);
 * rows: when nothing is tiled and the single output is elementwise over rows (softmax, a
   norm), by parameter the output's leading axes are fused into one parallel loop of rows and
   every stage over those leading axes is computed inside it, a row at a time (in L1), its
@@ -61,6 +61,8 @@ EXPENSIVE_NODES = 24    # an injective stage's expression this large is worth no
 # register tiles, that column's S2 loop then outermost of the S2 loops so the panel is reused by
 # every register tile of the column from L1
 PACKS = (0, 1, 2)
+
+
 def divisors(n: int) -> list[int]:
     """The divisors of n, ascending."""
     small = [d for d in range(1, int(math.isqrt(n)) + 1) if n % d == 0]
