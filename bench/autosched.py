@@ -2,6 +2,7 @@
 
     python bench/autosched.py                          # the issue's budgets: 128 trials, 60 s per task
     python bench/autosched.py --trials 16 --seconds 20 --ops softmax,layernorm
+    python bench/autosched.py --ops matmul --skip-template --show    # the best loop nest too
 
 Every operator is declared in plain te (registered with @autotune.register_workload, no
 template; softmax multiplies by 1 / the row sum as te.ops.nn.softmax and ONNX Runtime do), tuned by `autotune.AutoScheduler` within the trial and time budget, and its best
@@ -9,7 +10,7 @@ schedule timed in alternating rounds beside: te's default schedule (the loop nes
 timed once, it can take seconds), the task's default config (the sketch rules' defaults),
 ONNX Runtime running the same computation as a one-node model (two for dense + GELU), and
 for the matmul numpy and the matmul template tuned by XGBTuner with the same budget.
-2 threads throughout.
+2 threads throughout (--threads 1: one core's efficiency, steadier on a busy machine).
 """
 from __future__ import annotations
 
@@ -21,7 +22,12 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+# OpenBLAS's worker threads spin for 2^28 cycles (~0.1 s) after each call before they sleep: in
+# alternating rounds the engine timed after numpy would share a core with a spinning thread
+# (measured: ~40 ms of a worker's CPU in the half second after one 1024^3 matmul, none with
+# this).  Read when OpenBLAS loads, so set before numpy is imported.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+import numpy as np                                                # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import autotune                                                   # noqa: E402
@@ -172,8 +178,11 @@ def bench_op(op: str, a, log_dir: str) -> list:
     auto = autotune.AutoScheduler(task, seed=a.seed)
     wall, n = tune(auto, a.trials, a.seconds, os.path.join(log_dir, f"{op}_auto.jsonl"), f"{op} auto")
     fns = {"default config": runner(task.build(0)), "auto-scheduled": runner(task.build(auto.best_config))}
+    if a.show:
+        s, tensors = task.instantiate(auto.best_config)
+        print(f"\n{op}: the best schedule's loop nest\n{te.lower(s, tensors, op)}", file=sys.stderr)
     model, names = onnx_model(op, args)
-    sess = onnxruntime_session(model, 2, spinning=False)
+    sess = onnxruntime_session(model, a.threads, spinning=False)
     feeds = dict(zip(names, ins))
     fns["onnxruntime"] = lambda: sess.run(None, feeds)
     want = sess.run(None, feeds)[0]
@@ -184,7 +193,7 @@ def bench_op(op: str, a, log_dir: str) -> list:
         if not a.skip_template:
             tune(xgb, a.trials, a.seconds, os.path.join(log_dir, "matmul_template.jsonl"), "matmul template")
             fns["template (XGBTuner)"] = runner(tmpl.build(xgb.best_config))
-    with numpy_threads(2):
+    with numpy_threads(a.threads):
         lat = time_interleaved(fns, repeat=a.rounds)
     for key in list(outs):
         err = float(np.abs(outs[key] - want).max())
@@ -207,9 +216,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20, help="alternating timing rounds (default 20)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-template", action="store_true", help="do not tune the matmul template")
+    ap.add_argument("--threads", type=int, default=2, help="threads of every engine (default 2)")
+    ap.add_argument("--show", action="store_true", help="print each op's best schedule as a loop nest (stderr)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TILEWISE_NUM_THREADS", "2")
+    if a.threads < 1:
+        raise SystemExit(f"--threads {a.threads}: give 1 or more")
+    os.environ["TILEWISE_NUM_THREADS"] = str(a.threads)
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for op in a.ops.split(","):
@@ -219,7 +232,7 @@ def main() -> None:
     print()
     print(table(["op", "engine", "ms (median)", "GFLOP/s", "vs auto-scheduled", "search"], rows))
     print()
-    print(env_note() + f"; 2 threads; budget {a.trials} trials / {a.seconds:.0f} s per task; "
+    print(env_note() + f"; {a.threads} thread(s); budget {a.trials} trials / {a.seconds:.0f} s per task; "
           f"timings of {a.rounds} alternating rounds (the te default loop nest: one run)")
 
 

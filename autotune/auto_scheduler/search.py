@@ -68,13 +68,15 @@ class AutoScheduler(Tuner):
             log.debug("%s: candidate rejected: %s", self.task, e)
             return None
         i = self.space.add(s.steps)
+        # also when the config is known already without parameters (from a log): the evolution
+        # mutates the parameters of every candidate it keeps
+        self._params.setdefault(i, params)
         if i not in self._features:
             try:
                 self._features[i] = extract(te.lower(s, tensors, "f"))
             except (ValueError, TypeError) as e:
                 log.debug("%s: candidate does not lower: %s", self.task, e)
                 self._features[i] = None
-            self._params.setdefault(i, params)
         return i if self._features[i] is not None else None
 
     def features(self, indices: list[int]) -> np.ndarray:

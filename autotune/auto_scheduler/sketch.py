@@ -22,8 +22,10 @@ The rules, for each stage from the outputs back:
   vectors are loaded from is copied (cache_read) per R0 step into a contiguous block, or per
   column of register tiles into a panel (R1 R2 x the tile's vectors) as a GEMM packs B, the
   column's S2 loop then outermost so every register tile of the column reads the panel from
-  L1.  The default parameters and the search's seeds are such GEMM blockings, derived from
-  the target (vector width, registers);
+  L1.  By parameter, the operand broadcast a value at a time (a GEMM's A) is copied per R0
+  step too, the tile's rows x one reduction block, so a register tile's rows are kc apart.
+  The default parameters and the search's seeds are such GEMM blockings, derived from the
+  target (vector width, registers, L1 and L2 sizes: blocking.py);
 * rows: when nothing is tiled and the single output is elementwise over rows (softmax, a
   norm), by parameter the output's leading axes are fused into one parallel loop of rows and
   every stage over those leading axes is computed inside it, a row at a time (in L1), its
@@ -40,15 +42,16 @@ import random
 from dataclasses import dataclass
 
 import te
-from te.expr import Call, TensorLoad, free_vars, walk
+from te.expr import Call, TensorLoad, Var, free_vars, walk
 from te.lower import Lowering
 from te.ops.common import largest_divisor
 from te.schedule import AttachType, ForKind, Stage
 from te.tensor import ComputeOp, IterKind
 
+from .blocking import MAX_ROWS, Blocking, blockings, register_tile
+
 LANES = (8, 16, 32, 64)
 MAX_VECTOR = 64
-MAX_ROWS = 16           # a register tile's unrolled rows (S3 of the data axes before the last)
 MAX_UNROLL_R = 16       # the unrolled part of a reduction axis (R2)
 MAX_ROW_BLOCK = 8       # rows the rows rule computes together
 MAX_UNROLLED = 64       # register-tile rows x unrolled reduction steps in one unrolled body
@@ -58,11 +61,6 @@ EXPENSIVE_NODES = 24    # an injective stage's expression this large is worth no
 # register tiles, that column's S2 loop then outermost of the S2 loops so the panel is reused by
 # every register tile of the column from L1
 PACKS = (0, 1, 2)
-# the default blocking of a tiled stage (a 1024^3 matmul at numpy's speed on AVX-512): register
-# tiles in a rows x cols block per thread (A's rows x KC in L2), the reduction in blocks of KC
-ROWS_TILE, COLS_TILE, KC = 256, 128, 256
-SEEDS = [(256, 128, 256, 2), (128, 256, 256, 2), (256, 128, 512, 2), (128, 128, 128, 2),
-         (256, 256, 256, 4), (64, 128, 256, 1)]     # (rows, cols, kc, vectors) of the seeds
 
 
 def divisors(n: int) -> list[int]:
@@ -138,6 +136,7 @@ class SketchPolicy:
                 p[f"rtile:{name}:{d}"] = self._rtile(n, rng)
             p[f"at:{name}"] = rng.randrange(2)
             p[f"pack:{name}"] = rng.choices(PACKS, (1, 1, 2))[0]
+            p[f"packa:{name}"] = rng.random() < 0.5
             p[f"unroll:{name}"] = rng.randrange(3)
             p[f"rf:{name}"] = rng.choice(self._rf_lanes(f) or [0])
             p[f"loc:{name}"] = rng.randrange(4)
@@ -147,13 +146,13 @@ class SketchPolicy:
             p[f"rowblock:{out}"] = rng.choice([d for d in divisors(self.facts[out].shape[-2]) if d <= MAX_ROW_BLOCK])
         return p
 
-    def default_params(self, rows_tile: int = ROWS_TILE, cols_tile: int = COLS_TILE, kc: int = KC,
-                       vectors: int = 2) -> dict:
-        """The parameters of the default schedule: where tiling applies, a GEMM's blocking (a
-        register tile the target suggests, `rows_tile` x `cols_tile` of them per thread's tile,
-        the reduction in blocks of `kc`, B's panel packed per column of register tiles); plain
-        loops elsewhere, expensive stages not inlined, outer loops parallel, innermost data axes
-        in 16 or 8 lanes."""
+    def default_params(self, blocking: Blocking | None = None) -> dict:
+        """The parameters of the default schedule: where tiling applies, a GEMM's blocking
+        (`blocking`, else the first of blocking.py's `blockings` for the stage: a register
+        tile the target suggests `vectors` registers wide, a tile of `rows` x `cols` outputs per
+        parallel task, the reduction in blocks of `kc`, B's panel packed per column of register
+        tiles); plain loops elsewhere, expensive stages not inlined, outer loops parallel,
+        innermost data axes in 16 or 8 lanes."""
         p = self.sample(random.Random(0))
         for name, f in self.facts.items():
             last = f.shape[-1] if f.shape else 1
@@ -165,6 +164,7 @@ class SketchPolicy:
                     p[f"inline:{name}"] = False
                 continue
             p[f"kind:{name}"] = "tile" if "tile" in self.kinds(f) and lanes > 1 else "plain"
+            rows_tile, cols_tile, kc, vectors, pack_a = blocking or blockings(self.target, f.shape, f.dtype)[0]
             mr, nr = self.register_tile(f, vectors)
             for d, n in enumerate(f.shape):
                 s3 = nr if d == len(f.shape) - 1 else mr if d == len(f.shape) - 2 else 1
@@ -174,7 +174,7 @@ class SketchPolicy:
                 last_r = d == len(f.reduce_ext) - 1
                 r2 = largest_divisor(n, 4) if last_r else 1
                 p[f"rtile:{name}:{d}"] = (largest_divisor(n // r2, max(1, kc // r2)) if last_r else 1, r2)
-            p[f"at:{name}"], p[f"unroll:{name}"], p[f"pack:{name}"] = 0, 2, 2
+            p[f"at:{name}"], p[f"unroll:{name}"], p[f"pack:{name}"], p[f"packa:{name}"] = 0, 2, 2, pack_a
             self._keep_parallel(p, f, random.Random(0))
         if self.rows_output:            # a row at a time, its reductions in vector lanes
             p[f"rows:{self.rows_output}"] = True
@@ -192,11 +192,12 @@ class SketchPolicy:
         return p
 
     def seeds(self) -> list[dict]:
-        """Register-shaped starting points for the search: the default blocking with other tile,
-        panel and reduction-block sizes (distinct ones only)."""
+        """Register-shaped starting points for the search: the default parameters under every
+        blocking of the first tiled stage (blocking.py's `blockings`), distinct ones only."""
+        tiled = [f for f in self.facts.values() if not f.injective and "tile" in self.kinds(f)]
         out, seen = [], set()
-        for rows, cols, kc, vectors in SEEDS:
-            p = self.default_params(rows, cols, kc, vectors)
+        for b in (blockings(self.target, tiled[0].shape, tiled[0].dtype) if tiled else [None]):
+            p = self.default_params(b)
             key = tuple(sorted(p.items()))
             if key not in seen:
                 seen.add(key)
@@ -204,15 +205,8 @@ class SketchPolicy:
         return out
 
     def register_tile(self, f: StageFacts, vectors: int = 2) -> tuple[int, int]:
-        """(rows, columns) of a register tile for a tiled stage on the target: columns `vectors`
-        vector registers wide (fewer if the last axis does not divide), rows as many as the
-        accumulator registers allow that divide the second-last axis."""
-        lanes = self.target.lanes(f.dtype)
-        last = f.shape[-1]
-        nr = next((v * lanes for v in range(vectors, 0, -1) if last % (v * lanes) == 0),
-                  largest_divisor(last, lanes))
-        rows = f.shape[-2] if len(f.shape) > 1 else 1
-        return largest_divisor(rows, min(MAX_ROWS, self.target.acc_vectors // -(-nr // lanes))), nr
+        """(rows, columns) of a register tile for a tiled stage on the target (blocking.py)."""
+        return register_tile(self.target, f.shape, f.dtype, vectors)
 
     def _fit_registers(self, p: dict, f: StageFacts) -> None:
         """Move row factors of the register tile (the S3 of the data axes before the last) out to
@@ -396,8 +390,13 @@ class SketchPolicy:
         if owner is None:
             s.cache_write(st.op.output(0), "local")
             owner, st = st, s.stage(f"{name}.local")
-        packed = [s[s.cache_read(t, "global", [st.op])] for t in self._packable(s, st)] \
-            if p.get(f"pack:{name}") else []
+        packable, rows_ops = self._operands(s, st)
+        packed = [s[s.cache_read(t, "global", [st.op])] for t in packable] if p.get(f"pack:{name}") else []
+        # the broadcast operand (a GEMM's A): its rows of the tile x one reduction block, copied
+        # per R0 step so a register tile's rows are kc apart, not a whole row of A (4 KiB strides
+        # alias in L1's sets)
+        packed_rows = [(s[s.cache_read(t, "global", [st.op])], d) for t, d in rows_ops] \
+            if p.get(f"packa:{name}") else []
         tiles = [p[f"tile:{name}:{d}"] for d in range(len(f.shape))]
         outer, mid, inner = [], [], []
         for ax, (s1, s2, s3) in zip(owner.op.axis, tiles):
@@ -433,6 +432,12 @@ class SketchPolicy:
             pk.compute_at(st, s2s[0] if pack == 2 else r0s[-1])
             _, lanes = pk.split(pk.op.axis[-1], factor=self.target.lanes(f.dtype))
             pk.vectorize(lanes)
+        for pk, d in packed_rows:      # its innermost axis: one R0 step's R1 x R2 values
+            pk.compute_at(st, r0s[-1])
+            lanes = self.target.lanes(f.dtype)
+            if math.prod(p[f"rtile:{name}:{d}"]) % lanes == 0:
+                _, vi = pk.split(pk.op.axis[-1], factor=lanes)
+                pk.vectorize(vi)
         unroll = p[f"unroll:{name}"]
         if unroll >= 1:
             for a, t in zip(s3s[:-1], tiles[:-1]):
@@ -447,23 +452,32 @@ class SketchPolicy:
         return {name, owner.name, st.name}
 
     @staticmethod
-    def _packable(s: te.Schedule, st: Stage) -> list:
-        """Inputs of a tiled stage worth copying per tile (as a GEMM packs B): read directly, not
-        indexed by every data axis (reused across tiles), with the vectorized axis in their
-        innermost index (the vector loads, whose rows a copy makes contiguous)."""
+    def _operands(s: te.Schedule, st: Stage) -> tuple[list, list]:
+        """Inputs of a tiled stage worth copying per tile, read directly and not indexed by every
+        data axis (reused across tiles): (vector operands, [(row operand, the reduction axis in its
+        innermost index)]).  A vector operand has
+        the vectorized axis in its innermost index (a GEMM's B, whose rows a copy makes
+        contiguous); a row operand has a reduction axis there and no vectorized axis anywhere (a
+        GEMM's A, broadcast a value at a time)."""
         if not st.op.reduce_axis:
-            return []
+            return [], []
         last = st.op.axis[-1].var
         data = {a.var for a, n in zip(st.op.axis, st.op.shape) if n > 1}
-        out = []
+        reduce = [a.var for a in st.op.reduce_axis]
+        vector, rows = [], []
         for b in st.op.body:
             for x in walk(b):
-                if not isinstance(x, TensorLoad) or x.tensor in out or s[x.tensor].attach_type is AttachType.INLINE:
+                if (not isinstance(x, TensorLoad) or x.tensor in vector + [t for t, _ in rows]
+                        or s[x.tensor].attach_type is AttachType.INLINE):
                     continue
                 used = set().union(*[free_vars(i) for i in x.indices])
-                if data - used and last in free_vars(x.indices[-1]):
-                    out.append(x.tensor)
-        return out
+                if not data - used:
+                    continue
+                if last in free_vars(x.indices[-1]):
+                    vector.append(x.tensor)
+                elif last not in used and isinstance(x.indices[-1], Var) and x.indices[-1] in reduce:
+                    rows.append((x.tensor, reduce.index(x.indices[-1])))
+        return vector, rows
 
     def _place(self, s: te.Schedule, st: Stage, f: StageFacts, p: dict, kind: str,
                at: tuple | None = None) -> None:

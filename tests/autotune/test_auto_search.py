@@ -92,3 +92,18 @@ def test_first_batch_is_the_default_then_the_register_shaped_seeds():
     distinct = [i for i in dict.fromkeys(seeds) if i != 0]
     assert batch[0] == 0 and batch[1:1 + len(distinct)] == distinct[:7]
     assert len(set(batch)) == 8, "the rest of the batch is random schedules"
+
+
+def test_a_logged_schedule_the_search_reaches_again_keeps_its_parameters():
+    # a config known before the search made it (a shared log's best, measured first) has
+    # features but no parameters; when a mutation reaches the same schedule, the evolution
+    # needs that candidate's parameters to mutate it further
+    task = autotune.create_task(wl.as_matmul, (64, 128, 64))
+    tuner = autotune.AutoScheduler(task)
+    p = tuner.policy.seeds()[1]
+    i = tuner.space.add(tuner.policy.apply(p)[0].steps)
+    tuner.features([i])
+    assert tuner._candidate(p) == i and tuner._params[i] == p
+    tuner.results[i] = 1.0
+    tuner.model.fit([(tuner.features([0, i]), np.array([0.5, 1.0]), 1.0)])
+    assert all(j in tuner._params for j in tuner._evolve())

@@ -1,6 +1,7 @@
 """Sketch rules: every random annotation (and mutation) is a valid schedule that computes the workload."""
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -62,7 +63,7 @@ def _kinds_steps(func, args, **fixed):
 
 
 def test_rules_tile_with_cache_write_or_fuse_the_reader():
-    policy, steps = _kinds_steps(wl.as_matmul, (64, 64, 64), **{"pack:C": 1})
+    policy, steps = _kinds_steps(wl.as_matmul, (64, 64, 64), **{"pack:C": 1, "packa:C": False})
     assert policy.kinds(policy.facts["C"]) == ["tile"], "a big matmul is tiled, never rfactor'd"
     assert {"cache_write:C", "parallel:C", "vectorize:C", "vectorize:C.local",
             "compute_at:C.local"} <= set(steps)
@@ -122,6 +123,14 @@ def test_default_and_seeds_are_register_tiles_of_the_target(target, lanes):
         assert rows * -(-cols // lanes) <= regs or rows == 1
 
 
+def _check_matmul(s, tensors):
+    data = np.random.default_rng(1)
+    ins = [data.standard_normal(t.shape).astype(np.float32) for t in tensors[:-1]]
+    out = np.zeros(tensors[-1].shape, np.float32)
+    te.build(s, tensors)(*ins, out)
+    np.testing.assert_allclose(out, ins[0] @ ins[1], rtol=1e-4, atol=1e-4)
+
+
 def test_panel_pack_copies_the_vector_operand_per_column_of_register_tiles():
     task = autotune.create_task(wl.as_matmul, (64, 128, 96))
     policy = SketchPolicy(task, threads=2)
@@ -131,11 +140,40 @@ def test_panel_pack_copies_the_vector_operand_per_column_of_register_tiles():
     text = str(te.lower(s, tensors, "f"))
     assert "B.global: float32[768]" in text and "shape (24, 32)" in text, \
         "a panel of 24 reduction steps x one 32-wide register tile, contiguous"
-    data = np.random.default_rng(1)
-    ins = [data.standard_normal(t.shape).astype(np.float32) for t in tensors[:-1]]
-    out = np.zeros((64, 128), np.float32)
-    te.build(s, tensors)(*ins, out)
-    np.testing.assert_allclose(out, ins[0] @ ins[1], rtol=1e-4, atol=1e-4)
+    _check_matmul(s, tensors)
+
+
+def test_row_pack_copies_the_broadcast_operand_per_reduction_block():
+    task = autotune.create_task(wl.as_matmul, (64, 128, 96))
+    policy = SketchPolicy(task, threads=2)
+    p = policy.default_params()
+    p.update({"tile:C:0": (1, 2, 8), "tile:C:1": (1, 2, 32), "rtile:C:0": (4, 4), "packa:C": True})
+    s, tensors = policy.apply(p)
+    steps = [st.kind + ":" + st.stage for st in s.steps]
+    assert {"cache_read:A", "compute_at:A.global", "vectorize:A.global"} <= set(steps)
+    text = str(te.lower(s, tensors, "f"))
+    assert "A.global: float32[256]" in text and "shape (16, 16)" in text, \
+        "the tile's 16 rows x one reduction block of 16, rows 16 apart"
+    _check_matmul(s, tensors)
+    dense = SketchPolicy(autotune.create_task(wl.as_dense_relu, (16, 32, 24)), threads=2)
+    q = {**dense.default_params(), "kind:D": "tile", "packa:D": True}
+    steps = [st.kind + ":" + st.stage for st in dense.apply(q)[0].steps]
+    assert "cache_read:A" in steps and "cache_read:W" not in steps, \
+        "W[j, k] is read along the vector axis: not a row operand"
+
+
+@pytest.mark.parametrize("caches,kc", [("-l1d=32K -l2=1M", 128), ("-l1d=48K -l2=2M", 256)])
+def test_blockings_come_from_the_targets_caches(caches, kc):
+    task = autotune.create_task(wl.as_matmul, (1024, 1024, 1024), target=f"llvm -mcpu=skylake-avx512 {caches}")
+    policy = SketchPolicy(task, threads=2)
+    l1, l2 = task.target.caches.l1d, task.target.caches.l2
+    for p in policy.seeds():
+        (_, s2, mr), (_, c2, nr), (r1, r2) = p["tile:C:0"], p["tile:C:1"], p["rtile:C:0"]
+        assert r1 * r2 * nr * 4 <= 0.75 * l1, "B's panel [kc, nr] stays in L1"
+        assert s2 * mr * r1 * r2 * 4 <= 0.25 * l2 and s2 * mr * c2 * nr * 4 <= 0.25 * l2, \
+            "A's block and the tile's accumulators take a quarter of L2 each"
+    assert math.prod(policy.default_params()["rtile:C:0"]) == kc
+    assert any(p["packa:C"] for p in policy.seeds()) and not policy.default_params()["packa:C"]
 
 
 def test_rows_rule_computes_a_softmax_a_row_at_a_time():

@@ -1,0 +1,67 @@
+"""GEMM blockings for the sketch's tiled stages, from the target's registers and caches.
+
+A tiled stage (a matmul's C[i, j] += A[i, k] * B[k, j]) runs as a GEMM library blocks it
+(GotoBLAS, BLIS): a register tile of mr x nr accumulators (`register_tile`), B's panel [kc, nr]
+copied contiguous and kept in L1 while every register tile of its column reads it, A's block
+[rows, kc] read from L2 by every column of the tile, the tile's [rows, cols] accumulators in L2
+across the reduction blocks.  `blockings` sizes those from the target, so the same rule serves an
+AVX2 core with 32 KiB of L1 and an AVX-512 one with 48 KiB; the sketch rounds them to divisors.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from te.caches import FILL
+from te.expr import DTYPE_BITS
+from te.ops.common import largest_divisor
+from te.target import Target
+
+MAX_ROWS = 16           # a register tile's unrolled rows (S3 of the data axes before the last)
+# a blocking's shares of the caches: B's panel in L1 as full as stays there, or half; A's block
+# and the tile's accumulators a quarter of L2 each, so B's panels and the output pass by
+L1_SHARES = (FILL, 0.5)
+L2_SHARE = 0.25
+
+
+class Blocking(NamedTuple):
+    """One GEMM blocking: a tile of `rows` x `cols` outputs per parallel task, the reduction in
+    blocks of `kc`, register tiles `vectors` registers wide, A copied per block or not."""
+    rows: int
+    cols: int
+    kc: int
+    vectors: int
+    pack_a: bool = False
+
+
+def register_tile(target: Target, shape: tuple, dtype: str, vectors: int = 2) -> tuple[int, int]:
+    """(rows, columns) of a register tile for an output of `shape` on the target: columns
+    `vectors` vector registers wide (fewer if the last axis does not divide), rows as many as the
+    accumulator registers allow that divide the second-last axis."""
+    lanes = target.lanes(dtype)
+    last = shape[-1]
+    nr = next((v * lanes for v in range(vectors, 0, -1) if last % (v * lanes) == 0),
+              largest_divisor(last, lanes))
+    rows = shape[-2] if len(shape) > 1 else 1
+    return largest_divisor(rows, min(MAX_ROWS, target.acc_vectors // -(-nr // lanes))), nr
+
+
+def blockings(target: Target, shape: tuple, dtype: str) -> list[Blocking]:
+    """Blockings of a tiled stage's output for the target, the default first: a register tile two
+    (or four) vectors wide; kc such that B's panel [kc, nr] fills a share of L1 (L1_SHARES); rows
+    such that A's block [rows, kc], and cols such that the tile's accumulators [rows, cols], take
+    L2_SHARE of L2 each; the first also with A packed, and with half the rows."""
+    nbytes = max(1, DTYPE_BITS[dtype] // 8)
+    caches = target.caches
+    out = []
+    for vectors in (2, 4):
+        _, nr = register_tile(target, shape, dtype, vectors)
+        for share in L1_SHARES:
+            kc = max(1, int(share * caches.l1d) // (nr * nbytes))
+            rows = max(1, int(L2_SHARE * caches.l2) // (kc * nbytes))
+            cols = max(nr, int(L2_SHARE * caches.l2) // (rows * nbytes))
+            out.append(Blocking(rows, cols, kc, vectors))
+    first = out[0]
+    # A packed per reduction block: a register tile's rows kc apart, not a whole row of A (a
+    # power-of-two row length maps them to the same L1 sets); and half the rows: twice the
+    # parallel tasks, for threads that would otherwise wait at the end
+    return [first, first._replace(pack_a=True), first._replace(rows=max(1, first.rows // 2)), *out[1:]]
