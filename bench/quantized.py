@@ -2,12 +2,17 @@
 
     python bench/quantized.py                                # resnet50, squeezenet, encoder_layer
     python bench/quantized.py --models squeezenet --check 100
+    python bench/quantized.py --quantizer tilewise         # the models `tilewise quantize` writes
 
 ResNet-50 and SqueezeNet are the onnx package's light models with seeded random weights,
 upgraded to opset 13 where older (per-channel scales need it), prepared with
 onnxruntime.quantization's `quant_pre_process` and quantised by `quantize_static` (QDQ,
 per-channel int8 weights, uint8 activations, min-max calibration on a few seeded inputs); the
-encoder layer (zoo.encoder_layer) is quantised by `quantize_dynamic` (int8 weights).  The
+encoder layer (zoo.encoder_layer) is quantised by `quantize_dynamic` (int8 weights).  With
+`--quantizer tilewise` every model is quantised instead by tilewise's own quantiser
+(frontends.quantize, what `tilewise quantize --per-channel` runs: BatchNorm folded, calibrated
+with tilewise's fp32 build on the same seeded inputs, min-max, QDQ), and both engines run that
+model.  The
 engines run in alternating blocks of runs in one process, medians quoted: ONNX Runtime's session
 as built by default (its idle threads spinning between runs, as users run it; the ratio is
 against it) and beside it the int8 session without spinning, as bench/models.py does (spinning
@@ -52,9 +57,11 @@ def fp32_model(name: str):
 
 
 @functools.lru_cache(maxsize=None)
-def int8_model_bytes(name: str) -> bytes:
-    """The quantised model's bytes (made once per process)."""
+def int8_model_bytes(name: str, quantizer: str = "ort") -> bytes:
+    """The quantised model's bytes (made once per process), by onnxruntime.quantization or tilewise's."""
     import onnx
+    if quantizer == "tilewise":
+        return _tilewise_int8_bytes(name)
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -76,6 +83,23 @@ def int8_model_bytes(name: str) -> bytes:
                     return next(feeds, None)
             quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def _tilewise_int8_bytes(name: str) -> bytes:
+    """The model `tilewise quantize --per-channel --calibration` writes, calibrated on the inputs
+    onnxruntime.quantization's calibration reads."""
+    import onnx
+
+    from frontends.quantize import quantize
+    model = fp32_model(name)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, cal, out = (os.path.join(tmp, f) for f in ("model.onnx", "cal.npz", "int8.onnx"))
+        onnx.save(model, src)
+        feeds = [_inputs(model, 1000 + k) for k in range(CALIBRATION_INPUTS)]
+        np.savez(cal, **{k: np.stack([f[k] for f in feeds]) for k in feeds[0]})
+        quantize(src, out, calibration=cal, per_channel=True)
         with open(out, "rb") as f:
             return f.read()
 
@@ -102,11 +126,11 @@ def _output_steps(q_bytes: bytes, names: list[str]) -> list[float]:
     return steps
 
 
-def check(name: str, lib, sess, model, n: int) -> tuple[float, float]:
+def check(name: str, lib, sess, model, n: int, q_bytes: bytes) -> tuple[float, float]:
     """(share of the n seeded inputs whose top-1 agrees with ONNX Runtime int8, largest |difference|
     in quantisation steps of the output, or in absolute terms for a float output)."""
     names = [o.name for o in sess.get_outputs()]
-    steps = _output_steps(int8_model_bytes(name), names)
+    steps = _output_steps(q_bytes, names)
     agree, worst = 0.0, 0.0
     for seed in range(n):
         feed = _inputs(model, seed)
@@ -121,12 +145,14 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS), help="comma list (default: %(default)s)")
     ap.add_argument("--check", type=int, default=0, metavar="N", help="top-1 agreement over N seeded inputs")
     ap.add_argument("--seconds", type=float, default=3.0, help="about how long each engine is timed per model")
+    ap.add_argument("--quantizer", choices=("ort", "tilewise"), default="ort",
+                    help="who quantises the models: onnxruntime.quantization (default) or tilewise quantize")
     a = ap.parse_args()
     os.environ.setdefault("TILEWISE_NUM_THREADS", "2")
     print(env_note())
     rows = []
     for name in a.models.split(","):
-        model, q_bytes = fp32_model(name), int8_model_bytes(name)
+        model, q_bytes = fp32_model(name), int8_model_bytes(name, a.quantizer)
         feed = _inputs(model, 0)
         fns, libs = {}, {}
         for label, m in (("int8", q_bytes), ("fp32", model)):
@@ -147,7 +173,7 @@ def main() -> None:
                f"{med['tilewise fp32']:.2f}", f"{med['ort fp32']:.2f}"]
         if a.check:
             lib, sess = libs["int8"]
-            agree, worst = check(name, lib, sess, model, a.check)
+            agree, worst = check(name, lib, sess, model, a.check, q_bytes)
             row += [f"{agree:.1%}", f"{worst:.3g}"]
         rows.append(row)
         print(f"  {name}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in med.items()) + f" ({rounds} rounds)",
@@ -156,7 +182,9 @@ def main() -> None:
              "tilewise fp32 ms", "ort fp32 ms"]
     if a.check:
         heads += [f"top-1 = ort int8 ({a.check} inputs)", "max |diff| (output steps; encoder: absolute)"]
-    print("\nbatch 1, 2 threads, median latency (a ratio < 1 means tilewise is faster than ONNX Runtime)")
+    by = "onnxruntime.quantization" if a.quantizer == "ort" else "tilewise quantize"
+    print(f"\nquantised by {by}; batch 1, 2 threads, median latency (a ratio < 1 means tilewise is faster "
+          "than ONNX Runtime)")
     print(table(heads, rows))
 
 
