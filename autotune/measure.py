@@ -198,19 +198,23 @@ COLD_COPIES_MAX = 64            # copies of a small weight: enough to leave L2, 
 COLD_BYTES_MAX = 256 << 20      # and never more memory than this for them
 
 
-def _weight_copies(w, target: Target) -> list:
+def weight_copies(w, target: Target) -> list:
     """Copies of weight w (w itself first) that together hold at least four times the L2 of the
-    cores the kernel runs on, within COLD_COPIES_MAX and COLD_BYTES_MAX; kept for the next
-    candidate while its weight is the same bytes (a config that packs it alike)."""
+    cores the kernel runs on, within COLD_COPIES_MAX and COLD_BYTES_MAX: a kernel that reads
+    them in turn meets its weight as in a model, out of L2."""
     import numpy as np
     want = 4 * target.caches.l2 * max(1, target.threads)
     n = max(1, min(COLD_COPIES_MAX, -(-want // max(1, w.nbytes)), COLD_BYTES_MAX // max(1, w.nbytes)))
+    return [w] + [np.copy(w) for _ in range(n - 1)]
+
+
+def _weight_copies(w, target: Target) -> list:
+    """weight_copies, kept for the next candidate while its weight is the same array (a config
+    that packs it alike)."""
     kept = _RunnerState.cold
-    if kept is not None and kept[0] is w and len(kept[1]) == n:
-        return kept[1]
-    copies = [w] + [np.copy(w) for _ in range(n - 1)]
-    _RunnerState.cold = (w, copies)
-    return copies
+    if kept is None or kept[0] is not w:
+        _RunnerState.cold = kept = (w, weight_copies(w, target))
+    return kept[1]
 
 
 def _run_job(payload: dict) -> dict:

@@ -1,0 +1,76 @@
+"""tilewise tune's model check: the model built with the tuning log, against the untuned model.
+
+The tuner times each task's candidates alone; the model runs them one after another, each
+meeting its weight cold and its input warm.  After tuning, the model check builds the model
+untuned (default schedules) and tuned (the log), times every kernel the log changed beside the
+untuned model's kernel for the same nodes (frontends.profile.compare_builds), and appends what
+it measured to the log as `in_model` records: the tuned config with the untuned kernel's time
+over its own (vs_default), the untuned kernel's config with 1.0.  Records so judged rank by
+these timings alone (autotune.record.pooled_costs), so a config that ran slower in the model
+than the kernel it replaced loses to it, and the next build with the log takes the faster.
+Then the two builds run in alternating rounds, and the gain the model shows is reported
+beside the tuner's estimate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelCheck:
+    """What the model check found."""
+    untuned: float                  # seconds per model run, default schedules
+    tuned: float                    # seconds per model run, with the log (after the check's records)
+    kernels: int                    # tuned kernels timed in the model
+    slower: list[str] = field(default_factory=list)    # their anchor nodes that ran slower than untuned
+    records: int = 0                # in_model records appended to the log
+
+    @property
+    def gain(self) -> float:
+        return self.untuned / self.tuned if self.tuned > 0 else math.nan
+
+
+def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int = 20) -> ModelCheck:
+    """Build graph untuned and with the log, judge the log's kernels in the model (appending
+    in_model records), then time both models in alternating rounds."""
+    import frontends
+    from autotune import record as rec
+    from autotune.task import workload_key
+    from frontends.profile import compare_builds, random_inputs, time_interleaved
+    from te.target import parse
+    tgt = parse(target)
+    untuned = frontends.build(graph, tgt)
+    tuned = frontends.build(graph, tgt, logs=[log_path])
+    used = {r.workload: r for r in tuned.records}
+
+    def differs(a, b) -> bool:          # a kernel the log changed (another algorithm or config)
+        r = used.get(workload_key(*b.task)) if b.task is not None else None
+        return r is not None and not (a.task == b.task and r.config == _default_config(b.task, tgt))
+
+    pairs = compare_builds(untuned, tuned, tgt, rounds, only=differs)
+    found = []
+    for p in pairs:
+        r = used[workload_key(*p.b.task)]
+        now = dict(timestamp=time.time(), build_time=0.0, run_time=0.0, checked=True, in_model=True)
+        found.append(dataclasses.replace(r, costs=list(p.times_b), vs_default=p.ratio, **now))
+        if p.a.task is not None:
+            found.append(dataclasses.replace(r, workload=workload_key(*p.a.task), costs=list(p.times_a),
+                                             config=_default_config(p.a.task, tgt), vs_default=1.0, **now))
+    rec.append(log_path, found)
+    slower = [p.nodes[0] for p in pairs if p.ratio < 1 - rec.DEFAULT_MARGIN]
+    if slower:              # the records now say so: the build takes the faster kernel
+        tuned = frontends.build(graph, tgt, logs=[log_path])
+    feed = random_inputs(untuned.plan.inputs)
+    lat = time_interleaved({"untuned": lambda: untuned.run(**feed), "tuned": lambda: tuned.run(**feed)},
+                           repeat=repeat, block=3)
+    return ModelCheck(lat["untuned"].median, lat["tuned"].median, len(pairs), slower, len(found))
+
+
+def _default_config(task: tuple, target) -> dict:
+    """The JSON of the default config of task (template, args)."""
+    import autotune
+    space = autotune.create_task(*task, target).config_space
+    return space.get(space.default_index()).to_json()
