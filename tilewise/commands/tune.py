@@ -227,7 +227,7 @@ def tune_model(graph, tasks, log_path: str, *, title: str, tuner: str = "xgb", n
     if cluster is None:
         run = _Run(host(), tasks, autotune.Measurer(option), peak=ceilings().peak_gflops, **common)
         code = _finish([run], [run.tune()], log_path, resume_cmd)
-        if model_check and code == 0:
+        if model_check and code == 0 and run.sched.trials_this_run:     # something new to judge
             _model_check(graph, log_path, run.sched)
         return code
     from autotune import cluster as cl
