@@ -36,7 +36,7 @@ class MeasureOption:
     n_parallel: int = 2              # builder processes
     build_timeout: float = 30.0      # seconds per candidate build
     run_timeout: float = 15.0        # seconds per candidate run (all repeats)
-    repeat: int = 3                  # timed repeats; costs holds one mean per repeat
+    repeat: int = 3                  # timed repeats; costs holds one time per call per repeat (per_call)
     # each repeat runs the kernel enough times to last this long.  Longer repeats don't make a
     # timing steadier: on shared VMs the noise comes in spells of about a second, and a conv or
     # matmul config's median of three repeats spreads as much with 10 ms repeats as with 20 ms
@@ -194,6 +194,17 @@ def _inputs(key: str, specs: list, task=None, config=None) -> list:
     return arrays
 
 
+def per_call(times: list[float]) -> float:
+    """One repeat's time per call from its calls' times: their lower quartile (from 4 calls; the
+    mean of fewer).  On a shared machine a call that the OS preempts, or whose parallel team
+    waits for a thread descheduled until its next time slice (milliseconds), takes many times the
+    kernel's own time; such calls say how busy the machine was, not how fast the config is, and
+    the quartile leaves them out while still taking the spread of the kernel's own calls."""
+    if len(times) < 4:
+        return sum(times) / max(1, len(times))
+    return sorted(times)[len(times) // 4]
+
+
 COLD_COPIES_MAX = 64            # copies of a small weight: enough to leave L2, few enough to make fast
 COLD_BYTES_MAX = 256 << 20      # and never more memory than this for them
 
@@ -272,11 +283,13 @@ def _run_job(payload: dict) -> dict:
             if _RunnerState.flush is None:
                 _RunnerState.flush = np.zeros(64 << 20 >> 3)
             _RunnerState.flush += 1.0
-        t = time.perf_counter()
+        times = []
         for _ in range(number):
+            t = time.perf_counter()
             fn(*rotation[calls % len(rotation)])
+            times.append(time.perf_counter() - t)
             calls += 1
-        costs.append((time.perf_counter() - t) / number)
+        costs.append(per_call(times))
         if payload.get("cutoff") and costs[0] > payload["cutoff"]:
             break
     return {"error_no": 0, "costs": costs, "run_time": time.perf_counter() - t0}

@@ -402,13 +402,14 @@ def compare_builds(lib_a, lib_b, target=None, rounds: int = 7, min_time: float =
 
 
 def _time_rotating(fn, rotation: list, min_time: float) -> float:
-    """Seconds per call of fn, its calls taking their arguments from `rotation` in turn, over at
-    least min_time (one untimed call first: the engine that ran before may still hold the cores)."""
+    """Seconds per call of fn (autotune.measure.per_call: calls the machine's load stretched left
+    out), its calls taking their arguments from `rotation` in turn, over at least min_time (one
+    untimed call first: the engine that ran before may still hold the cores)."""
+    from autotune.measure import per_call
     fn(*rotation[0])
-    calls, t0 = 0, time.perf_counter()
-    while True:
-        fn(*rotation[calls % len(rotation)])
-        calls += 1
-        el = time.perf_counter() - t0
-        if el >= min_time:
-            return el / calls
+    times, t0 = [], time.perf_counter()
+    while not times or time.perf_counter() - t0 < min_time:
+        t = time.perf_counter()
+        fn(*rotation[len(times) % len(rotation)])
+        times.append(time.perf_counter() - t)
+    return per_call(times)

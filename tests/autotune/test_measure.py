@@ -132,3 +132,11 @@ def test_conv_candidates_take_prepacked_weights(measurer):
         for s in range(3):
             ref += np.einsum("kc,nchw->nkhw", w[:, :, r, s], xp[:, :, r:r + 8, s:s + 8])
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_calls_the_machine_preempted_do_not_make_a_config_slow():
+    from autotune.measure import per_call
+    kernel = [1e-4 + k * 1e-6 for k in range(12)]
+    preempted = [4e-3] * 4                       # a thread of the team descheduled for a time slice
+    assert per_call(kernel + preempted) < 1.1e-4
+    assert per_call([1e-4, 3e-4]) == pytest.approx(2e-4)     # fewer than 4 calls: their mean
