@@ -20,27 +20,17 @@ import functools
 from typing import Callable
 
 import te
+from te import ops
 
-# ONNX op -> te.ops function of (chain value, operands...): the ops an epilogue may hold.
-# Each is what frontends' lowering of that op calls (broadcasting as numpy does).
-
-
-def _ops():
-    from te import ops
-    return ops
-
-
+# ONNX op -> te.ops function of (chain value, operands...): the ops an epilogue may hold, each
+# the function frontends' lowering of that op calls (broadcasting as numpy does)
 EPILOGUE_OPS: dict[str, Callable] = {
-    "Add": lambda *v: _ops().add(*v),
-    "Sum": lambda *v: functools.reduce(_ops().add, v),
-    "Sub": lambda *v: _ops().subtract(*v),
-    "Mul": lambda *v: _ops().multiply(*v),
-    "Max": lambda *v: functools.reduce(_ops().maximum, v),
-    "Min": lambda *v: functools.reduce(_ops().minimum, v),
-    "Relu": lambda x: _ops().relu(x),
-    "Sigmoid": lambda x: _ops().sigmoid(x),
-    "Tanh": lambda x: _ops().tanh(x),
-    "Clip": lambda x, lo=None, hi=None: _ops().clip(x, lo, hi),
+    "Add": ops.add, "Sub": ops.subtract, "Mul": ops.multiply,
+    "Sum": lambda *v: functools.reduce(ops.add, v),
+    "Max": lambda *v: functools.reduce(ops.maximum, v),
+    "Min": lambda *v: functools.reduce(ops.minimum, v),
+    "Relu": ops.relu, "Sigmoid": ops.sigmoid, "Tanh": ops.tanh,
+    "Clip": lambda x, lo=None, hi=None: ops.clip(x, lo, hi),
 }
 MAX_STEPS = 8           # more than any fused chain of the model zoo; a log's longer one is refused
 
@@ -77,7 +67,6 @@ def instantiate_fused(impl, wl, cfg, target, epilogue: tuple):
     with the epilogue fused and scheduled as a model build does (te.ops.schedule with the
     implementation's schedule as the anchor's); tensors: the template's inputs, then the
     epilogue's, then the output."""
-    from te import ops
     impl.space(cfg, wl, target)
     inputs = impl.placeholders(wl, cfg, target, True)
     steps = list(epilogue)
