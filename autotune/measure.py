@@ -194,6 +194,11 @@ def _inputs(key: str, specs: list, task=None, config=None) -> list:
     return arrays
 
 
+CALIBRATE_CALLS = 4         # calls whose fastest sizes a repeat
+CALIBRATE_LONG = 0.2        # seconds: a kernel this slow is timed once a repeat without more calls
+REPEAT_STRETCH = 4          # a repeat ends after 4 calls once it lasted this many times min_repeat_ms
+
+
 def per_call(times: list[float]) -> float:
     """One repeat's time per call from its calls' times: their lower quartile (from 4 calls; the
     mean of fewer).  On a shared machine a call that the OS preempts, or whose parallel team
@@ -266,16 +271,16 @@ def _run_job(payload: dict) -> dict:
                         "error_msg": f"result differs from the reference (max abs error {err:.3g})"}
     for _ in range(max(0, opt.warmup - 1)):
         fn(*ptrs)
-    # calibrate on a warm call: the first one pays cold caches and page faults, and sized by it
-    # the repeats would come out shorter than min_repeat_ms (and noisier).  A kernel whose first
-    # call already lasted min_repeat_ms runs once per repeat whatever the warm call says, so it
-    # is not called for (a fifth of a matmul candidate's timing).
-    warm = first
-    if first < opt.min_repeat_ms / 1e3:
+    # calibrate on the fastest of a few warm calls: the first one pays cold caches and page
+    # faults, and a call the machine's load stretched (a thread of the parallel team descheduled
+    # for a time slice: milliseconds) would size the repeats at one call each, which per_call
+    # cannot see past.  A kernel of over CALIBRATE_LONG seconds is long enough to run once a repeat.
+    warm = [first]
+    while len(warm) < CALIBRATE_CALLS and min(warm) < CALIBRATE_LONG:
         t = time.perf_counter()
         fn(*ptrs)
-        warm = time.perf_counter() - t
-    number = max(1, int(opt.min_repeat_ms / 1e3 / max(min(first, warm), 1e-7)))
+        warm.append(time.perf_counter() - t)
+    number = max(1, int(opt.min_repeat_ms / 1e3 / max(min(warm), 1e-7)))
     costs = []
     calls = 0
     for _ in range(opt.repeat):
@@ -284,11 +289,15 @@ def _run_job(payload: dict) -> dict:
                 _RunnerState.flush = np.zeros(64 << 20 >> 3)
             _RunnerState.flush += 1.0
         times = []
+        start = time.perf_counter()
         for _ in range(number):
             t = time.perf_counter()
             fn(*rotation[calls % len(rotation)])
             times.append(time.perf_counter() - t)
             calls += 1
+            # calls the load stretches must not stretch the repeat past the runner's timeout
+            if len(times) >= 4 and t - start > REPEAT_STRETCH * opt.min_repeat_ms / 1e3:
+                break
         costs.append(per_call(times))
         if payload.get("cutoff") and costs[0] > payload["cutoff"]:
             break
