@@ -182,13 +182,17 @@ def _inputs(key: str, specs: list, task=None, config=None) -> list:
         a = st.get((k, shape, dt.str, written))
         if a is None:
             rng = np.random.default_rng([k, *shape])      # by position and shape: config-independent
-            a = np.zeros(shape, dt) if written else random_array(rng, shape, dt)
+            a = padded_array(shape, dt)
+            if not written:
+                a[...] = random_array(rng, shape, dt)
             st[(k, shape, dt.str, written)] = a
         if packed:
             # only the last candidate's packing is kept: a packed weight per config would pile up
             layout = json.dumps(config, sort_keys=True)
             if st.get(("packed", k), (None,))[0] != layout:
-                st[("packed", k)] = (layout, np.ascontiguousarray(task.pack_weight(a, config)))
+                packed_w = task.pack_weight(a, config)
+                st[("packed", k)] = (layout, padded_array(packed_w.shape, packed_w.dtype))
+                st[("packed", k)][1][...] = packed_w
             a = st[("packed", k)][1]
         arrays.append(a)
     return arrays
@@ -221,7 +225,27 @@ def weight_copies(w, target: Target) -> list:
     import numpy as np
     want = 4 * target.caches.l2 * max(1, target.threads)
     n = max(1, min(COLD_COPIES_MAX, -(-want // max(1, w.nbytes)), COLD_BYTES_MAX // max(1, w.nbytes)))
-    return [w] + [np.copy(w) for _ in range(n - 1)]
+    copies = [w]
+    for _ in range(n - 1):
+        copies.append(padded_array(w.shape, w.dtype))
+        copies[-1][...] = w
+    return copies
+
+
+SLACK = 4096        # bytes after a padded array
+
+
+def padded_array(shape, dtype):
+    """A zeroed C-contiguous array at a 64-byte boundary with SLACK bytes of memory after it, as a
+    model's weights blob and workspace hold a kernel's arguments (each 64-byte aligned, in one
+    large buffer): a kernel whose last vector load runs past an argument's end reads memory
+    there, and so must it where the tuner or the model check times it alone."""
+    import numpy as np
+    dt = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    buf = np.zeros(nbytes + 64 + SLACK, np.uint8)
+    off = (-buf.ctypes.data) % 64
+    return buf[off:off + nbytes].view(dt).reshape(shape)
 
 
 def _weight_copies(w, target: Target) -> list:

@@ -361,7 +361,7 @@ def compare_builds(lib_a, lib_b, target=None, rounds: int = 7, min_time: float =
     from te.runtime import random_array
     from te.target import parse
 
-    from autotune.measure import weight_copies
+    from autotune.measure import padded_array, weight_copies
     tgt = parse(target)
     pairs: dict[tuple, KernelPair] = {}
     steps_b = {tuple(st.nodes): st for st in lib_b.plan.steps}
@@ -384,8 +384,10 @@ def compare_builds(lib_a, lib_b, target=None, rounds: int = 7, min_time: float =
                 lib._compile_jit()
             fn = lib._jit[0].function(call.kernel, len(func.args))
             specs = arg_specs(func)
-            arrays = [np.zeros(s.shape, s.dtype) if s.written else random_array(rng, s.shape, s.dtype)
-                      for s in specs]
+            arrays = [padded_array(s.shape, s.dtype) for s in specs]
+            for a, s in zip(arrays, specs):
+                if not s.written:
+                    a[...] = random_array(rng, s.shape, s.dtype)
             rotation = [[a.ctypes.data for a in arrays]]
             params = [k for k, (space, _) in enumerate(call.args[:len(arrays)]) if space == "param"]
             if params:          # the largest constant (the weight) cold: the others are small

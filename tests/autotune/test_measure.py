@@ -140,3 +140,10 @@ def test_calls_the_machine_preempted_do_not_make_a_config_slow():
     preempted = [4e-3] * 4                       # a thread of the team descheduled for a time slice
     assert per_call(kernel + preempted) < 1.1e-4
     assert per_call([1e-4, 3e-4]) == pytest.approx(2e-4)     # fewer than 4 calls: their mean
+
+
+def test_arguments_are_aligned_with_memory_after_them_as_in_a_model():
+    from autotune.measure import SLACK, padded_array
+    a = padded_array((3, 5), "float32")
+    assert a.ctypes.data % 64 == 0 and a.shape == (3, 5) and a.flags.c_contiguous and not a.any()
+    assert a.base.nbytes - (a.ctypes.data - a.base.ctypes.data) - a.nbytes >= SLACK
