@@ -389,12 +389,14 @@ def compare_builds(lib_a, lib_b, target=None, rounds: int = 7, min_time: float =
                 if not s.written:
                     a[...] = random_array(rng, s.shape, s.dtype)
             rotation = [[a.ctypes.data for a in arrays]]
+            copies = []
             params = [k for k, (space, _) in enumerate(call.args[:len(arrays)]) if space == "param"]
             if params:          # the largest constant (the weight) cold: the others are small
                 w = max(params, key=lambda k: arrays[k].nbytes)
+                copies = weight_copies(arrays[w], tgt)
                 rotation = [[c.ctypes.data if k == w else a.ctypes.data for k, a in enumerate(arrays)]
-                            for c in weight_copies(arrays[w], tgt)]
-            fns.append((fn, rotation, arrays))
+                            for c in copies]
+            fns.append((fn, rotation, arrays + copies))      # the arrays live while their pointers are called
         runs.append((p, fns))
     for _ in range(max(1, rounds)):
         for p, fns in runs:
