@@ -527,7 +527,7 @@ def _model_check(graph, log_path: str, sched) -> None:
     else:
         say(f"model check: none of the {mc.kernels} tuned kernel(s) ran slower in the model than untuned")
     est = default_total / tuned_total if tuned_total > 0 else math.nan
-    reached = f"; {100 * (mc.gain - 1) / (est - 1):.0f}% of the estimated gain" if est > 1.001 else ""
+    reached = f"; {round(100 * (mc.gain - 1) / (est - 1))}% of the estimated gain" if est > 1.001 else ""
     say(f"model: {fmt_time(mc.untuned)} per run untuned, {fmt_time(mc.tuned)} tuned ({mc.gain:.2f}x; "
         f"the tuner estimated {est:.2f}x{reached}); {mc.records} in-model record(s) appended to {log_path}")
 
