@@ -62,3 +62,10 @@ def test_the_tune_command_ends_with_the_model_check(cli, tiny_onnx, tmp_path):
     r2 = cli("tune", tiny_onnx, "--trials", "6", "--log", tmp_path / "u.jsonl", "--no-shared-logs",
              "--no-model-check", "--tuner", "random", "--repeat", "1", "--min-repeat-ms", "2")
     assert r2.code == 0 and "model check" not in r2.out
+
+
+def test_the_isolated_check_reports_a_failure_in_one_line(tiny_onnx, tmp_path):
+    import pytest
+    with pytest.raises(RuntimeError) as e:
+        tune_check.check_model_isolated(frontends.from_onnx(tiny_onnx), str(tmp_path / "missing.jsonl"))
+    assert "\n" not in str(e.value) and "missing.jsonl" in str(e.value)

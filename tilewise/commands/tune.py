@@ -508,7 +508,7 @@ def estimated_times(rows) -> tuple[float, float, bool]:
 
 def _model_check(graph, log_path: str, sched) -> None:
     """Run the model check (tune_check.py) and report it beside the tuner's estimate."""
-    from .tune_check import check_model
+    from .tune_check import check_model_isolated
     if graph.batch is not None:
         note("tilewise: note: model check skipped: the model has a dynamic batch")
         return
@@ -516,7 +516,7 @@ def _model_check(graph, log_path: str, sched) -> None:
     say("")
     say("model check: building the model untuned and with the log, timing the kernels the log changed...")
     try:
-        mc = check_model(graph, log_path)
+        mc = check_model_isolated(graph, log_path)
     except Exception as e:          # the log holds every record: the check is a verdict, not the result
         note(f"tilewise: note: model check failed ({type(e).__name__}: {e}); the log is complete")
         return
