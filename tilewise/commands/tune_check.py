@@ -12,9 +12,10 @@ Then the two builds run in alternating rounds, and the gain the model shows (the
 quartile of each one's runs, autotune.measure.per_call) is reported beside the tuner's estimate.
 
 `tilewise tune` runs the check in a fresh interpreter (check_model_isolated), as the tuner
-measures in fresh workers: in the process that tuned, SqueezeNet ran at 308 ms a run against
-5.5 ms in a fresh one at the same load (threads the tuning left behind compete with the
-model's OpenMP team).
+measures in fresh workers: no thread of the tuning process (the cost model's) is in the
+process that times the models.  On a shared machine the timings still follow its load: a
+2-thread model whose OpenMP team waits for a descheduled thread at every kernel ran
+SqueezeNet at 310 ms a run instead of 5 ms while other jobs held the cores.
 """
 from __future__ import annotations
 
