@@ -36,7 +36,7 @@ class MeasureOption:
     n_parallel: int = 2              # builder processes
     build_timeout: float = 30.0      # seconds per candidate build
     run_timeout: float = 15.0        # seconds per candidate run (all repeats)
-    repeat: int = 3                  # timed repeats; costs holds one mean per repeat
+    repeat: int = 3                  # timed repeats; costs holds one time per call per repeat (per_call)
     # each repeat runs the kernel enough times to last this long.  Longer repeats don't make a
     # timing steadier: on shared VMs the noise comes in spells of about a second, and a conv or
     # matmul config's median of three repeats spreads as much with 10 ms repeats as with 20 ms
@@ -44,6 +44,11 @@ class MeasureOption:
     min_repeat_ms: float = 10.0
     warmup: int = 1
     flush_cache: bool = False        # overwrite a buffer larger than the caches before each repeat
+    # each call reads its weight from another of several copies that together outgrow the L2
+    # caches, as a model's kernel meets its weight (read last one model run ago) while its input
+    # arrives warm from the kernel before: timed with one warm weight, a config that streams the
+    # weight badly looks as fast as one that streams it well
+    cold_weights: bool = True
     check_correctness: bool = True
     # a candidate whose first timed repeat is slower than cutoff_ratio x the best cost the tuner
     # has seen is not timed further: one repeat tells it is slow (0 times every repeat)
@@ -73,7 +78,8 @@ def _build_job(payload: dict) -> dict:
     try:
         task = _worker_task(payload)
         target = task.target
-        s, tensors = task.instantiate(payload["config"], prepacked=True)    # weights as a model passes them
+        # as the model builds it: the weight packed as the model passes it, the model's epilogue fused
+        s, tensors = task.instantiate(payload["config"], prepacked=True, fused=True)
         func = te.lower(s, tensors, payload["symbol"])
     except Exception as e:      # the template or the schedule rejected this config
         return {"error_no": int(ErrorNo.INSTANTIATION_ERROR), "error_msg": _short(e),
@@ -93,6 +99,7 @@ def _build_job(payload: dict) -> dict:
               list(impl.weight_shape(impl.workload(task.args))) if k == packed else None)
              for k, b in enumerate(func.args[:len(tensors)])]
     return {"error_no": 0, "object": obj, "symbol": func.name, "specs": specs, "config": payload["config"],
+            "weight_arg": impl.weight_index if impl is not None else None,
             "uses_openmp": cg.uses_openmp, "build_time": time.perf_counter() - t0}
 
 
@@ -114,13 +121,18 @@ def _worker_task(payload: dict):
     if payload.get("dag"):                  # an auto-scheduled workload: its compute DAG, pickled
         from .auto_scheduler.workload import receive_dag
         receive_dag(payload["name"], payload["args"], payload["dag"])
-    key = json.dumps([payload["name"], payload["args"], payload["target"], payload.get("threads")])
+    epilogue = payload.get("epilogue") or ()
+    key = json.dumps([payload["name"], payload["args"], payload["target"], payload.get("threads"), epilogue])
     task = _RunnerState.tasks.get(key)
     if task is None:
         target = parse(payload["target"])
         if payload.get("threads"):        # the task's own count: split-K and parallel loops depend on it
             target = replace(target, threads=payload["threads"])
-        task = _RunnerState.tasks[key] = create_task(payload["name"], payload["args"], target)
+        if payload.get("dag"):            # an auto-scheduled workload has no epilogue of its own
+            task = create_task(payload["name"], payload["args"], target)
+        else:
+            task = create_task(payload["name"], payload["args"], target, epilogue)
+        _RunnerState.tasks[key] = task
     return task
 
 
@@ -131,6 +143,7 @@ class _RunnerState:
     inputs: dict = {}
     reference: dict = {}
     flush = None
+    cold = None             # (a weight array, its copies): the last candidate's cold weights
     heap_kept = False
 
 
@@ -169,16 +182,79 @@ def _inputs(key: str, specs: list, task=None, config=None) -> list:
         a = st.get((k, shape, dt.str, written))
         if a is None:
             rng = np.random.default_rng([k, *shape])      # by position and shape: config-independent
-            a = np.zeros(shape, dt) if written else random_array(rng, shape, dt)
+            a = padded_array(shape, dt)
+            if not written:
+                a[...] = random_array(rng, shape, dt)
             st[(k, shape, dt.str, written)] = a
         if packed:
             # only the last candidate's packing is kept: a packed weight per config would pile up
             layout = json.dumps(config, sort_keys=True)
             if st.get(("packed", k), (None,))[0] != layout:
-                st[("packed", k)] = (layout, np.ascontiguousarray(task.pack_weight(a, config)))
+                packed_w = task.pack_weight(a, config)
+                st[("packed", k)] = (layout, padded_array(packed_w.shape, packed_w.dtype))
+                st[("packed", k)][1][...] = packed_w
             a = st[("packed", k)][1]
         arrays.append(a)
     return arrays
+
+
+CALIBRATE_CALLS = 4         # calls whose fastest sizes a repeat
+CALIBRATE_LONG = 0.2        # seconds: a kernel this slow is timed once a repeat without more calls
+REPEAT_STRETCH = 4          # a repeat ends after 4 calls once it lasted this many times min_repeat_ms
+
+
+def per_call(times: list[float]) -> float:
+    """One repeat's time per call from its calls' times: their lower quartile (from 4 calls; the
+    mean of fewer).  On a shared machine a call that the OS preempts, or whose parallel team
+    waits for a thread descheduled until its next time slice (milliseconds), takes many times the
+    kernel's own time; such calls say how busy the machine was, not how fast the config is, and
+    the quartile leaves them out while still taking the spread of the kernel's own calls."""
+    if len(times) < 4:
+        return sum(times) / max(1, len(times))
+    return sorted(times)[len(times) // 4]
+
+
+COLD_COPIES_MAX = 64            # copies of a small weight: enough to leave L2, few enough to make fast
+COLD_BYTES_MAX = 256 << 20      # and never more memory than this for them
+
+
+def weight_copies(w, target: Target) -> list:
+    """Copies of weight w (w itself first) that together hold at least four times the L2 of the
+    cores the kernel runs on, within COLD_COPIES_MAX and COLD_BYTES_MAX: a kernel that reads
+    them in turn meets its weight as in a model, out of L2."""
+    import numpy as np
+    want = 4 * target.caches.l2 * max(1, target.threads)
+    n = max(1, min(COLD_COPIES_MAX, -(-want // max(1, w.nbytes)), COLD_BYTES_MAX // max(1, w.nbytes)))
+    copies = [w]
+    for _ in range(n - 1):
+        copies.append(padded_array(w.shape, w.dtype))
+        copies[-1][...] = w
+    return copies
+
+
+SLACK = 4096        # bytes after a padded array
+
+
+def padded_array(shape, dtype):
+    """A zeroed C-contiguous array at a 64-byte boundary with SLACK bytes of memory after it, as a
+    model's weights blob and workspace hold a kernel's arguments (each 64-byte aligned, in one
+    large buffer): a kernel whose last vector load runs past an argument's end reads memory
+    there, and so must it where the tuner or the model check times it alone."""
+    import numpy as np
+    dt = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    buf = np.zeros(nbytes + 64 + SLACK, np.uint8)
+    off = (-buf.ctypes.data) % 64
+    return buf[off:off + nbytes].view(dt).reshape(shape)
+
+
+def _weight_copies(w, target: Target) -> list:
+    """weight_copies, kept for the next candidate while its weight is the same array (a config
+    that packs it alike)."""
+    kept = _RunnerState.cold
+    if kept is None or kept[0] is not w:
+        _RunnerState.cold = kept = (w, weight_copies(w, target))
+    return kept[1]
 
 
 def _run_job(payload: dict) -> dict:
@@ -196,6 +272,11 @@ def _run_job(payload: dict) -> dict:
     packs = any(p for *_, p in specs)
     arrays = _inputs(key, specs, _worker_task(payload["task"]) if packs else None, payload.get("config"))
     ptrs = [a.ctypes.data for a in arrays]
+    rotation = [ptrs]
+    weight = payload.get("weight_arg")
+    if opt.cold_weights and weight is not None and weight < len(arrays) and not specs[weight][2]:
+        rotation = [[c.ctypes.data if k == weight else p for k, p in enumerate(ptrs)]
+                    for c in _weight_copies(arrays[weight], parse(payload["target"]))]
     outs = [a for a, (_, _, w, _) in zip(arrays, specs) if w]
     for o in outs:
         o.fill(0)
@@ -214,26 +295,34 @@ def _run_job(payload: dict) -> dict:
                         "error_msg": f"result differs from the reference (max abs error {err:.3g})"}
     for _ in range(max(0, opt.warmup - 1)):
         fn(*ptrs)
-    # calibrate on a warm call: the first one pays cold caches and page faults, and sized by it
-    # the repeats would come out shorter than min_repeat_ms (and noisier).  A kernel whose first
-    # call already lasted min_repeat_ms runs once per repeat whatever the warm call says, so it
-    # is not called for (a fifth of a matmul candidate's timing).
-    warm = first
-    if first < opt.min_repeat_ms / 1e3:
+    # calibrate on the fastest of a few warm calls: the first one pays cold caches and page
+    # faults, and a call the machine's load stretched (a thread of the parallel team descheduled
+    # for a time slice: milliseconds) would size the repeats at one call each, which per_call
+    # cannot see past.  A kernel of over CALIBRATE_LONG seconds is long enough to run once a repeat.
+    warm = [first]
+    while len(warm) < CALIBRATE_CALLS and min(warm) < CALIBRATE_LONG:
         t = time.perf_counter()
         fn(*ptrs)
-        warm = time.perf_counter() - t
-    number = max(1, int(opt.min_repeat_ms / 1e3 / max(min(first, warm), 1e-7)))
+        warm.append(time.perf_counter() - t)
+    number = max(1, int(opt.min_repeat_ms / 1e3 / max(min(warm), 1e-7)))
     costs = []
+    calls = 0
     for _ in range(opt.repeat):
         if opt.flush_cache:
             if _RunnerState.flush is None:
                 _RunnerState.flush = np.zeros(64 << 20 >> 3)
             _RunnerState.flush += 1.0
-        t = time.perf_counter()
+        times = []
+        start = time.perf_counter()
         for _ in range(number):
-            fn(*ptrs)
-        costs.append((time.perf_counter() - t) / number)
+            t = time.perf_counter()
+            fn(*rotation[calls % len(rotation)])
+            times.append(time.perf_counter() - t)
+            calls += 1
+            # calls the load stretches must not stretch the repeat past the runner's timeout
+            if len(times) >= 4 and t - start > REPEAT_STRETCH * opt.min_repeat_ms / 1e3:
+                break
+        costs.append(per_call(times))
         if payload.get("cutoff") and costs[0] > payload["cutoff"]:
             break
     return {"error_no": 0, "costs": costs, "run_time": time.perf_counter() - t0}
@@ -276,12 +365,19 @@ def _worker_main(rfd: int, wfd: int) -> None:
 
 # ---------------------------------------------------------------- parent side
 
+def measure_key(task) -> str:
+    """What a measured candidate's timing depends on besides its config: the workload and the
+    epilogue it is timed with (the runner keeps inputs and reference outputs per key)."""
+    epilogue = getattr(task, "epilogue", ())
+    return task.workload_key if not epilogue else json.dumps([task.workload_key, epilogue])
+
+
 def _payload(task, config) -> dict:
     """What a builder or the runner needs to recreate the task and a config of it (an
     auto-scheduled task's compute DAG too)."""
     from .task import _symbol
     return {"name": task.name, "args": task.args, "target": str(task.target), "threads": task.target.threads,
-            "config": None if config is None else config.to_json(),
+            "epilogue": getattr(task, "epilogue", ()), "config": None if config is None else config.to_json(),
             "symbol": _symbol(task.name), "module": task.module, "dag": task.dag}
 
 
@@ -393,7 +489,7 @@ class Measurer:
     def build_batch(self, task, configs: list) -> list[dict]:
         """Build configs on the builder processes (each takes the next job as soon as it is free);
         a config built recently is not built again."""
-        keys = [json.dumps([task.workload_key, str(task.target), None if c is None else c.to_json()],
+        keys = [json.dumps([measure_key(task), str(task.target), None if c is None else c.to_json()],
                            sort_keys=True) for c in configs]
         todo = [k for k in dict.fromkeys(keys) if k not in self._built]
         done = self._spread([("build", self._payload(task, configs[keys.index(k)])) for k in todo],
@@ -455,18 +551,19 @@ class Measurer:
         """Time one built candidate in the runner (only once if slower than cutoff seconds)."""
         payload = {"cutoff": cutoff, "object": build["object"], "symbol": build["symbol"], "specs": build["specs"],
                    "task": self._payload(task, None), "config": build.get("config"),
-                   "uses_openmp": build["uses_openmp"], "workload": task.workload_key,
+                   "uses_openmp": build["uses_openmp"], "workload": measure_key(task),
+                   "weight_arg": build.get("weight_arg"),
                    "target": str(task.target), "option": self.option, "role": role}
         self.runner.submit("run", payload)
         res = self.runner.result(self.option.run_timeout, ErrorNo.RUN_TIMEOUT, ErrorNo.RUNTIME_ERROR)
         if self.runner.proc is None:     # the runner died or hung: its reference outputs are gone
-            self._has_reference = {k for k in self._has_reference if k != task.workload_key}
+            self._has_reference = {k for k in self._has_reference if k != measure_key(task)}
         return res
 
     def ensure_reference(self, task, build: dict | None = None) -> None:
         """Run the task's default config once so candidates can be checked against its output
         (`build`: the default config's build, when it was built elsewhere)."""
-        if task.workload_key in self._has_reference or not self.option.check_correctness:
+        if measure_key(task) in self._has_reference or not self.option.check_correctness:
             return
         b = build or self.build_batch(task, [None])[0]
         if b.get("error_no"):
@@ -474,7 +571,7 @@ class Measurer:
         r = self.run_one(task, b, "reference")
         if r.get("error_no"):
             raise RuntimeError(f"the default schedule of {task} does not run: {r.get('error_msg')}")
-        self._has_reference.add(task.workload_key)
+        self._has_reference.add(measure_key(task))
 
     def measure(self, task, configs: list, rounds: int = 1, best_cost: float | None = None) -> list[Record]:
         """Build and time a batch of configs of one task; one Record each, errors included.

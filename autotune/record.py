@@ -80,6 +80,9 @@ class Record:
     # the default itself, above 1 when this one ran faster); 0 when not known
     vs_default: float = 0.0
     host: str = ""                      # the machine that timed it, when not the one tuning (a cluster's)
+    # timed by `tilewise tune`'s model check: the kernel as the model built it, beside the untuned
+    # model's kernel (vs_default: that kernel's time over this one's); it judges the config alone
+    in_model: bool = False
     version: int = RECORD_VERSION
 
     @property
@@ -99,6 +102,8 @@ class Record:
         d = asdict(self)
         if not d["host"]:          # optional: a local run's records read as before, in any tilewise
             del d["host"]
+        if not d["in_model"]:
+            del d["in_model"]
         return json.dumps(d, separators=(",", ":"))
 
     @classmethod
@@ -177,6 +182,7 @@ _FIELD_CHECKS = {       # field -> why its value is malformed ('' when it is fin
     "timestamp": lambda v: "" if _number(v) else "not a Unix time (a non-negative number)",
     "vs_default": lambda v: "" if _number(v) else "not a non-negative finite number",
     "checked": lambda v: "" if isinstance(v, bool) else "not true or false",
+    "in_model": lambda v: "" if isinstance(v, bool) else "not true or false",
 }
 
 
@@ -447,7 +453,8 @@ def pooled(records: Iterable[Record]) -> list[Record]:
 
     A config measured more than once (a resumed run) is judged by the median over all its
     timings, so one lucky batch on a noisy machine does not make it best.  A config that a
-    tuner's final check re-timed is judged by the check's timings alone (see pooled_costs).
+    tuner's final check re-timed is judged by the check's timings alone, one the model check
+    re-timed by the model check's (see pooled_costs).
     """
     groups: dict[tuple, list[Record]] = {}
     for r in records:
@@ -456,23 +463,27 @@ def pooled(records: Iterable[Record]) -> list[Record]:
     out = []
     for rs in groups.values():
         latest = max(rs, key=lambda r: r.timestamp)
-        ratios = [r.vs_default for r in rs if r.checked and r.vs_default > 0]
+        judges = [r for r in rs if r.in_model] or [r for r in rs if r.checked]
+        ratios = [r.vs_default for r in judges if r.vs_default > 0]
         out.append(latest if len(rs) == 1 else replace(
             latest, costs=pooled_costs(rs), checked=any(r.checked for r in rs),
+            in_model=any(r.in_model for r in rs),
             vs_default=statistics.median(ratios) if ratios else 0.0))
     return out
 
 
 def pooled_costs(records: Iterable[Record]) -> list[float]:
-    """The timings that judge one config: those of its checked records if any, else all of them.
+    """The timings that judge one config: those the model check took of it if any (the kernel as
+    the model runs it), else those of its checked records, else all of them.
 
     The tuning-time timing of a config that made it into the final check is the one that put it
     there, so it is the luckiest of its kind on a noisy machine (the winner's curse); the check
     timed the candidates side by side, and only those timings compare them fairly.
     """
     records = list(records)
+    in_model = [c for r in records if r.in_model for c in r.costs]
     checked = [c for r in records if r.checked for c in r.costs]
-    return checked or [c for r in records for c in r.costs]
+    return in_model or checked or [c for r in records for c in r.costs]
 
 
 # How much faster than the default, timed beside it, a config must run to be preferred to it: a

@@ -106,6 +106,9 @@ class Task:
     name: str
     args: tuple
     target: Target = field(compare=False)
+    # the fused chain a model runs after this anchor (autotune.epilogue); not part of the
+    # workload key: a record is of the anchor's config, whatever chain the candidate was timed with
+    epilogue: tuple = field(default=(), compare=False)
 
     @property
     def workload_key(self) -> str:
@@ -133,12 +136,17 @@ class Task:
         return config
 
     def instantiate(self, config: ConfigEntity | FallbackConfig | dict | int | None = None,
-                    prepacked: bool = False):
+                    prepacked: bool = False, fused: bool = False):
         """(schedule, tensors) for a config (an entity, its JSON, an index, or None for the default);
         `prepacked`: the weight input laid out by the implementation's pack_weight, as a model
-        build passes its constants (the tuner's builders build candidates this way)."""
+        build passes its constants; `fused`: prepacked, and with the task's epilogue fused after
+        the anchor, its inputs after the template's (the tuner's builders build candidates so)."""
         config = self._config(config)
-        if prepacked and self.implementation is not None:
+        if fused and self.epilogue and self.implementation is not None:
+            from .epilogue import instantiate_fused
+            impl = self.implementation
+            return instantiate_fused(impl, impl.workload(self.args), config, self.target, self.epilogue)
+        if (prepacked or fused) and self.implementation is not None:
             return self.implementation.instantiate(config, self.args, self.target, prepacked=True)
         return get_template(self.name)(config, *self.args, target=self.target)
 
@@ -186,16 +194,18 @@ def _symbol(name: str) -> str:
     return "tw_" + "".join(c if c.isalnum() else "_" for c in name)
 
 
-def create_task(name, args, target=None):
+def create_task(name, args, target=None, epilogue=()):
     """A task for the registered template `name` with these arguments (target: this CPU by default);
-    ValueError for arguments no template call should see (see check_args).  A function registered
-    with @autotune.register_workload (or its name) gives an auto-scheduling task instead."""
+    ValueError for arguments no template call should see (see check_args).  `epilogue`: the chain a
+    model fuses after the anchor (autotune.epilogue), which candidates are timed with.  A function
+    registered with @autotune.register_workload (or its name) gives an auto-scheduling task instead."""
     from .auto_scheduler.workload import create_auto_task, is_workload
     if callable(name) or (isinstance(name, str) and name not in TEMPLATES and is_workload(name)):
         return create_auto_task(name, args, target)
     get_template(name)
     check_args(name, args)
-    task = Task(name, freeze(tuple(args)), parse(target))
+    from .epilogue import check_epilogue
+    task = Task(name, freeze(tuple(args)), parse(target), check_epilogue(epilogue))
     task.implementation             # a template of the registry that does not apply fails here
     return task
 

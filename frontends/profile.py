@@ -333,3 +333,90 @@ def plot_roofline(rows: list[RooflineRow], peak_gflops: float, bandwidth_gbs: fl
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- two builds of one model, kernel by kernel
+@dataclass
+class KernelPair:
+    """One group of a model as two builds compile it (a: the reference build, b: the other), timed
+    side by side as the model meets it: its weights cold, its input warm."""
+    nodes: tuple[str, ...]          # the group's graph nodes, anchor first
+    calls: int                      # how many times the model calls it
+    a: object = None                # the reference build's frontends.compile.KernelCall of it
+    b: object = None
+    times_a: list[float] = field(default_factory=list)     # seconds per call, one per round
+    times_b: list[float] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        """Median over rounds of a's time over b's (above 1: b runs faster)."""
+        rs = [x / y for x, y in zip(self.times_a, self.times_b) if y > 0]
+        return statistics.median(rs) if rs else math.nan
+
+
+def compare_builds(lib_a, lib_b, target=None, rounds: int = 7, min_time: float = 0.004,
+                   only: Callable[[object, object], bool] | None = None) -> list[KernelPair]:
+    """Time each kernel of two builds of one graph (GraphLibrary) that differ, in alternating
+    rounds, each call reading its weights from rotating copies larger than the L2 caches
+    (autotune.measure.weight_copies), as the model meets them; `only(call_a, call_b)` picks the
+    groups to time.  The kernels come from the builds' own compiled modules."""
+    from te.build import arg_specs
+    from te.runtime import random_array
+    from te.target import parse
+
+    from autotune.measure import padded_array, weight_copies
+    tgt = parse(target)
+    pairs: dict[tuple, KernelPair] = {}
+    steps_b = {tuple(st.nodes): st for st in lib_b.plan.steps}
+    for st in lib_a.plan.steps:
+        other = steps_b.get(tuple(st.nodes))
+        if other is None or (only is not None and not only(st, other)):
+            continue
+        key = (st.kernel, other.kernel)
+        if key in pairs:
+            pairs[key].calls += 1
+        else:
+            pairs[key] = KernelPair(tuple(st.nodes), 1, st, other)
+    rng = np.random.default_rng(0)
+    runs = []
+    for p in pairs.values():
+        fns = []
+        for lib, call in ((lib_a, p.a), (lib_b, p.b)):
+            func = next(f for f in lib.plan.funcs if f.name == call.kernel)
+            if lib._jit is None:
+                lib._compile_jit()
+            fn = lib._jit[0].function(call.kernel, len(func.args))
+            specs = arg_specs(func)
+            arrays = [padded_array(s.shape, s.dtype) for s in specs]
+            for a, s in zip(arrays, specs):
+                if not s.written:
+                    a[...] = random_array(rng, s.shape, s.dtype)
+            rotation = [[a.ctypes.data for a in arrays]]
+            copies = []
+            params = [k for k, (space, _) in enumerate(call.args[:len(arrays)]) if space == "param"]
+            if params:          # the largest constant (the weight) cold: the others are small
+                w = max(params, key=lambda k: arrays[k].nbytes)
+                copies = weight_copies(arrays[w], tgt)
+                rotation = [[c.ctypes.data if k == w else a.ctypes.data for k, a in enumerate(arrays)]
+                            for c in copies]
+            fns.append((fn, rotation, arrays + copies))      # the arrays live while their pointers are called
+        runs.append((p, fns))
+    for _ in range(max(1, rounds)):
+        for p, fns in runs:
+            for (fn, rotation, _), times in zip(fns, (p.times_a, p.times_b)):
+                times.append(_time_rotating(fn, rotation, min_time))
+    return list(pairs.values())
+
+
+def _time_rotating(fn, rotation: list, min_time: float) -> float:
+    """Seconds per call of fn (autotune.measure.per_call: calls the machine's load stretched left
+    out), its calls taking their arguments from `rotation` in turn, over at least min_time (one
+    untimed call first: the engine that ran before may still hold the cores)."""
+    from autotune.measure import per_call
+    fn(*rotation[0])
+    times, t0 = [], time.perf_counter()
+    while not times or time.perf_counter() - t0 < min_time:
+        t = time.perf_counter()
+        fn(*rotation[len(times) % len(rotation)])
+        times.append(time.perf_counter() - t)
+    return per_call(times)

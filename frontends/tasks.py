@@ -65,6 +65,42 @@ def workload_of(node: Node, g: Graph) -> registry.Workload | None:
     return None
 
 
+def epilogue_of(grp, g: Graph) -> tuple:
+    """The fused chain after a group's anchor as an autotune.epilogue (what the tuner times its
+    candidates with): the anchor's bias, then each op that reads the value before it, up to the
+    first op the epilogue cannot express (the kernel is then timed with the chain up to there)."""
+    from autotune.epilogue import EPILOGUE_OPS
+    n = grp.master
+    steps: list = []
+    if len(n.inputs) > 2 and n.inputs[2]:
+        if n.op == "Conv" or (n.op == "Gemm" and n.attrs.get("beta", 1.0) == 1.0 and n.attrs.get("alpha", 1.0) == 1.0
+                              and tuple(g.info(n.inputs[2]).shape) == (g.info(n.outputs[0]).shape[-1],)):
+            steps.append(("bias", tuple(g.info(n.inputs[2]).shape)))
+        else:                   # a scaled or broadcast C: lowered outside the anchor's compute
+            return ()
+    value = n.outputs[0]
+    for m in grp.nodes[1:]:
+        if m.op not in EPILOGUE_OPS or value not in m.inputs or (m.attrs and m.op != "Clip"):
+            break
+        if m.op == "Clip" and not all(i == value or (i in g.constants and g.constants[i].size == 1)
+                                      for i in m.inputs):       # a bound left out or computed
+            break
+        operands = []
+        for i in m.inputs:
+            c = g.constants.get(i)
+            if i == value:
+                operands.append("x")
+            elif c is not None and c.size == 1:
+                operands.append(float(c.reshape(-1)[0]))
+            elif i:
+                operands.append(tuple(g.info(i).shape))
+        if m.op == "Clip" and m.attrs:          # opset < 11: the bounds are attributes
+            operands += [float(m.attrs.get("min", -3.4e38)), float(m.attrs.get("max", 3.4e38))]
+        steps.append((m.op, tuple(operands)))
+        value = m.outputs[0]
+    return tuple(steps)
+
+
 def conv_geometry(node: Node, g: Graph) -> ConvGeometry:
     """The te.ops ConvGeometry of a 2-D Conv node with a constant weight (shapes from the graph)."""
     return workload_of(node, g).geometry
@@ -125,7 +161,7 @@ def extract_tasks(graph: Graph, target=None, algorithms: str = "all",
         for impl in impls if algorithms == "all" else impls[:1]:
             choice = registry.Choice(impl, wl, target)
             if choice.task is not None:
-                add(autotune.create_task(*choice.task, target), wl, grp.master.name)
+                add(autotune.create_task(*choice.task, target, epilogue_of(grp, g)), wl, grp.master.name)
     # heaviest kernels first, each kernel's implementations in the registry's order (preferred first)
     order = {mt.workload: -mt.total_flops for mt in reversed(found.values())}
     return sorted(found.values(), key=lambda t: order[t.workload])

@@ -132,3 +132,18 @@ def test_conv_candidates_take_prepacked_weights(measurer):
         for s in range(3):
             ref += np.einsum("kc,nchw->nkhw", w[:, :, r, s], xp[:, :, r:r + 8, s:s + 8])
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_calls_the_machine_preempted_do_not_make_a_config_slow():
+    from autotune.measure import per_call
+    kernel = [1e-4 + k * 1e-6 for k in range(12)]
+    preempted = [4e-3] * 4                       # a thread of the team descheduled for a time slice
+    assert per_call(kernel + preempted) < 1.1e-4
+    assert per_call([1e-4, 3e-4]) == pytest.approx(2e-4)     # fewer than 4 calls: their mean
+
+
+def test_arguments_are_aligned_with_memory_after_them_as_in_a_model():
+    from autotune.measure import SLACK, padded_array
+    a = padded_array((3, 5), "float32")
+    assert a.ctypes.data % 64 == 0 and a.shape == (3, 5) and a.flags.c_contiguous and not a.any()
+    assert a.base.nbytes - (a.ctypes.data - a.base.ctypes.data) - a.nbytes >= SLACK

@@ -92,3 +92,23 @@ def test_best_pools_timings_and_prefers_checked_configs(tmp_path):
     rec.merge([log], out)
     (m,) = rec.load(out)
     assert m.config == cfg(2) and m.checked
+
+
+def test_a_model_check_judges_a_config_alone(tmp_path):
+    """Records the model check timed (in_model) decide a config's cost and speed-up over the
+    default, whatever the tuner's final check said of it: a config slower in the model loses."""
+    wl = W
+    default = rec.Record(wl, cfg(1), [2.0], isa="x86_64", checked=True, vs_default=1.0)
+    tuned = [rec.Record(wl, cfg(2), [1.0], isa="x86_64", checked=True, vs_default=2.0) for _ in range(3)]
+    assert rec.best([default, *tuned])[wl].config == cfg(2)
+    in_model = rec.Record(wl, cfg(2), [2.5, 2.6], isa="x86_64", checked=True, vs_default=0.8, in_model=True)
+    b = rec.best([default, *tuned, in_model])
+    assert b[wl].config == cfg(1)
+    (pooled,) = [r for r in rec.pooled([*tuned, in_model])]
+    assert pooled.in_model and pooled.vs_default == 0.8 and sorted(pooled.costs) == [2.5, 2.6]
+    log = tmp_path / "l.jsonl"
+    rec.append(log, [default, in_model])
+    assert '"in_model"' not in open(log).readline()             # written only when true
+    assert [r.in_model for r in rec.load(log)] == [False, True]
+    with pytest.raises(ValueError, match="in_model"):
+        rec.Record.from_json(in_model.to_json().replace('"in_model":true', '"in_model":1'))

@@ -24,7 +24,11 @@ $TILEWISE_LOGS, for this CPU's ISA), the best known config of each task is measu
 
 The run ends with a table: per task its occurrences in the model, trials, best GFLOP/s,
 % of this machine's peak, estimated share of the model's time, and the speed-up over the
-default schedule.  Then build the model with the log:  tilewise build MODEL -o model.so --log LOG"""
+default schedule.  Then the model check: the model is built untuned and with the log, every
+kernel the log changed is timed beside the untuned one as the model runs it, and its verdict
+goes into the log (a config that ran slower in the model loses to the kernel it replaced);
+the two models are timed in alternating rounds and the gain is reported beside the estimate.
+Then build the model with the log:  tilewise build MODEL -o model.so --log LOG"""
 
 EXAMPLES = """\
   tilewise tune resnet50.onnx --trials 2000 --log resnet50.jsonl
@@ -77,6 +81,9 @@ def register(sub, common) -> None:
                    help="all: tune every implementation of each kernel (direct, GEMM, Winograd...) and "
                         "build with the fastest; preferred: only the one an untuned build runs")
     p.add_argument("--no-shared-logs", action="store_true", help="do not start from the shared logs")
+    p.add_argument("--no-model-check", action="store_true",
+                   help="skip the model check after tuning (the model built with the log timed against the "
+                        "untuned one, kernel by kernel; records of kernels that ran slower in the model lose)")
     p.add_argument("--shape", action="append", metavar="NAME=DIMS", help="fix an input shape, e.g. data=1x3x224x224")
     m = p.add_argument_group("measurement")
     m.add_argument("--repeat", type=_int_in(1, MAX_REPEAT), default=3,
@@ -190,6 +197,7 @@ def run(args) -> int:
                       shared_logs=not args.no_shared_logs, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms,
                       builders=args.builders, seed=args.seed, cluster=args.cluster,
                       all_targets=args.targets == "all-in-cluster", algorithms=args.algorithms,
+                      model_check=not args.no_model_check,
                       resume_cmd=f"tilewise tune {args.model} --log {log_path} --resume"
                                  + (f" --cluster {args.cluster}" if args.cluster else "")
                                  + (f" --targets {args.targets}" if args.targets != "this" else ""))
@@ -199,12 +207,14 @@ def tune_model(graph, tasks, log_path: str, *, title: str, tuner: str = "xgb", n
                time_budget: float | None = None, max_tasks: int | None = None, shared_logs: bool = True,
                repeat: int = 3, min_repeat_ms: float = 10.0, builders: int = 2, seed: int = 0,
                cluster: str | None = None, all_targets: bool = False, resume_cmd: str | None = None,
-               algorithms: str = "all") -> int:
+               algorithms: str = "all", model_check: bool = False) -> int:
     """Tune the tasks (frontends.tasks.ModelTask list) into log_path; prints progress and the table.
 
     time_budget is in seconds.  With `cluster` (a Dask scheduler's address) the model's tasks are
     measured on its workers, for this CPU or (all_targets) for every ISA its workers advertise, the
     targets tuned at once.  Returns the exit code (130 when interrupted).  Shared by `tune` and `demo`.
+    With `model_check` (a local run), the tuned model is then checked against the untuned one
+    (tune_check.py).
     """
     import autotune
     from te.target import host
@@ -216,7 +226,10 @@ def tune_model(graph, tasks, log_path: str, *, title: str, tuner: str = "xgb", n
                   shared_logs=shared_logs, seed=seed, board=board, log_path=log_path)
     if cluster is None:
         run = _Run(host(), tasks, autotune.Measurer(option), peak=ceilings().peak_gflops, **common)
-        return _finish([run], [run.tune()], log_path, resume_cmd)
+        code = _finish([run], [run.tune()], log_path, resume_cmd)
+        if model_check and code == 0 and run.sched.trials_this_run:     # something new to judge
+            _model_check(graph, log_path, run.sched)
+        return code
     from autotune import cluster as cl
     try:
         client, _ = cl.connect(cluster)
@@ -473,19 +486,13 @@ class _Progress:
         return f"[{self.label}] " if self.label else ""
 
 
-def _report(sched, peak: float, seconds: float, log_path: str, interrupted: bool, resume_cmd: str | None) -> None:
-    rows = sched.summary()
-    out = []
+def estimated_times(rows) -> tuple[float, float, bool]:
+    """(time in the tuned kernels per run with default schedules, with the best, whether every
+    kernel has both figures) from the scheduler's summary rows."""
     default_total = tuned_total = 0.0
     complete = True
     kernels: dict[object, list] = {}         # a kernel's alternatives (one row each) under one key
     for k, r in enumerate(rows):
-        gf = r.best_flops / 1e9
-        out.append([k + 1, task_label(r.task.name, r.task.args), int(r.weight), r.trials,
-                    fmt_num(gf, 1) if r.best_flops else "-",
-                    fmt_num(100 * gf / peak, 1, "%") if r.best_flops and peak else "-",
-                    fmt_num(100 * r.share, 1, "%"),
-                    fmt_num(r.speedup, 2, "x")])
         kernels.setdefault(("task", k) if r.group is None else r.group, []).append(r)
     for alts in kernels.values():
         # an untuned build runs the first (preferred) alternative's default; a tuned one the fastest
@@ -496,6 +503,46 @@ def _report(sched, peak: float, seconds: float, log_path: str, interrupted: bool
             tuned_total += min(tuned)
         else:
             complete = False
+    return default_total, tuned_total, complete
+
+
+def _model_check(graph, log_path: str, sched) -> None:
+    """Run the model check (tune_check.py) and report it beside the tuner's estimate."""
+    from .tune_check import check_model_isolated
+    if graph.batch is not None:
+        note("tilewise: note: model check skipped: the model has a dynamic batch")
+        return
+    default_total, tuned_total, _ = estimated_times(sched.summary())
+    say("")
+    say("model check: building the model untuned and with the log, timing the kernels the log changed...")
+    try:
+        mc = check_model_isolated(graph, log_path)
+    except Exception as e:          # the log holds every record: the check is a verdict, not the result
+        note(f"tilewise: note: model check failed ({type(e).__name__}: {e}); the log is complete")
+        return
+    if mc.slower:
+        say(f"model check: {len(mc.slower)} of {mc.kernels} tuned kernel(s) ran slower in the model than untuned "
+            f"({', '.join(mc.slower[:6])}{', ...' if len(mc.slower) > 6 else ''}); their records now say so, "
+            "and a build with the log takes the faster kernel")
+    else:
+        say(f"model check: none of the {mc.kernels} tuned kernel(s) ran slower in the model than untuned")
+    est = default_total / tuned_total if tuned_total > 0 else math.nan
+    reached = f"; {round(100 * (mc.gain - 1) / (est - 1))}% of the estimated gain" if est > 1.001 else ""
+    say(f"model: {fmt_time(mc.untuned)} per run untuned, {fmt_time(mc.tuned)} tuned ({mc.gain:.2f}x; "
+        f"the tuner estimated {est:.2f}x{reached}); {mc.records} in-model record(s) appended to {log_path}")
+
+
+def _report(sched, peak: float, seconds: float, log_path: str, interrupted: bool, resume_cmd: str | None) -> None:
+    rows = sched.summary()
+    out = []
+    for k, r in enumerate(rows):
+        gf = r.best_flops / 1e9
+        out.append([k + 1, task_label(r.task.name, r.task.args), int(r.weight), r.trials,
+                    fmt_num(gf, 1) if r.best_flops else "-",
+                    fmt_num(100 * gf / peak, 1, "%") if r.best_flops and peak else "-",
+                    fmt_num(100 * r.share, 1, "%"),
+                    fmt_num(r.speedup, 2, "x")])
+    default_total, tuned_total, complete = estimated_times(rows)
     say("")
     say(table(["#", "task", "occurrences", "trials", "best GFLOP/s", "% of peak", "share of model time",
                "speed-up vs default"], out, "rllrrrrr"))

@@ -1,0 +1,98 @@
+"""Candidates are timed as the model runs them: the group's fused epilogue, cold weights."""
+import numpy as np
+import pytest
+from onnx import helper, numpy_helper
+
+import autotune
+import frontends
+from autotune.epilogue import check_epilogue
+from autotune.measure import _weight_copies
+from frontends.tasks import epilogue_of, extract_tasks
+from te.target import host
+
+from ..frontends.onnx_helpers import tiny, vi
+
+
+def _conv_add_relu():
+    """Conv(bias) -> Add(residual input) -> Relu, and a 1x1 Conv -> Clip(0, 6) after it."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((16, 8, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b")
+    w2 = numpy_helper.from_array(rng.standard_normal((16, 16, 1, 1)).astype(np.float32), "w2")
+    lo, hi = (numpy_helper.from_array(np.array(v, np.float32), n) for v, n in ((0.0, "lo"), (6.0, "hi")))
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c", "r"], ["s"]),
+             helper.make_node("Relu", ["s"], ["y"]),
+             helper.make_node("Conv", ["y", "w2"], ["c2"]),
+             helper.make_node("Clip", ["c2", "lo", "hi"], ["z"])]
+    return tiny(nodes, [vi("x", [1, 8, 12, 12]), vi("r", [1, 16, 12, 12])], [vi("z", [1, 16, 12, 12])],
+                [w, b, w2, lo, hi])
+
+
+def test_a_task_carries_its_group_epilogue_outside_its_key():
+    g = frontends.from_onnx(_conv_add_relu())
+    tasks = extract_tasks(g, algorithms="preferred")
+    by_w = {t.task.args[1][0:2]: t.task for t in tasks}
+    t3 = by_w[(16, 8)]
+    assert t3.epilogue == (("bias", (16,)), ("Add", ("x", (1, 16, 12, 12))), ("Relu", ("x",)))
+    assert by_w[(16, 16)].epilogue == (("Clip", ("x", 0.0, 6.0)),)
+    plain = autotune.create_task(t3.name, t3.args)
+    assert plain.workload_key == t3.workload_key and plain.epilogue == ()
+
+
+def test_the_fused_candidate_computes_the_model_kernel():
+    g = frontends.from_onnx(_conv_add_relu())
+    task = next(t.task for t in extract_tasks(g, algorithms="preferred") if t.task.args[1][1] == 8)
+    s, tensors = task.instantiate(None, fused=True)
+    x_t, w_t, b_t, r_t, y_t = tensors
+    import te
+    f = te.build(s, tensors, target=host())
+    rng = np.random.default_rng(1)
+    x, r = rng.standard_normal(x_t.shape).astype(np.float32), rng.standard_normal(r_t.shape).astype(np.float32)
+    w, b = g.constants["w"], g.constants["b"]
+    y = np.zeros(y_t.shape, np.float32)
+    f(x, task.pack_weight(w), b, r, y)
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))    # 1, C, H, W, 3, 3
+    ref = np.maximum(np.einsum("nchwrs,kcrs->nkhw", win, w) + b[None, :, None, None] + r, 0)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_an_epilogue_the_tuner_cannot_express_stops_there():
+    g = frontends.from_onnx(tiny([helper.make_node("Conv", ["x", "w"], ["c"]),
+                                  helper.make_node("LeakyRelu", ["c"], ["d"], alpha=0.1),
+                                  helper.make_node("Relu", ["d"], ["y"])],
+                                 [vi("x", [1, 8, 6, 6])], [vi("y", [1, 4, 6, 6])],
+                                 [numpy_helper.from_array(np.ones((4, 8, 1, 1), np.float32), "w")]))
+    from frontends.passes import fuse, run_passes
+    g2 = run_passes(g)
+    grp = next(grp for grp in fuse(g2) if grp.master.op == "Conv")
+    assert epilogue_of(grp, g2) == ()
+
+
+@pytest.mark.parametrize("bad", [[("Softmax", ["x"])], [("Relu", ["x"]), ("bias", [4])], [("Add", ["x", "y"])],
+                                 [("Add", ["x", [0, 3]])], "relu"])
+def test_a_malformed_epilogue_is_refused_by_name(bad):
+    with pytest.raises(ValueError, match="epilogue"):
+        check_epilogue(bad)
+
+
+def test_cold_weight_copies_outgrow_the_l2():
+    t = host()
+    w = np.ones(64 << 10, np.float32)                           # 256 KiB
+    copies = _weight_copies(w, t)
+    assert copies[0] is w and len({id(c) for c in copies}) == len(copies)
+    assert sum(c.nbytes for c in copies) >= min(4 * t.caches.l2 * t.threads, 64 * w.nbytes)
+    assert _weight_copies(w, t) is copies                       # the next candidate reuses them
+    big = np.ones(64 << 20, np.uint8)
+    assert len(_weight_copies(big, t)) <= 4                      # never more than 256 MiB of copies
+
+
+def test_a_fused_task_is_measured_and_checked():
+    g = frontends.from_onnx(_conv_add_relu())
+    task = next(t.task for t in extract_tasks(g, algorithms="preferred") if t.task.args[1][1] == 8)
+    space = task.config_space
+    with autotune.Measurer(autotune.measure_option(n_parallel=1, min_repeat_ms=1, repeat=2)) as m:
+        recs = m.measure(task, [space.get(space.default_index()), space.get(0)])
+    assert all(r.ok for r in recs), [r.error_msg for r in recs]
+    assert recs[0].workload == task.workload_key

@@ -1,0 +1,71 @@
+"""tilewise tune's model check: kernels the log changed judged in the model, and the verdict kept."""
+from __future__ import annotations
+
+import math
+
+import autotune
+import frontends
+from autotune import record as rec
+from frontends import profile
+from te.target import host
+from tilewise.commands import tune_check
+
+from ..tiny_models import fake_records, write_log
+
+
+def test_compare_builds_times_the_kernels_the_log_changed(tiny_onnx, tmp_path):
+    g = frontends.from_onnx(tiny_onnx)
+    log = write_log(tmp_path / "t.jsonl", fake_records(tiny_onnx))
+    untuned, tuned = frontends.build(g, host()), frontends.build(g, host(), logs=[log])
+    pairs = profile.compare_builds(untuned, tuned, host(), rounds=2, min_time=1e-4,
+                                   only=lambda a, b: b.task is not None)
+    assert {p.nodes[0] for p in pairs} == {n.name for n in g.nodes if n.op == "Conv"}
+    for p in pairs:
+        assert len(p.times_a) == len(p.times_b) == 2 and min(p.times_a + p.times_b) > 0
+        assert math.isfinite(p.ratio) and p.a.args != p.b.args      # the tuned weight is packed otherwise
+
+
+def test_a_config_slower_in_the_model_loses_to_the_untuned_kernel(tiny_onnx, tmp_path, monkeypatch):
+    """The tuned kernels are made to time 3x slower than the untuned ones: the check appends
+    in_model records that say so, and a build with the log goes back to the default configs."""
+    g = frontends.from_onnx(tiny_onnx)
+    log = write_log(tmp_path / "t.jsonl", fake_records(tiny_onnx))
+    compare = profile.compare_builds
+
+    def slower(lib_a, lib_b, target, rounds, only):
+        pairs = compare(lib_a, lib_b, target, 1, min_time=1e-4, only=only)
+        for p in pairs:
+            p.times_a, p.times_b = [1e-4] * 3, [3e-4] * 3
+        return pairs
+    monkeypatch.setattr(profile, "compare_builds", slower)
+    mc = tune_check.check_model(g, log, host(), repeat=2)
+    assert mc.kernels == 2 and len(mc.slower) == 2 and mc.records == 4
+    assert mc.untuned > 0 and mc.tuned > 0
+    judged = [r for r in rec.load(log) if r.in_model]
+    assert sorted(round(r.vs_default, 6) for r in judged) == [0.333333, 0.333333, 1.0, 1.0]
+    history = autotune.apply_history_best([log])
+    for r in rec.best(rec.load(log)).values():         # each task's best is now its default config
+        task = autotune.create_task(*autotune.task.parse_workload(r.workload), host())
+        space = task.config_space
+        assert r.config == space.get(space.default_index()).to_json()
+    assert history is not None
+
+
+def test_the_tune_command_ends_with_the_model_check(cli, tiny_onnx, tmp_path):
+    log = tmp_path / "t.jsonl"
+    r = cli("tune", tiny_onnx, "--trials", "6", "--log", log, "--no-shared-logs",
+            "--tuner", "random", "--repeat", "1", "--min-repeat-ms", "2")
+    assert r.code == 0, r.err
+    assert "model check:" in r.out
+    line = next(ln for ln in r.out.splitlines() if ln.startswith("model: "))
+    assert "untuned" in line and "the tuner estimated" in line
+    r2 = cli("tune", tiny_onnx, "--trials", "6", "--log", tmp_path / "u.jsonl", "--no-shared-logs",
+             "--no-model-check", "--tuner", "random", "--repeat", "1", "--min-repeat-ms", "2")
+    assert r2.code == 0 and "model check" not in r2.out
+
+
+def test_the_isolated_check_reports_a_failure_in_one_line(tiny_onnx, tmp_path):
+    import pytest
+    with pytest.raises(RuntimeError) as e:
+        tune_check.check_model_isolated(frontends.from_onnx(tiny_onnx), str(tmp_path / "missing.jsonl"))
+    assert "\n" not in str(e.value) and "missing.jsonl" in str(e.value)

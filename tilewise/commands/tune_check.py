@@ -1,0 +1,120 @@
+"""tilewise tune's model check: the model built with the tuning log, against the untuned model.
+
+The tuner times each task's candidates alone; the model runs them one after another, each
+meeting its weight cold and its input warm.  After tuning, the model check builds the model
+untuned (default schedules) and tuned (the log), times every kernel the log changed beside the
+untuned model's kernel for the same nodes (frontends.profile.compare_builds), and appends what
+it measured to the log as `in_model` records: the tuned config with the untuned kernel's time
+over its own (vs_default), the untuned kernel's config with 1.0.  Records so judged rank by
+these timings alone (autotune.record.pooled_costs), so a config that ran slower in the model
+than the kernel it replaced loses to it, and the next build with the log takes the faster.
+Then the two builds run in alternating rounds, and the gain the model shows (the lower
+quartile of each one's runs, autotune.measure.per_call) is reported beside the tuner's estimate.
+
+`tilewise tune` runs the check in a fresh interpreter (check_model_isolated), as the tuner
+measures in fresh workers: no thread of the tuning process (the cost model's) is in the
+process that times the models.  On a shared machine the timings still follow its load: a
+2-thread model whose OpenMP team waits for a descheduled thread at every kernel ran
+SqueezeNet at 310 ms a run instead of 5 ms while other jobs held the cores.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelCheck:
+    """What the model check found."""
+    untuned: float                  # seconds per model run, default schedules
+    tuned: float                    # seconds per model run, with the log (after the check's records)
+    kernels: int                    # tuned kernels timed in the model
+    slower: list[str] = field(default_factory=list)    # their anchor nodes that ran slower than untuned
+    records: int = 0                # in_model records appended to the log
+
+    @property
+    def gain(self) -> float:
+        return self.untuned / self.tuned if self.tuned > 0 else math.nan
+
+
+def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int = 20) -> ModelCheck:
+    """Build graph untuned and with the log, judge the log's kernels in the model (appending
+    in_model records), then time both models in alternating rounds."""
+    import frontends
+    from autotune import record as rec
+    from autotune.measure import per_call
+    from autotune.task import workload_key
+    from frontends.profile import compare_builds, random_inputs, time_interleaved
+    from te.target import parse
+    tgt = parse(target)
+    untuned = frontends.build(graph, tgt)
+    tuned = frontends.build(graph, tgt, logs=[log_path])
+    used = {r.workload: r for r in tuned.records}
+
+    def differs(a, b) -> bool:          # a kernel the log changed (another algorithm or config)
+        r = used.get(workload_key(*b.task)) if b.task is not None else None
+        return r is not None and not (a.task == b.task and r.config == _default_config(b.task, tgt))
+
+    pairs = compare_builds(untuned, tuned, tgt, rounds, only=differs)
+    found = []
+    for p in pairs:
+        r = used[workload_key(*p.b.task)]
+        now = dict(timestamp=time.time(), build_time=0.0, run_time=0.0, checked=True, in_model=True)
+        found.append(dataclasses.replace(r, costs=list(p.times_b), vs_default=p.ratio, **now))
+        if p.a.task is not None:
+            found.append(dataclasses.replace(r, workload=workload_key(*p.a.task), costs=list(p.times_a),
+                                             config=_default_config(p.a.task, tgt), vs_default=1.0, **now))
+    rec.append(log_path, found)
+    slower = [p.nodes[0] for p in pairs if p.ratio < 1 - rec.DEFAULT_MARGIN]
+    if slower:              # the records now say so: the build takes the faster kernel
+        tuned = frontends.build(graph, tgt, logs=[log_path])
+    feed = random_inputs(untuned.plan.inputs)
+    lat = time_interleaved({"untuned": lambda: untuned.run(**feed), "tuned": lambda: tuned.run(**feed)},
+                           repeat=repeat, block=3)
+    # runs the machine's load stretched say nothing of the schedules: as the kernels, by per_call
+    return ModelCheck(per_call(lat["untuned"].times), per_call(lat["tuned"].times), len(pairs), slower, len(found))
+
+
+def check_model_isolated(graph, log_path: str) -> ModelCheck:
+    """check_model for this CPU in a fresh interpreter (see the module docstring); RuntimeError
+    with the child's last line of error output if it fails."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+    env = dict(os.environ)
+    # the parent's import path, as the measurement workers get it (autotune/measure.py's _Worker)
+    env["TILEWISE_WORKER_PATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    code = ("import os, sys; sys.path.extend(p for p in os.environ['TILEWISE_WORKER_PATH'].split("
+            "os.pathsep) if p not in sys.path); from tilewise.commands.tune_check import _child; _child(sys.argv[1])")
+    with tempfile.TemporaryDirectory(prefix="tilewise-check-") as tmp:
+        io = os.path.join(tmp, "check.pickle")
+        with open(io, "wb") as f:
+            pickle.dump((graph, log_path), f)
+        proc = subprocess.run([sys.executable, "-I", "-c", code, io], env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+            raise RuntimeError(lines[-1] if lines else f"the checking process ended with exit code {proc.returncode}")
+        with open(io, "rb") as f:
+            return pickle.load(f)
+
+
+def _child(io: str) -> None:
+    """The fresh interpreter's side of check_model_isolated: (graph, log) in, ModelCheck out, one file."""
+    import pickle
+    with open(io, "rb") as f:
+        graph, log_path = pickle.load(f)
+    mc = check_model(graph, log_path)
+    with open(io, "wb") as f:
+        pickle.dump(mc, f)
+
+
+def _default_config(task: tuple, target) -> dict:
+    """The JSON of the default config of task (template, args)."""
+    import autotune
+    space = autotune.create_task(*task, target).config_space
+    return space.get(space.default_index()).to_json()
