@@ -231,9 +231,10 @@ class AutoTask(Task):
             return self.config_space.from_json(config)
         return config
 
-    def instantiate(self, config=None, prepacked: bool = False):
+    def instantiate(self, config=None, prepacked: bool = False, fused: bool = False):
         """(schedule, tensors) for a config (a StepConfig, its JSON, an index, or None for the default
-        config, index 0)."""
+        config, index 0).  `prepacked` and `fused` change nothing: an auto-scheduled task's computation
+        is already the whole kernel a model runs (a group's, epilogue included)."""
         config = self._config(config) or self.config_space.get(0)
         s = self.schedule()
         te.replay(s, list(config.steps))
