@@ -73,9 +73,11 @@ def instantiate_fused(impl, wl, cfg, target, epilogue: tuple):
     extra: list[te.Tensor] = []
     anchor_inputs = list(inputs)
     if steps and steps[0][0] == "bias":
-        bias = te.placeholder(tuple(steps.pop(0)[1]), wl.dtype, name="bias")
-        extra.append(bias)
-        anchor_inputs.append(bias)
+        shape = tuple(steps.pop(0)[1])
+        if len(inputs) == 2:        # data and weight only; a dense template's inputs hold its bias
+            bias = te.placeholder(shape, wl.dtype, name="bias")
+            extra.append(bias)
+            anchor_inputs.append(bias)
     out = impl.compute(anchor_inputs, wl, cfg, target, True)
     for k, (op, operands) in enumerate(steps):
         vals = []

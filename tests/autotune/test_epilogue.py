@@ -96,3 +96,25 @@ def test_a_fused_task_is_measured_and_checked():
         recs = m.measure(task, [space.get(space.default_index()), space.get(0)])
     assert all(r.ok for r in recs), [r.error_msg for r in recs]
     assert recs[0].workload == task.workload_key
+
+
+def test_a_gemm_whose_template_takes_its_bias_builds_fused():
+    """Gemm(bias) -> Relu: the dense templates hold the bias among their own inputs, so the
+    epilogue's bias is theirs (a second bias input would be an argument the kernel never reads)."""
+    rng = np.random.default_rng(2)
+    w = numpy_helper.from_array(rng.standard_normal((24, 32)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(24).astype(np.float32), "b")
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1), helper.make_node("Relu", ["g"], ["y"])]
+    g = frontends.from_onnx(tiny(nodes, [vi("x", [1, 32])], [vi("y", [1, 24])], [w, b]))
+    import te
+    for mt in extract_tasks(g):
+        task = mt.task
+        assert task.epilogue == (("bias", (24,)), ("Relu", ("x",)))
+        s, tensors = task.instantiate(None, fused=True)
+        assert [t.name for t in tensors[:3]] == ["x", tensors[1].name, "b"] and len(tensors) == 4
+        f = te.build(s, tensors, target=host())
+        x = rng.standard_normal((1, 32)).astype(np.float32)
+        y = np.zeros((1, 24), np.float32)
+        packed = task.pack_weight(g.constants["w"])
+        f(x, g.constants["w"] if packed is None else packed, g.constants["b"], y)
+        np.testing.assert_allclose(y, np.maximum(x @ g.constants["w"].T + g.constants["b"], 0), rtol=1e-4, atol=1e-4)
