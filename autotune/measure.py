@@ -381,6 +381,21 @@ def _payload(task, config) -> dict:
             "symbol": _symbol(task.name), "module": task.module, "dag": task.dag}
 
 
+def isolated_python(statement: str) -> tuple[list[str], dict]:
+    """(argv, env) of a fresh interpreter that runs `statement` with the parent's import path.
+
+    Isolated mode (-I): `python -c` would put the current folder first on sys.path, so a json.py
+    where the user runs `tilewise tune` would be imported by every worker; -I also ignores
+    PYTHONPATH and the user's site folder.  The parent's import path is passed explicitly instead
+    and appended after the child's own standard library, so the package and a user's template
+    modules import as in the parent but cannot shadow stdlib."""
+    env = dict(os.environ)
+    env["TILEWISE_WORKER_PATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    code = ("import os, sys; sys.path.extend(p for p in os.environ['TILEWISE_WORKER_PATH'].split("
+            f"os.pathsep) if p not in sys.path); {statement}")
+    return [sys.executable, "-I", "-c", code], env
+
+
 class _Worker:
     """A worker process (a fresh interpreter, never a fork); restarted when it dies or hangs."""
 
@@ -394,18 +409,8 @@ class _Worker:
         from multiprocessing.connection import Connection
         r1, w1 = os.pipe()
         r2, w2 = os.pipe()
-        env = dict(os.environ)
-        # Isolated mode (-I): `python -c` would put the current folder first on sys.path, so a
-        # json.py where the user runs `tilewise tune` would be imported by every worker; -I also
-        # ignores PYTHONPATH and the user's site folder.  The parent's import path is passed
-        # explicitly instead and appended after the worker's own standard library, so the
-        # package and a user's template modules import as in the parent but cannot shadow stdlib.
-        env["TILEWISE_WORKER_PATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-        code = ("import os, sys; sys.path.extend(p for p in os.environ['TILEWISE_WORKER_PATH'].split("
-                f"os.pathsep) if p not in sys.path); from autotune.measure import _worker_main; "
-                f"_worker_main({r1}, {w2})")
-        self.proc = subprocess.Popen([sys.executable, "-I", "-c", code], pass_fds=(r1, w2), env=env,
-                                     stdin=subprocess.DEVNULL)
+        argv, env = isolated_python(f"from autotune.measure import _worker_main; _worker_main({r1}, {w2})")
+        self.proc = subprocess.Popen(argv, pass_fds=(r1, w2), env=env, stdin=subprocess.DEVNULL)
         os.close(r1)
         os.close(w2)
         self.inbox = Connection(w1, readable=False)

@@ -83,18 +83,15 @@ def check_model_isolated(graph, log_path: str) -> ModelCheck:
     import os
     import pickle
     import subprocess
-    import sys
     import tempfile
-    env = dict(os.environ)
-    # the parent's import path, as the measurement workers get it (autotune/measure.py's _Worker)
-    env["TILEWISE_WORKER_PATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-    code = ("import os, sys; sys.path.extend(p for p in os.environ['TILEWISE_WORKER_PATH'].split("
-            "os.pathsep) if p not in sys.path); from tilewise.commands.tune_check import _child; _child(sys.argv[1])")
+
+    from autotune.measure import isolated_python
+    argv, env = isolated_python("from tilewise.commands.tune_check import _child; _child(sys.argv[1])")
     with tempfile.TemporaryDirectory(prefix="tilewise-check-") as tmp:
         io = os.path.join(tmp, "check.pickle")
         with open(io, "wb") as f:
             pickle.dump((graph, log_path), f)
-        proc = subprocess.run([sys.executable, "-I", "-c", code, io], env=env, stdin=subprocess.DEVNULL,
+        proc = subprocess.run([*argv, io], env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
