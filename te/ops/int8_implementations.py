@@ -27,6 +27,9 @@ from .registry import register
 
 PRIORITY = {"amx": 30, "vnni": 20, "pmaddwd": 12}
 FAMILY = {"vnni": ("vpdpbusd", "vpdpbusd.256", "vpdpbusd.256vl"), "pmaddwd": ("pmaddwd", "pmaddwd.256")}
+# the packed weight's type: vpmaddwd multiplies 16-bit values, so its weights are widened once
+# when packed, not in every inner loop (te/tensorize_dot.py)
+PACKED = {"vnni": "int8", "pmaddwd": "int16", "amx": "int8"}
 
 
 def vector_intrinsic(family: str, target: Target) -> str | None:
@@ -162,16 +165,17 @@ class VectorConv(_Conv):
     def placeholders(self, wl, cfg, target, prepacked):
         shape = self.packed_shape(wl, cfg, target) if prepacked else wl.w_shape
         return [te.placeholder(wl.x_shape, "uint8", name="x"),
-                te.placeholder(shape, "int8", name="w.packed" if prepacked else "w")]
+                te.placeholder(shape, PACKED[self.family] if prepacked else "int8",
+                               name="w.packed" if prepacked else "w")]
 
     def pack_weight(self, w, wl, cfg, target):
-        return ic.pack_weight_numpy(w, wl.geometry, self.lanes_group(target)[1])
+        return ic.pack_weight_numpy(w, wl.geometry, self.lanes_group(target)[1], PACKED[self.family])
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         name = name or self.name
         x, w = inputs[:2]
         g, G = wl.geometry, self.lanes_group(target)[1]
-        wp = w if prepacked else ic.pack_weight(w, g, G, name)
+        wp = w if prepacked else ic.pack_weight(w, g, G, name, PACKED[self.family])
         return ic.conv2d_int8(x, wp, g, G, ic.padded_columns(g, cfg), name=name,
                               attrs={"intrin": self.intrin(target)})
 
