@@ -5,11 +5,11 @@ instructions (TVM's `s[C].tensorize(axis, intrin)`).
 
 The schedule marks the loop (a pragma, so the step replays like any other); `check` runs after
 lowering and proves that the nest the loop heads computes exactly what the intrinsic computes,
-C[c] += int32(A[a]) * int32(B[b]) with uint8 A, int8 B (or the types the intrinsic names) and int32 C, reading its operands at the
-strides the instruction reads them (otherwise a ScheduleError names the loop and the reason);
-code generation then calls the intrinsic's `emit` instead of emitting the loops.  The
-zero-fill nest that lowering puts before a reduction carries the same mark; it is emitted as
-a plain vector store.
+C[c] += int32(A[a]) * int32(B[b]) with uint8 A, int8 B (or the factor types the intrinsic
+names) and int32 C, reading its operands at the strides the instruction reads them (otherwise a
+ScheduleError names the loop and the reason); code generation then calls the intrinsic's `emit`
+instead of emitting the loops.  The zero-fill nest that lowering puts before a reduction
+carries the same mark; it is emitted as a plain vector store.
 
 Intrinsics (`INTRINSICS`; `dot_intrinsic(target)` picks one from the target's features):
 

@@ -60,16 +60,16 @@ class _Int8Matmul(MatmulShapes):
 
     def placeholders(self, wl, cfg, target, prepacked):
         L, G = self.lanes_group(target)
-        w = (te.placeholder(packed_shape(wl.N, wl.K, L, G), "int8", name="w.packed") if prepacked else
+        w = (te.placeholder(packed_shape(wl.N, wl.K, L, G), PACKED[self.family], name="w.packed") if prepacked else
              te.placeholder(self.weight_shape(wl), "int8", name="w" if self.transpose_b else "B"))
         return [te.placeholder((wl.M, wl.K), "uint8", name="x" if self.transpose_b else "A"), w]
 
     def pack_weight(self, w, wl, cfg, target):
-        return pack_weight_numpy(w, *self.lanes_group(target), self.transpose_b)
+        return pack_weight_numpy(w, *self.lanes_group(target), self.transpose_b, PACKED[self.family])
 
     def packed(self, w: te.Tensor, wl, target: Target, prepacked: bool, name: str) -> te.Tensor:
         L, G = self.lanes_group(target)
-        return w if prepacked else pack_weight(w, L, G, self.transpose_b, name)
+        return w if prepacked else pack_weight(w, L, G, self.transpose_b, name, PACKED[self.family])
 
 
 class VectorMatmul(_Int8Matmul):

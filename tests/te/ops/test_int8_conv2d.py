@@ -83,6 +83,29 @@ def test_avx2_target_runs_the_vpmaddwd_direct_conv(rng):
     check(rng, wl, tgt, "conv2d.int8_direct_pmaddwd")
 
 
+@pytest.mark.skipif("avx2" not in HOST.feature_set, reason="this CPU lacks AVX2")
+@pytest.mark.parametrize("case", CASES)
+def test_avx2_int8_convs_match_int64(rng, case):
+    # vpmaddwd on int16: the weight packed as int16, the input widened in the kernel's pack
+    wl = _conv(*case, groups=1, dtype="uint8")
+    tgt = Target("haswell")
+    impl = registry.select(wl, tgt)
+    assert impl.name.endswith("_pmaddwd")
+    cfg = impl.config(wl, tgt)
+    assert impl.pack_weight(np.zeros(wl.w_shape, np.int8), wl, cfg, tgt).dtype == np.int16
+    check(rng, wl, tgt, impl.name)
+    check(rng, wl, tgt, impl.name, prepacked=False)
+
+
+def test_avx2_default_tile_is_one_pixel_vector_by_eight_channels():
+    from te.ops import int8_conv2d as ic
+    from te.ops.knobs import FallbackConfig
+    cfg = FallbackConfig()
+    ic.define_knobs(cfg, _conv((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)).geometry, 8, 2,
+                    Target("haswell"))
+    assert (cfg["tile_ow"].val, cfg["tile_k"].val) == (8, 8)
+
+
 def test_grouped_int8_convs_are_left_to_the_reference():
     wl = _conv((1, 8, 8, 8), (8, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), groups=8, dtype="uint8")
     fast = [i for _, i in registry.candidates(wl, HOST) if i.name.startswith("conv2d.int8_")]
