@@ -118,19 +118,24 @@ def test_a_relu_requantising_epilogue_fuses_into_the_conv(rng, case):
     impl = next((i for _, i in registry.candidates(wl, HOST) if i.name.startswith("conv2d.int8_")), None)
     if impl is None:
         pytest.skip("no int8 conv here")
-    cfg = impl.config(wl, HOST)
-    x, wp = impl.placeholders(wl, cfg, HOST, True)
-    acc = impl.compute([x, wp], wl, cfg, HOST, prepacked=True, name="qconv")
-    q = te.compute(acc.shape, lambda *i: te.min_of(te.max_of(te.round(acc[i].astype("float32") * 0.002), 0.0), 255.0),
+    check_requantising_epilogue(rng, wl, impl, HOST, 0.002)
+
+
+def check_requantising_epilogue(rng, wl, impl, target, scale: float):
+    """impl's conv with int32 * scale, rounded and saturated to uint8, fused after it: equal to numpy."""
+    cfg = impl.config(wl, target)
+    x, wp = impl.placeholders(wl, cfg, target, True)
+    acc = impl.compute([x, wp], wl, cfg, target, prepacked=True, name="qconv")
+    q = te.compute(acc.shape, lambda *i: te.min_of(te.max_of(te.round(acc[i].astype("float32") * scale), 0.0), 255.0),
                    tag="elemwise")
     y = ops.cast(q, "uint8")
-    s = ops.schedule([y], HOST, anchor_schedule=lambda s, out, final: impl.schedule(s, out, final, cfg, HOST))
-    f = te.build(s, [x, wp, y], target=HOST)
+    s = ops.schedule([y], target, anchor_schedule=lambda s, out, final: impl.schedule(s, out, final, cfg, target))
+    f = te.build(s, [x, wp, y], target=target)
     xv = rng.integers(0, 256, wl.x_shape).astype(np.uint8)
     wv = rng.integers(-128, 128, wl.w_shape).astype(np.int8)
     out = np.zeros(y.shape, np.uint8)
-    f(xv, impl.pack_weight(wv, wl, cfg, HOST), out)
-    ref = conv_int64(xv, wv, wl.strides, wl.padding, wl.dilation).astype(np.float32) * np.float32(0.002)
+    f(xv, impl.pack_weight(wv, wl, cfg, target), out)
+    ref = conv_int64(xv, wv, wl.strides, wl.padding, wl.dilation).astype(np.float32) * np.float32(scale)
     np.testing.assert_array_equal(out, np.clip(np.round(ref), 0, 255).astype(np.uint8))
 
 
