@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import te
 from te.ops import int8_winograd as iw
 from te.ops import registry
 from te.ops.implementations import _conv
 from te.target import Target, host
 
-from .test_int8_conv2d import check, check_requantising_epilogue
+from .test_int8_conv2d import check, check_requantising_epilogue, conv_int64
 
 HOST = host()
 NAME = "conv2d.int8_winograd_pmaddwd"
@@ -75,9 +76,21 @@ def test_a_requantising_epilogue_fuses_into_the_output_transform(rng):
     check_requantising_epilogue(rng, wl, registry.IMPLEMENTATIONS[NAME], Target("haswell"), 0.0005)
 
 
-def test_tuning_task_of_the_int8_winograd_template():
+@needs_avx2
+def test_tuning_task_of_the_int8_winograd_template_builds_sampled_configs(rng):
+    import random
+
     import autotune
-    impl = registry.IMPLEMENTATIONS[NAME]
-    wl = _conv((1, 64, 28, 28), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), groups=1, dtype="uint8")
-    task = autotune.create_task(impl.template, impl.args(wl), Target("haswell"))
-    assert task.flops == wl.geometry.flops and len(task.config_space) > 1
+    impl, tgt = registry.IMPLEMENTATIONS[NAME], Target("haswell")
+    wl = _conv((1, 32, 6, 10), (48, 32, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), groups=1, dtype="uint8")
+    task = autotune.create_task(impl.template, impl.args(wl), tgt)
+    sp = task.config_space
+    assert task.flops == wl.geometry.flops and len(sp) > 1
+    x = rng.integers(0, 256, wl.x_shape).astype(np.uint8)
+    w = rng.integers(-128, 128, wl.w_shape).astype(np.int8)
+    for i in {sp.sample(random.Random(seed)) for seed in range(3)}:
+        cfg = sp.get(i)
+        s, args = impl.instantiate(cfg, impl.args(wl), tgt, prepacked=True)
+        y = np.zeros(args[-1].shape, np.int32)
+        te.build(s, args, target=tgt)(x, impl.pack_weight(w, wl, cfg, tgt), y)
+        np.testing.assert_array_equal(y, conv_int64(x, w, wl.strides, wl.padding, wl.dilation), err_msg=str(cfg))
