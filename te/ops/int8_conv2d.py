@@ -346,11 +346,12 @@ def define_knobs(cfg, g: ConvGeometry, lanes: int, group: int, target: Target) -
     # alone; one pixel vector by many output channels ran it about 3x faster than the widest
     # pixel tile (7x7/2 and 3x3/2 stems, 1 thread)
     stem = not is_gemm(g) and _pad(g.C, group) == group
-    # with 16 vector registers (AVX2) one pixel vector by up to 8 output channels: per channel
-    # group one vector load (folded into the dot product) and 8 broadcasts (loads only), and 8
-    # accumulators that LLVM keeps in registers (on ten SqueezeNet / ResNet-50 shapes the fastest
-    # or within 5% of it, 1.1-1.4x the widest pixel tile, which spills)
-    narrow = target.vector_registers <= 16
+    # vpmaddwd with 16 vector registers (AVX2): one pixel vector by up to 8 output channels, per
+    # channel pair one vector load (folded into vpmaddwd) and 8 broadcasts (loads only), and 8
+    # accumulators that LLVM keeps in registers beside vpmaddwd's products (on ten SqueezeNet /
+    # ResNet-50 shapes the fastest or within 5% of it, 1.1-1.4x the widest pixel tile, which
+    # spills); VNNI accumulates in place and keeps the wide tile
+    narrow = group == 2 and target.vector_registers <= 16
     bw = lanes if stem or narrow else ows[-1]
     cfg.define_knob("tile_ow", ows, default=bw)
     ohs = [1] if is_gemm(g) else [d for d in (1, 2, 4) if g.OH % d == 0]
