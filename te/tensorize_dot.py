@@ -16,12 +16,13 @@ value int32 arithmetic wraps to, as the vpaddd into C does.  With widened operan
 one vpmaddwd and one vpaddd per vector (the vector load folded into vpmaddwd, the pair a
 vpbroadcastd from memory: load ports only); widening in the loop costs a vpmovzxbw per vector
 and four instructions per broadcast pair, all on the shuffle port (port 5 on Intel), which
-bounds the loop below the fp32 FMA rate.  Per cycle, 16 MACs per vpmaddwd ymm against 8 per
-fp32 FMA: Haswell issues vpmaddwd on one port (p0) and FMA on two, so the integer loop matches
-fp32 there; Skylake and later (p0 + p1, vpaddd on p5) and Zen 2 (two multiply pipes, adds on
-the other two) run it 1.5-2x the fp32 rate; the AVX-512BW zmm form doubles both.
-vpmaddubsw (u8 x s8 pairs into int16) would take 32 MACs per instruction but saturates its
-pair sums (255 * 127 * 2 > 32767): it is not used, results must equal integer arithmetic.
+bounds the loop below the fp32 FMA rate.  A vpmaddwd ymm does 16 multiply-adds, an fp32 FMA 8.
+Haswell and Zen 2 issue vpmaddwd on one pipe (p0; FP0) and FMAs on two, so there the integer
+loop's multiply rate equals fp32's and int8 gains only by moving half the bytes; Skylake and
+later Intel cores (this machine too) issue it on p0 and p1 with vpaddd on p5, up to 1.5x the
+fp32 rate; the AVX-512BW zmm form doubles both.  vpmaddubsw (u8 x s8 pairs into int16) would
+do 32 per instruction but saturates its pair sums (255 * 127 * 2 > 32767): it is not used,
+results must equal integer arithmetic.
 """
 from __future__ import annotations
 
