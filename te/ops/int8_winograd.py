@@ -15,6 +15,9 @@ step is integer arithmetic:
   |4 y| <= 4 * 255 * 128 * 9 * C (the same bound): while that is below 2^31, C up to 1827
   (`fits`), nothing wraps and the division by 4 gives y exactly.
 
+F(4x4, 3x3) (fp32's choice) has no such integer form: its G has sixths and twenty-fourths, so
+its products carry a common factor of 576 that int32 holds only for about 12 channels.
+
 Where the direct int8 conv does 9 vpmaddwd pair products per output and channel pair, this
 does 4 (16 per 2x2 tile); the transforms cost per channel, as in fp32's Winograd
 (te/ops/winograd.py, whose channels-last layout, transform helpers and output schedule this
