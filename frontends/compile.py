@@ -188,7 +188,8 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int, target: Target, cho
             env[v] = c.reshape(-1)[0].item()
             continue
         if v in packed:
-            p = te.placeholder(g.constants[packed[v]].shape, info.dtype, name=f"in{k}.packed")
+            pc = g.constants[packed[v]]      # an integer weight may be packed wider (int16 for vpmaddwd)
+            p = te.placeholder(pc.shape, pc.dtype.name if pc.dtype.kind in "iu" else info.dtype, name=f"in{k}.packed")
             arg_values.append(packed[v])
         else:
             p = te.placeholder(info.shape, info.dtype, name=f"in{k}")

@@ -5,20 +5,19 @@ instructions (TVM's `s[C].tensorize(axis, intrin)`).
 
 The schedule marks the loop (a pragma, so the step replays like any other); `check` runs after
 lowering and proves that the nest the loop heads computes exactly what the intrinsic computes,
-C[c] += int32(A[a]) * int32(B[b]) with uint8 A, int8 B and int32 C, reading its operands at the
-strides the instruction reads them (otherwise a ScheduleError names the loop and the reason);
-code generation then calls the intrinsic's `emit` instead of emitting the loops.  The
-zero-fill nest that lowering puts before a reduction carries the same mark; it is emitted as
-a plain vector store.
+C[c] += int32(A[a]) * int32(B[b]) with uint8 A, int8 B (or the factor types the intrinsic
+names) and int32 C, reading its operands at the strides the instruction reads them (otherwise a
+ScheduleError names the loop and the reason); code generation then calls the intrinsic's `emit`
+instead of emitting the loops.  The zero-fill nest that lowering puts before a reduction
+carries the same mark; it is emitted as a plain vector store.
 
 Intrinsics (`INTRINSICS`; `dot_intrinsic(target)` picks one from the target's features):
 
 * `vpdpbusd` / `vpdpbusd.256` (AVX-512 VNNI / AVX-VNNI): a nest lanes x 4, the loop of lanes with
   C stride 1 and B stride 4, the loop of 4 with A and B stride 1; B is laid out K/4 x N x 4.
-* `pmaddwd` / `pmaddwd.256` (AVX-512BW / AVX2, no VNNI): a nest lanes x 2, B laid out K/2 x N x 2.
-  The u8 and s8 bytes are widened to 16 bits and multiplied by vpmaddwd, whose int32 pair sums
-  are exact; vpmaddubsw would save the widening but saturates its int16 pair sums
-  (255 * 127 * 2 > 32767), which would make the result differ from integer arithmetic.
+* `pmaddwd` / `pmaddwd.256` (AVX-512BW / AVX2, no VNNI): a nest lanes x 2, B laid out K/2 x N x 2,
+  of 8-bit factors or of factors the kernel widened to int16 beforehand (the int8 kernels do, so
+  that the loop is vpmaddwd + vpaddd alone; tensorize_dot.py says why that is exact and fast).
 * `amx` (AMX-INT8, `amx.py`): a nest rows (16 or 32) x column blocks (1 or 2) x 16 columns x
   K/64 x 16 x 4 (the whole reduction), kept in up to four accumulator tiles.
 """
@@ -123,8 +122,13 @@ def is_fill(loop: For) -> bool:
     return bool(stores) and all(isinstance(s.value, Const) for s in stores)
 
 
-def _operands(store: Store) -> tuple[Load, Load, Load]:
-    """(C, A, B) of an update C[i] = C[i] + int32(A) * int32(B), A uint8 and B int8."""
+# the factor types an intrinsic multiplies, uint8 first: the 8-bit dot products take uint8 x int8;
+# vpmaddwd also takes factors already widened to int16 (exact: see tensorize_dot.py)
+U8_S8 = frozenset({("uint8", "int8")})
+
+
+def _operands(store: Store, factors: frozenset = U8_S8) -> tuple[Load, Load, Load]:
+    """(C, A, B) of an update C[i] = C[i] + int32(A) * int32(B), (A, B) of types in factors."""
     from .expr import BinOp, BinOpKind, Cast
     v = store.value
     if store.buffer.dtype != "int32" or not (isinstance(v, BinOp) and v.op is BinOpKind.ADD):
@@ -140,9 +144,9 @@ def _operands(store: Store) -> tuple[Load, Load, Load]:
             raise Mismatch("a factor of the product is not a widened load of an 8-bit tensor")
         ops.append(x.value)
     ops.sort(key=lambda ld: ld.dtype != "uint8")
-    if [o.dtype for o in ops] != ["uint8", "int8"]:
-        raise Mismatch(f"the product is {ops[0].dtype} x {ops[1].dtype}; the instructions take "
-                       "uint8 x int8")
+    if (ops[0].dtype, ops[1].dtype) not in factors:
+        raise Mismatch(f"the product is {ops[0].dtype} x {ops[1].dtype}; the instruction takes "
+                       + " or ".join(f"{a} x {b}" for a, b in sorted(factors)))
     return acc, ops[0], ops[1]
 
 
@@ -157,10 +161,11 @@ def _stride(index: Expr, var) -> int:
     return stride
 
 
-def read_nest(loop: For) -> DotNest:
-    """The DotNest a marked loop heads (strides of every loop), or Mismatch saying why not."""
+def read_nest(loop: For, factors: frozenset = U8_S8) -> DotNest:
+    """The DotNest a marked loop heads (strides of every loop), or Mismatch saying why not;
+    factors: the (A, B) types the intrinsic multiplies."""
     loops, store, inits = _perfect_nest(loop)
-    acc, a, b = _operands(store)
+    acc, a, b = _operands(store, factors)
     if not _same_index(acc.index, store.index):
         raise Mismatch(f"the update reads {store.buffer.name} at another element than it writes")
     if any(s.buffer is not store.buffer or not _same_index(s.index, store.index) for s in inits):

@@ -4,7 +4,9 @@ with an epilogue (zero points, scales and requantisation).
 
 Vectors run along the output pixels: the kernel packs its input so that G consecutive input
 channels of a pixel sit side by side (`vpdpbusd` G = 4, `vpmaddwd` G = 2) and a vector of L
-pixels is one load, while the weight's G channels for one output channel are broadcast:
+pixels is one load, while the weight's G channels for one output channel are broadcast.  For
+`vpmaddwd` both are widened to int16 once, the weight when it is packed and the input in the
+kernel's pack, so that the inner loop is vpmaddwd + vpaddd alone (te/tensorize_dot.py):
 
 * 1x1 GEMM (1x1, unpadded, any stride): xp[n, C/G, P, G] over the flattened output map
   P = OH*OW (the input pixels a stride picks) padded to whole vectors; weight (K, C) as it is
@@ -54,17 +56,18 @@ def packed_weight_shape(g: ConvGeometry, group: int) -> tuple:
     return (g.K, Cp) if is_gemm(g) else (g.K, Cp // group, g.R, g.S, group)
 
 
-def pack_weight_numpy(w: np.ndarray, g: ConvGeometry, group: int) -> np.ndarray:
-    """OIHW int8 -> (K, C) for the 1x1 GEMM, else (K, C/G, R, S, G); C padded with zeros."""
+def pack_weight_numpy(w: np.ndarray, g: ConvGeometry, group: int, dtype: str = "int8") -> np.ndarray:
+    """OIHW int8 -> (K, C) for the 1x1 GEMM, else (K, C/G, R, S, G), of dtype (int8, or int16
+    for vpmaddwd); C padded with zeros."""
     Cp = _pad(g.C, group)
-    wp = np.zeros((g.K, Cp, g.R, g.S), np.int8)
+    wp = np.zeros((g.K, Cp, g.R, g.S), dtype)
     wp[:, :g.C] = w
     if is_gemm(g):
         return np.ascontiguousarray(wp[:, :, 0, 0])
     return np.ascontiguousarray(wp.reshape(g.K, Cp // group, group, g.R, g.S).transpose(0, 1, 3, 4, 2))
 
 
-def pack_weight(w: te.Tensor, g: ConvGeometry, group: int, name: str) -> te.Tensor:
+def pack_weight(w: te.Tensor, g: ConvGeometry, group: int, name: str, dtype: str = "int8") -> te.Tensor:
     """pack_weight_numpy as a stage of the kernel (for a weight that is not a constant)."""
     shape = packed_weight_shape(g, group)
 
@@ -75,9 +78,13 @@ def pack_weight(w: te.Tensor, g: ConvGeometry, group: int, name: str) -> te.Tens
         else:
             cq, r, s, gi = rest
             c = cq * group + gi
-        v = w[k, te.min_of(c, g.C - 1), r, s]
-        return v if g.C % group == 0 else te.if_then_else(c < g.C, v, te.const(0, "int8"))
+        v = w[k, te.min_of(c, g.C - 1), r, s].astype(dtype)
+        return v if g.C % group == 0 else te.if_then_else(c < g.C, v, te.const(0, dtype))
     return te.compute(shape, f, name=f"{name}.wpacked", tag="pack")
+
+
+def _as(v, dtype: str):
+    return v if dtype == "uint8" else v.astype(dtype)
 
 
 def input_width(g: ConvGeometry, owp: int) -> int:
@@ -86,13 +93,13 @@ def input_width(g: ConvGeometry, owp: int) -> int:
 
 
 def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str, channels: int = 0,
-               rows: int = 0) -> te.Tensor:
+               rows: int = 0, dtype: str = "uint8") -> te.Tensor:
     """The uint8 input with G channels side by side, zero-padded (see the module docstring), to
     `channels` channels (0: to whole groups) and, for a direct conv, the input rows of `rows`
-    output rows (0: OH)."""
+    output rows (0: OH); its values as dtype (uint8, or int16 for vpmaddwd)."""
     Cp = channels or _pad(g.C, group)
     Cq = Cp // group
-    zero = te.const(0, "uint8")
+    zero = te.const(0, dtype)
     if is_gemm(g):
         P = g.OH * g.OW
         Pp = _pad(P, owp)
@@ -102,7 +109,7 @@ def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str, c
         def f(n, cq, p, gi):
             c = cq * group + gi
             pc = te.min_of(p, P - 1) if Pp != P else p
-            v = x[n, te.min_of(c, g.C - 1), pc // g.OW * g.sh, pc % g.OW * g.sw]
+            v = _as(x[n, te.min_of(c, g.C - 1), pc // g.OW * g.sh, pc % g.OW * g.sw], dtype)
             return te.if_then_else(c < g.C, v, zero) if Cp != g.C else v
         return te.compute((g.N, Cq, Pp, group), f, name=f"{name}.xpacked", tag="pack")
     Hp = ((rows or g.OH) - 1) * g.sh + (g.R - 1) * g.dh + 1
@@ -113,17 +120,19 @@ def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str, c
         ih, iw = h - g.pt, wq * g.sw + phase - g.pl
         inside = te.all(ih >= 0, ih < g.H, iw >= 0, iw < g.W, *([c < g.C] if Cp != g.C else []))
         v = x[n, te.min_of(c, g.C - 1), te.max_of(te.min_of(ih, g.H - 1), 0), te.max_of(te.min_of(iw, g.W - 1), 0)]
-        return te.if_then_else(inside, v, zero)
+        return te.if_then_else(inside, _as(v, dtype), zero)
     return te.compute((g.N, Cq, Hp, g.sw, Wq, group), f, name=f"{name}.xpacked", tag="pack")
 
 
 def conv2d_int8(x: te.Tensor, wp: te.Tensor, g: ConvGeometry, group: int, owp: int,
                 epilogue: Epilogue | None = None, name: str = "conv2d_int8", attrs: dict | None = None) -> te.Tensor:
-    """epilogue(int32 conv): x uint8 NCHW, wp the int8 weight packed by pack_weight(_numpy);
-    owp: output columns (or pixels, for the 1x1 GEMM) padded to whole tiles."""
-    if x.dtype != "uint8" or wp.dtype != "int8":
-        raise ValueError(f"{name}: int8 conv2d takes x uint8 and w int8, got {x.dtype} and {wp.dtype}")
-    xp = pack_input(x, g, group, owp, name)
+    """epilogue(int32 conv): x uint8 NCHW, wp the int8 weight packed by pack_weight(_numpy) (int16
+    for vpmaddwd: the input is then packed as int16 too); owp: output columns (or pixels, for the
+    1x1 GEMM) padded to whole tiles."""
+    if x.dtype != "uint8" or wp.dtype not in ("int8", "int16"):
+        raise ValueError(f"{name}: int8 conv2d takes x uint8 and w int8 (packed as int8 or int16), "
+                         f"got {x.dtype} and {wp.dtype}")
+    xp = pack_input(x, g, group, owp, name, dtype="int16" if wp.dtype == "int16" else "uint8")
     Cp = _pad(g.C, group)
     c = te.reduce_axis((0, Cp), name="c")
     i32 = "int32"
@@ -337,12 +346,18 @@ def define_knobs(cfg, g: ConvGeometry, lanes: int, group: int, target: Target) -
     # alone; one pixel vector by many output channels ran it about 3x faster than the widest
     # pixel tile (7x7/2 and 3x3/2 stems, 1 thread)
     stem = not is_gemm(g) and _pad(g.C, group) == group
-    bw = lanes if stem else ows[-1]
+    # vpmaddwd with 16 vector registers (AVX2): one pixel vector by up to 8 output channels, per
+    # channel pair one vector load (folded into vpmaddwd) and 8 broadcasts (loads only), and 8
+    # accumulators that LLVM keeps in registers beside vpmaddwd's products (on ten SqueezeNet /
+    # ResNet-50 shapes the fastest or within 5% of it, 1.1-1.4x the widest pixel tile, which
+    # spills); VNNI accumulates in place and keeps the wide tile
+    narrow = group == 2 and target.vector_registers <= 16
+    bw = lanes if stem or narrow else ows[-1]
     cfg.define_knob("tile_ow", ows, default=bw)
     ohs = [1] if is_gemm(g) else [d for d in (1, 2, 4) if g.OH % d == 0]
     cfg.define_knob("tile_oh", ohs, default=1)
     ks = [d for d in (1, 2, 4, 6, 8, 12, 16) if g.K % d == 0]
-    fit = [d for d in ks if d * (bw // lanes) <= acc]
+    fit = [d for d in ks if d * (bw // lanes) <= (min(acc, 8) if narrow else acc)]
     cfg.define_knob("tile_k", ks, default=max(fit or [1]))
     cfg.define_constraint("register tile", lambda c: c["tile_k"].val * c["tile_oh"].val * c["tile_ow"].val // lanes
                           <= acc)

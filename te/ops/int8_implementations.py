@@ -9,9 +9,10 @@ in te.ops.registry beside the fp32 ones:
     conv2d.int8_direct_amx                C by 64 or padded by <= 1/3   int8_conv2d.py  W tiles (K/16, C'/64, R, S', 16, 64)
     conv2d.int8_gemm1x1_vnni / _pmaddwd   1x1 unpadded convs            int8_conv2d.py  W (K, C)
     conv2d.int8_direct_vnni / _pmaddwd    other convs of one group      int8_conv2d.py  W (K, C/G, R, S, G)
+    conv2d.int8_winograd_pmaddwd          3x3 stride 1, C >= 32, OW >= 8  int8_winograd.py  U (4, 4, K/L, C/2, L, 2)
 
-Where several apply the priority decides (AMX 30, VNNI 20, vpmaddwd 12; i8f's reference
-implementations are 0): a measured choice between them is later work.
+vpmaddwd's weights are packed as int16 (PACKED).  Where several apply the priority decides
+(AMX 30, VNNI 20, Winograd on vpmaddwd 13, vpmaddwd 12; i8f's reference implementations are 0).
 """
 from __future__ import annotations
 
@@ -22,11 +23,17 @@ from te.target import Target
 from .int8_matmul import (AMX_K, AMX_LANES, define_amx_knobs, define_vector_knobs, matmul_int8, pack_weight,
                           pack_weight_numpy, packed_shape, schedule_amx, schedule_vector)
 from . import int8_conv2d as ic
+from . import int8_winograd as iw
 from .implementations import MatmulShapes, _Conv
 from .registry import register
 
-PRIORITY = {"amx": 30, "vnni": 20, "pmaddwd": 12}
+PRIORITY = {"amx": 30, "vnni": 20, "winograd": 13, "pmaddwd": 12}
+# int8 Winograd where its transforms pay (measured against the direct vpmaddwd conv)
+MIN_WINOGRAD_CHANNELS, MIN_WINOGRAD_WIDTH = 32, 8
 FAMILY = {"vnni": ("vpdpbusd", "vpdpbusd.256", "vpdpbusd.256vl"), "pmaddwd": ("pmaddwd", "pmaddwd.256")}
+# the packed weight's type: vpmaddwd multiplies 16-bit values, so its weights are widened once
+# when packed, not in every inner loop (te/tensorize_dot.py)
+PACKED = {"vnni": "int8", "pmaddwd": "int16", "amx": "int8"}
 
 
 def vector_intrinsic(family: str, target: Target) -> str | None:
@@ -57,16 +64,16 @@ class _Int8Matmul(MatmulShapes):
 
     def placeholders(self, wl, cfg, target, prepacked):
         L, G = self.lanes_group(target)
-        w = (te.placeholder(packed_shape(wl.N, wl.K, L, G), "int8", name="w.packed") if prepacked else
+        w = (te.placeholder(packed_shape(wl.N, wl.K, L, G), PACKED[self.family], name="w.packed") if prepacked else
              te.placeholder(self.weight_shape(wl), "int8", name="w" if self.transpose_b else "B"))
         return [te.placeholder((wl.M, wl.K), "uint8", name="x" if self.transpose_b else "A"), w]
 
     def pack_weight(self, w, wl, cfg, target):
-        return pack_weight_numpy(w, *self.lanes_group(target), self.transpose_b)
+        return pack_weight_numpy(w, *self.lanes_group(target), self.transpose_b, PACKED[self.family])
 
     def packed(self, w: te.Tensor, wl, target: Target, prepacked: bool, name: str) -> te.Tensor:
         L, G = self.lanes_group(target)
-        return w if prepacked else pack_weight(w, L, G, self.transpose_b, name)
+        return w if prepacked else pack_weight(w, L, G, self.transpose_b, name, PACKED[self.family])
 
 
 class VectorMatmul(_Int8Matmul):
@@ -162,16 +169,17 @@ class VectorConv(_Conv):
     def placeholders(self, wl, cfg, target, prepacked):
         shape = self.packed_shape(wl, cfg, target) if prepacked else wl.w_shape
         return [te.placeholder(wl.x_shape, "uint8", name="x"),
-                te.placeholder(shape, "int8", name="w.packed" if prepacked else "w")]
+                te.placeholder(shape, PACKED[self.family] if prepacked else "int8",
+                               name="w.packed" if prepacked else "w")]
 
     def pack_weight(self, w, wl, cfg, target):
-        return ic.pack_weight_numpy(w, wl.geometry, self.lanes_group(target)[1])
+        return ic.pack_weight_numpy(w, wl.geometry, self.lanes_group(target)[1], PACKED[self.family])
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         name = name or self.name
         x, w = inputs[:2]
         g, G = wl.geometry, self.lanes_group(target)[1]
-        wp = w if prepacked else ic.pack_weight(w, g, G, name)
+        wp = w if prepacked else ic.pack_weight(w, g, G, name, PACKED[self.family])
         return ic.conv2d_int8(x, wp, g, G, ic.padded_columns(g, cfg), name=name,
                               attrs={"intrin": self.intrin(target)})
 
@@ -251,6 +259,43 @@ class AmxDirectConv(AmxConv1x1):
         ic.schedule_conv2d_amx(cfg, s, out, final, target)
 
 
+class WinogradConv(VectorConv):
+    """3x3 stride-1 convs by integer Winograd F(2x2, 3x3) on vpmaddwd (int8_winograd.py): exact,
+    2.25x fewer multiplies than the direct conv; where there is no VNNI."""
+
+    def __init__(self):
+        self.family, self.gemm, self.packs_weight = "pmaddwd", False, True
+        self.name, self.template = "conv2d.int8_winograd_pmaddwd", "conv2d_int8_winograd_pmaddwd"
+
+    def match(self, wl, target):
+        g = wl.geometry if wl.layout == "NCHW" else None
+        if (wl.dtype != "uint8" or g is None or not iw.fits(g) or g.C < MIN_WINOGRAD_CHANNELS
+                or g.OW < MIN_WINOGRAD_WIDTH or self.intrin(target) is None):
+            return None
+        return PRIORITY["winograd"]
+
+    def space(self, cfg, wl, target):
+        iw.define_knobs(cfg, wl.geometry, self.lanes_group(target)[0], target)
+
+    def packed_shape(self, wl, cfg, target):
+        return iw.weight_shape(wl.geometry, self.lanes_group(target)[0])
+
+    def pack_weight(self, w, wl, cfg, target):
+        return iw.transform_weight_numpy(w, wl.geometry, self.lanes_group(target)[0])
+
+    def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
+        name = name or self.name
+        x, w = inputs[:2]
+        L = self.lanes_group(target)[0]
+        u = w if prepacked else iw.transform_weight(w, wl.geometry, L, name)
+        return iw.conv2d_winograd_int8(x, u, wl.geometry, cfg["tile_p"].val, name=name,
+                                       attrs={"intrin": self.intrin(target)})
+
+    def schedule(self, s, out, final, cfg, target):
+        iw.schedule(cfg, s, out, final, target, self.intrin(target))
+
+
+register(WinogradConv())
 register(AmxConv1x1())
 register(AmxDirectConv())
 for _gemm in (True, False):

@@ -4,7 +4,9 @@ the int32 sum of products only; zero points, scales and requantisation are the e
 
 The weight is packed `(N/L, K/G, L, G)`: for each block of L columns, G consecutive k of a
 column side by side, which is the layout vpdpbusd (G = 4) and vpmaddwd (G = 2) read as one
-vector and AMX's tdpbusd reads as a tile row (L = 16, G = 4).  Two schedules:
+vector and AMX's tdpbusd reads as a tile row (L = 16, G = 4); for vpmaddwd its values are
+widened to int16 when packed, so the inner loop loads them as they are (te/tensorize_dot.py).
+Two schedules:
 
 * vector (`vpdpbusd`, `pmaddwd`): a bm x bn tile of the int32 accumulator in vector registers,
   rows unrolled, bn/L vectors per row, one instruction per row and vector per G k; the epilogue
@@ -35,19 +37,21 @@ def packed_shape(N: int, K: int, lanes: int, group: int) -> tuple[int, int, int,
     return (_pad(N, lanes) // lanes, K // group, lanes, group)
 
 
-def pack_weight_numpy(w: np.ndarray, lanes: int, group: int, transpose_b: bool) -> np.ndarray:
-    """B (K, N) int8, or W (N, K) with transpose_b, packed as (N/lanes, K/group, lanes, group)."""
+def pack_weight_numpy(w: np.ndarray, lanes: int, group: int, transpose_b: bool, dtype: str = "int8") -> np.ndarray:
+    """B (K, N) int8, or W (N, K) with transpose_b, packed as (N/lanes, K/group, lanes, group) of
+    dtype (int8, or int16 for vpmaddwd)."""
     b = w.T if transpose_b else w
     K, N = b.shape
     if K % group:
         raise ValueError(f"int8 weight of shape {w.shape}: K = {K} is not a multiple of {group}")
     Np = _pad(N, lanes)
-    bp = np.zeros((K, Np), np.int8)
+    bp = np.zeros((K, Np), dtype)
     bp[:, :N] = b
     return np.ascontiguousarray(bp.reshape(K // group, group, Np // lanes, lanes).transpose(2, 0, 3, 1))
 
 
-def pack_weight(B: te.Tensor, lanes: int, group: int, transpose_b: bool, name: str) -> te.Tensor:
+def pack_weight(B: te.Tensor, lanes: int, group: int, transpose_b: bool, name: str,
+                dtype: str = "int8") -> te.Tensor:
     """pack_weight_numpy as a stage of the kernel (for a weight that is not a constant)."""
     K, N = (B.shape[1], B.shape[0]) if transpose_b else B.shape
     No, Kg, _, _ = packed_shape(N, K, lanes, group)
@@ -55,18 +59,21 @@ def pack_weight(B: te.Tensor, lanes: int, group: int, transpose_b: bool, name: s
     def f(jo, kq, jl, g):
         j, k = jo * lanes + jl, kq * group + g
         v = B[te.min_of(j, N - 1), k] if transpose_b else B[k, te.min_of(j, N - 1)]
-        return v if No * lanes == N else te.if_then_else(j < N, v, te.const(0, "int8"))
+        v = v if dtype == "int8" else v.astype(dtype)
+        return v if No * lanes == N else te.if_then_else(j < N, v, te.const(0, dtype))
     return te.compute((No, Kg, lanes, group), f, name=f"{name}.packed", tag="pack")
 
 
 def matmul_int8(A: te.Tensor, Bp: te.Tensor, N: int, epilogue: Epilogue | None = None, bm: int = 1,
                 name: str = "matmul_int8", attrs: dict | None = None, tile_a: bool = False) -> te.Tensor:
-    """epilogue(int32 A @ B): A uint8 (M, K), Bp the int8 weight packed (N/L, K/G, L, G); with
+    """epilogue(int32 A @ B): A uint8 (M, K), Bp the int8 weight packed (N/L, K/G, L, G) (as int8,
+    or as int16 for vpmaddwd); with
     `tile_a` (AMX: K by 64) A is first copied into whole 16 x 64 tiles, so that each tile load
     reads 1 KiB in a row."""
     M, K = A.shape
-    if A.dtype != "uint8" or Bp.dtype != "int8":
-        raise ValueError(f"{name}: int8 matmul takes A uint8 and B int8, got {A.dtype} and {Bp.dtype}")
+    if A.dtype != "uint8" or Bp.dtype not in ("int8", "int16"):
+        raise ValueError(f"{name}: int8 matmul takes A uint8 and B int8 (packed as int8 or int16), "
+                         f"got {A.dtype} and {Bp.dtype}")
     acc = acc_int8(lambda i, k: A[i, k], M, K, Bp, bm, name, tile_a)
     L, G = Bp.shape[2:]
     return te.compute((M, N), lambda i, j: apply_epilogue(epilogue, acc[i, j], (i, j)), name=name, tag=TAG,

@@ -6,6 +6,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import frontends
+import te
+from frontends.compile import plan_model
 from frontends.passes import run_passes
 from frontends.profile import onnxruntime_session
 
@@ -61,8 +63,8 @@ def _output_step(m) -> float:
     return float(inits[node.input[1]].reshape(-1)[0])
 
 
-def _compare(m, feeds, step):
-    lib = frontends.build(frontends.from_onnx(m))
+def _compare(m, feeds, step, target=None):
+    lib = frontends.build(frontends.from_onnx(m), target=target)
     sess = onnxruntime_session(m)
     for feed in feeds:
         want, got = sess.run(None, feed)[0], lib.run(**feed)[0]
@@ -86,6 +88,19 @@ def test_static_quantized_conv_net_equals_onnxruntime(tmp_path, fmt, act, per_ch
     assert _int8_anchors(m) == 4                 # three convs and the Gemm run in int8
     feeds = [{"x": np.random.default_rng(s).standard_normal((1, 3, 12, 12)).astype(np.float32)} for s in range(3)]
     _compare(m, feeds, _output_step(m))
+
+
+@pytest.mark.skipif("avx2" not in te.target.host().feature_set, reason="this CPU lacks AVX2")
+def test_static_quantized_conv_net_built_for_avx2_equals_onnxruntime(tmp_path):
+    # no VNNI: the convs and the Gemm on vpmaddwd, their weights packed as int16 at build time
+    m = _quantize_static(tmp_path, _conv_net(), QF.QDQ, QT.QUInt8, True)
+    haswell = te.target.parse("llvm -mcpu=haswell")
+    _, planned, _ = plan_model(frontends.from_onnx(m), haswell, 13)
+    packed = {k: v.dtype for k, v in planned.constants.items() if "::" in k}
+    assert len(packed) == 4 and all("pmaddwd" in k for k in packed)
+    assert set(packed.values()) == {np.dtype(np.int16)}
+    feeds = [{"x": np.random.default_rng(s).standard_normal((1, 3, 12, 12)).astype(np.float32)} for s in range(3)]
+    _compare(m, feeds, _output_step(m), target=haswell)
 
 
 def test_a_residual_sum_reads_its_inputs_quantised(tmp_path):
@@ -190,7 +205,6 @@ def test_an_int8_epilogue_takes_no_scalar_arguments(tmp_path):
     # the output QuantizeLinear after the folded multiplier has scale 1 and a constant zero point:
     # folded into the kernel (no division by a run-time scale per element), as elementwise
     # kernels fold theirs; the conv's weight and the per-channel constants stay arguments
-    from frontends.compile import plan_model
     from te.target import parse
     m = _quantize_static(tmp_path, _conv_net(), QF.QDQ, QT.QUInt8, True)
     mp, _, _ = plan_model(frontends.from_onnx(m), parse(None), 13)

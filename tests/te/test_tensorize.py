@@ -178,6 +178,35 @@ def test_the_uint8_operand_may_be_the_vector(rng, intrin, lanes, group):
     np.testing.assert_array_equal(y, w.astype(np.int64) @ x.astype(np.int64))
 
 
+@pytest.mark.parametrize("intrin,lanes,dtypes", [
+    pytest.param("pmaddwd.256", 8, ("int16", "int16"), marks=needs["pmaddwd.256"]),
+    pytest.param("pmaddwd.256", 8, ("uint8", "int16"), marks=needs["pmaddwd.256"]),
+    pytest.param("pmaddwd", 16, ("int16", "int16"), marks=needs["pmaddwd"])])
+def test_vpmaddwd_takes_int16_factors_and_wraps_as_int32_does(rng, intrin, lanes, dtypes):
+    # factors widened ahead (the AVX2 int8 kernels' packs); every -32768 pair makes vpmaddwd's
+    # pair sum 2^31, which wraps exactly as the int32 sum of the two products does
+    M, N, K = 3, 2 * lanes, 10
+    A = te.placeholder((M, K), dtypes[0], name="A")
+    B = te.placeholder((N // lanes, K // 2, lanes, 2), dtypes[1], name="Bp")
+    k = te.reduce_axis((0, K), name="k")
+    C = te.compute((M, N), lambda i, j: te.sum(
+        A[i, k].astype("int32") * B[j // lanes, k // 2, j % lanes, k % 2].astype("int32"), axis=k), name="C")
+    target = Target("haswell" if lanes == 8 else "skylake-avx512")
+    f = te.build(vector_schedule(C, lanes, 2, intrin), [A, B, C], target=target)
+    lo, hi = (0, 256) if dtypes[0] == "uint8" else (-32768, 32768)
+    a = rng.integers(lo, hi, (M, K)).astype(dtypes[0])
+    b = rng.integers(-32768, 32768, (K, N)).astype(np.int16)
+    b[:, 0] = -32768
+    if dtypes[0] == "int16":
+        a[0] = -32768
+    c = np.zeros((M, N), np.int32)
+    f(a, pack(b, lanes, 2), c)
+    want = (a.astype(np.int64) @ b.astype(np.int64) + 2**31) % 2**32 - 2**31      # int32 wrap-around
+    np.testing.assert_array_equal(c, want)
+    asm = f.get_source("asm")
+    assert "vpmaddwd" in asm and "vpmovsxbw" not in asm           # no widening left in the loop
+
+
 @needs["amx"]
 def test_an_amx_library_records_its_features_and_loads(rng, tmp_path):
     M, N, K = 32, 32, 128

@@ -83,6 +83,29 @@ def test_avx2_target_runs_the_vpmaddwd_direct_conv(rng):
     check(rng, wl, tgt, "conv2d.int8_direct_pmaddwd")
 
 
+@pytest.mark.skipif("avx2" not in HOST.feature_set, reason="this CPU lacks AVX2")
+@pytest.mark.parametrize("case", CASES)
+def test_avx2_int8_convs_match_int64(rng, case):
+    # vpmaddwd on int16: the weight packed as int16, the input widened in the kernel's pack
+    wl = _conv(*case, groups=1, dtype="uint8")
+    tgt = Target("haswell")
+    impl = registry.select(wl, tgt)
+    assert impl.name.endswith("_pmaddwd")
+    cfg = impl.config(wl, tgt)
+    assert impl.pack_weight(np.zeros(wl.w_shape, np.int8), wl, cfg, tgt).dtype == np.int16
+    check(rng, wl, tgt, impl.name)
+    check(rng, wl, tgt, impl.name, prepacked=False)
+
+
+def test_avx2_default_tile_is_one_pixel_vector_by_eight_channels():
+    from te.ops import int8_conv2d as ic
+    from te.ops.knobs import FallbackConfig
+    cfg = FallbackConfig()
+    ic.define_knobs(cfg, _conv((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)).geometry, 8, 2,
+                    Target("haswell"))
+    assert (cfg["tile_ow"].val, cfg["tile_k"].val) == (8, 8)
+
+
 def test_grouped_int8_convs_are_left_to_the_reference():
     wl = _conv((1, 8, 8, 8), (8, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), groups=8, dtype="uint8")
     fast = [i for _, i in registry.candidates(wl, HOST) if i.name.startswith("conv2d.int8_")]
@@ -95,19 +118,24 @@ def test_a_relu_requantising_epilogue_fuses_into_the_conv(rng, case):
     impl = next((i for _, i in registry.candidates(wl, HOST) if i.name.startswith("conv2d.int8_")), None)
     if impl is None:
         pytest.skip("no int8 conv here")
-    cfg = impl.config(wl, HOST)
-    x, wp = impl.placeholders(wl, cfg, HOST, True)
-    acc = impl.compute([x, wp], wl, cfg, HOST, prepacked=True, name="qconv")
-    q = te.compute(acc.shape, lambda *i: te.min_of(te.max_of(te.round(acc[i].astype("float32") * 0.002), 0.0), 255.0),
+    check_requantising_epilogue(rng, wl, impl, HOST, 0.002)
+
+
+def check_requantising_epilogue(rng, wl, impl, target, scale: float):
+    """impl's conv with int32 * scale, rounded and saturated to uint8, fused after it: equal to numpy."""
+    cfg = impl.config(wl, target)
+    x, wp = impl.placeholders(wl, cfg, target, True)
+    acc = impl.compute([x, wp], wl, cfg, target, prepacked=True, name="qconv")
+    q = te.compute(acc.shape, lambda *i: te.min_of(te.max_of(te.round(acc[i].astype("float32") * scale), 0.0), 255.0),
                    tag="elemwise")
     y = ops.cast(q, "uint8")
-    s = ops.schedule([y], HOST, anchor_schedule=lambda s, out, final: impl.schedule(s, out, final, cfg, HOST))
-    f = te.build(s, [x, wp, y], target=HOST)
+    s = ops.schedule([y], target, anchor_schedule=lambda s, out, final: impl.schedule(s, out, final, cfg, target))
+    f = te.build(s, [x, wp, y], target=target)
     xv = rng.integers(0, 256, wl.x_shape).astype(np.uint8)
     wv = rng.integers(-128, 128, wl.w_shape).astype(np.int8)
     out = np.zeros(y.shape, np.uint8)
-    f(xv, impl.pack_weight(wv, wl, cfg, HOST), out)
-    ref = conv_int64(xv, wv, wl.strides, wl.padding, wl.dilation).astype(np.float32) * np.float32(0.002)
+    f(xv, impl.pack_weight(wv, wl, cfg, target), out)
+    ref = conv_int64(xv, wv, wl.strides, wl.padding, wl.dilation).astype(np.float32) * np.float32(scale)
     np.testing.assert_array_equal(out, np.clip(np.round(ref), 0, 255).astype(np.uint8))
 
 

@@ -56,6 +56,23 @@ def test_avx2_target_runs_the_vpmaddwd_implementation(rng):
     np.testing.assert_array_equal(c, ref)
 
 
+@pytest.mark.skipif("avx2" not in HOST.feature_set, reason="this CPU lacks AVX2")
+@pytest.mark.parametrize("op", ["matmul", "dense"])
+@pytest.mark.parametrize("prepacked", [True, False])
+def test_avx2_int8_matmuls_take_int16_weights_and_match_numpy(rng, op, prepacked):
+    # vpmaddwd's weights widened once, when packed (or in the kernel's own pack): no sign
+    # extension of them left in the inner loop
+    tgt = Target("haswell")
+    wl = registry.MatmulWorkload(7, 20, 34, "uint8", op == "dense")      # rows and columns padded
+    impl = registry.select(wl, tgt)
+    assert impl.name == f"{op}.int8_pmaddwd"
+    cfg = impl.config(wl, tgt)
+    assert impl.pack_weight(np.zeros(impl.weight_shape(wl), np.int8), wl, cfg, tgt).dtype == np.int16
+    assert impl.placeholders(wl, cfg, tgt, True)[1].dtype == "int16"
+    c, ref = run(impl, wl, tgt, rng, prepacked)
+    np.testing.assert_array_equal(c, ref)
+
+
 def test_priorities_amx_then_vnni_then_vpmaddwd():
     wl = registry.MatmulWorkload(64, 64, 128, "uint8", False)
     order = [i.name for _, i in registry.candidates(wl, Target("sapphirerapids"))
@@ -92,7 +109,8 @@ def test_a_float_requantising_epilogue_fuses_and_vectorises(rng, name):
         pytest.skip(f"{name} does not run on this CPU")
     cfg = impl.config(wl, HOST)
     x = te.placeholder((M, K), "uint8", name="x")
-    wp = te.placeholder(impl.placeholders(wl, cfg, HOST, True)[1].shape, "int8", name="wp")
+    packed = impl.placeholders(wl, cfg, HOST, True)[1]
+    wp = te.placeholder(packed.shape, packed.dtype, name="wp")
     scale = te.placeholder((N,), "float32", name="scale")
     acc = impl.compute([x, wp], wl, cfg, HOST, prepacked=True, name="qdense")
     # int32 -> float * scale[j] + 3.5, rounded half to even, saturated to uint8 (QuantizeLinear)
