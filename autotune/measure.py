@@ -17,6 +17,7 @@ import gc
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -53,6 +54,13 @@ class MeasureOption:
     # a candidate whose first timed repeat is slower than cutoff_ratio x the best cost the tuner
     # has seen is not timed further: one repeat tells it is slow (0 times every repeat)
     cutoff_ratio: float = 2.0
+    # a search batch also times the task's default config, just before its candidates, and each
+    # record carries vs_default: the default's time over the candidate's.  This VM's speed
+    # drifts by a third within minutes (its fp32 peak measured 348-467 GFLOP/s a minute apart
+    # while other jobs ran, 352 and 459 in two quiet windows a session apart), so candidates
+    # timed minutes apart compare fairly only through a yardstick timed beside each of them;
+    # the tuner ranks them by it (Tuner._note).  It costs one timing per batch.
+    anchor: bool = True
     rtol: float = 1e-3
     atol: float = 1e-3
     # a dask Client, a cluster object (LocalCluster) or a scheduler address: build and time on that
@@ -591,6 +599,7 @@ class Measurer:
         self.ensure_reference(task)
         builds = self.build_batch(task, configs)
         records = []
+        anchor = self._anchor(task) if rounds <= 1 and self.option.anchor else None
         for _ in range(max(1, rounds)):
             for cfg, b in zip(configs, builds):
                 if b.get("error_no"):
@@ -600,7 +609,19 @@ class Measurer:
                     cutoff = best_cost * self.option.cutoff_ratio if best_cost and self.option.cutoff_ratio else None
                     res = self.run_one(task, b, "candidate", cutoff)
                 records.append(_record(task, cfg, b, res))
+        if anchor:
+            records = [replace(r, vs_default=anchor / r.cost) if r.ok else r for r in records]
         return records
+
+    def _anchor(self, task) -> float | None:
+        """Seconds per call of the task's default config timed now (its build kept from the
+        reference run), the yardstick of a search batch; None if it cannot be timed."""
+        b = self.build_batch(task, [None])[0]
+        if b.get("error_no"):
+            return None
+        res = self.run_one(task, b, "candidate")
+        costs = res.get("costs") if not res.get("error_no") else None
+        return statistics.median(costs) if costs else None
 
 
 def _record(task, cfg, build: dict, res: dict) -> Record:

@@ -46,6 +46,9 @@ class Tuner:
         self._checked: dict[int, list[float]] = {}  # config index -> the final check's timings of it
         self._vs: dict[int, list[float]] = {}       # config index -> its check rounds' vs_default
         self._latest: dict[int, rec.Record] = {}   # config index -> its latest valid record
+        # the default's time in the first search batch that timed it beside its candidates: every
+        # search timing is scaled to the machine's speed then (see _note)
+        self._anchor: float | None = None
         self.best_flops = 0.0
         self.best_config = None
         self.best_record: rec.Record | None = None
@@ -71,7 +74,7 @@ class Tuner:
     def _note(self, index: int, r: rec.Record) -> None:
         self.visited.add(index)
         if r.ok:
-            self._costs.setdefault(index, []).extend(r.costs)
+            self._costs.setdefault(index, []).extend(self._at_anchor(r))
             if r.checked:
                 self._checked.setdefault(index, []).extend(r.costs)
                 if r.vs_default > 0:
@@ -85,7 +88,20 @@ class Tuner:
             self.default_flops = flops
         if flops > self.best_flops:
             self.best_flops, self.best_config = flops, self.space.get(index)
-            self.best_record = r if len(costs) == len(r.costs) else dataclasses.replace(r, costs=list(costs))
+            self.best_record = r if list(costs) == list(r.costs) else dataclasses.replace(r, costs=list(costs))
+
+    def _at_anchor(self, r: rec.Record) -> list[float]:
+        """r's timings as if taken at the machine's speed of the first anchored batch: a search
+        record timed beside the default (vs_default, MeasureOption.anchor) scaled by the
+        default's time then over its time in r's batch, so configs timed minutes apart on a
+        machine whose speed drifts compare as if timed together.  Checked records (compared
+        with the default round by round) and records without an anchor stay as timed."""
+        if r.checked or r.vs_default <= 0:
+            return list(r.costs)
+        now = r.cost * r.vs_default             # the default's time in r's batch
+        if self._anchor is None:
+            self._anchor = now
+        return [c * self._anchor / now for c in r.costs]
 
     def _judging(self, index: int) -> list[float]:
         """The timings a config is judged by: the final check's if it had one (rec.pooled_costs)."""

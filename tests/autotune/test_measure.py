@@ -45,6 +45,18 @@ def test_matmul_candidate_is_timed(measurer):
     assert all(len(r.costs) == 2 and min(r.costs) > 0 for r in recs)
 
 
+def test_a_search_batch_is_timed_beside_the_default(measurer):
+    """Each search record carries the default's time in its batch over its own (MeasureOption.anchor);
+    the final check's rounds compare with the default themselves."""
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    sp = task.config_space
+    recs = measurer.measure(task, [sp.get(0), sp.get(sp.default_index())])
+    assert all(r.ok and r.vs_default > 0 and not r.checked for r in recs)
+    # the default beside itself: the same kernel timed twice in one batch
+    assert 0.2 < recs[1].vs_default < 5.0
+    assert all(r.vs_default == 0 for r in measurer.measure(task, [sp.get(0)], rounds=2))
+
+
 def test_a_candidate_far_slower_than_the_best_is_timed_once(measurer):
     task = autotune.create_task("matmul", (64, 64, 64, "float32"))
     cfg = task.config_space.get(task.config_space.default_index())

@@ -128,6 +128,25 @@ def test_final_check_keeps_the_default_on_a_tie():
     assert tuner.best_config.index == c.index and logged.config == c.to_json()
 
 
+def test_search_timings_compare_through_the_default_timed_beside_them():
+    """The machine runs at half speed for the second batch: config b's raw 0.8 s is slower than
+    a's 0.5 s, but the default beside it took 2.0 s instead of 1.0 s, so at one speed b takes
+    0.4 s and is the faster.  A record without an anchor (an older log) is taken as timed."""
+    from autotune.record import Record
+    task, space, d, a, b = _matmul64()
+    tuner = autotune.RandomTuner(task)
+    rec = lambda i, cost, anchor: Record(task.workload_key, space.get(i).to_json(), [cost], isa=task.target.isa,
+                                         vs_default=anchor / cost if anchor else 0.0)
+    tuner.update([d, a], [rec(d, 1.0, 1.0), rec(a, 0.5, 1.0)])
+    assert tuner.best_config.index == a
+    tuner.update([b], [rec(b, 0.8, 2.0)])
+    assert tuner.best_config.index == b and tuner.results[b] == pytest.approx(task.flops / 0.4)
+    assert tuner.best_record.costs == [pytest.approx(0.4)] and tuner.best_record.vs_default == 2.5
+    c = (b + 1) % len(space)
+    tuner.update([c], [rec(c, 0.45, None)])
+    assert tuner.results[c] == pytest.approx(task.flops / 0.45)
+
+
 def test_records_without_vs_default_still_rank():
     """Logs written before the check recorded vs_default: checked configs rank by cost, as before."""
     from autotune.record import Record, best
