@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 import autotune
 import frontends
 from autotune import record as rec
@@ -40,6 +42,7 @@ def test_a_config_slower_in_the_model_loses_to_the_untuned_kernel(tiny_onnx, tmp
     monkeypatch.setattr(profile, "compare_builds", slower)
     mc = tune_check.check_model(g, log, host(), repeat=2)
     assert mc.kernels == 2 and len(mc.slower) == 2 and mc.records == 4
+    assert mc.kernel_saving == 0.0                  # the tuned build went back to the untuned kernels
     assert mc.untuned > 0 and mc.tuned > 0
     judged = [r for r in rec.load(log) if r.in_model]
     assert sorted(round(r.vs_default, 6) for r in judged) == [0.333333, 0.333333, 1.0, 1.0]
@@ -69,3 +72,24 @@ def test_the_isolated_check_reports_a_failure_in_one_line(tiny_onnx, tmp_path):
     with pytest.raises(RuntimeError) as e:
         tune_check.check_model_isolated(frontends.from_onnx(tiny_onnx), str(tmp_path / "missing.jsonl"))
     assert "\n" not in str(e.value) and "missing.jsonl" in str(e.value)
+
+
+def test_the_kernels_saving_in_the_model_is_counted_per_call(tiny_onnx, tmp_path, monkeypatch):
+    g = frontends.from_onnx(tiny_onnx)
+    log = write_log(tmp_path / "t.jsonl", fake_records(tiny_onnx))
+    compare = profile.compare_builds
+
+    def faster(lib_a, lib_b, target, rounds, only):
+        pairs = compare(lib_a, lib_b, target, 1, min_time=1e-4, only=only)
+        for p in pairs:
+            p.times_a, p.times_b = [4e-4, 3e-4, 3e-4], [1e-4, 1e-4, 5e-4]
+        return pairs
+    monkeypatch.setattr(profile, "compare_builds", faster)
+    mc = tune_check.check_model(g, log, host(), repeat=2)
+    assert not mc.slower and mc.kernel_saving == pytest.approx(2 * 2e-4)     # two kernels, medians 3e-4 - 1e-4
+
+
+def test_the_estimate_is_projected_on_the_whole_model():
+    """Saving 1 ms of a 4 ms model is a 1.33x gain, whatever the tuned kernels' own gain."""
+    assert tune_check.projected_gain(4e-3, 1e-3) == pytest.approx(4 / 3)
+    assert math.isnan(tune_check.projected_gain(1e-3, 2e-3))      # an estimate saving more than the model takes
