@@ -61,6 +61,12 @@ class MeasureOption:
     # timed minutes apart compare fairly only through a yardstick timed beside each of them;
     # the tuner ranks them by it (Tuner._note).  It costs one timing per batch.
     anchor: bool = True
+    # a batch whose anchor takes over BUSY_RATIO times the fastest anchor of its task is timed on
+    # a busy machine: its candidates' timings would say how busy, not how fast (a 2-thread
+    # kernel waits at each barrier for a thread descheduled for a time slice, so its calls take
+    # many times their own time); the batch waits, re-timing the anchor, up to this many seconds
+    # in all, then is timed anyway
+    load_wait: float = 5.0
     rtol: float = 1e-3
     atol: float = 1e-3
     # a dask Client, a cluster object (LocalCluster) or a scheduler address: build and time on that
@@ -209,6 +215,8 @@ def _inputs(key: str, specs: list, task=None, config=None) -> list:
 CALIBRATE_CALLS = 4         # calls whose fastest sizes a repeat
 CALIBRATE_LONG = 0.2        # seconds: a kernel this slow is timed once a repeat without more calls
 REPEAT_STRETCH = 4          # a repeat ends after 4 calls once it lasted this many times min_repeat_ms
+BUSY_RATIO = 1.5            # an anchor this much slower than its fastest: the machine is busy
+BUSY_PAUSE = 0.25           # seconds between anchor timings while it is
 
 
 def per_call(times: list[float]) -> float:
@@ -482,6 +490,7 @@ class Measurer:
         self.builders = [_Worker(f"builder{i}") for i in range(max(1, self.option.n_parallel))]
         self.runner = _Worker("runner")
         self._has_reference: set[str] = set()
+        self._fastest_anchor: dict[str, float] = {}     # measure_key -> seconds (see _anchor)
         # the objects of recent successful builds, so a final check does not build its configs again
         self._built: collections.OrderedDict = collections.OrderedDict()
 
@@ -615,13 +624,26 @@ class Measurer:
 
     def _anchor(self, task) -> float | None:
         """Seconds per call of the task's default config timed now (its build kept from the
-        reference run), the yardstick of a search batch; None if it cannot be timed."""
+        reference run), the yardstick of a search batch; None if it cannot be timed.  While it
+        runs over BUSY_RATIO times its fastest time the machine is busy: wait (option.load_wait)."""
         b = self.build_batch(task, [None])[0]
         if b.get("error_no"):
             return None
-        res = self.run_one(task, b, "candidate")
-        costs = res.get("costs") if not res.get("error_no") else None
-        return statistics.median(costs) if costs else None
+        key = measure_key(task)
+        deadline = time.monotonic() + self.option.load_wait
+        while True:
+            res = self.run_one(task, b, "candidate")
+            costs = res.get("costs") if not res.get("error_no") else None
+            if not costs:
+                return None
+            now = statistics.median(costs)
+            fastest = self._fastest_anchor.get(key, now)
+            self._fastest_anchor[key] = min(fastest, now)
+            if now <= BUSY_RATIO * fastest or time.monotonic() + BUSY_PAUSE > deadline:
+                return now
+            log.info("%s: the default runs %.1fx its fastest time: the machine is busy, waiting",
+                     task, now / fastest)
+            time.sleep(BUSY_PAUSE)
 
 
 def _record(task, cfg, build: dict, res: dict) -> Record:

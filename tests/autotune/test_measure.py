@@ -57,6 +57,26 @@ def test_a_search_batch_is_timed_beside_the_default(measurer):
     assert all(r.vs_default == 0 for r in measurer.measure(task, [sp.get(0)], rounds=2))
 
 
+def test_a_batch_waits_while_the_machine_is_busy(monkeypatch):
+    """The default, timed before each batch, runs 3x its fastest time twice (other jobs hold the
+    cores), then at its speed again: the batch waits for that and compares with that timing."""
+    from autotune import measure
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    m = autotune.Measurer(autotune.measure_option(check_correctness=False))
+    anchors = [1e-3, 3e-3, 3e-3, 1.1e-3]
+    monkeypatch.setattr(m, "build_batch", lambda task, configs: [{"object": b""} for _ in configs])
+    monkeypatch.setattr(m, "run_one", lambda task, b, role, cutoff=None: {"costs": [anchors.pop(0)]}
+                        if anchors else {"costs": [5e-4]})
+    monkeypatch.setattr(measure.time, "sleep", lambda s: None)
+    assert m._anchor(task) == 1e-3 and m._anchor(task) == 1.1e-3 and not anchors
+    anchors[:] = [3e-3] * 100
+    m.option.load_wait = 0.0                     # no waiting allowed: timed on the busy machine
+    assert m._anchor(task) == 3e-3 and len(anchors) == 99
+    anchors[:] = [3e-3]                          # the batch's anchor, then its candidate (5e-4)
+    rec = m.measure(task, [task.config_space.get(0)])[0]
+    assert rec.vs_default == pytest.approx(3e-3 / 5e-4)
+
+
 def test_a_candidate_far_slower_than_the_best_is_timed_once(measurer):
     task = autotune.create_task("matmul", (64, 64, 64, "float32"))
     cfg = task.config_space.get(task.config_space.default_index())
