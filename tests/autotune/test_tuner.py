@@ -232,6 +232,25 @@ def test_dispatch_skips_records_the_template_no_longer_accepts(measurer, caplog)
     assert autotune.apply_history_best([stale]).query(task) is None
 
 
+def test_records_checked_against_an_older_default_give_way_to_the_current_default():
+    """A config checked 1.3x faster than the default of its day, when the template's default has
+    changed since: its gain is over a kernel no build runs now, so the current default is built;
+    checked against the current default, it is used."""
+    from autotune.record import Record
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    space = task.config_space
+    d = space.default_index()
+    old_default, tuned = space.get((d + 1) % len(space)), space.get((d + 2) % len(space))
+    rec = lambda cfg, cost, vs: Record(task.workload_key, cfg.to_json(), [cost], isa=task.target.isa,
+                                       checked=True, vs_default=vs)
+    stale = [rec(old_default, 1.3, 1.0), rec(tuned, 1.0, 1.3)]
+    assert autotune.apply_history_best(stale).query(task) is None
+    fresh = [rec(space.get(d), 1.3, 1.0), rec(tuned, 1.0, 1.3)]
+    assert autotune.apply_history_best(fresh).query(task).to_json() == tuned.to_json()
+    unchecked = [Record(task.workload_key, tuned.to_json(), [1.0], isa=task.target.isa)]
+    assert autotune.apply_history_best(unchecked).query(task).to_json() == tuned.to_json()
+
+
 def test_builder_features_match_local_features(measurer):
     from autotune.features import config_features
     task = autotune.create_task("matmul", (64, 96, 128, "float32"))
