@@ -145,6 +145,13 @@ def test_search_timings_compare_through_the_default_timed_beside_them():
     c = (b + 1) % len(space)
     tuner.update([c], [rec(c, 0.45, None)])
     assert tuner.results[c] == pytest.approx(task.flops / 0.45)
+    # the machine was slowed down when the first batch ran: the default beside e now takes 0.5 s,
+    # so every anchored timing is scaled to that speed (b: 0.4 -> 0.2 s); the ranking of b and e stays
+    e = (c + 1) % len(space)
+    tuner.update([e], [rec(e, 0.3, 0.5)])
+    assert tuner.results[b] == pytest.approx(task.flops / 0.2) and tuner.results[e] == pytest.approx(task.flops / 0.3)
+    assert tuner.results[d] == pytest.approx(task.flops / 0.5) and tuner.default_flops == tuner.results[d]
+    assert tuner.best_config.index == b
 
 
 def test_records_without_vs_default_still_rank():
