@@ -219,15 +219,75 @@ BUSY_RATIO = 1.5            # an anchor this much slower than its fastest: the m
 BUSY_PAUSE = 0.25           # seconds between anchor timings while it is
 
 
-def per_call(times: list[float]) -> float:
-    """One repeat's time per call from its calls' times: their lower quartile (from 4 calls; the
-    mean of fewer).  On a shared machine a call that the OS preempts, or whose parallel team
-    waits for a thread descheduled until its next time slice (milliseconds), takes many times the
-    kernel's own time; such calls say how busy the machine was, not how fast the config is, and
-    the quartile leaves them out while still taking the spread of the kernel's own calls."""
+def per_call(times: list[float], waits: list[float] | None = None) -> float:
+    """One repeat's time per call from its calls' times (seconds) and, where known, how long the
+    runner's threads waited for a CPU during each (`waits`, seconds: RunQueueClock).
+
+    On a shared machine a call that the OS preempts, or whose parallel team waits at a barrier
+    for a thread descheduled until its next time slice (milliseconds), takes many times the
+    kernel's own time; such calls say how busy the machine was, not how fast the config is.
+    With waits, those calls are known: the repeat's time is the median of the calls none of
+    whose threads waited more than CLEAN_WAIT of the call (an honest figure: a median, not a
+    lucky call), when 3 of them (or all, of fewer calls) are such.  Otherwise (no waits, or a
+    machine too busy for that) the lower quartile of all calls (from 4; the mean of fewer),
+    which leaves the stretched calls out while a quarter are not."""
+    if waits is not None:
+        clean = [t for t, w in zip(times, waits) if w <= CLEAN_WAIT * t]
+        if clean and len(clean) >= min(3, len(times)):
+            return statistics.median(clean)
     if len(times) < 4:
         return sum(times) / max(1, len(times))
     return sorted(times)[len(times) // 4]
+
+
+CLEAN_WAIT = 0.02       # a call whose threads waited for a CPU longer than this share of it was disturbed
+
+
+class RunQueueClock:
+    """Seconds this process's threads have spent runnable but waiting for a CPU (the second field
+    of Linux's /proc/self/task/<tid>/schedstat), read around each timed call; None where the
+    kernel does not keep it.  The threads (the OpenMP team appears with the first parallel
+    call) are looked up again by `refresh`, once per repeat."""
+
+    def __init__(self):
+        self.fds: dict[str, int] = {}
+        self.ok = os.path.exists("/proc/self/task")
+        self.refresh()
+
+    def refresh(self) -> None:
+        if not self.ok:
+            return
+        try:
+            tids = os.listdir("/proc/self/task")
+        except OSError:
+            self.ok = False
+            return
+        for tid in tids:
+            if tid not in self.fds:
+                try:
+                    self.fds[tid] = os.open(f"/proc/self/task/{tid}/schedstat", os.O_RDONLY)
+                except OSError:
+                    pass
+        if not self.fds:
+            self.ok = False
+
+    def seconds(self) -> float | None:
+        """The waits of the known threads so far (None if they cannot be read)."""
+        if not self.ok:
+            return None
+        total = 0
+        for tid, fd in list(self.fds.items()):
+            try:
+                total += int(os.pread(fd, 128, 0).split()[1])
+            except (OSError, IndexError, ValueError):       # a thread that ended
+                os.close(fd)
+                del self.fds[tid]
+        return total / 1e9
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
 
 
 COLD_COPIES_MAX = 64            # copies of a small weight: enough to leave L2, few enough to make fast
@@ -322,26 +382,34 @@ def _run_job(payload: dict) -> dict:
         warm.append(time.perf_counter() - t)
     number = max(1, int(opt.min_repeat_ms / 1e3 / max(min(warm), 1e-7)))
     costs = []
-    calls = 0
+    calls = disturbed = 0
+    clock = RunQueueClock()
     for _ in range(opt.repeat):
         if opt.flush_cache:
             if _RunnerState.flush is None:
                 _RunnerState.flush = np.zeros(64 << 20 >> 3)
             _RunnerState.flush += 1.0
-        times = []
+        clock.refresh()
+        times, waits = [], []
         start = time.perf_counter()
         for _ in range(number):
+            w = clock.seconds()
             t = time.perf_counter()
             fn(*rotation[calls % len(rotation)])
             times.append(time.perf_counter() - t)
+            if w is not None:
+                waits.append(clock.seconds() - w)
             calls += 1
             # calls the load stretches must not stretch the repeat past the runner's timeout
             if len(times) >= 4 and t - start > REPEAT_STRETCH * opt.min_repeat_ms / 1e3:
                 break
-        costs.append(per_call(times))
+        known = waits if len(waits) == len(times) else None
+        costs.append(per_call(times, known))
+        disturbed += sum(w > CLEAN_WAIT * t for t, w in zip(times, known or []))
         if payload.get("cutoff") and costs[0] > payload["cutoff"]:
             break
-    return {"error_no": 0, "costs": costs, "run_time": time.perf_counter() - t0}
+    clock.close()
+    return {"error_no": 0, "costs": costs, "run_time": time.perf_counter() - t0, "disturbed": disturbed / calls}
 
 
 def _short(e: BaseException) -> str:

@@ -39,11 +39,14 @@ from te.target import parse                                # noqa: E402
 from common import log_paths, table                        # noqa: E402
 from models import load                                    # noqa: E402
 
-# the statistics a repeat could report from its calls' times, each the median over repeats
+# the statistics a repeat could report from its calls' times and waits for a CPU, each the
+# median over repeats: the lower quartile of the calls, the runner's (measure.per_call: the
+# median of the calls no thread of which waited for a CPU), all calls' median and their mean
 STATISTICS = {
-    "q25": lambda calls: sorted(calls)[len(calls) // 4],
-    "median": statistics.median,
-    "mean": lambda calls: sum(calls) / len(calls),
+    "q25": lambda calls, waits: sorted(calls)[len(calls) // 4],
+    "clean": measure.per_call,
+    "median": lambda calls, waits: statistics.median(calls),
+    "mean": lambda calls, waits: sum(calls) / len(calls),
 }
 
 
@@ -54,12 +57,12 @@ def tuner_times(task, config, option: measure.MeasureOption, repeats: int) -> di
     build = measure._build_job(payload)
     if build.get("error_no"):
         raise RuntimeError(build.get("error_msg"))
-    calls: list[list[float]] = []
+    calls: list[tuple[list[float], list[float] | None]] = []
     kept = measure.per_call
 
-    def keep(times):
-        calls.append(list(times))
-        return kept(times)
+    def keep(times, waits=None):
+        calls.append((list(times), waits and list(waits)))
+        return kept(times, waits)
     measure.per_call = keep
     try:
         for _ in range(repeats):
@@ -72,7 +75,7 @@ def tuner_times(task, config, option: measure.MeasureOption, repeats: int) -> di
                 raise RuntimeError(res.get("error_msg"))
     finally:
         measure.per_call = kept
-    return {k: statistics.median(f(c) for c in calls) for k, f in STATISTICS.items()}
+    return {k: statistics.median(f(*c) for c in calls) for k, f in STATISTICS.items()}
 
 
 def model_saving(graph, target, log_path: str, rounds: int) -> tuple[float, float]:
@@ -137,13 +140,14 @@ def main() -> None:
                 model, saved = model_saving(graph, target, path, args.rounds)
                 pred = {k: mt.count * (default[k] - times[k]) for k in STATISTICS}
                 gf = {k: task.flops / times[k] / 1e9 for k in STATISTICS}
-                rows.append([_label(task), what, mt.count, f"{gf['q25']:.0f}/{gf['median']:.0f}/{gf['mean']:.0f}",
+                rows.append([_label(task), what, mt.count, "/".join(f"{gf[k]:.0f}" for k in STATISTICS),
                              *(f"{1e6 * pred[k]:+.1f}" for k in STATISTICS), f"{1e6 * saved:+.1f}",
                              f"{1e3 * model:.2f}"])
                 print(" | ".join(str(x) for x in rows[-1]), flush=True)
     print()
-    print(table(["task", "config", "kernels", "GFLOP/s q25/median/mean", "predicted saving us: q25", "median",
-                 "mean", "model saving us", "model ms"], rows, "llrrrrrrr"))
+    print(table(["task", "config", "kernels", "GFLOP/s " + "/".join(STATISTICS),
+                 *(f"predicted saving us: {k}" for k in STATISTICS), "model saving us", "model ms"], rows,
+                "llrr" + "r" * len(STATISTICS) + "rr"))
 
 
 def _label(task) -> str:

@@ -174,6 +174,32 @@ def test_calls_the_machine_preempted_do_not_make_a_config_slow():
     assert per_call([1e-4, 3e-4]) == pytest.approx(2e-4)     # fewer than 4 calls: their mean
 
 
+def test_calls_whose_threads_waited_for_a_cpu_are_left_out():
+    """With each call's wait for a CPU known, a repeat is the median of the undisturbed calls;
+    a call stretched only a little but whose thread waited is left out too."""
+    from autotune.measure import per_call
+    kernel = [1.00e-4, 1.02e-4, 1.04e-4]
+    times = kernel + [1.3e-4] + [4e-3] * 12
+    waits = [0.0] * 3 + [2.5e-5] + [3.9e-3] * 12
+    assert per_call(times, waits) == pytest.approx(1.02e-4)         # the median of the three clean calls
+    assert per_call(times) == 4e-3           # the lower quartile: too busy a machine for it
+    assert per_call(times[1:], waits[1:]) == 4e-3                   # two clean calls: the lower quartile
+    assert per_call([2e-3, 3e-3], [0.0, 0.0]) == pytest.approx(2.5e-3)     # a slow kernel timed twice
+
+
+def test_the_run_queue_clock_reads_this_process_threads():
+    import sys
+    from autotune.measure import RunQueueClock
+    clock = RunQueueClock()
+    if not sys.platform.startswith("linux"):
+        assert clock.seconds() is None
+        return
+    a = clock.seconds()
+    sum(range(200_000))
+    assert a is not None and clock.seconds() >= a
+    clock.close()
+
+
 def test_arguments_are_aligned_with_memory_after_them_as_in_a_model():
     from autotune.measure import SLACK, padded_array
     a = padded_array((3, 5), "float32")
