@@ -216,7 +216,8 @@ CALIBRATE_CALLS = 4         # calls whose fastest sizes a repeat
 CALIBRATE_LONG = 0.2        # seconds: a kernel this slow is timed once a repeat without more calls
 REPEAT_STRETCH = 4          # a repeat ends after 4 calls once it lasted this many times min_repeat_ms
 BUSY_RATIO = 1.5            # an anchor this much slower than its fastest: the machine is busy
-BUSY_PAUSE = 0.25           # seconds between anchor timings while it is
+BUSY_SHARE = 0.75           # or a timing whose calls' threads waited for a CPU in more than this share of them
+BUSY_PAUSE = 0.25           # seconds between timings while it is
 
 
 def per_call(times: list[float], waits: list[float] | None = None) -> float:
@@ -676,8 +677,11 @@ class Measurer:
         self.ensure_reference(task)
         builds = self.build_batch(task, configs)
         records = []
-        # the final check's rounds hold the default themselves: there the anchor only waits out a busy machine
-        anchor = self._anchor(task) if self.option.anchor else None
+        # a busy machine is waited out (the anchor, then each candidate timed while it was) up to a
+        # deadline per batch; the final check's rounds hold the default themselves, so there the
+        # anchor only waits
+        deadline = time.monotonic() + self.option.load_wait
+        anchor = self._anchor(task, deadline) if self.option.anchor else None
         if rounds > 1:
             anchor = None
         for _ in range(max(1, rounds)):
@@ -688,20 +692,23 @@ class Measurer:
                     self.ensure_reference(task)   # the runner may have been restarted
                     cutoff = best_cost * self.option.cutoff_ratio if best_cost and self.option.cutoff_ratio else None
                     res = self.run_one(task, b, "candidate", cutoff)
+                    while _busy(res) and rounds <= 1 and time.monotonic() + BUSY_PAUSE <= deadline:
+                        time.sleep(BUSY_PAUSE)
+                        res = self.run_one(task, b, "candidate", cutoff)
                 records.append(_record(task, cfg, b, res))
         if anchor:
             records = [replace(r, vs_default=anchor / r.cost) if r.ok else r for r in records]
         return records
 
-    def _anchor(self, task) -> float | None:
+    def _anchor(self, task, deadline: float) -> float | None:
         """Seconds per call of the task's default config timed now (its build kept from the
         reference run), the yardstick of a search batch; None if it cannot be timed.  While it
-        runs over BUSY_RATIO times its fastest time the machine is busy: wait (option.load_wait)."""
+        runs over BUSY_RATIO times its fastest time, or its calls were disturbed (_busy), the
+        machine is busy: wait, up to the deadline (time.monotonic())."""
         b = self.build_batch(task, [None])[0]
         if b.get("error_no"):
             return None
         key = measure_key(task)
-        deadline = time.monotonic() + self.option.load_wait
         while True:
             res = self.run_one(task, b, "candidate")
             costs = res.get("costs") if not res.get("error_no") else None
@@ -710,11 +717,16 @@ class Measurer:
             now = statistics.median(costs)
             fastest = self._fastest_anchor.get(key, now)
             self._fastest_anchor[key] = min(fastest, now)
-            if now <= BUSY_RATIO * fastest or time.monotonic() + BUSY_PAUSE > deadline:
+            if (now <= BUSY_RATIO * fastest and not _busy(res)) or time.monotonic() + BUSY_PAUSE > deadline:
                 return now
-            log.info("%s: the default runs %.1fx its fastest time: the machine is busy, waiting",
-                     task, now / fastest)
+            log.info("%s: the default runs %.1fx its fastest time, %.0f%% of its calls disturbed: "
+                     "the machine is busy, waiting", task, now / fastest, 100 * res.get("disturbed", 0.0))
             time.sleep(BUSY_PAUSE)
+
+
+def _busy(res: dict) -> bool:
+    """Whether a runner's timing was taken on a busy machine: most of its calls' threads waited for a CPU."""
+    return not res.get("error_no") and res.get("disturbed", 0.0) > BUSY_SHARE
 
 
 def _record(task, cfg, build: dict, res: dict) -> Record:

@@ -1,4 +1,6 @@
 """Measurement: errors become records, crashes and hangs cost one trial, not the run."""
+import time
+
 import numpy as np
 import pytest
 
@@ -68,13 +70,28 @@ def test_a_batch_waits_while_the_machine_is_busy(monkeypatch):
     monkeypatch.setattr(m, "run_one", lambda task, b, role, cutoff=None: {"costs": [anchors.pop(0)]}
                         if anchors else {"costs": [5e-4]})
     monkeypatch.setattr(measure.time, "sleep", lambda s: None)
-    assert m._anchor(task) == 1e-3 and m._anchor(task) == 1.1e-3 and not anchors
+    far = time.monotonic() + 60
+    assert m._anchor(task, far) == 1e-3 and m._anchor(task, far) == 1.1e-3 and not anchors
     anchors[:] = [3e-3] * 100
-    m.option.load_wait = 0.0                     # no waiting allowed: timed on the busy machine
-    assert m._anchor(task) == 3e-3 and len(anchors) == 99
+    assert m._anchor(task, 0.0) == 3e-3 and len(anchors) == 99      # no time to wait: timed as it is
     anchors[:] = [3e-3]                          # the batch's anchor, then its candidate (5e-4)
+    m.option.load_wait = 0.0
     rec = m.measure(task, [task.config_space.get(0)])[0]
     assert rec.vs_default == pytest.approx(3e-3 / 5e-4)
+
+
+def test_a_timing_whose_calls_were_disturbed_is_taken_again(monkeypatch):
+    """The runner says most calls of the anchor, then of the candidate, waited for a CPU: each is
+    timed again after a pause, and the batch compares the undisturbed timings."""
+    from autotune import measure
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    m = autotune.Measurer(autotune.measure_option(check_correctness=False))
+    runs = [([9e-3], 1.0), ([1e-3], 0.0), ([8e-3], 0.9), ([5e-4], 0.1)]
+    monkeypatch.setattr(m, "build_batch", lambda task, configs: [{"object": b""} for _ in configs])
+    monkeypatch.setattr(m, "run_one", lambda *a, **k: dict(zip(("costs", "disturbed"), runs.pop(0))))
+    monkeypatch.setattr(measure.time, "sleep", lambda s: None)
+    rec = m.measure(task, [task.config_space.get(0)])[0]
+    assert not runs and rec.costs == [5e-4] and rec.vs_default == pytest.approx(2.0)
 
 
 def test_a_candidate_far_slower_than_the_best_is_timed_once(measurer):
