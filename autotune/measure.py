@@ -59,13 +59,14 @@ class MeasureOption:
     # drifts by a third within minutes (its fp32 peak measured 348-467 GFLOP/s a minute apart
     # while other jobs ran, 352 and 459 in two quiet windows a session apart), so candidates
     # timed minutes apart compare fairly only through a yardstick timed beside each of them;
-    # the tuner ranks them by it (Tuner._note).  It costs one timing per batch.
+    # the tuner ranks them by it (Tuner._at_anchor).  It costs one timing per batch.
     anchor: bool = True
-    # a batch whose anchor takes over BUSY_RATIO times the fastest anchor of its task is timed on
-    # a busy machine: its candidates' timings would say how busy, not how fast (a 2-thread
-    # kernel waits at each barrier for a thread descheduled for a time slice, so its calls take
-    # many times their own time); the batch waits, re-timing the anchor, up to this many seconds
-    # in all, then is timed anyway
+    # a batch whose anchor takes over BUSY_RATIO times the fastest anchor of its task, or most of
+    # whose calls waited for a CPU (BUSY_SHARE), is timed on a busy machine: its candidates'
+    # timings would say how busy, not how fast (a 2-thread kernel waits at each barrier for a
+    # thread descheduled for a time slice, so its calls take many times their own time); the
+    # batch waits, re-timing the anchor and each candidate so timed, up to this many seconds in
+    # all, then is timed anyway
     load_wait: float = 5.0
     rtol: float = 1e-3
     atol: float = 1e-3
@@ -398,8 +399,9 @@ def _run_job(payload: dict) -> dict:
             t = time.perf_counter()
             fn(*rotation[calls % len(rotation)])
             times.append(time.perf_counter() - t)
-            if w is not None:
-                waits.append(clock.seconds() - w)
+            after = clock.seconds() if w is not None else None
+            if after is not None:
+                waits.append(after - w)
             calls += 1
             # calls the load stretches must not stretch the repeat past the runner's timeout
             if len(times) >= 4 and t - start > REPEAT_STRETCH * opt.min_repeat_ms / 1e3:
@@ -677,10 +679,10 @@ class Measurer:
         self.ensure_reference(task)
         builds = self.build_batch(task, configs)
         records = []
-        # a busy machine is waited out (the anchor, then each candidate timed while it was) up to a
-        # deadline per batch; the final check's rounds hold the default themselves, so there the
-        # anchor only waits
-        deadline = time.monotonic() + self.option.load_wait
+        # a busy machine is waited out (the anchor, then each timing taken while it was) up to a
+        # deadline per batch (the final check's: per round); the check's rounds hold the default
+        # themselves, so there the anchor only waits
+        deadline = time.monotonic() + self.option.load_wait * max(1, rounds)
         anchor = self._anchor(task, deadline) if self.option.anchor else None
         if rounds > 1:
             anchor = None
@@ -692,7 +694,7 @@ class Measurer:
                     self.ensure_reference(task)   # the runner may have been restarted
                     cutoff = best_cost * self.option.cutoff_ratio if best_cost and self.option.cutoff_ratio else None
                     res = self.run_one(task, b, "candidate", cutoff)
-                    while _busy(res) and rounds <= 1 and time.monotonic() + BUSY_PAUSE <= deadline:
+                    while _busy(res) and time.monotonic() + BUSY_PAUSE <= deadline:
                         time.sleep(BUSY_PAUSE)
                         res = self.run_one(task, b, "candidate", cutoff)
                 records.append(_record(task, cfg, b, res))
