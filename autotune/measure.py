@@ -286,6 +286,15 @@ class RunQueueClock:
                 del self.fds[tid]
         return total / 1e9
 
+    def call(self, fn, args) -> tuple[float, float | None]:
+        """(seconds fn(*args) took, seconds its process's threads waited for a CPU meanwhile or None)."""
+        w = self.seconds()
+        t = time.perf_counter()
+        fn(*args)
+        dt = time.perf_counter() - t
+        after = self.seconds() if w is not None else None
+        return dt, (after - w if after is not None else None)
+
     def close(self) -> None:
         for fd in self.fds.values():
             os.close(fd)
@@ -395,16 +404,13 @@ def _run_job(payload: dict) -> dict:
         times, waits = [], []
         start = time.perf_counter()
         for _ in range(number):
-            w = clock.seconds()
-            t = time.perf_counter()
-            fn(*rotation[calls % len(rotation)])
-            times.append(time.perf_counter() - t)
-            after = clock.seconds() if w is not None else None
-            if after is not None:
-                waits.append(after - w)
+            dt, wait = clock.call(fn, rotation[calls % len(rotation)])
+            times.append(dt)
+            if wait is not None:
+                waits.append(wait)
             calls += 1
             # calls the load stretches must not stretch the repeat past the runner's timeout
-            if len(times) >= 4 and t - start > REPEAT_STRETCH * opt.min_repeat_ms / 1e3:
+            if len(times) >= 4 and time.perf_counter() - start > REPEAT_STRETCH * opt.min_repeat_ms / 1e3:
                 break
         known = waits if len(waits) == len(times) else None
         costs.append(per_call(times, known))

@@ -54,8 +54,6 @@ def test_a_search_batch_is_timed_beside_the_default(measurer):
     sp = task.config_space
     recs = measurer.measure(task, [sp.get(0), sp.get(sp.default_index())])
     assert all(r.ok and r.vs_default > 0 and not r.checked for r in recs)
-    # the default beside itself: the same kernel timed twice in one batch
-    assert 0.2 < recs[1].vs_default < 5.0
     assert all(r.vs_default == 0 for r in measurer.measure(task, [sp.get(0)], rounds=2))
 
 
