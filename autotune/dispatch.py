@@ -53,6 +53,12 @@ class ApplyHistoryBest:
                 self._ranked_any.setdefault(r.workload, []).append(r)
         for lst in (*self._ranked.values(), *self._ranked_any.values()):
             lst.sort(key=rec.rank_key)                 # as record.best: checked configs first
+        # per workload, the configs a check compared the others with (the then default's records)
+        self._baselines: dict[str, set[str]] = {}
+        for lst in self._ranked_any.values():
+            for r in lst:
+                if (r.checked or r.in_model) and r.vs_default == 1.0:
+                    self._baselines.setdefault(r.workload, set()).add(r.config_key)
         self.used: dict[str, rec.Record] = {}         # workload -> the record query() returned
 
     def has_workloads(self, prefix: str) -> bool:
@@ -65,6 +71,8 @@ class ApplyHistoryBest:
         other = False
         if not ranked and self.allow_other_isa:
             ranked, other = self._ranked_any.get(task.workload_key, []), True
+        if self._judged_against_another_default(task):
+            return None
         skipped = None
         for r in ranked:
             try:
@@ -83,6 +91,25 @@ class ApplyHistoryBest:
         if skipped is not None:
             log.warning("%s: no record fits the template (%s); using the default", task, skipped)
         return None
+
+    def _judged_against_another_default(self, task) -> bool:
+        """Whether the task's records were checked against a default config that is no longer the
+        template's (its defaults changed since): their speed-ups are over a kernel the build no
+        longer runs, and a record so judged often runs slower than the newer default, so the
+        default is used (said once per workload)."""
+        baselines = self._baselines.get(task.workload_key)
+        if not baselines:
+            return False
+        space = task.config_space
+        current = rec.Record(task.workload_key, space.get(space.default_index()).to_json(), []).config_key
+        if current in baselines:
+            return False
+        said = (task.workload_key, "stale")
+        if said not in _SAID:
+            _SAID.add(said)
+            log.info("%s: the tuning records were checked against an older default config; "
+                     "using the current default (tune again to compare with it)", task)
+        return True
 
     def __enter__(self):
         _STACK.append(self)

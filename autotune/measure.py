@@ -17,6 +17,7 @@ import gc
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -53,6 +54,20 @@ class MeasureOption:
     # a candidate whose first timed repeat is slower than cutoff_ratio x the best cost the tuner
     # has seen is not timed further: one repeat tells it is slow (0 times every repeat)
     cutoff_ratio: float = 2.0
+    # a search batch also times the task's default config, just before its candidates, and each
+    # record carries vs_default: the default's time over the candidate's.  This VM's speed
+    # drifts by a third within minutes (its fp32 peak measured 348-467 GFLOP/s a minute apart
+    # while other jobs ran, 352 and 459 in two quiet windows a session apart), so candidates
+    # timed minutes apart compare fairly only through a yardstick timed beside each of them;
+    # the tuner ranks them by it (Tuner._at_anchor).  It costs one timing per batch.
+    anchor: bool = True
+    # a batch whose anchor takes over BUSY_RATIO times the fastest anchor of its task, or most of
+    # whose calls waited for a CPU (BUSY_SHARE), is timed on a busy machine: its candidates'
+    # timings would say how busy, not how fast (a 2-thread kernel waits at each barrier for a
+    # thread descheduled for a time slice, so its calls take many times their own time); the
+    # batch waits, re-timing the anchor and each candidate so timed, up to this many seconds in
+    # all, then is timed anyway
+    load_wait: float = 5.0
     rtol: float = 1e-3
     atol: float = 1e-3
     # a dask Client, a cluster object (LocalCluster) or a scheduler address: build and time on that
@@ -201,17 +216,89 @@ def _inputs(key: str, specs: list, task=None, config=None) -> list:
 CALIBRATE_CALLS = 4         # calls whose fastest sizes a repeat
 CALIBRATE_LONG = 0.2        # seconds: a kernel this slow is timed once a repeat without more calls
 REPEAT_STRETCH = 4          # a repeat ends after 4 calls once it lasted this many times min_repeat_ms
+BUSY_RATIO = 1.5            # an anchor this much slower than its fastest: the machine is busy
+BUSY_SHARE = 0.75           # or a timing whose calls' threads waited for a CPU in more than this share of them
+BUSY_PAUSE = 0.25           # seconds between timings while it is
 
 
-def per_call(times: list[float]) -> float:
-    """One repeat's time per call from its calls' times: their lower quartile (from 4 calls; the
-    mean of fewer).  On a shared machine a call that the OS preempts, or whose parallel team
-    waits for a thread descheduled until its next time slice (milliseconds), takes many times the
-    kernel's own time; such calls say how busy the machine was, not how fast the config is, and
-    the quartile leaves them out while still taking the spread of the kernel's own calls."""
+def per_call(times: list[float], waits: list[float] | None = None) -> float:
+    """One repeat's time per call from its calls' times (seconds) and, where known, how long the
+    runner's threads waited for a CPU during each (`waits`, seconds: RunQueueClock).
+
+    On a shared machine a call that the OS preempts, or whose parallel team waits at a barrier
+    for a thread descheduled until its next time slice (milliseconds), takes many times the
+    kernel's own time; such calls say how busy the machine was, not how fast the config is.
+    With waits, those calls are known: the repeat's time is the median of the calls none of
+    whose threads waited more than CLEAN_WAIT of the call (an honest figure: a median, not a
+    lucky call), when 3 of them (or all, of fewer calls) are such.  Otherwise (no waits, or a
+    machine too busy for that) the lower quartile of all calls (from 4; the mean of fewer),
+    which leaves the stretched calls out while a quarter are not."""
+    if waits is not None:
+        clean = [t for t, w in zip(times, waits) if w <= CLEAN_WAIT * t]
+        if clean and len(clean) >= min(3, len(times)):
+            return statistics.median(clean)
     if len(times) < 4:
         return sum(times) / max(1, len(times))
     return sorted(times)[len(times) // 4]
+
+
+CLEAN_WAIT = 0.02       # a call whose threads waited for a CPU longer than this share of it was disturbed
+
+
+class RunQueueClock:
+    """Seconds this process's threads have spent runnable but waiting for a CPU (the second field
+    of Linux's /proc/self/task/<tid>/schedstat), read around each timed call; None where the
+    kernel does not keep it.  The threads (the OpenMP team appears with the first parallel
+    call) are looked up again by `refresh`, once per repeat."""
+
+    def __init__(self):
+        self.fds: dict[str, int] = {}
+        self.ok = os.path.exists("/proc/self/task")
+        self.refresh()
+
+    def refresh(self) -> None:
+        if not self.ok:
+            return
+        try:
+            tids = os.listdir("/proc/self/task")
+        except OSError:
+            self.ok = False
+            return
+        for tid in tids:
+            if tid not in self.fds:
+                try:
+                    self.fds[tid] = os.open(f"/proc/self/task/{tid}/schedstat", os.O_RDONLY)
+                except OSError:
+                    pass
+        if not self.fds:
+            self.ok = False
+
+    def seconds(self) -> float | None:
+        """The waits of the known threads so far (None if they cannot be read)."""
+        if not self.ok:
+            return None
+        total = 0
+        for tid, fd in list(self.fds.items()):
+            try:
+                total += int(os.pread(fd, 128, 0).split()[1])
+            except (OSError, IndexError, ValueError):       # a thread that ended
+                os.close(fd)
+                del self.fds[tid]
+        return total / 1e9
+
+    def call(self, fn, args) -> tuple[float, float | None]:
+        """(seconds fn(*args) took, seconds its process's threads waited for a CPU meanwhile or None)."""
+        w = self.seconds()
+        t = time.perf_counter()
+        fn(*args)
+        dt = time.perf_counter() - t
+        after = self.seconds() if w is not None else None
+        return dt, (after - w if after is not None else None)
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
 
 
 COLD_COPIES_MAX = 64            # copies of a small weight: enough to leave L2, few enough to make fast
@@ -306,26 +393,32 @@ def _run_job(payload: dict) -> dict:
         warm.append(time.perf_counter() - t)
     number = max(1, int(opt.min_repeat_ms / 1e3 / max(min(warm), 1e-7)))
     costs = []
-    calls = 0
+    calls = disturbed = 0
+    clock = RunQueueClock()
     for _ in range(opt.repeat):
         if opt.flush_cache:
             if _RunnerState.flush is None:
                 _RunnerState.flush = np.zeros(64 << 20 >> 3)
             _RunnerState.flush += 1.0
-        times = []
+        clock.refresh()
+        times, waits = [], []
         start = time.perf_counter()
         for _ in range(number):
-            t = time.perf_counter()
-            fn(*rotation[calls % len(rotation)])
-            times.append(time.perf_counter() - t)
+            dt, wait = clock.call(fn, rotation[calls % len(rotation)])
+            times.append(dt)
+            if wait is not None:
+                waits.append(wait)
             calls += 1
             # calls the load stretches must not stretch the repeat past the runner's timeout
-            if len(times) >= 4 and t - start > REPEAT_STRETCH * opt.min_repeat_ms / 1e3:
+            if len(times) >= 4 and time.perf_counter() - start > REPEAT_STRETCH * opt.min_repeat_ms / 1e3:
                 break
-        costs.append(per_call(times))
+        known = waits if len(waits) == len(times) else None
+        costs.append(per_call(times, known))
+        disturbed += sum(w > CLEAN_WAIT * t for t, w in zip(times, known or []))
         if payload.get("cutoff") and costs[0] > payload["cutoff"]:
             break
-    return {"error_no": 0, "costs": costs, "run_time": time.perf_counter() - t0}
+    clock.close()
+    return {"error_no": 0, "costs": costs, "run_time": time.perf_counter() - t0, "disturbed": disturbed / calls}
 
 
 def _short(e: BaseException) -> str:
@@ -474,6 +567,7 @@ class Measurer:
         self.builders = [_Worker(f"builder{i}") for i in range(max(1, self.option.n_parallel))]
         self.runner = _Worker("runner")
         self._has_reference: set[str] = set()
+        self._fastest_anchor: dict[str, float] = {}     # measure_key -> seconds (see _anchor)
         # the objects of recent successful builds, so a final check does not build its configs again
         self._built: collections.OrderedDict = collections.OrderedDict()
 
@@ -591,6 +685,13 @@ class Measurer:
         self.ensure_reference(task)
         builds = self.build_batch(task, configs)
         records = []
+        # a busy machine is waited out (the anchor, then each timing taken while it was) up to a
+        # deadline per batch (the final check's: per round); the check's rounds hold the default
+        # themselves, so there the anchor only waits
+        deadline = time.monotonic() + self.option.load_wait * max(1, rounds)
+        anchor = self._anchor(task, deadline) if self.option.anchor else None
+        if rounds > 1:
+            anchor = None
         for _ in range(max(1, rounds)):
             for cfg, b in zip(configs, builds):
                 if b.get("error_no"):
@@ -599,8 +700,41 @@ class Measurer:
                     self.ensure_reference(task)   # the runner may have been restarted
                     cutoff = best_cost * self.option.cutoff_ratio if best_cost and self.option.cutoff_ratio else None
                     res = self.run_one(task, b, "candidate", cutoff)
+                    while _busy(res) and time.monotonic() + BUSY_PAUSE <= deadline:
+                        time.sleep(BUSY_PAUSE)
+                        res = self.run_one(task, b, "candidate", cutoff)
                 records.append(_record(task, cfg, b, res))
+        if anchor:
+            records = [replace(r, vs_default=anchor / r.cost) if r.ok else r for r in records]
         return records
+
+    def _anchor(self, task, deadline: float) -> float | None:
+        """Seconds per call of the task's default config timed now (its build kept from the
+        reference run), the yardstick of a search batch; None if it cannot be timed.  While it
+        runs over BUSY_RATIO times its fastest time, or its calls were disturbed (_busy), the
+        machine is busy: wait, up to the deadline (time.monotonic())."""
+        b = self.build_batch(task, [None])[0]
+        if b.get("error_no"):
+            return None
+        key = measure_key(task)
+        while True:
+            res = self.run_one(task, b, "candidate")
+            costs = res.get("costs") if not res.get("error_no") else None
+            if not costs:
+                return None
+            now = statistics.median(costs)
+            fastest = self._fastest_anchor.get(key, now)
+            self._fastest_anchor[key] = min(fastest, now)
+            if (now <= BUSY_RATIO * fastest and not _busy(res)) or time.monotonic() + BUSY_PAUSE > deadline:
+                return now
+            log.info("%s: the default runs %.1fx its fastest time, %.0f%% of its calls disturbed: "
+                     "the machine is busy, waiting", task, now / fastest, 100 * res.get("disturbed", 0.0))
+            time.sleep(BUSY_PAUSE)
+
+
+def _busy(res: dict) -> bool:
+    """Whether a runner's timing was taken on a busy machine: most of its calls' threads waited for a CPU."""
+    return not res.get("error_no") and res.get("disturbed", 0.0) > BUSY_SHARE
 
 
 def _record(task, cfg, build: dict, res: dict) -> Record:

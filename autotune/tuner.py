@@ -46,6 +46,10 @@ class Tuner:
         self._checked: dict[int, list[float]] = {}  # config index -> the final check's timings of it
         self._vs: dict[int, list[float]] = {}       # config index -> its check rounds' vs_default
         self._latest: dict[int, rec.Record] = {}   # config index -> its latest valid record
+        # the default's fastest time in a search batch that timed it beside its candidates: every
+        # search timing is scaled to the machine's speed then (_at_anchor)
+        self._anchor: float | None = None
+        self._anchored: set[int] = set()            # config indices with anchored timings
         self.best_flops = 0.0
         self.best_config = None
         self.best_record: rec.Record | None = None
@@ -71,12 +75,16 @@ class Tuner:
     def _note(self, index: int, r: rec.Record) -> None:
         self.visited.add(index)
         if r.ok:
-            self._costs.setdefault(index, []).extend(r.costs)
+            self._costs.setdefault(index, []).extend(self._at_anchor(index, r))
             if r.checked:
                 self._checked.setdefault(index, []).extend(r.costs)
                 if r.vs_default > 0:
                     self._vs.setdefault(index, []).append(r.vs_default)
             self._latest[index] = r
+        self._judge(index, r)
+
+    def _judge(self, index: int, r: rec.Record) -> None:
+        """The config's throughput from its judging timings; the best so far if it is faster."""
         costs = self._judging(index)
         cost = statistics.median(costs) if costs else 0.0
         flops = self.task.flops / cost if cost > 0 else 0.0
@@ -85,7 +93,32 @@ class Tuner:
             self.default_flops = flops
         if flops > self.best_flops:
             self.best_flops, self.best_config = flops, self.space.get(index)
-            self.best_record = r if len(costs) == len(r.costs) else dataclasses.replace(r, costs=list(costs))
+            self.best_record = r if list(costs) == list(r.costs) else dataclasses.replace(r, costs=list(costs))
+
+    def _at_anchor(self, index: int, r: rec.Record) -> list[float]:
+        """r's timings as if taken at the machine's best speed seen: a search record timed beside
+        the default (vs_default, MeasureOption.anchor) scaled by the default's fastest time over
+        its time in r's batch, so configs timed minutes apart on a machine whose speed drifts
+        (or that other jobs slowed for a while) compare as if timed together.  A faster anchor
+        rescales every anchored timing so far.  Checked records (compared with the default
+        round by round) and records without an anchor stay as timed."""
+        if r.checked or r.vs_default <= 0:
+            return list(r.costs)
+        now = r.cost * r.vs_default             # the default's time in r's batch
+        if self._anchor is not None and now < self._anchor:
+            self._rescale(now / self._anchor)
+        if self._anchor is None or now < self._anchor:
+            self._anchor = now
+        self._anchored.add(index)
+        return [c * self._anchor / now for c in r.costs]
+
+    def _rescale(self, factor: float) -> None:
+        """Scale every anchored timing by factor (a faster anchor) and judge the configs again."""
+        for i in self._anchored:
+            self._costs[i] = [c * factor for c in self._costs[i]]
+        self.best_flops, self.best_config, self.best_record = 0.0, None, None
+        for i, r in self._latest.items():
+            self._judge(i, r)
 
     def _judging(self, index: int) -> list[float]:
         """The timings a config is judged by: the final check's if it had one (rec.pooled_costs)."""

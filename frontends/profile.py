@@ -409,14 +409,18 @@ def compare_builds(lib_a, lib_b, target=None, rounds: int = 7, min_time: float =
 
 
 def _time_rotating(fn, rotation: list, min_time: float) -> float:
-    """Seconds per call of fn (autotune.measure.per_call: calls the machine's load stretched left
-    out), its calls taking their arguments from `rotation` in turn, over at least min_time (one
-    untimed call first: the engine that ran before may still hold the cores)."""
-    from autotune.measure import per_call
+    """Seconds per call of fn (autotune.measure.per_call: the calls whose threads waited for a
+    CPU left out, as the tuner's runner does), its calls taking their arguments from `rotation`
+    in turn, over at least min_time (one untimed call first: the engine that ran before may
+    still hold the cores)."""
+    from autotune.measure import RunQueueClock, per_call
     fn(*rotation[0])
-    times, t0 = [], time.perf_counter()
+    clock = RunQueueClock()             # after a call: the OpenMP team is there to be read
+    times, waits, t0 = [], [], time.perf_counter()
     while not times or time.perf_counter() - t0 < min_time:
-        t = time.perf_counter()
-        fn(*rotation[len(times) % len(rotation)])
-        times.append(time.perf_counter() - t)
-    return per_call(times)
+        dt, wait = clock.call(fn, rotation[len(times) % len(rotation)])
+        times.append(dt)
+        if wait is not None:
+            waits.append(wait)
+    clock.close()
+    return per_call(times, waits if len(waits) == len(times) else None)

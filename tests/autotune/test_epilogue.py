@@ -40,6 +40,18 @@ def test_a_task_carries_its_group_epilogue_outside_its_key():
     assert plain.workload_key == t3.workload_key and plain.epilogue == ()
 
 
+def test_a_task_used_by_several_kernels_is_timed_with_the_chain_most_of_them_fuse():
+    """Three 1x1 convs of one workload: the first plain, the next two followed by Relu."""
+    rng = np.random.default_rng(0)
+    ws = [numpy_helper.from_array(rng.standard_normal((8, 8, 1, 1)).astype(np.float32), f"w{k}") for k in range(3)]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"]),
+             helper.make_node("Conv", ["c0", "w1"], ["c1"]), helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"]), helper.make_node("Relu", ["c2"], ["y"])]
+    g = frontends.from_onnx(tiny(nodes, [vi("x", [1, 8, 6, 6])], [vi("y", [1, 8, 6, 6])], ws))
+    (mt,) = extract_tasks(g, algorithms="preferred")
+    assert mt.count == 3 and mt.task.epilogue == (("Relu", ("x",)),)
+
+
 def test_the_fused_candidate_computes_the_model_kernel():
     g = frontends.from_onnx(_conv_add_relu())
     task = next(t.task for t in extract_tasks(g, algorithms="preferred") if t.task.args[1][1] == 8)

@@ -1,4 +1,6 @@
 """Measurement: errors become records, crashes and hangs cost one trial, not the run."""
+import time
+
 import numpy as np
 import pytest
 
@@ -43,6 +45,51 @@ def test_matmul_candidate_is_timed(measurer):
     recs = measurer.measure(task, [sp.get(0), sp.get(sp.default_index())])
     assert all(r.ok for r in recs), [r.error_msg for r in recs]
     assert all(len(r.costs) == 2 and min(r.costs) > 0 for r in recs)
+
+
+def test_a_search_batch_is_timed_beside_the_default(measurer):
+    """Each search record carries the default's time in its batch over its own (MeasureOption.anchor);
+    the final check's rounds compare with the default themselves."""
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    sp = task.config_space
+    recs = measurer.measure(task, [sp.get(0), sp.get(sp.default_index())])
+    assert all(r.ok and r.vs_default > 0 and not r.checked for r in recs)
+    assert all(r.vs_default == 0 for r in measurer.measure(task, [sp.get(0)], rounds=2))
+
+
+def test_a_batch_waits_while_the_machine_is_busy(monkeypatch):
+    """The default, timed before each batch, runs 3x its fastest time twice (other jobs hold the
+    cores), then at its speed again: the batch waits for that and compares with that timing."""
+    from autotune import measure
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    m = autotune.Measurer(autotune.measure_option(check_correctness=False))
+    anchors = [1e-3, 3e-3, 3e-3, 1.1e-3]
+    monkeypatch.setattr(m, "build_batch", lambda task, configs: [{"object": b""} for _ in configs])
+    monkeypatch.setattr(m, "run_one", lambda task, b, role, cutoff=None: {"costs": [anchors.pop(0)]}
+                        if anchors else {"costs": [5e-4]})
+    monkeypatch.setattr(measure.time, "sleep", lambda s: None)
+    far = time.monotonic() + 60
+    assert m._anchor(task, far) == 1e-3 and m._anchor(task, far) == 1.1e-3 and not anchors
+    anchors[:] = [3e-3] * 100
+    assert m._anchor(task, 0.0) == 3e-3 and len(anchors) == 99      # no time to wait: timed as it is
+    anchors[:] = [3e-3]                          # the batch's anchor, then its candidate (5e-4)
+    m.option.load_wait = 0.0
+    rec = m.measure(task, [task.config_space.get(0)])[0]
+    assert rec.vs_default == pytest.approx(3e-3 / 5e-4)
+
+
+def test_a_timing_whose_calls_were_disturbed_is_taken_again(monkeypatch):
+    """The runner says most calls of the anchor, then of the candidate, waited for a CPU: each is
+    timed again after a pause, and the batch compares the undisturbed timings."""
+    from autotune import measure
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    m = autotune.Measurer(autotune.measure_option(check_correctness=False))
+    runs = [([9e-3], 1.0), ([1e-3], 0.0), ([8e-3], 0.9), ([5e-4], 0.1)]
+    monkeypatch.setattr(m, "build_batch", lambda task, configs: [{"object": b""} for _ in configs])
+    monkeypatch.setattr(m, "run_one", lambda *a, **k: dict(zip(("costs", "disturbed"), runs.pop(0))))
+    monkeypatch.setattr(measure.time, "sleep", lambda s: None)
+    rec = m.measure(task, [task.config_space.get(0)])[0]
+    assert not runs and rec.costs == [5e-4] and rec.vs_default == pytest.approx(2.0)
 
 
 def test_a_candidate_far_slower_than_the_best_is_timed_once(measurer):
@@ -140,6 +187,32 @@ def test_calls_the_machine_preempted_do_not_make_a_config_slow():
     preempted = [4e-3] * 4                       # a thread of the team descheduled for a time slice
     assert per_call(kernel + preempted) < 1.1e-4
     assert per_call([1e-4, 3e-4]) == pytest.approx(2e-4)     # fewer than 4 calls: their mean
+
+
+def test_calls_whose_threads_waited_for_a_cpu_are_left_out():
+    """With each call's wait for a CPU known, a repeat is the median of the undisturbed calls;
+    a call stretched only a little but whose thread waited is left out too."""
+    from autotune.measure import per_call
+    kernel = [1.00e-4, 1.02e-4, 1.04e-4]
+    times = kernel + [1.3e-4] + [4e-3] * 12
+    waits = [0.0] * 3 + [2.5e-5] + [3.9e-3] * 12
+    assert per_call(times, waits) == pytest.approx(1.02e-4)         # the median of the three clean calls
+    assert per_call(times) == 4e-3           # the lower quartile: too busy a machine for it
+    assert per_call(times[1:], waits[1:]) == 4e-3                   # two clean calls: the lower quartile
+    assert per_call([2e-3, 3e-3], [0.0, 0.0]) == pytest.approx(2.5e-3)     # a slow kernel timed twice
+
+
+def test_the_run_queue_clock_reads_this_process_threads():
+    import sys
+    from autotune.measure import RunQueueClock
+    clock = RunQueueClock()
+    if not sys.platform.startswith("linux"):
+        assert clock.seconds() is None
+        return
+    a = clock.seconds()
+    sum(range(200_000))
+    assert a is not None and clock.seconds() >= a
+    clock.close()
 
 
 def test_arguments_are_aligned_with_memory_after_them_as_in_a_model():

@@ -128,6 +128,32 @@ def test_final_check_keeps_the_default_on_a_tie():
     assert tuner.best_config.index == c.index and logged.config == c.to_json()
 
 
+def test_search_timings_compare_through_the_default_timed_beside_them():
+    """The machine runs at half speed for the second batch: config b's raw 0.8 s is slower than
+    a's 0.5 s, but the default beside it took 2.0 s instead of 1.0 s, so at one speed b takes
+    0.4 s and is the faster.  A record without an anchor (an older log) is taken as timed."""
+    from autotune.record import Record
+    task, space, d, a, b = _matmul64()
+    tuner = autotune.RandomTuner(task)
+    rec = lambda i, cost, anchor: Record(task.workload_key, space.get(i).to_json(), [cost], isa=task.target.isa,
+                                         vs_default=anchor / cost if anchor else 0.0)
+    tuner.update([d, a], [rec(d, 1.0, 1.0), rec(a, 0.5, 1.0)])
+    assert tuner.best_config.index == a
+    tuner.update([b], [rec(b, 0.8, 2.0)])
+    assert tuner.best_config.index == b and tuner.results[b] == pytest.approx(task.flops / 0.4)
+    assert tuner.best_record.costs == [pytest.approx(0.4)] and tuner.best_record.vs_default == 2.5
+    c = (b + 1) % len(space)
+    tuner.update([c], [rec(c, 0.45, None)])
+    assert tuner.results[c] == pytest.approx(task.flops / 0.45)
+    # the machine was slowed down when the first batch ran: the default beside e now takes 0.5 s,
+    # so every anchored timing is scaled to that speed (b: 0.4 -> 0.2 s); the ranking of b and e stays
+    e = (c + 1) % len(space)
+    tuner.update([e], [rec(e, 0.3, 0.5)])
+    assert tuner.results[b] == pytest.approx(task.flops / 0.2) and tuner.results[e] == pytest.approx(task.flops / 0.3)
+    assert tuner.results[d] == pytest.approx(task.flops / 0.5) and tuner.default_flops == tuner.results[d]
+    assert tuner.best_config.index == b
+
+
 def test_records_without_vs_default_still_rank():
     """Logs written before the check recorded vs_default: checked configs rank by cost, as before."""
     from autotune.record import Record, best
@@ -211,6 +237,25 @@ def test_dispatch_skips_records_the_template_no_longer_accepts(measurer, caplog)
     assert ctx.used[task.workload_key] is good
     assert any("do not fit" in x.getMessage() for x in caplog.records)
     assert autotune.apply_history_best([stale]).query(task) is None
+
+
+def test_records_checked_against_an_older_default_give_way_to_the_current_default():
+    """A config checked 1.3x faster than the default of its day, when the template's default has
+    changed since: its gain is over a kernel no build runs now, so the current default is built;
+    checked against the current default, it is used."""
+    from autotune.record import Record
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    space = task.config_space
+    d = space.default_index()
+    old_default, tuned = space.get((d + 1) % len(space)), space.get((d + 2) % len(space))
+    rec = lambda cfg, cost, vs: Record(task.workload_key, cfg.to_json(), [cost], isa=task.target.isa,
+                                       checked=True, vs_default=vs)
+    stale = [rec(old_default, 1.3, 1.0), rec(tuned, 1.0, 1.3)]
+    assert autotune.apply_history_best(stale).query(task) is None
+    fresh = [rec(space.get(d), 1.3, 1.0), rec(tuned, 1.0, 1.3)]
+    assert autotune.apply_history_best(fresh).query(task).to_json() == tuned.to_json()
+    unchecked = [Record(task.workload_key, tuned.to_json(), [1.0], isa=task.target.isa)]
+    assert autotune.apply_history_best(unchecked).query(task).to_json() == tuned.to_json()
 
 
 def test_builder_features_match_local_features(measurer):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 import autotune
 import frontends
 from autotune import record as rec
@@ -25,21 +27,28 @@ def test_compare_builds_times_the_kernels_the_log_changed(tiny_onnx, tmp_path):
         assert math.isfinite(p.ratio) and p.a.args != p.b.args      # the tuned weight is packed otherwise
 
 
+def _checked_with_times(model, tmp_path, monkeypatch, times_a: list, times_b: list):
+    """(check_model's verdict, the log) on the tiny model with a fake log, each kernel pair timed
+    at times_a (untuned) and times_b (tuned) per round."""
+    g = frontends.from_onnx(model)
+    log = write_log(tmp_path / "t.jsonl", fake_records(model))
+    compare = profile.compare_builds
+
+    def timed(lib_a, lib_b, target, rounds, only):
+        pairs = compare(lib_a, lib_b, target, 1, min_time=1e-4, only=only)
+        for p in pairs:
+            p.times_a, p.times_b = list(times_a), list(times_b)
+        return pairs
+    monkeypatch.setattr(profile, "compare_builds", timed)
+    return tune_check.check_model(g, log, host(), repeat=2), log
+
+
 def test_a_config_slower_in_the_model_loses_to_the_untuned_kernel(tiny_onnx, tmp_path, monkeypatch):
     """The tuned kernels are made to time 3x slower than the untuned ones: the check appends
     in_model records that say so, and a build with the log goes back to the default configs."""
-    g = frontends.from_onnx(tiny_onnx)
-    log = write_log(tmp_path / "t.jsonl", fake_records(tiny_onnx))
-    compare = profile.compare_builds
-
-    def slower(lib_a, lib_b, target, rounds, only):
-        pairs = compare(lib_a, lib_b, target, 1, min_time=1e-4, only=only)
-        for p in pairs:
-            p.times_a, p.times_b = [1e-4] * 3, [3e-4] * 3
-        return pairs
-    monkeypatch.setattr(profile, "compare_builds", slower)
-    mc = tune_check.check_model(g, log, host(), repeat=2)
+    mc, log = _checked_with_times(tiny_onnx, tmp_path, monkeypatch, [1e-4] * 3, [3e-4] * 3)
     assert mc.kernels == 2 and len(mc.slower) == 2 and mc.records == 4
+    assert mc.kernel_saving == 0.0                  # the tuned build went back to the untuned kernels
     assert mc.untuned > 0 and mc.tuned > 0
     judged = [r for r in rec.load(log) if r.in_model]
     assert sorted(round(r.vs_default, 6) for r in judged) == [0.333333, 0.333333, 1.0, 1.0]
@@ -69,3 +78,14 @@ def test_the_isolated_check_reports_a_failure_in_one_line(tiny_onnx, tmp_path):
     with pytest.raises(RuntimeError) as e:
         tune_check.check_model_isolated(frontends.from_onnx(tiny_onnx), str(tmp_path / "missing.jsonl"))
     assert "\n" not in str(e.value) and "missing.jsonl" in str(e.value)
+
+
+def test_the_kernels_saving_in_the_model_is_counted_per_call(tiny_onnx, tmp_path, monkeypatch):
+    mc, _ = _checked_with_times(tiny_onnx, tmp_path, monkeypatch, [4e-4, 3e-4, 3e-4], [1e-4, 1e-4, 5e-4])
+    assert not mc.slower and mc.kernel_saving == pytest.approx(2 * 2e-4)     # two kernels, medians 3e-4 - 1e-4
+
+
+def test_the_estimate_is_projected_on_the_whole_model():
+    """Saving 1 ms of a 4 ms model is a 1.33x gain, whatever the tuned kernels' own gain."""
+    assert tune_check.projected_gain(4e-3, 1e-3) == pytest.approx(4 / 3)
+    assert math.isnan(tune_check.projected_gain(1e-3, 2e-3))      # an estimate saving more than the model takes

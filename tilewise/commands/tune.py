@@ -508,7 +508,7 @@ def estimated_times(rows) -> tuple[float, float, bool]:
 
 def _model_check(graph, log_path: str, sched) -> None:
     """Run the model check (tune_check.py) and report it beside the tuner's estimate."""
-    from .tune_check import check_model_isolated
+    from .tune_check import check_model_isolated, projected_gain
     if graph.batch is not None:
         note("tilewise: note: model check skipped: the model has a dynamic batch")
         return
@@ -527,9 +527,24 @@ def _model_check(graph, log_path: str, sched) -> None:
     else:
         say(f"model check: none of the {mc.kernels} tuned kernel(s) ran slower in the model than untuned")
     est = default_total / tuned_total if tuned_total > 0 else math.nan
-    reached = f"; {round(100 * (mc.gain - 1) / (est - 1))}% of the estimated gain" if est > 1.001 else ""
-    say(f"model: {fmt_time(mc.untuned)} per run untuned, {fmt_time(mc.tuned)} tuned ({mc.gain:.2f}x; "
-        f"the tuner estimated {est:.2f}x{reached}); {mc.records} in-model record(s) appended to {log_path}")
+    saving = default_total - tuned_total
+    proj = projected_gain(mc.untuned, saving)
+    if math.isfinite(proj):
+        projected = f": {proj:.2f}x projected on the model"
+        if proj > 1.001:
+            projected += f"; {round(100 * (mc.gain - 1) / (proj - 1))}% of the projected gain"
+    else:       # timed while the machine was busy: the tuner's figures and the model's disagree wholly
+        projected = ", more than the untuned model takes"
+    say(f"model: {fmt_time(mc.untuned)} per run untuned, {fmt_time(mc.tuned)} tuned ({mc.gain:.2f}x, saving "
+        f"{_signed_time(mc.untuned - mc.tuned)}; the tuner estimated {est:.2f}x over its kernels, saving "
+        f"{_signed_time(saving)}{projected})")
+    say(f"model check: the tuned kernels timed in the model saved {_signed_time(mc.kernel_saving)} per run; "
+        f"{mc.records} in-model record(s) appended to {log_path}")
+
+
+def _signed_time(seconds: float) -> str:
+    """fmt_time of a saving that may be negative (a loss)."""
+    return ("-" if seconds < 0 else "") + fmt_time(abs(seconds))
 
 
 def _report(sched, peak: float, seconds: float, log_path: str, interrupted: bool, resume_cmd: str | None) -> None:
