@@ -5,7 +5,8 @@ A tiled stage (a matmul's C[i, j] += A[i, k] * B[k, j]) runs as a GEMM library b
 copied contiguous and kept in L1 while every register tile of its column reads it, A's block
 [rows, kc] read from L2 by every column of the tile, the tile's [rows, cols] accumulators in L2
 across the reduction blocks.  `blockings` sizes those from the target, so the same rule serves an
-AVX2 core with 32 KiB of L1 and an AVX-512 one with 48 KiB; the sketch rounds them to divisors.
+AVX2 core with 32 KiB of L1 and an AVX-512 one with 48 KiB; the sketch rounds them to divisors,
+or pads the last row tile to register tiles of `padded_rows` (te's overhang clamp).
 """
 from __future__ import annotations
 
@@ -25,12 +26,15 @@ L2_SHARE = 0.25
 
 class Blocking(NamedTuple):
     """One GEMM blocking: a tile of `rows` x `cols` outputs per parallel task, the reduction in
-    blocks of `kc`, register tiles `vectors` registers wide, A copied per block or not."""
+    blocks of `kc`, register tiles `vectors` registers wide, A copied per block or not; `mr`:
+    register-tile rows that need not divide the rows (the last tile padded), 0 for
+    register_tile's divisor."""
     rows: int
     cols: int
     kc: int
     vectors: int
     pack_a: bool = False
+    mr: int = 0
 
 
 def register_tile(target: Target, shape: tuple, dtype: str, vectors: int = 2) -> tuple[int, int]:
@@ -43,6 +47,22 @@ def register_tile(target: Target, shape: tuple, dtype: str, vectors: int = 2) ->
               largest_divisor(last, lanes))
     rows = shape[-2] if len(shape) > 1 else 1
     return largest_divisor(rows, min(MAX_ROWS, target.acc_vectors // -(-nr // lanes))), nr
+
+
+def padded_rows(target: Target, vectors: int) -> int:
+    """The most register-tile rows `vectors` registers wide whose accumulators, the reduction
+    step's B vectors and a broadcast of A fit the vector registers (6 x 4 and 14 x 2 on AVX-512's
+    32), up to MAX_ROWS; a GEMM pads its last row tile to them."""
+    fits = [r for r in range(1, MAX_ROWS + 1) if r * vectors <= target.acc_vectors
+            and r * vectors + vectors + 1 <= target.vector_registers]
+    return max(fits, default=1)
+
+
+def padded_tile(n: int, block: int, mr: int) -> int:
+    """Register tiles of mr rows per block of about `block` of n rows, with the least padding:
+    as many blocks as `block` gives, each rounded up to whole register tiles."""
+    blocks = max(1, -(-n // max(block, mr)))
+    return -(-(-(-n // blocks)) // mr)
 
 
 def blockings(target: Target, shape: tuple, dtype: str) -> list[Blocking]:
@@ -61,7 +81,17 @@ def blockings(target: Target, shape: tuple, dtype: str) -> list[Blocking]:
             cols = max(nr, int(L2_SHARE * caches.l2) // (rows * nbytes))
             out.append(Blocking(rows, cols, kc, vectors))
     first = out[0]
+    # register tiles with the most rows that fit, where they do not divide the rows (the last
+    # tile padded): more FMAs per load than the divisors allow (1024 rows: 6 x 4, 14 x 2 against 4 x 4)
+    rows = shape[-2] if len(shape) > 1 else 1
+    padded = []
+    for vectors in (4, 2):
+        mr = padded_rows(target, vectors)
+        divisor, nr = register_tile(target, shape, dtype, vectors)
+        if rows % mr and mr > divisor and nr == vectors * target.lanes(dtype):
+            padded.append(next(b for b in out if b.vectors == vectors)._replace(mr=mr))
     # A packed per reduction block: a register tile's rows kc apart, not a whole row of A (a
     # power-of-two row length maps them to the same L1 sets); and half the rows: twice the
     # parallel tasks, for threads that would otherwise wait at the end
-    return [first, first._replace(pack_a=True), first._replace(rows=max(1, first.rows // 2)), *out[1:]]
+    return [first, first._replace(pack_a=True), first._replace(rows=max(1, first.rows // 2)), *padded,
+            *[b._replace(pack_a=True) for b in padded], *out[1:]]

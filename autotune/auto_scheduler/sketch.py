@@ -48,7 +48,9 @@ from te.ops.common import largest_divisor
 from te.schedule import AttachType, ForKind, Stage
 from te.tensor import ComputeOp, IterKind
 
-from .blocking import MAX_ROWS, Blocking, blockings, register_tile
+from te.lower import CLAMP, OVERHANG
+
+from .blocking import MAX_ROWS, Blocking, blockings, padded_rows, padded_tile, register_tile
 
 LANES = (8, 16, 32, 64)
 MAX_VECTOR = 64
@@ -130,6 +132,12 @@ class SketchPolicy:
             p[f"kind:{name}"] = rng.choices(kinds, weights)[0]
             for d, n in enumerate(f.shape):
                 p[f"tile:{name}:{d}"] = self._tile(n, d == len(f.shape) - 1, rng)
+            p[f"pad:{name}"] = len(f.shape) > 1 and rng.random() < 0.25
+            if p[f"pad:{name}"]:            # the most register rows that fit, the last row tile padded
+                vectors = -(-p[f"tile:{name}:{len(f.shape) - 1}"][2] // self.target.lanes(f.dtype))
+                mr = padded_rows(self.target, vectors)
+                rows = f.shape[-2]
+                p[f"tile:{name}:{len(f.shape) - 2}"] = (1, padded_tile(rows, mr << rng.randrange(7), mr), mr)
             self._fit_registers(p, f)
             self._keep_parallel(p, f, rng)
             for d, n in enumerate(f.reduce_ext):
@@ -164,12 +172,15 @@ class SketchPolicy:
                     p[f"inline:{name}"] = False
                 continue
             p[f"kind:{name}"] = "tile" if "tile" in self.kinds(f) and lanes > 1 else "plain"
-            rows_tile, cols_tile, kc, vectors, pack_a = blocking or blockings(self.target, f.shape, f.dtype)[0]
+            rows_tile, cols_tile, kc, vectors, pack_a, padded = blocking or blockings(self.target, f.shape, f.dtype)[0]
             mr, nr = self.register_tile(f, vectors)
             for d, n in enumerate(f.shape):
                 s3 = nr if d == len(f.shape) - 1 else mr if d == len(f.shape) - 2 else 1
                 block = cols_tile if d == len(f.shape) - 1 else rows_tile if d == len(f.shape) - 2 else 1
                 p[f"tile:{name}:{d}"] = (1, largest_divisor(n // s3, max(1, block // s3)), s3)
+            p[f"pad:{name}"] = bool(padded) and len(f.shape) > 1
+            if p[f"pad:{name}"]:
+                p[f"tile:{name}:{len(f.shape) - 2}"] = (1, padded_tile(f.shape[-2], rows_tile, padded), padded)
             for d, n in enumerate(f.reduce_ext):
                 last_r = d == len(f.reduce_ext) - 1
                 r2 = largest_divisor(n, 4) if last_r else 1
@@ -397,6 +408,13 @@ class SketchPolicy:
         # alias in L1's sets)
         packed_rows = [(s[s.cache_read(t, "global", [st.op])], d) for t, d in rows_ops] \
             if p.get(f"packa:{name}") else []
+        if p.get(f"pad:{name}") and len(f.shape) > 1:
+            # row tiles that do not divide the rows: the last one's overhang computed on the
+            # last row (into the tile's buffers, never stored), not guarded row by row
+            st.pragma(st.op.axis[-2], OVERHANG, CLAMP)
+            for pk, _ in packed_rows:
+                for ax in pk.op.axis[:-1]:
+                    pk.pragma(ax, OVERHANG, CLAMP)
         tiles = [p[f"tile:{name}:{d}"] for d in range(len(f.shape))]
         outer, mid, inner = [], [], []
         for ax, (s1, s2, s3) in zip(owner.op.axis, tiles):

@@ -91,9 +91,12 @@ def test_tiles_divide_and_leave_parallel_work():
     for _ in range(50):
         p = policy.mutate(policy.sample(rng), rng)
         (a1, a2, a3), (b1, b2, b3) = p["tile:C:0"], p["tile:C:1"]
-        assert 256 % (a1 * a2 * a3) == 0 and 512 % (b1 * b2 * b3) == 0
+        # rows may overhang only where the last row tile is padded (te's overhang clamp)
+        assert 256 % (a1 * a2 * a3) == 0 or p["pad:C"]
+        assert 512 % (b1 * b2 * b3) == 0
         assert b3 <= 64 and a3 <= 16
-        assert (256 // (a1 * a2 * a3)) * (512 // (b1 * b2 * b3)) >= 4, "the parallel loop feeds 2 threads"
+        assert (256 // (a1 * a2 * a3)) * (512 // (b1 * b2 * b3)) >= 4 or p["pad:C"], \
+            "the parallel loop feeds 2 threads"
         r1, r2 = p["rtile:C:0"]
         assert 128 % (r1 * r2) == 0 and r2 <= 16
     assert divisors(12) == [1, 2, 3, 4, 6, 12]
@@ -210,3 +213,23 @@ def test_rows_rule_keeps_a_rows_scale_scalar():
     te.build(s, tensors)(x, out)
     want = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5)
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+
+
+def test_padded_register_tiles_where_the_registers_allow_more_rows_than_divide():
+    task = autotune.create_task(wl.as_matmul, (1024, 1024, 1024), target="llvm -mcpu=skylake-avx512")
+    policy = SketchPolicy(task, threads=2)
+    padded = {(p["tile:C:0"][2], p["tile:C:1"][2]) for p in policy.seeds() if p["pad:C"]}
+    assert padded == {(6, 64), (14, 32)}, "6 x 4 and 14 x 2 registers: 1024 rows divide by neither"
+    for p in policy.seeds():
+        if p["pad:C"]:
+            t = math.prod(p["tile:C:0"])
+            assert -(-1024 // t) * t - 1024 < p["tile:C:0"][2] * 3, "little padding: the blocks share the rows"
+    small = SketchPolicy(autotune.create_task(wl.as_matmul, (64, 128, 96)), threads=2)
+    p = small.default_params()
+    p.update({"tile:C:0": (1, 2, 6), "tile:C:1": (1, 2, 32), "rtile:C:0": (4, 4), "pad:C": True,
+              "packa:C": True})                     # 64 rows in tiles of 12: the last one 8 past the end
+    s, tensors = small.apply(p)
+    text = str(te.lower(s, tensors, "f"))
+    update = text[text.index("for k.outer"):text.index("for i.inner.inner")]    # C.local's reduction
+    assert "min(" in update and "if " not in update, "the padded rows are clamped, not guarded"
+    _check_matmul(s, tensors)
