@@ -417,7 +417,7 @@ class Schedule:
     def rfactor(self, tensor: Tensor, axis: IterVar, factor_axis: int = 0) -> Tensor:
         """Factor reduction axis `axis` out of `tensor`'s reduction into a new stage (TVM's rfactor).
 
-        The new stage (named `<stage>.rf`) holds partial reductions with `axis` as a data axis,
+        The new stage (named `<stage>.rf`, then .rf2, ...) holds partial reductions with `axis` as a data axis,
         at position `factor_axis` of its shape; the original stage then reduces over that axis
         only.  `axis` is a reduction axis of the stage or a part of one from a split, and the
         split of that axis is the only primitive applied to the stage before.  Returns the new
@@ -479,7 +479,11 @@ class Schedule:
         cond = None if cond is None else substitute(cond, vmap)
         shape = tuple(data[d].dom[1] for d in range(nd + 1))
         rf_body = Reduce(red.combiner, source, tuple(raxes), cond, red.dtype) if raxes else source
-        rf_op = ComputeOp(f"{old.name}.rf", shape, tuple(data), (rf_body,), old.tag)
+        # a second rfactor of the stage (partial lanes folded again) gets .rf2, ...: replay finds stages by name
+        taken = {x.name for x in self.stages}
+        rf_name = next(n for n in [f"{old.name}.rf"] + [f"{old.name}.rf{k}" for k in range(2, len(taken) + 2)]
+                       if n not in taken)
+        rf_op = ComputeOp(rf_name, shape, tuple(data), (rf_body,), old.tag)
         rf_t = rf_op.output(0)
         # the original stage: a reduction of the partial results over the factored axis
         rv = IterVar(Var(f"{f_iv.name}.v"), (0, ext[factored]), IterKind.REDUCE)

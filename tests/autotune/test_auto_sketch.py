@@ -233,3 +233,22 @@ def test_padded_register_tiles_where_the_registers_allow_more_rows_than_divide()
     update = text[text.index("for k.outer"):text.index("for i.inner.inner")]    # C.local's reduction
     assert "min(" in update and "if " not in update, "the padded rows are clamped, not guarded"
     _check_matmul(s, tensors)
+
+
+def test_partial_lanes_of_a_short_row_are_folded_in_halves():
+    task = autotune.create_task(wl.as_softmax, (12, 64))
+    policy = SketchPolicy(task, threads=2)
+    p = policy.default_params()
+    assert p["fold:mx"] and p["fold:sm"], "64 in 16 lanes: 4 steps, short next to 16 scalar ones"
+    s, tensors = policy.apply(p)
+    text = str(te.lower(s, tensors, "f"))
+    assert "allocate mx.rf2: float32[8]" in text and "allocate mx.rf4: float32[2]" in text
+    again = te.replay(task.schedule(), s.steps)
+    assert str(te.lower(again, tensors, "f")) == text, "the folds replay from the steps"
+    x = np.random.default_rng(2).standard_normal((12, 64)).astype(np.float32)
+    out = np.zeros_like(x)
+    te.build(s, tensors)(x, out)
+    np.testing.assert_allclose(out, _numpy(task, [x]), rtol=1e-4, atol=1e-5)
+    long_rows = SketchPolicy(autotune.create_task(wl.as_layernorm, (8, 768)), threads=2)
+    assert not any(v for k, v in long_rows.default_params().items() if k.startswith("fold:")), \
+        "768 in 16 lanes: 48 steps, the fold does not pay"
