@@ -45,11 +45,10 @@ from dataclasses import dataclass
 import te
 from te.expr import Call, TensorLoad, Var, free_vars, walk
 from te.lower import Lowering
+from te.lower import CLAMP, OVERHANG
 from te.ops.common import largest_divisor
 from te.schedule import AttachType, ForKind, Stage
 from te.tensor import ComputeOp, IterKind
-
-from te.lower import CLAMP, OVERHANG
 
 from .blocking import MAX_ROWS, Blocking, blockings, padded_rows, padded_tile, register_tile
 
