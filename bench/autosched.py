@@ -3,6 +3,12 @@
     python bench/autosched.py                          # the issue's budgets: 128 trials, 60 s per task
     python bench/autosched.py --trials 16 --seconds 20 --ops softmax,layernorm
     python bench/autosched.py --ops matmul --skip-template --show    # the best loop nest too
+    python bench/autosched.py --blockings '{"bn":48}' '{"bn":64,"tile_y":[-1,4]}'   # no search
+
+`--blockings` tunes nothing: it times the matmul's seed schedules (blocking.py's blockings, the
+sketch's defaults under each) beside the template's default config, the template configs given
+(JSON knob values over its default) and numpy, in alternating rounds: which blocking a search
+starts from, and how the sketch's compare with the template's.
 
 Every operator is declared in plain te (registered with @autotune.register_workload, no
 template; softmax multiplies by 1 / the row sum as te.ops.nn.softmax and ONNX Runtime do), tuned by `autotune.AutoScheduler` within the trial and time budget, and its best
@@ -208,6 +214,47 @@ def bench_op(op: str, a, log_dir: str) -> list:
     return rows
 
 
+def bench_blockings(a, template_knobs: list[str]) -> list:
+    """The matmul's seed schedules, template configs and numpy timed side by side (no search)."""
+    import json
+
+    from autotune.auto_scheduler.sketch import SketchPolicy
+    func, args = OPS["matmul"]
+    task = autotune.create_task(func, args)
+    policy = SketchPolicy(task)
+    rng = np.random.default_rng(0)
+    ins = [rng.standard_normal(t.shape).astype(np.float32) for t in task.tensors[:2]]
+    want = ins[0] @ ins[1]
+    fns = {}
+
+    def add(label, kernel):
+        out = np.zeros(want.shape, np.float32)
+        kernel(*ins, out)
+        if not np.allclose(out, want, rtol=1e-3, atol=1e-2):
+            raise SystemExit(f"{label}: differs from numpy by {float(np.abs(out - want).max()):.3g}")
+        fns[label] = lambda: kernel(*ins, out)
+    for p in policy.seeds():
+        (_, s2, mr), (_, c2, nr), (r1, r2) = p["tile:C:0"], p["tile:C:1"], p["rtile:C:0"]
+        label = (f"sketch {mr}x{nr}{' padded' if p['pad:C'] else ''} tile {s2 * mr}x{c2 * nr} "
+                 f"kc {r1 * r2}{' A packed' if p['packa:C'] else ''}")
+        s, tensors = policy.apply(p)
+        add(label, te.build(s, tensors))
+    tmpl = autotune.create_task("matmul", (*args, "float32"))
+    space = tmpl.config_space
+    default = json.loads(str(space.get(space.default_index())))
+    for knobs in ["{}", *template_knobs]:
+        try:
+            cfg = space.from_json({**default, **json.loads(knobs)})
+        except (ValueError, TypeError) as e:
+            raise SystemExit(f"--blockings {knobs}: not a config of the matmul template ({e})") from None
+        add(f"template {cfg}", tmpl.build(cfg.index))
+    fns["numpy"] = lambda: np.matmul(*ins)
+    with numpy_threads(a.threads):
+        lat = time_interleaved(fns, repeat=a.rounds)
+    return [["matmul", k, f"{v.median * 1e3:.3f}", f"{task.flops / v.median / 1e9:.1f}"]
+            for k, v in sorted(lat.items(), key=lambda kv: kv[1].median)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ops", default=",".join(OPS), help="comma list of: " + ", ".join(OPS))
@@ -218,11 +265,18 @@ def main() -> None:
     ap.add_argument("--skip-template", action="store_true", help="do not tune the matmul template")
     ap.add_argument("--threads", type=int, default=2, help="threads of every engine (default 2)")
     ap.add_argument("--show", action="store_true", help="print each op's best schedule as a loop nest (stderr)")
+    ap.add_argument("--blockings", nargs="*", metavar="KNOBS",
+                    help="no search: time the matmul's seed blockings beside the template's configs "
+                         "(its default and these JSON knob values) and numpy")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if a.threads < 1:
         raise SystemExit(f"--threads {a.threads}: give 1 or more")
     os.environ["TILEWISE_NUM_THREADS"] = str(a.threads)
+    if a.blockings is not None:
+        print(table(["op", "engine", "ms (median)", "GFLOP/s"], bench_blockings(a, a.blockings)))
+        print(env_note() + f"; {a.threads} thread(s); timings of {a.rounds} alternating rounds")
+        return
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for op in a.ops.split(","):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
 import sys
 import tempfile
@@ -104,7 +105,7 @@ def offline(records: list[rec.Record], held: str, seed: int) -> None:
     print(f"{len(groups)} training tasks, held out {held}: {len(mine)} logged records, best "
           f"{ys.max():.1f} GFLOP/s (features in {time.time() - t0:.0f} s)")
     rng = np.random.default_rng(seed)
-    rows = []
+    rows, picks = [], []
     for label, centre in (("loop-IR features", False), ("centred per task", True)):
         def c(x):
             return x - np.median(x, axis=0) if centre else x
@@ -114,10 +115,16 @@ def offline(records: list[rec.Record], held: str, seed: int) -> None:
         order = np.argsort(-score, kind="stable")
         rho = float(np.corrcoef(_ranks(score), _ranks(ys))[0, 1])
         rows.append([label, f"{rho:.2f}", f"{ys[order[:8]].max():.1f}", f"{ys[order[:32]].max():.1f}"])
+        picks.append(f"{label}'s first picks: " + "; ".join(
+            f"{ys[i]:.0f} {json.dumps(mine[i].config, separators=(',', ':'))}" for i in order[:3]))
     rand = [[ys[rng.choice(len(ys), k, replace=False)].max() for _ in range(2000)] for k in (8, 32)]
     rows.append(["random picks (mean of 2000)", "0", f"{np.mean(rand[0]):.1f}", f"{np.mean(rand[1]):.1f}"])
     print()
     print(table(["model", "rank correlation", "best of its top 8", "best of its top 32"], rows, "lrrr"))
+    best = np.argsort(-ys, kind="stable")[:3]
+    print("\nthe log's best: " + "; ".join(
+        f"{ys[i]:.0f} {json.dumps(mine[i].config, separators=(',', ':'))}" for i in best))
+    print("\n".join(picks))
 
 
 def main() -> None:
