@@ -112,7 +112,7 @@ def test_default_and_seeds_are_register_tiles_of_the_target(target, lanes):
     for p in seeds:
         (_, _, mr), (_, _, nr) = p["tile:C:0"], p["tile:C:1"]
         assert nr % lanes == 0 and mr * (nr // lanes) <= regs, (mr, nr)
-        assert p["pack:C"] == 2
+        assert p["pack:C"] == 2 or p == policy.register_local(seeds[0]), "B packed, but where B is read in place"
     (_, _, mr), (_, _, nr) = seeds[0]["tile:C:0"], seeds[0]["tile:C:1"]
     # two vectors wide; rows: the most dividing 256 that 28 (AVX-512) or 12 (AVX2) accumulators allow
     assert (mr, nr) == {16: (8, 32), 8: (4, 16)}[lanes]
@@ -252,3 +252,17 @@ def test_partial_lanes_of_a_short_row_are_folded_in_halves():
     long_rows = SketchPolicy(autotune.create_task(wl.as_layernorm, (8, 768)), threads=2)
     assert not any(v for k, v in long_rows.default_params().items() if k.startswith("fold:")), \
         "768 in 16 lanes: 48 steps, the fold does not pay"
+
+
+def test_a_seed_keeps_the_accumulators_of_one_register_tile():
+    task = autotune.create_task(wl.as_matmul, (64, 128, 96))
+    policy = SketchPolicy(task, threads=2)
+    seed = policy.seeds()[1]
+    assert seed == policy.register_local(policy.default_params())
+    assert seed["at:C"] == 1 and seed["pack:C"] == 0 and all(seed[f"tile:C:{d}"][1] == 1 for d in (0, 1))
+    s, tensors = policy.apply(seed)
+    text = str(te.lower(s, tensors, "f"))
+    mr, nr = seed["tile:C:0"][2], seed["tile:C:1"][2]
+    assert f"allocate C.local: float32[{mr * nr}]" in text and "B.global" not in text, \
+        "one register tile of accumulators, B read in place"
+    _check_matmul(s, tensors)
