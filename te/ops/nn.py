@@ -3,10 +3,10 @@ and the negative log-likelihood loss.
 
 Softmax and layer norm over the innermost axes are row operations: the schedule computes
 each row's statistics inside the output's row loop, so a row is read from memory once and
-its later passes hit L1.  Stages computed at the same loop read one another, so every
-statistic is computed once a row: softmax's max, its exp(x - max) (a stage of its own,
-EXP_TAG, read by the sum and the output), layer norm's mean (read by the variance and the
-output).  Over other axes every statistic is a whole tensor at the root.
+its later passes hit L1.  Softmax keeps the row's exp(x - max) (a stage of its own, EXP_TAG)
+for the sum and the output: each exponential and the row max once.  Layer norm's output reads
+its own copy of the mean (a second pass over a row in L1 costs far less than a second pass
+over memory).  Over other axes every statistic is a whole tensor at the root.
 """
 from __future__ import annotations
 
@@ -123,13 +123,15 @@ def _normalize(x: te.Tensor, axes: tuple, epsilon: float, affine, name: str) -> 
     def kept(i):
         return _drop(i, axes)
 
-    mean = reduce_over(shape, axes, lambda i: x[i], "sum", f"{name}.mean", scale=1.0 / n)
-    var = reduce_over(shape, axes, lambda i: (x[i] - mean[kept(i)]) * (x[i] - mean[kept(i)]),
+    mean1 = reduce_over(shape, axes, lambda i: x[i], "sum", f"{name}.mean", scale=1.0 / n)
+    var = reduce_over(shape, axes, lambda i: (x[i] - mean1[kept(i)]) * (x[i] - mean1[kept(i)]),
                       "sum", f"{name}.var", scale=1.0 / n)
+    # the output's own copy of the mean (see the module docstring)
+    mean2 = reduce_over(shape, axes, lambda i: x[i], "sum", f"{name}.mean2", scale=1.0 / n)
 
     def body(*i):
         r = kept(i)
-        return affine((x[i] - mean[r]) * te.rsqrt(var[r] + epsilon), i)
+        return affine((x[i] - mean2[r]) * te.rsqrt(var[r] + epsilon), i)
     return te.compute(shape, body, name=name, tag="layer_norm", attrs={"axes": axes})
 
 
@@ -218,13 +220,16 @@ def _inv_pow(t: te.Expr, beta: float) -> te.Expr:
 
 # ---------------------------------------------------------------- schedules
 
-def _stats(out: te.Tensor) -> tuple[te.Tensor, te.Tensor]:
-    """(mean, var) of a normalisation's output: var reads mean, out reads both."""
-    name = out.op.name
-    reds = {t.name: t for t in out.op.input_tensors}
-    if f"{name}.mean" not in reds or f"{name}.var" not in reds:
-        raise ValueError(f"{out.name}: not a layer/instance norm output")
-    return reds[f"{name}.mean"], reds[f"{name}.var"]
+def _stats(out: te.Tensor) -> tuple[te.Tensor, te.Tensor, te.Tensor]:
+    """(first, second, own): `second` reads `first`; `second` and `own` are read by out."""
+    reds = [t for t in out.op.input_tensors if getattr(t.op, "tag", "") == "reduce"]
+    for second in reds:
+        reader = partial_of(second) or second
+        firsts = [t for t in reader.op.input_tensors if getattr(t.op, "tag", "") == "reduce"]
+        if firsts:
+            own = next(t for t in reds if t is not second)
+            return firsts[0], second, own
+    raise ValueError(f"{out.name}: not a softmax/layer_norm output")
 
 
 def _data_leaves(st: te.Stage) -> list:
@@ -232,17 +237,16 @@ def _data_leaves(st: te.Stage) -> list:
 
 
 def _row_schedule(s: te.Schedule, out: te.Tensor, axes: tuple, target: Target) -> None:
-    """Layer/instance norm: rows in parallel, each row's mean and variance computed inside the row loop
-    (trailing axes; over other axes each a whole tensor at the root)."""
+    """Rows in parallel; each row's statistics computed inside the row loop (trailing axes)."""
     st = s[out]
     inline_injective(s, out)
-    mean, var = _stats(out)
+    first, second, own = _stats(out)
     ndim = out.ndim
     data = list(out.op.axis)
     total = math.prod(out.shape)
     if not _trailing(axes, ndim) or len(axes) == ndim:
         # statistics over other axes (or the whole tensor): each one at the root
-        for t in (mean, var):
+        for t in (first, second, own):
             schedule_reduce_stage(s, t, target)
         n = out.shape[-1]
         outer, _ = vectorize_inner(st, data[-1], n, target, out.dtype)
@@ -252,9 +256,10 @@ def _row_schedule(s: te.Schedule, out: te.Tensor, axes: tuple, target: Target) -
     parallel_outer(st, data[:k], list(out.shape[:k]), total, target)
     row = _data_leaves(st)[-len(axes) - 1]
     vectorize_inner(st, data[-1], out.shape[-1], target, out.dtype)
-    # both at the row loop, the mean once: read by the variance and the output there
-    schedule_reduce_stage(s, mean, target, parent=st, axis=row, rows_only=True)
-    schedule_reduce_stage(s, var, target, parent=st, axis=row, rows_only=True)
+    schedule_reduce_stage(s, own, target, parent=st, axis=row, rows_only=True)
+    schedule_reduce_stage(s, second, target, parent=st, axis=row, rows_only=True)
+    reader = partial_of(second) or second
+    schedule_reduce_stage(s, first, target, parent=s[reader], axis=reader.op.axis[k - 1], rows_only=True)
 
 
 @tagged("softmax")
