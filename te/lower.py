@@ -208,13 +208,16 @@ class Lowering:
     def _clamped(st: Stage) -> frozenset:
         """The data axes of st marked with pragma(axis, "overhang", "clamp") before they were split."""
         out = set()
-        for a in st.op.axis:
-            for key, v in st.pragmas.get(a, ()):
+        for a, marks in st.pragmas.items():
+            for key, v in marks:
                 if key != OVERHANG:
                     continue
                 if v != CLAMP:
                     raise ScheduleError(f"stage {st.name}: pragma {OVERHANG}={v!r} on {a.name}: the only "
                                         f"value is {CLAMP!r}")
+                if a not in st.op.axis:
+                    raise ScheduleError(f"stage {st.name}: pragma {OVERHANG}={CLAMP} on {a.name}: put it on "
+                                        "one of the stage's own data axes, before splitting it")
                 out.add(a)
         if out and st.attach_type is not AttachType.SCOPE:
             # at the root the region is the tensor: nothing overhangs

@@ -68,6 +68,21 @@ def test_an_unknown_value_is_a_clear_error():
         te.lower(s, [A, B, C])
 
 
+def test_on_a_split_or_reduction_axis_it_is_a_clear_error():
+    for where in ("split", "reduce"):
+        A, B, C = matmul(8, 4, 16)
+        s = te.create_schedule(C)
+        CL = s.cache_write(C, "local")
+        s[CL].compute_at(s[C], s[C].op.axis[0])
+        if where == "split":
+            _, ax = s[CL].split(s[CL].op.axis[0], factor=2)
+        else:
+            ax = s[CL].op.reduce_axis[0]
+        s[CL].pragma(ax, OVERHANG, CLAMP)
+        with pytest.raises(ScheduleError, match="put it on one of the stage's own data axes"):
+            te.lower(s, [A, B, C])
+
+
 def test_at_the_root_it_changes_nothing():
     A, B, C = matmul(8, 4, 16)
     s = te.create_schedule(C)
