@@ -266,3 +266,6 @@ def test_a_seed_keeps_the_accumulators_of_one_register_tile():
     assert f"allocate C.local: float32[{mr * nr}]" in text and "B.global" not in text, \
         "one register tile of accumulators, B read in place"
     _check_matmul(s, tensors)
+    big = SketchPolicy(autotune.create_task(wl.as_matmul, (1024, 1024, 1024)), threads=2)
+    assert big.register_local(big.default_params()) not in big.seeds(), \
+        "B's 1024 x 32 column is 128 KiB: read in place it leaves L1"
