@@ -234,9 +234,10 @@ def bench_blockings(a, template_knobs: list[str]) -> list:
             raise SystemExit(f"{label}: differs from numpy by {float(np.abs(out - want).max()):.3g}")
         fns[label] = lambda: kernel(*ins, out)
     for p in policy.seeds():
-        (_, s2, mr), (_, c2, nr), (r1, r2) = p["tile:C:0"], p["tile:C:1"], p["rtile:C:0"]
-        label = (f"sketch {mr}x{nr}{' padded' if p['pad:C'] else ''} tile {s2 * mr}x{c2 * nr} "
-                 f"kc {r1 * r2}{' A packed' if p['packa:C'] else ''}")
+        (s1, s2, mr), (c1, c2, nr), (r1, r2) = p["tile:C:0"], p["tile:C:1"], p["rtile:C:0"]
+        where = {0: " B in place", 3: " B's panel packed once a task"}.get(p["pack:C"], "")
+        label = (f"sketch {mr}x{nr}{' padded' if p['pad:C'] else ''} tile {s1 * s2 * mr}x{c1 * c2 * nr} "
+                 f"kc {r1 * r2}{' A packed' if p['packa:C'] else ''}{where}")
         s, tensors = policy.apply(p)
         add(label, te.build(s, tensors))
     tmpl = autotune.create_task("matmul", (*args, "float32"))

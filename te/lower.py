@@ -252,12 +252,12 @@ class Lowering:
         return m
 
     def _chain_to(self, c: Stage, parent: Stage, iv) -> list[Stage] | None:
-        """The stages from c up its compute_at chain to the one computed at loop iv of parent
-        (c runs inside that loop), or None if c does not run inside it."""
-        chain = []
+        """The stages from c up its compute_at chain to the one computed at loop iv of parent or
+        at a loop of parent inside it (c runs inside iv), or None if c does not run inside it."""
+        chain, pos = [], parent.leaf_iter_vars.index(iv)
         while c.attach_type is AttachType.SCOPE:
             chain.append(c)
-            if c.attach_stage is parent and parent.leaf_of(c.attach_ivar) is iv:
+            if c.attach_stage is parent and parent.leaf_iter_vars.index(parent.leaf_of(c.attach_ivar)) >= pos:
                 return chain
             c = c.attach_stage
         return None

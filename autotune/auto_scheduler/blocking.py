@@ -7,6 +7,10 @@ copied contiguous and kept in L1 while every register tile of its column reads i
 across the reduction blocks.  `blockings` sizes those from the target, so the same rule serves an
 AVX2 core with 32 KiB of L1 and an AVX-512 one with 48 KiB; the sketch rounds them to divisors,
 or pads the last row tile to register tiles of `padded_rows` (te's overhang clamp).
+
+`panel_tiles` gives the other GEMM layout, the matmul template's: one parallel task per column
+panel, B's panel [K, nr] packed once by its task (in L2), every register tile of the panel summing
+over the whole reduction in registers and storing its outputs once, no accumulator block.
 """
 from __future__ import annotations
 
@@ -98,3 +102,22 @@ def blockings(target: Target, shape: tuple, dtype: str) -> list[Blocking]:
     # length puts its rows in one set, measured 2.5x slower unpacked with 14 rows on 1024^3)
     return [first, first._replace(pack_a=True), first._replace(rows=max(1, first.rows // 2)),
             *[b for b in padded if b.mr <= L1_WAYS], *[b._replace(pack_a=True) for b in padded], *out[1:]]
+
+
+def panel_tiles(target: Target, shape: tuple, reduce_len: int, dtype: str) -> list[tuple[int, int]]:
+    """Register tiles (rows, columns) for the panel layout, where a panel of the whole reduction,
+    [reduce_len, columns], takes at most L2_SHARE of L2: two and four vectors wide, rows dividing
+    the output's or (the last tile padded) the most that fit, up to L1_WAYS (a tile reads its rows
+    of A in place, a row apart)."""
+    nbytes = max(1, DTYPE_BITS[dtype] // 8)
+    rows = shape[-2] if len(shape) > 1 else 1
+    out = []
+    for vectors in (2, 4):
+        divisor, nr = register_tile(target, shape, dtype, vectors)
+        if reduce_len * nr * nbytes > L2_SHARE * target.caches.l2:
+            continue
+        out.append((divisor, nr))
+        mr = padded_rows(target, vectors)
+        if rows % mr and divisor < mr <= L1_WAYS and nr == vectors * target.lanes(dtype):
+            out.append((mr, nr))
+    return list(dict.fromkeys(out))

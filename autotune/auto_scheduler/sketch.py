@@ -51,7 +51,7 @@ from te.ops.common import largest_divisor
 from te.schedule import AttachType, ForKind, Stage
 from te.tensor import ComputeOp, IterKind
 
-from .blocking import MAX_ROWS, Blocking, blockings, padded_rows, padded_tile, register_tile
+from .blocking import MAX_ROWS, Blocking, blockings, padded_rows, padded_tile, panel_tiles, register_tile
 
 LANES = (8, 16, 32, 64)
 MAX_VECTOR = 64
@@ -64,8 +64,10 @@ EXPENSIVE_NODES = 24    # an injective stage's expression this large is worth no
 # where a tiled stage's vector operand is copied: 0 not at all, 1 a block per reduction block
 # (R0), 2 a panel (R1 R2 x the vector tile, contiguous as a GEMM's packed B) per column of
 # register tiles, that column's S2 loop then outermost of the S2 loops so the panel is reused by
-# every register tile of the column from L1
-PACKS = (0, 1, 2)
+# every register tile of the column from L1; 3 the parallel task's columns over the whole
+# reduction, once per task at the owner's S0 loop (with one register tile of columns a task, the
+# matmul template's packed panel [K, bn]: B packed once when the task takes every row)
+PACKS = (0, 1, 2, 3)
 
 
 def divisors(n: int) -> list[int]:
@@ -146,7 +148,7 @@ class SketchPolicy:
             for d, n in enumerate(f.reduce_ext):
                 p[f"rtile:{name}:{d}"] = self._rtile(n, rng)
             p[f"at:{name}"] = rng.randrange(2)
-            p[f"pack:{name}"] = rng.choices(PACKS, (1, 1, 2))[0]
+            p[f"pack:{name}"] = rng.choices(PACKS, (1, 1, 2, 1))[0]
             p[f"packa:{name}"] = rng.random() < 0.5
             p[f"unroll:{name}"] = rng.randrange(3)
             p[f"rf:{name}"] = rng.choice(self._rf_lanes(f) or [0])
@@ -214,18 +216,46 @@ class SketchPolicy:
         """Register-shaped starting points for the search: the default parameters under every
         blocking of the first tiled stage (blocking.py's `blockings`), the default's second with
         accumulators local to one register tile (`register_local`) where the operand it reads in
-        place fits in L1, distinct ones only."""
+        place fits in L1, then the template's panel layout (`panel`) under blocking.py's
+        `panel_tiles`, distinct ones only."""
         tiled = [f for f in self.facts.values() if not f.injective and "tile" in self.kinds(f)]
         out, seen = [], set()
         params = [self.default_params(b) for b in (blockings(self.target, tiled[0].shape, tiled[0].dtype)
                                                    if tiled else [None])]
         local = [self.register_local(params[0])] if tiled and self._operand_in_l1(tiled[0], params[0]) else []
-        for p in [params[0], *local, *params[1:]]:
+        panels = [self.panel(params[0], mr, nr) for mr, nr in
+                  panel_tiles(self.target, tiled[0].shape, math.prod(tiled[0].reduce_ext), tiled[0].dtype)] \
+            if tiled and len(tiled[0].shape) > 1 else []
+        for p in [params[0], *local, *panels, *params[1:]]:
             key = tuple(sorted(p.items()))
             if key not in seen:
                 seen.add(key)
                 out.append(p)
         return out
+
+    def panel(self, p: dict, mr: int, nr: int) -> dict:
+        """p with every tiled stage in the matmul template's layout: one parallel task per column
+        panel of nr (more tasks, by rows, only where the panels leave threads idle), the vector
+        operand's panel over the whole reduction packed by the task (pack 3), register tiles of mr
+        rows (the last padded where mr does not divide) each summing the whole reduction in
+        registers (computed at the owner's S1 loop) and storing its outputs once."""
+        q = dict(p)
+        for name, f in self.facts.items():
+            if f.injective or q.get(f"kind:{name}") != "tile" or len(f.shape) < 2:
+                continue
+            rows, panels = f.shape[-2], math.prod(f.shape[:-2]) * -(-f.shape[-1] // nr)
+            blocks = -(-2 * self.threads // panels)         # row blocks a panel is split in (packed by each)
+            tiles = padded_tile(rows, -(-rows // blocks), mr) if rows % mr else \
+                largest_divisor(rows // mr, -(-rows // mr // blocks))
+            for d in range(len(f.shape)):
+                q[f"tile:{name}:{d}"] = (1, 1, nr) if d == len(f.shape) - 1 else \
+                    (tiles, 1, mr) if d == len(f.shape) - 2 else (1, 1, 1)
+            q[f"pad:{name}"] = rows % mr != 0
+            for d, n in enumerate(f.reduce_ext):      # R2 unrolled with the tile's rows, up to MAX_UNROLLED
+                last = d == len(f.reduce_ext) - 1
+                q[f"rtile:{name}:{d}"] = (1, largest_divisor(n, min(MAX_UNROLL_R, MAX_UNROLLED // mr)) if last else 1)
+            q[f"at:{name}"], q[f"pack:{name}"], q[f"packa:{name}"], q[f"unroll:{name}"] = 1, 3, False, 2
+        return q
 
     def register_local(self, p: dict) -> dict:
         """p with every tiled stage computed per register tile (its S2 factors moved out to S1,
@@ -481,7 +511,10 @@ class SketchPolicy:
         st.reorder(*s1s, *r0s, *s2s, *r1s, *r2s, *s3s)
         st.vectorize(s3s[-1])
         for pk in packed:           # the block of the vector operand one R0 step reads, contiguous
-            pk.compute_at(st, s2s[0] if pack == 2 else r0s[-1])
+            if pack == 3:           # the whole panel, once per parallel task (its columns x the reduction)
+                pk.compute_at(owner, fused)
+            else:
+                pk.compute_at(st, s2s[0] if pack == 2 else r0s[-1])
             _, lanes = pk.split(pk.op.axis[-1], factor=self.target.lanes(f.dtype))
             pk.vectorize(lanes)
         for pk, d in packed_rows:      # its innermost axis: one R0 step's R1 x R2 values
