@@ -466,6 +466,8 @@ class SketchPolicy:
             s.cache_write(st.op.output(0), "local")
             owner, st = st, s.stage(f"{name}.local")
         packable, rows_ops = self._operands(s, st)
+        if p.get(f"pack:{name}") == 3 and packable:
+            self._check_panel(f, p)
         packed = [s[s.cache_read(t, "global", [st.op])] for t in packable] if p.get(f"pack:{name}") else []
         # the broadcast operand (a GEMM's A): its rows of the tile x one reduction block, copied
         # per R0 step so a register tile's rows are kc apart, not a whole row of A (4 KiB strides
@@ -535,6 +537,16 @@ class SketchPolicy:
                 if 1 < r2 and rows * r2 <= MAX_UNROLLED:     # beyond it LLVM takes seconds per build
                     st.unroll(a)
         return {name, owner.name, st.name}
+
+    def _check_panel(self, f: StageFacts, p: dict) -> None:
+        """ScheduleError if a task's panel of the whole reduction (at most: the reduction x the
+        tile's extent on every data axis but the rows) is larger than L2: no use, and at the root
+        of a big tile a copy of the whole operand per task."""
+        extents = [math.prod(p[f"tile:{f.name}:{d}"]) for d in range(len(f.shape)) if d != len(f.shape) - 2]
+        nbytes = math.prod(f.reduce_ext) * math.prod(extents) * max(1, DTYPE_BITS[f.dtype] // 8)
+        if nbytes > self.target.caches.l2:
+            raise te.ScheduleError(f"stage {f.name}: pack 3: a panel of {nbytes >> 10} KiB is larger than L2 "
+                                   f"({self.target.caches.l2 >> 10} KiB); take fewer columns per task")
 
     @staticmethod
     def _operands(s: te.Schedule, st: Stage) -> tuple[list, list]:

@@ -297,6 +297,8 @@ def test_panel_seed_packs_each_column_panel_once_and_sums_the_whole_reduction_in
         assert str(te.lower(again, tensors, "f")) == text
     huge = SketchPolicy(autotune.create_task(wl.as_matmul, (64, 128, 1 << 16)), threads=2)
     assert not any(p["pack:C"] == 3 for p in huge.seeds()), "a 65536 x 32 panel is 8 MiB: no panel seed"
+    with pytest.raises(te.ScheduleError, match=r"stage C: pack 3: a panel of 8192 KiB is larger than L2"):
+        huge.apply({**huge.panel(huge.default_params(), 8, 32)})
 
 
 def test_panel_seed_of_a_fused_dense_and_relu():
