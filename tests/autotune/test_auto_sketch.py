@@ -311,3 +311,17 @@ def test_panel_seed_of_a_fused_dense_and_relu():
     out = np.zeros(tensors[-1].shape, np.float32)
     te.build(s, tensors)(*ins, out)
     np.testing.assert_allclose(out, _numpy(task, ins), rtol=1e-4, atol=1e-4)
+
+
+def test_random_schedules_with_the_panel_packed_once_a_task_match_numpy():
+    task = autotune.create_task(wl.as_matmul, (32, 48, 16))
+    policy = SketchPolicy(task, threads=2)
+    rng = random.Random(11)
+    for _ in range(8):
+        p = {**policy.sample(rng), "kind:C": "tile", "pack:C": 3}
+        s, tensors = policy.apply(p)
+        text = str(te.lower(s, tensors, "f"))
+        cols = math.prod(p["tile:C:1"])
+        assert f"B.global: float32[{16 * cols}]  # global, shape (16, {cols})" in text, \
+            "the task's columns over the whole reduction"
+        _check_matmul(s, tensors)
