@@ -235,7 +235,7 @@ def bench_blockings(a, template_knobs: list[str]) -> list:
         fns[label] = lambda: kernel(*ins, out)
     for p in policy.seeds():
         (s1, s2, mr), (c1, c2, nr), (r1, r2) = p["tile:C:0"], p["tile:C:1"], p["rtile:C:0"]
-        where = {0: " B in place", 3: " B's panel packed once a task"}.get(p["pack:C"], "")
+        where = {0: " B in place", 3: " B's panel packed by its task", 4: " B packed once in panels"}.get(p["pack:C"], "")
         label = (f"sketch {mr}x{nr}{' padded' if p['pad:C'] else ''} tile {s1 * s2 * mr}x{c1 * c2 * nr} "
                  f"kc {r1 * r2}{' A packed' if p['packa:C'] else ''}{where}")
         s, tensors = policy.apply(p)

@@ -14,6 +14,7 @@ over the whole reduction in registers and storing its outputs once, no accumulat
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from te.caches import FILL
@@ -121,3 +122,13 @@ def panel_tiles(target: Target, shape: tuple, reduce_len: int, dtype: str) -> li
         if rows % mr and divisor < mr <= L1_WAYS and nr == vectors * target.lanes(dtype):
             out.append((mr, nr))
     return list(dict.fromkeys(out))
+
+
+def panel_rows(target: Target, shape: tuple, reduce_len: int, dtype: str, mr: int) -> int:
+    """Rows of a block of A, [rows, reduce_len], that takes L2_SHARE of L2, in whole register tiles
+    of mr rows, for tasks of row blocks over every panel of B; 0 where the rows do not make two
+    such blocks for every thread (the panel layout's tasks of column panels serve them)."""
+    nbytes = max(1, DTYPE_BITS[dtype] // 8)
+    rows = shape[-2] if len(shape) > 1 else 1
+    block = int(L2_SHARE * target.caches.l2) // (reduce_len * nbytes) // mr * mr
+    return block if block and math.prod(shape[:-2]) * -(-rows // block) >= 2 * target.threads else 0

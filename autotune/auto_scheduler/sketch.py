@@ -51,7 +51,8 @@ from te.ops.common import largest_divisor
 from te.schedule import AttachType, ForKind, Stage
 from te.tensor import ComputeOp, IterKind
 
-from .blocking import MAX_ROWS, Blocking, blockings, padded_rows, padded_tile, panel_tiles, register_tile
+from .blocking import (MAX_ROWS, Blocking, blockings, padded_rows, padded_tile, panel_rows, panel_tiles,
+                       register_tile)
 
 LANES = (8, 16, 32, 64)
 MAX_VECTOR = 64
@@ -66,8 +67,11 @@ EXPENSIVE_NODES = 24    # an injective stage's expression this large is worth no
 # register tiles, that column's S2 loop then outermost of the S2 loops so the panel is reused by
 # every register tile of the column from L1; 3 the parallel task's columns over the whole
 # reduction, once per task at the owner's S0 loop (with one register tile of columns a task, the
-# matmul template's packed panel [K, bn]: B packed once when the task takes every row)
-PACKS = (0, 1, 2, 3)
+# matmul template's packed panel [K, bn]: B packed once when the task takes every row); 4 all of
+# it once at the root, in parallel, laid out in column panels of the register tile's width
+# (cache_read's panel: [N / nr, K, nr], the template's packed B), so tasks of row blocks can share it.
+# With 3 and 4 the vector axis's S1 loop is the outermost S1 loop: a panel serves every row tile
+PACKS = (0, 1, 2, 3, 4)
 
 
 def divisors(n: int) -> list[int]:
@@ -148,7 +152,7 @@ class SketchPolicy:
             for d, n in enumerate(f.reduce_ext):
                 p[f"rtile:{name}:{d}"] = self._rtile(n, rng)
             p[f"at:{name}"] = rng.randrange(2)
-            p[f"pack:{name}"] = rng.choices(PACKS, (1, 1, 2, 1))[0]
+            p[f"pack:{name}"] = rng.choices(PACKS, (1, 1, 2, 1, 1))[0]
             p[f"packa:{name}"] = rng.random() < 0.5
             p[f"unroll:{name}"] = rng.randrange(3)
             p[f"rf:{name}"] = rng.choice(self._rf_lanes(f) or [0])
@@ -223,9 +227,16 @@ class SketchPolicy:
         params = [self.default_params(b) for b in (blockings(self.target, tiled[0].shape, tiled[0].dtype)
                                                    if tiled else [None])]
         local = [self.register_local(params[0])] if tiled and self._operand_in_l1(tiled[0], params[0]) else []
-        panels = [self.panel(params[0], mr, nr) for mr, nr in
-                  panel_tiles(self.target, tiled[0].shape, math.prod(tiled[0].reduce_ext), tiled[0].dtype)] \
-            if tiled and len(tiled[0].shape) > 1 else []
+        panels = []
+        if tiled and len(tiled[0].shape) > 1:
+            f = tiled[0]
+            tiles = panel_tiles(self.target, f.shape, math.prod(f.reduce_ext), f.dtype)
+            panels = [self.panel(params[0], mr, nr) for mr, nr in tiles]
+            # the first tile also in tasks of row blocks whose A block takes a share of L2, over B
+            # packed once at the root, where the rows make enough such blocks for the threads
+            block = panel_rows(self.target, f.shape, math.prod(f.reduce_ext), f.dtype, tiles[0][0]) if tiles else 0
+            if block and f.shape[-1] % tiles[0][1] == 0:
+                panels.append(self.panel(params[0], *tiles[0], block_rows=block))
         for p in [params[0], *local, *panels, *params[1:]]:
             key = tuple(sorted(p.items()))
             if key not in seen:
@@ -233,28 +244,33 @@ class SketchPolicy:
                 out.append(p)
         return out
 
-    def panel(self, p: dict, mr: int, nr: int) -> dict:
-        """p with every tiled stage in the matmul template's layout: one parallel task per column
-        panel of nr (more tasks, by rows, only where the panels leave threads idle), the vector
-        operand's panel over the whole reduction packed by the task (pack 3), register tiles of mr
-        rows (the last padded where mr does not divide) each summing the whole reduction in
-        registers (computed at the owner's S1 loop) and storing its outputs once."""
+    def panel(self, p: dict, mr: int, nr: int, block_rows: int = 0) -> dict:
+        """p with every tiled stage in the matmul template's layout: register tiles of mr rows
+        (the last padded where mr does not divide) each summing the whole reduction in registers
+        (computed at the owner's S1 loop) and storing its outputs once, over the vector operand in
+        column panels [K, nr].  Without `block_rows`: one parallel task per column panel (more
+        tasks, by rows, only where the panels leave threads idle) that packs its panel itself
+        (pack 3); with it: one task per block of about block_rows rows over every panel, the
+        operand packed in panels once at the root (pack 4)."""
         q = dict(p)
         for name, f in self.facts.items():
             if f.injective or q.get(f"kind:{name}") != "tile" or len(f.shape) < 2:
                 continue
             rows, panels = f.shape[-2], math.prod(f.shape[:-2]) * -(-f.shape[-1] // nr)
-            blocks = -(-2 * self.threads // panels)         # row blocks a panel is split in (packed by each)
+            # row blocks: block_rows, or as many as the threads need (each packs its panel again)
+            blocks = -(-rows // block_rows) if block_rows else -(-2 * self.threads // panels)
             tiles = padded_tile(rows, -(-rows // blocks), mr) if rows % mr else \
                 largest_divisor(rows // mr, -(-rows // mr // blocks))
+            cols = f.shape[-1] // nr if block_rows else 1
             for d in range(len(f.shape)):
-                q[f"tile:{name}:{d}"] = (1, 1, nr) if d == len(f.shape) - 1 else \
+                q[f"tile:{name}:{d}"] = (cols, 1, nr) if d == len(f.shape) - 1 else \
                     (tiles, 1, mr) if d == len(f.shape) - 2 else (1, 1, 1)
             q[f"pad:{name}"] = rows % mr != 0
             for d, n in enumerate(f.reduce_ext):      # R2 unrolled with the tile's rows, up to MAX_UNROLLED
                 last = d == len(f.reduce_ext) - 1
                 q[f"rtile:{name}:{d}"] = (1, largest_divisor(n, min(MAX_UNROLL_R, MAX_UNROLLED // mr)) if last else 1)
-            q[f"at:{name}"], q[f"pack:{name}"], q[f"packa:{name}"], q[f"unroll:{name}"] = 1, 3, False, 2
+            q[f"at:{name}"], q[f"packa:{name}"], q[f"unroll:{name}"] = 1, False, 2
+            q[f"pack:{name}"] = 4 if block_rows else 3
         return q
 
     def register_local(self, p: dict) -> dict:
@@ -468,7 +484,9 @@ class SketchPolicy:
         packable, rows_ops = self._operands(s, st)
         if p.get(f"pack:{name}") == 3 and packable:
             self._check_panel(f, p)
-        packed = [s[s.cache_read(t, "global", [st.op])] for t in packable] if p.get(f"pack:{name}") else []
+        pack = p.get(f"pack:{name}", 0)
+        panel = p[f"tile:{name}:{len(f.shape) - 1}"][2] if pack == 4 else 0
+        packed = [s[s.cache_read(t, "global", [st.op], panel)] for t in packable] if pack else []
         # the broadcast operand (a GEMM's A): its rows of the tile x one reduction block, copied
         # per R0 step so a register tile's rows are kc apart, not a whole row of A (4 KiB strides
         # alias in L1's sets)
@@ -487,6 +505,8 @@ class SketchPolicy:
             o, rest = owner.split(ax, factor=s1 * s2 * s3)
             m, i = owner.split(rest, factor=s2 * s3)
             outer.append(o), mid.append(m), inner.append(i)
+        if pack >= 3:           # a task's panel (or the packed operand's) serves every row tile before the next
+            mid = [mid[-1], *mid[:-1]]
         owner.reorder(*outer, *mid, *inner)
         fused = owner.fuse(*outer) if len(outer) > 1 else outer[0]
         owner.parallel(fused)
@@ -507,13 +527,17 @@ class SketchPolicy:
             a0, rest = st.split(ax, factor=r1 * r2)
             a1, a2 = st.split(rest, factor=r2)
             r0s.append(a0), r1s.append(a1), r2s.append(a2)
-        pack = p.get(f"pack:{name}", 0)
         if pack == 2:               # the vector axis's S2 loop outermost: one panel per column of tiles
             s2s = [s2s[-1], *s2s[:-1]]
+        if pack >= 3 and s1s:       # as the owner's S1 loops: a panel serves every row tile
+            s1s = [s1s[-1], *s1s[:-1]]
         st.reorder(*s1s, *r0s, *s2s, *r1s, *r2s, *s3s)
         st.vectorize(s3s[-1])
         for pk in packed:           # the block of the vector operand one R0 step reads, contiguous
-            if pack == 3:           # the whole panel, once per parallel task (its columns x the reduction)
+            if pack == 4:           # at the root, in parallel over the panels
+                lead = pk.op.axis[:-2]
+                pk.parallel(pk.fuse(*lead) if len(lead) > 1 else lead[0])
+            elif pack == 3:         # the whole panel, once per parallel task (its columns x the reduction)
                 pk.compute_at(owner, fused)
             else:
                 pk.compute_at(st, s2s[0] if pack == 2 else r0s[-1])

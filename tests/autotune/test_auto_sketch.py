@@ -313,15 +313,30 @@ def test_panel_seed_of_a_fused_dense_and_relu():
     np.testing.assert_allclose(out, _numpy(task, ins), rtol=1e-4, atol=1e-4)
 
 
-def test_random_schedules_with_the_panel_packed_once_a_task_match_numpy():
+@pytest.mark.parametrize("pack", [3, 4])
+def test_random_schedules_with_the_whole_reduction_packed_match_numpy(pack):
     task = autotune.create_task(wl.as_matmul, (32, 48, 16))
     policy = SketchPolicy(task, threads=2)
     rng = random.Random(11)
-    for _ in range(8):
-        p = {**policy.sample(rng), "kind:C": "tile", "pack:C": 3}
+    for _ in range(6):
+        p = {**policy.sample(rng), "kind:C": "tile", "pack:C": pack}
         s, tensors = policy.apply(p)
         text = str(te.lower(s, tensors, "f"))
-        cols = math.prod(p["tile:C:1"])
-        assert f"B.global: float32[{16 * cols}]  # global, shape (16, {cols})" in text, \
-            "the task's columns over the whole reduction"
+        cols, nr = math.prod(p["tile:C:1"]), p["tile:C:1"][2]
+        assert (f"B.global: float32[{16 * cols}]  # global, shape (16, {cols})" if pack == 3 else
+                f"B.global: float32[768]  # global, shape ({48 // nr}, 16, {nr})") in text, \
+            "the task's columns over the whole reduction, or all of B in panels of the register tile"
         _check_matmul(s, tensors)
+
+
+def test_row_block_seed_reads_b_packed_once_in_panels():
+    task = autotune.create_task(wl.as_matmul, (256, 64, 2048), target="llvm -mcpu=skylake-avx512")
+    policy = SketchPolicy(task, threads=2)
+    (p,) = [p for p in policy.seeds() if p["pack:C"] == 4]
+    assert p["tile:C:0"] == (4, 1, 8) and p["tile:C:1"] == (2, 1, 32), \
+        "blocks of 32 rows (A's block: 256 KiB, a quarter of L2), each over both panels"
+    s, tensors = policy.apply(p)
+    text = str(te.lower(s, tensors, "f"))
+    assert text.index("allocate B.global: float32[131072]  # global, shape (2, 2048, 32)") < text.index("# produce C")
+    assert "in range(8):  # parallel" in text, "eight tasks of row blocks"
+    _check_matmul(s, tensors)
