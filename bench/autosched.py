@@ -4,11 +4,13 @@
     python bench/autosched.py --trials 16 --seconds 20 --ops softmax,layernorm
     python bench/autosched.py --ops matmul --skip-template --show    # the best loop nest too
     python bench/autosched.py --blockings '{"bn":48}' '{"bn":64,"tile_y":[-1,4]}'   # no search
+    python bench/autosched.py --blockings --ops batch_matmul,batch_matmul_sv  # attention's, beside ORT
 
-`--blockings` tunes nothing: it times the matmul's seed schedules (blocking.py's blockings, the
-sketch's defaults under each) beside the template's default config, the template configs given
-(JSON knob values over its default) and numpy, in alternating rounds: which blocking a search
-starts from, and how the sketch's compare with the template's.
+`--blockings` tunes nothing: it times a GEMM's seed schedules (blocking.py's blockings, the
+sketch's defaults under each; the matmul's unless --ops names batched ones) beside the matmul
+template's default config and the template configs given (JSON knob values over its default),
+numpy and ONNX Runtime, in alternating rounds: which blocking a search starts from, and how the
+sketch's compare with the template's and ORT's.
 
 Every operator is declared in plain te (registered with @autotune.register_workload, no
 template; softmax multiplies by 1 / the row sum as te.ops.nn.softmax and ONNX Runtime do), tuned by `autotune.AutoScheduler` within the trial and time budget, and its best
@@ -103,7 +105,8 @@ def as_bench_dense_gelu(M, N, K):
 
 OPS = {
     "matmul": (as_bench_matmul, (1024, 1024, 1024)),
-    "batch_matmul": (as_bench_batch_matmul, (1, 12, 128, 64, 128)),
+    "batch_matmul": (as_bench_batch_matmul, (1, 12, 128, 64, 128)),      # attention's Q x K^T
+    "batch_matmul_sv": (as_bench_batch_matmul, (1, 12, 128, 128, 64)),   # its scores x V
     "softmax": (as_bench_softmax, (12, 128, 128)),
     "layernorm": (as_bench_layernorm, (128, 768)),
     "dense_gelu": (as_bench_dense_gelu, (128, 3072, 768)),
@@ -120,7 +123,7 @@ def onnx_model(op: str, args):
         M, N, K = args
         nodes = [helper.make_node("MatMul", ["A", "B"], ["C"])]
         ins, out = [vi("A", f, [M, K]), vi("B", f, [K, N])], vi("C", f, [M, N])
-    elif op == "batch_matmul":
+    elif op.startswith("batch_matmul"):
         B, H, M, K, N = args
         nodes = [helper.make_node("MatMul", ["X", "Y"], ["Z"])]
         ins, out = [vi("X", f, [B, H, M, K]), vi("Y", f, [B, H, K, N])], vi("Z", f, [B, H, M, N])
@@ -214,17 +217,19 @@ def bench_op(op: str, a, log_dir: str) -> list:
     return rows
 
 
-def bench_blockings(a, template_knobs: list[str]) -> list:
-    """The matmul's seed schedules, template configs and numpy timed side by side (no search)."""
+def bench_blockings(a, template_knobs: list[str], op: str = "matmul") -> list:
+    """A GEMM's seed schedules (`op`: the matmul or a batched one), the matmul template's configs,
+    numpy and ONNX Runtime timed side by side (no search)."""
     import json
 
     from autotune.auto_scheduler.sketch import SketchPolicy
-    func, args = OPS["matmul"]
+    func, args = OPS[op]
     task = autotune.create_task(func, args)
     policy = SketchPolicy(task)
+    out_name = task.tensors[-1].op.name
     rng = np.random.default_rng(0)
     ins = [rng.standard_normal(t.shape).astype(np.float32) for t in task.tensors[:2]]
-    want = ins[0] @ ins[1]
+    want = np.matmul(*ins)
     fns = {}
 
     def add(label, kernel):
@@ -233,26 +238,38 @@ def bench_blockings(a, template_knobs: list[str]) -> list:
         if not np.allclose(out, want, rtol=1e-3, atol=1e-2):
             raise SystemExit(f"{label}: differs from numpy by {float(np.abs(out - want).max()):.3g}")
         fns[label] = lambda: kernel(*ins, out)
+    rank = len(want.shape)
     for p in policy.seeds():
-        (s1, s2, mr), (c1, c2, nr), (r1, r2) = p["tile:C:0"], p["tile:C:1"], p["rtile:C:0"]
-        where = {0: " B in place", 3: " B's panel packed by its task", 4: " B packed once in panels"}.get(p["pack:C"], "")
-        label = (f"sketch {mr}x{nr}{' padded' if p['pad:C'] else ''} tile {s1 * s2 * mr}x{c1 * c2 * nr} "
-                 f"kc {r1 * r2}{' A packed' if p['packa:C'] else ''}{where}")
+        (s1, s2, mr), (c1, c2, nr) = p[f"tile:{out_name}:{rank - 2}"], p[f"tile:{out_name}:{rank - 1}"]
+        r1, r2 = p[f"rtile:{out_name}:0"]
+        where = {0: " B in place", 3: " B's panel packed by its task",
+                 4: " B packed once in panels"}.get(p[f"pack:{out_name}"], "")
+        label = (f"sketch {mr}x{nr}{' padded' if p[f'pad:{out_name}'] else ''} tile {s1 * s2 * mr}x{c1 * c2 * nr} "
+                 f"kc {r1 * r2}{' A packed' if p[f'packa:{out_name}'] else ''}{where}")
+        if p[f"at:{out_name}"]:
+            label += " per register tile"
         s, tensors = policy.apply(p)
         add(label, te.build(s, tensors))
-    tmpl = autotune.create_task("matmul", (*args, "float32"))
-    space = tmpl.config_space
-    default = json.loads(str(space.get(space.default_index())))
-    for knobs in ["{}", *template_knobs]:
-        try:
-            cfg = space.from_json({**default, **json.loads(knobs)})
-        except (ValueError, TypeError) as e:
-            raise SystemExit(f"--blockings {knobs}: not a config of the matmul template ({e})") from None
-        add(f"template {cfg}", tmpl.build(cfg.index))
+    if op == "matmul":
+        tmpl = autotune.create_task("matmul", (*args, "float32"))
+        space = tmpl.config_space
+        default = json.loads(str(space.get(space.default_index())))
+        for knobs in ["{}", *template_knobs]:
+            try:
+                cfg = space.from_json({**default, **json.loads(knobs)})
+            except (ValueError, TypeError) as e:
+                raise SystemExit(f"--blockings {knobs}: not a config of the matmul template ({e})") from None
+            add(f"template {cfg}", tmpl.build(cfg.index))
+    elif template_knobs:
+        raise SystemExit(f"--blockings {template_knobs[0]}: template configs are the matmul's; drop them for {op}")
     fns["numpy"] = lambda: np.matmul(*ins)
+    model, names = onnx_model(op, args)
+    sess = onnxruntime_session(model, a.threads, spinning=False)
+    feeds = dict(zip(names, ins))
+    fns["onnxruntime"] = lambda: sess.run(None, feeds)
     with numpy_threads(a.threads):
         lat = time_interleaved(fns, repeat=a.rounds)
-    return [["matmul", k, f"{v.median * 1e3:.3f}", f"{task.flops / v.median / 1e9:.1f}"]
+    return [[op, k, f"{v.median * 1e3:.3f}", f"{task.flops / v.median / 1e9:.1f}"]
             for k, v in sorted(lat.items(), key=lambda kv: kv[1].median)]
 
 
@@ -275,7 +292,12 @@ def main() -> None:
         raise SystemExit(f"--threads {a.threads}: give 1 or more")
     os.environ["TILEWISE_NUM_THREADS"] = str(a.threads)
     if a.blockings is not None:
-        print(table(["op", "engine", "ms (median)", "GFLOP/s"], bench_blockings(a, a.blockings)))
+        gemms = [op for op in a.ops.split(",") if op.startswith(("matmul", "batch_matmul"))] \
+            if a.ops != ",".join(OPS) else ["matmul"]
+        if not gemms:
+            raise SystemExit(f"--blockings: --ops {a.ops} has no GEMM; give matmul, batch_matmul or batch_matmul_sv")
+        rows = [r for op in gemms for r in bench_blockings(a, a.blockings, op)]
+        print(table(["op", "engine", "ms (median)", "GFLOP/s"], rows))
         print(env_note() + f"; {a.threads} thread(s); timings of {a.rounds} alternating rounds")
         return
     rows = []

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import te
 from te.caches import FILL
 from te.expr import DTYPE_BITS, TensorLoad, Var, free_vars, walk
-from te.lower import CLAMP, OVERHANG
+from te.lower import CLAMP, MAX_VECTOR_LANES, OVERHANG
 from te.ops.common import largest_divisor
 from te.schedule import AttachType, Stage
 
@@ -159,6 +159,12 @@ class TilingRules:
         fused = owner.fuse(*outer) if len(outer) > 1 else outer[0]
         owner.parallel(fused)
         vo, vi = owner.split(inner[-1], factor=tiles[-1][2])
+        # a register tile wider than te's vectors (a whole row of 128 floats: 8 registers) in
+        # vectors of at most MAX_VECTOR_LANES, the chunks unrolled
+        width = largest_divisor(tiles[-1][2], MAX_VECTOR_LANES)
+        if width < tiles[-1][2]:
+            vc, vi = owner.split(vi, factor=width)
+            owner.unroll(vc)
         owner.vectorize(vi)
         at = mid[-1] if p[f"at:{name}"] and any(t[0] > 1 for t in tiles) else fused
         st.compute_at(owner, at)
@@ -180,6 +186,9 @@ class TilingRules:
         if pack >= 3 and s1s:       # as the owner's S1 loops: a panel serves every row tile
             s1s = [s1s[-1], *s1s[:-1]]
         st.reorder(*s1s, *r0s, *s2s, *r1s, *r2s, *s3s)
+        if width < tiles[-1][2]:
+            vc, s3s[-1] = st.split(s3s[-1], factor=width)
+            st.unroll(vc)
         st.vectorize(s3s[-1])
         for pk in packed:           # the block of the vector operand one R0 step reads, contiguous
             if pack == 4:           # at the root, in parallel over the panels

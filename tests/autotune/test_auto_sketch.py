@@ -340,3 +340,16 @@ def test_row_block_seed_reads_b_packed_once_in_panels():
     assert text.index("allocate B.global: float32[131072]  # global, shape (2, 2048, 32)") < text.index("# produce C")
     assert "in range(8):  # parallel" in text, "eight tasks of row blocks"
     _check_matmul(s, tensors)
+
+
+def test_a_register_tile_wider_than_te_vectors_is_split_in_vectors():
+    task = autotune.create_task(wl.as_matmul, (24, 128, 16), target="llvm -mcpu=skylake-avx512")
+    policy = SketchPolicy(task, threads=2)
+    p = policy.register_local(policy.default_params())
+    p.update({"tile:C:0": (5, 1, 5), "pad:C": True, "tile:C:1": (1, 1, 128), "rtile:C:0": (2, 8)})
+    s, tensors = policy.apply(p)
+    text = str(te.lower(s, tensors, "f"))
+    assert "range(64):  # vectorized" in text and "range(128):  # vectorized" not in text, \
+        "a whole row of 128 outputs in two vectors of 64 lanes (te's widest), not one of 128"
+    assert "allocate C.local: float32[640]" in text, "5 padded rows x 128 accumulators"
+    _check_matmul(s, tensors)
