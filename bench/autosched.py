@@ -18,7 +18,11 @@ schedule timed in alternating rounds beside: te's default schedule (the loop nes
 timed once, it can take seconds), the task's default config (the sketch rules' defaults),
 ONNX Runtime running the same computation as a one-node model (two for dense + GELU), and
 for the matmul numpy and the matmul template tuned by XGBTuner with the same budget.
-2 threads throughout (--threads 1: one core's efficiency, steadier on a busy machine).
+2 threads throughout (--threads 1: one core's efficiency, steadier on a busy machine).  Beside
+a busy process, te's OpenMP threads spinning at the barrier between back-to-back runs
+(te.runtime.SPIN_COUNT) stall every 2-thread run of a batched matmul for a time slice (8 ms
+against 0.17): `GOMP_SPINCOUNT=0 python bench/autosched.py ...` sleeps them at once, as the ONNX
+Runtime sessions here do (spinning off); the footer names the spin count.
 """
 from __future__ import annotations
 
@@ -273,6 +277,12 @@ def bench_blockings(a, template_knobs: list[str], op: str = "matmul") -> list:
             for k, v in sorted(lat.items(), key=lambda kv: kv[1].median)]
 
 
+def spin_note() -> str:
+    """The libgomp spin count te's threads wait with (te.runtime sets it unless the user did)."""
+    spin = os.environ.get("GOMP_SPINCOUNT")
+    return f", GOMP_SPINCOUNT {spin}" if spin else f", OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ops", default=",".join(OPS), help="comma list of: " + ", ".join(OPS))
@@ -298,7 +308,7 @@ def main() -> None:
             raise SystemExit(f"--blockings: --ops {a.ops} has no GEMM; give matmul, batch_matmul or batch_matmul_sv")
         rows = [r for op in gemms for r in bench_blockings(a, a.blockings, op)]
         print(table(["op", "engine", "ms (median)", "GFLOP/s"], rows))
-        print(env_note() + f"; {a.threads} thread(s); timings of {a.rounds} alternating rounds")
+        print(env_note() + f"; {a.threads} thread(s){spin_note()}; timings of {a.rounds} alternating rounds")
         return
     rows = []
     with tempfile.TemporaryDirectory() as d:
@@ -309,7 +319,7 @@ def main() -> None:
     print()
     print(table(["op", "engine", "ms (median)", "GFLOP/s", "vs auto-scheduled", "search"], rows))
     print()
-    print(env_note() + f"; {a.threads} thread(s); budget {a.trials} trials / {a.seconds:.0f} s per task; "
+    print(env_note() + f"; {a.threads} thread(s){spin_note()}; budget {a.trials} trials / {a.seconds:.0f} s per task; "
           f"timings of {a.rounds} alternating rounds (the te default loop nest: one run)")
 
 
