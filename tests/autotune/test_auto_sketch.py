@@ -353,3 +353,18 @@ def test_a_register_tile_wider_than_te_vectors_is_split_in_vectors():
         "a whole row of 128 outputs in two vectors of 64 lanes (te's widest), not one of 128"
     assert "allocate C.local: float32[640]" in text, "5 padded rows x 128 accumulators"
     _check_matmul(s, tensors)
+
+
+def test_every_seed_of_a_batched_matmul_matches_numpy():
+    task = autotune.create_task(wl.as_batch_matmul, (1, 3, 24, 16, 64), target="llvm -mcpu=skylake-avx512")
+    policy = SketchPolicy(task, threads=2)
+    seeds = policy.seeds()
+    assert {(p["pack:Z"], p["at:Z"]) for p in seeds} >= {(2, 0), (0, 1), (3, 1)}, \
+        "the default, B read in place per register tile, and B's panel packed by its task"
+    data = np.random.default_rng(2)
+    x, y = (data.standard_normal(t.shape).astype(np.float32) for t in task.tensors[:2])
+    for p in seeds:
+        s, tensors = policy.apply(p)
+        out = np.zeros(tensors[-1].shape, np.float32)
+        te.build(s, tensors)(x, y, out)
+        np.testing.assert_allclose(out, x @ y, rtol=1e-4, atol=1e-4, err_msg=str(p))
