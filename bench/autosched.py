@@ -3,6 +3,14 @@
     python bench/autosched.py                          # the issue's budgets: 128 trials, 60 s per task
     python bench/autosched.py --trials 16 --seconds 20 --ops softmax,layernorm
     python bench/autosched.py --ops matmul --skip-template --show    # the best loop nest too
+    python bench/autosched.py --blockings '{"bn":48}' '{"bn":64,"tile_y":[-1,4]}'   # no search
+    python bench/autosched.py --blockings --ops batch_matmul,batch_matmul_sv  # attention's, beside ORT
+
+`--blockings` tunes nothing: it times a GEMM's seed schedules (blocking.py's blockings, the
+sketch's defaults under each; the matmul's unless --ops names batched ones) beside the matmul
+template's default config and the template configs given (JSON knob values over its default),
+numpy and ONNX Runtime, in alternating rounds: which blocking a search starts from, and how the
+sketch's compare with the template's and ORT's.
 
 Every operator is declared in plain te (registered with @autotune.register_workload, no
 template; softmax multiplies by 1 / the row sum as te.ops.nn.softmax and ONNX Runtime do), tuned by `autotune.AutoScheduler` within the trial and time budget, and its best
@@ -10,7 +18,11 @@ schedule timed in alternating rounds beside: te's default schedule (the loop nes
 timed once, it can take seconds), the task's default config (the sketch rules' defaults),
 ONNX Runtime running the same computation as a one-node model (two for dense + GELU), and
 for the matmul numpy and the matmul template tuned by XGBTuner with the same budget.
-2 threads throughout (--threads 1: one core's efficiency, steadier on a busy machine).
+2 threads throughout (--threads 1: one core's efficiency, steadier on a busy machine).  Beside
+a busy process, te's OpenMP threads spinning at the barrier between back-to-back runs
+(te.runtime.SPIN_COUNT) stall every 2-thread run of a batched matmul for a time slice (8 ms
+against 0.17): `GOMP_SPINCOUNT=0 python bench/autosched.py ...` sleeps them at once, as the ONNX
+Runtime sessions here do (spinning off); the footer names the spin count.
 """
 from __future__ import annotations
 
@@ -97,7 +109,8 @@ def as_bench_dense_gelu(M, N, K):
 
 OPS = {
     "matmul": (as_bench_matmul, (1024, 1024, 1024)),
-    "batch_matmul": (as_bench_batch_matmul, (1, 12, 128, 64, 128)),
+    "batch_matmul": (as_bench_batch_matmul, (1, 12, 128, 64, 128)),      # attention's Q x K^T
+    "batch_matmul_sv": (as_bench_batch_matmul, (1, 12, 128, 128, 64)),   # its scores x V
     "softmax": (as_bench_softmax, (12, 128, 128)),
     "layernorm": (as_bench_layernorm, (128, 768)),
     "dense_gelu": (as_bench_dense_gelu, (128, 3072, 768)),
@@ -114,7 +127,7 @@ def onnx_model(op: str, args):
         M, N, K = args
         nodes = [helper.make_node("MatMul", ["A", "B"], ["C"])]
         ins, out = [vi("A", f, [M, K]), vi("B", f, [K, N])], vi("C", f, [M, N])
-    elif op == "batch_matmul":
+    elif op.startswith("batch_matmul"):
         B, H, M, K, N = args
         nodes = [helper.make_node("MatMul", ["X", "Y"], ["Z"])]
         ins, out = [vi("X", f, [B, H, M, K]), vi("Y", f, [B, H, K, N])], vi("Z", f, [B, H, M, N])
@@ -208,6 +221,68 @@ def bench_op(op: str, a, log_dir: str) -> list:
     return rows
 
 
+def bench_blockings(a, template_knobs: list[str], op: str = "matmul") -> list:
+    """A GEMM's seed schedules (`op`: the matmul or a batched one), the matmul template's configs,
+    numpy and ONNX Runtime timed side by side (no search)."""
+    import json
+
+    from autotune.auto_scheduler.sketch import SketchPolicy
+    func, args = OPS[op]
+    task = autotune.create_task(func, args)
+    policy = SketchPolicy(task)
+    out_name = task.tensors[-1].op.name
+    rng = np.random.default_rng(0)
+    ins = [rng.standard_normal(t.shape).astype(np.float32) for t in task.tensors[:2]]
+    want = np.matmul(*ins)
+    fns = {}
+
+    def add(label, kernel):
+        out = np.zeros(want.shape, np.float32)
+        kernel(*ins, out)
+        if not np.allclose(out, want, rtol=1e-3, atol=1e-2):
+            raise SystemExit(f"{label}: differs from numpy by {float(np.abs(out - want).max()):.3g}")
+        fns[label] = lambda: kernel(*ins, out)
+    rank = len(want.shape)
+    for p in policy.seeds():
+        (s1, s2, mr), (c1, c2, nr) = p[f"tile:{out_name}:{rank - 2}"], p[f"tile:{out_name}:{rank - 1}"]
+        r1, r2 = p[f"rtile:{out_name}:0"]
+        where = {0: " B in place", 3: " B's panel packed by its task",
+                 4: " B packed once in panels"}.get(p[f"pack:{out_name}"], "")
+        label = (f"sketch {mr}x{nr}{' padded' if p[f'pad:{out_name}'] else ''} tile {s1 * s2 * mr}x{c1 * c2 * nr} "
+                 f"kc {r1 * r2}{' A packed' if p[f'packa:{out_name}'] else ''}{where}")
+        if p[f"at:{out_name}"]:
+            label += " per register tile"
+        s, tensors = policy.apply(p)
+        add(label, te.build(s, tensors))
+    if op == "matmul":
+        tmpl = autotune.create_task("matmul", (*args, "float32"))
+        space = tmpl.config_space
+        default = json.loads(str(space.get(space.default_index())))
+        for knobs in ["{}", *template_knobs]:
+            try:
+                cfg = space.from_json({**default, **json.loads(knobs)})
+            except (ValueError, TypeError) as e:
+                raise SystemExit(f"--blockings {knobs}: not a config of the matmul template ({e})") from None
+            add(f"template {cfg}", tmpl.build(cfg.index))
+    elif template_knobs:
+        raise SystemExit(f"--blockings {template_knobs[0]}: template configs are the matmul's; drop them for {op}")
+    fns["numpy"] = lambda: np.matmul(*ins)
+    model, names = onnx_model(op, args)
+    sess = onnxruntime_session(model, a.threads, spinning=False)
+    feeds = dict(zip(names, ins))
+    fns["onnxruntime"] = lambda: sess.run(None, feeds)
+    with numpy_threads(a.threads):
+        lat = time_interleaved(fns, repeat=a.rounds)
+    return [[op, k, f"{v.median * 1e3:.3f}", f"{task.flops / v.median / 1e9:.1f}"]
+            for k, v in sorted(lat.items(), key=lambda kv: kv[1].median)]
+
+
+def spin_note() -> str:
+    """The libgomp spin count te's threads wait with (te.runtime sets it unless the user did)."""
+    spin = os.environ.get("GOMP_SPINCOUNT")
+    return f", GOMP_SPINCOUNT {spin}" if spin else f", OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ops", default=",".join(OPS), help="comma list of: " + ", ".join(OPS))
@@ -218,11 +293,23 @@ def main() -> None:
     ap.add_argument("--skip-template", action="store_true", help="do not tune the matmul template")
     ap.add_argument("--threads", type=int, default=2, help="threads of every engine (default 2)")
     ap.add_argument("--show", action="store_true", help="print each op's best schedule as a loop nest (stderr)")
+    ap.add_argument("--blockings", nargs="*", metavar="KNOBS",
+                    help="no search: time the matmul's seed blockings beside the template's configs "
+                         "(its default and these JSON knob values) and numpy")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if a.threads < 1:
         raise SystemExit(f"--threads {a.threads}: give 1 or more")
     os.environ["TILEWISE_NUM_THREADS"] = str(a.threads)
+    if a.blockings is not None:
+        gemms = [op for op in a.ops.split(",") if op.startswith(("matmul", "batch_matmul"))] \
+            if a.ops != ",".join(OPS) else ["matmul"]
+        if not gemms:
+            raise SystemExit(f"--blockings: --ops {a.ops} has no GEMM; give matmul, batch_matmul or batch_matmul_sv")
+        rows = [r for op in gemms for r in bench_blockings(a, a.blockings, op)]
+        print(table(["op", "engine", "ms (median)", "GFLOP/s"], rows))
+        print(env_note() + f"; {a.threads} thread(s){spin_note()}; timings of {a.rounds} alternating rounds")
+        return
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for op in a.ops.split(","):
@@ -232,7 +319,7 @@ def main() -> None:
     print()
     print(table(["op", "engine", "ms (median)", "GFLOP/s", "vs auto-scheduled", "search"], rows))
     print()
-    print(env_note() + f"; {a.threads} thread(s); budget {a.trials} trials / {a.seconds:.0f} s per task; "
+    print(env_note() + f"; {a.threads} thread(s){spin_note()}; budget {a.trials} trials / {a.seconds:.0f} s per task; "
           f"timings of {a.rounds} alternating rounds (the te default loop nest: one run)")
 
 

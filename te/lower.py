@@ -5,7 +5,8 @@ Steps: inline the compute_inline'd stages; refuse a read that provably leaves it
 part its consumer reads under a compute_at loop); derive every loop's extent from the splits
 and fuses; then build each stage's loop nest, with the stages computed at its loops nested
 inside, reductions as an init nest plus an update nest, and guards where a split does not
-divide or a region overhangs its tensor.  `lower()` then simplifies.
+divide or a region overhangs its tensor (or, on an axis marked pragma "overhang"="clamp", the
+overhang computed at the tensor's last point).  `lower()` then simplifies.
 """
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 
 MAX_VECTOR_LANES = 64
 MAX_UNROLL = 512
+# s[st].pragma(axis, OVERHANG, CLAMP) on a data axis of a stage computed at another one: where
+# its region overhangs the tensor (a tile that does not divide it), those points are computed at
+# the tensor's last point into the stage's own buffer instead of being skipped by a guard (a GEMM
+# pads its last row tile so; the consumer never reads them)
+OVERHANG, CLAMP = "overhang", "clamp"
 
 
 @dataclass
@@ -38,6 +44,7 @@ class StageInfo:
     value: dict                 # IterVar -> Expr in leaf vars (offset from region/dom min)
     guards: list[Expr]
     buffers: list[Buffer]
+    clamped: frozenset = frozenset()   # axes whose overhang is computed at the tensor's last point
 
 
 def _flatten(indices: list[Expr], shape: tuple[int, ...]) -> Expr:
@@ -173,9 +180,13 @@ class Lowering:
                     n = ext[rel.inner]
                     value[rel.outer] = value[rel.fused] // n
                     value[rel.inner] = value[rel.fused] % n
+            clamped = self._clamped(st)
             if st.attach_type is AttachType.SCOPE:
-                # the region may overhang the tensor: compute only the points that exist
+                # the region may overhang the tensor: compute only the points that exist (or,
+                # on a clamped axis, compute the overhang at the last point: no branch per point)
                 for a, m, n in zip(op.axis, rmin, op.shape):
+                    if a in clamped:
+                        continue
                     idx = m + value[a]
                     guards.append(Logic(LogicKind.AND, Cmp(CmpKind.GE, idx, const(0, INDEX_DTYPE)),
                                         Cmp(CmpKind.LT, idx, const(n, INDEX_DTYPE))))
@@ -186,8 +197,32 @@ class Lowering:
                 if b is None:
                     shape = tuple(rext)
                     b = Buffer(t.name if st.scope == "global" else f"{t.name}", shape, t.dtype, st.scope)
+                elif clamped:
+                    raise ScheduleError(f"stage {st.name}: pragma {OVERHANG}={CLAMP} writes past the tensor's "
+                                        "end; it needs a stage computed at another one (a cache_write/"
+                                        "cache_read copy), not an argument")
                 bufs.append(b)
-            self.info[st] = StageInfo(st, bodies[st], rmin, rext, ext, value, guards, bufs)
+            self.info[st] = StageInfo(st, bodies[st], rmin, rext, ext, value, guards, bufs, clamped)
+
+    @staticmethod
+    def _clamped(st: Stage) -> frozenset:
+        """The data axes of st marked with pragma(axis, "overhang", "clamp") before they were split."""
+        out = set()
+        for a, marks in st.pragmas.items():
+            for key, v in marks:
+                if key != OVERHANG:
+                    continue
+                if v != CLAMP:
+                    raise ScheduleError(f"stage {st.name}: pragma {OVERHANG}={v!r} on {a.name}: the only "
+                                        f"value is {CLAMP!r}")
+                if a not in st.op.axis:
+                    raise ScheduleError(f"stage {st.name}: pragma {OVERHANG}={CLAMP} on {a.name}: put it on "
+                                        "one of the stage's own data axes, before splitting it")
+                out.add(a)
+        if out and st.attach_type is not AttachType.SCOPE:
+            # at the root the region is the tensor: nothing overhangs
+            return frozenset()
+        return frozenset(out)
 
     def _check_annotations(self, st: Stage, ext: dict) -> None:
         for iv, kind in st.iter_attrs.items():
@@ -203,21 +238,26 @@ class Lowering:
                 raise ScheduleError(f"stage {st.name}: unroll {iv.name}: extent {e} is more than "
                                     f"{MAX_UNROLL}; split it and unroll the inner part")
 
-    def root_index(self, st: Stage) -> dict:
-        """Var of each root/reduce axis -> its index expression (region min + loop value)."""
+    def root_index(self, st: Stage, clamp: bool = True) -> dict:
+        """Var of each root/reduce axis -> its index expression (region min + loop value; on a
+        clamped axis, with `clamp`, no further than the tensor's last point)."""
         info = self.info[st]
         m = {a.var: info.region_min[d] + info.value[a] for d, a in enumerate(st.op.axis)}
+        if clamp:
+            for a, n in zip(st.op.axis, st.op.shape):
+                if a in info.clamped:
+                    m[a.var] = BinOp(BinOpKind.MIN, m[a.var], const(n - 1, INDEX_DTYPE), INDEX_DTYPE)
         for a in st.op.reduce_axis:
             m[a.var] = info.value[a] + a.dom[0] if a.dom[0] else info.value[a]
         return m
 
     def _chain_to(self, c: Stage, parent: Stage, iv) -> list[Stage] | None:
-        """The stages from c up its compute_at chain to the one computed at loop iv of parent
-        (c runs inside that loop), or None if c does not run inside it."""
-        chain = []
+        """The stages from c up its compute_at chain to the one computed at loop iv of parent or
+        at a loop of parent inside it (c runs inside iv), or None if c does not run inside it."""
+        chain, pos = [], parent.leaf_iter_vars.index(iv)
         while c.attach_type is AttachType.SCOPE:
             chain.append(c)
-            if c.attach_stage is parent and parent.leaf_of(c.attach_ivar) is iv:
+            if c.attach_stage is parent and parent.leaf_iter_vars.index(parent.leaf_of(c.attach_ivar)) >= pos:
                 return chain
             c = c.attach_stage
         return None
@@ -245,12 +285,12 @@ class Lowering:
         # every loop's range, so that e.g. (ko * 16 + ki) // 16 simplifies to ko before relaxing
         loop_ranges = {leaf.var: (0, pinfo.ext[leaf] - 1) for leaf in parent.leaf_iter_vars
                        if isinstance(pinfo.ext[leaf], int)}
-        reads = [(pinfo.body, self.root_index(parent), relax)]
+        reads = [(pinfo.body, self.root_index(parent, clamp=False), relax)]
         for c in readers:
             inner = {lv.var: (0, self.info[q].ext[lv] - 1) for q in chains[c] for lv in q.leaf_iter_vars
                      if isinstance(self.info[q].ext[lv], int)}
             loop_ranges.update(inner)
-            reads.append((self.info[c].body, self.root_index(c), {**relax, **inner}))
+            reads.append((self.info[c].body, self.root_index(c, clamp=False), {**relax, **inner}))
         shape = st.op.shape
         lows: list[list[Linear]] = [[] for _ in shape]
         highs: list[list[Linear]] = [[] for _ in shape]

@@ -417,7 +417,7 @@ class Schedule:
     def rfactor(self, tensor: Tensor, axis: IterVar, factor_axis: int = 0) -> Tensor:
         """Factor reduction axis `axis` out of `tensor`'s reduction into a new stage (TVM's rfactor).
 
-        The new stage (named `<stage>.rf`) holds partial reductions with `axis` as a data axis,
+        The new stage (named `<stage>.rf`, then .rf2, ...) holds partial reductions with `axis` as a data axis,
         at position `factor_axis` of its shape; the original stage then reduces over that axis
         only.  `axis` is a reduction axis of the stage or a part of one from a split, and the
         split of that axis is the only primitive applied to the stage before.  Returns the new
@@ -479,7 +479,11 @@ class Schedule:
         cond = None if cond is None else substitute(cond, vmap)
         shape = tuple(data[d].dom[1] for d in range(nd + 1))
         rf_body = Reduce(red.combiner, source, tuple(raxes), cond, red.dtype) if raxes else source
-        rf_op = ComputeOp(f"{old.name}.rf", shape, tuple(data), (rf_body,), old.tag)
+        # a second rfactor of the stage (partial lanes folded again) gets .rf2, ...: replay finds stages by name
+        taken = {x.name for x in self.stages}
+        rf_name = next(n for n in [f"{old.name}.rf"] + [f"{old.name}.rf{k}" for k in range(2, len(taken) + 2)]
+                       if n not in taken)
+        rf_op = ComputeOp(rf_name, shape, tuple(data), (rf_body,), old.tag)
         rf_t = rf_op.output(0)
         # the original stage: a reduction of the partial results over the factored axis
         rv = IterVar(Var(f"{f_iv.name}.v"), (0, ext[factored]), IterKind.REDUCE)
@@ -504,23 +508,43 @@ class Schedule:
         self.steps.append(Step("rfactor", st.name, (name, factor_axis)))
         return rf_t
 
-    def cache_read(self, tensor: Tensor, scope: str, readers: list) -> Tensor:
-        """Copy `tensor` into a new stage read by `readers` instead of the original."""
+    def cache_read(self, tensor: Tensor, scope: str, readers: list, panel: int = 0) -> Tensor:
+        """Copy `tensor` into a new stage read by `readers` instead of the original.
+
+        panel > 0 lays the copy out in column panels, as a GEMM packs B: (..., K, N) becomes
+        (..., N / panel, K, panel), a panel's columns contiguous over the whole of K, and the
+        readers' loads [..., k, j] become [..., j // panel, k, j % panel]."""
         src = self[tensor]
         reader_stages = [self[r] for r in readers]
         for rs in reader_stages:
             if not any(t.op is tensor.op for t in getattr(rs.op, "input_tensors", [])):
                 raise rs._error(f"cache_read: stage {rs.name} does not read {src.name}; list only its readers")
         shape = tensor.shape
+        if panel and (isinstance(panel, bool) or not isinstance(panel, int) or panel < 0 or len(shape) < 2
+                      or shape[-1] % panel):
+            raise ScheduleError(f"cache_read of {src.name}: panel={panel!r} must be a positive int dividing "
+                                f"its last axis (shape {tuple(shape)}, 2 axes or more)")
+        if panel:
+            *lead, k, n = shape
+            shape = (*lead, n // panel, k, panel)
         axis = tuple(IterVar(Var(f"ax{d}"), (0, n)) for d, n in enumerate(shape))
-        op = ComputeOp(f"{src.name}.{scope}", shape, axis, (tensor[tuple(a.var for a in axis)],))
+        idx = [a.var for a in axis]
+        if panel:           # copy[..., jo, k, ji] = tensor[..., k, jo * panel + ji]
+            idx = [*idx[:-3], idx[-2], idx[-3] * panel + idx[-1]]
+        op = ComputeOp(f"{src.name}.{scope}", shape, axis, (tensor[tuple(idx)],))
         new_t = op.output(0)
+
+        def moved(indices: tuple) -> tuple:
+            if not panel:
+                return indices
+            *lead, k, j = indices
+            return (*lead, j // panel, k, j % panel)
         for rs in reader_stages:
             if rs.relations or rs.iter_attrs:
                 raise rs._error("cache_read must come before loop primitives on its readers")
             old: ComputeOp = rs.op
             remap = (lambda e, ot=tensor, nt=new_t:
-                     TensorLoad(nt, e.indices, e.dtype) if isinstance(e, TensorLoad) and e.tensor.op is ot.op
+                     TensorLoad(nt, moved(e.indices), e.dtype) if isinstance(e, TensorLoad) and e.tensor.op is ot.op
                      and e.tensor.value_index == ot.value_index else None)
             new_op = ComputeOp(old.name, old.shape, old.axis,
                                tuple(transform(b, remap) for b in old.body), old.tag, old.attrs)
@@ -531,7 +555,8 @@ class Schedule:
         self.stage_map[op] = st
         first = min(self.stages.index(rs) for rs in reader_stages)
         self.stages.insert(max(first, self.stages.index(src) + 1), st)
-        self.steps.append(Step("cache_read", src.name, (scope, tuple(r.name for r in reader_stages))))
+        self.steps.append(Step("cache_read", src.name, (scope, tuple(r.name for r in reader_stages))
+                               + ((panel,) if panel else ())))
         return new_t
 
     # ------------------------------------------------------------- printing, hashing, replay
@@ -618,7 +643,7 @@ def replay(sch: Schedule, steps: list) -> Schedule:
         elif kind == "rfactor":
             sch.rfactor(stage.op.output(0), ax(args[0]), args[1])
         elif kind == "cache_read":
-            sch.cache_read(stage.op.output(0), args[0], [sch.stage(n).op for n in args[1]])
+            sch.cache_read(stage.op.output(0), args[0], [sch.stage(n).op for n in args[1]], *args[2:3])
         else:
             raise ScheduleError(f"replay: unknown step {kind!r}")
     return sch

@@ -6,7 +6,8 @@ random, `mutate` changes one, and `apply` turns them into te schedule steps on a
 schedule (ScheduleError when a combination does not fit), so every candidate is a plain list
 of steps that te.replay reproduces.
 
-The rules, for each stage from the outputs back:
+The rules, for each stage from the outputs back (the tiling rule's schedule and its layouts'
+seeds are tiling.py's `TilingRules`, which SketchPolicy inherits):
 
 * inline: an injective stage that is not an output is computed inside its readers (an
   expensive one, a math call or a long expression, only if the parameter says so: it would
@@ -22,7 +23,8 @@ The rules, for each stage from the outputs back:
   vectors are loaded from is copied (cache_read) per R0 step into a contiguous block, or per
   column of register tiles into a panel (R1 R2 x the tile's vectors) as a GEMM packs B, the
   column's S2 loop then outermost so every register tile of the column reads the panel from
-  L1.  By parameter, the operand broadcast a value at a time (a GEMM's A) is copied per R0
+  L1, or over the whole reduction (the matmul template's layout): per parallel task, or all of
+  it at the root in panels of the register tile's width (te's cache_read `panel`).  By parameter, the operand broadcast a value at a time (a GEMM's A) is copied per R0
   step too, the tile's rows x one reduction block, so a register tile's rows are kc apart.
   The default parameters and the search's seeds are such GEMM blockings, derived from the
   target (vector width, registers, L1 and L2 sizes: blocking.py);
@@ -31,7 +33,8 @@ The rules, for each stage from the outputs back:
   every stage over those leading axes is computed inside it, a row at a time (in L1), its
   reductions by rfactor in vector lanes;
 * rfactor of a reduction whose innermost reduction axis is long enough: partial results in
-  vector lanes (`s.rfactor`), then a short reduction over the lanes;
+  vector lanes (`s.rfactor`), by parameter folded in halves (an rfactor of the lanes again, a
+  vector operation per level), then a short reduction over the lanes;
 * every other stage: outer data axes fused and parallel at the root, or computed at a loop of
   its single reader (a parameter picks the loop), innermost data axis vectorized.
 """
@@ -42,25 +45,21 @@ import random
 from dataclasses import dataclass
 
 import te
-from te.expr import Call, TensorLoad, Var, free_vars, walk
+from te.expr import Call, TensorLoad, free_vars, walk
 from te.lower import Lowering
 from te.ops.common import largest_divisor
 from te.schedule import AttachType, ForKind, Stage
 from te.tensor import ComputeOp, IterKind
 
-from .blocking import MAX_ROWS, Blocking, blockings, register_tile
+from .blocking import MAX_ROWS, Blocking, blockings, padded_rows, padded_tile, panel_rows, panel_tiles
+from .tiling import MAX_UNROLL_R, PACKS, TilingRules, primes as _primes
 
 LANES = (8, 16, 32, 64)
 MAX_VECTOR = 64
-MAX_UNROLL_R = 16       # the unrolled part of a reduction axis (R2)
 MAX_ROW_BLOCK = 8       # rows the rows rule computes together
-MAX_UNROLLED = 64       # register-tile rows x unrolled reduction steps in one unrolled body
+FOLD_LANES = 2          # an rfactor's partial lanes are folded in halves down to this many (`fold`)
+MAX_FOLDED_STEPS = 16   # by default, folded where the partial lanes take at most this many steps
 EXPENSIVE_NODES = 24    # an injective stage's expression this large is worth not recomputing
-# where a tiled stage's vector operand is copied: 0 not at all, 1 a block per reduction block
-# (R0), 2 a panel (R1 R2 x the vector tile, contiguous as a GEMM's packed B) per column of
-# register tiles, that column's S2 loop then outermost of the S2 loops so the panel is reused by
-# every register tile of the column from L1
-PACKS = (0, 1, 2)
 
 
 def divisors(n: int) -> list[int]:
@@ -103,7 +102,7 @@ def _facts(s: te.Schedule) -> dict[str, StageFacts]:
     return out
 
 
-class SketchPolicy:
+class SketchPolicy(TilingRules):
     """The rules applied to one workload: parameter sampling, mutation, and application as steps."""
 
     def __init__(self, task, threads: int | None = None):
@@ -130,15 +129,22 @@ class SketchPolicy:
             p[f"kind:{name}"] = rng.choices(kinds, weights)[0]
             for d, n in enumerate(f.shape):
                 p[f"tile:{name}:{d}"] = self._tile(n, d == len(f.shape) - 1, rng)
+            p[f"pad:{name}"] = len(f.shape) > 1 and rng.random() < 0.25
+            if p[f"pad:{name}"]:            # the most register rows that fit, the last row tile padded
+                vectors = -(-p[f"tile:{name}:{len(f.shape) - 1}"][2] // self.target.lanes(f.dtype))
+                mr = padded_rows(self.target, vectors)
+                rows = f.shape[-2]
+                p[f"tile:{name}:{len(f.shape) - 2}"] = (1, padded_tile(rows, mr << rng.randrange(7), mr), mr)
             self._fit_registers(p, f)
             self._keep_parallel(p, f, rng)
             for d, n in enumerate(f.reduce_ext):
                 p[f"rtile:{name}:{d}"] = self._rtile(n, rng)
             p[f"at:{name}"] = rng.randrange(2)
-            p[f"pack:{name}"] = rng.choices(PACKS, (1, 1, 2))[0]
+            p[f"pack:{name}"] = rng.choices(PACKS, (1, 1, 2, 1, 1))[0]
             p[f"packa:{name}"] = rng.random() < 0.5
             p[f"unroll:{name}"] = rng.randrange(3)
             p[f"rf:{name}"] = rng.choice(self._rf_lanes(f) or [0])
+            p[f"fold:{name}"] = rng.random() < 0.5
             p[f"loc:{name}"] = rng.randrange(4)
         if self.rows_output:
             out = self.rows_output
@@ -164,12 +170,15 @@ class SketchPolicy:
                     p[f"inline:{name}"] = False
                 continue
             p[f"kind:{name}"] = "tile" if "tile" in self.kinds(f) and lanes > 1 else "plain"
-            rows_tile, cols_tile, kc, vectors, pack_a = blocking or blockings(self.target, f.shape, f.dtype)[0]
+            rows_tile, cols_tile, kc, vectors, pack_a, padded = blocking or blockings(self.target, f.shape, f.dtype)[0]
             mr, nr = self.register_tile(f, vectors)
             for d, n in enumerate(f.shape):
                 s3 = nr if d == len(f.shape) - 1 else mr if d == len(f.shape) - 2 else 1
                 block = cols_tile if d == len(f.shape) - 1 else rows_tile if d == len(f.shape) - 2 else 1
                 p[f"tile:{name}:{d}"] = (1, largest_divisor(n // s3, max(1, block // s3)), s3)
+            p[f"pad:{name}"] = bool(padded) and len(f.shape) > 1
+            if p[f"pad:{name}"]:
+                p[f"tile:{name}:{len(f.shape) - 2}"] = (1, padded_tile(f.shape[-2], rows_tile, padded), padded)
             for d, n in enumerate(f.reduce_ext):
                 last_r = d == len(f.reduce_ext) - 1
                 r2 = largest_divisor(n, 4) if last_r else 1
@@ -189,38 +198,40 @@ class SketchPolicy:
                     vector = self.target.lanes(f.dtype)      # one register of partial results
                     p[f"rf:{name}"] = max((v for v in self._rf_lanes(f) if v <= vector),
                                           default=min(self._rf_lanes(f)))
+                    # folding the lanes in halves pays where the main loop is short next to the
+                    # scalar chain over the lanes (softmax's 128 in 16 lanes: 8 steps; measured
+                    # 5-20% faster there, 3-10% slower on layer norm's 768: 48 steps)
+                    p[f"fold:{name}"] = f.reduce_ext[-1] // p[f"rf:{name}"] <= MAX_FOLDED_STEPS
         return p
 
     def seeds(self) -> list[dict]:
         """Register-shaped starting points for the search: the default parameters under every
-        blocking of the first tiled stage (blocking.py's `blockings`), distinct ones only."""
+        blocking of the first tiled stage (blocking.py's `blockings`), the default's second with
+        accumulators local to one register tile (`register_local`) where the operand it reads in
+        place fits in L1, then the template's panel layouts (`panel`): a task per column panel
+        under each of blocking.py's `panel_tiles`, and tasks of row blocks (`panel_rows`) over the
+        operand packed once, distinct ones only."""
         tiled = [f for f in self.facts.values() if not f.injective and "tile" in self.kinds(f)]
         out, seen = [], set()
-        for b in (blockings(self.target, tiled[0].shape, tiled[0].dtype) if tiled else [None]):
-            p = self.default_params(b)
+        params = [self.default_params(b) for b in (blockings(self.target, tiled[0].shape, tiled[0].dtype)
+                                                   if tiled else [None])]
+        local = [self.register_local(params[0])] if tiled and self._operand_in_l1(tiled[0], params[0]) else []
+        panels = []
+        if tiled and len(tiled[0].shape) > 1:
+            f = tiled[0]
+            tiles = panel_tiles(self.target, f.shape, math.prod(f.reduce_ext), f.dtype)
+            panels = [self.panel(params[0], mr, nr) for mr, nr in tiles]
+            # the first tile also in tasks of row blocks whose A block takes a share of L2, over B
+            # packed once at the root, where the rows make enough such blocks for the threads
+            block = panel_rows(self.target, f.shape, math.prod(f.reduce_ext), f.dtype, tiles[0][0]) if tiles else 0
+            if block and f.shape[-1] % tiles[0][1] == 0:
+                panels.append(self.panel(params[0], *tiles[0], block_rows=block))
+        for p in [params[0], *local, *panels, *params[1:]]:
             key = tuple(sorted(p.items()))
             if key not in seen:
                 seen.add(key)
                 out.append(p)
         return out
-
-    def register_tile(self, f: StageFacts, vectors: int = 2) -> tuple[int, int]:
-        """(rows, columns) of a register tile for a tiled stage on the target (blocking.py)."""
-        return register_tile(self.target, f.shape, f.dtype, vectors)
-
-    def _fit_registers(self, p: dict, f: StageFacts) -> None:
-        """Move row factors of the register tile (the S3 of the data axes before the last) out to
-        S2 until its accumulators fit the target's vector registers."""
-        keys = [f"tile:{f.name}:{d}" for d in range(len(f.shape))]
-        vecs = -(-p[keys[-1]][2] // self.target.lanes(f.dtype))
-        for _ in range(64):
-            rows = math.prod(p[k][2] for k in keys[:-1])
-            if rows * vecs <= self.target.acc_vectors or rows == 1:
-                return
-            k = max(keys[:-1], key=lambda k: p[k][2])
-            s1, s2, s3 = p[k]
-            q = _primes(s3)[0]
-            p[k] = (s1, s2 * q, s3 // q)
 
     def kinds(self, f: StageFacts) -> list[str]:
         """The ways a reduction stage can be scheduled: tiled where inputs are reused, else plain
@@ -384,101 +395,6 @@ class SketchPolicy:
                     return None
         return c
 
-    def _tile_stage(self, s: te.Schedule, st: Stage, f: StageFacts, p: dict, owner: Stage | None) -> set[str]:
-        """Multi-level tiling: the owner's S0 S1 loops, the stage computed inside the tile."""
-        name = st.name
-        if owner is None:
-            s.cache_write(st.op.output(0), "local")
-            owner, st = st, s.stage(f"{name}.local")
-        packable, rows_ops = self._operands(s, st)
-        packed = [s[s.cache_read(t, "global", [st.op])] for t in packable] if p.get(f"pack:{name}") else []
-        # the broadcast operand (a GEMM's A): its rows of the tile x one reduction block, copied
-        # per R0 step so a register tile's rows are kc apart, not a whole row of A (4 KiB strides
-        # alias in L1's sets)
-        packed_rows = [(s[s.cache_read(t, "global", [st.op])], d) for t, d in rows_ops] \
-            if p.get(f"packa:{name}") else []
-        tiles = [p[f"tile:{name}:{d}"] for d in range(len(f.shape))]
-        outer, mid, inner = [], [], []
-        for ax, (s1, s2, s3) in zip(owner.op.axis, tiles):
-            o, rest = owner.split(ax, factor=s1 * s2 * s3)
-            m, i = owner.split(rest, factor=s2 * s3)
-            outer.append(o), mid.append(m), inner.append(i)
-        owner.reorder(*outer, *mid, *inner)
-        fused = owner.fuse(*outer) if len(outer) > 1 else outer[0]
-        owner.parallel(fused)
-        vo, vi = owner.split(inner[-1], factor=tiles[-1][2])
-        owner.vectorize(vi)
-        at = mid[-1] if p[f"at:{name}"] and any(t[0] > 1 for t in tiles) else fused
-        st.compute_at(owner, at)
-        # inside the tile: (S1 unless the owner runs it) R0 S2 R1 R2 S3
-        s1s, s2s, s3s, r0s, r1s, r2s = [], [], [], [], [], []
-        for ax, (s1, s2, s3) in zip(st.op.axis, tiles):
-            if at is fused:
-                a1, ax = st.split(ax, factor=s2 * s3)
-                s1s.append(a1)
-            a2, a3 = st.split(ax, factor=s3)
-            s2s.append(a2), s3s.append(a3)
-        for d, ax in enumerate(st.op.reduce_axis):
-            r1, r2 = p[f"rtile:{name}:{d}"]
-            a0, rest = st.split(ax, factor=r1 * r2)
-            a1, a2 = st.split(rest, factor=r2)
-            r0s.append(a0), r1s.append(a1), r2s.append(a2)
-        pack = p.get(f"pack:{name}", 0)
-        if pack == 2:               # the vector axis's S2 loop outermost: one panel per column of tiles
-            s2s = [s2s[-1], *s2s[:-1]]
-        st.reorder(*s1s, *r0s, *s2s, *r1s, *r2s, *s3s)
-        st.vectorize(s3s[-1])
-        for pk in packed:           # the block of the vector operand one R0 step reads, contiguous
-            pk.compute_at(st, s2s[0] if pack == 2 else r0s[-1])
-            _, lanes = pk.split(pk.op.axis[-1], factor=self.target.lanes(f.dtype))
-            pk.vectorize(lanes)
-        for pk, d in packed_rows:      # its innermost axis: one R0 step's R1 x R2 values
-            pk.compute_at(st, r0s[-1])
-            lanes = self.target.lanes(f.dtype)
-            if math.prod(p[f"rtile:{name}:{d}"]) % lanes == 0:
-                _, vi = pk.split(pk.op.axis[-1], factor=lanes)
-                pk.vectorize(vi)
-        unroll = p[f"unroll:{name}"]
-        if unroll >= 1:
-            for a, t in zip(s3s[:-1], tiles[:-1]):
-                if t[2] > 1:
-                    st.unroll(a)
-        rows = math.prod(t[2] for t in tiles[:-1])
-        if unroll >= 2:
-            for d, a in enumerate(r2s):
-                r2 = p[f"rtile:{name}:{d}"][1]
-                if 1 < r2 and rows * r2 <= MAX_UNROLLED:     # beyond it LLVM takes seconds per build
-                    st.unroll(a)
-        return {name, owner.name, st.name}
-
-    @staticmethod
-    def _operands(s: te.Schedule, st: Stage) -> tuple[list, list]:
-        """Inputs of a tiled stage worth copying per tile, read directly and not indexed by every
-        data axis (reused across tiles): (vector operands, [(row operand, the reduction axis in its
-        innermost index)]).  A vector operand has
-        the vectorized axis in its innermost index (a GEMM's B, whose rows a copy makes
-        contiguous); a row operand has a reduction axis there and no vectorized axis anywhere (a
-        GEMM's A, broadcast a value at a time)."""
-        if not st.op.reduce_axis:
-            return [], []
-        last = st.op.axis[-1].var
-        data = {a.var for a, n in zip(st.op.axis, st.op.shape) if n > 1}
-        reduce = [a.var for a in st.op.reduce_axis]
-        vector, rows = [], []
-        for b in st.op.body:
-            for x in walk(b):
-                if (not isinstance(x, TensorLoad) or x.tensor in vector + [t for t, _ in rows]
-                        or s[x.tensor].attach_type is AttachType.INLINE):
-                    continue
-                used = set().union(*[free_vars(i) for i in x.indices])
-                if not data - used:
-                    continue
-                if last in free_vars(x.indices[-1]):
-                    vector.append(x.tensor)
-                elif last not in used and isinstance(x.indices[-1], Var) and x.indices[-1] in reduce:
-                    rows.append((x.tensor, reduce.index(x.indices[-1])))
-        return vector, rows
-
     def _place(self, s: te.Schedule, st: Stage, f: StageFacts, p: dict, kind: str,
                at: tuple | None = None) -> None:
         """A stage without tiling: at the root (outer axes fused, parallel), at a loop of its
@@ -491,7 +407,13 @@ class SketchPolicy:
         if kind == "rfactor":
             lanes = p[f"rf:{st.name}"]
             ko, ki = st.split(st.op.reduce_axis[-1], factor=lanes)
-            rf = s.rfactor(st.op.output(0), ki, factor_axis=len(f.shape))
+            partials = [s.rfactor(st.op.output(0), ki, factor_axis=len(f.shape))]
+            # the partial lanes folded in halves, a vector operation each, down to FOLD_LANES:
+            # the stage's own reduction over the lanes is a chain of dependent scalar operations
+            while p.get(f"fold:{st.name}") and lanes > FOLD_LANES and lanes % 2 == 0:
+                lanes //= 2
+                _, fi = st.split(st.op.reduce_axis[-1], factor=lanes)
+                partials.append(s.rfactor(st.op.output(0), fi, factor_axis=len(f.shape)))
         lanes = p.get(f"vec:{st.name}", 1)
         if choice:
             st.compute_at(reader, loops[choice - 1])
@@ -499,11 +421,12 @@ class SketchPolicy:
         else:
             data = self._root_loops(st, f, lanes)
         if kind == "rfactor":
-            rst = s[rf]
-            rdata, rred = list(rst.op.axis), list(rst.op.reduce_axis)
-            rst.reorder(*rdata[:-1], *rred, rdata[-1])
-            rst.vectorize(rdata[-1])
-            rst.compute_at(st, data[-1] if data else st.op.reduce_axis[0])
+            for rf in partials:
+                rst = s[rf]
+                rdata, rred = list(rst.op.axis), list(rst.op.reduce_axis)
+                rst.reorder(*rdata[:-1], *rred, rdata[-1])
+                rst.vectorize(rdata[-1])
+                rst.compute_at(st, data[-1] if data else st.op.reduce_axis[0])
         elif kind == "elementwise" and choice and 1 < lanes and f.shape[-1] % lanes == 0:
             _, vi = st.split(data[-1], factor=lanes)
             st.vectorize(vi)
@@ -555,15 +478,3 @@ def _move_factor(t: tuple, rng: random.Random, last: bool | None) -> tuple:
         if new[-1] <= cap:
             return new
     return tuple(factors)
-
-
-def _primes(n: int) -> list[int]:
-    out, d = [], 2
-    while d * d <= n:
-        while n % d == 0:
-            out.append(d)
-            n //= d
-        d += 1
-    if n > 1:
-        out.append(n)
-    return out

@@ -3,10 +3,10 @@ and the negative log-likelihood loss.
 
 Softmax and layer norm over the innermost axes are row operations: the schedule computes
 each row's statistics inside the output's row loop, so a row is read from memory once and
-its later passes hit L1.  The loop IR lets a stage computed inside another one have a single
-reader, so a statistic needed by two stages (the row max of softmax, the mean of layer norm)
-is computed twice, once for each; a second pass over a row in L1 costs far less than a
-second pass over memory.  Over other axes every statistic is a whole tensor at the root.
+its later passes hit L1.  Softmax keeps the row's exp(x - max) (a stage of its own, EXP_TAG)
+for the sum and the output: each exponential and the row max once.  Layer norm's output reads
+its own copy of the mean (a second pass over a row in L1 costs far less than a second pass
+over memory).  Over other axes every statistic is a whole tensor at the root.
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from .injective import inline_injective, parallel_outer, schedule_injective, vec
 from .knobs import register_template
 from .reduction import (normalize_axes, partial_of, reduce_over, rfactor_lanes,
                         schedule_reduce_stage)
+
+EXP_TAG = "softmax_exp"     # softmax's exp(x - max): computed once, read by the sum and the output
 
 
 def _drop(idx: tuple, axes: tuple) -> tuple:
@@ -42,21 +44,24 @@ def _softmax(x: te.Tensor, axis: int, log: bool, name: str, lanes: int | None) -
     axes = normalize_axes(axis, x.ndim)
     ax = axes[0]
     shape = x.shape
-    m1 = reduce_over(shape, axes, lambda i: x[i], "max", f"{name}.max", lanes=lanes)
+    mx = reduce_over(shape, axes, lambda i: x[i], "max", f"{name}.max", lanes=lanes)
     # the sum keeps a NaN term (a NaN or +inf in the row), so the whole row is NaN as in ONNX
     # Runtime; the output pass needs no such care, it multiplies by 1 / the sum
-    ssum = reduce_over(shape, axes, lambda i: _exp_shifted(x[i] - m1[_drop(i, axes)], keep_nan=True), "sum",
-                       f"{name}.sum", lanes=lanes)
-    # the consumer's own copy of the row max (see the module docstring)
-    m2 = reduce_over(shape, axes, lambda i: x[i], "max", f"{name}.max2", lanes=lanes)
     if log:
+        ssum = reduce_over(shape, axes, lambda i: _exp_shifted(x[i] - mx[_drop(i, axes)], keep_nan=True),
+                           "sum", f"{name}.sum", lanes=lanes)
+
         def body(*i):
             r = _drop(i, axes)
-            return x[i] - m2[r] - te.log(ssum[r])
+            return x[i] - mx[r] - te.log(ssum[r])
     else:
+        # exp(x - max) once, kept for the sum and the output (a row of it in L1, see the docstring)
+        ex = te.compute(shape, lambda *i: _exp_shifted(x[i] - mx[_drop(i, axes)], keep_nan=True),
+                        name=f"{name}.exp", tag=EXP_TAG)
+        ssum = reduce_over(shape, axes, lambda i: ex[i], "sum", f"{name}.sum", lanes=lanes)
+
         def body(*i):
-            r = _drop(i, axes)
-            return _exp_shifted(x[i] - m2[r]) * (1.0 / ssum[r])
+            return ex[i] * (1.0 / ssum[_drop(i, axes)])
     tag = "log_softmax" if log else "softmax"
     return te.compute(shape, body, name=name, tag=tag,
                       attrs={"axis": ax})
@@ -259,8 +264,36 @@ def _row_schedule(s: te.Schedule, out: te.Tensor, axes: tuple, target: Target) -
 
 @tagged("softmax")
 def schedule_softmax(s: te.Schedule, out: te.Tensor, target: Target) -> te.Schedule:
-    """Softmax/log_softmax: rows in parallel, each row's max and sum computed in its loop."""
-    _row_schedule(s, out, (out.op.attrs["axis"],), target)
+    """Softmax/log_softmax: rows in parallel, each row's max, exponentials and sum computed in
+    its loop (over another axis than the last: each a whole tensor at the root)."""
+    st = s[out]
+    inline_injective(s, out)
+    ax = out.op.attrs["axis"]
+    # by name: the input x may itself be a reduction's or another softmax's output
+    ssum = next(t for t in out.op.input_tensors if t.name == f"{out.name}.sum")
+    ex = next((t for t in out.op.input_tensors if t.name == f"{out.name}.exp"), None)
+    mx = next(t for t in (ex or partial_of(ssum) or ssum).op.input_tensors if t.name == f"{out.name}.max")
+    data = list(out.op.axis)
+    total = math.prod(out.shape)
+    n = out.shape[-1]
+    if ax != out.ndim - 1 or out.ndim == 1:
+        for t in (mx, ssum):
+            schedule_reduce_stage(s, t, target)
+        stages = [st] if ex is None else [s[ex], st]
+        for x in stages:
+            axes = list(x.op.axis)
+            outer, _ = vectorize_inner(x, axes[-1], n, target, out.dtype)
+            parallel_outer(x, axes[:-1] + [outer], list(out.shape[:-1]) + [n], total, target)
+        return s
+    parallel_outer(st, data[:-1], list(out.shape[:-1]), total, target)
+    row = _data_leaves(st)[-2]
+    vectorize_inner(st, data[-1], n, target, out.dtype)
+    # computed at the row loop in the order they run: the max, the exponentials, the sum
+    schedule_reduce_stage(s, mx, target, parent=st, axis=row, rows_only=True)
+    if ex is not None:
+        s[ex].compute_at(st, row)
+        vectorize_inner(s[ex], ex.op.axis[-1], n, target, out.dtype)
+    schedule_reduce_stage(s, ssum, target, parent=st, axis=row, rows_only=True)
     return s
 
 

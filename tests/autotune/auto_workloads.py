@@ -62,3 +62,13 @@ def as_layernorm(M, N):
     rstd = te.compute((M,), lambda i: te.rsqrt(var[i] * (1.0 / N) + 1e-5), name="rstd")
     Y = te.compute((M, N), lambda i, j: (X[i, j] - mean[i]) * rstd[i], name="Y")
     return [X, Y]
+
+
+@autotune.register_workload
+def as_batch_matmul(B, H, M, K, N):
+    """Z = X @ Y per head: attention's batched matmuls."""
+    X = te.placeholder((B, H, M, K), name="X")
+    Y = te.placeholder((B, H, K, N), name="Y")
+    k = te.reduce_axis((0, K), name="k")
+    return [X, Y, te.compute((B, H, M, N), lambda b, h, i, j: te.sum(X[b, h, i, k] * Y[b, h, k, j], axis=k),
+                             name="Z")]

@@ -90,7 +90,8 @@ def test_first_batch_is_the_default_then_the_register_shaped_seeds():
     batch = tuner.next_batch(8)
     seeds = [tuner.space.add(tuner.policy.apply(p)[0].steps) for p in tuner.policy.seeds()]
     distinct = [i for i in dict.fromkeys(seeds) if i != 0]
-    assert batch[0] == 0 and batch[1:1 + len(distinct)] == distinct[:7]
+    m = min(len(distinct), 6)           # a batch of 8 keeps one place for a random schedule
+    assert batch[0] == 0 and batch[1:1 + m] == distinct[:m]
     assert len(set(batch)) == 8, "the rest of the batch is random schedules"
 
 

@@ -92,3 +92,21 @@ def test_rfactor_errors_name_the_stage_and_fix():
     B = te.compute((6,), lambda i: A[i, 0] + 1.0, name="B")
     with pytest.raises(te.ScheduleError, match="stage B: rfactor needs a stage whose body is one reduction"):
         te.create_schedule(B.op).rfactor(B, B.op.axis[0])
+
+
+def test_rfactor_again_folds_the_partial_lanes_under_its_own_name_and_replays():
+    A, C = _row_sum(k=64)
+    s = te.create_schedule(C.op)
+    _, ki = s[C].split(C.op.reduce_axis[0], factor=16)
+    rf1 = s.rfactor(C, ki, factor_axis=1)
+    _, fi = s[C].split(s[C].op.reduce_axis[0], factor=8)    # the 16 lanes folded to 8
+    rf2 = s.rfactor(C, fi, factor_axis=1)
+    assert (rf1.name, rf2.name) == ("C.rf", "C.rf2") and rf2.shape == (6, 8)
+    for t in (rf1, rf2):
+        s[t].vectorize(s[t].op.axis[-1])
+        s[t].reorder(s[t].op.axis[0], *s[t].op.reduce_axis, s[t].op.axis[-1])
+        s[t].compute_at(s[C], s[C].op.axis[0])
+    a = np.random.default_rng(4).standard_normal((6, 64)).astype(np.float32)
+    np.testing.assert_allclose(_run(s, A, C, a), 2 * a.sum(1), rtol=1e-5, atol=1e-5)
+    again = te.replay(te.create_schedule(C.op), s.steps)
+    assert str(te.lower(again, [A, C])) == str(te.lower(s, [A, C]))

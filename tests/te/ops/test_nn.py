@@ -57,6 +57,10 @@ def test_softmax_rows_are_fused():
     text = str(te.lower(ops.schedule([out]), [x, out]))
     # every statistic is produced inside the row loop: only the output is a root stage
     assert text.count("parallel") == 1 and "allocate softmax.sum.partial" in text
+    # one pass of exponentials, kept in a row for the sum and the output; one row max
+    exps = [line for line in text.splitlines() if "floor(" in line]
+    assert len(exps) == 1 and "softmax.exp[" in exps[0] and "allocate softmax.exp: float32[256]" in text
+    assert text.count("allocate softmax.max:") == 1 and "max2" not in text
 
 
 @pytest.mark.parametrize("which", ["default", "other"])
