@@ -127,3 +127,36 @@ def test_parallel_loops_under_a_serial_loop_make_a_region_per_iteration(rand):
     x, y, z = _run(func, 2, rand)
     np.testing.assert_allclose(y, 3 * x, rtol=1e-6)
     np.testing.assert_allclose(z, 6 * x, rtol=1e-6)       # x + 2x + 3x
+
+
+@pytest.mark.parametrize("extent", [1, 3, 7, 1000])
+def test_every_iteration_runs_once_whatever_the_split(extent, rand):
+    # each thread runs its own share, then claims what is left of the others': with more threads
+    # than iterations, shares of unequal length and an oversubscribed machine, still once each
+    def body(X, Y, Z):
+        return _loop("i", ForKind.PARALLEL, lambda i: Store(Y, i, _ld(Y, i) + _ld(X, i) + Const(1.0, "float32")),
+                     extent)
+    k = te.build(_hand_kernel(body, f"once{extent}"))
+    x = rand(N)
+    for threads in (1, 2, 3, 5):
+        k.set_num_threads(threads)
+        for _ in range(20):
+            y, z = np.zeros(N, np.float32), np.zeros(N, np.float32)
+            k(x, y, z)
+            np.testing.assert_allclose(y[:extent], x[:extent] + 1, rtol=1e-6)
+            assert not y[extent:].any()
+
+
+def test_a_region_forked_per_serial_iteration_gives_its_stack_back():
+    # the claim counters live on the caller's stack; 200000 regions without restoring it would
+    # take 12.8 MB (more than a thread's 8 MB stack) and crash
+    T = 200_000
+
+    def body(X, Y, Z):
+        return _loop("t", ForKind.SERIAL, lambda t: _loop(
+            "i", ForKind.PARALLEL, lambda i: Store(Z, i, _ld(Z, i) + Const(1.0, "float32")), 2), T)
+    k = te.build(_hand_kernel(body, "many_regions"))
+    k.set_num_threads(1)
+    x, y, z = (np.zeros(N, np.float32) for _ in range(3))
+    k(x, y, z)
+    assert z[0] == z[1] == T and not z[2:].any()
