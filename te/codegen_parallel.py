@@ -123,8 +123,12 @@ class ParallelRegions:
         b.call(memset, [arr, ir.Constant(ir.IntType(8), 0), b.mul(slots, ir.Constant(I64, 8)),
                         ir.Constant(ir.IntType(1), 0)])
         b.store(arr, counters_field)
-        with b.if_else(b.icmp_signed("==", nthreads, ir.Constant(I32, 1))) as (alone, team_):
-            with alone:         # no team: omp_get_num_threads() is 1 and GOMP_barrier returns
+        # one thread and no enclosing team (a caller's own OpenMP region would give the region
+        # its thread numbers): no fork; omp_get_num_threads() is 1 and GOMP_barrier returns
+        nested = b.call(self._libc("omp_in_parallel", I32, []), [])
+        alone_ = b.and_(b.icmp_signed("==", nthreads, ir.Constant(I32, 1)), b.icmp_signed("==", nested, ir.Constant(I32, 0)))
+        with b.if_else(alone_) as (alone, team_):
+            with alone:
                 b.call(ofn, [cap])
             with team_:
                 gomp = self._libc("GOMP_parallel", ir.VoidType(), [PTR, PTR, I32, I32])
