@@ -302,7 +302,9 @@ class _Matmul(MatmulShapes):
                  if prepacked and self.packs_weight else te.placeholder((wl.N, wl.K), wl.dtype, name="w"))
             return [te.placeholder((wl.M, wl.K), wl.dtype, name="x"), w,
                     te.placeholder((wl.N,), wl.dtype, name="b")]
-        return [te.placeholder((wl.M, wl.K), wl.dtype, name="A"), te.placeholder((wl.K, wl.N), wl.dtype, name="B")]
+        b = (te.placeholder(self.packed_shape(wl, cfg), wl.dtype, name="B.packed") if prepacked and self.packs_weight
+             else te.placeholder((wl.K, wl.N), wl.dtype, name="B"))
+        return [te.placeholder((wl.M, wl.K), wl.dtype, name="A"), b]
 
     def packed_shape(self, wl, cfg) -> tuple:
         bn = cfg["bn"].val
@@ -320,8 +322,19 @@ class _Matmul(MatmulShapes):
 
 
 class MatmulPacked(_Matmul):
-    """AutoTVM's GEMM: B packed into [N/bn, K, bn] blocks inside the kernel, a bm x bn register tile."""
+    """AutoTVM's GEMM: B packed into [N/bn, K, bn] blocks, a bm x bn register tile; a constant B
+    (a MatMul's weight) is packed at build time, as DensePacked's, not by every call."""
     name, template, strategy = "matmul.packed", "matmul", "packed"
+    packs_weight = True
+
+    def pack_weight(self, w, wl, cfg, target):
+        return pack_dense_weight_numpy(w.T, cfg["bn"].val)
+
+    def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
+        if not prepacked:
+            return super().compute(inputs, wl, cfg, target, prepacked, name)
+        a, w, bias = (list(inputs) + [None])[:3]
+        return dense_packed(a, w, wl.N, bias, bm=cfg["tile_y"].size[-1], name=name or self.template, target=target)
 
 
 class MatmulRows(_Matmul):
