@@ -173,10 +173,52 @@ class Group:
         return seen
 
 
+DIAMOND_MAX_NODES = 16          # the longest chain a value read twice may be fused through (GELU: 5)
+
+
+def _joins(n: Node, g: Graph, value: str) -> bool:
+    """Can the elementwise node n join the group whose output `value` it reads (same shape, one output)?"""
+    return (n.op in ELEMWISE and len([o for o in n.outputs if o]) == 1
+            and g.info(value).shape == g.info(n.outputs[0]).shape)
+
+
+def _closes_diamond(g: Graph, value: str, cons: dict, outputs: set[str], order: dict) -> bool:
+    """Does every reader of `value` (a group's output read more than once) join its group, as
+    fuse's rule would let them: a chain of elementwise nodes in graph order, each reading the one
+    before it (its only reader), that other members may also read `value` (Erf-GELU reads the
+    dense output in its Div and in its last Mul) and no value of the chain leaves it but the last.
+
+    Then `value` lives only inside the kernel and the chain becomes its epilogue instead of a
+    kernel of its own that reads it back from memory."""
+    readers = cons.get(value, [])
+    if len(readers) < 2 or not all(_joins(n, g, value) for n in readers):
+        return False
+    produced = {o for n in g.nodes for o in n.outputs if o}
+    chain: list[Node] = []
+    cur, m = value, min(readers, key=lambda n: order[id(n)])
+    while len(chain) < DIAMOND_MAX_NODES:
+        # m's other operands come from no other group, so fuse cannot put it elsewhere first
+        inside = {value, cur}
+        if (cur not in m.inputs or not _joins(m, g, cur)
+                or any(i in produced and i not in inside for i in m.inputs if i)):
+            return False
+        chain.append(m)
+        cur = next(o for o in m.outputs if o)
+        if all(any(r is c for c in chain) for r in readers):
+            return True
+        nxt = cons.get(cur, [])
+        if cur in outputs or len(nxt) != 1:
+            return False
+        m = nxt[0]
+    return False
+
+
 def fuse(g: Graph) -> list[Group]:
-    """Group nodes: each elementwise node joins the group of an input it alone consumes."""
+    """Group nodes: each elementwise node joins the group of an input it alone consumes, or that
+    a chain of elementwise nodes alone consumes (_closes_diamond)."""
     cons = g.consumers()
     outputs = {o.name for o in g.outputs}
+    order = {id(n): k for k, n in enumerate(g.nodes)}
     group_of: dict[str, Group] = {}
     groups: list[Group] = []
     for n in g.nodes:
@@ -184,8 +226,8 @@ def fuse(g: Graph) -> list[Group]:
         if n.op in ELEMWISE and len([o for o in n.outputs if o]) == 1:
             for i in n.inputs:
                 grp = group_of.get(i)
-                if (grp is not None and grp.output == i and len(cons.get(i, [])) == 1 and i not in outputs
-                        and g.info(i).shape == g.info(n.outputs[0]).shape):
+                if (grp is not None and grp.output == i and i not in outputs and _joins(n, g, i)
+                        and (len(cons.get(i, [])) == 1 or _closes_diamond(g, i, cons, outputs, order))):
                     target = grp
                     break
         if target is None:
@@ -197,8 +239,7 @@ def fuse(g: Graph) -> list[Group]:
                 group_of[o] = target
     # a group runs when its last node can: it may have absorbed a node that reads values
     # produced after the group began (a residual add of another branch)
-    position = {id(n): k for k, n in enumerate(g.nodes)}
-    return sorted(groups, key=lambda grp: position[id(grp.nodes[-1])])
+    return sorted(groups, key=lambda grp: order[id(grp.nodes[-1])])
 
 
 # ---------------------------------------------------------------- depthwise + pointwise

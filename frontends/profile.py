@@ -424,3 +424,49 @@ def _time_rotating(fn, rotation: list, min_time: float) -> float:
             waits.append(wait)
     clock.close()
     return per_call(times, waits if len(waits) == len(times) else None)
+
+
+# ---------------------------------------------------------------- kernels where the model runs them
+def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
+               outputs: list[np.ndarray] | None = None) -> list[tuple[object, Latency]]:
+    """Each kernel call of a model (a GraphLibrary without a dynamic batch) timed where the model
+    runs it: the steps in the model's order, on its own weights and workspace, each call timed
+    alone, `repeat` passes; returns (KernelCall, Latency) per kernel call, copies left out.
+    `outputs` (arrays of the outputs' shapes and dtypes) receive the model's outputs.
+
+    A call meets the cache state the calls before it leave (its input in the L2 of the cores
+    that wrote it), which a kernel timed alone does not; the sum of the calls against the
+    model's latency is the time between kernels."""
+    import ctypes
+
+    from te.export import MEMCPY
+    from te.runtime import ALIGN
+    if lib.plan.batch:
+        raise ValueError("time_steps: the model has a dynamic batch; build it with a fixed shape")
+    if lib._jit is None:
+        lib._compile_jit()
+    arrays = [np.ascontiguousarray(inputs[s["name"]], dtype=s["dtype"]) for s in lib.plan.inputs]
+    outs = outputs if outputs is not None else [np.empty(s["shape"], s["dtype"]) for s in lib.plan.outputs]
+    arrays += [np.ascontiguousarray(o) for o in outs]
+    if any(a is not o for a, o in zip(arrays[len(lib.plan.inputs):], outs)):
+        raise ValueError("time_steps: the output arrays must be C-contiguous")
+    ws = np.empty(lib.plan.workspace_bytes + ALIGN, np.uint8)
+    base = {"param": lib.params.ctypes.data, "ws": ws.ctypes.data + (-ws.ctypes.data) % ALIGN}
+    calls = []
+    for st in lib.plan.steps:
+        ptrs = [arrays[v].ctypes.data if space == "io" else v if space == "bytes" else base[space] + v
+                for space, v in st.args]
+        if st.kernel == MEMCPY:
+            calls.append((st, None, ptrs))
+        else:
+            calls.append((st, lib._jit[0].function(st.kernel, len(ptrs)), [ctypes.c_void_p(p) for p in ptrs]))
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(max(1, repeat) + 1):             # the first pass warms up, untimed
+        for (st, fn, args), ts in zip(calls, times):
+            if fn is None:
+                ctypes.memmove(args[1], args[0], args[2])
+                continue
+            t = time.perf_counter()
+            fn(*args)
+            ts.append(time.perf_counter() - t)
+    return [(st, Latency(ts[1:])) for (st, fn, _), ts in zip(calls, times) if fn is not None]

@@ -8,9 +8,14 @@ kernel forks its threads once: every thread runs the loops in order, a `GOMP_bar
 parallel loops run on thread 0 alone, followed by a barrier.  A loop nested in a parallel loop
 runs serially inside it.
 
-Inside a loop each thread claims contiguous chunks of the iterations from a counter shared in
-the captures (one per loop of the region, zeroed by the caller before the fork; each loop runs
-once per region, so no counter is reused).  `ParallelRegions` is a mixin of
+Inside a loop each thread first runs its own share, a contiguous slice of the iterations fixed
+by its thread number (as a static schedule: the same thread touches the same data in every call
+and in every kernel of a model split alike, so it finds that data in its own L2), in chunks it
+claims from a counter of its own; then it helps the others, claiming the chunks left in their
+shares (so a thread the hypervisor or another process holds back does not keep its share to
+itself).  The counters live in an array the caller allocates on its stack and zeroes before the
+fork, one 64-byte line per thread and loop (no false sharing between claims).  With one thread
+the caller runs the outlined function itself, without a fork.  `ParallelRegions` is a mixin of
 `codegen_llvm.CodeGenLLVM`, whose state (builder, vars, bufs, ranges) it uses.
 """
 from __future__ import annotations
@@ -24,7 +29,8 @@ from .simplify import bound
 from . import tensorize
 from .stmt import Allocate, Buffer, Comment, For, Seq, Stmt, Store, all_exprs, stmt_exprs, walk_stmt
 
-TASKS_PER_THREAD = 8        # chunks of a parallel loop per thread (_chunked_loop)
+TASKS_PER_THREAD = 8        # chunks of a thread's share of a parallel loop (_chunked_loop)
+COUNTER_STRIDE = 8          # i64 per claim counter: one 64-byte cache line each
 
 
 class ParallelRegions:
@@ -55,20 +61,21 @@ class ParallelRegions:
 
     def _parallel_region(self, body: Stmt, steps: list[Stmt]) -> None:
         """Outline steps (parallel loops, and serial runs between them) into fn(void *captures)
-        and run it once with GOMP_parallel."""
+        and run it once with GOMP_parallel (called directly when the library runs one thread)."""
         self.uses_openmp = True
         loops = [x for x in steps if _is_parallel(x)]
         used_vars = sorted({v for x in walk_stmt(body) for e in stmt_exprs(x) for v in free_vars(e)
                             if v in self.vars}, key=lambda v: v.name)
         used_bufs = _buffers_used(body, self.bufs)
         fields = [self.vars[v] for v in used_vars] + [self.bufs[b] for b in used_bufs]
-        # after the captured values, one claim counter per loop, which the threads advance atomically
-        sty = ir.LiteralStructType([f.type for f in fields] + [I64] * len(loops))
+        # after the captured values, the claim counters: thread t's counter of loop j at
+        # (t * len(loops) + j) * COUNTER_STRIDE
+        sty = ir.LiteralStructType([f.type for f in fields] + [PTR])
         cap = self._alloca(sty, 1, "captures")
 
         def field(base: ir.Value, k: int) -> ir.Value:
             return self.builder.gep(base, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=sty)
-        for k, v in enumerate(fields + [ir.Constant(I64, 0)] * len(loops)):
+        for k, v in enumerate(fields):
             self.builder.store(v, field(cap, k))
         self._n_outlined += 1
         ofn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR]),
@@ -84,20 +91,49 @@ class ParallelRegions:
                 self.vars[v] = self.builder.load(field(ofn.args[0], k), typ=sty.elements[k])
             for k, buf in enumerate(used_bufs):
                 self.bufs[buf] = self.builder.load(field(ofn.args[0], len(used_vars) + k), typ=PTR)
-            counters = iter(range(len(fields), len(fields) + len(loops)))
+            counters = self.builder.load(field(ofn.args[0], len(fields)), typ=PTR)
+            j = 0
             for k, x in enumerate(steps):
                 if _is_parallel(x):
-                    self._chunked_loop(x.var, self.expr(x.extent), field(ofn.args[0], next(counters)), x.body,
+                    self._chunked_loop(x.var, self.expr(x.extent), counters, j, len(loops), x.body,
                                        bound(x.extent, self.ranges)[1])
+                    j += 1
                 else:
                     self._on_thread0(x)
                 if k + 1 < len(steps):      # GOMP_parallel's join ends the last step
                     self.builder.call(self._libc("GOMP_barrier", ir.VoidType(), []), [])
             self._exit()
             self.builder.ret_void()
-        gomp = self._libc("GOMP_parallel", ir.VoidType(), [PTR, PTR, I32, I32])
-        nthreads = self.builder.load(self.num_threads, typ=I32)
-        self.builder.call(gomp, [ofn, cap, nthreads, ir.Constant(I32, 0)])
+        self._fork(ofn, cap, field(cap, len(fields)), len(loops))
+
+    def _fork(self, ofn: ir.Function, cap: ir.Value, counters_field: ir.Value, n_loops: int) -> None:
+        """Run ofn(cap) on the library's threads, with a zeroed counter array for n_loops loops
+        on the stack (restored after the join: a region inside a serial loop forks per iteration)."""
+        b = self.builder
+        nthreads = b.load(self.num_threads, typ=I32)
+        # 0 threads asks libgomp for its default team, at most omp_get_max_threads()
+        most = b.call(self._libc("omp_get_max_threads", I32, []), [])
+        team = b.sext(b.select(b.icmp_signed(">", nthreads, ir.Constant(I32, 0)), nthreads, most), I64)
+        slots = b.mul(team, ir.Constant(I64, n_loops * COUNTER_STRIDE))
+        saved = b.call(self._libc("llvm.stacksave.p0", PTR, []), [])
+        arr = b.alloca(I64, size=slots, name="claims")
+        arr.align = 64
+        arr.type = PTR      # llvmlite types allocas as typed pointers; LLVM 22 has only `ptr`
+        memset = self._libc("llvm.memset.p0.i64", ir.VoidType(), [PTR, ir.IntType(8), I64, ir.IntType(1)])
+        b.call(memset, [arr, ir.Constant(ir.IntType(8), 0), b.mul(slots, ir.Constant(I64, 8)),
+                        ir.Constant(ir.IntType(1), 0)])
+        b.store(arr, counters_field)
+        # one thread and no enclosing team (a caller's own OpenMP region would give the region
+        # its thread numbers): no fork; omp_get_num_threads() is 1 and GOMP_barrier returns
+        nested = b.call(self._libc("omp_in_parallel", I32, []), [])
+        alone_ = b.and_(b.icmp_signed("==", nthreads, ir.Constant(I32, 1)), b.icmp_signed("==", nested, ir.Constant(I32, 0)))
+        with b.if_else(alone_) as (alone, team_):
+            with alone:
+                b.call(ofn, [cap])
+            with team_:
+                gomp = self._libc("GOMP_parallel", ir.VoidType(), [PTR, PTR, I32, I32])
+                b.call(gomp, [ofn, cap, nthreads, ir.Constant(I32, 0)])
+        b.call(self._libc("llvm.stackrestore.p0", ir.VoidType(), [PTR]), [saved])
 
     def _on_thread0(self, s: Stmt) -> None:
         """Emit s so that only thread 0 of the region runs it."""
@@ -106,33 +142,54 @@ class ParallelRegions:
         with b.if_then(b.icmp_signed("==", tid, ir.Constant(I32, 0))), self._vn_scope():
             self.stmt(s)
 
-    def _chunked_loop(self, var, n: ir.Value, next_ptr: ir.Value, body: Stmt, max_end) -> None:
-        """Run iterations [0, n) of a parallel loop on this thread, claiming contiguous chunks from
-        the shared counter at next_ptr until none are left.
+    def _chunked_loop(self, var, n: ir.Value, counters: ir.Value, loop: int, n_loops: int, body: Stmt,
+                      max_end) -> None:
+        """Run iterations [0, n) of a parallel loop on this thread: the chunks of its own share
+        first, then those left in the other threads' shares (see the module docstring).
 
-        Claimed chunks, not one static share per thread: when the hypervisor or another process
-        takes a core for a moment (a VM's steal time, a busy machine), the thread still running
-        claims the waiting work instead of idling at the closing barrier, as ONNX Runtime's thread
-        pool does.  TASKS_PER_THREAD chunks a thread keep each chunk contiguous (the cache reuse
-        of a static share, mostly) and cost one atomic add each."""
+        Thread u's share is [u*n/T, (u+1)*n/T) of T threads, in TASKS_PER_THREAD chunks that
+        its counter numbers; whoever claims chunk c of a share adds 1 to that share's counter.
+        A claim costs one atomic add, mostly on a line only its own thread touches."""
         b = self.builder
         nth = b.sext(b.call(self._libc("omp_get_num_threads", I32, []), []), I64)
-        parts = b.mul(nth, ir.Constant(I64, TASKS_PER_THREAD))
-        chunk = b.sdiv(b.sub(b.add(n, parts), ir.Constant(I64, 1)), parts)
+        tid = b.sext(b.call(self._libc("omp_get_thread_num", I32, []), []), I64)
+        entry = b.block
+        head = b.append_basic_block(f"{var.name}.share")
+        share = b.append_basic_block(f"{var.name}.share.open")
         grab = b.append_basic_block(f"{var.name}.claim")
         work = b.append_basic_block(f"{var.name}.chunk")
+        nxt = b.append_basic_block(f"{var.name}.share.done")
         done = b.append_basic_block(f"{var.name}.claimed")
+        b.branch(head)
+        b.position_at_end(head)
+        v = b.phi(I64, f"{var.name}.helped")      # shares visited: own first, then tid+1, ...
+        v.add_incoming(ir.Constant(I64, 0), entry)
+        b.cbranch(b.icmp_signed("<", v, nth), share, done)
+        b.position_at_end(share)
+        u = b.add(tid, v)
+        u = b.select(b.icmp_signed(">=", u, nth), b.sub(u, nth), u)
+        lo = b.sdiv(b.mul(u, n), nth)
+        hi = b.sdiv(b.mul(b.add(u, ir.Constant(I64, 1)), n), nth)
+        chunk = b.sdiv(b.add(b.sub(hi, lo), ir.Constant(I64, TASKS_PER_THREAD - 1)), ir.Constant(I64, TASKS_PER_THREAD))
+        chunk = b.select(b.icmp_signed("<", chunk, ir.Constant(I64, 1)), ir.Constant(I64, 1), chunk)
+        slot = b.mul(b.add(b.mul(u, ir.Constant(I64, n_loops)), ir.Constant(I64, loop)), ir.Constant(I64, COUNTER_STRIDE))
+        ctr = b.gep(counters, [slot], source_etype=I64)
         b.branch(grab)
         b.position_at_end(grab)
-        begin = b.atomic_rmw("add", next_ptr, chunk, "monotonic")
-        b.cbranch(b.icmp_signed("<", begin, n), work, done)
+        c = b.atomic_rmw("add", ctr, ir.Constant(I64, 1), "monotonic")
+        begin = b.add(lo, b.mul(c, chunk))
+        b.cbranch(b.icmp_signed("<", begin, hi), work, nxt)
         b.position_at_end(work)
         with self._vn_scope():
             end = b.add(begin, chunk)
-            end = b.select(b.icmp_signed("<", end, n), end, n)
+            end = b.select(b.icmp_signed("<", end, hi), end, hi)
             self._serial_loop(var, begin, end, body, max_end)
             self.builder.branch(grab)
-        self.builder.position_at_end(done)
+        b = self.builder
+        b.position_at_end(nxt)
+        v.add_incoming(b.add(v, ir.Constant(I64, 1)), nxt)
+        b.branch(head)
+        b.position_at_end(done)
 
 
 def _is_parallel(s: Stmt) -> bool:

@@ -129,19 +129,50 @@ def _reads_at_identity(consumer: te.ComputeOp, producer) -> bool:
     return found
 
 
+def _joins_tile(s: te.Schedule, op, nxt, claimed: set) -> bool:
+    """Can the elementwise op nxt run in anchor op's output tile (its shape, not yet placed)?"""
+    return (nxt.tag in FUSABLE_TAGS and not nxt.reduce_axis and nxt.num_outputs == 1
+            and tuple(nxt.shape) == tuple(op.shape) and id(nxt) not in claimed
+            and s[nxt].attach_type is AttachType.ROOT and not s[nxt].relations)
+
+
+def _rejoining_path(s: te.Schedule, op, cur, users: list, consumers: dict, claimed: set) -> list:
+    """The ops from cur's first user on, each the only user of the one before, up to the op where
+    every user of cur has joined (Erf-GELU reads the dense output in its Div and in its last Mul),
+    each reading cur and the path at its own index; [] if the users do not rejoin so."""
+    path, inside = [], {id(cur)}
+    nxt = users[0]
+    while len(path) < 16 and _joins_tile(s, op, nxt, claimed):
+        if not all(_reads_at_identity(nxt, t.op) for t in nxt.input_tensors if id(t.op) in inside):
+            return []
+        path.append(nxt)
+        inside.add(id(nxt))
+        if all(id(u) in inside for u in users):
+            return path
+        after = consumers.get(id(nxt), [])
+        if s[nxt].is_output or len(after) != 1:
+            return []
+        nxt = after[0]
+    return []
+
+
 def fusion_chain(s: te.Schedule, op, consumers: dict, claimed: set) -> list:
     """The elementwise ops that follow anchor op and can run in its output tile, in order."""
     chain = []
     cur = op
     while not s[cur].is_output:
         users = consumers.get(id(cur), [])
+        if len(users) > 1:
+            path = _rejoining_path(s, op, cur, users, consumers, claimed)
+            if not path:
+                break
+            chain += path
+            cur = path[-1]
+            continue
         if len(users) != 1:
             break
         nxt = users[0]
-        if (nxt.tag not in FUSABLE_TAGS or nxt.reduce_axis or nxt.num_outputs != 1
-                or tuple(nxt.shape) != tuple(op.shape) or id(nxt) in claimed
-                or s[nxt].attach_type is not AttachType.ROOT or s[nxt].relations
-                or not _reads_at_identity(nxt, cur)):
+        if not _joins_tile(s, op, nxt, claimed) or not _reads_at_identity(nxt, cur):
             break
         chain.append(nxt)
         cur = nxt

@@ -275,14 +275,18 @@ def schedule_winograd(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, t
     work = g.flops / 4
     if final is not out:
         s[out].compute_inline()
-    schedule_output(s, final, o1, m, work, target.lanes())
+    schedule_output(s, final, o1, m, work, target.lanes(), target.threads)
     schedule_gemm(s, M, acc, bm, bn, tile_k or default_tile_k(g.C), work)
     schedule_input(s, V, work, target.lanes())
 
 
-def schedule_output(s, final, o1, m: int, work: float, lanes: int) -> None:
-    """Per tile and one vector of output channels: o1 (A^T M) in registers, then Y and the epilogue."""
+def schedule_output(s, final, o1, m: int, work: float, lanes: int, threads: int = 1) -> None:
+    """Per tile and one vector of output channels: o1 (A^T M) in registers, then Y and the epilogue.
+    The threads split the rows of tiles (whole rows: contiguous output) when those share out
+    evenly, else the tiles: a 27x27 map in 4x4 tiles has 7 rows of tiles, 4 and 3 for two
+    threads, but 49 tiles, 25 and 24."""
     n, k, h, w_ = s[final].op.axis
+    rows = n.dom[1] * -(-h.dom[1] // m)
     th, i = s[final].split(h, factor=m)
     tw, j = s[final].split(w_, factor=m)
     ko, ki = s[final].split(k, factor=lanes)
@@ -290,7 +294,8 @@ def schedule_output(s, final, o1, m: int, work: float, lanes: int) -> None:
     s[final].unroll(i)
     s[final].unroll(j)
     s[final].vectorize(ki)
-    parallel_if_worth(s[final], s[final].fuse(n, th), work)
+    even = rows % threads == 0 or rows >= 8 * threads
+    parallel_if_worth(s[final], s[final].fuse(n, th) if even else s[final].fuse(n, th, tw), work)
     s[o1].compute_at(s[final], ko)
     oi, onu, op_, ok = s[o1].op.axis
     s[o1].unroll(oi)

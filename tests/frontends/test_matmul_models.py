@@ -70,3 +70,25 @@ def test_a_tuned_build_takes_the_implementation_whose_record_ran_fastest(rng):
         lib = frontends.build(graph, logs=[default_record(slow, 2e-6), default_record(fast, 1e-6)])
         assert [r.workload for r in lib.records] == [fast.workload_key]
         np.testing.assert_allclose(lib.run(x=x)[0], ref(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("op", ["MatMul", "Gemm"])
+def test_a_constant_b_is_packed_at_build_time(op, rng):
+    """A MatMul's constant (K, N) weight (the encoder's dense layers) is laid out for the packed
+    GEMM once, at build time: the kernel takes the packed constant and has no packing stage.
+    N = 40 is no multiple of the column block: the packed panel is zero-padded."""
+    M, K, N = 64, 24, 40
+    w = rng.standard_normal((K, N)).astype(np.float32)
+    c = rng.standard_normal(N).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(c, "c")]
+    node = helper.make_node(op, ["x", "w", "c"] if op == "Gemm" else ["x", "w"], ["y"])     # Gemm: transB=0
+    g = helper.make_graph([node], "mm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [M, K])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [M, N])], inits)
+    lib = frontends.build(frontends.from_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])))
+    (func,) = lib.plan.funcs
+    text = str(func)
+    assert ".packed: float32[" in text.splitlines()[0], text[:200]          # an argument ...
+    assert not [ln for ln in text.splitlines() if "# produce" in ln and "packed" in ln], text[:400]   # ... no stage
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    want = x.astype(np.float64) @ w + (c if op == "Gemm" else 0)
+    np.testing.assert_allclose(lib.run(x=x)[0], want, rtol=1e-4, atol=1e-4)

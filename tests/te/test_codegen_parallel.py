@@ -72,10 +72,9 @@ def _loop(var: str, kind: ForKind, body_of, extent: int = N) -> For:
     return For(v, Const(extent, "int64"), kind, body_of(v))
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_a_serial_statement_between_parallel_loops_runs_once_between_them(threads, rand):
-    # Y[i] = X[i] + 1 (parallel); Y[0] = Y[0] * 10 + Y[N-1] (serial: run twice, it would give
-    # another Y[0]); Z[i] = Y[i] + Y[0] (parallel: every iteration reads what the serial step wrote)
+def _serial_between(name: str) -> LoweredFunc:
+    """Y[i] = X[i] + 1 (parallel); Y[0] = Y[0] * 10 + Y[N-1] (serial: run twice, it would give
+    another Y[0]); Z[i] = Y[i] + Y[0] (parallel: every iteration reads what the serial step wrote)."""
     def body(X, Y, Z):
         first = _loop("i", ForKind.PARALLEL, lambda i: Store(Y, i, _ld(X, i) + Const(1.0, "float32")))
         serial = Store(Y, Const(0, "int64"),
@@ -83,7 +82,12 @@ def test_a_serial_statement_between_parallel_loops_runs_once_between_them(thread
         second = _loop("j", ForKind.PARALLEL,
                        lambda j: Store(Z, j, _ld(Y, j) + _ld(Y, Const(0, "int64"))))
         return Seq([Comment("first"), first, serial, Comment("second"), Seq([second])])
-    func = _hand_kernel(body, f"serial_between{threads}")
+    return _hand_kernel(body, name)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_serial_statement_between_parallel_loops_runs_once_between_them(threads, rand):
+    func = _serial_between(f"serial_between{threads}")
     assert _forks(func) == (1, 2, 1)
     x, y, z = _run(func, threads, rand)
     want_y = x + 1
@@ -127,3 +131,74 @@ def test_parallel_loops_under_a_serial_loop_make_a_region_per_iteration(rand):
     x, y, z = _run(func, 2, rand)
     np.testing.assert_allclose(y, 3 * x, rtol=1e-6)
     np.testing.assert_allclose(z, 6 * x, rtol=1e-6)       # x + 2x + 3x
+
+
+@pytest.mark.parametrize("extent", [1, 3, 7, 1000])
+def test_every_iteration_runs_once_whatever_the_split(extent, rand):
+    # each thread runs its own share, then claims what is left of the others': with more threads
+    # than iterations, shares of unequal length and an oversubscribed machine, still once each
+    def body(X, Y, Z):
+        return _loop("i", ForKind.PARALLEL, lambda i: Store(Y, i, _ld(Y, i) + _ld(X, i) + Const(1.0, "float32")),
+                     extent)
+    k = te.build(_hand_kernel(body, f"once{extent}"))
+    x = rand(N)
+    for threads in (1, 2, 3, 5):
+        k.set_num_threads(threads)
+        for _ in range(20):
+            y, z = np.zeros(N, np.float32), np.zeros(N, np.float32)
+            k(x, y, z)
+            np.testing.assert_allclose(y[:extent], x[:extent] + 1, rtol=1e-6)
+            assert not y[extent:].any()
+
+
+def test_a_region_forked_per_serial_iteration_gives_its_stack_back():
+    # the claim counters live on the caller's stack; 200000 regions without restoring it would
+    # take 12.8 MB (more than a thread's 8 MB stack) and crash
+    T = 200_000
+
+    def body(X, Y, Z):
+        return _loop("t", ForKind.SERIAL, lambda t: _loop(
+            "i", ForKind.PARALLEL, lambda i: Store(Z, i, _ld(Z, i) + Const(1.0, "float32")), 2), T)
+    k = te.build(_hand_kernel(body, "many_regions"))
+    k.set_num_threads(1)
+    x, y, z = (np.zeros(N, np.float32) for _ in range(3))
+    k(x, y, z)
+    assert z[0] == z[1] == T and not z[2:].any()
+
+
+def test_a_kernel_called_from_a_callers_openmp_threads_runs_whole_on_each(tmp_path):
+    # a C program's own parallel region calls the kernel on each of its threads, the library set
+    # to one thread: each call must still run the serial step (thread 0's) and every iteration
+    import subprocess
+    import textwrap
+    from te import export
+    func = _serial_between("nested_caller")
+    lib = tmp_path / "k.so"
+    te.export_library(func, lib)
+    src = tmp_path / "main.c"
+    src.write_text(textwrap.dedent(f"""
+        #include <stdio.h>
+        #include <omp.h>
+        int nested_caller(float *x, float *y, float *z);
+        void tilewise_set_num_threads(int n);
+        int main(void) {{
+            static float x[2][{N}], y[2][{N}], z[2][{N}];
+            int bad = 0;
+            tilewise_set_num_threads(1);
+            #pragma omp parallel num_threads(2) reduction(+:bad)
+            {{
+                int t = omp_get_thread_num();
+                for (int i = 0; i < {N}; i++) x[t][i] = (float)(i % 7) + t;
+                nested_caller(x[t], y[t], z[t]);
+                float y0 = (x[t][0] + 1) * 10 + (x[t][{N - 1}] + 1);
+                for (int i = 1; i < {N}; i++) bad += z[t][i] != x[t][i] + 1 + y0;
+                bad += z[t][0] != 2 * y0;
+            }}
+            printf("%d\\n", bad);
+            return bad != 0;
+        }}"""))
+    exe = tmp_path / "main"
+    subprocess.run([export.find_cc()[0], "-O1", "-fopenmp", "-o", str(exe), str(src), str(lib),
+                    f"-Wl,-rpath,{tmp_path}"], check=True, capture_output=True, text=True)
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "0", (r.stdout, r.stderr)

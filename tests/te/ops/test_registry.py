@@ -23,7 +23,7 @@ def old_rule(g) -> str:
     winograd.chosen's default held, the GEMM where as_matmul held, else the direct conv."""
     if g.depthwise:
         return "conv2d.depthwise"
-    if winograd.applies(g) and g.C >= 32 and g.K >= 32 and min(g.OH, g.OW) >= 14:
+    if winograd.applies(g) and g.C >= 16 and g.K >= 32 and min(g.OH, g.OW) >= 13:
         return "conv2d.winograd"
     return "conv2d.gemm1x1" if as_matmul(g) else "conv2d.direct"
 
@@ -36,6 +36,9 @@ RESNET_LIKE = [   # (x, w, strides, pads, groups), the implementation
     (((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.direct"),       # map too small
     (((1, 128, 56, 56), (128, 128, 3, 3), (2, 2), (1, 1, 1, 1), 1), "conv2d.direct"),     # strided
     (((1, 16, 56, 56), (16, 16, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.direct"),        # few channels
+    (((1, 8, 56, 56), (64, 8, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.direct"),          # few channels in
+    (((1, 16, 55, 55), (64, 16, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd"),      # SqueezeNet's
+    (((1, 64, 13, 13), (256, 64, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd"),
     (((1, 64, 56, 56), (256, 64, 1, 1), (1, 1), (0, 0, 0, 0), 1), "conv2d.gemm1x1"),
     (((1, 256, 56, 56), (512, 256, 1, 1), (2, 2), (0, 0, 0, 0), 1), "conv2d.gemm1x1"),    # 28x28 pixels
     (((1, 1024, 14, 14), (256, 1024, 1, 1), (1, 1), (0, 0, 0, 0), 1), "conv2d.direct"),   # 196 pixels

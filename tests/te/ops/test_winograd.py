@@ -143,3 +143,27 @@ def test_a_winograd_kernel_is_recognised_after_lowering():
     Wt = te.placeholder((32, 32, 3, 3), "float32", name="w")
     d = ops.conv2d(X, Wt, padding=1)
     assert not winograd.in_kernel(te.lower(ops.schedule([d]), [X, Wt, d], "k"))
+
+
+@pytest.mark.parametrize("threads,parallel", [(1, "range(7):  # parallel"), (2, "range(49):  # parallel")])
+def test_output_tiles_are_shared_out_evenly(threads, parallel):
+    # 27x27 in 4x4 tiles: 7 rows of tiles, whole rows for one thread, single tiles for two
+    import dataclasses
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 16, 27, 27)).astype(np.float32)
+    w = (rng.standard_normal((32, 16, 3, 3)) * 0.2).astype(np.float32)
+    g = geometry(x.shape, w.shape, (1, 1), (1, 1, 1, 1))
+    X = te.placeholder(x.shape, "float32", name="x")
+    U = winograd.transform_weight_numpy(w, 4, 16)
+    Ut = te.placeholder(U.shape, "float32", name="u")
+    y = winograd.conv2d_winograd(X, winograd.WinogradWeight(Ut, w.shape, 4), g, m=4, bn=16, bm=8)
+    s = te.create_schedule(y.op)
+    target = dataclasses.replace(te.target.host(), threads=threads)
+    winograd.schedule_winograd(s, y, None, target)
+    last = [ln for ln in str(te.lower(s, [X, Ut, y])).splitlines() if "# parallel" in ln][-1]
+    assert parallel in last
+    f = te.build(s, [X, Ut, y], target=target)
+    f.set_num_threads(threads)
+    out = np.full(y.shape, np.nan, np.float32)
+    f(x, U, out)
+    np.testing.assert_allclose(out, conv_ref(x, w, pads=(1, 1, 1, 1)), **TOL)
