@@ -51,6 +51,7 @@ ALTERNATIVES = {
     "conv2d.gemm1x1": {"session 13 default": {"bn": 32, "tile_y": [-1, 8], "pack_input": True,
                                              "tile_order": "cols_outer"},
                        "panels": {"tile_order": "panels", "pack_input": True},
+                       "packed first": {"tile_order": "cols_outer", "pack_input": True},
                        "6x4 tile packed": {"bn": 64, "tile_y": [-1, 6], "pack_input": True}},
     "conv2d.direct": {"rows_outer": {"out_order": "rows_outer"}},
 }
