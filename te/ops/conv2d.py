@@ -556,7 +556,8 @@ def _schedule_wpack(s: te.Schedule, wp: te.Tensor, work: float) -> None:
 
 def _schedule_pad(s: te.Schedule, xp: te.Tensor, work: float) -> None:
     n, c, h, w = s[xp].op.axis
-    parallel_if_worth(s[xp], s[xp].fuse(n, c), work)
+    # rows, not channel planes, are the tasks: a stem's 3 planes would split 2 : 1 over two threads
+    parallel_if_worth(s[xp], s[xp].fuse(n, c, h), work)
     W = xp.shape[3]
     lanes = xp.op.attrs.get("chunk") or (W if W <= 64 else largest_divisor(W, 64))
     if lanes > 1:

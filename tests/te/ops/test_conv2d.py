@@ -498,3 +498,21 @@ def test_untuned_conv_with_weights_packed_ahead_runs_tiles_not_channel_blocks(ra
     out = np.zeros(y.shape, np.float32)
     te.build(s, [x, w.tensor, y])(a, wpk, out)
     np.testing.assert_allclose(out, conv_ref(a, wa, pads=(1, 1, 1, 1)), **TOL)
+
+
+def test_padding_stage_shares_rows_not_planes_between_threads(rand):
+    """A stem's padded input (3 channel planes) is split over the threads by rows: its parallel
+    loop runs over every padded row of every plane; the conv still matches numpy."""
+    from te.schedule import ForKind
+    from te.stmt import For, walk_stmt
+    x, w = te.placeholder((1, 3, 64, 64), name="x"), te.placeholder((32, 3, 7, 7), name="w")
+    y = ops.conv2d(x, w, strides=2, padding=3)
+    s = ops.schedule([y])
+    f = te.lower(s, [x, w, y])
+    pad = next(st for st in s.stages if getattr(st.op, "tag", "") == "conv2d.pad")
+    loops = [n for n in walk_stmt(f.body) if isinstance(n, For) and n.kind is ForKind.PARALLEL]
+    assert int(loops[0].extent.value) == 3 * pad.op.output(0).shape[2]
+    a, wa = rand(x.shape), rand(w.shape)
+    out = np.zeros(y.shape, np.float32)
+    te.build(s, [x, w, y])(a, wa, out)
+    np.testing.assert_allclose(out, conv_ref(a, wa, (2, 2), pads=(3, 3, 3, 3)), **TOL)
