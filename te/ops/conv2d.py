@@ -296,7 +296,8 @@ def two_row_tile(g: ConvGeometry, ocb: int, target: Target) -> bool:
     outgrow the L1d (te.caches.Caches.level) they come from L2 at every tile, and a tile twice
     as tall halves that stream; two output rows at stride 2 also share one of the input rows they
     read.  Measured on Emerald Rapids (one thread's CPU time): ResNet-50's stride-2 3x3 128@56x56
-    1.18-1.24x, 256@28x28 1.03-1.05x; the 7x7 stem (19 KiB of weights a block, within L1d) keeps
+    1.18-1.24x, 256@28x28 1.03-1.05x (two threads, idle moments: 1.06x and, with pack_at's
+    "root", 1.15x); the 7x7 stem (19 KiB of weights a block, within L1d) keeps
     its 1 x 8 (a 2 x 7 ran 0.90x), and a 7-row map keeps one row (a second pads it).  Stride 1
     keeps the measured one-row tiles (its 3x3 convs mostly run by Winograd)."""
     lanes = target.lanes()
@@ -411,7 +412,7 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
 
     if final is not out:
         s[out].compute_inline()
-    if pack_at(cfg, wp) == "oc_block" and g.OH % bh == 0 and g.OW % bw == 0:
+    if pack_at(cfg, wp, g) == "oc_block" and g.OH % bh == 0 and g.OW % bw == 0:
         _schedule_oc_block(cfg, s, acc, wp, final, g, ocb, bh, bw)
         if xp is not None:
             _schedule_pad(s, xp, g.flops / 2)
@@ -455,14 +456,16 @@ def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target)
     return "oc_block" if fits and weights > 4 * outputs else "root"
 
 
-def pack_at(cfg, wp: te.Tensor | None) -> str:
-    """cfg's pack_at, except that an untuned conv whose weights were packed ahead of time (`wp`
-    None: a model's constants) runs "root": with nothing to pack per block, "oc_block" would only
-    make the tasks whole channel blocks, 8 or 16 of them on ResNet-50's 14x14 and 7x7 layers,
-    which two threads claiming them finish unevenly.  The tiles of "root" (224 on the stride-2
-    256@28x28) run as fast on one thread (CPU time within 2% on ResNet-50's 14x14 and 7x7 convs)
-    and that conv 1.13x faster on two (Emerald Rapids, alternating, idle machine)."""
-    if cfg.is_fallback and wp is None:
+def pack_at(cfg, wp: te.Tensor | None, g: ConvGeometry) -> str:
+    """cfg's pack_at, except that an untuned spatial conv whose weights were packed ahead of time
+    (`wp` None: a model's constants) runs "root".
+
+    With nothing to pack per block, "oc_block" only makes the tasks whole channel blocks (8 or 16
+    on ResNet-50's 14x14 and 7x7 layers), each reading the whole padded input.  Measured on two
+    threads (Emerald Rapids, alternating, idle moments): the stride-2 3x3 256@28x28 ran 1.07-1.09x
+    faster with the tiles of "root" (112), the 512@14x14 as fast; the 1x1 convs keep "oc_block",
+    which ran 1.03x faster on 1024 -> 256 at 14x14 (as fast on 2048 -> 512 at 7x7)."""
+    if cfg.is_fallback and wp is None and g.R * g.S > 1:
         return "root"
     return cfg["pack_at"].val
 

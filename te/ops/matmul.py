@@ -409,8 +409,9 @@ def panels_pay(M: int, K: int, Np: int, bn: int, target: Target) -> bool:
     other orders keep it in registers.  So panels pays for deep reductions over few output rows
     (K large, M small) and where B outgrows the L2; its tasks are whole column blocks, so it also
     needs PANELS_PER_THREAD of them a thread.  Measured on Emerald Rapids, one thread's CPU time
-    against cols_outer: 128 -> 16 at 55x55 (SqueezeNet) 1.66x, 512 -> 128 and 512 -> 256 at 28x28
-    1.05-1.11x (1.12-1.25x on two threads), 256 -> 32 at 27x27 1.03x; 128 -> 512 at 28x28 and the
+    against cols_outer: 128 -> 16 at 55x55 (SqueezeNet) 1.5-1.66x, 512 -> 128 and 512 -> 256 at
+    28x28 1.05-1.11x (on two threads, idle moments: 1.25-1.28x and 1.05-1.11x), 256 -> 32 at
+    27x27 1.03x; 128 -> 512 at 28x28 and the
     stride-2 256 -> 512 0.94-0.97x, which this keeps packed first.  The levels are the target's:
     a 1 MiB L2 (Zen 4) or 1.25 MiB (Ice Lake) moves the bound where B spills.
     """

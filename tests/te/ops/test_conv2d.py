@@ -473,19 +473,20 @@ def test_strided_conv_with_weights_past_l1d_takes_two_rows(rng):
 
 
 def test_untuned_conv_with_weights_packed_ahead_runs_tiles_not_channel_blocks(rand):
-    """conv2d.pack_at: with its weights packed ahead of time an untuned deep layer runs the tile
-    loop ("root", many small tasks), not one task per channel block; a tuned config keeps its
-    pack_at; the result matches numpy."""
+    """conv2d.pack_at: with its weights packed ahead of time an untuned deep spatial conv runs the
+    tile loop ("root", many small tasks), not one task per channel block; a 1x1 conv and a tuned
+    config keep "oc_block"; the result matches numpy."""
     from te.ops.conv2d import PackedWeight, default_ocb, default_pack_at, pack_at, pack_weight_numpy
     xs, ws = (1, 64, 7, 7), (64, 64, 3, 3)
     g = geometry(xs, ws, (1, 1), 1)
     assert default_pack_at(g, 32, 1, 7, te.target.host()) == "oc_block"
     cfg = FallbackConfig()
     cfg.define_knob("pack_at", ["root", "oc_block"], default="oc_block")
-    assert pack_at(cfg, None) == "root" and pack_at(cfg, te.placeholder((1,), name="wpack")) == "oc_block"
+    assert pack_at(cfg, None, g) == "root" and pack_at(cfg, te.placeholder((1,), name="wpack"), g) == "oc_block"
+    assert pack_at(cfg, None, geometry((1, 1024, 14, 14), (256, 1024, 1, 1))) == "oc_block"     # a 1x1 conv
     space = create_task("conv2d_nchw", (xs, ws, (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")).config_space
     tuned = space.from_json({**space.get(space.default_index()).to_json(), "pack_at": "oc_block"})
-    assert pack_at(tuned, None) == "oc_block"
+    assert pack_at(tuned, None, g) == "oc_block"
     a, wa = rand(xs), rand(ws)
     ocb = default_ocb(g, te.target.host())
     wpk = pack_weight_numpy(wa, ocb)
