@@ -44,15 +44,17 @@ SHAPES = {
     "128_512_sum": (128, 28, 512, 1, 1, "sum"), "512_128": (512, 28, 128, 1, 1, "relu"),
     "512_256": (512, 28, 256, 1, 1, "relu"), "256_1024_sum": (256, 14, 1024, 1, 1, "sum"),
     "1024_256": (1024, 14, 256, 1, 1, "relu"), "2048_512": (2048, 7, 512, 1, 1, "relu"),
-    "512_2048_sum": (512, 7, 2048, 1, 1, "sum"),
+    "512_2048_sum": (512, 7, 2048, 1, 1, "sum"), "stem": (3, 224, 64, 7, 2, "relu"),
 }
 # knob overrides timed beside the default, by the implementation the default build uses
 ALTERNATIVES = {
     "conv2d.gemm1x1": {"session 13 default": {"bn": 32, "tile_y": [-1, 8], "pack_input": True,
                                              "tile_order": "cols_outer"},
                        "panels": {"tile_order": "panels", "pack_input": True},
+                       "packed first": {"tile_order": "cols_outer", "pack_input": True},
                        "6x4 tile packed": {"bn": 64, "tile_y": [-1, 6], "pack_input": True}},
-    "conv2d.direct": {"rows_outer": {"out_order": "rows_outer"}},
+    "conv2d.direct": {"rows_outer": {"out_order": "rows_outer"}, "one row": {"tile_oh": [-1, 1]},
+                      "oc_block": {"pack_at": "oc_block"}},
 }
 
 

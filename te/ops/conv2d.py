@@ -263,6 +263,8 @@ def default_tiles(g: ConvGeometry, ocb: int, target: Target) -> tuple[int, int]:
     of the padded work; the pick maximises useful accumulators per padded work.
     """
     measured = ocb == 32 and two_vector_tiles(target)      # the fixed tiles, chosen by timing them
+    if measured and two_row_tile(g, ocb, target):
+        return 2, 7
     if measured and wide_map(g):
         if g.OW % 8 and g.OW % 7 and (g.C // g.groups) * g.R * g.S < 64:
             # a short reduction (a 3x3 stem over 3 channels: 27 FMAs per output) leaves the store
@@ -289,6 +291,24 @@ def default_tiles(g: ConvGeometry, ocb: int, target: Target) -> tuple[int, int]:
             if score > best_score:
                 best, best_score = (bh, bw), score
     return best
+
+
+def two_row_tile(g: ConvGeometry, ocb: int, target: Target) -> bool:
+    """Does a strided spatial conv take a 2 x 7 register tile (28 accumulators with 32 channels)
+    rather than one row of 7?
+
+    Every tile streams its channel block's weights (C x R x S x ocb floats) once; where they
+    outgrow the L1d (te.caches.Caches.level) they come from L2 at every tile, and a tile twice
+    as tall halves that stream; two output rows at stride 2 also share one of the input rows they
+    read.  Measured on Emerald Rapids (one thread's CPU time): ResNet-50's stride-2 3x3 128@56x56
+    1.18-1.24x, 256@28x28 1.03-1.05x (two threads, idle moments: 1.06x and, with pack_at's
+    "root", 1.15x); the 7x7 stem (19 KiB of weights a block, within L1d) keeps
+    its 1 x 8 (a 2 x 7 ran 0.90x), and a 7-row map keeps one row (a second pads it).  Stride 1
+    keeps the measured one-row tiles (its 3x3 convs mostly run by Winograd)."""
+    lanes = target.lanes()
+    return (g.groups == 1 and g.R * g.S > 1 and min(g.sh, g.sw) > 1 and g.OH % 2 == 0 and g.OW % 7 == 0
+            and 14 * -(-ocb // lanes) <= target.acc_vectors
+            and target.caches.level(4.0 * g.C * g.R * g.S * ocb) > 0)
 
 
 def subsamples(g: ConvGeometry, target: Target) -> bool:
@@ -384,6 +404,8 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     # rows in L1 across them
     one_row = wide_map(g) and ocb == 32 and two_vector_tiles(target)
     ic = (1 if g.sh == 1 else largest_divisor(Cg, 4)) if one_row else largest_divisor(Cg, 16)
+    if bh == 2 and two_row_tile(g, ocb, target):
+        ic = largest_divisor(Cg, 8)     # measured a little faster than 4 and 16 with the 2 x 7 tile
     cfg.define_split("tile_ic", Cg, num_outputs=2, max_factor=64, default=[-1, ic])
     # channels outside the taps for spatial convs: never slower than the taps outside on ResNet-50's
     # and VGG-19's 3x3 layers, and the order most tuned 3x3 configs choose (bench/RESULTS.md)
@@ -395,7 +417,7 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
 
     if final is not out:
         s[out].compute_inline()
-    if cfg["pack_at"].val == "oc_block" and g.OH % bh == 0 and g.OW % bw == 0:
+    if pack_at(cfg, wp, g) == "oc_block" and g.OH % bh == 0 and g.OW % bw == 0:
         _schedule_oc_block(cfg, s, acc, wp, final, g, ocb, bh, bw)
         if xp is not None:
             _schedule_pad(s, xp, g.flops / 2)
@@ -437,6 +459,20 @@ def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target)
     outputs = g.N * g.K * g.OH * g.OW
     fits = g.OH % bh == 0 and g.OW % bw == 0 and g.OH * g.OW * ocb * 4 <= target.caches.l1d
     return "oc_block" if fits and weights > 4 * outputs else "root"
+
+
+def pack_at(cfg, wp: te.Tensor | None, g: ConvGeometry) -> str:
+    """cfg's pack_at, except that an untuned spatial conv whose weights were packed ahead of time
+    (`wp` None: a model's constants) runs "root".
+
+    With nothing to pack per block, "oc_block" only makes the tasks whole channel blocks (8 or 16
+    on ResNet-50's 14x14 and 7x7 layers), each reading the whole padded input.  Measured on two
+    threads (Emerald Rapids, alternating, idle moments): the stride-2 3x3 256@28x28 ran 1.07-1.09x
+    faster with the tiles of "root" (112), the 512@14x14 as fast; the 1x1 convs keep "oc_block",
+    which ran 1.03x faster on 1024 -> 256 at 14x14 (as fast on 2048 -> 512 at 7x7)."""
+    if cfg.is_fallback and wp is None and g.R * g.S > 1:
+        return "root"
+    return cfg["pack_at"].val
 
 
 def input_rows_read(g: ConvGeometry) -> int:
@@ -528,7 +564,8 @@ def _schedule_wpack(s: te.Schedule, wp: te.Tensor, work: float) -> None:
 
 def _schedule_pad(s: te.Schedule, xp: te.Tensor, work: float) -> None:
     n, c, h, w = s[xp].op.axis
-    parallel_if_worth(s[xp], s[xp].fuse(n, c), work)
+    # rows, not channel planes, are the tasks: a stem's 3 planes would split 2 : 1 over two threads
+    parallel_if_worth(s[xp], s[xp].fuse(n, c, h), work)
     W = xp.shape[3]
     lanes = xp.op.attrs.get("chunk") or (W if W <= 64 else largest_divisor(W, 64))
     if lanes > 1:

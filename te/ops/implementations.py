@@ -126,7 +126,7 @@ class Gemm1x1Conv(_Conv):
         P = g.OH * g.OW
         bn, bm, pack = gemm_defaults(g, target)
         define_bn(cfg, P, target, bn)
-        define_knobs(cfg, g.K, P, g.C, "packed", target, bn, panels=True, bm=bm, padded_rows=True)
+        define_knobs(cfg, g.K, P, g.C, "packed", target, bn, panels=True, bm=bm, padded_rows=True, packs_b=pack)
         if g.sh == g.sw == 1:           # a strided conv's input must be gathered (packed)
             cfg.define_knob("pack_input", [False, True], default=pack)     # gemm_defaults says why
             cfg.define_constraint("input read in place", lambda c: c["pack_input"].val or P % c["bn"].val == 0)

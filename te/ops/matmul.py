@@ -304,10 +304,12 @@ def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
 # ---------------------------------------------------------------- schedules
 
 def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn: int | None = None,
-                 panels: bool = False, bm: int | None = None, padded_rows: bool = False) -> None:
+                 panels: bool = False, bm: int | None = None, padded_rows: bool = False,
+                 packs_b: bool = True) -> None:
     """Declare the knobs of one strategy for target (a no-op for knobs already declared); `bn`
     and `bm`: the default column block and row tile, if not pick_lanes(N) and default_bm's;
-    `panels`: B is packed inside the kernel and the tile order "panels" (TILE_ORDERS) applies;
+    `panels`: B may be packed inside the kernel and the tile order "panels" (TILE_ORDERS) applies,
+    its default where the default config packs B (`packs_b`) and panels_pay;
     `padded_rows`: row tiles that pad M include WIDE_PADDED_ROWS."""
     acc, lanes = target.acc_vectors, target.lanes()
     if strategy == "packed":
@@ -320,7 +322,7 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn:
         cfg.define_split("tile_k", K, num_outputs=2, max_factor=16, default=[-1, largest_divisor(K, 4)])
         cfg.define_knob("order", ["k_outer", "rows_outer"], default="k_outer")
         cfg.define_knob("tile_order", list(TILE_ORDERS if panels else TILE_ORDERS[:2]),
-                        default=default_tile_order(M, N, K, bm, bn, target))
+                        default=default_tile_order(M, N, K, bm, bn, target, packs_b=panels and packs_b))
         # the bm x bn accumulator tile must fit the vector registers, as in the direct conv
         cfg.define_constraint("register tile", lambda c: c["tile_y"].size[-1] * -(-c["bn"].val // lanes) <= acc)
     elif strategy == "dot":
@@ -344,7 +346,8 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn:
         cfg.define_knob("splitk_unroll_k", [2, 4, 8, 16], default=8)
 
 
-def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target, nchw_arrays: int = 0) -> str:
+def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target, nchw_arrays: int = 0,
+                       packs_b: bool = False) -> str:
     """The packed strategy's loops over register tiles: column blocks outside ("cols_outer") where
     N >= M, row tiles outside otherwise, unless with the target's caches the other order takes
     fewer cycles (te.caches.beats).
@@ -368,6 +371,9 @@ def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target,
     a time, a plane apart (Caches.plane_cycles: no prefetcher follows them), rows_outer streams
     each plane.  With a residual that decides ResNet-50's 64 -> 256 conv at 56x56 (3.1 MiB of
     output and as much residual): rows_outer, 0.70 against 0.88 ms on two threads.
+
+    `packs_b`: the kernel packs B itself (a 1x1 conv's input): "panels" replaces cols_outer
+    where panels_pay.
     """
     a, b = 4.0 * M * K, 4.0 * K * N
     panel, band = 4.0 * K * bn, 4.0 * K * bm
@@ -381,7 +387,41 @@ def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target,
         cycles["rows_outer"] += c.reread_cycles([(nchw_arrays * out, out)])
     usual = "cols_outer" if N >= M else "rows_outer"
     other = "rows_outer" if usual == "cols_outer" else "cols_outer"
-    return other if beats(cycles[other], cycles[usual]) else usual
+    order = other if beats(cycles[other], cycles[usual]) else usual
+    # panels visits the output planes as cols_outer does: it replaces that order only
+    return "panels" if order == "cols_outer" and packs_b and panels_pay(M, K, col_blocks * bn, bn, target) else order
+
+
+# column blocks per thread the panels order needs: its tasks are whole column blocks, and with
+# fewer the last claims leave a thread idle (28x28 maps give 25 blocks of 32 pixels)
+PANELS_PER_THREAD = 4
+
+
+def panels_pay(M: int, K: int, Np: int, bn: int, target: Target) -> bool:
+    """Does the "panels" tile order beat packing all of B (K x Np floats) before the row tiles
+    read it: does the round trip it saves cost more than the accumulator pass it adds?
+
+    Packed first, all of B lies between a panel's write and its first read: the pack writes B to
+    the level that holds it (Caches.level) and the tiles read it back from there.  Packed per
+    task, a panel (K x bn floats) is read right after its own core wrote it, from the level that
+    holds one panel.  What panels adds: each block's accumulator (M x bn floats) is written by the
+    register tiles and re-read by the epilogue, from the level that holds one block, where the
+    other orders keep it in registers.  So panels pays for deep reductions over few output rows
+    (K large, M small) and where B outgrows the L2; its tasks are whole column blocks, so it also
+    needs PANELS_PER_THREAD of them a thread.  Measured on Emerald Rapids, one thread's CPU time
+    against cols_outer: 128 -> 16 at 55x55 (SqueezeNet) 1.5-1.66x, 512 -> 128 and 512 -> 256 at
+    28x28 1.05-1.11x (on two threads, idle moments: 1.25-1.28x and 1.05-1.11x), 256 -> 32 at
+    27x27 1.03x; 128 -> 512 at 28x28 and the
+    stride-2 256 -> 512 0.94-0.97x, which this keeps packed first.  The levels are the target's:
+    a 1 MiB L2 (Zen 4) or 1.25 MiB (Ice Lake) moves the bound where B spills.
+    """
+    c = target.caches
+    if -(-Np // bn) < PANELS_PER_THREAD * target.threads:
+        return False
+    b, out = 4.0 * K * Np, 4.0 * M * Np
+    saved = c.reread_cycles([(2 * b, b)]) - c.reread_cycles([(2 * b, 4.0 * K * bn)])
+    added = c.reread_cycles([(2 * out, 4.0 * M * bn)])
+    return saved > added
 
 
 def define_bn(cfg, N: int, target: Target, default: int | None = None) -> None:
@@ -424,8 +464,10 @@ def tile_order(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, target: Ta
     attrs = out.op.attrs
     if not (cfg.is_fallback and attrs.get("nchw")):
         return cfg["tile_order"].val
+    packed = input_stage(input_stage(out, "acc"), "pack")
     return default_tile_order(attrs["M"], attrs["N"], attrs["K"], cfg["tile_y"].size[-1], attrs["bn"], target,
-                              1 + _output_sized_reads(s, out, final))
+                              1 + _output_sized_reads(s, out, final),
+                              packs_b=packed is not None and isinstance(packed.op, te.ComputeOp))
 
 
 def _output_sized_reads(s: te.Schedule, out: te.Tensor, final: te.Tensor) -> int:

@@ -172,3 +172,43 @@ def test_derived_defaults_build_and_match_numpy(impl, wl, knob, tiny, huge, rng)
         else:
             ref = conv_ref(*ins, wl.strides, wl.padding)
         np.testing.assert_allclose(out, ref, rtol=2e-4, atol=2e-3, err_msg=f"{impl} {cfg}")
+
+
+def test_panels_where_the_pack_round_trip_outweighs_the_accumulator_pass():
+    """matmul.panels_pay: a 1x1 conv that packs its input takes "panels" where the packed input's
+    round trip (beyond L2, or a deep reduction over few output channels) costs more than writing
+    and re-reading the accumulator blocks, with 4 column blocks a thread; the cases its docstring
+    measured on Emerald Rapids."""
+    order = default_tile_order
+    t = dataclasses.replace(with_caches(EMERALD), threads=2)
+    assert order(128, 784, 512, 8, 32, t, 1, packs_b=True) == "panels"          # 512 -> 128 at 28x28
+    assert order(256, 784, 512, 8, 32, t, 1, packs_b=True) == "panels"          # 512 -> 256
+    assert order(16, 3025, 128, 8, 32, t, 1, packs_b=True) == "panels"          # SqueezeNet's 128 -> 16
+    assert order(512, 784, 128, 8, 32, t, 2, packs_b=True) == "cols_outer"      # 128 -> 512: M > K
+    assert order(512, 784, 256, 8, 32, t, 1, packs_b=True) == "cols_outer"      # 256 -> 512 stride 2
+    assert order(128, 784, 512, 8, 32, t, 1) == "cols_outer"                    # the input read in place
+    # too few column blocks for the threads (25 blocks, 8 threads), and the residual-streaming order
+    assert order(128, 784, 512, 8, 32, dataclasses.replace(t, threads=8), 1, packs_b=True) == "cols_outer"
+    assert order(256, 3136, 64, 8, 32, t, 2, packs_b=True) == "rows_outer"
+
+
+def test_untuned_1x1_conv_packs_per_panel_and_matches_numpy(rand):
+    """The untuned schedule of a deep 1x1 conv over few channels takes panels (each column block
+    packs its panel inside the parallel loop) and matches numpy with its epilogue."""
+    from te import ops
+    from te.ops.matmul import tile_order
+    from te.schedule import AttachType
+    wl = ConvWorkload((1, 128, 20, 20), (16, 128, 1, 1), (1, 1), (0, 0, 0, 0))
+    im = registry.IMPLEMENTATIONS["conv2d.gemm1x1"]
+    target = dataclasses.replace(with_caches(EMERALD, host()), threads=2)
+    cfg = im.config(wl, target)
+    x, w = im.placeholders(wl, cfg, target, False)
+    y = im.compute([x, w], wl, cfg, target)
+    z = ops.relu(y)
+    s = ops.schedule([z], target, anchor_schedule=lambda s, out, final: im.schedule(s, out, final, cfg, target))
+    assert tile_order(cfg, s, y, z, target) == "panels"
+    assert next(st for st in s.stages if getattr(st.op, "tag", "") == "pack").attach_type is AttachType.SCOPE
+    a, b = rand(wl.x_shape), rand(wl.w_shape)
+    out = np.zeros(z.shape, np.float32)
+    te.build(s, [x, w, z], target=target)(a, b, out)
+    np.testing.assert_allclose(out, np.maximum(conv_ref(a, b), 0), rtol=1e-4, atol=1e-4)

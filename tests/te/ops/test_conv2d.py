@@ -448,3 +448,72 @@ def test_a_short_reduction_on_a_row_no_tile_divides_takes_a_dividing_tile(rng):
     out = np.zeros(Y.shape, np.float32)
     te.build(ops.schedule([Y]), [X, W, Y])(x, w, out)
     np.testing.assert_allclose(out, conv_ref(x, w, (2, 2)), rtol=1e-4, atol=1e-4)
+
+
+def test_strided_conv_with_weights_past_l1d_takes_two_rows(rng):
+    """conv2d.two_row_tile: ResNet-50's stride-2 3x3 convs on 28 and 14 columns take a 2 x 7 tile
+    (28 accumulators); the stem (its block's weights within L1d), a 7-row map and stride 1 keep
+    one row; a conv with that tile matches numpy."""
+    from te.ops.conv2d import default_tiles
+    avx512 = te.target.parse("llvm -mcpu=skylake-avx512 -l1d=48K -l2=2M -l3=150M")
+    assert default_tiles(geometry((1, 128, 56, 56), (128, 128, 3, 3), (2, 2), 1), 32, avx512) == (2, 7)
+    assert default_tiles(geometry((1, 256, 28, 28), (256, 256, 3, 3), (2, 2), 1), 32, avx512) == (2, 7)
+    assert default_tiles(geometry((1, 512, 14, 14), (512, 512, 3, 3), (2, 2), 1), 32, avx512) == (1, 7)
+    assert default_tiles(geometry((1, 3, 224, 224), (64, 3, 7, 7), (2, 2), 3), 32, avx512) == (1, 8)
+    assert default_tiles(geometry((1, 128, 28, 28), (128, 128, 3, 3), (1, 1), 1), 32, avx512) == (1, 7)
+    x = rng.standard_normal((1, 40, 28, 28)).astype(np.float32)     # 40 x 9 x 32 floats: 45 KiB a block
+    w = rng.standard_normal((32, 40, 3, 3)).astype(np.float32)
+    X, W = te.placeholder(x.shape, name="x"), te.placeholder(w.shape, name="w")
+    Y = ops.conv2d(X, W, strides=2, padding=1)
+    if te.target.host().lanes() == 16 and te.target.host().vector_registers >= 32:
+        assert (Y.op.attrs["bh"], Y.op.attrs["bw"]) == (2, 7)
+    out = np.zeros(Y.shape, np.float32)
+    te.build(ops.schedule([Y]), [X, W, Y])(x, w, out)
+    np.testing.assert_allclose(out, conv_ref(x, w, (2, 2), pads=(1, 1, 1, 1)), rtol=1e-4, atol=1e-4)
+
+
+def test_untuned_conv_with_weights_packed_ahead_runs_tiles_not_channel_blocks(rand):
+    """conv2d.pack_at: with its weights packed ahead of time an untuned deep spatial conv runs the
+    tile loop ("root", many small tasks), not one task per channel block; a 1x1 conv and a tuned
+    config keep "oc_block"; the result matches numpy."""
+    from te.ops.conv2d import PackedWeight, default_ocb, default_pack_at, pack_at, pack_weight_numpy
+    xs, ws = (1, 64, 7, 7), (64, 64, 3, 3)
+    g = geometry(xs, ws, (1, 1), 1)
+    assert default_pack_at(g, 32, 1, 7, te.target.host()) == "oc_block"
+    cfg = FallbackConfig()
+    cfg.define_knob("pack_at", ["root", "oc_block"], default="oc_block")
+    assert pack_at(cfg, None, g) == "root" and pack_at(cfg, te.placeholder((1,), name="wpack"), g) == "oc_block"
+    assert pack_at(cfg, None, geometry((1, 1024, 14, 14), (256, 1024, 1, 1))) == "oc_block"     # a 1x1 conv
+    space = create_task("conv2d_nchw", (xs, ws, (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")).config_space
+    tuned = space.from_json({**space.get(space.default_index()).to_json(), "pack_at": "oc_block"})
+    assert pack_at(tuned, None, g) == "oc_block"
+    a, wa = rand(xs), rand(ws)
+    ocb = default_ocb(g, te.target.host())
+    wpk = pack_weight_numpy(wa, ocb)
+    x = te.placeholder(xs, name="x")
+    w = PackedWeight(te.placeholder(wpk.shape, name="wp"), ws)
+    y = ops.conv2d(x, w, padding=1)
+    s = ops.schedule([y])
+    body = str(te.lower(s, [x, w.tensor, y]))
+    assert "# parallel" in body and f"range({64 // ocb}):  # parallel" not in body    # not a task per block
+    out = np.zeros(y.shape, np.float32)
+    te.build(s, [x, w.tensor, y])(a, wpk, out)
+    np.testing.assert_allclose(out, conv_ref(a, wa, pads=(1, 1, 1, 1)), **TOL)
+
+
+def test_padding_stage_shares_rows_not_planes_between_threads(rand):
+    """A stem's padded input (3 channel planes) is split over the threads by rows: its parallel
+    loop runs over every padded row of every plane; the conv still matches numpy."""
+    from te.schedule import ForKind
+    from te.stmt import For, walk_stmt
+    x, w = te.placeholder((1, 3, 64, 64), name="x"), te.placeholder((32, 3, 7, 7), name="w")
+    y = ops.conv2d(x, w, strides=2, padding=3)
+    s = ops.schedule([y])
+    f = te.lower(s, [x, w, y])
+    pad = next(st for st in s.stages if getattr(st.op, "tag", "") == "conv2d.pad")
+    loops = [n for n in walk_stmt(f.body) if isinstance(n, For) and n.kind is ForKind.PARALLEL]
+    assert int(loops[0].extent.value) == 3 * pad.op.output(0).shape[2]
+    a, wa = rand(x.shape), rand(w.shape)
+    out = np.zeros(y.shape, np.float32)
+    te.build(s, [x, w, y])(a, wa, out)
+    np.testing.assert_allclose(out, conv_ref(a, wa, (2, 2), pads=(3, 3, 3, 3)), **TOL)
