@@ -3,6 +3,7 @@
     python bench/autosched.py                          # the issue's budgets: 128 trials, 60 s per task
     python bench/autosched.py --trials 16 --seconds 20 --ops softmax,layernorm
     python bench/autosched.py --ops matmul --skip-template --show    # the best loop nest too
+    python bench/autosched.py --ops conv3x3 --trials 256 --seconds 1200   # issue 21's conv, 256 trials
     python bench/autosched.py --blockings '{"bn":48}' '{"bn":64,"tile_y":[-1,4]}'   # no search
     python bench/autosched.py --blockings --ops batch_matmul,batch_matmul_sv  # attention's, beside ORT
 
@@ -21,7 +22,7 @@ the matmul numpy and the matmul template tuned by XGBTuner with the same budget,
 ResNet's 3x3 conv (conv3x3: NCHW 1x64x56x56, 64 filters, pad 1) the direct conv template
 conv2d_nchw tuned likewise and the Winograd template's default config (another algorithm, for
 scale), both reading the weight packed ahead as in a model build (the auto-scheduled kernel
-reads it as OIHW).  Issue 21's conv budget: --ops conv3x3 --trials 256.
+reads it as OIHW; ONNX Runtime gets it as an input, not a constant it could pre-pack).
 2 threads throughout (--threads 1: one core's efficiency, steadier on a busy machine).  Beside
 a busy process, te's OpenMP threads spinning at the barrier between back-to-back runs
 (te.runtime.SPIN_COUNT) stall every 2-thread run of a batched matmul for a time slice (8 ms
