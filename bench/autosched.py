@@ -3,6 +3,7 @@
     python bench/autosched.py                          # the issue's budgets: 128 trials, 60 s per task
     python bench/autosched.py --trials 16 --seconds 20 --ops softmax,layernorm
     python bench/autosched.py --ops matmul --skip-template --show    # the best loop nest too
+    python bench/autosched.py --ops conv3x3 --trials 256 --seconds 1200   # issue 21's conv, 256 trials
     python bench/autosched.py --blockings '{"bn":48}' '{"bn":64,"tile_y":[-1,4]}'   # no search
     python bench/autosched.py --blockings --ops batch_matmul,batch_matmul_sv  # attention's, beside ORT
 
@@ -16,8 +17,12 @@ Every operator is declared in plain te (registered with @autotune.register_workl
 template; softmax multiplies by 1 / the row sum as te.ops.nn.softmax and ONNX Runtime do), tuned by `autotune.AutoScheduler` within the trial and time budget, and its best
 schedule timed in alternating rounds beside: te's default schedule (the loop nest as declared,
 timed once, it can take seconds), the task's default config (the sketch rules' defaults),
-ONNX Runtime running the same computation as a one-node model (two for dense + GELU), and
-for the matmul numpy and the matmul template tuned by XGBTuner with the same budget.
+ONNX Runtime running the same computation as a one-node model (two for dense + GELU), for
+the matmul numpy and the matmul template tuned by XGBTuner with the same budget, and for
+ResNet's 3x3 conv (conv3x3: NCHW 1x64x56x56, 64 filters, pad 1) the direct conv template
+conv2d_nchw tuned likewise and the Winograd template's default config (another algorithm, for
+scale), both reading the weight packed ahead as in a model build (the auto-scheduled kernel
+reads it as OIHW; ONNX Runtime gets it as an input, not a constant it could pre-pack).
 2 threads throughout (--threads 1: one core's efficiency, steadier on a busy machine).  Beside
 a busy process, te's OpenMP threads spinning at the barrier between back-to-back runs
 (te.runtime.SPIN_COUNT) stall every 2-thread run of a batched matmul for a time slice (8 ms
@@ -107,6 +112,19 @@ def as_bench_dense_gelu(M, N, K):
                                    name="gelu")]
 
 
+@autotune.register_workload
+def as_bench_conv2d(N, C, H, W, K, R, S):
+    X = te.placeholder((N, C, H, W), name="X")
+    Wt = te.placeholder((K, C, R, S), name="W")
+    ph, pw = R // 2, S // 2                                        # "same" padding, stride 1
+    P = te.ops.pad(X, (0, 0, ph, pw), (0, 0, ph, pw), name="P")
+    c = te.reduce_axis((0, C), name="c")
+    r = te.reduce_axis((0, R), name="r")
+    q = te.reduce_axis((0, S), name="q")
+    return [X, Wt, te.compute((N, K, H, W), lambda n, k, y, x: te.sum(P[n, c, y + r, x + q] * Wt[k, c, r, q],
+                                                                      axis=[c, r, q]), name="Y")]
+
+
 OPS = {
     "matmul": (as_bench_matmul, (1024, 1024, 1024)),
     "batch_matmul": (as_bench_batch_matmul, (1, 12, 128, 64, 128)),      # attention's Q x K^T
@@ -114,7 +132,23 @@ OPS = {
     "softmax": (as_bench_softmax, (12, 128, 128)),
     "layernorm": (as_bench_layernorm, (128, 768)),
     "dense_gelu": (as_bench_dense_gelu, (128, 3072, 768)),
+    "conv3x3": (as_bench_conv2d, (1, 64, 56, 56, 64, 3, 3)),            # ResNet-18/50's 56x56 3x3 conv
 }
+
+
+def templates(op: str, args) -> list[tuple[str, str, tuple, bool, bool]]:
+    """The template tasks an op is compared with: (row label, template, its arguments, tuned?,
+    weight packed ahead?: a conv's is a model's constant, the matmul's B an input like A)."""
+    if op == "matmul":
+        return [("template (XGBTuner)", "matmul", (*args, "float32"), True, False)]
+    if op == "conv3x3":
+        N, C, H, W, K, R, S = args
+        conv = ((N, C, H, W), (K, C, R, S), (1, 1), (R // 2, S // 2, R // 2, S // 2), (1, 1), 1, "float32")
+        # ResNet's direct conv, tuned; Winograd is another algorithm (fewer multiplies): its
+        # default config only, for scale
+        return [("template conv2d_nchw (XGBTuner)", "conv2d_nchw", conv, True, True),
+                ("Winograd template, default config", "conv2d_nchw_winograd", conv, False, True)]
+    return []
 
 
 # ---------------------------------------------------------------- ONNX Runtime references
@@ -138,6 +172,10 @@ def onnx_model(op: str, args):
         M, N = args
         nodes = [helper.make_node("LayerNormalization", ["X", "g", "b"], ["Y"], axis=-1, epsilon=1e-5)]
         ins, out = [vi("X", f, [M, N]), vi("g", f, [N]), vi("b", f, [N])], vi("Y", f, [M, N])
+    elif op == "conv3x3":
+        N, C, H, W, K, R, S = args
+        nodes = [helper.make_node("Conv", ["X", "W"], ["Y"], pads=[R // 2, S // 2, R // 2, S // 2])]
+        ins, out = [vi("X", f, [N, C, H, W]), vi("W", f, [K, C, R, S])], vi("Y", f, [N, K, H, W])
     else:
         M, N, K = args
         nodes = [helper.make_node("MatMul", ["A", "W"], ["AW"]), helper.make_node("Add", ["AW", "bias"], ["E"]),
@@ -180,10 +218,19 @@ def bench_op(op: str, a, log_dir: str) -> list:
     out_shape = task.tensors[-1].shape
     outs = {}
 
-    def runner(kernel):
+    def runner(kernel, args=None):
         o = np.zeros(out_shape, np.float32)
         outs[id(kernel)] = o
-        return lambda: kernel(*ins, o)
+        args = args or ins
+        return lambda: kernel(*args, o)
+
+    def template_runner(tmpl, config, prepacked: bool):
+        if not prepacked:
+            return runner(tmpl.build(config))
+        # the weight packed ahead, as a model build passes a conv's constant weight
+        s, tensors = tmpl.instantiate(config, prepacked=True)
+        kernel = te.build(s, tensors, target=tmpl.target)
+        return runner(kernel, [ins[0], tmpl.pack_weight(ins[1], config), *ins[2:]])
 
     s0 = task.schedule()
     naive = te.build(s0, task.tensors)
@@ -201,11 +248,12 @@ def bench_op(op: str, a, log_dir: str) -> list:
     want = sess.run(None, feeds)[0]
     if op == "matmul":
         fns["numpy"] = lambda: np.matmul(*ins)
-        tmpl = autotune.create_task("matmul", (*args, "float32"))
-        xgb = autotune.XGBTuner(tmpl, seed=a.seed)
-        if not a.skip_template:
-            tune(xgb, a.trials, a.seconds, os.path.join(log_dir, "matmul_template.jsonl"), "matmul template")
-            fns["template (XGBTuner)"] = runner(tmpl.build(xgb.best_config))
+    for label, name, targs, tuned, prepacked in [] if a.skip_template else templates(op, args):
+        tmpl = autotune.create_task(name, targs)
+        if tuned:
+            xgb = autotune.XGBTuner(tmpl, seed=a.seed)
+            tune(xgb, a.trials, a.seconds, os.path.join(log_dir, f"{op}_{name}.jsonl"), f"{op} {name}")
+        fns[label] = template_runner(tmpl, xgb.best_config if tuned else None, prepacked)
     with numpy_threads(a.threads):
         lat = time_interleaved(fns, repeat=a.rounds)
     for key in list(outs):
@@ -290,7 +338,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="search time per task (default 60)")
     ap.add_argument("--rounds", type=int, default=20, help="alternating timing rounds (default 20)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip-template", action="store_true", help="do not tune the matmul template")
+    ap.add_argument("--skip-template", action="store_true", help="no template rows (matmul's, conv3x3's)")
     ap.add_argument("--threads", type=int, default=2, help="threads of every engine (default 2)")
     ap.add_argument("--show", action="store_true", help="print each op's best schedule as a loop nest (stderr)")
     ap.add_argument("--blockings", nargs="*", metavar="KNOBS",

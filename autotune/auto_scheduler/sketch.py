@@ -78,6 +78,9 @@ class StageFacts:
     expensive: bool             # recomputing it costs: a math call (exp, erf, ...) or a long expression
     reuse: bool                 # some input is not indexed by every data axis (tiling pays)
     dtype: str = "float32"
+    # innermost extents of the inputs read along the last data axis (a GEMM's B: N; a conv's
+    # padded input: W + 2, its index x + q), which a panel layout must divide
+    vector_widths: tuple = ()
 
     @property
     def injective(self) -> bool:
@@ -97,8 +100,10 @@ def _facts(s: te.Schedule) -> dict[str, StageFacts]:
         nodes = [x for b in op.body for x in walk(b)]
         # a math call, or a long expression (te.ops.fastmath's exp is a polynomial of ~40 nodes)
         expensive = any(isinstance(x, Call) for x in nodes) or len(nodes) > EXPENSIVE_NODES
+        last = op.axis[-1].var if op.axis else None
+        widths = tuple(x.tensor.shape[-1] for x in loads if x.indices and last in free_vars(x.indices[-1]))
         out[st.name] = StageFacts(st.name, tuple(op.shape), tuple(a.dom[1] for a in op.reduce_axis),
-                                  st.is_output, expensive, reuse, op.output(0).dtype)
+                                  st.is_output, expensive, reuse, op.output(0).dtype, widths)
     return out
 
 
@@ -210,7 +215,8 @@ class SketchPolicy(TilingRules):
         accumulators local to one register tile (`register_local`) where the operand it reads in
         place fits in L1, then the template's panel layouts (`panel`): a task per column panel
         under each of blocking.py's `panel_tiles`, and tasks of row blocks (`panel_rows`) over the
-        operand packed once, distinct ones only."""
+        operand packed once where its panels divide the operand (not a conv's padded rows),
+        distinct ones only."""
         tiled = [f for f in self.facts.values() if not f.injective and "tile" in self.kinds(f)]
         out, seen = [], set()
         params = [self.default_params(b) for b in (blockings(self.target, tiled[0].shape, tiled[0].dtype)
@@ -224,7 +230,7 @@ class SketchPolicy(TilingRules):
             # the first tile also in tasks of row blocks whose A block takes a share of L2, over B
             # packed once at the root, where the rows make enough such blocks for the threads
             block = panel_rows(self.target, f.shape, math.prod(f.reduce_ext), f.dtype, tiles[0][0]) if tiles else 0
-            if block and f.shape[-1] % tiles[0][1] == 0:
+            if block and all(n % tiles[0][1] == 0 for n in (f.shape[-1], *f.vector_widths)):
                 panels.append(self.panel(params[0], *tiles[0], block_rows=block))
         for p in [params[0], *local, *panels, *params[1:]]:
             key = tuple(sorted(p.items()))

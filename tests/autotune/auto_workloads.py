@@ -72,3 +72,16 @@ def as_batch_matmul(B, H, M, K, N):
     k = te.reduce_axis((0, K), name="k")
     return [X, Y, te.compute((B, H, M, N), lambda b, h, i, j: te.sum(X[b, h, i, k] * Y[b, h, k, j], axis=k),
                              name="Z")]
+
+
+@autotune.register_workload
+def as_conv2d(N, C, H, W, K, R, S):
+    """A direct NCHW conv, "same" padding by a pad stage: three reduction axes over a window."""
+    X = te.placeholder((N, C, H, W), name="X")
+    Wt = te.placeholder((K, C, R, S), name="W")
+    P = te.ops.pad(X, (0, 0, R // 2, S // 2), (0, 0, R // 2, S // 2), name="P")
+    c = te.reduce_axis((0, C), name="c")
+    r = te.reduce_axis((0, R), name="r")
+    q = te.reduce_axis((0, S), name="q")
+    return [X, Wt, te.compute((N, K, H, W), lambda n, k, y, x: te.sum(P[n, c, y + r, x + q] * Wt[k, c, r, q],
+                                                                      axis=[c, r, q]), name="Y")]

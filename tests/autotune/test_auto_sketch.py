@@ -21,6 +21,12 @@ def _numpy(task, ins):
         return ins[0] @ ins[1]
     if name == "as_dense_relu":
         return np.maximum(ins[0] @ ins[1].T + ins[2], 0)
+    if name == "as_conv2d":
+        x, w = ins
+        R, S = w.shape[2:]
+        xp = np.pad(x, ((0, 0), (0, 0), (R // 2, R // 2), (S // 2, S // 2)))
+        win = np.lib.stride_tricks.sliding_window_view(xp, (R, S), axis=(2, 3))    # n c y x r s
+        return np.einsum("ncyxrs,kcrs->nkyx", win, w)
     if name == "as_softmax":
         e = np.exp(ins[0] - ins[0].max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
@@ -28,7 +34,7 @@ def _numpy(task, ins):
 
 
 CASES = [(wl.as_matmul, (32, 48, 16)), (wl.as_dense_relu, (16, 32, 24)), (wl.as_softmax, (12, 64)),
-         (wl.as_total, (256,))]
+         (wl.as_total, (256,)), (wl.as_conv2d, (1, 8, 10, 16, 16, 3, 3))]
 
 
 @pytest.mark.parametrize("func,args", CASES, ids=[c[0].__name__ for c in CASES])
@@ -368,3 +374,18 @@ def test_every_seed_of_a_batched_matmul_matches_numpy():
         out = np.zeros(tensors[-1].shape, np.float32)
         te.build(s, tensors)(x, y, out)
         np.testing.assert_allclose(out, x @ y, rtol=1e-4, atol=1e-4, err_msg=str(p))
+
+
+def test_default_and_seeds_of_a_padded_3x3_conv_match_numpy():
+    """Three reduction axes and a pad stage: the default schedule and every seed compute the conv."""
+    task = autotune.create_task(wl.as_conv2d, (1, 8, 10, 16, 16, 3, 3))
+    policy = SketchPolicy(task)
+    data = np.random.default_rng(1)
+    ins = [data.standard_normal(t.shape).astype(np.float32) for t in task.tensors[:-1]]
+    want = _numpy(task, ins)
+    assert policy.default_params()["kind:Y"] == "tile", "the conv reuses its inputs: the tiling rule applies"
+    for p in [policy.default_params(), *policy.seeds()]:
+        s, tensors = policy.apply(p)
+        out = np.zeros(want.shape, np.float32)
+        te.build(s, tensors)(*ins, out)
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
