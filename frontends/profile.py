@@ -364,7 +364,7 @@ def compare_builds(lib_a, lib_b, target=None, rounds: int = 7, min_time: float =
     from te.runtime import random_array
     from te.target import parse
 
-    from autotune.measure import padded_array, weight_copies
+    from autotune.call_timing import padded_array, weight_copies
     tgt = parse(target)
     pairs: dict[tuple, KernelPair] = {}
     steps_b = {tuple(st.nodes): st for st in lib_b.plan.steps}
@@ -413,7 +413,7 @@ def _time_rotating(fn, rotation: list, min_time: float) -> float:
     CPU left out, as the tuner's runner does), its calls taking their arguments from `rotation`
     in turn, over at least min_time (one untimed call first: the engine that ran before may
     still hold the cores)."""
-    from autotune.measure import RunQueueClock, per_call
+    from autotune.call_timing import RunQueueClock, per_call
     fn(*rotation[0])
     clock = RunQueueClock()             # after a call: the OpenMP team is there to be read
     times, waits, t0 = [], [], time.perf_counter()

@@ -182,7 +182,7 @@ def test_conv_candidates_take_prepacked_weights(measurer):
 
 
 def test_calls_the_machine_preempted_do_not_make_a_config_slow():
-    from autotune.measure import per_call
+    from autotune.call_timing import per_call
     kernel = [1e-4 + k * 1e-6 for k in range(12)]
     preempted = [4e-3] * 4                       # a thread of the team descheduled for a time slice
     assert per_call(kernel + preempted) < 1.1e-4
@@ -192,7 +192,7 @@ def test_calls_the_machine_preempted_do_not_make_a_config_slow():
 def test_calls_whose_threads_waited_for_a_cpu_are_left_out():
     """With each call's wait for a CPU known, a repeat is the median of the undisturbed calls;
     a call stretched only a little but whose thread waited is left out too."""
-    from autotune.measure import per_call
+    from autotune.call_timing import per_call
     kernel = [1.00e-4, 1.02e-4, 1.04e-4]
     times = kernel + [1.3e-4] + [4e-3] * 12
     waits = [0.0] * 3 + [2.5e-5] + [3.9e-3] * 12
@@ -204,7 +204,7 @@ def test_calls_whose_threads_waited_for_a_cpu_are_left_out():
 
 def test_the_run_queue_clock_reads_this_process_threads():
     import sys
-    from autotune.measure import RunQueueClock
+    from autotune.call_timing import RunQueueClock
     clock = RunQueueClock()
     if not sys.platform.startswith("linux"):
         assert clock.seconds() is None
@@ -216,7 +216,7 @@ def test_the_run_queue_clock_reads_this_process_threads():
 
 
 def test_arguments_are_aligned_with_memory_after_them_as_in_a_model():
-    from autotune.measure import SLACK, padded_array
+    from autotune.call_timing import SLACK, padded_array
     a = padded_array((3, 5), "float32")
     assert a.ctypes.data % 64 == 0 and a.shape == (3, 5) and a.flags.c_contiguous and not a.any()
     assert a.base.nbytes - (a.ctypes.data - a.base.ctypes.data) - a.nbytes >= SLACK

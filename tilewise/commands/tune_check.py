@@ -49,7 +49,7 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
     in_model records), then time both models in alternating rounds."""
     import frontends
     from autotune import record as rec
-    from autotune.measure import per_call
+    from autotune.call_timing import per_call
     from autotune.task import workload_key
     from frontends.profile import compare_builds, random_inputs, time_interleaved
     from te.target import parse
