@@ -387,22 +387,35 @@ class Schedule:
         return False
 
     # ------------------------------------------------------------- caches
-    def cache_write(self, tensor: Tensor, scope: str = "local") -> Tensor:
-        """Compute `tensor` into a new cache stage; the original stage becomes a copy out of it."""
+    def cache_write(self, tensor: Tensor, scope: str = "local", order: tuple | None = None) -> Tensor:
+        """Compute `tensor` into a new cache stage; the original stage becomes a copy out of it.
+
+        `order` (a permutation of the axis positions) lays the cache out with its axes in that
+        order (Ansor's layout rewrite): a conv's NCHW accumulators as N, H, W, C, so a vector of
+        output channels is contiguous in the cache."""
         st = self[tensor]
+        nd = len(tensor.shape)
+        if order is not None:
+            order = tuple(order)
+            if sorted(order) != list(range(nd)) or any(isinstance(d, bool) for d in order):
+                raise st._error(f"cache_write: order={order!r} must be a permutation of 0..{nd - 1}")
+            if order == tuple(range(nd)):
+                order = None
         st._check_compute("cache_write")
         if st.relations or st.iter_attrs or any(s.attach_stage is st for s in self.stages):
             raise st._error("cache_write must come before any other primitive on the stage")
         if st.op.num_outputs != 1:
             raise st._error("cache_write of a multi-output stage is not supported")
         old: ComputeOp = st.op
-        cache_axis = tuple(IterVar(Var(f"{a.name}.c"), a.dom, a.kind) for a in old.axis)
-        vmap = {a.var: c.var for a, c in zip(old.axis, cache_axis)}
+        perm = order or tuple(range(nd))
+        cache_axis = tuple(IterVar(Var(f"{old.axis[d].name}.c"), old.axis[d].dom, old.axis[d].kind) for d in perm)
+        vmap = {old.axis[d].var: c.var for d, c in zip(perm, cache_axis)}
         body = tuple(substitute(b, vmap) for b in old.body)
-        cache_op = ComputeOp(f"{old.name}.{scope}", old.shape, cache_axis, body, old.tag, old.attrs)
+        cache_op = ComputeOp(f"{old.name}.{scope}", tuple(old.shape[d] for d in perm), cache_axis, body,
+                             old.tag, old.attrs)
         cache_t = cache_op.output(0)
         copy_op = ComputeOp(old.name, old.shape, old.axis,
-                            (cache_t[tuple(a.var for a in old.axis)],), old.tag, old.attrs)
+                            (cache_t[tuple(old.axis[d].var for d in perm)],), old.tag, old.attrs)
         cache_st = Stage(cache_op, self, cache_op.name, scope=scope)
         st.origin_op = st.origin_op or old
         st.op = copy_op
@@ -411,7 +424,7 @@ class Schedule:
         self.stage_map[copy_op] = st
         self.stage_map[cache_op] = cache_st
         self.stages.insert(self.stages.index(st), cache_st)
-        self.steps.append(Step("cache_write", st.name, (scope,)))
+        self.steps.append(Step("cache_write", st.name, (scope,) + ((perm,) if order else ())))
         return cache_t
 
     def rfactor(self, tensor: Tensor, axis: IterVar, factor_axis: int = 0) -> Tensor:
@@ -508,37 +521,54 @@ class Schedule:
         self.steps.append(Step("rfactor", st.name, (name, factor_axis)))
         return rf_t
 
-    def cache_read(self, tensor: Tensor, scope: str, readers: list, panel: int = 0) -> Tensor:
+    def cache_read(self, tensor: Tensor, scope: str, readers: list, panel: int = 0, axis: int = -1) -> Tensor:
         """Copy `tensor` into a new stage read by `readers` instead of the original.
 
         panel > 0 lays the copy out in column panels, as a GEMM packs B: (..., K, N) becomes
         (..., N / panel, K, panel), a panel's columns contiguous over the whole of K, and the
-        readers' loads [..., k, j] become [..., j // panel, k, j % panel]."""
+        readers' loads [..., k, j] become [..., j // panel, k, j % panel].  `axis` names another
+        axis to pack in panels: its blocks take its place and its panel is innermost, as a conv
+        template packs OIHW weights: axis 0 of (K, C, R, S) gives (K / panel, C, R, S, panel)."""
         src = self[tensor]
+        nd = len(tensor.shape)
+        if isinstance(axis, bool) or not isinstance(axis, int) or not -nd <= axis < nd:
+            raise ScheduleError(f"cache_read of {src.name}: axis={axis!r} must be an axis of its "
+                                f"{nd} axes (-{nd}..{nd - 1})")
+        axis %= nd
         reader_stages = [self[r] for r in readers]
         for rs in reader_stages:
             if not any(t.op is tensor.op for t in getattr(rs.op, "input_tensors", [])):
                 raise rs._error(f"cache_read: stage {rs.name} does not read {src.name}; list only its readers")
         shape = tensor.shape
         if panel and (isinstance(panel, bool) or not isinstance(panel, int) or panel < 0 or len(shape) < 2
-                      or shape[-1] % panel):
+                      or shape[axis] % panel):
             raise ScheduleError(f"cache_read of {src.name}: panel={panel!r} must be a positive int dividing "
-                                f"its last axis (shape {tuple(shape)}, 2 axes or more)")
+                                f"its axis {axis} (shape {tuple(shape)}, 2 axes or more)")
+        # where the blocks of the panel axis go: its own place, or before the axis it follows
+        # when it is the last (a GEMM's B: (..., N / panel, K, panel))
+        block = min(axis, nd - 2)
+        others = [d for d in range(nd) if d != axis]
         if panel:
-            *lead, k, n = shape
-            shape = (*lead, n // panel, k, panel)
-        axis = tuple(IterVar(Var(f"ax{d}"), (0, n)) for d, n in enumerate(shape))
-        idx = [a.var for a in axis]
-        if panel:           # copy[..., jo, k, ji] = tensor[..., k, jo * panel + ji]
-            idx = [*idx[:-3], idx[-2], idx[-3] * panel + idx[-1]]
-        op = ComputeOp(f"{src.name}.{scope}", shape, axis, (tensor[tuple(idx)],))
+            shape = (*[shape[d] for d in others[:block]], shape[axis] // panel,
+                     *[shape[d] for d in others[block:]], panel)
+        axes = tuple(IterVar(Var(f"ax{d}"), (0, n)) for d, n in enumerate(shape))
+        idx = [a.var for a in axes]
+        if panel:           # copy[..., jo, k, ji] = tensor[..., k, jo * panel + ji] (jo at `block`)
+            rest = idx[:block] + idx[block + 1:-1]
+            src_idx = [None] * nd
+            for d, v in zip(others, rest):
+                src_idx[d] = v
+            src_idx[axis] = idx[block] * panel + idx[-1]
+            idx = src_idx
+        op = ComputeOp(f"{src.name}.{scope}", shape, axes, (tensor[tuple(idx)],))
         new_t = op.output(0)
 
         def moved(indices: tuple) -> tuple:
             if not panel:
                 return indices
-            *lead, k, j = indices
-            return (*lead, j // panel, k, j % panel)
+            rest = [indices[d] for d in others]
+            j = indices[axis]
+            return (*rest[:block], j // panel, *rest[block:], j % panel)
         for rs in reader_stages:
             if rs.relations or rs.iter_attrs:
                 raise rs._error("cache_read must come before loop primitives on its readers")
@@ -556,7 +586,7 @@ class Schedule:
         first = min(self.stages.index(rs) for rs in reader_stages)
         self.stages.insert(max(first, self.stages.index(src) + 1), st)
         self.steps.append(Step("cache_read", src.name, (scope, tuple(r.name for r in reader_stages))
-                               + ((panel,) if panel else ())))
+                               + ((panel,) if panel else ()) + ((axis,) if panel and axis != nd - 1 else ())))
         return new_t
 
     # ------------------------------------------------------------- printing, hashing, replay
@@ -639,11 +669,11 @@ def replay(sch: Schedule, steps: list) -> Schedule:
         elif kind in ("compute_inline", "compute_root"):
             getattr(stage, kind)()
         elif kind == "cache_write":
-            sch.cache_write(stage.op.output(0), args[0])
+            sch.cache_write(stage.op.output(0), args[0], *args[1:2])
         elif kind == "rfactor":
             sch.rfactor(stage.op.output(0), ax(args[0]), args[1])
         elif kind == "cache_read":
-            sch.cache_read(stage.op.output(0), args[0], [sch.stage(n).op for n in args[1]], *args[2:3])
+            sch.cache_read(stage.op.output(0), args[0], [sch.stage(n).op for n in args[1]], *args[2:4])
         else:
             raise ScheduleError(f"replay: unknown step {kind!r}")
     return sch
