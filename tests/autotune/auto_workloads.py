@@ -85,3 +85,19 @@ def as_conv2d(N, C, H, W, K, R, S):
     q = te.reduce_axis((0, S), name="q")
     return [X, Wt, te.compute((N, K, H, W), lambda n, k, y, x: te.sum(P[n, c, y + r, x + q] * Wt[k, c, r, q],
                                                                       axis=[c, r, q]), name="Y")]
+
+
+@autotune.register_workload
+def as_conv2d_relu(N, C, H, W, K, R, S):
+    """as_conv2d with a ReLU reading it point for point: the reader owns the conv's tile."""
+    X, Wt, Y = as_conv2d(N, C, H, W, K, R, S)
+    return [X, Wt, te.compute(Y.shape, lambda n, k, y, x: te.max_of(Y[n, k, y, x], 0.0), name="Z")]
+
+
+@autotune.register_workload
+def as_scale_relu(M, N):
+    """relu(X * s + b): elementwise stages only."""
+    X = te.placeholder((M, N), name="X")
+    b = te.placeholder((N,), name="b")
+    T = te.compute((M, N), lambda i, j: X[i, j] * 2.0 + b[j], name="T")
+    return [X, b, te.compute((M, N), lambda i, j: te.max_of(T[i, j], 0.0), name="Z")]
