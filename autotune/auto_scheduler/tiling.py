@@ -180,7 +180,7 @@ class TilingRules:
             st = s.stage(f"{name}.local")
         tiles = [p[f"tile:{name}:{d}"] for d in range(len(f.shape))]
         inner_tiles = [tiles[d] for d in order] if order else tiles      # st's axes' tiles
-        packable, rows_ops = self._operands(s, st)
+        packable, rows_ops = self._operands(s, st, channel=bool(order))
         pack = p.get(f"pack:{name}", 0)
         if pack == 3 and packable:
             self._check_panel(f, p)
@@ -289,13 +289,13 @@ class TilingRules:
                                    f"({self.target.caches.l2 >> 10} KiB); take fewer columns per task")
 
     @staticmethod
-    def _operands(s: te.Schedule, st: Stage) -> tuple[list, list]:
+    def _operands(s: te.Schedule, st: Stage, channel: bool = False) -> tuple[list, list]:
         """Inputs of a tiled stage worth copying per tile, read directly and not indexed by every
         data axis (reused across tiles): (vector operands, [(row operand, the reduction axis in its
         innermost index)]).  A vector operand, given as (tensor, its index the vectorized axis is
         in), has the vectorized axis (st's last) in its innermost index (a GEMM's B, whose rows a
-        copy makes contiguous) or alone in another (a conv's weights [k, c, r, q], packed in
-        panels of k); a row operand has a reduction axis there and no vectorized axis anywhere (a
+        copy makes contiguous) or, with `channel` (the vector on a channel axis), alone in another
+        (a conv's weights [k, c, r, q], packed in panels of k); a row operand has a reduction axis there and no vectorized axis anywhere (a
         GEMM's A, broadcast a value at a time)."""
         if not st.op.reduce_axis:
             return [], []
@@ -313,7 +313,7 @@ class TilingRules:
                     continue
                 if last in free_vars(x.indices[-1]):
                     vector.append((x.tensor, len(x.indices) - 1))
-                elif any(i is last for i in x.indices):
+                elif channel and any(i is last for i in x.indices):
                     vector.append((x.tensor, next(d for d, i in enumerate(x.indices) if i is last)))
                 elif last not in used and isinstance(x.indices[-1], Var) and x.indices[-1] in reduce:
                     rows.append((x.tensor, reduce.index(x.indices[-1])))
