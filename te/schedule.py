@@ -543,7 +543,7 @@ class Schedule:
         if panel and (isinstance(panel, bool) or not isinstance(panel, int) or panel < 0 or len(shape) < 2
                       or shape[axis] % panel):
             raise ScheduleError(f"cache_read of {src.name}: panel={panel!r} must be a positive int dividing "
-                                f"its axis {axis} (shape {tuple(shape)}, 2 axes or more)")
+                                f"its {'last axis' if axis == nd - 1 else f'axis {axis}'} (shape {tuple(shape)}, 2 axes or more)")
         # where the blocks of the panel axis go: its own place, or before the axis it follows
         # when it is the last (a GEMM's B: (..., N / panel, K, panel))
         block = min(axis, nd - 2)
