@@ -94,11 +94,10 @@ class TilingRules:
         (a conv's window) unrolled, the operand indexed by the channels (the weights) packed once
         at the root in panels of the tile's channels; the other data axes one at a time, and
         enough parallel tasks of channel blocks x row blocks for every thread four times over.
-        A stage computed apart (the pad's select) is not inlined into the tile's loads."""
+        The pad stays inlined: a select per broadcast value costs less than a pass over the
+        padded input (ResNet's 3x3 conv, one thread, rough: 1.3 against 2.0 ms)."""
         q = dict(p)
         for name, f in self.facts.items():
-            if f.injective and f.guarded and f"inline:{name}" in q:
-                q[f"inline:{name}"] = False
             if f.injective or q.get(f"kind:{name}") != "tile" or not f.channel_axes:
                 continue
             v = f.channel_axes[0]

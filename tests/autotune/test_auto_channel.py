@@ -61,6 +61,7 @@ def test_channel_seeds_vectorize_output_channels_over_packed_weights_and_match_n
     want = _conv(*ins)
     seeds = [p for p in policy.seeds() if p.get("vaxis:Y") == 1]
     assert len(seeds) >= 2, "one and two vectors of channels fit 32 channels"
+    assert seeds[0]["tile:Y:1"][2] == 32, "the most channels a tile first: the fewest input loads a FMA"
     for p in seeds:
         s, tensors = policy.apply(p)
         steps = s.to_json()
@@ -68,7 +69,6 @@ def test_channel_seeds_vectorize_output_channels_over_packed_weights_and_match_n
         assert ["cache_read", "W", ["global", ("Y.local",), p["tile:Y:1"][2], 0]] in steps, \
             "W packed in panels of the tile's channels"
         assert {"vectorize:Y.local", "parallel:W.global", "parallel:Y"} <= set(_steps(s))
-        assert "compute_inline:P" not in _steps(s), "the pad computed apart, not a select per load"
         np.testing.assert_allclose(_run(s, tensors, ins), want, rtol=1e-4, atol=1e-4, err_msg=str(p))
         again = te.replay(task.schedule(), json.loads(json.dumps(steps)))
         assert str(te.lower(again, tensors)) == str(te.lower(s, tensors))
