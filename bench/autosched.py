@@ -340,6 +340,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-template", action="store_true", help="no template rows (matmul's, conv3x3's)")
     ap.add_argument("--threads", type=int, default=2, help="threads of every engine (default 2)")
+    ap.add_argument("--log-dir", metavar="DIR",
+                    help="keep the tuning logs (<op>_auto.jsonl, ...) in DIR, an existing directory (default: a temporary one)")
     ap.add_argument("--show", action="store_true", help="print each op's best schedule as a loop nest (stderr)")
     ap.add_argument("--blockings", nargs="*", metavar="KNOBS",
                     help="no search: time the matmul's seed blockings beside the template's configs "
@@ -359,11 +361,18 @@ def main() -> None:
         print(env_note() + f"; {a.threads} thread(s){spin_note()}; timings of {a.rounds} alternating rounds")
         return
     rows = []
-    with tempfile.TemporaryDirectory() as d:
+    if a.log_dir and not os.path.isdir(a.log_dir):
+        raise SystemExit(f"--log-dir {a.log_dir}: no such directory; create it first")
+    # a log already there would be resumed (and appended to): a benchmark starts from none
+    held = sorted(f for f in os.listdir(a.log_dir) if f.endswith(".jsonl")
+                  and any(f.startswith(op + "_") for op in a.ops.split(","))) if a.log_dir else []
+    if held:
+        raise SystemExit(f"--log-dir {a.log_dir}: holds {held[0]} already (it would be resumed); give an empty directory")
+    with tempfile.TemporaryDirectory() as tmp:
         for op in a.ops.split(","):
             if op not in OPS:
                 raise SystemExit(f"unknown op {op!r}; choose from {', '.join(OPS)}")
-            rows += bench_op(op, a, d)
+            rows += bench_op(op, a, a.log_dir or tmp)
     print()
     print(table(["op", "engine", "ms (median)", "GFLOP/s", "vs auto-scheduled", "search"], rows))
     print()
