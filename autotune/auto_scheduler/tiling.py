@@ -150,8 +150,8 @@ class TilingRules:
         return register_tile(self.target, f.shape, f.dtype, vectors)
 
     def _fit_registers(self, p: dict, f: StageFacts) -> None:
-        """Move row factors of the register tile (the S3 of the data axes before the last) out to
-        S2 until its accumulators fit the target's vector registers."""
+        """Move row factors of the register tile (the S3 of the data axes but the vector axis) out
+        to S2 until its accumulators fit the target's vector registers."""
         keys = [f"tile:{f.name}:{d}" for d in range(len(f.shape))]
         vector = keys.pop(p.get(f"vaxis:{f.name}", f.last))
         vecs = -(-p[vector][2] // self.target.lanes(f.dtype))
@@ -291,11 +291,11 @@ class TilingRules:
     def _operands(s: te.Schedule, st: Stage, channel: bool = False) -> tuple[list, list]:
         """Inputs of a tiled stage worth copying per tile, read directly and not indexed by every
         data axis (reused across tiles): (vector operands, [(row operand, the reduction axis in its
-        innermost index)]).  A vector operand, given as (tensor, its index the vectorized axis is
+        innermost index)]).  A vector operand, given as (tensor, the index the vectorized axis is
         in), has the vectorized axis (st's last) in its innermost index (a GEMM's B, whose rows a
         copy makes contiguous) or, with `channel` (the vector on a channel axis), alone in another
-        (a conv's weights [k, c, r, q], packed in panels of k); a row operand has a reduction axis there and no vectorized axis anywhere (a
-        GEMM's A, broadcast a value at a time)."""
+        (a conv's weights [k, c, r, q], packed in panels of k); a row operand has a reduction axis
+        there and no vectorized axis anywhere (a GEMM's A, broadcast a value at a time)."""
         if not st.op.reduce_axis:
             return [], []
         last = st.op.axis[-1].var
