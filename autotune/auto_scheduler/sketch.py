@@ -35,8 +35,8 @@ seeds are tiling.py's `TilingRules`, which SketchPolicy inherits):
   are laid out with it last (cache_write's order), the input it indexes is copied in panels of
   the register tile's channels (cache_read's panel along that axis), and the register tile is
   pixels x a vector of channels, each pixel's input broadcast.  The seeds include the template's
-  layout (`channel`: four, two or one vectors of channels x a row of pixels, the weights packed
-  once);
+  layout (`channel`: four, two or one vectors of channels x pixels of a row, the weights packed
+  once, the pad computed apart a row a vector);
 * rows: when nothing is tiled and the single output is elementwise over rows (softmax, a
   norm), by parameter the output's leading axes are fused into one parallel loop of rows and
   every stage over those leading axes is computed inside it, a row at a time (in L1), its
@@ -278,13 +278,16 @@ class SketchPolicy(TilingRules):
                 panels.append(self.panel(params[0], *tiles[0], block_rows=block))
         # the conv template's layout where a channel axis may carry the vector: four, two or one
         # vectors of channels x the most pixels of a row whose accumulators fit the registers
-        # (four first: the fewest loads of the input a FMA; ResNet's 3x3 conv, one thread, rough:
-        # 1.3 ms against 2.5 with two)
+        # beside a vector of each (four first: the fewest loads of the input a FMA, the conv
+        # template's pick on ResNet's 3x3 conv), then the first with the pad inlined
         channel = []
         if tiled and tiled[0].channel_axes:
             f = tiled[0]
-            channel = [self.channel(params[0], vectors, largest_divisor(
-                f.shape[f.last], max(1, self.target.acc_vectors // vectors))) for vectors in (4, 2, 1)]
+            lanes = self.target.lanes(f.dtype)
+            tiles = [(vectors, largest_divisor(f.shape[f.last], max(1, (self.target.vector_registers - 1) // vectors - 1)))
+                     for vectors in (4, 2, 1) if f.shape[f.channel_axes[0]] % (vectors * lanes) == 0]
+            channel = [self.channel(params[0], *t) for t in tiles] + [self.channel(params[0], *tiles[0], True)] \
+                if tiles else []
         for p in [params[0], *channel, *local, *panels, *params[1:]]:
             key = tuple(sorted(p.items()))
             if key not in seen:

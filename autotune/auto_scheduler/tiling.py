@@ -86,7 +86,7 @@ class TilingRules:
             q[f"pack:{name}"] = 4 if block_rows else 3
         return q
 
-    def channel(self, p: dict, vectors: int, cols: int) -> dict:
+    def channel(self, p: dict, vectors: int, cols: int, inline_pad: bool = False) -> dict:
         """p with every tiled stage that has a channel axis (a conv's output channels) vectorized
         along it, as the direct conv template computes: a register tile of `vectors` vectors of
         channels x `cols` outputs along the last axis (a row of pixels) summing the whole
@@ -94,10 +94,15 @@ class TilingRules:
         (a conv's window) unrolled, the operand indexed by the channels (the weights) packed once
         at the root in panels of the tile's channels; the other data axes one at a time, and
         enough parallel tasks of channel blocks x row blocks for every thread four times over.
-        The pad stays inlined: a select per broadcast value costs less than a pass over the
-        padded input (ResNet's 3x3 conv, one thread, rough: 1.3 against 2.0 ms)."""
+        A guarded stage (the pad's select) is computed apart, as the template pads: once, rows in
+        parallel, each row one vector (a select per broadcast value in the tile's loop costs
+        more: ResNet's 3x3 conv, one thread, rough: 1.17 against 1.67 ms), unless `inline_pad`."""
         q = dict(p)
         for name, f in self.facts.items():
+            if f.injective and f.guarded and f"inline:{name}" in q:
+                q[f"inline:{name}"] = inline_pad
+                q[f"vec:{name}"] = f.shape[-1] if f.shape[-1] <= MAX_VECTOR_LANES else \
+                    largest_divisor(f.shape[-1], MAX_VECTOR_LANES)
             if f.injective or q.get(f"kind:{name}") != "tile" or not f.channel_axes:
                 continue
             v = f.channel_axes[0]

@@ -62,6 +62,8 @@ def test_channel_seeds_vectorize_output_channels_over_packed_weights_and_match_n
     seeds = [p for p in policy.seeds() if p.get("vaxis:Y") == 1]
     assert len(seeds) >= 2, "one and two vectors of channels fit 32 channels"
     assert seeds[0]["tile:Y:1"][2] == 32, "the most channels a tile first: the fewest input loads a FMA"
+    assert not seeds[0]["inline:P"] and seeds[0]["vec:P"] == 18, "the pad apart, a row a vector"
+    assert seeds[-1]["inline:P"], "and once inlined"
     for p in seeds:
         s, tensors = policy.apply(p)
         steps = s.to_json()
