@@ -341,7 +341,8 @@ def main() -> None:
     ap.add_argument("--skip-template", action="store_true", help="no template rows (matmul's, conv3x3's)")
     ap.add_argument("--threads", type=int, default=2, help="threads of every engine (default 2)")
     ap.add_argument("--log-dir", metavar="DIR",
-                    help="keep the tuning logs (<op>_auto.jsonl, ...) in DIR, an existing directory (default: a temporary one)")
+                    help="keep the tuning logs (<op>_auto.jsonl, ...) in DIR, an existing directory "
+                         "(default: a temporary one)")
     ap.add_argument("--show", action="store_true", help="print each op's best schedule as a loop nest (stderr)")
     ap.add_argument("--blockings", nargs="*", metavar="KNOBS",
                     help="no search: time the matmul's seed blockings beside the template's configs "
@@ -367,7 +368,8 @@ def main() -> None:
     held = sorted(f for f in os.listdir(a.log_dir) if f.endswith(".jsonl")
                   and any(f.startswith(op + "_") for op in a.ops.split(","))) if a.log_dir else []
     if held:
-        raise SystemExit(f"--log-dir {a.log_dir}: holds {held[0]} already (it would be resumed); give an empty directory")
+        raise SystemExit(f"--log-dir {a.log_dir}: holds {held[0]} already (it would be resumed); "
+                         "give an empty directory")
     with tempfile.TemporaryDirectory() as tmp:
         for op in a.ops.split(","):
             if op not in OPS:

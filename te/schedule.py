@@ -542,8 +542,9 @@ class Schedule:
         shape = tensor.shape
         if panel and (isinstance(panel, bool) or not isinstance(panel, int) or panel < 0 or len(shape) < 2
                       or shape[axis] % panel):
+            which = "last axis" if axis == nd - 1 else f"axis {axis}"
             raise ScheduleError(f"cache_read of {src.name}: panel={panel!r} must be a positive int dividing "
-                                f"its {'last axis' if axis == nd - 1 else f'axis {axis}'} (shape {tuple(shape)}, 2 axes or more)")
+                                f"its {which} (shape {tuple(shape)}, 2 axes or more)")
         # where the blocks of the panel axis go: its own place, or before the axis it follows
         # when it is the last (a GEMM's B: (..., N / panel, K, panel))
         block = min(axis, nd - 2)

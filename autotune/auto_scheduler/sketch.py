@@ -284,7 +284,8 @@ class SketchPolicy(TilingRules):
         if tiled and tiled[0].channel_axes:
             f = tiled[0]
             lanes = self.target.lanes(f.dtype)
-            tiles = [(vectors, largest_divisor(f.shape[f.last], max(1, (self.target.vector_registers - 1) // vectors - 1)))
+            regs = self.target.vector_registers - 1         # one for the broadcast input
+            tiles = [(vectors, largest_divisor(f.shape[f.last], max(1, regs // vectors - 1)))
                      for vectors in (4, 2, 1) if f.shape[f.channel_axes[0]] % (vectors * lanes) == 0]
             channel = [self.channel(params[0], *t) for t in tiles] + [self.channel(params[0], *tiles[0], True)] \
                 if tiles else []
