@@ -4,6 +4,7 @@
     python bench/autosched.py --trials 16 --seconds 20 --ops softmax,layernorm
     python bench/autosched.py --ops matmul --skip-template --show    # the best loop nest too
     python bench/autosched.py --ops conv3x3 --trials 256 --seconds 1200   # issue 21's conv, 256 trials
+    python bench/autosched.py --ops conv3x3 --log-dir logs/     # keep the logs: which sketch won
     python bench/autosched.py --blockings '{"bn":48}' '{"bn":64,"tile_y":[-1,4]}'   # no search
     python bench/autosched.py --blockings --ops batch_matmul,batch_matmul_sv  # attention's, beside ORT
 
