@@ -82,7 +82,7 @@ class TaskState:
         r = self.tuner.best_record
         if r is not None and r.checked and r.vs_default > 0 and self.best_flops > 0:
             return self.best_flops / r.vs_default
-        return self.tuner.results.get(self.tuner.space.default_index(), 0.0)
+        return self.tuner.default_flops
 
     @property
     def measured_default(self) -> bool:

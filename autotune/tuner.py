@@ -42,7 +42,9 @@ class Tuner:
         self.rng = random.Random(seed)
         self.visited: set[int] = set()
         self.results: dict[int, float] = {}      # config index -> throughput (FLOP/s), 0 on error
-        self._costs: dict[int, list[float]] = {}   # config index -> every valid timing (seconds)
+        # config index -> every valid timing (seconds), anchored (_at_anchor): the search ranks by these
+        self._costs: dict[int, list[float]] = {}
+        self._timed: dict[int, list[float]] = {}   # config index -> every valid timing as measured
         self._checked: dict[int, list[float]] = {}  # config index -> the final check's timings of it
         self._vs: dict[int, list[float]] = {}       # config index -> its check rounds' vs_default
         self._latest: dict[int, rec.Record] = {}   # config index -> its latest valid record
@@ -50,9 +52,12 @@ class Tuner:
         # search timing is scaled to the machine's speed then (_at_anchor)
         self._anchor: float | None = None
         self._anchored: set[int] = set()            # config indices with anchored timings
+        # the best config as record.best() picks it from the log of these records, and its
+        # measured throughput (_rank); default_flops likewise measured
         self.best_flops = 0.0
         self.best_config = None
         self.best_record: rec.Record | None = None
+        self._best_index: int | None = None
         self.default_flops = 0.0
         self.trials = 0
         self.stopped = False
@@ -75,25 +80,41 @@ class Tuner:
     def _note(self, index: int, r: rec.Record) -> None:
         self.visited.add(index)
         if r.ok:
-            self._costs.setdefault(index, []).extend(self._at_anchor(index, r))
+            anchored = self._at_anchor(index, r)     # first: a faster anchor replaces the lists in _costs
+            self._costs.setdefault(index, []).extend(anchored)
+            self._timed.setdefault(index, []).extend(r.costs)
             if r.checked:
                 self._checked.setdefault(index, []).extend(r.costs)
                 if r.vs_default > 0:
                     self._vs.setdefault(index, []).append(r.vs_default)
             self._latest[index] = r
-        self._judge(index, r)
+        self._judge(index)
+        self._rank(index)
 
-    def _judge(self, index: int, r: rec.Record) -> None:
-        """The config's throughput from its judging timings; the best so far if it is faster."""
+    def _judge(self, index: int) -> None:
+        """The config's throughput as the search ranks it: from its anchored judging timings."""
         costs = self._judging(index)
         cost = statistics.median(costs) if costs else 0.0
-        flops = self.task.flops / cost if cost > 0 else 0.0
-        self.results[index] = flops
+        self.results[index] = self.task.flops / cost if cost > 0 else 0.0
+
+    def _rank(self, index: int) -> None:
+        """The best config after a record of `index`, as record.best() ranks the log (rank_key on
+        the pooled records), with its throughput as measured.  The anchored timings only steer the
+        search: scaled by the default's time beside them, they are not measurements (a default
+        whose own time swings more than the candidates' would make them look faster than the
+        machine can run), and the best the tuner reports is the one a log of its records gives."""
+        if index not in self._latest:
+            return
+        r = self._pooled_record(index)
         if index == self.space.default_index():
-            self.default_flops = flops
-        if flops > self.best_flops:
-            self.best_flops, self.best_config = flops, self.space.get(index)
-            self.best_record = r if list(costs) == list(r.costs) else dataclasses.replace(r, costs=list(costs))
+            self.default_flops = self.task.flops / r.cost
+        if index == self._best_index:            # the best re-timed: it may have fallen behind
+            index = min(self._latest, key=lambda i: rec.rank_key(self._pooled_record(i)))
+            r = self._pooled_record(index)
+        elif not rec.better(r, self.best_record):
+            return
+        self._best_index, self.best_record = index, r
+        self.best_flops, self.best_config = self.task.flops / r.cost, self.space.get(index)
 
     def _at_anchor(self, index: int, r: rec.Record) -> list[float]:
         """r's timings as if taken at the machine's best speed seen: a search record timed beside
@@ -113,15 +134,14 @@ class Tuner:
         return [c * self._anchor / now for c in r.costs]
 
     def _rescale(self, factor: float) -> None:
-        """Scale every anchored timing by factor (a faster anchor) and judge the configs again."""
+        """Scale every anchored timing by factor (a faster anchor) and rank the configs again for the search."""
         for i in self._anchored:
             self._costs[i] = [c * factor for c in self._costs[i]]
-        self.best_flops, self.best_config, self.best_record = 0.0, None, None
-        for i, r in self._latest.items():
-            self._judge(i, r)
+        for i in self._latest:
+            self._judge(i)
 
     def _judging(self, index: int) -> list[float]:
-        """The timings a config is judged by: the final check's if it had one (rec.pooled_costs)."""
+        """The anchored timings the search judges a config by: the final check's if it had one."""
         return self._checked.get(index) or self._costs.get(index) or []
 
     @property
@@ -129,20 +149,16 @@ class Tuner:
         """Seconds per run of the fastest config so far (None before a valid one)."""
         return self.task.flops / self.best_flops if self.best_flops > 0 else None
 
-    def _rebest(self, among) -> None:
-        """The best config again, among `among`, as a log's best() ranks them (record.rank_key):
-        by speed-up over the default round by round, a config that only ties with it giving way."""
-        pooled = {i: self._pooled_record(i) for i in among if self.results.get(i, 0) > 0}
-        if not pooled:
-            return
-        i = min(pooled, key=lambda i: rec.rank_key(pooled[i]))
-        self.best_flops, self.best_config = self.results[i], self.space.get(i)
-        self.best_record = pooled[i]
-
     def _pooled_record(self, index: int) -> rec.Record:
-        """A checked config's record as record.pooled() makes it from a log: judged by its timings."""
+        """A config's record as record.pooled() makes it from a log: its timings as measured
+        (rec.pooled_costs: the final check's if it had one), a checked one carrying the median
+        speed-up over the default in the check's rounds."""
+        r = self._latest[index]
+        costs = self._checked.get(index) or self._timed[index]
+        if index not in self._checked and costs == r.costs:
+            return r                            # one record: as the log holds it
         vs = self._vs.get(index)
-        return dataclasses.replace(self._latest[index], costs=list(self._judging(index)), checked=True,
+        return dataclasses.replace(r, costs=list(costs), checked=index in self._checked,
                                    vs_default=statistics.median(vs) if vs else 0.0)
 
     def verify(self, measurer: Measurer, callbacks=(), max_checks: int = 3) -> list[rec.Record]:
@@ -175,7 +191,6 @@ class Tuner:
             out += records
             for cb in callbacks:
                 cb(self, idx * self.verify_rounds, records)
-        self._rebest(checked)
         return out
 
     def load_history(self, records: list[rec.Record]) -> int:

@@ -4,6 +4,7 @@
     python bench/autosched.py --trials 16 --seconds 20 --ops softmax,layernorm
     python bench/autosched.py --ops matmul --skip-template --show    # the best loop nest too
     python bench/autosched.py --ops conv3x3 --trials 256 --seconds 1200   # issue 21's conv, 256 trials
+    python bench/autosched.py --ops conv3x3 --log-dir logs/     # keep the logs: which sketch won
     python bench/autosched.py --blockings '{"bn":48}' '{"bn":64,"tile_y":[-1,4]}'   # no search
     python bench/autosched.py --blockings --ops batch_matmul,batch_matmul_sv  # attention's, beside ORT
 
@@ -14,7 +15,7 @@ numpy and ONNX Runtime, in alternating rounds: which blocking a search starts fr
 sketch's compare with the template's and ORT's.
 
 Every operator is declared in plain te (registered with @autotune.register_workload, no
-template; softmax multiplies by 1 / the row sum as te.ops.nn.softmax and ONNX Runtime do), tuned by `autotune.AutoScheduler` within the trial and time budget, and its best
+template; the GEMMs and the conv are autotune/auto_scheduler/examples.py's; softmax multiplies by 1 / the row sum as te.ops.nn.softmax and ONNX Runtime do), tuned by `autotune.AutoScheduler` within the trial and time budget, and its best
 schedule timed in alternating rounds beside: te's default schedule (the loop nest as declared,
 timed once, it can take seconds), the task's default config (the sketch rules' defaults),
 ONNX Runtime running the same computation as a one-node model (two for dense + GELU), for
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 import tempfile
@@ -49,6 +49,7 @@ import numpy as np                                                # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import autotune                                                   # noqa: E402
 import te                                                         # noqa: E402
+from autotune.auto_scheduler.examples import as_batch_matmul, as_conv2d, as_matmul   # noqa: E402
 from frontends.profile import onnxruntime_session, time_interleaved   # noqa: E402
 from te.ops.fastmath import fast_erf, fast_exp                   # noqa: E402
 from common import env_note, numpy_threads, table, time_call      # noqa: E402
@@ -57,23 +58,7 @@ SQRT1_2 = 0.7071067811865476
 
 
 # ---------------------------------------------------------------- the workloads, in plain te
-@autotune.register_workload
-def as_bench_matmul(M, N, K):
-    A = te.placeholder((M, K), name="A")
-    B = te.placeholder((K, N), name="B")
-    k = te.reduce_axis((0, K), name="k")
-    return [A, B, te.compute((M, N), lambda i, j: te.sum(A[i, k] * B[k, j], axis=k), name="C")]
-
-
-@autotune.register_workload
-def as_bench_batch_matmul(B, H, M, K, N):
-    X = te.placeholder((B, H, M, K), name="X")
-    Y = te.placeholder((B, H, K, N), name="Y")
-    k = te.reduce_axis((0, K), name="k")
-    return [X, Y, te.compute((B, H, M, N), lambda b, h, i, j: te.sum(X[b, h, i, k] * Y[b, h, k, j], axis=k),
-                             name="Z")]
-
-
+# (the GEMMs and the conv: autotune/auto_scheduler/examples.py, which the tests tune too)
 @autotune.register_workload
 def as_bench_softmax(B, M, N):
     X = te.placeholder((B, M, N), name="X")
@@ -112,27 +97,14 @@ def as_bench_dense_gelu(M, N, K):
                                    name="gelu")]
 
 
-@autotune.register_workload
-def as_bench_conv2d(N, C, H, W, K, R, S):
-    X = te.placeholder((N, C, H, W), name="X")
-    Wt = te.placeholder((K, C, R, S), name="W")
-    ph, pw = R // 2, S // 2                                        # "same" padding, stride 1
-    P = te.ops.pad(X, (0, 0, ph, pw), (0, 0, ph, pw), name="P")
-    c = te.reduce_axis((0, C), name="c")
-    r = te.reduce_axis((0, R), name="r")
-    q = te.reduce_axis((0, S), name="q")
-    return [X, Wt, te.compute((N, K, H, W), lambda n, k, y, x: te.sum(P[n, c, y + r, x + q] * Wt[k, c, r, q],
-                                                                      axis=[c, r, q]), name="Y")]
-
-
 OPS = {
-    "matmul": (as_bench_matmul, (1024, 1024, 1024)),
-    "batch_matmul": (as_bench_batch_matmul, (1, 12, 128, 64, 128)),      # attention's Q x K^T
-    "batch_matmul_sv": (as_bench_batch_matmul, (1, 12, 128, 128, 64)),   # its scores x V
+    "matmul": (as_matmul, (1024, 1024, 1024)),
+    "batch_matmul": (as_batch_matmul, (1, 12, 128, 64, 128)),      # attention's Q x K^T
+    "batch_matmul_sv": (as_batch_matmul, (1, 12, 128, 128, 64)),   # its scores x V
     "softmax": (as_bench_softmax, (12, 128, 128)),
     "layernorm": (as_bench_layernorm, (128, 768)),
     "dense_gelu": (as_bench_dense_gelu, (128, 3072, 768)),
-    "conv3x3": (as_bench_conv2d, (1, 64, 56, 56, 64, 3, 3)),            # ResNet-18/50's 56x56 3x3 conv
+    "conv3x3": (as_conv2d, (1, 64, 56, 56, 64, 3, 3)),            # ResNet-18/50's 56x56 3x3 conv
 }
 
 
@@ -340,6 +312,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-template", action="store_true", help="no template rows (matmul's, conv3x3's)")
     ap.add_argument("--threads", type=int, default=2, help="threads of every engine (default 2)")
+    ap.add_argument("--log-dir", metavar="DIR",
+                    help="keep the tuning logs (<op>_auto.jsonl, ...) in DIR, an existing directory "
+                         "(default: a temporary one)")
     ap.add_argument("--show", action="store_true", help="print each op's best schedule as a loop nest (stderr)")
     ap.add_argument("--blockings", nargs="*", metavar="KNOBS",
                     help="no search: time the matmul's seed blockings beside the template's configs "
@@ -359,11 +334,19 @@ def main() -> None:
         print(env_note() + f"; {a.threads} thread(s){spin_note()}; timings of {a.rounds} alternating rounds")
         return
     rows = []
-    with tempfile.TemporaryDirectory() as d:
+    if a.log_dir and not os.path.isdir(a.log_dir):
+        raise SystemExit(f"--log-dir {a.log_dir}: no such directory; create it first")
+    # a log already there would be resumed (and appended to): a benchmark starts from none
+    held = sorted(f for f in os.listdir(a.log_dir) if f.endswith(".jsonl")
+                  and any(f.startswith(op + "_") for op in a.ops.split(","))) if a.log_dir else []
+    if held:
+        raise SystemExit(f"--log-dir {a.log_dir}: holds {held[0]} already (it would be resumed); "
+                         "give an empty directory")
+    with tempfile.TemporaryDirectory() as tmp:
         for op in a.ops.split(","):
             if op not in OPS:
                 raise SystemExit(f"unknown op {op!r}; choose from {', '.join(OPS)}")
-            rows += bench_op(op, a, d)
+            rows += bench_op(op, a, a.log_dir or tmp)
     print()
     print(table(["op", "engine", "ms (median)", "GFLOP/s", "vs auto-scheduled", "search"], rows))
     print()

@@ -3,7 +3,8 @@
 Names and argument orders follow TVM: `split` returns (outer, inner), `reorder` lists the
 outermost loop first, `compute_at(parent_stage, axis)`.  Every primitive checks its inputs
 and raises ScheduleError (naming the stage, the axis and the reason) before anything is
-compiled, and appends a Step so a schedule can be printed, hashed and replayed.
+compiled, and appends a Step so a schedule can be printed, hashed and replayed.  The
+primitives that add a stage (cache_write, cache_read, rfactor) are in te/dataflow.py.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from .expr import Logic, LogicKind, Reduce, TensorLoad, Var, substitute, transform
+from .expr import Var
 from .tensor import ComputeOp, IterKind, IterVar, Operation, PlaceholderOp, Tensor
 
 
@@ -386,33 +387,15 @@ class Schedule:
                     todo.append(st.op)
         return False
 
-    # ------------------------------------------------------------- caches
-    def cache_write(self, tensor: Tensor, scope: str = "local") -> Tensor:
-        """Compute `tensor` into a new cache stage; the original stage becomes a copy out of it."""
-        st = self[tensor]
-        st._check_compute("cache_write")
-        if st.relations or st.iter_attrs or any(s.attach_stage is st for s in self.stages):
-            raise st._error("cache_write must come before any other primitive on the stage")
-        if st.op.num_outputs != 1:
-            raise st._error("cache_write of a multi-output stage is not supported")
-        old: ComputeOp = st.op
-        cache_axis = tuple(IterVar(Var(f"{a.name}.c"), a.dom, a.kind) for a in old.axis)
-        vmap = {a.var: c.var for a, c in zip(old.axis, cache_axis)}
-        body = tuple(substitute(b, vmap) for b in old.body)
-        cache_op = ComputeOp(f"{old.name}.{scope}", old.shape, cache_axis, body, old.tag, old.attrs)
-        cache_t = cache_op.output(0)
-        copy_op = ComputeOp(old.name, old.shape, old.axis,
-                            (cache_t[tuple(a.var for a in old.axis)],), old.tag, old.attrs)
-        cache_st = Stage(cache_op, self, cache_op.name, scope=scope)
-        st.origin_op = st.origin_op or old
-        st.op = copy_op
-        st.leaf_iter_vars = list(copy_op.axis)
-        st.all_iter_vars = list(copy_op.axis)
-        self.stage_map[copy_op] = st
-        self.stage_map[cache_op] = cache_st
-        self.stages.insert(self.stages.index(st), cache_st)
-        self.steps.append(Step("cache_write", st.name, (scope,)))
-        return cache_t
+    # ------------------------------------------------------------- dataflow rewrites (te/dataflow.py)
+    def cache_write(self, tensor: Tensor, scope: str = "local", order: tuple | None = None) -> Tensor:
+        """Compute `tensor` into a new cache stage; the original stage becomes a copy out of it.
+
+        `order` (a permutation of the axis positions) lays the cache out with its axes in that
+        order (Ansor's layout rewrite): a conv's NCHW accumulators as N, H, W, C, so a vector of
+        output channels is contiguous in the cache."""
+        from . import dataflow      # it builds on Stage and Step: imported when first used
+        return dataflow.cache_write(self, tensor, scope, order)
 
     def rfactor(self, tensor: Tensor, axis: IterVar, factor_axis: int = 0) -> Tensor:
         """Factor reduction axis `axis` out of `tensor`'s reduction into a new stage (TVM's rfactor).
@@ -422,142 +405,19 @@ class Schedule:
         only.  `axis` is a reduction axis of the stage or a part of one from a split, and the
         split of that axis is the only primitive applied to the stage before.  Returns the new
         stage's tensor."""
-        st = self[tensor]
-        st._check_compute("rfactor")
-        old: ComputeOp = st.op
-        if old.num_outputs != 1 or not isinstance(old.body[0], Reduce):
-            raise st._error("rfactor needs a stage whose body is one reduction (te.sum, te.max, ...)")
-        iv = st._leaf(axis, "rfactor")
-        if iv.kind is not IterKind.REDUCE:
-            raise st._error(f"rfactor: {iv.name} is a data axis; give a reduction axis (or a part of one)")
-        splits = [r for r in st.relations if isinstance(r, Split)]
-        if (len(splits) != len(st.relations) or len(splits) > 1 or st.iter_attrs or st.pragmas
-                or any(sp.parent.kind is not IterKind.REDUCE for sp in splits)
-                or any(s.attach_stage is st for s in self.stages) or st.attach_type is not AttachType.ROOT):
-            raise st._error("rfactor must come right after the split of its reduction axis, before any "
-                            "other primitive on the stage")
-        red: Reduce = old.body[0]
-        if splits:
-            sp = splits[0]
-            if iv not in (sp.outer, sp.inner) or sp.parent not in old.reduce_axis:
-                raise st._error(f"rfactor: {iv.name} is not a part of the split reduction axis")
-            root, total = sp.parent, sp.parent.dom[1]
-            inner_ext = sp.factor if sp.factor is not None else -(-total // sp.nparts)
-            outer_ext = -(-total // inner_ext)
-            factored, kept = (sp.inner, sp.outer) if iv is sp.inner else (sp.outer, sp.inner)
-            ext = {sp.inner: inner_ext, sp.outer: outer_ext}
-        else:
-            root, total = iv, iv.dom[1]
-            factored, kept, ext = iv, None, {iv: total}
-        nd = len(old.shape)
-        if isinstance(factor_axis, bool) or not isinstance(factor_axis, int) or not 0 <= factor_axis <= nd:
-            raise st._error(f"rfactor: factor_axis must be an int in 0..{nd}, got {factor_axis!r}")
-        # the partial stage: data axes = the stage's axes with the factored axis inserted
-        data = [IterVar(Var(a.name), a.dom, IterKind.DATA_PAR) for a in old.axis]
-        f_iv = IterVar(Var(_axis_label(st, factored)), (0, ext[factored]), IterKind.DATA_PAR)
-        data.insert(factor_axis, f_iv)
-        others = [IterVar(Var(a.name), a.dom, IterKind.REDUCE) for a in old.reduce_axis if a is not root]
-        vmap = {a.var: d.var for a, d in zip(old.axis, data[:factor_axis] + data[factor_axis + 1:])}
-        vmap.update({a.var: o.var for a, o in zip([a for a in old.reduce_axis if a is not root], others)})
-        cond = red.condition
-        if kept is None:
-            value = f_iv.var + root.dom[0] if root.dom[0] else f_iv.var
-            raxes = list(others)
-        else:
-            k_iv = IterVar(Var(_axis_label(st, kept)), (0, ext[kept]), IterKind.REDUCE)
-            o_var, i_var = (k_iv.var, f_iv.var) if factored is sp.inner else (f_iv.var, k_iv.var)
-            value = o_var * inner_ext + i_var
-            if inner_ext * outer_ext > total:          # the split does not divide: skip the overhang
-                bound = value < total
-                cond = bound if cond is None else Logic(LogicKind.AND, cond, bound)
-            if root.dom[0]:
-                value = value + root.dom[0]
-            pos = [a for a in old.reduce_axis].index(root)
-            raxes = others[:pos] + [k_iv] + others[pos:]     # where the split axis was
-        vmap[root.var] = value
-        source = substitute(red.source, vmap)
-        cond = None if cond is None else substitute(cond, vmap)
-        shape = tuple(data[d].dom[1] for d in range(nd + 1))
-        rf_body = Reduce(red.combiner, source, tuple(raxes), cond, red.dtype) if raxes else source
-        # a second rfactor of the stage (partial lanes folded again) gets .rf2, ...: replay finds stages by name
-        taken = {x.name for x in self.stages}
-        rf_name = next(n for n in [f"{old.name}.rf"] + [f"{old.name}.rf{k}" for k in range(2, len(taken) + 2)]
-                       if n not in taken)
-        rf_op = ComputeOp(rf_name, shape, tuple(data), (rf_body,), old.tag)
-        rf_t = rf_op.output(0)
-        # the original stage: a reduction of the partial results over the factored axis
-        rv = IterVar(Var(f"{f_iv.name}.v"), (0, ext[factored]), IterKind.REDUCE)
-        idx = [a.var for a in old.axis]
-        idx.insert(factor_axis, rv.var)
-        new_op = ComputeOp(old.name, old.shape, old.axis,
-                           (Reduce(red.combiner, rf_t[tuple(idx)], (rv,), None, red.dtype),),
-                           old.tag, old.attrs)
-        name = st._name(iv)
-        st.origin_op = st.origin_op or old
-        st.op = new_op
-        st.relations = []
-        st.leaf_iter_vars = list(new_op.axis) + list(new_op.reduce_axis)
-        st.all_iter_vars = list(st.leaf_iter_vars)
-        st.axis_names = {}
-        for a in st.all_iter_vars:
-            st._name(a)
-        self.stage_map[new_op] = st
-        rf_st = Stage(rf_op, self, rf_op.name)
-        self.stage_map[rf_op] = rf_st
-        self.stages.insert(self.stages.index(st), rf_st)
-        self.steps.append(Step("rfactor", st.name, (name, factor_axis)))
-        return rf_t
+        from . import dataflow      # it builds on Stage and Step: imported when first used
+        return dataflow.rfactor(self, tensor, axis, factor_axis)
 
-    def cache_read(self, tensor: Tensor, scope: str, readers: list, panel: int = 0) -> Tensor:
+    def cache_read(self, tensor: Tensor, scope: str, readers: list, panel: int = 0, axis: int = -1) -> Tensor:
         """Copy `tensor` into a new stage read by `readers` instead of the original.
 
         panel > 0 lays the copy out in column panels, as a GEMM packs B: (..., K, N) becomes
         (..., N / panel, K, panel), a panel's columns contiguous over the whole of K, and the
-        readers' loads [..., k, j] become [..., j // panel, k, j % panel]."""
-        src = self[tensor]
-        reader_stages = [self[r] for r in readers]
-        for rs in reader_stages:
-            if not any(t.op is tensor.op for t in getattr(rs.op, "input_tensors", [])):
-                raise rs._error(f"cache_read: stage {rs.name} does not read {src.name}; list only its readers")
-        shape = tensor.shape
-        if panel and (isinstance(panel, bool) or not isinstance(panel, int) or panel < 0 or len(shape) < 2
-                      or shape[-1] % panel):
-            raise ScheduleError(f"cache_read of {src.name}: panel={panel!r} must be a positive int dividing "
-                                f"its last axis (shape {tuple(shape)}, 2 axes or more)")
-        if panel:
-            *lead, k, n = shape
-            shape = (*lead, n // panel, k, panel)
-        axis = tuple(IterVar(Var(f"ax{d}"), (0, n)) for d, n in enumerate(shape))
-        idx = [a.var for a in axis]
-        if panel:           # copy[..., jo, k, ji] = tensor[..., k, jo * panel + ji]
-            idx = [*idx[:-3], idx[-2], idx[-3] * panel + idx[-1]]
-        op = ComputeOp(f"{src.name}.{scope}", shape, axis, (tensor[tuple(idx)],))
-        new_t = op.output(0)
-
-        def moved(indices: tuple) -> tuple:
-            if not panel:
-                return indices
-            *lead, k, j = indices
-            return (*lead, j // panel, k, j % panel)
-        for rs in reader_stages:
-            if rs.relations or rs.iter_attrs:
-                raise rs._error("cache_read must come before loop primitives on its readers")
-            old: ComputeOp = rs.op
-            remap = (lambda e, ot=tensor, nt=new_t:
-                     TensorLoad(nt, moved(e.indices), e.dtype) if isinstance(e, TensorLoad) and e.tensor.op is ot.op
-                     and e.tensor.value_index == ot.value_index else None)
-            new_op = ComputeOp(old.name, old.shape, old.axis,
-                               tuple(transform(b, remap) for b in old.body), old.tag, old.attrs)
-            rs.origin_op = rs.origin_op or old
-            rs.op = new_op
-            self.stage_map[new_op] = rs
-        st = Stage(op, self, op.name, scope=scope)
-        self.stage_map[op] = st
-        first = min(self.stages.index(rs) for rs in reader_stages)
-        self.stages.insert(max(first, self.stages.index(src) + 1), st)
-        self.steps.append(Step("cache_read", src.name, (scope, tuple(r.name for r in reader_stages))
-                               + ((panel,) if panel else ())))
-        return new_t
+        readers' loads [..., k, j] become [..., j // panel, k, j % panel].  `axis` names another
+        axis to pack in panels: its blocks take its place and its panel is innermost, as a conv
+        template packs OIHW weights: axis 0 of (K, C, R, S) gives (K / panel, C, R, S, panel)."""
+        from . import dataflow      # it builds on Stage and Step: imported when first used
+        return dataflow.cache_read(self, tensor, scope, readers, panel, axis)
 
     # ------------------------------------------------------------- printing, hashing, replay
     def __str__(self) -> str:
@@ -570,11 +430,6 @@ class Schedule:
     def hash(self) -> str:
         """A stable hash of the steps."""
         return hashlib.sha256(json.dumps(self.to_json(), default=str).encode()).hexdigest()[:16]
-
-
-def _axis_label(st: Stage, iv: IterVar) -> str:
-    """The name of an axis for a new stage: its stage-unique name, without the '#n' suffix."""
-    return st._name(iv).replace("#", "_")
 
 
 def _topo_order(outputs: list[Operation]) -> list[Operation]:
@@ -639,11 +494,11 @@ def replay(sch: Schedule, steps: list) -> Schedule:
         elif kind in ("compute_inline", "compute_root"):
             getattr(stage, kind)()
         elif kind == "cache_write":
-            sch.cache_write(stage.op.output(0), args[0])
+            sch.cache_write(stage.op.output(0), args[0], *args[1:2])
         elif kind == "rfactor":
             sch.rfactor(stage.op.output(0), ax(args[0]), args[1])
         elif kind == "cache_read":
-            sch.cache_read(stage.op.output(0), args[0], [sch.stage(n).op for n in args[1]], *args[2:3])
+            sch.cache_read(stage.op.output(0), args[0], [sch.stage(n).op for n in args[1]], *args[2:4])
         else:
             raise ScheduleError(f"replay: unknown step {kind!r}")
     return sch

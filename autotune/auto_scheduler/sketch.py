@@ -11,7 +11,7 @@ seeds are tiling.py's `TilingRules`, which SketchPolicy inherits):
 
 * inline: an injective stage that is not an output is computed inside its readers (an
   expensive one, a math call or a long expression, only if the parameter says so: it would
-  be recomputed by every reader);
+  be recomputed by every reader; a guarded one, a pad's select, likewise: a test per load);
 * multi-level tiling of a stage with a reduction and data reuse (an input not indexed by
   every data axis, as a matmul's): each data axis split S0 S1 S2 S3, each reduction axis
   R0 R1 R2, in the order S0 S1 R0 S2 R1 R2 S3.  S0 (fused, parallel) and S1 are loops of the
@@ -28,6 +28,15 @@ seeds are tiling.py's `TilingRules`, which SketchPolicy inherits):
   step too, the tile's rows x one reduction block, so a register tile's rows are kc apart.
   The default parameters and the search's seeds are such GEMM blockings, derived from the
   target (vector width, registers, L1 and L2 sizes: blocking.py);
+* multi-level tiling with layout rewrite, where the last data axis is a poor vector (short, or
+  sliding over an input's window with a reduction axis: a conv's x + q) and another data axis
+  alone indexes an input (a conv's output channel k in W[k, c, r, q]): by parameter (`vaxis`)
+  that axis carries the vector instead, as the direct conv template computes; the accumulators
+  are laid out with it last (cache_write's order), the input it indexes is copied in panels of
+  the register tile's channels (cache_read's panel along that axis), and the register tile is
+  pixels x a vector of channels, each pixel's input broadcast.  The seeds include the template's
+  layout (`channel`: four, two or one vectors of channels x pixels of a row, the weights packed
+  once, the pad computed apart a row a vector);
 * rows: when nothing is tiled and the single output is elementwise over rows (softmax, a
   norm), by parameter the output's leading axes are fused into one parallel loop of rows and
   every stage over those leading axes is computed inside it, a row at a time (in L1), its
@@ -45,11 +54,11 @@ import random
 from dataclasses import dataclass
 
 import te
-from te.expr import Call, TensorLoad, free_vars, walk
+from te.expr import Call, Select, TensorLoad, free_vars, walk
 from te.lower import Lowering
 from te.ops.common import largest_divisor
 from te.schedule import AttachType, ForKind, Stage
-from te.tensor import ComputeOp, IterKind
+from te.tensor import ComputeOp, IterKind, PlaceholderOp
 
 from .blocking import MAX_ROWS, Blocking, blockings, padded_rows, padded_tile, panel_rows, panel_tiles
 from .tiling import MAX_UNROLL_R, PACKS, TilingRules, primes as _primes
@@ -60,6 +69,7 @@ MAX_ROW_BLOCK = 8       # rows the rows rule computes together
 FOLD_LANES = 2          # an rfactor's partial lanes are folded in halves down to this many (`fold`)
 MAX_FOLDED_STEPS = 16   # by default, folded where the partial lanes take at most this many steps
 EXPENSIVE_NODES = 24    # an injective stage's expression this large is worth not recomputing
+SHORT_AXIS = 16         # a last data axis shorter than this is a poor vector (one AVX-512 register of fp32)
 
 
 def divisors(n: int) -> list[int]:
@@ -81,6 +91,13 @@ class StageFacts:
     # innermost extents of the inputs read along the last data axis (a GEMM's B: N; a conv's
     # padded input: W + 2, its index x + q), which a panel layout must divide
     vector_widths: tuple = ()
+    # data axes that may carry the vector instead of the last (a conv's output channels): see _channel_axes
+    channel_axes: tuple = ()
+    guarded: bool = False       # a select (a pad's bounds test): computed apart by parameter
+
+    @property
+    def last(self) -> int:
+        return len(self.shape) - 1
 
     @property
     def injective(self) -> bool:
@@ -103,8 +120,30 @@ def _facts(s: te.Schedule) -> dict[str, StageFacts]:
         last = op.axis[-1].var if op.axis else None
         widths = tuple(x.tensor.shape[-1] for x in loads if x.indices and last in free_vars(x.indices[-1]))
         out[st.name] = StageFacts(st.name, tuple(op.shape), tuple(a.dom[1] for a in op.reduce_axis),
-                                  st.is_output, expensive, reuse, op.output(0).dtype, widths)
+                                  st.is_output, expensive, reuse, op.output(0).dtype, widths,
+                                  _channel_axes(op, loads), any(isinstance(x, Select) for x in nodes))
     return out
+
+
+def _channel_axes(op: ComputeOp, loads: list[TensorLoad]) -> tuple[int, ...]:
+    """Data axes a reduction stage may vectorize instead of its last (Ansor's multi-level tiling
+    with layout rewrite): where the last axis is a poor vector, short or sliding over a window of
+    an input with a reduction axis (a conv's x + q, strided or not), an axis that alone indexes a
+    dimension of an input not read along the last axis (a conv's output channel k in W[k, c, r, q]):
+    that input packed in panels of the axis is a contiguous vector of outputs."""
+    if not op.reduce_axis or len(op.axis) < 2:
+        return ()
+    last = op.axis[-1].var
+    reduce = {a.var for a in op.reduce_axis}
+    window = any(last in free_vars(i) and free_vars(i) & reduce for x in loads for i in x.indices)
+    if not window and op.shape[-1] >= SHORT_AXIS:
+        return ()
+    out = []
+    for d, (a, n) in enumerate(zip(op.axis[:-1], op.shape[:-1])):
+        if n > 1 and any(isinstance(x.tensor.op, PlaceholderOp) and any(i is a.var for i in x.indices)
+                         and not any(last in free_vars(i) for i in x.indices) for x in loads):
+            out.append(d)
+    return tuple(out)
 
 
 class SketchPolicy(TilingRules):
@@ -124,7 +163,7 @@ class SketchPolicy(TilingRules):
         p: dict = {}
         for name, f in self.facts.items():
             if f.injective:
-                if not f.is_output and f.expensive:
+                if not f.is_output and (f.expensive or f.guarded):
                     p[f"inline:{name}"] = rng.random() < 0.5
                 p[f"vec:{name}"] = self._lanes(f.shape[-1] if f.shape else 1, rng)
                 p[f"loc:{name}"] = rng.randrange(4)
@@ -132,9 +171,12 @@ class SketchPolicy(TilingRules):
             kinds = self.kinds(f)
             weights = [3 if k == "tile" else 1 for k in kinds]
             p[f"kind:{name}"] = rng.choices(kinds, weights)[0]
+            if f.channel_axes:          # the vector along the last axis or a channel axis, evenly
+                p[f"vaxis:{name}"] = rng.choice([f.last, *f.channel_axes])
+            v = p.get(f"vaxis:{name}", f.last)
             for d, n in enumerate(f.shape):
-                p[f"tile:{name}:{d}"] = self._tile(n, d == len(f.shape) - 1, rng)
-            p[f"pad:{name}"] = len(f.shape) > 1 and rng.random() < 0.25
+                p[f"tile:{name}:{d}"] = self._tile(n, d == v, rng)
+            p[f"pad:{name}"] = len(f.shape) > 1 and rng.random() < 0.25 and v == f.last
             if p[f"pad:{name}"]:            # the most register rows that fit, the last row tile padded
                 vectors = -(-p[f"tile:{name}:{len(f.shape) - 1}"][2] // self.target.lanes(f.dtype))
                 mr = padded_rows(self.target, vectors)
@@ -171,10 +213,12 @@ class SketchPolicy(TilingRules):
             p[f"loc:{name}"] = 0
             if f.injective:
                 p[f"vec:{name}"] = lanes
-                if f"inline:{name}" in p:
-                    p[f"inline:{name}"] = False
+                if f"inline:{name}" in p:       # a pad's select stays inlined
+                    p[f"inline:{name}"] = not f.expensive
                 continue
             p[f"kind:{name}"] = "tile" if "tile" in self.kinds(f) and lanes > 1 else "plain"
+            if f.channel_axes:
+                p[f"vaxis:{name}"] = f.last
             rows_tile, cols_tile, kc, vectors, pack_a, padded = blocking or blockings(self.target, f.shape, f.dtype)[0]
             mr, nr = self.register_tile(f, vectors)
             for d, n in enumerate(f.shape):
@@ -232,7 +276,20 @@ class SketchPolicy(TilingRules):
             block = panel_rows(self.target, f.shape, math.prod(f.reduce_ext), f.dtype, tiles[0][0]) if tiles else 0
             if block and all(n % tiles[0][1] == 0 for n in (f.shape[-1], *f.vector_widths)):
                 panels.append(self.panel(params[0], *tiles[0], block_rows=block))
-        for p in [params[0], *local, *panels, *params[1:]]:
+        # the conv template's layout where a channel axis may carry the vector: four, two or one
+        # vectors of channels x the most pixels of a row whose accumulators fit the registers
+        # beside a vector of each (four first: the fewest loads of the input a FMA, the conv
+        # template's pick on ResNet's 3x3 conv), then the first with the pad inlined
+        channel = []
+        if tiled and tiled[0].channel_axes:
+            f = tiled[0]
+            lanes = self.target.lanes(f.dtype)
+            regs = self.target.vector_registers - 1         # one for the broadcast input
+            tiles = [(vectors, largest_divisor(f.shape[f.last], max(1, regs // vectors - 1)))
+                     for vectors in (4, 2, 1) if f.shape[f.channel_axes[0]] % (vectors * lanes) == 0]
+            channel = [self.channel(params[0], *t) for t in tiles] + [self.channel(params[0], *tiles[0], True)] \
+                if tiles else []
+        for p in [params[0], *channel, *local, *panels, *params[1:]]:
             key = tuple(sorted(p.items()))
             if key not in seen:
                 seen.add(key)
@@ -297,7 +354,8 @@ class SketchPolicy(TilingRules):
         kind, name, *rest = key.split(":")
         f = self.facts[name]
         if kind == "tile":
-            q[key] = _move_factor((f.shape[int(rest[0])],) + q[key], rng, last=int(rest[0]) == len(f.shape) - 1)
+            vector = int(rest[0]) == q.get(f"vaxis:{name}", f.last)
+            q[key] = _move_factor((f.shape[int(rest[0])],) + q[key], rng, last=vector)
             self._fit_registers(q, f)
             self._keep_parallel(q, f, rng)
         elif kind == "rtile":
@@ -305,6 +363,8 @@ class SketchPolicy(TilingRules):
         else:
             fresh = self.sample(rng)
             q[key] = fresh[key]
+            if kind == "vaxis":         # another vector axis: its register tile refitted
+                self._fit_registers(q, f)
         return q
 
     # ------------------------------------------------------------- application
@@ -313,7 +373,7 @@ class SketchPolicy(TilingRules):
         s, tensors = self.task.schedule(), list(self.task.tensors)
         live = {st.name: st for st in s.stages}
         for name, f in self.facts.items():
-            if f.injective and not f.is_output and (not f.expensive or p.get(f"inline:{name}", True)):
+            if f.injective and not f.is_output and (not (f.expensive or f.guarded) or p.get(f"inline:{name}", True)):
                 live[name].compute_inline()
         done: set[str] = self._rows(s, p) if p.get(f"rows:{self.rows_output}") else set()
         owners: dict[str, Stage] = {}          # tiled stage -> the reader that owns its tile

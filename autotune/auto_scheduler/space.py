@@ -50,7 +50,9 @@ def steps_problem(v) -> str:
 
 def _arg_ok(a) -> bool:
     if isinstance(a, list):
-        return len(a) <= 16 and all(isinstance(x, str) and len(x) <= 256 for x in a)
+        # stage names (cache_read's readers) or axis positions (cache_write's order)
+        return len(a) <= 16 and all((isinstance(x, str) and len(x) <= 256)
+                                    or (isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 64) for x in a)
     return (isinstance(a, _SCALAR) and not isinstance(a, bool) and (not isinstance(a, str) or len(a) <= 256)
             and (not isinstance(a, int) or abs(a) < 1 << 31))
 

@@ -1,18 +1,13 @@
-"""Workloads the auto-scheduler tests register (importable, so a second process registers them too)."""
+"""Workloads the auto-scheduler tests register (importable, so a second process registers them too).
+
+The GEMMs and the conv are the example workloads bench/autosched.py tunes too
+(autotune/auto_scheduler/examples.py); the rest are the tests' own.
+"""
 from __future__ import annotations
 
 import te
 import autotune
-
-
-@autotune.register_workload
-def as_matmul(M, N, K):
-    """C = A @ B."""
-    A = te.placeholder((M, K), name="A")
-    B = te.placeholder((K, N), name="B")
-    k = te.reduce_axis((0, K), name="k")
-    C = te.compute((M, N), lambda i, j: te.sum(A[i, k] * B[k, j], axis=k), name="C")
-    return [A, B, C]
+from autotune.auto_scheduler.examples import as_batch_matmul, as_conv2d, as_matmul   # noqa: F401
 
 
 @autotune.register_workload
@@ -65,23 +60,16 @@ def as_layernorm(M, N):
 
 
 @autotune.register_workload
-def as_batch_matmul(B, H, M, K, N):
-    """Z = X @ Y per head: attention's batched matmuls."""
-    X = te.placeholder((B, H, M, K), name="X")
-    Y = te.placeholder((B, H, K, N), name="Y")
-    k = te.reduce_axis((0, K), name="k")
-    return [X, Y, te.compute((B, H, M, N), lambda b, h, i, j: te.sum(X[b, h, i, k] * Y[b, h, k, j], axis=k),
-                             name="Z")]
+def as_conv2d_relu(N, C, H, W, K, R, S):
+    """as_conv2d with a ReLU reading it point for point: the reader owns the conv's tile."""
+    X, Wt, Y = as_conv2d(N, C, H, W, K, R, S)
+    return [X, Wt, te.compute(Y.shape, lambda n, k, y, x: te.max_of(Y[n, k, y, x], 0.0), name="Z")]
 
 
 @autotune.register_workload
-def as_conv2d(N, C, H, W, K, R, S):
-    """A direct NCHW conv, "same" padding by a pad stage: three reduction axes over a window."""
-    X = te.placeholder((N, C, H, W), name="X")
-    Wt = te.placeholder((K, C, R, S), name="W")
-    P = te.ops.pad(X, (0, 0, R // 2, S // 2), (0, 0, R // 2, S // 2), name="P")
-    c = te.reduce_axis((0, C), name="c")
-    r = te.reduce_axis((0, R), name="r")
-    q = te.reduce_axis((0, S), name="q")
-    return [X, Wt, te.compute((N, K, H, W), lambda n, k, y, x: te.sum(P[n, c, y + r, x + q] * Wt[k, c, r, q],
-                                                                      axis=[c, r, q]), name="Y")]
+def as_scale_relu(M, N):
+    """relu(X * s + b): elementwise stages only."""
+    X = te.placeholder((M, N), name="X")
+    b = te.placeholder((N,), name="b")
+    T = te.compute((M, N), lambda i, j: X[i, j] * 2.0 + b[j], name="T")
+    return [X, b, te.compute((M, N), lambda i, j: te.max_of(T[i, j], 0.0), name="Z")]
