@@ -1,7 +1,7 @@
 """Graph passes: dead node elimination, BatchNorm and per-channel affine folding into Conv/Gemm,
 quantised Conv/MatMul/Gemm as int8 anchors (qdq.py), channel shuffles folded into the depthwise
 convs that read them (shuffle.py), a depthwise conv and the 1x1 conv after it as one node,
-layout propagation to NCHW[x]c (opt-in), and fusion of elementwise chains into the kernel they
+an average pool moved after the 1x1 conv that narrows its channels (pool_swap.py), layout propagation to NCHW[x]c (opt-in), and fusion of elementwise chains into the kernel they
 follow.
 
 Every pass takes a Graph and returns a new Graph (the input is not changed).  `run_passes`
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .graph import Graph, Node
+from .pool_swap import conv_before_average_pool
 from .shuffle import fold_channel_shuffle
 
 log = logging.getLogger(__name__)
@@ -437,7 +438,7 @@ def quantize_int8(g: Graph) -> Graph:
 
 
 PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm, quantize_int8, fold_channel_shuffle,
-            fuse_depthwise_pointwise]
+            fuse_depthwise_pointwise, conv_before_average_pool]
 LAYOUTS = {None: [], "NCHW": [], "NCHWc": [propagate_nchwc]}     # layout passes also take the target
 
 

@@ -1,0 +1,58 @@
+"""An average pool moved after the 1x1 conv that narrows its channels (frontends/pool_swap.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import frontends
+from frontends import passes
+from frontends.profile import onnxruntime_session
+
+
+def pool_branch(rng, C=24, K=8, H=10, pool=None, bias=True, kernel=1, extra_user=False):
+    """Inception's pool branch: x -> AveragePool (3x3, stride 1, pads 1 unless `pool` says) -> Conv
+    (C -> K, `kernel` x `kernel`) [+ bias] -> Relu (-> the pool's output as a second output)."""
+    pool = pool or {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+    w = rng.standard_normal((K, C, kernel, kernel)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32)
+    nodes = [helper.make_node("AveragePool", ["x"], ["p"], **pool),
+             helper.make_node("Conv", ["p", "w"] + (["b"] if bias else []), ["c"]),
+             helper.make_node("Relu", ["c"], ["y"])]
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if extra_user:
+        outs.append(helper.make_tensor_value_info("p", TensorProto.FLOAT, None))
+    g = helper.make_graph(nodes, "pool_branch", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, H, H])],
+                          outs, [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def ops(m) -> list[str]:
+    return [n.op for n in passes.run_passes(frontends.from_onnx(m)).nodes]
+
+
+def check_against_onnxruntime(m, rng, C=24, H=10):
+    x = rng.standard_normal((1, C, H, H)).astype(np.float32)
+    got = frontends.build(frontends.from_onnx(m)).run(x=x)
+    want = onnxruntime_session(m).run(None, {"x": x})
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("count_include_pad", [0, 1])
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_pool_runs_after_the_conv_and_matches_onnxruntime(rng, count_include_pad, bias):
+    m = pool_branch(rng, bias=bias, pool={"kernel_shape": [3, 3], "pads": [1, 1, 1, 1],
+                                          "count_include_pad": count_include_pad})
+    assert ops(m) == ["Conv", "AveragePool"] + (["Add"] if bias else []) + ["Relu"]
+    check_against_onnxruntime(m, rng)
+
+
+@pytest.mark.parametrize("case", ["strided pool", "widening conv", "3x3 conv", "pool read elsewhere"])
+def test_what_would_cost_more_or_change_the_result_stays(rng, case):
+    m = {"strided pool": lambda: pool_branch(rng, pool={"kernel_shape": [3, 3], "strides": [2, 2]}),
+         "widening conv": lambda: pool_branch(rng, K=32),
+         "3x3 conv": lambda: pool_branch(rng, kernel=3),
+         "pool read elsewhere": lambda: pool_branch(rng, extra_user=True)}[case]()
+    assert ops(m)[:2] == ["AveragePool", "Conv"]
+    check_against_onnxruntime(m, rng)
