@@ -31,9 +31,9 @@ def ops(m) -> list[str]:
     return [n.op for n in passes.run_passes(frontends.from_onnx(m)).nodes]
 
 
-def check_against_onnxruntime(m, rng, C=24, H=10):
+def check_against_onnxruntime(m, rng, C=24, H=10, layout=None):
     x = rng.standard_normal((1, C, H, H)).astype(np.float32)
-    got = frontends.build(frontends.from_onnx(m)).run(x=x)
+    got = frontends.build(frontends.from_onnx(m), layout=layout).run(x=x)
     want = onnxruntime_session(m).run(None, {"x": x})
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
@@ -56,3 +56,7 @@ def test_what_would_cost_more_or_change_the_result_stays(rng, case):
          "pool read elsewhere": lambda: pool_branch(rng, extra_user=True)}[case]()
     assert ops(m)[:2] == ["AveragePool", "Conv"]
     check_against_onnxruntime(m, rng)
+
+
+def test_the_swapped_branch_in_the_packed_layout_matches_onnxruntime(rng):
+    check_against_onnxruntime(pool_branch(rng, C=32, K=16), rng, C=32, layout="NCHWc")
