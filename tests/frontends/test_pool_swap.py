@@ -60,3 +60,44 @@ def test_what_would_cost_more_or_change_the_result_stays(rng, case):
 
 def test_the_swapped_branch_in_the_packed_layout_matches_onnxruntime(rng):
     check_against_onnxruntime(pool_branch(rng, C=32, K=16), rng, C=32, layout="NCHWc")
+
+
+def transition(rng, C=24, K=12, H=10, pool=None, bias=True, extra_user=False):
+    """DenseNet's transition: x -> Conv 1x1 (C -> K) [+ bias] -> AveragePool (2x2, stride 2 unless
+    `pool` says) -> Relu (-> the conv's output as a second output)."""
+    pool = pool or {"kernel_shape": [2, 2], "strides": [2, 2]}
+    w = rng.standard_normal((K, C, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"] + (["b"] if bias else []), ["c"]),
+             helper.make_node("AveragePool", ["c"], ["p"], **pool),
+             helper.make_node("Relu", ["p"], ["y"])]
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if extra_user:
+        outs.append(helper.make_tensor_value_info("c", TensorProto.FLOAT, None))
+    g = helper.make_graph(nodes, "transition", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, H, H])],
+                          outs, [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("case", ["2x2 stride 2", "3x3 stride 2 padded, padding not counted",
+                                  "3x3 stride 2 padded and counted, no bias"])
+def test_a_shrinking_pool_runs_before_the_conv_and_matches_onnxruntime(rng, case):
+    pool, bias = {"2x2 stride 2": ({"kernel_shape": [2, 2], "strides": [2, 2]}, True),
+                  "3x3 stride 2 padded, padding not counted":
+                      ({"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, True),
+                  "3x3 stride 2 padded and counted, no bias":
+                      ({"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "count_include_pad": 1},
+                       False)}[case]
+    m = transition(rng, pool=pool, bias=bias)
+    assert ops(m) == ["AveragePool", "Conv", "Relu"]
+    check_against_onnxruntime(m, rng)
+
+
+@pytest.mark.parametrize("case", ["padding counted with a bias", "same-size pool", "conv read elsewhere"])
+def test_a_pool_that_would_change_the_bias_or_save_nothing_stays_after_the_conv(rng, case):
+    m = {"padding counted with a bias": lambda: transition(rng, pool={"kernel_shape": [3, 3], "strides": [2, 2],
+                                                                       "pads": [1, 1, 1, 1], "count_include_pad": 1}),
+         "same-size pool": lambda: transition(rng, K=32, pool={"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+         "conv read elsewhere": lambda: transition(rng, extra_user=True)}[case]()
+    assert ops(m)[:2] == ["Conv", "AveragePool"]
+    check_against_onnxruntime(m, rng)
