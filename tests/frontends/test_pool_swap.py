@@ -1,4 +1,4 @@
-"""An average pool moved after the 1x1 conv that narrows its channels (frontends/pool_swap.py)."""
+"""An average pool moved to the side of a 1x1 conv where it costs less (frontends/pool_swap.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,21 +10,28 @@ from frontends import passes
 from frontends.profile import onnxruntime_session
 
 
-def pool_branch(rng, C=24, K=8, H=10, pool=None, bias=True, kernel=1, extra_user=False):
-    """Inception's pool branch: x -> AveragePool (3x3, stride 1, pads 1 unless `pool` says) -> Conv
-    (C -> K, `kernel` x `kernel`) [+ bias] -> Relu (-> the pool's output as a second output)."""
-    pool = pool or {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+def conv_and_pool(rng, pool_first: bool, pool: dict, C: int, K: int, H: int, bias: bool, kernel: int = 1,
+                  extra_user: bool = False):
+    """x -> AveragePool -> Conv (C -> K, kernel x kernel) [+ bias], or the conv first (pool_first
+    False) -> Relu -> y; extra_user: the first node's output is a second output."""
     w = rng.standard_normal((K, C, kernel, kernel)).astype(np.float32)
     b = rng.standard_normal(K).astype(np.float32)
-    nodes = [helper.make_node("AveragePool", ["x"], ["p"], **pool),
-             helper.make_node("Conv", ["p", "w"] + (["b"] if bias else []), ["c"]),
-             helper.make_node("Relu", ["c"], ["y"])]
+    first, second = ("p", "c") if pool_first else ("c", "p")
+    make = {"p": lambda src: helper.make_node("AveragePool", [src], ["p"], **pool),
+            "c": lambda src: helper.make_node("Conv", [src, "w"] + (["b"] if bias else []), ["c"])}
+    nodes = [make[first]("x"), make[second](first), helper.make_node("Relu", [second], ["y"])]
     outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
     if extra_user:
-        outs.append(helper.make_tensor_value_info("p", TensorProto.FLOAT, None))
-    g = helper.make_graph(nodes, "pool_branch", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, H, H])],
+        outs.append(helper.make_tensor_value_info(first, TensorProto.FLOAT, None))
+    g = helper.make_graph(nodes, "conv_and_pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, H, H])],
                           outs, [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def pool_branch(rng, C=24, K=8, H=10, pool=None, bias=True, kernel=1, extra_user=False):
+    """Inception's pool branch: AveragePool (3x3, stride 1, pads 1 unless `pool` says) -> Conv -> Relu."""
+    pool = pool or {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+    return conv_and_pool(rng, True, pool, C, K, H, bias, kernel, extra_user)
 
 
 def ops(m) -> list[str]:
@@ -63,20 +70,9 @@ def test_the_swapped_branch_in_the_packed_layout_matches_onnxruntime(rng):
 
 
 def transition(rng, C=24, K=12, H=10, pool=None, bias=True, extra_user=False):
-    """DenseNet's transition: x -> Conv 1x1 (C -> K) [+ bias] -> AveragePool (2x2, stride 2 unless
-    `pool` says) -> Relu (-> the conv's output as a second output)."""
+    """DenseNet's transition: Conv 1x1 -> AveragePool (2x2, stride 2 unless `pool` says) -> Relu."""
     pool = pool or {"kernel_shape": [2, 2], "strides": [2, 2]}
-    w = rng.standard_normal((K, C, 1, 1)).astype(np.float32)
-    b = rng.standard_normal(K).astype(np.float32)
-    nodes = [helper.make_node("Conv", ["x", "w"] + (["b"] if bias else []), ["c"]),
-             helper.make_node("AveragePool", ["c"], ["p"], **pool),
-             helper.make_node("Relu", ["p"], ["y"])]
-    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
-    if extra_user:
-        outs.append(helper.make_tensor_value_info("c", TensorProto.FLOAT, None))
-    g = helper.make_graph(nodes, "transition", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, H, H])],
-                          outs, [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    return conv_and_pool(rng, False, pool, C, K, H, bias, extra_user=extra_user)
 
 
 @pytest.mark.parametrize("case", ["2x2 stride 2", "3x3 stride 2 padded, padding not counted",
