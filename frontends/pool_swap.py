@@ -22,8 +22,10 @@ while the pool averages C channels instead of K, a pass over memory against the 
 FLOPs per value it reads.  With a bias the conv keeps it, which is exact where every window's
 divisor counts the values it sums (no padding, or padding not counted).
 
-Neither rewrite weighs a machine's speeds: each removes work (pool traffic, conv FLOPs) and adds
-none, so it pays on any CPU, Emerald Rapids as measured, Zen 4/5 and Ice Lake alike.
+Neither rule weighs a machine's speeds: the first only takes pool traffic away; the second trades
+a pool over C / K times more channels (2 C bytes moved per output pixel and tap, about) for
+(1 - out / in) of the conv's 2 C K FLOPs per input pixel, a trade that K >= 8 wins on any CPU
+whose FLOP rate exceeds its bandwidth in bytes (Emerald Rapids as measured, Zen 4/5, Ice Lake).
 """
 from __future__ import annotations
 
