@@ -24,8 +24,9 @@ divisor counts the values it sums (no padding, or padding not counted).
 
 Neither rule weighs a machine's speeds: the first only takes pool traffic away; the second trades
 a pool over C / K times more channels (2 C bytes moved per output pixel and tap, about) for
-(1 - out / in) of the conv's 2 C K FLOPs per input pixel, a trade that K >= 8 wins on any CPU
-whose FLOP rate exceeds its bandwidth in bytes (Emerald Rapids as measured, Zen 4/5, Ice Lake).
+(1 - out / in) of the conv's 2 C K FLOPs per input pixel, a trade that K >= 8
+(MIN_OUTPUTS_POOL_FIRST) wins on any CPU whose FLOP rate exceeds its bandwidth in bytes
+(Emerald Rapids as measured, Zen 4/5, Ice Lake).
 """
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ import logging
 from .graph import Graph, Node, TensorInfo
 
 log = logging.getLogger(__name__)
+
+# the fewest conv outputs for which pooling first pays (module docstring: the conv's FLOPs saved
+# against the wider pool's bytes)
+MIN_OUTPUTS_POOL_FIRST = 8
 
 
 def _same_size_average_pool(n: Node, g: Graph) -> bool:
@@ -140,8 +145,8 @@ def average_pool_before_conv(g: Graph) -> Graph:
         channels = g.info(conv.inputs[0]).shape[1]
         has_bias = len(conv.inputs) > 2 and bool(conv.inputs[2])
         w = g.constants.get(conv.inputs[1])
-        if w is None or w.ndim != 4 or tuple(w.shape[1:]) != (channels, 1, 1) or \
-                not _pointwise(conv, g) or (has_bias and not _divisor_counts_what_it_sums(pool)):
+        if w is None or w.ndim != 4 or tuple(w.shape[1:]) != (channels, 1, 1) or w.shape[0] < MIN_OUTPUTS_POOL_FIRST \
+                or not _pointwise(conv, g) or (has_bias and not _divisor_counts_what_it_sums(pool)):
             continue
         x, y = g.info(conv.inputs[0]), g.info(pool.outputs[0])
         pooled = f"{pool.outputs[0]}.before_conv"

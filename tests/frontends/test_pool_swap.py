@@ -89,11 +89,13 @@ def test_a_shrinking_pool_runs_before_the_conv_and_matches_onnxruntime(rng, case
     check_against_onnxruntime(m, rng)
 
 
-@pytest.mark.parametrize("case", ["padding counted with a bias", "same-size pool", "conv read elsewhere"])
+@pytest.mark.parametrize("case", ["padding counted with a bias", "same-size pool", "conv read elsewhere",
+                                  "too few conv outputs"])
 def test_a_pool_that_would_change_the_bias_or_save_nothing_stays_after_the_conv(rng, case):
     m = {"padding counted with a bias": lambda: transition(rng, pool={"kernel_shape": [3, 3], "strides": [2, 2],
                                                                        "pads": [1, 1, 1, 1], "count_include_pad": 1}),
          "same-size pool": lambda: transition(rng, K=32, pool={"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
-         "conv read elsewhere": lambda: transition(rng, extra_user=True)}[case]()
+         "conv read elsewhere": lambda: transition(rng, extra_user=True),
+         "too few conv outputs": lambda: transition(rng, K=4)}[case]()
     assert ops(m)[:2] == ["Conv", "AveragePool"]
     check_against_onnxruntime(m, rng)
