@@ -1,8 +1,8 @@
 """Graph passes: dead node elimination, BatchNorm and per-channel affine folding into Conv/Gemm,
 quantised Conv/MatMul/Gemm as int8 anchors (qdq.py), channel shuffles folded into the depthwise
 convs that read them (shuffle.py), a depthwise conv and the 1x1 conv after it as one node,
-layout propagation to NCHW[x]c (opt-in), and fusion of elementwise chains into the kernel they
-follow.
+an average pool moved to the side of a 1x1 conv where it costs less (pool_swap.py), layout
+propagation to NCHW[x]c (opt-in), and fusion of elementwise chains into the kernel they follow.
 
 Every pass takes a Graph and returns a new Graph (the input is not changed).  `run_passes`
 applies the default pipeline; `print_passes` shows the graph before and after each pass.
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .graph import Graph, Node
+from .pool_swap import average_pool_before_conv, conv_before_average_pool
 from .shuffle import fold_channel_shuffle
 
 log = logging.getLogger(__name__)
@@ -437,7 +438,7 @@ def quantize_int8(g: Graph) -> Graph:
 
 
 PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm, quantize_int8, fold_channel_shuffle,
-            fuse_depthwise_pointwise]
+            fuse_depthwise_pointwise, conv_before_average_pool, average_pool_before_conv]
 LAYOUTS = {None: [], "NCHW": [], "NCHWc": [propagate_nchwc]}     # layout passes also take the target
 
 
