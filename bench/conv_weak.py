@@ -45,6 +45,7 @@ SHAPES = {
     "512_256": (512, 28, 256, 1, 1, "relu"), "256_1024_sum": (256, 14, 1024, 1, 1, "sum"),
     "1024_256": (1024, 14, 256, 1, 1, "relu"), "2048_512": (2048, 7, 512, 1, 1, "relu"),
     "512_2048_sum": (512, 7, 2048, 1, 1, "sum"), "stem": (3, 224, 64, 7, 2, "relu"),
+    "3x3_512_7": (512, 7, 512, 3, 1, "relu"),
 }
 # knob overrides timed beside the default, by the implementation the default build uses
 ALTERNATIVES = {

@@ -483,8 +483,9 @@ def input_rows_read(g: ConvGeometry) -> int:
 
 
 def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
-    """The loops over output tiles: channel blocks outside the tile rows ("oc_outer"), unless with
-    the target's caches tile rows outside ("rows_outer") take fewer cycles (te.caches.beats).
+    """The loops over output tiles: channel blocks outside the tile rows ("oc_outer"), or tile
+    rows outside ("rows_outer"): `spatial_out_order` for spatial filters, else the order that
+    with the target's caches takes fewer cycles (te.caches.beats).
 
     The cycles are te.caches' model (Caches.loop_cycles: the FMAs, plus the bytes re-read at the
     bandwidth of the level that holds what lies between two reads of them), with W the weights
@@ -501,14 +502,11 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     with Emerald Rapids' 2 MiB L2; 256 -> 64 on 56x56, 3.1 MiB), while deep layers (few pixels,
     many weights: W + B past L2) keep oc_outer on every target, and so does every conv whose
     operands stay in L2.  Grouped convs keep oc_outer (a block reads only its group's channels).
-
-    Convs with a spatial filter keep oc_outer: the model is one core's, and on two threads the
-    stride-2 3x3 128@56x56 it sends to rows_outer ran 1.21x faster with oc_outer (1.07 against
-    1.29 ms, Emerald Rapids, alternating rounds), though on one thread rows_outer won 1.3x.  The
-    1x1 convs it flips were as fast or faster on two threads too (512 -> 128 @28: 1.10x).
     """
-    if g.groups != 1 or g.R * g.S > 1:
+    if g.groups != 1:
         return "oc_outer"
+    if g.R * g.S > 1:
+        return spatial_out_order(g, ocb, bh, target)
     Wp = g.W + g.pl + g.pr
     blocks = -(-g.K // ocb)
     rows = g.N * -(-g.OH // bh)
@@ -524,6 +522,32 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     rows_outer = (c.loop_cycles(work, lanes, [(rows * w, w + band), ((tiles - rows) * w, w_b + band)])
                   + c.plane_cycles(blocks * x, band + w_b))
     return "rows_outer" if beats(rows_outer, oc_outer) else "oc_outer"
+
+
+def spatial_out_order(g: ConvGeometry, ocb: int, bh: int, target: Target) -> str:
+    """The tile order of a conv with a spatial filter: rows_outer, unless its weights and a row
+    of tiles' input band outgrow the core's share of L3 (te.caches.Caches.level), so that each
+    tile row would stream the weights from memory.
+
+    The parallel loop's static shares (te/codegen_parallel.py) give each thread a run of its
+    tiles.  With rows_outer a run is a band of output rows: the thread reads its part of the
+    input once, from wherever the kernel before left it, and re-reads each row's band (a few
+    input rows of every channel) per channel block from L1/L2; the weights come again at every
+    tile row, but as one sequential stream, which the L2 prefetchers fetch ahead from L3 while
+    the FMAs run.  With oc_outer a run is a few channel blocks, and every thread reads the whole
+    input at every block: lines a channel plane apart, which no prefetcher fetches, so each one
+    costs a miss to L3 or to the other core's L2 (where its half of the padding stage put it).
+    Measured on Emerald Rapids, two threads, weights cold (rotating copies past L2), calls no
+    other process disturbed (bench/conv_weak.py), rows_outer against oc_outer: ResNet-50's
+    stride-2 3x3 128@56x56 1.64-1.76x, 256@28x28 1.22x, 512@14x14 0.99x (9 MiB of weights, from
+    L3 per tile row), the 3x3 512@7x7 1.21x, the 7x7 stem 1.02x; on one thread 1.17x, 1.01x and
+    0.99x for the stride-2 three.  Where the weights spill the L3 share (a Zen 4 core's 4 MiB,
+    an Ice Lake server core's 1.5 MiB, against ResNet-50's 2.3 and 9 MiB), their stream per
+    tile row would come from memory: oc_outer reads them once."""
+    Wp = g.W + g.pl + g.pr
+    w = 4.0 * round_up(g.K, ocb) * (g.C // g.groups) * g.R * g.S
+    band = 4.0 * g.C * ((bh - 1) * g.sh + (g.R - 1) * g.dh + 1) * Wp
+    return "rows_outer" if target.caches.level(w + band) <= 2 else "oc_outer"
 
 
 def _schedule_oc_block(cfg, s: te.Schedule, acc, wp, final, g: ConvGeometry, ocb: int, bh: int, bw: int) -> None:
