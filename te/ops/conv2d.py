@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import te
-from te.caches import beats
+from te.caches import BYTES_PER_CYCLE, FMA_UNITS, beats
 from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
@@ -525,29 +525,35 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
 
 
 def spatial_out_order(g: ConvGeometry, ocb: int, bh: int, target: Target) -> str:
-    """The tile order of a conv with a spatial filter: rows_outer, unless its weights and a row
-    of tiles' input band outgrow the core's share of L3 (te.caches.Caches.level), so that each
-    tile row would stream the weights from memory.
+    """The tile order of a conv with a spatial filter: rows_outer where the weights it re-reads
+    at every tile row come from L2, or from L3 at a quarter of its rate at most; else oc_outer.
 
     The parallel loop's static shares (te/codegen_parallel.py) give each thread a run of its
     tiles.  With rows_outer a run is a band of output rows: the thread reads its part of the
     input once, from wherever the kernel before left it, and re-reads each row's band (a few
-    input rows of every channel) per channel block from L1/L2; the weights come again at every
-    tile row, but as one sequential stream, which the L2 prefetchers fetch ahead from L3 while
-    the FMAs run.  With oc_outer a run is a few channel blocks, and every thread reads the whole
-    input at every block: lines a channel plane apart, which no prefetcher fetches, so each one
-    costs a miss to L3 or to the other core's L2 (where its half of the padding stage put it).
+    input rows of every channel) per channel block from L1/L2, while the weights W come again at
+    every tile row as one sequential stream.  With oc_outer a run is a few channel blocks, and
+    every thread reads the whole input at every block: lines a channel plane apart, which no
+    prefetcher fetches, so each one costs a miss to L3 or to the other core's L2.
+
+    A tile row of bh x OW pixels does bh * OW FMAs per weight vector, so W streams at
+    4 * lanes * FMA_UNITS / (bh * OW) bytes a cycle whatever the channels: 4.6 for ResNet-50's
+    256@28x28 (2 x 7 tiles on a 14-wide map), 18 for its 14x14 and 7x7 layers (one row of 7).
     Measured on Emerald Rapids, two threads, weights cold (rotating copies past L2), calls no
-    other process disturbed (bench/conv_weak.py), rows_outer against oc_outer: ResNet-50's
-    stride-2 3x3 128@56x56 1.64-1.76x, 256@28x28 1.22x, 512@14x14 0.99x (9 MiB of weights, from
-    L3 per tile row), the 3x3 512@7x7 1.21x, the 7x7 stem 1.02x; on one thread 1.17x, 1.01x and
-    0.99x for the stride-2 three.  Where the weights spill the L3 share (a Zen 4 core's 4 MiB,
-    an Ice Lake server core's 1.5 MiB, against ResNet-50's 2.3 and 9 MiB), their stream per
-    tile row would come from memory: oc_outer reads them once."""
+    other process disturbed (bench/conv_weak.py), rows_outer against oc_outer: the stride-2
+    3x3 128@56x56 (weights in L2) 1.64-1.76x, 256@28x28 (2.3 MiB of weights, from L3 at 4.6
+    bytes a cycle) 1.22-1.26x; 512@14x14 and the 3x3 512@7x7 (9 MiB at 18 bytes a cycle)
+    0.99x and 1.21x in a quiet moment, 0.67-0.6x while other processes loaded the L3; the 7x7
+    stem 1.02x.  A quarter of the level's nominal rate (te.caches.BYTES_PER_CYCLE: 8 of L3's
+    32) separates them and leaves the rest to the other cores.  Weights past the core's L3 share
+    (a Zen 4 core's 4 MiB, an Ice Lake server core's 1.5 MiB) would stream from memory:
+    oc_outer reads them once."""
     Wp = g.W + g.pl + g.pr
     w = 4.0 * round_up(g.K, ocb) * (g.C // g.groups) * g.R * g.S
     band = 4.0 * g.C * ((bh - 1) * g.sh + (g.R - 1) * g.dh + 1) * Wp
-    return "rows_outer" if target.caches.level(w + band) <= 2 else "oc_outer"
+    level = target.caches.level(w + band)
+    rate = 4.0 * target.lanes() * FMA_UNITS / (bh * g.OW)
+    return "rows_outer" if level <= 1 or (level == 2 and rate <= BYTES_PER_CYCLE[2] / 4) else "oc_outer"
 
 
 def _schedule_oc_block(cfg, s: te.Schedule, acc, wp, final, g: ConvGeometry, ocb: int, bh: int, bw: int) -> None:
