@@ -151,6 +151,9 @@ CASES = [
      "out_order", "rows_outer", "oc_outer"),
     ("conv2d.direct", ConvWorkload((1, 32, 8, 8), (32, 32, 3, 3), (1, 1), (1, 1, 1, 1)),
      "pack_at", "root", "oc_block"),
+    # a stride-2 3x3 conv with the 2 x 7 tile: rows_outer while its 0.35 MiB of weights stay in L2
+    ("conv2d.direct", ConvWorkload((1, 96, 28, 28), (96, 96, 3, 3), (2, 2), (1, 1, 1, 1)),
+     "out_order", "oc_outer", "rows_outer"),
     ("matmul.packed", MatmulWorkload(128, 64, 256), "tile_order", "cols_outer", "rows_outer"),
     ("conv2d.winograd", ConvWorkload((1, 128, 8, 8), (128, 128, 3, 3), (1, 1), (1, 1, 1, 1)),
      "tile_bm", 8, 6),
