@@ -214,19 +214,36 @@ def default_ocb(g: ConvGeometry, target: Target) -> int:
     allow it; with AVX-512's 32 registers, two (32 channels) for wide maps, for 1x1 convs, whose
     broadcast input loads would otherwise outnumber the FMAs, and for spatial convs on small maps
     (at most 14 columns), the block tuned configs choose there (bench/RESULTS.md, "Conv defaults
-    from tuned configs")."""
+    from tuned configs"); four (64 channels) for 1x1 convs on rows of at most 7 (short_rows)."""
     lanes, Kg = target.lanes(), g.K // g.groups
     # a 1x1 conv whose channels two-vector blocks do not divide still takes them where that pads
     # at most 1/32 more channels: SqueezeNet's 512 -> 1000 at 13x13 (1000 -> 1024, not 1008) ran
     # 1.4x faster so (0.48 against 0.67 ms on two threads, 0.95 against 1.32 on one); with 80 to
     # 144 channels at 14x14 the one-vector block was 7-12% faster on two threads
     pad32 = round_up(g.K, 2 * lanes) - round_up(g.K, lanes)
+    if two_vector_tiles(target) and short_rows(g, target):
+        return 4 * lanes
     if two_vector_tiles(target) and (wide_map(g) or (g.R * g.S == 1 and g.groups == 1 and 32 * pad32 <= g.K)
                                      or small_map(g)):
         return 2 * lanes
     if g.groups == 1:
         return lanes if g.K >= lanes * 3 // 4 else max(4, 1 << (g.K - 1).bit_length())
     return largest_divisor(Kg, lanes)
+
+
+def short_rows(g: ConvGeometry, target: Target) -> bool:
+    """A 1x1 conv whose output rows are too short for two-vector channel blocks to fill the
+    accumulators: four vectors (64 channels with AVX-512) x one row of OW <= 7 pixels.
+
+    The tile is one row (a 1x1 conv's input rows are a channel plane apart: a taller tile adds
+    a plane-apart stream per row), so with 7 columns a two-vector block holds 14 accumulators
+    of the 28 and does 2 FMAs per input broadcast; four vectors hold 28 and do 4.  Measured on
+    Emerald Rapids, two threads, cold weights: ResNet-50's 7x7 1x1 convs 2048 -> 512 1.10x,
+    512 -> 2048 (+ Sum + Relu) 1.05x, the stride-2 1024 -> 2048 1.09x; on 14-wide rows it lost
+    (512 -> 1024 stride 2: 0.87x), where 2 x 14 accumulators already fill the registers."""
+    lanes = target.lanes()
+    return (g.R * g.S == 1 and g.groups == 1 and g.K % (4 * lanes) == 0
+            and 4 * g.OW <= target.acc_vectors)
 
 
 def two_vector_tiles(target: Target) -> bool:

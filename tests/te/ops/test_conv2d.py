@@ -433,6 +433,28 @@ def test_1x1_convs_pick_gemm_or_direct_by_map_size():
     assert "tile_oc" in space.space_map and "bn" not in space.space_map
 
 
+def test_1x1_conv_on_short_rows_takes_four_vector_channel_blocks(rng):
+    """conv2d.short_rows: on rows of at most 7 pixels a 1x1 conv's channel block is four vectors
+    (a 1 x 7 tile of 28 accumulators) with AVX-512, two on 14-wide rows, one with AVX2; built
+    with its defaults (a task per channel block), the result matches numpy."""
+    from te.ops.conv2d import conv2d_nchw, default_ocb, default_tiles
+    avx512, avx2 = te.target.parse("llvm -mcpu=skylake-avx512"), te.target.parse("llvm -mcpu=haswell")
+    g = geometry((1, 128, 7, 7), (128, 128, 1, 1))
+    assert default_ocb(g, avx512) == 64 and default_tiles(g, 64, avx512) == (1, 7)
+    assert default_ocb(geometry((1, 1024, 14, 14), (2048, 1024, 1, 1), (2, 2)), avx512) == 64    # 7x7 out
+    assert default_ocb(geometry((1, 512, 28, 28), (1024, 512, 1, 1), (2, 2)), avx512) == 32      # 14x14 out
+    assert default_ocb(geometry((1, 128, 7, 7), (96, 128, 1, 1)), avx512) == 32       # 96 channels: no 64s
+    assert default_ocb(g, avx2) == 8
+    x = rng.standard_normal((1, 128, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((128, 128, 1, 1)).astype(np.float32)
+    X, W = te.placeholder(x.shape, name="x"), te.placeholder(w.shape, name="w")
+    Y = conv2d_nchw(X, W, g, target=avx512)
+    assert Y.op.attrs["ocb"] == 64
+    out = np.zeros(Y.shape, np.float32)
+    te.build(ops.schedule([Y], avx512), [X, W, Y], target=avx512)(x, w, out)
+    np.testing.assert_allclose(out, conv_ref(x, w, (1, 1)), rtol=1e-4, atol=1e-3)
+
+
 def test_a_short_reduction_on_a_row_no_tile_divides_takes_a_dividing_tile(rng):
     """SqueezeNet's stem (3 channels, 3x3, stride 2, 111 columns): a 1x3 tile that stores whole row
     vectors, not the padded 1x8 whose channel vectors store lane by lane; the result still matches."""
