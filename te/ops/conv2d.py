@@ -103,6 +103,7 @@ def conv2d(x: te.Tensor, w: te.Tensor | PackedWeight, strides=(1, 1), padding: P
 # ---------------------------------------------------------------- 1x1 convs as matrix products
 
 GEMM_MIN_PIXELS = 14 * 14 + 1     # smaller 1x1 maps run as the direct conv (see as_matmul)
+STRIDED_GEMM_MIN_PIXELS = 14 * 14   # a strided 1x1 conv's, whose GEMM subsamples in its pack
 
 
 def gemm_applies(g: ConvGeometry) -> bool:
@@ -112,14 +113,20 @@ def gemm_applies(g: ConvGeometry) -> bool:
 
 
 def as_matmul(g: ConvGeometry) -> bool:
-    """Does an untuned build run this conv as the GEMM (gemm_applies, on a map of more than 14x14)?
+    """Does an untuned build run this conv as the GEMM (gemm_applies, on a map of more than 14x14,
+    or of 14x14 with a stride)?
 
     The GEMM's vectors run along the pixels, and 196 or 49 of them leave padded vectors and short
     rows: the direct kernel (vectors along the output channels, weights packed at build time in a
-    model) is the faster one on maps of 14x14 and 7x7 (ResNet-50's last two stages).  Tuning
-    times both (te.ops.registry.candidates) and keeps the faster.
+    model) is the faster one on maps of 14x14 and 7x7 (ResNet-50's last two stages).  A strided
+    conv's direct kernel, though, reads one input pixel in four, a channel plane apart, at every
+    channel block, where the GEMM's pack subsamples the input into dense panels once: on a 14x14
+    output that pays (ResNet-50's 512 -> 1024 projection at stride 2: 1.10x on two threads,
+    Emerald Rapids, alternating), on 7x7 it does not (1024 -> 2048: 0.96x).  Tuning times both
+    (te.ops.registry.candidates) and keeps the faster.
     """
-    return gemm_applies(g) and g.OH * g.OW >= GEMM_MIN_PIXELS
+    P = g.OH * g.OW
+    return gemm_applies(g) and (P >= GEMM_MIN_PIXELS or ((g.sh, g.sw) != (1, 1) and P >= STRIDED_GEMM_MIN_PIXELS))
 
 
 def gemm_bn(P: int, target: Target) -> int:

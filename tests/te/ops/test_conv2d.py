@@ -100,6 +100,7 @@ CASES = [
     ((1, 24, 29, 29), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),    # 1x1 s2: a GEMM, strided pack
     ((1, 20, 7, 7), (64, 20, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1 on a small map: direct
     ((1, 24, 9, 9), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),      # ... strided, K no multiple of 32
+    ((1, 24, 28, 28), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),    # ... 14x14 out: the GEMM
     ((2, 20, 7, 7), (24, 20, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1, two images: direct
     ((1, 20, 7, 7), (24, 20, 1, 1), (1, 1), (1, 0, 1, 0), (1, 1), 1),      # 1x1 padded: direct
     ((1, 3, 23, 23), (16, 3, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),      # a small stem
@@ -421,13 +422,15 @@ def test_fallback_config_is_the_untuned_schedule():
 
 
 def test_1x1_convs_pick_gemm_or_direct_by_map_size():
-    """Up to 14x14 pixels a 1x1 conv is the direct kernel (32-channel block, one row); above, the GEMM."""
+    """Up to 14x14 pixels a 1x1 conv is the direct kernel (32-channel block, one row); above, and
+    on 14x14 with a stride, the GEMM."""
     from te.ops.conv2d import default_ocb, default_tiles
     avx512 = te.target.parse("llvm -mcpu=skylake-avx512")
     small = geometry((1, 256, 14, 14), (1024, 256, 1, 1))
     assert not as_matmul(small) and default_ocb(small, avx512) == 32 and default_tiles(small, 32, avx512) == (1, 14)
     assert as_matmul(geometry((1, 256, 28, 28), (64, 256, 1, 1)))
     assert not as_matmul(geometry((1, 1024, 14, 14), (2048, 1024, 1, 1), (2, 2)))   # 7x7 out
+    assert as_matmul(geometry((1, 512, 28, 28), (1024, 512, 1, 1), (2, 2)))         # 14x14 out, strided
     args = ((1, 512, 7, 7), (2048, 512, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, "float32")
     space = create_task("conv2d_nchw", args).config_space
     assert "tile_oc" in space.space_map and "bn" not in space.space_map
