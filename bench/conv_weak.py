@@ -40,7 +40,7 @@ from te.runtime import ALIGN                               # noqa: E402
 from te.target import host                                 # noqa: E402
 
 # name: (C, H, K, R, stride, epilogue) of ResNet-50 (v1.5) convs under 70% of peak in session 13, and its
-# direct 3x3 at 7x7 (its Winograd does not apply there)
+# direct 3x3 at 7x7 (Winograd is not preferred on 7x7 maps: implementations.WinogradConv.match)
 SHAPES = {
     "s2_3x3_128": (128, 56, 128, 3, 2, "relu"), "s2_3x3_256": (256, 28, 256, 3, 2, "relu"),
     "s2_3x3_512": (512, 14, 512, 3, 2, "relu"),
