@@ -8,15 +8,21 @@ Each conv is built by the implementation an untuned model build picks (te.ops.re
 the epilogue the model fuses into it (bias + ReLU, bias + residual add + ReLU, or bias alone),
 its weights pre-packed as a model build packs them, and arrays 64-byte aligned as the model's
 workspace is (numpy's large arrays sit 16 bytes past a line: every vector access would straddle
-two).  The untuned kernel and the alternatives listed in ALTERNATIVES run in alternating rounds
-in one process, all reading the same arrays, so a change in the machine's speed or in where the
-arrays landed hits them alike.  GFLOP/s are against the fp32 FMA peak measured in the same run.
+two).  The untuned kernel and the alternatives listed in ALTERNATIVES (knob overrides, or
+another implementation's defaults) run in alternating rounds in one process, all reading the
+same input, so a change in the machine's speed hits them alike.  Each call reads its weight
+from rotating copies larger than the L2s (autotune.call_timing.weight_copies), cold as in a
+model, and a round's time is the median of the calls during which no thread of this process
+waited for a CPU (autotune.call_timing.RunQueueClock, per_call): on a machine other processes
+load, the calls they disturbed are left out, not averaged in.  GFLOP/s are against the fp32
+FMA peak 'tilewise info' shows (measured once, cached: tilewise.ceilings).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -25,15 +31,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import autotune                                            # noqa: E402
 import te                                                  # noqa: E402
 from common import env_note, table                         # noqa: E402
-from conv_defaults import alternate                        # noqa: E402
+from autotune.call_timing import CLEAN_WAIT, RunQueueClock, per_call, weight_copies  # noqa: E402
 from te import ops                                         # noqa: E402
-from te.machine import peak_gflops                         # noqa: E402
+from tilewise.ceilings import ceilings                     # noqa: E402
 from te.ops import registry                                # noqa: E402
 from te.ops.registry import ConvWorkload                   # noqa: E402
 from te.runtime import ALIGN                               # noqa: E402
 from te.target import host                                 # noqa: E402
 
-# name: (C, H, K, R, stride, epilogue) of ResNet-50 (v1.5) convs under 70% of peak in session 13
+# name: (C, H, K, R, stride, epilogue) of ResNet-50 (v1.5) convs under 70% of peak in session 13, and its
+# direct 3x3 at 7x7 (Winograd is not preferred on 7x7 maps: implementations.WinogradConv.match)
 SHAPES = {
     "s2_3x3_128": (128, 56, 128, 3, 2, "relu"), "s2_3x3_256": (256, 28, 256, 3, 2, "relu"),
     "s2_3x3_512": (512, 14, 512, 3, 2, "relu"),
@@ -45,7 +52,9 @@ SHAPES = {
     "512_256": (512, 28, 256, 1, 1, "relu"), "256_1024_sum": (256, 14, 1024, 1, 1, "sum"),
     "1024_256": (1024, 14, 256, 1, 1, "relu"), "2048_512": (2048, 7, 512, 1, 1, "relu"),
     "512_2048_sum": (512, 7, 2048, 1, 1, "sum"), "stem": (3, 224, 64, 7, 2, "relu"),
+    "3x3_512_7": (512, 7, 512, 3, 1, "relu"),
 }
+CLEAN_CALLS = 3         # undisturbed calls a variant needs for its round to count
 # knob overrides timed beside the default, by the implementation the default build uses
 ALTERNATIVES = {
     "conv2d.gemm1x1": {"session 13 default": {"bn": 32, "tile_y": [-1, 8], "pack_input": True,
@@ -53,8 +62,9 @@ ALTERNATIVES = {
                        "panels": {"tile_order": "panels", "pack_input": True},
                        "packed first": {"tile_order": "cols_outer", "pack_input": True},
                        "6x4 tile packed": {"bn": 64, "tile_y": [-1, 6], "pack_input": True}},
-    "conv2d.direct": {"rows_outer": {"out_order": "rows_outer"}, "one row": {"tile_oh": [-1, 1]},
-                      "oc_block": {"pack_at": "oc_block"}},
+    "conv2d.direct": {"rows_outer": {"out_order": "rows_outer"}, "oc_outer": {"out_order": "oc_outer"},
+                      "one row": {"tile_oh": [-1, 1]}, "oc_block": {"pack_at": "oc_block"},
+                      "1x1 GEMM": {"implementation": "conv2d.gemm1x1"}},
 }
 
 
@@ -76,10 +86,12 @@ def aligned(shape, dtype, rng: np.random.Generator) -> np.ndarray:
 
 def build(name: str, impl, overrides: dict | None, target, arrays: dict):
     """(kernel, its arrays, flops) of the conv with its model epilogue, untuned as a model build
-    runs it (overrides None) or the template's default config updated by `overrides` (knobs the
-    template lacks skipped: a strided conv has no pack_input); arrays of the same name and shape
-    are shared between variants."""
+    runs it (overrides None, or {"implementation": name}: that implementation's defaults) or the
+    template's default config updated by `overrides` (knobs the template lacks skipped: a strided
+    conv has no pack_input); arrays of the same name and shape are shared between variants."""
     wl, epilogue = workload(name)
+    if overrides and "implementation" in overrides:
+        impl, overrides = registry.IMPLEMENTATIONS[overrides["implementation"]], None
     task = autotune.create_task(impl.template, impl.args(wl), target)
     sp = task.config_space
     if overrides is None:
@@ -104,6 +116,47 @@ def build(name: str, impl, overrides: dict | None, target, arrays: dict):
     return f, args, task.flops
 
 
+def timed_rounds(variants: dict, rounds: int, target, min_time: float = 0.05,
+                 attempts: int = 20) -> dict[str, float]:
+    """Median over rounds of each variant's time per call (seconds), its weight (argument 1) cold.
+
+    A round counts where every variant had CLEAN_CALLS calls no wait for a CPU disturbed (their
+    median is its time); a round that did not is run again, up to `attempts` times the rounds,
+    then the rounds so far are used, or per_call's quartile of all calls if there are none."""
+    rotations = {k: [[c if i == 1 else x for i, x in enumerate(a)] for c in weight_copies(a[1], target)]
+                 for k, (f, a) in variants.items()}
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    fallback: dict[str, list[float]] = {k: [] for k in variants}
+    for f, a in variants.values():
+        f(*a)
+    clock = RunQueueClock()             # after a call: the OpenMP team is there to be read
+    for _ in range(rounds * attempts):
+        if min(len(v) for v in times.values()) >= rounds:
+            break
+        clock.refresh()
+        this: dict[str, float] = {}
+        for k, (f, _) in variants.items():
+            calls, waits, t0 = [], [], time.perf_counter()
+            while not calls or time.perf_counter() - t0 < min_time:
+                dt, wait = clock.call(f, rotations[k][len(calls) % len(rotations[k])])
+                calls.append(dt)
+                waits.append(wait)
+            clean = [t for t, w in zip(calls, waits) if w is not None and w <= CLEAN_WAIT * t]
+            fallback[k].append(per_call(calls))
+            if len(clean) >= CLEAN_CALLS:
+                this[k] = float(np.median(clean))
+        if len(this) == len(variants):
+            for k, t in this.items():
+                times[k].append(t)
+        else:
+            time.sleep(1.0)             # the machine is busy: let the others' time slices pass
+    clock.close()
+    if not all(times.values()):
+        print("  (no round ran undisturbed: times are per_call's quartiles, rough)", flush=True)
+        times = fallback
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("shapes", nargs="*", choices=[[], *SHAPES], help="default: all")
@@ -111,7 +164,7 @@ def main() -> None:
     args = ap.parse_args()
     target = host()
     print(env_note())
-    peak = peak_gflops(target.threads)
+    peak = ceilings(quiet=True).peak_gflops     # measured once and cached, as 'tilewise info' shows it
     print(f"fp32 FMA peak on {target.threads} threads: {peak:.0f} GFLOP/s")
     rows = []
     for name in args.shapes or SHAPES:
@@ -120,9 +173,13 @@ def main() -> None:
         arrays: dict = {}
         variants, flops = {}, 0.0
         for label, over in {"untuned": None, **ALTERNATIVES.get(impl.name, {})}.items():
-            f, a, flops = build(name, impl, over, target, arrays)
+            other = registry.IMPLEMENTATIONS.get((over or {}).get("implementation", impl.name))
+            if other is None or other.match(wl, target) is None:
+                continue                # another implementation that does not run this conv
+            f, a, fl = build(name, impl, over, target, arrays)
             variants[label] = (f, a)
-        secs = alternate(variants, args.rounds)
+            flops = flops or fl         # the untuned kernel's count
+        secs = timed_rounds(variants, args.rounds, target)
         for label, t in secs.items():
             rows.append([name, impl.name, label, f"{t * 1e3:.3f}", f"{flops / t / 1e9:.0f}",
                          f"{flops / t / 1e9 / peak:.0%}", f"{secs['untuned'] / t:.2f}x"])

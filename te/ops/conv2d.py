@@ -11,6 +11,8 @@ activation, residual...) to the registers before the single store to NCHW.
 
 Deep layers (more weights than outputs) pack their weights per channel block inside the
 parallel loop instead of at the root (knob `pack_at`), so the packed slice stays in L2.
+The untuned defaults (channel block, register tile, pack_at, tile order) are derived from the
+shape and the target in direct_defaults.py.
 
 Weights known at build time (a model's constants) can be packed once, ahead of time:
 `pack_weight_numpy` packs the constant by the kernel's channel block, and a `PackedWeight`
@@ -22,12 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import te
-from te.caches import beats
 from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
 from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, flops, geometry,  # noqa: F401
                             pad_nchw, resolve_padding, round_up, subsample_nchw)
+from .direct_defaults import (default_ocb, default_out_order, default_pack_at, default_tiles,  # noqa: F401
+                              input_rows_read, short_rows, small_map, spatial_out_order, subsamples, tile_budget,
+                              two_row_tile, two_vector_tiles, wide_map)
 from .knobs import FallbackConfig
 from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth, reduction_order,
                        register_tile)
@@ -103,6 +107,7 @@ def conv2d(x: te.Tensor, w: te.Tensor | PackedWeight, strides=(1, 1), padding: P
 # ---------------------------------------------------------------- 1x1 convs as matrix products
 
 GEMM_MIN_PIXELS = 14 * 14 + 1     # smaller 1x1 maps run as the direct conv (see as_matmul)
+STRIDED_GEMM_MIN_PIXELS = 14 * 14   # a strided 1x1 conv's, whose GEMM subsamples in its pack
 
 
 def gemm_applies(g: ConvGeometry) -> bool:
@@ -112,14 +117,20 @@ def gemm_applies(g: ConvGeometry) -> bool:
 
 
 def as_matmul(g: ConvGeometry) -> bool:
-    """Does an untuned build run this conv as the GEMM (gemm_applies, on a map of more than 14x14)?
+    """Does an untuned build run this conv as the GEMM (gemm_applies, on a map of more than 14x14,
+    or of 14x14 with a stride)?
 
     The GEMM's vectors run along the pixels, and 196 or 49 of them leave padded vectors and short
     rows: the direct kernel (vectors along the output channels, weights packed at build time in a
-    model) is the faster one on maps of 14x14 and 7x7 (ResNet-50's last two stages).  Tuning
-    times both (te.ops.registry.candidates) and keeps the faster.
+    model) is the faster one on maps of 14x14 and 7x7 (ResNet-50's last two stages).  A strided
+    conv's direct kernel, though, reads one input pixel in four, a channel plane apart, at every
+    channel block, where the GEMM's pack subsamples the input into dense panels once: on a 14x14
+    output that pays (ResNet-50's 512 -> 1024 projection at stride 2: 1.10x on two threads,
+    Emerald Rapids, alternating), on 7x7 it does not (1024 -> 2048: 0.96x).  Tuning times both
+    (te.ops.registry.candidates) and keeps the faster.
     """
-    return gemm_applies(g) and g.OH * g.OW >= GEMM_MIN_PIXELS
+    P = g.OH * g.OW
+    return gemm_applies(g) and (P >= GEMM_MIN_PIXELS or ((g.sh, g.sw) != (1, 1) and P >= STRIDED_GEMM_MIN_PIXELS))
 
 
 def gemm_bn(P: int, target: Target) -> int:
@@ -208,125 +219,6 @@ def conv1x1_matmul(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor 
 
 
 # ---------------------------------------------------------------- direct conv (output-channel vectors)
-
-def default_ocb(g: ConvGeometry, target: Target) -> int:
-    """The output-channel block: one vector register (16 lanes with AVX-512) where the channels
-    allow it; with AVX-512's 32 registers, two (32 channels) for wide maps, for 1x1 convs, whose
-    broadcast input loads would otherwise outnumber the FMAs, and for spatial convs on small maps
-    (at most 14 columns), the block tuned configs choose there (bench/RESULTS.md, "Conv defaults
-    from tuned configs")."""
-    lanes, Kg = target.lanes(), g.K // g.groups
-    # a 1x1 conv whose channels two-vector blocks do not divide still takes them where that pads
-    # at most 1/32 more channels: SqueezeNet's 512 -> 1000 at 13x13 (1000 -> 1024, not 1008) ran
-    # 1.4x faster so (0.48 against 0.67 ms on two threads, 0.95 against 1.32 on one); with 80 to
-    # 144 channels at 14x14 the one-vector block was 7-12% faster on two threads
-    pad32 = round_up(g.K, 2 * lanes) - round_up(g.K, lanes)
-    if two_vector_tiles(target) and (wide_map(g) or (g.R * g.S == 1 and g.groups == 1 and 32 * pad32 <= g.K)
-                                     or small_map(g)):
-        return 2 * lanes
-    if g.groups == 1:
-        return lanes if g.K >= lanes * 3 // 4 else max(4, 1 << (g.K - 1).bit_length())
-    return largest_divisor(Kg, lanes)
-
-
-def two_vector_tiles(target: Target) -> bool:
-    """Do the two-register channel blocks and their fixed tiles (below) apply?  They are sized
-    for AVX-512 (16 lanes, 32 registers); 16 registers leave too few for their tiles."""
-    return target.lanes() == 16 and target.vector_registers >= 32
-
-
-def wide_map(g: ConvGeometry) -> bool:
-    """A spatial conv over a wide map: two output-channel vectors per input broadcast pay off.
-
-    With two 512-bit FMA ports one broadcast load per FMA is more than the load ports deliver;
-    a 32-channel block halves the loads, and a 1x8 pixel tile keeps the 16 accumulators in
-    registers.  Maps of 28 columns and more (ResNet-50's 3x3 layers of 28 and 56 columns) gain.
-    """
-    return g.groups == 1 and g.R * g.S > 1 and g.K % 32 == 0 and g.OW >= 28
-
-
-def small_map(g: ConvGeometry) -> bool:
-    """A spatial conv over a map of at most 14 columns with channels in 32s (ResNet's 14x14 and 7x7)."""
-    return g.groups == 1 and g.R * g.S > 1 and g.K % 32 == 0 and g.OW <= 14
-
-
-def tile_budget(ocb: int, target: Target) -> int:
-    """Output pixels a register tile may hold with `ocb` channels: its accumulators must fit the
-    target's vector registers (Target.acc_vectors), at least 4."""
-    return max(4, target.acc_vectors // -(-ocb // target.lanes()))
-
-
-def default_tiles(g: ConvGeometry, ocb: int, target: Target) -> tuple[int, int]:
-    """(rows, columns) of the register tile: as many output pixels as the vector registers hold.
-
-    Tiles that do not divide the output are allowed (the accumulator is padded), at the price
-    of the padded work; the pick maximises useful accumulators per padded work.
-    """
-    measured = ocb == 32 and two_vector_tiles(target)      # the fixed tiles, chosen by timing them
-    if measured and two_row_tile(g, ocb, target):
-        return 2, 7
-    if measured and wide_map(g):
-        if g.OW % 8 and g.OW % 7 and (g.C // g.groups) * g.R * g.S < 64:
-            # a short reduction (a 3x3 stem over 3 channels: 27 FMAs per output) leaves the store
-            # to dominate, and a tile that pads the row stores its channel vectors lane by lane
-            # into NCHW: a tile that divides the row stores whole vectors along it (SqueezeNet's
-            # 111-wide stem: 1x3 0.45 ms against the padded 1x8's 0.68 ms, bench/RESULTS.md)
-            d = largest_divisor(g.OW, 8)
-            if d >= 3:
-                return 1, d
-        # 7 columns where 8 would pad the row (28 columns): faster than the padded 8
-        return 1, (7 if g.OW % 8 and g.OW % 7 == 0 else 8)
-    if measured and small_map(g) and g.OW % 7 == 0:
-        return 1, 7                             # faster than 16 channels in a 2x14 tile
-    if measured and g.R * g.S == 1:              # a 1x1 conv on a small map: one row of up to 14
-        return 1, (g.OW if g.OW <= 14 else largest_divisor(g.OW, 14))
-    budget = tile_budget(ocb, target)
-    best, best_score = (1, 1), (-1.0, 0, 0)
-    for bw in range(1, min(g.OW, budget) + 1):
-        for bh in range(1, min(g.OH, budget // bw, 2) + 1):
-            waste = round_up(g.OW, bw) * round_up(g.OH, bh) / (g.OW * g.OH)
-            # 7 accumulators already hide the FMA latency; more only save loop overhead.  Rows of
-            # 8 or 16 pixels store as whole vectors, which makes the NCHW store cheaper.
-            score = (round(min(bh * bw, 7) / waste, 3), bw in (8, 16) and bh * bw >= 14, bh * bw, -bh)
-            if score > best_score:
-                best, best_score = (bh, bw), score
-    return best
-
-
-def two_row_tile(g: ConvGeometry, ocb: int, target: Target) -> bool:
-    """Does a strided spatial conv take a 2 x 7 register tile (28 accumulators with 32 channels)
-    rather than one row of 7?
-
-    Every tile streams its channel block's weights (C x R x S x ocb floats) once; where they
-    outgrow the L1d (te.caches.Caches.level) they come from L2 at every tile, and a tile twice
-    as tall halves that stream; two output rows at stride 2 also share one of the input rows they
-    read.  Measured on Emerald Rapids (one thread's CPU time): ResNet-50's stride-2 3x3 128@56x56
-    1.18-1.24x, 256@28x28 1.03-1.05x (two threads, idle moments: 1.06x and, with pack_at's
-    "root", 1.15x); the 7x7 stem (19 KiB of weights a block, within L1d) keeps
-    its 1 x 8 (a 2 x 7 ran 0.90x), and a 7-row map keeps one row (a second pads it).  Stride 1
-    keeps the measured one-row tiles (its 3x3 convs mostly run by Winograd)."""
-    lanes = target.lanes()
-    return (g.groups == 1 and g.R * g.S > 1 and min(g.sh, g.sw) > 1 and g.OH % 2 == 0 and g.OW % 7 == 0
-            and 14 * -(-ocb // lanes) <= target.acc_vectors
-            and target.caches.level(4.0 * g.C * g.R * g.S * ocb) > 0)
-
-
-def subsamples(g: ConvGeometry, target: Target) -> bool:
-    """Does the direct conv read a strided 1x1 conv's input subsampled first (subsample_nchw)?
-
-    A stride-2 1x1 conv reads one pixel in four, from lines whose other half it never uses, and
-    every output-channel block reads them again.  Packed once into a dense map a quarter the size,
-    the blocks re-read contiguous rows from a smaller working set, at the cost of one pass over
-    the pixels (a per-lane gather) and a barrier.  That pays only where it moves the re-read
-    working set to a closer cache level (te.caches.Caches.level): ResNet-50's 512 -> 1024
-    projection at 28x28 reads 0.8 MiB of rows, 0.2 MiB subsampled: beyond a 1 MiB L2 (Zen 4)
-    against within it.  Where both stay in L2 (Emerald Rapids' 2 MiB) the extra pass made it
-    slower on two threads (0.82 against 0.77 ms, alternating)."""
-    if g.R != 1 or g.S != 1 or (g.sh, g.sw) == (1, 1) or (g.pt, g.pl, g.pb, g.pr) != (0, 0, 0, 0):
-        return False
-    c = target.caches
-    return c.level(4.0 * g.N * g.C * input_rows_read(g) * g.W) > c.level(4.0 * g.N * g.C * g.OH * g.OW)
-
 
 def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias: te.Tensor | None = None,
                 epilogue: Epilogue | None = None, ocb: int | None = None, bw: int | None = None,
@@ -444,23 +336,6 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
         _schedule_pad(s, xp, g.flops / 2)
 
 
-def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
-    """Pack the weights per output-channel block (inside the parallel loop) when they outweigh the
-    output and the block's accumulator map fits the target's L1d.
-
-    Packed at the root, the weights go to memory and come back: for the deep layers (many weights,
-    few pixels) that traffic is most of the time.  Packed per channel block, a thread packs the
-    slice it is about to use, which stays in L2, and accumulates the block's whole map (OH x OW x
-    ocb floats) before its epilogue reads it back: within L1d (48 KiB on Emerald Rapids, 32 KiB on
-    Zen 4) that map never leaves the core; beyond it, its write-back and re-read cost what the
-    per-block packing saves.
-    """
-    weights = g.K * (g.C // g.groups) * g.R * g.S
-    outputs = g.N * g.K * g.OH * g.OW
-    fits = g.OH % bh == 0 and g.OW % bw == 0 and g.OH * g.OW * ocb * 4 <= target.caches.l1d
-    return "oc_block" if fits and weights > 4 * outputs else "root"
-
-
 def pack_at(cfg, wp: te.Tensor | None, g: ConvGeometry) -> str:
     """cfg's pack_at, except that an untuned spatial conv whose weights were packed ahead of time
     (`wp` None: a model's constants) runs "root".
@@ -473,57 +348,6 @@ def pack_at(cfg, wp: te.Tensor | None, g: ConvGeometry) -> str:
     if cfg.is_fallback and wp is None and g.R * g.S > 1:
         return "root"
     return cfg["pack_at"].val
-
-
-def input_rows_read(g: ConvGeometry) -> int:
-    """Rows of the padded input the conv reads: all of them, except with a stride longer than
-    the filter's span (a 1x1 stride-2 conv reads every other row)."""
-    span = (g.R - 1) * g.dh + 1
-    return min(g.H + g.pt + g.pb, g.OH * min(g.sh, span) + max(0, span - g.sh))
-
-
-def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
-    """The loops over output tiles: channel blocks outside the tile rows ("oc_outer"), unless with
-    the target's caches tile rows outside ("rows_outer") take fewer cycles (te.caches.beats).
-
-    The cycles are te.caches' model (Caches.loop_cycles: the FMAs, plus the bytes re-read at the
-    bandwidth of the level that holds what lies between two reads of them), with W the weights
-    (W_b one block's slice), X the input rows the conv reads (input_rows_read) and B one row of
-    tiles' input band:
-
-    * oc_outer re-reads W_b at every tile (W_b apart) and X at every block (X + W_b apart);
-    * rows_outer re-reads W at every tile row (W + B apart), W_b at every other tile (W_b + B
-      apart) and the band at every block (B + W_b apart).
-
-    X re-read from beyond L2 costs Caches.plane_cycles, not the level's streaming rate: its
-    lines lie a channel plane apart, where no prefetcher reaches.  So big maps with few weights
-    take rows_outer wherever their input outgrows L2 (a 1x1 conv 512 -> 128 on 28x28, 1.6 MiB
-    with Emerald Rapids' 2 MiB L2; 256 -> 64 on 56x56, 3.1 MiB), while deep layers (few pixels,
-    many weights: W + B past L2) keep oc_outer on every target, and so does every conv whose
-    operands stay in L2.  Grouped convs keep oc_outer (a block reads only its group's channels).
-
-    Convs with a spatial filter keep oc_outer: the model is one core's, and on two threads the
-    stride-2 3x3 128@56x56 it sends to rows_outer ran 1.21x faster with oc_outer (1.07 against
-    1.29 ms, Emerald Rapids, alternating rounds), though on one thread rows_outer won 1.3x.  The
-    1x1 convs it flips were as fast or faster on two threads too (512 -> 128 @28: 1.10x).
-    """
-    if g.groups != 1 or g.R * g.S > 1:
-        return "oc_outer"
-    Wp = g.W + g.pl + g.pr
-    blocks = -(-g.K // ocb)
-    rows = g.N * -(-g.OH // bh)
-    tiles = rows * -(-g.OW // bw)
-    w_b = 4.0 * g.C * g.R * g.S * ocb
-    w, x = blocks * w_b, 4.0 * g.N * g.C * input_rows_read(g) * Wp
-    band = 4.0 * g.C * ((bh - 1) * g.sh + (g.R - 1) * g.dh + 1) * Wp
-    if subsamples(g, target):       # the conv reads the dense subsampled map
-        x, band = 4.0 * g.N * g.C * g.OH * g.OW, 4.0 * g.C * bh * g.OW
-    c, lanes, work = target.caches, target.lanes(), g.flops
-
-    oc_outer = c.loop_cycles(work, lanes, [(tiles * w, w_b)]) + c.plane_cycles(blocks * x, x + w_b)
-    rows_outer = (c.loop_cycles(work, lanes, [(rows * w, w + band), ((tiles - rows) * w, w_b + band)])
-                  + c.plane_cycles(blocks * x, band + w_b))
-    return "rows_outer" if beats(rows_outer, oc_outer) else "oc_outer"
 
 
 def _schedule_oc_block(cfg, s: te.Schedule, acc, wp, final, g: ConvGeometry, ocb: int, bh: int, bw: int) -> None:

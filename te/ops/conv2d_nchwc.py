@@ -19,7 +19,8 @@ import te
 from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor, tagged
-from .conv2d import _tile_candidates, default_out_order, default_tiles
+from .conv2d import _tile_candidates
+from .direct_defaults import default_out_order, default_tiles
 from .conv_geometry import geometry, round_up
 from .knobs import FallbackConfig, register_template
 from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth, reduction_order,
@@ -182,7 +183,7 @@ def _pad_nchwc(x: te.Tensor, top: int, left: int, bottom: int, right: int, name:
 def schedule_conv2d_NCHWc_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None = None,
                               target: Target | str | None = None) -> None:
     """Schedule a conv2d_NCHWc output (and the injective ops fused after it) with cfg's knobs, for
-    target (None: this machine; its caches choose the default loop order, conv2d.default_out_order)."""
+    target (None: this machine; its caches choose the default loop order, direct_defaults.default_out_order)."""
     final = out if final is None else final
     acc = input_stage(out, "conv2d_NCHWc.acc")
     if acc is None:

@@ -54,14 +54,18 @@ def test_out_order_as_the_docstring_says():
     # block (measured 1.2-1.4x slower on Emerald Rapids, 1 thread)
     for big_input in [(256, 56, 64, 1), (256, 56, 128, 1), (512, 28, 128, 1), (512, 28, 256, 1)]:
         assert {direct_order(big_input, c) for c in (EMERALD, ZEN4, ICELAKE)} == {"rows_outer"}, big_input
-    # a spatial filter keeps oc_outer (measured faster on 2 threads; see default_out_order)
-    assert {direct_order((128, 56, 128, 3), c, stride=2) for c in (EMERALD, ZEN4, ICELAKE)} == {"oc_outer"}
-    assert direct_order((128, 56, 128, 3), EMERALD, 2, parse("llvm -mcpu=haswell")) == "oc_outer"
-    for deep in [(512, 7, 512, 3), (1024, 14, 256, 1)]:
-        assert {direct_order(deep, c) for c in (EMERALD, ICELAKE, TINY)} == {"oc_outer"}
+    # a spatial filter: rows_outer while its weights stay in the core's L3 share (spatial_out_order)
+    assert {direct_order((128, 56, 128, 3), c, stride=2) for c in (EMERALD, ZEN4, ICELAKE)} == {"rows_outer"}
+    assert direct_order((128, 56, 128, 3), EMERALD, 2, parse("llvm -mcpu=haswell")) == "rows_outer"
+    assert {direct_order((256, 28, 256, 3), c, stride=2) for c in (EMERALD, ZEN4)} == {"rows_outer"}
+    # 9 MiB of weights from L3 at 18 bytes a cycle (one row of 7 pixels per weight vector)
+    assert {direct_order((512, 7, 512, 3), c) for c in (EMERALD, ZEN4, ICELAKE, TINY)} == {"oc_outer"}
+    assert direct_order((512, 14, 512, 3), EMERALD, stride=2) == "oc_outer"
+    # 2.3 MiB of weights past Ice Lake's 1.5 MiB L3 share: read once
+    assert direct_order((256, 28, 256, 3), ICELAKE, stride=2) == "oc_outer"
+    assert {direct_order((1024, 14, 256, 1), c) for c in (EMERALD, ICELAKE, TINY)} == {"oc_outer"}
     # within L2 (Emerald Rapids' 2 MiB), or weights past L2 that rows_outer re-reads per tile row
     assert direct_order((128, 28, 512, 1), EMERALD) == "oc_outer"
-    assert direct_order((256, 28, 256, 3), EMERALD, stride=2) == "oc_outer"
     assert direct_order((512, 28, 1024, 1), EMERALD, stride=2) == "oc_outer"
 
 
@@ -147,6 +151,9 @@ CASES = [
      "out_order", "rows_outer", "oc_outer"),
     ("conv2d.direct", ConvWorkload((1, 32, 8, 8), (32, 32, 3, 3), (1, 1), (1, 1, 1, 1)),
      "pack_at", "root", "oc_block"),
+    # a stride-2 3x3 conv with the 2 x 7 tile: rows_outer while its 0.35 MiB of weights stay in L2
+    ("conv2d.direct", ConvWorkload((1, 96, 28, 28), (96, 96, 3, 3), (2, 2), (1, 1, 1, 1)),
+     "out_order", "oc_outer", "rows_outer"),
     ("matmul.packed", MatmulWorkload(128, 64, 256), "tile_order", "cols_outer", "rows_outer"),
     ("conv2d.winograd", ConvWorkload((1, 128, 8, 8), (128, 128, 3, 3), (1, 1), (1, 1, 1, 1)),
      "tile_bm", 8, 6),

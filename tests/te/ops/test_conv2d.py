@@ -100,6 +100,7 @@ CASES = [
     ((1, 24, 29, 29), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),    # 1x1 s2: a GEMM, strided pack
     ((1, 20, 7, 7), (64, 20, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1 on a small map: direct
     ((1, 24, 9, 9), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),      # ... strided, K no multiple of 32
+    ((1, 24, 28, 28), (40, 24, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),    # ... 14x14 out: the GEMM
     ((2, 20, 7, 7), (24, 20, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),      # 1x1, two images: direct
     ((1, 20, 7, 7), (24, 20, 1, 1), (1, 1), (1, 0, 1, 0), (1, 1), 1),      # 1x1 padded: direct
     ((1, 3, 23, 23), (16, 3, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),      # a small stem
@@ -421,16 +422,40 @@ def test_fallback_config_is_the_untuned_schedule():
 
 
 def test_1x1_convs_pick_gemm_or_direct_by_map_size():
-    """Up to 14x14 pixels a 1x1 conv is the direct kernel (32-channel block, one row); above, the GEMM."""
+    """Up to 14x14 pixels a 1x1 conv is the direct kernel (32-channel block, one row); above, and
+    on 14x14 with a stride, the GEMM."""
     from te.ops.conv2d import default_ocb, default_tiles
     avx512 = te.target.parse("llvm -mcpu=skylake-avx512")
     small = geometry((1, 256, 14, 14), (1024, 256, 1, 1))
     assert not as_matmul(small) and default_ocb(small, avx512) == 32 and default_tiles(small, 32, avx512) == (1, 14)
     assert as_matmul(geometry((1, 256, 28, 28), (64, 256, 1, 1)))
     assert not as_matmul(geometry((1, 1024, 14, 14), (2048, 1024, 1, 1), (2, 2)))   # 7x7 out
+    assert as_matmul(geometry((1, 512, 28, 28), (1024, 512, 1, 1), (2, 2)))         # 14x14 out, strided
     args = ((1, 512, 7, 7), (2048, 512, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, "float32")
     space = create_task("conv2d_nchw", args).config_space
     assert "tile_oc" in space.space_map and "bn" not in space.space_map
+
+
+def test_1x1_conv_on_short_rows_takes_four_vector_channel_blocks(rng):
+    """conv2d.short_rows: on rows of at most 7 pixels a 1x1 conv's channel block is four vectors
+    (a 1 x 7 tile of 28 accumulators) with AVX-512, two on 14-wide rows, one with AVX2; built
+    with its defaults (a task per channel block), the result matches numpy."""
+    from te.ops.conv2d import conv2d_nchw, default_ocb, default_tiles
+    avx512, avx2 = te.target.parse("llvm -mcpu=skylake-avx512"), te.target.parse("llvm -mcpu=haswell")
+    g = geometry((1, 128, 7, 7), (128, 128, 1, 1))
+    assert default_ocb(g, avx512) == 64 and default_tiles(g, 64, avx512) == (1, 7)
+    assert default_ocb(geometry((1, 1024, 14, 14), (2048, 1024, 1, 1), (2, 2)), avx512) == 64    # 7x7 out
+    assert default_ocb(geometry((1, 512, 28, 28), (1024, 512, 1, 1), (2, 2)), avx512) == 32      # 14x14 out
+    assert default_ocb(geometry((1, 128, 7, 7), (96, 128, 1, 1)), avx512) == 32       # 96 channels: no 64s
+    assert default_ocb(g, avx2) == 8
+    x = rng.standard_normal((1, 128, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((128, 128, 1, 1)).astype(np.float32)
+    X, W = te.placeholder(x.shape, name="x"), te.placeholder(w.shape, name="w")
+    Y = conv2d_nchw(X, W, g, target=avx512)
+    assert Y.op.attrs["ocb"] == 64
+    out = np.zeros(Y.shape, np.float32)
+    te.build(ops.schedule([Y], avx512), [X, W, Y], target=avx512)(x, w, out)
+    np.testing.assert_allclose(out, conv_ref(x, w, (1, 1)), rtol=1e-4, atol=1e-3)
 
 
 def test_a_short_reduction_on_a_row_no_tile_divides_takes_a_dividing_tile(rng):

@@ -1,0 +1,250 @@
+"""The direct NCHW conv's untuned defaults (te/ops/conv2d.py), derived from the shape and the
+target: the output-channel block (`default_ocb`), the register tile (`default_tiles`), where the
+weights are packed (`default_pack_at`), the order of the tile loops (`default_out_order`,
+`spatial_out_order`) and whether a strided 1x1 conv reads its input subsampled (`subsamples`).
+
+Each docstring gives the reasoning (vector width, vector registers, the caches of
+te.caches.Caches) and the measurements that fixed its constants; the tuner's knobs
+(implementations.DirectConv.space) keep every other choice open.
+"""
+from __future__ import annotations
+
+from te.caches import BYTES_PER_CYCLE, FMA_UNITS, beats
+from te.target import Target
+
+from .common import largest_divisor
+from .conv_geometry import ConvGeometry, round_up
+
+
+def default_ocb(g: ConvGeometry, target: Target) -> int:
+    """The output-channel block: one vector register (16 lanes with AVX-512) where the channels
+    allow it; with AVX-512's 32 registers, two (32 channels) for wide maps, for 1x1 convs, whose
+    broadcast input loads would otherwise outnumber the FMAs, and for spatial convs on small maps
+    (at most 14 columns), the block tuned configs choose there (bench/RESULTS.md, "Conv defaults
+    from tuned configs"); four (64 channels) for 1x1 convs on rows of at most 7 (short_rows)."""
+    lanes, Kg = target.lanes(), g.K // g.groups
+    # a 1x1 conv whose channels two-vector blocks do not divide still takes them where that pads
+    # at most 1/32 more channels: SqueezeNet's 512 -> 1000 at 13x13 (1000 -> 1024, not 1008) ran
+    # 1.4x faster so (0.48 against 0.67 ms on two threads, 0.95 against 1.32 on one); with 80 to
+    # 144 channels at 14x14 the one-vector block was 7-12% faster on two threads
+    pad32 = round_up(g.K, 2 * lanes) - round_up(g.K, lanes)
+    if two_vector_tiles(target) and short_rows(g, target):
+        return 4 * lanes
+    if two_vector_tiles(target) and (wide_map(g) or (g.R * g.S == 1 and g.groups == 1 and 32 * pad32 <= g.K)
+                                     or small_map(g)):
+        return 2 * lanes
+    if g.groups == 1:
+        return lanes if g.K >= lanes * 3 // 4 else max(4, 1 << (g.K - 1).bit_length())
+    return largest_divisor(Kg, lanes)
+
+
+def short_rows(g: ConvGeometry, target: Target) -> bool:
+    """A 1x1 conv whose output rows are too short for two-vector channel blocks to fill the
+    accumulators: four vectors (64 channels with AVX-512) x one row of OW <= 7 pixels.
+
+    The tile is one row (a 1x1 conv's input rows are a channel plane apart: a taller tile adds
+    a plane-apart stream per row), so with 7 columns a two-vector block holds 14 accumulators
+    of the 28 and does 2 FMAs per input broadcast; four vectors hold 28 and do 4.  Measured on
+    Emerald Rapids, two threads, cold weights: ResNet-50's 7x7 1x1 convs 2048 -> 512 1.10x,
+    512 -> 2048 (+ Sum + Relu) 1.05x, the stride-2 1024 -> 2048 1.09x; on 14-wide rows it lost
+    (512 -> 1024 stride 2: 0.87x), where 2 x 14 accumulators already fill the registers."""
+    lanes = target.lanes()
+    return (g.R * g.S == 1 and g.groups == 1 and g.K % (4 * lanes) == 0
+            and 4 * g.OW <= target.acc_vectors)
+
+
+def two_vector_tiles(target: Target) -> bool:
+    """Do the two-register channel blocks and their fixed tiles (below) apply?  They are sized
+    for AVX-512 (16 lanes, 32 registers); 16 registers leave too few for their tiles."""
+    return target.lanes() == 16 and target.vector_registers >= 32
+
+
+def wide_map(g: ConvGeometry) -> bool:
+    """A spatial conv over a wide map: two output-channel vectors per input broadcast pay off.
+
+    With two 512-bit FMA ports one broadcast load per FMA is more than the load ports deliver;
+    a 32-channel block halves the loads, and a 1x8 pixel tile keeps the 16 accumulators in
+    registers.  Maps of 28 columns and more (ResNet-50's 3x3 layers of 28 and 56 columns) gain.
+    """
+    return g.groups == 1 and g.R * g.S > 1 and g.K % 32 == 0 and g.OW >= 28
+
+
+def small_map(g: ConvGeometry) -> bool:
+    """A spatial conv over a map of at most 14 columns with channels in 32s (ResNet's 14x14 and 7x7)."""
+    return g.groups == 1 and g.R * g.S > 1 and g.K % 32 == 0 and g.OW <= 14
+
+
+def tile_budget(ocb: int, target: Target) -> int:
+    """Output pixels a register tile may hold with `ocb` channels: its accumulators must fit the
+    target's vector registers (Target.acc_vectors), at least 4."""
+    return max(4, target.acc_vectors // -(-ocb // target.lanes()))
+
+
+def default_tiles(g: ConvGeometry, ocb: int, target: Target) -> tuple[int, int]:
+    """(rows, columns) of the register tile: as many output pixels as the vector registers hold.
+
+    Tiles that do not divide the output are allowed (the accumulator is padded), at the price
+    of the padded work; the pick maximises useful accumulators per padded work.
+    """
+    measured = ocb == 32 and two_vector_tiles(target)      # the fixed tiles, chosen by timing them
+    if measured and two_row_tile(g, ocb, target):
+        return 2, 7
+    if measured and wide_map(g):
+        if g.OW % 8 and g.OW % 7 and (g.C // g.groups) * g.R * g.S < 64:
+            # a short reduction (a 3x3 stem over 3 channels: 27 FMAs per output) leaves the store
+            # to dominate, and a tile that pads the row stores its channel vectors lane by lane
+            # into NCHW: a tile that divides the row stores whole vectors along it (SqueezeNet's
+            # 111-wide stem: 1x3 0.45 ms against the padded 1x8's 0.68 ms, bench/RESULTS.md)
+            d = largest_divisor(g.OW, 8)
+            if d >= 3:
+                return 1, d
+        # 7 columns where 8 would pad the row (28 columns): faster than the padded 8
+        return 1, (7 if g.OW % 8 and g.OW % 7 == 0 else 8)
+    if measured and small_map(g) and g.OW % 7 == 0:
+        return 1, 7                             # faster than 16 channels in a 2x14 tile
+    if measured and g.R * g.S == 1:              # a 1x1 conv on a small map: one row of up to 14
+        return 1, (g.OW if g.OW <= 14 else largest_divisor(g.OW, 14))
+    budget = tile_budget(ocb, target)
+    best, best_score = (1, 1), (-1.0, 0, 0)
+    for bw in range(1, min(g.OW, budget) + 1):
+        for bh in range(1, min(g.OH, budget // bw, 2) + 1):
+            waste = round_up(g.OW, bw) * round_up(g.OH, bh) / (g.OW * g.OH)
+            # 7 accumulators already hide the FMA latency; more only save loop overhead.  Rows of
+            # 8 or 16 pixels store as whole vectors, which makes the NCHW store cheaper.
+            score = (round(min(bh * bw, 7) / waste, 3), bw in (8, 16) and bh * bw >= 14, bh * bw, -bh)
+            if score > best_score:
+                best, best_score = (bh, bw), score
+    return best
+
+
+def two_row_tile(g: ConvGeometry, ocb: int, target: Target) -> bool:
+    """Does a strided spatial conv take a 2 x 7 register tile (28 accumulators with 32 channels)
+    rather than one row of 7?
+
+    Every tile streams its channel block's weights (C x R x S x ocb floats) once; where they
+    outgrow the L1d (te.caches.Caches.level) they come from L2 at every tile, and a tile twice
+    as tall halves that stream; two output rows at stride 2 also share one of the input rows they
+    read.  Measured on Emerald Rapids (one thread's CPU time): ResNet-50's stride-2 3x3 128@56x56
+    1.18-1.24x, 256@28x28 1.03-1.05x (two threads, idle moments: 1.06x and, with pack_at's
+    "root", 1.15x); the 7x7 stem (19 KiB of weights a block, within L1d) keeps
+    its 1 x 8 (a 2 x 7 ran 0.90x), and a 7-row map keeps one row (a second pads it).  Stride 1
+    keeps the measured one-row tiles (its 3x3 convs mostly run by Winograd)."""
+    lanes = target.lanes()
+    return (g.groups == 1 and g.R * g.S > 1 and min(g.sh, g.sw) > 1 and g.OH % 2 == 0 and g.OW % 7 == 0
+            and 14 * -(-ocb // lanes) <= target.acc_vectors
+            and target.caches.level(4.0 * g.C * g.R * g.S * ocb) > 0)
+
+
+def subsamples(g: ConvGeometry, target: Target) -> bool:
+    """Does the direct conv read a strided 1x1 conv's input subsampled first (subsample_nchw)?
+
+    A stride-2 1x1 conv reads one pixel in four, from lines whose other half it never uses, and
+    every output-channel block reads them again.  Packed once into a dense map a quarter the size,
+    the blocks re-read contiguous rows from a smaller working set, at the cost of one pass over
+    the pixels (a per-lane gather) and a barrier.  That pays only where it moves the re-read
+    working set to a closer cache level (te.caches.Caches.level): ResNet-50's 512 -> 1024
+    projection at 28x28 reads 0.8 MiB of rows, 0.2 MiB subsampled: beyond a 1 MiB L2 (Zen 4)
+    against within it.  Where both stay in L2 (Emerald Rapids' 2 MiB) the extra pass made it
+    slower on two threads (0.82 against 0.77 ms, alternating)."""
+    if g.R != 1 or g.S != 1 or (g.sh, g.sw) == (1, 1) or (g.pt, g.pl, g.pb, g.pr) != (0, 0, 0, 0):
+        return False
+    c = target.caches
+    return c.level(4.0 * g.N * g.C * input_rows_read(g) * g.W) > c.level(4.0 * g.N * g.C * g.OH * g.OW)
+
+
+def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
+    """Pack the weights per output-channel block (inside the parallel loop) when they outweigh the
+    output and the block's accumulator map fits the target's L1d.
+
+    Packed at the root, the weights go to memory and come back: for the deep layers (many weights,
+    few pixels) that traffic is most of the time.  Packed per channel block, a thread packs the
+    slice it is about to use, which stays in L2, and accumulates the block's whole map (OH x OW x
+    ocb floats) before its epilogue reads it back: within L1d (48 KiB on Emerald Rapids, 32 KiB on
+    Zen 4) that map never leaves the core; beyond it, its write-back and re-read cost what the
+    per-block packing saves.
+    """
+    weights = g.K * (g.C // g.groups) * g.R * g.S
+    outputs = g.N * g.K * g.OH * g.OW
+    fits = g.OH % bh == 0 and g.OW % bw == 0 and g.OH * g.OW * ocb * 4 <= target.caches.l1d
+    return "oc_block" if fits and weights > 4 * outputs else "root"
+
+
+def input_rows_read(g: ConvGeometry) -> int:
+    """Rows of the padded input the conv reads: all of them, except with a stride longer than
+    the filter's span (a 1x1 stride-2 conv reads every other row)."""
+    span = (g.R - 1) * g.dh + 1
+    return min(g.H + g.pt + g.pb, g.OH * min(g.sh, span) + max(0, span - g.sh))
+
+
+def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
+    """The loops over output tiles: channel blocks outside the tile rows ("oc_outer"), or tile
+    rows outside ("rows_outer"): `spatial_out_order` for spatial filters, else the order that
+    with the target's caches takes fewer cycles (te.caches.beats).
+
+    The cycles are te.caches' model (Caches.loop_cycles: the FMAs, plus the bytes re-read at the
+    bandwidth of the level that holds what lies between two reads of them), with W the weights
+    (W_b one block's slice), X the input rows the conv reads (input_rows_read) and B one row of
+    tiles' input band:
+
+    * oc_outer re-reads W_b at every tile (W_b apart) and X at every block (X + W_b apart);
+    * rows_outer re-reads W at every tile row (W + B apart), W_b at every other tile (W_b + B
+      apart) and the band at every block (B + W_b apart).
+
+    X re-read from beyond L2 costs Caches.plane_cycles, not the level's streaming rate: its
+    lines lie a channel plane apart, where no prefetcher reaches.  So big maps with few weights
+    take rows_outer wherever their input outgrows L2 (a 1x1 conv 512 -> 128 on 28x28, 1.6 MiB
+    with Emerald Rapids' 2 MiB L2; 256 -> 64 on 56x56, 3.1 MiB), while deep layers (few pixels,
+    many weights: W + B past L2) keep oc_outer on every target, and so does every conv whose
+    operands stay in L2.  Grouped convs keep oc_outer (a block reads only its group's channels).
+    """
+    if g.groups != 1:
+        return "oc_outer"
+    if g.R * g.S > 1:
+        return spatial_out_order(g, ocb, bh, target)
+    Wp = g.W + g.pl + g.pr
+    blocks = -(-g.K // ocb)
+    rows = g.N * -(-g.OH // bh)
+    tiles = rows * -(-g.OW // bw)
+    w_b = 4.0 * g.C * g.R * g.S * ocb
+    w, x = blocks * w_b, 4.0 * g.N * g.C * input_rows_read(g) * Wp
+    band = 4.0 * g.C * ((bh - 1) * g.sh + (g.R - 1) * g.dh + 1) * Wp
+    if subsamples(g, target):       # the conv reads the dense subsampled map
+        x, band = 4.0 * g.N * g.C * g.OH * g.OW, 4.0 * g.C * bh * g.OW
+    c, lanes, work = target.caches, target.lanes(), g.flops
+
+    oc_outer = c.loop_cycles(work, lanes, [(tiles * w, w_b)]) + c.plane_cycles(blocks * x, x + w_b)
+    rows_outer = (c.loop_cycles(work, lanes, [(rows * w, w + band), ((tiles - rows) * w, w_b + band)])
+                  + c.plane_cycles(blocks * x, band + w_b))
+    return "rows_outer" if beats(rows_outer, oc_outer) else "oc_outer"
+
+
+def spatial_out_order(g: ConvGeometry, ocb: int, bh: int, target: Target) -> str:
+    """The tile order of a conv with a spatial filter: rows_outer where the weights it re-reads
+    at every tile row come from L2, or from L3 at a quarter of its rate at most; else oc_outer.
+
+    The parallel loop's static shares (te/codegen_parallel.py) give each thread a run of its
+    tiles.  With rows_outer a run is a band of output rows: the thread reads its part of the
+    input once, from wherever the kernel before left it, and re-reads each row's band (a few
+    input rows of every channel) per channel block from L1/L2, while the weights W come again at
+    every tile row as one sequential stream.  With oc_outer a run is a few channel blocks, and
+    every thread reads the whole input at every block: lines a channel plane apart, which no
+    prefetcher fetches, so each one costs a miss to L3 or to the other core's L2.
+
+    A tile row of bh x OW pixels does bh * OW FMAs per weight vector, so W streams at
+    4 * lanes * FMA_UNITS / (bh * OW) bytes a cycle whatever the channels: 4.6 for ResNet-50's
+    256@28x28 (2 x 7 tiles on a 14-wide map), 18 for its 14x14 and 7x7 layers (one row of 7).
+    Measured on Emerald Rapids, two threads, weights cold (rotating copies past L2), calls no
+    other process disturbed (bench/conv_weak.py), rows_outer against oc_outer: the stride-2
+    3x3 128@56x56 (weights in L2) 1.64-1.76x, 256@28x28 (2.3 MiB of weights, from L3 at 4.6
+    bytes a cycle) 1.22-1.26x; 512@14x14 and the 3x3 512@7x7 (9 MiB at 18 bytes a cycle)
+    0.99x and 1.21x in a quiet moment, 0.67-0.6x while other processes loaded the L3; the 7x7
+    stem 1.02x.  A quarter of the level's nominal rate (te.caches.BYTES_PER_CYCLE: 8 of L3's
+    32) separates them and leaves the rest to the other cores.  Weights past the core's L3 share
+    (a Zen 4 core's 4 MiB, an Ice Lake server core's 1.5 MiB) would stream from memory:
+    oc_outer reads them once."""
+    Wp = g.W + g.pl + g.pr
+    w = 4.0 * round_up(g.K, ocb) * (g.C // g.groups) * g.R * g.S
+    band = 4.0 * g.C * ((bh - 1) * g.sh + (g.R - 1) * g.dh + 1) * Wp
+    level = target.caches.level(w + band)
+    rate = 4.0 * target.lanes() * FMA_UNITS / (bh * g.OW)
+    return "rows_outer" if level <= 1 or (level == 2 and rate <= BYTES_PER_CYCLE[2] / 4) else "oc_outer"
