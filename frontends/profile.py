@@ -428,15 +428,19 @@ def _time_rotating(fn, rotation: list, min_time: float) -> float:
 
 # ---------------------------------------------------------------- kernels where the model runs them
 def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
-               outputs: list[np.ndarray] | None = None) -> list[tuple[object, Latency]]:
+               outputs: list[np.ndarray] | None = None, alone: bool = False) -> list[tuple[object, Latency]]:
     """Each kernel call of a model (a GraphLibrary without a dynamic batch) timed where the model
     runs it: the steps in the model's order, on its own weights and workspace, each call timed
     alone, `repeat` passes; returns (KernelCall, Latency) per kernel call, copies left out.
     `outputs` (arrays of the outputs' shapes and dtypes) receive the model's outputs.
 
     A call meets the cache state the calls before it leave (its input in the L2 of the cores
-    that wrote it), which a kernel timed alone does not; the sum of the calls against the
-    model's latency is the time between kernels."""
+    that wrote it, its weights wherever the model's other weights pushed them), which a kernel
+    timed alone does not; the sum of the calls against the model's latency is the time between
+    kernels.  With `alone`, after one pass in the model's order each call is instead repeated
+    `repeat` times in a row on the same buffers: its input and weights warm, where its own last
+    call left them (each thread's share in that thread's L2), so the calls' sums in both modes
+    tell what the model loses to the cache state between kernels."""
     import ctypes
 
     from te.export import MEMCPY
@@ -461,12 +465,16 @@ def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
         else:
             calls.append((st, lib._jit[0].function(st.kernel, len(ptrs)), [ctypes.c_void_p(p) for p in ptrs]))
     times: list[list[float]] = [[] for _ in calls]
-    for _ in range(max(1, repeat) + 1):             # the first pass warms up, untimed
+    passes, runs = (2, max(1, repeat) + 1) if alone else (max(1, repeat) + 1, 1)
+    for p in range(passes):                 # the first pass warms up, its calls dropped below
         for (st, fn, args), ts in zip(calls, times):
             if fn is None:
                 ctypes.memmove(args[1], args[0], args[2])
                 continue
-            t = time.perf_counter()
-            fn(*args)
-            ts.append(time.perf_counter() - t)
-    return [(st, Latency(ts[1:])) for (st, fn, _), ts in zip(calls, times) if fn is not None]
+            for _ in range(runs if p else 1):
+                t = time.perf_counter()
+                fn(*args)
+                ts.append(time.perf_counter() - t)
+    # alone, the first call of each run meets the model's cache state: dropped too
+    skip = 2 if alone else 1
+    return [(st, Latency(ts[skip:])) for (st, fn, _), ts in zip(calls, times) if fn is not None]

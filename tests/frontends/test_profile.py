@@ -15,13 +15,13 @@ def block():
     return frontends.build(frontends.onnx.from_onnx(zoo.mobilenet_block(channels=8, expand=2, size=14)))
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_the_steps_replayed_give_the_models_outputs(block, threads):
+@pytest.mark.parametrize("threads,alone", [(1, False), (2, False), (2, True)])
+def test_the_steps_replayed_give_the_models_outputs(block, threads, alone):
     block.set_num_threads(threads)
     x = np.random.default_rng(0).standard_normal(block.plan.inputs[0]["shape"]).astype(np.float32)
     feed = {block.input_names[0]: x}
     outs = [np.full(o["shape"], np.nan, np.float32) for o in block.plan.outputs]
-    rows = profile.time_steps(block, feed, repeat=3, outputs=outs)
+    rows = profile.time_steps(block, feed, repeat=3, outputs=outs, alone=alone)
     assert [st.kernel for st, _ in rows] == [st.kernel for st in block.plan.steps if st.kernel != MEMCPY]
     assert all(len(lat.times) == 3 and lat.min > 0 for _, lat in rows)
     for got, want in zip(outs, block.run(**feed)):
