@@ -30,7 +30,7 @@ from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, flops, g
                             pad_nchw, resolve_padding, round_up, subsample_nchw)
 from .knobs import FallbackConfig
 from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth, reduction_order,
-                       register_tile)
+                       register_tile, rows_split_pays)
 
 
 # ---------------------------------------------------------------- weights packed ahead of time
@@ -506,12 +506,18 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     stride-2 3x3 128@56x56 it sends to rows_outer ran 1.21x faster with oc_outer (1.07 against
     1.29 ms, Emerald Rapids, alternating rounds), though on one thread rows_outer won 1.3x.  The
     1x1 convs it flips were as fast or faster on two threads too (512 -> 128 @28: 1.10x).
+
+    First, on more than one thread, a 1x1 conv whose input outweighs its weights and whose
+    threads' shares of it fit in L2 takes rows_outer (schedule.rows_split_pays): in a model its
+    input sits in the L2s of the threads that wrote it, by rows.
     """
     if g.groups != 1 or g.R * g.S > 1:
         return "oc_outer"
     Wp = g.W + g.pl + g.pr
     blocks = -(-g.K // ocb)
     rows = g.N * -(-g.OH // bh)
+    if rows_split_pays(4.0 * g.N * g.C * g.H * g.W, 4.0 * g.K * g.C, rows, target):
+        return "rows_outer"         # each thread reads its band's input from its own L2
     tiles = rows * -(-g.OW // bw)
     w_b = 4.0 * g.C * g.R * g.S * ocb
     w, x = blocks * w_b, 4.0 * g.N * g.C * input_rows_read(g) * Wp

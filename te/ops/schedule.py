@@ -61,6 +61,29 @@ def output_tiles(stage: te.Stage, n, k, oh, ow, bh: int, bw: int, work: float, i
     return tile, owo, owi
 
 
+def rows_split_pays(input_bytes: float, weight_bytes: float, tile_rows: int, target: Target) -> bool:
+    """Should a kernel split its output between the threads by rows (each thread a band of output
+    rows, every channel) rather than by channel blocks?  Yes when, on more than one thread:
+
+    * the input is bigger than the weights: split by channels, every thread reads the whole input,
+      (T-1)/T of it written by the other threads into their own L2s; split by rows, it reads the
+      input rows of its band, which the producer (itself split by rows: pools, Winograd, the 1x1
+      GEMM by pixels) left in its L2, but all the weights, (T-1)/T more than its share.  Rows move
+      fewer bytes between cores when input > weights;
+    * a thread's share of the input fits in half the target's L2 (1-4 MiB on the x86 cores this
+      project meets): beyond that the input comes from L3 or memory whatever the split, and the
+      caches model of the kernel decides (te.caches);
+    * there are at least as many rows of tiles as threads, so that no thread's band is a part-row.
+
+    Consecutive kernels split alike are what the per-thread shares of te/codegen_parallel.py make
+    worth it: thread t runs the same slice of every kernel, on the same core while the OS keeps it
+    there.  On SqueezeNet (2 threads, Emerald Rapids) the 1x1 convs at 13x13 that this sends to
+    rows ran 1.15-1.3x faster in the model, as fast alone."""
+    threads = target.threads
+    return (threads > 1 and tile_rows >= threads and input_bytes > weight_bytes
+            and input_bytes / threads <= target.caches.l2 / 2)
+
+
 def register_tile(stage: te.Stage, outer: list, reduction: list, tile: list, lanes, unroll: list = ()) -> None:
     """An accumulator stage as a register tile: its `outer` loops, the `reduction` loops (those in
     `unroll` unrolled), then the tile, its `tile` loops fully unrolled around one vector of `lanes`."""
