@@ -21,8 +21,6 @@ an epilogue; shifted reads of a just-written row buffer would stall on store for
 """
 from __future__ import annotations
 
-from math import prod
-
 import te
 from te.target import Target, parse
 
@@ -32,7 +30,7 @@ from .depthwise import flat_window, schedule_flat
 from .injective import inline_injective, parallel_outer, vectorize_inner
 from .knobs import FallbackConfig, register_template
 from .reduction import reduce_over
-from .schedule import anchor, input_stage, rows_split_pays
+from .schedule import anchor, input_stage
 
 MAX_UNROLLED_TAPS = 8
 
@@ -217,21 +215,14 @@ def schedule_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, target: Target) -> te
     W = rows.shape[-1]
     cfg.define_knob("vectorize_out", [True, False], default=True)
     cfg.define_knob("row_block", [1, 2, 4], default=1)
-    # the threads split the output rows (each a band, every channel) where the input's share of a
-    # thread fits its L2: the producer (a conv split by rows) left that band there
-    x = max(rows.op.input_tensors, key=lambda t: prod(t.shape))
-    cfg.define_knob("split", ["channels", "rows"],
-                    default="rows" if rows_split_pays(4.0 * prod(x.shape), 0.0, N * OH, target) else "channels")
     n, c, oh, ow = out.op.axis
     rb = cfg["row_block"].val
     rb = rb if OH % rb == 0 else 1
     oho, ohi = st.split(oh, factor=rb)
     kh = rows.op.reduce_axis[0].dom[1]
-    outer, extents = ([n, oho, c], [N, OH // rb, C]) if cfg["split"].val == "rows" else ([n, c, oho], [N, C, OH // rb])
-    st.reorder(*outer, ohi, ow)
-    fused = parallel_outer(st, outer, extents, N * C * OH * W * kh, target)
+    fused = parallel_outer(st, [n, c, oho], [N, C, OH // rb], N * C * OH * W * kh, target)
     # the rows of a block of output rows are computed inside the innermost loop above it
-    attach = outer[-1] if outer[-1] in st.leaf_iter_vars else fused
+    attach = oho if oho in st.leaf_iter_vars else fused
     if cfg["vectorize_out"].val:
         # reads of `rows` at stride s_w are per-lane loads from L1: still cheaper than scalar code
         vectorize_inner(st, ow, OW, target, out.dtype)

@@ -75,12 +75,10 @@ def rows_split_pays(input_bytes: float, weight_bytes: float, tile_rows: int, tar
       caches model of the kernel decides (te.caches);
     * there are at least as many rows of tiles as threads, so that no thread's band is a part-row.
 
-    The convs without a spatial filter (the direct and NCHWc convs' out_order knob) and the pools
-    (no weights; their split knob) ask it.  Consecutive kernels split alike are what the
-    per-thread shares of te/codegen_parallel.py make worth it: thread t runs the same slice of
-    every kernel, on the same core while the OS keeps it there.  On SqueezeNet (2 threads,
-    Emerald Rapids) the 1x1 convs at 13x13 that this sends to rows ran 1.15-1.3x faster in the
-    model (bench/threads.py --cache-state), as fast alone."""
+    Consecutive kernels split alike are what the per-thread shares of te/codegen_parallel.py make
+    worth it: thread t runs the same slice of every kernel, on the same core while the OS keeps it
+    there.  On SqueezeNet (2 threads, Emerald Rapids) the 1x1 convs at 13x13 that this sends to
+    rows ran 1.15-1.3x faster in the model, as fast alone."""
     threads = target.threads
     return (threads > 1 and tile_rows >= threads and input_bytes > weight_bytes
             and input_bytes / threads <= target.caches.l2 / 2)

@@ -1,8 +1,6 @@
 """te.ops pooling against ONNX Runtime (one-node MaxPool/AveragePool/Global*Pool models)."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -10,7 +8,6 @@ import te
 from autotune.space import ConfigSpace, FallbackConfig, get_template
 from te import ops
 from te.ops.pool import pool_out_size
-from te.target import host
 from .ort_reference import run_node
 
 
@@ -137,23 +134,3 @@ def test_out_size_rules():
         pool_out_size(2, 5, 1, 1, 0, 0, False)
     with pytest.raises(ValueError, match="NCHW"):
         ops.max_pool2d(te.placeholder((4, 4), name="x"), 2)
-
-
-@pytest.mark.parametrize("split", ["rows", "channels"])
-def test_pool_split_by_rows_or_channels_on_two_threads(split, rand):
-    target = dataclasses.replace(host(), threads=2)
-    space = ConfigSpace()
-    get_template("pool2d")(space, 1, 64, 27, 27, 3, 2, 0, "max", target=target)
-    # the untuned split on two threads: rows, where a thread's share of the input fits its L2
-    assert space.get(space.default_index())["split"].val == "rows"
-    cfg = space.get(next(i for i in range(len(space)) if space.get(i)["split"].val == split))
-    s, (x, y) = get_template("pool2d")(cfg, 1, 64, 27, 27, 3, 2, 0, "max", target=target)
-    text = str(te.lower(s, [x, y]))
-    assert ("n.oh.outer.fused" if split == "rows" else "n.c.fused") in text
-    a_np = rand((1, 64, 27, 27))
-    got = np.zeros(y.shape, np.float32)
-    f = te.build(s, [x, y], target=target)
-    f.set_num_threads(2)
-    f(a_np, got)
-    want = run_node("MaxPool", {"x": a_np}, kernel_shape=[3, 3], strides=[2, 2])[0]
-    np.testing.assert_array_equal(got, want)
