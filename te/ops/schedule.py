@@ -67,18 +67,20 @@ def rows_split_pays(input_bytes: float, weight_bytes: float, tile_rows: int, tar
 
     * the input is bigger than the weights: split by channels, every thread reads the whole input,
       (T-1)/T of it written by the other threads into their own L2s; split by rows, it reads the
-      input rows of its band, which the producer (itself split by rows: pools, Winograd, the 1x1
-      GEMM by pixels) left in its L2, but all the weights, (T-1)/T more than its share.  Rows move
-      fewer bytes between cores when input > weights;
+      input rows of its band, which a producer split by rows too (Winograd's output, the 1x1 GEMM
+      by pixels, a 1x1 conv this rule sent to rows) left in its L2, but all the weights, (T-1)/T
+      more than its share.  Rows move fewer bytes between cores when input > weights;
     * a thread's share of the input fits in half the target's L2 (1-4 MiB on the x86 cores this
       project meets): beyond that the input comes from L3 or memory whatever the split, and the
       caches model of the kernel decides (te.caches);
     * there are at least as many rows of tiles as threads, so that no thread's band is a part-row.
 
-    Consecutive kernels split alike are what the per-thread shares of te/codegen_parallel.py make
-    worth it: thread t runs the same slice of every kernel, on the same core while the OS keeps it
-    there.  On SqueezeNet (2 threads, Emerald Rapids) the 1x1 convs at 13x13 that this sends to
-    rows ran 1.15-1.3x faster in the model, as fast alone."""
+    The convs without a spatial filter ask it (the direct and NCHWc convs' out_order knob; the
+    tuner may choose otherwise).  Consecutive kernels split alike are what the per-thread shares
+    of te/codegen_parallel.py make worth it: thread t runs the same slice of every kernel, on the
+    same core while the OS keeps it there.  On SqueezeNet (2 threads, Emerald Rapids) the 1x1
+    convs at 13x13 that this sends to rows ran 1.2-1.3x faster in the model
+    (bench/threads.py --cache-state), as fast alone."""
     threads = target.threads
     return (threads > 1 and tile_rows >= threads and input_bytes > weight_bytes
             and input_bytes / threads <= target.caches.l2 / 2)
