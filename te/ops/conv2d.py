@@ -453,8 +453,11 @@ def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target)
     slice it is about to use, which stays in L2, and accumulates the block's whole map (OH x OW x
     ocb floats) before its epilogue reads it back: within L1d (48 KiB on Emerald Rapids, 32 KiB on
     Zen 4) that map never leaves the core; beyond it, its write-back and re-read cost what the
-    per-block packing saves.
+    per-block packing saves.  A 1x1 conv whose threads split its rows (split_by_rows) packs at
+    the root.
     """
+    if split_by_rows(g, bh, target):
+        return "root"               # a task per channel block would undo the split by rows
     weights = g.K * (g.C // g.groups) * g.R * g.S
     outputs = g.N * g.K * g.OH * g.OW
     fits = g.OH % bh == 0 and g.OW % bw == 0 and g.OH * g.OW * ocb * 4 <= target.caches.l1d
@@ -482,6 +485,13 @@ def input_rows_read(g: ConvGeometry) -> int:
     return min(g.H + g.pt + g.pb, g.OH * min(g.sh, span) + max(0, span - g.sh))
 
 
+def split_by_rows(g: ConvGeometry, bh: int, target: Target) -> bool:
+    """Do the threads of this 1x1 conv split its output rows (schedule.rows_split_pays)?"""
+    rows = g.N * -(-g.OH // bh)
+    return g.groups == 1 and g.R * g.S == 1 and rows_split_pays(4.0 * g.N * g.C * g.H * g.W, 4.0 * g.K * g.C,
+                                                                 rows, target)
+
+
 def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
     """The loops over output tiles: channel blocks outside the tile rows ("oc_outer"), unless with
     the target's caches tile rows outside ("rows_outer") take fewer cycles (te.caches.beats).
@@ -507,16 +517,16 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     1.29 ms, Emerald Rapids, alternating rounds), though on one thread rows_outer won 1.3x.  The
     1x1 convs it flips were as fast or faster on two threads too (512 -> 128 @28: 1.10x).
 
-    First, on more than one thread, a 1x1 conv whose input outweighs its weights and whose
-    threads' shares of it fit in L2 takes rows_outer (schedule.rows_split_pays): in a model its
-    input sits in the L2s of the threads that wrote it, by rows.
+    First, on more than one thread, a 1x1 conv whose input costs more than its weights and whose
+    threads' shares of it fit in L2 takes rows_outer (split_by_rows, schedule.rows_split_pays):
+    in a model its input sits in the L2s of the threads that wrote it.
     """
     if g.groups != 1 or g.R * g.S > 1:
         return "oc_outer"
     Wp = g.W + g.pl + g.pr
     blocks = -(-g.K // ocb)
     rows = g.N * -(-g.OH // bh)
-    if rows_split_pays(4.0 * g.N * g.C * g.H * g.W, 4.0 * g.K * g.C, rows, target):
+    if split_by_rows(g, bh, target):
         return "rows_outer"         # each thread reads its band's input from its own L2
     tiles = rows * -(-g.OW // bw)
     w_b = 4.0 * g.C * g.R * g.S * ocb

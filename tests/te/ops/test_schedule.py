@@ -9,6 +9,8 @@ import pytest
 
 import te
 from te.caches import Caches, KiB, MiB
+from te.ops.conv2d import default_ocb, default_out_order, default_pack_at, default_tiles
+from te.ops.conv_geometry import geometry
 from te.ops.schedule import rows_split_pays
 from te.target import host, parse
 
@@ -32,8 +34,11 @@ def conv1x1(C, K, H, rows, l2, threads):
 def test_rows_where_the_input_outweighs_the_weights_and_a_share_fits_l2(l2):
     # SqueezeNet's squeeze convs at 13x13: 346 KB of input, 131 KB of weights
     assert conv1x1(512, 64, 13, 13, l2, 2) and conv1x1(512, 64, 13, 13, l2, 4)
-    # ResNet-50's 1024 -> 256 at 14x14: 800 KB of input, 1 MB of weights: channels
-    assert not conv1x1(1024, 256, 14, 14, l2, 2)
+    # ResNet-50's 1024 -> 256 at 14x14: 0.8 MB of input, 1 MB of weights: rows (an input byte
+    # from the other core costs twice a weight byte); 256 -> 1024 (0.2 MB in) and the 7x7
+    # stage's 2048 -> 512 (0.4 MB in, 4 MB of weights): channels
+    assert conv1x1(1024, 256, 14, 14, l2, 2)
+    assert not conv1x1(256, 1024, 14, 14, l2, 2) and not conv1x1(2048, 512, 7, 7, l2, 2)
     # one thread: no other core to read from, the caches model decides
     assert not conv1x1(512, 64, 13, 13, l2, 1)
     # fewer rows of tiles than threads: a band would be part of a row
@@ -62,3 +67,13 @@ def test_a_1x1_conv_split_by_rows_matches_numpy(rng):
     f.set_num_threads(2)
     f(a, b, out)
     np.testing.assert_allclose(out, conv_ref(a, b), rtol=1e-4, atol=1e-4)
+
+
+def test_a_1x1_conv_split_by_rows_packs_at_the_root():
+    # packing per channel block would make every task a channel block again
+    g = geometry((1, 1024, 14, 14), (256, 1024, 1, 1), (1, 1), 0, (1, 1), 1)
+    for threads, order, pack in ((1, "oc_outer", "oc_block"), (2, "rows_outer", "root")):
+        t = target("2M", threads)
+        ocb = default_ocb(g, t)
+        bh, bw = default_tiles(g, ocb, t)
+        assert (default_out_order(g, ocb, bh, bw, t), default_pack_at(g, ocb, bh, bw, t)) == (order, pack)
