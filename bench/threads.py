@@ -2,6 +2,7 @@
 
     python bench/threads.py                          # SqueezeNet
     python bench/threads.py --models squeezenet,mobilenet_block --repeat 50
+    python bench/threads.py --models resnet50 --cache-state --threads 2   # what the model's order costs
 
 First the fixed cost of one parallel region (a kernel whose parallel loop has one iteration per
 thread, timed on two threads against the same kernel on one, which makes no fork), then per
@@ -10,6 +11,13 @@ in order, on the model's own weights and workspace, so each call meets the cache
 predecessors leave) on one thread and on two, its scaling, the forks per run (the kernels with a
 parallel region), and the model's latency against the sum of its calls (the rest is between
 kernels).  Timings are lower deciles over the repeats (a loaded machine stretches the others).
+
+With --cache-state, every call is also timed right after the kernel before it only, and
+repeated alone (time_steps' orders "after_previous" and "alone"): in the model minus after its
+producer is what the rest of the model costs it (its weights evicted), after its producer minus
+alone what its producer's work split costs it (an input in the other core's L2); per kernel and
+summed.  Threads are not bound to cores unless OMP_PROC_BIND says so; unbound, the OS may move
+a thread between the kernel that wrote its share and the one that reads it.
 """
 from __future__ import annotations
 
@@ -53,28 +61,43 @@ def fork_join_us(repeat: int = 2000) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def model_report(name: str, repeat: int) -> str:
-    """The per-call table of one model on one and two threads."""
+def model_report(name: str, repeat: int, threads: tuple[int, ...] = (1, 2), cache_state: bool = False) -> str:
+    """The per-call table of one model on each thread count (each call also after its producer
+    only and alone, with `cache_state`)."""
     lib = frontends.build(frontends.onnx.from_onnx(load(name)))
     feed = profile.random_inputs(lib.plan.inputs)
+    orders = profile.STEP_ORDERS if cache_state else ("model",)
     runs, lat = {}, {}
-    for threads in (1, 2):
-        lib.set_num_threads(threads)
-        runs[threads] = profile.time_steps(lib, feed, repeat=repeat)
-        lat[threads] = decile(profile.time_calls(lambda: lib.run(**feed), repeat=repeat).times)
+    for t in threads:
+        lib.set_num_threads(t)
+        for order in orders:
+            runs[t, order] = profile.time_steps(lib, feed, repeat=repeat, order=order)
+        lat[t] = decile(profile.time_calls(lambda: lib.run(**feed), repeat=repeat).times)
     parallel = {f.name for f in lib.plan.funcs if "# parallel" in str(f)}
+    first = runs[threads[0], "model"]
+    short = {"model": "", "after_previous": " after prev", "alone": " alone"}
+    heads = ["kernel", "nodes"] + [f"{t} thr{short[o]} us" for t in threads for o in orders]
+    scaling = threads == (1, 2)
     rows = []
-    for (st, one), (_, two) in zip(runs[1], runs[2]):
-        t1, t2 = decile(one.times) * 1e6, decile(two.times) * 1e6
-        rows.append([st.kernel, ",".join(st.nodes)[:24], f"{t1:.0f}", f"{t2:.0f}", f"{t1 / t2:.2f}"])
-    forks = sum(st.kernel in parallel for st, _ in runs[1])
-    sums = {t: sum(decile(x.times) for _, x in runs[t]) for t in (1, 2)}
-    lines = [f"## {name}: {forks} of {len(runs[1])} kernel calls fork", "",
-             table(["kernel", "nodes", "1 thread us", "2 threads us", "scaling"], rows), ""]
-    for t in (1, 2):
-        lines.append(f"{t} thread(s): model {lat[t] * 1e3:.3f} ms, its kernel calls {sums[t] * 1e3:.3f} ms, "
-                     f"between them {(lat[t] - sums[t]) * 1e3:.3f} ms")
-    lines.append(f"scaling: model {lat[1] / lat[2]:.2f}x, kernel calls {sums[1] / sums[2]:.2f}x")
+    for k, (st, _) in enumerate(first):
+        us = {key: decile(r[k][1].times) * 1e6 for key, r in runs.items()}
+        row = [st.kernel, ",".join(st.nodes)[:24]] + [f"{us[t, o]:.0f}" for t in threads for o in orders]
+        if scaling:
+            row.append(f"{us[1, 'model'] / us[2, 'model']:.2f}")
+        rows.append(row)
+    forks = sum(st.kernel in parallel for st, _ in first)
+    sums = {key: sum(decile(x.times) for _, x in r) for key, r in runs.items()}
+    lines = [f"## {name}: {forks} of {len(first)} kernel calls fork", "",
+             table(heads + (["scaling"] if scaling else []), rows), ""]
+    for t in threads:
+        lines.append(f"{t} thread(s): model {lat[t] * 1e3:.3f} ms, its kernel calls {sums[t, 'model'] * 1e3:.3f} ms, "
+                     f"between them {(lat[t] - sums[t, 'model']) * 1e3:.3f} ms")
+        if cache_state:
+            m, p, a = (sums[t, o] * 1e3 for o in profile.STEP_ORDERS)
+            lines.append(f"  the calls after their producers only {p:.3f} ms, alone {a:.3f} ms: the rest of the "
+                         f"model costs them {m - p:.3f} ms, their producers' splits {p - a:.3f} ms")
+    if scaling:
+        lines.append(f"scaling: model {lat[1] / lat[2]:.2f}x, kernel calls {sums[1, 'model'] / sums[2, 'model']:.2f}x")
     return "\n".join(lines)
 
 
@@ -82,14 +105,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="squeezenet", help="comma list of bench/models.py names (default: %(default)s)")
     ap.add_argument("--repeat", type=int, default=30, help="passes over each model (default: %(default)s)")
+    ap.add_argument("--threads", default="1,2", help="comma list of thread counts (default: %(default)s)")
+    ap.add_argument("--cache-state", action="store_true",
+                    help="also time every call after its producer only, and repeated alone")
     a = ap.parse_args()
+    threads = tuple(int(t) for t in a.threads.split(","))
     print(env_note())
+    print(f"OMP_PROC_BIND={os.environ.get('OMP_PROC_BIND', '(unset: threads not bound)')}")
     two, one = fork_join_us()
     print(f"a parallel region of two threads: {two:.1f} us a call; the same kernel on one thread "
           f"(no fork): {one:.1f} us")
     for name in a.models.split(","):
         print()
-        print(model_report(name.strip(), a.repeat))
+        print(model_report(name.strip(), a.repeat, threads, a.cache_state))
 
 
 if __name__ == "__main__":

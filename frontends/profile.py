@@ -427,20 +427,35 @@ def _time_rotating(fn, rotation: list, min_time: float) -> float:
 
 
 # ---------------------------------------------------------------- kernels where the model runs them
-def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
-               outputs: list[np.ndarray] | None = None) -> list[tuple[object, Latency]]:
-    """Each kernel call of a model (a GraphLibrary without a dynamic batch) timed where the model
-    runs it: the steps in the model's order, on its own weights and workspace, each call timed
-    alone, `repeat` passes; returns (KernelCall, Latency) per kernel call, copies left out.
-    `outputs` (arrays of the outputs' shapes and dtypes) receive the model's outputs.
+STEP_ORDERS = ("model", "after_previous", "alone")     # time_steps' ways of calling each kernel
 
-    A call meets the cache state the calls before it leave (its input in the L2 of the cores
-    that wrote it), which a kernel timed alone does not; the sum of the calls against the
-    model's latency is the time between kernels."""
+
+def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
+               outputs: list[np.ndarray] | None = None, order: str = "model") -> list[tuple[object, Latency]]:
+    """Each kernel call of a model (a GraphLibrary without a dynamic batch) timed where the model
+    runs it: on its own weights and workspace, each call timed alone, `repeat` times; returns
+    (KernelCall, Latency) per kernel call, copies left out.  `outputs` (arrays of the outputs'
+    shapes and dtypes) receive the model's outputs.  `order` says what runs between two timed
+    calls of a kernel:
+
+    * "model": the whole model, in its order: the call meets the cache state the model leaves
+      (its input in the L2s of the threads that wrote it, its weights wherever the model's other
+      weights pushed them); the sum of the calls against the model's latency is the time between
+      kernels;
+    * "after_previous": only the kernel before it (and the copies after that one): its input
+      placed as the model places it, by its producer's split, its weights warm unless they
+      outgrow the caches alone;
+    * "alone": nothing, the call repeated in a row: input and weights where its own last call
+      left them (each thread's share in that thread's L2).
+
+    model - after_previous is what the rest of the model costs a call (mostly its weights evicted),
+    after_previous - alone what its producer's work split costs it."""
     import ctypes
 
     from te.export import MEMCPY
     from te.runtime import ALIGN
+    if order not in STEP_ORDERS:
+        raise ValueError(f"time_steps: order {order!r}; use one of {', '.join(STEP_ORDERS)}")
     if lib.plan.batch:
         raise ValueError("time_steps: the model has a dynamic batch; build it with a fixed shape")
     if lib._jit is None:
@@ -460,13 +475,36 @@ def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
             calls.append((st, None, ptrs))
         else:
             calls.append((st, lib._jit[0].function(st.kernel, len(ptrs)), [ctypes.c_void_p(p) for p in ptrs]))
-    times: list[list[float]] = [[] for _ in calls]
-    for _ in range(max(1, repeat) + 1):             # the first pass warms up, untimed
-        for (st, fn, args), ts in zip(calls, times):
-            if fn is None:
-                ctypes.memmove(args[1], args[0], args[2])
-                continue
-            t = time.perf_counter()
-            fn(*args)
-            ts.append(time.perf_counter() - t)
-    return [(st, Latency(ts[1:])) for (st, fn, _), ts in zip(calls, times) if fn is not None]
+
+    def call(k: int) -> float:
+        """Run step k; the seconds it took (a copy: 0)."""
+        st, fn, args = calls[k]
+        if fn is None:
+            ctypes.memmove(args[1], args[0], args[2])
+            return 0.0
+        t = time.perf_counter()
+        fn(*args)
+        return time.perf_counter() - t
+
+    kernels = [k for k, (_, fn, _) in enumerate(calls) if fn is not None]
+    times: dict[int, list[float]] = {k: [] for k in kernels}
+    model_pass = range(len(calls))
+    for k in model_pass:                    # a pass to warm up, untimed
+        call(k)
+    if order == "model":
+        for _ in range(max(1, repeat)):
+            for k in model_pass:
+                t = call(k)
+                if k in times:
+                    times[k].append(t)
+    else:
+        for i, k in enumerate(kernels):
+            before = range(kernels[i - 1], k) if order == "after_previous" and i else range(0)
+            call(k)                         # untimed: this call meets the model's cache state
+            for _ in range(max(1, repeat)):
+                for j in before:
+                    call(j)
+                times[k].append(call(k))
+        for k in model_pass:                # a kernel's output may overwrite its producer's input
+            call(k)
+    return [(calls[k][0], Latency(times[k])) for k in kernels]

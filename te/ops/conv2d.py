@@ -31,7 +31,7 @@ from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, flops, g
                             pad_nchw, resolve_padding, round_up, subsample_nchw)
 from .direct_defaults import (default_ocb, default_out_order, default_pack_at, default_tiles,  # noqa: F401
                               input_rows_read, short_rows, small_map, spatial_out_order, subsamples, tile_budget,
-                              two_row_tile, two_vector_tiles, wide_map)
+                              split_by_rows, two_row_tile, two_vector_tiles, wide_map)
 from .knobs import FallbackConfig
 from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth, reduction_order,
                        register_tile)

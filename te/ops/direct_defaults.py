@@ -14,6 +14,7 @@ from te.target import Target
 
 from .common import largest_divisor
 from .conv_geometry import ConvGeometry, round_up
+from .schedule import rows_split_pays
 
 
 def default_ocb(g: ConvGeometry, target: Target) -> int:
@@ -161,8 +162,11 @@ def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target)
     slice it is about to use, which stays in L2, and accumulates the block's whole map (OH x OW x
     ocb floats) before its epilogue reads it back: within L1d (48 KiB on Emerald Rapids, 32 KiB on
     Zen 4) that map never leaves the core; beyond it, its write-back and re-read cost what the
-    per-block packing saves.
+    per-block packing saves.  A 1x1 conv whose threads split its rows (split_by_rows) packs at
+    the root.
     """
+    if split_by_rows(g, bh, target):
+        return "root"               # a task per channel block would undo the split by rows
     weights = g.K * (g.C // g.groups) * g.R * g.S
     outputs = g.N * g.K * g.OH * g.OW
     fits = g.OH % bh == 0 and g.OW % bw == 0 and g.OH * g.OW * ocb * 4 <= target.caches.l1d
@@ -174,6 +178,13 @@ def input_rows_read(g: ConvGeometry) -> int:
     the filter's span (a 1x1 stride-2 conv reads every other row)."""
     span = (g.R - 1) * g.dh + 1
     return min(g.H + g.pt + g.pb, g.OH * min(g.sh, span) + max(0, span - g.sh))
+
+
+def split_by_rows(g: ConvGeometry, bh: int, target: Target) -> bool:
+    """Do the threads of this 1x1 conv split its output rows (schedule.rows_split_pays)?"""
+    rows = g.N * -(-g.OH // bh)
+    return g.groups == 1 and g.R * g.S == 1 and rows_split_pays(4.0 * g.N * g.C * g.H * g.W, 4.0 * g.K * g.C,
+                                                                 rows, target)
 
 
 def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
@@ -196,11 +207,17 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     with Emerald Rapids' 2 MiB L2; 256 -> 64 on 56x56, 3.1 MiB), while deep layers (few pixels,
     many weights: W + B past L2) keep oc_outer on every target, and so does every conv whose
     operands stay in L2.  Grouped convs keep oc_outer (a block reads only its group's channels).
+
+    First, on more than one thread, a 1x1 conv whose input costs more than its weights and whose
+    threads' shares of it fit in L2 takes rows_outer (split_by_rows, schedule.rows_split_pays):
+    in a model its input sits in the L2s of the threads that wrote it.
     """
     if g.groups != 1:
         return "oc_outer"
     if g.R * g.S > 1:
         return spatial_out_order(g, ocb, bh, target)
+    if split_by_rows(g, bh, target):
+        return "rows_outer"         # each thread reads its band's input from its own L2
     Wp = g.W + g.pl + g.pr
     blocks = -(-g.K // ocb)
     rows = g.N * -(-g.OH // bh)

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 FUSABLE_TAGS = frozenset({"elemwise", "broadcast", "injective"})
 PARALLEL_MIN_WORK = 1 << 15     # multiply-adds below which a fork/join costs more than it saves
 REDUCE_ORDERS = ("rs_c", "c_rs")    # the values of the convs' reduce_order knob (reduction_order)
+# an input byte read from another core's L2 against a weight byte read again (rows_split_pays)
+REMOTE_INPUT_COST = 2.0
 
 
 def parallel_if_worth(stage: te.Stage, axis, work: float) -> None:
@@ -59,6 +61,37 @@ def output_tiles(stage: te.Stage, n, k, oh, ow, bh: int, bw: int, work: float, i
     parallel_if_worth(stage, tile, work)
     stage.unroll(ohi)
     return tile, owo, owi
+
+
+def rows_split_pays(input_bytes: float, weight_bytes: float, tile_rows: int, target: Target) -> bool:
+    """Should a kernel split its output between the threads by rows (each thread a band of output
+    rows, every channel) rather than by channel blocks?  Yes when, on more than one thread:
+
+    * the input costs more than the weights: split by channels, every thread reads the whole
+      input, (T-1)/T of it written by the other threads into their own L2s; split by rows, it
+      reads the input rows of its band, which a producer split by rows too (Winograd's output,
+      the 1x1 GEMM by pixels, a 1x1 conv this rule sent to rows) left in its L2, but all the
+      weights, (T-1)/T more than its share.  A weight byte streams in order from L3 or memory (the
+      prefetchers follow it), an input byte comes from a line the other core holds modified, a
+      channel plane away from the last: REMOTE_INPUT_COST times a weight byte.  Measured on
+      ResNet-50's 1024 -> 256 1x1 conv at 14x14 (input 0.8 MB, weights 1 MB) right after the
+      256 -> 1024 conv that writes its input, 2 threads on Emerald Rapids: split by channels 250
+      us alone, 400 us after it; by rows 265 and 330 us (weights cold: 445 against 410 us);
+    * a thread's share of the input fits in half the target's L2 (1-4 MiB on the x86 cores this
+      project meets): beyond that the input comes from L3 or memory whatever the split, and the
+      caches model of the kernel decides (te.caches);
+    * there are at least as many rows of tiles as threads, so that no thread's band is a part-row.
+
+    The convs without a spatial filter ask it (the direct and NCHWc convs' out_order knob, and the
+    direct conv's pack_at: packing per channel block makes every task a channel block; the
+    tuner may choose otherwise).  Consecutive kernels split alike are what the per-thread shares
+    of te/codegen_parallel.py make worth it: thread t runs the same slice of every kernel, on the
+    same core while the OS keeps it there.  On SqueezeNet (2 threads, Emerald Rapids) the 1x1
+    convs at 13x13 that this sends to rows ran 1.2-1.3x faster in the model
+    (bench/threads.py --cache-state), as fast alone."""
+    threads = target.threads
+    return (threads > 1 and tile_rows >= threads and REMOTE_INPUT_COST * input_bytes > weight_bytes
+            and input_bytes / threads <= target.caches.l2 / 2)
 
 
 def register_tile(stage: te.Stage, outer: list, reduction: list, tile: list, lanes, unroll: list = ()) -> None:

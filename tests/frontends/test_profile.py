@@ -15,13 +15,13 @@ def block():
     return frontends.build(frontends.onnx.from_onnx(zoo.mobilenet_block(channels=8, expand=2, size=14)))
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_the_steps_replayed_give_the_models_outputs(block, threads):
+@pytest.mark.parametrize("threads,order", [(1, "model"), (2, "model"), (2, "after_previous"), (2, "alone")])
+def test_the_steps_replayed_give_the_models_outputs(block, threads, order):
     block.set_num_threads(threads)
     x = np.random.default_rng(0).standard_normal(block.plan.inputs[0]["shape"]).astype(np.float32)
     feed = {block.input_names[0]: x}
     outs = [np.full(o["shape"], np.nan, np.float32) for o in block.plan.outputs]
-    rows = profile.time_steps(block, feed, repeat=3, outputs=outs)
+    rows = profile.time_steps(block, feed, repeat=3, outputs=outs, order=order)
     assert [st.kernel for st, _ in rows] == [st.kernel for st in block.plan.steps if st.kernel != MEMCPY]
     assert all(len(lat.times) == 3 and lat.min > 0 for _, lat in rows)
     for got, want in zip(outs, block.run(**feed)):
@@ -34,3 +34,9 @@ def test_non_contiguous_output_arrays_are_refused(block):
     strided = np.zeros(list(shape[:-1]) + [shape[-1] * 2], np.float32)[..., ::2]
     with pytest.raises(ValueError, match="C-contiguous"):
         profile.time_steps(block, feed, repeat=1, outputs=[strided])
+
+
+def test_an_unknown_order_is_refused(block):
+    feed = {block.input_names[0]: np.zeros(block.plan.inputs[0]["shape"], np.float32)}
+    with pytest.raises(ValueError, match="after_previous"):
+        profile.time_steps(block, feed, repeat=1, order="random")

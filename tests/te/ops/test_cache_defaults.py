@@ -41,10 +41,12 @@ def test_pack_at_oc_block_while_the_block_map_fits_l1d():
     assert default_pack_at(g, 32, 1, 6, with_caches(ZEN4)) == "root"
 
 
-def direct_order(shape, caches, stride=1, target=AVX512):
+def direct_order(shape, caches, stride=1, target=AVX512, threads=1):
+    """The untuned out_order; on one thread by default: the caches model (on more, a 1x1 conv
+    may split by rows first: schedule.rows_split_pays, tests/te/ops/test_schedule.py)."""
     C, H, K, R = shape
     g = geometry((1, C, H, H), (K, C, R, R), (stride, stride), R // 2, (1, 1), 1)
-    t = with_caches(caches, target)
+    t = dataclasses.replace(with_caches(caches, target), threads=threads)
     ocb = default_ocb(g, t)
     return default_out_order(g, ocb, *default_tiles(g, ocb, t), t)
 
@@ -66,6 +68,7 @@ def test_out_order_as_the_docstring_says():
     assert {direct_order((1024, 14, 256, 1), c) for c in (EMERALD, ICELAKE, TINY)} == {"oc_outer"}
     # within L2 (Emerald Rapids' 2 MiB), or weights past L2 that rows_outer re-reads per tile row
     assert direct_order((128, 28, 512, 1), EMERALD) == "oc_outer"
+    assert direct_order((128, 28, 512, 1), EMERALD, threads=2) == "rows_outer"      # input > weights
     assert direct_order((512, 28, 1024, 1), EMERALD, stride=2) == "oc_outer"
 
 
@@ -138,7 +141,8 @@ def test_winograd_rows_grow_where_u_comes_from_memory():
 def test_nchwc_out_order_follows_the_target():
     args = ((1, 32, 32, 32), (64, 32, 1, 1))
     for c, want in ((TINY, "rows_outer"), (HUGE, "oc_outer")):
-        task = autotune.create_task("conv2d_NCHWc", args, with_caches(c))
+        # one thread: the caches model (on two, input > weights splits by rows first)
+        task = autotune.create_task("conv2d_NCHWc", args, dataclasses.replace(with_caches(c), threads=1))
         sp = task.config_space
         assert sp.get(sp.default_index())["out_order"].val == want
 
@@ -164,7 +168,7 @@ CASES = [
 def test_derived_defaults_build_and_match_numpy(impl, wl, knob, tiny, huge, rng):
     im = registry.IMPLEMENTATIONS[impl]
     for caches, want in ((TINY, tiny), (HUGE, huge)):
-        target = with_caches(caches, host())
+        target = dataclasses.replace(with_caches(caches, host()), threads=1)     # the caches model alone
         task = autotune.create_task(im.template, im.args(wl), target)
         sp = task.config_space
         cfg = sp.get(sp.default_index())
