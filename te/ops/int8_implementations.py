@@ -10,9 +10,10 @@ in te.ops.registry beside the fp32 ones:
     conv2d.int8_gemm1x1_vnni / _pmaddwd   1x1 unpadded convs            int8_conv2d.py  W (K, C)
     conv2d.int8_direct_vnni / _pmaddwd    other convs of one group      int8_conv2d.py  W (K, C/G, R, S, G)
     conv2d.int8_winograd_pmaddwd          3x3 stride 1, C >= 32, OW >= 8  int8_winograd.py  U (4, 4, K/L, C/2, L, 2)
+    conv2d.int8_depthwise_f32             depthwise (exact float32 FMAs)  int8_depthwise.py W (K, 1, R, S) float32
 
 vpmaddwd's weights are packed as int16 (PACKED).  Where several apply the priority decides
-(AMX 30, VNNI 20, Winograd on vpmaddwd 13, vpmaddwd 12; i8f's reference implementations are 0).
+(AMX 30, VNNI 20, depthwise 15, Winograd on vpmaddwd 13, vpmaddwd 12; i8f's reference implementations are 0).
 """
 from __future__ import annotations
 
@@ -304,3 +305,5 @@ for _gemm in (True, False):
 for _tb in (False, True):
     for _impl in (AmxMatmul(_tb), VectorMatmul("vnni", _tb), VectorMatmul("pmaddwd", _tb)):
         register(_impl)
+
+from . import int8_depthwise  # noqa: E402,F401  (registers conv2d.int8_depthwise_f32)

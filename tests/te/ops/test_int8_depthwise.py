@@ -1,0 +1,97 @@
+"""The int8 depthwise conv on float32 FMAs (te/ops/int8_depthwise.py): exactly the int64 conv at
+every stride and padding the fp32 kernel takes, worst-case products included, the weight packed
+at build time or converted in the kernel; chosen over the reference kernel; the requantising
+epilogue fused after it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import te
+from te import ops
+from te.ops import int8_depthwise as idw
+from te.ops import registry
+from te.ops.implementations import _conv
+from te.target import host
+
+HOST = host()
+NAME = "conv2d.int8_depthwise_f32"
+
+
+def depthwise_int64(x, w, strides, pads, dilation):
+    """The int32 sum of products of a depthwise conv (groups == channels), in int64."""
+    N, C, H, W = x.shape
+    K, _, R, S = w.shape
+    (sh, sw), (pt, pl, pb, pr), (dh, dw) = strides, pads, dilation
+    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    OH = (H + pt + pb - (R - 1) * dh - 1) // sh + 1
+    OW = (W + pl + pr - (S - 1) * dw - 1) // sw + 1
+    out = np.zeros((N, K, OH, OW), np.int64)
+    src = np.arange(K) // (K // C)
+    for r in range(R):
+        for s in range(S):
+            patch = xp[:, src, r * dh:r * dh + (OH - 1) * sh + 1:sh, s * dw:s * dw + (OW - 1) * sw + 1:sw]
+            out += patch * w[:, 0, r, s].astype(np.int64)[None, :, None, None]
+    return out
+
+
+def _data(rng, wl):
+    x = rng.integers(0, 256, wl.x_shape).astype(np.uint8)
+    w = rng.integers(-128, 128, wl.w_shape).astype(np.int8)
+    x[:, 0], w[0] = 255, -128            # the largest products, summed over every tap of channel 0
+    return x, w
+
+
+CASES = [  # x, w, strides, padding
+    ((1, 24, 14, 14), (24, 1, 3, 3), (1, 1), (1, 1, 1, 1)),      # stride 1: the flat plane
+    ((1, 16, 15, 17), (16, 1, 3, 3), (2, 2), (1, 1, 1, 1)),      # stride 2, odd map
+    ((2, 8, 9, 40), (8, 1, 5, 5), (1, 1), (2, 2, 2, 2)),         # 5x5, 2 images, rows wider than a vector
+    ((1, 12, 11, 13), (12, 1, 3, 3), (1, 1), (0, 1, 2, 0)),      # uneven padding
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("prepacked", [True, False])
+def test_int8_depthwise_equals_the_int64_conv(rng, case, prepacked):
+    wl = _conv(*case, (1, 1), groups=case[0][1], dtype="uint8")
+    assert registry.select(wl, HOST).name == NAME
+    impl = registry.IMPLEMENTATIONS[NAME]
+    cfg = impl.config(wl, HOST)
+    s, args = impl.instantiate(cfg, impl.args(wl), HOST, prepacked=prepacked)
+    f = te.build(s, args, target=HOST)
+    x, w = _data(rng, wl)
+    y = np.zeros(args[-1].shape, np.int32)
+    f(x, impl.pack_weight(w, wl, cfg, HOST) if prepacked else w, y)
+    np.testing.assert_array_equal(y, depthwise_int64(x, w, wl.strides, wl.padding, wl.dilation))
+
+
+def test_requantising_epilogue_fuses_after_the_int8_depthwise(rng):
+    wl = _conv((1, 32, 12, 12), (32, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), groups=32, dtype="uint8")
+    impl = registry.IMPLEMENTATIONS[NAME]
+    cfg = impl.config(wl, HOST)
+    x, wp = impl.placeholders(wl, cfg, HOST, True)
+    acc = impl.compute([x, wp], wl, cfg, HOST, prepacked=True, name="qdw")
+    scale = 1 / 700
+    q = te.compute(acc.shape, lambda *i: te.min_of(te.max_of(te.round(acc[i].astype("float32") * scale), 0.0), 255.0),
+                   tag="elemwise")
+    y = ops.cast(q, "uint8")
+    s = ops.schedule([y], HOST, anchor_schedule=lambda s, out, final: impl.schedule(s, out, final, cfg, HOST))
+    f = te.build(s, [x, wp, y], target=HOST)
+    xv, wv = _data(rng, wl)
+    out = np.zeros(y.shape, np.uint8)
+    f(xv, impl.pack_weight(wv, wl, cfg, HOST), out)
+    ref = depthwise_int64(xv, wv, wl.strides, wl.padding, wl.dilation).astype(np.float32) * np.float32(scale)
+    np.testing.assert_array_equal(out, np.clip(np.round(ref), 0, 255).astype(np.uint8))
+
+
+def test_windows_float32_cannot_sum_exactly_stay_on_the_reference_kernel():
+    # 514 taps of 255 x -128 still sum within float32's exact integers (up to 2**24), 515 would not
+    assert idw.MAX_TAPS == 514 and 514 * idw.MAX_PRODUCT <= 2 ** 24 < 515 * idw.MAX_PRODUCT
+    big = _conv((1, 4, 30, 30), (4, 1, 23, 23), (1, 1), (0, 0, 0, 0), (1, 1), groups=4, dtype="uint8")
+    assert registry.IMPLEMENTATIONS[NAME].match(big, HOST) is None
+    assert registry.select(big, HOST).name == "conv2d.int8_reference"
+    dense = _conv((1, 4, 8, 8), (8, 4, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), groups=1, dtype="uint8")
+    assert registry.IMPLEMENTATIONS[NAME].match(dense, HOST) is None
+    with pytest.raises(ValueError, match="int8_reference"):
+        idw.depthwise_conv2d_int8(te.placeholder((1, 4, 30, 30), "uint8"), te.placeholder((4, 1, 23, 23), "int8"),
+                                  big.geometry)
