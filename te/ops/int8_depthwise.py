@@ -1,6 +1,6 @@
 """The int8 depthwise conv (u8 x s8 -> s32) as exact float32 multiply-adds on the fp32 depthwise kernel.
 
-    conv2d.int8_depthwise_f32   template conv2d_int8_depthwise   weights (K, 1, R, S) as float32
+    conv2d.int8_depthwise_f32   template conv2d_int8_depthwise   weights (K, 1, R, S) int8, as they are
 
 A depthwise conv reduces over the R x S taps of one channel only, so the dot-product instructions
 have nothing to reduce over: vpdpbusd sums 4 products of one output lane (4 input channels of a
@@ -14,13 +14,11 @@ every partial sum of at most MAX_TAPS taps stays within 2**24, where float32 hol
 
 So the kernel is te.ops.depthwise's, unchanged: its input is the uint8 activation read as float32
 (the conversion inlined into the pad copy, one per input element, in L1), its weight the int8
-weight packed as float32 at build time, and its output converted to int32, the int8 anchors'
+weight converted as each tap reads it, and its output converted to int32, the int8 anchors'
 contract (te/ops/qnn.py); the importer's epilogue (zero-point term, scales, QuantizeLinear) fuses
 after it as after every int8 anchor.
 """
 from __future__ import annotations
-
-import numpy as np
 
 import te
 from te.target import Target
@@ -44,7 +42,7 @@ def exact_taps(R: int, S: int) -> bool:
 def depthwise_conv2d_int8(x: te.Tensor, w: te.Tensor, g, name: str = "conv2d_int8_depthwise",
                           target: Target | None = None) -> te.Tensor:
     """y[n, k, p, q] int32 = sum over (r, s) of x * w, x uint8 NCHW padded with 0, w the (K, 1, R, S)
-    weight as float32 (pack_weight) or int8, computed by float32 FMAs (exact: the module docstring)."""
+    int8 (or float32) weight, computed by float32 FMAs (exact: the module docstring)."""
     if x.dtype != "uint8":
         raise ValueError(f"{name}: the int8 depthwise conv takes a uint8 input, not {x.dtype}; shift int8 "
                          "activations by 128 first (qnn.shift_to_uint8)")
@@ -75,9 +73,11 @@ def schedule_depthwise_int8(cfg, s: te.Schedule, out: te.Tensor, final: te.Tenso
 
 
 class Int8DepthwiseConv(_Conv):
-    """groups == channels == output channels, uint8 x int8: float32 FMAs on te.ops.depthwise's kernel."""
+    """groups == channels == output channels, uint8 x int8: float32 FMAs on te.ops.depthwise's kernel.
+
+    The int8 weight is read as it is: the kernel converts each tap's weight once per run of output
+    vectors it broadcasts to, which costs nothing beside the run's FMAs."""
     name, template = "conv2d.int8_depthwise_f32", "conv2d_int8_depthwise"
-    packs_weight = True
 
     def match(self, wl, target):
         g = wl.geometry if wl.layout == "NCHW" and wl.dtype == "uint8" else None
@@ -85,15 +85,8 @@ class Int8DepthwiseConv(_Conv):
             return None
         return PRIORITY
 
-    def packed_shape(self, wl, cfg, target):
-        return wl.w_shape
-
     def placeholders(self, wl, cfg, target, prepacked):
-        return [te.placeholder(wl.x_shape, "uint8", name="x"),
-                te.placeholder(wl.w_shape, "float32" if prepacked else "int8", name="w.packed" if prepacked else "w")]
-
-    def pack_weight(self, w, wl, cfg, target):
-        return np.ascontiguousarray(w, dtype=np.float32)
+        return [te.placeholder(wl.x_shape, "uint8", name="x"), te.placeholder(wl.w_shape, "int8", name="w")]
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         return depthwise_conv2d_int8(inputs[0], inputs[1], wl.geometry, name=name or "conv2d_int8_depthwise",

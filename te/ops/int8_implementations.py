@@ -10,7 +10,7 @@ in te.ops.registry beside the fp32 ones:
     conv2d.int8_gemm1x1_vnni / _pmaddwd   1x1 unpadded convs            int8_conv2d.py  W (K, C)
     conv2d.int8_direct_vnni / _pmaddwd    other convs of one group      int8_conv2d.py  W (K, C/G, R, S, G)
     conv2d.int8_winograd_pmaddwd          3x3 stride 1, C >= 32, OW >= 8  int8_winograd.py  U (4, 4, K/L, C/2, L, 2)
-    conv2d.int8_depthwise_f32             depthwise (exact float32 FMAs)  int8_depthwise.py W (K, 1, R, S) float32
+    conv2d.int8_depthwise_f32             depthwise (exact float32 FMAs)  int8_depthwise.py W (K, 1, R, S) as it is
 
 vpmaddwd's weights are packed as int16 (PACKED).  Where several apply the priority decides
 (AMX 30, VNNI 20, depthwise 15, Winograd on vpmaddwd 13, vpmaddwd 12; i8f's reference implementations are 0).
