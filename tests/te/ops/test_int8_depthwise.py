@@ -11,27 +11,19 @@ from te import ops
 from te.ops import int8_depthwise as idw
 from te.ops import registry
 from te.ops.implementations import _conv
+from te.ops.int8_grouped import block_diagonal_numpy
 from te.target import host
+
+from .test_int8_conv2d import conv_int64
 
 HOST = host()
 NAME = "conv2d.int8_depthwise_f32"
 
 
 def depthwise_int64(x, w, strides, pads, dilation):
-    """The int32 sum of products of a depthwise conv (groups == channels), in int64."""
-    N, C, H, W = x.shape
-    K, _, R, S = w.shape
-    (sh, sw), (pt, pl, pb, pr), (dh, dw) = strides, pads, dilation
-    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    OH = (H + pt + pb - (R - 1) * dh - 1) // sh + 1
-    OW = (W + pl + pr - (S - 1) * dw - 1) // sw + 1
-    out = np.zeros((N, K, OH, OW), np.int64)
-    src = np.arange(K) // (K // C)
-    for r in range(R):
-        for s in range(S):
-            patch = xp[:, src, r * dh:r * dh + (OH - 1) * sh + 1:sh, s * dw:s * dw + (OW - 1) * sw + 1:sw]
-            out += patch * w[:, 0, r, s].astype(np.int64)[None, :, None, None]
-    return out
+    """The int32 sum of products of a depthwise conv (groups == channels), in int64: the dense conv of
+    its diagonal weight (the block-diagonal weight of one channel per group)."""
+    return conv_int64(x, block_diagonal_numpy(w, x.shape[1]), strides, pads, dilation)
 
 
 def _data(rng, wl):
