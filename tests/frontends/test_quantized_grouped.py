@@ -1,5 +1,6 @@
 """Quantised depthwise and grouped convs (a MobileNetV2 block, a ShuffleNet unit) run on the int8
-depthwise and grouped kernels and equal ONNX Runtime's int8 results within one quantisation step."""
+depthwise, grouped 1x1 and block-diagonal kernels and equal ONNX Runtime's int8 results within one
+quantisation step."""
 import numpy as np
 import pytest
 from onnx import helper, numpy_helper
@@ -25,7 +26,7 @@ def _chosen(m) -> set[str]:
 
 
 def _shuffle_unit():
-    """Grouped 1x1 conv (4 groups) -> Relu -> depthwise 3x3 stride 2 -> grouped 1x1 conv -> output."""
+    """Grouped 1x1 conv (4 groups) -> Relu -> depthwise 3x3 stride 2 -> grouped 3x3 conv (4 groups)."""
     rng = np.random.default_rng(3)
 
     def init(name, shape, scale):
@@ -33,9 +34,9 @@ def _shuffle_unit():
     n = helper.make_node
     nodes = [n("Conv", ["x", "w1", "b1"], ["c1"], group=4), n("Relu", ["c1"], ["r1"]),
              n("Conv", ["r1", "w2", "b2"], ["c2"], group=32, kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
-             n("Conv", ["c2", "w3", "b3"], ["y"], group=4)]
+             n("Conv", ["c2", "w3", "b3"], ["y"], group=4, kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
     inits = [init("w1", (32, 4, 1, 1), 0.5), init("b1", (32,), 0.1), init("w2", (32, 1, 3, 3), 0.4),
-             init("b2", (32,), 0.1), init("w3", (16, 8, 1, 1), 0.3), init("b3", (16,), 0.1)]
+             init("b2", (32,), 0.1), init("w3", (16, 8, 3, 3), 0.2), init("b3", (16,), 0.1)]
     return tiny(nodes, [vi("x", [1, 16, 12, 12])], [vi("y", [1, 16, 6, 6])], inits)
 
 
@@ -49,6 +50,8 @@ def test_quantized_mobilenet_block_runs_the_int8_depthwise_within_one_step(tmp_p
 
 def test_quantized_shuffle_unit_runs_the_int8_grouped_and_depthwise_within_one_step(tmp_path):
     m = _quantize_static(tmp_path, _shuffle_unit(), QF.QDQ, QT.QUInt8, True)
-    assert {"conv2d.int8_grouped_dense", "conv2d.int8_depthwise_f32"} <= _chosen(m)
+    chosen = _chosen(m)
+    assert {"conv2d.int8_grouped_dense", "conv2d.int8_depthwise_f32"} <= chosen and len(chosen) == 3
+    assert "conv2d.int8_reference" not in chosen      # the grouped 1x1: a GEMM per group
     feeds = [{"x": np.random.default_rng(s).standard_normal((1, 16, 12, 12)).astype(np.float32)} for s in range(3)]
     _compare(m, feeds, _output_step(m))
