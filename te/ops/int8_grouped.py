@@ -3,14 +3,14 @@
     conv2d.int8_grouped_dense   template conv2d_int8_grouped_dense   the dense implementation's packing
                                                                      of the block-diagonal (K, C, R, S)
 
-A conv of G groups is the dense conv whose weight is zero outside the G diagonal blocks
-(output channels of group g read only input channels of group g), so every fast dense int8
-kernel (VNNI, AMX, vpmaddwd: int8_implementations.py) runs it unchanged, its weight expanded and
+A grouped 1x1 conv runs as one GEMM per group on the 1x1 kernels (int8_conv2d.is_gemm), with no
+waste; this module takes the others.  A conv of G groups is the dense conv whose weight is zero
+outside the G diagonal blocks (output channels of group g read only input channels of group g),
+so every fast dense int8 kernel (VNNI, AMX, vpmaddwd: int8_implementations.py) runs it unchanged, its weight expanded and
 packed at build time.  The zeros cost G times the products of the grouped conv; a dot-product
 instruction does 4 (VNNI) to 16 x 64 (AMX) of them per lane where the reference kernel does one
-int32 multiply-add, so up to MAX_GROUPS groups this still wins by far (ShuffleNet's 1x1 convs have 4
-or 8).  More groups than that stay on the reference kernel, as do depthwise convs
-(int8_depthwise.py).
+int32 multiply-add, so up to MAX_GROUPS groups this still wins by far.  More groups than that stay
+on the reference kernel; depthwise convs run in int8_depthwise.py.
 """
 from __future__ import annotations
 
