@@ -18,6 +18,7 @@ SHIFT_U8 = "tilewise.ToUint8"          # int8 -> uint8 + 128 (an s8 activation r
 QADD = "tilewise.QAdd"                 # DequantizeLinear of either input, then Add (QLinearAdd's body)
 QCONCAT = "tilewise.QConcat"           # DequantizeLinear of every input, then Concat (QLinearConcat's body)
 REQUANTIZE = "tilewise.Requantize"     # DequantizeLinear then QuantizeLinear, per tensor (a Concat's input)
+QAVGPOOL = "tilewise.QAveragePool"     # DequantizeLinear, AveragePool, QuantizeLinear (QLinearAveragePool)
 
 
 def keeps_quantized(op: str, inputs, consts: dict) -> bool:
@@ -186,3 +187,14 @@ def _requantize(node, ins, attrs, opset, out_shapes):
     from te.ops import qnn
     return [qnn.requantize(ins[0], float(attrs["in_scale"]), int(attrs["in_zero_point"]), float(attrs["out_scale"]),
                            int(attrs["out_zero_point"]), attrs["out_dtype"], name=node.name)]
+
+
+@lowers(QAVGPOOL)
+def _qavgpool(node, ins, attrs, opset, out_shapes):
+    """A uint8 AveragePool between a DequantizeLinear and a QuantizeLinear, as QLinearAveragePool rounds it."""
+    from te.ops import qnn
+    from .lower_nn import _pool_args
+    k, strides, pads, _, ceil = _pool_args(attrs, ins[0])
+    return [qnn.qlinear_avg_pool2d(ins[0], k, strides, pads, attrs["x_scale"], attrs["x_zero_point"],
+                                   attrs["y_scale"], attrs["y_zero_point"], ceil,
+                                   bool(attrs.get("count_include_pad", 0)), name=node.name)]

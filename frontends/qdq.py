@@ -41,7 +41,7 @@ import numpy as np
 
 from .dtypes import onnx_elem_type
 from .graph import Graph, Node, TensorInfo
-from .lower_qnn import QADD, QCONCAT, REQUANTIZE
+from .lower_qnn import QADD, QAVGPOOL, QCONCAT, REQUANTIZE
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +209,26 @@ class _Pass:
                      dict(n.attrs))
             self.replace([n, q], [m])
 
+    def quantized_avg_pools(self) -> None:
+        """DQ -> 2-D AveragePool -> Q of uint8 values per tensor: ONNX Runtime runs it as
+        QLinearAveragePool, so tilewise.QAveragePool computes and rounds it as that kernel does (the
+        float pool sums the window in another order: a step apart near a rounding boundary)."""
+        self.refresh()
+        for n in list(self.g.nodes):
+            if n.op != "AveragePool" or len(n.attrs.get("kernel_shape", ())) != 2:
+                continue
+            if any(d != 1 for d in n.attrs.get("dilations", [1, 1])) or \
+                    (n.attrs.get("ceil_mode", 0) and n.attrs.get("count_include_pad", 0)):
+                continue            # QLinearAveragePool has no dilations; ceil_mode's padded count differs
+            p, q = self.dq_of(n.inputs[0]), self.only_consumer(n.outputs[0])
+            pq = self.qparams(q, quantize=True)
+            if not all(x is not None and x.per_tensor and not isinstance(x.zero, str) and x.dtype == "uint8"
+                       for x in (p, pq)) or {p.value, q.outputs[0]} & self.shifted:
+                continue
+            attrs = dict(n.attrs, x_scale=float(p.scale.reshape(-1)[0]), x_zero_point=int(p.zero.reshape(-1)[0]),
+                         y_scale=float(pq.scale.reshape(-1)[0]), y_zero_point=int(pq.zero.reshape(-1)[0]))
+            self.replace([n, q], [Node(QAVGPOOL, f"{n.name}.int", [p.value], [q.outputs[0]], attrs)])
+
     def requantized_concat(self, n: Node, q: Node | None, ps: list[QParams | None], pq: QParams | None) -> bool:
         """DQ -> Concat -> Q where the inputs' scales or zero points differ from the output's: each
         such input requantised (`tilewise.Requantize`, fused after the kernel that makes it), then
@@ -308,6 +328,7 @@ def quantize_int8(g: Graph) -> Graph:
     p = _Pass(g)
     p.shift_int8()
     p.pass_through()
+    p.quantized_avg_pools()
     p.anchors()
     p.quantized_adds()
     g = eliminate_dead_nodes(g)
