@@ -28,6 +28,8 @@ elementwise ops that ops.schedule fuses after the anchor:
   reads them quantised (`tilewise.QAdd`), so it fuses after either input's kernel, and with a
   uint8 QuantizeLinear after it also writes them quantised, rounded as ONNX Runtime's QLinearAdd
   rounds (two fused multiply-adds, no divide).
+* a uint8 AveragePool between a DequantizeLinear and a QuantizeLinear (per tensor) is
+  `tilewise.QAveragePool`, rounded as ONNX Runtime's QLinearAveragePool (its window order).
 
 What no int8 anchor reads stays as it was and runs in float (DequantizeLinear is elementwise);
 a DequantizeLinear of a constant left over is folded into a float constant.
