@@ -24,7 +24,7 @@ import te
 from te.target import Target
 
 from .depthwise import depthwise_conv2d_nchw, schedule_depthwise_cfg
-from .implementations import _Conv
+from .implementations import DepthwiseConv
 from .registry import register
 
 # above the reference kernels (0), below the int8 implementations that reduce over channels
@@ -40,9 +40,10 @@ def exact_taps(R: int, S: int) -> bool:
 
 
 def depthwise_conv2d_int8(x: te.Tensor, w: te.Tensor, g, name: str = "conv2d_int8_depthwise",
-                          target: Target | None = None) -> te.Tensor:
+                          target: Target | None = None, shuffle: int = 0) -> te.Tensor:
     """y[n, k, p, q] int32 = sum over (r, s) of x * w, x uint8 NCHW padded with 0, w the (K, 1, R, S)
-    int8 (or float32) weight, computed by float32 FMAs (exact: the module docstring)."""
+    int8 (or float32) weight, computed by float32 FMAs (exact: the module docstring); `shuffle` G > 1
+    reads x through a channel shuffle of G groups, as te.ops.depthwise does."""
     if x.dtype != "uint8":
         raise ValueError(f"{name}: the int8 depthwise conv takes a uint8 input, not {x.dtype}; shift int8 "
                          "activations by 128 first (qnn.shift_to_uint8)")
@@ -52,7 +53,8 @@ def depthwise_conv2d_int8(x: te.Tensor, w: te.Tensor, g, name: str = "conv2d_int
     xf = te.compute(x.shape, lambda *i: x[i].astype("float32"), name=f"{name}.x_f32", tag="int8.to_f32")
     wf = w if w.dtype == "float32" else te.compute(w.shape, lambda *i: w[i].astype("float32"),
                                                    name=f"{name}.w_f32", tag="int8.to_f32")
-    return depthwise_conv2d_nchw(xf, wf, g, epilogue=lambda v, idx: v.astype("int32"), name=name, target=target)
+    return depthwise_conv2d_nchw(xf, wf, g, epilogue=lambda v, idx: v.astype("int32"), name=name, target=target,
+                                 shuffle=shuffle)
 
 
 def schedule_depthwise_int8(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
@@ -72,8 +74,9 @@ def schedule_depthwise_int8(cfg, s: te.Schedule, out: te.Tensor, final: te.Tenso
     schedule_depthwise_cfg(cfg, s, out, final, target)
 
 
-class Int8DepthwiseConv(_Conv):
-    """groups == channels == output channels, uint8 x int8: float32 FMAs on te.ops.depthwise's kernel.
+class Int8DepthwiseConv(DepthwiseConv):
+    """groups == channels == output channels, uint8 x int8: float32 FMAs on te.ops.depthwise's kernel
+    (its workload arguments too, so it reads through a channel shuffle as that kernel does).
 
     The int8 weight is read as it is: the kernel converts each tap's weight once per run of output
     vectors it broadcasts to, which costs nothing beside the run's FMAs."""
@@ -90,7 +93,7 @@ class Int8DepthwiseConv(_Conv):
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         return depthwise_conv2d_int8(inputs[0], inputs[1], wl.geometry, name=name or "conv2d_int8_depthwise",
-                                     target=target)
+                                     target=target, shuffle=wl.shuffle)
 
     def schedule(self, s, out, final, cfg, target):
         schedule_depthwise_int8(cfg, s, out, final, target)

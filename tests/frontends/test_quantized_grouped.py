@@ -26,17 +26,22 @@ def _chosen(m) -> set[str]:
 
 
 def _shuffle_unit():
-    """Grouped 1x1 conv (4 groups) -> Relu -> depthwise 3x3 stride 2 -> grouped 3x3 conv (4 groups)."""
+    """Grouped 1x1 conv (4 groups) -> Relu -> channel shuffle (4 groups) -> depthwise 3x3 stride 2 ->
+    grouped 3x3 conv (4 groups)."""
     rng = np.random.default_rng(3)
 
     def init(name, shape, scale):
         return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
     n = helper.make_node
     nodes = [n("Conv", ["x", "w1", "b1"], ["c1"], group=4), n("Relu", ["c1"], ["r1"]),
-             n("Conv", ["r1", "w2", "b2"], ["c2"], group=32, kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
+             n("Reshape", ["r1", "split"], ["g1"]), n("Transpose", ["g1"], ["g2"], perm=[0, 2, 1, 3, 4]),
+             n("Reshape", ["g2", "merge"], ["s1"]),
+             n("Conv", ["s1", "w2", "b2"], ["c2"], group=32, kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
              n("Conv", ["c2", "w3", "b3"], ["y"], group=4, kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
     inits = [init("w1", (32, 4, 1, 1), 0.5), init("b1", (32,), 0.1), init("w2", (32, 1, 3, 3), 0.4),
-             init("b2", (32,), 0.1), init("w3", (16, 8, 3, 3), 0.2), init("b3", (16,), 0.1)]
+             init("b2", (32,), 0.1), init("w3", (16, 8, 3, 3), 0.2), init("b3", (16,), 0.1),
+             numpy_helper.from_array(np.array([1, 4, 8, 12, 12], np.int64), "split"),
+             numpy_helper.from_array(np.array([1, 32, 12, 12], np.int64), "merge")]
     return tiny(nodes, [vi("x", [1, 16, 12, 12])], [vi("y", [1, 16, 6, 6])], inits)
 
 
@@ -53,5 +58,9 @@ def test_quantized_shuffle_unit_runs_the_int8_grouped_and_depthwise_within_one_s
     chosen = _chosen(m)
     assert {"conv2d.int8_grouped_dense", "conv2d.int8_depthwise_f32"} <= chosen and len(chosen) == 3
     assert "conv2d.int8_reference" not in chosen      # the grouped 1x1: a GEMM per group
+    # the shuffle folded into the int8 depthwise conv: no Transpose kernel left
+    g = run_passes(frontends.from_onnx(m))
+    assert not any(n.op == "Transpose" for n in g.nodes)
+    assert [n.attrs.get("channel_shuffle") for n in g.nodes if n.op == "Conv" and n.attrs.get("group") == 32] == [4]
     feeds = [{"x": np.random.default_rng(s).standard_normal((1, 16, 12, 12)).astype(np.float32)} for s in range(3)]
     _compare(m, feeds, _output_step(m))

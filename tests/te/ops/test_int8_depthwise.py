@@ -10,7 +10,7 @@ import te
 from te import ops
 from te.ops import int8_depthwise as idw
 from te.ops import registry
-from te.ops.implementations import _conv
+from te.ops.implementations import _conv, _depthwise
 from te.ops.int8_grouped import block_diagonal_numpy
 from te.target import host
 
@@ -86,3 +86,19 @@ def test_windows_float32_cannot_sum_exactly_stay_on_the_reference_kernel():
     with pytest.raises(ValueError, match="int8_reference"):
         idw.depthwise_conv2d_int8(te.placeholder((1, 4, 30, 30), "uint8"), te.placeholder((4, 1, 23, 23), "int8"),
                                   big.geometry)
+
+
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2)])
+def test_int8_depthwise_reads_through_a_channel_shuffle(rng, strides):
+    # ShuffleNet's shuffle of G groups folded into the conv: channel c reads x's (c % G) * (C / G) + c // G
+    G, C = 4, 24
+    wl = _depthwise((1, C, 13, 14), (C, 1, 3, 3), strides, (1, 1, 1, 1), (1, 1), "uint8", shuffle=G)
+    assert registry.select(wl, HOST).name == NAME
+    impl = registry.IMPLEMENTATIONS[NAME]
+    s, args = impl.instantiate(impl.config(wl, HOST), impl.args(wl), HOST)
+    f = te.build(s, args, target=HOST)
+    x, w = _data(rng, wl)
+    y = np.zeros(args[-1].shape, np.int32)
+    f(x, w, y)
+    shuffled = x.reshape(1, G, C // G, 13, 14).transpose(0, 2, 1, 3, 4).reshape(x.shape)
+    np.testing.assert_array_equal(y, depthwise_int64(shuffled, w, wl.strides, wl.padding, wl.dilation))
