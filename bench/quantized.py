@@ -4,12 +4,16 @@
     python bench/quantized.py --models squeezenet --check 100
     python bench/quantized.py --quantizer tilewise         # the models `tilewise quantize` writes
     python bench/quantized.py --target "llvm -mcpu=haswell"  # tilewise built for AVX2 (no VNNI, no AMX)
+    python bench/quantized.py --models mobilenet_block,shufflenet --check 20   # depthwise and grouped convs
 
 ResNet-50 and SqueezeNet are the onnx package's light models with seeded random weights,
 upgraded to opset 13 where older (per-channel scales need it), prepared with
 onnxruntime.quantization's `quant_pre_process` and quantised by `quantize_static` (QDQ,
 per-channel int8 weights, uint8 activations, min-max calibration on a few seeded inputs); the
-encoder layer (zoo.encoder_layer) is quantised by `quantize_dynamic` (int8 weights).  With
+encoder layer (zoo.encoder_layer) is quantised by `quantize_dynamic` (int8 weights).  Two more
+models are not in the default list: `mobilenet_block` (zoo.mobilenet_block, a MobileNetV2 inverted
+residual: 1x1 expand, 3x3 depthwise, 1x1 project, residual Add) and `shufflenet` (the light model:
+grouped 1x1 convs, depthwise 3x3, channel shuffles), quantised statically like ResNet-50.  With
 `--quantizer tilewise` every model is quantised instead by tilewise's own quantiser
 (frontends.quantize, what `tilewise quantize --per-channel` runs: BatchNorm folded, calibrated
 with tilewise's fp32 build on the same seeded inputs, min-max, QDQ), and both engines run that
@@ -39,6 +43,8 @@ from frontends.profile import onnxruntime_session, time_interleaved  # noqa: E40
 from common import env_note, table, time_call             # noqa: E402
 
 MODELS = ["resnet50", "squeezenet", "encoder_layer"]
+# the models built by zoo functions rather than read from the onnx package's light models
+ZOO = {"encoder_layer": lambda: zoo.encoder_layer(), "mobilenet_block": lambda: zoo.mobilenet_block()}
 CALIBRATION_INPUTS = 4
 
 
@@ -53,8 +59,8 @@ def _inputs(model, seed: int) -> dict[str, np.ndarray]:
 
 
 def fp32_model(name: str):
-    """The float model: a light model with seeded weights (logits as an output too), or the encoder."""
-    return zoo.encoder_layer() if name == "encoder_layer" else zoo.light_model(name, logits=True)
+    """The float model: a light model with seeded weights (logits as an output too), or a zoo model."""
+    return ZOO[name]() if name in ZOO else zoo.light_model(name, logits=True)
 
 
 @functools.lru_cache(maxsize=None)

@@ -18,6 +18,7 @@ SHIFT_U8 = "tilewise.ToUint8"          # int8 -> uint8 + 128 (an s8 activation r
 QADD = "tilewise.QAdd"                 # DequantizeLinear of either input, then Add (QLinearAdd's body)
 QCONCAT = "tilewise.QConcat"           # DequantizeLinear of every input, then Concat (QLinearConcat's body)
 REQUANTIZE = "tilewise.Requantize"     # DequantizeLinear then QuantizeLinear, per tensor (a Concat's input)
+QAVGPOOL = "tilewise.QAveragePool"     # DequantizeLinear, AveragePool, QuantizeLinear (QLinearAveragePool)
 
 
 def keeps_quantized(op: str, inputs, consts: dict) -> bool:
@@ -115,19 +116,60 @@ def _to_uint8(node, ins, attrs, opset, out_shapes):
 @lowers(QADD)
 def _qadd(node, ins, attrs, opset, out_shapes):
     """a + b in float32, each input dequantized first where attrs give its (scale, zero point): one
-    compute, so it fuses after the kernel of either input and reads the other as it is stored."""
+    compute, so it fuses after the kernel of either input and reads the other as it is stored.
+    With an output scale (qdq._Pass.requantized_add) the sum is quantised too, as QLinearAdd
+    rounds it (qladd_terms)."""
     import te
     from te.ops.elementwise import broadcast_at
     shape = tuple(out_shapes[0])
+    if "c_scale" in attrs:
+        return [_qlinear_add(node, ins, attrs, shape)]
 
-    def value(v, key, i):
+    def value(v, key, i, sign=1.0):
         v = broadcast_at(v, shape, i)
         if f"{key}_scale" not in attrs:
-            return v
+            return v * te.const(sign, "float32") if sign < 0 else v
         z = te.const(int(attrs[f"{key}_zero_point"]), "int32")
-        return (v.astype("int32") - z).astype("float32") * te.const(float(attrs[f"{key}_scale"]), "float32")
-    return [te.compute(shape, lambda *i: value(ins[0], "a", i) + value(ins[1], "b", i), name=node.name,
+        return (v.astype("int32") - z).astype("float32") * te.const(sign * float(attrs[f"{key}_scale"]), "float32")
+    # a - (-b): both products rounded, then the sum, as the float operators round them (codegen
+    # fuses a * s + c into one FMA, which rounds once: a step apart near a rounding boundary)
+    return [te.compute(shape, lambda *i: value(ins[0], "a", i) - value(ins[1], "b", i, -1.0), name=node.name,
                        tag="broadcast")]
+
+
+def qladd_terms(attrs: dict) -> tuple[float, float, float]:
+    """(a multiplier, b multiplier, constant) of QLinearAdd's sum in the output's steps, float32 as
+    ONNX Runtime's x86 kernel forms them: a * (sa / sc) + (b * (sb / sc) + (zc - (sa / sc * za +
+    sb / sc * zb))), the inner sum of products one fused multiply-add, on the values as ONNX
+    Runtime holds them (int8 for a value shift_int8 made uint8)."""
+    f32 = np.float32
+    ra = f32(f32(attrs["a_scale"]) / f32(attrs["c_scale"]))
+    rb = f32(f32(attrs["b_scale"]) / f32(attrs["c_scale"]))
+    za, zb, zc = (attrs[f"{k}_zero_point"] - attrs[f"{k}_shift"] for k in "abc")
+    # fma(ra, za, rb * zb): exact in float64 (24 x 8 bits, plus a float32), rounded once
+    inner = f32(np.float64(ra) * za + np.float64(f32(rb * f32(zb))))
+    return float(ra), float(rb), float(f32(f32(zc) - inner))
+
+
+def _qlinear_add(node, ins, attrs: dict, shape: tuple):
+    """QLinearAdd of two same-shaped quantised values: round_half_even(fma(a, ra, fma(b, rb, k))),
+    saturated, then shifted back to the stored type; codegen makes each a * r + c one llvm.fma."""
+    import te
+    from te.ops.qnn import QRANGE
+    ra, rb, k = (te.const(v, "float32") for v in qladd_terms(attrs))
+    out_dtype, shift = attrs["out_dtype"], attrs["c_shift"]
+    lo, hi = QRANGE["int8" if shift else out_dtype]
+
+    def held(v, key, i):        # the value as ONNX Runtime holds it, as float32
+        v = v[i].astype("int32")
+        return (v - attrs[f"{key}_shift"] if attrs[f"{key}_shift"] else v).astype("float32")
+
+    def body(*i):
+        v = held(ins[0], "a", i) * ra + (held(ins[1], "b", i) * rb + k)
+        q = te.min_of(te.max_of(te.round(v), te.const(float(lo), "float32")), te.const(float(hi), "float32"))
+        q = q.astype("int32")
+        return (q + shift if shift else q).astype(out_dtype)
+    return te.compute(shape, body, name=node.name, tag="broadcast")
 
 
 @lowers(QCONCAT)
@@ -145,3 +187,14 @@ def _requantize(node, ins, attrs, opset, out_shapes):
     from te.ops import qnn
     return [qnn.requantize(ins[0], float(attrs["in_scale"]), int(attrs["in_zero_point"]), float(attrs["out_scale"]),
                            int(attrs["out_zero_point"]), attrs["out_dtype"], name=node.name)]
+
+
+@lowers(QAVGPOOL)
+def _qavgpool(node, ins, attrs, opset, out_shapes):
+    """A uint8 AveragePool between a DequantizeLinear and a QuantizeLinear, as QLinearAveragePool rounds it."""
+    from te.ops import qnn
+    from .lower_nn import _pool_args
+    k, strides, pads, _, ceil = _pool_args(attrs, ins[0])
+    return [qnn.qlinear_avg_pool2d(ins[0], k, strides, pads, attrs["x_scale"], attrs["x_zero_point"],
+                                   attrs["y_scale"], attrs["y_zero_point"], ceil,
+                                   bool(attrs.get("count_include_pad", 0)), name=node.name)]

@@ -25,7 +25,11 @@ elementwise ops that ops.schedule fuses after the anchor:
   requantises them to its output's (`tilewise.Requantize`, one multiply-add where that is proven
   exact for all 256 values, fused into the kernel that makes each input), or, with no
   QuantizeLinear after it, reads them quantised (`tilewise.QConcat`); an Add (or two-input Sum) of dequantized values
-  reads them quantised (`tilewise.QAdd`), so it fuses after either input's kernel.
+  reads them quantised (`tilewise.QAdd`), so it fuses after either input's kernel, and with a
+  uint8 QuantizeLinear after it also writes them quantised, rounded as ONNX Runtime's QLinearAdd
+  rounds (two fused multiply-adds, no divide).
+* a uint8 AveragePool between a DequantizeLinear and a QuantizeLinear (per tensor) is
+  `tilewise.QAveragePool`, rounded as ONNX Runtime's QLinearAveragePool (its window order).
 
 What no int8 anchor reads stays as it was and runs in float (DequantizeLinear is elementwise);
 a DequantizeLinear of a constant left over is folded into a float constant.
@@ -39,7 +43,7 @@ import numpy as np
 
 from .dtypes import onnx_elem_type
 from .graph import Graph, Node, TensorInfo
-from .lower_qnn import QADD, QCONCAT, REQUANTIZE
+from .lower_qnn import QADD, QAVGPOOL, QCONCAT, REQUANTIZE
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,7 @@ class _Pass:
         self.g = g
         self.outputs = {o.name for o in g.outputs}
         self.count = 0
+        self.shifted: set[str] = set()      # int8 values shift_int8 made uint8 (+ 128)
 
     # ---- reading the graph
 
@@ -143,6 +148,7 @@ class _Pass:
             if reach is None:
                 continue
             values, readers = reach
+            self.shifted.update(values)
             q.inputs = [q.inputs[0], q.inputs[1], self.const(np.uint8(int(p.zero.reshape(-1)[0]) + 128), "zp_u8")]
             q.attrs["output_dtype"] = onnx_elem_type("uint8")
             for v in values:
@@ -205,6 +211,26 @@ class _Pass:
                      dict(n.attrs))
             self.replace([n, q], [m])
 
+    def quantized_avg_pools(self) -> None:
+        """DQ -> 2-D AveragePool -> Q of uint8 values per tensor: ONNX Runtime runs it as
+        QLinearAveragePool, so tilewise.QAveragePool computes and rounds it as that kernel does (the
+        float pool sums the window in another order: a step apart near a rounding boundary)."""
+        self.refresh()
+        for n in list(self.g.nodes):
+            if n.op != "AveragePool" or len(n.attrs.get("kernel_shape", ())) != 2:
+                continue
+            if any(d != 1 for d in n.attrs.get("dilations", [1, 1])) or \
+                    (n.attrs.get("ceil_mode", 0) and n.attrs.get("count_include_pad", 0)):
+                continue            # QLinearAveragePool has no dilations; ceil_mode's padded count differs
+            p, q = self.dq_of(n.inputs[0]), self.only_consumer(n.outputs[0])
+            pq = self.qparams(q, quantize=True)
+            if not all(x is not None and x.per_tensor and not isinstance(x.zero, str) and x.dtype == "uint8"
+                       for x in (p, pq)) or {p.value, q.outputs[0]} & self.shifted:
+                continue
+            attrs = dict(n.attrs, x_scale=float(p.scale.reshape(-1)[0]), x_zero_point=int(p.zero.reshape(-1)[0]),
+                         y_scale=float(pq.scale.reshape(-1)[0]), y_zero_point=int(pq.zero.reshape(-1)[0]))
+            self.replace([n, q], [Node(QAVGPOOL, f"{n.name}.int", [p.value], [q.outputs[0]], attrs)])
+
     def requantized_concat(self, n: Node, q: Node | None, ps: list[QParams | None], pq: QParams | None) -> bool:
         """DQ -> Concat -> Q where the inputs' scales or zero points differ from the output's: each
         such input requantised (`tilewise.Requantize`, fused after the kernel that makes it), then
@@ -228,22 +254,50 @@ class _Pass:
 
     def quantized_adds(self) -> None:
         """Add (or a Sum of two: older ResNets' residual) of dequantized values: tilewise.QAdd
-        reads them quantised."""
+        reads them quantised; with a QuantizeLinear after it (requantized_add) it writes them too."""
         self.refresh()
         for n in list(self.g.nodes):
             if n.op not in ("Add", "Sum") or len(n.inputs) != 2:
                 continue
-            attrs, ins = {}, []
+            attrs, ins, ps = {}, [], []
             for key, x in zip("ab", n.inputs):
                 p = self.dq_of(x)
                 if p is not None and p.per_tensor and not isinstance(p.zero, str) and p.dtype in ("uint8", "int8"):
                     attrs.update({f"{key}_scale": float(p.scale.reshape(-1)[0]),
                                   f"{key}_zero_point": int(p.zero.reshape(-1)[0])})
                     ins.append(p.value)
+                    ps.append(p)
                 else:
                     ins.append(x)
-            if attrs and all(x not in self.g.constants for x in ins):
-                self.replace([n], [Node(QADD, n.name, ins, list(n.outputs), attrs)])
+            if not attrs or any(x in self.g.constants for x in ins):
+                continue
+            if len(ps) == 2 and self.requantized_add(n, ins, attrs, ps):
+                continue
+            self.replace([n], [Node(QADD, n.name, ins, list(n.outputs), attrs)])
+
+    def requantized_add(self, n: Node, ins: list[str], attrs: dict, ps: list[QParams]) -> bool:
+        """DQ -> Add -> QuantizeLinear of uint8 values of one shape: ONNX Runtime runs it as QLinearAdd,
+        so tilewise.QAdd computes and rounds it as QLinearAdd does (lower_qnn._qadd).
+
+        int8 values keep the float sum and QuantizeLinear's divide: ONNX Runtime 1.32 fuses an int8
+        DQ -> Add -> Q in some graphs only (not where the sum is dequantized again, as in a QDQ
+        model), and runs the float ops, dividing, elsewhere.  lower_qnn._qlinear_add takes int8
+        values too (`*_shift`: the int8 values shift_int8 made uint8 + 128, read back as int8)."""
+        q = self.only_consumer(n.outputs[0])
+        pq = self.qparams(q, quantize=True)
+        if pq is None or not pq.per_tensor or isinstance(pq.zero, str) or pq.dtype not in ("uint8", "int8"):
+            return False
+        shape = self.g.info(n.outputs[0]).shape
+        if any(tuple(self.g.info(x).shape) != tuple(shape) for x in ins):
+            return False            # a broadcast: QLinearAdd's scalar paths round otherwise
+        shifts = {key: 128 if v in self.shifted else 0 for key, v in zip("abc", [p.value for p in ps] + [q.outputs[0]])}
+        types = {"int8" if shifts[key] else p.dtype for key, p in zip("abc", ps + [pq])}
+        if types != {"uint8"}:
+            return False
+        attrs.update({"c_scale": float(pq.scale.reshape(-1)[0]), "c_zero_point": int(pq.zero.reshape(-1)[0]),
+                      "out_dtype": pq.dtype}, **{f"{k}_shift": v for k, v in shifts.items()})
+        self.replace([n, q], [Node(QADD, n.name, ins, [q.outputs[0]], attrs)])
+        return True
 
     # ---- 3. what is left
 
@@ -276,6 +330,7 @@ def quantize_int8(g: Graph) -> Graph:
     p = _Pass(g)
     p.shift_int8()
     p.pass_through()
+    p.quantized_avg_pools()
     p.anchors()
     p.quantized_adds()
     g = eliminate_dead_nodes(g)

@@ -20,12 +20,17 @@ log = logging.getLogger(__name__)
 SHUFFLE_PERM = [0, 2, 1, 3, 4]
 
 
+# (input, weight) types of the depthwise convs whose kernels read through a shuffle: float32, and the
+# int8 anchor (uint8 x int8, te.ops.int8_depthwise on the float32 kernel)
+READS_SHUFFLED = {("float32", np.float32), ("uint8", np.int8)}
+
+
 def _depthwise_float(n: Node, g: Graph) -> bool:
-    """A float32 depthwise Conv with a constant weight, not yet reading through a shuffle."""
+    """A float32 (or uint8 x int8) depthwise Conv with a constant weight, not yet reading through a shuffle."""
     if n.op != "Conv" or len(n.inputs) < 2 or n.inputs[1] not in g.constants or n.attrs.get("layout"):
         return False
     x, w = g.info(n.inputs[0]), g.constants[n.inputs[1]]
-    return (len(x.shape) == 4 and x.dtype == "float32" and w.dtype == np.float32 and "channel_shuffle" not in n.attrs
+    return (len(x.shape) == 4 and (x.dtype, w.dtype.type) in READS_SHUFFLED and "channel_shuffle" not in n.attrs
             and int(n.attrs.get("group", 1)) == x.shape[1] > 1 and w.shape[0] % x.shape[1] == 0)
 
 

@@ -45,23 +45,31 @@ def _pad(n: int, m: int) -> int:
 
 
 def is_gemm(g: ConvGeometry) -> bool:
-    """1x1, unpadded, one group: the conv is the GEMM W (K, C) @ X (C, OH*OW) per image (a stride
-    only picks which pixels the packed input holds)."""
-    return (g.R, g.S, g.groups) == (1, 1, 1) and (g.pt, g.pl, g.pb, g.pr) == (0, 0, 0, 0)
+    """1x1, unpadded, not depthwise: the conv is the GEMM W (K, C) @ X (C, OH*OW) per image (a stride
+    only picks which pixels the packed input holds), or with groups one GEMM per group, output
+    channel k reading its group's channels of the packed input (each group padded to G)."""
+    return ((g.R, g.S) == (1, 1) and (g.pt, g.pl, g.pb, g.pr) == (0, 0, 0, 0)
+            and (g.groups == 1 or not g.depthwise))
+
+
+def group_channels(g: ConvGeometry, group: int) -> tuple[int, int]:
+    """(input channels per conv group, the same padded to whole instruction groups G)."""
+    Cg = g.C // g.groups
+    return Cg, _pad(Cg, group)
 
 
 def packed_weight_shape(g: ConvGeometry, group: int) -> tuple:
     """The weight as pack_weight_numpy lays it out."""
-    Cp = _pad(g.C, group)
+    Cp = group_channels(g, group)[1]
     return (g.K, Cp) if is_gemm(g) else (g.K, Cp // group, g.R, g.S, group)
 
 
 def pack_weight_numpy(w: np.ndarray, g: ConvGeometry, group: int, dtype: str = "int8") -> np.ndarray:
-    """OIHW int8 -> (K, C) for the 1x1 GEMM, else (K, C/G, R, S, G), of dtype (int8, or int16
-    for vpmaddwd); C padded with zeros."""
-    Cp = _pad(g.C, group)
+    """OIHW int8 -> (K, C/groups) for the 1x1 GEMM, else (K, C/G, R, S, G), of dtype (int8, or int16
+    for vpmaddwd); C/groups padded with zeros."""
+    Cg, Cp = group_channels(g, group)
     wp = np.zeros((g.K, Cp, g.R, g.S), dtype)
-    wp[:, :g.C] = w
+    wp[:, :Cg] = w
     if is_gemm(g):
         return np.ascontiguousarray(wp[:, :, 0, 0])
     return np.ascontiguousarray(wp.reshape(g.K, Cp // group, group, g.R, g.S).transpose(0, 1, 3, 4, 2))
@@ -78,8 +86,9 @@ def pack_weight(w: te.Tensor, g: ConvGeometry, group: int, name: str, dtype: str
         else:
             cq, r, s, gi = rest
             c = cq * group + gi
-        v = w[k, te.min_of(c, g.C - 1), r, s].astype(dtype)
-        return v if g.C % group == 0 else te.if_then_else(c < g.C, v, te.const(0, dtype))
+        Cg = group_channels(g, group)[0]
+        v = w[k, te.min_of(c, Cg - 1), r, s].astype(dtype)
+        return v if Cg % group == 0 else te.if_then_else(c < Cg, v, te.const(0, dtype))
     return te.compute(shape, f, name=f"{name}.wpacked", tag="pack")
 
 
@@ -100,6 +109,8 @@ def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str, c
     Cp = channels or _pad(g.C, group)
     Cq = Cp // group
     zero = te.const(0, dtype)
+    if is_gemm(g) and g.groups > 1:
+        return _pack_input_grouped(x, g, group, owp, name, dtype)
     if is_gemm(g):
         P = g.OH * g.OW
         Pp = _pad(P, owp)
@@ -124,6 +135,23 @@ def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str, c
     return te.compute((g.N, Cq, Hp, g.sw, Wq, group), f, name=f"{name}.xpacked", tag="pack")
 
 
+def _pack_input_grouped(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str, dtype: str) -> te.Tensor:
+    """The grouped 1x1 GEMM's packed input: each conv group's channels padded to whole
+    instruction groups, [n, groups * Cgp / G, P, G]; padding pixels read the last pixel again."""
+    Cg, Cgp = group_channels(g, group)
+    P = g.OH * g.OW
+    Pp = _pad(P, owp)
+    zero = te.const(0, dtype)
+
+    def f(n, cq, p, gi):
+        cp = cq * group + gi
+        cl = cp % Cgp
+        pc = te.min_of(p, P - 1) if Pp != P else p
+        v = _as(x[n, cp // Cgp * Cg + te.min_of(cl, Cg - 1), pc // g.OW * g.sh, pc % g.OW * g.sw], dtype)
+        return te.if_then_else(cl < Cg, v, zero) if Cgp != Cg else v
+    return te.compute((g.N, g.groups * Cgp // group, Pp, group), f, name=f"{name}.xpacked", tag="pack")
+
+
 def conv2d_int8(x: te.Tensor, wp: te.Tensor, g: ConvGeometry, group: int, owp: int,
                 epilogue: Epilogue | None = None, name: str = "conv2d_int8", attrs: dict | None = None) -> te.Tensor:
     """epilogue(int32 conv): x uint8 NCHW, wp the int8 weight packed by pack_weight(_numpy) (int16
@@ -133,12 +161,17 @@ def conv2d_int8(x: te.Tensor, wp: te.Tensor, g: ConvGeometry, group: int, owp: i
         raise ValueError(f"{name}: int8 conv2d takes x uint8 and w int8 (packed as int8 or int16), "
                          f"got {x.dtype} and {wp.dtype}")
     xp = pack_input(x, g, group, owp, name, dtype="int16" if wp.dtype == "int16" else "uint8")
-    Cp = _pad(g.C, group)
+    Cp = group_channels(g, group)[1] if is_gemm(g) else _pad(g.C, group)
     c = te.reduce_axis((0, Cp), name="c")
     i32 = "int32"
+    Kg = g.K // g.groups
+
+    def first(k):       # the packed input's first channel group of output channel k's conv group
+        return k // Kg * (Cp // group) if g.groups > 1 else 0
     if is_gemm(g):
         acc = te.compute((g.N, g.K, xp.shape[2]), lambda n, k, p: te.sum(
-            xp[n, c // group, p, c % group].astype(i32) * wp[k, c].astype(i32), axis=c), name=f"{name}.acc", tag="acc")
+            xp[n, first(k) + c // group, p, c % group].astype(i32) * wp[k, c].astype(i32), axis=c),
+            name=f"{name}.acc", tag="acc")
 
         def out(n, k, oh, ow):
             return apply_epilogue(epilogue, acc[n, k, oh * g.OW + ow], (n, k, oh, ow))
@@ -356,7 +389,8 @@ def define_knobs(cfg, g: ConvGeometry, lanes: int, group: int, target: Target) -
     cfg.define_knob("tile_ow", ows, default=bw)
     ohs = [1] if is_gemm(g) else [d for d in (1, 2, 4) if g.OH % d == 0]
     cfg.define_knob("tile_oh", ohs, default=1)
-    ks = [d for d in (1, 2, 4, 6, 8, 12, 16) if g.K % d == 0]
+    # a tile of output channels stays in one conv group (they read one slice of the packed input)
+    ks = [d for d in (1, 2, 4, 6, 8, 12, 16) if g.K // g.groups % d == 0]
     fit = [d for d in ks if d * (bw // lanes) <= (min(acc, 8) if narrow else acc)]
     cfg.define_knob("tile_k", ks, default=max(fit or [1]))
     cfg.define_constraint("register tile", lambda c: c["tile_k"].val * c["tile_oh"].val * c["tile_ow"].val // lanes

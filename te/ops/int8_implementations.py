@@ -7,12 +7,14 @@ in te.ops.registry beside the fp32 ones:
     dense.int8_*          the same with W (N, K)
     conv2d.int8_gemm1x1_amx               1x1 GEMMs with C by 64        int8_conv2d.py  W tiles (K/16, C/64, 16, 64)
     conv2d.int8_direct_amx                C by 64 or padded by <= 1/3   int8_conv2d.py  W tiles (K/16, C'/64, R, S', 16, 64)
-    conv2d.int8_gemm1x1_vnni / _pmaddwd   1x1 unpadded convs            int8_conv2d.py  W (K, C)
+    conv2d.int8_gemm1x1_vnni / _pmaddwd   1x1 unpadded convs, any groups but depthwise  int8_conv2d.py  W (K, C/groups)
     conv2d.int8_direct_vnni / _pmaddwd    other convs of one group      int8_conv2d.py  W (K, C/G, R, S, G)
     conv2d.int8_winograd_pmaddwd          3x3 stride 1, C >= 32, OW >= 8  int8_winograd.py  U (4, 4, K/L, C/2, L, 2)
+    conv2d.int8_depthwise_f32             depthwise (exact float32 FMAs)  int8_depthwise.py W (K, 1, R, S) as it is
+    conv2d.int8_grouped_dense             2..8 groups: the dense kernels   int8_grouped.py   W block-diagonal, packed
 
 vpmaddwd's weights are packed as int16 (PACKED).  Where several apply the priority decides
-(AMX 30, VNNI 20, Winograd on vpmaddwd 13, vpmaddwd 12; i8f's reference implementations are 0).
+(AMX 30, VNNI 20, depthwise 15, Winograd on vpmaddwd 13, vpmaddwd 12, grouped 11; i8f's reference implementations are 0).
 """
 from __future__ import annotations
 
@@ -155,7 +157,8 @@ class VectorConv(_Conv):
 
     def match(self, wl, target):
         g = wl.geometry if wl.layout == "NCHW" else None
-        if (wl.dtype != "uint8" or g is None or g.groups != 1 or ic.is_gemm(g) != self.gemm
+        # groups: the 1x1 GEMM only, one GEMM per group (int8_grouped.py runs the others)
+        if (wl.dtype != "uint8" or g is None or ic.is_gemm(g) != self.gemm or g.groups != 1 and not self.gemm
                 or self.intrin(target) is None):
             return None
         return PRIORITY[self.family]
@@ -304,3 +307,6 @@ for _gemm in (True, False):
 for _tb in (False, True):
     for _impl in (AmxMatmul(_tb), VectorMatmul("vnni", _tb), VectorMatmul("pmaddwd", _tb)):
         register(_impl)
+
+from . import int8_depthwise  # noqa: E402,F401  (registers conv2d.int8_depthwise_f32)
+from . import int8_grouped  # noqa: E402,F401  (registers conv2d.int8_grouped_dense)

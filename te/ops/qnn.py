@@ -68,6 +68,38 @@ def quantize(x: te.Tensor, scale, zero_point, dtype: str = "uint8", axis: int | 
     return te.compute(x.shape, body, name=name, tag="elemwise")
 
 
+def qlinear_avg_pool2d(x: te.Tensor, kernel, stride, padding, x_scale: float, x_zero: int, y_scale: float,
+                       y_zero: int, ceil_mode: bool = False, count_include_pad: bool = False,
+                       name: str = "qlinear_avg_pool2d") -> te.Tensor:
+    """DequantizeLinear -> AveragePool -> QuantizeLinear on uint8 NCHW data, rounded as ONNX Runtime's
+    QLinearAveragePool: each tap dequantized to float32, the window summed row by row in input
+    order, / count, / y_scale, + y_zero, round half to even, saturate (bit-exact on its x86 kernel)."""
+    from .pool import _pads, _pair, pool_out_size, taps_counted
+    (kh, kw), (sh, sw) = _pair(kernel, "kernel"), _pair(stride, "stride")
+    N, C, H, W = x.shape
+    pt, pl, pb, pr = _pads(padding, (H, W), (kh, kw), (sh, sw), (1, 1))
+    OH, OW = pool_out_size(H, kh, sh, 1, pt, pb, ceil_mode), pool_out_size(W, kw, sw, 1, pl, pr, ceil_mode)
+    f32 = "float32"
+    neg_scale, zero = te.const(-float(x_scale), f32), te.const(0.0, f32)
+
+    def body(n, c, p, q):
+        acc = None
+        for i in range(kh):                 # the window's taps in ONNX Runtime's order
+            for j in range(kw):
+                h, w = p * sh + i - pt, q * sw + j - pl
+                # minus the negated tap: no product is fused into the sum (each rounds, then the sum)
+                tap = (x[n, c, te.min_of(te.max_of(h, 0), H - 1), te.min_of(te.max_of(w, 0), W - 1)]
+                       .astype("int32") - x_zero).astype(f32) * neg_scale
+                tap = te.if_then_else(te.all(h >= 0, h < H, w >= 0, w < W), tap, zero)
+                acc = zero - tap if acc is None else acc - tap
+        cnt = taps_counted(p, sh, 1, kh, pt, pb, H, count_include_pad) * \
+            taps_counted(q, sw, 1, kw, pl, pr, W, count_include_pad)
+        v = acc / te.max_of(cnt, 1).astype(f32) / te.const(float(y_scale), f32) + te.const(float(y_zero), f32)
+        v = te.min_of(te.max_of(te.round(v), te.const(0.0, f32)), te.const(255.0, f32))
+        return v.astype("uint8")
+    return te.compute((N, C, OH, OW), body, name=name, tag="broadcast")
+
+
 def dequantize(x: te.Tensor, scale, zero_point=0, axis: int | None = None, dtype: str = "float32",
                name: str = "dequantize") -> te.Tensor:
     """ONNX DequantizeLinear: (x - zero_point) * scale as dtype, the difference taken in int32."""

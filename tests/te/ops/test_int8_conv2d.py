@@ -106,10 +106,14 @@ def test_avx2_default_tile_is_one_pixel_vector_by_eight_channels():
     assert (cfg["tile_ow"].val, cfg["tile_k"].val) == (8, 8)
 
 
-def test_grouped_int8_convs_are_left_to_the_reference():
-    wl = _conv((1, 8, 8, 8), (8, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), groups=8, dtype="uint8")
-    fast = [i for _, i in registry.candidates(wl, HOST) if i.name.startswith("conv2d.int8_")]
-    assert [i.name for i in fast] == ["conv2d.int8_reference"]
+def test_grouped_int8_convs_are_left_to_the_grouped_kernels_and_the_reference():
+    # the one-group kernels refuse them: depthwise (int8_depthwise.py), 2..8 groups (int8_grouped.py)
+    def picks(groups, w_shape):
+        wl = _conv((1, 32, 8, 8), w_shape, (1, 1), (1, 1, 1, 1), (1, 1), groups=groups, dtype="uint8")
+        return [i.name for _, i in registry.candidates(wl, HOST) if i.name.startswith("conv2d.int8_")]
+    assert picks(32, (32, 1, 3, 3)) == ["conv2d.int8_depthwise_f32", "conv2d.int8_reference"]
+    assert picks(4, (16, 8, 3, 3)) == ["conv2d.int8_grouped_dense", "conv2d.int8_reference"]
+    assert picks(16, (32, 2, 3, 3)) == ["conv2d.int8_reference"]
 
 
 @pytest.mark.parametrize("case", [CASES[3], ((1, 128, 6, 10), (32, 128, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1))])
