@@ -436,13 +436,6 @@ def select_outputs(args: tuple, kwargs: dict, in_specs: list[dict], out_specs: l
     return [outs[out_names.index(n)] for n in wanted]
 
 
-def run_entry(fn, in_specs: list[dict], out_specs: list[dict], ws_bytes: int, params_ptr: int,
-              inputs: dict, batch: dict | None = None) -> list[np.ndarray]:
-    """Check a model's inputs, allocate its outputs and workspace, and call its entry point once
-    (a caller that runs the model again keeps a ModelCall instead)."""
-    return ModelCall(fn, in_specs, out_specs, ws_bytes, params_ptr, batch)(inputs)
-
-
 class ModelCall:
     """A model's entry point with what every call needs worked out once: call(feed) checks the
     inputs, allocates fresh outputs and runs the model.
