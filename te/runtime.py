@@ -485,20 +485,22 @@ class ModelCall:
             out_shapes = [concrete_shape(shape, n) for shape in self._out_shapes]
         else:
             n, in_shapes, out_shapes = None, self._in_shapes, self._out_shapes
-        for i, ((name, dt), want, a) in enumerate(zip(self._in_checks, in_shapes, arrays)):
-            if type(a) is not np.ndarray:
-                a = np.asarray(a)
-            if a.shape != want:
-                raise ValueError(f"input {name}: expected shape {want}, got {a.shape}")
-            if a.dtype != dt:
-                raise ValueError(f"input {name}: expected dtype {dt}, got {a.dtype}")
-            arrays[i] = a if a.flags.c_contiguous else np.ascontiguousarray(a)
-        outs = [np.empty(shape, dt) for shape, dt in zip(out_shapes, self._out_dtypes)]
         scratch = self._scratch.pop() if self._scratch else self._new_scratch()
+        ws, ws_ptr, io = scratch
         try:
-            ws, ws_ptr, io = scratch
-            for i, a in enumerate(arrays + outs):
+            for i, ((name, dt), want, a) in enumerate(zip(self._in_checks, in_shapes, arrays)):
+                if type(a) is not np.ndarray:
+                    a = np.asarray(a)
+                if a.shape != want:
+                    raise ValueError(f"input {name}: expected shape {want}, got {a.shape}")
+                if a.dtype != dt:
+                    raise ValueError(f"input {name}: expected dtype {dt}, got {a.dtype}")
+                # arrays holds a copy made here until the call returns
+                arrays[i] = a = a if a.flags.c_contiguous else np.ascontiguousarray(a)
                 io[i] = data_address(a)
+            outs = [np.empty(shape, dt) for shape, dt in zip(out_shapes, self._out_dtypes)]
+            for i, out in enumerate(outs, len(arrays)):
+                io[i] = data_address(out)
             rc = self._fn(io, self._params, ws_ptr, *([n] if n is not None else []))
         finally:
             self._scratch.append(scratch)
