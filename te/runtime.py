@@ -442,9 +442,10 @@ class ModelCall:
 
     The per-call Python work is a few attribute compares per input, one output allocation each
     and the native call: the specs' dtypes and shapes are built here, and the workspace and the
-    pointer array are reused.  Outputs are never reused: an array returned by one call is not
-    written by the next.  With a dynamic batch ({"dim", "max"}), the specs that lead with the
-    dimension's name take any batch 1..max, the same for every such input."""
+    pointer array are reused (kept for the model's life, as ONNX Runtime keeps its arena).
+    Outputs are never reused: an array returned by one call is not written by the next.  With a
+    dynamic batch ({"dim", "max"}), the specs that lead with the dimension's name take any batch
+    1..max, the same for every such input."""
 
     def __init__(self, fn, in_specs: list[dict], out_specs: list[dict], ws_bytes: int,
                  params_ptr: int, batch: dict | None = None):
