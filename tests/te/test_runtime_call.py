@@ -17,8 +17,8 @@ from te.runtime import ModelCall, data_address
 
 
 @pytest.fixture(scope="module")
-def add_sub(tmp_path_factory):
-    """A library of z = Transpose(x + y) * x: kernels with a workspace between them."""
+def built(tmp_path_factory):
+    """z = Transpose(x + y) * x (kernels with a workspace between them), JIT'd and loaded."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 8])
     z = helper.make_tensor_value_info("z", TensorProto.FLOAT, [8, 8])
@@ -28,8 +28,14 @@ def add_sub(tmp_path_factory):
     model = helper.make_model(helper.make_graph(nodes, "g", [x, y], [z]),
                               opset_imports=[helper.make_opsetid("", 17)])
     path = tmp_path_factory.mktemp("rt") / "add_sub.so"
-    frontends.build(frontends.from_onnx(model)).export_library(path)
-    return te.runtime.load_module(path)
+    lib = frontends.build(frontends.from_onnx(model))
+    lib.export_library(path)
+    return {"jit": lib, "loaded": te.runtime.load_module(path)}
+
+
+@pytest.fixture
+def add_sub(built):
+    return built["loaded"]
 
 
 def want(x, y):
@@ -41,9 +47,10 @@ def feed(rng):
             "y": rng.standard_normal((8, 8)).astype(np.float32)}
 
 
-def test_outputs_are_fresh_every_call(add_sub, rng):
+@pytest.mark.parametrize("kind", ["jit", "loaded"])
+def test_outputs_are_fresh_every_call(built, kind, rng):
     f1, f2 = feed(rng), feed(rng)
-    (z1,), (z2,) = add_sub.run(None, f1), add_sub.run(None, f2)
+    (z1,), (z2,) = built[kind].run(None, f1), built[kind].run(None, f2)
     assert not np.shares_memory(z1, z2)
     np.testing.assert_allclose(z1, want(**f1), rtol=1e-6)     # not overwritten by the second call
     np.testing.assert_allclose(z2, want(**f2), rtol=1e-6)
