@@ -502,7 +502,11 @@ class GraphLibrary:
         cg = self._module()
         jit = JitModule(optimize(str(cg.module), self.target), self.target, cg.uses_openmp)
         argtypes = [ctypes.c_void_p] * 3 + ([ctypes.c_int64] if self.plan.batch else [])  # (io, params, ws[, batch])
-        self._jit = (jit, jit.function(self.plan.entry, argtypes=argtypes))
+        fn = jit.function(self.plan.entry, argtypes=argtypes)
+        # the entry with its input checks, output specs and workspace set up once for every run
+        call = te.runtime.ModelCall(fn, self.plan.inputs, self.plan.outputs, self.plan.workspace_bytes,
+                                    self.params.ctypes.data, self.plan.batch)
+        self._jit = (jit, fn, call)
 
     def set_num_threads(self, n: int) -> None:
         """Threads that the parallel loops of the model's kernels use."""
@@ -530,8 +534,7 @@ class GraphLibrary:
     def _run_all(self, inputs: dict) -> list[np.ndarray]:
         if self._jit is None:
             self._compile_jit()
-        return te.runtime.run_entry(self._jit[1], self.plan.inputs, self.plan.outputs,
-                                    self.plan.workspace_bytes, self.params.ctypes.data, inputs, self.plan.batch)
+        return self._jit[2](inputs)
 
     def __call__(self, *arrays: np.ndarray, **inputs: np.ndarray) -> list[np.ndarray]:
         """Run with the inputs in the model's order (or by name); returns every output."""

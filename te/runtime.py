@@ -138,7 +138,7 @@ def check_args(fname: str, specs: list[ArgSpec], arrays) -> Pointers:
                              "(use numpy.ascontiguousarray)")
         if written and not a.flags.writeable:
             raise ValueError(f"argument {name}: the kernel writes it, but the array is read-only")
-        ptrs.append(a.ctypes.data)
+        ptrs.append(data_address(a))
     for i, (a, spec) in enumerate(zip(arrays, specs)):
         for b, other in zip(arrays[i + 1:], specs[i + 1:]):
             # every pointer is noalias: a written array that overlaps another gives garbage
@@ -258,6 +258,7 @@ class Module:
         self._set_threads.argtypes = [ctypes.c_int32]
         self._set_threads.restype = None
         self.set_num_threads(num_threads())
+        self._call: ModelCall | None = None        # a model's entry, set up by its first run
 
     @property
     def names(self) -> list[str]:
@@ -335,17 +336,16 @@ class Module:
         return select_outputs(args, inputs, model["inputs"], model["outputs"], self._run_all)
 
     def _run_all(self, inputs: dict) -> list[np.ndarray]:
-        model = self._model()
-        if not hasattr(self, "_entry"):
+        if self._call is None:
+            model = self._model()
             fn = self._lib[model.get("entry", MODEL_ENTRY_SYMBOL)]
             fn.restype = ctypes.c_int32
             fn.argtypes = [ctypes.c_void_p] * 3 + ([ctypes.c_int64] if model.get("batch") else [])
             params = ctypes.addressof(ctypes.c_char.in_dll(self._lib, PARAMS_SYMBOL)) \
                 if model.get("param_bytes") else 0
-            self._entry = (fn, params)
-        fn, params = self._entry
-        return run_entry(fn, model["inputs"], model["outputs"], model["workspace_bytes"], params, inputs,
-                         model.get("batch"))
+            self._call = ModelCall(fn, model["inputs"], model["outputs"], model["workspace_bytes"], params,
+                                   model.get("batch"))
+        return self._call(inputs)
 
     def __call__(self, *arrays: np.ndarray, **inputs: np.ndarray):
         if self.is_model:
@@ -400,6 +400,8 @@ def select_outputs(args: tuple, kwargs: dict, in_specs: list[dict], out_specs: l
     """A model's run() in both conventions: ONNX Runtime's run(output_names, input_feed[,
     run_options]) -- positionally or by those keywords -- and run(**inputs); `run_all(feed)`
     runs the model and returns every output in the model's order."""
+    if len(args) == 2 and not kwargs and args[0] is None and type(args[1]) is dict:
+        return run_all(args[1])         # run(None, feed), the usual call: nothing to sort out
     in_names = [s["name"] for s in in_specs]
     ort_keywords = {"output_names", "input_feed", "run_options"}
     if args or (kwargs and set(kwargs) <= ort_keywords and "input_feed" in kwargs
@@ -434,35 +436,88 @@ def select_outputs(args: tuple, kwargs: dict, in_specs: list[dict], out_specs: l
     return [outs[out_names.index(n)] for n in wanted]
 
 
-def run_entry(fn, in_specs: list[dict], out_specs: list[dict], ws_bytes: int, params_ptr: int,
-              inputs: dict, batch: dict | None = None) -> list[np.ndarray]:
-    """Check a model's inputs, allocate its outputs and workspace, and call its entry point.
+class ModelCall:
+    """A model's entry point with what every call needs worked out once: call(feed) checks the
+    inputs, allocates fresh outputs and runs the model.
 
-    With a dynamic batch ({"dim", "max"}), the specs that lead with the dimension's name take
-    any batch 1..max, the same for every such input; the entry is called with it."""
-    names = [s["name"] for s in in_specs]
-    unknown = sorted(set(inputs) - set(names))
-    missing = [n for n in names if n not in inputs]
-    if unknown or missing:
-        raise ValueError(f"the model's inputs are {names}; missing {missing}, unknown {unknown}")
-    arrays = [np.asarray(inputs[spec["name"]]) for spec in in_specs]
-    n = batch_of(in_specs, arrays, batch) if batch else None
-    for spec, a in zip(in_specs, arrays):
-        dt = np_dtype(spec["dtype"])
-        want = concrete_shape(spec["shape"], n)
-        if tuple(a.shape) != want:
-            raise ValueError(f"input {spec['name']}: expected shape {want}, got {a.shape}")
-        if a.dtype != dt:
-            raise ValueError(f"input {spec['name']}: expected dtype {dt}, got {a.dtype}")
-    arrays = [np.ascontiguousarray(a) for a in arrays]
-    outs = [np.empty(concrete_shape(spec["shape"], n), np_dtype(spec["dtype"])) for spec in out_specs]
-    ws = np.empty(max(ws_bytes, 1) + ALIGN, np.uint8)
-    ws_ptr = ws.ctypes.data + (-ws.ctypes.data) % ALIGN
-    io = (ctypes.c_void_p * (len(arrays) + len(outs)))(*[a.ctypes.data for a in arrays + outs])
-    rc = fn(ctypes.cast(io, ctypes.c_void_p), params_ptr, ws_ptr, *([n] if batch else []))
-    if rc != 0:
-        raise RuntimeError(f"the model failed with code {rc}")
-    return outs
+    The per-call Python work is a few attribute compares per input, one output allocation each
+    and the native call: the specs' dtypes and shapes are built here, and the workspace and the
+    pointer array are reused (kept for the model's life, as ONNX Runtime keeps its arena).
+    Outputs are never reused: an array returned by one call is not written by the next.  With a
+    dynamic batch ({"dim", "max"}), the specs that lead with the dimension's name take any batch
+    1..max, the same for every such input."""
+
+    def __init__(self, fn, in_specs: list[dict], out_specs: list[dict], ws_bytes: int,
+                 params_ptr: int, batch: dict | None = None):
+        self._fn, self._params, self._batch = fn, params_ptr, batch
+        self._in_specs = in_specs
+        self.in_names = [s["name"] for s in in_specs]
+        self._in_checks = [(s["name"], np_dtype(s["dtype"])) for s in in_specs]
+        self._in_shapes = [tuple(s["shape"]) for s in in_specs]
+        self._out_shapes = [tuple(s["shape"]) for s in out_specs]
+        self._out_dtypes = [np_dtype(s["dtype"]) for s in out_specs]
+        self._ws_bytes = max(ws_bytes, 1)
+        # free (workspace, its aligned address, io pointer array) sets: the native call releases
+        # the GIL, so calls from several threads each take their own (list.pop/append are atomic)
+        self._scratch: list[tuple[np.ndarray, int, ctypes.Array]] = []
+
+    def _new_scratch(self) -> tuple[np.ndarray, int, ctypes.Array]:
+        ws = np.empty(self._ws_bytes + ALIGN, np.uint8)
+        io = (ctypes.c_void_p * (len(self._in_shapes) + len(self._out_shapes)))()
+        return ws, ws.ctypes.data + (-ws.ctypes.data) % ALIGN, io
+
+    def _feed_error(self, inputs: dict) -> ValueError:
+        names = self.in_names
+        unknown = sorted(set(inputs) - set(names))
+        missing = [n for n in names if n not in inputs]
+        return ValueError(f"the model's inputs are {names}; missing {missing}, unknown {unknown}")
+
+    def __call__(self, inputs: dict) -> list[np.ndarray]:
+        try:
+            arrays = [inputs[name] for name in self.in_names]
+        except KeyError:
+            raise self._feed_error(inputs) from None
+        if len(inputs) != len(arrays):
+            raise self._feed_error(inputs)
+        if self._batch:
+            arrays = [np.asarray(a) for a in arrays]
+            n = batch_of(self._in_specs, arrays, self._batch)
+            in_shapes = [concrete_shape(shape, n) for shape in self._in_shapes]
+            out_shapes = [concrete_shape(shape, n) for shape in self._out_shapes]
+        else:
+            n, in_shapes, out_shapes = None, self._in_shapes, self._out_shapes
+        scratch = self._scratch.pop() if self._scratch else self._new_scratch()
+        ws, ws_ptr, io = scratch
+        try:
+            for i, ((name, dt), want, a) in enumerate(zip(self._in_checks, in_shapes, arrays)):
+                if type(a) is not np.ndarray:
+                    a = np.asarray(a)
+                if a.shape != want:
+                    raise ValueError(f"input {name}: expected shape {want}, got {a.shape}")
+                if a.dtype != dt:
+                    raise ValueError(f"input {name}: expected dtype {dt}, got {a.dtype}")
+                # arrays holds a copy made here until the call returns
+                arrays[i] = a = a if a.flags.c_contiguous else np.ascontiguousarray(a)
+                io[i] = data_address(a)
+            outs = [np.empty(shape, dt) for shape, dt in zip(out_shapes, self._out_dtypes)]
+            for i, out in enumerate(outs, len(arrays)):
+                io[i] = data_address(out)
+            rc = self._fn(io, self._params, ws_ptr, *([n] if n is not None else []))
+        finally:
+            self._scratch.append(scratch)
+        if rc != 0:
+            raise RuntimeError(f"the model failed with code {rc}")
+        return outs
+
+
+def data_address(a: np.ndarray) -> int:
+    """The address of a C-contiguous array's data.  A ctypes view of its buffer costs a third of
+    a.ctypes.data, which stays for the arrays that do not export a writable buffer (read-only,
+    empty, or of an ml_dtypes type)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+    except (TypeError, ValueError, BufferError):
+        return a.ctypes.data
 
 
 def concrete_shape(shape: list, n: int | None) -> tuple[int, ...]:
