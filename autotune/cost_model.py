@@ -57,6 +57,20 @@ class XGBCostModel:
         return booster.predict(xgb.DMatrix(features))
 
 
+def distinct_first(order, features: np.ndarray, seen: np.ndarray | None = None) -> list[int]:
+    """The ranking `order` (row indices of features) with the rows whose feature vector repeats one
+    ranked before it (or one of `seen`, configs already measured) moved to the end: configs the
+    features cannot tell apart (a knob that leaves the loops unchanged, as unroll_kw on a 1x1
+    conv) score alike, and measuring each of them spends trials on one kernel."""
+    known = {row.tobytes() for row in (seen if seen is not None else ())}
+    first, later = [], []
+    for i in order:
+        key = features[i].tobytes()
+        (later if key in known else first).append(int(i))
+        known.add(key)
+    return first + later
+
+
 def _relevance(throughput: np.ndarray) -> np.ndarray:
     """Graded relevance for ranking: 0 for failures, up to 31 for the best of the group."""
     t = np.asarray(throughput, np.float64)

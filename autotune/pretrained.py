@@ -30,7 +30,7 @@ from .shared_logs import REPO_LOGS
 log = logging.getLogger(__name__)
 
 MODEL_FILE = REPO_LOGS / "cost_model.json"
-FEATURES = f"loop-ir-v1/{LENGTH}"       # bump the version when autotune.features changes meaning
+FEATURES = f"loop-ir-v2/{LENGTH}"       # bump the version when autotune.features changes meaning
 PER_TASK = 96                            # records per task used for training (a random sample)
 
 
