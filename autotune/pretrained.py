@@ -14,6 +14,7 @@ another layout is ignored with one log line (`tilewise logs pretrain` remakes it
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -22,6 +23,9 @@ import random
 from pathlib import Path
 
 import numpy as np
+
+from te.caches import OPTIONS, Caches
+from te.target import Target, parse
 
 from . import record as rec
 from .features import LENGTH, config_features
@@ -34,13 +38,22 @@ FEATURES = f"loop-ir-v2/{LENGTH}"       # bump the version when autotune.feature
 PER_TASK = 96                            # records per task used for training (a random sample)
 
 
+def record_target(target: str, caches: Caches | None = None) -> Target:
+    """The Target of a record's target string; `caches`, the sizes of the machine that measured
+    it, stand in when the string names none (logs written before targets carried them would
+    otherwise be featurised against te.caches.CONSERVATIVE, not the caches they ran with)."""
+    t = parse(target or None)
+    if caches is not None and not any(f"-{o}=" in (target or "") for o in OPTIONS):
+        t = dataclasses.replace(t, caches=caches)
+    return t
+
+
 def training_groups(records: list[rec.Record], per_task: int = PER_TASK, seed: int = 0,
-                    exclude: set[str] = frozenset()) -> list[tuple[np.ndarray, np.ndarray, float]]:
+                    exclude: set[str] = frozenset(), caches: Caches | None = None,
+                    ) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """(features, throughput, weight) per template workload of the records (each with 2 or more
     records, successful or failed), up to per_task records each; workloads in `exclude` are left
-    out (a held-out task)."""
-    from te.target import parse
-
+    out (a held-out task); `caches`: see record_target."""
     from .task import create_task, parse_workload
     by_task: dict[tuple[str, str], list[rec.Record]] = {}
     for r in records:
@@ -53,7 +66,7 @@ def training_groups(records: list[rec.Record], per_task: int = PER_TASK, seed: i
             continue
         try:
             name, args = parse_workload(workload)
-            task = create_task(name, args, parse(target or None))
+            task = create_task(name, args, record_target(target, caches))
         except Exception as e:          # an auto-scheduled model kernel (no DAG here), a stale template
             log.debug("pretraining: %s skipped (%s)", workload[:80], e)
             continue
@@ -71,10 +84,11 @@ def training_groups(records: list[rec.Record], per_task: int = PER_TASK, seed: i
     return groups
 
 
-def train(records: list[rec.Record], exclude: set[str] = frozenset(), rounds: int = 120):
+def train(records: list[rec.Record], exclude: set[str] = frozenset(), rounds: int = 120,
+          caches: Caches | None = None):
     """The pre-trained XGBCostModel of the records' tasks (see training_groups)."""
     from .cost_model import XGBCostModel
-    groups = training_groups(records, exclude=exclude)
+    groups = training_groups(records, exclude=exclude, caches=caches)
     if not groups:
         raise ValueError("no task in the logs has two or more usable records to rank: pretraining "
                          "needs full tuning logs (every trial), not best-only ones")

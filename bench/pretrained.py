@@ -41,8 +41,9 @@ from autotune import pretrained                            # noqa: E402
 from autotune import record as rec                         # noqa: E402
 from autotune.task import parse_workload                   # noqa: E402
 from common import env_note, table                         # noqa: E402
-from te.target import host                                 # noqa: E402
+from te.target import host, parse                          # noqa: E402
 
+LOG_CACHES = "-l1d=48K -l2=2M -l3=150M"
 DEFAULT_LOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "resnet50_emr_full.jsonl.gz")
 
 
@@ -98,17 +99,16 @@ def _picks_to(ys_in_order: np.ndarray, level: float) -> int:
     return int(np.argmax(ys_in_order >= level)) + 1
 
 
-def offline(records: list[rec.Record], held: str, seed: int) -> None:
+def offline(records: list[rec.Record], held: str, seed: int, caches) -> None:
     """Rank the held-out task's logged records by models trained on the other tasks (no measuring)."""
     from autotune.cost_model import XGBCostModel, distinct_first
     from autotune.features import config_features
-    from te.target import parse
 
     t0 = time.time()
-    groups = pretrained.training_groups(records, exclude={held}, seed=seed)
+    groups = pretrained.training_groups(records, exclude={held}, seed=seed, caches=caches)
     name, wargs = parse_workload(held)
     mine = [r for r in records if r.workload == held]
-    task = autotune.create_task(name, wargs, parse(mine[0].target or None))
+    task = autotune.create_task(name, wargs, pretrained.record_target(mine[0].target, caches))
     xs = np.array([config_features(task, task.config_space.from_json(r.config).index) for r in mine], np.float32)
     ys = np.array([task.flops / r.cost / 1e9 if r.ok and r.cost > 0 else 0.0 for r in mine])
     print(f"{len(groups)} training tasks, held out {held}: {len(mine)} logged records, best "
@@ -149,17 +149,21 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=256, help="random search's trials")
     ap.add_argument("--budget", type=int, default=32, help="the guided searches' trials")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--log-caches", default=LOG_CACHES,
+                    help="cache sizes of the machine the logs were measured on, for records whose target "
+                         "names none (default: Emerald Rapids', the machine of the default log)")
     ap.add_argument("--offline", action="store_true",
                     help="measure nothing: rank the held-out task's logged records (see above)")
     args = ap.parse_args()
     print(env_note())
     records = read(args.logs)
+    caches = parse(f"llvm {args.log_caches}").caches
     held = pick(records, args.hold_out)
     if args.offline:
-        offline(records, held, args.seed)
+        offline(records, held, args.seed, caches)
         return
     t0 = time.time()
-    model = pretrained.train(records, exclude={held})
+    model = pretrained.train(records, exclude={held}, caches=caches)
     print(f"trained on {model.trained_on[1]} records of {model.trained_on[0]} tasks (held out: {held}) "
           f"in {time.time() - t0:.0f} s")
     name, wargs = parse_workload(held)
