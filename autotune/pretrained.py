@@ -4,7 +4,10 @@ A new search has measured nothing, so its own cost model cannot rank its first b
 prior that batch is random.  The loop-IR features (autotune.features) have one length for every
 kernel, template or auto-scheduled, so one XGBoost ranking model trained on many tasks' records
 (each task one ranking group: only the order within a task matters, so throughputs need no
-normalising across tasks) ranks configs of a task it has never seen.  `train` makes it from full
+normalising across tasks) ranks configs of a task it has never seen.  Each task's features are
+centred on their median (cost_model.centred), and the prior ranks a search's candidates centred
+on theirs: what sets a config apart within its task carries over to other shapes better than
+the raw values (bench/pretrained.py --offline compares both).  `train` makes it from full
 tuning logs (every trial, not the best-only logs tuning_logs/ keeps) and `save` writes it to
 tuning_logs/cost_model.json; the tuners (XGBTuner, AutoScheduler) load it with `load` and rank
 their first batch by it (XGBCostModel's `base`), then their own measurements take over.
@@ -34,7 +37,8 @@ from .shared_logs import REPO_LOGS
 log = logging.getLogger(__name__)
 
 MODEL_FILE = REPO_LOGS / "cost_model.json"
-FEATURES = f"loop-ir-v2/{LENGTH}"       # bump the version when autotune.features changes meaning
+# bump the version when autotune.features changes meaning; "centred": trained on centred features
+FEATURES = f"loop-ir-v2-centred/{LENGTH}"
 PER_TASK = 96                            # records per task used for training (a random sample)
 
 
@@ -49,11 +53,13 @@ def record_target(target: str, caches: Caches | None = None) -> Target:
 
 
 def training_groups(records: list[rec.Record], per_task: int = PER_TASK, seed: int = 0,
-                    exclude: set[str] = frozenset(), caches: Caches | None = None,
+                    exclude: set[str] = frozenset(), caches: Caches | None = None, centre: bool = True,
                     ) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """(features, throughput, weight) per template workload of the records (each with 2 or more
-    records, successful or failed), up to per_task records each; workloads in `exclude` are left
-    out (a held-out task); `caches`: see record_target."""
+    records, successful or failed), up to per_task records each, the features centred per task
+    unless `centre` is False (cost_model.centred: the prior ranks candidates so); workloads in
+    `exclude` are left out (a held-out task); `caches`: see record_target."""
+    from .cost_model import centred
     from .task import create_task, parse_workload
     by_task: dict[tuple[str, str], list[rec.Record]] = {}
     for r in records:
@@ -80,7 +86,8 @@ def training_groups(records: list[rec.Record], per_task: int = PER_TASK, seed: i
             xs.append(config_features(task, idx))
             ys.append(task.flops / r.cost if r.ok and r.cost > 0 else 0.0)
         if len(ys) > 1 and max(ys) > 0:
-            groups.append((np.array(xs, np.float32), np.array(ys), 1.0))
+            x = np.array(xs, np.float32)
+            groups.append((centred(x) if centre else x, np.array(ys), 1.0))
     return groups
 
 

@@ -13,10 +13,12 @@ first batch, and after how many trials each guided search reached random search'
 `--offline` measures nothing: it ranks the held-out task's own logged records with the model
 (each has its measured throughput) and prints the rank correlation and the best logged
 throughput among the model's top 8 and 32 against random picks of as many, how many of its picks
-come before one within 5% of the log's best, and the same for a
-model trained on features centred per task (each task's median feature vector subtracted, the
-candidates ranked centred on theirs): whether the features carry over to a shape the model has
-not seen, on the machine's logged timings, in a few minutes of lowering and no tuning.
+come before one within 5% of the log's best (configs whose features repeat a better-ranked
+one's go last, as XGBTuner ranks them), for a model trained on the raw features and for one
+trained on features centred per task (each task's median feature vector subtracted, the
+candidates ranked centred on theirs: how the shipped prior is trained and used): whether the
+features carry over to a shape the model has not seen, on the machine's logged timings, in a
+few minutes of lowering and no tuning.
 
 The default training data is bench/data/resnet50_emr_full.jsonl.gz: every trial of a 20-minute
 `tilewise tune resnet50.onnx` on Emerald Rapids (8,798 records over 47 tasks), the log the shipped
@@ -101,11 +103,11 @@ def _picks_to(ys_in_order: np.ndarray, level: float) -> int:
 
 def offline(records: list[rec.Record], held: str, seed: int, caches) -> None:
     """Rank the held-out task's logged records by models trained on the other tasks (no measuring)."""
-    from autotune.cost_model import XGBCostModel, distinct_first
+    from autotune.cost_model import XGBCostModel, centred, distinct_first
     from autotune.features import config_features
 
     t0 = time.time()
-    groups = pretrained.training_groups(records, exclude={held}, seed=seed, caches=caches)
+    groups = pretrained.training_groups(records, exclude={held}, seed=seed, caches=caches, centre=False)
     name, wargs = parse_workload(held)
     mine = [r for r in records if r.workload == held]
     task = autotune.create_task(name, wargs, pretrained.record_target(mine[0].target, caches))
@@ -115,9 +117,9 @@ def offline(records: list[rec.Record], held: str, seed: int, caches) -> None:
           f"{ys.max():.1f} GFLOP/s (features in {time.time() - t0:.0f} s)")
     rng = np.random.default_rng(seed)
     rows, picks = [], []
-    for label, centre in (("loop-IR features", False), ("centred per task", True)):
+    for label, centre in (("loop-IR features", False), ("centred per task (the prior)", True)):
         def c(x):
-            return x - np.median(x, axis=0) if centre else x
+            return centred(x) if centre else x
         model = XGBCostModel(num_rounds=120, seed=seed)
         model.fit([(c(x), y, w) for x, y, w in groups])
         score = model.predict(c(xs))
