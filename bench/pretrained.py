@@ -7,8 +7,9 @@ The model is trained on every task of the full tuning log(s) but the held-out on
 as `tilewise logs pretrain` trains the shipped one), then the held-out task is tuned three ways on
 this machine: random search for --trials trials, and the model-guided XGBTuner for --budget trials
 with and without the pre-trained model.  Printed: the best GFLOP/s each reached, the best of each
-first batch, and after how many trials each guided search reached random search's best
-(the issue's target: within 32 trials with the pre-trained model).
+first batch, and after how many trials each guided search reached random search's best (its top
+configs re-timed beside the default, as a tune ends; the issue's target: within 32 trials with
+the pre-trained model).
 
 `--offline` measures nothing: it ranks the held-out task's own logged records with the model
 (each has its measured throughput) and prints the rank correlation and the best logged
@@ -178,7 +179,11 @@ def main() -> None:
                            ("xgb, no prior", lambda: autotune.XGBTuner(task, seed=args.seed, pretrained=False),
                             args.budget)):
         tuner = make()
-        tuner.verify_top = 0                    # the search's own timings: trials, not a final check
+        if label != "random":
+            tuner.verify_top = 0                # the search's own timings: trials, not a final check
+        # random search's best (the target) is re-timed beside the default (Tuner.verify): a
+        # config timed once far above the machine's peak under load (1386 GFLOP/s against a
+        # 340 GFLOP/s FMA peak) made a target no search could reach
         t0 = time.time()
         tuner.tune(n)
         runs[label] = (curve(tuner), time.time() - t0)
