@@ -19,7 +19,8 @@ class XGBCostModel:
     `base`, a pre-trained xgboost Booster (autotune.pretrained), ranks until the first fit: it
     picks the first batch, then the task's own measurements take over (a prior trained on other
     operators misleads more than it helps once the task has data of its own: measured on a
-    replayed matmul space, tests/autotune/test_timing_table.py)."""
+    replayed matmul space, tests/autotune/test_timing_table.py).  It was trained on each task's
+    features centred (`centred`), so it ranks the candidates centred on theirs."""
 
     def __init__(self, num_rounds: int = 60, seed: int = 0, base=None):
         self.num_rounds = num_rounds
@@ -54,7 +55,29 @@ class XGBCostModel:
         if booster is None:
             return np.zeros(len(features))
         import xgboost as xgb
-        return booster.predict(xgb.DMatrix(features))
+        return booster.predict(xgb.DMatrix(features if booster is self.booster else centred(features)))
+
+
+def centred(features: np.ndarray) -> np.ndarray:
+    """Features minus each column's median over the rows (one task's candidates): what sets one
+    config apart from the others of its task, which carries over to a task of other shapes
+    better than the raw values (bench/pretrained.py --offline ranks both ways)."""
+    features = np.asarray(features, np.float32)
+    return features - np.median(features, axis=0) if len(features) else features
+
+
+def distinct_first(order, features: np.ndarray, seen: np.ndarray | None = None) -> list[int]:
+    """The ranking `order` (row indices of features) with the rows whose feature vector repeats one
+    ranked before it (or one of `seen`, configs already measured) moved to the end: configs the
+    features cannot tell apart (a knob that leaves the loops unchanged, as unroll_kw on a 1x1
+    conv) score alike, and measuring each of them spends trials on one kernel."""
+    known = {row.tobytes() for row in (seen if seen is not None else ())}
+    first, later = [], []
+    for i in order:
+        key = features[i].tobytes()
+        (later if key in known else first).append(int(i))
+        known.add(key)
+    return first + later
 
 
 def _relevance(throughput: np.ndarray) -> np.ndarray:

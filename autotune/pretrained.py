@@ -4,7 +4,10 @@ A new search has measured nothing, so its own cost model cannot rank its first b
 prior that batch is random.  The loop-IR features (autotune.features) have one length for every
 kernel, template or auto-scheduled, so one XGBoost ranking model trained on many tasks' records
 (each task one ranking group: only the order within a task matters, so throughputs need no
-normalising across tasks) ranks configs of a task it has never seen.  `train` makes it from full
+normalising across tasks) ranks configs of a task it has never seen.  Each task's features are
+centred on their median (cost_model.centred), and the prior ranks a search's candidates centred
+on theirs: what sets a config apart within its task carries over to other shapes better than
+the raw values (bench/pretrained.py --offline compares both).  `train` makes it from full
 tuning logs (every trial, not the best-only logs tuning_logs/ keeps) and `save` writes it to
 tuning_logs/cost_model.json; the tuners (XGBTuner, AutoScheduler) load it with `load` and rank
 their first batch by it (XGBCostModel's `base`), then their own measurements take over.
@@ -14,6 +17,7 @@ another layout is ignored with one log line (`tilewise logs pretrain` remakes it
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -23,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from te.caches import OPTIONS, Caches
+from te.target import Target, parse
+
 from . import record as rec
 from .features import LENGTH, config_features
 from .shared_logs import REPO_LOGS
@@ -30,17 +37,29 @@ from .shared_logs import REPO_LOGS
 log = logging.getLogger(__name__)
 
 MODEL_FILE = REPO_LOGS / "cost_model.json"
-FEATURES = f"loop-ir-v1/{LENGTH}"       # bump the version when autotune.features changes meaning
+# bump the version when autotune.features changes meaning; "centred": trained on centred features
+FEATURES = f"loop-ir-v2-centred/{LENGTH}"
 PER_TASK = 96                            # records per task used for training (a random sample)
 
 
-def training_groups(records: list[rec.Record], per_task: int = PER_TASK, seed: int = 0,
-                    exclude: set[str] = frozenset()) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """(features, throughput, weight) per template workload of the records (each with 2 or more
-    records, successful or failed), up to per_task records each; workloads in `exclude` are left
-    out (a held-out task)."""
-    from te.target import parse
+def record_target(target: str, caches: Caches | None = None) -> Target:
+    """The Target of a record's target string; `caches`, the sizes of the machine that measured
+    it, stand in when the string names none (logs written before targets carried them would
+    otherwise be featurised against te.caches.CONSERVATIVE, not the caches they ran with)."""
+    t = parse(target or None)
+    if caches is not None and not any(f"-{o}=" in (target or "") for o in OPTIONS):
+        t = dataclasses.replace(t, caches=caches)
+    return t
 
+
+def training_groups(records: list[rec.Record], per_task: int = PER_TASK, seed: int = 0,
+                    exclude: set[str] = frozenset(), caches: Caches | None = None, centre: bool = True,
+                    ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """(features, throughput, weight) per template workload of the records (each with 2 or more
+    records, successful or failed), up to per_task records each, the features centred per task
+    unless `centre` is False (cost_model.centred: the prior ranks candidates so); workloads in
+    `exclude` are left out (a held-out task); `caches`: see record_target."""
+    from .cost_model import centred
     from .task import create_task, parse_workload
     by_task: dict[tuple[str, str], list[rec.Record]] = {}
     for r in records:
@@ -53,7 +72,7 @@ def training_groups(records: list[rec.Record], per_task: int = PER_TASK, seed: i
             continue
         try:
             name, args = parse_workload(workload)
-            task = create_task(name, args, parse(target or None))
+            task = create_task(name, args, record_target(target, caches))
         except Exception as e:          # an auto-scheduled model kernel (no DAG here), a stale template
             log.debug("pretraining: %s skipped (%s)", workload[:80], e)
             continue
@@ -67,14 +86,16 @@ def training_groups(records: list[rec.Record], per_task: int = PER_TASK, seed: i
             xs.append(config_features(task, idx))
             ys.append(task.flops / r.cost if r.ok and r.cost > 0 else 0.0)
         if len(ys) > 1 and max(ys) > 0:
-            groups.append((np.array(xs, np.float32), np.array(ys), 1.0))
+            x = np.array(xs, np.float32)
+            groups.append((centred(x) if centre else x, np.array(ys), 1.0))
     return groups
 
 
-def train(records: list[rec.Record], exclude: set[str] = frozenset(), rounds: int = 120):
+def train(records: list[rec.Record], exclude: set[str] = frozenset(), rounds: int = 120,
+          caches: Caches | None = None):
     """The pre-trained XGBCostModel of the records' tasks (see training_groups)."""
     from .cost_model import XGBCostModel
-    groups = training_groups(records, exclude=exclude)
+    groups = training_groups(records, exclude=exclude, caches=caches)
     if not groups:
         raise ValueError("no task in the logs has two or more usable records to rank: pretraining "
                          "needs full tuning logs (every trial), not best-only ones")

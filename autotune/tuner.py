@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from . import record as rec
-from .cost_model import XGBCostModel
+from .cost_model import XGBCostModel, distinct_first
 from .features import LENGTH, config_features
 from .measure import MeasureOption, Measurer
 
@@ -446,8 +446,9 @@ class XGBTuner(Tuner):
             cand = [i for i in self._features if i not in self.visited]
         if not cand:
             return []
-        scores = self.model.predict(self.features(cand))
-        order = np.argsort(-np.asarray(scores), kind="stable")
+        X = self.features(cand)
+        order = np.argsort(-np.asarray(self.model.predict(X)), kind="stable")
+        order = distinct_first(order, X, self.features(list(self.results)))
         return [cand[k] for k in order[:self.plan_size]]
 
     def _anneal(self) -> None:

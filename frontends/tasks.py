@@ -67,8 +67,9 @@ def workload_of(node: Node, g: Graph) -> registry.Workload | None:
 
 def epilogue_of(grp, g: Graph) -> tuple:
     """The fused chain after a group's anchor as an autotune.epilogue (what the tuner times its
-    candidates with): the anchor's bias, then each op that reads the value before it, up to the
-    first op the epilogue cannot express (the kernel is then timed with the chain up to there)."""
+    candidates with): the anchor's bias, then each op that reads the value before it (and maybe an
+    earlier value of the chain: Erf-GELU's diamond), up to the first op the epilogue cannot express
+    (the kernel is then timed with the chain up to there)."""
     from autotune.epilogue import EPILOGUE_OPS
     n = grp.master
     steps: list = []
@@ -79,6 +80,7 @@ def epilogue_of(grp, g: Graph) -> tuple:
         else:                   # a scaled or broadcast C: lowered outside the anchor's compute
             return ()
     value = n.outputs[0]
+    entering = {value: len(steps)}      # a value of the chain -> the step it enters ("x<k>", a diamond)
     for m in grp.nodes[1:]:
         if m.op not in EPILOGUE_OPS or value not in m.inputs or (m.attrs and m.op != "Clip"):
             break
@@ -90,6 +92,8 @@ def epilogue_of(grp, g: Graph) -> tuple:
             c = g.constants.get(i)
             if i == value:
                 operands.append("x")
+            elif i in entering:
+                operands.append(f"x{entering[i]}")
             elif c is not None and c.size == 1:
                 operands.append(float(c.reshape(-1)[0]))
             elif i:
@@ -98,6 +102,7 @@ def epilogue_of(grp, g: Graph) -> tuple:
             operands += [float(m.attrs.get("min", -3.4e38)), float(m.attrs.get("max", 3.4e38))]
         steps.append((m.op, tuple(operands)))
         value = m.outputs[0]
+        entering[value] = len(steps)
     return tuple(steps)
 
 

@@ -83,7 +83,10 @@ def test_an_epilogue_the_tuner_cannot_express_stops_there():
 
 
 @pytest.mark.parametrize("bad", [[("Softmax", ["x"])], [("Relu", ["x"]), ("bias", [4])], [("Add", ["x", "y"])],
-                                 [("Add", ["x", [0, 3]])], "relu"])
+                                 [("Add", ["x", [0, 3]])], "relu",
+                                 [("Relu", ["x"]), ("Mul", ["x2", "x"])],        # a value not entered yet
+                                 [("bias", [4]), ("Mul", ["x0", "x"])],          # the product before its bias
+                                 [("Relu", ["x"]), ("Mul", ["x-1", "x"])]])
 def test_a_malformed_epilogue_is_refused_by_name(bad):
     with pytest.raises(ValueError, match="epilogue"):
         check_epilogue(bad)
@@ -130,3 +133,39 @@ def test_a_gemm_whose_template_takes_its_bias_builds_fused():
         packed = task.pack_weight(g.constants["w"])
         f(x, g.constants["w"] if packed is None else packed, g.constants["b"], y)
         np.testing.assert_allclose(y, np.maximum(x @ g.constants["w"].T + g.constants["b"], 0), rtol=1e-4, atol=1e-4)
+
+
+def _canonical(func) -> str:
+    """A lowered function's text without comments, each name replaced by its order of first use."""
+    import re
+    names: dict[str, str] = {}
+    text = "\n".join(ln.split("#")[0].rstrip() for ln in str(func).splitlines())
+    return re.sub(r"\b[A-Za-z_][\w.]*", lambda m: names.setdefault(m.group(), f"n{len(names)}"), text)
+
+
+def test_ffn1_is_timed_with_its_erf_gelu_the_kernel_the_model_runs():
+    """The encoder's FFN1 dense: the model fuses its bias and Erf-GELU (a diamond: the last Mul reads
+    the dense output again) into the dense output tile; the task's epilogue carries all of it, so the
+    candidate is the model's kernel, loop for loop, and computes dense + GELU."""
+    from math import erf
+
+    import te
+    from frontends import zoo
+    from frontends.compile import plan_model
+    g = frontends.from_onnx(zoo.encoder_layer(seq=16, hidden=32, heads=2, ffn=64))
+    mt = next(t for t in extract_tasks(g, algorithms="preferred") if t.workload.N == 64)
+    assert mt.task.epilogue == (("Add", ("x", (64,))), ("Div", ("x", float(np.float32(np.sqrt(2.0))))),
+                                ("Erf", ("x",)), ("Add", ("x", 1.0)), ("Mul", ("x1", "x")), ("Mul", ("x", 0.5)))
+    mp, _, _ = plan_model(g, host(), 17)
+    step = next(st for st in mp.steps if st.nodes[0] == mt.nodes[0])
+    assert [n.split("_")[0] for n in step.nodes] == ["MatMul", "Add", "Div", "Erf", "Add", "Mul", "Mul"]
+    model_kernel = next(f for f in mp.funcs if f.name == step.kernel)
+    s, tensors = mt.task.instantiate(None, fused=True)
+    assert _canonical(te.lower(s, tensors, "task")) == _canonical(model_kernel)
+    f = te.build(s, tensors, target=host())
+    rng = np.random.default_rng(3)
+    x, w, b = (rng.standard_normal(t).astype(np.float32) for t in ((16, 32), (32, 64), (64,)))
+    y = np.zeros((16, 64), np.float32)
+    f(x, mt.task.pack_weight(w), b, y)
+    h = x @ w + b
+    np.testing.assert_allclose(y, h * 0.5 * (1 + np.vectorize(erf)(h / np.sqrt(2))), rtol=1e-4, atol=1e-4)

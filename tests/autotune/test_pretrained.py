@@ -63,3 +63,21 @@ def test_best_only_logs_cannot_pretrain_and_a_foreign_layout_is_ignored(tmp_path
     path.write_text('{"features": "loop-ir-v0/1", "booster": {}}')
     assert pretrained.load(path) is None
     assert "remake it" in caplog.text
+
+
+def test_the_prior_ranks_candidates_centred_on_theirs():
+    """Trained on each task's features centred, the prior scores a search's candidates centred on
+    their median: a shift every candidate shares (another shape, other cache sizes) changes nothing."""
+    import xgboost as xgb
+
+    from autotune.cost_model import XGBCostModel, centred
+    tasks = [autotune.create_task("matmul", (m, 64, 64, "float32")) for m in (64, 96)]
+    booster = pretrained.train([r for t in tasks for r in _full_log(t)]).booster
+    X = np.stack([config_features(tasks[1], i) for i in range(6)])
+    prior = XGBCostModel(base=booster)
+    np.testing.assert_allclose(prior.predict(X), booster.predict(xgb.DMatrix(centred(X))), rtol=1e-6)
+    shift = np.linspace(-3, 3, X.shape[1], dtype=np.float32)
+    np.testing.assert_allclose(centred(X + shift), centred(X), atol=1e-5)
+    perm = [3, 1, 5, 0, 2, 4]
+    np.testing.assert_allclose(prior.predict(X[perm]), prior.predict(X)[perm], rtol=1e-6)
+    np.testing.assert_allclose(np.median(centred(X), axis=0), 0, atol=1e-5)
