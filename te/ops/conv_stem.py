@@ -48,15 +48,15 @@ def default_tile(g: ConvGeometry, target: Target) -> tuple[int, int, int]:
     A reduction step issues bh*bv loads + bk broadcasts for bk*bh*bv FMAs.  With two load and two
     FMA ports (every AVX-512 and AVX2 core: Emerald Rapids, Ice Lake, Zen 4/5, Haswell) the FMAs
     dominate once bk*bh*bv is about twice bh*bv + bk, and at least 8 independent accumulators hide
-    the FMA latency (4 cycles x 2 ports).  The tile takes the most accumulators the target leaves
-    for them (Target.acc_vectors: 28 of AVX-512's 32 registers, 12 of AVX2's 16), one vector of
-    pixels wide (a 111-wide row then pads one pixel in 112, two vectors would pad 17 in 128), bk
-    the channel block, a divisor of K, of up to 8, and bh the rows that leave fit: 8 x 3 on AVX-512,
-    4 x 3 on AVX2.  Rows, not more vectors, because at stride 2 consecutive output rows share
-    input rows in L1."""
-    acc = target.acc_vectors
-    bk = max((b for b in (8, 4, 2, 1) if g.K % b == 0 and 3 * b <= acc), default=1)
-    bh = max(1, min(acc // bk, 4, g.OH))
+    the FMA latency (4 cycles x 2 ports).  The accumulators take two thirds of the registers the
+    target leaves for them (Target.acc_vectors: 28 of AVX-512's 32, 12 of AVX2's 16): the unrolled
+    taps' input vectors, which LLVM loads ahead, need the rest, and a tile of 24 on AVX-512 spilled
+    them (SqueezeNet's stem, one thread: 8 x 3 ~5% slower than 8 x 2).  One vector of pixels wide
+    (a 111-wide row then pads one pixel in 112, two vectors would pad 17 in 128); bk the channel
+    block, a divisor of K of up to 8; bh the rows that leave fit: 8 x 2 on AVX-512, 4 x 2 on AVX2."""
+    budget = target.acc_vectors * 2 // 3
+    bk = max((b for b in (8, 4, 2, 1) if g.K % b == 0 and 2 * b <= budget), default=1)
+    bh = max(1, min(budget // bk, 4, g.OH))
     return bk, bh, 1
 
 
@@ -151,4 +151,9 @@ def schedule_conv2d_stem(s: te.Schedule, out: te.Tensor, final: te.Tensor | None
     ql = xs.op.attrs.get("chunk") or row_lanes(xs.shape[4])
     if ql > 1:
         _, qi = s[xs].split(xq, factor=ql)
-        s[xs].vectorize(qi)
+        if g.sw == 1:
+            s[xs].vectorize(qi)
+        else:
+            # a strided read vectorized is a gather, each lane's index extracted from a vector: ~3x
+            # slower than the scalar copy it unrolls to (SqueezeNet's stem: ~110 us of ~390)
+            s[xs].unroll(qi)
