@@ -99,3 +99,26 @@ def test_many_channels_are_refused_in_one_line():
     with pytest.raises(ValueError, match="at most 4 input channels") as e:
         conv2d_stem(x, w, g)
     assert "\n" not in str(e.value)
+
+
+def test_the_tuner_task_builds_every_tile_height(rand):
+    """create_task('conv2d_stem', ...) resolves to the stem; a config per tile_h it offers builds and
+    matches numpy (what the tuner's builders run)."""
+    import autotune
+    args = ((1, 3, 19, 21), (8, 3, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1, "float32")
+    task = autotune.create_task("conv2d_stem", args)
+    assert task.implementation is STEM
+    a, wv = rand(args[0]), rand(args[1])
+    want = conv_ref(a, wv, args[2], args[3])
+    sp, seen = task.config_space, set()
+    for i in range(len(sp)):
+        cfg = sp.get(i)
+        if cfg["tile_h"].val in seen or not sp.valid(i):
+            continue
+        seen.add(cfg["tile_h"].val)
+        s, tensors = task.instantiate(cfg, prepacked=True)
+        assert task.pack_weight(wv, cfg) is wv          # read as it is: OIHW
+        out = np.full(tensors[-1].shape, np.nan, np.float32)
+        te.build(s, tensors)(a, wv, out)
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=str(cfg))
+    assert seen == {1, 2, 3, 4}
