@@ -20,8 +20,8 @@ AVX512 = te.target.parse("llvm -mcpu=skylake-avx512")
 STEM = registry.IMPLEMENTATIONS["conv2d.stem"]
 
 
-def workload(x_shape, w_shape, strides, pads) -> registry.ConvWorkload:
-    return registry.ConvWorkload(x_shape, w_shape, strides, pads, (1, 1), 1)
+def workload(x_shape, w_shape, strides, pads, dilation=(1, 1)) -> registry.ConvWorkload:
+    return registry.ConvWorkload(x_shape, w_shape, strides, pads, dilation, 1)
 
 
 def run_stem(wl: registry.ConvWorkload, target, rand, cfg=None) -> None:
@@ -37,7 +37,7 @@ def run_stem(wl: registry.ConvWorkload, target, rand, cfg=None) -> None:
     a, wv, bv = rand(wl.x_shape), rand(wl.w_shape), rand((wl.w_shape[0],))
     out = np.full(final.shape, np.nan, np.float32)
     f(a, wv, bv, out)
-    ref = np.maximum(conv_ref(a, wv, wl.strides, wl.padding) + bv[None, :, None, None], 0)
+    ref = np.maximum(conv_ref(a, wv, wl.strides, wl.padding, wl.dilation) + bv[None, :, None, None], 0)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
 
 
@@ -46,11 +46,12 @@ CASES = [
     ((1, 3, 21, 19), (8, 3, 3, 3), (1, 1), (1, 1, 1, 1)),      # stride 1, padded
     ((1, 3, 30, 35), (16, 3, 7, 7), (2, 2), (3, 3, 3, 3)),     # ResNet's stem: 15 x 18 outputs
     ((1, 1, 12, 13), (6, 1, 5, 5), (1, 2), (2, 1, 2, 0)),      # one channel, K no block divides, uneven
+    ((1, 4, 17, 23), (8, 4, 3, 3), (2, 2), (2, 2, 2, 2), (2, 2)),   # dilated
 ]
 
 
 @pytest.mark.parametrize("target", [te.target.host(), AVX2], ids=["host", "avx2"])
-@pytest.mark.parametrize("case", CASES, ids=["squeeze", "s1pad", "resnet", "odd"])
+@pytest.mark.parametrize("case", CASES, ids=["squeeze", "s1pad", "resnet", "odd", "dilated"])
 def test_stem_matches_numpy(case, target, rand):
     run_stem(workload(*case), target, rand)
 
