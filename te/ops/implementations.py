@@ -6,6 +6,7 @@
     conv2d.winograd_f2  template conv2d_nchw_winograd_f2  winograd.py  weights [4, 4, K/bn, C, bn], transformed
     conv2d.depthwise  template depthwise_conv2d_nchw  depthwise.py weights as they are
     conv2d.grouped_gemm1x1  template conv2d_grouped_1x1  grouped_conv.py (registered there)  weights [G, Mg/bm, C/G, bm]
+    conv2d.stem       template conv2d_stem            conv_stem.py weights as they are (OIHW)
     conv2d.nchwc      (no template)                   conv2d_nchwc.py  weights OIHW[b]i[b]o
     matmul.packed     template matmul                 matmul.py    B as it is (packed inside the kernel)
     matmul.rows       template matmul_rows            matmul.py    B as it is
@@ -27,6 +28,7 @@ from . import winograd as wg
 from .conv2d import (PackedWeight, _tile_candidates, as_matmul, conv1x1_matmul, conv2d_nchw, default_ocb,
                      default_tiles, gemm_applies, gemm_defaults, pack_weight_numpy, schedule_conv2d_nchw_cfg,
                      tile_budget)
+from . import conv_stem
 from .conv2d_nchwc import conv2d_NCHWc, pack_conv_weight_numpy, schedule_conv2d_NCHWc_cfg
 from .conv_geometry import round_up
 from .depthwise import depthwise_conv2d_nchw, schedule_depthwise_cfg
@@ -207,6 +209,35 @@ def _depthwise(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), dty
                         int(x_shape[1]), dtype, shuffle=int(shuffle))
 
 
+class StemConv(_Conv):
+    """Few input channels (an image): vectors along the output row, a tile of channels x rows."""
+    name, template = "conv2d.stem", "conv2d_stem"
+
+    def match(self, wl, target):
+        g = wl.geometry
+        if wl.layout != "NCHW" or wl.dtype != "float32" or not conv_stem.applies(g):
+            return None
+        # above the direct conv (10) where conv_stem.preferred says why
+        return PREFERRED + 5 if conv_stem.preferred(g) else ALTERNATIVE
+
+    def space(self, cfg, wl, target):
+        g = wl.geometry
+        bk, bh, bv = conv_stem.default_tile(g, target)
+        cfg.define_knob("tile_k", sorted({b for b in (2, 4, 8, 16) if g.K % b == 0} | {bk}), default=bk)
+        cfg.define_knob("tile_h", sorted({1, 2, 3, 4, bh}), default=bh)
+        cfg.define_knob("tile_v", [1, 2], default=bv)
+        cfg.define_constraint("register tile", lambda c: c["tile_k"].val * c["tile_h"].val * c["tile_v"].val
+                              <= target.acc_vectors)
+
+    def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
+        x, w, bias = (list(inputs) + [None])[:3]
+        return conv_stem.conv2d_stem(x, w, wl.geometry, bias, bk=cfg["tile_k"].val, bh=cfg["tile_h"].val,
+                                     bv=cfg["tile_v"].val, name=name or "conv2d", target=target)
+
+    def schedule(self, s, out, final, cfg, target):
+        conv_stem.schedule_conv2d_stem(s, out, final, target)
+
+
 class DepthwiseConv(_Conv):
     """groups == channels: vectors along the output row, the taps streaming by."""
     name, template = "conv2d.depthwise", "depthwise_conv2d_nchw"
@@ -380,7 +411,7 @@ class DenseDot(_Matmul):
         return wl.M < 2 * DOT_MAX_M
 
 
-for _impl in (DirectConv(), Gemm1x1Conv(), WinogradConv(), WinogradF2Conv(), DepthwiseConv(), NCHWcConv(),
+for _impl in (DirectConv(), Gemm1x1Conv(), WinogradConv(), WinogradF2Conv(), StemConv(), DepthwiseConv(), NCHWcConv(),
               MatmulPacked(), MatmulRows(), MatmulSplitK(), DensePacked(), DenseDot()):
     register(_impl)
 
