@@ -14,29 +14,25 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import te                                                 # noqa: E402
+from frontends import profile                             # noqa: E402
 from te.codegen_llvm import CodeGenLLVM                   # noqa: E402
 from te.ops import winograd                               # noqa: E402
 from te.ops.conv2d import geometry                        # noqa: E402
 from te.ops.schedule import input_stage                   # noqa: E402
 from common import table                                  # noqa: E402
+from threads import decile                                # noqa: E402
 
 # (C, K, H): the 3x3 stride-1 convs with one pixel of padding
 CONVS = {
     "squeezenet": [(16, 64, 55), (32, 128, 27), (48, 192, 13), (64, 256, 13)],
     "resnet50": [(64, 64, 56), (128, 128, 28), (256, 256, 14), (512, 512, 7)],
 }
-
-
-def decile(times: list[float]) -> float:
-    """The lower decile of times (seconds)."""
-    return sorted(times)[len(times) // 10]
 
 
 @contextmanager
@@ -87,14 +83,7 @@ def time_kernel(k, arrays, threads: int, repeat: int) -> float:
     """Lower-decile microseconds of one call on `threads` threads."""
     k.set_num_threads(threads)
     ptrs = k.check(arrays)
-    for _ in range(3):
-        k.call_unchecked(ptrs)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        k.call_unchecked(ptrs)
-        times.append(time.perf_counter() - t)
-    return decile(times) * 1e6
+    return decile(profile.time_calls(lambda: k.call_unchecked(ptrs), repeat=repeat, warmup=3).times) * 1e6
 
 
 def main() -> None:

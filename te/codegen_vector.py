@@ -167,13 +167,18 @@ class VectorAccess:
                 pieces.append(self.expr_Load(dataclasses.replace(e, index=index)))
         finally:
             self.vec, self.mask = outer_vec, outer_mask
-        while len(pieces) > 1:          # concatenate in order: piece r at lanes r*m ...
+        cat = self._concat(pieces)         # piece r at lanes r*m ...
+        return b.shuffle_vector(cat, cat, ir.Constant(ir.VectorType(I32, lanes),
+                                                       [(l % A) * m + l // A for l in range(lanes)]))
+
+    def _concat(self, pieces: list[ir.Value]) -> ir.Value:
+        """Vectors of one type (a power of two of them) joined in order into one vector."""
+        b = self.builder
+        while len(pieces) > 1:
             n = 2 * pieces[0].type.count
             pieces = [b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, n), list(range(n))))
                       for x, y in zip(pieces[::2], pieces[1::2])]
-        cat = pieces[0]
-        return b.shuffle_vector(cat, cat, ir.Constant(ir.VectorType(I32, lanes),
-                                                       [(l % A) * m + l // A for l in range(lanes)]))
+        return pieces[0]
 
     def _transposed_stores(self, s: For) -> bool:
         """Emit `s` if it is an unrolled loop of A iterations around a vectorized loop of L lanes
@@ -234,11 +239,7 @@ class VectorAccess:
         finally:
             self.vec = None
             del self.vars[u_var]
-        while len(pieces) > 1:          # concatenate in order: iteration u at lanes u*L ...
-            n = 2 * pieces[0].type.count
-            pieces = [b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, n), list(range(n))))
-                      for x, y in zip(pieces[::2], pieces[1::2])]
-        cat = pieces[0]
+        cat = self._concat(pieces)         # iteration u at lanes u*L ...
         for lane in range(L):
             run = b.shuffle_vector(cat, cat, ir.Constant(ir.VectorType(I32, A), [u * L + lane for u in range(A)]))
             at = b.add(start, self._const(I64, stride * lane)) if lane else start
