@@ -83,6 +83,7 @@ class _Vec:
 
 class CodeGenLLVM(VectorAccess, ValueNumbering, ParallelRegions):
     """Emits lowered functions into one llvmlite module."""
+    VEC = _Vec
 
     def __init__(self, target, module_name: str = "tilewise"):
         from .llvm_init import llvm
@@ -215,11 +216,8 @@ class CodeGenLLVM(VectorAccess, ValueNumbering, ParallelRegions):
         extent = s.extent
         kind = s.kind
         if kind is ForKind.UNROLLED and isinstance(extent, Const):
-            self.ranges[s.var] = (0, extent.value - 1)
-            for i in range(extent.value):
-                self.vars[s.var] = self._const(I64, i)
-                self.stmt(s.body)
-            del self.vars[s.var]
+            if not self._transposed_stores(s):
+                self._unrolled(s)
             return
         if kind is ForKind.VECTORIZED and isinstance(extent, Const) and self.vec is None \
                 and _can_vectorize(s):
@@ -235,6 +233,14 @@ class CodeGenLLVM(VectorAccess, ValueNumbering, ParallelRegions):
             return
         self._serial_loop(s.var, ir.Constant(I64, 0), self.expr(extent), s.body,
                           bound(extent, self.ranges)[1])
+
+    def _unrolled(self, s: For) -> None:
+        """The body of s once per iteration, the loop variable a constant in each copy."""
+        self.ranges[s.var] = (0, s.extent.value - 1)
+        for i in range(s.extent.value):
+            self.vars[s.var] = self._const(I64, i)
+            self.stmt(s.body)
+        del self.vars[s.var]
 
     def _serial_loop(self, var: Var, begin: ir.Value, end: ir.Value, body: Stmt, max_end) -> None:
         b = self.builder

@@ -9,7 +9,10 @@ lane-dependent guard) contiguous accesses are masked loads and stores and per-la
 off the lanes that are off; a padded pack's clamped index `min(j, N-1)` is one masked load plus
 a broadcast of the edge element.  An interleaving index (lane l reads base + s*(l % A) + (l // A),
 the uint8 pack that puts 4 channels side by side for vpdpbusd) is A vector loads of L/A lanes
-and one byte shuffle, not L scalar loads.  `VectorAccess` is a mixin of
+and one byte shuffle, not L scalar loads.  An unrolled loop around a vectorized store that is
+strided across the lanes but contiguous across the unrolled iterations (a conv's NCHW output
+written from vectors of channels) is a register transpose and L stores of A elements, not A
+scatters (`_transposed_stores`).  `VectorAccess` is a mixin of
 `codegen_llvm.CodeGenLLVM`, whose state (builder, vec, mask, bufs) it uses.
 """
 from __future__ import annotations
@@ -21,7 +24,8 @@ from llvmlite import ir
 from .expr import BinOp, BinOpKind, Const, Expr, Load, Var, const, free_vars, substitute, walk
 from .llvm_types import ELEM_BYTES, I1, I32, I64, MEM_TYPES, PTR, scalar_suffix as _scalar_suffix
 from .simplify import Linear, linear, simplify, skey
-from .stmt import Buffer, Stmt
+from .schedule import ForKind
+from .stmt import Buffer, For, IfThenElse, Stmt, Store
 
 
 class VectorAccess:
@@ -163,13 +167,83 @@ class VectorAccess:
                 pieces.append(self.expr_Load(dataclasses.replace(e, index=index)))
         finally:
             self.vec, self.mask = outer_vec, outer_mask
-        while len(pieces) > 1:          # concatenate in order: piece r at lanes r*m ...
+        cat = self._concat(pieces)         # piece r at lanes r*m ...
+        return b.shuffle_vector(cat, cat, ir.Constant(ir.VectorType(I32, lanes),
+                                                       [(l % A) * m + l // A for l in range(lanes)]))
+
+    def _concat(self, pieces: list[ir.Value]) -> ir.Value:
+        """Vectors of one type (a power of two of them) joined in order into one vector."""
+        b = self.builder
+        while len(pieces) > 1:
             n = 2 * pieces[0].type.count
             pieces = [b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, n), list(range(n))))
                       for x, y in zip(pieces[::2], pieces[1::2])]
-        cat = pieces[0]
-        return b.shuffle_vector(cat, cat, ir.Constant(ir.VectorType(I32, lanes),
-                                                       [(l % A) * m + l // A for l in range(lanes)]))
+        return pieces[0]
+
+    def _transposed_stores(self, s: For) -> bool:
+        """Emit `s` if it is an unrolled loop of A iterations around a vectorized loop of L lanes
+        whose one store writes lane l of iteration u to base + u + S*l (S >= A, the buffer not
+        on the stack and not read by the value): the A vectors, shuffled into L runs of A
+        elements, each one contiguous store.  A guard of the iterations (a partial tile's edge)
+        sends the calls where any of them is off to the loop as written.  False (nothing
+        emitted) for any other loop."""
+        body, guard = s.body, None
+        if isinstance(body, IfThenElse) and body.orelse is None:
+            body, guard = body.then, body.cond
+        if not (self.vec is None and self.mask is None and isinstance(body, For)
+                and body.kind is ForKind.VECTORIZED and isinstance(body.extent, Const)
+                and isinstance(body.body, Store) and (guard is None or body.var not in free_vars(guard))):
+            return False
+        A, L, st = s.extent.value, body.extent.value, body.body
+        if A < 2 or A & (A - 1) or L < 2 or isinstance(self.bufs.get(st.buffer), ir.AllocaInstr) \
+                or any(isinstance(x, Load) and x.buffer is st.buffer for x in walk(st.value)):
+            return False
+        lin = linear(st.index)
+        keys = (skey(s.var), skey(body.var))
+        coeff = {k: c for k, (_, c) in lin.terms.items()}
+        stride = coeff.get(keys[1], 0)
+        if coeff.get(keys[0]) != 1 or stride < A or any(
+                k not in keys and {s.var, body.var} & free_vars(a) for k, (a, _) in lin.terms.items()):
+            return False
+        base = Linear(lin.dtype, {k: t for k, t in lin.terms.items() if k not in keys}, lin.const).to_expr()
+        if guard is None:
+            self._transpose_store(s.var, A, body.var, L, st, base, stride)
+            return True
+        b = self.builder
+        self.ranges[s.var] = (0, A - 1)
+        every = None
+        for u in range(A):
+            self.vars[s.var] = self._const(I64, u)
+            c = self.expr(guard)
+            every = c if every is None else b.and_(every, c)
+        del self.vars[s.var]
+        with b.if_else(every) as (then, orelse):
+            with then, self._vn_scope():
+                self._transpose_store(s.var, A, body.var, L, st, base, stride)
+            with orelse, self._vn_scope():
+                self._unrolled(s)
+        return True
+
+    def _transpose_store(self, u_var: Var, A: int, var: Var, L: int, st: Store, base: Expr,
+                         stride: int) -> None:
+        """st's A vectors of L lanes (u_var = 0 .. A-1), stored as L runs of A at base + stride*l."""
+        b, dtype = self.builder, st.buffer.dtype
+        self.ranges[u_var], self.ranges[var] = (0, A - 1), (0, L - 1)
+        self.vec = type(self).VEC(var, L, self.vec_memo)
+        try:
+            pieces = []
+            for u in range(A):
+                self.vars[u_var] = self._const(I64, u)
+                pieces.append(self._to_mem(self._broadcast(self.expr(st.value), L), dtype))
+            start = self.expr_scalar(base)
+        finally:
+            self.vec = None
+            del self.vars[u_var]
+        cat = self._concat(pieces)         # iteration u at lanes u*L ...
+        for lane in range(L):
+            run = b.shuffle_vector(cat, cat, ir.Constant(ir.VectorType(I32, A), [u * L + lane for u in range(A)]))
+            at = b.add(start, self._const(I64, stride * lane)) if lane else start
+            b.store(run, self._address(st.buffer, at), align=ELEM_BYTES[dtype])
 
     def _vector_store(self, buf: Buffer, index: Expr, value_expr: Expr, value: ir.Value) -> None:
         lanes = self.vec.lanes
