@@ -215,8 +215,10 @@ def _qlinear_matmul(node, ins, attrs, opset, out_shapes, target, choice=None):
         from .lowering import _matmul
         mm = _matmul(node, [qnn.dequantize(a, sa, za, name=f"{node.name}.dqa"),
                             qnn.dequantize(b, sb, zb, name=f"{node.name}.dqb")], {}, opset, [out_shape], target)[0]
-        return [mm if out_dtype is None else
-                qnn.quantize(mm, attrs["y_scale"], attrs["y_zero_point"], out_dtype, name=f"{node.name}.q")]
+        if out_dtype is None:
+            return [mm]
+        scale, zero = (1.0, 0) if out_dtype == "int32" else (attrs["y_scale"], attrs["y_zero_point"])
+        return [qnn.quantize(mm, scale, zero, out_dtype, name=f"{node.name}.q")]
     lead = tuple(np.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2])))
     batch = int(np.prod(lead)) if lead else 1
 

@@ -4,13 +4,15 @@ node that the int8 batched matmul kernel runs (te/ops/int8_batch_matmul.py).
 
 Both operands stay quantised (uint8 or int8, per tensor, constant zero points); with a
 QuantizeLinear after the MatMul the node writes its quantised output, rounded as ONNX Runtime's
-QLinearMatMul (one float32 multiplier sa * sb / sy), else the float32 product of the dequantized
-operands, computed in int32.
+QLinearMatMul (one float32 multiplier sa * sb / sy); with a Cast to int32 after it and unit scales
+(MatMulInteger's expansion, qoperators.py) the exact int32 sum; else the float32 product of the
+dequantized operands, computed in int32.
 """
 from __future__ import annotations
 
 from .graph import Node
 from .lower_qnn import QMATMUL
+from .qdq_anchor import INT32
 
 
 def _plain(q) -> bool:
@@ -32,6 +34,11 @@ def rewrite_activation_matmul(p, n: Node) -> bool:
     if _plain(pq):
         attrs.update(y_scale=float(pq.scale.reshape(-1)[0]), y_zero_point=int(pq.zero.reshape(-1)[0]),
                      out_dtype=pq.dtype)
+        out = q.outputs[0]
+        old.append(q)
+    elif (q is not None and q.op == "Cast" and int(q.attrs.get("to", 0)) == INT32
+            and attrs["a_scale"] == attrs["b_scale"] == 1.0):
+        attrs["out_dtype"] = "int32"
         out = q.outputs[0]
         old.append(q)
     else:

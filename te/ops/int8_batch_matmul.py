@@ -17,7 +17,8 @@ points are compensated with sums taken at run time, the identity
     sum_k (a - za)(b - zb) = sum_k a*b - zb * rowsum(A) - za * colsum(B) + K * za * zb,
 
 and the epilogue after the int32 sum (the compensation, float32 * (sa * sb / sy), round half to
-even, + zy, saturate; or, with no output quantisation, float32 * (sa * sb)) runs on the register
+even, + zy, saturate; or, with no output quantisation, float32 * (sa * sb); or the int32 sum
+itself) runs on the register
 tile before its one store.
 """
 from __future__ import annotations
@@ -48,15 +49,16 @@ def qlinear_batch_matmul(A: te.Tensor, B: te.Tensor, a_scale: float, a_zero: int
                          cfg=None, target: Target | str | None = None,
                          name: str = "qlinear_batch_matmul") -> te.Tensor:
     """QLinearMatMul of A (batch, M, K) and B (batch, K, N) (uint8 or int8, per-tensor parameters):
-    quantised to out_dtype (uint8/int8) with y_scale and y_zero, or, with out_dtype None, the float32
-    DequantizeLinear(A) @ DequantizeLinear(B) computed in int32 (the module docstring)."""
+    quantised to out_dtype (uint8/int8) with y_scale and y_zero; with out_dtype "int32" the exact
+    sum_k (A - za)(B - zb) (MatMulInteger); with None the float32 DequantizeLinear(A) @
+    DequantizeLinear(B) computed in int32 (the module docstring)."""
     target = parse(target)
     if A.ndim != 3 or B.ndim != 3 or A.shape[0] != B.shape[0] or A.shape[2] != B.shape[1]:
         raise ValueError(f"{name}: the int8 batch matmul takes A (batch, M, K) and B (batch, K, N), "
                          f"got {A.shape} and {B.shape}; broadcast and reshape them first")
     if A.dtype not in ("uint8", "int8") or B.dtype not in ("uint8", "int8"):
         raise ValueError(f"{name}: the int8 batch matmul takes uint8 or int8 operands, not {A.dtype} and {B.dtype}")
-    if out_dtype is not None and (out_dtype not in ("uint8", "int8") or y_scale is None):
+    if out_dtype not in (None, "int32") and (out_dtype not in ("uint8", "int8") or y_scale is None):
         raise ValueError(f"{name}: quantise the output to uint8 or int8 with a y_scale, not {out_dtype}")
     intrin = batch_matmul_intrinsic(target)
     if intrin is None:
@@ -104,7 +106,7 @@ def qlinear_batch_matmul(A: te.Tensor, B: te.Tensor, a_scale: float, a_zero: int
     f32 = "float32"
     # in float32 as ONNX Runtime forms QLinearMatMul's multiplier
     scale = np.float32(a_scale) * np.float32(b_scale)
-    scale = float(scale if out_dtype is None else scale / np.float32(y_scale))
+    scale = float(scale if out_dtype in (None, "int32") else scale / np.float32(y_scale))
 
     def out(b, i, j):
         v = acc[b, i, j]
@@ -112,6 +114,8 @@ def qlinear_batch_matmul(A: te.Tensor, B: te.Tensor, a_scale: float, a_zero: int
             v = v + t(b, i, j)
         if za * zb:
             v = v + te.const(K * za * zb, "int32")
+        if out_dtype == "int32":
+            return v
         f = v.astype(f32) * te.const(scale, f32)
         if out_dtype is None:
             return f

@@ -79,3 +79,21 @@ def test_qlinearmatmul_of_two_activations_matches_onnxruntime():
     got = frontends.build(frontends.from_onnx(m)).run(**feed)[0]
     assert got.dtype == np.uint8 and np.abs(got.astype(int) - want).max() <= 1
     assert (got == want).mean() > 0.95
+
+
+@pytest.mark.parametrize("db", ["uint8", "int8"])
+def test_matmulinteger_of_two_activations_is_exact_int32(db):
+    rng = np.random.default_rng(5)
+    n = helper.make_node
+    inits = [numpy_helper.from_array(np.array(17, np.uint8), "za"), numpy_helper.from_array(_codes(rng, db, ()), "zb")]
+    g = helper.make_graph([n("MatMulInteger", ["a", "b", "za", "zb"], ["y"])], "mmi",
+                          [helper.make_tensor_value_info("a", TensorProto.UINT8, [3, 40, 300]),
+                           helper.make_tensor_value_info("b", ET[db], [3, 300, 9])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, [3, 40, 9])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    assert [x.op for x in run_passes(frontends.from_onnx(m)).nodes if x.op in ("MatMul", QMATMUL)] == [QMATMUL]
+    feed = {"a": _codes(rng, "uint8", (3, 40, 300)), "b": _codes(rng, db, (3, 300, 9))}
+    feed["a"][:], feed["b"][:] = 255, feed["b"].min()    # sums past 2^24: exact only in int32
+    want = onnxruntime_session(m).run(None, feed)[0]
+    got = frontends.build(frontends.from_onnx(m)).run(**feed)[0]
+    np.testing.assert_array_equal(got, want)
