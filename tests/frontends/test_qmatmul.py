@@ -97,3 +97,33 @@ def test_matmulinteger_of_two_activations_is_exact_int32(db):
     want = onnxruntime_session(m).run(None, feed)[0]
     got = frontends.build(frontends.from_onnx(m)).run(**feed)[0]
     np.testing.assert_array_equal(got, want)
+
+
+def test_attention_quantised_by_quantize_static_runs_its_score_matmuls_in_int8(tmp_path):
+    """onnxruntime.quantization.quantize_static (QDQ, defaults) quantises both inputs of Q.K^T and
+    scores.V; tilewise runs them as QLinearMatMul, equal to ONNX Runtime's unfused run of the graph."""
+    quantization = pytest.importorskip("onnxruntime.quantization")
+    from frontends import zoo
+    model = zoo.encoder_layer(seq=16, hidden=64, heads=4, ffn=128)
+    rng = np.random.default_rng(11)
+    feeds = iter([{"x": rng.standard_normal((16, 64)).astype(np.float32)} for _ in range(3)])
+
+    class Reader(quantization.CalibrationDataReader):
+        def get_next(self):
+            return next(feeds, None)
+    src, out = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    onnx.save(model, src)
+    quantization.quantize_static(str(src), str(out), Reader(), quant_format=quantization.QuantFormat.QDQ)
+    m = onnx.load(out)
+    assert sum(x.op == QMATMUL for x in run_passes(frontends.from_onnx(m)).nodes) == 2
+    feed = {"x": rng.standard_normal((16, 64)).astype(np.float32)}
+    got = frontends.build(frontends.from_onnx(m)).run(**feed)[0]
+    # ONNX Runtime with its graph optimisations off runs the QDQ graph as written: equal everywhere
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    plain = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    np.testing.assert_array_equal(got, plain)
+    # optimised, it fuses other ops into its own int8 kernels (LayerNorm's input a few steps apart)
+    fused = onnxruntime_session(m).run(None, feed)[0]
+    assert np.abs(got - fused).max() < 0.15
