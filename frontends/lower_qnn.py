@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .dtypes import ONNX_DTYPES
-from .lowering import _ops, checks, lowers, lowers_anchor
+from .lowering import _ops, as_batches, checks, lowers, lowers_anchor
 
 QUANT_DTYPES = ("uint8", "int8")
 SHIFT_U8 = "tilewise.ToUint8"          # int8 -> uint8 + 128 (an s8 activation read by an int8 anchor)
@@ -219,14 +219,7 @@ def _qlinear_matmul(node, ins, attrs, opset, out_shapes, target, choice=None):
             return [mm]
         scale, zero = (1.0, 0) if out_dtype == "int32" else (attrs["y_scale"], attrs["y_zero_point"])
         return [qnn.quantize(mm, scale, zero, out_dtype, name=f"{node.name}.q")]
-    lead = tuple(np.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2])))
-    batch = int(np.prod(lead)) if lead else 1
-
-    def as3(t, tag):
-        full = lead + tuple(t.shape[-2:])
-        if tuple(t.shape) != full:
-            t = ops.broadcast_to(t, full, name=f"{node.name}.{tag}bc")
-        return ops.reshape(t, (batch,) + tuple(t.shape[-2:]), name=f"{node.name}.{tag}3") if len(full) != 3 else t
-    y = qlinear_batch_matmul(as3(a, "a"), as3(b, "b"), sa, za, sb, zb, attrs.get("y_scale"),
+    a3, b3 = as_batches(a, b, node.name)
+    y = qlinear_batch_matmul(a3, b3, sa, za, sb, zb, attrs.get("y_scale"),
                              attrs.get("y_zero_point", 0), out_dtype, target=target, name=f"{node.name}.bmm")
     return [ops.reshape(y, out_shape, name=node.name) if tuple(y.shape) != out_shape else y]

@@ -63,7 +63,8 @@ def test_qdq_matmul_of_two_activations_is_int8_and_within_one_step_of_onnxruntim
         assert np.mean(got != want) < 0.05
 
 
-def test_qlinearmatmul_of_two_activations_matches_onnxruntime():
+@pytest.mark.parametrize("target", [None, "llvm -mcpu=haswell", "llvm -mcpu=x86-64"])   # VNNI, vpmaddwd, float
+def test_qlinearmatmul_of_two_activations_matches_onnxruntime(target):
     rng = np.random.default_rng(3)
     n = helper.make_node
     inits = [numpy_helper.from_array(np.array(v, dt), k) for k, v, dt in (
@@ -76,7 +77,7 @@ def test_qlinearmatmul_of_two_activations_matches_onnxruntime():
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     feed = {"a": _codes(rng, "uint8", (2, 11, 24)), "b": _codes(rng, "int8", (2, 24, 9))}
     want = onnxruntime_session(m).run(None, feed)[0]
-    got = frontends.build(frontends.from_onnx(m)).run(**feed)[0]
+    got = frontends.build(frontends.from_onnx(m), target=target).run(**feed)[0]
     assert got.dtype == np.uint8 and np.abs(got.astype(int) - want).max() <= 1
     assert (got == want).mean() > 0.95
 
