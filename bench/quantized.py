@@ -13,7 +13,9 @@ per-channel int8 weights, uint8 activations, min-max calibration on a few seeded
 encoder layer (zoo.encoder_layer) is quantised by `quantize_dynamic` (int8 weights).  Two more
 models are not in the default list: `mobilenet_block` (zoo.mobilenet_block, a MobileNetV2 inverted
 residual: 1x1 expand, 3x3 depthwise, 1x1 project, residual Add) and `shufflenet` (the light model:
-grouped 1x1 convs, depthwise 3x3, channel shuffles), quantised statically like ResNet-50.  With
+grouped 1x1 convs, depthwise 3x3, channel shuffles), quantised statically like ResNet-50; and
+`attention`, the encoder layer quantised statically (QDQ), whose Q.K^T and scores.V are MatMuls of
+two quantised activations (tilewise: the int8 batched matmul, te/ops/int8_batch_matmul.py).  With
 `--quantizer tilewise` every model is quantised instead by tilewise's own quantiser
 (frontends.quantize, what `tilewise quantize --per-channel` runs: BatchNorm folded, calibrated
 with tilewise's fp32 build on the same seeded inputs, min-max, QDQ), and both engines run that
@@ -44,7 +46,8 @@ from common import env_note, table, time_call             # noqa: E402
 
 MODELS = ["resnet50", "squeezenet", "encoder_layer"]
 # the models built by zoo functions rather than read from the onnx package's light models
-ZOO = {"encoder_layer": lambda: zoo.encoder_layer(), "mobilenet_block": lambda: zoo.mobilenet_block()}
+ZOO = {"encoder_layer": lambda: zoo.encoder_layer(), "mobilenet_block": lambda: zoo.mobilenet_block(),
+       "attention": lambda: zoo.encoder_layer()}
 CALIBRATION_INPUTS = 4
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .dtypes import ONNX_DTYPES
-from .lowering import _ops, checks, lowers
+from .lowering import _ops, as_batches, checks, lowers, lowers_anchor
 
 QUANT_DTYPES = ("uint8", "int8")
 SHIFT_U8 = "tilewise.ToUint8"          # int8 -> uint8 + 128 (an s8 activation read by an int8 anchor)
@@ -19,6 +19,7 @@ QADD = "tilewise.QAdd"                 # DequantizeLinear of either input, then 
 QCONCAT = "tilewise.QConcat"           # DequantizeLinear of every input, then Concat (QLinearConcat's body)
 REQUANTIZE = "tilewise.Requantize"     # DequantizeLinear then QuantizeLinear, per tensor (a Concat's input)
 QAVGPOOL = "tilewise.QAveragePool"     # DequantizeLinear, AveragePool, QuantizeLinear (QLinearAveragePool)
+QMATMUL = "tilewise.QLinearMatMul"     # MatMul of two dequantized activations, quantised or float (qdq_matmul.py)
 
 
 def keeps_quantized(op: str, inputs, consts: dict) -> bool:
@@ -198,3 +199,27 @@ def _qavgpool(node, ins, attrs, opset, out_shapes):
     return [qnn.qlinear_avg_pool2d(ins[0], k, strides, pads, attrs["x_scale"], attrs["x_zero_point"],
                                    attrs["y_scale"], attrs["y_zero_point"], ceil,
                                    bool(attrs.get("count_include_pad", 0)), name=node.name)]
+
+
+@lowers_anchor(QMATMUL)
+def _qlinear_matmul(node, ins, attrs, opset, out_shapes, target, choice=None):
+    """The int8 batched matmul of two quantised activations (numpy's broadcast of the leading axes),
+    or, on a target with no 8-bit dot product, DequantizeLinear, the float MatMul and QuantizeLinear."""
+    from te.ops import qnn
+    from te.ops.int8_batch_matmul import batch_matmul_intrinsic, qlinear_batch_matmul
+    ops, (a, b) = _ops(), ins
+    out_shape = tuple(out_shapes[0])
+    out_dtype = attrs.get("out_dtype")
+    sa, za, sb, zb = attrs["a_scale"], attrs["a_zero_point"], attrs["b_scale"], attrs["b_zero_point"]
+    if batch_matmul_intrinsic(target) is None:
+        from .lowering import _matmul
+        mm = _matmul(node, [qnn.dequantize(a, sa, za, name=f"{node.name}.dqa"),
+                            qnn.dequantize(b, sb, zb, name=f"{node.name}.dqb")], {}, opset, [out_shape], target)[0]
+        if out_dtype is None:
+            return [mm]
+        scale, zero = (1.0, 0) if out_dtype == "int32" else (attrs["y_scale"], attrs["y_zero_point"])
+        return [qnn.quantize(mm, scale, zero, out_dtype, name=f"{node.name}.q")]
+    a3, b3 = as_batches(a, b, node.name)
+    y = qlinear_batch_matmul(a3, b3, sa, za, sb, zb, attrs.get("y_scale"),
+                             attrs.get("y_zero_point", 0), out_dtype, target=target, name=f"{node.name}.bmm")
+    return [ops.reshape(y, out_shape, name=node.name) if tuple(y.shape) != out_shape else y]

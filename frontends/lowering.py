@@ -389,6 +389,23 @@ def _gemm(node, ins, attrs, opset, out_shapes, target, choice=None):
     return [out]
 
 
+def as_batches(a, b, name: str) -> tuple:
+    """a (..., M, K) and b (..., K, N) as 3-D (batch, M, K) and (batch, K, N): numpy's broadcast of the
+    leading axes, flattened into one batch axis."""
+    ops = _ops()
+    lead = tuple(np.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2])))
+    batch = int(np.prod(lead)) if lead else 1
+
+    def as3(t, tag):
+        full = lead + tuple(t.shape[-2:])
+        if tuple(t.shape) != full:
+            t = ops.broadcast_to(t, full, name=f"{name}.{tag}bc")
+        if len(full) != 3:
+            t = ops.reshape(t, (batch,) + tuple(t.shape[-2:]), name=f"{name}.{tag}3")
+        return t
+    return as3(a, "a"), as3(b, "b")
+
+
 @lowers_anchor("MatMul")
 def _matmul(node, ins, attrs, opset, out_shapes, target, choice=None):
     ops = _ops()
@@ -412,18 +429,8 @@ def _matmul(node, ins, attrs, opset, out_shapes, target, choice=None):
         a2 = ops.reshape(a, (int(np.prod(lead)), a.shape[-1]), name=f"{node.name}.flat")
         y = ops.matmul(a2, b, name=f"{node.name}.mm", target=target)
     else:
-        # batched: broadcast leading dims, flatten them into one batch axis
-        lead = tuple(np.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2])))
-        batch = int(np.prod(lead)) if lead else 1
-
-        def as3(t, tag):
-            full = lead + tuple(t.shape[-2:])
-            if tuple(t.shape) != full:
-                t = ops.broadcast_to(t, full, name=f"{node.name}.{tag}bc")
-            if len(full) != 3:
-                t = ops.reshape(t, (batch,) + tuple(t.shape[-2:]), name=f"{node.name}.{tag}3")
-            return t
-        y = ops.batch_matmul(as3(a, "a"), as3(b, "b"), name=f"{node.name}.bmm", target=target)
+        a3, b3 = as_batches(a, b, node.name)
+        y = ops.batch_matmul(a3, b3, name=f"{node.name}.bmm", target=target)
     if tuple(y.shape) != out_shape:
         y = ops.reshape(y, out_shape, name=node.name)
     return [y]

@@ -28,6 +28,8 @@ elementwise ops that ops.schedule fuses after the anchor:
   reads them quantised (`tilewise.QAdd`), so it fuses after either input's kernel, and with a
   uint8 QuantizeLinear after it also writes them quantised, rounded as ONNX Runtime's QLinearAdd
   rounds (two fused multiply-adds, no divide).
+* a MatMul of two dequantized activations (QDQ attention) is `tilewise.QLinearMatMul`, the int8
+  batched matmul with the zero points compensated at run time (qdq_matmul.py);
 * a uint8 AveragePool between a DequantizeLinear and a QuantizeLinear (per tensor) is
   `tilewise.QAveragePool`, rounded as ONNX Runtime's QLinearAveragePool (its window order).
 
@@ -182,9 +184,12 @@ class _Pass:
 
     def anchors(self) -> None:
         from .qdq_anchor import rewrite_anchor
+        from .qdq_matmul import rewrite_activation_matmul
         for n in [n for n in self.g.nodes if n.op in ("Conv", "MatMul", "Gemm")]:
             self.refresh()
-            rewrite_anchor(self, n)
+            if not rewrite_anchor(self, n) and n.op == "MatMul":
+                self.refresh()
+                rewrite_activation_matmul(self, n)
 
     # ---- 2. ops on quantised values
 

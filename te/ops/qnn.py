@@ -312,3 +312,5 @@ for _impl in (Int8ReferenceConv(), Int8ReferenceMatmul(), Int8ReferenceDense()):
     register(_impl)
 
 __all__ = ["quantize", "dequantize", "requantize", "requantize_affine", "shift_to_uint8", "conv2d_int8_nchw", "matmul_int8", "QRANGE"]
+
+from . import int8_batch_matmul  # noqa: E402,F401  (registers its anchor schedule)

@@ -1,0 +1,89 @@
+"""The int8 batched matmul of two activations (te/ops/int8_batch_matmul.py): every sign combination
+of A and B, odd sizes and the float or quantised epilogue equal to numpy's integer product with
+the zero points, on vpdpbusd (this host) and vpmaddwd (AVX2); bad operands refused in one line."""
+import numpy as np
+import pytest
+
+import te
+from te import ops, tensorize
+from te.ops.int8_batch_matmul import qlinear_batch_matmul
+from te.ops.int8_matmul import define_vector_knobs
+from te.ops.knobs import ConfigSpace
+from te.stmt import For, walk_stmt
+from te.target import Target, host
+
+HOST = host()
+
+
+def _codes(rng, dtype, shape):
+    lo = 0 if dtype == "uint8" else -128
+    return rng.integers(lo, lo + 256, shape).astype(dtype)
+
+
+def _run(target, shape, da, db, out_dtype, rng, cfg=None):
+    bt, M, N, K = shape
+    a, b = _codes(rng, da, (bt, M, K)), _codes(rng, db, (bt, K, N))
+    a[0, 0], b[0, :, 0] = a.max(), b.min()           # the extreme products too
+    za, zb = int(_codes(rng, da, ())), int(_codes(rng, db, ()))
+    A, B = te.placeholder(a.shape, da, name="A"), te.placeholder(b.shape, db, name="B")
+    y = qlinear_batch_matmul(A, B, 0.02, za, 0.03, zb, 0.5, 7, out_dtype, cfg=cfg, target=target)
+    f = te.build(ops.schedule([y], target=target), [A, B, y], target=target)
+    out = np.zeros(y.shape, np.dtype(y.dtype))
+    f(a, b, out)
+    acc = (a.astype(np.int64) - za) @ (b.astype(np.int64) - zb)
+    if out_dtype is None:
+        return out, acc.astype(np.float32) * (np.float32(0.02) * np.float32(0.03))
+    lo, hi = (0, 255) if out_dtype == "uint8" else (-128, 127)
+    m = np.float32(0.02) * np.float32(0.03) / np.float32(0.5)
+    return out, np.clip(np.rint(acc.astype(np.float32) * m) + 7, lo, hi).astype(out_dtype)
+
+
+@pytest.mark.parametrize("da,db", [("uint8", "int8"), ("int8", "int8"), ("uint8", "uint8"), ("int8", "uint8")])
+@pytest.mark.parametrize("out_dtype", ["uint8", "int8", None])
+def test_every_sign_combination_matches_numpy(rng, da, db, out_dtype):
+    out, ref = _run(HOST, (2, 7, 19, 13), da, db, out_dtype, rng)
+    if out_dtype is None:
+        np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 16, 32, 64), (1, 33, 5, 3)])
+def test_odd_and_whole_tile_sizes(rng, shape):
+    out, ref = _run(HOST, shape, "uint8", "int8", "uint8", rng)
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_avx2_target_runs_vpmaddwd(rng):
+    out, ref = _run(Target("haswell"), (2, 9, 12, 10), "int8", "uint8", "int8", rng)
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_a_tuned_tile_is_taken_and_still_exact(rng):
+    space = ConfigSpace()
+    define_vector_knobs(space, 8, 32, 16, HOST.lanes("int32"), HOST)
+    cfg = space.from_json({**{k: e.to_json() for k, e in space.defaults.items()}, "tile_m": 2, "tile_n": 16})
+    A, B = te.placeholder((1, 8, 16), "uint8"), te.placeholder((1, 16, 32), "int8")
+    assert qlinear_batch_matmul(A, B, 0.1, 0, 0.1, 0, cfg=cfg, target=HOST).op.attrs["tile_m"] == 2
+    out, ref = _run(HOST, (1, 8, 32, 16), "uint8", "int8", None, rng, cfg=cfg)
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_the_dot_product_is_tensorized():
+    A, B = te.placeholder((2, 8, 16), "uint8", name="A"), te.placeholder((2, 16, 32), "int8", name="B")
+    y = qlinear_batch_matmul(A, B, 0.1, 3, 0.1, 4, 0.2, 0, "uint8", target=HOST)
+    f = te.lower(ops.schedule([y], target=HOST), [A, B, y])
+    marked = [tensorize.intrin_of(s) for s in walk_stmt(f.body) if isinstance(s, For)]
+    assert "vpdpbusd" in marked, str(f)
+
+
+def test_bad_operands_say_what_to_do():
+    A, B = te.placeholder((1, 8, 32, 16), "uint8"), te.placeholder((1, 16, 32), "int8")
+    with pytest.raises(ValueError, match=r"A \(batch, M, K\)"):
+        qlinear_batch_matmul(A, B, 0.1, 0, 0.1, 0)
+    A, B = te.placeholder((2, 4, 8), "float32"), te.placeholder((2, 8, 4), "int8")
+    with pytest.raises(ValueError, match="uint8 or int8 operands"):
+        qlinear_batch_matmul(A, B, 0.1, 0, 0.1, 0)
+    A = te.placeholder((2, 4, 8), "uint8")
+    with pytest.raises(ValueError, match="no 8-bit dot product"):
+        qlinear_batch_matmul(A, B, 0.1, 0, 0.1, 0, target=Target("x86-64"))
