@@ -170,6 +170,13 @@ class Tuner:
                  and self.results.get(i, 0) > 0]
         return max(known, key=lambda i: self.results[i]) if known else None
 
+    def measure_batch(self, measurer: Measurer, batch: list[int]) -> tuple[list[int], list[rec.Record]]:
+        """Time a search batch, the incumbent beside it while the default is no yardstick
+        (_yardstick): the config indices timed and their records, for update() and the callbacks."""
+        yardstick = self._yardstick(batch)
+        timed = batch + ([yardstick] if yardstick is not None else [])
+        return timed, measurer.measure(self.task, [self.space.get(i) for i in timed], best_cost=self.best_cost)
+
     def _at_speed(self, index: int, r: rec.Record, speed: float | None) -> list[float]:
         """r's timings as if taken at the machine's fastest speed seen: a search record's divided
         by its batch's speed (_batch_speed), so configs timed minutes apart on a machine whose
@@ -280,9 +287,7 @@ class Tuner:
                 batch = self.next_batch(min(self.batch_size, n_trial - self.trials))
                 if not batch:
                     break
-                yardstick = self._yardstick(batch)
-                timed = batch + ([yardstick] if yardstick is not None else [])
-                records = measurer.measure(self.task, [self.space.get(i) for i in timed], best_cost=self.best_cost)
+                timed, records = self.measure_batch(measurer, batch)
                 before = self.best_flops
                 self.update(timed, records)
                 self.trials += len(batch)

@@ -76,3 +76,18 @@ def test_a_machine_at_two_speeds_is_cancelled(default_factor):
     assert all(tuner.results[i] == pytest.approx(task.flops / _true(i)) for i in searched)
     assert sorted(searched, key=lambda i: -tuner.results[i]) == sorted(searched, key=_true)
     assert set(m.checks[0][1:]) == set(sorted(searched, key=_true)[:3])
+
+
+def test_the_task_scheduler_times_the_incumbent_beside_its_rounds_too():
+    """The task scheduler measures a tuner's batches itself (Tuner.measure_batch): with a slow
+    default swinging alone its rounds carry the incumbent, and the ranking follows the true order."""
+    from autotune.scheduler import TaskScheduler
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    m = _Scripted(20.0, machine=[FAST] * 6, swing=[1.0, 4.0, 1.0, 4.0, 2.0, 4.0])
+    s = TaskScheduler([(task, 1)], tuner="random", measurer=m, round_trials=8)
+    s.tune(n_trials=33)
+    tuner, d = s.states[0].tuner, task.config_space.default_index()
+    searched = sorted({i for b in m.batches for i in b} - {d})
+    assert m.batches[0] == [d] and any(len(b) == 9 for b in m.batches)
+    assert sorted(searched, key=lambda i: -tuner.results[i]) == sorted(searched, key=_true)
+    assert set(m.checks[0][1:]) == set(sorted(searched, key=_true)[:3])
