@@ -251,18 +251,23 @@ class Tuner:
         return out
 
     def load_history(self, records: list[rec.Record]) -> int:
-        """Take earlier records of this task (same ISA) as measured: they are not measured again."""
-        n = 0
+        """Take earlier records of this task (same ISA) as measured: they are not measured again.
+        A search batch's records (in a row, one default time beside them) are judged together,
+        as when they were measured (_batch_speed)."""
+        mine: list[tuple[int, rec.Record]] = []
         for r in records:
             if r.workload != self.task.workload_key or r.isa != self.task.target.isa:
                 continue
             try:
-                idx = self.space.from_json(r.config).index
+                mine.append((self.space.from_json(r.config).index, r))
             except Exception:
                 continue
-            self._note(idx, r)
-            n += 1
-        return n
+        for batch in _search_batches(mine):
+            indices, batch_records = [i for i, _ in batch], [r for _, r in batch]
+            speed = self._batch_speed(indices, batch_records)
+            for i, r in batch:
+                self._note(i, r, speed)
+        return len(mine)
 
     def tune(self, n_trial: int, measure_option: MeasureOption | None = None,
              early_stopping: int | None = None, callbacks=(), measurer: Measurer | None = None) -> rec.Record | None:
@@ -306,6 +311,26 @@ class Tuner:
             if own:
                 measurer.close()
         return self.best_record
+
+
+def _default_time(r: rec.Record) -> float:
+    """The default's time beside a search record's batch (0 for a record without one)."""
+    return r.cost * r.vs_default if r.ok and not r.checked and r.vs_default > 0 else 0.0
+
+
+def _search_batches(pairs: list[tuple[int, rec.Record]]) -> list[list[tuple[int, rec.Record]]]:
+    """A log's (index, record) pairs cut into its search batches: records in a row beside the same
+    default time (failed ones join the batch they are in); every other record alone."""
+    out: list[list[tuple[int, rec.Record]]] = []
+    last = 0.0
+    for i, r in pairs:
+        t = _default_time(r)
+        if out and last and (not r.ok or math.isclose(t, last, rel_tol=1e-9)):
+            out[-1].append((i, r))
+        else:
+            out.append([(i, r)])
+            last = t
+    return out
 
 
 def _versus_default(records: list[rec.Record], width: int) -> list[rec.Record]:

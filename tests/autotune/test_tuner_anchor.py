@@ -40,11 +40,11 @@ class _Scripted:
         return out
 
 
-def _tune(measurer: _Scripted) -> tuple[autotune.Tuner, list[int]]:
+def _tune(measurer: _Scripted, callbacks=()) -> tuple[autotune.Tuner, list[int]]:
     """Five search batches of a random tuner and its final check; the configs searched, default aside."""
     task = autotune.create_task("matmul", (64, 64, 64, "float32"))
     tuner = autotune.RandomTuner(task, seed=3)
-    tuner.tune(40, measurer=measurer)
+    tuner.tune(40, measurer=measurer, callbacks=callbacks)
     d = task.config_space.default_index()
     searched = sorted({i for b in measurer.batches for i in b} - {d})
     assert len({_true(i) for i in searched}) == len(searched)        # the true order is strict
@@ -91,3 +91,15 @@ def test_the_task_scheduler_times_the_incumbent_beside_its_rounds_too():
     assert m.batches[0] == [d] and any(len(b) == 9 for b in m.batches)
     assert sorted(searched, key=lambda i: -tuner.results[i]) == sorted(searched, key=_true)
     assert set(m.checks[0][1:]) == set(sorted(searched, key=_true)[:3])
+
+
+def test_a_log_read_back_is_judged_batch_by_batch(tmp_path):
+    """A log of a two-speed run with a slow default, read into a new tuner (load_history), ranks its
+    configs as the run did: its search batches (records beside one default time) judged together."""
+    path = tmp_path / "log.jsonl"
+    m = _Scripted(20.0, machine=[SLOW, FAST, SLOW, FAST, SLOW], swing=[1.0] * 5)
+    tuner, searched = _tune(m, callbacks=[autotune.log_to_file(path)])
+    again = autotune.RandomTuner(tuner.task)
+    assert again.load_history(autotune.load_records(path)) == len(autotune.load_records(path))
+    assert all(again.results[i] == pytest.approx(tuner.results[i]) for i in searched)
+    assert all(again.results[i] == pytest.approx(tuner.task.flops / _true(i)) for i in searched)
