@@ -141,11 +141,13 @@ class Tuner:
         cancels it; one default swinging alone is left out.  Without a yardstick the batch is
         taken at the speed seen so far (1.0).  A batch faster than that (below 1.0) becomes the
         fastest speed: every anchored timing so far is rescaled to it."""
-        search = [(i, r) for i, r in zip(indices, records) if r.ok and not r.checked and r.vs_default > 0]
+        search = [(i, r) for i, r in zip(indices, records) if _default_time(r) > 0]
         if not search:
             return None
         d = self.space.default_index()
-        now = search[0][1].cost * search[0][1].vs_default       # the default's time beside the batch
+        now = _default_time(search[0][1])
+        # a config timed before, against its anchored timings (the incumbent's own timing then
+        # tells nothing new of it: the final check times it again)
         ratios = [r.cost / statistics.median(self._costs[i]) for i, r in search
                   if i != d and i in self._anchored and self._costs.get(i)]
         candidates = [r.cost for i, r in search if i != d]
