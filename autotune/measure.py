@@ -60,7 +60,8 @@ class MeasureOption:
     # drifts by a third within minutes (its fp32 peak measured 348-467 GFLOP/s a minute apart
     # while other jobs ran, 352 and 459 in two quiet windows a session apart), so candidates
     # timed minutes apart compare fairly only through a yardstick timed beside each of them;
-    # the tuner ranks them by it (Tuner._at_anchor).  It costs one timing per batch.
+    # the tuner ranks them by it (Tuner._batch_speed).  It costs one timing per batch (two while
+    # the default runs far slower than its candidates: the tuner times its incumbent too).
     anchor: bool = True
     # a batch whose anchor takes over BUSY_RATIO times the fastest anchor of its task, or most of
     # whose calls waited for a CPU (BUSY_SHARE), is timed on a busy machine: its candidates'

@@ -340,15 +340,14 @@ class TaskScheduler:
     def _measure(self, k: int, batch: list[int]) -> None:
         s = self.states[k]
         self.current = k
-        configs = [s.tuner.space.get(i) for i in batch]
         before = s.best_flops
         try:
-            records = self.measurer.measure(s.task, configs, best_cost=s.tuner.best_cost)
+            timed, records = s.tuner.measure_batch(self.measurer, batch)
         except Exception as e:        # e.g. the default schedule does not build: give up this task only
             s.dead = f"cannot be measured: {e}"
             log.warning("%s: %s", s.task, s.dead)
             return
-        s.tuner.update(batch, records)
+        s.tuner.update(timed, records)
         self._touched.add(k)
         s.tuner.trials += len(batch)
         s.tuner.n_trial = s.tuner.trials
@@ -358,7 +357,7 @@ class TaskScheduler:
         if s.best_flops > before * (1 + self.SIGNIFICANT):
             s.last_improved = s.rounds
         for cb in self.callbacks:
-            cb(s.tuner, batch, records)
+            cb(s.tuner, timed, records)
         if s.tuner.stopped:
             s.dead = "stopped by a callback"
         elif not s.tuner.has_next():

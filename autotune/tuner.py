@@ -35,6 +35,10 @@ class Tuner:
     # one of the fastest is its luckiest.
     verify_top = 3
     verify_rounds = 3
+    # a default this many times slower than the median candidate beside it is no yardstick of the
+    # machine's speed (_batch_speed): an auto-scheduler task's default is te's naive loop nest, 10-30x
+    # slower than its candidates, whose time swung 4.4 -> 21 ms under load while theirs stayed at 0.6-0.8
+    far_default = 4.0
 
     def __init__(self, task, seed: int = 0):
         self.task = task
@@ -42,16 +46,19 @@ class Tuner:
         self.rng = random.Random(seed)
         self.visited: set[int] = set()
         self.results: dict[int, float] = {}      # config index -> throughput (FLOP/s), 0 on error
-        # config index -> every valid timing (seconds), anchored (_at_anchor): the search ranks by these
+        # config index -> every valid timing (seconds), anchored (_at_speed): the search ranks by these
         self._costs: dict[int, list[float]] = {}
         self._timed: dict[int, list[float]] = {}   # config index -> every valid timing as measured
         self._checked: dict[int, list[float]] = {}  # config index -> the final check's timings of it
         self._vs: dict[int, list[float]] = {}       # config index -> its check rounds' vs_default
         self._latest: dict[int, rec.Record] = {}   # config index -> its latest valid record
-        # the default's fastest time in a search batch that timed it beside its candidates: every
-        # search timing is scaled to the machine's speed then (_at_anchor)
+        # the default's time beside its candidates at the machine's fastest speed seen: every
+        # search timing is scaled to that speed (_batch_speed, _at_speed)
         self._anchor: float | None = None
         self._anchored: set[int] = set()            # config indices with anchored timings
+        # the last search batch's default ran over far_default times its candidates' median: no
+        # yardstick, so the next batches re-time the incumbent beside their candidates (_yardstick)
+        self._default_far = False
         # the best config as record.best() picks it from the log of these records, and its
         # measured throughput (_rank); default_flops likewise measured
         self.best_flops = 0.0
@@ -70,17 +77,21 @@ class Tuner:
 
     def update(self, indices: list[int], records: list[rec.Record]) -> None:
         """Learn from a measured batch."""
+        speed = self._batch_speed(indices, records)
         for i, r in zip(indices, records):
-            self._note(i, r)
+            self._note(i, r, speed)
 
     # ------------------------------------------------------------- shared
     def has_next(self) -> bool:
         return len(self.visited) < len(self.space)
 
-    def _note(self, index: int, r: rec.Record) -> None:
+    def _note(self, index: int, r: rec.Record, speed: float | None = None) -> None:
+        """Take one record; speed: its batch's _batch_speed (None: the record judged alone)."""
         self.visited.add(index)
         if r.ok:
-            anchored = self._at_anchor(index, r)     # first: a faster anchor replaces the lists in _costs
+            if speed is None:
+                speed = self._batch_speed([index], [r])
+            anchored = self._at_speed(index, r, speed)
             self._costs.setdefault(index, []).extend(anchored)
             self._timed.setdefault(index, []).extend(r.costs)
             if r.checked:
@@ -116,27 +127,75 @@ class Tuner:
         self._best_index, self.best_record = index, r
         self.best_flops, self.best_config = self.task.flops / r.cost, self.space.get(index)
 
-    def _at_anchor(self, index: int, r: rec.Record) -> list[float]:
-        """r's timings as if taken at the machine's best speed seen: a search record timed beside
-        the default (vs_default, MeasureOption.anchor) scaled by the default's fastest time over
-        its time in r's batch, so configs timed minutes apart on a machine whose speed drifts
-        (or that other jobs slowed for a while) compare as if timed together.  A faster anchor
-        rescales every anchored timing so far.  Checked records (compared with the default
-        round by round) and records without an anchor stay as timed."""
-        if r.checked or r.vs_default <= 0:
+    def _batch_speed(self, indices: list[int], records: list[rec.Record]) -> float | None:
+        """How much slower the machine ran a search batch than at its fastest speed seen (its times
+        over the fastest's; None for a batch without an anchor: its timings stay as timed).
+
+        The speed is the median of the yardsticks' ratios, a yardstick being a config timed again
+        in the batch whose time at the fastest speed is known: the default timed beside the batch
+        (vs_default, MeasureOption.anchor) against its fastest time, and any config timed before
+        (the incumbent, _yardstick) against its anchored timings.  The default counts only while
+        it runs within far_default times the batch's median candidate: a naive default much slower
+        than its candidates leans on other things (memory, one thread) and its time swings apart
+        from theirs.  A machine that runs at two speeds slows every yardstick alike, so the median
+        cancels it; one default swinging alone is left out.  Without a yardstick the batch is
+        taken at the speed seen so far (1.0).  A batch faster than that (below 1.0) becomes the
+        fastest speed: every anchored timing so far is rescaled to it."""
+        search = [(i, r) for i, r in zip(indices, records) if _default_time(r) > 0]
+        if not search:
+            return None
+        d = self.space.default_index()
+        now = _default_time(search[0][1])
+        # a config timed before, against its anchored timings (the incumbent's own timing then
+        # tells nothing new of it: the final check times it again)
+        ratios = [r.cost / statistics.median(self._costs[i]) for i, r in search
+                  if i != d and i in self._anchored and self._costs.get(i)]
+        candidates = [r.cost for i, r in search if i != d]
+        self._default_far = bool(candidates) and now > self.far_default * statistics.median(candidates)
+        if not self._default_far and self._anchor is not None:
+            ratios.append(now / self._anchor)
+        speed = statistics.median(ratios) if ratios else 1.0
+        if not self._default_far and self._anchor is None:
+            self._anchor = now / speed
+        if speed < 1.0:
+            self._rescale(speed)
+            speed = 1.0
+        return speed
+
+    def _yardstick(self, batch: list[int]) -> int | None:
+        """A config to time again beside a search batch while the default is no yardstick (far
+        from its candidates, _batch_speed): the incumbent, the search's fastest anchored config."""
+        if not self._default_far:
+            return None
+        d = self.space.default_index()
+        known = [i for i in self._anchored if i != d and i not in batch and i not in self._checked
+                 and self.results.get(i, 0) > 0]
+        return max(known, key=lambda i: self.results[i]) if known else None
+
+    def measure_batch(self, measurer: Measurer, batch: list[int]) -> tuple[list[int], list[rec.Record]]:
+        """Time a search batch, the incumbent beside it while the default is no yardstick
+        (_yardstick): the config indices timed and their records, for update() and the callbacks."""
+        yardstick = self._yardstick(batch)
+        timed = batch + ([yardstick] if yardstick is not None else [])
+        return timed, measurer.measure(self.task, [self.space.get(i) for i in timed], best_cost=self.best_cost)
+
+    def _at_speed(self, index: int, r: rec.Record, speed: float | None) -> list[float]:
+        """r's timings as if taken at the machine's fastest speed seen: a search record's divided
+        by its batch's speed (_batch_speed), so configs timed minutes apart on a machine whose
+        speed drifts (or that other jobs slowed for a while) compare as if timed together.
+        Checked records (compared with the default round by round) and records without an
+        anchor stay as timed."""
+        if r.checked or r.vs_default <= 0 or speed is None:
             return list(r.costs)
-        now = r.cost * r.vs_default             # the default's time in r's batch
-        if self._anchor is not None and now < self._anchor:
-            self._rescale(now / self._anchor)
-        if self._anchor is None or now < self._anchor:
-            self._anchor = now
         self._anchored.add(index)
-        return [c * self._anchor / now for c in r.costs]
+        return [c / speed for c in r.costs]
 
     def _rescale(self, factor: float) -> None:
-        """Scale every anchored timing by factor (a faster anchor) and rank the configs again for the search."""
+        """Scale every anchored timing by factor (a faster speed) and rank the configs again for the search."""
         for i in self._anchored:
             self._costs[i] = [c * factor for c in self._costs[i]]
+        if self._anchor is not None:
+            self._anchor *= factor
         for i in self._latest:
             self._judge(i)
 
@@ -194,18 +253,23 @@ class Tuner:
         return out
 
     def load_history(self, records: list[rec.Record]) -> int:
-        """Take earlier records of this task (same ISA) as measured: they are not measured again."""
-        n = 0
+        """Take earlier records of this task (same ISA) as measured: they are not measured again.
+        A search batch's records (in a row, one default time beside them) are judged together,
+        as when they were measured (_batch_speed)."""
+        mine: list[tuple[int, rec.Record]] = []
         for r in records:
             if r.workload != self.task.workload_key or r.isa != self.task.target.isa:
                 continue
             try:
-                idx = self.space.from_json(r.config).index
+                mine.append((self.space.from_json(r.config).index, r))
             except Exception:
                 continue
-            self._note(idx, r)
-            n += 1
-        return n
+        for batch in _search_batches(mine):
+            indices, batch_records = [i for i, _ in batch], [r for _, r in batch]
+            speed = self._batch_speed(indices, batch_records)
+            for i, r in batch:
+                self._note(i, r, speed)
+        return len(mine)
 
     def tune(self, n_trial: int, measure_option: MeasureOption | None = None,
              early_stopping: int | None = None, callbacks=(), measurer: Measurer | None = None) -> rec.Record | None:
@@ -230,15 +294,14 @@ class Tuner:
                 batch = self.next_batch(min(self.batch_size, n_trial - self.trials))
                 if not batch:
                     break
-                configs = [self.space.get(i) for i in batch]
-                records = measurer.measure(self.task, configs, best_cost=self.best_cost)
+                timed, records = self.measure_batch(measurer, batch)
                 before = self.best_flops
-                self.update(batch, records)
+                self.update(timed, records)
                 self.trials += len(batch)
                 if self.best_flops > before:
                     last_improve = self.trials
                 for cb in callbacks:
-                    cb(self, batch, records)
+                    cb(self, timed, records)
                 if early_stopping is not None and self.trials - last_improve >= early_stopping:
                     log.info("%s: no improvement in %d trials, stopping early", self.task, early_stopping)
                     break
@@ -250,6 +313,26 @@ class Tuner:
             if own:
                 measurer.close()
         return self.best_record
+
+
+def _default_time(r: rec.Record) -> float:
+    """The default's time beside a search record's batch (0 for a record without one)."""
+    return r.cost * r.vs_default if r.ok and not r.checked and r.vs_default > 0 else 0.0
+
+
+def _search_batches(pairs: list[tuple[int, rec.Record]]) -> list[list[tuple[int, rec.Record]]]:
+    """A log's (index, record) pairs cut into its search batches: records in a row beside the same
+    default time (failed ones join the batch they are in); every other record alone."""
+    out: list[list[tuple[int, rec.Record]]] = []
+    last = 0.0
+    for i, r in pairs:
+        t = _default_time(r)
+        if out and last and (not r.ok or math.isclose(t, last, rel_tol=1e-9)):
+            out[-1].append((i, r))
+        else:
+            out.append([(i, r)])
+            last = t
+    return out
 
 
 def _versus_default(records: list[rec.Record], width: int) -> list[rec.Record]:

@@ -20,8 +20,11 @@ def test_short_tuning_run(tuner_cls, measurer, tmp_path):
     tuner = tuner_cls(task)
     tuner.tune(12, measurer=measurer, callbacks=[autotune.log_to_file(log)])
     recs = autotune.load_records(log)
-    trials, check = recs[:12], recs[12:]
-    assert len({r.config_key for r in trials}) == 12           # no config measured twice while searching
+    trials, check = [r for r in recs if not r.checked], [r for r in recs if r.checked]
+    # no config searched twice: a second record of a config is the incumbent timed again beside a
+    # batch whose default is far slower than its candidates (Tuner._yardstick), at most one a batch
+    assert len({r.config_key for r in trials}) == 12
+    assert len(trials) - 12 <= 12 // tuner.batch_size
     assert tuner.best_record is not None and tuner.best_flops > 0
     # then the final check: the default and the best few timed again, round after round (again,
     # with the next configs, when re-timing dethroned the best: that depends on the machine's noise)
