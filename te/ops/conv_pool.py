@@ -1,0 +1,154 @@
+"""A stem conv and the max pool that alone reads it as one kernel (ResNet's and SqueezeNet's stems).
+
+Run apart, the stem conv (conv_stem.py) writes its whole map (64 x 111 x 111 floats, 3.15 MB for
+SqueezeNet; 64 x 112 x 112 for ResNet-50) and the 3x3/2 max pool reads it back.  Here a parallel
+task takes `bk` channels x a band of `band` pooled rows: it computes the conv (with its bias and
+activation) over the 2 * band + 1 conv rows that band's windows read into a buffer that stays in
+cache, then the pool's two separable stages (pool.py) over that buffer, and stores only the
+pooled map.  The row a band shares with the next one is computed twice (1 / (2 * band) more FMAs).
+
+    conv[n, k, h, w] = epilogue(sum over c, r, s of xs[...] * w[k, c, r, s] + bias[k])
+    out[n, k, ph, pw] = max over the window of conv (padding the max's identity)
+
+The conv and pool computes are conv_stem.conv2d_stem's and pool.max_pool2d's, unchanged; only the
+schedule is this file's.  A Relu before the max is exact either way (max commutes with it).
+"""
+from __future__ import annotations
+
+import te
+from te.target import Target, parse
+
+from .common import Epilogue
+from .conv_geometry import ConvGeometry
+from .conv_stem import applies as stem_applies
+from .conv_stem import conv2d_stem, default_tile
+from .depthwise import row_lanes
+from .injective import vectorize_inner
+from .knobs import FallbackConfig
+from .pool import MAX_UNROLLED_TAPS, max_pool2d
+from .schedule import anchor, input_stage, parallel_if_worth, register_tile
+
+CONV_TAG = "conv_stem_pool.conv"
+
+
+def applies(g: ConvGeometry) -> bool:
+    """Does the fused kernel run a max pool after the conv of geometry g (a stem conv of one image)?"""
+    return stem_applies(g) and g.N == 1
+
+
+def band_rows(g: ConvGeometry, bk: int, pool_rows: int, stride: int, target: Target) -> int:
+    """Pooled rows per task: the most whose conv buffer (bk channels x (stride * band + 1) rows x
+    the conv's row, 4 bytes each) fits in half the L1d, so the pool's two reads of it hit L1
+    (SqueezeNet's stem, 8 channels x 111 columns, 48 KiB L1d: 6 pooled rows from 13 conv rows),
+    at most the pooled map's height; then fewer if more tasks share the threads more evenly."""
+    row_bytes = 4 * bk * g.OW
+    most = max(1, (target.caches.l1d // 2 // row_bytes - 1) // max(stride, 1))
+    most = min(most, pool_rows)
+    tasks_k = -(-g.K // bk)
+
+    def key(b: int) -> tuple:
+        tasks = tasks_k * -(-pool_rows // b)
+        return (tasks % target.threads == 0 or tasks >= 8 * target.threads, b)
+    return max(range(1, most + 1), key=key)
+
+
+def conv_stem_max_pool(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | None,
+                       epilogue: Epilogue | None, kernel, stride, pads, dilation=1, ceil_mode: bool = False,
+                       name: str = "conv_pool", target: Target | str | None = None) -> te.Tensor:
+    """max_pool2d(epilogue(conv(x, w) + bias)) as one kernel (module docstring): x NCHW of at most
+    conv_stem.STEM_MAX_CHANNELS channels, w OIHW, g the conv's geometry; the pool's kernel,
+    stride, pads (top, left, bottom, right), dilation and ceil_mode as te.ops.max_pool2d takes them."""
+    target = parse(target)
+    if not applies(g):
+        raise ValueError(f"{name}: the fused stem conv + max pool takes one image and an ungrouped conv of at "
+                         f"most 4 input channels, got N={g.N}, C={g.C}, groups={g.groups}; "
+                         f"run te.ops.conv2d and te.ops.max_pool2d apart")
+    bk, bh, _ = default_tile(g, target)
+    conv = conv2d_stem(x, w, g, bias, epilogue, bk=bk, bh=bh, name=f"{name}.conv", target=target)
+    # this kernel's schedule places the conv stage: retagged so that ops.schedule does not take it
+    # for an anchor of its own (the op is new, no one else holds it)
+    conv.op.tag = CONV_TAG
+    pooled = max_pool2d(conv, kernel, stride, pads, dilation, ceil_mode, name=f"{name}.pool", target=target)
+    if pooled.op.tag != "pool":
+        raise ValueError(f"{name}: the fused stem conv + max pool needs a strided pool (stride 1 pools run "
+                         f"flat, pool.py), got stride {stride}; run them apart")
+    return te.compute(pooled.shape, lambda *i: pooled[i], name=name, tag="conv_stem_pool",
+                      attrs={"geometry": g, "bk": bk, "pool": pooled.op.attrs})
+
+
+def schedule_conv_stem_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, target: Target) -> None:
+    """Tasks of bk channels x a band of pooled rows in parallel; per task the conv's rows in
+    conv_stem's register tiles, the pool's row maxima, then the pooled rows (module docstring)."""
+    g: ConvGeometry = out.op.attrs["geometry"]
+    bk = out.op.attrs["bk"]
+    pool_attrs = out.op.attrs["pool"]
+    pooled = out.op.input_tensors[0]
+    rows = input_stage(pooled, "pool_rows")
+    conv = input_stage(rows, CONV_TAG)
+    acc = input_stage(conv, "conv2d_stem.acc")
+    xs = input_stage(acc, "depthwise.pad")
+    lanes = target.lanes(out.dtype)
+    bw = conv.op.attrs["bw"]
+    N, K, PH, PW = out.shape
+    stride_h = pool_attrs["stride"][0]
+    band = band_rows(g, bk, PH, stride_h, target)
+    cfg.define_knob("band_rows", sorted({1, 2, 4, 6, 8, band}), default=band)
+    band = min(cfg["band_rows"].val, PH)
+    # conv rows per register tile: the band's 2 * band + 1 rows are odd, so a tile of 3 rows (or
+    # 1) covers them without an overhang guard on every row
+    conv_rows = stride_h * (band - 1) + pool_attrs["kernel"][0]
+    cfg.define_knob("tile_rows", [1, 3], default=3 if conv_rows % 3 == 0 else 1)
+    bh = cfg["tile_rows"].val if conv_rows % cfg["tile_rows"].val == 0 else 1
+
+    s[pooled].compute_inline()
+    if final is not out:
+        s[out].compute_inline()
+    n, k, ph, pw = s[final].op.axis
+    ko, ki = s[final].split(k, factor=bk)
+    pho, phi = s[final].split(ph, factor=band)
+    s[final].reorder(n, ko, pho, ki, phi, pw)
+    task = s[final].fuse(n, ko, pho)
+    parallel_if_worth(s[final], task, g.flops / 2)
+    vectorize_inner(s[final], pw, PW, target, out.dtype)
+
+    s[rows].compute_at(s[final], task)
+    (r_h,) = rows.op.reduce_axis
+    wo, wi = vectorize_inner(s[rows], rows.op.axis[-1], rows.shape[-1], target, rows.dtype)
+    s[rows].reorder(*rows.op.axis[:-1], r_h, *[a for a in (wo, wi) if a is not None])
+    if r_h.dom[1] <= MAX_UNROLLED_TAPS:
+        s[rows].unroll(r_h)
+
+    s[conv].compute_at(s[final], task)
+    cn, ck, ch, cw = s[conv].op.axis
+    cho, chi = s[conv].split(ch, factor=bh)
+    cwo, cwi = s[conv].split(cw, factor=bw)
+    cwv, cwl = s[conv].split(cwi, factor=lanes)
+    s[conv].reorder(cn, cho, cwo, ck, chi, cwv, cwl)
+    for a in (ck, chi, cwv):
+        s[conv].unroll(a)
+    s[conv].vectorize(cwl)
+
+    s[acc].compute_at(s[conv], cwo)
+    an, ak, aoh, aow = s[acc].op.axis
+    awv, awl = s[acc].split(aow, factor=lanes)
+    rc, rr, rs = s[acc].op.reduce_axis
+    register_tile(s[acc], [an], [rc, rr, rs], [ak, aoh, awv], awl, unroll=[rr, rs])
+
+    if xs is not None:
+        # the phase-split pad at root as conv_stem schedules it: all rows of all channels in parallel
+        xn, xc, xh, _, xq = s[xs].op.axis
+        parallel_if_worth(s[xs], s[xs].fuse(xn, xc, xh), g.flops / 2)
+        ql = xs.op.attrs.get("chunk") or row_lanes(xs.shape[4])
+        if ql > 1:
+            qi = s[xs].split(xq, factor=ql)[1]
+            # a strided read vectorized is a gather (conv_stem: slower than the unrolled copy)
+            s[xs].unroll(qi) if g.sw > 1 else s[xs].vectorize(qi)
+
+
+@anchor("conv_stem_pool")
+def schedule_conv_stem_pool(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
+    """The untuned schedule of a fused stem conv + max pool (and the elementwise ops after it)."""
+    schedule_conv_stem_pool_cfg(FallbackConfig(), s, out, out if final is None else final, target)
+
+
+__all__ = ["conv_stem_max_pool", "schedule_conv_stem_pool", "schedule_conv_stem_pool_cfg"]
