@@ -40,13 +40,20 @@ def _stem_conv(n: Node, g: Graph):
     return geo if conv_pool.applies(geo) else None
 
 
-def _strided_max_pool(n: Node) -> bool:
-    """A 2-D MaxPool without an Indices output whose stride is at least 2 in both axes (a stride-1
-    pool runs as a flat window of its own, pool.py)."""
+def _strided_max_pool(n: Node, geo) -> bool:
+    """A 2-D MaxPool without an Indices output, of stride at least 2 in both axes (a stride-1 pool
+    runs as a flat window of its own, pool.py), whose windows lie inside the conv's map
+    (te.ops.conv_pool.pool_reads_inside)."""
+    from te.ops import conv_pool
     k = n.attrs.get("kernel_shape", [])
-    strides = n.attrs.get("strides", [1] * len(k))
-    return (n.op == "MaxPool" and len(k) == 2 and not any(n.outputs[1:])
-            and min(int(s) for s in strides) >= 2)
+    if n.op != "MaxPool" or len(k) != 2 or any(n.outputs[1:]) or \
+            n.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET", "VALID", b"VALID"):
+        return False
+    strides = tuple(int(s) for s in n.attrs.get("strides", [1, 1]))
+    dil = tuple(int(d) for d in n.attrs.get("dilations", [1, 1]))
+    pads = tuple(int(p) for p in n.attrs.get("pads", [0, 0, 0, 0]))
+    return min(strides) >= 2 and conv_pool.pool_reads_inside(geo, (int(k[0]), int(k[1])), strides, pads, dil,
+                                                              bool(n.attrs.get("ceil_mode", 0)))
 
 
 def fuse_conv_max_pool(g: Graph) -> Graph:
@@ -62,12 +69,13 @@ def fuse_conv_max_pool(g: Graph) -> Graph:
         return users[0] if len(users) == 1 and value not in outputs and users[0].inputs[0] == value else None
     found: list[tuple[Node, Node | None, Node]] = []
     for conv in g.nodes:
-        if _stem_conv(conv, g) is None:
+        geo = _stem_conv(conv, g)
+        if geo is None:
             continue
         nxt = only_reader(conv.outputs[0])
         act = nxt if nxt is not None and _clip_bounds(nxt, g) is not None else None
         pool = only_reader(act.outputs[0]) if act is not None else nxt
-        if pool is not None and _strided_max_pool(pool):
+        if pool is not None and _strided_max_pool(pool, geo):
             found.append((conv, act, pool))
     for conv, act, pool in found:
         strides, dil, pads = _conv_attrs(conv)

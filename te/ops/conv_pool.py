@@ -16,6 +16,7 @@ schedule is this file's.  A Relu before the max is exact either way (max commute
 from __future__ import annotations
 
 import te
+from te.lower import CLAMP, OVERHANG
 from te.target import Target, parse
 
 from .common import Epilogue
@@ -25,10 +26,11 @@ from .conv_stem import conv2d_stem, default_tile
 from .depthwise import row_lanes
 from .injective import vectorize_inner
 from .knobs import FallbackConfig
-from .pool import MAX_UNROLLED_TAPS, max_pool2d
+from .pool import MAX_UNROLLED_TAPS, max_pool2d, pool_out_size
 from .schedule import anchor, input_stage, parallel_if_worth, register_tile
 
 CONV_TAG = "conv_stem_pool.conv"
+
 
 
 def applies(g: ConvGeometry) -> bool:
@@ -36,13 +38,30 @@ def applies(g: ConvGeometry) -> bool:
     return stem_applies(g) and g.N == 1
 
 
-def band_rows(g: ConvGeometry, bk: int, pool_rows: int, stride: int, target: Target) -> int:
-    """Pooled rows per task: the most whose conv buffer (bk channels x (stride * band + 1) rows x
-    the conv's row, 4 bytes each) fits in half the L1d, so the pool's two reads of it hit L1
-    (SqueezeNet's stem, 8 channels x 111 columns, 48 KiB L1d: 6 pooled rows from 13 conv rows),
-    at most the pooled map's height; then fewer if more tasks share the threads more evenly."""
+def pool_reads_inside(g: ConvGeometry, kernel: tuple[int, int], stride: tuple[int, int],
+                      pads: tuple[int, int, int, int], dilation: tuple[int, int], ceil_mode: bool) -> bool:
+    """Does every window of the pool lie inside the conv's map (no padding, no ceil-mode overhang)?
+
+    Elsewhere the pool clamps its row index into the map (pool.py), the bounds of a band's conv rows
+    then span the whole map, and every task would compute all of the conv: correct, but many times
+    slower (ResNet-50's padded pool).  The graph pass fuses only pools this holds for."""
+    if any(pads):
+        return False
+    oh = pool_out_size(g.OH, kernel[0], stride[0], dilation[0], 0, 0, ceil_mode)
+    ow = pool_out_size(g.OW, kernel[1], stride[1], dilation[1], 0, 0, ceil_mode)
+    return ((oh - 1) * stride[0] + (kernel[0] - 1) * dilation[0] < g.OH
+            and (ow - 1) * stride[1] + (kernel[1] - 1) * dilation[1] < g.OW)
+
+
+def band_rows(g: ConvGeometry, bk: int, pool_rows: int, stride: int, window: int, target: Target) -> int:
+    """Pooled rows per task: at most as many as keep the conv buffer (bk channels x the band's
+    stride * (band - 1) + window conv rows x the conv's row, 4 bytes each) in the L1d, where the
+    pool's window reads each row again; among those, first a count of tasks the threads share
+    evenly, then the most rows (each band recomputes the row it shares with the next, and its
+    register tiles of conv rows may overhang by one: about 2 / (stride * band) more FMAs).
+    SqueezeNet's stem, 8 channels x 111 columns, 48 KiB L1d: 6 pooled rows from 13 conv rows."""
     row_bytes = 4 * bk * g.OW
-    most = max(1, (target.caches.l1d // 2 // row_bytes - 1) // max(stride, 1))
+    most = max(1, (target.caches.l1d // row_bytes - window) // max(stride, 1) + 1)
     most = min(most, pool_rows)
     tasks_k = -(-g.K // bk)
 
@@ -91,14 +110,14 @@ def schedule_conv_stem_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.T
     bw = conv.op.attrs["bw"]
     N, K, PH, PW = out.shape
     stride_h = pool_attrs["stride"][0]
-    band = band_rows(g, bk, PH, stride_h, target)
+    window = pool_attrs["kernel"][0]
+    band = band_rows(g, bk, PH, stride_h, window, target)
     cfg.define_knob("band_rows", sorted({1, 2, 4, 6, 8, band}), default=band)
     band = min(cfg["band_rows"].val, PH)
-    # conv rows per register tile: the band's 2 * band + 1 rows are odd, so a tile of 3 rows (or
-    # 1) covers them without an overhang guard on every row
-    conv_rows = stride_h * (band - 1) + pool_attrs["kernel"][0]
-    cfg.define_knob("tile_rows", [1, 3], default=3 if conv_rows % 3 == 0 else 1)
-    bh = cfg["tile_rows"].val if conv_rows % cfg["tile_rows"].val == 0 else 1
+    # conv_stem's register tile of rows; where it does not divide the band's conv rows (odd at
+    # stride 2), the last tile's overhang is computed at the last row (pragma below)
+    cfg.define_knob("tile_rows", sorted({1, 2, 3, conv.op.attrs["bh"]}), default=conv.op.attrs["bh"])
+    bh = cfg["tile_rows"].val
 
     s[pooled].compute_inline()
     if final is not out:
@@ -120,6 +139,9 @@ def schedule_conv_stem_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.T
 
     s[conv].compute_at(s[final], task)
     cn, ck, ch, cw = s[conv].op.axis
+    # the last band's rows past the map are computed at its last row, not guarded row by row
+    # inside the unrolled tile (which would keep LLVM from holding the tile in registers)
+    s[conv].pragma(ch, OVERHANG, CLAMP)
     cho, chi = s[conv].split(ch, factor=bh)
     cwo, cwi = s[conv].split(cw, factor=bw)
     cwv, cwl = s[conv].split(cwi, factor=lanes)
@@ -130,6 +152,7 @@ def schedule_conv_stem_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.T
 
     s[acc].compute_at(s[conv], cwo)
     an, ak, aoh, aow = s[acc].op.axis
+    s[acc].pragma(aoh, OVERHANG, CLAMP)
     awv, awl = s[acc].split(aow, factor=lanes)
     rc, rr, rs = s[acc].op.reduce_axis
     register_tile(s[acc], [an], [rc, rr, rs], [ak, aoh, awv], awl, unroll=[rr, rs])

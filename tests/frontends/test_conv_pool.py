@@ -1,6 +1,7 @@
-"""passes.fuse_conv_max_pool: a stem Conv (+ Relu) and the MaxPool after it as one kernel
+"""passes.fuse_conv_max_pool (opt-in): a stem Conv (+ Relu) and the MaxPool after it as one kernel
 (te.ops.conv_pool), checked against ONNX Runtime on small maps shaped like SqueezeNet's 3x3/2 and
-ResNet's 7x7/2 stems; pools with padding, ceil_mode, and a conv read elsewhere too (not fused)."""
+ResNet's 7x7/2 stems; pools with padding or a ceil-mode overhang, and a conv read elsewhere too,
+stay apart."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,7 @@ from onnx import helper, numpy_helper
 
 import frontends
 from frontends import passes
-from frontends.conv_pool import CONV_MAX_POOL
+from frontends.conv_pool import CONV_MAX_POOL, fuse_conv_max_pool
 from frontends.profile import onnxruntime_session
 
 from .onnx_helpers import tiny, vi
@@ -31,11 +32,11 @@ def stem_model(rng, size, k, conv_stride, conv_pad, pool_pad=0, ceil=0, relu=Tru
 
 
 def check_against_ort(m, size, rng, fused: bool) -> None:
-    g = passes.run_passes(frontends.from_onnx(m))
+    g = fuse_conv_max_pool(passes.run_passes(frontends.from_onnx(m)))
     assert (CONV_MAX_POOL in [n.op for n in g.nodes]) == fused
     x = rng.standard_normal((1, 3, size, size)).astype(np.float32)
     want = onnxruntime_session(m).run(None, {"x": x})
-    lib = frontends.build(frontends.from_onnx(m))
+    lib = frontends.build(fuse_conv_max_pool(frontends.from_onnx(m)))
     if fused:
         assert len(lib.plan.funcs) == 1                 # conv, activation and pool: one kernel
     got = lib.run(x=x)
@@ -45,12 +46,21 @@ def check_against_ort(m, size, rng, fused: bool) -> None:
 
 @pytest.mark.parametrize("case", [
     dict(size=47, k=3, conv_stride=2, conv_pad=0),                       # SqueezeNet: 23 -> 11
-    dict(size=44, k=7, conv_stride=2, conv_pad=3, pool_pad=1),           # ResNet: 22 -> 11
-    dict(size=45, k=3, conv_stride=2, conv_pad=0, ceil=1),               # 22 -> 11 in ceil mode
+    dict(size=44, k=7, conv_stride=2, conv_pad=3),                       # ResNet's conv, unpadded pool
+    dict(size=47, k=3, conv_stride=2, conv_pad=0, ceil=1),               # ceil mode, no window overhangs
     dict(size=39, k=3, conv_stride=2, conv_pad=1, relu=False, bias=False),
-], ids=["squeezenet", "resnet", "ceil", "no_relu_no_bias"])
+], ids=["squeezenet", "resnet_conv", "ceil_exact", "no_relu_no_bias"])
 def test_stem_and_max_pool_fuse_and_match_onnxruntime(case, rng):
     check_against_ort(stem_model(rng, **case), case["size"], rng, fused=True)
+
+
+@pytest.mark.parametrize("case", [
+    dict(size=44, k=7, conv_stride=2, conv_pad=3, pool_pad=1),           # ResNet: a padded pool
+    dict(size=45, k=3, conv_stride=2, conv_pad=0, ceil=1),               # 22 -> 11: the last window overhangs
+], ids=["resnet_padded_pool", "ceil_overhang"])
+def test_a_pool_reaching_past_the_map_stays_apart(case, rng):
+    """Its clamped rows would make every band compute the whole conv (conv_pool.pool_reads_inside)."""
+    check_against_ort(stem_model(rng, **case), case["size"], rng, fused=False)
 
 
 def test_a_conv_read_elsewhere_stays_apart(rng):
@@ -64,5 +74,5 @@ def test_a_conv_of_many_channels_stays_apart(rng):
     m.graph.input[0].CopyFrom(vi("x", [1, 16, 31, 31]))
     w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
     m.graph.initializer[0].CopyFrom(numpy_helper.from_array(w, "w"))
-    ops = [n.op for n in passes.run_passes(frontends.from_onnx(m)).nodes]
+    ops = [n.op for n in fuse_conv_max_pool(passes.run_passes(frontends.from_onnx(m))).nodes]
     assert ops == ["Conv", "Relu", "MaxPool"]
