@@ -50,7 +50,8 @@ def main() -> None:
         m = stem_model(k, s, p, pp)
         fused = frontends.build(fuse_conv_max_pool(frontends.from_onnx(m)))
         two = frontends.build(frontends.from_onnx(m))
-        ort = onnxruntime_session(m, threads=a.threads)
+        # not spinning: its idle threads would take the cores from the OpenMP workers between turns
+        ort = onnxruntime_session(m, threads=a.threads, spinning=False)
         want = ort.run(None, {"x": x})[0]
         for lib in (fused, two):
             np.testing.assert_allclose(lib.run(x=x)[0], want, rtol=1e-4, atol=1e-4)

@@ -12,6 +12,10 @@ pooled map.  The row a band shares with the next one is computed twice (1 / (2 *
 
 The conv and pool computes are conv_stem.conv2d_stem's and pool.max_pool2d's, unchanged; only the
 schedule is this file's.  A Relu before the max is exact either way (max commutes with it).
+
+As measured on SqueezeNet's and ResNet's stems (bench/conv_pool.py, one and two threads) the kernel
+is about twice as slow as the two kernels apart, so only the opt-in graph pass
+(frontends/conv_pool.py) uses it; where the time goes is not yet known.
 """
 from __future__ import annotations
 
