@@ -13,18 +13,19 @@ pooled map.  The row a band shares with the next one is computed twice (1 / (2 *
 The conv and pool computes are conv_stem.conv2d_stem's and pool.max_pool2d's, unchanged; only the
 schedule is this file's.  A Relu before the max is exact either way (max commutes with it).
 
-As measured on SqueezeNet's and ResNet's stems (bench/conv_pool.py, one and two threads) the kernel
-is about twice as slow as the two kernels apart, so only the opt-in graph pass
-(frontends/conv_pool.py) uses it; where the time goes is not yet known.
+The accumulator tile must stay free of guards and of indices that vary per band (an overhang
+clamp), or LLVM keeps it in memory instead of registers; so the accumulator gets rows enough for
+the last band's last tile.  As measured (bench/conv_pool.py, one thread) the kernel is still
+~1.6x slower than the two kernels apart on SqueezeNet's stem, so only the opt-in graph pass
+(frontends/conv_pool.py) uses it.
 """
 from __future__ import annotations
 
 import te
-from te.lower import CLAMP, OVERHANG
 from te.target import Target, parse
 
 from .common import Epilogue
-from .conv_geometry import ConvGeometry
+from .conv_geometry import ConvGeometry, round_up
 from .conv_stem import applies as stem_applies
 from .conv_stem import conv2d_stem, default_tile
 from .depthwise import row_lanes
@@ -87,16 +88,30 @@ def conv_stem_max_pool(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Ten
                          f"most 4 input channels, got N={g.N}, C={g.C}, groups={g.groups}; "
                          f"run te.ops.conv2d and te.ops.max_pool2d apart")
     bk, bh, _ = default_tile(g, target)
-    conv = conv2d_stem(x, w, g, bias, epilogue, bk=bk, bh=bh, name=f"{name}.conv", target=target)
-    # this kernel's schedule places the conv stage: retagged so that ops.schedule does not take it
-    # for an anchor of its own (the op is new, no one else holds it)
-    conv.op.tag = CONV_TAG
-    pooled = max_pool2d(conv, kernel, stride, pads, dilation, ceil_mode, name=f"{name}.pool", target=target)
+
+    def stages(acc_rows: int):
+        conv = conv2d_stem(x, w, g, bias, epilogue, bk=bk, bh=acc_rows, name=f"{name}.conv", target=target)
+        # this kernel's schedule places the conv stage: retagged so that ops.schedule does not take
+        # it for an anchor of its own (the op is new, no one else holds it)
+        conv.op.tag = CONV_TAG
+        return conv, max_pool2d(conv, kernel, stride, pads, dilation, ceil_mode, name=f"{name}.pool", target=target)
+    conv, pooled = stages(bh)
     if pooled.op.tag != "pool":
         raise ValueError(f"{name}: the fused stem conv + max pool needs a strided pool (stride 1 pools run "
                          f"flat, pool.py), got stride {stride}; run them apart")
+    pa = pooled.op.attrs
+    (kh, _), (sh, _), (dh, _) = pa["kernel"], pa["stride"], pa["dilation"]
+    PH = pooled.shape[2]
+    band = band_rows(g, bk, PH, sh, kh, target)
+    # the last band's last register tile of conv rows may reach past the map: the accumulator gets
+    # rows enough (conv_stem pads it to whole tiles of its bh), so no guard lands in the unrolled
+    # tile, which would keep LLVM from holding it in registers
+    conv_rows = sh * (band - 1) + (kh - 1) * dh + 1
+    reach = (-(-PH // band) - 1) * sh * band + round_up(conv_rows, bh)
+    if reach > round_up(g.OH, bh):
+        conv, pooled = stages(reach)
     return te.compute(pooled.shape, lambda *i: pooled[i], name=name, tag="conv_stem_pool",
-                      attrs={"geometry": g, "bk": bk, "pool": pooled.op.attrs})
+                      attrs={"geometry": g, "bk": bk, "bh": bh, "band": band, "pool": pa})
 
 
 def schedule_conv_stem_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, target: Target) -> None:
@@ -104,7 +119,6 @@ def schedule_conv_stem_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.T
     conv_stem's register tiles, the pool's row maxima, then the pooled rows (module docstring)."""
     g: ConvGeometry = out.op.attrs["geometry"]
     bk = out.op.attrs["bk"]
-    pool_attrs = out.op.attrs["pool"]
     pooled = out.op.input_tensors[0]
     rows = input_stage(pooled, "pool_rows")
     conv = input_stage(rows, CONV_TAG)
@@ -113,14 +127,15 @@ def schedule_conv_stem_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.T
     lanes = target.lanes(out.dtype)
     bw = conv.op.attrs["bw"]
     N, K, PH, PW = out.shape
-    stride_h = pool_attrs["stride"][0]
-    window = pool_attrs["kernel"][0]
-    band = band_rows(g, bk, PH, stride_h, window, target)
+    # other bands or tiles than the compute's (attrs) stay right, with guards in the tile where
+    # the accumulator's rows run out
+    band = out.op.attrs["band"]
     cfg.define_knob("band_rows", sorted({1, 2, 4, 6, 8, band}), default=band)
     band = min(cfg["band_rows"].val, PH)
     # conv_stem's register tile of rows; where it does not divide the band's conv rows (odd at
-    # stride 2), the last tile's overhang is computed at the last row (pragma below)
-    cfg.define_knob("tile_rows", sorted({1, 2, 3, conv.op.attrs["bh"]}), default=conv.op.attrs["bh"])
+    # stride 2) the last tile overhangs into rows the pool does not read
+    bh = out.op.attrs["bh"]
+    cfg.define_knob("tile_rows", sorted({1, 2, 3, bh}), default=bh)
     bh = cfg["tile_rows"].val
 
     s[pooled].compute_inline()
@@ -143,9 +158,6 @@ def schedule_conv_stem_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.T
 
     s[conv].compute_at(s[final], task)
     cn, ck, ch, cw = s[conv].op.axis
-    # the last band's rows past the map are computed at its last row, not guarded row by row
-    # inside the unrolled tile (which would keep LLVM from holding the tile in registers)
-    s[conv].pragma(ch, OVERHANG, CLAMP)
     cho, chi = s[conv].split(ch, factor=bh)
     cwo, cwi = s[conv].split(cw, factor=bw)
     cwv, cwl = s[conv].split(cwi, factor=lanes)
@@ -156,7 +168,6 @@ def schedule_conv_stem_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.T
 
     s[acc].compute_at(s[conv], cwo)
     an, ak, aoh, aow = s[acc].op.axis
-    s[acc].pragma(aoh, OVERHANG, CLAMP)
     awv, awl = s[acc].split(aow, factor=lanes)
     rc, rr, rs = s[acc].op.reduce_axis
     register_tile(s[acc], [an], [rc, rr, rs], [ak, aoh, awv], awl, unroll=[rr, rs])
