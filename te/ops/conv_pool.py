@@ -149,7 +149,9 @@ def schedule_conv_stem_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.T
     parallel_if_worth(s[final], task, g.flops / 2)
     vectorize_inner(s[final], pw, PW, target, out.dtype)
 
-    s[rows].compute_at(s[final], task)
+    # one pooled row of one channel at a time, as pool.py does: its row maxima (111 floats) stay
+    # in registers for the strided taps of the pooled row
+    s[rows].compute_at(s[final], phi)
     (r_h,) = rows.op.reduce_axis
     wo, wi = vectorize_inner(s[rows], rows.op.axis[-1], rows.shape[-1], target, rows.dtype)
     s[rows].reorder(*rows.op.axis[:-1], r_h, *[a for a in (wo, wi) if a is not None])
