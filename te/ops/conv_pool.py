@@ -2,10 +2,12 @@
 
 Run apart, the stem conv (conv_stem.py) writes its whole map (64 x 111 x 111 floats, 3.15 MB for
 SqueezeNet; 64 x 112 x 112 for ResNet-50) and the 3x3/2 max pool reads it back.  Here a parallel
-task takes `bk` channels x a band of `band` pooled rows: it computes the conv (with its bias and
-activation) over the 2 * band + 1 conv rows that band's windows read into a buffer that stays in
-cache, then the pool's two separable stages (pool.py) over that buffer, and stores only the
-pooled map.  The row a band shares with the next one is computed twice (1 / (2 * band) more FMAs).
+task takes a band of `band` pooled rows: it pads and phase-splits the input rows the band needs
+(conv_stem's pad stage, once per band), then for each block of `bk` channels computes the conv
+(with its bias and activation) over the 2 * band + 1 conv rows that the band's windows read into
+a buffer that stays in L1, then the pool's two separable stages (pool.py) a pooled row at a time,
+and stores only the pooled map.  The row a band shares with the next one is computed twice
+(1 / (2 * band) more FMAs).
 
     conv[n, k, h, w] = epilogue(sum over c, r, s of xs[...] * w[k, c, r, s] + bias[k])
     out[n, k, ph, pw] = max over the window of conv (padding the max's identity)
@@ -15,9 +17,7 @@ schedule is this file's.  A Relu before the max is exact either way (max commute
 
 The accumulator tile must stay free of guards and of indices that vary per band (an overhang
 clamp), or LLVM keeps it in memory instead of registers; so the accumulator gets rows enough for
-the last band's last tile.  As measured (bench/conv_pool.py, one thread) the kernel is still
-~1.6x slower than the two kernels apart on SqueezeNet's stem, so only the opt-in graph pass
-(frontends/conv_pool.py) uses it.
+the last band's last tile.
 """
 from __future__ import annotations
 
@@ -59,20 +59,18 @@ def pool_reads_inside(g: ConvGeometry, kernel: tuple[int, int], stride: tuple[in
 
 
 def band_rows(g: ConvGeometry, bk: int, pool_rows: int, stride: int, window: int, target: Target) -> int:
-    """Pooled rows per task: at most as many as keep the conv buffer (bk channels x the band's
-    stride * (band - 1) + window conv rows x the conv's row, 4 bytes each) in the L1d, where the
-    pool's window reads each row again; among those, first a count of tasks the threads share
+    """Pooled rows per task: at most as many as keep a channel block's conv rows (bk channels x
+    stride * (band - 1) + window rows x the conv's row, 4 bytes each) in the L1d, where the pool's
+    window reads each row again; among those, first a count of bands (the tasks) the threads share
     evenly, then the most rows (each band recomputes the row it shares with the next, and its
     register tiles of conv rows may overhang by one: about 2 / (stride * band) more FMAs).
     SqueezeNet's stem, 8 channels x 111 columns, 48 KiB L1d: 6 pooled rows from 13 conv rows."""
     row_bytes = 4 * bk * g.OW
     most = max(1, (target.caches.l1d // row_bytes - window) // max(stride, 1) + 1)
     most = min(most, pool_rows)
-    tasks_k = -(-g.K // bk)
 
     def key(b: int) -> tuple:
-        tasks = tasks_k * -(-pool_rows // b)
-        return (tasks % target.threads == 0 or tasks >= 8 * target.threads, b)
+        return (-(-pool_rows // b) % target.threads == 0, b)
     return max(range(1, most + 1), key=key)
 
 
@@ -115,8 +113,9 @@ def conv_stem_max_pool(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Ten
 
 
 def schedule_conv_stem_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, target: Target) -> None:
-    """Tasks of bk channels x a band of pooled rows in parallel; per task the conv's rows in
-    conv_stem's register tiles, the pool's row maxima, then the pooled rows (module docstring)."""
+    """Bands of pooled rows in parallel; per band its padded input rows, then per block of bk
+    channels the conv's rows in conv_stem's register tiles, the pool's row maxima and the pooled
+    rows (module docstring)."""
     g: ConvGeometry = out.op.attrs["geometry"]
     bk = out.op.attrs["bk"]
     pooled = out.op.input_tensors[0]
@@ -144,8 +143,18 @@ def schedule_conv_stem_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.T
     n, k, ph, pw = s[final].op.axis
     ko, ki = s[final].split(k, factor=bk)
     pho, phi = s[final].split(ph, factor=band)
-    s[final].reorder(n, ko, pho, ki, phi, pw)
-    task = s[final].fuse(n, ko, pho)
+    # pad_in_band: a task is a band of all channels, its padded input rows made once per band and
+    # its channel blocks in turn (the pad's pass over the whole input gone); else a task is one
+    # channel block's band and the pad a parallel pass of its own first
+    cfg.define_knob("pad_in_band", [True, False], default=True)
+    in_band = cfg["pad_in_band"].val and xs is not None
+    if in_band:
+        s[final].reorder(n, pho, ko, ki, phi, pw)
+        task = s[final].fuse(n, pho)
+        conv_at = ko
+    else:
+        s[final].reorder(n, ko, pho, ki, phi, pw)
+        task = conv_at = s[final].fuse(n, ko, pho)
     parallel_if_worth(s[final], task, g.flops / 2)
     vectorize_inner(s[final], pw, PW, target, out.dtype)
 
@@ -158,7 +167,7 @@ def schedule_conv_stem_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.T
     if r_h.dom[1] <= MAX_UNROLLED_TAPS:
         s[rows].unroll(r_h)
 
-    s[conv].compute_at(s[final], task)
+    s[conv].compute_at(s[final], conv_at)
     cn, ck, ch, cw = s[conv].op.axis
     cho, chi = s[conv].split(ch, factor=bh)
     cwo, cwi = s[conv].split(cw, factor=bw)
@@ -175,9 +184,12 @@ def schedule_conv_stem_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.T
     register_tile(s[acc], [an], [rc, rr, rs], [ak, aoh, awv], awl, unroll=[rr, rs])
 
     if xs is not None:
-        # the phase-split pad at root as conv_stem schedules it: all rows of all channels in parallel
         xn, xc, xh, _, xq = s[xs].op.axis
-        parallel_if_worth(s[xs], s[xs].fuse(xn, xc, xh), g.flops / 2)
+        if in_band:
+            s[xs].compute_at(s[final], task)
+        else:
+            # at root as conv_stem schedules it: all rows of all channels in parallel
+            parallel_if_worth(s[xs], s[xs].fuse(xn, xc, xh), g.flops / 2)
         ql = xs.op.attrs.get("chunk") or row_lanes(xs.shape[4])
         if ql > 1:
             qi = s[xs].split(xq, factor=ql)[1]
