@@ -1,8 +1,7 @@
 """Graph passes: dead node elimination, BatchNorm and per-channel affine folding into Conv/Gemm,
 quantised Conv/MatMul/Gemm as int8 anchors (qdq.py), channel shuffles folded into the depthwise
-convs that read them (shuffle.py), a depthwise conv and the 1x1 conv after it as one node, (opt-in:
-`frontends.build(fuse_conv_max_pool(graph))`, slower than the two kernels apart as measured) a
-stem conv and the max pool after it as one node (conv_pool.py),
+convs that read them (shuffle.py), a depthwise conv and the 1x1 conv after it as one node, a stem
+conv and the max pool after it as one node (conv_pool.py),
 an average pool moved to the side of a 1x1 conv where it costs less (pool_swap.py), layout
 propagation to NCHW[x]c (opt-in), and fusion of elementwise chains into the kernel they follow.
 
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .conv_pool import fuse_conv_max_pool  # noqa: F401  (opt-in, not in PIPELINE: module docstring)
+from .conv_pool import fuse_conv_max_pool
 from .graph import Graph, Node
 from .pool_swap import average_pool_before_conv, conv_before_average_pool
 from .shuffle import fold_channel_shuffle
@@ -441,7 +440,7 @@ def quantize_int8(g: Graph) -> Graph:
 
 
 PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm, quantize_int8, fold_channel_shuffle,
-            fuse_depthwise_pointwise, conv_before_average_pool, average_pool_before_conv]
+            fuse_depthwise_pointwise, conv_before_average_pool, average_pool_before_conv, fuse_conv_max_pool]
 LAYOUTS = {None: [], "NCHW": [], "NCHWc": [propagate_nchwc]}     # layout passes also take the target
 
 
