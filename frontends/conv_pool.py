@@ -3,7 +3,9 @@
 SqueezeNet's and ResNet-50's first layers are a conv of 3 input channels, its activation and a 3x3
 stride-2 max pool.  Apart, the conv writes its whole map (3.2 MB) and the pool reads it back; the
 fused node's kernel computes the conv a band of rows at a time in cache and stores only the pooled
-map (a quarter of the bytes).
+map (a quarter of the bytes).  SqueezeNet's stem + pool, in the model on two threads: ~290 -> ~220
+us (bench/conv_pool.py; on one thread ~5% slower, the band's shared row computed twice).  A padded
+pool (ResNet-50's) stays apart: te.ops.conv_pool.pool_reads_inside.
 
 The node is tilewise.ConvMaxPool with inputs (x, weight, bias or ""), the pool's outputs, and
 attributes: the conv's strides, pads and dilations (conv_strides, conv_pads, conv_dilations), the
