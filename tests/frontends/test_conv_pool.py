@@ -63,6 +63,15 @@ def test_a_pool_reaching_past_the_map_stays_apart(case, rng):
     check_against_ort(stem_model(rng, **case), case["size"], rng, fused=False)
 
 
+def test_the_fused_node_counts_the_convs_flops(rng):
+    from frontends.profile import node_flops
+    m = stem_model(rng, 47, 3, 2, 0)
+    before = frontends.from_onnx(m)
+    fused = fuse_conv_max_pool(before)
+    node = next(n for n in fused.nodes if n.op == CONV_MAX_POOL)
+    assert node_flops(node, fused) == node_flops(before.nodes[0], before) > 0
+
+
 def test_a_conv_read_elsewhere_stays_apart(rng):
     """The Relu's output is a model output too: the conv's map must be written, nothing fuses."""
     check_against_ort(stem_model(rng, 31, 3, 2, 0, conv_output=True), 31, rng, fused=False)
