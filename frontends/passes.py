@@ -265,6 +265,12 @@ def _constant_conv(n: Node, g: Graph) -> bool:
             and not n.attrs.get("channel_shuffle") and n.attrs.get("auto_pad", "NOTSET") in ("NOTSET", b"NOTSET"))
 
 
+def _only_reader(cons: dict, outputs: set[str], value: str) -> Node | None:
+    """The one node that reads `value` (not a graph output), as its first input; else None."""
+    users = cons.get(value, [])
+    return users[0] if len(users) == 1 and value not in outputs and users[0].inputs[0] == value else None
+
+
 def _clip_bounds(n: Node, g: Graph) -> tuple[float | None, float | None] | None:
     """(low, high) of a Relu (no high bound), or of a Clip with constant scalar bounds, an absent
     one the float32 extreme as ONNX says (lowering._clip); None for any other node."""
@@ -299,8 +305,7 @@ def fuse_depthwise_pointwise(g: Graph) -> Graph:
     outputs = {o.name for o in g.outputs}
 
     def only_reader(value: str) -> Node | None:
-        users = cons.get(value, [])
-        return users[0] if len(users) == 1 and value not in outputs and users[0].inputs[0] == value else None
+        return _only_reader(cons, outputs, value)
     fused: list[tuple[Node, Node, Node]] = []
     for dw in g.nodes:
         if not _constant_conv(dw, g):

@@ -27,12 +27,11 @@ from te.target import Target, parse
 from .common import Epilogue
 from .conv_geometry import ConvGeometry, round_up
 from .conv_stem import applies as stem_applies
-from .conv_stem import conv2d_stem, default_tile
-from .depthwise import row_lanes
+from .conv_stem import conv2d_stem, default_tile, schedule_acc_tile, schedule_pad_columns
 from .injective import vectorize_inner
 from .knobs import FallbackConfig
 from .pool import MAX_UNROLLED_TAPS, max_pool2d, pool_out_size
-from .schedule import anchor, input_stage, parallel_if_worth, register_tile
+from .schedule import anchor, input_stage, parallel_if_worth
 
 CONV_TAG = "conv_stem_pool.conv"
 
@@ -178,23 +177,16 @@ def schedule_conv_stem_pool_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.T
     s[conv].vectorize(cwl)
 
     s[acc].compute_at(s[conv], cwo)
-    an, ak, aoh, aow = s[acc].op.axis
-    awv, awl = s[acc].split(aow, factor=lanes)
-    rc, rr, rs = s[acc].op.reduce_axis
-    register_tile(s[acc], [an], [rc, rr, rs], [ak, aoh, awv], awl, unroll=[rr, rs])
+    schedule_acc_tile(s, acc, lanes)
 
     if xs is not None:
-        xn, xc, xh, _, xq = s[xs].op.axis
+        xn, xc, xh, _, _ = s[xs].op.axis
         if in_band:
             s[xs].compute_at(s[final], task)
         else:
             # at root as conv_stem schedules it: all rows of all channels in parallel
             parallel_if_worth(s[xs], s[xs].fuse(xn, xc, xh), g.flops / 2)
-        ql = xs.op.attrs.get("chunk") or row_lanes(xs.shape[4])
-        if ql > 1:
-            qi = s[xs].split(xq, factor=ql)[1]
-            # a strided read vectorized is a gather (conv_stem: slower than the unrolled copy)
-            s[xs].unroll(qi) if g.sw > 1 else s[xs].vectorize(qi)
+        schedule_pad_columns(s, xs, g)
 
 
 @anchor("conv_stem_pool")
