@@ -25,9 +25,9 @@ POOL_KEYS = ("kernel_shape", "strides", "pads", "dilations", "ceil_mode", "auto_
 
 
 def _stem_conv(n: Node, g: Graph):
-    """The geometry of a Conv te.ops.conv_pool runs (one image, few channels, constant weight,
-    explicit pads), or None."""
-    from te.ops import conv_pool
+    """The geometry of a Conv te.ops.conv_pool runs (one image, few channels and taps, constant
+    weight, explicit pads), or None."""
+    from te.ops import conv_pool, conv_stem
     from te.ops.conv_geometry import geometry
 
     from .passes import _constant_conv, _conv_attrs
@@ -39,7 +39,10 @@ def _stem_conv(n: Node, g: Graph):
                        int(n.attrs.get("group", 1)))
     except ValueError:
         return None
-    return geo if conv_pool.applies(geo) else None
+    # only where the stem kernel is the untuned choice anyway: a 7x7 stem runs the direct conv
+    # (conv_stem.preferred), and the stem kernel in its place lost more than the pool's pass saved
+    # (bench/conv_pool.py, one thread)
+    return geo if conv_pool.applies(geo) and conv_stem.preferred(geo) else None
 
 
 def _strided_max_pool(n: Node, geo) -> bool:

@@ -36,7 +36,6 @@ from .schedule import anchor, input_stage, parallel_if_worth
 CONV_TAG = "conv_stem_pool.conv"
 
 
-
 def applies(g: ConvGeometry) -> bool:
     """Does the fused kernel run a max pool after the conv of geometry g (a stem conv of one image)?"""
     return stem_applies(g) and g.N == 1
