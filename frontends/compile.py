@@ -316,7 +316,8 @@ def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, hist
         tuned = choice is not None and choice.record is not None
         kname = by_key.get(key)
         if kname is None:
-            kname = by_key[key] = f"k{len(ks.funcs)}_{grp.master.op.lower()}"
+            # a C name: the tilewise.X ops have a dot
+            kname = by_key[key] = f"k{len(ks.funcs)}_{grp.master.op.lower().replace('.', '_')}"
             if auto is not None:
                 s, ks.records[auto[1].workload] = auto
             else:

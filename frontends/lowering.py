@@ -333,6 +333,26 @@ def _dwpw(node, ins, attrs, opset, out_shapes, target, choice=None):
                              target=target)]
 
 
+@lowers_anchor("tilewise.ConvMaxPool")
+def _conv_max_pool(node, ins, attrs, opset, out_shapes, target, choice=None):
+    """conv_pool.fuse_conv_max_pool's node: te.ops.conv_pool's one kernel, the activation (if any)
+    as the conv's epilogue."""
+    from te.ops import conv_pool
+    from te.ops.conv_geometry import geometry
+    from te.ops.elementwise import clamp
+
+    from .lower_nn import _pool_args
+    x, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    g = geometry(x.shape, w.shape, tuple(attrs["conv_strides"]), tuple(attrs["conv_pads"]),
+                 tuple(attrs["conv_dilations"]), 1)
+    lo, hi = attrs["act_min"], attrs["act_max"]
+    act = None if lo is None and hi is None else (lambda v, idx: clamp(v, lo, hi))
+    k, strides, pads, dil, ceil = _pool_args(attrs, x)
+    return [conv_pool.conv_stem_max_pool(x, w, g, bias, act, k, strides, pads, dil, ceil, name=node.name,
+                                         target=target)]
+
+
 @lowers("tilewise.PackNCHWc")
 def _pack_nchwc(node, ins, attrs, opset, out_shapes):
     return [_ops().pack_nchwc(ins[0], attrs["block"], name=node.name)]

@@ -1,6 +1,7 @@
 """Graph passes: dead node elimination, BatchNorm and per-channel affine folding into Conv/Gemm,
 quantised Conv/MatMul/Gemm as int8 anchors (qdq.py), channel shuffles folded into the depthwise
-convs that read them (shuffle.py), a depthwise conv and the 1x1 conv after it as one node,
+convs that read them (shuffle.py), a depthwise conv and the 1x1 conv after it as one node, a stem
+conv and the max pool after it as one node (conv_pool.py),
 an average pool moved to the side of a 1x1 conv where it costs less (pool_swap.py), layout
 propagation to NCHW[x]c (opt-in), and fusion of elementwise chains into the kernel they follow.
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .conv_pool import fuse_conv_max_pool
 from .graph import Graph, Node
 from .pool_swap import average_pool_before_conv, conv_before_average_pool
 from .shuffle import fold_channel_shuffle
@@ -263,6 +265,12 @@ def _constant_conv(n: Node, g: Graph) -> bool:
             and not n.attrs.get("channel_shuffle") and n.attrs.get("auto_pad", "NOTSET") in ("NOTSET", b"NOTSET"))
 
 
+def _only_reader(cons: dict, outputs: set[str], value: str) -> Node | None:
+    """The one node that reads `value` (not a graph output), as its first input; else None."""
+    users = cons.get(value, [])
+    return users[0] if len(users) == 1 and value not in outputs and users[0].inputs[0] == value else None
+
+
 def _clip_bounds(n: Node, g: Graph) -> tuple[float | None, float | None] | None:
     """(low, high) of a Relu (no high bound), or of a Clip with constant scalar bounds, an absent
     one the float32 extreme as ONNX says (lowering._clip); None for any other node."""
@@ -297,8 +305,7 @@ def fuse_depthwise_pointwise(g: Graph) -> Graph:
     outputs = {o.name for o in g.outputs}
 
     def only_reader(value: str) -> Node | None:
-        users = cons.get(value, [])
-        return users[0] if len(users) == 1 and value not in outputs and users[0].inputs[0] == value else None
+        return _only_reader(cons, outputs, value)
     fused: list[tuple[Node, Node, Node]] = []
     for dw in g.nodes:
         if not _constant_conv(dw, g):
@@ -438,7 +445,7 @@ def quantize_int8(g: Graph) -> Graph:
 
 
 PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm, quantize_int8, fold_channel_shuffle,
-            fuse_depthwise_pointwise, conv_before_average_pool, average_pool_before_conv]
+            fuse_depthwise_pointwise, conv_before_average_pool, average_pool_before_conv, fuse_conv_max_pool]
 LAYOUTS = {None: [], "NCHW": [], "NCHWc": [propagate_nchwc]}     # layout passes also take the target
 
 

@@ -192,6 +192,12 @@ def node_flops(n: Node, g: Graph) -> float:
     if n.op == "tilewise.DepthwisePointwise":        # passes.fuse_depthwise_pointwise: both convs
         wd, wp = g.info(n.inputs[1]).shape, g.info(n.inputs[3]).shape
         return 2.0 * out / wp[0] * (wd[0] * float(np.prod(wd[2:], dtype=np.float64)) + wp[0] * wp[1])
+    if n.op == "tilewise.ConvMaxPool":               # conv_pool.fuse_conv_max_pool: the conv's FLOPs
+        from te.ops.conv_geometry import geometry
+        w = g.info(n.inputs[1]).shape
+        c = geometry(g.info(n.inputs[0]).shape, w, tuple(n.attrs["conv_strides"]), tuple(n.attrs["conv_pads"]),
+                     tuple(n.attrs["conv_dilations"]), 1)
+        return 2.0 * c.N * c.K * c.OH * c.OW * float(np.prod(w[1:], dtype=np.float64))
     if n.op == "Gemm":
         a = g.info(n.inputs[0]).shape
         k = a[0] if n.attrs.get("transA", 0) else a[1]

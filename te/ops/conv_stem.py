@@ -136,18 +136,29 @@ def schedule_conv2d_stem(s: te.Schedule, out: te.Tensor, final: te.Tensor | None
     s[final].vectorize(owl)
 
     s[acc].compute_at(s[final], tile)
+    schedule_acc_tile(s, acc, lanes)
+
+    # the phase-split pad: rows of all channels are its tasks (3 planes would split 2 : 1 over two
+    # threads), its columns vectors
+    if xs is None:
+        return
+    xn, xc, xh, _, _ = s[xs].op.axis
+    parallel_if_worth(s[xs], s[xs].fuse(xn, xc, xh), g.flops / 2)
+    schedule_pad_columns(s, xs, g)
+
+
+def schedule_acc_tile(s: te.Schedule, acc: te.Tensor, lanes: int) -> None:
+    """The accumulator (computed at its tile) as a register tile over the whole reduction."""
     an, ak, aoh, aow = s[acc].op.axis
     awv, awl = s[acc].split(aow, factor=lanes)
     rc, rr, rs = s[acc].op.reduce_axis
     # the taps unrolled: the column phase and offset of each (col % sw, col // sw) become constants
     register_tile(s[acc], [an], [rc, rr, rs], [ak, aoh, awv], awl, unroll=[rr, rs])
 
-    # the phase-split pad: rows of all channels are its tasks (3 planes would split 2 : 1 over two
-    # threads), its columns vectors
-    if xs is None:
-        return
-    xn, xc, xh, _, xq = s[xs].op.axis
-    parallel_if_worth(s[xs], s[xs].fuse(xn, xc, xh), g.flops / 2)
+
+def schedule_pad_columns(s: te.Schedule, xs: te.Tensor, g: ConvGeometry) -> None:
+    """The phase-split pad's columns: vectors at stride 1, an unrolled copy at a stride."""
+    xq = s[xs].op.axis[4]
     ql = xs.op.attrs.get("chunk") or row_lanes(xs.shape[4])
     if ql > 1:
         _, qi = s[xs].split(xq, factor=ql)
