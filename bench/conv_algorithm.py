@@ -85,9 +85,12 @@ def model_report(name: str, repeat: int) -> None:
     feed = profile.random_inputs(libs["picked"].plan.inputs)
     # the builds alternate in rounds of a few passes, so a change in the machine's load hits them alike
     runs = {label: [] for label in ways}
-    for _ in range(max(1, repeat // 4)):
-        for label, lib in libs.items():
+    labels = list(libs)
+    for r in range(max(1, repeat // 4)):
+        for label in labels[r % len(labels):] + labels[:r % len(labels)]:      # each build first in turn
+            lib = libs[label]
             time.sleep(0.2)         # the last build's OpenMP workers stop spinning
+            lib.run(**feed)
             got = profile.time_steps(lib, feed, repeat=4, order="model")
             runs[label] = got if not runs[label] else [(st, profile.Latency(old.times + new.times))
                                                        for (st, old), (_, new) in zip(runs[label], got)]
