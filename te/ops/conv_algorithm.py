@@ -30,7 +30,9 @@ not overlapped), per core over the target's threads; the cheapest wins:
 Picks on ResNet-50 (AVX-512, 2 threads): F(4x4) for 64 @ 56x56 and 128 @ 28x28, F(2x2) for
 256 @ 14x14 (timed in the model, bench/conv_algorithm.py --models: F(2x2) ~535 us, F(4x4) ~720,
 direct ~730).  In ResNet-50, Inception v2, SqueezeNet and DenseNet-121 the pick was the fastest
-of the three or within 5% of it, but for DenseNet's 128 -> 32 at 14x14 (direct 8% faster).  Maps
+of the three or within 5% of it, but for DenseNet's 128 -> 32 at 14x14 and SqueezeNet's
+48 -> 192 at 13x13 (F(2x2) picked, the direct conv 8-9% faster: few output channels make a
+short batched GEMM).  Maps
 under 13x13 keep the direct conv (WinogradConv.match): the padded tiles waste most of the work.
 With fewer lanes (AVX2) the multiply-adds weigh more and F(4x4) wins more often; the cache
 sizes do not enter (the weights miss every level).  Tuning times all three in any case.
