@@ -15,7 +15,7 @@
     dense.dot         template dense_dot              matmul.py    W as it is (N, K)
 
 Where several implementations apply to a workload, the one a rule prefers (matmul.default_strategy,
-conv2d.as_matmul, winograd's sizes) has priority 10 (Winograd 20) and the others a lower one: an
+conv2d.as_matmul, te.ops.conv_algorithm) has priority 10 (Winograd 20) and the others a lower one: an
 untuned build takes the preferred one, tuning times them all and a tuned build takes the fastest
 (te.ops.registry.candidates, frontends.compile.choose).
 """
@@ -30,6 +30,7 @@ from .conv2d import (PackedWeight, _tile_candidates, as_matmul, conv1x1_matmul, 
                      tile_budget)
 from . import conv_stem
 from .conv2d_nchwc import conv2d_NCHWc, pack_conv_weight_numpy, schedule_conv2d_NCHWc_cfg
+from .conv_algorithm import Algorithm, choose
 from .conv_geometry import round_up
 from .depthwise import depthwise_conv2d_nchw, schedule_depthwise_cfg
 from .matmul import (DOT_MAX_M, ROWS_MAX_M, SPLITK_MAX_M, default_strategy, define_bn, define_knobs, dense_packed,
@@ -147,8 +148,20 @@ class Gemm1x1Conv(_Conv):
         schedule_matmul_cfg(cfg, s, out, final, target)
 
 
+def _winograd_priority(wl: ConvWorkload, target: Target, alg: Algorithm, otherwise: int) -> int:
+    """20 (above the direct conv's PREFERRED) where `alg` is conv_algorithm.choose's pick, else
+    `otherwise`.  Only >= 16 channels in and >= 32 out on maps of at least 13x13 choose at all:
+    on 7x7 maps the padded tiles waste most of Winograd's work, and with few channels the
+    transforms outweigh the multiply-adds saved."""
+    g = wl.geometry
+    if g.C >= 16 and g.K >= 32 and min(g.OH, g.OW) >= 13 and choose(g, target) is alg:
+        return 20
+    return otherwise
+
+
 class WinogradConv(_Conv):
-    """3x3 stride-1 convs by F(4x4, 3x3), the weight transformed at build time."""
+    """3x3 stride-1 convs by F(4x4, 3x3), the weight transformed at build time; preferred where
+    te.ops.conv_algorithm estimates it the fastest (multiply-adds and weights read from memory)."""
     name, template = "conv2d.winograd", "conv2d_nchw_winograd"
     packs_weight = True
     M = 4           # output tile
@@ -156,12 +169,7 @@ class WinogradConv(_Conv):
     def match(self, wl, target):
         if wl.layout != "NCHW" or not wg.applies(wl.geometry) or wl.dtype == "uint8":
             return None
-        # preferred for >= 16 channels in and >= 32 out on maps of at least 13x13, where it is
-        # faster than the direct conv (SqueezeNet's 16->64 at 55x55 and 64->256 at 13x13 by 15-20%
-        # on one thread and two); on 7x7 maps the padded tiles and the weights, 4x larger once
-        # transformed, make it slower
-        g = wl.geometry
-        return 20 if g.C >= 16 and g.K >= 32 and min(g.OH, g.OW) >= 13 else 0
+        return _winograd_priority(wl, target, Algorithm.WINOGRAD_F4, 0)
 
     def space(self, cfg, wl, target):
         g = wl.geometry
@@ -192,15 +200,16 @@ class WinogradConv(_Conv):
 
 class WinogradF2Conv(WinogradConv):
     """3x3 stride-1 convs by F(2x2, 3x3): 4x4 tiles (2.25x fewer multiplies than direct, against
-    F(4x4)'s 4x), but smaller transforms and less padding on small maps; an alternative that
-    tuning times beside F(4x4) and the direct conv (the algorithm is chosen by measurement)."""
+    F(4x4)'s 4x), but smaller transforms, less padding on small maps and weights 2.25x smaller once
+    transformed; preferred where te.ops.conv_algorithm estimates it the fastest (ResNet-50's
+    256 -> 256 at 14x14, its weights read from memory), else an alternative that tuning times."""
     name, template = "conv2d.winograd_f2", "conv2d_nchw_winograd_f2"
     M = 2
 
     def match(self, wl, target):
         if wl.layout != "NCHW" or not wg.applies(wl.geometry) or wl.dtype == "uint8":
             return None
-        return ALTERNATIVE
+        return _winograd_priority(wl, target, Algorithm.WINOGRAD_F2, ALTERNATIVE)
 
 
 def _depthwise(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), dtype: str = "float32",

@@ -32,13 +32,13 @@ RESNET_LIKE = [   # (x, w, strides, pads, groups), the implementation
     (((1, 3, 224, 224), (64, 3, 7, 7), (2, 2), (3, 3, 3, 3), 1), "conv2d.direct"),        # the stem
     (((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd"),
     (((1, 128, 28, 28), (128, 128, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd"),
-    (((1, 256, 14, 14), (256, 256, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd"),
+    (((1, 256, 14, 14), (256, 256, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd_f2"),   # weights cold
     (((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.direct"),       # map too small
     (((1, 128, 56, 56), (128, 128, 3, 3), (2, 2), (1, 1, 1, 1), 1), "conv2d.direct"),     # strided
     (((1, 16, 56, 56), (16, 16, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.direct"),        # few channels
     (((1, 8, 56, 56), (64, 8, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.direct"),          # few channels in
     (((1, 16, 55, 55), (64, 16, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd"),      # SqueezeNet's
-    (((1, 64, 13, 13), (256, 64, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd"),
+    (((1, 64, 13, 13), (256, 64, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd_f2"),
     (((1, 64, 56, 56), (256, 64, 1, 1), (1, 1), (0, 0, 0, 0), 1), "conv2d.gemm1x1"),
     (((1, 256, 56, 56), (512, 256, 1, 1), (2, 2), (0, 0, 0, 0), 1), "conv2d.gemm1x1"),    # 28x28 pixels
     (((1, 1024, 14, 14), (256, 1024, 1, 1), (1, 1), (0, 0, 0, 0), 1), "conv2d.direct"),   # 196 pixels
@@ -55,7 +55,8 @@ def test_the_registry_selects_what_the_old_rules_did(conv, want, target):
     x, w, strides, pads, groups = conv
     wl = registry.ConvWorkload(x, w, strides, pads, (1, 1), groups)
     impl = registry.select(wl, te.target.parse(target))
-    assert impl.name == want == old_rule(wl.geometry)
+    # where the old rule took F(4x4), te.ops.conv_algorithm may take F(2x2) (fewer weight bytes)
+    assert impl.name == want and want.replace("winograd_f2", "winograd") == old_rule(wl.geometry)
 
 
 def test_a_task_is_the_kernel_of_the_choice():
