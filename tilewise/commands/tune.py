@@ -508,7 +508,7 @@ def estimated_times(rows) -> tuple[float, float, bool]:
 
 def _model_check(graph, log_path: str, sched) -> None:
     """Run the model check (tune_check.py) and report it beside the tuner's estimate."""
-    from .tune_check import check_model_isolated, projected_gain
+    from .tune_check import check_model_isolated
     if graph.batch is not None:
         note("tilewise: note: model check skipped: the model has a dynamic batch")
         return
@@ -520,12 +520,30 @@ def _model_check(graph, log_path: str, sched) -> None:
     except Exception as e:          # the log holds every record: the check is a verdict, not the result
         note(f"tilewise: note: model check failed ({type(e).__name__}: {e}); the log is complete")
         return
+    report_model_check(mc, (default_total, tuned_total))
+    say(f"model check: the tuned kernels timed in the model saved {_signed_time(mc.kernel_saving)} per run; "
+        f"{mc.records} in-model record(s) appended to {log_path}")
+
+
+AFTER_CHECK = "their records now say so, and a build with the log takes the faster kernel"
+
+
+def report_model_check(mc, estimate: tuple[float, float] | None = None, then: str = AFTER_CHECK) -> None:
+    """The model check's verdict (tune_check.ModelCheck) in lines of the report; with the tuner's
+    `estimate` (seconds per run in the tuned kernels with default schedules, with the best) beside it;
+    `then`: what follows for the kernels that ran slower."""
+    from .tune_check import projected_gain
     if mc.slower:
         say(f"model check: {len(mc.slower)} of {mc.kernels} tuned kernel(s) ran slower in the model than untuned "
-            f"({', '.join(mc.slower[:6])}{', ...' if len(mc.slower) > 6 else ''}); their records now say so, "
-            "and a build with the log takes the faster kernel")
+            f"({', '.join(mc.slower[:6])}{', ...' if len(mc.slower) > 6 else ''}); {then}")
     else:
         say(f"model check: none of the {mc.kernels} tuned kernel(s) ran slower in the model than untuned")
+    line = (f"model: {fmt_time(mc.untuned)} per run untuned, {fmt_time(mc.tuned)} tuned ({mc.gain:.2f}x, saving "
+            f"{_signed_time(mc.untuned - mc.tuned)}")
+    if estimate is None:
+        say(line + ")")
+        return
+    default_total, tuned_total = estimate
     est = default_total / tuned_total if tuned_total > 0 else math.nan
     saving = default_total - tuned_total
     proj = projected_gain(mc.untuned, saving)
@@ -535,11 +553,7 @@ def _model_check(graph, log_path: str, sched) -> None:
             projected += f"; {round(100 * (mc.gain - 1) / (proj - 1))}% of the projected gain"
     else:       # timed while the machine was busy: the tuner's figures and the model's disagree wholly
         projected = ", more than the untuned model takes"
-    say(f"model: {fmt_time(mc.untuned)} per run untuned, {fmt_time(mc.tuned)} tuned ({mc.gain:.2f}x, saving "
-        f"{_signed_time(mc.untuned - mc.tuned)}; the tuner estimated {est:.2f}x over its kernels, saving "
-        f"{_signed_time(saving)}{projected})")
-    say(f"model check: the tuned kernels timed in the model saved {_signed_time(mc.kernel_saving)} per run; "
-        f"{mc.records} in-model record(s) appended to {log_path}")
+    say(line + f"; the tuner estimated {est:.2f}x over its kernels, saving {_signed_time(saving)}{projected})")
 
 
 def _signed_time(seconds: float) -> str:
