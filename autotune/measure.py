@@ -245,7 +245,8 @@ def _run_job(payload: dict) -> dict:
     from te.target import parse
     opt: MeasureOption = payload["option"]
     specs = payload["specs"]
-    jit = JitModule(payload["object"], parse(payload["target"]), payload["uses_openmp"])
+    target = parse(payload["target"])
+    jit = JitModule(payload["object"], target, payload["uses_openmp"])
     fn = jit.function(payload["symbol"], len(specs))
     key = payload["workload"]
     _keep_heap()
@@ -253,15 +254,10 @@ def _run_job(payload: dict) -> dict:
     arrays = _inputs(key, specs, _worker_task(payload["task"]) if packs else None, payload.get("config"))
     ptrs = [a.ctypes.data for a in arrays]
     weight = payload.get("weight_arg")
-    if not (opt.cold_weights and weight is not None and weight < len(arrays) and not specs[weight][2]):
-        weight = None
-    plan = None
-    if weight is not None:
-        target = parse(payload["target"])
+    cold = ColdWeights(ptrs, None, [], False, target)       # the weight as it is: warm after the first call
+    if opt.cold_weights and weight is not None and weight < len(arrays) and not specs[weight][2]:
         plan = cold_plan(arrays[weight].nbytes, payload.get("model_weight_bytes", 0), target)
         cold = ColdWeights(ptrs, weight, _weight_copies(arrays[weight], target, plan.copies), plan.flush, target)
-    else:
-        cold = ColdWeights(ptrs, None, [], False, parse(payload["target"]))
     outs = [a for a, (_, _, w, _) in zip(arrays, specs) if w]
     for o in outs:
         o.fill(0)
@@ -317,8 +313,7 @@ def _run_job(payload: dict) -> dict:
         if payload.get("cutoff") and costs[0] > payload["cutoff"]:
             break
     clock.close()
-    return {"error_no": 0, "costs": costs, "run_time": time.perf_counter() - t0, "disturbed": disturbed / calls,
-            "weight_from": plan.where if plan is not None else ""}
+    return {"error_no": 0, "costs": costs, "run_time": time.perf_counter() - t0, "disturbed": disturbed / calls}
 
 
 def _short(e: BaseException) -> str:
