@@ -4,8 +4,6 @@ arrays a kernel is timed on as a model holds them (`padded_array`, cold `weight_
 by the tuner's runner (autotune/measure.py) and the model check (frontends/profile.py)."""
 from __future__ import annotations
 
-import ctypes
-import functools
 import os
 import statistics
 import time
@@ -94,7 +92,7 @@ class RunQueueClock:
         self.fds.clear()
 
 
-COLD_COPIES_MAX = 64            # copies of a small weight: enough to leave L2, few enough to make fast
+COLD_COPIES_MAX = 4096          # copies of a small weight: enough to leave the caches, few enough to make fast
 COLD_BYTES_MAX = 256 << 20      # and never more memory than this for them
 # The last-level cache one core can count on, at most: a VM sees its socket's whole L3 as shared
 # by its own CPUs alone (this Emerald Rapids VM: 300 MiB by 2, so sysfs says 150 MiB a core),
@@ -112,117 +110,62 @@ def llc_share(target: Target) -> int:
 
 @dataclass(frozen=True)
 class ColdPlan:
-    """How each timed call of a kernel meets its weight: read from `copies` copies in turn
-    (1: the weight alone), and with `flush`, the weight's lines flushed from every cache first."""
+    """How each timed call of a kernel meets its weight: read from `copies` copies in turn (1: the
+    weight alone), so that `reuse` bytes of weights pass between two reads of one copy; `where`
+    the weight then comes from, for people ('L3' or 'memory')."""
     copies: int
-    flush: bool = False
-
-    @property
-    def where(self) -> str:
-        """Where the calls read the weight from, for people: 'memory' or 'L3'."""
-        return "memory" if self.flush else "L3"
+    reuse: int
+    where: str
 
 
 def cold_plan(weight_bytes: int, model_weight_bytes: int, target: Target) -> ColdPlan:
     """How a kernel whose weight holds `weight_bytes` is timed to meet it as its model does.
 
     In a model a kernel reads its weight once per run, after the model's other weights went
-    through the caches.  Where they all fit the cores' last-level share (llc_share), the weight
-    comes from L3: copies read in turn that together outgrow the L2s (weight_copies).  Where the
-    model's weights outgrow it (`model_weight_bytes`; 0 for a task not taken from a model), it
-    comes from memory: the runner flushes its lines before each call (clflushopt, outside the
-    timed call: 2-3 ns a line, about the time of a kernel that reads its weight once), which
-    times ResNet-50's kernels as the model runs them; copies outgrowing an L3 shared with cores
-    the VM cannot see would not.  Without clflushopt (clflush is ten times slower, ordered)
-    copies as large as COLD_BYTES_MAX allows."""
-    if model_weight_bytes <= llc_share(target):
-        return ColdPlan(_copies(weight_bytes, 4 * target.caches.l2 * max(1, target.threads)))
-    if "clflushopt" in target.feature_set:
-        return ColdPlan(1, flush=True)
-    return ColdPlan(_copies(weight_bytes, max(2 * llc_share(target), model_weight_bytes)))
-
-
-def _copies(weight_bytes: int, want: int) -> int:
-    """Copies of a weight (itself included) that together hold `want` bytes, within
+    through the caches.  The calls read copies of the weight in turn that together hold as much:
+    at least four times the L2s of the kernel's cores (out of L2: a task made alone, or one of a
+    model whose weights fit the cores' L3 share, llc_share), and as much as the model's weights
+    (`model_weight_bytes`, 0 for a task not taken from a model) where they outgrow that share, so
+    the weight comes from wherever the model's other weights leave it: memory or a far L3, as
+    the hardware decides, whatever size of L3 the VM reports.  Copies, not a flush of the weight
+    before each call: on 2 threads the flush leaves the OpenMP team idle long enough to sleep,
+    and waking it on a busy machine costs a time slice (ResNet-50's 9 MiB 3x3 weight: 0.94 ms
+    timed on copies, 6.4 ms flushed, 1.0 ms in the model; bench/cold_weights.py).  Within
     COLD_COPIES_MAX and COLD_BYTES_MAX."""
+    want = 4 * target.caches.l2 * max(1, target.threads)
+    where = "L3"
+    if model_weight_bytes > llc_share(target):
+        want, where = max(want, model_weight_bytes), "memory"
     w = max(1, weight_bytes)
-    return max(1, min(COLD_COPIES_MAX, -(-want // w), COLD_BYTES_MAX // w))
+    copies = max(1, min(COLD_COPIES_MAX, -(-want // w), COLD_BYTES_MAX // w))
+    return ColdPlan(copies, copies * w, where)
 
 
-def weight_copies(w, target: Target, copies: int | None = None) -> list:
-    """`copies` copies of weight w (w itself first; by default those that together hold at least
-    four times the L2 of the cores the kernel runs on, within COLD_COPIES_MAX and COLD_BYTES_MAX):
-    a kernel that reads them in turn meets its weight as in a model, out of L2."""
+def weight_copies(w, target: Target, copies: int | None = None, reuse: list | None = None) -> list:
+    """`copies` copies of weight w (w itself first; by default cold_plan's for a task alone: out of
+    the L2s); `reuse`: a list of earlier copies of w's shape and dtype, filled again (no new memory
+    to fault in) rather than made afresh."""
     n = copies or cold_plan(w.nbytes, 0, target).copies
     out = [w]
-    for _ in range(n - 1):
-        out.append(padded_array(w.shape, w.dtype))
+    spare = [c for c in (reuse or [])[1:] if c.shape == w.shape and c.dtype == w.dtype]
+    for k in range(n - 1):
+        out.append(spare[k] if k < len(spare) else padded_array(w.shape, w.dtype))
         out[-1][...] = w
     return out
 
 
 class ColdWeights:
-    """The arguments of a kernel's timed calls with its weight (argument `index`) cold: read from
-    `copies` of it in turn (copies[0] the array the call's pointers name), and with `flush`, its
-    lines flushed from every cache before each call (flush_lines_fn).  `args(k)`: call k's pointers."""
+    """The arguments of a kernel's timed calls with its weight (argument `index`) read from
+    `copies` of it in turn (copies[0] the array the pointers name); `args(k)`: call k's pointers."""
 
-    def __init__(self, ptrs: list[int], index: int | None, copies: list, flush: bool, target: Target):
-        self.index = index
-        self.copies = copies if index is not None else []
+    def __init__(self, ptrs: list[int], index: int | None = None, copies: list | None = None):
         self.rotation = [[c.ctypes.data if k == index else p for k, p in enumerate(ptrs)]
-                         for c in self.copies] or [list(ptrs)]
-        self.flush = flush_lines_fn(target) if flush and index is not None else None
-        self.nbytes = copies[0].nbytes if self.copies else 0
+                         for c in (copies or [])] if index is not None else []
+        self.rotation = self.rotation or [list(ptrs)]
 
     def args(self, k: int) -> list[int]:
-        """The pointers of call k, its weight made cold for it."""
-        ptrs = self.rotation[k % len(self.rotation)]
-        if self.flush is not None:
-            self.flush(ptrs[self.index], self.nbytes)
-        return ptrs
-
-
-_FLUSH_IR = """
-define void @tw_flush_lines(ptr %p, i64 %n) {
-entry:
-  %empty = icmp sle i64 %n, 0
-  br i1 %empty, label %done, label %loop
-loop:
-  %off = phi i64 [0, %entry], [%next, %loop]
-  %a = getelementptr i8, ptr %p, i64 %off
-  call void @llvm.x86.clflushopt(ptr %a)
-  %next = add i64 %off, 64
-  %more = icmp slt i64 %next, %n
-  br i1 %more, label %loop, label %done
-done:
-  call void @llvm.x86.sse2.mfence()
-  ret void
-}
-declare void @llvm.x86.clflushopt(ptr)
-declare void @llvm.x86.sse2.mfence()
-"""
-
-
-@functools.lru_cache(maxsize=None)
-def _flush_kernel(target: Target):
-    from te import llvm_init
-    from te.jit import JitModule
-    jit = JitModule(llvm_init.llvm().parse_assembly(_FLUSH_IR), target)
-    return jit, jit.function("tw_flush_lines", restype=None, argtypes=[ctypes.c_void_p, ctypes.c_int64])
-
-
-def flush_lines_fn(target: Target):
-    """flush(address, nbytes): write back and evict the cache lines of those bytes from every
-    cache (clflushopt over them, then mfence), so the next read comes from memory; the target
-    must have clflushopt (cold_plan asks for a flush only then)."""
-    if "clflushopt" not in target.feature_set:
-        raise ValueError(f"{target.cpu}: no clflushopt to flush a weight with; time it on copies (cold_plan)")
-    _, fn = _flush_kernel(target)
-
-    def flush(address: int, nbytes: int) -> None:
-        start = address & ~63           # whole lines: the first may begin before the array
-        fn(start, address + nbytes - start)
-    return flush
+        """The pointers of call k."""
+        return self.rotation[k % len(self.rotation)]
 
 
 SLACK = 4096        # bytes after a padded array

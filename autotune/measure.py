@@ -48,10 +48,10 @@ class MeasureOption:
     warmup: int = 1
     flush_cache: bool = False        # overwrite a buffer larger than the caches before each repeat
     # each call meets its weight as a model's kernel does (read last one model run ago) while its
-    # input arrives warm from the kernel before: from L3 (another of several copies that together
-    # outgrow the L2s), or from memory (flushed before the call) when the task's model holds more
-    # weights than the cores' L3 share (call_timing.cold_plan); timed with one warm weight, a config
-    # that streams the weight badly looks as fast as one that streams it well
+    # input arrives warm from the kernel before: from another of several copies that together
+    # outgrow the L2s, or hold as much as the task's model's weights where those outgrow the
+    # cores' L3 share (call_timing.cold_plan); timed with one warm weight, a config that streams
+    # the weight badly looks as fast as one that streams it well
     cold_weights: bool = True
     check_correctness: bool = True
     # a candidate whose first timed repeat is slower than cutoff_ratio x the best cost the tuner
@@ -230,10 +230,12 @@ BUSY_PAUSE = 0.25           # seconds between timings while it is
 
 def _weight_copies(w, target: Target, copies: int | None = None) -> list:
     """weight_copies, kept for the next candidate while its weight is the same array (a config
-    that packs it alike) and as many copies are asked for."""
+    that packs it alike) and as many copies are asked for; else the last ones refilled where
+    their shape fits (a model's worth of copies is 100 MB to fault in afresh)."""
     kept = _RunnerState.cold
     if kept is None or kept[0] is not w or (copies is not None and len(kept[1]) != copies):
-        _RunnerState.cold = kept = (w, weight_copies(w, target, copies))
+        _RunnerState.cold = None                # the old copies go before the new ones are made
+        _RunnerState.cold = kept = (w, weight_copies(w, target, copies, reuse=kept[1] if kept else None))
     return kept[1]
 
 
@@ -246,6 +248,8 @@ def _run_job(payload: dict) -> dict:
     opt: MeasureOption = payload["option"]
     specs = payload["specs"]
     target = parse(payload["target"])
+    if payload["task"].get("threads"):     # the task's own count: the caches its cold weight must outgrow
+        target = replace(target, threads=payload["task"]["threads"])
     jit = JitModule(payload["object"], target, payload["uses_openmp"])
     fn = jit.function(payload["symbol"], len(specs))
     key = payload["workload"]
@@ -254,10 +258,10 @@ def _run_job(payload: dict) -> dict:
     arrays = _inputs(key, specs, _worker_task(payload["task"]) if packs else None, payload.get("config"))
     ptrs = [a.ctypes.data for a in arrays]
     weight = payload.get("weight_arg")
-    cold = ColdWeights(ptrs, None, [], False, target)       # the weight as it is: warm after the first call
+    cold = ColdWeights(ptrs)        # the weight as it is: warm after the first call
     if opt.cold_weights and weight is not None and weight < len(arrays) and not specs[weight][2]:
         plan = cold_plan(arrays[weight].nbytes, payload.get("model_weight_bytes", 0), target)
-        cold = ColdWeights(ptrs, weight, _weight_copies(arrays[weight], target, plan.copies), plan.flush, target)
+        cold = ColdWeights(ptrs, weight, _weight_copies(arrays[weight], target, plan.copies))
     outs = [a for a, (_, _, w, _) in zip(arrays, specs) if w]
     for o in outs:
         o.fill(0)

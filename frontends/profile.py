@@ -362,11 +362,11 @@ class KernelPair:
 
 def compare_builds(lib_a, lib_b, target=None, rounds: int = 7, min_time: float = 0.004,
                    only: Callable[[object, object], bool] | None = None) -> list[KernelPair]:
-    """Time each kernel of two builds of one graph (GraphLibrary) that differ, in alternating
-    rounds, each call meeting its weights as the model does (autotune.call_timing.cold_plan: from
-    rotating copies larger than the L2 caches, or from memory where the model's weights outgrow
-    the cores' L3 share); `only(call_a, call_b)` picks the groups to time.  The kernels come from
-    the builds' own compiled modules."""
+    """Time each kernel of two builds of one graph (GraphLibrary) that differ, the two in
+    alternating rounds, each call reading its weight from rotating copies as the model meets it
+    (autotune.call_timing.cold_plan: out of the L2s, or as far as the model's weights push it
+    where they outgrow the cores' L3 share); `only(call_a, call_b)` picks the groups to time.
+    The kernels come from the builds' own compiled modules."""
     from te.build import arg_specs
     from te.runtime import random_array
     from te.target import parse
@@ -385,8 +385,7 @@ def compare_builds(lib_a, lib_b, target=None, rounds: int = 7, min_time: float =
         else:
             pairs[key] = KernelPair(tuple(st.nodes), 1, st, other)
     rng = np.random.default_rng(0)
-    runs = []
-    for p in pairs.values():
+    for p in pairs.values():        # a pair at a time: a model's worth of weight copies each, not all at once
         fns = []
         for lib, call in ((lib_a, p.a), (lib_b, p.b)):
             func = next(f for f in lib.plan.funcs if f.name == call.kernel)
@@ -399,16 +398,14 @@ def compare_builds(lib_a, lib_b, target=None, rounds: int = 7, min_time: float =
                 if not s.written:
                     a[...] = random_array(rng, s.shape, s.dtype)
             ptrs = [a.ctypes.data for a in arrays]
-            cold = ColdWeights(ptrs, None, [], False, tgt)
+            cold, copies = ColdWeights(ptrs), []
             params = [k for k, (space, _) in enumerate(call.args[:len(arrays)]) if space == "param"]
             if params:          # the largest constant (the weight) cold: the others are small
                 w = max(params, key=lambda k: arrays[k].nbytes)
-                plan = cold_plan(arrays[w].nbytes, lib.params.nbytes, tgt)
-                cold = ColdWeights(ptrs, w, weight_copies(arrays[w], tgt, plan.copies), plan.flush, tgt)
-            fns.append((fn, cold, arrays))      # the arrays live while their pointers are called
-        runs.append((p, fns))
-    for _ in range(max(1, rounds)):
-        for p, fns in runs:
+                copies = weight_copies(arrays[w], tgt, cold_plan(arrays[w].nbytes, lib.params.nbytes, tgt).copies)
+                cold = ColdWeights(ptrs, w, copies)
+            fns.append((fn, cold, arrays + copies))      # the arrays live while their pointers are called
+        for _ in range(max(1, rounds)):
             for (fn, cold, _), times in zip(fns, (p.times_a, p.times_b)):
                 times.append(_time_rotating(fn, cold, min_time))
     return list(pairs.values())
