@@ -128,10 +128,10 @@ def cold_plan(weight_bytes: int, model_weight_bytes: int, target: Target) -> Col
     (`model_weight_bytes`, 0 for a task not taken from a model) where they outgrow that share, so
     the weight comes from wherever the model's other weights leave it: memory or a far L3, as
     the hardware decides, whatever size of L3 the VM reports.  Copies, not a flush of the weight
-    before each call: on 2 threads the flush leaves the OpenMP team idle long enough to sleep,
-    and waking it on a busy machine costs a time slice (ResNet-50's 9 MiB 3x3 weight: 0.94 ms
-    timed on copies, 6.4 ms flushed, 1.0 ms in the model; bench/cold_weights.py).  Within
-    COLD_COPIES_MAX and COLD_BYTES_MAX."""
+    before each call (clflushopt, about as long as such a kernel): so timed, ResNet-50's 9 MiB 3x3
+    weight took 6.4 ms a call against 1.0 ms in the model and 0.94 ms on copies (2 threads on a
+    busy VM, bench/cold_weights.py; the idle gap a flush leaves between calls seems to cost the
+    parallel team its CPUs).  Within COLD_COPIES_MAX and COLD_BYTES_MAX."""
     want = 4 * target.caches.l2 * max(1, target.threads)
     where = "L3"
     if model_weight_bytes > llc_share(target):

@@ -5,8 +5,8 @@ te.ops.registry workload; the model compiler and the task extractor both hand it
 `registry.select`, so the task extracted for a node is the template and arguments of the
 implementation its kernel is built with.  Each task carries how often it occurs and its FLOPs,
 so a tuner can spend its budget where the model spends its time, and how many bytes of weights
-the model holds, so a tuner times it with its weight where the model finds it (from memory when
-they outgrow the L3: autotune.call_timing.cold_plan).
+the model holds, so a tuner times it with its weight where the model finds it (behind that many
+bytes of other weights when they outgrow the cores' L3 share: autotune.call_timing.cold_plan).
 """
 from __future__ import annotations
 
