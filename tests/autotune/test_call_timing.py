@@ -72,3 +72,11 @@ def test_a_models_tasks_carry_its_weight_bytes_and_a_task_alone_none(tiny_onnx):
     assert tasks and all(mt.task.model_weight_bytes == weights for mt in tasks)
     alone = autotune.create_task(tasks[0].task.name, tasks[0].task.args)
     assert alone.model_weight_bytes == 0 and alone == tasks[0].task
+
+
+def test_the_models_weight_bytes_reach_the_runner(tiny_onnx):
+    from autotune.measure import _payload, _worker_task
+    task = extract_tasks(frontends.from_onnx(tiny_onnx))[0].task
+    big = replace(task, model_weight_bytes=97 * MiB)
+    assert _worker_task(_payload(big, None)).model_weight_bytes == 97 * MiB       # a cluster's timer too
+    assert _worker_task(_payload(replace(task, model_weight_bytes=0), None)).model_weight_bytes == 0
