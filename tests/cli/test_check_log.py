@@ -5,25 +5,17 @@ from __future__ import annotations
 import argparse
 
 import autotune
-import frontends
 from autotune import record as rec
-from frontends import profile
 from te.target import host
 from tilewise.commands import check_log, tune_check
 
 from ..tiny_models import fake_records, write_log
+from .test_tune_check import kernels_timed_at
 
 
 def _judged(monkeypatch, times_a: list, times_b: list) -> None:
     """The model check runs in this process, each kernel pair timed at times_a (untuned) and times_b (tuned)."""
-    compare = profile.compare_builds
-
-    def timed(lib_a, lib_b, target, rounds, only):
-        pairs = compare(lib_a, lib_b, target, 1, min_time=1e-4, only=only)
-        for p in pairs:
-            p.times_a, p.times_b = list(times_a), list(times_b)
-        return pairs
-    monkeypatch.setattr(profile, "compare_builds", timed)
+    kernels_timed_at(monkeypatch, times_a, times_b)
     monkeypatch.setattr(tune_check, "check_model_isolated", lambda g, log: tune_check.check_model(g, log, repeat=2))
 
 
