@@ -234,7 +234,6 @@ def _weight_copies(w, target: Target, copies: int | None = None) -> list:
     their shape fits (a model's worth of copies is 100 MB to fault in afresh)."""
     kept = _RunnerState.cold
     if kept is None or kept[0] is not w or (copies is not None and len(kept[1]) != copies):
-        _RunnerState.cold = None                # the old copies go before the new ones are made
         _RunnerState.cold = kept = (w, weight_copies(w, target, copies, reuse=kept[1] if kept else None))
     return kept[1]
 

@@ -331,6 +331,7 @@ class _Run:
                  shared_logs: bool, seed: int, board, log_path: str, peak: float, label: str = "",
                  round_trials: int | None = None):
         import autotune
+        from autotune.call_timing import llc_share
         from autotune.scheduler import TaskScheduler
         self.target, self.measurer, self.peak = target, measurer, peak
         self.n_trials, self.time_budget = n_trials, time_budget
@@ -349,6 +350,11 @@ class _Run:
         where = "on the cluster" if hasattr(measurer, "workers_state") else ""
         say(f"CPU {target.cpu} ({isa_tag(isa)}), " + (f"peak {peak:.0f} GFLOP/s; " if peak else "")
             + f"budget {budget}; tuner {tuner}; log {log_path}" + (f"; measured {where}" if where else ""))
+        weights = max((getattr(t.task, "model_weight_bytes", 0) for t in tasks), default=0)
+        if weights > llc_share(target):
+            say(f"the model's weights ({weights / 2**20:.0f} MiB) outgrow the cores' L3 share "
+                f"({llc_share(target) / 2**20:.0f} MiB): each candidate reads its weight behind as many bytes of "
+                "copies, as the model meets it")
         seeds = {}
         if shared_logs:
             sel = gather_logs([], True, isa)
