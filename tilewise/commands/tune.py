@@ -28,7 +28,8 @@ default schedule.  Then the model check: the model is built untuned and with the
 kernel the log changed is timed beside the untuned one as the model runs it, and its verdict
 goes into the log (a config that ran slower in the model loses to the kernel it replaced);
 the two models are timed in alternating rounds and the gain is reported beside the estimate.
-Then build the model with the log:  tilewise build MODEL -o model.so --log LOG"""
+Then build the model with the log:  tilewise build MODEL -o model.so --log LOG
+(A log made earlier, or a shipped one: tilewise check-log MODEL --log LOG runs that check.)"""
 
 EXAMPLES = """\
   tilewise tune resnet50.onnx --trials 2000 --log resnet50.jsonl
