@@ -92,6 +92,9 @@ def run(args) -> int:
         verdict = rec.read_log(work).records[len(original):]        # what the check appended
     then = "--prune OUT writes the log without them" if args.prune is None else "left out of the pruned log"
     report_model_check(mc, then=then)
+    if not mc.kernels:
+        note(f"tilewise: note: the log changed no kernel of {os.path.basename(args.model)} on this CPU "
+             "(its records are of other workloads or of another ISA): nothing was judged")
     if args.prune is None:
         return 0
     kept, added = pruned(original, mc.lost), pruned(verdict, mc.lost)
@@ -99,6 +102,4 @@ def run(args) -> int:
     say(f"wrote {args.prune}: {len(kept) + len(added)} record(s); {len(original) - len(kept)} record(s) of "
         f"{len(mc.lost)} config(s) that ran slower in the model left out, {len(added)} in-model record(s) of the "
         "check added")
-    if not mc.kernels:
-        note(f"tilewise: note: the log changed no kernel of {os.path.basename(args.model)}: nothing was judged")
     return 0
