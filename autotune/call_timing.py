@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from dataclasses import dataclass
 
 from te.target import Target
 
@@ -91,22 +92,80 @@ class RunQueueClock:
         self.fds.clear()
 
 
-COLD_COPIES_MAX = 64            # copies of a small weight: enough to leave L2, few enough to make fast
+COLD_COPIES_MAX = 4096          # copies of a small weight: enough to leave the caches, few enough to make fast
 COLD_BYTES_MAX = 256 << 20      # and never more memory than this for them
+# The last-level cache one core can count on, at most: a VM sees its socket's whole L3 as shared
+# by its own CPUs alone (this Emerald Rapids VM: 300 MiB by 2, so sysfs says 150 MiB a core),
+# while the cores it cannot see use it too.  Real shares are 1.5-2 MiB a core (Ice Lake, Sapphire
+# Rapids), 4 MiB (Zen 4 and 5: 32 MiB a CCD of 8), 5 MiB (Emerald Rapids: 320 MiB for 64 cores).
+LLC_SHARE_MAX = 4 << 20
 
 
-def weight_copies(w, target: Target) -> list:
-    """Copies of weight w (w itself first) that together hold at least four times the L2 of the
-    cores the kernel runs on, within COLD_COPIES_MAX and COLD_BYTES_MAX: a kernel that reads
-    them in turn meets its weight as in a model, out of L2."""
-    import numpy as np
+def llc_share(target: Target) -> int:
+    """Bytes of the last-level cache the kernel's cores can count on: the target's L3 share per
+    core, at most LLC_SHARE_MAX (see there: a VM's report of a shared L3 is not taken at its word),
+    times its threads."""
+    return min(target.caches.l3, LLC_SHARE_MAX) * max(1, target.threads)
+
+
+@dataclass(frozen=True)
+class ColdPlan:
+    """How each timed call of a kernel meets its weight: read from `copies` copies in turn (1: the
+    weight alone), so that `reuse` bytes of weights pass between two reads of one copy; `where`
+    the weight then comes from, for people ('L3' or 'memory')."""
+    copies: int
+    reuse: int
+    where: str
+
+
+def cold_plan(weight_bytes: int, model_weight_bytes: int, target: Target) -> ColdPlan:
+    """How a kernel whose weight holds `weight_bytes` is timed to meet it as its model does.
+
+    In a model a kernel reads its weight once per run, after the model's other weights went
+    through the caches.  The calls read copies of the weight in turn that together hold as much:
+    at least four times the L2s of the kernel's cores (out of L2: a task made alone, or one of a
+    model whose weights fit the cores' L3 share, llc_share), and as much as the model's weights
+    (`model_weight_bytes`, 0 for a task not taken from a model) where they outgrow that share, so
+    the weight comes from wherever the model's other weights leave it: memory or a far L3, as
+    the hardware decides, whatever size of L3 the VM reports.  Copies, not a flush of the weight
+    before each call (clflushopt, about as long as such a kernel): so timed, ResNet-50's 9 MiB 3x3
+    weight took 6.4 ms a call against 1.0 ms in the model and 0.94 ms on copies (2 threads on a
+    busy VM, bench/cold_weights.py; the idle gap a flush leaves between calls seems to cost the
+    parallel team its CPUs).  Within COLD_COPIES_MAX and COLD_BYTES_MAX."""
     want = 4 * target.caches.l2 * max(1, target.threads)
-    n = max(1, min(COLD_COPIES_MAX, -(-want // max(1, w.nbytes)), COLD_BYTES_MAX // max(1, w.nbytes)))
-    copies = [w]
-    for _ in range(n - 1):
-        copies.append(padded_array(w.shape, w.dtype))
-        copies[-1][...] = w
-    return copies
+    where = "L3"
+    if model_weight_bytes > llc_share(target):
+        want, where = max(want, model_weight_bytes), "memory"
+    w = max(1, weight_bytes)
+    copies = max(1, min(COLD_COPIES_MAX, -(-want // w), COLD_BYTES_MAX // w))
+    return ColdPlan(copies, copies * w, where)
+
+
+def weight_copies(w, target: Target, copies: int | None = None, reuse: list | None = None) -> list:
+    """`copies` copies of weight w (w itself first; by default cold_plan's for a task alone: out of
+    the L2s); `reuse`: a list of earlier copies of w's shape and dtype, filled again (no new memory
+    to fault in) rather than made afresh."""
+    n = copies or cold_plan(w.nbytes, 0, target).copies
+    out = [w]
+    spare = [c for c in (reuse or [])[1:] if c.shape == w.shape and c.dtype == w.dtype]
+    for k in range(n - 1):
+        out.append(spare[k] if k < len(spare) else padded_array(w.shape, w.dtype))
+        out[-1][...] = w
+    return out
+
+
+class ColdWeights:
+    """The arguments of a kernel's timed calls with its weight (argument `index`) read from
+    `copies` of it in turn (copies[0] the array the pointers name); `args(k)`: call k's pointers."""
+
+    def __init__(self, ptrs: list[int], index: int | None = None, copies: list | None = None):
+        self.rotation = [[c.ctypes.data if k == index else p for k, p in enumerate(ptrs)]
+                         for c in (copies or [])] if index is not None else []
+        self.rotation = self.rotation or [list(ptrs)]
+
+    def args(self, k: int) -> list[int]:
+        """The pointers of call k."""
+        return self.rotation[k % len(self.rotation)]
 
 
 SLACK = 4096        # bytes after a padded array

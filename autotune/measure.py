@@ -26,7 +26,8 @@ from dataclasses import dataclass, field, replace
 
 from te.target import Target
 
-from .call_timing import CLEAN_WAIT, RunQueueClock, padded_array, per_call, weight_copies  # noqa: F401
+from .call_timing import (CLEAN_WAIT, ColdWeights, RunQueueClock, cold_plan, padded_array, per_call,  # noqa: F401
+                          weight_copies)
 from .record import ErrorNo, Record
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,11 @@ class MeasureOption:
     min_repeat_ms: float = 10.0
     warmup: int = 1
     flush_cache: bool = False        # overwrite a buffer larger than the caches before each repeat
-    # each call reads its weight from another of several copies that together outgrow the L2
-    # caches, as a model's kernel meets its weight (read last one model run ago) while its input
-    # arrives warm from the kernel before: timed with one warm weight, a config that streams the
-    # weight badly looks as fast as one that streams it well
+    # each call meets its weight as a model's kernel does (read last one model run ago) while its
+    # input arrives warm from the kernel before: from another of several copies that together
+    # outgrow the L2s, or hold as much as the task's model's weights where those outgrow the
+    # cores' L3 share (call_timing.cold_plan); timed with one warm weight, a config that streams
+    # the weight badly looks as fast as one that streams it well
     cold_weights: bool = True
     check_correctness: bool = True
     # a candidate whose first timed repeat is slower than cutoff_ratio x the best cost the tuner
@@ -139,7 +141,8 @@ def _worker_task(payload: dict):
         from .auto_scheduler.workload import receive_dag
         receive_dag(payload["name"], payload["args"], payload["dag"])
     epilogue = payload.get("epilogue") or ()
-    key = json.dumps([payload["name"], payload["args"], payload["target"], payload.get("threads"), epilogue])
+    key = json.dumps([payload["name"], payload["args"], payload["target"], payload.get("threads"), epilogue,
+                      payload.get("model_weight_bytes", 0)])
     task = _RunnerState.tasks.get(key)
     if task is None:
         target = parse(payload["target"])
@@ -149,6 +152,8 @@ def _worker_task(payload: dict):
             task = create_task(payload["name"], payload["args"], target)
         else:
             task = create_task(payload["name"], payload["args"], target, epilogue)
+            if payload.get("model_weight_bytes"):       # a model's task: timed with its weight as the model meets it
+                task = replace(task, model_weight_bytes=payload["model_weight_bytes"])
         _RunnerState.tasks[key] = task
     return task
 
@@ -223,12 +228,13 @@ BUSY_SHARE = 0.75           # or a timing whose calls' threads waited for a CPU 
 BUSY_PAUSE = 0.25           # seconds between timings while it is
 
 
-def _weight_copies(w, target: Target) -> list:
+def _weight_copies(w, target: Target, copies: int | None = None) -> list:
     """weight_copies, kept for the next candidate while its weight is the same array (a config
-    that packs it alike)."""
+    that packs it alike) and as many copies are asked for; else the last ones refilled where
+    their shape fits (a model's worth of copies is 100 MB to fault in afresh)."""
     kept = _RunnerState.cold
-    if kept is None or kept[0] is not w:
-        _RunnerState.cold = kept = (w, weight_copies(w, target))
+    if kept is None or kept[0] is not w or (copies is not None and len(kept[1]) != copies):
+        _RunnerState.cold = kept = (w, weight_copies(w, target, copies, reuse=kept[1] if kept else None))
     return kept[1]
 
 
@@ -240,18 +246,21 @@ def _run_job(payload: dict) -> dict:
     from te.target import parse
     opt: MeasureOption = payload["option"]
     specs = payload["specs"]
-    jit = JitModule(payload["object"], parse(payload["target"]), payload["uses_openmp"])
+    target = parse(payload["target"])
+    if payload["task"].get("threads"):     # the task's own count: the caches its cold weight must outgrow
+        target = replace(target, threads=payload["task"]["threads"])
+    jit = JitModule(payload["object"], target, payload["uses_openmp"])
     fn = jit.function(payload["symbol"], len(specs))
     key = payload["workload"]
     _keep_heap()
     packs = any(p for *_, p in specs)
     arrays = _inputs(key, specs, _worker_task(payload["task"]) if packs else None, payload.get("config"))
     ptrs = [a.ctypes.data for a in arrays]
-    rotation = [ptrs]
     weight = payload.get("weight_arg")
+    cold = ColdWeights(ptrs)        # the weight as it is: warm after the first call
     if opt.cold_weights and weight is not None and weight < len(arrays) and not specs[weight][2]:
-        rotation = [[c.ctypes.data if k == weight else p for k, p in enumerate(ptrs)]
-                    for c in _weight_copies(arrays[weight], parse(payload["target"]))]
+        plan = cold_plan(arrays[weight].nbytes, payload.get("model_weight_bytes", 0), target)
+        cold = ColdWeights(ptrs, weight, _weight_copies(arrays[weight], target, plan.copies))
     outs = [a for a, (_, _, w, _) in zip(arrays, specs) if w]
     for o in outs:
         o.fill(0)
@@ -276,8 +285,9 @@ def _run_job(payload: dict) -> dict:
     # cannot see past.  A kernel of over CALIBRATE_LONG seconds is long enough to run once a repeat.
     warm = [first]
     while len(warm) < CALIBRATE_CALLS and min(warm) < CALIBRATE_LONG:
+        args = cold.args(len(warm))
         t = time.perf_counter()
-        fn(*ptrs)
+        fn(*args)
         warm.append(time.perf_counter() - t)
     number = max(1, int(opt.min_repeat_ms / 1e3 / max(min(warm), 1e-7)))
     costs = []
@@ -292,7 +302,7 @@ def _run_job(payload: dict) -> dict:
         times, waits = [], []
         start = time.perf_counter()
         for _ in range(number):
-            dt, wait = clock.call(fn, rotation[calls % len(rotation)])
+            dt, wait = clock.call(fn, cold.args(calls))
             times.append(dt)
             if wait is not None:
                 waits.append(wait)
@@ -359,6 +369,7 @@ def _payload(task, config) -> dict:
     from .task import _symbol
     return {"name": task.name, "args": task.args, "target": str(task.target), "threads": task.target.threads,
             "epilogue": getattr(task, "epilogue", ()), "config": None if config is None else config.to_json(),
+            "model_weight_bytes": getattr(task, "model_weight_bytes", 0),
             "symbol": _symbol(task.name), "module": task.module, "dag": task.dag}
 
 
@@ -540,6 +551,7 @@ class Measurer:
                    "task": self._payload(task, None), "config": build.get("config"),
                    "uses_openmp": build["uses_openmp"], "workload": measure_key(task),
                    "weight_arg": build.get("weight_arg"),
+                   "model_weight_bytes": getattr(task, "model_weight_bytes", 0),
                    "target": str(task.target), "option": self.option, "role": role}
         self.runner.submit("run", payload)
         res = self.runner.result(self.option.run_timeout, ErrorNo.RUN_TIMEOUT, ErrorNo.RUNTIME_ERROR)

@@ -109,6 +109,10 @@ class Task:
     # the fused chain a model runs after this anchor (autotune.epilogue); not part of the
     # workload key: a record is of the anchor's config, whatever chain the candidate was timed with
     epilogue: tuple = field(default=(), compare=False)
+    # bytes of weights the model this task comes from holds (frontends.tasks.extract_tasks; 0 for a
+    # task made alone): beyond the cores' L3 share, candidates read their weight from copies that
+    # hold as much (autotune.call_timing.cold_plan); not part of the workload key either
+    model_weight_bytes: int = field(default=0, compare=False)
 
     @property
     def workload_key(self) -> str:

@@ -362,15 +362,16 @@ class KernelPair:
 
 def compare_builds(lib_a, lib_b, target=None, rounds: int = 7, min_time: float = 0.004,
                    only: Callable[[object, object], bool] | None = None) -> list[KernelPair]:
-    """Time each kernel of two builds of one graph (GraphLibrary) that differ, in alternating
-    rounds, each call reading its weights from rotating copies larger than the L2 caches
-    (autotune.measure.weight_copies), as the model meets them; `only(call_a, call_b)` picks the
-    groups to time.  The kernels come from the builds' own compiled modules."""
+    """Time each kernel of two builds of one graph (GraphLibrary) that differ, the two in
+    alternating rounds, each call reading its weight from rotating copies as the model meets it
+    (autotune.call_timing.cold_plan: out of the L2s, or as far as the model's weights push it
+    where they outgrow the cores' L3 share); `only(call_a, call_b)` picks the groups to time.
+    The kernels come from the builds' own compiled modules."""
     from te.build import arg_specs
     from te.runtime import random_array
     from te.target import parse
 
-    from autotune.call_timing import padded_array, weight_copies
+    from autotune.call_timing import ColdWeights, cold_plan, padded_array, weight_copies
     tgt = parse(target)
     pairs: dict[tuple, KernelPair] = {}
     steps_b = {tuple(st.nodes): st for st in lib_b.plan.steps}
@@ -384,8 +385,7 @@ def compare_builds(lib_a, lib_b, target=None, rounds: int = 7, min_time: float =
         else:
             pairs[key] = KernelPair(tuple(st.nodes), 1, st, other)
     rng = np.random.default_rng(0)
-    runs = []
-    for p in pairs.values():
+    for p in pairs.values():        # a pair at a time: a model's worth of weight copies each, not all at once
         fns = []
         for lib, call in ((lib_a, p.a), (lib_b, p.b)):
             func = next(f for f in lib.plan.funcs if f.name == call.kernel)
@@ -397,34 +397,31 @@ def compare_builds(lib_a, lib_b, target=None, rounds: int = 7, min_time: float =
             for a, s in zip(arrays, specs):
                 if not s.written:
                     a[...] = random_array(rng, s.shape, s.dtype)
-            rotation = [[a.ctypes.data for a in arrays]]
-            copies = []
+            ptrs = [a.ctypes.data for a in arrays]
+            cold, copies = ColdWeights(ptrs), []
             params = [k for k, (space, _) in enumerate(call.args[:len(arrays)]) if space == "param"]
             if params:          # the largest constant (the weight) cold: the others are small
                 w = max(params, key=lambda k: arrays[k].nbytes)
-                copies = weight_copies(arrays[w], tgt)
-                rotation = [[c.ctypes.data if k == w else a.ctypes.data for k, a in enumerate(arrays)]
-                            for c in copies]
-            fns.append((fn, rotation, arrays + copies))      # the arrays live while their pointers are called
-        runs.append((p, fns))
-    for _ in range(max(1, rounds)):
-        for p, fns in runs:
-            for (fn, rotation, _), times in zip(fns, (p.times_a, p.times_b)):
-                times.append(_time_rotating(fn, rotation, min_time))
+                copies = weight_copies(arrays[w], tgt, cold_plan(arrays[w].nbytes, lib.params.nbytes, tgt).copies)
+                cold = ColdWeights(ptrs, w, copies)
+            fns.append((fn, cold, arrays + copies))      # the arrays live while their pointers are called
+        for _ in range(max(1, rounds)):
+            for (fn, cold, _), times in zip(fns, (p.times_a, p.times_b)):
+                times.append(_time_rotating(fn, cold, min_time))
     return list(pairs.values())
 
 
-def _time_rotating(fn, rotation: list, min_time: float) -> float:
+def _time_rotating(fn, cold, min_time: float) -> float:
     """Seconds per call of fn (autotune.measure.per_call: the calls whose threads waited for a
-    CPU left out, as the tuner's runner does), its calls taking their arguments from `rotation`
-    in turn, over at least min_time (one untimed call first: the engine that ran before may
-    still hold the cores)."""
+    CPU left out, as the tuner's runner does), call k taking its arguments from `cold.args(k)`
+    (autotune.call_timing.ColdWeights), over at least min_time (one untimed call first: the
+    engine that ran before may still hold the cores)."""
     from autotune.call_timing import RunQueueClock, per_call
-    fn(*rotation[0])
+    fn(*cold.args(0))
     clock = RunQueueClock()             # after a call: the OpenMP team is there to be read
     times, waits, t0 = [], [], time.perf_counter()
     while not times or time.perf_counter() - t0 < min_time:
-        dt, wait = clock.call(fn, rotation[len(times) % len(rotation)])
+        dt, wait = clock.call(fn, cold.args(len(times)))
         times.append(dt)
         if wait is not None:
             waits.append(wait)

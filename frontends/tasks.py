@@ -4,11 +4,13 @@
 te.ops.registry workload; the model compiler and the task extractor both hand it to
 `registry.select`, so the task extracted for a node is the template and arguments of the
 implementation its kernel is built with.  Each task carries how often it occurs and its FLOPs,
-so a tuner can spend its budget where the model spends its time.
+so a tuner can spend its budget where the model spends its time, and how many bytes of weights
+the model holds, so a tuner times it with its weight where the model finds it (behind that many
+bytes of other weights when they outgrow the cores' L3 share: autotune.call_timing.cold_plan).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -130,6 +132,7 @@ def extract_tasks(graph: Graph, target=None, algorithms: str = "all",
         raise ValueError(f"auto_schedule {auto_schedule!r}: use False, True or 'all'")
     target = parse(target)
     g = run_passes(graph)
+    weights = model_weight_bytes(g)
     found: dict[str, ModelTask] = {}
     outputs = {o.name for o in g.outputs}
     epilogues: dict[str, list[tuple]] = {}      # workload key -> the epilogue of each kernel using it
@@ -167,7 +170,8 @@ def extract_tasks(graph: Graph, target=None, algorithms: str = "all",
         for impl in impls if algorithms == "all" else impls[:1]:
             choice = registry.Choice(impl, wl, target)
             if choice.task is not None:
-                task = autotune.create_task(*choice.task, target, epilogue_of(grp, g))
+                task = replace(autotune.create_task(*choice.task, target, epilogue_of(grp, g)),
+                               model_weight_bytes=weights)
                 epilogues.setdefault(task.workload_key, []).append(task.epilogue)
                 add(task, wl, grp.master.name)
     for key, eps in epilogues.items():
@@ -177,10 +181,18 @@ def extract_tasks(graph: Graph, target=None, algorithms: str = "all",
         common = max(eps, key=eps.count)
         mt = found[key]
         if common != mt.task.epilogue:
-            mt.task = autotune.create_task(mt.task.name, mt.task.args, target, common)
+            mt.task = replace(autotune.create_task(mt.task.name, mt.task.args, target, common),
+                              model_weight_bytes=weights)
     # heaviest kernels first, each kernel's implementations in the registry's order (preferred first)
     order = {mt.workload: -mt.total_flops for mt in reversed(found.values())}
     return sorted(found.values(), key=lambda t: order[t.workload])
+
+
+def model_weight_bytes(g: Graph) -> int:
+    """Bytes of the constants of a graph after its passes (weights with batch norms folded in): what
+    a run reads once and the caches must hold for a kernel to find its weight there on the next
+    run; a build's weights blob holds at least as much (some kernels' weights packed larger)."""
+    return int(sum(c.nbytes for c in g.constants.values()))
 
 
 def model_flops(graph: Graph) -> float:

@@ -13,7 +13,7 @@ import sys
 from . import __version__
 from .common import CLIError
 
-COMMANDS = ("info", "tune", "build", "run", "bench", "logs", "demo", "quantize", "worker")
+COMMANDS = ("info", "tune", "check-log", "build", "run", "bench", "logs", "demo", "quantize", "worker")
 
 DESCRIPTION = """\
 tilewise: a tensor-expression compiler and autotuner for CPUs.
@@ -25,6 +25,7 @@ EPILOG = """\
 commands:
   info     this CPU, the target tilewise uses, threads, measured peak and bandwidth
   tune     tune a model's kernels, spending the trial budget where the model spends its time
+  check-log  check that a tuning log makes a model faster (and drop the records that do not)
   build    build a model into one shared library from the best tuning records known
   run      run a built library (random inputs, or .npy files) and summarise its outputs
   bench    latency against ONNX Runtime, and a per-kernel roofline report
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = common_options()
     for name in COMMANDS:
-        importlib.import_module(f".commands.{name}", __package__).register(sub, common)
+        importlib.import_module(f".commands.{name.replace('-', '_')}", __package__).register(sub, common)
     return parser
 
 

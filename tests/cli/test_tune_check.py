@@ -27,11 +27,8 @@ def test_compare_builds_times_the_kernels_the_log_changed(tiny_onnx, tmp_path):
         assert math.isfinite(p.ratio) and p.a.args != p.b.args      # the tuned weight is packed otherwise
 
 
-def _checked_with_times(model, tmp_path, monkeypatch, times_a: list, times_b: list):
-    """(check_model's verdict, the log) on the tiny model with a fake log, each kernel pair timed
-    at times_a (untuned) and times_b (tuned) per round."""
-    g = frontends.from_onnx(model)
-    log = write_log(tmp_path / "t.jsonl", fake_records(model))
+def kernels_timed_at(monkeypatch, times_a: list, times_b: list) -> None:
+    """Make the model check time each kernel pair at times_a (untuned) and times_b (tuned) per round."""
     compare = profile.compare_builds
 
     def timed(lib_a, lib_b, target, rounds, only):
@@ -40,6 +37,14 @@ def _checked_with_times(model, tmp_path, monkeypatch, times_a: list, times_b: li
             p.times_a, p.times_b = list(times_a), list(times_b)
         return pairs
     monkeypatch.setattr(profile, "compare_builds", timed)
+
+
+def _checked_with_times(model, tmp_path, monkeypatch, times_a: list, times_b: list):
+    """(check_model's verdict, the log) on the tiny model with a fake log, each kernel pair timed
+    at times_a (untuned) and times_b (tuned) per round."""
+    g = frontends.from_onnx(model)
+    log = write_log(tmp_path / "t.jsonl", fake_records(model))
+    kernels_timed_at(monkeypatch, times_a, times_b)
     return tune_check.check_model(g, log, host(), repeat=2), log
 
 

@@ -28,7 +28,8 @@ default schedule.  Then the model check: the model is built untuned and with the
 kernel the log changed is timed beside the untuned one as the model runs it, and its verdict
 goes into the log (a config that ran slower in the model loses to the kernel it replaced);
 the two models are timed in alternating rounds and the gain is reported beside the estimate.
-Then build the model with the log:  tilewise build MODEL -o model.so --log LOG"""
+Then build the model with the log:  tilewise build MODEL -o model.so --log LOG
+(A log made earlier, or a shipped one: tilewise check-log MODEL --log LOG runs that check.)"""
 
 EXAMPLES = """\
   tilewise tune resnet50.onnx --trials 2000 --log resnet50.jsonl
@@ -331,6 +332,7 @@ class _Run:
                  shared_logs: bool, seed: int, board, log_path: str, peak: float, label: str = "",
                  round_trials: int | None = None):
         import autotune
+        from autotune.call_timing import llc_share
         from autotune.scheduler import TaskScheduler
         self.target, self.measurer, self.peak = target, measurer, peak
         self.n_trials, self.time_budget = n_trials, time_budget
@@ -349,6 +351,11 @@ class _Run:
         where = "on the cluster" if hasattr(measurer, "workers_state") else ""
         say(f"CPU {target.cpu} ({isa_tag(isa)}), " + (f"peak {peak:.0f} GFLOP/s; " if peak else "")
             + f"budget {budget}; tuner {tuner}; log {log_path}" + (f"; measured {where}" if where else ""))
+        weights = max((getattr(t.task, "model_weight_bytes", 0) for t in tasks), default=0)
+        if weights > llc_share(target):
+            say(f"the model's weights ({weights / 2**20:.0f} MiB) outgrow the cores' L3 share "
+                f"({llc_share(target) / 2**20:.0f} MiB): each candidate reads its weight behind as many bytes of "
+                "copies, as the model meets it")
         seeds = {}
         if shared_logs:
             sel = gather_logs([], True, isa)
@@ -508,7 +515,7 @@ def estimated_times(rows) -> tuple[float, float, bool]:
 
 def _model_check(graph, log_path: str, sched) -> None:
     """Run the model check (tune_check.py) and report it beside the tuner's estimate."""
-    from .tune_check import check_model_isolated, projected_gain
+    from .tune_check import check_model_isolated
     if graph.batch is not None:
         note("tilewise: note: model check skipped: the model has a dynamic batch")
         return
@@ -520,12 +527,30 @@ def _model_check(graph, log_path: str, sched) -> None:
     except Exception as e:          # the log holds every record: the check is a verdict, not the result
         note(f"tilewise: note: model check failed ({type(e).__name__}: {e}); the log is complete")
         return
+    report_model_check(mc, (default_total, tuned_total))
+    say(f"model check: the tuned kernels timed in the model saved {_signed_time(mc.kernel_saving)} per run; "
+        f"{mc.records} in-model record(s) appended to {log_path}")
+
+
+AFTER_CHECK = "their records now say so, and a build with the log takes the faster kernel"
+
+
+def report_model_check(mc, estimate: tuple[float, float] | None = None, then: str = AFTER_CHECK) -> None:
+    """The model check's verdict (tune_check.ModelCheck) in lines of the report; with the tuner's
+    `estimate` (seconds per run in the tuned kernels with default schedules, with the best) beside it;
+    `then`: what follows for the kernels that ran slower."""
+    from .tune_check import projected_gain
     if mc.slower:
         say(f"model check: {len(mc.slower)} of {mc.kernels} tuned kernel(s) ran slower in the model than untuned "
-            f"({', '.join(mc.slower[:6])}{', ...' if len(mc.slower) > 6 else ''}); their records now say so, "
-            "and a build with the log takes the faster kernel")
+            f"({', '.join(mc.slower[:6])}{', ...' if len(mc.slower) > 6 else ''}); {then}")
     else:
         say(f"model check: none of the {mc.kernels} tuned kernel(s) ran slower in the model than untuned")
+    line = (f"model: {fmt_time(mc.untuned)} per run untuned, {fmt_time(mc.tuned)} tuned ({mc.gain:.2f}x, saving "
+            f"{_signed_time(mc.untuned - mc.tuned)}")
+    if estimate is None:
+        say(line + ")")
+        return
+    default_total, tuned_total = estimate
     est = default_total / tuned_total if tuned_total > 0 else math.nan
     saving = default_total - tuned_total
     proj = projected_gain(mc.untuned, saving)
@@ -535,11 +560,7 @@ def _model_check(graph, log_path: str, sched) -> None:
             projected += f"; {round(100 * (mc.gain - 1) / (proj - 1))}% of the projected gain"
     else:       # timed while the machine was busy: the tuner's figures and the model's disagree wholly
         projected = ", more than the untuned model takes"
-    say(f"model: {fmt_time(mc.untuned)} per run untuned, {fmt_time(mc.tuned)} tuned ({mc.gain:.2f}x, saving "
-        f"{_signed_time(mc.untuned - mc.tuned)}; the tuner estimated {est:.2f}x over its kernels, saving "
-        f"{_signed_time(saving)}{projected})")
-    say(f"model check: the tuned kernels timed in the model saved {_signed_time(mc.kernel_saving)} per run; "
-        f"{mc.records} in-model record(s) appended to {log_path}")
+    say(line + f"; the tuner estimated {est:.2f}x over its kernels, saving {_signed_time(saving)}{projected})")
 
 
 def _signed_time(seconds: float) -> str:

@@ -38,6 +38,8 @@ class ModelCheck:
     # kernel's median over rounds x its calls; one that ran slower than untuned counts 0: the
     # tuned build goes back to the untuned kernel there)
     kernel_saving: float = 0.0
+    # (workload key, ISA key, config key) of each tuned config that ran slower than the untuned kernel
+    lost: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def gain(self) -> float:
@@ -72,7 +74,9 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
             found.append(dataclasses.replace(r, workload=workload_key(*p.a.task), costs=list(p.times_a),
                                              config=_default_config(p.a.task, tgt), vs_default=1.0, **now))
     rec.append(log_path, found)
-    slower = [p.nodes[0] for p in pairs if p.ratio < 1 - rec.DEFAULT_MARGIN]
+    losers = [p for p in pairs if p.ratio < 1 - rec.DEFAULT_MARGIN]
+    slower = [p.nodes[0] for p in losers]
+    lost = sorted({(r.workload, r.isa, r.config_key) for r in (used[workload_key(*p.b.task)] for p in losers)})
     saving = sum(p.calls * (statistics.median(p.times_a) - statistics.median(p.times_b))
                  for p in pairs if p.nodes[0] not in slower)
     if slower:              # the records now say so: the build takes the faster kernel
@@ -82,7 +86,15 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
                            repeat=repeat, block=3)
     # runs the machine's load stretched say nothing of the schedules: as the kernels, by per_call
     return ModelCheck(per_call(lat["untuned"].times), per_call(lat["tuned"].times), len(pairs), slower, len(found),
-                      saving)
+                      saving, lost)
+
+
+def pruned(records: list, lost: list[tuple[str, str, str]]) -> list:
+    """The records of a log without those of the (workload, ISA, config) that lost in the model
+    (ModelCheck.lost): every record of such a config goes, whatever timed it, so a build with
+    what is left cannot take it."""
+    gone = set(lost)
+    return [r for r in records if (r.workload, r.isa, r.config_key) not in gone]
 
 
 def projected_gain(untuned: float, estimated_saving: float) -> float:
