@@ -437,7 +437,9 @@ def _matmul(node, ins, attrs, opset, out_shapes, target, choice=None):
     if len(b.shape) == 1:
         b = ops.reshape(b, (b.shape[0], 1), name=f"{node.name}.col")
     ra, rb = len(a.shape), len(b.shape)
-    if choice is not None:              # a 2-D workload; b may arrive packed (the choice's pack_weight)
+    if choice is not None and choice.workload.op == "batch_matmul":
+        y = choice.compute(list(as_batches(a, b, node.name)), name=f"{node.name}.bmm")
+    elif choice is not None:            # a 2-D workload; b may arrive packed (the choice's pack_weight)
         wl = choice.workload
         name = node.name if out_shape == (wl.M, wl.N) else f"{node.name}.mm"
         y = choice.compute([a, b], name=name)
