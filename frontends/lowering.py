@@ -40,8 +40,9 @@ def lowers_anchor(name: str):
     choice).
 
     `choice` is the te.ops.registry.Choice the model compiler made for the node (implementation,
-    config, whether the weight arrives packed), or None where the node has no workload (a weight
-    computed at run time, a batched MatMul): then the op's default kernel for `target`."""
+    config, whether the weight arrives packed; a batched MatMul's: its BatchMatmulWorkload), or
+    None where the node has no workload (a weight computed at run time): then the op's default
+    kernel for `target`."""
     def deco(fn):
         ANCHORS[name] = fn
         return fn

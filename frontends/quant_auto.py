@@ -169,7 +169,8 @@ def conv_layer(name: str, x_shape: tuple, w_shape: tuple, group: int = 1, stride
              n("QuantizeLinear", ["c", "s", "z"], ["cq"]), n("DequantizeLinear", ["cq", "s", "z"], ["y"])]
     int8 = helper.make_graph(nodes, name, [_value_info("x", x_shape)], [_value_info("y", y_shape)], inits)
     opset = [helper.make_opsetid("", 13)]
-    return Layer(name, "Conv", helper.make_model(fp32, opset_imports=opset), helper.make_model(int8, opset_imports=opset))
+    return Layer(name, "Conv", helper.make_model(fp32, opset_imports=opset),
+                 helper.make_model(int8, opset_imports=opset))
 
 
 def time_layer(layer: Layer, target=None, repeat: int = 5) -> tuple[float, float]:

@@ -1,5 +1,6 @@
 """int8 grouped convs: 1x1 ones as one GEMM per group on the 1x1 kernels (te/ops/int8_conv2d.py;
-scheduled by group and block of pixels, int8_grouped.schedule_grouped_gemm), the others on the dense int8 kernels of their block-diagonal weight (te/ops/int8_grouped.py); each
+scheduled by group and block of pixels, int8_grouped.schedule_grouped_gemm), the others on the
+dense int8 kernels of their block-diagonal weight (te/ops/int8_grouped.py); each
 exactly the int64 grouped conv, the weight packed at build time or in the kernel, on VNNI and on
 vpmaddwd (AVX2); more groups than MAX_GROUPS and depthwise convs go elsewhere."""
 from __future__ import annotations
