@@ -203,23 +203,15 @@ def _qavgpool(node, ins, attrs, opset, out_shapes):
 
 @lowers_anchor(QMATMUL)
 def _qlinear_matmul(node, ins, attrs, opset, out_shapes, target, choice=None):
-    """The int8 batched matmul of two quantised activations (numpy's broadcast of the leading axes),
-    or, on a target with no 8-bit dot product, DequantizeLinear, the float MatMul and QuantizeLinear."""
-    from te.ops import qnn
-    from te.ops.int8_batch_matmul import batch_matmul_intrinsic, qlinear_batch_matmul
-    ops, (a, b) = _ops(), ins
+    """The batched matmul of two quantised activations (numpy's broadcast of the leading axes) as the
+    registry's choice computes it (te/ops/int8_batch_matmul.py: the 8-bit dot-product kernel, or on a
+    target without one DequantizeLinear, the float MatMul and QuantizeLinear)."""
+    from te.ops import registry
+    from te.ops.int8_batch_matmul import qlinear_workload
+    a3, b3 = as_batches(*ins, node.name)
+    if choice is None:
+        wl = qlinear_workload(*a3.shape[:2], b3.shape[2], a3.shape[2], a3.dtype, b3.dtype, attrs)
+        choice = registry.Choice(registry.select(wl, target), wl, target)
+    y = choice.compute([a3, b3], f"{node.name}.bmm")
     out_shape = tuple(out_shapes[0])
-    out_dtype = attrs.get("out_dtype")
-    sa, za, sb, zb = attrs["a_scale"], attrs["a_zero_point"], attrs["b_scale"], attrs["b_zero_point"]
-    if batch_matmul_intrinsic(target) is None:
-        from .lowering import _matmul
-        mm = _matmul(node, [qnn.dequantize(a, sa, za, name=f"{node.name}.dqa"),
-                            qnn.dequantize(b, sb, zb, name=f"{node.name}.dqb")], {}, opset, [out_shape], target)[0]
-        if out_dtype is None:
-            return [mm]
-        scale, zero = (1.0, 0) if out_dtype == "int32" else (attrs["y_scale"], attrs["y_zero_point"])
-        return [qnn.quantize(mm, scale, zero, out_dtype, name=f"{node.name}.q")]
-    a3, b3 = as_batches(a, b, node.name)
-    y = qlinear_batch_matmul(a3, b3, sa, za, sb, zb, attrs.get("y_scale"),
-                             attrs.get("y_zero_point", 0), out_dtype, target=target, name=f"{node.name}.bmm")
-    return [ops.reshape(y, out_shape, name=node.name) if tuple(y.shape) != out_shape else y]
+    return [_ops().reshape(y, out_shape, name=node.name) if tuple(y.shape) != out_shape else y]

@@ -40,8 +40,9 @@ def lowers_anchor(name: str):
     choice).
 
     `choice` is the te.ops.registry.Choice the model compiler made for the node (implementation,
-    config, whether the weight arrives packed), or None where the node has no workload (a weight
-    computed at run time, a batched MatMul): then the op's default kernel for `target`."""
+    config, whether the weight arrives packed; a batched MatMul's: its BatchMatmulWorkload), or
+    None where the node has no workload (a weight computed at run time): then the op's default
+    kernel for `target`."""
     def deco(fn):
         ANCHORS[name] = fn
         return fn
@@ -437,7 +438,9 @@ def _matmul(node, ins, attrs, opset, out_shapes, target, choice=None):
     if len(b.shape) == 1:
         b = ops.reshape(b, (b.shape[0], 1), name=f"{node.name}.col")
     ra, rb = len(a.shape), len(b.shape)
-    if choice is not None:              # a 2-D workload; b may arrive packed (the choice's pack_weight)
+    if choice is not None and choice.workload.op == "batch_matmul":
+        y = choice.compute(list(as_batches(a, b, node.name)), name=f"{node.name}.bmm")
+    elif choice is not None:            # a 2-D workload; b may arrive packed (the choice's pack_weight)
         wl = choice.workload
         name = node.name if out_shape == (wl.M, wl.N) else f"{node.name}.mm"
         y = choice.compute([a, b], name=name)

@@ -140,20 +140,37 @@ def int8_import_missing(target=None) -> str | None:
 
 def tiny_qdq_conv() -> onnx.ModelProto:
     """x -> Q -> DQ -> Conv(DQ(w)) -> Q -> DQ: the smallest QDQ layer, per-tensor, u8 activations."""
-    rng = np.random.default_rng(0)
-    w = rng.integers(-100, 100, (8, 8, 3, 3)).astype(np.int8)
-    t = helper.make_tensor
-    inits = [onnx.numpy_helper.from_array(w, "wq"), t("s", onnx.TensorProto.FLOAT, [], [0.05]),
-             t("ws", onnx.TensorProto.FLOAT, [], [0.01]), t("z", onnx.TensorProto.UINT8, [], [128]),
-             t("wz", onnx.TensorProto.INT8, [], [0])]
-    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
-             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"]),
-             helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"]),
-             helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["y"])]
-    g = helper.make_graph(nodes, "qdq_conv", [_value_info("x", (1, 8, 8, 8))], [_value_info("y", (1, 8, 8, 8))], inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    return conv_layer("qdq_conv", (1, 8, 8, 8), (8, 8, 3, 3), pads=(1, 1, 1, 1)).int8
+
+
+def conv_layer(name: str, x_shape: tuple, w_shape: tuple, group: int = 1, strides: tuple = (1, 1),
+               pads: tuple = (0, 0, 0, 0), seed: int = 0) -> Layer:
+    """One Conv with seeded weights and a bias, as an fp32 model and as its QDQ form (per-tensor,
+    u8 activations, int8 weights): what time_layer compares, for a conv shape given by hand."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-100, 100, w_shape).astype(np.int8)
+    bias = rng.integers(-500, 500, w_shape[0]).astype(np.int32)
+    H, W = x_shape[2:]
+    y_shape = (x_shape[0], w_shape[0], (H + pads[0] + pads[2] - w_shape[2]) // strides[0] + 1,
+               (W + pads[1] + pads[3] - w_shape[3]) // strides[1] + 1)
+    t, n = helper.make_tensor, helper.make_node
+    attrs = dict(pads=list(pads), strides=list(strides), group=group)
+    fp32 = helper.make_graph([n("Conv", ["x", "w", "b"], ["y"], **attrs)], name, [_value_info("x", x_shape)],
+                             [_value_info("y", y_shape)],
+                             [onnx.numpy_helper.from_array((w * 0.01).astype(np.float32), "w"),
+                              onnx.numpy_helper.from_array((bias * 0.0005).astype(np.float32), "b")])
+    inits = [onnx.numpy_helper.from_array(w, "wq"), onnx.numpy_helper.from_array(bias, "bq"),
+             t("s", onnx.TensorProto.FLOAT, [], [0.05]), t("ws", onnx.TensorProto.FLOAT, [], [0.01]),
+             t("bs", onnx.TensorProto.FLOAT, [], [0.0005]), t("z", onnx.TensorProto.UINT8, [], [128]),
+             t("wz", onnx.TensorProto.INT8, [], [0]), t("bz", onnx.TensorProto.INT32, [], [0])]
+    nodes = [n("QuantizeLinear", ["x", "s", "z"], ["xq"]), n("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+             n("DequantizeLinear", ["wq", "ws", "wz"], ["wd"]), n("DequantizeLinear", ["bq", "bs", "bz"], ["bd"]),
+             n("Conv", ["xd", "wd", "bd"], ["c"], **attrs),
+             n("QuantizeLinear", ["c", "s", "z"], ["cq"]), n("DequantizeLinear", ["cq", "s", "z"], ["y"])]
+    int8 = helper.make_graph(nodes, name, [_value_info("x", x_shape)], [_value_info("y", y_shape)], inits)
+    opset = [helper.make_opsetid("", 13)]
+    return Layer(name, "Conv", helper.make_model(fp32, opset_imports=opset),
+                 helper.make_model(int8, opset_imports=opset))
 
 
 def time_layer(layer: Layer, target=None, repeat: int = 5) -> tuple[float, float]:

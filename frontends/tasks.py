@@ -1,7 +1,7 @@
 """Task extraction: one tuning task per distinct anchor workload of a model, weighted by use.
 
-`workload_of(node, graph)` is the one reading of an anchor node (Conv, Gemm, 2-D MatMul) as a
-te.ops.registry workload; the model compiler and the task extractor both hand it to
+`workload_of(node, graph)` is the one reading of an anchor node (Conv, Gemm, MatMul, the QDQ pass's
+QLinearMatMul) as a te.ops.registry workload; the model compiler and the task extractor both hand it to
 `registry.select`, so the task extracted for a node is the template and arguments of the
 implementation its kernel is built with.  Each task carries how often it occurs and its FLOPs,
 so a tuner can spend its budget where the model spends its time, and how many bytes of weights
@@ -16,8 +16,10 @@ import numpy as np
 
 from te.ops import registry
 from te.ops.conv_geometry import ConvGeometry, resolve_padding
+from te.ops.int8_batch_matmul import qlinear_workload
 
 from .graph import Graph, Node
+from .lower_qnn import QMATMUL
 from .lowering import conv_padding
 from .passes import fuse, run_passes
 
@@ -39,7 +41,8 @@ class ModelTask:
 
 def workload_of(node: Node, g: Graph) -> registry.Workload | None:
     """The registry workload of an anchor node, or None (not an anchor, a weight computed at run
-    time, a transposed A, a batched MatMul: those run the op's default kernel)."""
+    time, a transposed A, a MatMul of a vector or of a batched A by a 2-D B: those run the op's
+    default kernel)."""
     if node.op == "Conv" and len(node.inputs) > 1 and node.inputs[1] in g.constants:
         w = tuple(g.info(node.inputs[1]).shape)
         x = tuple(g.info(node.inputs[0]).shape)
@@ -64,7 +67,19 @@ def workload_of(node: Node, g: Graph) -> registry.Workload | None:
         a, b = g.info(node.inputs[0]), g.info(node.inputs[1]).shape
         if len(a.shape) == 2 and len(b) == 2:
             return registry.MatmulWorkload(a.shape[0], b[1], a.shape[1], a.dtype)
+        if len(a.shape) >= 2 and len(b) >= 3 and a.dtype == "float32":    # the lowering's batch_matmul
+            return registry.BatchMatmulWorkload(*_batch_dims(a.shape, b))
+    if node.op == QMATMUL:
+        a, b = (g.info(v) for v in node.inputs[:2])
+        return qlinear_workload(*_batch_dims(a.shape, b.shape), a.dtype, b.dtype, node.attrs)
     return None
+
+
+def _batch_dims(a: tuple, b: tuple) -> tuple[int, int, int, int]:
+    """(batch, M, N, K) of a batched matmul of a (..., M, K) and b (..., K, N): the leading axes
+    broadcast and flattened, as lowering.as_batches lays the operands out."""
+    lead = np.broadcast_shapes(tuple(a[:-2]), tuple(b[:-2]))
+    return int(np.prod(lead)), int(a[-2]), int(b[-1]), int(a[-1])
 
 
 def epilogue_of(grp, g: Graph) -> tuple:

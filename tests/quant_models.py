@@ -1,5 +1,5 @@
 """Tiny fp32 models for the quantiser's tests (tests/frontends and tests/cli): small convs, a
-BatchNorm, a Gemm, a MatMul."""
+BatchNorm, a Gemm, a MatMul; and attention's two batched MatMuls, float or QDQ."""
 from __future__ import annotations
 
 import numpy as np
@@ -72,6 +72,34 @@ def two_same_convs(seed: int = 0) -> onnx.ModelProto:
              helper.make_node("Relu", ["c"], ["r"], name="relu"),
              helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2", kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
     return _model(nodes, [("x", [1, 8, 10, 10])], [("y", [1, 8, 10, 10])], inits, "two_convs")
+
+
+# attention_core's QDQ parameters: (scale, uint8 zero point) of each quantised value
+ATTENTION_QPARAMS = {"q": (0.03, 120), "kt": (0.03, 130), "s": (0.1, 100), "p": (1 / 255, 0), "v": (0.03, 100),
+                     "c": (0.02, 128)}
+
+
+def attention_core(qdq: bool, heads: int = 2, seq: int = 6, d: int = 8) -> onnx.ModelProto:
+    """q[h,s,d], kt[h,d,s], v[h,s,d] -> MatMul(q, kt) -> Softmax -> MatMul(., v) -> y[h,s,d]; with
+    `qdq` every input and the three results quantised (QuantizeLinear -> DequantizeLinear, uint8,
+    ATTENTION_QPARAMS), so both MatMuls multiply two quantised activations."""
+    nodes, inits = [], []
+
+    def qdq_of(x: str) -> str:
+        if not qdq:
+            return x
+        scale, zero = ATTENTION_QPARAMS[x]
+        inits.extend([_f32(f"{x}.s", scale), numpy_helper.from_array(np.array(zero, np.uint8), f"{x}.z")])
+        nodes.append(helper.make_node("QuantizeLinear", [x, f"{x}.s", f"{x}.z"], [f"{x}.q"]))
+        nodes.append(helper.make_node("DequantizeLinear", [f"{x}.q", f"{x}.s", f"{x}.z"], [f"{x}.dq"]))
+        return f"{x}.dq"
+    q, kt, v = qdq_of("q"), qdq_of("kt"), qdq_of("v")
+    nodes.append(helper.make_node("MatMul", [q, kt], ["s"], name="qk"))
+    nodes.append(helper.make_node("Softmax", [qdq_of("s")], ["p"], axis=-1))
+    nodes.append(helper.make_node("MatMul", [qdq_of("p"), v], ["c"], name="pv"))
+    nodes.append(helper.make_node("Identity", [qdq_of("c")], ["y"]))
+    return _model(nodes, [("q", [heads, seq, d]), ("kt", [heads, d, seq]), ("v", [heads, seq, d])],
+                  [("y", [heads, seq, d])], inits, "attention")
 
 
 def ort_run(model, feeds: dict, outputs: list[str] | None = None) -> list[np.ndarray]:

@@ -427,3 +427,4 @@ for _impl in (DirectConv(), Gemm1x1Conv(), WinogradConv(), WinogradF2Conv(), Ste
 from . import qnn  # noqa: E402,F401  (the int8 reference implementations)
 from . import int8_implementations  # noqa: E402,F401  (the fast int8 implementations register themselves)
 from . import grouped_conv  # noqa: E402,F401  (grouped 1x1 convs as one GEMM per group)
+from . import batch_implementations  # noqa: E402,F401  (the batched matmul of two activations)

@@ -430,18 +430,24 @@ def schedule_conv2d_int8(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor |
     s[final].vectorize(lane)
     parallel_if_worth(s[final], tile, attrs["flops"] / 2)
     s[acc].compute_at(s[final], tile)
+    register_tile(s, acc, G, lanes, intrin)
+    for t in acc.op.input_tensors:
+        if getattr(t.op, "tag", None) == "pack":
+            _schedule_pack(s, t, attrs["flops"], target)
+
+
+def register_tile(s: te.Schedule, acc: te.Tensor, group: int, lanes: int, intrin: str) -> None:
+    """acc's tile (computed at an output tile) in registers: the reduction by instruction groups
+    outside, the tile's rows and pixel vectors unrolled, `intrin` on each vector."""
     a_axes = list(s[acc].op.axis)
     red = list(s[acc].op.reduce_axis)
-    cq, cg = s[acc].split(red[0], factor=G)
+    cq, cg = s[acc].split(red[0], factor=group)
     pv, pl = s[acc].split(a_axes[-1], factor=lanes)
     rows = a_axes[1:-1]                                    # k (and oh)
     s[acc].reorder(a_axes[0], cq, *red[1:], *rows, pv, pl, cg)
     for ax in [*rows, pv, *red[2:]]:                       # the tile, and the filter columns
         s[acc].unroll(ax)
     s[acc].tensorize(pl, intrin)
-    for t in acc.op.input_tensors:
-        if getattr(t.op, "tag", None) == "pack":
-            _schedule_pack(s, t, attrs["flops"], target)
 
 
 def _schedule_pack(s: te.Schedule, t: te.Tensor, flops: float, target: Target) -> None:
@@ -483,4 +489,4 @@ def schedule_conv2d_int8_default(s: te.Schedule, out: te.Tensor, final: te.Tenso
 
 
 __all__ = ["conv2d_int8", "pack_weight", "pack_weight_numpy", "pack_weight_amx", "packed_weight_shape", "pack_input",
-           "define_knobs", "schedule_conv2d_int8", "is_gemm", "padded_columns"]
+           "define_knobs", "schedule_conv2d_int8", "register_tile", "is_gemm", "padded_columns"]

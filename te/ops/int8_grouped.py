@@ -1,13 +1,20 @@
-"""The int8 grouped conv (groups > 1, not depthwise) as the dense int8 conv of its block-diagonal weight.
+"""int8 grouped convs (groups > 1, not depthwise): 1x1 ones as a GEMM per group scheduled by group,
+the others as the dense int8 conv of their block-diagonal weight.
 
+    conv2d.int8_grouped_gemm_vnni / _pmaddwd   1x1: int8_conv2d's GEMM per group (its compute
+                                               and weight layout), schedule_grouped_gemm
     conv2d.int8_grouped_dense   template conv2d_int8_grouped_dense   the dense implementation's packing
                                                                      of the block-diagonal (K, C, R, S)
 
-A grouped 1x1 conv runs as one GEMM per group on the 1x1 kernels (int8_conv2d.is_gemm), with no
-waste; this module takes the others.  A conv of G groups is the dense conv whose weight is zero
-outside the G diagonal blocks (output channels of group g read only input channels of group g),
-so every fast dense int8 kernel (VNNI, AMX, vpmaddwd: int8_implementations.py) runs it unchanged, its weight expanded and
-packed at build time.  The zeros cost G times the products of the grouped conv; a dot-product
+A grouped 1x1 conv is one GEMM per group (int8_conv2d.is_gemm), with no waste.  Scheduled as the
+dense 1x1 GEMM is (channel tiles in parallel over an input packed by a pass of its own first), its
+few input channels per group (ShuffleNet's 6 to 136) made the pack and its fork/join a large
+share; schedule_grouped_gemm packs each group's block of pixels inside the task that reads it.
+
+The other grouped convs: a conv of G groups is the dense conv whose weight is zero outside the G
+diagonal blocks (output channels of group g read only input channels of group g), so every fast
+dense int8 kernel (VNNI, AMX, vpmaddwd: int8_implementations.py) runs it unchanged, its weight
+expanded and packed at build time.  The zeros cost G times the products of the grouped conv; a dot-product
 instruction does 4 (VNNI) to 16 x 64 (AMX) of them per lane where the reference kernel does one
 int32 multiply-add, so up to MAX_GROUPS groups this still wins by far.  More groups than that stay
 on the reference kernel; depthwise convs run in int8_depthwise.py.
@@ -21,8 +28,13 @@ import numpy as np
 import te
 from te.target import Target
 
+from .common import largest_divisor
 from .implementations import _Conv
+from .int8_conv2d import _schedule_pack as schedule_pack
+from .int8_conv2d import register_tile
+from .int8_implementations import VectorConv
 from .registry import IMPLEMENTATIONS, Implementation, register, select
+from .schedule import input_stage, parallel_if_worth
 
 # above the reference kernels (0), below every dense int8 implementation it runs on
 PRIORITY = 11
@@ -30,6 +42,9 @@ PRIORITY = 11
 MAX_GROUPS = 8
 # the output op's attribute naming the dense implementation that computed it
 INNER = "int8_grouped.inner"
+MAX_LANES = 64              # the widest vector a loop may be (te.lower refuses more)
+# above the per-group 1x1 GEMM of int8_implementations.VectorConv (priority + this)
+GEMM_PRIORITY = 1
 
 
 def dense_workload(wl):
@@ -110,6 +125,60 @@ class Int8GroupedAsDense(_Conv):
         IMPLEMENTATIONS[out.op.attrs[INNER]].schedule(s, out, final, cfg, target)
 
 
+def schedule_grouped_gemm(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target,
+                          intrin: str, lanes: int) -> None:
+    """A grouped 1x1 GEMM (int8_conv2d.conv2d_int8) by tasks of one conv group x tile_ow pixels:
+    each task packs its group's input channels for its pixels (tile_ow x C/groups bytes, in L1)
+    and runs every tile_k channel tile of the group over them, so the pack is no pass of its own
+    over the input and the kernel one parallel region."""
+    final = final or out
+    acc = input_stage(out, "acc")
+    attrs = out.op.attrs
+    g, G = attrs["geometry"], attrs["group"]
+    bk, bw = cfg["tile_k"].val, cfg["tile_ow"].val
+    if final is not out:
+        s[out].compute_inline()
+    n, k, oh, ow = s[final].op.axis
+    p = s[final].fuse(oh, ow)
+    kg, kl = s[final].split(k, factor=g.K // g.groups)
+    ko, ki = s[final].split(kl, factor=bk)
+    po, pi = s[final].split(p, factor=bw)
+    s[final].reorder(n, kg, po, ko, ki, pi)
+    task = s[final].fuse(n, kg, po)
+    _, lane = s[final].split(pi, factor=lanes)
+    s[final].vectorize(lane)
+    parallel_if_worth(s[final], task, attrs["flops"] / 2)
+    s[acc].compute_at(s[final], ko)
+    register_tile(s, acc, G, lanes, intrin)
+    for t in acc.op.input_tensors:
+        if getattr(t.op, "tag", None) != "pack":
+            continue
+        if t.ndim == 4:             # the input, [n, C/G, P, G]: the task's pixels of its group
+            s[t].compute_at(s[final], task)
+            _, vec = s[t].split(s[t].fuse(*s[t].op.axis[2:]), factor=largest_divisor(bw * G, MAX_LANES))
+            s[t].vectorize(vec)
+        else:                       # a weight packed in the kernel (a template built alone)
+            schedule_pack(s, t, attrs["flops"], target)
+
+
+class Int8GroupedGemm(VectorConv):
+    """uint8 grouped 1x1 convs (not depthwise) as one GEMM per group (int8_conv2d's compute and
+    weight layout), scheduled by schedule_grouped_gemm."""
+
+    def __init__(self, family: str):
+        super().__init__(family, gemm=True)
+        self.name, self.template = f"conv2d.int8_grouped_gemm_{family}", f"conv2d_int8_grouped_gemm_{family}"
+
+    def match(self, wl, target):
+        p = super().match(wl, target)
+        return None if p is None or wl.geometry.groups == 1 else p + GEMM_PRIORITY
+
+    def schedule(self, s, out, final, cfg, target):
+        schedule_grouped_gemm(cfg, s, out, final, target, self.intrin(target), self.lanes_group(target)[0])
+
+
 register(Int8GroupedAsDense())
+for _family in ("vnni", "pmaddwd"):
+    register(Int8GroupedGemm(_family))
 
 __all__ = ["dense_workload", "block_diagonal_numpy", "block_diagonal", "MAX_GROUPS"]

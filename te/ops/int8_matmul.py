@@ -120,6 +120,12 @@ def column_blocks(N: int, lanes: int, most: int) -> list[int]:
 
 def define_vector_knobs(cfg, M: int, N: int, K: int, lanes: int, target: Target) -> None:
     """tile_n (columns: whole vectors), tile_m (rows), unroll_k and order of the vector schedule."""
+    define_register_tile(cfg, M, N, lanes, target)
+    define_order(cfg, M, N, "rows_outer", 0)
+
+
+def define_register_tile(cfg, M: int, N: int, lanes: int, target: Target) -> None:
+    """tile_n (columns: whole vectors), tile_m (rows) and unroll_k of an int32 register tile."""
     acc = target.acc_vectors
     bns = column_blocks(N, lanes, 4 * lanes)
     bn = max(bns)
@@ -132,7 +138,6 @@ def define_vector_knobs(cfg, M: int, N: int, K: int, lanes: int, target: Target)
     cfg.define_knob("tile_m", sorted({1, 2, 4, 6, 8, bm} & set(range(1, max(M, 1) + 1)) | {min(bm, M)}),
                     default=min(bm, M))
     cfg.define_knob("unroll_k", [1, 2, 4], default=1)
-    define_order(cfg, M, N, "rows_outer", 0)
     cfg.define_constraint("register tile", lambda c: c["tile_m"].val * c["tile_n"].val // lanes <= acc)
 
 

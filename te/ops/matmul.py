@@ -264,8 +264,9 @@ def dense_packed(x: te.Tensor, packed_weight: te.Tensor, out_features: int | Non
 
 def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
                  epilogue: Epilogue | None = None, name: str = "batch_matmul",
-                 target: Target | str | None = None) -> te.Tensor:
-    """C[b] = epilogue(A[b] @ B[b]); A (batch, M, K), B (batch, K, N) or (batch, N, K); batch may broadcast."""
+                 target: Target | str | None = None, bn: int | None = None, bm: int | None = None) -> te.Tensor:
+    """C[b] = epilogue(A[b] @ B[b]); A (batch, M, K), B (batch, K, N) or (batch, N, K); batch may broadcast;
+    bn and bm: the packed column block and register tile rows (None: the target's defaults)."""
     if A.ndim != 3 or B.ndim != 3:
         raise ValueError(f"{name}: batch_matmul needs 3-D operands, got {A.shape} and {B.shape}")
     ba, M, K = A.shape
@@ -275,7 +276,7 @@ def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
         raise ValueError(f"{name}: shapes {A.shape} and {B.shape} do not multiply")
     batch = max(ba, bb)
     target = parse(target)
-    bn = pick_lanes(N, target)
+    bn = bn or pick_lanes(N, target)
     Np = _pad(N, bn)
 
     def b_at(b, k, j):
@@ -289,7 +290,7 @@ def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
                                               b_at(b, k, te.min_of(jo * bn + ji, N - 1)), 0.0)),
         name=f"{name}.packed", tag="pack")
     r = te.reduce_axis((0, K), name="k")
-    bm = default_bm(M, tile_rows(bn, target))
+    bm = bm or default_bm(M, tile_rows(bn, target))
     Mp = _pad(M, bm)
     acc = te.compute(
         (batch, Mp, Np),

@@ -1,4 +1,4 @@
-"""The implementation registry: every algorithm of an anchor op (conv2d, matmul, dense) as one object.
+"""The implementation registry: every algorithm of an anchor op (conv2d, matmul, dense, batched matmul) as one object.
 
 TVM's op strategy without its global dispatch stack.  An `Implementation` says
 
@@ -78,7 +78,30 @@ class MatmulWorkload:
     op = "matmul"
 
 
-Workload = ConvWorkload | MatmulWorkload
+@dataclass(frozen=True)
+class BatchMatmulWorkload:
+    """C[b] = A[b] @ B[b] of two activations (attention's Q.K^T and scores.V): A (batch, M, K), B
+    (batch, K, N), the leading axes of a MatMul broadcast and flattened into `batch`.
+
+    float32, or QLinearMatMul's int8 form: `dtype` A's type (uint8/int8), `b_dtype` B's,
+    `out_dtype` the output's (uint8/int8 quantised, int32 exact, float32 dequantized) and
+    `zero_points` the zero-point terms the kernel compensates ("none", "a", "b", "ab").  The
+    layer's own scales and zero points ride along in `params` (te.ops.int8_batch_matmul), outside
+    the workload's key and equality: layers alike but for them are one tuning task."""
+    batch: int
+    M: int
+    N: int
+    K: int
+    dtype: str = "float32"
+    b_dtype: str = "float32"
+    out_dtype: str = "float32"
+    zero_points: str = "none"
+    params: tuple = field(default=(), compare=False)
+
+    op = "batch_matmul"
+
+
+Workload = ConvWorkload | MatmulWorkload | BatchMatmulWorkload
 
 
 # ---------------------------------------------------------------- implementations
@@ -86,9 +109,9 @@ Workload = ConvWorkload | MatmulWorkload
 class Implementation:
     """One algorithm of an op.  Subclasses set the class attributes and the methods below."""
     name: str = ""                  # unique, e.g. "conv2d.winograd"
-    op: str = ""                    # the workload kind it implements: "conv2d" | "matmul"
+    op: str = ""                    # the workload kind it implements: "conv2d" | "matmul" | "batch_matmul"
     template: str | None = None     # its template (workload key) name; None: not tunable
-    weight_index = 1                # which input of the template is the weight
+    weight_index: int | None = 1    # which input of the template is the weight (None: it has none)
     arguments = None                # a function whose parameters are the template's arguments
     packs_weight = False            # does pack_weight lay the weight out (else the kernel reads it as it is)
     reads_shuffled = False          # can it read its input through a channel shuffle (ConvWorkload.shuffle)

@@ -6,9 +6,11 @@ import pytest
 
 import te
 from te import ops, tensorize
-from te.ops.int8_batch_matmul import qlinear_batch_matmul
-from te.ops.int8_matmul import define_vector_knobs
+from te.ops.int8_batch_matmul import (PACKS, SPLITS, define_knobs, qlinear_batch_matmul,
+                                      schedule_batch_matmul_int8_cfg)
 from te.ops.knobs import ConfigSpace
+from te.schedule import ForKind
+from te.simplify import simplify
 from te.stmt import For, walk_stmt
 from te.target import Target, host
 
@@ -20,6 +22,13 @@ def _codes(rng, dtype, shape):
     return rng.integers(lo, lo + 256, shape).astype(dtype)
 
 
+def _schedule(y, cfg, target):
+    """The default schedule, or with a config the tuned one (as a model build passes its choice's)."""
+    if cfg is None:
+        return ops.schedule([y], target=target)
+    return ops.schedule([y], target, lambda s, out, final: schedule_batch_matmul_int8_cfg(cfg, s, out, final, target))
+
+
 def _run(target, shape, da, db, out_dtype, rng, cfg=None):
     bt, M, N, K = shape
     a, b = _codes(rng, da, (bt, M, K)), _codes(rng, db, (bt, K, N))
@@ -27,7 +36,7 @@ def _run(target, shape, da, db, out_dtype, rng, cfg=None):
     za, zb = int(_codes(rng, da, ())), int(_codes(rng, db, ()))
     A, B = te.placeholder(a.shape, da, name="A"), te.placeholder(b.shape, db, name="B")
     y = qlinear_batch_matmul(A, B, 0.02, za, 0.03, zb, 0.5, 7, out_dtype, cfg=cfg, target=target)
-    f = te.build(ops.schedule([y], target=target), [A, B, y], target=target)
+    f = te.build(_schedule(y, cfg, target), [A, B, y], target=target)
     out = np.zeros(y.shape, np.dtype(y.dtype))
     f(a, b, out)
     acc = (a.astype(np.int64) - za) @ (b.astype(np.int64) - zb)
@@ -59,14 +68,35 @@ def test_avx2_target_runs_vpmaddwd(rng):
     np.testing.assert_array_equal(out, ref)
 
 
-def test_a_tuned_tile_is_taken_and_still_exact(rng):
+def _config(M, N, K, **knobs):
     space = ConfigSpace()
-    define_vector_knobs(space, 8, 32, 16, HOST.lanes("int32"), HOST)
-    cfg = space.from_json({**{k: e.to_json() for k, e in space.defaults.items()}, "tile_m": 2, "tile_n": 16})
+    define_knobs(space, M, N, K, HOST.lanes("int32"), HOST)
+    return space.from_json({**{k: e.to_json() for k, e in space.defaults.items()}, **knobs})
+
+
+def test_a_tuned_tile_is_taken_and_still_exact(rng):
+    cfg = _config(8, 32, 16, tile_m=2, tile_n=16)
     A, B = te.placeholder((1, 8, 16), "uint8"), te.placeholder((1, 16, 32), "int8")
     assert qlinear_batch_matmul(A, B, 0.1, 0, 0.1, 0, cfg=cfg, target=HOST).op.attrs["tile_m"] == 2
     out, ref = _run(HOST, (1, 8, 32, 16), "uint8", "int8", None, rng, cfg=cfg)
     np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("split,pack", [(s, p) for s in SPLITS for p in PACKS if p == "first" or s == "batch"])
+def test_every_thread_split_and_pack_placement_is_exact(rng, split, pack):
+    """The knobs a tuner turns: the parallel loop over tiles, row bands or whole batches, and the
+    packs and zero-point sums first or inside each batch's task (odd sizes: rows, k and columns padded)."""
+    cfg = _config(17, 36, 32, tile_m=4, tile_n=16, split=split, pack=pack)
+    out, ref = _run(HOST, (3, 17, 36, 29), "int8", "uint8", "uint8", rng, cfg=cfg)
+    np.testing.assert_array_equal(out, ref)
+    A, B = te.placeholder((3, 17, 29), "int8", name="A"), te.placeholder((3, 29, 36), "uint8", name="B")
+    y = qlinear_batch_matmul(A, B, 0.1, 3, 0.1, 4, 0.2, 0, "uint8", cfg=cfg, target=HOST)
+    f = te.lower(_schedule(y, cfg, HOST), [A, B, y])
+    parallel = [s for s in walk_stmt(f.body) if isinstance(s, For) and s.kind is ForKind.PARALLEL]
+    tasks = {"tiles": 3 * 5 * 3, "rows": 3 * 5, "batch": 3}[split]      # 17 rows in 5 tiles, 36 columns in 3
+    assert simplify(parallel[-1].extent).value == tasks, str(f)
+    # the packs of A and B and the zero-point sums: parallel loops of their own, or inside the task
+    assert len(parallel) == (1 if pack == "in_task" else 5), str(f)
 
 
 def test_the_dot_product_is_tensorized():

@@ -1,5 +1,6 @@
-"""int8 grouped convs: 1x1 ones as one GEMM per group on the 1x1 kernels (te/ops/int8_conv2d.py),
-the others on the dense int8 kernels of their block-diagonal weight (te/ops/int8_grouped.py); each
+"""int8 grouped convs: 1x1 ones as one GEMM per group on the 1x1 kernels (te/ops/int8_conv2d.py;
+scheduled by group and block of pixels, int8_grouped.schedule_grouped_gemm), the others on the
+dense int8 kernels of their block-diagonal weight (te/ops/int8_grouped.py); each
 exactly the int64 grouped conv, the weight packed at build time or in the kernel, on VNNI and on
 vpmaddwd (AVX2); more groups than MAX_GROUPS and depthwise convs go elsewhere."""
 from __future__ import annotations
@@ -64,14 +65,17 @@ def test_int8_grouped_conv_as_dense_equals_the_int64_conv(rng, case, prepacked):
     _run(rng, wl, HOST, prepacked)
 
 
-@pytest.mark.parametrize("case", CASES[:2])
+@pytest.mark.parametrize("case", CASES[:2] + [((2, 12, 5, 7), (8, 3, 1, 1), (2, 1), (0, 0, 0, 0), 4)])
 @pytest.mark.parametrize("prepacked", [True, False])
-def test_int8_grouped_1x1_conv_is_one_gemm_per_group(rng, case, prepacked):
+@pytest.mark.parametrize("name", ["conv2d.int8_grouped_gemm_vnni", "conv2d.int8_gemm1x1_vnni"])
+def test_int8_grouped_1x1_conv_is_one_gemm_per_group(rng, case, prepacked, name):
+    """Scheduled by conv group and block of pixels, each task packing its own input block (the
+    preferred), or by channel tiles over an input packed first; odd channels per group, a row
+    stride, two images."""
     wl = _conv(*case[:4], (1, 1), groups=case[4], dtype="uint8")
-    name = registry.select(wl, HOST).name
-    if "vnni" not in name:
+    if "vnni" not in registry.select(wl, HOST).name:
         pytest.skip("no VNNI here")
-    assert name == "conv2d.int8_gemm1x1_vnni"
+    assert registry.select(wl, HOST).name == "conv2d.int8_grouped_gemm_vnni"
     _run(rng, wl, HOST, prepacked, name)
 
 
@@ -79,8 +83,8 @@ def test_int8_grouped_1x1_conv_is_one_gemm_per_group(rng, case, prepacked):
 def test_int8_grouped_convs_on_avx2_run_on_vpmaddwd(rng):
     tgt = Target("haswell")
     wl = _conv(*CASES[1][:4], (1, 1), groups=2, dtype="uint8")
-    assert registry.select(wl, tgt).name == "conv2d.int8_gemm1x1_pmaddwd"
-    _run(rng, wl, tgt, True, "conv2d.int8_gemm1x1_pmaddwd")
+    assert registry.select(wl, tgt).name == "conv2d.int8_grouped_gemm_pmaddwd"
+    _run(rng, wl, tgt, True, "conv2d.int8_grouped_gemm_pmaddwd")
     wl = _conv(*CASES[2][:4], (1, 1), groups=8, dtype="uint8")
     assert registry.IMPLEMENTATIONS[NAME].inner(wl, tgt).name == "conv2d.int8_direct_pmaddwd"
     _run(rng, wl, tgt, True)
@@ -95,6 +99,6 @@ def test_block_diagonal_weight_and_what_stays_elsewhere():
     assert registry.select(many, HOST).name == "conv2d.int8_reference"
     # a 1x1 conv of any groups is a GEMM per group, which wastes nothing
     many_1x1 = _conv((1, 32, 6, 6), (32, 2, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), groups=16, dtype="uint8")
-    assert registry.select(many_1x1, HOST).name.startswith("conv2d.int8_gemm1x1_")
+    assert registry.select(many_1x1, HOST).name.startswith("conv2d.int8_grouped_gemm_")
     dw = _conv((1, 8, 6, 6), (8, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), groups=8, dtype="uint8")
     assert registry.IMPLEMENTATIONS[NAME].match(dw, HOST) is None
