@@ -310,7 +310,7 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     if final is not out:
         s[out].compute_inline()
     if pack_at(cfg, wp, g) == "oc_block" and g.OH % bh == 0 and g.OW % bw == 0:
-        _schedule_oc_block(cfg, s, acc, wp, final, g, ocb, bh, bw)
+        _schedule_oc_block(cfg, s, acc, wp, final, g, ocb, bh, bw, target)
         if xp is not None:
             _schedule_pad(s, xp, g.flops / 2)
         return
@@ -350,7 +350,8 @@ def pack_at(cfg, wp: te.Tensor | None, g: ConvGeometry) -> str:
     return cfg["pack_at"].val
 
 
-def _schedule_oc_block(cfg, s: te.Schedule, acc, wp, final, g: ConvGeometry, ocb: int, bh: int, bw: int) -> None:
+def _schedule_oc_block(cfg, s: te.Schedule, acc, wp, final, g: ConvGeometry, ocb: int, bh: int, bw: int,
+                       target: Target) -> None:
     """One parallel task per (image, channel block): pack its weights, accumulate its whole output
     map tile by tile in registers, then apply the epilogue and store it to NCHW."""
     n, k, oh, ow = s[final].op.axis
@@ -358,7 +359,15 @@ def _schedule_oc_block(cfg, s: te.Schedule, acc, wp, final, g: ConvGeometry, ocb
     tile = s[final].fuse(n, ko)
     parallel_if_worth(s[final], tile, g.flops / 2)
     lanes = g.OW if g.OW <= 64 else largest_divisor(g.OW, 64)
-    if lanes > 1:
+    if 1 < g.OW <= target.lanes() and ocb % target.lanes() == 0:
+        # a register of channels unrolled inside each row: the code generator reads the
+        # accumulator rows as vectors of channels and transposes them (te/codegen_rows.py)
+        # rather than gathering every pixel vector lane by lane
+        kio, kii = s[final].split(ki, factor=target.lanes())
+        s[final].reorder(tile, kio, oh, kii, ow)
+        s[final].unroll(kii)
+        s[final].vectorize(ow)
+    elif lanes > 1:
         s[final].vectorize(ow if lanes == g.OW else s[final].split(ow, factor=lanes)[1])
     s[acc].compute_at(s[final], tile)
     an, ako, aoh, aow, _ = s[acc].op.axis
