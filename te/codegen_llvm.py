@@ -28,6 +28,7 @@ from .simplify import bound
 from . import tensorize
 from .vector_split import split_wide_vectors
 from .codegen_values import ValueNumbering, vn_key
+from .codegen_rows import RowAccess
 from .codegen_vector import VectorAccess
 from .codegen_parallel import ParallelRegions
 from .stmt import (Allocate, Buffer, Comment, For, IfThenElse, LoweredFunc, Seq, Stmt, Store,
@@ -81,7 +82,7 @@ class _Vec:
         return hit[1]
 
 
-class CodeGenLLVM(VectorAccess, ValueNumbering, ParallelRegions):
+class CodeGenLLVM(RowAccess, VectorAccess, ValueNumbering, ParallelRegions):
     """Emits lowered functions into one llvmlite module."""
     VEC = _Vec
 
@@ -216,7 +217,7 @@ class CodeGenLLVM(VectorAccess, ValueNumbering, ParallelRegions):
         extent = s.extent
         kind = s.kind
         if kind is ForKind.UNROLLED and isinstance(extent, Const):
-            if not self._transposed_stores(s):
+            if not (self._transposed_stores(s) or self._transposed_loads(s)):
                 self._unrolled(s)
             return
         if kind is ForKind.VECTORIZED and isinstance(extent, Const) and self.vec is None \

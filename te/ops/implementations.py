@@ -26,8 +26,8 @@ from te.target import Target
 
 from . import winograd as wg
 from .conv2d import (PackedWeight, _tile_candidates, as_matmul, conv1x1_matmul, conv2d_nchw, default_ocb,
-                     default_tiles, gemm_applies, gemm_defaults, pack_weight_numpy, schedule_conv2d_nchw_cfg,
-                     tile_budget)
+                     default_tiles, gemm_applies, gemm_defaults, gemm_tile_k, pack_weight_numpy,
+                     schedule_conv2d_nchw_cfg, tile_budget)
 from . import conv_stem
 from .conv2d_nchwc import conv2d_NCHWc, pack_conv_weight_numpy, schedule_conv2d_NCHWc_cfg
 from .conv_algorithm import Algorithm, choose
@@ -129,7 +129,8 @@ class Gemm1x1Conv(_Conv):
         P = g.OH * g.OW
         bn, bm, pack = gemm_defaults(g, target)
         define_bn(cfg, P, target, bn)
-        define_knobs(cfg, g.K, P, g.C, "packed", target, bn, panels=True, bm=bm, padded_rows=True, packs_b=pack)
+        define_knobs(cfg, g.K, P, g.C, "packed", target, bn, panels=True, bm=bm, padded_rows=True, packs_b=pack,
+                     tile_k=gemm_tile_k(pack))
         if g.sh == g.sw == 1:           # a strided conv's input must be gathered (packed)
             cfg.define_knob("pack_input", [False, True], default=pack)     # gemm_defaults says why
             cfg.define_constraint("input read in place", lambda c: c["pack_input"].val or P % c["bn"].val == 0)

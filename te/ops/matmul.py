@@ -306,9 +306,10 @@ def batch_matmul(A: te.Tensor, B: te.Tensor, transpose_b: bool = False,
 
 def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn: int | None = None,
                  panels: bool = False, bm: int | None = None, padded_rows: bool = False,
-                 packs_b: bool = True) -> None:
-    """Declare the knobs of one strategy for target (a no-op for knobs already declared); `bn`
-    and `bm`: the default column block and row tile, if not pick_lanes(N) and default_bm's;
+                 packs_b: bool = True, tile_k: int | None = None) -> None:
+    """Declare the knobs of one strategy for target (a no-op for knobs already declared); `bn`,
+    `bm` and `tile_k`: the default column block, row tile and reduction unroll, if not
+    pick_lanes(N), default_bm's and 4 (or the largest divisor of K below);
     `panels`: B may be packed inside the kernel and the tile order "panels" (TILE_ORDERS) applies,
     its default where the default config packs B (`packs_b`) and panels_pay;
     `padded_rows`: row tiles that pad M include WIDE_PADDED_ROWS."""
@@ -320,7 +321,7 @@ def define_knobs(cfg, M: int, N: int, K: int, strategy: str, target: Target, bn:
         bm = bm or default_bm(M, tile_rows(bn, target))     # for the default bn
         cfg.define_split("tile_y", M, num_outputs=2, candidates=[[-1, b] for b in sorted(sizes | {bm})],
                          default=[-1, bm])
-        cfg.define_split("tile_k", K, num_outputs=2, max_factor=16, default=[-1, largest_divisor(K, 4)])
+        cfg.define_split("tile_k", K, num_outputs=2, max_factor=16, default=[-1, largest_divisor(K, tile_k or 4)])
         cfg.define_knob("order", ["k_outer", "rows_outer"], default="k_outer")
         cfg.define_knob("tile_order", list(TILE_ORDERS if panels else TILE_ORDERS[:2]),
                         default=default_tile_order(M, N, K, bm, bn, target, packs_b=panels and packs_b))
@@ -450,7 +451,7 @@ def schedule_matmul_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | 
     if final is not out:
         s[out].compute_inline()
     strategy = attrs.get("strategy", "packed")
-    define_knobs(cfg, attrs["M"], attrs["N"], attrs["K"], strategy, target, attrs.get("bn"))
+    define_knobs(cfg, attrs["M"], attrs["N"], attrs["K"], strategy, target, attrs.get("bn"), tile_k=attrs.get("tile_k"))
     if strategy == "packed":
         _schedule_packed(cfg, s, acc, final, attrs, tile_order(cfg, s, out, final, target))
         return

@@ -57,6 +57,25 @@ def test_the_untuned_kernel_reads_in_place_where_the_register_tile_divides_the_p
     assert (d["bn"].val, d["tile_y"].size[-1], d["pack_input"].val) == (64, 6, False)
 
 
+def test_the_reduction_unroll_is_2_in_place_and_4_packed():
+    """gemm_tile_k: the untuned 1x1 GEMM unrolls its reduction by 2 where it reads its input in
+    place (56x56, AVX-512 and AVX2 alike), by matmul's 4 where it packs it (28x28, strided);
+    the standalone op (te.ops.conv2d) and the registry's template agree, and tuning still has 1-16."""
+    from te.target import parse
+    cases = [((1, 256, 56, 56), (64, 256, 1, 1), (1, 1), "llvm -mcpu=skylake-avx512", 2),
+             ((1, 256, 48, 48), (64, 256, 1, 1), (1, 1), "llvm -mcpu=haswell", 2),
+             ((1, 512, 28, 28), (128, 512, 1, 1), (1, 1), "llvm -mcpu=skylake-avx512", 4),
+             ((1, 256, 56, 56), (512, 256, 1, 1), (2, 2), "llvm -mcpu=skylake-avx512", 4)]
+    for xs, ws, stride, tgt, want in cases:
+        target = parse(tgt)
+        task = autotune.create_task("conv2d_1x1_gemm", (xs, ws, stride, (0, 0, 0, 0), (1, 1), 1, "float32"), target)
+        space = task.config_space
+        assert space.get(space.default_index())["tile_k"].size[-1] == want
+        assert {1, 2, 4, 8, 16} <= {e.size[-1] for e in space.space_map["tile_k"].entities}
+        y = te.ops.conv2d(te.placeholder(xs, name="x"), te.placeholder(ws, name="w"), strides=stride, target=target)
+        assert y.op.attrs["tile_k"] == (want if want == 2 else None)
+
+
 @pytest.mark.parametrize("xs, ws, stride, bn, rows", [((1, 24, 16, 16), (40, 24, 1, 1), 1, 32, 6),
                                                        ((1, 16, 24, 24), (19, 16, 1, 1), 1, 16, 14),
                                                        ((1, 16, 17, 17), (24, 16, 1, 1), 2, 32, 7)])
