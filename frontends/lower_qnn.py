@@ -19,6 +19,7 @@ QADD = "tilewise.QAdd"                 # DequantizeLinear of either input, then 
 QCONCAT = "tilewise.QConcat"           # DequantizeLinear of every input, then Concat (QLinearConcat's body)
 REQUANTIZE = "tilewise.Requantize"     # DequantizeLinear then QuantizeLinear, per tensor (a Concat's input)
 QAVGPOOL = "tilewise.QAveragePool"     # DequantizeLinear, AveragePool, QuantizeLinear (QLinearAveragePool)
+QSOFTMAX = "tilewise.QSoftmax"         # DequantizeLinear, Softmax, QuantizeLinear (QLinearSoftmax)
 QMATMUL = "tilewise.QLinearMatMul"     # MatMul of two dequantized activations, quantised or float (qdq_matmul.py)
 
 
@@ -153,16 +154,18 @@ def qladd_terms(attrs: dict) -> tuple[float, float, float]:
 
 
 def _qlinear_add(node, ins, attrs: dict, shape: tuple):
-    """QLinearAdd of two same-shaped quantised values: round_half_even(fma(a, ra, fma(b, rb, k))),
+    """QLinearAdd of two quantised values (broadcast): round_half_even(fma(a, ra, fma(b, rb, k))),
     saturated, then shifted back to the stored type; codegen makes each a * r + c one llvm.fma."""
     import te
+    from te.ops.elementwise import broadcast_at
     from te.ops.qnn import QRANGE
     ra, rb, k = (te.const(v, "float32") for v in qladd_terms(attrs))
     out_dtype, shift = attrs["out_dtype"], attrs["c_shift"]
     lo, hi = QRANGE["int8" if shift else out_dtype]
 
     def held(v, key, i):        # the value as ONNX Runtime holds it, as float32
-        v = v[i].astype("int32")
+        v = broadcast_at(v, shape, i)
+        v = v.astype("int32") if isinstance(v, te.Expr) else te.const(int(v), "int32")   # a 1-value constant
         return (v - attrs[f"{key}_shift"] if attrs[f"{key}_shift"] else v).astype("float32")
 
     def body(*i):
@@ -199,6 +202,15 @@ def _qavgpool(node, ins, attrs, opset, out_shapes):
     return [qnn.qlinear_avg_pool2d(ins[0], k, strides, pads, attrs["x_scale"], attrs["x_zero_point"],
                                    attrs["y_scale"], attrs["y_zero_point"], ceil,
                                    bool(attrs.get("count_include_pad", 0)), name=node.name)]
+
+
+@lowers(QSOFTMAX)
+def _qsoftmax(node, ins, attrs, opset, out_shapes):
+    """A uint8 Softmax between a DequantizeLinear and a QuantizeLinear, as QLinearSoftmax computes it;
+    the second input is its exponent table (qnn.softmax_table)."""
+    from te.ops import qnn
+    return [qnn.qlinear_softmax(ins[0], ins[1], attrs["axis"], attrs["y_scale"], attrs["y_zero_point"],
+                                name=node.name)]
 
 
 @lowers_anchor(QMATMUL)

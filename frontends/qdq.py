@@ -31,7 +31,10 @@ elementwise ops that ops.schedule fuses after the anchor:
 * a MatMul of two dequantized activations (QDQ attention) is `tilewise.QLinearMatMul`, the int8
   batched matmul with the zero points compensated at run time (qdq_matmul.py);
 * a uint8 AveragePool between a DequantizeLinear and a QuantizeLinear (per tensor) is
-  `tilewise.QAveragePool`, rounded as ONNX Runtime's QLinearAveragePool (its window order).
+  `tilewise.QAveragePool`, rounded as ONNX Runtime's QLinearAveragePool (its window order);
+* a uint8 Softmax between a DequantizeLinear and a QuantizeLinear (per tensor) is
+  `tilewise.QSoftmax`, computed as ONNX Runtime's QLinearSoftmax (an exponent table, the output
+  scaled by floor(1 / y_scale), not divided by y_scale: a step apart from the float softmax).
 
 What no int8 anchor reads stays as it was and runs in float (DequantizeLinear is elementwise);
 a DequantizeLinear of a constant left over is folded into a float constant.
@@ -45,7 +48,7 @@ import numpy as np
 
 from .dtypes import onnx_elem_type
 from .graph import Graph, Node, TensorInfo
-from .lower_qnn import QADD, QAVGPOOL, QCONCAT, REQUANTIZE
+from .lower_qnn import QADD, QAVGPOOL, QCONCAT, QSOFTMAX, REQUANTIZE
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +239,27 @@ class _Pass:
                          y_scale=float(pq.scale.reshape(-1)[0]), y_zero_point=int(pq.zero.reshape(-1)[0]))
             self.replace([n, q], [Node(QAVGPOOL, f"{n.name}.int", [p.value], [q.outputs[0]], attrs)])
 
+    def quantized_softmaxes(self) -> None:
+        """DQ -> Softmax -> Q of uint8 values per tensor: ONNX Runtime runs it as QLinearSoftmax, whose
+        table and rounding tilewise.QSoftmax reproduces (te.ops.qnn.qlinear_softmax)."""
+        from te.ops.qnn import softmax_table
+        self.refresh()
+        for n in list(self.g.nodes):
+            if n.op != "Softmax":
+                continue
+            p, q = self.dq_of(n.inputs[0]), self.only_consumer(n.outputs[0])
+            pq = self.qparams(q, quantize=True)
+            if not all(x is not None and x.per_tensor and not isinstance(x.zero, str) and x.dtype == "uint8"
+                       for x in (p, pq)) or {p.value, q.outputs[0]} & self.shifted:
+                continue
+            shape = self.g.info(n.inputs[0]).shape
+            axis = int(n.attrs.get("axis", -1 if self.g.opset >= 13 else 1)) % len(shape)
+            if self.g.opset < 13 and axis != len(shape) - 1:
+                continue            # before opset 13 Softmax flattens the axes from `axis` on
+            table = self.const(softmax_table(float(p.scale.reshape(-1)[0]), shape[axis]), "softmax_table")
+            attrs = {"axis": axis, "y_scale": float(pq.scale.reshape(-1)[0]), "y_zero_point": int(pq.zero.reshape(-1)[0])}
+            self.replace([n, q], [Node(QSOFTMAX, f"{n.name}.int", [p.value, table], [q.outputs[0]], attrs)])
+
     def requantized_concat(self, n: Node, q: Node | None, ps: list[QParams | None], pq: QParams | None) -> bool:
         """DQ -> Concat -> Q where the inputs' scales or zero points differ from the output's: each
         such input requantised (`tilewise.Requantize`, fused after the kernel that makes it), then
@@ -274,15 +298,20 @@ class _Pass:
                     ps.append(p)
                 else:
                     ins.append(x)
-            if not attrs or any(x in self.g.constants for x in ins):
+            if not attrs:
                 continue
             if len(ps) == 2 and self.requantized_add(n, ins, attrs, ps):
+                continue
+            if any(x in self.g.constants for x in ins):
                 continue
             self.replace([n], [Node(QADD, n.name, ins, list(n.outputs), attrs)])
 
     def requantized_add(self, n: Node, ins: list[str], attrs: dict, ps: list[QParams]) -> bool:
-        """DQ -> Add -> QuantizeLinear of uint8 values of one shape: ONNX Runtime runs it as QLinearAdd,
-        so tilewise.QAdd computes and rounds it as QLinearAdd does (lower_qnn._qadd).
+        """DQ -> Add -> QuantizeLinear of uint8 values (one of them may be a constant, a bias): ONNX Runtime
+        runs it as QLinearAdd, so tilewise.QAdd computes and rounds it as QLinearAdd does
+        (lower_qnn._qadd).  Under a broadcast QLinearAdd walks rows of the output's last axis; where
+        the first input is one value per row (its last axis 1) that value takes the second operand's
+        place in the sum (a different rounding), so the inputs are swapped.
 
         int8 values keep the float sum and QuantizeLinear's divide: ONNX Runtime 1.32 fuses an int8
         DQ -> Add -> Q in some graphs only (not where the sum is dequantized again, as in a QDQ
@@ -292,9 +321,10 @@ class _Pass:
         pq = self.qparams(q, quantize=True)
         if pq is None or not pq.per_tensor or isinstance(pq.zero, str) or pq.dtype not in ("uint8", "int8"):
             return False
-        shape = self.g.info(n.outputs[0]).shape
-        if any(tuple(self.g.info(x).shape) != tuple(shape) for x in ins):
-            return False            # a broadcast: QLinearAdd's scalar paths round otherwise
+        last = [(tuple(self.g.info(x).shape) or (1,))[-1] for x in ins]
+        if last[0] == 1 and last[1] > 1:
+            ins, ps = ins[::-1], ps[::-1]
+            attrs = {f"{'ab'[1 - 'ab'.index(k[0])]}{k[1:]}": v for k, v in attrs.items()}
         shifts = {key: 128 if v in self.shifted else 0 for key, v in zip("abc", [p.value for p in ps] + [q.outputs[0]])}
         types = {"int8" if shifts[key] else p.dtype for key, p in zip("abc", ps + [pq])}
         if types != {"uint8"}:
@@ -336,6 +366,7 @@ def quantize_int8(g: Graph) -> Graph:
     p.shift_int8()
     p.pass_through()
     p.quantized_avg_pools()
+    p.quantized_softmaxes()
     p.anchors()
     p.quantized_adds()
     g = eliminate_dead_nodes(g)

@@ -1,7 +1,7 @@
 """DequantizeLinear -> Add -> QuantizeLinear of uint8 values as one tilewise.QAdd that rounds as
 ONNX Runtime's QLinearAdd, without a divide; int8 values as the float ops ONNX Runtime runs there:
-both bit-exact on every pair of 8-bit values for seeded scales and zero points; a broadcast Add
-keeps the float path."""
+both bit-exact on every pair of 8-bit values for seeded scales and zero points; broadcast adds (a
+constant bias row, a value per row on either side, one value) bit-exact on seeded codes."""
 import numpy as np
 import onnx
 import pytest
@@ -86,13 +86,38 @@ def test_qlinearadd_terms_are_float32_as_onnxruntime_forms_them():
     assert qladd_terms(shifted) == qladd_terms(signed) != (ra, rb, k)
 
 
-def test_a_broadcast_add_keeps_the_float_sum_and_quantizelinear():
-    m = _add_model(np.float32(0.02), 3, np.float32(0.03), 100, np.float32(0.05), 120, "uint8", b_len=1)
+def _broadcast_model(a_shape, b_shape, b_const=None) -> onnx.ModelProto:
+    """a, b (uint8 codes; b maybe a constant, a bias) -> DequantizeLinear -> Add -> QuantizeLinear -> y."""
+    inits = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("sa", 0.037), ("sb", 0.0123),
+                                                                             ("sc", 0.041))]
+    inits += [numpy_helper.from_array(np.array(v, np.uint8), n) for n, v in (("za", 120), ("zb", 131), ("zc", 125))]
+    ins = [helper.make_tensor_value_info("a", TensorProto.UINT8, list(a_shape))]
+    if b_const is None:
+        ins.append(helper.make_tensor_value_info("b", TensorProto.UINT8, list(b_shape)))
+    else:
+        inits.append(numpy_helper.from_array(b_const, "b"))
+    n = helper.make_node
+    nodes = [n("DequantizeLinear", ["a", "sa", "za"], ["da"]), n("DequantizeLinear", ["b", "sb", "zb"], ["db"]),
+             n("Add", ["da", "db"], ["s"]), n("QuantizeLinear", ["s", "sc", "zc"], ["y"])]
+    g = helper.make_graph(nodes, "qadd_broadcast", ins, [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+                          inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+# a bias (a constant row), a value per row on either side (QLinearAdd then swaps the operands'
+# places in its sum), one value
+BROADCASTS = [((96, 768), (768,), True), ((96, 768), (96, 1), False), ((96, 1), (96, 768), False),
+              ((96, 768), (1,), False)]
+
+
+@pytest.mark.parametrize("a_shape,b_shape,const", BROADCASTS, ids=lambda v: str(v))
+def test_a_broadcast_requantised_add_is_bit_exact_with_onnxruntime(a_shape, b_shape, const):
+    rng = np.random.default_rng(8)
+    a, b = (rng.integers(0, 256, s).astype(np.uint8) for s in (a_shape, b_shape))
+    m = _broadcast_model(a_shape, b_shape, b if const else None)
     g = run_passes(frontends.from_onnx(m))
     (add,) = [n for n in g.nodes if n.op == QADD]
-    assert "c_scale" not in add.attrs and any(n.op == "QuantizeLinear" for n in g.nodes)
-    feed = _every_pair("uint8")
-    feed["b"] = feed["b"][:1] + 107
-    want = onnxruntime_session(m).run(None, feed)[0]
-    got = frontends.build(frontends.from_onnx(m)).run(**feed)[0]
-    assert np.abs(got - want).max() <= 0.05 * 1.001
+    assert "c_scale" in add.attrs and not any(n.op == "QuantizeLinear" for n in g.nodes)
+    feed = {"a": a} if const else {"a": a, "b": b}
+    np.testing.assert_array_equal(frontends.build(frontends.from_onnx(m)).run(**feed)[0],
+                                  onnxruntime_session(m).run(None, feed)[0])
