@@ -12,8 +12,8 @@ from __future__ import annotations
 from te.caches import BYTES_PER_CYCLE, FMA_UNITS, beats
 from te.target import Target
 
-from .common import largest_divisor
 from . import conv_chunks
+from .common import largest_divisor
 from .conv_geometry import ConvGeometry, round_up
 from .schedule import rows_split_pays
 
@@ -292,8 +292,8 @@ def chunks_pay(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> b
     and 512@14x14 (6 KiB, 9 MiB) fit on Emerald Rapids (48 KiB L1d) and Ice Lake (48 KiB);
     on Zen 4 (32 KiB) only the 7x7 maps do.  The 128@56x56 keeps rows_outer: its weights stay in
     L2.  Measured on Emerald Rapids (bench/conv_weak.py, weights cold, a loaded machine, rough):
-    256@28x28 1.14x rows_outer on one thread, 1.21x on two; 512@14x14 1.02-1.03x oc_outer on
-    one thread."""
+    256@28x28 1.14x rows_outer on one thread, 1.21x on two; 512@14x14 1.02-1.06x oc_outer on
+    one thread; the stride-1 3x3 512@7x7 (direct: conv_algorithm.py) 1.04x on one thread."""
     if g.groups != 1 or not conv_chunks.applies(g, bh, bw):
         return False
     working = 4.0 * ocb * (g.OH * g.OW + min(g.C, CHUNK_CHANNELS) * g.R * g.S)
