@@ -42,7 +42,7 @@ def run(wl: ConvWorkload, knobs: dict, prepacked: bool, rng, relu: bool = True):
     ba = rng.standard_normal(wl.w_shape[0]).astype(np.float32)
     out = np.zeros(y.shape, np.float32)
     f(xa, DIRECT.pack_weight(wa, wl, cfg, target) if prepacked else wa, ba, out)
-    ref = conv_ref(xa, wa, wl.strides, wl.padding) + ba[None, :, None, None]
+    ref = conv_ref(xa, wa, wl.strides, wl.padding, groups=wl.groups) + ba[None, :, None, None]
     np.testing.assert_allclose(out, np.maximum(ref, 0) if relu else ref, rtol=2e-4, atol=2e-3)
 
 
@@ -73,6 +73,16 @@ def test_chunks_outer_accumulates_chunk_by_chunk_outside_the_tiles():
     update = nest[nest.index("for rc.outer in range(4)"):]           # after the accumulator's init
     assert update.index("for oh.outer in range(7)") < update.index("for rc.inner in range(4)"), nest
     assert "for n.k.outer.fused in range(2):  # parallel" in nest, nest
+
+
+@pytest.mark.parametrize("wl", [
+    ConvWorkload((1, 64, 14, 14), (64, 32, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2),    # two groups
+    ConvWorkload((1, 32, 14, 14), (64, 32, 1, 1), (1, 1), (0, 0, 0, 0)),               # a 1x1 conv
+])
+def test_chunks_outer_of_the_tuners_other_convs_matches_numpy(wl, rng):
+    """The tuner may pick chunks_outer for any direct conv: grouped and 1x1 ones too."""
+    run(wl, {"out_order": "chunks_outer", "tile_oc": 16, "tile_oh": [-1, 1], "tile_ow": [-1, 7],
+             "tile_ic": [-1, 8]}, False, rng)
 
 
 def test_tiles_that_do_not_divide_the_map_fall_back_to_oc_outer(rng):
