@@ -63,6 +63,7 @@ ALTERNATIVES = {
                        "packed first": {"tile_order": "cols_outer", "pack_input": True},
                        "6x4 tile packed": {"bn": 64, "tile_y": [-1, 6], "pack_input": True}},
     "conv2d.direct": {"rows_outer": {"out_order": "rows_outer"}, "oc_outer": {"out_order": "oc_outer"},
+                      "chunks_outer": {"out_order": "chunks_outer"}, "vec_oc": {"store": "vec_oc"},
                       "one row": {"tile_oh": [-1, 1]}, "oc_block": {"pack_at": "oc_block"},
                       "1x1 GEMM": {"implementation": "conv2d.gemm1x1"}},
 }

@@ -29,7 +29,8 @@ from te.target import Target, parse
 from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
 from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, flops, geometry,  # noqa: F401
                             pad_nchw, resolve_padding, round_up, subsample_nchw)
-from .direct_defaults import (default_ocb, default_out_order, default_pack_at, default_tiles,  # noqa: F401
+from . import conv_chunks
+from .direct_defaults import (default_ocb, default_out_order, default_pack_at, default_store, default_tiles,  # noqa: F401
                               input_rows_read, short_rows, small_map, spatial_out_order, subsamples, tile_budget,
                               split_by_rows, two_row_tile, two_vector_tiles, wide_map)
 from .knobs import FallbackConfig
@@ -317,13 +318,20 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     # channels outside the taps for spatial convs: never slower than the taps outside on ResNet-50's
     # and VGG-19's 3x3 layers, and the order most tuned 3x3 configs choose (bench/RESULTS.md)
     cfg.define_knob("reduce_order", list(REDUCE_ORDERS), default="c_rs" if g.R * g.S > 1 else "rs_c")
-    cfg.define_knob("out_order", ["oc_outer", "rows_outer"], default=default_out_order(g, ocb, bh, bw, target))
-    # a tile that does not divide the row puts a guard on the lanes of vec_ow (masked stores): use vec_oc
-    cfg.define_knob("store", ["vec_ow", "vec_oc"], default="vec_ow" if g.OW % bw == 0 else "vec_oc")
+    cfg.define_knob("out_order", ["oc_outer", "rows_outer", "chunks_outer"],
+                    default=default_out_order(g, ocb, bh, bw, target))
+    cfg.define_knob("store", ["vec_ow", "vec_oc"], default=default_store(g, bw))
     cfg.define_knob("pack_at", ["root", "oc_block"], default=default_pack_at(g, ocb, bh, bw, target))
 
     if final is not out:
         s[out].compute_inline()
+    if cfg["out_order"].val == "chunks_outer" and conv_chunks.applies(g, bh, bw):
+        conv_chunks.schedule_chunks_outer(cfg, s, acc, final, g, ocb, bh, bw)
+        if wp is not None:
+            _schedule_wpack(s, wp, g.flops / 2)
+        if xp is not None:
+            _schedule_pad(s, xp, g.flops / 2)
+        return
     if pack_at(cfg, wp, g) == "oc_block" and g.OH % bh == 0 and g.OW % bw == 0:
         _schedule_oc_block(cfg, s, acc, wp, final, g, ocb, bh, bw, target)
         if xp is not None:

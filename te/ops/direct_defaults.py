@@ -12,6 +12,7 @@ from __future__ import annotations
 from te.caches import BYTES_PER_CYCLE, FMA_UNITS, beats
 from te.target import Target
 
+from . import conv_chunks
 from .common import largest_divisor
 from .conv_geometry import ConvGeometry, round_up
 from .schedule import rows_split_pays
@@ -215,7 +216,7 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     if g.groups != 1:
         return "oc_outer"
     if g.R * g.S > 1:
-        return spatial_out_order(g, ocb, bh, target)
+        return spatial_out_order(g, ocb, bh, bw, target)
     if split_by_rows(g, bh, target):
         return "rows_outer"         # each thread reads its band's input from its own L2
     Wp = g.W + g.pl + g.pr
@@ -235,9 +236,10 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     return "rows_outer" if beats(rows_outer, oc_outer) else "oc_outer"
 
 
-def spatial_out_order(g: ConvGeometry, ocb: int, bh: int, target: Target) -> str:
+def spatial_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
     """The tile order of a conv with a spatial filter: rows_outer where the weights it re-reads
-    at every tile row come from L2, or from L3 at a quarter of its rate at most; else oc_outer.
+    at every tile row come from L2, or from L3 at a quarter of its rate at most; chunks_outer
+    where they outgrow L2 and the block's map fits the L1d (`chunks_pay`); else oc_outer.
 
     The parallel loop's static shares (te/codegen_parallel.py) give each thread a run of its
     tiles.  With rows_outer a run is a band of output rows: the thread reads its part of the
@@ -258,10 +260,58 @@ def spatial_out_order(g: ConvGeometry, ocb: int, bh: int, target: Target) -> str
     stem 1.02x.  A quarter of the level's nominal rate (te.caches.BYTES_PER_CYCLE: 8 of L3's
     32) separates them and leaves the rest to the other cores.  Weights past the core's L3 share
     (a Zen 4 core's 4 MiB, an Ice Lake server core's 1.5 MiB) would stream from memory:
-    oc_outer reads them once."""
+    oc_outer reads them once.
+
+    Where the weights outgrow L2, chunks_outer (te/ops/conv_chunks.py) reads them once as
+    oc_outer does, and keeps each chunk of them in L1 across the whole map instead of streaming
+    the block's slice through L1 at every tile (`chunks_pay` says where that fits)."""
     Wp = g.W + g.pl + g.pr
     w = 4.0 * round_up(g.K, ocb) * (g.C // g.groups) * g.R * g.S
     band = 4.0 * g.C * ((bh - 1) * g.sh + (g.R - 1) * g.dh + 1) * Wp
     level = target.caches.level(w + band)
+    if level >= 2 and chunks_pay(g, ocb, bh, bw, target):
+        return "chunks_outer"
     rate = 4.0 * target.lanes() * FMA_UNITS / (bh * g.OW)
     return "rows_outer" if level <= 1 or (level == 2 and rate <= BYTES_PER_CYCLE[2] / 4) else "oc_outer"
+
+
+CHUNK_CHANNELS = 8      # the input channels of chunks_outer's smallest default chunk (tile_ic)
+
+
+def chunks_pay(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> bool:
+    """Does a spatial conv whose weights outgrow L2 take the chunks_outer order (conv_chunks.py)?
+
+    Each task is one channel block's whole map, accumulated one chunk of input channels at a
+    time: the map (OH x OW x ocb floats) and a chunk's weights (CHUNK_CHANNELS x R x S x ocb)
+    must stay in the L1d together (te.caches.Caches.level), the tiles must divide the map
+    (conv_chunks.applies), and there must be tasks enough that the threads' static shares differ
+    by at most a quarter (four per thread).  Then each weight byte comes from L3 or memory once
+    per call, as with oc_outer, but each tile reads its weights from L1, not streamed from L2
+    at 4.6-18 bytes a cycle (spatial_out_order), and each thread reads the input once per
+    block from its L2.  ResNet-50's stride-2 3x3 256@28x28 (a 25 KiB map, 2.3 MiB of weights)
+    and 512@14x14 (6 KiB, 9 MiB) fit on Emerald Rapids (48 KiB L1d) and Ice Lake (48 KiB);
+    on Zen 4 (32 KiB) only the 7x7 maps do.  The 128@56x56 keeps rows_outer: its weights stay in
+    L2.  Measured on Emerald Rapids (bench/conv_weak.py, weights cold, a loaded machine, rough):
+    256@28x28 1.14x rows_outer on one thread, 1.21x on two; 512@14x14 1.02-1.06x oc_outer on
+    one thread; the stride-1 3x3 512@7x7 (direct: conv_algorithm.py) 1.04x on one thread."""
+    if g.groups != 1 or not conv_chunks.applies(g, bh, bw):
+        return False
+    working = 4.0 * ocb * (g.OH * g.OW + min(g.C, CHUNK_CHANNELS) * g.R * g.S)
+    tasks = g.N * -(-g.K // ocb)
+    return target.caches.level(working) == 0 and tasks >= 4 * target.threads
+
+
+def default_store(g: ConvGeometry, bw: int) -> str:
+    """How the direct conv's epilogue stores a register tile into NCHW: "vec_oc" (channel
+    vectors; a tile row of a power of two of them codegen transposes in registers into runs of
+    bw pixels, te/codegen_vector.py's transposed stores) or "vec_ow" (vectors along the row,
+    each built lane by lane from the tile's channel vectors).
+
+    A spatial conv whose tile row is a power of two (the 7x7 stem's 1 x 8) takes vec_oc: the
+    transpose costs a few shuffles per vector, the gathers one insert per lane.  Measured on
+    ResNet-50's stem, two threads, Emerald Rapids (bench/conv_weak.py, a loaded machine, rough):
+    1.04-1.12x.  A tile that does not divide the row takes vec_oc too: vec_ow would put a guard
+    on its lanes (masked stores).  Other convs keep vec_ow."""
+    if g.OW % bw or (g.R * g.S > 1 and bw > 1 and bw & (bw - 1) == 0):
+        return "vec_oc"
+    return "vec_ow"

@@ -59,12 +59,17 @@ def test_out_order_as_the_docstring_says():
     # a spatial filter: rows_outer while its weights stay in the core's L3 share (spatial_out_order)
     assert {direct_order((128, 56, 128, 3), c, stride=2) for c in (EMERALD, ZEN4, ICELAKE)} == {"rows_outer"}
     assert direct_order((128, 56, 128, 3), EMERALD, 2, parse("llvm -mcpu=haswell")) == "rows_outer"
-    assert {direct_order((256, 28, 256, 3), c, stride=2) for c in (EMERALD, ZEN4)} == {"rows_outer"}
-    # 9 MiB of weights from L3 at 18 bytes a cycle (one row of 7 pixels per weight vector)
-    assert {direct_order((512, 7, 512, 3), c) for c in (EMERALD, ZEN4, ICELAKE, TINY)} == {"oc_outer"}
-    assert direct_order((512, 14, 512, 3), EMERALD, stride=2) == "oc_outer"
+    # 2.3 MiB of weights from L3 at 4.6 bytes a cycle; on Emerald Rapids the map and a chunk of
+    # them fit the L1d: chunks_outer (tests/te/ops/test_conv_chunks.py)
+    assert direct_order((256, 28, 256, 3), ZEN4, stride=2) == "rows_outer"
+    assert direct_order((256, 28, 256, 3), EMERALD, stride=2) == "chunks_outer"
+    # 9 MiB of weights from L3 at 18 bytes a cycle (one row of 7 pixels per weight vector): read
+    # once, by chunks kept in L1 where a chunk and the 7x7 map fit it
+    assert {direct_order((512, 7, 512, 3), c) for c in (EMERALD, ZEN4, ICELAKE)} == {"chunks_outer"}
+    assert direct_order((512, 7, 512, 3), TINY) == "oc_outer"
+    assert direct_order((512, 14, 512, 3), EMERALD, stride=2) == "chunks_outer"
     # 2.3 MiB of weights past Ice Lake's 1.5 MiB L3 share: read once
-    assert direct_order((256, 28, 256, 3), ICELAKE, stride=2) == "oc_outer"
+    assert direct_order((256, 28, 256, 3), ICELAKE, stride=2) == "chunks_outer"
     assert {direct_order((1024, 14, 256, 1), c) for c in (EMERALD, ICELAKE, TINY)} == {"oc_outer"}
     # within L2 (Emerald Rapids' 2 MiB), or weights past L2 that rows_outer re-reads per tile row
     assert direct_order((128, 28, 512, 1), EMERALD) == "oc_outer"
