@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .conv_pool import fuse_conv_max_pool
+from .flatten_dense import flatten_dense
 from .graph import Graph, Node
 from .pool_swap import average_pool_before_conv, conv_before_average_pool
 from .shuffle import fold_channel_shuffle
@@ -444,7 +445,7 @@ def quantize_int8(g: Graph) -> Graph:
     return rewrite(g)
 
 
-PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm, quantize_int8, fold_channel_shuffle,
+PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm, quantize_int8, flatten_dense, fold_channel_shuffle,
             fuse_depthwise_pointwise, conv_before_average_pool, average_pool_before_conv, fuse_conv_max_pool]
 LAYOUTS = {None: [], "NCHW": [], "NCHWc": [propagate_nchwc]}     # layout passes also take the target
 
