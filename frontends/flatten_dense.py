@@ -45,7 +45,7 @@ class _Flattening:
     """One MatMul's rewrite: the (M, N) twin of each value of its chain, and the views it adds."""
 
     def __init__(self, g: Graph, n: Node):
-        self.g, self.anchor = g, n
+        self.g = g
         self.shape = tuple(g.info(n.outputs[0]).shape)          # (..., N), the chain's shape
         self.flat_shape = (math.prod(self.shape[:-1]), self.shape[-1])
         self.twin: dict[str, str] = {}                          # a value at self.shape -> its (M, N) twin
@@ -66,7 +66,8 @@ class _Flattening:
 
     def form(self, v: str) -> tuple | None:
         """The shape v takes at (M, N): () where it stays as it is (absent, a twin, a scalar or a
-        row), a row (N,), (M, N); None where it broadcasts along a leading axis only."""
+        row), a row (N,) or (1,), (M, N) or (M, 1); None where it broadcasts along some leading
+        axes only (no 2-D form)."""
         if not v or v in self.twin:
             return ()
         s = tuple(self.g.info(v).shape)
@@ -75,7 +76,7 @@ class _Flattening:
         padded = (1,) * (len(self.shape) - len(s)) + s
         if all(d == 1 for d in padded[:-1]):
             return () if len(s) <= 1 else s[-1:]
-        return self.flat_shape if padded == self.shape else None
+        return (self.flat_shape[0], s[-1]) if padded[:-1] == self.shape[:-1] else None
 
     def rewrite(self, m: Node) -> bool:
         """Move m to (M, N) if it is an elementwise op of the chain's shape reading a value of the
@@ -101,6 +102,7 @@ class _Flattening:
 
 
 def _flatten(g: Graph, n: Node) -> None:
+    """Rewrite MatMul n and the nodes after it that move to (M, N), in g (a copy the pass owns)."""
     f = _Flattening(g, n)
     x = n.inputs[0]
     n.inputs[0] = f.view(x, (f.flat_shape[0], g.info(x).shape[-1]))
