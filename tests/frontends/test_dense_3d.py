@@ -10,6 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import autotune
 import frontends
+from frontends import zoo
 from frontends.passes import fuse, run_passes
 from frontends.tasks import extract_tasks
 from te.target import host
@@ -125,3 +126,22 @@ def test_a_3d_dense_writing_a_graph_output_matches_onnx_runtime():
     m.graph.node[-1].output[0] = "y"
     got, want = frontends.build(frontends.from_onnx(m)).run(**_feed(m))[0], ort_run(m, _feed(m))[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+SMALL = dict(seq=16, hidden=64, heads=4, ffn=128)
+
+
+def test_the_encoder_exported_3d_has_the_tasks_of_the_2d_one():
+    """zoo.encoder_layer(batch=1), x (1, seq, hidden) as PyTorch exports it: its QKV, output and
+    feed-forward dense layers are the 2-D encoder's tasks (epilogues too), beside the attention's
+    batched matmuls."""
+    flat, batched = _tasks(zoo.encoder_layer(**SMALL)), _tasks(zoo.encoder_layer(**SMALL, batch=1))
+    assert batched == flat
+    assert sorted({name for name, _, _ in flat.values()}) == ["batch_matmul", "matmul", "matmul_rows"]
+
+
+def test_the_encoder_exported_3d_matches_onnx_runtime():
+    m = zoo.encoder_layer(**SMALL, batch=2)
+    feed = {"x": np.random.default_rng(3).normal(0, 1, (2, 16, 64)).astype(np.float32)}
+    got = frontends.build(frontends.from_onnx(m)).run(**feed)[0]
+    np.testing.assert_allclose(got, ort_run(m, feed)[0], rtol=1e-4, atol=1e-4)
