@@ -1,5 +1,6 @@
 """Graph passes: dead node elimination, BatchNorm and per-channel affine folding into Conv/Gemm,
-quantised Conv/MatMul/Gemm as int8 anchors (qdq.py), channel shuffles folded into the depthwise
+quantised Conv/MatMul/Gemm as int8 anchors (qdq.py), a MatMul of a 3-D activation by a 2-D weight as
+the 2-D matmul of its rows (flatten_dense.py), channel shuffles folded into the depthwise
 convs that read them (shuffle.py), a depthwise conv and the 1x1 conv after it as one node, a stem
 conv and the max pool after it as one node (conv_pool.py),
 an average pool moved to the side of a 1x1 conv where it costs less (pool_swap.py), layout
