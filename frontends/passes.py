@@ -1,5 +1,6 @@
 """Graph passes: dead node elimination, BatchNorm and per-channel affine folding into Conv/Gemm,
-quantised Conv/MatMul/Gemm as int8 anchors (qdq.py), channel shuffles folded into the depthwise
+quantised Conv/MatMul/Gemm as int8 anchors (qdq.py), a MatMul of a 3-D activation by a 2-D weight as
+the 2-D matmul of its rows (flatten_dense.py), channel shuffles folded into the depthwise
 convs that read them (shuffle.py), a depthwise conv and the 1x1 conv after it as one node, a stem
 conv and the max pool after it as one node (conv_pool.py),
 an average pool moved to the side of a 1x1 conv where it costs less (pool_swap.py), layout
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .conv_pool import fuse_conv_max_pool
+from .flatten_dense import flatten_dense
 from .graph import Graph, Node
 from .pool_swap import average_pool_before_conv, conv_before_average_pool
 from .shuffle import fold_channel_shuffle
@@ -444,7 +446,7 @@ def quantize_int8(g: Graph) -> Graph:
     return rewrite(g)
 
 
-PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm, quantize_int8, fold_channel_shuffle,
+PIPELINE = [eliminate_dead_nodes, remove_identities, fold_batchnorm, quantize_int8, flatten_dense, fold_channel_shuffle,
             fuse_depthwise_pointwise, conv_before_average_pool, average_pool_before_conv, fuse_conv_max_pool]
 LAYOUTS = {None: [], "NCHW": [], "NCHWc": [propagate_nchwc]}     # layout passes also take the target
 

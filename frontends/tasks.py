@@ -41,8 +41,8 @@ class ModelTask:
 
 def workload_of(node: Node, g: Graph) -> registry.Workload | None:
     """The registry workload of an anchor node, or None (not an anchor, a weight computed at run
-    time, a transposed A, a MatMul of a vector or of a batched A by a 2-D B: those run the op's
-    default kernel)."""
+    time, a transposed A, a MatMul of a vector: those run the op's default kernel).  A MatMul of a
+    batched A by a 2-D B reaches here as the 2-D MatMul of A's rows (passes' flatten_dense)."""
     if node.op == "Conv" and len(node.inputs) > 1 and node.inputs[1] in g.constants:
         w = tuple(g.info(node.inputs[1]).shape)
         x = tuple(g.info(node.inputs[0]).shape)

@@ -167,8 +167,9 @@ def mobilenet_block(seed: int = 0, channels: int = 32, expand: int = 6, size: in
 
 
 def encoder_layer(seed: int = 0, seq: int = 128, hidden: int = 768, heads: int = 12, ffn: int = 3072,
-                  decomposed_layernorm: bool = False) -> onnx.ModelProto:
-    """A BERT-base-like encoder layer: self-attention (MatMul, Softmax), LayerNorm, Erf-GELU feed-forward."""
+                  decomposed_layernorm: bool = False, batch: int | None = None) -> onnx.ModelProto:
+    """A BERT-base-like encoder layer: self-attention (MatMul, Softmax), LayerNorm, Erf-GELU feed-forward;
+    x (seq, hidden), or with `batch` (batch, seq, hidden) as PyTorch exports it (3-D dense layers)."""
     rng = np.random.default_rng(seed)
     d = hidden // heads
     P = {}
@@ -208,15 +209,17 @@ def encoder_layer(seed: int = 0, seq: int = 128, hidden: int = 768, heads: int =
 
     x = "x"
     q, k, v = (dense_(x, n, hidden, hidden) for n in ("q", "k", "v"))
-    shape4 = const("shape4", [seq, heads, d], np.int64)
-    perm_q = dict(perm=[1, 0, 2])
+    lead = [] if batch is None else [batch]
+    r = len(lead)                   # the batch axis stays first through the heads' transposes
+    shape4 = const("shape4", lead + [seq, heads, d], np.int64)
+    perm_q = dict(perm=list(range(r)) + [r + 1, r, r + 2])
     qh = node("Transpose", [node("Reshape", [q, shape4], ["q4"])], ["qh"], **perm_q)
-    kh = node("Transpose", [node("Reshape", [k, shape4], ["k4"])], ["kh"], perm=[1, 2, 0])
+    kh = node("Transpose", [node("Reshape", [k, shape4], ["k4"])], ["kh"], perm=list(range(r)) + [r + 1, r + 2, r])
     vh = node("Transpose", [node("Reshape", [v, shape4], ["v4"])], ["vh"], **perm_q)
     scores = node("Div", [node("MatMul", [qh, kh], ["qk"]), const("scale", np.sqrt(d))], ["scores"])
     probs = node("Softmax", [scores], ["probs"], axis=-1)
-    ctx = node("Transpose", [node("MatMul", [probs, vh], ["ctx3"])], ["ctxt"], perm=[1, 0, 2])
-    ctx = node("Reshape", [ctx, const("shape2", [seq, hidden], np.int64)], ["ctx"])
+    ctx = node("Transpose", [node("MatMul", [probs, vh], ["ctx3"])], ["ctxt"], **perm_q)
+    ctx = node("Reshape", [ctx, const("shape2", lead + [seq, hidden], np.int64)], ["ctx"])
     attn = dense_(ctx, "o", hidden, hidden)
     h = layernorm(node("Add", [attn, x], ["res1"]), "ln1")
     f1 = dense_(h, "ffn1", hidden, ffn)
@@ -229,8 +232,8 @@ def encoder_layer(seed: int = 0, seq: int = 128, hidden: int = 768, heads: int =
     nodes.append(helper.make_node("Identity", [y], ["y"]))
     inits = [numpy_helper.from_array(v, k) for k, v in P.items()]
     g = helper.make_graph(nodes, "encoder_layer",
-                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [seq, hidden])],
-                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [seq, hidden])], inits)
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, lead + [seq, hidden])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, lead + [seq, hidden])], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
