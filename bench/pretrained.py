@@ -2,6 +2,8 @@
 
     python bench/pretrained.py                                 # the shipped training log, hold out one conv
     python bench/pretrained.py --logs full.jsonl --hold-out "64,56,56" --trials 256 --budget 32
+    python bench/pretrained.py --offline --hold-out '[1,128,28,28],[128,128,3,3]'   # no measuring
+    python bench/pretrained.py --blend                         # the prior's weight, over all tasks
 
 The model is trained on every task of the full tuning log(s) but the held-out one (autotune.pretrained,
 as `tilewise logs pretrain` trains the shipped one), then the held-out task is tuned three ways on
@@ -20,6 +22,12 @@ trained on features centred per task (each task's median feature vector subtract
 candidates ranked centred on theirs: how the shipped prior is trained and used): whether the
 features carry over to a shape the model has not seen, on the machine's logged timings, in a
 few minutes of lowering and no tuning.
+
+`--blend` measures nothing either: it holds out each task of the logs with 120 or more records in
+turn, trains the prior on the others and the task's own model (as XGBTuner fits it) on n of the
+task's records drawn at random, and ranks the task's other records by the two blended with weight
+k/(k+n) on the prior (XGBCostModel.prior_records = k; k = 0 is the task's own model alone): how
+many of a task's own records the prior is worth, over every task rather than one.
 
 The default training data is bench/data/resnet50_emr_full.jsonl.gz: every trial of a 20-minute
 `tilewise tune resnet50.onnx` on Emerald Rapids (8,798 records over 47 tasks), the log the shipped
@@ -144,6 +152,60 @@ def offline(records: list[rec.Record], held: str, seed: int, caches) -> None:
     print("\n".join(picks))
 
 
+BLEND_K = (0, 8, 16, 32, 64, 128)     # --blend: prior_records values compared (0: the task's model alone)
+BLEND_N = (8, 16, 32, 64)             # --blend: the task's own records
+
+
+def blend_study(records: list[rec.Record], seed: int, caches, min_records: int = 120, repeats: int = 4) -> None:
+    """How many of a task's own records the pre-trained model is worth (XGBCostModel.prior_records).
+
+    Every task of the logs with min_records or more records is held out in turn: the prior is
+    trained on the others, the task's own model (as XGBTuner fits it) on n of its records drawn at
+    random, and both, blended with weight k/(k+n) on the prior, rank the task's other records.
+    Printed per n: the median over tasks and draws of the rank correlation and of the best
+    throughput among the top 8 (over the best of those records), for each k."""
+    from autotune.cost_model import XGBCostModel, blend, centred
+
+    t0 = time.time()
+    per_task = pretrained.task_features(records, per_task=10 ** 6, seed=seed, caches=caches)
+    held = [key for key, (x, y) in per_task.items() if len(y) >= min_records]
+    print(f"{len(per_task)} tasks, {len(held)} with {min_records}+ records held out in turn "
+          f"(features in {time.time() - t0:.0f} s)")
+    rng = np.random.default_rng(seed)
+    corr = {(n, k): [] for n in BLEND_N for k in BLEND_K}
+    top = {(n, k): [] for n in BLEND_N for k in BLEND_K}
+    for key in held:
+        others = []
+        for other, (x, y) in per_task.items():
+            if other[0] != key[0]:              # as pretrained.train samples each task
+                sample = rng.permutation(len(y))[:pretrained.PER_TASK]
+                others.append((centred(x[sample]), y[sample], 1.0))
+        prior = XGBCostModel(num_rounds=120, seed=seed)
+        prior.fit(others)
+        x, y = per_task[key]
+        for n in BLEND_N:
+            for _ in range(repeats):
+                perm = rng.permutation(len(y))
+                train, test = perm[:n], perm[n:]
+                own = XGBCostModel(seed=seed)
+                own.fit([(x[train], y[train], 1.0)])
+                p_scores = XGBCostModel(base=prior.booster).predict(x[test])
+                o_scores = own.predict(x[test])
+                for k in BLEND_K:
+                    score = blend(o_scores, p_scores, k / (k + n))
+                    corr[n, k].append(float(np.corrcoef(_ranks(score), _ranks(y[test]))[0, 1]))
+                    top[n, k].append(y[test][np.argsort(-score, kind="stable")[:8]].max() / y[test].max())
+    rows = [[str(n)] + [f"{np.median(corr[n, k]):.2f} / {np.median(top[n, k]):.3f}" for k in BLEND_K]
+            for n in BLEND_N]
+    rows.append(["mean"] + [f"{np.mean([np.median(corr[n, k]) for n in BLEND_N]):.2f} / "
+                            f"{np.mean([np.median(top[n, k]) for n in BLEND_N]):.3f}" for k in BLEND_K])
+    print()
+    print(table(["own records n"] + [f"k={k}" + (" (own model)" if k == 0 else "") for k in BLEND_K],
+                rows, "l" + "r" * len(BLEND_K)))
+    print("\nrank correlation / best of the top 8 over the best of the held-out records (medians over "
+          f"{len(held)} tasks x {repeats} draws); prior weight k/(k+n)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--logs", nargs="+", default=[DEFAULT_LOG], help="full tuning logs to train on")
@@ -157,10 +219,15 @@ def main() -> None:
                          "names none (default: Emerald Rapids', the machine of the default log)")
     ap.add_argument("--offline", action="store_true",
                     help="measure nothing: rank the held-out task's logged records (see above)")
+    ap.add_argument("--blend", action="store_true",
+                    help="measure nothing: how many of a task's records the prior is worth (see above)")
     args = ap.parse_args()
     print(env_note())
     records = read(args.logs)
     caches = parse(f"llvm {args.log_caches}").caches
+    if args.blend:
+        blend_study(records, args.seed, caches)
+        return
     held = pick(records, args.hold_out)
     if args.offline:
         offline(records, held, args.seed, caches)
