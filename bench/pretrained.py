@@ -228,6 +228,9 @@ def main() -> None:
                     help="measure nothing: rank the held-out task's logged records (see above)")
     ap.add_argument("--blend", action="store_true",
                     help="measure nothing: how many of a task's records the prior is worth (see above)")
+    ap.add_argument("--model", help="the held-out model's file: read if it exists (it must have been "
+                                     "trained without the held-out task), else trained and written there")
+    ap.add_argument("--log-dir", help="write each search's records to DIR/<search>.jsonl")
     args = ap.parse_args()
     print(env_note())
     records = read(args.logs)
@@ -240,12 +243,24 @@ def main() -> None:
         offline(records, held, args.seed, caches)
         return
     t0 = time.time()
-    model = pretrained.train(records, exclude={held}, caches=caches)
-    print(f"trained on {model.trained_on[1]} records of {model.trained_on[0]} tasks (held out: {held}) "
-          f"in {time.time() - t0:.0f} s")
+    if args.model and os.path.exists(args.model):
+        model = pretrained.load(args.model)
+        if model is None:
+            sys.exit(f"--model {args.model}: not a pre-trained model of these features; delete it to retrain")
+        print(f"read the model trained without {held} from {args.model}")
+    else:
+        model = pretrained.train(records, exclude={held}, caches=caches)
+        print(f"trained on {model.trained_on[1]} records of {model.trained_on[0]} tasks (held out: {held}) "
+              f"in {time.time() - t0:.0f} s")
+        if args.model:
+            pretrained.save(model, args.model)
     name, wargs = parse_workload(held)
     task = autotune.create_task(name, wargs, host())
     print(f"task {task}: {len(task.config_space)} configs")
+    if args.log_dir:
+        os.makedirs(args.log_dir, exist_ok=True)
+        if os.listdir(args.log_dir):        # log_to_file resumes from a log that exists
+            sys.exit(f"--log-dir {args.log_dir}: not empty; give a new directory (a search resumes from its log)")
     runs = {}
     for label, make, n in (("random", lambda: autotune.RandomTuner(task, seed=args.seed), args.trials),
                            ("xgb, pre-trained", lambda: autotune.XGBTuner(task, seed=args.seed, pretrained=model),
@@ -259,7 +274,9 @@ def main() -> None:
         # config timed once far above the machine's peak under load (1386 GFLOP/s against a
         # 340 GFLOP/s FMA peak) made a target no search could reach
         t0 = time.time()
-        tuner.tune(n)
+        logs = [autotune.log_to_file(os.path.join(args.log_dir, label.replace(", ", "_").replace(" ", "_") + ".jsonl"))
+                ] if args.log_dir else []
+        tuner.tune(n, callbacks=logs)
         runs[label] = (curve(tuner), curve(tuner, skip=task.config_space.default_index()), time.time() - t0)
         default = tuner.results.get(task.config_space.default_index(), 0.0) / 1e9
         print(f"  {label}: {n} trials in {runs[label][2]:.0f} s, best {runs[label][0][-1]:.1f} GFLOP/s"

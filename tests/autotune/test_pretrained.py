@@ -115,6 +115,9 @@ def test_the_prior_picks_the_first_batch_and_keeps_its_share_after_it():
     assert first[0] == sp.default_index() and blended.knob_model.booster is not None
     sampled = len(blended._features)
     assert sampled > 48 // 2
+    d = sp.default_index()
+    near = [i for i in blended._features if sum(a != b for a, b in zip(sp.point(i), sp.point(d))) == 1]
+    assert len(near) >= 48 // 8                     # the default's neighbours joined the random sample
     pool = [i for i in blended._features if i != first[0]]
     F = blended.features(pool)
     scores = booster.booster.predict(xgb.DMatrix(F - np.median(F, axis=0)))
