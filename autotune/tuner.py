@@ -397,7 +397,7 @@ class XGBTuner(Tuner):
     """
 
     EXHAUSTIVE = 512     # spaces up to this size are ranked whole by the main model instead
-    PRIOR_SAMPLE = 256   # random configs the pre-trained model ranks for a larger space's first batch
+    PRIOR_SAMPLE = 256   # configs the pre-trained model ranks for a larger space's first batch
     # the pre-trained model counts as this many of the task's own records: over the 37 tasks of the
     # shipped log held out in turn, blends with 32-128 ranked best from 8 to 64 own records, 64 the
     # best on average (bench/pretrained.py --blend)
@@ -546,7 +546,7 @@ class XGBTuner(Tuner):
                 # to walk (_prior_group), then the annealing finds more configs the prior likes.
                 # A quarter of the sample, and some walkers, are the default's neighbours: a
                 # template's default is its author's pick for any shape, often near the best
-                # (random search's best of 256 beat it by 5% on ResNet-50's 3x3 convs), so the
+                # (random search's best of 256 ran within 4% of it on ResNet-50's 3x3 convs), so the
                 # configs one knob away are where the prior's ranking pays most
                 near = self.space.neighbours(self.space.default_index(), self.rng, self.PRIOR_SAMPLE // 4)
                 sample = set(near) | {self.space.sample(self.rng) for _ in range(self.PRIOR_SAMPLE - len(near))}
