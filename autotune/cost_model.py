@@ -16,26 +16,41 @@ log = logging.getLogger(__name__)
 class XGBCostModel:
     """Ranks candidates by predicted throughput (higher is better).
 
-    `base`, a pre-trained xgboost Booster (autotune.pretrained), ranks until the first fit: it
-    picks the first batch, then the task's own measurements take over (a prior trained on other
-    operators misleads more than it helps once the task has data of its own: measured on a
-    replayed matmul space, tests/autotune/test_timing_table.py).  It was trained on each task's
-    features centred (`centred`), so it ranks the candidates centred on theirs."""
+    `base`, a pre-trained xgboost Booster (autotune.pretrained), ranks alone until the first fit.
+    With `prior_records` k > 0 it keeps a share after that: the ranking is the blend of the two
+    models' ranks over the candidates (`blend`), the base weighted k/(k+n) and the task's own model
+    n/(k+n), n the task's own records of the last fit (the first group given to `fit`), so the
+    prior counts as k measurements of the task and fades as they arrive.  With k = 0 the task's
+    own model takes over at the first fit (the AutoScheduler's way).  The base was trained on each
+    task's features centred (`centred`), so it ranks the candidates centred on theirs."""
 
-    def __init__(self, num_rounds: int = 60, seed: int = 0, base=None):
+    def __init__(self, num_rounds: int = 60, seed: int = 0, base=None, prior_records: int = 0):
         self.num_rounds = num_rounds
         self.seed = seed
         self.base = base
+        self.prior_records = prior_records
         self.booster = None
+        self.own_records = 0        # rows of the first group of the last fit: the task's own records
 
     @property
     def ready(self) -> bool:
         """Can it rank yet (fitted, or pre-trained)?"""
         return self.booster is not None or self.base is not None
 
+    @property
+    def prior_weight(self) -> float:
+        """The base's share of the ranking: 1 before the first fit, then k/(k+n) (0 without a base)."""
+        if self.base is None:
+            return 0.0
+        if self.booster is None:
+            return 1.0
+        k = self.prior_records
+        return k / (k + self.own_records) if k > 0 else 0.0
+
     def fit(self, groups: list[tuple[np.ndarray, np.ndarray, float]]) -> None:
         """Fit on groups of (features, throughput, weight); throughput 0 marks a failed config."""
         import xgboost as xgb
+        self.own_records = len(groups[0][1]) if groups else 0
         groups = [(x, y, w) for x, y, w in groups if len(y) > 1]
         if not groups:
             return
@@ -50,12 +65,42 @@ class XGBCostModel:
         self.booster = xgb.train(params, d, num_boost_round=self.num_rounds)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """Scores (higher = predicted faster); before the first fit the pre-trained model's, else zeros."""
-        booster = self.booster if self.booster is not None else self.base
-        if booster is None:
+        """Scores (higher = predicted faster): the task's own model's, the base's, or the blend of
+        their ranks while both count (prior_weight); zeros before either can rank."""
+        w = self.prior_weight
+        own = self._own(features) if w < 1.0 else None
+        if w <= 0.0:
+            return own
+        prior = self.prior_scores(features)
+        return prior if w >= 1.0 else blend(own, prior, w)
+
+    def prior_scores(self, features: np.ndarray) -> np.ndarray:
+        """The base's scores of the candidates, centred on theirs (as it was trained)."""
+        import xgboost as xgb
+        return self.base.predict(xgb.DMatrix(centred(features)))
+
+    def _own(self, features: np.ndarray) -> np.ndarray:
+        if self.booster is None:
             return np.zeros(len(features))
         import xgboost as xgb
-        return booster.predict(xgb.DMatrix(features if booster is self.booster else centred(features)))
+        return self.booster.predict(xgb.DMatrix(features))
+
+
+def quantiles(scores: np.ndarray) -> np.ndarray:
+    """Each score's rank among the scores scaled to [0, 1], ties sharing their mean rank (a model
+    that cannot tell candidates apart adds nothing to a blend's order between them)."""
+    scores = np.asarray(scores)
+    if len(scores) < 2:
+        return np.full(len(scores), 0.5)
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    mean_rank = np.cumsum(counts) - (counts + 1) / 2
+    return mean_rank[inverse] / (len(scores) - 1)
+
+
+def blend(own: np.ndarray, prior: np.ndarray, prior_weight: float) -> np.ndarray:
+    """Two models' scores of the same candidates as one ranking: their ranks (`quantiles`) weighted.
+    Ranks, not scores: a pairwise ranking model's scores have no scale shared with another's."""
+    return (1.0 - prior_weight) * quantiles(own) + prior_weight * quantiles(prior)
 
 
 def centred(features: np.ndarray) -> np.ndarray:

@@ -52,21 +52,20 @@ def record_target(target: str, caches: Caches | None = None) -> Target:
     return t
 
 
-def training_groups(records: list[rec.Record], per_task: int = PER_TASK, seed: int = 0,
-                    exclude: set[str] = frozenset(), caches: Caches | None = None, centre: bool = True,
-                    ) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """(features, throughput, weight) per template workload of the records (each with 2 or more
-    records, successful or failed), up to per_task records each, the features centred per task
-    unless `centre` is False (cost_model.centred: the prior ranks candidates so); workloads in
-    `exclude` are left out (a held-out task); `caches`: see record_target."""
-    from .cost_model import centred
+def task_features(records: list[rec.Record], per_task: int = PER_TASK, seed: int = 0,
+                  exclude: set[str] = frozenset(), caches: Caches | None = None,
+                  ) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """(features, throughput) of up to per_task records (a random sample) per template workload
+    and target with 2 or more usable records (successful or failed; throughput 0 for a failure), the features
+    as measured (not centred); workloads in `exclude` are left out (a held-out task); `caches`:
+    see record_target."""
     from .task import create_task, parse_workload
     by_task: dict[tuple[str, str], list[rec.Record]] = {}
     for r in records:
         if r.workload not in exclude:
             by_task.setdefault((r.workload, r.target), []).append(r)
     rng = random.Random(seed)
-    groups = []
+    out = {}
     for (workload, target), rs in by_task.items():
         if len(rs) < 2:
             continue
@@ -86,9 +85,19 @@ def training_groups(records: list[rec.Record], per_task: int = PER_TASK, seed: i
             xs.append(config_features(task, idx))
             ys.append(task.flops / r.cost if r.ok and r.cost > 0 else 0.0)
         if len(ys) > 1 and max(ys) > 0:
-            x = np.array(xs, np.float32)
-            groups.append((centred(x) if centre else x, np.array(ys), 1.0))
-    return groups
+            out[workload, target] = (np.array(xs, np.float32), np.array(ys))
+    return out
+
+
+def training_groups(records: list[rec.Record], per_task: int = PER_TASK, seed: int = 0,
+                    exclude: set[str] = frozenset(), caches: Caches | None = None, centre: bool = True,
+                    ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """(features, throughput, weight) per template workload of the records (task_features), the
+    features centred per task unless `centre` is False (cost_model.centred: the prior ranks
+    candidates so)."""
+    from .cost_model import centred
+    return [(centred(x) if centre else x, y, 1.0)
+            for x, y in task_features(records, per_task, seed, exclude, caches).values()]
 
 
 def train(records: list[rec.Record], exclude: set[str] = frozenset(), rounds: int = 120,

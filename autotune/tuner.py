@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from . import record as rec
-from .cost_model import XGBCostModel, distinct_first
+from .cost_model import XGBCostModel, distinct_first, quantiles
 from .features import LENGTH, config_features
 from .measure import MeasureOption, Measurer
 
@@ -388,10 +388,20 @@ class XGBTuner(Tuner):
     from one batch to the next (as AutoTVM's do).  The `feature_budget` best configs it found
     get loop-IR features and join a pool that the main model re-ranks after every refit; the
     batch is taken from the top of that ranking.
+
+    With a pre-trained model (autotune.pretrained) both models start from it: the main model's
+    ranking blends it with the task's own until the task has many more than PRIOR_RECORDS records
+    (XGBCostModel.prior_weight), and the knob model learns its ranking of the pool as one more
+    group of that weight, so from the first batch on the annealing walks towards what the prior
+    ranks high, not at random.
     """
 
     EXHAUSTIVE = 512     # spaces up to this size are ranked whole by the main model instead
-    PRIOR_SAMPLE = 128   # random configs the pre-trained model ranks for a larger space's first batch
+    PRIOR_SAMPLE = 256   # configs the pre-trained model ranks for a larger space's first batch
+    # the pre-trained model counts as this many of the task's own records: over the 37 tasks of the
+    # shipped log held out in turn, blends with 32-128 ranked best from 8 to 64 own records, 64 the
+    # best on average (bench/pretrained.py --blend)
+    PRIOR_RECORDS = 64
 
     def __init__(self, task, seed: int = 0, plan_size: int = 64, epsilon: float = 0.1,
                  sa_steps: int = 40, sa_walkers: int = 64, feature_budget: int = 24,
@@ -403,7 +413,8 @@ class XGBTuner(Tuner):
         # one batch, and on a replayed matmul space the prior's cluster of near-best configs made
         # the final pick worse, not better (tests/autotune/test_timing_table.py)
         large = len(self.space) > self.EXHAUSTIVE
-        self.model = XGBCostModel(seed=seed, base=prior(pretrained) if large else None)
+        self.model = XGBCostModel(seed=seed, base=prior(pretrained) if large else None,
+                                  prior_records=self.PRIOR_RECORDS)
         self.knob_model = XGBCostModel(seed=seed)
         self.plan_size = plan_size
         self.epsilon = epsilon
@@ -486,8 +497,20 @@ class XGBTuner(Tuner):
         y = np.array([self.results[i] for i in idx])
         self.model.fit([(X, y, 1.0)] + self._transfer)
         if len(self.space) > self.EXHAUSTIVE:
-            self.knob_model.fit([(self._knobs(idx), y, 1.0)])
+            self.knob_model.fit([(self._knobs(idx), y, 1.0)] + self._prior_group())
         self._plan = []
+
+    def _prior_group(self) -> list:
+        """The pre-trained model's ranking of every config with features, as a ranking group for the
+        knob model weighted as the main model weighs the prior against the task's own records
+        (w/(1-w), the own group's weight being 1); none once the prior has no share."""
+        w = self.model.prior_weight
+        if w <= 0.0 or len(self._features) < 2:
+            return []
+        pool = list(self._features)
+        rank = quantiles(self.model.prior_scores(self.features(pool)))
+        # relevance grows with throughput and 0 means failed: the worst-ranked config stays above 0
+        return [(self._knobs(pool), 0.01 + rank, w / (1.0 - w) if w < 1.0 else 1.0)]
 
     def _knobs(self, indices) -> np.ndarray:
         """Knob features: each knob's option index (free to compute, unlike loop-IR features)."""
@@ -506,10 +529,7 @@ class XGBTuner(Tuner):
         tries = 0
         while len(out) < n and len(self.visited) + len(out) < len(self.space) and tries < 100 * n:
             tries += 1
-            # ranked by the prior alone (nothing measured yet), half the batch stays random: a
-            # batch of the prior's favourites alone is too alike to teach the task's own model
-            eps = self.epsilon if self.model.booster is not None else 0.5
-            use_plan = bool(self._plan) and self.rng.random() > eps
+            use_plan = bool(self._plan) and self.rng.random() > self.epsilon
             i = self._plan.pop(0) if use_plan else self.space.sample(self.rng)
             if i not in self.visited and i not in out:
                 out.append(i)
@@ -521,10 +541,19 @@ class XGBTuner(Tuner):
         if size <= self.EXHAUSTIVE:
             cand = [i for i in range(size) if i not in self.visited and self.space.valid(i)]
         else:
-            if self.knob_model.booster is None:     # nothing measured: a wide sample ranked by the prior
-                sample = {self.space.sample(self.rng) for _ in range(self.PRIOR_SAMPLE)}
+            if self.knob_model.booster is None and self.model.base is not None:
+                # nothing measured: a wide sample ranked by the prior teaches the knob model where
+                # to walk (_prior_group), then the annealing finds more configs the prior likes.
+                # A quarter of the sample, and some walkers, are the default's neighbours: a
+                # template's default is its author's pick for any shape, often near the best
+                # (random search's best of 256 ran within 4% of it on ResNet-50's 3x3 convs), so the
+                # configs one knob away are where the prior's ranking pays most
+                near = self.space.neighbours(self.space.default_index(), self.rng, self.PRIOR_SAMPLE // 4)
+                sample = set(near) | {self.space.sample(self.rng) for _ in range(self.PRIOR_SAMPLE - len(near))}
                 self.features([i for i in sample if i not in self.visited])
-            else:
+                self._walkers = list(dict.fromkeys(near))[:self.sa_walkers // 4]
+                self.knob_model.fit(self._prior_group())
+            if self.knob_model.booster is not None:
                 self._anneal()
             cand = [i for i in self._features if i not in self.visited]
         if not cand:

@@ -2,6 +2,8 @@
 
     python bench/pretrained.py                                 # the shipped training log, hold out one conv
     python bench/pretrained.py --logs full.jsonl --hold-out "64,56,56" --trials 256 --budget 32
+    python bench/pretrained.py --offline --hold-out '[1,128,28,28],[128,128,3,3]'   # no measuring
+    python bench/pretrained.py --blend                         # the prior's weight, over all tasks
 
 The model is trained on every task of the full tuning log(s) but the held-out one (autotune.pretrained,
 as `tilewise logs pretrain` trains the shipped one), then the held-out task is tuned three ways on
@@ -20,6 +22,12 @@ trained on features centred per task (each task's median feature vector subtract
 candidates ranked centred on theirs: how the shipped prior is trained and used): whether the
 features carry over to a shape the model has not seen, on the machine's logged timings, in a
 few minutes of lowering and no tuning.
+
+`--blend` measures nothing either: it holds out each task of the logs with 120 or more records in
+turn, trains the prior on the others and the task's own model (as XGBTuner fits it) on n of the
+task's records drawn at random, and ranks the task's other records by the two blended with weight
+k/(k+n) on the prior (XGBCostModel.prior_records = k; k = 0 is the task's own model alone): how
+many of a task's own records the prior is worth, over every task rather than one.
 
 The default training data is bench/data/resnet50_emr_full.jsonl.gz: every trial of a 20-minute
 `tilewise tune resnet50.onnx` on Emerald Rapids (8,798 records over 47 tasks), the log the shipped
@@ -79,13 +87,20 @@ def pick(records: list[rec.Record], text: str | None) -> str:
     return next(w for w in keys if w.startswith('["conv2d_nchw"'))
 
 
-def curve(tuner) -> list[float]:
-    """Best GFLOP/s after each trial, in measurement order."""
+def curve(tuner, skip: int | None = None) -> list[float]:
+    """Best GFLOP/s after each trial, in measurement order; config `skip` (the default) is
+    a trial but its throughput does not count."""
     best, out = 0.0, []
     for i in tuner.results:
-        best = max(best, tuner.results[i])
+        if i != skip:
+            best = max(best, tuner.results[i])
         out.append(best / 1e9)
     return out
+
+
+def reached(c: list[float], target: float) -> str:
+    """The trial after which curve c reached target, or 'not in N'."""
+    return next((str(k + 1) for k, v in enumerate(c) if v >= target), f"not in {len(c)}")
 
 
 def _ranks(v: np.ndarray) -> np.ndarray:
@@ -144,6 +159,96 @@ def offline(records: list[rec.Record], held: str, seed: int, caches) -> None:
     print("\n".join(picks))
 
 
+BLEND_K = (0, 8, 16, 32, 64, 128)     # --blend: prior_records values compared (0: the task's model alone)
+BLEND_N = (8, 16, 32, 64)             # --blend: the task's own records
+
+
+SEARCHES = {"random order": None, "prior for the first batch, then the task's own model": 0,
+            f"prior blended, k={autotune.XGBTuner.PRIOR_RECORDS}": autotune.XGBTuner.PRIOR_RECORDS}
+SEARCH_BATCHES = 8
+NEAR_BEST = 0.98
+
+
+def _search_in_log(x: np.ndarray, y: np.ndarray, prior, k: int | None, rng) -> int:
+    """Picks until one within NEAR_BEST of the best of a task's logged configs (x, y), in batches of
+    8 ranked as XGBTuner ranks them (k: XGBCostModel.prior_records; None: random order), or
+    SEARCH_BATCHES * 8 + 1 if none in that many; the first batch is the prior's top 8."""
+    from autotune.cost_model import XGBCostModel
+    if k is None:
+        return _picks_to(y[rng.permutation(len(y))], NEAR_BEST * y.max())
+    measured: list[int] = []
+    for _ in range(SEARCH_BATCHES):
+        rest = np.array([i for i in range(len(y)) if i not in set(measured)])
+        model = XGBCostModel(base=prior, prior_records=k, seed=int(rng.integers(1 << 16)))
+        if measured:
+            model.fit([(x[measured], y[measured], 1.0)])
+        measured += [int(i) for i in rest[np.argsort(-model.predict(x[rest]), kind="stable")[:8]]]
+        if y[measured].max() >= NEAR_BEST * y.max():
+            return _picks_to(y[measured], NEAR_BEST * y.max())
+    return SEARCH_BATCHES * 8 + 1
+
+
+def blend_study(records: list[rec.Record], seed: int, caches, min_records: int = 120, repeats: int = 4) -> None:
+    """How many of a task's own records the pre-trained model is worth (XGBCostModel.prior_records).
+
+    Every task of the logs with min_records or more records is held out in turn: the prior is
+    trained on the others, the task's own model (as XGBTuner fits it) on n of its records drawn at
+    random, and both, blended with weight k/(k+n) on the prior, rank the task's other records.
+    Printed per n: the median over tasks and draws of the rank correlation and of the best
+    throughput among the top 8 (over the best of those records), for each k."""
+    from autotune.cost_model import XGBCostModel, blend, centred
+
+    t0 = time.time()
+    per_task = pretrained.task_features(records, per_task=10 ** 6, seed=seed, caches=caches)
+    held = [key for key, (x, y) in per_task.items() if len(y) >= min_records]
+    print(f"{len(per_task)} tasks, {len(held)} with {min_records}+ records held out in turn "
+          f"(features in {time.time() - t0:.0f} s)")
+    rng = np.random.default_rng(seed)
+    corr = {(n, k): [] for n in BLEND_N for k in BLEND_K}
+    top = {(n, k): [] for n in BLEND_N for k in BLEND_K}
+    searches = {label: [] for label in SEARCHES}
+    for key in held:
+        others = []
+        for other, (x, y) in per_task.items():
+            if other[0] != key[0]:              # as pretrained.train samples each task
+                sample = rng.permutation(len(y))[:pretrained.PER_TASK]
+                others.append((centred(x[sample]), y[sample], 1.0))
+        prior = XGBCostModel(num_rounds=120, seed=seed)
+        prior.fit(others)
+        x, y = per_task[key]
+        for n in BLEND_N:
+            for _ in range(repeats):
+                perm = rng.permutation(len(y))
+                train, test = perm[:n], perm[n:]
+                own = XGBCostModel(seed=seed)
+                own.fit([(x[train], y[train], 1.0)])
+                p_scores = XGBCostModel(base=prior.booster).predict(x[test])
+                o_scores = own.predict(x[test])
+                for k in BLEND_K:
+                    score = blend(o_scores, p_scores, k / (k + n))
+                    corr[n, k].append(float(np.corrcoef(_ranks(score), _ranks(y[test]))[0, 1]))
+                    top[n, k].append(y[test][np.argsort(-score, kind="stable")[:8]].max() / y[test].max())
+        for draw in range(repeats):
+            for label, k in SEARCHES.items():
+                searches[label].append(_search_in_log(x, y, prior.booster, k, np.random.default_rng(draw)))
+    rows = [[str(n)] + [f"{np.median(corr[n, k]):.2f} / {np.median(top[n, k]):.3f}" for k in BLEND_K]
+            for n in BLEND_N]
+    rows.append(["mean"] + [f"{np.mean([np.median(corr[n, k]) for n in BLEND_N]):.2f} / "
+                            f"{np.mean([np.median(top[n, k]) for n in BLEND_N]):.3f}" for k in BLEND_K])
+    print()
+    print(table(["own records n"] + [f"k={k}" + (" (own model)" if k == 0 else "") for k in BLEND_K],
+                rows, "l" + "r" * len(BLEND_K)))
+    print("\nrank correlation / best of the top 8 over the best of the held-out records (medians over "
+          f"{len(held)} tasks x {repeats} draws); prior weight k/(k+n)")
+    budget = SEARCH_BATCHES * 8
+    print()
+    print(table(["search of the held-out task's logged configs", f"picks to {NEAR_BEST:.0%} of their best (median)",
+                 "reached within 32", f"reached within {budget}"],
+                [[label, f"{np.median(v):.0f}", f"{np.mean(np.array(v) <= 32):.0%}", f"{np.mean(np.array(v) <= budget):.0%}"]
+                 for label, v in searches.items()], "lrrr"))
+    print(f"\n(batches of 8 ranked by the model, {len(held)} tasks x {repeats} draws; not reached = {budget + 1})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--logs", nargs="+", default=[DEFAULT_LOG], help="full tuning logs to train on")
@@ -157,21 +262,41 @@ def main() -> None:
                          "names none (default: Emerald Rapids', the machine of the default log)")
     ap.add_argument("--offline", action="store_true",
                     help="measure nothing: rank the held-out task's logged records (see above)")
+    ap.add_argument("--blend", action="store_true",
+                    help="measure nothing: how many of a task's records the prior is worth (see above)")
+    ap.add_argument("--model", help="the held-out model's file: read if it exists (it must have been "
+                                     "trained without the held-out task), else trained and written there")
+    ap.add_argument("--log-dir", help="write each search's records to DIR/<search>.jsonl")
     args = ap.parse_args()
     print(env_note())
     records = read(args.logs)
     caches = parse(f"llvm {args.log_caches}").caches
+    if args.blend:
+        blend_study(records, args.seed, caches)
+        return
     held = pick(records, args.hold_out)
     if args.offline:
         offline(records, held, args.seed, caches)
         return
     t0 = time.time()
-    model = pretrained.train(records, exclude={held}, caches=caches)
-    print(f"trained on {model.trained_on[1]} records of {model.trained_on[0]} tasks (held out: {held}) "
-          f"in {time.time() - t0:.0f} s")
+    if args.model and os.path.exists(args.model):
+        model = pretrained.load(args.model)
+        if model is None:
+            sys.exit(f"--model {args.model}: not a pre-trained model of these features; delete it to retrain")
+        print(f"read the model trained without {held} from {args.model}")
+    else:
+        model = pretrained.train(records, exclude={held}, caches=caches)
+        print(f"trained on {model.trained_on[1]} records of {model.trained_on[0]} tasks (held out: {held}) "
+              f"in {time.time() - t0:.0f} s")
+        if args.model:
+            pretrained.save(model, args.model)
     name, wargs = parse_workload(held)
     task = autotune.create_task(name, wargs, host())
     print(f"task {task}: {len(task.config_space)} configs")
+    if args.log_dir:
+        os.makedirs(args.log_dir, exist_ok=True)
+        if os.listdir(args.log_dir):        # log_to_file resumes from a log that exists
+            sys.exit(f"--log-dir {args.log_dir}: not empty; give a new directory (a search resumes from its log)")
     runs = {}
     for label, make, n in (("random", lambda: autotune.RandomTuner(task, seed=args.seed), args.trials),
                            ("xgb, pre-trained", lambda: autotune.XGBTuner(task, seed=args.seed, pretrained=model),
@@ -185,18 +310,25 @@ def main() -> None:
         # config timed once far above the machine's peak under load (1386 GFLOP/s against a
         # 340 GFLOP/s FMA peak) made a target no search could reach
         t0 = time.time()
-        tuner.tune(n)
-        runs[label] = (curve(tuner), time.time() - t0)
-        print(f"  {label}: {n} trials in {runs[label][1]:.0f} s, best {runs[label][0][-1]:.1f} GFLOP/s", flush=True)
+        logs = [autotune.log_to_file(os.path.join(args.log_dir, label.replace(", ", "_").replace(" ", "_") + ".jsonl"))
+                ] if args.log_dir else []
+        tuner.tune(n, callbacks=logs)
+        runs[label] = (curve(tuner), curve(tuner, skip=task.config_space.default_index()), time.time() - t0)
+        default = tuner.results.get(task.config_space.default_index(), 0.0) / 1e9
+        print(f"  {label}: {n} trials in {runs[label][2]:.0f} s, best {runs[label][0][-1]:.1f} GFLOP/s"
+              + (f", the default {default:.1f}" if default else ""), flush=True)
     target = runs["random"][0][-1]
     rows = []
-    for label, (c, secs) in runs.items():
-        reach = next((k + 1 for k, v in enumerate(c) if v >= target), None)
+    for label, (c, others, secs) in runs.items():
+        guided = label != "random"
         rows.append([label, len(c), f"{c[min(7, len(c) - 1)]:.1f}", f"{c[-1]:.1f}",
-                     "-" if label == "random" else (str(reach) if reach else f"not in {len(c)}"), f"{secs:.0f}"])
+                     reached(c, target) if guided else "-", reached(others, target) if guided else "-",
+                     f"{secs:.0f}"])
     print()
+    # the guided searches time the default first: on a task whose default is about as fast as
+    # random search's best that alone reaches it, so the column after counts other configs only
     print(table(["search", "trials", "best after 8", "best", f"trials to reach random's {args.trials}-trial best",
-                 "seconds"], rows, "lrrrrr"))
+                 "... by a config not the default", "seconds"], rows, "lrrrrrr"))
 
 
 if __name__ == "__main__":

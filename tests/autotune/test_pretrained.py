@@ -81,3 +81,69 @@ def test_the_prior_ranks_candidates_centred_on_theirs():
     perm = [3, 1, 5, 0, 2, 4]
     np.testing.assert_allclose(prior.predict(X[perm]), prior.predict(X)[perm], rtol=1e-6)
     np.testing.assert_allclose(np.median(centred(X), axis=0), 0, atol=1e-5)
+
+
+def _small_conv():
+    """A 3x3 conv whose space (9,600 configs) is over XGBTuner.EXHAUSTIVE and cheap to lower."""
+    return autotune.create_task("conv2d_nchw", ((1, 16, 8, 8), (32, 16, 3, 3), (1, 1), (1, 1, 1, 1),
+                                                (1, 1), 1, "float32"))
+
+
+def test_the_prior_picks_the_first_batch_and_keeps_its_share_after_it():
+    """Nothing measured: the knob model learns the prior's ranking and anneals beyond the random
+    sample, and the first batch is the default then the prior's favourites (epsilon 0).  After a
+    batch that says the opposite, the prior still leads the ranking with weight k/(k+8), where a
+    tuner without the blend (prior_records 0) follows the 8 records alone."""
+    import xgboost as xgb
+
+    from autotune.cost_model import XGBCostModel, blend, distinct_first, quantiles
+    task = _small_conv()
+    sp = task.config_space
+    rng = np.random.default_rng(0)
+    idx = [int(i) for i in rng.choice(len(sp), 40, replace=False) if sp.valid(int(i))]
+    X = np.stack([config_features(task, i) for i in idx])
+    booster = XGBCostModel()
+    booster.fit([(X - np.median(X, axis=0), 1.0 + rng.random(len(idx)), 1.0)])
+    tuners = []
+    for k in (autotune.XGBTuner.PRIOR_RECORDS, 0):
+        t = autotune.XGBTuner(task, seed=0, epsilon=0.0, pretrained=booster.booster)
+        t.PRIOR_SAMPLE, t.feature_budget, t.sa_steps = 48, 12, 8       # a small pool: a fast test
+        t.model.prior_records = k
+        tuners.append(t)
+    blended, alone = tuners
+    first = blended.next_batch(8)
+    assert first[0] == sp.default_index() and blended.knob_model.booster is not None
+    sampled = len(blended._features)
+    assert sampled > 48 // 2
+    d = sp.default_index()
+    near = [i for i in blended._features if sum(a != b for a, b in zip(sp.point(i), sp.point(d))) == 1]
+    assert len(near) >= 48 // 8                     # the default's neighbours joined the random sample
+    pool = [i for i in blended._features if i != first[0]]
+    F = blended.features(pool)
+    scores = booster.booster.predict(xgb.DMatrix(F - np.median(F, axis=0)))
+    expect = [pool[k] for k in distinct_first(np.argsort(-scores, kind="stable"), F)[:7]]
+    assert first[1:] == expect                      # the prior's top 7 of its pool
+    assert alone.next_batch(8) == first             # the same start: the blend only matters after a fit
+
+    # the batch measured the reverse of the prior's order: its favourite slowest
+    records = [rec.Record(workload=task.workload_key, config=sp.get(i).to_json(), costs=[1e-3 * (k + 1)],
+                          isa=task.target.isa, cpu="cpu") for k, i in enumerate(reversed(first))]
+    for t in tuners:
+        t.update(list(reversed(first)), records)
+    k = autotune.XGBTuner.PRIOR_RECORDS
+    assert blended.model.prior_weight == k / (k + 8) and alone.model.prior_weight == 0.0
+    assert blended._prior_group()[0][2] == pytest.approx(k / 8) and alone._prior_group() == []
+    assert len(blended._features) > sampled          # the annealing added configs the prior likes
+    plans, lead = [], []
+    for t in tuners:
+        plan = t._search()
+        cand = [i for i in t._features if i not in t.visited]
+        F = t.features(cand)
+        prior, own = t.model.prior_scores(F), t.model._own(F)
+        score = blend(own, prior, t.model.prior_weight)
+        assert plan == [cand[k] for k in distinct_first(np.argsort(-score, kind="stable"), F,
+                                                         t.features(list(t.results)))][:len(plan)]
+        rank = dict(zip(cand, quantiles(prior)))
+        plans.append(plan)
+        lead.append(np.mean([rank[i] for i in plan[:8]]))
+    assert plans[0] != plans[1] and lead[0] > lead[1]   # the blend's top is more the prior's
