@@ -11,7 +11,7 @@ order "model").  The two alternate in blocks of runs in this process, so a chang
 machine's load hits both.  Units of both engines are matched by the ONNX nodes they compute
 (frontends/node_match.py: ORT's fused or NCHWc nodes, tilewise's fused kernels and free concats),
 one row per shared piece of work, the largest loss (tilewise us - ORT us) first.  Per-unit times
-are medians over runs; the totals compare the sums with each engine's whole-model latency (the
+are medians over runs (--quantile 0.1: lower deciles, steadier on a shared machine); the totals compare the sums with each engine's whole-model latency (the
 rest is between nodes / kernels: ORT's reorders and scheduling, tilewise's fork-joins and cache
 misses the calls alone do not show).
 """
@@ -22,6 +22,7 @@ import functools
 import os
 import sys
 
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import onnx                                               # noqa: E402
@@ -75,10 +76,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="both engines on this many threads (default: tilewise on 2, ORT's default session)")
     ap.add_argument("--logs", nargs="*", default=None, help="tuning logs (files or folders) for tilewise's build")
+    ap.add_argument("--quantile", type=float, default=0.5,
+                    help="which of each unit's times per run to compare: 0.5 the median (default), 0.1 the "
+                         "lower decile, steadier while other jobs share the cores")
     ap.add_argument("--top", type=int, default=0, help="print only the N largest losses (default: all rows)")
     a = ap.parse_args()
     if a.runs < 1 or a.rounds < 1:
         ap.error(f"--runs {a.runs} --rounds {a.rounds}: give at least 1 of each")
+    if not 0.0 <= a.quantile <= 1.0:
+        ap.error(f"--quantile {a.quantile}: give a value from 0 to 1 (0.5: the median)")
     threads = a.threads or int(os.environ.get("TILEWISE_NUM_THREADS", "2"))
     model = node_match.named(load_model(a.model))
     graph = frontends.from_onnx(model)
@@ -90,15 +96,17 @@ def main() -> None:
     for _ in range(a.rounds):
         prof.run(a.runs)
         timed.append(profile.time_steps(lib, feed, repeat=a.runs))
-    ort_units = prof.units()
-    rows = node_match.match(model, ort_units, node_match.tilewise_units(lib, timed))
+    units = prof.units(), node_match.tilewise_units(lib, timed)
+    for u in units[0] + units[1]:
+        u.quantile = a.quantile
+    rows = node_match.match(model, *units)
     # whole-model latencies, alternating, ORT without its profiler
     sess = profile.onnxruntime_session(model, threads=a.threads)
     lat = profile.time_interleaved({"ort": lambda: sess.run(None, prof.feed),
                                     "tilewise": functools.partial(lib.run, **feed)}, repeat=a.rounds * a.runs)
     print(env_note())
     print(f"{graph.name}: tilewise on {threads} thread(s), ONNX Runtime on "
-          f"{a.threads or 'its default'} thread(s); medians of {a.rounds * a.runs} runs, us")
+          f"{a.threads or 'its default'} thread(s); quantile {a.quantile} of {a.rounds * a.runs} runs, us")
     shown = rows[:a.top] if a.top else rows
     body = []
     for r in shown:
@@ -110,7 +118,7 @@ def main() -> None:
                 "llrrrrlr"))
     o_sum = sum(r.ort_seconds for r in rows)
     t_sum = sum(r.tilewise_seconds for r in rows)
-    o_lat, t_lat = lat["ort"].median, lat["tilewise"].median
+    o_lat, t_lat = (float(np.quantile(lat[k].times, a.quantile)) for k in ("ort", "tilewise"))
     print(f"\nsum over nodes: ORT {o_sum * 1e3:.3f} ms, tilewise {t_sum * 1e3:.3f} ms ({t_sum / o_sum:.2f}x); "
           f"losses {sum(max(0.0, r.loss) for r in rows) * 1e3:.3f} ms, gains {-sum(min(0.0, r.loss) for r in rows) * 1e3:.3f} ms")
     print(f"whole model: ORT {o_lat * 1e3:.3f} ms, tilewise {t_lat * 1e3:.3f} ms ({t_lat / o_lat:.2f}x); between "
