@@ -14,6 +14,9 @@ stored as alpha x alpha matrices [K, C] packed by `bn` output channels.  Per run
    blocked as te.ops.matmul's packed GEMM;
 4. `output transform` Y = A^T M_p A per tile, plus the epilogue, stored to NCHW.
 
+With few input channels (`fused_pays`) steps 3 and 4 run together per block of tiles
+(`schedule_fused`): M is then a few KiB per task instead of a whole-map scratch.
+
 F(4x4, 3x3) does 36 multiplies per 16 outputs and channel pair where the direct conv does 144.
 The transforms cost per channel, not per channel pair, so the algorithm pays where channels
 are many and the map is not tiny.
