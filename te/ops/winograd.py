@@ -299,12 +299,16 @@ def fused_pays(g) -> bool:
     tile and output channel) and the output stage reads it back, half of it from the other core's
     L2 (the GEMMs split by transform position, the output by tiles); per multiply-add that round
     trip costs 4 bytes / C (a GEMM does C multiply-adds per value of M).  Fused, M stays in the
-    registers and L1 of the core that made it, but each thread re-reads the transformed input of
-    its rows of tiles once per channel block.  Measured alone on Emerald Rapids, 2 threads (rough):
-    fused 15-25% faster at C = 16-64 (SqueezeNet's 3x3 convs, ResNet-50's 64 @ 56x56), even or
-    a little slower at C = 128-256 (ResNet-50's 28x28 and 14x14).  The ratio is per input channel,
-    not per machine: an L2 that feeds a core 32-64 bytes a cycle against 2 FMA units (Zen 4/5,
-    Ice Lake, Emerald Rapids alike) and a cross-core line costing several times an L2 hit."""
+    registers and L1 of the core that made it, but each thread re-reads all of U (C x K x alpha^2
+    floats) once per row of tiles, which stays in its L2 only while C is small.  Measured on
+    Emerald Rapids, 2 threads (rough, a busy machine): alone 15-25% faster at C = 16-64, even or
+    a little slower at C = 128-256 with the channel blocks split first; in the models, every
+    SqueezeNet 3x3 conv faster (its 8 calls ~1.12 -> ~0.83 ms) and ResNet-50 not slower.  Why it
+    carries to other CPUs: the round trip is 4 / C bytes per multiply-add on any core, against an
+    L2 that feeds 32-64 bytes a cycle to 2 FMA units (Zen 4/5, Ice Lake, Emerald Rapids alike) and
+    a cross-core line costing several L2 hits; U at C <= 64 is at most 1 MiB for K <= 256 (F(2x2))
+    and 0.6 MiB for 64 -> 64 (F(4x4)), within the L2 of Ice Lake (1.25 MiB) and Emerald Rapids
+    (2 MiB), at the size of Zen 4's (1 MiB, its L3 close behind)."""
     return g.C <= FUSED_MAX_CHANNELS
 
 
@@ -321,16 +325,20 @@ def schedule_fused(s, final, o1, M, acc, m: int, bn: int, bt: int, tile_k: int, 
     """The GEMMs and the output transform per task: a block of `bt` tiles of one row of tiles by
     `bn` output channels computes its alpha^2 products M (bt x bn each, in registers, then a few KiB
     of scratch that stays in L1) and at once the output pixels from them.  The threads split the
-    channel blocks first, then the rows of tiles: M never leaves the core that computed it, and each
-    thread reads only its channels' share of the transformed weights."""
+    rows of tiles, then the channel blocks: M never leaves the core that computed it, each thread
+    reads the transformed input of its own rows (the input stage split the tiles in the same
+    order) and writes whole rows of the output, as the 1x1 convs after it read them
+    (schedule.rows_split_pays).  The price: each thread reads all of U, once per row of tiles from
+    its L2 (at most 1 MiB with <= 64 input channels, `fused_pays`).  Splitting the channel blocks
+    first instead (each thread half of U) ran slower in SqueezeNet and ResNet-50 (rough)."""
     n, k, h, w_ = s[final].op.axis
     th, i = s[final].split(h, factor=m)
     tw, j = s[final].split(w_, factor=m)
     two, twi = s[final].split(tw, factor=bt)
     kb, kin = s[final].split(k, factor=bn)
     kv, ki = s[final].split(kin, factor=lanes)
-    s[final].reorder(n, kb, th, two, twi, kv, i, j, ki)
-    task = s[final].fuse(n, kb, th, two)
+    s[final].reorder(n, th, kb, two, twi, kv, i, j, ki)
+    task = s[final].fuse(n, th, kb, two)
     s[final].unroll(i)
     s[final].unroll(j)
     s[final].vectorize(ki)
