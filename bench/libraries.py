@@ -14,6 +14,7 @@ and the same of the lower deciles (steadier while other jobs share the cores).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -54,10 +55,12 @@ def main() -> None:
         print(f"{name}: max abs difference from ONNX Runtime over its {len(got)} output(s) {diff:.2e}")
     fns = {k: (lambda m=m: m.run(None, feed)) for k, m in mods.items()}
     fns["onnxruntime"] = lambda: sess.run(None, feed)
-    t0 = time.perf_counter()
-    for f in fns.values():
-        f()
-    one = time.perf_counter() - t0
+    one = None
+    for _ in range(5):          # the least of a few: one stall of a busy machine would make the blocks 1 run
+        t0 = time.perf_counter()
+        for f in fns.values():
+            f()
+        one = min(one or math.inf, time.perf_counter() - t0)
     block = max(1, int(0.05 / one * len(fns)))
     res = profile.time_interleaved(fns, repeat=max(3, int(args.seconds / (one * (block + 1)))), block=block)
     base = res["onnxruntime"].median
