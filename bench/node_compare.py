@@ -102,8 +102,10 @@ def main() -> None:
     rows = node_match.match(model, *units)
     # whole-model latencies, alternating, ORT without its profiler
     sess = profile.onnxruntime_session(model, threads=a.threads)
-    lat = profile.time_interleaved({"ort": lambda: sess.run(None, prof.feed),
-                                    "tilewise": functools.partial(lib.run, **feed)}, repeat=a.rounds * a.runs)
+    fns = {"ort": lambda: sess.run(None, prof.feed), "tilewise": functools.partial(lib.run, **feed)}
+    once = min(profile.time_calls(fns["ort"], repeat=5).times)
+    # blocks of ~0.1 s: a run right after the other engine's meets its spinning threads
+    lat = profile.time_interleaved(fns, repeat=a.rounds * 5, block=max(1, min(50, int(0.1 / once))))
     print(env_note())
     print(f"{graph.name}: tilewise on {threads} thread(s), ONNX Runtime on "
           f"{a.threads or 'its default'} thread(s); quantile {a.quantile} of {a.rounds * a.runs} runs, us")
