@@ -147,13 +147,16 @@ ORT_MISSING = ("onnxruntime is not installed, and comparing with ONNX Runtime ne
                "pip install 'tilewise[compare]'")
 
 
-def onnxruntime_session(model, threads: int | None = None, spinning: bool = True):
+def onnxruntime_session(model, threads: int | None = None, spinning: bool = True,
+                        profile_prefix: str | None = None, optimized_path: str | None = None):
     """An ONNX Runtime CPU session on `threads` intra-op threads (model: path, bytes or ModelProto).
 
     threads=None keeps ONNX Runtime's default (one per core).  spinning=False stops its idle
     threads from busy-waiting after a run: needed when its runs alternate with ours, or its
-    spinning threads would take a core from our next run.  This is the one place tilewise makes
-    a session (benchmarks, commands and tests' references), so they all run it the same way.
+    spinning threads would take a core from our next run.  profile_prefix turns on ONNX
+    Runtime's per-node profile (written by session.end_profiling()), optimized_path saves the
+    graph it runs (fused and in its layouts).  This is the one place tilewise makes a session
+    (benchmarks, commands and tests' references), so they all run it the same way.
     """
     try:
         import onnxruntime as ort
@@ -167,6 +170,11 @@ def onnxruntime_session(model, threads: int | None = None, spinning: bool = True
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
+    if profile_prefix is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
+    if optimized_path is not None:
+        opts.optimized_model_filepath = optimized_path
     if hasattr(model, "SerializeToString"):
         model = model.SerializeToString()
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])

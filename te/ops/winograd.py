@@ -14,6 +14,9 @@ stored as alpha x alpha matrices [K, C] packed by `bn` output channels.  Per run
    blocked as te.ops.matmul's packed GEMM;
 4. `output transform` Y = A^T M_p A per tile, plus the epilogue, stored to NCHW.
 
+With few input channels (`fused_pays`) steps 3 and 4 run together per block of tiles
+(`schedule_fused`): M is then a few KiB per task instead of a whole-map scratch.
+
 F(4x4, 3x3) does 36 multiplies per 16 outputs and channel pair where the direct conv does 144.
 The transforms cost per channel, not per channel pair, so the algorithm pays where channels
 are many and the map is not tiny.
@@ -263,8 +266,10 @@ def default_tile_k(C: int) -> int:
 
 
 def schedule_winograd(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target,
-                      tile_k: int | None = None) -> None:
-    """Schedule conv2d_winograd's output (and the elementwise ops fused after it)."""
+                      tile_k: int | None = None, fused: bool | None = None) -> None:
+    """Schedule conv2d_winograd's output (and the elementwise ops fused after it): the GEMMs and the
+    output transform per block of tiles (schedule_fused) where `fused` (None: fused_pays), else
+    each stage over the whole map."""
     final = out if final is None else final
     attrs = out.op.attrs
     g, m, bn, bm = attrs["geometry"], attrs["m"], attrs["bn"], attrs["bm"]
@@ -275,9 +280,80 @@ def schedule_winograd(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, t
     work = g.flops / 4
     if final is not out:
         s[out].compute_inline()
-    schedule_output(s, final, o1, m, work, target.lanes(), target.threads)
-    schedule_gemm(s, M, acc, bm, bn, tile_k or default_tile_k(g.C), work)
+    row_tiles = fused_row_tiles(g, m, bn, target)
+    if (fused_pays(g) if fused is None else fused) and row_tiles:
+        schedule_fused(s, final, o1, M, acc, m, bn, row_tiles, tile_k or default_tile_k(g.C), work, target.lanes())
+    else:
+        schedule_output(s, final, o1, m, work, target.lanes(), target.threads)
+        schedule_gemm(s, M, acc, bm, bn, tile_k or default_tile_k(g.C), work)
     schedule_input(s, V, work, target.lanes())
+
+
+# Input channels up to which the GEMMs and the output transform run fused (schedule_fused)
+FUSED_MAX_CHANNELS = 64
+
+
+def fused_pays(g) -> bool:
+    """Do the GEMMs and the output transform run per block of tiles (schedule_fused)?  Where the
+    conv has few input channels.  Run one after the other, the GEMMs write M (alpha^2 values per
+    tile and output channel) and the output stage reads it back, half of it from the other core's
+    L2 (the GEMMs split by transform position, the output by tiles); per multiply-add that round
+    trip costs 4 bytes / C (a GEMM does C multiply-adds per value of M).  Fused, M stays in the
+    registers and L1 of the core that made it, but each thread re-reads all of U (C x K x alpha^2
+    floats) once per row of tiles, which stays in its L2 only while C is small.  Measured on
+    Emerald Rapids, 2 threads (rough, a busy machine): alone 15-25% faster at C = 16-64, even or
+    a little slower at C = 128-256 with the channel blocks split first; in the models, every
+    SqueezeNet 3x3 conv faster (its 8 calls ~1.12 -> ~0.83 ms) and ResNet-50 not slower.  Why it
+    carries to other CPUs: the round trip is 4 / C bytes per multiply-add on any core, against an
+    L2 that feeds 32-64 bytes a cycle to 2 FMA units (Zen 4/5, Ice Lake, Emerald Rapids alike) and
+    a cross-core line costing several L2 hits; U at C <= 64 is at most 1 MiB for K <= 256 (F(2x2))
+    and 0.6 MiB for 64 -> 64 (F(4x4)), within the L2 of Ice Lake (1.25 MiB) and Emerald Rapids
+    (2 MiB), at the size of Zen 4's (1 MiB, its L3 close behind)."""
+    return g.C <= FUSED_MAX_CHANNELS
+
+
+def fused_row_tiles(g, m: int, bn: int, target: Target) -> int:
+    """Tiles per GEMM register tile when the GEMMs run per block of a row of tiles (schedule_fused):
+    the largest divisor of the tiles per row, at most 8, that fits the registers; 0 if under 4."""
+    tw = -(-g.OW // m)
+    vectors = -(-bn // target.lanes())
+    fits = [d for d in range(1, 9) if tw % d == 0 and d * vectors <= target.acc_vectors]
+    return max(fits) if fits and max(fits) >= 4 else 0
+
+
+def schedule_fused(s, final, o1, M, acc, m: int, bn: int, bt: int, tile_k: int, work: float, lanes: int) -> None:
+    """The GEMMs and the output transform per task: a block of `bt` tiles of one row of tiles by
+    `bn` output channels computes its alpha^2 products M (bt x bn each, in registers, then a few KiB
+    of scratch that stays in L1) and at once the output pixels from them.  The threads split the
+    rows of tiles, then the channel blocks: M never leaves the core that computed it, each thread
+    reads the transformed input of its own rows (the input stage split the tiles in the same
+    order) and writes whole rows of the output, as the 1x1 convs after it read them
+    (schedule.rows_split_pays).  The price: each thread reads all of U, once per row of tiles from
+    its L2 (at most 1 MiB with <= 64 input channels, `fused_pays`).  Splitting the channel blocks
+    first instead (each thread half of U) ran slower in SqueezeNet and ResNet-50 (rough)."""
+    n, k, h, w_ = s[final].op.axis
+    th, i = s[final].split(h, factor=m)
+    tw, j = s[final].split(w_, factor=m)
+    two, twi = s[final].split(tw, factor=bt)
+    kb, kin = s[final].split(k, factor=bn)
+    kv, ki = s[final].split(kin, factor=lanes)
+    s[final].reorder(n, th, kb, two, twi, kv, i, j, ki)
+    task = s[final].fuse(n, th, kb, two)
+    s[final].unroll(i)
+    s[final].unroll(j)
+    s[final].vectorize(ki)
+    parallel_if_worth(s[final], task, work)
+    s[M].compute_at(s[final], task)
+    e, nu, p, kk = s[M].op.axis
+    s[acc].compute_at(s[M], nu)
+    register_block(s, acc, tile_k)
+    s[M].unroll(p)
+    s[M].vectorize(kk)
+    s[o1].compute_at(s[final], kv)
+    oi, onu, op_, ok = s[o1].op.axis
+    s[o1].unroll(oi)
+    s[o1].unroll(onu)
+    s[o1].vectorize(ok)
 
 
 def schedule_output(s, final, o1, m: int, work: float, lanes: int, threads: int = 1) -> None:

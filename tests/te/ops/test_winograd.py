@@ -159,7 +159,7 @@ def test_output_tiles_are_shared_out_evenly(threads, parallel):
     y = winograd.conv2d_winograd(X, winograd.WinogradWeight(Ut, w.shape, 4), g, m=4, bn=16, bm=8)
     s = te.create_schedule(y.op)
     target = dataclasses.replace(te.target.host(), threads=threads)
-    winograd.schedule_winograd(s, y, None, target)
+    winograd.schedule_winograd(s, y, None, target, fused=False)       # the output stage on its own
     last = [ln for ln in str(te.lower(s, [X, Ut, y])).splitlines() if "# parallel" in ln][-1]
     assert parallel in last
     f = te.build(s, [X, Ut, y], target=target)
@@ -167,3 +167,42 @@ def test_output_tiles_are_shared_out_evenly(threads, parallel):
     out = np.full(y.shape, np.nan, np.float32)
     f(x, U, out)
     np.testing.assert_allclose(out, conv_ref(x, w, pads=(1, 1, 1, 1)), **TOL)
+
+
+@pytest.mark.parametrize("m,shape,K,bn", [
+    (2, (1, 24, 13, 13), 40, 32),      # SqueezeNet's 13x13 by F(2x2): 7 tiles a row, K padded to 64
+    (4, (2, 16, 9, 16), 20, 16),       # two images, partial tile rows, K not a multiple of bn
+    (4, (1, 8, 27, 27), 32, 16),       # 7 tiles a row of 4x4, the last one partial
+])
+@pytest.mark.parametrize("fused", [True, False])
+def test_fused_gemm_and_output_match_numpy(m, shape, K, bn, fused):
+    """The GEMMs and the output transform per block of a row of tiles (schedule_fused) or stage by stage."""
+    rng = np.random.default_rng(m)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = (rng.standard_normal((K, shape[1], 3, 3)) * 0.2).astype(np.float32)
+    bias = rng.standard_normal(K).astype(np.float32)
+    g = geometry(x.shape, w.shape, (1, 1), (1, 1, 1, 1))
+    target = te.target.host()
+    assert winograd.fused_row_tiles(g, m, bn, target) >= 4
+    X, B = te.placeholder(x.shape, "float32", name="x"), te.placeholder(bias.shape, "float32", name="b")
+    U = winograd.transform_weight_numpy(w, m, bn)
+    Wt = te.placeholder(U.shape, "float32", name="u")
+    y = winograd.conv2d_winograd(X, winograd.WinogradWeight(Wt, w.shape, m), g, bias=B, m=m, bn=bn, bm=6,
+                                 epilogue=lambda v, idx: te.max_of(v, 0.0))
+    s = te.create_schedule(y.op)
+    winograd.schedule_winograd(s, y, None, target, fused=fused)
+    alloc = next(ln for ln in str(te.lower(s, [X, Wt, B, y])).splitlines() if "allocate conv2d.m:" in ln)
+    tiles = int(alloc.rsplit("(", 1)[1].split(",")[2])          # M's tiles: a task's block, or the map's
+    assert (tiles == winograd.fused_row_tiles(g, m, bn, target)) is fused
+    out = np.full(y.shape, np.nan, np.float32)
+    te.build(s, [X, Wt, B, y])(x, U, bias, out)
+    want = conv_ref(x, w, pads=(1, 1, 1, 1)) + bias[None, :, None, None]
+    np.testing.assert_allclose(out, np.maximum(want, 0), **TOL)
+
+
+def test_fused_schedule_is_the_default_for_few_input_channels():
+    target = te.target.host()
+    few, many = (geometry((1, C, 13, 13), (64, C, 3, 3), (1, 1), (1, 1, 1, 1)) for C in (64, 128))
+    assert winograd.fused_pays(few) and not winograd.fused_pays(many)
+    assert winograd.fused_row_tiles(geometry((1, 16, 6, 6), (32, 16, 3, 3), (1, 1), (1, 1, 1, 1)), 4, 16,
+                                     target) == 0          # 2 tiles a row: the stage-by-stage schedule
