@@ -1,0 +1,195 @@
+"""Software prefetch of the next kernel's weights while a model's kernel runs.
+
+A model reads its weights once per inference, in call order (frontends/compile.py places the
+constants in the params blob in that order), and most of them meet the kernel that reads them
+cold: ResNet-50 reads about 100 MB of fp32 weights per image, more than any core's L2 and, on
+most parts, than its share of the L3.  A core fetches a stream from memory at the rate its
+outstanding misses allow (Emerald Rapids: about 25 GB/s for one core), so a 1x1 conv at 7x7 whose
+weights arrive cold spends as long waiting for them as computing.  The next kernel's weights are
+known while the current one runs, and its FMAs leave the memory bus idle: each thread of the
+running kernel prefetches its share of the next kernel's weights into its L2 (`prefetcht1`),
+spread over the kernel's work so that the prefetches overlap the FMAs instead of stalling them.
+
+How, in the generated code (`PrefetchStream`, a mixin of codegen_llvm.CodeGenLLVM):
+
+* the model's entry point stores (address, bytes) of the next kernel's constants in the module's
+  global `__tilewise_prefetch` before each call (`te.export.add_model_entry`; the ranges come
+  from `ranges`); a kernel called on its own (te.build, the tuner) finds bytes 0 and prefetches
+  nothing.  The global is only a hint: concurrent calls of one model that race on it prefetch
+  the wrong lines, which costs bandwidth but never a result (a prefetch does not fault);
+* in each parallel region, thread t of T takes the t-th of T equal slices of the range, and a
+  per-thread cursor walks it: every iteration of one serial loop of the region (`stream_loop`:
+  the least frequent one that still runs `MIN_ITERATIONS` times, so a burst is a few lines
+  between many FMAs) prefetches the next `step` bytes, step = slice / the loop's iterations
+  per thread, so the slice is fetched by the time the thread's share of the work is done.
+
+Why it holds beyond this machine: what is prefetched is what the model reads next whatever the
+CPU, and it goes to the L2 of the core that will read it, given the same static share of the next
+kernel's parallel loop (te/codegen_parallel.py: thread t runs the t-th share first) when that
+kernel splits its weights by output channels, as the weight-heavy late layers do.  The slices are
+sized by the next kernel's constants, so on a 1 MiB L2 (Zen 4/5) a slice of at most a few hundred
+KiB per core per kernel fits beside the running kernel's working set; larger ones (a 3x3 conv of
+512 channels: 9.4 MB) overflow the L2 into the L3 (Zen's L3 is a victim cache of the L2s: the
+lines land there, in the CCD's 32 MiB; Intel's non-inclusive L3 likewise takes the L2's victims),
+which still turns a memory read into an L3 hit.  On Ice Lake (1.25 MiB L2, 1.5 MiB L3 per core)
+the same holds with less room: the slices past the L2 reach the L3 only in part.  The cost is a
+few instructions per iteration of the stream loop and the lines a kernel would not have read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+
+from .expr import Const
+from .llvm_types import I32, I64, PTR
+from .schedule import ForKind
+from .runtime import np_dtype
+from .stmt import Allocate, For, IfThenElse, LoweredFunc, Seq, Stmt
+
+PREFETCH_GLOBAL = "__tilewise_prefetch"     # {i64 address, i64 bytes}: what the running kernel prefetches
+LINE = 64
+LOCALITY = 2                # llvm.prefetch locality 2: prefetcht1, into the L2
+MIN_ITERATIONS = 4096       # the stream loop runs at least this often over the whole parallel loop
+
+
+@dataclass
+class Stream:
+    """The loop that carries the prefetches in the region being emitted, and its cursor."""
+    var: object                 # the stream loop's variable
+    cursor: ir.Value            # i64* : this thread's next address to prefetch
+    end: ir.Value               # i64 : the end of this thread's slice
+    step: ir.Value              # i64 : bytes per iteration of the stream loop
+
+
+def _count(e, default: int = 1) -> int:
+    """A loop extent as a number (a symbolic one counts as `default`)."""
+    return e.value if isinstance(e, Const) else default
+
+
+def stream_loop(loops: list[For]) -> tuple[For, int] | None:
+    """The serial loop of the parallel loops' bodies that carries the prefetches, and how often
+    it runs over the whole parallel loop: the least frequent one that runs at least
+    MIN_ITERATIONS times (else the most frequent); None if the bodies have no serial loop."""
+    found: list[tuple[int, For]] = []
+
+    def walk(s: Stmt, times: int) -> None:
+        if isinstance(s, Seq):
+            for x in s.stmts:
+                walk(x, times)
+        elif isinstance(s, (Allocate,)):
+            walk(s.body, times)
+        elif isinstance(s, IfThenElse):
+            walk(s.then, times)
+            if s.orelse is not None:
+                walk(s.orelse, times)
+        elif isinstance(s, For) and s.kind is not ForKind.VECTORIZED and not s.pragmas:
+            n = times * _count(s.extent)
+            if s.kind is ForKind.SERIAL:
+                found.append((n, s))
+            walk(s.body, n)
+
+    for p in loops:
+        walk(p.body, _count(p.extent))
+    if not found:
+        return None
+    enough = [x for x in found if x[0] >= MIN_ITERATIONS]
+    n, loop = min(enough, key=lambda x: x[0]) if enough else max(found, key=lambda x: x[0])
+    return loop, n
+
+
+def arg_bytes(func: LoweredFunc) -> list[int]:
+    """The bytes of each argument of a lowered function."""
+    return [int(np.prod(b.shape, dtype=np.int64)) * np_dtype(b.dtype).itemsize for b in func.args]
+
+
+def ranges(steps: list, funcs: list[LoweredFunc]) -> list[tuple[int, int] | None]:
+    """Per model step, the params range (offset, bytes) its kernel prefetches: the constants of
+    the next step that has any (they are adjacent in the params blob); None for the last ones."""
+    sizes = {f.name: arg_bytes(f) for f in funcs}
+    own: list[tuple[int, int] | None] = []
+    for st in steps:
+        spans = [(v, n) for (space, v), n in zip(st.args, sizes.get(st.kernel, [])) if space == "param"]
+        if spans:
+            lo = min(v for v, _ in spans)
+            own.append((lo, max(v + n for v, n in spans) - lo))
+        else:
+            own.append(None)
+    out: list[tuple[int, int] | None] = [None] * len(steps)
+    nxt = None
+    for k in range(len(steps) - 1, -1, -1):
+        out[k] = nxt if steps[k].kernel in sizes else None
+        if own[k] is not None:
+            nxt = own[k]
+    return out
+
+
+class PrefetchStream:
+    """Codegen mixin: the prefetch cursor of a parallel region (see the module docstring).
+    `prefetch_global` is None unless the module is a model's (codegen(..., prefetch=True))."""
+    prefetch_global = None
+    _stream: Stream | None = None
+
+    def _prefetch_setup(self, loops: list[For]) -> None:
+        """At the start of an outlined region: this thread's slice of the range and its cursor."""
+        self._stream = None
+        if self.prefetch_global is None:
+            return
+        chosen = stream_loop(loops)
+        if chosen is None:
+            return
+        loop, iterations = chosen
+        b = self.builder
+        g = self.prefetch_global
+        base = b.load(b.gep(g, [ir.Constant(I32, 0), ir.Constant(I32, 0)]), typ=I64)
+        size = b.load(b.gep(g, [ir.Constant(I32, 0), ir.Constant(I32, 1)]), typ=I64)
+        nth = b.sext(b.call(self._libc("omp_get_num_threads", I32, []), []), I64)
+        tid = b.sext(b.call(self._libc("omp_get_thread_num", I32, []), []), I64)
+        line = ir.Constant(I64, -LINE)
+        lo = b.add(base, b.and_(b.sdiv(b.mul(size, tid), nth), line))
+        hi = b.add(base, b.sdiv(b.mul(size, b.add(tid, ir.Constant(I64, 1))), nth))
+        per_thread = b.sdiv(b.add(ir.Constant(I64, iterations), b.sub(nth, ir.Constant(I64, 1))), nth)
+        step = b.sdiv(b.sub(hi, lo), per_thread)
+        step = b.and_(b.add(step, ir.Constant(I64, 2 * LINE - 1)), line)      # at least a line
+        cursor = self._alloca(I64, 1, "prefetch_cursor")
+        b.store(lo, cursor)
+        self._stream = Stream(loop.var, cursor, hi, step)
+
+    def _prefetch_step(self) -> None:
+        """At the top of the stream loop's body: prefetch this thread's next `step` bytes."""
+        st = self._stream
+        b = self.builder
+        fn = self._libc("llvm.prefetch.p0", ir.VoidType(), [PTR, I32, I32, I32])
+        start = b.load(st.cursor, typ=I64)
+        stop = b.add(start, st.step)
+        stop = b.select(b.icmp_signed("<", stop, st.end), stop, st.end)
+        pre = b.block
+        head = b.append_basic_block("prefetch.head")
+        body = b.append_basic_block("prefetch.line")
+        done = b.append_basic_block("prefetch.done")
+        b.branch(head)
+        b.position_at_end(head)
+        at = b.phi(I64, "prefetch.at")
+        at.add_incoming(start, pre)
+        b.cbranch(b.icmp_signed("<", at, stop), body, done)
+        b.position_at_end(body)
+        b.call(fn, [b.inttoptr(at, PTR), ir.Constant(I32, 0), ir.Constant(I32, LOCALITY), ir.Constant(I32, 1)])
+        at.add_incoming(b.add(at, ir.Constant(I64, LINE)), body)
+        b.branch(head)
+        b.position_at_end(done)
+        b.store(stop, st.cursor)
+
+
+def add_global(module: ir.Module) -> ir.GlobalVariable:
+    """The module's {i64 address, i64 bytes} prefetch range, zero (nothing) until set."""
+    ty = ir.LiteralStructType([I64, I64])
+    g = ir.GlobalVariable(module, ty, PREFETCH_GLOBAL)
+    g.initializer = ir.Constant(ty, [0, 0])
+    return g
+
+
+def pays(target, weight_bytes: int) -> bool:
+    """Whether a model's kernels prefetch the next one's weights: where the weights outgrow
+    the cores' L2s together (smaller ones stay there from one inference to the next)."""
+    return weight_bytes > target.threads * target.caches.l2
