@@ -47,7 +47,7 @@ class KernelCall:
     args: list[tuple[str, int]]       # (space, index-or-offset): ("io", i) | ("param", off) | ("ws", off)
     nodes: list[str]                  # the graph nodes of its group, anchor first (or what a copy copies)
     task: tuple | None = None         # (template, args) of its anchor's implementation, if it has one
-    prefetch: tuple[int, int] | None = None   # (params offset, bytes) its threads prefetch (te/prefetch.py)
+    prefetch: tuple[int, int, int] | None = None   # (params offset, bytes, lead) its threads prefetch (te/prefetch.py)
 
 
 @dataclass

@@ -496,7 +496,7 @@ def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
 
     from te.prefetch import PREFETCH_GLOBAL
     at = lib._jit[0].engine.get_global_value_address(PREFETCH_GLOBAL)
-    hint = (ctypes.c_int64 * 2).from_address(at) if at else None       # what the entry sets per call
+    hint = (ctypes.c_int64 * 3).from_address(at) if at else None       # what the entry sets per call
 
     def call(k: int) -> float:
         """Run step k; the seconds it took (a copy: 0)."""
@@ -505,7 +505,7 @@ def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
             ctypes.memmove(args[1], args[0], args[2])
             return 0.0
         if hint is not None:
-            hint[0], hint[1] = (base["param"] + st.prefetch[0], st.prefetch[1]) if st.prefetch else (0, 0)
+            hint[:] = (base["param"] + st.prefetch[0],) + tuple(st.prefetch[1:]) if st.prefetch else (0, 0, 0)
         t = time.perf_counter()
         fn(*args)
         return time.perf_counter() - t

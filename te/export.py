@@ -575,7 +575,8 @@ def _emit_steps(b: ir.IRBuilder, mod: ir.Module, steps: list, funcs: list[Lowere
             at = b.ptrtoint(b.gep(params, [ir.Constant(i64, span[0])], source_etype=ir.IntType(8)), i64) \
                 if span else ir.Constant(i64, 0)
             b.store(at, b.gep(hint, [ir.Constant(I32, 0), ir.Constant(I32, 0)]))
-            b.store(ir.Constant(i64, span[1] if span else 0), b.gep(hint, [ir.Constant(I32, 0), ir.Constant(I32, 1)]))
+            for k in (1, 2):
+                b.store(ir.Constant(i64, span[k] if span else 0), b.gep(hint, [ir.Constant(I32, 0), ir.Constant(I32, k)]))
         rc = b.call(kernels[st.kernel], ptrs)
         fail = b.icmp_signed("!=", rc, ir.Constant(I32, 0))
         with b.if_then(fail, likely=False):

@@ -48,7 +48,8 @@ from .schedule import ForKind
 from .runtime import np_dtype
 from .stmt import Allocate, For, IfThenElse, LoweredFunc, Seq, Stmt
 
-PREFETCH_GLOBAL = "__tilewise_prefetch"     # {i64 address, i64 bytes}: what the running kernel prefetches
+PREFETCH_GLOBAL = "__tilewise_prefetch"     # {i64 address, i64 bytes, i64 lead}: what the running kernel prefetches
+LEAD_PARTS = 8              # the lead is counted in these parts of a thread's slice
 LINE = 64
 LOCALITY = 2                # llvm.prefetch locality 2: prefetcht1, into the L2
 MIN_ITERATIONS = 4096       # the stream loop runs at least this often over the whole parallel loop
@@ -104,22 +105,31 @@ def arg_bytes(func: LoweredFunc) -> list[int]:
     return [int(np.prod(b.shape, dtype=np.int64)) * np_dtype(b.dtype).itemsize for b in func.args]
 
 
-def ranges(steps: list, funcs: list[LoweredFunc]) -> list[tuple[int, int] | None]:
-    """Per model step, the params range (offset, bytes) its kernel prefetches: the constants of
-    the next step that has any (they are adjacent in the params blob); None for the last ones."""
+def constant_spans(steps: list, funcs: list[LoweredFunc]) -> list[tuple[int, int] | None]:
+    """Per model step, the params range (offset, bytes) of its kernel's constants (they are
+    adjacent in the params blob), or None."""
     sizes = {f.name: arg_bytes(f) for f in funcs}
-    own: list[tuple[int, int] | None] = []
+    out: list[tuple[int, int] | None] = []
     for st in steps:
         spans = [(v, n) for (space, v), n in zip(st.args, sizes.get(st.kernel, [])) if space == "param"]
-        if spans:
-            lo = min(v for v, _ in spans)
-            own.append((lo, max(v + n for v, n in spans) - lo))
-        else:
-            own.append(None)
-    out: list[tuple[int, int] | None] = [None] * len(steps)
+        lo = min((v for v, _ in spans), default=0)
+        out.append((lo, max(v + n for v, n in spans) - lo) if spans else None)
+    return out
+
+
+def ranges(steps: list, funcs: list[LoweredFunc], ahead: str = "next") -> list[tuple[int, int, int] | None]:
+    """Per model step, what its kernel prefetches, (params offset, bytes, lead in eighths of a
+    thread's slice): with ahead="next" the constants of the next step that has any (lead 0);
+    with ahead="own" its own constants, each thread an eighth of its slice ahead of where a
+    uniform walk over its share of the work would read them (lead 1)."""
+    own = constant_spans(steps, funcs)
+    kernels = {f.name for f in funcs}
+    if ahead == "own":
+        return [(s[0], s[1], 1) if s and st.kernel in kernels else None for st, s in zip(steps, own)]
+    out: list[tuple[int, int, int] | None] = [None] * len(steps)
     nxt = None
     for k in range(len(steps) - 1, -1, -1):
-        out[k] = nxt if steps[k].kernel in sizes else None
+        out[k] = (nxt[0], nxt[1], 0) if nxt and steps[k].kernel in kernels else None
         if own[k] is not None:
             nxt = own[k]
     return out
@@ -144,11 +154,13 @@ class PrefetchStream:
         g = self.prefetch_global
         base = b.load(b.gep(g, [ir.Constant(I32, 0), ir.Constant(I32, 0)]), typ=I64)
         size = b.load(b.gep(g, [ir.Constant(I32, 0), ir.Constant(I32, 1)]), typ=I64)
+        lead = b.load(b.gep(g, [ir.Constant(I32, 0), ir.Constant(I32, 2)]), typ=I64)
         nth = b.sext(b.call(self._libc("omp_get_num_threads", I32, []), []), I64)
         tid = b.sext(b.call(self._libc("omp_get_thread_num", I32, []), []), I64)
         line = ir.Constant(I64, -LINE)
         lo = b.add(base, b.and_(b.sdiv(b.mul(size, tid), nth), line))
         hi = b.add(base, b.sdiv(b.mul(size, b.add(tid, ir.Constant(I64, 1))), nth))
+        lo = b.add(lo, b.and_(b.sdiv(b.mul(b.sub(hi, lo), lead), ir.Constant(I64, LEAD_PARTS)), line))
         per_thread = b.sdiv(b.add(ir.Constant(I64, iterations), b.sub(nth, ir.Constant(I64, 1))), nth)
         step = b.sdiv(b.sub(hi, lo), per_thread)
         step = b.and_(b.add(step, ir.Constant(I64, 2 * LINE - 1)), line)      # at least a line
@@ -182,10 +194,10 @@ class PrefetchStream:
 
 
 def add_global(module: ir.Module) -> ir.GlobalVariable:
-    """The module's {i64 address, i64 bytes} prefetch range, zero (nothing) until set."""
-    ty = ir.LiteralStructType([I64, I64])
+    """The module's {i64 address, i64 bytes, i64 lead} prefetch range, zero (nothing) until set."""
+    ty = ir.LiteralStructType([I64, I64, I64])
     g = ir.GlobalVariable(module, ty, PREFETCH_GLOBAL)
-    g.initializer = ir.Constant(ty, [0, 0])
+    g.initializer = ir.Constant(ty, [0, 0, 0])
     return g
 
 
