@@ -18,10 +18,11 @@ How, in the generated code (`PrefetchStream`, a mixin of codegen_llvm.CodeGenLLV
   nothing.  The global is only a hint: concurrent calls of one model that race on it prefetch
   the wrong lines, which costs bandwidth but never a result (a prefetch does not fault);
 * in each parallel region, thread t of T takes the t-th of T equal slices of the range, and a
-  per-thread cursor walks it: every iteration of one serial loop of the region (`stream_loop`:
-  the least frequent one that still runs `MIN_ITERATIONS` times, so a burst is a few lines
-  between many FMAs) prefetches the next `step` bytes, step = slice / the loop's iterations
-  per thread, so the slice is fetched by the time the thread's share of the work is done.
+  per-thread cursor walks it: every iteration of one serial loop of the region's main loop
+  (`stream_loop`: the least frequent one that still runs `MIN_ITERATIONS` times, so a burst is
+  a few lines between many FMAs) prefetches the next `step` bytes, step = slice / the loop's
+  iterations per thread, so the slice is fetched by the time the thread's share of the work
+  is done.
 
 Why it holds beyond this machine: what is prefetched is what the model reads next whatever the
 CPU, and it goes to the L2 of the core that will read it, given the same static share of the next
@@ -70,29 +71,32 @@ def _count(e, default: int = 1) -> int:
 
 
 def stream_loop(loops: list[For]) -> tuple[For, int] | None:
-    """The serial loop of the parallel loops' bodies that carries the prefetches, and how often
-    it runs over the whole parallel loop: the least frequent one that runs at least
-    MIN_ITERATIONS times (else the most frequent); None if the bodies have no serial loop."""
-    found: list[tuple[int, For]] = []
-
-    def walk(s: Stmt, times: int) -> None:
+    """The serial loop that carries the prefetches, and how often it runs over its whole
+    parallel loop: in the parallel loop with the most work (the conv after its pad or pack
+    stage), the least frequent serial loop that runs at least MIN_ITERATIONS times (else the
+    most frequent); None if that parallel loop has no serial loop."""
+    def walk(s: Stmt, times: int, found: list) -> int:
+        """Append (runs, loop) of the serial loops in s to found; the most runs of any loop."""
         if isinstance(s, Seq):
-            for x in s.stmts:
-                walk(x, times)
-        elif isinstance(s, (Allocate,)):
-            walk(s.body, times)
-        elif isinstance(s, IfThenElse):
-            walk(s.then, times)
-            if s.orelse is not None:
-                walk(s.orelse, times)
-        elif isinstance(s, For) and s.kind is not ForKind.VECTORIZED and not s.pragmas:
+            return max((walk(x, times, found) for x in s.stmts), default=times)
+        if isinstance(s, Allocate):
+            return walk(s.body, times, found)
+        if isinstance(s, IfThenElse):
+            return max(walk(s.then, times, found), walk(s.orelse, times, found) if s.orelse is not None else 0)
+        if isinstance(s, For) and not s.pragmas:
             n = times * _count(s.extent)
             if s.kind is ForKind.SERIAL:
                 found.append((n, s))
-            walk(s.body, n)
+            return max(n, walk(s.body, n, found))
+        return times
 
+    best: tuple[int, list] | None = None
     for p in loops:
-        walk(p.body, _count(p.extent))
+        found: list[tuple[int, For]] = []
+        work = walk(p.body, _count(p.extent), found)
+        if best is None or work > best[0]:
+            best = (work, found)
+    found = best[1] if best else []
     if not found:
         return None
     enough = [x for x in found if x[0] >= MIN_ITERATIONS]
