@@ -555,8 +555,8 @@ def build(graph: Graph, target=None, logs=None, layout: str | None = None,
     """Compile a graph with the best known records (default schedules otherwise) into a GraphLibrary.
 
     layout="NCHWc" runs chains of direct convolutions in the packed layout (passes.propagate_nchwc).
-    prefetch: each kernel's threads prefetch the next kernel's weights (te/prefetch.py); None
-    decides by the target and the weights (`te.prefetch.pays`).
+    prefetch: each large-weight kernel's threads prefetch their weights a little ahead
+    (te/prefetch.py); None decides by the target and the weights (`te.prefetch.pays`).
     """
     t0 = time.perf_counter()
     tgt = parse(target)
@@ -569,7 +569,7 @@ def build(graph: Graph, target=None, logs=None, layout: str | None = None,
     if prefetch is None:
         prefetch = prefetching.pays(tgt, mp.param_bytes) and not mp.batch
     if prefetch:
-        for st, span in zip(mp.steps, prefetching.ranges(mp.steps, mp.funcs)):
+        for st, span in zip(mp.steps, prefetching.ranges(mp.steps, mp.funcs, tgt)):
             st.prefetch = span
     lib = GraphLibrary(graph, mp, g, param_off, tgt, records=mp.records)
     log.info("built %s: %s, %d tuned kernel(s), in %.1f s", graph.name, lib.summary(), len(mp.records),

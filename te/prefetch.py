@@ -1,40 +1,49 @@
-"""Software prefetch of the next kernel's weights while a model's kernel runs.
+"""Software prefetch of a model kernel's weights, a little ahead of where its threads read them.
 
-A model reads its weights once per inference, in call order (frontends/compile.py places the
-constants in the params blob in that order), and most of them meet the kernel that reads them
-cold: ResNet-50 reads about 100 MB of fp32 weights per image, more than any core's L2 and, on
-most parts, than its share of the L3.  A core fetches a stream from memory at the rate its
-outstanding misses allow (Emerald Rapids: about 25 GB/s for one core), so a 1x1 conv at 7x7 whose
-weights arrive cold spends as long waiting for them as computing.  The next kernel's weights are
-known while the current one runs, and its FMAs leave the memory bus idle: each thread of the
-running kernel prefetches its share of the next kernel's weights into its L2 (`prefetcht1`),
-spread over the kernel's work so that the prefetches overlap the FMAs instead of stalling them.
+A model reads its weights once per inference, in call order, and in a model's order they arrive
+from memory: ResNet-50 reads 112 MiB of fp32 weights per image (Winograd's transformed ones
+included), and Intel's non-inclusive L3 keeps little of a stream read once per inference (lines
+go from memory into the L2, and into the L3 only if the L2's victim is predicted to be reused).
+Timed in the model's order on Emerald Rapids, its layer-3 and layer-4 convs ran as slowly as
+with their weights flushed from every cache (frontends.profile.time_steps, orders "model" and
+"weights_cold"): 4 of the 5 ms between the kernels' sum alone and the model.  The kernel's own
+stream does not hide it: a direct conv re-reads a channel block's weight panel from L2 at every
+tile row, so only its first row waits for memory, at a demand (a vector of weights per 7 FMAs)
+above what one core's outstanding misses fetch (about 25 GB/s), while the other rows compute
+with the bus idle.  So each thread prefetches its own share of the kernel's weights into its L2
+(`prefetcht1`) an eighth of its share ahead of a uniform walk over its work: the next panels
+arrive while the current one computes from L2.
+
+Prefetching the NEXT kernel's weights instead (`ranges(ahead="next")`) measured slower: in the
+late layers every kernel is waiting on memory already, so the prefetches took the bandwidth the
+running kernel's own cold weights needed (each kernel slower by what the next one gained; only
+the FC after the average pool gained).  Kernels whose weights are small (under a quarter of the
+cores' L2s together, `MIN_SHARE`) gained nothing measurable and are left alone.
 
 How, in the generated code (`PrefetchStream`, a mixin of codegen_llvm.CodeGenLLVM):
 
-* the model's entry point stores (address, bytes) of the next kernel's constants in the module's
+* the model's entry point stores (address, bytes, lead) of the call's range in the module's
   global `__tilewise_prefetch` before each call (`te.export.add_model_entry`; the ranges come
   from `ranges`); a kernel called on its own (te.build, the tuner) finds bytes 0 and prefetches
   nothing.  The global is only a hint: concurrent calls of one model that race on it prefetch
   the wrong lines, which costs bandwidth but never a result (a prefetch does not fault);
-* in each parallel region, thread t of T takes the t-th of T equal slices of the range, and a
-  per-thread cursor walks it: every iteration of one serial loop of the region's main loop
-  (`stream_loop`: the least frequent one that still runs `MIN_ITERATIONS` times, so a burst is
-  a few lines between many FMAs) prefetches the next `step` bytes, step = slice / the loop's
-  iterations per thread, so the slice is fetched by the time the thread's share of the work
-  is done.
+* in each parallel region, thread t of T takes the t-th of T equal slices of the range (the
+  static share te/codegen_parallel.py gives it first: in a conv split by output channel blocks,
+  the panels it reads), starts `lead` eighths into it, and a per-thread cursor walks the rest:
+  every iteration of one serial loop of the region's main loop (`stream_loop`: the least
+  frequent one that still runs `MIN_ITERATIONS` times, so a burst is a few lines between many
+  FMAs; not a pad stage's) prefetches the next `step` bytes, step = the rest / the loop's
+  iterations per thread.
 
-Why it holds beyond this machine: what is prefetched is what the model reads next whatever the
-CPU, and it goes to the L2 of the core that will read it, given the same static share of the next
-kernel's parallel loop (te/codegen_parallel.py: thread t runs the t-th share first) when that
-kernel splits its weights by output channels, as the weight-heavy late layers do.  The slices are
-sized by the next kernel's constants, so on a 1 MiB L2 (Zen 4/5) a slice of at most a few hundred
-KiB per core per kernel fits beside the running kernel's working set; larger ones (a 3x3 conv of
-512 channels: 9.4 MB) overflow the L2 into the L3 (Zen's L3 is a victim cache of the L2s: the
-lines land there, in the CCD's 32 MiB; Intel's non-inclusive L3 likewise takes the L2's victims),
-which still turns a memory read into an L3 hit.  On Ice Lake (1.25 MiB L2, 1.5 MiB L3 per core)
-the same holds with less room: the slices past the L2 reach the L3 only in part.  The cost is a
-few instructions per iteration of the stream loop and the lines a kernel would not have read.
+Why it holds beyond this machine: the lead is an eighth of a thread's share (one of its
+TASKS_PER_THREAD chunks), a few hundred KiB at most for ResNet-50's largest layers (9.4 MB
+over 2 threads: 590 KB), which fits beside the running panel in a 1 MiB L2 (Zen 4/5) or 1.25 MiB
+(Ice Lake) as in Emerald Rapids' 2 MiB; more threads make the shares and the lead smaller.  Zen's
+L3 is a victim cache of the L2s as Intel's is, and Zen 4/5's per-core memory stream is limited by
+outstanding misses the same way, so a model's weights come from memory there too (a CCD's 32 MiB
+holds a third of ResNet-50's) and the idle bus during a panel's L2-resident rows is there to use.
+Where the weights fit in the cores' L2s (`pays`) they stay there between inferences and nothing
+is prefetched.  The cost is a few instructions per iteration of the stream loop.
 """
 from __future__ import annotations
 
@@ -54,6 +63,7 @@ LEAD_PARTS = 8              # the lead is counted in these parts of a thread's s
 LINE = 64
 LOCALITY = 2                # llvm.prefetch locality 2: prefetcht1, into the L2
 MIN_ITERATIONS = 4096       # the stream loop runs at least this often over the whole parallel loop
+MIN_SHARE = 4               # a kernel prefetches where its constants exceed the cores' L2s / MIN_SHARE
 
 
 @dataclass
@@ -121,15 +131,19 @@ def constant_spans(steps: list, funcs: list[LoweredFunc]) -> list[tuple[int, int
     return out
 
 
-def ranges(steps: list, funcs: list[LoweredFunc], ahead: str = "next") -> list[tuple[int, int, int] | None]:
+def ranges(steps: list, funcs: list[LoweredFunc], target, ahead: str = "own") -> list[tuple[int, int, int] | None]:
     """Per model step, what its kernel prefetches, (params offset, bytes, lead in eighths of a
-    thread's slice): with ahead="next" the constants of the next step that has any (lead 0);
-    with ahead="own" its own constants, each thread an eighth of its slice ahead of where a
-    uniform walk over its share of the work would read them (lead 1)."""
+    thread's slice), or None: with ahead="own" its own constants where they exceed the target's
+    L2s together / MIN_SHARE, each thread an eighth of its slice ahead (lead 1); with
+    ahead="next" the constants of the next step that has any (lead 0; measured slower)."""
     own = constant_spans(steps, funcs)
     kernels = {f.name for f in funcs}
     if ahead == "own":
-        return [(s[0], s[1], 1) if s and st.kernel in kernels else None for st, s in zip(steps, own)]
+        least = target.threads * target.caches.l2 // MIN_SHARE
+        return [(s[0], s[1], 1) if s and s[1] > least and st.kernel in kernels else None
+                for st, s in zip(steps, own)]
+    if ahead != "next":
+        raise ValueError(f"prefetch ranges: ahead={ahead!r}; use 'own' or 'next'")
     out: list[tuple[int, int, int] | None] = [None] * len(steps)
     nxt = None
     for k in range(len(steps) - 1, -1, -1):
@@ -206,6 +220,6 @@ def add_global(module: ir.Module) -> ir.GlobalVariable:
 
 
 def pays(target, weight_bytes: int) -> bool:
-    """Whether a model's kernels prefetch the next one's weights: where the weights outgrow
-    the cores' L2s together (smaller ones stay there from one inference to the next)."""
+    """Whether a model's kernels prefetch their weights: where the weights outgrow the cores'
+    L2s together (smaller ones stay there from one inference to the next)."""
     return weight_bytes > target.threads * target.caches.l2

@@ -2,16 +2,19 @@
 right ranges, the loop that carries the prefetches, the decision per target."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 import frontends
 from te import prefetch
 from te.cache_flush import CacheFlush
+from te.caches import Caches
 from te.expr import Const, Var
 from te.schedule import ForKind
 from te.stmt import Comment, For
-from te.target import parse
+from te.target import host, parse
 
 from ..tiny_models import tiny_model
 
@@ -27,11 +30,17 @@ def _reference(x: np.ndarray, path: str) -> np.ndarray:
     return np.einsum("chw,kc->khw", np.maximum(h, 0), w["w2"][:, :, 0, 0])[None]
 
 
+def _small_l2():
+    """The host with a 4 KiB L2: the tiny model's 3x3 conv weights count as large there."""
+    h = host()
+    return dataclasses.replace(h, caches=Caches(h.caches.l1d, 4096, h.caches.l3))
+
+
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory):
     """The tiny model built with and without prefetching, and its path."""
     path = tiny_model(tmp_path_factory.mktemp("prefetch") / "tiny.onnx")
-    return {p: frontends.build(frontends.from_onnx(path), prefetch=p) for p in (False, True)}, path
+    return {p: frontends.build(frontends.from_onnx(path), target=_small_l2(), prefetch=p) for p in (False, True)}, path
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -46,19 +55,38 @@ def test_prefetching_changes_no_result(builds, threads):
     np.testing.assert_allclose(got[True], _reference(x, path), rtol=1e-4, atol=1e-4)
 
 
-def test_each_kernel_prefetches_the_next_kernels_constants(builds):
+def _constants(lib, st) -> tuple[int, int]:
+    """(first params offset, bytes through the last) of a step's constant arguments."""
+    func = next(f for f in lib.plan.funcs if f.name == st.kernel)
+    spans = [(off, n) for (space, off), n in zip(st.args, prefetch.arg_bytes(func)) if space == "param"]
+    lo = min(off for off, _ in spans)
+    return lo, max(off + n for off, n in spans) - lo
+
+
+def test_each_kernel_prefetches_its_own_constants_ahead(builds):
     libs, _ = builds
-    steps = libs[True].plan.steps
+    lib = libs[True]
+    steps = lib.plan.steps
     assert [st.prefetch for st in libs[False].plan.steps] == [None] * len(steps)
-    first, second = steps[0], steps[1]
-    params = [off for space, off in second.args if space == "param"]
-    assert first.prefetch is not None and first.prefetch[0] == min(params)
-    assert first.prefetch[1] >= 16 * 16 * 4               # at least the 1x1 conv's weight
-    assert first.prefetch[0] + first.prefetch[1] <= libs[True].plan.param_bytes
-    assert steps[-1].prefetch is None                     # nothing comes after the last one
-    text = str(libs[True]._module().module)
+    least = lib.target.threads * 4096 // prefetch.MIN_SHARE
+    spans = [_constants(lib, st) for st in steps]
+    assert [st.prefetch for st in steps] == [c + (1,) if c[1] > least else None for c in spans]
+    assert steps[0].prefetch is not None                  # the 3x3 conv's 4.6 KB
+    assert all(off + n <= lib.plan.param_bytes for off, n, _ in (st.prefetch or (0, 0, 0) for st in steps))
+    text = str(lib._module().module)
     assert "llvm.prefetch.p0" in text and prefetch.PREFETCH_GLOBAL in text
     assert "llvm.prefetch" not in str(libs[False]._module().module)
+
+
+def test_ahead_next_names_the_next_kernels_constants(builds):
+    libs, _ = builds
+    lib = libs[True]
+    steps = lib.plan.steps
+    spans = prefetch.ranges(steps, lib.plan.funcs, _small_l2(), ahead="next")
+    assert spans[0] == _constants(lib, steps[1]) + (0,)
+    assert spans[-1] is None                          # nothing comes after the last one
+    with pytest.raises(ValueError, match="'own' or 'next'"):
+        prefetch.ranges(steps, lib.plan.funcs, _small_l2(), ahead="last")
 
 
 def test_an_exported_library_prefetches_too(builds, tmp_path):
@@ -88,14 +116,16 @@ def test_the_stream_loop_is_the_least_frequent_one_that_runs_often_enough():
     assert prefetch.stream_loop([vec]) is None    # a vector loop carries no scalar prefetch
 
 
-def test_the_decision_per_target():
-    tiny = parse("llvm -mcpu=skylake-avx512 -l2=1M")
-    resnet = 100 * 2**20
-    assert prefetch.pays(tiny, resnet)
-    assert not prefetch.pays(tiny, 2**20 // 2)                      # stays in one core's L2
-    big_l2 = parse("llvm -mcpu=skylake-avx512 -l2=2M")
-    assert prefetch.pays(big_l2, 5 * 2**20 * max(1, big_l2.threads))
-    assert not prefetch.pays(big_l2, 2**20)
+def test_the_decision_per_target(builds):
+    zen = parse("llvm -mcpu=znver4 -l2=1M")
+    resnet = 112 * 2**20
+    assert prefetch.pays(zen, resnet)
+    assert not prefetch.pays(zen, 2**20 // 2)                       # stays in one core's L2
+    emr = parse("llvm -mcpu=emeraldrapids -l2=2M")
+    assert prefetch.pays(emr, resnet) and not prefetch.pays(emr, 2**20)
+    lib = builds[0][True]           # a kernel prefetches where its constants are large for the L2s
+    assert prefetch.ranges(lib.plan.steps, lib.plan.funcs, emr) == [None] * len(lib.plan.steps)
+    assert prefetch.ranges(lib.plan.steps, lib.plan.funcs, _small_l2())[0] is not None
 
 
 def test_a_flushed_buffer_keeps_its_values():
