@@ -1,10 +1,11 @@
-"""The next kernel's weights prefetched or not: whole models A/B in one process, and per kernel.
+"""Kernels prefetching their weights ahead or not (te/prefetch.py): whole models A/B in one process,
+and per kernel.
 
     python bench/prefetch.py                                   # ResNet-50, SqueezeNet
     python bench/prefetch.py --models resnet50 --kernels       # and every kernel call in model order
     python bench/prefetch.py --models vgg19,densenet121 --rounds 20
 
-Each model is built twice (frontends.build(prefetch=False / True), te/prefetch.py), their
+Each model is built twice (frontends.build(prefetch=False / True)), their
 outputs compared with each other and with ONNX Runtime's, then the two run in alternating
 rounds beside an ONNX Runtime default session (frontends.profile.time_interleaved), so a change
 in the machine's load hits them alike.  With --kernels, every kernel call of both builds is also

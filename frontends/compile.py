@@ -569,8 +569,12 @@ def build(graph: Graph, target=None, logs=None, layout: str | None = None,
     if prefetch is None:
         prefetch = prefetching.pays(tgt, mp.param_bytes) and not mp.batch
     if prefetch:
+        from .profile import node_flops
+        nodes = {n.name: n for n in g.nodes}
         for st, span in zip(mp.steps, prefetching.ranges(mp.steps, mp.funcs, tgt)):
-            st.prefetch = span
+            anchor = nodes.get(st.nodes[0]) if span and st.nodes else None
+            if anchor is not None and prefetching.reuses(node_flops(anchor, g), span[1]):
+                st.prefetch = span
     lib = GraphLibrary(graph, mp, g, param_off, tgt, records=mp.records)
     log.info("built %s: %s, %d tuned kernel(s), in %.1f s", graph.name, lib.summary(), len(mp.records),
              time.perf_counter() - t0)

@@ -126,6 +126,16 @@ def test_the_decision_per_target(builds):
     lib = builds[0][True]           # a kernel prefetches where its constants are large for the L2s
     assert prefetch.ranges(lib.plan.steps, lib.plan.funcs, emr) == [None] * len(lib.plan.steps)
     assert prefetch.ranges(lib.plan.steps, lib.plan.funcs, _small_l2())[0] is not None
+    w = 512 * 512 * 9
+    assert prefetch.reuses(2.0 * 49 * w, 4 * w)                     # a 3x3 conv at 7x7: 49 uses
+    assert not prefetch.reuses(2.0 * 1000 * 2048, 4 * 1000 * 2048)  # a dense layer at batch 1: one
+
+
+def test_a_dense_layer_at_batch_1_does_not_prefetch():
+    from frontends import zoo
+    lib = frontends.build(frontends.onnx.from_onnx(zoo.mlp(sizes=(256, 512, 10))), target=_small_l2(), prefetch=True)
+    assert [st.prefetch for st in lib.plan.steps] == [None] * len(lib.plan.steps)
+    assert "llvm.prefetch" not in str(lib._module().module)
 
 
 def test_a_flushed_buffer_keeps_its_values():
