@@ -6,7 +6,8 @@ included), and Intel's non-inclusive L3 keeps little of a stream read once per i
 go from memory into the L2, and into the L3 only if the L2's victim is predicted to be reused).
 Timed in the model's order on Emerald Rapids, its layer-3 and layer-4 convs ran as slowly as
 with their weights flushed from every cache (frontends.profile.time_steps, orders "model" and
-"weights_cold"): 4 of the 5 ms between the kernels' sum alone and the model.  The kernel's own
+"weights_cold"): 3.7 of the 5.6 ms between the kernels' sum alone and in the model's order
+(most of the rest: early kernels' input activations, cold where the residual comes from far back).  The kernel's own
 stream does not hide it: a direct conv re-reads a channel block's weight panel from L2 at every
 tile row, so only its first row waits for memory, at a demand (a vector of weights per 7 FMAs)
 above what one core's outstanding misses fetch (about 25 GB/s), while the other rows compute
