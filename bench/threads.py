@@ -12,11 +12,12 @@ predecessors leave) on one thread and on two, its scaling, the forks per run (th
 parallel region), and the model's latency against the sum of its calls (the rest is between
 kernels).  Timings are lower deciles over the repeats (a loaded machine stretches the others).
 
-With --cache-state, every call is also timed right after the kernel before it only, and
-repeated alone (time_steps' orders "after_previous" and "alone"): in the model minus after its
-producer is what the rest of the model costs it (its weights evicted), after its producer minus
-alone what its producer's work split costs it (an input in the other core's L2); per kernel and
-summed.  Threads are not bound to cores unless OMP_PROC_BIND says so; unbound, the OS may move
+With --cache-state, every call is also timed right after the kernel before it only, repeated
+alone, and repeated alone with its weights or its input evicted from every cache level
+(time_steps' orders "after_previous", "alone", "weights_cold", "input_cold"): in the model minus
+after its producer is what the rest of the model costs it (its weights evicted), after its
+producer minus alone what its producer's work split costs it (an input in the other core's L2),
+weights cold minus alone what reading its weights from memory would cost; per kernel and summed.  Threads are not bound to cores unless OMP_PROC_BIND says so; unbound, the OS may move
 a thread between the kernel that wrote its share and the one that reads it.
 """
 from __future__ import annotations
@@ -61,12 +62,19 @@ def fork_join_us(repeat: int = 2000) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def weight_bytes(lib, st) -> int:
+    """The bytes of a kernel call's constant arguments (its weights and bias)."""
+    from te.prefetch import arg_bytes
+    func = next(f for f in lib.plan.funcs if f.name == st.kernel)
+    return sum(n for (space, _), n in zip(st.args, arg_bytes(func)) if space == "param")
+
+
 def model_report(name: str, repeat: int, threads: tuple[int, ...] = (1, 2), cache_state: bool = False) -> str:
     """The per-call table of one model on each thread count (each call also after its producer
     only and alone, with `cache_state`)."""
     lib = frontends.build(frontends.onnx.from_onnx(load(name)))
     feed = profile.random_inputs(lib.plan.inputs)
-    orders = profile.STEP_ORDERS if cache_state else ("model",)
+    orders = profile.STEP_ORDERS + profile.FLUSHED_ORDERS if cache_state else ("model",)
     runs, lat = {}, {}
     for t in threads:
         lib.set_num_threads(t)
@@ -75,13 +83,14 @@ def model_report(name: str, repeat: int, threads: tuple[int, ...] = (1, 2), cach
         lat[t] = decile(profile.time_calls(lambda: lib.run(**feed), repeat=repeat).times)
     parallel = {f.name for f in lib.plan.funcs if "# parallel" in str(f)}
     first = runs[threads[0], "model"]
-    short = {"model": "", "after_previous": " after prev", "alone": " alone"}
-    heads = ["kernel", "nodes"] + [f"{t} thr{short[o]} us" for t in threads for o in orders]
+    short = {"model": "", "after_previous": " after prev", "alone": " alone", "weights_cold": " W cold",
+             "input_cold": " in cold"}
+    heads = ["kernel", "nodes", "W MiB"] + [f"{t} thr{short[o]} us" for t in threads for o in orders]
     scaling = threads == (1, 2)
     rows = []
     for k, (st, _) in enumerate(first):
         us = {key: decile(r[k][1].times) * 1e6 for key, r in runs.items()}
-        row = [st.kernel, ",".join(st.nodes)[:24]] + [f"{us[t, o]:.0f}" for t in threads for o in orders]
+        row = [st.kernel, ",".join(st.nodes)[:24], f"{weight_bytes(lib, st) / 2**20:.2f}"] + [f"{us[t, o]:.0f}" for t in threads for o in orders]
         if scaling:
             row.append(f"{us[1, 'model'] / us[2, 'model']:.2f}")
         rows.append(row)
@@ -93,9 +102,11 @@ def model_report(name: str, repeat: int, threads: tuple[int, ...] = (1, 2), cach
         lines.append(f"{t} thread(s): model {lat[t] * 1e3:.3f} ms, its kernel calls {sums[t, 'model'] * 1e3:.3f} ms, "
                      f"between them {(lat[t] - sums[t, 'model']) * 1e3:.3f} ms")
         if cache_state:
-            m, p, a = (sums[t, o] * 1e3 for o in profile.STEP_ORDERS)
+            m, p, a, w, i = (sums[t, o] * 1e3 for o in orders)
             lines.append(f"  the calls after their producers only {p:.3f} ms, alone {a:.3f} ms: the rest of the "
                          f"model costs them {m - p:.3f} ms, their producers' splits {p - a:.3f} ms")
+            lines.append(f"  alone with the weights read from memory {w:.3f} ms (+{w - a:.3f}), with the input "
+                         f"read from memory {i:.3f} ms (+{i - a:.3f})")
     if scaling:
         lines.append(f"scaling: model {lat[1] / lat[2]:.2f}x, kernel calls {sums[1, 'model'] / sums[2, 'model']:.2f}x")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ import numpy as np
 
 import te
 from te import ops
+from te import prefetch as prefetching
 from te.codegen_llvm import STACK_LIMIT
 from te.export import MEMCPY, add_model_entry
 from te.ops import registry
@@ -46,6 +47,7 @@ class KernelCall:
     args: list[tuple[str, int]]       # (space, index-or-offset): ("io", i) | ("param", off) | ("ws", off)
     nodes: list[str]                  # the graph nodes of its group, anchor first (or what a copy copies)
     task: tuple | None = None         # (template, args) of its anchor's implementation, if it has one
+    prefetch: tuple[int, int, int] | None = None   # (params offset, bytes, lead) its threads prefetch (te/prefetch.py)
 
 
 @dataclass
@@ -490,7 +492,7 @@ class GraphLibrary:
 
     def _module(self):
         from te.codegen_llvm import codegen
-        cg = codegen(self.plan.funcs, self.target)
+        cg = codegen(self.plan.funcs, self.target, prefetch=any(st.prefetch for st in self.plan.steps))
         add_model_entry(cg, self.plan.steps, self.plan.funcs, self.plan.batch, self.plan.io_strides,
                         self.plan.variants)
         return cg
@@ -548,10 +550,13 @@ class GraphLibrary:
                                    records=self.records, header=header)
 
 
-def build(graph: Graph, target=None, logs=None, layout: str | None = None) -> GraphLibrary:
+def build(graph: Graph, target=None, logs=None, layout: str | None = None,
+          prefetch: bool | None = None) -> GraphLibrary:
     """Compile a graph with the best known records (default schedules otherwise) into a GraphLibrary.
 
     layout="NCHWc" runs chains of direct convolutions in the packed layout (passes.propagate_nchwc).
+    prefetch: each large-weight kernel's threads prefetch their weights a little ahead
+    (te/prefetch.py); None decides by the target and the weights (`te.prefetch.pays`).
     """
     t0 = time.perf_counter()
     tgt = parse(target)
@@ -561,6 +566,15 @@ def build(graph: Graph, target=None, logs=None, layout: str | None = None) -> Gr
         import autotune
         history = autotune.apply_history_best(logs)
     mp, g, param_off = plan_model(graph, tgt, opset, history, layout)
+    if prefetch is None:
+        prefetch = prefetching.pays(tgt, mp.param_bytes) and not mp.batch
+    if prefetch:
+        from .profile import node_flops
+        nodes = {n.name: n for n in g.nodes}
+        for st, span in zip(mp.steps, prefetching.ranges(mp.steps, mp.funcs, tgt)):
+            anchor = nodes.get(st.nodes[0]) if span and st.nodes else None
+            if anchor is not None and prefetching.reuses(node_flops(anchor, g), span[1]):
+                st.prefetch = span
     lib = GraphLibrary(graph, mp, g, param_off, tgt, records=mp.records)
     log.info("built %s: %s, %d tuned kernel(s), in %.1f s", graph.name, lib.summary(), len(mp.records),
              time.perf_counter() - t0)

@@ -439,6 +439,7 @@ def _time_rotating(fn, cold, min_time: float) -> float:
 
 # ---------------------------------------------------------------- kernels where the model runs them
 STEP_ORDERS = ("model", "after_previous", "alone")     # time_steps' ways of calling each kernel
+FLUSHED_ORDERS = ("weights_cold", "input_cold")         # "alone" with part of the arguments evicted
 
 
 def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
@@ -457,16 +458,21 @@ def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
       placed as the model places it, by its producer's split, its weights warm unless they
       outgrow the caches alone;
     * "alone": nothing, the call repeated in a row: input and weights where its own last call
-      left them (each thread's share in that thread's L2).
+      left them (each thread's share in that thread's L2);
+    * "weights_cold" / "input_cold": as "alone", but its constant arguments (weights, bias) /
+      the activations it reads evicted from every cache level (te.cache_flush) before each call:
+      what reading them from memory costs it.
 
     model - after_previous is what the rest of the model costs a call (mostly its weights evicted),
-    after_previous - alone what its producer's work split costs it."""
+    after_previous - alone what its producer's work split costs it.  A build whose kernels
+    prefetch the next one's weights (te/prefetch.py) gets each call's range set as its entry
+    point sets it."""
     import ctypes
 
     from te.export import MEMCPY
     from te.runtime import ALIGN
-    if order not in STEP_ORDERS:
-        raise ValueError(f"time_steps: order {order!r}; use one of {', '.join(STEP_ORDERS)}")
+    if order not in STEP_ORDERS + FLUSHED_ORDERS:
+        raise ValueError(f"time_steps: order {order!r}; use one of {', '.join(STEP_ORDERS + FLUSHED_ORDERS)}")
     if lib.plan.batch:
         raise ValueError("time_steps: the model has a dynamic batch; build it with a fixed shape")
     if lib._jit is None:
@@ -478,14 +484,24 @@ def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
         raise ValueError("time_steps: the output arrays must be C-contiguous")
     ws = np.empty(lib.plan.workspace_bytes + ALIGN, np.uint8)
     base = {"param": lib.params.ctypes.data, "ws": ws.ctypes.data + (-ws.ctypes.data) % ALIGN}
-    calls = []
-    for st in lib.plan.steps:
+    calls, evict = [], {}
+    for k, st in enumerate(lib.plan.steps):
         ptrs = [arrays[v].ctypes.data if space == "io" else v if space == "bytes" else base[space] + v
                 for space, v in st.args]
         if st.kernel == MEMCPY:
             calls.append((st, None, ptrs))
         else:
             calls.append((st, lib._jit[0].function(st.kernel, len(ptrs)), [ctypes.c_void_p(p) for p in ptrs]))
+            if order in FLUSHED_ORDERS:
+                evict[k] = _evicted(lib, st, ptrs, weights=order == "weights_cold")
+    flush = None
+    if evict:
+        from te.cache_flush import CacheFlush
+        flush = CacheFlush()
+
+    from te.prefetch import PREFETCH_GLOBAL
+    at = lib._jit[0].engine.get_global_value_address(PREFETCH_GLOBAL)
+    hint = (ctypes.c_int64 * 3).from_address(at) if at else None       # what the entry sets per call
 
     def call(k: int) -> float:
         """Run step k; the seconds it took (a copy: 0)."""
@@ -493,6 +509,8 @@ def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
         if fn is None:
             ctypes.memmove(args[1], args[0], args[2])
             return 0.0
+        if hint is not None:
+            hint[:] = (base["param"] + st.prefetch[0],) + tuple(st.prefetch[1:]) if st.prefetch else (0, 0, 0)
         t = time.perf_counter()
         fn(*args)
         return time.perf_counter() - t
@@ -515,7 +533,19 @@ def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
             for _ in range(max(1, repeat)):
                 for j in before:
                     call(j)
+                for address, nbytes in evict.get(k, ()):
+                    flush(address, nbytes)
                 times[k].append(call(k))
         for k in model_pass:                # a kernel's output may overwrite its producer's input
             call(k)
     return [(calls[k][0], Latency(times[k])) for k in kernels]
+
+
+def _evicted(lib, st, ptrs: list[int], weights: bool) -> list[tuple[int, int]]:
+    """(address, bytes) of a kernel call's constant arguments (weights) or of the activations it
+    reads but does not write (input), from its lowered function's argument shapes."""
+    from te.build import arg_specs
+    from te.prefetch import arg_bytes
+    func = next(f for f in lib.plan.funcs if f.name == st.kernel)
+    return [(p, n) for (space, _), p, spec, n in zip(st.args, ptrs, arg_specs(func), arg_bytes(func))
+            if not spec.written and (space == "param") == weights]

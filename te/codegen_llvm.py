@@ -31,6 +31,7 @@ from .codegen_values import ValueNumbering, vn_key
 from .codegen_rows import RowAccess
 from .codegen_vector import VectorAccess
 from .codegen_parallel import ParallelRegions
+from .prefetch import PrefetchStream, add_global
 from .stmt import (Allocate, Buffer, Comment, For, IfThenElse, LoweredFunc, Seq, Stmt, Store,
                    walk_stmt)
 
@@ -82,7 +83,7 @@ class _Vec:
         return hit[1]
 
 
-class CodeGenLLVM(RowAccess, VectorAccess, ValueNumbering, ParallelRegions):
+class CodeGenLLVM(RowAccess, VectorAccess, ValueNumbering, ParallelRegions, PrefetchStream):
     """Emits lowered functions into one llvmlite module."""
     VEC = _Vec
 
@@ -258,6 +259,8 @@ class CodeGenLLVM(RowAccess, VectorAccess, ValueNumbering, ParallelRegions):
         self.vars[var] = i
         self.ranges[var] = (0, max_end - 1 if max_end != float("inf") else 2 ** 62)
         with self._vn_scope():
+            if self._stream is not None and var is self._stream.var:
+                self._prefetch_step()           # the next kernel's weights, a slice per iteration
             self.stmt(body)
         nxt = self.builder.add(i, ir.Constant(I64, 1), flags=["nsw", "nuw"])
         i.add_incoming(nxt, self.builder.block)
@@ -505,9 +508,12 @@ def _ident(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._" else "_" for c in name) or "v"
 
 
-def codegen(funcs: list[LoweredFunc], target) -> CodeGenLLVM:
-    """Emit the given lowered functions into one LLVM module."""
+def codegen(funcs: list[LoweredFunc], target, prefetch: bool = False) -> CodeGenLLVM:
+    """Emit the given lowered functions into one LLVM module; with `prefetch` (a model's module),
+    their parallel regions prefetch the range the entry point names (te/prefetch.py)."""
     cg = CodeGenLLVM(target)
+    if prefetch:
+        cg.prefetch_global = add_global(cg.module)
     for f in funcs:
         cg.add_function(split_wide_vectors(f, target.vector_bits))
     return cg

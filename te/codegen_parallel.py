@@ -92,6 +92,7 @@ class ParallelRegions:
             for k, buf in enumerate(used_bufs):
                 self.bufs[buf] = self.builder.load(field(ofn.args[0], len(used_vars) + k), typ=PTR)
             counters = self.builder.load(field(ofn.args[0], len(fields)), typ=PTR)
+            self._prefetch_setup(loops)     # te/prefetch.py: nothing unless a model's module
             j = 0
             for k, x in enumerate(steps):
                 if _is_parallel(x):
@@ -102,6 +103,7 @@ class ParallelRegions:
                     self._on_thread0(x)
                 if k + 1 < len(steps):      # GOMP_parallel's join ends the last step
                     self.builder.call(self._libc("GOMP_barrier", ir.VoidType(), []), [])
+            self._stream = None
             self._exit()
             self.builder.ret_void()
         self._fork(ofn, cap, field(cap, len(fields)), len(loops))

@@ -29,6 +29,7 @@ from .build import OPT_LEVEL, SLP_VECTORIZE, Kernel, arg_specs, optimize
 from .codegen_llvm import CodeGenLLVM, codegen
 from .expr import BYTE_CODED
 from .llvm_types import ELEM_BYTES
+from .prefetch import PREFETCH_GLOBAL
 from .stmt import LoweredFunc
 from .target import Target, enabled_features, parse
 from .target import required_features as target_required_features
@@ -547,6 +548,7 @@ def _emit_steps(b: ir.IRBuilder, mod: ir.Module, steps: list, funcs: list[Lowere
     io, params, ws = args[:3]
     i64 = ir.IntType(64)
     kernels = {f.name: mod.get_global(f.name) for f in funcs}
+    hint = mod.globals.get(PREFETCH_GLOBAL)          # te/prefetch.py: what each kernel prefetches
     for st in steps:
         ptrs = []
         for space, v in st.args:
@@ -568,6 +570,13 @@ def _emit_steps(b: ir.IRBuilder, mod: ir.Module, steps: list, funcs: list[Lowere
                 "llvm.memcpy.p0.p0.i64")
             b.call(memcpy, [ptrs[1], ptrs[0], ptrs[2], ir.Constant(ir.IntType(1), 0)])
             continue
+        if hint is not None:
+            span = st.prefetch
+            at = b.ptrtoint(b.gep(params, [ir.Constant(i64, span[0])], source_etype=ir.IntType(8)), i64) \
+                if span else ir.Constant(i64, 0)
+            b.store(at, b.gep(hint, [ir.Constant(I32, 0), ir.Constant(I32, 0)]))
+            for k in (1, 2):
+                b.store(ir.Constant(i64, span[k] if span else 0), b.gep(hint, [ir.Constant(I32, 0), ir.Constant(I32, k)]))
         rc = b.call(kernels[st.kernel], ptrs)
         fail = b.icmp_signed("!=", rc, ir.Constant(I32, 0))
         with b.if_then(fail, likely=False):

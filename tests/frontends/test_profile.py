@@ -15,7 +15,8 @@ def block():
     return frontends.build(frontends.onnx.from_onnx(zoo.mobilenet_block(channels=8, expand=2, size=14)))
 
 
-@pytest.mark.parametrize("threads,order", [(1, "model"), (2, "model"), (2, "after_previous"), (2, "alone")])
+@pytest.mark.parametrize("threads,order", [(1, "model"), (2, "model"), (2, "after_previous"), (2, "alone"),
+                                           (2, "weights_cold"), (1, "input_cold")])
 def test_the_steps_replayed_give_the_models_outputs(block, threads, order):
     block.set_num_threads(threads)
     x = np.random.default_rng(0).standard_normal(block.plan.inputs[0]["shape"]).astype(np.float32)
