@@ -259,7 +259,7 @@ def _run_job(payload: dict) -> dict:
     weight = payload.get("weight_arg")
     cold = ColdWeights(ptrs)        # the weight as it is: warm after the first call
     if opt.cold_weights and weight is not None and weight < len(arrays) and not specs[weight][2]:
-        plan = cold_plan(arrays[weight].nbytes, payload.get("model_weight_bytes", 0), target)
+        plan = cold_plan(arrays[weight].nbytes, payload["task"].get("model_weight_bytes", 0), target)
         cold = ColdWeights(ptrs, weight, _weight_copies(arrays[weight], target, plan.copies))
     outs = [a for a, (_, _, w, _) in zip(arrays, specs) if w]
     for o in outs:
@@ -551,7 +551,6 @@ class Measurer:
                    "task": self._payload(task, None), "config": build.get("config"),
                    "uses_openmp": build["uses_openmp"], "workload": measure_key(task),
                    "weight_arg": build.get("weight_arg"),
-                   "model_weight_bytes": getattr(task, "model_weight_bytes", 0),
                    "target": str(task.target), "option": self.option, "role": role}
         self.runner.submit("run", payload)
         res = self.runner.result(self.option.run_timeout, ErrorNo.RUN_TIMEOUT, ErrorNo.RUNTIME_ERROR)
