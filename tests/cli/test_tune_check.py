@@ -39,11 +39,14 @@ def kernels_timed_at(monkeypatch, times_a: list, times_b: list) -> None:
     monkeypatch.setattr(profile, "compare_builds", timed)
 
 
-def _checked_with_times(model, tmp_path, monkeypatch, times_a: list, times_b: list):
-    """(check_model's verdict, the log) on the tiny model with a fake log, each kernel pair timed
-    at times_a (untuned) and times_b (tuned) per round."""
+def _checked_with_times(model, tmp_path, monkeypatch, times_a: list, times_b: list, host_name: str = ""):
+    """(check_model's verdict, the log) on the tiny model with a fake log (its records timed on
+    host_name, a cluster worker, when given), each kernel pair timed at times_a (untuned) and
+    times_b (tuned) per round."""
+    import dataclasses
     g = frontends.from_onnx(model)
-    log = write_log(tmp_path / "t.jsonl", fake_records(model))
+    records = [dataclasses.replace(r, host=host_name) for r in fake_records(model)]
+    log = write_log(tmp_path / "t.jsonl", records)
     kernels_timed_at(monkeypatch, times_a, times_b)
     return tune_check.check_model(g, log, host(), repeat=2), log
 
@@ -63,6 +66,14 @@ def test_a_config_slower_in_the_model_loses_to_the_untuned_kernel(tiny_onnx, tmp
         space = task.config_space
         assert r.config == space.get(space.default_index()).to_json()
     assert history is not None
+
+
+def test_the_model_check_records_name_no_cluster_worker(tiny_onnx, tmp_path, monkeypatch):
+    """The records the check appends were timed here, though they copy records a worker timed."""
+    mc, log = _checked_with_times(tiny_onnx, tmp_path, monkeypatch, [1e-4] * 3, [3e-4] * 3, host_name="worker-7")
+    judged = [r for r in rec.load(log) if r.in_model]
+    assert len(judged) == mc.records == 4 and all(r.host == "" for r in judged)
+    assert all(r.host == "worker-7" for r in rec.load(log) if not r.in_model)
 
 
 def test_the_tune_command_ends_with_the_model_check(cli, tiny_onnx, tmp_path):

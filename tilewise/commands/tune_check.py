@@ -68,7 +68,8 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
     found = []
     for p in pairs:
         r = used[workload_key(*p.b.task)]
-        now = dict(timestamp=time.time(), build_time=0.0, run_time=0.0, checked=True, in_model=True)
+        now = dict(timestamp=time.time(), build_time=0.0, run_time=0.0, checked=True, in_model=True,
+                   host="")          # timed here, whichever machine timed the record it copies
         found.append(dataclasses.replace(r, costs=list(p.times_b), vs_default=p.ratio, **now))
         if p.a.task is not None:
             found.append(dataclasses.replace(r, workload=workload_key(*p.a.task), costs=list(p.times_a),
