@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import frontends
+import te
 from frontends.profile import onnxruntime_session
 
 
@@ -148,3 +149,20 @@ def test_a_view_output_of_a_concat_part(rng, view_first):
     model = _model(nodes, inits, {"y": (1, 2, 6, 6), "o": (1, 3 * 36)}, (1, 4, 6, 6))
     lib = run_both(model, rng.standard_normal((1, 4, 6, 6)).astype(np.float32))
     assert len(lib.plan.steps) == 4       # three convs, and the Concat or the copy
+
+
+def test_a_view_output_with_a_dynamic_batch(rng, tmp_path):
+    """Conv -> Flatten with a symbolic batch, exported and loaded: each compiled batch's conv
+    writes its chunk of the caller's output array (batch 3 runs as 2 + 1)."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Flatten", ["c"], ["o"], axis=1)]
+    g = helper.make_graph(nodes, "views", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 6, 6])],
+                          [helper.make_tensor_value_info("o", TensorProto.FLOAT, ["N", 8 * 36])],
+                          [numpy_helper.from_array((rng.standard_normal((8, 4, 1, 1)) * 0.3).astype(np.float32), "w")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    lib = frontends.build(frontends.from_onnx(model, max_batch=4))
+    assert all(len(steps) == 1 and steps[0].args[-1] == ("io", 1) for _, steps in lib.plan.variants)
+    lib.export_library(tmp_path / "dyn.so")
+    m, sess = te.runtime.load_module(tmp_path / "dyn.so"), onnxruntime_session(model)
+    for n in (1, 3, 4):
+        x = rng.standard_normal((n, 4, 6, 6)).astype(np.float32)
+        np.testing.assert_allclose(m.run(None, {"x": x})[0], sess.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
