@@ -188,7 +188,6 @@ def num_threads() -> int:
         return os.cpu_count() or 1
 
 
-
 # ---------------------------------------------------------------- ONNX Runtime's calling convention
 # numpy dtype name -> ONNX Runtime's NodeArg.type
 ORT_TYPES = {"float32": "tensor(float)", "float64": "tensor(double)", "float16": "tensor(float16)",
