@@ -231,22 +231,31 @@ class Kernels:
     scratch: dict[str, int] = field(default_factory=dict)    # a call's scratch buffer -> bytes
     records: dict = field(default_factory=dict)        # workload -> tuning record used
     slices: dict[str, tuple[str, int]] = field(default_factory=dict)  # a concat's part -> (concat, byte offset)
+    io_views: dict[str, str] = field(default_factory=dict)   # a graph output -> the kernel's value it views
 
 
 VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
 
 
-def view_source(g: Graph, grp: Group, outputs: set[str]) -> str | None:
+def view_source(g: Graph, grp: Group) -> str | None:
     """The value a group only re-shapes (Reshape, Flatten, Squeeze, Unsqueeze of one value: the
     same bytes in row-major order), so its consumers can read that value's buffer as it is; None
-    for a group that computes something, or whose result is a graph output (written to the
-    caller's buffer)."""
-    if grp.output in outputs or not all(n.op in VIEW_OPS for n in grp.nodes):
+    for a group that computes something."""
+    if not all(n.op in VIEW_OPS for n in grp.nodes):
         return None
     src = grp.master.inputs[0]
     if not src or g.info(src).dtype != g.info(grp.output).dtype:
         return None
     return src
+
+
+def output_view(root: str, written: set[str], outputs: set[str], io_views: dict[str, str]) -> bool:
+    """Whether a graph output that views `root` can be root's buffer itself: root's kernel writes
+    the caller's output array and no copy runs.  Not when root is no kernel's own result (a graph
+    input, a weight, a concat's result or part, which live in the concat's buffer) or has a
+    buffer of the caller's already (it is a graph output itself, or another output views it);
+    then the output keeps its copy kernel."""
+    return root in written and root not in outputs and root not in io_views.values()
 
 
 def concat_slices(g: Graph, grp: Group, outputs: set[str], produced: set[str]) -> dict[str, tuple[str, int]]:
@@ -284,22 +293,28 @@ def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, hist
     group's anchor built as the registry chose; the weights its kernel reads packed in g.
 
     A group that only re-shapes a value (view_source) is no kernel: its consumers are passed the
-    source's buffer (ks.values name the source), which stays alive until they have run.  A
-    Concat whose parts the kernels before it can write into their slices of its result
-    (concat_slices) is no kernel either (ks.slices)."""
+    source's buffer (ks.values name the source), which stays alive until they have run.  A view
+    that is a graph output is no kernel either when the source's kernel can write the caller's
+    output array (output_view; ks.io_views).  A Concat whose parts the kernels before it can
+    write into their slices of its result (concat_slices) is no kernel either (ks.slices)."""
     ks, by_key = Kernels(), {}
     views: dict[str, str] = {}                      # a view's value -> the value whose bytes it is
     outputs = {o.name for o in g.outputs}
     produced: set[str] = set()                      # values a kernel writes (or a slicing concat)
+    written: set[str] = set()                       # values a kernel writes into a buffer of their own
     for gi, grp in enumerate(groups):
-        parts = concat_slices(g, grp, outputs, produced - set(ks.slices))
+        parts = concat_slices(g, grp, outputs, produced - set(ks.slices) - set(ks.io_views.values()))
         if parts:
             ks.slices.update(parts)
+            written.difference_update(parts)
             produced.add(grp.output)
             continue
-        src = view_source(g, grp, outputs)
-        if src is not None:
-            views[grp.output] = views.get(src, src)
+        src = view_source(g, grp)
+        root = views.get(src, src)
+        if src is not None and (grp.output not in outputs or output_view(root, written, outputs, ks.io_views)):
+            views[grp.output] = root
+            if grp.output in outputs:
+                ks.io_views[grp.output] = root
             continue
         choice = choose(g, grp, target, history)
         anchor_auto = auto_anchor(g, grp, gi, opset, target, history, choice)
@@ -335,6 +350,7 @@ def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, hist
             ks.scratch[extra[-1]] = _size(b.shape, b.dtype)
         ks.values.append([views.get(v, v) for v in arg_values] + [grp.output] + extra)
         produced.add(grp.output)
+        written.add(grp.output)
         task = choice.task if choice is not None else None
         ks.calls.append(KernelCall(kname, [], [n.name for n in grp.nodes], task))
     return ks
@@ -391,9 +407,10 @@ def plan_workspace(g: Graph, values: list[list[str]], io_index: dict[str, int],
 
 # ---------------------------------------------------------------- 4. argument binding
 
-def io_slots(g: Graph) -> tuple[dict[str, int], list[tuple[str, int]]]:
-    """Slots of the inputs and outputs in the entry's io array, and the outputs that are an input
-    or a constant (the entry copies them: (source value, io slot))."""
+def io_slots(g: Graph, io_views: dict[str, str] | None = None) -> tuple[dict[str, int], list[tuple[str, int]]]:
+    """Slots of the inputs and outputs in the entry's io array (an output's slot is also that of
+    the value it views, io_views), and the outputs that are an input or a constant (the entry
+    copies them: (source value, io slot))."""
     io_index = {i.name: k for k, i in enumerate(g.inputs)}
     copies = []
     for k, o in enumerate(g.outputs):
@@ -401,6 +418,8 @@ def io_slots(g: Graph) -> tuple[dict[str, int], list[tuple[str, int]]]:
             copies.append((o.name, len(g.inputs) + k))
         else:
             io_index[o.name] = len(g.inputs) + k
+    for out, root in (io_views or {}).items():
+        io_index[root] = io_index[out]
     return io_index, copies
 
 
@@ -436,7 +455,7 @@ def plan_model(graph: Graph, target: Target, opset: int, history=None,
         return plan_batched(graph, target, opset, history, layout)
     g = run_passes(graph, layout, target)
     ks = lower_groups(g, fuse(g), target, opset, history)         # 1. kernels, weights packed
-    io_index, copies = io_slots(g)
+    io_index, copies = io_slots(g, ks.io_views)
     param_off, param_bytes = place_weights(g, [[c for c, _ in copies]] + ks.values)       # 2.
     ws_off, ws_bytes = plan_workspace(g, ks.values, io_index, ks.scratch, ks.slices)        # 3.
     steps = bind_arguments(g, ks, io_index, copies, param_off, ws_off)                       # 4.

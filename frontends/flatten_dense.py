@@ -7,9 +7,9 @@ Why a graph pass: the anchor's schedule fuses only the ops of its own output's s
 (te.ops.schedule._joins_tile), so a 2-D product reshaped to 3-D would run its bias and activation as
 a second pass over memory; at (M, N) they fuse as a 2-D dense layer's do.  The kernel is then the
 2-D matmul's tuning task (frontends.tasks.workload_of, M = batch x seq), whose records it shares
-with the 2-D dense layer of that size.  A Reshape is a view, no kernel (compile.view_source), unless
-its result is a graph output (then one copy).  The QDQ pass flattens its int8 anchors itself
-(qdq_anchor.rewrite_anchor) and runs before this one.
+with the 2-D dense layer of that size.  A Reshape is a view, no kernel (compile.view_source), also
+when its result is a graph output (the matmul's kernel writes the caller's array: compile.output_view).
+The QDQ pass flattens its int8 anchors itself (qdq_anchor.rewrite_anchor) and runs before this one.
 """
 from __future__ import annotations
 

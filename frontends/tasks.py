@@ -149,7 +149,6 @@ def extract_tasks(graph: Graph, target=None, algorithms: str = "all",
     g = run_passes(graph)
     weights = model_weight_bytes(g)
     found: dict[str, ModelTask] = {}
-    outputs = {o.name for o in g.outputs}
     epilogues: dict[str, list[tuple]] = {}      # workload key -> the epilogue of each kernel using it
 
     def add(task, wl, node: str) -> None:
@@ -164,7 +163,7 @@ def extract_tasks(graph: Graph, target=None, algorithms: str = "all",
         wl = workload_of(grp.master, g)
         if wl is None:
             from .compile import lower_group, view_source
-            if auto_schedule and view_source(g, grp, outputs) is None:      # a view is no kernel
+            if auto_schedule and view_source(g, grp) is None:      # a view is no kernel
                 from autotune.auto_scheduler.workload import group_task
                 from te import ops
                 placeholders, _, out = lower_group(g, grp, f"k{gi}", getattr(graph, "opset", 13), target)

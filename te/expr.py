@@ -18,7 +18,7 @@ from .runtime import BYTE_CODED
 STORAGE_FLOATS = ("float16", "bfloat16")
 FLOAT_DTYPES = ("float32", "float64") + STORAGE_FLOATS
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
-# Byte-coded types (te/runtime.py: float8, float4, int4, int2..., one element per byte holding its
+# Byte-coded types (te/native_call.py: float8, float4, int4, int2..., one element per byte holding its
 # bit pattern): te computes nothing on them; a value of one casts to and from uint8 only (its
 # bits), and te.ops.lowbit converts the bits to and from numbers.
 DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",) + BYTE_CODED

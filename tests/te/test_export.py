@@ -144,6 +144,7 @@ def test_load_without_llvmlite(tmp_path):
     standalone = tmp_path / "standalone"
     standalone.mkdir()
     shutil.copy(os.path.join(REPO, "te", "runtime.py"), standalone / "tilewise_runtime.py")
+    shutil.copy(os.path.join(REPO, "te", "native_call.py"), standalone / "native_call.py")
     script = textwrap.dedent(f"""
         import sys
 
@@ -172,7 +173,7 @@ def test_load_without_llvmlite(tmp_path):
             raise SystemExit("te.build should say it needs llvmlite")
         except ImportError as e:
             assert "llvmlite" in str(e)
-        # the runtime file alone, outside the package, loads it too
+        # the runtime's two files alone, outside the package, load it too
         sys.path.insert(0, {str(standalone)!r})
         import tilewise_runtime
         c2 = np.zeros_like(ref)

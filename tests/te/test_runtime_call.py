@@ -160,3 +160,11 @@ def test_data_address(dtype):
     assert data_address(a) == a.ctypes.data
     empty = np.zeros(0, np.float32)
     assert data_address(empty) == empty.ctypes.data
+
+
+def test_runtime_reexports_the_call_path():
+    """te.runtime is the API: its argument checks and model call are native_call's own objects."""
+    from te import native_call
+    for name in ("LoadError", "ArgSpec", "NativeFunction", "check_args", "np_dtype", "ModelCall",
+                 "select_outputs", "node_args", "positional_feed", "data_address", "ALIGN", "num_threads"):
+        assert getattr(te.runtime, name) is getattr(native_call, name), name
