@@ -298,8 +298,9 @@ class VectorAccess:
             self.builder.store(x, self._address(buf, i), align=align)
 
     def _holds_vector(self, buf: Buffer, base: Expr, lanes: int) -> bool:
-        """Whether buf is a stack buffer (thread-private) holding every lane of a vector at base,
-        the lanes a mask turns off included: a rows rule's partial lanes, a split's padded row."""
+        """Whether buf is a stack buffer of this function holding every lane of a vector at base,
+        the lanes a mask turns off included (a rows rule's partial lanes, a split's padded row):
+        no other thread writes it (a parallel region reaches its parent's buffers as pointers)."""
         if not isinstance(self.bufs.get(buf), ir.AllocaInstr):
             return False
         lo, hi = bound(base, self.ranges)
