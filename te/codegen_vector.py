@@ -6,7 +6,8 @@ a loop-invariant one a scalar load and broadcast, anything else a per-lane gathe
 can then keep in registers; gathers stay per lane for the same reason: as `llvm.masked.gather`,
 a conv's register tile would stay in memory).  Under a lane mask (a
 lane-dependent guard) contiguous accesses are masked loads and stores and per-lane ones stay
-off the lanes that are off; a padded pack's clamped index `min(j, N-1)` is one masked load plus
+off the lanes that are off (vectors whose lanes are all on branch to the body unmasked; a stack
+buffer that holds every lane is read plainly and written by a select); a padded pack's clamped index `min(j, N-1)` is one masked load plus
 a broadcast of the edge element.  An interleaving index (lane l reads base + s*(l % A) + (l // A),
 the uint8 pack that puts 4 channels side by side for vpdpbusd) is A vector loads of L/A lanes
 and one byte shuffle, not L scalar loads.  An unrolled loop around a vectorized store that is
