@@ -2,6 +2,7 @@
 
     python bench/autosched.py                          # the issue's budgets: 128 trials, 60 s per task
     python bench/autosched.py --trials 16 --seconds 20 --ops softmax,layernorm
+    python bench/autosched.py --ops softmax,softmax_vit --threads 1    # rows of 128, and of 197 (masked vectors)
     python bench/autosched.py --ops matmul --skip-template --show    # the best loop nest too
     python bench/autosched.py --ops conv3x3 --trials 256 --seconds 1200   # issue 21's conv, 256 trials
     python bench/autosched.py --ops conv3x3 --log-dir logs/     # keep the logs: which sketch won
@@ -102,6 +103,7 @@ OPS = {
     "batch_matmul": (as_batch_matmul, (1, 12, 128, 64, 128)),      # attention's Q x K^T
     "batch_matmul_sv": (as_batch_matmul, (1, 12, 128, 128, 64)),   # its scores x V
     "softmax": (as_bench_softmax, (12, 128, 128)),
+    "softmax_vit": (as_bench_softmax, (12, 197, 197)),   # ViT-B/16's: rows of 197, no vector divides them
     "layernorm": (as_bench_layernorm, (128, 768)),
     "dense_gelu": (as_bench_dense_gelu, (128, 3072, 768)),
     "conv3x3": (as_conv2d, (1, 64, 56, 56, 64, 3, 3)),            # ResNet-18/50's 56x56 3x3 conv
@@ -137,7 +139,7 @@ def onnx_model(op: str, args):
         B, H, M, K, N = args
         nodes = [helper.make_node("MatMul", ["X", "Y"], ["Z"])]
         ins, out = [vi("X", f, [B, H, M, K]), vi("Y", f, [B, H, K, N])], vi("Z", f, [B, H, M, N])
-    elif op == "softmax":
+    elif op.startswith("softmax"):
         nodes = [helper.make_node("Softmax", ["X"], ["Y"], axis=-1)]
         ins, out = [vi("X", f, list(args))], vi("Y", f, list(args))
     elif op == "layernorm":

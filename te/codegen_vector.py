@@ -6,7 +6,8 @@ a loop-invariant one a scalar load and broadcast, anything else a per-lane gathe
 can then keep in registers; gathers stay per lane for the same reason: as `llvm.masked.gather`,
 a conv's register tile would stay in memory).  Under a lane mask (a
 lane-dependent guard) contiguous accesses are masked loads and stores and per-lane ones stay
-off the lanes that are off; a padded pack's clamped index `min(j, N-1)` is one masked load plus
+off the lanes that are off (vectors whose lanes are all on branch to the body unmasked; a stack
+buffer that holds every lane is read plainly and written by a select); a padded pack's clamped index `min(j, N-1)` is one masked load plus
 a broadcast of the edge element.  An interleaving index (lane l reads base + s*(l % A) + (l // A),
 the uint8 pack that puts 4 channels side by side for vpdpbusd) is A vector loads of L/A lanes
 and one byte shuffle, not L scalar loads.  An unrolled loop around a vectorized store that is
@@ -23,7 +24,7 @@ from llvmlite import ir
 
 from .expr import BinOp, BinOpKind, Const, Expr, Load, Var, const, free_vars, substitute, walk
 from .llvm_types import ELEM_BYTES, I1, I32, I64, MEM_TYPES, PTR, scalar_suffix as _scalar_suffix
-from .simplify import Linear, linear, simplify, skey
+from .simplify import Linear, bound, linear, simplify, skey
 from .schedule import ForKind
 from .stmt import Buffer, For, IfThenElse, Stmt, Store
 
@@ -40,6 +41,21 @@ class VectorAccess:
         """
         outer = self.mask
         mask = cond if outer is None else self.builder.and_(outer, cond)
+        if outer is None:
+            # a split that does not divide is off only in its last vector: the others run the
+            # body unmasked (plain loads and stores, which a masked access each step cost twice over)
+            all_on = self._intrinsic("llvm.vector.reduce.and", [mask], ret=I1)
+            with self.builder.if_else(all_on) as (full, partial):
+                with full, self._vn_scope():
+                    self.stmt(body)
+                with partial:
+                    self._masked_body(mask, body)
+            return
+        self._masked_body(mask, body)
+
+    def _masked_body(self, mask: ir.Value, body: Stmt) -> None:
+        """Emit body under mask, if any lane is on."""
+        outer = self.mask
         any_on = self._intrinsic("llvm.vector.reduce.or", [mask], ret=I1)
         with self.builder.if_then(any_on), self._vn_scope():
             self.mask = mask
@@ -100,7 +116,7 @@ class VectorAccess:
             aff = self._affine(e.index)
             if aff is not None and aff[1] == 1:
                 ptr = self._address(buf, self.expr_scalar(aff[0]))
-                if self.mask is not None:
+                if self.mask is not None and not self._holds_vector(buf, aff[0], lanes):
                     v = self._masked_load(ptr, vty, align, self.mask, self._zero(vty))
                 else:
                     v = self.builder.load(ptr, typ=vty, align=align)
@@ -252,7 +268,13 @@ class VectorAccess:
         aff = self._affine(index)
         if aff is not None and aff[1] == 1:
             ptr = self._address(buf, self.expr_scalar(aff[0]))
-            if self.mask is not None:
+            if self.mask is not None and self._holds_vector(buf, aff[0], lanes):
+                # the lanes that are off store back what they hold: plain accesses, which LLVM
+                # keeps in registers (a masked store pins the buffer in memory)
+                mem = self._to_mem(value, buf.dtype)
+                old = self.builder.load(ptr, typ=mem.type, align=align)
+                self.builder.store(self.builder.select(self.mask, mem, old), ptr, align=align)
+            elif self.mask is not None:
                 self._masked_store(self._to_mem(value, buf.dtype), ptr, align, self.mask)
             else:
                 self.builder.store(self._to_mem(value, buf.dtype), ptr, align=align)
@@ -275,6 +297,15 @@ class VectorAccess:
             i = self.builder.extract_element(idx, ir.Constant(I32, lane))
             x = self.builder.extract_element(mem, ir.Constant(I32, lane))
             self.builder.store(x, self._address(buf, i), align=align)
+
+    def _holds_vector(self, buf: Buffer, base: Expr, lanes: int) -> bool:
+        """Whether buf is a stack buffer of this function holding every lane of a vector at base,
+        the lanes a mask turns off included (a rows rule's partial lanes, a split's padded row):
+        no other thread writes it (a parallel region reaches its parent's buffers as pointers)."""
+        if not isinstance(self.bufs.get(buf), ir.AllocaInstr):
+            return False
+        lo, hi = bound(base, self.ranges)
+        return lo >= 0 and hi + lanes <= buf.size
 
     def _masked_load(self, ptr: ir.Value, vty: ir.VectorType, align: int, mask: ir.Value,
                      passthru: ir.Value) -> ir.Value:

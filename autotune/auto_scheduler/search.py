@@ -13,6 +13,10 @@ generation keeping the candidates the model ranks highest; the top `plan` of one
 serve the next batches (lowering candidates for their features is what the search costs); a
 few random candidates join every batch (epsilon-greedy), so the model keeps seeing what it
 does not predict.
+
+The pre-trained model (autotune.pretrained) ranks the first evolution alone and keeps a share
+after that, as in the template tuner: the ranking blends it with the task's own model, weighted
+k/(k+n) with n the task's records and k = PRIOR_RECORDS.
 """
 from __future__ import annotations
 
@@ -35,6 +39,11 @@ class AutoScheduler(Tuner):
     """Tunes an AutoTask (autotune.create_task of a registered workload) without a template."""
 
     batch_size = 8
+    # the pre-trained model counts as this many of the task's own records (XGBTuner's k is 64): over
+    # the auto-scheduler logs of bench/autosched.py's 7 operators, blends with k = 8-16 ranked best
+    # from 8 to 16 own records and k = 8 still at 32, where k = 64 fell behind the task's model alone
+    # (bench/autosched_prior.py)
+    PRIOR_RECORDS = 16
 
     def __init__(self, task, seed: int = 0, population: int = 32, generations: int = 2,
                  epsilon: float = 0.1, plan: int = 16, pretrained=True):
@@ -46,7 +55,7 @@ class AutoScheduler(Tuner):
         super().__init__(task, seed)
         self.policy = SketchPolicy(task)
         from ..pretrained import prior
-        self.model = XGBCostModel(seed=seed, base=prior(pretrained))
+        self.model = XGBCostModel(seed=seed, base=prior(pretrained), prior_records=self.PRIOR_RECORDS)
         self.population = population
         self.generations = generations
         self.epsilon = epsilon

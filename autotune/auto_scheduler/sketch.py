@@ -70,6 +70,7 @@ FOLD_LANES = 2          # an rfactor's partial lanes are folded in halves down t
 MAX_FOLDED_STEPS = 16   # by default, folded where the partial lanes take at most this many steps
 EXPENSIVE_NODES = 24    # an injective stage's expression this large is worth not recomputing
 SHORT_AXIS = 16         # a last data axis shorter than this is a poor vector (one AVX-512 register of fp32)
+MASKED_LANES = (8, 16, 32)  # vectors over an axis no width of LANES divides: the last one masked
 
 
 def divisors(n: int) -> list[int]:
@@ -195,6 +196,11 @@ class SketchPolicy(TilingRules):
             p[f"loc:{name}"] = rng.randrange(4)
         if self.rows_output:
             out = self.rows_output
+            for name in [out, *self._row_members()]:
+                n = self.facts[name].shape[-1]
+                if self.facts[name].injective and not any(n % v == 0 for v in LANES):
+                    # inside the rows rule a row's vector may end masked (te's lane mask on the split's guard)
+                    p[f"vec:{name}"] = rng.choice([p[f"vec:{name}"], *(v for v in MASKED_LANES if v < n)])
             p[f"rows:{out}"] = rng.random() < 0.75
             p[f"rowblock:{out}"] = rng.choice([d for d in divisors(self.facts[out].shape[-2]) if d <= MAX_ROW_BLOCK])
         return p
@@ -240,8 +246,10 @@ class SketchPolicy(TilingRules):
             for name in [self.rows_output, *self._row_members()]:
                 f = self.facts[name]
                 wide = 2 * self.target.lanes(f.dtype)   # two registers an operation: more in flight
-                if f.injective and f.shape[-1] % wide == 0:
+                if f.injective and (f.shape[-1] % wide == 0 or _masked(f.shape[-1], wide)):
                     p[f"vec:{name}"] = wide
+                elif f.injective and _masked(f.shape[-1], wide // 2):
+                    p[f"vec:{name}"] = wide // 2
                 if not f.injective and "rfactor" in self.kinds(f):
                     p[f"kind:{name}"] = "rfactor"
                     vector = self.target.lanes(f.dtype)      # one register of partial results
@@ -307,7 +315,12 @@ class SketchPolicy(TilingRules):
         return out
 
     def _rf_lanes(self, f: StageFacts) -> list[int]:
-        return [v for v in LANES if f.reduce_ext and f.reduce_ext[-1] % v == 0 and v < f.reduce_ext[-1]]
+        """Lanes of partial results for an rfactor of the innermost reduction axis: the widths that
+        divide it, else (a row of 37 or 197) widths shorter than it, the last step's lanes masked."""
+        if not f.reduce_ext:
+            return []
+        n = f.reduce_ext[-1]
+        return [v for v in LANES if n % v == 0 and v < n] or [v for v in MASKED_LANES if v < n]
 
     @staticmethod
     def _lanes(n: int, rng: random.Random) -> int:
@@ -424,7 +437,7 @@ class SketchPolicy(TilingRules):
         f = self.facts[out.name]
         axes = list(out.op.axis)
         lanes = p.get(f"vec:{out.name}", 1)
-        if 1 < lanes and f.shape[-1] % lanes == 0:
+        if 1 < lanes and (f.shape[-1] % lanes == 0 or _masked(f.shape[-1], lanes)):
             _, vi = out.split(axes[-1], factor=lanes)
             out.vectorize(vi)
         block, _ = out.split(axes[-2], factor=p.get(f"rowblock:{out.name}", 1))
@@ -493,7 +506,8 @@ class SketchPolicy(TilingRules):
                 rst.reorder(*rdata[:-1], *rred, rdata[-1])
                 rst.vectorize(rdata[-1])
                 rst.compute_at(st, data[-1] if data else st.op.reduce_axis[0])
-        elif kind == "elementwise" and choice and 1 < lanes and f.shape[-1] % lanes == 0:
+        elif kind == "elementwise" and choice and 1 < lanes and (
+                f.shape[-1] % lanes == 0 or (at is not None and _masked(f.shape[-1], lanes))):
             _, vi = st.split(data[-1], factor=lanes)
             st.vectorize(vi)
 
@@ -511,6 +525,12 @@ class SketchPolicy(TilingRules):
         if math.prod(f.shape) // (f.shape[-1] if f.injective else 1) > 1:
             st.parallel(outer)
         return [outer]
+
+
+def _masked(n: int, lanes: int) -> bool:
+    """Whether a row of n is vectorized in `lanes` with the last vector masked: no width of LANES
+    divides it (else a dividing one serves) and it spans at least one whole vector."""
+    return lanes in MASKED_LANES and lanes <= n and not any(n % v == 0 for v in LANES)
 
 
 def _attach_points(reader: Stage) -> list:

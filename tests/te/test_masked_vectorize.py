@@ -197,3 +197,25 @@ def test_lane_condition_with_else_branch(rand):
     f(a, out)
     want = np.where(np.arange(40) % 3 == 0, a * 10, a + 1)
     np.testing.assert_allclose(out, want, **ELEM)
+
+
+@pytest.mark.parametrize("n", [37, 197])
+def test_partial_lanes_in_a_stack_buffer_stay_plain_and_full_vectors_run_unmasked(n, rand, run):
+    """A row reduction in 16 partial lanes (rfactor) over a row no vector divides: the partial
+    lanes, a stack buffer holding every lane, are updated by a select, not a masked store (which
+    would keep them in memory); vectors whose lanes are all on take an unmasked branch."""
+    X = te.placeholder((4, n), name="X")
+    k = te.reduce_axis((0, n), name="k")
+    S = te.compute((4,), lambda i: te.sum(X[i, k] * X[i, k], axis=k), name="S")
+    s = te.create_schedule(S.op)
+    _, ki = s[S].split(k, factor=16)
+    rf = s[s.rfactor(S, ki, factor_axis=1)]
+    rf.reorder(*rf.op.axis[:-1], *rf.op.reduce_axis, rf.op.axis[-1])
+    rf.vectorize(rf.op.axis[-1])
+    rf.compute_at(s[S], S.op.axis[0])
+    ir_text = llvm_ir(te.lower(s, [X, S], "k"))
+    assert "llvm.vector.reduce.and" in ir_text, "the all-lanes-on test before the masked path"
+    assert "llvm.masked.store" not in ir_text and "llvm.masked.load" in ir_text, \
+        "X's last vector is a masked load; the partial lanes' store is a plain one"
+    x = rand((4, n))
+    np.testing.assert_allclose(run(s, [X, S], [x]), (x * x).sum(1), rtol=1e-4, atol=1e-5)
