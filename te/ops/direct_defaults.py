@@ -282,7 +282,7 @@ def chunks_pay(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> b
     """Does a spatial conv whose weights outgrow L2 take the chunks_outer order (conv_chunks.py)?
 
     Each task is one channel block's whole map, accumulated one chunk of input channels at a
-    time: the map (OH x OW x ocb floats) and a chunk's weights (CHUNK_CHANNELS x R x S x ocb)
+    time: the map (OH x OW x ocb floats) and a chunk's weights (chunk_channels x R x S x ocb)
     must stay in the L1d together (te.caches.Caches.level), the tiles must divide the map
     (conv_chunks.applies), and there must be tasks enough that the threads' static shares differ
     by at most a quarter (four per thread).  Then each weight byte comes from L3 or memory once
@@ -296,7 +296,7 @@ def chunks_pay(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> b
     one thread; the stride-1 3x3 512@7x7 (direct: conv_algorithm.py) 1.04x on one thread."""
     if g.groups != 1 or not conv_chunks.applies(g, bh, bw):
         return False
-    working = 4.0 * ocb * (g.OH * g.OW + min(g.C, CHUNK_CHANNELS) * g.R * g.S)
+    working = 4.0 * ocb * (g.OH * g.OW + chunk_channels(g) * g.R * g.S)
     tasks = g.N * -(-g.K // ocb)
     return target.caches.level(working) == 0 and tasks >= 4 * target.threads
 
