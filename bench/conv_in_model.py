@@ -2,11 +2,12 @@
 
     python bench/conv_in_model.py 3x3_512_7 s2_3x3_512 --var 'ic16={"tile_ic": [-1, 16]}'
     python bench/conv_in_model.py s2_3x3_256 --var 'ic4={"tile_ic": [-1, 4]}' --threads 2 --rounds 21
+    python bench/conv_in_model.py 3x3_512_7 --var 'f2={"implementation": "conv2d.winograd_f2"}'
     python bench/conv_in_model.py 3x3_512_7 --model /tmp/s16/resnet50.onnx --var ...
 
 The model is built untuned, and once per --var with a tuning record that gives each named conv
 the template's default config updated by the variant's knobs (knobs a conv's template lacks are
-left out), so the conv runs that config in the model and every other kernel as untuned.  Each
+left out; "implementation" names another of the conv's implementations, te.ops.registry), so the conv runs that config in the model and every other kernel as untuned.  Each
 build's kernels are timed in the model's order (frontends.profile.time_steps, order "model": each
 call meets the caches the rest of the model leaves it, its weights from memory, and its weights
 prefetched as the model's entry point sets it); the builds take turns over --rounds rounds, a
@@ -63,13 +64,19 @@ from te.target import host                                  # noqa: E402
 
 
 def records(shapes: list[str], knobs: dict, target) -> tuple[list[Record], dict[str, str]]:
-    """Records giving each shape's untuned implementation its default config updated by `knobs`,
-    and {workload key: shape name}."""
+    """Records giving each shape's untuned implementation (or the one `knobs` names as
+    "implementation") its default config updated by `knobs`, and {workload key: shape name}."""
     recs, names = [], {}
     for name in shapes:
         wl, _ = conv_weak.workload(name)
-        impl = registry.candidates(wl, target)[0][1]
+        found = {impl.name: impl for _, impl in registry.candidates(wl, target)}
+        impl = found.get(knobs.get("implementation"), next(iter(found.values())))
+        if knobs.get("implementation", impl.name) != impl.name:
+            sys.exit(f"{name}: implementation {knobs['implementation']!r} does not run it; "
+                     f"use one of {', '.join(found)}")
         task = autotune.create_task(impl.template, impl.args(wl), target)
+        untuned = next(iter(found.values()))
+        names[autotune.create_task(untuned.template, untuned.args(wl), target).workload_key] = name
         sp = task.config_space
         cfg = sp.from_json({**sp.get(sp.default_index()).to_json(),
                             **{k: v for k, v in knobs.items() if k in sp.space_map}})
@@ -92,24 +99,29 @@ def main() -> None:
         graph = frontends.from_onnx(load(args.model) if not args.model.endswith(".onnx") else args.model)
     except frontends.ModelError as e:
         sys.exit(f"--model {args.model}: {e}")
-    names: dict[str, str] = {}
+    names: dict[str, str] = {}          # workload key of a named conv in any build -> its shape name
     libs = {"untuned": frontends.build(graph, target)}
     for label, knobs in variants.items():
-        recs, names = records(args.shapes, knobs, target)
+        recs, keys = records(args.shapes, knobs, target)
+        names.update(keys)
         libs[label] = frontends.build(graph, target, logs=recs)
     feed = random_inputs(libs["untuned"].plan.inputs)
     outs = {k: [np.empty(s["shape"], s["dtype"]) for s in lib.plan.outputs] for k, lib in libs.items()}
     clock = time.thread_time if args.threads == 1 else time.perf_counter
-    calls: dict[str, dict[tuple[int, str], list[float]]] = {k: {} for k in libs}
+    # per build, (shape name, its n-th call in the model) -> times: another implementation may
+    # run other kernels around the conv (Winograd's transforms), so step indices differ
+    calls: dict[str, dict[tuple[str, int], list[float]]] = {k: {} for k in libs}
     sums: dict[str, list[float]] = {k: [] for k in libs}
     for _ in range(args.rounds):
         for label, lib in libs.items():     # in turn: a change in the machine's load hits them alike
             steps = time_steps(lib, feed, repeat=args.repeat, outputs=outs[label], order="model", clock=clock)
             sums[label].append(sum(per_call(lat.times) for _, lat in steps))
-            for k, (call, lat) in enumerate(steps):
+            seen: dict[str, int] = {}
+            for call, lat in steps:
                 name = names.get(workload_key(*call.task)) if call.task else None
                 if name:
-                    calls[label].setdefault((k, name), []).append(per_call(lat.times))
+                    seen[name] = seen.get(name, -1) + 1
+                    calls[label].setdefault((name, seen[name]), []).append(per_call(lat.times))
     for label in variants:
         for a, b in zip(outs["untuned"], outs[label]):
             if not np.allclose(a, b, rtol=1e-3, atol=1e-4):
@@ -121,8 +133,8 @@ def main() -> None:
     for key, times in sorted(calls["untuned"].items()):
         base = float(np.median(times))
         for label in libs:
-            t = float(np.median(calls[label][key]))
-            rows.append([f"step {key[0]} {key[1]}", label, f"{t * 1e6:.1f}", f"{base / t:.3f}x"])
+            t = float(np.median(calls[label].get(key, [np.nan])))
+            rows.append([f"{key[0]} call {key[1] + 1}", label, f"{t * 1e6:.1f}", f"{base / t:.3f}x"])
     base = float(np.median(sums["untuned"]))
     for label in libs:
         t = float(np.median(sums[label]))
