@@ -312,9 +312,9 @@ def chunk_channels(g: ConvGeometry) -> int:
     padded input rows (7x7 stride 1, 14x14 stride 2) + the 6 KiB map: three quarters of Emerald
     Rapids' and Ice Lake's 48 KiB L1d or more, past Zen 4's 32 KiB; 8 channels halve the first
     two (21-29 KiB), within all of them (Zen 5: 48 KiB).  Measured in ResNet-50's order
-    (frontends.profile.time_steps, order "model": its weights cold from memory; one thread's CPU
-    time on Emerald Rapids, a loaded machine, rough), 8 channels against 16: the 3x3 512@7x7
-    1.04-1.13x (both calls, three runs), the stride-2 512@14x14 1.05-1.06x; alone with warm
+    (bench/conv_in_model.py: time_steps order "model", its weights cold from memory; one
+    thread's CPU time on Emerald Rapids, a loaded machine, rough), 8 channels against 16: the
+    3x3 512@7x7 1.04-1.17x (both calls, four runs), the stride-2 512@14x14 1.05-1.15x; alone with warm
     weights 1.01x and 1.03x; 4 channels ran as 8 (0.96-1.01x).  The 2 x 7 tiles of the stride-2
     256@28x28 took 8 already (16 ran 0.96x in the model)."""
     return largest_divisor(g.C // g.groups, CHUNK_CHANNELS)
