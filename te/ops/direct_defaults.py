@@ -314,7 +314,8 @@ def chunk_channels(g: ConvGeometry) -> int:
     two (21-29 KiB), within all of them (Zen 5: 48 KiB).  Measured in ResNet-50's order
     (bench/conv_in_model.py: time_steps order "model", its weights cold from memory; one
     thread's CPU time on Emerald Rapids, a loaded machine, rough), 8 channels against 16: the
-    3x3 512@7x7 1.04-1.17x (both calls, four runs), the stride-2 512@14x14 1.05-1.15x; alone with warm
+    3x3 512@7x7 1.05-1.17x (both calls, five runs; one call of one run 0.97x), the stride-2
+    512@14x14 1.05-1.15x (four runs); alone with warm
     weights 1.01x and 1.03x; 4 channels ran as 8 (0.96-1.01x).  The 2 x 7 tiles of the stride-2
     256@28x28 took 8 already (16 ran 0.96x in the model)."""
     return largest_divisor(g.C // g.groups, CHUNK_CHANNELS)
