@@ -315,9 +315,9 @@ def chunk_channels(g: ConvGeometry) -> int:
     (bench/conv_in_model.py: time_steps order "model", its weights cold from memory; one
     thread's CPU time on Emerald Rapids, a loaded machine, rough), 8 channels against 16: the
     3x3 512@7x7 1.05-1.17x (both calls, five runs; one call of one run 0.97x), the stride-2
-    512@14x14 1.05-1.15x (four runs); alone with warm
-    weights 1.01x and 1.03x; 4 channels ran as 8 (0.96-1.01x).  The 2 x 7 tiles of the stride-2
-    256@28x28 took 8 already (16 ran 0.96x in the model)."""
+    512@14x14 1.05-1.15x (four runs); alone with warm weights 1.01x and 1.03x; 4 channels ran as
+    8 (0.96-1.01x).  The 2 x 7 tiles of the stride-2 256@28x28 took 8 already (16 ran 0.96x in
+    the model)."""
     return largest_divisor(g.C // g.groups, CHUNK_CHANNELS)
 
 
