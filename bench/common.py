@@ -63,6 +63,20 @@ def env_note() -> str:
     return note
 
 
+def knob_variants(specs: list[str]) -> dict[str, dict]:
+    """{label: knob overrides} of --var LABEL=JSON arguments; exits with a one-line message on a bad one."""
+    import json
+    import sys
+    out = {}
+    for v in specs:
+        label, _, text = v.partition("=")
+        try:
+            out[label] = json.loads(text)
+        except json.JSONDecodeError as e:
+            sys.exit(f"--var {v!r}: write LABEL=JSON, e.g. k2='{{\"tile_k\": [-1, 2]}}' ({e.msg})")
+    return out
+
+
 def log_paths(paths) -> list[str]:
     """Tuning logs given on a command line: a file as it is, a folder as its *.jsonl and those under
     its sub-folder for this CPU's ISA (as shared logs are found)."""

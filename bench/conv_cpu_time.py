@@ -21,7 +21,6 @@ import os
 os.environ["TILEWISE_NUM_THREADS"] = "1"        # before te loads: the kernels' thread count
 
 import argparse                                  # noqa: E402
-import json                                      # noqa: E402
 import sys                                       # noqa: E402
 import time                                      # noqa: E402
 
@@ -31,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import conv_weak                                 # noqa: E402
-from common import table                         # noqa: E402
+from common import knob_variants, table          # noqa: E402
 from te.ops import registry                      # noqa: E402
 from te.target import host                       # noqa: E402
 from tilewise.ceilings import ceilings           # noqa: E402
@@ -79,13 +78,7 @@ def main() -> None:
     ap.add_argument("--var", action="append", default=[], metavar="LABEL=JSON",
                     help='a variant: knob overrides of the template default, e.g. k2={"tile_k": [-1, 2]}')
     args = ap.parse_args()
-    extra = {}
-    for v in args.var:
-        label, _, text = v.partition("=")
-        try:
-            extra[label] = json.loads(text)
-        except json.JSONDecodeError as e:
-            sys.exit(f"--var {v!r}: write LABEL=JSON, e.g. k2='{{\"tile_k\": [-1, 2]}}' ({e.msg})")
+    extra = knob_variants(args.var)
     target = host()
     peak = ceilings(quiet=True).peak_gflops_1
     import te

@@ -443,7 +443,8 @@ FLUSHED_ORDERS = ("weights_cold", "input_cold")         # "alone" with part of t
 
 
 def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
-               outputs: list[np.ndarray] | None = None, order: str = "model") -> list[tuple[object, Latency]]:
+               outputs: list[np.ndarray] | None = None, order: str = "model",
+               clock: Callable[[], float] = time.perf_counter) -> list[tuple[object, Latency]]:
     """Each kernel call of a model (a GraphLibrary without a dynamic batch) timed where the model
     runs it: on its own weights and workspace, each call timed alone, `repeat` times; returns
     (KernelCall, Latency) per kernel call, copies left out.  `outputs` (arrays of the outputs'
@@ -464,7 +465,8 @@ def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
       what reading them from memory costs it.
 
     model - after_previous is what the rest of the model costs a call (mostly its weights evicted),
-    after_previous - alone what its producer's work split costs it.  A build whose kernels
+    after_previous - alone what its producer's work split costs it.  `clock` times each call
+    (time.thread_time on one thread: the CPU time the call got, left alone by other processes).  A build whose kernels
     prefetch the next one's weights (te/prefetch.py) gets each call's range set as its entry
     point sets it."""
     import ctypes
@@ -511,9 +513,9 @@ def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
             return 0.0
         if hint is not None:
             hint[:] = (base["param"] + st.prefetch[0],) + tuple(st.prefetch[1:]) if st.prefetch else (0, 0, 0)
-        t = time.perf_counter()
+        t = clock()
         fn(*args)
-        return time.perf_counter() - t
+        return clock() - t
 
     kernels = [k for k, (_, fn, _) in enumerate(calls) if fn is not None]
     times: dict[int, list[float]] = {k: [] for k in kernels}

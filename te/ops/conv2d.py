@@ -33,6 +33,7 @@ from . import conv_chunks
 from .direct_defaults import (default_ocb, default_out_order, default_pack_at, default_store, default_tiles,  # noqa: F401
                               input_rows_read, short_rows, small_map, spatial_out_order, subsamples, tile_budget,
                               split_by_rows, two_row_tile, two_vector_tiles, wide_map)
+from .direct_defaults import chunk_channels
 from .knobs import FallbackConfig
 from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth, reduction_order,
                        register_tile)
@@ -314,12 +315,14 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     ic = (1 if g.sh == 1 else largest_divisor(Cg, 4)) if one_row else largest_divisor(Cg, 16)
     if bh == 2 and two_row_tile(g, ocb, target):
         ic = largest_divisor(Cg, 8)     # measured a little faster than 4 and 16 with the 2 x 7 tile
+    order = default_out_order(g, ocb, bh, bw, target)
+    if order == "chunks_outer":
+        ic = chunk_channels(g)          # the chunk that stays in L1 with the block's map
     cfg.define_split("tile_ic", Cg, num_outputs=2, max_factor=64, default=[-1, ic])
     # channels outside the taps for spatial convs: never slower than the taps outside on ResNet-50's
     # and VGG-19's 3x3 layers, and the order most tuned 3x3 configs choose (bench/RESULTS.md)
     cfg.define_knob("reduce_order", list(REDUCE_ORDERS), default="c_rs" if g.R * g.S > 1 else "rs_c")
-    cfg.define_knob("out_order", ["oc_outer", "rows_outer", "chunks_outer"],
-                    default=default_out_order(g, ocb, bh, bw, target))
+    cfg.define_knob("out_order", ["oc_outer", "rows_outer", "chunks_outer"], default=order)
     cfg.define_knob("store", ["vec_ow", "vec_oc"], default=default_store(g, bw))
     cfg.define_knob("pack_at", ["root", "oc_block"], default=default_pack_at(g, ocb, bh, bw, target))
 

@@ -33,7 +33,11 @@ direct ~730).  In ResNet-50, Inception v2, SqueezeNet and DenseNet-121 the pick 
 of the three or within 5% of it, but for DenseNet's 128 -> 32 at 14x14 and SqueezeNet's
 48 -> 192 at 13x13 (F(2x2) picked, the direct conv 8-9% faster: few output channels make a
 short batched GEMM).  Maps
-under 13x13 keep the direct conv (WinogradConv.match): the padded tiles waste most of the work.
+under 13x13 keep the direct conv (WinogradConv.match): the padded tiles waste most of the work,
+and the short batched GEMMs (16 tiles of 2x2 on a 7x7 map) run below the F(2x2) share above.
+ResNet-50's 3x3 512@7x7 in the model's order (bench/conv_in_model.py, one thread, CPU time,
+rough): F(2x2) 0.59-0.63x the direct conv, F(4x4) 0.40x, where these estimates put F(2x2) within
+2% of it.
 With fewer lanes (AVX2) the multiply-adds weigh more and F(4x4) wins more often; the cache
 sizes do not enter (the weights miss every level).  Tuning times all three in any case.
 """

@@ -15,7 +15,7 @@ it.  Here each chunk's weights (tile_ic x R x S x ocb floats, 9 KiB for 8 channe
 with 32-channel blocks) are read from memory once per call and then from L1 by every tile of the
 map; the accumulators are loaded and stored once per tile and chunk (per 72 taps x channels with
 8-channel chunks of a 3x3 filter), from the map that stays in L1.  direct_defaults.spatial_out_order
-says where the untuned conv takes it.
+says where the untuned conv takes it, direct_defaults.chunk_channels how many channels its chunks hold.
 
 The epilogue reads the map by channel vectors and stores them across NCHW's rows: a read along the
 map's rows would gather from the accumulator buffer, which (a gather's address escapes) keeps LLVM

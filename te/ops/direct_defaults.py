@@ -275,14 +275,14 @@ def spatial_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     return "rows_outer" if level <= 1 or (level == 2 and rate <= BYTES_PER_CYCLE[2] / 4) else "oc_outer"
 
 
-CHUNK_CHANNELS = 8      # the input channels of chunks_outer's smallest default chunk (tile_ic)
+CHUNK_CHANNELS = 8      # the input channels of an untuned chunks_outer conv's chunk (chunk_channels)
 
 
 def chunks_pay(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> bool:
     """Does a spatial conv whose weights outgrow L2 take the chunks_outer order (conv_chunks.py)?
 
     Each task is one channel block's whole map, accumulated one chunk of input channels at a
-    time: the map (OH x OW x ocb floats) and a chunk's weights (CHUNK_CHANNELS x R x S x ocb)
+    time: the map (OH x OW x ocb floats) and a chunk's weights (chunk_channels x R x S x ocb)
     must stay in the L1d together (te.caches.Caches.level), the tiles must divide the map
     (conv_chunks.applies), and there must be tasks enough that the threads' static shares differ
     by at most a quarter (four per thread).  Then each weight byte comes from L3 or memory once
@@ -296,9 +296,29 @@ def chunks_pay(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> b
     one thread; the stride-1 3x3 512@7x7 (direct: conv_algorithm.py) 1.04x on one thread."""
     if g.groups != 1 or not conv_chunks.applies(g, bh, bw):
         return False
-    working = 4.0 * ocb * (g.OH * g.OW + min(g.C, CHUNK_CHANNELS) * g.R * g.S)
+    working = 4.0 * ocb * (g.OH * g.OW + chunk_channels(g) * g.R * g.S)
     tasks = g.N * -(-g.K // ocb)
     return target.caches.level(working) == 0 and tasks >= 4 * target.threads
+
+
+def chunk_channels(g: ConvGeometry) -> int:
+    """The input channels of an untuned chunks_outer conv's chunk (the tile_ic knob): CHUNK_CHANNELS,
+    the chunk `chunks_pay` fits in the L1d beside the block's map, whatever the register tile.
+
+    A chunk's weights (channels x R x S x ocb floats) come from beyond L2 (from memory, in a
+    model) while the first tile row reads them and from L1 while the other rows re-read them, so
+    the chunk's weights, its input rows and the block's map must stay in the L1d together.  With
+    one-row tiles the other orders' 16 channels make that 18 KiB of 3x3 weights + 12-28 KiB of
+    padded input rows (7x7 stride 1, 14x14 stride 2) + the 6 KiB map: three quarters of Emerald
+    Rapids' and Ice Lake's 48 KiB L1d or more, past Zen 4's 32 KiB; 8 channels halve the first
+    two (21-29 KiB), within all of them (Zen 5: 48 KiB).  Measured in ResNet-50's order
+    (bench/conv_in_model.py: time_steps order "model", its weights cold from memory; one
+    thread's CPU time on Emerald Rapids, a loaded machine, rough), 8 channels against 16: the
+    3x3 512@7x7 1.05-1.17x (both calls, five runs; one call of one run 0.97x), the stride-2
+    512@14x14 1.05-1.15x (four runs); alone with warm weights 1.01x and 1.03x; 4 channels ran as
+    8 (0.96-1.01x).  The 2 x 7 tiles of the stride-2 256@28x28 took 8 already (16 ran 0.96x in
+    the model)."""
+    return largest_divisor(g.C // g.groups, CHUNK_CHANNELS)
 
 
 def default_store(g: ConvGeometry, bw: int) -> str:

@@ -41,3 +41,11 @@ def test_an_unknown_order_is_refused(block):
     feed = {block.input_names[0]: np.zeros(block.plan.inputs[0]["shape"], np.float32)}
     with pytest.raises(ValueError, match="after_previous"):
         profile.time_steps(block, feed, repeat=1, order="random")
+
+
+def test_each_call_is_timed_by_the_clock_given(block):
+    """A clock that advances one unit per reading: every call takes exactly one unit."""
+    feed = {block.input_names[0]: np.zeros(block.plan.inputs[0]["shape"], np.float32)}
+    ticks = iter(range(10**6))
+    rows = profile.time_steps(block, feed, repeat=2, clock=lambda: float(next(ticks)))
+    assert rows and all(lat.times == [1.0, 1.0] for _, lat in rows)

@@ -14,7 +14,7 @@ from te import ops
 from te.caches import Caches, KiB, MiB
 from te.ops import registry
 from te.ops.conv_geometry import geometry
-from te.ops.direct_defaults import chunks_pay, default_ocb, default_out_order, default_store, default_tiles
+from te.ops.direct_defaults import chunk_channels, chunks_pay, default_ocb, default_out_order, default_store, default_tiles
 from te.ops.registry import ConvWorkload
 from te.target import host, parse
 
@@ -137,3 +137,31 @@ def test_stem_stores_channel_vectors_transposed():
     g = geometry((1, 64, 56, 56), (64, 64, 1, 1), (1, 1), 0, (1, 1), 1)
     assert default_store(g, 8) == "vec_ow"
     assert default_store(geometry((1, 8, 9, 9), (8, 8, 3, 3), (1, 1), 1, (1, 1), 1), 4) == "vec_oc"
+
+
+def default_tile_ic(C, H, K, stride, caches) -> tuple[str, int]:
+    """(out_order, tile_ic) of the untuned direct 3x3 conv on AVX-512 with these caches, 2 threads."""
+    t = dataclasses.replace(AVX512, caches=caches, threads=2)
+    wl = ConvWorkload((1, C, H, H), (K, C, 3, 3), (stride, stride), (1, 1, 1, 1))
+    sp = autotune.create_task(DIRECT.template, DIRECT.args(wl), t).config_space
+    cfg = sp.get(sp.default_index())
+    return cfg["out_order"].val, cfg["tile_ic"].size[-1]
+
+
+def test_untuned_chunks_take_the_chunk_that_fits_l1_per_target():
+    # ResNet-50's 7x7-stage 3x3 convs: one-row tiles, chunks of 8 channels (the 16 of the other
+    # orders overfill the L1d with the chunk's weights and input rows), on every target
+    for caches in (EMERALD, ICELAKE, ZEN4):
+        assert default_tile_ic(512, 7, 512, 1, caches) == ("chunks_outer", 8)
+        assert default_tile_ic(512, 14, 512, 2, caches) == ("chunks_outer", 8)
+    assert default_tile_ic(256, 28, 256, 2, EMERALD) == ("chunks_outer", 8)
+    # channels a chunk of 8 does not divide: the largest divisor under it; other orders keep 16
+    assert chunk_channels(geometry((1, 12, 7, 7), (64, 12, 3, 3), (1, 1), 1, (1, 1), 1)) == 6
+    assert chunk_channels(geometry((1, 4, 7, 7), (64, 4, 3, 3), (1, 1), 1, (1, 1), 1)) == 4
+    assert default_tile_ic(128, 14, 128, 1, EMERALD) == ("rows_outer", 16)
+
+
+def test_untuned_chunks_outer_conv_matches_numpy(rng):
+    """The untuned 3x3 512@7x7 (chunks of 8 channels where this machine's caches pick chunks_outer)."""
+    wl = ConvWorkload((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1, 1, 1, 1))
+    run(wl, {}, True, rng)
