@@ -29,6 +29,7 @@ STAT_TAG = "layer_norm_stat"  # a stage of a layer norm's row statistics in ONNX
 ORT_MIN_ROW = 8             # shorter rows ONNX Runtime normalizes by another (scalar) kernel
 MEAN_LANES = 4              # float64 lanes of ONNX Runtime's row sum
 VAR_LANES = 8               # float32 lanes of its sum of squared deviations
+STAT_ROWS = 8               # rows whose statistics are computed together (their serial sums overlap)
 
 
 def _drop(idx: tuple, axes: tuple) -> tuple:
@@ -418,25 +419,35 @@ def schedule_layer_norm(s: te.Schedule, out: te.Tensor, target: Target) -> te.Sc
 
 
 def _ort_row_schedule(s: te.Schedule, out: te.Tensor, target: Target) -> None:
-    """Rows in parallel; in each row the statistics' stages in the order they run, each lane stage
-    vectorized across its lanes (its order of additions is the op's definition: nothing reordered)."""
+    """Blocks of rows in parallel; in each block the statistics' stages in the order they run, each
+    lane stage vectorized across its lanes with the block's rows unrolled inside its reduction loop:
+    a row's additions are a serial chain (their order is the op's definition), the rows' chains
+    overlap."""
     st = s[out]
     inline_injective(s, out)
     data = list(out.op.axis)
     n = out.shape[-1]
-    parallel_outer(st, data[:-1], list(out.shape[:-1]), math.prod(out.shape), target)
-    leaves = _data_leaves(st)
-    row = leaves[-2] if len(leaves) > 1 else None
+    block = None
+    if out.ndim > 1:
+        rows = out.shape[-2]
+        step = next(b for b in (STAT_ROWS, STAT_ROWS // 2, 2, 1) if rows % b == 0)
+        ro, ri = st.split(data[-2], factor=step)
+        st.reorder(*data[:-2], ro, ri, data[-1])
+        parallel_outer(st, data[:-2] + [ro], list(out.shape[:-2]) + [rows // step],
+                       math.prod(out.shape), target)
+        block = _data_leaves(st)[-3]
     vectorize_inner(st, data[-1], n, target, out.dtype)
-    stats = _stat_stages(out)
-    for t in stats:
+    for t in _stat_stages(out):
         ts = s[t]
         inline_injective(s, t)
+        axes = list(t.op.axis)
         if t.op.reduce_axis:
-            ts.reorder(*t.op.axis[:-1], *t.op.reduce_axis, t.op.axis[-1])
-            ts.vectorize(t.op.axis[-1])
-        if row is not None:
-            ts.compute_at(st, row)
+            ts.reorder(*axes[:-2], *t.op.reduce_axis, *axes[-2:])
+            ts.vectorize(axes[-1])
+            if len(axes) > 1:
+                ts.unroll(axes[-2])
+        if block is not None:
+            ts.compute_at(st, block)
 
 
 def _stat_stages(out: te.Tensor) -> list[te.Tensor]:
