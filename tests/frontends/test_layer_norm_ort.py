@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 import frontends
 from frontends.profile import onnxruntime_session
 
-from .onnx_helpers import tiny, vi
+from .onnx_helpers import quantize_qdq, tiny, vi
 
 
 def _layer_norm_model(shape, eps: float, bias: bool, axis: int = -1) -> onnx.ModelProto:
@@ -39,22 +39,14 @@ def test_static_qdq_attention_layer_norms_equal_onnxruntime_int8(tmp_path):
     """zoo.encoder_layer quantised by onnxruntime.quantization.quantize_static (QDQ), hidden 60 (rows
     with a tail of 4): both LayerNorms' codes are ONNX Runtime int8's, the output within one step.
     (Two-pass float statistics miss a code about once in 10^6 here: the test above is the sharp one.)"""
-    ort_quant = pytest.importorskip("onnxruntime.quantization")
+    pytest.importorskip("onnxruntime.quantization")
     from frontends import zoo
     seq, hidden = 16, 60
     src, out = tmp_path / "f.onnx", tmp_path / "q.onnx"
     onnx.save(zoo.encoder_layer(3, seq=seq, hidden=hidden, heads=2, ffn=96), src)
     feeds = [{"x": np.random.default_rng(s).standard_normal((seq, hidden)).astype(np.float32)} for s in range(5)]
 
-    class Reader(ort_quant.CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(feeds[:2])
-
-        def get_next(self):
-            return next(self.it, None)
-    ort_quant.quantize_static(str(src), str(out), Reader(), quant_format=ort_quant.QuantFormat.QDQ,
-                              per_channel=True, activation_type=ort_quant.QuantType.QUInt8,
-                              weight_type=ort_quant.QuantType.QInt8)
+    quantize_qdq(src, out, feeds[:2])
     m = onnx.load(out)
     codes = [n.output[0] for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0].startswith("ln")]
     assert len(codes) == 2
