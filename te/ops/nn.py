@@ -430,10 +430,10 @@ def _ort_row_schedule(s: te.Schedule, out: te.Tensor, target: Target) -> None:
     block = None
     if out.ndim > 1:
         rows = out.shape[-2]
-        step = next(b for b in (STAT_ROWS, STAT_ROWS // 2, 2, 1) if rows % b == 0)
+        step = min(STAT_ROWS, rows)          # a shorter last block: its missing rows are guarded off
         ro, ri = st.split(data[-2], factor=step)
         st.reorder(*data[:-2], ro, ri, data[-1])
-        parallel_outer(st, data[:-2] + [ro], list(out.shape[:-2]) + [rows // step],
+        parallel_outer(st, data[:-2] + [ro], list(out.shape[:-2]) + [-(-rows // step)],
                        math.prod(out.shape), target)
         block = _data_leaves(st)[-3]
     vectorize_inner(st, data[-1], n, target, out.dtype)
