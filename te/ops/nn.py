@@ -167,7 +167,8 @@ def _ort_row_stats(x: te.Tensor, epsilon: float, name: str) -> tuple[te.Tensor, 
         for t in range(k8, n):
             d = dev(r, t)
             s = (s + _rounded_mul(d, d)) if t < rounded else (d * d + s)    # the latter: an FMA
-        return _inv_std(s, n, epsilon)
+        var = s / te.const(float(n), "float32")
+        return te.const(1.0, "float32") / te.sqrt(var + te.const(float(epsilon), "float32"))
     return mean, te.compute(lead, inv_body, name=f"{name}.inv", tag=STAT_TAG)
 
 
@@ -189,12 +190,6 @@ def _ort_short_row_stats(x: te.Tensor, epsilon: float, name: str) -> tuple[te.Te
                                               + te.const(float(epsilon), "float32")),
                      name=f"{name}.std", tag=STAT_TAG)
     return mean, std
-
-
-def _inv_std(sq_sum: te.Expr, n: int, epsilon: float) -> te.Expr:
-    """1 / sqrt(sq_sum / n + epsilon) in float32, each step rounded."""
-    var = sq_sum / te.const(float(n), "float32")
-    return te.const(1.0, "float32") / te.sqrt(var + te.const(float(epsilon), "float32"))
 
 
 def instance_norm(x: te.Tensor, gamma: te.Tensor, beta: te.Tensor, epsilon: float = 1e-5,
