@@ -13,11 +13,11 @@ from .onnx_helpers import quantize_qdq, tiny, vi
 
 
 def _layer_norm_model(shape, eps: float, bias: bool, axis: int = -1) -> onnx.ModelProto:
-    n = shape[-1]
-    rng = np.random.default_rng(n)
-    inits = [numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "g")]
+    gamma_shape = shape[axis:]
+    rng = np.random.default_rng(shape[-1])
+    inits = [numpy_helper.from_array(rng.standard_normal(gamma_shape).astype(np.float32), "g")]
     if bias:
-        inits.append(numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "b"))
+        inits.append(numpy_helper.from_array(rng.standard_normal(gamma_shape).astype(np.float32), "b"))
     node = helper.make_node("LayerNormalization", ["x", "g"] + (["b"] if bias else []), ["y"],
                             axis=axis, epsilon=eps)
     return tiny([node], [vi("x", list(shape))], [vi("y", list(shape))], inits, opset=17)
@@ -33,6 +33,15 @@ def test_layer_norm_equals_onnxruntime_bit_for_bit(shape, eps, bias):
     for scale, offset in ((1.0, 0.0), (3.0, 0.5), (0.01, 100.0)):   # the last: a large mean
         x = (rng.standard_normal(shape) * scale + offset).astype(np.float32)
         np.testing.assert_array_equal(lib.run(x=x)[0], sess.run(None, {"x": x})[0])
+
+
+# normalized over several axes: ONNX Runtime's rows are their flattened elements
+@pytest.mark.parametrize("shape,axis", [((2, 3, 4, 5), -2), ((3, 6, 10), 1), ((2, 5, 3), 0)])
+def test_layer_norm_over_several_axes_equals_onnxruntime_bit_for_bit(shape, axis):
+    m = _layer_norm_model(shape, 1e-5, True, axis)
+    x = (np.random.default_rng(1).standard_normal(shape) * 2 + 1).astype(np.float32)
+    got = frontends.build(frontends.from_onnx(m)).run(x=x)[0]
+    np.testing.assert_array_equal(got, onnxruntime_session(m, threads=1).run(None, {"x": x})[0])
 
 
 def test_static_qdq_attention_layer_norms_equal_onnxruntime_int8(tmp_path):
