@@ -35,13 +35,26 @@ def _hardmax(x, axis: int, name: str):
 
 @lowers("LayerNormalization")
 def _layernorm(node, ins, attrs, opset, out_shapes):
+    ops = _ops()
     x = ins[0]
     gamma, beta = (_tensor(ins[k], (1,), x.dtype, f"{node.name}.p{k}") if len(ins) > k else None
                    for k in (1, 2))
-    rank = len(ins[0].shape)
+    rank = len(x.shape)
     axis = attrs.get("axis", -1) % rank
-    return [_ops().layer_norm(ins[0], gamma, beta, axis=list(range(axis, rank)),
-                              epsilon=attrs.get("epsilon", 1e-5), name=node.name)]
+    eps = attrs.get("epsilon", 1e-5)
+    norm = tuple(x.shape[axis:])
+    if axis == rank - 1 or x.dtype != "float32" or any(
+            p is not None and tuple(p.shape) != norm for p in (gamma, beta)):
+        return [ops.layer_norm(x, gamma, beta, axis=list(range(axis, rank)), epsilon=eps, name=node.name)]
+    # several axes, scale and bias of their full shape: rows of their flattened elements, as ONNX
+    # Runtime's kernel normalizes them (so layer_norm over the last axis is its arithmetic)
+    n = int(np.prod(norm))
+
+    def flat(p, k):
+        return None if p is None else ops.reshape(p, (n,), name=f"{node.name}.p{k}.row")
+    rows = ops.reshape(x, tuple(x.shape[:axis]) + (n,), name=f"{node.name}.rows")
+    y = ops.layer_norm(rows, flat(gamma, 1), flat(beta, 2), axis=-1, epsilon=eps, name=f"{node.name}.ln")
+    return [ops.reshape(y, tuple(x.shape), name=node.name)]
 
 
 @checks("LayerNormalization")

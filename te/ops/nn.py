@@ -25,6 +25,11 @@ from .reduction import (normalize_axes, partial_of, reduce_over, rfactor_lanes,
                         schedule_reduce_stage)
 
 EXP_TAG = "softmax_exp"     # softmax's exp(x - max): computed once, read by the sum and the output
+STAT_TAG = "layer_norm_stat"  # a stage of a layer norm's row statistics in ONNX Runtime's order
+ORT_MIN_ROW = 8             # shorter rows ONNX Runtime normalizes by another (scalar) kernel
+MEAN_LANES = 4              # float64 lanes of ONNX Runtime's row sum
+VAR_LANES = 8               # float32 lanes of its sum of squared deviations
+STAT_ROWS = 8               # rows whose statistics are computed together (their serial sums overlap)
 
 
 def _drop(idx: tuple, axes: tuple) -> tuple:
@@ -84,6 +89,9 @@ def layer_norm(x: te.Tensor, gamma: te.Tensor | None = None, beta: te.Tensor | N
     """(x - mean) / sqrt(var + epsilon) * gamma + beta over `axis` (an int or a list of axes).
 
     gamma and beta have the shape of the normalized axes (or broadcast to it, ONNX-style).
+    Over the last axis alone (float32), the statistics and the output are computed in ONNX
+    Runtime's order and precision, so the result is its CPU kernel's bit for bit (see
+    _ort_row_stats); over other axes, two-pass statistics.
     """
     axes = normalize_axes(axis, x.ndim)
     norm_shape = tuple(x.shape[d] for d in axes)
@@ -93,14 +101,95 @@ def layer_norm(x: te.Tensor, gamma: te.Tensor | None = None, beta: te.Tensor | N
             raise ValueError(f"{name}: {pname} of shape {p.shape} does not broadcast to the "
                              f"normalized shape {norm_shape}")
 
-    def affine(v, i):
+    def affine(v, i, rounded: bool = False):
         sub = tuple(i[d] for d in axes)
         if gamma is not None:
-            v = v * broadcast_at(gamma, norm_shape, sub)
+            g = broadcast_at(gamma, norm_shape, sub)
+            # rounded: the product rounded before beta is added (else the two fuse into one FMA)
+            v = _rounded_mul(v, g) if rounded and beta is not None else v * g
         if beta is not None:
             v = v + broadcast_at(beta, norm_shape, sub)
         return v
+    if axes == (x.ndim - 1,) and x.dtype == "float32":
+        attrs = {"axes": axes, "row_stats": "ort"}
+        if x.shape[-1] >= ORT_MIN_ROW:
+            mean, inv = _ort_row_stats(x, epsilon, name)
+            return te.compute(x.shape, lambda *i: affine((x[i] - mean[i[:-1]]) * inv[i[:-1]], i),
+                              name=name, tag="layer_norm", attrs=attrs)
+        mean, std = _ort_short_row_stats(x, epsilon, name)
+        return te.compute(x.shape, lambda *i: affine((x[i] - mean[i[:-1]]) / std[i[:-1]], i, rounded=True),
+                          name=name, tag="layer_norm", attrs=attrs)
     return _normalize(x, axes, epsilon, affine, name)
+
+
+def _rounded_mul(a: te.Expr, b: te.Expr) -> te.Expr:
+    """a * b (float32) rounded on its own: the float64 product of two float32s is exact, so its
+    rounding is the float32 product's, and the code generator does not fuse it into an FMA."""
+    return (a.astype("float64") * b.astype("float64")).astype("float32")
+
+
+def _ort_row_stats(x: te.Tensor, epsilon: float, name: str) -> tuple[te.Tensor, te.Tensor]:
+    """(mean, 1 / sqrt(var + epsilon)) of each row of x's last axis (ORT_MIN_ROW or more long) as
+    ONNX Runtime's CPU kernel computes them (its AVX2 kernel, read from 1.32's machine code):
+
+        mean = float32(float64 sum / n): the sum in MEAN_LANES float64 lanes (element 4k + j in
+               lane j), folded (l0 + l2) + (l1 + l3), then the n % 4 last elements in order
+        var  = float32 sum of (x - mean)^2 / float32(n): VAR_LANES lanes accumulated by FMAs,
+               folded ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), then the n % 8 last
+               elements: four rounded squares added in order when there are four or more, the
+               rest by FMAs
+    """
+    lead, n = x.shape[:-1], x.shape[-1]
+    k4, k8 = n // MEAN_LANES * MEAN_LANES, n // VAR_LANES * VAR_LANES
+    ko = te.reduce_axis(k4 // MEAN_LANES, "ko")
+    lanes = te.compute(lead + (MEAN_LANES,), lambda *i: te.sum(
+        x[i[:-1] + (ko * MEAN_LANES + i[-1],)].astype("float64"), axis=ko),
+        name=f"{name}.sum", tag=STAT_TAG)
+
+    def mean_body(*r):
+        s = (lanes[r + (0,)] + lanes[r + (2,)]) + (lanes[r + (1,)] + lanes[r + (3,)])
+        for t in range(k4, n):
+            s = s + x[r + (t,)].astype("float64")
+        return (s / te.const(float(n), "float64")).astype("float32")
+    mean = te.compute(lead, mean_body, name=f"{name}.mean", tag=STAT_TAG)
+
+    def dev(r, t):
+        return x[r + (t,)] - mean[r]
+    kv = te.reduce_axis(k8 // VAR_LANES, "kv")
+    sq = te.compute(lead + (VAR_LANES,), lambda *i: te.sum(
+        dev(i[:-1], kv * VAR_LANES + i[-1]) * dev(i[:-1], kv * VAR_LANES + i[-1]), axis=kv),
+        name=f"{name}.sq", tag=STAT_TAG)
+
+    def inv_body(*r):
+        ln = [sq[r + (j,)] for j in range(VAR_LANES)]
+        s = ((ln[0] + ln[4]) + (ln[2] + ln[6])) + ((ln[1] + ln[5]) + (ln[3] + ln[7]))
+        rounded = k8 + 4 if n - k8 >= 4 else k8
+        for t in range(k8, n):
+            d = dev(r, t)
+            s = (s + _rounded_mul(d, d)) if t < rounded else (d * d + s)    # the latter: an FMA
+        var = s / te.const(float(n), "float32")
+        return te.const(1.0, "float32") / te.sqrt(var + te.const(float(epsilon), "float32"))
+    return mean, te.compute(lead, inv_body, name=f"{name}.inv", tag=STAT_TAG)
+
+
+def _ort_short_row_stats(x: te.Tensor, epsilon: float, name: str) -> tuple[te.Tensor, te.Tensor]:
+    """(mean, sqrt(var + epsilon)) of rows shorter than ORT_MIN_ROW as ONNX Runtime computes them:
+    Welford's running mean and sum of squared deviations, in float32, no FMA."""
+    lead, n = x.shape[:-1], x.shape[-1]
+
+    def welford(r):
+        mu, m2 = te.const(0.0, "float32"), te.const(0.0, "float32")
+        for k in range(n):
+            v = x[r + (k,)]
+            d = v - mu
+            mu = mu + d / te.const(float(k + 1), "float32")
+            m2 = m2 + _rounded_mul(d, v - mu)
+        return mu, m2
+    mean = te.compute(lead, lambda *r: welford(r)[0], name=f"{name}.mean", tag=STAT_TAG)
+    std = te.compute(lead, lambda *r: te.sqrt(welford(r)[1] / te.const(float(n), "float32")
+                                              + te.const(float(epsilon), "float32")),
+                     name=f"{name}.std", tag=STAT_TAG)
+    return mean, std
 
 
 def instance_norm(x: te.Tensor, gamma: te.Tensor, beta: te.Tensor, epsilon: float = 1e-5,
@@ -317,8 +406,56 @@ def softmax_template(cfg, rows: int, cols: int, dtype: str = "float32", *, targe
 @tagged("layer_norm")
 def schedule_layer_norm(s: te.Schedule, out: te.Tensor, target: Target) -> te.Schedule:
     """Layer norm: rows in parallel, each row's mean and variance computed in its loop."""
-    _row_schedule(s, out, out.op.attrs["axes"], target)
+    if out.op.attrs.get("row_stats") == "ort":
+        _ort_row_schedule(s, out, target)
+    else:
+        _row_schedule(s, out, out.op.attrs["axes"], target)
     return s
+
+
+def _ort_row_schedule(s: te.Schedule, out: te.Tensor, target: Target) -> None:
+    """Blocks of rows in parallel; in each block the statistics' stages in the order they run, each
+    lane stage vectorized across its lanes with the block's rows unrolled inside its reduction loop:
+    a row's additions are a serial chain (their order is the op's definition), the rows' chains
+    overlap."""
+    st = s[out]
+    inline_injective(s, out)
+    data = list(out.op.axis)
+    n = out.shape[-1]
+    block = None
+    if out.ndim > 1:
+        rows = out.shape[-2]
+        step = min(STAT_ROWS, rows)          # a shorter last block: its missing rows are guarded off
+        ro, ri = st.split(data[-2], factor=step)
+        st.reorder(*data[:-2], ro, ri, data[-1])
+        parallel_outer(st, data[:-2] + [ro], list(out.shape[:-2]) + [-(-rows // step)],
+                       math.prod(out.shape), target)
+        block = _data_leaves(st)[-3]
+    vectorize_inner(st, data[-1], n, target, out.dtype)
+    for t in _stat_stages(out):
+        ts = s[t]
+        inline_injective(s, t)
+        axes = list(t.op.axis)
+        if t.op.reduce_axis:
+            ts.reorder(*axes[:-2], *t.op.reduce_axis, *axes[-2:])
+            ts.vectorize(axes[-1])
+            if len(axes) > 1:
+                ts.unroll(axes[-2])
+        if block is not None:
+            ts.compute_at(st, block)
+
+
+def _stat_stages(out: te.Tensor) -> list[te.Tensor]:
+    """The STAT_TAG stages out reads, producers before their consumers."""
+    order: list[te.Tensor] = []
+
+    def visit(t: te.Tensor) -> None:
+        for p in t.op.input_tensors:
+            if getattr(p.op, "tag", "") == STAT_TAG and all(p is not q for q in order):
+                visit(p)
+                order.append(p)
+    visit(out)
+    return order
 
 
 tagged("lrn")(schedule_injective)

@@ -172,15 +172,14 @@ def qlinear_softmax(x: te.Tensor, table: te.Tensor, axis: int, y_scale: float, y
                     name: str = "qlinear_softmax") -> te.Tensor:
     """DequantizeLinear -> Softmax -> QuantizeLinear on uint8 values per tensor, as ONNX Runtime's
     QLinearSoftmax computes it (it runs that fused op): e = table[x + 255 - max(x)] (softmax_table),
-    the row's e summed in order in float32, y = min(round_half_even(e / sum * floor(1 / y_scale))
-    + y_zero, 255): ONNX Runtime 1.32's codes on all but about 1 in 10^7 seeded inputs.  floor(1 /
-    y_scale) is 254 for the quantiser's 1/255 (float32 1/255 is a little more than 1/255): not
-    QuantizeLinear's divide, a step lower near 1."""
+    the row's e summed in order in float32, y = min(round_half_even(e * floor(1 / y_scale) / sum)
+    + y_zero, 255), that quotient in float64 (as 1.32's machine code computes it): ONNX Runtime's
+    codes.  floor(1 / y_scale) is 254 for the quantiser's 1/255 (float32 1/255 is a little more
+    than 1/255): not QuantizeLinear's divide, a step lower near 1."""
     ax = axis % x.ndim
     n = x.shape[ax]
     rows = x.shape[:ax] + x.shape[ax + 1:]
-    f32 = "float32"
-    mult = te.const(float(np.floor(np.float32(1) / np.float32(y_scale))), f32)
+    mult = te.const(float(np.floor(np.float32(1) / np.float32(y_scale))), "float64")
 
     def at(r: tuple, j) -> tuple:
         return r[:ax] + (j,) + r[ax:]
@@ -197,8 +196,9 @@ def qlinear_softmax(x: te.Tensor, table: te.Tensor, axis: int, y_scale: float, y
     ssum = te.compute(rows, lambda *r: te.sum(e(at(r, j)), axis=j), name=f"{name}.sum", tag="reduce")
 
     def body(*i):
-        v = te.round(e(i) / ssum[i[:ax] + i[ax + 1:]] * mult) + te.const(float(y_zero), f32)
-        return te.min_of(v, te.const(255.0, f32)).astype("uint8")
+        q = e(i).astype("float64") * mult / ssum[i[:ax] + i[ax + 1:]].astype("float64")
+        v = te.round(q) + te.const(float(y_zero), "float64")
+        return te.min_of(v, te.const(255.0, "float64")).astype("uint8")
     return te.compute(x.shape, body, name=name, tag=SOFTMAX_TAG, attrs={"axis": ax})
 
 

@@ -11,3 +11,16 @@ def tiny(nodes, inputs, outputs, inits=(), opset=13):
 def vi(name, shape, t=TensorProto.FLOAT):
     """A value info: a named input or output of this shape and element type."""
     return helper.make_tensor_value_info(name, t, shape)
+
+
+def quantize_qdq(src, out, feeds) -> None:
+    """onnxruntime.quantization.quantize_static of the model file src into out as bench/quantized.py
+    quantises its models: QDQ, per-channel int8 weights, uint8 activations, calibrated on `feeds`."""
+    from onnxruntime import quantization as q
+    it = iter(feeds)
+
+    class Reader(q.CalibrationDataReader):
+        def get_next(self):
+            return next(it, None)
+    q.quantize_static(str(src), str(out), Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
+                      activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8)

@@ -14,6 +14,8 @@ from frontends.lower_qnn import QSOFTMAX
 from frontends.passes import run_passes
 from frontends.profile import onnxruntime_session
 
+from .onnx_helpers import quantize_qdq
+
 SHAPE = (3, 40, 128)            # attention probabilities: (heads, queries, keys), small
 ONE_255 = np.float32(1) / np.float32(255)     # what onnxruntime.quantization gives a Softmax's output
 
@@ -71,22 +73,14 @@ def test_static_qdq_attention_probabilities_equal_onnxruntime(tmp_path):
     """A small encoder layer quantised statically (QDQ) by onnxruntime.quantization: the attention
     probabilities' codes are ONNX Runtime's (they were a step off on ~1% of them, and the layer's
     output several steps), and the output is within a step."""
-    ort_quant = pytest.importorskip("onnxruntime.quantization")
+    pytest.importorskip("onnxruntime.quantization")
     from frontends import zoo
     seq, hidden = 16, 64
     src, out = tmp_path / "f.onnx", tmp_path / "q.onnx"
     onnx.save(zoo.encoder_layer(0, seq=seq, hidden=hidden, heads=2, ffn=128), src)
     feeds = [{"x": np.random.default_rng(s).standard_normal((seq, hidden)).astype(np.float32)} for s in range(4)]
 
-    class Reader(ort_quant.CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(feeds[:2])
-
-        def get_next(self):
-            return next(self.it, None)
-    ort_quant.quantize_static(str(src), str(out), Reader(), quant_format=ort_quant.QuantFormat.QDQ,
-                              per_channel=True, activation_type=ort_quant.QuantType.QUInt8,
-                              weight_type=ort_quant.QuantType.QInt8)
+    quantize_qdq(src, out, feeds[:2])
     m = onnx.load(out)
     probs = next(n.output[0] for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "probs")
     made = {n.output[0]: n for n in m.graph.node}
