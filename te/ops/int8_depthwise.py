@@ -57,28 +57,20 @@ def depthwise_conv2d_int8(x: te.Tensor, w: te.Tensor, g, name: str = "conv2d_int
                                  shuffle=shuffle)
 
 
-def tagged_stages(out: te.Tensor, tag: str) -> list[te.Tensor]:
-    """The stages of out's graph computed by an op with this tag (not looked through)."""
-    found, stack, seen = [], [out], set()
-    while stack:
-        t = stack.pop()
-        for u in getattr(t.op, "input_tensors", []):
-            if id(u.op) not in seen:
-                seen.add(id(u.op))
-                (found if getattr(u.op, "tag", None) == tag else stack).append(u)
-    return found
-
-
-def schedule_f32_views(s: te.Schedule, out: te.Tensor) -> None:
-    """Inline the float32 views of uint8 / int8 tensors (tag int8.to_f32) into their readers."""
-    for t in tagged_stages(out, "int8.to_f32"):
-        s[t].compute_inline()
-
-
 def schedule_depthwise_int8(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """The fp32 depthwise schedule, with the float32 views of the input and weight inlined into
     their readers (the pad copy converts the uint8 input as it copies)."""
-    schedule_f32_views(s, out)
+    stack, seen = [out], set()
+    while stack:
+        t = stack.pop()
+        for u in getattr(t.op, "input_tensors", []):
+            if id(u.op) in seen:
+                continue
+            seen.add(id(u.op))
+            if getattr(u.op, "tag", None) == "int8.to_f32":
+                s[u].compute_inline()
+            else:
+                stack.append(u)
     schedule_depthwise_cfg(cfg, s, out, final, target)
 
 
@@ -109,4 +101,4 @@ class Int8DepthwiseConv(DepthwiseConv):
 
 register(Int8DepthwiseConv())
 
-__all__ = ["depthwise_conv2d_int8", "schedule_depthwise_int8", "schedule_f32_views", "tagged_stages", "exact_taps", "MAX_TAPS"]
+__all__ = ["depthwise_conv2d_int8", "schedule_depthwise_int8", "exact_taps", "MAX_TAPS"]

@@ -12,10 +12,9 @@ in te.ops.registry beside the fp32 ones:
     conv2d.int8_winograd_pmaddwd          3x3 stride 1, C >= 32, OW >= 8  int8_winograd.py  U (4, 4, K/L, C/2, L, 2)
     conv2d.int8_depthwise_f32             depthwise (exact float32 FMAs)  int8_depthwise.py W (K, 1, R, S) as it is
     conv2d.int8_grouped_dense             2..8 groups: the dense kernels   int8_grouped.py   W block-diagonal, packed
-    conv2d.int8_gemm1x1_f32               1x1 on large maps, C <= 514, no VNNI/AMX: float32 FMAs  int8_gemm_f32.py  W as it is
 
 vpmaddwd's weights are packed as int16 (PACKED).  Where several apply the priority decides
-(AMX 30, VNNI 20, depthwise 15, float32 1x1 GEMM without VNNI 14, Winograd on vpmaddwd 13, vpmaddwd 12, grouped 11; i8f's reference implementations are 0).
+(AMX 30, VNNI 20, depthwise 15, Winograd on vpmaddwd 13, vpmaddwd 12, grouped 11; i8f's reference implementations are 0).
 """
 from __future__ import annotations
 
@@ -311,4 +310,3 @@ for _tb in (False, True):
 
 from . import int8_depthwise  # noqa: E402,F401  (registers conv2d.int8_depthwise_f32)
 from . import int8_grouped  # noqa: E402,F401  (registers conv2d.int8_grouped_dense)
-from . import int8_gemm_f32  # noqa: E402,F401  (registers conv2d.int8_gemm1x1_f32)
