@@ -11,7 +11,7 @@ calls, so time the OS gave other processes mostly drops out).  Kernel calls of t
 matched by their workload (op and shapes, without the dtype), one row per distinct layer shape
 (its calls summed), the largest int8 loss first, with the implementations the registry picked;
 the calls without a workload (QuantizeLinear of the input, pools, copies) are summed per build.
-Timings on a shared machine are rough.
+Last, the two whole models in alternating blocks of runs (the fastest run each).  Timings on a shared machine are rough.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import os
 os.environ["TILEWISE_NUM_THREADS"] = "1"        # before te loads: the kernels' thread count
 
 import argparse                                  # noqa: E402
+import functools                                 # noqa: E402
 import sys                                       # noqa: E402
 
 import onnx                                      # noqa: E402
@@ -28,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import frontends                                 # noqa: E402
-from frontends.profile import time_steps         # noqa: E402
+from frontends.profile import time_interleaved, time_steps  # noqa: E402
 from common import env_note, table               # noqa: E402
 from quantized import _inputs, fp32_model, int8_model_bytes  # noqa: E402
 
@@ -67,10 +68,11 @@ def main(argv: list[str] | None = None) -> None:
     fp32 = fp32_model(args.model)
     int8 = onnx.load_from_string(int8_model_bytes(args.model))
     feed = _inputs(fp32, 0)
-    timed = {}
-    for label, model in (("fp32", fp32), ("int8", int8)):
-        lib = frontends.build(frontends.from_onnx(model), target=args.target)
-        timed[label] = per_shape(lib, feed, args.repeat)
+    libs = {label: frontends.build(frontends.from_onnx(model), target=args.target)
+            for label, model in (("fp32", fp32), ("int8", int8))}
+    timed = {label: per_shape(lib, feed, args.repeat) for label, lib in libs.items()}
+    whole = time_interleaved({k: functools.partial(lib.run, **feed) for k, lib in libs.items()},
+                             repeat=4 * args.repeat, settle=0, block=2)
     (f32, rest32), (i8, rest8) = timed["fp32"], timed["int8"]
     both = sorted(set(f32) & set(i8), key=lambda k: f32[k][1] - i8[k][1])
     rows = [[k[0], " ".join(map(str, k[1][:2])), " ".join(map(str, k[1][2:])), i8[k][0],
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"anchors: fp32 {1e3 * t32:.2f} ms, int8 {1e3 * t8:.2f} ms ({t8 / t32:.2f}x), int8 slower on "
           f"{sum(i8[k][1] > f32[k][1] for k in both)} of {len(both)} shapes; other kernels: fp32 "
           f"{1e3 * rest32:.2f} ms, int8 {1e3 * rest8:.2f} ms")
+    print(f"whole model (fastest of {8 * args.repeat} runs, alternating): fp32 {1e3 * whole['fp32'].min:.2f} ms, "
+          f"int8 {1e3 * whole['int8'].min:.2f} ms ({whole['int8'].min / whole['fp32'].min:.2f}x)")
     if set(f32) ^ set(i8):
         print(f"workloads in one build only: {sorted(set(f32) ^ set(i8))[:6]}")
 
