@@ -6,8 +6,10 @@ a loop-invariant one a scalar load and broadcast, anything else a per-lane gathe
 can then keep in registers; gathers stay per lane for the same reason: as `llvm.masked.gather`,
 a conv's register tile would stay in memory).  Under a lane mask (a
 lane-dependent guard) contiguous accesses are masked loads and stores and per-lane ones stay
-off the lanes that are off (vectors whose lanes are all on branch to the body unmasked; a stack
-buffer that holds every lane is read plainly and written by a select); a padded pack's clamped index `min(j, N-1)` is one masked load plus
+off the lanes that are off (vectors whose lanes are all on branch to the body unmasked; under
+a nested mask a masked access branches to the plain one where every lane is on: `_every_lane_on`;
+a stack buffer that holds every lane is read plainly and written by a select); a padded pack's
+clamped index `min(j, N-1)` is one masked load plus
 a broadcast of the edge element.  An interleaving index (lane l reads base + s*(l % A) + (l // A),
 the uint8 pack that puts 4 channels side by side for vpdpbusd) is A vector loads of L/A lanes
 and one byte shuffle, not L scalar loads.  An unrolled loop around a vectorized store that is
@@ -44,7 +46,7 @@ class VectorAccess:
         if outer is None:
             # a split that does not divide is off only in its last vector: the others run the
             # body unmasked (plain loads and stores, which a masked access each step cost twice over)
-            all_on = self._intrinsic("llvm.vector.reduce.and", [mask], ret=I1)
+            all_on = self._every_lane_on(mask)
             with self.builder.if_else(all_on) as (full, partial):
                 with full, self._vn_scope():
                     self.stmt(body)
@@ -309,10 +311,29 @@ class VectorAccess:
 
     def _masked_load(self, ptr: ir.Value, vty: ir.VectorType, align: int, mask: ir.Value,
                      passthru: ir.Value) -> ir.Value:
+        """llvm.masked.load, or a plain load where every lane is on (_every_lane_on says why)."""
+        b = self.builder
         name = f"llvm.masked.load.v{vty.count}{_scalar_suffix(vty.element)}.p0"
         fn = self.module.globals.get(name) or ir.Function(
             self.module, ir.FunctionType(vty, [PTR, I32, mask.type, vty]), name)
-        return self.builder.call(fn, [ptr, ir.Constant(I32, align), mask, passthru])
+        with b.if_else(self._every_lane_on(mask)) as (then, orelse):
+            with then:
+                plain = b.load(ptr, typ=vty, align=align)
+                plain_block = b.block
+            with orelse:
+                masked = b.call(fn, [ptr, ir.Constant(I32, align), mask, passthru])
+                masked_block = b.block
+        out = b.phi(vty)
+        out.add_incoming(plain, plain_block)
+        out.add_incoming(masked, masked_block)
+        return out
+
+    def _every_lane_on(self, mask: ir.Value) -> ir.Value:
+        """Is every lane of mask on?  A guard that does not divide the vectors (a partial tile's
+        store, a pack's edge) is off only in the last vector of a row, and a masked load or store
+        of bytes or int16 has no instruction on AVX2 (nor of bytes on AVX-512 without BW): LLVM
+        runs it lane by lane, a branch per lane, so every other vector takes the plain access."""
+        return self._intrinsic("llvm.vector.reduce.and", [mask], ret=I1)
 
     def _scatter(self, buf: Buffer, idx: ir.Value, mem: ir.Value, align: int) -> None:
         """llvm.masked.scatter of mem's lanes to buf[idx] (lanes in order, so on a repeated address
@@ -332,11 +353,17 @@ class VectorAccess:
         self.builder.call(fn, [mem, ptrs, self._const(I32, align), mask])
 
     def _masked_store(self, value: ir.Value, ptr: ir.Value, align: int, mask: ir.Value) -> None:
+        """llvm.masked.store, or a plain store where every lane is on (_every_lane_on says why)."""
+        b = self.builder
         vty = value.type
         name = f"llvm.masked.store.v{vty.count}{_scalar_suffix(vty.element)}.p0"
         fn = self.module.globals.get(name) or ir.Function(
             self.module, ir.FunctionType(ir.VoidType(), [vty, PTR, I32, mask.type]), name)
-        self.builder.call(fn, [value, ptr, ir.Constant(I32, align), mask])
+        with b.if_else(self._every_lane_on(mask)) as (then, orelse):
+            with then:
+                b.store(value, ptr, align=align)
+            with orelse:
+                b.call(fn, [value, ptr, ir.Constant(I32, align), mask])
 
     def _clamped(self, index: Expr) -> tuple[Expr, Expr, Expr] | None:
         """(rest, base, hi) when index = rest + min(base + lane, hi), rest and base lane-free.

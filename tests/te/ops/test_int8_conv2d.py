@@ -53,6 +53,7 @@ CASES = [  # x, w, strides, padding, dilation
     ((2, 5, 11, 13), (6, 5, 3, 3), (2, 2), (1, 0, 1, 2), (1, 1)),      # strided, uneven padding, C odd
     ((1, 4, 12, 17), (8, 4, 3, 2), (1, 2), (2, 1, 0, 1), (2, 2)),      # dilated, rectangular
     ((1, 3, 16, 16), (8, 3, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1)),      # a stem: 3 channels, 7x7/2
+    ((1, 10, 11, 13), (12, 10, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),   # 1x1, 143 pixels: a clamped last vector
 ]
 
 
