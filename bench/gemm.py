@@ -20,6 +20,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import te                                   # noqa: E402
 from te import machine                      # noqa: E402
+from te.runtime import aligned_copy         # noqa: E402
 from common import env_note, numpy_threads, table, time_call   # noqa: E402
 
 BN = 32          # column block (two AVX-512 vectors of fp32)
@@ -129,7 +130,9 @@ def int8_main(size: int, threads: int = 2) -> None:
     ops = 2.0 * M * N * K
     tgt = host()
     rng = np.random.default_rng(0)
-    a = rng.integers(0, 256, (M, K), dtype=np.uint8)
+    # every operand 64-byte aligned, as a model's buffers are (numpy puts large arrays 16 bytes
+    # past a page, which splits each 64-byte row load across two cache lines)
+    a = aligned_copy(rng.integers(0, 256, (M, K), dtype=np.uint8))
     b = rng.integers(-128, 128, (K, N), dtype=np.int8)
     ref = a.astype(np.int64) @ b.astype(np.int64)
     print(env_note())
@@ -142,12 +145,12 @@ def int8_main(size: int, threads: int = 2) -> None:
         results[label] = ops / time_call(fn, *args, min_repeats=10, min_seconds=1.0)["median"] / 1e9
         print(f"  {label}: {results[label]:.0f} GOP/s", flush=True)
 
-    af, bf = a.astype(np.float32), b.astype(np.float32)
+    af, bf = aligned_copy(a.astype(np.float32)), aligned_copy(b.astype(np.float32))
     fp32 = registry.select(registry.MatmulWorkload(M, N, K), tgt)
     s, args = fp32.instantiate(fp32.config(registry.MatmulWorkload(M, N, K), tgt), (M, N, K, "float32"), tgt)
     f = te.build(s, args, target=tgt)
     f.set_num_threads(threads)
-    timed("tilewise fp32 (matmul)", f, af, bf, np.zeros((M, N), np.float32))
+    timed("tilewise fp32 (matmul)", f, af, bf, aligned_copy(np.zeros((M, N), np.float32)))
     with numpy_threads(threads):
         timed("numpy fp32", np.matmul, af, bf)
     ort = _ort_matmul_integer(M, N, K, threads)
@@ -164,7 +167,7 @@ def int8_main(size: int, threads: int = 2) -> None:
         s, args = impl.instantiate(cfg, impl.args(wl), tgt, prepacked=True)
         f = te.build(s, args, target=tgt)
         f.set_num_threads(threads)
-        c = np.zeros((M, N), np.int32)
+        c = aligned_copy(np.zeros((M, N), np.int32))
         bp = impl.pack_weight(b, wl, cfg, tgt)
         f(a, bp, c)
         if not np.array_equal(c, ref):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 import te
+from te.runtime import aligned_copy
 from te.target import Target
 
 from .common import Epilogue, apply_epilogue
@@ -204,7 +205,7 @@ def pack_weight_amx_numpy(w: np.ndarray, g: ConvGeometry) -> np.ndarray:
     Kp = _pad(g.K, AMX_T)
     wp = np.zeros((Kp, g.C), np.int8)
     wp[:g.K] = w[:, :, 0, 0]
-    return np.ascontiguousarray(wp.reshape(Kp // AMX_T, AMX_T, g.C // AMX_K, AMX_K).transpose(0, 2, 1, 3))
+    return aligned_copy(wp.reshape(Kp // AMX_T, AMX_T, g.C // AMX_K, AMX_K).transpose(0, 2, 1, 3))
 
 
 def conv1x1_amx(x: te.Tensor, wt: te.Tensor, g: ConvGeometry, bn: int, epilogue: Epilogue | None = None,
@@ -275,8 +276,8 @@ def pack_weight_amx_direct_numpy(w: np.ndarray, g: ConvGeometry) -> np.ndarray:
     Kp, Cp, (q, phases) = _pad(g.K, AMX_T), _pad(g.C, AMX_K), amx_column_taps(g)
     wp = np.zeros((Kp, Cp, g.R, q * phases), np.int8)
     wp[:g.K, :g.C, :, :g.S] = w
-    return np.ascontiguousarray(wp.reshape(Kp // AMX_T, AMX_T, Cp // AMX_K, AMX_K, g.R, q * phases)
-                                .transpose(0, 2, 4, 5, 1, 3))
+    return aligned_copy(wp.reshape(Kp // AMX_T, AMX_T, Cp // AMX_K, AMX_K, g.R, q * phases)
+                        .transpose(0, 2, 4, 5, 1, 3))
 
 
 def pack_weight_amx(w: te.Tensor, g: ConvGeometry, name: str) -> te.Tensor:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 import te
+from te.runtime import aligned_copy
 from te.target import Target
 
 from .common import Epilogue, apply_epilogue, largest_divisor
@@ -39,7 +40,7 @@ def packed_shape(N: int, K: int, lanes: int, group: int) -> tuple[int, int, int,
 
 def pack_weight_numpy(w: np.ndarray, lanes: int, group: int, transpose_b: bool, dtype: str = "int8") -> np.ndarray:
     """B (K, N) int8, or W (N, K) with transpose_b, packed as (N/lanes, K/group, lanes, group) of
-    dtype (int8, or int16 for vpmaddwd)."""
+    dtype (int8, or int16 for vpmaddwd), 64-byte aligned (each tile or vector row one cache line)."""
     b = w.T if transpose_b else w
     K, N = b.shape
     if K % group:
@@ -47,7 +48,7 @@ def pack_weight_numpy(w: np.ndarray, lanes: int, group: int, transpose_b: bool, 
     Np = _pad(N, lanes)
     bp = np.zeros((K, Np), dtype)
     bp[:, :N] = b
-    return np.ascontiguousarray(bp.reshape(K // group, group, Np // lanes, lanes).transpose(2, 0, 3, 1))
+    return aligned_copy(bp.reshape(K // group, group, Np // lanes, lanes).transpose(2, 0, 3, 1))
 
 
 def pack_weight(B: te.Tensor, lanes: int, group: int, transpose_b: bool, name: str,
