@@ -33,35 +33,41 @@ def _pad(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
-def packed_shape(N: int, K: int, lanes: int, group: int) -> tuple[int, int, int, int]:
-    """The shape pack_weight_numpy gives: (N/lanes, K/group, lanes, group), N padded with zero columns."""
-    return (_pad(N, lanes) // lanes, K // group, lanes, group)
+def packed_shape(N: int, K: int, lanes: int, group: int, k_multiple: int = 0) -> tuple[int, int, int, int]:
+    """The shape pack_weight_numpy gives: (N/lanes, K/group, lanes, group), N padded with zero
+    columns (and K with zero rows to a multiple of k_multiple, if given)."""
+    Kp = _pad(K, k_multiple) if k_multiple else K
+    return (_pad(N, lanes) // lanes, Kp // group, lanes, group)
 
 
-def pack_weight_numpy(w: np.ndarray, lanes: int, group: int, transpose_b: bool, dtype: str = "int8") -> np.ndarray:
+def pack_weight_numpy(w: np.ndarray, lanes: int, group: int, transpose_b: bool, dtype: str = "int8",
+                      k_multiple: int = 0) -> np.ndarray:
     """B (K, N) int8, or W (N, K) with transpose_b, packed as (N/lanes, K/group, lanes, group) of
-    dtype (int8, or int16 for vpmaddwd), 64-byte aligned (each tile or vector row one cache line)."""
+    dtype (int8, or int16 for vpmaddwd), 64-byte aligned (each tile or vector row one cache line);
+    with k_multiple (AMX: 64) K is padded with zero rows to a multiple of it."""
     b = w.T if transpose_b else w
     K, N = b.shape
-    if K % group:
+    if K % group and not k_multiple:
         raise ValueError(f"int8 weight of shape {w.shape}: K = {K} is not a multiple of {group}")
-    Np = _pad(N, lanes)
-    bp = np.zeros((K, Np), dtype)
-    bp[:, :N] = b
-    return aligned_copy(bp.reshape(K // group, group, Np // lanes, lanes).transpose(2, 0, 3, 1))
+    Np, Kp = _pad(N, lanes), packed_shape(N, K, lanes, group, k_multiple)[1] * group
+    bp = np.zeros((Kp, Np), dtype)
+    bp[:K, :N] = b
+    return aligned_copy(bp.reshape(Kp // group, group, Np // lanes, lanes).transpose(2, 0, 3, 1))
 
 
 def pack_weight(B: te.Tensor, lanes: int, group: int, transpose_b: bool, name: str,
-                dtype: str = "int8") -> te.Tensor:
+                dtype: str = "int8", k_multiple: int = 0) -> te.Tensor:
     """pack_weight_numpy as a stage of the kernel (for a weight that is not a constant)."""
     K, N = (B.shape[1], B.shape[0]) if transpose_b else B.shape
-    No, Kg, _, _ = packed_shape(N, K, lanes, group)
+    No, Kg, _, _ = packed_shape(N, K, lanes, group, k_multiple)
 
     def f(jo, kq, jl, g):
         j, k = jo * lanes + jl, kq * group + g
-        v = B[te.min_of(j, N - 1), k] if transpose_b else B[k, te.min_of(j, N - 1)]
+        jc, kc = te.min_of(j, N - 1), (k if Kg * group == K else te.min_of(k, K - 1))
+        v = B[jc, kc] if transpose_b else B[kc, jc]
         v = v if dtype == "int8" else v.astype(dtype)
-        return v if No * lanes == N else te.if_then_else(j < N, v, te.const(0, dtype))
+        inside = ([j < N] if No * lanes != N else []) + ([k < K] if Kg * group != K else [])
+        return te.if_then_else(te.all(*inside), v, te.const(0, dtype)) if inside else v
     return te.compute((No, Kg, lanes, group), f, name=f"{name}.packed", tag="pack")
 
 
@@ -83,20 +89,23 @@ def matmul_int8(A: te.Tensor, Bp: te.Tensor, N: int, epilogue: Epilogue | None =
 
 def acc_int8(a_at, M: int, K: int, Bp: te.Tensor, bm: int, name: str, tile_a: bool) -> te.Tensor:
     """acc[i, j] = sum_k int32(a_at(i, k)) * int32(B[k, j]) over M padded to bm rows (and to
-    whole tiles with tile_a: padding rows and k read as 0), B packed (N/L, K/G, L, G)."""
+    whole tiles with tile_a: padding rows and k read as 0, K padded to whole tiles as the
+    weight is), B packed (N/L, K/G, L, G)."""
     No, Kg, L, G = Bp.shape
-    if Kg * G != K:
+    Kp = _pad(K, AMX_K) if tile_a else K
+    if Kg * G != Kp:
         raise ValueError(f"{name}: the GEMM's K = {K} does not match the packed weight {Bp.shape} (K = {Kg * G})")
-    k = te.reduce_axis((0, K), name="k")
+    k = te.reduce_axis((0, Kp), name="k")
     if tile_a:
         T, KT = AMX_LANES, AMX_K
         Mp = _pad(M, T)
 
         def tile(io, ko, ii, kk):
             i, kx = io * T + ii, ko * KT + kk
-            v = a_at(te.min_of(i, M - 1), kx)
-            return v if Mp == M else te.if_then_else(i < M, v, te.const(0, "uint8"))
-        At = te.compute((Mp // T, K // KT, T, KT), tile, name=f"{name}.atiles", tag="pack_a")
+            v = a_at(te.min_of(i, M - 1) if Mp != M else i, te.min_of(kx, K - 1) if Kp != K else kx)
+            inside = ([i < M] if Mp != M else []) + ([kx < K] if Kp != K else [])
+            return te.if_then_else(te.all(*inside), v, te.const(0, "uint8")) if inside else v
+        At = te.compute((Mp // T, Kp // KT, T, KT), tile, name=f"{name}.atiles", tag="pack_a")
 
         def a_read(i, kx):
             return At[i // T, kx // KT, i % T, kx % KT]

@@ -36,3 +36,53 @@ def test_amx_conv_weights_start_on_a_cache_line(rng):
     for g, pack in ((g1, pack_weight_amx_numpy), (g3, pack_weight_amx_direct_numpy)):
         w = rng.integers(-128, 128, (g.K, g.C, g.R, g.S), dtype=np.int8)
         assert pack(w, g).ctypes.data % 64 == 0
+
+
+def _kernel(wl, prepacked: bool):
+    """(implementation, config, lowered function) of the AMX matmul/dense for wl on Sapphire Rapids."""
+    impl = registry.IMPLEMENTATIONS[("dense" if wl.transpose_b else "matmul") + ".int8_amx"]
+    assert impl.match(wl, SPR) is not None, wl
+    cfg = impl.config(wl, SPR)
+    s, args = impl.instantiate(cfg, impl.args(wl), SPR, prepacked=prepacked)
+    return impl, cfg, te.lower(s, args)
+
+
+# M, N and K not multiples of 16 / 64: rows, columns and the reduction padded to whole tiles
+ODD = [(17, 40, 100, True, True), (50, 33, 130, False, True), (33, 70, 77, True, False), (64, 48, 200, False, False)]
+
+
+@pytest.mark.parametrize("M,N,K,dense,prepacked", ODD)
+def test_amx_gemm_of_odd_shapes_equals_numpy(rng, M, N, K, dense, prepacked):
+    wl = registry.MatmulWorkload(M, N, K, "uint8", dense)
+    impl, cfg, func = _kernel(wl, prepacked)
+    if not HAS_AMX:
+        pytest.skip("this CPU has no AMX (the codegen test below still builds it)")
+    f = te.build(func, target=SPR)
+    a = rng.integers(0, 256, (M, K), dtype=np.uint8)
+    w = rng.integers(-128, 128, impl.weight_shape(wl), dtype=np.int8)
+    a[0], w[..., 0] = 255, -128                      # the extreme products too
+    c = np.zeros((M, N), np.int32)
+    f(a, impl.pack_weight(w, wl, cfg, SPR) if prepacked else w, c)
+    b = w.T if dense else w
+    np.testing.assert_array_equal(c, a.astype(np.int64) @ b.astype(np.int64))
+
+
+def test_amx_gemm_of_an_odd_k_compiles_to_tile_loads_and_tdpbusd():
+    from te.build import optimize
+    from te.codegen_llvm import codegen
+    wl = registry.MatmulWorkload(40, 48, 100, "uint8", True)      # K 100: two tile steps, the second half zeros
+    impl, cfg, func = _kernel(wl, prepacked=True)
+    assert impl.placeholders(wl, cfg, SPR, True)[1].shape == (3, 32, 16, 4)
+    asm = SPR.machine().emit_assembly(optimize(str(codegen([func], SPR).module), SPR))
+    assert "tdpbusd" in asm and "tileloadd" in asm and "ldtilecfg" in asm
+
+
+def test_packing_pads_k_to_whole_tiles_with_zeros(rng):
+    w = rng.integers(-128, 128, (100, 20), dtype=np.int8)
+    p = pack_weight_numpy(w, 16, 4, False, k_multiple=64)
+    assert p.shape == (2, 32, 16, 4)
+    full = p.transpose(0, 2, 1, 3).reshape(32, 128)           # (N padded, K padded)
+    np.testing.assert_array_equal(full[:20, :100], w.T)
+    assert not full[20:].any() and not full[:, 100:].any()
+    with pytest.raises(ValueError, match="K = 100 is not a multiple of 8"):
+        pack_weight_numpy(w, 16, 8, False)
