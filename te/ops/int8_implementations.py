@@ -130,7 +130,7 @@ class AmxMatmul(_Int8Matmul):
         return super().applies(wl, target) and tensorize.supports("amx", target) and wl.M >= AMX_LANES
 
     def space(self, cfg, wl, target):
-        define_amx_knobs(cfg, wl.M, wl.N)
+        define_amx_knobs(cfg, wl.M, wl.N, wl.K, target)
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         name = name or self.name

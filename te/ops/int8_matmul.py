@@ -12,13 +12,16 @@ Two schedules:
   rows unrolled, bn/L vectors per row, one instruction per row and vector per G k; the epilogue
   runs on the registers before the one store;
 * AMX: a bm x bn block (16 or 32 each) of the accumulator in up to four tiles over the whole K,
-  stored to a block in L1 that the epilogue reads.
+  stored to a block in L1 that the epilogue reads; A copied once per call into whole 16 x 64
+  tiles (1 KiB each, rows and K padded with zeros), B's panels in column chunks that fit L2
+  (define_amx_knobs says why these sizes).
 """
 from __future__ import annotations
 
 import numpy as np
 
 import te
+from te.caches import FILL
 from te.runtime import aligned_copy
 from te.target import Target
 
@@ -27,6 +30,7 @@ from .schedule import anchor, input_stage, parallel_if_worth
 
 TAG = "matmul_int8"
 AMX_LANES, AMX_K = 16, 64           # a tile's columns of C, and its k per tdpbusd
+CHUNKS = (0, 128, 256, 512)         # the chunk knob: rows or columns of the inner tile loop per pass (0: all)
 
 
 def _pad(n: int, m: int) -> int:
@@ -151,22 +155,48 @@ def define_register_tile(cfg, M: int, N: int, lanes: int, target: Target) -> Non
     cfg.define_constraint("register tile", lambda c: c["tile_m"].val * c["tile_n"].val // lanes <= acc)
 
 
-def define_amx_knobs(cfg, M: int, N: int) -> None:
-    """tile_m and tile_n (16 or 32: one or two tiles each way) and order of the AMX schedule."""
+def define_amx_knobs(cfg, M: int, N: int, K: int, target: Target) -> None:
+    """tile_m and tile_n (16 or 32: one or two tiles each way), order and chunk of the AMX schedule.
+
+    The block: 2 x 2 tiles of C (32 x 32) where M and N allow, so that each tile step loads two A
+    and two B tiles (1 KiB each) for four tdpbusd, the most reuse eight tiles give (four C tiles
+    and two of each operand; a 2 x 3 block would leave one operand tile and reload it).  The
+    order: rows outside, the row block's A tiles (32 x K bytes) read again for every column block
+    while the packed B panels (K x 32 bytes each) stream past in order.  Neither operand stays in
+    L1 once K passes ~512 (32 KiB each); splitting K into L1-sized chunks instead costs a load and
+    a store of the C tiles per chunk and was no faster (a hand-written loop of this nest on
+    Emerald Rapids: 4.2 TOP/s at K 1024 whole, 4.2 at chunks of 512, 3.7 at 256), so the tile
+    steps run over the whole K from L2.  What must stay in L2 is B, read once per row block:
+    `chunk` columns of it per pass over the rows, all of them while K x N fits the target's L2
+    (te.caches.FILL of it), else the widest chunk that does and divides N (a 16 MiB weight at
+    512 x 4096 x 4096: 1.5x faster with 256-column chunks than with the whole of B re-read from
+    L3 per row block)."""
     Mp = _pad(M, AMX_LANES)             # A's tiles are padded with zero rows
     cfg.define_knob("tile_m", [b for b in (16, 32) if Mp % b == 0], default=32 if Mp % 32 == 0 else 16)
     bns = [b for b in (16, 32) if _pad(N, 16) % b == 0]
     cfg.define_knob("tile_n", bns, default=max(bns))
-    # rows outside: a block of A tiles stays in L1 while the packed B panels stream past it in
-    # order (measured the faster order at 1024^3, and not by a little)
-    define_order(cfg, M, N, "rows_outer", 0)
+    Np, Kp, budget = _pad(N, AMX_LANES), _pad(K, AMX_K), FILL * target.caches.l2
+    # a chunk of whole column blocks (a partial last chunk would guard the tile loops)
+    whole = [c for c in CHUNKS[1:] if Np % c == 0]
+    chunk = 0 if Np * Kp <= budget else max((c for c in whole if c * Kp <= budget), default=min(whole, default=0))
+    define_order(cfg, M, N, "rows_outer", chunk)
+    cfg.define_constraint("whole chunks", lambda c: _whole_chunks(c, M, N))
+
+
+def _whole_chunks(c, M: int, N: int) -> bool:
+    """Does the chunk split the inner tile loop (_output_tile) without a partial last chunk?  The
+    AMX block is tensorized, and a guard around it would leave it unmatched."""
+    rows_outer = c["order"].val == "rows_outer"
+    block = c["tile_n"].val if rows_outer else c["tile_m"].val
+    extent, step = -(-(N if rows_outer else M) // block), c["chunk"].val // block
+    return not 1 <= step < extent or extent % step == 0
 
 
 def define_order(cfg, M: int, N: int, order: str | None = None, chunk: int = 256) -> None:
     """order: which tile loop is outside; chunk: rows (or columns) of the inner one per chunk (0: all)."""
     cfg.define_knob("order", ["cols_outer", "rows_outer"],
                     default=order or ("cols_outer" if N >= M else "rows_outer"))
-    cfg.define_knob("chunk", [0, 128, 256, 512], default=chunk)
+    cfg.define_knob("chunk", list(CHUNKS), default=chunk)
 
 
 def _output_tile(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, acc: te.Tensor, lanes: int):
@@ -230,7 +260,7 @@ def schedule_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, t
     """The AMX schedule: a tile_m x tile_n block of C in tiles over the whole K (te/amx.py)."""
     acc = input_stage(out, "acc")
     attrs = out.op.attrs
-    define_amx_knobs(cfg, attrs["M"], attrs["N"])
+    define_amx_knobs(cfg, attrs["M"], attrs["N"], attrs["K"], target)
     _output_tile(cfg, s, out, final or out, acc, AMX_LANES)
     amx_block(s, acc, attrs["M"] * attrs["N"] * attrs["K"])
     _schedule_pack(s, out, acc)

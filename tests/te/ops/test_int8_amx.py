@@ -11,7 +11,7 @@ from te.ops import registry
 from te.ops.conv_geometry import geometry
 from te.ops.int8_conv2d import pack_weight_amx_direct_numpy, pack_weight_amx_numpy
 from te.ops.int8_matmul import pack_weight_numpy
-from te.target import Target, host
+from te.target import Target, host, parse
 
 SPR = Target("sapphirerapids")
 HAS_AMX = {"amx-tile", "amx-int8"} <= host().feature_set
@@ -86,3 +86,32 @@ def test_packing_pads_k_to_whole_tiles_with_zeros(rng):
     assert not full[20:].any() and not full[:, 100:].any()
     with pytest.raises(ValueError, match="K = 100 is not a multiple of 8"):
         pack_weight_numpy(w, 16, 8, False)
+
+
+@pytest.mark.parametrize("l2,M,N,K,chunk", [("2M", 1024, 1024, 1024, 0), ("2M", 512, 4096, 4096, 256),
+                                            ("1M", 512, 4096, 4096, 128), ("1M", 1024, 1024, 1024, 512)])
+def test_b_streams_in_column_chunks_that_fit_the_l2(l2, M, N, K, chunk):
+    # B (K x N) is read once per row block: all of it while it fits the L2, else in chunks that do
+    tgt = parse(f"llvm -mcpu=sapphirerapids -l1d=48K -l2={l2} -l3=32M")
+    cfg = registry.IMPLEMENTATIONS["matmul.int8_amx"].config(registry.MatmulWorkload(M, N, K, "uint8"), tgt)
+    assert (cfg["order"].val, cfg["chunk"].val) == ("rows_outer", chunk)
+
+
+def test_a_gemm_in_column_chunks_equals_numpy(rng):
+    # a 64 KiB L2: B (256 x 640) in chunks of 128 columns; none divides 520 columns (33 blocks of 16)
+    tgt = parse("llvm -mcpu=sapphirerapids -l1d=48K -l2=64K -l3=1M")
+    impl = registry.IMPLEMENTATIONS["matmul.int8_amx"]
+    assert impl.config(registry.MatmulWorkload(40, 520, 256, "uint8"), tgt)["chunk"].val == 0
+    wl = registry.MatmulWorkload(40, 640, 256, "uint8")
+    cfg = impl.config(wl, tgt)
+    assert cfg["chunk"].val == 128
+    s, args = impl.instantiate(cfg, impl.args(wl), tgt, prepacked=True)
+    func = te.lower(s, args)
+    if not HAS_AMX:
+        pytest.skip("this CPU has no AMX")
+    f = te.build(func, target=tgt)
+    a = rng.integers(0, 256, (40, 256), dtype=np.uint8)
+    b = rng.integers(-128, 128, (256, 640), dtype=np.int8)
+    c = np.zeros((40, 640), np.int32)
+    f(a, impl.pack_weight(b, wl, cfg, tgt), c)
+    np.testing.assert_array_equal(c, a.astype(np.int64) @ b.astype(np.int64))
