@@ -22,8 +22,8 @@ import te
 from te import tensorize
 from te.target import Target
 
-from .int8_matmul import (AMX_K, AMX_LANES, define_amx_knobs, define_vector_knobs, matmul_int8, pack_weight,
-                          pack_weight_numpy, packed_shape, schedule_amx, schedule_vector)
+from .int8_matmul import (AMX_K, AMX_LANES, amx_tiles_in_place, define_amx_knobs, define_vector_knobs, matmul_int8,
+                          pack_weight, pack_weight_numpy, packed_shape, schedule_amx, schedule_vector)
 from . import int8_conv2d as ic
 from . import int8_winograd as iw
 from .implementations import MatmulShapes, _Conv
@@ -135,8 +135,9 @@ class AmxMatmul(_Int8Matmul):
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         name = name or self.name
         a, w = inputs[:2]
+        in_place = amx_tiles_in_place(a)
         return matmul_int8(a, self.packed(w, wl, target, prepacked, name), wl.N, name=name, attrs={"amx": True},
-                           tile_a=True)
+                           bm=cfg["tile_m"].val if in_place else 1, tile_a=not in_place)
 
     def schedule(self, s, out, final, cfg, target):
         schedule_amx(cfg, s, out, final, target)

@@ -12,9 +12,10 @@ Two schedules:
   rows unrolled, bn/L vectors per row, one instruction per row and vector per G k; the epilogue
   runs on the registers before the one store;
 * AMX: a bm x bn block (16 or 32 each) of the accumulator in up to four tiles over the whole K,
-  stored to a block in L1 that the epilogue reads; A copied once per call into whole 16 x 64
-  tiles (1 KiB each, rows and K padded with zeros), B's panels in column chunks that fit L2
-  (define_amx_knobs says why these sizes).
+  stored to a block in L1 that the epilogue reads; A's tiles loaded where A lies when it is a
+  buffer of whole tiles, else from a copy of A in whole 16 x 64 tiles (rows and K padded with
+  zeros) made once per call; B's panels in column chunks that fit L2 (define_amx_knobs says
+  why these sizes).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import te
 from te.caches import FILL
 from te.runtime import aligned_copy
 from te.target import Target
+from te.tensor import PlaceholderOp
 
 from .common import Epilogue, apply_epilogue, largest_divisor
 from .schedule import anchor, input_stage, parallel_if_worth
@@ -78,9 +80,8 @@ def pack_weight(B: te.Tensor, lanes: int, group: int, transpose_b: bool, name: s
 def matmul_int8(A: te.Tensor, Bp: te.Tensor, N: int, epilogue: Epilogue | None = None, bm: int = 1,
                 name: str = "matmul_int8", attrs: dict | None = None, tile_a: bool = False) -> te.Tensor:
     """epilogue(int32 A @ B): A uint8 (M, K), Bp the int8 weight packed (N/L, K/G, L, G) (as int8,
-    or as int16 for vpmaddwd); with
-    `tile_a` (AMX: K by 64) A is first copied into whole 16 x 64 tiles, so that each tile load
-    reads 1 KiB in a row."""
+    or as int16 for vpmaddwd); with `tile_a` (AMX, where amx_tiles_in_place says no) A is first
+    copied into whole 16 x 64 tiles, rows and K padded with zeros."""
     M, K = A.shape
     if A.dtype != "uint8" or Bp.dtype not in ("int8", "int16"):
         raise ValueError(f"{name}: int8 matmul takes A uint8 and B int8 (packed as int8 or int16), "
@@ -89,6 +90,17 @@ def matmul_int8(A: te.Tensor, Bp: te.Tensor, N: int, epilogue: Epilogue | None =
     L, G = Bp.shape[2:]
     return te.compute((M, N), lambda i, j: apply_epilogue(epilogue, acc[i, j], (i, j)), name=name, tag=TAG,
                       attrs={"M": M, "N": N, "K": K, "lanes": L, "group": G, **(attrs or {})})
+
+
+def amx_tiles_in_place(A: te.Tensor) -> bool:
+    """Can the AMX kernel load A's tiles where A lies (16 rows of 64 bytes at A's row stride)
+    rather than from a copy of A in whole tiles?  Where A is an argument (a buffer, not a stage
+    to inline) of whole tiles: M by 16 and K by 64, so that no tile reads past A's end.  The
+    copy costs a pass over A per call (10-15% of a 1024^3 GEMM); loaded in place, a tile row is
+    one cache line when A is 64-byte aligned, as a model's buffers are (a JIT caller's array
+    may need te.runtime.aligned_copy)."""
+    M, K = A.shape
+    return isinstance(A.op, PlaceholderOp) and M % AMX_LANES == 0 and K % AMX_K == 0
 
 
 def acc_int8(a_at, M: int, K: int, Bp: te.Tensor, bm: int, name: str, tile_a: bool) -> te.Tensor:
@@ -296,5 +308,5 @@ def schedule_matmul_int8(s: te.Schedule, out: te.Tensor, final: te.Tensor | None
         schedule_vector(FallbackConfig(), s, out, final, target, attrs["intrin"])
 
 
-__all__ = ["matmul_int8", "acc_int8", "amx_block", "pack_weight", "pack_weight_numpy", "packed_shape",
-           "schedule_vector", "schedule_amx", "schedule_matmul_int8"]
+__all__ = ["matmul_int8", "acc_int8", "amx_block", "amx_tiles_in_place", "pack_weight", "pack_weight_numpy",
+           "packed_shape", "schedule_vector", "schedule_amx", "schedule_matmul_int8"]

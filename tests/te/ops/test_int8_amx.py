@@ -115,3 +115,19 @@ def test_a_gemm_in_column_chunks_equals_numpy(rng):
     c = np.zeros((40, 640), np.int32)
     f(a, impl.pack_weight(b, wl, cfg, tgt), c)
     np.testing.assert_array_equal(c, a.astype(np.int64) @ b.astype(np.int64))
+
+
+@pytest.mark.parametrize("M,N,K,in_place", [(64, 48, 128, True), (96, 40, 192, True), (40, 48, 128, False),
+                                            (64, 48, 100, False)])
+def test_a_of_whole_tiles_is_loaded_in_place_else_copied_into_tiles(rng, M, N, K, in_place):
+    wl = registry.MatmulWorkload(M, N, K, "uint8", False)
+    impl, cfg, func = _kernel(wl, prepacked=True)
+    assert ("atiles" not in str(func)) == in_place
+    if not HAS_AMX:
+        pytest.skip("this CPU has no AMX")
+    f = te.build(func, target=SPR)
+    a = rng.integers(0, 256, (M, K), dtype=np.uint8)
+    b = rng.integers(-128, 128, (K, N), dtype=np.int8)
+    c = np.zeros((M, N), np.int32)
+    f(a, impl.pack_weight(b, wl, cfg, SPR), c)
+    np.testing.assert_array_equal(c, a.astype(np.int64) @ b.astype(np.int64))
