@@ -131,3 +131,21 @@ def test_a_of_whole_tiles_is_loaded_in_place_else_copied_into_tiles(rng, M, N, K
     c = np.zeros((M, N), np.int32)
     f(a, impl.pack_weight(b, wl, cfg, SPR), c)
     np.testing.assert_array_equal(c, a.astype(np.int64) @ b.astype(np.int64))
+
+
+@pytest.mark.parametrize("case,tiles", [(((2, 128, 9, 9), (144, 128, 1, 1), (1, 1)), True),
+                                        (((1, 192, 13, 12), (128, 192, 1, 1), (2, 2)), True),
+                                        (((1, 128, 9, 9), (64, 128, 1, 1), (1, 1)), False)])
+def test_amx_1x1_conv_packs_its_input_in_pixel_tiles_from_128_channels(rng, case, tiles):
+    # 16 pixels x 64 channels of the packed input 1 KiB in a row (the GEMM's B layout), where at
+    # least 128 output channels read each packed byte (define_amx_knobs says why)
+    from .test_int8_conv2d import _conv, check
+    wl = _conv(*case, (0, 0, 0, 0), (1, 1), groups=1, dtype="uint8")
+    impl = registry.IMPLEMENTATIONS["conv2d.int8_gemm1x1_amx"]
+    cfg = impl.config(wl, SPR)
+    assert cfg["input_tiles"].val == tiles
+    s, args = impl.instantiate(cfg, impl.args(wl), SPR, prepacked=True)
+    assert ("xtiles" in str(te.lower(s, args))) == tiles
+    if not HAS_AMX:
+        pytest.skip("this CPU has no AMX")
+    check(rng, wl, SPR, "conv2d.int8_gemm1x1_amx")
