@@ -216,12 +216,13 @@ def pack_weight_amx_numpy(w: np.ndarray, g: ConvGeometry) -> np.ndarray:
 
 
 def conv1x1_amx(x: te.Tensor, wt: te.Tensor, g: ConvGeometry, bn: int, epilogue: Epilogue | None = None,
-                name: str = "conv2d_int8", attrs: dict | None = None, input_tiles: bool = True) -> te.Tensor:
+                name: str = "conv2d_int8", attrs: dict | None = None) -> te.Tensor:
     """A 1x1 conv on AMX as acc[n, k, p] = W (K, C) @ X (C, P): the weight tiles (wt, from
     pack_weight_amx_numpy) are the int8 rows, the input packed C/4 x P x 4 the uint8 columns
-    (tdpbsud), so C's rows are output channels and its columns pixels, as NCHW wants.  With
-    input_tiles the input is packed in blocks of 16 pixels ([n, P/16, C/4, 16, 4]), so that each
-    tile of it is 1 KiB in a row rather than 16 rows a channel plane apart."""
+    (tdpbsud), so C's rows are output channels and its columns pixels, as NCHW wants.  Where
+    amx_input_tiles says so the input is packed in blocks of 16 pixels ([n, P/16, C/4, 16, 4]),
+    so that each tile of it is 1 KiB in a row rather than 16 rows a channel plane apart."""
+    input_tiles = amx_input_tiles(g)
     xt = pack_input(x, g, 4, bn, name, pixel_tiles=AMX_T if input_tiles else 0)
     Kt = wt.shape[0] * AMX_T
     c = te.reduce_axis((0, g.C), name="c")
@@ -238,14 +239,18 @@ def conv1x1_amx(x: te.Tensor, wt: te.Tensor, g: ConvGeometry, bn: int, epilogue:
 
 
 def define_amx_knobs(cfg, g: ConvGeometry) -> None:
-    """tile_k (output channels) and tile_p (pixels): one or two tiles each; input_tiles: the
-    input packed in 16-pixel tiles (conv1x1_amx).  Tiles by default where at least 128 output
-    channels read each packed byte: measured on ResNet-50's 1x1 convs (one thread, alternating)
-    1.03-1.25x faster from 512 -> 128 at 28x28 to 512 -> 2048 at 7x7, but 0.9x at 256 -> 64 at
-    56x56, whose pack (a quarter of its time) writes 64 bytes a 4 KiB stride apart."""
+    """tile_k (output channels) and tile_p (pixels): one or two tiles each."""
     cfg.define_knob("tile_k", [16, 32], default=32 if g.K % 32 == 0 else 16)
     cfg.define_knob("tile_p", [16, 32], default=32)
-    cfg.define_knob("input_tiles", [False, True], default=g.K >= 128)
+
+
+def amx_input_tiles(g: ConvGeometry) -> bool:
+    """Does the 1x1 conv on AMX pack its input in 16-pixel tiles (conv1x1_amx)?  Where at least
+    128 output channels read each packed byte: measured on ResNet-50's 1x1 convs (one thread,
+    alternating) 1.03-1.25x faster from 512 -> 128 at 28x28 to 512 -> 2048 at 7x7, but 0.9x at
+    256 -> 64 at 56x56, whose pack (a quarter of its time) then writes 64 bytes a 4 KiB stride
+    apart.  A rule rather than a knob, so that the tuning records of the template still fit."""
+    return g.K >= 128
 
 
 def schedule_conv1x1_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:

@@ -222,8 +222,7 @@ class AmxConv1x1(VectorConv):
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         x, w = inputs[:2]
         w = w if prepacked else ic.pack_weight_amx(w, wl.geometry, name or self.name)
-        return ic.conv1x1_amx(x, w, wl.geometry, cfg["tile_p"].val, name=name or self.name,
-                              input_tiles=cfg["input_tiles"].val)
+        return ic.conv1x1_amx(x, w, wl.geometry, cfg["tile_p"].val, name=name or self.name)
 
     def schedule(self, s, out, final, cfg, target):
         ic.schedule_conv1x1_amx(cfg, s, out, final, target)

@@ -138,12 +138,11 @@ def test_a_of_whole_tiles_is_loaded_in_place_else_copied_into_tiles(rng, M, N, K
                                         (((1, 128, 9, 9), (64, 128, 1, 1), (1, 1)), False)])
 def test_amx_1x1_conv_packs_its_input_in_pixel_tiles_from_128_channels(rng, case, tiles):
     # 16 pixels x 64 channels of the packed input 1 KiB in a row (the GEMM's B layout), where at
-    # least 128 output channels read each packed byte (define_amx_knobs says why)
+    # least 128 output channels read each packed byte (amx_input_tiles says why)
     from .test_int8_conv2d import _conv, check
     wl = _conv(*case, (0, 0, 0, 0), (1, 1), groups=1, dtype="uint8")
     impl = registry.IMPLEMENTATIONS["conv2d.int8_gemm1x1_amx"]
     cfg = impl.config(wl, SPR)
-    assert cfg["input_tiles"].val == tiles
     s, args = impl.instantiate(cfg, impl.args(wl), SPR, prepacked=True)
     assert ("xtiles" in str(te.lower(s, args))) == tiles
     if not HAS_AMX:
