@@ -3,6 +3,7 @@
     python bench/gemm.py            # M = N = K = 1024, fp32
     python bench/gemm.py --size 512 --quick
     python bench/gemm.py --int8     # u8 x s8 -> s32: each int8 implementation, fp32 and ORT beside it
+    python bench/gemm.py --int8 --threads 1 --cpu-time   # the same by CPU time, while others load the machine
 
 Each step adds one idea to the one before.  Steps up to "write cache" run on one thread and
 are compared with numpy on one thread; "parallel" and "register blocking" run on both cores.
@@ -20,6 +21,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import te                                   # noqa: E402
 from te import machine                      # noqa: E402
+from te.runtime import aligned_copy         # noqa: E402
 from common import env_note, numpy_threads, table, time_call   # noqa: E402
 
 BN = 32          # column block (two AVX-512 vectors of fp32)
@@ -119,9 +121,10 @@ LADDER = [
 ]
 
 
-def int8_main(size: int, threads: int = 2) -> None:
+def int8_main(size: int, threads: int = 2, cpu_time: bool = False, rounds: int = 11) -> None:
     """u8 x s8 -> s32 GEMM by every int8 implementation that runs here, beside tilewise's fp32
-    GEMM (the registry's matmul), numpy fp32 and ONNX Runtime's MatMulInteger, on `threads`."""
+    GEMM (the registry's matmul), numpy fp32 and ONNX Runtime's MatMulInteger, on `threads`;
+    with cpu_time (one thread), each engine's calling-thread CPU time, the engines alternating."""
     from te.ops import registry
     from te.peak_int8 import available, peak_gops
     from te.target import host
@@ -129,33 +132,30 @@ def int8_main(size: int, threads: int = 2) -> None:
     ops = 2.0 * M * N * K
     tgt = host()
     rng = np.random.default_rng(0)
-    a = rng.integers(0, 256, (M, K), dtype=np.uint8)
+    # every operand 64-byte aligned, as a model's buffers are (numpy puts large arrays 16 bytes
+    # past a page, which splits each 64-byte row load across two cache lines)
+    a = aligned_copy(rng.integers(0, 256, (M, K), dtype=np.uint8))
     b = rng.integers(-128, 128, (K, N), dtype=np.int8)
     ref = a.astype(np.int64) @ b.astype(np.int64)
     print(env_note())
     peaks = [f"{k} {peak_gops(k, threads):.0f}" for k in ("vnni", "amx") if available(k)]
     print(f"peaks on {threads} thread(s) (GOP/s): fp32 {machine.peak_gflops(threads):.0f}"
           + "".join(f", int8 {p}" for p in peaks) + "\n")
-    results = {}
+    engines = {}        # label: (function, its arguments)
 
-    def timed(label: str, fn, *args) -> None:
-        results[label] = ops / time_call(fn, *args, min_repeats=10, min_seconds=1.0)["median"] / 1e9
-        print(f"  {label}: {results[label]:.0f} GOP/s", flush=True)
-
-    af, bf = a.astype(np.float32), b.astype(np.float32)
+    af, bf = aligned_copy(a.astype(np.float32)), aligned_copy(b.astype(np.float32))
     fp32 = registry.select(registry.MatmulWorkload(M, N, K), tgt)
     s, args = fp32.instantiate(fp32.config(registry.MatmulWorkload(M, N, K), tgt), (M, N, K, "float32"), tgt)
     f = te.build(s, args, target=tgt)
     f.set_num_threads(threads)
-    timed("tilewise fp32 (matmul)", f, af, bf, np.zeros((M, N), np.float32))
-    with numpy_threads(threads):
-        timed("numpy fp32", np.matmul, af, bf)
+    engines["tilewise fp32 (matmul)"] = f, (af, bf, aligned_copy(np.zeros((M, N), np.float32)))
+    engines["numpy fp32"] = np.matmul, (af, bf)
     ort = _ort_matmul_integer(M, N, K, threads)
     if ort is not None:
         out = ort.run(None, {"a": a, "b": b})[0]
         if not np.array_equal(out, ref):
             raise SystemExit("ONNX Runtime MatMulInteger: wrong result")
-        timed("ORT MatMulInteger", ort.run, None, {"a": a, "b": b})
+        engines["ORT MatMulInteger"] = ort.run, (None, {"a": a, "b": b})
     wl = registry.MatmulWorkload(M, N, K, "uint8")
     for _, impl in registry.candidates(wl, tgt):
         if "int8" not in impl.name or impl.template is None:     # the reference kernel: qnn.py
@@ -164,16 +164,24 @@ def int8_main(size: int, threads: int = 2) -> None:
         s, args = impl.instantiate(cfg, impl.args(wl), tgt, prepacked=True)
         f = te.build(s, args, target=tgt)
         f.set_num_threads(threads)
-        c = np.zeros((M, N), np.int32)
+        c = aligned_copy(np.zeros((M, N), np.int32))
         bp = impl.pack_weight(b, wl, cfg, tgt)
         f(a, bp, c)
         if not np.array_equal(c, ref):
             raise SystemExit(f"{impl.name}: wrong result")
-        timed(f"tilewise {impl.name}", f, a, bp, c)
+        engines[f"tilewise {impl.name}"] = f, (a, bp, c)
+    with numpy_threads(threads):
+        if cpu_time:
+            from conv_cpu_time import cpu_times
+            results = {k: ops / t / 1e9 for k, t in cpu_times(engines, rounds).items()}
+        else:
+            results = {k: ops / time_call(fn, *args, min_repeats=10, min_seconds=1.0)["median"] / 1e9
+                       for k, (fn, args) in engines.items()}
     base, ort_g = results["tilewise fp32 (matmul)"], results.get("ORT MatMulInteger")
     rows = [[k, f"{g:.0f}", f"{g / base:.2f}x", f"{g / ort_g:.2f}x" if ort_g else "-"] for k, g in results.items()]
+    how = "calling-thread CPU time, median of rounds of each engine's best of 5" if cpu_time else "median wall time"
     print(f"\nGEMM {M}x{N}x{K} u8 x s8 -> s32 (fp32 rows: the same shape in fp32), {threads} thread(s), "
-          "weights packed ahead for tilewise int8")
+          f"weights packed ahead for tilewise int8; {how}")
     print(table(["kernel", "GOP/s", "vs tilewise fp32", "vs ORT MatMulInteger"], rows))
 
 
@@ -205,9 +213,14 @@ def main() -> None:
     ap.add_argument("--int8", action="store_true",
                     help="time u8 x s8 -> s32 int8 GEMMs against fp32 and ONNX Runtime instead of the ladder")
     ap.add_argument("--threads", type=int, default=2, help="threads of every engine with --int8 (default 2)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="with --int8 --threads 1: time by the calling thread's CPU time, engines alternating "
+                         "(figures that hold while other processes load the machine)")
     a = ap.parse_args()
+    if a.cpu_time and (not a.int8 or a.threads != 1):
+        ap.error("--cpu-time needs --int8 --threads 1 (only then does each engine run on the calling thread)")
     if a.int8:
-        return int8_main(a.size, a.threads)
+        return int8_main(a.size, a.threads, a.cpu_time)
     M = N = K = a.size
     if M % BN:
         ap.error(f"--size must be a multiple of {BN}")

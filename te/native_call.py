@@ -74,6 +74,16 @@ def random_array(rng: np.random.Generator, shape, dtype) -> np.ndarray:
     return rng.integers(0, 3, shape).astype(dt)
 
 
+def aligned_copy(a: np.ndarray, align: int = ALIGN) -> np.ndarray:
+    """a, C-contiguous, in memory that starts on an `align`-byte boundary (numpy puts large arrays
+    16 bytes past a page): a kernel's 64-byte row and tile loads of it then never split a cache line."""
+    raw = np.empty(a.nbytes + align, np.uint8)
+    off = (-raw.ctypes.data) % align
+    out = raw[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 class Pointers(list):
     """Data pointers of checked arguments; holds the arrays, so they live as long as the pointers."""
 

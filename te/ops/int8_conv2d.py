@@ -20,7 +20,8 @@ The accumulator tile (tile_k output channels x tile_oh rows x tile_ow pixels) li
 registers; the epilogue runs on it before the one NCHW store.
 
 On AMX the 1x1 GEMM (`conv1x1_amx`) takes the weight as 16 x 64 row tiles (int8) and the same
-packed input (C/4 x P x 4, uint8) as the columns: `tdpbsud` accumulates a block of output
+packed input (C/4 x P x 4, uint8; from 128 output channels in blocks of 16 pixels, so that each
+tile of it is 1 KiB in a row) as the columns: `tdpbsud` accumulates a block of output
 channels x pixels, which is NCHW order already.  Other convs (`conv2d_amx`)
 do the same tap by tap: the tap's weight tiles by the packed input at the tap's offset, over
 the input channels and the taps without leaving the tiles.  Maps narrower than a vector
@@ -31,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 import te
+from te.runtime import aligned_copy
 from te.target import Target
 
 from .common import Epilogue, apply_epilogue
@@ -102,10 +104,12 @@ def input_width(g: ConvGeometry, owp: int) -> int:
 
 
 def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str, channels: int = 0,
-               rows: int = 0, dtype: str = "uint8") -> te.Tensor:
+               rows: int = 0, dtype: str = "uint8", pixel_tiles: int = 0) -> te.Tensor:
     """The uint8 input with G channels side by side, zero-padded (see the module docstring), to
     `channels` channels (0: to whole groups) and, for a direct conv, the input rows of `rows`
-    output rows (0: OH); its values as dtype (uint8, or int16 for vpmaddwd)."""
+    output rows (0: OH); its values as dtype (uint8, or int16 for vpmaddwd).  With pixel_tiles T
+    (the 1x1 GEMM on AMX) the pixels come in blocks of T, [n, P/T, C/G, T, G], so that an AMX
+    tile (16 channel groups of T = 16 pixels) is 1 KiB in a row, not 16 rows a plane apart."""
     Cp = channels or _pad(g.C, group)
     Cq = Cp // group
     zero = te.const(0, dtype)
@@ -122,6 +126,10 @@ def pack_input(x: te.Tensor, g: ConvGeometry, group: int, owp: int, name: str, c
             pc = te.min_of(p, P - 1) if Pp != P else p
             v = _as(x[n, te.min_of(c, g.C - 1), pc // g.OW * g.sh, pc % g.OW * g.sw], dtype)
             return te.if_then_else(c < g.C, v, zero) if Cp != g.C else v
+        if pixel_tiles:
+            T = pixel_tiles
+            return te.compute((g.N, Pp // T, Cq, T, group), lambda n, pb, cq, pi, gi: f(n, cq, pb * T + pi, gi),
+                              name=f"{name}.xtiles", tag="pack_tiles")
         return te.compute((g.N, Cq, Pp, group), f, name=f"{name}.xpacked", tag="pack")
     Hp = ((rows or g.OH) - 1) * g.sh + (g.R - 1) * g.dh + 1
     Wq = input_width(g, owp)
@@ -204,20 +212,27 @@ def pack_weight_amx_numpy(w: np.ndarray, g: ConvGeometry) -> np.ndarray:
     Kp = _pad(g.K, AMX_T)
     wp = np.zeros((Kp, g.C), np.int8)
     wp[:g.K] = w[:, :, 0, 0]
-    return np.ascontiguousarray(wp.reshape(Kp // AMX_T, AMX_T, g.C // AMX_K, AMX_K).transpose(0, 2, 1, 3))
+    return aligned_copy(wp.reshape(Kp // AMX_T, AMX_T, g.C // AMX_K, AMX_K).transpose(0, 2, 1, 3))
 
 
 def conv1x1_amx(x: te.Tensor, wt: te.Tensor, g: ConvGeometry, bn: int, epilogue: Epilogue | None = None,
                 name: str = "conv2d_int8", attrs: dict | None = None) -> te.Tensor:
     """A 1x1 conv on AMX as acc[n, k, p] = W (K, C) @ X (C, P): the weight tiles (wt, from
     pack_weight_amx_numpy) are the int8 rows, the input packed C/4 x P x 4 the uint8 columns
-    (tdpbsud), so C's rows are output channels and its columns pixels, as NCHW wants."""
-    xp = pack_input(x, g, 4, bn, name)
+    (tdpbsud), so C's rows are output channels and its columns pixels, as NCHW wants.  Where
+    amx_input_tiles says so the input is packed in blocks of 16 pixels ([n, P/16, C/4, 16, 4]),
+    so that each tile of it is 1 KiB in a row rather than 16 rows a channel plane apart."""
+    input_tiles = amx_input_tiles(g)
+    xt = pack_input(x, g, 4, bn, name, pixel_tiles=AMX_T if input_tiles else 0)
     Kt = wt.shape[0] * AMX_T
     c = te.reduce_axis((0, g.C), name="c")
-    acc = te.compute((g.N, Kt, xp.shape[2]), lambda n, k, p: te.sum(
-        wt[k // AMX_T, c // AMX_K, k % AMX_T, c % AMX_K].astype("int32")
-        * xp[n, c // 4, p, c % 4].astype("int32"), axis=c), name=f"{name}.acc", tag="acc")
+
+    def x_at(n, c, p):
+        return xt[n, p // AMX_T, c // 4, p % AMX_T, c % 4] if input_tiles else xt[n, c // 4, p, c % 4]
+    P = xt.shape[1] * AMX_T if input_tiles else xt.shape[2]
+    acc = te.compute((g.N, Kt, P), lambda n, k, p: te.sum(
+        wt[k // AMX_T, c // AMX_K, k % AMX_T, c % AMX_K].astype("int32") * x_at(n, c, p).astype("int32"),
+        axis=c), name=f"{name}.acc", tag="acc")
     return te.compute((g.N, g.K, g.OH, g.OW), lambda n, k, oh, ow: apply_epilogue(
         epilogue, acc[n, k, oh * g.OW + ow], (n, k, oh, ow)), name=name, tag=TAG,
         attrs={"gemm": True, "group": 4, "flops": g.flops, "geometry": g, "amx": True, **(attrs or {})})
@@ -227,6 +242,15 @@ def define_amx_knobs(cfg, g: ConvGeometry) -> None:
     """tile_k (output channels) and tile_p (pixels): one or two tiles each."""
     cfg.define_knob("tile_k", [16, 32], default=32 if g.K % 32 == 0 else 16)
     cfg.define_knob("tile_p", [16, 32], default=32)
+
+
+def amx_input_tiles(g: ConvGeometry) -> bool:
+    """Does the 1x1 conv on AMX pack its input in 16-pixel tiles (conv1x1_amx)?  Where at least
+    128 output channels read each packed byte: measured on ResNet-50's 1x1 convs (one thread,
+    alternating) 1.03-1.25x faster from 512 -> 128 at 28x28 to 512 -> 2048 at 7x7, but 0.9x at
+    256 -> 64 at 56x56, whose pack (a quarter of its time) then writes 64 bytes a 4 KiB stride
+    apart.  A rule rather than a knob, so that the tuning records of the template still fit."""
+    return g.K >= 128
 
 
 def schedule_conv1x1_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
@@ -248,6 +272,14 @@ def schedule_conv1x1_amx(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor |
     parallel_if_worth(s[final], tile, out.op.attrs["flops"] / 2)
     s[acc].compute_at(s[final], tile)
     amx_block(s, acc, out.op.attrs["flops"] / 2)
+    xt = input_stage(acc, "pack_tiles")
+    if xt is not None:
+        # a vector per 16 pixels x 4 channels (te/codegen_vector.py's byte interleave); channel
+        # groups outside the pixel blocks, so that the input's planes are read in order
+        n, pb, cq, pi, gi = s[xt].op.axis
+        s[xt].reorder(n, cq, pb, pi, gi)
+        s[xt].vectorize(s[xt].fuse(pi, gi))
+        parallel_if_worth(s[xt], s[xt].fuse(n, cq), out.op.attrs["flops"] / 16)
     for t in acc.op.input_tensors:
         if getattr(t.op, "tag", None) == "pack":
             _schedule_pack(s, t, out.op.attrs["flops"], target)
@@ -275,8 +307,8 @@ def pack_weight_amx_direct_numpy(w: np.ndarray, g: ConvGeometry) -> np.ndarray:
     Kp, Cp, (q, phases) = _pad(g.K, AMX_T), _pad(g.C, AMX_K), amx_column_taps(g)
     wp = np.zeros((Kp, Cp, g.R, q * phases), np.int8)
     wp[:g.K, :g.C, :, :g.S] = w
-    return np.ascontiguousarray(wp.reshape(Kp // AMX_T, AMX_T, Cp // AMX_K, AMX_K, g.R, q * phases)
-                                .transpose(0, 2, 4, 5, 1, 3))
+    return aligned_copy(wp.reshape(Kp // AMX_T, AMX_T, Cp // AMX_K, AMX_K, g.R, q * phases)
+                        .transpose(0, 2, 4, 5, 1, 3))
 
 
 def pack_weight_amx(w: te.Tensor, g: ConvGeometry, name: str) -> te.Tensor:

@@ -22,8 +22,8 @@ import te
 from te import tensorize
 from te.target import Target
 
-from .int8_matmul import (AMX_K, AMX_LANES, define_amx_knobs, define_vector_knobs, matmul_int8, pack_weight,
-                          pack_weight_numpy, packed_shape, schedule_amx, schedule_vector)
+from .int8_matmul import (AMX_K, AMX_LANES, amx_tiles_in_place, define_amx_knobs, define_vector_knobs, matmul_int8,
+                          pack_weight, pack_weight_numpy, packed_shape, schedule_amx, schedule_vector)
 from . import int8_conv2d as ic
 from . import int8_winograd as iw
 from .implementations import MatmulShapes, _Conv
@@ -53,6 +53,7 @@ class _Int8Matmul(MatmulShapes):
     arguments = staticmethod(_matmul_args)
     packs_weight = True
     family = ""
+    k_multiple = 0          # K padded with zeros to a multiple of it in the packed weight (0: none)
 
     def lanes_group(self, target: Target) -> tuple[int, int]:
         """Columns per vector (or tile) and k per instruction."""
@@ -66,16 +67,17 @@ class _Int8Matmul(MatmulShapes):
 
     def placeholders(self, wl, cfg, target, prepacked):
         L, G = self.lanes_group(target)
-        w = (te.placeholder(packed_shape(wl.N, wl.K, L, G), PACKED[self.family], name="w.packed") if prepacked else
+        w = (te.placeholder(packed_shape(wl.N, wl.K, L, G, self.k_multiple), PACKED[self.family], name="w.packed")
+             if prepacked else
              te.placeholder(self.weight_shape(wl), "int8", name="w" if self.transpose_b else "B"))
         return [te.placeholder((wl.M, wl.K), "uint8", name="x" if self.transpose_b else "A"), w]
 
     def pack_weight(self, w, wl, cfg, target):
-        return pack_weight_numpy(w, *self.lanes_group(target), self.transpose_b, PACKED[self.family])
+        return pack_weight_numpy(w, *self.lanes_group(target), self.transpose_b, PACKED[self.family], self.k_multiple)
 
     def packed(self, w: te.Tensor, wl, target: Target, prepacked: bool, name: str) -> te.Tensor:
         L, G = self.lanes_group(target)
-        return w if prepacked else pack_weight(w, L, G, self.transpose_b, name, PACKED[self.family])
+        return w if prepacked else pack_weight(w, L, G, self.transpose_b, name, PACKED[self.family], self.k_multiple)
 
 
 class VectorMatmul(_Int8Matmul):
@@ -111,8 +113,10 @@ class VectorMatmul(_Int8Matmul):
 
 
 class AmxMatmul(_Int8Matmul):
-    """Up to 2 x 2 AMX tiles of C over the whole K (M of 16 or more, K a multiple of 64)."""
+    """Up to 2 x 2 AMX tiles of C over the whole K (M of 16 or more; K padded to whole tiles
+    with zeros, in the packed weight and in the kernel's copy of A)."""
     family = "amx"
+    k_multiple = AMX_K
 
     def __init__(self, transpose_b: bool):
         self.transpose_b = transpose_b
@@ -123,17 +127,17 @@ class AmxMatmul(_Int8Matmul):
         return AMX_LANES, 4
 
     def applies(self, wl, target):
-        return (super().applies(wl, target) and tensorize.supports("amx", target)
-                and wl.M >= AMX_LANES and wl.K % AMX_K == 0)
+        return super().applies(wl, target) and tensorize.supports("amx", target) and wl.M >= AMX_LANES
 
     def space(self, cfg, wl, target):
-        define_amx_knobs(cfg, wl.M, wl.N)
+        define_amx_knobs(cfg, wl.M, wl.N, wl.K, target)
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         name = name or self.name
         a, w = inputs[:2]
+        in_place = amx_tiles_in_place(a)
         return matmul_int8(a, self.packed(w, wl, target, prepacked, name), wl.N, name=name, attrs={"amx": True},
-                           tile_a=True)
+                           bm=cfg["tile_m"].val if in_place else 1, tile_a=not in_place)
 
     def schedule(self, s, out, final, cfg, target):
         schedule_amx(cfg, s, out, final, target)
