@@ -11,8 +11,7 @@ arithmetic per lane, so results (a reduction's order of addition included) are u
 """
 from __future__ import annotations
 
-from .expr import Const, Var, const, free_vars
-from .printer import expr_str
+from .expr import Const, Expr, Logic, LogicKind, Var, const, free_vars
 from .schedule import ForKind
 from .simplify import Ranges, bound, simplify_stmt, substitute_stmt
 from .stmt import Allocate, For, IfThenElse, LoweredFunc, Seq, Stmt, seq
@@ -51,40 +50,40 @@ def _peel(s: Stmt, ranges: Ranges) -> Stmt:
 
 def _peel_loop(s: For, ranges: Ranges) -> tuple[Stmt, Stmt] | None:
     """(the loop's first E-1 iterations, its last one) when in the first ones the simplifier
-    proves a lane guard that depends on the loop's variable; None for any other loop."""
+    proves a lane condition that depends on the loop's variable; None for any other loop."""
     if s.kind is not ForKind.SERIAL or s.pragmas or not isinstance(s.extent, Const) or s.extent.value < 2:
         return None                 # parallel loops keep their iterations; unrolled ones fold the guard per copy
-    guards = _lane_guards(s.body, s.var)
-    if not guards:
+    terms = _lane_terms(s.body, s.var)
+    if not terms:
         return None
     n = s.extent.value
     main = simplify_stmt(For(s.var, const(n - 1, s.extent.dtype), s.kind, s.body, s.pragmas), ranges)
-    if main is None or _conds(_lane_guards(main, s.var)) == _conds(guards):
-        return None                 # no guard is proved in the first iterations: nothing to gain
+    if main is None or len(_lane_terms(main, s.var)) >= len(terms):
+        return None                 # no lane condition is proved in the first iterations: nothing to gain
     last = simplify_stmt(substitute_stmt(s.body, {s.var: const(n - 1, s.var.dtype)}), ranges)
     return main, last if last is not None else seq([])
 
 
-def _lane_guards(s: Stmt, var: Var, lanes: frozenset = frozenset()) -> list[IfThenElse]:
-    """The guards in s, inside a vectorized loop, whose condition depends on a lane variable and on var."""
-    out: list[IfThenElse] = []
+def _lane_terms(s: Stmt, var: Var, lanes: frozenset = frozenset()) -> list[Expr]:
+    """The terms of the guards in s (the conditions they AND together), inside a vectorized loop,
+    that depend on a lane variable and on var: each a lane mask that peeling var may prove."""
+    out: list[Expr] = []
     if isinstance(s, Seq):
         for x in s.stmts:
-            out += _lane_guards(x, var, lanes)
+            out += _lane_terms(x, var, lanes)
     elif isinstance(s, Allocate):
-        out += _lane_guards(s.body, var, lanes)
+        out += _lane_terms(s.body, var, lanes)
     elif isinstance(s, For):
-        inner = lanes | {s.var} if s.kind is ForKind.VECTORIZED else lanes
-        out += _lane_guards(s.body, var, inner)
+        out += _lane_terms(s.body, var, lanes | {s.var} if s.kind is ForKind.VECTORIZED else lanes)
     elif isinstance(s, IfThenElse):
-        used = free_vars(s.cond)
-        if var in used and used & lanes:
-            out.append(s)
-        out += _lane_guards(s.then, var, lanes)
+        out += [c for c in _conjuncts(s.cond) if var in free_vars(c) and free_vars(c) & lanes]
+        out += _lane_terms(s.then, var, lanes)
         if s.orelse is not None:
-            out += _lane_guards(s.orelse, var, lanes)
+            out += _lane_terms(s.orelse, var, lanes)
     return out
 
 
-def _conds(guards: list[IfThenElse]) -> list[str]:
-    return [expr_str(g.cond) for g in guards]
+def _conjuncts(c: Expr) -> list[Expr]:
+    if isinstance(c, Logic) and c.op is LogicKind.AND:
+        return _conjuncts(c.a) + _conjuncts(c.b)
+    return [c]

@@ -136,3 +136,20 @@ def test_parallel_split_outer_keeps_its_guard(rand, run):
     assert len(_guards(te.lower(s, [A, B], "k").body)) == 1
     a = rand((197,))
     np.testing.assert_allclose(_both(s, [A, B], [a], run), a + 1, rtol=1e-6)
+
+
+def test_only_the_loop_of_the_lane_guard_is_peeled(rand, run):
+    """Rows split by 4 (10 rows: a scalar guard) and columns by 16 (37: a lane guard): the
+    column loop is peeled, the row loop is not (its guard turns no lanes off), so the vector
+    loop appears twice, not four times."""
+    A = te.placeholder((10, 37), name="A")
+    B = te.compute((10, 37), lambda i, j: A[i, j] - 3.0, name="B")
+    s = te.create_schedule(B.op)
+    yo, yi = s[B].split(B.op.axis[0], factor=4)
+    xo, xi = s[B].split(B.op.axis[1], factor=W)
+    s[B].reorder(yo, xo, yi, xi)
+    s[B].vectorize(xi)
+    f = te.lower(s, [A, B], "k")
+    assert sum(isinstance(x, For) and x.kind is ForKind.VECTORIZED for x in walk_stmt(f.body)) == 2, str(f)
+    a = rand((10, 37))
+    np.testing.assert_allclose(_both(s, [A, B], [a], run), a - 3, rtol=1e-6)
