@@ -6,7 +6,8 @@ part its consumer reads under a compute_at loop); derive every loop's extent fro
 and fuses; then build each stage's loop nest, with the stages computed at its loops nested
 inside, reductions as an init nest plus an update nest, and guards where a split does not
 divide or a region overhangs its tensor (or, on an axis marked pragma "overhang"="clamp", the
-overhang computed at the tensor's last point).  `lower()` then simplifies.
+overhang computed at the tensor's last point).  `lower()` then simplifies and peels each vector
+loop's masked last step off the loop around it (te/peel.py).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from .expr import (INDEX_DTYPE, BinOp, BinOpKind, Cmp, CmpKind, Const, Expr, Load, Logic, LogicKind,
                    Reduce, Select, TensorLoad, Var, children, const, free_vars, substitute, transform, walk)
 from . import tensorize
+from .peel import peel_vector_tails
 from .printer import expr_str
 from .schedule import AttachType, ForKind, Fuse, Schedule, ScheduleError, Split, Stage
 from .simplify import INF, Linear, bound, linear, simplify, simplify_func
@@ -498,6 +500,6 @@ def lower(sch: Schedule, args: list, name: str = "default_function", simple: boo
     unrolling); tilewise's lowering does neither (codegen unrolls), so the readable function
     is what it always returns, and `print(te.lower(s, args, simple_mode=True))` works as in TVM."""
     f = Lowering(sch, list(args), name).run()
-    f = simplify_func(f) if simple else f
+    f = peel_vector_tails(simplify_func(f)) if simple else f   # whole vectors, then one masked tail
     tensorize.check(f)                  # a tensorized nest is what its intrinsic computes
     return f
