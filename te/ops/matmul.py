@@ -376,8 +376,8 @@ def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target,
 
     A 1x1 conv whose output planes spill the L2 while B (and a band) stays in it takes rows_outer
     outright (streams_planes): its re-reads of B come from L2 as the tile consumes them, nv lines
-    per bm x nv / 2 cycles of FMAs (under a line every 2 cycles for the register tiles here, where
-    the L2 delivers one a cycle and its streamer fetches a panel's or a plane's ascending lines
+    per bm x nv / 2 cycles of FMAs (a line every 3-4 cycles with the 6- and 8-row tiles, where the
+    L2 delivers one a cycle and its streamer fetches a panel's or a plane's ascending lines
     ahead), so they overlap the FMAs the model adds them to, while cols_outer's plane-apart
     visits of the output stall on misses.
 
@@ -410,7 +410,7 @@ def streams_planes(out: float, b_and_band: float, caches: Caches) -> bool:
 
     Measured on Emerald Rapids (one thread's CPU time, alternating, rows_outer against the order
     the model picked): ResNet-50's 128 -> 512 at 28x28 + Sum + Relu 1.11x (two threads 1.07-1.09x),
-    64 -> 256 at 56x56 (+ bias) 1.06x, the stride-2 256 -> 512 1.03x, 128 -> 512 (+ bias) as fast;
+    64 -> 256 at 56x56 (+ bias) 1.06x (two threads 1.07-1.08x), the stride-2 256 -> 512 1.03x, 128 -> 512 (+ bias) as fast;
     where B spills (256 -> 64 at 56x56: 3.1 MiB of input read in place) rows_outer ran 0.4x, and
     where the output stays in L2 (64 -> 64 at 56x56) 0.97-1.0x: the usual order stays there.  The
     bounds are the target's: with Zen 4's 1 MiB L2 the 0.8 MiB input of 64 -> 256 spills and the
