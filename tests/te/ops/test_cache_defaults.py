@@ -97,13 +97,13 @@ def test_tile_order_as_the_docstring_says():
 
 def test_tile_order_of_a_1x1_conv_weighs_its_output_planes():
     """A 1x1 GEMM conv's output rows lie a channel plane apart: cols_outer visits them where no
-    prefetcher follows, rows_outer streams them.  ResNet-50's 64 -> 256 at 56x56, with its residual
-    or without (3.1 MiB of output), takes rows_outer with a 2 MiB L2 (matmul.streams_planes); as a
-    plain GEMM, where rows_outer would re-read B (0.8 MiB) from past a 1 MiB L2 per row tile, with
+    prefetcher follows, rows_outer streams them.  ResNet-50's 64 -> 256 at 56x56 with its residual
+    (output and residual: 2 arrays of 3.1 MiB) takes rows_outer with a 2 MiB L2; without the
+    residual, where rows_outer would re-read B (0.8 MiB) from past a 1 MiB L2 per row tile, with
     a deeper B, or with caches that hold everything, the usual cols_outer stays."""
     order, t = default_tile_order, with_caches(EMERALD)
     assert order(256, 3136, 64, 8, 32, t, nchw_arrays=2) == "rows_outer"
-    assert order(256, 3136, 64, 8, 32, t, nchw_arrays=1) == "rows_outer"
+    assert order(256, 3136, 64, 8, 32, t, nchw_arrays=1) == "cols_outer"
     assert order(256, 3136, 64, 8, 32, t) == "cols_outer"
     assert order(256, 3136, 256, 8, 32, t, nchw_arrays=2) == "cols_outer"      # B re-read per row tile
     assert order(256, 3136, 64, 8, 32, with_caches(ZEN4), nchw_arrays=2) == "cols_outer"
@@ -115,8 +115,7 @@ def test_untuned_1x1_conv_with_a_residual_streams_its_output_planes(rand):
     knob's default, cannot) and matches numpy with the order it picks."""
     from te import ops
     from te.ops.matmul import tile_order
-    # 64 -> 64 at 56x56: its 0.8 MiB output stays in a 2 MiB L2, with the residual 1.6 MiB do not
-    wl = ConvWorkload((1, 64, 56, 56), (64, 64, 1, 1), (1, 1), (0, 0, 0, 0))
+    wl = ConvWorkload((1, 64, 56, 56), (256, 64, 1, 1), (1, 1), (0, 0, 0, 0))
     im = registry.IMPLEMENTATIONS["conv2d.gemm1x1"]
     a, b = rand(wl.x_shape), rand(wl.w_shape)
     for residual, want in ((True, "rows_outer"), (False, "cols_outer")):
