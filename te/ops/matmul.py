@@ -379,13 +379,12 @@ def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target,
     per bm x nv / 2 cycles of FMAs (a line every 3-4 cycles with the 6- and 8-row tiles, where the
     L2 delivers one a cycle and its streamer fetches a panel's or a plane's ascending lines
     ahead), so they overlap the FMAs the model adds them to, while cols_outer's plane-apart
-    visits of the output stall on misses.  On several threads only where it packs B: rows_outer
-    has every thread read all of B, (T-1)/T of it written by the other threads (the producer's
-    output, or the pack's panels).  Packed, those are contiguous panels the prefetchers follow;
-    read in place, they are lines another core holds, a channel plane apart (as
-    te.ops.schedule.rows_split_pays counts them), and that outweighs the planes streamed:
-    ResNet-50's 64 -> 256 at 56x56 ran 0.92-0.93x in the model on two threads with rows_outer
-    (frontends.profile.time_steps, order="model"), though 1.07x alone and on one thread.
+    visits of the output stall on misses.  On one thread only: on several, rows_outer splits the
+    output between them by channels where the 1x1 convs around it split by pixels (cols_outer,
+    panels), so a thread reads half its input, or its consumer half of its own, from lines the
+    other core wrote.  In the model on two threads (frontends.profile.time_steps, order="model",
+    Emerald Rapids) ResNet-50's 64 -> 256 at 56x56 ran 0.92-0.93x with rows_outer (1.07x alone),
+    its 128 -> 512 + Sum 1.00-1.03x but the 512 -> 128 conv reading its output 0.95-0.97x.
 
     `packs_b`: the kernel packs B itself (a 1x1 conv's input): "panels" replaces cols_outer
     where panels_pay.
@@ -394,8 +393,7 @@ def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target,
     panel, band = 4.0 * K * bn, 4.0 * K * bm
     row_tiles, col_blocks = -(-M // bm), -(-N // bn)
     c, lanes, work = target.caches, target.lanes(), 2.0 * M * N * K
-    b_streams = packs_b or target.threads == 1     # what other cores wrote of B is packed panels, or none
-    if nchw_arrays and b_streams and streams_planes(nchw_arrays * 4.0 * M * N, b + band, c):
+    if nchw_arrays and target.threads == 1 and streams_planes(nchw_arrays * 4.0 * M * N, b + band, c):
         return "rows_outer"
     cycles = {"cols_outer": c.loop_cycles(work, lanes, [(row_tiles * b, panel + band), (col_blocks * a, a + panel)]),
               "rows_outer": c.loop_cycles(work, lanes, [(col_blocks * a, band + panel), (row_tiles * b, b + band)])}
@@ -416,11 +414,11 @@ def streams_planes(out: float, b_and_band: float, caches: Caches) -> bool:
     spill the L2 while B and a band of A stay in it?
 
     Measured on Emerald Rapids (one thread's CPU time, alternating, rows_outer against the order
-    the model picked): ResNet-50's 128 -> 512 at 28x28 + Sum + Relu 1.11x (two threads alone
-    1.07-1.09x, in the model 1.03-1.05x), 64 -> 256 at 56x56 (+ bias) 1.06x (in the model on one
-    thread 1.07x), the stride-2 256 -> 512 1.03x, 128 -> 512 (+ bias) as fast;
-    where B spills (256 -> 64 at 56x56: 3.1 MiB of input read in place) rows_outer ran 0.4x, and
-    where the output stays in L2 (64 -> 64 at 56x56) 0.97-1.0x: the usual order stays there.  The
+    the model picked): ResNet-50's 128 -> 512 at 28x28 + Sum + Relu 1.11x, 64 -> 256 at 56x56
+    (+ bias) 1.06x, the stride-2 256 -> 512 1.03x (in the model on one thread 1.05-1.07x each),
+    128 -> 512 (+ bias) as fast; where B spills (256 -> 64 at 56x56: 3.1 MiB of input read in
+    place) rows_outer ran 0.4x, and where the output stays in L2 (64 -> 64 at 56x56)
+    0.97-1.0x: the usual order stays there.  The
     bounds are the target's: with Zen 4's 1 MiB L2 the 0.8 MiB input of 64 -> 256 spills and the
     model decides; Ice Lake's 1.25 MiB holds it as Emerald Rapids' 2 MiB does."""
     return caches.level(out) >= 2 and caches.level(b_and_band) <= 1

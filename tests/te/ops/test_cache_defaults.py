@@ -200,9 +200,8 @@ def test_panels_where_the_pack_round_trip_outweighs_the_accumulator_pass():
     assert order(128, 784, 512, 8, 32, t, 1, packs_b=True) == "panels"          # 512 -> 128 at 28x28
     assert order(256, 784, 512, 8, 32, t, 1, packs_b=True) == "panels"          # 512 -> 256
     assert order(16, 3025, 128, 8, 32, t, 1, packs_b=True) == "panels"          # SqueezeNet's 128 -> 16
-    # 128 -> 512 (M > K) and the stride-2 256 -> 512 stream their output planes (streams_planes)
-    assert order(512, 784, 128, 8, 32, t, 2, packs_b=True) == "rows_outer"
-    assert order(512, 784, 256, 8, 32, t, 1, packs_b=True) == "rows_outer"
+    assert order(512, 784, 128, 8, 32, t, 2, packs_b=True) == "cols_outer"      # 128 -> 512: M > K
+    assert order(512, 784, 256, 8, 32, t, 1, packs_b=True) == "cols_outer"      # 256 -> 512 stride 2
     assert order(128, 784, 512, 8, 32, t, 1) == "cols_outer"                    # the input read in place
     # too few column blocks for the threads (25 blocks, 8 threads), and the residual-streaming order
     assert order(128, 784, 512, 8, 32, dataclasses.replace(t, threads=8), 1, packs_b=True) == "cols_outer"
