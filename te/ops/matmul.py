@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 import te
-from te.caches import beats
+from te.caches import Caches, beats
 from te.schedule import AttachType
 from te.target import Target, parse
 
@@ -374,6 +374,18 @@ def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target,
     each plane.  With a residual that decides ResNet-50's 64 -> 256 conv at 56x56 (3.1 MiB of
     output and as much residual): rows_outer, 0.70 against 0.88 ms on two threads.
 
+    A 1x1 conv whose output planes spill the L2 while B (and a band) stays in it takes rows_outer
+    outright (streams_planes): its re-reads of B come from L2 as the tile consumes them, nv lines
+    per bm x nv / 2 cycles of FMAs (a line every 3-4 cycles with the 6- and 8-row tiles, where the
+    L2 delivers one a cycle and its streamer fetches a panel's or a plane's ascending lines
+    ahead), so they overlap the FMAs the model adds them to, while cols_outer's plane-apart
+    visits of the output stall on misses.  On one thread only: on several, rows_outer splits the
+    output between them by channels where the 1x1 convs around it split by pixels (cols_outer,
+    panels), so a thread reads half its input, or its consumer half of its own, from lines the
+    other core wrote.  In the model on two threads (frontends.profile.time_steps, order="model",
+    Emerald Rapids) ResNet-50's 64 -> 256 at 56x56 ran 0.92-0.93x with rows_outer (1.07x alone),
+    its 128 -> 512 + Sum 1.00-1.03x but the 512 -> 128 conv reading its output 0.95-0.97x.
+
     `packs_b`: the kernel packs B itself (a 1x1 conv's input): "panels" replaces cols_outer
     where panels_pay.
     """
@@ -381,6 +393,8 @@ def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target,
     panel, band = 4.0 * K * bn, 4.0 * K * bm
     row_tiles, col_blocks = -(-M // bm), -(-N // bn)
     c, lanes, work = target.caches, target.lanes(), 2.0 * M * N * K
+    if nchw_arrays and target.threads == 1 and streams_planes(nchw_arrays * 4.0 * M * N, b + band, c):
+        return "rows_outer"
     cycles = {"cols_outer": c.loop_cycles(work, lanes, [(row_tiles * b, panel + band), (col_blocks * a, a + panel)]),
               "rows_outer": c.loop_cycles(work, lanes, [(col_blocks * a, band + panel), (row_tiles * b, b + band)])}
     if nchw_arrays:
@@ -392,6 +406,22 @@ def default_tile_order(M: int, N: int, K: int, bm: int, bn: int, target: Target,
     order = other if beats(cycles[other], cycles[usual]) else usual
     # panels visits the output planes as cols_outer does: it replaces that order only
     return "panels" if order == "cols_outer" and packs_b and panels_pay(M, K, col_blocks * bn, bn, target) else order
+
+
+def streams_planes(out: float, b_and_band: float, caches: Caches) -> bool:
+    """Does a 1x1 conv's GEMM stream its output planes (rows_outer) whatever the cycle model says:
+    do the output-sized arrays its output stage moves (`out` bytes: the output and a residual)
+    spill the L2 while B and a band of A stay in it?
+
+    Measured on Emerald Rapids (one thread's CPU time, alternating, rows_outer against the order
+    the model picked): ResNet-50's 128 -> 512 at 28x28 + Sum + Relu 1.11x, 64 -> 256 at 56x56
+    (+ bias) 1.06x, the stride-2 256 -> 512 1.03x (in the model on one thread 1.05-1.07x each),
+    128 -> 512 (+ bias) as fast; where B spills (256 -> 64 at 56x56: 3.1 MiB of input read in
+    place) rows_outer ran 0.4x, and where the output stays in L2 (64 -> 64 at 56x56)
+    0.97-1.0x: the usual order stays there.  The
+    bounds are the target's: with Zen 4's 1 MiB L2 the 0.8 MiB input of 64 -> 256 spills and the
+    model decides; Ice Lake's 1.25 MiB holds it as Emerald Rapids' 2 MiB does."""
+    return caches.level(out) >= 2 and caches.level(b_and_band) <= 1
 
 
 # column blocks per thread the panels order needs: its tasks are whole column blocks, and with
