@@ -8,13 +8,18 @@ model's order without a rebuild.
 
 With one thread (the default) each call is timed by the calling thread's CPU time, which holds on
 a machine other processes load (their cache traffic still counts); with --threads 2 by the wall
-clock, usable only on a quiet machine.  Each call's fastest of --repeat passes is taken in each of
-frontends.profile.time_steps' orders: model, after_previous (only its producer before it), alone,
+clock, usable only on a quiet machine, or with --clock process by both threads' CPU time, idle
+threads sleeping (OMP_WAIT_POLICY=passive): a call's work and memory stalls on every thread, but
+not its load imbalance or fork-join, which only the wall clock shows.  Each call's fastest of
+--repeat passes is taken in each of frontends.profile.time_steps' orders: model, after_previous (only its producer before it), alone,
 weights_cold and input_cold (alone with those evicted, te/cache_flush.py).  Columns:
 model - alone (what the model's order costs the call), weights_cold - alone (what reading its
 weights from memory would cost it unhidden), after_previous - alone (its input where its producer
-left it, with no other traffic).  The whole model's CPU time against the sum of its calls in
-model order is the time outside the kernels (the entry point, copies, fork-join).
+left it, with no other traffic); the split column names the main parallel loop's fused axes
+(outermost first), to see where a producer and its consumer split the work differently.  The
+whole model against the sum of its calls in model order is the time outside the kernels (the
+entry point, copies, and on the wall clock the fork-joins).  bench/threads.py --cache-state
+prints the same orders on the wall clock for one thread and two, with the fork-join cost.
 
 A --variant changes what each call prefetches (the range the model's entry point would store,
 te/prefetch.py) in place, for the model-order timing only: lead=N (eighths of a thread's slice;
@@ -39,6 +44,16 @@ def _clocked(profile, clock) -> None:
     """Make time_steps time each call with `clock` (bench/conv_in_model.py passes clock=; this
     checkout's time_steps reads time.perf_counter)."""
     profile.time = types.SimpleNamespace(perf_counter=clock)
+
+
+def split_of(lib, kernel: str) -> str:
+    """The variable of a kernel's last parallel loop (its main stage; pad and pack stages come
+    first): which axes its threads split, outermost first (i1/k: output channels, i2/oh: rows)."""
+    from te.schedule import ForKind
+    from te.stmt import For, walk_stmt
+    func = next(f for f in lib.plan.funcs if f.name == kernel)
+    loops = [s for s in walk_stmt(func.body) if isinstance(s, For) and s.kind is ForKind.PARALLEL]
+    return f"{loops[-1].var.name}/{loops[-1].extent}" if loops else "-"
 
 
 def variant_ranges(lib, spec: str) -> list:
@@ -82,13 +97,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="/tmp/s16/resnet50.onnx", help="an ONNX file (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=1, help="kernel threads (default: %(default)s)")
+    ap.add_argument("--clock", choices=["auto", "process", "wall"], default="auto",
+                    help="auto: the thread's CPU time on 1 thread, else the wall clock; process: all "
+                         "threads' CPU time, waiting threads asleep (OMP_WAIT_POLICY=passive)")
     ap.add_argument("--repeat", type=int, default=8, help="passes per order (default: %(default)s)")
-    ap.add_argument("--top", type=int, default=25, help="calls shown, largest gap first (default: %(default)s)")
+    ap.add_argument("--top", type=int, default=25, help="calls shown, largest model - alone first (default: %(default)s)")
     ap.add_argument("--variant", action="append", default=[], help="prefetch variant to A/B in model order")
     ap.add_argument("--rounds", type=int, default=6, help="alternating rounds of the variants (default: %(default)s)")
     ap.add_argument("--no-orders", action="store_true", help="skip the per-call table (variants only)")
     a = ap.parse_args()
     os.environ["TILEWISE_NUM_THREADS"] = str(a.threads)       # before te loads
+    if a.clock == "process":
+        os.environ["OMP_WAIT_POLICY"] = "passive"   # a waiting thread sleeps: no spin counted as work
 
     import numpy as np
     import frontends
@@ -96,7 +116,8 @@ def main() -> None:
     from common import env_note, table
     from threads import weight_bytes
 
-    clock = time.thread_time if a.threads == 1 else time.perf_counter
+    clock = (time.process_time if a.clock == "process" else time.perf_counter if a.clock == "wall" or a.threads > 1
+             else time.thread_time)
     print(env_note(), f"| {a.threads} thread(s), clock {clock.__name__}", flush=True)
     lib = frontends.build(frontends.onnx.from_onnx(a.model))
     feed = profile.random_inputs(lib.plan.inputs)
@@ -119,22 +140,22 @@ def main() -> None:
         rows = []
         for k, st in enumerate(steps):
             m, ap_, al, wc, ic = (us[o][k] for o in orders)
-            rows.append((m - al, [st.kernel[:28], ",".join(st.nodes)[:18], f"{weight_bytes(lib, st) / 2**20:.2f}",
+            rows.append((m - al, [st.kernel[:28], ",".join(st.nodes)[:18], split_of(lib, st.kernel)[:40],
+                                  f"{weight_bytes(lib, st) / 2**20:.2f}",
                                   f"{st.prefetch[1] / 2**20:.1f}/{st.prefetch[2]}" if st.prefetch else "-",
                                   f"{m:.0f}", f"{al:.0f}", f"{m - al:+.0f}", f"{wc - al:+.0f}", f"{ic - al:+.0f}",
                                   f"{ap_ - al:+.0f}"]))
         rows.sort(key=lambda r: -r[0])
-        heads = ["kernel", "nodes", "W MiB", "pf MiB/lead", "model us", "alone us", "model-alone",
+        heads = ["kernel", "nodes", "split (parallel loop)", "W MiB", "pf MiB/lead", "model us", "alone us", "model-alone",
                  "Wcold-alone", "incold-alone", "afterprev-alone"]
         print(table(heads, [r for _, r in rows[:a.top]]))
         sums = {o: sum(v) / 1e3 for o, v in us.items()}
         print("sums (ms): " + ", ".join(f"{o} {v:.2f}" for o, v in sums.items())
               + f"; whole model (fastest) {min(whole) * 1e3:.2f}, median {sorted(whole)[len(whole) // 2] * 1e3:.2f}")
-        gap = [r[0] for r in rows]
-        print(f"model - alone: {sum(gap) / 1e3:.2f} ms over {len(gap)} calls; the {a.top} largest "
-              f"{sum(gap[:a.top]) / 1e3:.2f} ms; calls with weights > 1 MiB "
-              f"{sum(g for g, st in zip([us['model'][k] - us['alone'][k] for k in range(len(steps))], steps) if weight_bytes(lib, st) > 2**20) / 1e3:.2f} ms",
-              flush=True)
+        gap = [us["model"][k] - us["alone"][k] for k in range(len(steps))]
+        large = sum(g for g, st in zip(gap, steps) if weight_bytes(lib, st) > 2**20)
+        print(f"model - alone: {sum(gap) / 1e3:.2f} ms over {len(gap)} calls, of which calls with weights "
+              f"> 1 MiB {large / 1e3:.2f} ms", flush=True)
 
     if a.variant:
         labels = ["base"] + a.variant
@@ -142,8 +163,9 @@ def main() -> None:
         totals: dict[str, list[float]] = {v: [] for v in labels}
         touched: dict[str, list[float]] = {v: [] for v in labels}
         # the calls a variant changes and the call after each: where its effect is, beside the noise
-        near = {v: {id(st) for k, st in enumerate(lib.plan.steps) for st in lib.plan.steps[k:k + 2]
-                    if ranges[v][k] != ranges["base"][k]} for v in labels}
+        steps = lib.plan.steps
+        near = {v: {id(x) for k in range(len(steps)) if ranges[v][k] != ranges["base"][k] for x in steps[k:k + 2]}
+                for v in labels}
         for _ in range(a.rounds):
             for v in labels:
                 for st, p in zip(lib.plan.steps, ranges[v]):
