@@ -36,7 +36,13 @@ How, in the generated code (`PrefetchStream`, a mixin of codegen_llvm.CodeGenLLV
   every iteration of one serial loop of the region's main loop (`stream_loop`: the least
   frequent one that still runs `MIN_ITERATIONS` times, so a burst is a few lines between many
   FMAs; not a pad stage's) prefetches the next `step` bytes, step = the rest / the loop's
-  iterations per thread.
+  iterations per thread, so the lead shrinks from an eighth of the slice to nothing by the
+  walk's end.  A cursor that keeps its lead instead (one parallel iteration ahead, in a conv
+  split by output channel blocks one panel, walking at the rate the slice is read) measured no
+  faster in ResNet-50's order: slower on one thread for a 1x1 conv 2048 -> 512 at 7x7 (8 panels),
+  mixed on two; on one thread leads of 2 or 4 eighths measured slower than 1, and 0 as 1
+  (bench/model_gap.py --variant lead=N): the panel being prefetched competes for the L2 with the
+  one the kernel re-reads, so a short lead serves best.
 
 Why it holds beyond this machine: the lead is an eighth of a thread's share (one of its
 TASKS_PER_THREAD chunks), a few hundred KiB at most for ResNet-50's largest layers (9.4 MB
