@@ -9,6 +9,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from te.native_call import aligned_zeros
 from te.target import Target
 
 
@@ -176,9 +177,4 @@ def padded_array(shape, dtype):
     model's weights blob and workspace hold a kernel's arguments (each 64-byte aligned, in one
     large buffer): a kernel whose last vector load runs past an argument's end reads memory
     there, and so must it where the tuner or the model check times it alone."""
-    import numpy as np
-    dt = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-    buf = np.zeros(nbytes + 64 + SLACK, np.uint8)
-    off = (-buf.ctypes.data) % 64
-    return buf[off:off + nbytes].view(dt).reshape(shape)
+    return aligned_zeros(shape, dtype, slack=SLACK)

@@ -8,7 +8,7 @@ server, and, where they differ, the configs timed side by side on this machine.
 
 The knobs whose defaults read te.Target.caches: the direct conv's `pack_at` and `out_order`
 (te.ops.conv2d.default_pack_at / default_out_order), the packed GEMM's `tile_order`
-(te.ops.matmul.default_tile_order, also the 1x1 GEMM conv's) and Winograd's `tile_bm`
+(te.ops.matmul_defaults.default_tile_order, also the 1x1 GEMM conv's) and Winograd's `tile_bm`
 (te.ops.winograd.default_bm).  Each shape's default config is taken from its task built for this
 machine's features with each cache setting.  "old" is the defaults before they read the caches
 (pack_at by a 64 KiB map, out_order oc_outer, tile_order cols_outer where N >= M).  Where two

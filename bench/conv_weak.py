@@ -36,7 +36,7 @@ from te import ops                                         # noqa: E402
 from tilewise.ceilings import ceilings                     # noqa: E402
 from te.ops import registry                                # noqa: E402
 from te.ops.registry import ConvWorkload                   # noqa: E402
-from te.runtime import ALIGN                               # noqa: E402
+from te.runtime import aligned_zeros                       # noqa: E402
 from te.target import host                                 # noqa: E402
 
 # name: (C, H, K, R, stride, epilogue) of ResNet-50 (v1.5) convs under 70% of peak in session 13, and its
@@ -76,11 +76,7 @@ def workload(name: str) -> tuple[ConvWorkload, str]:
 
 def aligned(shape, dtype, rng: np.random.Generator) -> np.ndarray:
     """Random values in an array that starts on an ALIGN boundary, as the model's buffers do."""
-    dt = np.dtype(dtype)
-    n = int(np.prod(shape))
-    raw = np.empty(n * dt.itemsize + ALIGN, np.uint8)
-    off = (-raw.ctypes.data) % ALIGN
-    a = raw[off:off + n * dt.itemsize].view(dt).reshape(shape)
+    a = aligned_zeros(shape, dtype)
     a[...] = rng.standard_normal(shape)
     return a
 

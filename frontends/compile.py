@@ -27,6 +27,7 @@ from te.export import MEMCPY, add_model_entry
 from te.ops import registry
 from te.ops.knobs import ConfigError
 from te.ops.registry import Choice
+from te.runtime import ALIGN
 from te.stmt import hoist_scratch
 from te.target import Target, parse
 
@@ -37,7 +38,6 @@ from .tasks import workload_of
 
 log = logging.getLogger(__name__)
 
-ALIGN = 64
 
 
 @dataclass

@@ -74,12 +74,20 @@ def random_array(rng: np.random.Generator, shape, dtype) -> np.ndarray:
     return rng.integers(0, 3, shape).astype(dt)
 
 
+def aligned_zeros(shape, dtype, align: int = ALIGN, slack: int = 0) -> np.ndarray:
+    """A zeroed C-contiguous array that starts on an `align`-byte boundary, with `slack` bytes of
+    (zeroed) memory after its end, as a model's weights blob and workspace hold an argument."""
+    dt = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    raw = np.zeros(nbytes + align + slack, np.uint8)
+    off = (-raw.ctypes.data) % align
+    return raw[off:off + nbytes].view(dt).reshape(shape)
+
+
 def aligned_copy(a: np.ndarray, align: int = ALIGN) -> np.ndarray:
     """a, C-contiguous, in memory that starts on an `align`-byte boundary (numpy puts large arrays
     16 bytes past a page): a kernel's 64-byte row and tile loads of it then never split a cache line."""
-    raw = np.empty(a.nbytes + align, np.uint8)
-    off = (-raw.ctypes.data) % align
-    out = raw[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out = aligned_zeros(a.shape, a.dtype, align)
     out[...] = a
     return out
 

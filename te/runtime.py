@@ -64,14 +64,14 @@ CPUINFO_FLAGS = {
 # the package (docs/c_abi.md), this file imports native_call.py from beside it.
 if __package__:
     from .native_call import (ALIGN, BYTE_CODED, MAX_THREADS, ML_DTYPES, SPIN_COUNT, ArgSpec, LoadError,
-                              ModelCall, NativeFunction, NodeArg, Pointers, aligned_copy, batch_of,
-                              check_args, check_num_threads, concrete_shape, data_address, node_args,
+                              ModelCall, NativeFunction, NodeArg, Pointers, aligned_copy, aligned_zeros,
+                              batch_of, check_args, check_num_threads, concrete_shape, data_address, node_args,
                               np_dtype, num_threads, openmp_wait_policy, positional_feed, random_array,
                               select_outputs)
 else:
     from native_call import (ALIGN, BYTE_CODED, MAX_THREADS, ML_DTYPES, SPIN_COUNT, ArgSpec, LoadError,
-                             ModelCall, NativeFunction, NodeArg, Pointers, aligned_copy, batch_of,
-                             check_args, check_num_threads, concrete_shape, data_address, node_args,
+                             ModelCall, NativeFunction, NodeArg, Pointers, aligned_copy, aligned_zeros,
+                             batch_of, check_args, check_num_threads, concrete_shape, data_address, node_args,
                              np_dtype, num_threads, openmp_wait_policy, positional_feed, random_array,
                              select_outputs)
 

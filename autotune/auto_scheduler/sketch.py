@@ -46,6 +46,10 @@ seeds are tiling.py's `TilingRules`, which SketchPolicy inherits):
   vector operation per level), then a short reduction over the lanes;
 * every other stage: outer data axes fused and parallel at the root, or computed at a loop of
   its single reader (a parameter picks the loop), innermost data axis vectorized.
+
+A stage whose arithmetic order is its op's definition (te.ops.nn.STAT_TAG: a layer norm's row
+statistics, bit-equal to ONNX Runtime's) is left as its op wrote it: never inlined, tiled or
+rfactored, only placed (`exact`).
 """
 from __future__ import annotations
 
@@ -57,6 +61,7 @@ import te
 from te.expr import Call, Select, TensorLoad, free_vars, walk
 from te.lower import Lowering
 from te.ops.common import largest_divisor
+from te.ops.nn import STAT_TAG
 from te.schedule import AttachType, ForKind, Stage
 from te.tensor import ComputeOp, IterKind, PlaceholderOp
 
@@ -95,6 +100,9 @@ class StageFacts:
     # data axes that may carry the vector instead of the last (a conv's output channels): see _channel_axes
     channel_axes: tuple = ()
     guarded: bool = False       # a select (a pad's bounds test): computed apart by parameter
+    # its order of operations is its op's (te.ops.nn.STAT_TAG): placed only, never inlined,
+    # tiled or rfactored, so its sums add in the order that makes them bit-equal to ONNX Runtime's
+    exact: bool = False
 
     @property
     def last(self) -> int:
@@ -122,7 +130,8 @@ def _facts(s: te.Schedule) -> dict[str, StageFacts]:
         widths = tuple(x.tensor.shape[-1] for x in loads if x.indices and last in free_vars(x.indices[-1]))
         out[st.name] = StageFacts(st.name, tuple(op.shape), tuple(a.dom[1] for a in op.reduce_axis),
                                   st.is_output, expensive, reuse, op.output(0).dtype, widths,
-                                  _channel_axes(op, loads), any(isinstance(x, Select) for x in nodes))
+                                  _channel_axes(op, loads), any(isinstance(x, Select) for x in nodes),
+                                  op.tag == STAT_TAG)
     return out
 
 
@@ -164,7 +173,7 @@ class SketchPolicy(TilingRules):
         p: dict = {}
         for name, f in self.facts.items():
             if f.injective:
-                if not f.is_output and (f.expensive or f.guarded):
+                if not f.is_output and not f.exact and (f.expensive or f.guarded):
                     p[f"inline:{name}"] = rng.random() < 0.5
                 p[f"vec:{name}"] = self._lanes(f.shape[-1] if f.shape else 1, rng)
                 p[f"loc:{name}"] = rng.randrange(4)
@@ -307,7 +316,10 @@ class SketchPolicy(TilingRules):
     def kinds(self, f: StageFacts) -> list[str]:
         """The ways a reduction stage can be scheduled: tiled where inputs are reused, else plain
         loops; rfactor where the data axes leave threads idle, or the reduction is a plain one
-        (its partial results then run in vector lanes along the reduction axis)."""
+        (its partial results then run in vector lanes along the reduction axis); plain loops
+        alone for an exact stage (its reduction in its op's order)."""
+        if f.exact:
+            return ["plain"]
         spatial = math.prod(f.shape)
         out = ["tile"] if f.reuse and spatial > 1 else ["plain"]
         if self._rf_lanes(f) and (not f.reuse or spatial < 8 * self.threads):
@@ -386,7 +398,8 @@ class SketchPolicy(TilingRules):
         s, tensors = self.task.schedule(), list(self.task.tensors)
         live = {st.name: st for st in s.stages}
         for name, f in self.facts.items():
-            if f.injective and not f.is_output and (not (f.expensive or f.guarded) or p.get(f"inline:{name}", True)):
+            if f.injective and not f.is_output and not f.exact and (
+                    not (f.expensive or f.guarded) or p.get(f"inline:{name}", True)):
                 live[name].compute_inline()
         done: set[str] = self._rows(s, p) if p.get(f"rows:{self.rows_output}") else set()
         owners: dict[str, Stage] = {}          # tiled stage -> the reader that owns its tile

@@ -149,9 +149,9 @@ def gemm_bn(P: int, target: Target) -> int:
 
 
 def gemm_defaults(g: ConvGeometry, target: Target) -> tuple[int, int | None, bool]:
-    """(bn, bm, pack_input) of the untuned 1x1 GEMM (bm None: matmul.default_bm's).
+    """(bn, bm, pack_input) of the untuned 1x1 GEMM (bm None: matmul_defaults.default_bm's).
 
-    Where the target's register tile (matmul.register_tile_shape: 6 rows x 4 vectors with
+    Where the target's register tile (matmul_defaults.register_tile_shape: 6 rows x 4 vectors with
     AVX-512) divides a stride-1 conv's pixels, it reads the input in place: each channel plane
     gives the tile a run of whole lines (4 with AVX-512), and the model's buffers are 64-byte
     aligned, so the pack's extra pass over the input (a write and a re-read of up to 3 MiB)
@@ -160,7 +160,7 @@ def gemm_defaults(g: ConvGeometry, target: Target) -> tuple[int, int | None, boo
     against 0.18 (Emerald Rapids, alternating on shared aligned arrays; packing had measured
     faster on numpy's arrays, which start 16 bytes past a line).  Elsewhere (strided convs,
     pixels the tile does not divide) the input is packed into panels of gemm_bn pixels."""
-    from .matmul import register_tile_shape
+    from .matmul_defaults import register_tile_shape
     rows, nv = register_tile_shape(target)
     bn = nv * target.lanes()
     if g.sh == g.sw == 1 and (g.OH * g.OW) % bn == 0:
@@ -198,7 +198,8 @@ def conv1x1_matmul(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor 
     `bn`, `bm` and `pack_input` default to gemm_defaults' (`bm` there None: the most rows whose
     accumulators fit the registers, up to 8), which says why.
     """
-    from .matmul import _pack_b, _packed_acc, default_bm, tile_rows
+    from .matmul import _pack_b, _packed_acc
+    from .matmul_defaults import default_bm, tile_rows
     target = parse(target)
     check_bias(bias, g.K, name)
     M, K, P = g.K, g.C, g.OH * g.OW

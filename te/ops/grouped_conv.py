@@ -25,7 +25,8 @@ from .common import Epilogue, apply_epilogue
 from .conv_geometry import ConvGeometry, bias_at, check_bias, round_up
 from .implementations import PREFERRED, _Conv
 from .knobs import FallbackConfig
-from .matmul import _pack_b, _schedule_pack, fits_registers
+from .matmul import _pack_b, _schedule_pack
+from .matmul_defaults import fits_registers
 from .registry import register
 from .schedule import anchor, input_stage, parallel_if_worth
 

@@ -14,7 +14,7 @@
     dense.packed      template dense                  matmul.py    W [N/bn, K, bn]
     dense.dot         template dense_dot              matmul.py    W as it is (N, K)
 
-Where several implementations apply to a workload, the one a rule prefers (matmul.default_strategy,
+Where several implementations apply to a workload, the one a rule prefers (matmul_defaults.default_strategy,
 conv2d.as_matmul, te.ops.conv_algorithm) has priority 10 (Winograd 20) and the others a lower one: an
 untuned build takes the preferred one, tuning times them all and a tuned build takes the fastest
 (te.ops.registry.candidates, frontends.compile.choose).
@@ -33,8 +33,8 @@ from .conv2d_nchwc import conv2d_NCHWc, pack_conv_weight_numpy, schedule_conv2d_
 from .conv_algorithm import Algorithm, choose
 from .conv_geometry import round_up
 from .depthwise import depthwise_conv2d_nchw, schedule_depthwise_cfg
-from .matmul import (DOT_MAX_M, ROWS_MAX_M, SPLITK_MAX_M, default_strategy, define_bn, define_knobs, dense_packed,
-                     matmul, pack_dense_weight_numpy, schedule_matmul_cfg)
+from .matmul import define_bn, define_knobs, dense_packed, matmul, pack_dense_weight_numpy, schedule_matmul_cfg
+from .matmul_defaults import DOT_MAX_M, ROWS_MAX_M, SPLITK_MAX_M, default_strategy
 from .registry import ConvWorkload, Implementation, MatmulWorkload, freeze, register
 
 PREFERRED, ALTERNATIVE = 10, 5      # priorities: what a rule picks untuned, what tuning also times

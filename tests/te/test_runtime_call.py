@@ -166,5 +166,21 @@ def test_runtime_reexports_the_call_path():
     """te.runtime is the API: its argument checks and model call are native_call's own objects."""
     from te import native_call
     for name in ("LoadError", "ArgSpec", "NativeFunction", "check_args", "np_dtype", "ModelCall",
-                 "select_outputs", "node_args", "positional_feed", "data_address", "ALIGN", "num_threads"):
+                 "select_outputs", "node_args", "positional_feed", "data_address", "ALIGN", "num_threads",
+                 "aligned_copy", "aligned_zeros"):
         assert getattr(te.runtime, name) is getattr(native_call, name), name
+
+
+@pytest.mark.parametrize("shape, dtype", [((3, 5), "float32"), ((7,), "uint8"), ((2, 3, 4), "float64")])
+def test_aligned_arrays(shape, dtype):
+    """aligned_zeros: zeroed, C-contiguous, on a 64-byte line with `slack` bytes after it;
+    aligned_copy: the same placement holding a's values."""
+    from te.runtime import ALIGN, aligned_copy, aligned_zeros
+    z = aligned_zeros(shape, dtype, slack=4096)
+    assert z.shape == shape and z.dtype == np.dtype(dtype) and z.flags.c_contiguous and not z.any()
+    assert z.ctypes.data % ALIGN == 0
+    assert z.base.nbytes - (z.ctypes.data - z.base.ctypes.data) - z.nbytes >= 4096
+    a = np.arange(int(np.prod(shape))).reshape(shape).astype(dtype)
+    c = aligned_copy(a[..., ::-1])                  # a strided source comes out contiguous
+    assert c.ctypes.data % ALIGN == 0 and c.flags.c_contiguous and c.dtype == a.dtype
+    np.testing.assert_array_equal(c, a[..., ::-1])

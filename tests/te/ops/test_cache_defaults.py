@@ -14,7 +14,7 @@ from te.ops import registry
 from te.ops import winograd as wg
 from te.ops.conv2d import default_ocb, default_out_order, default_pack_at, default_tiles, input_rows_read
 from te.ops.conv_geometry import geometry
-from te.ops.matmul import default_tile_order
+from te.ops.matmul_defaults import default_tile_order
 from te.ops.registry import ConvWorkload, MatmulWorkload
 from te.target import host, parse
 
@@ -114,7 +114,7 @@ def test_untuned_1x1_conv_with_a_residual_streams_its_output_planes(rand):
     """The untuned schedule counts the residual the fused epilogue reads (the workload, and so the
     knob's default, cannot) and matches numpy with the order it picks."""
     from te import ops
-    from te.ops.matmul import tile_order
+    from te.ops.matmul_defaults import tile_order
     wl = ConvWorkload((1, 64, 56, 56), (256, 64, 1, 1), (1, 1), (0, 0, 0, 0))
     im = registry.IMPLEMENTATIONS["conv2d.gemm1x1"]
     a, b = rand(wl.x_shape), rand(wl.w_shape)
@@ -191,7 +191,7 @@ def test_derived_defaults_build_and_match_numpy(impl, wl, knob, tiny, huge, rng)
 
 
 def test_panels_where_the_pack_round_trip_outweighs_the_accumulator_pass():
-    """matmul.panels_pay: a 1x1 conv that packs its input takes "panels" where the packed input's
+    """matmul_defaults.panels_pay: a 1x1 conv that packs its input takes "panels" where the packed input's
     round trip (beyond L2, or a deep reduction over few output channels) costs more than writing
     and re-reading the accumulator blocks, with 4 column blocks a thread; the cases its docstring
     measured on Emerald Rapids."""
@@ -212,7 +212,7 @@ def test_untuned_1x1_conv_packs_per_panel_and_matches_numpy(rand):
     """The untuned schedule of a deep 1x1 conv over few channels takes panels (each column block
     packs its panel inside the parallel loop) and matches numpy with its epilogue."""
     from te import ops
-    from te.ops.matmul import tile_order
+    from te.ops.matmul_defaults import tile_order
     from te.schedule import AttachType
     wl = ConvWorkload((1, 128, 20, 20), (16, 128, 1, 1), (1, 1), (0, 0, 0, 0))
     im = registry.IMPLEMENTATIONS["conv2d.gemm1x1"]

@@ -41,7 +41,7 @@ def test_the_untuned_kernel_reads_in_place_where_the_register_tile_divides_the_p
     """gemm_defaults: with AVX-512 a 6 x 4 tile read in place where 64 divides the pixels (56x56),
     else panels two vectors wide (14x14, and every strided conv); with AVX2 a 4 x 3 tile."""
     from te.ops.conv2d import gemm_defaults, geometry
-    from te.ops.matmul import register_tile_shape
+    from te.ops.matmul_defaults import register_tile_shape
     from te.target import parse
     avx512, avx2 = parse("llvm -mcpu=skylake-avx512"), parse("llvm -mcpu=haswell")
     assert register_tile_shape(avx512) == (6, 4) and register_tile_shape(avx2) == (4, 3)

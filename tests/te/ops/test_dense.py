@@ -10,7 +10,8 @@ from autotune import create_task
 from autotune.space import FallbackConfig, get_template
 from te import ops
 from te.ops import registry
-from te.ops.matmul import default_strategy, dense_packed, pack_dense_weight, pack_dense_weight_numpy
+from te.ops.matmul import dense_packed, pack_dense_weight, pack_dense_weight_numpy
+from te.ops.matmul_defaults import default_strategy
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 

@@ -1,4 +1,4 @@
-"""The untuned 1x1 GEMM conv's tile order per target (matmul.streams_planes): on one thread,
+"""The untuned 1x1 GEMM conv's tile order per target (matmul_defaults.streams_planes): on one thread,
 ResNet-50's 1x1 convs whose output planes spill the L2 while their input stays in it stream the
 planes (rows_outer), on Emerald Rapids, Zen 4 and an AVX2 core alike where the sizes say so; on
 two threads the model's order stays; and the order picked matches numpy."""
@@ -12,7 +12,7 @@ import pytest
 import te
 from te import ops
 from te.ops import registry
-from te.ops.matmul import streams_planes, tile_order
+from te.ops.matmul_defaults import streams_planes, tile_order
 from te.ops.registry import ConvWorkload
 from te.target import host, parse
 
