@@ -1,11 +1,15 @@
 """tilewise tune's model check: the model built with the tuning log, against the untuned model.
 
 The tuner times each task's candidates alone; the model runs them one after another, each
-meeting its weight cold and its input warm.  After tuning, the model check builds the model
-untuned (default schedules) and tuned (the log), times every kernel the log changed beside the
-untuned model's kernel for the same nodes (frontends.profile.compare_builds), and appends what
-it measured to the log as `in_model` records: the tuned config with the untuned kernel's time
-over its own (vs_default), the untuned kernel's config with 1.0.  Records so judged rank by
+meeting its weights as the rest of the model leaves them and its input as its producer leaves
+it.  After tuning, the model check builds the model untuned (default schedules) and tuned (the
+log) and times both where they run: each build's model passes step by step, the two builds in
+alternating rounds (frontends.profile.compare_builds, time_steps in the model's order).  Every
+piece of the model the log changed (the calls of either build that compute the same graph nodes,
+a layout copy or a transform kernel another algorithm adds counted with them) is judged by the
+sum of its calls, and what was measured goes into the log as `in_model` records: the tuned
+config with the untuned piece's time over its own (vs_default), the untuned kernel's config
+with 1.0.  Records so judged rank by
 these timings alone (autotune.record.pooled_costs), so a config that ran slower in the model
 than the kernel it replaced loses to it, and the next build with the log takes the faster.
 Then the two builds run in alternating rounds, and the gain the model shows (the lower
@@ -59,29 +63,45 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
     untuned = frontends.build(graph, tgt)
     tuned = frontends.build(graph, tgt, logs=[log_path])
     used = {r.workload: r for r in tuned.records}
+    defaults: dict[str, dict] = {}
 
-    def differs(a, b) -> bool:          # a kernel the log changed (another algorithm or config)
-        r = used.get(workload_key(*b.task)) if b.task is not None else None
-        return r is not None and not (a.task == b.task and r.config == _default_config(b.task, tgt))
+    def default(task: tuple) -> dict:           # a task's default config, made once
+        key = workload_key(*task)
+        if key not in defaults:
+            defaults[key] = _default_config(task, tgt)
+        return defaults[key]
 
-    pairs = compare_builds(untuned, tuned, tgt, rounds, only=differs)
+    def tuned_records(calls: tuple) -> list:
+        """The log's records behind calls (those whose task the log covers), in their order."""
+        found = (used.get(workload_key(*c.task)) for c in calls if c.task is not None)
+        return [r for r in found if r is not None]
+
+    def differs(a: tuple, b: tuple) -> bool:    # nodes the log changed (another algorithm or config)
+        tasks_a, tasks_b = [c.task for c in a], [c.task for c in b]
+        return any(tasks_a != tasks_b or r.config != default(c.task)
+                   for c in b if c.task is not None for r in tuned_records((c,)))
+
+    feed = random_inputs(untuned.plan.inputs)
+    pairs = compare_builds(untuned, tuned, feed, rounds, only=differs)
     found = []
+    now = dict(timestamp=time.time(), build_time=0.0, run_time=0.0, checked=True, in_model=True,
+               host="")         # timed here, whichever machine timed the record it copies
     for p in pairs:
-        r = used[workload_key(*p.b.task)]
-        now = dict(timestamp=time.time(), build_time=0.0, run_time=0.0, checked=True, in_model=True)
-        found.append(dataclasses.replace(r, costs=list(p.times_b), vs_default=p.ratio, **now))
-        if p.a.task is not None:
-            found.append(dataclasses.replace(r, workload=workload_key(*p.a.task), costs=list(p.times_a),
-                                             config=_default_config(p.a.task, tgt), vs_default=1.0, **now))
+        mine = tuned_records(p.b)
+        for r in mine:
+            found.append(dataclasses.replace(r, costs=list(p.times_b), vs_default=p.ratio, **now))
+        for c in p.a if mine else ():
+            if c.task is not None:
+                found.append(dataclasses.replace(mine[0], workload=workload_key(*c.task), costs=list(p.times_a),
+                                                 config=default(c.task), vs_default=1.0, **now))
     rec.append(log_path, found)
     losers = [p for p in pairs if p.ratio < 1 - rec.DEFAULT_MARGIN]
     slower = [p.nodes[0] for p in losers]
-    lost = sorted({(r.workload, r.isa, r.config_key) for r in (used[workload_key(*p.b.task)] for p in losers)})
+    lost = sorted({(r.workload, r.isa, r.config_key) for p in losers for r in tuned_records(p.b)})
     saving = sum(p.calls * (statistics.median(p.times_a) - statistics.median(p.times_b))
                  for p in pairs if p.nodes[0] not in slower)
     if slower:              # the records now say so: the build takes the faster kernel
         tuned = frontends.build(graph, tgt, logs=[log_path])
-    feed = random_inputs(untuned.plan.inputs)
     lat = time_interleaved({"untuned": lambda: untuned.run(**feed), "tuned": lambda: tuned.run(**feed)},
                            repeat=repeat, block=3)
     # runs the machine's load stretched say nothing of the schedules: as the kernels, by per_call
