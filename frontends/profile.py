@@ -372,42 +372,32 @@ class KernelPair:
 def match_steps(lib_a, lib_b) -> list[tuple[list[int], list[int]]]:
     """The kernel calls of two builds of one graph grouped by the original graph nodes they
     compute: (a's, b's) indices into each build's calls as time_steps returns them (copies left
-    out), in the model's order.  A call whose nodes a pass named after an original node
+    out), in a's order (b's calls that match none of a's after).  A call whose nodes a pass named after an original node
     ("<node>.pack") falls in with that node; calls of either build that share a node are one group."""
     from te.export import MEMCPY
 
-    from .node_match import _original
+    from .node_match import _original, joined
     names = {n.name for n in lib_a.graph.nodes}
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
     sides = []
     for side, lib in enumerate((lib_a, lib_b)):
         calls = [st for st in lib.plan.steps if st.kernel != MEMCPY]
-        keys = [sorted({_original(n, names) or n for n in st.nodes}) or [f"{side}:{k}"]   # no node: its own
-                for k, st in enumerate(calls)]
-        for ns in keys:
-            for n in ns[1:]:
-                parent[find(n)] = find(ns[0])
-        sides.append(keys)
+        sides.append([sorted({_original(n, names) or n for n in st.nodes}) or [f"{side}:{k}"]   # no node: its own
+                      for k, st in enumerate(calls)])
+    find = joined(ns for keys in sides for ns in keys)
     groups: dict[str, tuple[list[int], list[int]]] = {}
     for side, keys in enumerate(sides):
         for k, ns in enumerate(keys):
             groups.setdefault(find(ns[0]), ([], []))[side].append(k)
-    return [g for g in groups.values() if g[0] or g[1]]
+    return list(groups.values())
 
 
-def compare_builds(lib_a, lib_b, inputs: dict[str, np.ndarray] | None = None, rounds: int = 7, repeat: int = 5,
+def compare_builds(lib_a, lib_b, inputs: dict[str, np.ndarray] | None = None, rounds: int = 7, repeat: int = 10,
                    only: Callable[[tuple, tuple], bool] | None = None) -> list[KernelPair]:
     """Time the pieces of two builds of one graph (GraphLibrary) that `only(calls_a, calls_b)`
     picks (match_steps: the calls computing the same nodes) where each model runs them: every
-    round runs time_steps(order="model") on a, then on b, `repeat` model passes each, so each call
-    meets its weights as the rest of its model leaves them and its input as its producer leaves
-    it, and a change in the machine's load hits both builds alike.  A round's time of a call is
+    round runs time_steps(order="model") on a and on b (a first in every other round), `repeat`
+    model passes each, so each call meets its weights as the rest of its model leaves them and
+    its input as its producer leaves it, and a change in the machine's load hits both builds alike.  A round's time of a call is
     autotune.call_timing.per_call of its passes (the lower quartile: passes the machine's load
     stretched left out); a piece's is the sum of its calls, layout copies and transforms included.
     Pieces with the same kernels on both sides pool (calls), their times averaged per occurrence."""
@@ -432,9 +422,11 @@ def compare_builds(lib_a, lib_b, inputs: dict[str, np.ndarray] | None = None, ro
         where.setdefault(key, []).append((ia, ib))
     if not pairs:
         return []
-    for _ in range(max(1, rounds)):
-        per = [[per_call(lat.times) for _, lat in time_steps(lib, feed, repeat=repeat, order="model")]
-               for lib in (lib_a, lib_b)]
+    for r in range(max(1, rounds)):
+        per = {}
+        for side in ((0, 1) if r % 2 == 0 else (1, 0)):    # which goes first alternates: a drift in load cancels
+            lib = (lib_a, lib_b)[side]
+            per[side] = [per_call(lat.times) for _, lat in time_steps(lib, feed, repeat=repeat, order="model")]
         for key, p in pairs.items():
             occ = where[key]
             p.times_a.append(sum(per[0][k] for ia, _ in occ for k in ia) / len(occ))

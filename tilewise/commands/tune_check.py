@@ -9,9 +9,9 @@ piece of the model the log changed (the calls of either build that compute the s
 a layout copy or a transform kernel another algorithm adds counted with them) is judged by the
 sum of its calls, and what was measured goes into the log as `in_model` records: the tuned
 config with the untuned piece's time over its own (vs_default), the untuned kernel's config
-with 1.0.  Records so judged rank by
-these timings alone (autotune.record.pooled_costs), so a config that ran slower in the model
-than the kernel it replaced loses to it, and the next build with the log takes the faster.
+with 1.0.  Records so judged rank by these timings alone (autotune.record.pooled_costs), so a
+config that ran slower in the model than the kernel it replaced loses to it, and the next build
+with the log takes the faster.
 Then the two builds run in alternating rounds, and the gain the model shows (the lower
 quartile of each one's runs, autotune.measure.per_call) is reported beside the tuner's estimate.
 
