@@ -11,7 +11,9 @@ sum of its calls, and what was measured goes into the log as `in_model` records:
 config with the untuned piece's time over its own (vs_default), the untuned kernel's config
 with 1.0.  Records so judged rank by these timings alone (autotune.record.pooled_costs), so a
 config that ran slower in the model than the kernel it replaced loses to it, and the next build
-with the log takes the faster.
+with the log takes the faster.  That build may take another config the tuner ranked next (of the
+same template or another's) that the model has not run yet: the check builds and judges again,
+until the build runs only configs judged in the model (at most CHECK_PASSES builds).
 Then the two builds run in alternating rounds, and the gain the model shows (the lower
 quartile of each one's runs, autotune.measure.per_call) is reported beside the tuner's estimate.
 
@@ -24,10 +26,13 @@ SqueezeNet at 310 ms a run instead of 5 ms while other jobs held the cores.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import statistics
 import time
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,9 +55,13 @@ class ModelCheck:
         return self.untuned / self.tuned if self.tuned > 0 else math.nan
 
 
+CHECK_PASSES = 4        # builds judged at most: each takes the next-best configs where the last lost
+
+
 def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int = 20) -> ModelCheck:
     """Build graph untuned and with the log, judge the log's kernels in the model (appending
-    in_model records), then time both models in alternating rounds."""
+    in_model records) until the build with the log runs only configs so judged, then time both
+    models in alternating rounds."""
     import frontends
     from autotune import record as rec
     from autotune.call_timing import per_call
@@ -61,8 +70,7 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
     from te.target import parse
     tgt = parse(target)
     untuned = frontends.build(graph, tgt)
-    tuned = frontends.build(graph, tgt, logs=[log_path])
-    used = {r.workload: r for r in tuned.records}
+    feed = random_inputs(untuned.plan.inputs)
     defaults: dict[str, dict] = {}
 
     def default(task: tuple) -> dict:           # a task's default config, made once
@@ -71,42 +79,60 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
             defaults[key] = _default_config(task, tgt)
         return defaults[key]
 
-    def tuned_records(calls: tuple) -> list:
-        """The log's records behind calls (those whose task the log covers), in their order."""
-        found = (used.get(workload_key(*c.task)) for c in calls if c.task is not None)
-        return [r for r in found if r is not None]
-
-    def differs(a: tuple, b: tuple) -> bool:    # nodes the log changed (another algorithm or config)
-        tasks_a, tasks_b = [c.task for c in a], [c.task for c in b]
-        return any(tasks_a != tasks_b or r.config != default(c.task)
-                   for c in b if c.task is not None for r in tuned_records((c,)))
-
-    feed = random_inputs(untuned.plan.inputs)
-    pairs = compare_builds(untuned, tuned, feed, rounds, only=differs)
-    found = []
-    now = dict(timestamp=time.time(), build_time=0.0, run_time=0.0, checked=True, in_model=True,
-               host="")         # timed here, whichever machine timed the record it copies
-    for p in pairs:
-        mine = tuned_records(p.b)
-        for r in mine:
-            found.append(dataclasses.replace(r, costs=list(p.times_b), vs_default=p.ratio, **now))
-        for c in p.a if mine else ():
-            if c.task is not None:
-                found.append(dataclasses.replace(mine[0], workload=workload_key(*c.task), costs=list(p.times_a),
-                                                 config=default(c.task), vs_default=1.0, **now))
-    rec.append(log_path, found)
-    losers = [p for p in pairs if p.ratio < 1 - rec.DEFAULT_MARGIN]
-    slower = [p.nodes[0] for p in losers]
-    lost = sorted({(r.workload, r.isa, r.config_key) for p in losers for r in tuned_records(p.b)})
-    saving = sum(p.calls * (statistics.median(p.times_a) - statistics.median(p.times_b))
-                 for p in pairs if p.nodes[0] not in slower)
-    if slower:              # the records now say so: the build takes the faster kernel
+    judged: set[tuple[str, str]] = set()        # (workload, config key) this check timed in the model
+    latest: dict[tuple, object] = {}            # a piece's nodes -> its last verdict (KernelPair)
+    records, lost, tuned = 0, set(), None
+    for _ in range(CHECK_PASSES):
+        # A config that lost drops in its workload's ranking, and the build takes the next-best
+        # one (of its template or another's): one the tuner ranked, not yet timed in the model.
         tuned = frontends.build(graph, tgt, logs=[log_path])
+        used = {r.workload: r for r in tuned.records}
+
+        def tuned_records(calls: tuple) -> list:
+            """The log's records behind calls (those whose task the log covers), in their order."""
+            found = (used.get(workload_key(*c.task)) for c in calls if c.task is not None)
+            return [r for r in found if r is not None]
+
+        def differs(a: tuple, b: tuple) -> bool:    # nodes the log changed, to a config not judged yet
+            tasks_a, tasks_b = [c.task for c in a], [c.task for c in b]
+            return any((tasks_a != tasks_b or r.config != default(c.task)) and (r.workload, r.config_key) not in judged
+                       for c in b if c.task is not None for r in tuned_records((c,)))
+
+        pairs = compare_builds(untuned, tuned, feed, rounds, only=differs)
+        if not pairs:
+            break
+        found = []
+        now = dict(timestamp=time.time(), build_time=0.0, run_time=0.0, checked=True, in_model=True,
+                   host="")         # timed here, whichever machine timed the record it copies
+        for p in pairs:
+            mine = tuned_records(p.b)
+            for r in mine:
+                found.append(dataclasses.replace(r, costs=list(p.times_b), vs_default=p.ratio, **now))
+            for c in p.a if mine else ():
+                if c.task is not None:
+                    found.append(dataclasses.replace(mine[0], workload=workload_key(*c.task), costs=list(p.times_a),
+                                                     config=default(c.task), vs_default=1.0, **now))
+            latest[p.nodes] = p
+            if p.ratio < 1 - rec.DEFAULT_MARGIN:
+                lost |= {(r.workload, r.isa, r.config_key) for r in mine}
+        rec.append(log_path, found)
+        records += len(found)
+        judged |= {(r.workload, r.config_key) for r in found}
+        tuned = None                # the records changed the ranking: the next build goes by them
+    else:
+        log.warning("model check: %d builds judged; the next build with %s may still run configs "
+                    "not timed in the model", CHECK_PASSES, log_path)
+    if tuned is None:
+        tuned = frontends.build(graph, tgt, logs=[log_path])
+    verdicts = list(latest.values())
+    slower = [p.nodes[0] for p in verdicts if p.ratio < 1 - rec.DEFAULT_MARGIN]
+    saving = sum(p.calls * (statistics.median(p.times_a) - statistics.median(p.times_b))
+                 for p in verdicts if p.nodes[0] not in slower)
     lat = time_interleaved({"untuned": lambda: untuned.run(**feed), "tuned": lambda: tuned.run(**feed)},
                            repeat=repeat, block=3)
     # runs the machine's load stretched say nothing of the schedules: as the kernels, by per_call
-    return ModelCheck(per_call(lat["untuned"].times), per_call(lat["tuned"].times), len(pairs), slower, len(found),
-                      saving, lost)
+    return ModelCheck(per_call(lat["untuned"].times), per_call(lat["tuned"].times), len(verdicts), slower, records,
+                      saving, sorted(lost))
 
 
 def pruned(records: list, lost: list[tuple[str, str, str]]) -> list:
