@@ -40,7 +40,7 @@ class ModelCheck:
     """What the model check found."""
     untuned: float                  # seconds per model run, default schedules
     tuned: float                    # seconds per model run, with the log (after the check's records)
-    kernels: int                    # tuned kernels timed in the model
+    kernels: int                    # pieces of the model (calls for the same nodes) judged in it
     slower: list[str] = field(default_factory=list)    # their anchor nodes that ran slower than untuned
     records: int = 0                # in_model records appended to the log
     # seconds per model run the tuned kernels saved timed in the model (compare_builds, each
