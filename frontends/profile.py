@@ -422,6 +422,8 @@ def compare_builds(lib_a, lib_b, inputs: dict[str, np.ndarray] | None = None, ro
         where.setdefault(key, []).append((ia, ib))
     if not pairs:
         return []
+    for lib in (lib_a, lib_b):      # untimed: a build's first passes ran 20x slower (its weights' pages, its team)
+        time_steps(lib, feed, repeat=2, order="model")
     for r in range(max(1, rounds)):
         per = {}
         for side in ((0, 1) if r % 2 == 0 else (1, 0)):    # which goes first alternates: a drift in load cancels

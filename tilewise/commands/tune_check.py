@@ -55,7 +55,7 @@ class ModelCheck:
         return self.untuned / self.tuned if self.tuned > 0 else math.nan
 
 
-CHECK_PASSES = 4        # builds judged at most: each takes the next-best configs where the last lost
+CHECK_PASSES = 6        # builds judged at most: each takes the next-best configs where the last lost
 
 
 def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int = 20) -> ModelCheck:
