@@ -157,16 +157,25 @@ def weight_copies(w, target: Target, copies: int | None = None, reuse: list | No
 
 class ColdWeights:
     """The arguments of a kernel's timed calls with its weight (argument `index`) read from
-    `copies` of it in turn (copies[0] the array the pointers name); `args(k)`: call k's pointers."""
+    `copies` of it in turn (copies[0] the array the pointers name), and each argument of `inputs`
+    ({index: its copies}) from its own copies in turn; `args(k)`: call k's pointers."""
 
-    def __init__(self, ptrs: list[int], index: int | None = None, copies: list | None = None):
+    def __init__(self, ptrs: list[int], index: int | None = None, copies: list | None = None,
+                 inputs: dict[int, list] | None = None):
         self.rotation = [[c.ctypes.data if k == index else p for k, p in enumerate(ptrs)]
                          for c in (copies or [])] if index is not None else []
         self.rotation = self.rotation or [list(ptrs)]
+        self.inputs = {i: [c.ctypes.data for c in cs] for i, cs in (inputs or {}).items() if cs}
 
     def args(self, k: int) -> list[int]:
         """The pointers of call k."""
-        return self.rotation[k % len(self.rotation)]
+        ptrs = self.rotation[k % len(self.rotation)]
+        if not self.inputs:
+            return ptrs
+        ptrs = list(ptrs)
+        for i, cs in self.inputs.items():
+            ptrs[i] = cs[k % len(cs)]
+        return ptrs
 
 
 SLACK = 4096        # bytes after a padded array

@@ -31,6 +31,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -231,12 +232,9 @@ def _original(name: str, names: set[str]) -> str | None:
     return name if name in names else None
 
 
-def match(model, ort: list[Unit], tilewise: list[Unit]) -> list[Row]:
-    """Rows of units of both engines that share original nodes (resolved here), largest loss first."""
-    resolve(model, tilewise)
-    resolve(model, ort, stop={o for u in tilewise for o in u.outputs})
-    order = {n.name: k for k, n in enumerate(model.graph.node)}
-    op_of = {n.name: n.op_type for n in model.graph.node}
+def joined(sets) -> Callable[[str], str]:
+    """find(name): one name standing for each group of names the sets join (the names of a set
+    are one group; groups that share a name are one)."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -244,10 +242,20 @@ def match(model, ort: list[Unit], tilewise: list[Unit]) -> list[Row]:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
-    for u in ort + tilewise:
-        ns = sorted(u.nodes)
+    for names in sets:
+        ns = sorted(names)
         for a in ns[1:]:
             parent[find(a)] = find(ns[0])
+    return find
+
+
+def match(model, ort: list[Unit], tilewise: list[Unit]) -> list[Row]:
+    """Rows of units of both engines that share original nodes (resolved here), largest loss first."""
+    resolve(model, tilewise)
+    resolve(model, ort, stop={o for u in tilewise for o in u.outputs})
+    order = {n.name: k for k, n in enumerate(model.graph.node)}
+    op_of = {n.name: n.op_type for n in model.graph.node}
+    find = joined(u.nodes for u in ort + tilewise)
     rows: dict[str, Row] = {}
     for side, units in (("ort", ort), ("tilewise", tilewise)):
         for u in units:

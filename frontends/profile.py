@@ -349,16 +349,17 @@ def plot_roofline(rows: list[RooflineRow], peak_gflops: float, bandwidth_gbs: fl
     plt.close(fig)
 
 
-# ---------------------------------------------------------------- two builds of one model, kernel by kernel
+# ---------------------------------------------------------------- two builds of one model, node by node
 @dataclass
 class KernelPair:
-    """One group of a model as two builds compile it (a: the reference build, b: the other), timed
-    side by side as the model meets it: its weights cold, its input warm."""
-    nodes: tuple[str, ...]          # the group's graph nodes, anchor first
-    calls: int                      # how many times the model calls it
-    a: object = None                # the reference build's frontends.compile.KernelCall of it
-    b: object = None
-    times_a: list[float] = field(default_factory=list)     # seconds per call, one per round
+    """One piece of a model as two builds compute it (a: the reference build, b: the other): the
+    kernel calls of each build that compute the same graph nodes (node_match: a layout copy or a
+    transform kernel either build adds joins the node it serves), timed where the model runs them."""
+    nodes: tuple[str, ...]          # the graph nodes it computes, the anchor of b's first task-bearing call first
+    calls: int                      # how many times the model runs such a piece (same kernels on both sides)
+    a: tuple = ()                   # the reference build's frontends.compile.KernelCalls of one occurrence
+    b: tuple = ()
+    times_a: list[float] = field(default_factory=list)     # seconds per occurrence (its calls summed), one per round
     times_b: list[float] = field(default_factory=list)
 
     @property
@@ -368,73 +369,71 @@ class KernelPair:
         return statistics.median(rs) if rs else math.nan
 
 
-def compare_builds(lib_a, lib_b, target=None, rounds: int = 7, min_time: float = 0.004,
-                   only: Callable[[object, object], bool] | None = None) -> list[KernelPair]:
-    """Time each kernel of two builds of one graph (GraphLibrary) that differ, the two in
-    alternating rounds, each call reading its weight from rotating copies as the model meets it
-    (autotune.call_timing.cold_plan: out of the L2s, or as far as the model's weights push it
-    where they outgrow the cores' L3 share); `only(call_a, call_b)` picks the groups to time.
-    The kernels come from the builds' own compiled modules."""
-    from te.build import arg_specs
-    from te.runtime import random_array
-    from te.target import parse
+def match_steps(lib_a, lib_b) -> list[tuple[list[int], list[int]]]:
+    """The kernel calls of two builds of one graph grouped by the original graph nodes they
+    compute: (a's, b's) indices into each build's calls as time_steps returns them (copies left
+    out), in a's order (b's calls that match none of a's after).  A call whose nodes a pass named after an original node
+    ("<node>.pack") falls in with that node; calls of either build that share a node are one group."""
+    from te.export import MEMCPY
 
-    from autotune.call_timing import ColdWeights, cold_plan, padded_array, weight_copies
-    tgt = parse(target)
+    from .node_match import _original, joined
+    names = {n.name for n in lib_a.graph.nodes}
+    sides = []
+    for side, lib in enumerate((lib_a, lib_b)):
+        calls = [st for st in lib.plan.steps if st.kernel != MEMCPY]
+        sides.append([sorted({_original(n, names) or n for n in st.nodes}) or [f"{side}:{k}"]   # no node: its own
+                      for k, st in enumerate(calls)])
+    find = joined(ns for keys in sides for ns in keys)
+    groups: dict[str, tuple[list[int], list[int]]] = {}
+    for side, keys in enumerate(sides):
+        for k, ns in enumerate(keys):
+            groups.setdefault(find(ns[0]), ([], []))[side].append(k)
+    return list(groups.values())
+
+
+def compare_builds(lib_a, lib_b, inputs: dict[str, np.ndarray] | None = None, rounds: int = 7, repeat: int = 10,
+                   only: Callable[[tuple, tuple], bool] | None = None) -> list[KernelPair]:
+    """Time the pieces of two builds of one graph (GraphLibrary) that `only(calls_a, calls_b)`
+    picks (match_steps: the calls computing the same nodes) where each model runs them: every
+    round runs time_steps(order="model") on a and on b (a first in every other round), `repeat`
+    model passes each, so each call meets its weights as the rest of its model leaves them and
+    its input as its producer leaves it, and a change in the machine's load hits both builds alike.  A round's time of a call is
+    autotune.call_timing.per_call of its passes (the lower quartile: passes the machine's load
+    stretched left out); a piece's is the sum of its calls, layout copies and transforms included.
+    Pieces with the same kernels on both sides pool (calls), their times averaged per occurrence."""
+    from autotune.call_timing import per_call
+    from te.export import MEMCPY
+    feed = inputs if inputs is not None else random_inputs(lib_a.plan.inputs)
+    calls = [[st for st in lib.plan.steps if st.kernel != MEMCPY] for lib in (lib_a, lib_b)]
     pairs: dict[tuple, KernelPair] = {}
-    steps_b = {tuple(st.nodes): st for st in lib_b.plan.steps}
-    for st in lib_a.plan.steps:
-        other = steps_b.get(tuple(st.nodes))
-        if other is None or (only is not None and not only(st, other)):
+    where: dict[tuple, list[tuple[list[int], list[int]]]] = {}
+    for ia, ib in match_steps(lib_a, lib_b):
+        ca, cb = tuple(calls[0][k] for k in ia), tuple(calls[1][k] for k in ib)
+        if only is not None and not only(ca, cb):
             continue
-        key = (st.kernel, other.kernel)
-        if key in pairs:
-            pairs[key].calls += 1
-        else:
-            pairs[key] = KernelPair(tuple(st.nodes), 1, st, other)
-    rng = np.random.default_rng(0)
-    for p in pairs.values():        # a pair at a time: a model's worth of weight copies each, not all at once
-        fns = []
-        for lib, call in ((lib_a, p.a), (lib_b, p.b)):
-            func = next(f for f in lib.plan.funcs if f.name == call.kernel)
-            if lib._jit is None:
-                lib._compile_jit()
-            fn = lib._jit[0].function(call.kernel, len(func.args))
-            specs = arg_specs(func)
-            arrays = [padded_array(s.shape, s.dtype) for s in specs]
-            for a, s in zip(arrays, specs):
-                if not s.written:
-                    a[...] = random_array(rng, s.shape, s.dtype)
-            ptrs = [a.ctypes.data for a in arrays]
-            cold, copies = ColdWeights(ptrs), []
-            params = [k for k, (space, _) in enumerate(call.args[:len(arrays)]) if space == "param"]
-            if params:          # the largest constant (the weight) cold: the others are small
-                w = max(params, key=lambda k: arrays[k].nbytes)
-                copies = weight_copies(arrays[w], tgt, cold_plan(arrays[w].nbytes, lib.params.nbytes, tgt).copies)
-                cold = ColdWeights(ptrs, w, copies)
-            fns.append((fn, cold, arrays + copies))      # the arrays live while their pointers are called
-        for _ in range(max(1, rounds)):
-            for (fn, cold, _), times in zip(fns, (p.times_a, p.times_b)):
-                times.append(_time_rotating(fn, cold, min_time))
+        key = (tuple(c.kernel for c in ca), tuple(c.kernel for c in cb))
+        if key not in pairs:
+            anchor = next((c.nodes[0] for c in cb + ca if c.task is not None and c.nodes), None)
+            nodes = [n for c in ca + cb for n in c.nodes]
+            if anchor is not None:
+                nodes = [anchor] + [n for n in nodes if n != anchor]
+            pairs[key] = KernelPair(tuple(dict.fromkeys(nodes)), 0, ca, cb)
+        pairs[key].calls += 1
+        where.setdefault(key, []).append((ia, ib))
+    if not pairs:
+        return []
+    for lib in (lib_a, lib_b):      # untimed: a build's first passes ran 20x slower (its weights' pages, its team)
+        time_steps(lib, feed, repeat=2, order="model")
+    for r in range(max(1, rounds)):
+        per = {}
+        for side in ((0, 1) if r % 2 == 0 else (1, 0)):    # which goes first alternates: a drift in load cancels
+            lib = (lib_a, lib_b)[side]
+            per[side] = [per_call(lat.times) for _, lat in time_steps(lib, feed, repeat=repeat, order="model")]
+        for key, p in pairs.items():
+            occ = where[key]
+            p.times_a.append(sum(per[0][k] for ia, _ in occ for k in ia) / len(occ))
+            p.times_b.append(sum(per[1][k] for _, ib in occ for k in ib) / len(occ))
     return list(pairs.values())
-
-
-def _time_rotating(fn, cold, min_time: float) -> float:
-    """Seconds per call of fn (autotune.measure.per_call: the calls whose threads waited for a
-    CPU left out, as the tuner's runner does), call k taking its arguments from `cold.args(k)`
-    (autotune.call_timing.ColdWeights), over at least min_time (one untimed call first: the
-    engine that ran before may still hold the cores)."""
-    from autotune.call_timing import RunQueueClock, per_call
-    fn(*cold.args(0))
-    clock = RunQueueClock()             # after a call: the OpenMP team is there to be read
-    times, waits, t0 = [], [], time.perf_counter()
-    while not times or time.perf_counter() - t0 < min_time:
-        dt, wait = clock.call(fn, cold.args(len(times)))
-        times.append(dt)
-        if wait is not None:
-            waits.append(wait)
-    clock.close()
-    return per_call(times, waits if len(waits) == len(times) else None)
 
 
 # ---------------------------------------------------------------- kernels where the model runs them

@@ -1,6 +1,7 @@
 """tilewise tune's model check: kernels the log changed judged in the model, and the verdict kept."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -12,6 +13,9 @@ from frontends import profile
 from te.target import host
 from tilewise.commands import tune_check
 
+from te.export import MEMCPY
+
+from ..frontends.test_passes import conv_chain_model
 from ..tiny_models import fake_records, write_log
 
 
@@ -19,34 +23,56 @@ def test_compare_builds_times_the_kernels_the_log_changed(tiny_onnx, tmp_path):
     g = frontends.from_onnx(tiny_onnx)
     log = write_log(tmp_path / "t.jsonl", fake_records(tiny_onnx))
     untuned, tuned = frontends.build(g, host()), frontends.build(g, host(), logs=[log])
-    pairs = profile.compare_builds(untuned, tuned, host(), rounds=2, min_time=1e-4,
-                                   only=lambda a, b: b.task is not None)
+    pairs = profile.compare_builds(untuned, tuned, rounds=2, repeat=2,
+                                   only=lambda a, b: any(c.task is not None for c in b))
     assert {p.nodes[0] for p in pairs} == {n.name for n in g.nodes if n.op == "Conv"}
     for p in pairs:
         assert len(p.times_a) == len(p.times_b) == 2 and min(p.times_a + p.times_b) > 0
-        assert math.isfinite(p.ratio) and p.a.args != p.b.args      # the tuned weight is packed otherwise
+        assert math.isfinite(p.ratio) and p.a[0].args != p.b[0].args    # the tuned weight is packed otherwise
+
+
+def steps_timed_at(monkeypatch, seconds) -> None:
+    """Make time_steps time call k of a build at seconds(lib, k) on every pass."""
+    def timed(lib, inputs, repeat=20, outputs=None, order="model"):
+        calls = [st for st in lib.plan.steps if st.kernel != MEMCPY]
+        return [(st, profile.Latency([seconds(lib, k)] * repeat)) for k, st in enumerate(calls)]
+    monkeypatch.setattr(profile, "time_steps", timed)
+
+
+def test_builds_whose_kernel_lists_differ_are_matched_by_node(rng, monkeypatch):
+    """The packed-layout build adds a pack and an unpack kernel: each joins the conv it serves,
+    and the piece's time is the sum of its calls."""
+    g = frontends.from_onnx(conv_chain_model(rng))
+    plain, packed = frontends.build(g), frontends.build(g, layout="NCHWc")
+    steps_timed_at(monkeypatch, lambda lib, k: 1e-4 if lib is plain else 1e-4 * (k + 1))
+    pairs = profile.compare_builds(plain, packed, rounds=2, repeat=2)
+    got = {tuple(c.kernel for c in p.b): [n for n in p.nodes if "." in n] for p in pairs}
+    assert list(got.values()) == [["Conv_0.pack"], [], ["Conv_4.unpack"], []]
+    assert [len(p.a) for p in pairs] == [1, 1, 1, 1]          # every call of each build in one piece, once
+    calls_b = [st for st in packed.plan.steps if st.kernel != MEMCPY]
+    assert [c for p in pairs for c in p.b] == calls_b
+    for p in pairs:
+        want = sum(1e-4 * (calls_b.index(c) + 1) for c in p.b)
+        assert p.times_a == pytest.approx([1e-4] * 2) and p.times_b == pytest.approx([want] * 2)
 
 
 def kernels_timed_at(monkeypatch, times_a: list, times_b: list) -> None:
-    """Make the model check time each kernel pair at times_a (untuned) and times_b (tuned) per round."""
+    """Make the model check time each piece it judges at times_a (untuned) and times_b (tuned) per round."""
     compare = profile.compare_builds
 
-    def timed(lib_a, lib_b, target, rounds, only):
-        pairs = compare(lib_a, lib_b, target, 1, min_time=1e-4, only=only)
+    def timed(lib_a, lib_b, inputs, rounds, only):
+        pairs = compare(lib_a, lib_b, inputs, 1, repeat=1, only=only)
         for p in pairs:
             p.times_a, p.times_b = list(times_a), list(times_b)
         return pairs
     monkeypatch.setattr(profile, "compare_builds", timed)
 
 
-def _checked_with_times(model, tmp_path, monkeypatch, times_a: list, times_b: list, host_name: str = ""):
-    """(check_model's verdict, the log) on the tiny model with a fake log (its records timed on
-    host_name, a cluster worker, when given), each kernel pair timed at times_a (untuned) and
-    times_b (tuned) per round."""
-    import dataclasses
+def _checked_with_times(model, tmp_path, monkeypatch, times_a: list, times_b: list):
+    """(check_model's verdict, the log) on the tiny model with a fake log, each kernel pair timed
+    at times_a (untuned) and times_b (tuned) per round."""
     g = frontends.from_onnx(model)
-    records = [dataclasses.replace(r, host=host_name) for r in fake_records(model)]
-    log = write_log(tmp_path / "t.jsonl", records)
+    log = write_log(tmp_path / "t.jsonl", fake_records(model))
     kernels_timed_at(monkeypatch, times_a, times_b)
     return tune_check.check_model(g, log, host(), repeat=2), log
 
@@ -68,12 +94,40 @@ def test_a_config_slower_in_the_model_loses_to_the_untuned_kernel(tiny_onnx, tmp
     assert history is not None
 
 
+def test_the_check_judges_again_the_configs_the_build_takes_next(tiny_onnx, tmp_path, monkeypatch):
+    """Two configs per task the tuner's check ranked above the default: when the first loses in
+    the model the build takes the second, which the check then times too; both lose, and the
+    build it leaves runs the defaults."""
+    g = frontends.from_onnx(tiny_onnx)
+    records = []
+    for r in fake_records(tiny_onnx):
+        if r.ok and r.costs[0] < 2e-5:             # the faster config: checked, and one more like it
+            task = autotune.create_task(*autotune.task.parse_workload(r.workload), host())
+            space = task.config_space
+            third = space.get((space.default_index() + 3) % len(space)).to_json()
+            records += [dataclasses.replace(r, checked=True, vs_default=2.0),
+                        dataclasses.replace(r, config=third, costs=[1.5e-5], checked=True, vs_default=1.5)]
+        else:
+            records.append(r)
+    log = write_log(tmp_path / "t.jsonl", records)
+    kernels_timed_at(monkeypatch, [1e-4] * 3, [3e-4] * 3)
+    mc = tune_check.check_model(g, log, host(), repeat=2)
+    assert len(mc.lost) == 4 and mc.kernels == 2 and len(mc.slower) == 2
+    judged = {(r.workload, r.config_key) for r in rec.load(log) if r.in_model and r.vs_default < 1}
+    assert judged == {(w, c) for w, _, c in mc.lost}
+    for r in rec.best(rec.load(log)).values():         # each task's best is now its default config
+        space = autotune.create_task(*autotune.task.parse_workload(r.workload), host()).config_space
+        assert r.config == space.get(space.default_index()).to_json()
+
+
 def test_the_model_check_records_name_no_cluster_worker(tiny_onnx, tmp_path, monkeypatch):
-    """The records the check appends were timed here, though they copy records a worker timed."""
-    mc, log = _checked_with_times(tiny_onnx, tmp_path, monkeypatch, [1e-4] * 3, [3e-4] * 3, host_name="worker-7")
+    """The in_model records copy a tuned record a cluster worker may have timed: they say they were timed here."""
+    g = frontends.from_onnx(tiny_onnx)
+    log = write_log(tmp_path / "t.jsonl", [dataclasses.replace(r, host="worker-3") for r in fake_records(tiny_onnx)])
+    kernels_timed_at(monkeypatch, [1e-4] * 3, [3e-4] * 3)
+    tune_check.check_model(g, log, host(), repeat=2)
     judged = [r for r in rec.load(log) if r.in_model]
-    assert len(judged) == mc.records == 4 and all(r.host == "" for r in judged)
-    assert all(r.host == "worker-7" for r in rec.load(log) if not r.in_model)
+    assert judged and all(r.host == "" for r in judged)
 
 
 def test_the_tune_command_ends_with_the_model_check(cli, tiny_onnx, tmp_path):

@@ -11,9 +11,9 @@ from ..common import CLIError, load_graph, note, say
 
 DESCRIPTION = """\
 Check a tuning log against the model it is for: the model is built untuned (default schedules)
-and with the log, every kernel the log changed is timed beside the untuned kernel for the same
-nodes as the model runs it (its weight cold, its input warm), and the two models are timed in
-alternating rounds.  This is the check `tilewise tune` ends with, for a log made earlier: a
+and with the log, every kernel the log changed is timed beside the untuned kernels for the same
+nodes where each model runs them (the model's passes step by step), and the two models are
+timed in alternating rounds.  This is the check `tilewise tune` ends with, for a log made earlier: a
 shipped log after the templates or their defaults changed, or a log from another machine of
 the same ISA.  The log itself is never changed.  With --prune OUT, the log's records are written
 to OUT without those of the configs that ran slower in the model than the kernel they replaced,

@@ -1,13 +1,19 @@
 """tilewise tune's model check: the model built with the tuning log, against the untuned model.
 
 The tuner times each task's candidates alone; the model runs them one after another, each
-meeting its weight cold and its input warm.  After tuning, the model check builds the model
-untuned (default schedules) and tuned (the log), times every kernel the log changed beside the
-untuned model's kernel for the same nodes (frontends.profile.compare_builds), and appends what
-it measured to the log as `in_model` records: the tuned config with the untuned kernel's time
-over its own (vs_default), the untuned kernel's config with 1.0.  Records so judged rank by
-these timings alone (autotune.record.pooled_costs), so a config that ran slower in the model
-than the kernel it replaced loses to it, and the next build with the log takes the faster.
+meeting its weights as the rest of the model leaves them and its input as its producer leaves
+it.  After tuning, the model check builds the model untuned (default schedules) and tuned (the
+log) and times both where they run: each build's model passes step by step, the two builds in
+alternating rounds (frontends.profile.compare_builds, time_steps in the model's order).  Every
+piece of the model the log changed (the calls of either build that compute the same graph nodes,
+a layout copy or a transform kernel another algorithm adds counted with them) is judged by the
+sum of its calls, and what was measured goes into the log as `in_model` records: the tuned
+config with the untuned piece's time over its own (vs_default), the untuned kernel's config
+with 1.0.  Records so judged rank by these timings alone (autotune.record.pooled_costs), so a
+config that ran slower in the model than the kernel it replaced loses to it, and the next build
+with the log takes the faster.  That build may take another config the tuner ranked next (of the
+same template or another's) that the model has not run yet: the check builds and judges again,
+until the build runs only configs judged in the model (at most CHECK_PASSES builds).
 Then the two builds run in alternating rounds, and the gain the model shows (the lower
 quartile of each one's runs, autotune.measure.per_call) is reported beside the tuner's estimate.
 
@@ -20,10 +26,13 @@ SqueezeNet at 310 ms a run instead of 5 ms while other jobs held the cores.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import statistics
 import time
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,7 +40,7 @@ class ModelCheck:
     """What the model check found."""
     untuned: float                  # seconds per model run, default schedules
     tuned: float                    # seconds per model run, with the log (after the check's records)
-    kernels: int                    # tuned kernels timed in the model
+    kernels: int                    # pieces of the model (calls for the same nodes) judged in it
     slower: list[str] = field(default_factory=list)    # their anchor nodes that ran slower than untuned
     records: int = 0                # in_model records appended to the log
     # seconds per model run the tuned kernels saved timed in the model (compare_builds, each
@@ -46,9 +55,13 @@ class ModelCheck:
         return self.untuned / self.tuned if self.tuned > 0 else math.nan
 
 
+CHECK_PASSES = 6        # builds judged at most: each takes the next-best configs where the last lost
+
+
 def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int = 20) -> ModelCheck:
     """Build graph untuned and with the log, judge the log's kernels in the model (appending
-    in_model records), then time both models in alternating rounds."""
+    in_model records) until the build with the log runs only configs so judged, then time both
+    models in alternating rounds."""
     import frontends
     from autotune import record as rec
     from autotune.call_timing import per_call
@@ -57,37 +70,69 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
     from te.target import parse
     tgt = parse(target)
     untuned = frontends.build(graph, tgt)
-    tuned = frontends.build(graph, tgt, logs=[log_path])
-    used = {r.workload: r for r in tuned.records}
-
-    def differs(a, b) -> bool:          # a kernel the log changed (another algorithm or config)
-        r = used.get(workload_key(*b.task)) if b.task is not None else None
-        return r is not None and not (a.task == b.task and r.config == _default_config(b.task, tgt))
-
-    pairs = compare_builds(untuned, tuned, tgt, rounds, only=differs)
-    found = []
-    for p in pairs:
-        r = used[workload_key(*p.b.task)]
-        now = dict(timestamp=time.time(), build_time=0.0, run_time=0.0, checked=True, in_model=True,
-                   host="")          # timed here, whichever machine timed the record it copies
-        found.append(dataclasses.replace(r, costs=list(p.times_b), vs_default=p.ratio, **now))
-        if p.a.task is not None:
-            found.append(dataclasses.replace(r, workload=workload_key(*p.a.task), costs=list(p.times_a),
-                                             config=_default_config(p.a.task, tgt), vs_default=1.0, **now))
-    rec.append(log_path, found)
-    losers = [p for p in pairs if p.ratio < 1 - rec.DEFAULT_MARGIN]
-    slower = [p.nodes[0] for p in losers]
-    lost = sorted({(r.workload, r.isa, r.config_key) for r in (used[workload_key(*p.b.task)] for p in losers)})
-    saving = sum(p.calls * (statistics.median(p.times_a) - statistics.median(p.times_b))
-                 for p in pairs if p.nodes[0] not in slower)
-    if slower:              # the records now say so: the build takes the faster kernel
-        tuned = frontends.build(graph, tgt, logs=[log_path])
     feed = random_inputs(untuned.plan.inputs)
+    defaults: dict[str, dict] = {}
+
+    def default(task: tuple) -> dict:           # a task's default config, made once
+        key = workload_key(*task)
+        if key not in defaults:
+            defaults[key] = _default_config(task, tgt)
+        return defaults[key]
+
+    judged: set[tuple[str, str]] = set()        # (workload, config key) this check timed in the model
+    latest: dict[tuple, object] = {}            # a piece's nodes -> its last verdict (KernelPair)
+    records, lost, tuned = 0, set(), None
+    for _ in range(CHECK_PASSES):
+        # A config that lost drops in its workload's ranking, and the build takes the next-best
+        # one (of its template or another's): one the tuner ranked, not yet timed in the model.
+        tuned = frontends.build(graph, tgt, logs=[log_path])
+        used = {r.workload: r for r in tuned.records}
+
+        def tuned_records(calls: tuple) -> list:
+            """The log's records behind calls (those whose task the log covers), in their order."""
+            found = (used.get(workload_key(*c.task)) for c in calls if c.task is not None)
+            return [r for r in found if r is not None]
+
+        def differs(a: tuple, b: tuple) -> bool:    # nodes the log changed, to a config not judged yet
+            tasks_a, tasks_b = [c.task for c in a], [c.task for c in b]
+            return any((tasks_a != tasks_b or r.config != default(c.task)) and (r.workload, r.config_key) not in judged
+                       for c in b if c.task is not None for r in tuned_records((c,)))
+
+        pairs = compare_builds(untuned, tuned, feed, rounds, only=differs)
+        if not pairs:
+            break
+        found = []
+        now = dict(timestamp=time.time(), build_time=0.0, run_time=0.0, checked=True, in_model=True,
+                   host="")         # timed here, whichever machine timed the record it copies
+        for p in pairs:
+            mine = tuned_records(p.b)
+            for r in mine:
+                found.append(dataclasses.replace(r, costs=list(p.times_b), vs_default=p.ratio, **now))
+            for c in p.a if mine else ():
+                if c.task is not None:
+                    found.append(dataclasses.replace(mine[0], workload=workload_key(*c.task), costs=list(p.times_a),
+                                                     config=default(c.task), vs_default=1.0, **now))
+            latest[p.nodes] = p
+            if p.ratio < 1 - rec.DEFAULT_MARGIN:
+                lost |= {(r.workload, r.isa, r.config_key) for r in mine}
+        rec.append(log_path, found)
+        records += len(found)
+        judged |= {(r.workload, r.config_key) for r in found}
+        tuned = None                # the records changed the ranking: the next build goes by them
+    else:
+        log.warning("model check: %d builds judged; the next build with %s may still run configs "
+                    "not timed in the model", CHECK_PASSES, log_path)
+    if tuned is None:
+        tuned = frontends.build(graph, tgt, logs=[log_path])
+    verdicts = list(latest.values())
+    slower = [p.nodes[0] for p in verdicts if p.ratio < 1 - rec.DEFAULT_MARGIN]
+    saving = sum(p.calls * (statistics.median(p.times_a) - statistics.median(p.times_b))
+                 for p in verdicts if p.nodes[0] not in slower)
     lat = time_interleaved({"untuned": lambda: untuned.run(**feed), "tuned": lambda: tuned.run(**feed)},
                            repeat=repeat, block=3)
     # runs the machine's load stretched say nothing of the schedules: as the kernels, by per_call
-    return ModelCheck(per_call(lat["untuned"].times), per_call(lat["tuned"].times), len(pairs), slower, len(found),
-                      saving, lost)
+    return ModelCheck(per_call(lat["untuned"].times), per_call(lat["tuned"].times), len(verdicts), slower, records,
+                      saving, sorted(lost))
 
 
 def pruned(records: list, lost: list[tuple[str, str, str]]) -> list:
