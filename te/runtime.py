@@ -74,6 +74,8 @@ else:
                              batch_of, check_args, check_num_threads, concrete_shape, data_address, node_args,
                              np_dtype, num_threads, openmp_wait_policy, positional_feed, random_array,
                              select_outputs)
+# the API's name for the error (te.runtime.LoadError), as error reports and tracebacks print it
+LoadError.__module__ = __name__
 
 
 # ---------------------------------------------------------------- loading a library
