@@ -30,7 +30,8 @@ import time
 import uuid
 from dataclasses import replace
 
-from .measure import MeasureOption, Measurer, _payload, _record, _worker_task
+from .measure import MeasureOption, Measurer, _payload, _record
+from .measure_jobs import _worker_task
 from .record import ErrorNo, Record
 
 log = logging.getLogger(__name__)

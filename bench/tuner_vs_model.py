@@ -5,7 +5,7 @@
 
 For each of a model's heaviest tasks (the implementation an untuned build runs), the default
 config and others (the best of the logs given, `--random` random valid ones) are built and
-timed by the tuner's own runner code (autotune.measure._build_job / _run_job, in this process)
+timed by the tuner's own runner code (autotune.measure_jobs._build_job / _run_job, in this process)
 with every call's time kept, so one set of calls gives each statistic a repeat could report:
 the lower quartile of the calls, their median, and the whole repeat's mean.  Then the model is
 built untuned and with only that task's config changed (a one-record log), and the two models
@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import autotune                                            # noqa: E402
 import frontends                                           # noqa: E402
-from autotune import measure                               # noqa: E402
+from autotune import measure, measure_jobs                 # noqa: E402
 from autotune import record as rec                         # noqa: E402
 from frontends.profile import random_inputs, time_interleaved  # noqa: E402
 from frontends.tasks import extract_tasks                  # noqa: E402
@@ -40,11 +40,11 @@ from common import log_paths, table                        # noqa: E402
 from models import load                                    # noqa: E402
 
 # the statistics a repeat could report from its calls' times and waits for a CPU, each the
-# median over repeats: the lower quartile of the calls, the runner's (measure.per_call: the
+# median over repeats: the lower quartile of the calls, the runner's (measure_jobs.per_call: the
 # median of the calls no thread of which waited for a CPU), all calls' median and their mean
 STATISTICS = {
     "q25": lambda calls, waits: sorted(calls)[len(calls) // 4],
-    "clean": measure.per_call,
+    "clean": measure_jobs.per_call,
     "median": lambda calls, waits: statistics.median(calls),
     "mean": lambda calls, waits: sum(calls) / len(calls),
 }
@@ -54,19 +54,19 @@ def tuner_times(task, config, option: measure.MeasureOption, repeats: int) -> di
     """Seconds per call of config under each statistic (median over `repeats` runs of the
     runner's job, each of option.repeat repeats), timed by the runner's code in this process."""
     payload = measure._payload(task, config)
-    build = measure._build_job(payload)
+    build = measure_jobs._build_job(payload)
     if build.get("error_no"):
         raise RuntimeError(build.get("error_msg"))
     calls: list[tuple[list[float], list[float] | None]] = []
-    kept = measure.per_call
+    kept = measure_jobs.per_call
 
     def keep(times, waits=None):
         calls.append((list(times), waits and list(waits)))
         return kept(times, waits)
-    measure.per_call = keep
+    measure_jobs.per_call = keep
     try:
         for _ in range(repeats):
-            res = measure._run_job({"cutoff": None, "object": build["object"], "symbol": build["symbol"],
+            res = measure_jobs._run_job({"cutoff": None, "object": build["object"], "symbol": build["symbol"],
                                     "specs": build["specs"], "task": payload, "config": build["config"],
                                     "uses_openmp": build["uses_openmp"], "workload": measure.measure_key(task),
                                     "weight_arg": build.get("weight_arg"), "target": str(task.target),
@@ -74,7 +74,7 @@ def tuner_times(task, config, option: measure.MeasureOption, repeats: int) -> di
             if res.get("error_no"):
                 raise RuntimeError(res.get("error_msg"))
     finally:
-        measure.per_call = kept
+        measure_jobs.per_call = kept
     return {k: statistics.median(f(*c) for c in calls) for k, f in STATISTICS.items()}
 
 

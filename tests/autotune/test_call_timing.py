@@ -75,7 +75,8 @@ def test_a_models_tasks_carry_its_weight_bytes_and_a_task_alone_none(tiny_onnx):
 
 
 def test_the_models_weight_bytes_reach_the_runner(tiny_onnx):
-    from autotune.measure import _payload, _worker_task
+    from autotune.measure import _payload
+    from autotune.measure_jobs import _worker_task
     task = extract_tasks(frontends.from_onnx(tiny_onnx))[0].task
     big = replace(task, model_weight_bytes=97 * MiB)
     assert _worker_task(_payload(big, None)).model_weight_bytes == 97 * MiB       # a cluster's timer too

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autotune import measure
+from autotune import measure, measure_jobs
 from autotune.call_timing import ColdWeights, padded_array
 from te.target import parse
 
@@ -23,21 +23,21 @@ def _arrays():
 
 def test_the_input_is_read_from_copies_in_turn_and_the_bias_as_it_is():
     arrays, specs = _arrays()
-    cold = measure._cold_calls(measure.MeasureOption(), arrays, specs, 1, 0, VM)
+    cold = measure_jobs._cold_calls(measure.MeasureOption(), arrays, specs, 1, 0, VM)
     calls = [cold.args(k) for k in range(40)]
     inputs = [c[0] for c in calls]
     assert len(set(inputs)) > 1 and inputs[0] == arrays[0].ctypes.data      # the array itself first
     assert len(set(c[1] for c in calls)) > 1                                # the weight too, as before
     assert {c[2] for c in calls} == {arrays[2].ctypes.data} and {c[3] for c in calls} == {arrays[3].ctypes.data}
-    copies = measure._input_copies(arrays[0], VM)
+    copies = measure_jobs._input_copies(arrays[0], VM)
     assert sum(c.nbytes for c in copies) >= 4 * VM.caches.l2 * max(1, VM.threads)     # out of the L2s
     assert all(np.array_equal(c, arrays[0]) for c in copies)                 # the same values: the answer holds
-    assert measure._input_copies(arrays[0], VM) is copies                     # kept for the next candidate
+    assert measure_jobs._input_copies(arrays[0], VM) is copies                     # kept for the next candidate
 
 
 def test_a_warm_input_when_asked():
     arrays, specs = _arrays()
-    cold = measure._cold_calls(measure.MeasureOption(cold_input=False, cold_weights=False), arrays, specs, 1, 0, VM)
+    cold = measure_jobs._cold_calls(measure.MeasureOption(cold_input=False, cold_weights=False), arrays, specs, 1, 0, VM)
     assert all(cold.args(k) == [a.ctypes.data for a in arrays] for k in range(5))
 
 

@@ -6,7 +6,7 @@ from onnx import helper, numpy_helper
 import autotune
 import frontends
 from autotune.epilogue import check_epilogue
-from autotune.measure import _weight_copies
+from autotune.measure_jobs import _weight_copies
 from frontends.tasks import epilogue_of, extract_tasks
 from te.target import host
 

@@ -152,7 +152,7 @@ def test_task_build_runs(rng=np.random.default_rng(0)):
 def test_conv_candidates_take_prepacked_weights(measurer):
     """A direct conv is timed as a model runs it: weights packed ahead of time, by each
     candidate's own channel block, from the same logical weight (so the answers still agree)."""
-    from autotune.measure import _build_job
+    from autotune.measure_jobs import _build_job
 
     task = autotune.create_task("conv2d_nchw", ((1, 16, 8, 8), (32, 16, 3, 3), (1, 1), (1, 1, 1, 1),
                                                 (1, 1), 1, "float32"))
