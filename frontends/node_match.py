@@ -211,7 +211,7 @@ def resolve(model, units: list[Unit], stop: set[str] = frozenset()) -> None:
     for u in units:
         others = {o for v in units if v is not u for o in v.outputs} | set(stop)
         ends = set(u.inputs) | (others - set(u.outputs))
-        found = {_original(d, names) for d in u.direct} - {None}
+        found = {original_node(d, names) for d in u.direct} - {None}
         todo = [o for o in u.outputs if o in producer]
         seen: set[str] = set()
         while todo:
@@ -225,7 +225,7 @@ def resolve(model, units: list[Unit], stop: set[str] = frozenset()) -> None:
         u.nodes = found
 
 
-def _original(name: str, names: set[str]) -> str | None:
+def original_node(name: str, names: set[str]) -> str | None:
     """The original node a (possibly pass-renamed, "<node>.<k>") node name stands for."""
     while name not in names and "." in name:
         name = name.rsplit(".", 1)[0]

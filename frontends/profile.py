@@ -376,12 +376,12 @@ def match_steps(lib_a, lib_b) -> list[tuple[list[int], list[int]]]:
     ("<node>.pack") falls in with that node; calls of either build that share a node are one group."""
     from te.export import MEMCPY
 
-    from .node_match import _original, joined
+    from .node_match import joined, original_node
     names = {n.name for n in lib_a.graph.nodes}
     sides = []
     for side, lib in enumerate((lib_a, lib_b)):
         calls = [st for st in lib.plan.steps if st.kernel != MEMCPY]
-        sides.append([sorted({_original(n, names) or n for n in st.nodes}) or [f"{side}:{k}"]   # no node: its own
+        sides.append([sorted({original_node(n, names) or n for n in st.nodes}) or [f"{side}:{k}"]   # no node: its own
                       for k, st in enumerate(calls)])
     find = joined(ns for keys in sides for ns in keys)
     groups: dict[str, tuple[list[int], list[int]]] = {}
