@@ -182,8 +182,15 @@ def test_xgb_finds_at_least_the_default(measurer):
     tuner.tune(16, measurer=measurer)
     default = task.config_space.default_index()
     assert default in tuner.results                           # the default is measured first
-    # the best of the run is at least the default (measurement noise allowed)
-    assert tuner.best_flops >= 0.9 * tuner.results[default]
+    # the final check re-timed the default beside the top configs, round by round: the best the
+    # tuner reports ranks at or above it.  (Not a throughput comparison: the search's anchored
+    # judging figures and a record's cost are different measurements, and on a loaded 2-core
+    # machine they differ by more than any fixed margin.)
+    from autotune.record import better, check_score
+    default_record = tuner._pooled_record(default)
+    assert default_record.checked and default_record.vs_default == 1.0
+    assert tuner.best_record.checked and not better(default_record, tuner.best_record)
+    assert check_score(tuner.best_record.vs_default) >= 1.0
 
 
 def test_resume_skips_measured_configs(measurer, tmp_path):
