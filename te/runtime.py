@@ -60,6 +60,15 @@ CPUINFO_FLAGS = {
     "avxvnniint16": "avx_vnni_int16", "avxneconvert": "avx_ne_convert",
 }
 
+# LLVM features that name a set of others and add no instruction of their own: a CPU whose
+# /proc/cpuinfo shows every one of the set has the feature, whatever the kernel calls it (AVX10.1
+# is AVX-512 as Sapphire Rapids has it; LLVM reports it on such CPUs, kernels before 6.x do not).
+CPUINFO_SETS = {
+    "avx10.1": ("avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw", "avx512ifma", "avx512vbmi",
+                "avx512_vbmi2", "avx512_vnni", "avx512_bf16", "avx512_bitalg", "avx512_vpopcntdq",
+                "avx512_fp16"),
+}
+
 # te.runtime is the API the JIT, frontends and deployed code import, calls included; copied out of
 # the package (docs/c_abi.md), this file imports native_call.py from beside it.
 if __package__:
@@ -532,7 +541,8 @@ def cpuinfo_flag(feature: str) -> str:
 def missing_features(required: list[str], flags: set[str]) -> list[str]:
     """The LLVM feature names in required that a CPU with these cpuinfo flags lacks (or that the
     flags do not show: those cannot be checked, so they count as missing)."""
-    return [f for f in required if cpuinfo_flag(f) not in flags]
+    return [f for f in required if cpuinfo_flag(f) not in flags
+            and not (f in CPUINFO_SETS and flags.issuperset(CPUINFO_SETS[f]))]
 
 
 def _check_cpu(path: str, meta: dict) -> None:

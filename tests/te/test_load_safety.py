@@ -293,3 +293,14 @@ def test_things_that_are_not_libraries(tmp_path):
         os.chmod(tmp_path / "secret.so", 0)
         with pytest.raises(LoadError, match="cannot be read: Permission denied"):
             te.load_module(tmp_path / "secret.so")
+
+
+def test_avx10_1_is_checked_as_the_avx512_set_it_names():
+    """LLVM reports avx10.1 on Sapphire Rapids-class CPUs whose kernel shows no avx10 flag: a
+    library built for such a machine loads there (every AVX-512 flag it names is shown), and is
+    refused where one of them is missing."""
+    avx512 = set(runtime.CPUINFO_SETS["avx10.1"])
+    assert runtime.missing_features(["avx10.1", "avx512f"], avx512) == []
+    assert runtime.missing_features(["avx10.1"], {"avx10_1"}) == []
+    assert runtime.missing_features(["avx10.1"], avx512 - {"avx512_fp16"}) == ["avx10.1"]
+    assert runtime.missing_features(["avx10.2"], avx512) == ["avx10.2"]      # new instructions: strict
