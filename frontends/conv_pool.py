@@ -64,13 +64,9 @@ def _strided_max_pool(n: Node, geo) -> bool:
 def fuse_conv_max_pool(g: Graph) -> Graph:
     """A stem Conv, the Relu or Clip (if any) that alone reads it, and the strided MaxPool that alone
     reads that, as one tilewise.ConvMaxPool node (module docstring); other graphs unchanged."""
-    from .passes import _clip_bounds, _conv_attrs, _only_reader
+    from .passes import _clip_bounds, _conv_attrs
     g = g.copy()
-    cons = g.consumers()
-    outputs = {o.name for o in g.outputs}
-
-    def only_reader(value: str) -> Node | None:
-        return _only_reader(cons, outputs, value)
+    only_reader = g.sole_readers()
     found: list[tuple[Node, Node | None, Node]] = []
     for conv in g.nodes:
         geo = _stem_conv(conv, g)

@@ -1,6 +1,7 @@
 """Graph IR: nodes with an op, attributes, named inputs/outputs; static shapes; constants as numpy arrays."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,6 +66,17 @@ class Graph:
                 if i:
                     out.setdefault(i, []).append(n)
         return out
+
+    def sole_readers(self) -> Callable[[str], Node | None]:
+        """reader(value): the one node that reads `value`, as its first input, where `value` is
+        no graph output (a pass may then fuse or swap the pair); else None.  The readers are the
+        nodes as they are now: a pass takes it once, before it rewrites."""
+        cons, outputs = self.consumers(), {o.name for o in self.outputs}
+
+        def reader(value: str) -> Node | None:
+            users = cons.get(value, [])
+            return users[0] if len(users) == 1 and value not in outputs and users[0].inputs[0] == value else None
+        return reader
 
     def copy(self) -> "Graph":
         """A copy that passes can rewrite (constants shared, never mutated in place)."""

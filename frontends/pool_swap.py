@@ -74,18 +74,14 @@ def conv_before_average_pool(g: Graph) -> Graph:
     map's size) becomes Conv without bias -> AveragePool -> Add(bias): the pool averages K
     channels instead of C (module docstring)."""
     g = g.copy()
-    cons = g.consumers()
-    outputs = {o.name for o in g.outputs}
+    only_reader = g.sole_readers()
     swapped = 0
     for pool in list(g.nodes):
-        if not _same_size_average_pool(pool, g) or pool.outputs[0] in outputs:
+        if not _same_size_average_pool(pool, g):
             continue
-        readers = cons.get(pool.outputs[0], [])
-        channels = g.info(pool.inputs[0]).shape[1]
-        if len(readers) != 1 or readers[0].inputs[0] != pool.outputs[0] or \
-                not _narrowing_pointwise_conv(readers[0], g, channels):
+        conv = only_reader(pool.outputs[0])
+        if conv is None or not _narrowing_pointwise_conv(conv, g, g.info(pool.inputs[0]).shape[1]):
             continue
-        conv = readers[0]
         y = g.info(conv.outputs[0])
         narrow = f"{conv.outputs[0]}.before_pool"
         g.infos[narrow] = TensorInfo(narrow, y.shape, y.dtype)
@@ -132,16 +128,14 @@ def average_pool_before_conv(g: Graph) -> Graph:
     Conv: the conv computes the pooled map's pixels only (module docstring); a conv with a bias
     moves only where the pool's divisor counts what it sums."""
     g = g.copy()
-    cons = g.consumers()
-    outputs = {o.name for o in g.outputs}
+    only_reader = g.sole_readers()
     swapped = 0
     for conv in list(g.nodes):
-        if conv.op != "Conv" or conv.outputs[0] in outputs or len(g.info(conv.inputs[0]).shape) != 4:
+        if conv.op != "Conv" or len(g.info(conv.inputs[0]).shape) != 4:
             continue
-        readers = cons.get(conv.outputs[0], [])
-        if len(readers) != 1 or readers[0].inputs[0] != conv.outputs[0] or not _shrinking_average_pool(readers[0], g):
+        pool = only_reader(conv.outputs[0])
+        if pool is None or not _shrinking_average_pool(pool, g):
             continue
-        pool = readers[0]
         channels = g.info(conv.inputs[0]).shape[1]
         has_bias = len(conv.inputs) > 2 and bool(conv.inputs[2])
         w = g.constants.get(conv.inputs[1])
