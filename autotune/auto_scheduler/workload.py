@@ -222,20 +222,16 @@ class AutoTask(Task):
             return ()
         return tuple(s.steps)
 
-    def _config(self, config) -> StepConfig | None:
-        if config is None or isinstance(config, FallbackConfig):
-            return None
-        if isinstance(config, int):
-            return self.config_space.get(config)
-        if isinstance(config, dict):
-            return self.config_space.from_json(config)
-        return config
+    def _config(self, config) -> StepConfig:
+        """Task's reading of a config (an index, its JSON, the entity); the default is index 0."""
+        config = super()._config(config)
+        return self.config_space.get(0) if isinstance(config, FallbackConfig) else config
 
     def instantiate(self, config=None, prepacked: bool = False, fused: bool = False):
         """(schedule, tensors) for a config (a StepConfig, its JSON, an index, or None for the default
         config, index 0).  `prepacked` and `fused` change nothing: an auto-scheduled task's computation
         is already the whole kernel a model runs (a group's, epilogue included)."""
-        config = self._config(config) or self.config_space.get(0)
+        config = self._config(config)
         s = self.schedule()
         te.replay(s, list(config.steps))
         return s, list(self.tensors)
