@@ -26,7 +26,7 @@ from te.ops.knobs import TEMPLATES, ConfigError, FallbackConfig
 from te.ops.registry import freeze
 from te.tensor import CommReducer
 
-from ..task import MAX_ARGS, Task, _bad_arg, _short_json, count_flops
+from ..task import MAX_ARGS, Task, check_arg, count_flops
 from .space import StepConfig, StepSpace
 
 log = logging.getLogger(__name__)
@@ -94,11 +94,7 @@ def check_workload_args(name: str, args) -> None:
             raise ValueError(f"{name}: {len(args)} argument(s) do not fit the workload ({e})") from None
         names = list(bound.arguments)[:len(args)] + names[len(bound.arguments):]
     for pname, value in zip(names, args):
-        items = list(value) if isinstance(value, (list, tuple)) else [value]
-        why = f"more than {MAX_ARGS} items" if len(items) > MAX_ARGS else ""
-        why = why or next((w for w in (_bad_arg(pname, v) for v in items) if w), "")
-        if why:
-            raise ValueError(f"{name}: argument {pname}={_short_json(value)}: {why}")
+        check_arg(name, pname, value)
 
 
 def _split_io(name: str, tensors) -> tuple[list, list]:
