@@ -323,15 +323,7 @@ def _fold_nodes(raw: list, consts: dict, known: dict, problems: list, opset: int
 
 def _raw_shapes(m, graph: Graph, nodes: list, consts: dict) -> dict:
     """Static shapes ONNX's inference finds for the values of not-yet-canonical nodes."""
-    from onnx import helper
-    used = {x for n in nodes for x in n.input} - {i.name for i in graph.inputs}
-    inits = [numpy_helper.from_array(v, k) for k, v in consts.items() if k in used and v.size <= 4096]
-    big = [helper.make_tensor_value_info(k, onnx_elem_type(v.dtype), list(v.shape)) for k, v in consts.items()
-           if k in used and v.size > 4096]
-    ins = [helper.make_tensor_value_info(i.name, onnx_elem_type(i.dtype), list(i.shape))
-           for i in graph.inputs]
-    g2 = helper.make_graph(nodes, "partial", ins + big, _undeclared(m.graph.output), inits)
-    m2 = helper.make_model(g2, opset_imports=list(m.opset_import), ir_version=max(m.ir_version, 7))
+    m2 = _inference_model(m, graph, nodes, consts, {x for n in nodes for x in n.input}, "partial")
     try:
         inferred = shape_inference.infer_shapes(m2, strict_mode=False, data_prop=True)
     except Exception:
@@ -358,14 +350,7 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
     """Run ONNX shape inference on the folded graph; returns value name -> TensorInfo, and puts
     in `why` the error strict inference reports for each node it rejects."""
     from onnx import helper
-    used = {x for n in nodes for x in n.inputs} | {o.name for o in m.graph.output}
-    used -= {i.name for i in graph.inputs}
-    # small constants as initializers (their values can decide shapes); large ones as typed inputs
-    inits = [numpy_helper.from_array(v, k) for k, v in consts.items()
-             if k in used and v.dtype != object and v.size <= 4096]
-    big = [helper.make_tensor_value_info(k, onnx_elem_type(v.dtype), list(v.shape)) for k, v in consts.items()
-           if k in used and v.dtype != object and v.size > 4096]
-    onodes = []
+    onodes, param_inits = [], []          # parameter attributes back as initializers
     m_opset = graph.opset
     for n in nodes:
         attrs = {}
@@ -376,7 +361,7 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
             if k in params.values() and k not in attr_names:
                 idx = next(i for i, name in params.items() if name == k)
                 cname = f"__param_{n.name}_{k}"
-                inits.append(numpy_helper.from_array(np.asarray(v), cname))
+                param_inits.append(numpy_helper.from_array(np.asarray(v), cname))
                 extra_inputs[idx] = cname
             else:
                 attrs[k] = v
@@ -390,10 +375,9 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
         except ValueError as e:        # an attribute onnx cannot type, e.g. an empty list
             problems.append(f"node {n.name} ({n.op}): {str(e).splitlines()[0]}")
             return {}
-    ins = [helper.make_tensor_value_info(i.name, onnx_elem_type(i.dtype),
-                                         list(i.shape)) for i in graph.inputs]
-    g2 = helper.make_graph(onodes, "folded", ins + big, _undeclared(m.graph.output), inits)
-    m2 = helper.make_model(g2, opset_imports=list(m.opset_import), ir_version=max(m.ir_version, 7))
+    used = {x for n in nodes for x in n.inputs} | {o.name for o in m.graph.output}
+    m2 = _inference_model(m, graph, onodes, {k: v for k, v in consts.items() if v.dtype != object}, used,
+                          "folded", param_inits)
     try:
         inferred = shape_inference.infer_shapes(m2, strict_mode=False, data_prop=True)
     except Exception as e:
@@ -422,6 +406,22 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
                         "computed shape (fix the model's declaration to silence this)", o.name, dims,
                         list(out[o.name].shape))
     return out
+
+
+def _inference_model(m, graph: Graph, nodes: list, consts: dict, used: set, name: str,
+                     params: list = ()) -> onnx.ModelProto:
+    """`nodes` (NodeProtos) as a model for ONNX's shape inference: the graph's inputs at their
+    static shapes; of the constants in `used`, small ones as initializers (their values can
+    decide shapes: a Reshape's target) and large ones as typed inputs (only their shapes matter,
+    and copying weights costs); `params` more initializers; the outputs undeclared."""
+    from onnx import helper
+    used = used - {i.name for i in graph.inputs}
+    inits = [numpy_helper.from_array(v, k) for k, v in consts.items() if k in used and v.size <= 4096]
+    big = [helper.make_tensor_value_info(k, onnx_elem_type(v.dtype), list(v.shape)) for k, v in consts.items()
+           if k in used and v.size > 4096]
+    ins = [helper.make_tensor_value_info(i.name, onnx_elem_type(i.dtype), list(i.shape)) for i in graph.inputs]
+    g2 = helper.make_graph(nodes, name, ins + big, _undeclared(m.graph.output), inits + list(params))
+    return helper.make_model(g2, opset_imports=list(m.opset_import), ir_version=max(m.ir_version, 7))
 
 
 def _undeclared(outputs) -> list:
