@@ -84,8 +84,7 @@ def fuse_conv_max_pool(g: Graph) -> Graph:
         attrs = {"conv_strides": list(strides), "conv_pads": list(pads), "conv_dilations": list(dil),
                  "act_min": lo, "act_max": hi, **{k: pool.attrs[k] for k in POOL_KEYS if k in pool.attrs}}
         node = Node(CONV_MAX_POOL, pool.name, [conv.inputs[0], conv.inputs[1], bias], list(pool.outputs), attrs)
-        g.nodes[g.nodes.index(pool)] = node
-        g.nodes = [n for n in g.nodes if n is not conv and n is not act]
+        g.replace([conv, act, pool] if act is not None else [conv, pool], [node], at=pool)
     if found:
         log.info("fuse_conv_max_pool: %d stem conv + max pool pair(s) as one kernel each", len(found))
     return g

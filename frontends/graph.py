@@ -78,6 +78,16 @@ class Graph:
             return users[0] if len(users) == 1 and value not in outputs and users[0].inputs[0] == value else None
         return reader
 
+    def replace(self, old: list[Node], new: list[Node], at: Node | None = None) -> None:
+        """The nodes `new` where `at` (by default old[0]) stood, every node of `old` removed: a
+        fusion puts its node where the last node it replaces stood, a swap where the first did
+        (their inputs are computed before either)."""
+        k = self.nodes.index(old[0] if at is None else at)
+        drop = {id(n) for n in old}
+        before = sum(1 for n in self.nodes[:k] if id(n) not in drop)
+        keep = [n for n in self.nodes if id(n) not in drop]
+        self.nodes = keep[:before] + list(new) + keep[before:]
+
     def copy(self) -> "Graph":
         """A copy that passes can rewrite (constants shared, never mutated in place)."""
         g = Graph(self.name, self.opset)

@@ -326,8 +326,7 @@ def fuse_depthwise_pointwise(g: Graph) -> Graph:
         node = Node(DWPW, pw.name, [dw.inputs[0], dw.inputs[1], bias(dw), pw.inputs[1], bias(pw)], list(pw.outputs),
                     {"pads": list(_conv_attrs(dw)[2]), "dilations": list(_conv_attrs(dw)[1]),
                      "act_min": lo, "act_max": hi})
-        g.nodes[g.nodes.index(pw)] = node
-        g.nodes = [n for n in g.nodes if n is not dw and n is not act]
+        g.replace([dw, act, pw], [node], at=pw)
     if fused:
         log.info("fuse_depthwise_pointwise: %d depthwise + 1x1 conv pair(s) as one kernel each", len(fused))
     return g

@@ -96,9 +96,7 @@ def conv_before_average_pool(g: Graph) -> Graph:
             b = f"{bias}.per_channel"
             g.constants[b] = g.constants[bias].reshape(1, -1, 1, 1)
             added = [Node("Add", f"{conv.name}.bias", [pooled, b], list(conv.outputs))]
-        at = g.nodes.index(pool)
-        g.nodes = [n for n in g.nodes if n is not pool and n is not conv]
-        g.nodes[at:at] = [new_conv, new_pool, *added]
+        g.replace([pool, conv], [new_conv, new_pool, *added])
         swapped += 1
     if swapped:
         log.info("conv_before_average_pool: %d average pool(s) moved after the 1x1 conv that narrows them", swapped)
@@ -147,9 +145,7 @@ def average_pool_before_conv(g: Graph) -> Graph:
         g.infos[pooled] = TensorInfo(pooled, (x.shape[0], x.shape[1], y.shape[2], y.shape[3]), x.dtype)
         new_pool = Node("AveragePool", pool.name, [conv.inputs[0]], [pooled], dict(pool.attrs))
         new_conv = Node("Conv", conv.name, [pooled, *conv.inputs[1:]], list(pool.outputs), dict(conv.attrs))
-        at = g.nodes.index(conv)
-        g.nodes = [n for n in g.nodes if n is not pool and n is not conv]
-        g.nodes[at:at] = [new_pool, new_conv]
+        g.replace([conv, pool], [new_pool, new_conv])
         swapped += 1
     if swapped:
         log.info("average_pool_before_conv: %d average pool(s) moved before the 1x1 conv they shrink", swapped)

@@ -160,11 +160,7 @@ class _Pass:
 
     def replace(self, old: list[Node], new: list[Node]) -> None:
         """new in place of old[0] (old's other nodes removed); dead inputs go with the dead-node pass."""
-        at = self.g.nodes.index(old[0])
-        drop = {id(n) for n in old}
-        keep = [n for n in self.g.nodes if id(n) not in drop]
-        before = sum(1 for n in self.g.nodes[:at] if id(n) not in drop)
-        self.g.nodes = keep[:before] + new + keep[before:]
+        self.g.replace(old, new)
         self.refresh()
 
     # ---- 0. int8 activations to uint8
