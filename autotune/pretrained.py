@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from te.caches import OPTIONS, Caches
+from te.files import atomic_write
 from te.target import Target, parse
 
 from . import record as rec
@@ -119,10 +120,8 @@ def save(model, path: str | os.PathLike = MODEL_FILE) -> None:
     raw = bytearray(model.booster.save_raw("json"))
     body = {"features": FEATURES, "tasks": model.trained_on[0], "records": model.trained_on[1],
             "booster": json.loads(raw.decode())}
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(path) as f:
         json.dump(body, f, separators=(",", ":"))
-    os.replace(tmp, path)
 
 
 @functools.lru_cache(maxsize=4)

@@ -74,11 +74,17 @@ def check_args(name: str, args) -> None:
         else:
             params.append((pname, value))
     for pname, value in params:
-        items = list(value) if isinstance(value, (list, tuple)) else [value]    # a shape: one level
-        why = f"more than {MAX_ARGS} items" if len(items) > MAX_ARGS else ""
-        why = why or next((w for w in (_bad_arg(pname, v) for v in items) if w), "")
-        if why:
-            raise ValueError(f"{name}: argument {pname}={_short_json(value)}: {why}")
+        check_arg(name, pname, value)
+
+
+def check_arg(name: str, pname: str, value) -> None:
+    """Raise ValueError unless argument `pname` of template or workload `name` is usable: a
+    scalar, or a shape (one level of list) of at most MAX_ARGS of them."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]    # a shape: one level
+    why = f"more than {MAX_ARGS} items" if len(items) > MAX_ARGS else ""
+    why = why or next((w for w in (_bad_arg(pname, v) for v in items) if w), "")
+    if why:
+        raise ValueError(f"{name}: argument {pname}={_short_json(value)}: {why}")
 
 
 def _bad_arg(pname: str, v) -> str:

@@ -11,10 +11,11 @@ tuner's answer can be judged by its true speed, over many seeds, in seconds
 from __future__ import annotations
 
 import json
-import os
 import random
 import statistics
 from dataclasses import dataclass, field
+
+from te.files import atomic_write
 
 from .features import config_features
 from .record import ErrorNo, Record
@@ -49,10 +50,8 @@ class TimingTable:
     def save(self, path) -> None:
         data = {"version": TABLE_VERSION, "workload": self.workload, "isa": self.isa, "flops": self.flops,
                 "costs": {str(i): p for i, p in sorted(self.costs.items())}}
-        tmp = f"{os.fspath(path)}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_write(path) as f:
             json.dump(data, f)
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path) -> TimingTable:

@@ -64,13 +64,9 @@ def _strided_max_pool(n: Node, geo) -> bool:
 def fuse_conv_max_pool(g: Graph) -> Graph:
     """A stem Conv, the Relu or Clip (if any) that alone reads it, and the strided MaxPool that alone
     reads that, as one tilewise.ConvMaxPool node (module docstring); other graphs unchanged."""
-    from .passes import _clip_bounds, _conv_attrs, _only_reader
+    from .passes import _clip_bounds, _conv_attrs
     g = g.copy()
-    cons = g.consumers()
-    outputs = {o.name for o in g.outputs}
-
-    def only_reader(value: str) -> Node | None:
-        return _only_reader(cons, outputs, value)
+    only_reader = g.sole_readers()
     found: list[tuple[Node, Node | None, Node]] = []
     for conv in g.nodes:
         geo = _stem_conv(conv, g)
@@ -88,8 +84,7 @@ def fuse_conv_max_pool(g: Graph) -> Graph:
         attrs = {"conv_strides": list(strides), "conv_pads": list(pads), "conv_dilations": list(dil),
                  "act_min": lo, "act_max": hi, **{k: pool.attrs[k] for k in POOL_KEYS if k in pool.attrs}}
         node = Node(CONV_MAX_POOL, pool.name, [conv.inputs[0], conv.inputs[1], bias], list(pool.outputs), attrs)
-        g.nodes[g.nodes.index(pool)] = node
-        g.nodes = [n for n in g.nodes if n is not conv and n is not act]
+        g.replace([conv, act, pool] if act is not None else [conv, pool], [node], at=pool)
     if found:
         log.info("fuse_conv_max_pool: %d stem conv + max pool pair(s) as one kernel each", len(found))
     return g

@@ -1,6 +1,7 @@
 """Graph IR: nodes with an op, attributes, named inputs/outputs; static shapes; constants as numpy arrays."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,6 +66,27 @@ class Graph:
                 if i:
                     out.setdefault(i, []).append(n)
         return out
+
+    def sole_readers(self) -> Callable[[str], Node | None]:
+        """reader(value): the one node that reads `value`, as its first input, where `value` is
+        no graph output (a pass may then fuse or swap the pair); else None.  The readers are the
+        nodes as they are now: a pass takes it once, before it rewrites."""
+        cons, outputs = self.consumers(), {o.name for o in self.outputs}
+
+        def reader(value: str) -> Node | None:
+            users = cons.get(value, [])
+            return users[0] if len(users) == 1 and value not in outputs and users[0].inputs[0] == value else None
+        return reader
+
+    def replace(self, old: list[Node], new: list[Node], at: Node | None = None) -> None:
+        """The nodes `new` where `at` (by default old[0]) stood, every node of `old` removed: a
+        fusion puts its node where the last node it replaces stood, a swap where the first did
+        (their inputs are computed before either)."""
+        k = self.nodes.index(old[0] if at is None else at)
+        drop = {id(n) for n in old}
+        before = sum(1 for n in self.nodes[:k] if id(n) not in drop)
+        keep = [n for n in self.nodes if id(n) not in drop]
+        self.nodes = keep[:before] + list(new) + keep[before:]
 
     def copy(self) -> "Graph":
         """A copy that passes can rewrite (constants shared, never mutated in place)."""

@@ -7,9 +7,9 @@ values (`constants=`); fold every node whose inputs are all constants (the light
 build their weights with ConstantOfShape, and shapes are often computed);
 move parameter inputs that must be constants (a Reshape's shape, a Slice's starts...) into
 attributes; infer shapes with ONNX's own inference; rewrite nodes with several used outputs
-into single-output ones; then check everything at once (operator support, each lowering's
-own checks in `lowering.CHECKS`, shapes, dtypes), so that every offending node is reported
-before any compilation.
+into single-output ones; then check everything at once (onnx_checks.py: operator support,
+each lowering's own checks in `lowering.CHECKS`, shapes, dtypes), so that every offending node
+is reported before any compilation.
 
 tilewise compiles for static shapes: an input that decides a shape (a Reshape's target, Pad's
 pads...) must be known at import.  `shape_inputs(model)` names such inputs, and
@@ -30,8 +30,11 @@ from .dtypes import ONNX_DTYPES, onnx_elem_type
 from .fold import attrs_of, fold
 from .graph import Graph, Node, TensorInfo
 from .low_precision import declared_types, widen_constants, widen_model
-from .onnx_model import ModelError, check_graph, load_model, model_dir, read_initializers
-from .lower_qnn import keeps_quantized, quantization_reason
+from .onnx_model import check_graph, load_model, model_dir, read_initializers
+from .onnx_checks import ADVICE, attribute_length_problems, check_nodes, refuse, shape_advice, type_name, type_problems
+from .onnx_model import ModelError  # noqa: F401  (re-exported, as frontends.onnx's names always were)
+from .onnx_checks import SPATIAL_ATTRIBUTES  # noqa: F401  (re-exported)
+from .lower_qnn import keeps_quantized
 from .qoperators import expand as expand_qoperators
 from .qoperators import is_qoperator
 from .contrib import expand as expand_contrib
@@ -53,12 +56,6 @@ PARAM_INPUTS = {
     "ConstantOfShape": {0: "shape"}, "Dropout": {1: "ratio", 2: "training_mode"},
     "Range": {0: "start", 1: "limit", 2: "delta"}, "Trilu": {1: "k"}, "TopK": {1: "k"},
 }
-# Ops whose attributes give one value per spatial axis of their input (pads: a start and an end
-# per axis); ONNX Runtime refuses any other length, and the lowerings index them.
-SPATIAL_ATTRIBUTES = {
-    op: {"kernel_shape": 1, "strides": 1, "dilations": 1, "pads": 2, "output_padding": 1}
-    for op in ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "DeformConv",
-               "MaxPool", "AveragePool", "LpPool", "MaxUnpool")}
 # Parameter inputs that inference does not need: left out when they are computed at run time.
 INFERENCE_IGNORES = {"Dropout": {1}}
 
@@ -97,8 +94,8 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None, 
     order = check_graph(m)                     # ModelError for a graph ONNX Runtime refuses
     problems: list[str] = []
     if m is not original:                      # types that widening would hide: x + a float16 weight
-        problems += _type_problems(original.graph, list(enumerate(original.graph.node)),
-                                   declared_types(original.graph), {}, opset)
+        problems += type_problems(original.graph, list(enumerate(original.graph.node)),
+                                  declared_types(original.graph), {}, opset)
     if opset > onnx.defs.onnx_opset_version():
         problems.append(f"the model's opset {opset} is newer than the newest this tilewise knows "
                         f"({onnx.defs.onnx_opset_version()}); convert it with onnx.version_converter")
@@ -129,21 +126,21 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None, 
     nodes = _params_to_attrs(raw, consts, problems)             # a Reshape's shape... as attributes
     why: dict[str, str] = {}                                    # node name -> why inference failed on it
     infos = _infer(m, graph, nodes, consts, problems, why)      # ONNX's shape inference
-    problems += _type_problems(g, raw, infos, consts, opset)
-    bad = _attribute_length_problems(nodes, infos, consts)
+    problems += type_problems(g, raw, infos, consts, opset)
+    bad = attribute_length_problems(nodes, infos, consts)
     if bad:                             # canonicalisation and the CHECKS index these attributes
-        _refuse(g, problems + bad, advice)
+        refuse(g, problems + bad, advice)
     needed = {x for n in nodes for x in n.inputs} | {o.name for o in g.output}
     for n in nodes:
         n.outputs = [o if (o in needed or k == 0) else "" for k, o in enumerate(n.outputs)]
     dropped: list[Node] = []                                   # outputs without elements: constants
     nodes = canonicalize(nodes, infos, consts, opset, dropped)   # the forms the lowerings take
     nodes = _fold_constant_nodes(nodes, consts, opset, problems)
-    _check(nodes, infos, {k: v for k, v in consts.items() if k not in empty},
-           {x for n in nodes for x in n.inputs} | {o.name for o in g.output}, opset, problems, why,
-           dropped)
+    check_nodes(nodes, infos, {k: v for k, v in consts.items() if k not in empty},
+                {x for n in nodes for x in n.inputs} | {o.name for o in g.output}, opset, problems, why,
+                dropped)
     if problems:
-        _refuse(g, problems, advice)
+        refuse(g, problems, advice)
     graph.nodes = nodes
     graph.constants = {k: v for k, v in consts.items() if k not in empty}
     graph.infos = infos
@@ -156,82 +153,6 @@ def from_onnx(model, shapes: dict | None = None, constants: dict | None = None, 
             graph.outputs.append(infos[o.name])
     from .passes import eliminate_dead_nodes
     return eliminate_dead_nodes(graph)
-
-
-# How the errors say to fix an input's shape, in the words of the caller: Python or the command line.
-ADVICE = {
-    "python": {"shape": "pass shapes={{'{name}': {dims}}} to from_onnx",
-               "todo": "give static input shapes with shapes= and bind shape inputs with constants="},
-    "cli": {"shape": "give it with --shape {name}={x_dims}",
-            "todo": "give static input shapes with --shape NAME=DIMS"},
-    "session": {"shape": "pass shapes={{'{name}': {dims}}} to tilewise.InferenceSession",
-                "todo": "give static input shapes with InferenceSession(..., shapes=)"},
-}
-
-
-def shape_advice(advice: str, name: str, dims: list) -> str:
-    """How to fix input `name`'s shape, with its declared dims (symbolic ones as 1) as the example."""
-    example = [d if isinstance(d, int) and d >= 0 else 1 for d in dims]
-    return ADVICE[advice]["shape"].format(name=name, dims=tuple(example),
-                                          x_dims="x".join(map(str, example)) or "DIMS")
-
-
-def _refuse(g, problems: list[str], advice: str = "python") -> None:
-    """Raise the ModelError that lists every problem found (the first 50)."""
-    problems = list(dict.fromkeys(problems))     # a type problem may be found before and after widening
-    head = f"cannot import {g.name or 'the model'}: {len(problems)} problem(s):"
-    raise ModelError("\n  ".join([head] + problems[:50] + (["..."] if len(problems) > 50 else []))
-                     + "\nWhat to do: fix or replace the listed nodes and tensors; "
-                     + ADVICE[advice]["todo"] + ".")
-
-
-def _attribute_length_problems(nodes: list[Node], infos: dict, consts: dict) -> list[str]:
-    """A Conv's or a pooling's per-axis attribute (SPATIAL_ATTRIBUTES) whose length is not its
-    data's number of spatial axes (twice that for pads), as ONNX Runtime refuses it."""
-    problems = []
-    for n in nodes:
-        per_axis = SPATIAL_ATTRIBUTES.get(n.op)
-        x = n.inputs[0] if per_axis and n.inputs else ""
-        rank = consts[x].ndim if x in consts else len(infos[x].shape) if x in infos else None
-        if rank is None or rank < 3:
-            continue                    # inference or the op's check reports the data's rank
-        for key, times in per_axis.items():
-            if key in n.attrs and len(n.attrs[key]) != times * (rank - 2):
-                problems.append(f"node {n.name} ({n.op}): attribute {key} has {len(n.attrs[key])} value(s), "
-                                f"but its {rank - 2}-D data '{x}' needs {times * (rank - 2)}")
-    return problems
-
-
-def _type_problems(g, raw: list, infos: dict, consts: dict, opset: int) -> list[str]:
-    """What ONNX Runtime's type check refuses: a node whose inputs bound to one type parameter
-    of its schema (T of Add's A and B) differ, a graph output declared with another element
-    type than the one computed."""
-    def dtype(x: str) -> str | None:
-        return consts[x].dtype.name if x in consts else infos[x].dtype if x in infos else None
-
-    problems = []
-    for k, node in raw:
-        try:
-            schema = onnx.defs.get_schema(node.op_type, opset, "")
-        except Exception:
-            continue                    # check_graph has reported it
-        params = {c.type_param_str for c in schema.type_constraints}
-        bound: dict[str, str] = {}
-        for idx, x in enumerate(node.input):
-            formal = schema.inputs[min(idx, len(schema.inputs) - 1)] if schema.inputs else None
-            if not x or formal is None or formal.type_str not in params or dtype(x) is None:
-                continue
-            first = bound.setdefault(formal.type_str, x)
-            if dtype(first) != dtype(x):
-                problems.append(f"node {node.name or k} ({node.op_type}): inputs '{first}' ({dtype(first)}) and "
-                                f"'{x}' ({dtype(x)}) must have one element type ({formal.type_str} in its schema)")
-                break
-    for o in g.output:
-        declared = o.type.tensor_type.elem_type if o.type.HasField("tensor_type") else 0
-        if declared and dtype(o.name) and onnx_elem_type(dtype(o.name)) != declared:
-            problems.append(f"output '{o.name}': the model declares {_type_name(o.type)}, but it is computed "
-                            f"as {dtype(o.name)}")
-    return problems
 
 
 def _inputs(g, shapes: dict, bound: dict, consts: dict, empty: dict, problems: list,
@@ -258,7 +179,7 @@ def _inputs(g, shapes: dict, bound: dict, consts: dict, empty: dict, problems: l
                             f"real shape: {shape_advice(advice, vi.name, _dims(vi))}")
             continue
         if dtype is None:
-            problems.append(f"input {vi.name}: {_type_name(vi.type)} is not supported "
+            problems.append(f"input {vi.name}: {type_name(vi.type)} is not supported "
                             f"(tilewise supports tensors of {', '.join(sorted(set(ONNX_DTYPES.values())))})")
             continue
         if any(not isinstance(d, int) for d in dims):
@@ -309,80 +230,6 @@ def _params_to_attrs(raw: list, consts: dict, problems: list) -> list[Node]:
     return nodes
 
 
-def _check(nodes: list[Node], infos: dict, consts: dict, needed: set, opset: int, problems: list,
-           why: dict, dropped: list[Node]) -> None:
-    """Every reason a node cannot be compiled: an unsupported op, its lowering's CHECKS, a
-    zero-size tensor, a second output, a shape that is not static (with the reason ONNX's
-    inference gave for the node, in `why`).  The nodes whose outputs have no elements (`dropped`,
-    now constants) get their lowering's CHECKS only: ONNX Runtime refuses them too."""
-    from .lowering import CHECKS, SUPPORTED
-
-    def info(name: str) -> TensorInfo | None:
-        if name in consts:
-            c = consts[name]
-            return TensorInfo(name, tuple(c.shape), ONNX_DTYPES.get(onnx_elem_type(c.dtype), str(c.dtype)))
-        return infos.get(name)
-
-    supported = set(ONNX_DTYPES.values())
-    for name in sorted(needed & consts.keys()):
-        if consts[name].dtype.name not in supported:
-            kind = "string" if consts[name].dtype.kind in "OSU" else consts[name].dtype.name
-            problems.append(f"constant '{name}': element type {kind} is not supported "
-                            f"(tilewise supports tensors of {', '.join(sorted(supported))})")
-    for n in dropped:
-        check = CHECKS.get(n.op)
-        ins = [info(x) if x else None for x in n.inputs]
-        reason = check(n, ins, opset) if check and all(info(x) for x in n.inputs if x) else None
-        if reason:
-            problems.append(f"node {n.name} ({n.op}): {reason}")
-    for n in nodes:
-        if n.op not in SUPPORTED:
-            problems.append(f"node {n.name} ({n.op}): operator not supported by tilewise")
-            continue
-        ins = [info(x) if x else None for x in n.inputs]
-        if any(i is not None and 0 in i.shape for i in ins + [infos.get(o) for o in n.outputs if o]):
-            problems.append(f"node {n.name} ({n.op}): tensors with a zero-size dimension are not supported")
-            continue
-        check = CHECKS.get(n.op)
-        reason = check(n, ins, opset) if check and all(info(x) for x in n.inputs if x) else None
-        reason = reason or _constant_index_reason(n, ins, consts) or quantization_reason(n, consts)
-        if not reason and sum(1 for o in n.outputs if o) > 1:
-            reason = "only its first output is supported"
-        if reason:                      # it explains an output inference could not shape, too
-            problems.append(f"node {n.name} ({n.op}): {reason}")
-            continue
-        for o in n.outputs:
-            said = why.get(n.name) or why.get(n.name.rsplit(".", 1)[0])    # canonical parts: n.0, n.1
-            if o and o in needed and o not in infos and o not in consts and said:
-                problems.append(f"node {n.name} ({n.op}): invalid for its inputs "
-                                f"{[i.shape if i else None for i in ins]}: {said}")
-                break
-            if o and o in needed and o not in infos and o not in consts and all(
-                    info(x) for x in n.inputs if x):
-                problems.append(f"node {n.name} ({n.op}): ONNX shape inference gives output '{o}' no shape "
-                                f"from inputs of shapes {[i.shape if i else None for i in ins]}; check its "
-                                "attributes and parameter inputs against the ONNX operator's spec")
-            elif o and o in needed and o not in infos and o not in consts:
-                problems.append(f"node {n.name} ({n.op}): the shape of output '{o}' cannot be resolved "
-                                "statically; pass concrete input shapes with shapes=")
-
-
-def _constant_index_reason(n: Node, ins: list, consts: dict) -> str | None:
-    """Why a Gather's constant indices cannot be used: one outside the data's axis, which ONNX
-    Runtime refuses (the kernel clamps the indices it only sees at run time)."""
-    if n.op not in ("Gather", "GatherElements") or len(n.inputs) < 2 or n.inputs[1] not in consts \
-            or ins[0] is None or not ins[0].shape:
-        return None
-    axis = int(n.attrs.get("axis", 0))
-    extent = ins[0].shape[axis % len(ins[0].shape)]
-    idx = consts[n.inputs[1]]
-    bad = idx[(idx < -extent) | (idx >= extent)]
-    if not bad.size:
-        return None
-    return (f"index {bad.flat[0]} in '{n.inputs[1]}' is outside [-{extent}, {extent - 1}], the range of axis "
-            f"{axis} of '{n.inputs[0]}'")
-
-
 def shape_inputs(model) -> list[str]:
     """The graph inputs whose values the importer needs: they feed a parameter input (a
     Reshape's shape, Pad's pads, Dropout's ratio...) other than through Shape/Size.  Bind
@@ -404,19 +251,6 @@ def shape_inputs(model) -> list[str]:
     return [vi.name for vi in g.input if vi.name in seen and vi.name not in inits]
 
 
-def _type_name(tp) -> str:
-    """'element type FLOAT16' for tensors; the kind of value (sequence, optional...) otherwise."""
-    kind = tp.WhichOneof("value")
-    if kind != "tensor_type":
-        kind = kind.replace("_type", "") if kind else "untyped"
-        return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} value"
-    et = tp.tensor_type.elem_type
-    try:
-        return f"element type {onnx.TensorProto.DataType.Name(et)}"
-    except ValueError:
-        return f"element type {et}"
-
-
 def _bound_value(vi, value, problems: list) -> np.ndarray:
     """A value given with constants=, as an array of the input's declared element type."""
     if isinstance(value, onnx.TensorProto):
@@ -424,7 +258,7 @@ def _bound_value(vi, value, problems: list) -> np.ndarray:
     arr = np.asarray(value)
     dtype = ONNX_DTYPES.get(vi.type.tensor_type.elem_type)
     if dtype is None:
-        problems.append(f"input {vi.name}: {_type_name(vi.type)} is not supported")
+        problems.append(f"input {vi.name}: {type_name(vi.type)} is not supported")
         return arr
     dims = _dims(vi)
     if vi.type.tensor_type.HasField("shape") and (len(dims) != arr.ndim or any(
@@ -489,15 +323,7 @@ def _fold_nodes(raw: list, consts: dict, known: dict, problems: list, opset: int
 
 def _raw_shapes(m, graph: Graph, nodes: list, consts: dict) -> dict:
     """Static shapes ONNX's inference finds for the values of not-yet-canonical nodes."""
-    from onnx import helper
-    used = {x for n in nodes for x in n.input} - {i.name for i in graph.inputs}
-    inits = [numpy_helper.from_array(v, k) for k, v in consts.items() if k in used and v.size <= 4096]
-    big = [helper.make_tensor_value_info(k, onnx_elem_type(v.dtype), list(v.shape)) for k, v in consts.items()
-           if k in used and v.size > 4096]
-    ins = [helper.make_tensor_value_info(i.name, onnx_elem_type(i.dtype), list(i.shape))
-           for i in graph.inputs]
-    g2 = helper.make_graph(nodes, "partial", ins + big, _undeclared(m.graph.output), inits)
-    m2 = helper.make_model(g2, opset_imports=list(m.opset_import), ir_version=max(m.ir_version, 7))
+    m2 = _inference_model(m, graph, nodes, consts, {x for n in nodes for x in n.input}, "partial")
     try:
         inferred = shape_inference.infer_shapes(m2, strict_mode=False, data_prop=True)
     except Exception:
@@ -524,14 +350,7 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
     """Run ONNX shape inference on the folded graph; returns value name -> TensorInfo, and puts
     in `why` the error strict inference reports for each node it rejects."""
     from onnx import helper
-    used = {x for n in nodes for x in n.inputs} | {o.name for o in m.graph.output}
-    used -= {i.name for i in graph.inputs}
-    # small constants as initializers (their values can decide shapes); large ones as typed inputs
-    inits = [numpy_helper.from_array(v, k) for k, v in consts.items()
-             if k in used and v.dtype != object and v.size <= 4096]
-    big = [helper.make_tensor_value_info(k, onnx_elem_type(v.dtype), list(v.shape)) for k, v in consts.items()
-           if k in used and v.dtype != object and v.size > 4096]
-    onodes = []
+    onodes, param_inits = [], []          # parameter attributes back as initializers
     m_opset = graph.opset
     for n in nodes:
         attrs = {}
@@ -542,7 +361,7 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
             if k in params.values() and k not in attr_names:
                 idx = next(i for i, name in params.items() if name == k)
                 cname = f"__param_{n.name}_{k}"
-                inits.append(numpy_helper.from_array(np.asarray(v), cname))
+                param_inits.append(numpy_helper.from_array(np.asarray(v), cname))
                 extra_inputs[idx] = cname
             else:
                 attrs[k] = v
@@ -556,10 +375,9 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
         except ValueError as e:        # an attribute onnx cannot type, e.g. an empty list
             problems.append(f"node {n.name} ({n.op}): {str(e).splitlines()[0]}")
             return {}
-    ins = [helper.make_tensor_value_info(i.name, onnx_elem_type(i.dtype),
-                                         list(i.shape)) for i in graph.inputs]
-    g2 = helper.make_graph(onodes, "folded", ins + big, _undeclared(m.graph.output), inits)
-    m2 = helper.make_model(g2, opset_imports=list(m.opset_import), ir_version=max(m.ir_version, 7))
+    used = {x for n in nodes for x in n.inputs} | {o.name for o in m.graph.output}
+    m2 = _inference_model(m, graph, onodes, {k: v for k, v in consts.items() if v.dtype != object}, used,
+                          "folded", param_inits)
     try:
         inferred = shape_inference.infer_shapes(m2, strict_mode=False, data_prop=True)
     except Exception as e:
@@ -571,7 +389,7 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
         dt = ONNX_DTYPES.get(vi.type.tensor_type.elem_type)
         if dt is None or not vi.type.tensor_type.HasField("shape") or any(not isinstance(d, int) for d in dims):
             if dt is None and vi.type.tensor_type.elem_type:
-                problems.append(f"value {vi.name}: {_type_name(vi.type)} is not supported")
+                problems.append(f"value {vi.name}: {type_name(vi.type)} is not supported")
             continue
         out[vi.name] = TensorInfo(vi.name, tuple(dims), dt)
     if any(o and o not in out for n in onodes for o in n.output):
@@ -588,6 +406,22 @@ def _infer(m, graph: Graph, nodes: list[Node], consts: dict, problems: list,
                         "computed shape (fix the model's declaration to silence this)", o.name, dims,
                         list(out[o.name].shape))
     return out
+
+
+def _inference_model(m, graph: Graph, nodes: list, consts: dict, used: set, name: str,
+                     params: list = ()) -> onnx.ModelProto:
+    """`nodes` (NodeProtos) as a model for ONNX's shape inference: the graph's inputs at their
+    static shapes; of the constants in `used`, small ones as initializers (their values can
+    decide shapes: a Reshape's target) and large ones as typed inputs (only their shapes matter,
+    and copying weights costs); `params` more initializers; the outputs undeclared."""
+    from onnx import helper
+    used = used - {i.name for i in graph.inputs}
+    inits = [numpy_helper.from_array(v, k) for k, v in consts.items() if k in used and v.size <= 4096]
+    big = [helper.make_tensor_value_info(k, onnx_elem_type(v.dtype), list(v.shape)) for k, v in consts.items()
+           if k in used and v.size > 4096]
+    ins = [helper.make_tensor_value_info(i.name, onnx_elem_type(i.dtype), list(i.shape)) for i in graph.inputs]
+    g2 = helper.make_graph(nodes, name, ins + big, _undeclared(m.graph.output), inits + list(params))
+    return helper.make_model(g2, opset_imports=list(m.opset_import), ir_version=max(m.ir_version, 7))
 
 
 def _undeclared(outputs) -> list:

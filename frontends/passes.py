@@ -267,12 +267,6 @@ def _constant_conv(n: Node, g: Graph) -> bool:
             and not n.attrs.get("channel_shuffle") and n.attrs.get("auto_pad", "NOTSET") in ("NOTSET", b"NOTSET"))
 
 
-def _only_reader(cons: dict, outputs: set[str], value: str) -> Node | None:
-    """The one node that reads `value` (not a graph output), as its first input; else None."""
-    users = cons.get(value, [])
-    return users[0] if len(users) == 1 and value not in outputs and users[0].inputs[0] == value else None
-
-
 def _clip_bounds(n: Node, g: Graph) -> tuple[float | None, float | None] | None:
     """(low, high) of a Relu (no high bound), or of a Clip with constant scalar bounds, an absent
     one the float32 extreme as ONNX says (lowering._clip); None for any other node."""
@@ -303,11 +297,7 @@ def fuse_depthwise_pointwise(g: Graph) -> Graph:
     from te.ops import dwpw
     from te.ops.conv_geometry import geometry
     g = g.copy()
-    cons = g.consumers()
-    outputs = {o.name for o in g.outputs}
-
-    def only_reader(value: str) -> Node | None:
-        return _only_reader(cons, outputs, value)
+    only_reader = g.sole_readers()
     fused: list[tuple[Node, Node, Node]] = []
     for dw in g.nodes:
         if not _constant_conv(dw, g):
@@ -336,8 +326,7 @@ def fuse_depthwise_pointwise(g: Graph) -> Graph:
         node = Node(DWPW, pw.name, [dw.inputs[0], dw.inputs[1], bias(dw), pw.inputs[1], bias(pw)], list(pw.outputs),
                     {"pads": list(_conv_attrs(dw)[2]), "dilations": list(_conv_attrs(dw)[1]),
                      "act_min": lo, "act_max": hi})
-        g.nodes[g.nodes.index(pw)] = node
-        g.nodes = [n for n in g.nodes if n is not dw and n is not act]
+        g.replace([dw, act, pw], [node], at=pw)
     if fused:
         log.info("fuse_depthwise_pointwise: %d depthwise + 1x1 conv pair(s) as one kernel each", len(fused))
     return g
@@ -382,8 +371,7 @@ def propagate_nchwc(g: Graph, block: int = 16, target=None) -> Graph:
     from te.target import parse
     target = parse(target)
     g = g.copy()
-    cons = g.consumers()
-    outputs = {o.name for o in g.outputs}
+    only_reader = g.sole_readers()
     taken: set[int] = set()
     chains: list[list[Node]] = []
     for n in g.nodes:
@@ -391,16 +379,11 @@ def propagate_nchwc(g: Graph, block: int = 16, target=None) -> Graph:
             continue
         chain, cur = [n], n
         while True:
-            out = cur.outputs[0]
-            users = cons.get(out, [])
-            if len(users) != 1 or out in outputs:
+            nxt = only_reader(cur.outputs[0])
+            if nxt is None or not (_unary(nxt, g) or _direct_conv(nxt, g, target)):
                 break
-            nxt = users[0]
-            if _unary(nxt, g) and nxt.inputs[0] == out or _direct_conv(nxt, g, target) and nxt.inputs[0] == out:
-                chain.append(nxt)
-                cur = nxt
-            else:
-                break
+            chain.append(nxt)
+            cur = nxt
         while chain[-1].op != "Conv":          # activations after the last conv stay unpacked
             chain.pop()
         if sum(c.op == "Conv" for c in chain) >= 2:

@@ -74,18 +74,14 @@ def conv_before_average_pool(g: Graph) -> Graph:
     map's size) becomes Conv without bias -> AveragePool -> Add(bias): the pool averages K
     channels instead of C (module docstring)."""
     g = g.copy()
-    cons = g.consumers()
-    outputs = {o.name for o in g.outputs}
+    only_reader = g.sole_readers()
     swapped = 0
     for pool in list(g.nodes):
-        if not _same_size_average_pool(pool, g) or pool.outputs[0] in outputs:
+        if not _same_size_average_pool(pool, g):
             continue
-        readers = cons.get(pool.outputs[0], [])
-        channels = g.info(pool.inputs[0]).shape[1]
-        if len(readers) != 1 or readers[0].inputs[0] != pool.outputs[0] or \
-                not _narrowing_pointwise_conv(readers[0], g, channels):
+        conv = only_reader(pool.outputs[0])
+        if conv is None or not _narrowing_pointwise_conv(conv, g, g.info(pool.inputs[0]).shape[1]):
             continue
-        conv = readers[0]
         y = g.info(conv.outputs[0])
         narrow = f"{conv.outputs[0]}.before_pool"
         g.infos[narrow] = TensorInfo(narrow, y.shape, y.dtype)
@@ -100,9 +96,7 @@ def conv_before_average_pool(g: Graph) -> Graph:
             b = f"{bias}.per_channel"
             g.constants[b] = g.constants[bias].reshape(1, -1, 1, 1)
             added = [Node("Add", f"{conv.name}.bias", [pooled, b], list(conv.outputs))]
-        at = g.nodes.index(pool)
-        g.nodes = [n for n in g.nodes if n is not pool and n is not conv]
-        g.nodes[at:at] = [new_conv, new_pool, *added]
+        g.replace([pool, conv], [new_conv, new_pool, *added])
         swapped += 1
     if swapped:
         log.info("conv_before_average_pool: %d average pool(s) moved after the 1x1 conv that narrows them", swapped)
@@ -132,16 +126,14 @@ def average_pool_before_conv(g: Graph) -> Graph:
     Conv: the conv computes the pooled map's pixels only (module docstring); a conv with a bias
     moves only where the pool's divisor counts what it sums."""
     g = g.copy()
-    cons = g.consumers()
-    outputs = {o.name for o in g.outputs}
+    only_reader = g.sole_readers()
     swapped = 0
     for conv in list(g.nodes):
-        if conv.op != "Conv" or conv.outputs[0] in outputs or len(g.info(conv.inputs[0]).shape) != 4:
+        if conv.op != "Conv" or len(g.info(conv.inputs[0]).shape) != 4:
             continue
-        readers = cons.get(conv.outputs[0], [])
-        if len(readers) != 1 or readers[0].inputs[0] != conv.outputs[0] or not _shrinking_average_pool(readers[0], g):
+        pool = only_reader(conv.outputs[0])
+        if pool is None or not _shrinking_average_pool(pool, g):
             continue
-        pool = readers[0]
         channels = g.info(conv.inputs[0]).shape[1]
         has_bias = len(conv.inputs) > 2 and bool(conv.inputs[2])
         w = g.constants.get(conv.inputs[1])
@@ -153,9 +145,7 @@ def average_pool_before_conv(g: Graph) -> Graph:
         g.infos[pooled] = TensorInfo(pooled, (x.shape[0], x.shape[1], y.shape[2], y.shape[3]), x.dtype)
         new_pool = Node("AveragePool", pool.name, [conv.inputs[0]], [pooled], dict(pool.attrs))
         new_conv = Node("Conv", conv.name, [pooled, *conv.inputs[1:]], list(pool.outputs), dict(conv.attrs))
-        at = g.nodes.index(conv)
-        g.nodes = [n for n in g.nodes if n is not pool and n is not conv]
-        g.nodes[at:at] = [new_pool, new_conv]
+        g.replace([conv, pool], [new_pool, new_conv])
         swapped += 1
     if swapped:
         log.info("average_pool_before_conv: %d average pool(s) moved before the 1x1 conv they shrink", swapped)

@@ -70,11 +70,29 @@ class QParams:
     def per_tensor(self) -> bool:
         return self.scale.size == 1 and (isinstance(self.zero, str) or self.zero.size == 1)
 
+    @property
+    def fixed(self) -> bool:
+        """Per tensor with a constant zero point: one scale and one zero point, as the attributes
+        of a QLinear op (and of tilewise's integer nodes) give them."""
+        return self.per_tensor and not isinstance(self.zero, str)
+
+    @property
+    def scalars(self) -> tuple[float, int]:
+        """(scale, zero point) of a `fixed` QParams."""
+        return float(self.scale.reshape(-1)[0]), int(self.zero.reshape(-1)[0])
+
+    def attrs(self, prefix: str) -> dict:
+        """{prefix_scale, prefix_zero_point}: a `fixed` QParams as a node's attributes."""
+        scale, zero = self.scalars
+        return {f"{prefix}_scale": scale, f"{prefix}_zero_point": zero}
+
     def same(self, other: "QParams") -> bool:
-        return (self.per_tensor and other.per_tensor and self.dtype == other.dtype
-                and not isinstance(self.zero, str) and not isinstance(other.zero, str)
-                and float(self.scale.reshape(-1)[0]) == float(other.scale.reshape(-1)[0])
-                and int(self.zero.reshape(-1)[0]) == int(other.zero.reshape(-1)[0]))
+        return self.fixed and other.fixed and self.dtype == other.dtype and self.scalars == other.scalars
+
+
+def plain(p: QParams | None, dtypes: tuple[str, ...] = ("uint8", "int8")) -> bool:
+    """p is `fixed` over 8-bit integers of `dtypes`: a value tilewise's integer nodes take."""
+    return p is not None and p.fixed and p.dtype in dtypes
 
 
 class _Pass:
@@ -114,6 +132,16 @@ class _Pass:
     def dq_of(self, v: str) -> QParams | None:
         return self.qparams(self.prod.get(v))
 
+    def uint8_around(self, n: Node) -> tuple[QParams, Node, QParams] | None:
+        """(the DequantizeLinear's operands of n's input, the QuantizeLinear that alone reads n, its
+        operands) where both are uint8 with one scale and a constant zero point and neither value is
+        one shift_int8 made uint8: DQ -> n -> Q as ONNX Runtime's uint8 QLinear kernels take it."""
+        p, q = self.dq_of(n.inputs[0]), self.only_consumer(n.outputs[0])
+        pq = self.qparams(q, quantize=True)
+        if not (plain(p, ("uint8",)) and plain(pq, ("uint8",))) or {p.value, q.outputs[0]} & self.shifted:
+            return None
+        return p, q, pq
+
     # ---- writing the graph
 
     def const(self, value: np.ndarray, tag: str) -> str:
@@ -132,11 +160,7 @@ class _Pass:
 
     def replace(self, old: list[Node], new: list[Node]) -> None:
         """new in place of old[0] (old's other nodes removed); dead inputs go with the dead-node pass."""
-        at = self.g.nodes.index(old[0])
-        drop = {id(n) for n in old}
-        keep = [n for n in self.g.nodes if id(n) not in drop]
-        before = sum(1 for n in self.g.nodes[:at] if id(n) not in drop)
-        self.g.nodes = keep[:before] + new + keep[before:]
+        self.g.replace(old, new)
         self.refresh()
 
     # ---- 0. int8 activations to uint8
@@ -147,20 +171,20 @@ class _Pass:
         self.refresh()
         for q in [n for n in self.g.nodes if n.op == "QuantizeLinear"]:
             p = self.qparams(q, quantize=True)
-            if p is None or p.dtype != "int8" or not p.per_tensor or isinstance(p.zero, str):
+            if not plain(p, ("int8",)):
                 continue
             reach = self._int8_reach(q.outputs[0])
             if reach is None:
                 continue
             values, readers = reach
             self.shifted.update(values)
-            q.inputs = [q.inputs[0], q.inputs[1], self.const(np.uint8(int(p.zero.reshape(-1)[0]) + 128), "zp_u8")]
+            q.inputs = [q.inputs[0], q.inputs[1], self.const(np.uint8(p.scalars[1] + 128), "zp_u8")]
             q.attrs["output_dtype"] = onnx_elem_type("uint8")
             for v in values:
                 info = self.g.info(v)
                 self.g.infos[v] = TensorInfo(info.name, info.shape, "uint8")
             for u in readers:
-                z = int(self.qparams(u).zero.reshape(-1)[0])
+                z = self.qparams(u).scalars[1]
                 u.inputs = [u.inputs[0], u.inputs[1], self.const(np.uint8(z + 128), "zp_u8")]
 
     def _int8_reach(self, v: str) -> tuple[list[str], list[Node]] | None:
@@ -175,7 +199,7 @@ class _Pass:
             values.append(v)
             for u in users:
                 p = self.qparams(u)
-                if p is not None and p.per_tensor and not isinstance(p.zero, str) and u.inputs[0] == v:
+                if p is not None and p.fixed and u.inputs[0] == v:
                     readers.append(u)
                 elif u.op in PASS_THROUGH - {"Concat"} and u.inputs[0] == v and len([o for o in u.outputs if o]) == 1:
                     todo.append(u.outputs[0])
@@ -209,11 +233,10 @@ class _Pass:
             if n.op == "Concat" and self.requantized_concat(n, q, ps, pq):
                 continue
             if pq is None or any(p is None or not p.same(pq) for p in ps):
-                if n.op == "Concat" and all(p is not None and p.per_tensor and not isinstance(p.zero, str)
-                                            and p.dtype in ("uint8", "int8") for p in ps):
+                if n.op == "Concat" and all(plain(p) for p in ps):
                     self.replace([n], [Node(QCONCAT, n.name, [p.value for p in ps], list(n.outputs), {
-                        "axis": int(n.attrs.get("axis", 1)), "scales": [float(p.scale.reshape(-1)[0]) for p in ps],
-                        "zero_points": [int(p.zero.reshape(-1)[0]) for p in ps]})])
+                        "axis": int(n.attrs.get("axis", 1)), "scales": [p.scalars[0] for p in ps],
+                        "zero_points": [p.scalars[1] for p in ps]})])
                 continue
             m = Node(n.op, f"{n.name}.int", [p.value for p in ps] + n.inputs[len(data):], [q.outputs[0]],
                      dict(n.attrs))
@@ -230,13 +253,11 @@ class _Pass:
             if any(d != 1 for d in n.attrs.get("dilations", [1, 1])) or \
                     (n.attrs.get("ceil_mode", 0) and n.attrs.get("count_include_pad", 0)):
                 continue            # QLinearAveragePool has no dilations; ceil_mode's padded count differs
-            p, q = self.dq_of(n.inputs[0]), self.only_consumer(n.outputs[0])
-            pq = self.qparams(q, quantize=True)
-            if not all(x is not None and x.per_tensor and not isinstance(x.zero, str) and x.dtype == "uint8"
-                       for x in (p, pq)) or {p.value, q.outputs[0]} & self.shifted:
+            around = self.uint8_around(n)
+            if around is None:
                 continue
-            attrs = dict(n.attrs, x_scale=float(p.scale.reshape(-1)[0]), x_zero_point=int(p.zero.reshape(-1)[0]),
-                         y_scale=float(pq.scale.reshape(-1)[0]), y_zero_point=int(pq.zero.reshape(-1)[0]))
+            p, q, pq = around
+            attrs = dict(n.attrs, **p.attrs("x"), **pq.attrs("y"))
             self.replace([n, q], [Node(QAVGPOOL, f"{n.name}.int", [p.value], [q.outputs[0]], attrs)])
 
     def quantized_softmaxes(self) -> None:
@@ -247,25 +268,22 @@ class _Pass:
         for n in list(self.g.nodes):
             if n.op != "Softmax":
                 continue
-            p, q = self.dq_of(n.inputs[0]), self.only_consumer(n.outputs[0])
-            pq = self.qparams(q, quantize=True)
-            if not all(x is not None and x.per_tensor and not isinstance(x.zero, str) and x.dtype == "uint8"
-                       for x in (p, pq)) or {p.value, q.outputs[0]} & self.shifted:
+            around = self.uint8_around(n)
+            if around is None:
                 continue
+            p, q, pq = around
             shape = self.g.info(n.inputs[0]).shape
             axis = int(n.attrs.get("axis", -1 if self.g.opset >= 13 else 1)) % len(shape)
             if self.g.opset < 13 and axis != len(shape) - 1:
                 continue            # before opset 13 Softmax flattens the axes from `axis` on
-            table = self.const(softmax_table(float(p.scale.reshape(-1)[0]), shape[axis]), "softmax_table")
-            attrs = {"axis": axis, "y_scale": float(pq.scale.reshape(-1)[0]), "y_zero_point": int(pq.zero.reshape(-1)[0])}
+            table = self.const(softmax_table(p.scalars[0], shape[axis]), "softmax_table")
+            attrs = {"axis": axis, **pq.attrs("y")}
             self.replace([n, q], [Node(QSOFTMAX, f"{n.name}.int", [p.value, table], [q.outputs[0]], attrs)])
 
     def requantized_concat(self, n: Node, q: Node | None, ps: list[QParams | None], pq: QParams | None) -> bool:
         """DQ -> Concat -> Q where the inputs' scales or zero points differ from the output's: each
         such input requantised (`tilewise.Requantize`, fused after the kernel that makes it), then
         the Concat on the integers, whose parts the kernels write into their slices."""
-        def plain(p: QParams | None) -> bool:
-            return p is not None and p.per_tensor and not isinstance(p.zero, str) and p.dtype in ("uint8", "int8")
         if not plain(pq) or not all(plain(p) for p in ps) or all(p.same(pq) for p in ps):
             return False
         new, parts = [], []
@@ -273,9 +291,7 @@ class _Pass:
             if p.same(pq):
                 parts.append(p.value)
                 continue
-            attrs = {"in_scale": float(p.scale.reshape(-1)[0]), "in_zero_point": int(p.zero.reshape(-1)[0]),
-                     "out_scale": float(pq.scale.reshape(-1)[0]), "out_zero_point": int(pq.zero.reshape(-1)[0]),
-                     "out_dtype": pq.dtype}
+            attrs = {**p.attrs("in"), **pq.attrs("out"), "out_dtype": pq.dtype}
             parts.append(self.node(new, REQUANTIZE, [p.value], self.g.info(p.value).shape, pq.dtype, "requant", attrs))
         new.append(Node("Concat", f"{n.name}.int", parts + n.inputs[len(ps):], [q.outputs[0]], dict(n.attrs)))
         self.replace([n, q], new)
@@ -291,9 +307,8 @@ class _Pass:
             attrs, ins, ps = {}, [], []
             for key, x in zip("ab", n.inputs):
                 p = self.dq_of(x)
-                if p is not None and p.per_tensor and not isinstance(p.zero, str) and p.dtype in ("uint8", "int8"):
-                    attrs.update({f"{key}_scale": float(p.scale.reshape(-1)[0]),
-                                  f"{key}_zero_point": int(p.zero.reshape(-1)[0])})
+                if plain(p):
+                    attrs.update(p.attrs(key))
                     ins.append(p.value)
                     ps.append(p)
                 else:
@@ -319,7 +334,7 @@ class _Pass:
         values too (`*_shift`: the int8 values shift_int8 made uint8 + 128, read back as int8)."""
         q = self.only_consumer(n.outputs[0])
         pq = self.qparams(q, quantize=True)
-        if pq is None or not pq.per_tensor or isinstance(pq.zero, str) or pq.dtype not in ("uint8", "int8"):
+        if not plain(pq):
             return False
         last = [(tuple(self.g.info(x).shape) or (1,))[-1] for x in ins]
         if last[0] == 1 and last[1] > 1:
@@ -329,8 +344,7 @@ class _Pass:
         types = {"int8" if shifts[key] else p.dtype for key, p in zip("abc", ps + [pq])}
         if types != {"uint8"}:
             return False
-        attrs.update({"c_scale": float(pq.scale.reshape(-1)[0]), "c_zero_point": int(pq.zero.reshape(-1)[0]),
-                      "out_dtype": pq.dtype}, **{f"{k}_shift": v for k, v in shifts.items()})
+        attrs.update({**pq.attrs("c"), "out_dtype": pq.dtype}, **{f"{k}_shift": v for k, v in shifts.items()})
         self.replace([n, q], [Node(QADD, n.name, ins, [q.outputs[0]], attrs)])
         return True
 

@@ -64,7 +64,7 @@ def _output(p, n: Node, sx: float, sw: np.ndarray, plain_bias: bool):
     if c is not None and (c.op == "Relu" or c.op == "Clip" and _clip_bounds(p, c) is not None):
         act, c = c, p.only_consumer(c.outputs[0])
     pq = p.qparams(c, quantize=True)
-    if pq is not None and pq.per_tensor and not isinstance(pq.zero, str):
+    if pq is not None and pq.fixed:
         return "q", act, c
     if (act is None and c is not None and c.op == "Cast" and int(c.attrs.get("to", 0)) == INT32
             and sx == 1.0 and np.all(sw == 1.0) and plain_bias):

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 from .graph import Node
 from .lower_qnn import QMATMUL
+from .qdq import plain
 from .qdq_anchor import INT32
-
-
-def _plain(q) -> bool:
-    return q is not None and q.per_tensor and not isinstance(q.zero, str) and q.dtype in ("uint8", "int8")
 
 
 def rewrite_activation_matmul(p, n: Node) -> bool:
@@ -24,16 +21,14 @@ def rewrite_activation_matmul(p, n: Node) -> bool:
     tilewise.QLinearMatMul; returns whether it did."""
     g = p.g
     a, b = p.dq_of(n.inputs[0]), p.dq_of(n.inputs[1])
-    if not (_plain(a) and _plain(b)) or any(len(g.info(v).shape) < 2 for v in (a.value, b.value)):
+    if not (plain(a) and plain(b)) or any(len(g.info(v).shape) < 2 for v in (a.value, b.value)):
         return False
-    attrs = {"a_scale": float(a.scale.reshape(-1)[0]), "a_zero_point": int(a.zero.reshape(-1)[0]),
-             "b_scale": float(b.scale.reshape(-1)[0]), "b_zero_point": int(b.zero.reshape(-1)[0])}
+    attrs = {**a.attrs("a"), **b.attrs("b")}
     q = p.only_consumer(n.outputs[0])
     pq = p.qparams(q, quantize=True)
     old = [n]
-    if _plain(pq):
-        attrs.update(y_scale=float(pq.scale.reshape(-1)[0]), y_zero_point=int(pq.zero.reshape(-1)[0]),
-                     out_dtype=pq.dtype)
+    if plain(pq):
+        attrs.update(pq.attrs("y"), out_dtype=pq.dtype)
         out = q.outputs[0]
         old.append(q)
     elif (q is not None and q.op == "Cast" and int(q.attrs.get("to", 0)) == INT32

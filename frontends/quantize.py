@@ -31,6 +31,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from te.files import atomic_path
+
 from .graph import Graph, Node, TensorInfo
 from .onnx_model import ModelError, load_model
 
@@ -397,17 +399,8 @@ def match_zero_point_shapes(m: onnx.ModelProto) -> int:
 
 def save_atomic(m: onnx.ModelProto, path: str) -> None:
     """Save an ONNX model to path through a temporary file in the same folder (no half-written file)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tilewise-", suffix=".onnx.tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path, ".onnx") as tmp:
         onnx.save(m, tmp)
-        os.chmod(tmp, 0o644)                    # mkstemp makes it private; a model is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------- the whole pipeline

@@ -18,8 +18,9 @@ import os
 import shutil
 import stat
 import struct
-import tempfile
 import time
+
+from .files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +125,9 @@ class ObjectCache:
         p = self.path(k)
         try:
             os.makedirs(os.path.dirname(p), mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(p))
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(_HEADER.pack(MAGIC, len(payload), _digest(k, payload)))
-                    fh.write(payload)
-                os.replace(tmp, p)
-            except BaseException:
-                _remove(tmp)
-                raise
+            with atomic_write(p, "wb", permissions=None) as fh:      # the cache's entries stay private
+                fh.write(_HEADER.pack(MAGIC, len(payload), _digest(k, payload)))
+                fh.write(payload)
         except OSError as e:
             log.warning("compile cache: cannot write %s: %s", p, e)
             return

@@ -28,6 +28,7 @@ from . import llvm_init, runtime
 from .build import OPT_LEVEL, SLP_VECTORIZE, Kernel, arg_specs, optimize
 from .codegen_llvm import CodeGenLLVM, codegen
 from .expr import BYTE_CODED
+from .files import atomic_path, atomic_write
 from .llvm_types import ELEM_BYTES
 from .prefetch import PREFETCH_GLOBAL
 from .stmt import LoweredFunc
@@ -292,23 +293,16 @@ def link(objects: list[bytes], path: str, openmp: bool) -> None:
             names.append(os.path.join(tmp, f"part{n}.o"))
             with open(names[-1], "wb") as fh:
                 fh.write(obj)
-        fd, tmp_out = tempfile.mkstemp(prefix=".tmp-", suffix=".so", dir=out_dir)
-        os.close(fd)
         libs = ([_gomp_flag(tuple(cc))] if openmp else []) + ["-lm"]
-        cmd = [*cc, "-shared", "-fPIC", "-o", tmp_out, *names, *libs, "-Wl,--no-undefined",
-               "-Wl,-z,noexecstack", f"-Wl,-soname,{os.path.basename(path)}"]
-        try:
+        with atomic_path(path, ".so", permissions=0o755) as tmp_out:
+            cmd = [*cc, "-shared", "-fPIC", "-o", tmp_out, *names, *libs, "-Wl,--no-undefined",
+                   "-Wl,-z,noexecstack", f"-Wl,-soname,{os.path.basename(path)}"]
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             if r.returncode != 0:
                 hint = " (parallel loops need libgomp: apt-get install libgomp1)" if \
                     openmp and "gomp" in r.stderr else ""
                 raise RuntimeError(f"linking {path} failed{hint}:\n$ {shlex.join(cmd)}\n{r.stderr}")
             seal(tmp_out)
-            os.chmod(tmp_out, 0o755)
-            os.replace(tmp_out, path)
-        finally:
-            if os.path.exists(tmp_out):
-                os.remove(tmp_out)
 
 
 def seal(path: str) -> None:
@@ -475,16 +469,8 @@ def _c_param(name: str, used: set[str]) -> str:
 
 def write_header(meta: dict, path: str | os.PathLike, library: str = "the library") -> None:
     """Write the C header for a library's metadata (atomically: a reader never sees half of it)."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".h", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(header_text(meta, library))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path, "w", ".h") as fh:
+        fh.write(header_text(meta, library))
 
 
 # ---------------------------------------------------------------- a model's entry point

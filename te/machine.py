@@ -34,22 +34,31 @@ def _peak_kernel():
     fma = ir.Function(mod, ir.FunctionType(vty, [vty, vty, vty]), f"llvm.fma.v{lanes}f32")
     x = ir.Constant(vty, [0.999999] * lanes)
     y = ir.Constant(vty, [1e-7] * lanes)
+    chain_function(mod, "peak", lambda b, v: b.call(fma, [v, x, y]),
+                   [ir.Constant(vty, [float(c) * 1e-3] * lanes) for c in range(CHAINS)], INNER)
+    jit = JitModule(llvm_init.llvm().parse_assembly(str(mod)), tgt)
+    cfn = jit.function("peak", restype=ctypes.c_float, argtypes=[ctypes.c_int64])
+    return jit, cfn, lanes
+
+
+def chain_function(mod: ir.Module, name: str, step, init: list[ir.Value], inner: int) -> ir.Function:
+    """elem name(i64 n) in mod: the vectors `init` as independent chains (enough of them to cover
+    the instruction's latency, so the loop runs at its throughput), each advanced `inner` times an
+    iteration by step(builder, value); then their sum's first lane (the chains are live to the end)."""
+    elem = init[0].type.element
+    add = ir.IRBuilder.fadd if isinstance(elem, ir.FloatType) else ir.IRBuilder.add
 
     def body(b, vals):
-        for _ in range(INNER):
-            vals = [b.call(fma, [v, x, y]) for v in vals]
+        for _ in range(inner):
+            vals = [step(b, v) for v in vals]
         return vals
 
     def finish(b, vals):
         total = vals[0]
         for v in vals[1:]:
-            total = b.fadd(total, v)
+            total = add(b, total, v)
         return b.extract_element(total, ir.Constant(ir.IntType(32), 0))
-    loop_function(mod, "peak", f32, lambda b: [ir.Constant(vty, [float(c) * 1e-3] * lanes) for c in range(CHAINS)],
-                  body, finish)
-    jit = JitModule(llvm_init.llvm().parse_assembly(str(mod)), tgt)
-    cfn = jit.function("peak", restype=ctypes.c_float, argtypes=[ctypes.c_int64])
-    return jit, cfn, lanes
+    return loop_function(mod, name, elem, lambda b: init, body, finish)
 
 
 def loop_function(mod: ir.Module, name: str, ret: ir.Type, setup, body, finish) -> ir.Function:

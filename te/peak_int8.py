@@ -17,7 +17,7 @@ from llvmlite import ir
 from . import llvm_init
 from .amx import tile_config
 from .jit import JitModule
-from .machine import loop_function, threaded_rate
+from .machine import chain_function, loop_function, threaded_rate
 from .target import host
 
 CHAINS, INNER = 16, 64
@@ -30,18 +30,8 @@ def _vnni(mod: ir.Module) -> int:
     v16, v64 = ir.VectorType(I32, 16), ir.VectorType(I8, 64)
     dp = ir.Function(mod, ir.FunctionType(v16, [v16, v64, v64]), "llvm.x86.avx512.vpdpbusd.512")
     x, y = ir.Constant(v64, [1] * 64), ir.Constant(v64, [3] * 64)
-
-    def body(b, accs):
-        for _ in range(INNER):
-            accs = [b.call(dp, [a, x, y]) for a in accs]
-        return accs
-
-    def finish(b, accs):
-        total = accs[0]
-        for a in accs[1:]:
-            total = b.add(total, a)
-        return b.extract_element(total, ir.Constant(I32, 0))
-    loop_function(mod, "vnni", I32, lambda b: [ir.Constant(v16, [c] * 16) for c in range(CHAINS)], body, finish)
+    chain_function(mod, "vnni", lambda b, a: b.call(dp, [a, x, y]), [ir.Constant(v16, [c] * 16) for c in range(CHAINS)],
+                   INNER)
     return CHAINS * INNER * 64 * 2
 
 

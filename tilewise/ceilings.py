@@ -45,13 +45,12 @@ def _read() -> dict:
 
 
 def _write(data: dict) -> None:
+    from te.files import atomic_write
     path = cache_file()
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_write(path) as f:
             json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
     except OSError as e:          # a read-only home is no reason to fail a command
         note(f"tilewise: note: cannot cache the machine measurement in {path} ({e.strerror or e})")
 

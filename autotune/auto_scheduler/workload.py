@@ -26,7 +26,7 @@ from te.ops.knobs import TEMPLATES, ConfigError, FallbackConfig
 from te.ops.registry import freeze
 from te.tensor import CommReducer
 
-from ..task import MAX_ARGS, Task, _bad_arg, _short_json, count_flops
+from ..task import MAX_ARGS, Task, check_arg, count_flops
 from .space import StepConfig, StepSpace
 
 log = logging.getLogger(__name__)
@@ -94,11 +94,7 @@ def check_workload_args(name: str, args) -> None:
             raise ValueError(f"{name}: {len(args)} argument(s) do not fit the workload ({e})") from None
         names = list(bound.arguments)[:len(args)] + names[len(bound.arguments):]
     for pname, value in zip(names, args):
-        items = list(value) if isinstance(value, (list, tuple)) else [value]
-        why = f"more than {MAX_ARGS} items" if len(items) > MAX_ARGS else ""
-        why = why or next((w for w in (_bad_arg(pname, v) for v in items) if w), "")
-        if why:
-            raise ValueError(f"{name}: argument {pname}={_short_json(value)}: {why}")
+        check_arg(name, pname, value)
 
 
 def _split_io(name: str, tensors) -> tuple[list, list]:
@@ -222,20 +218,16 @@ class AutoTask(Task):
             return ()
         return tuple(s.steps)
 
-    def _config(self, config) -> StepConfig | None:
-        if config is None or isinstance(config, FallbackConfig):
-            return None
-        if isinstance(config, int):
-            return self.config_space.get(config)
-        if isinstance(config, dict):
-            return self.config_space.from_json(config)
-        return config
+    def _config(self, config) -> StepConfig:
+        """Task's reading of a config (an index, its JSON, the entity); the default is index 0."""
+        config = super()._config(config)
+        return self.config_space.get(0) if isinstance(config, FallbackConfig) else config
 
     def instantiate(self, config=None, prepacked: bool = False, fused: bool = False):
         """(schedule, tensors) for a config (a StepConfig, its JSON, an index, or None for the default
         config, index 0).  `prepacked` and `fused` change nothing: an auto-scheduled task's computation
         is already the whole kernel a model runs (a group's, epilogue included)."""
-        config = self._config(config) or self.config_space.get(0)
+        config = self._config(config)
         s = self.schedule()
         te.replay(s, list(config.steps))
         return s, list(self.tensors)

@@ -16,24 +16,29 @@ Padding = int | tuple[int, ...] | str
 
 # ---------------------------------------------------------------- geometry
 
-def _pair(v, name: str) -> tuple[int, int]:
+def pair(v, name: str, op: str = "conv2d") -> tuple[int, int]:
+    """(h, w) from an int or a pair (a window's strides, dilation, kernel); `op` names the caller
+    in the error."""
     if isinstance(v, int):
         return v, v
     v = tuple(int(x) for x in v)
     if len(v) != 2:
-        raise ValueError(f"conv2d: {name} must be an int or a pair, got {v}")
+        raise ValueError(f"{op}: {name} must be an int or a pair, got {v}")
     return v
 
 
 def resolve_padding(padding, in_hw: tuple[int, int], kernel_hw: tuple[int, int],
-                    strides: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Padding as (top, left, bottom, right) from an int, a pair, a 4-tuple or SAME/SAME_UPPER/SAME_LOWER/VALID."""
+                    strides: tuple[int, int], dilation: tuple[int, int],
+                    op: str = "conv2d") -> tuple[int, int, int, int]:
+    """Padding as (top, left, bottom, right) from an int, a pair, a 4-tuple or SAME/SAME_UPPER/SAME_LOWER/VALID
+    (ONNX's auto_pad: the padding that keeps ceil(n / stride) outputs, the odd one at the end, or
+    with SAME_LOWER at the start); convolutions and poolings alike, `op` naming the caller in errors."""
     if isinstance(padding, str):
         mode = padding.upper()
         if mode == "VALID":
             return 0, 0, 0, 0
         if mode not in ("SAME", "SAME_UPPER", "SAME_LOWER"):
-            raise ValueError(f"conv2d: unknown padding {padding!r}; use SAME, SAME_UPPER, SAME_LOWER or VALID")
+            raise ValueError(f"{op}: unknown padding {padding!r}; use SAME, SAME_UPPER, SAME_LOWER or VALID")
         pads = []
         for n, k, s, d in zip(in_hw, kernel_hw, strides, dilation):
             total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
@@ -47,7 +52,7 @@ def resolve_padding(padding, in_hw: tuple[int, int], kernel_hw: tuple[int, int],
         return p[0], p[1], p[0], p[1]
     if len(p) == 4:
         return p
-    raise ValueError(f"conv2d: padding must be an int, a pair, (top, left, bottom, right) or a mode, got {padding}")
+    raise ValueError(f"{op}: padding must be an int, a pair, (top, left, bottom, right) or a mode, got {padding}")
 
 
 @dataclass(frozen=True)
@@ -88,8 +93,8 @@ def geometry(x_shape, w_shape, strides=(1, 1), padding=0, dilation=(1, 1), group
         raise ValueError(f"conv2d: input must be NCHW and weight KCRS (4-D), got {x_shape} and {w_shape}")
     N, C, H, W = x_shape
     K, Cg, R, S = w_shape
-    sh, sw = _pair(strides, "strides")
-    dh, dw = _pair(dilation, "dilation")
+    sh, sw = pair(strides, "strides")
+    dh, dw = pair(dilation, "dilation")
     if groups < 1 or C % groups or K % groups or Cg != C // groups:
         raise ValueError(f"conv2d: input channels {C}, weight {tuple(w_shape)} and groups={groups} do not "
                          f"match (need C % groups == 0, K % groups == 0, weight dim 1 == C / groups)")

@@ -174,21 +174,20 @@ def _ort_row_stats(x: te.Tensor, epsilon: float, name: str) -> tuple[te.Tensor, 
 
 def _ort_short_row_stats(x: te.Tensor, epsilon: float, name: str) -> tuple[te.Tensor, te.Tensor]:
     """(mean, sqrt(var + epsilon)) of rows shorter than ORT_MIN_ROW as ONNX Runtime computes them:
-    Welford's running mean and sum of squared deviations, in float32, no FMA."""
+    Welford's running mean and sum of squared deviations, in float32, no FMA.  One stage with two
+    outputs: the sum of squares needs every running mean, the last of which is the mean, so one
+    recursion per row gives both (two stages would each run it)."""
     lead, n = x.shape[:-1], x.shape[-1]
 
-    def welford(r):
+    def welford(*r):
         mu, m2 = te.const(0.0, "float32"), te.const(0.0, "float32")
         for k in range(n):
             v = x[r + (k,)]
             d = v - mu
             mu = mu + d / te.const(float(k + 1), "float32")
             m2 = m2 + _rounded_mul(d, v - mu)
-        return mu, m2
-    mean = te.compute(lead, lambda *r: welford(r)[0], name=f"{name}.mean", tag=STAT_TAG)
-    std = te.compute(lead, lambda *r: te.sqrt(welford(r)[1] / te.const(float(n), "float32")
-                                              + te.const(float(epsilon), "float32")),
-                     name=f"{name}.std", tag=STAT_TAG)
+        return mu, te.sqrt(m2 / te.const(float(n), "float32") + te.const(float(epsilon), "float32"))
+    mean, std = te.compute(lead, welford, name=f"{name}.stats", tag=STAT_TAG)
     return mean, std
 
 

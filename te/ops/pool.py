@@ -25,7 +25,7 @@ import te
 from te.target import Target, parse
 
 from .common import tagged
-from .conv_geometry import geometry
+from .conv_geometry import geometry, pair, resolve_padding
 from .depthwise import flat_window, schedule_flat
 from .injective import inline_injective, parallel_outer, vectorize_inner
 from .knobs import FallbackConfig, register_template
@@ -33,40 +33,6 @@ from .reduction import reduce_over
 from .schedule import anchor, input_stage
 
 MAX_UNROLLED_TAPS = 8
-
-
-def _pair(v, name: str) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(int(x) for x in v)
-    if len(v) != 2:
-        raise ValueError(f"pool2d: {name} must be an int or a pair, got {v}")
-    return v
-
-
-def _pads(padding, hw=None, kernel=None, stride=None, dilation=None) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right) from an int, (h, w), ONNX's (top, left, bottom, right) or an
-    ONNX auto_pad string ('VALID', 'SAME_UPPER', 'SAME_LOWER')."""
-    if isinstance(padding, str):
-        if padding == "VALID":
-            return (0, 0, 0, 0)
-        if padding not in ("SAME_UPPER", "SAME_LOWER"):
-            raise ValueError(f"pool2d: unknown auto_pad {padding!r}")
-        lo, hi = [], []
-        for n, k, s, d in zip(hw, kernel, stride, dilation):
-            total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
-            small, big = total // 2, total - total // 2
-            lo.append(small if padding == "SAME_UPPER" else big)
-            hi.append(big if padding == "SAME_UPPER" else small)
-        return (lo[0], lo[1], hi[0], hi[1])
-    if isinstance(padding, int):
-        return (padding,) * 4
-    p = tuple(int(x) for x in padding)
-    if len(p) == 2:
-        return (p[0], p[1], p[0], p[1])
-    if len(p) == 4:
-        return p
-    raise ValueError(f"pool2d: padding must be an int, (h, w) or (top, left, bottom, right), got {p}")
 
 
 def pool_out_size(n: int, k: int, s: int, d: int, pad_lo: int, pad_hi: int, ceil_mode: bool) -> int:
@@ -105,9 +71,11 @@ def pool2d(x: te.Tensor, kernel, stride=1, padding=0, dilation=1, pool_type: str
     if pool_type not in ("max", "avg"):
         raise ValueError(f"pool2d: pool_type must be 'max' or 'avg', not {pool_type!r}")
     name = name or f"{pool_type}_pool2d"
-    (kh, kw), (sh, sw), (dh, dw) = _pair(kernel, "kernel"), _pair(stride, "stride"), _pair(dilation, "dilation")
+    kh, kw = pair(kernel, "kernel", "pool2d")
+    sh, sw = pair(stride, "stride", "pool2d")
+    dh, dw = pair(dilation, "dilation", "pool2d")
     N, C, H, W = x.shape
-    pt, pl, pb, pr = _pads(padding, (H, W), (kh, kw), (sh, sw), (dh, dw))
+    pt, pl, pb, pr = resolve_padding(padding, (H, W), (kh, kw), (sh, sw), (dh, dw), "pool2d")
     OH = pool_out_size(H, kh, sh, dh, pt, pb, ceil_mode)
     OW = pool_out_size(W, kw, sw, dw, pl, pr, ceil_mode)
     is_max = pool_type == "max"

@@ -25,7 +25,7 @@ from te.target import Target
 
 from .conv2d import _schedule_pad
 from .common import largest_divisor, tagged
-from .conv_geometry import ConvGeometry, pad_nchw
+from .conv_geometry import ConvGeometry, pad_nchw, pair, resolve_padding
 from .registry import ConvWorkload, Implementation, MatmulWorkload, register
 from .schedule import anchor, parallel_if_worth
 
@@ -74,10 +74,10 @@ def qlinear_avg_pool2d(x: te.Tensor, kernel, stride, padding, x_scale: float, x_
     """DequantizeLinear -> AveragePool -> QuantizeLinear on uint8 NCHW data, rounded as ONNX Runtime's
     QLinearAveragePool: each tap dequantized to float32, the window summed row by row in input
     order, / count, / y_scale, + y_zero, round half to even, saturate (bit-exact on its x86 kernel)."""
-    from .pool import _pads, _pair, pool_out_size, taps_counted
-    (kh, kw), (sh, sw) = _pair(kernel, "kernel"), _pair(stride, "stride")
+    from .pool import pool_out_size, taps_counted
+    (kh, kw), (sh, sw) = pair(kernel, "kernel", "pool2d"), pair(stride, "stride", "pool2d")
     N, C, H, W = x.shape
-    pt, pl, pb, pr = _pads(padding, (H, W), (kh, kw), (sh, sw), (1, 1))
+    pt, pl, pb, pr = resolve_padding(padding, (H, W), (kh, kw), (sh, sw), (1, 1), "pool2d")
     OH, OW = pool_out_size(H, kh, sh, 1, pt, pb, ceil_mode), pool_out_size(W, kw, sw, 1, pl, pr, ceil_mode)
     f32 = "float32"
     neg_scale, zero = te.const(-float(x_scale), f32), te.const(0.0, f32)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import zipfile
 
@@ -133,18 +132,12 @@ def summarize(names: list[str], outputs: list[np.ndarray], top: int = 5) -> str:
 
 def save_outputs(path: str, arrays: dict[str, np.ndarray]) -> None:
     """Write arrays to the .npz file path, exactly that name, atomically (temp file + rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        # what numpy.savez writes, without its keyword arguments: an output may be named "file"
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w") as zf:
-            for name, a in arrays.items():
-                with zf.open(name + ".npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, a, allow_pickle=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from te.files import atomic_write
+    # what numpy.savez writes, without its keyword arguments: an output may be named "file"
+    with atomic_write(path, "wb", ".npz") as fh, zipfile.ZipFile(fh, "w") as zf:
+        for name, a in arrays.items():
+            with zf.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, a, allow_pickle=False)
 
 
 def run(args) -> int:

@@ -114,6 +114,15 @@ def test_layer_norm_matches_onnx(rand):
     np.testing.assert_allclose(got, want, **REDUCE)
 
 
+def test_short_row_statistics_are_one_stage_of_two_outputs():
+    """Rows shorter than ORT_MIN_ROW: the mean and the std are the two outputs of one stage, so
+    each row's Welford recursion runs once (the sum of squares needs every running mean)."""
+    x = te.placeholder((6, 5), name="x")
+    y = ops.layer_norm(x, epsilon=1e-5)
+    stats = [t for t in y.op.input_tensors if getattr(t.op, "tag", "") == ops.nn.STAT_TAG]
+    assert len(stats) == 2 and stats[0].op is stats[1].op
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 7, 9), (1, 4, 32)])
 def test_instance_norm_matches_onnx(shape, rand):
     a_np, g_np, b_np = rand(shape), rand((shape[1],)), rand((shape[1],))
