@@ -11,9 +11,12 @@ sum of its calls, and what was measured goes into the log as `in_model` records:
 config with the untuned piece's time over its own (vs_default), the untuned kernel's config
 with 1.0.  Records so judged rank by these timings alone (autotune.record.pooled_costs), so a
 config that ran slower in the model than the kernel it replaced loses to it, and the next build
-with the log takes the faster.  That build may take another config the tuner ranked next (of the
-same template or another's) that the model has not run yet: the check builds and judges again,
-until the build runs only configs judged in the model (at most CHECK_PASSES builds).
+with the log takes the faster.  Once a workload (or any implementation of a node) is judged, the
+configs the model has not run rank below the judged ones and below the default
+(autotune.record.below_default): the next build runs only judged configs or the default, and
+the check converges in one pass, the second build judging nothing.  It builds and judges again
+only for a config the first pass did not judge, such as one a tune added after the judging
+(at most CHECK_PASSES builds).
 Then the two builds run in alternating rounds, and the gain the model shows (the lower
 quartile of each one's runs, autotune.measure.per_call) is reported beside the tuner's estimate.
 
@@ -49,6 +52,7 @@ class ModelCheck:
     kernel_saving: float = 0.0
     # (workload key, ISA key, config key) of each tuned config that ran slower than the untuned kernel
     lost: list[tuple[str, str, str]] = field(default_factory=list)
+    passes: int = 0                 # builds that judged configs (those after the first: not converged)
 
     @property
     def gain(self) -> float:
@@ -81,7 +85,7 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
 
     judged: set[tuple[str, str]] = set()        # (workload, config key) this check timed in the model
     latest: dict[tuple, object] = {}            # a piece's nodes -> its last verdict (KernelPair)
-    records, lost, tuned = 0, set(), None
+    records, lost, tuned, passes = 0, set(), None, 0
     for _ in range(CHECK_PASSES):
         # A config that lost drops in its workload's ranking, and the build takes the next-best
         # one (of its template or another's): one the tuner ranked, not yet timed in the model.
@@ -116,7 +120,7 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
             if p.ratio < 1 - rec.DEFAULT_MARGIN:
                 lost |= {(r.workload, r.isa, r.config_key) for r in mine}
         rec.append(log_path, found)
-        records += len(found)
+        records, passes = records + len(found), passes + 1
         judged |= {(r.workload, r.config_key) for r in found}
         tuned = None                # the records changed the ranking: the next build goes by them
     else:
@@ -132,7 +136,7 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
                            repeat=repeat, block=3)
     # runs the machine's load stretched say nothing of the schedules: as the kernels, by per_call
     return ModelCheck(per_call(lat["untuned"].times), per_call(lat["tuned"].times), len(verdicts), slower, records,
-                      saving, sorted(lost))
+                      saving, sorted(lost), passes)
 
 
 def pruned(records: list, lost: list[tuple[str, str, str]]) -> list:
