@@ -52,7 +52,7 @@ class ModelCheck:
     kernel_saving: float = 0.0
     # (workload key, ISA key, config key) of each tuned config that ran slower than the untuned kernel
     lost: list[tuple[str, str, str]] = field(default_factory=list)
-    passes: int = 0                 # builds that judged configs (those after the first: not converged)
+    passes: int = 0                 # builds whose kernels were judged (1: converged in one pass)
 
     @property
     def gain(self) -> float:
@@ -87,8 +87,8 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
     latest: dict[tuple, object] = {}            # a piece's nodes -> its last verdict (KernelPair)
     records, lost, tuned, passes = 0, set(), None, 0
     for _ in range(CHECK_PASSES):
-        # A config that lost drops in its workload's ranking, and the build takes the next-best
-        # one (of its template or another's): one the tuner ranked, not yet timed in the model.
+        # A config that lost drops below the default, as do the configs the model never ran
+        # (record.below_default): after one pass the build takes judged configs or defaults.
         tuned = frontends.build(graph, tgt, logs=[log_path])
         used = {r.workload: r for r in tuned.records}
 
