@@ -7,7 +7,8 @@ check's (the kernel as the model built it, in the model's order, beside the untu
 kernel for the same nodes: `in_model`).  A config is judged by the closest kind it has
 (pooled_costs), and once the model check has judged a workload's configs, those it has not
 judged rank below them (below_default), so a build with the log runs only configs the model
-has timed.  `record` re-exports these functions: every reader of a log ranks as they do.
+has timed (or the default).  `record` re-exports these functions: every reader of a log ranks
+as they do.
 """
 from __future__ import annotations
 
