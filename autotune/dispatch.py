@@ -6,7 +6,9 @@
 A record is used only on a CPU with the same ISA features as the one it was measured on;
 `allow_other_isa=True` opts in to reuse across CPUs, and every such reuse is logged.  A
 workload without a record falls back to the template's default config, said once per
-workload, not once per build.
+workload, not once per build.  The default also wins over the records ranked below it (configs
+the model check timed slower than the untuned kernel, and configs it never ran of a workload it
+judged since: record.below_default).
 """
 from __future__ import annotations
 
@@ -51,8 +53,11 @@ class ApplyHistoryBest:
             if r.ok:
                 self._ranked.setdefault((r.workload, r.isa), []).append(r)
                 self._ranked_any.setdefault(r.workload, []).append(r)
+        # (workload, ISA) -> when the model check last judged its configs: the configs it has not
+        # judged since rank below the judged ones and the default (record.below_default)
+        self._judged = rec.judging_times(records)
         for lst in (*self._ranked.values(), *self._ranked_any.values()):
-            lst.sort(key=rec.rank_key)                 # as record.best: checked configs first
+            lst.sort(key=self._rank_key)                 # as record.best
         # per workload, the configs a check compared the others with (the then default's records)
         self._baselines: dict[str, set[str]] = {}
         for lst in self._ranked_any.values():
@@ -60,6 +65,13 @@ class ApplyHistoryBest:
                 if (r.checked or r.in_model) and r.vs_default == 1.0:
                     self._baselines.setdefault(r.workload, set()).add(r.config_key)
         self.used: dict[str, rec.Record] = {}         # workload -> the record query() returned
+
+    def _rank_key(self, r: rec.Record) -> tuple:
+        return rec.rank_key(r, self._judged.get((r.workload, r.isa)))
+
+    def judged_at(self, task) -> float | None:
+        """When the model check last judged a config of the task's workload on its ISA, or None."""
+        return self._judged.get((task.workload_key, task.target.isa))
 
     def has_workloads(self, prefix: str) -> bool:
         """Does any record's workload key start with prefix (e.g. the auto-scheduler's group tasks)?"""
@@ -75,6 +87,9 @@ class ApplyHistoryBest:
             return None
         skipped = None
         for r in ranked:
+            if self._rank_key(r)[0]:        # below the default (record.rank_key): so is every next one
+                self._say_default(task, r)
+                break
             try:
                 cfg = task.config_space.from_json(r.config)
             except (ValueError, TypeError) as e:     # ConfigError; a Record made in code is not checked as a log's is
@@ -91,6 +106,16 @@ class ApplyHistoryBest:
         if skipped is not None:
             log.warning("%s: no record fits the template (%s); using the default", task, skipped)
         return None
+
+    @staticmethod
+    def _say_default(task, r: rec.Record) -> None:
+        """Say once per workload that the model check sent its records back to the default config."""
+        said = (task.workload_key, "below default")
+        if said not in _SAID:
+            _SAID.add(said)
+            why = ("ran slower in the model than the untuned kernel" if rec.slower_in_model(r) else
+                   "were not timed in the model, which judged other configs of it since")
+            log.info("%s: the best tuning record(s) %s; using the default", task, why)
 
     def _judged_against_another_default(self, task) -> bool:
         """Whether the task's records were checked against a default config that is no longer the

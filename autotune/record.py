@@ -23,7 +23,7 @@ import stat
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import BinaryIO, Iterable, Iterator
 
 from .task import create_task, parse_workload
@@ -448,100 +448,6 @@ def write(path: str | os.PathLike, records: Iterable[Record]) -> None:
         raise
 
 
-def pooled(records: Iterable[Record]) -> list[Record]:
-    """One record per (workload, ISA, config): the latest, carrying the costs of its valid measurements.
-
-    A config measured more than once (a resumed run) is judged by the median over all its
-    timings, so one lucky batch on a noisy machine does not make it best.  A config that a
-    tuner's final check re-timed is judged by the check's timings alone, one the model check
-    re-timed by the model check's (see pooled_costs).
-    """
-    groups: dict[tuple, list[Record]] = {}
-    for r in records:
-        if r.ok:
-            groups.setdefault((r.workload, r.isa, r.config_key), []).append(r)
-    out = []
-    for rs in groups.values():
-        latest = max(rs, key=lambda r: r.timestamp)
-        judges = [r for r in rs if r.in_model] or [r for r in rs if r.checked]
-        ratios = [r.vs_default for r in judges if r.vs_default > 0]
-        out.append(latest if len(rs) == 1 else replace(
-            latest, costs=pooled_costs(rs), checked=any(r.checked for r in rs),
-            in_model=any(r.in_model for r in rs),
-            vs_default=statistics.median(ratios) if ratios else 0.0))
-    return out
-
-
-def pooled_costs(records: Iterable[Record]) -> list[float]:
-    """The timings that judge one config: those the model check took of it if any (the kernel as
-    the model runs it), else those of its checked records, else all of them.
-
-    The tuning-time timing of a config that made it into the final check is the one that put it
-    there, so it is the luckiest of its kind on a noisy machine (the winner's curse); the check
-    timed the candidates side by side, and only those timings compare them fairly.
-    """
-    records = list(records)
-    in_model = [c for r in records if r.in_model for c in r.costs]
-    checked = [c for r in records if r.checked for c in r.costs]
-    return in_model or checked or [c for r in records for c in r.costs]
-
-
-# How much faster than the default, timed beside it, a config must run to be preferred to it: a
-# config that only ties with the default is no gain, and ties are won by the noise.
-DEFAULT_MARGIN = 0.02
-
-
-def check_score(vs_default: float) -> float:
-    """How a config the final check re-timed ranks, from its median speed-up over the default in
-    the same rounds: less DEFAULT_MARGIN, except for the default itself (exactly 1.0)."""
-    if vs_default <= 0:                 # not known (a log written before the check recorded it)
-        return 1.0 - DEFAULT_MARGIN
-    return vs_default if vs_default == 1.0 else vs_default - DEFAULT_MARGIN
-
-
-def rank_key(r: Record) -> tuple[bool, float, float]:
-    """Sort key of pooled records, best first: a config that passed a final check before one that
-    did not (single timings on a noisy machine are optimistic); among checked configs the higher
-    check_score (round by round against the default, which cancels the machine's changes of
-    speed); then the lower cost."""
-    return (not r.checked, -check_score(r.vs_default) if r.checked else 0.0, r.cost)
-
-
-def better(a: Record, b: Record | None) -> bool:
-    """Whether pooled record a should be preferred to b (see rank_key)."""
-    return b is None or rank_key(a) < rank_key(b)
-
-
-def best(records: Iterable[Record], isa: str | None = None) -> dict[str, Record]:
-    """The best config per workload (only records of `isa` when given), its timings pooled:
-    the fastest of those a tuner's final check re-timed, else the fastest."""
-    out: dict[str, Record] = {}
-    for r in pooled(records):
-        if isa is not None and r.isa != isa:
-            continue
-        if better(r, out.get(r.workload)):
-            out[r.workload] = r
-    return out
-
-
-def merged(records: Iterable[Record], best_only: bool = True) -> list[Record]:
-    """The records a merged log holds: the best per (workload, ISA) (pooled), or every distinct record."""
-    if best_only:
-        keep: dict[tuple, Record] = {}
-        for r in pooled(records):
-            k = (r.workload, r.isa)
-            if better(r, keep.get(k)):
-                keep[k] = r
-        return list(keep.values())
-    seen, chosen = set(), []
-    for r in records:
-        k = (r.workload, r.isa, r.config_key, tuple(r.costs), r.error_no)
-        if k not in seen:
-            seen.add(k)
-            chosen.append(r)
-    return chosen
-
-
 def merge(paths: Iterable, out_path: str | os.PathLike, best_only: bool = True) -> int:
     """Merge logs into a new log (see merged); returns the count.  LogError if out_path is one of
     the inputs: its records would be replaced by the merge's, so merge into another file."""
@@ -577,3 +483,10 @@ def stats(records: Iterable[Record]) -> dict[str, dict]:
             name = ErrorNo(r.error_no).name if r.error_no in ErrorNo._value2member_map_ else str(r.error_no)
             s["errors"][name] = s["errors"].get(name, 0) + 1
     return out
+
+
+# The ranking of records (which config a build takes) lives in ranking.py; it is part of this
+# module's API, as every reader of a log ranks its records the same way.
+from .ranking import (DEFAULT_MARGIN, below_default, best, better, check_score, is_default,  # noqa: E402
+                      judging_times, merged, model_better, pooled, pooled_costs, preferred, rank_key,
+                      slower_in_model)

@@ -99,14 +99,15 @@ def choose(g: Graph, grp: Group, target: Target, history=None) -> Choice | None:
 
     Without tuning records the preferred implementation (the highest priority) with its defaults;
     with records, of the implementations that apply, the one whose best record ran fastest (tuning
-    times every candidate, so the algorithm is chosen by measurement), with that config."""
+    times every candidate, so the algorithm is chosen by measurement), with that config; where
+    the model check judged the node, as record.preferred ranks the records (like with like)."""
     wl = workload_of(grp.master, g)
     if wl is None:
         return None
     found = registry.candidates(wl, target)
     if not found:
         raise ConfigError(f"{grp.master.name}: no implementation of {wl.op} runs {wl}")
-    best = None                                     # (implementation, cfg, record) of the fastest
+    judged, ranked = 0.0, []            # the node's last judging in the model; ((implementation, cfg), record)
     for _, impl in found if history is not None else []:
         if impl.template is None:
             continue
@@ -117,12 +118,11 @@ def choose(g: Graph, grp: Group, target: Target, history=None) -> Choice | None:
         except Exception as e:            # a record that does not fit: the default schedule is fine
             log.warning("%s: tuning record of %s not usable (%s)", grp.master.name, impl.name, e)
             continue
-        record = history.used.get(task.workload_key) if cfg is not None else None
-        if record is not None and (best is None or record.cost < best[2].cost):
-            best = (impl, cfg, record)
-    if best is None:
-        return Choice(found[0][1], wl, target)
-    return Choice(best[0], wl, target, best[1], best[2])
+        judged = max(judged, history.judged_at(task) or 0.0)
+        if cfg is not None:
+            ranked.append(((impl, cfg), history.used[task.workload_key]))
+    best = autotune.record.preferred(ranked, judged or None) if ranked else None
+    return Choice(found[0][1], wl, target) if best is None else Choice(best[0][0], wl, target, best[0][1], best[1])
 
 
 def preferred_anchor(g: Graph, grp: Group, gi: int, opset: int, target: Target):
@@ -141,16 +141,16 @@ def preferred_anchor(g: Graph, grp: Group, gi: int, opset: int, target: Target):
 def auto_anchor(g: Graph, grp: Group, gi: int, opset: int, target: Target, history, choice: Choice | None):
     """An anchor whose auto-scheduler record (of preferred_anchor's computation) ran faster than the
     best template record of the choice: (choice, packed, lowered, (schedule, record)); else None."""
-    from autotune.auto_scheduler.workload import GROUP
+    from autotune import record as rec
+    from autotune.auto_scheduler.workload import GROUP, dispatch_group
     if choice is None or history is None or not history.has_workloads(f'["{GROUP}"'):
         return None
-    from autotune.auto_scheduler.workload import dispatch_group
     base = preferred_anchor(g, grp, gi, opset, target)
     if base is None:
         return None
     placeholders, _, out = base[2]
     auto = dispatch_group(placeholders, out, target, history)
-    if auto is None or (choice.record is not None and choice.record.cost <= auto[1].cost):
+    if auto is None or (choice.record is not None and not rec.model_better(auto[1], choice.record)):
         return None
     return (*base, auto)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 import pytest
 
@@ -94,30 +95,68 @@ def test_a_config_slower_in_the_model_loses_to_the_untuned_kernel(tiny_onnx, tmp
     assert history is not None
 
 
-def test_the_check_judges_again_the_configs_the_build_takes_next(tiny_onnx, tmp_path, monkeypatch):
-    """Two configs per task the tuner's check ranked above the default: when the first loses in
-    the model the build takes the second, which the check then times too; both lose, and the
-    build it leaves runs the defaults."""
-    g = frontends.from_onnx(tiny_onnx)
-    records = []
-    for r in fake_records(tiny_onnx):
+def _two_configs_above_the_default(model, tmp_path):
+    """A log in which the tuner's check ranked two configs per task above the default; (log, the
+    second config per workload, the records)."""
+    records, seconds = [], {}
+    for r in fake_records(model):
         if r.ok and r.costs[0] < 2e-5:             # the faster config: checked, and one more like it
-            task = autotune.create_task(*autotune.task.parse_workload(r.workload), host())
-            space = task.config_space
-            third = space.get((space.default_index() + 3) % len(space)).to_json()
+            space = autotune.create_task(*autotune.task.parse_workload(r.workload), host()).config_space
+            seconds[r.workload] = space.get((space.default_index() + 3) % len(space)).to_json()
             records += [dataclasses.replace(r, checked=True, vs_default=2.0),
-                        dataclasses.replace(r, config=third, costs=[1.5e-5], checked=True, vs_default=1.5)]
+                        dataclasses.replace(r, config=seconds[r.workload], costs=[1.5e-5], checked=True,
+                                            vs_default=1.5)]
         else:
             records.append(r)
-    log = write_log(tmp_path / "t.jsonl", records)
+    return write_log(tmp_path / "t.jsonl", records), seconds, records
+
+
+def _best_configs(log) -> dict:
+    """workload -> the config record.best ranks first in the log."""
+    return {w: r.config for w, r in rec.best(rec.load(log)).items()}
+
+
+def test_the_check_converges_in_one_pass(tiny_onnx, tmp_path, monkeypatch):
+    """When the first config loses in the model, the second, which the model
+    never ran, ranks below the judged default, so the next build runs the defaults and judges
+    nothing (one judging pass).  A record a tune adds after the check ranks as before, and the
+    next check judges it."""
+    g = frontends.from_onnx(tiny_onnx)
+    log, seconds, records = _two_configs_above_the_default(tiny_onnx, tmp_path)
     kernels_timed_at(monkeypatch, [1e-4] * 3, [3e-4] * 3)
     mc = tune_check.check_model(g, log, host(), repeat=2)
-    assert len(mc.lost) == 4 and mc.kernels == 2 and len(mc.slower) == 2
-    judged = {(r.workload, r.config_key) for r in rec.load(log) if r.in_model and r.vs_default < 1}
-    assert judged == {(w, c) for w, _, c in mc.lost}
-    for r in rec.best(rec.load(log)).values():         # each task's best is now its default config
-        space = autotune.create_task(*autotune.task.parse_workload(r.workload), host()).config_space
-        assert r.config == space.get(space.default_index()).to_json()
+    assert mc.passes == 1 and len(mc.lost) == 2 and mc.kernels == 2 and len(mc.slower) == 2
+    assert not {(w, c) for w, _, c in mc.lost} & {(w, rec.Record(w, c, []).config_key) for w, c in seconds.items()}
+    for w, config in _best_configs(log).items():         # each task's best is now its default config
+        space = autotune.create_task(*autotune.task.parse_workload(w), host()).config_space
+        assert config == space.get(space.default_index()).to_json()
+    later = [dataclasses.replace(r, config=c, costs=[1.4e-5], checked=True, vs_default=1.6, timestamp=time.time() + 1)
+             for r in records for w, c in seconds.items() if r.workload == w and r.vs_default == 2.0]
+    rec.append(log, later)                              # a tune after the check: not judged yet
+    assert {r.config_key for r in rec.best(rec.load(log)).values()} == {r.config_key for r in later}
+    mc = tune_check.check_model(g, log, host(), repeat=2)
+    assert mc.passes == 1 and {(w, c) for w, _, c in mc.lost} == {(r.workload, r.config_key) for r in later}
+
+
+def test_the_check_judges_the_runners_up_in_the_same_pass(tiny_onnx, tmp_path, monkeypatch):
+    """runners_up: the first pass also times the configs the build would take next: here the first configs
+    run 3x slower than untuned in the model and the second ones 2x faster, so after one pass
+    the build runs the second ones, judged, and the check converges."""
+    g = frontends.from_onnx(tiny_onnx)
+    log, seconds, _ = _two_configs_above_the_default(tiny_onnx, tmp_path)
+    compare, builds = profile.compare_builds, []
+
+    def timed(lib_a, lib_b, inputs, rounds, only):
+        builds.append(lib_b)
+        pairs = compare(lib_a, lib_b, inputs, 1, repeat=1, only=only)
+        for p in pairs:
+            p.times_a, p.times_b = [1e-4] * 3, [3e-4 if len(builds) == 1 else 0.5e-4] * 3
+        return pairs
+    monkeypatch.setattr(profile, "compare_builds", timed)
+    mc = tune_check.check_model(g, log, host(), repeat=2, runners_up=True)
+    assert mc.passes == 1 and len(builds) == 3 and mc.kernels == 2 and not mc.slower and len(mc.lost) == 2
+    assert _best_configs(log) == seconds
+    assert {r.workload: r.config for r in frontends.build(g, host(), logs=[log]).records} == seconds
 
 
 def test_the_model_check_records_name_no_cluster_worker(tiny_onnx, tmp_path, monkeypatch):

@@ -33,3 +33,34 @@ def test_a_lowering_takes_its_output_shapes():
     x = te.placeholder((2, 6), name="x")
     (y,) = LOWER[node.op](node, [x], node.attrs, 13, [(4, 3)])
     assert tuple(y.shape) == (4, 3)
+
+
+def test_a_build_compares_implementations_judged_in_the_model_like_with_like(rng):
+    """choose with records of two implementations of one Gemm.  Both judged in the model: the
+    larger speed-up over the untuned kernel there wins, not the lower in-model cost (timings of
+    two builds).  A record the model never ran, older than the judging, loses to a judged one,
+    though it ran faster alone; newer, it competes as before; a judged config slower than the
+    untuned kernel gives way to the untuned build's implementation and defaults."""
+    from dataclasses import replace
+
+    from frontends.tasks import extract_tasks
+
+    from .test_matmul_models import default_record, one_node
+    model, ref = one_node("Gemm", 1, 64, 48, rng)
+    graph = frontends.from_onnx(model)
+    dot, packed = (mt.task for mt in extract_tasks(graph))
+    x = rng.standard_normal((1, 64)).astype(np.float32)
+
+    def judged(task, vs, cost, t=2_000.0):
+        return replace(default_record(task, cost), checked=True, in_model=True, vs_default=vs, timestamp=t)
+
+    def built(*records) -> list[str]:
+        lib = frontends.build(graph, logs=list(records))
+        np.testing.assert_allclose(lib.run(x=x)[0], ref(x), rtol=1e-4, atol=1e-4)
+        return [r.workload for r in lib.records]
+
+    assert built(judged(dot, 1.0, 2e-6), judged(packed, 1.2, 3e-6)) == [packed.workload_key]
+    alone = replace(default_record(packed, 1e-6), timestamp=1_000.0)
+    assert built(judged(dot, 1.0, 2e-6), alone) == [dot.workload_key]
+    assert built(judged(dot, 1.0, 2e-6), replace(alone, timestamp=3_000.0)) == [packed.workload_key]
+    assert built(judged(packed, 0.8, 3e-6), replace(default_record(dot, 5e-6), timestamp=1_000.0)) == []

@@ -540,11 +540,12 @@ def report_model_check(mc, estimate: tuple[float, float] | None = None, then: st
     `estimate` (seconds per run in the tuned kernels with default schedules, with the best) beside it;
     `then`: what follows for the kernels that ran slower."""
     from .tune_check import projected_gain
+    passes = f" (judged in {mc.passes} build(s) with the log)" if mc.passes > 1 else ""
     if mc.slower:
         say(f"model check: {len(mc.slower)} of {mc.kernels} tuned kernel(s) ran slower in the model than untuned "
-            f"({', '.join(mc.slower[:6])}{', ...' if len(mc.slower) > 6 else ''}); {then}")
+            f"({', '.join(mc.slower[:6])}{', ...' if len(mc.slower) > 6 else ''}){passes}; {then}")
     else:
-        say(f"model check: none of the {mc.kernels} tuned kernel(s) ran slower in the model than untuned")
+        say(f"model check: none of the {mc.kernels} tuned kernel(s) ran slower in the model than untuned{passes}")
     line = (f"model: {fmt_time(mc.untuned)} per run untuned, {fmt_time(mc.tuned)} tuned ({mc.gain:.2f}x, saving "
             f"{_signed_time(mc.untuned - mc.tuned)}")
     if estimate is None:

@@ -11,9 +11,18 @@ sum of its calls, and what was measured goes into the log as `in_model` records:
 config with the untuned piece's time over its own (vs_default), the untuned kernel's config
 with 1.0.  Records so judged rank by these timings alone (autotune.record.pooled_costs), so a
 config that ran slower in the model than the kernel it replaced loses to it, and the next build
-with the log takes the faster.  That build may take another config the tuner ranked next (of the
-same template or another's) that the model has not run yet: the check builds and judges again,
-until the build runs only configs judged in the model (at most CHECK_PASSES builds).
+with the log takes the faster.  Once a workload (or any implementation of a node) is judged, the
+configs the model has not run rank below the judged ones and below the default
+(autotune.record.below_default): the next build runs only judged configs or the default, and
+the check converges in one pass, the second build judging nothing.  So that a kernel whose
+first config loses can still gain, check_model(runners_up=True) makes the first pass also judge
+the runners-up: the configs a build with the log less the (non-default) ones the first build
+took runs instead.  It is off by default: each verdict is one piece's time in the model beside
+the untuned one, timed by the clock on the model's threads; on a loaded machine runners-up
+that won by it ran slower timed on one thread by CPU time, and the more candidates a noisy
+verdict picks from, the likelier it picks a slower one.
+The check builds and judges again only for a config the first pass did not judge, such as one
+a tune added after the judging (at most CHECK_PASSES builds).
 Then the two builds run in alternating rounds, and the gain the model shows (the lower
 quartile of each one's runs, autotune.measure.per_call) is reported beside the tuner's estimate.
 
@@ -49,19 +58,23 @@ class ModelCheck:
     kernel_saving: float = 0.0
     # (workload key, ISA key, config key) of each tuned config that ran slower than the untuned kernel
     lost: list[tuple[str, str, str]] = field(default_factory=list)
+    passes: int = 0                 # builds whose kernels were judged (1: converged in one pass)
 
     @property
     def gain(self) -> float:
         return self.untuned / self.tuned if self.tuned > 0 else math.nan
 
 
-CHECK_PASSES = 6        # builds judged at most: each takes the next-best configs where the last lost
+CHECK_PASSES = 6        # builds judged at most (one pass converges unless a record is newer than the judging)
 
 
-def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int = 20) -> ModelCheck:
+def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int = 20,
+                runners_up: bool = False) -> ModelCheck:
     """Build graph untuned and with the log, judge the log's kernels in the model (appending
     in_model records) until the build with the log runs only configs so judged, then time both
-    models in alternating rounds."""
+    models in alternating rounds.  With runners_up, the first pass also judges the configs the
+    build would take next (a build with the log less the configs it took): where the first
+    config loses in the model, the second may win, and both are judged in the one pass."""
     import frontends
     from autotune import record as rec
     from autotune.call_timing import per_call
@@ -80,12 +93,10 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
         return defaults[key]
 
     judged: set[tuple[str, str]] = set()        # (workload, config key) this check timed in the model
-    latest: dict[tuple, object] = {}            # a piece's nodes -> its last verdict (KernelPair)
-    records, lost, tuned = 0, set(), None
-    for _ in range(CHECK_PASSES):
-        # A config that lost drops in its workload's ranking, and the build takes the next-best
-        # one (of its template or another's): one the tuner ranked, not yet timed in the model.
-        tuned = frontends.build(graph, tgt, logs=[log_path])
+
+    def judge(tuned) -> list[tuple]:
+        """(piece, the log's records behind its tuned calls) of each piece of the model the build
+        with the log changed to a config not judged yet, timed beside the untuned build's."""
         used = {r.workload: r for r in tuned.records}
 
         def tuned_records(calls: tuple) -> list:
@@ -97,26 +108,42 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
             tasks_a, tasks_b = [c.task for c in a], [c.task for c in b]
             return any((tasks_a != tasks_b or r.config != default(c.task)) and (r.workload, r.config_key) not in judged
                        for c in b if c.task is not None for r in tuned_records((c,)))
+        return [(p, tuned_records(p.b)) for p in compare_builds(untuned, tuned, feed, rounds, only=differs)]
 
-        pairs = compare_builds(untuned, tuned, feed, rounds, only=differs)
-        if not pairs:
-            break
-        found = []
+    def runner_up(tuned):
+        """The build with the log less the configs (other than defaults) the build `tuned` took."""
+        defaults_run = {(workload_key(*c.task), rec.Record("", default(c.task), []).config_key)
+                        for c in tuned.plan.steps if c.task is not None}
+        top = {(r.workload, r.config_key) for r in tuned.records} - defaults_run
+        rest = [r for r in rec.load(log_path) if (r.workload, r.config_key) not in top]
+        return frontends.build(graph, tgt, logs=rest) if top else None
+
+    latest: dict[tuple, object] = {}            # a piece's nodes -> its verdict in the last pass (KernelPair)
+    records, lost, tuned, passes = 0, set(), None, 0
+    for _ in range(CHECK_PASSES):
+        # A config that lost drops below the default, as do the configs the model never ran
+        # (record.below_default): after one pass the build takes judged configs or defaults.
+        tuned = frontends.build(graph, tgt, logs=[log_path])
+        builds = [tuned, runner_up(tuned) if runners_up and not passes else None]
+        found, this_pass = [], {}
         now = dict(timestamp=time.time(), build_time=0.0, run_time=0.0, checked=True, in_model=True,
                    host="")         # timed here, whichever machine timed the record it copies
-        for p in pairs:
-            mine = tuned_records(p.b)
+        for p, mine in (v for b in builds if b is not None for v in judge(b)):
             for r in mine:
                 found.append(dataclasses.replace(r, costs=list(p.times_b), vs_default=p.ratio, **now))
             for c in p.a if mine else ():
                 if c.task is not None:
                     found.append(dataclasses.replace(mine[0], workload=workload_key(*c.task), costs=list(p.times_a),
                                                      config=default(c.task), vs_default=1.0, **now))
-            latest[p.nodes] = p
+            if p.nodes not in this_pass or p.ratio > this_pass[p.nodes].ratio:     # the next build takes the faster
+                this_pass[p.nodes] = p
             if p.ratio < 1 - rec.DEFAULT_MARGIN:
                 lost |= {(r.workload, r.isa, r.config_key) for r in mine}
+        if not found:
+            break
         rec.append(log_path, found)
-        records += len(found)
+        latest.update(this_pass)
+        records, passes = records + len(found), passes + 1
         judged |= {(r.workload, r.config_key) for r in found}
         tuned = None                # the records changed the ranking: the next build goes by them
     else:
@@ -132,7 +159,7 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
                            repeat=repeat, block=3)
     # runs the machine's load stretched say nothing of the schedules: as the kernels, by per_call
     return ModelCheck(per_call(lat["untuned"].times), per_call(lat["tuned"].times), len(verdicts), slower, records,
-                      saving, sorted(lost))
+                      saving, sorted(lost), passes)
 
 
 def pruned(records: list, lost: list[tuple[str, str, str]]) -> list:
