@@ -1,7 +1,8 @@
 """The direct NCHW conv's untuned defaults (te/ops/conv2d.py), derived from the shape and the
 target: the output-channel block (`default_ocb`), the register tile (`default_tiles`), where the
 weights are packed (`default_pack_at`), the order of the tile loops (`default_out_order`,
-`spatial_out_order`) and whether a strided 1x1 conv reads its input subsampled (`subsamples`).
+`spatial_out_order`), whether a strided 1x1 conv reads its input subsampled (`subsamples`) and
+whether a register tile that fills the registers takes input channels in pairs (`paired_channels`).
 
 Each docstring gives the reasoning (vector width, vector registers, the caches of
 te.caches.Caches) and the measurements that fixed its constants; the tuner's knobs
@@ -15,6 +16,7 @@ from te.target import Target
 from . import conv_chunks
 from .common import largest_divisor
 from .conv_geometry import ConvGeometry, round_up
+from .matmul_defaults import fits_registers
 from .schedule import rows_split_pays
 
 
@@ -53,6 +55,29 @@ def short_rows(g: ConvGeometry, target: Target) -> bool:
     lanes = target.lanes()
     return (g.R * g.S == 1 and g.groups == 1 and g.K % (4 * lanes) == 0
             and 4 * g.OW <= target.acc_vectors)
+
+
+def paired_channels(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> bool:
+    """Does a 1x1 conv's register tile take two input channels per iteration of its reduction
+    loop: does its tile leave no vector register for its operands (matmul_defaults.fits_registers:
+    short_rows' 7 pixels x 4 channel vectors are 28 accumulators, and with the 4 weight vectors
+    and a broadcast 33 of AVX-512's 32)?
+
+    Such a tile spills an accumulator, and with one channel per iteration LLVM carries it round
+    the loop as a chain of register copies: six zmm moves per channel, on the ports the FMAs use,
+    besides the spill's store and load.  With two channels unrolled in the loop body the chain
+    is one move per channel.  The pair is unrolled inside the tile_ic loop, which keeps its
+    iteration count, so the model's weight prefetches (te/prefetch.py's stream loop: the least
+    frequent loop that runs often enough) stay a burst per tile_ic channels; a tile_ic of 2
+    instead moved them to every second channel, and ran 0.83-0.94x in ResNet-50's order (1.11-
+    1.16x with prefetching off).  Measured on Emerald Rapids, one thread's CPU time, pairs
+    against one channel: ResNet-50's 7x7 1x1 convs alone 2048 -> 512 1.13x, 512 -> 2048 + Sum +
+    Relu 1.12x, the stride-2 1024 -> 2048 1.26x; in the model's order 1.03-1.04x, 1.05-1.08x and
+    1.16x (two threads, wall time, a loaded machine, rough: 1.03-1.33x).  Tiles that fit the
+    registers keep one channel per iteration; the bound is the target's register count, so
+    AVX2's one-vector tiles (12 accumulators of 16 registers) never pair."""
+    nv = -(-ocb // target.lanes())
+    return g.R * g.S == 1 and not fits_registers(bh * bw, nv, target)
 
 
 def two_vector_tiles(target: Target) -> bool:
