@@ -355,7 +355,7 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
 
     s[acc].compute_at(s[final], tile)
     an, ako, aoh, aow, _ = s[acc].op.axis
-    _acc_tile(cfg, s, acc, [an, ako], [aoh, aow], paired_channels(g, ocb, bh, bw, target))
+    _acc_tile(cfg, s, acc, [an, ako], [aoh, aow], paired_channels(g))
 
     if wp is not None:              # None: the weights were packed ahead of time
         _schedule_wpack(s, wp, g.flops / 2)
@@ -400,7 +400,7 @@ def _schedule_oc_block(cfg, s: te.Schedule, acc, wp, final, g: ConvGeometry, ocb
     an, ako, aoh, aow, _ = s[acc].op.axis
     aoho, aohi = s[acc].split(aoh, factor=bh)
     awo, awi = s[acc].split(aow, factor=bw)
-    _acc_tile(cfg, s, acc, [an, ako, aoho, awo], [aohi, awi], paired_channels(g, ocb, bh, bw, target))
+    _acc_tile(cfg, s, acc, [an, ako, aoho, awo], [aohi, awi], paired_channels(g))
     if wp is None:
         return
     s[wp].compute_at(s[acc], ako)
