@@ -33,7 +33,7 @@ from . import conv_chunks
 from .direct_defaults import (default_ocb, default_out_order, default_pack_at, default_store, default_tiles,  # noqa: F401
                               input_rows_read, short_rows, small_map, spatial_out_order, subsamples, tile_budget,
                               split_by_rows, two_row_tile, two_vector_tiles, wide_map)
-from .direct_defaults import chunk_channels
+from .direct_defaults import chunk_channels, paired_channels
 from .knobs import FallbackConfig
 from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth, reduction_order,
                        register_tile)
@@ -355,7 +355,7 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
 
     s[acc].compute_at(s[final], tile)
     an, ako, aoh, aow, _ = s[acc].op.axis
-    _acc_tile(cfg, s, acc, [an, ako], [aoh, aow])
+    _acc_tile(cfg, s, acc, [an, ako], [aoh, aow], paired_channels(g))
 
     if wp is not None:              # None: the weights were packed ahead of time
         _schedule_wpack(s, wp, g.flops / 2)
@@ -400,20 +400,27 @@ def _schedule_oc_block(cfg, s: te.Schedule, acc, wp, final, g: ConvGeometry, ocb
     an, ako, aoh, aow, _ = s[acc].op.axis
     aoho, aohi = s[acc].split(aoh, factor=bh)
     awo, awi = s[acc].split(aow, factor=bw)
-    _acc_tile(cfg, s, acc, [an, ako, aoho, awo], [aohi, awi])
+    _acc_tile(cfg, s, acc, [an, ako, aoho, awo], [aohi, awi], paired_channels(g))
     if wp is None:
         return
     s[wp].compute_at(s[acc], ako)
     s[wp].unroll(s[wp].op.axis[-1])     # 16 row streams read element by element: fewer uops than a gather
 
 
-def _acc_tile(cfg, s: te.Schedule, acc: te.Tensor, outer: list, tile: list) -> None:
+def _acc_tile(cfg, s: te.Schedule, acc: te.Tensor, outer: list, tile: list, pairs: bool = False) -> None:
     """The accumulator's register tile: `outer` loops, the reduction in cfg's order (input channels
-    split by tile_ic), then the `tile` loops around the channel vector."""
+    split by tile_ic; with `pairs`, two channels per iteration of the inner loop:
+    direct_defaults.paired_channels), then the `tile` loops around the channel vector."""
     rc, rr, rs = s[acc].op.reduce_axis
     rco, rci = cfg["tile_ic"].apply(s, acc, rc)
-    register_tile(s[acc], outer, [rco, *reduction_order(cfg["reduce_order"].val, [rci], [rr, rs])], tile,
-                  s[acc].op.axis[-1], unroll=[rs] if cfg["unroll_kw"].val else [])
+    channels, unroll = [rci], [rs] if cfg["unroll_kw"].val else []
+    ic = cfg["tile_ic"].size[-1]
+    if pairs and ic % 2 == 0:
+        if ic > 2:
+            channels = list(s[acc].split(rci, factor=2))
+        unroll.append(channels[-1])
+    register_tile(s[acc], outer, [rco, *reduction_order(cfg["reduce_order"].val, channels, [rr, rs])], tile,
+                  s[acc].op.axis[-1], unroll=unroll)
 
 
 def _schedule_wpack(s: te.Schedule, wp: te.Tensor, work: float) -> None:

@@ -1,7 +1,8 @@
 """The direct NCHW conv's untuned defaults (te/ops/conv2d.py), derived from the shape and the
 target: the output-channel block (`default_ocb`), the register tile (`default_tiles`), where the
 weights are packed (`default_pack_at`), the order of the tile loops (`default_out_order`,
-`spatial_out_order`) and whether a strided 1x1 conv reads its input subsampled (`subsamples`).
+`spatial_out_order`), whether a strided 1x1 conv reads its input subsampled (`subsamples`) and
+whether the register tile takes input channels in pairs (`paired_channels`).
 
 Each docstring gives the reasoning (vector width, vector registers, the caches of
 te.caches.Caches) and the measurements that fixed its constants; the tuner's knobs
@@ -53,6 +54,33 @@ def short_rows(g: ConvGeometry, target: Target) -> bool:
     lanes = target.lanes()
     return (g.R * g.S == 1 and g.groups == 1 and g.K % (4 * lanes) == 0
             and 4 * g.OW <= target.acc_vectors)
+
+
+def paired_channels(g: ConvGeometry) -> bool:
+    """Does the register tile take two input channels per iteration of its reduction loop (the
+    pair unrolled inside the tile_ic loop)?  Yes for a 1x1 conv: its loop body is one channel,
+    a row of weight vectors and a broadcast per pixel, where a spatial conv's holds its taps.
+
+    Where the tile fills the registers (short_rows' 7 pixels x 4 channel vectors: 28
+    accumulators, and with the 4 weight vectors and a broadcast 33 of AVX-512's 32), one channel
+    per iteration makes LLVM carry the spilled accumulator round the loop as a chain of register
+    copies, six zmm moves per channel on the ports the FMAs use besides the spill's store and
+    load; with a pair in the body, one.  The 1 x 14 x 2-vector tile of the 14x14 maps fits the
+    registers and still ran faster with pairs (two channels' planes in flight per iteration; the
+    loop's own instructions are few, so the cause is not certain).  Measured on Emerald Rapids
+    against one channel per iteration, one thread's CPU time, alone: ResNet-50's 2048 -> 512 at
+    7x7 1.13x, 512 -> 2048 + Sum + Relu 1.12x, the stride-2 1024 -> 2048 1.26x, 1024 -> 256 at
+    14x14 1.03-1.05x, 256 -> 1024 + Sum + Relu 1.07-1.09x, SqueezeNet's 512 -> 1000 at 13x13
+    1.12x, 512 -> 64 1.07x, 64 -> 256 1.0x; in the models' order (bench/conv_in_model.py) every
+    call 1.01-1.16x; on two threads with cold weights (bench/conv_weak.py's timing, calls no
+    other process disturbed) 1.04-1.14x.  An unroll by two holds the same code on any target;
+    it only doubles a loop body of a few dozen instructions.
+
+    The pair sits inside the tile_ic loop, which keeps its iteration count, so the model's
+    weight prefetches (te/prefetch.py's stream loop: the least frequent loop that runs often
+    enough) stay a burst per tile_ic channels: a tile_ic of 2 instead moved them to every second
+    channel and ran 0.83-0.94x in ResNet-50's order (1.11-1.16x with prefetching off)."""
+    return g.R * g.S == 1
 
 
 def two_vector_tiles(target: Target) -> bool:

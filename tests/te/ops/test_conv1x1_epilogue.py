@@ -37,6 +37,9 @@ def _conv_sum_relu(C: int, H: int, K: int, overrides: dict):
 @pytest.mark.parametrize("C,H,K,overrides", [
     (32, 7, 128, {"tile_oc": 64, "tile_ow": [-1, 7], "tile_oh": [-1, 1], "pack_at": "oc_block"}),
     (32, 7, 128, {"tile_oc": 64, "tile_ow": [-1, 7], "tile_oh": [-1, 1], "pack_at": "root"}),
+    # channel pairs (direct_defaults.paired_channels) with tile_ic 2 and an odd 1
+    (32, 7, 128, {"tile_oc": 64, "tile_ow": [-1, 7], "tile_oh": [-1, 1], "tile_ic": [-1, 2]}),
+    (32, 7, 128, {"tile_oc": 64, "tile_ow": [-1, 7], "tile_oh": [-1, 1], "tile_ic": [-1, 1]}),
     (16, 14, 64, {"tile_oc": 32, "tile_ow": [-1, 14], "tile_oh": [-1, 1], "pack_at": "root"}),
     (16, 14, 64, {"tile_oc": 32, "tile_ow": [-1, 7], "tile_oh": [-1, 2], "pack_at": "oc_block"}),
 ])

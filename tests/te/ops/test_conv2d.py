@@ -458,6 +458,21 @@ def test_1x1_conv_on_short_rows_takes_four_vector_channel_blocks(rng):
     np.testing.assert_allclose(out, conv_ref(x, w, (1, 1)), rtol=1e-4, atol=1e-3)
 
 
+def test_a_1x1_tile_takes_channel_pairs():
+    """direct_defaults.paired_channels: a 1x1 conv's tile unrolls two input channels per
+    iteration inside the tile_ic loop (which keeps its iterations: the prefetch stream's loop);
+    spatial convs keep one."""
+    from te.ops.conv2d import conv2d_nchw, paired_channels
+    avx512 = te.target.parse("llvm -mcpu=skylake-avx512")
+    g7 = geometry((1, 512, 7, 7), (2048, 512, 1, 1))
+    assert paired_channels(g7) and paired_channels(geometry((1, 256, 14, 14), (1024, 256, 1, 1)))
+    assert not paired_channels(geometry((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), 1))
+    X, W = te.placeholder((1, 512, 7, 7), name="x"), te.placeholder((2048, 512, 1, 1), name="w")
+    Y = conv2d_nchw(X, W, g7, target=avx512)
+    text = str(te.lower(ops.schedule([Y], avx512), [X, W, Y]))
+    assert "for rc.inner.inner in range(2):  # unrolled" in text and "for rc.inner.outer in range(8):" in text
+
+
 def test_a_short_reduction_on_a_row_no_tile_divides_takes_a_dividing_tile(rng):
     """SqueezeNet's stem (3 channels, 3x3, stride 2, 111 columns): a 1x3 tile that stores whole row
     vectors, not the padded 1x8 whose channel vectors store lane by lane; the result still matches."""
