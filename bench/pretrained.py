@@ -1,17 +1,30 @@
 """The pre-trained cost model on a task it has not seen: trials to reach random search's best.
 
     python bench/pretrained.py                                 # the shipped training log, hold out one conv
-    python bench/pretrained.py --logs full.jsonl --hold-out "64,56,56" --trials 256 --budget 32
+    python bench/pretrained.py --hold-out '[1,128,28,28],[128,128,3,3]' --seeds 0 1 2   # three runs each
+    python bench/pretrained.py --task '["conv2d_nchw",[[1,192,28,28],[64,192,1,1],[1,1],[0,0,0,0],[1,1],1,"float32"]]'
     python bench/pretrained.py --offline --hold-out '[1,128,28,28],[128,128,3,3]'   # no measuring
     python bench/pretrained.py --blend                         # the prior's weight, over all tasks
 
 The model is trained on every task of the full tuning log(s) but the held-out one (autotune.pretrained,
-as `tilewise logs pretrain` trains the shipped one), then the held-out task is tuned three ways on
-this machine: random search for --trials trials, and the model-guided XGBTuner for --budget trials
-with and without the pre-trained model.  Printed: the best GFLOP/s each reached, the best of each
-first batch, and after how many trials each guided search reached random search's best (its top
-configs re-timed beside the default, as a tune ends; the issue's target: within 32 trials with
-the pre-trained model).
+as `tilewise logs pretrain` trains the shipped one; --task: a workload the logs do not hold, the
+model trained on all of them), then the held-out task is tuned three ways on this machine: random
+search for --trials trials, and the model-guided XGBTuner for --budget trials with and without the
+pre-trained model, once per seed of --seeds (random search on another seed than the guided ones:
+make_tuners).  Kernels run on --threads threads, 1 by default: the runner times a call by its
+undisturbed calls (those whose threads did not wait for a CPU), so a one-thread kernel's timing is
+its own work even while other jobs share the machine.
+
+The searches run interleaved, batch by batch, on one measurer (each search's batches spread evenly
+over the run: a load that comes and goes slows them alike), and none trusts its own timings for
+the result: a joint check re-times, side by side in alternating rounds, the default, random
+search's 3 fastest configs (the best of them, re-timed, is the target: its "256-trial best") and
+each guided search's fastest (joint_check).  Printed per seed: the target and the trial random
+search found it at, each guided search's best within its budget (re-timed, over the target), the
+trial at which it first timed a config that reaches the target (time over the target's in the
+same round, median over rounds, at most 1; or within 2%), and the trials it saves against random
+search's --trials; then how many seeds met the issue's target (within 32 trials with the
+pre-trained model).
 
 `--offline` measures nothing: it ranks the held-out task's own logged records with the model
 (each has its measured throughput) and prints the rank correlation and the best logged
@@ -38,13 +51,28 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
+import statistics
 import sys
 import tempfile
 import time
 
 import numpy as np
 
+
+def _threads_argument() -> str:
+    """--threads N of the command line (default 1), read before te loads: te reads its thread count once."""
+    argv = sys.argv[1:]
+    for k, a in enumerate(argv):
+        if a == "--threads" and k + 1 < len(argv):
+            return argv[k + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return "1"
+
+
+os.environ["TILEWISE_NUM_THREADS"] = _threads_argument()
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import autotune                                            # noqa: E402
@@ -249,14 +277,225 @@ def blend_study(records: list[rec.Record], seed: int, caches, min_records: int =
     print(f"\n(batches of 8 ranked by the model, {len(held)} tasks x {repeats} draws; not reached = {budget + 1})")
 
 
+SEARCH_KINDS = {"random": "random", "pretrained": "xgb, pre-trained", "no-prior": "xgb, no prior"}
+CHECK_ROUNDS = 9     # the joint check's alternating rounds (a 1x1 conv's configs re-timed in 7 rounds
+                     # under load moved by up to 30% from one check to the next)
+CHECK_NEAR = 0.85    # a guided search's configs re-timed: those its search timed within this of random's best
+CHECK_MAX = 8        # ... at most this many per search (its fastest), and at least its 2 fastest
+RANDOM_SEED = 1000   # random search's seed offset (make_tuners)
+TIE = 0.98           # "within 2%": a config this close to the target differs from it by the noise of a check
+
+
+def make_tuners(task, seed: int, model, kinds: list[str]) -> dict:
+    """The searches compared, by label; none re-times its own best at the end (verify_top = 0):
+    the joint check does, for all of them together.  Random search draws from another seed
+    (RANDOM_SEED + seed): on the same seed it would sample the configs a guided search's random
+    first batch samples, and that search would reach its best by drawing the same lot."""
+    make = {"random": lambda: autotune.RandomTuner(task, seed=RANDOM_SEED + seed),
+            "pretrained": lambda: autotune.XGBTuner(task, seed=seed, pretrained=model),
+            "no-prior": lambda: autotune.XGBTuner(task, seed=seed, pretrained=False)}
+    out = {}
+    for kind in kinds:
+        out[SEARCH_KINDS[kind]] = tuner = make[kind]()
+        tuner.verify_top = 0
+    return out
+
+
+def log_name(label: str) -> str:
+    """The file of a search's records in a seed's --log-dir (what --recheck reads)."""
+    return label.replace(", ", "_").replace(" ", "_") + ".jsonl"
+
+
+def interleaved(tuners: dict, trials: dict[str, int], measurer, log_dir: str | None) -> dict[str, float]:
+    """Run the searches batch by batch on one measurer, each search's batches spread evenly over
+    the whole run (a 32-trial search's 4 batches among a 256-trial one's 32), so a machine whose
+    speed drifts, or that other jobs load for a while, slows them alike; the seconds each took."""
+    size = autotune.Tuner.batch_size
+    steps = []
+    for label, n in trials.items():
+        k = math.ceil(n / size)
+        steps += [((j + 0.5) / k, label, min(n, (j + 1) * size)) for j in range(k)]
+    secs = dict.fromkeys(tuners, 0.0)
+    for _, label, upto in sorted(steps):
+        callbacks = []
+        if log_dir:
+            path = os.path.join(log_dir, log_name(label))
+            callbacks = [lambda tuner, idx, records, path=path: rec.append(path, records)]
+        t0 = time.time()
+        tuners[label].tune(upto, measurer=measurer, callbacks=callbacks)
+        secs[label] += time.time() - t0
+    return secs
+
+
+def _fastest(tuner, n: int, floor: float = 0.0) -> list[int]:
+    """A search's fastest configs as its search judged them, the default aside: its 2 fastest, then
+    those at or above floor (FLOP/s), n at most."""
+    d = tuner.space.default_index()
+    ranked = sorted((i for i, f in tuner.results.items() if f > 0 and i != d), key=lambda i: -tuner.results[i])
+    return [i for k, i in enumerate(ranked) if k < 2 or tuner.results[i] >= floor][:n]
+
+
+def joint_check(measurer, task, tuners: dict, rounds: int = CHECK_ROUNDS) -> dict:
+    """Re-time side by side, in alternating rounds, the configs the comparison rests on: the default,
+    random search's 3 fastest (its best of them is the target) and each guided search's fastest
+    (CHECK_NEAR, CHECK_MAX).  Search timings are single timings minutes apart, each a config's
+    luckiest among many on a shared machine; here every config meets the same load, round by
+    round.  A config reaches the target when its time over the target's, taken in the same round,
+    has a median at or below 1 (within TIE: at or below 1/TIE).  Returned: per search label, the
+    trial (1-based, the search's own order) of its first config that reaches the target, that of
+    its first within TIE, and its best re-timed throughput; for random search, its best's trial."""
+    d = task.config_space.default_index()
+    rand = tuners[SEARCH_KINDS["random"]]
+    targets = _fastest(rand, 3)
+    floor = CHECK_NEAR * max(rand.results[i] for i in targets)
+    picks = {label: _fastest(t, CHECK_MAX, floor) for label, t in tuners.items() if t is not rand}
+    idx = list(dict.fromkeys([d] + targets + [i for v in picks.values() for i in v]))
+    records = measurer.measure(task, [task.config_space.get(i) for i in idx], rounds=rounds)
+    costs: dict[int, list[float]] = {i: [] for i in idx}
+    for i, r in zip(idx * rounds, records):
+        costs[i].append(r.cost if r.ok else math.inf)
+    med = {i: statistics.median(c) for i, c in costs.items()}
+    target = min(targets, key=lambda i: med[i])
+
+    def speedup(i: int) -> float:            # the target's time over i's, round by round (median)
+        return statistics.median(a / b for a, b in zip(costs[target], costs[i]))
+
+    def trial(tuner, i: int) -> int:
+        return list(tuner.results).index(i) + 1
+
+    out = {"target": task.flops / med[target] / 1e9, "default": task.flops / med[d] / 1e9,
+           "target_trial": trial(rand, target), "checked": len(idx)}
+    for label, mine in picks.items():
+        t = tuners[label]
+        reach = [trial(t, i) for i in mine if speedup(i) >= 1.0]
+        near = [trial(t, i) for i in mine if speedup(i) >= TIE]
+        best = max(mine, key=lambda i: speedup(i)) if mine else None
+        out[label] = {"reach": min(reach) if reach else None, "near": min(near) if near else None,
+                      "best": task.flops / med[best] / 1e9 if best is not None else 0.0,
+                      "best_vs": speedup(best) if best is not None else 0.0, "trials": t.trials}
+    return out
+
+
+def live(records: list[rec.Record], held: str, in_logs: bool, args, caches) -> None:
+    """Tune the held-out task by each search for each seed, interleaved, then check them jointly."""
+    t0 = time.time()
+    if args.model and os.path.exists(args.model):
+        model = pretrained.load(args.model)
+        if model is None:
+            sys.exit(f"--model {args.model}: not a pre-trained model of these features; delete it to retrain")
+        print(f"read the model trained without {held} from {args.model}")
+    else:
+        model = pretrained.train(records, exclude={held}, caches=caches)
+        print(f"trained on {model.trained_on[1]} records of {model.trained_on[0]} tasks "
+              f"({'held out' if in_logs else 'not in the logs'}: {held}) in {time.time() - t0:.0f} s")
+        if args.model:
+            pretrained.save(model, args.model)
+    name, wargs = parse_workload(held)
+    task = autotune.create_task(name, wargs, host())
+    print(f"task {task}: {len(task.config_space)} configs, {task.target.threads} thread(s)")
+    kinds = args.searches
+    trials = {SEARCH_KINDS[k]: args.trials if k == "random" else args.budget for k in kinds}
+    verdicts = Verdicts(args.trials, args.budget, args.check_rounds)
+    with autotune.Measurer(autotune.MeasureOption()) as measurer:
+        for seed in args.seeds:
+            log_dir = None
+            if args.log_dir:
+                log_dir = os.path.join(args.log_dir, f"seed{seed}")
+                os.makedirs(log_dir, exist_ok=True)
+                if os.listdir(log_dir):
+                    sys.exit(f"--log-dir {log_dir}: not empty; give a new directory")
+            tuners = make_tuners(task, seed, model, kinds)
+            secs = interleaved(tuners, trials, measurer, log_dir)
+            for label, t in tuners.items():
+                print(f"  seed {seed}, {label}: {t.trials} trials in {secs[label]:.0f} s, search's best "
+                      f"{t.best_flops / 1e9:.1f} GFLOP/s", flush=True)
+            verdicts.add(str(seed), joint_check(measurer, task, tuners, args.check_rounds))
+    verdicts.print(task.target.threads)
+
+
+def recheck(log_dir: str, args) -> None:
+    """The joint check again, on the searches of an earlier run's --log-dir (one seed<N> folder per
+    seed): each search's records replayed in their order (Tuner.load_history, judged as when they
+    were measured), then its configs re-timed side by side as joint_check does, e.g. on a quiet
+    machine, or with more --check-rounds."""
+    seeds = sorted(d for d in os.listdir(log_dir) if os.path.isfile(os.path.join(log_dir, d, log_name("random"))))
+    if not seeds:
+        sys.exit(f"--recheck {log_dir}: no seed<N>/{log_name('random')} in it")
+    verdicts = task = None
+    with autotune.Measurer(autotune.MeasureOption()) as measurer:
+        for seed in seeds:
+            tuners = {}
+            for label in SEARCH_KINDS.values():
+                path = os.path.join(log_dir, seed, log_name(label))
+                if not os.path.isfile(path):
+                    continue
+                records = rec.load(path)
+                if task is None:
+                    name, wargs = parse_workload(records[0].workload)
+                    task = autotune.create_task(name, wargs, host())
+                    print(f"task {task}: {len(task.config_space)} configs, {task.target.threads} thread(s)")
+                tuners[label] = tuner = autotune.Tuner(task)
+                tuner.load_history(records)
+                tuner.trials = len(tuner.results)
+            rand = tuners[SEARCH_KINDS["random"]]
+            budget = max(t.trials for t in tuners.values() if t is not rand)
+            verdicts = verdicts or Verdicts(rand.trials, budget, args.check_rounds)
+            verdicts.add(seed.removeprefix("seed"), joint_check(measurer, task, tuners, args.check_rounds))
+    verdicts.print(task.target.threads)
+
+
+class Verdicts:
+    """The joint checks' verdicts, one row per seed and guided search, and how many seeds met the target."""
+
+    def __init__(self, trials: int, budget: int, rounds: int):
+        self.trials, self.budget, self.rounds = trials, budget, rounds
+        self.rows: list[list[str]] = []
+        self.per_search: dict[str, list[dict]] = {}
+
+    def add(self, seed: str, c: dict) -> None:
+        print(f"  seed {seed}: checked {c['checked']} configs in {self.rounds} rounds: random's "
+              f"{self.trials}-trial best {c['target']:.1f} GFLOP/s (trial {c['target_trial']}), "
+              f"the default {c['default']:.1f}", flush=True)
+        for label, g in c.items():
+            if not isinstance(g, dict):
+                continue
+            self.per_search.setdefault(label, []).append(g)
+            self.rows.append([seed, f"{c['target']:.1f} (trial {c['target_trial']})", label,
+                              f"{g['best']:.1f} ({g['best_vs']:.3f}x)",
+                              str(g["reach"]) if g["reach"] else f"not in {g['trials']}",
+                              str(g["near"]) if g["near"] else f"not in {g['trials']}",
+                              str(self.trials - g["reach"]) if g["reach"] else "-"])
+
+    def print(self, threads: int) -> None:
+        print()
+        print(table(["seed", f"random's {self.trials}-trial best GFLOP/s", "search",
+                     f"its best in {self.budget} (x target)", "trials to reach it", f"... within {1 - TIE:.0%}",
+                     "trials saved"], self.rows, "lrlrrrr"))
+        print(f"\n(re-timed side by side, {self.rounds} alternating rounds, {threads} thread(s); "
+              "trials count the default where a search timed it)")
+        for label, v in self.per_search.items():
+            print(f"{label}: reached random's best within {self.budget} trials for "
+                  f"{sum(g['reach'] is not None for g in v)} of {len(v)} seeds "
+                  f"(within {1 - TIE:.0%}: {sum(g['near'] is not None for g in v)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--logs", nargs="+", default=[DEFAULT_LOG], help="full tuning logs to train on")
     ap.add_argument("--hold-out", help="text of the workload key to hold out (default: the direct conv "
                                        "with most records)")
+    ap.add_argument("--task", help="a workload key to tune instead (the model trained without it), "
+                                   "e.g. a 1x1 conv the logs do not hold: see above")
     ap.add_argument("--trials", type=int, default=256, help="random search's trials")
     ap.add_argument("--budget", type=int, default=32, help="the guided searches' trials")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="--offline, --blend: the sampling seed")
+    ap.add_argument("--seeds", type=int, nargs="+", help="the searches' seeds, one run of each per seed "
+                                                          "(default: --seed)")
+    ap.add_argument("--searches", nargs="+", choices=list(SEARCH_KINDS), default=list(SEARCH_KINDS),
+                    help="the searches run (random always)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="the kernels' threads (read before te loads; default 1: on a shared machine a "
+                         "one-thread kernel's undisturbed calls time its own work)")
     ap.add_argument("--log-caches", default=LOG_CACHES,
                     help="cache sizes of the machine the logs were measured on, for records whose target "
                          "names none (default: Emerald Rapids', the machine of the default log)")
@@ -266,69 +505,32 @@ def main() -> None:
                     help="measure nothing: how many of a task's records the prior is worth (see above)")
     ap.add_argument("--model", help="the held-out model's file: read if it exists (it must have been "
                                      "trained without the held-out task), else trained and written there")
-    ap.add_argument("--log-dir", help="write each search's records to DIR/<search>.jsonl")
+    ap.add_argument("--log-dir", help="write each search's records to DIR/seed<N>/<search>.jsonl")
+    ap.add_argument("--recheck", metavar="DIR", help="tune nothing: the joint check again on an earlier "
+                                                      "run's --log-dir DIR (see recheck)")
+    ap.add_argument("--check-rounds", type=int, default=CHECK_ROUNDS, help="the joint check's rounds")
     args = ap.parse_args()
+    args.seeds = args.seeds or [args.seed]
+    if "random" not in args.searches:
+        args.searches = ["random"] + args.searches
     print(env_note())
+    if args.recheck:
+        recheck(args.recheck, args)
+        return
     records = read(args.logs)
     caches = parse(f"llvm {args.log_caches}").caches
     if args.blend:
         blend_study(records, args.seed, caches)
         return
-    held = pick(records, args.hold_out)
+    if args.task:
+        held = json.dumps(json.loads(args.task), separators=(",", ":"))
+        in_logs = any(r.workload == held for r in records)
+    else:
+        held, in_logs = pick(records, args.hold_out), True
     if args.offline:
         offline(records, held, args.seed, caches)
         return
-    t0 = time.time()
-    if args.model and os.path.exists(args.model):
-        model = pretrained.load(args.model)
-        if model is None:
-            sys.exit(f"--model {args.model}: not a pre-trained model of these features; delete it to retrain")
-        print(f"read the model trained without {held} from {args.model}")
-    else:
-        model = pretrained.train(records, exclude={held}, caches=caches)
-        print(f"trained on {model.trained_on[1]} records of {model.trained_on[0]} tasks (held out: {held}) "
-              f"in {time.time() - t0:.0f} s")
-        if args.model:
-            pretrained.save(model, args.model)
-    name, wargs = parse_workload(held)
-    task = autotune.create_task(name, wargs, host())
-    print(f"task {task}: {len(task.config_space)} configs")
-    if args.log_dir:
-        os.makedirs(args.log_dir, exist_ok=True)
-        if os.listdir(args.log_dir):        # log_to_file resumes from a log that exists
-            sys.exit(f"--log-dir {args.log_dir}: not empty; give a new directory (a search resumes from its log)")
-    runs = {}
-    for label, make, n in (("random", lambda: autotune.RandomTuner(task, seed=args.seed), args.trials),
-                           ("xgb, pre-trained", lambda: autotune.XGBTuner(task, seed=args.seed, pretrained=model),
-                            args.budget),
-                           ("xgb, no prior", lambda: autotune.XGBTuner(task, seed=args.seed, pretrained=False),
-                            args.budget)):
-        tuner = make()
-        if label != "random":
-            tuner.verify_top = 0                # the search's own timings: trials, not a final check
-        # random search's best (the target) is re-timed beside the default (Tuner.verify): a
-        # config timed once far above the machine's peak under load (1386 GFLOP/s against a
-        # 340 GFLOP/s FMA peak) made a target no search could reach
-        t0 = time.time()
-        logs = [autotune.log_to_file(os.path.join(args.log_dir, label.replace(", ", "_").replace(" ", "_") + ".jsonl"))
-                ] if args.log_dir else []
-        tuner.tune(n, callbacks=logs)
-        runs[label] = (curve(tuner), curve(tuner, skip=task.config_space.default_index()), time.time() - t0)
-        default = tuner.results.get(task.config_space.default_index(), 0.0) / 1e9
-        print(f"  {label}: {n} trials in {runs[label][2]:.0f} s, best {runs[label][0][-1]:.1f} GFLOP/s"
-              + (f", the default {default:.1f}" if default else ""), flush=True)
-    target = runs["random"][0][-1]
-    rows = []
-    for label, (c, others, secs) in runs.items():
-        guided = label != "random"
-        rows.append([label, len(c), f"{c[min(7, len(c) - 1)]:.1f}", f"{c[-1]:.1f}",
-                     reached(c, target) if guided else "-", reached(others, target) if guided else "-",
-                     f"{secs:.0f}"])
-    print()
-    # the guided searches time the default first: on a task whose default is about as fast as
-    # random search's best that alone reaches it, so the column after counts other configs only
-    print(table(["search", "trials", "best after 8", "best", f"trials to reach random's {args.trials}-trial best",
-                 "... by a config not the default", "seconds"], rows, "lrrrrrr"))
+    live(records, held, in_logs, args, caches)
 
 
 if __name__ == "__main__":
