@@ -53,6 +53,8 @@ SHAPES = {
     "1024_256": (1024, 14, 256, 1, 1, "relu"), "2048_512": (2048, 7, 512, 1, 1, "relu"),
     "512_2048_sum": (512, 7, 2048, 1, 1, "sum"), "stem": (3, 224, 64, 7, 2, "relu"),
     "3x3_512_7": (512, 7, 512, 3, 1, "relu"),
+    "3x3_256_14": (256, 14, 256, 3, 1, "relu"), "3x3_128_28": (128, 28, 128, 3, 1, "relu"),
+    "3x3_64_56": (64, 56, 64, 3, 1, "relu"),
 }
 CLEAN_CALLS = 3         # undisturbed calls a variant needs for its round to count
 # knob overrides timed beside the default, by the implementation the default build uses

@@ -380,10 +380,28 @@ def schedule_output(s, final, o1, m: int, work: float, lanes: int, threads: int 
 
 
 def schedule_gemm(s, M, acc, bm: int, bn: int, tile_k: int, work: float) -> None:
-    """The alpha^2 GEMMs: bm tiles x bn channels accumulated in registers."""
+    """The alpha^2 GEMMs: bm tiles x bn channels accumulated in registers, the channel blocks
+    outside the row tiles.
+
+    In a model each position's U[e, nu] (C x K floats: 256 KiB for 256 -> 256) comes from memory
+    (conv_algorithm.py), and each of its blocks (C x bn floats) is read once per row tile.  With
+    the row tiles outermost, the first row tile reads the whole U[e, nu] from memory at one
+    64-byte vector per bm FMAs (21 bytes a cycle with 6 rows at two FMAs a cycle), well above
+    what one core's misses fetch (conv_algorithm.COLD_BYTES_PER_CYCLE: 8), and the other row
+    tiles re-read it from L2 with the bus idle.  With the channel blocks outermost a block (32
+    KiB with 256 channels and two-vector blocks, 16 KiB with 128) is read from memory by its
+    first row tile and from L1 by the others, so the stream spreads over the whole GEMM (the L2
+    streamer and te/prefetch.py fetch ahead within it); the price is re-reading the transformed
+    input V[e, nu] (P x C floats, 55 KiB at 14x14 with F(2x2)) from L2 once per block: 4 / bn
+    bytes per multiply-add, 4 bytes a cycle, within every core's L2 rate.  Either way the
+    parallel loop's static shares split the positions first, so each thread reads the same half
+    of U.  Measured in ResNet-50's order (bench/conv_in_model.py, one thread's CPU time, a
+    loaded machine, rough): 256 -> 256 at 14x14 (F(2x2)) 1.02-1.06x on each of its 5 calls,
+    128 -> 128 at 28x28 (F(4x4)) 1.01-1.08x; alone with warm weights 1.02x."""
     e, nu, p, kk = s[M].op.axis
     po, ko, pi, ki = s[M].tile(p, kk, bm, bn)
-    tile = s[M].fuse(e, nu, po, ko)
+    s[M].reorder(ko, po)
+    tile = s[M].fuse(e, nu, ko, po)
     s[acc].compute_at(s[M], tile)
     register_block(s, acc, tile_k)
     s[M].unroll(pi)
