@@ -67,7 +67,8 @@ ALTERNATIVES = {
     "conv2d.direct": {"rows_outer": {"out_order": "rows_outer"}, "oc_outer": {"out_order": "oc_outer"},
                       "chunks_outer": {"out_order": "chunks_outer"}, "vec_oc": {"store": "vec_oc"},
                       "one row": {"tile_oh": [-1, 1]}, "oc_block": {"pack_at": "oc_block"},
-                      "1x1 GEMM": {"implementation": "conv2d.gemm1x1"}},
+                      "1x1 GEMM": {"implementation": "conv2d.gemm1x1"}, "stem kernel": {"implementation": "conv2d.stem"}},
+    "conv2d.stem": {"direct": {"implementation": "conv2d.direct"}},
 }
 
 
