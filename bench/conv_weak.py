@@ -54,6 +54,8 @@ SHAPES = {
     "1024_256": (1024, 14, 256, 1, 1, "relu"), "2048_512": (2048, 7, 512, 1, 1, "relu"),
     "512_2048_sum": (512, 7, 2048, 1, 1, "sum"), "stem": (3, 224, 64, 7, 2, "relu"),
     "3x3_512_7": (512, 7, 512, 3, 1, "relu"),
+    "3x3_256_14": (256, 14, 256, 3, 1, "relu"), "3x3_128_28": (128, 28, 128, 3, 1, "relu"),
+    "3x3_64_56": (64, 56, 64, 3, 1, "relu"),
 }
 CLEAN_CALLS = 3         # undisturbed calls a variant needs for its round to count
 # knob overrides timed beside the default, by the implementation the default build uses
@@ -64,9 +66,11 @@ ALTERNATIVES = {
                        "packed first": {"tile_order": "cols_outer", "pack_input": True},
                        "6x4 tile packed": {"bn": 64, "tile_y": [-1, 6], "pack_input": True}},
     "conv2d.direct": {"rows_outer": {"out_order": "rows_outer"}, "oc_outer": {"out_order": "oc_outer"},
-                      "chunks_outer": {"out_order": "chunks_outer"}, "vec_oc": {"store": "vec_oc"},
+                      "chunks_outer": {"out_order": "chunks_outer"},
+                      "chunks_outer ic16": {"out_order": "chunks_outer", "tile_ic": [-1, 16]}, "vec_oc": {"store": "vec_oc"},
                       "one row": {"tile_oh": [-1, 1]}, "oc_block": {"pack_at": "oc_block"},
-                      "1x1 GEMM": {"implementation": "conv2d.gemm1x1"}},
+                      "1x1 GEMM": {"implementation": "conv2d.gemm1x1"}, "stem kernel": {"implementation": "conv2d.stem"}},
+    "conv2d.stem": {"direct": {"implementation": "conv2d.direct"}},
 }
 
 

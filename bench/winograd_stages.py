@@ -52,7 +52,7 @@ def stage_kernels(C: int, K: int, H: int, target: te.target.Target):
     w = np.random.default_rng(1).standard_normal((K, C, 3, 3)).astype(np.float32)
     g = geometry(x.shape, w.shape, (1, 1), (1, 1, 1, 1))
     bn = winograd.default_bn(g, target)
-    bm = winograd.default_bm(bn, target, C, K)
+    bm = winograd.default_bm(bn, target, C, K, winograd.tiles(g, 4))
     U = winograd.transform_weight_numpy(w, 4, bn)
     X = te.placeholder(x.shape, "float32", name="x")
     Ut = te.placeholder(U.shape, "float32", name="u")
@@ -70,7 +70,7 @@ def stage_kernels(C: int, K: int, H: int, target: te.target.Target):
         else:
             if stage == "m":
                 winograd.schedule_gemm(s, M, input_stage(M, "winograd.acc"), bm, bn,
-                                       winograd.default_tile_k(C), work)
+                                       winograd.default_tile_k(C, fused=False), work)
             winograd.schedule_input(s, V, work, target.lanes())
         ins = [(X, x)] if stage == "v" else [(X, x), (Ut, U)]      # V does not read U
         with scattered_stores() if stage == "scatter" else nullcontext():

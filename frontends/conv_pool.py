@@ -39,10 +39,9 @@ def _stem_conv(n: Node, g: Graph):
                        int(n.attrs.get("group", 1)))
     except ValueError:
         return None
-    # only where the stem kernel is the untuned choice anyway: a 7x7 stem runs the direct conv
-    # (conv_stem.preferred), and the stem kernel in its place lost more than the pool's pass saved
-    # (bench/conv_pool.py, one thread)
-    return geo if conv_pool.applies(geo) and conv_stem.preferred(geo) else None
+    # only short reductions (conv_stem.short_reduction): a 7x7 stem fused lost more than the pool's
+    # pass saved (bench/conv_pool.py, one thread)
+    return geo if conv_pool.applies(geo) and conv_stem.short_reduction(geo) else None
 
 
 def _strided_max_pool(n: Node, geo) -> bool:

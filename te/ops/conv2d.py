@@ -95,7 +95,8 @@ def conv2d(x: te.Tensor, w: te.Tensor | PackedWeight, strides=(1, 1), padding: P
     g = geometry(x.shape, w.shape, strides, padding, dilation, groups)
     if isinstance(w, winograd.WinogradWeight):
         return winograd.conv2d_winograd(x, w, g, bias, epilogue, m=w.m, bn=w.bn,
-                                        bm=winograd.default_bm(w.bn, target, g.C, g.K), name=name)
+                                        bm=winograd.default_bm(w.bn, target, g.C, g.K, winograd.tiles(g, w.m)),
+                                        name=name)
     if isinstance(w, PackedWeight) and (g.depthwise or as_matmul(g)):
         raise ValueError(f"{name}: this conv reads its weight as it is (OIHW); pass it unpacked")
     if g.depthwise:

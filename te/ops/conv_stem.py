@@ -24,7 +24,8 @@ from .depthwise import pad_nchw_phased, row_lanes
 from .schedule import anchor, input_stage, parallel_if_worth, register_tile
 
 STEM_MAX_CHANNELS = 4       # input channels of the convs this kernel is meant for (images)
-STEM_PREFERRED_TERMS = 64   # C x R x S up to which it is the untuned choice (see preferred)
+STEM_PREFERRED_TERMS = 147  # C x R x S up to which it is the untuned choice: a 7x7 filter over RGB (preferred)
+STEM_FUSED_TERMS = 64       # ... and up to which a strided max pool after it fuses into it (short_reduction)
 
 
 def applies(g: ConvGeometry) -> bool:
@@ -33,13 +34,28 @@ def applies(g: ConvGeometry) -> bool:
 
 
 def preferred(g: ConvGeometry) -> bool:
-    """Does an untuned build take the stem kernel over the direct conv?
+    """Does an untuned build take the stem kernel over the direct conv: reductions up to a 7x7
+    filter over 3 channels (147 terms)?
 
-    Where the reduction is short (3x3 over 3 channels: 27 terms), the direct kernel's transposing
-    NCHW store and its row-dividing tiles cost as much as the FMAs.  A 7x7 stem (147 terms) keeps
-    the direct conv by default, whose channel vectors reuse each input broadcast 32 ways; tuning
-    times both."""
+    Both kernels issue about one load per 1.6 FMAs there (the stem kernel's 8 x 2 tile: 2 input
+    vectors and 8 weight broadcasts per 16 FMAs; the direct conv's 32 channels x 1 x 8 pixels:
+    8 broadcasts and 2 weight vectors), but the direct conv then transposes every tile into
+    NCHW's rows and packs its weights, where the stem kernel stores whole row vectors and reads
+    its weights as they are.  On a short reduction (3x3 over 3 channels: 27 terms) the store
+    costs as much as the FMAs; on ResNet-50's 7x7 stem (147 terms) the difference is smaller but
+    holds: measured on Emerald Rapids, one thread's CPU time, 1.07-1.10x alone (warm) and 1.06x
+    in ResNet-50's order (bench/conv_in_model.py); two threads, weights cold, undisturbed calls
+    (bench/conv_weak.py, rough) 1.13x, once the threads split row bands (schedule_conv2d_stem).
+    Longer reductions (11x11 over 3 channels: 363) keep the direct conv: unmeasured."""
     return applies(g) and g.C * g.R * g.S <= STEM_PREFERRED_TERMS
+
+
+def short_reduction(g: ConvGeometry) -> bool:
+    """Is g a stem conv of at most STEM_FUSED_TERMS terms (SqueezeNet's 3x3 over 3 channels), the
+    convs the fused stem + max pool kernel (te/ops/conv_pool.py) was measured to pay for?  A 7x7
+    stem fused ran slower than its pool's pass saved (bench/conv_pool.py, one thread, when the
+    7x7 stem ran the direct conv): unmeasured since."""
+    return applies(g) and g.C * g.R * g.S <= STEM_FUSED_TERMS
 
 
 def default_tile(g: ConvGeometry, target: Target) -> tuple[int, int, int]:
@@ -112,7 +128,14 @@ def conv2d_stem(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor | N
 @anchor("conv2d_stem")
 def schedule_conv2d_stem(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target) -> None:
     """Tiles of bk channels x bh rows x bw pixels in parallel; each accumulates in registers over the
-    whole (unrolled) reduction, then takes its epilogue and stores whole vectors along the rows."""
+    whole (unrolled) reduction, then takes its epilogue and stores whole vectors along the rows.
+
+    The tile rows are the outermost parallel axis, as the pad's input rows are: each thread's
+    static share (te/codegen_parallel.py) is a band of output rows, whose input rows its own pad
+    share wrote into its L2, and whose output rows the next kernel (a pool, split by rows) reads
+    from it.  With the channel blocks outermost every thread read the whole input, half of it
+    from the other core's L2: ResNet-50's 7x7 stem on two threads (bench/conv_weak.py, Emerald
+    Rapids, undisturbed calls, rough) 0.87 -> 0.73 ms, one thread as fast."""
     final = out if final is None else final
     acc = input_stage(out, "conv2d_stem.acc")
     if acc is None:
@@ -128,8 +151,8 @@ def schedule_conv2d_stem(s: te.Schedule, out: te.Tensor, final: te.Tensor | None
     oho, ohi = s[final].split(oh, factor=bh)
     owo, owi = s[final].split(ow, factor=bw)
     owv, owl = s[final].split(owi, factor=lanes)
-    s[final].reorder(n, ko, oho, owo, ki, ohi, owv, owl)
-    tile = s[final].fuse(n, ko, oho, owo)
+    s[final].reorder(n, oho, ko, owo, ki, ohi, owv, owl)
+    tile = s[final].fuse(n, oho, ko, owo)
     parallel_if_worth(s[final], tile, g.flops / 2)
     for a in (ki, ohi, owv):
         s[final].unroll(a)
@@ -138,12 +161,13 @@ def schedule_conv2d_stem(s: te.Schedule, out: te.Tensor, final: te.Tensor | None
     s[acc].compute_at(s[final], tile)
     schedule_acc_tile(s, acc, lanes)
 
-    # the phase-split pad: rows of all channels are its tasks (3 planes would split 2 : 1 over two
-    # threads), its columns vectors
+    # the phase-split pad: rows (each of all channels) are its tasks, split in bands as the conv's
+    # (3 planes would split 2 : 1 over two threads), its columns vectors
     if xs is None:
         return
     xn, xc, xh, _, _ = s[xs].op.axis
-    parallel_if_worth(s[xs], s[xs].fuse(xn, xc, xh), g.flops / 2)
+    s[xs].reorder(xh, xc)
+    parallel_if_worth(s[xs], s[xs].fuse(xn, xh, xc), g.flops / 2)
     schedule_pad_columns(s, xs, g)
 
 

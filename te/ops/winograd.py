@@ -34,7 +34,6 @@ from fractions import Fraction as F
 import numpy as np
 
 import te
-from te.caches import BYTES_PER_CYCLE, FMA_UNITS
 from te.target import Target
 from te.tensor import IterVar
 
@@ -98,27 +97,38 @@ def default_bn(g, target: Target) -> int:
     return 2 * lanes if g.K % (2 * lanes) == 0 else lanes
 
 
+def tiles(g, m: int) -> int:
+    """The m x m output tiles of conv g: the rows of its GEMMs."""
+    return g.N * -(-g.OH // m) * -(-g.OW // m)
+
+
 TILE_ROWS = (2, 4, 6, 8, 12, 14)      # the tile_bm knob's options: tiles (GEMM rows) per register tile
 
 
-def default_bm(bn: int, target: Target, C: int = 0, K: int = 0) -> int:
-    """Tiles (GEMM rows) per register tile: 6 x 2 vectors or 8 x 1, more where the transformed
-    weights of one GEMM (C x K, `C` and `K` when known) come from memory, fewer where the
-    accumulators would not fit the target's registers.
+def default_bm(bn: int, target: Target, C: int = 0, K: int = 0, P: int = 0) -> int:
+    """Tiles (GEMM rows) per register tile: the most whose accumulators fit the target's registers
+    (14 x 2 vectors with AVX-512's 28 accumulators, 6 x 2 with AVX2's 12), among the TILE_ROWS
+    that pad the P tiles (when known) at most an eighth more than the least-padding one.
 
-    A register tile's step over one input channel does bm x vectors FMAs (two a cycle) and loads
-    `vectors` vectors of U[e, nu]; every row tile re-reads the whole U[e, nu].  From L2 (64 bytes
-    a cycle) or L3 (about 32) the 6 rows' 3 cycles per vector cover the load; from memory (about
-    16 bytes a cycle, te.caches.BYTES_PER_CYCLE) a vector takes 4 cycles, so the tile grows to 8 rows
-    (a 512 x 512 U, 1 MiB, comes from memory where a core's L3 share is under 1.4 MiB).
-    """
+    A register tile's step over one input channel loads bm broadcasts of V and `vectors`
+    vectors of U for bm x vectors FMAs, and every row tile re-reads its block of U (C x bn
+    floats).  The GEMMs run their channel blocks outside the row tiles (schedule_gemm), so a
+    block comes from memory (a model's weights, conv_algorithm.py) for the first row tile and
+    from L1 for the others; more rows mean fewer loads per FMA (14 x 2: 16 loads per 28 FMAs,
+    6 x 2: 8 per 12) and fewer passes over U (4 instead of 9 on ResNet-50's 49 tiles of 14x14
+    and 28x28 maps).  The padding bounds it: 16 tiles (F(4x4) on 14x14) take 8 rows, not 14
+    (28 rows computed).  Measured in ResNet-50's order on Emerald Rapids (bench/conv_in_model.py,
+    one thread's CPU time, a loaded machine, rough), 14 rows against 6: 256 -> 256 at 14x14
+    (F(2x2)) 1.09-1.14x on each of its 5 calls, 128 -> 128 at 28x28 (F(4x4)) 1.06-1.10x on its
+    3; with default_tile_k's 8 as well 1.17-1.26x and 1.11-1.15x, alone with warm weights 1.07x
+    and 1.05x; the tuner's records for the 14x14 convs had chosen 14 rows and 8 too.  `C` and `K` are accepted for the callers' sake: the rule no longer
+    depends on where U comes from."""
     vectors = -(-bn // target.lanes())
-    rows = 6 if vectors >= 2 else 8
-    if C and K:
-        level = target.caches.level(4.0 * C * K + 4.0 * rows * C)
-        # bm FMAs (bm / FMA_UNITS cycles) must cover loading one 64-byte vector from that level
-        rows = max(rows, min(r for r in TILE_ROWS if r >= FMA_UNITS * 64 / BYTES_PER_CYCLE[level]))
-    return max(1, min(rows, target.acc_vectors // vectors))
+    fits = [r for r in TILE_ROWS if r * vectors <= target.acc_vectors] or [min(TILE_ROWS)]
+    if P:
+        least = min(-(-P // r) * r for r in fits)
+        fits = [r for r in fits if -(-P // r) * r * 8 <= least * 9]
+    return max(fits)
 
 
 @dataclass(frozen=True)
@@ -260,9 +270,23 @@ def schedule_winograd_default(s: te.Schedule, out: te.Tensor, final: te.Tensor |
     schedule_winograd(s, out, final, target)
 
 
-def default_tile_k(C: int) -> int:
-    """Input channels per unrolled GEMM step."""
-    return largest_divisor(C, 4)
+def default_tile_k(C: int, fused: bool = True) -> int:
+    """Input channels per unrolled GEMM step: 4 where the GEMMs run fused with the output
+    transform (schedule_fused, few channels), 8 where they run on their own (schedule_gemm).
+
+    An unrolled step of 8 channels issues the 16 U vectors (1 KiB, contiguous) and 8 x bm
+    broadcasts of V of its 8 x bm x vectors FMAs together, twice as far ahead of their use as a
+    step of 4, and halves the loop's overhead.  Measured in ResNet-50's order (Emerald Rapids,
+    bench/conv_in_model.py, one thread's CPU time, a loaded machine, rough), 8 against 4 with 6
+    rows: 256 -> 256 at 14x14 (F(2x2)) 1.07-1.12x, 128 -> 128 at 28x28 (F(4x4)) 1.08-1.10x; with
+    default_bm's 14 rows 1.07-1.10x and 1.03-1.05x more.  The fused GEMMs (C <= 64) keep 4:
+    8 ran as fast there (64 -> 64 at 56x56, in the model's order: 1.00-1.02x)."""
+    return largest_divisor(C, 4 if fused else 8)
+
+
+def runs_fused(g, m: int, bn: int, target: Target) -> bool:
+    """Does the untuned schedule run the GEMMs fused with the output transform (schedule_fused)?"""
+    return fused_pays(g) and fused_row_tiles(g, m, bn, target) > 0
 
 
 def schedule_winograd(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, target: Target,
@@ -285,7 +309,7 @@ def schedule_winograd(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, t
         schedule_fused(s, final, o1, M, acc, m, bn, row_tiles, tile_k or default_tile_k(g.C), work, target.lanes())
     else:
         schedule_output(s, final, o1, m, work, target.lanes(), target.threads)
-        schedule_gemm(s, M, acc, bm, bn, tile_k or default_tile_k(g.C), work)
+        schedule_gemm(s, M, acc, bm, bn, tile_k or default_tile_k(g.C, fused=False), work)
     schedule_input(s, V, work, target.lanes())
 
 
@@ -380,10 +404,28 @@ def schedule_output(s, final, o1, m: int, work: float, lanes: int, threads: int 
 
 
 def schedule_gemm(s, M, acc, bm: int, bn: int, tile_k: int, work: float) -> None:
-    """The alpha^2 GEMMs: bm tiles x bn channels accumulated in registers."""
+    """The alpha^2 GEMMs: bm tiles x bn channels accumulated in registers, the channel blocks
+    outside the row tiles.
+
+    In a model each position's U[e, nu] (C x K floats: 256 KiB for 256 -> 256) comes from memory
+    (conv_algorithm.py), and each of its blocks (C x bn floats) is read once per row tile.  With
+    the row tiles outermost, the first row tile reads the whole U[e, nu] from memory at one
+    64-byte vector per bm FMAs (21 bytes a cycle with 6 rows at two FMAs a cycle), well above
+    what one core's misses fetch (conv_algorithm.COLD_BYTES_PER_CYCLE: 8), and the other row
+    tiles re-read it from L2 with the bus idle.  With the channel blocks outermost a block (32
+    KiB with 256 channels and two-vector blocks, 16 KiB with 128) is read from memory by its
+    first row tile and from L1 by the others, so the stream spreads over the whole GEMM (the L2
+    streamer and te/prefetch.py fetch ahead within it); the price is re-reading the transformed
+    input V[e, nu] (P x C floats, 55 KiB at 14x14 with F(2x2)) from L2 once per block: 4 / bn
+    bytes per multiply-add, 4 bytes a cycle, within every core's L2 rate.  Either way the
+    parallel loop's static shares split the positions first, so each thread reads the same half
+    of U.  Measured in ResNet-50's order (bench/conv_in_model.py, one thread's CPU time, a
+    loaded machine, rough): 256 -> 256 at 14x14 (F(2x2)) 1.02-1.06x on each of its 5 calls,
+    128 -> 128 at 28x28 (F(4x4)) 1.01-1.08x; alone with warm weights 1.02x."""
     e, nu, p, kk = s[M].op.axis
     po, ko, pi, ki = s[M].tile(p, kk, bm, bn)
-    tile = s[M].fuse(e, nu, po, ko)
+    s[M].reorder(ko, po)
+    tile = s[M].fuse(e, nu, ko, po)
     s[acc].compute_at(s[M], tile)
     register_block(s, acc, tile_k)
     s[M].unroll(pi)

@@ -56,11 +56,11 @@ def test_stem_and_max_pool_fuse_and_match_onnxruntime(case, rng):
 @pytest.mark.parametrize("case", [
     dict(size=44, k=7, conv_stride=2, conv_pad=3, pool_pad=1),           # ResNet: a padded pool
     dict(size=45, k=3, conv_stride=2, conv_pad=0, ceil=1),               # 22 -> 11: the last window overhangs
-    dict(size=44, k=7, conv_stride=2, conv_pad=3),                       # a 7x7 stem: the direct conv's
+    dict(size=44, k=7, conv_stride=2, conv_pad=3),                       # a 7x7 stem: not a short reduction
 ], ids=["resnet_padded_pool", "ceil_overhang", "resnet_conv"])
 def test_pools_past_the_map_and_7x7_stems_stay_apart(case, rng):
     """A pool's clamped rows would make every band compute the whole conv (pool_reads_inside); a
-    7x7 stem keeps the direct conv (conv_stem.preferred)."""
+    7x7 stem runs unfused (conv_stem.short_reduction)."""
     check_against_ort(stem_model(rng, **case), case["size"], rng, fused=False)
 
 

@@ -134,13 +134,16 @@ def test_untuned_1x1_conv_with_a_residual_streams_its_output_planes(rand):
         np.testing.assert_allclose(out, np.maximum(conv_ref(a, b) + c, 0), rtol=1e-4, atol=1e-4)
 
 
-def test_winograd_rows_grow_where_u_comes_from_memory():
-    assert wg.default_bm(32, with_caches(EMERALD), 512, 512) == 6
-    assert wg.default_bm(32, with_caches(ZEN4), 512, 512) == 6        # 1 MiB of U from a 4 MiB L3 share
-    assert wg.default_bm(32, with_caches(ICELAKE), 512, 512) == 6     # and from a 1.5 MiB one
-    assert wg.default_bm(32, with_caches(Caches(32 * KiB, 1 * MiB, 1 * MiB)), 512, 512) == 8
-    assert wg.default_bm(16, with_caches(EMERALD), 512, 512) == 8
-    assert wg.default_bm(32, with_caches(TINY), 512, 512) in wg.TILE_ROWS
+def test_winograd_rows_fill_the_registers_unless_they_pad():
+    """As many GEMM rows as the accumulators allow, on every cache size (U's blocks come from L1
+    after the first row tile), unless they pad the tiles more than an eighth past the least."""
+    for c in (EMERALD, ZEN4, ICELAKE, TINY):
+        assert wg.default_bm(32, with_caches(c), 512, 512) == 14      # 28 accumulators / 2 vectors
+        assert wg.default_bm(32, with_caches(c), 256, 256, P=49) == 14  # 49 tiles -> 56 rows
+    assert wg.default_bm(32, with_caches(EMERALD), 256, 256, P=16) == 8   # F(4x4) on 14x14: not 28 rows
+    assert wg.default_bm(16, with_caches(EMERALD), 512, 512) == 14
+    assert wg.default_bm(16, with_caches(EMERALD, parse("llvm -mcpu=haswell")), 512, 512) == 6   # AVX2: 12 accumulators
+    assert wg.default_tile_k(256, fused=False) == 8 and wg.default_tile_k(64) == 4
 
 
 def test_nchwc_out_order_follows_the_target():
@@ -164,8 +167,9 @@ CASES = [
     ("conv2d.direct", ConvWorkload((1, 96, 28, 28), (96, 96, 3, 3), (2, 2), (1, 1, 1, 1)),
      "out_order", "oc_outer", "rows_outer"),
     ("matmul.packed", MatmulWorkload(128, 64, 256), "tile_order", "cols_outer", "rows_outer"),
+    # Winograd's rows no longer depend on the caches: 4 tiles (F(4x4) on 8x8) take 4 rows
     ("conv2d.winograd", ConvWorkload((1, 128, 8, 8), (128, 128, 3, 3), (1, 1), (1, 1, 1, 1)),
-     "tile_bm", 8, 6),
+     "tile_bm", 4, 4),
 ]
 
 

@@ -71,16 +71,20 @@ def test_a_taller_two_vector_tile_matches_numpy(rand):
     np.testing.assert_allclose(out, conv_ref(a, wv, wl.strides, wl.padding), rtol=1e-4, atol=1e-4)
 
 
-def test_the_registry_takes_the_stem_for_short_reductions_only():
-    """SqueezeNet's 3x3 stem (27 terms) runs as the stem; ResNet's 7x7 (147) keeps the direct conv
-    untuned, the stem a candidate tuning times; a 16-channel conv never takes it."""
+def test_the_registry_takes_the_stem_up_to_a_7x7_filter():
+    """SqueezeNet's 3x3 stem (27 terms) and ResNet's 7x7 (147) run as the stem untuned, the direct
+    conv a candidate tuning times; an 11x11 stem (363) keeps the direct conv; a 16-channel conv
+    never takes the stem."""
     squeeze = workload((1, 3, 224, 224), (64, 3, 3, 3), (2, 2), (0, 0, 0, 0))
     resnet = workload((1, 3, 224, 224), (64, 3, 7, 7), (2, 2), (3, 3, 3, 3))
+    alexnet = workload((1, 3, 224, 224), (64, 3, 11, 11), (4, 4), (2, 2, 2, 2))
     deep = workload((1, 16, 56, 56), (64, 16, 3, 3), (2, 2), (1, 1, 1, 1))
     for target in (AVX512, AVX2):
         assert registry.select(squeeze, target).name == "conv2d.stem"
-        assert registry.select(resnet, target).name == "conv2d.direct"
-        assert "conv2d.stem" in [i.name for _, i in registry.candidates(resnet, target)]
+        assert registry.select(resnet, target).name == "conv2d.stem"
+        assert "conv2d.direct" in [i.name for _, i in registry.candidates(resnet, target)]
+        assert registry.select(alexnet, target).name == "conv2d.direct"
+        assert "conv2d.stem" in [i.name for _, i in registry.candidates(alexnet, target)]
         assert "conv2d.stem" not in [i.name for _, i in registry.candidates(deep, target)]
 
 

@@ -20,16 +20,19 @@ TARGETS = ["llvm -mcpu=haswell", "llvm -mcpu=skylake-avx512"]
 
 def old_rule(g) -> str:
     """What a model ran a conv with before the registry: depthwise by its groups, Winograd where
-    winograd.chosen's default held, the GEMM where as_matmul held, else the direct conv."""
+    winograd.chosen's default held, the GEMM where as_matmul held, else the direct conv; and since,
+    the stem kernel for image convs up to a 7x7 filter (conv_stem.preferred)."""
     if g.depthwise:
         return "conv2d.depthwise"
+    if g.groups == 1 and g.C <= 4 and g.C * g.R * g.S <= 147:
+        return "conv2d.stem"
     if winograd.applies(g) and g.C >= 16 and g.K >= 32 and min(g.OH, g.OW) >= 13:
         return "conv2d.winograd"
     return "conv2d.gemm1x1" if as_matmul(g) else "conv2d.direct"
 
 
 RESNET_LIKE = [   # (x, w, strides, pads, groups), the implementation
-    (((1, 3, 224, 224), (64, 3, 7, 7), (2, 2), (3, 3, 3, 3), 1), "conv2d.direct"),        # the stem
+    (((1, 3, 224, 224), (64, 3, 7, 7), (2, 2), (3, 3, 3, 3), 1), "conv2d.stem"),          # the stem
     (((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd"),
     (((1, 128, 28, 28), (128, 128, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd"),
     (((1, 256, 14, 14), (256, 256, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd_f2"),   # weights cold
