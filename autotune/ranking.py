@@ -159,31 +159,29 @@ def preferred(candidates: list[tuple[object, Record]], judged_at: float | None =
     return best
 
 
+def _best_per(records: Iterable[Record], key) -> dict:
+    """The best pooled record per key(r) (records whose key is None left out), as rank_key ranks
+    the records of one workload on one ISA."""
+    records = list(records)
+    judged = judging_times(records)
+    out: dict = {}
+    for r in pooled(records):
+        k = key(r)
+        if k is not None and better(r, out.get(k), judged.get((r.workload, r.isa))):
+            out[k] = r
+    return out
+
+
 def best(records: Iterable[Record], isa: str | None = None) -> dict[str, Record]:
     """The best config per workload (only records of `isa` when given), its timings pooled, as
     rank_key ranks them (the best may be below_default: a build then runs the default config)."""
-    records = list(records)
-    judged = judging_times(records)
-    out: dict[str, Record] = {}
-    for r in pooled(records):
-        if isa is not None and r.isa != isa:
-            continue
-        if better(r, out.get(r.workload), judged.get((r.workload, r.isa))):
-            out[r.workload] = r
-    return out
+    return _best_per(records, lambda r: r.workload if isa is None or r.isa == isa else None)
 
 
 def merged(records: Iterable[Record], best_only: bool = True) -> list[Record]:
     """The records a merged log holds: the best per (workload, ISA) (pooled), or every distinct record."""
     if best_only:
-        records = list(records)
-        judged = judging_times(records)
-        keep: dict[tuple, Record] = {}
-        for r in pooled(records):
-            k = (r.workload, r.isa)
-            if better(r, keep.get(k), judged.get(k)):
-                keep[k] = r
-        return list(keep.values())
+        return list(_best_per(records, lambda r: (r.workload, r.isa)).values())
     seen, chosen = set(), []
     for r in records:
         k = (r.workload, r.isa, r.config_key, tuple(r.costs), r.error_no)
