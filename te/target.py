@@ -48,7 +48,7 @@ class Target:
     def feature_set(self) -> frozenset[str]:
         """The enabled (+) features."""
         if self.features:
-            return frozenset(f[1:] for f in self.features.split(",") if f.startswith("+"))
+            return _enabled_in(self.features)
         return _cpu_default_features(self.cpu)
 
     @property
@@ -121,6 +121,14 @@ def _x86_64() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=64)
+def _enabled_in(features: str) -> frozenset[str]:
+    """The + features of an LLVM feature string, parsed once per string: codegen asks a target's
+    features per instruction (its lanes, its registers), and splitting the host's hundred-odd
+    features each time (34 us, 3774 times) was 0.13 s of Inception-v1's 2.5 s of codegen."""
+    return frozenset(f[1:] for f in features.split(",") if f.startswith("+"))
+
+
 def _cpu_default_features(cpu: str) -> frozenset[str]:
     return enabled_features(Target(cpu))
 

@@ -143,7 +143,7 @@ def test_demo_with_no_arguments_builds_the_builtin_model(cli):
 
 
 def test_stopped_tasks_are_said_in_one_line_per_reason():
-    from tilewise.commands.tune import _ranges
+    from tilewise.commands.tune_report import _ranges
     assert _ranges([1, 2, 3, 5, 7, 8]) == "1-3, 5, 7-8"
     assert _ranges([4]) == "4"
 
@@ -154,15 +154,15 @@ def test_the_estimate_counts_each_kernel_once_over_its_alternatives(monkeypatch)
     from types import SimpleNamespace
 
     from autotune.scheduler import TaskSummary
-    from tilewise.commands import tune
+    from tilewise.commands import tune_report
     said = []
-    monkeypatch.setattr(tune, "say", said.append)
+    monkeypatch.setattr(tune_report, "say", said.append)
     task = SimpleNamespace(name="conv2d_nchw", args=(), flops=1e9)
     rows = [TaskSummary(task, 1, 8, 2e9, 1e9, 0.5, 0.5, "", group="k1"),     # default 1 s, best 0.5 s
             TaskSummary(task, 1, 8, 4e9, 5e8, 0.25, 0.25, "", group="k1"),    # best 0.25 s
             TaskSummary(task, 2, 8, 1e9, 1e9, 2.0, 0.5, "", group=None)]      # 2 calls of 1 s
     sched = SimpleNamespace(summary=lambda: rows, trials_this_run=24, total_trials=24, checked=0)
-    tune._report(sched, 100.0, 1.0, "x.jsonl", False, None)
+    tune_report.report(sched, 100.0, 1.0, "x.jsonl", False, None)
     line = next(s for s in said if s.startswith("estimated time"))
     assert "2.25 s per run, 3.00 s with default schedules (1.33x)" in line, line
 

@@ -10,7 +10,7 @@ import pytest
 import autotune
 import frontends
 from autotune import record as rec
-from frontends import profile
+from frontends import profile, step_timing
 from te.target import host
 from tilewise.commands import tune_check
 
@@ -24,7 +24,7 @@ def test_compare_builds_times_the_kernels_the_log_changed(tiny_onnx, tmp_path):
     g = frontends.from_onnx(tiny_onnx)
     log = write_log(tmp_path / "t.jsonl", fake_records(tiny_onnx))
     untuned, tuned = frontends.build(g, host()), frontends.build(g, host(), logs=[log])
-    pairs = profile.compare_builds(untuned, tuned, rounds=2, repeat=2,
+    pairs = step_timing.compare_builds(untuned, tuned, rounds=2, repeat=2,
                                    only=lambda a, b: any(c.task is not None for c in b))
     assert {p.nodes[0] for p in pairs} == {n.name for n in g.nodes if n.op == "Conv"}
     for p in pairs:
@@ -37,7 +37,7 @@ def steps_timed_at(monkeypatch, seconds) -> None:
     def timed(lib, inputs, repeat=20, outputs=None, order="model"):
         calls = [st for st in lib.plan.steps if st.kernel != MEMCPY]
         return [(st, profile.Latency([seconds(lib, k)] * repeat)) for k, st in enumerate(calls)]
-    monkeypatch.setattr(profile, "time_steps", timed)
+    monkeypatch.setattr(step_timing, "time_steps", timed)
 
 
 def test_builds_whose_kernel_lists_differ_are_matched_by_node(rng, monkeypatch):
@@ -46,7 +46,7 @@ def test_builds_whose_kernel_lists_differ_are_matched_by_node(rng, monkeypatch):
     g = frontends.from_onnx(conv_chain_model(rng))
     plain, packed = frontends.build(g), frontends.build(g, layout="NCHWc")
     steps_timed_at(monkeypatch, lambda lib, k: 1e-4 if lib is plain else 1e-4 * (k + 1))
-    pairs = profile.compare_builds(plain, packed, rounds=2, repeat=2)
+    pairs = step_timing.compare_builds(plain, packed, rounds=2, repeat=2)
     got = {tuple(c.kernel for c in p.b): [n for n in p.nodes if "." in n] for p in pairs}
     assert list(got.values()) == [["Conv_0.pack"], [], ["Conv_4.unpack"], []]
     assert [len(p.a) for p in pairs] == [1, 1, 1, 1]          # every call of each build in one piece, once
@@ -59,14 +59,14 @@ def test_builds_whose_kernel_lists_differ_are_matched_by_node(rng, monkeypatch):
 
 def kernels_timed_at(monkeypatch, times_a: list, times_b: list) -> None:
     """Make the model check time each piece it judges at times_a (untuned) and times_b (tuned) per round."""
-    compare = profile.compare_builds
+    compare = step_timing.compare_builds
 
     def timed(lib_a, lib_b, inputs, rounds, only):
         pairs = compare(lib_a, lib_b, inputs, 1, repeat=1, only=only)
         for p in pairs:
             p.times_a, p.times_b = list(times_a), list(times_b)
         return pairs
-    monkeypatch.setattr(profile, "compare_builds", timed)
+    monkeypatch.setattr(step_timing, "compare_builds", timed)
 
 
 def _checked_with_times(model, tmp_path, monkeypatch, times_a: list, times_b: list):
@@ -144,7 +144,7 @@ def test_the_check_judges_the_runners_up_in_the_same_pass(tiny_onnx, tmp_path, m
     the build runs the second ones, judged, and the check converges."""
     g = frontends.from_onnx(tiny_onnx)
     log, seconds, _ = _two_configs_above_the_default(tiny_onnx, tmp_path)
-    compare, builds = profile.compare_builds, []
+    compare, builds = step_timing.compare_builds, []
 
     def timed(lib_a, lib_b, inputs, rounds, only):
         builds.append(lib_b)
@@ -152,7 +152,7 @@ def test_the_check_judges_the_runners_up_in_the_same_pass(tiny_onnx, tmp_path, m
         for p in pairs:
             p.times_a, p.times_b = [1e-4] * 3, [3e-4 if len(builds) == 1 else 0.5e-4] * 3
         return pairs
-    monkeypatch.setattr(profile, "compare_builds", timed)
+    monkeypatch.setattr(step_timing, "compare_builds", timed)
     mc = tune_check.check_model(g, log, host(), repeat=2, runners_up=True)
     assert mc.passes == 1 and len(builds) == 3 and mc.kernels == 2 and not mc.slower and len(mc.lost) == 2
     assert _best_configs(log) == seconds

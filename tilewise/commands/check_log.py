@@ -73,7 +73,7 @@ def check_paths(log: str, out: str | None) -> None:
 def run(args) -> int:
     from autotune import record as rec
 
-    from .tune import report_model_check
+    from .tune_report import report_model_check
     from .tune_check import check_model_isolated, pruned
     check_paths(args.log, args.prune)
     graph = load_graph(args.model, args.shape)

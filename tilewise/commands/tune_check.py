@@ -4,7 +4,7 @@ The tuner times each task's candidates alone; the model runs them one after anot
 meeting its weights as the rest of the model leaves them and its input as its producer leaves
 it.  After tuning, the model check builds the model untuned (default schedules) and tuned (the
 log) and times both where they run: each build's model passes step by step, the two builds in
-alternating rounds (frontends.profile.compare_builds, time_steps in the model's order).  Every
+alternating rounds (frontends.step_timing.compare_builds, time_steps in the model's order).  Every
 piece of the model the log changed (the calls of either build that compute the same graph nodes,
 a layout copy or a transform kernel another algorithm adds counted with them) is judged by the
 sum of its calls, and what was measured goes into the log as `in_model` records: the tuned
@@ -79,7 +79,8 @@ def check_model(graph, log_path: str, target=None, rounds: int = 7, repeat: int 
     from autotune import record as rec
     from autotune.call_timing import per_call
     from autotune.task import workload_key
-    from frontends.profile import compare_builds, random_inputs, time_interleaved
+    from frontends.profile import random_inputs, time_interleaved
+    from frontends.step_timing import compare_builds
     from te.target import parse
     tgt = parse(target)
     untuned = frontends.build(graph, tgt)

@@ -1,11 +1,11 @@
-"""Per-step timing of a model (frontends/profile.py time_steps): the replay is the model's run."""
+"""Per-step timing of a model (frontends/step_timing.py time_steps): the replay is the model's run."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import frontends
-from frontends import profile, zoo
+from frontends import step_timing, zoo
 from te.export import MEMCPY
 
 
@@ -22,7 +22,7 @@ def test_the_steps_replayed_give_the_models_outputs(block, threads, order):
     x = np.random.default_rng(0).standard_normal(block.plan.inputs[0]["shape"]).astype(np.float32)
     feed = {block.input_names[0]: x}
     outs = [np.full(o["shape"], np.nan, np.float32) for o in block.plan.outputs]
-    rows = profile.time_steps(block, feed, repeat=3, outputs=outs, order=order)
+    rows = step_timing.time_steps(block, feed, repeat=3, outputs=outs, order=order)
     assert [st.kernel for st, _ in rows] == [st.kernel for st in block.plan.steps if st.kernel != MEMCPY]
     assert all(len(lat.times) == 3 and lat.min > 0 for _, lat in rows)
     for got, want in zip(outs, block.run(**feed)):
@@ -34,18 +34,18 @@ def test_non_contiguous_output_arrays_are_refused(block):
     shape = block.plan.outputs[0]["shape"]
     strided = np.zeros(list(shape[:-1]) + [shape[-1] * 2], np.float32)[..., ::2]
     with pytest.raises(ValueError, match="C-contiguous"):
-        profile.time_steps(block, feed, repeat=1, outputs=[strided])
+        step_timing.time_steps(block, feed, repeat=1, outputs=[strided])
 
 
 def test_an_unknown_order_is_refused(block):
     feed = {block.input_names[0]: np.zeros(block.plan.inputs[0]["shape"], np.float32)}
     with pytest.raises(ValueError, match="after_previous"):
-        profile.time_steps(block, feed, repeat=1, order="random")
+        step_timing.time_steps(block, feed, repeat=1, order="random")
 
 
 def test_each_call_is_timed_by_the_clock_given(block):
     """A clock that advances one unit per reading: every call takes exactly one unit."""
     feed = {block.input_names[0]: np.zeros(block.plan.inputs[0]["shape"], np.float32)}
     ticks = iter(range(10**6))
-    rows = profile.time_steps(block, feed, repeat=2, clock=lambda: float(next(ticks)))
+    rows = step_timing.time_steps(block, feed, repeat=2, clock=lambda: float(next(ticks)))
     assert rows and all(lat.times == [1.0, 1.0] for _, lat in rows)
