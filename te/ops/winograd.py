@@ -102,7 +102,7 @@ def tiles(g, m: int) -> int:
     return g.N * -(-g.OH // m) * -(-g.OW // m)
 
 
-TILE_ROWS = (2, 4, 6, 8, 12, 14)      # the tile_bm knob's options: tiles (GEMM rows) per register tile
+TILE_ROWS = (2, 4, 6, 7, 8, 12, 14)      # the tile_bm knob's options: tiles (GEMM rows) per register tile
 
 
 def default_bm(bn: int, target: Target, C: int = 0, K: int = 0, P: int = 0) -> int:
@@ -117,7 +117,13 @@ def default_bm(bn: int, target: Target, C: int = 0, K: int = 0, P: int = 0) -> i
     from L1 for the others; more rows mean fewer loads per FMA (14 x 2: 16 loads per 28 FMAs,
     6 x 2: 8 per 12) and fewer passes over U (4 instead of 9 on ResNet-50's 49 tiles of 14x14
     and 28x28 maps).  The padding bounds it: 16 tiles (F(4x4) on 14x14) take 8 rows, not 14
-    (28 rows computed).  Measured in ResNet-50's order on Emerald Rapids (bench/conv_in_model.py,
+    (28 rows computed), and 49 tiles (F(2x2) on 14x14, F(4x4) on 28x28: 7 x 7) take 7, not 14
+    (56 rows: every stage, transforms included, runs over the padded rows): 7 x 2 accumulators
+    are still 14 independent FMA chains, more than two FMA units of 4-cycle latency need, and 9
+    loads per 14 FMAs stay within two load ports on any AVX-512 core.  Measured in ResNet-50's
+    order (bench/conv_in_model.py, one thread's CPU time, loaded machine, rough), 7 rows against
+    14: 256 -> 256 at 14x14 (F(2x2)) 1.04-1.08x on its 5 calls, 128 -> 128 at 28x28 (F(4x4))
+    1.11-1.14x on its 3.  Measured in ResNet-50's order on Emerald Rapids (bench/conv_in_model.py,
     one thread's CPU time, a loaded machine, rough), 14 rows against 6: 256 -> 256 at 14x14
     (F(2x2)) 1.09-1.14x on each of its 5 calls, 128 -> 128 at 28x28 (F(4x4)) 1.06-1.10x on its
     3; with default_tile_k's 8 as well 1.17-1.26x and 1.11-1.15x, alone with warm weights 1.07x
