@@ -14,8 +14,8 @@ stored as alpha x alpha matrices [K, C] packed by `bn` output channels.  Per run
    blocked as te.ops.matmul's packed GEMM;
 4. `output transform` Y = A^T M_p A per tile, plus the epilogue, stored to NCHW.
 
-With few input channels (`fused_pays`) steps 3 and 4 run together per block of tiles
-(`schedule_fused`): M is then a few KiB per task instead of a whole-map scratch.
+With few input channels (`fused_pays`) steps 2 to 4 run together per block of tiles
+(`schedule_fused`): V and M are then a few KiB per task instead of whole-map scratch.
 
 F(4x4, 3x3) does 36 multiplies per 16 outputs and channel pair where the direct conv does 144.
 The transforms cost per channel, not per channel pair, so the algorithm pays where channels
@@ -312,10 +312,12 @@ def schedule_winograd(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, t
         s[out].compute_inline()
     row_tiles = fused_row_tiles(g, m, bn, target)
     if (fused_pays(g) if fused is None else fused) and row_tiles:
-        schedule_fused(s, final, o1, M, acc, m, bn, row_tiles, tile_k or default_tile_k(g.C), work, target.lanes())
-    else:
-        schedule_output(s, final, o1, m, work, target.lanes(), target.threads)
-        schedule_gemm(s, M, acc, bm, bn, tile_k or default_tile_k(g.C, fused=False), work)
+        task = schedule_fused(s, final, o1, M, acc, m, bn, row_tiles, tile_k or default_tile_k(g.C), work,
+                              target.lanes())
+        schedule_input(s, V, work, target.lanes(), at=(final, task))
+        return
+    schedule_output(s, final, o1, m, work, target.lanes(), target.threads)
+    schedule_gemm(s, M, acc, bm, bn, tile_k or default_tile_k(g.C, fused=False), work)
     schedule_input(s, V, work, target.lanes())
 
 
@@ -351,29 +353,39 @@ def fused_row_tiles(g, m: int, bn: int, target: Target) -> int:
     return max(fits) if fits and max(fits) >= 4 else 0
 
 
-def schedule_fused(s, final, o1, M, acc, m: int, bn: int, bt: int, tile_k: int, work: float, lanes: int) -> None:
-    """The GEMMs and the output transform per task: a block of `bt` tiles of one row of tiles by
-    `bn` output channels computes its alpha^2 products M (bt x bn each, in registers, then a few KiB
-    of scratch that stays in L1) and at once the output pixels from them.  The threads split the
-    rows of tiles, then the channel blocks: M never leaves the core that computed it, each thread
-    reads the transformed input of its own rows (the input stage split the tiles in the same
-    order) and writes whole rows of the output, as the 1x1 convs after it read them
-    (schedule.rows_split_pays).  The price: each thread reads all of U, once per row of tiles from
-    its L2 (at most 1 MiB with <= 64 input channels, `fused_pays`).  Splitting the channel blocks
-    first instead (each thread half of U) ran slower in SqueezeNet and ResNet-50 (rough)."""
+def schedule_fused(s, final, o1, M, acc, m: int, bn: int, bt: int, tile_k: int, work: float, lanes: int):
+    """All three stages per task, a block of `bt` tiles of one row of tiles: its transformed input
+    V (bt x alpha^2 x C floats: 63 KiB for 7 tiles of F(4x4) at C = 64, a stack buffer in L1/L2),
+    then per block of `bn` output channels its alpha^2 products M (bt x bn each, in registers,
+    then a few KiB of scratch that stays in L1) and at once the output pixels from them.  The
+    threads split the tasks (rows of tiles first): V and M never leave the core that computed
+    them, and each thread writes whole rows of the output, as the 1x1 convs after it read them
+    (schedule.rows_split_pays).  The price: each task reads all of U from L2 (at most 1 MiB with
+    <= 64 input channels, `fused_pays`).  Returns the task loop (where V is computed).
+
+    V per task instead of over the whole map (a parallel stage of its own before): the whole V is
+    2.25x the input (1.8 MB for 64 -> 64 at 56x56, F(4x4)), written to a model's workspace from
+    memory and read back; per task it stays in the core's caches.  Measured on Emerald Rapids,
+    one thread's CPU time, rough (a loaded machine): alone 1.10x on 64 -> 64 at 56x56, SqueezeNet's
+    shapes 0.97-1.02x (noise); in ResNet-50's order (its three 64 -> 64 at 56x56) 1.12-1.16x, and
+    the first stage's 14 kernels 3.5% faster together.  The caches it relies on (an L1 of 32-48
+    KiB, an L2 of 1-2 MiB per core) are those of every AVX-512/AVX2 core tilewise targets.  V per
+    row of tiles (all channel blocks of the row after it, a heap block of 126 KiB) measured the
+    same; splitting the channel blocks first (each thread half of U) ran slower in SqueezeNet and
+    ResNet-50 (rough)."""
     n, k, h, w_ = s[final].op.axis
     th, i = s[final].split(h, factor=m)
     tw, j = s[final].split(w_, factor=m)
     two, twi = s[final].split(tw, factor=bt)
     kb, kin = s[final].split(k, factor=bn)
     kv, ki = s[final].split(kin, factor=lanes)
-    s[final].reorder(n, th, kb, two, twi, kv, i, j, ki)
-    task = s[final].fuse(n, th, kb, two)
+    s[final].reorder(n, th, two, kb, twi, kv, i, j, ki)
+    task = s[final].fuse(n, th, two)
+    parallel_if_worth(s[final], task, work)
     s[final].unroll(i)
     s[final].unroll(j)
     s[final].vectorize(ki)
-    parallel_if_worth(s[final], task, work)
-    s[M].compute_at(s[final], task)
+    s[M].compute_at(s[final], kb)
     e, nu, p, kk = s[M].op.axis
     s[acc].compute_at(s[M], nu)
     register_block(s, acc, tile_k)
@@ -384,6 +396,7 @@ def schedule_fused(s, final, o1, M, acc, m: int, bn: int, bt: int, tile_k: int, 
     s[o1].unroll(oi)
     s[o1].unroll(onu)
     s[o1].vectorize(ok)
+    return task
 
 
 def schedule_output(s, final, o1, m: int, work: float, lanes: int, threads: int = 1) -> None:
@@ -439,8 +452,10 @@ def schedule_gemm(s, M, acc, bm: int, bn: int, tile_k: int, work: float) -> None
     parallel_if_worth(s[M], tile, work)
 
 
-def schedule_input(s, V, work: float, lanes: int) -> None:
-    """Per tile and one vector of channels: the row transform in registers, then V; the padded pack before."""
+def schedule_input(s, V, work: float, lanes: int, at=None) -> None:
+    """Per tile and one vector of channels: the row transform in registers, then V; the padded pack before.
+    `at` (stage, axis): V computed there (the tiles of a task, schedule_fused), else over the whole
+    map in parallel."""
     d1 = input_stage(V, "winograd.din")
     xq = input_stage(d1, "winograd.pad")
     e, nu, p, c = s[V].op.axis
@@ -449,7 +464,10 @@ def schedule_input(s, V, work: float, lanes: int) -> None:
     s[V].unroll(e)
     s[V].unroll(nu)
     s[V].vectorize(ci)
-    parallel_if_worth(s[V], p, work)
+    if at is None:
+        parallel_if_worth(s[V], p, work)
+    else:
+        s[V].compute_at(s[at[0]], at[1])
     s[d1].compute_at(s[V], co)
     a, dnu, dp, dc = s[d1].op.axis
     s[d1].unroll(a)
