@@ -74,7 +74,7 @@ def stage_kernels(C: int, K: int, H: int, target: te.target.Target, m: int = 0):
             if stage == "m":
                 winograd.schedule_gemm(s, M, input_stage(M, "winograd.acc"), bm, bn,
                                        winograd.default_tile_k(C, fused=False), work)
-            winograd.schedule_input(s, V, work, target.lanes())
+            winograd.schedule_input(s, V, work, target.lanes(), rows=True)
         ins = [(X, x)] if stage == "v" else [(X, x), (Ut, U)]      # V does not read U
         with scattered_stores() if stage == "scatter" else nullcontext():
             k = te.build(s, [a for a, _ in ins] + [t], name=f"wg_{stage}")
