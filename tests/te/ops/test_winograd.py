@@ -25,6 +25,15 @@ def test_matrices_compute_a_1d_convolution_exactly(m):
     np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["AT", "BT"])
+def test_factored_transform_rows_equal_the_matrices(name):
+    """F(4x4)'s factored transform rows (shared sums) compute the same products as its matrices."""
+    AT, _, BT = winograd.matrices(4)
+    d = np.random.default_rng(3).standard_normal(6)
+    rows = winograd._FACTORED[name, 4](list(d), lambda c, like: float(c))
+    np.testing.assert_allclose(np.array(rows), {"AT": AT, "BT": BT}[name] @ d, rtol=1e-12, atol=1e-12)
+
+
 def test_an_unknown_tile_size_is_refused():
     with pytest.raises(ValueError, match="output tile 3 is not supported"):
         winograd.matrices(3)
