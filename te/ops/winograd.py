@@ -319,7 +319,7 @@ def schedule_winograd_default(s: te.Schedule, out: te.Tensor, final: te.Tensor |
 
 def default_tile_k(C: int, fused: bool = True) -> int:
     """Input channels per unrolled GEMM step: 4 where the GEMMs run fused with the output
-    transform (schedule_fused, few channels), 8 where they run on their own (schedule_gemm).
+    transform (schedule_fused, few channels), 16 where they run on their own (schedule_gemm).
 
     An unrolled step of 8 channels issues the 16 U vectors (1 KiB, contiguous) and 8 x bm
     broadcasts of V of its 8 x bm x vectors FMAs together, twice as far ahead of their use as a
@@ -327,8 +327,14 @@ def default_tile_k(C: int, fused: bool = True) -> int:
     bench/conv_in_model.py, one thread's CPU time, a loaded machine, rough), 8 against 4 with 6
     rows: 256 -> 256 at 14x14 (F(2x2)) 1.07-1.12x, 128 -> 128 at 28x28 (F(4x4)) 1.08-1.10x; with
     default_bm's 14 rows 1.07-1.10x and 1.03-1.05x more.  The fused GEMMs (C <= 64) keep 4:
-    8 ran as fast there (64 -> 64 at 56x56, in the model's order: 1.00-1.02x)."""
-    return largest_divisor(C, 4 if fused else 8)
+    8 ran as fast there (64 -> 64 at 56x56, in the model's order: 1.00-1.02x).  With 7 rows
+    (default_bm, 49 tiles) 16 against 8, in ResNet-50's order (same conditions, two runs, the
+    builds' order swapped): 256 -> 256 at 14x14 1.07x and 1.07x, 128 -> 128 at 28x28 1.04x and
+    1.03x (each shape's calls together); 1.03-1.04x alone with warm weights.  A step of 16 is
+    224 FMAs and 32 U vectors (2 KiB, one contiguous run the L1 streamer follows) of straight
+    code: its size, not the registers (the accumulators stay bm x vectors), is what grows, a
+    few KiB against every x86 core's 32 KiB L1i."""
+    return largest_divisor(C, 4 if fused else 16)
 
 
 def runs_fused(g, m: int, bn: int, target: Target) -> bool:
