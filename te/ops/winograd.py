@@ -176,8 +176,8 @@ def _bt4_rows(d, k):
 
     Fewer operations on any core (the transforms are a quarter of an F(4x4) conv's time alone).
     LLVM does not reassociate floating-point sums (no fast-math), so it cannot find the shared
-    sums in the sparse form; spelled out, its common-subexpression elimination merges them.  Measured against the sparse sums (one thread's CPU time, loaded machine,
-    rough): the input transform's arithmetic 252 -> 216 instructions per tile and channel
+    sums in the sparse form; spelled out, its common-subexpression elimination merges them.
+    Measured against the sparse sums (one thread's CPU time, loaded machine, rough): the input transform's arithmetic 252 -> 216 instructions per tile and channel
     vector, fewer spills (183 -> 166); in ResNet-50's order 64 -> 64 at 56x56 1.05x and
     128 -> 128 at 28x28 1.03x (its three calls together)."""
     s12, d12, s34, d43, d42, d31 = d[1] + d[2], d[1] - d[2], d[3] + d[4], d[4] - d[3], d[4] - d[2], d[3] - d[1]
@@ -530,12 +530,13 @@ def schedule_pack(s, xq, work: float, lanes: int, rows: bool) -> None:
     the columns and transposes in registers (te/codegen_rows.py, transposed loads).
 
     Unpadded, the zeros of the padding are the row transform's select instead (a compare and a
-    blend per input vector).  Measured against the
-    padded, gathered pack (one thread's CPU time, a loaded machine, rough): alone 1.14x on
-    64 -> 64 at 56x56 and SqueezeNet's 16 -> 64 at 55x55, 1.04x on 128 -> 128 at 28x28, 1.01x on
-    256 -> 256 at 14x14; in ResNet-50's order 1.04x on each of its three Winograd shapes (all
-    calls together).  A gather of 16 lanes costs about as much as 16 loads on every x86 core
-    (Zen 4's and Intel's alike), a transpose a few shuffles a vector."""
+    blend per input vector).  Measured against the padded, gathered pack (one thread, a loaded
+    machine, rough): the pack alone 112 -> 30 us on 64 x 56x56, 57 -> 17 on 128 x 28x28, 29 -> 10
+    on 256 x 14x14; the whole conv alone 1.14x on 64 -> 64 at 56x56 and SqueezeNet's 16 -> 64 at
+    55x55, 1.04x on 128 -> 128 at 28x28, 1.01x on 256 -> 256 at 14x14; in ResNet-50's order
+    (CPU time) 1.04x on each of its three Winograd shapes (all calls together).  A gather of 16
+    lanes costs about as much as 16 loads on every x86 core (Zen 4's and Intel's alike), a
+    transpose a few shuffles a vector."""
     n, hh, ww, c = s[xq].op.axis
     co, ci = s[xq].split(c, factor=lanes)
     if rows:
