@@ -1,6 +1,6 @@
 """Winograd 3x3 convs (te.ops.winograd) timed alone per stage on one thread and on two.
 
-    PYTHONPATH=$PWD python bench/winograd_stages.py [--repeat 200] [--only squeezenet|resnet50]
+    PYTHONPATH=$PWD python bench/winograd_stages.py [--repeat 200] [--only squeezenet|resnet50] [--m 0|2|4] [--threads 1,2]
 
 Per conv three kernels are built from the same expression: the input transform alone (V), the
 transform and the GEMMs (M), and the whole conv; the stages' times are the differences.  Each
@@ -24,6 +24,7 @@ from frontends import profile                             # noqa: E402
 from te.codegen_llvm import CodeGenLLVM                   # noqa: E402
 from te.ops import winograd                               # noqa: E402
 from te.ops.conv2d import geometry                        # noqa: E402
+from te.ops.conv_algorithm import choose                  # noqa: E402
 from te.ops.schedule import input_stage                   # noqa: E402
 from common import table                                  # noqa: E402
 from threads import decile                                # noqa: E402
@@ -46,19 +47,21 @@ def scattered_stores():
         CodeGenLLVM._transposed_stores = saved
 
 
-def stage_kernels(C: int, K: int, H: int, target: te.target.Target):
-    """(name, kernel, arrays) for the input transform, transform + GEMMs, and the whole conv."""
+def stage_kernels(C: int, K: int, H: int, target: te.target.Target, m: int = 0):
+    """(name, kernel, arrays) for the input transform, transform + GEMMs, and the whole conv, by
+    F(m x m) (0: the untuned choice, te.ops.conv_algorithm; F(4x4) where it picks the direct conv)."""
     x = np.random.default_rng(0).standard_normal((1, C, H, H)).astype(np.float32)
     w = np.random.default_rng(1).standard_normal((K, C, 3, 3)).astype(np.float32)
     g = geometry(x.shape, w.shape, (1, 1), (1, 1, 1, 1))
+    m = m or choose(g, target).value or 4
     bn = winograd.default_bn(g, target)
-    bm = winograd.default_bm(bn, target, C, K, winograd.tiles(g, 4))
-    U = winograd.transform_weight_numpy(w, 4, bn)
+    bm = winograd.default_bm(bn, target, C, K, winograd.tiles(g, m))
+    U = winograd.transform_weight_numpy(w, m, bn)
     X = te.placeholder(x.shape, "float32", name="x")
     Ut = te.placeholder(U.shape, "float32", name="u")
     out = []
     for stage in ("v", "m", "conv", "scatter"):
-        y = winograd.conv2d_winograd(X, winograd.WinogradWeight(Ut, w.shape, 4), g, m=4, bn=bn, bm=bm)
+        y = winograd.conv2d_winograd(X, winograd.WinogradWeight(Ut, w.shape, m), g, m=m, bn=bn, bm=bm)
         o1 = input_stage(y, "winograd.o1")
         M = input_stage(o1, "winograd.m")
         V = input_stage(input_stage(M, "winograd.acc"), "winograd.v")
@@ -71,12 +74,12 @@ def stage_kernels(C: int, K: int, H: int, target: te.target.Target):
             if stage == "m":
                 winograd.schedule_gemm(s, M, input_stage(M, "winograd.acc"), bm, bn,
                                        winograd.default_tile_k(C, fused=False), work)
-            winograd.schedule_input(s, V, work, target.lanes())
+            winograd.schedule_input(s, V, work, target.lanes(), rows=True)
         ins = [(X, x)] if stage == "v" else [(X, x), (Ut, U)]      # V does not read U
         with scattered_stores() if stage == "scatter" else nullcontext():
             k = te.build(s, [a for a, _ in ins] + [t], name=f"wg_{stage}")
         out.append((stage, k, [v for _, v in ins] + [np.zeros(t.shape, np.float32)]))
-    return out, g
+    return out, g, m
 
 
 def time_kernel(k, arrays, threads: int, repeat: int) -> float:
@@ -90,6 +93,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=200)
     ap.add_argument("--only", choices=sorted(CONVS))
+    ap.add_argument("--m", type=int, default=0, choices=(0, 2, 4), help="output tile (0: the untuned choice)")
+    ap.add_argument("--threads", default="1,2", help="thread counts to time, e.g. 1")
     args = ap.parse_args()
     target = te.target.host()
     rows = []
@@ -97,19 +102,21 @@ def main() -> None:
         if args.only and model != args.only:
             continue
         for C, K, H in convs:
-            kernels, g = stage_kernels(C, K, H, target)
+            kernels, g, m = stage_kernels(C, K, H, target, args.m)
             t: dict = {}
+            ns = [int(n) for n in args.threads.split(",")]
             for _ in range(3):           # every kernel in turn, three times: the best of three
                 for st, k, a in kernels:
-                    for n in (1, 2):
+                    for n in ns:
                         t[st, n] = min(t.get((st, n), float("inf")), time_kernel(k, a, n, args.repeat))
             np.testing.assert_allclose(kernels[2][2][-1], kernels[3][2][-1], rtol=1e-5, atol=1e-4)
-            stages = {n: (t["v", n], t["m", n] - t["v", n], t["conv", n] - t["m", n], t["conv", n])
-                      for n in (1, 2)}
-            rows.append([model, f"{C}->{K} @{H}"] + [f"{a:.0f}/{b:.0f}" for a, b in zip(stages[1], stages[2])]
-                        + [f"{t['conv', 1] / t['conv', 2]:.2f}", f"{t['scatter', 1]:.0f}/{t['scatter', 2]:.0f}"])
+            stages = {n: (t["v", n], t["m", n] - t["v", n], t["conv", n] - t["m", n], t["conv", n]) for n in ns}
+            scaling = f"{t['conv', 1] / t['conv', 2]:.2f}" if set(ns) >= {1, 2} else "-"
+            rows.append([model, f"{C}->{K} @{H} F({m})"]
+                        + ["/".join(f"{stages[n][i]:.0f}" for n in ns) for i in range(4)]
+                        + [scaling, "/".join(f"{t['scatter', n]:.0f}" for n in ns)])
             print(rows[-1], flush=True)
-    print(table(["model", "conv", "input us 1/2 thr", "gemm", "output", "conv", "scaling",
+    print(table(["model", "conv", f"input us {args.threads} thr", "gemm", "output", "conv", "scaling",
                  "conv, scattered store"], rows))
 
 

@@ -178,7 +178,8 @@ class WinogradConv(_Conv):
         bm = wg.default_bm(bn, target, g.C, g.K, wg.tiles(g, self.M))
         cfg.define_knob("tile_bn", sorted({16, 32, bn}), default=bn)
         cfg.define_knob("tile_bm", sorted({*wg.TILE_ROWS, bm}), default=bm)
-        cfg.define_knob("tile_k", sorted({d for d in (1, 2, 4, 8) if g.C % d == 0}), default=wg.default_tile_k(g.C, wg.runs_fused(g, self.M, bn, target)))
+        tk = wg.default_tile_k(g.C, wg.runs_fused(g, self.M, bn, target))
+        cfg.define_knob("tile_k", sorted({d for d in (1, 2, 4, 8, 16) if g.C % d == 0} | {tk}), default=tk)
         cfg.define_constraint("register tile", lambda c: c["tile_bm"].val * -(-c["tile_bn"].val // lanes) <= acc)
 
     def packed_shape(self, wl, cfg, target):

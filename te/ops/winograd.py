@@ -7,15 +7,16 @@ A tile of m x m output pixels is computed from an (m+2) x (m+2) input tile:
 The weight transform U = G w G^T runs once, at build time (`transform_weight_numpy`), and is
 stored as alpha x alpha matrices [K, C] packed by `bn` output channels.  Per run:
 
-1. `pack`: the zero-padded input, channels last, [N, Hp, Wp, C];
+1. `pack`: the input, channels last, [N, H, W, C] (a transpose of contiguous rows);
 2. `input transform` V[e, nu, p, c] = (B^T d_p B)[e, nu] for every tile p (separable: rows, then
-   columns; the constant matrices are folded into the code, see below);
+   columns; the constant matrices are folded into the code, see below), the padding's zeros a
+   select on the tile's rows and columns;
 3. alpha^2 independent GEMMs M[e, nu] (P x K) = V[e, nu] (P x C) @ U[e, nu] (C x K), register
    blocked as te.ops.matmul's packed GEMM;
 4. `output transform` Y = A^T M_p A per tile, plus the epilogue, stored to NCHW.
 
-With few input channels (`fused_pays`) steps 3 and 4 run together per block of tiles
-(`schedule_fused`): M is then a few KiB per task instead of a whole-map scratch.
+With few input channels (`fused_pays`) steps 2 to 4 run together per block of tiles
+(`schedule_fused`): V and M are then a few KiB per task instead of whole-map scratch.
 
 F(4x4, 3x3) does 36 multiplies per 16 outputs and channel pair where the direct conv does 144.
 The transforms cost per channel, not per channel pair, so the algorithm pays where channels
@@ -102,7 +103,7 @@ def tiles(g, m: int) -> int:
     return g.N * -(-g.OH // m) * -(-g.OW // m)
 
 
-TILE_ROWS = (2, 4, 6, 8, 12, 14)      # the tile_bm knob's options: tiles (GEMM rows) per register tile
+TILE_ROWS = (2, 4, 6, 7, 8, 12, 14)      # the tile_bm knob's options: tiles (GEMM rows) per register tile
 
 
 def default_bm(bn: int, target: Target, C: int = 0, K: int = 0, P: int = 0) -> int:
@@ -117,7 +118,13 @@ def default_bm(bn: int, target: Target, C: int = 0, K: int = 0, P: int = 0) -> i
     from L1 for the others; more rows mean fewer loads per FMA (14 x 2: 16 loads per 28 FMAs,
     6 x 2: 8 per 12) and fewer passes over U (4 instead of 9 on ResNet-50's 49 tiles of 14x14
     and 28x28 maps).  The padding bounds it: 16 tiles (F(4x4) on 14x14) take 8 rows, not 14
-    (28 rows computed).  Measured in ResNet-50's order on Emerald Rapids (bench/conv_in_model.py,
+    (28 rows computed), and 49 tiles (F(2x2) on 14x14, F(4x4) on 28x28: 7 x 7) take 7, not 14
+    (56 rows: every stage, transforms included, runs over the padded rows): 7 x 2 accumulators
+    are still 14 independent FMA chains, more than two FMA units of 4-cycle latency need, and 9
+    loads per 14 FMAs stay within two load ports on any AVX-512 core.  Measured in ResNet-50's
+    order (bench/conv_in_model.py, one thread's CPU time, loaded machine, rough), 7 rows against
+    14: 256 -> 256 at 14x14 (F(2x2)) 1.04-1.08x on its 5 calls, 128 -> 128 at 28x28 (F(4x4))
+    1.11-1.14x on its 3.  Measured in ResNet-50's order on Emerald Rapids (bench/conv_in_model.py,
     one thread's CPU time, a loaded machine, rough), 14 rows against 6: 256 -> 256 at 14x14
     (F(2x2)) 1.09-1.14x on each of its 5 calls, 128 -> 128 at 28x28 (F(4x4)) 1.06-1.10x on its
     3; with default_tile_k's 8 as well 1.17-1.26x and 1.11-1.15x, alone with warm weights 1.07x
@@ -162,6 +169,47 @@ def _combo(coeffs, get):
     return total
 
 
+def _bt4_rows(d, k):
+    """B^T d of F(4x4)'s rows, factored so that rows share their sums (d1 + d2, d4 - d2, ...):
+    14 adds and multiply-adds for the 6 rows where each row's own sparse sum takes 22.
+    `k(c, like)` makes the constant c (a te.const, or a float for numpy).
+
+    Fewer operations on any core (the transforms are a quarter of an F(4x4) conv's time alone).
+    LLVM does not reassociate floating-point sums (no fast-math), so it cannot find the shared
+    sums in the sparse form; spelled out, its common-subexpression elimination merges them.
+    Measured against the sparse sums (one thread's CPU time, loaded machine, rough): the input transform's arithmetic 252 -> 216 instructions per tile and channel
+    vector, fewer spills (183 -> 166); in ResNet-50's order 64 -> 64 at 56x56 1.05x and
+    128 -> 128 at 28x28 1.03x (its three calls together)."""
+    s12, d12, s34, d43, d42, d31 = d[1] + d[2], d[1] - d[2], d[3] + d[4], d[4] - d[3], d[4] - d[2], d[3] - d[1]
+    return [(d[4] - d[2] * k(5, d[2])) + d[0] * k(4, d[0]), s34 - s12 * k(4, s12), d43 + d12 * k(4, d12),
+            d42 + d31 * k(2, d31), d42 - d31 * k(2, d31), (d[5] - d[3] * k(5, d[3])) + d[1] * k(4, d[1])]
+
+
+def _at4_rows(t, k):
+    """A^T t of F(4x4)'s rows, factored the same way (t1 + t2, t3 - t4, ...)."""
+    s12, d12, s34, d34 = t[1] + t[2], t[1] - t[2], t[3] + t[4], t[3] - t[4]
+    return [t[0] + s12 + s34, d12 + d34 * k(2, d34), s12 + s34 * k(4, s34), d12 + d34 * k(8, d34) + t[5]]
+
+
+_FACTORED = {("BT", 4): _bt4_rows, ("AT", 4): _at4_rows}
+
+
+def _te_const(c, like):
+    return te.const(float(c), like.dtype)
+
+
+def _rows(name: str, m: int, get, n: int):
+    """The rows of F(m)'s matrix `name` ("AT" or "BT") applied to get(0 .. n-1): factored where
+    _FACTORED has them, else each row's sparse sum (_combo).  The unrolled steps each emit one
+    row; LLVM's common-subexpression elimination shares the sums between them (the same
+    operations on the same values: no reassociation, so no fast-math needed)."""
+    f = _FACTORED.get((name, m))
+    if f is not None:
+        return f([get(j) for j in range(n)], _te_const)
+    mat = dict(zip(("AT", "G", "BT"), matrices(m)))[name]
+    return [_combo(row, get) for row in mat]
+
+
 def _pick(index, exprs):
     """exprs[index] as a chain of selects (folded by code generation when index is known)."""
     if isinstance(index, IterVar):
@@ -181,7 +229,6 @@ def conv2d_winograd(x: te.Tensor, w: WinogradWeight | te.Tensor, g, bias: te.Ten
     if not applies(g):
         raise ValueError(f"{name}: winograd needs a 3x3 stride-1 ungrouped conv without dilation")
     check_bias(bias, g.K, name)
-    AT, _, BT = matrices(m)
     alpha = m + 2
     N, C, H, W, K = g.N, g.C, g.H, g.W, g.K
     TH, TW = -(-g.OH // m), -(-g.OW // m)
@@ -197,15 +244,15 @@ def conv2d_winograd(x: te.Tensor, w: WinogradWeight | te.Tensor, g, bias: te.Ten
     else:
         U = _transform_weight(w, m, bn, Kp, name)
 
-    # 1. the padded input, channels last: tiles read whole channel vectors
-    Hp, Wp = TH * m + 2, TW * m + 2
+    # 1. the input channels last (no padding: a transpose of contiguous rows): tiles read whole
+    # channel vectors; the padding is the row transform's select
+    xq = te.compute((N, H, W, C), lambda n, h, w_, c: x[n, c, h, w_], name=f"{name}.wpad", tag="winograd.pad")
 
-    def pack_f(n, h, w_, c):
+    def padded(n, h, w_, c):
         hh, ww = h - g.pt, w_ - g.pl
         inside = te.all(hh >= 0, hh < H, ww >= 0, ww < W)
-        src = x[n, c, te.min_of(te.max_of(hh, 0), H - 1), te.min_of(te.max_of(ww, 0), W - 1)]
+        src = xq[n, te.min_of(te.max_of(hh, 0), H - 1), te.min_of(te.max_of(ww, 0), W - 1), c]
         return te.if_then_else(inside, src, te.const(0, dtype))
-    xq = te.compute((N, Hp, Wp, C), pack_f, name=f"{name}.wpad", tag="winograd.pad")
 
     # 2. input transform, rows then columns
     def tile_of(p):
@@ -214,10 +261,10 @@ def conv2d_winograd(x: te.Tensor, w: WinogradWeight | te.Tensor, g, bias: te.Ten
 
     def rows_f(a, nu, p, c):
         n, th, tw = tile_of(p)
-        return _pick(nu, [_combo(BT[v], lambda b: xq[n, th * m + a, tw * m + b, c]) for v in range(alpha)])
+        return _pick(nu, _rows("BT", m, lambda b: padded(n, th * m + a, tw * m + b, c), alpha))
     d1 = te.compute((alpha, alpha, Pp, C), rows_f, name=f"{name}.din", tag="winograd.din")
     V = te.compute((alpha, alpha, Pp, C),
-                   lambda e, nu, p, c: _pick(e, [_combo(BT[v], lambda a: d1[a, nu, p, c]) for v in range(alpha)]),
+                   lambda e, nu, p, c: _pick(e, _rows("BT", m, lambda a: d1[a, nu, p, c], alpha)),
                    name=f"{name}.v", tag="winograd.v")
 
     # 3. alpha^2 GEMMs
@@ -230,12 +277,12 @@ def conv2d_winograd(x: te.Tensor, w: WinogradWeight | te.Tensor, g, bias: te.Ten
 
     # 4. output transform, rows then columns, and the epilogue
     def o1_f(i, nu, p, k):
-        return _pick(i, [_combo(AT[r], lambda e: M[e, nu, p, k]) for r in range(m)])
+        return _pick(i, _rows("AT", m, lambda e: M[e, nu, p, k], alpha))
     o1 = te.compute((m, alpha, Pp, Kp), o1_f, name=f"{name}.o1", tag="winograd.o1")
 
     def out_f(n, k, h, w_):
         p = (n * TH + h // m) * TW + w_ // m
-        v = _pick(w_ % m, [_combo(AT[r], lambda nu: o1[h % m, nu, p, k]) for r in range(m)])
+        v = _pick(w_ % m, _rows("AT", m, lambda nu: o1[h % m, nu, p, k], alpha))
         if bias is not None:
             v = v + bias_at(bias, k)
         return apply_epilogue(epilogue, v, (n, k, h, w_))
@@ -272,7 +319,7 @@ def schedule_winograd_default(s: te.Schedule, out: te.Tensor, final: te.Tensor |
 
 def default_tile_k(C: int, fused: bool = True) -> int:
     """Input channels per unrolled GEMM step: 4 where the GEMMs run fused with the output
-    transform (schedule_fused, few channels), 8 where they run on their own (schedule_gemm).
+    transform (schedule_fused, few channels), 16 where they run on their own (schedule_gemm).
 
     An unrolled step of 8 channels issues the 16 U vectors (1 KiB, contiguous) and 8 x bm
     broadcasts of V of its 8 x bm x vectors FMAs together, twice as far ahead of their use as a
@@ -280,8 +327,14 @@ def default_tile_k(C: int, fused: bool = True) -> int:
     bench/conv_in_model.py, one thread's CPU time, a loaded machine, rough), 8 against 4 with 6
     rows: 256 -> 256 at 14x14 (F(2x2)) 1.07-1.12x, 128 -> 128 at 28x28 (F(4x4)) 1.08-1.10x; with
     default_bm's 14 rows 1.07-1.10x and 1.03-1.05x more.  The fused GEMMs (C <= 64) keep 4:
-    8 ran as fast there (64 -> 64 at 56x56, in the model's order: 1.00-1.02x)."""
-    return largest_divisor(C, 4 if fused else 8)
+    8 ran as fast there (64 -> 64 at 56x56, in the model's order: 1.00-1.02x).  With 7 rows
+    (default_bm, 49 tiles) 16 against 8, in ResNet-50's order (same conditions, two runs, the
+    builds' order swapped): 256 -> 256 at 14x14 1.07x and 1.07x, 128 -> 128 at 28x28 1.04x and
+    1.03x (each shape's calls together); 1.03-1.04x alone with warm weights.  A step of 16 is
+    224 FMAs and 32 U vectors (2 KiB, one contiguous run the L1 streamer follows) of straight
+    code: its size, not the registers (the accumulators stay bm x vectors), is what grows, a
+    few KiB against every x86 core's 32 KiB L1i."""
+    return largest_divisor(C, 4 if fused else 16)
 
 
 def runs_fused(g, m: int, bn: int, target: Target) -> bool:
@@ -306,11 +359,13 @@ def schedule_winograd(s: te.Schedule, out: te.Tensor, final: te.Tensor | None, t
         s[out].compute_inline()
     row_tiles = fused_row_tiles(g, m, bn, target)
     if (fused_pays(g) if fused is None else fused) and row_tiles:
-        schedule_fused(s, final, o1, M, acc, m, bn, row_tiles, tile_k or default_tile_k(g.C), work, target.lanes())
-    else:
-        schedule_output(s, final, o1, m, work, target.lanes(), target.threads)
-        schedule_gemm(s, M, acc, bm, bn, tile_k or default_tile_k(g.C, fused=False), work)
-    schedule_input(s, V, work, target.lanes())
+        task = schedule_fused(s, final, o1, M, acc, m, bn, row_tiles, tile_k or default_tile_k(g.C), work,
+                              target.lanes())
+        schedule_input(s, V, work, target.lanes(), at=(final, task), rows=True)
+        return
+    schedule_output(s, final, o1, m, work, target.lanes(), target.threads)
+    schedule_gemm(s, M, acc, bm, bn, tile_k or default_tile_k(g.C, fused=False), work)
+    schedule_input(s, V, work, target.lanes(), rows=True)
 
 
 # Input channels up to which the GEMMs and the output transform run fused (schedule_fused)
@@ -345,29 +400,39 @@ def fused_row_tiles(g, m: int, bn: int, target: Target) -> int:
     return max(fits) if fits and max(fits) >= 4 else 0
 
 
-def schedule_fused(s, final, o1, M, acc, m: int, bn: int, bt: int, tile_k: int, work: float, lanes: int) -> None:
-    """The GEMMs and the output transform per task: a block of `bt` tiles of one row of tiles by
-    `bn` output channels computes its alpha^2 products M (bt x bn each, in registers, then a few KiB
-    of scratch that stays in L1) and at once the output pixels from them.  The threads split the
-    rows of tiles, then the channel blocks: M never leaves the core that computed it, each thread
-    reads the transformed input of its own rows (the input stage split the tiles in the same
-    order) and writes whole rows of the output, as the 1x1 convs after it read them
-    (schedule.rows_split_pays).  The price: each thread reads all of U, once per row of tiles from
-    its L2 (at most 1 MiB with <= 64 input channels, `fused_pays`).  Splitting the channel blocks
-    first instead (each thread half of U) ran slower in SqueezeNet and ResNet-50 (rough)."""
+def schedule_fused(s, final, o1, M, acc, m: int, bn: int, bt: int, tile_k: int, work: float, lanes: int):
+    """All three stages per task, a block of `bt` tiles of one row of tiles: its transformed input
+    V (bt x alpha^2 x C floats: 63 KiB for 7 tiles of F(4x4) at C = 64, a stack buffer in L1/L2),
+    then per block of `bn` output channels its alpha^2 products M (bt x bn each, in registers,
+    then a few KiB of scratch that stays in L1) and at once the output pixels from them.  The
+    threads split the tasks (rows of tiles first): V and M never leave the core that computed
+    them, and each thread writes whole rows of the output, as the 1x1 convs after it read them
+    (schedule.rows_split_pays).  The price: each task reads all of U from L2 (at most 1 MiB with
+    <= 64 input channels, `fused_pays`).  Returns the task loop (where V is computed).
+
+    V per task instead of over the whole map (a parallel stage of its own before): the whole V is
+    2.25x the input (1.8 MB for 64 -> 64 at 56x56, F(4x4)), written to a model's workspace from
+    memory and read back; per task it stays in the core's caches.  Measured on Emerald Rapids,
+    one thread's CPU time, rough (a loaded machine): alone 1.10x on 64 -> 64 at 56x56, SqueezeNet's
+    shapes 0.97-1.02x (noise); in ResNet-50's order (its three 64 -> 64 at 56x56) 1.12-1.16x, and
+    the first stage's 14 kernels 3.5% faster together.  The caches it relies on (an L1 of 32-48
+    KiB, an L2 of 1-2 MiB per core) are those of every AVX-512/AVX2 core tilewise targets.  V per
+    row of tiles (all channel blocks of the row after it, a heap block of 126 KiB) measured the
+    same; splitting the channel blocks first (each thread half of U) ran slower in SqueezeNet and
+    ResNet-50 (rough)."""
     n, k, h, w_ = s[final].op.axis
     th, i = s[final].split(h, factor=m)
     tw, j = s[final].split(w_, factor=m)
     two, twi = s[final].split(tw, factor=bt)
     kb, kin = s[final].split(k, factor=bn)
     kv, ki = s[final].split(kin, factor=lanes)
-    s[final].reorder(n, th, kb, two, twi, kv, i, j, ki)
-    task = s[final].fuse(n, th, kb, two)
+    s[final].reorder(n, th, two, kb, twi, kv, i, j, ki)
+    task = s[final].fuse(n, th, two)
+    parallel_if_worth(s[final], task, work)
     s[final].unroll(i)
     s[final].unroll(j)
     s[final].vectorize(ki)
-    parallel_if_worth(s[final], task, work)
-    s[M].compute_at(s[final], task)
+    s[M].compute_at(s[final], kb)
     e, nu, p, kk = s[M].op.axis
     s[acc].compute_at(s[M], nu)
     register_block(s, acc, tile_k)
@@ -378,6 +443,7 @@ def schedule_fused(s, final, o1, M, acc, m: int, bn: int, bt: int, tile_k: int, 
     s[o1].unroll(oi)
     s[o1].unroll(onu)
     s[o1].vectorize(ok)
+    return task
 
 
 def schedule_output(s, final, o1, m: int, work: float, lanes: int, threads: int = 1) -> None:
@@ -433,8 +499,10 @@ def schedule_gemm(s, M, acc, bm: int, bn: int, tile_k: int, work: float) -> None
     parallel_if_worth(s[M], tile, work)
 
 
-def schedule_input(s, V, work: float, lanes: int) -> None:
-    """Per tile and one vector of channels: the row transform in registers, then V; the padded pack before."""
+def schedule_input(s, V, work: float, lanes: int, at=None, rows: bool = False) -> None:
+    """Per tile and one vector of channels: the row transform in registers, then V; the pack before.
+    `at` (stage, axis): V computed there (the tiles of a task, schedule_fused), else over the whole
+    map in parallel.  `rows`: the pack reads plain NCHW rows (schedule_pack)."""
     d1 = input_stage(V, "winograd.din")
     xq = input_stage(d1, "winograd.pad")
     e, nu, p, c = s[V].op.axis
@@ -443,15 +511,42 @@ def schedule_input(s, V, work: float, lanes: int) -> None:
     s[V].unroll(e)
     s[V].unroll(nu)
     s[V].vectorize(ci)
-    parallel_if_worth(s[V], p, work)
+    if at is None:
+        parallel_if_worth(s[V], p, work)
+    else:
+        s[V].compute_at(s[at[0]], at[1])
     s[d1].compute_at(s[V], co)
     a, dnu, dp, dc = s[d1].op.axis
     s[d1].unroll(a)
     s[d1].unroll(dnu)
     s[d1].vectorize(dc)
-    # the padded, channels-last input: one vector of channels (gathered from as many planes)
+    schedule_pack(s, xq, work, lanes, rows)
+
+
+def schedule_pack(s, xq, work: float, lanes: int, rows: bool) -> None:
+    """The channels-last input, per row: a vector of channels at a time (gathered from as many
+    planes), or where it reads plain NCHW rows (`rows`: fp32's, unpadded) up to `lanes` columns
+    unrolled (a divisor of the row: no guard), which code generation loads as contiguous runs of
+    the columns and transposes in registers (te/codegen_rows.py, transposed loads).
+
+    Unpadded, the zeros of the padding are the row transform's select instead (a compare and a
+    blend per input vector).  Measured against the padded, gathered pack (one thread, a loaded
+    machine, rough): the pack alone 112 -> 30 us on 64 x 56x56, 57 -> 17 on 128 x 28x28, 29 -> 10
+    on 256 x 14x14; the whole conv alone 1.14x on 64 -> 64 at 56x56 and SqueezeNet's 16 -> 64 at
+    55x55, 1.04x on 128 -> 128 at 28x28, 1.01x on 256 -> 256 at 14x14; in ResNet-50's order
+    (CPU time) 1.04x on each of its three Winograd shapes (all calls together).  A gather of 16
+    lanes costs about as much as 16 loads on every x86 core (Zen 4's and Intel's alike), a
+    transpose a few shuffles a vector."""
     n, hh, ww, c = s[xq].op.axis
     co, ci = s[xq].split(c, factor=lanes)
-    s[xq].reorder(n, hh, co, ww, ci)
+    if rows:
+        wo, wi = s[xq].split(ww, factor=largest_divisor(int(ww.dom[1]), lanes))
+        s[xq].reorder(n, hh, co, wo, wi, ci)
+        s[xq].unroll(wi)
+    else:
+        s[xq].reorder(n, hh, co, ww, ci)
     s[xq].vectorize(ci)
     parallel_if_worth(s[xq], s[xq].fuse(n, hh), work)
+
+
+

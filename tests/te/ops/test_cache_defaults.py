@@ -139,11 +139,11 @@ def test_winograd_rows_fill_the_registers_unless_they_pad():
     after the first row tile), unless they pad the tiles more than an eighth past the least."""
     for c in (EMERALD, ZEN4, ICELAKE, TINY):
         assert wg.default_bm(32, with_caches(c), 512, 512) == 14      # 28 accumulators / 2 vectors
-        assert wg.default_bm(32, with_caches(c), 256, 256, P=49) == 14  # 49 tiles -> 56 rows
+        assert wg.default_bm(32, with_caches(c), 256, 256, P=49) == 7   # 49 tiles: 7 x 7, not 56 rows
     assert wg.default_bm(32, with_caches(EMERALD), 256, 256, P=16) == 8   # F(4x4) on 14x14: not 28 rows
     assert wg.default_bm(16, with_caches(EMERALD), 512, 512) == 14
     assert wg.default_bm(16, with_caches(EMERALD, parse("llvm -mcpu=haswell")), 512, 512) == 6   # AVX2: 12 accumulators
-    assert wg.default_tile_k(256, fused=False) == 8 and wg.default_tile_k(64) == 4
+    assert wg.default_tile_k(256, fused=False) == 16 and wg.default_tile_k(64) == 4
 
 
 def test_nchwc_out_order_follows_the_target():

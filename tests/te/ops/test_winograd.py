@@ -25,6 +25,15 @@ def test_matrices_compute_a_1d_convolution_exactly(m):
     np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["AT", "BT"])
+def test_factored_transform_rows_equal_the_matrices(name):
+    """F(4x4)'s factored transform rows (shared sums) compute the same products as its matrices."""
+    AT, _, BT = winograd.matrices(4)
+    d = np.random.default_rng(3).standard_normal(6)
+    rows = winograd._FACTORED[name, 4](list(d), lambda c, like: float(c))
+    np.testing.assert_allclose(np.array(rows), {"AT": AT, "BT": BT}[name] @ d, rtol=1e-12, atol=1e-12)
+
+
 def test_an_unknown_tile_size_is_refused():
     with pytest.raises(ValueError, match="output tile 3 is not supported"):
         winograd.matrices(3)
@@ -176,7 +185,8 @@ def test_output_tiles_are_shared_out_evenly(threads, parallel):
 ])
 @pytest.mark.parametrize("fused", [True, False])
 def test_fused_gemm_and_output_match_numpy(m, shape, K, bn, fused):
-    """The GEMMs and the output transform per block of a row of tiles (schedule_fused) or stage by stage."""
+    """The input transform, the GEMMs and the output transform per block of a row of tiles
+    (schedule_fused) or stage by stage."""
     rng = np.random.default_rng(m)
     x = rng.standard_normal(shape).astype(np.float32)
     w = (rng.standard_normal((K, shape[1], 3, 3)) * 0.2).astype(np.float32)
@@ -191,9 +201,11 @@ def test_fused_gemm_and_output_match_numpy(m, shape, K, bn, fused):
                                  epilogue=lambda v, idx: te.max_of(v, 0.0))
     s = te.create_schedule(y.op)
     winograd.schedule_winograd(s, y, None, target, fused=fused)
-    alloc = next(ln for ln in str(te.lower(s, [X, Wt, B, y])).splitlines() if "allocate conv2d.m:" in ln)
-    tiles = int(alloc.rsplit("(", 1)[1].split(",")[2])          # M's tiles: a task's block, or the map's
-    assert (tiles == winograd.fused_row_tiles(g, m, bn, target)) is fused
+    lowered = str(te.lower(s, [X, Wt, B, y])).splitlines()
+    for buf in ("conv2d.m", "conv2d.v"):         # M's and V's tiles: a task's block, or the map's
+        alloc = next(ln for ln in lowered if f"allocate {buf}:" in ln)
+        tiles = int(alloc.rsplit("(", 1)[1].split(",")[2])
+        assert (tiles == winograd.fused_row_tiles(g, m, bn, target)) is fused
     out = np.full(y.shape, np.nan, np.float32)
     te.build(s, [X, Wt, B, y])(x, U, bias, out)
     want = conv_ref(x, w, pads=(1, 1, 1, 1)) + bias[None, :, None, None]
