@@ -29,11 +29,11 @@ from te.target import Target, parse
 from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
 from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, flops, geometry,  # noqa: F401
                             pad_nchw, resolve_padding, round_up, subsample_nchw)
-from . import conv_chunks
+from . import conv_chunks, conv_split_c
 from .direct_defaults import (default_ocb, default_out_order, default_pack_at, default_store, default_tiles,  # noqa: F401
                               input_rows_read, short_rows, small_map, spatial_out_order, subsamples, tile_budget,
                               split_by_rows, two_row_tile, two_vector_tiles, wide_map)
-from .direct_defaults import chunk_channels, paired_channels
+from .direct_defaults import chunk_channels, default_order, paired_channels
 from .knobs import FallbackConfig
 from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth, reduction_order,
                        register_tile)
@@ -241,9 +241,11 @@ def conv1x1_matmul(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor 
 
 def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias: te.Tensor | None = None,
                 epilogue: Epilogue | None = None, ocb: int | None = None, bw: int | None = None,
-                bh: int | None = None, name: str = "conv2d", target: Target | str | None = None) -> te.Tensor:
+                bh: int | None = None, parts: int = 1, name: str = "conv2d",
+                target: Target | str | None = None) -> te.Tensor:
     """The direct NCHW conv: packed weights, padded input, an accumulator tile in registers (for
-    target, None: this machine)."""
+    target, None: this machine); with `parts` > 1 the input channels split into that many partial
+    sums, added by the output stage (conv_split_c.py)."""
     target = parse(target)
     check_bias(bias, g.K, name)
     if isinstance(w, PackedWeight):
@@ -286,22 +288,49 @@ def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias
         c = rc if g.groups == 1 else (ko * ocb) // Kg * Cg + rc.var
         return te.sum(xp[n, c, oh * sh + rr * g.dh, ow * sw + rs * g.dw + off] * wp[ko, rc, rr, rs, ki],
                       axis=[rc, rr, rs])
-    acc = te.compute((g.N, Kp // ocb, OHp, OWp, ocb), acc_f, name=f"{name}.acc", tag="conv2d.acc")
+    if parts > 1:
+        acc = _partial_sums(xp, wp, g, parts, (g.N, Kp // ocb, OHp, OWp, ocb), sh, sw, off, name)
+    else:
+        acc = te.compute((g.N, Kp // ocb, OHp, OWp, ocb), acc_f, name=f"{name}.acc", tag="conv2d.acc")
 
     def out_f(n, k, oh, ow):
-        v = acc[n, k // ocb, oh, ow, k % ocb]
+        if parts > 1:
+            v = acc[0, n, k // ocb, oh, ow, k % ocb]
+            for t in range(1, parts):
+                v = v + acc[t, n, k // ocb, oh, ow, k % ocb]
+        else:
+            v = acc[n, k // ocb, oh, ow, k % ocb]
         if bias is not None:
             v = v + bias_at(bias, k)
         return apply_epilogue(epilogue, v, (n, k, oh, ow))
     return te.compute((g.N, g.K, g.OH, g.OW), out_f, name=name, tag="conv2d_nchw",
-                      attrs={"geometry": g, "ocb": ocb, "bh": bh, "bw": bw})
+                      attrs={"geometry": g, "ocb": ocb, "bh": bh, "bw": bw, "parts": parts})
+
+
+def _partial_sums(xp: te.Tensor, wp: te.Tensor, g: ConvGeometry, parts: int, shape: tuple, sh: int, sw: int,
+                  off: int, name: str) -> te.Tensor:
+    """A 1x1 conv's accumulator split by input channels: part t sums channels [t*C/parts,
+    (t+1)*C/parts) into its own map (conv_split_c.py)."""
+    share = g.C // parts
+    rc = te.reduce_axis((0, share), name="rc")
+    rr = te.reduce_axis((0, 1), name="rr")
+    rs = te.reduce_axis((0, 1), name="rs")
+
+    def part_f(t, n, ko, oh, ow, ki):
+        c = t * share + rc
+        return te.sum(xp[n, c, oh * sh + rr, ow * sw + rs + off] * wp[ko, c, rr, rs, ki], axis=[rc, rr, rs])
+    acc = te.compute((parts, *shape), part_f, name=f"{name}.acc", tag="conv2d.acc")
+    # the register tile accumulates in its own stage (computed at the tile, in registers), then
+    # stores into the map of its part: a map shared across threads is memory LLVM keeps as it is
+    return te.compute((parts, *shape), lambda *i: acc[i], name=f"{name}.parts", tag="conv2d.parts")
 
 
 def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None,
                              target: Target) -> None:
     """Schedule a direct conv2d_nchw output (and the injective ops fused after it) with cfg's knobs."""
     final = out if final is None else final
-    acc = input_stage(out, "conv2d.acc")
+    sums = input_stage(out, "conv2d.parts")         # a split reduction's partial sums (conv_split_c.py)
+    acc = input_stage(sums if sums is not None else out, "conv2d.acc")
     if acc is None:
         raise ValueError(f"{out.name} is not the output of te.ops.conv2d_nchw")
     wp = input_stage(acc, "conv2d.wpack")
@@ -317,19 +346,27 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     ic = (1 if g.sh == 1 else largest_divisor(Cg, 4)) if one_row else largest_divisor(Cg, 16)
     if bh == 2 and two_row_tile(g, ocb, target):
         ic = largest_divisor(Cg, 8)     # measured a little faster than 4 and 16 with the 2 x 7 tile
-    order = default_out_order(g, ocb, bh, bw, target)
+    order = default_order(g, ocb, bh, bw, target)
     if order == "chunks_outer":
         ic = chunk_channels(g)          # the chunk that stays in L1 with the block's map
     cfg.define_split("tile_ic", Cg, num_outputs=2, max_factor=64, default=[-1, ic])
     # channels outside the taps for spatial convs: never slower than the taps outside on ResNet-50's
     # and VGG-19's 3x3 layers, and the order most tuned 3x3 configs choose (bench/RESULTS.md)
     cfg.define_knob("reduce_order", list(REDUCE_ORDERS), default="c_rs" if g.R * g.S > 1 else "rs_c")
-    cfg.define_knob("out_order", ["oc_outer", "rows_outer", "chunks_outer"], default=order)
+    cfg.define_knob("out_order", ["oc_outer", "rows_outer", "chunks_outer", "split_c"], default=order)
     cfg.define_knob("store", ["vec_ow", "vec_oc"], default=default_store(g, bw))
     cfg.define_knob("pack_at", ["root", "oc_block"], default=default_pack_at(g, ocb, bh, bw, target))
 
     if final is not out:
         s[out].compute_inline()
+    if attrs.get("parts", 1) > 1:
+        conv_split_c.schedule_split_c(s, sums, acc, final, g, ocb, bh, bw, target,
+                                      lambda outer, tile: _acc_tile(cfg, s, acc, outer, tile, paired_channels(g)))
+        if wp is not None:
+            _schedule_wpack(s, wp, g.flops / 2)
+        if xp is not None:
+            _schedule_pad(s, xp, g.flops / 2)
+        return
     if cfg["out_order"].val == "chunks_outer" and conv_chunks.applies(g, bh, bw):
         conv_chunks.schedule_chunks_outer(cfg, s, acc, final, g, ocb, bh, bw)
         if wp is not None:

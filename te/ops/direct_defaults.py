@@ -13,10 +13,10 @@ from __future__ import annotations
 from te.caches import BYTES_PER_CYCLE, FMA_UNITS, beats
 from te.target import Target
 
-from . import conv_chunks
+from . import conv_chunks, conv_split_c
 from .common import largest_divisor
 from .conv_geometry import ConvGeometry, round_up
-from .schedule import rows_split_pays
+from .schedule import REMOTE_INPUT_COST, rows_split_pays
 
 
 def default_ocb(g: ConvGeometry, target: Target) -> int:
@@ -262,6 +262,34 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     rows_outer = (c.loop_cycles(work, lanes, [(rows * w, w + band), ((tiles - rows) * w, w_b + band)])
                   + c.plane_cycles(blocks * x, band + w_b))
     return "rows_outer" if beats(rows_outer, oc_outer) else "oc_outer"
+
+
+def default_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
+    """The direct conv's untuned out_order: "split_c" where `split_c_pays`, else default_out_order's."""
+    return "split_c" if split_c_pays(g, target) else default_out_order(g, ocb, bh, bw, target)
+
+
+def split_c_pays(g: ConvGeometry, target: Target) -> bool:
+    """Do the threads split a stride-1 1x1 conv's input channels (conv_split_c.py) rather than its
+    output channels or rows?
+
+    Counted in bytes a thread moves beyond one pass over its share, with T threads, input X,
+    weights W, output Y: split by output channels it reads (T-1)/T X from the other cores' lines,
+    a channel plane apart (schedule.REMOTE_INPUT_COST times a streamed byte); by rows, (T-1)/T W
+    more weights and (T-1)/T^2 X remote; by input channels it writes its partial map and reads
+    a share of all T maps when adding them (2 Y, streamed in order).  The split pays where 2 Y is
+    below the cheaper of the others: deep reductions onto few channels, ResNet-50's 1024 -> 256
+    at 14x14 (X 0.8 MB, W 1 MB, Y 0.2 MB: 0.4 MB against 0.8) and 2048 -> 512 at 7x7; not its
+    256 -> 1024 (Y four times X).  The sizes are the only inputs, so it holds as far as the
+    remote-line cost does (the same L2-to-L2 transfer on Zen 4/5, Ice Lake and Sapphire/Emerald
+    Rapids), and only on more than one thread."""
+    T = target.threads
+    if not conv_split_c.applies(g, T) or (g.sh, g.sw) != (1, 1) or (g.pt, g.pl, g.pb, g.pr) != (0, 0, 0, 0):
+        return False
+    x, w, y = 4.0 * g.N * g.C * g.H * g.W, 4.0 * g.K * g.C, 4.0 * g.N * g.K * g.OH * g.OW
+    by_channels = REMOTE_INPUT_COST * x * (T - 1) / T
+    by_rows = w * (T - 1) / T + REMOTE_INPUT_COST * x * (T - 1) / T ** 2
+    return 2 * y < min(by_channels, by_rows)
 
 
 def spatial_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:

@@ -28,7 +28,8 @@ from . import winograd as wg
 from .conv2d import (PackedWeight, _tile_candidates, as_matmul, conv1x1_matmul, conv2d_nchw, default_ocb,
                      default_tiles, gemm_applies, gemm_defaults, gemm_tile_k, pack_weight_numpy,
                      schedule_conv2d_nchw_cfg, tile_budget)
-from . import conv_stem
+from . import conv_split_c, conv_stem
+from .direct_defaults import default_order
 from .conv2d_nchwc import conv2d_NCHWc, pack_conv_weight_numpy, schedule_conv2d_NCHWc_cfg
 from .conv_algorithm import Algorithm, choose
 from .conv_geometry import round_up
@@ -108,8 +109,10 @@ class DirectConv(_Conv):
         x, w, bias = (list(inputs) + [None])[:3]
         if prepacked:
             w = PackedWeight(w, wl.w_shape)
-        return conv2d_nchw(x, w, wl.geometry, bias, ocb=cfg["tile_oc"].val, bw=cfg["tile_ow"].size[-1],
-                           bh=cfg["tile_oh"].size[-1], name=name or "conv2d", target=target)
+        g, ocb, bw, bh = wl.geometry, cfg["tile_oc"].val, cfg["tile_ow"].size[-1], cfg["tile_oh"].size[-1]
+        parts = conv_split_c.parts_of(cfg, g, default_order(g, ocb, bh, bw, target), target.threads)
+        return conv2d_nchw(x, w, g, bias, ocb=ocb, bw=bw, bh=bh, parts=parts, name=name or "conv2d",
+                           target=target)
 
     def schedule(self, s, out, final, cfg, target):
         schedule_conv2d_nchw_cfg(cfg, s, out, final, target)
