@@ -280,13 +280,24 @@ def split_c_pays(g: ConvGeometry, target: Target) -> bool:
     a share of all T maps when adding them (2 Y, streamed in order).  The split pays where 2 Y is
     below the cheaper of the others: deep reductions onto few channels, ResNet-50's 1024 -> 256
     at 14x14 (X 0.8 MB, W 1 MB, Y 0.2 MB: 0.4 MB against 0.8) and 2048 -> 512 at 7x7; not its
-    256 -> 1024 (Y four times X).  The sizes are the only inputs, so it holds as far as the
-    remote-line cost does (the same L2-to-L2 transfer on Zen 4/5, Ice Lake and Sapphire/Emerald
-    Rapids), and only on more than one thread."""
+    256 -> 1024 (Y four times X).
+
+    A thread's share of the weights must also fit in half its L2: split by input channels, thread
+    t reads a slice of every channel block, not the contiguous slice of the weights the model's
+    prefetch (te/prefetch.py) streams into its L2, so where the weights are a stream from memory
+    that the kernel waits on, the split loses that prefetch.  Measured in ResNet-50's order on
+    Emerald Rapids, 2 threads (bench/conv_in_model.py, wall time on a loaded machine, rough):
+    1024 -> 256 at 14x14 (0.5 MiB a thread) 306-346 us against 395-431 split by rows (the
+    previous default) and 381-435 by output channel blocks; 2048 -> 512 at 7x7 (2 MiB a thread)
+    497-515 us against 477-480 by output channel blocks, which it keeps.  The sizes and the L2
+    are the only inputs, so the rule holds as far as the remote-line cost does (the same L2-to-L2
+    transfer on Zen 4/5, Ice Lake and Sapphire/Emerald Rapids), and only on more than one thread."""
     T = target.threads
     if not conv_split_c.applies(g, T) or (g.sh, g.sw) != (1, 1) or (g.pt, g.pl, g.pb, g.pr) != (0, 0, 0, 0):
         return False
     x, w, y = 4.0 * g.N * g.C * g.H * g.W, 4.0 * g.K * g.C, 4.0 * g.N * g.K * g.OH * g.OW
+    if w / T > target.caches.l2 / 2:
+        return False
     by_channels = REMOTE_INPUT_COST * x * (T - 1) / T
     by_rows = w * (T - 1) / T + REMOTE_INPUT_COST * x * (T - 1) / T ** 2
     return 2 * y < min(by_channels, by_rows)
