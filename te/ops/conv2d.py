@@ -43,19 +43,22 @@ from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, paralle
 
 @dataclass(frozen=True)
 class PackedWeight:
-    """A conv weight already laid out [K/ocb, C/groups, R, S, ocb] (zero-padded channels).
+    """A conv weight already laid out [K/ocb, C/groups, R, S, ocb] (zero-padded channels); for a
+    reduction split into `parts` (conv_split_c.py) [parts x K/ocb, C/parts, R, S, ocb]: each
+    part's weights contiguous, as its thread reads them.
 
     `shape` is the logical OIHW shape, so `conv2d` computes the geometry from it as usual.
     """
     tensor: te.Tensor
     shape: tuple[int, int, int, int]
+    parts: int = 1
 
     def __post_init__(self):
         K, Cg, R, S = self.shape
         kb, c, r, s, ocb = self.tensor.shape
-        if (c, r, s) != (Cg, R, S) or kb * ocb != round_up(K, ocb):
+        if (c * self.parts, r, s) != (Cg, R, S) or kb * ocb != round_up(K, ocb) * self.parts:
             raise ValueError(f"packed weight {self.tensor.name}: shape {self.tensor.shape} is not a "
-                             f"[K/ocb, C, R, S, ocb] packing of {self.shape}")
+                             f"[{self.parts} x K/ocb, C/{self.parts}, R, S, ocb] packing of {self.shape}")
 
     @property
     def ocb(self) -> int:
@@ -66,14 +69,19 @@ class PackedWeight:
         return self.tensor.dtype
 
 
-def pack_weight_numpy(w, ocb: int):
-    """OIHW -> [K/ocb, C, R, S, ocb] on a numpy constant, zero-padding K to a multiple of ocb."""
+def pack_weight_numpy(w, ocb: int, parts: int = 1):
+    """OIHW -> [K/ocb, C, R, S, ocb] on a numpy constant, zero-padding K to a multiple of ocb; with
+    `parts`, [parts x K/ocb, C/parts, R, S, ocb] (PackedWeight)."""
     import numpy as np
     K, Cg, R, S = w.shape
     Kp = round_up(K, ocb)
     wp = np.zeros((Kp, Cg, R, S), w.dtype)
     wp[:K] = w
-    return np.ascontiguousarray(wp.reshape(Kp // ocb, ocb, Cg, R, S).transpose(0, 2, 3, 4, 1))
+    packed = wp.reshape(Kp // ocb, ocb, Cg, R, S).transpose(0, 2, 3, 4, 1)
+    if parts > 1:
+        packed = packed.reshape(Kp // ocb, parts, Cg // parts, R, S, ocb).transpose(1, 0, 2, 3, 4, 5)
+        packed = packed.reshape(parts * Kp // ocb, Cg // parts, R, S, ocb)
+    return np.ascontiguousarray(packed)
 
 
 # ---------------------------------------------------------------- the public op
@@ -250,8 +258,9 @@ def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias
     check_bias(bias, g.K, name)
     if isinstance(w, PackedWeight):
         ocb = ocb or w.ocb
-        if ocb != w.ocb:
-            raise ValueError(f"{name}: channel block {ocb} asked for, the weight is packed by {w.ocb}")
+        if ocb != w.ocb or parts != w.parts:
+            raise ValueError(f"{name}: channel block {ocb} in {parts} parts asked for, the weight is "
+                             f"packed by {w.ocb} in {w.parts}")
     ocb = ocb or default_ocb(g, target)
     dbh, dbw = default_tiles(g, ocb, target)
     bh, bw = bh or dbh, bw or dbw
@@ -289,7 +298,8 @@ def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias
         return te.sum(xp[n, c, oh * sh + rr * g.dh, ow * sw + rs * g.dw + off] * wp[ko, rc, rr, rs, ki],
                       axis=[rc, rr, rs])
     if parts > 1:
-        acc = _partial_sums(xp, wp, g, parts, (g.N, Kp // ocb, OHp, OWp, ocb), sh, sw, off, name)
+        acc = _partial_sums(xp, wp, isinstance(w, PackedWeight), g, parts, (g.N, Kp // ocb, OHp, OWp, ocb),
+                            sh, sw, off, name)
     else:
         acc = te.compute((g.N, Kp // ocb, OHp, OWp, ocb), acc_f, name=f"{name}.acc", tag="conv2d.acc")
 
@@ -307,18 +317,20 @@ def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias
                       attrs={"geometry": g, "ocb": ocb, "bh": bh, "bw": bw, "parts": parts})
 
 
-def _partial_sums(xp: te.Tensor, wp: te.Tensor, g: ConvGeometry, parts: int, shape: tuple, sh: int, sw: int,
-                  off: int, name: str) -> te.Tensor:
+def _partial_sums(xp: te.Tensor, wp: te.Tensor, by_part: bool, g: ConvGeometry, parts: int, shape: tuple,
+                  sh: int, sw: int, off: int, name: str) -> te.Tensor:
     """A 1x1 conv's accumulator split by input channels: part t sums channels [t*C/parts,
-    (t+1)*C/parts) into its own map (conv_split_c.py)."""
-    share = g.C // parts
+    (t+1)*C/parts) into its own map (conv_split_c.py), from weights laid out by part (`by_part`:
+    a PackedWeight's) or [K/ocb, C, R, S, ocb] (packed inside the kernel)."""
+    share, blocks = g.C // parts, shape[1]
     rc = te.reduce_axis((0, share), name="rc")
     rr = te.reduce_axis((0, 1), name="rr")
     rs = te.reduce_axis((0, 1), name="rs")
 
     def part_f(t, n, ko, oh, ow, ki):
         c = t * share + rc
-        return te.sum(xp[n, c, oh * sh + rr, ow * sw + rs + off] * wp[ko, c, rr, rs, ki], axis=[rc, rr, rs])
+        wv = wp[t * blocks + ko, rc, rr, rs, ki] if by_part else wp[ko, c, rr, rs, ki]
+        return te.sum(xp[n, c, oh * sh + rr, ow * sw + rs + off] * wv, axis=[rc, rr, rs])
     acc = te.compute((parts, *shape), part_f, name=f"{name}.acc", tag="conv2d.acc")
     # the register tile accumulates in its own stage (computed at the tile, in registers), then
     # stores into the map of its part: a map shared across threads is memory LLVM keeps as it is

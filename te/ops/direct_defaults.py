@@ -282,25 +282,27 @@ def split_c_pays(g: ConvGeometry, target: Target) -> bool:
     at 14x14 (X 0.8 MB, W 1 MB, Y 0.2 MB: 0.4 MB against 0.8) and 2048 -> 512 at 7x7; not its
     256 -> 1024 (Y four times X).
 
-    A thread's share of the weights must also fit in half its L2: split by input channels, thread
-    t reads a slice of every channel block, not the contiguous slice of the weights the model's
-    prefetch (te/prefetch.py) streams into its L2, so where the weights are a stream from memory
-    that the kernel waits on, the split loses that prefetch.  Measured in ResNet-50's order on
-    Emerald Rapids, 2 threads (bench/conv_in_model.py, wall time on a loaded machine, rough):
-    1024 -> 256 at 14x14 (0.5 MiB a thread) 306-346 us against 395-431 split by rows (the
-    previous default) and 381-435 by output channel blocks; 2048 -> 512 at 7x7 (2 MiB a thread)
-    497-515 us against 477-480 by output channel blocks, which it keeps.  The sizes and the L2
-    are the only inputs, so the rule holds as far as the remote-line cost does (the same L2-to-L2
-    transfer on Zen 4/5, Ice Lake and Sapphire/Emerald Rapids), and only on more than one thread."""
+    Only where the weights outweigh the input (W >= X): the count assumes thread t finds input
+    channel range t in its own L2, as a producer split by output channels leaves it, and the
+    weight-heavy layers are the ones split so (ResNet-50's last two stages); a conv on a wider
+    map with few weights (SqueezeNet's squeeze convs, ResNet-50's 256 -> 64 at 56x56) follows
+    producers split by rows, where the rows split reads no remote input and this one would.
+
+    Measured in ResNet-50's order on Emerald Rapids, 2 threads (bench/conv_in_model.py, wall time
+    on a loaded machine, rough), against the previous defaults in the same runs: 1024 -> 256 at
+    14x14 306-346 us against 395-431 split by rows and 381-435 by output channel blocks;
+    2048 -> 512 at 7x7 293 us against 365-375 by output channel blocks (its weights packed by
+    part, so that each thread's slice is the contiguous one the model's prefetch streams into its
+    L2, te/prefetch.py; with the unsplit layout it ran 0.93-0.97x).  The sizes are the only
+    inputs, so the rule holds as far as the remote-line cost does (the same L2-to-L2 transfer on
+    Zen 4/5, Ice Lake and Sapphire/Emerald Rapids), and only on more than one thread."""
     T = target.threads
     if not conv_split_c.applies(g, T) or (g.sh, g.sw) != (1, 1) or (g.pt, g.pl, g.pb, g.pr) != (0, 0, 0, 0):
         return False
     x, w, y = 4.0 * g.N * g.C * g.H * g.W, 4.0 * g.K * g.C, 4.0 * g.N * g.K * g.OH * g.OW
-    if w / T > target.caches.l2 / 2:
-        return False
     by_channels = REMOTE_INPUT_COST * x * (T - 1) / T
     by_rows = w * (T - 1) / T + REMOTE_INPUT_COST * x * (T - 1) / T ** 2
-    return 2 * y < min(by_channels, by_rows)
+    return w >= x and 2 * y < min(by_channels, by_rows)
 
 
 def spatial_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
