@@ -264,6 +264,9 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     return "rows_outer" if beats(rows_outer, oc_outer) else "oc_outer"
 
 
+MIN_PART_CHANNELS = 64  # input channels each thread's part of an untuned split_c conv sums (split_c_pays)
+
+
 def default_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
     """The direct conv's untuned out_order: "split_c" where `split_c_pays`, else default_out_order's."""
     return "split_c" if split_c_pays(g, target) else default_out_order(g, ocb, bh, bw, target)
@@ -288,6 +291,12 @@ def split_c_pays(g: ConvGeometry, target: Target) -> bool:
     map with few weights (SqueezeNet's squeeze convs, ResNet-50's 256 -> 64 at 56x56) follows
     producers split by rows, where the rows split reads no remote input and this one would.
 
+    Each part must also keep MIN_PART_CHANNELS input channels: a thread writes and re-reads its
+    whole partial map (8 bytes per output) for 2 x C/T FLOPs per output, so with 64 channels at
+    least 16 FLOP a byte, above the ridge point of the cores this project meets (15 on this
+    Emerald Rapids VM, 'tilewise info'); many threads on a short reduction would make the split
+    memory bound.
+
     Measured in ResNet-50's order on Emerald Rapids, 2 threads (bench/conv_in_model.py, wall time
     on a loaded machine, rough), against the previous defaults in the same runs: 1024 -> 256 at
     14x14 306-346 us against 395-431 split by rows and 381-435 by output channel blocks;
@@ -302,7 +311,7 @@ def split_c_pays(g: ConvGeometry, target: Target) -> bool:
     x, w, y = 4.0 * g.N * g.C * g.H * g.W, 4.0 * g.K * g.C, 4.0 * g.N * g.K * g.OH * g.OW
     by_channels = REMOTE_INPUT_COST * x * (T - 1) / T
     by_rows = w * (T - 1) / T + REMOTE_INPUT_COST * x * (T - 1) / T ** 2
-    return w >= x and 2 * y < min(by_channels, by_rows)
+    return w >= x and g.C // T >= MIN_PART_CHANNELS and 2 * y < min(by_channels, by_rows)
 
 
 def spatial_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
