@@ -14,12 +14,13 @@ apart, where no prefetcher reaches; split by rows, every thread reads all the we
 input channels, thread t reads the input channels the kernel before left in its own L2 (a
 direct conv, split by output channel blocks, wrote channel range t) and its part of the weights
 once, and the cost moves to the partial sums: T maps of the output's size written, then read
-once, in order (prefetched), when the parts are added.  Weights packed ahead of time (a model's)
-are laid out by part (conv2d.PackedWeight.parts), so thread t's are the t-th contiguous slice,
-the one the model's weight prefetch (te/prefetch.py) streams into its L2.
-direct_defaults.split_c_pays says where
+once, in order (prefetched), when the parts are added.  direct_defaults.split_c_pays says where
 that is the cheaper traffic: deep reductions onto a few output channels (ResNet-50's 1024 -> 256
 at 14x14 and 2048 -> 512 at 7x7).
+
+Weights packed ahead of time (a model's) are laid out by part (conv2d.PackedWeight.parts), so
+thread t's are the t-th contiguous slice of them, the one the model's weight prefetch
+(te/prefetch.py) streams into its L2.
 """
 from __future__ import annotations
 

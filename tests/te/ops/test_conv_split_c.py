@@ -27,8 +27,9 @@ def two_threads(threads: int = 2):
     return dataclasses.replace(host(), threads=threads)
 
 
-def run(wl: ConvWorkload, knobs: dict, prepacked: bool, rng, target) -> None:
-    """The direct conv of wl (bias + Relu) with the default config updated by knobs, against numpy's."""
+def run(wl: ConvWorkload, knobs: dict, prepacked: bool, rng, target, residual: bool = False) -> None:
+    """The direct conv of wl (bias, a residual added with `residual`, Relu) with the default config
+    updated by knobs, against numpy's."""
     task = autotune.create_task(DIRECT.template, DIRECT.args(wl), target)
     sp = task.config_space
     cfg = sp.from_json({**sp.get(sp.default_index()).to_json(), **knobs})
@@ -36,15 +37,17 @@ def run(wl: ConvWorkload, knobs: dict, prepacked: bool, rng, target) -> None:
     b = te.placeholder((wl.w_shape[0],), name="b")
     y = DIRECT.compute([x, w, b], wl, cfg, target, prepacked)
     assert y.op.attrs["parts"] == (target.threads if knobs.get("out_order") == "split_c" else 1)
-    y = ops.relu(y)
+    r = te.placeholder(y.shape, name="r")
+    y = ops.relu(ops.add(y, r) if residual else y)
     s = ops.schedule([y], target, anchor_schedule=lambda s, out, final: DIRECT.schedule(s, out, final, cfg, target))
-    f = te.build(s, [x, w, b, y], target=target)
+    f = te.build(s, [x, w, b, *([r] if residual else []), y], target=target)
     xa = rng.standard_normal(wl.x_shape).astype(np.float32)
     wa = rng.standard_normal(wl.w_shape).astype(np.float32)
     ba = rng.standard_normal(wl.w_shape[0]).astype(np.float32)
+    ra = rng.standard_normal(y.shape).astype(np.float32)
     out = np.zeros(y.shape, np.float32)
-    f(xa, DIRECT.pack_weight(wa, wl, cfg, target) if prepacked else wa, ba, out)
-    ref = conv_ref(xa, wa, wl.strides, wl.padding) + ba[None, :, None, None]
+    f(xa, DIRECT.pack_weight(wa, wl, cfg, target) if prepacked else wa, ba, *([ra] if residual else []), out)
+    ref = conv_ref(xa, wa, wl.strides, wl.padding) + ba[None, :, None, None] + (ra if residual else 0)
     np.testing.assert_allclose(out, np.maximum(ref, 0), rtol=2e-4, atol=2e-3)
 
 
@@ -58,6 +61,12 @@ def test_split_c_matches_numpy(shape, threads, prepacked, rng):
     N, C, H, W, K = shape
     wl = ConvWorkload((N, C, H, W), (K, C, 1, 1), (1, 1), (0, 0, 0, 0))
     run(wl, {"out_order": "split_c"}, prepacked, rng, two_threads(threads))
+
+
+def test_split_c_with_residual(rng):
+    """The output stage adds the parts, the bias and a residual before the Relu (ResNet's Sum)."""
+    wl = ConvWorkload((1, 256, 7, 7), (64, 256, 1, 1), (1, 1), (0, 0, 0, 0))
+    run(wl, {"out_order": "split_c"}, True, rng, two_threads(2), residual=True)
 
 
 def test_split_c_needs_threads_and_channels(rng):
