@@ -56,6 +56,7 @@ def run(wl: ConvWorkload, knobs: dict, prepacked: bool, rng, target, residual: b
 @pytest.mark.parametrize("shape", [
     (1, 64, 14, 14, 32),        # one row of 14 per tile
     (1, 128, 7, 7, 48),         # the last channel block padded
+    (2, 64, 7, 7, 32),          # two images: a part covers both
 ])
 def test_split_c_matches_numpy(shape, threads, prepacked, rng):
     N, C, H, W, K = shape
