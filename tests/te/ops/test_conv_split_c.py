@@ -95,3 +95,4 @@ def test_untuned_split_where_it_pays():
     assert not pays(256, 14, 1024, 2)
     assert not pays(256, 56, 64, 2) and not pays(512, 13, 64, 2)
     assert not pays(1024, 14, 256, 32)         # 32 channels a part: the partial maps would dominate
+    assert not pays(528, 13, 256, 2)           # partial maps about as costly as the remote input
