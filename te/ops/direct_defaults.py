@@ -265,6 +265,7 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
 
 
 MIN_PART_CHANNELS = 64  # input channels each thread's part of an untuned split_c conv sums (split_c_pays)
+MIN_SPLIT_WORK = 1 << 24    # multiply-adds below which an untuned 1x1 conv does not split_c (split_c_pays)
 
 
 def default_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
@@ -299,6 +300,13 @@ def split_c_pays(g: ConvGeometry, target: Target) -> bool:
     Emerald Rapids VM, 'tilewise info'); many threads on a short reduction would make the split
     memory bound.
 
+    And the conv must do MIN_SPLIT_WORK multiply-adds (ResNet-50's two do 51 M): the split adds a
+    barrier and a pass over the partial maps, and on short kernels it lost.  In DenseNet-121's
+    order, 2 threads, its 1x1 convs at 7x7 (512, 768 and 992 -> 128: 3-6 M multiply-adds, inputs
+    written by 3x3 convs split by rows) ran 1.31-1.37x slower split (48.7 against 37.1 us for
+    512 -> 128; the cause not isolated).  A barrier and a short pass cost about the same on any
+    of these x86 cores, so the bound holds there too.
+
     Measured in ResNet-50's order on Emerald Rapids, 2 threads (bench/conv_in_model.py, wall time
     on a loaded machine, rough), against the previous defaults in the same runs: 1024 -> 256 at
     14x14 306-346 us against 395-431 split by rows and 381-435 by output channel blocks;
@@ -313,7 +321,8 @@ def split_c_pays(g: ConvGeometry, target: Target) -> bool:
     x, w, y = 4.0 * g.N * g.C * g.H * g.W, 4.0 * g.K * g.C, 4.0 * g.N * g.K * g.OH * g.OW
     by_channels = REMOTE_INPUT_COST * x * (T - 1) / T
     by_rows = w * (T - 1) / T + REMOTE_INPUT_COST * x * (T - 1) / T ** 2
-    return w >= x and g.C // T >= MIN_PART_CHANNELS and 2 * (2 * y) <= min(by_channels, by_rows)
+    return (w >= x and g.C // T >= MIN_PART_CHANNELS and g.flops / 2 >= MIN_SPLIT_WORK
+            and 2 * (2 * y) <= min(by_channels, by_rows))
 
 
 def spatial_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:

@@ -96,3 +96,4 @@ def test_untuned_split_where_it_pays():
     assert not pays(256, 56, 64, 2) and not pays(512, 13, 64, 2)
     assert not pays(1024, 14, 256, 32)         # 32 channels a part: the partial maps would dominate
     assert not pays(528, 13, 256, 2)           # partial maps about as costly as the remote input
+    assert not pays(992, 7, 128, 2)            # DenseNet's: too short a kernel
