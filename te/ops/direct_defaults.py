@@ -309,10 +309,12 @@ def split_c_pays(g: ConvGeometry, target: Target) -> bool:
 
     Measured in ResNet-50's order on Emerald Rapids, 2 threads (bench/conv_in_model.py, wall time
     on a loaded machine, rough), against the previous defaults in the same runs: 1024 -> 256 at
-    14x14 306-346 us against 395-431 split by rows and 381-435 by output channel blocks;
-    2048 -> 512 at 7x7 293 us against 365-375 by output channel blocks (its weights packed by
+    14x14 266-283 us against 377-404 split by rows and 391-404 by output channel blocks;
+    2048 -> 512 at 7x7 289-334 us against 365-426 by output channel blocks (weights packed by
     part, so that each thread's slice is the contiguous one the model's prefetch streams into its
-    L2, te/prefetch.py; with the unsplit layout it ran 0.93-0.97x).  The sizes are the only
+    L2, te/prefetch.py; with the unsplit layout 2048 -> 512 ran 0.93-0.97x).  Alone, warm input
+    (bench/conv_weak.py) the splits ran as fast as by channel blocks (296 against 285-287 us,
+    312 against 316): the gain is where the input and weights lie in the model.  The sizes are the only
     inputs, so the rule holds as far as the remote-line cost does (the same L2-to-L2 transfer on
     Zen 4/5, Ice Lake and Sapphire/Emerald Rapids), and only on more than one thread."""
     T = target.threads
