@@ -29,11 +29,11 @@ from te.target import Target, parse
 from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
 from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, flops, geometry,  # noqa: F401
                             pad_nchw, resolve_padding, round_up, subsample_nchw)
-from . import conv_chunks
+from . import conv_chunks, conv_split_c
 from .direct_defaults import (default_ocb, default_out_order, default_pack_at, default_store, default_tiles,  # noqa: F401
                               input_rows_read, short_rows, small_map, spatial_out_order, subsamples, tile_budget,
                               split_by_rows, two_row_tile, two_vector_tiles, wide_map)
-from .direct_defaults import chunk_channels, paired_channels
+from .direct_defaults import chunk_channels, default_order, paired_channels
 from .knobs import FallbackConfig
 from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth, reduction_order,
                        register_tile)
@@ -43,19 +43,22 @@ from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, paralle
 
 @dataclass(frozen=True)
 class PackedWeight:
-    """A conv weight already laid out [K/ocb, C/groups, R, S, ocb] (zero-padded channels).
+    """A conv weight already laid out [K/ocb, C/groups, R, S, ocb] (zero-padded channels); for a
+    reduction split into `parts` (conv_split_c.py) [parts x K/ocb, C/parts, R, S, ocb]: each
+    part's weights contiguous, as its thread reads them.
 
     `shape` is the logical OIHW shape, so `conv2d` computes the geometry from it as usual.
     """
     tensor: te.Tensor
     shape: tuple[int, int, int, int]
+    parts: int = 1
 
     def __post_init__(self):
         K, Cg, R, S = self.shape
         kb, c, r, s, ocb = self.tensor.shape
-        if (c, r, s) != (Cg, R, S) or kb * ocb != round_up(K, ocb):
+        if (c * self.parts, r, s) != (Cg, R, S) or kb * ocb != round_up(K, ocb) * self.parts:
             raise ValueError(f"packed weight {self.tensor.name}: shape {self.tensor.shape} is not a "
-                             f"[K/ocb, C, R, S, ocb] packing of {self.shape}")
+                             f"[{self.parts} x K/ocb, C/{self.parts}, R, S, ocb] packing of {self.shape}")
 
     @property
     def ocb(self) -> int:
@@ -66,14 +69,19 @@ class PackedWeight:
         return self.tensor.dtype
 
 
-def pack_weight_numpy(w, ocb: int):
-    """OIHW -> [K/ocb, C, R, S, ocb] on a numpy constant, zero-padding K to a multiple of ocb."""
+def pack_weight_numpy(w, ocb: int, parts: int = 1):
+    """OIHW -> [K/ocb, C, R, S, ocb] on a numpy constant, zero-padding K to a multiple of ocb; with
+    `parts`, [parts x K/ocb, C/parts, R, S, ocb] (PackedWeight)."""
     import numpy as np
     K, Cg, R, S = w.shape
     Kp = round_up(K, ocb)
     wp = np.zeros((Kp, Cg, R, S), w.dtype)
     wp[:K] = w
-    return np.ascontiguousarray(wp.reshape(Kp // ocb, ocb, Cg, R, S).transpose(0, 2, 3, 4, 1))
+    packed = wp.reshape(Kp // ocb, ocb, Cg, R, S).transpose(0, 2, 3, 4, 1)
+    if parts > 1:
+        packed = packed.reshape(Kp // ocb, parts, Cg // parts, R, S, ocb).transpose(1, 0, 2, 3, 4, 5)
+        packed = packed.reshape(parts * Kp // ocb, Cg // parts, R, S, ocb)
+    return np.ascontiguousarray(packed)
 
 
 # ---------------------------------------------------------------- the public op
@@ -241,15 +249,18 @@ def conv1x1_matmul(x: te.Tensor, w: te.Tensor, g: ConvGeometry, bias: te.Tensor 
 
 def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias: te.Tensor | None = None,
                 epilogue: Epilogue | None = None, ocb: int | None = None, bw: int | None = None,
-                bh: int | None = None, name: str = "conv2d", target: Target | str | None = None) -> te.Tensor:
+                bh: int | None = None, parts: int = 1, name: str = "conv2d",
+                target: Target | str | None = None) -> te.Tensor:
     """The direct NCHW conv: packed weights, padded input, an accumulator tile in registers (for
-    target, None: this machine)."""
+    target, None: this machine); with `parts` > 1 the input channels split into that many partial
+    sums, added by the output stage (conv_split_c.py)."""
     target = parse(target)
     check_bias(bias, g.K, name)
     if isinstance(w, PackedWeight):
         ocb = ocb or w.ocb
-        if ocb != w.ocb:
-            raise ValueError(f"{name}: channel block {ocb} asked for, the weight is packed by {w.ocb}")
+        if ocb != w.ocb or parts != w.parts:
+            raise ValueError(f"{name}: channel block {ocb} in {parts} parts asked for, the weight is "
+                             f"packed by {w.ocb} in {w.parts}")
     ocb = ocb or default_ocb(g, target)
     dbh, dbw = default_tiles(g, ocb, target)
     bh, bw = bh or dbh, bw or dbw
@@ -286,22 +297,52 @@ def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias
         c = rc if g.groups == 1 else (ko * ocb) // Kg * Cg + rc.var
         return te.sum(xp[n, c, oh * sh + rr * g.dh, ow * sw + rs * g.dw + off] * wp[ko, rc, rr, rs, ki],
                       axis=[rc, rr, rs])
-    acc = te.compute((g.N, Kp // ocb, OHp, OWp, ocb), acc_f, name=f"{name}.acc", tag="conv2d.acc")
+    if parts > 1:
+        acc = _partial_sums(xp, wp, isinstance(w, PackedWeight), g, parts, (g.N, Kp // ocb, OHp, OWp, ocb),
+                            sh, sw, off, name)
+    else:
+        acc = te.compute((g.N, Kp // ocb, OHp, OWp, ocb), acc_f, name=f"{name}.acc", tag="conv2d.acc")
 
     def out_f(n, k, oh, ow):
-        v = acc[n, k // ocb, oh, ow, k % ocb]
+        if parts > 1:
+            v = acc[0, n, k // ocb, oh, ow, k % ocb]
+            for t in range(1, parts):
+                v = v + acc[t, n, k // ocb, oh, ow, k % ocb]
+        else:
+            v = acc[n, k // ocb, oh, ow, k % ocb]
         if bias is not None:
             v = v + bias_at(bias, k)
         return apply_epilogue(epilogue, v, (n, k, oh, ow))
     return te.compute((g.N, g.K, g.OH, g.OW), out_f, name=name, tag="conv2d_nchw",
-                      attrs={"geometry": g, "ocb": ocb, "bh": bh, "bw": bw})
+                      attrs={"geometry": g, "ocb": ocb, "bh": bh, "bw": bw, "parts": parts})
+
+
+def _partial_sums(xp: te.Tensor, wp: te.Tensor, by_part: bool, g: ConvGeometry, parts: int, shape: tuple,
+                  sh: int, sw: int, off: int, name: str) -> te.Tensor:
+    """A 1x1 conv's accumulator split by input channels: part t sums channels [t*C/parts,
+    (t+1)*C/parts) into its own map (conv_split_c.py), from weights laid out by part (`by_part`:
+    a PackedWeight's) or [K/ocb, C, R, S, ocb] (packed inside the kernel)."""
+    share, blocks = g.C // parts, shape[1]
+    rc = te.reduce_axis((0, share), name="rc")
+    rr = te.reduce_axis((0, 1), name="rr")
+    rs = te.reduce_axis((0, 1), name="rs")
+
+    def part_f(t, n, ko, oh, ow, ki):
+        c = t * share + rc
+        wv = wp[t * blocks + ko, rc, rr, rs, ki] if by_part else wp[ko, c, rr, rs, ki]
+        return te.sum(xp[n, c, oh * sh + rr, ow * sw + rs + off] * wv, axis=[rc, rr, rs])
+    acc = te.compute((parts, *shape), part_f, name=f"{name}.acc", tag="conv2d.acc")
+    # the register tile accumulates in its own stage (computed at the tile, in registers), then
+    # stores into the map of its part: a map shared across threads is memory LLVM keeps as it is
+    return te.compute((parts, *shape), lambda *i: acc[i], name=f"{name}.parts", tag="conv2d.parts")
 
 
 def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor | None,
                              target: Target) -> None:
     """Schedule a direct conv2d_nchw output (and the injective ops fused after it) with cfg's knobs."""
     final = out if final is None else final
-    acc = input_stage(out, "conv2d.acc")
+    sums = input_stage(out, "conv2d.parts")         # a split reduction's partial sums (conv_split_c.py)
+    acc = input_stage(sums if sums is not None else out, "conv2d.acc")
     if acc is None:
         raise ValueError(f"{out.name} is not the output of te.ops.conv2d_nchw")
     wp = input_stage(acc, "conv2d.wpack")
@@ -317,19 +358,27 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     ic = (1 if g.sh == 1 else largest_divisor(Cg, 4)) if one_row else largest_divisor(Cg, 16)
     if bh == 2 and two_row_tile(g, ocb, target):
         ic = largest_divisor(Cg, 8)     # measured a little faster than 4 and 16 with the 2 x 7 tile
-    order = default_out_order(g, ocb, bh, bw, target)
+    order = default_order(g, ocb, bh, bw, target)
     if order == "chunks_outer":
         ic = chunk_channels(g)          # the chunk that stays in L1 with the block's map
     cfg.define_split("tile_ic", Cg, num_outputs=2, max_factor=64, default=[-1, ic])
     # channels outside the taps for spatial convs: never slower than the taps outside on ResNet-50's
     # and VGG-19's 3x3 layers, and the order most tuned 3x3 configs choose (bench/RESULTS.md)
     cfg.define_knob("reduce_order", list(REDUCE_ORDERS), default="c_rs" if g.R * g.S > 1 else "rs_c")
-    cfg.define_knob("out_order", ["oc_outer", "rows_outer", "chunks_outer"], default=order)
+    cfg.define_knob("out_order", ["oc_outer", "rows_outer", "chunks_outer", "split_c"], default=order)
     cfg.define_knob("store", ["vec_ow", "vec_oc"], default=default_store(g, bw))
     cfg.define_knob("pack_at", ["root", "oc_block"], default=default_pack_at(g, ocb, bh, bw, target))
 
     if final is not out:
         s[out].compute_inline()
+    if attrs.get("parts", 1) > 1:
+        conv_split_c.schedule_split_c(s, sums, acc, final, g, ocb, bh, bw, target,
+                                      lambda outer, tile: _acc_tile(cfg, s, acc, outer, tile, paired_channels(g)))
+        if wp is not None:
+            _schedule_wpack(s, wp, g.flops / 2)
+        if xp is not None:
+            _schedule_pad(s, xp, g.flops / 2)
+        return
     if cfg["out_order"].val == "chunks_outer" and conv_chunks.applies(g, bh, bw):
         conv_chunks.schedule_chunks_outer(cfg, s, acc, final, g, ocb, bh, bw)
         if wp is not None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 from te.caches import BYTES_PER_CYCLE, FMA_UNITS, beats
 from te.target import Target
 
-from . import conv_chunks
+from . import conv_chunks, conv_split_c
 from .common import largest_divisor
 from .conv_geometry import ConvGeometry, round_up
-from .schedule import rows_split_pays
+from .schedule import REMOTE_INPUT_COST, rows_split_pays
 
 
 def default_ocb(g: ConvGeometry, target: Target) -> int:
@@ -262,6 +262,69 @@ def default_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Targe
     rows_outer = (c.loop_cycles(work, lanes, [(rows * w, w + band), ((tiles - rows) * w, w_b + band)])
                   + c.plane_cycles(blocks * x, band + w_b))
     return "rows_outer" if beats(rows_outer, oc_outer) else "oc_outer"
+
+
+MIN_PART_CHANNELS = 64  # input channels each thread's part of an untuned split_c conv sums (split_c_pays)
+MIN_SPLIT_WORK = 1 << 24    # multiply-adds below which an untuned 1x1 conv does not split_c (split_c_pays)
+
+
+def default_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
+    """The direct conv's untuned out_order: "split_c" where `split_c_pays`, else default_out_order's."""
+    return "split_c" if split_c_pays(g, target) else default_out_order(g, ocb, bh, bw, target)
+
+
+def split_c_pays(g: ConvGeometry, target: Target) -> bool:
+    """Do the threads split a stride-1 1x1 conv's input channels (conv_split_c.py) rather than its
+    output channels or rows?
+
+    Counted in bytes a thread moves beyond one pass over its share, with T threads, input X,
+    weights W, output Y: split by output channels it reads (T-1)/T X from the other cores' lines,
+    a channel plane apart (schedule.REMOTE_INPUT_COST times a streamed byte); by rows, (T-1)/T W
+    more weights and (T-1)/T^2 X remote; by input channels it writes its partial map and reads
+    a share of all T maps when adding them (2 Y, streamed in order).  The split pays where 2 Y is
+    at most half the cheaper of the others (the count leaves out its barrier and the latency of
+    the adding pass; the convs measured sit at half): deep reductions onto few channels, ResNet-50's
+    1024 -> 256 at 14x14 (X 0.8 MB, W 1 MB, Y 0.2 MB: 0.4 MB against 0.8) and 2048 -> 512 at
+    7x7; not its 256 -> 1024 (Y four times X), nor Inception's 528 -> 256 at 13x13 (0.35 MB
+    against 0.36), left to the tuner.
+
+    Only where the weights outweigh the input (W >= X): the count assumes thread t finds input
+    channel range t in its own L2, as a producer split by output channels leaves it, and the
+    weight-heavy layers are the ones split so (ResNet-50's last two stages); a conv on a wider
+    map with few weights (SqueezeNet's squeeze convs, ResNet-50's 256 -> 64 at 56x56) follows
+    producers split by rows, where the rows split reads no remote input and this one would.
+
+    Each part must also keep MIN_PART_CHANNELS input channels: a thread writes and re-reads its
+    whole partial map (8 bytes per output) for 2 x C/T FLOPs per output, so with 64 channels at
+    least 16 FLOP a byte, above the ridge point of the cores this project meets (15 on this
+    Emerald Rapids VM, 'tilewise info'); many threads on a short reduction would make the split
+    memory bound.
+
+    And the conv must do MIN_SPLIT_WORK multiply-adds (ResNet-50's two do 51 M): the split adds a
+    barrier and a pass over the partial maps, and on short kernels it lost.  In DenseNet-121's
+    order, 2 threads, its 1x1 convs at 7x7 (512, 768 and 992 -> 128: 3-6 M multiply-adds, inputs
+    written by 3x3 convs split by rows) ran 1.31-1.37x slower split (48.7 against 37.1 us for
+    512 -> 128; the cause not isolated).  A barrier and a short pass cost about the same on any
+    of these x86 cores, so the bound holds there too.
+
+    Measured in ResNet-50's order on Emerald Rapids, 2 threads (bench/conv_in_model.py, wall time
+    on a loaded machine, rough), against the previous defaults in the same runs: 1024 -> 256 at
+    14x14 266-283 us against 377-404 split by rows and 391-404 by output channel blocks;
+    2048 -> 512 at 7x7 289-334 us against 365-426 by output channel blocks (weights packed by
+    part, so that each thread's slice is the contiguous one the model's prefetch streams into its
+    L2, te/prefetch.py; with the unsplit layout 2048 -> 512 ran 0.93-0.97x).  Alone, warm input
+    (bench/conv_weak.py) the splits ran as fast as by channel blocks (296 against 285-287 us,
+    312 against 316): the gain is where the input and weights lie in the model.  The sizes are the only
+    inputs, so the rule holds as far as the remote-line cost does (the same L2-to-L2 transfer on
+    Zen 4/5, Ice Lake and Sapphire/Emerald Rapids), and only on more than one thread."""
+    T = target.threads
+    if not conv_split_c.applies(g, T) or (g.sh, g.sw) != (1, 1) or (g.pt, g.pl, g.pb, g.pr) != (0, 0, 0, 0):
+        return False
+    x, w, y = 4.0 * g.N * g.C * g.H * g.W, 4.0 * g.K * g.C, 4.0 * g.N * g.K * g.OH * g.OW
+    by_channels = REMOTE_INPUT_COST * x * (T - 1) / T
+    by_rows = w * (T - 1) / T + REMOTE_INPUT_COST * x * (T - 1) / T ** 2
+    return (w >= x and g.C // T >= MIN_PART_CHANNELS and g.flops / 2 >= MIN_SPLIT_WORK
+            and 2 * (2 * y) <= min(by_channels, by_rows))
 
 
 def spatial_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:

@@ -28,7 +28,8 @@ from . import winograd as wg
 from .conv2d import (PackedWeight, _tile_candidates, as_matmul, conv1x1_matmul, conv2d_nchw, default_ocb,
                      default_tiles, gemm_applies, gemm_defaults, gemm_tile_k, pack_weight_numpy,
                      schedule_conv2d_nchw_cfg, tile_budget)
-from . import conv_stem
+from . import conv_split_c, conv_stem
+from .direct_defaults import default_order
 from .conv2d_nchwc import conv2d_NCHWc, pack_conv_weight_numpy, schedule_conv2d_NCHWc_cfg
 from .conv_algorithm import Algorithm, choose
 from .conv_geometry import round_up
@@ -98,18 +99,26 @@ class DirectConv(_Conv):
                               <= tile_budget(c["tile_oc"].val, target))
 
     def packed_shape(self, wl, cfg, target):
-        g, ocb = wl.geometry, cfg["tile_oc"].val
-        return (round_up(g.K, ocb) // ocb, g.C // g.groups, g.R, g.S, ocb)
+        g, ocb, parts = wl.geometry, cfg["tile_oc"].val, self._parts(wl, cfg, target)
+        return (parts * round_up(g.K, ocb) // ocb, g.C // g.groups // parts, g.R, g.S, ocb)
 
     def pack_weight(self, w, wl, cfg, target):
-        return pack_weight_numpy(w, cfg["tile_oc"].val)
+        return pack_weight_numpy(w, cfg["tile_oc"].val, self._parts(wl, cfg, target))
+
+    @staticmethod
+    def _parts(wl, cfg, target) -> int:
+        """The parts cfg splits the reduction into (conv_split_c.py; 1: not split)."""
+        g, ocb, bw, bh = wl.geometry, cfg["tile_oc"].val, cfg["tile_ow"].size[-1], cfg["tile_oh"].size[-1]
+        return conv_split_c.parts_of(cfg, g, default_order(g, ocb, bh, bw, target), target.threads)
 
     def compute(self, inputs, wl, cfg, target, prepacked=False, name=None):
         x, w, bias = (list(inputs) + [None])[:3]
+        parts = self._parts(wl, cfg, target)
         if prepacked:
-            w = PackedWeight(w, wl.w_shape)
-        return conv2d_nchw(x, w, wl.geometry, bias, ocb=cfg["tile_oc"].val, bw=cfg["tile_ow"].size[-1],
-                           bh=cfg["tile_oh"].size[-1], name=name or "conv2d", target=target)
+            w = PackedWeight(w, wl.w_shape, parts)
+        g, ocb, bw, bh = wl.geometry, cfg["tile_oc"].val, cfg["tile_ow"].size[-1], cfg["tile_oh"].size[-1]
+        return conv2d_nchw(x, w, g, bias, ocb=ocb, bw=bw, bh=bh, parts=parts, name=name or "conv2d",
+                           target=target)
 
     def schedule(self, s, out, final, cfg, target):
         schedule_conv2d_nchw_cfg(cfg, s, out, final, target)

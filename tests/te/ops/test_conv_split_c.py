@@ -1,0 +1,99 @@
+"""The direct conv's split_c order (te/ops/conv_split_c.py): a 1x1 conv's input channels split among
+the threads into partial maps the output stage adds; outputs against numpy, with the weights
+packed inside the kernel and ahead of time; and where the untuned conv takes it."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import autotune
+import te
+from te import ops
+from te.ops import registry
+from te.ops.conv_geometry import geometry
+from te.ops.direct_defaults import split_c_pays
+from te.ops.registry import ConvWorkload
+from te.target import host
+
+from .conv_reference import conv_ref
+
+DIRECT = registry.IMPLEMENTATIONS["conv2d.direct"]
+
+
+def two_threads(threads: int = 2):
+    """The host with `threads` threads: the split's parts are the target's threads."""
+    return dataclasses.replace(host(), threads=threads)
+
+
+def run(wl: ConvWorkload, knobs: dict, prepacked: bool, rng, target, residual: bool = False) -> None:
+    """The direct conv of wl (bias, a residual added with `residual`, Relu) with the default config
+    updated by knobs, against numpy's."""
+    task = autotune.create_task(DIRECT.template, DIRECT.args(wl), target)
+    sp = task.config_space
+    cfg = sp.from_json({**sp.get(sp.default_index()).to_json(), **knobs})
+    x, w = DIRECT.placeholders(wl, cfg, target, prepacked)
+    b = te.placeholder((wl.w_shape[0],), name="b")
+    y = DIRECT.compute([x, w, b], wl, cfg, target, prepacked)
+    assert y.op.attrs["parts"] == (target.threads if knobs.get("out_order") == "split_c" else 1)
+    r = te.placeholder(y.shape, name="r")
+    y = ops.relu(ops.add(y, r) if residual else y)
+    s = ops.schedule([y], target, anchor_schedule=lambda s, out, final: DIRECT.schedule(s, out, final, cfg, target))
+    f = te.build(s, [x, w, b, *([r] if residual else []), y], target=target)
+    xa = rng.standard_normal(wl.x_shape).astype(np.float32)
+    wa = rng.standard_normal(wl.w_shape).astype(np.float32)
+    ba = rng.standard_normal(wl.w_shape[0]).astype(np.float32)
+    ra = rng.standard_normal(y.shape).astype(np.float32)
+    out = np.zeros(y.shape, np.float32)
+    f(xa, DIRECT.pack_weight(wa, wl, cfg, target) if prepacked else wa, ba, *([ra] if residual else []), out)
+    ref = conv_ref(xa, wa, wl.strides, wl.padding) + ba[None, :, None, None] + (ra if residual else 0)
+    np.testing.assert_allclose(out, np.maximum(ref, 0), rtol=2e-4, atol=2e-3)
+
+
+@pytest.mark.parametrize("prepacked", [False, True])
+@pytest.mark.parametrize("threads", [2, 4])
+@pytest.mark.parametrize("shape", [
+    (1, 64, 14, 14, 32),        # one row of 14 per tile
+    (1, 128, 7, 7, 48),         # the last channel block padded
+    (2, 64, 7, 7, 32),          # two images: a part covers both
+])
+def test_split_c_matches_numpy(shape, threads, prepacked, rng):
+    N, C, H, W, K = shape
+    wl = ConvWorkload((N, C, H, W), (K, C, 1, 1), (1, 1), (0, 0, 0, 0))
+    run(wl, {"out_order": "split_c"}, prepacked, rng, two_threads(threads))
+
+
+def test_split_c_with_residual(rng):
+    """The output stage adds the parts, the bias and a residual before the Relu (ResNet's Sum)."""
+    wl = ConvWorkload((1, 256, 7, 7), (64, 256, 1, 1), (1, 1), (0, 0, 0, 0))
+    run(wl, {"out_order": "split_c"}, True, rng, two_threads(2), residual=True)
+
+
+def test_split_c_needs_threads_and_channels(rng):
+    """On one thread, or with input channels the threads do not divide into pairs, the knob
+    runs the unsplit conv."""
+    wl = ConvWorkload((1, 64, 14, 14), (32, 64, 1, 1), (1, 1), (0, 0, 0, 0))
+    run(wl, {"out_order": "split_c", "pack_at": "root"}, True, rng, two_threads(1))
+    odd = ConvWorkload((1, 6, 14, 14), (32, 6, 1, 1), (1, 1), (0, 0, 0, 0))
+    task = autotune.create_task(DIRECT.template, DIRECT.args(odd), two_threads(4))
+    sp = task.config_space
+    cfg = sp.from_json({**sp.get(sp.default_index()).to_json(), "out_order": "split_c"})
+    x, w = DIRECT.placeholders(odd, cfg, two_threads(4), True)
+    y = DIRECT.compute([x, w], odd, cfg, two_threads(4), True)
+    assert y.op.attrs["parts"] == 1
+
+
+def test_untuned_split_where_it_pays():
+    """ResNet-50's 1024 -> 256 at 14x14 and 2048 -> 512 at 7x7 split on two threads, not on one;
+    256 -> 1024 (the output four times the input), 256 -> 64 at 56x56 and SqueezeNet's 512 -> 64
+    at 13x13 (inputs larger than their weights) do not."""
+    def pays(C, H, K, threads):
+        return split_c_pays(geometry((1, C, H, H), (K, C, 1, 1), (1, 1), 0), two_threads(threads))
+    assert pays(1024, 14, 256, 2) and pays(2048, 7, 512, 2) and pays(1024, 14, 256, 4)
+    assert not pays(1024, 14, 256, 1)
+    assert not pays(256, 14, 1024, 2)
+    assert not pays(256, 56, 64, 2) and not pays(512, 13, 64, 2)
+    assert not pays(1024, 14, 256, 32)         # 32 channels a part: the partial maps would dominate
+    assert not pays(528, 13, 256, 2)           # partial maps about as costly as the remote input
+    assert not pays(992, 7, 128, 2)            # DenseNet's: too short a kernel
