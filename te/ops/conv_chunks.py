@@ -27,6 +27,7 @@ knob does not apply here.
 from __future__ import annotations
 
 import te
+from te.llvm_types import ELEM_BYTES
 from te.prefetch_ahead import PRAGMA
 
 from .conv_geometry import ConvGeometry
@@ -94,5 +95,5 @@ def prefetch_next_chunk(s: te.Schedule, acc: te.Tensor, rows, g: ConvGeometry, o
     the L1 to the running chunk, its map and input rows on CPUs with a 32 KiB L1d (Zen 4), and
     one chunk ahead (9 KiB) is far more lead than a memory latency needs."""
     w = next(t for t in acc.op.input_tensors if len(t.shape) == 5)     # the packed weights
-    chunk = 4 * ic * g.R * g.S * ocb
+    chunk = ELEM_BYTES[w.dtype] * ic * g.R * g.S * ocb
     s[acc].pragma(rows, PRAGMA, (w.name, CHUNKS_AHEAD * chunk, -(-chunk // n_rows), PREFETCH_LOCALITY))
