@@ -89,8 +89,9 @@ def prefetch_next_chunk(s: te.Schedule, acc: te.Tensor, rows, g: ConvGeometry, o
     the L2s), 1298 -> 1111 us with the same weights every call; the 3x3 512@7x7 1830 -> 1219 cold,
     1458 -> 1226 warm; the stride-2 256@28x28 (2 x 7 tiles) 1363 -> 1185 cold, 1205 -> 1187 warm.
     On two threads, weights cold, calls no other process disturbed (bench/conv_weak.py's timing):
-    512@14x14 1325 -> 923 us, 512@7x7 1183 -> 781 us; in ResNet-50's order on one thread (where
-    te/prefetch.py already streams the weights into the L2s) 1.10x and 1.12-1.14x.
+    512@14x14 1325 -> 923 us, 512@7x7 1183 -> 781 us; in ResNet-50's order (where te/prefetch.py
+    already streams the weights into the L2s) 1.10x and 1.12-1.14x on one thread, and on two
+    (both threads' CPU time, idle threads asleep) 1.25x, 1.30x, the 256@28x28 1.10x.
     Two chunks ahead or prefetcht0 (into L1) measured the same within the noise; into the L2 keeps
     the L1 to the running chunk, its map and input rows on CPUs with a 32 KiB L1d (Zen 4), and
     one chunk ahead (9 KiB) is far more lead than a memory latency needs."""
