@@ -32,6 +32,7 @@ from .codegen_rows import RowAccess
 from .codegen_vector import VectorAccess
 from .codegen_parallel import ParallelRegions
 from .prefetch import PrefetchStream, add_global
+from .prefetch_ahead import PrefetchAhead
 from .stmt import (Allocate, Buffer, Comment, For, IfThenElse, LoweredFunc, Seq, Stmt, Store,
                    walk_stmt)
 
@@ -83,7 +84,7 @@ class _Vec:
         return hit[1]
 
 
-class CodeGenLLVM(RowAccess, VectorAccess, ValueNumbering, ParallelRegions, PrefetchStream):
+class CodeGenLLVM(RowAccess, VectorAccess, ValueNumbering, ParallelRegions, PrefetchStream, PrefetchAhead):
     """Emits lowered functions into one llvmlite module."""
     VEC = _Vec
 
@@ -234,7 +235,7 @@ class CodeGenLLVM(RowAccess, VectorAccess, ValueNumbering, ParallelRegions, Pref
             self._parallel_region(s, [s])
             return
         self._serial_loop(s.var, ir.Constant(I64, 0), self.expr(extent), s.body,
-                          bound(extent, self.ranges)[1])
+                          bound(extent, self.ranges)[1], ahead=self._ahead_emitter(s) if s.pragmas else None)
 
     def _unrolled(self, s: For) -> None:
         """The body of s once per iteration, the loop variable a constant in each copy."""
@@ -244,7 +245,7 @@ class CodeGenLLVM(RowAccess, VectorAccess, ValueNumbering, ParallelRegions, Pref
             self.stmt(s.body)
         del self.vars[s.var]
 
-    def _serial_loop(self, var: Var, begin: ir.Value, end: ir.Value, body: Stmt, max_end) -> None:
+    def _serial_loop(self, var: Var, begin: ir.Value, end: ir.Value, body: Stmt, max_end, ahead=None) -> None:
         b = self.builder
         pre = b.block
         head = b.append_basic_block(f"{var.name}.head")
@@ -261,6 +262,8 @@ class CodeGenLLVM(RowAccess, VectorAccess, ValueNumbering, ParallelRegions, Pref
         with self._vn_scope():
             if self._stream is not None and var is self._stream.var:
                 self._prefetch_step()           # the next kernel's weights, a slice per iteration
+            if ahead is not None:
+                ahead(i)                        # te/prefetch_ahead.py: the pragma's lines
             self.stmt(body)
         nxt = self.builder.add(i, ir.Constant(I64, 1), flags=["nsw", "nuw"])
         i.add_incoming(nxt, self.builder.block)

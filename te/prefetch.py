@@ -66,6 +66,7 @@ from .llvm_types import I32, I64, PTR
 from .schedule import ForKind
 from .runtime import np_dtype
 from .stmt import Allocate, For, IfThenElse, LoweredFunc, Seq, Stmt
+from .tensorize import intrin_of
 
 PREFETCH_GLOBAL = "__tilewise_prefetch"     # {i64 address, i64 bytes, i64 lead}: what the running kernel prefetches
 LEAD_PARTS = 8              # the lead is counted in these parts of a thread's slice
@@ -103,7 +104,7 @@ def stream_loop(loops: list[For]) -> tuple[For, int] | None:
             return walk(s.body, times, found)
         if isinstance(s, IfThenElse):
             return max(walk(s.then, times, found), walk(s.orelse, times, found) if s.orelse is not None else 0)
-        if isinstance(s, For) and not s.pragmas:
+        if isinstance(s, For) and intrin_of(s) is None:     # a tensorized nest is one instruction
             n = times * _count(s.extent)
             if s.kind is ForKind.SERIAL:
                 found.append((n, s))

@@ -14,7 +14,9 @@ weights (C x R x S x ocb floats) through L1 once per tile: from L2, or from L3 w
 it.  Here each chunk's weights (tile_ic x R x S x ocb floats, 9 KiB for 8 channels of a 3x3 filter
 with 32-channel blocks) are read from memory once per call and then from L1 by every tile of the
 map; the accumulators are loaded and stored once per tile and chunk (per 72 taps x channels with
-8-channel chunks of a 3x3 filter), from the map that stays in L1.  direct_defaults.spatial_out_order
+8-channel chunks of a 3x3 filter), from the map that stays in L1.  Each tile row prefetches its
+share of the next chunk's weights (`prefetch_next_chunk`), so they stream in evenly, not as a
+burst at each chunk's first row.  direct_defaults.spatial_out_order
 says where the untuned conv takes it, direct_defaults.chunk_channels how many channels its chunks hold.
 
 The epilogue reads the map by channel vectors and stores them across NCHW's rows: a read along the
@@ -25,6 +27,8 @@ knob does not apply here.
 from __future__ import annotations
 
 import te
+from te.llvm_types import ELEM_BYTES
+from te.prefetch_ahead import PRAGMA
 
 from .conv_geometry import ConvGeometry
 from .schedule import parallel_if_worth, reduction_order, register_tile
@@ -59,3 +63,38 @@ def schedule_chunks_outer(cfg, s: te.Schedule, acc: te.Tensor, final: te.Tensor,
     taps = reduction_order(cfg["reduce_order"].val, [rci], [rr, rs])
     register_tile(s[acc], [an, ako, rco, aoho, awo], taps, [aohi, awi], aki,
                   unroll=[rs] if cfg["unroll_kw"].val else [])
+    prefetch_next_chunk(s, acc, aoho, g, ocb, cfg["tile_ic"].size[-1], g.OH // bh)
+
+
+CHUNKS_AHEAD = 1        # the chunk whose weights the tile rows prefetch: the next one
+PREFETCH_LOCALITY = 2   # llvm.prefetch locality 2, prefetcht1: into the L2
+
+
+def prefetch_next_chunk(s: te.Schedule, acc: te.Tensor, rows, g: ConvGeometry, ocb: int, ic: int,
+                        n_rows: int) -> None:
+    """Have each tile row (the loop `rows`, n_rows iterations per chunk) prefetch its share of
+    the next chunk's weights (te/prefetch_ahead.py).
+
+    A chunk's weights (ic x R x S x ocb floats, contiguous in the packed layout, the next chunk
+    right after) are read by the chunk's first tile row, then from L1 by the other rows.  Where
+    the weights come from beyond the L2 (9 MiB for ResNet-50's 3x3 512 convs: from memory in a
+    model, from L3 or memory when the kernel runs alone), that first row asks for 9 KiB in the
+    time of 1/n_rows of the chunk's FMAs, a burst no core's outstanding misses feed (about 25
+    GB/s a core), and the other rows leave the bus idle.  Prefetched a chunk ahead, a share per
+    tile row, the demand is even: 9 KiB per 7 x 1008 FMAs, about 2.6 bytes a cycle.  The stride
+    prefetchers do not do it: they stop at 4 KiB pages, and a chunk spans two or three.
+
+    Measured on Emerald Rapids, one thread's CPU time, alternating (a loaded machine, rough),
+    off -> on: the stride-2 3x3 512@14x14 1873 -> 1208 us with weights cold (rotating copies past
+    the L2s), 1298 -> 1111 us with the same weights every call; the 3x3 512@7x7 1830 -> 1219 cold,
+    1458 -> 1226 warm; the stride-2 256@28x28 (2 x 7 tiles) 1363 -> 1185 cold, 1205 -> 1187 warm.
+    On two threads, weights cold, calls no other process disturbed (bench/conv_weak.py's timing):
+    512@14x14 1325 -> 923 us, 512@7x7 1183 -> 781 us; in ResNet-50's order (where te/prefetch.py
+    already streams the weights into the L2s) 1.10x and 1.12-1.14x on one thread, and on two
+    (both threads' CPU time, idle threads asleep) 1.25x, 1.30x, the 256@28x28 1.10x.
+    Two chunks ahead or prefetcht0 (into L1) measured the same within the noise; into the L2 keeps
+    the L1 to the running chunk, its map and input rows on CPUs with a 32 KiB L1d (Zen 4), and
+    one chunk ahead (9 KiB) is far more lead than a memory latency needs."""
+    w = next(t for t in acc.op.input_tensors if len(t.shape) == 5)     # the packed weights
+    chunk = ELEM_BYTES[w.dtype] * ic * g.R * g.S * ocb
+    s[acc].pragma(rows, PRAGMA, (w.name, CHUNKS_AHEAD * chunk, -(-chunk // n_rows), PREFETCH_LOCALITY))

@@ -158,8 +158,16 @@ def two_row_tile(g: ConvGeometry, ocb: int, target: Target) -> bool:
     1.18-1.24x, 256@28x28 1.03-1.05x (two threads, idle moments: 1.06x and, with pack_at's
     "root", 1.15x); the 7x7 stem (19 KiB of weights a block, within L1d) keeps
     its 1 x 8 (a 2 x 7 ran 0.90x), and a 7-row map keeps one row (a second pads it).  Stride 1
-    keeps the measured one-row tiles (its 3x3 convs mostly run by Winograd)."""
+    keeps the measured one-row tiles (its 3x3 convs mostly run by Winograd).
+
+    A small map that the chunks_outer order takes with one-row tiles (spatial_out_order) keeps
+    them: there every tile reads its chunk's weights from L1, so a second row saves no weight
+    stream, and since the chunks' weights are prefetched a chunk ahead (conv_chunks.py) the
+    256@28x28 ran faster with 1 x 7 than with 2 x 7 (1.02x on one thread's CPU time, 1.08x on
+    two threads with weights cold, bench/conv_weak.py; a loaded machine, rough)."""
     lanes = target.lanes()
+    if small_map(g) and g.OW % 7 == 0 and spatial_out_order(g, ocb, 1, 7, target) == "chunks_outer":
+        return False
     return (g.groups == 1 and g.R * g.S > 1 and min(g.sh, g.sw) > 1 and g.OH % 2 == 0 and g.OW % 7 == 0
             and 14 * -(-ocb // lanes) <= target.acc_vectors
             and target.caches.level(4.0 * g.C * g.R * g.S * ocb) > 0)

@@ -165,3 +165,33 @@ def test_untuned_chunks_outer_conv_matches_numpy(rng):
     """The untuned 3x3 512@7x7 (chunks of 8 channels where this machine's caches pick chunks_outer)."""
     wl = ConvWorkload((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1, 1, 1, 1))
     run(wl, {}, True, rng)
+
+
+def test_tile_rows_prefetch_the_next_chunks_weights():
+    """Each tile row prefetches its share of the next chunk's packed weights (conv_chunks.
+    prefetch_next_chunk, te/prefetch_ahead.py): the row loop carries the pragma, and the code
+    has one prefetch per line of the share."""
+    from te.codegen_llvm import codegen
+    from te.ops.conv_chunks import PREFETCH_LOCALITY
+    from te.prefetch_ahead import PRAGMA
+    wl = ConvWorkload((1, 16, 14, 14), (32, 16, 3, 3), (2, 2), (1, 1, 1, 1))
+    target = host()
+    task = autotune.create_task(DIRECT.template, DIRECT.args(wl), target)
+    sp = task.config_space
+    cfg = sp.from_json({**sp.get(sp.default_index()).to_json(), "out_order": "chunks_outer", "tile_oc": 32,
+                        "tile_oh": [-1, 1], "tile_ow": [-1, 7], "tile_ic": [-1, 4]})
+    s, tensors = task.instantiate(cfg)
+    func = te.lower(s, tensors)
+    chunk = 4 * 4 * 9 * 32                       # 4 channels x 3 x 3 taps x 32 output channels
+    share = -(-chunk // 7)                       # over the map's 7 tile rows
+    assert f"pragma({PRAGMA}=('conv2d.wpack', {chunk}, {share}, {PREFETCH_LOCALITY}))" in str(func), func
+    text = str(codegen([func], target).module)
+    assert text.count("call void @\"llvm.prefetch.p0\"") == -(-share // 64), text
+
+
+def test_prefetching_the_next_chunk_changes_no_result(rng):
+    """The prefetches read past the last chunk (the block's last row prefetches the next block's
+    first chunk, the last block's past the weights' end): harmless, the outputs are numpy's."""
+    wl = ConvWorkload((1, 16, 14, 14), (64, 16, 3, 3), (2, 2), (1, 1, 1, 1))
+    run(wl, {"out_order": "chunks_outer", "tile_oc": 32, "tile_oh": [-1, 1], "tile_ow": [-1, 7],
+             "tile_ic": [-1, 8], "pack_at": "root"}, True, rng)
