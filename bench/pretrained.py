@@ -198,7 +198,9 @@ def offline(records: list[rec.Record], held: str, seed: int, caches) -> None:
     from autotune.features import config_features
 
     t0 = time.time()
-    groups = pretrained.training_groups(records, exclude={held}, seed=seed, caches=caches, centre=False)
+    per_task = pretrained.task_features(records, exclude={held}, seed=seed, caches=caches)
+    groups = pretrained.centre_groups(per_task, False)
+    by_default = pretrained.centre_groups(per_task, "default", caches)
     name, wargs = parse_workload(held)
     mine = [r for r in records if r.workload == held]
     task = autotune.create_task(name, wargs, pretrained.record_target(mine[0].target, caches))
@@ -208,11 +210,13 @@ def offline(records: list[rec.Record], held: str, seed: int, caches) -> None:
           f"{ys.max():.1f} GFLOP/s (features in {time.time() - t0:.0f} s)")
     rng = np.random.default_rng(seed)
     rows, picks = [], []
-    for label, centre in (("loop-IR features", False), ("centred per task (the prior)", True)):
+    default = config_features(task, task.config_space.default_index())
+    for label, centre in (("loop-IR features", False), ("centred per task (the prior)", True),
+                          ("centred on the default config", "default")):
         def c(x):
-            return centred(x) if centre else x
+            return x - default if centre == "default" else centred(x) if centre else x
         model = XGBCostModel(num_rounds=120, seed=seed)
-        model.fit([(c(x), y, w) for x, y, w in groups])
+        model.fit(by_default if centre == "default" else [(c(x), y, w) for x, y, w in groups])
         order, row = ranking_row(label, model.predict(c(xs)), xs, ys)
         rows.append(row)
         picks.append(f"{label}'s first picks: " + "; ".join(
