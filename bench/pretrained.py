@@ -33,7 +33,9 @@ throughput among the model's top 8 and 32 against random picks of as many, how m
 come before one within 5% of the log's best (configs whose features repeat a better-ranked
 one's go last, as XGBTuner ranks them), for a model trained on the raw features and for one
 trained on features centred per task (each task's median feature vector subtracted, the
-candidates ranked centred on theirs: how the shipped prior is trained and used): whether the
+candidates ranked centred on theirs: how the shipped prior is trained and used), and for one
+centred on each task's default config's features (a reference that does not move with the
+candidates; pretrained.training_groups(centre="default"), not the shipped prior's way): whether the
 features carry over to a shape the model has not seen, on the machine's logged timings, in a
 few minutes of lowering and no tuning.
 
@@ -42,7 +44,8 @@ default, re-timed side by side), how the model ranks the configs random search t
 machine: its rank correlation (Spearman) with their measured throughputs, the best of its top 8
 and 32, and its picks to 95% of their best against random order; e.g. `--searches random --trials
 200` on a held-out task asks whether the prior orders a new task's candidates at all, on this
-machine's thread count rather than the logs'.
+machine's thread count rather than the logs'. With --log-dir, `--offline --logs <a log without the
+task> DIR/seed<N>/random.jsonl --task KEY` ranks those same records the three --offline ways.
 
 `--blend` measures nothing either: it holds out each task of the logs with 120 or more records in
 turn, trains the prior on the others and the task's own model (as XGBTuner fits it) on n of the
