@@ -5,6 +5,7 @@
     python bench/pretrained.py --task '["conv2d_nchw",[[1,192,28,28],[64,192,1,1],[1,1],[0,0,0,0],[1,1],1,"float32"]]'
     python bench/pretrained.py --offline --hold-out '[1,128,28,28],[128,128,3,3]'   # no measuring
     python bench/pretrained.py --blend                         # the prior's weight, over all tasks
+    python bench/pretrained.py --searches random --trials 200  # the prior's rank correlation, measured
 
 The model is trained on every task of the full tuning log(s) but the held-out one (autotune.pretrained,
 as `tilewise logs pretrain` trains the shipped one; --task: a workload the logs do not hold, the
@@ -32,9 +33,19 @@ throughput among the model's top 8 and 32 against random picks of as many, how m
 come before one within 5% of the log's best (configs whose features repeat a better-ranked
 one's go last, as XGBTuner ranks them), for a model trained on the raw features and for one
 trained on features centred per task (each task's median feature vector subtracted, the
-candidates ranked centred on theirs: how the shipped prior is trained and used): whether the
+candidates ranked centred on theirs: how the shipped prior is trained and used), and for one
+centred on each task's default config's features (a reference that does not move with the
+candidates; pretrained.training_groups(centre="default"), not the shipped prior's way): whether the
 features carry over to a shape the model has not seen, on the machine's logged timings, in a
 few minutes of lowering and no tuning.
+
+`--searches random` (random search alone) prints, after its joint check (random's best against the
+default, re-timed side by side), how the model ranks the configs random search timed on this
+machine: its rank correlation (Spearman) with their measured throughputs, the best of its top 8
+and 32, and its picks to 95% of their best against random order; e.g. `--searches random --trials
+200` on a held-out task asks whether the prior orders a new task's candidates at all, on this
+machine's thread count rather than the logs'. With --log-dir, `--offline --logs <a log without the
+task> DIR/seed<N>/random.jsonl --task KEY` ranks those same records the three --offline ways.
 
 `--blend` measures nothing either: it holds out each task of the logs with 120 or more records in
 turn, trains the prior on the others and the task's own model (as XGBTuner fits it) on n of the
@@ -145,13 +156,54 @@ def _picks_to(ys_in_order: np.ndarray, level: float) -> int:
     return int(np.argmax(ys_in_order >= level)) + 1
 
 
+RANKING_HEADER = ["model", "rank correlation (Spearman)", "best of its top 8 (GFLOP/s)", "best of its top 32",
+                  f"picks to {NEAR:.0%} of the best"]
+
+
+def ranking_row(label: str, score: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """How a model's scores of configs (features xs) rank their measured throughputs ys: its order
+    (as XGBTuner ranks candidates: configs whose features repeat a better-ranked one's go last) and
+    a RANKING_HEADER row."""
+    from autotune.cost_model import distinct_first
+    order = np.array(distinct_first(np.argsort(-score, kind="stable"), xs))
+    rho = float(np.corrcoef(_ranks(score), _ranks(ys))[0, 1])
+    return order, [label, f"{rho:.2f}", f"{ys[order[:8]].max():.1f}", f"{ys[order[:32]].max():.1f}",
+                   str(_picks_to(ys[order], NEAR * ys.max()))]
+
+
+def random_row(ys: np.ndarray, rng, draws: int = 2000) -> list[str]:
+    """The RANKING_HEADER row of picks in random order (means over draws)."""
+    best = [[ys[rng.choice(len(ys), min(k, len(ys)), replace=False)].max() for _ in range(draws)] for k in (8, 32)]
+    reach = [_picks_to(ys[rng.permutation(len(ys))], NEAR * ys.max()) for _ in range(draws)]
+    return [f"random picks (mean of {draws})", "0", f"{np.mean(best[0]):.1f}", f"{np.mean(best[1]):.1f}",
+            f"{np.mean(reach):.0f}"]
+
+
+def prior_vs_measured(model, task, tuner) -> None:
+    """How the pre-trained model ranks the configs a search measured on this machine (a live run of
+    random search alone: a random sample of the task, each timed once, anchored on the default
+    beside it): a held-out task's rank correlation on this machine's timings (--threads), where
+    --offline has only the logged ones of the logs' machine and thread count."""
+    from autotune.cost_model import XGBCostModel
+    from autotune.features import config_features
+    idx = [i for i in tuner.results if i != task.config_space.default_index()]
+    xs = np.array([config_features(task, i) for i in idx], np.float32)
+    ys = np.array([tuner.results[i] / 1e9 for i in idx])
+    _, row = ranking_row("pre-trained (centred per task)", XGBCostModel(base=pretrained.prior(model)).prior_scores(xs), xs, ys)
+    print(f"\nthe prior on the {len(idx)} configs random search measured (search timings anchored on the default, best "
+          f"{ys.max():.1f} GFLOP/s):")
+    print(table(RANKING_HEADER, [row, random_row(ys, np.random.default_rng(0))], "lrrrr"))
+
+
 def offline(records: list[rec.Record], held: str, seed: int, caches) -> None:
     """Rank the held-out task's logged records by models trained on the other tasks (no measuring)."""
-    from autotune.cost_model import XGBCostModel, centred, distinct_first
+    from autotune.cost_model import XGBCostModel, centred
     from autotune.features import config_features
 
     t0 = time.time()
-    groups = pretrained.training_groups(records, exclude={held}, seed=seed, caches=caches, centre=False)
+    per_task = pretrained.task_features(records, exclude={held}, seed=seed, caches=caches)
+    groups = pretrained.centre_groups(per_task, False)
+    by_default = pretrained.centre_groups(per_task, "default", caches)
     name, wargs = parse_workload(held)
     mine = [r for r in records if r.workload == held]
     task = autotune.create_task(name, wargs, pretrained.record_target(mine[0].target, caches))
@@ -161,26 +213,20 @@ def offline(records: list[rec.Record], held: str, seed: int, caches) -> None:
           f"{ys.max():.1f} GFLOP/s (features in {time.time() - t0:.0f} s)")
     rng = np.random.default_rng(seed)
     rows, picks = [], []
-    for label, centre in (("loop-IR features", False), ("centred per task (the prior)", True)):
+    default = config_features(task, task.config_space.default_index())
+    for label, centre in (("loop-IR features", False), ("centred per task (the prior)", True),
+                          ("centred on the default config", "default")):
         def c(x):
-            return centred(x) if centre else x
+            return x - default if centre == "default" else centred(x) if centre else x
         model = XGBCostModel(num_rounds=120, seed=seed)
-        model.fit([(c(x), y, w) for x, y, w in groups])
-        score = model.predict(c(xs))
-        # as XGBTuner ranks its candidates: configs with the features of one ranked before go last
-        order = np.array(distinct_first(np.argsort(-score, kind="stable"), xs))
-        rho = float(np.corrcoef(_ranks(score), _ranks(ys))[0, 1])
-        rows.append([label, f"{rho:.2f}", f"{ys[order[:8]].max():.1f}", f"{ys[order[:32]].max():.1f}",
-                     str(_picks_to(ys[order], NEAR * ys.max()))])
+        model.fit(by_default if centre == "default" else [(c(x), y, w) for x, y, w in groups])
+        order, row = ranking_row(label, model.predict(c(xs)), xs, ys)
+        rows.append(row)
         picks.append(f"{label}'s first picks: " + "; ".join(
             f"{ys[i]:.0f} {json.dumps(mine[i].config, separators=(',', ':'))}" for i in order[:3]))
-    rand = [[ys[rng.choice(len(ys), k, replace=False)].max() for _ in range(2000)] for k in (8, 32)]
-    reach = [_picks_to(ys[rng.permutation(len(ys))], NEAR * ys.max()) for _ in range(2000)]
-    rows.append(["random picks (mean of 2000)", "0", f"{np.mean(rand[0]):.1f}", f"{np.mean(rand[1]):.1f}",
-                 f"{np.mean(reach):.0f}"])
+    rows.append(random_row(ys, rng))
     print()
-    print(table(["model", "rank correlation", "best of its top 8", "best of its top 32",
-                 f"picks to {NEAR:.0%} of the log's best"], rows, "lrrrr"))
+    print(table(RANKING_HEADER, rows, "lrrrr"))
     best = np.argsort(-ys, kind="stable")[:3]
     print("\nthe log's best: " + "; ".join(
         f"{ys[i]:.0f} {json.dumps(mine[i].config, separators=(',', ':'))}" for i in best))
@@ -410,7 +456,10 @@ def live(records: list[rec.Record], held: str, in_logs: bool, args, caches) -> N
                 print(f"  seed {seed}, {label}: {t.trials} trials in {secs[label]:.0f} s, search's best "
                       f"{t.best_flops / 1e9:.1f} GFLOP/s", flush=True)
             verdicts.add(str(seed), joint_check(measurer, task, tuners, args.check_rounds))
-    verdicts.print(task.target.threads)
+            if kinds == ["random"]:
+                prior_vs_measured(model, task, tuners[SEARCH_KINDS["random"]])
+    if kinds != ["random"]:
+        verdicts.print(task.target.threads)
 
 
 def recheck(log_dir: str, args) -> None:

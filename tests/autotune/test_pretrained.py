@@ -147,3 +147,22 @@ def test_the_prior_picks_the_first_batch_and_keeps_its_share_after_it():
         plans.append(plan)
         lead.append(np.mean([rank[i] for i in plan[:8]]))
     assert plans[0] != plans[1] and lead[0] > lead[1]   # the blend's top is more the prior's
+
+
+def test_groups_centred_on_the_default_config_do_not_move_with_the_sample():
+    """centre="default": each task's features minus its default config's, whatever else was sampled
+    (a median moves with the candidates in the pool; docs/architecture.md, 'Not built yet')."""
+    task = autotune.create_task("matmul", (64, 64, 64, "float32"))
+    sp = task.config_space
+    records = _full_log(task, n=10)
+    d = sp.get(sp.default_index())
+    records.append(rec.Record(workload=task.workload_key, config=d.to_json(), costs=[1e-3],
+                              isa=task.target.isa, cpu="cpu", target=str(task.target)))
+    per_task = pretrained.task_features(records, per_task=100)
+    (x, y, _), = pretrained.centre_groups(per_task, "default")
+    (raw, _, _), = pretrained.centre_groups(per_task, False)
+    ref = config_features(task, sp.default_index())
+    np.testing.assert_allclose(x, raw - ref, atol=1e-6)
+    assert np.any(np.all(np.abs(x) < 1e-6, axis=1))          # the default's own row is all zero
+    smaller = pretrained.centre_groups({k: (v[0][:4], v[1][:4]) for k, v in per_task.items()}, "default")
+    np.testing.assert_allclose(smaller[0][0], x[:4], atol=1e-6)
