@@ -41,7 +41,7 @@ def build(impl: str, wl: ConvWorkload, overrides: dict | None, target):
     cfg = None
     if overrides is not None:
         sp = task.config_space
-        cfg = sp.from_json({**sp.get(sp.default_index()).to_json(), **overrides})
+        cfg = sp.default_with(overrides)
     s, tensors = task.instantiate(cfg, prepacked=True)
     f = te.build(s, tensors, target=target)
     return f, [np.random.rand(*t.shape).astype(t.dtype) for t in tensors], task.flops

@@ -278,6 +278,10 @@ class ConfigSpace(_Config):
         """The index of the template's declared defaults (its untuned config)."""
         return self.index_of(self.defaults)
 
+    def default_with(self, knobs: dict) -> "ConfigEntity":
+        """The template's defaults with some knobs set, given in their JSON form ({knob: value})."""
+        return self.from_json({**self.get(self.default_index()).to_json(), **knobs})
+
     def from_json(self, data: dict) -> "ConfigEntity":
         """A config from its JSON form ({knob: value}); raises ConfigError if it does not fit."""
         if not isinstance(data, dict):

@@ -25,7 +25,7 @@ def _conv_sum_relu(C: int, H: int, K: int, overrides: dict):
     wl = ConvWorkload((1, C, H, H), (K, C, 1, 1), (1, 1), (0, 0, 0, 0))
     task = autotune.create_task(impl.template, impl.args(wl), target)
     sp = task.config_space
-    cfg = sp.from_json({**sp.get(sp.default_index()).to_json(), **overrides})
+    cfg = sp.default_with(overrides)
     x, w = impl.placeholders(wl, cfg, target, True)
     b = te.placeholder((K,), name="b")
     r = te.placeholder((1, K, H, H), name="r")

@@ -29,7 +29,7 @@ def run(wl: ConvWorkload, knobs: dict, prepacked: bool, rng, relu: bool = True):
     target = host()
     task = autotune.create_task(DIRECT.template, DIRECT.args(wl), target)
     sp = task.config_space
-    cfg = sp.from_json({**sp.get(sp.default_index()).to_json(), **knobs})
+    cfg = sp.default_with(knobs)
     x, w = DIRECT.placeholders(wl, cfg, target, prepacked)
     b = te.placeholder((wl.w_shape[0],), name="b")
     y = DIRECT.compute([x, w, b], wl, cfg, target, prepacked)
@@ -66,8 +66,8 @@ def test_chunks_outer_accumulates_chunk_by_chunk_outside_the_tiles():
     target = host()
     task = autotune.create_task(DIRECT.template, DIRECT.args(wl), target)
     sp = task.config_space
-    cfg = sp.from_json({**sp.get(sp.default_index()).to_json(), "out_order": "chunks_outer", "tile_oc": 16,
-                        "tile_oh": [-1, 1], "tile_ow": [-1, 7], "tile_ic": [-1, 4]})
+    cfg = sp.default_with({"out_order": "chunks_outer", "tile_oc": 16,
+                          "tile_oh": [-1, 1], "tile_ow": [-1, 7], "tile_ic": [-1, 4]})
     s, tensors = task.instantiate(cfg)
     nest = str(te.lower(s, tensors))
     update = nest[nest.index("for rc.outer in range(4)"):]           # after the accumulator's init
@@ -178,8 +178,8 @@ def test_tile_rows_prefetch_the_next_chunks_weights():
     target = host()
     task = autotune.create_task(DIRECT.template, DIRECT.args(wl), target)
     sp = task.config_space
-    cfg = sp.from_json({**sp.get(sp.default_index()).to_json(), "out_order": "chunks_outer", "tile_oc": 32,
-                        "tile_oh": [-1, 1], "tile_ow": [-1, 7], "tile_ic": [-1, 4]})
+    cfg = sp.default_with({"out_order": "chunks_outer", "tile_oc": 32,
+                          "tile_oh": [-1, 1], "tile_ow": [-1, 7], "tile_ic": [-1, 4]})
     s, tensors = task.instantiate(cfg)
     func = te.lower(s, tensors)
     chunk = 4 * 4 * 9 * 32                       # 4 channels x 3 x 3 taps x 32 output channels

@@ -32,7 +32,7 @@ def run(wl: ConvWorkload, knobs: dict, prepacked: bool, rng, target, residual: b
     updated by knobs, against numpy's."""
     task = autotune.create_task(DIRECT.template, DIRECT.args(wl), target)
     sp = task.config_space
-    cfg = sp.from_json({**sp.get(sp.default_index()).to_json(), **knobs})
+    cfg = sp.default_with(knobs)
     x, w = DIRECT.placeholders(wl, cfg, target, prepacked)
     b = te.placeholder((wl.w_shape[0],), name="b")
     y = DIRECT.compute([x, w, b], wl, cfg, target, prepacked)
@@ -78,7 +78,7 @@ def test_split_c_needs_threads_and_channels(rng):
     odd = ConvWorkload((1, 6, 14, 14), (32, 6, 1, 1), (1, 1), (0, 0, 0, 0))
     task = autotune.create_task(DIRECT.template, DIRECT.args(odd), two_threads(4))
     sp = task.config_space
-    cfg = sp.from_json({**sp.get(sp.default_index()).to_json(), "out_order": "split_c"})
+    cfg = sp.default_with({"out_order": "split_c"})
     x, w = DIRECT.placeholders(odd, cfg, two_threads(4), True)
     y = DIRECT.compute([x, w], odd, cfg, two_threads(4), True)
     assert y.op.attrs["parts"] == 1
