@@ -12,9 +12,9 @@ build's kernels are timed in the model's order (frontends.profile.time_steps, or
 call meets the caches the rest of the model leaves it, its weights from memory, and its weights
 prefetched as the model's entry point sets it); the builds take turns over --rounds rounds, a
 round's figure per call is its lower quartile over the repeats (autotune.call_timing.per_call;
-on several threads the median of its undisturbed calls, below) and the median over rounds is printed, with the ratio untuned / variant per call of the named
-convs and for the sum of all kernels.  Every variant's outputs are checked against the untuned
-build's.
+on several threads the median of its undisturbed calls, below) and the median over rounds is
+printed, with the ratio untuned / variant per call of the named convs and for the sum of all
+kernels.  Every variant's outputs are checked against the untuned build's.
 
 With --threads 1 (the default) each call is timed by the calling thread's CPU time: on a machine
 others load, the time the OS gave to other processes is left out (a two-thread OpenMP team under

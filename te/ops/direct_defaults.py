@@ -292,10 +292,11 @@ def split_c_pays(g: ConvGeometry, target: Target) -> bool:
     a share of all T maps when adding them (2 Y, streamed in order).  The split pays where 2 Y is
     at most half the cheaper of the others (the count leaves out its barrier and the latency of
     the adding pass; the convs measured sit at half), or at most equal to it where the channel
-    split's share would crowd the L2 (`crowds_l2`: ResNet-50's 1024 -> 512 at 14x14): deep reductions onto few channels, ResNet-50's
-    1024 -> 256 at 14x14 (X 0.8 MB, W 1 MB, Y 0.2 MB: 0.4 MB against 0.8) and 2048 -> 512 at
-    7x7; not its 256 -> 1024 (Y four times X), nor Inception's 528 -> 256 at 13x13 (0.35 MB
-    against 0.36), left to the tuner.
+    split's share would crowd the L2 (`crowds_l2`: ResNet-50's 1024 -> 512 at 14x14): deep
+    reductions onto few channels, ResNet-50's 1024 -> 256 at 14x14 (X 0.8 MB, W 1 MB, Y 0.2 MB:
+    0.4 MB against 0.8) and 2048 -> 512 at 7x7; not its 256 -> 1024 (Y four times X), nor
+    Inception's 528 -> 256 at 13x13 (0.35 MB against 0.36, its share a third of the L2), left
+    to the tuner.
 
     Only where the weights outweigh the input (W >= X): the count assumes thread t finds input
     channel range t in its own L2, as a producer split by output channels leaves it, and the
