@@ -11,14 +11,18 @@ left out; "implementation" names another of the conv's implementations, te.ops.r
 build's kernels are timed in the model's order (frontends.profile.time_steps, order "model": each
 call meets the caches the rest of the model leaves it, its weights from memory, and its weights
 prefetched as the model's entry point sets it); the builds take turns over --rounds rounds, a
-round's figure per call is its lower quartile over the repeats (autotune.call_timing.per_call)
-and the median over rounds is printed, with the ratio untuned / variant per call of the named
-convs and for the sum of all kernels.  Every variant's outputs are checked against the untuned
-build's.
+round's figure per call is its lower quartile over the repeats (autotune.call_timing.per_call;
+on several threads the median of its undisturbed calls, below) and the median over rounds is
+printed, with the ratio untuned / variant per call of the named convs and for the sum of all
+kernels.  Every variant's outputs are checked against the untuned build's.
 
 With --threads 1 (the default) each call is timed by the calling thread's CPU time: on a machine
 others load, the time the OS gave to other processes is left out (a two-thread OpenMP team under
-load stalls 10-30x, PREAMBLE).  With --threads 2, wall time: compare only in a quiet window.
+load stalls 10-30x, PREAMBLE).  With --threads 2, wall time, and a repeat's figure is the median
+of the calls during which no thread of the process waited for a CPU (per_call with the waits
+`WaitingClock` reads): on a loaded machine 40-80% of the calls are such, and the medians of
+untuned builds of one model agreed within 1-2% per call; other processes' cache and memory
+traffic still shifts whole rounds, so compare the named convs against the other kernels' sum.
 """
 from __future__ import annotations
 
@@ -53,7 +57,7 @@ import numpy as np                                          # noqa: E402
 import autotune                                             # noqa: E402
 import conv_weak                                            # noqa: E402
 import frontends                                            # noqa: E402
-from autotune.call_timing import per_call                   # noqa: E402
+from autotune.call_timing import RunQueueClock, per_call    # noqa: E402
 from autotune.record import Record                          # noqa: E402
 from autotune.task import workload_key                      # noqa: E402
 from common import env_note, knob_variants, table           # noqa: E402
@@ -85,6 +89,35 @@ def records(shapes: list[str], knobs: dict, target) -> tuple[list[Record], dict[
     return recs, names
 
 
+class WaitingClock:
+    """time.perf_counter for time_steps, also reading how long the process's threads have waited
+    for a CPU at each reading (RunQueueClock), so each timed call's wait is known.
+
+    time_steps reads the clock before and after each kernel call (not around copies): a pass to
+    warm up, then in order "model" `repeat` passes over the kernels in the model's order."""
+
+    def __init__(self):
+        self.runqueue = RunQueueClock()
+        self.marks: list[float | None] = []
+
+    def __call__(self) -> float:
+        self.marks.append(self.runqueue.seconds())
+        return time.perf_counter()
+
+    def start(self) -> None:
+        """Forget the readings so far and find the threads again (the team appears late)."""
+        self.runqueue.refresh()
+        self.marks.clear()
+
+    def waits(self, kernels: int, repeat: int) -> list[list[float]] | None:
+        """Per kernel call of the model, its timed calls' waits (seconds); None where unknown."""
+        m = self.marks
+        if len(m) != 2 * kernels * (repeat + 1) or any(x is None for x in m):
+            return None
+        pairs = [m[i + 1] - m[i] for i in range(2 * kernels, len(m), 2)]   # after the warm-up pass
+        return [pairs[k::kernels] for k in range(kernels)]
+
+
 def main() -> None:
     args = ARGS
     unknown = [s for s in args.shapes if s not in conv_weak.SHAPES]
@@ -107,21 +140,25 @@ def main() -> None:
         libs[label] = frontends.build(graph, target, logs=recs)
     feed = random_inputs(libs["untuned"].plan.inputs)
     outs = {k: [np.empty(s["shape"], s["dtype"]) for s in lib.plan.outputs] for k, lib in libs.items()}
-    clock = time.thread_time if args.threads == 1 else time.perf_counter
+    clock = time.thread_time if args.threads == 1 else WaitingClock()
     # per build, (shape name, its n-th call in the model) -> times: another implementation may
     # run other kernels around the conv (Winograd's transforms), so step indices differ
     calls: dict[str, dict[tuple[str, int], list[float]]] = {k: {} for k in libs}
     sums: dict[str, list[float]] = {k: [] for k in libs}
     for _ in range(args.rounds):
         for label, lib in libs.items():     # in turn: a change in the machine's load hits them alike
+            if isinstance(clock, WaitingClock):
+                clock.start()
             steps = time_steps(lib, feed, repeat=args.repeat, outputs=outs[label], order="model", clock=clock)
-            sums[label].append(sum(per_call(lat.times) for _, lat in steps))
+            waits = clock.waits(len(steps), args.repeat) if isinstance(clock, WaitingClock) else None
+            figure = [per_call(lat.times, waits[i] if waits else None) for i, (_, lat) in enumerate(steps)]
+            sums[label].append(sum(figure))
             seen: dict[str, int] = {}
-            for call, lat in steps:
+            for (call, _), t in zip(steps, figure):
                 name = names.get(workload_key(*call.task)) if call.task else None
                 if name:
                     seen[name] = seen.get(name, -1) + 1
-                    calls[label].setdefault((name, seen[name]), []).append(per_call(lat.times))
+                    calls[label].setdefault((name, seen[name]), []).append(t)
     for label in variants:
         for a, b in zip(outs["untuned"], outs[label]):
             if not np.allclose(a, b, rtol=1e-3, atol=1e-4):

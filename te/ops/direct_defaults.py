@@ -291,10 +291,12 @@ def split_c_pays(g: ConvGeometry, target: Target) -> bool:
     more weights and (T-1)/T^2 X remote; by input channels it writes its partial map and reads
     a share of all T maps when adding them (2 Y, streamed in order).  The split pays where 2 Y is
     at most half the cheaper of the others (the count leaves out its barrier and the latency of
-    the adding pass; the convs measured sit at half): deep reductions onto few channels, ResNet-50's
-    1024 -> 256 at 14x14 (X 0.8 MB, W 1 MB, Y 0.2 MB: 0.4 MB against 0.8) and 2048 -> 512 at
-    7x7; not its 256 -> 1024 (Y four times X), nor Inception's 528 -> 256 at 13x13 (0.35 MB
-    against 0.36), left to the tuner.
+    the adding pass; the convs measured sit at half), or at most equal to it where the channel
+    split's share would crowd the L2 (`crowds_l2`: ResNet-50's 1024 -> 512 at 14x14): deep
+    reductions onto few channels, ResNet-50's 1024 -> 256 at 14x14 (X 0.8 MB, W 1 MB, Y 0.2 MB:
+    0.4 MB against 0.8) and 2048 -> 512 at 7x7; not its 256 -> 1024 (Y four times X), nor
+    Inception's 528 -> 256 at 13x13 (0.35 MB against 0.36, its share a third of the L2), left
+    to the tuner.
 
     Only where the weights outweigh the input (W >= X): the count assumes thread t finds input
     channel range t in its own L2, as a producer split by output channels leaves it, and the
@@ -331,8 +333,30 @@ def split_c_pays(g: ConvGeometry, target: Target) -> bool:
     x, w, y = 4.0 * g.N * g.C * g.H * g.W, 4.0 * g.K * g.C, 4.0 * g.N * g.K * g.OH * g.OW
     by_channels = REMOTE_INPUT_COST * x * (T - 1) / T
     by_rows = w * (T - 1) / T + REMOTE_INPUT_COST * x * (T - 1) / T ** 2
+    cheapest = min(by_channels, by_rows)
     return (w >= x and g.C // T >= MIN_PART_CHANNELS and g.flops / 2 >= MIN_SPLIT_WORK
-            and 2 * (2 * y) <= min(by_channels, by_rows))
+            and (2 * (2 * y) <= cheapest or (2 * y <= cheapest and crowds_l2(x, w, T, target))))
+
+
+def crowds_l2(x: float, w: float, threads: int, target: Target) -> bool:
+    """Would a thread's share of a 1x1 conv split by output channel blocks (its weight slice
+    w / T and the whole input x, which every channel block re-reads) fill more than half its
+    core's L2?  Then split_c_pays takes the input split at an even byte count (2 Y no more than
+    the cheapest other split's extra bytes) instead of at half of it.
+
+    In a model's order the weights stream through the L2 (from memory, te/prefetch.py's prefetches
+    an eighth of the slice ahead), and with the input filling most of the rest the channel blocks'
+    re-reads of it miss: the byte count, which charges the input once, understates the channel
+    split.  ResNet-50's 1024 -> 512 at 14x14 (first 1x1 of stage 4; x 0.8 MB, w / 2 1 MB: 1.8 MB
+    of a 2 MiB L2, 2 Y equal to the remote input) ran 1.20x and 1.24x faster split on two threads
+    (713 against 853-869 us, and the same after normalising a run's load by the other kernels;
+    model order, calls no thread waited for a CPU during, 9 rounds, loaded Emerald Rapids, rough).
+    Inception v1's 528 -> 256 at 13x13 (2 Y 0.97 of the remote input, but 0.63 MB: a third of the
+    L2) ran no faster split (266 against 239-243 us, the split build's other kernels 8% slower
+    in that run): it keeps the channel blocks.  The half is a margin between the two measured
+    shares; a 1 MiB L2 (Zen 4) or 1.25 MiB (Ice Lake) takes the split on smaller convs, as its
+    input is evicted sooner there too."""
+    return x + w / threads > target.caches.l2 / 2
 
 
 def spatial_out_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:

@@ -85,12 +85,13 @@ def test_split_c_needs_threads_and_channels(rng):
 
 
 def test_untuned_split_where_it_pays():
-    """ResNet-50's 1024 -> 256 at 14x14 and 2048 -> 512 at 7x7 split on two threads, not on one;
-    256 -> 1024 (the output four times the input), 256 -> 64 at 56x56 and SqueezeNet's 512 -> 64
-    at 13x13 (inputs larger than their weights) do not."""
+    """ResNet-50's 1024 -> 256 and 1024 -> 512 at 14x14 and 2048 -> 512 at 7x7 split on two
+    threads, not on one; 256 -> 1024 (the output four times the input), 256 -> 64 at 56x56 and
+    SqueezeNet's 512 -> 64 at 13x13 (inputs larger than their weights) do not."""
     def pays(C, H, K, threads):
         return split_c_pays(geometry((1, C, H, H), (K, C, 1, 1), (1, 1), 0), two_threads(threads))
     assert pays(1024, 14, 256, 2) and pays(2048, 7, 512, 2) and pays(1024, 14, 256, 4)
+    assert pays(1024, 14, 512, 2) and not pays(1024, 14, 512, 1)   # at even bytes, its input crowding the L2
     assert not pays(1024, 14, 256, 1)
     assert not pays(256, 14, 1024, 2)
     assert not pays(256, 56, 64, 2) and not pays(512, 13, 64, 2)
