@@ -413,8 +413,10 @@ class XGBTuner(Tuner):
         # one batch, and on a replayed matmul space the prior's cluster of near-best configs made
         # the final pick worse, not better (tests/autotune/test_timing_table.py)
         large = len(self.space) > self.EXHAUSTIVE
+        # the prior ranks configs relative to the default's features, as it was trained (pretrained.py)
         self.model = XGBCostModel(seed=seed, base=prior(pretrained) if large else None,
-                                  prior_records=self.PRIOR_RECORDS)
+                                  prior_records=self.PRIOR_RECORDS,
+                                  reference=lambda: self.feature(self.space.default_index()))
         self.knob_model = XGBCostModel(seed=seed)
         self.plan_size = plan_size
         self.epsilon = epsilon

@@ -243,7 +243,7 @@ SEARCH_BATCHES = 8
 NEAR_BEST = 0.98
 
 
-def _search_in_log(x: np.ndarray, y: np.ndarray, prior, k: int | None, rng) -> int:
+def _search_in_log(x: np.ndarray, y: np.ndarray, prior, k: int | None, rng, reference=None) -> int:
     """Picks until one within NEAR_BEST of the best of a task's logged configs (x, y), in batches of
     8 ranked as XGBTuner ranks them (k: XGBCostModel.prior_records; None: random order), or
     SEARCH_BATCHES * 8 + 1 if none in that many; the first batch is the prior's top 8."""
@@ -253,7 +253,7 @@ def _search_in_log(x: np.ndarray, y: np.ndarray, prior, k: int | None, rng) -> i
     measured: list[int] = []
     for _ in range(SEARCH_BATCHES):
         rest = np.array([i for i in range(len(y)) if i not in set(measured)])
-        model = XGBCostModel(base=prior, prior_records=k, seed=int(rng.integers(1 << 16)))
+        model = XGBCostModel(base=prior, prior_records=k, seed=int(rng.integers(1 << 16)), reference=reference)
         if measured:
             model.fit([(x[measured], y[measured], 1.0)])
         measured += [int(i) for i in rest[np.argsort(-model.predict(x[rest]), kind="stable")[:8]]]
@@ -262,19 +262,23 @@ def _search_in_log(x: np.ndarray, y: np.ndarray, prior, k: int | None, rng) -> i
     return SEARCH_BATCHES * 8 + 1
 
 
-def blend_study(records: list[rec.Record], seed: int, caches, min_records: int = 120, repeats: int = 4) -> None:
+def blend_study(records: list[rec.Record], seed: int, caches, centre: str = "default", min_records: int = 120,
+                repeats: int = 4) -> None:
     """How many of a task's own records the pre-trained model is worth (XGBCostModel.prior_records).
 
     Every task of the logs with min_records or more records is held out in turn: the prior is
     trained on the others, the task's own model (as XGBTuner fits it) on n of its records drawn at
     random, and both, blended with weight k/(k+n) on the prior, rank the task's other records.
     Printed per n: the median over tasks and draws of the rank correlation and of the best
-    throughput among the top 8 (over the best of those records), for each k."""
+    throughput among the top 8 (over the best of those records), for each k.  `centre`: each task's
+    features minus its default config's (the shipped way), or minus the median of the configs
+    ranked (session 20's)."""
     from autotune.cost_model import XGBCostModel, blend, centred
 
     t0 = time.time()
     per_task = pretrained.task_features(records, per_task=10 ** 6, seed=seed, caches=caches)
     held = [key for key, (x, y) in per_task.items() if len(y) >= min_records]
+    ref = {key: pretrained.default_features(*key, caches) if centre == "default" else None for key in per_task}
     print(f"{len(per_task)} tasks, {len(held)} with {min_records}+ records held out in turn "
           f"(features in {time.time() - t0:.0f} s)")
     rng = np.random.default_rng(seed)
@@ -286,7 +290,8 @@ def blend_study(records: list[rec.Record], seed: int, caches, min_records: int =
         for other, (x, y) in per_task.items():
             if other[0] != key[0]:              # as pretrained.train samples each task
                 sample = rng.permutation(len(y))[:pretrained.PER_TASK]
-                others.append((centred(x[sample]), y[sample], 1.0))
+                xs = x[sample]
+                others.append((xs - ref[other] if ref[other] is not None else centred(xs), y[sample], 1.0))
         prior = XGBCostModel(num_rounds=120, seed=seed)
         prior.fit(others)
         x, y = per_task[key]
@@ -296,7 +301,7 @@ def blend_study(records: list[rec.Record], seed: int, caches, min_records: int =
                 train, test = perm[:n], perm[n:]
                 own = XGBCostModel(seed=seed)
                 own.fit([(x[train], y[train], 1.0)])
-                p_scores = XGBCostModel(base=prior.booster).predict(x[test])
+                p_scores = XGBCostModel(base=prior.booster, reference=ref[key]).predict(x[test])
                 o_scores = own.predict(x[test])
                 for k in BLEND_K:
                     score = blend(o_scores, p_scores, k / (k + n))
@@ -304,7 +309,7 @@ def blend_study(records: list[rec.Record], seed: int, caches, min_records: int =
                     top[n, k].append(y[test][np.argsort(-score, kind="stable")[:8]].max() / y[test].max())
         for draw in range(repeats):
             for label, k in SEARCHES.items():
-                searches[label].append(_search_in_log(x, y, prior.booster, k, np.random.default_rng(draw)))
+                searches[label].append(_search_in_log(x, y, prior.booster, k, np.random.default_rng(draw), ref[key]))
     rows = [[str(n)] + [f"{np.median(corr[n, k]):.2f} / {np.median(top[n, k]):.3f}" for k in BLEND_K]
             for n in BLEND_N]
     rows.append(["mean"] + [f"{np.mean([np.median(corr[n, k]) for n in BLEND_N]):.2f} / "
@@ -509,6 +514,9 @@ class Verdicts:
             if not isinstance(g, dict):
                 continue
             self.per_search.setdefault(label, []).append(g)
+            print(f"    {label}: best in {g['trials']} re-timed {g['best']:.1f} GFLOP/s = {g['best_vs']:.3f}x "
+                  f"random's best; reached it at trial {g['reach'] or '-'} (within {1 - TIE:.0%}: "
+                  f"{g['near'] or '-'})", flush=True)
             self.rows.append([seed, f"{c['target']:.1f} (trial {c['target_trial']})", label,
                               f"{g['best']:.1f} ({g['best_vs']:.3f}x)",
                               str(g["reach"]) if g["reach"] else f"not in {g['trials']}",
@@ -552,6 +560,8 @@ def main() -> None:
                     help="measure nothing: rank the held-out task's logged records (see above)")
     ap.add_argument("--blend", action="store_true",
                     help="measure nothing: how many of a task's records the prior is worth (see above)")
+    ap.add_argument("--centre", choices=["default", "median"], default="default",
+                    help="--blend: features relative to each task's default config or the ranked configs' median")
     ap.add_argument("--model", help="the held-out model's file: read if it exists (it must have been "
                                      "trained without the held-out task), else trained and written there")
     ap.add_argument("--log-dir", help="write each search's records to DIR/seed<N>/<search>.jsonl")
@@ -569,7 +579,7 @@ def main() -> None:
     records = read(args.logs)
     caches = parse(f"llvm {args.log_caches}").caches
     if args.blend:
-        blend_study(records, args.seed, caches)
+        blend_study(records, args.seed, caches, args.centre)
         return
     if args.task:
         held = json.dumps(json.loads(args.task), separators=(",", ":"))
