@@ -31,13 +31,11 @@ pre-trained model).
 (each has its measured throughput) and prints the rank correlation and the best logged
 throughput among the model's top 8 and 32 against random picks of as many, how many of its picks
 come before one within 5% of the log's best (configs whose features repeat a better-ranked
-one's go last, as XGBTuner ranks them), for a model trained on the raw features and for one
-trained on features centred per task (each task's median feature vector subtracted, the
-candidates ranked centred on theirs: how the shipped prior is trained and used), and for one
-centred on each task's default config's features (a reference that does not move with the
-candidates; pretrained.training_groups(centre="default"), not the shipped prior's way): whether the
-features carry over to a shape the model has not seen, on the machine's logged timings, in a
-few minutes of lowering and no tuning.
+one's go last, as XGBTuner ranks them), for models trained on the raw features, on features
+centred per task (each task's median subtracted, the candidates ranked centred on theirs: session
+20's prior) and on features minus each task's default config's (the shipped prior's way, a
+reference that does not move with the candidates): whether the features carry over to a shape
+the model has not seen, on the machine's logged timings, in minutes of lowering and no tuning.
 
 `--searches random` (random search alone) prints, after its joint check (random's best against the
 default, re-timed side by side), how the model ranks the configs random search timed on this
@@ -51,11 +49,13 @@ task> DIR/seed<N>/random.jsonl --task KEY` ranks those same records the three --
 turn, trains the prior on the others and the task's own model (as XGBTuner fits it) on n of the
 task's records drawn at random, and ranks the task's other records by the two blended with weight
 k/(k+n) on the prior (XGBCostModel.prior_records = k; k = 0 is the task's own model alone): how
-many of a task's own records the prior is worth, over every task rather than one.
+many of a task's own records the prior is worth, over every task rather than one (--centre: the
+features relative to each task's default config, as shipped, or to the ranked configs' median).
 
 The default training data is bench/data/resnet50_emr_full.jsonl.gz: every trial of a 20-minute
-`tilewise tune resnet50.onnx` on Emerald Rapids (8,798 records over 47 tasks), the log the shipped
-tuning_logs/cost_model.json was trained on.
+`tilewise tune resnet50.onnx` on Emerald Rapids (8,798 records over 47 tasks, session 19's
+defaults); the shipped tuning_logs/cost_model.json was trained on the shipped logs (`--logs
+tuning_logs/*/*.jsonl`: session 20's ResNet-50 log, 49 tasks with 2+ records).
 """
 from __future__ import annotations
 
@@ -189,7 +189,7 @@ def prior_vs_measured(model, task, tuner) -> None:
     idx = [i for i in tuner.results if i != task.config_space.default_index()]
     xs = np.array([config_features(task, i) for i in idx], np.float32)
     ys = np.array([tuner.results[i] / 1e9 for i in idx])
-    _, row = ranking_row("pre-trained (centred per task)", XGBCostModel(base=pretrained.prior(model)).prior_scores(xs), xs, ys)
+    _, row = ranking_row("pre-trained (relative to the default)", XGBCostModel(base=pretrained.prior(model)).prior_scores(xs), xs, ys)
     print(f"\nthe prior on the {len(idx)} configs random search measured (search timings anchored on the default, best "
           f"{ys.max():.1f} GFLOP/s):")
     print(table(RANKING_HEADER, [row, random_row(ys, np.random.default_rng(0))], "lrrrr"))
@@ -214,8 +214,8 @@ def offline(records: list[rec.Record], held: str, seed: int, caches) -> None:
     rng = np.random.default_rng(seed)
     rows, picks = [], []
     default = config_features(task, task.config_space.default_index())
-    for label, centre in (("loop-IR features", False), ("centred per task (the prior)", True),
-                          ("centred on the default config", "default")):
+    for label, centre in (("loop-IR features", False), ("centred per task (session 20's prior)", True),
+                          ("minus the default config's (the prior)", "default")):
         def c(x):
             return x - default if centre == "default" else centred(x) if centre else x
         model = XGBCostModel(num_rounds=120, seed=seed)
@@ -568,7 +568,9 @@ def main() -> None:
     ap.add_argument("--recheck", metavar="DIR", help="tune nothing: the joint check again on an earlier "
                                                       "run's --log-dir DIR (see recheck)")
     ap.add_argument("--check-rounds", type=int, default=CHECK_ROUNDS, help="the joint check's rounds")
+    ap.add_argument("--prior-sample", type=int, help="the configs the prior ranks for the first batch")
     args = ap.parse_args()
+    autotune.XGBTuner.PRIOR_SAMPLE = args.prior_sample or autotune.XGBTuner.PRIOR_SAMPLE
     args.seeds = args.seeds or [args.seed]
     if "random" not in args.searches:
         args.searches = ["random"] + args.searches
