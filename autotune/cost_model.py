@@ -22,13 +22,18 @@ class XGBCostModel:
     n/(k+n), n the task's own records of the last fit (the first group given to `fit`), so the
     prior counts as k measurements of the task and fades as they arrive.  With k = 0 the task's
     own model takes over at the first fit (the AutoScheduler's way).  The base was trained on each
-    task's features centred (`centred`), so it ranks the candidates centred on theirs."""
+    task's features minus its default config's (autotune.pretrained), so it ranks the candidates
+    minus `reference`, the features of the task's default config (an array, or a function that
+    computes them, called once: a lowering the search may never need); without one, minus the
+    candidates' median (`centred`), an order that moves with the pool (used by studies only)."""
 
-    def __init__(self, num_rounds: int = 60, seed: int = 0, base=None, prior_records: int = 0):
+    def __init__(self, num_rounds: int = 60, seed: int = 0, base=None, prior_records: int = 0,
+                 reference=None):
         self.num_rounds = num_rounds
         self.seed = seed
         self.base = base
         self.prior_records = prior_records
+        self._reference = reference
         self.booster = None
         self.own_records = 0        # rows of the first group of the last fit: the task's own records
 
@@ -75,9 +80,18 @@ class XGBCostModel:
         return prior if w >= 1.0 else blend(own, prior, w)
 
     def prior_scores(self, features: np.ndarray) -> np.ndarray:
-        """The base's scores of the candidates, centred on theirs (as it was trained)."""
+        """The base's scores of the candidates relative to the reference (as it was trained): each
+        candidate's score depends on it alone, not on what else is ranked with it."""
         import xgboost as xgb
-        return self.base.predict(xgb.DMatrix(centred(features)))
+        ref = self.reference()
+        features = np.asarray(features, np.float32)
+        return self.base.predict(xgb.DMatrix(features - ref if ref is not None else centred(features)))
+
+    def reference(self) -> np.ndarray | None:
+        """The default config's features (computed on first use if given as a function), or None."""
+        if callable(self._reference):
+            self._reference = np.asarray(self._reference(), np.float32)
+        return self._reference
 
     def _own(self, features: np.ndarray) -> np.ndarray:
         if self.booster is None:

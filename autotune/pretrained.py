@@ -5,12 +5,16 @@ prior that batch is random.  The loop-IR features (autotune.features) have one l
 kernel, template or auto-scheduled, so one XGBoost ranking model trained on many tasks' records
 (each task one ranking group: only the order within a task matters, so throughputs need no
 normalising across tasks) ranks configs of a task it has never seen.  Each task's features are
-centred on their median (cost_model.centred), and the prior ranks a search's candidates centred
-on theirs: what sets a config apart within its task carries over to other shapes better than
-the raw values (bench/pretrained.py --offline compares both).  `train` makes it from full
-tuning logs (every trial, not the best-only logs tuning_logs/ keeps) and `save` writes it to
-tuning_logs/cost_model.json; the tuners (XGBTuner, AutoScheduler) load it with `load` and rank
-their first batch by it (XGBCostModel's `base`), then their own measurements take over.
+taken relative to its default config's (the template's default, the auto-scheduler's default
+schedule): what sets a config apart from the task's reference carries over to other shapes better
+than the raw values, and a candidate's score then depends on it alone.  Session 20 centred on the
+candidates' median instead, and the prior's order moved with the pool (adding the default's 64
+neighbours took its top 8 of 200 measured configs of a 1x1 conv from 0.97-1.0x to 0.87-0.88x of
+their best); `bench/pretrained.py --offline` compares the three.  `train` makes it from full
+tuning logs (every trial, not the best-only logs most of tuning_logs/ keeps) and `save` writes it
+to tuning_logs/cost_model.json; the tuners (XGBTuner, AutoScheduler) load it with `load` and rank
+their first batch by it (XGBCostModel's `base`, with their default's features as its
+`reference`), then their own measurements take over.
 
 The file records the feature layout it was trained on (FEATURES, the vector length); a model of
 another layout is ignored with one log line (`tilewise logs pretrain` remakes it).
@@ -38,8 +42,9 @@ from .shared_logs import REPO_LOGS
 log = logging.getLogger(__name__)
 
 MODEL_FILE = REPO_LOGS / "cost_model.json"
-# bump the version when autotune.features changes meaning; "centred": trained on centred features
-FEATURES = f"loop-ir-v2-centred/{LENGTH}"
+# bump the version when autotune.features changes meaning; "default": trained on features minus the
+# task's default config's
+FEATURES = f"loop-ir-v2-default/{LENGTH}"
 PER_TASK = 96                            # records per task used for training (a random sample)
 
 
@@ -94,18 +99,22 @@ def default_features(workload: str, target: str, caches: Caches | None = None) -
     """Features of a task's default config: the reference of centre="default" (training_groups)."""
     from .task import create_task, parse_workload
     name, args = parse_workload(workload)
-    task = create_task(name, args, record_target(target, caches))
+    return reference_features(create_task(name, args, record_target(target, caches)))
+
+
+def reference_features(task) -> np.ndarray:
+    """The features the prior ranks a task's candidates relative to: its default config's (a
+    template's default_index; an auto-scheduled task's default schedule is config 0 of its space)."""
     return config_features(task, task.config_space.default_index())
 
 
 def training_groups(records: list[rec.Record], per_task: int = PER_TASK, seed: int = 0,
-                    exclude: set[str] = frozenset(), caches: Caches | None = None, centre=True,
+                    exclude: set[str] = frozenset(), caches: Caches | None = None, centre="default",
                     ) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """(features, throughput, weight) per template workload of the records (task_features), the
-    features centred per task unless `centre` is False (cost_model.centred: the prior ranks
-    candidates so); centre="default": minus the task's default config's features instead, a
-    reference that does not move with the sample (not what the shipped prior uses: see
-    docs/architecture.md, 'Not built yet')."""
+    features minus the task's default config's (centre="default", how the prior is trained and
+    ranks: a reference that does not move with the sample), centred on the sample's median
+    (centre=True, cost_model.centred: session 20's prior) or raw (False)."""
     return centre_groups(task_features(records, per_task, seed, exclude, caches), centre, caches)
 
 

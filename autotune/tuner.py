@@ -397,7 +397,12 @@ class XGBTuner(Tuner):
     """
 
     EXHAUSTIVE = 512     # spaces up to this size are ranked whole by the main model instead
-    PRIOR_SAMPLE = 256   # configs the pre-trained model ranks for a larger space's first batch
+    # configs the pre-trained model ranks for a larger space's first batch: its top picks are only as
+    # good as the pool's best, and random search's 256-trial best is the best of a pool of 256.  On a
+    # held-out 1x1 conv (192->64 @28, one thread, bench/pretrained.py --prior-sample, under load) 256
+    # reached that best within 32 trials on 2 of 5 seeds, 1024 on 5 of 5 (1.01-1.23x of it), for
+    # ~20 s more lowering per task; the count is of configs, so it holds on any CPU
+    PRIOR_SAMPLE = 1024
     # the pre-trained model counts as this many of the task's own records: over the 37 tasks of the
     # shipped log held out in turn, blends with 32-128 ranked best from 8 to 64 own records, 64 the
     # best on average (bench/pretrained.py --blend)
@@ -413,8 +418,10 @@ class XGBTuner(Tuner):
         # one batch, and on a replayed matmul space the prior's cluster of near-best configs made
         # the final pick worse, not better (tests/autotune/test_timing_table.py)
         large = len(self.space) > self.EXHAUSTIVE
+        # the prior ranks configs relative to the default's features, as it was trained (pretrained.py)
         self.model = XGBCostModel(seed=seed, base=prior(pretrained) if large else None,
-                                  prior_records=self.PRIOR_RECORDS)
+                                  prior_records=self.PRIOR_RECORDS,
+                                  reference=lambda: self.feature(self.space.default_index()))
         self.knob_model = XGBCostModel(seed=seed)
         self.plan_size = plan_size
         self.epsilon = epsilon

@@ -66,19 +66,20 @@ def main() -> None:
     picks: dict[int | None, list[int]] = {k: [] for k in (None, *K)}
     rows = []
     for key, (x, y) in per_task.items():
+        ref = pretrained.default_features(*key)         # its default schedule's: how the tuner ranks
         for n in (n for n in N if n <= len(y) - 16):       # at least 16 records left to rank
             for _ in range(DRAWS):
                 perm = rng.permutation(len(y))
                 train, test = perm[:n], perm[n:]
                 own = XGBCostModel(seed=args.seed)
                 own.fit([(x[train], y[train], 1.0)])
-                o_scores, p_scores = own.predict(x[test]), XGBCostModel(base=prior).predict(x[test])
+                o_scores, p_scores = own.predict(x[test]), XGBCostModel(base=prior, reference=ref).predict(x[test])
                 for k in K:
                     score = blend(o_scores, p_scores, k / (k + n))
                     corr[n, k].append(float(np.corrcoef(study._ranks(score), study._ranks(y[test]))[0, 1]))
                     top[n, k].append(y[test][np.argsort(-score, kind="stable")[:8]].max() / y[test].max())
         for k in picks:
-            picks[k] += [study._search_in_log(x, y, prior, k, np.random.default_rng(d)) for d in range(DRAWS)]
+            picks[k] += [study._search_in_log(x, y, prior, k, np.random.default_rng(d), ref) for d in range(DRAWS)]
         rows.append([key[0][:60], str(len(y))] + [f"{np.median(picks[k][-DRAWS:]):.0f}" for k in picks])
     print(table(["task", "schedules", "random"] + [f"k={k}" for k in K], rows, "lr" + "r" * (len(K) + 1)))
     print(f"\npicks to {study.NEAR_BEST:.0%} of the logged best (median of {DRAWS} draws; random order, "

@@ -31,13 +31,11 @@ pre-trained model).
 (each has its measured throughput) and prints the rank correlation and the best logged
 throughput among the model's top 8 and 32 against random picks of as many, how many of its picks
 come before one within 5% of the log's best (configs whose features repeat a better-ranked
-one's go last, as XGBTuner ranks them), for a model trained on the raw features and for one
-trained on features centred per task (each task's median feature vector subtracted, the
-candidates ranked centred on theirs: how the shipped prior is trained and used), and for one
-centred on each task's default config's features (a reference that does not move with the
-candidates; pretrained.training_groups(centre="default"), not the shipped prior's way): whether the
-features carry over to a shape the model has not seen, on the machine's logged timings, in a
-few minutes of lowering and no tuning.
+one's go last, as XGBTuner ranks them), for models trained on the raw features, on features
+centred per task (each task's median subtracted, the candidates ranked centred on theirs: session
+20's prior) and on features minus each task's default config's (the shipped prior's way, a
+reference that does not move with the candidates): whether the features carry over to a shape
+the model has not seen, on the machine's logged timings, in minutes of lowering and no tuning.
 
 `--searches random` (random search alone) prints, after its joint check (random's best against the
 default, re-timed side by side), how the model ranks the configs random search timed on this
@@ -51,11 +49,13 @@ task> DIR/seed<N>/random.jsonl --task KEY` ranks those same records the three --
 turn, trains the prior on the others and the task's own model (as XGBTuner fits it) on n of the
 task's records drawn at random, and ranks the task's other records by the two blended with weight
 k/(k+n) on the prior (XGBCostModel.prior_records = k; k = 0 is the task's own model alone): how
-many of a task's own records the prior is worth, over every task rather than one.
+many of a task's own records the prior is worth, over every task rather than one (--centre: the
+features relative to each task's default config, as shipped, or to the ranked configs' median).
 
 The default training data is bench/data/resnet50_emr_full.jsonl.gz: every trial of a 20-minute
-`tilewise tune resnet50.onnx` on Emerald Rapids (8,798 records over 47 tasks), the log the shipped
-tuning_logs/cost_model.json was trained on.
+`tilewise tune resnet50.onnx` on Emerald Rapids (8,798 records over 47 tasks, session 19's
+defaults); the shipped tuning_logs/cost_model.json was trained on the shipped logs (`--logs
+tuning_logs/*/*.jsonl`: session 20's ResNet-50 log, 49 tasks with 2+ records).
 """
 from __future__ import annotations
 
@@ -189,7 +189,7 @@ def prior_vs_measured(model, task, tuner) -> None:
     idx = [i for i in tuner.results if i != task.config_space.default_index()]
     xs = np.array([config_features(task, i) for i in idx], np.float32)
     ys = np.array([tuner.results[i] / 1e9 for i in idx])
-    _, row = ranking_row("pre-trained (centred per task)", XGBCostModel(base=pretrained.prior(model)).prior_scores(xs), xs, ys)
+    _, row = ranking_row("pre-trained (relative to the default)", XGBCostModel(base=pretrained.prior(model)).prior_scores(xs), xs, ys)
     print(f"\nthe prior on the {len(idx)} configs random search measured (search timings anchored on the default, best "
           f"{ys.max():.1f} GFLOP/s):")
     print(table(RANKING_HEADER, [row, random_row(ys, np.random.default_rng(0))], "lrrrr"))
@@ -214,8 +214,8 @@ def offline(records: list[rec.Record], held: str, seed: int, caches) -> None:
     rng = np.random.default_rng(seed)
     rows, picks = [], []
     default = config_features(task, task.config_space.default_index())
-    for label, centre in (("loop-IR features", False), ("centred per task (the prior)", True),
-                          ("centred on the default config", "default")):
+    for label, centre in (("loop-IR features", False), ("centred per task (session 20's prior)", True),
+                          ("minus the default config's (the prior)", "default")):
         def c(x):
             return x - default if centre == "default" else centred(x) if centre else x
         model = XGBCostModel(num_rounds=120, seed=seed)
@@ -243,7 +243,7 @@ SEARCH_BATCHES = 8
 NEAR_BEST = 0.98
 
 
-def _search_in_log(x: np.ndarray, y: np.ndarray, prior, k: int | None, rng) -> int:
+def _search_in_log(x: np.ndarray, y: np.ndarray, prior, k: int | None, rng, reference=None) -> int:
     """Picks until one within NEAR_BEST of the best of a task's logged configs (x, y), in batches of
     8 ranked as XGBTuner ranks them (k: XGBCostModel.prior_records; None: random order), or
     SEARCH_BATCHES * 8 + 1 if none in that many; the first batch is the prior's top 8."""
@@ -253,7 +253,7 @@ def _search_in_log(x: np.ndarray, y: np.ndarray, prior, k: int | None, rng) -> i
     measured: list[int] = []
     for _ in range(SEARCH_BATCHES):
         rest = np.array([i for i in range(len(y)) if i not in set(measured)])
-        model = XGBCostModel(base=prior, prior_records=k, seed=int(rng.integers(1 << 16)))
+        model = XGBCostModel(base=prior, prior_records=k, seed=int(rng.integers(1 << 16)), reference=reference)
         if measured:
             model.fit([(x[measured], y[measured], 1.0)])
         measured += [int(i) for i in rest[np.argsort(-model.predict(x[rest]), kind="stable")[:8]]]
@@ -262,19 +262,23 @@ def _search_in_log(x: np.ndarray, y: np.ndarray, prior, k: int | None, rng) -> i
     return SEARCH_BATCHES * 8 + 1
 
 
-def blend_study(records: list[rec.Record], seed: int, caches, min_records: int = 120, repeats: int = 4) -> None:
+def blend_study(records: list[rec.Record], seed: int, caches, centre: str = "default", min_records: int = 120,
+                repeats: int = 4) -> None:
     """How many of a task's own records the pre-trained model is worth (XGBCostModel.prior_records).
 
     Every task of the logs with min_records or more records is held out in turn: the prior is
     trained on the others, the task's own model (as XGBTuner fits it) on n of its records drawn at
     random, and both, blended with weight k/(k+n) on the prior, rank the task's other records.
     Printed per n: the median over tasks and draws of the rank correlation and of the best
-    throughput among the top 8 (over the best of those records), for each k."""
+    throughput among the top 8 (over the best of those records), for each k.  `centre`: each task's
+    features minus its default config's (the shipped way), or minus the median of the configs
+    ranked (session 20's)."""
     from autotune.cost_model import XGBCostModel, blend, centred
 
     t0 = time.time()
     per_task = pretrained.task_features(records, per_task=10 ** 6, seed=seed, caches=caches)
     held = [key for key, (x, y) in per_task.items() if len(y) >= min_records]
+    ref = {key: pretrained.default_features(*key, caches) if centre == "default" else None for key in per_task}
     print(f"{len(per_task)} tasks, {len(held)} with {min_records}+ records held out in turn "
           f"(features in {time.time() - t0:.0f} s)")
     rng = np.random.default_rng(seed)
@@ -286,7 +290,8 @@ def blend_study(records: list[rec.Record], seed: int, caches, min_records: int =
         for other, (x, y) in per_task.items():
             if other[0] != key[0]:              # as pretrained.train samples each task
                 sample = rng.permutation(len(y))[:pretrained.PER_TASK]
-                others.append((centred(x[sample]), y[sample], 1.0))
+                xs = x[sample]
+                others.append((xs - ref[other] if ref[other] is not None else centred(xs), y[sample], 1.0))
         prior = XGBCostModel(num_rounds=120, seed=seed)
         prior.fit(others)
         x, y = per_task[key]
@@ -296,7 +301,7 @@ def blend_study(records: list[rec.Record], seed: int, caches, min_records: int =
                 train, test = perm[:n], perm[n:]
                 own = XGBCostModel(seed=seed)
                 own.fit([(x[train], y[train], 1.0)])
-                p_scores = XGBCostModel(base=prior.booster).predict(x[test])
+                p_scores = XGBCostModel(base=prior.booster, reference=ref[key]).predict(x[test])
                 o_scores = own.predict(x[test])
                 for k in BLEND_K:
                     score = blend(o_scores, p_scores, k / (k + n))
@@ -304,7 +309,7 @@ def blend_study(records: list[rec.Record], seed: int, caches, min_records: int =
                     top[n, k].append(y[test][np.argsort(-score, kind="stable")[:8]].max() / y[test].max())
         for draw in range(repeats):
             for label, k in SEARCHES.items():
-                searches[label].append(_search_in_log(x, y, prior.booster, k, np.random.default_rng(draw)))
+                searches[label].append(_search_in_log(x, y, prior.booster, k, np.random.default_rng(draw), ref[key]))
     rows = [[str(n)] + [f"{np.median(corr[n, k]):.2f} / {np.median(top[n, k]):.3f}" for k in BLEND_K]
             for n in BLEND_N]
     rows.append(["mean"] + [f"{np.mean([np.median(corr[n, k]) for n in BLEND_N]):.2f} / "
@@ -509,6 +514,9 @@ class Verdicts:
             if not isinstance(g, dict):
                 continue
             self.per_search.setdefault(label, []).append(g)
+            print(f"    {label}: best in {g['trials']} re-timed {g['best']:.1f} GFLOP/s = {g['best_vs']:.3f}x "
+                  f"random's best; reached it at trial {g['reach'] or '-'} (within {1 - TIE:.0%}: "
+                  f"{g['near'] or '-'})", flush=True)
             self.rows.append([seed, f"{c['target']:.1f} (trial {c['target_trial']})", label,
                               f"{g['best']:.1f} ({g['best_vs']:.3f}x)",
                               str(g["reach"]) if g["reach"] else f"not in {g['trials']}",
@@ -552,13 +560,17 @@ def main() -> None:
                     help="measure nothing: rank the held-out task's logged records (see above)")
     ap.add_argument("--blend", action="store_true",
                     help="measure nothing: how many of a task's records the prior is worth (see above)")
+    ap.add_argument("--centre", choices=["default", "median"], default="default",
+                    help="--blend: features relative to each task's default config or the ranked configs' median")
     ap.add_argument("--model", help="the held-out model's file: read if it exists (it must have been "
                                      "trained without the held-out task), else trained and written there")
     ap.add_argument("--log-dir", help="write each search's records to DIR/seed<N>/<search>.jsonl")
     ap.add_argument("--recheck", metavar="DIR", help="tune nothing: the joint check again on an earlier "
                                                       "run's --log-dir DIR (see recheck)")
     ap.add_argument("--check-rounds", type=int, default=CHECK_ROUNDS, help="the joint check's rounds")
+    ap.add_argument("--prior-sample", type=int, help="the configs the prior ranks for the first batch")
     args = ap.parse_args()
+    autotune.XGBTuner.PRIOR_SAMPLE = args.prior_sample or autotune.XGBTuner.PRIOR_SAMPLE
     args.seeds = args.seeds or [args.seed]
     if "random" not in args.searches:
         args.searches = ["random"] + args.searches
@@ -569,7 +581,7 @@ def main() -> None:
     records = read(args.logs)
     caches = parse(f"llvm {args.log_caches}").caches
     if args.blend:
-        blend_study(records, args.seed, caches)
+        blend_study(records, args.seed, caches, args.centre)
         return
     if args.task:
         held = json.dumps(json.loads(args.task), separators=(",", ":"))

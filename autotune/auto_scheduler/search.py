@@ -55,7 +55,10 @@ class AutoScheduler(Tuner):
         super().__init__(task, seed)
         self.policy = SketchPolicy(task)
         from ..pretrained import prior
-        self.model = XGBCostModel(seed=seed, base=prior(pretrained), prior_records=self.PRIOR_RECORDS)
+        # the prior ranks schedules relative to the default schedule's features (config 0), as it
+        # was trained on template tasks relative to their default config's (autotune.pretrained)
+        self.model = XGBCostModel(seed=seed, base=prior(pretrained), prior_records=self.PRIOR_RECORDS,
+                                  reference=lambda: self.features([self.space.default_index()])[0])
         self.population = population
         self.generations = generations
         self.epsilon = epsilon

@@ -50,3 +50,17 @@ def test_the_prior_ranks_first_then_blends_with_the_tasks_own_model():
     want = blend(own.predict(x), tuner.model.prior_scores(x), k / (k + len(idx)))
     np.testing.assert_allclose(tuner.model.predict(x), want)
     assert AutoScheduler(task, pretrained=False).model.prior_weight == 0.0
+
+
+def test_the_prior_ranks_schedules_relative_to_the_default_schedule():
+    """The AutoScheduler has no template default; its reference is its default schedule (config 0),
+    so a candidate's prior score does not depend on the pool it is ranked in."""
+    import xgboost as xgb
+    task = autotune.create_task(wl.as_matmul, (64, 128, 64))
+    prior = _prior()
+    tuner = AutoScheduler(task, pretrained=prior)
+    idx = _candidates(tuner, 6)
+    x = tuner.features(idx)
+    ref = tuner.features([task.config_space.default_index()])[0]
+    np.testing.assert_allclose(tuner.model.prior_scores(x), prior.booster.predict(xgb.DMatrix(x - ref)), rtol=1e-6)
+    np.testing.assert_allclose(tuner.model.prior_scores(x[:2]), tuner.model.prior_scores(x)[:2], rtol=1e-6)

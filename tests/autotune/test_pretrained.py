@@ -65,22 +65,27 @@ def test_best_only_logs_cannot_pretrain_and_a_foreign_layout_is_ignored(tmp_path
     assert "remake it" in caplog.text
 
 
-def test_the_prior_ranks_candidates_centred_on_theirs():
-    """Trained on each task's features centred, the prior scores a search's candidates centred on
-    their median: a shift every candidate shares (another shape, other cache sizes) changes nothing."""
+def test_the_prior_ranks_candidates_relative_to_the_default_alone():
+    """Trained on each task's features minus its default config's, the prior scores a search's
+    candidates minus the reference it is given (computed once, on first use): a candidate's score
+    does not depend on what else is in the pool; without a reference, on the candidates' median
+    (session 20's way), it does."""
     import xgboost as xgb
 
     from autotune.cost_model import XGBCostModel, centred
     tasks = [autotune.create_task("matmul", (m, 64, 64, "float32")) for m in (64, 96)]
     booster = pretrained.train([r for t in tasks for r in _full_log(t)]).booster
     X = np.stack([config_features(tasks[1], i) for i in range(6)])
-    prior = XGBCostModel(base=booster)
-    np.testing.assert_allclose(prior.predict(X), booster.predict(xgb.DMatrix(centred(X))), rtol=1e-6)
-    shift = np.linspace(-3, 3, X.shape[1], dtype=np.float32)
-    np.testing.assert_allclose(centred(X + shift), centred(X), atol=1e-5)
+    ref = pretrained.reference_features(tasks[1])
+    calls = []
+    prior = XGBCostModel(base=booster, reference=lambda: calls.append(1) or ref)
+    np.testing.assert_allclose(prior.predict(X), booster.predict(xgb.DMatrix(X - ref)), rtol=1e-6)
+    np.testing.assert_allclose(prior.predict(X[:2]), prior.predict(X)[:2], rtol=1e-6)
     perm = [3, 1, 5, 0, 2, 4]
     np.testing.assert_allclose(prior.predict(X[perm]), prior.predict(X)[perm], rtol=1e-6)
-    np.testing.assert_allclose(np.median(centred(X), axis=0), 0, atol=1e-5)
+    assert calls == [1]
+    by_median = XGBCostModel(base=booster)
+    np.testing.assert_allclose(by_median.predict(X), booster.predict(xgb.DMatrix(centred(X))), rtol=1e-6)
 
 
 def _small_conv():
@@ -103,7 +108,8 @@ def test_the_prior_picks_the_first_batch_and_keeps_its_share_after_it():
     idx = [int(i) for i in rng.choice(len(sp), 40, replace=False) if sp.valid(int(i))]
     X = np.stack([config_features(task, i) for i in idx])
     booster = XGBCostModel()
-    booster.fit([(X - np.median(X, axis=0), 1.0 + rng.random(len(idx)), 1.0)])
+    ref = pretrained.reference_features(task)
+    booster.fit([(X - ref, 1.0 + rng.random(len(idx)), 1.0)])
     tuners = []
     for k in (autotune.XGBTuner.PRIOR_RECORDS, 0):
         t = autotune.XGBTuner(task, seed=0, epsilon=0.0, pretrained=booster.booster)
@@ -120,7 +126,7 @@ def test_the_prior_picks_the_first_batch_and_keeps_its_share_after_it():
     assert len(near) >= 48 // 8                     # the default's neighbours joined the random sample
     pool = [i for i in blended._features if i != first[0]]
     F = blended.features(pool)
-    scores = booster.booster.predict(xgb.DMatrix(F - np.median(F, axis=0)))
+    scores = booster.booster.predict(xgb.DMatrix(F - ref))
     expect = [pool[k] for k in distinct_first(np.argsort(-scores, kind="stable"), F)[:7]]
     assert first[1:] == expect                      # the prior's top 7 of its pool
     assert alone.next_batch(8) == first             # the same start: the blend only matters after a fit
@@ -133,7 +139,6 @@ def test_the_prior_picks_the_first_batch_and_keeps_its_share_after_it():
     k = autotune.XGBTuner.PRIOR_RECORDS
     assert blended.model.prior_weight == k / (k + 8) and alone.model.prior_weight == 0.0
     assert blended._prior_group()[0][2] == pytest.approx(k / 8) and alone._prior_group() == []
-    assert len(blended._features) > sampled          # the annealing added configs the prior likes
     plans, lead = [], []
     for t in tuners:
         plan = t._search()
@@ -147,6 +152,7 @@ def test_the_prior_picks_the_first_batch_and_keeps_its_share_after_it():
         plans.append(plan)
         lead.append(np.mean([rank[i] for i in plan[:8]]))
     assert plans[0] != plans[1] and lead[0] > lead[1]   # the blend's top is more the prior's
+    assert len(blended._features) > sampled          # the annealing added configs the prior likes
 
 
 def test_groups_centred_on_the_default_config_do_not_move_with_the_sample():
