@@ -65,7 +65,7 @@ class RowAccess:
         ptr, vty, mask = short
         wide = self._masked_load(ptr, vty, ELEM_BYTES[e.buffer.dtype], mask, self._splat(vty, "poison"))
         lanes = self.vec.lanes
-        return self.builder.shuffle_vector(wide, wide, ir.Constant(ir.VectorType(I32, lanes), list(range(lanes))))
+        return self.builder.shuffle_vector(wide, wide, self._mask(range(lanes)))
 
     def _vector_store(self, buf, index, value_expr, value) -> None:
         short = self._short_lanes(buf, index)
@@ -161,16 +161,16 @@ class RowAccess:
             row = b.load(self._address(buf, at), typ=ir.VectorType(ety, w), align=align)
             if w < n:           # the last chunk of a row, widened to the block
                 row = b.shuffle_vector(row, self._splat(row.type, "poison"),
-                                       ir.Constant(ir.VectorType(I32, n), [*range(w), *[w] * (n - w)]))
+                                       self._mask([*range(w), *[w] * (n - w)]))
             block.append(row)
         block += [self._splat(ir.VectorType(ety, n), "poison")] * (n - L)
         for h, lo, hi in butterfly_masks(n):
             for i in range(n):
                 if not i & h:
                     x, y = block[i], block[i + h]
-                    block[i] = b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, n), lo))
-                    block[i + h] = b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, n), hi))
+                    block[i] = b.shuffle_vector(x, y, self._mask(lo))
+                    block[i + h] = b.shuffle_vector(x, y, self._mask(hi))
         cols = block[:w]
         if L < n:
-            cols = [b.shuffle_vector(c, c, ir.Constant(ir.VectorType(I32, L), list(range(L)))) for c in cols]
+            cols = [b.shuffle_vector(c, c, self._mask(range(L))) for c in cols]
         return [self._from_mem(c, buf.dtype) for c in cols]

@@ -194,7 +194,7 @@ class VectorAccess:
         b = self.builder
         while len(pieces) > 1:
             n = 2 * pieces[0].type.count
-            pieces = [b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, n), list(range(n))))
+            pieces = [b.shuffle_vector(x, y, self._mask(range(n)))
                       for x, y in zip(pieces[::2], pieces[1::2])]
         return pieces[0]
 
