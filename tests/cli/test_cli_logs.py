@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ..tiny_models import fake_records, write_log
 
 
@@ -58,3 +60,14 @@ def test_stats_counts_errors_and_bad_lines(cli, tiny_log, tmp_path):
     assert "cut off" in r.err
     row = next(x for x in r.out.splitlines() if x.startswith(str(bad)))
     assert row.split()[1:3] == ["4", "3"]        # 4 valid records, 3 bad lines (one of them the cut-off tail)
+
+
+def test_pretrain_features_use_the_measuring_machines_caches():
+    """Records name no cache sizes: `logs pretrain --caches` gives them (default: this machine's),
+    so the model it writes is trained on the features the searches will compute."""
+    from te.caches import host_caches
+    from tilewise.commands.logs import CLIError, _log_caches
+    assert _log_caches(None) == host_caches()
+    assert _log_caches("-l1d=48K -l2=2M -l3=150M").options() == "-l1d=48K -l2=2M -l3=150M"
+    with pytest.raises(CLIError, match="--caches"):
+        _log_caches("-l2=lots")

@@ -62,6 +62,10 @@ def register(sub, common) -> None:
         if name == "pretrain":
             a.add_argument("-o", "--output", metavar="MODEL.json",
                            help="where to write the model (default: tuning_logs/cost_model.json)")
+            a.add_argument("--caches", metavar="SIZES",
+                           help="cache sizes of the machine that measured the logs, for records whose "
+                                "target names none, e.g. '-l1d=48K -l2=2M -l3=150M' (default: this "
+                                "machine's): the features of a config depend on them")
         a.set_defaults(run=globals()[f"_{name}"])
 
 
@@ -179,15 +183,31 @@ def _pretrain(args) -> int:
     out = args.output or str(pretrained.MODEL_FILE)
     if os.path.isdir(out):
         raise CLIError(f"-o {out}: is a folder; give the model's file name")
-    say(f"pretraining on {len(records)} record(s) (up to {pretrained.PER_TASK} per task)...")
+    caches = _log_caches(args.caches)
+    say(f"pretraining on {len(records)} record(s) (up to {pretrained.PER_TASK} per task), "
+        f"caches {caches.options()}...")
     try:
-        model = pretrained.train(records)
+        model = pretrained.train(records, caches=caches)
     except ValueError as e:
         raise CLIError(str(e)) from None
     pretrained.save(model, out)
     tasks, n = model.trained_on
     say(f"wrote {out}: a ranking model of {tasks} task(s) from {n} record(s), features {pretrained.FEATURES}")
     return 0
+
+
+def _log_caches(text: str | None):
+    """The caches records without sizes in their target were measured with: `text` ('-l1d=48K
+    -l2=2M -l3=150M', each optional), else this machine's, the usual case of a user pretraining on
+    their own logs (the shipped model was trained on Emerald Rapids' logs with its 48K/2M/150M)."""
+    from te.caches import host_caches
+    from te.target import parse
+    if text is None:
+        return host_caches()
+    try:
+        return parse(f"llvm {text}").caches
+    except ValueError as e:
+        raise CLIError(f"--caches {text!r}: {e}") from None
 
 
 def _merge(args) -> int:
