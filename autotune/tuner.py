@@ -401,7 +401,9 @@ class XGBTuner(Tuner):
     # good as the pool's best, and random search's 256-trial best is the best of a pool of 256.  On a
     # held-out 1x1 conv (192->64 @28, one thread, bench/pretrained.py --prior-sample, under load) 256
     # reached that best within 32 trials on 2 of 5 seeds, 1024 on 5 of 5 (1.01-1.23x of it), for
-    # ~20 s more lowering per task; the count is of configs, so it holds on any CPU
+    # ~5 s more lowering per task on a quiet machine (2.2 -> 7.4 s CPU for ResNet-50's 1x1 and 3x3
+    # convs; ~20 s under load), about a tenth of a 20-minute ResNet-50 tune over its 24 tasks; the
+    # count is of configs, so it holds on any CPU
     PRIOR_SAMPLE = 1024
     # the pre-trained model counts as this many of the task's own records: over the 37 tasks of the
     # shipped log held out in turn, blends with 32-128 ranked best from 8 to 64 own records, 64 the
