@@ -180,11 +180,7 @@ def onnxruntime_session(model, threads: int | None = None, spinning: bool = True
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
-def random_inputs(specs: list[dict], seed: int = 0) -> dict[str, np.ndarray]:
-    """Random arrays for inputs given as {name, shape, dtype} (floats ~ N(0,1), integers in [0, 3))."""
-    from te.runtime import random_array
-    rng = np.random.default_rng(seed)
-    return {s["name"]: random_array(rng, tuple(s["shape"]), s["dtype"]) for s in specs}
+from te.runtime import random_inputs  # noqa: E402, F401  (its home: `tilewise run` imports no frontends)
 
 
 # ---------------------------------------------------------------- FLOPs

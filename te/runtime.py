@@ -75,13 +75,13 @@ if __package__:
     from .native_call import (ALIGN, BYTE_CODED, MAX_THREADS, ML_DTYPES, SPIN_COUNT, ArgSpec, LoadError,
                               ModelCall, NativeFunction, NodeArg, Pointers, aligned_copy, aligned_zeros,
                               batch_of, check_args, check_num_threads, concrete_shape, data_address, node_args,
-                              np_dtype, num_threads, openmp_wait_policy, positional_feed, random_array,
+                              np_dtype, num_threads, openmp_wait_policy, positional_feed, random_array, random_inputs,
                               select_outputs)
 else:
     from native_call import (ALIGN, BYTE_CODED, MAX_THREADS, ML_DTYPES, SPIN_COUNT, ArgSpec, LoadError,
                              ModelCall, NativeFunction, NodeArg, Pointers, aligned_copy, aligned_zeros,
                              batch_of, check_args, check_num_threads, concrete_shape, data_address, node_args,
-                             np_dtype, num_threads, openmp_wait_policy, positional_feed, random_array,
+                             np_dtype, num_threads, openmp_wait_policy, positional_feed, random_array, random_inputs,
                              select_outputs)
 # the API's name for the error (te.runtime.LoadError), as error reports and tracebacks print it
 LoadError.__module__ = __name__

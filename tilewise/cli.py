@@ -129,13 +129,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _describe(e: BaseException) -> str:
-    from frontends import ModelError
-    from te.runtime import LoadError
-    if isinstance(e, (ModelError, LoadError, FileNotFoundError)):
+    if isinstance(e, (*_loaded_error_types(), FileNotFoundError)):
         return str(e)
     msg = str(e).strip() or type(e).__name__
     first = msg.splitlines()[0]
     return first if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {first}"
+
+
+def _loaded_error_types() -> tuple:
+    """ModelError and LoadError, of the modules that raise them if they were imported: an error
+    of a module never imported is none of these, and importing frontends' ONNX importer to ask
+    costs a second (`import onnx` imports ml_dtypes) on every error of a command that never
+    read a model (tilewise run of a library)."""
+    found = []
+    for module, name in (("frontends.onnx_model", "ModelError"), ("te.native_call", "LoadError")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
 
 
 def _error(msg: str) -> None:

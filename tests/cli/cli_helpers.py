@@ -3,6 +3,8 @@
 The tiny model and its fake tuning records, which other test folders use too, are in tests/tiny_models.py."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 
 
@@ -26,3 +28,12 @@ def one_line_error(r: Result) -> str:
     errors = [ln for ln in lines if ln.startswith("tilewise: error:")]
     assert len(errors) == 1, r.err
     return errors[0]
+
+
+def run_cli(base_env: dict, cwd, *args, env: dict | None = None, timeout: float = 300) -> Result:
+    """`python -m tilewise ARGS` in `cwd`, with base_env (conftest's cli_env) updated by env."""
+    e = dict(base_env)
+    e.update(env or {})
+    p = subprocess.run([sys.executable, "-m", "tilewise", *map(str, args)], cwd=cwd, env=e,
+                       capture_output=True, text=True, timeout=timeout)
+    return Result(p.returncode, p.stdout, p.stderr)

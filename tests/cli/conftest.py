@@ -9,7 +9,7 @@ import time
 
 import pytest
 from ..tiny_models import fake_records, write_log
-from .cli_helpers import Result
+from .cli_helpers import Result, run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -36,11 +36,7 @@ def cli_env(tmp_path_factory) -> dict:
 def cli(cli_env, tmp_path):
     """cli(*args, env=None, timeout=...) -> Result: `python -m tilewise ARGS` run in a fresh folder."""
     def run(*args, env: dict | None = None, timeout: float = 300, cwd=None) -> Result:
-        e = dict(cli_env)
-        e.update(env or {})
-        p = subprocess.run([sys.executable, "-m", "tilewise", *map(str, args)], cwd=cwd or tmp_path, env=e,
-                           capture_output=True, text=True, timeout=timeout)
-        return Result(p.returncode, p.stdout, p.stderr)
+        return run_cli(cli_env, cwd or tmp_path, *args, env=env, timeout=timeout)
     return run
 
 
@@ -58,3 +54,16 @@ def tiny_so(tiny_onnx, tiny_log, tmp_path_factory, cli_env) -> str:
                        env=cli_env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tuned_tiny(cli_env, tiny_onnx, tmp_path_factory) -> tuple[Result, str]:
+    """(result, log) of one `tilewise tune --trials 7` of the tiny model (random tuner, short
+    timings, its model check at the end), shared by the tests of its table, of --resume on a
+    complete budget and of the model check: a tuning run each cost 4-6 s."""
+    folder = tmp_path_factory.mktemp("tuned")
+    log = folder / "t.jsonl"
+    r = run_cli(cli_env, folder, "tune", tiny_onnx, "--trials", "7", "--log", log, "--no-shared-logs",
+                "--tuner", "random", "--repeat", "1", "--min-repeat-ms", "2")
+    assert r.code == 0, r.err
+    return r, str(log)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,10 +20,8 @@ def _configs(log) -> list[tuple[str, str]]:
     return out
 
 
-def test_tune_spends_the_budget_and_prints_the_table(cli, tiny_onnx, tmp_path):
-    log = tmp_path / "t.jsonl"
-    r = cli("tune", tiny_onnx, "--trials", "7", "--log", log, "--no-shared-logs", *FAST)
-    assert r.code == 0, r.err
+def test_tune_spends_the_budget_and_prints_the_table(tuned_tiny, tiny_onnx):
+    r, log = tuned_tiny
     header = next(ln for ln in r.out.splitlines() if ln.startswith("#"))
     for col in ("task", "occurrences", "trials", "best GFLOP/s", "% of peak", "share of model time",
                 "speed-up vs default"):
@@ -95,11 +94,11 @@ def test_ctrl_c_keeps_every_record_and_resume_does_not_measure_again(cli, cli_en
     assert len(set(after)) == n                 # nothing measured twice but by the final check
 
 
-def test_resume_of_a_complete_budget_measures_nothing(cli, tiny_onnx, tmp_path):
+def test_resume_of_a_complete_budget_measures_nothing(cli, tuned_tiny, tiny_onnx, tmp_path):
     log = tmp_path / "t.jsonl"
-    assert cli("tune", tiny_onnx, "--trials", "2", "--log", log, "--no-shared-logs", *FAST).code == 0
+    shutil.copy(tuned_tiny[1], log)
     size = os.path.getsize(log)
-    r = cli("tune", tiny_onnx, "--trials", "2", "--log", log, "--resume", "--no-shared-logs", *FAST)
+    r = cli("tune", tiny_onnx, "--trials", "7", "--log", log, "--resume", "--no-shared-logs", *FAST)
     assert r.code == 0, r.err
     assert "whole budget" in r.out and os.path.getsize(log) == size
 

@@ -169,11 +169,8 @@ def test_the_model_check_records_name_no_cluster_worker(tiny_onnx, tmp_path, mon
     assert judged and all(r.host == "" for r in judged)
 
 
-def test_the_tune_command_ends_with_the_model_check(cli, tiny_onnx, tmp_path):
-    log = tmp_path / "t.jsonl"
-    r = cli("tune", tiny_onnx, "--trials", "6", "--log", log, "--no-shared-logs",
-            "--tuner", "random", "--repeat", "1", "--min-repeat-ms", "2")
-    assert r.code == 0, r.err
+def test_the_tune_command_ends_with_the_model_check(cli, tuned_tiny, tiny_onnx, tmp_path):
+    r = tuned_tiny[0]              # tests/cli/conftest.py: tilewise tune of the tiny model, 7 trials
     assert "model check:" in r.out
     line = next(ln for ln in r.out.splitlines() if ln.startswith("model: "))
     assert "untuned" in line and "the tuner estimated" in line

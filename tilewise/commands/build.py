@@ -118,13 +118,10 @@ def build_library(graph, target, sel):
     return lib, time.time() - t0
 
 
-def run(args) -> int:
-    from frontends.batch import DEFAULT_MAX_BATCH    # the CLI imports the compiler only when it runs
-    max_batch = DEFAULT_MAX_BATCH if args.max_batch is None else args.max_batch
-    if max_batch < 1:
-        raise CLIError(f"--max-batch {max_batch}: give the largest batch the library must run, 1 or more")
-    graph = load_graph(args.model, args.shape, max_batch=max_batch)
-    target = parse_target(args.target)
+def output_path(args) -> str:
+    """The library's path (-o, else MODEL's name in this folder), its folder and --header's
+    checked, and neither overwriting an input: before the model is read, so a mistyped option
+    costs no import of the compiler and ONNX (about 2 s of CPU)."""
     out = args.output or os.path.splitext(os.path.basename(args.model))[0] + ".so"
     if os.path.isdir(out):
         raise CLIError(f"-o {out}: is a folder; give the library's file name")
@@ -134,6 +131,17 @@ def run(args) -> int:
         raise CLIError(f"--header {args.header}: the folder {os.path.dirname(args.header)} does not exist")
     outputs = [("-o", out)] + ([("--header", args.header)] if args.header else [])
     refuse_overwrite(outputs, [("MODEL", args.model)] + [("--log", p) for p in args.log])
+    return out
+
+
+def run(args) -> int:
+    if args.max_batch is not None and args.max_batch < 1:
+        raise CLIError(f"--max-batch {args.max_batch}: give the largest batch the library must run, 1 or more")
+    target = parse_target(args.target)
+    out = output_path(args)
+    from frontends.batch import DEFAULT_MAX_BATCH    # the CLI imports the compiler only when it runs
+    max_batch = DEFAULT_MAX_BATCH if args.max_batch is None else args.max_batch
+    graph = load_graph(args.model, args.shape, max_batch=max_batch)
     if args.print_passes:
         from frontends.passes import print_passes
         print_passes(graph)

@@ -54,7 +54,7 @@ def read_inputs(items: list[str], specs: list[dict], seed: int,
                 random_specs: list[dict] | None = None) -> dict[str, np.ndarray]:
     """Inputs from NAME=FILE.npy items; random for the rest (of the shapes random_specs give, else
     specs'); checked against the model's specs."""
-    from frontends.profile import random_inputs
+    from te.runtime import random_inputs
     by_name = {s["name"]: s for s in specs}
     given: dict[str, np.ndarray] = {}
     for it in items:
