@@ -82,8 +82,7 @@ def records(shapes: list[str], knobs: dict, target) -> tuple[list[Record], dict[
         untuned = next(iter(found.values()))
         names[autotune.create_task(untuned.template, untuned.args(wl), target).workload_key] = name
         sp = task.config_space
-        cfg = sp.from_json({**sp.get(sp.default_index()).to_json(),
-                            **{k: v for k, v in knobs.items() if k in sp.space_map}})
+        cfg = sp.default_with({k: v for k, v in knobs.items() if k in sp.space_map})
         recs.append(Record(task.workload_key, cfg.to_json(), [1e-3], isa=target.isa))
         names[task.workload_key] = name
     return recs, names

@@ -100,8 +100,7 @@ def build(name: str, impl, overrides: dict | None, target, arrays: dict):
     if overrides is None:
         cfg = impl.config(wl, target)
     else:
-        cfg = sp.from_json({**sp.get(sp.default_index()).to_json(),
-                            **{k: v for k, v in overrides.items() if k in sp.space_map}})
+        cfg = sp.default_with({k: v for k, v in overrides.items() if k in sp.space_map})
     x, w = impl.placeholders(wl, cfg, target, True)
     b = te.placeholder((wl.w_shape[0],), name="b")
     y = impl.compute([x, w, b], wl, cfg, target, True)

@@ -89,8 +89,8 @@ def test_panels_packed_per_column_block_with_epilogue(xs, ws, stride, bn, rows, 
     args = (xs, ws, (stride, stride), (0, 0, 0, 0), (1, 1), 1, "float32")
     task = autotune.create_task("conv2d_1x1_gemm", args)
     sp = task.config_space
-    cfg = sp.from_json({**sp.get(sp.default_index()).to_json(), "tile_order": "panels", "bn": bn,
-                        "tile_y": [-1, rows], **({"pack_input": True} if stride == 1 else {})})
+    cfg = sp.default_with({"tile_order": "panels", "bn": bn, "tile_y": [-1, rows],
+                          **({"pack_input": True} if stride == 1 else {})})
     assert sp.valid(cfg.index)
     wl = task.implementation.workload(task.args)
     choice = registry.Choice(task.implementation, wl, task.target, cfg)

@@ -404,7 +404,7 @@ def test_reduce_order_names_one_loop_order(name, args, loops):
     from te.tensor import IterKind
     space = create_task(name, args).config_space
     for order, want in loops.items():
-        cfg = space.from_json({**space.get(space.default_index()).to_json(), "reduce_order": order})
+        cfg = space.default_with({"reduce_order": order})
         s, _ = get_template(name)(cfg, *args)
         acc = next(st for st in s.stages if st.op.name.endswith(".acc"))
         assert [iv.name for iv in acc.leaf_iter_vars if iv.kind is IterKind.REDUCE] == want
@@ -526,7 +526,7 @@ def test_untuned_conv_with_weights_packed_ahead_runs_tiles_not_channel_blocks(ra
     assert pack_at(cfg, None, g) == "root" and pack_at(cfg, te.placeholder((1,), name="wpack"), g) == "oc_block"
     assert pack_at(cfg, None, geometry((1, 1024, 14, 14), (256, 1024, 1, 1))) == "oc_block"     # a 1x1 conv
     space = create_task("conv2d_nchw", (xs, ws, (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")).config_space
-    tuned = space.from_json({**space.get(space.default_index()).to_json(), "pack_at": "oc_block"})
+    tuned = space.default_with({"pack_at": "oc_block"})
     assert pack_at(tuned, None, g) == "oc_block"
     a, wa = rand(xs), rand(ws)
     ocb = default_ocb(g, te.target.host())

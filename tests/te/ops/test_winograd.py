@@ -138,7 +138,7 @@ def test_template_measures_with_the_weight_transformed_by_the_runner():
     args = ((1, 32, 14, 14), (32, 32, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32")
     task = autotune.create_task("conv2d_nchw_winograd", args)
     sp = task.config_space
-    cfgs = [sp.get(sp.default_index()), sp.from_json(dict(sp.get(sp.default_index()).to_json(), tile_bn=16))]
+    cfgs = [sp.get(sp.default_index()), sp.default_with({"tile_bn": 16})]
     with autotune.Measurer(autotune.measure_option(n_parallel=1, min_repeat_ms=2, repeat=1)) as m:
         recs = m.measure(task, cfgs)
     assert all(r.ok for r in recs), [r.error_msg for r in recs]   # both checked against the default's output
