@@ -23,6 +23,8 @@ from typing import Callable
 
 import numpy as np
 
+from te.runtime import random_inputs  # noqa: F401  (re-exported: its home is te, so `tilewise run` imports no frontends)
+
 from .graph import Graph, Node
 
 # FLOPs per output element of ops that are not matrix products (approximate, for the roofline).
@@ -178,9 +180,6 @@ def onnxruntime_session(model, threads: int | None = None, spinning: bool = True
     if hasattr(model, "SerializeToString"):
         model = model.SerializeToString()
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-
-
-from te.runtime import random_inputs  # noqa: E402, F401  (its home: `tilewise run` imports no frontends)
 
 
 # ---------------------------------------------------------------- FLOPs

@@ -60,16 +60,20 @@ def test_chunks_outer_matches_numpy(shape, tile, prepacked, rng):
     run(wl, knobs, prepacked, rng)
 
 
+def _lowered_chunks_outer(tile_oc: int):
+    """The stride-2 3x3 16 -> 32 conv at 14x14 lowered in chunks_outer order, 4-channel chunks,
+    1 x 7 tiles, `tile_oc` output channels a block."""
+    wl = ConvWorkload((1, 16, 14, 14), (32, 16, 3, 3), (2, 2), (1, 1, 1, 1))
+    task = autotune.create_task(DIRECT.template, DIRECT.args(wl), host())
+    cfg = task.config_space.default_with({"out_order": "chunks_outer", "tile_oc": tile_oc,
+                                          "tile_oh": [-1, 1], "tile_ow": [-1, 7], "tile_ic": [-1, 4]})
+    s, tensors = task.instantiate(cfg)
+    return te.lower(s, tensors)
+
+
 def test_chunks_outer_accumulates_chunk_by_chunk_outside_the_tiles():
     """The reduction's channel chunks run outside the map's tiles inside one task per block."""
-    wl = ConvWorkload((1, 16, 14, 14), (32, 16, 3, 3), (2, 2), (1, 1, 1, 1))
-    target = host()
-    task = autotune.create_task(DIRECT.template, DIRECT.args(wl), target)
-    sp = task.config_space
-    cfg = sp.default_with({"out_order": "chunks_outer", "tile_oc": 16,
-                          "tile_oh": [-1, 1], "tile_ow": [-1, 7], "tile_ic": [-1, 4]})
-    s, tensors = task.instantiate(cfg)
-    nest = str(te.lower(s, tensors))
+    nest = str(_lowered_chunks_outer(16))
     update = nest[nest.index("for rc.outer in range(4)"):]           # after the accumulator's init
     assert update.index("for oh.outer in range(7)") < update.index("for rc.inner in range(4)"), nest
     assert "for n.k.outer.fused in range(2):  # parallel" in nest, nest
@@ -174,18 +178,11 @@ def test_tile_rows_prefetch_the_next_chunks_weights():
     from te.codegen_llvm import codegen
     from te.ops.conv_chunks import PREFETCH_LOCALITY
     from te.prefetch_ahead import PRAGMA
-    wl = ConvWorkload((1, 16, 14, 14), (32, 16, 3, 3), (2, 2), (1, 1, 1, 1))
-    target = host()
-    task = autotune.create_task(DIRECT.template, DIRECT.args(wl), target)
-    sp = task.config_space
-    cfg = sp.default_with({"out_order": "chunks_outer", "tile_oc": 32,
-                          "tile_oh": [-1, 1], "tile_ow": [-1, 7], "tile_ic": [-1, 4]})
-    s, tensors = task.instantiate(cfg)
-    func = te.lower(s, tensors)
+    func = _lowered_chunks_outer(32)
     chunk = 4 * 4 * 9 * 32                       # 4 channels x 3 x 3 taps x 32 output channels
     share = -(-chunk // 7)                       # over the map's 7 tile rows
     assert f"pragma({PRAGMA}=('conv2d.wpack', {chunk}, {share}, {PREFETCH_LOCALITY}))" in str(func), func
-    text = str(codegen([func], target).module)
+    text = str(codegen([func], host()).module)
     assert text.count("call void @\"llvm.prefetch.p0\"") == -(-share // 64), text
 
 
