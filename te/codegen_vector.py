@@ -9,8 +9,8 @@ lane-dependent guard) contiguous accesses are masked loads and stores and per-la
 off the lanes that are off (vectors whose lanes are all on branch to the body unmasked; under
 a nested mask a masked access branches to the plain one where every lane is on: `_every_lane_on`;
 a stack buffer that holds every lane is read plainly and written by a select); a padded pack's
-clamped index `min(j, N-1)` is one masked load plus
-a broadcast of the edge element.  An interleaving index (lane l reads base + s*(l % A) + (l // A),
+clamped index `min(j, N-1)`, or a pad stage's `min(max(x - 1, 0), W - 1)`, is one masked load
+plus a broadcast of the edge element.  An interleaving index (lane l reads base + s*(l % A) + (l // A),
 the uint8 pack that puts 4 channels side by side for vpdpbusd) is A vector loads of L/A lanes
 and one byte shuffle, not L scalar loads.  An unrolled loop around a vectorized store that is
 strided across the lanes but contiguous across the unrolled iterations (a conv's NCHW output
@@ -29,6 +29,9 @@ from .llvm_types import ELEM_BYTES, I1, I32, I64, MEM_TYPES, PTR, scalar_suffix 
 from .simplify import Linear, bound, linear, simplify, skey
 from .schedule import ForKind
 from .stmt import Buffer, For, IfThenElse, Stmt, Store
+
+
+CLAMPS = (BinOpKind.MIN, BinOpKind.MAX)
 
 
 class VectorAccess:
@@ -365,11 +368,14 @@ class VectorAccess:
             with orelse:
                 b.call(fn, [value, ptr, ir.Constant(I32, align), mask])
 
-    def _clamped(self, index: Expr) -> tuple[Expr, Expr, Expr] | None:
-        """(rest, base, hi) when index = rest + min(base + lane, hi), rest and base lane-free.
+    def _clamped(self, index: Expr) -> tuple[Expr, Expr, Expr | None, Expr | None] | None:
+        """(rest, base, lo, hi) when index = rest + min(max(base + lane, lo), hi), the two the
+        other way round or one alone (the other None), rest, base, lo and hi lane-free.
 
         The padded lanes of a pack that does not divide (`min(j, N - 1)` under a guard) read the
-        last element again; this is one masked vector load and a broadcast, not a gather.
+        last element again, and a pad stage's lanes outside its input (`min(max(x - 1, 0), W - 1)`
+        under the select that zeroes them) its first or last: one masked vector load and a
+        broadcast of the edge element, not a gather.
         """
         key = ("clamped", id(self.vec.var), id(index))
         hit = self.vec.memo.get(key)
@@ -377,46 +383,59 @@ class VectorAccess:
             hit = self.vec.memo[key] = (index, self._find_clamped(index))
         return hit[1]
 
-    def _find_clamped(self, index: Expr) -> tuple[Expr, Expr, Expr] | None:
+    def _find_clamped(self, index: Expr) -> tuple[Expr, Expr, Expr | None, Expr | None] | None:
         vec = self.vec
         lin = linear(index)
         hit = None
         for k, (atom, c) in lin.terms.items():
             if vec.var not in free_vars(atom):
                 continue
-            if hit is not None or c != 1 or not (isinstance(atom, BinOp) and atom.op is BinOpKind.MIN):
+            if hit is not None or c != 1 or not (isinstance(atom, BinOp) and atom.op in CLAMPS):
                 return None
             hit = k
         if hit is None:
             return None
-        atom = lin.terms[hit][0]
-        a, hi = (atom.a, atom.b) if vec.var in free_vars(atom.a) else (atom.b, atom.a)
-        if vec.var in free_vars(hi):
-            return None
+        a, bounds = lin.terms[hit][0], {}
+        while isinstance(a, BinOp) and a.op in CLAMPS and a.op not in bounds:
+            inner, edge = (a.a, a.b) if vec.var in free_vars(a.a) else (a.b, a.a)
+            if vec.var in free_vars(edge):
+                return None
+            bounds[a.op], a = edge, inner
         aff = self._affine(a)
         if aff is None or aff[1] != 1:
             return None
         rest = Linear(lin.dtype, {k: t for k, t in lin.terms.items() if k != hit}, lin.const).to_expr()
-        return rest, aff[0], hi
+        return rest, aff[0], bounds.get(BinOpKind.MAX), bounds.get(BinOpKind.MIN)
 
-    def _clamped_load(self, buf: Buffer, rest: Expr, base: Expr, hi: Expr, vty: ir.VectorType,
-                      align: int) -> ir.Value:
+    def _clamped_load(self, buf: Buffer, rest: Expr, base: Expr, lo: Expr | None, hi: Expr | None,
+                      vty: ir.VectorType, align: int) -> ir.Value:
         b = self.builder
         lanes = vty.count
-        r, lo_, top = self.expr_scalar(rest), self.expr_scalar(base), self.expr_scalar(hi)
-        pos = b.add(self._broadcast(lo_, lanes), ir.Constant(ir.VectorType(I64, lanes), list(range(lanes))))
-        inside = b.icmp_signed("<=", pos, self._broadcast(top, lanes))
+        r, first = self.expr_scalar(rest), self.expr_scalar(base)
+        pos = b.add(self._broadcast(first, lanes), ir.Constant(ir.VectorType(I64, lanes), list(range(lanes))))
+        edges = []              # (the lanes past an edge, the edge's element index)
+        if lo is not None:
+            bottom = self.expr_scalar(lo)
+            edges.append((b.icmp_signed("<", pos, self._broadcast(bottom, lanes)), bottom))
+        if hi is not None:
+            top = self.expr_scalar(hi)
+            edges.append((b.icmp_signed(">", pos, self._broadcast(top, lanes)), top))
+        outside = edges[0][0] if len(edges) == 1 else b.or_(edges[0][0], edges[1][0])
+        inside = b.not_(outside)
         mask = inside if self.mask is None else b.and_(inside, self.mask)
-        # the clamped element is read only if some lane (that is on) reads it, as in the loop
-        clamped = b.not_(inside) if self.mask is None else b.and_(b.not_(inside), self.mask)
-        need = self._intrinsic("llvm.vector.reduce.or", [clamped], ret=I1)
-        pre = b.block
-        with b.if_then(need), self._vn_scope():
-            loaded = b.load(self._address(buf, b.add(r, top)), typ=vty.element, align=align)
-            then = b.block
-        edge = b.phi(vty.element)
-        edge.add_incoming(loaded, then)
-        edge.add_incoming(self._zero(vty.element), pre)
-        return self._masked_load(self._address(buf, b.add(r, lo_)), vty, align, mask, self._broadcast(edge, lanes))
+        passthru = None
+        for past, at in reversed(edges):
+            # an edge element is read only if some lane (that is on) reads it, as in the loop
+            need = past if self.mask is None else b.and_(past, self.mask)
+            pre = b.block
+            with b.if_then(self._intrinsic("llvm.vector.reduce.or", [need], ret=I1)), self._vn_scope():
+                loaded = b.load(self._address(buf, b.add(r, at)), typ=vty.element, align=align)
+                then = b.block
+            edge = b.phi(vty.element)
+            edge.add_incoming(loaded, then)
+            edge.add_incoming(self._zero(vty.element), pre)
+            edge = self._broadcast(edge, lanes)
+            passthru = edge if passthru is None else b.select(past, edge, passthru)
+        return self._masked_load(self._address(buf, b.add(r, first)), vty, align, mask, passthru)
 
     # ------------------------------------------------------------- expressions
