@@ -219,6 +219,10 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int, target: Target, cho
     want = g.info(grp.output)
     if tuple(out.shape) != tuple(want.shape):
         raise RuntimeError(f"kernel {name}: lowering produced shape {out.shape}, the model says {want.shape}")
+    if out.dtype != want.dtype:
+        # the buffer is sized by the model's dtype: a kernel storing another would write past it
+        raise RuntimeError(f"kernel {name} ({grp.master.op} {grp.master.name}): lowering produced "
+                           f"{out.dtype}, the model says {want.dtype}; please report it")
     return placeholders, arg_values, out
 
 

@@ -72,7 +72,9 @@ def pad(x: te.Tensor, pad_before, pad_after=None, value: float = 0.0, mode: str 
                     inside.append(te.all(src >= 0, src < n))
         v = x[tuple(idx)]
         if inside:
-            v = te.if_then_else(te.all(*inside), v, te.expr.convert(value, x.dtype))
+            # the pad value in x's dtype, as numpy and ONNX pad (convert would make a float
+            # value float32 and the padded tensor with it)
+            v = te.if_then_else(te.all(*inside), v, te.const(value, x.dtype))
         return v
     return te.compute(shape, body, name=name, tag=TAG, attrs={"pad_width": tuple(pw), "mode": mode})
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from onnx import TensorProto, helper
 
 import frontends
@@ -33,6 +34,19 @@ def test_a_lowering_takes_its_output_shapes():
     x = te.placeholder((2, 6), name="x")
     (y,) = LOWER[node.op](node, [x], node.attrs, 13, [(4, 3)])
     assert tuple(y.shape) == (4, 3)
+
+
+def test_a_kernel_of_another_dtype_than_the_model_says_is_refused(monkeypatch):
+    """The model's buffers are sized by its value types: a lowering that produced another dtype
+    (Pad of an integer tensor did) would write past them; the build stops with the node named."""
+    node = helper.make_node("Neg", ["x"], ["y"], name="neg0")
+    graph = helper.make_graph([node], "neg", [helper.make_tensor_value_info("x", TensorProto.INT32, [8])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    monkeypatch.setitem(LOWER, "Neg", lambda n, ins, *_: [te.compute(ins[0].shape, lambda i: ins[0][i].astype("float32"),
+                                                                     name="neg")])
+    with pytest.raises(RuntimeError, match=r"\(Neg neg0\): lowering produced float32, the model says int32"):
+        frontends.build(frontends.from_onnx(model))
 
 
 def test_a_build_compares_implementations_judged_in_the_model_like_with_like(rng):

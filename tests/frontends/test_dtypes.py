@@ -34,3 +34,26 @@ def test_random_inputs_are_seeded():
     one, two = random_inputs(specs, seed=3), random_inputs(specs, seed=3)
     assert one.keys() == {"x", "m"} and one["m"].dtype == np.bool_
     np.testing.assert_array_equal(one["x"], two["x"])
+
+
+@pytest.mark.parametrize("elem", [onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.UINT8,
+                                  onnx.TensorProto.INT8])
+@pytest.mark.parametrize("mode", ["constant", "edge"])
+def test_pad_keeps_an_integer_tensor_integer(elem, mode):
+    """ONNX Pad of an integer tensor with its default value 0.0: the pad value is taken in the
+    tensor's dtype (it was a float32 constant, which made the padded tensor float32: its bits read
+    as integers, and a uint8 buffer overrun that aborted the process)."""
+    from onnx import helper
+
+    import frontends
+    from frontends.profile import onnxruntime_session
+    pads = helper.make_tensor("pads", onnx.TensorProto.INT64, [4], [0, 1, 1, 2])
+    g = helper.make_graph([helper.make_node("Pad", ["x", "pads"], ["y"], mode=mode)], "g",
+                          [helper.make_tensor_value_info("x", elem, [2, 5])],
+                          [helper.make_tensor_value_info("y", elem, [3, 8])], [pads])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    x = (np.arange(10).reshape(2, 5) + 3).astype(onnx.helper.tensor_dtype_to_np_dtype(elem))
+    got = frontends.build(frontends.from_onnx(m)).run(x=x)[0]
+    want = onnxruntime_session(m, threads=1).run(None, {"x": x})[0]
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
