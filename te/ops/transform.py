@@ -429,7 +429,7 @@ def resize(x: te.Tensor, size, method: str = "nearest",
             v = te.round(v).astype(x.dtype)
         if ctm == "tf_crop_and_resize":
             v = te.if_then_else(te.any(outside(ch, H), outside(cw, W)),
-                                te.expr.convert(extrapolation_value, x.dtype), v)
+                                te.const(extrapolation_value, x.dtype), v)
         return v
     return te.compute((N, C, OH, OW), body, name=name, tag=TAG,
                       attrs={"method": method, "coordinate_transformation_mode": ctm})

@@ -57,3 +57,25 @@ def test_pad_keeps_an_integer_tensor_integer(elem, mode):
     want = onnxruntime_session(m, threads=1).run(None, {"x": x})[0]
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("elem", [onnx.TensorProto.UINT8, onnx.TensorProto.INT32])
+def test_crop_and_resize_keeps_an_integer_tensor_integer(elem):
+    """Resize's extrapolation value (a float attribute) outside the crop, taken in the tensor's
+    dtype: it made the resized tensor float32, which the build refused."""
+    from onnx import helper
+
+    import frontends
+    from frontends.profile import onnxruntime_session
+    roi = helper.make_tensor("roi", onnx.TensorProto.FLOAT, [8], [0, 0, -0.2, -0.1, 1, 1, 1.1, 1.2])
+    sizes = helper.make_tensor("sizes", onnx.TensorProto.INT64, [4], [1, 1, 6, 7])
+    node = helper.make_node("Resize", ["x", "roi", "", "sizes"], ["y"], mode="nearest", extrapolation_value=9.0,
+                            coordinate_transformation_mode="tf_crop_and_resize")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", elem, [1, 1, 4, 5])],
+                          [helper.make_tensor_value_info("y", elem, [1, 1, 6, 7])], [roi, sizes])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    x = np.arange(20).reshape(1, 1, 4, 5).astype(onnx.helper.tensor_dtype_to_np_dtype(elem))
+    got = frontends.build(frontends.from_onnx(m)).run(x=x)[0]
+    want = onnxruntime_session(m, threads=1).run(None, {"x": x})[0]
+    assert got.dtype == want.dtype and (want == 9).any()
+    np.testing.assert_array_equal(got, want)
