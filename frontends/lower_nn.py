@@ -1,6 +1,8 @@
 """Lowerings of the normalisation, pooling, reduction and loss operators (see lowering.py)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .lowering import _ints, _is_float, _ops, _str, _tensor, checks, lowers
@@ -220,6 +222,16 @@ _REDUCE = {"ReduceSum": "sum", "ReduceMean": "mean", "ReduceMax": "max", "Reduce
 
 @lowers(*_REDUCE)
 def _reduce(node, ins, attrs, opset, out_shapes):
+    out = _reduction(node, ins, attrs, out_shapes)
+    if not _is_float(ins[0].dtype) and _is_float(out.dtype):
+        # an integer tensor's L2 norm or log-sum(-exp), computed in float: truncated toward zero
+        # into its type, as ONNX Runtime returns them
+        out = _ops().cast(out, ins[0].dtype, name=f"{node.name}.int")
+    return [out]
+
+
+def _reduction(node, ins, attrs, out_shapes):
+    """The reduction a Reduce* node computes, in float where its op needs it."""
     ops = _ops()
     x = ins[0]
     axes = attrs.get("axes")
@@ -228,7 +240,7 @@ def _reduce(node, ins, attrs, opset, out_shapes):
     if not axes and attrs.get("noop_with_empty_axes", 0):
         # a reduction over no axes: only the elementwise parts remain
         out = ops.copy(x, name=node.name) if src is x or node.op == "ReduceLogSumExp" else src
-        return [out if post is None else post(out, name=node.name)]
+        return out if post is None else post(out, name=node.name)
     axes = axes or None
     keep = bool(attrs.get("keepdims", 1))
     if node.op == "ReduceLogSumExp":
@@ -237,14 +249,22 @@ def _reduce(node, ins, attrs, opset, out_shapes):
         e = ops.exp(ops.subtract(x, m, name=f"{node.name}.shift"), name=f"{node.name}.exp")
         total = ops.reduce_sum(e, axes, keepdims=True, name=f"{node.name}.sum")
         out = ops.add(ops.log(total, name=f"{node.name}.log"), m, name=f"{node.name}.lse")
-        return [out if keep else ops.reshape(out, tuple(out_shapes[0]), name=node.name)]
+        return out if keep else ops.reshape(out, tuple(out_shapes[0]), name=node.name)
+    if node.op == "ReduceMean" and not _is_float(x.dtype):
+        # ONNX Runtime's and the reference's integer mean truncates toward zero; te's mean of
+        # integers is float32 (numpy's): here the sum in float64 (exact below 2**53), divided by
+        # the count rather than scaled by its inverse (300 * (1/3) would truncate to 99)
+        total = ops.reduce_sum(ops.cast(x, "float64", name=f"{node.name}.f64"), axes, keepdims=keep,
+                               name=f"{node.name}.sum")
+        count = math.prod(x.shape) // math.prod(total.shape)
+        return ops.cast(ops.divide(total, float(count), name=f"{node.name}.div"), x.dtype, name=node.name)
     fn = getattr(ops, f"reduce_{_REDUCE[node.op]}")
     if src.dtype == "bool":
         # max/min of bools (any/all) as bytes
         src = ops.cast(src, "uint8", name=f"{node.name}.u8")
         post = (lambda t, name: ops.cast(t, "bool", name=name))
     red = fn(src, axes, keepdims=keep, name=node.name if post is None else f"{node.name}.red")
-    return [red if post is None else post(red, name=node.name)]
+    return red if post is None else post(red, name=node.name)
 
 
 def _reduce_source(node, x):
