@@ -41,7 +41,10 @@ def _trailing(axes: tuple, ndim: int) -> bool:
 
 
 def _exp_shifted(v: te.Expr, keep_nan: bool = False) -> te.Expr:
-    # x - max(x) <= 0 (NaN where x is NaN: the max reduction may skip a NaN, the subtraction cannot)
+    # x - max(x) <= 0 (NaN where x is NaN: the max reduction may skip a NaN, the subtraction
+    # cannot); the polynomial is a float32 one: float64 keeps libm's accuracy (elementwise._fast)
+    if v.dtype == "float64":
+        return te.exp(v)
     return exp_poly(v, nonpositive=True, keep_nan=keep_nan)
 
 
