@@ -99,7 +99,7 @@ _BINARY = {"Add": "add", "Sub": "subtract", "Mul": "multiply", "Equal": "equal",
 _UNARY = {"Sqrt": "sqrt", "Exp": "exp", "Log": "log", "Erf": "erf", "Neg": "negative", "Abs": "abs",
           "Reciprocal": "reciprocal", "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh",
           "Floor": "floor", "Ceil": "ceil", "Not": "logical_not", "Softplus": "softplus",
-          "HardSwish": "hard_swish", "Round": "round", "Sign": "sign", "Sin": "sin", "Cos": "cos"}
+          "Round": "round", "Sign": "sign", "Sin": "sin", "Cos": "cos"}
 
 
 @lowers(*_BINARY)
@@ -162,9 +162,22 @@ def _elu(node, ins, attrs, opset, out_shapes):
     return [_ops().elu(ins[0], attrs.get("alpha", 1.0), name=node.name)]
 
 
+def _float_attr(attrs: dict, key: str, default: float) -> float:
+    """A float attribute, or its default as the float32 the ONNX spec declares (ONNX Runtime's
+    value: HardSigmoid's 0.2 is 0.20000000298, which a float64 model sees)."""
+    return float(np.float32(attrs.get(key, default)))
+
+
 @lowers("HardSigmoid")
 def _hsig(node, ins, attrs, opset, out_shapes):
-    return [_ops().hard_sigmoid(ins[0], attrs.get("alpha", 0.2), attrs.get("beta", 0.5), name=node.name)]
+    return [_ops().hard_sigmoid(ins[0], _float_attr(attrs, "alpha", 0.2), _float_attr(attrs, "beta", 0.5),
+                                name=node.name)]
+
+
+@lowers("HardSwish")
+def _hswish(node, ins, attrs, opset, out_shapes):
+    # the spec's function body: x * HardSigmoid<alpha = 1/6 as float32, beta = 0.5>(x)
+    return [_ops().hard_swish(ins[0], name=node.name, alpha=float(np.float32(1.0 / 6.0)))]
 
 
 @lowers("Gelu")
@@ -184,7 +197,8 @@ _ACTIVATIONS = {  # op: (te.ops name, [(attribute, default)...]) passed position
 @lowers(*_ACTIVATIONS)
 def _activation(node, ins, attrs, opset, out_shapes):
     fn, params = _ACTIVATIONS[node.op]
-    args = [type(default)(attrs.get(key, default)) for key, default in params]
+    args = [_float_attr(attrs, key, default) if isinstance(default, float)
+            else type(default)(attrs.get(key, default)) for key, default in params]
     return [getattr(_ops(), fn)(ins[0], *args, name=node.name)]
 
 

@@ -312,10 +312,10 @@ def hard_sigmoid(x: te.Tensor, alpha: float = 0.2, beta: float = 0.5,
                       name=name, tag="elemwise")
 
 
-def hard_swish(x: te.Tensor, name: str = "hard_swish") -> te.Tensor:
-    """x * hard_sigmoid(x, 1/6, 1/2), i.e. x * relu6(x + 3) / 6 (MobileNetV3), scaled before the
-    product as ONNX's formula is, so it does not overflow near the largest floats."""
-    return te.compute(x.shape, lambda *i: x[i] * te.min_of(1.0, te.max_of(0.0, x[i] * (1.0 / 6.0) + 0.5)),
+def hard_swish(x: te.Tensor, name: str = "hard_swish", alpha: float = 1.0 / 6.0) -> te.Tensor:
+    """x * hard_sigmoid(x, alpha, 1/2), alpha 1/6: x * relu6(x + 3) / 6 (MobileNetV3), scaled before
+    the product as ONNX's formula is, so it does not overflow near the largest floats."""
+    return te.compute(x.shape, lambda *i: x[i] * te.min_of(1.0, te.max_of(0.0, x[i] * alpha + 0.5)),
                       name=name, tag="elemwise")
 
 

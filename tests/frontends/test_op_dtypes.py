@@ -77,3 +77,17 @@ def test_float64_softmax_keeps_float64_accuracy(op):
     got = frontends.build(frontends.from_onnx(m)).run(x=x)[0]
     want = onnxruntime_session(m, threads=1).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("op", ["HardSigmoid", "HardSwish", "Selu"])
+def test_float64_activations_take_the_specs_float32_constants(op):
+    """Attribute defaults (and HardSwish's 1/6) are float32 in ONNX: a float64 model computes with
+    0.20000000298, as ONNX Runtime does, not 0.2 (3e-8 off before)."""
+    g = helper.make_graph([helper.make_node(op, ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.DOUBLE, [4, 9])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.DOUBLE, [4, 9])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    x = np.random.default_rng(0).standard_normal((4, 9)) * 3
+    got = frontends.build(frontends.from_onnx(m)).run(x=x)[0]
+    want = onnxruntime_session(m, threads=1).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)
