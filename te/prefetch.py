@@ -25,8 +25,8 @@ with no FMAs to hide them behind; ResNet-50's FC ran 6% slower prefetching).  Re
 (ResNet-50's 0.25-0.56 MiB kernels, whose weights come cold in its order; a loaded machine, rough,
 bench/model_gap.py --variant, one thread's CPU time and both threads'): the small kernels prefetching
 their own (MIN_SHARE 8 or 16, leads 0-2; every thread all of them within the first eighth, a
-codegen trial) saved 0-20 us per call, the calls they touch 0-1.5% faster, the whole model 0.2-0.4%
-(not in every run on two threads); the kernel before prefetching the next one's small weights
+codegen trial) saved 0-20 us per call, the calls they touch 0-1.5% faster, the whole model
+0-0.4% (in the longest runs, 100 rounds, as many rounds faster as slower); the kernel before prefetching the next one's small weights
 (`next_small`) and a residual input or a call's output prefetched (`input_*`, `output_*`) gained
 nothing.  So MIN_SHARE stays.  Their gap lies mostly elsewhere: much of it is there already after
 their producer alone (its split leaves their input on the other core), and stores into evicted
