@@ -22,12 +22,21 @@ entry point, copies, and on the wall clock the fork-joins).  bench/threads.py --
 prints the same orders on the wall clock for one thread and two, with the fork-join cost.
 
 A --variant changes what each call prefetches (the range the model's entry point would store,
-te/prefetch.py) in place, for the model-order timing only: lead=N (eighths of a thread's slice;
-0 starts at its start), min_mib=X (calls whose weights exceed X MiB prefetch them, lead 1),
-own=KERNEL:LEAD (that kernel's calls prefetch their own weights), dense_ahead=X (a call with more
-than X MiB of weights that prefetches none has them prefetched by the last prefetching call before
-it, instead of that call's own), off.
-The variants run in alternating passes in one process.
+te/prefetch.py) in place, for the model-order timing only: lead=N (eighths of a thread's slice; 0
+starts at its start), min_mib=X[:LEAD] (calls whose weights exceed X MiB prefetch them, lead 1
+unless given; the FC too), min_share=N[:LEAD] (te/prefetch.py's MIN_SHARE at N: calls whose weights
+exceed the cores' L2s / N prefetch them, the FC still not), own=KERNEL:LEAD (that kernel's calls
+prefetch their own weights), dense_ahead=X (a call with more than X MiB of weights that prefetches
+none has them prefetched by the last prefetching call before it, instead of that call's own),
+next_small=X (a call that prefetches nothing, with at most X MiB of weights, prefetches the next
+weighted call's when those are at most X MiB and not prefetched by their own call: small weights
+arrive during a kernel that does not stream its own), input_ahead=X / input_own=X (an activation
+input of more than X MiB that neither of the two calls before wrote, a residual from further back,
+is prefetched by the call before, lead 0, or by the call itself, lead 1), output_ahead=X /
+output_own=X (a call's largest written activation of more than X MiB, whose lines its stores would
+fetch, likewise), off; min_share, next_small and the input and output ones keep a call's own range.
+The variants run in alternating passes in one process (each round starting with the next one), the
+last column pairing each with the base pass of the same round.
 """
 from __future__ import annotations
 
@@ -56,6 +65,22 @@ def split_of(lib, kernel: str) -> str:
     return f"{loops[-1].var.name}/{loops[-1].extent}" if loops else "-"
 
 
+def far_inputs(lib, calls: list[int], i: int, least: float) -> list[tuple[int, int]]:
+    """(workspace offset, bytes) of the activations of more than `least` bytes that kernel call
+    calls[i] reads and that no call since calls[i - 2] wrote (a residual from further back)."""
+    from te.build import arg_specs
+    from te.prefetch import arg_bytes
+
+    def args(k: int) -> list[tuple[int, int, bool]]:
+        st = lib.plan.steps[k]
+        func = next(f for f in lib.plan.funcs if f.name == st.kernel)
+        return [(v, n, spec.written) for (space, v), spec, n in zip(st.args, arg_specs(func), arg_bytes(func))
+                if space == "ws"]
+    recent = [(v, n) for k in calls[max(0, i - 2):i] for v, n, w in args(k) if w]
+    return [(v, n) for v, n, w in args(calls[i])
+            if not w and n > least and not any(v < rv + rn and rv < v + n for rv, rn in recent)]
+
+
 def variant_ranges(lib, spec: str) -> list:
     """Each step's prefetch tuple under a --variant spec (see the module docstring)."""
     from te import prefetch
@@ -69,10 +94,67 @@ def variant_ranges(lib, spec: str) -> list:
     if key == "lead":
         return [(p[0], p[1], int(value)) if p else None for p in base]
     if key == "min_mib":
+        # X[:LEAD]: calls with more than X MiB of weights prefetch their own at that lead
+        mib, _, lead = value.partition(":")
         spans = prefetch.constant_spans(lib.plan.steps, lib.plan.funcs)
         kernels = {f.name for f in lib.plan.funcs}
-        return [(s[0], s[1], 1) if s and st.kernel in kernels and weight_bytes(lib, st) > float(value) * 2**20
-                else None for st, s in zip(lib.plan.steps, spans)]
+        return [(s[0], s[1], int(lead or 1))
+                if s and st.kernel in kernels and weight_bytes(lib, st) > float(mib) * 2**20 else None
+                for st, s in zip(lib.plan.steps, spans)]
+    if key == "min_share":
+        # N[:LEAD]: te/prefetch.py's MIN_SHARE at N (kernels whose constants exceed the cores' L2s / N
+        # prefetch them, lead 1 unless given); calls the build leaves alone above its own threshold (few
+        # reuses: the FC) stay alone
+        share, _, lead = value.partition(":")
+        spans = prefetch.constant_spans(lib.plan.steps, lib.plan.funcs)
+        kernels = {f.name for f in lib.plan.funcs}
+        l2s = lib.target.threads * lib.target.caches.l2
+        least, most = l2s / float(share), l2s // prefetch.MIN_SHARE
+        return [p or ((s[0], s[1], int(lead or 1)) if s and st.kernel in kernels and least < s[1] <= most else None)
+                for st, s, p in zip(lib.plan.steps, spans, base)]
+    if key == "next_small":
+        # X: a call that prefetches nothing and has at most X MiB of weights (or none) prefetches those of
+        # the next call with weights (lead 0) where they are at most X MiB and it prefetches none
+        spans = prefetch.constant_spans(lib.plan.steps, lib.plan.funcs)
+        kernels = {f.name for f in lib.plan.funcs}
+        small = [bool(s) and not base[k] and weight_bytes(lib, st) <= float(value) * 2**20
+                 for k, (st, s) in enumerate(zip(lib.plan.steps, spans))]
+        out = list(base)
+        for k, st in enumerate(lib.plan.steps):
+            nxt = next((j for j in range(k + 1, len(spans)) if spans[j]), None)
+            if st.kernel in kernels and not base[k] and (not spans[k] or small[k]) and nxt is not None and small[nxt]:
+                out[k] = (spans[nxt][0], spans[nxt][1], 0)
+        return out
+    if key in ("output_own", "output_ahead"):
+        # X: a call's largest written activation of more than X MiB (its output or scratch, whose
+        # lines a write must first fetch) is prefetched by the call itself (lead 1) or by the call
+        # before it (lead 0), where that call prefetches nothing else
+        from te.build import arg_specs
+        from te.prefetch import arg_bytes
+        out = list(base)
+        calls = [k for k, st in enumerate(lib.plan.steps) if st.kernel in {f.name for f in lib.plan.funcs}]
+        for i, k in enumerate(calls):
+            st = lib.plan.steps[k]
+            func = next(f for f in lib.plan.funcs if f.name == st.kernel)
+            writes = [(n, v) for (space, v), spec, n in zip(st.args, arg_specs(func), arg_bytes(func))
+                      if space == "ws" and spec.written and n > float(value) * 2**20]
+            at = k if key == "output_own" else calls[i - 1] if i else None
+            if writes and at is not None and not out[at]:
+                n, v = max(writes)
+                out[at] = (v, n, 1 if key == "output_own" else 0, "ws")
+        return out
+    if key in ("input_ahead", "input_own"):
+        # X: a call's activation input of more than X MiB that a call before the previous one
+        # wrote (the residual) is prefetched by the previous call (input_ahead, lead 0) or by
+        # the call itself (input_own, lead 1), where that call prefetches nothing else
+        out = list(base)
+        calls = [k for k, st in enumerate(lib.plan.steps) if st.kernel in {f.name for f in lib.plan.funcs}]
+        for i, k in enumerate(calls[1:], 1):
+            for off, n in far_inputs(lib, calls, i, float(value) * 2**20):
+                at = calls[i - 1] if key == "input_ahead" else k
+                if not out[at]:
+                    out[at] = (off, n, 0 if key == "input_ahead" else 1, "ws")
+        return out
     if key == "own":
         # KERNEL:LEAD: that kernel's calls prefetch their own weights at that lead
         name, _, lead = value.partition(":")
@@ -90,7 +172,9 @@ def variant_ranges(lib, spec: str) -> list:
                 if j is not None:
                     out[j] = (s[0], s[1], 0)
         return out
-    raise SystemExit(f"model_gap: --variant {spec!r}; use lead=N, min_mib=X, own=KERNEL:LEAD, dense_ahead=MiB or off")
+    raise SystemExit(f"model_gap: --variant {spec!r}; use lead=N, min_mib=X[:LEAD], own=KERNEL:LEAD, dense_ahead=MiB, "
+                     "min_share=N[:LEAD], next_small=MiB, input_ahead=MiB, input_own=MiB, output_ahead=MiB, "
+                     "output_own=MiB or off")
 
 
 def main() -> None:
@@ -166,8 +250,8 @@ def main() -> None:
         steps = lib.plan.steps
         near = {v: {id(x) for k in range(len(steps)) if ranges[v][k] != ranges["base"][k] for x in steps[k:k + 2]}
                 for v in labels}
-        for _ in range(a.rounds):
-            for v in labels:
+        for r in range(a.rounds):
+            for v in labels[r % len(labels):] + labels[:r % len(labels)]:     # each first in turn
                 for st, p in zip(lib.plan.steps, ranges[v]):
                     st.prefetch = p
                 r = profile.time_steps(lib, feed, repeat=3, order="model")
@@ -183,10 +267,14 @@ def main() -> None:
         for i, (v, t) in enumerate(totals.items()):
             mine = med([x[i] for x in touched[v]])
             theirs = med([x[i] for x in touched["base"]])
+            # paired by round: the round's base pass ran next to this variant's
+            ratios = [x[i] / y[i] for x, y in zip(touched[v], touched["base"]) if near[v]]
+            wins = sum(r < 1 for r in ratios)
             rows.append([v, sum(p is not None for p in ranges[v]), f"{med(t):.2f}", f"{min(t):.2f}",
-                         f"{med(t) / base:.3f}", f"{mine:.3f} / {theirs:.3f}" if near[v] else "-"])
+                         f"{med(t) / base:.3f}", f"{mine:.3f} / {theirs:.3f}" if near[v] else "-",
+                         f"{med(ratios):.3f}, {wins}/{len(ratios)}" if near[v] else "-"])
         print(table(["variant", "calls prefetching", "sum of calls, median ms", "fastest", "/ base",
-                     "changed calls + next: this / base (ms)"], rows))
+                     "changed calls + next: this / base (ms)", "paired per round: median, rounds faster"], rows))
 
 
 if __name__ == "__main__":

@@ -187,7 +187,8 @@ def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
             ctypes.memmove(args[1], args[0], args[2])
             return 0.0
         if hint is not None:
-            hint[:] = (base["param"] + st.prefetch[0],) + tuple(st.prefetch[1:]) if st.prefetch else (0, 0, 0)
+            pf = st.prefetch        # a 4th item "ws" (bench/model_gap.py's input variants): a workspace offset
+            hint[:] = (base[pf[3] if len(pf) > 3 else "param"] + pf[0], pf[1], pf[2]) if pf else (0, 0, 0)
         t = clock()
         fn(*args)
         return clock() - t

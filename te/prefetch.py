@@ -21,7 +21,16 @@ running kernel's own cold weights needed (each kernel slower by what the next on
 the FC after the average pool gained).  Kernels whose weights are small (under a quarter of the
 cores' L2s together, `MIN_SHARE`) gained nothing measurable and are left alone, and so are those
 that use each weight only once or twice (`reuses`: a dense layer at batch 1 streams its weights
-with no FMAs to hide them behind; ResNet-50's FC ran 6% slower prefetching).
+with no FMAs to hide them behind; ResNet-50's FC ran 6% slower prefetching).  Re-measured later
+(ResNet-50's 0.25-0.56 MiB kernels, whose weights come cold in its order; a loaded machine, rough,
+bench/model_gap.py --variant, one thread's CPU time and both threads'): the small kernels prefetching
+their own (MIN_SHARE 8 or 16, leads 0-2; every thread all of them within the first eighth, a
+codegen trial) saved 0-20 us per call, the calls they touch 0-1.5% faster, the whole model
+0-0.4% (in the longest runs, 100 rounds, as many rounds faster as slower); the kernel before prefetching the next one's small weights
+(`next_small`) and a residual input or a call's output prefetched (`input_*`, `output_*`) gained
+nothing.  So MIN_SHARE stays.  Their gap lies mostly elsewhere: much of it is there already after
+their producer alone (its split leaves their input on the other core), and stores into evicted
+lines cost the Winograd 64 -> 64 at 56x56 more than its cold weights (+130 against +25 us).
 
 How, in the generated code (`PrefetchStream`, a mixin of codegen_llvm.CodeGenLLVM):
 
