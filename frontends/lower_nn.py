@@ -186,14 +186,28 @@ def _pool_args(attrs, x):
 @lowers("MaxPool")
 def _maxpool(node, ins, attrs, opset, out_shapes):
     k, strides, pads, dil, ceil = _pool_args(attrs, ins[0])
-    return [_ops().max_pool2d(ins[0], k, strides, pads, dil, ceil, name=node.name)]
+    return [_pool_shape_agrees(node, _ops().max_pool2d(ins[0], k, strides, pads, dil, ceil, name=node.name),
+                               out_shapes, ceil)]
 
 
 @lowers("AveragePool")
 def _avgpool(node, ins, attrs, opset, out_shapes):
     k, strides, pads, dil, ceil = _pool_args(attrs, ins[0])
-    return [_ops().avg_pool2d(ins[0], k, strides, pads, dil, ceil,
-                              count_include_pad=bool(attrs.get("count_include_pad", 0)), name=node.name)]
+    y = _ops().avg_pool2d(ins[0], k, strides, pads, dil, ceil,
+                          count_include_pad=bool(attrs.get("count_include_pad", 0)), name=node.name)
+    return [_pool_shape_agrees(node, y, out_shapes, ceil)]
+
+
+def _pool_shape_agrees(node, y, out_shapes, ceil: bool):
+    """y, if its shape is the model's.  In ceil mode a last window that would start in the end
+    padding is dropped, as the ONNX spec says and its reference computes, while onnx's shape
+    inference (and so the model's declared shape) may count it."""
+    want = tuple(out_shapes[0]) if out_shapes and out_shapes[0] is not None else tuple(y.shape)
+    if ceil and tuple(y.shape) != want:
+        raise ValueError(f"ceil_mode gives the output {tuple(y.shape)} (a last window starting in the end "
+                         f"padding is dropped, as the ONNX spec and its reference do), the model declares "
+                         f"{want}; lower the end pads so that no window starts in them, or set ceil_mode=0")
+    return y
 
 
 @checks("MaxPool", "AveragePool")

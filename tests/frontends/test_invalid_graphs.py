@@ -207,3 +207,19 @@ def test_an_output_declared_with_another_element_type():
     # tilewise returned an int64 buffer for a float32 result
     m = tiny([node("Relu", ["x"], ["y"], "n1")], [vi("x", [4])], [vi("y", [4], TensorProto.INT64)])
     refused(m, "output 'y': the model declares element type INT64, but it is computed as float32")
+
+
+def test_a_ceil_mode_window_starting_in_the_end_padding_is_named():
+    """onnx's shape inference counts a last window that starts in the end padding; the spec and its
+    reference drop it, as tilewise does: the build says so instead of a lowering-shape mismatch."""
+    def model(end_pad):
+        pool = helper.make_node("MaxPool", ["x"], ["y"], name="mp", kernel_shape=[2, 2], strides=[2, 2],
+                                pads=[0, 0, 0, end_pad], ceil_mode=1)
+        return tiny([pool], [vi("x", [1, 1, 4, 8])], [vi("y", [1, 1, 2, 4 + end_pad])], opset=18)
+
+    with pytest.raises(ValueError, match=r"node mp \(MaxPool\): ceil_mode gives the output \(1, 1, 2, 4\).*"
+                                         r"declares \(1, 1, 2, 5\); lower the end pads"):
+        frontends.build(frontends.from_onnx(model(1)))
+    x = np.arange(32, dtype=np.float32).reshape(1, 1, 4, 8)
+    np.testing.assert_array_equal(frontends.build(frontends.from_onnx(model(0))).run(x=x)[0],
+                                  x.reshape(1, 1, 2, 2, 4, 2).max(axis=(3, 5)))
