@@ -90,7 +90,8 @@ FOLD = {
     "Squeeze": lambda i, a: [np.squeeze(i[0], axis=tuple(_axes(a, i, 1)) if _axes(a, i, 1) else None)],
     "Concat": lambda i, a: [np.concatenate(i, axis=a["axis"])],
     "Reshape": lambda i, a: [_reshape(i[0], i[1] if len(i) > 1 else a["shape"], a.get("allowzero", 0))],
-    "Flatten": lambda i, a: [i[0].reshape(int(np.prod(i[0].shape[:a.get("axis", 1)])), -1)],
+    "Flatten": lambda i, a: [i[0].reshape(int(np.prod(i[0].shape[:a.get("axis", 1)])),
+                                          int(np.prod(i[0].shape[a.get("axis", 1):])))],   # no -1: a 0-size input
     "Cast": lambda i, a: [_cast(i[0], a)],
     "Slice": lambda i, a: [_slice(i[0], a, i)],
     "Range": lambda i, a: [np.arange(i[0], i[1], i[2]).astype(np.asarray(i[0]).dtype)],

@@ -251,8 +251,8 @@ def _reduction(node, ins, attrs, out_shapes):
     axes = attrs.get("axes")
     axes = _ints(axes) if axes is not None else []
     src, post = _reduce_source(node, x)
-    if not axes and attrs.get("noop_with_empty_axes", 0):
-        # a reduction over no axes: only the elementwise parts remain
+    if (not axes and attrs.get("noop_with_empty_axes", 0)) or not x.shape:
+        # a reduction over no axes (or of a 0-d tensor): only the elementwise parts remain
         out = ops.copy(x, name=node.name) if src is x or node.op == "ReduceLogSumExp" else src
         return out if post is None else post(out, name=node.name)
     axes = axes or None

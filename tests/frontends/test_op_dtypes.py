@@ -1,7 +1,7 @@
-"""Operators on integer and float64 tensors through the importer, against ONNX Runtime: a float
-constant or a float intermediate must not make an integer result float (its bits read as
-integers, a buffer sized for bytes overrun), nor a float32 approximation a float64 one less
-accurate."""
+"""Operators on integer and float64 tensors, and on 0-d or empty ones, through the importer,
+against ONNX Runtime: a float constant or a float intermediate must not make an integer result
+float (its bits read as integers, a buffer sized for bytes overrun), nor a float32 approximation a
+float64 one less accurate."""
 from __future__ import annotations
 
 import numpy as np
@@ -91,3 +91,22 @@ def test_float64_activations_take_the_specs_float32_constants(op):
     got = frontends.build(frontends.from_onnx(m)).run(x=x)[0]
     want = onnxruntime_session(m, threads=1).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("shape, node", [
+    ((), helper.make_node("ReduceMean", ["x"], ["y"], keepdims=0)),       # a 0-d tensor: "no axis to reduce"
+    ((), helper.make_node("ReduceL2", ["x"], ["y"], keepdims=0)),
+    ((0, 3), helper.make_node("Flatten", ["x"], ["y"], axis=1)),          # folded with reshape(0, -1)
+    ((2, 0, 4), helper.make_node("Flatten", ["x"], ["y"], axis=-1)),
+])
+def test_scalar_and_empty_tensors_match_onnxruntime(shape, node):
+    """Shapes at the edges (found by a shape sweep against ONNX Runtime): a reduction of a 0-d
+    tensor is its elementwise part alone, a Flatten of a tensor with no elements folds."""
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(shape))],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    m = onnx.shape_inference.infer_shapes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]))
+    x = np.asarray(np.random.default_rng(0).standard_normal(shape), np.float32)
+    got = frontends.build(frontends.from_onnx(m)).run(x=x)[0]
+    want = onnxruntime_session(m, threads=1).run(None, {"x": x})[0]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6)
