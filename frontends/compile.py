@@ -214,15 +214,11 @@ def lower_group(g: Graph, grp: Group, name: str, opset: int, target: Target, cho
     out = env[grp.output]
     if not isinstance(out, te.Tensor) or out in placeholders:
         # the group computes nothing new (e.g. a reshape of an input): make it a copy
-        src = out
-        out = te.compute(src.shape, lambda *i: src[i], name=f"{name}.copy", tag="elemwise")
+        out = te.compute(out.shape, lambda *i, src=out: src[i], name=f"{name}.copy", tag="elemwise")
     want = g.info(grp.output)
-    if tuple(out.shape) != tuple(want.shape):
-        raise RuntimeError(f"kernel {name}: lowering produced shape {out.shape}, the model says {want.shape}")
-    if out.dtype != want.dtype:
-        # the buffer is sized by the model's dtype: a kernel storing another would write past it
-        raise RuntimeError(f"kernel {name} ({grp.master.op} {grp.master.name}): lowering produced "
-                           f"{out.dtype}, the model says {want.dtype}; please report it")
+    if (tuple(out.shape), out.dtype) != (tuple(want.shape), want.dtype):     # its buffer is sized by these
+        raise RuntimeError(f"kernel {name} ({grp.master.op} {grp.master.name}): lowering produced {out.dtype} "
+                           f"{tuple(out.shape)}, the model says {want.dtype} {tuple(want.shape)}; please report it")
     return placeholders, arg_values, out
 
 
