@@ -193,8 +193,9 @@ def schedule_conv2d_NCHWc_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Ten
     bh, bw = attrs["bh"], attrs["bw"]
     cfg.define_knob("unroll_kw", [False, True], default=False)
     cfg.define_knob("reduce_order", list(REDUCE_ORDERS), default="c_rs")
-    cfg.define_knob("out_order", ["oc_outer", "rows_outer"],
-                    default=default_out_order(attrs["geometry"], attrs["ob"], bh, bw, parse(target)))
+    order = default_out_order(attrs["geometry"], attrs["ob"], bh, bw, parse(target))
+    # chunks_outer (an NCHW conv's, conv_chunks.py) reads the weights once, as oc_outer does
+    cfg.define_knob("out_order", ["oc_outer", "rows_outer"], default="oc_outer" if order == "chunks_outer" else order)
 
     if final is not out:
         s[out].compute_inline()

@@ -324,6 +324,20 @@ def test_conv2d_nchwc_in_graph_and_prepacked(C, K, R, strides, pads, dilation, i
     np.testing.assert_allclose(unpack_nchwc_numpy(got, K), conv_ref(a, wa, strides, pads, dilation), **TOL)
 
 
+def test_conv2d_nchwc_takes_oc_outer_where_the_nchw_conv_would_chunk():
+    """ResNet-50's stride-2 3x3 512@14x14 (9 MiB of weights past a 2 MiB L2) orders an NCHW conv's
+    tiles chunks_outer, an order NCHWc has not: its default is oc_outer (a model build with
+    layout="NCHWc" failed on it with 'chunks_outer is not one of [...]')."""
+    from te.ops.direct_defaults import default_out_order
+    args = ((1, 512, 14, 14), (512, 512, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), "float32")
+    tgt = te.target.parse("llvm -mcpu=skylake-avx512 -l1d=48K -l2=2M -l3=150M")
+    cfg = FallbackConfig()
+    s, (X, W, Y) = get_template("conv2d_NCHWc")(cfg, *args, target=tgt)
+    attrs = Y.op.attrs
+    assert default_out_order(attrs["geometry"], attrs["ob"], attrs["bh"], attrs["bw"], tgt) == "chunks_outer"
+    assert cfg["out_order"].val == "oc_outer"
+
+
 def test_conv2d_nchwc_rejects_mismatched_blocks():
     with pytest.raises(ValueError, match="blocks"):
         ops.conv2d_NCHWc(te.placeholder((1, 2, 5, 5, 8), name="x"), te.placeholder((1, 4, 3, 3, 4, 16), name="w"))
