@@ -48,11 +48,16 @@ def _shape(x: Operand) -> tuple:
 
 
 def broadcast_at(x: Operand, out_shape: tuple, indices: tuple):
-    """The element of x (tensor or number) that numpy broadcasting pairs with out[indices]."""
+    """The element of x (tensor or number) that numpy broadcasting pairs with out[indices].
+
+    A dimension of 1 is read at 0 where out's is wider, and at out's own index where out's is 1
+    too: the same element, but the index stays the output's loop variable, so a producer
+    computed at a tile of this op's loops (an int8 conv's accumulator on a 1 x 1 map, fused with
+    its requantising epilogue) is still bounded by the tile, not by one constant element."""
     if not isinstance(x, te.Tensor):
         return x
     lead = len(out_shape) - x.ndim
-    return x[tuple(0 if n == 1 else indices[lead + d] for d, n in enumerate(x.shape))]
+    return x[tuple(0 if n == 1 and out_shape[lead + d] != 1 else indices[lead + d] for d, n in enumerate(x.shape))]
 
 
 def _binary(name: str, fn: Callable, tag: str = "broadcast") -> Callable:

@@ -200,3 +200,23 @@ def test_qdq_conv_with_int8_activations_and_per_channel_weights(opset):
     assert int8_anchors(m) == 1
     got, want = run_both(m, {"x": rng.standard_normal((1, 3, 9, 9)).astype(np.float32)})
     assert np.abs(got[0] - want[0]).max() <= 0.1 * 1.001
+
+
+@pytest.mark.parametrize("C, K, R", [(128, 64, 3), (1024, 40, 1)])
+def test_qdq_conv_on_a_one_pixel_map(C, K, R):
+    # DenseNet-121's classifier is a 1x1 conv on a 1x1 map: its requantising epilogue read the
+    # conv at the constant pixel 0 (numpy broadcasting of size-1 dimensions), which bounded the
+    # int8 accumulator to one column, and the AMX / VNNI tile store refused to build
+    ws = rng.uniform(0.001, 0.003, K).astype(np.float32)
+    inits = consts(xs=np.float32(0.02), xz=np.uint8(128), w=rng.integers(-127, 128, (K, C, R, R)).astype(np.int8),
+                   ws=ws, wz=np.zeros(K, np.int8), b=rng.integers(-300, 300, K).astype(np.int32),
+                   bs=(np.float32(0.02) * ws).astype(np.float32), ys=np.float32(0.05), yz=np.uint8(128))
+    n = helper.make_node
+    nodes = [n("QuantizeLinear", ["x", "xs", "xz"], ["xq"]), n("DequantizeLinear", ["xq", "xs", "xz"], ["xf"]),
+             n("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=0), n("DequantizeLinear", ["b", "bs"], ["bf"], axis=0),
+             n("Conv", ["xf", "wf", "bf"], ["c"], pads=[R // 2] * 4),
+             n("QuantizeLinear", ["c", "ys", "yz"], ["yq"]), n("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
+    m = tiny(nodes, [vi("x", [1, C, 1, 1])], [vi("y", [1, K, 1, 1])], inits)
+    assert int8_anchors(m) == 1
+    got, want = run_both(m, {"x": rng.standard_normal((1, C, 1, 1)).astype(np.float32)})
+    assert np.abs(got[0] - want[0]).max() <= 0.05 * 1.001
