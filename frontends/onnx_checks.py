@@ -12,6 +12,8 @@ tilewise.InferenceSession).
 """
 from __future__ import annotations
 
+import math
+
 import onnx
 
 from .dtypes import ONNX_DTYPES, onnx_elem_type
@@ -152,7 +154,8 @@ def check_nodes(nodes: list[Node], infos: dict, consts: dict, needed: set, opset
             continue
         check = CHECKS.get(n.op)
         reason = check(n, ins, opset) if check and all(info(x) for x in n.inputs if x) else None
-        reason = reason or _constant_index_reason(n, ins, consts) or quantization_reason(n, consts)
+        reason = (reason or _constant_index_reason(n, ins, consts) or quantization_reason(n, consts)
+                  or _reshape_reason(n, ins, infos))
         if not reason and sum(1 for o in n.outputs if o) > 1:
             reason = "only its first output is supported"
         if reason:                      # it explains an output inference could not shape, too
@@ -172,6 +175,21 @@ def check_nodes(nodes: list[Node], infos: dict, consts: dict, needed: set, opset
             elif o and o in needed and o not in infos and o not in consts:
                 problems.append(f"node {n.name} ({n.op}): the shape of output '{o}' cannot be resolved "
                                 "statically; pass concrete input shapes with shapes=")
+
+
+def _reshape_reason(n: Node, ins: list, infos: dict) -> str | None:
+    """Why a shape op's output cannot hold its input's elements (ONNX's shape inference gives a
+    Reshape its target shape without counting them: a batch-1 target such as [1, 2048] taking a
+    batch of 2), or None."""
+    out = infos.get(n.outputs[0]) if n.outputs and n.outputs[0] else None
+    if n.op not in ("Reshape", "Flatten", "Squeeze", "Unsqueeze") or not ins or ins[0] is None or out is None:
+        return None
+    have, want = math.prod(ins[0].shape), math.prod(out.shape)
+    if have == want:
+        return None
+    return (f"its input {ins[0].shape} has {have} elements, its output {out.shape} {want}: the target shape "
+            f"must hold the same elements (a shape written for another batch? give the input shapes it was "
+            f"written for)")
 
 
 def _constant_index_reason(n: Node, ins: list, consts: dict) -> str | None:

@@ -223,3 +223,14 @@ def test_a_ceil_mode_window_starting_in_the_end_padding_is_named():
     x = np.arange(32, dtype=np.float32).reshape(1, 1, 4, 8)
     np.testing.assert_array_equal(frontends.build(frontends.from_onnx(model(0))).run(x=x)[0],
                                   x.reshape(1, 1, 2, 2, 4, 2).max(axis=(3, 5)))
+
+
+def test_a_reshape_whose_target_cannot_hold_its_input():
+    # ONNX's shape inference gives a Reshape its target without counting the elements: a
+    # classifier head written for batch 1 ([1, 8]) took a batch of 2 and read image 0 only
+    shape = numpy_helper.from_array(np.array([1, 8], np.int64), "shape")
+    m = tiny([node("Reshape", ["x", "shape"], ["y"], "head")], [vi("x", [2, 8, 1, 1])], [vi("y", [1, 8])], [shape])
+    refused(m, "node head (Reshape): its input (2, 8, 1, 1) has 16 elements, its output (1, 8) 8")
+    sym = tiny([node("Reshape", ["x", "shape"], ["y"], "head")], [vi("x", ["N", 8, 1, 1])], [vi("y", [1, 8])], [shape])
+    refused(sym, "does not import at batch 2", "node head (Reshape)", max_batch=4)
+    frontends.from_onnx(sym, shapes={"x": (1, 8, 1, 1)})      # the fix the message gives
