@@ -165,13 +165,16 @@ def fold_batchnorm(m: onnx.ModelProto) -> onnx.ModelProto:
 # ---------------------------------------------------------------- 2. calibrate
 
 def calibration_tensors(m: onnx.ModelProto, graph: Graph) -> list[str]:
-    """The float tensors whose ranges the QDQ writer may ask for: every node's non-constant float
-    inputs and outputs that tilewise's import keeps (a folded constant has no range)."""
+    """The float tensors whose ranges the QDQ writer may ask for: every node's float inputs and
+    outputs that are not initializers, those tilewise's import folded into constants too (DenseNet's
+    batch-norm scales, an Unsqueeze of an initializer: the writer quantises them as activations)."""
     inits = {t.name for t in m.graph.initializer}
     names: list[str] = []
     for n in m.graph.node:
         for v in [*n.input, *n.output]:
-            if v and v not in inits and v not in names and v in graph.infos and graph.infos[v].dtype == "float32":
+            if v and v not in inits and v not in names and (
+                    graph.infos[v].dtype == "float32" if v in graph.infos
+                    else v in graph.constants and graph.constants[v].dtype == np.float32):
                 names.append(v)
     return names
 
@@ -274,7 +277,7 @@ def calibrate(m: onnx.ModelProto, samples: list[dict[str, np.ndarray]], method: 
     probe = graph.copy()
     model_outputs = [o.name for o in graph.outputs]
     probe.outputs = list(graph.outputs) + [graph.info(v) for v in names if v not in model_outputs
-                                           and v not in {i.name for i in graph.inputs}]
+                                           and v not in {i.name for i in graph.inputs} and v not in graph.constants]
     lib = build(probe, target=target)
     collect = _collector(method)
     outputs = []
@@ -285,10 +288,12 @@ def calibrate(m: onnx.ModelProto, samples: list[dict[str, np.ndarray]], method: 
             raise ModelError(f"calibration sample {k}: {e}") from None
         named = dict(zip([o.name for o in probe.outputs], values))
         named.update({i: x[i] for i in x if i in names})
+        named.update({v: graph.constants[v] for v in names if v in graph.constants})
         collect.add({v: named[v] for v in names if v in named})
         outputs.append(values[:len(model_outputs)])
     cal = Calibration(method, collect.result(), outputs, model_outputs,
-                      {v: graph.info(v).shape for v in names})
+                      {v: tuple(graph.constants[v].shape) if v in graph.constants else graph.info(v).shape
+                       for v in names})
     cal.seconds = time.perf_counter() - t0
     log.info("calibrated %d tensors on %d sample(s) in %.1f s", len(names), len(samples), cal.seconds)
     return cal

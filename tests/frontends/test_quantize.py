@@ -193,3 +193,28 @@ def test_a_failed_quantisation_leaves_the_output_alone(tmp_path):
     assert set(os.listdir(tmp_path)) == {"q.onnx", "bad.npz"}          # no temporary file left
     quantize(conv_bn_gemm(), str(out), samples=1)
     assert out.stat().st_mode & 0o777 == 0o644                        # not the temporary file's 0600
+
+
+def test_a_scale_computed_from_an_initializer_gets_its_range(tmp_path):
+    # DenseNet-121's light model scales a conv by Unsqueeze(an initializer): tilewise's import
+    # folds it into a constant, onnxruntime's QDQ writer quantises it as an activation and
+    # needed its range ("Quantization parameters are not specified for param r2")
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.uniform(0.5, 2.0, 8).astype(np.float32), "scale"),
+             numpy_helper.from_array(np.array([1, 2], np.int64), "axes")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Unsqueeze", ["scale", "axes"], ["s"]),
+             helper.make_node("Mul", ["c", "s"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 12, 12])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 12, 12])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    out = str(tmp_path / "q.onnx")
+    res = quantize(m, out, samples=2)
+    scale = numpy_helper.to_array(inits[1])
+    assert tuple(res.calibration.ranges["s"].range_value) == (scale.min(), scale.max())
+    assert res.calibration.shapes["s"] == (8, 1, 1)
+    x = _x(0)
+    want = ort_run(m, {"x": x})[0]
+    assert np.linalg.norm(ort_run(out, {"x": x})[0] - want) / np.linalg.norm(want) < 0.05
