@@ -53,6 +53,22 @@ def test_build_refuses_to_write_over_its_inputs(cli, tiny_onnx, tiny_log, tmp_pa
     assert not (tmp_path / "m.so").exists()
 
 
+def test_an_existing_output_is_replaced_only_by_its_own_kind(cli, tiny_onnx, tiny_so, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    for args, what in [(("build", tiny_onnx, "-o", notes), "-o"),
+                       (("build", tiny_onnx, "-o", tmp_path / "m.so", "--header", notes), "--header"),
+                       (("run", tiny_so, "--output", notes), "--output")]:
+        line = one_line_error(cli(*args))
+        assert f"{what} {notes}: exists and is not" in line and "not replaced" in line, line
+    assert notes.read_text() == "mine\n" and not (tmp_path / "m.so").exists()
+    for _ in range(2):          # a library, header or .npz written before is replaced
+        r = cli("build", tiny_onnx, "-o", tmp_path / "m.so", "--header", tmp_path / "m.h")
+        assert r.code == 0, r.err
+        r = cli("run", tmp_path / "m.so", "--output", tmp_path / "out.npz")
+        assert r.code == 0, r.err
+
+
 def test_build_with_an_unknown_cpu_is_one_line(cli, tiny_onnx, tmp_path):
     r = cli("build", tiny_onnx, "-o", tmp_path / "m.so", "--target", "llvm -mcpu=nonsense")
     line = one_line_error(r)

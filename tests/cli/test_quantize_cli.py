@@ -70,6 +70,10 @@ def test_quantize_errors_are_one_line(cli, fp32_onnx, tmp_path):
     assert "is the same file as MODEL" in one_line_error(cli("quantize", fp32_onnx, "-o", fp32_onnx))
     assert open(fp32_onnx, "rb").read() == before
     assert "does not exist" in one_line_error(cli("quantize", fp32_onnx, "-o", "nope/q.onnx", cwd=tmp_path))
+    (tmp_path / "notes.txt").write_text("mine\n")         # an existing output that is not a model stays
+    assert "notes.txt: exists and is not an ONNX model" in one_line_error(
+        cli("quantize", fp32_onnx, "-o", "notes.txt", cwd=tmp_path))
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
     assert "--max-top1-drop applies to --auto only" in one_line_error(
         cli("quantize", fp32_onnx, "--max-top1-drop", "0.1", cwd=tmp_path))
     assert "--samples 0: give at least 1" in one_line_error(cli("quantize", fp32_onnx, "--samples", "0", cwd=tmp_path))

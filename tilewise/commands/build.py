@@ -5,7 +5,7 @@ import os
 import time
 
 from . import add_parser
-from ..common import CLIError, gather_logs, isa_tag, load_graph, model_tasks, say, task_label
+from ..common import CLIError, gather_logs, isa_tag, load_graph, model_tasks, refuse_foreign, say, task_label
 from ..progress import Status
 
 DESCRIPTION = """\
@@ -131,6 +131,9 @@ def output_path(args) -> str:
         raise CLIError(f"--header {args.header}: the folder {os.path.dirname(args.header)} does not exist")
     outputs = [("-o", out)] + ([("--header", args.header)] if args.header else [])
     refuse_overwrite(outputs, [("MODEL", args.model)] + [("--log", p) for p in args.log])
+    refuse_foreign("-o", out, "library")
+    if args.header:
+        refuse_foreign("--header", args.header, "header")
     return out
 
 

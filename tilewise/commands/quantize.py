@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from . import add_parser
-from ..common import CLIError, check_file, fmt_num, fmt_time, parse_shapes, say, table
+from ..common import CLIError, check_file, fmt_num, fmt_time, parse_shapes, refuse_foreign, say, table
 from ..progress import Status
 from .build import parse_target, refuse_overwrite
 
@@ -65,6 +65,7 @@ def output_path(model: str, output: str | None) -> str:
     if folder and not os.path.isdir(folder):
         raise CLIError(f"-o {out}: the folder {folder} does not exist")
     refuse_overwrite([("-o", out)], [("MODEL", model)])
+    refuse_foreign("-o", out, "onnx")
     return out
 
 

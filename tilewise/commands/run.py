@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 
 from . import add_parser
-from ..common import CLIError, check_file, fmt_time, note, say, table
+from ..common import CLIError, check_file, fmt_time, note, refuse_foreign, say, table
 
 DESCRIPTION = """\
 Run a model library made by 'tilewise build' (or te.export_library) once.  Inputs come from
@@ -150,6 +150,7 @@ def run(args) -> int:
             raise CLIError(f"--output {args.output}: is a folder; give the .npz file's name")
         refuse_overwrite([("--output", args.output)], [("MODEL.so", args.library)]
                          + [("--input", it.partition("=")[2] or it) for it in args.input])
+        refuse_foreign("--output", args.output, "npz")
     m = load_library(args.library)
     inputs = read_inputs(args.input, m.inputs, args.seed, batch_specs(m, args.batch))
     given = {it.partition("=")[0] if "=" in it else m.input_names[0] for it in args.input}
