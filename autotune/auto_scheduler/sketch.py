@@ -198,6 +198,7 @@ class SketchPolicy(TilingRules):
                 p[f"rtile:{name}:{d}"] = self._rtile(n, rng)
             p[f"at:{name}"] = rng.randrange(2)
             p[f"pack:{name}"] = rng.choices(PACKS, (1, 1, 2, 1, 1))[0]
+            self._fit_pack(p, f)
             p[f"packa:{name}"] = rng.random() < 0.5
             p[f"unroll:{name}"] = rng.randrange(3)
             p[f"rf:{name}"] = rng.choice(self._rf_lanes(f) or [0])
@@ -390,6 +391,7 @@ class SketchPolicy(TilingRules):
             q[key] = fresh[key]
             if kind == "vaxis":         # another vector axis: its register tile refitted
                 self._fit_registers(q, f)
+        self._fit_pack(q, f)
         return q
 
     # ------------------------------------------------------------- application

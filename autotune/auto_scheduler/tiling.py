@@ -169,6 +169,18 @@ class TilingRules:
             q = primes(s3)[0]
             p[k] = (s1, s2 * q, s3 // q)
 
+    def _fit_pack(self, p: dict, f: StageFacts) -> None:
+        """Packing the vector operand in panels at the root (pack 4) needs the register tile's
+        width to divide the operand's rows (f.vector_widths: a conv's padded input rows, W + 2,
+        a 1-D conv's L + 2); where it does not, the operand is copied per tile (pack 2) instead
+        of drawing a schedule that cannot be built."""
+        key = f"pack:{f.name}"
+        if p.get(key) != 4 or p.get(f"vaxis:{f.name}", f.last) != f.last:
+            return
+        width = p[f"tile:{f.name}:{f.last}"][2]
+        if any(n % width for n in f.vector_widths):
+            p[key] = 2
+
     def _tile_stage(self, s: te.Schedule, st: Stage, f: StageFacts, p: dict, owner: Stage | None) -> set[str]:
         """Multi-level tiling: the owner's S0 S1 loops, the stage computed inside the tile."""
         name = st.name

@@ -389,3 +389,21 @@ def test_default_and_seeds_of_a_padded_3x3_conv_match_numpy():
         out = np.zeros(want.shape, np.float32)
         te.build(s, tensors)(*ins, out)
         np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+
+
+def test_panels_at_the_root_only_where_the_tile_divides_the_operands_rows():
+    """The conv's padded input rows (W + 2 = 14) take no panels of 8 or 16 pixels at the root
+    (pack 4): sampled and mutated parameters copy the operand per tile instead, and every draw
+    builds (a 1-D conv's draws had failed with "panel=7 must ... divide its last axis")."""
+    task = autotune.create_task(wl.as_conv2d, (1, 4, 6, 12, 16, 3, 3))
+    policy = SketchPolicy(task, threads=2)
+    rng = random.Random(3)
+    (f,) = [f for f in policy.facts.values() if f.reduce_ext]
+    assert f.vector_widths == (14,)
+    p = policy.sample(rng)
+    for k in range(60):
+        p = policy.mutate(p, rng) if k % 2 else policy.sample(rng)
+        width = p[f"tile:{f.name}:{f.last}"][2]
+        if p[f"pack:{f.name}"] == 4 and p.get(f"vaxis:{f.name}", f.last) == f.last:
+            assert 14 % width == 0, (width, p)
+        policy.apply(p)
