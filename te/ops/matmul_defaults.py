@@ -204,13 +204,13 @@ def tile_order(cfg, s: te.Schedule, out: te.Tensor, final: te.Tensor, target: Ta
         return cfg["tile_order"].val
     packed = input_stage(input_stage(out, "acc"), "pack")
     return default_tile_order(attrs["M"], attrs["N"], attrs["K"], cfg["tile_y"].size[-1], attrs["bn"], target,
-                              1 + _output_sized_reads(s, out, final),
+                              1 + len(output_sized_reads(s, out, final)),
                               packs_b=packed is not None and isinstance(packed.op, te.ComputeOp))
 
 
-def _output_sized_reads(s: te.Schedule, out: te.Tensor, final: te.Tensor) -> int:
-    """How many tensors of out's shape the elementwise chain from out to final reads (residuals)."""
-    shape, seen, found, todo = tuple(out.shape), {id(out.op)}, 0, [final]
+def output_sized_reads(s: te.Schedule, out: te.Tensor, final: te.Tensor) -> list[te.Tensor]:
+    """The tensors of out's shape that the elementwise chain from out to final reads (residuals)."""
+    shape, seen, found, todo = tuple(out.shape), {id(out.op)}, [], [final]
     while todo:
         for t in todo.pop().op.input_tensors:
             if id(t.op) in seen:
@@ -219,5 +219,5 @@ def _output_sized_reads(s: te.Schedule, out: te.Tensor, final: te.Tensor) -> int
             if isinstance(t.op, te.ComputeOp) and s[t].attach_type is AttachType.INLINE:
                 todo.append(t)              # a link of the fused chain
             elif tuple(t.shape) == shape:
-                found += 1
+                found.append(t)
     return found

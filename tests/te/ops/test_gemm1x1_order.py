@@ -83,3 +83,31 @@ def test_streamed_order_matches_numpy(conv, rand):
     out = np.zeros(z.shape, np.float32)
     te.build(s, ins + [z], target=target)(*args, out)
     np.testing.assert_allclose(out, np.maximum(ref, 0), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("order", ["rows_outer", "cols_outer"])
+def test_the_epilogue_prefetches_the_next_tiles_residual(order, rand):
+    """Each row of a register tile's epilogue prefetches the same row of the next tile's residual:
+    bn pixels on (rows_outer) or bm channel planes on (cols_outer); the answers stay numpy's."""
+    import autotune
+    C, H, K = 64, 16, 96
+    target = dataclasses.replace(host(), threads=1)
+    wl = ConvWorkload((1, C, H, H), (K, C, 1, 1), (1, 1), (0, 0, 0, 0))
+    cfg = autotune.create_task(GEMM.template, GEMM.args(wl), target).config_space.default_with(
+        {"tile_order": order, "pack_input": False, "bn": 32, "tile_y": [-1, 6]})
+    x, w = GEMM.placeholders(wl, cfg, target, False)
+    b = te.placeholder((K,), name="b")
+    y = GEMM.compute([x, w, b], wl, cfg, target)
+    r = te.placeholder(y.shape, name="r")
+    z = ops.relu(ops.add(y, r))
+    s = ops.schedule([z], target, anchor_schedule=lambda s, out, final: GEMM.schedule(s, out, final, cfg, target))
+    plane = 4 * H * H
+    func = te.lower(s, [x, w, b, r, z])
+    ahead = 4 * 32 if order == "rows_outer" else 6 * plane
+    assert f"'prefetch_ahead', ('r', {ahead}, 128, 3, {plane})" in repr(func)
+    f = te.build(func, target=target)
+    assert f.get_source("llvm").count("call void @llvm.prefetch") == 6 * 2   # 128 bytes a row, the 6 rows unrolled
+    a, wa, ba, ra = rand((1, C, H, H)), rand((K, C, 1, 1)), rand((K,)), rand(tuple(z.shape))
+    out = np.zeros(z.shape, np.float32)
+    f(a, wa, ba, ra, out)
+    np.testing.assert_allclose(out, np.maximum(conv_ref(a, wa) + ba[None, :, None, None] + ra, 0), rtol=1e-4, atol=1e-4)
