@@ -15,8 +15,9 @@ The conv whose weights do not fit the L2 (te/ops/conv_chunks.py) uses it: each c
 is read from memory by its first tile row and then from L1 by the others, a burst a core's
 outstanding misses cannot feed; prefetched one chunk ahead over the tile rows, it arrives while
 the previous chunk computes.  A 1x1 conv's epilogue uses it with a stride
-(te/ops/matmul.py `prefetch_residuals`): the next register tile's rows of a residual it adds.  te/prefetch.py is the model-wide stream of a kernel's weights into
-the L2s; this one works inside any kernel, alone or in a model, at the loop the schedule names.
+(te/ops/matmul.py `prefetch_residuals`): the next register tile's rows of a residual it adds.
+te/prefetch.py is the model-wide stream of a kernel's weights into the L2s; this one works
+inside any kernel, alone or in a model, at the loop the schedule names.
 """
 from __future__ import annotations
 
