@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 import numpy as np
 
@@ -30,13 +31,15 @@ class InferenceSession:
                  target=None, max_batch: int | None = None, **kwargs):
         """path_or_bytes: an .onnx file, its bytes or a ModelProto (built here), or a .so library
         (loaded). sess_options: ONNX Runtime SessionOptions; intra_op_num_threads > 0 sets the
-        threads. providers: accepted for drop-in use; tilewise runs on the CPU. logs: tuning logs
+        threads. providers: accepted for drop-in use; tilewise runs on the CPU (another provider
+        named is warned about and the CPU used, as ONNX Runtime falls back). logs: tuning logs
         to use beside the shared ones (shared_logs=False: only these); shapes: fixed input shapes
         of a model with symbolic dimensions; max_batch: a model whose inputs lead with a symbolic
         batch runs any batch up to it (frontends/batch.py; 8 when neither it nor shapes is given,
         as `tilewise build` does)."""
         if kwargs:
             raise TypeError(f"InferenceSession: unknown argument(s) {', '.join(kwargs)}")
+        _check_providers(providers)
         self.library = _open(path_or_bytes, logs, shared_logs, shapes, target, max_batch)
         threads = getattr(sess_options, "intra_op_num_threads", 0) or 0
         if threads > 0:
@@ -52,7 +55,7 @@ class InferenceSession:
 
     def get_providers(self) -> list[str]:
         """Where the model runs: the CPU, as ONNX Runtime names it."""
-        return ["CPUExecutionProvider"]
+        return [CPU_PROVIDER]
 
     def run(self, output_names, input_feed: dict, run_options=None) -> list[np.ndarray]:
         """The outputs named in output_names (None: all, in the model's order) for input_feed."""
@@ -60,6 +63,28 @@ class InferenceSession:
 
     def __repr__(self) -> str:
         return f"tilewise.InferenceSession({self.library!r})"
+
+
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+def _check_providers(providers) -> None:
+    """ONNX Runtime's providers argument: names or (name, options) pairs.  tilewise runs on the CPU:
+    another provider is warned about and the CPU used, as ONNX Runtime does with a provider its
+    build lacks; a value of another form is a TypeError."""
+    if providers is None:
+        return
+    if isinstance(providers, str) or not isinstance(providers, (list, tuple)):
+        raise TypeError(f"InferenceSession: providers must be a list of names, e.g. ['{CPU_PROVIDER}'], "
+                        f"not {providers!r}")
+    for p in providers:
+        name = p[0] if isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], dict) else p
+        if not isinstance(name, str):
+            raise TypeError(f"InferenceSession: each provider is a name or a (name, options dict) pair, "
+                            f"not {p!r}")
+        if name != CPU_PROVIDER:
+            warnings.warn(f"InferenceSession: provider {name!r} is not available: tilewise runs on "
+                          f"{CPU_PROVIDER}", UserWarning, stacklevel=3)
 
 
 def _open(source, logs, shared_logs: bool, shapes, target, max_batch=None):

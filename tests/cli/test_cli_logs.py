@@ -48,6 +48,19 @@ def test_merge_keeps_the_best_per_workload_and_isa(cli, tiny_log, tiny_onnx, tmp
     assert r.code == 0 and len((tmp_path / "all.jsonl").read_text().splitlines()) == 5
 
 
+def test_a_file_with_no_record_is_refused_not_merged_into_an_empty_log(cli, tiny_log, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("buy milk\ntune resnet\n")
+    out = tmp_path / "merged.jsonl"
+    r = cli("logs", "merge", tiny_log, notes, "-o", out)
+    assert r.code == 1 and not out.exists()
+    assert r.err.count("\n") == 1 and f"{notes}: not a tuning log" in r.err and "line 1" in r.err
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")                    # an empty log is a log (no records yet)
+    r = cli("logs", "merge", tiny_log, empty, "-o", out)
+    assert r.code == 0, r.err
+
+
 def test_stats_counts_errors_and_bad_lines(cli, tiny_log, tmp_path):
     lines = open(tiny_log).read().splitlines()
     bad = tmp_path / "bad.jsonl"

@@ -98,3 +98,16 @@ def test_session_of_a_dynamic_batch_model_runs_any_batch_and_other_symbols_say_t
         tilewise.InferenceSession(relu(["N", "M"]))
     sess = tilewise.InferenceSession(relu(["N", "M"]), shapes={"x": (3, 4)})
     assert sess.get_inputs()[0].shape == [3, 4]
+
+
+def test_another_provider_is_warned_about_and_the_cpu_used_as_onnxruntime_falls_back(two_output_model):
+    import tilewise
+    with pytest.warns(UserWarning, match="'CUDAExecutionProvider' is not available: tilewise runs on CPUExecutionProvider"):
+        sess = tilewise.InferenceSession(two_output_model, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert sess.get_providers() == ["CPUExecutionProvider"]
+    x = np.ones(sess.get_inputs()[0].shape, np.float32)
+    assert sess.run(None, {sess.get_inputs()[0].name: x})[0].shape == tuple(sess.get_outputs()[0].shape)
+    with pytest.raises(TypeError, match="providers must be a list of names"):
+        tilewise.InferenceSession(two_output_model, providers="CPUExecutionProvider")
+    with pytest.raises(TypeError, match=r"a name or a \(name, options dict\) pair, not 3"):
+        tilewise.InferenceSession(two_output_model, providers=[3])

@@ -81,6 +81,9 @@ def _read(files: list[str], workload: str | None = None):
             chk = read_log(f)
         except (LogError, FileNotFoundError) as e:
             raise CLIError(str(e)) from None
+        if chk.n_bad and not chk.records:
+            raise CLIError(f"{f}: not a tuning log (none of its lines is a record: {chk.problems[0].reason} "
+                           f"on line {chk.problems[0].line}); give the .jsonl files 'tilewise tune' writes")
         for pr in chk.problems:
             note(f"tilewise: warning: bad line left out: {pr}")
         if chk.n_bad > len(chk.problems):
