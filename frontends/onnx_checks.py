@@ -161,6 +161,8 @@ def check_nodes(nodes: list[Node], infos: dict, consts: dict, needed: set, opset
         if reason:                      # it explains an output inference could not shape, too
             problems.append(f"node {n.name} ({n.op}): {reason}")
             continue
+        if problems and any(x and info(x) is None for x in n.inputs):
+            continue                    # an input a problem above left unshaped: that problem explains it
         for o in n.outputs:
             said = why.get(n.name) or why.get(n.name.rsplit(".", 1)[0])    # canonical parts: n.0, n.1
             if o and o in needed and o not in infos and o not in consts and said:

@@ -63,8 +63,11 @@ def test_debug_shows_the_traceback(cli, tmp_path):
 def test_run_rejects_files_that_are_not_libraries(cli, tmp_path, tiny_onnx):
     line = one_line_error(cli("run", tmp_path / "missing.so"))
     assert "missing.so" in line
-    line = one_line_error(cli("run", tiny_onnx))
-    assert "not a tilewise library" in line
+    line = one_line_error(cli("run", tiny_onnx))        # an ONNX model: the fix is to build it
+    assert "is an ONNX model, not a library" in line and f"tilewise build {tiny_onnx} -o model.so" in line
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a library")
+    assert "not a tilewise library" in one_line_error(cli("run", notes))
 
 
 def test_logs_errors(cli, tmp_path):

@@ -234,3 +234,13 @@ def test_a_reshape_whose_target_cannot_hold_its_input():
     sym = tiny([node("Reshape", ["x", "shape"], ["y"], "head")], [vi("x", ["N", 8, 1, 1])], [vi("y", [1, 8])], [shape])
     refused(sym, "does not import at batch 2", "node head (Reshape)", max_batch=4)
     frontends.from_onnx(sym, shapes={"x": (1, 8, 1, 1)})      # the fix the message gives
+
+
+def test_a_bad_node_is_named_once_not_with_every_node_after_it():
+    # a wrong shape given for x makes the first MatMul invalid; the Relu and MatMul after it,
+    # whose inputs it leaves unshaped, add nothing to the error
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    nodes = [node("MatMul", ["x", "w"], ["a"], "m1"), node("Relu", ["a"], ["b"], "r1"),
+             node("MatMul", ["b", "w"], ["y"], "m2")]
+    msg = refused(tiny(nodes, [vi("x", [1, 4])], [vi("y", None)], [w]), "node m1 (MatMul)", shapes={"x": [1, 5]})
+    assert "1 problem(s)" in msg and "r1" not in msg and "m2" not in msg, msg

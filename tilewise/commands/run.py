@@ -43,6 +43,9 @@ def load_library(path: str):
     try:
         m = load_module(path)
     except LoadError as e:
+        if path.lower().endswith(".onnx"):
+            raise CLIError(f"{path} is an ONNX model, not a library: build it first, "
+                           f"'tilewise build {path} -o model.so', then 'tilewise run model.so'") from None
         raise CLIError(str(e)) from None
     if not m.is_model:
         raise CLIError(f"{path} holds kernels ({', '.join(m.names)}), not a model; "
