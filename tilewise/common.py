@@ -187,6 +187,23 @@ OUTPUT_KINDS = {"library": (_is_library, "a shared library"), "header": (_is_hea
                 "onnx": (_is_onnx, "an ONNX model"), "npz": (_is_npz, "an .npz archive")}
 
 
+def check_output_folder(flag: str, path: str) -> None:
+    """A CLIError unless a file can be created in `path`'s folder: the folder exists, and a probe
+    file made there (and removed) says it takes files (permission bits do not: root ignores them,
+    and /proc refuses files whatever they say), before any work is done for the output."""
+    import tempfile
+    folder = os.path.dirname(path)
+    if folder and not os.path.isdir(folder):
+        raise CLIError(f"{flag} {path}: the folder {folder} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder or ".", prefix=".tilewise-probe-")
+    except OSError as e:
+        raise CLIError(f"{flag} {path}: no file can be written in the folder {folder or '.'} "
+                       f"({e.strerror or e}); give another folder") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def refuse_foreign(flag: str, path: str, kind: str) -> None:
     """A CLIError when `path` exists and is not of `kind` (OUTPUT_KINDS): writing it would destroy
     a file the user keeps for something else."""

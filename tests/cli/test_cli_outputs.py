@@ -1,9 +1,11 @@
 """What build and run write, and what they refuse to write over; targets and thread counts."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
+import pytest
 
 from .cli_helpers import one_line_error
 
@@ -89,3 +91,16 @@ def test_run_refuses_a_damaged_library(cli, tiny_so, tmp_path):
     (tmp_path / "half.so").write_bytes(data[: len(data) // 2])
     line = one_line_error(cli("run", tmp_path / "half.so"))
     assert "is damaged (cut short or modified)" in line
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, which takes no new file")
+def test_an_output_folder_that_takes_no_file_is_refused_before_any_work(cli, tiny_onnx, tiny_so, tiny_log):
+    # /proc refuses new files even to root (whom permission bits do not stop): the folder is
+    # probed before the model is compiled, tuned or run, each command naming its option
+    for args, flag in [(["build", tiny_onnx, "-o", "/proc/m.so"], "-o"),
+                       (["build", tiny_onnx, "-o", "m.so", "--header", "/proc/m.h"], "--header"),
+                       (["tune", tiny_onnx, "--log", "/proc/t.jsonl", "--trials", "1"], "--log"),
+                       (["logs", "merge", tiny_log, "-o", "/proc/m.jsonl"], "-o"),
+                       (["run", tiny_so, "--output", "/proc/o.npz"], "--output")]:
+        line = one_line_error(cli(*args))
+        assert f"{flag} /proc/" in line and "no file can be written in the folder /proc" in line, line

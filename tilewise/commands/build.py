@@ -5,7 +5,7 @@ import os
 import time
 
 from . import add_parser
-from ..common import CLIError, gather_logs, isa_tag, load_graph, model_tasks, refuse_foreign, say, task_label
+from ..common import CLIError, check_output_folder, gather_logs, isa_tag, load_graph, model_tasks, refuse_foreign, say, task_label
 from ..progress import Status
 
 DESCRIPTION = """\
@@ -125,10 +125,9 @@ def output_path(args) -> str:
     out = args.output or os.path.splitext(os.path.basename(args.model))[0] + ".so"
     if os.path.isdir(out):
         raise CLIError(f"-o {out}: is a folder; give the library's file name")
-    if os.path.dirname(out) and not os.path.isdir(os.path.dirname(out)):
-        raise CLIError(f"-o {out}: the folder {os.path.dirname(out)} does not exist")
-    if args.header and os.path.dirname(args.header) and not os.path.isdir(os.path.dirname(args.header)):
-        raise CLIError(f"--header {args.header}: the folder {os.path.dirname(args.header)} does not exist")
+    check_output_folder("-o", out)
+    if args.header:
+        check_output_folder("--header", args.header)
     outputs = [("-o", out)] + ([("--header", args.header)] if args.header else [])
     refuse_overwrite(outputs, [("MODEL", args.model)] + [("--log", p) for p in args.log])
     refuse_foreign("-o", out, "library")

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 
 from . import add_parser
-from ..common import CLIError, load_graph, note, say
+from ..common import CLIError, check_output_folder, load_graph, note, say
 
 DESCRIPTION = """\
 Check a tuning log against the model it is for: the model is built untuned (default schedules)
@@ -59,8 +59,7 @@ def check_paths(log: str, out: str | None) -> None:
     if os.path.isdir(out):
         raise CLIError(f"--prune {out}: is a folder, not a file")
     folder = os.path.dirname(out) or "."
-    if not os.path.isdir(folder):
-        raise CLIError(f"--prune {out}: the folder {folder} does not exist")
+    check_output_folder("--prune", out)
     if not os.access(folder, os.W_OK) or (os.path.exists(out) and not os.access(out, os.W_OK)):
         raise CLIError(f"--prune {out}: cannot be written (no permission)")
     if os.path.exists(out):

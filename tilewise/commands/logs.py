@@ -7,7 +7,7 @@ import math
 import os
 
 from . import add_parser
-from ..common import CLIError, fmt_num, fmt_time, isa_tag, note, say, table, workload_label
+from ..common import CLIError, check_output_folder, fmt_num, fmt_time, isa_tag, note, say, table, workload_label
 
 DESCRIPTION = """\
 Inspect tuning logs (JSON lines, one record per measurement; see tuning_logs/README.md).
@@ -218,8 +218,7 @@ def _merge(args) -> int:
     out = args.output
     if os.path.isdir(out):
         raise CLIError(f"-o {out}: is a folder; give the merged log's file name")
-    if os.path.dirname(out) and not os.path.isdir(os.path.dirname(out)):
-        raise CLIError(f"-o {out}: the folder {os.path.dirname(out)} does not exist")
+    check_output_folder("-o", out)
     try:
         rec.check_not_an_input(out, args.files)
         if os.path.lexists(out):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from . import add_parser
-from ..common import CLIError, check_file, fmt_num, fmt_time, parse_shapes, refuse_foreign, say, table
+from ..common import CLIError, check_output_folder, check_file, fmt_num, fmt_time, parse_shapes, refuse_foreign, say, table
 from ..progress import Status
 from .build import parse_target, refuse_overwrite
 
@@ -61,9 +61,7 @@ def output_path(model: str, output: str | None) -> str:
     out = output or os.path.splitext(os.path.basename(model))[0] + ".int8.onnx"
     if os.path.isdir(out):
         raise CLIError(f"-o {out}: is a folder; give the model's file name")
-    folder = os.path.dirname(out)
-    if folder and not os.path.isdir(folder):
-        raise CLIError(f"-o {out}: the folder {folder} does not exist")
+    check_output_folder("-o", out)
     refuse_overwrite([("-o", out)], [("MODEL", model)])
     refuse_foreign("-o", out, "onnx")
     return out

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 
 from . import add_parser
-from ..common import CLIError, check_file, fmt_time, note, refuse_foreign, say, table
+from ..common import CLIError, check_output_folder, check_file, fmt_time, note, refuse_foreign, say, table
 
 DESCRIPTION = """\
 Run a model library made by 'tilewise build' (or te.export_library) once.  Inputs come from
@@ -146,11 +146,9 @@ def save_outputs(path: str, arrays: dict[str, np.ndarray]) -> None:
 def run(args) -> int:
     if args.output:
         from .build import refuse_overwrite
-        d = os.path.dirname(args.output)
-        if d and not os.path.isdir(d):
-            raise CLIError(f"--output {args.output}: the folder {d} does not exist")
         if os.path.isdir(args.output):
             raise CLIError(f"--output {args.output}: is a folder; give the .npz file's name")
+        check_output_folder("--output", args.output)
         refuse_overwrite([("--output", args.output)], [("MODEL.so", args.library)]
                          + [("--input", it.partition("=")[2] or it) for it in args.input])
         refuse_foreign("--output", args.output, "npz")

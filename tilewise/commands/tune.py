@@ -8,7 +8,7 @@ import threading
 import time
 
 from . import add_parser
-from ..common import (CLIError, fmt_duration, fmt_flops, fmt_num, fmt_time, gather_logs, isa_tag, load_graph,
+from ..common import (CLIError, check_output_folder, fmt_duration, fmt_flops, fmt_num, fmt_time, gather_logs, isa_tag, load_graph,
                       model_tasks, note, say, task_label)
 from ..progress import Status, bar
 from .tune_report import estimated_times, report, report_model_check, signed_time
@@ -145,8 +145,7 @@ def check_log(log_path: str, resume: bool) -> None:
     if os.path.isdir(log_path):
         raise CLIError(f"--log {log_path}: is a folder, not a file")
     folder = os.path.dirname(log_path) or "."
-    if not os.path.isdir(folder):
-        raise CLIError(f"--log {log_path}: the folder {folder} does not exist")
+    check_output_folder("--log", log_path)
     if not os.access(folder if not os.path.exists(log_path) else log_path, os.W_OK):
         raise CLIError(f"--log {log_path}: cannot be written (no permission)")
     try:
