@@ -100,8 +100,33 @@ def export_model(cg: CodeGenLLVM, plan, params, path: str | os.PathLike, target:
     return meta
 
 
+def is_library_file(path) -> bool:
+    """Is the file at path a shared library (ELF), which an export may replace?"""
+    with open(path, "rb") as f:
+        return f.read(4) == b"\x7fELF"
+
+
+def is_header_file(path) -> bool:
+    """Is the file at path a C header tilewise wrote (HEADER_MARK on its first line)?"""
+    with open(path, "rb") as f:
+        return HEADER_MARK.encode() in f.readline(4096)
+
+
 def _check_outputs(path, header) -> None:
-    """Refuse a header path that would overwrite the library it describes."""
+    """Refuse outputs whose writing would destroy something else: a folder, an existing file that
+    is not what the export writes (a user's notes named model.so), a header path that is the
+    library it describes."""
+    for p, kind, is_kind in ((path, "a shared library", is_library_file), (header, "a C header tilewise wrote",
+                                                                          is_header_file)):
+        if p is None:
+            continue
+        p = os.fspath(p)
+        if os.path.isdir(p):
+            raise ValueError(f"export: {p} is a folder; give the file's name, e.g. "
+                             f"{os.path.join(p, 'model.so' if kind.startswith('a shared') else 'model.h')}")
+        if os.path.lexists(p) and not is_kind(p):
+            raise ValueError(f"export: {p} exists and is not {kind}, so it is not replaced; give another "
+                             "name (or remove the file first)")
     if header is not None and os.path.realpath(os.fspath(header)) == os.path.realpath(os.fspath(path)):
         raise ValueError(f"export: the header and the library are the same file ({os.fspath(path)}); "
                          "give the header its own name, e.g. model.h")

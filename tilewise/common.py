@@ -157,14 +157,13 @@ def check_file(path: str, what: str = "file") -> None:
 
 
 def _is_library(path: str) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"\x7fELF"
+    from te.export import is_library_file
+    return is_library_file(path)
 
 
 def _is_header(path: str) -> bool:
-    from te.export import HEADER_MARK
-    with open(path, "rb") as f:
-        return HEADER_MARK.encode() in f.readline(4096)
+    from te.export import is_header_file
+    return is_header_file(path)
 
 
 def _is_onnx(path: str) -> bool:

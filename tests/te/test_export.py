@@ -118,6 +118,21 @@ def test_rebuilt_library_at_the_same_path_is_reloaded(tmp_path):
     assert (z == 2).all()
 
 
+def test_export_replaces_a_library_or_its_header_but_never_another_file(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    with pytest.raises(ValueError, match="notes.txt exists and is not a shared library, so it is not replaced"):
+        te.export_library([add_relu_func("k")], notes)
+    with pytest.raises(ValueError, match="notes.txt exists and is not a C header tilewise wrote"):
+        te.export_library([add_relu_func("k")], tmp_path / "k.so", header=notes)
+    with pytest.raises(ValueError, match="is a folder; give the file's name"):
+        te.export_library([add_relu_func("k")], tmp_path)
+    assert notes.read_text() == "my notes" and not (tmp_path / "k.so").exists()
+    for _ in range(2):                  # a library and a header made before are replaced
+        te.export_library([add_relu_func("k")], tmp_path / "k.so", header=tmp_path / "k.h")
+    assert te.load_module(tmp_path / "k.so").names == ["k"]
+
+
 def test_parallel_kernel_in_a_library(tmp_path, monkeypatch):
     f = matmul_kernel(parallel=True)
     meta = f.export_library(str(tmp_path / "par.so"))
