@@ -116,14 +116,13 @@ def _check_outputs(path, header) -> None:
     """Refuse outputs whose writing would destroy something else: a folder, an existing file that
     is not what the export writes (a user's notes named model.so), a header path that is the
     library it describes."""
-    for p, kind, is_kind in ((path, "a shared library", is_library_file), (header, "a C header tilewise wrote",
-                                                                          is_header_file)):
-        if p is None:
-            continue
+    outputs = [(path, "a shared library", is_library_file, "model.so")]
+    if header is not None:
+        outputs.append((header, "a C header tilewise wrote", is_header_file, "model.h"))
+    for p, kind, is_kind, example in outputs:
         p = os.fspath(p)
         if os.path.isdir(p):
-            raise ValueError(f"export: {p} is a folder; give the file's name, e.g. "
-                             f"{os.path.join(p, 'model.so' if kind.startswith('a shared') else 'model.h')}")
+            raise ValueError(f"export: {p} is a folder; give the file's name, e.g. {os.path.join(p, example)}")
         if os.path.lexists(p) and not is_kind(p):
             raise ValueError(f"export: {p} exists and is not {kind}, so it is not replaced; give another "
                              "name (or remove the file first)")

@@ -102,7 +102,8 @@ def test_session_of_a_dynamic_batch_model_runs_any_batch_and_other_symbols_say_t
 
 def test_another_provider_is_warned_about_and_the_cpu_used_as_onnxruntime_falls_back(two_output_model):
     import tilewise
-    with pytest.warns(UserWarning, match="'CUDAExecutionProvider' is not available: tilewise runs on CPUExecutionProvider"):
+    says = "'CUDAExecutionProvider' is not available: tilewise runs on CPUExecutionProvider"
+    with pytest.warns(UserWarning, match=says):
         sess = tilewise.InferenceSession(two_output_model, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert sess.get_providers() == ["CPUExecutionProvider"]
     x = np.ones(sess.get_inputs()[0].shape, np.float32)

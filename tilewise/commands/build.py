@@ -5,7 +5,8 @@ import os
 import time
 
 from . import add_parser
-from ..common import CLIError, check_output_folder, gather_logs, isa_tag, load_graph, model_tasks, refuse_foreign, say, task_label
+from ..common import (CLIError, check_output_folder, gather_logs, isa_tag, load_graph, model_tasks, refuse_foreign,
+                      say, task_label)
 from ..progress import Status
 
 DESCRIPTION = """\

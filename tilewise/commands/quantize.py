@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 
 from . import add_parser
-from ..common import CLIError, check_output_folder, check_file, fmt_num, fmt_time, parse_shapes, refuse_foreign, say, table
+from ..common import (CLIError, check_file, check_output_folder, fmt_num, fmt_time, parse_shapes, refuse_foreign,
+                      say, table)
 from ..progress import Status
 from .build import parse_target, refuse_overwrite
 

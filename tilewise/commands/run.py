@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 
 from . import add_parser
-from ..common import CLIError, check_output_folder, check_file, fmt_time, note, refuse_foreign, say, table
+from ..common import CLIError, check_file, check_output_folder, fmt_time, note, refuse_foreign, say, table
 
 DESCRIPTION = """\
 Run a model library made by 'tilewise build' (or te.export_library) once.  Inputs come from

@@ -8,8 +8,8 @@ import threading
 import time
 
 from . import add_parser
-from ..common import (CLIError, check_output_folder, fmt_duration, fmt_flops, fmt_num, fmt_time, gather_logs, isa_tag, load_graph,
-                      model_tasks, note, say, task_label)
+from ..common import (CLIError, check_output_folder, fmt_duration, fmt_flops, fmt_num, fmt_time, gather_logs,
+                      isa_tag, load_graph, model_tasks, note, say, task_label)
 from ..progress import Status, bar
 from .tune_report import estimated_times, report, report_model_check, signed_time
 
