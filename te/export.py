@@ -116,6 +116,9 @@ def _check_outputs(path, header) -> None:
     """Refuse outputs whose writing would destroy something else: a folder, an existing file that
     is not what the export writes (a user's notes named model.so), a header path that is the
     library it describes."""
+    if header is not None and os.path.realpath(os.fspath(header)) == os.path.realpath(os.fspath(path)):
+        raise ValueError(f"export: the header and the library are the same file ({os.fspath(path)}); "
+                         "give the header its own name, e.g. model.h")
     outputs = [(path, "a shared library", is_library_file, "model.so")]
     if header is not None:
         outputs.append((header, "a C header tilewise wrote", is_header_file, "model.h"))
@@ -126,9 +129,6 @@ def _check_outputs(path, header) -> None:
         if os.path.lexists(p) and not is_kind(p):
             raise ValueError(f"export: {p} exists and is not {kind}, so it is not replaced; give another "
                              "name (or remove the file first)")
-    if header is not None and os.path.realpath(os.fspath(header)) == os.path.realpath(os.fspath(path)):
-        raise ValueError(f"export: the header and the library are the same file ({os.fspath(path)}); "
-                         "give the header its own name, e.g. model.h")
 
 
 def _blob_object(symbol: str, data: bytes) -> bytes:

@@ -58,9 +58,8 @@ def check_paths(log: str, out: str | None) -> None:
         raise CLIError(f"--prune {out}: is the checked log itself; write the pruned log to another file")
     if os.path.isdir(out):
         raise CLIError(f"--prune {out}: is a folder, not a file")
-    folder = os.path.dirname(out) or "."
     check_output_folder("--prune", out)
-    if not os.access(folder, os.W_OK) or (os.path.exists(out) and not os.access(out, os.W_OK)):
+    if os.path.exists(out) and not os.access(out, os.W_OK):
         raise CLIError(f"--prune {out}: cannot be written (no permission)")
     if os.path.exists(out):
         try:

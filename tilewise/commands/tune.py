@@ -144,9 +144,8 @@ def check_log(log_path: str, resume: bool) -> None:
     from autotune.record import LogError, check_is_log
     if os.path.isdir(log_path):
         raise CLIError(f"--log {log_path}: is a folder, not a file")
-    folder = os.path.dirname(log_path) or "."
     check_output_folder("--log", log_path)
-    if not os.access(folder if not os.path.exists(log_path) else log_path, os.W_OK):
+    if os.path.exists(log_path) and not os.access(log_path, os.W_OK):
         raise CLIError(f"--log {log_path}: cannot be written (no permission)")
     try:
         check_is_log(log_path)
