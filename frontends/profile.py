@@ -69,6 +69,8 @@ class KernelProfile:
     latency: Latency | None = None  # per call
     error: str = ""
     unit: str = "fp32"              # what computes it: "fp32", or int8 on "amx", "vnni" or "int8" (no dot unit)
+    # the fp32 peak (GFLOP/s) sampled either side of its timing, the higher (profile_kernels' `peak`), else nan
+    peak_gflops: float = math.nan
 
     @property
     def seconds(self) -> float:
@@ -216,8 +218,13 @@ def node_flops(n: Node, g: Graph) -> float:
 
 # ---------------------------------------------------------------- per-kernel profile
 def profile_kernels(graph: Graph, target=None, logs=None, repeat: int = 5, min_time: float = 0.01,
-                    progress: Callable[[int, int, str], None] | None = None) -> list[KernelProfile]:
-    """Compile every distinct kernel of the model's plan on its own and time it with random arguments."""
+                    progress: Callable[[int, int, str], None] | None = None,
+                    peak: Callable[[], float] | None = None) -> list[KernelProfile]:
+    """Compile every distinct kernel of the model's plan on its own and time it with random
+    arguments.  With `peak` (te.machine.peak_now, say), the peak is sampled before the first
+    kernel and after each, and an fp32 kernel's peak_gflops is the higher of the samples either
+    side of its timing: roofline() holds it against the peak of that moment, and a sample a
+    disturbance pulled down does not flatter it."""
     import te
     from te.build import arg_specs
     from te.ops import winograd
@@ -238,6 +245,7 @@ def profile_kernels(graph: Graph, target=None, logs=None, repeat: int = 5, min_t
         calls.setdefault(st.kernel, []).append([nodes[k] for k in st.nodes if k in nodes])
     out: list[KernelProfile] = []
     rng = np.random.default_rng(0)
+    last = peak() if peak is not None else math.nan      # the peak sampled last (see the docstring)
     for k, func in enumerate(mp.funcs):
         groups = calls.get(func.name, [[]])
         grp = groups[0]
@@ -262,6 +270,9 @@ def profile_kernels(graph: Graph, target=None, logs=None, repeat: int = 5, min_t
                     a[...] = random_array(rng, s.shape, s.dtype)
             ptrs = kern.check(arrays)
             prof.latency = time_calls(lambda: kern.call_unchecked(ptrs), repeat=repeat, warmup=1, min_time=min_time)
+            if peak is not None and prof.unit == "fp32":
+                before, last = last, peak()
+                prof.peak_gflops = max(before, last)
         except Exception as e:      # one kernel that cannot be timed alone does not spoil the report
             prof.error = f"{type(e).__name__}: {e}"
         out.append(prof)
@@ -299,11 +310,14 @@ def unit_peak(unit: str, peak_gflops: float, int8_peaks: dict[str, float] | None
 def roofline(kernels: list[KernelProfile], peak_gflops: float, bandwidth_gbs: float,
              int8_peaks: dict[str, float] | None = None) -> list[RooflineRow]:
     """Each kernel against the ceilings: attainable = min(peak, intensity * bandwidth), the
-    peak of its unit (int8 kernels: `int8_peaks`, "vnni"/"amx" -> GOP/s, where given)."""
+    peak of its unit (int8 kernels: `int8_peaks`, "vnni"/"amx" -> GOP/s, where given; an fp32
+    kernel's own peak_gflops, sampled beside it, where profile_kernels measured one)."""
     total = sum(k.calls * k.seconds for k in kernels if k.latency)
     rows = []
     for k in kernels:
         peak_gflops_k = unit_peak(k.unit, peak_gflops, int8_peaks)
+        if k.unit == "fp32" and k.peak_gflops > 0:
+            peak_gflops_k = k.peak_gflops
         ai = k.intensity
         mem = ai * bandwidth_gbs if math.isfinite(ai) else math.inf
         attainable = min(peak_gflops_k, mem)

@@ -95,6 +95,16 @@ def peak_gflops(threads: int = 1, seconds: float = 0.3, repeats: int = 5) -> flo
     return threaded_rate(cfn, CHAINS * INNER * lanes * 2, threads, seconds, repeats)
 
 
+def peak_now(threads: int = 1) -> float:
+    """A short sample of the fp32 FMA peak (GFLOP/s, 3 repeats of ~50 ms) for a figure timed just
+    before it: on a VM whose speed drifts by a third within an hour (bench/RESULTS.md), a kernel's
+    share of the peak means something only against a peak measured beside it, not the cached one.
+    It waits out the spin of an OpenMP team the last kernel left (te.native_call.SPIN_COUNT:
+    about 2 ms), whose threads would otherwise share the cores with the measurement."""
+    time.sleep(0.005)
+    return peak_gflops(threads, seconds=0.05, repeats=3)
+
+
 def threaded_rate(cfn, ops_per_iter: int, threads: int, seconds: float, repeats: int) -> float:
     """G-operations per second of cfn(iterations) run on `threads` Python threads at once (the
     median of repeats), each call long enough to take about `seconds`."""
