@@ -90,12 +90,16 @@ def model_saving(graph, target, log_path: str, rounds: int) -> tuple[float, floa
     return lat["untuned"].median, statistics.median(pairs)
 
 
-def one_record_log(task, config, path: str) -> None:
-    """A log holding config as the task's only record (checked against the default, so a build takes it)."""
+def one_record(task, config) -> rec.Record:
+    """A record of config for the task that a build takes (checked against the default, faster)."""
     t = task.target
-    r = rec.Record(workload=task.workload_key, config=config.to_json(), costs=[1e-3], isa=t.isa, cpu=t.cpu,
-                   target=f"llvm -mcpu={t.cpu}", checked=True, vs_default=2.0)
-    rec.write(path, [r])
+    return rec.Record(workload=task.workload_key, config=config.to_json(), costs=[1e-3], isa=t.isa, cpu=t.cpu,
+                      target=f"llvm -mcpu={t.cpu}", checked=True, vs_default=2.0)
+
+
+def one_record_log(task, config, path: str) -> None:
+    """A log holding config as the task's only record."""
+    rec.write(path, [one_record(task, config)])
 
 
 def main() -> None:
