@@ -33,7 +33,7 @@ from . import conv_chunks, conv_split_c
 from .direct_defaults import (default_ocb, default_out_order, default_pack_at, default_store, default_tiles,  # noqa: F401
                               input_rows_read, short_rows, small_map, spatial_out_order, subsamples, tile_budget,
                               split_by_rows, two_row_tile, two_vector_tiles, wide_map)
-from .direct_defaults import chunk_channels, default_order, paired_channels
+from .direct_defaults import chunk_channels, default_order, paired_channels, split_c_pays
 from .knobs import FallbackConfig
 from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth, reduction_order,
                        register_tile)
@@ -105,12 +105,12 @@ def conv2d(x: te.Tensor, w: te.Tensor | PackedWeight, strides=(1, 1), padding: P
         return winograd.conv2d_winograd(x, w, g, bias, epilogue, m=w.m, bn=w.bn,
                                         bm=winograd.default_bm(w.bn, target, g.C, g.K, winograd.tiles(g, w.m)),
                                         name=name)
-    if isinstance(w, PackedWeight) and (g.depthwise or as_matmul(g)):
+    if isinstance(w, PackedWeight) and (g.depthwise or as_matmul(g, target)):
         raise ValueError(f"{name}: this conv reads its weight as it is (OIHW); pass it unpacked")
     if g.depthwise:
         from .depthwise import depthwise_conv2d_nchw     # depthwise.py builds on this module
         return depthwise_conv2d_nchw(x, w, g, bias, epilogue, name=name)
-    if as_matmul(g):
+    if as_matmul(g, target):
         return conv1x1_matmul(x, w, g, bias, epilogue, name=name, target=target)
     return conv2d_nchw(x, w, g, bias, epilogue, name=name, target=target)
 
@@ -127,21 +127,30 @@ def gemm_applies(g: ConvGeometry) -> bool:
             and (g.pt, g.pl, g.pb, g.pr) == (0, 0, 0, 0))
 
 
-def as_matmul(g: ConvGeometry) -> bool:
+def as_matmul(g: ConvGeometry, target: Target | str | None = None) -> bool:
     """Does an untuned build run this conv as the GEMM (gemm_applies, on a map of more than 14x14,
-    or of 14x14 with a stride)?
+    or of 14x14 with a stride unless the direct conv splits it between target's threads)?
 
     The GEMM's vectors run along the pixels, and 196 or 49 of them leave padded vectors and short
     rows: the direct kernel (vectors along the output channels, weights packed at build time in a
     model) is the faster one on maps of 14x14 and 7x7 (ResNet-50's last two stages).  A strided
     conv's direct kernel, though, reads one input pixel in four, a channel plane apart, at every
     channel block, where the GEMM's pack subsamples the input into dense panels once: on a 14x14
-    output that pays (ResNet-50's 512 -> 1024 projection at stride 2: 1.10x on two threads,
-    Emerald Rapids, alternating), on 7x7 it does not (1024 -> 2048: 0.96x).  Tuning times both
-    (te.ops.registry.candidates) and keeps the faster.
+    output that pays against the direct kernel split by output channels (ResNet-50's 512 -> 1024
+    projection at stride 2: 1.10x on two threads, Emerald Rapids, alternating), on 7x7 it does not
+    (1024 -> 2048: 0.96x).  Split by input channels instead (direct_defaults.strided_split_c_pays,
+    where the weights outweigh the rows read: on two or more threads), the direct kernel beats the
+    GEMM there too (1.11x), so a target whose threads split it runs the direct conv; without a
+    target, the rule by size alone.  Tuning times both (te.ops.registry.candidates) and keeps the
+    faster.
     """
     P = g.OH * g.OW
-    return gemm_applies(g) and (P >= GEMM_MIN_PIXELS or ((g.sh, g.sw) != (1, 1) and P >= STRIDED_GEMM_MIN_PIXELS))
+    if not gemm_applies(g):
+        return False
+    if P >= GEMM_MIN_PIXELS:
+        return True
+    strided = (g.sh, g.sw) != (1, 1) and P >= STRIDED_GEMM_MIN_PIXELS
+    return strided and (target is None or not split_c_pays(g, parse(target)))
 
 
 def gemm_bn(P: int, target: Target) -> int:

@@ -282,8 +282,8 @@ def default_order(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -
 
 
 def split_c_pays(g: ConvGeometry, target: Target) -> bool:
-    """Do the threads split a stride-1 1x1 conv's input channels (conv_split_c.py) rather than its
-    output channels or rows?
+    """Do the threads split a 1x1 conv's input channels (conv_split_c.py) rather than its output
+    channels or rows?  A strided conv: `strided_split_c_pays`; a stride-1 one by the bytes below.
 
     Counted in bytes a thread moves beyond one pass over its share, with T threads, input X,
     weights W, output Y: split by output channels it reads (T-1)/T X from the other cores' lines,
@@ -328,14 +328,39 @@ def split_c_pays(g: ConvGeometry, target: Target) -> bool:
     inputs, so the rule holds as far as the remote-line cost does (the same L2-to-L2 transfer on
     Zen 4/5, Ice Lake and Sapphire/Emerald Rapids), and only on more than one thread."""
     T = target.threads
-    if not conv_split_c.applies(g, T) or (g.sh, g.sw) != (1, 1) or (g.pt, g.pl, g.pb, g.pr) != (0, 0, 0, 0):
+    if not conv_split_c.applies(g, T) or (g.pt, g.pl, g.pb, g.pr) != (0, 0, 0, 0):
         return False
+    if (g.sh, g.sw) != (1, 1):
+        return strided_split_c_pays(g, T)
     x, w, y = 4.0 * g.N * g.C * g.H * g.W, 4.0 * g.K * g.C, 4.0 * g.N * g.K * g.OH * g.OW
     by_channels = REMOTE_INPUT_COST * x * (T - 1) / T
     by_rows = w * (T - 1) / T + REMOTE_INPUT_COST * x * (T - 1) / T ** 2
     cheapest = min(by_channels, by_rows)
     return (w >= x and g.C // T >= MIN_PART_CHANNELS and g.flops / 2 >= MIN_SPLIT_WORK
             and (2 * (2 * y) <= cheapest or (2 * y <= cheapest and crowds_l2(x, w, T, target))))
+
+
+def strided_split_c_pays(g: ConvGeometry, threads: int) -> bool:
+    """Does a strided 1x1 conv (split_c_pays' caller checked it applies) split its input channels
+    between the threads?  Where its weights outweigh the input rows it reads (every line of each
+    stride-th row), with split_c_pays' bounds on a part's channels and the work.
+
+    A strided conv reads one input pixel in sh x sw, a channel plane apart, which split_c_pays'
+    byte count does not price (it charges a remote byte twice a streamed one, and these reads
+    are neither): measured instead.  ResNet-50's strided projections in its order on Emerald
+    Rapids, 2 threads, against the untuned kernels of the time (bench/conv_in_model.py, 11
+    rounds, wall time, calls no thread waited for a CPU during): 512 -> 1024 at 28x28 (weights
+    2 MiB, rows read 0.8 MB) 690 and 690 us split against 765 and 766 as the GEMM (1.11x, twice;
+    the tuner's model check had found 1.095x for the same config a session before), and the
+    direct conv unsplit 796 (0.96x: why the GEMM was preferred); 1024 -> 2048 at 14x14 (8 MiB,
+    0.4 MB) 672-679 against 748 unsplit (1.10-1.11x); 256 -> 512 at 56x56 (0.5 MiB of weights
+    against 1.6 MB of rows, left to the GEMM) 0.63x split.  The weight-heavy projections are the
+    ones whose cold weights a thread streams (te/prefetch.py) while it reads only its half of
+    the sparse input; the rule takes them by the same size comparison as the stride-1 rule's
+    W >= X, so it holds wherever that one does (two or more threads, any of this project's x86
+    cores), its size bounds the measured ones."""
+    rows = 4.0 * g.N * g.C * g.OH * g.W
+    return 4.0 * g.K * g.C >= rows and g.C // threads >= MIN_PART_CHANNELS and g.flops / 2 >= MIN_SPLIT_WORK
 
 
 def crowds_l2(x: float, w: float, threads: int, target: Target) -> bool:

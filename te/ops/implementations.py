@@ -80,7 +80,7 @@ class DirectConv(_Conv):
     def match(self, wl, target):
         if wl.layout != "NCHW" or wl.geometry.depthwise or wl.dtype == "uint8":     # int8: qnn.py
             return None
-        return ALTERNATIVE if as_matmul(wl.geometry) else PREFERRED
+        return ALTERNATIVE if as_matmul(wl.geometry, target) else PREFERRED
 
     def space(self, cfg, wl, target):
         g = wl.geometry
@@ -131,7 +131,7 @@ class Gemm1x1Conv(_Conv):
     def match(self, wl, target):
         if wl.layout != "NCHW" or not gemm_applies(wl.geometry) or wl.dtype == "uint8":
             return None
-        return PREFERRED if as_matmul(wl.geometry) else ALTERNATIVE
+        return PREFERRED if as_matmul(wl.geometry, target) else ALTERNATIVE
 
     def space(self, cfg, wl, target):
         g = wl.geometry

@@ -6,6 +6,8 @@ block divides).  Shapes stay small so the whole file runs in a few seconds.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -437,7 +439,8 @@ def test_fallback_config_is_the_untuned_schedule():
 
 def test_1x1_convs_pick_gemm_or_direct_by_map_size():
     """Up to 14x14 pixels a 1x1 conv is the direct kernel (32-channel block, one row); above, and
-    on 14x14 with a stride, the GEMM."""
+    on 14x14 with a stride, the GEMM, unless the target's threads split the strided one's input
+    channels (direct_defaults.strided_split_c_pays)."""
     from te.ops.conv2d import default_ocb, default_tiles
     avx512 = te.target.parse("llvm -mcpu=skylake-avx512")
     small = geometry((1, 256, 14, 14), (1024, 256, 1, 1))
@@ -445,6 +448,9 @@ def test_1x1_convs_pick_gemm_or_direct_by_map_size():
     assert as_matmul(geometry((1, 256, 28, 28), (64, 256, 1, 1)))
     assert not as_matmul(geometry((1, 1024, 14, 14), (2048, 1024, 1, 1), (2, 2)))   # 7x7 out
     assert as_matmul(geometry((1, 512, 28, 28), (1024, 512, 1, 1), (2, 2)))         # 14x14 out, strided
+    one, two = (dataclasses.replace(avx512, threads=n) for n in (1, 2))
+    assert as_matmul(geometry((1, 512, 28, 28), (1024, 512, 1, 1), (2, 2)), one)    # the direct conv split
+    assert not as_matmul(geometry((1, 512, 28, 28), (1024, 512, 1, 1), (2, 2)), two)   # on two threads
     args = ((1, 512, 7, 7), (2048, 512, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, "float32")
     space = create_task("conv2d_nchw", args).config_space
     assert "tile_oc" in space.space_map and "bn" not in space.space_map

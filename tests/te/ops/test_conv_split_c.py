@@ -98,3 +98,29 @@ def test_untuned_split_where_it_pays():
     assert not pays(1024, 14, 256, 32)         # 32 channels a part: the partial maps would dominate
     assert not pays(528, 13, 256, 2)           # partial maps about as costly as the remote input
     assert not pays(992, 7, 128, 2)            # DenseNet's: too short a kernel
+
+
+def test_strided_projections_split_where_their_weights_outweigh_the_rows_read():
+    """ResNet-50's 512 -> 1024 and 1024 -> 2048 stride-2 projections split their input channels on
+    two threads (weights 2 and 8 MiB against 0.8 and 0.4 MB of rows read), not on one; its
+    256 -> 512 at 56x56 (0.5 MiB against 1.6 MB) does not; a padded strided conv never."""
+    def pays(C, H, K, threads, pad=0):
+        return split_c_pays(geometry((1, C, H, H), (K, C, 1, 1), (2, 2), pad), two_threads(threads))
+    assert pays(512, 28, 1024, 2) and pays(1024, 14, 2048, 2) and pays(512, 28, 1024, 4)
+    assert not pays(512, 28, 1024, 1) and not pays(1024, 14, 2048, 1)
+    assert not pays(256, 56, 512, 2)
+    assert not pays(64, 28, 1024, 2)           # 32 channels a part
+    assert not pays(512, 28, 1024, 2, pad=1)
+
+
+def test_strided_projection_runs_direct_split_and_matches_numpy(rng):
+    """On two threads the registry runs a weight-heavy strided 1x1 conv as the direct conv split by
+    input channels (on one thread, as the GEMM), and its output matches numpy's."""
+    from te.ops.conv2d import as_matmul
+    wl = ConvWorkload((1, 256, 28, 28), (512, 256, 1, 1), (2, 2), (0, 0, 0, 0))
+    assert registry.select(wl, two_threads(2)).name == "conv2d.direct"
+    assert registry.select(wl, two_threads(1)).name == "conv2d.gemm1x1"
+    assert as_matmul(wl.geometry) and not as_matmul(wl.geometry, two_threads(2))
+    task = autotune.create_task(DIRECT.template, DIRECT.args(wl), two_threads(2))
+    assert task.config_space.get(task.config_space.default_index())["out_order"].val == "split_c"
+    run(wl, {"out_order": "split_c"}, True, rng, two_threads(2), residual=True)
