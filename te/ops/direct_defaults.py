@@ -328,22 +328,22 @@ def split_c_pays(g: ConvGeometry, target: Target) -> bool:
     inputs, so the rule holds as far as the remote-line cost does (the same L2-to-L2 transfer on
     Zen 4/5, Ice Lake and Sapphire/Emerald Rapids), and only on more than one thread."""
     T = target.threads
-    if not conv_split_c.applies(g, T) or (g.pt, g.pl, g.pb, g.pr) != (0, 0, 0, 0):
+    if (not conv_split_c.applies(g, T) or (g.pt, g.pl, g.pb, g.pr) != (0, 0, 0, 0)
+            or g.C // T < MIN_PART_CHANNELS or g.flops / 2 < MIN_SPLIT_WORK):
         return False
     if (g.sh, g.sw) != (1, 1):
-        return strided_split_c_pays(g, T)
+        return strided_split_c_pays(g)
     x, w, y = 4.0 * g.N * g.C * g.H * g.W, 4.0 * g.K * g.C, 4.0 * g.N * g.K * g.OH * g.OW
     by_channels = REMOTE_INPUT_COST * x * (T - 1) / T
     by_rows = w * (T - 1) / T + REMOTE_INPUT_COST * x * (T - 1) / T ** 2
     cheapest = min(by_channels, by_rows)
-    return (w >= x and g.C // T >= MIN_PART_CHANNELS and g.flops / 2 >= MIN_SPLIT_WORK
-            and (2 * (2 * y) <= cheapest or (2 * y <= cheapest and crowds_l2(x, w, T, target))))
+    return w >= x and (2 * (2 * y) <= cheapest or (2 * y <= cheapest and crowds_l2(x, w, T, target)))
 
 
-def strided_split_c_pays(g: ConvGeometry, threads: int) -> bool:
-    """Does a strided 1x1 conv (split_c_pays' caller checked it applies) split its input channels
-    between the threads?  Where its weights outweigh the input rows it reads (every line of each
-    stride-th row), with split_c_pays' bounds on a part's channels and the work.
+def strided_split_c_pays(g: ConvGeometry) -> bool:
+    """Does a strided 1x1 conv (split_c_pays checked that it applies, and its bounds on a part's
+    channels and the work) split its input channels between the threads?  Where its weights
+    outweigh the input rows it reads (every line of each stride-th row).
 
     A strided conv reads one input pixel in sh x sw, a channel plane apart, which split_c_pays'
     byte count does not price (it charges a remote byte twice a streamed one, and these reads
@@ -359,8 +359,7 @@ def strided_split_c_pays(g: ConvGeometry, threads: int) -> bool:
     the sparse input; the rule takes them by the same size comparison as the stride-1 rule's
     W >= X, so it holds wherever that one does (two or more threads, any of this project's x86
     cores), its size bounds the measured ones."""
-    rows = 4.0 * g.N * g.C * g.OH * g.W
-    return 4.0 * g.K * g.C >= rows and g.C // threads >= MIN_PART_CHANNELS and g.flops / 2 >= MIN_SPLIT_WORK
+    return 4.0 * g.K * g.C >= 4.0 * g.N * g.C * g.OH * g.W
 
 
 def crowds_l2(x: float, w: float, threads: int, target: Target) -> bool:

@@ -49,16 +49,12 @@ def register(sub, common) -> None:
     p.set_defaults(run=run)
 
 
-def _is_library(path: str) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"\x7fELF"
-
-
 def run(args) -> int:
     import numpy as np
 
     from frontends import profile
     from te import machine
+    from te.export import is_library_file
     from te.runtime import num_threads
     from te.target import host
 
@@ -73,7 +69,7 @@ def run(args) -> int:
             raise CLIError("--roofline needs the per-kernel report; drop --no-kernels")
     threads = num_threads()
     target = host()
-    is_lib = _is_library(args.model)
+    is_lib = is_library_file(args.model)
     onnx_path = args.onnx if is_lib else args.model
     if args.onnx:
         check_file(args.onnx, "model file")
