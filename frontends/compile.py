@@ -31,6 +31,7 @@ from te.runtime import ALIGN
 from te.stmt import hoist_scratch
 from te.target import Target, parse
 
+from . import in_place
 from .graph import Graph
 from .lowering import ANCHORS, LOWER
 from .passes import Group, fuse, run_passes
@@ -232,6 +233,7 @@ class Kernels:
     records: dict = field(default_factory=dict)        # workload -> tuning record used
     slices: dict[str, tuple[str, int]] = field(default_factory=dict)  # a concat's part -> (concat, byte offset)
     io_views: dict[str, str] = field(default_factory=dict)   # a graph output -> the kernel's value it views
+    overwrites: dict[str, list[str]] = field(default_factory=dict)  # a call's output -> inputs it may write over
 
 
 VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
@@ -349,6 +351,7 @@ def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, hist
             extra.append(f"{kname}#scratch{j}@{gi}")
             ks.scratch[extra[-1]] = _size(b.shape, b.dtype)
         ks.values.append([views.get(v, v) for v in arg_values] + [grp.output] + extra)
+        ks.overwrites[grp.output] = in_place.overwritable_values([views.get(v, v) for v in arg_values], placeholders, out)
         produced.add(grp.output)
         written.add(grp.output)
         task = choice.task if choice is not None else None
@@ -373,14 +376,16 @@ def place_weights(g: Graph, values: list[list[str]]) -> tuple[dict[str, int], in
 # ---------------------------------------------------------------- 3. workspace planning
 
 def plan_workspace(g: Graph, values: list[list[str]], io_index: dict[str, int],
-                   scratch: dict[str, int], slices: dict[str, tuple[str, int]] | None = None
-                   ) -> tuple[dict[str, int], int]:
+                   scratch: dict[str, int], slices: dict[str, tuple[str, int]] | None = None,
+                   aliases: dict[str, str] | None = None) -> tuple[dict[str, int], int]:
     """Workspace offsets of the intermediates and scratch buffers: lifetimes in call order, the
     largest placed first at the lowest offset that no buffer alive at the same time overlaps.
-    A concat's part is its result's buffer (resolve_slice): a use of either keeps it alive."""
+    A concat's part is its result's buffer (resolve_slice): a use of either keeps it alive; so is
+    an output written over an input (`aliases`, in_place.aliases)."""
+    aliases = aliases or {}
     first, last = {}, {}
     for si, vals in enumerate(values):
-        for v in (resolve_slice(slices or {}, v)[0] for v in vals):
+        for v in (aliases.get(v, v) for v in (resolve_slice(slices or {}, v)[0] for v in vals)):
             if v in io_index or v in g.constants:
                 continue
             first.setdefault(v, si)
@@ -402,6 +407,7 @@ def plan_workspace(g: Graph, values: list[list[str]], io_index: dict[str, int],
                     off, moved = _align(o + sz), True
         placed.append((off, sizes[v], first[v], last[v]))
         ws_off[v] = off
+    ws_off.update({v: ws_off[r] for v, r in aliases.items()})
     return ws_off, max((o + s for o, s, _, _ in placed), default=0)
 
 
@@ -457,7 +463,9 @@ def plan_model(graph: Graph, target: Target, opset: int, history=None,
     ks = lower_groups(g, fuse(g), target, opset, history)         # 1. kernels, weights packed
     io_index, copies = io_slots(g, ks.io_views)
     param_off, param_bytes = place_weights(g, [[c for c, _ in copies]] + ks.values)       # 2.
-    ws_off, ws_bytes = plan_workspace(g, ks.values, io_index, ks.scratch, ks.slices)        # 3.
+    private = set(io_index) | set(g.constants) | set(ks.slices) | {b for b, _ in ks.slices.values()}
+    ws_off, ws_bytes = plan_workspace(g, ks.values, io_index, ks.scratch, ks.slices,              # 3.
+                                      in_place.aliases(ks.values, ks.overwrites, private))
     steps = bind_arguments(g, ks, io_index, copies, param_off, ws_off)                       # 4.
     mp = ModelPlan(inputs=[io_spec(i, None) for i in g.inputs], outputs=[io_spec(o, None) for o in g.outputs],
                    steps=steps, param_bytes=param_bytes, workspace_bytes=ws_bytes, funcs=list(ks.funcs.values()),
