@@ -27,7 +27,7 @@ from te.export import MEMCPY, add_model_entry
 from te.ops import registry
 from te.ops.knobs import ConfigError
 from te.ops.registry import Choice
-from te.runtime import ALIGN
+from te.runtime import ALIGN, aligned_zeros
 from te.stmt import hoist_scratch
 from te.target import Target, parse
 
@@ -482,9 +482,7 @@ def io_spec(t, batch) -> dict:
 
 def params_blob(g: Graph, param_off: dict, total: int) -> np.ndarray:
     """All constants in one 64-byte-aligned byte buffer."""
-    blob = np.zeros(max(total, ALIGN) + ALIGN, np.uint8)
-    base = (-blob.ctypes.data) % ALIGN
-    blob = blob[base:base + max(total, ALIGN)]
+    blob = aligned_zeros((max(total, ALIGN),), np.uint8)       # on huge pages where it is large
     for name, off in param_off.items():
         c = np.ascontiguousarray(g.constants[name])
         blob[off:off + c.nbytes] = c.view(np.uint8).reshape(-1)

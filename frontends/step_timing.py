@@ -145,7 +145,7 @@ def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
     import ctypes
 
     from te.export import MEMCPY
-    from te.runtime import ALIGN
+    from te.runtime import ALIGN, aligned_zeros
 
     from .profile import Latency
     if order not in STEP_ORDERS + FLUSHED_ORDERS:
@@ -159,8 +159,8 @@ def time_steps(lib, inputs: dict[str, np.ndarray], repeat: int = 20,
     arrays += [np.ascontiguousarray(o) for o in outs]
     if any(a is not o for a, o in zip(arrays[len(lib.plan.inputs):], outs)):
         raise ValueError("time_steps: the output arrays must be C-contiguous")
-    ws = np.empty(lib.plan.workspace_bytes + ALIGN, np.uint8)
-    base = {"param": lib.params.ctypes.data, "ws": ws.ctypes.data + (-ws.ctypes.data) % ALIGN}
+    ws = aligned_zeros((lib.plan.workspace_bytes,), np.uint8, slack=ALIGN)     # as ModelCall's
+    base = {"param": lib.params.ctypes.data, "ws": ws.ctypes.data}
     calls, evict = [], {}
     for k, st in enumerate(lib.plan.steps):
         ptrs = [arrays[v].ctypes.data if space == "io" else v if space == "bytes" else base[space] + v

@@ -72,17 +72,17 @@ CPUINFO_SETS = {
 # te.runtime is the API the JIT, frontends and deployed code import, calls included; copied out of
 # the package (docs/c_abi.md), this file imports native_call.py from beside it.
 if __package__:
-    from .native_call import (ALIGN, BYTE_CODED, MAX_THREADS, ML_DTYPES, SPIN_COUNT, ArgSpec, LoadError,
-                              ModelCall, NativeFunction, NodeArg, Pointers, aligned_copy, aligned_zeros,
-                              batch_of, check_args, check_num_threads, concrete_shape, data_address, node_args,
-                              np_dtype, num_threads, openmp_wait_policy, positional_feed, random_array, random_inputs,
-                              select_outputs)
+    from .native_call import (ALIGN, BYTE_CODED, HUGE_MIN, HUGE_PAGE, MAX_THREADS, ML_DTYPES, SPIN_COUNT, ArgSpec,
+                              LoadError, ModelCall, NativeFunction, NodeArg, Pointers, aligned_copy, aligned_zeros,
+                              batch_of, check_args, check_num_threads, concrete_shape, data_address, huge_page_bytes,
+                              node_args, np_dtype, num_threads, openmp_wait_policy, positional_feed, random_array,
+                              random_inputs, select_outputs)
 else:
-    from native_call import (ALIGN, BYTE_CODED, MAX_THREADS, ML_DTYPES, SPIN_COUNT, ArgSpec, LoadError,
-                             ModelCall, NativeFunction, NodeArg, Pointers, aligned_copy, aligned_zeros,
-                             batch_of, check_args, check_num_threads, concrete_shape, data_address, node_args,
-                             np_dtype, num_threads, openmp_wait_policy, positional_feed, random_array, random_inputs,
-                             select_outputs)
+    from native_call import (ALIGN, BYTE_CODED, HUGE_MIN, HUGE_PAGE, MAX_THREADS, ML_DTYPES, SPIN_COUNT, ArgSpec,
+                             LoadError, ModelCall, NativeFunction, NodeArg, Pointers, aligned_copy, aligned_zeros,
+                             batch_of, check_args, check_num_threads, concrete_shape, data_address, huge_page_bytes,
+                             node_args, np_dtype, num_threads, openmp_wait_policy, positional_feed, random_array,
+                             random_inputs, select_outputs)
 # the API's name for the error (te.runtime.LoadError), as error reports and tracebacks print it
 LoadError.__module__ = __name__
 
@@ -122,6 +122,7 @@ class Module:
         self._set_threads.restype = None
         self.set_num_threads(num_threads())
         self._call: ModelCall | None = None        # a model's entry, set up by its first run
+        self._params: np.ndarray | None = None      # its weights copied onto huge pages, if the OS gives them
 
     @property
     def names(self) -> list[str]:
@@ -204,8 +205,12 @@ class Module:
             fn = self._lib[model.get("entry", MODEL_ENTRY_SYMBOL)]
             fn.restype = ctypes.c_int32
             fn.argtypes = [ctypes.c_void_p] * 3 + ([ctypes.c_int64] if model.get("batch") else [])
-            params = ctypes.addressof(ctypes.c_char.in_dll(self._lib, PARAMS_SYMBOL)) \
-                if model.get("param_bytes") else 0
+            pb = model.get("param_bytes", 0)
+            params = ctypes.addressof(ctypes.c_char.in_dll(self._lib, PARAMS_SYMBOL)) if pb else 0
+            blob = huge_page_bytes(pb) if pb >= HUGE_MIN else None
+            if blob is not None:        # the weights copied onto huge pages, as a JIT'd model holds them
+                ctypes.memmove(blob.ctypes.data, params, pb)
+                self._params, params = blob, blob.ctypes.data
             self._call = ModelCall(fn, model["inputs"], model["outputs"], model["workspace_bytes"], params,
                                    model.get("batch"))
         return self._call(inputs)
