@@ -88,3 +88,17 @@ def log_paths(paths) -> list[str]:
     for p in paths or []:
         out += [str(x) for x in find_logs(host().isa, [Path(p)])] if os.path.isdir(p) else [p]
     return out
+
+
+def paired(base: tuple[str, object], new: tuple[str, object], runs: int) -> str:
+    """Two runs of one model, (label, callable) each, timed in alternating blocks of 3
+    (frontends.profile.time_interleaved): their medians, the median of base / new over the
+    paired runs and how many pairs the new one won."""
+    import statistics
+
+    from frontends.profile import time_interleaved
+    (a, fa), (b, fb) = base, new
+    lat = time_interleaved({a: fa, b: fb}, repeat=runs, block=3)
+    pairs = [x / y for x, y in zip(lat[a].times, lat[b].times)]
+    return (f"{a} {1e3 * lat[a].median:.2f} ms, {b} {1e3 * lat[b].median:.2f} ms, paired {a} / {b} "
+            f"{statistics.median(pairs):.4f}x, {b} faster in {sum(p > 1 for p in pairs)}/{len(pairs)}")

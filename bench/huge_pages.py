@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 
@@ -26,8 +25,8 @@ import numpy as np                                          # noqa: E402
 
 import frontends                                            # noqa: E402
 import te.native_call as native_call                        # noqa: E402
-from common import env_note                                 # noqa: E402
-from frontends.profile import random_inputs, time_interleaved  # noqa: E402
+from common import env_note, paired                                 # noqa: E402
+from frontends.profile import random_inputs                  # noqa: E402
 
 
 def anon_huge() -> str:
@@ -82,13 +81,8 @@ def main() -> None:
     print(f"{args.model} ({'loaded library' if args.library else 'JIT'}): outputs equal; "
           f"AnonHugePages {anon_huge()}")
     for _ in range(args.reps):
-        lat = time_interleaved({"4k": lambda: small.run(**feed), "2m": lambda: huge.run(**feed)},
-                               repeat=args.runs, block=3)
-        pairs = [x / y for x, y in zip(lat["4k"].times, lat["2m"].times)]
-        print(f"4 KiB pages {1e3 * lat['4k'].median:.2f} ms, 2 MiB pages {1e3 * lat['2m'].median:.2f} ms, "
-              f"paired 4k / 2m {statistics.median(pairs):.4f}x, huge pages faster in "
-              f"{sum(p > 1 for p in pairs)}/{len(pairs)}", flush=True)
-
+        print(paired(("4 KiB pages", lambda: small.run(**feed)), ("2 MiB pages", lambda: huge.run(**feed)),
+                     args.runs), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -25,9 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np                                          # noqa: E402
 
 import frontends                                            # noqa: E402
-from common import env_note, log_paths, table               # noqa: E402
+from common import env_note, log_paths, paired, table        # noqa: E402
 from frontends import in_place                              # noqa: E402
-from frontends.profile import random_inputs, time_interleaved  # noqa: E402
+from frontends.profile import random_inputs                 # noqa: E402
 from frontends.step_timing import compare_builds            # noqa: E402
 
 
@@ -70,13 +70,8 @@ def main() -> None:
     rows.append(["sum of all kernels", "", f"{1e6 * ta:.0f}", f"{1e6 * tb:.0f}", f"{ta / tb:.4f}x"])
     print(table(["kernel", "calls", "fresh us", "in place us", "speed-up"], rows, "lrrrr"))
     for _ in range(args.reps):
-        lat = time_interleaved({"fresh": lambda: off.run(**feed), "in place": lambda: on.run(**feed)},
-                               repeat=args.runs, block=3)
-        pairs = [x / y for x, y in zip(lat["fresh"].times, lat["in place"].times)]
-        print(f"whole model: fresh {1e3 * lat['fresh'].median:.2f} ms, in place {1e3 * lat['in place'].median:.2f} ms, "
-              f"paired fresh / in place {statistics.median(pairs):.4f}x, in place faster in "
-              f"{sum(p > 1 for p in pairs)}/{len(pairs)}", flush=True)
-
+        print("whole model: " + paired(("fresh", lambda: off.run(**feed)), ("in place", lambda: on.run(**feed)),
+                                       args.runs), flush=True)
 
 if __name__ == "__main__":
     main()
