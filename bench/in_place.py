@@ -66,7 +66,8 @@ def main() -> None:
         fa, fb = statistics.median(p.times_a), statistics.median(p.times_b)
         ta, tb = ta + fa * p.calls, tb + fb * p.calls
         if any(c.kernel in written for c in p.b):
-            rows.append([" ".join(c.kernel for c in p.b), p.calls, f"{1e6 * fa:.1f}", f"{1e6 * fb:.1f}", f"{fa / fb:.3f}x"])
+            rows.append([" ".join(c.kernel for c in p.b), p.calls, f"{1e6 * fa:.1f}", f"{1e6 * fb:.1f}",
+                         f"{fa / fb:.3f}x"])
     rows.append(["sum of all kernels", "", f"{1e6 * ta:.0f}", f"{1e6 * tb:.0f}", f"{ta / tb:.4f}x"])
     print(table(["kernel", "calls", "fresh us", "in place us", "speed-up"], rows, "lrrrr"))
     for _ in range(args.reps):

@@ -95,9 +95,9 @@ def huge_page_bytes(nbytes: int) -> np.ndarray | None:
     A model's weights walk through memory once per run: ResNet-50's 112 MiB are 28,700 pages of
     4 KiB, against the 2,048 entries of the second-level TLB of Intel's server cores since Sapphire
     Rapids (Zen 4: 3,072, Ice Lake: 2,048), so every weight stream misses the TLB at each page
-    and walks the page table; on 2 MiB pages 57 entries cover them. ResNet-50 in ONNX Runtime's
-    comparison ran 1.014-1.016x faster with its weights and workspace on huge pages (Emerald
-    Rapids, 2 threads, 360 paired runs: bench/RESULTS.md, session 26)."""
+    and walks the page table; on 2 MiB pages 57 entries cover them (the same on every x86-64
+    server core this project meets). ResNet-50 ran 1.012-1.016x faster with its weights and
+    workspace on huge pages (Emerald Rapids, 2 threads, paired runs: bench/RESULTS.md, session 26)."""
     import mmap
     if not hasattr(mmap, "MADV_HUGEPAGE"):
         return None
