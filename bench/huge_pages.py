@@ -25,8 +25,8 @@ import numpy as np                                          # noqa: E402
 
 import frontends                                            # noqa: E402
 import te.native_call as native_call                        # noqa: E402
-from common import env_note, paired                                 # noqa: E402
-from frontends.profile import random_inputs                  # noqa: E402
+from common import env_note, paired                         # noqa: E402
+from frontends.profile import random_inputs                 # noqa: E402
 
 
 def anon_huge() -> str:
@@ -83,6 +83,7 @@ def main() -> None:
     for _ in range(args.reps):
         print(paired(("4 KiB pages", lambda: small.run(**feed)), ("2 MiB pages", lambda: huge.run(**feed)),
                      args.runs), flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -350,8 +350,9 @@ def lower_groups(g: Graph, groups: list[Group], target: Target, opset: int, hist
         for j, b in enumerate(func.args[len(func.args) - func.attrs.get("scratch", 0):]):
             extra.append(f"{kname}#scratch{j}@{gi}")
             ks.scratch[extra[-1]] = _size(b.shape, b.dtype)
-        ks.values.append([views.get(v, v) for v in arg_values] + [grp.output] + extra)
-        ks.overwrites[grp.output] = in_place.overwritable_values([views.get(v, v) for v in arg_values], placeholders, out)
+        args = [views.get(v, v) for v in arg_values]
+        ks.values.append(args + [grp.output] + extra)
+        ks.overwrites[grp.output] = in_place.overwritable_values(args, placeholders, out)
         produced.add(grp.output)
         written.add(grp.output)
         task = choice.task if choice is not None else None

@@ -4,9 +4,9 @@ A ResNet block's last conv adds the block's input (the residual) and never reads
 output goes to a fresh buffer, every output line is first read from memory for ownership, on top
 of the residual's own lines. Written over the residual, the lines the epilogue reads are the lines
 it writes. Measured in ResNet-50's order on Emerald Rapids, two threads, the two builds in
-alternating rounds (frontends.step_timing.compare_builds): the 64 -> 256 + Sum at 56x56 1.09x,
-128 -> 512 + Sum 1.05x, 256 -> 1024 + Sum 1.04x, 512 -> 2048 + Sum 1.04x; the whole model
-1.004-1.006x (bench/RESULTS.md, session 26).
+alternating rounds (bench/in_place.py): the 64 -> 256 + Sum at 56x56 1.067x, 128 -> 512 + Sum
+1.060x, 256 -> 1024 + Sum 1.036x, 512 -> 2048 + Sum 1.039x; the whole model 1.008-1.009x
+(bench/RESULTS.md, session 26).
 
 The rule is the kernel's, read from its tensor expression before scheduling: an input may be
 overwritten when every read of it is an element-wise read of the element the output writes there
@@ -19,19 +19,7 @@ from __future__ import annotations
 
 import te
 from te.expr import Reduce, TensorLoad, walk
-
-
-def _ops(out: te.Tensor) -> list:
-    """Every operation `out` is computed from, itself included."""
-    seen: dict[int, object] = {}
-    stack = [out.op]
-    while stack:
-        op = stack.pop()
-        if id(op) in seen:
-            continue
-        seen[id(op)] = op
-        stack.extend(t.op for t in op.input_tensors)
-    return list(seen.values())
+from te.schedule import topo_order
 
 
 def _loads(op) -> list[TensorLoad]:
@@ -53,7 +41,7 @@ def overwritable(out: te.Tensor, placeholders: list) -> list[int]:
     """Positions of the placeholders the kernel computing `out` may write `out` over: same shape
     and dtype as out, read only by element-wise operations at out's own element, whose results in
     turn reach out only that way (a chain of element-wise ops ending in out: an epilogue)."""
-    ops = _ops(out)
+    ops = topo_order([out.op])
     readers: dict[int, list[tuple[object, TensorLoad]]] = {}
     for op in ops:
         for ld in _loads(op):

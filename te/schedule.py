@@ -323,7 +323,7 @@ class Schedule:
         self.stages: list[Stage] = []
         self.stage_map: dict[Operation, Stage] = {}
         names: set[str] = set()
-        for op in _topo_order(self.outputs):
+        for op in topo_order(self.outputs):
             name, n = op.name, 1
             while name in names:
                 name, n = f"{op.name}_{n}", n + 1
@@ -432,7 +432,8 @@ class Schedule:
         return hashlib.sha256(json.dumps(self.to_json(), default=str).encode()).hexdigest()[:16]
 
 
-def _topo_order(outputs: list[Operation]) -> list[Operation]:
+def topo_order(outputs: list[Operation]) -> list[Operation]:
+    """Every operation the outputs are computed from, themselves included, producers first."""
     order: list[Operation] = []
     state: dict[int, int] = {}
 
