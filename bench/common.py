@@ -102,3 +102,47 @@ def paired(base: tuple[str, object], new: tuple[str, object], runs: int) -> str:
     pairs = [x / y for x, y in zip(lat[a].times, lat[b].times)]
     return (f"{a} {1e3 * lat[a].median:.2f} ms, {b} {1e3 * lat[b].median:.2f} ms, paired {a} / {b} "
             f"{statistics.median(pairs):.4f}x, {b} faster in {sum(p > 1 for p in pairs)}/{len(pairs)}")
+
+
+def build_ab_arguments(ap, reps: int) -> None:
+    """The arguments of a benchmark that times two builds of one model (build_ab)."""
+    ap.add_argument("--model", default="resnet50", help="a bench/models.py name or an .onnx path")
+    ap.add_argument("--logs", action="append", help="tuning logs for both builds (files or folders)")
+    ap.add_argument("--rounds", type=int, default=9, help="rounds of compare_builds")
+    ap.add_argument("--reps", type=int, default=reps, help="whole-model comparisons")
+    ap.add_argument("--runs", type=int, default=40, help="paired runs per whole-model comparison")
+
+
+def build_ab(args, without, labels: tuple[str, str], show) -> None:
+    """Two builds of args.model: as the code builds it (the second) and inside the context
+    manager `without` (the first: a mock.patch of what the change does); their outputs checked equal.  Then, the builds alternating
+    in one process: the kernels `show(new build, pair, base seconds, new seconds)` picks, each timed where
+    the model runs it (frontends.step_timing.compare_builds: model order, args.rounds rounds, the
+    median round), and the sum of all kernels; and the whole model, args.reps times args.runs
+    paired runs (`paired`)."""
+    import frontends
+    from frontends.profile import random_inputs
+    from frontends.step_timing import compare_builds
+    from node_compare import load_model
+    model = load_model(args.model)
+    logs = log_paths(args.logs) if args.logs else None
+    print(env_note())
+    new = frontends.build(frontends.from_onnx(model), logs=logs)
+    with without:
+        base = frontends.build(frontends.from_onnx(model), logs=logs)
+    feed = random_inputs(new.plan.inputs)
+    for a, b in zip(base.run(**feed), new.run(**feed)):
+        np.testing.assert_array_equal(a, b)
+    print(f"{args.model}: outputs equal to the {labels[0]} build's")
+    rows, ta, tb = [], 0.0, 0.0
+    for p in compare_builds(base, new, feed, rounds=args.rounds):
+        fa, fb = statistics.median(p.times_a), statistics.median(p.times_b)
+        ta, tb = ta + fa * p.calls, tb + fb * p.calls
+        if show(new, p, fa, fb):
+            rows.append([" ".join(c.kernel for c in p.b), p.calls, f"{1e6 * fa:.1f}", f"{1e6 * fb:.1f}",
+                         f"{fa / fb:.3f}x"])
+    rows.append(["sum of all kernels", "", f"{1e6 * ta:.0f}", f"{1e6 * tb:.0f}", f"{ta / tb:.4f}x"])
+    print(table(["kernel", "calls", f"{labels[0]} us", f"{labels[1]} us", "speed-up"], rows, "lrrrr"))
+    for _ in range(args.reps):
+        print("whole model: " + paired((labels[0], lambda: base.run(**feed)), (labels[1], lambda: new.run(**feed)),
+                                       args.runs), flush=True)

@@ -139,33 +139,77 @@ class LoweredFunc:
         return func_str(self)
 
 
+# A parallel loop of at most this many iterations gives each its own slice of a hoisted buffer:
+# the per-thread shares a kernel splits its work into (a buffer per thread, as the direct conv's
+# padded input), not per-item work, whose large buffers would multiply the workspace.
+PER_ITERATION_MAX = 64
+
+
 def hoist_scratch(func: LoweredFunc, min_bytes: int) -> LoweredFunc:
-    """func with its large allocations outside parallel loops turned into extra arguments.
+    """func with its large allocations turned into extra arguments.
 
     A kernel allocates such buffers on the heap at every call; a model instead passes them in
     from its workspace, planned with the other intermediates (no allocation, no page faults per
-    run).  The new arguments come last, in order; attrs["scratch"] counts them.
+    run).  A buffer allocated inside a parallel loop of a constant PER_ITERATION_MAX iterations or
+    fewer becomes one buffer of that many slices (64-byte aligned), iteration i using slice i;
+    inside longer parallel loops allocations stay.  The new arguments come last, in order;
+    attrs["scratch"] counts them.
     """
     import numpy as np
+
+    from .expr import Const
     hoisted: list[Buffer] = []
 
-    def go(st: Stmt, in_parallel: bool) -> Stmt:
+    def go(st: Stmt, par: tuple[Var, int] | None, in_parallel: bool) -> Stmt:
         if isinstance(st, Allocate):
             b = st.buffer
-            if not in_parallel and b.size * np.dtype(b.dtype).itemsize > min_bytes:
+            nbytes = b.size * np.dtype(b.dtype).itemsize
+            if not in_parallel and nbytes > min_bytes:
                 hoisted.append(b)
-                return go(st.body, in_parallel)
-            return Allocate(b, go(st.body, in_parallel))
+                return go(st.body, par, in_parallel)
+            if par is not None and nbytes > min_bytes:
+                var, n = par
+                item = np.dtype(b.dtype).itemsize
+                slot = -(-nbytes // 64) * 64 // item
+                whole = Buffer(b.name, (n * slot,), b.dtype, b.scope)
+                hoisted.append(whole)
+                return rebase(go(st.body, par, in_parallel), b, whole, var * slot)
+            return Allocate(b, go(st.body, par, in_parallel))
         if isinstance(st, For):
-            return For(st.var, st.extent, st.kind, go(st.body, in_parallel or st.kind is ForKind.PARALLEL),
+            if st.kind is ForKind.PARALLEL and not in_parallel:
+                n = st.extent.value if isinstance(st.extent, Const) else None
+                par = (st.var, n) if n is not None and n <= PER_ITERATION_MAX else None
+            return For(st.var, st.extent, st.kind, go(st.body, par, in_parallel or st.kind is ForKind.PARALLEL),
                        st.pragmas)
         if isinstance(st, IfThenElse):
-            return IfThenElse(st.cond, go(st.then, in_parallel),
-                              None if st.orelse is None else go(st.orelse, in_parallel))
+            return IfThenElse(st.cond, go(st.then, par, in_parallel),
+                              None if st.orelse is None else go(st.orelse, par, in_parallel))
         if isinstance(st, Seq):
-            return Seq([go(x, in_parallel) for x in st.stmts])
+            return Seq([go(x, par, in_parallel) for x in st.stmts])
         return st
-    body = go(func.body, False)
+    body = go(func.body, None, False)
     if not hoisted:
         return func
     return LoweredFunc(func.name, list(func.args) + hoisted, body, dict(func.attrs, scratch=len(hoisted)))
+
+
+def rebase(st: Stmt, old: Buffer, new: Buffer, offset: Expr) -> Stmt:
+    """st with every load and store of buffer `old` made on `new`, `offset` elements further."""
+    from .expr import Load, transform
+
+    def e(x: Expr) -> Expr:
+        return transform(x, lambda y: Load(new, y.index + offset, y.dtype)
+                         if isinstance(y, Load) and y.buffer is old else None)
+    if isinstance(st, Seq):
+        return Seq([rebase(x, old, new, offset) for x in st.stmts])
+    if isinstance(st, For):
+        return For(st.var, e(st.extent), st.kind, rebase(st.body, old, new, offset), st.pragmas)
+    if isinstance(st, Store):
+        return Store(new if st.buffer is old else st.buffer,
+                     e(st.index) + offset if st.buffer is old else e(st.index), e(st.value))
+    if isinstance(st, IfThenElse):
+        return IfThenElse(e(st.cond), rebase(st.then, old, new, offset),
+                          None if st.orelse is None else rebase(st.orelse, old, new, offset))
+    if isinstance(st, Allocate):
+        return Allocate(st.buffer, rebase(st.body, old, new, offset))
+    return st

@@ -22,8 +22,10 @@ handed to `conv2d` in place of the 4-D weight skips the packing stage.  The impl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
 
 import te
+from te.llvm_types import ELEM_BYTES
 from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor, pick_lanes
@@ -33,10 +35,10 @@ from . import conv_chunks, conv_split_c
 from .direct_defaults import (default_ocb, default_out_order, default_pack_at, default_store, default_tiles,  # noqa: F401
                               input_rows_read, short_rows, small_map, spatial_out_order, subsamples, tile_budget,
                               split_by_rows, two_row_tile, two_vector_tiles, wide_map)
-from .direct_defaults import chunk_channels, default_order, paired_channels, split_c_pays
+from .direct_defaults import chunk_channels, default_order, padded_by_thread, paired_channels, split_c_pays
 from .knobs import FallbackConfig
-from .schedule import (REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth, reduction_order,
-                       register_tile)
+from .schedule import (PARALLEL_MIN_WORK, REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth,
+                       reduction_order, register_tile)
 
 
 # ---------------------------------------------------------------- weights packed ahead of time
@@ -285,7 +287,8 @@ def conv2d_nchw(x: te.Tensor, w: te.Tensor | PackedWeight, g: ConvGeometry, bias
         # pad enough rows/columns that the padded accumulator tile reads zeros, never past the end
         extra_b = max(0, (OHp - 1) * g.sh + (g.R - 1) * g.dh + 1 - (g.H + g.pt + g.pb))
         extra_r = max(0, (OWp - 1) * g.sw + (g.S - 1) * g.dw + 1 - (g.W + g.pl + g.pr))
-        xp, col0 = pad_nchw(x, g.pt, g.pl, g.pb + extra_b, g.pr + extra_r, name=f"{name}.pad")
+        exact = padded_by_thread(g, g.W + g.pl + g.pr + extra_r, target)
+        xp, col0 = pad_nchw(x, g.pt, g.pl, g.pb + extra_b, g.pr + extra_r, name=f"{name}.pad", exact=exact)
         off = col0 - g.pl
     K, R, S = g.K, g.R, g.S
 
@@ -389,21 +392,20 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
             _schedule_pad(s, xp, g.flops / 2)
         return
     if cfg["out_order"].val == "chunks_outer" and conv_chunks.applies(g, bh, bw):
-        conv_chunks.schedule_chunks_outer(cfg, s, acc, final, g, ocb, bh, bw)
+        conv_chunks.schedule_chunks_outer(cfg, s, acc, final, g, ocb, bh, bw,
+                                          lambda task: _tasks(s, final, task, xp, g, 1, target))
         if wp is not None:
             _schedule_wpack(s, wp, g.flops / 2)
-        if xp is not None:
-            _schedule_pad(s, xp, g.flops / 2)
         return
     if pack_at(cfg, wp, g) == "oc_block" and g.OH % bh == 0 and g.OW % bw == 0:
-        _schedule_oc_block(cfg, s, acc, wp, final, g, ocb, bh, bw, target)
-        if xp is not None:
-            _schedule_pad(s, xp, g.flops / 2)
+        _schedule_oc_block(cfg, s, acc, wp, final, g, ocb, bh, bw, target,
+                           lambda task: _tasks(s, final, task, xp, g, 1, target))
         return
     n, k, oh, ow = s[final].op.axis
     ko, ki = s[final].split(k, factor=ocb)
-    tile, _, owi = output_tiles(s[final], n, ko, oh, ow, bh, bw, g.flops / 2, inner=(ki,),
-                                rows_outer=cfg["out_order"].val == "rows_outer")
+    rows_outer = cfg["out_order"].val == "rows_outer"
+    tile, _, owi = output_tiles(s[final], n, ko, oh, ow, bh, bw, 0, inner=(ki,), rows_outer=rows_outer)
+    tile = _tasks(s, final, tile, xp, g, target.threads if rows_outer else 1, target)
     if cfg["store"].val == "vec_oc":
         s[final].unroll(owi)
         s[final].vectorize(ki)
@@ -418,8 +420,29 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
 
     if wp is not None:              # None: the weights were packed ahead of time
         _schedule_wpack(s, wp, g.flops / 2)
-    if xp is not None:
-        _schedule_pad(s, xp, g.flops / 2)
+
+
+def _tasks(s: te.Schedule, final: te.Tensor, task, xp: te.Tensor | None, g: ConvGeometry, share: int,
+           target: Target):
+    """Run the conv's loop of tasks `task` in parallel (where the conv is worth the threads) and
+    schedule its pad stage `xp`: where the pad is exact (direct_defaults.padded_by_thread) and a
+    thread's copy (the padded input over `share`: the threads split the rows) fits half its L2,
+    one share of the tasks per thread, each padding its own copy first; else one copy at the
+    root, the threads padding rows of it.  Returns the loop of tasks inside a thread's share
+    (`task` itself without the split)."""
+    work = g.flops / 2
+    own = (xp is not None and xp.op.attrs.get("exact") and work >= PARALLEL_MIN_WORK
+           and ELEM_BYTES[xp.dtype] * prod(xp.shape) / share <= target.caches.l2 / 2)
+    if not own:
+        parallel_if_worth(s[final], task, work)
+        if xp is not None:
+            _schedule_pad(s, xp, work)
+        return task
+    by_thread, task = s[final].split(task, nparts=target.threads)
+    s[final].parallel(by_thread)
+    s[xp].compute_at(s[final], by_thread)
+    _schedule_pad(s, xp, 0)
+    return task
 
 
 def pack_at(cfg, wp: te.Tensor | None, g: ConvGeometry) -> str:
@@ -437,13 +460,13 @@ def pack_at(cfg, wp: te.Tensor | None, g: ConvGeometry) -> str:
 
 
 def _schedule_oc_block(cfg, s: te.Schedule, acc, wp, final, g: ConvGeometry, ocb: int, bh: int, bw: int,
-                       target: Target) -> None:
+                       target: Target, tasks) -> None:
     """One parallel task per (image, channel block): pack its weights, accumulate its whole output
-    map tile by tile in registers, then apply the epilogue and store it to NCHW."""
+    map tile by tile in registers, then apply the epilogue and store it to NCHW.  `tasks` runs
+    the loop of tasks in parallel and places the pad stage (_tasks)."""
     n, k, oh, ow = s[final].op.axis
     ko, ki = s[final].split(k, factor=ocb)
-    tile = s[final].fuse(n, ko)
-    parallel_if_worth(s[final], tile, g.flops / 2)
+    tile = tasks(s[final].fuse(n, ko))
     lanes = g.OW if g.OW <= 64 else largest_divisor(g.OW, 64)
     if 1 < g.OW <= target.lanes() and ocb % target.lanes() == 0:
         # a register of channels unrolled inside each row: the code generator reads the

@@ -31,7 +31,7 @@ from te.llvm_types import ELEM_BYTES
 from te.prefetch_ahead import PRAGMA
 
 from .conv_geometry import ConvGeometry
-from .schedule import parallel_if_worth, reduction_order, register_tile
+from .schedule import reduction_order, register_tile
 
 
 def applies(g: ConvGeometry, bh: int, bw: int) -> bool:
@@ -41,16 +41,16 @@ def applies(g: ConvGeometry, bh: int, bw: int) -> bool:
 
 
 def schedule_chunks_outer(cfg, s: te.Schedule, acc: te.Tensor, final: te.Tensor, g: ConvGeometry,
-                          ocb: int, bh: int, bw: int) -> None:
+                          ocb: int, bh: int, bw: int, tasks) -> None:
     """Schedule the direct conv's accumulator `acc` and its output stage `final` (the epilogue
-    inlined) in the chunks_outer order; the caller schedules the pad and weight-packing stages
-    (packed at the root: a model's weights are packed ahead of time)."""
+    inlined) in the chunks_outer order; `tasks` runs the loop of tasks in parallel and places the
+    pad stage (conv2d._tasks); the caller schedules the weight-packing stage (packed at the root:
+    a model's weights are packed ahead of time)."""
     n, k, oh, ow = s[final].op.axis
     ko, ki = s[final].split(k, factor=ocb)
     owo, owi = s[final].split(ow, factor=bw)
     s[final].reorder(n, ko, oh, owo, owi, ki)
-    task = s[final].fuse(n, ko)
-    parallel_if_worth(s[final], task, g.flops / 2)
+    task = tasks(s[final].fuse(n, ko))
     s[final].unroll(owi)            # a tile row of channel vectors: codegen's transposed stores
     s[final].vectorize(ki)
 

@@ -190,6 +190,32 @@ def subsamples(g: ConvGeometry, target: Target) -> bool:
     return c.level(4.0 * g.N * g.C * input_rows_read(g) * g.W) > c.level(4.0 * g.N * g.C * g.OH * g.OW)
 
 
+# Widest padded row (floats) the exact pad copies by masked vector loads: four of AVX-512's
+# vectors, eight of AVX2's; a wider row is copied by whole chunks (conv_geometry.pad_chunk).
+EXACT_PAD_WIDTH = 64
+
+
+def padded_by_thread(g: ConvGeometry, cols: int, target: Target) -> bool:
+    """Does each thread of the direct conv pad its own copy of the input (at the start of its
+    share of the parallel loop: conv2d._tasks), rather than all of them one copy before a
+    barrier?  Where the conv pads and runs on more than one thread, with rows of at most
+    EXACT_PAD_WIDTH padded columns (`cols`; the copy is then exact: conv_geometry.pad_nchw).
+
+    One shared copy is written by the threads in parts, then every thread reads all of it (split
+    by output channels, as most of these convs are), (T-1)/T of it from lines the other cores
+    hold modified, after a barrier.  A thread's own copy reads x once (what a producer left in
+    the other cores' caches is remote either way) and then stays in its L2.  Measured on Emerald
+    Rapids, 2 threads, ResNet-50's convs as the model runs them (bench/pad_by_thread.py): the
+    stride-2 3x3 512@14x14 1.20x, the 3x3 512@7x7 1.04x, the stride-2 256@28x28 1.02x; alone
+    (the same input every call) 1.13x, 1.04x, 1.09x.  conv2d._tasks also checks that a thread's
+    copy fits half its L2.  Not for grouped convs: their threads split the groups, so a shared
+    copy padded by channels is already each thread's own (a copy per thread of every group made
+    AlexNet's grouped 3x3 convs at 13x13 0.83-0.96x)."""
+    if target.threads < 2 or g.groups > 1 or subsamples(g, target):
+        return False
+    return bool(g.pt or g.pl or g.pb or g.pr) and cols <= EXACT_PAD_WIDTH
+
+
 def default_pack_at(g: ConvGeometry, ocb: int, bh: int, bw: int, target: Target) -> str:
     """Pack the weights per output-channel block (inside the parallel loop) when they outweigh the
     output and the block's accumulator map fits the target's L1d.

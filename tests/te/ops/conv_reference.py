@@ -1,5 +1,8 @@
-"""A float64 numpy convolution, the reference of the conv tests."""
+"""A float64 numpy convolution, the reference of the conv tests; and the parallel tasks of a
+lowered conv."""
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -24,3 +27,14 @@ def conv_ref(x, w, strides=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1)
                 out[:, g * Kg:(g + 1) * Kg] += np.einsum("nchw,kc->nkhw", patch,
                                                          w[g * Kg:(g + 1) * Kg, :, r, s].astype(np.float64))
     return out.astype(np.float32)
+
+
+def parallel_tasks(body: str) -> int:
+    """The parallel tasks of a lowered conv (its loop IR printed): the parallel loop's iterations,
+    times those of the loop of tasks inside each thread's share where the loop is split by
+    thread (te.ops.conv2d._tasks: a share per thread, each padding its own input first)."""
+    m = re.search(r"for (\S+)\.outer in range\((\d+)\):  # parallel\n.*?for \1\.inner in range\((\d+)\)", body,
+                  re.S)
+    if m:
+        return int(m.group(2)) * int(m.group(3))
+    return int(re.search(r"in range\((\d+)\):  # parallel", body).group(1))

@@ -18,7 +18,7 @@ from te import ops
 from te.ops.conv2d import as_matmul, geometry, resolve_padding
 from te.ops.conv2d_nchwc import pack_conv_weight_numpy, pack_nchwc_numpy, unpack_nchwc_numpy
 
-from .conv_reference import conv_ref
+from .conv_reference import conv_ref, parallel_tasks
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -556,7 +556,7 @@ def test_untuned_conv_with_weights_packed_ahead_runs_tiles_not_channel_blocks(ra
     y = ops.conv2d(x, w, padding=1)
     s = ops.schedule([y])
     body = str(te.lower(s, [x, w.tensor, y]))
-    assert "# parallel" in body and f"range({64 // ocb}):  # parallel" not in body    # not a task per block
+    assert parallel_tasks(body) == 7 * (64 // ocb)       # a task per row tile and block, not per block
     out = np.zeros(y.shape, np.float32)
     te.build(s, [x, w.tensor, y])(a, wpk, out)
     np.testing.assert_allclose(out, conv_ref(a, wa, pads=(1, 1, 1, 1)), **TOL)

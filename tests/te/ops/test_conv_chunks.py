@@ -18,7 +18,7 @@ from te.ops.direct_defaults import chunk_channels, chunks_pay, default_ocb, defa
 from te.ops.registry import ConvWorkload
 from te.target import host, parse
 
-from .conv_reference import conv_ref
+from .conv_reference import conv_ref, parallel_tasks
 
 DIRECT = registry.IMPLEMENTATIONS["conv2d.direct"]
 
@@ -76,7 +76,7 @@ def test_chunks_outer_accumulates_chunk_by_chunk_outside_the_tiles():
     nest = str(_lowered_chunks_outer(16))
     update = nest[nest.index("for rc.outer in range(4)"):]           # after the accumulator's init
     assert update.index("for oh.outer in range(7)") < update.index("for rc.inner in range(4)"), nest
-    assert "for n.k.outer.fused in range(2):  # parallel" in nest, nest
+    assert parallel_tasks(nest) == 2, nest                           # a task per block of 16
 
 
 @pytest.mark.parametrize("wl", [
