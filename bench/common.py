@@ -111,15 +111,18 @@ def build_ab_arguments(ap, reps: int) -> None:
     ap.add_argument("--rounds", type=int, default=9, help="rounds of compare_builds")
     ap.add_argument("--reps", type=int, default=reps, help="whole-model comparisons")
     ap.add_argument("--runs", type=int, default=40, help="paired runs per whole-model comparison")
+    ap.add_argument("--swap", action="store_true",
+                    help="make the changed build second (a model of large weights can run faster built first)")
 
 
 def build_ab(args, without, labels: tuple[str, str], show) -> None:
-    """Two builds of args.model: as the code builds it (the second) and inside the context
-    manager `without` (the first: a mock.patch of what the change does); their outputs checked equal.  Then, the builds alternating
-    in one process: the kernels `show(new build, pair, base seconds, new seconds)` picks, each timed where
-    the model runs it (frontends.step_timing.compare_builds: model order, args.rounds rounds, the
-    median round), and the sum of all kernels; and the whole model, args.reps times args.runs
-    paired runs (`paired`)."""
+    """Two builds of args.model: as the code builds it (made first, second with args.swap) and
+    inside the context manager `without` (a mock.patch of what the change does); their outputs
+    checked equal.  Then, the builds alternating in one process: the kernels `show(new build,
+    pair, base seconds, new seconds)` picks, each timed where the model runs it
+    (frontends.step_timing.compare_builds: model order, args.rounds rounds, the median round),
+    and the sum of all kernels; and the whole model, args.reps times args.runs paired runs
+    (`paired`)."""
     import frontends
     from frontends.profile import random_inputs
     from frontends.step_timing import compare_builds
@@ -127,9 +130,11 @@ def build_ab(args, without, labels: tuple[str, str], show) -> None:
     model = load_model(args.model)
     logs = log_paths(args.logs) if args.logs else None
     print(env_note())
-    new = frontends.build(frontends.from_onnx(model), logs=logs)
-    with without:
-        base = frontends.build(frontends.from_onnx(model), logs=logs)
+    builds = {}
+    for which in (("base", "new") if args.swap else ("new", "base")):
+        with without if which == "base" else contextlib.nullcontext():
+            builds[which] = frontends.build(frontends.from_onnx(model), logs=logs)
+    base, new = builds["base"], builds["new"]
     feed = random_inputs(new.plan.inputs)
     for a, b in zip(base.run(**feed), new.run(**feed)):
         np.testing.assert_array_equal(a, b)

@@ -4,8 +4,9 @@
     python bench/in_place.py --model shufflenet --rounds 9 --reps 4
     python bench/in_place.py --model /tmp/resnet50.onnx --logs tuning_logs/
 
-Two builds of one model, the first planned with no output written in place (in_place.aliases
-returning nothing); outputs checked equal (common.build_ab). Then, the builds alternating in
+Two builds of one model, one planned with no output written in place (in_place.aliases
+returning nothing), made after the other (before it with --swap); outputs checked equal
+(common.build_ab). Then, the builds alternating in
 one process: the kernels that write in place, each timed where the model runs it
 (frontends.step_timing.compare_builds: model order, --rounds rounds, the median round) and the
 sum of all kernels; and the whole model, --reps times --runs paired runs

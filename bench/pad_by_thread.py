@@ -2,11 +2,12 @@
 against one shared copy before a barrier.
 
     python bench/pad_by_thread.py                         # ResNet-50 (frontends.zoo), 2 threads
-    python bench/pad_by_thread.py --model inception_v2 --rounds 9 --reps 4
+    python bench/pad_by_thread.py --model inception_v2 --rounds 9 --reps 4 --swap
     python bench/pad_by_thread.py --model /tmp/resnet50.onnx --logs tuning_logs/
 
-Two builds of one model, the first with every direct conv padding one shared copy as before
-(padded_by_thread answering no); outputs checked equal.  Then, the builds alternating in one
+Two builds of one model, one with every direct conv padding one shared copy as before
+(padded_by_thread answering no), made after the other (before it with --swap: a model of large
+weights can run faster built first); outputs checked equal.  Then, the builds alternating in one
 process: the kernels whose time differs by more than --show, each timed where the model runs it
 (frontends.step_timing.compare_builds: model order, --rounds rounds, the median round) and the
 sum of all kernels; and the whole model, --reps times --runs paired runs

@@ -339,7 +339,8 @@ class _Run:
         say(f"CPU {target.cpu} ({isa_tag(isa)}), " + (f"peak {peak:.0f} GFLOP/s; " if peak else "")
             + f"budget {budget}; tuner {tuner}; log {log_path}" + (f"; measured {where}" if where else ""))
         weights = max((getattr(t.task, "model_weight_bytes", 0) for t in tasks), default=0)
-        if weights > llc_share(target):
+        cold = getattr(getattr(measurer, "option", None), "cold_weights", True)
+        if cold and weights > llc_share(target):
             say(f"the model's weights ({weights / 2**20:.0f} MiB) outgrow the cores' L3 share "
                 f"({llc_share(target) / 2**20:.0f} MiB): each candidate reads its weight behind as many bytes of "
                 "copies, as the model meets it")
