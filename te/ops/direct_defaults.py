@@ -206,11 +206,16 @@ def padded_by_thread(g: ConvGeometry, cols: int, target: Target) -> bool:
     hold modified, after a barrier.  A thread's own copy reads x once (what a producer left in
     the other cores' caches is remote either way) and then stays in its L2.  Measured on Emerald
     Rapids, 2 threads, ResNet-50's convs as the model runs them (bench/pad_by_thread.py): the
-    stride-2 3x3 512@14x14 1.20x, the 3x3 512@7x7 1.04x, the stride-2 256@28x28 1.02x; alone
-    (the same input every call) 1.13x, 1.04x, 1.09x.  conv2d._tasks also checks that a thread's
-    copy fits half its L2.  Not for grouped convs: their threads split the groups, so a shared
-    copy padded by channels is already each thread's own (a copy per thread of every group made
-    AlexNet's grouped 3x3 convs at 13x13 0.83-0.96x)."""
+    stride-2 3x3 512@14x14 1.24x, the 3x3 512@7x7 1.05x, the stride-2 256@28x28 and 128@56x56
+    1.03x (the whole model 1.014x, Inception v2 1.016x, DenseNet-121 1.016x); alone (the same
+    input every call) 1.20x, 1.04x, 1.09x and 1.07x.  It rests on what every multi-core x86 this
+    project meets shares: a line another core holds modified costs several L2 hits (more across
+    Zen's CCXs), a barrier waits for the slowest thread, and a copy of a few hundred KiB from
+    lines already near runs at L2 speed; conv2d._tasks keeps the copy within half a thread's L2
+    (1 MiB on Emerald Rapids, 512 KiB on Zen 4, 640 KiB on Ice Lake).  Not for grouped convs:
+    their threads split the groups, so a shared copy padded by channels is already each
+    thread's own (a copy per thread of every group made AlexNet's grouped 3x3 convs at 13x13
+    0.83-0.96x)."""
     if target.threads < 2 or g.groups > 1 or subsamples(g, target):
         return False
     return bool(g.pt or g.pl or g.pb or g.pr) and cols <= EXACT_PAD_WIDTH

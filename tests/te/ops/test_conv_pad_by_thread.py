@@ -97,6 +97,16 @@ def test_untuned_convs_match_numpy(wl, prepacked, rng):
     assert "conv2d.pad" in nest
 
 
+def test_an_avx2_build_pads_per_thread_and_matches_numpy(rng):
+    """AVX2 (8 lanes, its masked moves: no AVX-512 masks) runs here too: the copy per thread of
+    a 16-wide padded row, against numpy."""
+    from te.target import parse
+    avx2 = dataclasses.replace(parse("llvm -mcpu=haswell"), threads=2)
+    nest = check(S2_512, {}, avx2, rng)
+    head = nest[:nest.index("conv2d.acc")]
+    assert "allocate conv2d.pad" in head.split("# parallel", 1)[1], nest
+
+
 def test_one_thread_keeps_one_copy_at_the_root(rng):
     nest = check(S2_512, PATHS["chunks_outer"], threads(1), rng)
     assert nest.index("allocate conv2d.pad") < nest.index("produce conv2d.acc")
