@@ -163,13 +163,13 @@ def hoist_scratch(func: LoweredFunc, min_bytes: int) -> LoweredFunc:
     def go(st: Stmt, par: tuple[Var, int] | None, in_parallel: bool) -> Stmt:
         if isinstance(st, Allocate):
             b = st.buffer
-            nbytes = b.size * np.dtype(b.dtype).itemsize
+            item = np.dtype(b.dtype).itemsize
+            nbytes = b.size * item
             if not in_parallel and nbytes > min_bytes:
                 hoisted.append(b)
                 return go(st.body, par, in_parallel)
             if par is not None and nbytes > min_bytes:
                 var, n = par
-                item = np.dtype(b.dtype).itemsize
                 slot = -(-nbytes // 64) * 64 // item
                 whole = Buffer(b.name, (n * slot,), b.dtype, b.scope)
                 hoisted.append(whole)
