@@ -173,3 +173,28 @@ def test_a_residual_read_after_the_sum_is_not_overwritten(rng):
     conv = next(st for st in lib.plan.steps if "conv" in st.kernel)
     ws = [a for a in conv.args if a[0] == "ws"]
     assert len(set(ws)) == len(ws), "the Sum conv's output must not take r's bytes: r is read after it"
+
+
+def test_the_kernel_report_times_a_sum_conv_in_place_as_the_model_runs_it(rng):
+    from frontends import profile
+    model, _ = block(rng, 16, 32, 1, 14)
+    graph = frontends.from_onnx(model)
+    lib = frontends.build(graph)
+    step = sum_conv_step(lib)
+    kernels = profile.profile_kernels(graph, repeat=1, min_time=0.0)
+    assert all(k.latency is not None and not k.error for k in kernels)
+    assert [k.name for k in kernels if k.in_place] == [step.kernel]
+
+
+def test_in_place_args_follow_most_calls_of_a_kernel():
+    from types import SimpleNamespace as NS
+
+    from frontends.profile import in_place_args
+    specs = [NS(written=False, shape=(4,), dtype="float32"), NS(written=False, shape=(4,), dtype="float32"),
+             NS(written=True, shape=(4,), dtype="float32")]
+    over = NS(args=[("ws", 0), ("ws", 64), ("ws", 64)])         # the output over input 1
+    apart = NS(args=[("ws", 0), ("ws", 64), ("ws", 128)])
+    assert in_place_args([over, over, apart], specs) == {2: 1}
+    assert in_place_args([over, apart], specs) == {}             # half the calls: not most
+    other = [specs[0], NS(written=False, shape=(2, 2), dtype="float32"), specs[2]]
+    assert in_place_args([over], other) == {}                    # another shape is not the output's bytes

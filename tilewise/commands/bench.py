@@ -160,6 +160,9 @@ def run(args) -> int:
     if int8_peaks:
         say("int8 kernels: GFLOP/s are GOP/s, measured against the int8 peak of the unit that runs "
             "them (AMX, VNNI; an int8 kernel without a dot-product unit against VNNI's)")
+    moved = [r.kernel.name for r in rows if r.kernel.in_place]
+    if moved:
+        say(f"timed writing their output over their residual input, as the model runs them: {', '.join(moved)}")
     if any("Winograd" in r.kernel.ops for r in rows):
         say("Conv(Winograd): FLOPs counted as the direct convolution's (as TVM counts them), so its "
             "GFLOP/s can pass the peak: Winograd F(4x4, 3x3) does 36 multiplies where the direct conv does 144")
