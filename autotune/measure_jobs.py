@@ -40,15 +40,15 @@ def _build_job(payload: dict) -> dict:
     except Exception as e:      # the template or the schedule rejected this config
         return {"error_no": int(ErrorNo.INSTANTIATION_ERROR), "error_msg": _short(e),
                 "build_time": time.perf_counter() - t0}
+    impl = task.implementation
     try:
-        cg = codegen([func], target)
+        cg = codegen([func], target, prefetch=_prefetches(task, func))
         mod = optimize(str(cg.module), target)
         obj = target.machine().emit_object(mod)
     except Exception as e:
         return {"error_no": int(ErrorNo.COMPILE_ERROR), "error_msg": _short(e),
                 "build_time": time.perf_counter() - t0}
     written = {id(st.buffer) for st in walk_stmt(func.body) if isinstance(st, Store)}
-    impl = task.implementation
     packed = impl.weight_index if impl is not None and impl.packs_weight else None
     # a packed weight's spec holds its logical shape: the runner packs a random logical weight
     specs = [(list(b.shape), b.dtype, id(b) in written,
@@ -57,6 +57,20 @@ def _build_job(payload: dict) -> dict:
     return {"error_no": 0, "object": obj, "symbol": func.name, "specs": specs, "config": payload["config"],
             "weight_arg": impl.weight_index if impl is not None else None,
             "uses_openmp": cg.uses_openmp, "build_time": time.perf_counter() - t0}
+
+
+def _prefetches(task, func) -> bool:
+    """Whether the model the task comes from has its kernel prefetch its weight
+    (te.prefetch.kernel_prefetches, on its constants: the weight and its 1-D per-channel
+    arguments, a bias): then the candidate is built to prefetch the range the runner names before
+    each call, its weight, as the model's entry point names it."""
+    from te.prefetch import arg_bytes, kernel_prefetches
+    impl = task.implementation
+    if impl is None or impl.weight_index is None or not task.model_weight_bytes or impl.weight_index >= len(func.args):
+        return False
+    sizes = arg_bytes(func)
+    constants = sizes[impl.weight_index] + sum(n for b, n in zip(func.args, sizes) if len(b.shape) == 1)
+    return kernel_prefetches(task.target, constants, task.flops, task.model_weight_bytes)
 
 
 def _features_job(payload: dict) -> dict:
@@ -225,6 +239,7 @@ def _run_job(payload: dict) -> dict:
     ptrs = [a.ctypes.data for a in arrays]
     weight = payload.get("weight_arg")
     cold = _cold_calls(opt, arrays, specs, weight, payload["task"].get("model_weight_bytes", 0), target)
+    fn = _prefetching(jit, fn, weight, arrays)
     outs = [a for a, (_, _, w, _) in zip(arrays, specs) if w]
     for o in outs:
         o.fill(0)
@@ -281,6 +296,26 @@ def _run_job(payload: dict) -> dict:
             break
     clock.close()
     return {"error_no": 0, "costs": costs, "run_time": time.perf_counter() - t0, "disturbed": disturbed / calls}
+
+
+def _prefetching(jit, fn, weight: int | None, arrays: list):
+    """fn, or where the candidate was built to prefetch (_prefetches) a function that first
+    names the weight it is passed as the range to prefetch, as a model's entry point does before
+    each call (te.prefetch: lead 1); each call may read another copy of the weight (_cold_calls)."""
+    import ctypes
+
+    from te.prefetch import PREFETCH_GLOBAL
+    at = jit.engine.get_global_value_address(PREFETCH_GLOBAL)
+    if not at or weight is None:
+        return fn
+    hint = (ctypes.c_int64 * 3).from_address(at)
+    nbytes = arrays[weight].nbytes
+
+    def call(*args):
+        p = args[weight]
+        hint[:] = (p.value if isinstance(p, ctypes.c_void_p) else p, nbytes, 1)
+        return fn(*args)
+    return call
 
 
 def _short(e: BaseException) -> str:
