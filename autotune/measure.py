@@ -55,7 +55,9 @@ class MeasureOption:
     # that reads it in another split meets half of it in the other core's cache.  Timed on a warm
     # input, ResNet-50's direct 1x1 convs 512 -> 128 at 28x28 ran as fast as the GEMM they
     # replaced (270 vs 244 us) but 2x slower in the model (685-749 vs 334-348 us), about as slow
-    # as with their input cold (768-837 vs 305-333: frontends.profile.time_steps' orders)
+    # as with their input cold (768-837 vs 305-333: frontends.profile.time_steps' orders); and
+    # before each call each thread of the team writes its slice of the input copy back in place,
+    # as a producer split by output channels leaves it (measure_jobs._before_calls)
     cold_input: bool = True
     check_correctness: bool = True
     # a candidate whose first timed repeat is slower than cutoff_ratio x the best cost the tuner

@@ -1,6 +1,7 @@
-"""The tuner times a model's task prefetching its weight where the model's kernel would
-(te.prefetch.kernel_prefetches, autotune.measure_jobs): the decision matches the model build's,
-and a candidate so built is told its weight's range before each call."""
+"""The tuner times a model's task as the model runs it (autotune.measure_jobs._before_calls):
+prefetching its weight where the model's kernel would (te.prefetch.kernel_prefetches: the
+decision matches the model build's, and a candidate so built is told its weight's range before
+each call), its input's slices in the L2s of the threads that would have produced them."""
 from __future__ import annotations
 
 import ctypes
@@ -12,6 +13,7 @@ import pytest
 import autotune
 import frontends
 from autotune import measure_jobs
+from autotune.call_timing import ColdWeights
 from frontends.tasks import extract_tasks
 from te import prefetch
 from te.caches import Caches
@@ -71,10 +73,11 @@ def test_a_prefetching_candidate_is_told_its_weight_before_each_call(model):
     arrays = [np.zeros(shape, dtype) for shape, dtype, *_ in built["specs"]]
     w = built["weight_arg"]
     copy = np.ones_like(arrays[w])                                       # another copy of the weight
-    call = measure_jobs._prefetching(jit, fn, w, arrays)
+    before = measure_jobs._before_calls(jit, w, arrays, ColdWeights([a.ctypes.data for a in arrays]), task.target)
     ptrs = [a.ctypes.data for a in arrays]
     ptrs[w] = copy.ctypes.data
-    assert call(*ptrs) == 0
+    before(ptrs)
+    assert fn(*ptrs) == 0
     assert list((ctypes.c_int64 * 3).from_address(at)) == [copy.ctypes.data, arrays[w].nbytes, 1]
     # and the tuner's measurer times it, its answer checked against the reference
     with autotune.Measurer(autotune.measure_option(n_parallel=1, min_repeat_ms=2, repeat=2, load_wait=0.0)) as m:
@@ -90,3 +93,21 @@ def test_the_decision_follows_the_model_and_the_kernel():
     assert not prefetch.kernel_prefetches(t, w, 2.0 * w / 4, big)        # once: a dense layer at batch 1
     assert not prefetch.kernel_prefetches(t, w, 2.0 * 49 * w / 4, t.threads * t.caches.l2)  # the model fits the L2s
     assert not prefetch.kernel_prefetches(t, t.threads * t.caches.l2 // prefetch.MIN_SHARE, 1e12, big)
+
+
+def test_each_thread_writes_its_slice_of_an_input_back_unchanged_before_a_call():
+    """The loader rewrites each thread's slice in place (its lines then sit modified in that
+    thread's cache, as its producer left them): the input keeps its values, a tail past the
+    equal slices included; nothing to place on one thread."""
+    target = dataclasses.replace(host(), threads=2)
+    x = np.random.default_rng(0).standard_normal(2 * 8 * 16 + 5).astype(np.float32)
+    want = x.copy()
+    load = measure_jobs._slice_loader(x.nbytes, target)
+    load(x.ctypes.data)
+    np.testing.assert_array_equal(x, want)
+    assert (2, 8) in measure_jobs._RunnerState.loaders
+    assert measure_jobs._slice_loader(x.nbytes, dataclasses.replace(target, threads=1)) is None
+    assert measure_jobs._slice_loader(64, target) is None              # less than a line per thread
+    cold = ColdWeights([x.ctypes.data], inputs={0: [x]})
+    measure_jobs._before_calls(None, None, [x], cold, target)([x.ctypes.data])
+    np.testing.assert_array_equal(x, want)
