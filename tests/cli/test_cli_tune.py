@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -164,6 +165,24 @@ def test_the_estimate_counts_each_kernel_once_over_its_alternatives(monkeypatch)
     tune_report.report(sched, 100.0, 1.0, "x.jsonl", False, None)
     line = next(s for s in said if s.startswith("estimated time"))
     assert "2.25 s per run, 3.00 s with default schedules (1.33x)" in line, line
+
+
+def test_the_estimate_counts_no_gain_the_build_takes_as_a_tie():
+    """A best config within the records' tie margin of its default (autotune.ranking.check_score)
+    is not what a build with the log runs: the estimate keeps the default there."""
+    from types import SimpleNamespace
+
+    from autotune.ranking import DEFAULT_MARGIN
+    from autotune.scheduler import TaskSummary
+    from tilewise.commands.tune_report import estimated_times
+    task = SimpleNamespace(name="conv2d_nchw", args=(), flops=1e9)
+    tie = 1e9 * (1 + DEFAULT_MARGIN / 2)
+    rows = [TaskSummary(task, 1, 8, tie, 1e9, 1.0, 1.0, "", group=None),                 # a tie: 1 s
+            TaskSummary(task, 1, 8, 2e9, 1e9, 1.0, 1.0, "", group=None),                 # a gain: 0.5 s
+            TaskSummary(task, 1, 8, 1e9, 1e9, 1.0, 1.0, "", group="k"),                  # preferred: 1 s
+            TaskSummary(task, 1, 8, tie, 1e9, 1.0, 1.0, "", group="k")]      # another implementation's tie
+    default, tuned, complete = estimated_times(rows)
+    assert complete and math.isclose(default, 3.0) and math.isclose(tuned, 2.5)
 
 
 def test_auto_schedule_takes_all_but_not_the_model_as_its_value():

@@ -31,14 +31,24 @@ def estimated_times(rows) -> tuple[float, float, bool]:
         kernels.setdefault(("task", k) if r.group is None else r.group, []).append(r)
     for alts in kernels.values():
         # an untuned build runs the first (preferred) alternative's default; a tuned one the fastest
+        # of what it would run of each alternative: its best config where that beat the
+        # alternative's default by more than the records' tie margin, else the default (a smaller
+        # gain is a tie the build does not take: autotune.ranking.check_score)
         first = alts[0]
-        tuned = [r.weight * r.task.flops / r.best_flops for r in alts if r.best_flops > 0]
+        tuned = [r.weight * r.task.flops / _taken_flops(r) for r in alts if r.best_flops > 0]
         if first.default_flops > 0 and tuned:
             default_total += first.weight * first.task.flops / first.default_flops
             tuned_total += min(tuned)
         else:
             complete = False
     return default_total, tuned_total, complete
+
+
+def _taken_flops(r) -> float:
+    """The FLOP/s of the config a build with the log runs for one alternative (a summary row)."""
+    from autotune.ranking import DEFAULT_MARGIN
+    ties = r.default_flops > 0 and r.best_flops <= r.default_flops * (1 + DEFAULT_MARGIN)
+    return r.default_flops if ties else r.best_flops
 
 
 AFTER_CHECK = "their records now say so, and a build with the log takes the faster kernel"
