@@ -118,7 +118,7 @@ class _RunnerState:
     flush = None
     cold = None             # (a weight array, its copies): the last candidate's cold weights
     cold_inputs: dict = {}  # id of an input array -> (the array, its copies): the last workloads' cold inputs
-    loaders: dict = {}      # (threads, lines) -> (the kernel that loads each thread's slice, its output)
+    loaders: dict = {}      # (threads, lines) -> the kernel that writes each thread's slice back (_slice_loader)
     heap_kept = False
 
 
@@ -341,8 +341,6 @@ def _slice_loader(nbytes: int, target: Target):
     equal slices of `nbytes` there back in place, unchanged (its lines then modified in its
     cache); None on one thread (nothing is on another core's side) or for less than a line per
     thread.  The kernel is built once per slice size."""
-    import numpy as np
-
     threads = max(1, target.threads)
     lines = nbytes // (64 * threads)
     if threads < 2 or not lines:
