@@ -34,20 +34,14 @@ def main() -> None:
     a = ap.parse_args()
 
     import autotune
+    import frontends
     from autotune import record as rec
     from frontends.tasks import extract_tasks
     from te.target import parse
 
     from common import env_note, table
     from models import load
-    if a.model.endswith(".onnx"):
-        import onnx
-
-        import frontends
-        graph = frontends.from_onnx(onnx.load(a.model))
-    else:
-        import frontends
-        graph = frontends.from_onnx(load(a.model))
+    graph = frontends.from_onnx(a.model if a.model.endswith(".onnx") else load(a.model))
     target = parse(None)
     print(env_note())
     verdicts = {}

@@ -159,8 +159,7 @@ def ranges(steps: list, funcs: list[LoweredFunc], target, ahead: str = "own") ->
     own = constant_spans(steps, funcs)
     kernels = {f.name for f in funcs}
     if ahead == "own":
-        least = target.threads * target.caches.l2 // MIN_SHARE
-        return [(s[0], s[1], 1) if s and s[1] > least and st.kernel in kernels else None
+        return [(s[0], s[1], 1) if s and large(target, s[1]) and st.kernel in kernels else None
                 for st, s in zip(steps, own)]
     if ahead != "next":
         raise ValueError(f"prefetch ranges: ahead={ahead!r}; use 'own' or 'next'")
@@ -252,8 +251,13 @@ def kernel_prefetches(target, weight_bytes: int, flops: float, model_weight_byte
     timed prefetching so (autotune.measure_jobs): timed without it, ResNet-50's 20-minute tune
     took configs of its 7x7 and strided 1x1 convs that ran 1.15-1.34x faster than the defaults
     with the prefetch off, and 0.79-0.81x as fast with it on, as the model runs them."""
-    least = target.threads * target.caches.l2 // MIN_SHARE
-    return pays(target, model_weight_bytes) and weight_bytes > least and reuses(flops, weight_bytes)
+    return pays(target, model_weight_bytes) and large(target, weight_bytes) and reuses(flops, weight_bytes)
+
+
+def large(target, constant_bytes: int) -> bool:
+    """Whether a kernel's constants are large enough to prefetch: over the cores' L2s together
+    / MIN_SHARE (smaller ones gained nothing measurable, the module docstring)."""
+    return constant_bytes > target.threads * target.caches.l2 // MIN_SHARE
 
 
 def pays(target, weight_bytes: int) -> bool:
