@@ -26,6 +26,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import BinaryIO, Iterable, Iterator
 
+from te.target import for_isa
+
 from .task import create_task, parse_workload
 
 log = logging.getLogger(__name__)
@@ -188,11 +190,12 @@ _FIELD_CHECKS = {       # field -> why its value is malformed ('' when it is fin
 
 # ---------------------------------------------------------------- checking against templates
 @functools.lru_cache(maxsize=4096)
-def _space(workload: str):
-    """The config space of a workload key (cached); raises ValueError if the key is unusable."""
+def _space(workload: str, isa: str, cpu: str):
+    """The config space of a workload key on a CPU of the record's ISA key (cached: a record tuned
+    on another CPU is judged by that CPU's space); raises ValueError if the key is unusable."""
     name, args = parse_workload(workload)      # arguments checked before a space is built from them
     try:
-        return create_task(name, args).config_space
+        return create_task(name, args, for_isa(isa, cpu)).config_space
     except Exception as e:
         raise ValueError(f"the arguments of {name} do not fit the template ({type(e).__name__}: {e})") from None
 
@@ -202,7 +205,7 @@ def check_record(r: Record) -> str:
     if r.error_no == ErrorNo.NO_ERROR and not r.costs:
         return "a successful record without costs"
     try:
-        space = _space(r.workload)
+        space = _space(r.workload, r.isa, r.cpu)
     except ValueError as e:
         from .auto_scheduler.space import steps_problem
         from .auto_scheduler.workload import is_deferred

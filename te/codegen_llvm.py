@@ -25,7 +25,7 @@ from .expr import (BinOp, BinOpKind, Call, Cast, Cmp, CmpKind, Const, Expr, Logi
                    MathFunc, Not, Select, Var, is_float, is_unsigned, free_vars)
 from .schedule import ForKind
 from .simplify import bound
-from . import tensorize
+from . import codegen_storage as storage, tensorize
 from .vector_split import split_wide_vectors
 from .codegen_values import ValueNumbering, vn_key
 from .codegen_rows import RowAccess
@@ -442,7 +442,7 @@ class CodeGenLLVM(RowAccess, VectorAccess, ValueNumbering, ParallelRegions, Pref
             zero = self._zero(v.type)
             return b.fcmp_unordered("!=", v, zero) if is_float(src) else b.icmp_unsigned("!=", v, zero)
         if is_float(src) and is_float(dst):
-            return b.fpext(v, to) if _bits(dst) > _bits(src) else b.fptrunc(v, to)
+            return self._float_cast(v, src, dst, to)
         if is_float(src):
             return b.fptoui(v, to) if is_unsigned(dst) else b.fptosi(v, to)
         if is_float(dst):
@@ -453,6 +453,23 @@ class CodeGenLLVM(RowAccess, VectorAccess, ValueNumbering, ParallelRegions, Pref
         if db < sb:
             return b.trunc(v, to)
         return b.zext(v, to) if is_unsigned(src) else b.sext(v, to)
+
+    def _float_cast(self, v: ir.Value, src: str, dst: str, to: ir.Type) -> ir.Value:
+        """A float -> float cast; the storage floats' conversions the target has no instruction
+        for are spelled out (te/codegen_storage.py), not left to compiler-rt calls."""
+        b, fs = self.builder, self.target.feature_set
+        if src == "float16" and "f16c" not in fs:
+            v, src = storage.half_to_float(b, v), "float32"
+            if dst == "float32":
+                return v
+        if dst in ("bfloat16", "float16") and src != "float32" and (
+                dst == "bfloat16" and "avx512bf16" not in fs or dst == "float16" and "f16c" not in fs):
+            v, src = self._float_cast(v, src, "float32", self._ty("float32", v)), "float32"
+        if src == "float32" and dst == "bfloat16" and "avx512bf16" not in fs:
+            return storage.float_to_bfloat(b, v, to)
+        if src == "float32" and dst == "float16" and "f16c" not in fs:
+            return storage.float_to_half(b, v, to)
+        return b.fpext(v, to) if _bits(dst) > _bits(src) else b.fptrunc(v, to)
 
     def expr_Call(self, e: Call) -> ir.Value:
         args = [self.expr(a) for a in e.args]

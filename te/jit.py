@@ -13,8 +13,8 @@ import ctypes
 
 from . import llvm_init
 from .codegen_llvm import NUM_THREADS_GLOBAL
-from .runtime import num_threads, request_amx
-from .target import Target
+from .runtime import CPULacksFeatures, lacking, lacks_message, num_threads, request_amx
+from .target import Target, required_features
 
 
 class JitModule:
@@ -24,7 +24,10 @@ class JitModule:
         """code: an llvmlite ModuleRef (parsed, optimised) or the bytes of an object file."""
         if uses_openmp:
             llvm_init.load_openmp()      # the engine resolves GOMP_* symbols as it links
-        if "amx-tile" in target.feature_set:
+        # code for a CPU this one is not is built (to export, to read its assembly) but never
+        # called: a function of it raises CPULacksFeatures instead of dying of SIGILL
+        self.target, self.lacking = target, lacking(required_features(target))
+        if "amx-tile" in target.feature_set and not self.lacking:
             request_amx(f"code for {target.isa}")   # before any tile instruction runs
         llvm = llvm_init.llvm()
         # the engine owns the TargetMachine it is given, so each engine gets a new one
@@ -47,4 +50,16 @@ class JitModule:
     def function(self, symbol: str, n_args: int = 0, restype=ctypes.c_int32, argtypes=None):
         """A ctypes function of this module: n_args pointers returning int32, unless argtypes/restype say."""
         args = argtypes if argtypes is not None else [ctypes.c_void_p] * n_args
+        if self.lacking:
+            return _Refused(lacks_message(symbol, self.target, self.lacking))
         return ctypes.CFUNCTYPE(restype, *args)(self.address(symbol))
+
+
+class _Refused:
+    """Stands for a function this CPU cannot run: calling it raises CPULacksFeatures."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+    def __call__(self, *args):
+        raise CPULacksFeatures(self.message)

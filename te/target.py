@@ -255,6 +255,16 @@ def host() -> Target:
     return Target(llvm.get_host_cpu_name(), feats, num_threads(), host_caches())
 
 
+def for_isa(isa: str, cpu: str = "") -> Target:
+    """A CPU of the ISA key `isa` (Target.isa): this machine where the key is its own, else `cpu`
+    (x86-64 if not given) with the features the key names, this process's threads and
+    te.caches.CONSERVATIVE's caches: where a record tuned on another CPU is judged."""
+    here = host()
+    if isa == here.isa:
+        return here
+    return Target(cpu or "x86-64", ",".join("+" + f for f in isa.split("+")[1:]), here.threads)
+
+
 def parse(target: "str | Target | None") -> Target:
     """A Target from None (host), a Target, or a string like 'llvm -mcpu=haswell -mattr=+avx2'
     (with the threads of this process, as the host's).  Cache sizes may follow (-l1d=32K -l2=1M

@@ -4,7 +4,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from te.runtime import CPULacksFeatures
+
 from .tiny_models import tiny_model
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """A test that builds code for a CPU feature this machine lacks (AVX-512 or AMX on an AVX2
+    CPU) checks what it builds, and its run is skipped where the code would die of SIGILL: the
+    JIT refuses to call it (te.jit, CPULacksFeatures); the first machine with the feature runs it."""
+    try:
+        return (yield)
+    except CPULacksFeatures as e:
+        pytest.skip(f"this CPU cannot run the code: {e}")
+
 
 # Tolerances used by the te tests: fp32 elementwise results are within a couple of ulps
 # (rtol 1e-5); fp32 reductions of a few dozen terms may be reassociated by split/reorder and

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+AVX2_ISA = "x86_64+sse4.2+avx+avx2+fma+f16c"
+AVX512_ISA = "x86_64+sse4.2+avx+avx2+fma+f16c+avx512f+avx512bw+avx512dq+avx512vl+avx512cd"
+
+
+def other_isa() -> str:
+    """An ISA key that is not this CPU's: AVX-512's on an AVX2 CPU, else AVX2's."""
+    from te.target import host
+    return AVX512_ISA if host().isa == AVX2_ISA else AVX2_ISA
+
 
 def tiny_model(path) -> str:
     """A two-convolution ONNX model (Conv+bias -> Relu -> 1x1 Conv) on a 1x8x16x16 input."""
@@ -29,11 +38,11 @@ def fake_records(model_path: str, isa: str | None = None) -> list:
     import autotune
     import frontends
     from frontends.tasks import extract_tasks
-    from te.target import host
-    h = host()
-    isa = isa or h.isa
+    from te.target import for_isa, host
+    isa = isa or host().isa
+    h = for_isa(isa)                        # the configs of that ISA's spaces
     out = []
-    for k, mt in enumerate(extract_tasks(frontends.from_onnx(model_path), algorithms="preferred")):
+    for k, mt in enumerate(extract_tasks(frontends.from_onnx(model_path), h, algorithms="preferred")):
         space = mt.task.config_space
         d = space.default_index()
         other = (d + 1) % len(space)

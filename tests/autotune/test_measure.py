@@ -136,7 +136,8 @@ def test_flops_of_an_int8_matmul_count_its_integer_multiply_adds():
     from te.ops import registry
     from te.ops.registry import MatmulWorkload
     impl = registry.IMPLEMENTATIONS["matmul.int8_vnni"]
-    task = autotune.create_task(impl.template, impl.args(MatmulWorkload(32, 64, 64, "uint8")))
+    task = autotune.create_task(impl.template, impl.args(MatmulWorkload(32, 64, 64, "uint8")),
+                                "llvm -mcpu=cascadelake")       # a CPU with AVX-512 VNNI
     # the u8 x s8 products and their sums, and a few operations an output (the zero-point terms)
     assert 2 * 32 * 64 * 64 <= task.flops <= 1.15 * 2 * 32 * 64 * 64
 

@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
+from ..frontends.onnx_helpers import ort_int8_exact, ort_qdq_run, seven_bit_weights   # noqa: E402
 from ..quant_models import conv_bn_gemm, ort_run        # noqa: E402
 from .cli_helpers import Result, one_line_error         # noqa: E402
 
@@ -41,7 +42,7 @@ def test_quantize_writes_a_qdq_model_and_reports(calibrated, fp32_onnx):
     assert "accuracy against fp32 on 5 calibration input(s)" in r.out and "top-1" in r.out
     q = onnx.load(str(folder / "net.int8.onnx"))
     assert "QuantizeLinear" in [n.op_type for n in q.graph.node]
-    got, ref = ort_run(q, {"x": x[0]})[0], ort_run(fp32_onnx, {"x": x[0]})[0]
+    got, ref = ort_qdq_run(q, {"x": x[0]})[0], ort_run(fp32_onnx, {"x": x[0]})[0]
     assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 0.1
     assert sorted(p.name for p in folder.iterdir()) == ["cal.npz", "net.int8.onnx"]
 
@@ -103,10 +104,14 @@ def test_quantize_auto(cli, fp32_onnx, tmp_path):
         assert "speedup" in r.out and "--auto:" in r.out and "budget 1.0%" in r.out
 
 
-def test_bench_of_a_quantised_model_uses_int8_ceilings(cli, calibrated):
+def test_bench_of_a_quantised_model_uses_int8_ceilings(cli, calibrated, tmp_path):
     from te.peak_int8 import available
     r, folder, _ = calibrated
-    b = cli("bench", folder / "net.int8.onnx", "--repeat", "2", cwd=folder)
+    model = folder / "net.int8.onnx"
+    if not ort_int8_exact():            # ONNX Runtime's int8 sums saturate on 8-bit weights here
+        model = tmp_path / "net.int8.onnx"
+        onnx.save(seven_bit_weights(onnx.load(folder / "net.int8.onnx")), model)
+    b = cli("bench", model, "--repeat", "2", cwd=model.parent)
     assert b.code == 0, b.err
     assert "outputs agree with ONNX Runtime as int8 engines do" in b.out
     if available("vnni"):

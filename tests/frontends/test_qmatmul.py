@@ -12,6 +12,8 @@ from frontends.lower_qnn import QMATMUL
 from frontends.passes import run_passes
 from frontends.profile import onnxruntime_session
 
+from .onnx_helpers import int8_weight_range
+
 ET = {"uint8": TensorProto.UINT8, "int8": TensorProto.INT8}
 
 
@@ -63,7 +65,7 @@ def test_qdq_matmul_of_two_activations_is_int8_and_within_one_step_of_onnxruntim
         assert np.mean(got != want) < 0.05
 
 
-@pytest.mark.parametrize("target", [None, "llvm -mcpu=haswell", "llvm -mcpu=x86-64"])   # VNNI, vpmaddwd, float
+@pytest.mark.parametrize("target", [None, "llvm -mcpu=haswell", "llvm -mcpu=x86-64"])   # the host's, vpmaddwd, float
 def test_qlinearmatmul_of_two_activations_matches_onnxruntime(target):
     rng = np.random.default_rng(3)
     n = helper.make_node
@@ -75,7 +77,8 @@ def test_qlinearmatmul_of_two_activations_matches_onnxruntime(target):
                            helper.make_tensor_value_info("b", TensorProto.INT8, [2, 24, 9])],
                           [helper.make_tensor_value_info("y", TensorProto.UINT8, [2, 11, 9])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    feed = {"a": _codes(rng, "uint8", (2, 11, 24)), "b": _codes(rng, "int8", (2, 24, 9))}
+    feed = {"a": _codes(rng, "uint8", (2, 11, 24)),
+            "b": rng.integers(*int8_weight_range(), (2, 24, 9)).astype(np.int8)}    # ONNX Runtime's s8 operand
     want = onnxruntime_session(m).run(None, feed)[0]
     got = frontends.build(frontends.from_onnx(m), target=target).run(**feed)[0]
     assert got.dtype == np.uint8 and np.abs(got.astype(int) - want).max() <= 1
@@ -86,7 +89,8 @@ def test_qlinearmatmul_of_two_activations_matches_onnxruntime(target):
 def test_matmulinteger_of_two_activations_is_exact_int32(db):
     rng = np.random.default_rng(5)
     n = helper.make_node
-    inits = [numpy_helper.from_array(np.array(17, np.uint8), "za"), numpy_helper.from_array(_codes(rng, db, ()), "zb")]
+    zb = _codes(rng, db, ())
+    inits = [numpy_helper.from_array(np.array(17, np.uint8), "za"), numpy_helper.from_array(zb, "zb")]
     g = helper.make_graph([n("MatMulInteger", ["a", "b", "za", "zb"], ["y"])], "mmi",
                           [helper.make_tensor_value_info("a", TensorProto.UINT8, [3, 40, 300]),
                            helper.make_tensor_value_info("b", ET[db], [3, 300, 9])],
@@ -95,9 +99,9 @@ def test_matmulinteger_of_two_activations_is_exact_int32(db):
     assert [x.op for x in run_passes(frontends.from_onnx(m)).nodes if x.op in ("MatMul", QMATMUL)] == [QMATMUL]
     feed = {"a": _codes(rng, "uint8", (3, 40, 300)), "b": _codes(rng, db, (3, 300, 9))}
     feed["a"][:], feed["b"][:] = 255, feed["b"].min()    # sums past 2^24: exact only in int32
-    want = onnxruntime_session(m).run(None, feed)[0]
     got = frontends.build(frontends.from_onnx(m)).run(**feed)[0]
-    np.testing.assert_array_equal(got, want)
+    # against the int64 product: ONNX Runtime's u8 x s8 sums saturate in int16 pairs without VNNI
+    np.testing.assert_array_equal(got, (feed["a"].astype(np.int64) - 17) @ (feed["b"].astype(np.int64) - zb))
 
 
 def test_attention_quantised_by_quantize_static_runs_its_score_matmuls_in_int8(tmp_path):

@@ -14,6 +14,7 @@ from frontends.quantize import calibrate, prepare, quantised_nodes, quantize, ra
 from frontends.onnx import from_onnx                                    # noqa: E402
 
 from ..quant_models import conv_bn_gemm, near_tie, ort_run, two_same_convs, with_outputs   # noqa: E402
+from .onnx_helpers import ort_qdq_run                                   # noqa: E402
 
 
 def first_conv_slow(layer) -> tuple[float, float]:
@@ -36,7 +37,7 @@ def test_layers_alone_fp32_and_qdq():
     for lay, name, x in zip(layers, names, values):
         assert [n.op_type for n in lay.fp32.graph.node] == [lay.op]
         assert quantised_nodes(lay.int8) == [lay.node]
-        ref, got = ort_run(lay.fp32, {name: x})[0], ort_run(lay.int8, {name: x})[0]
+        ref, got = ort_run(lay.fp32, {name: x})[0], ort_qdq_run(lay.int8, {name: x})[0]
         assert ref.shape == got.shape and np.abs(got - ref).max() < 0.05 * np.abs(ref).max(), lay.node
 
 

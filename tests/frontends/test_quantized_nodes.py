@@ -11,7 +11,7 @@ from frontends import ModelError
 from frontends.passes import run_passes
 from frontends.profile import onnxruntime_session
 
-from .onnx_helpers import tiny, vi
+from .onnx_helpers import int8_weight_range, tiny, vi
 
 U8, I8, I32 = T.UINT8, T.INT8, T.INT32
 rng = np.random.default_rng(7)
@@ -43,7 +43,7 @@ def test_qlinearconv(x_type, w_type, per_channel, group):
     # padding with a nonzero activation zero point: the compensation per output position
     x_np, w_np = {U8: np.uint8, I8: np.int8}[x_type], {U8: np.uint8, I8: np.int8}[w_type]
     K, C = 6, 4
-    w = rng.integers(0, 256, (K, C // group, 3, 3)) if w_type == U8 else rng.integers(-100, 100, (K, C // group, 3, 3))
+    w = rng.integers(*((0, 256) if w_type == U8 else int8_weight_range(-100, 100)), (K, C // group, 3, 3))
     ws = (rng.uniform(0.01, 0.03, K) if per_channel else np.array(0.02)).astype(np.float32)
     wz = np.full(ws.shape, 128 if w_type == U8 else 0, w_np)
     inits = consts(xs=np.float32(0.05), xz=x_np(7), w=w.astype(w_np), ws=ws, wz=wz, ys=np.float32(0.3),
@@ -59,7 +59,8 @@ def test_qlinearconv(x_type, w_type, per_channel, group):
 
 
 def test_qlinearmatmul_per_column_and_batched_a():
-    inits = consts(as_=np.float32(0.04), az=np.uint8(120), b=rng.integers(-128, 128, (16, 8)).astype(np.int8),
+    b = rng.integers(*int8_weight_range(), (16, 8)).astype(np.int8)
+    inits = consts(as_=np.float32(0.04), az=np.uint8(120), b=b,
                    bs=rng.uniform(0.01, 0.02, 8).astype(np.float32), bz=np.zeros(8, np.int8),
                    ys=np.float32(0.2), yz=np.uint8(5))
     node = helper.make_node("QLinearMatMul", ["a", "as_", "az", "b", "bs", "bz", "ys", "yz"], ["y"])
@@ -87,8 +88,9 @@ def test_matmulinteger_and_convinteger_are_exact(folds):
     assert int8_anchors(m) == (2 if folds else 1)
     feed = {"a": r.integers(0, 256, (2, 4, 16)).astype(np.uint8), "x": r.integers(0, 256, (1, 3, 6, 6)).astype(np.uint8)}
     got, want = run_both(m, feed)
-    for a, b in zip(got, want):
-        np.testing.assert_array_equal(a, b)
+    # u8 x s8 against the int64 product: ONNX Runtime's sums saturate in int16 pairs without VNNI
+    np.testing.assert_array_equal(got[0], (feed["a"].astype(np.int64) - 3) @ (b.astype(np.int64) - bz))
+    np.testing.assert_array_equal(got[1], want[1])
 
 
 def test_dynamic_quantize_linear():
@@ -171,7 +173,8 @@ def test_an_axis_outside_the_input_is_refused():
 
 def test_a_per_channel_qlinearconv_before_opset_13_runs_in_float():
     # DequantizeLinear has no axis before opset 13: the per-channel weight scale is float math
-    inits = consts(xs=np.float32(0.1), xz=np.uint8(128), w=rng.integers(-128, 128, (4, 2, 3, 3)).astype(np.int8),
+    w = rng.integers(*int8_weight_range(), (4, 2, 3, 3)).astype(np.int8)
+    inits = consts(xs=np.float32(0.1), xz=np.uint8(128), w=w,
                    ws=rng.uniform(0.01, 0.05, 4).astype(np.float32), wz=np.zeros(4, np.int8), ys=np.float32(0.2),
                    yz=np.uint8(128))
     node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"], pads=[1, 1, 1, 1])
@@ -188,7 +191,8 @@ def test_qdq_conv_with_int8_activations_and_per_channel_weights(opset):
     # an int32 bias of scale sx * sw, a Relu folded into the output's range, then a float output
     K = 5
     ws = rng.uniform(0.01, 0.03, K).astype(np.float32)
-    inits = consts(xs=np.float32(0.04), xz=np.int8(-3), w=rng.integers(-127, 128, (K, 3, 3, 3)).astype(np.int8),
+    w = rng.integers(*int8_weight_range(-127), (K, 3, 3, 3)).astype(np.int8)
+    inits = consts(xs=np.float32(0.04), xz=np.int8(-3), w=w,
                    ws=ws, wz=np.zeros(K, np.int8), b=rng.integers(-300, 300, K).astype(np.int32),
                    bs=(np.float32(0.04) * ws).astype(np.float32), ys=np.float32(0.1), yz=np.int8(-128))
     n = helper.make_node
@@ -208,7 +212,8 @@ def test_qdq_conv_on_a_one_pixel_map(C, K, R):
     # conv at the constant pixel 0 (numpy broadcasting of size-1 dimensions), which bounded the
     # int8 accumulator to one column, and the AMX / VNNI tile store refused to build
     ws = rng.uniform(0.001, 0.003, K).astype(np.float32)
-    inits = consts(xs=np.float32(0.02), xz=np.uint8(128), w=rng.integers(-127, 128, (K, C, R, R)).astype(np.int8),
+    w = rng.integers(*int8_weight_range(-127), (K, C, R, R)).astype(np.int8)
+    inits = consts(xs=np.float32(0.02), xz=np.uint8(128), w=w,
                    ws=ws, wz=np.zeros(K, np.int8), b=rng.integers(-300, 300, K).astype(np.int32),
                    bs=(np.float32(0.02) * ws).astype(np.float32), ys=np.float32(0.05), yz=np.uint8(128))
     n = helper.make_node

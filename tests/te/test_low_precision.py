@@ -88,6 +88,42 @@ def test_conversions_use_the_cpu_instructions():
         assert instr in te.build(s, [A, B, C]).get_source("asm"), (dtype, instr)
 
 
+@pytest.mark.parametrize("target", [None, "llvm -mcpu=x86-64"])
+@pytest.mark.parametrize("lanes", [1, 8])
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast", "ignore:invalid value encountered in cast")
+def test_conversions_without_the_instructions_round_as_numpy(target, lanes):
+    """A target without F16C / AVX512-BF16 (x86-64 has neither) converts in integer arithmetic,
+    not by compiler-rt calls the process may lack (a call to one was a segfault), bit for bit as
+    numpy and ml_dtypes: every float16, and float32s around every rounding edge."""
+    halves = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    rng = np.random.default_rng(5)
+    steps = np.arange(1 << 16, dtype=np.uint32)
+    near = lambda edges: rng.choice(np.array(edges, np.uint32), 1 << 16)    # noqa: E731
+    bits = np.concatenate([rng.integers(0, 1 << 32, 1 << 16, dtype=np.uint32),
+                           (steps << 16) + near([0, 0x7FFF, 0x8000, 0x8001]),          # bfloat16 ties
+                           (steps << 13) + 0x38000000 + near([0, 0xFFF, 0x1000, 0x1001])])  # float16 ties
+    floats = np.concatenate([bits.view(np.float32), SPECIAL])
+    n = 1 << 16
+    floats = np.resize(floats, (floats.size + n - 1) // n * n)
+    for src, dst, x in [("float16", "float32", halves), ("float32", "float16", floats),
+                        ("float32", "bfloat16", floats), ("float16", "bfloat16", halves),
+                        ("bfloat16", "float16", floats.astype("bfloat16"))]:
+        A = te.placeholder((x.size,), src, name="A")
+        B = te.compute((x.size,), lambda i: A[i].astype(dst), name="B")
+        s = te.create_schedule(B.op)
+        if lanes > 1:
+            _, ji = s[B].split(B.op.axis[0], factor=lanes)
+            s[B].vectorize(ji)
+        f = te.build(s, [A, B], target=target)
+        assert "call" not in f.get_source("asm"), (src, dst, "a compiler-rt call")
+        out = np.zeros(x.size, dst)
+        f(x, out)
+        want = x.astype(np.float32).astype(dst)
+        quiet = np.isnan(want.astype(np.float32))         # NaN payloads: F16C keeps them, numpy too
+        assert _same(out[~quiet], want[~quiet]), (src, dst)
+        assert np.isnan(out[quiet].astype(np.float32)).all(), (src, dst)
+
+
 @pytest.mark.parametrize("dtype", LOW)
 def test_exported_library_takes_16_bit_arrays(dtype, tmp_path, rand):
     A = te.placeholder((32,), dtype, name="A")

@@ -76,22 +76,31 @@ def test_the_reduction_unroll_is_2_in_place_and_4_packed():
         assert y.op.attrs["tile_k"] == (want if want == 2 else None)
 
 
-@pytest.mark.parametrize("xs, ws, stride, bn, rows", [((1, 24, 16, 16), (40, 24, 1, 1), 1, 32, 6),
-                                                       ((1, 16, 24, 24), (19, 16, 1, 1), 1, 16, 14),
-                                                       ((1, 16, 17, 17), (24, 16, 1, 1), 2, 32, 7)])
-def test_panels_packed_per_column_block_with_epilogue(xs, ws, stride, bn, rows, rand):
+@pytest.mark.parametrize("target, xs, ws, stride, vectors, rows", [
+    # tiles sized for AVX-512's 32 registers: 6, 14 and 7 rows of 2, 1 and 2 vectors
+    ("llvm -mcpu=skylake-avx512", (1, 24, 16, 16), (40, 24, 1, 1), 1, 2, 6),
+    ("llvm -mcpu=skylake-avx512", (1, 16, 24, 24), (19, 16, 1, 1), 1, 1, 14),
+    ("llvm -mcpu=skylake-avx512", (1, 16, 17, 17), (24, 16, 1, 1), 2, 2, 7),
+    # the host's: at most 12 accumulators, which fit AVX2's 16 registers as well
+    (None, (1, 24, 16, 16), (40, 24, 1, 1), 1, 2, 6),
+    (None, (1, 16, 24, 24), (19, 16, 1, 1), 1, 1, 12),
+    (None, (1, 16, 17, 17), (24, 16, 1, 1), 2, 1, 7),
+])
+def test_panels_packed_per_column_block_with_epilogue(target, xs, ws, stride, vectors, rows, rand):
     """tile_order "panels": each column block packs its own panel inside the parallel loop; with padded
-    pixels, padded row tiles (6, 7, 14 rows: tiles sized for 32 registers) and a fused residual
+    pixels, padded row tiles (rows that do not divide the output channels) and a fused residual
     add + ReLU it matches numpy."""
     from te import ops
     from te.ops import registry
     from te.schedule import AttachType
+    from te.target import parse
+    target = parse(target)
     args = (xs, ws, (stride, stride), (0, 0, 0, 0), (1, 1), 1, "float32")
-    task = autotune.create_task("conv2d_1x1_gemm", args)
+    task = autotune.create_task("conv2d_1x1_gemm", args, target)
     sp = task.config_space
-    cfg = sp.default_with({"tile_order": "panels", "bn": bn, "tile_y": [-1, rows],
+    cfg = sp.default_with({"tile_order": "panels", "bn": vectors * target.lanes(), "tile_y": [-1, rows],
                           **({"pack_input": True} if stride == 1 else {})})
-    assert sp.valid(cfg.index)
+    assert sp.valid(cfg.index) and ws[0] % rows != 0
     wl = task.implementation.workload(task.args)
     choice = registry.Choice(task.implementation, wl, task.target, cfg)
     x, w = te.placeholder(xs, name="x"), te.placeholder(ws, name="w")
@@ -99,12 +108,13 @@ def test_panels_packed_per_column_block_with_epilogue(xs, ws, stride, bn, rows, 
     y = choice.compute([x, w, b], name="conv")
     r = te.placeholder(y.shape, name="r")
     z = ops.relu(ops.add(y, r))
-    s = ops.schedule([z], anchor_schedule=choice.schedule)
+    s = ops.schedule([z], target, anchor_schedule=choice.schedule)
     packed = next(st for st in s.stages if st.op.name == "conv.packed")
     assert packed.attach_type is AttachType.SCOPE         # inside the loop over column blocks
+    f = te.build(s, [x, w, b, r, z], target=target)
     a, wv, bv, rv = rand(xs), rand(ws), rand((ws[0],)), rand(y.shape)
     out = np.zeros(z.shape, np.float32)
-    te.build(s, [x, w, b, r, z])(a, wv, bv, rv, out)
+    f(a, wv, bv, rv, out)
     want = np.maximum(conv_ref(a, wv, (stride, stride)) + bv[None, :, None, None] + rv, 0)
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
 

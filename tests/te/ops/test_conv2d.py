@@ -573,7 +573,7 @@ def test_padding_stage_shares_rows_not_planes_between_threads(rand):
     f = te.lower(s, [x, w, y])
     pad = next(st for st in s.stages if getattr(st.op, "tag", "") == "conv2d.pad")
     loops = [n for n in walk_stmt(f.body) if isinstance(n, For) and n.kind is ForKind.PARALLEL]
-    assert int(loops[0].extent.value) == 3 * pad.op.output(0).shape[2]
+    assert 3 * pad.op.output(0).shape[2] in [int(n.extent.value) for n in loops]   # (AVX2 packs weights first)
     a, wa = rand(x.shape), rand(w.shape)
     out = np.zeros(y.shape, np.float32)
     te.build(s, [x, w, y])(a, wa, out)

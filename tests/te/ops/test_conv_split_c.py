@@ -15,7 +15,7 @@ from te.ops import registry
 from te.ops.conv_geometry import geometry
 from te.ops.direct_defaults import split_c_pays
 from te.ops.registry import ConvWorkload
-from te.target import host
+from te.target import host, parse
 
 from .conv_reference import conv_ref
 
@@ -85,11 +85,17 @@ def test_split_c_needs_threads_and_channels(rng):
 
 
 def test_untuned_split_where_it_pays():
-    """ResNet-50's 1024 -> 256 and 1024 -> 512 at 14x14 and 2048 -> 512 at 7x7 split on two
-    threads, not on one; 256 -> 1024 (the output four times the input), 256 -> 64 at 56x56 and
-    SqueezeNet's 512 -> 64 at 13x13 (inputs larger than their weights) do not."""
-    def pays(C, H, K, threads):
-        return split_c_pays(geometry((1, C, H, H), (K, C, 1, 1), (1, 1), 0), two_threads(threads))
+    """With Emerald Rapids' 2 MiB L2, where the rule was measured: ResNet-50's 1024 -> 256 and
+    1024 -> 512 at 14x14 and 2048 -> 512 at 7x7 split on two threads, not on one; 256 -> 1024 (the
+    output four times the input), 256 -> 64 at 56x56 and SqueezeNet's 512 -> 64 at 13x13 (inputs
+    larger than their weights) do not; Inception's 528 -> 256 at 13x13 does only where its share
+    fills more than half the L2 (Zen 4's 1 MiB: crowds_l2)."""
+    emerald = parse("llvm -mcpu=sapphirerapids -l1d=48K -l2=2M -l3=150M")
+    zen4 = parse("llvm -mcpu=znver4 -l1d=32K -l2=1M -l3=32M")
+
+    def pays(C, H, K, threads, target=emerald):
+        g = geometry((1, C, H, H), (K, C, 1, 1), (1, 1), 0)
+        return split_c_pays(g, dataclasses.replace(target, threads=threads))
     assert pays(1024, 14, 256, 2) and pays(2048, 7, 512, 2) and pays(1024, 14, 256, 4)
     assert pays(1024, 14, 512, 2) and not pays(1024, 14, 512, 1)   # at even bytes, its input crowding the L2
     assert not pays(1024, 14, 256, 1)
@@ -97,6 +103,7 @@ def test_untuned_split_where_it_pays():
     assert not pays(256, 56, 64, 2) and not pays(512, 13, 64, 2)
     assert not pays(1024, 14, 256, 32)         # 32 channels a part: the partial maps would dominate
     assert not pays(528, 13, 256, 2)           # partial maps about as costly as the remote input
+    assert pays(528, 13, 256, 2, zen4)         # ... and its share (0.6 MB) crowding a 1 MiB L2
     assert not pays(992, 7, 128, 2)            # DenseNet's: too short a kernel
 
 

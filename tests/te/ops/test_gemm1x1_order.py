@@ -19,7 +19,7 @@ from te.target import host, parse
 from .conv_reference import conv_ref
 
 
-def _on(spec: str, threads: int):
+def _on(spec: str | None, threads: int):
     return dataclasses.replace(parse(spec), threads=threads)
 
 
@@ -85,28 +85,32 @@ def test_streamed_order_matches_numpy(conv, rand):
     np.testing.assert_allclose(out, np.maximum(ref, 0), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("spec", ["llvm -mcpu=skylake-avx512", None])
 @pytest.mark.parametrize("order", ["rows_outer", "cols_outer"])
-def test_the_epilogue_prefetches_the_next_tiles_residual(order, rand):
+def test_the_epilogue_prefetches_the_next_tiles_residual(order, spec, rand):
     """Each row of a register tile's epilogue prefetches the same row of the next tile's residual:
-    bn pixels on (rows_outer) or bm channel planes on (cols_outer); the answers stay numpy's."""
+    bn pixels on (rows_outer) or bm channel planes on (cols_outer), a row's whole lines (a 6 x 2
+    vector tile: 128 bytes a row with AVX-512, 64 with AVX2); the answers stay numpy's."""
     import autotune
     C, H, K = 64, 16, 96
-    target = dataclasses.replace(host(), threads=1)
+    target = _on(spec, 1)
+    bn, bm = 2 * target.lanes(), 6
     wl = ConvWorkload((1, C, H, H), (K, C, 1, 1), (1, 1), (0, 0, 0, 0))
-    cfg = autotune.create_task(GEMM.template, GEMM.args(wl), target).config_space.default_with(
-        {"tile_order": order, "pack_input": False, "bn": 32, "tile_y": [-1, 6]})
+    sp = autotune.create_task(GEMM.template, GEMM.args(wl), target).config_space
+    cfg = sp.default_with({"tile_order": order, "pack_input": False, "bn": bn, "tile_y": [-1, bm]})
+    assert sp.valid(cfg.index)
     x, w = GEMM.placeholders(wl, cfg, target, False)
     b = te.placeholder((K,), name="b")
     y = GEMM.compute([x, w, b], wl, cfg, target)
     r = te.placeholder(y.shape, name="r")
     z = ops.relu(ops.add(y, r))
     s = ops.schedule([z], target, anchor_schedule=lambda s, out, final: GEMM.schedule(s, out, final, cfg, target))
-    plane = 4 * H * H
+    plane, row = 4 * H * H, 4 * bn
     func = te.lower(s, [x, w, b, r, z])
-    ahead = 4 * 32 if order == "rows_outer" else 6 * plane
-    assert f"'prefetch_ahead', ('r', {ahead}, 128, 3, {plane})" in repr(func)
+    ahead = row if order == "rows_outer" else bm * plane
+    assert f"'prefetch_ahead', ('r', {ahead}, {row}, 3, {plane})" in repr(func)
     f = te.build(func, target=target)
-    assert f.get_source("llvm").count("call void @llvm.prefetch") == 6 * 2   # 128 bytes a row, the 6 rows unrolled
+    assert f.get_source("llvm").count("call void @llvm.prefetch") == bm * row // 64   # a call a line, the rows unrolled
     a, wa, ba, ra = rand((1, C, H, H)), rand((K, C, 1, 1)), rand((K,)), rand(tuple(z.shape))
     out = np.zeros(z.shape, np.float32)
     f(a, wa, ba, ra, out)

@@ -10,11 +10,12 @@ from te import ops
 from te.ops import grouped_conv, registry
 from te.ops.conv_geometry import geometry
 from te.ops.registry import ConvWorkload
-from te.target import host
+from te.target import host, parse
 
 from .conv_reference import conv_ref
 
 IMPL = "conv2d.grouped_gemm1x1"
+AVX512 = "llvm -mcpu=skylake-avx512"
 
 
 def _workload(xs, ws, groups, stride=1):
@@ -26,38 +27,44 @@ def _run(task, cfg, x, w, bias=None, prepacked=False):
     out = np.zeros(tensors[-1].shape, np.float32)
     if prepacked:
         w = task.pack_weight(w, cfg)
-    te.build(s, tensors)(x, w, *([] if bias is None else [bias]), out)
+    te.build(s, tensors, target=task.target)(x, w, *([] if bias is None else [bias]), out)
     return out
 
 
-# (input, weight, groups, stride): ShuffleNet's channels per group (34 rows: no tile of 4 divides
-# them), pixels the tile does not divide (a packed, padded input), a strided conv, few input channels,
-# 784 pixels (a tile of 7 vectors, wider than one loop may be vectorized: unrolled vector by vector)
-@pytest.mark.parametrize("xs, ws, groups, stride", [((1, 136, 14, 14), (136, 34, 1, 1), 4, 1),
-                                                    ((1, 24, 16, 16), (112, 6, 1, 1), 4, 1),
-                                                    ((1, 32, 7, 7), (48, 16, 1, 1), 2, 1),
-                                                    ((1, 24, 12, 12), (30, 8, 1, 1), 3, 2),
-                                                    ((1, 8, 28, 28), (8, 4, 1, 1), 2, 1)])
-def test_every_tile_matches_numpy(xs, ws, groups, stride, rng):
+# (target, input, weight, groups, stride): ShuffleNet's channels per group (34 rows: no tile of 4
+# divides them), pixels the tile does not divide (a packed, padded input), a strided conv, few input
+# channels, 784 pixels (with AVX-512 a tile of 7 vectors of 16, wider than one loop may be
+# vectorized: unrolled vector by vector; AVX2's widest tile, 8 vectors of 8, is not)
+@pytest.mark.parametrize("target, xs, ws, groups, stride", [
+    (None, (1, 136, 14, 14), (136, 34, 1, 1), 4, 1),
+    (None, (1, 24, 16, 16), (112, 6, 1, 1), 4, 1),
+    (None, (1, 32, 7, 7), (48, 16, 1, 1), 2, 1),
+    (None, (1, 24, 12, 12), (30, 8, 1, 1), 3, 2),
+    (None, (1, 8, 28, 28), (8, 4, 1, 1), 2, 1),
+    (AVX512, (1, 8, 28, 28), (8, 4, 1, 1), 2, 1),
+])
+def test_every_tile_matches_numpy(target, xs, ws, groups, stride, rng):
+    target = parse(target)
     wl = _workload(xs, ws, groups, stride)
     impl = registry.IMPLEMENTATIONS[IMPL]
-    task = autotune.create_task(impl.template, impl.args(wl))
+    task = autotune.create_task(impl.template, impl.args(wl), target)
     assert task.implementation is impl
-    x = rng.standard_normal(xs).astype(np.float32)
-    w = rng.standard_normal(ws).astype(np.float32)
-    want = conv_ref(x, w, (stride, stride), groups=groups)
     sp = task.config_space
-    tiles = set()
+    tiles = {}
     for i in range(len(sp)):
         cfg = sp.get(i)
         tile = (cfg["tile_rows"].val, cfg["tile_cols"].val)
         if not sp.valid(i) or tile in tiles or cfg["unroll_k"].val != 2 and len(tiles) > 2:
             continue
-        tiles.add(tile)
-        np.testing.assert_allclose(_run(task, cfg, x, w), want, rtol=1e-4, atol=1e-4, err_msg=str(cfg))
+        tiles[tile] = cfg
     assert len(tiles) >= 3
     if xs[2] == 28:
-        assert any(bn > grouped_conv.MAX_LANES for _, bn in tiles)
+        assert any(bn > grouped_conv.MAX_LANES for _, bn in tiles) == (target.lanes() == 16)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    want = conv_ref(x, w, (stride, stride), groups=groups)
+    for cfg in tiles.values():
+        np.testing.assert_allclose(_run(task, cfg, x, w), want, rtol=1e-4, atol=1e-4, err_msg=str(cfg))
     d = sp.get(sp.default_index())
     np.testing.assert_allclose(_run(task, d, x, w, prepacked=True), want, rtol=1e-4, atol=1e-4)
 

@@ -1,6 +1,7 @@
 """The int8 batched matmul of two activations (te/ops/int8_batch_matmul.py): every sign combination
 of A and B, odd sizes and the float or quantised epilogue equal to numpy's integer product with
-the zero points, on vpdpbusd (this host) and vpmaddwd (AVX2); bad operands refused in one line."""
+the zero points, on this host's dot product and on AVX2's vpmaddwd; vpdpbusd chosen where the
+target has VNNI; bad operands refused in one line."""
 import numpy as np
 import pytest
 
@@ -12,7 +13,7 @@ from te.ops.knobs import ConfigSpace
 from te.schedule import ForKind
 from te.simplify import simplify
 from te.stmt import For, walk_stmt
-from te.target import Target, host
+from te.target import Target, host, parse
 
 HOST = host()
 
@@ -86,25 +87,31 @@ def test_a_tuned_tile_is_taken_and_still_exact(rng):
 def test_every_thread_split_and_pack_placement_is_exact(rng, split, pack):
     """The knobs a tuner turns: the parallel loop over tiles, row bands or whole batches, and the
     packs and zero-point sums first or inside each batch's task (odd sizes: rows, k and columns padded)."""
-    cfg = _config(17, 36, 32, tile_m=4, tile_n=16, split=split, pack=pack)
+    lanes = HOST.lanes("int32")            # a column tile of one vector
+    cfg = _config(17, 36, 32, tile_m=4, tile_n=lanes, split=split, pack=pack)
     out, ref = _run(HOST, (3, 17, 36, 29), "int8", "uint8", "uint8", rng, cfg=cfg)
     np.testing.assert_array_equal(out, ref)
     A, B = te.placeholder((3, 17, 29), "int8", name="A"), te.placeholder((3, 29, 36), "uint8", name="B")
     y = qlinear_batch_matmul(A, B, 0.1, 3, 0.1, 4, 0.2, 0, "uint8", cfg=cfg, target=HOST)
     f = te.lower(_schedule(y, cfg, HOST), [A, B, y])
     parallel = [s for s in walk_stmt(f.body) if isinstance(s, For) and s.kind is ForKind.PARALLEL]
-    tasks = {"tiles": 3 * 5 * 3, "rows": 3 * 5, "batch": 3}[split]      # 17 rows in 5 tiles, 36 columns in 3
+    # 17 rows in 5 tiles, 36 columns in tiles of a vector (3 of 16 lanes, 5 of 8)
+    tasks = {"tiles": 3 * 5 * -(-36 // lanes), "rows": 3 * 5, "batch": 3}[split]
     assert simplify(parallel[-1].extent).value == tasks, str(f)
     # the packs of A and B and the zero-point sums: parallel loops of their own, or inside the task
     assert len(parallel) == (1 if pack == "in_task" else 5), str(f)
 
 
-def test_the_dot_product_is_tensorized():
+@pytest.mark.parametrize("target,intrin", [("llvm -mcpu=cascadelake", "vpdpbusd"),
+                                           ("llvm -mcpu=haswell", "pmaddwd.256")])
+def test_the_dot_product_is_tensorized(target, intrin):
+    """VNNI's vpdpbusd on AVX-512 (16 lanes), vpmaddwd on AVX2 (8 lanes)."""
+    target = parse(target)
     A, B = te.placeholder((2, 8, 16), "uint8", name="A"), te.placeholder((2, 16, 32), "int8", name="B")
-    y = qlinear_batch_matmul(A, B, 0.1, 3, 0.1, 4, 0.2, 0, "uint8", target=HOST)
-    f = te.lower(ops.schedule([y], target=HOST), [A, B, y])
+    y = qlinear_batch_matmul(A, B, 0.1, 3, 0.1, 4, 0.2, 0, "uint8", target=target)
+    f = te.lower(ops.schedule([y], target=target), [A, B, y])
     marked = [tensorize.intrin_of(s) for s in walk_stmt(f.body) if isinstance(s, For)]
-    assert "vpdpbusd" in marked, str(f)
+    assert intrin in marked, str(f)
 
 
 def test_bad_operands_say_what_to_do():

@@ -11,9 +11,17 @@ from te import ops, tensorize
 from te.ops import registry
 from te.stmt import For, walk_stmt
 from te.schedule import ForKind
-from te.target import Target, host
+from te.target import Target, host, parse
 
 HOST = host()
+# a CPU each int8 instruction family runs on: AMX and VNNI pinned (their code is built on every
+# CPU and run where the CPU has them), vpmaddwd this host's
+ISA_TARGETS = {"amx": "llvm -mcpu=sapphirerapids", "vnni": "llvm -mcpu=cascadelake", "pmaddwd": None}
+
+
+def target_for(name: str) -> Target:
+    """A target the int8 implementation or template `name` (..._amx, ..._vnni, ..._pmaddwd) applies to."""
+    return parse(ISA_TARGETS[name.rsplit("_", 1)[-1]])
 
 
 def impls(op: str, target: Target):
@@ -89,9 +97,9 @@ def test_priorities_amx_then_vnni_then_vpmaddwd():
 def test_amx_pads_rows_and_columns_to_whole_tiles(rng, M, N):
     wl = registry.MatmulWorkload(M, N, 128, "uint8", True)
     impl = registry.IMPLEMENTATIONS["dense.int8_amx"]
-    if impl.match(wl, HOST) is None:
-        pytest.skip("no AMX here")
-    c, ref = run(impl, wl, HOST, rng, prepacked=True)
+    target = target_for(impl.name)
+    assert impl.match(wl, target) is not None
+    c, ref = run(impl, wl, target, rng, prepacked=True)
     np.testing.assert_array_equal(c, ref)
 
 
@@ -103,32 +111,32 @@ def test_int8_implementations_do_not_take_float_workloads():
 @pytest.mark.parametrize("name", ["dense.int8_amx", "dense.int8_vnni", "dense.int8_pmaddwd"])
 def test_a_float_requantising_epilogue_fuses_and_vectorises(rng, name):
     impl = registry.IMPLEMENTATIONS[name]
+    target = target_for(name)
     M, N, K = 32, 32, 64
     wl = registry.MatmulWorkload(M, N, K, "uint8", True)
-    if impl.match(wl, HOST) is None:
-        pytest.skip(f"{name} does not run on this CPU")
-    cfg = impl.config(wl, HOST)
+    assert impl.match(wl, target) is not None
+    cfg = impl.config(wl, target)
     x = te.placeholder((M, K), "uint8", name="x")
-    packed = impl.placeholders(wl, cfg, HOST, True)[1]
+    packed = impl.placeholders(wl, cfg, target, True)[1]
     wp = te.placeholder(packed.shape, packed.dtype, name="wp")
     scale = te.placeholder((N,), "float32", name="scale")
-    acc = impl.compute([x, wp], wl, cfg, HOST, prepacked=True, name="qdense")
+    acc = impl.compute([x, wp], wl, cfg, target, prepacked=True, name="qdense")
     # int32 -> float * scale[j] + 3.5, rounded half to even, saturated to uint8 (QuantizeLinear)
     f32 = te.compute(acc.shape, lambda i, j: acc[i, j].astype("float32") * scale[j] + 3.5, tag="elemwise")
     q = te.compute(acc.shape, lambda i, j: te.min_of(te.max_of(te.round(f32[i, j]), 0.0), 255.0), tag="elemwise")
     y = ops.cast(q, "uint8")
-    s = ops.schedule([y], HOST, anchor_schedule=lambda s, out, final: impl.schedule(s, out, final, cfg, HOST))
+    s = ops.schedule([y], target, anchor_schedule=lambda s, out, final: impl.schedule(s, out, final, cfg, target))
     func = te.lower(s, [x, wp, scale, y])
     stores = {st.buffer.name for st in walk_stmt(func.body) if hasattr(st, "buffer")}
     assert y.name in stores and f32.op.name not in stores and q.op.name not in stores   # fused
     assert any(isinstance(st, For) and st.kind is ForKind.VECTORIZED and y.name in str(st)
                for st in walk_stmt(func.body))
-    f = te.build(func, target=HOST)
+    f = te.build(func, target=target)
     a = rng.integers(0, 256, (M, K)).astype(np.uint8)
     w = rng.integers(-128, 128, (N, K)).astype(np.int8)
     sc = rng.uniform(1e-4, 3e-3, N).astype(np.float32)
     out = np.zeros((M, N), np.uint8)
-    f(a, impl.pack_weight(w, wl, cfg, HOST), sc, out)
+    f(a, impl.pack_weight(w, wl, cfg, target), sc, out)
     acc_ref = a.astype(np.int64) @ w.T.astype(np.int64)
     ref = np.clip(np.round(acc_ref.astype(np.float32) * sc + np.float32(3.5)), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(out, ref)
@@ -148,20 +156,21 @@ def test_tuning_tasks_of_the_int8_templates_build_every_sampled_config(rng, temp
     import random
 
     import autotune
-    task = autotune.create_task(template, (32, 32, 128, "uint8"))
+    target = target_for(template)
+    task = autotune.create_task(template, (32, 32, 128, "uint8"), target)
     impl = task.implementation
-    if impl.match(impl.workload(task.args), HOST) is None:
-        pytest.skip(f"{template} does not run on this CPU")
     sp = task.config_space
     assert len(sp) > 1
     wl = impl.workload(task.args)
-    for i in {sp.sample(random.Random(s)) for s in range(3)}:
-        cfg = sp.get(i)
-        s, args = impl.instantiate(cfg, task.args, HOST, prepacked=True)
-        f = te.build(s, args, target=HOST)
+    cfgs = [sp.get(i) for i in {sp.sample(random.Random(s)) for s in range(3)}]
+    built = []
+    for cfg in cfgs:            # every one built before any runs (a run is refused on a CPU without the ISA)
+        s, args = impl.instantiate(cfg, task.args, target, prepacked=True)
+        built.append(te.build(s, args, target=target))
+    for cfg, f in zip(cfgs, built):
         a = rng.integers(0, 256, (32, 128)).astype(np.uint8)
         w = rng.integers(-128, 128, impl.weight_shape(wl)).astype(np.int8)
         c = np.zeros((32, 32), np.int32)
-        f(a, impl.pack_weight(w, wl, cfg, HOST), c)
+        f(a, impl.pack_weight(w, wl, cfg, target), c)
         b = w.T if wl.transpose_b else w
         np.testing.assert_array_equal(c, a.astype(np.int64) @ b.astype(np.int64), err_msg=str(cfg))

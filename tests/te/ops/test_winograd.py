@@ -13,6 +13,7 @@ from te.ops.conv2d import geometry
 from .conv_reference import conv_ref
 
 TOL = dict(rtol=1e-4, atol=1e-4)
+AVX512 = "llvm -mcpu=skylake-avx512"
 
 
 @pytest.mark.parametrize("m", winograd.TILE_SIZES)
@@ -178,21 +179,27 @@ def test_output_tiles_are_shared_out_evenly(threads, parallel):
     np.testing.assert_allclose(out, conv_ref(x, w, pads=(1, 1, 1, 1)), **TOL)
 
 
-@pytest.mark.parametrize("m,shape,K,bn", [
-    (2, (1, 24, 13, 13), 40, 32),      # SqueezeNet's 13x13 by F(2x2): 7 tiles a row, K padded to 64
-    (4, (2, 16, 9, 16), 20, 16),       # two images, partial tile rows, K not a multiple of bn
-    (4, (1, 8, 27, 27), 32, 16),       # 7 tiles a row of 4x4, the last one partial
+@pytest.mark.parametrize("target,m,shape,K,vectors", [
+    # AVX-512's register tiles: 7 tiles of 2 or 1 vectors (14 or 7 of its 28 accumulators)
+    (AVX512, 2, (1, 24, 13, 13), 40, 2),      # SqueezeNet's 13x13 by F(2x2): 7 tiles a row, K padded to 64
+    (AVX512, 4, (2, 16, 9, 16), 20, 1),       # two images, partial tile rows, K not a multiple of bn
+    (AVX512, 4, (1, 8, 27, 27), 32, 1),       # 7 tiles a row of 4x4, the last one partial
+    # the host's: one vector of channels, so that 7 tiles fit AVX2's 12 accumulators as well
+    (None, 2, (1, 24, 13, 13), 40, 1),
+    (None, 4, (2, 16, 9, 16), 20, 1),
+    (None, 4, (1, 8, 27, 27), 32, 1),
 ])
 @pytest.mark.parametrize("fused", [True, False])
-def test_fused_gemm_and_output_match_numpy(m, shape, K, bn, fused):
+def test_fused_gemm_and_output_match_numpy(target, m, shape, K, vectors, fused):
     """The input transform, the GEMMs and the output transform per block of a row of tiles
     (schedule_fused) or stage by stage."""
+    target = te.target.parse(target)
+    bn = vectors * target.lanes()
     rng = np.random.default_rng(m)
     x = rng.standard_normal(shape).astype(np.float32)
     w = (rng.standard_normal((K, shape[1], 3, 3)) * 0.2).astype(np.float32)
     bias = rng.standard_normal(K).astype(np.float32)
     g = geometry(x.shape, w.shape, (1, 1), (1, 1, 1, 1))
-    target = te.target.host()
     assert winograd.fused_row_tiles(g, m, bn, target) >= 4
     X, B = te.placeholder(x.shape, "float32", name="x"), te.placeholder(bias.shape, "float32", name="b")
     U = winograd.transform_weight_numpy(w, m, bn)
@@ -206,8 +213,9 @@ def test_fused_gemm_and_output_match_numpy(m, shape, K, bn, fused):
         alloc = next(ln for ln in lowered if f"allocate {buf}:" in ln)
         tiles = int(alloc.rsplit("(", 1)[1].split(",")[2])
         assert (tiles == winograd.fused_row_tiles(g, m, bn, target)) is fused
+    f = te.build(s, [X, Wt, B, y], target=target)
     out = np.full(y.shape, np.nan, np.float32)
-    te.build(s, [X, Wt, B, y])(x, U, bias, out)
+    f(x, U, bias, out)
     want = conv_ref(x, w, pads=(1, 1, 1, 1)) + bias[None, :, None, None]
     np.testing.assert_allclose(out, np.maximum(want, 0), **TOL)
 
