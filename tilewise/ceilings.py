@@ -67,7 +67,7 @@ def ceilings(remeasure: bool = False, quiet: bool = False, int8: bool = False) -
     entry = data.get(tgt.isa) if isinstance(data.get(tgt.isa), dict) else {}
     peaks = entry.get("peak_gflops") if isinstance(entry.get("peak_gflops"), dict) else {}
     cached = True
-    if remeasure:
+    if remeasure or entry.get("peak_kernel") != machine.PEAK_KERNEL:    # measured by an older kernel
         entry, peaks = {}, {}
     need = [n for n in sorted({1, threads}) if not _positive(peaks.get(str(n)))]
     if need or not _positive(entry.get("bandwidth_gbs")):
@@ -79,7 +79,7 @@ def ceilings(remeasure: bool = False, quiet: bool = False, int8: bool = False) -
             peaks[str(n)] = machine.peak_gflops(n)
         if not _positive(entry.get("bandwidth_gbs")):
             entry["bandwidth_gbs"] = machine.bandwidth_gbs()
-        entry.update(cpu=tgt.cpu, peak_gflops=peaks, measured_at=time.time())
+        entry.update(cpu=tgt.cpu, peak_gflops=peaks, measured_at=time.time(), peak_kernel=machine.PEAK_KERNEL)
         data[tgt.isa] = entry
         _write(data)
     int8_peaks = _int8_peaks(entry, threads, quiet) if int8 else {}

@@ -145,11 +145,18 @@ def as_matmul(g: ConvGeometry, target: Target | str | None = None) -> bool:
     GEMM there too (1.11x), so a target whose threads split it runs the direct conv; without a
     target, the rule by size alone.  Tuning times both (te.ops.registry.candidates) and keeps the
     faster.
+
+    Where the direct conv's register tile is one vector of channels (direct_defaults.
+    two_vector_tiles: 16 registers, AVX2), every 1x1 conv that gemm_applies to runs as the GEMM:
+    the direct tile of 8 channels x 7 pixels loads a broadcast per FMA (8 loads for 7 FMAs), the
+    GEMM's 2 pixel vectors x 4 channels 6 for 8.  On Zen 3 (two threads, in the model, alternating)
+    ResNet-50's 1x1 convs at 14x14 and 7x7 ran 0.64-0.79x the direct conv's time as the GEMM, the
+    strided 512 -> 1024 0.50x (bench/RESULTS.md, session 29).
     """
     P = g.OH * g.OW
     if not gemm_applies(g):
         return False
-    if P >= GEMM_MIN_PIXELS:
+    if P >= GEMM_MIN_PIXELS or (target is not None and not two_vector_tiles(parse(target))):
         return True
     strided = (g.sh, g.sw) != (1, 1) and P >= STRIDED_GEMM_MIN_PIXELS
     return strided and (target is None or not split_c_pays(g, parse(target)))

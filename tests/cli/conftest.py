@@ -25,10 +25,11 @@ def cli_env(tmp_path_factory) -> dict:
     env.update(TILEWISE_CACHE_DIR=str(cache), TILEWISE_NUM_THREADS="1", PYTHONPATH=path,
                PYTHONUNBUFFERED="1", COLUMNS="200")
     # pretend the machine was measured already, so only test_cli_info pays for the measurement
+    from te.machine import PEAK_KERNEL
     from te.target import host
     (cache / "machine.json").write_text(json.dumps({host().isa: {
         "cpu": host().cpu, "peak_gflops": {"1": 100.0, "2": 200.0}, "bandwidth_gbs": 20.0,
-        "measured_at": time.time()}}))
+        "measured_at": time.time(), "peak_kernel": PEAK_KERNEL}}))
     return env
 
 

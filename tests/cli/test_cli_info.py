@@ -59,6 +59,29 @@ def test_info_measures_once_then_uses_the_cache(cli, tmp_path):
     assert facts["target"].startswith("llvm -mcpu=")
 
 
+def test_a_peak_measured_by_an_older_kernel_is_measured_again(tmp_path, monkeypatch):
+    """machine.json keeps the peak kernel's revision: a peak an earlier kernel measured (on AVX2
+    its 16 chains spilled: 40% of the true peak) is not trusted."""
+    from te import machine
+    from te.target import host
+    from tilewise import ceilings
+    monkeypatch.setenv("TILEWISE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(machine, "peak_gflops", lambda n: 100.0 * n)
+    monkeypatch.setattr(machine, "bandwidth_gbs", lambda: 30.0)
+    old = {"cpu": host().cpu, "peak_gflops": {"1": 1.0, "2": 2.0}, "bandwidth_gbs": 3.0, "measured_at": 1.0}
+    (tmp_path / "machine.json").write_text(json.dumps({host().isa: old}))
+    c = ceilings.ceilings(quiet=True)
+    assert not c.cached and c.peak_gflops_1 == 100.0 and c.bandwidth_gbs == 30.0
+    assert ceilings.ceilings(quiet=True).cached, "measured by this kernel: cached"
+
+
+def test_peak_chains_fit_the_vector_registers():
+    from te import machine
+    from te.target import parse
+    assert machine.chains(parse("llvm -mcpu=skylake-avx512")) == 16     # 16 of 32 registers
+    assert machine.chains(parse("llvm -mcpu=haswell")) == 12            # 12 of 16: two for the operands
+
+
 def test_info_without_measuring(cli):
     r = cli("info", "--no-measure")
     assert r.code == 0, r.err

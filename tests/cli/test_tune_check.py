@@ -43,7 +43,7 @@ def steps_timed_at(monkeypatch, seconds) -> None:
 def test_builds_whose_kernel_lists_differ_are_matched_by_node(rng, monkeypatch):
     """The packed-layout build adds a pack and an unpack kernel: each joins the conv it serves,
     and the piece's time is the sum of its calls."""
-    g = frontends.from_onnx(conv_chain_model(rng))
+    g = frontends.from_onnx(conv_chain_model(rng, N=2))       # two images: direct convs on every CPU
     plain, packed = frontends.build(g), frontends.build(g, layout="NCHWc")
     steps_timed_at(monkeypatch, lambda lib, k: 1e-4 if lib is plain else 1e-4 * (k + 1))
     pairs = step_timing.compare_builds(plain, packed, rounds=2, repeat=2)
