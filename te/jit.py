@@ -13,8 +13,8 @@ import ctypes
 
 from . import llvm_init
 from .codegen_llvm import NUM_THREADS_GLOBAL
-from .runtime import CPULacksFeatures, lacking, lacks_message, num_threads, request_amx
-from .target import Target, required_features
+from .runtime import CPULacksFeatures, lacks_message, num_threads, request_amx
+from .target import Target, enabled_features, host, required_features
 
 
 class JitModule:
@@ -25,8 +25,10 @@ class JitModule:
         if uses_openmp:
             llvm_init.load_openmp()      # the engine resolves GOMP_* symbols as it links
         # code for a CPU this one is not is built (to export, to read its assembly) but never
-        # called: a function of it raises CPULacksFeatures instead of dying of SIGILL
-        self.target, self.lacking = target, lacking(required_features(target))
+        # called: a function of it raises CPULacksFeatures instead of dying of SIGILL.  This CPU's
+        # features are LLVM's reading of it (te.target.host), as the default target's are.
+        here = enabled_features(host())
+        self.target, self.lacking = target, [f for f in required_features(target) if f not in here]
         if "amx-tile" in target.feature_set and not self.lacking:
             request_amx(f"code for {target.isa}")   # before any tile instruction runs
         llvm = llvm_init.llvm()

@@ -15,7 +15,6 @@ so a deployed library loads without the compiler: the two files copied side by s
 from __future__ import annotations
 
 import ctypes
-import functools
 import json
 import logging
 import os
@@ -531,13 +530,6 @@ class CPULacksFeatures(LoadError):
     """Code built for a target whose features this CPU lacks was called (it would die of SIGILL)."""
 
 
-def lacking(required: list[str]) -> list[str]:
-    """The features in required (LLVM names) this CPU lacks; all of them where /proc/cpuinfo
-    cannot be read (they cannot be vouched for)."""
-    flags = cpu_flags()
-    return list(required) if flags is None else missing_features(required, flags)
-
-
 def lacks_message(what: str, target, missing: list[str]) -> str:
     """One line: what was built for target, which needs these features this CPU lacks, and the fix."""
     return (f"{what} was built for '{target}', which needs CPU features this CPU lacks: "
@@ -545,7 +537,6 @@ def lacks_message(what: str, target, missing: list[str]) -> str:
             "(the default target) or run it on a CPU that has them")
 
 
-@functools.lru_cache(maxsize=1)
 def cpu_flags() -> set[str] | None:
     """The feature flags /proc/cpuinfo lists for this CPU (None where it cannot be read)."""
     try:
