@@ -33,7 +33,7 @@ from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, flops, g
                             pad_nchw, resolve_padding, round_up, subsample_nchw)
 from . import conv_chunks, conv_split_c
 from .direct_defaults import (default_ocb, default_out_order, default_pack_at, default_store, default_tiles,  # noqa: F401
-                              input_rows_read, short_rows, small_map, spatial_out_order, subsamples, tile_budget,
+                              input_rows_read, short_rows, small_map, spatial_out_order, strided_pair_block, subsamples, tile_budget,
                               split_by_rows, two_row_tile, two_vector_tiles, wide_map)
 from .direct_defaults import chunk_channels, default_order, padded_by_thread, paired_channels, split_c_pays
 from .knobs import FallbackConfig
@@ -370,11 +370,13 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     g: ConvGeometry = attrs["geometry"]
     ocb, bh, bw = attrs["ocb"], attrs["bh"], attrs["bw"]
     Cg = g.C // g.groups
-    cfg.define_knob("unroll_kw", [False, True], default=False)
+    # direct_defaults.strided_pair_block's tile unrolls its taps and takes 8 channels a step
+    pair_block = ocb == 2 * target.lanes() and strided_pair_block(g, target)
+    cfg.define_knob("unroll_kw", [False, True], default=pair_block)
     # the 1x8 tile of a wide map: the channel loop outside the taps (stride 1) keeps the input
     # rows in L1 across them
     one_row = wide_map(g) and ocb == 32 and two_vector_tiles(target)
-    ic = (1 if g.sh == 1 else largest_divisor(Cg, 4)) if one_row else largest_divisor(Cg, 16)
+    ic = (1 if g.sh == 1 else largest_divisor(Cg, 4)) if one_row else largest_divisor(Cg, 8 if pair_block else 16)
     if bh == 2 and two_row_tile(g, ocb, target):
         ic = largest_divisor(Cg, 8)     # measured a little faster than 4 and 16 with the 2 x 7 tile
     order = default_order(g, ocb, bh, bw, target)

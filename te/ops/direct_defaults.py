@@ -33,6 +33,8 @@ def default_ocb(g: ConvGeometry, target: Target) -> int:
     pad32 = round_up(g.K, 2 * lanes) - round_up(g.K, lanes)
     if two_vector_tiles(target) and short_rows(g, target):
         return 4 * lanes
+    if strided_pair_block(g, target):
+        return 2 * lanes
     if two_vector_tiles(target) and (wide_map(g) or (g.R * g.S == 1 and g.groups == 1 and 32 * pad32 <= g.K)
                                      or small_map(g)):
         return 2 * lanes
@@ -89,6 +91,26 @@ def two_vector_tiles(target: Target) -> bool:
     return target.lanes() == 16 and target.vector_registers >= 32
 
 
+def strided_pair_block(g: ConvGeometry, target: Target) -> bool:
+    """On a 16-register target (not two_vector_tiles), does a strided spatial conv over a wide
+    map take two channel vectors x a 1 x 4 pixel tile (8 accumulators) with its taps unrolled,
+    rather than one vector x up to 12 pixels?
+
+    One vector of channels loads a broadcast input pixel per FMA, and with two load and two FMA
+    ports a cycle the loads bind.  At stride 1 the unrolled taps of a row share most of those
+    broadcasts (a 1 x 7 tile's 3 taps read 9 pixels for 21 products, which LLVM keeps in
+    registers); at stride 2 they share few (15 pixels for 21), so halving the broadcasts per FMA
+    with a second channel vector pays: 2 weight vectors + 4 broadcasts per 8 FMAs, 11 of the 16
+    registers.  Measured on Zen 3 (AVX2, two threads, weights cold, bench/conv_weak.py):
+    ResNet-50's stride-2 3x3 128@56x56 (28 wide) 1.40x over 8 channels x 2 x 4 (the channel
+    loop outside the taps, 8 channels a step: 1.12-1.24x with 16 or 32, or the taps rolled);
+    on 14- and 7-wide rows a 1 x 4 tile pads (0.4x), and stride-1 convs gained nothing
+    (1.0-1.06x: 3x3 at 28x28 and 56x56, a 5x5 at 28x28), so both keep one vector."""
+    lanes = target.lanes()
+    return (not two_vector_tiles(target) and g.groups == 1 and g.R * g.S > 1 and min(g.sh, g.sw) > 1
+            and g.K % (2 * lanes) == 0 and g.OW >= 28 and g.OW % 4 == 0 and target.acc_vectors >= 8)
+
+
 def wide_map(g: ConvGeometry) -> bool:
     """A spatial conv over a wide map: two output-channel vectors per input broadcast pay off.
 
@@ -134,6 +156,8 @@ def default_tiles(g: ConvGeometry, ocb: int, target: Target) -> tuple[int, int]:
         return 1, 7                             # faster than 16 channels in a 2x14 tile
     if measured and g.R * g.S == 1:              # a 1x1 conv on a small map: one row of up to 14
         return 1, (g.OW if g.OW <= 14 else largest_divisor(g.OW, 14))
+    if ocb == 2 * target.lanes() and strided_pair_block(g, target):
+        return 1, 4
     budget = tile_budget(ocb, target)
     best, best_score = (1, 1), (-1.0, 0, 0)
     for bw in range(1, min(g.OW, budget) + 1):
