@@ -3,6 +3,7 @@
     python bench/conv_weak.py                     # every shape, 2 threads (TILEWISE_NUM_THREADS)
     python bench/conv_weak.py s2_3x3_128 256_64   # some of them
     python bench/conv_weak.py --rounds 21         # more alternating rounds
+    python bench/conv_weak.py stem --tiles        # every register tile the template's space allows
 
 Each conv is built by the implementation an untuned model build picks (te.ops.registry), with
 the epilogue the model fuses into it (bias + ReLU, bias + residual add + ReLU, or bias alone),
@@ -73,6 +74,29 @@ ALTERNATIVES = {
                       "1x1 GEMM": {"implementation": "conv2d.gemm1x1"}, "stem kernel": {"implementation": "conv2d.stem"}},
     "conv2d.stem": {"direct": {"implementation": "conv2d.direct"}},
 }
+
+
+# the knobs of each implementation's register tile, swept by --tiles (its other knobs as the default
+# config sets them, and the tap unroll with two settings: it decides what the tile's loop body holds)
+TILE_KNOBS = {"conv2d.stem": ("tile_k", "tile_h", "tile_v"),
+              "conv2d.direct": ("tile_oc", "tile_oh", "tile_ow", "unroll_kw")}
+
+
+def tile_sweep(wl: ConvWorkload, impl, target) -> dict[str, dict]:
+    """Every register tile of impl's config space for wl that meets its constraints, as overrides."""
+    knobs = TILE_KNOBS.get(impl.name)
+    if knobs is None:
+        raise SystemExit(f"--tiles: {impl.name} has no register tile to sweep (one of {', '.join(TILE_KNOBS)})")
+    sp = autotune.create_task(impl.template, impl.args(wl), target).config_space
+    out: dict[str, dict] = {}
+    for index in range(len(sp)):
+        if not sp.valid(index):
+            continue
+        values = sp.get(index).to_json()
+        tile = {k: values[k] for k in knobs if k in values}
+        label = " ".join(f"{k}={v[-1] if isinstance(v, list) else v}" for k, v in tile.items())
+        out.setdefault(label, tile)
+    return out
 
 
 def workload(name: str) -> tuple[ConvWorkload, str]:
@@ -163,6 +187,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("shapes", nargs="*", choices=[[], *SHAPES], help="default: all")
     ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--tiles", action="store_true",
+                    help="time every register tile the implementation's space allows (TILE_KNOBS), not ALTERNATIVES")
     args = ap.parse_args()
     target = host()
     print(env_note())
@@ -174,7 +200,8 @@ def main() -> None:
         impl = registry.candidates(wl, target)[0][1]
         arrays: dict = {}
         variants, flops = {}, 0.0
-        for label, over in {"untuned": None, **ALTERNATIVES.get(impl.name, {})}.items():
+        others = tile_sweep(wl, impl, target) if args.tiles else ALTERNATIVES.get(impl.name, {})
+        for label, over in {"untuned": None, **others}.items():
             other = registry.IMPLEMENTATIONS.get((over or {}).get("implementation", impl.name))
             if other is None or other.match(wl, target) is None:
                 continue                # another implementation that does not run this conv

@@ -205,10 +205,11 @@ def layer_key(layer: Layer) -> str:
 
 def choose_layers(m: onnx.ModelProto, cal: Calibration, inputs: list[dict[str, np.ndarray]], per_channel: bool,
                   activation_type: str, budget: float, timer: LayerTimer | None = None, target=None,
-                  progress: Callable[[int, int, str], None] | None = None) -> AutoResult:
+                  progress: Callable[[int, int, str], None] | None = None, reduce_range: bool = False) -> AutoResult:
     """Time every quantisable layer int8 vs fp32 (timer, default time_layer), keep int8 where it is
     faster, then give layers back to fp32, least time saved first, until the top-1 drop against fp32
-    on the calibration inputs is within budget.  progress(done, total, layer) is called per layer."""
+    on the calibration inputs is within budget.  progress(done, total, layer) is called per layer;
+    reduce_range: 7-bit weights in the model it evaluates (write_qdq)."""
     from .quant_report import accuracy_report
     if not 0.0 <= budget <= 1.0:
         raise ModelError(f"--max-top1-drop {budget}: give a fraction between 0 and 1 (0.01 is one point)")
@@ -245,7 +246,7 @@ def choose_layers(m: onnx.ModelProto, cal: Calibration, inputs: list[dict[str, n
             break
         with tempfile.TemporaryDirectory(prefix="tilewise-quant.") as tmp:
             path = os.path.join(tmp, "auto.onnx")
-            write_qdq(m, cal.ranges, path, per_channel, activation_type, chosen)
+            write_qdq(m, cal.ranges, path, per_channel, activation_type, chosen, reduce_range)
             report = accuracy_report(path, inputs, cal.outputs, cal.output_names, target=target)
             result.model, result.report = onnx.load(path), report
         result.evaluations += 1

@@ -356,9 +356,14 @@ def _collector(method: str):
 # ---------------------------------------------------------------- 3. write
 
 def write_qdq(m: onnx.ModelProto, ranges, path: str, per_channel: bool = False, activation_type: str = "u8",
-              nodes: list[str] | None = None) -> None:
+              nodes: list[str] | None = None, reduce_range: bool = False) -> None:
     """Write m as a QDQ model to path with onnxruntime's QDQ writer and the given ranges; `nodes`
-    limits the quantised nodes to those names (None: every node it can quantise)."""
+    limits the quantised nodes to those names (None: every node it can quantise).
+
+    reduce_range: weights in 7 bits ([-64, 63], the writer's reduce_range), so no pair of u8 x s8
+    products passes int16: ONNX Runtime's int8 kernel on a CPU without VNNI adds such pairs in
+    int16 with saturation (vpmaddubsw), and with full 8-bit weights its outputs then drift from the
+    exact sums tilewise computes (bench/RESULTS.md, session 29)."""
     q, cal = ort_quantization()
     import inspect
     if "calibration_cache_path" not in inspect.signature(q.quantize_static).parameters:
@@ -377,6 +382,7 @@ def write_qdq(m: onnx.ModelProto, ranges, path: str, per_channel: bool = False, 
         try:
             q.quantize_static(m, path, None, quant_format=q.QuantFormat.QDQ, per_channel=per_channel,
                               activation_type=act, weight_type=q.QuantType.QInt8, nodes_to_quantize=nodes,
+                              reduce_range=reduce_range,
                               calibrate_method=ranges.calibration_method, calibration_cache_path=cache)
         finally:
             logging.disable(previous)
@@ -424,12 +430,12 @@ class QuantizeResult:
 def quantize(model, output: str, calibration: str | None = None, samples: int | None = None,
              method: str = "minmax", per_channel: bool = False, activation_type: str = "u8", seed: int = 0,
              shapes: dict | None = None, target=None, auto: bool = False, max_top1_drop: float = 0.01,
-             timer: Callable | None = None, progress: Callable[[int, int, str], None] | None = None
-             ) -> QuantizeResult:
+             timer: Callable | None = None, progress: Callable[[int, int, str], None] | None = None,
+             reduce_range: bool = False) -> QuantizeResult:
     """Quantise an fp32 ONNX model into a QDQ model at `output` (written atomically), calibrated with
     tilewise's fp32 build on the .npz inputs or on `samples` seeded random inputs; with auto, only the
     layers that run faster in int8 on this CPU (quant_auto.choose_layers, which calls `timer` and
-    `progress`), within max_top1_drop."""
+    `progress`), within max_top1_drop; reduce_range: 7-bit weights (write_qdq)."""
     from .quant_report import accuracy_report
     if calibration is None and not samples:
         raise ModelError("give calibration inputs (an .npz) or a number of random samples")
@@ -454,7 +460,7 @@ def quantize(model, output: str, calibration: str | None = None, samples: int | 
     if auto:
         from .quant_auto import choose_layers
         decisions = choose_layers(m, cal, inputs, per_channel, activation_type, max_top1_drop, timer, target,
-                                  progress)
+                                  progress, reduce_range)
         chosen = decisions.int8_nodes
     if decisions is not None and decisions.model is not None:   # --auto's last evaluation is the answer
         qmodel, report = decisions.model, decisions.report
@@ -464,7 +470,7 @@ def quantize(model, output: str, calibration: str | None = None, samples: int | 
         else:
             with tempfile.TemporaryDirectory(prefix="tilewise-quant.") as tmp:
                 qpath = os.path.join(tmp, "model.int8.onnx")
-                write_qdq(m, cal.ranges, qpath, per_channel, activation_type, chosen)
+                write_qdq(m, cal.ranges, qpath, per_channel, activation_type, chosen, reduce_range)
                 qmodel = onnx.load(qpath)
         report = accuracy_report(qmodel, inputs, cal.outputs, cal.output_names, shapes=shapes, target=target)
     save_atomic(qmodel, output)

@@ -120,7 +120,6 @@ def _x86_64() -> bool:
     return llvm_init.llvm().get_process_triple().startswith("x86_64")
 
 
-@functools.lru_cache(maxsize=None)
 @functools.lru_cache(maxsize=64)
 def _enabled_in(features: str) -> frozenset[str]:
     """The + features of an LLVM feature string, parsed once per string: codegen asks a target's

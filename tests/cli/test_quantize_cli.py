@@ -60,6 +60,17 @@ def test_quantize_default_output_random_samples(cli, fp32_onnx, tmp_path):
     assert (tmp_path / "net.int8.onnx").is_file()
 
 
+def test_reduce_range_writes_7_bit_weights(cli, fp32_onnx, tmp_path):
+    """--reduce-range: every int8 weight within [-64, 63] (sums ONNX Runtime adds exactly without VNNI)."""
+    r = cli("quantize", fp32_onnx, "--samples", "2", "--reduce-range", "-o", "q7.onnx", cwd=tmp_path)
+    assert r.code == 0, r.text
+    assert "7-bit weights" in r.out
+    weights = [onnx.numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "q7.onnx")).graph.initializer
+               if t.data_type == onnx.TensorProto.INT8 and t.dims]
+    assert weights and all(-64 <= int(w.min()) and int(w.max()) <= 63 for w in weights)
+    assert any(int(np.abs(w).max()) >= 60 for w in weights)      # the range is used, not shrunk further
+
+
 def test_quantize_help_says_random_samples_suit_random_weights(cli):
     r = cli("quantize", "--help")
     assert r.code == 0 and "usage: tilewise quantize" in r.out and "tilewise quantize" in r.out.split("examples:")[1]
@@ -124,6 +135,8 @@ def test_output_agreement_counts_quantisation_steps():
     one_step = u8 + np.array([[1, 0, 0]], np.uint8)
     assert "within 1 quantisation step" in output_agreement([u8], [one_step], quantized=True)
     assert "warning" in output_agreement([u8], [u8 + 2], quantized=True)
+    assert "no VNNI" in output_agreement([u8], [u8 + 2], quantized=True, vnni=False)
+    assert "VNNI" not in output_agreement([u8], [u8 + 2], quantized=True, vnni=True)
     f = np.array([1.0, 2.0], np.float32)
     assert "warning" in output_agreement([f], [f * 1.01], quantized=False)
     assert "agree" in output_agreement([f], [f * 1.01], quantized=True)

@@ -182,10 +182,14 @@ def run(args) -> int:
     return 0
 
 
-def output_agreement(ours: list, ref: list, quantized: bool) -> str:
+def output_agreement(ours: list, ref: list, quantized: bool, vnni: bool | None = None) -> str:
     """One line on how tilewise's outputs compare with ONNX Runtime's: relative difference for
     float outputs; integer outputs of a quantised model in quantisation steps (two int8 engines
-    may round a value to neighbouring steps), float outputs of one against a looser bound."""
+    may round a value to neighbouring steps), float outputs of one against a looser bound.
+
+    Where a quantised model's outputs differ and the CPU lacks VNNI (`vnni`, None: this CPU's),
+    the line says why they may: ONNX Runtime's u8 x s8 kernel then adds product pairs in int16
+    with saturation (bench/RESULTS.md, session 29), tilewise in int32, exactly."""
     import numpy as np
     pairs = [(a, np.asarray(b)) for a, b in zip(ours, ref) if a.shape == np.shape(b) and a.size]
     if not pairs:
@@ -198,8 +202,15 @@ def output_agreement(ours: list, ref: list, quantized: bool) -> str:
         ok = all(s <= 1 for s in steps) and all(e < 2e-2 for e in errs)
         what = ", ".join(([f"integer outputs within {max(steps)} quantisation step(s)"] if steps else [])
                          + ([f"max relative difference {max(errs):.2g}"] if errs else []))
-        return (f"outputs agree with ONNX Runtime as int8 engines do ({what})" if ok else
-                f"warning: outputs differ from ONNX Runtime by more than a quantisation step ({what})")
+        if ok:
+            return f"outputs agree with ONNX Runtime as int8 engines do ({what})"
+        if vnni is None:
+            from te.target import host
+            vnni = bool({"avx512vnni", "avxvnni"} & host().feature_set)
+        why = ("" if vnni else "; this CPU has no VNNI, where ONNX Runtime adds int8 product pairs in "
+               "int16 with saturation and tilewise exactly: 'tilewise quantize --reduce-range' writes 7-bit "
+               "weights, which both sum exactly")
+        return f"warning: outputs differ from ONNX Runtime by more than a quantisation step ({what}){why}"
     worst = max(errs + [float(s) for s in steps])
     return (f"outputs agree with ONNX Runtime (max relative difference {worst:.2g})" if worst < 1e-3 else
             f"warning: outputs differ from ONNX Runtime (max relative difference {worst:.2g})")
