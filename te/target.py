@@ -245,6 +245,12 @@ def required_features(tgt: Target) -> list[str]:
                   if not TUNING_FEATURE.match(f) and f not in SYSTEM_FEATURES)
 
 
+def has_vnni(tgt: Target) -> bool:
+    """Does tgt have a VNNI int8 dot product (AVX512-VNNI or AVX-VNNI)?  Without it ONNX Runtime's
+    u8 x s8 kernel adds product pairs in int16 with saturation (vpmaddubsw), tilewise's in int32."""
+    return bool({"avx512vnni", "avxvnni"} & tgt.feature_set)
+
+
 @functools.lru_cache(maxsize=None)
 def host() -> Target:
     """This machine's CPU, with its full feature string and the process's threads (read once:

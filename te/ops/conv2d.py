@@ -35,7 +35,8 @@ from . import conv_chunks, conv_split_c
 from .direct_defaults import (default_ocb, default_out_order, default_pack_at, default_store, default_tiles,  # noqa: F401
                               input_rows_read, short_rows, small_map, spatial_out_order, strided_pair_block,
                               subsamples, tile_budget, split_by_rows, two_row_tile, two_vector_tiles, wide_map)
-from .direct_defaults import chunk_channels, default_order, padded_by_thread, paired_channels, split_c_pays
+from .direct_defaults import (chunk_channels, default_order, padded_by_thread, pair_block_tile, paired_channels,
+                              split_c_pays)
 from .knobs import FallbackConfig
 from .schedule import (PARALLEL_MIN_WORK, REDUCE_ORDERS, anchor, input_stage, output_tiles, parallel_if_worth,
                        reduction_order, register_tile)
@@ -370,8 +371,7 @@ def schedule_conv2d_nchw_cfg(cfg, s: te.Schedule, out: te.Tensor, final: te.Tens
     g: ConvGeometry = attrs["geometry"]
     ocb, bh, bw = attrs["ocb"], attrs["bh"], attrs["bw"]
     Cg = g.C // g.groups
-    # direct_defaults.strided_pair_block's tile unrolls its taps and takes 8 channels a step
-    pair_block = ocb == 2 * target.lanes() and strided_pair_block(g, target)
+    pair_block = pair_block_tile(g, ocb, target)
     cfg.define_knob("unroll_kw", [False, True], default=pair_block)
     # the 1x8 tile of a wide map: the channel loop outside the taps (stride 1) keeps the input
     # rows in L1 across them

@@ -111,6 +111,11 @@ def strided_pair_block(g: ConvGeometry, target: Target) -> bool:
             and g.K % (2 * lanes) == 0 and g.OW >= 28 and g.OW % 4 == 0 and target.acc_vectors >= 8)
 
 
+def pair_block_tile(g: ConvGeometry, ocb: int, target: Target) -> bool:
+    """Is a tile of `ocb` channels strided_pair_block's (its 1 x 4 tile, taps unrolled, 8 channels a step)?"""
+    return ocb == 2 * target.lanes() and strided_pair_block(g, target)
+
+
 def wide_map(g: ConvGeometry) -> bool:
     """A spatial conv over a wide map: two output-channel vectors per input broadcast pay off.
 
@@ -156,7 +161,7 @@ def default_tiles(g: ConvGeometry, ocb: int, target: Target) -> tuple[int, int]:
         return 1, 7                             # faster than 16 channels in a 2x14 tile
     if measured and g.R * g.S == 1:              # a 1x1 conv on a small map: one row of up to 14
         return 1, (g.OW if g.OW <= 14 else largest_divisor(g.OW, 14))
-    if ocb == 2 * target.lanes() and strided_pair_block(g, target):
+    if pair_block_tile(g, ocb, target):
         return 1, 4
     budget = tile_budget(ocb, target)
     best, best_score = (1, 1), (-1.0, 0, 0)

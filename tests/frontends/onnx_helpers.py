@@ -20,8 +20,8 @@ def ort_int8_exact() -> bool:
     """Does ONNX Runtime's u8 x s8 GEMM sum exactly on this CPU?  With VNNI, yes; without it (AVX2),
     its vpmaddubsw adds two products in int16 with saturation, so a model it should compare
     exactly against is quantised with 7-bit weights (reduce_range, as ONNX Runtime advises there)."""
-    from te.target import host
-    return bool({"avx512vnni", "avxvnni"} & host().feature_set)
+    from te.target import has_vnni, host
+    return has_vnni(host())
 
 
 def int8_weight_range(lo: int = -128, hi: int = 128) -> tuple[int, int]:

@@ -205,8 +205,8 @@ def output_agreement(ours: list, ref: list, quantized: bool, vnni: bool | None =
         if ok:
             return f"outputs agree with ONNX Runtime as int8 engines do ({what})"
         if vnni is None:
-            from te.target import host
-            vnni = bool({"avx512vnni", "avxvnni"} & host().feature_set)
+            from te.target import has_vnni, host
+            vnni = has_vnni(host())
         why = ("" if vnni else "; this CPU has no VNNI, where ONNX Runtime adds int8 product pairs in "
                "int16 with saturation and tilewise exactly: 'tilewise quantize --reduce-range' writes 7-bit "
                "weights, which both sum exactly")
