@@ -1,4 +1,4 @@
-"""ResNet-50's weak convs (issue 19) as the model runs them: default against alternative configs.
+"""ResNet-50's (and AlexNet's) weak convs (issue 19) as the model runs them: default against alternative configs.
 
     python bench/conv_weak.py                     # every shape, 2 threads (TILEWISE_NUM_THREADS)
     python bench/conv_weak.py s2_3x3_128 256_64   # some of them
@@ -58,6 +58,14 @@ SHAPES = {
     "3x3_512_7": (512, 7, 512, 3, 1, "relu"),
     "3x3_256_14": (256, 14, 256, 3, 1, "relu"), "3x3_128_28": (128, 28, 128, 3, 1, "relu"),
     "3x3_64_56": (64, 56, 64, 3, 1, "relu"),
+    # AlexNet (the onnx light model) on AVX2, where the tuner found the defaults weak (session 30),
+    # with groups and padding after the epilogue
+    "alex_stem": (3, 224, 96, 11, 4, "relu", 1, 0), "alex_g5x5": (96, 26, 256, 5, 1, "relu", 2, 2),
+    "alex_g3x3_384": (384, 12, 384, 3, 1, "relu", 2, 1), "alex_g3x3_256": (384, 12, 256, 3, 1, "relu", 2, 1),
+    "alex_3x3_384": (256, 12, 384, 3, 1, "relu", 1, 1),
+    # and ZFNet-512's (session 31)
+    "zf_stem": (3, 224, 96, 7, 2, "relu", 1, 0), "zf_5x5_s2": (96, 54, 256, 5, 2, "relu", 1, 0),
+    "zf_3x3_512": (256, 12, 512, 3, 1, "relu", 1, 1), "zf_3x3_512_512": (512, 12, 512, 3, 1, "relu", 1, 1),
 }
 CLEAN_CALLS = 3         # undisturbed calls a variant needs for its round to count
 # knob overrides timed beside the default, by the implementation the default build uses
@@ -100,8 +108,9 @@ def tile_sweep(wl: ConvWorkload, impl, target) -> dict[str, dict]:
 
 
 def workload(name: str) -> tuple[ConvWorkload, str]:
-    C, H, K, R, stride, epilogue = SHAPES[name]
-    return ConvWorkload((1, C, H, H), (K, C, R, R), (stride, stride), (R // 2,) * 4), epilogue
+    C, H, K, R, stride, epilogue, *rest = SHAPES[name]
+    groups, pad = rest if rest else (1, R // 2)
+    return ConvWorkload((1, C, H, H), (K, C // groups, R, R), (stride, stride), (pad,) * 4, groups=groups), epilogue
 
 
 def aligned(shape, dtype, rng: np.random.Generator) -> np.ndarray:

@@ -351,6 +351,14 @@ def roofline(kernels: list[KernelProfile], peak_gflops: float, bandwidth_gbs: fl
     return rows
 
 
+def roof_seconds(rows: list[RooflineRow]) -> float:
+    """Seconds per run the timed kernels would take if each under its roof ran at it, the others
+    (a Winograd conv counted in the direct conv's FLOPs can pass the peak) as they run now: how
+    far the kernels alone could go, a floor for the model's time with these algorithms."""
+    return sum(r.kernel.calls * min(r.kernel.seconds, r.kernel.flops / (r.attainable_gflops * 1e9))
+               for r in rows if r.kernel.latency and r.attainable_gflops > 0)
+
+
 def plot_roofline(rows: list[RooflineRow], peak_gflops: float, bandwidth_gbs: float, path: str,
                   title: str = "roofline") -> None:
     """Draw the ceilings and one point per kernel (size ~ share of time) into an image file."""

@@ -37,6 +37,9 @@ BYTES_PER_CYCLE = (128.0, 64.0, 32.0, 16.0)
 # tile stays in a 2 MiB L2 (measured: the order re-reading it there is the faster one).
 FILL = 0.75
 FMA_UNITS = 2       # vector FMAs a cycle: every AVX2 and AVX-512 core tilewise meets has two ports
+# Independent FMAs that hide their latency: 4 cycles on each of those cores (Zen 3-5, Ice Lake,
+# Sapphire/Emerald Rapids) x FMA_UNITS; a register tile with fewer accumulators leaves ports idle.
+FMAS_IN_FLIGHT = 4 * FMA_UNITS
 # Bytes a cycle a core moves to or from NCHW lines beyond its L2 when it visits them a channel plane
 # apart (a tile's input lines per channel, a GEMM tile's output rows): each plane lies H*W*4 bytes
 # after the last (12.5 KiB at 56x56), so the L2 streamers, which follow addresses within a 4 KiB

@@ -33,7 +33,7 @@ from .conv_geometry import (ConvGeometry, Padding, bias_at, check_bias, flops, g
                             pad_nchw, resolve_padding, round_up, subsample_nchw)
 from . import conv_chunks, conv_split_c
 from .direct_defaults import (default_ocb, default_out_order, default_pack_at, default_store, default_tiles,  # noqa: F401
-                              input_rows_read, short_rows, small_map, spatial_out_order, strided_pair_block,
+                              input_rows_read, short_rows, small_map, spatial_out_order, pair_block,
                               subsamples, tile_budget, split_by_rows, two_row_tile, two_vector_tiles, wide_map)
 from .direct_defaults import (chunk_channels, default_order, padded_by_thread, pair_block_tile, paired_channels,
                               split_c_pays)

@@ -32,14 +32,17 @@ Picks on ResNet-50 (AVX-512, 2 threads): F(4x4) for 64 @ 56x56 and 128 @ 28x28, 
 direct ~730).  In ResNet-50, Inception v2, SqueezeNet and DenseNet-121 the pick was the fastest
 of the three or within 5% of it, but for DenseNet's 128 -> 32 at 14x14 and SqueezeNet's
 48 -> 192 at 13x13 (F(2x2) picked, the direct conv 8-9% faster: few output channels make a
-short batched GEMM).  Maps
-under 13x13 keep the direct conv (WinogradConv.match): the padded tiles waste most of the work,
+short batched GEMM).  On AVX-512 maps
+under 13x13 keep the direct conv (implementations._winograd_priority): the padded tiles waste most of the work,
 and the short batched GEMMs (16 tiles of 2x2 on a 7x7 map) run below the F(2x2) share above.
 ResNet-50's 3x3 512@7x7 in the model's order (bench/conv_in_model.py, one thread, CPU time,
 rough): F(2x2) 0.59-0.63x the direct conv, F(4x4) 0.40x, where these estimates put F(2x2) within
 2% of it.
 With fewer lanes (AVX2) the multiply-adds weigh more and F(4x4) wins more often; the cache
-sizes do not enter (the weights miss every level).  Tuning times all three in any case.
+sizes do not enter (the weights miss every level).  There the direct conv reaches well under
+EFFICIENCY's 0.9 on small maps (50-65% of the peak on Zen 3 at 7x7 to 12x12), so every map
+chooses, and Winograd won on every one measured (_winograd_priority's docstring).  Tuning
+times all three in any case.
 """
 from __future__ import annotations
 

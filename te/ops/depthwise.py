@@ -18,7 +18,7 @@ and dropped.  Each parallel task pads one channel's plane, which stays in L1 for
 from __future__ import annotations
 
 import te
-from te.caches import FILL
+from te.caches import FILL, FMAS_IN_FLIGHT
 from te.target import Target, parse
 
 from .common import Epilogue, apply_epilogue, largest_divisor
@@ -146,7 +146,6 @@ def depthwise_conv2d_nchw(x: te.Tensor, w: te.Tensor, g: ConvGeometry | None = N
 
 
 FLAT_CHUNK = 64        # lanes of one run of the flat accumulator (the widest loop te vectorizes)
-FMAS_IN_FLIGHT = 8     # independent FMAs that hide their latency: 4 cycles x 2 ports
 
 
 def rows_by_channel(g: ConvGeometry, sub: int, target: Target) -> bool:

@@ -33,7 +33,7 @@ def default_ocb(g: ConvGeometry, target: Target) -> int:
     pad32 = round_up(g.K, 2 * lanes) - round_up(g.K, lanes)
     if two_vector_tiles(target) and short_rows(g, target):
         return 4 * lanes
-    if strided_pair_block(g, target):
+    if pair_block(g, target):
         return 2 * lanes
     if two_vector_tiles(target) and (wide_map(g) or (g.R * g.S == 1 and g.groups == 1 and 32 * pad32 <= g.K)
                                      or small_map(g)):
@@ -91,29 +91,51 @@ def two_vector_tiles(target: Target) -> bool:
     return target.lanes() == 16 and target.vector_registers >= 32
 
 
-def strided_pair_block(g: ConvGeometry, target: Target) -> bool:
-    """On a 16-register target (not two_vector_tiles), does a strided spatial conv over a wide
-    map take two channel vectors x a 1 x 4 pixel tile (8 accumulators) with its taps unrolled,
-    rather than one vector x up to 12 pixels?
+PAIR_MIN_WIDTH = 12     # narrowest output row of a pair-block conv (pair_block)
+PAIR_WIDTHS = (4, 5, 6)  # the pair block's tile widths (pair_block_width)
+
+
+def pair_block(g: ConvGeometry, target: Target) -> bool:
+    """On a 16-register target (not two_vector_tiles), does a spatial conv take two channel
+    vectors x a 1 x pair_block_width tile with its taps unrolled, rather than one vector x up to 12 pixels?
+    Where its channels per group come in pairs of vectors, on rows of at least PAIR_MIN_WIDTH;
+    not where the tile would pad the row of a conv the one-vector tiles run chunks_outer.
 
     One vector of channels loads a broadcast input pixel per FMA, and with two load and two FMA
-    ports a cycle the loads bind.  At stride 1 the unrolled taps of a row share most of those
-    broadcasts (a 1 x 7 tile's 3 taps read 9 pixels for 21 products, which LLVM keeps in
-    registers); at stride 2 they share few (15 pixels for 21), so halving the broadcasts per FMA
-    with a second channel vector pays: 2 weight vectors + 4 broadcasts per 8 FMAs, 11 of the 16
-    registers.  Measured on Zen 3 (AVX2, two threads, weights cold, bench/conv_weak.py):
-    ResNet-50's stride-2 3x3 128@56x56 (28 wide) 1.40x over 8 channels x 2 x 4 (the channel
-    loop outside the taps, 8 channels a step: 1.12-1.24x with 16 or 32, or the taps rolled);
-    on 14- and 7-wide rows a 1 x 4 tile pads (0.4x), and stride-1 convs gained nothing
-    (1.0-1.06x: 3x3 at 28x28 and 56x56, a 5x5 at 28x28), so both keep one vector."""
+    ports a cycle the loads bind; a second channel vector halves the broadcasts per FMA: 2 weight
+    vectors + 4-6 broadcasts per 8-12 FMAs, within the 16 registers with the accumulators.
+    Unrolled, a row's taps share the broadcasts of the pixels they overlap.  Measured on Zen 3
+    (AVX2, two threads, weights cold, bench/conv_weak.py's timing), against session 30's
+    default (one vector, taps rolled): AlexNet's grouped 5x5 96 -> 256 at 26x26 2.09-2.37x and
+    its grouped 3x3 at 12x12 2.10-2.18x, its 3x3 256 -> 384 at 12x12 1.17-1.50x, the same 5x5
+    ungrouped 1.61-1.83x, ZFNet's 5x5 stride 2 on 25-wide rows 1.58-1.74x and its 7x7 stem on
+    109 (the direct conv) 1.42-1.74x; at 28 to 56 wide and at 13 wide 0.95-1.08x (within the
+    runs' spread), AlexNet's 11x11 stem 1.03x.  ResNet-50's stride-2 3x3 128@56x56 (28 wide out)
+    1.40x over 8 channels x 2 x 4 (session 30, which took the pair block for strided convs of rows
+    of 28 only).
+
+    Where the one-vector tiles run chunks_outer (weights past L2, te/ops/conv_chunks.py), that
+    order needs tiles that divide the map: a pair tile that pads the row loses it, and with it
+    the weights read from L1 (0.45x on ResNet-50's stride-2 3x3 256@28x28, 14 wide; 0.70-0.75x on
+    its 7-wide 3x3 512 convs).  Rows under 12 keep one vector: on 7 a 1 x 4 tile pads 14%."""
     lanes = target.lanes()
-    return (not two_vector_tiles(target) and g.groups == 1 and g.R * g.S > 1 and min(g.sh, g.sw) > 1
-            and g.K % (2 * lanes) == 0 and g.OW >= 28 and g.OW % 4 == 0 and target.acc_vectors >= 8)
+    if not (not two_vector_tiles(target) and g.R * g.S > 1 and (g.K // g.groups) % (2 * lanes) == 0
+            and g.OW >= PAIR_MIN_WIDTH and target.acc_vectors >= 2 * max(PAIR_WIDTHS)):
+        return False
+    if g.OW % pair_block_width(g) == 0:
+        return True
+    bh, bw = default_tiles(g, lanes, target)     # the one-vector tile (not a pair block: lanes channels)
+    return default_order(g, lanes, bh, bw, target) != "chunks_outer"
+
+
+def pair_block_width(g: ConvGeometry) -> int:
+    """The pair block's tile width: of PAIR_WIDTHS, the one that pads the row least (the narrower on a tie)."""
+    return min(PAIR_WIDTHS, key=lambda w: (round_up(g.OW, w), w))
 
 
 def pair_block_tile(g: ConvGeometry, ocb: int, target: Target) -> bool:
-    """Is a tile of `ocb` channels strided_pair_block's (its 1 x 4 tile, taps unrolled, 8 channels a step)?"""
-    return ocb == 2 * target.lanes() and strided_pair_block(g, target)
+    """Is a tile of `ocb` channels pair_block's (its 1 x pair_block_width tile, taps unrolled, 8 channels a step)?"""
+    return ocb == 2 * target.lanes() and pair_block(g, target)
 
 
 def wide_map(g: ConvGeometry) -> bool:
@@ -162,7 +184,7 @@ def default_tiles(g: ConvGeometry, ocb: int, target: Target) -> tuple[int, int]:
     if measured and g.R * g.S == 1:              # a 1x1 conv on a small map: one row of up to 14
         return 1, (g.OW if g.OW <= 14 else largest_divisor(g.OW, 14))
     if pair_block_tile(g, ocb, target):
-        return 1, 4
+        return 1, pair_block_width(g)
     budget = tile_budget(ocb, target)
     best, best_score = (1, 1), (-1.0, 0, 0)
     for bw in range(1, min(g.OW, budget) + 1):

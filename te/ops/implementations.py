@@ -29,7 +29,7 @@ from .conv2d import (PackedWeight, _tile_candidates, as_matmul, conv1x1_matmul, 
                      default_tiles, gemm_applies, gemm_defaults, gemm_tile_k, pack_weight_numpy,
                      schedule_conv2d_nchw_cfg, tile_budget)
 from . import conv_split_c, conv_stem
-from .direct_defaults import default_order
+from .direct_defaults import default_order, two_vector_tiles
 from .conv2d_nchwc import conv2d_NCHWc, pack_conv_weight_numpy, schedule_conv2d_NCHWc_cfg
 from .conv_algorithm import Algorithm, choose
 from .conv_geometry import round_up
@@ -158,13 +158,25 @@ class Gemm1x1Conv(_Conv):
         schedule_matmul_cfg(cfg, s, out, final, target)
 
 
+WINOGRAD_MIN_MAP = 13     # narrowest map Winograd is chosen for untuned where the direct conv has two-vector tiles
+
+
 def _winograd_priority(wl: ConvWorkload, target: Target, alg: Algorithm, otherwise: int) -> int:
     """20 (above the direct conv's PREFERRED) where `alg` is conv_algorithm.choose's pick, else
-    `otherwise`.  Only >= 16 channels in and >= 32 out on maps of at least 13x13 choose at all:
-    on 7x7 maps the padded tiles waste most of Winograd's work, and with few channels the
-    transforms outweigh the multiply-adds saved."""
+    `otherwise`.  Only >= 16 channels in and >= 32 out choose at all (with few channels the
+    transforms outweigh the multiply-adds saved), and where the direct conv's tiles hold two
+    channel vectors (direct_defaults.two_vector_tiles: AVX-512's 32 registers) only maps of at
+    least WINOGRAD_MIN_MAP: there the direct conv runs near the peak on 7x7 maps, where the
+    padded tiles waste most of Winograd's work (ResNet-50's 3x3 512@7x7 on Emerald Rapids: F(2x2)
+    0.59-0.63x the direct conv, conv_algorithm.py).  With 16 registers (AVX2) the direct conv's
+    one-vector tiles reach 50-65% of the peak on small maps and Winograd wins on every map
+    measured: on Zen 3, two threads, weights cold (bench/conv_weak.py's timing), the pick
+    against the direct conv's default: 512 -> 512 at 7x7 F(2x2) 1.27x, 256 -> 256 at 8x8 1.67x
+    (F(4x4) 2.37x), 128 -> 128 at 9x9 1.21x, 256 -> 256 at 10x10 1.93x, AlexNet's and ZFNet's
+    256 -> 384 and 256 -> 512 at 12x12 (F(4x4)) 3.35x and 3.16x."""
     g = wl.geometry
-    if g.C >= 16 and g.K >= 32 and min(g.OH, g.OW) >= 13 and choose(g, target) is alg:
+    small_ok = not two_vector_tiles(target) or min(g.OH, g.OW) >= WINOGRAD_MIN_MAP
+    if g.C >= 16 and g.K >= 32 and small_ok and choose(g, target) is alg:
         return 20
     return otherwise
 

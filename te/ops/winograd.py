@@ -35,6 +35,7 @@ from fractions import Fraction as F
 import numpy as np
 
 import te
+from te.caches import FMAS_IN_FLIGHT
 from te.target import Target
 from te.tensor import IterVar
 
@@ -129,9 +130,18 @@ def default_bm(bn: int, target: Target, C: int = 0, K: int = 0, P: int = 0) -> i
     (F(2x2)) 1.09-1.14x on each of its 5 calls, 128 -> 128 at 28x28 (F(4x4)) 1.06-1.10x on its
     3; with default_tile_k's 8 as well 1.17-1.26x and 1.11-1.15x, alone with warm weights 1.07x
     and 1.05x; the tuner's records for the 14x14 convs had chosen 14 rows and 8 too.  `C` and `K` are accepted for the callers' sake: the rule no longer
-    depends on where U comes from."""
+    depends on where U comes from.
+
+    First, a tile must hold FMAS_IN_FLIGHT accumulators (8: two FMA ports of 4-cycle latency)
+    where the registers allow it: the padding bound alone took 2 rows x 2 vectors for the 9
+    tiles of F(4x4) on a 12x12 map (10 rows computed, not 12), 4 independent FMA chains that
+    keep the ports half idle.  Measured on Zen 3 (AVX2, two threads, bench/conv_weak.py's timing,
+    weights cold), 6 rows against 2 on F(4x4) at 12x12 maps: AlexNet's 256 -> 384 1.26x, ZFNet's
+    256 -> 512 1.24x and 512 -> 512 1.25x (4 rows: 1.18-1.19x); the tuner's records had chosen
+    4 or 6 rows there too.  The latency and the ports are those of every x86 core this project meets."""
     vectors = -(-bn // target.lanes())
     fits = [r for r in TILE_ROWS if r * vectors <= target.acc_vectors] or [min(TILE_ROWS)]
+    fits = [r for r in fits if r * vectors >= FMAS_IN_FLIGHT] or fits
     if P:
         least = min(-(-P // r) * r for r in fits)
         fits = [r for r in fits if -(-P // r) * r * 8 <= least * 9]

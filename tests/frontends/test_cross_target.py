@@ -17,11 +17,12 @@ HASWELL = te.target.parse("llvm -mcpu=haswell")
 
 @pytest.mark.skipif("avx2" not in te.target.host().feature_set, reason="this CPU lacks AVX2")
 def test_conv_model_for_avx2_packs_weights_by_its_vector_and_runs(rng):
-    # a 12x12 map: the direct conv (Winograd is preferred from 14x14), whose weights are packed
+    # a stride-2 conv on rows of 6: the direct conv with one vector of channels (not Winograd,
+    # not direct_defaults.pair_block), whose weights are packed
     w = rng.standard_normal((64, 32, 3, 3)).astype(np.float32)
-    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "conv",
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2])], "conv",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 12, 12])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 12, 12])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 6, 6])],
                           [numpy_helper.from_array(w, "w")])
     graph = frontends.from_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
     _, planned, _ = plan_model(graph, HASWELL, 13)
@@ -29,7 +30,7 @@ def test_conv_model_for_avx2_packs_weights_by_its_vector_and_runs(rng):
     assert packed == ["w::conv2d.direct[8, 32, 3, 3, 8]"]                # one 8-lane vector of channels
     x = rng.standard_normal((1, 32, 12, 12)).astype(np.float32)
     (y,) = frontends.build(graph, target=HASWELL).run(x=x)
-    np.testing.assert_allclose(y, conv_ref(x, w, pads=(1, 1, 1, 1)), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(y, conv_ref(x, w, (2, 2), pads=(1, 1, 1, 1)), rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.skipif("avx2" not in te.target.host().feature_set, reason="this CPU lacks AVX2")

@@ -25,6 +25,13 @@ def test_a_kernel_answers_to_its_own_sampled_peak():
     assert math.isclose(eff["int8"], 100 / 400)             # int8 answers to its unit's peak, not the fp32 sample
 
 
+def test_roof_seconds_counts_slow_kernels_at_their_roof_and_fast_ones_as_they_run():
+    # 1 GFLOP each against a 200 GFLOP/s roof (5 ms): 10 ms counts 5, a Winograd-like 4 ms counts 4
+    rows = roofline([_kernel("slow", 0.01), _kernel("past the roof", 0.004)], peak_gflops=200.0, bandwidth_gbs=20.0)
+    rows[0].kernel.calls = 3
+    assert math.isclose(profile.roof_seconds(rows), 3 * 0.005 + 0.004)
+
+
 def test_profile_kernels_takes_the_higher_sample_either_side(tmp_path):
     from tests.tiny_models import tiny_model
     graph = frontends.from_onnx(onnx.load(tiny_model(tmp_path / "tiny.onnx")))

@@ -169,6 +169,8 @@ def run(args) -> int:
     total = sum(r.kernel.calls * r.kernel.seconds for r in rows if r.kernel.latency)
     say(f"sum of kernel times {fmt_time(total)} per run (each kernel timed alone, warm caches) vs "
         f"{fmt_time(ours.median)} for the whole model")
+    say(f"at their roofs (each kernel under its roof at 100%, the others as they run) the kernels would "
+        f"take {fmt_time(profile.roof_seconds(rows))} per run: the floor for this model's kernels with these algorithms")
     for r in rows:
         if r.kernel.error:
             note(f"tilewise: warning: kernel {r.kernel.name} could not be timed alone: {r.kernel.error}")

@@ -121,16 +121,17 @@ def test_a_copy_past_half_the_l2_stays_shared(rng):
 
 
 def strided_block() -> "onnx.ModelProto":
-    """Conv 3x3 stride 2 (256 -> 256 at 14x14) + Relu, then a 3x3 stride-1 conv at 7x7: two direct
-    convs that pad per thread on two threads, copies past the stack's 64 KiB."""
+    """Conv 3x3 stride 2 (256 -> 256 at 14x14) + Relu, then a 5x5 stride-1 conv at 7x7: two direct
+    convs (a 3x3 one at 7x7 is Winograd on AVX2) that pad per thread on two threads, copies past
+    the stack's 64 KiB."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(0)
-    w1, w2 = (numpy_helper.from_array(rng.standard_normal((256, 256, 3, 3)).astype(np.float32) / 48, n)
-              for n in ("w1", "w2"))
+    w1, w2 = (numpy_helper.from_array(rng.standard_normal((256, 256, k, k)).astype(np.float32) / (16 * k), n)
+              for n, k in (("w1", 3), ("w2", 5)))
     nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c1"], ["r1"]),
-             helper.make_node("Conv", ["r1", "w2"], ["y"], pads=[1, 1, 1, 1])]
+             helper.make_node("Conv", ["r1", "w2"], ["y"], pads=[2, 2, 2, 2])]
     graph = helper.make_graph(nodes, "strided", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 256, 14, 14])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 256, 7, 7])], [w1, w2])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

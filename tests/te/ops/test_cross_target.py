@@ -70,8 +70,8 @@ def test_matmul_for_avx2_has_an_avx2_register_tile():
 
 def test_conv_for_avx2_has_an_avx2_register_tile():
     x, w = te.placeholder((1, 32, 28, 28), name="x"), te.placeholder((64, 32, 3, 3), name="w")
-    at = ops.conv2d(x, w, padding=1, target=HASWELL).op.attrs
-    assert at["ocb"] == 8 and at["bh"] * at["bw"] * vectors(at["ocb"], HASWELL) <= 12
+    at = ops.conv2d(x, w, padding=1, target=HASWELL).op.attrs       # direct_defaults.pair_block
+    assert at["ocb"] == 16 and at["bh"] * at["bw"] * vectors(at["ocb"], HASWELL) <= 12
     at = ops.conv2d(x, w, padding=1, target=AVX512).op.attrs        # the measured AVX-512 block
     assert at["ocb"] == 32 and at["bh"] * at["bw"] * 2 <= 28
 
@@ -82,8 +82,8 @@ def test_templates_take_the_tasks_target(name, args):
     space = autotune.create_task(name, args, target=HASWELL).config_space
     d = space.get(space.default_index())
     if name == "conv2d_nchw":
-        assert d["tile_oc"].val == 8
-        tile = d["tile_oh"].size[-1] * d["tile_ow"].size[-1]
+        assert d["tile_oc"].val == 16          # two 8-lane vectors: direct_defaults.pair_block
+        tile = d["tile_oh"].size[-1] * d["tile_ow"].size[-1] * vectors(d["tile_oc"].val, HASWELL)
     else:
         assert d["bn"].val == 16
         tile = d["tile_y"].size[-1] * vectors(d["bn"].val, HASWELL)

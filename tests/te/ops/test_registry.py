@@ -36,7 +36,7 @@ RESNET_LIKE = [   # (x, w, strides, pads, groups), the implementation
     (((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd"),
     (((1, 128, 28, 28), (128, 128, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd"),
     (((1, 256, 14, 14), (256, 256, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.winograd_f2"),   # weights cold
-    (((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.direct"),       # map too small
+    (((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.direct"),       # map too small (AVX-512)
     (((1, 128, 56, 56), (128, 128, 3, 3), (2, 2), (1, 1, 1, 1), 1), "conv2d.direct"),     # strided
     (((1, 16, 56, 56), (16, 16, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.direct"),        # few channels
     (((1, 8, 56, 56), (64, 8, 3, 3), (1, 1), (1, 1, 1, 1), 1), "conv2d.direct"),          # few channels in
@@ -63,6 +63,8 @@ def test_the_registry_selects_what_the_old_rules_did(conv, want, target):
     assert want.replace("winograd_f2", "winograd") == old_rule(wl.geometry)
     if want == "conv2d.direct" and gemm_applies(wl.geometry) and not two_vector_tiles(tgt):
         want = "conv2d.gemm1x1"         # 16 registers: every 1x1 as the GEMM (conv2d.as_matmul)
+    if min(wl.geometry.OH, wl.geometry.OW) < 13 and not two_vector_tiles(tgt) and want == "conv2d.direct":
+        want = "conv2d.winograd_f2"     # 16 registers: Winograd on small maps too (_winograd_priority)
     assert impl.name == want
 
 
