@@ -6,7 +6,8 @@
     GOMP_SPINCOUNT=300000 python bench/libraries.py model.onnx a.so   # libgomp's own spin count
 
 Each library is loaded with te.runtime.load_module and run on the same random input as an ONNX
-Runtime default session; the engines alternate in blocks in one process (frontends.profile.
+Runtime default session (and one that does not spin, timed right after it: the default session's
+threads spin on after its runs); the engines alternate in blocks in one process (frontends.profile.
 time_interleaved), so a change in the machine's speed hits them alike. Printed: each one's
 largest difference from ONNX Runtime's outputs (all of them), its median latency and its ratio to ORT's,
 and the same of the lower deciles (steadier while other jobs share the cores).
@@ -55,6 +56,12 @@ def main() -> None:
         print(f"{name}: max abs difference from ONNX Runtime over its {len(got)} output(s) {diff:.2e}")
     fns = {k: (lambda m=m: m.run(None, feed)) for k, m in mods.items()}
     fns["onnxruntime"] = lambda: sess.run(None, feed)
+    # ONNX Runtime without spinning after the default session: the default one's threads spin on
+    # after its runs, and the library timed next lost up to half its runs to them (session 31: a
+    # median 1.7x its lower decile, whichever library came first); the no-spin session takes that
+    # place, and is shown too, as bench/models.py shows it
+    nospin = profile.onnxruntime_session(onnx.load(args.model), spinning=False)
+    fns["onnxruntime no-spin"] = lambda: nospin.run(None, feed)
     one = None
     for _ in range(5):          # the least of a few: one stall of a busy machine would make the blocks 1 run
         t0 = time.perf_counter()

@@ -27,7 +27,7 @@ from frontends import zoo                                 # noqa: E402
 from frontends.profile import onnxruntime_session, random_inputs, time_interleaved  # noqa: E402
 from common import env_note, log_paths, table, time_call  # noqa: E402
 
-MODELS = ["resnet50", "squeezenet", "vgg19", "inception_v1", "inception_v2", "bvlc_alexnet", "densenet121",
+MODELS = ["resnet50", "squeezenet", "vgg19", "inception_v1", "inception_v2", "bvlc_alexnet", "zfnet512", "densenet121",
           "shufflenet", "mobilenet_block", "mlp", "encoder_layer"]
 
 
