@@ -9,7 +9,7 @@
     f = te.build(s, [A, B, C])
 """
 from .expr import (DTYPES, Cast, Const, Expr, Load, Reduce, TensorLoad, Var, cast, const)
-from .intrin import (abs, all, any, ceil, cos, erf, exp, floor, if_then_else, log, max, max_of,
+from .intrin import (abs, all, any, ceil, cos, erf, exp, floor, if_then_else, ldexp, log, max, max_of,
                      min, min_of, power, prod, round, rsqrt, select, sigmoid, sin, sqrt, sum, tanh)
 from .lower import lower
 from .schedule import ForKind, Schedule, ScheduleError, Stage, Step, create_schedule, replay

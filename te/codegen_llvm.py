@@ -489,6 +489,8 @@ class CodeGenLLVM(RowAccess, VectorAccess, ValueNumbering, ParallelRegions, Pref
             one = ir.Constant(x.type, 1.0 if not isinstance(x.type, ir.VectorType)
                               else [1.0] * x.type.count)
             return b.fdiv(one, b.fadd(one, self._intrinsic("llvm.exp", [b.fneg(x)])))
+        if f is MathFunc.LDEXP:
+            return self._ldexp(*args)
         if f in INTRINSICS:
             return self._intrinsic(INTRINSICS[f], args)
         name = LIBM[f][e.dtype]
@@ -501,6 +503,24 @@ class CodeGenLLVM(RowAccess, VectorAccess, ValueNumbering, ParallelRegions, Pref
         for lane in range(x.type.count):
             y = b.call(fn, [b.extract_element(x, ir.Constant(I32, lane))])
             out = b.insert_element(out, y, ir.Constant(I32, lane))
+        return out
+
+
+    def _ldexp(self, x: ir.Value, n: ir.Value) -> ir.Value:
+        """x * 2**(n - n//2) * 2**(n//2) (te.intrin.ldexp), each power built from its exponent bits."""
+        b = self.builder
+        scalar = x.type.element if isinstance(x.type, ir.VectorType) else x.type
+        bits, bias, shift = (I64, 1023, 52) if isinstance(scalar, ir.DoubleType) else (I32, 127, 23)
+        ity = ir.VectorType(bits, x.type.count) if isinstance(x.type, ir.VectorType) else bits
+
+        def c(v):
+            return ir.Constant(ity, v if not isinstance(ity, ir.VectorType) else [v] * ity.count)
+        k = b.fptosi(n, ity)
+        lo = b.ashr(k, c(1))
+        hi = b.sub(k, lo)
+        out = x
+        for part in (hi, lo):
+            out = b.fmul(out, b.bitcast(b.shl(b.add(part, c(bias)), c(shift)), x.type))
         return out
 
 

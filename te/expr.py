@@ -94,6 +94,7 @@ class MathFunc(enum.Enum):
     CEIL = "ceil"
     ROUND = "round"
     POW = "pow"
+    LDEXP = "ldexp"     # x * 2**n, n a float holding an integer (te.intrin.ldexp)
     SIN = "sin"
     COS = "cos"
 

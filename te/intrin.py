@@ -39,6 +39,20 @@ def power(x, y) -> Expr:
     return Call(MathFunc.POW, (x, y), x.dtype)
 
 
+def ldexp(x, n) -> Expr:
+    """x * 2**n for a float n that holds an integer in [-252, 254] (floats; other n: undefined).
+
+    Built from exponent bits as x * 2**(n - n // 2) * 2**(n // 2), two normal powers of two, so it
+    vectorizes on every target: pow(2, n), which LLVM also turns into ldexp, is one vscalefps on
+    AVX-512 but one libm ldexpf call per lane elsewhere (fastmath.exp_poly's scale on AVX2).
+    Overflow gives inf; a result below the normal range is rounded twice (within one ulp of the
+    denormal)."""
+    x, n = _unify(x, n)
+    if not is_float(x.dtype):
+        x, n = cast("float32", x), cast("float32", n)
+    return Call(MathFunc.LDEXP, (x, n), x.dtype)
+
+
 def rsqrt(x) -> Expr:
     """1 / sqrt(x)."""
     x = convert(x, "float32")

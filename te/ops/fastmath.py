@@ -6,9 +6,9 @@ plain arithmetic, selects, `floor` and a power of two, so a vectorized loop over
 in vector registers:
 
 * exp: Cody-Waite range reduction x = n*ln2 + r with |r| <= ln2/2, a degree-5 polynomial
-  for e**r and a scale by 2**n.  The scale is written as `power(2, float(int n))`, which
-  LLVM turns into `ldexp`, i.e. one `vscalefps` on AVX-512 (an `ldexpf` call per lane
-  elsewhere); ldexp also gives IEEE overflow to inf and gradual underflow for free.
+  for e**r and a scale by 2**n, te.ldexp: two powers of two built from exponent bits (pow(2, n)
+  became one `vscalefps` on AVX-512 but an `ldexpf` call per lane elsewhere: softmax ran 20x
+  slower on AVX2); it gives IEEE overflow to inf and underflow through the denormals.
 * tanh: the odd/even rational approximation of Eigen on x clamped to +-7.9 (tanh rounds to
   within 3e-7 of +-1 there), one division and no exp.
 * erf: the odd/even rational approximation Eigen and TVM use, on x clamped to [-4, 4]
@@ -79,12 +79,7 @@ def exp_poly(x, nonpositive: bool = False, keep_nan: bool = True) -> te.Expr:
     r = n * -LN2_HI + xc
     r = n * -LN2_LO + r
     p = _horner(r, EXP_POLY) * (r * r) + r + 1.0
-    two = te.const(2.0, x.dtype)
-    if nonpositive:
-        v = p * te.power(two, n.astype("int32").astype(x.dtype))
-    else:
-        # 2**(n-1) * 2, not 2**n: n reaches 128 just below the overflow threshold of e**x
-        v = p * te.power(two, (n - 1.0).astype("int32").astype(x.dtype)) * 2.0
+    v = te.ldexp(p, n)          # n in [-150, 128]: within ldexp's two normal halves
     return _keep_nan(x, v) if keep_nan else v
 
 

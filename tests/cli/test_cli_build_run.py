@@ -119,9 +119,9 @@ def test_run_input_errors(cli, tiny_so, tmp_path):
 def test_bench_onnx_against_onnxruntime_with_kernel_roofline(cli, tiny_onnx, tiny_log):
     r = cli("bench", tiny_onnx, "--repeat", "3", "--log", tiny_log, "--no-shared-logs")
     assert r.code == 0, r.err
-    assert "median" in r.out and "ONNX Runtime" in r.out
+    assert "median" in r.out and "ONNX Runtime" in r.out and "without spinning" in r.out
     assert "outputs agree with ONNX Runtime" in r.out
-    assert "per-kernel roofline" in r.out
+    assert "per-kernel roofline" in r.out and "at their roofs" in r.out
     for col in ("FLOP/B", "GFLOP/s", "MB moved", "bound", "of roof"):
         assert col in r.out
     kernels = [ln for ln in r.out.splitlines() if ln.startswith("k") and "_conv" in ln.split()[0]]

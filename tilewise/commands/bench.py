@@ -103,10 +103,16 @@ def run(args) -> int:
         sess = profile.onnxruntime_session(onnx_path, threads)     # a default session, as users run it
         feed = {k: v for k, v in inputs.items() if k in {i.name for i in sess.get_inputs()}}
         fns["ort"] = lambda: sess.run(None, feed)
+        # the default session's threads spin on after its runs, longer than one settling run: the
+        # engine timed next lost up to half its runs to them (session 31), so ONNX Runtime without
+        # spinning runs in that place (shown too, as bench/models.py shows it)
+        nospin = profile.onnxruntime_session(onnx_path, threads, spinning=False)
+        fns["ort no-spin"] = lambda: nospin.run(None, feed)
     st.update("timing" + (" tilewise and ONNX Runtime in alternating rounds..." if sess else " tilewise..."),
               force=True)
     # engines alternate in blocks of runs back to back (ONNX Runtime's idle threads spin between
-    # its runs, which helps it there; a settling run after each switch absorbs the spinning)
+    # its runs, which helps it there; a settling run after each switch, and the no-spin session
+    # after the default one, absorb the spinning)
     block = max(1, min(10, args.repeat // 5))
     lat = profile.time_interleaved(fns, repeat=-(-args.repeat // block), warmup=2, block=block)
     ours = lat["ours"]
@@ -115,9 +121,12 @@ def run(args) -> int:
     if sess is not None:
         theirs = lat["ort"]
         ref = sess.run(None, feed)
-        del sess, fns         # its spinning worker threads would steal a core from the kernel timings
+        del sess, nospin, fns    # spinning worker threads would steal a core from the kernel timings
         rows.append([f"ONNX Runtime {_ort_version()}", fmt_time(theirs.median), fmt_time(theirs.min),
                      fmt_time(theirs.max), f"{theirs.median / ours.median:.2f}x"])
+        quiet = lat["ort no-spin"]
+        rows.append(["  without spinning", fmt_time(quiet.median), fmt_time(quiet.min), fmt_time(quiet.max),
+                     f"{quiet.median / ours.median:.2f}x"])
         agree = output_agreement(out_ours, ref, quantized=graph is not None and _is_quantized(graph))
     st.clear()
     say(table(["", "median", "min", "max", "tilewise speed-up"], rows, "lrrrr"))
