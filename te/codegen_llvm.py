@@ -505,22 +505,18 @@ class CodeGenLLVM(RowAccess, VectorAccess, ValueNumbering, ParallelRegions, Pref
             out = b.insert_element(out, y, ir.Constant(I32, lane))
         return out
 
-
     def _ldexp(self, x: ir.Value, n: ir.Value) -> ir.Value:
         """x * 2**(n - n//2) * 2**(n//2) (te.intrin.ldexp), each power built from its exponent bits."""
         b = self.builder
         scalar = x.type.element if isinstance(x.type, ir.VectorType) else x.type
         bits, bias, shift = (I64, 1023, 52) if isinstance(scalar, ir.DoubleType) else (I32, 127, 23)
-        ity = ir.VectorType(bits, x.type.count) if isinstance(x.type, ir.VectorType) else bits
-
-        def c(v):
-            return ir.Constant(ity, v if not isinstance(ity, ir.VectorType) else [v] * ity.count)
+        ity = storage._like(x, bits)
         k = b.fptosi(n, ity)
-        lo = b.ashr(k, c(1))
-        hi = b.sub(k, lo)
+        lo = b.ashr(k, storage._c(ity, 1))
         out = x
-        for part in (hi, lo):
-            out = b.fmul(out, b.bitcast(b.shl(b.add(part, c(bias)), c(shift)), x.type))
+        for part in (b.sub(k, lo), lo):
+            exponent = b.shl(b.add(part, storage._c(ity, bias)), storage._c(ity, shift))
+            out = b.fmul(out, b.bitcast(exponent, x.type))
         return out
 
 

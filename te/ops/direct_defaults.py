@@ -119,8 +119,8 @@ def pair_block(g: ConvGeometry, target: Target) -> bool:
     the weights read from L1 (0.45x on ResNet-50's stride-2 3x3 256@28x28, 14 wide; 0.70-0.75x on
     its 7-wide 3x3 512 convs).  Rows under 12 keep one vector: on 7 a 1 x 4 tile pads 14%."""
     lanes = target.lanes()
-    if not (not two_vector_tiles(target) and g.R * g.S > 1 and (g.K // g.groups) % (2 * lanes) == 0
-            and g.OW >= PAIR_MIN_WIDTH and target.acc_vectors >= 2 * max(PAIR_WIDTHS)):
+    if (two_vector_tiles(target) or g.R * g.S == 1 or (g.K // g.groups) % (2 * lanes)
+            or g.OW < PAIR_MIN_WIDTH or target.acc_vectors < 2 * max(PAIR_WIDTHS)):
         return False
     if g.OW % pair_block_width(g) == 0:
         return True
